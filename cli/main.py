@@ -1,0 +1,66 @@
+"""The ``rawsigma`` command: a thin typer shell over acquire, calib and analysis."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="rawsigma",
+    help=(
+        "Camera noise calibration through Micro-Manager, and scoring of image "
+        "processing (compression, bit-depth reduction) against the raw noise."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+# Each module defines ``register(app)``; the order is the order in ``--help``.
+_COMMAND_MODULES = [
+    "demo_cmd",
+    "calibrate_cmd",
+    "acquire_cmd",
+    "profile_cmd",
+    "score_cmd",
+    "codec_cmd",
+    "gui_cmd",
+]
+
+for _name in _COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"{__package__}.{_name}")
+    except ModuleNotFoundError as exc:  # a command module not written yet
+        if exc.name != f"{__package__}.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from rawsigma import __version__
+
+        typer.echo(f"rawsigma {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Entry point of the ``rawsigma`` console script."""
+    from rawsigma.errors import RawsigmaError
+
+    try:
+        app()
+    except RawsigmaError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
