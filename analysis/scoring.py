@@ -1,0 +1,336 @@
+"""The standard score ε of Pomarico et al. (2023) and its bookkeeping.
+
+For a parameter χ measured on the raw image (χ_raw), on ``n`` raw-equivalent replicas
+and on a processed image (χ_c)::
+
+    ε = (χ_raw − χ_c) / σ_raw,        σ_raw = std(χ over replicas, ddof=1)
+
+``|ε| < 1``: the processing moved χ by less than the raw noise does.
+
+Conventions
+-----------
+- Angles (``Angle``, ``FeretAngle``) are axial, defined modulo 180°: their differences
+  are wrapped into [−90°, 90°) before any statistic.
+- ``σ_raw = 0`` (the parameter never changed over the replicas): ε = 0 when χ_c = χ_raw,
+  else ±inf. Infinite per-object scores are *counted* (``n_inf``) and left out of the
+  per-object mean and std, which are over finite scores; a global ε = ±inf fails the
+  verdict.
+- Confidence interval. Conditional on the raw image, χ_raw and χ_c are fixed numbers;
+  only σ_raw is estimated. For Gaussian replica values ``(n−1)s²/σ² ~ χ²(n−1)``, so
+  with probability ``1−α``::
+
+      σ ∈ [ s·√((n−1)/q_hi),  s·√((n−1)/q_lo) ],   q_lo,q_hi = χ²(n−1) quantiles α/2, 1−α/2
+
+  and the true score ε* = Δ/σ lies in ``ε̂·[√(q_lo/(n−1)), √(q_hi/(n−1))]``. For n = 10
+  and 95 %: [0.55, 1.45]·ε̂. Note ``E[1/s] > 1/σ`` (≈ +9 % at n = 10): per-object mean
+  scores are biased away from zero by that factor; the interval covers it.
+- Verdict: a processed image is *within noise* iff every |mean ε| < 1 (globals: |ε|,
+  per-object parameters: |mean over objects|, finite scores; a parameter whose per-object
+  scores are all infinite fails).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "ANGLE_PARAMS",
+    "NON_INDEPENDENT_NOTE",
+    "FeatureStats",
+    "ObjectScore",
+    "delta",
+    "delta_stats",
+    "epsilon",
+    "epsilon_ci",
+    "epsilon_ci_factors",
+    "feature_epsilon",
+    "matched_values",
+    "replica_sigma",
+    "score_globals",
+    "score_objects",
+    "tolerance_best",
+    "verdict",
+]
+
+ANGLE_PARAMS = frozenset({"Angle", "FeretAngle", "angle", "feret_angle"})
+NON_INDEPENDENT_NOTE = (
+    "Round = 1/AR and Compact = √Round exactly under ImageJ's area-normalised ellipse, "
+    "so AR, Round and Compact are one degree of freedom, not three independent tests."
+)
+
+
+def delta(param: str, raw: np.ndarray | float, other: np.ndarray | float) -> np.ndarray:
+    """Return χ_raw − χ_other, wrapped into [−90, 90) for axial angles (degrees)."""
+    d = np.asarray(raw, dtype=np.float64) - np.asarray(other, dtype=np.float64)
+    if param in ANGLE_PARAMS:
+        d = (d + 90.0) % 180.0 - 90.0
+    return d
+
+
+def epsilon(d: np.ndarray | float, sigma: np.ndarray | float) -> np.ndarray:
+    """Standard score Δ/σ with the σ = 0 convention (0 if Δ = 0, else ±inf).
+
+    NaN in either input gives NaN (object not matched, or too few replicas).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    s = np.asarray(sigma, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = d / s
+    zero = (s == 0) & (d == 0)
+    return np.where(zero, 0.0, e)
+
+
+def epsilon_ci_factors(n_replicas: int, level: float = 0.95) -> tuple[float, float]:
+    """Multipliers ``(lo, hi)`` such that ε* ∈ ε̂·[lo, hi] with probability ``level``.
+
+    Parameters
+    ----------
+    n_replicas : int
+        Number of replicas σ_raw was estimated from (≥ 2).
+    level : float
+        Coverage probability.
+    """
+    if n_replicas < 2:
+        return (math.nan, math.nan)
+    k = n_replicas - 1
+    a = 1.0 - level
+    q_lo = stats.chi2.ppf(a / 2, k)
+    q_hi = stats.chi2.ppf(1 - a / 2, k)
+    return (math.sqrt(q_lo / k), math.sqrt(q_hi / k))
+
+
+def epsilon_ci(eps: float, n_replicas: int, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of a score ε̂ computed with σ from ``n_replicas`` replicas."""
+    lo, hi = epsilon_ci_factors(n_replicas, level)
+    a, b = eps * lo, eps * hi
+    return (min(a, b), max(a, b))
+
+
+def delta_stats(d: np.ndarray) -> dict:
+    """µ, σ (ddof=1) and count of the finite entries of a Δ sample."""
+    d = np.asarray(d, dtype=np.float64).ravel()
+    d = d[np.isfinite(d)]
+    return {
+        "mu": float(d.mean()) if d.size else math.nan,
+        "sigma": float(d.std(ddof=1)) if d.size > 1 else math.nan,
+        "n": int(d.size),
+    }
+
+
+def replica_sigma(values: np.ndarray, min_count: int = 2) -> np.ndarray:
+    """Std (ddof=1) over axis 0 ignoring NaN; NaN where fewer than ``min_count`` values."""
+    v = np.asarray(values, dtype=np.float64)
+    cnt = np.sum(np.isfinite(v), axis=0)
+    out = np.full(v.shape[1:], np.nan)
+    ok = cnt >= max(min_count, 2)
+    if np.any(ok):
+        vv = v[:, ok]
+        out[ok] = np.nanstd(vv, axis=0, ddof=1)
+    return out
+
+
+def matched_values(
+    other: Mapping[str, np.ndarray], ref_index: np.ndarray, other_index: np.ndarray, n_ref: int
+) -> dict[str, np.ndarray]:
+    """Re-index an object table onto the reference objects (NaN where unmatched)."""
+    out = {}
+    for k, v in other.items():
+        col = np.full(n_ref, np.nan)
+        v = np.asarray(v, dtype=np.float64)
+        if ref_index.size:
+            col[ref_index] = v[other_index]
+        out[k] = col
+    return out
+
+
+def score_globals(
+    raw: Mapping[str, float], replicas: Sequence[Mapping[str, float]], other: Mapping[str, float]
+) -> dict[str, dict]:
+    """ε for each global parameter (count, total area, ...).
+
+    Returns
+    -------
+    dict
+        ``{param: {"raw", "value", "sigma_raw", "delta", "epsilon", "ci"}}``.
+    """
+    n = len(replicas)
+    out = {}
+    for k, r in raw.items():
+        rep = np.array([float(x[k]) for x in replicas], dtype=np.float64)
+        s = float(rep.std(ddof=1)) if n > 1 else math.nan
+        d = float(delta(k, r, other[k]))
+        e = float(epsilon(d, s))
+        out[k] = {
+            "raw": float(r),
+            "value": float(other[k]),
+            "replica_mean": float(rep.mean()) if n else math.nan,
+            "sigma_raw": s,
+            "delta": d,
+            "epsilon": e,
+            "ci": list(epsilon_ci(e, n)) if math.isfinite(e) else [e, e],
+        }
+    return out
+
+
+@dataclass
+class ObjectScore:
+    """Per-object scores of one parameter against the raw segmentation."""
+
+    param: str
+    eps: np.ndarray  # (n_raw_objects,) NaN where unmatched or σ undefined
+    delta: np.ndarray  # (n_raw_objects,) χ_raw − χ_c, NaN where unmatched
+    sigma_raw: np.ndarray  # (n_raw_objects,)
+    mean: float
+    std: float
+    n: int  # finite scores
+    n_inf: int
+    ci: tuple[float, float]
+
+    def summary(self) -> dict:
+        """JSON-ready numbers (no per-object arrays)."""
+        return {
+            "mean_epsilon": self.mean,
+            "std_epsilon": self.std,
+            "n": self.n,
+            "n_inf": self.n_inf,
+            "ci": list(self.ci),
+            "delta": delta_stats(self.delta),
+        }
+
+
+def score_objects(
+    raw: Mapping[str, np.ndarray],
+    replica_matched: Mapping[str, np.ndarray],
+    other_matched: Mapping[str, np.ndarray],
+    *,
+    params: Iterable[str] | None = None,
+    min_replicas: int = 2,
+    level: float = 0.95,
+) -> dict[str, ObjectScore]:
+    """Per-object ε for each parameter, then mean ± std over objects.
+
+    Parameters
+    ----------
+    raw : mapping param -> (n_obj,) array
+        Raw-image object table.
+    replica_matched : mapping param -> (n_rep, n_obj) array
+        Replica values re-indexed onto the raw objects (NaN where unmatched).
+    other_matched : mapping param -> (n_obj,) array
+        Processed-image values re-indexed onto the raw objects (NaN where unmatched).
+    params : iterable of str, optional
+        Parameters to score (default: all keys of ``other_matched`` present in ``raw``).
+    min_replicas : int
+        Minimum number of replicas in which an object must be matched for its σ_raw.
+    level : float
+        Coverage of the confidence interval of the mean score.
+    """
+    keys = list(params) if params is not None else [k for k in other_matched if k in raw]
+    out = {}
+    for k in keys:
+        rep = np.asarray(replica_matched[k], dtype=np.float64)
+        n_rep = rep.shape[0]
+        # σ of the wrapped deviations for angles (std is shift-invariant otherwise)
+        dev = delta(k, np.asarray(raw[k])[None, :], rep)
+        s = replica_sigma(dev, min_replicas)
+        d = delta(k, raw[k], other_matched[k])
+        e = epsilon(d, s)
+        fin = np.isfinite(e)
+        n_inf = int(np.sum(np.isinf(e)))
+        ef = e[fin]
+        mean = float(ef.mean()) if ef.size else (math.inf if n_inf else math.nan)
+        std = float(ef.std(ddof=1)) if ef.size > 1 else math.nan
+        ci = epsilon_ci(mean, n_rep, level) if math.isfinite(mean) else (mean, mean)
+        out[k] = ObjectScore(k, e, d, s, mean, std, int(ef.size), n_inf, ci)
+    return out
+
+
+@dataclass
+class FeatureStats:
+    """Running per-pixel mean and variance of feature maps over replicas (Welford)."""
+
+    n: int = 0
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
+    names: list[str] = field(default_factory=list)
+
+    def add(self, f: np.ndarray) -> None:
+        """Fold one replica's feature stack, shape (..., F), float."""
+        f = np.asarray(f, dtype=np.float64)
+        if self.mean is None:
+            self.mean = np.zeros_like(f)
+            self.m2 = np.zeros_like(f)
+        self.n += 1
+        d = f - self.mean
+        self.mean += d / self.n
+        self.m2 += d * (f - self.mean)
+
+    def sigma(self) -> np.ndarray:
+        """Per-pixel, per-channel std (ddof=1) over the folded replicas."""
+        if self.m2 is None or self.n < 2:
+            raise ValueError("need at least two replicas for a feature sigma")
+        return np.sqrt(self.m2 / (self.n - 1))
+
+
+def feature_epsilon(
+    raw: np.ndarray, sigma: np.ndarray, other: np.ndarray, names: Sequence[str]
+) -> dict[str, dict]:
+    """Per-pixel ε maps of feature channels, averaged over pixels.
+
+    Pixels with σ = 0 are left out (a feature constant under the raw noise, e.g. in
+    clipped regions). Returns ``{name: {"mean_epsilon", "mean_abs_epsilon", "rms_epsilon",
+    "n_pixels"}}``.
+    """
+    out = {}
+    for c, name in enumerate(names):
+        s = sigma[..., c]
+        ok = s > 0
+        e = (raw[..., c][ok] - other[..., c][ok]) / s[ok]
+        out[name] = {
+            "mean_epsilon": float(e.mean()) if e.size else math.nan,
+            "mean_abs_epsilon": float(np.abs(e).mean()) if e.size else math.nan,
+            "rms_epsilon": float(np.sqrt(np.mean(e * e))) if e.size else math.nan,
+            "n_pixels": int(e.size),
+        }
+    return out
+
+
+def verdict(global_scores: Mapping[str, Mapping], object_scores: Mapping[str, ObjectScore]) -> dict:
+    """Within noise iff every |ε| (globals) and every |mean ε| (per object) is < 1.
+
+    Returns ``{"within_noise": bool, "failing": [param, ...], "worst": (param, value),
+    "borderline": [...]}``; borderline parameters pass on the point estimate but their
+    95 % interval reaches |ε| = 1.
+    """
+    failing, borderline = [], []
+    worst = ("", 0.0)
+    items = [(f"global:{k}", v["epsilon"], v["ci"]) for k, v in global_scores.items()]
+    items += [(k, v.mean, v.ci) for k, v in object_scores.items()]
+    for name, e, ci in items:
+        if not math.isfinite(e) and not math.isinf(e):
+            continue  # NaN: not measurable (no objects, or σ undefined)
+        if abs(e) >= 1:
+            failing.append(name)
+        elif max(abs(ci[0]), abs(ci[1])) >= 1:
+            borderline.append(name)
+        if abs(e) > abs(worst[1]):
+            worst = (name, float(e))
+    return {
+        "within_noise": not failing,
+        "failing": failing,
+        "borderline": borderline,
+        "worst": list(worst),
+    }
+
+
+def tolerance_best(points: Sequence[Mapping]) -> Mapping | None:
+    """Pick the highest compression ratio among sweep points that are within noise.
+
+    ``points``: mappings with at least ``"ratio"`` and ``"within_noise"``.
+    """
+    ok = [p for p in points if p.get("within_noise")]
+    return max(ok, key=lambda p: p["ratio"]) if ok else None
