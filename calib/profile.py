@@ -1,0 +1,524 @@
+"""Per-pixel camera noise profile: maps, identity, provenance.
+
+A :class:`CameraProfile` holds, for every pixel of a (binned) sensor region, the
+offset ``o`` (ADU), the gain ``g`` (ADU per photo-electron) and the read noise ``r``
+(ADU rms) of the Poisson-Gaussian model ``var = g * (mean - o) + r**2``, their
+standard errors, a defect bitmask, and the camera identity it was measured on.
+It is written to and read from HDF5 by :mod:`rawsigma.calib.profile_io`
+(``docs/profile_format.md`` describes the file).
+
+ROI convention (used by :attr:`CameraIdentity.roi`, :meth:`CameraProfile.crop` and
+image metadata): ``(x, y, width, height)`` in binned sensor pixels, 0-based, origin at
+the top-left pixel of the full binned sensor, exclusive end, i.e. the region is
+``sensor[y:y + height, x:x + width]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rawsigma.errors import ImageMismatchError, ProfileError
+
+DEFECT_HOT = 1
+DEFECT_DEAD = 2
+DEFECT_NOISY = 4  # noisy / random-telegraph-signal pixels
+DEFECT_NONLINEAR = 8
+DEFECT_BAD_GAIN = 16  # gain <= 0 or an outlier
+DEFECT_SATURATED = 32  # saturates below the top sweep level
+
+DEFECT_NAMES: dict[int, str] = {
+    DEFECT_HOT: "hot",
+    DEFECT_DEAD: "dead",
+    DEFECT_NOISY: "noisy",
+    DEFECT_NONLINEAR: "nonlinear",
+    DEFECT_BAD_GAIN: "bad_gain",
+    DEFECT_SATURATED: "saturated",
+}
+
+#: Map attributes of :class:`CameraProfile`, in the order used for hashing and files.
+REQUIRED_MAPS = ("offset", "gain", "read_noise")
+OPTIONAL_MAPS = ("offset_se", "gain_se", "read_noise_se", "prnu", "defects")
+MAP_NAMES = REQUIRED_MAPS + OPTIONAL_MAPS
+
+Roi = tuple[int, int, int, int]
+
+
+@dataclass
+class CameraIdentity:
+    """What camera, in which mode, a profile was measured on.
+
+    Parameters
+    ----------
+    camera, model, serial, vendor : str
+        Micro-Manager device label / adapter, model, serial number, vendor.
+    bit_depth : int
+        ADC bit depth; the largest raw value is ``2**bit_depth - 1``.
+    binning : int
+        Symmetric binning factor (1 = none).
+    roi : (x, y, width, height) or None
+        Region of the profile in binned sensor pixels, 0-based, top-left origin,
+        exclusive end. ``None`` means "the whole map", filled in by
+        :class:`CameraProfile` as ``(0, 0, W, H)``.
+    sensor_shape : (rows, cols) or None
+        Full binned sensor size; ``None`` is filled in as the map shape plus the ROI
+        origin.
+    readout_mode, gain_mode : str
+        Camera readout / gain mode names as reported by the camera.
+    exposure_ms, temperature_c : float or None
+        Exposure time (ms) and sensor temperature (deg C) where known.
+    extra : dict of str to str
+        Other recorded device properties.
+    """
+
+    camera: str = ""
+    model: str = ""
+    serial: str = ""
+    vendor: str = ""
+    bit_depth: int = 16
+    binning: int = 1
+    roi: Roi | None = None
+    sensor_shape: tuple[int, int] | None = None
+    readout_mode: str = ""
+    gain_mode: str = ""
+    exposure_ms: float | None = None
+    temperature_c: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict of all fields (tuples as lists)."""
+        d = dataclasses.asdict(self)
+        d["roi"] = None if self.roi is None else [int(v) for v in self.roi]
+        d["sensor_shape"] = (
+            None if self.sensor_shape is None else [int(v) for v in self.sensor_shape]
+        )
+        d["extra"] = {str(k): str(v) for k, v in self.extra.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CameraIdentity:
+        """Inverse of :meth:`to_dict`; unknown keys go to ``extra``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        extra = dict(kw.pop("extra", {}) or {})
+        extra.update({k: str(v) for k, v in d.items() if k not in names})
+        if kw.get("roi") is not None:
+            kw["roi"] = tuple(int(v) for v in kw["roi"])
+        if kw.get("sensor_shape") is not None:
+            kw["sensor_shape"] = tuple(int(v) for v in kw["sensor_shape"])
+        return cls(**kw, extra=extra)
+
+
+def _as_map(name: str, value: Any, dtype: type) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.ndim != 2:
+        raise ProfileError(f"profile: map {name!r} must be 2-D, got shape {arr.shape}")
+    if dtype is np.uint8:
+        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+            raise ProfileError(f"profile: map {name!r} must be an integer bitmask, got {arr.dtype}")
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ProfileError(f"profile: map {name!r} values must fit in uint8")
+    elif not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ProfileError(f"profile: map {name!r} must be numeric, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    return str(obj)
+
+
+def to_json(obj: Any) -> str:
+    """Serialise ``obj`` to JSON, converting numpy values, paths and dataclasses."""
+    return json.dumps(obj, default=_json_default, sort_keys=True)
+
+
+@dataclass(eq=False)
+class CameraProfile:
+    """Per-pixel Poisson-Gaussian noise model of one camera in one mode.
+
+    Parameters
+    ----------
+    offset : (H, W) float32 ndarray
+        Dark offset, ADU.
+    gain : (H, W) float32 ndarray
+        Gain, ADU per photo-electron.
+    read_noise : (H, W) float32 ndarray
+        Read noise, ADU rms (square root of the read-noise variance).
+    identity : CameraIdentity
+        Camera, mode, bit depth, binning and ROI.
+    offset_se, gain_se, read_noise_se : (H, W) float32 ndarray, optional
+        Standard errors of the three maps, same units. NaN = not estimated.
+    defects : (H, W) uint8 ndarray, optional
+        Bitmask of ``DEFECT_*`` flags; 0 = good pixel.
+    prnu : (H, W) float32 ndarray, optional
+        Relative photo-response, mean 1.
+    emva : dict
+        Global EMVA 1288 R4 numbers (``K``, ``sigma_d``, ``DSNU``, ``PRNU``, ...).
+    ptc : dict of str to 1-D ndarray
+        Photon-transfer table, one entry per level (``level``, ``mean``, ``var``, ...).
+    plan : dict
+        The acquisition plan (``model_dump()`` of the plan object).
+    provenance : dict
+        How the profile was made (:func:`rawsigma.fileio.provenance` plus
+        ``estimated``, ``seed``, frame counts, ...).
+
+    Notes
+    -----
+    Maps are converted to float32 (``defects`` to uint8) on construction. Offset,
+    gain and read noise must be finite everywhere (estimators replace unusable pixels
+    by a substitute and flag them in ``defects``), read noise must be >= 0, and gain
+    must be > 0 on good pixels. Violations raise :class:`~rawsigma.errors.ProfileError`.
+    """
+
+    offset: np.ndarray
+    gain: np.ndarray
+    read_noise: np.ndarray
+    identity: CameraIdentity = field(default_factory=CameraIdentity)
+    offset_se: np.ndarray | None = None
+    gain_se: np.ndarray | None = None
+    read_noise_se: np.ndarray | None = None
+    defects: np.ndarray | None = None
+    prnu: np.ndarray | None = None
+    emva: dict = field(default_factory=dict)
+    ptc: dict[str, np.ndarray] = field(default_factory=dict)
+    plan: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in MAP_NAMES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            dtype = np.uint8 if name == "defects" else np.float32
+            setattr(self, name, _as_map(name, value, dtype))
+        shape = self.offset.shape
+        for name in MAP_NAMES:
+            value = getattr(self, name)
+            if value is not None and value.shape != shape:
+                raise ProfileError(
+                    f"profile: map {name!r} has shape {value.shape}, offset has {shape}"
+                )
+        for name in REQUIRED_MAPS:
+            bad = int(np.count_nonzero(~np.isfinite(getattr(self, name))))
+            if bad:
+                raise ProfileError(
+                    f"profile: map {name!r} has {bad} non-finite pixel(s); replace them "
+                    "by a substitute value and flag them in 'defects'"
+                )
+        if np.any(self.read_noise < 0):
+            raise ProfileError("profile: map 'read_noise' has negative values")
+        if np.any(self.gain[self.good] <= 0):
+            raise ProfileError("profile: map 'gain' is <= 0 on pixels not flagged DEFECT_BAD_GAIN")
+        self.ptc = {str(k): np.asarray(v) for k, v in (self.ptc or {}).items()}
+        lengths = {k: v.shape for k, v in self.ptc.items()}
+        if len({s for s in lengths.values()}) > 1 or any(len(s) != 1 for s in lengths.values()):
+            raise ProfileError(f"profile: PTC columns must be 1-D of equal length, got {lengths}")
+        self._check_identity()
+
+    def _check_identity(self) -> None:
+        ident = self.identity
+        h, w = self.shape
+        if ident.roi is None:
+            ident.roi = (0, 0, w, h)
+        ident.roi = tuple(int(v) for v in ident.roi)  # type: ignore[assignment]
+        if len(ident.roi) != 4:
+            raise ProfileError(f"profile: identity ROI must be (x, y, w, h), got {ident.roi}")
+        x, y, rw, rh = ident.roi
+        if (rh, rw) != (h, w):
+            raise ProfileError(
+                f"profile: identity ROI {ident.roi} (x, y, width, height) is {rw}x{rh} "
+                f"but the maps are {w}x{h} (width x height)"
+            )
+        if x < 0 or y < 0:
+            raise ProfileError(f"profile: identity ROI {ident.roi} has a negative origin")
+        if ident.sensor_shape is None:
+            ident.sensor_shape = (y + h, x + w)
+        ident.sensor_shape = tuple(int(v) for v in ident.sensor_shape)  # type: ignore[assignment]
+        sh, sw = ident.sensor_shape
+        if y + h > sh or x + w > sw:
+            raise ProfileError(
+                f"profile: identity ROI {ident.roi} extends beyond the sensor "
+                f"{sw}x{sh} (width x height)"
+            )
+        if int(ident.bit_depth) < 1 or int(ident.bit_depth) > 32:
+            raise ProfileError(f"profile: bit depth {ident.bit_depth} out of range 1..32")
+        if int(ident.binning) < 1:
+            raise ProfileError(f"profile: binning {ident.binning} must be >= 1")
+        # Normalise types so that the identity (and so profile_id) survives a round trip.
+        ident.bit_depth = int(ident.bit_depth)
+        ident.binning = int(ident.binning)
+        for name in ("camera", "model", "serial", "vendor", "readout_mode", "gain_mode"):
+            setattr(ident, name, str(getattr(ident, name)))
+        for name in ("exposure_ms", "temperature_c"):
+            v = getattr(ident, name)
+            setattr(ident, name, None if v is None or np.isnan(float(v)) else float(v))
+        ident.extra = {str(k): str(v) for k, v in (ident.extra or {}).items()}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Map shape ``(H, W)`` in binned pixels."""
+        return self.offset.shape  # type: ignore[return-value]
+
+    @property
+    def max_adu(self) -> int:
+        """Largest raw value, ``2**bit_depth - 1`` (ADU)."""
+        return (1 << self.identity.bit_depth) - 1
+
+    @property
+    def good(self) -> np.ndarray:
+        """(H, W) bool mask of pixels with no defect flag."""
+        if self.defects is None:
+            return np.ones(self.shape, dtype=bool)
+        return self.defects == 0
+
+    @property
+    def estimated(self) -> bool:
+        """True if the profile was estimated from images rather than calibrated."""
+        return bool(self.provenance.get("estimated", False))
+
+    def _good_median(self, arr: np.ndarray) -> float:
+        good = self.good
+        vals = arr[good] if good.any() else arr.ravel()
+        return float(np.median(vals))
+
+    @property
+    def gain_global(self) -> float:
+        """Median gain over good pixels, ADU per photo-electron."""
+        return self._good_median(self.gain)
+
+    @property
+    def offset_global(self) -> float:
+        """Median offset over good pixels, ADU."""
+        return self._good_median(self.offset)
+
+    @property
+    def read_noise_global(self) -> float:
+        """Median read noise over good pixels, ADU rms."""
+        return self._good_median(self.read_noise)
+
+    @property
+    def profile_id(self) -> str:
+        """Stable 12-hex-digit SHA-1 of all maps and the identity.
+
+        Independent of emva, PTC, plan and provenance, so re-saving a profile or
+        adding notes keeps its id; any change of a map value or identity field
+        changes it.
+        """
+        h = hashlib.sha1()
+        h.update(b"rawsigma-profile-v1\0")
+        for name in MAP_NAMES:
+            arr = getattr(self, name)
+            h.update(name.encode() + b"\0")
+            if arr is None:
+                h.update(b"none\0")
+                continue
+            le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+            h.update(f"{le.dtype.str}{le.shape}\0".encode())
+            h.update(np.ascontiguousarray(le).tobytes())
+        h.update(to_json(self.identity.to_dict()).encode())
+        return h.hexdigest()[:12]
+
+    # ------------------------------------------------------------------ model
+    def variance(self, mean: np.ndarray | float) -> np.ndarray:
+        """Expected pixel variance (ADU^2) at expected value ``mean`` (ADU).
+
+        ``g * (mean - o) + r**2``, with ``mean - o`` clipped at 0, so the result is
+        never below the read-noise variance. ``mean`` broadcasts against (H, W).
+        Returns float32.
+        """
+        m = np.asarray(mean, dtype=np.float32)
+        signal = np.maximum(m - self.offset, np.float32(0))
+        return (self.gain * signal + self.read_noise * self.read_noise).astype(np.float32)
+
+    def to_electrons(self, image: np.ndarray) -> np.ndarray:
+        """Convert ``image`` (ADU, (..., H, W)) to photo-electrons, float32.
+
+        ``(image - o) / g``; not clipped, so dark pixels may be negative.
+        """
+        img = np.asarray(image)
+        if img.shape[-2:] != self.shape:
+            raise ImageMismatchError(
+                f"image shape {img.shape} does not match profile shape {self.shape}"
+            )
+        return ((img.astype(np.float32) - self.offset) / self.gain).astype(np.float32)
+
+    # ------------------------------------------------------------------ geometry
+    def crop(self, roi: Roi, *, relative: bool = False) -> CameraProfile:
+        """Return the sub-profile covering ``roi``.
+
+        Parameters
+        ----------
+        roi : (x, y, width, height)
+            Region in binned pixels, exclusive end. By default absolute sensor
+            coordinates (the same frame as ``identity.roi`` and Micro-Manager's
+            ``ROI`` metadata); with ``relative=True`` relative to this profile's own
+            top-left pixel (i.e. map indices ``[y:y+h, x:x+w]``).
+
+        Raises
+        ------
+        ImageMismatchError
+            If the region is empty or not inside this profile.
+        """
+        x, y, w, h = (int(v) for v in roi)
+        ox, oy, pw, ph = self.identity.roi  # type: ignore[misc]
+        rx, ry = (x, y) if relative else (x - ox, y - oy)
+        if w <= 0 or h <= 0:
+            raise ImageMismatchError(f"crop: empty ROI {tuple(roi)}")
+        if rx < 0 or ry < 0 or rx + w > pw or ry + h > ph:
+            frame = "relative" if relative else "absolute"
+            raise ImageMismatchError(
+                f"crop: {frame} ROI {tuple(roi)} (x, y, w, h) is not inside the profile "
+                f"region {self.identity.roi} (absolute sensor coordinates)"
+            )
+        sl = (slice(ry, ry + h), slice(rx, rx + w))
+        maps = {
+            n: (None if getattr(self, n) is None else getattr(self, n)[sl].copy())
+            for n in MAP_NAMES
+        }
+        ident = dataclasses.replace(
+            self.identity, roi=(ox + rx, oy + ry, w, h), extra=dict(self.identity.extra)
+        )
+        prov = dict(self.provenance)
+        prov["cropped_from"] = {"profile_id": self.profile_id, "roi": list(self.identity.roi)}
+        return CameraProfile(
+            identity=ident,
+            emva=dict(self.emva),
+            ptc={k: v.copy() for k, v in self.ptc.items()},
+            plan=dict(self.plan),
+            provenance=prov,
+            **maps,
+        )
+
+    def check_image(self, image: np.ndarray, metadata: Mapping[str, Any] | None = None) -> None:
+        """Check that a raw image (and its metadata) belongs to this profile.
+
+        Parameters
+        ----------
+        image : (H, W) or (N, H, W) integer ndarray
+            Raw frame(s) in ADU.
+        metadata : mapping, optional
+            Image metadata; recognised keys (case-insensitive, Micro-Manager names
+            too): ``binning`` (int or ``"2x2"``), ``bit_depth``/``BitDepth``, ``roi``/
+            ``ROI`` ((x, y, w, h) or ``"x-y-w-h"``), ``camera``/``Camera``,
+            ``serial``, ``model``.
+
+        Raises
+        ------
+        ImageMismatchError
+            Naming the first problem found: dtype, shape (with a hint when it looks
+            like binning or an ROI), values above the bit depth, or metadata that
+            disagree with the profile.
+        """
+        from rawsigma.calib.profile_check import check_image_against
+
+        check_image_against(self, image, metadata)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def uniform(
+        cls,
+        shape: tuple[int, int],
+        gain: float,
+        offset: float,
+        read_noise: float,
+        bit_depth: int = 16,
+        **identity: Any,
+    ) -> CameraProfile:
+        """Profile with the same gain, offset and read noise at every pixel.
+
+        Parameters
+        ----------
+        shape : (H, W)
+            Map shape in binned pixels.
+        gain : float
+            ADU per photo-electron.
+        offset : float
+            ADU.
+        read_noise : float
+            ADU rms.
+        bit_depth : int
+            ADC bit depth.
+        **identity
+            Further :class:`CameraIdentity` fields (``camera``, ``binning``,
+            ``roi``, ...). The keys ``provenance``, ``emva`` and ``plan`` are passed
+            to the profile instead.
+        """
+        prov = identity.pop("provenance", None)
+        emva = identity.pop("emva", {})
+        plan = identity.pop("plan", {})
+        if prov is None:
+            from rawsigma.fileio import provenance
+
+            prov = provenance(source="uniform", estimated=False)
+        h, w = (int(v) for v in shape)
+        ident = CameraIdentity(bit_depth=bit_depth, **identity)
+        return cls(
+            offset=np.full((h, w), offset, np.float32),
+            gain=np.full((h, w), gain, np.float32),
+            read_noise=np.full((h, w), read_noise, np.float32),
+            identity=ident,
+            defects=np.zeros((h, w), np.uint8),
+            emva=dict(emva),
+            plan=dict(plan),
+            provenance=dict(prov),
+        )
+
+    # ------------------------------------------------------------------ io
+    def save(
+        self, path: str | os.PathLike, force: bool = False, compression: str | None = "gzip"
+    ) -> None:
+        """Write the profile to HDF5 (schema 1) atomically.
+
+        Raises :class:`~rawsigma.errors.OutputExistsError` if ``path`` exists and
+        ``force`` is False. ``compression`` is ``"gzip"``, ``"lzf"`` or None.
+        """
+        from rawsigma.calib.profile_io import save_profile
+
+        save_profile(self, path, force=force, compression=compression)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> CameraProfile:
+        """Read and validate a profile written by :meth:`save`.
+
+        Raises :class:`~rawsigma.errors.ProfileError` naming the file for anything
+        that is not a valid schema-1 rawsigma profile.
+        """
+        from rawsigma.calib.profile_io import load_profile
+
+        return load_profile(path)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly summary for the CLI and GUI (see :func:`profile_summary`)."""
+        from rawsigma.calib.compare import profile_summary
+
+        return profile_summary(self)
+
+    def __repr__(self) -> str:
+        i = self.identity
+        kind = "estimated" if self.estimated else "calibrated"
+        return (
+            f"CameraProfile(id={self.profile_id}, {kind}, camera={i.camera!r}, "
+            f"model={i.model!r}, serial={i.serial!r}, shape={self.shape}, "
+            f"bit_depth={i.bit_depth}, binning={i.binning}, roi={i.roi}, "
+            f"gain={self.gain_global:.4g} ADU/e-, offset={self.offset_global:.4g} ADU, "
+            f"read_noise={self.read_noise_global:.4g} ADU)"
+        )
