@@ -1,0 +1,112 @@
+"""Tests of the streaming per-pixel moment accumulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rawsigma.calib.moments import PixelMoments
+
+
+@pytest.fixture
+def stack() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    base = rng.integers(100, 60000, (24, 20)).astype(np.int64)
+    x = base + rng.integers(-3000, 3000, (40, 24, 20))
+    return np.clip(x, 0, 65535).astype(np.uint16)
+
+
+def test_exact_mean_var_and_chunking(stack: np.ndarray) -> None:
+    pm = PixelMoments(stack.shape[1:])
+    pm.add(stack[:5])
+    for f in stack[5:9]:
+        pm.add(f)
+    pm.add(stack[9:])
+    xf = stack.astype(np.float64)
+    assert pm.n == 40
+    np.testing.assert_allclose(pm.mean(), xf.mean(0), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(pm.var(), xf.var(0, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(pm.var(ddof=0), xf.var(0), rtol=1e-12)
+    c = xf - xf.mean(0)
+    np.testing.assert_allclose(pm.central_moment(4), (c**4).mean(0), rtol=1e-9)
+    np.testing.assert_allclose(pm.central_moment(3), (c**3).mean(0), rtol=1e-6, atol=1e-3)
+    np.testing.assert_array_equal(pm.pixel_max, stack.max(0))
+    np.testing.assert_array_equal(pm.pixel_min, stack.min(0))
+    np.testing.assert_allclose(pm.frame_means, xf.reshape(40, -1).mean(1), rtol=1e-15)
+    # integer sums are exact: sum of squares reconstructs the integer sum of x^2
+    s2 = (stack.astype(np.int64) ** 2).sum(0)
+    sh = pm._shift.astype(np.int64)
+    assert np.array_equal(pm._s2 + 2 * sh * pm._s1 + 40 * sh * sh, s2)
+
+
+def test_merge_and_state_roundtrip(stack: np.ndarray) -> None:
+    a, b, full = (PixelMoments(stack.shape[1:]) for _ in range(3))
+    a.add(stack[:13])
+    b.add(stack[13:])
+    full.add(stack)
+    b2 = PixelMoments.from_state(b.state_dict())
+    a.merge(b2)
+    assert a.n == full.n
+    np.testing.assert_array_equal(a.var(), full.var())
+    np.testing.assert_allclose(a.central_moment(4), full.central_moment(4), rtol=1e-9)
+    va, _ = a.var_corrected()
+    vf, _ = full.var_corrected()
+    np.testing.assert_allclose(va, vf, rtol=1e-8)
+    with pytest.raises(ValueError, match="inconsistent"):
+        st = full.state_dict()
+        st["n"] = 3
+        PixelMoments.from_state(st)
+
+
+def test_regression_flicker_correction_matches_direct(stack: np.ndarray) -> None:
+    pm = PixelMoments(stack.shape[1:])
+    pm.add(stack)
+    x = stack.reshape(40, -1).astype(np.float64)
+    f = x.mean(1) - x.mean(1).mean()
+    xc = x - x.mean(0)
+    want = ((xc**2).sum(0) - (f @ xc) ** 2 / (f @ f)) / 38
+    got, dof = pm.var_corrected()
+    assert dof == 38
+    np.testing.assert_allclose(got.ravel(), want, rtol=1e-9)
+
+
+def test_flicker_removed_from_variance() -> None:
+    rng = np.random.default_rng(2)
+    shape, n = (64, 64), 300
+    signal = 2000.0 * rng.uniform(0.8, 1.2, shape)
+    flick = 1 + 0.03 * rng.standard_normal(n)
+    frames = rng.poisson(signal[None] * flick[:, None, None]).astype(np.uint16)
+    pm = PixelMoments(shape)
+    pm.add(frames)
+    raw = pm.var()
+    assert np.median(raw / signal) > 1.5  # flicker dominates the raw variance
+    for method in ("regression", "scaled"):
+        v, _ = pm.var_corrected(offset=0.0, method=method)
+        assert abs(np.median(v / signal) - 1) < 0.03, method
+    assert np.sqrt(pm.flicker_var()) / pm.frame_means.mean() == pytest.approx(0.03, rel=0.2)
+
+
+def test_var_se_is_honest() -> None:
+    rng = np.random.default_rng(3)
+    shape, n = (128, 128), 60
+    x = np.round(100 + 3.0 * rng.standard_normal((n, *shape))).astype(np.uint16)
+    pm = PixelMoments(shape)
+    pm.add(x)
+    z = (pm.var() - (9 + 1 / 12)) / pm.var_se()
+    assert 0.85 < z.std() < 1.2
+    assert abs(np.median(pm.excess_kurtosis())) < 0.2
+
+
+def test_bad_input() -> None:
+    pm = PixelMoments((4, 5))
+    with pytest.raises(TypeError, match="integer"):
+        pm.add(np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        pm.add(np.zeros((5, 4), np.uint16))
+    with pytest.raises(ValueError, match="2\\*\\*20"):
+        pm.add(np.full((4, 5), 2**21, np.int32))
+    with pytest.raises(ValueError, match="at least"):
+        pm.var()
+    pm.add(np.zeros((4, 5), np.uint8))
+    assert pm.n == 1
+    with pytest.raises(ValueError):
+        PixelMoments((0, 3))
