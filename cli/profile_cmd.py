@@ -1,0 +1,264 @@
+"""``rawsigma profile``: show, compare and estimate camera profiles."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+profile_app = typer.Typer(
+    name="profile",
+    help="Inspect, compare and estimate per-pixel camera noise profiles (HDF5).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``profile`` sub-command group to the root ``rawsigma`` app."""
+    app.add_typer(profile_app, name="profile")
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Print rawsigma errors as one red line and exit with status 2."""
+    from rawsigma.errors import RawsigmaError
+
+    try:
+        yield
+    except RawsigmaError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+    return str(v)
+
+
+def _kv_table(title: str, items: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    for k, v in items.items():
+        t.add_row(str(k), _fmt(v))
+    return t
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+@profile_app.command("show")
+def show(
+    path: Path = typer.Argument(..., help="Profile file (.h5)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG: PTC and maps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Summary of a profile: identity, EMVA numbers, map statistics, defects."""
+    with _user_errors():
+        from rawsigma.calib.profile import CameraProfile
+        from rich.console import Console
+        from rich.table import Table
+
+        prof = CameraProfile.load(path)
+        s = prof.summary()
+        if plot is not None:
+            from rawsigma.fileio import check_output
+
+            check_output(plot, force)
+        console = Console()
+        if as_json:
+            typer.echo(json.dumps(s, indent=2, default=_json_default))
+        else:
+            kind = "estimated from an image" if s["estimated"] else "calibrated"
+            console.print(f"[bold]{path}[/]  profile [cyan]{s['profile_id']}[/] ({kind})")
+            console.print(_kv_table("identity", s["identity"]))
+            g = s["global"]
+            console.print(
+                _kv_table(
+                    "global (median over good pixels)",
+                    {
+                        "gain (ADU/e-)": g["gain"],
+                        "offset (ADU)": g["offset"],
+                        "read noise (ADU rms)": g["read_noise"],
+                        "read noise (e- rms)": g["read_noise"] / g["gain"] if g["gain"] else None,
+                        "max ADU": s["max_adu"],
+                        "PTC levels": s["ptc_levels"],
+                    },
+                )
+            )
+            if s["emva"]:
+                console.print(_kv_table("EMVA 1288 summary", s["emva"]))
+            t = Table(title="maps over good pixels", title_justify="left")
+            cols = ("median", "mad", "p1", "p5", "p95", "p99")
+            t.add_column("map", style="bold", no_wrap=True)
+            for c in cols:
+                t.add_column(c.upper() if c == "mad" else c, justify="right")
+            for name, st in s["maps"].items():
+                t.add_row(name, *(_fmt(st[c]) for c in cols))
+            console.print(t)
+            console.print(_kv_table("defect pixels", s["defects"]))
+            if s["provenance"]:
+                console.print(_kv_table("provenance", s["provenance"]))
+        if plot is not None:
+            from rawsigma.calib.plot import save_profile_plot
+
+            save_profile_plot(prof, plot, force=force)
+            Console(stderr=True).print(f"wrote {plot}")
+
+
+@profile_app.command("compare")
+def compare(
+    a: Path = typer.Argument(..., help="Reference profile (e.g. the older calibration)."),
+    b: Path = typer.Argument(..., help="Profile to compare with it (e.g. the newer one)."),
+    k: float = typer.Option(3.0, "--k", help="Significance threshold in combined SEs."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a PNG of difference maps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """How a camera changed between two calibrations (B − A)."""
+    with _user_errors():
+        from rawsigma.calib.compare import compare_profiles
+        from rawsigma.calib.profile import CameraProfile
+        from rich.console import Console
+        from rich.table import Table
+
+        pa, pb = CameraProfile.load(a), CameraProfile.load(b)
+        if plot is not None:
+            from rawsigma.fileio import check_output
+
+            check_output(plot, force)
+        c = compare_profiles(pa, pb, k=k)
+        console = Console()
+        if as_json:
+            typer.echo(json.dumps(c, indent=2, default=_json_default))
+        else:
+            console.print(f"A = [bold]{a}[/] ({c['ids'][0]}), B = [bold]{b}[/] ({c['ids'][1]})")
+            if c["identity"]:
+                t = Table(title="identity differences", title_justify="left")
+                t.add_column("field", style="bold")
+                t.add_column("A")
+                t.add_column("B")
+                for f, (va, vb) in c["identity"].items():
+                    t.add_row(f, _fmt(va), _fmt(vb))
+                console.print(t)
+            else:
+                console.print("identity: same camera, mode and ROI")
+            t = Table(title="global medians", title_justify="left")
+            for col in ("", "A", "B", "B − A", "relative"):
+                t.add_column(col, justify="right")
+            for name, d in c["global"].items():
+                t.add_row(name, _fmt(d["a"]), _fmt(d["b"]), _fmt(d["diff"]), f"{d['rel']:+.2%}")
+            for name, d in c["emva"].items():
+                t.add_row(f"EMVA {name}", _fmt(d["a"]), _fmt(d["b"]), "", f"{d['rel']:+.2%}")
+            console.print(t)
+            if not c["comparable"]:
+                console.print(f"[yellow]{c['reason']}[/]")
+            else:
+                t = Table(
+                    title=f"per-pixel B − A on ROI {tuple(c['roi'])} (good in both)",
+                    title_justify="left",
+                )
+                for col in ("map", "median", "MAD", "p1", "p99", f"> {k:g}×SE", "z std"):
+                    t.add_column(col, justify="right")
+                for name, st in c["maps"].items():
+                    sig = (
+                        f"{st['n_significant']} ({st['frac_significant']:.2%})"
+                        if "n_significant" in st
+                        else "no SE"
+                    )
+                    t.add_row(
+                        name,
+                        _fmt(st["median"]),
+                        _fmt(st["mad"]),
+                        _fmt(st["p1"]),
+                        _fmt(st["p99"]),
+                        sig,
+                        _fmt(st.get("z_std")),
+                    )
+                console.print(t)
+                d = c["defects"]
+                console.print(
+                    f"defect pixels: {d['new']} new, {d['gone']} gone, {d['both']} in both"
+                )
+        if plot is not None:
+            from rawsigma.calib.plot import save_comparison_plot
+
+            save_comparison_plot(pa, pb, c, plot, force=force)
+            Console(stderr=True).print(f"wrote {plot}")
+
+
+def _read_image(path: Path, frame: int) -> Any:
+    import numpy as np
+    from rawsigma.errors import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such image file")
+    try:
+        if path.suffix.lower() == ".npy":
+            img = np.load(path, allow_pickle=False)
+        else:
+            import tifffile
+
+            img = tifffile.imread(path)
+    except Exception as exc:  # tifffile raises many types for bad files
+        raise InputFileError(f"{path}: cannot read image ({exc})") from None
+    img = np.asarray(img)
+    if img.ndim == 3:
+        if not -img.shape[0] <= frame < img.shape[0]:
+            raise InputFileError(f"{path}: frame {frame} out of range (stack of {img.shape[0]})")
+        img = img[frame]
+    if img.ndim != 2:
+        raise InputFileError(f"{path}: expected a 2-D image or a stack, got shape {img.shape}")
+    return img
+
+
+@profile_app.command("estimate")
+def estimate(
+    image: Path = typer.Argument(..., help="Raw image (TIFF or .npy)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output profile (.h5)."),
+    read_noise: float | None = typer.Option(
+        None, "--read-noise", help="Known read noise (ADU rms); estimated if omitted."
+    ),
+    frame: int = typer.Option(0, "--frame", help="Frame to use when IMAGE is a stack."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
+) -> None:
+    """Estimate a uniform noise profile from one raw image (no calibration data)."""
+    with _user_errors():
+        from rawsigma.fileio import check_output
+
+        check_output(out, force)
+        img = _read_image(image, frame)
+        from rawsigma.analysis.noise_estimate import estimate_profile
+
+        prof = estimate_profile(img, read_noise=read_noise)
+        prof.provenance.setdefault("estimated", True)
+        prof.provenance.setdefault("source_image", str(image))
+        prof.save(out, force=force)
+        typer.echo(
+            f"wrote {out}: profile {prof.profile_id}, gain {prof.gain_global:.4g} ADU/e-, "
+            f"offset {prof.offset_global:.4g} ADU, read noise {prof.read_noise_global:.4g} ADU"
+        )
