@@ -1,0 +1,333 @@
+"""Per-pixel photon-transfer fit: offset, read noise, gain, PRNU, defects, and their SEs.
+
+Model (Poisson-Gaussian, per pixel ``i``, level ``k``)::
+
+    mean_ik = o_i + s_ik              s_ik = signal in ADU
+    var_ik  = g_i * s_ik + r_i        r_i = dark variance (read noise^2 + 1/12 rounding)
+
+The gain is the weighted least-squares slope through the origin of
+``y_k = var_k - r`` against ``x_k = mean_k - o`` over the levels where the pixel is not
+clipped, with weights ``1 / Var(var_k)``, ``Var(var_k) = 2 sigma_k^4 / dof_k`` from the
+model (iterated twice). Its standard error propagates the level variances and the
+errors of the dark offset and variance, which are common to all levels.
+
+``read_noise`` is the square root of the measured dark temporal variance, which
+includes the 1/12 ADU^2 of rounding: that is the noise the same camera adds to any
+frame, and what ``CameraProfile.variance`` must reproduce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .moments import PixelMoments
+from .profile import (
+    DEFECT_BAD_GAIN,
+    DEFECT_DEAD,
+    DEFECT_HOT,
+    DEFECT_NOISY,
+    DEFECT_NONLINEAR,
+    DEFECT_SATURATED,
+)
+
+__all__ = ["PixelMaps", "fit_pixel_maps", "saturation_masks"]
+
+_BLOCK_PIXELS = 1 << 16
+
+
+@dataclass
+class PixelMaps:
+    """Per-pixel calibration maps (all (H, W); float64 unless noted).
+
+    Attributes
+    ----------
+    offset, offset_se : ADU
+    read_var, read_var_se : ADU^2 (dark temporal variance and its SE)
+    read_noise, read_noise_se : ADU rms
+    gain, gain_se : ADU per photo-electron (NaN where fewer than two levels were usable)
+    gain_chi2 : reduced chi^2 of the weighted gain fit (about 1 for a good pixel)
+    prnu : relative photo-response, mean 1 over good pixels
+    defects : uint8 bitmask (``DEFECT_*`` of :mod:`rawsigma.calib.profile`)
+    n_levels : uint8, levels used in the gain fit
+    level_signal : (K,) mean signal of each level over all pixels (ADU above offset)
+    level_clipped : (K,) fraction of pixels clipped at each level
+    saturation_mode : "none", "adc" or "full_well"
+    """
+
+    offset: np.ndarray
+    offset_se: np.ndarray
+    read_var: np.ndarray
+    read_var_se: np.ndarray
+    read_noise: np.ndarray
+    read_noise_se: np.ndarray
+    gain: np.ndarray
+    gain_se: np.ndarray
+    gain_chi2: np.ndarray
+    prnu: np.ndarray
+    defects: np.ndarray
+    n_levels: np.ndarray
+    level_signal: np.ndarray
+    level_clipped: np.ndarray
+    saturation_mode: str = "none"
+    info: dict = field(default_factory=dict)
+
+    @property
+    def good(self) -> np.ndarray:
+        """Boolean (H, W): no defect flag set."""
+        return self.defects == 0
+
+
+def _robust_sigma(a: np.ndarray) -> float:
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(a - np.median(a))))
+
+
+def saturation_masks(
+    dark: PixelMoments,
+    levels: Sequence[PixelMoments],
+    max_adu: int,
+    read_var: np.ndarray | None = None,
+) -> tuple[np.ndarray, str]:
+    """Which pixel is clipped at which level.
+
+    A pixel is clipped at a level when any of its frames reached the ADC maximum,
+    or, when the photon-transfer curve shows a full well clipping below the ADC
+    (the mean variance falls by half after its peak), when any frame came within
+    ``3 sigma_read + 1`` ADU of the largest value that pixel ever reached.
+
+    Returns
+    -------
+    clipped : ndarray of bool, shape (K, H, W)
+    mode : {"none", "adc", "full_well"}
+    """
+    k = len(levels)
+    clipped = np.stack([lv.pixel_max >= max_adu for lv in levels])
+    frac = clipped.reshape(k, -1).mean(axis=1)
+    mode = "adc" if np.any(frac >= 0.001) else "none"
+    sig = np.array([lv.frame_means.mean() for lv in levels]) - dark.frame_means.mean()
+    gvar = np.array([float(np.mean(lv.var())) for lv in levels])
+    order = np.argsort(sig)
+    gv = gvar[order]
+    if k >= 2 and np.all(np.isfinite(gv)):
+        ipk = int(np.argmax(gv))
+        later = gv[ipk + 1 :]
+        if later.size and later.min() < 0.5 * gv[ipk]:
+            # the photon-transfer curve collapses: a full well (or ADC) clips
+            rv = dark.var() if read_var is None else read_var
+            tol = 3.0 * np.sqrt(np.maximum(rv, 0)) + 1.0
+            top = np.max(np.stack([lv.pixel_max for lv in levels]), axis=0)
+            fw = np.stack([lv.pixel_max >= top - tol for lv in levels])
+            # levels far below the peak of the curve cannot be at saturation
+            fw[sig < 0.5 * sig[order[ipk]]] = False
+            clipped |= fw
+            if np.median(top) < max_adu:
+                mode = "full_well"
+    return clipped, mode
+
+
+def fit_pixel_maps(
+    dark: PixelMoments,
+    levels: Sequence[PixelMoments],
+    *,
+    max_adu: int,
+    flicker_correction: bool = True,
+    min_levels: int = 2,
+    outlier_sigma: float = 6.0,
+    nonlinear_tol: float = 0.03,
+) -> PixelMaps:
+    """Fit per-pixel offset, read noise, gain, PRNU and a defect mask.
+
+    Parameters
+    ----------
+    dark : PixelMoments
+        Dark frames (shutter closed), same exposure as the levels. At least 2 frames.
+    levels : sequence of PixelMoments
+        One accumulator per light level (any order), each with at least 2 frames.
+    max_adu : int
+        ADC maximum (``2**bit_depth - 1``); frames reaching it are clipped.
+    flicker_correction : bool
+        Remove common-mode light fluctuations from the level variances
+        (:meth:`PixelMoments.var_corrected`).
+    min_levels : int
+        Minimum number of unclipped levels for a gain estimate.
+    outlier_sigma : float
+        Robust z threshold for hot, noisy and gain-outlier pixels.
+    nonlinear_tol : float
+        Relative deviation of a pixel's mean from its linear response above which
+        (and beyond 6 standard errors) it is flagged nonlinear.
+
+    Returns
+    -------
+    PixelMaps
+    """
+    if not levels:
+        raise ValueError("fit_pixel_maps needs at least one light level")
+    shape = dark.shape
+    for i, lv in enumerate(levels):
+        if lv.shape != shape:
+            raise ValueError(f"level {i} has shape {lv.shape}, dark has {shape}")
+        if lv.n < 2:
+            raise ValueError(f"level {i} has {lv.n} frame(s); at least 2 are needed")
+    if dark.n < 2:
+        raise ValueError(f"dark has {dark.n} frame(s); at least 2 are needed")
+    k = len(levels)
+    nd = dark.n
+
+    offset = dark.mean()
+    read_var = dark.var()
+    if dark.higher and nd >= 4:
+        read_var_se = dark.var_se()
+    else:
+        read_var_se = np.sqrt(2.0 / (nd - 1)) * read_var
+    offset_se = np.sqrt(np.maximum(read_var, 1.0 / 12) / nd)
+    read_noise = np.sqrt(np.maximum(read_var, 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        read_noise_se = read_var_se / (2 * np.maximum(read_noise, 1e-6))
+
+    clipped, mode = saturation_masks(dark, levels, max_adu, read_var)
+    level_clipped = clipped.reshape(k, -1).mean(axis=1)
+    dark_level = float(dark.frame_means.mean())
+    level_signal = np.array([lv.frame_means.mean() - dark_level for lv in levels])
+
+    # a global gain guess for the first weights
+    good_lv = (level_clipped < 0.01) & (level_signal > 0)
+    gv = np.array(
+        [
+            np.median(lv.var()) - np.median(read_var) if g else np.nan
+            for lv, g in zip(levels, good_lv, strict=True)
+        ]
+    )
+    if np.any(good_lv):
+        g0 = float(
+            np.nansum(gv[good_lv] * level_signal[good_lv]) / np.sum(level_signal[good_lv] ** 2)
+        )
+    else:
+        g0 = 1.0
+    if not np.isfinite(g0) or g0 <= 0:
+        g0 = 1.0
+
+    gain = np.full(shape, np.nan)
+    gain_se = np.full(shape, np.nan)
+    chi2 = np.full(shape, np.nan)
+    resp = np.full(shape, np.nan)
+    nonlin = np.zeros(shape, bool)
+    n_used = np.zeros(shape, np.uint8)
+
+    rows_per = max(1, _BLOCK_PIXELS // shape[1])
+    for r0 in range(0, shape[0], rows_per):
+        rs = slice(r0, min(shape[0], r0 + rows_per))
+        o = offset[rs]
+        r = read_var[rs]
+        x = np.stack([lv.mean(rows=rs) for lv in levels]) - o
+        nk = np.array([lv.n for lv in levels], np.float64)[:, None, None]
+        ys, dofs = [], []
+        for lv in levels:
+            if flicker_correction:
+                v, dof = lv.var_corrected(rows=rs, offset=o)
+            else:
+                v, dof = lv.var(rows=rs), lv.n - 1
+            ys.append(v)
+            dofs.append(dof)
+        y = np.stack(ys) - r
+        dof = np.array(dofs, np.float64)[:, None, None]
+        use = ~clipped[:, rs] & (x > 0) & np.isfinite(y)
+        nuse = use.sum(axis=0)
+        n_used[rs] = np.minimum(nuse, 255)
+
+        g = np.full(o.shape, g0)
+        for _ in range(3):
+            s2 = np.maximum(np.maximum(g, 0) * x + r, np.maximum(r, 1.0 / 12))
+            vv = 2 * s2 * s2 / dof  # model variance of each level's variance
+            w = np.where(use, 1.0 / vv, 0.0)
+            sxx = np.sum(w * x * x, axis=0)
+            sxy = np.sum(w * x * y, axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = sxy / sxx
+            g = np.where(np.isfinite(g), g, g0)
+        s2 = np.maximum(np.maximum(g, 0) * x + r, np.maximum(r, 1.0 / 12))
+        vv = 2 * s2 * s2 / dof
+        w = np.where(use, 1.0 / vv, 0.0)
+        sxx = np.sum(w * x * x, axis=0)
+        sx = np.sum(w * x, axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.sum(w * x * y, axis=0) / sxx
+            var_o = offset_se[rs] ** 2
+            var_g = (
+                1.0 / sxx
+                + (sx / sxx) ** 2 * (read_var_se[rs] ** 2 + g * g * var_o)
+                + g * g * np.sum(w * w * x * x * s2 / nk, axis=0) / sxx**2
+            )
+            res = y - g * x
+            c2 = np.sum(w * res * res, axis=0) / np.maximum(nuse - 1, 1)
+        ok = nuse >= min_levels
+        gain[rs] = np.where(ok, g, np.nan)
+        gain_se[rs] = np.where(ok, np.sqrt(var_g), np.nan)
+        chi2[rs] = np.where(ok, c2, np.nan)
+
+        # relative response: mean signal of the pixel against the global mean signal
+        sk = level_signal[:, None, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.sum(np.where(use, x * sk, 0), axis=0) / np.sum(np.where(use, sk * sk, 0), axis=0)
+            fitm = a * sk
+            se_m = np.sqrt(s2 / nk)
+            dev = np.abs(x - fitm)
+            big = use & (sk > 0.05 * np.max(level_signal)) & (dev > nonlinear_tol * np.abs(fitm))
+            big &= dev > 6 * se_m
+        resp[rs] = a
+        nonlin[rs] = np.any(big, axis=0)
+
+    # ------------------------------------------------------------------ defects
+    defects = np.zeros(shape, np.uint8)
+    med_o = float(np.median(offset))
+    so = max(_robust_sigma(offset), 1e-3)
+    defects[offset - med_o > outlier_sigma * so] |= DEFECT_HOT
+    med_resp = float(np.nanmedian(resp))
+    if np.isfinite(med_resp) and med_resp > 0:
+        defects[~(resp > 0.5 * med_resp)] |= DEFECT_DEAD
+    lrn = np.log(np.maximum(read_noise, 1e-3))
+    noisy = lrn - np.median(lrn) > outlier_sigma * max(_robust_sigma(lrn), 0.02)
+    if dark.higher and nd >= 20:
+        kurt = dark.excess_kurtosis()
+        se_k = np.sqrt(24.0 / nd)
+        # a two-level telegraph signal makes the dark distribution platykurtic
+        noisy |= (kurt < -4 * se_k) | (kurt > 12 * se_k)
+    defects[noisy] |= DEFECT_NOISY
+    defects[nonlin] |= DEFECT_NONLINEAR
+    med_g = float(np.nanmedian(gain)) if np.any(np.isfinite(gain)) else np.nan
+    sg = _robust_sigma(gain)
+    with np.errstate(invalid="ignore"):
+        badg = ~np.isfinite(gain) | (gain <= 0)
+        if np.isfinite(med_g) and np.isfinite(sg):
+            badg |= np.abs(gain - med_g) > outlier_sigma * max(sg, 1e-3 * abs(med_g))
+    defects[badg] |= DEFECT_BAD_GAIN
+    # saturates at a level where almost no other pixel does
+    early = np.any(clipped & (level_clipped < 0.001)[:, None, None], axis=0)
+    defects[early] |= DEFECT_SATURATED
+
+    good = defects == 0
+    norm = float(np.mean(resp[good])) if np.any(good) else med_resp
+    prnu = resp / norm if np.isfinite(norm) and norm > 0 else resp
+
+    return PixelMaps(
+        offset=offset,
+        offset_se=offset_se,
+        read_var=read_var,
+        read_var_se=read_var_se,
+        read_noise=read_noise,
+        read_noise_se=read_noise_se,
+        gain=gain,
+        gain_se=gain_se,
+        gain_chi2=chi2,
+        prnu=prnu,
+        defects=defects,
+        n_levels=n_used,
+        level_signal=level_signal,
+        level_clipped=level_clipped,
+        saturation_mode=mode,
+        info={"gain_guess": g0, "dark_frames": nd, "frames_per_level": [lv.n for lv in levels]},
+    )
