@@ -184,12 +184,12 @@ def load_profile(path: str | os.PathLike) -> CameraProfile:
 
 def _attr_str(attrs: Any, name: str, where: str) -> str:
     if name not in attrs:
-        raise ProfileError(f"missing attribute {where}{name!r}")
+        raise ProfileError(f"missing attribute '{where}{name}'")
     v = attrs[name]
     if isinstance(v, bytes):
         v = v.decode()
     if not isinstance(v, str):
-        raise ProfileError(f"attribute {where}{name!r} must be a string, got {type(v).__name__}")
+        raise ProfileError(f"attribute '{where}{name}' must be a string, got {type(v).__name__}")
     return v
 
 
@@ -198,15 +198,15 @@ def _attr_json(attrs: Any, name: str, where: str = "/") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ProfileError(f"attribute {where}{name!r} is not valid JSON: {exc}") from None
+        raise ProfileError(f"attribute '{where}{name}' is not valid JSON: {exc}") from None
 
 
 def _attr_int(attrs: Any, name: str, where: str) -> int:
     if name not in attrs:
-        raise ProfileError(f"missing attribute {where}{name!r}")
+        raise ProfileError(f"missing attribute '{where}{name}'")
     v = np.asarray(attrs[name])
     if v.shape != () or not np.issubdtype(v.dtype, np.integer):
-        raise ProfileError(f"attribute {where}{name!r} must be an integer, got {v!r}")
+        raise ProfileError(f"attribute '{where}{name}' must be an integer, got {v!r}")
     return int(v)
 
 
@@ -297,18 +297,18 @@ def _read_identity(g: Any) -> CameraIdentity:
     kw["binning"] = _attr_int(g.attrs, "binning", where)
     for name, n in (("roi", 4), ("sensor_shape", 2)):
         if name not in g.attrs:
-            raise ProfileError(f"missing attribute {where}{name!r}")
+            raise ProfileError(f"missing attribute '{where}{name}'")
         v = np.asarray(g.attrs[name])
         if v.shape != (n,) or not np.issubdtype(v.dtype, np.integer):
-            raise ProfileError(f"attribute {where}{name!r} must be {n} integers, got {v!r}")
+            raise ProfileError(f"attribute '{where}{name}' must be {n} integers, got {v!r}")
         kw[name] = tuple(int(x) for x in v)
     for name in _FLOAT_FIELDS:
         if name not in g.attrs:
-            raise ProfileError(f"missing attribute {where}{name!r}")
+            raise ProfileError(f"missing attribute '{where}{name}'")
         v = float(np.asarray(g.attrs[name]))
         kw[name] = None if math.isnan(v) else v
     extra = _attr_json(g.attrs, "extra", where)
     if not isinstance(extra, dict):
-        raise ProfileError(f"attribute {where}'extra' must be a JSON object")
+        raise ProfileError(f"attribute '{where}extra' must be a JSON object")
     kw["extra"] = {str(k): str(v) for k, v in extra.items()}
     return CameraIdentity(**kw)
