@@ -352,14 +352,16 @@ class CameraProfile:
     def to_electrons(self, image: np.ndarray) -> np.ndarray:
         """Convert ``image`` (ADU, (..., H, W)) to photo-electrons, float32.
 
-        ``(image - o) / g``; not clipped, so dark pixels may be negative.
+        ``(image - o) / g``; not clipped, so dark pixels may be negative. Pixels
+        flagged ``DEFECT_BAD_GAIN`` with gain <= 0 give inf/NaN (no warning).
         """
         img = np.asarray(image)
         if img.shape[-2:] != self.shape:
             raise ImageMismatchError(
                 f"image shape {img.shape} does not match profile shape {self.shape}"
             )
-        return ((img.astype(np.float32) - self.offset) / self.gain).astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):  # flagged gain <= 0 pixels
+            return ((img.astype(np.float32) - self.offset) / self.gain).astype(np.float32)
 
     # ------------------------------------------------------------------ geometry
     def crop(self, roi: Roi, *, relative: bool = False) -> CameraProfile:

@@ -164,7 +164,12 @@ def _check_metadata(profile: CameraProfile, meta: Mapping[str, Any]) -> None:
     ):
         v = _find(meta, *names)
         mine = getattr(ident, key)
-        if v is not None and mine and str(v) != mine:
+        accepted = {mine}
+        if key == "camera":
+            # Micro-Manager reports the device label; profiles may hold the label, the
+            # adapter/model name, or record the label among the extra properties.
+            accepted |= {ident.model, *ident.extra.values()}
+        if v is not None and mine and str(v) not in accepted:
             problems.append(f"{key} {str(v)!r} (profile: {mine!r})")
     roi = _find(meta, "roi", "cameraroi")
     if roi is not None:
