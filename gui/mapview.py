@@ -134,8 +134,11 @@ class MapView(QtWidgets.QWidget):
         self.hist.axis.enableAutoSIPrefix(False)
         self.hist.axis.setTextPen("k")
         self.hist.axis.setPen("k")
-        self.hist.setMinimumWidth(120)
+        self.hist.setMinimumWidth(110)
+        self.hist.setMaximumWidth(150)
         self.glw.addItem(self.hist, row=0, col=1)
+        self.glw.ci.layout.setColumnStretchFactor(0, 4)
+        self.glw.ci.layout.setColumnStretchFactor(1, 1)
 
         self.stats_label = QtWidgets.QLabel("no data")
         self.stats_label.setTextInteractionFlags(
@@ -193,6 +196,10 @@ class MapView(QtWidgets.QWidget):
             stats = robust_stats(data, mask)
         if levels is None:
             levels = (stats["p1"], stats["p99"])
+        if stats["n"] == 0:  # nothing finite to draw
+            self.image.clear()
+            self.stats_label.setText("no finite values")
+            return stats
         lo, hi = levels
         if not (math.isfinite(lo) and math.isfinite(hi)):
             lo, hi = 0.0, 1.0

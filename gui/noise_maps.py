@@ -52,6 +52,8 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         dbox.addWidget(self.defect_view, 1)
         dbox.addWidget(self.defect_legend)
         grid.addLayout(dbox, 1, 2)
+        for c in range(3):
+            grid.setColumnStretch(c, 1)
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.status)
         lay.addLayout(grid, 1)
@@ -61,6 +63,8 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self._dark_mean: float | None = None
         self.last_snapshot: MapsSnapshot | None = None
         self.last_fit: dict[str, Any] | None = None
+        self.snap_label = ""
+        self.fit_label = ""
 
     def reset(self) -> None:
         """Clear all maps and the PTC (new run)."""
@@ -72,18 +76,23 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self._dark_mean = None
         self.last_snapshot = None
         self.last_fit = None
+        self.snap_label = ""
+        self.fit_label = ""
         self.status.setText("waiting for frames")
 
     def show_snapshot(self, snap: MapsSnapshot) -> None:
         """Show the running mean and temporal variance of the level being acquired."""
         self.last_snapshot = snap
-        which = "dark" if snap.level < 0 else f"level {snap.level}"
-        self.mean_view.plot.setTitle(f"running mean ({which}, n={snap.n})", color="k")
-        self.var_view.plot.setTitle(f"temporal variance ({which}, n={snap.n})", color="k")
+        which = "dark frames" if snap.level < 0 else f"level {snap.level}"
+        self.snap_label = f"running maps: {which}, {snap.n} frames"
+        self._update_status()
         self.mean_view.set_map(snap.mean, stats=snap.stats.get("mean"))
         self.var_view.set_map(snap.var, stats=snap.stats.get("var"))
         if snap.final:
             self.add_level_point(snap.level, snap.spatial_mean, snap.spatial_var)
+
+    def _update_status(self) -> None:
+        self.status.setText("   ·   ".join(t for t in (self.snap_label, self.fit_label) if t))
 
     def add_level_point(self, level: int, mean: float, var: float) -> None:
         """Record a finished level's spatial mean signal and temporal variance (ADU, ADU²)."""
@@ -112,8 +121,9 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         rn = getattr(maps, "read_noise", None)
         offset = getattr(maps, "offset", None)
         defects = getattr(maps, "defects", None)
+        self.fit_label = f"per-pixel fit on {n} level(s)"
+        self._update_status()
         if gain is not None:
-            self.gain_view.plot.setTitle(f"gain ({n} levels)", color="k")
             self.gain_view.set_map(gain, stats=stats.get("gain"))
         if rn is not None:
             self.read_view.set_map(rn, stats=stats.get("read_noise"))

@@ -114,6 +114,7 @@ class ProfileViewer(QtWidgets.QWidget):
         self.compare_table.setHorizontalHeaderLabels(["quantity", "A", "B", "B − A (rel.)"])
         self.compare_table.horizontalHeader().setStretchLastSection(True)
         dgrid.addWidget(self.compare_table, 1, 1)
+        self.compare_table.verticalHeader().setVisible(False)
 
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.addTab(maps_page, "maps")

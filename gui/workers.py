@@ -128,8 +128,10 @@ class StatsWorker(QtCore.QObject):
     @QtCore.Slot(int, object, bool)
     def compute_maps(self, level: int, moments: Any, final: bool = False) -> None:
         try:
+            if moments.n < 2:  # a temporal variance needs two frames
+                return
             mean = np.asarray(moments.mean())
-            var = np.asarray(moments.var()) if moments.n > 1 else np.full_like(mean, np.nan)
+            var = np.asarray(moments.var())
             snap = MapsSnapshot(
                 level=level,
                 n=int(moments.n),
@@ -233,7 +235,7 @@ class RunnerWorker(QtCore.QObject):
         if self.stats.busy.is_set():
             return
         moments = self._current_moments(level)
-        if moments is None or moments.n < 1:
+        if moments is None or moments.n < 2:
             return
         self._t_snap = now
         self.stats.busy.set()
@@ -245,7 +247,7 @@ class RunnerWorker(QtCore.QObject):
         if self.stats is None:
             return
         moments = self._current_moments(level)
-        if moments is not None and moments.n > 0:
+        if moments is not None and moments.n > 1:
             self.stats.busy.set()
             self._requestMaps.emit(level, copy_moments(moments), True)
         dark = getattr(self.runner, "dark", None)

@@ -1,0 +1,38 @@
+"""``rawsigma gui``: the bench GUI (live frames, sweep, noise maps, profile viewer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``gui`` command to the ``rawsigma`` app."""
+
+    @app.command("gui")
+    def gui(
+        config: str = typer.Option(
+            None,
+            "--config",
+            help="Micro-Manager .cfg of a real rig ('sim' or omitted: the simulated rig).",
+        ),
+        profile: Path = typer.Option(
+            None, "--profile", help="Open this HDF5 camera profile in the viewer."
+        ),
+        offline: bool = typer.Option(
+            None,
+            "--offline/--camera",
+            help="Without a camera (default when only --profile is given).",
+        ),
+    ) -> None:
+        """Open the bench GUI: live view, calibration sweep with live noise maps, profiles."""
+        try:
+            from rawsigma.gui.app import run_gui
+        except ImportError as exc:
+            from rawsigma.errors import RawsigmaError
+
+            raise RawsigmaError(
+                f"the GUI needs the 'gui' extra (pip install 'rawsigma[gui]'): {exc}"
+            ) from None
+        raise typer.Exit(run_gui(config=config, profile=profile, offline=offline))
