@@ -211,7 +211,7 @@ def compare(
             Console(stderr=True).print(f"wrote {plot}")
 
 
-def _read_image(path: Path, frame: int) -> Any:
+def _read_image(path: Path, frame: int | None) -> Any:
     import numpy as np
     from rawsigma.errors import InputFileError
 
@@ -227,26 +227,32 @@ def _read_image(path: Path, frame: int) -> Any:
     except Exception as exc:  # tifffile raises many types for bad files
         raise InputFileError(f"{path}: cannot read image ({exc})") from None
     img = np.asarray(img)
-    if img.ndim == 3:
+    if img.ndim == 3 and frame is not None:
         if not -img.shape[0] <= frame < img.shape[0]:
             raise InputFileError(f"{path}: frame {frame} out of range (stack of {img.shape[0]})")
         img = img[frame]
-    if img.ndim != 2:
+    if img.ndim not in (2, 3):
         raise InputFileError(f"{path}: expected a 2-D image or a stack, got shape {img.shape}")
     return img
 
 
 @profile_app.command("estimate")
 def estimate(
-    image: Path = typer.Argument(..., help="Raw image (TIFF or .npy)."),
+    image: Path = typer.Argument(..., help="Raw image or stack (TIFF or .npy)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output profile (.h5)."),
     read_noise: float | None = typer.Option(
         None, "--read-noise", help="Known read noise (ADU rms); estimated if omitted."
     ),
-    frame: int = typer.Option(0, "--frame", help="Frame to use when IMAGE is a stack."),
+    frame: int | None = typer.Option(
+        None, "--frame", help="Use only this frame of a stack (default: all frames)."
+    ),
+    bit_depth: int | None = typer.Option(
+        None, "--bit-depth", help="ADC bit depth (default: from the dtype)."
+    ),
+    tile: int = typer.Option(64, "--tile", help="Block size in pixels (32 for small images)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
-    """Estimate a uniform noise profile from one raw image (no calibration data)."""
+    """Estimate a uniform noise profile from raw image(s) alone (no calibration data)."""
     with _user_errors():
         from rawsigma.fileio import check_output
 
@@ -254,7 +260,9 @@ def estimate(
         img = _read_image(image, frame)
         from rawsigma.analysis.noise_estimate import estimate_profile
 
-        prof = estimate_profile(img, read_noise=read_noise)
+        prof = estimate_profile(
+            img, read_noise=read_noise, tile=tile, bit_depth=bit_depth, source=str(image)
+        )
         prof.provenance.setdefault("estimated", True)
         prof.provenance.setdefault("source_image", str(image))
         prof.save(out, force=force)

@@ -109,8 +109,9 @@ def test_compare_table_json_and_png(profiles, tmp_path):
 def test_estimate_uses_noise_estimate(profiles, tmp_path, monkeypatch):
     calls = {}
 
-    def fake_estimate(image, read_noise=None):
+    def fake_estimate(image, read_noise=None, **kw):
         calls["shape"], calls["read_noise"] = image.shape, read_noise
+        calls["source"] = kw.get("source")
         p = CameraProfile.uniform(image.shape, 1.7, float(image.min()), read_noise or 2.0)
         p.provenance["estimated"] = True
         return p
@@ -125,7 +126,7 @@ def test_estimate_uses_noise_estimate(profiles, tmp_path, monkeypatch):
     args = ["profile", "estimate", str(src), "--out", str(out), "--read-noise", "1.25"]
     res = runner.invoke(app, [*args, "--frame", "1"])
     assert res.exit_code == 0, res.output
-    assert calls == {"shape": (16, 24), "read_noise": 1.25}
+    assert calls == {"shape": (16, 24), "read_noise": 1.25, "source": str(src)}
     p = CameraProfile.load(out)
     assert p.estimated and p.read_noise_global == 1.25 and p.offset_global == img[1].min()
     before = out.read_bytes()
@@ -135,3 +136,23 @@ def test_estimate_uses_noise_estimate(profiles, tmp_path, monkeypatch):
         app, ["profile", "estimate", str(tmp_path / "no.tif"), "-o", str(tmp_path / "x.h5")]
     )
     assert res.exit_code == 2 and "no.tif" in flat(res.output)
+
+
+def test_estimate_real_estimator_on_simulated_image(tmp_path):
+    sm = pytest.importorskip("rawsigma.acquire.sensor_model")
+    pytest.importorskip("rawsigma.analysis.noise_estimate")
+    model = sm.SensorModel.preset("ccd", shape=(128, 128), seed=0)
+    yy, xx = np.mgrid[:128, :128]
+    photons = 200 + 2000 * np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 30**2))
+    img = model.expose(photons, 0.01, np.random.default_rng(1))
+    src = tmp_path / "sim.npy"
+    np.save(src, img)
+    out = tmp_path / "est.h5"
+    args = ["profile", "estimate", str(src), "-o", str(out), "--tile", "32"]
+    res = runner.invoke(app, [*args, "--bit-depth", str(model.bit_depth)])
+    assert res.exit_code == 0, res.output
+    p = CameraProfile.load(out)
+    assert p.estimated and p.identity.bit_depth == model.bit_depth
+    true_gain = float(np.median(model.gain))
+    assert p.gain_global == pytest.approx(true_gain, rel=0.1)
+    p.check_image(img)  # the estimated profile accepts the image it came from
