@@ -410,7 +410,13 @@ class CameraProfile:
             **maps,
         )
 
-    def check_image(self, image: np.ndarray, metadata: Mapping[str, Any] | None = None) -> None:
+    def check_image(
+        self,
+        image: np.ndarray,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        name: str = "",
+    ) -> None:
         """Check that a raw image (and its metadata) belongs to this profile.
 
         Parameters
@@ -422,6 +428,8 @@ class CameraProfile:
             too): ``binning`` (int or ``"2x2"``), ``bit_depth``/``BitDepth``, ``roi``/
             ``ROI`` ((x, y, w, h) or ``"x-y-w-h"``), ``camera``/``Camera``,
             ``serial``, ``model``.
+        name : str, optional
+            Name of the image (file) to prefix error messages with.
 
         Raises
         ------
@@ -432,7 +440,12 @@ class CameraProfile:
         """
         from rawsigma.calib.profile_check import check_image_against
 
-        check_image_against(self, image, metadata)
+        try:
+            check_image_against(self, image, metadata)
+        except ImageMismatchError as exc:
+            if not name:
+                raise
+            raise ImageMismatchError(f"{name}: {exc}") from None
 
     # ------------------------------------------------------------------ construction
     @classmethod

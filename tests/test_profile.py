@@ -189,6 +189,12 @@ def test_check_image_errors(image, match):
         p.check_image(image)
 
 
+def test_check_image_names_the_file():
+    p = ramp_profile()
+    with pytest.raises(ImageMismatchError, match=r"^cells\.tif: image shape"):
+        p.check_image(np.zeros((5, 5), np.uint16), name="cells.tif")
+
+
 def test_check_image_counts_overflow_pixels():
     p = ramp_profile(bit_depth=12)
     img = np.zeros(p.shape, np.uint16)
