@@ -122,6 +122,9 @@ def saturation_masks(
             tol = 3.0 * np.sqrt(np.maximum(rv, 0)) + 1.0
             top = np.max(np.stack([lv.pixel_max for lv in levels]), axis=0)
             fw = np.stack([lv.pixel_max >= top - tol for lv in levels])
+            # pixels without a real plateau (dead, barely responding) never saturate
+            rise = top - dark.mean()
+            fw[:, rise < 0.5 * np.median(rise)] = False
             # levels far below the peak of the curve cannot be at saturation
             fw[sig < 0.5 * sig[order[ipk]]] = False
             clipped |= fw

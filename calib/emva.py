@@ -1,0 +1,386 @@
+"""Global EMVA 1288 Release 4.0 (Linear) numbers from streamed per-pixel moments.
+
+Works from frame pairs (2 frames per level, the EMVA protocol) and from long stacks:
+everything is computed from :class:`~rawsigma.calib.moments.PixelMoments`.
+
+Estimators (equation numbers of EMVA 1288 R4.0 Linear):
+
+- temporal variance per level: mean of the per-pixel variances minus the excess
+  variance of the frame means (mean-difference flicker correction, eq. 18; for a pair
+  this is exactly ``sum((yA - yB)**2) / 2NM - (muA - muB)**2 / 2``);
+- ``K`` (eq. 50): least squares with intercept of ``var_y - var_dark`` against
+  ``mu_y - mu_dark`` from dark up to 70 % of saturation;
+- ``sigma_d`` (eq. 53/54): ``sqrt(var_dark - 1/12) / K``; if ``var_dark < 0.24`` only
+  the upper limit ``0.40 / K`` is reported (``sigma_d_upper_limit`` True);
+- saturation: the signal where 0.15 % (the middle of the 0.1–0.2 % rule) of pixels reach
+  their maximum value, interpolated between levels on a probit scale. "Maximum" is the
+  ADC ceiling, or, when the photon-transfer curve collapses below it (full well clips
+  first), each pixel's own plateau (within 3 read-noise sigma). This is where the
+  ``emva1288`` package's variance-peak search fails;
+- ``DSNU1288 = s_y.dark / K`` and ``PRNU1288 = sqrt(s2_y.50 - s2_y.dark) / (mu_y.50 -
+  mu_y.dark)`` (eq. 66/67), spatial variances of the per-pixel means with the temporal
+  part removed (eq. 35/36); also after the R4 high-pass (7x7 box, 11x11 box, 3x3
+  binomial, corrected for its white-noise gain), which is used for the headline value
+  when low spatial frequencies (e.g. vignetting) inflate the plain estimate by > 10 %;
+- ``SNR_max = sqrt(mu_e.sat)`` (eq. 55), ``DR = mu_e.sat / mu_e.min`` with
+  ``mu_e.min = sqrt(sigma_d**2 + 1/(12 K**2) + 1/4) + 1/2`` (eq. 26, 28);
+- linearity (eq. 58–63): weighted LS (weights ``1/y**2``) of ``y = mu_y - mu_dark``
+  against the level's exposure or photon count over 5–95 % of saturation,
+  ``LE = mean |delta|`` in %; needs ``photons`` or ``exposure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.special import ndtri
+
+from .fit import saturation_masks
+from .moments import PixelMoments
+
+__all__ = ["emva_analysis", "emva_summary", "highpass_r4", "spatial_variance"]
+
+SIGMA2_Q = 1.0 / 12.0
+_SAT_FRACTION = 0.0015
+
+
+def _lowpass_r4(img: np.ndarray) -> np.ndarray:
+    out = ndimage.uniform_filter(img, 7, mode="reflect")
+    out = ndimage.uniform_filter(out, 11, mode="reflect")
+    b = np.array([0.25, 0.5, 0.25])
+    out = ndimage.correlate1d(out, b, axis=0, mode="reflect")
+    return ndimage.correlate1d(out, b, axis=1, mode="reflect")
+
+
+_MARGIN = 9  # (7 + 11 + 3 - 3) / 2: pixels affected by the reflection at the border
+
+
+def _hp_gain() -> float:
+    """White-noise variance gain of the high-pass filter (sum of squared taps)."""
+    n = 2 * _MARGIN + 1 + 40
+    d = np.zeros((n, n))
+    d[n // 2, n // 2] = 1.0
+    h = d - _lowpass_r4(d)
+    return float(np.sum(h * h))
+
+
+_HP_GAIN = _hp_gain()
+
+
+def highpass_r4(img: np.ndarray) -> np.ndarray:
+    """R4 high-pass of an image (float64), border of 9 pixels removed.
+
+    ``img - binomial3(box11(box7(img)))``. Divide variances of the result by
+    ``_HP_GAIN`` (about 0.92) to get the white-noise-equivalent variance.
+    """
+    img = np.asarray(img, np.float64)
+    hp = img - _lowpass_r4(img)
+    m = _MARGIN
+    if min(img.shape) <= 2 * m + 2:
+        raise ValueError(f"image {img.shape} too small for the R4 high-pass filter")
+    return hp[m:-m, m:-m]
+
+
+def spatial_variance(pm: PixelMoments, highpass: bool = False) -> float:
+    """Spatial variance of the per-pixel means with the temporal part removed (ADU^2).
+
+    ``s2 = var_spatial(<y>) - mean(var_temporal) / L`` (EMVA eq. 35/36); for a frame
+    pair this equals eq. 32. With ``highpass``, both terms are taken after the R4
+    high-pass (the temporal noise is white, so it scales with the same gain).
+    """
+    mean = pm.mean()
+    tvar = pm.var()
+    if highpass:
+        hp = highpass_r4(mean)
+        m = _MARGIN
+        return float(np.var(hp) / _HP_GAIN - np.mean(tvar[m:-m, m:-m]) / pm.n)
+    return float(np.var(mean) - np.mean(tvar) / pm.n)
+
+
+def _temporal_var(pm: PixelMoments) -> tuple[float, float]:
+    """(raw, flicker-corrected) mean temporal variance of a level (ADU^2)."""
+    raw = float(np.mean(pm.var()))
+    return raw, raw - pm.flicker_var()
+
+
+def _level_stability(pm: PixelMoments, dark_mean: float) -> tuple[float, float]:
+    """(flicker, drift) of a level relative to its signal, from the frame means."""
+    fm = pm.frame_means
+    sig = fm.mean() - dark_mean
+    if pm.n < 2 or sig <= 0:
+        return 0.0, 0.0
+    flick = float(np.sqrt(max(pm.flicker_var(), 0.0)) / sig)
+    if pm.n < 3:
+        return flick, 0.0
+    t = np.arange(pm.n, dtype=np.float64)
+    slope = np.polyfit(t, fm, 1)[0]
+    return flick, float(slope * (pm.n - 1) / sig)
+
+
+def _crossing(sig: np.ndarray, frac: np.ndarray, target: float, npix: int) -> float:
+    """Signal at which the fraction of pixels at maximum crosses ``target``."""
+    order = np.argsort(sig)
+    s, f = sig[order], frac[order]
+    above = np.flatnonzero(f >= target)
+    if above.size == 0:
+        return float("nan")
+    j = int(above[0])
+    if j == 0:
+        return float(s[0])
+    lo = 0.5 / npix
+    z = ndtri(np.clip(f[[j - 1, j]], lo, 1 - lo))
+    zt = ndtri(target)
+    if z[1] <= z[0]:
+        return float(s[j])
+    t = (zt - z[0]) / (z[1] - z[0])
+    return float(s[j - 1] + np.clip(t, 0, 1) * (s[j] - s[j - 1]))
+
+
+def _wls_line(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """Weighted LS ``y = a + b x``; returns (b, a, SE of b)."""
+    w = np.ones_like(x) if w is None else w
+    sw = w.sum()
+    xm, ym = (w * x).sum() / sw, (w * y).sum() / sw
+    sxx = (w * (x - xm) ** 2).sum()
+    b = (w * (x - xm) * (y - ym)).sum() / sxx
+    a = ym - b * xm
+    n = x.size
+    if n > 2:
+        res = y - a - b * x
+        s2 = (w * res**2).sum() / (n - 2)
+        se = float(np.sqrt(s2 / sxx))
+    else:
+        se = float("nan")
+    return float(b), float(a), se
+
+
+def emva_analysis(
+    dark: PixelMoments | Sequence[PixelMoments],
+    levels: Sequence[PixelMoments],
+    *,
+    max_adu: int,
+    photons: Sequence[float] | None = None,
+    exposure: Sequence[float] | None = None,
+    highpass: str = "auto",
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """EMVA 1288 R4 global numbers and the photon-transfer table.
+
+    Parameters
+    ----------
+    dark : PixelMoments or sequence of PixelMoments
+        One dark accumulator for all levels, or one per level (same exposure as the
+        level, as in the EMVA protocol).
+    levels : sequence of PixelMoments
+        Bright accumulators, one per level, at least 2 frames each.
+    max_adu : int
+        ADC maximum.
+    photons : sequence of float, optional
+        Mean photons per pixel of each level (``mu_p``): gives ``R``, ``eta`` (QE),
+        ``mu_p.min`` and ``mu_p.sat``, and the x-axis of the linearity fit.
+    exposure : sequence of float, optional
+        Exposure (or any quantity proportional to the irradiation) of each level;
+        linearity x-axis when ``photons`` is not given.
+    highpass : {"auto", "always", "never"}
+        R4 high-pass for DSNU/PRNU; ``auto`` uses it when the plain spatial variance
+        exceeds the high-passed one by more than 10 %.
+
+    Returns
+    -------
+    summary : dict
+        Plain scalars (floats, ints, bools, str): ``K`` [DN/e-], ``K_se``,
+        ``sigma_y_dark`` [DN], ``sigma_d`` [e-], ``sigma_d_upper_limit``, ``DSNU1288``
+        [e-], ``PRNU1288`` [%], their ``_plain`` / ``_highpass`` variants,
+        ``mu_y_sat`` [DN], ``mu_e_sat`` [e-], ``saturation_mode``, ``SNR_max``,
+        ``SNR_max_dB``, ``mu_e_min``, ``DR``, ``DR_dB``, ``LE`` [%], ``R``, ``eta``,
+        ``mu_p_min``, ``mu_p_sat``, ``flicker_max``, ``drift_max``, frame counts, ...
+    ptc : dict of str to 1-D ndarray
+        One entry per level, sorted by signal: ``level`` (input index), ``mean``,
+        ``dark_mean``, ``var``, ``var_corrected``, ``dark_var``, ``n_frames``,
+        ``clipped_fraction``, ``flicker``, ``drift``, ``photons``, ``exposure``,
+        ``used_for_K``.
+    """
+    levels = list(levels)
+    k = len(levels)
+    if k < 2:
+        raise ValueError(f"EMVA analysis needs at least 2 light levels, got {k}")
+    darks = [dark] * k if isinstance(dark, PixelMoments) else list(dark)
+    if len(darks) != k:
+        raise ValueError(f"{len(darks)} dark accumulators for {k} levels")
+    for i, pm in enumerate([*levels, *darks]):
+        if pm.n < 2:
+            raise ValueError(f"accumulator {i} has {pm.n} frame(s); at least 2 are needed")
+    shape = levels[0].shape
+    npix = shape[0] * shape[1]
+    ph = None if photons is None else np.asarray(photons, np.float64)
+    ex = None if exposure is None else np.asarray(exposure, np.float64)
+    for name, arr in (("photons", ph), ("exposure", ex)):
+        if arr is not None and arr.shape != (k,):
+            raise ValueError(f"{name} has {arr.shape[0]} values for {k} levels")
+
+    mu_y = np.array([lv.frame_means.mean() for lv in levels])
+    mu_d = np.array([d.frame_means.mean() for d in darks])
+    tv = np.array([_temporal_var(lv) for lv in levels])
+    var_raw, var_c = tv[:, 0], tv[:, 1]
+    # darks carry no light: no flicker correction, but eq. 18 form for consistency
+    dvar = np.array([_temporal_var(d)[1] for d in darks])
+    n_frames = np.array([lv.n for lv in levels])
+    stab = np.array([_level_stability(lv, md) for lv, md in zip(levels, mu_d, strict=True)])
+    sig = mu_y - mu_d
+    yvar = var_c - dvar
+
+    # ----------------------------------------------------------- saturation
+    base_dark = darks[int(np.argmax([d.n for d in darks]))]
+    clipped, mode = saturation_masks(base_dark, levels, max_adu)
+    frac = clipped.reshape(k, -1).mean(axis=1)
+    if mode == "none" or frac.max() < _SAT_FRACTION:
+        mu_y_sat_sig = float("nan")
+    else:
+        mu_y_sat_sig = _crossing(sig, frac, _SAT_FRACTION, npix)
+
+    # ------------------------------------------------------------------- K
+    order = np.argsort(sig)
+    usable = (frac < _SAT_FRACTION) & (sig > 0)
+    if np.isfinite(mu_y_sat_sig):
+        usable &= sig <= 0.7 * mu_y_sat_sig
+    if usable.sum() < 2:
+        usable = (frac < 0.01) & (sig > 0)
+    if usable.sum() < 2:
+        raise ValueError("fewer than 2 unsaturated light levels: cannot fit K")
+    K, K_icpt, K_se = _wls_line(sig[usable], yvar[usable])
+
+    # ----------------------------------------------------------- dark noise
+    if ex is not None:
+        i_d = int(np.argmin(ex))
+    elif ph is not None:
+        i_d = int(np.argmin(ph))
+    else:
+        i_d = int(np.argmax([d.n for d in darks]))
+    var_dark = float(dvar[i_d])
+    upper = var_dark < 0.24
+    sigma_d = 0.40 / K if upper else float(np.sqrt(var_dark - SIGMA2_Q) / K)
+
+    # -------------------------------------------------------- nonuniformity
+    s2_dark_plain = spatial_variance(base_dark)
+    s2_dark_hp = spatial_variance(base_dark, highpass=True)
+    sat_ref = mu_y_sat_sig if np.isfinite(mu_y_sat_sig) else float(np.max(sig[usable]))
+    i50 = int(np.argmin(np.abs(sig - 0.5 * sat_ref) + np.where(frac > 0.001, np.inf, 0)))
+    d50 = darks[i50]
+    s2_50_plain = spatial_variance(levels[i50]) - spatial_variance(d50)
+    s2_50_hp = spatial_variance(levels[i50], highpass=True) - spatial_variance(d50, highpass=True)
+    if highpass == "always":
+        use_hp_d, use_hp_p = True, True
+    elif highpass == "never":
+        use_hp_d, use_hp_p = False, False
+    elif highpass == "auto":
+        use_hp_d = s2_dark_plain > 1.1 * max(s2_dark_hp, 1e-12)
+        use_hp_p = s2_50_plain > 1.1 * max(s2_50_hp, 1e-12)
+    else:
+        raise ValueError(f"highpass must be 'auto', 'always' or 'never', got {highpass!r}")
+    dsnu_plain = float(np.sqrt(max(s2_dark_plain, 0.0)) / K)
+    dsnu_hp = float(np.sqrt(max(s2_dark_hp, 0.0)) / K)
+    prnu_plain = float(100 * np.sqrt(max(s2_50_plain, 0.0)) / sig[i50])
+    prnu_hp = float(100 * np.sqrt(max(s2_50_hp, 0.0)) / sig[i50])
+
+    # ------------------------------------------------------ derived numbers
+    mu_e_sat = mu_y_sat_sig / K
+    mu_e_min = float(np.sqrt(sigma_d**2 + SIGMA2_Q / K**2 + 0.25) + 0.5)
+    snr_max = float(np.sqrt(mu_e_sat)) if np.isfinite(mu_e_sat) else float("nan")
+    dr = mu_e_sat / mu_e_min
+    R = eta = mu_p_min = mu_p_sat = float("nan")
+    if ph is not None and np.any(usable & (ph > 0)):
+        sel = usable & (ph > 0)
+        R = float(np.sum(ph[sel] * sig[sel]) / np.sum(ph[sel] ** 2))
+        eta = R / K
+        mu_p_min = mu_e_min / eta
+        mu_p_sat = mu_e_sat / eta
+
+    # ----------------------------------------------------------- linearity
+    xlin = ph if ph is not None else ex
+    le = le_min = le_max = float("nan")
+    if xlin is not None and np.isfinite(mu_y_sat_sig):
+        sel = (sig >= 0.05 * mu_y_sat_sig) & (sig <= 0.95 * mu_y_sat_sig) & (frac < _SAT_FRACTION)
+        if sel.sum() >= 3:
+            b, a, _ = _wls_line(xlin[sel], sig[sel], 1.0 / sig[sel] ** 2)
+            fit = a + b * xlin[sel]
+            delta = 100 * (sig[sel] - fit) / fit
+            le = float(np.mean(np.abs(delta)))
+            le_min, le_max = float(delta.min()), float(delta.max())
+
+    summary: dict[str, Any] = {
+        "standard": "EMVA 1288 R4.0 Linear",
+        "K": K,
+        "K_se": K_se,
+        "K_intercept": K_icpt,
+        "n_levels": k,
+        "n_levels_K": int(usable.sum()),
+        "frames_per_level": int(np.min(n_frames)),
+        "dark_frames": int(base_dark.n),
+        "mu_y_dark": float(mu_d[i_d]),
+        "sigma_y_dark": float(np.sqrt(max(var_dark, 0.0))),
+        "sigma_d": float(sigma_d),
+        "sigma_d_upper_limit": bool(upper),
+        "DSNU1288": dsnu_hp if use_hp_d else dsnu_plain,
+        "DSNU1288_plain": dsnu_plain,
+        "DSNU1288_highpass": dsnu_hp,
+        "DSNU1288_DN": float((dsnu_hp if use_hp_d else dsnu_plain) * K),
+        "PRNU1288": prnu_hp if use_hp_p else prnu_plain,
+        "PRNU1288_plain": prnu_plain,
+        "PRNU1288_highpass": prnu_hp,
+        "highpass_DSNU": bool(use_hp_d),
+        "highpass_PRNU": bool(use_hp_p),
+        "PRNU_level_signal": float(sig[i50]),
+        "saturation_mode": mode,
+        "mu_y_sat": float(mu_y_sat_sig + mu_d[i_d]),
+        "mu_e_sat": float(mu_e_sat),
+        "SNR_max": snr_max,
+        "SNR_max_dB": float(20 * np.log10(snr_max)) if snr_max > 0 else float("nan"),
+        "mu_e_min": mu_e_min,
+        "DR": float(dr),
+        "DR_dB": float(20 * np.log10(dr)) if dr > 0 else float("nan"),
+        "LE": le,
+        "LE_min": le_min,
+        "LE_max": le_max,
+        "R": R,
+        "eta": eta,
+        "mu_p_min": mu_p_min,
+        "mu_p_sat": mu_p_sat,
+        "flicker_max": float(np.max(stab[:, 0])),
+        "drift_max": float(np.max(np.abs(stab[:, 1]))),
+    }
+    nan = np.full(k, np.nan)
+    ptc = {
+        "level": order.astype(np.int64),
+        "mean": mu_y[order],
+        "dark_mean": mu_d[order],
+        "var": var_raw[order],
+        "var_corrected": var_c[order],
+        "dark_var": dvar[order],
+        "n_frames": n_frames[order].astype(np.int64),
+        "clipped_fraction": frac[order],
+        "flicker": stab[order, 0],
+        "drift": stab[order, 1],
+        "photons": (ph if ph is not None else nan)[order],
+        "exposure": (ex if ex is not None else nan)[order],
+        "used_for_K": usable[order],
+    }
+    return summary, ptc
+
+
+def emva_summary(
+    dark: PixelMoments | Sequence[PixelMoments],
+    levels: Sequence[PixelMoments],
+    *,
+    max_adu: int,
+    photons: Sequence[float] | None = None,
+    exposure: Sequence[float] | None = None,
+    highpass: str = "auto",
+) -> dict[str, Any]:
+    """Global EMVA 1288 R4 numbers only; see :func:`emva_analysis`."""
+    return emva_analysis(
+        dark, levels, max_adu=max_adu, photons=photons, exposure=exposure, highpass=highpass
+    )[0]
