@@ -154,7 +154,7 @@ def check_raw_image(image: np.ndarray, profile: Any, name: str = "image") -> np.
             raise ImageMismatchError(f"{name}: negative pixel values; not a raw image")
         a = a.astype(np.uint16 if a.max() <= 65535 else np.uint32)
     if profile is not None:
-        profile.check_image(a)
+        profile.check_image(a, name=name)
     return a
 
 
@@ -212,7 +212,7 @@ def _scoring_features(image: np.ndarray, sigmas: Sequence[float]) -> tuple[np.nd
     try:
         from rawsigma.analysis.features import feature_maps_for_scoring
 
-        return feature_maps_for_scoring(image, sigmas=list(sigmas))
+        return feature_maps_for_scoring(image, sigmas=list(sigmas), n_workers=1)
     except (ImportError, TypeError):
         pass
     x = np.asarray(image, np.float32)
@@ -397,7 +397,7 @@ def score_image(
             rep_out.append(o)
             report("replicas", i + 1, len(rep_futs))
         timings["replicas"] = time.perf_counter() - t0
-        _, feat_names = _scoring_features(image[:8, :8], plan.score_sigmas)
+        _, feat_names = _scoring_features(image[:32, :32], plan.score_sigmas)
         sigma_f = fstats.sigma().astype(np.float32)
 
         n_obj = len(raw.table.get("label", raw.table[next(iter(raw.table))]))
