@@ -26,6 +26,9 @@ from .workers import LatestFrame
 #: default display refresh rate, Hz
 DISPLAY_HZ = 20.0
 
+# pymmcore-widgets fetches button icons from the web; offline it warns on every toggle
+warnings.filterwarnings("ignore", message="Error fetching icon", category=UserWarning)
+
 
 def _quiet_widgets() -> Any:
     """Import pymmcore_widgets without the icon-download warnings of offline machines."""
