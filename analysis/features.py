@@ -1,0 +1,616 @@
+"""Pixel feature banks for the random-forest classifier, 2D and 3D.
+
+Two presets:
+
+``"ilastik"`` (default scales 0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
+    ``GaussianSmoothing`` (every scale), and from scale 0.7 up (ilastik's minimum):
+    ``LaplacianOfGaussian``, ``GaussianGradientMagnitude``, ``DifferenceOfGaussians``
+    (G_s - G_0.66s), ``StructureTensorEigenvalues`` (inner scale s, outer s/2) and
+    ``HessianOfGaussianEigenvalues``; eigenvalues in descending order.  49 channels in
+    2D, 61 in 3D.  Derivatives are central finite differences of the Gaussian-smoothed
+    image (``derivatives="fd"``, the fast default, as ``skimage.feature`` does) or
+    exact Gaussian-derivative filters (``derivatives="gaussian"``).  ilastik's
+    pre-smoothing quirk (effective scale ~sqrt(2)*s for s <= 1) is not reproduced.
+``"weka"`` (default sigmas 1, 2, 4, 8, 16; Gaussian actually applied 0.4*sigma, edges
+    extended with the nearest pixel, as Trainable Weka Segmentation)
+    the original image, ``Gaussian_blur``, ``Sobel_filter`` (3x3 Sobel magnitude of
+    the blurred image, also at sigma 0), ``Hessian`` (8 channels per sigma, also at 0:
+    module, trace, determinant, eigenvalues 1 and 2, orientation, gamma-normalised
+    square eigenvalue difference, square of the gamma-normalised eigenvalue
+    difference; second derivatives are Sobel-of-Sobel, gamma t = 1) and
+    ``Difference_of_gaussians`` for every pair: 70 channels in 2D (the paper's set:
+    Weka defaults without membrane projections).  In 3D the Hessian gives module,
+    trace, determinant and the three eigenvalues (6 channels per sigma).
+
+Everything is float32 in the image's own units (no rescaling of integer images).
+Features are computed block-wise: each block is read with a halo equal to the
+filters' total support for each scale separately, so the result equals the
+whole-image result (to float rounding) while memory stays bounded, and blocks run on
+threads (scipy.ndimage and numpy release the GIL).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .features_math import (
+    d1,
+    d2,
+    eig_sym2,
+    eig_sym3,
+    gaussian,
+    gaussian_radius,
+)
+
+__all__ = [
+    "ILASTIK_SIGMAS",
+    "WEKA_SIGMAS",
+    "ILASTIK_FEATURES",
+    "SCORING_FEATURES",
+    "FeatureConfig",
+    "feature_bank",
+    "feature_names",
+    "feature_maps_for_scoring",
+    "iter_feature_blocks",
+]
+
+ILASTIK_SIGMAS: tuple[float, ...] = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
+WEKA_SIGMAS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+ILASTIK_FEATURES: tuple[str, ...] = (
+    "GaussianSmoothing",
+    "LaplacianOfGaussian",
+    "GaussianGradientMagnitude",
+    "DifferenceOfGaussians",
+    "StructureTensorEigenvalues",
+    "HessianOfGaussianEigenvalues",
+)
+#: The per-pixel epsilon maps of the scoring step use these.
+SCORING_FEATURES: tuple[str, ...] = ILASTIK_FEATURES[:4]
+_ILASTIK_MIN_SCALE = 0.7  # ilastik's minimum for every feature except smoothing
+_DOG_RATIO = 0.66
+_WEKA_BLUR = 0.4
+_TRUNCATE = 3.5
+_DEFAULT_BLOCK = {2: 1024, 3: 96}
+_WEKA_HESSIAN_2D = (
+    "Hessian",
+    "Hessian_Trace",
+    "Hessian_Determinant",
+    "Hessian_Eigenvalue_1",
+    "Hessian_Eigenvalue_2",
+    "Hessian_Orientation",
+    "Hessian_Square_Eigenvalue_Difference",
+    "Hessian_Normalized_Eigenvalue_Difference",
+)
+_WEKA_HESSIAN_3D = (
+    "Hessian",
+    "Hessian_Trace",
+    "Hessian_Determinant",
+    "Hessian_Eigenvalue_1",
+    "Hessian_Eigenvalue_2",
+    "Hessian_Eigenvalue_3",
+)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Declarative description of a feature bank (saved with a classifier).
+
+    Parameters
+    ----------
+    preset : {"ilastik", "weka"}
+    sigmas : tuple of float, optional
+        Scales in pixels (physical units when ``spacing`` is given); preset default.
+    features : tuple of str, optional
+        ilastik preset only: subset of :data:`ILASTIK_FEATURES` (default all).
+    derivatives : {"fd", "gaussian"}
+        ilastik preset only: finite differences of the smoothed image or exact
+        Gaussian-derivative filters.
+    spacing : tuple of float, optional
+        Pixel / voxel size per axis (sigmas are then in the same units).
+    truncate : float
+        Gaussian kernels are cut at ``truncate`` standard deviations.
+    """
+
+    preset: str = "ilastik"
+    sigmas: tuple[float, ...] | None = None
+    features: tuple[str, ...] | None = None
+    derivatives: str = "fd"
+    spacing: tuple[float, ...] | None = None
+    truncate: float = _TRUNCATE
+    _resolved: bool = field(default=False, repr=False, compare=False)
+
+    def resolved(self) -> FeatureConfig:
+        """Return a copy with defaults filled in and the values validated."""
+        preset = str(self.preset).lower()
+        if preset not in ("ilastik", "weka"):
+            raise ValueError(f"feature preset must be 'ilastik' or 'weka', got {self.preset!r}")
+        default = ILASTIK_SIGMAS if preset == "ilastik" else WEKA_SIGMAS
+        sigmas = tuple(float(s) for s in (self.sigmas if self.sigmas is not None else default))
+        if not sigmas or min(sigmas) <= 0:
+            raise ValueError(f"sigmas must be positive numbers, got {self.sigmas}")
+        sigmas = tuple(sorted(set(sigmas)))
+        feats = self.features
+        if preset == "ilastik":
+            feats = tuple(feats) if feats is not None else ILASTIK_FEATURES
+            bad = [f for f in feats if f not in ILASTIK_FEATURES]
+            if bad or not feats:
+                raise ValueError(f"unknown ilastik features {bad}; choose from {ILASTIK_FEATURES}")
+            feats = tuple(f for f in ILASTIK_FEATURES if f in feats)
+        elif feats is not None:
+            raise ValueError("the weka preset has a fixed feature set; leave features=None")
+        if self.derivatives not in ("fd", "gaussian"):
+            raise ValueError(f"derivatives must be 'fd' or 'gaussian', got {self.derivatives!r}")
+        spacing = None if self.spacing is None else tuple(float(s) for s in self.spacing)
+        return FeatureConfig(preset, sigmas, feats, self.derivatives, spacing, self.truncate, True)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        c = self.resolved()
+        return {
+            "preset": c.preset,
+            "sigmas": list(c.sigmas or ()),
+            "features": None if c.features is None else list(c.features),
+            "derivatives": c.derivatives,
+            "spacing": None if c.spacing is None else list(c.spacing),
+            "truncate": c.truncate,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureConfig:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            preset=d["preset"],
+            sigmas=tuple(d["sigmas"]),
+            features=None if d.get("features") is None else tuple(d["features"]),
+            derivatives=d.get("derivatives", "fd"),
+            spacing=None if d.get("spacing") is None else tuple(d["spacing"]),
+            truncate=d.get("truncate", _TRUNCATE),
+        ).resolved()
+
+
+# --------------------------------------------------------------------------- plans
+def _fmt(s: float) -> str:
+    return f"{s:g}"
+
+
+def _ilastik_channels(cfg: FeatureConfig, ndim: int, sigma: float) -> list[str]:
+    names = []
+    for f in cfg.features or ():
+        if f != "GaussianSmoothing" and sigma < _ILASTIK_MIN_SCALE:
+            continue
+        if f in ("StructureTensorEigenvalues", "HessianOfGaussianEigenvalues"):
+            names += [f"{f}_s{_fmt(sigma)}_e{i}" for i in range(ndim)]
+        else:
+            names.append(f"{f}_s{_fmt(sigma)}")
+    return names
+
+
+def _weka_groups(cfg: FeatureConfig, ndim: int) -> list[tuple[float, list[str]]]:
+    hess = _WEKA_HESSIAN_2D if ndim == 2 else _WEKA_HESSIAN_3D
+    sig = cfg.sigmas or ()
+    groups = [(0.0, ["original", "Sobel_filter_0"] + [f"{h}_0" for h in hess])]
+    for s in sig:
+        names = [f"Gaussian_blur_{_fmt(s)}", f"Sobel_filter_{_fmt(s)}"]
+        names += [f"{h}_{_fmt(s)}" for h in hess]
+        names += [f"Difference_of_gaussians_{_fmt(a)}_{_fmt(s)}" for a in sig if a < s]
+        groups.append((s, names))
+    return groups
+
+
+def _groups(cfg: FeatureConfig, ndim: int) -> list[tuple[float, list[str]]]:
+    if cfg.preset == "weka":
+        return _weka_groups(cfg, ndim)
+    return [(s, _ilastik_channels(cfg, ndim, s)) for s in cfg.sigmas or ()]
+
+
+def _order(cfg: FeatureConfig, ndim: int) -> list[str]:
+    """Output channel order: ilastik by feature then scale; weka as its FeatureStack."""
+    groups = _groups(cfg, ndim)
+    if cfg.preset == "ilastik":
+        out = []
+        for f in cfg.features or ():
+            for _, names in groups:
+                out += [n for n in names if n.split("_s")[0] == f]
+        return out
+    order = ["original"]
+    order += [n for _, ns in groups for n in ns if n.startswith("Gaussian_blur")]
+    order += [n for _, ns in groups for n in ns if n.startswith("Sobel")]
+    order += [n for _, ns in groups for n in ns if n.startswith("Hessian")]
+    order += [n for _, ns in groups for n in ns if n.startswith("Difference")]
+    return order
+
+
+def feature_names(
+    ndim: int = 2,
+    preset: str = "ilastik",
+    sigmas: Sequence[float] | None = None,
+    features: Sequence[str] | None = None,
+) -> list[str]:
+    """Channel names of :func:`feature_bank` without computing anything."""
+    cfg = FeatureConfig(preset, None if sigmas is None else tuple(sigmas), features).resolved()
+    return _order(cfg, ndim)
+
+
+def _halo(cfg: FeatureConfig, sigma: float, spacing: tuple[float, ...]) -> tuple[int, ...]:
+    """Total filter support (pixels per axis) of one scale group."""
+    out = []
+    for h in spacing:
+        if cfg.preset == "weka":
+            r = gaussian_radius(_WEKA_BLUR * sigma / h, cfg.truncate) if sigma > 0 else 0
+            out.append(r + 2)  # Sobel of Sobel
+            continue
+        s = sigma / h
+        r = gaussian_radius(s, cfg.truncate)
+        if sigma < _ILASTIK_MIN_SCALE:
+            out.append(r)
+            continue
+        fd = 1 if cfg.derivatives == "fd" else 0
+        extra = 2 * fd  # Hessian by two finite differences
+        if "StructureTensorEigenvalues" in (cfg.features or ()):
+            extra = max(extra, fd + gaussian_radius(s / 2, cfg.truncate))
+        r = max(r, 2)  # derivative kernels are at least 5 taps
+        out.append(r + extra)
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------- kernels
+def _ilastik_group(
+    img: np.ndarray, sigma: float, cfg: FeatureConfig, spacing: tuple[float, ...]
+) -> dict[str, np.ndarray]:
+    nd = img.ndim
+    feats = cfg.features or ()
+    s = _fmt(sigma)
+    sig_ax = tuple(sigma / h for h in spacing)
+    out: dict[str, np.ndarray] = {}
+    g = gaussian(img, sig_ax, cfg.truncate, "reflect")
+    if "GaussianSmoothing" in feats:
+        out[f"GaussianSmoothing_s{s}"] = g
+    if sigma < _ILASTIK_MIN_SCALE:
+        return out
+    if "DifferenceOfGaussians" in feats:
+        g2 = gaussian(img, tuple(_DOG_RATIO * x for x in sig_ax), cfg.truncate, "reflect")
+        np.subtract(g, g2, out=g2)
+        out[f"DifferenceOfGaussians_s{s}"] = g2
+    need_grad = {"GaussianGradientMagnitude", "StructureTensorEigenvalues"} & set(feats)
+    need_hess = {"LaplacianOfGaussian", "HessianOfGaussianEigenvalues"} & set(feats)
+    grads: list[np.ndarray] = []
+    if need_grad:
+        if cfg.derivatives == "fd":
+            grads = [d1(g, ax, spacing[ax]) for ax in range(nd)]
+        else:
+            grads = [
+                gaussian(img, sig_ax, cfg.truncate, "reflect", _unit(nd, ax, 1), spacing)
+                for ax in range(nd)
+            ]
+    if "GaussianGradientMagnitude" in feats:
+        m = np.square(grads[0])
+        for gr in grads[1:]:
+            m += np.square(gr)
+        np.sqrt(m, out=m)
+        out[f"GaussianGradientMagnitude_s{s}"] = m
+    if "StructureTensorEigenvalues" in feats:
+        outer = tuple(x / 2 for x in sig_ax)
+        comps = [
+            gaussian(grads[i] * grads[j], outer, cfg.truncate, "reflect")
+            for i, j in itertools.combinations_with_replacement(range(nd), 2)
+        ]
+        ev = eig_sym2(*comps) if nd == 2 else eig_sym3(*comps)
+        for i, e in enumerate(ev):
+            out[f"StructureTensorEigenvalues_s{s}_e{i}"] = e
+    del grads
+    if need_hess:
+        hess = {}
+        for i, j in itertools.combinations_with_replacement(range(nd), 2):
+            if cfg.derivatives == "fd":
+                hess[i, j] = (
+                    d2(g, i, spacing[i]) if i == j else d1(d1(g, i, spacing[i]), j, spacing[j])
+                )
+            else:
+                order = tuple((1 if ax == i else 0) + (1 if ax == j else 0) for ax in range(nd))
+                hess[i, j] = gaussian(img, sig_ax, cfg.truncate, "reflect", order, spacing)
+        if "LaplacianOfGaussian" in feats:
+            lap = hess[0, 0].copy()
+            for ax in range(1, nd):
+                lap += hess[ax, ax]
+            out[f"LaplacianOfGaussian_s{s}"] = lap
+        if "HessianOfGaussianEigenvalues" in feats:
+            comps = [hess[k] for k in itertools.combinations_with_replacement(range(nd), 2)]
+            ev = eig_sym2(*comps) if nd == 2 else eig_sym3(*comps)
+            for i, e in enumerate(ev):
+                out[f"HessianOfGaussianEigenvalues_s{s}_e{i}"] = e
+    return out
+
+
+def _unit(nd: int, ax: int, k: int) -> tuple[int, ...]:
+    return tuple(k if a == ax else 0 for a in range(nd))
+
+
+def _sobel(a: np.ndarray, axis: int) -> np.ndarray:
+    return ndi.sobel(a, axis=axis, mode="nearest", output=np.float32)
+
+
+def _weka_group(
+    img: np.ndarray, sigma: float, cfg: FeatureConfig, spacing: tuple[float, ...]
+) -> dict[str, np.ndarray]:
+    nd = img.ndim
+    s = _fmt(sigma)
+    out: dict[str, np.ndarray] = {}
+    if sigma == 0:
+        b = img
+        out["original"] = img
+    else:
+        b = gaussian(img, tuple(_WEKA_BLUR * sigma / h for h in spacing), cfg.truncate, "nearest")
+        out[f"Gaussian_blur_{s}"] = b
+        for a in cfg.sigmas or ():
+            if a < sigma:
+                ga = gaussian(
+                    img, tuple(_WEKA_BLUR * a / h for h in spacing), cfg.truncate, "nearest"
+                )
+                np.subtract(ga, b, out=ga)
+                out[f"Difference_of_gaussians_{_fmt(a)}_{s}"] = ga
+    sob = [_sobel(b, ax) for ax in range(nd)]
+    mag = np.square(sob[0])
+    for x in sob[1:]:
+        mag += np.square(x)
+    out[f"Sobel_filter_{s}"] = np.sqrt(mag, out=mag)
+    h = {}
+    for i, j in itertools.combinations_with_replacement(range(nd), 2):
+        h[i, j] = _sobel(sob[i], j)
+    del sob
+    if nd == 2:
+        a, bb, d = h[0, 0], h[0, 1], h[1, 1]
+        tr = a + d
+        det = a * d - bb * bb
+        amd = a - d
+        q = amd * amd + 4 * bb * bb
+        root = np.sqrt(q / 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ori = 0.5 * np.arccos(np.clip(amd / np.sqrt(q), -1, 1))
+        ori = np.where(np.isnan(ori), 0, ori)
+        ori = np.where(bb < 0, -ori, ori).astype(np.float32)
+        vals = (
+            np.sqrt(a * a + bb * bb + d * d),
+            tr,
+            det,
+            tr / 2 + root,
+            tr / 2 - root,
+            ori,
+            tr * tr * q,
+            q,
+        )
+        for name, v in zip(_WEKA_HESSIAN_2D, vals, strict=True):
+            out[f"{name}_{s}"] = v.astype(np.float32, copy=False)
+    else:
+        comps = [h[k] for k in itertools.combinations_with_replacement(range(3), 2)]
+        xx, xy, xz, yy, yz, zz = comps
+        module = np.sqrt(sum(c * c for c in comps) + xy * xy + xz * xz + yz * yz)
+        tr = xx + yy + zz
+        det = xx * (yy * zz - yz * yz) - xy * (xy * zz - yz * xz) + xz * (xy * yz - yy * xz)
+        ev = eig_sym3(*comps)
+        for name, v in zip(_WEKA_HESSIAN_3D, (module, tr, det, *ev), strict=True):
+            out[f"{name}_{s}"] = v.astype(np.float32, copy=False)
+    return out
+
+
+# --------------------------------------------------------------------------- blocks
+def _as_image(image: np.ndarray) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"image must be 2D (Y, X) or 3D (Z, Y, X), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"image must be numeric, got dtype {arr.dtype}")
+    if min(arr.shape) < 1:
+        raise ValueError(f"image is empty: shape {arr.shape}")
+    return arr
+
+
+def _block_starts(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    ranges = [
+        [slice(a, min(a + b, n)) for a in range(0, n, b)] for n, b in zip(shape, block, strict=True)
+    ]
+    return [tuple(p) for p in itertools.product(*ranges)]
+
+
+def _resolve_block(block: int | Sequence[int] | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if block is None:
+        b = _DEFAULT_BLOCK[len(shape)]
+        return tuple(min(b, n) for n in shape)
+    if np.isscalar(block):
+        return tuple(min(int(block), n) for n in shape)  # type: ignore[arg-type]
+    bt = tuple(int(b) for b in block)  # type: ignore[union-attr]
+    if len(bt) != len(shape) or min(bt) < 1:
+        raise ValueError(f"block must be a positive int or one per axis, got {block}")
+    return tuple(min(b, n) for b, n in zip(bt, shape, strict=True))
+
+
+def _compute_task(
+    image: np.ndarray,
+    core: tuple[slice, ...],
+    sigma: float,
+    cfg: FeatureConfig,
+    spacing: tuple[float, ...],
+) -> dict[str, np.ndarray]:
+    halo = _halo(cfg, sigma, spacing)
+    outer = tuple(
+        slice(max(0, c.start - h), min(n, c.stop + h))
+        for c, h, n in zip(core, halo, image.shape, strict=True)
+    )
+    sub = np.asarray(image[outer], dtype=np.float32)
+    fn = _weka_group if cfg.preset == "weka" else _ilastik_group
+    res = fn(sub, sigma, cfg, spacing)
+    inner = tuple(
+        slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
+    )
+    return {k: v[inner] for k, v in res.items()}
+
+
+def iter_feature_blocks(
+    image: np.ndarray,
+    preset: str | FeatureConfig = "ilastik",
+    sigmas: Sequence[float] | None = None,
+    block: int | Sequence[int] | None = None,
+    **options,
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """Yield ``(core_slices, features)`` block by block (single thread).
+
+    ``features`` has shape ``image[core_slices].shape + (F,)``, float32, channels in
+    :func:`feature_names` order.  Use this to stream features through a model so
+    that only one block of features is ever in memory.
+    """
+    arr = _as_image(image)
+    cfg = _config(preset, sigmas, options)
+    spacing = cfg.spacing or (1.0,) * arr.ndim
+    names = _order(cfg, arr.ndim)
+    index = {n: i for i, n in enumerate(names)}
+    groups = _groups(cfg, arr.ndim)
+    for core in _block_starts(arr.shape, _resolve_block(block, arr.shape)):
+        shape = tuple(c.stop - c.start for c in core)
+        feats = np.empty(shape + (len(names),), np.float32)
+        for sigma, _ in groups:
+            for k, v in _compute_task(arr, core, sigma, cfg, spacing).items():
+                feats[..., index[k]] = v
+        yield core, feats
+
+
+def _config(preset: str | FeatureConfig, sigmas, options: dict) -> FeatureConfig:
+    if isinstance(preset, FeatureConfig):
+        if sigmas is not None or options:
+            raise ValueError("pass either a FeatureConfig or preset/sigmas/options, not both")
+        return preset.resolved()
+    return FeatureConfig(
+        preset=preset,
+        sigmas=None if sigmas is None else tuple(sigmas),
+        features=None if options.get("features") is None else tuple(options["features"]),
+        derivatives=options.get("derivatives", "fd"),
+        spacing=None if options.get("spacing") is None else tuple(options["spacing"]),
+        truncate=options.get("truncate", _TRUNCATE),
+    ).resolved()
+
+
+def feature_bank(
+    image: np.ndarray,
+    preset: str | FeatureConfig = "ilastik",
+    sigmas: Sequence[float] | None = None,
+    block: int | Sequence[int] | None = None,
+    *,
+    features: Sequence[str] | None = None,
+    derivatives: str = "fd",
+    spacing: Sequence[float] | None = None,
+    truncate: float = _TRUNCATE,
+    n_workers: int | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Compute a pixel feature bank.
+
+    Parameters
+    ----------
+    image : ndarray, (Y, X) or (Z, Y, X)
+        Any numeric dtype; computed in float32 in the image's own units.
+    preset : {"ilastik", "weka"} or FeatureConfig
+        Feature set (see the module docstring).
+    sigmas : sequence of float, optional
+        Scales in pixels (or in ``spacing`` units); default the preset's.
+    block : int or sequence of int, optional
+        Core block size per axis (default 1024 in 2D, 96 in 3D).  Each block is read
+        with a per-scale halo covering the filters' support, so the result does not
+        depend on the block size.
+    features : sequence of str, optional
+        ilastik preset only: subset of :data:`ILASTIK_FEATURES`.
+    derivatives : {"fd", "gaussian"}
+        ilastik preset only: finite differences of the smoothed image (fast) or
+        Gaussian-derivative filters (exact, ~2x slower).
+    spacing : sequence of float, optional
+        Pixel / voxel size per axis, for anisotropic 3D data.
+    truncate : float
+        Gaussian kernels cut at this many standard deviations (default 3.5).
+    n_workers : int, optional
+        Threads over (block, scale) tasks; default ``os.cpu_count()``.
+    out : ndarray, optional
+        Preallocated float32 array ``image.shape + (F,)`` (e.g. a ``np.memmap``).
+
+    Returns
+    -------
+    features : ndarray of float32, ``image.shape + (F,)``
+    names : list of str
+        One name per channel, e.g. ``"HessianOfGaussianEigenvalues_s1.6_e0"``.
+    """
+    arr = _as_image(image)
+    cfg = _config(
+        preset,
+        sigmas,
+        {}
+        if isinstance(preset, FeatureConfig)
+        else {
+            "features": features,
+            "derivatives": derivatives,
+            "spacing": spacing,
+            "truncate": truncate,
+        },
+    )
+    sp = cfg.spacing or (1.0,) * arr.ndim
+    if len(sp) != arr.ndim or min(sp) <= 0:
+        raise ValueError(f"spacing must have {arr.ndim} positive values, got {cfg.spacing}")
+    names = _order(cfg, arr.ndim)
+    index = {n: i for i, n in enumerate(names)}
+    shape = arr.shape + (len(names),)
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 with shape {shape}, got {out.dtype} {out.shape}")
+    groups = _groups(cfg, arr.ndim)
+    # largest scales first so the slowest tasks start early
+    tasks = [
+        (core, sigma)
+        for sigma, _ in sorted(groups, key=lambda g: -g[0])
+        for core in _block_starts(arr.shape, _resolve_block(block, arr.shape))
+    ]
+
+    def run(task: tuple[tuple[slice, ...], float]) -> None:
+        core, sigma = task
+        for k, v in _compute_task(arr, core, sigma, cfg, sp).items():
+            out[core + (index[k],)] = v
+
+    workers = max(1, n_workers or os.cpu_count() or 1)
+    if workers == 1 or len(tasks) == 1:
+        for t in tasks:
+            run(t)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, tasks))
+    return out, names
+
+
+def feature_maps_for_scoring(
+    image: np.ndarray,
+    sigmas: Sequence[float] = (1.0, 2.0, 4.0),
+    block: int | Sequence[int] | None = None,
+    n_workers: int | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Feature maps for the per-pixel epsilon of the scoring step.
+
+    Gaussian smoothing, Laplacian of Gaussian, Gaussian gradient magnitude and
+    difference of Gaussians (ilastik definitions) at each scale in ``sigmas``
+    (pixels; each must be >= 0.7).
+
+    Returns
+    -------
+    maps : ndarray of float32, ``image.shape + (4 * len(sigmas),)``
+    names : list of str
+    """
+    if min(sigmas) < _ILASTIK_MIN_SCALE:
+        raise ValueError(f"scoring feature scales must be >= {_ILASTIK_MIN_SCALE}, got {sigmas}")
+    return feature_bank(
+        image,
+        "ilastik",
+        sigmas=sigmas,
+        block=block,
+        features=SCORING_FEATURES,
+        n_workers=n_workers,
+    )
