@@ -183,9 +183,11 @@ class CameraProfile:
     Notes
     -----
     Maps are converted to float32 (``defects`` to uint8) on construction. Offset,
-    gain and read noise must be finite everywhere (estimators replace unusable pixels
-    by a substitute and flag them in ``defects``), read noise must be >= 0, and gain
-    must be > 0 on good pixels. Violations raise :class:`~rawsigma.errors.ProfileError`.
+    gain and read noise must be finite on good pixels; NaN/inf on pixels flagged in
+    ``defects`` are replaced by the median over good pixels (counted in
+    ``provenance["substituted_nonfinite"]``), so every stored map is finite. Read
+    noise must be >= 0 and gain > 0 on good pixels. Violations raise
+    :class:`~rawsigma.errors.ProfileError`.
     """
 
     offset: np.ndarray
@@ -217,12 +219,7 @@ class CameraProfile:
                     f"profile: map {name!r} has shape {value.shape}, offset has {shape}"
                 )
         for name in REQUIRED_MAPS:
-            bad = int(np.count_nonzero(~np.isfinite(getattr(self, name))))
-            if bad:
-                raise ProfileError(
-                    f"profile: map {name!r} has {bad} non-finite pixel(s); replace them "
-                    "by a substitute value and flag them in 'defects'"
-                )
+            self._substitute_nonfinite(name)
         if np.any(self.read_noise < 0):
             raise ProfileError("profile: map 'read_noise' has negative values")
         if np.any(self.gain[self.good] <= 0):
@@ -232,6 +229,30 @@ class CameraProfile:
         if len({s for s in lengths.values()}) > 1 or any(len(s) != 1 for s in lengths.values()):
             raise ProfileError(f"profile: PTC columns must be 1-D of equal length, got {lengths}")
         self._check_identity()
+
+    def _substitute_nonfinite(self, name: str) -> None:
+        """Replace NaN/inf of a required map on flagged pixels by the good-pixel median."""
+        arr = getattr(self, name)
+        bad = ~np.isfinite(arr)
+        if not bad.any():
+            return
+        n_unflagged = int(np.count_nonzero(bad & self.good))
+        if n_unflagged:
+            raise ProfileError(
+                f"profile: map {name!r} has {n_unflagged} non-finite pixel(s) not flagged "
+                "in 'defects'; flag them (e.g. DEFECT_BAD_GAIN) or replace them"
+            )
+        ok = np.isfinite(arr) & self.good
+        if not ok.any():
+            ok = np.isfinite(arr)
+        if not ok.any():
+            raise ProfileError(f"profile: map {name!r} has no finite value")
+        arr = arr.copy()  # never modify the caller's array
+        arr[bad] = np.median(arr[ok])
+        setattr(self, name, arr)
+        subst = dict(self.provenance.get("substituted_nonfinite", {}))
+        subst[name] = int(np.count_nonzero(bad))
+        self.provenance = {**self.provenance, "substituted_nonfinite": subst}
 
     def _check_identity(self) -> None:
         ident = self.identity

@@ -103,6 +103,18 @@ def test_construction_validation():
     bad[1, 1] = np.nan
     with pytest.raises(ProfileError, match="non-finite"):
         CameraProfile(offset=ok, gain=bad, read_noise=ok)
+    # on a flagged pixel a NaN is replaced by the good-pixel median, caller's array kept
+    gain = np.arange(16, dtype=np.float32).reshape(4, 4) + 1
+    gain[1, 1] = np.nan
+    d = np.zeros((4, 4), np.uint8)
+    d[1, 1] = DEFECT_BAD_GAIN
+    p = CameraProfile(offset=ok, gain=gain, read_noise=ok, defects=d)
+    assert p.gain[1, 1] == np.median(gain[d == 0])
+    assert np.isnan(gain[1, 1])
+    assert p.provenance["substituted_nonfinite"] == {"gain": 1}
+    allbad = np.full((4, 4), np.nan, np.float32)
+    with pytest.raises(ProfileError, match="no finite"):
+        CameraProfile(ok, ok, allbad, defects=np.ones((4, 4), np.uint8))
     with pytest.raises(ProfileError, match="ROI"):
         CameraProfile(ok, ok, ok, identity=CameraIdentity(roi=(0, 0, 4, 5)))
     with pytest.raises(ProfileError, match="beyond the sensor"):
