@@ -65,6 +65,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self.last_fit: dict[str, Any] | None = None
         self.snap_label = ""
         self.fit_label = ""
+        self._table_levels = 0
 
     def reset(self) -> None:
         """Clear all maps and the PTC (new run)."""
@@ -76,6 +77,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self._dark_mean = None
         self.last_snapshot = None
         self.last_fit = None
+        self._table_levels = 0
         self.snap_label = ""
         self.fit_label = ""
         self.status.setText("waiting for frames")
@@ -105,6 +107,8 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self._redraw_ptc()
 
     def _redraw_ptc(self) -> None:
+        if self._table_levels >= len(self._ptc_x):
+            return  # the calib PTC table already covers these levels
         keys = sorted(k for k in self._ptc_x)
         dark = self._dark_mean or 0.0
         x = np.array([self._ptc_x[k] - dark for k in keys])
@@ -132,7 +136,6 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         if defects is not None:
             self.defect_view.set_overlay(defect_overlay(defects))
             self.defect_legend.setText(defect_legend(defects))
-        if gain is not None:
-            g = stats.get("gain", {}).get("median")
-            r = stats.get("read_noise", {}).get("median")
-            self.ptc.set_fit(g, r)
+        if "ptc" in result:  # calib.emva's PTC table and K fit replace the quick points
+            self.ptc.set_table(result["ptc"], result.get("emva", {}))
+            self._table_levels = len(next(iter(result["ptc"].values()), []))

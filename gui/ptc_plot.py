@@ -91,7 +91,7 @@ class PTCPlot(QtWidgets.QWidget):
         xs = np.geomspace(max(lo * 0.5, 1e-3), hi * 1.5, 100)
         self.fit_line.setData(xs, k * xs + s2)
         sd = f"{sigma_d:.3g} ADU" if sigma_d is not None else "–"
-        self.info.setText(f"fit: K = {k:.4g} ADU/e⁻,  σ_d = {sd}")
+        self.info.setText(f"fit: K = {k:.4g} ADU/e⁻,  σ_y,dark = {sd}")
 
     def set_table(self, ptc: Mapping[str, Any], emva: Mapping[str, Any] | None = None) -> None:
         """Show a profile's PTC table (``CameraProfile.ptc``) and its EMVA fit."""
@@ -110,7 +110,8 @@ class PTCPlot(QtWidgets.QWidget):
         else:
             self.set_points(mean, var)
         k = _emva_value(emva, "K", "k", "gain", "system_gain")
-        sd = _emva_value(emva, "sigma_d", "sigma_y_dark", "dark_noise_adu", "read_noise")
+        # EMVA R4: var_y = K (mu_y - mu_y.dark) + sigma_y.dark^2, everything in DN (ADU)
+        sd = _emva_value(emva, "sigma_y_dark", "read_noise")
         self.set_fit(k, sd)
 
     def clear(self) -> None:

@@ -148,7 +148,8 @@ class StatsWorker(QtCore.QObject):
 
     @QtCore.Slot(object, object)
     def compute_fit(self, dark: Any, levels: list) -> None:
-        """Fit per-pixel maps with ``rawsigma.calib.fit.fit_pixel_maps``."""
+        """Per-pixel maps (``calib.fit.fit_pixel_maps``) and the PTC (``calib.emva``)."""
+        from rawsigma.calib.emva import emva_analysis
         from rawsigma.calib.fit import fit_pixel_maps
 
         try:
@@ -161,6 +162,11 @@ class StatsWorker(QtCore.QObject):
             arr = getattr(maps, name, None)
             if arr is not None:
                 out["stats"][name] = robust_stats(arr)
+        if len(levels) >= 2:
+            try:
+                out["emva"], out["ptc"] = emva_analysis(dark, list(levels), max_adu=self.max_adu)
+            except Exception as exc:  # keep the maps; say why the PTC fit is missing
+                out["emva_error"] = str(exc)
         self.fitReady.emit(out)
 
 
