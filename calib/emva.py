@@ -186,8 +186,8 @@ def emva_analysis(
         Exposure (or any quantity proportional to the irradiation) of each level;
         linearity x-axis when ``photons`` is not given.
     highpass : {"auto", "always", "never"}
-        R4 high-pass for DSNU/PRNU; ``auto`` uses it when the plain spatial variance
-        exceeds the high-passed one by more than 10 %.
+        R4 high-pass for DSNU/PRNU; ``auto`` uses it for PRNU only, when the plain
+        spatial variance exceeds the high-passed one by more than 10 %.
 
     Returns
     -------
@@ -277,7 +277,7 @@ def emva_analysis(
     elif highpass == "never":
         use_hp_d, use_hp_p = False, False
     elif highpass == "auto":
-        use_hp_d = s2_dark_plain > 1.1 * max(s2_dark_hp, 1e-12)
+        use_hp_d = False  # dark nonuniformity is the sensor's own: never filtered
         use_hp_p = s2_50_plain > 1.1 * max(s2_50_hp, 1e-12)
     else:
         raise ValueError(f"highpass must be 'auto', 'always' or 'never', got {highpass!r}")

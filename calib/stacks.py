@@ -1,0 +1,403 @@
+"""Offline calibration from recorded TIFF / OME-TIFF stacks.
+
+Two ways to say which frame is which:
+
+- **Files**: one dark stack and one stack per light level
+  (``calibrate_from_stacks([dark, level1, level2, ...])`` or ``dark=`` explicitly).
+- **CSV**: one or more stacks plus a CSV with a row per frame and the columns
+  ``kind`` (``bright``/``light``/``flat`` or ``dark``) and ``level_index`` (an integer
+  per light level; dark rows with the same ``level_index`` are that level's darks),
+  optionally ``frame`` (0-based page index; default: row order), ``file`` (stack file
+  name when several stacks are given), ``exposure_ns``/``exposure_us``/``exposure_ms``/
+  ``exposure_s`` and ``photons_per_pixel``. This is the layout of
+  ``emva1288_ccd12_ptc_roi256.csv`` (24 levels x bright, bright, dark, dark).
+
+Frames are decoded one page at a time (tifffile) and folded into
+:class:`~rawsigma.calib.moments.PixelMoments`; the stack is never held in memory.
+"""
+
+from __future__ import annotations
+
+import csv as _csv
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rawsigma.errors import InputFileError
+
+from .build import build_profile
+from .moments import PixelMoments
+from .profile import CameraIdentity, CameraProfile
+
+__all__ = ["calibrate_from_stacks", "read_frame_table", "stack_info"]
+
+_LIGHT = {"bright", "light", "flat", "flatfield", "flat-field"}
+_DARK = {"dark", "black", "bias"}
+_EXPOSURE_COLS = {"exposure_ns": 1e-9, "exposure_us": 1e-6, "exposure_ms": 1e-3, "exposure_s": 1.0}
+
+
+def _open_tiff(path: Path):
+    import tifffile
+
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        return tifffile.TiffFile(path)
+    except Exception as e:  # tifffile raises several types for foreign files
+        raise InputFileError(f"{path}: not a readable TIFF file ({e})") from None
+
+
+def _bits_from_description(tif: Any) -> int | None:
+    page = tif.pages[0]
+    desc = getattr(page, "description", "") or ""
+    try:
+        meta = json.loads(desc)
+        for key in ("bit_depth", "bits_per_pixel", "significant_bits", "BitDepth"):
+            if isinstance(meta, dict) and key in meta:
+                return int(meta[key])
+    except (ValueError, TypeError):
+        pass
+    m = re.search(r'SignificantBits="(\d+)"', desc)
+    if m:
+        return int(m.group(1))
+    return None
+
+
+def stack_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Page count, frame shape, dtype and declared bit depth of a TIFF stack.
+
+    Raises
+    ------
+    InputFileError
+        Missing or foreign file, non-integer pixels, pages of different shapes.
+    """
+    p = Path(path)
+    with _open_tiff(p) as tif:
+        pages = tif.pages
+        n = len(pages)
+        if n == 0:
+            raise InputFileError(f"{p}: contains no image")
+        first = pages[0]
+        shape, dtype = tuple(first.shape), np.dtype(first.dtype)
+        if len(shape) != 2:
+            raise InputFileError(
+                f"{p}: pages have shape {shape}; single-channel 2-D frames are required"
+            )
+        if dtype.kind not in "ui":
+            raise InputFileError(
+                f"{p}: pixel type {dtype}; raw integer camera frames (uint8/uint16) are "
+                "required (calibration needs the camera's own integer values)"
+            )
+        for i, pg in enumerate(pages):
+            if tuple(pg.shape) != shape or np.dtype(pg.dtype) != dtype:
+                raise InputFileError(
+                    f"{p}: page {i} has shape {tuple(pg.shape)} / {pg.dtype}, page 0 has "
+                    f"{shape} / {dtype}"
+                )
+        bits = _bits_from_description(tif)
+    return {"path": p, "n_frames": n, "shape": shape, "dtype": dtype, "bit_depth": bits}
+
+
+def _iter_pages(path: Path, indices: Sequence[int] | None = None):
+    with _open_tiff(path) as tif:
+        pages = tif.pages
+        idx = range(len(pages)) if indices is None else indices
+        for i in idx:
+            try:
+                yield i, pages[i].asarray()
+            except Exception as e:
+                raise InputFileError(f"{path}: cannot decode page {i} ({e})") from None
+
+
+def read_frame_table(
+    csv_path: str | os.PathLike, stacks: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Parse and validate a frame CSV against the stacks it describes.
+
+    Parameters
+    ----------
+    csv_path : path
+        The CSV (see module docstring for columns).
+    stacks : dict
+        :func:`stack_info` of every stack, keyed by file name.
+
+    Returns
+    -------
+    list of dict
+        One entry per frame: ``file`` (name), ``frame`` (page), ``kind``
+        (``"light"``/``"dark"``), ``level`` (int), ``exposure_s``, ``photons``.
+    """
+    cp = Path(csv_path)
+    if not cp.exists():
+        raise InputFileError(f"{cp}: no such file")
+    try:
+        with open(cp, newline="") as fh:
+            rows = list(_csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, _csv.Error) as e:
+        raise InputFileError(f"{cp}: not a readable CSV file ({e})") from None
+    if not rows:
+        raise InputFileError(f"{cp}: no rows")
+    cols = set(rows[0])
+    for need in ("kind", "level_index"):
+        if need not in cols:
+            raise InputFileError(
+                f"{cp}: missing column {need!r} (has {sorted(cols)}); needed to tell "
+                "dark from light frames and to group levels"
+            )
+    names = list(stacks)
+    if len(names) > 1 and "file" not in cols:
+        raise InputFileError(
+            f"{cp}: {len(names)} stacks given but the CSV has no 'file' column saying "
+            "which stack each frame is in"
+        )
+    exp_col = next((c for c in _EXPOSURE_COLS if c in cols), None)
+    out: list[dict[str, Any]] = []
+    for r, row in enumerate(rows):
+        line = r + 2
+        name = names[0]
+        if "file" in cols and len(names) > 1:
+            name = Path(row["file"]).name
+            if name not in stacks:
+                raise InputFileError(
+                    f"{cp}, line {line}: file {row['file']!r} is not among {names}"
+                )
+        kind = str(row["kind"]).strip().lower()
+        if kind in _LIGHT:
+            kind = "light"
+        elif kind in _DARK:
+            kind = "dark"
+        else:
+            raise InputFileError(
+                f"{cp}, line {line}: kind {row['kind']!r}; use 'bright' (or light/flat) or 'dark'"
+            )
+        try:
+            frame = int(row["frame"]) if "frame" in cols else r
+            level = int(float(row["level_index"]))
+            exposure = float(row[exp_col]) * _EXPOSURE_COLS[exp_col] if exp_col else np.nan
+            photons = float(row["photons_per_pixel"]) if "photons_per_pixel" in cols else np.nan
+        except (TypeError, ValueError) as e:
+            raise InputFileError(f"{cp}, line {line}: bad number ({e})") from None
+        n = stacks[name]["n_frames"]
+        if not 0 <= frame < n:
+            raise InputFileError(
+                f"{cp}, line {line}: frame {frame} does not exist; {name} has {n} frames "
+                "(CSV and stack do not match)"
+            )
+        out.append(
+            {
+                "file": name,
+                "frame": frame,
+                "kind": kind,
+                "level": level,
+                "exposure_s": exposure,
+                "photons": photons,
+            }
+        )
+    seen: set[tuple[str, int]] = set()
+    for e in out:
+        key = (e["file"], e["frame"])
+        if key in seen:
+            raise InputFileError(f"{cp}: frame {e['frame']} of {e['file']} is listed twice")
+        seen.add(key)
+    if len(names) == 1:
+        n = stacks[names[0]]["n_frames"]
+        if len(out) != n:
+            raise InputFileError(
+                f"{cp}: lists {len(out)} frames but {names[0]} has {n} (CSV and stack do not match)"
+            )
+    return out
+
+
+def _infer_bits(max_value: int) -> int:
+    for b in (8, 10, 12, 14, 16):
+        if max_value <= (1 << b) - 1:
+            return b
+    return 16
+
+
+def calibrate_from_stacks(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    csv: str | os.PathLike | None = None,
+    *,
+    dark: str | os.PathLike | None = None,
+    identity: CameraIdentity | dict | None = None,
+    bit_depth: int | None = None,
+    flicker_correction: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> CameraProfile:
+    """Build a camera profile from recorded stacks.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        TIFF/OME-TIFF stacks of raw integer frames. Without ``csv`` and ``dark``,
+        the first is the dark stack and each further one a light level.
+    csv : path, optional
+        Frame table (see module docstring); then ``paths`` may be a single stack.
+    dark : path, optional
+        Dark stack, when ``paths`` holds only light levels.
+    identity : CameraIdentity or dict, optional
+        Camera identity to store; default: file names and the bit depth.
+    bit_depth : int, optional
+        ADC bit depth. Default: the stack's ImageDescription (JSON ``bit_depth`` /
+        ``bits_per_pixel`` or OME ``SignificantBits``), else the smallest of
+        8/10/12/14/16 bits that holds the largest value found.
+    flicker_correction : bool
+        Passed to :func:`~rawsigma.calib.build.build_profile`.
+    progress : callable(done, total), optional
+        Called after every frame.
+
+    Returns
+    -------
+    CameraProfile
+
+    Raises
+    ------
+    InputFileError
+        A missing/foreign file, non-integer pixels, a stack with one frame, frame
+        shapes that differ, or a CSV that does not match the stacks; the message
+        names the file and the problem.
+    """
+    plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if not plist:
+        raise InputFileError("no stack files given")
+    dark_path = Path(dark) if dark is not None else None
+    all_paths = ([dark_path] if dark_path else []) + plist
+    infos = {p.name: stack_info(p) for p in all_paths}
+    if len(infos) != len(all_paths):
+        raise InputFileError(f"stack file names must be distinct: {[str(p) for p in all_paths]}")
+    shapes = {i["shape"] for i in infos.values()}
+    if len(shapes) > 1:
+        raise InputFileError(
+            "stacks have different frame shapes: "
+            + ", ".join(f"{n}: {i['shape']}" for n, i in infos.items())
+        )
+    shape = shapes.pop()
+
+    # (file, page) -> accumulator key; key = ("dark", level or None) / ("light", level)
+    plan_rows: list[tuple[str, int, tuple[str, int | None]]] = []
+    level_meta: dict[int, dict[str, float]] = {}
+    if csv is not None:
+        if dark_path is not None:
+            raise InputFileError("give either a CSV frame table or dark=, not both")
+        table = read_frame_table(csv, infos)
+        for e in table:
+            key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
+            plan_rows.append((e["file"], e["frame"], key))
+            if e["kind"] == "light":
+                level_meta.setdefault(
+                    e["level"], {"exposure_s": e["exposure_s"], "photons": e["photons"]}
+                )
+    else:
+        if dark_path is None:
+            if len(plist) < 2:
+                raise InputFileError(
+                    f"{plist[0]}: one stack without a CSV; give a dark stack and at least "
+                    "one light-level stack, or a CSV saying which frame is which"
+                )
+            dark_path, light_paths = plist[0], plist[1:]
+        else:
+            light_paths = plist
+        for j in range(infos[dark_path.name]["n_frames"]):
+            plan_rows.append((dark_path.name, j, ("dark", None)))
+        for li, lp in enumerate(light_paths):
+            for j in range(infos[lp.name]["n_frames"]):
+                plan_rows.append((lp.name, j, ("light", li)))
+            level_meta[li] = {"exposure_s": np.nan, "photons": np.nan}
+
+    counts: dict[tuple[str, int | None], int] = {}
+    for _, _, key in plan_rows:
+        counts[key] = counts.get(key, 0) + 1
+    light_levels = sorted(lv for kind, lv in counts if kind == "light")
+    if not light_levels:
+        raise InputFileError("no light (bright) frames found")
+    if not any(kind == "dark" for kind, _ in counts):
+        raise InputFileError("no dark frames found; dark frames are needed for the offset")
+    for (kind, lv), c in counts.items():
+        if c < 2:
+            where = (
+                csv
+                if csv is not None
+                else next((infos[f]["path"] for f, _, k in plan_rows if k == (kind, lv)), "")
+            )
+            what = f"{kind} frames of level {lv}" if lv is not None else "dark frames"
+            raise InputFileError(
+                f"{where}: has 1 frame for {what}; at least 2 frames are needed to measure "
+                "a temporal variance"
+            )
+
+    accs: dict[tuple[str, int | None], PixelMoments] = {
+        key: PixelMoments(shape, higher=(key[0] == "dark"), flicker=(key[0] == "light"))
+        for key in counts
+    }
+    total, done = len(plan_rows), 0
+    by_file: dict[str, list[tuple[int, tuple[str, int | None]]]] = {}
+    for f, j, key in plan_rows:
+        by_file.setdefault(f, []).append((j, key))
+    vmax = 0
+    for f, items in by_file.items():
+        keys = dict(items)
+        for j, frame in _iter_pages(infos[f]["path"], sorted(keys)):
+            accs[keys[j]].add(frame)
+            vmax = max(vmax, int(frame.max()))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+    bits_declared = {i["bit_depth"] for i in infos.values() if i["bit_depth"]}
+    if bit_depth is None:
+        if len(bits_declared) == 1:
+            bit_depth, bits_source = bits_declared.pop(), "file metadata"
+        else:
+            bit_depth, bits_source = _infer_bits(vmax), "largest value in the data"
+    else:
+        bits_source = "given"
+    if vmax > (1 << bit_depth) - 1:
+        raise InputFileError(
+            f"{', '.join(infos)}: values up to {vmax} exceed the {bit_depth}-bit range"
+        )
+
+    levels = [accs[("light", lv)] for lv in light_levels]
+    darks_all = [acc for (kind, _), acc in accs.items() if kind == "dark"]
+    dark_acc = PixelMoments(shape)
+    for d in darks_all:
+        dark_acc.merge(PixelMoments.from_state(d.state_dict()))
+    level_darks = None
+    if all(("dark", lv) in accs for lv in light_levels):
+        level_darks = [accs[("dark", lv)] for lv in light_levels]
+    ph = np.array([level_meta[lv]["photons"] for lv in light_levels])
+    ex = np.array([level_meta[lv]["exposure_s"] for lv in light_levels])
+
+    if identity is None:
+        identity = CameraIdentity(
+            camera="from stacks",
+            bit_depth=int(bit_depth),
+            roi=(0, 0, shape[1], shape[0]),
+            sensor_shape=shape,
+            extra={"stacks": ", ".join(infos)},
+        )
+    elif isinstance(identity, dict):
+        identity = CameraIdentity.from_dict({"bit_depth": bit_depth, **identity})
+    return build_profile(
+        dark_acc,
+        levels,
+        identity,
+        plan={
+            "kind": "from_stacks",
+            "stacks": [str(i["path"]) for i in infos.values()],
+            "csv": None if csv is None else str(csv),
+            "levels": light_levels,
+        },
+        max_adu=(1 << int(bit_depth)) - 1,
+        level_darks=level_darks,
+        photons=ph if np.all(np.isfinite(ph)) else None,
+        exposure=ex if np.all(np.isfinite(ex)) else None,
+        flicker_correction=flicker_correction,
+        source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
+        bit_depth_source=bits_source,
+        total_frames=total,
+    )
