@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -456,13 +457,18 @@ def iter_feature_blocks(
     preset: str | FeatureConfig = "ilastik",
     sigmas: Sequence[float] | None = None,
     block: int | Sequence[int] | None = None,
+    *,
+    skip: Callable[[tuple[slice, ...]], bool] | None = None,
+    n_workers: int = 1,
     **options,
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
-    """Yield ``(core_slices, features)`` block by block (single thread).
+    """Yield ``(core_slices, features)`` block by block, in raster order.
 
     ``features`` has shape ``image[core_slices].shape + (F,)``, float32, channels in
     :func:`feature_names` order.  Use this to stream features through a model so
-    that only one block of features is ever in memory.
+    that only a few blocks of features are ever in memory (at most ``n_workers``
+    blocks are computed ahead, on threads).  ``skip(core)`` returning True leaves a
+    block out (e.g. blocks without annotations).
     """
     arr = _as_image(image)
     cfg = _config(preset, sigmas, options)
@@ -470,13 +476,35 @@ def iter_feature_blocks(
     names = _order(cfg, arr.ndim)
     index = {n: i for i, n in enumerate(names)}
     groups = _groups(cfg, arr.ndim)
-    for core in _block_starts(arr.shape, _resolve_block(block, arr.shape)):
+    cores = [
+        c
+        for c in _block_starts(arr.shape, _resolve_block(block, arr.shape))
+        if not (skip and skip(c))
+    ]
+
+    def compute(core: tuple[slice, ...]) -> np.ndarray:
         shape = tuple(c.stop - c.start for c in core)
         feats = np.empty(shape + (len(names),), np.float32)
         for sigma, _ in groups:
             for k, v in _compute_task(arr, core, sigma, cfg, spacing).items():
                 feats[..., index[k]] = v
-        yield core, feats
+        return feats
+
+    if n_workers <= 1:
+        for core in cores:
+            yield core, compute(core)
+        return
+    with ThreadPoolExecutor(n_workers) as pool:
+        pending: deque = deque()
+        it = iter(cores)
+        for core in itertools.islice(it, n_workers):
+            pending.append((core, pool.submit(compute, core)))
+        while pending:
+            core, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(compute, nxt)))
+            yield core, fut.result()
 
 
 def _config(preset: str | FeatureConfig, sigmas, options: dict) -> FeatureConfig:

@@ -1,0 +1,534 @@
+"""Random-forest pixel classifier (Weka / ilastik presets) and plug-in models.
+
+Conventions
+-----------
+Sparse annotations are an integer label image: 0 = unlabelled, 1..K = classes.  For
+two classes, class ``foreground_class`` (default 2; class 1 is background) is the
+foreground: a pixel is foreground when its probability is > 0.5 (ilastik's "Simple
+Segmentation"), and objects are the connected components of the foreground (8-connected
+in 2D, 26-connected in 3D).  :func:`training_labels_from_instances` writes annotations
+in this convention.
+
+Saved classifiers are joblib (pickle) files: load only files you trust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import ImageMismatchError, InputFileError
+from ..fileio import atomic_write
+from .features import FeatureConfig, feature_names, iter_feature_blocks
+
+__all__ = [
+    "PRESETS",
+    "PixelClassifier",
+    "VersionMismatchWarning",
+    "training_labels_from_instances",
+    "load_model",
+    "labels_from_output",
+    "segment_with",
+]
+
+_FORMAT = "rawsigma-pixel-classifier"
+_SCHEMA = 1
+
+#: Random-forest settings of each preset (scikit-learn names).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Trainable Weka Segmentation: FastRandomForest, 200 trees, 2 features per node,
+    # information gain, unlimited depth
+    "weka": {"n_estimators": 200, "max_features": 2, "criterion": "entropy"},
+    # ilastik: vigra RF, 100 trees, sqrt(features) per node, Gini, grown to purity
+    "ilastik": {"n_estimators": 100, "max_features": "sqrt", "criterion": "gini"},
+}
+
+
+class VersionMismatchWarning(UserWarning):
+    """A saved classifier was written with other library versions than installed."""
+
+
+def _versions() -> dict[str, str]:
+    import joblib
+    import scipy
+    import sklearn
+
+    from .. import __version__
+
+    return {
+        "rawsigma": __version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def _full_structure(ndim: int) -> np.ndarray:
+    return np.ones((3,) * ndim, bool)
+
+
+class PixelClassifier:
+    """Random-forest pixel classifier trained from sparse annotations.
+
+    Parameters
+    ----------
+    preset : {"weka", "ilastik"}
+        Forest settings (:data:`PRESETS`) and default feature set.
+    features : FeatureConfig, dict or str, optional
+        Feature bank (see :mod:`rawsigma.analysis.features`); a string is a feature
+        preset name; default the preset's own feature set.
+    n_estimators, max_features, criterion : optional
+        Override the preset's forest settings.
+    random_state : int
+        Seed of the forest and of the training-sample subsampling (results are
+        reproducible for a given seed, whatever ``n_jobs``).
+    n_jobs : int, optional
+        Threads for training and prediction (scikit-learn semantics; None = 1).
+    foreground_class : int
+        Class that counts as foreground for :meth:`predict` / :meth:`segment`.
+    max_samples_per_class : int or None
+        Train on at most this many annotated pixels per class (random subset drawn
+        with ``random_state``); None uses all.
+    block : int or sequence of int, optional
+        Block size for feature computation (bounded memory).
+    """
+
+    def __init__(
+        self,
+        preset: str = "weka",
+        features: FeatureConfig | dict | str | None = None,
+        n_estimators: int | None = None,
+        max_features: int | float | str | None = None,
+        criterion: str | None = None,
+        random_state: int = 0,
+        n_jobs: int | None = None,
+        foreground_class: int = 2,
+        max_samples_per_class: int | None = 100_000,
+        block: int | Sequence[int] | None = None,
+    ) -> None:
+        if preset not in PRESETS:
+            raise ValueError(f"classifier preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        self.preset = preset
+        if features is None:
+            features = FeatureConfig(preset)
+        elif isinstance(features, str):
+            features = FeatureConfig(features)
+        elif isinstance(features, dict):
+            features = FeatureConfig.from_dict(features)
+        self.features: FeatureConfig = features.resolved()
+        rf = dict(PRESETS[preset])
+        for k, v in (
+            ("n_estimators", n_estimators),
+            ("max_features", max_features),
+            ("criterion", criterion),
+        ):
+            if v is not None:
+                rf[k] = v
+        self.rf_params = rf
+        self.random_state = int(random_state)
+        self.n_jobs = n_jobs
+        self.foreground_class = int(foreground_class)
+        self.max_samples_per_class = max_samples_per_class
+        self.block = block
+        self.model_: Any = None
+        self.classes_: np.ndarray | None = None
+        self.ndim_: int | None = None
+        self.feature_names_: list[str] | None = None
+
+    # ------------------------------------------------------------------ training
+    def _check_image(self, image: np.ndarray) -> np.ndarray:
+        arr = np.asarray(image)
+        if arr.ndim not in (2, 3):
+            raise ImageMismatchError(f"image: expected 2D or 3D, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ImageMismatchError(f"image: expected a real numeric image, got {arr.dtype}")
+        return arr
+
+    def fit(self, image: np.ndarray, labels: np.ndarray) -> PixelClassifier:
+        """Train on the annotated pixels of ``image``.
+
+        Parameters
+        ----------
+        image : ndarray, (Y, X) or (Z, Y, X)
+            Raw image, any real dtype.
+        labels : ndarray of int, same shape
+            0 = unlabelled, 1..K = class of the annotated pixel (K >= 2).
+
+        Raises
+        ------
+        ImageMismatchError
+            ``labels`` and ``image`` differ in shape.
+        InputFileError
+            Non-integer or negative labels, no annotation at all, or one class only.
+        """
+        from sklearn.ensemble import RandomForestClassifier
+
+        arr = self._check_image(image)
+        lab = np.asarray(labels)
+        if lab.shape != arr.shape:
+            raise ImageMismatchError(
+                f"labels: shape {lab.shape} does not match the image shape {arr.shape}"
+            )
+        if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
+            raise InputFileError(f"labels: expected integer class labels, got dtype {lab.dtype}")
+        lab = lab.astype(np.int64, copy=False)
+        if lab.min() < 0:
+            raise InputFileError("labels: negative class values (use 0 for unlabelled)")
+        classes = np.unique(lab[lab > 0])
+        if classes.size == 0:
+            raise InputFileError("labels: no annotated pixels (all 0 = unlabelled)")
+        if classes.size < 2:
+            raise InputFileError(
+                f"labels: only class {int(classes[0])} is annotated; need at least two classes"
+            )
+        xs, ys = [], []
+        for core, feats in iter_feature_blocks(
+            arr,
+            self.features,
+            block=self.block,
+            skip=lambda c: not lab[c].any(),
+            n_workers=self._workers(),
+        ):
+            sel = lab[core] > 0
+            xs.append(feats[sel])
+            ys.append(lab[core][sel])
+        x = np.concatenate(xs)
+        y = np.concatenate(ys)
+        if self.max_samples_per_class:
+            rng = np.random.default_rng(self.random_state)
+            keep = []
+            for c in classes:
+                idx = np.flatnonzero(y == c)
+                if idx.size > self.max_samples_per_class:
+                    idx = np.sort(rng.choice(idx, self.max_samples_per_class, replace=False))
+                keep.append(idx)
+            k = np.concatenate(keep)
+            x, y = x[k], y[k]
+        model = RandomForestClassifier(
+            random_state=self.random_state, n_jobs=self.n_jobs, **self.rf_params
+        )
+        model.fit(x, y)
+        self.model_ = model
+        self.classes_ = model.classes_.astype(np.int64)
+        self.ndim_ = arr.ndim
+        self.feature_names_ = feature_names(
+            arr.ndim, self.features.preset, self.features.sigmas, self.features.features
+        )
+        return self
+
+    def _workers(self) -> int:
+        if self.n_jobs is None:
+            return 1
+        if self.n_jobs < 0:
+            return os.cpu_count() or 1
+        return max(1, self.n_jobs)
+
+    def _check_fitted(self, image: np.ndarray) -> np.ndarray:
+        if self.model_ is None:
+            raise RuntimeError("PixelClassifier is not trained: call fit() or load() first")
+        arr = self._check_image(image)
+        if arr.ndim != self.ndim_:
+            raise ImageMismatchError(
+                f"image: classifier was trained on {self.ndim_}D images, got shape {arr.shape}"
+            )
+        return arr
+
+    # ---------------------------------------------------------------- prediction
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities, float32 ``image.shape + (K,)`` in :attr:`classes_` order."""
+        arr = self._check_fitted(image)
+        assert self.classes_ is not None
+        out = np.empty(arr.shape + (len(self.classes_),), np.float32)
+        chunk = 1 << 16  # pixels per predict call: blocks beat one big call
+        for core, feats in iter_feature_blocks(
+            arr, self.features, block=self.block, n_workers=self._workers()
+        ):
+            flat = feats.reshape(-1, feats.shape[-1])
+            res = np.empty((flat.shape[0], len(self.classes_)), np.float32)
+            for i in range(0, flat.shape[0], chunk):
+                res[i : i + chunk] = self.model_.predict_proba(flat[i : i + chunk])
+            out[core] = res.reshape(feats.shape[:-1] + (len(self.classes_),))
+        return out
+
+    def foreground_probability(self, image: np.ndarray) -> np.ndarray:
+        """Probability of :attr:`foreground_class`, float32, same shape as ``image``."""
+        proba = self.predict_proba(image)
+        return proba[..., self._fg_index()]
+
+    def _fg_index(self) -> int:
+        assert self.classes_ is not None
+        hits = np.flatnonzero(self.classes_ == self.foreground_class)
+        if hits.size == 0:
+            raise ValueError(
+                f"foreground class {self.foreground_class} was not among the trained classes "
+                f"{self.classes_.tolist()}"
+            )
+        return int(hits[0])
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Class label per pixel (uint16).
+
+        Two classes: the foreground class where its probability > 0.5, else the other
+        class.  More classes: the most probable class.
+        """
+        proba = self.predict_proba(image)
+        assert self.classes_ is not None
+        if len(self.classes_) == 2:
+            fg = self._fg_index()
+            other = self.classes_[1 - fg]
+            return np.where(proba[..., fg] > 0.5, self.classes_[fg], other).astype(np.uint16)
+        return self.classes_[np.argmax(proba, axis=-1)].astype(np.uint16)
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """Instance labels (int32): connected components of the foreground.
+
+        8-connected in 2D, 26-connected in 3D; 0 = background.
+        """
+        fg = self.predict(image) == self.foreground_class
+        lab, _ = ndi.label(fg, structure=_full_structure(fg.ndim))
+        return lab.astype(np.int32, copy=False)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Foreground probability map (the plug-in model interface)."""
+        return self.foreground_probability(image)
+
+    # ------------------------------------------------------------------- storage
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable description (preset, forest, features, seed)."""
+        return {
+            "preset": self.preset,
+            "rf_params": dict(self.rf_params),
+            "features": self.features.to_dict(),
+            "random_state": self.random_state,
+            "foreground_class": self.foreground_class,
+            "max_samples_per_class": self.max_samples_per_class,
+            "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "ndim": self.ndim_,
+            "feature_names": self.feature_names_,
+        }
+
+    def save(self, path: str | os.PathLike, force: bool = False) -> Path:
+        """Write the trained classifier with its configuration and library versions.
+
+        Written atomically; refuses to replace an existing file unless ``force``.
+        """
+        import joblib
+
+        if self.model_ is None:
+            raise RuntimeError("PixelClassifier is not trained: nothing to save")
+        payload = {
+            "format": _FORMAT,
+            "schema": _SCHEMA,
+            "config": self.config(),
+            "versions": _versions(),
+            "model": self.model_,
+        }
+        with atomic_write(path, force=force) as tmp:
+            joblib.dump(payload, tmp, compress=3)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PixelClassifier:
+        """Read a classifier written by :meth:`save`.
+
+        Warns with :class:`VersionMismatchWarning` if scikit-learn, numpy, scipy or
+        rawsigma versions differ from those that wrote it.
+        """
+        import joblib
+
+        p = Path(path)
+        if not p.is_file():
+            raise InputFileError(f"{p}: classifier file not found")
+        try:
+            payload = joblib.load(p)
+        except Exception as exc:  # truncated or foreign file
+            raise InputFileError(f"{p}: not a readable classifier file ({exc})") from exc
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise InputFileError(f"{p}: not a rawsigma pixel-classifier file")
+        if payload.get("schema") != _SCHEMA:
+            raise InputFileError(
+                f"{p}: unsupported classifier schema {payload.get('schema')} (expected {_SCHEMA})"
+            )
+        now = _versions()
+        diff = {
+            k: (v, now.get(k)) for k, v in payload.get("versions", {}).items() if now.get(k) != v
+        }
+        if diff:
+            msg = ", ".join(f"{k} {a} (saved) vs {b} (installed)" for k, (a, b) in diff.items())
+            warnings.warn(
+                f"{p}: classifier written with other library versions: {msg}; "
+                "predictions may differ",
+                VersionMismatchWarning,
+                stacklevel=2,
+            )
+        c = payload["config"]
+        clf = cls(
+            preset=c["preset"],
+            features=c["features"],
+            random_state=c["random_state"],
+            foreground_class=c["foreground_class"],
+            max_samples_per_class=c.get("max_samples_per_class"),
+            **c["rf_params"],
+        )
+        clf.model_ = payload["model"]
+        clf.classes_ = np.asarray(c["classes"], np.int64)
+        clf.ndim_ = c["ndim"]
+        clf.feature_names_ = c["feature_names"]
+        return clf
+
+
+# ----------------------------------------------------------------------- labels
+def training_labels_from_instances(
+    labels: np.ndarray,
+    erode: int = 2,
+    ring: tuple[float, float] = (2.0, 5.0),
+) -> np.ndarray:
+    """Sparse two-class annotations from ground-truth instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray of int or bool, 2D or 3D
+        Ground-truth instances (0 = background).
+    erode : int
+        Foreground = object pixels farther than ``erode`` pixels inside their own
+        object (edges between touching objects count as edges).  An object that would
+        vanish keeps its innermost pixel.
+    ring : (inner, outer)
+        Background = non-object pixels at a distance in (inner, outer] pixels from
+        the nearest object.
+
+    Returns
+    -------
+    ndarray of uint8
+        0 unlabelled, 1 background, 2 foreground (the :class:`PixelClassifier`
+        convention).
+    """
+    from skimage.segmentation import find_boundaries
+
+    lab = np.asarray(labels)
+    if lab.dtype == bool:
+        lab, _ = ndi.label(lab, structure=_full_structure(lab.ndim))
+    if not np.issubdtype(lab.dtype, np.integer):
+        raise InputFileError(f"labels: expected integer instance labels, got dtype {lab.dtype}")
+    inner, outer = float(ring[0]), float(ring[1])
+    if not 0 <= inner < outer:
+        raise ValueError(f"ring must be (inner, outer) with 0 <= inner < outer, got {ring}")
+    obj = lab > 0
+    out = np.zeros(lab.shape, np.uint8)
+    if not obj.any():
+        raise InputFileError("labels: no objects to derive training annotations from")
+    edges = find_boundaries(lab, mode="inner") & obj
+    depth = ndi.distance_transform_edt(obj & ~edges)
+    core = obj & (depth > erode - 1) if erode > 0 else obj
+    ids = np.unique(lab[obj])
+    present = np.unique(lab[core]) if core.any() else np.zeros(0, lab.dtype)
+    missing = np.setdiff1d(ids, present)
+    if missing.size:
+        dist_in = ndi.distance_transform_edt(obj)
+        for pos in ndi.maximum_position(dist_in, lab, missing):
+            core[pos] = True
+    dist_out = ndi.distance_transform_edt(~obj)
+    out[(dist_out > inner) & (dist_out <= outer)] = 1
+    out[core] = 2
+    return out
+
+
+# ------------------------------------------------------------------ plug-ins
+def load_model(spec: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
+    """Load a segmentation model: a saved :class:`PixelClassifier` or a plug-in.
+
+    Parameters
+    ----------
+    spec : str or path
+        A classifier file written by :meth:`PixelClassifier.save`, or
+        ``"module:function"`` / ``"path/to/file.py:function"`` naming a callable
+        ``f(image) -> labels or probability map`` (e.g. a cellpose or StarDist
+        wrapper).  The callable's output is interpreted by :func:`labels_from_output`.
+
+    Returns
+    -------
+    callable
+        ``model(image) -> ndarray``.
+    """
+    s = str(spec)
+    p = Path(s)
+    if p.is_file():
+        return PixelClassifier.load(p)
+    if ":" not in s:
+        raise InputFileError(f"{s}: model must be a saved classifier file or 'module:function'")
+    mod_name, _, func_name = s.rpartition(":")
+    try:
+        if mod_name.endswith(".py"):
+            mp = Path(mod_name)
+            if not mp.is_file():
+                raise InputFileError(f"{mp}: model module file not found")
+            sp = importlib.util.spec_from_file_location(f"rawsigma_plugin_{mp.stem}", mp)
+            if sp is None or sp.loader is None:
+                raise InputFileError(f"{mp}: cannot import model module")
+            module = importlib.util.module_from_spec(sp)
+            sys.modules[sp.name] = module
+            sp.loader.exec_module(module)
+        else:
+            module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise InputFileError(f"{s}: cannot import model module {mod_name!r} ({exc})") from exc
+    fn = getattr(module, func_name, None)
+    if fn is None or not callable(fn):
+        raise InputFileError(f"{s}: module {mod_name!r} has no callable {func_name!r}")
+    return fn
+
+
+def labels_from_output(
+    output: np.ndarray, shape: tuple[int, ...], threshold: float = 0.5, channel: int = -1
+) -> np.ndarray:
+    """Turn a model's output into instance labels (int32).
+
+    * integer output of ``shape`` with values beyond 1: instance labels, kept as is;
+    * boolean or 0/1 integer output of ``shape``: a mask, split into connected
+      components (8 / 26-connected);
+    * float output of ``shape``: a foreground probability, thresholded (> threshold);
+    * float output of ``shape + (K,)``: class probabilities, channel ``channel``
+      (default the last) is the foreground.
+    """
+    out = np.asarray(output)
+    if out.shape == tuple(shape) + out.shape[len(shape) :] and out.ndim == len(shape) + 1:
+        out = out[..., channel]
+    if out.shape != tuple(shape):
+        raise ImageMismatchError(
+            f"model output: shape {out.shape} does not match the image shape {tuple(shape)}"
+        )
+    if out.dtype == bool:
+        mask = out
+    elif np.issubdtype(out.dtype, np.integer):
+        if out.size and out.min() < 0:
+            raise InputFileError("model output: negative labels")
+        if out.size and out.max() > 1:
+            return out.astype(np.int32, copy=False)
+        mask = out > 0
+    elif np.issubdtype(out.dtype, np.floating):
+        mask = out > threshold
+    else:
+        raise InputFileError(f"model output: unsupported dtype {out.dtype}")
+    lab, _ = ndi.label(mask, structure=_full_structure(mask.ndim))
+    return lab.astype(np.int32, copy=False)
+
+
+def segment_with(
+    model: Callable[[np.ndarray], np.ndarray] | PixelClassifier,
+    image: np.ndarray,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """Segment ``image`` with any model into instance labels (int32)."""
+    if isinstance(model, PixelClassifier):
+        return model.segment(image)
+    return labels_from_output(model(image), np.shape(image), threshold)
