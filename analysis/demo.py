@@ -52,15 +52,21 @@ def phantom(
     radius: tuple[float, float] = (6.0, 11.0),
     psf_sigma: float = 1.5,
     rng: np.random.Generator | int | None = 0,
+    n_beads: int = 3,
+    bead_brightness: float = 40.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Non-overlapping elliptical "nuclei" blurred by a Gaussian PSF.
+    """Non-overlapping elliptical "nuclei" blurred by a Gaussian PSF, plus bright beads.
+
+    The beads (3×3 px, ``bead_brightness`` times a nucleus) stand for the bright debris
+    or beads of real fields: they stretch the dynamic range, which is what makes a
+    min–max 8-bit conversion coarse on the dim nuclei.
 
     Returns
     -------
     brightness : ndarray of float32, (H, W)
-        Relative object brightness in [0, 1] after blurring (background 0).
+        Relative brightness after blurring (background 0, nuclei ≤ 1, beads higher).
     truth : ndarray of int32, (H, W)
-        Instance labels of the unblurred objects (0 = background).
+        Instance labels of the unblurred nuclei and beads (0 = background).
     """
     rng = np.random.default_rng(rng)
     h, w = shape
@@ -83,6 +89,14 @@ def phantom(
         k += 1
         truth[m] = k
         bright[m] = rng.uniform(0.7, 1.0)
+    for _ in range(n_beads):
+        for _t in range(200):
+            cy, cx = (int(v) for v in rng.integers(4, (h - 4, w - 4)))
+            if not truth[cy - 4 : cy + 5, cx - 4 : cx + 5].any():
+                k += 1
+                truth[cy - 1 : cy + 2, cx - 1 : cx + 2] = k
+                bright[cy - 1 : cy + 2, cx - 1 : cx + 2] = bead_brightness
+                break
     bright = ndi.gaussian_filter(bright, psf_sigma).astype(np.float32)
     return bright, truth
 

@@ -16,7 +16,6 @@ the forest's tree traversal release the GIL).
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import time
@@ -159,7 +158,7 @@ def check_raw_image(image: np.ndarray, profile: Any, name: str = "image") -> np.
 
 
 def check_labels(labels: np.ndarray, shape: tuple[int, ...], name: str = "labels") -> np.ndarray:
-    """Validate a sparse annotation image (0 unlabelled, 1..K classes)."""
+    """Validate a sparse annotation image (0 unlabelled, 1 background, 2 foreground)."""
     lab = np.asarray(labels)
     if lab.ndim == 3 and lab.shape[0] == 1:
         lab = lab[0]
@@ -181,30 +180,21 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], name: str = "labels
 
 
 def load_model(spec: str) -> Segmenter:
-    """Import a ``module:function`` segmenter (image → labels or probability)."""
-    if ":" not in spec:
-        raise InputFileError(f"--model {spec!r}: expected 'module:function'")
-    mod, fn = spec.split(":", 1)
-    try:
-        f = getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as exc:
-        raise InputFileError(f"--model {spec!r}: cannot import ({exc})") from exc
-    if not callable(f):
-        raise InputFileError(f"--model {spec!r}: not callable")
-    return f
+    """Load a plug-in segmenter: ``module:function``, ``file.py:function`` or a saved
+    classifier (see :func:`rawsigma.analysis.classifier.load_model`)."""
+    from rawsigma.analysis.classifier import load_model as _load
+
+    return _load(spec)
 
 
 # ----------------------------------------------------------------------------- steps
 def _to_objects(out: np.ndarray, threshold: float) -> np.ndarray:
-    """Model output (labels, mask or probability) → 8-connected label image."""
+    """Model output (labels, mask or foreground probability) → 8-connected label image."""
+    from rawsigma.analysis.classifier import labels_from_output
+
     out = np.asarray(out)
-    if out.dtype.kind == "f":
-        if out.ndim == 3:  # (H, W, K) probabilities: class 1 is the foreground
-            out = out[..., 1]
-        return ndi.label(out > threshold, structure=np.ones((3, 3)))[0]
-    if out.dtype == bool or out.max() <= 1:
-        return ndi.label(out > 0, structure=np.ones((3, 3)))[0]
-    return out.astype(np.int32)  # instance labels from the plug-in model
+    shape = out.shape[:2] if out.ndim == 3 and out.dtype.kind == "f" else out.shape
+    return labels_from_output(out, shape, threshold)
 
 
 def _scoring_features(image: np.ndarray, sigmas: Sequence[float]) -> tuple[np.ndarray, list]:
@@ -252,12 +242,19 @@ def _classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan
     from rawsigma.analysis.classifier import PixelClassifier
 
     clf = PixelClassifier(
-        preset=plan.classifier_preset, feature_preset=plan.feature_preset, seed=seed, n_jobs=1
+        preset=plan.classifier_preset,
+        features=plan.feature_preset,
+        random_state=seed,
+        n_jobs=plan.workers,
     )
     clf.fit(image, labels)
+    # prediction runs inside our worker threads: one thread each, no oversubscription
+    clf.n_jobs = 1
+    if hasattr(clf.model_, "n_jobs"):
+        clf.model_.n_jobs = 1
 
     def segment(img: np.ndarray) -> np.ndarray:
-        return _to_objects(clf.predict_proba(img).astype(np.float32), plan.threshold)
+        return _to_objects(clf.foreground_probability(img), plan.threshold)
 
     return segment, clf
 
@@ -302,11 +299,13 @@ def score_image(
     profile : CameraProfile
         Camera noise profile (measured or estimated).
     labels : (H, W) ndarray of int, optional
-        Sparse training annotations of ``image`` (0 unlabelled, 1 foreground,
-        2 background) for the pixel classifier.
+        Sparse training annotations of ``image`` (0 unlabelled, 1 background,
+        2 foreground: :mod:`rawsigma.analysis.classifier` convention) for the pixel
+        classifier.
     model : callable or "module:function", optional
         Plug-in segmenter instead of the classifier: image → labels, mask or
-        probability (H, W) / (H, W, K).
+        foreground probability (H, W) / class probabilities (H, W, K), last channel
+        foreground.
     plan : ScorePlan, optional
         Run settings; ``**plan_fields`` (``codecs=[...]``, ``n_replicas=10``,
         ``seed=0``, ``centre``, ``max_distance``, ``tolerance_search``, ...) build one.

@@ -64,7 +64,7 @@ def score(
         False, "--estimate-profile", help="No calibration: estimate the profile from the image."
     ),
     labels: Path | None = typer.Option(
-        None, "--labels", "-l", help="Sparse annotations (TIFF): 0 none, 1 object, 2 background."
+        None, "--labels", "-l", help="Sparse annotations (TIFF): 0 none, 1 background, 2 object."
     ),
     instances: bool = typer.Option(
         False,
