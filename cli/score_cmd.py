@@ -153,9 +153,15 @@ def run_score(
         prof = CameraProfile.load(profile)
     else:
         from rawsigma.analysis.noise_estimate import estimate_profile as _estimate
+        from rawsigma.errors import RawsigmaError
 
         check_raw_image(img, None, str(image))
-        prof = _estimate(img)
+        tile = 64 if min(img.shape) >= 256 else 32  # enough tiles on small images
+        try:
+            prof = _estimate(img, tile=tile, source=str(image))
+        except (RawsigmaError, ValueError) as exc:
+            msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
+            raise InputFileError(f"cannot estimate a profile: {msg}") from None
         console.print("[yellow]profile estimated from the image (no bench calibration)[/]")
     from rawsigma.errors import ImageMismatchError
 

@@ -1,0 +1,86 @@
+"""``rawsigma score`` on small TIFF files: outputs, --force, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from rawsigma.cli.main import app
+from typer.testing import CliRunner
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.analysis.demo import phantom
+
+    d = tmp_path_factory.mktemp("score")
+    model = SensorModel.preset("scmos", (128, 128), seed=2)
+    bright, truth = phantom((128, 128), n_objects=8, rng=1, n_beads=0)
+    img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(0))
+    tifffile.imwrite(d / "img.tif", img)
+    tifffile.imwrite(d / "truth.tif", truth.astype(np.uint16))
+    tifffile.imwrite(d / "img8.tif", (img // 256).astype(np.uint8))
+    tifffile.imwrite(d / "imgf.tif", img.astype(np.float32))
+    tifffile.imwrite(d / "small_labels.tif", truth[:50].astype(np.uint16))
+    tifffile.imwrite(d / "empty.tif", np.zeros_like(truth, np.uint16))
+    model.true_profile().save(d / "prof.h5")
+    model.crop((0, 0, 64, 64)).true_profile().save(d / "prof64.h5")
+    return d
+
+
+def _run(*args):
+    return CliRunner().invoke(app, ["score", *map(str, args)])
+
+
+def test_score_writes_report_and_refuses_overwrite(files):
+    out = files / "out"
+    args = [files / "img.tif", "--profile", files / "prof.h5", "--labels", files / "truth.tif",
+            "--instances", "--codecs", "replica", "--replicas", "3", "--out", out]  # fmt: skip
+    r = _run(*args)
+    assert r.exit_code == 0, r.output
+    assert "report:" in r.output
+    for f in ("report.html", "results.json", "objects.csv"):
+        assert (out / f).exists()
+    r = _run(*args)
+    assert r.exit_code == 2 and "--force" in r.output
+    assert _run(*args, "--force").exit_code == 0
+
+
+def test_score_estimated_profile(files):
+    est = files / "est"
+    r = _run(files / "img.tif", "--estimate-profile", "--labels", files / "truth.tif",
+             "--instances", "--codecs", "replica", "--replicas", "2", "--out", est)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "estimated" in (files / "est" / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("image", "extra", "message"),
+    [
+        ("img8.tif", [], "8-bit"),
+        ("imgf.tif", [], "floating-point"),
+        ("img.tif", ["--labels", "small_labels.tif"], "shape"),
+        ("img.tif", ["--labels", "empty.tif"], "empty annotations"),
+        ("img.tif", ["--profile", "prof64.h5"], "img.tif"),
+        ("missing.tif", [], "no such file"),
+    ],
+)
+def test_score_bad_inputs(files, image, extra, message):
+    base = {"--profile": files / "prof.h5", "--labels": files / "truth.tif"}
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        base[k] = files / v
+    args = [files / image]
+    for k, v in base.items():
+        args += [k, v]
+    r = _run(*args, "--codecs", "replica", "--replicas", "2", "--out", files / "bad")
+    assert r.exit_code == 2, r.output
+    assert message in r.output.replace("\n", " ")
+    assert not (files / "bad" / "report.html").exists()
+
+
+def test_score_needs_labels_or_model_and_profile(files):
+    r = _run(files / "img.tif", "--profile", files / "prof.h5", "--out", files / "x")
+    assert r.exit_code == 2 and "--labels or --model" in r.output
+    r = _run(files / "img.tif", "--labels", files / "truth.tif", "--out", files / "x")
+    assert r.exit_code == 2 and "--estimate-profile" in r.output

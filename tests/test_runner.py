@@ -1,0 +1,181 @@
+"""score_image on the simulated camera imaging a known phantom.
+
+One scoring run (module fixture) with a held-out replica, 8-bit, JPEG 100:1 and the
+noise codec at step 1; assertions on its ε. Bad-input cases run on tiny images.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+from rawsigma.analysis.plans import ScorePlan
+from rawsigma.errors import ImageMismatchError, InputFileError, OutputExistsError
+
+
+def _codecs_work() -> bool:
+    if importlib.util.find_spec("rawsigma.analysis.codecs") is None:
+        return False
+    try:
+        from rawsigma.analysis.codecs import parse_codecs
+
+        parse_codecs("8bit,jpeg@100")
+    except Exception:  # noqa: BLE001 - module present but not usable yet
+        return False
+    return True
+
+
+HAVE_CODECS = _codecs_work()
+needs_codecs = pytest.mark.skipif(not HAVE_CODECS, reason="rawsigma.analysis.codecs not landed")
+
+
+def _has_noise_codec() -> bool:
+    if not HAVE_CODECS:
+        return False
+    from rawsigma.analysis.codecs import parse_codecs
+
+    try:
+        parse_codecs("noise:step=1", profile=None)
+    except Exception as exc:  # noqa: BLE001 - a profile may be required: that's fine
+        return "unknown" not in str(exc).lower()
+    return True
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.analysis.classifier import training_labels_from_instances
+    from rawsigma.analysis.demo import phantom
+
+    model = SensorModel.preset("scmos", (160, 160), seed=3)
+    bright, truth = phantom((160, 160), n_objects=18, rng=5)
+    img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(7))
+    return img, model.true_profile(), training_labels_from_instances(truth), truth
+
+
+@pytest.fixture(scope="module")
+def result(scene):
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, lab, _ = scene
+    codecs = ["replica"]
+    if HAVE_CODECS:
+        codecs += ["8bit", "jpeg@100"]
+    if _has_noise_codec():
+        codecs += ["noise:step=1"]
+    return score_image(img, prof, labels=lab, codecs=codecs, n_replicas=10, seed=1)
+
+
+def _codec(result, spec):
+    return next(c for c in result.codecs if c.spec == spec)
+
+
+def test_segmentation_finds_the_phantom(result, scene):
+    truth = scene[3]
+    assert abs(result.n_objects - truth.max()) <= 2
+    assert result.raw_objects["area"].size == result.n_objects
+    assert len(result.replica_globals) == 10
+    # every raw object found again in (nearly) every replica
+    assert min(m["n_matched"] for m in result.replica_match) >= result.n_objects - 1
+
+
+def test_held_out_replica_is_within_noise(result):
+    c = _codec(result, "replica")
+    for p, s in c.objects.items():
+        assert abs(s.mean) < 1, (p, s.mean)
+    for k, g in c.globals.items():
+        assert abs(g["epsilon"]) < 3, (k, g)
+    assert c.verdict["within_noise"]
+    # its ΔA looks like the replicas' own ΔA distribution
+    assert abs(c.objects["area"].summary()["delta"]["mu"]) < 2
+
+
+@needs_codecs
+@pytest.mark.parametrize("spec", ["8bit", "jpeg@100"])
+def test_8bit_and_jpeg100_exceed_noise_on_area(result, spec):
+    c = _codec(result, spec)
+    area_like = [abs(c.objects[p].mean) for p in ("area", "perimeter", "minor", "major")]
+    assert abs(c.objects["area"].mean) > 1 or abs(c.globals["total_area"]["epsilon"]) > 3
+    assert max(area_like) > 1
+    assert not c.verdict["within_noise"]
+
+
+@pytest.mark.skipif(not _has_noise_codec(), reason="NoiseCodec ('noise') not registered yet")
+def test_noise_codec_step1_within_noise(result):
+    c = _codec(result, "noise:step=1")
+    assert c.ratio > 1.5
+    for p, s in c.objects.items():
+        assert abs(s.mean) < 1, (p, s.mean)
+    assert c.verdict["within_noise"]
+
+
+def test_results_json_and_report(result, tmp_path):
+    from rawsigma.analysis.report import write_report
+
+    out = tmp_path / "r"
+    html = write_report(result, out)
+    text = html.read_text()
+    assert "data:image/png;base64," in text and "Round = 1/AR" in text
+    assert "observed" in text  # synthesis centre stated
+    data = json.loads((out / "results.json").read_text())
+    prov = data["provenance"]
+    assert prov["profile_id"] and prov["synthesis_centre"] == "observed" and "plan" in prov
+    assert data["replicas"]["n"] == 10
+    lo, hi = data["replicas"]["ci_factors_95"]
+    assert 0.5 < lo < 0.6 and 1.4 < hi < 1.5
+    lines = (out / "objects.csv").read_text().splitlines()
+    assert len(lines) == 1 + 19 * result.n_objects
+    assert (out / "figures" / "delta_area.png").stat().st_size > 1000
+    with pytest.raises(OutputExistsError):
+        write_report(result, out)
+    write_report(result, out, force=True)
+
+
+def test_plug_in_model_and_no_objects(scene, tmp_path):
+    from rawsigma.analysis.report import write_report
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, _, truth = scene
+    r = score_image(img[:64, :64], prof.crop((0, 0, 64, 64)), model=lambda im: np.zeros(
+        im.shape, np.int32), codecs=["replica"], n_replicas=3)  # fmt: skip
+    assert r.n_objects == 0 and r.codecs[0].objects == {}
+    assert any("no objects" in n for n in r.notes)
+    assert r.codecs[0].globals["count"]["epsilon"] == 0
+    html = write_report(r, tmp_path / "empty").read_text()
+    assert "no objects" in html.lower()
+    # a plug-in returning the truth instances: nothing changes, all ε = 0
+    r2 = score_image(img, prof, model=lambda im: truth, codecs=["replica"], n_replicas=3)
+    assert r2.n_objects == truth.max()
+    assert all(s.mean == 0 for s in r2.codecs[0].objects.values())
+
+
+def test_bad_inputs(scene):
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, lab, _ = scene
+    kw = {"codecs": ["replica"], "n_replicas": 2}
+    with pytest.raises(ImageMismatchError, match="floating-point"):
+        score_image(img.astype(np.float32), prof, labels=lab, **kw)
+    with pytest.raises(ImageMismatchError, match="8-bit|uint8"):
+        score_image((img // 256).astype(np.uint8), prof, labels=lab, **kw)
+    with pytest.raises(ImageMismatchError):
+        score_image(img[:100], prof, labels=lab[:100], **kw)  # does not match the profile
+    with pytest.raises(ImageMismatchError, match="shape"):
+        score_image(img, prof, labels=lab[:, :100], **kw)
+    with pytest.raises(InputFileError, match="empty annotations"):
+        score_image(img, prof, labels=np.zeros_like(lab), **kw)
+    with pytest.raises(InputFileError, match="only class"):
+        score_image(img, prof, labels=(lab == 2).astype(np.uint8) * 2, **kw)
+    with pytest.raises(InputFileError, match="exactly one"):
+        score_image(img, prof, **kw)
+    with pytest.raises(ValueError):
+        ScorePlan(tolerance_search=["nonsense"])
+
+
+def test_plan_round_trips():
+    p = ScorePlan(codecs=["8bit", "jpeg@10"], n_replicas=5, tolerance_search=["jpeg"])
+    assert ScorePlan.model_validate_json(p.model_dump_json()) == p
+    assert not math.isnan(p.max_distance)
