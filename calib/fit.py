@@ -298,7 +298,8 @@ def fit_pixel_maps(
         kurt = dark.excess_kurtosis()
         se_k = np.sqrt(24.0 / nd)
         # a two-level telegraph signal makes the dark distribution platykurtic
-        noisy |= (kurt < -4 * se_k) | (kurt > 12 * se_k)
+        rn_hi = read_noise > 1.5 * np.median(read_noise)
+        noisy |= ((kurt < -3 * se_k) & rn_hi) | (kurt > 12 * se_k)
     defects[noisy] |= DEFECT_NOISY
     defects[nonlin] |= DEFECT_NONLINEAR
     med_g = float(np.nanmedian(gain)) if np.any(np.isfinite(gain)) else np.nan
