@@ -84,15 +84,20 @@ def highpass_r4(img: np.ndarray) -> np.ndarray:
     return hp[m:-m, m:-m]
 
 
-def spatial_variance(pm: PixelMoments, highpass: bool = False) -> float:
+def spatial_variance(pm: PixelMoments, highpass: bool = False, interior: bool = False) -> float:
     """Spatial variance of the per-pixel means with the temporal part removed (ADU^2).
 
     ``s2 = var_spatial(<y>) - mean(var_temporal) / L`` (EMVA eq. 35/36); for a frame
     pair this equals eq. 32. With ``highpass``, both terms are taken after the R4
-    high-pass (the temporal noise is white, so it scales with the same gain).
+    high-pass (the temporal noise is white, so it scales with the same gain), over the
+    interior that the filter leaves (9-pixel border removed); ``interior`` restricts
+    the plain estimate to the same pixels, for comparisons.
     """
     mean = pm.mean()
     tvar = pm.var()
+    if interior and not highpass:
+        m = _MARGIN
+        mean, tvar = mean[m:-m, m:-m], tvar[m:-m, m:-m]
     if highpass:
         hp = highpass_r4(mean)
         m = _MARGIN
@@ -278,7 +283,11 @@ def emva_analysis(
         use_hp_d, use_hp_p = False, False
     elif highpass == "auto":
         use_hp_d = False  # dark nonuniformity is the sensor's own: never filtered
-        use_hp_p = s2_50_plain > 1.1 * max(s2_50_hp, 1e-12)
+        # compare on the same pixels, so that a defect near the border cannot decide
+        s2_50_int = spatial_variance(levels[i50], interior=True) - spatial_variance(
+            d50, interior=True
+        )
+        use_hp_p = s2_50_int > 1.1 * max(s2_50_hp, 1e-12)
     else:
         raise ValueError(f"highpass must be 'auto', 'always' or 'never', got {highpass!r}")
     dsnu_plain = float(np.sqrt(max(s2_dark_plain, 0.0)) / K)
