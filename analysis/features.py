@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -452,6 +453,36 @@ def _compute_task(
     return {k: v[inner] for k, v in res.items()}
 
 
+def _compute_block(
+    image: np.ndarray,
+    core: tuple[slice, ...],
+    cfg: FeatureConfig,
+    spacing: tuple[float, ...],
+    index: dict[str, int],
+    buf: np.ndarray | None = None,
+) -> np.ndarray:
+    """All channels of one block, channel-first (F, *block) float32.
+
+    ``buf`` (F, *at least the block shape) is reused if given, which saves the page
+    faults of a fresh allocation per block.
+    """
+    shape = tuple(c.stop - c.start for c in core)
+    if buf is None:
+        buf = np.empty((len(index),) + shape, np.float32)
+    else:
+        buf = buf[(slice(None),) + tuple(slice(0, n) for n in shape)]
+    for sigma, _ in sorted(_groups(cfg, image.ndim), key=lambda g: -g[0]):
+        for k, v in _compute_task(image, core, sigma, cfg, spacing).items():
+            buf[index[k]] = v
+    return buf
+
+
+def _store_channels_last(dst: np.ndarray, buf: np.ndarray, rows: int = 8) -> None:
+    """``dst[...] = moveaxis(buf, 0, -1)`` in small tiles (cache-friendly transpose)."""
+    for r in range(0, buf.shape[1], rows):
+        dst[r : r + rows] = np.moveaxis(buf[:, r : r + rows], 0, -1)
+
+
 def iter_feature_blocks(
     image: np.ndarray,
     preset: str | FeatureConfig = "ilastik",
@@ -475,7 +506,6 @@ def iter_feature_blocks(
     spacing = cfg.spacing or (1.0,) * arr.ndim
     names = _order(cfg, arr.ndim)
     index = {n: i for i, n in enumerate(names)}
-    groups = _groups(cfg, arr.ndim)
     cores = [
         c
         for c in _block_starts(arr.shape, _resolve_block(block, arr.shape))
@@ -483,11 +513,9 @@ def iter_feature_blocks(
     ]
 
     def compute(core: tuple[slice, ...]) -> np.ndarray:
-        shape = tuple(c.stop - c.start for c in core)
-        feats = np.empty(shape + (len(names),), np.float32)
-        for sigma, _ in groups:
-            for k, v in _compute_task(arr, core, sigma, cfg, spacing).items():
-                feats[..., index[k]] = v
+        buf = _compute_block(arr, core, cfg, spacing, index)
+        feats = np.empty(buf.shape[1:] + (buf.shape[0],), np.float32)
+        _store_channels_last(feats, buf)
         return feats
 
     if n_workers <= 1:
@@ -592,18 +620,14 @@ def feature_bank(
         out = np.empty(shape, np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise ValueError(f"out must be float32 with shape {shape}, got {out.dtype} {out.shape}")
-    groups = _groups(cfg, arr.ndim)
-    # largest scales first so the slowest tasks start early
-    tasks = [
-        (core, sigma)
-        for sigma, _ in sorted(groups, key=lambda g: -g[0])
-        for core in _block_starts(arr.shape, _resolve_block(block, arr.shape))
-    ]
+    bshape = _resolve_block(block, arr.shape)
+    tasks = _block_starts(arr.shape, bshape)
+    local = threading.local()
 
-    def run(task: tuple[tuple[slice, ...], float]) -> None:
-        core, sigma = task
-        for k, v in _compute_task(arr, core, sigma, cfg, sp).items():
-            out[core + (index[k],)] = v
+    def run(core: tuple[slice, ...]) -> None:
+        if getattr(local, "buf", None) is None:
+            local.buf = np.empty((len(names),) + bshape, np.float32)
+        _store_channels_last(out[core], _compute_block(arr, core, cfg, sp, index, local.buf))
 
     workers = max(1, n_workers or os.cpu_count() or 1)
     if workers == 1 or len(tasks) == 1:
