@@ -371,12 +371,13 @@ def search_knob(
     increasing: bool,
     log: bool = False,
     max_iter: int = 14,
-    rel_tol: float = 0.01,
+    rel_tol: float = 0.02,
 ) -> tuple[float, int]:
     """Find the knob value whose encoded size is closest to ``target`` bytes.
 
-    Bisection on a monotone (approximately) size-versus-knob curve; the result is
-    the evaluated knob with the smallest ``|log(size / target)|``.
+    Bisection (integer knobs) or Illinois regula falsi on ``log(size)`` (continuous
+    knobs) over a monotone (approximately) size-versus-knob curve; the result is the
+    evaluated knob with the smallest ``|log(size / target)|``.
 
     Parameters
     ----------
@@ -405,25 +406,44 @@ def search_knob(
             tried[k] = size_of(k)
         return tried[k]
 
-    a, b = lo, hi
-    for _ in range(max_iter):
-        if integer and b - a <= 1:
-            break
-        mid = math.sqrt(a * b) if log else (a + b) / 2
-        if integer:
-            mid = int(round(mid))
-            if mid in (a, b):
+    if integer:
+        a, b = lo, hi
+        for _ in range(max_iter):
+            if b - a <= 1:
                 break
-        s = ev(mid)
-        if abs(math.log(s / target)) < rel_tol:
-            break
-        too_big = s > target
-        if too_big == increasing:
-            b = mid
-        else:
-            a = mid
-    for k in (a, b):
-        ev(k)
+            mid = int(round((a + b) / 2))
+            s = ev(mid)
+            if abs(math.log(s / target)) < rel_tol:
+                break
+            if (s > target) == increasing:
+                b = mid
+            else:
+                a = mid
+        for k in (a, b):
+            ev(k)
+    else:
+        # Illinois regula falsi on f(t) = log(size / target), t = knob or log(knob):
+        # log-size is smooth in these knobs, so this needs ~5 encodes, not ~14.
+        tr = math.log if log else (lambda v: v)
+        inv = math.exp if log else (lambda v: v)
+        ta, tb = tr(lo), tr(hi)
+        fa = math.log(ev(inv(ta)) / target)
+        fb = math.log(ev(inv(tb)) / target)
+        for _ in range(max_iter):
+            if fa * fb > 0 or min(abs(fa), abs(fb)) < rel_tol:
+                break  # target outside the reachable range, or already hit
+            t = (ta * fb - tb * fa) / (fb - fa)
+            # safeguard: stay off the bracket ends (plateaus make pure regula falsi crawl)
+            lo_t, hi_t = min(ta, tb), max(ta, tb)
+            t = min(max(t, lo_t + 0.15 * (hi_t - lo_t)), hi_t - 0.15 * (hi_t - lo_t))
+            ft = math.log(ev(inv(t)) / target)
+            if abs(ft) < rel_tol:
+                break
+            if ft * fb < 0:
+                ta, fa = tb, fb
+            else:
+                fa /= 2  # Illinois: the retained end keeps a halved weight
+            tb, fb = t, ft
     best = min(tried, key=lambda k: abs(math.log(tried[k] / target)))
     return best, tried[best]
 

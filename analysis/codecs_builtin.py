@@ -308,7 +308,7 @@ class Jpeg2000Codec(Codec):
             def size(ps: float) -> int:
                 return len(_pack(self, image, bodies(ps), {"psnr": round(ps, 3)}))
 
-            psnr, _ = search_knob(size, target, 10.0, 140.0, integer=False, increasing=True)
+            psnr, _ = search_knob(size, target, 20.0, 110.0, integer=False, increasing=True)
         else:
             psnr = self.params["psnr"]
         return bodies(psnr), {"psnr": None if psnr is None else round(psnr, 3)}
