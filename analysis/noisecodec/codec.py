@@ -1,0 +1,168 @@
+"""`NoiseCodec`: the noise-calibrated codec bound to a camera profile."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rawsigma.errors import ImageMismatchError
+
+from .stream import CodecMaps, StreamParams, decode_frames, encode_frames, read_header
+
+if TYPE_CHECKING:
+    from rawsigma.calib.profile import CameraProfile
+
+__all__ = ["NoiseCodec", "codec_maps"]
+
+
+def codec_maps(profile: CameraProfile, maps: str = "pixel") -> CodecMaps:
+    """The offset/gain maps the codec uses for ``profile``.
+
+    Parameters
+    ----------
+    profile : CameraProfile
+    maps : {"pixel", "global"}
+        Per-pixel gain and offset (pixels with a non-finite or non-positive gain take the
+        global values) or the global gain and offset only (nothing per pixel to carry;
+        ~3 % lower ratio on the reference frame).
+    """
+    if maps == "global":
+        return CodecMaps.uniform(profile.shape, profile.offset_global, profile.gain_global)
+    if maps != "pixel":
+        raise ValueError(f"maps must be 'pixel' or 'global', got {maps!r}")
+    g = np.asarray(profile.gain, np.float64)
+    o = np.asarray(profile.offset, np.float64)
+    bad = ~np.isfinite(g) | (g <= 0)
+    g = np.where(bad, profile.gain_global, g)
+    o = np.where(np.isfinite(o), o, profile.offset_global)
+    return CodecMaps.from_maps(o, g)
+
+
+class NoiseCodec:
+    """Noise-calibrated lossy codec for raw uint16 camera frames.
+
+    Variance-stabilising transform with the profile's per-pixel gain and offset and its
+    global read noise, quantisation with step ``step``·σ (``step=2`` is the
+    Jetraw-equivalent point, ≈ 1.25 dB SNR loss; ``step=1`` ≈ 0.35 dB), optional
+    subtractive dither or hard error bound, class-adaptive least-squares prediction of
+    the codes and context-modelled rANS coding, unbiased decoding.
+
+    Parameters
+    ----------
+    profile : CameraProfile
+        Calibration of the camera that took the frames (shape must match the frames).
+    step : float
+        Quantisation step S in units of the noise σ (> 0).
+    dither : bool
+        Subtractive dither (seeded by ``seed``, reproducible): error independent of the
+        signal, ~8 % lower ratio.
+    max_error : float or None
+        Hard bound k: every decoded pixel within k·σ of the raw value, σ from the
+        codec's noise model at the raw value (bins designed in ADU).
+    maps : {"pixel", "global"}
+        Per-pixel gain/offset maps in the transform, or global values only.
+    embed_maps : bool
+        Put the (quantised) per-pixel maps into every payload so it decodes without the
+        profile. Off by default: the payload then records the profile id and the maps'
+        digest, and `decode` uses this codec's profile (containers store maps once).
+    seed : int
+        Dither seed.
+    tile_rows : int
+        Rows per independently coded tile (tiles run in parallel threads).
+    threads : int or None
+        Worker threads (None: all cores).
+    """
+
+    name = "noise"
+
+    def __init__(
+        self,
+        profile: CameraProfile,
+        step: float = 2.0,
+        dither: bool = False,
+        max_error: float | None = None,
+        *,
+        maps: str = "pixel",
+        embed_maps: bool = False,
+        seed: int = 0,
+        tile_rows: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        if not step > 0:
+            raise ValueError(f"step must be > 0 (units of sigma), got {step}")
+        if max_error is not None and not max_error > 0:
+            raise ValueError(f"max_error must be > 0 (units of sigma), got {max_error}")
+        if dither and max_error is not None:
+            raise ValueError("a hard error bound and subtractive dither cannot be combined")
+        self.profile = profile
+        self.step = float(step)
+        self.dither = bool(dither)
+        self.max_error = None if max_error is None else float(max_error)
+        self.maps_mode = maps
+        self.embed_maps = bool(embed_maps)
+        self.maps = codec_maps(profile, maps)
+        self.params = StreamParams(
+            step=self.step,
+            dither=self.dither,
+            max_error=self.max_error,
+            sigma_e=float(profile.read_noise_global / profile.gain_global),
+            seed=int(seed),
+            max_adu=int(profile.max_adu),
+            profile_id=profile.profile_id,
+            tile_rows=int(tile_rows),
+            threads=threads,
+        )
+
+    @property
+    def spec(self) -> str:
+        s = f"noise:step={self.step:g}"
+        if self.dither:
+            s += ",dither=1"
+        if self.max_error is not None:
+            s += f",maxerr={self.max_error:g}"
+        return s
+
+    @property
+    def description(self) -> str:
+        extra = ", subtractive dither" if self.dither else ""
+        if self.max_error is not None:
+            extra += f", |error| <= {self.max_error:g} sigma"
+        return (
+            f"noise-calibrated: generalised Anscombe VST with the profile's "
+            f"{'per-pixel' if self.maps_mode == 'pixel' else 'global'} gain/offset and "
+            f"global read noise, step {self.step:g} sigma{extra}, class-adaptive prediction "
+            f"+ context rANS, unbiased decoding (profile {self.profile.profile_id})"
+        )
+
+    def _check(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.dtype != np.uint16:
+            raise ImageMismatchError(
+                f"noise codec: expected a uint16 raw frame, got dtype {image.dtype}"
+            )
+        if image.ndim < 2 or image.shape[-2:] != tuple(self.profile.shape):
+            raise ImageMismatchError(
+                f"noise codec: frame shape {image.shape} does not match the profile "
+                f"{self.profile.profile_id} shape {tuple(self.profile.shape)}"
+            )
+        if int(image.max(initial=0)) > self.profile.max_adu:
+            raise ImageMismatchError(
+                f"noise codec: values up to {int(image.max())} exceed the profile's "
+                f"{self.profile.identity.bit_depth}-bit range"
+            )
+        return image
+
+    def encode(self, image: np.ndarray) -> bytes:
+        """Compress raw frame(s) ``(..., H, W)`` uint16 to bytes."""
+        return encode_frames(self._check(image), self.maps, self.params, self.embed_maps)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Decompress to uint16 frames (uses this codec's maps when not embedded)."""
+        return decode_frames(data, self.maps, threads=self.params.threads)
+
+    @staticmethod
+    def info(data: bytes) -> dict:
+        """Header of a payload (after checksum verification)."""
+        hd = read_header(data)
+        hd.pop("_body", None)
+        return hd

@@ -1,0 +1,385 @@
+"""Compiled per-tile kernels of the noise codec (numba, ``nogil`` so tiles run in threads).
+
+Layout shared by encoder and decoder: a tile of ``h × w`` codes lives in a padded int32
+buffer ``B`` of shape ``(h + PAD, w + 2·PAD)`` with the code of pixel ``(y, x)`` at
+``B[PAD + y, PAD + x]``. The top ``PAD`` rows hold the tile's fill value; before row ``y``
+is coded its left pad takes the code above the first column, after it its right pad takes
+the row's last code. The decoder rebuilds the same buffer causally, so both sides compute
+bit-identical integer predictions.
+
+Prediction: per pixel a class ``activity bucket × level bucket`` chooses one of
+``N_CLASS`` linear predictors over ``N_NB`` causal neighbours (fixed-point weights,
+least-squares trained by the encoder and sent in the header). The residual to the
+floor of the prediction is coded with static rANS tables selected by a context
+``(fraction of the prediction, activity bucket)``.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+PAD = 3
+# causal neighbours (dy, dx): W, N, NW, NE, WW, NN, then a wider ring
+NB_DY = np.array([0, -1, -1, -1, 0, -2, -1, -2, -2, -1, -2, -2, 0, -3, -3, -3, -1, -1], np.int64)
+NB_DX = np.array([-1, 0, -1, 1, -2, 0, -2, -1, 1, 2, -2, 2, -3, 0, -1, 1, -3, 3], np.int64)
+N_NB = 18
+N_ACT_CLS = 8
+N_LVL_CLS = 8
+N_CLASS = N_ACT_CLS * N_LVL_CLS
+N_ACT_CTX = 12
+N_FRAC = 4
+N_CTX = N_FRAC * N_ACT_CTX
+WBITS = 12  # fixed-point bits of the predictor weights
+RMAX = 24  # residuals in [-RMAX, RMAX) are symbols, others escape
+N_SYM = 2 * RMAX + 1
+ESC = 2 * RMAX
+SCALE_BITS = 12
+SCALE = 1 << SCALE_BITS
+RANS_L = 1 << 16
+ACT_MAX = 1023
+LVL_MAX = 4095
+
+_a = np.log2(1.0 + np.arange(ACT_MAX + 1))
+ACT_CLS_LUT = np.minimum(np.floor(_a * 1.5), N_ACT_CLS - 1).astype(np.int64)
+ACT_CTX_LUT = np.minimum(np.floor(_a * 2.5), N_ACT_CTX - 1).astype(np.int64)
+LVL_CLS_LUT = np.minimum(np.floor(np.log2(1.0 + np.arange(LVL_MAX + 1))), N_LVL_CLS - 1).astype(
+    np.int64
+)
+
+_OPTS = dict(nogil=True, cache=True)
+# helpers are inlined at numba level: a call with array arguments costs refcount updates
+_INLINE = dict(nogil=True, cache=True, inline="always")
+
+
+# ---------------------------------------------------------------- dither and transform
+@nb.njit(**_INLINE)
+def dither_value(index: np.uint64, seed: np.uint64) -> float:
+    """Uniform [0, 1) pseudo-random value of pixel ``index`` (splitmix64 hash)."""
+    z = index * np.uint64(0x9E3779B97F4A7C15) + seed
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@nb.njit(**_OPTS)
+def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, sum_e, cnt):
+    """Raw ADU → integer codes for one tile.
+
+    ``x`` (h, w) uint16; ``off``/``gain`` (h, w) float32 maps; ``codes`` (h, w) int32 out.
+    Without dither ``code = round(t / step)`` with ``t = 2 sqrt(e + c0)`` and ``e`` the
+    photo-electrons; with dither ``code = floor(t / step + u)``; when ``edges`` is not
+    empty (hard bound) the code is the bin of ``e`` among ``edges`` (lower edges, e⁻).
+    ``sum_e``/``cnt`` accumulate per-code sums of ``e`` (conditional-mean decoding).
+    """
+    h, w = x.shape
+    inv = 1.0 / step
+    nedge = edges.shape[0]
+    for y in range(h):
+        for i in range(w):
+            e = (float(x[y, i]) - off[y, i]) / gain[y, i]
+            if nedge > 0:
+                lo = 0
+                hi = nedge - 1
+                while lo < hi:  # last edge <= e
+                    mid = (lo + hi + 1) >> 1
+                    if edges[mid] <= e:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                k = lo
+            else:
+                v = e + c0
+                t = 2.0 * np.sqrt(v) if v > 0.0 else 0.0
+                if dither:
+                    u = dither_value(np.uint64(index0 + y * w + i), np.uint64(seed))
+                    k = int(np.floor(t * inv + u))
+                else:
+                    k = int(np.floor(t * inv + 0.5))
+            codes[y, i] = k
+            if k < sum_e.shape[0]:
+                sum_e[k] += e
+                cnt[k] += 1
+
+
+@nb.njit(**_OPTS)
+def dequantise_tile(codes, off, gain, out, recon, step, c0, dither, seed, index0, max_adu):
+    """Codes → uint16 ADU for one tile (``recon``: e⁻ per code, or analytic with dither)."""
+    h, w = codes.shape
+    nrec = recon.shape[0]
+    corr = step * step / 48.0  # E[(t̂/2)²] - (t/2)² for a uniform error of width step
+    for y in range(h):
+        for i in range(w):
+            k = codes[y, i]
+            if k < 0:
+                k = 0
+            if dither:
+                u = dither_value(np.uint64(index0 + y * w + i), np.uint64(seed))
+                t = step * (k - u + 0.5)
+                e = 0.25 * t * t - c0 - corr
+            elif k < nrec:
+                e = recon[k]
+            else:
+                t = step * k
+                e = 0.25 * t * t - c0
+            v = np.floor(off[y, i] + gain[y, i] * e + 0.5)
+            if v < 0.0:
+                v = 0.0
+            elif v > max_adu:
+                v = max_adu
+            out[y, i] = np.uint16(v)
+
+
+# ---------------------------------------------------------------- context and prediction
+# The tile's codes live in a ring of PAD + 1 rows of ``w + 2·PAD`` int32 (row y in slot
+# (y + PAD) & 3); the top rows start at the fill value.
+RING = PAD + 1
+
+
+def new_ring(w: int, fill: int) -> np.ndarray:
+    """Ring buffer of a tile's last rows, all at ``fill``."""
+    return np.full(RING * (w + 2 * PAD), fill, np.int32)
+
+
+@nb.njit(**_INLINE)
+def _taps(B, c0, c1, c2, c3, x, f):
+    # causal neighbours in the order of NB_DY/NB_DX; c0..c3 = bases of rows y, y-1, y-2, y-3
+    f[0] = B[c0 + x - 1]
+    f[1] = B[c1 + x]
+    f[2] = B[c1 + x - 1]
+    f[3] = B[c1 + x + 1]
+    f[4] = B[c0 + x - 2]
+    f[5] = B[c2 + x]
+    f[6] = B[c1 + x - 2]
+    f[7] = B[c2 + x - 1]
+    f[8] = B[c2 + x + 1]
+    f[9] = B[c1 + x + 2]
+    f[10] = B[c2 + x - 2]
+    f[11] = B[c2 + x + 2]
+    f[12] = B[c0 + x - 3]
+    f[13] = B[c3 + x]
+    f[14] = B[c3 + x - 1]
+    f[15] = B[c3 + x + 1]
+    f[16] = B[c1 + x - 3]
+    f[17] = B[c1 + x + 3]
+
+
+@nb.njit(**_OPTS)
+def _row_prep(B, c1, c2, c3, w, wf, bias, act_cls, lvl_cls, cls, q, aup):
+    """Vectorisable part of a row's prediction: the class (from the rows above only),
+    the fixed-point contribution of the 15 taps in the rows above, and the part of the
+    context activity that does not need the current row."""
+    for i in range(w):
+        x = i + PAD
+        nv = np.int64(B[c1 + x])
+        nw = np.int64(B[c1 + x - 1])
+        ne = np.int64(B[c1 + x + 1])
+        nn = np.int64(B[c2 + x])
+        a_up = abs(nv - nw) + abs(nv - ne) + abs(nv - nn)
+        act = a_up + abs(nw - B[c2 + x - 1]) + abs(ne - B[c2 + x + 1])
+        if act > ACT_MAX:
+            act = ACT_MAX
+        lv = (nv + ne) >> 1
+        if lv > LVL_MAX:
+            lv = LVL_MAX
+        elif lv < 0:
+            lv = 0
+        cl = act_cls[act] * N_LVL_CLS + lvl_cls[lv]
+        o = cl * N_NB
+        acc = bias[cl] + wf[o + 1] * nv + wf[o + 2] * nw + wf[o + 3] * ne + wf[o + 5] * nn
+        acc += wf[o + 6] * B[c1 + x - 2] + wf[o + 7] * B[c2 + x - 1]
+        acc += wf[o + 8] * B[c2 + x + 1] + wf[o + 9] * B[c1 + x + 2]
+        acc += wf[o + 10] * B[c2 + x - 2] + wf[o + 11] * B[c2 + x + 2]
+        acc += wf[o + 13] * B[c3 + x] + wf[o + 14] * B[c3 + x - 1]
+        acc += wf[o + 15] * B[c3 + x + 1] + wf[o + 16] * B[c1 + x - 3]
+        acc += wf[o + 17] * B[c1 + x + 3]
+        cls[i] = cl
+        q[i] = acc
+        aup[i] = a_up
+
+
+@nb.njit(**_INLINE)
+def _finish(B, c0, c1, x, i, wf, cls, q, aup, act_ctx):
+    """Serial part: add the current-row taps (W, WW, W3); return (prediction, context)."""
+    wv = np.int64(B[c0 + x - 1])
+    ww = np.int64(B[c0 + x - 2])
+    o = cls[i] * N_NB
+    p = q[i] + wf[o] * wv + wf[o + 4] * ww + wf[o + 12] * B[c0 + x - 3]
+    act = aup[i] + abs(wv - B[c1 + x - 1]) + abs(wv - ww)
+    if act > ACT_MAX:
+        act = ACT_MAX
+    return p, ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
+
+
+@nb.njit(**_INLINE)
+def _row_bases(y, stride):
+    return (
+        ((y + 3) & 3) * stride,
+        ((y + 2) & 3) * stride,
+        ((y + 1) & 3) * stride,
+        (y & 3) * stride,
+    )
+
+
+@nb.njit(**_INLINE)
+def _open_row(B, c0, c1):
+    v = B[c1 + PAD]
+    for j in range(PAD):
+        B[c0 + j] = v
+
+
+@nb.njit(**_INLINE)
+def _close_row(B, c0, w):
+    v = B[c0 + PAD + w - 1]
+    for j in range(PAD):
+        B[c0 + PAD + w + j] = v
+
+
+@nb.njit(**_OPTS)
+def train_tile(codes, B, row_step, col_step, ata, aty, act_cls, act_ctx, lvl_cls):
+    """Accumulate per-class normal equations (features: neighbours + 1) on every
+    ``row_step``-th row and ``col_step``-th column of a tile (``B`` from `new_ring`)."""
+    h, w = codes.shape
+    stride = w + 2 * PAD
+    f = np.empty(N_NB + 1, np.float64)
+    fi = np.empty(N_NB, np.int64)
+    wz = np.zeros(N_CLASS * N_NB, np.int64)
+    bz = np.zeros(N_CLASS, np.int64)
+    cls = np.empty(w, np.int64)
+    q = np.empty(w, np.int64)
+    aup = np.empty(w, np.int64)
+    for y in range(h):
+        c0, c1, c2, c3 = _row_bases(y, stride)
+        _open_row(B, c0, c1)
+        for i in range(w):
+            B[c0 + PAD + i] = codes[y, i]
+        _close_row(B, c0, w)
+        if y < PAD or (y % row_step) != 1:
+            continue
+        _row_prep(B, c1, c2, c3, w, wz, bz, act_cls, lvl_cls, cls, q, aup)
+        for i in range(y % col_step, w, col_step):
+            x = i + PAD
+            cl = cls[i]
+            _taps(B, c0, c1, c2, c3, x, fi)
+            for j in range(N_NB):
+                f[j] = fi[j]
+            f[N_NB] = 1.0
+            t = float(codes[y, i])
+            for a in range(N_NB + 1):
+                fa = f[a]
+                aty[cl, a] += fa * t
+                for b in range(a, N_NB + 1):
+                    ata[cl, a, b] += fa * f[b]
+
+
+@nb.njit(**_OPTS)
+def model_tile(codes, B, wf, bias, act_cls, act_ctx, lvl_cls, syms, ctxs, esc, hist):
+    """Encoder pass 1: symbols, contexts and escapes of one tile; histogram per context.
+
+    Returns the number of escapes written to ``esc``.
+    """
+    h, w = codes.shape
+    stride = w + 2 * PAD
+    n_esc = 0
+    cls = np.empty(w, np.int64)
+    q = np.empty(w, np.int64)
+    aup = np.empty(w, np.int64)
+    for y in range(h):
+        c0, c1, c2, c3 = _row_bases(y, stride)
+        _open_row(B, c0, c1)
+        _row_prep(B, c1, c2, c3, w, wf, bias, act_cls, lvl_cls, cls, q, aup)
+        for i in range(w):
+            x = i + PAD
+            p, ctx = _finish(B, c0, c1, x, i, wf, cls, q, aup, act_ctx)
+            base = p >> WBITS
+            c = codes[y, i]
+            r = c - base
+            if -RMAX <= r < RMAX:
+                s = r + RMAX
+            else:
+                s = ESC
+                esc[n_esc] = c
+                n_esc += 1
+            syms[y, i] = s
+            ctxs[y, i] = ctx
+            hist[ctx, s] += 1
+            B[c0 + x] = c
+        _close_row(B, c0, w)
+    return n_esc
+
+
+@nb.njit(**_OPTS)
+def rans_encode(syms, ctxs, freq, cum, out):
+    """Encode symbols (raster order) with static per-context tables; returns the number
+    of uint16 words written to ``out`` (decoder reads them in order)."""
+    h, w = syms.shape
+    x = np.uint64(RANS_L)
+    n = 0
+    for y in range(h - 1, -1, -1):
+        for i in range(w - 1, -1, -1):
+            ctx = ctxs[y, i]
+            s = syms[y, i]
+            f = np.uint64(freq[ctx, s])
+            xmax = f << np.uint64(32 - SCALE_BITS)
+            if x >= xmax:
+                out[n] = np.uint16(x & np.uint64(0xFFFF))
+                n += 1
+                x = x >> np.uint64(16)
+            x = ((x // f) << np.uint64(SCALE_BITS)) + (x % f) + np.uint64(cum[ctx, s])
+    out[n] = np.uint16(x & np.uint64(0xFFFF))
+    out[n + 1] = np.uint16(x >> np.uint64(16))
+    n += 2
+    # reverse in place so the decoder reads forwards
+    for a in range(n // 2):
+        t = out[a]
+        out[a] = out[n - 1 - a]
+        out[n - 1 - a] = t
+    return n
+
+
+@nb.njit(**_OPTS)
+def decode_tile(words, esc, B, wf, bias, act_cls, act_ctx, lvl_cls, freq, cum, lut, codes):
+    """Decoder: rANS words (+ escapes) → codes (h, w) of one tile.
+
+    Returns the number of words consumed and escapes used (checked by the caller)."""
+    h, w = codes.shape
+    stride = w + 2 * PAD
+    nw = words.shape[0]
+    if nw < 2:
+        return 0, 0
+    x = (np.uint64(words[0]) << np.uint64(16)) | np.uint64(words[1])
+    pos = 2
+    n_esc = 0
+    nesc = esc.shape[0]
+    mask = np.uint64(SCALE - 1)
+    cls = np.empty(w, np.int64)
+    q = np.empty(w, np.int64)
+    aup = np.empty(w, np.int64)
+    for y in range(h):
+        c0, c1, c2, c3 = _row_bases(y, stride)
+        _open_row(B, c0, c1)
+        _row_prep(B, c1, c2, c3, w, wf, bias, act_cls, lvl_cls, cls, q, aup)
+        for i in range(w):
+            xx = i + PAD
+            p, ctx = _finish(B, c0, c1, xx, i, wf, cls, q, aup, act_ctx)
+            slot = x & mask
+            s = lut[ctx, slot]
+            x = (
+                np.uint64(freq[ctx, s]) * (x >> np.uint64(SCALE_BITS))
+                + slot
+                - np.uint64(cum[ctx, s])
+            )
+            if x < np.uint64(RANS_L):
+                if pos < nw:
+                    x = (x << np.uint64(16)) | np.uint64(words[pos])
+                pos += 1
+            if s == ESC:
+                c = esc[n_esc] if n_esc < nesc else 0
+                n_esc += 1
+            else:
+                c = (p >> WBITS) + s - RMAX
+            B[c0 + xx] = c
+            codes[y, i] = c
+        _close_row(B, c0, w)
+    return pos, n_esc

@@ -1,0 +1,462 @@
+"""The self-describing byte stream of the noise codec (format version 1).
+
+Layout::
+
+    b"RSNC" | uint16 version | uint32 header length | header (UTF-8 JSON)
+    | sections (concatenated, offsets in the header) | uint32 CRC-32 of all before it
+
+The header holds everything needed to decode: shape, step, mode, global read noise,
+dither seed, reconstruction table, predictor weights, rANS tables, tile directory, the
+global gain/offset, the profile id and, for per-pixel maps, either the maps themselves
+(quantised: offset in 1/64 ADU, gain in 2⁻¹⁶ relative steps, zstd) or their digest
+(``maps="reference"``: the caller supplies the maps, e.g. from a container or profile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import imagecodecs
+import numpy as np
+from rawsigma.errors import ImageMismatchError, InputFileError
+
+from . import kernels as K
+from .transform import bin_recon, design_bounded_bins, unbiased_recon, vst_constant
+
+MAGIC = b"RSNC"
+VERSION = 1
+_PREFIX = struct.Struct("<4sHI")
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+    return _POOL
+
+
+def _map(fn, items, threads: int | None):
+    items = list(items)
+    if threads == 1 or len(items) == 1:
+        return [fn(it) for it in items]
+    return list(_pool().map(fn, items))
+
+
+# ---------------------------------------------------------------- maps
+@dataclass(frozen=True)
+class CodecMaps:
+    """Offset and gain maps as the codec uses them (quantised so they can travel).
+
+    ``offset = offset0 + offset_q / 64`` ADU and ``gain = gain0 · (1 + gain_q / 2¹⁶)``
+    ADU/e⁻, float32 (H, W).
+    """
+
+    offset0: float
+    gain0: float
+    offset_q: np.ndarray
+    gain_q: np.ndarray
+
+    @classmethod
+    def from_maps(cls, offset: np.ndarray, gain: np.ndarray) -> CodecMaps:
+        o0 = float(np.median(offset))
+        g0 = float(np.median(gain))
+        oq = np.rint((np.asarray(offset, np.float64) - o0) * 64).astype(np.int32)
+        gq = np.rint((np.asarray(gain, np.float64) / g0 - 1) * 65536).astype(np.int32)
+        return cls(o0, g0, oq, gq)
+
+    @classmethod
+    def uniform(cls, shape: tuple[int, int], offset: float, gain: float) -> CodecMaps:
+        z = np.zeros(shape, np.int32)
+        return cls(float(offset), float(gain), z, z)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.offset_q.shape)  # type: ignore[return-value]
+
+    @property
+    def is_uniform(self) -> bool:
+        return not (self.offset_q.any() or self.gain_q.any())
+
+    def offset(self) -> np.ndarray:
+        return (self.offset0 + self.offset_q / 64.0).astype(np.float32)
+
+    def gain(self) -> np.ndarray:
+        return (self.gain0 * (1.0 + self.gain_q / 65536.0)).astype(np.float32)
+
+    def digest(self) -> str:
+        h = hashlib.sha1()
+        h.update(struct.pack("<dd", self.offset0, self.gain0))
+        h.update(np.ascontiguousarray(self.offset_q).tobytes())
+        h.update(np.ascontiguousarray(self.gain_q).tobytes())
+        return h.hexdigest()[:16]
+
+    def to_bytes(self) -> bytes:
+        raw = np.stack([self.offset_q, self.gain_q]).astype("<i4")
+        return imagecodecs.zstd_encode(raw.tobytes(), level=9)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, shape: tuple[int, int], offset0: float, gain0: float):
+        arr = np.frombuffer(imagecodecs.zstd_decode(data), "<i4").reshape(2, *shape)
+        return cls(offset0, gain0, arr[0].copy(), arr[1].copy())
+
+
+# ---------------------------------------------------------------- tables
+def _normalise(counts: np.ndarray) -> np.ndarray:
+    """Per-context frequencies summing to 2**SCALE_BITS, ≥ 1 for every seen symbol."""
+    freq = np.zeros(counts.shape, np.int64)
+    for c in range(counts.shape[0]):
+        row = counts[c].astype(np.float64)
+        tot = row.sum()
+        if tot == 0:
+            f = np.full(row.shape, K.SCALE // row.size, np.int64)
+            f[K.RMAX] += K.SCALE - f.sum()
+        else:
+            f = np.floor(row * K.SCALE / tot).astype(np.int64)
+            f[(row > 0) & (f == 0)] = 1
+            while f.sum() != K.SCALE:
+                j = int(np.argmax(f))
+                d = K.SCALE - f.sum()
+                f[j] += max(d, 1 - f[j])
+        freq[c] = f
+    return freq
+
+
+def _tables(freq: np.ndarray):
+    cum = np.zeros_like(freq)
+    cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
+    lut = np.empty((freq.shape[0], K.SCALE), np.uint8)
+    for c in range(freq.shape[0]):
+        lut[c] = np.repeat(np.arange(freq.shape[1], dtype=np.uint8), freq[c])
+    return freq.astype(np.int64), cum.astype(np.int64), lut
+
+
+def _solve_weights(ata: np.ndarray, aty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares predictor per class (ridge-regularised), fixed point."""
+    n = K.N_NB + 1
+    ata = ata + np.transpose(np.triu(ata, 1), (0, 2, 1))  # fill the lower triangle
+    glob_a, glob_b = ata.sum(0), aty.sum(0)
+    default = np.zeros(n)
+    default[[0, 1, 2, 3]] = [0.5, 0.5, -0.25, 0.25]
+    w_all = np.empty((K.N_CLASS, n))
+    ridge = np.eye(n) * 1e-3
+    ridge[-1, -1] = 0.0
+    if glob_a[-1, -1] > 4 * n:
+        scale = glob_a[-1, -1]
+        default = np.linalg.solve(glob_a / scale + ridge, glob_b / scale)
+    for c in range(K.N_CLASS):
+        cnt = ata[c, -1, -1]
+        if cnt < 8 * n:
+            w_all[c] = default
+            continue
+        w_all[c] = np.linalg.solve(ata[c] / cnt + ridge, aty[c] / cnt)
+    wq = np.rint(w_all * (1 << K.WBITS)).astype(np.int64)
+    # the constant feature is 1: its weight is the bias, scaled like the others
+    return np.ascontiguousarray(wq[:, : K.N_NB]), np.ascontiguousarray(wq[:, K.N_NB])
+
+
+# ---------------------------------------------------------------- encode
+@dataclass
+class StreamParams:
+    """What the encoder needs besides the frames and maps."""
+
+    step: float = 2.0
+    dither: bool = False
+    max_error: float | None = None
+    sigma_e: float = 1.0
+    seed: int = 0
+    max_adu: int = 65535
+    profile_id: str = ""
+    tile_rows: int = 256
+    threads: int | None = None
+
+
+def _tiles(n: int, h: int, rows: int) -> list[tuple[int, int, int]]:
+    rows = max(8, int(rows))
+    return [(f, r0, min(rows, h - r0)) for f in range(n) for r0 in range(0, h, rows)]
+
+
+def encode_frames(
+    frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
+) -> bytes:
+    """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint16:
+        raise ImageMismatchError(f"noise codec expects uint16 raw frames, got {frames.dtype}")
+    if frames.ndim < 2:
+        raise ImageMismatchError(f"noise codec expects (..., H, W) frames, got {frames.shape}")
+    shape = frames.shape
+    h, w = shape[-2:]
+    if (h, w) != maps.shape:
+        raise ImageMismatchError(
+            f"frame shape {(h, w)} does not match the profile shape {maps.shape}"
+        )
+    stack = np.ascontiguousarray(frames.reshape(-1, h, w))
+    n = stack.shape[0]
+    off, gain = maps.offset(), maps.gain()
+    step = float(params.step)
+    c0 = vst_constant(params.sigma_e)
+    tiles = _tiles(n, h, params.tile_rows)
+
+    # quantiser
+    mode = "round"
+    edges = np.zeros(0, np.float64)
+    if params.max_error is not None:
+        if params.dither:
+            raise ValueError("a hard error bound and subtractive dither cannot be combined")
+        mode = "bound"
+        e_lo = float((stack.min() - off.max()) / gain.min())
+        e_hi = float((stack.max() - off.min()) / gain.min())
+        edges, rmin, rmax = design_bounded_bins(
+            min(e_lo, -1.0),
+            e_hi,
+            float(params.max_error),
+            step,
+            params.sigma_e,
+            float(gain.min()),
+            float(gain.max()),
+        )
+        n_hist = edges.size
+    else:
+        if params.dither:
+            mode = "dither"
+        t_max = 2 * np.sqrt(max((params.max_adu - float(off.min())) / float(gain.min()) + c0, 0))
+        n_hist = int(t_max / step) + 3
+    codes = np.empty(stack.shape, np.int32)
+
+    def quant(tile):
+        f, r0, th = tile
+        s = np.zeros(0, np.float64)  # per-code sums not needed: decoding is analytic
+        cn = np.zeros(0, np.int64)
+        K.quantise_tile(
+            stack[f, r0 : r0 + th],
+            off[r0 : r0 + th],
+            gain[r0 : r0 + th],
+            codes[f, r0 : r0 + th],
+            step,
+            c0,
+            params.dither,
+            params.seed,
+            (f * h + r0) * w,
+            edges,
+            s,
+            cn,
+        )
+
+    _map(quant, tiles, params.threads)
+    n_codes = int(codes.max()) + 1
+    if mode == "dither":
+        recon = np.zeros(0, np.float64)
+    elif mode == "bound":
+        recon = np.clip(bin_recon(edges, c0)[:n_codes], rmin[:n_codes], rmax[:n_codes])
+    else:
+        recon = unbiased_recon(n_codes, step, params.sigma_e)
+
+    # predictor training on a subsample of rows
+    fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
+    # ~150 k training samples: plenty for 64 classes × 19 weights
+    sub = max(1, (n * h * w) // 150_000)
+    row_step = max(1, min(16, int(np.sqrt(sub))))
+    col_step = max(1, sub // row_step)
+    lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
+
+    def train(args):
+        (f, r0, th), fill = args
+        ata = np.zeros((K.N_CLASS, K.N_NB + 1, K.N_NB + 1))
+        aty = np.zeros((K.N_CLASS, K.N_NB + 1))
+        K.train_tile(
+            codes[f, r0 : r0 + th], K.new_ring(w, fill), row_step, col_step, ata, aty, *lut_args
+        )
+        return ata, aty
+
+    res = _map(train, zip(tiles, fills, strict=True), params.threads)
+    wts, bias = _solve_weights(np.sum([r[0] for r in res], 0), np.sum([r[1] for r in res], 0))
+
+    def model(args):
+        (f, r0, th), fill = args
+        syms = np.empty((th, w), np.uint8)
+        ctxs = np.empty((th, w), np.uint8)
+        esc = np.empty(th * w, np.int32)
+        hist = np.zeros((K.N_CTX, K.N_SYM), np.int64)
+        ne = K.model_tile(
+            codes[f, r0 : r0 + th], K.new_ring(w, fill), wts.ravel(), bias, *lut_args,
+            syms, ctxs, esc, hist,
+        )  # fmt: skip
+        return syms, ctxs, esc[:ne], hist
+
+    modelled = _map(model, zip(tiles, fills, strict=True), params.threads)
+    freq, cum, _ = _tables(_normalise(np.sum([m[3] for m in modelled], 0)))
+
+    def code(m):
+        out = np.empty(m[0].size + 4, np.uint16)
+        nw = K.rans_encode(m[0], m[1], freq, cum, out)
+        return out[:nw]
+
+    words = _map(code, modelled, params.threads)
+
+    sections: dict[str, bytes] = {}
+    if embed_maps and not maps.is_uniform:
+        sections["maps"] = maps.to_bytes()
+    sections["recon"] = zlib.compress(recon.astype("<f8").tobytes(), 6)
+    sections["weights"] = zlib.compress(
+        np.concatenate([wts.ravel(), bias]).astype("<i4").tobytes(), 6
+    )
+    sections["freq"] = zlib.compress(freq.astype("<u2").tobytes(), 9)
+    sections["escapes"] = zlib.compress(
+        np.concatenate([m[2] for m in modelled]).astype("<i4").tobytes(), 6
+    )
+    sections["words"] = b"".join(wd.astype("<u2").tobytes() for wd in words)
+    directory = {}
+    pos = 0
+    for name, blob in sections.items():
+        directory[name] = [pos, len(blob)]
+        pos += len(blob)
+    header = {
+        "shape": list(shape),
+        "mode": mode,
+        "step": step,
+        "max_error": params.max_error,
+        "sigma_e": float(params.sigma_e),
+        "seed": int(params.seed),
+        "max_adu": int(params.max_adu),
+        "offset0": maps.offset0,
+        "gain0": maps.gain0,
+        "maps": "uniform" if maps.is_uniform else ("embedded" if embed_maps else "reference"),
+        "maps_digest": maps.digest(),
+        "profile_id": params.profile_id,
+        "n_codes": n_codes,
+        "tiles": [
+            [f, r0, th, fill, int(wd.size), int(m[2].size)]
+            for (f, r0, th), fill, wd, m in zip(tiles, fills, words, modelled, strict=True)
+        ],
+        "sections": directory,
+        "codes_bits_per_pixel": 16.0 * sum(int(wd.size) for wd in words) / stack.size,
+    }
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    body = _PREFIX.pack(MAGIC, VERSION, len(hb)) + hb + b"".join(sections.values())
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+# ---------------------------------------------------------------- decode
+def read_header(data: bytes | bytearray | memoryview, source: str = "noise codec data") -> dict:
+    """Parse and verify a stream: magic, version, length and CRC-32.
+
+    Raises
+    ------
+    InputFileError
+        Naming ``source`` and the problem (foreign data, unknown version, truncation,
+        checksum mismatch).
+    """
+    data = memoryview(data).cast("B")
+    if len(data) < _PREFIX.size + 4:
+        raise InputFileError(f"{source}: truncated noise-codec stream ({len(data)} bytes)")
+    magic, version, hlen = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise InputFileError(f"{source}: not a rawsigma noise-codec stream (magic {magic!r})")
+    if version != VERSION:
+        raise InputFileError(
+            f"{source}: unknown noise-codec format version {version} "
+            f"(this rawsigma reads version {VERSION})"
+        )
+    if _PREFIX.size + hlen + 4 > len(data):
+        raise InputFileError(f"{source}: truncated noise-codec stream (header cut)")
+    try:
+        header = json.loads(bytes(data[_PREFIX.size : _PREFIX.size + hlen]))
+        body_len = sum(v[1] for v in header["sections"].values())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputFileError(f"{source}: corrupted noise-codec header ({exc})") from None
+    total = _PREFIX.size + hlen + body_len + 4
+    if len(data) < total:
+        raise InputFileError(
+            f"{source}: truncated noise-codec stream: {len(data)} of {total} bytes"
+        )
+    if len(data) > total:
+        raise InputFileError(f"{source}: {len(data) - total} unexpected trailing bytes")
+    (crc,) = struct.unpack_from("<I", data, total - 4)
+    if zlib.crc32(data[: total - 4]) & 0xFFFFFFFF != crc:
+        raise InputFileError(f"{source}: checksum mismatch: the compressed data were altered")
+    header["_body"] = _PREFIX.size + hlen
+    return header
+
+
+def decode_frames(
+    data: bytes,
+    maps: CodecMaps | None = None,
+    threads: int | None = None,
+    source: str = "noise codec data",
+) -> np.ndarray:
+    """Decode a stream to uint16 frames of the encoded shape.
+
+    ``maps`` is needed only for streams written with ``maps="reference"``; its digest
+    must match the one recorded.
+    """
+    hd = read_header(data, source)
+    mv = memoryview(data).cast("B")
+    base = hd["_body"]
+
+    def sec(name: str) -> bytes:
+        o, n = hd["sections"][name]
+        return bytes(mv[base + o : base + o + n])
+
+    shape = tuple(hd["shape"])
+    h, w = shape[-2:]
+    if hd["maps"] == "embedded":
+        maps = CodecMaps.from_bytes(sec("maps"), (h, w), hd["offset0"], hd["gain0"])
+    elif hd["maps"] == "uniform":
+        maps = CodecMaps.uniform((h, w), hd["offset0"], hd["gain0"])
+    elif maps is None:
+        raise InputFileError(
+            f"{source}: the stream refers to per-pixel maps of profile "
+            f"{hd['profile_id'] or '?'} that were not embedded; pass that profile"
+        )
+    if maps.shape != (h, w) or maps.digest() != hd["maps_digest"]:
+        raise ImageMismatchError(
+            f"{source}: the supplied profile maps (shape {maps.shape}) are not the ones the "
+            f"stream was encoded with (profile {hd['profile_id'] or '?'})"
+        )
+    off, gain = maps.offset(), maps.gain()
+    recon = np.frombuffer(zlib.decompress(sec("recon")), "<f8").copy()
+    wb = np.frombuffer(zlib.decompress(sec("weights")), "<i4").astype(np.int64)
+    wts = np.ascontiguousarray(wb[: K.N_CLASS * K.N_NB].reshape(K.N_CLASS, K.N_NB))
+    bias = np.ascontiguousarray(wb[K.N_CLASS * K.N_NB :])
+    freq = np.frombuffer(zlib.decompress(sec("freq")), "<u2").reshape(K.N_CTX, K.N_SYM)
+    freq, cum, lut = _tables(freq.astype(np.int64))
+    esc_all = np.frombuffer(zlib.decompress(sec("escapes")), "<i4").astype(np.int64)
+    words_all = np.frombuffer(sec("words"), "<u2")
+    n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    out = np.empty((n, h, w), np.uint16)
+    c0 = vst_constant(hd["sigma_e"])
+    dither = hd["mode"] == "dither"
+    lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
+    wflat = np.ascontiguousarray(wts.ravel())
+    jobs = []
+    wpos = epos = 0
+    for f, r0, th, fill, nwords, nesc in hd["tiles"]:
+        jobs.append((f, r0, th, fill, wpos, nwords, epos, nesc))
+        wpos += nwords
+        epos += nesc
+
+    def run(job):
+        f, r0, th, fill, wp, nw, ep, ne = job
+        codes = np.empty((th, w), np.int32)
+        used, n_esc = K.decode_tile(
+            words_all[wp : wp + nw], esc_all[ep : ep + ne], K.new_ring(w, fill), wflat, bias,
+            *lut_args, freq, cum, lut, codes,
+        )  # fmt: skip
+        if used != nw or n_esc != ne:
+            raise InputFileError(f"{source}: corrupted noise-codec tile (frame {f}, row {r0})")
+        K.dequantise_tile(
+            codes, off[r0 : r0 + th], gain[r0 : r0 + th], out[f, r0 : r0 + th], recon,
+            float(hd["step"]), c0, dither, int(hd["seed"]), (f * h + r0) * w,
+            float(hd["max_adu"]),
+        )  # fmt: skip
+
+    _map(run, jobs, threads)
+    return out.reshape(shape)
