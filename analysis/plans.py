@@ -49,6 +49,11 @@ class ScorePlan(BaseModel):
         Parallel workers (threads) for replicas and codecs.
     model : str or None
         ``"module:function"`` segmenter used instead of the trained classifier.
+    min_size : int
+        Objects smaller than this many pixels are discarded before measuring (ImageJ
+        Analyze Particles ``size=min-Infinity``); 0 keeps every object (the paper's
+        setting). Single hot, RTS or heavy-tail read-noise pixels otherwise make the
+        object count a count of noise speckles.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -65,6 +70,7 @@ class ScorePlan(BaseModel):
     threshold: float = Field(0.5, gt=0, lt=1)
     workers: int = Field(2, ge=1, le=64)
     model: str | None = None
+    min_size: int = Field(0, ge=0)
 
     @field_validator("tolerance_search")
     @classmethod

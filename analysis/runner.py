@@ -267,8 +267,20 @@ class _Outcome:
     features: np.ndarray
 
 
+def _drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
+    """Remove objects below ``min_size`` px and renumber 1..n (label order kept)."""
+    if min_size <= 1 or not lab.any():
+        return lab
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_size
+    keep[0] = False
+    new = np.zeros(sizes.size, np.int32)
+    new[keep] = np.arange(1, int(keep.sum()) + 1)
+    return new[lab]
+
+
 def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan) -> _Outcome:
-    lab = _to_objects(segment(img), plan.threshold)
+    lab = _drop_small(_to_objects(segment(img), plan.threshold), plan.min_size)
     table, glob = _measure(lab)
     feats, _ = _scoring_features(img, plan.score_sigmas)
     return _Outcome(lab, table, glob, feats.astype(np.float32))

@@ -86,6 +86,9 @@ def score(
     index: int | None = typer.Option(None, "--index", help="Frame of a multi-page TIFF."),
     centre: str = typer.Option("observed", "--centre", help="Synthesis centre: observed|denoised."),
     max_distance: float = typer.Option(3.0, "--max-distance", help="Matching radius, px."),
+    min_size: int = typer.Option(
+        0, "--min-size", help="Discard objects smaller than this (px), like ImageJ size=."
+    ),
     seed: int = typer.Option(0, "--seed", help="Root random seed."),
     workers: int = typer.Option(2, "--workers", help="Parallel threads."),
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
@@ -109,6 +112,7 @@ def run_score(
     index: int | None,
     centre: str,
     max_distance: float,
+    min_size: int,
     seed: int,
     workers: int,
     force: bool,
@@ -139,6 +143,7 @@ def run_score(
             seed=seed,
             centre=centre,
             max_distance=max_distance,
+            min_size=min_size,
             tolerance_search=[t for t in tolerance_search.split(",") if t.strip()],
             workers=workers,
             model=model,

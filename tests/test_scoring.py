@@ -60,7 +60,12 @@ def test_score_globals_and_objects():
     assert g["count"]["epsilon"] == 0.0
     assert abs(g["total_area"]["epsilon"] - (-10 / np.std(np.arange(10), ddof=1))) < 1e-12
     v = sc.verdict(g, res)
-    assert not v["within_noise"] and "Area" in v["failing"] and "global:total_area" in v["failing"]
+    assert not v["within_noise"] and "Area" in v["failing"]
+    assert v["global_flags"] == ["global:total_area"]  # ε ≈ -3.3: flagged beyond 3
+    # no objects: the globals decide
+    v0 = sc.verdict(g, {})
+    assert not v0["within_noise"] and v0["failing"] == ["global:total_area"]
+    assert sc.verdict({"count": g["count"]}, {})["within_noise"]
     assert "Angle" in v["failing"]  # mean ≈ -1.1
 
 
