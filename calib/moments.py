@@ -40,6 +40,9 @@ class PixelMoments:
     flicker : bool
         Also accumulate the per-pixel cross sum with the frame mean (needed for
         regression flicker correction in :meth:`var_corrected`). Default True.
+    track_min : bool
+        Also keep the per-pixel minimum (``pixel_min``; None otherwise). Default False:
+        the estimators only need the maximum, and each tracked extreme costs a pass.
 
     Attributes
     ----------
@@ -47,17 +50,24 @@ class PixelMoments:
         Number of frames added.
     frame_means : ndarray of float64, shape (n,)
         Exact mean of every frame (ADU).
-    pixel_max, pixel_min : ndarray of int32, shape (H, W)
-        Largest and smallest value seen per pixel.
+    pixel_max : ndarray of int32, shape (H, W)
+        Largest value seen per pixel (saturation detection).
+    pixel_min : ndarray of int32, shape (H, W), or None
+        Smallest value seen per pixel (only with ``track_min``).
 
     Notes
     -----
-    Memory is ``O(H*W)``: 8 bytes x (2 + 2*higher + flicker) plus 12 bytes per pixel,
-    plus 8 bytes per frame for ``frame_means``.
+    Memory is ``O(H*W)``: 8 bytes x (2 + 2*higher + flicker) plus 8 (+4 with
+    ``track_min``) bytes per pixel, plus 8 bytes per frame for ``frame_means``.
     """
 
     def __init__(
-        self, shape: tuple[int, int], *, higher: bool = True, flicker: bool = True
+        self,
+        shape: tuple[int, int],
+        *,
+        higher: bool = True,
+        flicker: bool = True,
+        track_min: bool = False,
     ) -> None:
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or min(shape) < 1:
@@ -74,7 +84,7 @@ class PixelMoments:
         self._sdf = np.zeros(shape, np.float64) if self.flicker else None
         self._f0 = 0.0  # first frame mean, reference for the cross sum
         self.pixel_max = np.full(shape, np.iinfo(np.int32).min, np.int32)
-        self.pixel_min = np.full(shape, np.iinfo(np.int32).max, np.int32)
+        self.pixel_min = np.full(shape, np.iinfo(np.int32).max, np.int32) if track_min else None
         self._fm: list[float] = []
 
     # ------------------------------------------------------------------ input
@@ -127,19 +137,34 @@ class PixelMoments:
         self.n += k
 
     def _add_block(self, x: np.ndarray, rsl: slice, fdev: np.ndarray) -> None:
-        np.maximum(self.pixel_max[rsl], x.max(axis=0), out=self.pixel_max[rsl])
-        np.minimum(self.pixel_min[rsl], x.min(axis=0), out=self.pixel_min[rsl])
-        d = np.subtract(x, self._shift[rsl], dtype=np.int64)
-        self._s1[rsl] += d.sum(axis=0)
+        k = x.shape[0]
+        s1, s2 = self._s1[rsl], self._s2[rsl]
+        pmax = self.pixel_max[rsl]
+        np.maximum(pmax, x[0] if k == 1 else x.max(axis=0), out=pmax)
+        if self.pixel_min is not None:
+            pmin = self.pixel_min[rsl]
+            np.minimum(pmin, x[0] if k == 1 else x.min(axis=0), out=pmin)
+        # |d| < 2**16 for 8/16-bit input: d fits int32 and d**2 fits uint32 exactly
+        narrow = x.dtype.itemsize <= 2
+        d = np.subtract(x, self._shift[rsl], dtype=np.int32 if narrow else np.int64)
+        if narrow:
+            d2 = np.multiply(d, d, dtype=np.uint32, casting="unsafe")
+        else:
+            d2 = d * d
+        if k == 1:
+            s1 += d[0]
+            s2 += d2[0]
+        else:
+            s1 += d.sum(axis=0, dtype=np.int64)
+            s2 += d2.sum(axis=0, dtype=np.int64)
         if self._sdf is not None:
-            self._sdf[rsl] += np.tensordot(fdev, d, axes=(0, 0))
-        d2 = d
-        d2 *= d  # in place: d is no longer needed as such
-        self._s2[rsl] += d2.sum(axis=0)
+            if k == 1:
+                self._sdf[rsl] += fdev[0] * d[0]
+            else:
+                self._sdf[rsl] += np.tensordot(fdev, d, axes=(0, 0))
         if self._s3 is not None:
-            # d**3 = d2 * sign(d) * sqrt(d2) is awkward; recompute d in float instead
-            df = np.subtract(x, self._shift[rsl], dtype=np.float64)
             f2 = d2.astype(np.float64)
+            df = d.astype(np.float64)
             df *= f2
             self._s3[rsl] += df.sum(axis=0)
             f2 *= f2
@@ -297,9 +322,10 @@ class PixelMoments:
             "s1": self._s1.copy(),
             "s2": self._s2.copy(),
             "pixel_max": self.pixel_max.copy(),
-            "pixel_min": self.pixel_min.copy(),
             "frame_means": self.frame_means,
         }
+        if self.pixel_min is not None:
+            st["pixel_min"] = self.pixel_min.copy()
         if self.higher:
             st["s3"] = self._s3.copy()
             st["s4"] = self._s4.copy()
@@ -312,7 +338,12 @@ class PixelMoments:
         """Rebuild an accumulator from :meth:`state_dict` output."""
         try:
             shape = tuple(int(s) for s in np.asarray(state["shape"]))
-            pm = cls(shape, higher=bool(state["higher"]), flicker=bool(state["flicker"]))
+            pm = cls(
+                shape,
+                higher=bool(state["higher"]),
+                flicker=bool(state["flicker"]),
+                track_min="pixel_min" in state,
+            )
             pm.n = int(state["n"])
             pm._f0 = float(state["f0"])
             for key, attr, dt in (
@@ -320,7 +351,6 @@ class PixelMoments:
                 ("s1", "_s1", np.int64),
                 ("s2", "_s2", np.int64),
                 ("pixel_max", "pixel_max", np.int32),
-                ("pixel_min", "pixel_min", np.int32),
             ):
                 getattr(pm, attr)[...] = np.asarray(state[key], dt)
             if pm.higher:
@@ -328,6 +358,8 @@ class PixelMoments:
                 pm._s4[...] = np.asarray(state["s4"], np.float64)
             if pm.flicker:
                 pm._sdf[...] = np.asarray(state["sdf"], np.float64)
+            if pm.pixel_min is not None:
+                pm.pixel_min[...] = np.asarray(state["pixel_min"], np.int32)
             pm._fm = [float(v) for v in np.asarray(state["frame_means"], np.float64)]
         except KeyError as e:
             raise ValueError(f"PixelMoments state is missing {e}") from None
@@ -377,7 +409,10 @@ class PixelMoments:
         self._s1 += s1n
         self._s2 += s2n
         np.maximum(self.pixel_max, other.pixel_max, out=self.pixel_max)
-        np.minimum(self.pixel_min, other.pixel_min, out=self.pixel_min)
+        if self.pixel_min is not None and other.pixel_min is not None:
+            np.minimum(self.pixel_min, other.pixel_min, out=self.pixel_min)
+        else:
+            self.pixel_min = None
         self._fm.extend(other._fm)
         self.n += n
         return self

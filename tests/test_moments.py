@@ -16,7 +16,7 @@ def stack() -> np.ndarray:
 
 
 def test_exact_mean_var_and_chunking(stack: np.ndarray) -> None:
-    pm = PixelMoments(stack.shape[1:])
+    pm = PixelMoments(stack.shape[1:], track_min=True)
     pm.add(stack[:5])
     for f in stack[5:9]:
         pm.add(f)
@@ -39,7 +39,7 @@ def test_exact_mean_var_and_chunking(stack: np.ndarray) -> None:
 
 
 def test_merge_and_state_roundtrip(stack: np.ndarray) -> None:
-    a, b, full = (PixelMoments(stack.shape[1:]) for _ in range(3))
+    a, b, full = (PixelMoments(stack.shape[1:], track_min=True) for _ in range(3))
     a.add(stack[:13])
     b.add(stack[13:])
     full.add(stack)
@@ -47,6 +47,8 @@ def test_merge_and_state_roundtrip(stack: np.ndarray) -> None:
     a.merge(b2)
     assert a.n == full.n
     np.testing.assert_array_equal(a.var(), full.var())
+    np.testing.assert_array_equal(a.pixel_min, full.pixel_min)
+    np.testing.assert_array_equal(a.pixel_max, full.pixel_max)
     np.testing.assert_allclose(a.central_moment(4), full.central_moment(4), rtol=1e-9)
     va, _ = a.var_corrected()
     vf, _ = full.var_corrected()
