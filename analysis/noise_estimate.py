@@ -32,6 +32,15 @@ Method, in the spirit of Heintzmann, Relich & Nagy (2016, arXiv:1611.05654,
    unaffected by the split over the image's range, so replicas drawn from the
    profile keep the right variance.
 
+6. Physical bounds: every pixel's expectation is >= offset, so the offset is
+   capped at the 0.1 % pixel percentile plus 5 sigma of the darkest blocks' noise;
+   when the free curve then gives a negative variance at the offset (or offset and
+   read noise are both given), the curve is refitted through ``(offset, r²)``
+   (``r = 0`` if unknown). Images without dark regions (phase contrast) need a
+   known ``offset`` (camera data sheet) for a physical gain; without it the
+   estimate is an upper-bound offset with a matching gain, whose variance curve
+   is right over the image's own range of values.
+
 The result is a *uniform* profile (global scalars) whose ``provenance`` says
 ``estimated=True`` and records the method and the fit numbers; the per-block means
 and variances are stored in ``profile.ptc`` (``mean``, ``var``, ``weight``).
@@ -260,6 +269,44 @@ def _root(c: float, a: float, d: float) -> float:
     return -2 * d / (a + np.sqrt(disc))
 
 
+def _fit_through(
+    fit: dict[str, Any], mean: np.ndarray, var: np.ndarray, o: float, r2: float
+) -> dict[str, Any]:
+    """Refit ``var = c (mean - o)² + g (mean - o) + r2`` with ``o`` and ``r2`` fixed.
+
+    Used when the free fit contradicts a known or physically bounded offset;
+    keeps the free fit's robust weights and its choice of quadratic term.
+    """
+    s = np.asarray(mean, np.float64) - o
+    w = np.asarray(fit["weights"], np.float64)
+    q = bool(fit["quadratic"])
+    A = np.column_stack([s * s, s]) if q else s[:, None]
+    sw = np.sqrt(w)
+    y = np.asarray(var, np.float64) - r2
+    coef = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)[0]
+    c, g = (float(coef[0]), float(coef[1])) if q else (0.0, float(coef[0]))
+    if c < 0:
+        c, g = 0.0, float(np.sum(w * y * s) / np.sum(w * s * s))
+    resid = y - (c * s * s + g * s)
+    rel = resid / np.maximum(c * s * s + g * s, 1e-12)
+    scale = 1.4826 * float(np.median(np.abs(rel[w > 0])))
+    model = np.maximum(c * s * s + g * s + r2, 1e-12)
+    info = float(np.sum((w > 0) * s * s / model**2))
+    g_se = float(scale / np.sqrt(info)) if info > 0 else float("nan")
+    cov = np.zeros((3, 3))
+    cov[1, 1] = g_se**2
+    out = dict(fit)
+    out.update(
+        quad=c,
+        slope=g - 2 * c * o,
+        intercept=c * o * o - g * o + r2,
+        cov=cov,
+        quadratic=c > 0,
+        through=True,
+    )
+    return out
+
+
 def _solve(
     fit: dict[str, Any], mean: np.ndarray, read_noise: float | None, offset: float | None
 ) -> dict[str, Any]:
@@ -398,8 +445,39 @@ def estimate_profile(
             f"variances {var.min():.4g}..{var.max():.4g} ADU^2); cannot estimate a gain "
             "from this image"
         )
+    # Physical constraints: the offset cannot lie above the darkest pixels by more
+    # than their noise (every pixel's expectation is >= offset, so fewer than 0.1 %
+    # of pixels fall 5 sigma below it), and the variance at the offset is the
+    # read-noise variance.
+    valid = img[~_saturation_mask(img, max_adu)]
+    q_low = float(np.percentile(valid, 0.1)) if valid.size else float("nan")
+    c, a, b = fit["quad"], fit["slope"], fit["intercept"]
+    o = sol["offset"]
+    r2 = None if read_noise is None else float(read_noise) ** 2
+    notes = []
+    if offset is None and np.isfinite(q_low):
+        # noise of the darkest regions (>= read noise), from the free fit
+        d0 = float(np.min(mean[fit["weights"] > 0]))
+        sd = float(np.sqrt(max(c * d0 * d0 + a * d0 + b, r2 or 0.0, 0.0)))
+        if o > q_low + 5 * sd:
+            o = float(q_low + 5 * sd)
+            notes.append("offset bounded by the darkest pixels (0.1 % percentile + 5 sigma)")
+    v_at_o = c * o * o + a * o + b
+    if r2 is not None and (offset is not None or notes):
+        fit = _fit_through(fit, mean, var, o, r2)
+        notes.append("variance curve refitted through (offset, read noise²)")
+    elif r2 is None and v_at_o < 0:
+        fit = _fit_through(fit, mean, var, o, 0.0)
+        notes.append("variance curve refitted through (offset, 0)")
+    if notes:
+        src = sol["offset_source"]
+        sol = _solve(fit, mean, read_noise, o)
+        sol["offset_source"] = src if offset is not None else notes[0]
+        sol["fit_note"] = "; ".join(notes)
     c, a, b = fit["quad"], fit["slope"], fit["intercept"]
     gain, offset, rn = sol["gain"], sol["offset"], sol["read_noise"]
+    if not np.isfinite(gain) or gain <= 0:
+        raise NoiseEstimateError(f"{name}: no positive gain consistent with the darkest pixels")
     inl = fit["weights"] > 0
     dark = float(np.min(mean[inl]))
     mu0 = _root(c, a, b)
@@ -420,6 +498,7 @@ def estimate_profile(
         "fixed_pattern_rel": float(np.sqrt(max(c, 0.0))),
         "zero_variance_mean_adu": float(mu0),
         "darkest_block_mean_adu": dark,
+        "darkest_pixels_adu": q_low,
         "mean_span_adu": span,
         "rel_scatter": fit["rel_scale"],
         "offset": float(offset),
@@ -427,6 +506,7 @@ def estimate_profile(
         "gain_se": sol["gain_se"],
         "offset_source": sol["offset_source"],
         "read_noise_source": sol["read_noise_source"],
+        "fit_note": sol.get("fit_note", ""),
         "bit_depth": int(bit_depth),
     }
     h, w = img.shape[-2:]

@@ -5,9 +5,12 @@ From a single raw image ``x`` and a :class:`~rawsigma.calib.profile.CameraProfil
 pixel from the calibrated Poisson–Gaussian distribution::
 
     e = max((c - o) / g, 0)                         # photo-electrons
-    y = Poisson(e) * g + o + Normal(0, r)           # ADU, float
+    y = c + g * (Poisson(e) - e) + Normal(0, r)     # ADU, float
     replica = clip(rint(y), 0, max_adu)             # rounded once, ADC range
 
+(for ``c >= o`` this is exactly ``Poisson(e)·g + o + Normal(0, r)``; a centre below
+the offset, which only read noise can produce, keeps its value as the mean and gets
+read noise only, instead of being pulled up to the offset)
 where the centre ``c`` is the observed image (``centre="observed"``, the paper's
 default) or a denoised estimate of the expected image (``centre="denoised"``).
 
@@ -217,12 +220,13 @@ def synthesize(
     o = profile.offset
     r = profile.read_noise
     e = np.maximum((c - o) / g, 0).astype(np.float64)
+    base = (c - g * e.astype(np.float32)).astype(np.float32)  # = o where c >= o, else c
     out = np.empty((n, *img.shape), dtype=img.dtype)
     y = np.empty(img.shape, np.float32)
     for k in range(n):
         rng.standard_normal(img.shape, dtype=np.float32, out=y)
         y *= r
-        y += o
+        y += base
         y += rng.poisson(e).astype(np.float32) * g
         np.rint(y, out=y)
         np.clip(y, 0, max_adu, out=y)
