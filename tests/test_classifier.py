@@ -179,3 +179,22 @@ def test_plugin_models(tmp_path):
         load_model("no_such_module_xyz:f")
     with pytest.raises(InputFileError):
         load_model("nonsense")
+
+
+DATA = __import__("pathlib").Path(__file__).parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(
+    not (DATA / "bbbc039_u2os_hoechst_3fields.tif").exists(), reason="shared data absent"
+)
+def test_real_nuclei_bbbc039():
+    import tifffile
+
+    img = tifffile.imread(DATA / "bbbc039_u2os_hoechst_3fields.tif")
+    truth = tifffile.imread(DATA / "bbbc039_u2os_hoechst_3fields_labels.tif")
+    tr = (1, slice(0, 260), slice(0, 348))
+    te = (2, slice(260, 520), slice(348, 696))
+    clf = PixelClassifier("weka", n_estimators=25, n_jobs=2, max_samples_per_class=10_000)
+    clf.fit(img[tr], training_labels_from_instances(truth[tr]))
+    pred = clf.predict(img[te])
+    assert np.mean((pred == 2) == (truth[te] > 0)) > 0.97
