@@ -116,12 +116,17 @@ def _moments_calibration(model: Any, n_frames: int, fractions, rng) -> Any:
         for _ in range(n_frames):
             lv.add(model.expose(ph, exposure, rng))
         levels.append(lv)
-    identity = {"camera": "SimCamera", "model": model.name, "serial": f"sim-{model.seed}"}
+    identity = {
+        "camera": "SimCamera",
+        "model": model.name,
+        "serial": f"sim-{model.seed}",
+        "bit_depth": model.bit_depth,
+    }
     plan = {"source": "demo", "n_frames": n_frames, "fractions": list(fractions)}
     try:
         from rawsigma.calib.build import build_profile
 
-        return build_profile(dark, levels, identity, plan)
+        return build_profile(dark, levels, identity, plan, source="rawsigma demo")
     except ImportError:
         pass
     from rawsigma import fileio
@@ -252,7 +257,7 @@ def run_demo(
             f"{outp}: holds an earlier demo's results; use --force or choose --out"
         )
     say: Progress = progress or (lambda s, d, t: None)
-    shape = (128, 128) if fast else (192, 192)
+    shape = (128, 128) if fast else (256, 256)
     n_rep = 4 if fast else 10
     codecs, missing = _available(DEMO_CODECS)
     plan = ScorePlan(codecs=codecs, n_replicas=n_rep, seed=seed, min_size=5)
@@ -261,7 +266,7 @@ def run_demo(
     prof, model, method = calibrate_simulated(shape, seed, n_frames=12 if fast else 24)
     say("calibrating camera", 1, 1)
 
-    bright, truth = phantom(shape, n_objects=10 if fast else 24, rng=seed)
+    bright, truth = phantom(shape, n_objects=10 if fast else 40, rng=seed)
     bg, peak = 40.0, 900.0  # photons per pixel: dim nuclei on a dim background
     img = model.expose(bg + peak * bright, 0.01, np.random.default_rng(seed + 2))
     real = demo_image()
