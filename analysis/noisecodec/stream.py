@@ -8,7 +8,7 @@ Layout::
 The header holds everything needed to decode: shape, step, mode, global read noise,
 dither seed, reconstruction table, predictor weights, rANS tables, tile directory, the
 global gain/offset, the profile id and, for per-pixel maps, either the maps themselves
-(quantised: offset in 1/64 ADU, gain in 2⁻¹⁶ relative steps, zstd) or their digest
+(quantised: offset in 1/16 ADU, gain in 2⁻¹² relative steps, zstd) or their digest
 (``maps="reference"``: the caller supplies the maps, e.g. from a container or profile).
 """
 
@@ -55,8 +55,9 @@ def _map(fn, items, threads: int | None):
 class CodecMaps:
     """Offset and gain maps as the codec uses them (quantised so they can travel).
 
-    ``offset = offset0 + offset_q / 64`` ADU and ``gain = gain0 · (1 + gain_q / 2¹⁶)``
-    ADU/e⁻, float32 (H, W).
+    ``offset = offset0 + offset_q / 16`` ADU and ``gain = gain0 · (1 + gain_q / 2¹²)``
+    ADU/e⁻ (errors ≤ 1/32 ADU and 0.012 %, far below the noise)
+    float32 (H, W).
     """
 
     offset0: float
@@ -68,8 +69,8 @@ class CodecMaps:
     def from_maps(cls, offset: np.ndarray, gain: np.ndarray) -> CodecMaps:
         o0 = float(np.median(offset))
         g0 = float(np.median(gain))
-        oq = np.rint((np.asarray(offset, np.float64) - o0) * 64).astype(np.int32)
-        gq = np.rint((np.asarray(gain, np.float64) / g0 - 1) * 65536).astype(np.int32)
+        oq = np.rint((np.asarray(offset, np.float64) - o0) * 16).astype(np.int32)
+        gq = np.rint((np.asarray(gain, np.float64) / g0 - 1) * 4096).astype(np.int32)
         return cls(o0, g0, oq, gq)
 
     @classmethod
@@ -86,10 +87,10 @@ class CodecMaps:
         return not (self.offset_q.any() or self.gain_q.any())
 
     def offset(self) -> np.ndarray:
-        return (self.offset0 + self.offset_q / 64.0).astype(np.float32)
+        return (self.offset0 + self.offset_q / 16.0).astype(np.float32)
 
     def gain(self) -> np.ndarray:
-        return (self.gain0 * (1.0 + self.gain_q / 65536.0)).astype(np.float32)
+        return (self.gain0 * (1.0 + self.gain_q / 4096.0)).astype(np.float32)
 
     def digest(self) -> str:
         h = hashlib.sha1()
@@ -183,74 +184,57 @@ def _tiles(n: int, h: int, rows: int) -> list[tuple[int, int, int]]:
     return [(f, r0, min(rows, h - r0)) for f in range(n) for r0 in range(0, h, rows)]
 
 
-def encode_frames(
-    frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
-) -> bytes:
-    """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
+def _check_frames(frames: np.ndarray, maps: CodecMaps) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype != np.uint16:
         raise ImageMismatchError(f"noise codec expects uint16 raw frames, got {frames.dtype}")
     if frames.ndim < 2:
         raise ImageMismatchError(f"noise codec expects (..., H, W) frames, got {frames.shape}")
-    shape = frames.shape
-    h, w = shape[-2:]
-    if (h, w) != maps.shape:
+    if tuple(frames.shape[-2:]) != maps.shape:
         raise ImageMismatchError(
-            f"frame shape {(h, w)} does not match the profile shape {maps.shape}"
+            f"frame shape {tuple(frames.shape[-2:])} does not match the profile shape {maps.shape}"
         )
+    return frames
+
+
+def quantise_frames(
+    frames: np.ndarray, maps: CodecMaps, params: StreamParams
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Raw frames ``(..., H, W)`` uint16 → codes (int32, same shape), the per-code
+    reconstruction table (e⁻; empty with dither) and the quantiser mode."""
+    frames = _check_frames(frames, maps)
+    h, w = frames.shape[-2:]
     stack = np.ascontiguousarray(frames.reshape(-1, h, w))
-    n = stack.shape[0]
     off, gain = maps.offset(), maps.gain()
     step = float(params.step)
     c0 = vst_constant(params.sigma_e)
-    tiles = _tiles(n, h, params.tile_rows)
-
-    # quantiser
-    mode = "round"
+    mode = "dither" if params.dither else "round"
     edges = np.zeros(0, np.float64)
     if params.max_error is not None:
         if params.dither:
             raise ValueError("a hard error bound and subtractive dither cannot be combined")
         mode = "bound"
-        e_lo = float((stack.min() - off.max()) / gain.min())
-        e_hi = float((stack.max() - off.min()) / gain.min())
         edges, rmin, rmax = design_bounded_bins(
-            min(e_lo, -1.0),
-            e_hi,
+            min(float((stack.min() - off.max()) / gain.min()), -1.0),
+            float((stack.max() - off.min()) / gain.min()),
             float(params.max_error),
             step,
             params.sigma_e,
             float(gain.min()),
             float(gain.max()),
         )
-        n_hist = edges.size
-    else:
-        if params.dither:
-            mode = "dither"
-        t_max = 2 * np.sqrt(max((params.max_adu - float(off.min())) / float(gain.min()) + c0, 0))
-        n_hist = int(t_max / step) + 3
     codes = np.empty(stack.shape, np.int32)
+    nothing_f, nothing_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
 
     def quant(tile):
         f, r0, th = tile
-        s = np.zeros(0, np.float64)  # per-code sums not needed: decoding is analytic
-        cn = np.zeros(0, np.int64)
         K.quantise_tile(
-            stack[f, r0 : r0 + th],
-            off[r0 : r0 + th],
-            gain[r0 : r0 + th],
-            codes[f, r0 : r0 + th],
-            step,
-            c0,
-            params.dither,
-            params.seed,
-            (f * h + r0) * w,
-            edges,
-            s,
-            cn,
-        )
+            stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
+            codes[f, r0 : r0 + th], step, c0, params.dither, params.seed, (f * h + r0) * w,
+            edges, nothing_f, nothing_i,
+        )  # fmt: skip
 
-    _map(quant, tiles, params.threads)
+    _map(quant, _tiles(stack.shape[0], h, params.tile_rows), params.threads)
     n_codes = int(codes.max()) + 1
     if mode == "dither":
         recon = np.zeros(0, np.float64)
@@ -258,6 +242,54 @@ def encode_frames(
         recon = np.clip(bin_recon(edges, c0)[:n_codes], rmin[:n_codes], rmax[:n_codes])
     else:
         recon = unbiased_recon(n_codes, step, params.sigma_e)
+    return codes.reshape(frames.shape), recon, mode
+
+
+def dequantise_frames(
+    codes: np.ndarray,
+    maps: CodecMaps,
+    recon: np.ndarray,
+    mode: str,
+    step: float,
+    sigma_e: float,
+    seed: int,
+    max_adu: int,
+    threads: int | None = None,
+    tile_rows: int = 256,
+) -> np.ndarray:
+    """Codes ``(..., H, W)`` → uint16 ADU (inverse of `quantise_frames`)."""
+    shape = codes.shape
+    h, w = shape[-2:]
+    stack = np.ascontiguousarray(codes.reshape(-1, h, w), dtype=np.int32)
+    out = np.empty(stack.shape, np.uint16)
+    off, gain = maps.offset(), maps.gain()
+    c0 = vst_constant(sigma_e)
+    recon = np.ascontiguousarray(recon, np.float64)
+
+    def run(tile):
+        f, r0, th = tile
+        K.dequantise_tile(
+            stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
+            out[f, r0 : r0 + th], recon, float(step), c0, mode == "dither", int(seed),
+            (f * h + r0) * w, float(max_adu),
+        )  # fmt: skip
+
+    _map(run, _tiles(stack.shape[0], h, tile_rows), threads)
+    return out.reshape(shape)
+
+
+def encode_frames(
+    frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
+) -> bytes:
+    """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
+    codes, recon, mode = quantise_frames(frames, maps, params)
+    shape = codes.shape
+    h, w = shape[-2:]
+    codes = codes.reshape(-1, h, w)
+    n = codes.shape[0]
+    step = float(params.step)
+    tiles = _tiles(n, h, params.tile_rows)
+    n_codes = recon.size if mode != "dither" else int(codes.max()) + 1
 
     # predictor training on a subsample of rows
     fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
@@ -337,7 +369,7 @@ def encode_frames(
             for (f, r0, th), fill, wd, m in zip(tiles, fills, words, modelled, strict=True)
         ],
         "sections": directory,
-        "codes_bits_per_pixel": 16.0 * sum(int(wd.size) for wd in words) / stack.size,
+        "codes_bits_per_pixel": 16.0 * sum(int(wd.size) for wd in words) / codes.size,
     }
     hb = json.dumps(header, separators=(",", ":")).encode()
     body = _PREFIX.pack(MAGIC, VERSION, len(hb)) + hb + b"".join(sections.values())
