@@ -98,6 +98,7 @@ class Param:
     lo: float | None = None
     hi: float | None = None
     choices: tuple[str, ...] | None = None
+    show: bool = False  # always written in the canonical spec, even at its default
 
     def convert(self, codec: str, value: Any) -> Any:
         """Convert a string (or value) to this parameter's type, checking its range."""
@@ -228,7 +229,7 @@ class Codec:
         items = []
         for p in self.PARAMS:
             v = self.params[p.name]
-            if v is None or v == p.default:
+            if v is None or (v == p.default and not p.show):
                 continue
             if p.name == self.ratio_param:
                 out += f"@{p.format(v)}"

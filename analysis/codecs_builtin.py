@@ -409,7 +409,7 @@ class NoiseCodecAdapter(Codec):
 
     name = "noise"
     PARAMS = (
-        Param("step", float, 2.0, "quantisation step in units of the noise sigma", lo=1e-3),
+        Param("step", float, 2.0, "quantisation step in units of sigma", lo=1e-3, show=True),
         Param("dither", bool, False, "subtractive dither 0/1"),
         Param("maxerr", float, None, "hard bound on |error| in units of sigma", lo=1e-3),
     )
@@ -429,12 +429,17 @@ class NoiseCodecAdapter(Codec):
                 f"import ({exc})"
             ) from exc
         self.profile = profile
-        self.inner = NoiseCodec(
-            profile,
-            step=self.params["step"],
-            dither=self.params["dither"],
-            max_error=self.params["maxerr"],
-        )
+        try:
+            self.inner = NoiseCodec(
+                profile,
+                step=self.params["step"],
+                dither=self.params["dither"],
+                max_error=self.params["maxerr"],
+            )
+        except CodecError:
+            raise
+        except ValueError as exc:
+            raise CodecError(f"codec {self.spec!r}: {exc}") from exc
 
     @classmethod
     def from_params(cls, params: dict[str, str], profile: CameraProfile | None = None) -> Codec:

@@ -258,7 +258,7 @@ def test_noise_codec_registered_lazily(image, monkeypatch):
     assert calls == {"step": 1.5, "dither": True, "max_error": 1.0}
     assert c.spec == "noise:step=1.5,dither=1,maxerr=1"
     assert np.array_equal(c.decode(c.encode(image)), image)
-    assert parse_codecs("noise", profile=prof)[0].params["step"] == 2.0
+    assert parse_codecs("noise", profile=prof)[0].spec == "noise:step=2"  # step always shown
 
 
 def test_real_noise_codec_if_present(image):
@@ -271,3 +271,9 @@ def test_real_noise_codec_if_present(image):
     out = c.decode(data)
     assert out.dtype == image.dtype and out.shape == image.shape
     assert compression_ratio(image, data) > 2
+    assert c.spec == "noise:step=2" and "noise-calibrated" in c.description
+    # |error| stays within a few sigma of the profile's noise at each pixel
+    sd = np.sqrt(prof.variance(image.astype(np.float32)))
+    assert np.max(np.abs(out.astype(float) - image) / sd) < 4
+    with pytest.raises(CodecError, match="noise"):
+        parse_codecs("noise:dither=1,maxerr=1", profile=prof)
