@@ -105,6 +105,9 @@ class SimLightSource(ShutterDevice):
         self._flat_cache: dict[tuple, np.ndarray] = {}
 
     # ---------------------------------------------------------------- lifecycle
+    def description(self) -> str:
+        return "rawsigma simulated stabilised LED (intensity, shutter, flicker, drift)"
+
     def initialize(self) -> None:
         key = _core_key(self)
         if key is not None:
@@ -326,6 +329,9 @@ class SimCamera(CameraDevice):
         self._photon_cache.clear()
 
     # ---------------------------------------------------------------- camera API
+    def description(self) -> str:
+        return "rawsigma simulated camera (SensorModel physics)"
+
     def get_exposure(self) -> float:
         return self._exposure_ms
 
