@@ -170,7 +170,7 @@ class LiveView(QtWidgets.QWidget):
 
     def show_frame(self, frame: np.ndarray, label: str = "") -> None:
         """Draw one frame (rows, cols) now."""
-        self.view.set_map(frame)
+        self.view.set_map(frame, max_stat_pixels=2**16)
         if self.saturation.isChecked():
             sat = frame >= self.max_adu
             self.view.set_overlay(saturation_overlay(frame, self.max_adu) if sat.any() else None)

@@ -170,6 +170,7 @@ class MapView(QtWidgets.QWidget):
         mask: np.ndarray | None = None,
         levels: tuple[float, float] | None = None,
         stats: dict[str, float] | None = None,
+        max_stat_pixels: int | None = None,
     ) -> dict[str, float]:
         """Show a map.
 
@@ -183,6 +184,9 @@ class MapView(QtWidgets.QWidget):
             Colour range; default the 1st–99th percentile of the masked values.
         stats : dict, optional
             Precomputed :func:`robust_stats` (e.g. from a worker thread).
+        max_stat_pixels : int, optional
+            Compute the statistics on a regular subsample of at most this many
+            pixels (live frames: keeps the GUI thread light); default all pixels.
 
         Returns
         -------
@@ -193,7 +197,11 @@ class MapView(QtWidgets.QWidget):
         self._data = data
         self._mask = mask
         if stats is None:
-            stats = robust_stats(data, mask)
+            step = 1
+            if max_stat_pixels is not None and data.size > max_stat_pixels:
+                step = int(math.ceil(math.sqrt(data.size / max_stat_pixels)))
+            sub = data[::step, ::step]
+            stats = robust_stats(sub, None if mask is None else mask[::step, ::step])
         if levels is None:
             levels = (stats["p1"], stats["p99"])
         if stats["n"] == 0:  # nothing finite to draw
