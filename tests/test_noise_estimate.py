@@ -110,3 +110,16 @@ def test_real_images():
     assert max(gains) / min(gains) < 1.1
     joint = estimate_profile(bbbc, tile=32, bit_depth=12)
     assert joint.max_adu == 4095 and min(gains) * 0.95 < joint.gain_global < max(gains) * 1.05
+
+
+def test_estimated_profile_saves_and_loads(sim, tmp_path):
+    from rawsigma.calib.profile import CameraProfile
+
+    _, image = sim
+    prof = estimate_profile(image, tile=64, source="sim.tif")
+    path = tmp_path / "est.h5"
+    prof.save(path)
+    back = CameraProfile.load(path)
+    assert back.estimated and back.profile_id == prof.profile_id
+    assert back.provenance["estimate"]["gain"] == pytest.approx(prof.gain_global, rel=1e-6)
+    assert np.allclose(back.ptc["var"], prof.ptc["var"])
