@@ -365,11 +365,9 @@ def score_image(
     if CONTROL_SPEC in specs:
         ctrl = synthesize(image, profile, 1, np.random.default_rng(s_ctrl), plan.centre)[0]
         decoded[CONTROL_SPEC] = (ctrl, 1.0, image.size * 2, "held-out raw-equivalent replica")
-    codecs = (
-        {c.spec: c for c in parse_codecs(",".join(codec_specs), profile=profile)}
-        if (codec_specs)
-        else {}
-    )
+    parsed = parse_codecs(",".join(codec_specs), profile=profile) if codec_specs else []
+    # keep the user's spelling ("noise:step=2") as the key; parse order = given order
+    codecs = dict(zip(codec_specs, parsed, strict=True))
     for i, (spec, codec) in enumerate(codecs.items()):
         report("encode", i, len(codecs))
         data, dec = _codec_bytes(codec, image)
