@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     results.append(row)
 
     # ---- sweep into the accumulators, live maps
-    if not args.no_sweep:
+    if not args.no_sweep and win.calib is not None:
         calib = win.calib
         tmp = Path(tempfile.mkdtemp(prefix="rawsigma_bench_gui_"))
         calib.output.setText(str(tmp / "bench.h5"))

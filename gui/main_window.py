@@ -64,11 +64,32 @@ class MainWindow(QtWidgets.QMainWindow):
     ) -> None:
         from .calib_panel import CalibrationPanel
         from .live_view import LiveView
-        from .noise_maps import NoiseMapsPanel
 
         self.live = LiveView(core)
         self.tabs.addTab(self.live, "Live")
-        self.calib = CalibrationPanel(core, runner_factory=runner_factory, plan_cls=plan_cls)
+        try:
+            self.calib = CalibrationPanel(core, runner_factory=runner_factory, plan_cls=plan_cls)
+        except ImportError as exc:  # acquire.sweep / acquire.plans not available
+            self.calib = None
+            self.tabs.addTab(QtWidgets.QLabel(f"calibration unavailable: {exc}"), "Calibration")
+        else:
+            self._build_calibration_tab()
+        try:
+            from .stack_panel import StackPanel
+
+            self.stack = StackPanel(core, runner_factory=stack_factory, plan_cls=stack_plan_cls)
+        except ImportError as exc:  # acquire.stack not available
+            self.stack = None
+            self.tabs.addTab(QtWidgets.QLabel(f"repeat stacks unavailable: {exc}"), "Stack")
+        else:
+            self.stack.latest = self.live.latest
+            self.stack.runStarted.connect(self._on_run_started)
+            self.stack.runEnded.connect(self._on_run_ended)
+            self.tabs.addTab(self.stack, "Stack")
+
+    def _build_calibration_tab(self) -> None:
+        from .noise_maps import NoiseMapsPanel
+
         self.calib.latest = self.live.latest
         self.maps = NoiseMapsPanel()
         split = QtWidgets.QSplitter()
@@ -84,18 +105,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.calib.runStarted.connect(self._on_run_started)
         self.calib.runEnded.connect(self._on_run_ended)
         self.calib.profileReady.connect(self._on_profile)
-        try:
-            from .stack_panel import StackPanel
-
-            self.stack = StackPanel(core, runner_factory=stack_factory, plan_cls=stack_plan_cls)
-        except ImportError as exc:  # acquire.stack not available
-            self.stack = None
-            self.tabs.addTab(QtWidgets.QLabel(f"repeat stacks unavailable: {exc}"), "Stack")
-        else:
-            self.stack.latest = self.live.latest
-            self.stack.runStarted.connect(self._on_run_started)
-            self.stack.runEnded.connect(self._on_run_ended)
-            self.tabs.addTab(self.stack, "Stack")
 
     def _build_menu(self) -> None:
         m = self.menuBar().addMenu("&File")
