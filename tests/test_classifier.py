@@ -198,3 +198,20 @@ def test_real_nuclei_bbbc039():
     clf.fit(img[tr], training_labels_from_instances(truth[tr]))
     pred = clf.predict(img[te])
     assert np.mean((pred == 2) == (truth[te] > 0)) > 0.97
+
+
+def test_3d_volume_segmentation():
+    rng = np.random.default_rng(5)
+    z, y, x = np.ogrid[:24, :32, :32]
+    truth = np.zeros((24, 32, 32), np.int32)
+    for k, (cz, cy, cx) in enumerate([(8, 8, 8), (15, 22, 20), (6, 24, 6)], start=1):
+        truth[(z - cz) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= 16] = k
+    img = rng.poisson(np.where(truth > 0, 300.0, 80.0)).astype(np.uint16)
+    clf = PixelClassifier("ilastik", features={"preset": "ilastik", "sigmas": [1.0, 2.0]})
+    clf.n_jobs = 2
+    clf.rf_params["n_estimators"] = 20
+    clf.fit(img, training_labels_from_instances(truth))
+    assert len(clf.feature_names_) == 1 * 2 + 2 * (1 + 1 + 1 + 3 + 3)
+    lab = clf.segment(img)
+    assert lab.max() == 3
+    assert np.mean((lab > 0) == (truth > 0)) > 0.97
