@@ -21,16 +21,13 @@ from .workers import RunnerWorker, StatsWorker, start_in_thread, start_stats_thr
 #: plan fields shown first in the form, when the plan has them
 PLAN_ORDER = (
     "n_levels",
-    "levels",
     "frames_per_level",
-    "n_dark",
     "dark_frames",
     "control",
-    "control_property",
-    "target_saturation",
+    "target_fraction",
+    "auto_range",
     "spacing",
-    "level_spacing",
-    "settle_s",
+    "exposure_ms",
     "seed",
 )
 
@@ -44,7 +41,7 @@ def _frames_in_level(info: dict, plan: Any, level: int) -> int | None:
     for key in ("n_frames", "frames", "frames_per_level", "total"):
         if isinstance(info.get(key), int):
             return int(info[key])
-    names = ("n_dark", "dark_frames") if level < 0 else ("frames_per_level",)
+    names = ("dark_frames", "n_dark") if level < 0 else ("frames_per_level",)
     for n in names:
         v = getattr(plan, n, None)
         if isinstance(v, int):

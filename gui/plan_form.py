@@ -87,7 +87,7 @@ class PlanForm(QtWidgets.QWidget):
         if tp is float and not optional:
             w = QtWidgets.QDoubleSpinBox()
             w.setRange(-_BIG, _BIG)
-            w.setDecimals(4)
+            w.setDecimals(6)
             return w, "float", optional
         choices: list[Any] | None = None
         if origin is typing.Literal:
@@ -96,6 +96,8 @@ class PlanForm(QtWidgets.QWidget):
             choices = [m.value for m in tp]
         if choices is not None:
             w = QtWidgets.QComboBox()
+            if optional:
+                w.addItem("(none)", None)
             for c in choices:
                 w.addItem(str(c), c)
             return w, "choice", optional
@@ -110,7 +112,7 @@ class PlanForm(QtWidgets.QWidget):
         elif kind == "float":
             w.setValue(float(value or 0.0))
         elif kind == "choice":
-            i = w.findData(value)
+            i = next((k for k in range(w.count()) if w.itemData(k) == value), -1)
             if i < 0 and isinstance(value, str):
                 i = w.findText(value)
             w.setCurrentIndex(max(i, 0))

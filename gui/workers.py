@@ -263,6 +263,9 @@ class RunnerWorker(QtCore.QObject):
             self._requestFit.emit(copy_moments(dark), [copy_moments(m) for m in done])
 
     def _current_moments(self, level: int) -> Any:
+        single = getattr(self.runner, "moments", None)  # StackRunner: one accumulator
+        if single is not None:
+            return single
         if level < 0:
             return getattr(self.runner, "dark", None)
         levels = getattr(self.runner, "levels", None) or []

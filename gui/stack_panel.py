@@ -1,0 +1,286 @@
+"""Repeat-stack panel: N frames at fixed settings, running maps and the single-pixel
+relative-error convergence (Fig. 1a of Pomarico et al. 2023).
+
+For one pixel (default: the centre; click the mean map to choose another) the panel
+keeps the pixel's value in every frame, as the frames arrive, and shows the relative
+error of each sample ``RE_k = (x_k − x̄_N) / x̄_N`` against the frame index, the
+running spread ``std(RE)`` that converges to σ/μ, and the histogram of the RE
+values. The per-pixel moments of the whole stack come from the ``StackRunner``'s
+accumulator (``rawsigma.calib.moments.PixelMoments``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from qtpy import QtCore, QtWidgets
+
+from .mapview import MapView
+from .plan_form import PlanForm
+from .workers import QUEUED, RunnerWorker, StatsWorker, start_in_thread, start_stats_thread
+
+
+class PixelTrace:
+    """Thread-safe record of one pixel's values over a stack (appended per frame)."""
+
+    def __init__(self, y: int, x: int) -> None:
+        self.y, self.x = y, x
+        self._lock = threading.Lock()
+        self._values: list[float] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        """Append the pixel's value in ``frame`` (any thread)."""
+        v = float(frame[self.y, self.x])
+        with self._lock:
+            self._values.append(v)
+
+    def values(self) -> np.ndarray:
+        """The values so far, float64 ADU."""
+        with self._lock:
+            return np.array(self._values, dtype=np.float64)
+
+
+def relative_error_curve(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relative errors of the samples and the running spread of the relative error.
+
+    Parameters
+    ----------
+    values : 1-D ndarray
+        One pixel's value in successive frames, ADU (offset-subtracted if wanted).
+
+    Returns
+    -------
+    re : ndarray
+        ``(x_k − x̄) / x̄`` with x̄ the mean of all values.
+    spread : ndarray
+        ``spread[N-1]`` = standard deviation (ddof=1) of the first N relative errors
+        (NaN for N = 1): the convergence of σ/μ with the number of frames.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return v, v
+    m = v.mean()
+    re = (v - m) / m if m != 0 else np.full_like(v, np.nan)
+    n = np.arange(1, v.size + 1)
+    c1 = np.cumsum(re)
+    c2 = np.cumsum(re * re)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (c2 - c1 * c1 / n) / (n - 1)
+    spread = np.sqrt(np.clip(var, 0, None))
+    spread[0] = np.nan
+    return re, spread
+
+
+class StackPanel(QtWidgets.QWidget):
+    """Plan form, run controls, running mean/variance maps and the RE convergence plot."""
+
+    runStarted = QtCore.Signal()
+    runEnded = QtCore.Signal(str)
+
+    def __init__(
+        self,
+        core: Any,
+        runner_factory: Callable[..., Any] | None = None,
+        plan_cls: type | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        if plan_cls is None:
+            from rawsigma.acquire.plans import StackPlan as plan_cls
+        if runner_factory is None:
+            from rawsigma.acquire.stack import StackRunner as runner_factory
+        self.core = core
+        self.runner_factory = runner_factory
+        self.form = PlanForm(plan_cls, order=("n_frames", "shutter_open", "properties", "exposure_ms", "seed"))
+        self.latest = None
+        self.worker: RunnerWorker | None = None
+        self.thread: QtCore.QThread | None = None
+        self.result: Any = None
+        self.state = "idle"
+        self.stats = StatsWorker(max_adu=2 ** int(core.getImageBitDepth() or 16) - 1)
+        self.stats_thread = start_stats_thread(self.stats)
+        h, w = core.getImageHeight(), core.getImageWidth()
+        self.trace = PixelTrace(h // 2, w // 2)
+
+        self.start_btn = QtWidgets.QPushButton("Start stack")
+        self.stop_btn = QtWidgets.QPushButton("Stop")
+        self.start_btn.clicked.connect(self.start)
+        self.stop_btn.clicked.connect(self.stop)
+        self.stop_btn.setEnabled(False)
+        self.status = QtWidgets.QLabel("idle")
+        self.status.setWordWrap(True)
+        self.pixel_label = QtWidgets.QLabel()
+        left = QtWidgets.QVBoxLayout()
+        box = QtWidgets.QGroupBox("stack plan")
+        QtWidgets.QVBoxLayout(box).addWidget(self.form)
+        left.addWidget(box)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.start_btn)
+        row.addWidget(self.stop_btn)
+        left.addLayout(row)
+        left.addWidget(self.status)
+        left.addWidget(self.pixel_label)
+        left.addStretch(1)
+
+        self.mean_view = MapView("running mean", "ADU", "viridis")
+        self.var_view = MapView("temporal variance", "ADU²", "inferno")
+        self.mean_view.cursorMoved.connect(self._hover)
+        self.mean_view.plot.scene().sigMouseClicked.connect(self._clicked)
+        self.re_plot = pg.PlotWidget(background="w")
+        self.re_plot.setTitle("single-pixel relative error", color="k", size="11pt")
+        self.re_plot.setLabel("bottom", "frame number N", color="k")
+        self.re_plot.setLabel("left", "relative error (x − x̄)/x̄", color="k")
+        self.re_plot.addLegend(offset=(10, 10), labelTextColor="k")
+        self.re_points = self.re_plot.plot(
+            [], [], pen=None, symbol="o", symbolSize=3, symbolPen=None,
+            symbolBrush=(30, 90, 200, 120), name="RE per frame",
+        )  # fmt: skip
+        pen = pg.mkPen((220, 60, 30), width=2)
+        self.re_spread = self.re_plot.plot([], [], pen=pen, name="± std of RE (first N)")
+        self.re_spread_neg = self.re_plot.plot([], [], pen=pen)
+        self.re_hist = pg.PlotWidget(background="w")
+        self.re_hist.setTitle("histogram of RE", color="k", size="11pt")
+        self.re_hist.setLabel("bottom", "relative error", color="k")
+        self.re_hist.setLabel("left", "frames", color="k")
+        self.hist_curve = self.re_hist.plot(
+            [0, 1], [0], stepMode="center", fillLevel=0, brush=(30, 90, 200, 150)
+        )
+        for pw in (self.re_plot, self.re_hist):
+            for ax in ("bottom", "left"):
+                pw.getAxis(ax).setTextPen("k")
+                pw.getAxis(ax).setPen("k")
+        grid = QtWidgets.QGridLayout()
+        grid.addWidget(self.mean_view, 0, 0)
+        grid.addWidget(self.var_view, 0, 1)
+        grid.addWidget(self.re_plot, 1, 0)
+        grid.addWidget(self.re_hist, 1, 1)
+        side = QtWidgets.QWidget()
+        side.setLayout(left)
+        side.setMaximumWidth(360)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.addWidget(side)
+        lay.addLayout(grid, 1)
+
+        self.stats.mapsReady.connect(self._on_maps, QUEUED)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(200)
+        self.timer.timeout.connect(self.refresh_re)
+        self._update_pixel_label()
+
+    # ------------------------------------------------------------ controls
+    def set_pixel(self, y: int, x: int) -> None:
+        """Follow another pixel (starts a new trace)."""
+        self.trace = PixelTrace(int(y), int(x))
+        self._update_pixel_label()
+        self.refresh_re()
+
+    def _update_pixel_label(self) -> None:
+        self.pixel_label.setText(
+            f"pixel (x={self.trace.x}, y={self.trace.y}) — click the mean map to choose"
+        )
+
+    def _hover(self, x: int, y: int, v: float) -> None:
+        self._hover_xy = (x, y)
+
+    def _clicked(self, evt: Any) -> None:
+        xy = getattr(self, "_hover_xy", None)
+        if xy is not None and self.state != "running":
+            self.set_pixel(xy[1], xy[0])
+
+    def start(self) -> bool:
+        """Validate the plan and acquire the stack in a worker thread."""
+        if self.state == "running":
+            return False
+        try:
+            plan = self.form.plan()
+            runner = self.runner_factory(self.core, plan)
+        except Exception as exc:
+            self.status.setText(f"cannot start: {exc}")
+            return False
+        self.trace = PixelTrace(self.trace.y, self.trace.x)
+        trace = self.trace
+        sig = getattr(runner, "frameAccumulated", None)
+        if sig is not None:
+            sig.connect(lambda level, index, frame: trace.add(frame))
+        self.worker = RunnerWorker(runner, latest=self.latest, stats=self.stats)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.cancelled.connect(lambda t: self._end("stopped", t))
+        self.worker.failed.connect(lambda t: self._end("failed", t))
+        self.worker.done.connect(self._on_done)
+        self.worker.progress.connect(self._on_progress)
+        self.state = "running"
+        self.status.setText("acquiring…")
+        self.thread = start_in_thread(self.worker)
+        self.start_btn.setEnabled(False)
+        self.stop_btn.setEnabled(True)
+        self.timer.start()
+        self.runStarted.emit()
+        return True
+
+    def stop(self) -> None:
+        """Cancel the stack acquisition."""
+        if self.state == "running" and self.worker is not None:
+            self.worker.cancel()
+
+    def wait(self, timeout_ms: int = 60000) -> bool:
+        """Block until the worker thread ends."""
+        return True if self.thread is None else self.thread.wait(timeout_ms)
+
+    def shutdown(self) -> None:
+        """Stop the run and the statistics thread."""
+        self.stop()
+        self.wait(30000)
+        self.stats_thread.quit()
+        self.stats_thread.wait(10000)
+
+    # ------------------------------------------------------------- slots
+    @QtCore.Slot(int, int)
+    def _on_progress(self, level: int, frames: int) -> None:
+        self.status.setText(f"acquiring… {frames} frames")
+
+    @QtCore.Slot(object)
+    def _on_maps(self, snap: Any) -> None:
+        self.mean_view.set_map(snap.mean, stats=snap.stats.get("mean"))
+        self.var_view.set_map(snap.var, stats=snap.stats.get("var"))
+
+    @QtCore.Slot(object)
+    def _on_finished(self, result: Any) -> None:
+        self.result = result
+        self._end("finished", f"{len(self.trace.values())} frames")
+
+    def _end(self, state: str, text: str) -> None:
+        self.state = state
+        self.status.setText(f"{state}: {text}")
+
+    @QtCore.Slot()
+    def _on_done(self) -> None:
+        if self.thread is not None:
+            self.thread.wait(5000)
+        if self.state == "running":
+            self.state = "finished"
+        self.timer.stop()
+        self.refresh_re()
+        self.start_btn.setEnabled(True)
+        self.stop_btn.setEnabled(False)
+        self.runEnded.emit(self.state)
+
+    @QtCore.Slot()
+    def refresh_re(self) -> None:
+        """Redraw the relative-error plots from the pixel trace."""
+        v = self.trace.values()
+        re, spread = relative_error_curve(v)
+        n = np.arange(1, re.size + 1)
+        self.re_points.setData(n, re)
+        self.re_spread.setData(n, spread)
+        self.re_spread_neg.setData(n, -spread)
+        if re.size >= 2 and np.isfinite(re).all():
+            counts, edges = np.histogram(re, bins=min(50, max(5, re.size // 10)))
+            self.hist_curve.setData(edges, counts)
+            s = spread[-1]
+            self.re_plot.setTitle(
+                f"single-pixel relative error: σ/μ → {s:.4g} after {re.size} frames", color="k"
+            )
