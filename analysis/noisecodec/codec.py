@@ -23,8 +23,9 @@ def codec_maps(profile: CameraProfile, maps: str = "pixel") -> CodecMaps:
     profile : CameraProfile
     maps : {"pixel", "global"}
         Per-pixel gain and offset (pixels with a non-finite or non-positive gain take the
-        global values) or the global gain and offset only (nothing per pixel to carry;
-        ~3 % lower ratio on the reference frame).
+        global values) or the global gain and offset only, with a regenerated per-pixel
+        offset jitter that keeps decoding unbiased (nothing per pixel to carry; a few %
+        lower ratio on the reference frame).
     """
     if maps == "global":
         return CodecMaps.uniform(profile.shape, profile.offset_global, profile.gain_global)

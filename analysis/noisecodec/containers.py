@@ -165,7 +165,7 @@ class NoiseNumcodec(_NumCodec):
                 )
             maps = self._pixel_maps
         else:
-            maps = CodecMaps.uniform(arr.shape[-2:], self.offset, self.gain)
+            maps = CodecMaps.uniform(arr.shape[-2:], self.offset, self.gain, jitter=True)
         return encode_frames(arr, maps, self._params(), embed_maps=True)
 
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:
@@ -245,7 +245,7 @@ def write_tiff(
     with atomic_write(path, force) as tmp, tifffile.TiffWriter(tmp) as tw:
         for i, (f, s) in enumerate(zip(stack, streams, strict=True)):
             extra = [(TAG_STREAM, 7, len(s), s, True)]
-            if i == 0:
+            if i == 0 and not maps.is_uniform:
                 mb = maps.to_bytes()
                 extra.append((TAG_MAPS, 7, len(mb), mb, True))
             tw.write(
@@ -331,6 +331,7 @@ def write_hdf5(
             "offset0": maps.offset0,
             "gain0": maps.gain0,
             "maps_digest": maps.digest(),
+            "jitter": bool(maps.jitter),
             "description": (
                 "noise-codec codes: ADU = offset + gain * recon[code] (dither: analytic, "
                 "see rawsigma.analysis.noisecodec); read with rawsigma decompress"
@@ -366,7 +367,11 @@ def read_hdf5(path: str | os.PathLike, dataset: str = "codes") -> np.ndarray:
             codes = ds[()]
             g = f[f"{dataset}_maps"]
             maps = CodecMaps(
-                float(a["offset0"]), float(a["gain0"]), g["offset_q"][()], g["gain_q"][()]
+                float(a["offset0"]),
+                float(a["gain0"]),
+                g["offset_q"][()],
+                g["gain_q"][()],
+                bool(a.get("jitter", False)),
             )
     except InputFileError:
         raise

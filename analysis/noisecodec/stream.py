@@ -14,6 +14,7 @@ global gain/offset, the profile id and, for per-pixel maps, either the maps them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,13 @@ import numpy as np
 from rawsigma.errors import ImageMismatchError, InputFileError
 
 from . import kernels as K
-from .transform import bin_recon, design_bounded_bins, unbiased_recon, vst_constant
+from .transform import (
+    bin_recon,
+    design_bounded_bins,
+    lattice_recon,
+    unbiased_recon,
+    vst_constant,
+)
 
 MAGIC = b"RSNC"
 VERSION = 1
@@ -51,6 +58,13 @@ def _map(fn, items, threads: int | None):
 
 
 # ---------------------------------------------------------------- maps
+@functools.lru_cache(maxsize=4)
+def _jitter(shape: tuple[int, int]) -> np.ndarray:
+    j = np.random.default_rng(0x5EED).random(shape, dtype=np.float32) - np.float32(0.5)
+    j.flags.writeable = False
+    return j
+
+
 @dataclass(frozen=True)
 class CodecMaps:
     """Offset and gain maps as the codec uses them (quantised so they can travel).
@@ -64,6 +78,7 @@ class CodecMaps:
     gain0: float
     offset_q: np.ndarray
     gain_q: np.ndarray
+    jitter: bool = False
 
     @classmethod
     def from_maps(cls, offset: np.ndarray, gain: np.ndarray) -> CodecMaps:
@@ -74,9 +89,14 @@ class CodecMaps:
         return cls(o0, g0, oq, gq)
 
     @classmethod
-    def uniform(cls, shape: tuple[int, int], offset: float, gain: float) -> CodecMaps:
-        z = np.zeros(shape, np.int32)
-        return cls(float(offset), float(gain), z, z)
+    def uniform(
+        cls, shape: tuple[int, int], offset: float, gain: float, jitter: bool = True
+    ) -> CodecMaps:
+        """Global offset and gain. ``jitter`` adds a fixed pseudo-random offset in
+        [−½, ½) ADU per pixel (regenerated, never stored) so that pixels do not share one
+        ADU lattice: like per-pixel offsets, it keeps the quantiser unbiased."""
+        z = np.zeros(tuple(int(v) for v in shape), np.int32)
+        return cls(float(offset), float(gain), z, z, bool(jitter))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -87,14 +107,17 @@ class CodecMaps:
         return not (self.offset_q.any() or self.gain_q.any())
 
     def offset(self) -> np.ndarray:
-        return (self.offset0 + self.offset_q / 16.0).astype(np.float32)
+        o = (self.offset0 + self.offset_q / 16.0).astype(np.float32)
+        if self.jitter:
+            o += _jitter(self.shape)
+        return o
 
     def gain(self) -> np.ndarray:
         return (self.gain0 * (1.0 + self.gain_q / 4096.0)).astype(np.float32)
 
     def digest(self) -> str:
         h = hashlib.sha1()
-        h.update(struct.pack("<dd", self.offset0, self.gain0))
+        h.update(struct.pack("<dd?", self.offset0, self.gain0, self.jitter))
         h.update(np.ascontiguousarray(self.offset_q).tobytes())
         h.update(np.ascontiguousarray(self.gain_q).tobytes())
         return h.hexdigest()[:16]
@@ -239,9 +262,16 @@ def quantise_frames(
     if mode == "dither":
         recon = np.zeros(0, np.float64)
     elif mode == "bound":
-        recon = np.clip(bin_recon(edges, c0)[:n_codes], rmin[:n_codes], rmax[:n_codes])
+        recon = bin_recon(edges, c0)[:n_codes]
+        if maps.is_uniform and not maps.jitter:
+            upper = np.append(edges[1:], np.inf)[:n_codes]
+            recon = lattice_recon(upper, maps.offset0, maps.gain0, c0, recon)
+        recon = np.clip(recon, rmin[:n_codes], rmax[:n_codes])
     else:
         recon = unbiased_recon(n_codes, step, params.sigma_e)
+        if maps.is_uniform and not maps.jitter:
+            t_up = step * (np.arange(n_codes) + 0.5)
+            recon = lattice_recon(0.25 * t_up * t_up - c0, maps.offset0, maps.gain0, c0, recon)
     return codes.reshape(frames.shape), recon, mode
 
 
@@ -362,6 +392,7 @@ def encode_frames(
         "gain0": maps.gain0,
         "maps": "uniform" if maps.is_uniform else ("embedded" if embed_maps else "reference"),
         "maps_digest": maps.digest(),
+        "jitter": bool(maps.jitter),
         "profile_id": params.profile_id,
         "n_codes": n_codes,
         "tiles": [
@@ -442,7 +473,7 @@ def decode_frames(
     if hd["maps"] == "embedded":
         maps = CodecMaps.from_bytes(sec("maps"), (h, w), hd["offset0"], hd["gain0"])
     elif hd["maps"] == "uniform":
-        maps = CodecMaps.uniform((h, w), hd["offset0"], hd["gain0"])
+        maps = CodecMaps.uniform((h, w), hd["offset0"], hd["gain0"], hd.get("jitter", False))
     elif maps is None:
         raise InputFileError(
             f"{source}: the stream refers to per-pixel maps of profile "

@@ -118,3 +118,37 @@ def bin_recon(lower_edges: np.ndarray, c0: float) -> np.ndarray:
     tc = 0.5 * (t[1:] + t[:-1])
     d = t[1:] - t[:-1]
     return 0.25 * tc * tc - d * d / 48.0 - c0
+
+
+def lattice_recon(
+    upper_edges: np.ndarray, offset: float, gain: float, c0: float, fallback: np.ndarray
+) -> np.ndarray:
+    """Unbiased reconstruction (e⁻) when every pixel has the same offset and gain.
+
+    Raw values are integers, so with one global offset and gain all pixels share the same
+    ADU lattice and a bin really holds the integers ``x_min..x_max``; noise dithers those
+    as the continuous interval ``[x_min − ½, x_max + ½]`` (the raw rounding), whose
+    transform-domain centre and width give the reconstruction as in `bin_recon`.
+    (Per-pixel offsets shift the lattice from pixel to pixel and average this out.)
+
+    Parameters
+    ----------
+    upper_edges : ndarray
+        Upper edge of each code's bin, e⁻ (``inf`` for the last).
+    offset, gain : float
+        ADU and ADU/e⁻.
+    c0 : float
+        ``3/8 + σ_e²``.
+    fallback : ndarray
+        Reconstruction for bins that hold no integer.
+    """
+    hi_x = np.ceil(offset + gain * np.asarray(upper_edges, np.float64)) - 1.0
+    lo_x = np.concatenate([[-np.inf], hi_x[:-1] + 1.0])
+    rec = np.asarray(fallback, np.float64).copy()
+    ok = np.isfinite(hi_x) & (hi_x >= lo_x)
+    ok &= np.isfinite(lo_x)
+    a = 2.0 * np.sqrt(np.maximum((lo_x[ok] - 0.5 - offset) / gain + c0, 0.0))
+    b = 2.0 * np.sqrt(np.maximum((hi_x[ok] + 0.5 - offset) / gain + c0, 0.0))
+    tc, d = 0.5 * (a + b), b - a
+    rec[ok] = 0.25 * tc * tc - d * d / 48.0 - c0
+    return rec
