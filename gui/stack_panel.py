@@ -95,7 +95,8 @@ class StackPanel(QtWidgets.QWidget):
             from rawsigma.acquire.stack import StackRunner as runner_factory
         self.core = core
         self.runner_factory = runner_factory
-        self.form = PlanForm(plan_cls, order=("n_frames", "shutter_open", "properties", "exposure_ms", "seed"))
+        order = ("n_frames", "shutter_open", "properties", "exposure_ms", "seed")
+        self.form = PlanForm(plan_cls, order=order)
         self.latest = None
         self.worker: RunnerWorker | None = None
         self.thread: QtCore.QThread | None = None
