@@ -111,6 +111,7 @@ def build_profile(
     photons: Sequence[float] | None = None,
     exposure: Sequence[float] | None = None,
     flicker_correction: bool = True,
+    shrink_gain: bool = False,
     seed: int | None = None,
     source: str = "",
     flicker_limit: float = FLICKER_LIMIT,
@@ -137,6 +138,8 @@ def build_profile(
         Per-level photons per pixel / exposure, for QE and linearity.
     flicker_correction : bool
         Remove common-mode light fluctuations from the per-pixel variances.
+    shrink_gain : bool
+        Empirical-Bayes gain map (see :func:`~rawsigma.calib.fit.fit_pixel_maps`).
     seed : int, optional
         Seed of a simulated acquisition (provenance).
     source : str
@@ -158,7 +161,11 @@ def build_profile(
     if max_adu is None:
         max_adu = (1 << int(ident.bit_depth)) - 1
     maps: PixelMaps = fit_pixel_maps(
-        dark, levels, max_adu=max_adu, flicker_correction=flicker_correction
+        dark,
+        levels,
+        max_adu=max_adu,
+        flicker_correction=flicker_correction,
+        shrink_gain=shrink_gain,
     )
     warnings: list[str] = []
     try:
@@ -203,6 +210,10 @@ def build_profile(
         frames_per_level=[int(lv.n) for lv in levels],
         n_levels=len(levels),
         flicker_correction=bool(flicker_correction),
+        gain_estimator="empirical-Bayes shrinkage of per-pixel WLS"
+        if shrink_gain
+        else "per-pixel WLS",
+        gain_prior=maps.info.get("gain_prior"),
         saturation_mode=maps.saturation_mode,
         light_source=stab,
         light_source_unstable=stab["unstable"],

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import brentq
 
 from .moments import PixelMoments
 from .profile import (
@@ -87,6 +88,30 @@ def _robust_sigma(a: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
+def _shrink(
+    gain: np.ndarray, se: np.ndarray, good: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Empirical-Bayes (normal-normal) shrinkage of the good pixels' gains."""
+    g, s = gain[good], se[good]
+    mu = float(np.median(g))
+    s2 = s * s
+    floor = (1e-4 * mu) ** 2
+
+    # Paule-Mandel: the spread for which the standardised residuals have unit variance
+    def excess(t2: float) -> float:
+        return float(np.sum((g - mu) ** 2 / (t2 + s2))) - (g.size - 1)
+
+    hi = float(np.var(g)) + floor
+    tau2 = floor if excess(floor) <= 0 else brentq(excess, floor, hi, xtol=floor * 1e-3)
+    var_mu = 1.5708 / float(np.sum(1.0 / (tau2 + s2)))  # variance of the (median) centre
+    w = tau2 / (tau2 + se**2)
+    post = mu + w * (gain - mu)
+    post_se = np.sqrt(w * se**2 + (1 - w) ** 2 * var_mu)
+    out_g = np.where(good, post, gain)
+    out_s = np.where(good, post_se, se)
+    return out_g, out_s, {"centre": mu, "spread": float(np.sqrt(tau2))}
+
+
 def saturation_masks(
     dark: PixelMoments,
     levels: Sequence[PixelMoments],
@@ -142,6 +167,7 @@ def fit_pixel_maps(
     min_levels: int = 2,
     outlier_sigma: float = 6.0,
     nonlinear_tol: float = 0.03,
+    shrink_gain: bool = False,
 ) -> PixelMaps:
     """Fit per-pixel offset, read noise, gain, PRNU and a defect mask.
 
@@ -163,6 +189,13 @@ def fit_pixel_maps(
     nonlinear_tol : float
         Relative deviation of a pixel's mean from its linear response above which
         (and beyond 6 standard errors) it is flagged nonlinear.
+    shrink_gain : bool
+        Empirical-Bayes gain map: each good pixel's gain becomes the posterior mean
+        under a normal prior fitted to all good pixels (centre = median gain, spread
+        by Paule-Mandel: standardised residuals of unit variance), and ``gain_se`` the
+        posterior sd (plus the uncertainty of the prior centre). Lower error per pixel
+        when the true gain spread is small against the per-pixel SE (sCMOS with few
+        frames); the raw WLS estimate is kept in ``info["gain_raw"]``. Default False.
 
     Returns
     -------
@@ -314,6 +347,11 @@ def fit_pixel_maps(
     defects[early] |= DEFECT_SATURATED
 
     good = defects == 0
+    info: dict = {}
+    if shrink_gain and np.count_nonzero(good) > 10:
+        info["gain_raw"], info["gain_se_raw"] = gain.copy(), gain_se.copy()
+        gain, gain_se, prior = _shrink(gain, gain_se, good)
+        info["gain_prior"] = prior
     norm = float(np.mean(resp[good])) if np.any(good) else med_resp
     prnu = resp / norm if np.isfinite(norm) and norm > 0 else resp
 
@@ -333,5 +371,10 @@ def fit_pixel_maps(
         level_signal=level_signal,
         level_clipped=level_clipped,
         saturation_mode=mode,
-        info={"gain_guess": g0, "dark_frames": nd, "frames_per_level": [lv.n for lv in levels]},
+        info={
+            "gain_guess": g0,
+            "dark_frames": nd,
+            "frames_per_level": [lv.n for lv in levels],
+            **info,
+        },
     )

@@ -143,6 +143,12 @@ def test_scmos_512_acceptance(scmos512, tmp_path) -> None:
     print("sCMOS 512 figures:", f)
     _assert_acceptance(f)
     assert f["gain_median_abs_rel"] < 0.03  # Cramer-Rao: ~0.674*sqrt(2/(10*199)) ~ 2.1 %
+    # empirical-Bayes option: per-pixel |error| below 1 % with honest posterior SEs
+    shr = fit_pixel_maps(sw.dark, sw.levels, max_adu=cam.max_adu, shrink_gain=True)
+    fs = _figures(cam, shr)
+    print("sCMOS 512 shrunk gain:", fs)
+    assert fs["gain_median_abs_rel"] < 0.01
+    assert 0.8 <= fs["gain_z_std"] <= 1.25
     assert not prof.provenance["light_source_unstable"]
     assert prof.emva["K"] == pytest.approx(np.median(cam.gain), rel=0.01)
     assert np.all(prof.defects[cam.bad_gain | cam.dead] != 0)
