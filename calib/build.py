@@ -41,7 +41,7 @@ def light_stability(
         (relative), per-level lists ``flicker`` and ``drift``, the limits used and a
         human-readable ``message``.
     """
-    darks = [dark] * len(levels) if isinstance(dark, PixelMoments) else list(dark)
+    darks = [dark] * len(levels) if hasattr(dark, "frame_means") else list(dark)
     flick, drift = [], []
     for lv, d in zip(levels, darks, strict=True):
         sig = float(lv.frame_means.mean() - d.frame_means.mean())

@@ -213,7 +213,7 @@ def emva_analysis(
     k = len(levels)
     if k < 2:
         raise ValueError(f"EMVA analysis needs at least 2 light levels, got {k}")
-    darks = [dark] * k if isinstance(dark, PixelMoments) else list(dark)
+    darks = [dark] * k if hasattr(dark, "frame_means") else list(dark)
     if len(darks) != k:
         raise ValueError(f"{len(darks)} dark accumulators for {k} levels")
     for i, pm in enumerate([*levels, *darks]):

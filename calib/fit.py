@@ -175,8 +175,9 @@ def fit_pixel_maps(
     ----------
     dark : PixelMoments
         Dark frames (shutter closed), same exposure as the levels. At least 2 frames.
-    levels : sequence of PixelMoments
-        One accumulator per light level (any order), each with at least 2 frames.
+    levels : sequence of PixelMoments or LevelStats
+        One accumulator (or its :meth:`~PixelMoments.compact` summary) per light
+        level, any order, each with at least 2 frames.
     max_adu : int
         ADC maximum (``2**bit_depth - 1``); frames reaching it are clipped.
     flicker_correction : bool

@@ -14,9 +14,12 @@ cannot overflow before ``2**21`` (2 million) frames; ``add`` refuses to go beyon
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .levelstats import LevelStats
 
 __all__ = ["PixelMoments"]
 
@@ -308,6 +311,12 @@ class PixelMoments:
             scale = (m / full) ** 2 if full > 0 else 1.0
             return v - fv * scale, self.n - 1
         raise ValueError(f"unknown method {method!r}")
+
+    def compact(self) -> LevelStats:
+        """Frozen 14-byte-per-pixel summary of a finished level (see `LevelStats`)."""
+        from .levelstats import LevelStats
+
+        return LevelStats.from_moments(self)
 
     # ----------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:

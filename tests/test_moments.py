@@ -112,3 +112,30 @@ def test_bad_input() -> None:
     assert pm.n == 1
     with pytest.raises(ValueError):
         PixelMoments((0, 3))
+
+
+def test_compact_level_stats_give_the_same_fit() -> None:
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.calib.emva import emva_summary
+    from rawsigma.calib.fit import fit_pixel_maps
+    from rawsigma.calib.levelstats import LevelStats
+    from rawsigma.calib.simsweep import accumulate_sweep
+
+    cam = SensorModel.preset("scmos", (40, 48), seed=9)
+    ph = cam.photons_for_fraction(0.8, 0.01) * np.array([0.2, 0.5, 0.8, 1.0])
+    sw = accumulate_sweep(cam.expose, cam.shape, ph, frames=30, dark_frames=30, rng=9)
+    small = [lv.compact() for lv in sw.levels]
+    assert small[0].nbytes < 0.5 * 32 * cam.shape[0] * cam.shape[1]
+    a = fit_pixel_maps(sw.dark, sw.levels, max_adu=cam.max_adu)
+    b = fit_pixel_maps(sw.dark, small, max_adu=cam.max_adu)
+    np.testing.assert_allclose(b.gain, a.gain, rtol=1e-4)
+    np.testing.assert_array_equal(b.defects, a.defects)
+    ea = emva_summary(sw.dark, sw.levels, max_adu=cam.max_adu)
+    eb = emva_summary(sw.dark, small, max_adu=cam.max_adu)
+    assert eb["K"] == pytest.approx(ea["K"], rel=1e-5)
+    back = LevelStats.from_state(small[1].state_dict())
+    np.testing.assert_array_equal(back.var(), small[1].var())
+    v1, d1 = back.var_corrected()
+    v2, d2 = sw.levels[1].var_corrected()
+    assert d1 == d2 == 28
+    np.testing.assert_allclose(v1, v2, rtol=1e-5)
