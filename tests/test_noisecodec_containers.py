@@ -6,10 +6,15 @@ import warnings
 
 import numpy as np
 import pytest
-from rawsigma.analysis.noisecodec import NoiseCodec
-from rawsigma.analysis.noisecodec import containers as C
-from rawsigma.analysis.noisecodec.synthetic import reference_frame
-from rawsigma.errors import InputFileError, OutputExistsError
+
+pytest.importorskip("numba")
+pytest.importorskip("numcodecs")
+pytest.importorskip("zarr")
+
+from rawsigma.analysis.noisecodec import NoiseCodec  # noqa: E402
+from rawsigma.analysis.noisecodec import containers as C  # noqa: E402
+from rawsigma.analysis.noisecodec.synthetic import reference_frame  # noqa: E402
+from rawsigma.errors import InputFileError, OutputExistsError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
