@@ -34,9 +34,9 @@ from pymmcore_plus.experimental.unicore import CameraDevice, ShutterDevice, pymm
 
 from .sensor_model import SensorModel
 
-__all__ = ["SimCamera", "SimLightSource", "find_light_source"]
+__all__ = ["SimCamera", "SimLightSource", "find_light_source", "sim_device"]
 
-_REGISTRY: dict[tuple[int, str], weakref.ReferenceType[SimLightSource]] = {}
+_REGISTRY: dict[tuple[int, str], weakref.ReferenceType[Any]] = {}
 _REG_LOCK = threading.Lock()
 
 
@@ -48,6 +48,19 @@ def _core_key(device: Any) -> int | None:
         return None
 
 
+def _register(device: Any) -> None:
+    key = _core_key(device)
+    if key is not None:
+        with _REG_LOCK:
+            _REGISTRY[(key, device.get_label())] = weakref.ref(device)
+
+
+def _unregister(device: Any) -> None:
+    key = _core_key(device)
+    with _REG_LOCK:
+        _REGISTRY.pop((key, device.get_label()), None)
+
+
 def find_light_source(camera: SimCamera, label: str) -> SimLightSource | None:
     """Return the `SimLightSource` labelled ``label`` in the camera's core, if any."""
     key = _core_key(camera)
@@ -55,7 +68,22 @@ def find_light_source(camera: SimCamera, label: str) -> SimLightSource | None:
         return None
     with _REG_LOCK:
         ref = _REGISTRY.get((key, label))
-    return ref() if ref is not None else None
+    dev = ref() if ref is not None else None
+    return dev if isinstance(dev, SimLightSource) else None
+
+
+def sim_device(core: Any, label: str) -> Any:
+    """Return the simulated device object loaded under ``label`` in ``core``.
+
+    For tests and demos (e.g. ``sim_device(core, "Camera").sensor_model`` is the
+    truth). Raises KeyError if ``label`` is not a simulated device of that core.
+    """
+    with _REG_LOCK:
+        ref = _REGISTRY.get((id(core.events.propertyChanged), label))
+    dev = ref() if ref is not None else None
+    if dev is None:
+        raise KeyError(f"no simulated device {label!r} in this core")
+    return dev
 
 
 def _block_sum(a: np.ndarray, b: int) -> np.ndarray:
@@ -109,15 +137,10 @@ class SimLightSource(ShutterDevice):
         return "rawsigma simulated stabilised LED (intensity, shutter, flicker, drift)"
 
     def initialize(self) -> None:
-        key = _core_key(self)
-        if key is not None:
-            with _REG_LOCK:
-                _REGISTRY[(key, self.get_label())] = weakref.ref(self)
+        _register(self)
 
     def shutdown(self) -> None:
-        key = _core_key(self)
-        with _REG_LOCK:
-            _REGISTRY.pop((key, self.get_label()), None)
+        _unregister(self)
 
     def busy(self) -> bool:
         return self._settling_left() > 0
@@ -331,6 +354,12 @@ class SimCamera(CameraDevice):
     # ---------------------------------------------------------------- camera API
     def description(self) -> str:
         return "rawsigma simulated camera (SensorModel physics)"
+
+    def initialize(self) -> None:
+        _register(self)
+
+    def shutdown(self) -> None:
+        _unregister(self)
 
     def get_exposure(self) -> float:
         return self._exposure_ms

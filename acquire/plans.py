@@ -200,6 +200,6 @@ class StackPlan(_Plan):
 
 
 def derived_seed(seed: int, index: int) -> int:
-    """Seed for level ``index`` (-1 = dark) derived from the plan seed (31-bit)."""
-    ss = np.random.SeedSequence([int(seed), int(index) + 1])
+    """Seed for level ``index`` (>= -16; -1 = dark) derived from the plan seed (31-bit)."""
+    ss = np.random.SeedSequence([int(seed), int(index) + 16])
     return int(ss.generate_state(1, np.uint32)[0] & 0x7FFFFFFF)

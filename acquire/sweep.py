@@ -1,0 +1,633 @@
+"""Flat-field photon-transfer sweep driven through the ordinary MMCore API.
+
+`SweepRunner` takes dark frames (shutter closed), auto-ranges the top light level,
+then acquires ``n_levels`` flat-field levels by sequence acquisition, folding every
+frame into `rawsigma.calib.moments.PixelMoments` accumulators as it arrives (the
+stack is never held). Each level's frame means are checked for flicker and drift;
+a drifting level is re-acquired or reported. After every level a resumable partial
+file is written atomically; ``run(resume=True)`` continues from it and, with a
+plan seed on the simulated rig, yields the same profile as an uninterrupted run.
+
+Signals (psygnal), for the CLI progress bar and the GUI:
+
+- ``levelStarted(int, dict)``: level index (-1 = dark), info (``kind``, ``control``,
+  ``n_frames``, ``n_levels``, ``retry``)
+- ``frameAccumulated(int, int, object)``: level index, frame index, frame (uint16
+  ndarray; valid during the call only — copy it to keep it)
+- ``levelFinished(int, dict)``: level index, summary (``mean``, ``flicker``, ``drift``,
+  ``fps``, ``unstable``, ...)
+- ``warning(str)``
+- ``finished(object)``: the `CameraProfile`
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+from rawsigma.errors import AcquisitionError, Cancelled, InputFileError, OutputExistsError
+from rawsigma.fileio import check_output
+
+from .framesave import FrameWriter
+from .partial import read_partial, write_partial
+from .plans import SweepPlan, derived_seed
+from .stream import Controls, stream_frames
+
+__all__ = ["SweepRunner", "level_stability"]
+
+_AUTORANGE_SEED = -2
+_LEVEL_DARK_SEED = 10000
+_RETRY_SEED = 1000
+
+
+def level_stability(frame_means: np.ndarray, dark_mean: float, pixel_var: float, npix: int):
+    """Flicker and drift of one level from its frame means.
+
+    Parameters
+    ----------
+    frame_means : ndarray of float64
+        Mean of every frame of the level (ADU).
+    dark_mean : float
+        Mean dark level (ADU).
+    pixel_var : float
+        Mean per-pixel temporal variance of the level (ADU²).
+    npix : int
+        Pixels per frame.
+
+    Returns
+    -------
+    dict
+        ``signal`` (ADU above dark), ``flicker`` (relative rms frame-to-frame
+        fluctuation not explained by pixel noise), ``drift`` (relative change of a
+        straight-line fit over the level) and ``drift_t`` (its t statistic).
+    """
+    fm = np.asarray(frame_means, dtype=np.float64)
+    n = fm.size
+    sig = float(fm.mean() - dark_mean) if n else 0.0
+    out = {"signal": sig, "flicker": 0.0, "drift": 0.0, "drift_t": 0.0}
+    if n < 3 or sig <= 0:
+        return out
+    excess = float(np.var(fm, ddof=1)) - pixel_var / npix
+    out["flicker"] = math.sqrt(max(excess, 0.0)) / sig
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    slope = float(np.dot(t, fm - fm.mean()) / np.dot(t, t))
+    resid = fm - fm.mean() - slope * t
+    se = math.sqrt(max(float(np.dot(resid, resid)) / (n - 2), 1e-300) / float(np.dot(t, t)))
+    out["drift"] = slope * (n - 1) / sig
+    out["drift_t"] = slope / se
+    return out
+
+
+class SweepRunner:
+    """Run a `SweepPlan` on a Micro-Manager core.
+
+    Parameters
+    ----------
+    core : CMMCorePlus-like
+        A loaded core (`rawsigma.acquire.core.open_core`).
+    plan : SweepPlan
+    partial_path : path-like, optional
+        Resumable checkpoint file (HDF5), written after the dark, the auto-range and
+        every level; removed by `discard_partial` (``run(out=...)`` does it).
+    frames_path : path-like, optional
+        Also save every frame here (OME-TIFF, or HDF5 for ``.h5``) with a CSV frame
+        table; on resume the frames go to ``<stem>-resumed.<ext>``.
+    camera, shutter : str, optional
+        Device labels (default: the core's current camera and shutter).
+    force : bool
+        Allow replacing ``frames_path`` and the output profile.
+
+    Attributes
+    ----------
+    dark : PixelMoments or None
+    levels : list of PixelMoments
+        Completed levels (the live accumulator is ``current``).
+    level_values : list of float
+        Control value of every level.
+    """
+
+    levelStarted = Signal(int, dict)
+    frameAccumulated = Signal(int, int, object)
+    levelFinished = Signal(int, dict)
+    warning = Signal(str)
+    finished = Signal(object)
+
+    def __init__(
+        self,
+        core: Any,
+        plan: SweepPlan,
+        partial_path: str | os.PathLike | None = None,
+        *,
+        frames_path: str | os.PathLike | None = None,
+        camera: str | None = None,
+        shutter: str | None = None,
+        force: bool = False,
+    ) -> None:
+        self.core = core
+        self.plan = plan
+        self.partial_path = Path(partial_path) if partial_path is not None else None
+        self.frames_path = Path(frames_path) if frames_path is not None else None
+        self.camera = camera or core.getCameraDevice()
+        if not self.camera:
+            raise AcquisitionError("no camera device selected in the Micro-Manager core")
+        self.shutter = shutter if shutter is not None else core.getShutterDevice()
+        self.force = force
+        self.controls = Controls()
+        self.dark = None
+        self.levels: list[Any] = []
+        self.level_darks: list[Any] = []
+        self.level_values: list[float] = []
+        self.stability: list[dict[str, Any]] = []
+        self.top: float | None = None
+        self.saturating: float | None = None
+        self.current = None
+        self.identity = None
+        self._saved: set[str] = set()
+        self._writer: FrameWriter | None = None
+        self._warnings: list[str] = []
+
+    # ------------------------------------------------------------ control
+    def cancel(self) -> None:
+        """Stop as soon as possible; completed levels stay in the partial file."""
+        self.controls.cancel()
+
+    def pause(self) -> None:
+        """Pause after the current frame (the sequence is stopped meanwhile)."""
+        self.controls.pause()
+
+    def resume(self) -> None:
+        """Continue after `pause`."""
+        self.controls.resume()
+
+    @property
+    def total_frames(self) -> int:
+        """Frames the whole sweep takes (without auto-range and re-acquisitions)."""
+        p = self.plan
+        n_lv = p.n_levels + p.saturation_levels
+        return p.dark_frames + n_lv * (p.frames_per_level + p.level_darks)
+
+    def discard_partial(self) -> None:
+        """Remove the partial file (after the profile was saved)."""
+        if self.partial_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.partial_path.unlink()
+
+    def _warn(self, msg: str) -> None:
+        self._warnings.append(msg)
+        self.warning.emit(msg)
+
+    # ------------------------------------------------------------ run
+    def run(
+        self,
+        resume: bool = False,
+        out: str | os.PathLike | None = None,
+    ) -> Any:
+        """Acquire the sweep and return the `CameraProfile`.
+
+        Parameters
+        ----------
+        resume : bool
+            Continue from ``partial_path`` if it exists (its plan and camera must
+            match). Without it an existing partial file is an error.
+        out : path-like, optional
+            Save the profile there (refusing to overwrite unless ``force``) and
+            then remove the partial file.
+
+        Raises
+        ------
+        Cancelled
+            After `cancel`; the partial file holds every completed level.
+        AcquisitionError
+            Camera/light-source failure, buffer overflow, timeout (partial kept).
+        OutputExistsError
+            ``out`` or ``frames_path`` exists without ``force``, or a partial file
+            exists without ``resume``.
+        """
+        from rawsigma.calib.moments import PixelMoments  # noqa: F401 - fail early
+
+        from .identity import read_identity
+
+        if out is not None:
+            check_output(out, self.force)
+        self.controls.reset()
+        self.identity = read_identity(self.core, self.camera)
+        if self.partial_path is not None and self.partial_path.exists():
+            if not resume:
+                raise OutputExistsError(
+                    f"{self.partial_path}: partial sweep exists; resume it (--resume) or delete it"
+                )
+            self._load_partial()
+        core = self.core
+        saved = _save_state(core, self.camera, self.shutter, self.plan)
+        try:
+            core.setAutoShutter(False)
+            if self.plan.exposure_ms is not None and self.plan.control != "exposure":
+                core.setExposure(self.camera, self.plan.exposure_ms)
+            self._open_writer(resume)
+            if self.dark is None:
+                self.dark = self._acquire(-1, self.plan.dark_frames, light=False, seed_index=-1)
+                self._checkpoint({"dark": self.dark})
+            if self.top is None:
+                self.top, self.saturating = self._auto_range()
+                limit = self._control_limit()
+                self.level_values = self.plan.level_values(self.top)
+                self.level_values += self.plan.saturation_values(self.top, self.saturating, limit)
+                self._checkpoint({})
+            for i in range(len(self.levels), len(self.level_values)):
+                self._run_level(i)
+        except (Cancelled, KeyboardInterrupt):
+            self._close_writer()
+            raise
+        except Exception as exc:
+            self._close_writer()
+            if isinstance(exc, (AcquisitionError, InputFileError, OutputExistsError)):
+                raise
+            raise AcquisitionError(f"acquisition failed: {exc}") from exc
+        finally:
+            _restore_state(core, self.camera, self.shutter, saved)
+        self._close_writer()
+        profile = self._build()
+        if out is not None:
+            profile.save(out, force=self.force)
+            self.discard_partial()
+        self.finished.emit(profile)
+        return profile
+
+    # ------------------------------------------------------------ levels
+    def _run_level(self, i: int) -> None:
+        p = self.plan
+        value = self.level_values[i]
+        retry = 0
+        while True:
+            self._set_control(value)
+            seed_index = i + _RETRY_SEED * retry
+            lv = self._acquire(
+                i, p.frames_per_level, light=True, seed_index=seed_index, control=value, retry=retry
+            )
+            st = level_stability(
+                lv.frame_means,
+                float(np.mean(self.dark.frame_means)),
+                float(np.mean(lv.var())),
+                lv.shape[0] * lv.shape[1],
+            )
+            drifting = abs(st["drift"]) > p.drift_limit and abs(st["drift_t"]) > 4.0
+            st.update(
+                level=i,
+                control=value,
+                retry=retry,
+                flickering=st["flicker"] > p.flicker_limit,
+                drifting=bool(drifting),
+            )
+            if st["flickering"]:
+                self._warn(
+                    f"level {i}: light flicker {100 * st['flicker']:.2f} % rms (limit "
+                    f"{100 * p.flicker_limit:.2f} %); corrected from the frame means, and the "
+                    "profile records the source as unstable"
+                )
+            if drifting and p.on_drift == "reacquire" and retry < p.max_retries:
+                self._warn(
+                    f"level {i}: light drifted {100 * st['drift']:+.2f} % over the level "
+                    f"(limit {100 * p.drift_limit:.2f} %); re-acquiring"
+                )
+                retry += 1
+                continue
+            if drifting:
+                self._warn(
+                    f"level {i}: light drifted {100 * st['drift']:+.2f} % over the level "
+                    f"(limit {100 * p.drift_limit:.2f} %); kept and reported"
+                )
+            break
+        groups: dict[str, Any] = {f"levels/{i:03d}": lv}
+        ld = None
+        if p.level_darks:
+            ld = self._acquire(
+                -1,
+                p.level_darks,
+                light=False,
+                seed_index=_LEVEL_DARK_SEED + i,
+                level_dark_of=i,
+            )
+            groups[f"level_darks/{i:03d}"] = ld
+        self.levels.append(lv)
+        if ld is not None:
+            self.level_darks.append(ld)
+        self.stability.append(st)
+        self._checkpoint(groups)
+
+    def _acquire(
+        self,
+        index: int,
+        n: int,
+        *,
+        light: bool,
+        seed_index: int,
+        control: float | None = None,
+        retry: int = 0,
+        level_dark_of: int | None = None,
+        emit: bool = True,
+    ) -> Any:
+        from rawsigma.calib.moments import PixelMoments
+
+        core, cam = self.core, self.camera
+        self._light(light)
+        self._seed(seed_index)
+        h, w = int(core.getImageHeight()), int(core.getImageWidth())
+        dark_kind = index < 0
+        pm = PixelMoments((h, w)) if dark_kind else PixelMoments((h, w), higher=False)
+        self.current = pm
+        info = {
+            "kind": "dark" if dark_kind else "light",
+            "control": control,
+            "n_frames": n,
+            "n_levels": len(self.level_values) or self.plan.n_levels,
+            "retry": retry,
+            "level_dark_of": level_dark_of,
+        }
+        if emit:
+            self.levelStarted.emit(index, info)
+        chunk = np.empty((min(self.plan.chunk_frames, n), h, w), np.uint16)
+        k = 0
+        t0 = time.perf_counter()
+        exp_ms = float(core.getExposure())
+        for j, img in enumerate(
+            stream_frames(core, cam, n, controls=self.controls, timeout_s=self.plan.frame_timeout_s)
+        ):
+            if img.shape != (h, w):
+                raise AcquisitionError(
+                    f"camera {cam}: frame shape {img.shape} != expected {(h, w)}"
+                )
+            chunk[k] = img
+            if self._writer is not None and emit:
+                kind = "dark" if dark_kind else "bright"
+                lvl = level_dark_of if level_dark_of is not None else index
+                self._writer.write(
+                    chunk[k], kind, lvl, exp_ms, np.nan if control is None else control
+                )
+            if emit:
+                self.frameAccumulated.emit(index, j, chunk[k])
+            k += 1
+            if k == chunk.shape[0]:
+                pm.add(chunk)
+                k = 0
+        if k:
+            pm.add(chunk[:k])
+        dt = time.perf_counter() - t0
+        if emit:
+            self.levelFinished.emit(
+                index,
+                {
+                    **info,
+                    "mean": float(np.mean(pm.frame_means)),
+                    "fps": n / dt if dt > 0 else float("inf"),
+                    "seconds": dt,
+                },
+            )
+        self.current = None
+        return pm
+
+    # ------------------------------------------------------------ devices
+    def _seed(self, index: int) -> None:
+        if self.plan.seed is None:
+            return
+        s = derived_seed(self.plan.seed, index)
+        labels = {self.camera, self.shutter}
+        if self.plan.control_device:
+            labels.add(self.plan.control_device[0])
+        for label in sorted(x for x in labels if x):
+            with contextlib.suppress(Exception):
+                if self.core.hasProperty(label, "Seed"):
+                    self.core.setProperty(label, "Seed", s)
+
+    def _light(self, on: bool) -> None:
+        core = self.core
+        if self.shutter:
+            core.setShutterOpen(self.shutter, bool(on))
+            core.waitForDevice(self.shutter)
+            return
+        if on:
+            return
+        dev = self.plan.control_device
+        if dev is None:
+            raise AcquisitionError(
+                "no shutter device: cannot take dark frames (set Core-Shutter in the config)"
+            )
+        low = core.getPropertyLowerLimit(*dev) if core.hasPropertyLimits(*dev) else 0.0
+        self._warn(f"no shutter device: dark frames taken with {dev[0]}-{dev[1]} = {low}")
+        self._set_control(low)
+
+    def _set_control(self, value: float) -> None:
+        core = self.core
+        dev = self.plan.control_device
+        if dev is None:
+            core.setExposure(self.camera, float(value))
+            core.waitForDevice(self.camera)
+        else:
+            core.setProperty(dev[0], dev[1], float(value))
+            core.waitForDevice(dev[0])
+        if self.plan.settle_s:
+            time.sleep(self.plan.settle_s)
+
+    def _control_limit(self) -> float:
+        p, core = self.plan, self.core
+        dev = p.control_device
+        if dev is None:
+            return float(p.control_max or 10000.0)
+        if core.hasPropertyLimits(*dev):
+            hi = float(core.getPropertyUpperLimit(*dev))
+            return min(hi, p.control_max) if p.control_max else hi
+        if p.control_max:
+            return float(p.control_max)
+        raise AcquisitionError(
+            f"{dev[0]}-{dev[1]} has no upper limit: give control_max (--control-max)"
+        )
+
+    # ------------------------------------------------------------ auto-range
+    def _signal(self, value: float, dark_median: float, n: int = 4) -> float:
+        self._set_control(value)
+        acc = None
+        for img in stream_frames(
+            self.core, self.camera, n, controls=self.controls, timeout_s=self.plan.frame_timeout_s
+        ):
+            a = img.astype(np.float32)
+            acc = a if acc is None else acc + a
+        return float(np.median(acc / n)) - dark_median
+
+    def _auto_range(self) -> tuple[float, float | None]:
+        """Top control value (and the saturating value, if reached)."""
+        p = self.plan
+        limit = self._control_limit()
+        if not p.auto_range:
+            if p.control_max is not None:
+                return float(p.control_max), None
+            if p.control_device is None:
+                return float(self.core.getExposure(self.camera)), None
+            return limit, None
+        self._light(True)
+        self._seed(_AUTORANGE_SEED)
+        dark_med = float(np.median(self.dark.mean()))
+        max_adu = (1 << int(self.identity.bit_depth)) - 1
+        adc_room = max_adu - dark_med
+        c = limit if p.control_device is not None else float(self.core.getExposure(self.camera))
+        s = self._signal(c, dark_med)
+        while p.control_device is None and s < 0.3 * adc_room and c < limit:
+            c = min(2 * c, limit)
+            s = self._signal(c, dark_med)
+        c_hi, s_hi = c, s
+        lo, s_lo = c / 2, self._signal(c / 2, dark_med)
+        for _ in range(30):
+            if s_lo <= 0 or abs(s / (2 * s_lo) - 1) < 0.05:
+                break
+            c, s = lo, s_lo
+            lo, s_lo = c / 2, self._signal(c / 2, dark_med)
+        if s_lo <= 3 * max(float(np.median(np.sqrt(self.dark.var()))), 1.0) / math.sqrt(4):
+            raise AcquisitionError(
+                f"auto-range: no light signal (median {s_lo:.2f} ADU above dark at "
+                f"{p.control} = {lo:g}); is the light source on and the shutter working?"
+            )
+        slope = s_lo / lo
+        if s_hi < 0.95 * slope * c_hi:  # response bends: saturated at c_hi
+            sat = min(s_hi, adc_room)
+            saturating: float | None = sat / slope
+        else:
+            sat = adc_room
+            saturating = sat / slope if sat / slope <= limit else None
+        top = min(p.target_fraction * sat / slope, limit)
+        self._light(False)
+        return float(top), saturating
+
+    # ------------------------------------------------------------ files
+    def _open_writer(self, resume: bool) -> None:
+        if self.frames_path is None:
+            return
+        path = self.frames_path
+        if resume and (self.dark is not None):
+            path = path.with_name(path.name.replace(".", "-resumed.", 1))
+        self._writer = FrameWriter(
+            path,
+            (int(self.core.getImageHeight()), int(self.core.getImageWidth())),
+            int(self.identity.bit_depth),
+            self.plan.save_frames,
+            force=self.force,
+            metadata={"plan": self.plan.model_dump_json()},
+        )
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            w, self._writer = self._writer, None
+            w.close()
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "top": self.top,
+            "saturating": self.saturating,
+            "level_values": self.level_values,
+            "stability": self.stability,
+            "warnings": self._warnings,
+        }
+
+    def _checkpoint(self, new: dict[str, Any]) -> None:
+        if self.partial_path is None:
+            return
+        groups: dict[str, Any] = {name: None for name in self._saved}
+        groups.update({k: v.state_dict() for k, v in new.items()})
+        write_partial(
+            self.partial_path,
+            plan=self.plan.model_dump(mode="json"),
+            identity=self.identity.to_dict(),
+            state=self._state(),
+            groups=groups,
+        )
+        self._saved.update(new)
+
+    def _load_partial(self) -> None:
+        from rawsigma.calib.moments import PixelMoments
+
+        path = self.partial_path
+        data = read_partial(path)
+        if data["plan"] != self.plan.model_dump(mode="json"):
+            raise InputFileError(
+                f"{path}: the partial sweep was started with a different plan; "
+                "resume it with the same options or delete it"
+            )
+        ident, cur = data["identity"], self.identity.to_dict()
+        for key in ("camera", "serial", "bit_depth", "binning", "roi", "sensor_shape"):
+            if ident.get(key) != cur.get(key):
+                raise InputFileError(
+                    f"{path}: recorded with {key} = {ident.get(key)!r}, but the camera now "
+                    f"has {cur.get(key)!r}"
+                )
+        groups = data["groups"]
+        st = data["state"]
+        try:
+            if "dark" in groups:
+                self.dark = PixelMoments.from_state(groups["dark"])
+            self.top, self.saturating = st["top"], st["saturating"]
+            self.level_values = list(st["level_values"])
+            self.stability = list(st["stability"])
+            self._warnings = list(st.get("warnings", []))
+            i = 0
+            while f"levels/{i:03d}" in groups:
+                self.levels.append(PixelMoments.from_state(groups[f"levels/{i:03d}"]))
+                if f"level_darks/{i:03d}" in groups:
+                    self.level_darks.append(PixelMoments.from_state(groups[f"level_darks/{i:03d}"]))
+                i += 1
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputFileError(f"{path}: inconsistent partial file ({exc})") from exc
+        self._saved = set(groups)
+        self.stability = self.stability[: len(self.levels)]
+
+    # ------------------------------------------------------------ profile
+    def _build(self) -> Any:
+        from rawsigma.calib.build import build_profile
+
+        p = self.plan
+        exposure = None
+        if p.control == "exposure":
+            exposure = [v / 1000.0 for v in self.level_values]
+        return build_profile(
+            self.dark,
+            self.levels,
+            self.identity,
+            p,
+            level_darks=self.level_darks or None,
+            exposure=exposure,
+            seed=p.seed,
+            source=f"Micro-Manager core, camera {self.camera}",
+            flicker_limit=p.flicker_limit,
+            drift_limit=p.drift_limit,
+            control=p.control,
+            control_values=list(self.level_values),
+            level_stability=self.stability,
+            acquisition_warnings=list(self._warnings),
+        )
+
+
+def _save_state(core: Any, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:
+    st: dict[str, Any] = {"auto": core.getAutoShutter(), "exposure": core.getExposure(camera)}
+    with contextlib.suppress(Exception):
+        st["open"] = core.getShutterOpen(shutter) if shutter else None
+    dev = plan.control_device
+    if dev is not None:
+        with contextlib.suppress(Exception):
+            st["control"] = core.getProperty(*dev)
+            st["control_dev"] = dev
+    return st
+
+
+def _restore_state(core: Any, camera: str, shutter: str, st: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):
+        if shutter and st.get("open") is not None:
+            core.setShutterOpen(shutter, st["open"])
+    with contextlib.suppress(Exception):
+        core.setExposure(camera, st["exposure"])
+    with contextlib.suppress(Exception):
+        core.setAutoShutter(st["auto"])
+    if st.get("control_dev") and st.get("control") is not None:
+        with contextlib.suppress(Exception):
+            core.setProperty(*st["control_dev"], st["control"])
