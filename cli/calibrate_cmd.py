@@ -1,0 +1,271 @@
+"""``rawsigma calibrate``: flat-field sweep on a rig (or the simulator), or from stacks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``calibrate`` to the root ``rawsigma`` app."""
+    app.command("calibrate")(calibrate)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Print rawsigma errors as one red line and exit with status 2."""
+    from rawsigma.errors import RawsigmaError
+
+    try:
+        yield
+    except RawsigmaError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def parse_props(props: list[str]) -> dict[str, str]:
+    """``["Camera.SensorWidth=64", ...]`` → ``{"Camera.SensorWidth": "64"}``."""
+    from rawsigma.errors import AcquisitionError
+
+    out: dict[str, str] = {}
+    for item in props:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AcquisitionError(f"--prop {item!r}: expected Device.Property=Value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@contextlib.contextmanager
+def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[Any]:
+    """Rich progress bar (level, frames, fps, ETA) driven by a runner's signals."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    if quiet:
+        runner.warning.connect(lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:>7.1f} fps"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    overall = progress.add_task("all frames", total=total, fps=0.0)
+    level = progress.add_task("", total=1, fps=0.0)
+    import time
+
+    t_start = [time.perf_counter(), 0]
+
+    def started(i: int, info: dict) -> None:
+        name = "dark" if i < 0 else f"level {i + 1}/{info.get('n_levels', '?')}"
+        if info.get("retry"):
+            name += f" (retry {info['retry']})"
+        progress.reset(level, total=info["n_frames"], description=name, fps=0.0)
+        t_start[:] = [time.perf_counter(), 0]
+
+    def frame(i: int, j: int, _img: object) -> None:
+        t_start[1] += 1
+        dt = time.perf_counter() - t_start[0]
+        fps = t_start[1] / dt if dt > 0 else 0.0
+        progress.update(level, advance=1, fps=fps)
+        progress.update(overall, advance=1, fps=fps)
+
+    runner.levelStarted.connect(started)
+    runner.frameAccumulated.connect(frame)
+    runner.warning.connect(lambda m: progress.console.print(f"[yellow]warning:[/] {m}"))
+    with progress:
+        yield progress
+
+
+def calibrate(
+    out: Path = typer.Option(..., "--out", "-o", help="Profile to write (HDF5)."),
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Micro-Manager .cfg of the rig, 'pycromanager' for a running Micro-Manager, "
+        "or omit for the simulated rig.",
+    ),
+    levels: int = typer.Option(10, "--levels", help="Flat-field levels below saturation."),
+    frames: int = typer.Option(100, "--frames", help="Frames per level (full protocol: 1000)."),
+    dark: int = typer.Option(100, "--dark", help="Dark frames."),
+    spacing: str = typer.Option("linear", "--spacing", help="Level spacing: linear or log."),
+    control: str = typer.Option(
+        "LED-Intensity", "--control", help="Light-source property 'Device-Property' or 'exposure'."
+    ),
+    control_min: float | None = typer.Option(None, "--control-min", help="Lowest level."),
+    control_max: float | None = typer.Option(None, "--control-max", help="Highest level/limit."),
+    auto_range: bool = typer.Option(
+        True, "--auto-range/--no-auto-range", help="Find the top level automatically."
+    ),
+    target: float = typer.Option(0.9, "--target", help="Top level as fraction of saturation."),
+    saturation_levels: int = typer.Option(
+        1, "--saturation-levels", help="Extra levels beyond saturation (saturation capacity)."
+    ),
+    exposure: float | None = typer.Option(None, "--exposure", help="Exposure, ms."),
+    level_darks: int = typer.Option(0, "--level-darks", help="Dark frames per level (EMVA)."),
+    settle: float = typer.Option(0.0, "--settle", help="Extra settle time per level, s."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for simulated devices."),
+    prop: list[str] = typer.Option(
+        [], "--prop", "-p", help="Device.Property=Value to set after loading (repeatable)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted sweep."),
+    partial: Path | None = typer.Option(
+        None, "--partial", help="Partial (resume) file; default <out>.partial.h5."
+    ),
+    save_frames: Path | None = typer.Option(
+        None, "--save-frames", help="Also save every frame (.ome.tif or .h5) + CSV table."
+    ),
+    from_stacks: bool = typer.Option(
+        False, "--from-stacks", help="Calibrate offline from recorded stacks (STACKS...)."
+    ),
+    stacks: list[Path] = typer.Argument(
+        None, help="With --from-stacks: dark stack then one stack per level, or stacks + --csv."
+    ),
+    csv: Path | None = typer.Option(None, "--csv", help="Frame table for --from-stacks."),
+    dark_stack: Path | None = typer.Option(
+        None, "--dark-stack", help="Dark stack for --from-stacks."
+    ),
+    bit_depth: int | None = typer.Option(None, "--bit-depth", help="ADC bits (--from-stacks)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Measure a camera's per-pixel offset, read noise and gain (PTC sweep) → HDF5 profile."""
+    with user_errors():
+        if from_stacks:
+            _from_stacks(stacks or [], csv, dark_stack, bit_depth, out, force, quiet)
+            return
+        if stacks:
+            from rawsigma.errors import RawsigmaError
+
+            raise RawsigmaError(f"unexpected arguments {[str(s) for s in stacks]} (--from-stacks?)")
+        _sweep(**locals())
+
+
+def _sweep(**kw: Any) -> None:
+    from rawsigma.acquire.core import open_core
+    from rawsigma.acquire.plans import SweepPlan
+    from rawsigma.acquire.sweep import SweepRunner
+    from rawsigma.errors import Cancelled, InputFileError
+    from rawsigma.fileio import check_output
+    from rich.console import Console
+
+    out: Path = kw["out"]
+    check_output(out, kw["force"])
+    partial = kw["partial"] or out.with_name(out.name + ".partial.h5")
+    if partial.exists() and not kw["resume"]:
+        if kw["force"]:
+            partial.unlink()
+        else:
+            from rawsigma.errors import OutputExistsError
+
+            raise OutputExistsError(
+                f"{partial}: an interrupted sweep exists; use --resume to continue it or "
+                "--force to start over"
+            )
+    try:
+        plan = SweepPlan(
+            dark_frames=kw["dark"],
+            n_levels=kw["levels"],
+            frames_per_level=kw["frames"],
+            spacing=kw["spacing"],
+            control=kw["control"],
+            control_min=kw["control_min"],
+            control_max=kw["control_max"],
+            auto_range=kw["auto_range"],
+            target_fraction=kw["target"],
+            saturation_levels=kw["saturation_levels"],
+            exposure_ms=kw["exposure"],
+            level_darks=kw["level_darks"],
+            settle_s=kw["settle"],
+            seed=kw["seed"],
+            save_frames=None if kw["save_frames"] is None else _fmt_of(kw["save_frames"]),
+        )
+    except ValueError as exc:  # pydantic ValidationError is a ValueError
+        raise InputFileError(f"invalid sweep options: {exc}") from None
+    core = open_core(kw["config"], parse_props(kw["prop"]))
+    runner = SweepRunner(core, plan, partial, frames_path=kw["save_frames"], force=kw["force"])
+    console = Console(stderr=True)
+    try:
+        with runner_progress(runner, runner.total_frames, kw["quiet"]):
+            profile = runner.run(resume=kw["resume"], out=out)
+    except (KeyboardInterrupt, Cancelled):
+        console.print(
+            f"[yellow]interrupted:[/] completed levels are kept in {partial}; "
+            "run the same command with --resume to continue"
+        )
+        raise typer.Exit(130) from None
+    _summary(profile, out)
+
+
+def _fmt_of(path: Path) -> str:
+    from rawsigma.acquire.framesave import frames_format
+
+    return frames_format(path)
+
+
+def _from_stacks(
+    stacks: list[Path],
+    csv: Path | None,
+    dark_stack: Path | None,
+    bit_depth: int | None,
+    out: Path,
+    force: bool,
+    quiet: bool,
+) -> None:
+    from rawsigma.calib.stacks import calibrate_from_stacks
+    from rawsigma.errors import InputFileError
+    from rawsigma.fileio import check_output
+
+    check_output(out, force)
+    if not stacks:
+        raise InputFileError("--from-stacks needs at least one stack file")
+    profile = calibrate_from_stacks(stacks, csv, dark=dark_stack, bit_depth=bit_depth)
+    profile.save(out, force=force)
+    _summary(profile, out)
+
+
+def _summary(profile: Any, out: Path) -> None:
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    good = profile.good
+    t = Table(title=f"profile {out}", show_header=False, title_justify="left")
+    t.add_column("", style="bold")
+    t.add_column("")
+    t.add_row("shape", f"{profile.shape[0]} x {profile.shape[1]}")
+    t.add_row("gain (median)", f"{profile.gain_global:.4g} ADU/e-")
+    t.add_row("offset (median)", f"{profile.offset_global:.4g} ADU")
+    t.add_row("read noise (median)", f"{profile.read_noise_global:.4g} ADU rms")
+    t.add_row("defect pixels", f"{int(np.count_nonzero(~good))}")
+    for key in ("K", "sigma_d", "mu_e_sat", "DR_dB", "SNR_max"):
+        if key in profile.emva and profile.emva[key] is not None:
+            v = profile.emva[key]
+            t.add_row(f"EMVA {key}", f"{v:.4g}" if isinstance(v, float) else str(v))
+    ls = profile.provenance.get("light_source")
+    if isinstance(ls, dict) and "message" in ls:
+        t.add_row("light source", str(ls["message"]))
+    console.print(t)
