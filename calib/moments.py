@@ -26,7 +26,7 @@ __all__ = ["PixelMoments"]
 _MAX_ABS = 2**20
 _MAX_FRAMES = 2**21
 # elements per vectorised block inside add(); bounds the int64/float64 temporaries
-_BLOCK_ELEMS = 1 << 21
+_BLOCK_ELEMS = 1 << 18
 
 
 class PixelMoments:
@@ -127,7 +127,7 @@ class PixelMoments:
         if self.n == 0:
             self._shift[...] = a[0]
             self._f0 = float(fm[0])
-        # process in blocks of frames x rows so temporaries stay ~16 MB
+        # process in blocks of frames x rows so temporaries stay ~2 MB (cache-sized)
         rows_per = max(1, _BLOCK_ELEMS // self.shape[1])
         fr_per = max(1, _BLOCK_ELEMS // npix)
         for f0 in range(0, k, fr_per):
@@ -161,10 +161,9 @@ class PixelMoments:
             s1 += d.sum(axis=0, dtype=np.int64)
             s2 += d2.sum(axis=0, dtype=np.int64)
         if self._sdf is not None:
-            if k == 1:
-                self._sdf[rsl] += fdev[0] * d[0]
-            else:
-                self._sdf[rsl] += np.tensordot(fdev, d, axes=(0, 0))
+            sdf = self._sdf[rsl]
+            for j in range(k):  # tensordot would cast the whole block to float64
+                sdf += fdev[j] * d[j]
         if self._s3 is not None:
             f2 = d2.astype(np.float64)
             df = d.astype(np.float64)
