@@ -341,6 +341,9 @@ def encode_frames(
     res = _map(train, zip(tiles, fills, strict=True), params.threads)
     wts, bias = _solve_weights(np.sum([r[0] for r in res], 0), np.sum([r[1] for r in res], 0))
 
+    wts32 = np.ascontiguousarray(wts.ravel(), dtype=np.int32)
+    bias32 = np.ascontiguousarray(bias, dtype=np.int32)
+
     def model(args):
         (f, r0, th), fill = args
         syms = np.empty((th, w), np.uint8)
@@ -348,7 +351,7 @@ def encode_frames(
         esc = np.empty(th * w, np.int32)
         hist = np.zeros((K.N_CTX, K.N_SYM), np.int64)
         ne = K.model_tile(
-            codes[f, r0 : r0 + th], K.new_ring(w, fill), wts.ravel(), bias, *lut_args,
+            codes[f, r0 : r0 + th], K.new_ring(w, fill), wts32, bias32, *lut_args,
             syms, ctxs, esc, hist,
         )  # fmt: skip
         return syms, ctxs, esc[:ne], hist
@@ -498,7 +501,8 @@ def decode_frames(
     c0 = vst_constant(hd["sigma_e"])
     dither = hd["mode"] == "dither"
     lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
-    wflat = np.ascontiguousarray(wts.ravel())
+    wflat = np.ascontiguousarray(wts.ravel(), dtype=np.int32)
+    bias = np.ascontiguousarray(bias, dtype=np.int32)
     jobs = []
     wpos = epos = 0
     for f, r0, th, fill, nwords, nesc in hd["tiles"]:
