@@ -76,7 +76,8 @@ ILASTIK_FEATURES: tuple[str, ...] = (
 #: The per-pixel epsilon maps of the scoring step use these.
 SCORING_FEATURES: tuple[str, ...] = ILASTIK_FEATURES[:4]
 _TRUNCATE = 3.5
-_DEFAULT_BLOCK = {2: 1024, 3: 96}
+#: Target working memory per worker thread for automatic block sizes (bytes).
+BLOCK_MEMORY = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -260,10 +261,46 @@ def _block_starts(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[
     return [tuple(p) for p in itertools.product(*ranges)]
 
 
-def _resolve_block(block: int | Sequence[int] | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _auto_block(
+    shape: tuple[int, ...], halo: tuple[int, ...], nfeat: int, workers: int
+) -> tuple[int, ...]:
+    """Largest blocks whose working set fits :data:`BLOCK_MEMORY` (halo overhead low).
+
+    Working set = the channel-first block buffer + ~24 (2D) / 36 (3D) float32
+    temporaries of the halo-padded block.  Blocks are halved along their longest
+    axis until they fit and there are at least ``workers`` of them.
+    """
+    ntemp = 24 if len(shape) == 2 else 36
+    b = list(shape)
+
+    def cost(bb: list[int]) -> int:
+        padded = int(np.prod([min(n, x + 2 * h) for n, x, h in zip(shape, bb, halo, strict=True)]))
+        return 4 * (ntemp * padded + nfeat * int(np.prod(bb)))
+
+    def nblocks(bb: list[int]) -> int:
+        return int(np.prod([-(-n // x) for n, x in zip(shape, bb, strict=True)]))
+
+    while max(b) > 16 and (cost(b) > BLOCK_MEMORY or nblocks(b) < workers):
+        i = int(np.argmax(b))
+        b[i] = -(-b[i] // 2)
+    return tuple(b)
+
+
+def _resolve_block(
+    block: int | Sequence[int] | None,
+    shape: tuple[int, ...],
+    cfg: FeatureConfig | None = None,
+    workers: int = 1,
+) -> tuple[int, ...]:
     if block is None:
-        b = _DEFAULT_BLOCK[len(shape)]
-        return tuple(min(b, n) for n in shape)
+        if cfg is None:
+            return tuple(min(1024, n) for n in shape)
+        sp = cfg.spacing or (1.0,) * len(shape)
+        halo = tuple(
+            max(hs)
+            for hs in zip(*(_halo(cfg, s, sp) for s, _ in _groups(cfg, len(shape))), strict=True)
+        )
+        return _auto_block(shape, halo, len(_order(cfg, len(shape))), workers)
     if np.isscalar(block):
         return tuple(min(int(block), n) for n in shape)  # type: ignore[arg-type]
     bt = tuple(int(b) for b in block)  # type: ignore[union-attr]
@@ -348,7 +385,7 @@ def iter_feature_blocks(
     index = {n: i for i, n in enumerate(names)}
     cores = [
         c
-        for c in _block_starts(arr.shape, _resolve_block(block, arr.shape))
+        for c in _block_starts(arr.shape, _resolve_block(block, arr.shape, cfg, n_workers))
         if not (skip and skip(c))
     ]
 
@@ -414,9 +451,11 @@ def feature_bank(
     sigmas : sequence of float, optional
         Scales in pixels (or in ``spacing`` units); default the preset's.
     block : int or sequence of int, optional
-        Core block size per axis (default 1024 in 2D, 96 in 3D).  Each block is read
-        with a per-scale halo covering the filters' support, so the result does not
-        depend on the block size.
+        Core block size per axis.  Default: the largest blocks whose working set
+        (block buffer + halo-padded temporaries) stays within :data:`BLOCK_MEMORY`
+        (512 MiB) per thread, at least one block per thread.  Each block is read with
+        a per-scale halo covering the filters' support, so the result does not depend
+        on the block size.
     features : sequence of str, optional
         ilastik preset only: subset of :data:`ILASTIK_FEATURES`.
     derivatives : {"fd", "gaussian"}
@@ -460,7 +499,8 @@ def feature_bank(
         out = np.empty(shape, np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise ValueError(f"out must be float32 with shape {shape}, got {out.dtype} {out.shape}")
-    bshape = _resolve_block(block, arr.shape)
+    workers = max(1, n_workers or os.cpu_count() or 1)
+    bshape = _resolve_block(block, arr.shape, cfg, workers)
     tasks = _block_starts(arr.shape, bshape)
     local = threading.local()
 
@@ -469,7 +509,6 @@ def feature_bank(
             local.buf = np.empty((len(names),) + bshape, np.float32)
         _store_channels_last(out[core], _compute_block(arr, core, cfg, sp, index, local.buf))
 
-    workers = max(1, n_workers or os.cpu_count() or 1)
     if workers == 1 or len(tasks) == 1:
         for t in tasks:
             run(t)

@@ -139,20 +139,28 @@ def eig_sym3(
     """Eigenvalues (descending) of symmetric 3x3 matrices, elementwise (Smith 1961).
 
     Arguments are the upper-triangle components in ``combinations_with_replacement``
-    order (00, 01, 02, 11, 12, 22).  Computed in float64, returned as float32.
+    order (00, 01, 02, 11, 12, 22).  Computed in float64 in chunks of 2**18 elements
+    (bounded temporaries), returned as float32.
     """
-    a, b, c, d, e, f = (np.asarray(v, np.float64) for v in (xx, xy, xz, yy, yz, zz))
-    q = (a + d + f) / 3.0
-    p1 = b * b + c * c + e * e
-    aq, dq, fq = a - q, d - q, f - q
-    p2 = aq * aq + dq * dq + fq * fq + 2.0 * p1
-    p = np.sqrt(p2 / 6.0)
-    safe = np.where(p > 0, p, 1.0)
-    # det(B) / 2 with B = (A - qI) / p
-    det = aq * (dq * fq - e * e) - b * (b * fq - e * c) + c * (b * e - dq * c)
-    r = np.clip(det / (2.0 * safe**3), -1.0, 1.0)
-    phi = np.arccos(r) / 3.0
-    e1 = q + 2.0 * p * np.cos(phi)
-    e3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
-    e2 = 3.0 * q - e1 - e3
-    return e1.astype(np.float32), e2.astype(np.float32), e3.astype(np.float32)
+    shape = np.shape(xx)
+    comps = [np.ravel(np.asarray(v)) for v in (xx, xy, xz, yy, yz, zz)]
+    n = comps[0].size
+    outs = [np.empty(n, np.float32) for _ in range(3)]
+    step = 1 << 18
+    for i in range(0, n, step):
+        sl = slice(i, min(i + step, n))
+        a, b, c, d, e, f = (v[sl].astype(np.float64) for v in comps)
+        q = (a + d + f) / 3.0
+        p1 = b * b + c * c + e * e
+        aq, dq, fq = a - q, d - q, f - q
+        p = np.sqrt((aq * aq + dq * dq + fq * fq + 2.0 * p1) / 6.0)
+        safe = np.where(p > 0, p, 1.0)
+        # det(B) / 2 with B = (A - qI) / p
+        det = aq * (dq * fq - e * e) - b * (b * fq - e * c) + c * (b * e - dq * c)
+        phi = np.arccos(np.clip(det / (2.0 * safe**3), -1.0, 1.0)) / 3.0
+        e1 = q + 2.0 * p * np.cos(phi)
+        e3 = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
+        outs[0][sl] = e1
+        outs[1][sl] = 3.0 * q - e1 - e3
+        outs[2][sl] = e3
+    return tuple(o.reshape(shape) for o in outs)  # type: ignore[return-value]

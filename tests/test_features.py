@@ -162,3 +162,15 @@ def test_config_roundtrip_and_bad_input(img2d):
         feature_bank(img2d, sigmas=(0.0,))
     with pytest.raises(ValueError, match="spacing"):
         feature_bank(img2d, spacing=(1.0,))
+
+
+def test_automatic_blocks_respect_memory_budget(img2d, monkeypatch):
+    import rawsigma.analysis.features as fb
+
+    whole, _ = feature_bank(img2d, sigmas=(1.0, 3.5), block=10**6)
+    monkeypatch.setattr(fb, "BLOCK_MEMORY", 2 * 2**20)
+    cfg = fb.FeatureConfig("ilastik", (1.0, 3.5)).resolved()
+    b = fb._resolve_block(None, img2d.shape, cfg, 2)
+    assert np.prod(b) < img2d.size
+    auto, _ = feature_bank(img2d, sigmas=(1.0, 3.5), n_workers=2)
+    np.testing.assert_allclose(auto, whole, rtol=1e-5, atol=1e-3)
