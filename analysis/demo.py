@@ -72,23 +72,26 @@ def phantom(
     h, w = shape
     truth = np.zeros(shape, np.int32)
     bright = np.zeros(shape, np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
     k, tries = 0, 0
-    while k < n_objects and tries < 2000:
+    while k < n_objects and tries < 50 * n_objects:
         tries += 1
         a = rng.uniform(*radius)
         b = a * rng.uniform(0.6, 1.0)
         cy, cx = rng.uniform(a + 3, h - a - 3), rng.uniform(a + 3, w - a - 3)
         t = rng.uniform(0, np.pi)
+        # work in the object's bounding window (+3 px margin for the spacing test)
+        r0, r1 = int(max(cy - a - 4, 0)), int(min(cy + a + 5, h))
+        c0, c1 = int(max(cx - a - 4, 0)), int(min(cx + a + 5, w))
+        yy, xx = np.mgrid[r0:r1, c0:c1]
         u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
         v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
         m = (u / a) ** 2 + (v / b) ** 2 <= 1
         grown = ndi.binary_dilation(m, iterations=3)
-        if np.any(truth[grown]):
+        if np.any(truth[r0:r1, c0:c1][grown]):
             continue
         k += 1
-        truth[m] = k
-        bright[m] = rng.uniform(0.7, 1.0)
+        truth[r0:r1, c0:c1][m] = k
+        bright[r0:r1, c0:c1][m] = rng.uniform(0.7, 1.0)
     for _ in range(n_beads):
         for _t in range(200):
             cy, cx = (int(v) for v in rng.integers(4, (h - 4, w - 4)))

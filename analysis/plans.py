@@ -49,6 +49,10 @@ class ScorePlan(BaseModel):
         Parallel workers (threads) for replicas and codecs.
     model : str or None
         ``"module:function"`` segmenter used instead of the trained classifier.
+    max_samples_per_class : int
+        The classifier trains on at most this many annotated pixels per class (random
+        subset, seeded): dense annotations derived from ground truth would otherwise
+        make training the slowest step without changing the segmentation much.
     min_size : int
         Objects smaller than this many pixels are discarded before measuring (ImageJ
         Analyze Particles ``size=min-Infinity``); 0 keeps every object (the paper's
@@ -71,6 +75,7 @@ class ScorePlan(BaseModel):
     workers: int = Field(2, ge=1, le=64)
     model: str | None = None
     min_size: int = Field(0, ge=0)
+    max_samples_per_class: int = Field(20_000, ge=100)
 
     @field_validator("tolerance_search")
     @classmethod

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -246,6 +247,7 @@ def _classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan
         features=plan.feature_preset,
         random_state=seed,
         n_jobs=plan.workers,
+        max_samples_per_class=plan.max_samples_per_class,
     )
     clf.fit(image, labels)
     # prediction runs inside our worker threads: one thread each, no oversubscription
@@ -279,10 +281,25 @@ def _drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
     return new[lab]
 
 
+_STAGE_TIMES: dict[str, float] = {}
+_STAGE_LOCK = threading.Lock()
+
+
+def _timed(stage: str, t0: float) -> float:
+    t1 = time.perf_counter()
+    with _STAGE_LOCK:
+        _STAGE_TIMES[stage] = _STAGE_TIMES.get(stage, 0.0) + (t1 - t0)
+    return t1
+
+
 def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan) -> _Outcome:
+    t = time.perf_counter()
     lab = _drop_small(_to_objects(segment(img), plan.threshold), plan.min_size)
+    t = _timed("segment (sum over images)", t)
     table, glob = _measure(lab)
+    t = _timed("measure (sum over images)", t)
     feats, _ = _scoring_features(img, plan.score_sigmas)
+    _timed("scoring features (sum over images)", t)
     return _Outcome(lab, table, glob, feats.astype(np.float32))
 
 
@@ -343,6 +360,8 @@ def score_image(
     report: Progress = progress or (lambda stage, done, total: None)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
+    with _STAGE_LOCK:
+        _STAGE_TIMES.clear()
     notes: list[str] = []
 
     image = check_raw_image(image, profile)
@@ -495,6 +514,9 @@ def score_image(
         if tol_specs:
             timings["tolerance_search"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
+    with _STAGE_LOCK:
+        timings.update(_STAGE_TIMES)
+        _STAGE_TIMES.clear()
 
     prov = fileio.provenance(
         profile_id=profile.profile_id,

@@ -1,0 +1,158 @@
+"""End-to-end ``score`` time by stage, and the paper's figures on real images.
+
+1. ``synthetic``: a 1024×1024 simulated sCMOS acquisition of a nuclei phantom, 10
+   replicas, 4 codecs (8bit, jpeg@10, jpeg@100, noise:step=2), split by stage; the
+   ratio is total time / time of one raw segmentation (training excluded).
+2. ``features``: runs ``bench_features.py`` (feature bank vs skimage) if present.
+3. ``real``: the Usiigaci phase-contrast field and the three BBBC039 fields from the
+   shared data folder, with a profile estimated from each image, the same codecs plus
+   the held-out replica control; prints ΔA µ/σ and ε per codec as a Markdown table next
+   to the paper's Table 1, and writes the reports under ``--out``.
+
+    python benchmarks/bench_score.py [--part synthetic,features,real] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CODECS = ["8bit", "jpeg@10", "jpeg@100", "noise:step=2"]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PAPER = {  # Table 1 of Pomarico et al. 2023 (microspheres, PC): ΔA µ, σ in px
+    "replicas": (0.1, 1.1),
+    "8bit": (3.0, 3.4),
+    "jpeg@10": (3.1, 3.4),
+    "jpeg@100": (2.9, 10.3),
+    "noise:step=2": (-0.1, 1.0),  # the paper's DP codec row
+}
+
+
+def synthetic(size: int = 1024) -> None:
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.analysis.classifier import training_labels_from_instances
+    from rawsigma.analysis.demo import phantom
+    from rawsigma.analysis.runner import score_image
+
+    model = SensorModel.preset("scmos", (size, size), seed=0)
+    bright, truth = phantom((size, size), n_objects=int(40 * (size / 256) ** 2), rng=0)
+    img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(1))
+    prof = model.true_profile()
+    lab = training_labels_from_instances(truth)
+    t = time.perf_counter()
+    r = score_image(img, prof, labels=lab, codecs=CODECS, n_replicas=10, min_size=5)
+    total = time.perf_counter() - t
+    per_img = r.timings["replicas"] / 10 * min(2, r.plan.workers)
+    print(f"\n## score, {size}×{size}, 10 replicas, 4 codecs: {total:.1f} s wall")
+    print(f"{r.n_objects} objects; codecs {', '.join(c.spec for c in r.codecs)}")
+    print("| stage | s |\n|---|---|")
+    for k, v in r.timings.items():
+        print(f"| {k} | {v:.1f} |")
+    print(f"ratio total / one raw-image pass (segment+measure+features): {total / per_img:.1f}")
+
+
+def features() -> None:
+    bf = Path(__file__).with_name("bench_features.py")
+    if not bf.exists():
+        print("bench_features.py not found: skipped")
+        return
+    print("\n## feature bank vs skimage (bench_features.py)")
+    subprocess.run([sys.executable, str(bf), "--repeat", "1"], check=False)
+
+
+def _frames():
+    import tifffile
+
+    us = DATA / "usiigaci_phase_contrast_1fields.tif"
+    if us.exists():
+        yield (
+            "usiigaci",
+            tifffile.imread(us)[0],
+            tifffile.imread(DATA / "usiigaci_phase_contrast_1fields_labels.tif"),
+        )
+    bb = DATA / "bbbc039_u2os_hoechst_3fields.tif"
+    if bb.exists():
+        im = tifffile.imread(bb)
+        lab = tifffile.imread(DATA / "bbbc039_u2os_hoechst_3fields_labels.tif")
+        for i in range(im.shape[0]):
+            yield f"bbbc039 field {i}", im[i], lab[i]
+
+
+def real(out: Path) -> None:
+    from rawsigma.analysis.classifier import training_labels_from_instances
+    from rawsigma.analysis.noise_estimate import estimate_profile
+    from rawsigma.analysis.report import write_report
+    from rawsigma.analysis.runner import score_image
+
+    rows = []
+    for name, img, inst in _frames():
+        lab = np.asarray(inst)
+        if lab.ndim == 3:
+            lab = lab[0]
+        prof = estimate_profile(img, source=name)
+        t = time.perf_counter()
+        r = score_image(
+            img,
+            prof,
+            labels=training_labels_from_instances(lab),
+            codecs=["replica", *CODECS],
+            n_replicas=10,
+            min_size=5,
+        )
+        dt = time.perf_counter() - t
+        write_report(r, out / name.replace(" ", "_"), force=True)
+        rd = r.replica_delta["area"]
+        rows.append((name, "replicas", 1.0, rd["mu"], rd["sigma"], None, None, None, "", dt))
+        for c in r.codecs:
+            d = c.objects["area"].summary()["delta"] if c.objects else {"mu": np.nan}
+            rows.append(
+                (
+                    name,
+                    c.spec,
+                    c.ratio,
+                    d["mu"],
+                    d.get("sigma", np.nan),
+                    c.objects["area"].mean if c.objects else np.nan,
+                    c.verdict["worst"],
+                    c.globals["total_area"]["epsilon"],
+                    "within" if c.verdict["within_noise"] else "EXCEEDS",
+                    dt,
+                )
+            )
+        gain = prof.gain_global
+        print(f"{name}: {r.n_objects} objects, est. gain {gain:.3g} ADU/e-, {dt:.0f} s", flush=True)
+    print("\n| image | version | ratio | ΔA µ | ΔA σ | paper ΔA µ/σ | mean ε area | worst "
+          "per-object ε | ε total area | verdict |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, spec, ratio, mu, sd, ea, worst, eta, v, _ in rows:
+        p = PAPER.get(spec)
+        ps = f"{p[0]} / {p[1]}" if p else ""
+        w = f"{worst[0]} {worst[1]:.2f}" if worst else ""
+        ea_s = f"{ea:.2f}" if ea is not None else ""
+        eta_s = f"{eta:.1f}" if eta is not None else ""
+        print(f"| {name} | {spec} | {ratio:.1f} | {mu:.2f} | {sd:.2f} | {ps} | {ea_s} | {w} | "
+              f"{eta_s} | {v} |")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--part", default="synthetic,features,real")
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--out", type=Path, default=Path("bench-score-reports"))
+    a = ap.parse_args()
+    parts = a.part.split(",")
+    if "synthetic" in parts:
+        synthetic(a.size)
+    if "features" in parts:
+        features()
+    if "real" in parts:
+        real(a.out)
+
+
+if __name__ == "__main__":
+    main()
