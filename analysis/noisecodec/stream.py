@@ -107,15 +107,33 @@ class CodecMaps:
         return not (self.offset_q.any() or self.gain_q.any())
 
     def offset(self) -> np.ndarray:
+        """Offset map, float32 ADU (computed once, read-only)."""
+        return self._offset
+
+    def gain(self) -> np.ndarray:
+        """Gain map, float32 ADU/e⁻ (computed once, read-only)."""
+        return self._gain
+
+    @functools.cached_property
+    def _offset(self) -> np.ndarray:
         o = (self.offset0 + self.offset_q / 16.0).astype(np.float32)
         if self.jitter:
             o += _jitter(self.shape)
+        o.flags.writeable = False
         return o
 
-    def gain(self) -> np.ndarray:
-        return (self.gain0 * (1.0 + self.gain_q / 4096.0)).astype(np.float32)
+    @functools.cached_property
+    def _gain(self) -> np.ndarray:
+        g = (self.gain0 * (1.0 + self.gain_q / 4096.0)).astype(np.float32)
+        g.flags.writeable = False
+        return g
 
     def digest(self) -> str:
+        """Short SHA-1 of the maps (checked when maps are supplied at decoding)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
         h = hashlib.sha1()
         h.update(struct.pack("<dd?", self.offset0, self.gain0, self.jitter))
         h.update(np.ascontiguousarray(self.offset_q).tobytes())
