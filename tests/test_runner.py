@@ -187,3 +187,27 @@ def test_plan_round_trips():
     p = ScorePlan(codecs=["8bit", "jpeg@10"], n_replicas=5, tolerance_search=["jpeg"])
     assert ScorePlan.model_validate_json(p.model_dump_json()) == p
     assert not math.isnan(p.max_distance)
+
+
+@pytest.mark.skipif(not _has_noise_codec(), reason="NoiseCodec ('noise') not registered yet")
+def test_tolerance_search_noise(scene, tmp_path):
+    from rawsigma.analysis.report import write_report
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, lab, _ = scene
+    r = score_image(img, prof, labels=lab, codecs=["replica"], n_replicas=5, seed=2,
+                    min_size=5, tolerance_search=["noise"])  # fmt: skip
+    t = r.tolerance["noise"]
+    pts = [p for p in t["points"] if "ratio" in p]
+    assert len(pts) >= 2
+    ratios = [p["ratio"] for p in pts]
+    assert ratios[:4] == sorted(ratios[:4])  # coarser step, higher ratio
+    assert pts[0]["within_noise"]  # step 0.5 σ is within noise
+    best = t["best"]
+    assert best is not None and best["within_noise"]
+    assert best["ratio"] == max(p["ratio"] for p in pts if p["within_noise"])
+    # the sweep stops after two failures in a row
+    fails = [not p["within_noise"] for p in pts]
+    assert not any(a and b for a, b in zip(fails[:-2], fails[1:-1], strict=True))
+    html = write_report(r, tmp_path / "tol").read_text()
+    assert "Tolerance search" in html
