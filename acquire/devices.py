@@ -36,14 +36,19 @@ from .sensor_model import SensorModel
 
 __all__ = ["SimCamera", "SimLightSource", "find_light_source", "sim_device"]
 
-_REGISTRY: dict[tuple[int, str], weakref.ReferenceType[Any]] = {}
+_REGISTRY: dict[tuple[Any, str], weakref.ReferenceType[Any]] = {}
 _REG_LOCK = threading.Lock()
 
 
-def _core_key(device: Any) -> int | None:
-    """Identity of the core a Python device is loaded into (None if not loaded)."""
+def _core_key(device: Any) -> Any:
+    """Identity of the core a Python device is loaded into (None if not loaded).
+
+    The core's ``propertyChanged`` signal object itself, not its ``id()``: with the
+    Qt signal backend (a QApplication exists) every access yields a new
+    ``pyqtBoundSignal``, but those compare and hash equal for the same core.
+    """
     try:
-        return id(device.core.events.propertyChanged)
+        return device.core.events.propertyChanged
     except AttributeError:
         return None
 
@@ -56,9 +61,12 @@ def _register(device: Any) -> None:
 
 
 def _unregister(device: Any) -> None:
-    key = _core_key(device)
+    key = (_core_key(device), device.get_label())
     with _REG_LOCK:
-        _REGISTRY.pop((key, device.get_label()), None)
+        ref = _REGISTRY.get(key)  # type: ignore[arg-type]
+        # ids can be reused after a core is garbage-collected: only drop our own entry
+        if ref is not None and ref() in (device, None):
+            del _REGISTRY[key]  # type: ignore[arg-type]
 
 
 def find_light_source(camera: SimCamera, label: str) -> SimLightSource | None:
@@ -79,7 +87,7 @@ def sim_device(core: Any, label: str) -> Any:
     truth). Raises KeyError if ``label`` is not a simulated device of that core.
     """
     with _REG_LOCK:
-        ref = _REGISTRY.get((id(core.events.propertyChanged), label))
+        ref = _REGISTRY.get((core.events.propertyChanged, label))
     dev = ref() if ref is not None else None
     if dev is None:
         raise KeyError(f"no simulated device {label!r} in this core")
