@@ -64,7 +64,10 @@ def write_objects_csv(result, path: str | os.PathLike, force: bool = False) -> P
     for s in specs:
         header += [f"{s}:value", f"{s}:epsilon"]
     labels = result.raw_objects.get("label")
+    prov = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
     with atomic_write(path, force=force) as tmp, tmp.open("w", newline="") as fh:
+        # provenance as one leading comment line (pandas: read_csv(..., comment="#"))
+        fh.write(f"# rawsigma objects table; provenance: {prov}\n")
         w = csv.writer(fh)
         w.writerow(header)
         for p, rep in result.replica_values.items():
@@ -91,6 +94,20 @@ def write_objects_csv(result, path: str | os.PathLike, force: bool = False) -> P
                 row[4] = f"{sig:.6g}" if sig is not None and np.isfinite(sig) else ""
                 w.writerow(row)
     return Path(path)
+
+
+def _with_text(png: bytes, text: str) -> bytes:
+    """Add the provenance as a PNG tEXt chunk (key ``rawsigma:provenance``)."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("rawsigma:provenance", text)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(png)).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -232,9 +249,10 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     ]
     if result.tolerance:
         figs.append(("tolerance", figures.tolerance_curves(result), "Tolerance search"))
+    prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
     for name, png, _ in figs:
         with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
-            tmp.write_bytes(png)
+            tmp.write_bytes(_with_text(png, prov_text))
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
 

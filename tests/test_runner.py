@@ -135,7 +135,11 @@ def test_results_json_and_report(result, tmp_path):
     lo, hi = data["replicas"]["ci_factors_95"]
     assert 0.5 < lo < 0.6 and 1.4 < hi < 1.5
     lines = (out / "objects.csv").read_text().splitlines()
-    assert len(lines) == 1 + 19 * result.n_objects
+    assert lines[0].startswith("# rawsigma") and "profile_id" in lines[0]
+    assert len(lines) == 2 + 19 * result.n_objects
+    from PIL import Image
+
+    assert "profile_id" in Image.open(out / "figures" / "overlays.png").text["rawsigma:provenance"]
     assert (out / "figures" / "delta_area.png").stat().st_size > 1000
     with pytest.raises(OutputExistsError):
         write_report(result, out)
