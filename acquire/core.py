@@ -17,7 +17,11 @@ from typing import Any
 
 from rawsigma.errors import AcquisitionError, InputFileError
 
-__all__ = ["open_core", "sim_rig_config", "set_properties", "PycromanagerCore"]
+__all__ = ["open_core", "sim_rig_config", "set_properties", "PycromanagerCore", "SIM_BUFFER_MB"]
+
+#: Sequence (circular) buffer of the simulated rig, MB. Frames are consumed as fast
+#: as they are made, so a small buffer suffices and keeps the process footprint low.
+SIM_BUFFER_MB = 96
 
 
 def sim_rig_config() -> Path:
@@ -60,7 +64,8 @@ def open_core(
     ----------
     config : None, "sim", path or "pycromanager"
         ``None`` or ``"sim"``: the simulated rig (`SimCamera` ``Camera`` + `SimLightSource`
-        ``LED``) through ``UniMMCore``. A path: that Micro-Manager ``.cfg``, loaded by
+        ``LED``) through ``UniMMCore``, with a `SIM_BUFFER_MB` sequence buffer. A path:
+        that Micro-Manager ``.cfg``, loaded by
         ``UniMMCore`` when it has ``#py`` lines, else by ``CMMCorePlus`` (needs a
         Micro-Manager installation with the device adapters). ``"pycromanager"``: a
         thin bridge to a Micro-Manager application already running with its Java
@@ -107,6 +112,8 @@ def open_core(
             core.loadSystemConfiguration(str(path))
         except Exception as exc:  # noqa: BLE001 - reported with the file name
             raise InputFileError(f"{path}: cannot load Micro-Manager config: {exc}") from exc
+        if config is None or str(config) == "sim":
+            core.setCircularBufferMemoryFootprint(SIM_BUFFER_MB)
     if properties:
         set_properties(core, properties)
     return core

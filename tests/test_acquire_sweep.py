@@ -1,0 +1,158 @@
+"""SweepRunner end to end on the simulated rig: accuracy, resume, stability, files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rawsigma.acquire.core import open_core
+from rawsigma.acquire.devices import sim_device
+from rawsigma.acquire.plans import SweepPlan
+from rawsigma.acquire.sweep import SweepRunner, level_stability
+from rawsigma.errors import Cancelled, InputFileError, OutputExistsError
+
+SMALL = {"Camera.SensorWidth": 48, "Camera.SensorHeight": 48}
+
+
+def _core(**props):
+    return open_core(properties={**SMALL, **props})
+
+
+def _plan(**kw) -> SweepPlan:
+    base = dict(dark_frames=60, n_levels=6, frames_per_level=60, seed=11, chunk_frames=8)
+    base.update(kw)
+    return SweepPlan(**base)
+
+
+def _good(profile, model) -> np.ndarray:
+    return profile.good & ~model.hot & ~model.dead & (model.rts_amplitude == 0)
+
+
+def test_sweep_profile_matches_truth() -> None:
+    core = _core()
+    runner = SweepRunner(core, _plan(frames_per_level=150, dark_frames=150))
+    events: list[tuple] = []
+    runner.levelStarted.connect(lambda i, d: events.append(("start", i)))
+    runner.levelFinished.connect(lambda i, d: events.append(("end", i)))
+    nframes = [0]
+    runner.frameAccumulated.connect(lambda i, j, f: nframes.__setitem__(0, nframes[0] + 1))
+    prof = runner.run()
+    m = sim_device(core, "Camera").active_model
+    g = _good(prof, m)
+    assert g.mean() > 0.9
+    rel = np.abs(prof.gain[g] / m.gain[g] - 1)
+    assert np.median(rel) < 0.05
+    z = (prof.gain[g] - m.gain[g]) / prof.gain_se[g]
+    assert 0.8 < np.std(z) < 1.25 and abs(np.mean(z)) < 0.2
+    assert np.median(np.abs(prof.offset[g] - m.offset[g])) < 0.2
+    assert np.median(np.abs(prof.read_noise[g] / m.read_noise[g] - 1)) < 0.08
+    # auto-range: top level near 90 % of the full-well signal, one saturation level
+    sat = np.median(m.gain * m.full_well)
+    top_mean = runner.levels[5].frame_means.mean() - 100
+    assert 0.85 < top_mean / sat < 0.95
+    assert len(runner.levels) == 7
+    assert events[0] == ("start", -1) and events[-1] == ("end", 6)
+    assert nframes[0] == runner.total_frames
+    assert prof.identity.camera == "Camera" and prof.identity.serial == "SIM-scmos-0"
+    assert prof.plan["frames_per_level"] == 150 and prof.provenance["seed"] == 11
+    assert core.getAutoShutter()  # restored
+
+
+def test_resume_after_cancel_gives_identical_profile(tmp_path) -> None:
+    plan = _plan()
+    ref = SweepRunner(_core(), plan).run()
+
+    part = tmp_path / "sweep.partial.h5"
+    r1 = SweepRunner(_core(), plan, part)
+    r1.levelFinished.connect(lambda i, d: r1.cancel() if i == 2 else None)
+    with pytest.raises(Cancelled):
+        r1.run()
+    assert part.exists()
+    with pytest.raises(OutputExistsError, match="resume"):
+        SweepRunner(_core(), plan, part).run()
+    with pytest.raises(InputFileError, match="different plan"):
+        SweepRunner(_core(), _plan(frames_per_level=61), part).run(resume=True)
+    r2 = SweepRunner(_core(), plan, part)
+    started: list[int] = []
+    r2.levelStarted.connect(lambda i, d: started.append(i))
+    out = tmp_path / "p.h5"
+    prof = r2.run(resume=True, out=out)
+    assert started[0] == 3  # dark and levels 0-2 came from the partial file
+    assert out.exists() and not part.exists()
+    for name in ("gain", "offset", "read_noise", "gain_se"):
+        np.testing.assert_array_equal(getattr(prof, name), getattr(ref, name))
+    with pytest.raises(OutputExistsError):
+        SweepRunner(_core(), plan).run(out=out)
+
+
+def test_partial_from_other_camera_rejected(tmp_path) -> None:
+    plan = _plan(n_levels=2, saturation_levels=0)
+    part = tmp_path / "p.h5"
+    r1 = SweepRunner(_core(), plan, part)
+    r1.levelStarted.connect(lambda i, d: r1.cancel() if i == 0 else None)
+    with pytest.raises(Cancelled):
+        r1.run()
+    other = open_core(properties={"Camera.SensorWidth": 40, "Camera.SensorHeight": 48})
+    with pytest.raises(InputFileError, match="sensor_shape|roi"):
+        SweepRunner(other, plan, part).run(resume=True)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(InputFileError, match="junk.h5"):
+        SweepRunner(_core(), plan, tmp_path / "junk.h5").run(resume=True)
+
+
+def test_flicker_flagged_and_gain_still_right() -> None:
+    core = _core(**{"LED.Flicker": 2.0})
+    warnings: list[str] = []
+    runner = SweepRunner(core, _plan(frames_per_level=150, dark_frames=150))
+    runner.warning.connect(warnings.append)
+    prof = runner.run()
+    assert any("flicker" in w for w in warnings)
+    assert prof.provenance["light_source_unstable"] is True
+    assert all(0.01 < s["flicker"] < 0.03 for s in runner.stability[:6])
+    m = sim_device(core, "Camera").active_model
+    g = _good(prof, m)
+    assert np.median(np.abs(prof.gain[g] / m.gain[g] - 1)) < 0.05
+
+
+def test_drift_reacquired_then_reported() -> None:
+    core = _core(**{"LED.Drift": 30.0})  # +30 %/s: 0.6 s of exposure per level
+    warnings: list[str] = []
+    runner = SweepRunner(core, _plan(n_levels=2, saturation_levels=0, max_retries=1))
+    runner.warning.connect(warnings.append)
+    runner.run()
+    assert sum("re-acquiring" in w for w in warnings) == 2
+    assert sum("kept and reported" in w for w in warnings) == 2
+    assert all(s["drifting"] and s["retry"] == 1 for s in runner.stability)
+
+
+def test_level_stability_statistics() -> None:
+    rng = np.random.default_rng(0)
+    fm = 1100 + rng.normal(0, 0.1, 200)
+    st = level_stability(fm, 100.0, 400.0, 40000)
+    assert st["flicker"] < 0.001 and abs(st["drift_t"]) < 4
+    st = level_stability(fm + np.linspace(0, 50, 200), 100.0, 400.0, 40000)
+    assert abs(st["drift"] - 0.05) < 0.002 and st["drift_t"] > 4
+
+
+def test_exposure_control_and_saved_frames(tmp_path) -> None:
+    import tifffile
+    from rawsigma.calib.stacks import calibrate_from_stacks
+
+    core = _core(**{"LED.Intensity": 10})
+    plan = _plan(
+        control="exposure",
+        n_levels=3,
+        frames_per_level=20,
+        dark_frames=20,
+        saturation_levels=0,
+        save_frames="ome-tiff",
+    )
+    frames = tmp_path / "frames.ome.tif"
+    runner = SweepRunner(core, plan, frames_path=frames)
+    prof = runner.run()
+    assert runner.level_values[-1] > 10.0  # auto-range lengthened the exposure
+    with tifffile.TiffFile(frames) as tif:
+        assert len(tif.pages) == 20 + 3 * 20
+    again = calibrate_from_stacks(frames, tmp_path / "frames.csv")
+    np.testing.assert_allclose(again.gain, prof.gain, rtol=1e-4)
+    with pytest.raises(OutputExistsError):
+        SweepRunner(_core(), plan, frames_path=frames).run()
