@@ -1,0 +1,115 @@
+"""``rawsigma calibrate`` and ``rawsigma acquire stack`` end to end on the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rawsigma.cli.main import app
+from typer.testing import CliRunner
+
+SMALL = ["-p", "Camera.SensorWidth=32", "-p", "Camera.SensorHeight=32", "-q"]
+SWEEP = ["--levels", "4", "--frames", "30", "--dark", "30", "--seed", "3", *SMALL]
+
+
+@pytest.fixture
+def cli():
+    return CliRunner()
+
+
+def test_calibrate_sim_force_and_from_stacks(cli, tmp_path) -> None:
+    from rawsigma.calib.profile import CameraProfile
+
+    out = tmp_path / "p.h5"
+    frames = tmp_path / "frames.ome.tif"
+    r = cli.invoke(app, ["calibrate", "--out", str(out), *SWEEP, "--save-frames", str(frames)])
+    assert r.exit_code == 0, r.output
+    prof = CameraProfile.load(out)
+    assert prof.shape == (32, 32) and abs(prof.gain_global / 2.0 - 1) < 0.05
+    assert prof.plan["n_levels"] == 4 and prof.identity.camera == "Camera"
+    assert not (tmp_path / "p.h5.partial.h5").exists()
+    assert "gain (median)" in r.output
+
+    before = out.read_bytes()
+    r = cli.invoke(app, ["calibrate", "--out", str(out), *SWEEP])
+    assert r.exit_code == 2 and "exists" in r.output and "--force" in r.output
+    assert out.read_bytes() == before  # nothing lost
+
+    r = cli.invoke(app, ["calibrate", "--out", str(out), *SWEEP, "--seed", "4", "--force"])
+    assert r.exit_code == 0, r.output
+    assert CameraProfile.load(out).provenance["seed"] == 4
+
+    off = tmp_path / "offline.h5"
+    r = cli.invoke(
+        app,
+        [
+            "calibrate",
+            "--from-stacks",
+            str(frames),
+            "--csv",
+            str(tmp_path / "frames.csv"),
+            "--out",
+            str(off),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    np.testing.assert_allclose(CameraProfile.load(off).gain, prof.gain, rtol=1e-4)
+
+
+def test_calibrate_resume_and_bad_options(cli, tmp_path) -> None:
+    from rawsigma.acquire.core import open_core
+    from rawsigma.acquire.plans import SweepPlan
+    from rawsigma.acquire.sweep import SweepRunner
+    from rawsigma.calib.profile import CameraProfile
+    from rawsigma.errors import Cancelled
+
+    out = tmp_path / "p.h5"
+    ref = tmp_path / "ref.h5"
+    assert cli.invoke(app, ["calibrate", "--out", str(ref), *SWEEP]).exit_code == 0
+    # an interrupted run with the same options as the CLI builds
+    plan = SweepPlan(dark_frames=30, n_levels=4, frames_per_level=30, seed=3)
+    core = open_core(properties={"Camera.SensorWidth": "32", "Camera.SensorHeight": "32"})
+    runner = SweepRunner(core, plan, tmp_path / "p.h5.partial.h5")
+    runner.levelFinished.connect(lambda i, d: runner.cancel() if i == 1 else None)
+    with pytest.raises(Cancelled):
+        runner.run()
+    r = cli.invoke(app, ["calibrate", "--out", str(out), *SWEEP])
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = cli.invoke(app, ["calibrate", "--out", str(out), *SWEEP, "--resume"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(CameraProfile.load(out).gain, CameraProfile.load(ref).gain)
+
+    r = cli.invoke(app, ["calibrate", "--out", str(tmp_path / "x.h5"), "--levels", "1", *SMALL])
+    assert r.exit_code == 2 and "n_levels" in r.output
+    r = cli.invoke(app, ["calibrate", "--out", str(tmp_path / "x.h5"), "-c", "nope.cfg"])
+    assert r.exit_code == 2 and "nope.cfg" in r.output
+    r = cli.invoke(app, ["calibrate", "--out", str(tmp_path / "x.h5"), "-p", "Camera.Bogus=1"])
+    assert r.exit_code == 2 and "Camera.Bogus" in r.output
+
+
+def test_acquire_stack_cli(cli, tmp_path) -> None:
+    import h5py
+
+    out = tmp_path / "stack.h5"
+    r = cli.invoke(
+        app,
+        [
+            "acquire",
+            "stack",
+            "--frames",
+            "120",
+            "--out",
+            str(out),
+            "-p",
+            "LED.Intensity=30",
+            "--seed",
+            "1",
+            *SMALL,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "n=100" in r.output
+    with h5py.File(out) as f:
+        assert f["probe_values"].shape == (5, 120)
+        assert 9000 < float(np.median(f["mean"][()])) < 40000
+    r = cli.invoke(app, ["acquire", "stack", "--frames", "1", "--out", str(tmp_path / "y.h5")])
+    assert r.exit_code == 2 and "n_frames" in r.output
