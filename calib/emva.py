@@ -313,7 +313,7 @@ def emva_analysis(
     le = le_min = le_max = float("nan")
     if xlin is not None and np.isfinite(mu_y_sat_sig):
         sel = (sig >= 0.05 * mu_y_sat_sig) & (sig <= 0.95 * mu_y_sat_sig) & (frac < _SAT_FRACTION)
-        if sel.sum() >= 3:
+        if sel.sum() >= 3 and np.ptp(xlin[sel]) > 0:
             b, a, _ = _wls_line(xlin[sel], sig[sel], 1.0 / sig[sel] ** 2)
             fit = a + b * xlin[sel]
             delta = 100 * (sig[sel] - fit) / fit

@@ -9,10 +9,14 @@ Two ways to say which frame is which:
   per light level; dark rows with the same ``level_index`` are that level's darks),
   optionally ``frame`` (0-based page index; default: row order), ``file`` (stack file
   name when several stacks are given), ``exposure_ns``/``exposure_us``/``exposure_ms``/
-  ``exposure_s`` and ``photons_per_pixel``. This is the layout of
-  ``emva1288_ccd12_ptc_roi256.csv`` (24 levels x bright, bright, dark, dark).
+  ``exposure_s``, ``photons_per_pixel`` and ``control`` (light-source setting; the
+  linearity x-axis when neither photons nor a varying exposure is given). This is
+  the layout of ``emva1288_ccd12_ptc_roi256.csv`` (24 levels x bright, bright, dark,
+  dark) and of the sidecar CSV of ``rawsigma.acquire.framesave``.
+- **HDF5** (``.h5``): a ``frames`` dataset (n, H, W); with ``kind`` and
+  ``level_index`` datasets (``acquire.framesave``) no CSV is needed.
 
-Frames are decoded one page at a time (tifffile) and folded into
+Frames are decoded one page (HDF5: one frame) at a time and folded into
 :class:`~rawsigma.calib.moments.PixelMoments`; the stack is never held in memory.
 """
 
@@ -67,8 +71,60 @@ def _bits_from_description(tif: Any) -> int | None:
     return None
 
 
+def _is_hdf5(path: Path) -> bool:
+    return path.suffix.lower() in (".h5", ".hdf5")
+
+
+def _h5_frames(f: Any, path: Path) -> Any:
+    ds = f.get("frames")
+    if ds is None:
+        cands = [v for v in f.values() if getattr(v, "ndim", 0) == 3]
+        if len(cands) != 1:
+            raise InputFileError(f"{path}: no 'frames' dataset (n, H, W) in this HDF5 file")
+        ds = cands[0]
+    if ds.ndim != 3:
+        raise InputFileError(f"{path}: dataset {ds.name} has shape {ds.shape}; need (n, H, W)")
+    return ds
+
+
+def _h5_info(p: Path) -> dict[str, Any]:
+    import h5py
+
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        raise InputFileError(f"{p}: not a readable HDF5 file ({e})") from None
+    with f:
+        ds = _h5_frames(f, p)
+        dtype = np.dtype(ds.dtype)
+        if dtype.kind not in "ui":
+            raise InputFileError(
+                f"{p}: pixel type {dtype}; raw integer camera frames (uint8/uint16) are "
+                "required (calibration needs the camera's own integer values)"
+            )
+        bits = ds.attrs.get("bit_depth", f.attrs.get("bit_depth"))
+        table = None
+        if "kind" in f and "level_index" in f:
+            kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in f["kind"][()]]
+            table = list(zip(kinds, (int(v) for v in f["level_index"][()]), strict=True))
+        return {
+            "path": p,
+            "n_frames": int(ds.shape[0]),
+            "shape": tuple(int(v) for v in ds.shape[1:]),
+            "dtype": dtype,
+            "bit_depth": None if bits is None else int(bits),
+            "table": table,
+        }
+
+
 def stack_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Page count, frame shape, dtype and declared bit depth of a TIFF stack.
+    """Frame count, frame shape, dtype and declared bit depth of a stack.
+
+    TIFF/OME-TIFF (one page per frame), or HDF5 (``.h5``/``.hdf5``: a ``frames``
+    dataset (n, H, W) as written by ``rawsigma.acquire.framesave``; its ``kind`` and
+    ``level_index`` datasets, when present, are returned as ``table``).
 
     Raises
     ------
@@ -76,6 +132,8 @@ def stack_info(path: str | os.PathLike) -> dict[str, Any]:
         Missing or foreign file, non-integer pixels, pages of different shapes.
     """
     p = Path(path)
+    if _is_hdf5(p):
+        return _h5_info(p)
     with _open_tiff(p) as tif:
         pages = tif.pages
         n = len(pages)
@@ -99,10 +157,25 @@ def stack_info(path: str | os.PathLike) -> dict[str, Any]:
                     f"{shape} / {dtype}"
                 )
         bits = _bits_from_description(tif)
-    return {"path": p, "n_frames": n, "shape": shape, "dtype": dtype, "bit_depth": bits}
+    return {
+        "path": p,
+        "n_frames": n,
+        "shape": shape,
+        "dtype": dtype,
+        "bit_depth": bits,
+        "table": None,
+    }
 
 
 def _iter_pages(path: Path, indices: Sequence[int] | None = None):
+    if _is_hdf5(path):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            ds = _h5_frames(f, path)
+            for i in range(ds.shape[0]) if indices is None else indices:
+                yield i, ds[i]
+        return
     with _open_tiff(path) as tif:
         pages = tif.pages
         idx = range(len(pages)) if indices is None else indices
@@ -179,6 +252,7 @@ def read_frame_table(
             level = int(float(row["level_index"]))
             exposure = float(row[exp_col]) * _EXPOSURE_COLS[exp_col] if exp_col else np.nan
             photons = float(row["photons_per_pixel"]) if "photons_per_pixel" in cols else np.nan
+            control = float(row["control"]) if "control" in cols and row["control"] else np.nan
         except (TypeError, ValueError) as e:
             raise InputFileError(f"{cp}, line {line}: bad number ({e})") from None
         n = stacks[name]["n_frames"]
@@ -195,6 +269,7 @@ def read_frame_table(
                 "level": level,
                 "exposure_s": exposure,
                 "photons": photons,
+                "control": control,
             }
         )
     seen: set[tuple[str, int]] = set()
@@ -234,8 +309,9 @@ def calibrate_from_stacks(
     Parameters
     ----------
     paths : path or sequence of paths
-        TIFF/OME-TIFF stacks of raw integer frames. Without ``csv`` and ``dark``,
-        the first is the dark stack and each further one a light level.
+        TIFF/OME-TIFF (or HDF5 ``frames``) stacks of raw integer frames. Without
+        ``csv`` and ``dark``, the first is the dark stack and each further one a light
+        level.
     csv : path, optional
         Frame table (see module docstring); then ``paths`` may be a single stack.
     dark : path, optional
@@ -290,8 +366,24 @@ def calibrate_from_stacks(
             plan_rows.append((e["file"], e["frame"], key))
             if e["kind"] == "light":
                 level_meta.setdefault(
-                    e["level"], {"exposure_s": e["exposure_s"], "photons": e["photons"]}
+                    e["level"],
+                    {
+                        "exposure_s": e["exposure_s"],
+                        "photons": e["photons"],
+                        "control": e["control"],
+                    },
                 )
+    elif dark_path is None and len(plist) == 1 and infos[plist[0].name]["table"] is not None:
+        # HDF5 frames file written by acquire.framesave: roles stored in the file
+        name = plist[0].name
+        for j, (kind, lv) in enumerate(infos[name]["table"]):
+            k = kind.strip().lower()
+            if k not in _LIGHT | _DARK:
+                raise InputFileError(f"{plist[0]}: frame {j} has kind {kind!r}")
+            key = ("light", lv) if k in _LIGHT else ("dark", lv)
+            plan_rows.append((name, j, key))
+            if key[0] == "light":
+                level_meta.setdefault(lv, {"exposure_s": np.nan, "photons": np.nan})
     else:
         if dark_path is None:
             if len(plist) < 2:
@@ -371,6 +463,10 @@ def calibrate_from_stacks(
         level_darks = [accs[("dark", lv)] for lv in light_levels]
     ph = np.array([level_meta[lv]["photons"] for lv in light_levels])
     ex = np.array([level_meta[lv]["exposure_s"] for lv in light_levels])
+    ctl = np.array([level_meta[lv].get("control", np.nan) for lv in light_levels])
+    # linearity x-axis: photons, else the exposure if it varies, else the light control
+    if not (np.all(np.isfinite(ex)) and np.ptp(ex) > 0):
+        ex = ctl if np.all(np.isfinite(ctl)) and np.ptp(ctl) > 0 else ex
 
     if identity is None:
         identity = CameraIdentity(
@@ -395,7 +491,7 @@ def calibrate_from_stacks(
         max_adu=(1 << int(bit_depth)) - 1,
         level_darks=level_darks,
         photons=ph if np.all(np.isfinite(ph)) else None,
-        exposure=ex if np.all(np.isfinite(ex)) else None,
+        exposure=ex if np.all(np.isfinite(ex)) and np.ptp(ex) > 0 else None,
         flicker_correction=flicker_correction,
         source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
         bit_depth_source=bits_source,

@@ -108,3 +108,31 @@ def test_bad_input(sim_stacks, tmp_path: Path) -> None:
     csv.write_text("frame,kind,level_index\n0,sky,0\n")
     with pytest.raises(InputFileError, match="kind 'sky'"):
         calibrate_from_stacks(paths[0], csv)
+
+
+@pytest.mark.parametrize("suffix", [".ome.tif", ".h5"])
+def test_frames_saved_by_the_sweep_writer(tmp_path: Path, suffix: str) -> None:
+    framesave = pytest.importorskip("rawsigma.acquire.framesave")
+    shape = (24, 32)
+    cam = SensorModel.preset(
+        "scmos", shape, seed=8, bit_depth=12, offset=np.full(shape, 100.0), gain=np.full(shape, 0.5)
+    )
+    rng = np.random.default_rng(9)
+    path = tmp_path / f"sweep{suffix}"
+    w = framesave.FrameWriter(path, cam.shape, 12)
+    for _ in range(20):
+        w.write(cam.expose(0, 0.01, rng), "dark", -1, 10.0, 0.0)
+    for j, f in enumerate((0.2, 0.5, 0.8)):
+        ph = cam.photons_for_fraction(f, 0.01)
+        for _ in range(20):
+            w.write(cam.expose(ph, 0.01, rng), "bright", j, 10.0, 100 * f)
+    w.close()
+    csv = tmp_path / "sweep.csv"
+    prof = calibrate_from_stacks(path, csv)
+    assert prof.identity.bit_depth == 12
+    assert prof.emva["K"] == pytest.approx(0.5, rel=0.05)
+    assert np.median(prof.offset) == pytest.approx(100, abs=0.3)
+    assert prof.provenance["total_frames"] == 80
+    if suffix == ".h5":  # roles are stored inside the HDF5 file: no CSV needed
+        same = calibrate_from_stacks(path)
+        np.testing.assert_array_equal(same.gain, prof.gain)
