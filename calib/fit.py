@@ -18,6 +18,7 @@ frame, and what ``CameraProfile.variance`` must reproduce.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -145,7 +146,7 @@ def saturation_masks(
             # the photon-transfer curve collapses: a full well (or ADC) clips
             rv = dark.var() if read_var is None else read_var
             tol = 3.0 * np.sqrt(np.maximum(rv, 0)) + 1.0
-            top = np.max(np.stack([lv.pixel_max for lv in levels]), axis=0)
+            top = functools.reduce(np.maximum, [lv.pixel_max for lv in levels])
             fw = np.stack([lv.pixel_max >= top - tol for lv in levels])
             # pixels without a real plateau (dead, barely responding) never saturate
             rise = top - dark.mean()
