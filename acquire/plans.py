@@ -97,7 +97,7 @@ class SweepPlan(_Plan):
     drift_limit: float = Field(0.01, gt=0)
     on_drift: Literal["reacquire", "report"] = "reacquire"
     max_retries: int = Field(1, ge=0, le=10)
-    chunk_frames: int = Field(16, ge=1, le=1024)
+    chunk_frames: int = Field(4, ge=1, le=1024)
     frame_timeout_s: float = Field(10.0, gt=0)
     save_frames: SaveFormat | None = None
 
@@ -182,7 +182,7 @@ class StackPlan(_Plan):
     exposure_ms: float | None = Field(None, gt=0)
     probe_pixels: tuple[tuple[int, int], ...] | None = None
     seed: int | None = Field(None, ge=0)
-    chunk_frames: int = Field(16, ge=1, le=1024)
+    chunk_frames: int = Field(4, ge=1, le=1024)
     frame_timeout_s: float = Field(10.0, gt=0)
     save_frames: SaveFormat | None = None
 
