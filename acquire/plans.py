@@ -49,8 +49,8 @@ class SweepPlan(_Plan):
     target_fraction : float
         Fraction of the saturation signal for the top level, 0 < f ≤ 1.
     saturation_levels : int
-        Extra levels above saturation (up to 1.15 × the saturating control value) so
-        the saturation capacity can be measured; they are flagged, not fitted.
+        Extra levels around saturation (0.96–1.10 × the saturating control value) so
+        the saturation capacity can be measured; clipped pixels are not fitted.
     exposure_ms : float, optional
         Camera exposure for light-controlled sweeps (None: leave unchanged).
     level_darks : int
@@ -88,7 +88,7 @@ class SweepPlan(_Plan):
     control_max: float | None = Field(None, gt=0)
     auto_range: bool = True
     target_fraction: float = Field(0.9, gt=0, le=1)
-    saturation_levels: int = Field(1, ge=0, le=10)
+    saturation_levels: int = Field(3, ge=0, le=10)
     exposure_ms: float | None = Field(None, gt=0)
     level_darks: int = Field(0, ge=0)
     settle_s: float = Field(0.0, ge=0)
@@ -135,14 +135,20 @@ class SweepPlan(_Plan):
         return [float(v) for v in vals]
 
     def saturation_values(self, top: float, saturating: float | None, limit: float) -> list[float]:
-        """Control values of the extra saturation levels (may be empty)."""
-        if self.saturation_levels == 0:
+        """Control values of the extra levels around saturation (may be empty).
+
+        ``saturation_levels`` values spread over 0.96–1.10 × the saturating control
+        value (estimated as ``top / target_fraction`` when not measured), so that the
+        EMVA rule (0.1–0.2 % of pixels at the maximum) is bracketed; values at or
+        below ``top`` or above ``limit`` are dropped.
+        """
+        k = self.saturation_levels
+        if k == 0:
             return []
-        hi = min(limit, 1.15 * (saturating if saturating else top / self.target_fraction))
-        if hi <= top * 1.001:
-            return []
-        step = (hi - top) / self.saturation_levels
-        return [float(top + step * (i + 1)) for i in range(self.saturation_levels)]
+        sat = saturating if saturating else top / self.target_fraction
+        fr = np.linspace(0.96, 1.10, k) if k > 1 else np.array([1.10])
+        vals = sorted({round(float(min(f * sat, limit)), 9) for f in fr})
+        return [v for v in vals if v > top * 1.001]
 
 
 def _split_control(control: str) -> tuple[str, str] | None:

@@ -121,7 +121,7 @@ def calibrate(
     ),
     target: float = typer.Option(0.9, "--target", help="Top level as fraction of saturation."),
     saturation_levels: int = typer.Option(
-        1, "--saturation-levels", help="Extra levels beyond saturation (saturation capacity)."
+        3, "--saturation-levels", help="Extra levels around saturation (saturation capacity)."
     ),
     exposure: float | None = typer.Option(None, "--exposure", help="Exposure, ms."),
     level_darks: int = typer.Option(0, "--level-darks", help="Dark frames per level (EMVA)."),

@@ -18,7 +18,7 @@ def _core(**props):
 
 
 def _plan(**kw) -> SweepPlan:
-    base = dict(dark_frames=60, n_levels=6, frames_per_level=60, seed=11, chunk_frames=8)
+    base = dict(dark_frames=60, n_levels=6, frames_per_level=60, seed=11, saturation_levels=1)
     base.update(kw)
     return SweepPlan(**base)
 
@@ -29,7 +29,7 @@ def _good(profile, model) -> np.ndarray:
 
 def test_sweep_profile_matches_truth() -> None:
     core = _core()
-    runner = SweepRunner(core, _plan(frames_per_level=150, dark_frames=150))
+    runner = SweepRunner(core, _plan(frames_per_level=150, dark_frames=150, saturation_levels=3))
     events: list[tuple] = []
     runner.levelStarted.connect(lambda i, d: events.append(("start", i)))
     runner.levelFinished.connect(lambda i, d: events.append(("end", i)))
@@ -45,12 +45,14 @@ def test_sweep_profile_matches_truth() -> None:
     assert 0.8 < np.std(z) < 1.25 and abs(np.mean(z)) < 0.2
     assert np.median(np.abs(prof.offset[g] - m.offset[g])) < 0.2
     assert np.median(np.abs(prof.read_noise[g] / m.read_noise[g] - 1)) < 0.08
-    # auto-range: top level near 90 % of the full-well signal, one saturation level
+    # auto-range: top level near 90 % of the full-well signal, then 3 levels that
+    # bracket saturation (the last one is clipped at the full well)
     sat = np.median(m.gain * m.full_well)
-    top_mean = runner.levels[5].frame_means.mean() - 100
-    assert 0.85 < top_mean / sat < 0.95
-    assert len(runner.levels) == 7
-    assert events[0] == ("start", -1) and events[-1] == ("end", 6)
+    means = [lv.frame_means.mean() - 100 for lv in runner.levels]
+    assert 0.85 < means[5] / sat < 0.95
+    assert len(runner.levels) == 9
+    assert 0.93 < means[6] / sat < 0.99 and means[8] / sat > 0.99
+    assert events[0] == ("start", -1) and events[-1] == ("end", 8)
     assert nframes[0] == runner.total_frames
     assert prof.identity.camera == "Camera" and prof.identity.serial == "SIM-scmos-0"
     assert prof.plan["frames_per_level"] == 150 and prof.provenance["seed"] == 11
