@@ -240,18 +240,20 @@ def _close_row(B, c0, w):
 
 
 @nb.njit(**_OPTS)
-def train_tile(codes, B, row_step, col_step, ata, aty, act_cls, act_ctx, lvl_cls):
-    """Accumulate per-class normal equations (features: neighbours + 1) on every
-    ``row_step``-th row and ``col_step``-th column of a tile (``B`` from `new_ring`)."""
+def train_tile(codes, B, row_step, col_step, feats, target, klass, act_cls, lvl_cls):
+    """Collect training samples (18 neighbours, code, class) on every ``row_step``-th
+    row and ``col_step``-th column of a tile (``B`` from `new_ring`); returns their
+    number (``feats`` (n, N_NB) float64, ``target`` (n,), ``klass`` (n,) uint8)."""
     h, w = codes.shape
     stride = w + 2 * PAD
-    f = np.empty(N_NB + 1, np.float64)
     fi = np.empty(N_NB, np.int64)
     wz = np.zeros(N_CLASS * N_NB, np.int32)
     bz = np.zeros(N_CLASS, np.int32)
     cls = np.empty(w, np.uint8)
     q = np.empty(w, np.int64)
     aup = np.empty(w, np.int64)
+    n = 0
+    cap = feats.shape[0]
     for y in range(h):
         c0, c1, c2, c3 = _row_bases(y, stride)
         _open_row(B, c0, c1)
@@ -262,18 +264,15 @@ def train_tile(codes, B, row_step, col_step, ata, aty, act_cls, act_ctx, lvl_cls
             continue
         _row_prep(B, c1, c2, c3, w, wz, bz, act_cls, lvl_cls, cls, q, aup)
         for i in range(y % col_step, w, col_step):
-            x = i + PAD
-            cl = cls[i]
-            _taps(B, c0, c1, c2, c3, x, fi)
+            if n >= cap:
+                return n
+            _taps(B, c0, c1, c2, c3, i + PAD, fi)
             for j in range(N_NB):
-                f[j] = fi[j]
-            f[N_NB] = 1.0
-            t = float(codes[y, i])
-            for a in range(N_NB + 1):
-                fa = f[a]
-                aty[cl, a] += fa * t
-                for b in range(a, N_NB + 1):
-                    ata[cl, a, b] += fa * f[b]
+                feats[n, j] = fi[j]
+            target[n] = codes[y, i]
+            klass[n] = cls[i]
+            n += 1
+    return n
 
 
 @nb.njit(**_OPTS)

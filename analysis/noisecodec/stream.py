@@ -180,10 +180,31 @@ def _tables(freq: np.ndarray):
     return freq.astype(np.int64), cum.astype(np.int64), lut
 
 
+def _normal_equations(samples) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class ``AᵀA`` and ``Aᵀy`` (features + constant 1) from training samples."""
+    n = K.N_NB + 1
+    ata = np.zeros((K.N_CLASS, n, n))
+    aty = np.zeros((K.N_CLASS, n))
+    feats = np.concatenate([s[0] for s in samples])
+    target = np.concatenate([s[1] for s in samples])
+    klass = np.concatenate([s[2] for s in samples])
+    order = np.argsort(klass, kind="stable")
+    bounds = np.searchsorted(klass[order], np.arange(K.N_CLASS + 1))
+    a = np.empty((feats.shape[0], n))
+    a[:, : K.N_NB] = feats[order]
+    a[:, K.N_NB] = 1.0
+    t = target[order]
+    for c in range(K.N_CLASS):
+        lo, hi = bounds[c], bounds[c + 1]
+        if hi > lo:
+            ata[c] = a[lo:hi].T @ a[lo:hi]
+            aty[c] = a[lo:hi].T @ t[lo:hi]
+    return ata, aty
+
+
 def _solve_weights(ata: np.ndarray, aty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares predictor per class (ridge-regularised), fixed point."""
     n = K.N_NB + 1
-    ata = ata + np.transpose(np.triu(ata, 1), (0, 2, 1))  # fill the lower triangle
     glob_a, glob_b = ata.sum(0), aty.sum(0)
     default = np.zeros(n)
     default[[0, 1, 2, 3]] = [0.5, 0.5, -0.25, 0.25]
@@ -349,15 +370,18 @@ def encode_frames(
 
     def train(args):
         (f, r0, th), fill = args
-        ata = np.zeros((K.N_CLASS, K.N_NB + 1, K.N_NB + 1))
-        aty = np.zeros((K.N_CLASS, K.N_NB + 1))
-        K.train_tile(
-            codes[f, r0 : r0 + th], K.new_ring(w, fill), row_step, col_step, ata, aty, *lut_args
-        )
-        return ata, aty
+        cap = (th // row_step + 1) * (w // col_step + 1)
+        feats = np.empty((cap, K.N_NB), np.float64)
+        target = np.empty(cap, np.float64)
+        klass = np.empty(cap, np.uint8)
+        m = K.train_tile(
+            codes[f, r0 : r0 + th], K.new_ring(w, fill), row_step, col_step, feats, target,
+            klass, K.ACT_CLS_LUT, K.LVL_CLS_LUT,
+        )  # fmt: skip
+        return feats[:m], target[:m], klass[:m]
 
     res = _map(train, zip(tiles, fills, strict=True), params.threads)
-    wts, bias = _solve_weights(np.sum([r[0] for r in res], 0), np.sum([r[1] for r in res], 0))
+    wts, bias = _solve_weights(*_normal_equations(res))
 
     wts32 = np.ascontiguousarray(wts.ravel(), dtype=np.int32)
     bias32 = np.ascontiguousarray(bias, dtype=np.int32)
