@@ -217,7 +217,7 @@ class CalibrationPanel(QtWidgets.QWidget):
                 return False
             partial.unlink()
         try:
-            runner = self.runner_factory(self.core, plan, partial)
+            runner = self.runner_factory(self.core, plan, partial, force=self.force.isChecked())
         except Exception as exc:
             self._set_status(f"cannot start: {exc}", error=True)
             return False
@@ -226,8 +226,13 @@ class CalibrationPanel(QtWidgets.QWidget):
             self.table.setRowCount(0)
             self._rows.clear()
             self.warnings.clear()
+        # as ``rawsigma calibrate``: run(resume=..., out=...) saves the profile atomically
+        # and removes the partial file
         self.worker = RunnerWorker(
-            runner, output=out, force=self.force.isChecked(), latest=self.latest, stats=self.stats
+            runner,
+            latest=self.latest,
+            stats=self.stats,
+            run_kwargs={"resume": resume, "out": out},
         )
         w = self.worker
         w.levelStarted.connect(self._on_level_started)
@@ -240,9 +245,10 @@ class CalibrationPanel(QtWidgets.QWidget):
         w.done.connect(self._on_done)
         self.state = "running"
         self._set_status(("resuming" if resume else "running") + f" → {out}")
+        # listeners stop Micro-Manager live mode here, before the runner owns the camera
+        self.runStarted.emit()
         self.thread = start_in_thread(w)
         self._update_buttons()
-        self.runStarted.emit()
         return True
 
     def pause(self) -> None:

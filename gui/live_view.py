@@ -83,8 +83,16 @@ class LiveView(QtWidgets.QWidget):
         self.max_adu = 2 ** int(core.getImageBitDepth() or 16) - 1
 
         self.view = MapView("camera frame", "ADU", "CET-L1")
-        self.saturation = QtWidgets.QCheckBox("highlight saturated pixels (red)")
+        self.saturation = QtWidgets.QCheckBox("highlight saturated pixels (red) ≥")
         self.saturation.setChecked(True)
+        self.sat_level = QtWidgets.QSpinBox()
+        self.sat_level.setRange(1, self.max_adu)
+        self.sat_level.setValue(self.max_adu)
+        self.sat_level.setSuffix(" ADU")
+        self.sat_level.setToolTip(
+            "Threshold of the saturation highlight: the ADC maximum by default; lower it "
+            "for a camera whose full well clips below the ADC range."
+        )
         self.rate_label = QtWidgets.QLabel("display: – fps")
         self.frame_label = QtWidgets.QLabel(" ")
 
@@ -116,7 +124,7 @@ class LiveView(QtWidgets.QWidget):
         self.groups_btn.clicked.connect(self.show_config_groups)
         ctrl.addRow(self.props_btn)
         ctrl.addRow(self.groups_btn)
-        ctrl.addRow(self.saturation)
+        ctrl.addRow(self.saturation, self.sat_level)
         ctrl.addRow(self.rate_label)
         ctrl.addRow(self.frame_label)
 
@@ -134,6 +142,27 @@ class LiveView(QtWidgets.QWidget):
         self.timer.setInterval(int(round(1000.0 / display_hz)))
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
+        # UniMMCore does not emit property/exposure events for Python devices, so
+        # keep the pymmcore-widgets controls in step with the core at 2 Hz.
+        self.sync_timer = QtCore.QTimer(self)
+        self.sync_timer.setInterval(500)
+        self.sync_timer.timeout.connect(self.sync_controls)
+        self.sync_timer.start()
+
+    @QtCore.Slot()
+    def sync_controls(self) -> None:
+        """Show the core's current exposure and light level in the controls."""
+        try:
+            if self.light_widget is not None and not self.light_widget.hasFocus():
+                self.light_widget.refresh()
+            box = self.exposure.spinBox
+            exp = float(self.core.getExposure())
+            if not box.hasFocus() and abs(box.value() - exp) > 1e-9:
+                box.blockSignals(True)
+                box.setValue(exp)
+                box.blockSignals(False)
+        except Exception:  # a device busy or gone: try again at the next tick
+            return
 
     # -------------------------------------------------------------- frames
     def _on_snapped(self, *args: Any) -> None:
@@ -171,14 +200,14 @@ class LiveView(QtWidgets.QWidget):
     def show_frame(self, frame: np.ndarray, label: str = "") -> None:
         """Draw one frame (rows, cols) now."""
         self.view.set_map(frame, max_stat_pixels=2**16)
-        if self.saturation.isChecked():
-            sat = frame >= self.max_adu
-            self.view.set_overlay(saturation_overlay(frame, self.max_adu) if sat.any() else None)
-            nsat = int(np.count_nonzero(sat))
+        level = int(self.sat_level.value())
+        sat = frame >= level
+        nsat = int(np.count_nonzero(sat))
+        if self.saturation.isChecked() and nsat:
+            self.view.set_overlay(saturation_overlay(frame, level))
         else:
             self.view.set_overlay(None)
-            nsat = int(np.count_nonzero(frame >= self.max_adu))
-        self.frame_label.setText(f"{label}: {nsat} saturated px (≥ {self.max_adu} ADU)")
+        self.frame_label.setText(f"{label}: {nsat} saturated px (≥ {level} ADU)")
         self.displayed += 1
 
     # ------------------------------------------------------------- dialogs
@@ -214,6 +243,7 @@ class LiveView(QtWidgets.QWidget):
     def close_dialogs(self) -> None:
         """Close the property browser and group dialogs, and stop the timer."""
         self.timer.stop()
+        self.sync_timer.stop()
         try:
             self.core.events.imageSnapped.disconnect(self._on_snapped)
         except Exception:

@@ -38,6 +38,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self.gain_view = MapView("gain", "ADU/e⁻", "cividis")
         self.read_view = MapView("read noise", "ADU rms", "magma")
         self.defect_view = MapView("defects over offset", "ADU", "CET-L1")
+        self.defect_view.image.setOpacity(0.45)  # dim base so the defect colours stand out
         self.ptc = PTCPlot()
         self.defect_legend = QtWidgets.QLabel(defect_legend(None))
         self.status = QtWidgets.QLabel("waiting for frames")

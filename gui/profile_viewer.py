@@ -97,6 +97,7 @@ class ProfileViewer(QtWidgets.QWidget):
             self.views[attr] = v
             grid.addWidget(v, i // 2, i % 2)
         self.defect_view = MapView("defects over offset", "ADU", "CET-L1")
+        self.defect_view.image.setOpacity(0.45)  # dim base so the defect colours stand out
         self.defect_legend = QtWidgets.QLabel(defect_legend(None))
         dbox = QtWidgets.QVBoxLayout()
         dbox.addWidget(self.defect_view, 1)

@@ -109,6 +109,10 @@ class PTCPlot(QtWidgets.QWidget):
             self.set_points(np.empty(0), np.empty(0))
         else:
             self.set_points(mean, var)
+        if self._x.size == 0:  # no PTC table (e.g. a truth or estimated profile)
+            self.set_fit(None, None)
+            self.info.setText("no photon-transfer table in this profile")
+            return
         k = _emva_value(emva, "K", "k", "gain", "system_gain")
         # EMVA R4: var_y = K (mu_y - mu_y.dark) + sigma_y.dark^2, everything in DN (ADU)
         sd = _emva_value(emva, "sigma_y_dark", "read_noise")

@@ -215,11 +215,11 @@ class StackPanel(QtWidgets.QWidget):
         self.worker.progress.connect(self._on_progress)
         self.state = "running"
         self.status.setText("acquiring…")
+        self.runStarted.emit()  # listeners stop live mode before the runner starts
         self.thread = start_in_thread(self.worker)
         self.start_btn.setEnabled(False)
         self.stop_btn.setEnabled(True)
         self.timer.start()
-        self.runStarted.emit()
         return True
 
     def stop(self) -> None:

@@ -188,6 +188,9 @@ class RunnerWorker(QtCore.QObject):
         Receives snapshot copies of the live accumulators.
     snapshot_interval : float
         Minimum seconds between two accumulator snapshots.
+    run_kwargs : dict, optional
+        Keyword arguments of ``runner.run`` (``resume``, ``out`` for a sweep). When
+        ``out`` is given the runner saves the profile itself (as the CLI does).
     """
 
     levelStarted = QtCore.Signal(int, object)
@@ -209,9 +212,11 @@ class RunnerWorker(QtCore.QObject):
         latest: LatestFrame | None = None,
         stats: StatsWorker | None = None,
         snapshot_interval: float = 0.25,
+        run_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.runner = runner
+        self.run_kwargs = dict(run_kwargs or {})
         self.output = Path(output) if output is not None else None
         self.force = force
         self.latest = latest
@@ -256,13 +261,21 @@ class RunnerWorker(QtCore.QObject):
         if moments is not None and moments.n > 1:
             self.stats.busy.set()
             self._requestMaps.emit(level, copy_moments(moments), True)
+        if level < 0:
+            return
         dark = getattr(self.runner, "dark", None)
-        levels = [m for m in (getattr(self.runner, "levels", None) or []) if m is not None]
-        done = [m for m in levels[: level + 1] if m.n > 1]
-        if level >= 0 and dark is not None and dark.n > 1 and done:
+        done = [m for m in (getattr(self.runner, "levels", None) or []) if m is not None]
+        current = getattr(self.runner, "current", None)
+        if current is not None and all(current is not m for m in done):
+            done.append(current)  # the level just finished, not yet in .levels
+        done = [m for m in done if m.n > 1]
+        if dark is not None and dark.n > 1 and done:
             self._requestFit.emit(copy_moments(dark), [copy_moments(m) for m in done])
 
     def _current_moments(self, level: int) -> Any:
+        current = getattr(self.runner, "current", None)  # SweepRunner: level in progress
+        if current is not None:
+            return current
         single = getattr(self.runner, "moments", None)  # StackRunner: one accumulator
         if single is not None:
             return single
@@ -295,7 +308,7 @@ class RunnerWorker(QtCore.QObject):
 
         pairs = self._connect()
         try:
-            result = self.runner.run()
+            result = self.runner.run(**self.run_kwargs)
             self.result = result
             if self.output is not None and hasattr(result, "save"):
                 result.save(self.output, force=self.force)

@@ -25,7 +25,7 @@ from psygnal import Signal  # noqa: E402
 from pydantic import BaseModel, ConfigDict  # noqa: E402
 from rawsigma.acquire.sensor_model import SensorModel  # noqa: E402
 from rawsigma.calib.moments import PixelMoments  # noqa: E402
-from rawsigma.errors import Cancelled  # noqa: E402
+from rawsigma.errors import Cancelled, OutputExistsError  # noqa: E402
 
 SHAPE = (48, 40)
 
@@ -52,8 +52,9 @@ class FakeRunner:
     warning = Signal(str)
     finished = Signal(object)
 
-    def __init__(self, core, plan, partial_path=None):
-        self.plan, self.partial = plan, partial_path
+    def __init__(self, core, plan, partial_path=None, force=False):
+        self.plan, self.partial, self.force = plan, partial_path, force
+        self.current = None
         self.sensor = SensorModel.preset("scmos", shape=SHAPE, seed=plan.seed)
         self._go = threading.Event()
         self._go.set()
@@ -74,7 +75,9 @@ class FakeRunner:
         self._stop = True
         self._go.set()
 
-    def run(self):
+    def run(self, resume=False, out=None):
+        if self.partial.exists() and not resume:
+            raise OutputExistsError(f"{self.partial}: partial exists")
         rng = np.random.default_rng(self.plan.seed)
         for lv in range(-1, self.plan.n_levels):
             n = self.plan.n_dark if lv < 0 else self.plan.frames_per_level
@@ -98,8 +101,9 @@ class FakeRunner:
                 self.warning.emit("light source unstable: 2.1 % frame-to-frame")
             self.levelFinished.emit(lv, {"n_frames": n})
         prof = self.sensor.true_profile()
-        if self.partial is not None and self.partial.exists():
-            self.partial.unlink()
+        if out is not None:
+            prof.save(out, force=self.force)
+            self.partial.unlink(missing_ok=True)
         self.finished.emit(prof)
         return prof
 
@@ -286,8 +290,8 @@ def _panel(qtbot, tmp_path):
 
     runners = []
 
-    def factory(core, plan, partial):
-        r = FakeRunner(core, plan, partial)
+    def factory(core, plan, partial, force=False):
+        r = FakeRunner(core, plan, partial, force)
         runners.append(r)
         return r
 
@@ -344,10 +348,10 @@ def test_calib_panel_pause_resume_stop_and_resume_from_partial(qtbot, tmp_path):
 def test_worker_reports_failure_without_crash(qtbot, tmp_path):
     panel, runners = _panel(qtbot, tmp_path)
 
-    def boom():
+    def boom(**kwargs):
         raise RuntimeError("camera unplugged")
 
-    panel.runner_factory = lambda c, p, q: type("R", (), {"run": staticmethod(boom)})()
+    panel.runner_factory = lambda c, p, q, force: type("R", (), {"run": staticmethod(boom)})()
     with qtbot.waitSignal(panel.runEnded, timeout=5000) as sig:
         assert panel.start()
     assert sig.args == ["failed"] and "camera unplugged" in panel.status.text()
