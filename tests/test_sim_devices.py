@@ -127,3 +127,21 @@ def test_open_core_bad_config(tmp_path) -> None:
     bad.write_text("#py pyDevice,Camera,rawsigma.acquire.devices,NoSuchCamera\n")
     with pytest.raises(InputFileError, match="bad.cfg"):
         open_core(bad)
+
+
+def test_settling_reports_busy(core) -> None:
+    import time
+
+    core.setAutoShutter(False)
+    core.setShutterOpen("LED", True)
+    core.setProperty("LED", "SettlingTime_ms", 150)
+    core.setProperty("LED", "Intensity", 50)
+    core.waitForDevice("LED")
+    settled = _snap(core).mean()
+    core.setProperty("LED", "Intensity", 10)
+    early = _snap(core).mean()  # still near the old output
+    t0 = time.monotonic()
+    core.waitForDevice("LED")
+    assert time.monotonic() - t0 > 0.05
+    late = _snap(core).mean()
+    assert early > 0.5 * settled and late < 0.3 * settled
