@@ -49,14 +49,19 @@ def _frames_in_level(info: dict, plan: Any, level: int) -> int | None:
     return None
 
 
-def _describe(info: dict) -> str:
-    keep = []
-    for k, v in info.items():
-        if isinstance(v, float):
-            keep.append(f"{k}={v:.4g}")
-        elif isinstance(v, (int, str, bool)):
-            keep.append(f"{k}={v}")
-    return ", ".join(keep[:4])
+def _describe(info: dict, plan: Any = None) -> str:
+    """Short text of a level: its control value, or "dark"."""
+    ctrl = info.get("control")
+    name = getattr(plan, "control", "control")
+    if isinstance(ctrl, (int, float)):
+        text = f"{name} = {ctrl:.4g}"
+    else:
+        text = str(info.get("kind", "")) or "–"
+    if info.get("retry"):
+        text += f" (retry {info['retry']})"
+    if isinstance(info.get("fps"), float):
+        text += f", {info['fps']:.0f} fps"
+    return text
 
 
 class CalibrationPanel(QtWidgets.QWidget):
@@ -320,7 +325,7 @@ class CalibrationPanel(QtWidgets.QWidget):
         total = _frames_in_level(info, self._plan, level) or 0
         bar = self.level_bar(level)
         bar.setRange(0, max(total, 1))
-        self.table.setItem(r, 2, QtWidgets.QTableWidgetItem(_describe(info)))
+        self.table.setItem(r, 2, QtWidgets.QTableWidgetItem(_describe(info, self._plan)))
         self.table.item(r, 3).setText("acquiring")
         self.table.scrollToItem(self.table.item(r, 0))
 
@@ -339,7 +344,8 @@ class CalibrationPanel(QtWidgets.QWidget):
         bar.setValue(bar.maximum())
         item = self.table.item(r, 3)
         item.setText("done")
-        item.setToolTip(_describe(info))
+        item.setToolTip(", ".join(f"{k}={v}" for k, v in info.items()))
+        self.table.setItem(r, 2, QtWidgets.QTableWidgetItem(_describe(info, self._plan)))
 
     @QtCore.Slot(str)
     def _on_warning(self, text: str) -> None:

@@ -56,12 +56,16 @@ def robust_stats(values: np.ndarray, mask: np.ndarray | None = None) -> dict[str
 
 
 def _fmt(x: float) -> str:
+    """Four significant digits, without an exponent between 1e-3 and 1e6."""
     if not math.isfinite(x):
         return "–"
     a = abs(x)
-    if a != 0 and (a >= 1e5 or a < 1e-3):
+    if a == 0:
+        return "0"
+    if a >= 1e6 or a < 1e-3:
         return f"{x:.3g}"
-    return f"{x:.4g}"
+    decimals = max(0, 3 - int(math.floor(math.log10(a))))
+    return f"{x:.{decimals}f}"
 
 
 def format_stats(stats: dict[str, float], units: str = "") -> str:
@@ -69,7 +73,7 @@ def format_stats(stats: dict[str, float], units: str = "") -> str:
     u = f" {units}" if units else ""
     return (
         f"median {_fmt(stats['median'])}{u}   MAD {_fmt(stats['mad'])}   "
-        f"p1 {_fmt(stats['p1'])}   p99 {_fmt(stats['p99'])}   (n={stats['n']})"
+        f"p1 {_fmt(stats['p1'])}   p99 {_fmt(stats['p99'])}"
     )
 
 
@@ -134,8 +138,11 @@ class MapView(QtWidgets.QWidget):
         self.hist.axis.enableAutoSIPrefix(False)
         self.hist.axis.setTextPen("k")
         self.hist.axis.setPen("k")
-        self.hist.setMinimumWidth(110)
-        self.hist.setMaximumWidth(150)
+        # fixed width with room for 6-digit ticks and the label: pyqtgraph widens the
+        # axis only after a first paint, which left the label over the tick text
+        self.hist.axis.setWidth(78)
+        self.hist.setMinimumWidth(140)
+        self.hist.setMaximumWidth(200)
         self.glw.addItem(self.hist, row=0, col=1)
         self.glw.ci.layout.setColumnStretchFactor(0, 4)
         self.glw.ci.layout.setColumnStretchFactor(1, 1)
@@ -221,6 +228,10 @@ class MapView(QtWidgets.QWidget):
             padding=0.05,
         )
         self.stats_label.setText(format_stats(stats, self.units))
+        self.stats_label.setToolTip(
+            f"{stats['n']} finite pixels; MAD = median absolute deviation (unscaled); "
+            "p1/p99 = 1st/99th percentiles; colour range p1–p99"
+        )
         return stats
 
     @staticmethod

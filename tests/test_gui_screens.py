@@ -69,11 +69,11 @@ def test_screenshot_live_and_calibration(qtbot, shots, tmp_path):
     qtbot.addWidget(win)
     win.resize(*SIZE)
     win.show()
-    core.setProperty("LED", "Intensity", 60)
+    core.setProperty("LED", "Intensity", 45)
     core.setAutoShutter(False)
     core.setShutterOpen(True)
     core.setExposure(20)
-    win.live.sat_level.setValue(61000)
+    win.live.sat_level.setValue(60000)  # below the full-well clip of this sensor
     core.snap()
     win.live.sync_controls()
     win.live.refresh()
@@ -84,7 +84,9 @@ def test_screenshot_live_and_calibration(qtbot, shots, tmp_path):
     if win.calib is None:
         pytest.skip("acquire.sweep not available: no calibration screenshot")
     win.calib.output.setText(str(tmp_path / "shot.h5"))
-    win.calib.form.set_values(dark_frames=8, n_levels=4, frames_per_level=8, seed=2)
+    win.calib.form.set_values(
+        dark_frames=8, n_levels=5, frames_per_level=8, saturation_levels=0, seed=2
+    )
     with qtbot.waitSignal(win.calib.runEnded, timeout=120000):
         assert win.calib.start(), win.calib.status.text()
     qtbot.waitUntil(lambda: win.maps.last_fit is not None, timeout=30000)
