@@ -145,3 +145,15 @@ def test_settling_reports_busy(core) -> None:
     assert time.monotonic() - t0 > 0.05
     late = _snap(core).mean()
     assert early > 0.5 * settled and late < 0.3 * settled
+
+
+def test_open_core_paths_and_pycromanager_bridge() -> None:
+    import importlib.util
+
+    from rawsigma.errors import AcquisitionError
+
+    c = open_core(sim_rig_config(), {"Camera.SensorWidth": 8, "Camera.SensorHeight": 8})
+    assert c.getImageWidth() == 8 and type(c).__name__ == "UniMMCore"
+    if importlib.util.find_spec("pycromanager") is None:
+        with pytest.raises(AcquisitionError, match="pycromanager"):
+            open_core("pycromanager")
