@@ -31,6 +31,7 @@ __all__ = ["DEMO_CODECS", "DemoResult", "calibrate_simulated", "phantom", "run_d
 
 DEMO_CODECS = ["replica", "8bit", "jpeg@10", "jpeg@100", "noise:step=2"]
 Progress = Callable[[str, int, int], None]
+Calibrator = Callable[[tuple[int, int], int, bool], tuple[Any, Any, str]]
 
 
 @dataclass
@@ -194,10 +195,18 @@ def _available(specs: list[str]) -> tuple[list[str], list[str]]:
     return ok, missing
 
 
-def _training_labels(instances: np.ndarray) -> np.ndarray:
+#: Background annotation ring (px from the nearest object) used with ground-truth
+#: instances: wide enough to show the classifier the far background, not only the
+#: bright halo next to objects (a 2–5 px ring leaves flat background unseen, and the
+#: forest then calls noise blobs there foreground).
+TRAINING_RING = (2.0, 20.0)
+
+
+def training_labels(instances: np.ndarray) -> np.ndarray:
+    """Sparse annotations from instances: eroded cores (2) and a wide background ring (1)."""
     from rawsigma.analysis.classifier import training_labels_from_instances
 
-    return training_labels_from_instances(instances)
+    return training_labels_from_instances(instances, ring=TRAINING_RING)
 
 
 def _index_html(res: DemoResult, summaries: dict[str, str]) -> str:
@@ -229,6 +238,7 @@ def run_demo(
     fast: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
+    calibrate: Calibrator | None = None,
 ) -> DemoResult:
     """Run the demo and write ``out/index.html``, ``out/simulated/``, ``out/real/``.
 
@@ -243,6 +253,11 @@ def run_demo(
     seed : int
         Root seed of the phantom, the camera and the scoring.
     progress : callable(stage, done, total), optional
+    calibrate : callable(shape, seed, fast) -> (profile, SensorModel, description), optional
+        How to calibrate the simulated camera. The CLI passes the bench path (the
+        simulated Micro-Manager rig and the sweep runner of ``rawsigma.acquire``, which
+        ``analysis`` may not import); default :func:`calibrate_simulated` (the same
+        camera model folded straight into the ``rawsigma.calib`` estimators).
     """
     from rawsigma.analysis.data import demo_image, demo_labels
     from rawsigma.analysis.noise_estimate import estimate_profile
@@ -266,7 +281,10 @@ def run_demo(
     plan = ScorePlan(codecs=codecs, n_replicas=n_rep, seed=seed, min_size=5)
 
     say("calibrating camera", 0, 1)
-    prof, model, method = calibrate_simulated(shape, seed, n_frames=12 if fast else 24)
+    if calibrate is None:
+        prof, model, method = calibrate_simulated(shape, seed, n_frames=12 if fast else 24)
+    else:
+        prof, model, method = calibrate(shape, seed, fast)
     say("calibrating camera", 1, 1)
 
     bright, truth = phantom(shape, n_objects=10 if fast else 40, rng=seed)
@@ -285,7 +303,7 @@ def run_demo(
         def stage(s: str, d: int, t: int, _n: str = name) -> None:
             say(f"{_n}: {s}", d, t)
 
-        r = score_image(image, p, labels=_training_labels(inst), plan=plan, progress=stage)
+        r = score_image(image, p, labels=training_labels(inst), plan=plan, progress=stage)
         r.provenance["demo"] = {"dataset": desc, "calibration": method if name == "simulated"
                                 else "profile estimated from the image"}  # fmt: skip
         if name == "real":

@@ -35,15 +35,14 @@ PAPER = {  # Table 1 of Pomarico et al. 2023 (microspheres, PC): ΔA µ, σ in p
 
 def synthetic(size: int = 1024) -> None:
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.classifier import training_labels_from_instances
-    from rawsigma.analysis.demo import phantom
+    from rawsigma.analysis.demo import phantom, training_labels
     from rawsigma.analysis.runner import score_image
 
     model = SensorModel.preset("scmos", (size, size), seed=0)
     bright, truth = phantom((size, size), n_objects=int(40 * (size / 256) ** 2), rng=0)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(1))
     prof = model.true_profile()
-    lab = training_labels_from_instances(truth)
+    lab = training_labels(truth)
     t = time.perf_counter()
     r = score_image(img, prof, labels=lab, codecs=CODECS, n_replicas=10, min_size=5)
     total = time.perf_counter() - t
@@ -72,8 +71,8 @@ def _frames():
     if us.exists():
         yield (
             "usiigaci",
-            tifffile.imread(us)[0],
-            tifffile.imread(DATA / "usiigaci_phase_contrast_1fields_labels.tif"),
+            np.squeeze(tifffile.imread(us)),
+            np.squeeze(tifffile.imread(DATA / "usiigaci_phase_contrast_1fields_labels.tif")),
         )
     bb = DATA / "bbbc039_u2os_hoechst_3fields.tif"
     if bb.exists():
@@ -84,7 +83,7 @@ def _frames():
 
 
 def real(out: Path) -> None:
-    from rawsigma.analysis.classifier import training_labels_from_instances
+    from rawsigma.analysis.demo import training_labels
     from rawsigma.analysis.noise_estimate import estimate_profile
     from rawsigma.analysis.report import write_report
     from rawsigma.analysis.runner import score_image
@@ -99,7 +98,7 @@ def real(out: Path) -> None:
         r = score_image(
             img,
             prof,
-            labels=training_labels_from_instances(lab),
+            labels=training_labels(lab),
             codecs=["replica", *CODECS],
             n_replicas=10,
             min_size=5,

@@ -183,9 +183,9 @@ def run_score(
                 f"{labels}: label image shape {lab.shape} differs from {image} {img.shape}"
             )
         if instances:
-            from rawsigma.analysis.classifier import training_labels_from_instances
+            from rawsigma.analysis.demo import training_labels
 
-            lab = training_labels_from_instances(lab)
+            lab = training_labels(lab)
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

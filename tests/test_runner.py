@@ -48,13 +48,12 @@ def _has_noise_codec() -> bool:
 @pytest.fixture(scope="module")
 def scene():
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.classifier import training_labels_from_instances
-    from rawsigma.analysis.demo import phantom
+    from rawsigma.analysis.demo import phantom, training_labels
 
     model = SensorModel.preset("scmos", (160, 160), seed=3)
     bright, truth = phantom((160, 160), n_objects=18, rng=5)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(7))
-    return img, model.true_profile(), training_labels_from_instances(truth), truth
+    return img, model.true_profile(), training_labels(truth), truth
 
 
 @pytest.fixture(scope="module")
