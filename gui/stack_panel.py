@@ -3,10 +3,10 @@ relative-error convergence (Fig. 1a of Pomarico et al. 2023).
 
 For one pixel (default: the centre; click the mean map to choose another) the panel
 keeps the pixel's value in every frame, as the frames arrive, and shows the relative
-error of each sample ``RE_k = (x_k − x̄_N) / x̄_N`` against the frame index, the
-running spread ``std(RE)`` that converges to σ/μ, and the histogram of the RE
-values. The per-pixel moments of the whole stack come from the ``StackRunner``'s
-accumulator (``rawsigma.calib.moments.PixelMoments``).
+error of each sample ``RE_k = (x_k − x̄) / x̄`` against the frame index, the running
+σ/μ of the first N frames (which converges as N grows), and the histogram of the RE
+values; both computed by ``rawsigma.acquire.stack.StackResult``. The running maps
+come from the ``StackRunner``'s accumulator (``PixelMoments``).
 """
 
 from __future__ import annotations
@@ -44,35 +44,34 @@ class PixelTrace:
             return np.array(self._values, dtype=np.float64)
 
 
-def relative_error_curve(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relative errors of the samples and the running spread of the relative error.
+def relative_error_curves(values: np.ndarray, plan: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Relative errors ``(x_k − x̄)/x̄`` and the running σ/μ of one pixel's values.
+
+    Computed by ``rawsigma.acquire.stack.StackResult`` (``relative_error`` and
+    ``convergence``), the same code that writes the stack summary file.
 
     Parameters
     ----------
     values : 1-D ndarray
-        One pixel's value in successive frames, ADU (offset-subtracted if wanted).
+        The pixel's value in successive frames, ADU.
+    plan : StackPlan, optional
 
     Returns
     -------
-    re : ndarray
-        ``(x_k − x̄) / x̄`` with x̄ the mean of all values.
-    spread : ndarray
-        ``spread[N-1]`` = standard deviation (ddof=1) of the first N relative errors
-        (NaN for N = 1): the convergence of σ/μ with the number of frames.
+    re : ndarray, float64 (N,)
+    rel_sigma : ndarray, float64 (N,)
+        std(ddof=1)/mean of the first n values (NaN for n = 1).
     """
-    v = np.asarray(values, dtype=np.float64)
+    from rawsigma.acquire.stack import StackResult
+
+    v = np.asarray(values)
     if v.size == 0:
-        return v, v
-    m = v.mean()
-    re = (v - m) / m if m != 0 else np.full_like(v, np.nan)
-    n = np.arange(1, v.size + 1)
-    c1 = np.cumsum(re)
-    c2 = np.cumsum(re * re)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = (c2 - c1 * c1 / n) / (n - 1)
-    spread = np.sqrt(np.clip(var, 0, None))
-    spread[0] = np.nan
-    return re, spread
+        empty = np.empty(0)
+        return empty, empty
+    res = StackResult(
+        moments=None, probe_pixels=[(0, 0)], probe_values=v[None, :], identity=None, plan=plan
+    )
+    return res.relative_error()[0], res.convergence()["rel_sigma"][0]
 
 
 class StackPanel(QtWidgets.QWidget):
@@ -137,11 +136,11 @@ class StackPanel(QtWidgets.QWidget):
         self.re_plot.setLabel("left", "relative error (x − x̄)/x̄", color="k")
         self.re_plot.addLegend(offset=(10, 10), labelTextColor="k")
         self.re_points = self.re_plot.plot(
-            [], [], pen=None, symbol="o", symbolSize=3, symbolPen=None,
-            symbolBrush=(30, 90, 200, 120), name="RE per frame",
+            [], [], pen=None, symbol="o", symbolSize=5, symbolPen=None,
+            symbolBrush=(30, 90, 200, 200), name="RE per frame",
         )  # fmt: skip
         pen = pg.mkPen((220, 60, 30), width=2)
-        self.re_spread = self.re_plot.plot([], [], pen=pen, name="± std of RE (first N)")
+        self.re_spread = self.re_plot.plot([], [], pen=pen, name="± σ/μ of the first N frames")
         self.re_spread_neg = self.re_plot.plot([], [], pen=pen)
         self.re_hist = pg.PlotWidget(background="w")
         self.re_hist.setTitle("histogram of RE", color="k", size="11pt")
@@ -199,6 +198,7 @@ class StackPanel(QtWidgets.QWidget):
         try:
             plan = self.form.plan()
             runner = self.runner_factory(self.core, plan)
+            self._plan = plan
         except Exception as exc:
             self.status.setText(f"cannot start: {exc}")
             return False
@@ -273,7 +273,7 @@ class StackPanel(QtWidgets.QWidget):
     def refresh_re(self) -> None:
         """Redraw the relative-error plots from the pixel trace."""
         v = self.trace.values()
-        re, spread = relative_error_curve(v)
+        re, spread = relative_error_curves(v, getattr(self, "_plan", None))
         n = np.arange(1, re.size + 1)
         self.re_points.setData(n, re)
         self.re_spread.setData(n, spread)
