@@ -281,25 +281,28 @@ def _drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
     return new[lab]
 
 
-_STAGE_TIMES: dict[str, float] = {}
-_STAGE_LOCK = threading.Lock()
+class _StageClock:
+    """Thread-safe sums of per-image stage times for one run."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        with self._lock:
+            self.times[stage] = self.times.get(stage, 0.0) + (t1 - t0)
+        return t1
 
 
-def _timed(stage: str, t0: float) -> float:
-    t1 = time.perf_counter()
-    with _STAGE_LOCK:
-        _STAGE_TIMES[stage] = _STAGE_TIMES.get(stage, 0.0) + (t1 - t0)
-    return t1
-
-
-def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan) -> _Outcome:
+def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: _StageClock) -> _Outcome:
     t = time.perf_counter()
     lab = _drop_small(_to_objects(segment(img), plan.threshold), plan.min_size)
-    t = _timed("segment (sum over images)", t)
+    t = clock.add("segment (sum over images)", t)
     table, glob = _measure(lab)
-    t = _timed("measure (sum over images)", t)
+    t = clock.add("measure (sum over images)", t)
     feats, _ = _scoring_features(img, plan.score_sigmas)
-    _timed("scoring features (sum over images)", t)
+    clock.add("scoring features (sum over images)", t)
     return _Outcome(lab, table, glob, feats.astype(np.float32))
 
 
@@ -360,8 +363,7 @@ def score_image(
     report: Progress = progress or (lambda stage, done, total: None)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
-    with _STAGE_LOCK:
-        _STAGE_TIMES.clear()
+    clock = _StageClock()
     notes: list[str] = []
 
     image = check_raw_image(image, profile)
@@ -413,8 +415,8 @@ def score_image(
     # --- raw + replicas (parallel)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(plan.workers, os.cpu_count() or 1)) as pool:
-        raw_fut = pool.submit(_process, image, segment, plan)
-        rep_futs = [pool.submit(_process, r, segment, plan) for r in reps]
+        raw_fut = pool.submit(_process, image, segment, plan, clock)
+        rep_futs = [pool.submit(_process, r, segment, plan, clock) for r in reps]
         raw = raw_fut.result()
         fstats = sc.FeatureStats()
         rep_out = []
@@ -454,7 +456,7 @@ def score_image(
 
         def score_one(spec: str) -> CodecResult:
             dec, ratio, nbytes, desc = decoded[spec]
-            o = _process(dec, segment, plan)
+            o = _process(dec, segment, plan, clock)
             m = match_objects(
                 raw_c,
                 _centroids(o.table) if o.labels.max() else np.zeros((0, 2)),
@@ -514,9 +516,7 @@ def score_image(
         if tol_specs:
             timings["tolerance_search"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
-    with _STAGE_LOCK:
-        timings.update(_STAGE_TIMES)
-        _STAGE_TIMES.clear()
+    timings.update(clock.times)
 
     prov = fileio.provenance(
         profile_id=profile.profile_id,
