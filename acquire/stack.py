@@ -194,7 +194,11 @@ class StackRunner:
             writer = FrameWriter(
                 self.frames_path, (h, w), identity.bit_depth, p.save_frames, force=self.force
             )
-        info = {"kind": "light" if p.shutter_open else "dark", "n_frames": p.n_frames}
+        info = {
+            "kind": "light" if p.shutter_open else "dark",
+            "n_frames": p.n_frames,
+            "n_levels": 1,
+        }
         exp_ms = float(core.getExposure())
         t0 = time.perf_counter()
         try:
