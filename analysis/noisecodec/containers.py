@@ -239,6 +239,7 @@ def write_tiff(
         "spec": codec.spec,
         "offset0": maps.offset0,
         "gain0": maps.gain0,
+        "jitter": bool(maps.jitter),
         "preview_binning": PREVIEW_BIN,
     }
     streams = [encode_frames(f, maps, codec.params, embed_maps=False) for f in stack]
@@ -284,7 +285,9 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     shape = tuple(desc["shape"])
     maps = None
     if mbytes is not None:
-        maps = CodecMaps.from_bytes(mbytes, tuple(shape[-2:]), desc["offset0"], desc["gain0"])
+        maps = CodecMaps.from_bytes(
+            mbytes, tuple(shape[-2:]), desc["offset0"], desc["gain0"], desc.get("jitter", False)
+        )
     frames = [decode_frames(s, maps, source=f"{path} page {i}") for i, s in enumerate(streams)]
     return np.stack(frames).reshape(shape)
 
