@@ -188,7 +188,7 @@ class LiveView(QtWidgets.QWidget):
         self._poll_live()
         item = self.latest.take()
         now = time.perf_counter()
-        if item is not None:
+        if item is not None and self.isVisible():  # hidden tab: count, do not draw
             frame, label = item
             self.show_frame(frame, label)
         if now - self._t0 >= 1.0:
@@ -199,7 +199,7 @@ class LiveView(QtWidgets.QWidget):
 
     def show_frame(self, frame: np.ndarray, label: str = "") -> None:
         """Draw one frame (rows, cols) now."""
-        self.view.set_map(frame, max_stat_pixels=2**16)
+        self.view.set_map(frame, max_stat_pixels=2**14)
         level = int(self.sat_level.value())
         sat = frame >= level
         nsat = int(np.count_nonzero(sat))

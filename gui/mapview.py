@@ -77,6 +77,17 @@ def format_stats(stats: dict[str, float], units: str = "") -> str:
     )
 
 
+def _coarse_colormap(name: str, n: int = 16) -> pg.ColorMap:
+    """A named colour map resampled to ``n`` stops.
+
+    pyqtgraph's gradient editor draws one tick item per stop; the 256-stop maps made
+    every repaint of a colour bar cost ~8 ms.
+    """
+    cmap = pg.colormap.get(name)
+    pos = np.linspace(0.0, 1.0, n)
+    return pg.ColorMap(pos, cmap.map(pos, mode="byte"))
+
+
 def display_array(image: np.ndarray) -> np.ndarray:
     """Transpose a (rows, cols) array for pyqtgraph's (x, y) image convention."""
     return np.asarray(image).T
@@ -133,7 +144,8 @@ class MapView(QtWidgets.QWidget):
         self.plot.addItem(self.overlay)
 
         self.hist = pg.HistogramLUTItem(image=self.image, fillHistogram=True)
-        self.hist.gradient.setColorMap(pg.colormap.get(colormap))
+        self.hist.gradient.setColorMap(_coarse_colormap(colormap))
+        self.hist.gradient.showTicks(False)
         self.hist.axis.setLabel(title, units=units, color="k")
         self.hist.axis.enableAutoSIPrefix(False)
         self.hist.axis.setTextPen("k")

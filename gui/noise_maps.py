@@ -67,6 +67,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self.snap_label = ""
         self.fit_label = ""
         self._table_levels = 0
+        self.n_snapshots = 0  #: running-map updates drawn (for the benchmark)
 
     def reset(self) -> None:
         """Clear all maps and the PTC (new run)."""
@@ -86,6 +87,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
     def show_snapshot(self, snap: MapsSnapshot) -> None:
         """Show the running mean and temporal variance of the level being acquired."""
         self.last_snapshot = snap
+        self.n_snapshots += 1
         which = "dark frames" if snap.level < 0 else f"level {snap.level}"
         self.snap_label = f"running maps: {which}, {snap.n} frames"
         self._update_status()

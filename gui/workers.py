@@ -30,6 +30,18 @@ from .mapview import robust_stats
 QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 
 
+#: running maps: statistics on a regular subsample of at most this many pixels
+STATS_PIXELS = 2**16
+
+
+def _display_stats(values: np.ndarray) -> dict[str, float]:
+    """:func:`robust_stats` on a regular subsample (sorting 4 Mpx would hold the GIL
+    for ~100 ms and stall the GUI thread)."""
+    v = np.asarray(values)
+    step = max(1, int(np.ceil(np.sqrt(v.size / STATS_PIXELS))))
+    return robust_stats(v[::step, ::step])
+
+
 class LatestFrame:
     """Thread-safe single slot holding the most recent frame and a frame counter.
 
@@ -137,7 +149,7 @@ class StatsWorker(QtCore.QObject):
                 n=int(moments.n),
                 mean=mean,
                 var=var,
-                stats={"mean": robust_stats(mean), "var": robust_stats(var)},
+                stats={"mean": _display_stats(mean), "var": _display_stats(var)},
                 final=final,
                 spatial_mean=float(np.nanmean(mean)),
                 spatial_var=float(np.nanmean(var)),

@@ -267,6 +267,7 @@ def test_live_view_pymmcore_widgets_on_unicore(qtbot):
     core = fake_core()
     lv = LiveView(core, display_hz=50)
     qtbot.addWidget(lv)
+    lv.show()  # hidden views count frames but do not draw them
     assert lv.light == ("LED", "Intensity")
     lv.light_widget.setValue(42.0)
     assert float(core.getProperty("LED", "Intensity")) == pytest.approx(42.0)
