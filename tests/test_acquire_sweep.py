@@ -158,3 +158,16 @@ def test_exposure_control_and_saved_frames(tmp_path) -> None:
     np.testing.assert_allclose(again.gain, prof.gain, rtol=1e-4)
     with pytest.raises(OutputExistsError):
         SweepRunner(_core(), plan, frames_path=frames).run()
+
+
+def test_level_darks_emva_protocol() -> None:
+    core = _core()
+    plan = _plan(n_levels=3, frames_per_level=20, dark_frames=20, level_darks=4)
+    kinds: list[tuple[int, str, object]] = []
+    runner = SweepRunner(core, plan)
+    runner.levelStarted.connect(lambda i, d: kinds.append((i, d["kind"], d["level_dark_of"])))
+    prof = runner.run()
+    assert len(runner.level_darks) == len(runner.levels) == 4
+    assert all(d.n == 4 for d in runner.level_darks)
+    assert kinds[:3] == [(-1, "dark", None), (0, "light", None), (-1, "dark", 0)]
+    assert abs(prof.gain_global / 2.0 - 1) < 0.05
