@@ -1,0 +1,57 @@
+"""``rawsigma gui``: command registration, window construction, and a real start/quit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+
+def test_gui_command_is_registered():
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, ["gui", "--help"])
+    assert res.exit_code == 0
+    assert "--config" in res.output and "--profile" in res.output
+
+
+def test_make_window_offline_and_with_sim_rig(qtbot, tmp_path):
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.gui.app import make_window
+
+    p = tmp_path / "p.h5"
+    SensorModel.preset("ccd", shape=(32, 40), seed=0).true_profile().save(p)
+    win = make_window(profile=p)
+    qtbot.addWidget(win)
+    assert win.core is None and win.tabs.count() == 1
+    assert win.viewer.profile is not None and win.viewer.views["gain"].data.shape == (32, 40)
+    win2 = make_window(config="sim", profile=p)
+    qtbot.addWidget(win2)
+    assert win2.core is not None
+    names = [win2.tabs.tabText(i) for i in range(win2.tabs.count())]
+    assert names == ["Live", "Calibration", "Stack", "Profile"]
+    assert win2.tabs.currentWidget() is win2.viewer
+    win2.close()
+
+
+def test_rawsigma_gui_starts_and_quits(tmp_path):
+    """The console entry point opens the window on the simulated rig and exits cleanly."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", RAWSIGMA_GUI_SMOKE="1")
+    code = "from rawsigma.cli.main import main; main()"
+    res = subprocess.run(
+        [sys.executable, "-c", code, "gui"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "exception" not in res.stderr.lower()
