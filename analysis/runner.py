@@ -497,7 +497,15 @@ def score_image(
                 except Exception as exc:  # codec unavailable or knob out of range
                     points.append({"spec": spec, "error": str(exc)})
                     continue
-                decoded[spec] = (dec, compression_ratio(image, data), len(data), codec.description)
+                ratio = compression_ratio(image, data)
+                prev = next(
+                    (p for p in points if "ratio" in p and abs(p["ratio"] / ratio - 1) < 0.005),
+                    None,
+                )
+                if prev is not None:  # knob saturated (e.g. JPEG quality 100): same stream
+                    points.append({**prev, "spec": spec, "same_as": prev["spec"]})
+                    continue
+                decoded[spec] = (dec, ratio, len(data), codec.description)
                 r = score_one(spec)
                 decoded.pop(spec)
                 points.append(
