@@ -89,6 +89,9 @@ def score(
     min_size: int = typer.Option(
         0, "--min-size", help="Discard objects smaller than this (px), like ImageJ size=."
     ),
+    preset: str = typer.Option(
+        "ilastik", "--preset", help="Classifier and feature preset: ilastik or weka."
+    ),
     seed: int = typer.Option(0, "--seed", help="Root random seed."),
     workers: int = typer.Option(2, "--workers", help="Parallel threads."),
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
@@ -113,6 +116,7 @@ def run_score(
     centre: str,
     max_distance: float,
     min_size: int,
+    preset: str,
     seed: int,
     workers: int,
     force: bool,
@@ -144,6 +148,8 @@ def run_score(
             centre=centre,
             max_distance=max_distance,
             min_size=min_size,
+            classifier_preset=preset,
+            feature_preset=preset,
             tolerance_search=[t for t in tolerance_search.split(",") if t.strip()],
             workers=workers,
             model=model,
