@@ -9,7 +9,9 @@ in three phases of the same run:
    exposure, frames shown by the live view's 20 Hz display timer;
 3. sweep: a flat-field sweep streamed into the per-pixel accumulators by a
    ``SweepRunner`` in a worker thread, frames shown in the live view and the
-   running mean/variance maps computed (statistics thread) and drawn behind it.
+   running mean/variance maps computed (statistics thread) and drawn behind it;
+4. levels: the same with 20-frame levels, so that the per-pixel fit and the PTC
+   (``calib.fit``, ``calib.emva``) are recomputed after every level.
 
 Prints p50/p95/max lateness per phase, the p95 ratio against idle, the displayed
 and camera frame rates, and checks p95 < 50 ms. Run:
@@ -76,6 +78,40 @@ def summarise(name: str, late: np.ndarray, base_p95: float | None = None) -> dic
     return row
 
 
+def sweep_phase(app, win, out: Path, values: dict, seconds: float, name: str, base: dict):
+    """Run a sweep from the calibration panel while measuring the event loop."""
+    calib, live = win.calib, win.live
+    calib.output.setText(str(out))
+    calib.form.set_values(**{k: v for k, v in values.items() if k in calib.form.widgets})
+    win.tabs.setCurrentWidget(live)  # the operator watches frames; maps update behind
+    if not calib.start():
+        print(f"{name:>6}: could not start: {calib.status.text()}")
+        return None
+    measure_loop(app, 1.0)  # past the start-up
+    d0, c0, m0, f0 = (
+        live.displayed,
+        live.latest.count,
+        win.maps.n_snapshots,
+        win.maps.n_fits,
+    )
+    t0 = time.perf_counter()
+    late = measure_loop(app, seconds)
+    dt = time.perf_counter() - t0
+    row = summarise(name, late, base["p95"])
+    row["display_fps"] = (live.displayed - d0) / dt
+    row["camera_fps"] = (live.latest.count - c0) / dt
+    h, w = win.core.getImageHeight(), win.core.getImageWidth()
+    print(
+        f"        displayed {row['display_fps']:.1f} frames/s of {row['camera_fps']:.1f} "
+        f"accumulated frames/s ({w}×{h}); running maps {(win.maps.n_snapshots - m0) / dt:.1f}"
+        f"/s, per-pixel fits {win.maps.n_fits - f0} in {dt:.1f} s"
+    )
+    calib.stop()
+    calib.wait(60000)
+    app.processEvents()
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
@@ -123,35 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     results.append(row)
 
-    # ---- sweep into the accumulators, live maps
+    # ---- sweeps into the accumulators, live maps
     if not args.no_sweep and win.calib is not None:
-        calib = win.calib
         tmp = Path(tempfile.mkdtemp(prefix="rawsigma_bench_gui_"))
-        calib.output.setText(str(tmp / "bench.h5"))
-        big = {"frames_per_level": 100000, "n_levels": 2}
-        calib.form.set_values(**{k: v for k, v in big.items() if k in calib.form.widgets})
-        win.tabs.setCurrentWidget(live)  # the operator watches frames; maps update behind
-        if not calib.start():
-            print(f" sweep: could not start: {calib.status.text()}")
-        else:
-            measure_loop(app, 1.0)  # let the dark frames start
-            d0, c0, m0 = live.displayed, live.latest.count, win.maps.n_snapshots
-            t0 = time.perf_counter()
-            late = measure_loop(app, args.seconds)
-            dt = time.perf_counter() - t0
-            frames = live.latest.count - c0
-            row = summarise("sweep", late, base["p95"])
-            row["display_fps"] = (live.displayed - d0) / dt
-            row["camera_fps"] = frames / dt
-            maps_hz = (win.maps.n_snapshots - m0) / dt
-            print(
-                f"        displayed {row['display_fps']:.1f} frames/s of "
-                f"{row['camera_fps']:.1f} accumulated frames/s ({w}×{h}); "
-                f"running maps refreshed {maps_hz:.1f} /s"
-            )
-            results.append(row)
-            calib.stop()
-            calib.wait(30000)
+        # one endless level: steady streaming; then short levels: a per-pixel fit
+        # (calib.fit + calib.emva in the statistics thread) after every ~20 frames
+        phases = (
+            ("sweep", {"frames_per_level": 100000, "n_levels": 2}),
+            ("levels", {"frames_per_level": 20, "n_levels": 50, "dark_frames": 20}),
+        )
+        for name, values in phases:
+            row = sweep_phase(app, win, tmp / f"{name}.h5", values, args.seconds, name, base)
+            if row is not None:
+                results.append(row)
     win.close()
     worst = max(r["p95"] for r in results[1:])
     ok = worst < TARGET_P95_MS

@@ -68,6 +68,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
         self.fit_label = ""
         self._table_levels = 0
         self.n_snapshots = 0  #: running-map updates drawn (for the benchmark)
+        self.n_fits = 0  #: per-pixel fits drawn
 
     def reset(self) -> None:
         """Clear all maps and the PTC (new run)."""
@@ -121,6 +122,7 @@ class NoiseMapsPanel(QtWidgets.QWidget):
     def show_fit(self, result: dict[str, Any]) -> None:
         """Show calib's per-pixel fit (``fit_pixel_maps`` output) on the levels so far."""
         self.last_fit = result
+        self.n_fits += 1
         maps = result["maps"]
         stats = result.get("stats", {})
         n = result.get("n_levels", 0)

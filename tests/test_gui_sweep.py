@@ -125,3 +125,14 @@ def test_gui_pause_resume_stop_leaves_resumable_partial(qtbot, tmp_path, tmp_pat
     assert not calib.partial_path().exists()
     _assert_same_profile(CameraProfile.load(tmp_path / "gui.h5"), reference)
     win.close()
+
+
+def test_gui_shows_unstable_light_warning(qtbot, tmp_path):
+    win = _window(qtbot, tmp_path, dict(PLAN, n_levels=2, saturation_levels=0))
+    win.core.setProperty("LED", "Flicker", 3.0)  # % rms frame-to-frame
+    with qtbot.waitSignal(win.calib.runEnded, timeout=120000) as sig:
+        assert win.calib.start(), win.calib.status.text()
+    assert sig.args == ["finished"], win.calib.status.text()
+    texts = [win.calib.warnings.item(i).text() for i in range(win.calib.warnings.count())]
+    assert any("flicker" in t for t in texts), texts
+    win.close()
