@@ -84,3 +84,24 @@ def test_score_needs_labels_or_model_and_profile(files):
     assert r.exit_code == 2 and "--labels or --model" in r.output
     r = _run(files / "img.tif", "--labels", files / "truth.tif", "--out", files / "x")
     assert r.exit_code == 2 and "--estimate-profile" in r.output
+
+
+def test_score_with_plug_in_model_file(files):
+    plugin = files / "thresh_plugin.py"
+    plugin.write_text(
+        "import numpy as np\n"
+        "from scipy import ndimage as ndi\n"
+        "def segment(image):\n"
+        "    return ndi.gaussian_filter(image.astype(float), 1) > 400\n"
+    )
+    out = files / "plug"
+    r = _run(files / "img.tif", "--profile", files / "prof.h5", "--model", f"{plugin}:segment",
+             "--codecs", "replica", "--replicas", "3", "--out", out)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    import json
+
+    data = json.loads((out / "results.json").read_text())
+    assert data["n_objects_raw"] >= 6 and "plug-in" in data["provenance"]["segmenter"]
+    r = _run(files / "img.tif", "--profile", files / "prof.h5", "--model", "nosuchmod:f",
+             "--codecs", "replica", "--out", files / "plug2")  # fmt: skip
+    assert r.exit_code == 2 and "nosuchmod" in r.output
