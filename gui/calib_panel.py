@@ -33,8 +33,12 @@ PLAN_ORDER = (
 
 
 def partial_path_for(output: Path) -> Path:
-    """The resumable partial file kept next to the output profile."""
-    return output.with_name(output.stem + ".partial.h5")
+    """The resumable partial file kept next to the output profile.
+
+    Same name as ``rawsigma calibrate`` uses (``<out>.partial.h5``), so a run
+    stopped in the GUI can be resumed from the command line and vice versa.
+    """
+    return output.with_name(output.name + ".partial.h5")
 
 
 def _frames_in_level(info: dict, plan: Any, level: int) -> int | None:

@@ -91,6 +91,9 @@ class MainWindow(QtWidgets.QMainWindow):
         from .noise_maps import NoiseMapsPanel
 
         self.calib.latest = self.live.latest
+        light = self.live.light  # a real rig's light source, if it has an Intensity
+        if light is not None and "control" in self.calib.form.widgets:
+            self.calib.form.set_values(control=f"{light[0]}-{light[1]}")
         self.maps = NoiseMapsPanel()
         split = QtWidgets.QSplitter()
         split.addWidget(self.calib)

@@ -117,6 +117,7 @@ def test_gui_pause_resume_stop_leaves_resumable_partial(qtbot, tmp_path, tmp_pat
         calib.stop()
     assert sig.args == ["stopped"], calib.status.text()
     assert calib.partial_path().exists() and calib.resume_btn.isEnabled()
+    assert calib.partial_path().name == "gui.h5.partial.h5"  # the CLI's name: --resume works
     assert not (tmp_path / "gui.h5").exists()
     assert not calib.start(), "Start must not discard the partial run"
     with qtbot.waitSignal(calib.runEnded, timeout=120000) as sig:
