@@ -1,7 +1,7 @@
-"""End to end on the simulated rig: a sweep run from the GUI equals a SweepRunner run.
+"""End to end on the simulated rig: a sweep run from the GUI equals ``rawsigma calibrate``.
 
-Small ROI (64×64) and few frames keep this inside the GUI test budget; equality is
-exact because the simulated rig is seeded per level from the plan seed.
+A small sensor (64×48) and few frames keep this inside the GUI test budget; equality
+is exact because the simulated rig is seeded per level from the plan seed.
 """
 
 from __future__ import annotations
@@ -15,33 +15,40 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.gui
-sweep_mod = pytest.importorskip("rawsigma.acquire.sweep")
+pytest.importorskip("rawsigma.acquire.sweep")
 from rawsigma.acquire.core import open_core  # noqa: E402
-from rawsigma.acquire.plans import SweepPlan  # noqa: E402
 from rawsigma.calib.profile import CameraProfile  # noqa: E402
 
-ROI = (0, 0, 64, 48)
+SENSOR = {"Camera.SensorWidth": 64, "Camera.SensorHeight": 48}
 PLAN = dict(dark_frames=6, n_levels=3, frames_per_level=6, saturation_levels=0, seed=11)
 SLOW_PLAN = dict(PLAN, frames_per_level=10)
 MAPS = ("offset", "gain", "read_noise", "defects")
 
 
 def _core():
-    core = open_core(None)
-    core.setROI(*ROI)
-    return core
+    return open_core(None, properties=SENSOR)
 
 
-def _reference(tmp_path_factory, plan: dict) -> CameraProfile:
-    """The profile of a plan run by SweepRunner directly (what the CLI does)."""
-    tmp = tmp_path_factory.mktemp("ref")
-    runner = sweep_mod.SweepRunner(_core(), SweepPlan(**plan), tmp / "ref.partial.h5")
-    return runner.run()
+def _cli_reference(tmp_path_factory, plan: dict) -> CameraProfile:
+    """The profile ``rawsigma calibrate`` writes for the same plan and seed."""
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("cli") / "cli.h5"
+    args = ["calibrate", "--out", str(out), "--quiet"]
+    args += ["--dark", str(plan["dark_frames"]), "--levels", str(plan["n_levels"])]
+    args += ["--frames", str(plan["frames_per_level"]), "--seed", str(plan["seed"])]
+    args += ["--saturation-levels", str(plan["saturation_levels"])]
+    for k, v in SENSOR.items():
+        args += ["--prop", f"{k}={v}"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return CameraProfile.load(out)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return _reference(tmp_path_factory, PLAN)
+    return _cli_reference(tmp_path_factory, PLAN)
 
 
 def _window(qtbot, tmp_path, plan=PLAN):
@@ -84,7 +91,7 @@ def test_gui_sweep_equals_runner_and_shows_profile_maps(qtbot, tmp_path, referen
 
 
 def test_gui_pause_resume_stop_leaves_resumable_partial(qtbot, tmp_path, tmp_path_factory):
-    reference = _reference(tmp_path_factory, SLOW_PLAN)
+    reference = _cli_reference(tmp_path_factory, SLOW_PLAN)
     win = _window(qtbot, tmp_path, SLOW_PLAN)
     calib = win.calib
     counts = []
