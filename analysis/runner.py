@@ -452,7 +452,11 @@ def score_image(
                 rep_deltas[k].append(sc.delta(k, raw.table[k], mv[k]))
         replica_delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in rep_deltas.items()}
 
-        sigma_pix = np.sqrt(np.maximum(profile.variance(image.astype(np.float32)), 1e-12))
+        # per-pixel raw noise: Poisson–Gaussian model + ADC quantisation (1/12 ADU²);
+        # saturated pixels have no defined noise and are left out of the Δ/σ map
+        var = np.maximum(profile.variance(image.astype(np.float32)), 0) + 1.0 / 12.0
+        sigma_pix = np.sqrt(var).astype(np.float32)
+        sigma_pix[image >= min(profile.max_adu, np.iinfo(image.dtype).max)] = np.nan
 
         def score_one(spec: str) -> CodecResult:
             dec, ratio, nbytes, desc = decoded[spec]
