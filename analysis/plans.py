@@ -53,6 +53,9 @@ class ScorePlan(BaseModel):
         The classifier trains on at most this many annotated pixels per class (random
         subset, seeded): dense annotations derived from ground truth would otherwise
         make training the slowest step without changing the segmentation much.
+    foreground_class : int
+        Annotation class that is the foreground (rawsigma convention 2, background 1;
+        ilastik/Weka exports often use 1 for the first class drawn).
     min_size : int
         Objects smaller than this many pixels are discarded before measuring (ImageJ
         Analyze Particles ``size=min-Infinity``); 0 keeps every object (the paper's
@@ -75,6 +78,7 @@ class ScorePlan(BaseModel):
     workers: int = Field(2, ge=1, le=64)
     model: str | None = None
     min_size: int = Field(0, ge=0)
+    foreground_class: int = Field(2, ge=1)
     max_samples_per_class: int = Field(20_000, ge=100)
 
     @field_validator("tolerance_search")

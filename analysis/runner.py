@@ -158,7 +158,12 @@ def check_raw_image(image: np.ndarray, profile: Any, name: str = "image") -> np.
     return a
 
 
-def check_labels(labels: np.ndarray, shape: tuple[int, ...], name: str = "labels") -> np.ndarray:
+def check_labels(
+    labels: np.ndarray,
+    shape: tuple[int, ...],
+    name: str = "labels",
+    foreground_class: int | None = None,
+) -> np.ndarray:
     """Validate a sparse annotation image (0 unlabelled, 1 background, 2 foreground)."""
     lab = np.asarray(labels)
     if lab.ndim == 3 and lab.shape[0] == 1:
@@ -170,6 +175,11 @@ def check_labels(labels: np.ndarray, shape: tuple[int, ...], name: str = "labels
     if lab.dtype.kind not in "uib":
         raise InputFileError(f"{name}: annotations must be integer classes, got {lab.dtype}")
     classes = np.unique(lab[lab > 0])
+    if foreground_class is not None and classes.size and foreground_class not in classes:
+        raise InputFileError(
+            f"{name}: no pixel of the foreground class {foreground_class} is annotated "
+            f"(classes present: {classes.tolist()})"
+        )
     if classes.size == 0:
         raise InputFileError(f"{name}: empty annotations (no labelled pixel)")
     if classes.size < 2:
@@ -248,6 +258,7 @@ def _classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan
         random_state=seed,
         n_jobs=plan.workers,
         max_samples_per_class=plan.max_samples_per_class,
+        foreground_class=plan.foreground_class,
     )
     clf.fit(image, labels)
     # prediction runs inside our worker threads: one thread each, no oversubscription
@@ -400,7 +411,7 @@ def score_image(
     t0 = time.perf_counter()
     report("training", 0, 1)
     if labels is not None:
-        lab = check_labels(labels, image.shape)
+        lab = check_labels(labels, image.shape, foreground_class=plan.foreground_class)
         segment, _ = _classifier_segmenter(image, lab, plan, int(s_clf.generate_state(1)[0]))
         seg_desc = (
             f"random forest ({plan.classifier_preset} preset, {plan.feature_preset} features)"

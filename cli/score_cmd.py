@@ -89,6 +89,9 @@ def score(
     min_size: int = typer.Option(
         0, "--min-size", help="Discard objects smaller than this (px), like ImageJ size=."
     ),
+    foreground_class: int = typer.Option(
+        2, "--foreground-class", help="Annotation class of the objects (background: others)."
+    ),
     preset: str = typer.Option(
         "ilastik", "--preset", help="Classifier and feature preset: ilastik or weka."
     ),
@@ -116,6 +119,7 @@ def run_score(
     centre: str,
     max_distance: float,
     min_size: int,
+    foreground_class: int,
     preset: str,
     seed: int,
     workers: int,
@@ -148,6 +152,7 @@ def run_score(
             centre=centre,
             max_distance=max_distance,
             min_size=min_size,
+            foreground_class=foreground_class,
             classifier_preset=preset,
             feature_preset=preset,
             tolerance_search=[t for t in tolerance_search.split(",") if t.strip()],

@@ -180,10 +180,22 @@ def test_bad_inputs(scene):
         score_image(img, prof, labels=np.zeros_like(lab), **kw)
     with pytest.raises(InputFileError, match="only class"):
         score_image(img, prof, labels=(lab == 2).astype(np.uint8) * 2, **kw)
+    with pytest.raises(InputFileError, match="foreground class 2"):
+        score_image(img, prof, labels=np.where(lab == 2, 3, lab), **kw)
     with pytest.raises(InputFileError, match="exactly one"):
         score_image(img, prof, **kw)
     with pytest.raises(ValueError):
         ScorePlan(tolerance_search=["nonsense"])
+
+
+def test_foreground_class_option(scene, result):
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, lab, _ = scene
+    swapped = np.choose(lab, [0, 2, 1]).astype(np.uint8)  # 1 = objects, 2 = background
+    r = score_image(img, prof, labels=swapped, foreground_class=1, codecs=["replica"],
+                    n_replicas=2, seed=1, min_size=5)  # fmt: skip
+    assert abs(r.n_objects - result.n_objects) <= 1
 
 
 def test_plan_round_trips():
