@@ -28,10 +28,55 @@ DISPLAY_HZ = 20.0
 
 # pymmcore-widgets fetches button icons from the web; offline it warns on every toggle
 warnings.filterwarnings("ignore", message="Error fetching icon", category=UserWarning)
+warnings.filterwarnings("ignore", message="Icon .* not cached", category=UserWarning)
+
+
+_ICON_HOST = "api.iconify.design"
+_icons_online: bool | None = None  # unknown until the background probe answers
+
+
+def _probe_icon_host() -> None:
+    global _icons_online
+    import socket
+
+    try:
+        socket.getaddrinfo(_ICON_HOST, 443)
+        _icons_online = True
+    except OSError:
+        _icons_online = False
+
+
+def _guard_icon_downloads() -> None:
+    """Keep superqt's icon downloads off the GUI thread when the host is unreachable.
+
+    pymmcore-widgets' buttons fetch their icons from the web in the GUI thread; on an
+    offline bench PC every attempt waits for a DNS failure (the property browser
+    took 20 s to open here). Icons are fetched only once a background probe has
+    reached the icon host; otherwise the widgets draw their text fallback at once.
+    """
+    import threading
+
+    try:
+        import superqt.iconify as si
+    except ImportError:
+        return
+    if getattr(si, "_rawsigma_guarded", False):
+        return
+    original = si.svg_path
+
+    def svg_path(*args: Any, **kwargs: Any) -> Any:
+        if _icons_online:
+            return original(*args, **kwargs)
+        raise OSError(f"{_ICON_HOST} not reachable (or not probed yet)")
+
+    si.svg_path = svg_path
+    si._rawsigma_guarded = True
+    threading.Thread(target=_probe_icon_host, daemon=True, name="icon-probe").start()
 
 
 def _quiet_widgets() -> Any:
-    """Import pymmcore_widgets without the icon-download warnings of offline machines."""
+    """Import pymmcore_widgets without icon downloads blocking or warning offline."""
+    _guard_icon_downloads()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pymmcore_widgets

@@ -38,7 +38,16 @@ def test_make_window_offline_and_with_sim_rig(qtbot, tmp_path):
     names = [win2.tabs.tabText(i) for i in range(win2.tabs.count())]
     assert names == ["Live", "Calibration", "Stack", "Profile"]
     assert win2.tabs.currentWidget() is win2.viewer
+    # pymmcore-widgets dialogs on the UniMMCore sim rig
+    browser = win2.live.show_property_browser()
+    groups = win2.live.show_config_groups()
+    assert browser.isVisible() and groups.isVisible()
+    assert win2.calib.form.values()["control"] == "LED-Intensity"
+    win2.core.setProperty("LED", "Intensity", 12.5)  # changed outside the widgets
+    win2.live.sync_controls()
+    assert float(win2.live.light_widget.value()) == pytest.approx(12.5)
     win2.close()
+    assert not browser.isVisible()
 
 
 def test_rawsigma_gui_starts_and_quits(tmp_path):
