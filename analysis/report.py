@@ -168,7 +168,7 @@ def _object_table(result) -> str:
         return "<p>No objects were segmented in the raw image: no per-object scores.</p>"
     params = list(codecs[0].objects)
     head = "<tr><th>parameter</th>" + "".join(
-        f"<th>{html.escape(c.spec)}<br>mean ε ± std</th>" for c in codecs
+        f"<th>{html.escape(c.spec)}<br>mean ε ± std (median)</th>" for c in codecs
     )
     rows = [head + "</tr>"]
     for p in params:
@@ -177,7 +177,11 @@ def _object_table(result) -> str:
             s = c.objects[p]
             cls = "bad" if abs(s.mean) >= 1 else "ok"
             extra = f" ({s.n_inf} ∞)" if s.n_inf else ""
-            cells.append(f"<td class='{cls}'>{_f(s.mean)} ± {_f(s.std)}{extra}</td>")
+            med = s.summary()["median_epsilon"]
+            cells.append(
+                f"<td class='{cls}'>{_f(s.mean)} ± {_f(s.std)}{extra}"
+                f" <small>(median {_f(med)})</small></td>"
+            )
         rows.append(f"<tr><td>{html.escape(p)}</td>{''.join(cells)}</tr>")
     return "<table>" + "".join(rows) + "</table>"
 
@@ -290,6 +294,11 @@ Objects smaller than {result.plan.min_size} px were discarded.</p>
 {_tolerance_table(result)}
 <h2>Per-object scores</h2>{_object_table(result)}
 <p class="note">{html.escape(NON_INDEPENDENT_NOTE)}</p>
+<p class="note">Per-object means are not robust: a parameter that takes a few discrete
+values (integer area, Feret end points that can jump between hull vertices) may have a
+tiny σ<sub>raw</sub> for one object, and a single change then gives that object a large
+ε that dominates the mean. The median over objects is shown beside each mean;
+objects with σ<sub>raw</sub> = 0 and a changed value are counted as ∞ and left out.</p>
 <h2>Figures</h2>{"".join(_img(png, cap) for _, png, cap in figs)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps(_clean(prov), indent=1, default=str))}</pre>
 <p>Timings (s): {html.escape(", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))}.

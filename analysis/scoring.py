@@ -201,9 +201,15 @@ class ObjectScore:
 
     def summary(self) -> dict:
         """JSON-ready numbers (no per-object arrays)."""
+        fin = self.eps[np.isfinite(self.eps)]
         return {
             "mean_epsilon": self.mean,
             "std_epsilon": self.std,
+            # robust companions: one object whose discrete-valued parameter (Feret end
+            # points, integer area) flips state can dominate the mean when its σ_raw is
+            # tiny; the median and the fraction beyond ±1 show whether that happened
+            "median_epsilon": float(np.median(fin)) if fin.size else math.nan,
+            "fraction_abs_gt_1": float(np.mean(np.abs(fin) > 1)) if fin.size else math.nan,
             "n": self.n,
             "n_inf": self.n_inf,
             "ci": list(self.ci),
