@@ -28,7 +28,7 @@ from rawsigma.fileio import atomic_write, check_output, provenance
 from .core import set_properties
 from .framesave import FrameWriter
 from .plans import StackPlan, derived_seed
-from .stream import Controls, stream_frames
+from .stream import ControlledRunner, accumulate_frames, seed_devices
 
 __all__ = ["StackRunner", "StackResult"]
 
@@ -107,7 +107,7 @@ class StackResult:
         return Path(path)
 
 
-class StackRunner:
+class StackRunner(ControlledRunner):
     """Acquire an N-frame repeat stack (`StackPlan`) on a Micro-Manager core.
 
     Parameters
@@ -138,28 +138,10 @@ class StackRunner:
         shutter: str | None = None,
         force: bool = False,
     ) -> None:
-        self.core = core
+        super().__init__(core, camera, shutter, force)
         self.plan = plan
         self.frames_path = Path(frames_path) if frames_path is not None else None
-        self.camera = camera or core.getCameraDevice()
-        if not self.camera:
-            raise AcquisitionError("no camera device selected in the Micro-Manager core")
-        self.shutter = shutter if shutter is not None else core.getShutterDevice()
-        self.force = force
-        self.controls = Controls()
         self.moments = None
-
-    def cancel(self) -> None:
-        """Stop as soon as possible (raises `Cancelled` from `run`)."""
-        self.controls.cancel()
-
-    def pause(self) -> None:
-        """Pause after the current frame."""
-        self.controls.pause()
-
-    def resume(self) -> None:
-        """Continue after `pause`."""
-        self.controls.resume()
 
     def run(self, out: str | os.PathLike | None = None) -> StackResult:
         """Acquire the stack; save its summary to ``out`` if given.
@@ -209,29 +191,26 @@ class StackRunner:
             elif p.shutter_open is False:
                 raise AcquisitionError("no shutter device: cannot take a dark stack")
             if p.seed is not None:
-                for label in sorted({cam, self.shutter} - {""}):
-                    with contextlib.suppress(Exception):
-                        if core.hasProperty(label, "Seed"):
-                            core.setProperty(label, "Seed", derived_seed(p.seed, 0))
+                seed_devices(core, (cam, self.shutter), derived_seed(p.seed, 0))
             self.levelStarted.emit(0, info)
-            chunk = np.empty((min(p.chunk_frames, p.n_frames), h, w), np.uint16)
-            k = 0
-            for j, img in enumerate(
-                stream_frames(
-                    core, cam, p.n_frames, controls=self.controls, timeout_s=p.frame_timeout_s
-                )
-            ):
-                chunk[k] = img
-                values[:, j] = chunk[k][rows, cols]
+            kind = "bright" if p.shutter_open else "dark"
+
+            def on_frame(j: int, frame: np.ndarray) -> None:
+                values[:, j] = frame[rows, cols]
                 if writer is not None:
-                    writer.write(chunk[k], "bright" if p.shutter_open else "dark", 0, exp_ms)
-                self.frameAccumulated.emit(0, j, chunk[k])
-                k += 1
-                if k == chunk.shape[0]:
-                    pm.add(chunk)
-                    k = 0
-            if k:
-                pm.add(chunk[:k])
+                    writer.write(frame, kind, 0, exp_ms)
+                self.frameAccumulated.emit(0, j, frame)
+
+            accumulate_frames(
+                core,
+                cam,
+                p.n_frames,
+                pm,
+                chunk_frames=p.chunk_frames,
+                controls=self.controls,
+                timeout_s=p.frame_timeout_s,
+                on_frame=on_frame,
+            )
         except (Cancelled, AcquisitionError, KeyboardInterrupt):
             raise
         except Exception as exc:

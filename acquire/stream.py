@@ -3,20 +3,29 @@
 Only the ordinary MMCore API is used (``startSequenceAcquisition``,
 ``getRemainingImageCount``, ``popNextImage``, ``isSequenceRunning``,
 ``isBufferOverflowed``, ``stopSequenceAcquisition``), so the same loop drives
-the simulated rig and a real camera.
+the simulated rig and a real camera. `accumulate_frames` folds such a stream into a
+per-pixel moments accumulator in chunks; `ControlledRunner` gives the sweep and
+stack runners their common device selection and pause/resume/cancel methods.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 from rawsigma.errors import AcquisitionError, Cancelled
 
-__all__ = ["Controls", "stream_frames"]
+__all__ = [
+    "Controls",
+    "ControlledRunner",
+    "accumulate_frames",
+    "seed_devices",
+    "stream_frames",
+]
 
 
 class Controls:
@@ -141,3 +150,111 @@ def _stop(core: Any, camera: str) -> None:
             core.stopSequenceAcquisition(camera)
     except Exception:  # noqa: BLE001, S110 - best effort during cleanup
         pass
+
+
+def accumulate_frames(
+    core: Any,
+    camera: str,
+    n: int,
+    moments: Any,
+    *,
+    chunk_frames: int,
+    controls: Controls | None = None,
+    timeout_s: float = 10.0,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+) -> None:
+    """Stream ``n`` frames from ``camera`` into ``moments``, ``chunk_frames`` at a time.
+
+    Parameters
+    ----------
+    core : CMMCorePlus-like
+    camera : str
+        Camera device label.
+    n : int
+        Number of frames.
+    moments : PixelMoments
+        Accumulator of shape (H, W); every frame must have that shape.
+    chunk_frames : int
+        Frames copied into a uint16 (k, H, W) buffer before each ``moments.add``.
+    controls : Controls, optional
+        Pause/cancel flags (see `stream_frames`).
+    timeout_s : float
+        Longest wait for one frame, seconds.
+    on_frame : callable, optional
+        ``on_frame(j, frame)`` for every frame, in order, before it is folded in;
+        ``frame`` is a uint16 (H, W) view into the chunk buffer, valid during the
+        call only.
+
+    Raises
+    ------
+    Cancelled, AcquisitionError
+        As `stream_frames`; also a frame whose shape is not the accumulator's.
+    """
+    h, w = moments.shape
+    chunk = np.empty((min(chunk_frames, n), h, w), np.uint16)
+    k = 0
+    for j, img in enumerate(stream_frames(core, camera, n, controls=controls, timeout_s=timeout_s)):
+        if img.shape != (h, w):
+            raise AcquisitionError(f"camera {camera}: frame shape {img.shape} != expected {(h, w)}")
+        chunk[k] = img
+        if on_frame is not None:
+            on_frame(j, chunk[k])
+        k += 1
+        if k == chunk.shape[0]:
+            moments.add(chunk)
+            k = 0
+    if k:
+        moments.add(chunk[:k])
+
+
+def seed_devices(core: Any, labels: Iterable[str], seed: int) -> None:
+    """Set the ``Seed`` property of every device in ``labels`` that has one.
+
+    Empty labels are skipped; devices without ``Seed`` (real hardware) and failing
+    calls are ignored, so seeding is best effort and only affects simulated devices.
+    """
+    for label in sorted({x for x in labels if x}):
+        with contextlib.suppress(Exception):
+            if core.hasProperty(label, "Seed"):
+                core.setProperty(label, "Seed", seed)
+
+
+class ControlledRunner:
+    """Device selection and pause/resume/cancel shared by the sweep and stack runners.
+
+    Parameters
+    ----------
+    core : CMMCorePlus-like
+    camera, shutter : str, optional
+        Device labels (default: the core's current camera and shutter).
+    force : bool
+        Allow replacing output files.
+
+    Raises
+    ------
+    AcquisitionError
+        No camera given and none selected in the core.
+    """
+
+    def __init__(
+        self, core: Any, camera: str | None = None, shutter: str | None = None, force: bool = False
+    ) -> None:
+        self.core = core
+        self.camera = camera or core.getCameraDevice()
+        if not self.camera:
+            raise AcquisitionError("no camera device selected in the Micro-Manager core")
+        self.shutter = shutter if shutter is not None else core.getShutterDevice()
+        self.force = force
+        self.controls = Controls()
+
+    def cancel(self) -> None:
+        """Stop as soon as possible (`run` raises `Cancelled`)."""
+        self.controls.cancel()
+
+    def pause(self) -> None:
+        """Pause after the current frame (the sequence is stopped meanwhile)."""
+        self.controls.pause()
+
+    def resume(self) -> None:
+        """Continue after `pause`."""
+        self.controls.resume()

@@ -37,7 +37,7 @@ from rawsigma.fileio import check_output
 from .framesave import FrameWriter
 from .partial import read_partial, write_partial
 from .plans import SweepPlan, derived_seed
-from .stream import Controls, stream_frames
+from .stream import ControlledRunner, accumulate_frames, seed_devices, stream_frames
 
 __all__ = ["SweepRunner", "level_stability"]
 
@@ -84,7 +84,7 @@ def level_stability(frame_means: np.ndarray, dark_mean: float, pixel_var: float,
     return out
 
 
-class SweepRunner:
+class SweepRunner(ControlledRunner):
     """Run a `SweepPlan` on a Micro-Manager core.
 
     Parameters
@@ -102,6 +102,9 @@ class SweepRunner:
         Device labels (default: the core's current camera and shutter).
     force : bool
         Allow replacing ``frames_path`` and the output profile.
+
+    `cancel` stops as soon as possible (completed levels stay in the partial file);
+    `pause` / `resume` stop and restart the sequence between frames.
 
     Attributes
     ----------
@@ -129,16 +132,10 @@ class SweepRunner:
         shutter: str | None = None,
         force: bool = False,
     ) -> None:
-        self.core = core
+        super().__init__(core, camera, shutter, force)
         self.plan = plan
         self.partial_path = Path(partial_path) if partial_path is not None else None
         self.frames_path = Path(frames_path) if frames_path is not None else None
-        self.camera = camera or core.getCameraDevice()
-        if not self.camera:
-            raise AcquisitionError("no camera device selected in the Micro-Manager core")
-        self.shutter = shutter if shutter is not None else core.getShutterDevice()
-        self.force = force
-        self.controls = Controls()
         self.dark = None
         self.levels: list[Any] = []
         self.level_darks: list[Any] = []
@@ -151,19 +148,6 @@ class SweepRunner:
         self._saved: set[str] = set()
         self._writer: FrameWriter | None = None
         self._warnings: list[str] = []
-
-    # ------------------------------------------------------------ control
-    def cancel(self) -> None:
-        """Stop as soon as possible; completed levels stay in the partial file."""
-        self.controls.cancel()
-
-    def pause(self) -> None:
-        """Pause after the current frame (the sequence is stopped meanwhile)."""
-        self.controls.pause()
-
-    def resume(self) -> None:
-        """Continue after `pause`."""
-        self.controls.resume()
 
     @property
     def total_frames(self) -> int:
@@ -351,32 +335,27 @@ class SweepRunner:
         }
         if emit:
             self.levelStarted.emit(index, info)
-        chunk = np.empty((min(self.plan.chunk_frames, n), h, w), np.uint16)
-        k = 0
         t0 = time.perf_counter()
         exp_ms = float(core.getExposure())
-        for j, img in enumerate(
-            stream_frames(core, cam, n, controls=self.controls, timeout_s=self.plan.frame_timeout_s)
-        ):
-            if img.shape != (h, w):
-                raise AcquisitionError(
-                    f"camera {cam}: frame shape {img.shape} != expected {(h, w)}"
-                )
-            chunk[k] = img
-            if self._writer is not None and emit:
-                kind = "dark" if dark_kind else "bright"
-                lvl = level_dark_of if level_dark_of is not None else index
-                self._writer.write(
-                    chunk[k], kind, lvl, exp_ms, np.nan if control is None else control
-                )
-            if emit:
-                self.frameAccumulated.emit(index, j, chunk[k])
-            k += 1
-            if k == chunk.shape[0]:
-                pm.add(chunk)
-                k = 0
-        if k:
-            pm.add(chunk[:k])
+        kind = "dark" if dark_kind else "bright"
+        lvl = level_dark_of if level_dark_of is not None else index
+        ctl = np.nan if control is None else control
+
+        def on_frame(j: int, frame: np.ndarray) -> None:
+            if self._writer is not None:
+                self._writer.write(frame, kind, lvl, exp_ms, ctl)
+            self.frameAccumulated.emit(index, j, frame)
+
+        accumulate_frames(
+            core,
+            cam,
+            n,
+            pm,
+            chunk_frames=self.plan.chunk_frames,
+            controls=self.controls,
+            timeout_s=self.plan.frame_timeout_s,
+            on_frame=on_frame if emit else None,
+        )
         dt = time.perf_counter() - t0
         if emit:
             self.levelFinished.emit(
@@ -395,14 +374,10 @@ class SweepRunner:
     def _seed(self, index: int) -> None:
         if self.plan.seed is None:
             return
-        s = derived_seed(self.plan.seed, index)
         labels = {self.camera, self.shutter}
         if self.plan.control_device:
             labels.add(self.plan.control_device[0])
-        for label in sorted(x for x in labels if x):
-            with contextlib.suppress(Exception):
-                if self.core.hasProperty(label, "Seed"):
-                    self.core.setProperty(label, "Seed", s)
+        seed_devices(self.core, labels, derived_seed(self.plan.seed, index))
 
     def _light(self, on: bool) -> None:
         core = self.core
