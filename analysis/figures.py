@@ -161,17 +161,27 @@ def epsilon_objects(result) -> bytes:
         return _png(fig)
     w = 0.8 / len(codecs)
     x = np.arange(len(params))
+    top = 2.0
     for i, c in enumerate(codecs):
         m = np.array([c.objects[p].mean for p in params], float)
         s = np.array([c.objects[p].std for p in params], float)
         m_plot = np.clip(np.nan_to_num(m, nan=0.0, posinf=50, neginf=-50), -50, 50)
+        top = max(top, float(np.max(np.abs(m_plot) + np.nan_to_num(s), initial=0.0)))
         ax.bar(x - 0.4 + w * (i + 0.5), m_plot, w, yerr=np.nan_to_num(s), label=c.spec,
                capsize=1.5, error_kw={"lw": 0.7})  # fmt: skip
+        # σ_raw = 0 (every replica agrees, the codec does not): ε is infinite
+        for j in np.flatnonzero(np.isinf(m)):
+            ax.text(x[j] - 0.4 + w * (i + 0.5), m_plot[j], "∞", ha="center",
+                    va="bottom" if m[j] > 0 else "top", fontsize=7)  # fmt: skip
     ax.axhline(1, ls=":", color="r")
     ax.axhline(-1, ls=":", color="r")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(x, params, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("mean ε over objects (± std)")
+    # linear inside ±1 (the verdict band), logarithmic beyond, so 8-bit at ε≈3 and
+    # 100:1 JPEG at ε≈50 are both readable on one axis
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(-1.3 * min(top, 100), 1.3 * min(top, 100))
+    ax.set_ylabel("mean ε over objects (± std, symlog)")
     ax.legend(fontsize=8, ncol=min(len(codecs), 4))
     return _png(fig)
 
@@ -189,7 +199,8 @@ def feature_epsilon(result) -> bytes:
     ax.axhline(1, ls=":", color="r")
     ax.axhline(-1, ls=":", color="r")
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("pixel-averaged ε")
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylabel("pixel-averaged ε (symlog)")
     ax.legend(fontsize=8)
     return _png(fig)
 
