@@ -9,24 +9,12 @@ from typing import Any
 
 import typer
 
+from .console import user_errors
+
 
 def register(app: typer.Typer) -> None:
     """Add ``calibrate`` to the root ``rawsigma`` app."""
     app.command("calibrate")(calibrate)
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Print rawsigma errors as one red line and exit with status 2."""
-    from rawsigma.errors import RawsigmaError
-
-    try:
-        yield
-    except RawsigmaError as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def parse_props(props: list[str]) -> dict[str, str]:

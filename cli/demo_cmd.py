@@ -58,24 +58,12 @@ def demo(
     from rawsigma.analysis.demo import run_demo
     from rawsigma.errors import RawsigmaError
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .console import stage_progress
 
     console = Console(stderr=True)
     try:
-        with Progress(
-            TextColumn("{task.description:<32}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
-            tasks: dict[str, int] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=max(total, 1))
-                bar.update(tasks[stage], completed=done, total=max(total, 1))
-
+        with stage_progress(console, 32) as progress:
             res = run_demo(
                 out,
                 force=force,

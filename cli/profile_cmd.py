@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from .console import user_errors
 
 profile_app = typer.Typer(
     name="profile",
@@ -21,20 +21,6 @@ profile_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add the ``profile`` sub-command group to the root ``rawsigma`` app."""
     app.add_typer(profile_app, name="profile")
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Print rawsigma errors as one red line and exit with status 2."""
-    from rawsigma.errors import RawsigmaError
-
-    try:
-        yield
-    except RawsigmaError as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _fmt(v: Any) -> str:
@@ -78,7 +64,7 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Summary of a profile: identity, EMVA numbers, map statistics, defects."""
-    with _user_errors():
+    with user_errors():
         from rawsigma.calib.profile import CameraProfile
         from rich.console import Console
         from rich.table import Table
@@ -140,7 +126,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
     """How a camera changed between two calibrations (B − A)."""
-    with _user_errors():
+    with user_errors():
         from rawsigma.calib.compare import compare_profiles
         from rawsigma.calib.profile import CameraProfile
         from rich.console import Console
@@ -253,7 +239,7 @@ def estimate(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
     """Estimate a uniform noise profile from raw image(s) alone (no calibration data)."""
-    with _user_errors():
+    with user_errors():
         from rawsigma.fileio import check_output
 
         check_output(out, force)

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+
+from .console import user_errors
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``score`` command to the root ``rawsigma`` app."""
     app.command("score")(score)
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    from rawsigma.errors import RawsigmaError
-
-    try:
-        yield
-    except RawsigmaError as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def read_frame(path: Path, index: int | None, what: str = "image"):
@@ -100,7 +87,7 @@ def score(
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
-    with _user_errors():
+    with user_errors():
         run_score(**locals())
 
 
@@ -198,22 +185,9 @@ def run_score(
 
             lab = training_labels(lab)
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from .console import stage_progress
 
-    with Progress(
-        TextColumn("{task.description:<18}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=max(total, 1))
-            bar.update(tasks[stage], completed=done, total=max(total, 1))
-
+    with stage_progress(console, 18) as progress:
         result = score_image(img, prof, labels=lab, model=model, plan=plan, progress=progress)
     result.provenance["image_file"] = str(image)
     result.provenance["image_index"] = index
