@@ -306,6 +306,17 @@ class _StageClock:
         return t1
 
 
+def _match_to_raw(raw: _Outcome, raw_c: np.ndarray, other: _Outcome, max_distance: float):
+    """Match ``other``'s objects to the raw segmentation's (centroids ``raw_c``)."""
+    return match_objects(
+        raw_c,
+        _centroids(other.table) if other.labels.max() else np.zeros((0, 2)),
+        max_distance,
+        ref_labels=raw.labels,
+        other_labels=other.labels,
+    )
+
+
 def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: _StageClock) -> _Outcome:
     t = time.perf_counter()
     lab = _drop_small(_to_objects(segment(img), plan.threshold), plan.min_size)
@@ -449,13 +460,7 @@ def score_image(
         rep_values = {k: np.full((len(rep_out), n_obj), np.nan) for k in params}
         rep_match, rep_deltas = [], {k: [] for k in params}
         for i, o in enumerate(rep_out):
-            m = match_objects(
-                raw_c,
-                _centroids(o.table) if o.labels.max() else np.zeros((0, 2)),
-                plan.max_distance,
-                ref_labels=raw.labels,
-                other_labels=o.labels,
-            )
+            m = _match_to_raw(raw, raw_c, o, plan.max_distance)
             rep_match.append(m.summary())
             mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
             for k in params:
@@ -472,13 +477,7 @@ def score_image(
         def score_one(spec: str) -> CodecResult:
             dec, ratio, nbytes, desc = decoded[spec]
             o = _process(dec, segment, plan, clock)
-            m = match_objects(
-                raw_c,
-                _centroids(o.table) if o.labels.max() else np.zeros((0, 2)),
-                plan.max_distance,
-                ref_labels=raw.labels,
-                other_labels=o.labels,
-            )
+            m = _match_to_raw(raw, raw_c, o, plan.max_distance)
             mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
             g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
             obj = sc.score_objects(raw.table, rep_values, mv, params=params) if n_obj else {}
