@@ -26,9 +26,10 @@ def scene():
 
 
 def _sigma_model(codec: NoiseCodec, lam: np.ndarray) -> np.ndarray:
-    """The codec's noise model at the true signal, ADU rms."""
+    """The profile's noise model (global read noise) at the true signal, ADU rms."""
+    prof = codec.profile
     g = codec.maps.gain().astype(np.float64)
-    return g * np.sqrt(lam + codec.params.sigma_e**2)
+    return g * np.sqrt(lam + (prof.read_noise_global / prof.gain_global) ** 2)
 
 
 def _stats(codec, stack, lam):
@@ -63,7 +64,10 @@ def test_step1_fidelity_and_ratio_order(scene):
     c1, c2 = NoiseCodec(prof, step=1.0), NoiseCodec(prof, step=2.0)
     _, z = _stats(c1, stack, lam)
     assert abs(z[np.broadcast_to(lam < 30, z.shape)].mean()) < 0.02
-    assert abs((z**2).mean() / (1 / 12) - 1) < 0.15  # 1/12 ADU² rounding is large at S=1
+    # the transform narrows the bins so that quantisation + integer rounding add ~S²/12
+    # (+4 % on the 2048² reference frame; this darker 256² scene has more dark pixels,
+    # where the integer lattice of the raw data still adds a few %)
+    assert abs((z**2).mean() / (1 / 12) - 1) < 0.08
     assert len(c1.encode(stack)) > 1.3 * len(c2.encode(stack))
 
 

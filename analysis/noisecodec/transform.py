@@ -4,7 +4,8 @@ Noise model (per pixel ``i``): ``e = (x − o_i) / g_i`` photo-electrons with va
 ``e + σ_e²``, where ``σ_e`` is ONE global read noise in e⁻ (global read noise in ADU over
 the global gain: a per-pixel read noise inside the transform turns the σ map into a fixed
 pattern in the code domain and costs ~17 % of the ratio). The generalised Anscombe
-transform ``t = 2·sqrt(e + 3/8 + σ_e²)`` has unit variance; codes are ``round(t / S)``
+transform ``t = 2·sqrt(e + σ_e²)`` (without Anscombe's second-order 3/8, so that a step of
+S in ``t`` is exactly S·σ of the noise model) has unit variance; codes are ``round(t / S)``
 (step ``S·σ``), ``floor(t / S + u)`` with subtractive dither ``u``, or, with a hard bound
 ``k``, the index of a bin designed in e⁻ so that every value of the bin lies within
 ``k·σ(e) − 0.5 ADU`` of the bin's reconstruction (``σ(e) = g·sqrt(max(e, 0) + σ_e²)``
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-ANSCOMBE = 0.375
+ANSCOMBE = 0.0
 
 
 def vst_constant(sigma_e: float) -> float:
-    """``3/8 + σ_e²`` of the generalised Anscombe transform (σ_e in e⁻)."""
+    """Constant ``c0`` of ``t = 2·sqrt(e + c0)``: ``σ_e²`` (σ_e in e⁻; `ANSCOMBE` = 0:
+    the 3/8 second-order term would widen the dark bins by 3/8 e⁻² for no benefit at
+    these step sizes)."""
     return ANSCOMBE + float(sigma_e) ** 2
 
 
@@ -138,7 +141,7 @@ def lattice_recon(
     offset, gain : float
         ADU and ADU/e⁻.
     c0 : float
-        ``3/8 + σ_e²``.
+        Transform constant (`vst_constant`).
     fallback : ndarray
         Reconstruction for bins that hold no integer.
     """
