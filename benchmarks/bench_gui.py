@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
     ap.add_argument("--config", default=None, help="Micro-Manager .cfg (default: sim rig)")
-    ap.add_argument("--no-sweep", action="store_true", help="skip the sweep phase")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the sweep phases")
     args = ap.parse_args(argv)
 
     from qtpy import QtWidgets

@@ -131,11 +131,36 @@ class StatsWorker(QtCore.QObject):
     mapsReady = QtCore.Signal(object)  # MapsSnapshot
     fitReady = QtCore.Signal(object)  # dict: maps, stats, n_levels
     fitFailed = QtCore.Signal(str)
+    _runFit = QtCore.Signal()
 
     def __init__(self, max_adu: int) -> None:
         super().__init__()
         self.max_adu = int(max_adu)
         self.busy = threading.Event()
+        self._fit_lock = threading.Lock()
+        self._fit_pending: tuple[Any, list] | None = None
+        self._fit_scheduled = False
+        self._runFit.connect(self._run_pending_fit, QUEUED)
+
+    def request_fit(self, dark: Any, levels: list) -> None:
+        """Ask for a fit (any thread). Requests arriving while a fit runs are coalesced:
+        only the newest one is computed next, so fits never pile up."""
+        with self._fit_lock:
+            self._fit_pending = (dark, list(levels))
+            if self._fit_scheduled:
+                return
+            self._fit_scheduled = True
+        self._runFit.emit()
+
+    @QtCore.Slot()
+    def _run_pending_fit(self) -> None:
+        while True:
+            with self._fit_lock:
+                job, self._fit_pending = self._fit_pending, None
+                if job is None:
+                    self._fit_scheduled = False
+                    return
+            self.compute_fit(*job)
 
     @QtCore.Slot(int, object, bool)
     def compute_maps(self, level: int, moments: Any, final: bool = False) -> None:
@@ -173,7 +198,7 @@ class StatsWorker(QtCore.QObject):
         for name in ("gain", "read_noise", "offset"):
             arr = getattr(maps, name, None)
             if arr is not None:
-                out["stats"][name] = robust_stats(arr)
+                out["stats"][name] = _display_stats(arr)
         if len(levels) >= 2:
             try:
                 out["emva"], out["ptc"] = emva_analysis(dark, list(levels), max_adu=self.max_adu)
@@ -214,7 +239,6 @@ class RunnerWorker(QtCore.QObject):
     cancelled = QtCore.Signal(str)
     done = QtCore.Signal()  # always last
     _requestMaps = QtCore.Signal(int, object, bool)
-    _requestFit = QtCore.Signal(object, object)
 
     def __init__(
         self,
@@ -239,7 +263,6 @@ class RunnerWorker(QtCore.QObject):
         self.result: Any = None
         if stats is not None:
             self._requestMaps.connect(stats.compute_maps, QUEUED)
-            self._requestFit.connect(stats.compute_fit, QUEUED)
 
     # -------------------------------------------------- psygnal callbacks
     # These run in the acquisition thread.
@@ -282,7 +305,8 @@ class RunnerWorker(QtCore.QObject):
             done.append(current)  # the level just finished, not yet in .levels
         done = [m for m in done if m.n > 1]
         if dark is not None and dark.n > 1 and done:
-            self._requestFit.emit(copy_moments(dark), [copy_moments(m) for m in done])
+            # no copies: the runner never changes a level (or the dark) once finished
+            self.stats.request_fit(dark, done)
 
     def _current_moments(self, level: int) -> Any:
         current = getattr(self.runner, "current", None)  # SweepRunner: level in progress
