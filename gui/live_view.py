@@ -277,8 +277,11 @@ class LiveView(QtWidgets.QWidget):
     def set_acquiring(self, busy: bool) -> None:
         """Disable live/snap while a sweep or stack owns the camera."""
         self.external = busy
-        for wdg in (self.snap_btn, self.live_btn, self.exposure):
-            wdg.setEnabled(not busy)
+        widgets = [self.snap_btn, self.live_btn, self.exposure, self.light_widget]
+        widgets.append(getattr(self, "shutters", None))
+        for wdg in widgets:
+            if wdg is not None:  # the runner owns exposure, light and shutter now
+                wdg.setEnabled(not busy)
 
     def stop_live(self) -> None:
         """Stop Micro-Manager live mode if it is running."""

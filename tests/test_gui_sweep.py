@@ -106,6 +106,7 @@ def test_gui_pause_resume_stop_leaves_resumable_partial(qtbot, tmp_path, tmp_pat
     qtbot.waitUntil(lambda: len(counts) >= 3, timeout=60000)
     calib.pause()
     assert calib.state == "paused" and calib.resume_btn.isEnabled()
+    assert not win.live.light_widget.isEnabled() and not win.live.live_btn.isEnabled()
     n = -1
     for _ in range(50):  # frames already in the sequence buffer are drained first
         if len(counts) == n:
@@ -123,6 +124,7 @@ def test_gui_pause_resume_stop_leaves_resumable_partial(qtbot, tmp_path, tmp_pat
     with qtbot.waitSignal(calib.runEnded, timeout=60000) as sig:
         calib.stop()
     assert sig.args == ["stopped"], calib.status.text()
+    assert win.live.light_widget.isEnabled() and win.live.live_btn.isEnabled()
     assert calib.partial_path().exists() and calib.resume_btn.isEnabled()
     assert calib.partial_path().name == "gui.h5.partial.h5"  # the CLI's name: --resume works
     assert not (tmp_path / "gui.h5").exists()
