@@ -242,6 +242,19 @@ def _halo(cfg: FeatureConfig, sigma: float, spacing: tuple[float, ...]) -> tuple
     return tuple(out)
 
 
+def max_halo(cfg: FeatureConfig, ndim: int) -> tuple[int, ...]:
+    """Largest filter support over all scales of ``cfg`` (pixels per axis).
+
+    A block read with this halo on every side gives the same features in its core
+    as the whole image (the block-wise and dask paths both rely on it).
+    """
+    cfg = cfg.resolved()
+    sp = cfg.spacing or (1.0,) * ndim
+    return tuple(
+        max(hs) for hs in zip(*(_halo(cfg, s, sp) for s, _ in _groups(cfg, ndim)), strict=True)
+    )
+
+
 # --------------------------------------------------------------------------- blocks
 def _as_image(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
@@ -295,12 +308,7 @@ def _resolve_block(
     if block is None:
         if cfg is None:
             return tuple(min(1024, n) for n in shape)
-        sp = cfg.spacing or (1.0,) * len(shape)
-        halo = tuple(
-            max(hs)
-            for hs in zip(*(_halo(cfg, s, sp) for s, _ in _groups(cfg, len(shape))), strict=True)
-        )
-        return _auto_block(shape, halo, len(_order(cfg, len(shape))), workers)
+        return _auto_block(shape, max_halo(cfg, len(shape)), len(_order(cfg, len(shape))), workers)
     if np.isscalar(block):
         return tuple(min(int(block), n) for n in shape)  # type: ignore[arg-type]
     bt = tuple(int(b) for b in block)  # type: ignore[union-attr]

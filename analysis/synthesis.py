@@ -155,6 +155,57 @@ def denoise(image: np.ndarray, profile: CameraProfile) -> np.ndarray:
     return inverse_anscombe(td, profile)
 
 
+def redraw(
+    centre: np.ndarray,
+    gain: np.ndarray,
+    offset: np.ndarray,
+    read_noise: np.ndarray,
+    saturated: np.ndarray,
+    max_adu: int,
+    n: int,
+    rng: np.random.Generator,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """The Poisson–Gaussian redraws of `synthesize` for one (tile of an) image.
+
+    Parameters
+    ----------
+    centre : (H, W) float32 ndarray
+        Centre of the redraws, ADU.
+    gain, offset, read_noise : (H, W) float32 ndarray
+        Usable gain (ADU/e⁻, > 0), offset (ADU), read noise (ADU rms) of these pixels.
+    saturated : (H, W) bool ndarray
+        Pixels kept at ``max_adu``.
+    max_adu : int
+        Top of the ADC range.
+    n : int
+        Number of replicas.
+    rng : numpy.random.Generator
+        Drawn from in a fixed order (per replica: normal, then Poisson).
+    dtype : numpy dtype
+        Integer dtype of the result.
+
+    Returns
+    -------
+    (n, H, W) ndarray of ``dtype``
+    """
+    c = centre
+    e = np.maximum((c - offset) / gain, 0).astype(np.float64)
+    base = (c - gain * e.astype(np.float32)).astype(np.float32)  # = o where c >= o, else c
+    out = np.empty((n, *c.shape), dtype=dtype)
+    y = np.empty(c.shape, np.float32)
+    for k in range(n):
+        rng.standard_normal(c.shape, dtype=np.float32, out=y)
+        y *= read_noise
+        y += base
+        y += rng.poisson(e).astype(np.float32) * gain
+        np.rint(y, out=y)
+        np.clip(y, 0, max_adu, out=y)
+        y[saturated] = max_adu
+        out[k] = y
+    return out
+
+
 def synthesize(
     image: np.ndarray,
     profile: CameraProfile,
@@ -216,22 +267,17 @@ def synthesize(
         c = denoise(img, profile)
         method = DENOISER_DESCRIPTION
 
-    g = _safe_gain(profile)
-    o = profile.offset
-    r = profile.read_noise
-    e = np.maximum((c - o) / g, 0).astype(np.float64)
-    base = (c - g * e.astype(np.float32)).astype(np.float32)  # = o where c >= o, else c
-    out = np.empty((n, *img.shape), dtype=img.dtype)
-    y = np.empty(img.shape, np.float32)
-    for k in range(n):
-        rng.standard_normal(img.shape, dtype=np.float32, out=y)
-        y *= r
-        y += base
-        y += rng.poisson(e).astype(np.float32) * g
-        np.rint(y, out=y)
-        np.clip(y, 0, max_adu, out=y)
-        y[saturated] = max_adu
-        out[k] = y
+    out = redraw(
+        c,
+        _safe_gain(profile),
+        profile.offset,
+        profile.read_noise,
+        saturated,
+        max_adu,
+        n,
+        rng,
+        img.dtype,
+    )
     if not return_info:
         return out
     info = SynthesisInfo(
