@@ -38,7 +38,7 @@ __all__ = ["feature_bank_dask", "synthesize_dask"]
 def _dask_array() -> Any:
     try:
         import dask.array as da
-    except ImportError as exc:  # pragma: no cover - depends on the installation
+    except ImportError as exc:
         raise ImportError(
             "this needs dask, which comes with the 'scale' extra: pip install 'rawsigma[scale]'"
         ) from exc

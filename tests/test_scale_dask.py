@@ -110,3 +110,13 @@ def test_synthesize_dask_rejects_mismatch(raw) -> None:
         synthesize_dask(img.astype(np.float32), prof)
     with pytest.raises(ValueError, match="n must be"):
         synthesize_dask(img, prof, n=0)
+
+
+def test_missing_dask_names_the_extra(monkeypatch, raw) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask.array", None)
+    with pytest.raises(ImportError, match=r"rawsigma\[scale\]"):
+        feature_bank_dask(np.zeros((16, 16), np.float32))
+    with pytest.raises(ImportError, match="scale"):
+        synthesize_dask(*raw)
