@@ -11,6 +11,7 @@ numpy `sensor_model` never pulls in pymmcore-plus):
 - `plans`: `SweepPlan`, `StackPlan`.
 - `stream`: `stream_frames`, `accumulate_frames`, `Controls` (sequence-acquisition loop).
 - `sweep`: `SweepRunner` (flat-field photon-transfer sweep, resumable).
+- `light_control`: `LightControl` (shutter, control value, auto-range), `level_stability`.
 - `stack`: `StackRunner`, `StackResult` (N-frame repeat stack, Fig. 1a convergence).
 - `framesave`: `FrameWriter` (OME-TIFF/HDF5 frames + CSV table).
 """

@@ -18,12 +18,14 @@ Signals (psygnal), for the CLI progress bar and the GUI:
   ``fps``, ``unstable``, ...)
 - ``warning(str)``
 - ``finished(object)``: the `CameraProfile`
+
+The shutter, the control value, the auto-range and the light-stability measure are
+in `rawsigma.acquire.light_control`; the frame loop is `stream.accumulate_frames`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from pathlib import Path
@@ -35,53 +37,21 @@ from rawsigma.errors import AcquisitionError, Cancelled, InputFileError, OutputE
 from rawsigma.fileio import check_output
 
 from .framesave import FrameWriter
+from .light_control import (
+    LightControl,
+    level_stability,
+    restore_device_state,
+    save_device_state,
+)
 from .partial import read_partial, write_partial
 from .plans import SweepPlan, derived_seed
-from .stream import ControlledRunner, accumulate_frames, seed_devices, stream_frames
+from .stream import ControlledRunner, accumulate_frames, seed_devices
 
 __all__ = ["SweepRunner", "level_stability"]
 
 _AUTORANGE_SEED = -2
 _LEVEL_DARK_SEED = 10000
 _RETRY_SEED = 1000
-
-
-def level_stability(frame_means: np.ndarray, dark_mean: float, pixel_var: float, npix: int):
-    """Flicker and drift of one level from its frame means.
-
-    Parameters
-    ----------
-    frame_means : ndarray of float64
-        Mean of every frame of the level (ADU).
-    dark_mean : float
-        Mean dark level (ADU).
-    pixel_var : float
-        Mean per-pixel temporal variance of the level (ADU²).
-    npix : int
-        Pixels per frame.
-
-    Returns
-    -------
-    dict
-        ``signal`` (ADU above dark), ``flicker`` (relative rms frame-to-frame
-        fluctuation not explained by pixel noise), ``drift`` (relative change of a
-        straight-line fit over the level) and ``drift_t`` (its t statistic).
-    """
-    fm = np.asarray(frame_means, dtype=np.float64)
-    n = fm.size
-    sig = float(fm.mean() - dark_mean) if n else 0.0
-    out = {"signal": sig, "flicker": 0.0, "drift": 0.0, "drift_t": 0.0}
-    if n < 3 or sig <= 0:
-        return out
-    excess = float(np.var(fm, ddof=1)) - pixel_var / npix
-    out["flicker"] = math.sqrt(max(excess, 0.0)) / sig
-    t = np.arange(n, dtype=np.float64) - (n - 1) / 2
-    slope = float(np.dot(t, fm - fm.mean()) / np.dot(t, t))
-    resid = fm - fm.mean() - slope * t
-    se = math.sqrt(max(float(np.dot(resid, resid)) / (n - 2), 1e-300) / float(np.dot(t, t)))
-    out["drift"] = slope * (n - 1) / sig
-    out["drift_t"] = slope / se
-    return out
 
 
 class SweepRunner(ControlledRunner):
@@ -148,6 +118,9 @@ class SweepRunner(ControlledRunner):
         self._saved: set[str] = set()
         self._writer: FrameWriter | None = None
         self._warnings: list[str] = []
+        self.light = LightControl(
+            self.core, self.camera, self.shutter, plan, self.controls, self._warn
+        )
 
     @property
     def total_frames(self) -> int:
@@ -208,7 +181,7 @@ class SweepRunner(ControlledRunner):
                 )
             self._load_partial()
         core = self.core
-        saved = _save_state(core, self.camera, self.shutter, self.plan)
+        saved = save_device_state(core, self.camera, self.shutter, self.plan)
         try:
             core.setAutoShutter(False)
             if self.plan.exposure_ms is not None and self.plan.control != "exposure":
@@ -219,7 +192,7 @@ class SweepRunner(ControlledRunner):
                 self._checkpoint({"dark": self.dark})
             if self.top is None:
                 self.top, self.saturating = self._auto_range()
-                limit = self._control_limit()
+                limit = self.light.control_limit()
                 self.level_values = self.plan.level_values(self.top)
                 self.level_values += self.plan.saturation_values(self.top, self.saturating, limit)
                 self._checkpoint({})
@@ -234,7 +207,7 @@ class SweepRunner(ControlledRunner):
                 raise
             raise AcquisitionError(f"acquisition failed: {exc}") from exc
         finally:
-            _restore_state(core, self.camera, self.shutter, saved)
+            restore_device_state(core, self.camera, self.shutter, saved)
         self._close_writer()
         profile = self._build()
         if out is not None:
@@ -249,7 +222,7 @@ class SweepRunner(ControlledRunner):
         value = self.level_values[i]
         retry = 0
         while True:
-            self._set_control(value)
+            self.light.set_control(value)
             seed_index = i + _RETRY_SEED * retry
             lv = self._acquire(
                 i, p.frames_per_level, light=True, seed_index=seed_index, control=value, retry=retry
@@ -319,7 +292,7 @@ class SweepRunner(ControlledRunner):
         from rawsigma.calib.moments import PixelMoments
 
         core, cam = self.core, self.camera
-        self._light(light)
+        self.light.switch(light)
         self._seed(seed_index)
         h, w = int(core.getImageHeight()), int(core.getImageWidth())
         dark_kind = index < 0
@@ -379,102 +352,21 @@ class SweepRunner(ControlledRunner):
             labels.add(self.plan.control_device[0])
         seed_devices(self.core, labels, derived_seed(self.plan.seed, index))
 
-    def _light(self, on: bool) -> None:
-        core = self.core
-        if self.shutter:
-            core.setShutterOpen(self.shutter, bool(on))
-            core.waitForDevice(self.shutter)
-            return
-        if on:
-            return
-        dev = self.plan.control_device
-        if dev is None:
-            raise AcquisitionError(
-                "no shutter device: cannot take dark frames (set Core-Shutter in the config)"
-            )
-        low = core.getPropertyLowerLimit(*dev) if core.hasPropertyLimits(*dev) else 0.0
-        self._warn(f"no shutter device: dark frames taken with {dev[0]}-{dev[1]} = {low}")
-        self._set_control(low)
-
-    def _set_control(self, value: float) -> None:
-        core = self.core
-        dev = self.plan.control_device
-        if dev is None:
-            core.setExposure(self.camera, float(value))
-            core.waitForDevice(self.camera)
-        else:
-            core.setProperty(dev[0], dev[1], float(value))
-            core.waitForDevice(dev[0])
-        if self.plan.settle_s:
-            time.sleep(self.plan.settle_s)
-
-    def _control_limit(self) -> float:
-        p, core = self.plan, self.core
-        dev = p.control_device
-        if dev is None:
-            return float(p.control_max or 10000.0)
-        if core.hasPropertyLimits(*dev):
-            hi = float(core.getPropertyUpperLimit(*dev))
-            return min(hi, p.control_max) if p.control_max else hi
-        if p.control_max:
-            return float(p.control_max)
-        raise AcquisitionError(
-            f"{dev[0]}-{dev[1]} has no upper limit: give control_max (--control-max)"
-        )
-
-    # ------------------------------------------------------------ auto-range
-    def _signal(self, value: float, dark_median: float, n: int = 4) -> float:
-        self._set_control(value)
-        acc = None
-        for img in stream_frames(
-            self.core, self.camera, n, controls=self.controls, timeout_s=self.plan.frame_timeout_s
-        ):
-            a = img.astype(np.float32)
-            acc = a if acc is None else acc + a
-        return float(np.median(acc / n)) - dark_median
-
     def _auto_range(self) -> tuple[float, float | None]:
         """Top control value (and the saturating value, if reached)."""
-        p = self.plan
-        limit = self._control_limit()
+        p, lc = self.plan, self.light
+        limit = lc.control_limit()
         if not p.auto_range:
             if p.control_max is not None:
                 return float(p.control_max), None
             if p.control_device is None:
                 return float(self.core.getExposure(self.camera)), None
             return limit, None
-        self._light(True)
+        lc.switch(True)
         self._seed(_AUTORANGE_SEED)
-        dark_med = float(np.median(self.dark.mean()))
-        max_adu = (1 << int(self.identity.bit_depth)) - 1
-        adc_room = max_adu - dark_med
-        c = limit if p.control_device is not None else float(self.core.getExposure(self.camera))
-        s = self._signal(c, dark_med)
-        while p.control_device is None and s < 0.3 * adc_room and c < limit:
-            c = min(2 * c, limit)
-            s = self._signal(c, dark_med)
-        c_hi, s_hi = c, s
-        lo, s_lo = c / 2, self._signal(c / 2, dark_med)
-        for _ in range(30):
-            if s_lo <= 0 or abs(s / (2 * s_lo) - 1) < 0.05:
-                break
-            c, s = lo, s_lo
-            lo, s_lo = c / 2, self._signal(c / 2, dark_med)
-        if s_lo <= 3 * max(float(np.median(np.sqrt(self.dark.var()))), 1.0) / math.sqrt(4):
-            raise AcquisitionError(
-                f"auto-range: no light signal (median {s_lo:.2f} ADU above dark at "
-                f"{p.control} = {lo:g}); is the light source on and the shutter working?"
-            )
-        slope = s_lo / lo
-        if s_hi < 0.95 * slope * c_hi:  # response bends: saturated at c_hi
-            sat = min(s_hi, adc_room)
-            saturating: float | None = sat / slope
-        else:
-            sat = adc_room
-            saturating = sat / slope if sat / slope <= limit else None
-        top = min(p.target_fraction * sat / slope, limit)
-        self._light(False)
-        return float(top), saturating
+        top = lc.auto_range(self.dark, int(self.identity.bit_depth), limit)
+        lc.switch(False)
+        return top
 
     # ------------------------------------------------------------ files
     def _open_writer(self, resume: bool) -> None:
@@ -581,28 +473,3 @@ class SweepRunner(ControlledRunner):
             level_stability=self.stability,
             acquisition_warnings=list(self._warnings),
         )
-
-
-def _save_state(core: Any, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:
-    st: dict[str, Any] = {"auto": core.getAutoShutter(), "exposure": core.getExposure(camera)}
-    with contextlib.suppress(Exception):
-        st["open"] = core.getShutterOpen(shutter) if shutter else None
-    dev = plan.control_device
-    if dev is not None:
-        with contextlib.suppress(Exception):
-            st["control"] = core.getProperty(*dev)
-            st["control_dev"] = dev
-    return st
-
-
-def _restore_state(core: Any, camera: str, shutter: str, st: dict[str, Any]) -> None:
-    with contextlib.suppress(Exception):
-        if shutter and st.get("open") is not None:
-            core.setShutterOpen(shutter, st["open"])
-    with contextlib.suppress(Exception):
-        core.setExposure(camera, st["exposure"])
-    with contextlib.suppress(Exception):
-        core.setAutoShutter(st["auto"])
-    if st.get("control_dev") and st.get("control") is not None:
-        with contextlib.suppress(Exception):
-            core.setProperty(*st["control_dev"], st["control"])

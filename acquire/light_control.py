@@ -1,0 +1,222 @@
+"""The light of a photon-transfer sweep: shutter, control value, auto-range, stability.
+
+A sweep varies one *control* (the camera exposure, or a light-source property such
+as ``LED-Intensity``) and needs dark frames (shutter closed, or the control at its
+lower limit when there is no shutter). `LightControl` drives those devices through
+the ordinary MMCore API and finds the top level by auto-ranging; `level_stability`
+measures how steady the light was during one level from its frame means;
+`save_device_state` / `restore_device_state` put the devices back after a run.
+`rawsigma.acquire.sweep.SweepRunner` is the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rawsigma.errors import AcquisitionError
+
+from .plans import SweepPlan
+from .stream import Controls, stream_frames
+
+__all__ = ["LightControl", "level_stability", "restore_device_state", "save_device_state"]
+
+
+def level_stability(frame_means: np.ndarray, dark_mean: float, pixel_var: float, npix: int):
+    """Flicker and drift of one level from its frame means.
+
+    Parameters
+    ----------
+    frame_means : ndarray of float64
+        Mean of every frame of the level (ADU).
+    dark_mean : float
+        Mean dark level (ADU).
+    pixel_var : float
+        Mean per-pixel temporal variance of the level (ADU²).
+    npix : int
+        Pixels per frame.
+
+    Returns
+    -------
+    dict
+        ``signal`` (ADU above dark), ``flicker`` (relative rms frame-to-frame
+        fluctuation not explained by pixel noise), ``drift`` (relative change of a
+        straight-line fit over the level) and ``drift_t`` (its t statistic).
+    """
+    fm = np.asarray(frame_means, dtype=np.float64)
+    n = fm.size
+    sig = float(fm.mean() - dark_mean) if n else 0.0
+    out = {"signal": sig, "flicker": 0.0, "drift": 0.0, "drift_t": 0.0}
+    if n < 3 or sig <= 0:
+        return out
+    excess = float(np.var(fm, ddof=1)) - pixel_var / npix
+    out["flicker"] = math.sqrt(max(excess, 0.0)) / sig
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    slope = float(np.dot(t, fm - fm.mean()) / np.dot(t, t))
+    resid = fm - fm.mean() - slope * t
+    se = math.sqrt(max(float(np.dot(resid, resid)) / (n - 2), 1e-300) / float(np.dot(t, t)))
+    out["drift"] = slope * (n - 1) / sig
+    out["drift_t"] = slope / se
+    return out
+
+
+class LightControl:
+    """Shutter and control value of a sweep, and the auto-range of its top level.
+
+    Parameters
+    ----------
+    core : CMMCorePlus-like
+    camera, shutter : str
+        Device labels (``shutter`` may be empty: darks then use the control's
+        lower limit, which needs a control device).
+    plan : SweepPlan
+        ``control_device``, ``control_max``, ``settle_s``, ``target_fraction``,
+        ``frame_timeout_s`` are used.
+    controls : Controls
+        Pause/cancel flags of the runner (the auto-range frames honour them).
+    warn : callable
+        ``warn(message)`` for conditions the user should know about.
+    """
+
+    def __init__(
+        self,
+        core: Any,
+        camera: str,
+        shutter: str,
+        plan: SweepPlan,
+        controls: Controls,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.core = core
+        self.camera = camera
+        self.shutter = shutter
+        self.plan = plan
+        self.controls = controls
+        self.warn = warn
+
+    def switch(self, on: bool) -> None:
+        """Light on (shutter open) or off (shutter closed, else control at its minimum)."""
+        core = self.core
+        if self.shutter:
+            core.setShutterOpen(self.shutter, bool(on))
+            core.waitForDevice(self.shutter)
+            return
+        if on:
+            return
+        dev = self.plan.control_device
+        if dev is None:
+            raise AcquisitionError(
+                "no shutter device: cannot take dark frames (set Core-Shutter in the config)"
+            )
+        low = core.getPropertyLowerLimit(*dev) if core.hasPropertyLimits(*dev) else 0.0
+        self.warn(f"no shutter device: dark frames taken with {dev[0]}-{dev[1]} = {low}")
+        self.set_control(low)
+
+    def set_control(self, value: float) -> None:
+        """Set the exposure (ms) or the control property, wait, then settle ``settle_s``."""
+        core = self.core
+        dev = self.plan.control_device
+        if dev is None:
+            core.setExposure(self.camera, float(value))
+            core.waitForDevice(self.camera)
+        else:
+            core.setProperty(dev[0], dev[1], float(value))
+            core.waitForDevice(dev[0])
+        if self.plan.settle_s:
+            time.sleep(self.plan.settle_s)
+
+    def control_limit(self) -> float:
+        """Highest control value allowed (device limit and/or ``control_max``)."""
+        p, core = self.plan, self.core
+        dev = p.control_device
+        if dev is None:
+            return float(p.control_max or 10000.0)
+        if core.hasPropertyLimits(*dev):
+            hi = float(core.getPropertyUpperLimit(*dev))
+            return min(hi, p.control_max) if p.control_max else hi
+        if p.control_max:
+            return float(p.control_max)
+        raise AcquisitionError(
+            f"{dev[0]}-{dev[1]} has no upper limit: give control_max (--control-max)"
+        )
+
+    def signal(self, value: float, dark_median: float, n: int = 4) -> float:
+        """Median signal above dark (ADU) of the mean of ``n`` frames at ``value``."""
+        self.set_control(value)
+        acc = None
+        for img in stream_frames(
+            self.core, self.camera, n, controls=self.controls, timeout_s=self.plan.frame_timeout_s
+        ):
+            a = img.astype(np.float32)
+            acc = a if acc is None else acc + a
+        return float(np.median(acc / n)) - dark_median
+
+    def auto_range(self, dark: Any, bit_depth: int, limit: float) -> tuple[float, float | None]:
+        """Top control value and the saturating value (None if not reached).
+
+        Doubles the exposure until the signal fills 30 % of the ADC (control =
+        exposure), halves the value until the response is linear, then puts the top
+        at ``target_fraction`` of saturation (ADC or full well), at most ``limit``.
+        The light must be on; ``dark`` is the dark `PixelMoments`.
+        """
+        p = self.plan
+        dark_med = float(np.median(dark.mean()))
+        max_adu = (1 << int(bit_depth)) - 1
+        adc_room = max_adu - dark_med
+        c = limit if p.control_device is not None else float(self.core.getExposure(self.camera))
+        s = self.signal(c, dark_med)
+        while p.control_device is None and s < 0.3 * adc_room and c < limit:
+            c = min(2 * c, limit)
+            s = self.signal(c, dark_med)
+        c_hi, s_hi = c, s
+        lo, s_lo = c / 2, self.signal(c / 2, dark_med)
+        for _ in range(30):
+            if s_lo <= 0 or abs(s / (2 * s_lo) - 1) < 0.05:
+                break
+            c, s = lo, s_lo
+            lo, s_lo = c / 2, self.signal(c / 2, dark_med)
+        if s_lo <= 3 * max(float(np.median(np.sqrt(dark.var()))), 1.0) / math.sqrt(4):
+            raise AcquisitionError(
+                f"auto-range: no light signal (median {s_lo:.2f} ADU above dark at "
+                f"{p.control} = {lo:g}); is the light source on and the shutter working?"
+            )
+        slope = s_lo / lo
+        if s_hi < 0.95 * slope * c_hi:  # response bends: saturated at c_hi
+            sat = min(s_hi, adc_room)
+            saturating: float | None = sat / slope
+        else:
+            sat = adc_room
+            saturating = sat / slope if sat / slope <= limit else None
+        top = min(p.target_fraction * sat / slope, limit)
+        return float(top), saturating
+
+
+def save_device_state(core: Any, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:
+    """Auto-shutter, exposure, shutter state and control value before a sweep."""
+    st: dict[str, Any] = {"auto": core.getAutoShutter(), "exposure": core.getExposure(camera)}
+    with contextlib.suppress(Exception):
+        st["open"] = core.getShutterOpen(shutter) if shutter else None
+    dev = plan.control_device
+    if dev is not None:
+        with contextlib.suppress(Exception):
+            st["control"] = core.getProperty(*dev)
+            st["control_dev"] = dev
+    return st
+
+
+def restore_device_state(core: Any, camera: str, shutter: str, st: dict[str, Any]) -> None:
+    """Put back what `save_device_state` recorded (best effort)."""
+    with contextlib.suppress(Exception):
+        if shutter and st.get("open") is not None:
+            core.setShutterOpen(shutter, st["open"])
+    with contextlib.suppress(Exception):
+        core.setExposure(camera, st["exposure"])
+    with contextlib.suppress(Exception):
+        core.setAutoShutter(st["auto"])
+    if st.get("control_dev") and st.get("control") is not None:
+        with contextlib.suppress(Exception):
+            core.setProperty(*st["control_dev"], st["control"])
