@@ -256,14 +256,19 @@ def max_halo(cfg: FeatureConfig, ndim: int) -> tuple[int, ...]:
 
 
 # --------------------------------------------------------------------------- blocks
+def check_image(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Raise ValueError unless ``shape``/``dtype`` describe a non-empty numeric 2D/3D image."""
+    if len(shape) not in (2, 3):
+        raise ValueError(f"image must be 2D (Y, X) or 3D (Z, Y, X), got shape {shape}")
+    if not (np.issubdtype(dtype, np.number) or np.dtype(dtype) == np.bool_):
+        raise ValueError(f"image must be numeric, got dtype {dtype}")
+    if min(shape) < 1:
+        raise ValueError(f"image is empty: shape {shape}")
+
+
 def _as_image(image: np.ndarray) -> np.ndarray:
     arr = np.asarray(image)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"image must be 2D (Y, X) or 3D (Z, Y, X), got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"image must be numeric, got dtype {arr.dtype}")
-    if min(arr.shape) < 1:
-        raise ValueError(f"image is empty: shape {arr.shape}")
+    check_image(arr.shape, arr.dtype)
     return arr
 
 

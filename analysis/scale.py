@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rawsigma.errors import ImageMismatchError
 
-from .features import FeatureConfig, _config, _order, feature_bank, max_halo
+from .features import FeatureConfig, _config, _order, check_image, feature_bank, max_halo
 from .synthesis import _safe_gain, redraw
 
 if TYPE_CHECKING:
@@ -93,12 +93,7 @@ def feature_bank_dask(
     from dask.array.overlap import ensure_minimum_chunksize, overlap, trim_internal
 
     arr = _as_dask(image, chunks, da)
-    if arr.ndim not in (2, 3):
-        raise ValueError(f"image must be 2D (Y, X) or 3D (Z, Y, X), got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"image must be numeric, got dtype {arr.dtype}")
-    if min(arr.shape) < 1:
-        raise ValueError(f"image is empty: shape {arr.shape}")
+    check_image(tuple(arr.shape), arr.dtype)
     opts = {
         "features": features,
         "derivatives": derivatives,
