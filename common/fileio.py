@@ -77,7 +77,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "host": platform.node(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     rec.update(extra)
     return rec
