@@ -106,7 +106,10 @@ class NoiseCodec:
         seed: int = 0,
         tile_rows: int = 256,
         threads: int | None = None,
+        effort: str = "best",
     ) -> None:
+        if effort not in ("best", "fast"):
+            raise ValueError(f"effort must be 'best' or 'fast', got {effort!r}")
         if not step > 0:
             raise ValueError(f"step must be > 0 (units of sigma), got {step}")
         if max_error is not None and not max_error > 0:
@@ -130,7 +133,9 @@ class NoiseCodec:
             profile_id=profile.profile_id,
             tile_rows=int(tile_rows),
             threads=threads,
+            effort=effort,
         )
+        self.effort = effort
 
     @property
     def spec(self) -> str:

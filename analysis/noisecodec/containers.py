@@ -30,6 +30,7 @@ from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
 
 from .stream import (
+    READ_VERSIONS,
     VERSION,
     CodecMaps,
     StreamParams,
@@ -270,10 +271,10 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
             desc = json.loads(pages[0].description or "{}")
             if desc.get("format") != FORMAT_NAME:
                 raise InputFileError(f"{path}: not a rawsigma noise-codec TIFF")
-            if desc.get("version") != VERSION:
+            if desc.get("version") not in READ_VERSIONS:
                 raise InputFileError(
                     f"{path}: unknown noise-codec format version {desc.get('version')} "
-                    f"(this rawsigma reads version {VERSION})"
+                    f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
                 )
             mtag = pages[0].tags.get(TAG_MAPS)
             mbytes = None if mtag is None else bytes(mtag.value)
@@ -362,10 +363,10 @@ def read_hdf5(path: str | os.PathLike, dataset: str = "codes") -> np.ndarray:
             a = dict(ds.attrs)
             if a.get("format") != FORMAT_NAME:
                 raise InputFileError(f"{path}: {dataset!r} is not a rawsigma noise-codec dataset")
-            if int(a.get("version", -1)) != VERSION:
+            if int(a.get("version", -1)) not in READ_VERSIONS:
                 raise InputFileError(
                     f"{path}: unknown noise-codec format version {a.get('version')} "
-                    f"(this rawsigma reads version {VERSION})"
+                    f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
                 )
             codes = ds[()]
             g = f[f"{dataset}_maps"]

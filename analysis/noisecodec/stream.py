@@ -27,6 +27,7 @@ import imagecodecs
 import numpy as np
 from rawsigma.errors import ImageMismatchError, InputFileError
 
+from . import fastpath as FP
 from . import kernels as K
 from .transform import (
     bin_recon,
@@ -37,7 +38,8 @@ from .transform import (
 )
 
 MAGIC = b"RSNC"
-VERSION = 1
+VERSION = 2  # 2: header key "effort" (back end); version-1 streams still decode
+READ_VERSIONS = (1, 2)
 _PREFIX = struct.Struct("<4sHI")
 
 _POOL: ThreadPoolExecutor | None = None
@@ -255,6 +257,7 @@ class StreamParams:
     profile_id: str = ""
     tile_rows: int = 256
     threads: int | None = None
+    effort: str = "best"
 
 
 def _tiles(n: int, h: int, rows: int) -> list[tuple[int, int, int]]:
@@ -363,25 +366,9 @@ def dequantise_frames(
     return out.reshape(shape)
 
 
-def encode_frames(
-    frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
-) -> bytes:
-    """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
-    codes, recon, mode = quantise_frames(frames, maps, params)
-    shape = codes.shape
-    h, w = shape[-2:]
-    codes = codes.reshape(-1, h, w)
-    n = codes.shape[0]
-    step = float(params.step)
-    tiles = _tiles(n, h, params.tile_rows)
-    n_codes = recon.size if mode != "dither" else int(codes.max()) + 1
-
-    # predictor training on a subsample of rows
-    fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
-    # ~150 k training samples: plenty for 64 classes × 19 weights
-    sub = max(1, (n * h * w) // 150_000)
-    row_step = max(1, min(16, int(np.sqrt(sub))))
-    col_step = max(1, sub // row_step)
+def _model_best(codes, tiles, fills, row_step, col_step, params):
+    """Class-adaptive 18-tap predictor: weights, bias and per-tile (syms, ctxs, esc, hist)."""
+    w = codes.shape[-1]
     lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
 
     def train(args):
@@ -415,6 +402,66 @@ def encode_frames(
         return syms, ctxs, esc[:ne], hist
 
     modelled = _map(model, zip(tiles, fills, strict=True), params.threads)
+    return wts, bias, modelled
+
+
+def _model_fast(codes, tiles, fills, row_step, col_step, params):
+    """One 6-tap predictor (`fastpath`): weights (7,), empty bias, per-tile modelling."""
+    w = codes.shape[-1]
+    row_step = max(1, row_step // 2)  # 7 weights: a tenth of the samples is plenty
+
+    def train(args):
+        (f, r0, th), fill = args
+        cap = (th // row_step + 1) * (w // col_step + 1)
+        feats = np.empty((cap, FP.N_TAP), np.float64)
+        target = np.empty(cap, np.float64)
+        m = FP.train_tile(codes[f, r0 : r0 + th], K.new_ring(w, fill), row_step, col_step,
+                          feats, target)  # fmt: skip
+        return feats[:m], target[:m]
+
+    res = _map(train, zip(tiles, fills, strict=True), params.threads)
+    wt = FP.solve_weights(np.concatenate([r[0] for r in res]), np.concatenate([r[1] for r in res]))
+
+    def model(args):
+        (f, r0, th), fill = args
+        syms = np.empty((th, w), np.uint8)
+        ctxs = np.empty((th, w), np.uint8)
+        esc = np.empty(th * w, np.int32)
+        hist = np.zeros(K.N_CTX * K.N_SYM, np.int64)
+        ne = FP.model_tile(codes[f, r0 : r0 + th], K.new_ring(w, fill), wt, K.ACT_CTX_LUT,
+                           syms, ctxs, esc, hist)  # fmt: skip
+        return syms, ctxs, esc[:ne], hist.reshape(K.N_CTX, K.N_SYM)
+
+    return (
+        wt.astype(np.int64),
+        np.zeros(0, np.int64),
+        _map(model, zip(tiles, fills, strict=True), params.threads),
+    )
+
+
+def encode_frames(
+    frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
+) -> bytes:
+    """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
+    codes, recon, mode = quantise_frames(frames, maps, params)
+    shape = codes.shape
+    h, w = shape[-2:]
+    codes = codes.reshape(-1, h, w)
+    n = codes.shape[0]
+    step = float(params.step)
+    tiles = _tiles(n, h, params.tile_rows)
+    n_codes = recon.size if mode != "dither" else int(codes.max()) + 1
+
+    # predictor training on a subsample of rows
+    fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
+    # ~150 k training samples: plenty for 64 classes × 19 weights
+    sub = max(1, (n * h * w) // 150_000)
+    row_step = max(1, min(16, int(np.sqrt(sub))))
+    col_step = max(1, sub // row_step)
+    if params.effort == "fast":
+        wts, bias, modelled = _model_fast(codes, tiles, fills, row_step, col_step, params)
+    else:
+        wts, bias, modelled = _model_best(codes, tiles, fills, row_step, col_step, params)
     freq, cum, _ = _tables(_normalise(np.sum([m[3] for m in modelled], 0)))
 
     def code(m):
@@ -456,6 +503,7 @@ def encode_frames(
         "jitter": bool(maps.jitter),
         "profile_id": params.profile_id,
         "n_codes": n_codes,
+        "effort": params.effort,
         "tiles": [
             [f, r0, th, fill, int(wd.size), int(m[2].size)]
             for (f, r0, th), fill, wd, m in zip(tiles, fills, words, modelled, strict=True)
@@ -484,10 +532,10 @@ def read_header(data: bytes | bytearray | memoryview, source: str = "noise codec
     magic, version, hlen = _PREFIX.unpack_from(data)
     if magic != MAGIC:
         raise InputFileError(f"{source}: not a rawsigma noise-codec stream (magic {magic!r})")
-    if version != VERSION:
+    if version not in READ_VERSIONS:
         raise InputFileError(
             f"{source}: unknown noise-codec format version {version} "
-            f"(this rawsigma reads version {VERSION})"
+            f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
         )
     if _PREFIX.size + hlen + 4 > len(data):
         raise InputFileError(f"{source}: truncated noise-codec stream (header cut)")
@@ -548,8 +596,12 @@ def decode_frames(
     off, gain = maps.offset(), maps.gain()
     recon = np.frombuffer(zlib.decompress(sec("recon")), "<f8").copy()
     wb = np.frombuffer(zlib.decompress(sec("weights")), "<i4").astype(np.int64)
-    wts = np.ascontiguousarray(wb[: K.N_CLASS * K.N_NB].reshape(K.N_CLASS, K.N_NB))
-    bias = np.ascontiguousarray(wb[K.N_CLASS * K.N_NB :])
+    effort = hd.get("effort", "best")
+    if effort not in ("best", "fast"):
+        raise InputFileError(f"{source}: unknown noise-codec back end {effort!r}")
+    want = FP.N_TAP + 1 if effort == "fast" else K.N_CLASS * (K.N_NB + 1)
+    if wb.size != want:
+        raise InputFileError(f"{source}: corrupted noise-codec weights ({wb.size} values)")
     freq = np.frombuffer(zlib.decompress(sec("freq")), "<u2").reshape(K.N_CTX, K.N_SYM)
     freq, cum, lut = _tables(freq.astype(np.int64))
     esc_all = np.frombuffer(zlib.decompress(sec("escapes")), "<i4").astype(np.int64)
@@ -558,15 +610,51 @@ def decode_frames(
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
     dither = hd["mode"] == "dither"
-    lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
-    wflat = np.ascontiguousarray(wts.ravel(), dtype=np.int32)
-    bias = np.ascontiguousarray(bias, dtype=np.int32)
     jobs = []
     wpos = epos = 0
     for f, r0, th, fill, nwords, nesc in hd["tiles"]:
         jobs.append((f, r0, th, fill, wpos, nwords, epos, nesc))
         wpos += nwords
         epos += nesc
+
+    def finish(job, codes):
+        f, r0, th = job[:3]
+        K.dequantise_tile(
+            codes, off[r0 : r0 + th], gain[r0 : r0 + th], out[f, r0 : r0 + th], recon,
+            float(hd["step"]), c0, dither, int(hd["seed"]), (f * h + r0) * w,
+            float(hd["max_adu"]),
+        )  # fmt: skip
+
+    def corrupted(job):
+        return InputFileError(
+            f"{source}: corrupted noise-codec tile (frame {job[0]}, row {job[1]})"
+        )
+
+    if effort == "fast":
+        wt = np.ascontiguousarray(wb, dtype=np.int32)
+
+        def run_lanes(group):
+            th = group[0][2]
+            wbeg = np.array([j[4] for j in group], np.int64)
+            ebeg = np.array([j[6] for j in group], np.int64)
+            wend = wbeg + np.array([j[5] for j in group], np.int64)
+            eend = ebeg + np.array([j[7] for j in group], np.int64)
+            codes = np.empty((len(group), th, w), np.int32)
+            rings = np.stack([K.new_ring(w, j[3]) for j in group])
+            pos, ne = FP.decode_lanes(words_all, wbeg, wend, esc_all, ebeg, eend, rings, wt,
+                                      K.ACT_CTX_LUT, freq, cum, lut, codes)  # fmt: skip
+            for lane, job in enumerate(group):
+                if pos[lane] != wend[lane] or ne[lane] != eend[lane]:
+                    raise corrupted(job)
+                finish(job, codes[lane])
+
+        _map(run_lanes, FP.lane_groups(jobs, lambda j: j[2]), threads)
+        return out.reshape(shape)
+
+    wts = np.ascontiguousarray(wb[: K.N_CLASS * K.N_NB].reshape(K.N_CLASS, K.N_NB))
+    wflat = np.ascontiguousarray(wts.ravel(), dtype=np.int32)
+    bias = np.ascontiguousarray(wb[K.N_CLASS * K.N_NB :], dtype=np.int32)
+    lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
 
     def run(job):
         f, r0, th, fill, wp, nw, ep, ne = job
@@ -576,12 +664,8 @@ def decode_frames(
             *lut_args, freq, cum, lut, codes,
         )  # fmt: skip
         if used != nw or n_esc != ne:
-            raise InputFileError(f"{source}: corrupted noise-codec tile (frame {f}, row {r0})")
-        K.dequantise_tile(
-            codes, off[r0 : r0 + th], gain[r0 : r0 + th], out[f, r0 : r0 + th], recon,
-            float(hd["step"]), c0, dither, int(hd["seed"]), (f * h + r0) * w,
-            float(hd["max_adu"]),
-        )  # fmt: skip
+            raise corrupted(job)
+        finish(job, codes)
 
     _map(run, jobs, threads)
     return out.reshape(shape)
