@@ -109,6 +109,8 @@ def model_tile(codes, B, wt, act_ctx, syms, ctxs, esc, hist):
     """Encoder pass 1 of a tile: symbols, contexts, escapes (returned count) and the
     per-context histogram ``hist`` (N_CTX · N_SYM, flat int64)."""
     h, w = codes.shape
+    nh = hist.shape[0]
+    sub = np.zeros(4 * nh, np.int64)  # 4 histograms: no store-to-load chain on one bin
     stride = w + 2 * PAD
     n_esc = 0
     q = np.empty(w, np.int64)
@@ -140,7 +142,9 @@ def model_tile(codes, B, wt, act_ctx, syms, ctxs, esc, hist):
                 n_esc += 1
             syms[y, i] = s
             ctxs[y, i] = ctx
-            hist[ctx * N_SYM + s] += 1
+            sub[(i & 3) * nh + ctx * N_SYM + s] += 1
+    for j in range(nh):
+        hist[j] += sub[j] + sub[nh + j] + sub[2 * nh + j] + sub[3 * nh + j]
     return n_esc
 
 
@@ -223,3 +227,23 @@ def lane_groups(jobs: list, height) -> list[list]:
         else:
             groups.append([job])
     return groups
+
+
+# ---------------------------------------------------------------- encoder helpers
+@nb.njit(**_OPTS)
+def quantise_round(x, off, gain, codes, inv_step, c0):
+    """``code = round(2·sqrt(e + c0) / S)`` with ``e = (x − off)/gain`` for one tile (the
+    round mode of `kernels.quantise_tile`, branch-free float32 so it vectorises); returns
+    the largest code."""
+    h, w = x.shape
+    a = np.float32(2.0 * inv_step)
+    cc = np.float32(c0)
+    top = 0
+    for y in range(h):
+        for i in range(w):
+            v = (np.float32(x[y, i]) - off[y, i]) / gain[y, i] + cc
+            v = max(v, np.float32(0.0))
+            k = np.int32(np.sqrt(v) * a + np.float32(0.5))
+            codes[y, i] = k
+            top = max(top, k)
+    return top

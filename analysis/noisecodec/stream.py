@@ -309,14 +309,19 @@ def quantise_frames(
 
     def quant(tile):
         f, r0, th = tile
+        if mode == "round":
+            return FP.quantise_round(
+                stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
+                codes[f, r0 : r0 + th], 1.0 / step, c0,
+            )  # fmt: skip
         K.quantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
             codes[f, r0 : r0 + th], step, c0, params.dither, params.seed, (f * h + r0) * w,
             edges, nothing_f, nothing_i,
         )  # fmt: skip
 
-    _map(quant, _tiles(stack.shape[0], h, params.tile_rows), params.threads)
-    n_codes = int(codes.max()) + 1
+    tops = _map(quant, _tiles(stack.shape[0], h, params.tile_rows), params.threads)
+    n_codes = (max(tops) if mode == "round" else int(codes.max())) + 1
     if mode == "dither":
         recon = np.zeros(0, np.float64)
     elif mode == "bound":
@@ -407,8 +412,11 @@ def _model_best(codes, tiles, fills, row_step, col_step, params):
 
 def _model_fast(codes, tiles, fills, row_step, col_step, params):
     """One 6-tap predictor (`fastpath`): weights (7,), empty bias, per-tile modelling."""
-    w = codes.shape[-1]
-    row_step = max(1, row_step // 2)  # 7 weights: a tenth of the samples is plenty
+    n, h, w = codes.shape
+    # 7 weights: ~30 k samples are plenty
+    sub = max(1, (n * h * w) // 30_000)
+    row_step = max(1, min(16, int(np.sqrt(sub))))
+    col_step = max(1, sub // row_step)
 
     def train(args):
         (f, r0, th), fill = args
