@@ -412,6 +412,7 @@ class NoiseCodecAdapter(Codec):
         Param("step", float, 2.0, "quantisation step in units of sigma", lo=1e-3, show=True),
         Param("dither", bool, False, "subtractive dither 0/1"),
         Param("maxerr", float, None, "hard bound on |error| in units of sigma", lo=1e-3),
+        Param("effort", str, "best", "back end: best or fast", choices=("best", "fast")),
     )
 
     def __init__(self, profile: CameraProfile | None = None, **params: Any) -> None:
@@ -435,6 +436,8 @@ class NoiseCodecAdapter(Codec):
                 step=self.params["step"],
                 dither=self.params["dither"],
                 max_error=self.params["maxerr"],
+                # only when not the default, so stand-ins without ``effort`` still work
+                **({"effort": "fast"} if self.params["effort"] == "fast" else {}),
             )
         except CodecError:
             raise

@@ -86,3 +86,13 @@ def test_version1_stream_still_decodes(scene):
 def test_effort_validated(scene):
     with pytest.raises(ValueError, match="effort"):
         NoiseCodec(scene[1], effort="turbo")
+
+
+def test_registry_effort(scene):
+    from rawsigma.analysis.codecs import parse_codecs
+
+    frame, prof = scene
+    (c,) = parse_codecs("noise:step=2,effort=fast", profile=prof)
+    assert c.inner.effort == "fast" and "effort=fast" in c.inner.spec
+    data = c.encode(frame)
+    assert c.decode(data).shape == frame.shape

@@ -90,6 +90,11 @@ class NoiseCodec:
         Rows per independently coded tile (tiles run in parallel threads).
     threads : int or None
         Worker threads (None: all cores).
+    effort : {"best", "fast"}
+        Back end. ``"best"``: 64-class least-squares prediction over 18 causal
+        neighbours (highest ratio: 10:1 at S = 2 on the reference frame). ``"fast"``: one
+        6-tap least-squares predictor and a decoder that runs 4 tiles in lock-step
+        (≈ 2–3× faster to encode and decode, ≈ 15 % lower ratio: 8.5:1 at S = 2).
     """
 
     name = "noise"
@@ -144,17 +149,20 @@ class NoiseCodec:
             s += ",dither=1"
         if self.max_error is not None:
             s += f",maxerr={self.max_error:g}"
+        if self.effort != "best":
+            s += f",effort={self.effort}"
         return s
 
     @property
     def description(self) -> str:
         extra = ", subtractive dither" if self.dither else ""
+        pred = "class-adaptive" if self.effort == "best" else "6-tap"
         if self.max_error is not None:
             extra += f", |error| <= {self.max_error:g} sigma"
         return (
             f"noise-calibrated: generalised Anscombe VST with the profile's "
             f"{'per-pixel' if self.maps_mode == 'pixel' else 'global'} gain/offset and "
-            f"global read noise, step {self.step:g} sigma{extra}, class-adaptive prediction "
+            f"global read noise, step {self.step:g} sigma{extra}, {pred} prediction "
             f"+ context rANS, unbiased decoding (profile {self.profile.profile_id})"
         )
 
