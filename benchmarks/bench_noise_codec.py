@@ -156,6 +156,10 @@ def noise_methods(profile):
         ("noise S=1 (pixel maps)", dict(step=1.0)),
         ("noise S=1 + dither", dict(step=1.0, dither=True)),
         ("noise S=1 + bound 0.5σ", dict(step=1.0, max_error=0.5)),
+        ("noise S=2 effort=fast", dict(step=2.0, effort="fast")),
+        ("noise S=2 effort=fast + dither", dict(step=2.0, effort="fast", dither=True)),
+        ("noise S=2 effort=fast + bound 1σ", dict(step=2.0, effort="fast", max_error=1.0)),
+        ("noise S=1 effort=fast", dict(step=1.0, effort="fast")),
     ]
     return [(name, NoiseCodec(profile, **kw)) for name, kw in rows]
 
@@ -305,11 +309,12 @@ def real_table(reps: int) -> list[dict]:
             rows.append(measure(f"{fname.split('_')[0]}: {name}", enc, dec, img, reps))
             print(fmt_row(rows[-1]), flush=True)
         for s in (2.0, 1.0):
-            c = NoiseCodec(prof, step=s)
-            c.encode(img)
-            rows.append(measure(f"{fname.split('_')[0]}: noise S={s:g}", c.encode, c.decode, img,
-                                reps))  # fmt: skip
-            print(fmt_row(rows[-1]), flush=True)
+            for effort in ("best", "fast"):
+                c = NoiseCodec(prof, step=s, effort=effort)
+                c.encode(img)
+                name = f"{fname.split('_')[0]}: noise S={s:g} effort={effort}"
+                rows.append(measure(name, c.encode, c.decode, img, reps))
+                print(fmt_row(rows[-1]), flush=True)
     return rows
 
 
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-real", action="store_true")
     args = ap.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, numpy {np.__version__}, imagecodecs {imagecodecs.__version__}")
+    print(f"load average at start: {' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(HEADER)
     rows = reference_table(args.size, args.reps)
     base = rows[0]
@@ -334,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"speed {r['enc'] / r['zstd_enc']:.2f}× ({r['zstd_enc']:.0f} MB/s), decode "
                 f"speed {r['dec'] / r['zstd_dec']:.2f}× ({r['zstd_dec']:.0f} MB/s)"
             )
+    print(f"load average at the end: {' / '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if not args.no_real:
         print("\nreal images (profiles estimated from the images):")
         print(HEADER)
