@@ -5,11 +5,14 @@
    ratio is total time / time of one raw segmentation (training excluded).
 2. ``features``: runs ``bench_features.py`` (feature bank vs skimage) if present.
 3. ``real``: the Usiigaci phase-contrast field and the three BBBC039 fields from the
-   shared data folder, with a profile estimated from each image, the same codecs plus
+   shared data folder, with a profile estimated from each image (Usiigaci: gain
+   estimated, offset and read noise from the ORCA-Flash4.0 data sheet; see
+   ``datasheet_profile``), the same codecs plus
    the held-out replica control; prints ΔA µ/σ and ε per codec as a Markdown table next
    to the paper's Table 1, and writes the reports under ``--out``.
 
     python benchmarks/bench_score.py [--part synthetic,features,real] [--out DIR]
+        [--images usiigaci,bbbc039] [--replicas 10] [--tolerance-search jpeg,noise]
 """
 
 from __future__ import annotations
@@ -64,44 +67,102 @@ def features() -> None:
     subprocess.run([sys.executable, str(bf), "--repeat", "1"], check=False)
 
 
+# ORCA-Flash4.0 (V2/V3) data sheet: offset 100 ADU, read noise 1.6 e- rms per pixel.
+# On-camera 2×2 binning sums four pixels: read noise ×2 (= √4) in e-, and the camera
+# reports the offset of a binned pixel as 100 ADU (image minimum 5664 ADU, so no
+# pixel contradicts it). The gain is estimated from the image.
+ORCA_OFFSET_ADU = 100.0
+ORCA_READ_NOISE_E = 1.6 * 2.0
+
+
+def datasheet_profile(img: np.ndarray, name: str, offset: float, read_noise_e: float):
+    """Profile with a known offset (ADU) and read noise (e-), gain estimated.
+
+    The read noise in ADU depends on the gain, so ``estimate_profile`` is iterated
+    (read noise = ``read_noise_e`` × estimated gain) until the gain stops changing.
+    """
+    from rawsigma.analysis.noise_estimate import estimate_profile
+
+    gain = 2.0
+    for _ in range(20):
+        prof = estimate_profile(img, read_noise=read_noise_e * gain, offset=offset, source=name)
+        new = prof.gain_global
+        if abs(new - gain) < 1e-6 * gain:
+            break
+        gain = new
+    prof.provenance["estimate"]["datasheet"] = (
+        f"offset {offset:g} ADU and read noise {read_noise_e:g} e- (x estimated gain) given"
+    )
+    return prof
+
+
 def _frames():
+    """(name, image, instance labels, profile settings, min_size) of the real images."""
     import tifffile
 
     us = DATA / "usiigaci_phase_contrast_1fields.tif"
     if us.exists():
+        # Whole cells (smallest annotated cell 211 px): components < 50 px are
+        # background speckle of the classifier, not cells.
         yield (
             "usiigaci",
             np.squeeze(tifffile.imread(us)),
             np.squeeze(tifffile.imread(DATA / "usiigaci_phase_contrast_1fields_labels.tif")),
+            {"offset": ORCA_OFFSET_ADU, "read_noise_e": ORCA_READ_NOISE_E},
+            50,
         )
     bb = DATA / "bbbc039_u2os_hoechst_3fields.tif"
     if bb.exists():
         im = tifffile.imread(bb)
         lab = tifffile.imread(DATA / "bbbc039_u2os_hoechst_3fields_labels.tif")
         for i in range(im.shape[0]):
-            yield f"bbbc039 field {i}", im[i], lab[i]
+            yield f"bbbc039 field {i}", im[i], lab[i], None, 5
 
 
-def real(out: Path) -> None:
+def real(
+    out: Path,
+    only: str = "",
+    n_replicas: int = 10,
+    tolerance: list[str] | None = None,
+    estimated_only: bool = False,
+    min_size_override: int | None = None,
+    centre: str = "observed",
+) -> None:
+    """Score the shared real images; print the ΔA/ε table and the profiles used.
+
+    ``only``: comma-separated substrings of the image names to run (default all);
+    ``estimated_only``: ignore data-sheet values (profile wholly from the image);
+    ``min_size_override``: override the per-image minimum object size (px); ``centre``: the
+    synthesis centre (``observed`` or ``denoised``).
+    """
     from rawsigma.analysis.demo import training_labels
     from rawsigma.analysis.noise_estimate import estimate_profile
     from rawsigma.analysis.report import write_report
     from rawsigma.analysis.runner import score_image
 
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
     rows = []
-    for name, img, inst in _frames():
+    for name, img, inst, sheet, own_min in _frames():
+        min_size = own_min if min_size_override is None else min_size_override
+        if wanted and not any(w in name for w in wanted):
+            continue
         lab = np.asarray(inst)
         if lab.ndim == 3:
             lab = lab[0]
-        prof = estimate_profile(img, source=name)
+        if sheet and not estimated_only:
+            prof = datasheet_profile(img, name, sheet["offset"], sheet["read_noise_e"])
+        else:
+            prof = estimate_profile(img, source=name)
         t = time.perf_counter()
         r = score_image(
             img,
             prof,
             labels=training_labels(lab),
             codecs=["replica", *CODECS],
-            n_replicas=10,
-            min_size=5,
+            n_replicas=n_replicas,
+            min_size=min_size,
+            tolerance_search=tolerance or [],
+            centre=centre,
         )
         dt = time.perf_counter() - t
         write_report(r, out / name.replace(" ", "_"), force=True)
@@ -123,8 +184,25 @@ def real(out: Path) -> None:
                     dt,
                 )
             )
-        gain = prof.gain_global
-        print(f"{name}: {r.n_objects} objects, est. gain {gain:.3g} ADU/e-, {dt:.0f} s", flush=True)
+        e = prof.provenance["estimate"]
+        print(
+            f"{name}: {r.n_objects} objects (min size {min_size} px, "
+            f"{len(np.unique(lab)) - 1} annotated); profile gain {e['gain']:.4g} "
+            f"± {e['gain_se']:.2g} ADU/e-, offset {e['offset']:.6g} ADU "
+            f"({e['offset_source']}), read noise {e['read_noise']:.3g} ADU "
+            f"({e['read_noise_source']}); {dt:.0f} s",
+            flush=True,
+        )
+        for fam, tol in r.tolerance.items():
+            pts = ", ".join(
+                f"{p['spec']} {p['ratio']:.1f}:1 "
+                + ("ok" if p["within_noise"] else f"fail ({p['worst'][0]} {p['worst'][1]:.2f})")
+                for p in tol["points"]
+                if "ratio" in p
+            )
+            b = tol["best"]
+            best = f"{b['spec']} {b['ratio']:.1f}:1" if b else "none"
+            print(f"  tolerance {fam}: best {best}; swept {pts}", flush=True)
     print("\n| image | version | ratio | ΔA µ | ΔA σ | paper ΔA µ/σ | mean ε area | worst "
           "per-object ε | ε total area | verdict |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -143,6 +221,14 @@ def main() -> None:
     ap.add_argument("--part", default="synthetic,features,real")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=Path("bench-score-reports"))
+    ap.add_argument("--images", default="", help="real: comma-separated name substrings")
+    ap.add_argument("--replicas", type=int, default=10)
+    ap.add_argument("--tolerance-search", default="", help="real: families, e.g. jpeg,noise")
+    ap.add_argument(
+        "--estimated-only", action="store_true", help="real: no data-sheet offset/read noise"
+    )
+    ap.add_argument("--min-size", type=int, default=None, help="real: override min object px")
+    ap.add_argument("--centre", default="observed", help="real: synthesis centre")
     a = ap.parse_args()
     parts = a.part.split(",")
     if "synthetic" in parts:
@@ -150,7 +236,8 @@ def main() -> None:
     if "features" in parts:
         features()
     if "real" in parts:
-        real(a.out)
+        tol = [t for t in a.tolerance_search.split(",") if t.strip()]
+        real(a.out, a.images, a.replicas, tol, a.estimated_only, a.min_size, a.centre)
 
 
 if __name__ == "__main__":
