@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from . import kernels as K
 from .kernels import (
     ACT_MAX,
     ESC,
@@ -247,3 +248,77 @@ def quantise_round(x, off, gain, codes, inv_step, c0):
             codes[y, i] = k
             top = max(top, k)
     return top
+
+
+@nb.njit(**_OPTS)
+def decode_lanes_best(
+    words, wbeg, wend, esc, ebeg, eend, B, wf, bias, act_cls, act_ctx, lvl_cls, freq, cum, lut,
+    codes,
+):  # fmt: skip
+    """`kernels.decode_tile` (the 18-tap ``effort="best"`` back end) for ``L`` tiles of
+    the same shape in lock-step; arguments and return as in `decode_lanes`."""
+    L, h, w = codes.shape
+    stride = w + 2 * PAD
+    mask = np.uint64(SCALE - 1)
+    xs = np.empty(L, np.uint64)
+    pos = wbeg.copy()
+    ne = ebeg.copy()
+    for lane in range(L):
+        if wend[lane] - wbeg[lane] >= 2:
+            xs[lane] = (np.uint64(words[wbeg[lane]]) << np.uint64(16)) | np.uint64(
+                words[wbeg[lane] + 1]
+            )
+        else:
+            xs[lane] = np.uint64(RANS_L)
+        pos[lane] += 2
+    cls = np.empty((L, w), np.uint8)
+    q = np.empty((L, w), np.int64)
+    aup = np.empty((L, w), np.int64)
+    for y in range(h):
+        c0, c1, c2, c3 = _row_bases(y, stride)
+        for lane in range(L):
+            Bl = B[lane]
+            _open_row(Bl, c0, c1)
+            K._row_prep(Bl, c1, c2, c3, w, wf, bias, act_cls, lvl_cls, cls[lane], q[lane],
+                        aup[lane])  # fmt: skip
+        for i in range(w):
+            x = i + PAD
+            for lane in range(L):
+                wv = np.int64(B[lane, c0 + x - 1])
+                wwv = np.int64(B[lane, c0 + x - 2])
+                o = np.int64(cls[lane, i]) * K.N_NB
+                p = (
+                    q[lane, i]
+                    + wf[o] * wv
+                    + wf[o + 4] * wwv
+                    + wf[o + 12] * np.int64(B[lane, c0 + x - 3])
+                )
+                act = aup[lane, i] + abs(wv - np.int64(B[lane, c1 + x - 1])) + abs(wv - wwv)
+                if act > ACT_MAX:
+                    act = ACT_MAX
+                ctx = ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
+                st = xs[lane]
+                slot = st & mask
+                s = lut[ctx, slot]
+                st = (
+                    np.uint64(freq[ctx, s]) * (st >> np.uint64(SCALE_BITS))
+                    + slot
+                    - np.uint64(cum[ctx, s])
+                )
+                if st < np.uint64(RANS_L):
+                    pp = pos[lane]
+                    if pp < wend[lane]:
+                        st = (st << np.uint64(16)) | np.uint64(words[pp])
+                    pos[lane] = pp + 1
+                xs[lane] = st
+                if s == ESC:
+                    k = ne[lane]
+                    c = esc[k] if k < eend[lane] else 0
+                    ne[lane] = k + 1
+                else:
+                    c = (p >> WBITS) + s - RMAX
+                B[lane, c0 + x] = c
+                codes[lane, y, i] = c
+        for lane in range(L):
+            _close_row(B[lane], c0, w)
+    return pos, ne

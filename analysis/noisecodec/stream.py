@@ -640,40 +640,29 @@ def decode_frames(
 
     if effort == "fast":
         wt = np.ascontiguousarray(wb, dtype=np.int32)
+        model = (wt, K.ACT_CTX_LUT)
+        kernel = FP.decode_lanes
+    else:
+        wflat = np.ascontiguousarray(wb[: K.N_CLASS * K.N_NB], dtype=np.int32)
+        bias = np.ascontiguousarray(wb[K.N_CLASS * K.N_NB :], dtype=np.int32)
+        model = (wflat, bias, K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
+        kernel = FP.decode_lanes_best
 
-        def run_lanes(group):
-            th = group[0][2]
-            wbeg = np.array([j[4] for j in group], np.int64)
-            ebeg = np.array([j[6] for j in group], np.int64)
-            wend = wbeg + np.array([j[5] for j in group], np.int64)
-            eend = ebeg + np.array([j[7] for j in group], np.int64)
-            codes = np.empty((len(group), th, w), np.int32)
-            rings = np.stack([K.new_ring(w, j[3]) for j in group])
-            pos, ne = FP.decode_lanes(words_all, wbeg, wend, esc_all, ebeg, eend, rings, wt,
-                                      K.ACT_CTX_LUT, freq, cum, lut, codes)  # fmt: skip
-            for lane, job in enumerate(group):
-                if pos[lane] != wend[lane] or ne[lane] != eend[lane]:
-                    raise corrupted(job)
-                finish(job, codes[lane])
+    def run(group):
+        # tiles of one shape decode in lock-step: their latency chains overlap
+        th = group[0][2]
+        wbeg = np.array([j[4] for j in group], np.int64)
+        ebeg = np.array([j[6] for j in group], np.int64)
+        wend = wbeg + np.array([j[5] for j in group], np.int64)
+        eend = ebeg + np.array([j[7] for j in group], np.int64)
+        codes = np.empty((len(group), th, w), np.int32)
+        rings = np.stack([K.new_ring(w, j[3]) for j in group])
+        pos, ne = kernel(words_all, wbeg, wend, esc_all, ebeg, eend, rings, *model, freq, cum,
+                         lut, codes)  # fmt: skip
+        for lane, job in enumerate(group):
+            if pos[lane] != wend[lane] or ne[lane] != eend[lane]:
+                raise corrupted(job)
+            finish(job, codes[lane])
 
-        _map(run_lanes, FP.lane_groups(jobs, lambda j: j[2]), threads)
-        return out.reshape(shape)
-
-    wts = np.ascontiguousarray(wb[: K.N_CLASS * K.N_NB].reshape(K.N_CLASS, K.N_NB))
-    wflat = np.ascontiguousarray(wts.ravel(), dtype=np.int32)
-    bias = np.ascontiguousarray(wb[K.N_CLASS * K.N_NB :], dtype=np.int32)
-    lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
-
-    def run(job):
-        f, r0, th, fill, wp, nw, ep, ne = job
-        codes = np.empty((th, w), np.int32)
-        used, n_esc = K.decode_tile(
-            words_all[wp : wp + nw], esc_all[ep : ep + ne], K.new_ring(w, fill), wflat, bias,
-            *lut_args, freq, cum, lut, codes,
-        )  # fmt: skip
-        if used != nw or n_esc != ne:
-            raise corrupted(job)
-        finish(job, codes)
-
-    _map(run, jobs, threads)
+    _map(run, FP.lane_groups(jobs, lambda j: j[2]), threads)
     return out.reshape(shape)
