@@ -255,8 +255,8 @@ def decode_lanes_best(
     words, wbeg, wend, esc, ebeg, eend, B, wf, bias, act_cls, act_ctx, lvl_cls, freq, cum, lut,
     codes,
 ):  # fmt: skip
-    """`kernels.decode_tile` (the 18-tap ``effort="best"`` back end) for ``L`` tiles of
-    the same shape in lock-step; arguments and return as in `decode_lanes`."""
+    """Decoder of the 18-tap ``effort="best"`` back end (`kernels.model_tile` inverted) for
+    ``L`` tiles of the same shape in lock-step; arguments and return as in `decode_lanes`."""
     L, h, w = codes.shape
     stride = w + 2 * PAD
     mask = np.uint64(SCALE - 1)

@@ -340,48 +340,4 @@ def rans_encode(syms, ctxs, freq, cum, out):
     return n
 
 
-@nb.njit(**_OPTS)
-def decode_tile(words, esc, B, wf, bias, act_cls, act_ctx, lvl_cls, freq, cum, lut, codes):
-    """Decoder: rANS words (+ escapes) → codes (h, w) of one tile.
-
-    Returns the number of words consumed and escapes used (checked by the caller)."""
-    h, w = codes.shape
-    stride = w + 2 * PAD
-    nw = words.shape[0]
-    if nw < 2:
-        return 0, 0
-    x = (np.uint64(words[0]) << np.uint64(16)) | np.uint64(words[1])
-    pos = 2
-    n_esc = 0
-    nesc = esc.shape[0]
-    mask = np.uint64(SCALE - 1)
-    cls = np.empty(w, np.uint8)
-    q = np.empty(w, np.int64)
-    aup = np.empty(w, np.int64)
-    for y in range(h):
-        c0, c1, c2, c3 = _row_bases(y, stride)
-        _open_row(B, c0, c1)
-        _row_prep(B, c1, c2, c3, w, wf, bias, act_cls, lvl_cls, cls, q, aup)
-        for i in range(w):
-            xx = i + PAD
-            p, ctx = _finish(B, c0, c1, xx, i, wf, cls, q, aup, act_ctx)
-            slot = x & mask
-            s = lut[ctx, slot]
-            x = (
-                np.uint64(freq[ctx, s]) * (x >> np.uint64(SCALE_BITS))
-                + slot
-                - np.uint64(cum[ctx, s])
-            )
-            if x < np.uint64(RANS_L):
-                if pos < nw:
-                    x = (x << np.uint64(16)) | np.uint64(words[pos])
-                pos += 1
-            if s == ESC:
-                c = esc[n_esc] if n_esc < nesc else 0
-                n_esc += 1
-            else:
-                c = (p >> WBITS) + s - RMAX
-            B[c0 + xx] = c
-            codes[y, i] = c
-        _close_row(B, c0, w)
-    return pos, n_esc
+# The decoders (lock-step over tiles of one shape) are in `fastpath`: decode_lanes_best.
