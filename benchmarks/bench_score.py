@@ -127,13 +127,15 @@ def real(
     estimated_only: bool = False,
     min_size_override: int | None = None,
     centre: str = "observed",
+    codecs: list[str] | None = None,
 ) -> None:
     """Score the shared real images; print the ΔA/ε table and the profiles used.
 
     ``only``: comma-separated substrings of the image names to run (default all);
     ``estimated_only``: ignore data-sheet values (profile wholly from the image);
     ``min_size_override``: override the per-image minimum object size (px); ``centre``: the
-    synthesis centre (``observed`` or ``denoised``).
+    synthesis centre (``observed`` or ``denoised``); ``codecs``: instead of
+    :data:`CODECS` (the held-out replica control is always added).
     """
     from rawsigma.analysis.demo import training_labels
     from rawsigma.analysis.noise_estimate import estimate_profile
@@ -158,7 +160,7 @@ def real(
             img,
             prof,
             labels=training_labels(lab),
-            codecs=["replica", *CODECS],
+            codecs=["replica", *(codecs or CODECS)],
             n_replicas=n_replicas,
             min_size=min_size,
             tolerance_search=tolerance or [],
@@ -229,6 +231,7 @@ def main() -> None:
     )
     ap.add_argument("--min-size", type=int, default=None, help="real: override min object px")
     ap.add_argument("--centre", default="observed", help="real: synthesis centre")
+    ap.add_argument("--codecs", default="", help="real: codec specs instead of the default 4")
     a = ap.parse_args()
     parts = a.part.split(",")
     if "synthetic" in parts:
@@ -237,7 +240,8 @@ def main() -> None:
         features()
     if "real" in parts:
         tol = [t for t in a.tolerance_search.split(",") if t.strip()]
-        real(a.out, a.images, a.replicas, tol, a.estimated_only, a.min_size, a.centre)
+        codecs = [c for c in a.codecs.split(",") if c.strip()] or None
+        real(a.out, a.images, a.replicas, tol, a.estimated_only, a.min_size, a.centre, codecs)
 
 
 if __name__ == "__main__":
