@@ -229,6 +229,12 @@ def estimate(
     read_noise: float | None = typer.Option(
         None, "--read-noise", help="Known read noise (ADU rms); estimated if omitted."
     ),
+    offset: float | None = typer.Option(
+        None,
+        "--offset",
+        help="Known offset (ADU, e.g. from the data sheet or a dark frame); estimated if "
+        "omitted. Images without dark areas cannot separate offset from read noise.",
+    ),
     frame: int | None = typer.Option(
         None, "--frame", help="Use only this frame of a stack (default: all frames)."
     ),
@@ -247,7 +253,12 @@ def estimate(
         from rawsigma.analysis.noise_estimate import estimate_profile
 
         prof = estimate_profile(
-            img, read_noise=read_noise, tile=tile, bit_depth=bit_depth, source=str(image)
+            img,
+            read_noise=read_noise,
+            offset=offset,
+            tile=tile,
+            bit_depth=bit_depth,
+            source=str(image),
         )
         prof.provenance.setdefault("estimated", True)
         prof.provenance.setdefault("source_image", str(image))

@@ -156,3 +156,26 @@ def test_estimate_real_estimator_on_simulated_image(tmp_path):
     true_gain = float(np.median(model.gain))
     assert p.gain_global == pytest.approx(true_gain, rel=0.1)
     p.check_image(img)  # the estimated profile accepts the image it came from
+
+
+def test_estimate_with_known_offset(tmp_path):
+    """--offset pins the offset (data sheet / dark frame); the gain is still estimated."""
+    from rawsigma.acquire.sensor_model import SensorModel
+
+    model = SensorModel.preset("ccd", shape=(128, 128), seed=0)
+    yy, xx = np.mgrid[:128, :128]
+    photons = 200 + 2000 * np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 30**2))
+    img = model.expose(photons, 0.01, np.random.default_rng(1))
+    src = tmp_path / "sim.npy"
+    np.save(src, img)
+    out = tmp_path / "est.h5"
+    true_offset = float(np.median(model.offset))
+    res = runner.invoke(
+        app,
+        ["profile", "estimate", str(src), "-o", str(out), "--tile", "32",
+         "--bit-depth", str(model.bit_depth), "--offset", str(true_offset)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    p = CameraProfile.load(out)
+    assert p.offset_global == pytest.approx(true_offset, abs=0.5)
+    assert p.gain_global == pytest.approx(float(np.median(model.gain)), rel=0.1)
