@@ -96,3 +96,15 @@ def test_registry_effort(scene):
     assert c.inner.effort == "fast" and "effort=fast" in c.inner.spec
     data = c.encode(frame)
     assert c.decode(data).shape == frame.shape
+
+
+def test_numcodec_carries_effort(scene):
+    from rawsigma.analysis.noisecodec.containers import NoiseNumcodec
+
+    frame, prof = scene
+    nc = NoiseNumcodec.from_codec(NoiseCodec(prof, step=2.0, effort="fast"))
+    assert nc.get_config()["effort"] == "fast"
+    data = nc.encode(frame)
+    assert NoiseCodec.info(data)["effort"] == "fast"
+    clone = NoiseNumcodec(**{k: v for k, v in nc.get_config().items() if k != "id"})
+    np.testing.assert_array_equal(clone.decode(data), nc.decode(data))

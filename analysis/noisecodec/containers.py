@@ -77,6 +77,8 @@ class NoiseNumcodec(_NumCodec):
         Id of the profile the parameters come from (recorded in every chunk).
     maps : {"global", "pixel"}
         ``"pixel"`` needs the maps (`from_codec`); decoding never does.
+    effort : {"best", "fast"}
+        Back end (see `NoiseCodec`); decoding reads it from each chunk.
     """
 
     codec_id = "rawsigma_noise"
@@ -93,7 +95,11 @@ class NoiseNumcodec(_NumCodec):
         max_adu: int = 65535,
         profile_id: str = "",
         maps: str = "global",
+        effort: str = "best",
     ) -> None:
+        if effort not in ("best", "fast"):
+            raise ValueError(f"effort must be 'best' or 'fast', got {effort!r}")
+        self.effort = str(effort)
         self.step = float(step)
         self.dither = bool(dither)
         self.max_error = None if max_error is None else float(max_error)
@@ -121,6 +127,7 @@ class NoiseNumcodec(_NumCodec):
             max_adu=p.max_adu,
             profile_id=p.profile_id,
             maps=maps,
+            effort=p.effort,
         )
         if maps == "pixel":
             self._pixel_maps = codec.maps if codec.maps_mode == "pixel" else None
@@ -139,6 +146,7 @@ class NoiseNumcodec(_NumCodec):
             "max_adu": self.max_adu,
             "profile_id": self.profile_id,
             "maps": self.maps,
+            "effort": self.effort,
         }
 
     def _params(self) -> StreamParams:
@@ -150,6 +158,7 @@ class NoiseNumcodec(_NumCodec):
             seed=self.seed,
             max_adu=self.max_adu,
             profile_id=self.profile_id,
+            effort=self.effort,
         )
 
     def encode(self, buf: Any) -> bytes:
