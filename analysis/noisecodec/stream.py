@@ -1,4 +1,4 @@
-"""The self-describing byte stream of the noise codec (format version 1).
+"""The self-describing byte stream of the noise codec (format version 2; reads 1 and 2).
 
 Layout::
 
@@ -10,6 +10,11 @@ dither seed, reconstruction table, predictor weights, rANS tables, tile director
 global gain/offset, the profile id and, for per-pixel maps, either the maps themselves
 (quantised: offset in 1/4 ADU, gain in 2⁻⁹ relative steps, zstd) or their digest
 (``maps="reference"``: the caller supplies the maps, e.g. from a container or profile).
+
+Version 2 adds the header key ``effort``: ``"best"`` (the only back end of version 1:
+64 classes × 18-tap predictor, weights section of 64·19 int32) or ``"fast"`` (one 6-tap
+predictor, 7 int32, `fastpath`). Tiles are coded independently; the decoder runs tiles
+of equal shape in lock-step groups of `fastpath.LANES`.
 """
 
 from __future__ import annotations
