@@ -65,6 +65,12 @@ def compress(
         help="global: global gain/offset (best for few frames); pixel: per-pixel maps, "
         "stored once per file (pays off for long stacks).",
     ),
+    effort: str = typer.Option(
+        "best",
+        "--effort",
+        help="best: highest ratio; fast: ~3x faster encode and ~2x faster decode at about "
+        "15 % lower ratio (same fidelity).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Dither seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
 ) -> None:
@@ -86,7 +92,13 @@ def compress(
                 f"shape {tuple(prof.shape)}"
             )
         codec = NoiseCodec(
-            prof, step=step, dither=dither, max_error=max_error, maps=maps, seed=seed
+            prof,
+            step=step,
+            dither=dither,
+            max_error=max_error,
+            maps=maps,
+            seed=seed,
+            effort=effort,
         )
         codec._check(img)
         path = write_compressed(out, img, codec, fmt=fmt, force=force)

@@ -132,6 +132,14 @@ def test_cli_compress_decompress(tmp_path, data):
         NoiseCodec(prof, maps="global").encode(stack[0])
     )
     assert np.array_equal(dec, expected)
+    # --effort fast: a different back end, the same quantised values after decoding
+    r = run(app, ["compress", str(tmp_path / "raw.tif"), "--profile", str(tmp_path / "p.h5"),
+                  "--effort", "fast", "--out", str(tmp_path / "f.rsnc")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "effort=fast" in r.output
+    r = run(app, ["decompress", str(tmp_path / "f.rsnc"), "--out", str(tmp_path / "f.tif")])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(tifffile.imread(tmp_path / "f.tif"), expected)
     # refuses to overwrite; a frame of another shape is a clear error
     r = run(app, ["decompress", str(tmp_path / "c.tif"), "--out", str(tmp_path / "d.tif")])
     assert r.exit_code == 2 and "exists" in r.output
