@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from psygnal import Signal
 from rawsigma.errors import AcquisitionError, Cancelled
 from rawsigma.fileio import atomic_write, check_output, provenance
 
@@ -121,12 +120,6 @@ class StackRunner(ControlledRunner):
     force : bool
         Allow replacing ``frames_path``.
     """
-
-    levelStarted = Signal(int, dict)
-    frameAccumulated = Signal(int, int, object)
-    levelFinished = Signal(int, dict)
-    warning = Signal(str)
-    finished = Signal(object)
 
     def __init__(
         self,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from psygnal import Signal
 from rawsigma.errors import AcquisitionError, Cancelled
 
 __all__ = [
@@ -235,6 +236,14 @@ class ControlledRunner:
     AcquisitionError
         No camera given and none selected in the core.
     """
+
+    # Progress signals (psygnal), listened to by the CLI progress bar and the GUI:
+    # level index (-1 = dark), frame index, the frame (valid only during the call).
+    levelStarted = Signal(int, dict)
+    frameAccumulated = Signal(int, int, object)
+    levelFinished = Signal(int, dict)
+    warning = Signal(str)
+    finished = Signal(object)
 
     def __init__(
         self, core: Any, camera: str | None = None, shutter: str | None = None, force: bool = False

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from psygnal import Signal
 from rawsigma.errors import AcquisitionError, Cancelled, InputFileError, OutputExistsError
 from rawsigma.fileio import check_output
 
@@ -84,12 +83,6 @@ class SweepRunner(ControlledRunner):
     level_values : list of float
         Control value of every level.
     """
-
-    levelStarted = Signal(int, dict)
-    frameAccumulated = Signal(int, int, object)
-    levelFinished = Signal(int, dict)
-    warning = Signal(str)
-    finished = Signal(object)
 
     def __init__(
         self,
