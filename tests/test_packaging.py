@@ -55,9 +55,9 @@ def test_wheel_contains_every_module(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = []
     for pkg, folder in _package_dirs().items():
-        for src in (REPO / folder).glob("*"):
-            if src.suffix in {".py", ".cfg"} or (folder.endswith("data") and src.is_file()):
-                target = "/".join(pkg.split(".")) + "/" + src.name
+        for path in (REPO / folder).glob("*"):
+            if path.suffix in {".py", ".cfg"} or (folder.endswith("data") and path.is_file()):
+                target = "/".join(pkg.split(".")) + "/" + path.name
                 if target not in names:
                     missing.append(target)
     assert not missing, f"missing from the wheel: {missing}"
