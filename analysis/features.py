@@ -440,6 +440,18 @@ def _config(preset: str | FeatureConfig, sigmas, options: dict) -> FeatureConfig
     ).resolved()
 
 
+def _bank_config(
+    preset: str | FeatureConfig, sigmas, nd: int, **options
+) -> tuple[FeatureConfig, tuple[float, ...]]:
+    """`_config` for the feature-bank entry points (options ignored with a FeatureConfig),
+    plus the per-axis spacing, checked against ``nd`` dimensions."""
+    cfg = _config(preset, sigmas, {} if isinstance(preset, FeatureConfig) else options)
+    sp = cfg.spacing or (1.0,) * nd
+    if len(sp) != nd or min(sp) <= 0:
+        raise ValueError(f"spacing must have {nd} positive values, got {cfg.spacing}")
+    return cfg, sp
+
+
 def feature_bank(
     image: np.ndarray,
     preset: str | FeatureConfig = "ilastik",
@@ -490,21 +502,15 @@ def feature_bank(
         One name per channel, e.g. ``"HessianOfGaussianEigenvalues_s1.6_e0"``.
     """
     arr = _as_image(image)
-    cfg = _config(
+    cfg, sp = _bank_config(
         preset,
         sigmas,
-        {}
-        if isinstance(preset, FeatureConfig)
-        else {
-            "features": features,
-            "derivatives": derivatives,
-            "spacing": spacing,
-            "truncate": truncate,
-        },
+        arr.ndim,
+        features=features,
+        derivatives=derivatives,
+        spacing=spacing,
+        truncate=truncate,
     )
-    sp = cfg.spacing or (1.0,) * arr.ndim
-    if len(sp) != arr.ndim or min(sp) <= 0:
-        raise ValueError(f"spacing must have {arr.ndim} positive values, got {cfg.spacing}")
     names = _order(cfg, arr.ndim)
     index = {n: i for i, n in enumerate(names)}
     shape = arr.shape + (len(names),)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rawsigma.errors import ImageMismatchError
 
-from .features import FeatureConfig, _config, _order, check_image, feature_bank, max_halo
+from .features import FeatureConfig, _bank_config, _order, check_image, feature_bank, max_halo
 from .synthesis import _safe_gain, redraw
 
 if TYPE_CHECKING:
@@ -94,17 +94,16 @@ def feature_bank_dask(
 
     arr = _as_dask(image, chunks, da)
     check_image(tuple(arr.shape), arr.dtype)
-    opts = {
-        "features": features,
-        "derivatives": derivatives,
-        "spacing": spacing,
-        "truncate": truncate,
-    }
-    cfg = _config(preset, sigmas, {} if isinstance(preset, FeatureConfig) else opts)
     nd = arr.ndim
-    sp = cfg.spacing or (1.0,) * nd
-    if len(sp) != nd or min(sp) <= 0:
-        raise ValueError(f"spacing must have {nd} positive values, got {cfg.spacing}")
+    cfg, _ = _bank_config(
+        preset,
+        sigmas,
+        nd,
+        features=features,
+        derivatives=derivatives,
+        spacing=spacing,
+        truncate=truncate,
+    )
     names = _order(cfg, nd)
     halo = max_halo(cfg, nd)
     new_chunks = []
