@@ -26,18 +26,23 @@ DEFECT_COLOURS: dict[int, tuple[int, int, int, int]] = {
 DEFECT_NAMES = {1: "hot", 2: "dead", 4: "noisy", 8: "nonlinear", 16: "bad gain", 32: "sat."}
 
 
-def robust_stats(values: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+def robust_stats(
+    values: np.ndarray, mask: np.ndarray | None = None, max_pixels: int | None = None
+) -> dict[str, float]:
     """Median, MAD and percentiles of the finite values of a map.
 
     A thin wrapper of :func:`rawsigma.calib.compare.map_stats` (the same numbers as
-    ``rawsigma profile show``) that applies an optional pixel mask.
+    ``rawsigma profile show``) that applies an optional pixel mask and subsample.
 
     Parameters
     ----------
     values : ndarray
-        Map of any shape and real dtype.
+        Map of any shape and real dtype; (rows, cols) when ``max_pixels`` is given.
     mask : ndarray of bool, optional
         Pixels to include (True); default all.
+    max_pixels : int, optional
+        Use a regular subsample of at most this many pixels (sorting a 4 Mpx map
+        holds the GIL for ~100 ms); default all pixels.
 
     Returns
     -------
@@ -48,6 +53,10 @@ def robust_stats(values: np.ndarray, mask: np.ndarray | None = None) -> dict[str
     from rawsigma.calib.compare import map_stats
 
     v = np.asarray(values)
+    if max_pixels is not None and v.size > max_pixels:
+        step = int(math.ceil(math.sqrt(v.size / max_pixels)))
+        v = v[::step, ::step]
+        mask = None if mask is None else np.asarray(mask)[::step, ::step]
     if mask is not None:
         v = v[np.asarray(mask, dtype=bool)]
     out = map_stats(v)
@@ -216,11 +225,7 @@ class MapView(QtWidgets.QWidget):
         self._data = data
         self._mask = mask
         if stats is None:
-            step = 1
-            if max_stat_pixels is not None and data.size > max_stat_pixels:
-                step = int(math.ceil(math.sqrt(data.size / max_stat_pixels)))
-            sub = data[::step, ::step]
-            stats = robust_stats(sub, None if mask is None else mask[::step, ::step])
+            stats = robust_stats(data, mask, max_pixels=max_stat_pixels)
         if levels is None:
             levels = (stats["p1"], stats["p99"])
         if stats["n"] == 0:  # nothing finite to draw

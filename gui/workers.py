@@ -34,14 +34,6 @@ QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 STATS_PIXELS = 2**16
 
 
-def _display_stats(values: np.ndarray) -> dict[str, float]:
-    """:func:`robust_stats` on a regular subsample (sorting 4 Mpx would hold the GIL
-    for ~100 ms and stall the GUI thread)."""
-    v = np.asarray(values)
-    step = max(1, int(np.ceil(np.sqrt(v.size / STATS_PIXELS))))
-    return robust_stats(v[::step, ::step])
-
-
 class LatestFrame:
     """Thread-safe single slot holding the most recent frame and a frame counter.
 
@@ -174,7 +166,10 @@ class StatsWorker(QtCore.QObject):
                 n=int(moments.n),
                 mean=mean,
                 var=var,
-                stats={"mean": _display_stats(mean), "var": _display_stats(var)},
+                stats={
+                    "mean": robust_stats(mean, max_pixels=STATS_PIXELS),
+                    "var": robust_stats(var, max_pixels=STATS_PIXELS),
+                },
                 final=final,
                 spatial_mean=float(np.nanmean(mean)),
                 spatial_var=float(np.nanmean(var)),
@@ -198,7 +193,7 @@ class StatsWorker(QtCore.QObject):
         for name in ("gain", "read_noise", "offset"):
             arr = getattr(maps, name, None)
             if arr is not None:
-                out["stats"][name] = _display_stats(arr)
+                out["stats"][name] = robust_stats(arr, max_pixels=STATS_PIXELS)
         if len(levels) >= 2:
             try:
                 out["emva"], out["ptc"] = emva_analysis(dark, list(levels), max_adu=self.max_adu)
