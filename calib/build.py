@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from rawsigma.fileio import provenance
 
-from .emva import emva_analysis
+from .emva import _level_stability, emva_analysis
 from .fit import PixelMaps, fit_pixel_maps
 from .moments import PixelMoments
 from .profile import DEFECT_BAD_GAIN, CameraIdentity, CameraProfile
@@ -44,18 +44,9 @@ def light_stability(
     darks = [dark] * len(levels) if hasattr(dark, "frame_means") else list(dark)
     flick, drift = [], []
     for lv, d in zip(levels, darks, strict=True):
-        sig = float(lv.frame_means.mean() - d.frame_means.mean())
-        if lv.n < 2 or sig <= 0:
-            flick.append(0.0)
-            drift.append(0.0)
-            continue
-        flick.append(float(np.sqrt(max(lv.flicker_var(), 0.0)) / sig))
-        if lv.n >= 3:
-            t = np.arange(lv.n, dtype=np.float64)
-            slope = np.polyfit(t, lv.frame_means, 1)[0]
-            drift.append(float(slope * (lv.n - 1) / sig))
-        else:
-            drift.append(0.0)
+        f, dr = _level_stability(lv, d.frame_means.mean())
+        flick.append(f)
+        drift.append(dr)
     fmax = max(flick, default=0.0)
     # pooled over levels: a frame pair gives a 1-degree-of-freedom estimate per level
     frms = float(np.sqrt(np.mean(np.square(flick)))) if flick else 0.0
