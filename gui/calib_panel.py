@@ -15,8 +15,7 @@ from typing import Any
 
 from qtpy import QtCore, QtWidgets
 
-from .plan_form import PlanForm
-from .workers import RunnerWorker, StatsWorker, start_in_thread, start_stats_thread
+from .workers import RunnerWorker, RunPanel, start_in_thread
 
 #: plan fields shown first in the form, when the plan has them
 PLAN_ORDER = (
@@ -68,7 +67,7 @@ def _describe(info: dict, plan: Any = None) -> str:
     return text
 
 
-class CalibrationPanel(QtWidgets.QWidget):
+class CalibrationPanel(RunPanel):
     """Sweep plan form, run controls, per-level progress and warnings.
 
     Parameters
@@ -82,8 +81,6 @@ class CalibrationPanel(QtWidgets.QWidget):
         Plan model; default ``rawsigma.acquire.plans.SweepPlan``.
     """
 
-    runStarted = QtCore.Signal()
-    runEnded = QtCore.Signal(str)  # "finished" | "stopped" | "failed"
     profileReady = QtCore.Signal(object)
     warningRaised = QtCore.Signal(str)
 
@@ -94,21 +91,13 @@ class CalibrationPanel(QtWidgets.QWidget):
         plan_cls: type | None = None,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
         if plan_cls is None:
             from rawsigma.acquire.plans import SweepPlan as plan_cls
         if runner_factory is None:
             from rawsigma.acquire.sweep import SweepRunner as runner_factory
-        self.core = core
-        self.runner_factory = runner_factory
-        self.form = PlanForm(plan_cls, order=PLAN_ORDER)
-        self.worker: RunnerWorker | None = None
-        self.thread: QtCore.QThread | None = None
-        self.stats = StatsWorker(max_adu=2 ** int(core.getImageBitDepth() or 16) - 1)
-        self.stats_thread = start_stats_thread(self.stats)
-        self.latest = None  # LatestFrame of the live view, set by the main window
+        super().__init__(core, runner_factory, plan_cls, PLAN_ORDER, parent)
         self.profile: Any = None
-        self.state = "idle"  # idle | running | paused | stopped | finished | failed
+        # self.state: idle | running | paused | stopped | finished | failed
         self._plan: Any = None
         self._rows: dict[int, int] = {}
 
@@ -285,19 +274,6 @@ class CalibrationPanel(QtWidgets.QWidget):
                 self.worker.resume()  # let the runner see the cancel request
             self.worker.cancel()
             self._set_status("stopping…")
-
-    def wait(self, timeout_ms: int = 60000) -> bool:
-        """Block until the worker thread ends (for tests and shutdown)."""
-        if self.thread is None:
-            return True
-        return self.thread.wait(timeout_ms)
-
-    def shutdown(self) -> None:
-        """Stop any run and the statistics thread (window closing)."""
-        self.stop()
-        self.wait(30000)
-        self.stats_thread.quit()
-        self.stats_thread.wait(10000)
 
     # ---------------------------------------------------------- slot glue
     def _set_status(self, text: str, error: bool = False) -> None:

@@ -20,8 +20,7 @@ import pyqtgraph as pg
 from qtpy import QtCore, QtWidgets
 
 from .mapview import MapView
-from .plan_form import PlanForm
-from .workers import QUEUED, RunnerWorker, StatsWorker, start_in_thread, start_stats_thread
+from .workers import QUEUED, RunnerWorker, RunPanel, start_in_thread
 
 
 class PixelTrace:
@@ -74,11 +73,8 @@ def relative_error_curves(values: np.ndarray, plan: Any = None) -> tuple[np.ndar
     return res.relative_error()[0], res.convergence()["rel_sigma"][0]
 
 
-class StackPanel(QtWidgets.QWidget):
+class StackPanel(RunPanel):
     """Plan form, run controls, running mean/variance maps and the RE convergence plot."""
-
-    runStarted = QtCore.Signal()
-    runEnded = QtCore.Signal(str)
 
     def __init__(
         self,
@@ -87,22 +83,13 @@ class StackPanel(QtWidgets.QWidget):
         plan_cls: type | None = None,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
-        super().__init__(parent)
         if plan_cls is None:
             from rawsigma.acquire.plans import StackPlan as plan_cls
         if runner_factory is None:
             from rawsigma.acquire.stack import StackRunner as runner_factory
-        self.core = core
-        self.runner_factory = runner_factory
         order = ("n_frames", "shutter_open", "properties", "exposure_ms", "seed")
-        self.form = PlanForm(plan_cls, order=order)
-        self.latest = None
-        self.worker: RunnerWorker | None = None
-        self.thread: QtCore.QThread | None = None
+        super().__init__(core, runner_factory, plan_cls, order, parent)
         self.result: Any = None
-        self.state = "idle"
-        self.stats = StatsWorker(max_adu=2 ** int(core.getImageBitDepth() or 16) - 1)
-        self.stats_thread = start_stats_thread(self.stats)
         h, w = core.getImageHeight(), core.getImageWidth()
         self.trace = PixelTrace(h // 2, w // 2)
 
@@ -226,17 +213,6 @@ class StackPanel(QtWidgets.QWidget):
         """Cancel the stack acquisition."""
         if self.state == "running" and self.worker is not None:
             self.worker.cancel()
-
-    def wait(self, timeout_ms: int = 60000) -> bool:
-        """Block until the worker thread ends."""
-        return True if self.thread is None else self.thread.wait(timeout_ms)
-
-    def shutdown(self) -> None:
-        """Stop the run and the statistics thread."""
-        self.stop()
-        self.wait(30000)
-        self.stats_thread.quit()
-        self.stats_thread.wait(10000)
 
     # ------------------------------------------------------------- slots
     @QtCore.Slot(int, int)

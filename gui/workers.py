@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy import QtCore
+from qtpy import QtCore, QtWidgets
 
 from .mapview import robust_stats
+from .plan_form import PlanForm
 
 QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 
@@ -388,3 +389,57 @@ def start_stats_thread(stats: StatsWorker) -> QtCore.QThread:
     stats.moveToThread(thread)
     thread.start()
     return thread
+
+
+class RunPanel(QtWidgets.QWidget):
+    """Base of the panels that run an acquisition runner built from a plan form.
+
+    Holds what the calibration and stack panels share: the plan form, the runner
+    factory, the run's :class:`RunnerWorker` and its thread, and a
+    :class:`StatsWorker` in its own thread; :meth:`wait` and :meth:`shutdown` end
+    them. Subclasses build the layout and define ``start`` and ``stop``.
+
+    Parameters
+    ----------
+    core : CMMCorePlus
+        The core the runner acquires from.
+    runner_factory : callable
+        Builds the runner from ``(core, plan, ...)``.
+    plan_cls : type
+        Plan model shown in the form.
+    order : sequence of str
+        Plan fields shown first in the form.
+    """
+
+    runStarted = QtCore.Signal()
+    runEnded = QtCore.Signal(str)  # the final state, e.g. "finished" | "stopped" | "failed"
+
+    def __init__(
+        self,
+        core: Any,
+        runner_factory: Any,
+        plan_cls: type,
+        order: tuple[str, ...],
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.core = core
+        self.runner_factory = runner_factory
+        self.form = PlanForm(plan_cls, order=order)
+        self.worker: RunnerWorker | None = None
+        self.thread: QtCore.QThread | None = None
+        self.latest: LatestFrame | None = None  # the live view's, set by the main window
+        self.state = "idle"
+        self.stats = StatsWorker(max_adu=2 ** int(core.getImageBitDepth() or 16) - 1)
+        self.stats_thread = start_stats_thread(self.stats)
+
+    def wait(self, timeout_ms: int = 60000) -> bool:
+        """Block until the worker thread ends (for tests and shutdown)."""
+        return True if self.thread is None else self.thread.wait(timeout_ms)
+
+    def shutdown(self) -> None:
+        """Stop any run and the statistics thread (window closing)."""
+        self.stop()
+        self.wait(30000)
+        self.stats_thread.quit()
+        self.stats_thread.wait(10000)
