@@ -280,7 +280,6 @@ class SweepRunner(ControlledRunner):
         control: float | None = None,
         retry: int = 0,
         level_dark_of: int | None = None,
-        emit: bool = True,
     ) -> Any:
         from rawsigma.calib.moments import PixelMoments
 
@@ -299,8 +298,7 @@ class SweepRunner(ControlledRunner):
             "retry": retry,
             "level_dark_of": level_dark_of,
         }
-        if emit:
-            self.levelStarted.emit(index, info)
+        self.levelStarted.emit(index, info)
         t0 = time.perf_counter()
         exp_ms = float(core.getExposure())
         kind = "dark" if dark_kind else "bright"
@@ -320,19 +318,18 @@ class SweepRunner(ControlledRunner):
             chunk_frames=self.plan.chunk_frames,
             controls=self.controls,
             timeout_s=self.plan.frame_timeout_s,
-            on_frame=on_frame if emit else None,
+            on_frame=on_frame,
         )
         dt = time.perf_counter() - t0
-        if emit:
-            self.levelFinished.emit(
-                index,
-                {
-                    **info,
-                    "mean": float(np.mean(pm.frame_means)),
-                    "fps": n / dt if dt > 0 else float("inf"),
-                    "seconds": dt,
-                },
-            )
+        self.levelFinished.emit(
+            index,
+            {
+                **info,
+                "mean": float(np.mean(pm.frame_means)),
+                "fps": n / dt if dt > 0 else float("inf"),
+                "seconds": dt,
+            },
+        )
         self.current = None
         return pm
 
