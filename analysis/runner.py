@@ -20,17 +20,17 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from rawsigma.analysis import scoring as sc
+from rawsigma.analysis.features import SCORING_FEATURES, feature_maps_for_scoring, feature_names
 from rawsigma.analysis.matching import match_objects
 from rawsigma.analysis.plans import TOLERANCE_SWEEPS, ScorePlan
 from rawsigma.errors import ImageMismatchError, InputFileError
-from scipy import ndimage as ndi
 
 __all__ = ["CodecResult", "ScoreResult", "check_raw_image", "load_model", "score_image"]
 
@@ -208,28 +208,6 @@ def _to_objects(out: np.ndarray, threshold: float) -> np.ndarray:
     return labels_from_output(out, shape, threshold)
 
 
-def _scoring_features(image: np.ndarray, sigmas: Sequence[float]) -> tuple[np.ndarray, list]:
-    """GS, LoG, GGM and DoG (σ vs 0.66σ) at ``sigmas``: the paper's four operators."""
-    try:
-        from rawsigma.analysis.features import feature_maps_for_scoring
-
-        return feature_maps_for_scoring(image, sigmas=list(sigmas), n_workers=1)
-    except (ImportError, TypeError):
-        pass
-    x = np.asarray(image, np.float32)
-    maps, names = [], []
-    for s in sigmas:
-        g = ndi.gaussian_filter(x, s, mode="nearest")
-        maps += [
-            g,
-            ndi.gaussian_laplace(x, s, mode="nearest"),
-            ndi.gaussian_gradient_magnitude(x, s, mode="nearest"),
-            g - ndi.gaussian_filter(x, 0.66 * s, mode="nearest"),
-        ]
-        names += [f"GS σ={s:g}", f"LoG σ={s:g}", f"GGM σ={s:g}", f"DoG σ={s:g}"]
-    return np.stack(maps, axis=-1), names
-
-
 def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
     for kx, ky in (("x", "y"), ("X", "Y"), ("centroid_x", "centroid_y")):
         if kx in table and ky in table:
@@ -323,9 +301,9 @@ def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: _Stage
     t = clock.add("segment (sum over images)", t)
     table, glob = _measure(lab)
     t = clock.add("measure (sum over images)", t)
-    feats, _ = _scoring_features(img, plan.score_sigmas)
+    feats, _ = feature_maps_for_scoring(img, sigmas=list(plan.score_sigmas), n_workers=1)
     clock.add("scoring features (sum over images)", t)
-    return _Outcome(lab, table, glob, feats.astype(np.float32))
+    return _Outcome(lab, table, glob, feats)
 
 
 def _codec_bytes(codec: Any, image: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -449,7 +427,7 @@ def score_image(
             rep_out.append(o)
             report("replicas", i + 1, len(rep_futs))
         timings["replicas"] = time.perf_counter() - t0
-        _, feat_names = _scoring_features(image[:32, :32], plan.score_sigmas)
+        feat_names = feature_names(2, "ilastik", plan.score_sigmas, SCORING_FEATURES)
         sigma_f = fstats.sigma().astype(np.float32)
 
         n_obj = len(raw.table.get("label", raw.table[next(iter(raw.table))]))
