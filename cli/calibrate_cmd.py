@@ -153,6 +153,7 @@ def calibrate(
 
 def _sweep(**kw: Any) -> None:
     from rawsigma.acquire.core import open_core
+    from rawsigma.acquire.framesave import frames_format
     from rawsigma.acquire.plans import SweepPlan
     from rawsigma.acquire.sweep import SweepRunner
     from rawsigma.errors import Cancelled, InputFileError
@@ -188,7 +189,7 @@ def _sweep(**kw: Any) -> None:
             level_darks=kw["level_darks"],
             settle_s=kw["settle"],
             seed=kw["seed"],
-            save_frames=None if kw["save_frames"] is None else _fmt_of(kw["save_frames"]),
+            save_frames=None if kw["save_frames"] is None else frames_format(kw["save_frames"]),
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         raise InputFileError(f"invalid sweep options: {exc}") from None
@@ -205,12 +206,6 @@ def _sweep(**kw: Any) -> None:
         )
         raise typer.Exit(130) from None
     _summary(profile, out)
-
-
-def _fmt_of(path: Path) -> str:
-    from rawsigma.acquire.framesave import frames_format
-
-    return frames_format(path)
 
 
 def _from_stacks(
