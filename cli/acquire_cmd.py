@@ -44,8 +44,7 @@ def stack(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Acquire an N-frame repeat stack with streaming per-pixel moments."""
-    from .calibrate_cmd import parse_props, runner_progress
-    from .console import user_errors
+    from .console import parse_props, runner_progress, user_errors
 
     with user_errors():
         import numpy as np
