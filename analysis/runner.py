@@ -209,10 +209,8 @@ def _to_objects(out: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
-    for kx, ky in (("x", "y"), ("X", "Y"), ("centroid_x", "centroid_y")):
-        if kx in table and ky in table:
-            return np.column_stack([table[kx], table[ky]]).astype(np.float64)
-    raise KeyError(f"object table has no centroid columns: {sorted(table)}")
+    """(x, y) centroids of a `morphometry.measure` table, float64."""
+    return np.column_stack([table["x"], table["y"]]).astype(np.float64)
 
 
 def _measure(labels: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
@@ -430,7 +428,7 @@ def score_image(
         feat_names = feature_names(2, "ilastik", plan.score_sigmas, SCORING_FEATURES)
         sigma_f = fstats.sigma().astype(np.float32)
 
-        n_obj = len(raw.table.get("label", raw.table[next(iter(raw.table))]))
+        n_obj = len(raw.table["label"])
         params = _score_params(raw.table)
         raw_c = _centroids(raw.table) if n_obj else np.zeros((0, 2))
         if n_obj == 0:
