@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .moments import scaled_var_correction
+
 if TYPE_CHECKING:
     from .moments import PixelMoments
 
@@ -116,14 +118,7 @@ class LevelStats:
                 raise ValueError("this level was summarised without the regression variance")
             return self._var_reg[r].astype(np.float64), self._dof_reg
         if method == "scaled":
-            v = self.var(rows=r)
-            fv = self.flicker_var()
-            if offset is None:
-                return v - fv, self.n - 1
-            off_r = offset[r] if isinstance(offset, np.ndarray) else offset
-            full = self._fm.mean() - float(np.mean(offset))
-            scale = ((self.mean(r) - off_r) / full) ** 2 if full > 0 else 1.0
-            return v - fv * scale, self.n - 1
+            return scaled_var_correction(self, r, offset)
         raise ValueError(f"unknown method {method!r}")
 
     def state_dict(self) -> dict[str, Any]:

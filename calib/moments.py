@@ -29,6 +29,25 @@ _MAX_FRAMES = 2**21
 _BLOCK_ELEMS = 1 << 18
 
 
+def scaled_var_correction(
+    acc: PixelMoments | LevelStats, rows: slice, offset: np.ndarray | float | None
+) -> tuple[np.ndarray, int]:
+    """The ``method="scaled"`` flicker correction of :meth:`PixelMoments.var_corrected`.
+
+    Shared with :class:`~rawsigma.calib.levelstats.LevelStats`; ``acc`` needs ``n``,
+    ``frame_means``, ``mean``, ``var`` and ``flicker_var``. Returns the corrected
+    variance (float64, ADU^2) of ``rows`` and its degrees of freedom, ``n - 1``.
+    """
+    v = acc.var(rows=rows)
+    fv = acc.flicker_var()
+    if offset is None:
+        return v - fv, acc.n - 1
+    m = acc.mean(rows) - (offset[rows] if isinstance(offset, np.ndarray) else offset)
+    full = acc.frame_means.mean() - float(np.mean(offset))
+    scale = (m / full) ** 2 if full > 0 else 1.0
+    return v - fv * scale, acc.n - 1
+
+
 class PixelMoments:
     """Streaming per-pixel moments of integer frames.
 
@@ -299,16 +318,7 @@ class PixelMoments:
             return (self._ss(r) - sp * sp / ssf) / (self.n - 2), self.n - 2
         if method == "scaled":
             self._need(2)
-            v = self.var(rows=r)
-            fv = self.flicker_var()
-            if offset is None:
-                return v - fv, self.n - 1
-            m = self.mean(r) - (offset[r] if isinstance(offset, np.ndarray) else offset)
-            full = self.frame_means.mean() - (
-                float(np.mean(offset)) if isinstance(offset, np.ndarray) else float(offset)
-            )
-            scale = (m / full) ** 2 if full > 0 else 1.0
-            return v - fv * scale, self.n - 1
+            return scaled_var_correction(self, r, offset)
         raise ValueError(f"unknown method {method!r}")
 
     def compact(self) -> LevelStats:
