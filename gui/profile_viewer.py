@@ -8,7 +8,7 @@ from typing import Any
 
 from qtpy import QtCore, QtWidgets
 
-from .mapview import MapView, defect_overlay
+from .mapview import MapView, defect_overlay, robust_stats
 from .noise_maps import defect_legend
 from .ptc_plot import PTCPlot
 
@@ -173,11 +173,11 @@ class ProfileViewer(QtWidgets.QWidget):
         self.path = path
         self.other = None
         self.path_label.setText(str(path) if path else f"profile {profile.profile_id}")
-        good = profile.good
+        good = profile.good  # a computed property: read it once
+        good = good if good.any() else None
         for attr, view in self.views.items():
-            arr = getattr(profile, attr)
-            view.set_map(arr, mask=good if good.any() else None)
-        self.defect_view.set_map(profile.offset, mask=good if good.any() else None)
+            view.set_map(getattr(profile, attr), mask=good)
+        self.defect_view.set_map(profile.offset, mask=good)
         if profile.defects is not None:
             self.defect_view.set_overlay(defect_overlay(profile.defects))
         else:
@@ -229,7 +229,7 @@ class ProfileViewer(QtWidgets.QWidget):
             if d is None:
                 view.clear()
                 continue
-            s = view.set_map(d)
+            s = robust_stats(d)  # symmetric colour range around zero, drawn once
             lim = max(abs(s["p1"]), abs(s["p99"]), 1e-9)
             view.set_map(d, levels=(-lim, lim), stats=s)
         rows = []
