@@ -141,11 +141,18 @@ class SensorModel:
     @property
     def defects(self) -> np.ndarray:
         """Truth defect bitmask, uint8 (H, W), bits as in `rawsigma.calib.profile`."""
+        from rawsigma.calib.profile import (
+            DEFECT_BAD_GAIN,
+            DEFECT_DEAD,
+            DEFECT_HOT,
+            DEFECT_NOISY,
+        )
+
         d = np.zeros(self.shape, np.uint8)
-        d[self.hot] |= 1  # DEFECT_HOT
-        d[self.dead] |= 2  # DEFECT_DEAD
-        d[self.rts_amplitude > 0] |= 4  # DEFECT_NOISY (RTS)
-        d[self.bad_gain] |= 16  # DEFECT_BAD_GAIN
+        d[self.hot] |= DEFECT_HOT
+        d[self.dead] |= DEFECT_DEAD
+        d[self.rts_amplitude > 0] |= DEFECT_NOISY  # RTS pixels
+        d[self.bad_gain] |= DEFECT_BAD_GAIN
         return d
 
     def _derived(self) -> dict[str, Any]:
