@@ -191,17 +191,13 @@ class SweepRunner(ControlledRunner):
                 self._checkpoint({})
             for i in range(len(self.levels), len(self.level_values)):
                 self._run_level(i)
-        except (Cancelled, KeyboardInterrupt):
-            self._close_writer()
+        except (Cancelled, AcquisitionError, InputFileError, OutputExistsError):
             raise
         except Exception as exc:
-            self._close_writer()
-            if isinstance(exc, (AcquisitionError, InputFileError, OutputExistsError)):
-                raise
             raise AcquisitionError(f"acquisition failed: {exc}") from exc
         finally:
-            restore_device_state(core, self.camera, self.shutter, saved)
-        self._close_writer()
+            restore_device_state(core, self.camera, self.shutter, saved)  # never raises
+            self._close_writer()
         profile = self._build()
         if out is not None:
             profile.save(out, force=self.force)
