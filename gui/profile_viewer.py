@@ -18,6 +18,7 @@ PROFILE_MAPS = (
     ("gain", "gain", "ADU/e⁻", "cividis"),
     ("read_noise", "read noise", "ADU rms", "magma"),
 )
+MAP_UNITS = {attr: units for attr, _, units, _ in PROFILE_MAPS}
 DIFF_MAPS = (
     ("offset", "Δ offset (B − A)", "ADU"),
     ("gain", "Δ gain (B − A)", "ADU/e⁻"),
@@ -47,9 +48,10 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append((key.replace("_", " "), _fmt(ident[key])))
     if ident.get("exposure_ms") is not None:
         rows.append(("exposure", f"{_fmt(float(ident['exposure_ms']))} ms"))
-    units = {"gain": "ADU/e⁻", "offset": "ADU", "read_noise": "ADU rms"}
     for key, val in summary.get("global", {}).items():
-        rows.append((f"median {key.replace('_', ' ')}", f"{_fmt(float(val))} {units.get(key, '')}"))
+        rows.append(
+            (f"median {key.replace('_', ' ')}", f"{_fmt(float(val))} {MAP_UNITS.get(key, '')}")
+        )
     for key, val in summary.get("emva", {}).items():
         if isinstance(val, (dict, list)) and not (isinstance(val, dict) and "value" in val):
             continue
@@ -233,11 +235,10 @@ class ProfileViewer(QtWidgets.QWidget):
             lim = max(abs(s["p1"]), abs(s["p99"]), 1e-9)
             view.set_map(d, levels=(-lim, lim), stats=s)
         rows = []
-        units = {"gain": "ADU/e⁻", "offset": "ADU", "read_noise": "ADU rms"}
         for key, g in cmp.get("global", {}).items():
             rows.append(
                 (
-                    f"median {key.replace('_', ' ')} ({units.get(key, '')})",
+                    f"median {key.replace('_', ' ')} ({MAP_UNITS.get(key, '')})",
                     _fmt(g["a"]),
                     _fmt(g["b"]),
                     f"{_fmt(g['diff'])} ({100 * g['rel']:+.2f} %)",
