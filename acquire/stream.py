@@ -100,8 +100,7 @@ def stream_frames(
             _start(core, camera, n - got)
             last = time.monotonic()
             while got < n:
-                if controls.cancelled:
-                    controls.check()
+                controls.check()
                 if controls.paused:
                     break
                 if core.getRemainingImageCount() > 0:
