@@ -94,7 +94,8 @@ def open_core(
         from pymmcore_plus import CMMCorePlus
         from pymmcore_plus.experimental.unicore import UniMMCore
 
-        if config is None or str(config) == "sim":
+        sim = config is None or str(config) == "sim"
+        if sim:
             path = sim_rig_config()
             use_uni = True
         else:
@@ -112,7 +113,7 @@ def open_core(
             core.loadSystemConfiguration(str(path))
         except Exception as exc:  # noqa: BLE001 - reported with the file name
             raise InputFileError(f"{path}: cannot load Micro-Manager config: {exc}") from exc
-        if config is None or str(config) == "sim":
+        if sim:
             core.setCircularBufferMemoryFootprint(SIM_BUFFER_MB)
     if properties:
         set_properties(core, properties)
