@@ -56,25 +56,20 @@ def demo(
 ) -> None:
     """End-to-end demo with bundled data only (about a minute): no arguments needed."""
     from rawsigma.analysis.demo import run_demo
-    from rawsigma.errors import RawsigmaError
     from rich.console import Console
 
-    from .console import stage_progress
+    from .console import stage_progress, user_errors
 
     console = Console(stderr=True)
-    try:
-        with stage_progress(console, 32) as progress:
-            res = run_demo(
-                out,
-                force=force,
-                fast=fast,
-                seed=seed,
-                progress=progress,
-                calibrate=None if sim_only else bench_calibration,
-            )
-    except RawsigmaError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    with user_errors(), stage_progress(console, 32) as progress:
+        res = run_demo(
+            out,
+            force=force,
+            fast=fast,
+            seed=seed,
+            progress=progress,
+            calibrate=None if sim_only else bench_calibration,
+        )
     for name, v in res.verdicts.items():
         line = ", ".join(f"{k} {'ok' if ok else 'EXCEEDS'}" for k, ok in v.items())
         console.print(f"  {name:<10} {line}")
