@@ -21,7 +21,7 @@ import numpy as np
 from qtpy import QtCore, QtWidgets
 
 from .mapview import MapView, saturation_overlay
-from .workers import LatestFrame
+from .workers import LatestFrame, camera_max_adu
 
 #: default display refresh rate, Hz
 DISPLAY_HZ = 20.0
@@ -125,7 +125,7 @@ class LiveView(QtWidgets.QWidget):
         self._t0 = time.perf_counter()
         self._n0 = 0
         self._c0 = 0
-        self.max_adu = 2 ** int(core.getImageBitDepth() or 16) - 1
+        self.max_adu = camera_max_adu(core)
 
         self.view = MapView("camera frame", "ADU", "CET-L1")
         self.saturation = QtWidgets.QCheckBox("highlight saturated pixels (red) ≥")

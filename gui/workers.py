@@ -35,6 +35,11 @@ QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 STATS_PIXELS = 2**16
 
 
+def camera_max_adu(core: Any) -> int:
+    """Largest raw value of the core's camera, ADU (from its bit depth; 16 bit if unknown)."""
+    return 2 ** int(core.getImageBitDepth() or 16) - 1
+
+
 class LatestFrame:
     """Thread-safe single slot holding the most recent frame and a frame counter.
 
@@ -430,7 +435,7 @@ class RunPanel(QtWidgets.QWidget):
         self.thread: QtCore.QThread | None = None
         self.latest: LatestFrame | None = None  # the live view's, set by the main window
         self.state = "idle"
-        self.stats = StatsWorker(max_adu=2 ** int(core.getImageBitDepth() or 16) - 1)
+        self.stats = StatsWorker(max_adu=camera_max_adu(core))
         self.stats_thread = start_stats_thread(self.stats)
 
     def wait(self, timeout_ms: int = 60000) -> bool:
