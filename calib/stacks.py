@@ -457,7 +457,7 @@ def calibrate_from_stacks(
     darks_all = [acc for (kind, _), acc in accs.items() if kind == "dark"]
     dark_acc = PixelMoments(shape)
     for d in darks_all:
-        dark_acc.merge(PixelMoments.from_state(d.state_dict()))
+        dark_acc.merge(d)  # merge reads d and never modifies it
     level_darks = None
     if all(("dark", lv) in accs for lv in light_levels):
         level_darks = [accs[("dark", lv)] for lv in light_levels]
