@@ -48,7 +48,6 @@ class PlanForm(QtWidgets.QWidget):
         super().__init__(parent)
         self.model_cls = model_cls
         self.widgets: dict[str, tuple[QtWidgets.QWidget, str, bool]] = {}
-        self._optional_none: dict[str, QtWidgets.QCheckBox] = {}
         form = QtWidgets.QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         fields = dict(model_cls.model_fields)
