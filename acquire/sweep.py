@@ -46,7 +46,17 @@ from .partial import read_partial, write_partial
 from .plans import SweepPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
 
-__all__ = ["SweepRunner", "level_stability"]
+__all__ = ["SweepRunner", "level_stability", "partial_path_for"]
+
+
+def partial_path_for(output: str | os.PathLike) -> Path:
+    """The resumable partial file kept next to the output profile (``<out>.partial.h5``).
+
+    The CLI and the GUI both use this name, so a sweep stopped in one can be
+    resumed from the other.
+    """
+    output = Path(output)
+    return output.with_name(output.name + ".partial.h5")
 
 _AUTORANGE_SEED = -2
 _LEVEL_DARK_SEED = 10000

@@ -84,14 +84,14 @@ def _sweep(**kw: Any) -> None:
     from rawsigma.acquire.core import open_core
     from rawsigma.acquire.framesave import frames_format
     from rawsigma.acquire.plans import SweepPlan
-    from rawsigma.acquire.sweep import SweepRunner
+    from rawsigma.acquire.sweep import SweepRunner, partial_path_for
     from rawsigma.errors import Cancelled, InputFileError
     from rawsigma.fileio import check_output
     from rich.console import Console
 
     out: Path = kw["out"]
     check_output(out, kw["force"])
-    partial = kw["partial"] or out.with_name(out.name + ".partial.h5")
+    partial = kw["partial"] or partial_path_for(out)
     if partial.exists() and not kw["resume"]:
         if kw["force"]:
             partial.unlink()

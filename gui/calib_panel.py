@@ -31,15 +31,6 @@ PLAN_ORDER = (
 )
 
 
-def partial_path_for(output: Path) -> Path:
-    """The resumable partial file kept next to the output profile.
-
-    Same name as ``rawsigma calibrate`` uses (``<out>.partial.h5``), so a run
-    stopped in the GUI can be resumed from the command line and vice versa.
-    """
-    return output.with_name(output.name + ".partial.h5")
-
-
 def _frames_in_level(info: dict, plan: Any, level: int) -> int | None:
     for key in ("n_frames", "frames", "frames_per_level", "total"):
         if isinstance(info.get(key), int):
@@ -172,7 +163,9 @@ class CalibrationPanel(RunPanel):
         return Path(self.output.text()).expanduser()
 
     def partial_path(self) -> Path:
-        """The resumable partial file of the current output."""
+        """The resumable partial file of the current output (the CLI's name for it)."""
+        from rawsigma.acquire.sweep import partial_path_for
+
         return partial_path_for(self.output_path())
 
     def _browse(self) -> None:
