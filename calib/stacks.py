@@ -430,15 +430,15 @@ def calibrate_from_stacks(
     by_file: dict[str, list[tuple[int, tuple[str, int | None]]]] = {}
     for f, j, key in plan_rows:
         by_file.setdefault(f, []).append((j, key))
-    vmax = 0
     for f, items in by_file.items():
         keys = dict(items)
         for j, frame in _iter_pages(infos[f]["path"], sorted(keys)):
             accs[keys[j]].add(frame)
-            vmax = max(vmax, int(frame.max()))
             done += 1
             if progress is not None:
                 progress(done, total)
+    # every frame went into one accumulator, which tracks the per-pixel maximum
+    vmax = max(int(acc.pixel_max.max()) for acc in accs.values())
 
     bits_declared = {i["bit_depth"] for i in infos.values() if i["bit_depth"]}
     if bit_depth is None:
