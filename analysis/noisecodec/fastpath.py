@@ -16,9 +16,7 @@ import numpy as np
 
 from . import kernels as K
 from .kernels import (
-    ACT_MAX,
     ESC,
-    N_ACT_CTX,
     N_SYM,
     PAD,
     RANS_L,
@@ -27,7 +25,10 @@ from .kernels import (
     SCALE_BITS,
     WBITS,
     _close_row,
+    _context,
     _open_row,
+    _push_row,
+    _rans_init,
     _row_bases,
 )
 
@@ -67,10 +68,7 @@ def train_tile(codes, B, row_step, col_step, feats, target):
     cap = feats.shape[0]
     for y in range(h):
         c0, c1, c2, c3 = _row_bases(y, stride)
-        _open_row(B, c0, c1)
-        for i in range(w):
-            B[c0 + PAD + i] = codes[y, i]
-        _close_row(B, c0, w)
+        _push_row(B, c0, c1, codes, y)
         if y < PAD or (y % row_step) != 1:
             continue
         for i in range(y % col_step, w, col_step):
@@ -119,10 +117,7 @@ def model_tile(codes, B, wt, act_ctx, syms, ctxs, esc, hist):
     ww_, www = np.int64(wt[0]), np.int64(wt[4])
     for y in range(h):
         c0, c1, c2, c3 = _row_bases(y, stride)
-        _open_row(B, c0, c1)
-        for i in range(w):
-            B[c0 + PAD + i] = codes[y, i]
-        _close_row(B, c0, w)
+        _push_row(B, c0, c1, codes, y)
         _prep(B, c1, c2, w, wt, q, aup)
         for i in range(w):
             x = i + PAD
@@ -130,9 +125,7 @@ def model_tile(codes, B, wt, act_ctx, syms, ctxs, esc, hist):
             wwv = np.int64(B[c0 + x - 2])
             p = q[i] + ww_ * wv + www * wwv
             act = aup[i] + abs(wv - np.int64(B[c1 + x - 1])) + abs(wv - wwv)
-            if act > ACT_MAX:
-                act = ACT_MAX
-            ctx = ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
+            ctx = _context(p, act, act_ctx)
             c = np.int64(codes[y, i])
             r = c - (p >> WBITS)
             if -RMAX <= r < RMAX:
@@ -161,17 +154,8 @@ def decode_lanes(words, wbeg, wend, esc, ebeg, eend, B, wt, act_ctx, freq, cum, 
     L, h, w = codes.shape
     stride = w + 2 * PAD
     mask = np.uint64(SCALE - 1)
-    xs = np.empty(L, np.uint64)
-    pos = wbeg.copy()
+    xs, pos = _rans_init(words, wbeg, wend)
     ne = ebeg.copy()
-    for lane in range(L):
-        if wend[lane] - wbeg[lane] >= 2:
-            xs[lane] = (np.uint64(words[wbeg[lane]]) << np.uint64(16)) | np.uint64(
-                words[wbeg[lane] + 1]
-            )
-        else:
-            xs[lane] = np.uint64(RANS_L)
-        pos[lane] += 2
     q = np.empty((L, w), np.int64)
     aup = np.empty((L, w), np.int64)
     ww_, www = np.int64(wt[0]), np.int64(wt[4])
@@ -188,9 +172,7 @@ def decode_lanes(words, wbeg, wend, esc, ebeg, eend, B, wt, act_ctx, freq, cum, 
                 wwv = np.int64(B[lane, c0 + x - 2])
                 p = q[lane, i] + ww_ * wv + www * wwv
                 act = aup[lane, i] + abs(wv - np.int64(B[lane, c1 + x - 1])) + abs(wv - wwv)
-                if act > ACT_MAX:
-                    act = ACT_MAX
-                ctx = ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
+                ctx = _context(p, act, act_ctx)
                 st = xs[lane]
                 slot = st & mask
                 s = lut[ctx, slot]
@@ -260,17 +242,8 @@ def decode_lanes_best(
     L, h, w = codes.shape
     stride = w + 2 * PAD
     mask = np.uint64(SCALE - 1)
-    xs = np.empty(L, np.uint64)
-    pos = wbeg.copy()
+    xs, pos = _rans_init(words, wbeg, wend)
     ne = ebeg.copy()
-    for lane in range(L):
-        if wend[lane] - wbeg[lane] >= 2:
-            xs[lane] = (np.uint64(words[wbeg[lane]]) << np.uint64(16)) | np.uint64(
-                words[wbeg[lane] + 1]
-            )
-        else:
-            xs[lane] = np.uint64(RANS_L)
-        pos[lane] += 2
     cls = np.empty((L, w), np.uint8)
     q = np.empty((L, w), np.int64)
     aup = np.empty((L, w), np.int64)
@@ -294,9 +267,7 @@ def decode_lanes_best(
                     + wf[o + 12] * np.int64(B[lane, c0 + x - 3])
                 )
                 act = aup[lane, i] + abs(wv - np.int64(B[lane, c1 + x - 1])) + abs(wv - wwv)
-                if act > ACT_MAX:
-                    act = ACT_MAX
-                ctx = ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
+                ctx = _context(p, act, act_ctx)
                 st = xs[lane]
                 slot = st & mask
                 s = lut[ctx, slot]

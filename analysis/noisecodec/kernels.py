@@ -210,9 +210,15 @@ def _finish(B, c0, c1, x, i, wf, cls, q, aup, act_ctx):
     o = np.int64(cls[i]) * N_NB
     p = q[i] + wf[o] * wv + wf[o + 4] * ww + wf[o + 12] * np.int64(B[c0 + x - 3])
     act = aup[i] + abs(wv - B[c1 + x - 1]) + abs(wv - ww)
+    return p, _context(p, act, act_ctx)
+
+
+@nb.njit(**_INLINE)
+def _context(p, act, act_ctx):
+    """rANS context of a pixel: fraction of its prediction ``p`` × bucket of activity ``act``."""
     if act > ACT_MAX:
         act = ACT_MAX
-    return p, ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
+    return ((p >> (WBITS - 2)) & 3) * N_ACT_CTX + act_ctx[act]
 
 
 @nb.njit(**_INLINE)
@@ -239,6 +245,16 @@ def _close_row(B, c0, w):
         B[c0 + PAD + w + j] = v
 
 
+@nb.njit(**_INLINE)
+def _push_row(B, c0, c1, codes, y):
+    """Known row ``y`` of ``codes`` into ring row ``c0``, with its left and right pads."""
+    w = codes.shape[1]
+    _open_row(B, c0, c1)
+    for i in range(w):
+        B[c0 + PAD + i] = codes[y, i]
+    _close_row(B, c0, w)
+
+
 @nb.njit(**_OPTS)
 def train_tile(codes, B, row_step, col_step, feats, target, klass, act_cls, lvl_cls):
     """Collect training samples (18 neighbours, code, class) on every ``row_step``-th
@@ -256,10 +272,7 @@ def train_tile(codes, B, row_step, col_step, feats, target, klass, act_cls, lvl_
     cap = feats.shape[0]
     for y in range(h):
         c0, c1, c2, c3 = _row_bases(y, stride)
-        _open_row(B, c0, c1)
-        for i in range(w):
-            B[c0 + PAD + i] = codes[y, i]
-        _close_row(B, c0, w)
+        _push_row(B, c0, c1, codes, y)
         if y < PAD or (y % row_step) != 1:
             continue
         _row_prep(B, c1, c2, c3, w, wz, bz, act_cls, lvl_cls, cls, q, aup)
@@ -340,4 +353,20 @@ def rans_encode(syms, ctxs, freq, cum, out):
     return n
 
 
-# The decoders (lock-step over tiles of one shape) are in `fastpath`: decode_lanes_best.
+# ---------------------------------------------------------------- decoder setup
+# The decoders (lock-step over ``L`` tiles of one shape) are in `fastpath`: decode_lanes_best.
+@nb.njit(**_INLINE)
+def _rans_init(words, wbeg, wend):
+    """Per lane the rANS state read from its first two words, and the read position after."""
+    L = wbeg.shape[0]
+    xs = np.empty(L, np.uint64)
+    pos = wbeg.copy()
+    for lane in range(L):
+        if wend[lane] - wbeg[lane] >= 2:
+            xs[lane] = (np.uint64(words[wbeg[lane]]) << np.uint64(16)) | np.uint64(
+                words[wbeg[lane] + 1]
+            )
+        else:
+            xs[lane] = np.uint64(RANS_L)
+        pos[lane] += 2
+    return xs, pos
