@@ -8,19 +8,19 @@ from pathlib import Path
 
 import typer
 
+from .console import user_errors
+
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Print rawsigma errors (and bad parameters) as one red line, exit status 2."""
+    """`console.user_errors`, bad parameters (the codec's ValueError) included."""
     from rawsigma.errors import RawsigmaError
 
-    try:
-        yield
-    except (RawsigmaError, ValueError) as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    with user_errors():
+        try:
+            yield
+        except ValueError as exc:
+            raise RawsigmaError(str(exc)) from None
 
 
 def _read_raw(path: Path):  # type: ignore[no-untyped-def]
