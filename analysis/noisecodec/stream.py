@@ -265,9 +265,18 @@ def dequantise_frames(
     return out.reshape(shape)
 
 
-def _model_best(codes, tiles, fills, row_step, col_step, params):
+def _sample_steps(n_pixels: int, samples: int) -> tuple[int, int]:
+    """Row and column steps of the training subsample: about ``samples`` of ``n_pixels``."""
+    sub = max(1, n_pixels // samples)
+    row_step = max(1, min(16, int(np.sqrt(sub))))
+    return row_step, max(1, sub // row_step)
+
+
+def _model_best(codes, tiles, fills, params):
     """Class-adaptive 18-tap predictor: weights, bias and per-tile (syms, ctxs, esc, hist)."""
     w = codes.shape[-1]
+    # ~150 k training samples: plenty for 64 classes × 19 weights
+    row_step, col_step = _sample_steps(codes.size, 150_000)
     lut_args = (K.ACT_CLS_LUT, K.ACT_CTX_LUT, K.LVL_CLS_LUT)
 
     def train(args):
@@ -304,13 +313,11 @@ def _model_best(codes, tiles, fills, row_step, col_step, params):
     return wts, bias, modelled
 
 
-def _model_fast(codes, tiles, fills, row_step, col_step, params):
+def _model_fast(codes, tiles, fills, params):
     """One 6-tap predictor (`fastpath`): weights (7,), empty bias, per-tile modelling."""
-    n, h, w = codes.shape
+    w = codes.shape[-1]
     # 7 weights: ~30 k samples are plenty
-    sub = max(1, (n * h * w) // 30_000)
-    row_step = max(1, min(16, int(np.sqrt(sub))))
-    col_step = max(1, sub // row_step)
+    row_step, col_step = _sample_steps(codes.size, 30_000)
 
     def train(args):
         (f, r0, th), fill = args
@@ -354,16 +361,9 @@ def encode_frames(
     tiles = _tiles(n, h, params.tile_rows)
     n_codes = recon.size if mode != "dither" else int(codes.max()) + 1
 
-    # predictor training on a subsample of rows
     fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
-    # ~150 k training samples: plenty for 64 classes × 19 weights
-    sub = max(1, (n * h * w) // 150_000)
-    row_step = max(1, min(16, int(np.sqrt(sub))))
-    col_step = max(1, sub // row_step)
-    if params.effort == "fast":
-        wts, bias, modelled = _model_fast(codes, tiles, fills, row_step, col_step, params)
-    else:
-        wts, bias, modelled = _model_best(codes, tiles, fills, row_step, col_step, params)
+    model = _model_fast if params.effort == "fast" else _model_best
+    wts, bias, modelled = model(codes, tiles, fills, params)
     freq, cum, _ = _tables(_normalise(np.sum([m[3] for m in modelled], 0)))
 
     def code(m):
