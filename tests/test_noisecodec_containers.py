@@ -110,6 +110,8 @@ def test_bad_container_files(tmp_path, data):
         C.read_compressed(t)
     with pytest.raises(InputFileError, match="no such file"):
         C.read_compressed(tmp_path / "missing.rsnc")
+    with pytest.raises(ValueError, match="unknown container format 'bogus'"):
+        C.read_compressed(h5, fmt="bogus")
 
 
 def test_cli_compress_decompress(tmp_path, data):

@@ -482,6 +482,8 @@ def read_compressed(path: str | os.PathLike, fmt: str | None = None) -> np.ndarr
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     fmt = fmt or guess_format(path)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown container format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if fmt == "tiff":
         return read_tiff(path)
     if fmt == "h5":
