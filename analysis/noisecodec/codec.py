@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from rawsigma.errors import ImageMismatchError
 
-from .stream import CodecMaps, StreamParams, decode_frames, encode_frames, read_header
+from .stream import EFFORTS, CodecMaps, StreamParams, decode_frames, encode_frames, read_header
 
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
@@ -113,8 +113,8 @@ class NoiseCodec:
         threads: int | None = None,
         effort: str = "best",
     ) -> None:
-        if effort not in ("best", "fast"):
-            raise ValueError(f"effort must be 'best' or 'fast', got {effort!r}")
+        if effort not in EFFORTS:
+            raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
         if not step > 0:
             raise ValueError(f"step must be > 0 (units of sigma), got {step}")
         if max_error is not None and not max_error > 0:

@@ -30,6 +30,7 @@ from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
 
 from .stream import (
+    EFFORTS,
     READ_VERSIONS,
     VERSION,
     CodecMaps,
@@ -97,8 +98,8 @@ class NoiseNumcodec(_NumCodec):
         maps: str = "global",
         effort: str = "best",
     ) -> None:
-        if effort not in ("best", "fast"):
-            raise ValueError(f"effort must be 'best' or 'fast', got {effort!r}")
+        if effort not in EFFORTS:
+            raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
         self.effort = str(effort)
         self.step = float(step)
         self.dither = bool(dither)

@@ -1,4 +1,4 @@
-"""The self-describing byte stream of the noise codec (format version 2; reads 1 and 2).
+"""The self-describing byte stream of the noise codec (format versions 1–3).
 
 Layout::
 
@@ -13,8 +13,13 @@ global gain/offset, the profile id and, for per-pixel maps, either the maps them
 
 Version 2 adds the header key ``effort``: ``"best"`` (the only back end of version 1:
 64 classes × 18-tap predictor, weights section of 64·19 int32) or ``"fast"`` (one 6-tap
-predictor, 7 int32, `fastpath`). Tiles are coded independently; the decoder runs tiles
-of equal shape in lock-step groups of `fastpath.LANES`.
+predictor, 7 int32, `fastpath`); their decoder runs tiles of equal shape in lock-step
+groups of `fastpath.LANES`. Version 3 is the ``"pyramid"`` back end (`pyramid`): sections
+``weights`` (sets × classes × 4 int32), ``levels`` (level → class LUT per set, uint8),
+``freq`` (the tables, uint16 as low-byte then high-byte planes) and ``contexts`` (logical
+context → table, uint16); a tile row of the directory is
+``[frame, row0, rows, escapes, words of lane 0..3]``. Streams of the causal back ends
+are still written as version 2. Tiles are coded independently.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from rawsigma.errors import ImageMismatchError, InputFileError
 
 from . import fastpath as FP
 from . import kernels as K
+from . import pyramid as PY
 from .maps import CodecMaps
 from .transform import (
     bin_recon,
@@ -41,9 +47,12 @@ from .transform import (
 )
 
 MAGIC = b"RSNC"
-VERSION = 2  # 2: header key "effort" (back end); version-1 streams still decode
-READ_VERSIONS = (1, 2)
+VERSION = 3  # 3: the "pyramid" back end; 2: header key "effort"; 1: "best" only
+READ_VERSIONS = (1, 2, 3)
 _PREFIX = struct.Struct("<4sHI")
+# back ends: "pyramid" (default: highest ratio and fastest), then the causal back ends of
+# format 2, kept for reading their files and for comparison
+EFFORTS = ("pyramid", "best", "fast")
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -348,6 +357,104 @@ def _model_fast(codes, tiles, fills, params):
     )
 
 
+def _code_causal(codes, tiles, params):
+    """Back ends "best" and "fast" (format 2): causal prediction, one rANS state per tile.
+
+    Returns the model sections, the tile directory rows, and per tile the words and the
+    escaped codes.
+    """
+    fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
+    model = _model_fast if params.effort == "fast" else _model_best
+    wts, bias, modelled = model(codes, tiles, fills, params)
+    freq, cum, _ = _tables(_normalise(np.sum([m[3] for m in modelled], 0)))
+
+    def code(m):
+        out = np.empty(m[0].size + 4, np.uint16)
+        nw = K.rans_encode(m[0], m[1], freq, cum, out)
+        return out[:nw]
+
+    words = _map(code, modelled, params.threads)
+    sections = {
+        "weights": zlib.compress(np.concatenate([wts.ravel(), bias]).astype("<i4").tobytes(), 6),
+        "freq": zlib.compress(freq.astype("<u2").tobytes(), 9),
+    }
+    rows = [
+        [f, r0, th, fill, int(wd.size), int(m[2].size)]
+        for (f, r0, th), fill, wd, m in zip(tiles, fills, words, modelled, strict=True)
+    ]
+    return sections, rows, words, [m[2] for m in modelled]
+
+
+def _code_pyramid(codes, tiles, params):
+    """Back end "pyramid" (format 3, `pyramid`): hierarchical interpolative prediction,
+    four interleaved rANS states per tile. Returns as `_code_causal`."""
+
+    def train(tile):
+        f, r0, th = tile
+        ata = np.zeros((PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_W, PY.N_W))
+        aty = np.zeros((PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_W))
+        block = codes[f, r0 : r0 + th]
+        PY.train_tile(block, PY.n_levels(*block.shape), ata, aty)
+        return ata, aty
+
+    res = _map(train, tiles, params.threads)
+    luts, wts = PY.solve_weights(sum(r[0] for r in res), sum(r[1] for r in res))
+
+    def model(tile):
+        f, r0, th = tile
+        block = codes[f, r0 : r0 + th]
+        n = block.size
+        syms = np.empty(n, np.uint8)
+        ctxs = np.empty(n, np.uint16)
+        lanes = np.empty(n, np.uint8)
+        esc = np.empty(n, np.int32)
+        hist = np.zeros((PY.N_CTX_ALL, PY.N_SYM), np.int64)
+        ne = PY.model_tile(block, PY.n_levels(*block.shape), wts, luts, syms, ctxs, lanes, esc,
+                           hist)  # fmt: skip
+        return syms, ctxs, lanes, esc[:ne], hist
+
+    modelled = _map(model, tiles, params.threads)
+    hist = np.sum([m[4] for m in modelled], 0)
+    remap = PY.choose_contexts(hist)
+    phys = np.zeros((int(remap.max()) + 1, PY.N_SYM), np.int64)
+    np.add.at(phys, remap, hist)
+    phys = PY.normalise(phys)
+    freq = phys[remap]
+    cum = PY.cumulative(freq)
+
+    def code(m):
+        out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
+        lens = np.zeros(PY.LANES, np.int64)
+        PY.rans_encode(m[0], m[1], m[2], freq, cum, out, lens)
+        return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
+
+    coded = _map(code, modelled, params.threads)
+    sections = {
+        "weights": zlib.compress(wts.astype("<i4").tobytes(), 6),
+        "levels": zlib.compress(luts.astype(np.uint8).tobytes(), 9),
+        "freq": zlib.compress(_byte_planes(phys.astype("<u2")), 9),
+        "contexts": zlib.compress(remap.astype("<u2").tobytes(), 9),
+    }
+    rows = [
+        [f, r0, th, int(m[3].size)] + [int(v) for v in lens]
+        for (f, r0, th), m, (_, lens) in zip(tiles, modelled, coded, strict=True)
+    ]
+    return sections, rows, [wd for wd, _ in coded], [m[3] for m in modelled]
+
+
+def _byte_planes(a: np.ndarray) -> bytes:
+    """Little-endian uint16 values as a plane of low bytes then a plane of high bytes
+    (compresses better: the high bytes are mostly zero)."""
+    b = np.ascontiguousarray(a, "<u2").view(np.uint8).reshape(-1, 2)
+    return b[:, 0].tobytes() + b[:, 1].tobytes()
+
+
+def _from_byte_planes(data: bytes) -> np.ndarray:
+    b = np.frombuffer(data, np.uint8)
+    n = b.size // 2
+    return b[:n].astype(np.uint16) | (b[n:].astype(np.uint16) << 8)
+
+
 def encode_frames(
     frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
 ) -> bytes:
@@ -360,30 +467,18 @@ def encode_frames(
     step = float(params.step)
     tiles = _tiles(n, h, params.tile_rows)
     n_codes = recon.size if mode != "dither" else int(codes.max()) + 1
-
-    fills = [int(np.median(codes[f, r0, :])) for f, r0, _ in tiles]
-    model = _model_fast if params.effort == "fast" else _model_best
-    wts, bias, modelled = model(codes, tiles, fills, params)
-    freq, cum, _ = _tables(_normalise(np.sum([m[3] for m in modelled], 0)))
-
-    def code(m):
-        out = np.empty(m[0].size + 4, np.uint16)
-        nw = K.rans_encode(m[0], m[1], freq, cum, out)
-        return out[:nw]
-
-    words = _map(code, modelled, params.threads)
+    effort = params.effort
+    if effort == "pyramid" and n_codes - 1 > PY.MAX_CODE:
+        effort = "best"  # codes beyond the pyramid's int16 planes: a far finer step than S·σ
+    coder = _code_pyramid if effort == "pyramid" else _code_causal
+    model_sections, rows, words, escapes = coder(codes, tiles, params)
 
     sections: dict[str, bytes] = {}
     if embed_maps and not maps.is_uniform:
         sections["maps"] = maps.to_bytes()
     sections["recon"] = zlib.compress(recon.astype("<f8").tobytes(), 6)
-    sections["weights"] = zlib.compress(
-        np.concatenate([wts.ravel(), bias]).astype("<i4").tobytes(), 6
-    )
-    sections["freq"] = zlib.compress(freq.astype("<u2").tobytes(), 9)
-    sections["escapes"] = zlib.compress(
-        np.concatenate([m[2] for m in modelled]).astype("<i4").tobytes(), 6
-    )
+    sections.update(model_sections)
+    sections["escapes"] = zlib.compress(np.concatenate(escapes).astype("<i4").tobytes(), 6)
     sections["words"] = b"".join(wd.astype("<u2").tobytes() for wd in words)
     directory = {}
     pos = 0
@@ -405,16 +500,14 @@ def encode_frames(
         "jitter": bool(maps.jitter),
         "profile_id": params.profile_id,
         "n_codes": n_codes,
-        "effort": params.effort,
-        "tiles": [
-            [f, r0, th, fill, int(wd.size), int(m[2].size)]
-            for (f, r0, th), fill, wd, m in zip(tiles, fills, words, modelled, strict=True)
-        ],
+        "effort": effort,
+        "tiles": rows,
         "sections": directory,
         "codes_bits_per_pixel": 16.0 * sum(int(wd.size) for wd in words) / codes.size,
     }
     hb = json.dumps(header, separators=(",", ":")).encode()
-    body = _PREFIX.pack(MAGIC, VERSION, len(hb)) + hb + b"".join(sections.values())
+    version = 3 if effort == "pyramid" else 2
+    body = _PREFIX.pack(MAGIC, version, len(hb)) + hb + b"".join(sections.values())
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
 
@@ -497,40 +590,46 @@ def decode_frames(
         )
     off, gain = maps.offset(), maps.gain()
     recon = np.frombuffer(zlib.decompress(sec("recon")), "<f8").copy()
-    wb = np.frombuffer(zlib.decompress(sec("weights")), "<i4").astype(np.int64)
     effort = hd.get("effort", "best")
-    if effort not in ("best", "fast"):
+    if effort not in ("best", "fast", "pyramid"):
         raise InputFileError(f"{source}: unknown noise-codec back end {effort!r}")
-    want = FP.N_TAP + 1 if effort == "fast" else K.N_CLASS * (K.N_NB + 1)
-    if wb.size != want:
-        raise InputFileError(f"{source}: corrupted noise-codec weights ({wb.size} values)")
-    freq = np.frombuffer(zlib.decompress(sec("freq")), "<u2").reshape(K.N_CTX, K.N_SYM)
-    freq, cum, lut = _tables(freq.astype(np.int64))
     esc_all = np.frombuffer(zlib.decompress(sec("escapes")), "<i4").astype(np.int64)
-    words_all = np.frombuffer(sec("words"), "<u2")
     n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
     dither = hd["mode"] == "dither"
-    jobs = []
-    wpos = epos = 0
-    for f, r0, th, fill, nwords, nesc in hd["tiles"]:
-        jobs.append((f, r0, th, fill, wpos, nwords, epos, nesc))
-        wpos += nwords
-        epos += nesc
 
-    def finish(job, codes):
-        f, r0, th = job[:3]
+    def finish(f, r0, th, codes):
         K.dequantise_tile(
             codes, off[r0 : r0 + th], gain[r0 : r0 + th], out[f, r0 : r0 + th], recon,
             float(hd["step"]), c0, dither, int(hd["seed"]), (f * h + r0) * w,
             float(hd["max_adu"]),
         )  # fmt: skip
 
-    def corrupted(job):
-        return InputFileError(
-            f"{source}: corrupted noise-codec tile (frame {job[0]}, row {job[1]})"
-        )
+    def corrupted(f, r0):
+        return InputFileError(f"{source}: corrupted noise-codec tile (frame {f}, row {r0})")
+
+    decode = _decode_pyramid if effort == "pyramid" else _decode_causal
+    decode(hd, sec, esc_all, w, finish, corrupted, threads, source)
+    return out.reshape(shape)
+
+
+def _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source):
+    """Tiles of the "best" and "fast" back ends → ``finish(frame, row0, rows, codes)``."""
+    effort = hd.get("effort", "best")
+    wb = np.frombuffer(zlib.decompress(sec("weights")), "<i4").astype(np.int64)
+    want = FP.N_TAP + 1 if effort == "fast" else K.N_CLASS * (K.N_NB + 1)
+    if wb.size != want:
+        raise InputFileError(f"{source}: corrupted noise-codec weights ({wb.size} values)")
+    freq = np.frombuffer(zlib.decompress(sec("freq")), "<u2").reshape(K.N_CTX, K.N_SYM)
+    freq, cum, lut = _tables(freq.astype(np.int64))
+    words_all = np.frombuffer(sec("words"), "<u2")
+    jobs = []
+    wpos = epos = 0
+    for f, r0, th, fill, nwords, nesc in hd["tiles"]:
+        jobs.append((f, r0, th, fill, wpos, nwords, epos, nesc))
+        wpos += nwords
+        epos += nesc
 
     if effort == "fast":
         wt = np.ascontiguousarray(wb, dtype=np.int32)
@@ -555,8 +654,58 @@ def decode_frames(
                          lut, codes)  # fmt: skip
         for lane, job in enumerate(group):
             if pos[lane] != wend[lane] or ne[lane] != eend[lane]:
-                raise corrupted(job)
-            finish(job, codes[lane])
+                raise corrupted(job[0], job[1])
+            finish(job[0], job[1], th, codes[lane])
 
     _map(run, FP.lane_groups(jobs, lambda j: j[2]), threads)
-    return out.reshape(shape)
+
+
+def _decode_pyramid(hd, sec, esc_all, w, finish, corrupted, threads, source):
+    """Tiles of the "pyramid" back end → ``finish(frame, row0, rows, codes)``."""
+    try:
+        wts = np.frombuffer(zlib.decompress(sec("weights")), "<i4").reshape(
+            PY.N_SETS, PY.N_CLASS, PY.N_W
+        )
+        luts = np.frombuffer(zlib.decompress(sec("levels")), np.uint8).reshape(
+            PY.N_SETS, PY.LVL_MAX + 1
+        )
+        phys = _from_byte_planes(zlib.decompress(sec("freq"))).reshape(-1, PY.N_SYM)
+        remap = np.frombuffer(zlib.decompress(sec("contexts")), "<u2").astype(np.int64)
+    except (ValueError, zlib.error) as exc:
+        raise InputFileError(f"{source}: corrupted noise-codec model ({exc})") from None
+    phys = phys.astype(np.int64)
+    if (
+        remap.size != PY.N_CTX_ALL
+        or int(remap.max(initial=0)) >= phys.shape[0]
+        or (phys.sum(1) != PY.TAB).any()
+        or int(luts.max(initial=0)) >= PY.N_LVL_CLS
+    ):
+        raise InputFileError(f"{source}: corrupted noise-codec tables")
+    freq = phys[remap]
+    tab = PY.decode_table(freq)
+    wts = np.ascontiguousarray(wts, np.int32)
+    luts = np.ascontiguousarray(luts)
+    words = np.frombuffer(sec("words"), "<u2")
+    # zero words past the end: rows decode without bounds checks (positions are checked
+    # after each row)
+    words = np.concatenate([words, np.zeros(w + 64, np.uint16)])
+    jobs = []
+    wpos = epos = 0
+    for f, r0, th, nesc, *lens in hd["tiles"]:
+        starts = wpos + np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        ends = starts + np.asarray(lens, np.int64)
+        jobs.append((f, r0, th, starts, ends, epos, epos + nesc))
+        wpos += int(sum(lens))
+        epos += nesc
+    if wpos + w + 64 != words.size or epos != esc_all.size:
+        raise InputFileError(f"{source}: corrupted noise-codec tile directory")
+
+    def run(job):
+        f, r0, th, starts, ends, e0, e1 = job
+        codes = np.empty((th, w), np.int32)
+        ok, ne = PY.decode_tile(words, starts, ends, esc_all, e0, e1, wts, luts, tab, codes)
+        if not ok or ne != e1:
+            raise corrupted(f, r0)
+        finish(f, r0, th, codes)
+
+    _map(run, jobs, threads)

@@ -1,0 +1,805 @@
+"""The ``effort="pyramid"`` back end: hierarchical interpolative prediction, interleaved rANS.
+
+A tile of codes ``P_0`` (h × w) is split into its four polyphase planes ``ee`` (even row,
+even column), ``oo``, ``eo`` and ``oe``; ``P_1 = ee`` is split again, down to ``P_K``.
+Decoding runs coarse to fine: ``P_K`` (a few hundred codes, median-edge prediction), then
+per level the three stages
+
+- A: ``oo`` predicted from its 16 nearest ``ee`` neighbours (diagonals),
+- B1: ``eo`` from ``ee`` and ``oo`` (the 4 direct neighbours and 12 more),
+- B2: ``oe`` from ``ee``, ``oo`` and ``eo`` (its 8 immediate neighbours and 8 more),
+
+and ``P_k`` is their interleave. Every pixel of a stage is predicted from data decoded in
+earlier stages only, and from both sides: predictions and contexts of a whole row are
+computed in one vectorisable loop, and the only serial work per pixel is the rANS step.
+The 16 neighbours enter as three sums over symmetric rings (distance classes), weighted
+per class (activity × level, ``N_CLASS``) by least squares, fixed point. The residual to
+the floor of the prediction is coded with static tables per context (fraction of the
+prediction × activity), one table set per ``(level, stage)`` group. Four rANS states
+interleave (the state of column ``j`` is ``j & 3``) and share one stream of 16-bit words,
+so four independent dependency chains overlap in the CPU.
+
+Plane buffers carry a halo of `HALO` cells filled by edge replication, so encoder and
+decoder read the same neighbours at the borders.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .kernels import ESC, N_SYM, RANS_L, RMAX
+
+HALO = 2
+WB = 12  # fixed-point fraction bits of the weights
+N_ACT_CLS = 8
+N_LVL_CLS = 8
+N_CLASS = N_ACT_CLS * N_LVL_CLS
+FRAC_BITS = 3  # the prediction's fractional part (8 bins) selects the context
+N_FRAC = 1 << FRAC_BITS
+N_ACT_CTX = 12
+N_CTX = N_FRAC * N_ACT_CTX  # contexts per group
+N_LEVEL_GROUPS = 2  # context tables: level 0, and levels >= 1 (a quarter of the pixels)
+N_STAGE = 3
+N_WEIGHT_LEVELS = 2  # levels >= 5 share weights
+N_SETS = N_WEIGHT_LEVELS * N_STAGE  # weight sets
+N_GROUPS = 1 + N_LEVEL_GROUPS * N_STAGE  # context groups; group 0: the top plane
+N_CTX_ALL = N_GROUPS * N_CTX
+N_W = 4  # weights of the three ring sums and the bias
+TOP_ROWS = 8  # split until a plane has at most this many rows (or 1 column)
+LANES = 4  # rANS states, each with its own word stream
+TAB_BITS = 10  # probability resolution of the tables: small enough to stay in L2
+TAB = 1 << TAB_BITS
+MAX_CODE = 32767  # planes are int16
+U = np.uint64
+
+ACT_MAX = 63
+LVL_MAX = 255
+# activity (range of the 4 nearest codes) → class bucket (premultiplied by N_LVL_CLS) in
+# the low byte and context bucket in the next byte: one lookup
+ACT_LUT = (
+    np.searchsorted([1, 2, 3, 4, 6, 9, 14], np.arange(ACT_MAX + 1), side="right") * N_LVL_CLS
+    + (
+        np.searchsorted([1, 2, 3, 4, 5, 6, 8, 10, 13, 17, 22], np.arange(ACT_MAX + 1), side="right")
+        << 8
+    )
+).astype(np.int32)
+# level (mean of the 4 nearest codes, clipped to LVL_MAX) → class bucket: thresholds at
+# octiles of the level distribution of each weight set, chosen by the encoder
+# (`level_thresholds`) and sent with the weights
+
+_OPTS = dict(nogil=True, cache=True)
+_INLINE = dict(nogil=True, cache=True, inline="always")
+
+
+# ---------------------------------------------------------------- geometry
+def n_levels(h: int, w: int) -> int:
+    """Number of splits K of an ``h × w`` tile."""
+    k = 0
+    while h > TOP_ROWS and w > 1:
+        h, w = (h + 1) // 2, (w + 1) // 2
+        k += 1
+    return k
+
+
+@nb.njit(**_INLINE)
+def _sizes(h, w, K):
+    hs = np.empty(K + 1, np.int64)
+    ws = np.empty(K + 1, np.int64)
+    hs[0], ws[0] = h, w
+    for k in range(K):
+        hs[k + 1] = (hs[k] + 1) // 2
+        ws[k + 1] = (ws[k] + 1) // 2
+    return hs, ws
+
+
+@nb.njit(**_INLINE)
+def _fill_halo(B, n, m):
+    """Edge-replicate the valid ``n × m`` region of padded buffer ``B`` into the rest."""
+    H = HALO
+    R, C = B.shape
+    for i in range(H, H + n):
+        v = B[i, H]
+        for j in range(H):
+            B[i, j] = v
+        v = B[i, H + m - 1]
+        for j in range(H + m, C):
+            B[i, j] = v
+    for i in range(H):
+        for j in range(C):
+            B[i, j] = B[H, j]
+    for i in range(H + n, R):
+        for j in range(C):
+            B[i, j] = B[H + n - 1, j]
+
+
+@nb.njit(**_INLINE)
+def _stage_rows(kind, hk, wk):
+    """Rows and columns of the stage's target plane inside level plane ``hk × wk``."""
+    if kind == 0:  # oo
+        return hk // 2, wk // 2
+    if kind == 1:  # eo
+        return (hk + 1) // 2, wk // 2
+    return hk // 2, (wk + 1) // 2  # oe
+
+
+# ---------------------------------------------------------------- prediction
+# Per row, one branch-free loop per stage kind over shifted row views (LLVM vectorises it)
+# computes the two ring sums, the activity and the level; a serial loop looks up the
+# class's weights (a per-pixel table lookup would stop the vectorisation) and forms the
+# prediction and context.
+
+
+@nb.njit(**_INLINE)
+def _act_lvl(p0, p1, p2, p3, r1):
+    """Activity (range of the 4 nearest codes) and level (their mean), clipped."""
+    act = min(max(max(p0, p1), max(p2, p3)) - min(min(p0, p1), min(p2, p3)), ACT_MAX)
+    return act, min(r1 >> 2, LVL_MAX)
+
+
+@nb.njit(**_OPTS)
+def _feat_a(E, a, n, r1, r2, r3, act, lvl):
+    """Stage A (oo): the 4 diagonal ee neighbours (d² = 2 in full-resolution units), the
+    8 at d² = 10 and the 4 at d² = 18."""
+    u0, u1, u2, u3 = E[a - 1], E[a], E[a + 1], E[a + 2]
+    a1, a2, a3, a4 = u0[1:], u0[2:], u0[3:], u0[4:]
+    b1, b2, b3, b4 = u1[1:], u1[2:], u1[3:], u1[4:]
+    c1, c2, c3, c4 = u2[1:], u2[2:], u2[3:], u2[4:]
+    d1, d2, d3, d4 = u3[1:], u3[2:], u3[3:], u3[4:]
+    for j in range(n):
+        p0, p1 = np.int32(b2[j]), np.int32(b3[j])
+        p2, p3 = np.int32(c2[j]), np.int32(c3[j])
+        s1 = p0 + p1 + p2 + p3
+        r1[j] = s1
+        r2[j] = (
+            np.int32(b1[j]) + np.int32(b4[j]) + np.int32(c1[j]) + np.int32(c4[j])
+            + np.int32(a2[j]) + np.int32(a3[j]) + np.int32(d2[j]) + np.int32(d3[j])
+        )  # fmt: skip
+        r3[j] = np.int32(a1[j]) + np.int32(a4[j]) + np.int32(d1[j]) + np.int32(d4[j])
+        act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
+
+
+@nb.njit(**_OPTS)
+def _feat_b1(E, O, a, n, r1, r2, r3, act, lvl):
+    """Stage B1 (eo): the 4 direct neighbours (2 ee, 2 oo), the 8 at d² = 5 and the 4 at
+    d² = 9."""
+    e0, e1, e2 = E[a - 1], E[a], E[a + 1]
+    o0, o1, o2, o3 = O[a - 2], O[a - 1], O[a], O[a + 1]
+    e0_2, e0_3 = e0[2:], e0[3:]
+    e1_1, e1_2, e1_3, e1_4 = e1[1:], e1[2:], e1[3:], e1[4:]
+    o0_2, o3_2 = o0[2:], o3[2:]
+    e2_2, e2_3 = e2[2:], e2[3:]
+    o1_1, o1_2, o1_3 = o1[1:], o1[2:], o1[3:]
+    o2_1, o2_2, o2_3 = o2[1:], o2[2:], o2[3:]
+    for j in range(n):
+        p0, p1 = np.int32(e1_2[j]), np.int32(e1_3[j])
+        p2, p3 = np.int32(o1_2[j]), np.int32(o2_2[j])
+        s1 = p0 + p1 + p2 + p3
+        r1[j] = s1
+        r2[j] = (
+            np.int32(o1_1[j]) + np.int32(o1_3[j]) + np.int32(o2_1[j]) + np.int32(o2_3[j])
+            + np.int32(e0_2[j]) + np.int32(e0_3[j]) + np.int32(e2_2[j]) + np.int32(e2_3[j])
+        )  # fmt: skip
+        r3[j] = np.int32(e1_1[j]) + np.int32(e1_4[j]) + np.int32(o0_2[j]) + np.int32(o3_2[j])
+        act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
+
+
+@nb.njit(**_OPTS)
+def _feat_b2(E, O, Q, a, n, r1, r2, r3, act, lvl):
+    """Stage B2 (oe): the 4 direct neighbours (2 oo, 2 ee), the 4 eo diagonals and the 8
+    at d² = 5."""
+    e1, e2 = E[a], E[a + 1]
+    o0, o1, o2 = O[a - 1], O[a], O[a + 1]
+    q1, q2 = Q[a], Q[a + 1]
+    e1_1, e1_2, e1_3 = e1[1:], e1[2:], e1[3:]
+    e2_1, e2_2, e2_3 = e2[1:], e2[2:], e2[3:]
+    o0_1, o0_2 = o0[1:], o0[2:]
+    o2_1, o2_2 = o2[1:], o2[2:]
+    o1_1, o1_2 = o1[1:], o1[2:]
+    q1_1, q1_2 = q1[1:], q1[2:]
+    q2_1, q2_2 = q2[1:], q2[2:]
+    for j in range(n):
+        p0, p1 = np.int32(o1_1[j]), np.int32(o1_2[j])
+        p2, p3 = np.int32(e1_2[j]), np.int32(e2_2[j])
+        s1 = p0 + p1 + p2 + p3
+        r1[j] = s1
+        r2[j] = np.int32(q1_1[j]) + np.int32(q1_2[j]) + np.int32(q2_1[j]) + np.int32(q2_2[j])
+        r3[j] = (
+            np.int32(e1_1[j]) + np.int32(e1_3[j]) + np.int32(e2_1[j]) + np.int32(e2_3[j])
+            + np.int32(o0_1[j]) + np.int32(o0_2[j]) + np.int32(o2_1[j]) + np.int32(o2_2[j])
+        )  # fmt: skip
+        act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
+
+
+@nb.njit(**_INLINE)
+def _features(kind, i, n, E, O, Q, r1, r2, r3, act, lvl):
+    """Ring sums, activity and level of row ``i`` of stage ``kind``'s target plane
+    (``E``/``O``/``Q``: the padded ee/oo/eo planes)."""
+    a = i + HALO
+    if kind == 0:
+        _feat_a(E, a, n, r1, r2, r3, act, lvl)
+    elif kind == 1:
+        _feat_b1(E, O, a, n, r1, r2, r3, act, lvl)
+    else:
+        _feat_b2(E, O, Q, a, n, r1, r2, r3, act, lvl)
+
+
+@nb.njit(**_INLINE)
+def _classify(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, pred, ctx):
+    """Serial pass over a row: the class (activity × level) chooses the fixed-point
+    weights; ``pred`` gets the prediction, ``ctx`` the global rANS context (group base
+    ``g0`` + fraction bin of the prediction × activity bucket)."""
+    for j in range(n):
+        al = ACT_LUT[act[j]]
+        c = (al & 0xFF) + lvl_cls[lvl[j]]
+        p = wt[c, 3] + wt[c, 0] * r1[j] + wt[c, 1] * r2[j] + wt[c, 2] * r3[j]
+        pred[j] = p
+        ctx[j] = g0 + ((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX + (al >> 8)
+
+
+@nb.njit(**_INLINE)
+def _row_buffers(n):
+    """r1, r2, r3 (int32), activity and level (uint8), prediction (int64), context
+    (uint16)."""
+    return (
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.uint8),
+        np.empty(n, np.uint8),
+        np.empty(n, np.int64),
+        np.empty(n + 4, np.uint16),
+    )
+
+
+# ---------------------------------------------------------------- planes (encoder side)
+@nb.njit(**_INLINE)
+def _split(P, hk, wk, E, O, Q, R):
+    """Polyphase split of level plane ``P`` (padded, valid ``hk × wk``) into padded planes."""
+    H = HALO
+    for i in range((hk + 1) // 2):
+        for j in range((wk + 1) // 2):
+            E[H + i, H + j] = P[H + 2 * i, H + 2 * j]
+    for i in range(hk // 2):
+        for j in range(wk // 2):
+            O[H + i, H + j] = P[H + 2 * i + 1, H + 2 * j + 1]
+    for i in range((hk + 1) // 2):
+        for j in range(wk // 2):
+            Q[H + i, H + j] = P[H + 2 * i, H + 2 * j + 1]
+    for i in range(hk // 2):
+        for j in range((wk + 1) // 2):
+            R[H + i, H + j] = P[H + 2 * i + 1, H + 2 * j]
+    _fill_halo(E, (hk + 1) // 2, (wk + 1) // 2)
+    _fill_halo(O, hk // 2, wk // 2)
+    _fill_halo(Q, (hk + 1) // 2, wk // 2)
+    _fill_halo(R, hk // 2, (wk + 1) // 2)
+
+
+@nb.njit(**_OPTS)
+def build_planes(codes, K):
+    """Level planes ``P_0..P_K`` (padded int16) and per level the padded oo/eo/oe planes.
+
+    Returns ``(levels, stages)``: ``levels[k]`` is ``P_k``; ``stages[3k + s]`` the target
+    plane of stage ``s`` at level ``k``.
+    """
+    h, w = codes.shape
+    hs, ws = _sizes(h, w, K)
+    H = HALO
+    levels = []
+    stages = []
+    P = np.empty((h + 2 * H, w + 2 * H), np.int16)
+    for i in range(h):
+        for j in range(w):
+            P[H + i, H + j] = codes[i, j]
+    _fill_halo(P, h, w)
+    levels.append(P)
+    for k in range(K):
+        hh, wh = hs[k + 1], ws[k + 1]
+        E = np.empty((hh + 2 * H, wh + 2 * H), np.int16)
+        O = np.empty_like(E)
+        Q = np.empty_like(E)
+        R = np.empty_like(E)
+        _split(levels[k], hs[k], ws[k], E, O, Q, R)
+        levels.append(E)
+        stages.append(O)
+        stages.append(Q)
+        stages.append(R)
+    return levels, stages
+
+
+# ---------------------------------------------------------------- training (encoder)
+@nb.njit(**_OPTS)
+def train_tile(codes, K, ata, aty):
+    """Accumulate the normal equations of the ring predictor (features r1, r2, r3, 1 → code)
+    per weight set, activity class and level value over the pixels of a tile.
+
+    ``ata`` (N_SETS, N_ACT_CLS, LVL_MAX + 1, N_W, N_W) and ``aty`` (…, N_W) float64; the
+    level classes are chosen afterwards (`level_thresholds`) and the equations of a
+    class are the sums over its levels.
+    """
+    h, w = codes.shape
+    hs, ws = _sizes(h, w, K)
+    levels, stages = build_planes(codes, K)
+    r1, r2, r3, act, lvl, pred, ctx = _row_buffers(ws[0])
+    f = np.zeros(N_W, np.float64)
+    for k in range(K):
+        E = levels[k + 1]
+        O, Q = stages[3 * k], stages[3 * k + 1]
+        m0 = min(k, N_WEIGHT_LEVELS - 1) * N_STAGE
+        for kind in range(N_STAGE):
+            T = stages[3 * k + kind]
+            n_r, n_c = _stage_rows(kind, hs[k], ws[k])
+            m = m0 + kind
+            # every row of the coarse levels, every other row of the finest two: the
+            # normal equations of 3 weights need far fewer samples than that
+            rstep = 1 if k >= 2 else 2
+            for i in range(0, n_r, rstep):
+                _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
+                a = i + HALO
+                for j in range(n_c):
+                    ac = (ACT_LUT[act[j]] & 0xFF) // N_LVL_CLS
+                    lv = lvl[j]
+                    f[0], f[1], f[2], f[3] = r1[j], r2[j], r3[j], 1.0
+                    y = np.float64(T[a, j + HALO])
+                    for u in range(N_W):
+                        aty[m, ac, lv, u] += f[u] * y
+                        for v in range(N_W):
+                            ata[m, ac, lv, u, v] += f[u] * f[v]
+
+
+def level_thresholds(counts: np.ndarray) -> np.ndarray:
+    """Level → class LUT (uint8, LVL_MAX + 1) with class boundaries at the octiles of the
+    level distribution ``counts`` (per level value)."""
+    cdf = np.cumsum(counts, dtype=np.float64)
+    tot = cdf[-1]
+    if tot <= 0:
+        return np.zeros(LVL_MAX + 1, np.uint8)
+    edges = np.searchsorted(cdf, tot * np.arange(1, N_LVL_CLS) / N_LVL_CLS, side="right")
+    edges = np.unique(np.clip(edges, 1, LVL_MAX))
+    return np.searchsorted(edges, np.arange(LVL_MAX + 1), side="right").astype(np.uint8)
+
+
+def solve_weights(ata: np.ndarray, aty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS,
+    N_W) int32 (last: the bias) from the accumulated normal equations: least squares per
+    class with a small ridge; classes with few samples take their set's pooled fit (or
+    the mean of the nearest ring)."""
+    out = np.zeros((N_SETS, N_CLASS, N_W))
+    luts = np.zeros((N_SETS, LVL_MAX + 1), np.uint8)
+    ridge = np.eye(N_W) * 1e-3
+    ridge[-1, -1] = 0.0
+    default = np.array([0.25, 0.0, 0.0, 0.0])
+    for s in range(N_SETS):
+        lut = level_thresholds(ata[s, :, :, -1, -1].sum(0))
+        luts[s] = lut
+        # class sums: (act class, level class)
+        ca = np.zeros((N_ACT_CLS, N_LVL_CLS, N_W, N_W))
+        cb = np.zeros((N_ACT_CLS, N_LVL_CLS, N_W))
+        for lc in range(N_LVL_CLS):
+            sel = lut == lc
+            ca[:, lc] = ata[s][:, sel].sum(1)
+            cb[:, lc] = aty[s][:, sel].sum(1)
+        ca = ca.reshape(N_CLASS, N_W, N_W)
+        cb = cb.reshape(N_CLASS, N_W)
+        pa, pb = ca.sum(0), cb.sum(0)
+        cnt = pa[-1, -1]
+        pooled = default
+        if cnt > 16 * N_W:
+            try:
+                pooled = np.linalg.solve(pa / cnt + ridge, pb / cnt)
+            except np.linalg.LinAlgError:
+                pooled = default
+        for c in range(N_CLASS):
+            n = ca[c, -1, -1]
+            out[s, c] = pooled
+            if n > 32 * N_W:
+                try:
+                    out[s, c] = np.linalg.solve(ca[c] / n + ridge, cb[c] / n)
+                except np.linalg.LinAlgError:
+                    pass
+    # |w| < 16: ring sums < 2**18 keep every product and sum far inside int64
+    return luts, np.rint(np.clip(out, -15.0, 15.0) * (1 << WB)).astype(np.int32)
+
+
+# ---------------------------------------------------------------- symbols (encoder)
+@nb.njit(**_INLINE)
+def _med(P, i, j):
+    """Median-edge prediction of ``P[i, j]`` (padded coordinates) from W, N, NW."""
+    H = HALO
+    if i == H and j == H:
+        return np.int64(0)
+    if i == H:
+        return np.int64(P[i, j - 1])
+    if j == H:
+        return np.int64(P[i - 1, j])
+    a = np.int64(P[i, j - 1])
+    b = np.int64(P[i - 1, j])
+    c = np.int64(P[i - 1, j - 1])
+    if c >= max(a, b):
+        return min(a, b)
+    if c <= min(a, b):
+        return max(a, b)
+    return a + b - c
+
+
+@nb.njit(**_INLINE)
+def _symbol(c, base):
+    r = c - base
+    if -RMAX <= r < RMAX:
+        return r + RMAX
+    return ESC
+
+
+@nb.njit(**_OPTS)
+def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
+    """Symbols of a tile in decoding order, their global contexts and rANS lanes, the
+    escaped codes (returned count) and the per-context histogram ``hist``
+    (N_CTX_ALL, N_SYM) int64."""
+    h, w = codes.shape
+    hs, ws = _sizes(h, w, K)
+    levels, stages = build_planes(codes, K)
+    H = HALO
+    t = 0
+    n_esc = 0
+    # top plane: median-edge prediction, group 0 context 0
+    P = levels[K]
+    for i in range(hs[K]):
+        for j in range(ws[K]):
+            c = np.int64(P[H + i, H + j])
+            s = _symbol(c, _med(P, H + i, H + j))
+            if s == ESC:
+                esc[n_esc] = c
+                n_esc += 1
+            syms[t] = s
+            ctxs[t] = 0
+            lanes[t] = j & 3
+            hist[0, s] += 1
+            t += 1
+    r1, r2, r3, act, lvl, pred, ctx = _row_buffers(ws[0])
+    for k in range(K - 1, -1, -1):
+        E = levels[k + 1]
+        O, Q = stages[3 * k], stages[3 * k + 1]
+        st = min(k, N_LEVEL_GROUPS - 1) * N_STAGE
+        m0 = min(k, N_WEIGHT_LEVELS - 1) * N_STAGE
+        for kind in range(N_STAGE):
+            T = stages[3 * k + kind]
+            n_r, n_c = _stage_rows(kind, hs[k], ws[k])
+            g0 = (1 + st + kind) * N_CTX
+            for i in range(n_r):
+                _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
+                _classify(n_c, wts[m0 + kind], luts[m0 + kind], g0, r1, r2, r3, act, lvl, pred, ctx)
+                for j in range(n_c):
+                    c = np.int64(T[H + i, H + j])
+                    s = _symbol(c, pred[j] >> WB)
+                    if s == ESC:
+                        esc[n_esc] = c
+                        n_esc += 1
+                    g = ctx[j]
+                    syms[t] = s
+                    ctxs[t] = g
+                    lanes[t] = j & 3
+                    hist[g, s] += 1
+                    t += 1
+    return n_esc
+
+
+# ---------------------------------------------------------------- tables
+def normalise(counts: np.ndarray) -> np.ndarray:
+    """Frequencies per context summing to `TAB`, ≥ 1 for every symbol seen (int64)."""
+    counts = np.asarray(counts, np.int64)
+    f = np.empty_like(counts)
+    _normalise(counts, f)
+    return f
+
+
+@nb.njit(**_OPTS)
+def _normalise(counts, f):
+    n, m = counts.shape
+    for c in range(n):
+        tot = 0
+        for s in range(m):
+            tot += counts[c, s]
+        if tot == 0:  # unused context: any valid table
+            for s in range(m):
+                f[c, s] = 0
+            f[c, RMAX] = TAB
+            continue
+        acc = 0
+        for s in range(m):
+            v = counts[c, s] * TAB // tot
+            if v == 0 and counts[c, s] > 0:
+                v = 1
+            f[c, s] = v
+            acc += v
+        # the remainder goes to (or comes from) the most frequent symbols
+        while acc != TAB:
+            j = 0
+            for s in range(m):
+                if f[c, s] > f[c, j]:
+                    j = s
+            d = TAB - acc
+            if d < 0:
+                d = max(d, 1 - f[c, j])
+            f[c, j] += d
+            acc += d
+
+
+def _data_bits(counts: np.ndarray) -> float:
+    """Bits to code ``counts`` (…, N_SYM) with their own empirical distributions."""
+    counts = counts.reshape(-1, counts.shape[-1]).astype(np.float64)
+    tot = counts.sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lg = np.where(counts > 0, np.log2(counts / np.maximum(tot, 1)), 0.0)
+    return float(-(counts * lg).sum())
+
+
+def _table_bits(counts: np.ndarray) -> float:
+    """Approximate cost of sending the tables of ``counts``: ~9 bits per used symbol."""
+    return 9.0 * float((counts > 0).sum()) + 16.0 * counts.reshape(-1, N_SYM).shape[0]
+
+
+def choose_contexts(hist: np.ndarray) -> np.ndarray:
+    """Context map (N_CTX_ALL,) int64: logical context → physical table.
+
+    Per group and activity bucket, the fraction bins are merged into 8, 4, 2 or 1
+    tables, whichever codes the histogram plus its tables in the fewest bits (a small
+    image cannot pay for 96 tables per group; a large one gains from all of them).
+    Contexts that no pixel used share one table. Physical tables are numbered in order
+    of their first logical context.
+    """
+    hist = np.asarray(hist, np.int64)
+    logical = np.arange(N_CTX_ALL).reshape(N_GROUPS, N_FRAC, N_ACT_CTX)
+    target = logical.copy()
+    for g in range(N_GROUPS):
+        for a in range(N_ACT_CTX):
+            h = hist[logical[g, :, a]]  # (N_FRAC, N_SYM)
+            best, best_bits = 0, np.inf
+            for m in range(FRAC_BITS + 1):  # 2**m bins of N_FRAC >> m fraction bins
+                merged = h.reshape(1 << m, N_FRAC >> m, N_SYM).sum(1)
+                used = merged[merged.sum(1) > 0]
+                bits = _data_bits(used) + _table_bits(used)
+                if bits < best_bits - 1e-9:
+                    best, best_bits = m, bits
+            width = N_FRAC >> best
+            for f in range(N_FRAC):
+                target[g, f, a] = logical[g, (f // width) * width, a]
+    target = target.ravel()
+    # contexts never used share one table
+    per_target = np.bincount(target, weights=hist.sum(1), minlength=N_CTX_ALL)
+    empty = per_target[target] == 0
+    if empty.any():
+        target[empty] = target[np.flatnonzero(empty)[0]]
+    _, remap = np.unique(target, return_inverse=True)
+    return remap.astype(np.int64)
+
+
+def cumulative(freq: np.ndarray) -> np.ndarray:
+    cum = np.zeros_like(freq)
+    cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
+    return cum
+
+
+@nb.njit(**_OPTS)
+def _fill_table(freq, tab):
+    n, m = freq.shape
+    for c in range(n):
+        slot = 0
+        for s in range(m):
+            f = freq[c, s]
+            for k in range(f):
+                tab[c * TAB + slot] = np.uint32((f << (TAB_BITS + 6)) | (k << 6) | s)
+                slot += 1
+
+
+def decode_table(freq: np.ndarray) -> np.ndarray:
+    """Packed decoding table, per context and slot: ``freq << (TAB_BITS + 6) |
+    (slot − cum) << 6 | symbol`` (uint32, one load per symbol). ``freq`` rows must sum
+    to `TAB`."""
+    freq = np.ascontiguousarray(freq, np.int64)
+    tab = np.empty(freq.shape[0] * TAB, np.uint32)
+    _fill_table(freq, tab)
+    return tab
+
+
+@nb.njit(**_OPTS)
+def rans_encode(syms, ctxs, lanes, freq, cum, out, lens):
+    """rANS of symbols in decoding order with `LANES` states, each with its own stream of
+    uint16 words. ``out`` (LANES, capacity) receives the streams in the order the decoder
+    reads them, ``lens`` their lengths."""
+    xs = np.full(LANES, RANS_L, np.int64)
+    for ln in range(LANES):
+        lens[ln] = 0
+    for t in range(syms.shape[0] - 1, -1, -1):
+        ln = lanes[t]
+        g = ctxs[t]
+        s = syms[t]
+        f = np.int64(freq[g, s])
+        x = xs[ln]
+        if x >= (f << (32 - TAB_BITS)):
+            out[ln, lens[ln]] = np.uint16(x & 0xFFFF)
+            lens[ln] += 1
+            x >>= 16
+        xs[ln] = ((x // f) << TAB_BITS) + (x % f) + np.int64(cum[g, s])
+    for ln in range(LANES):
+        m = lens[ln]
+        out[ln, m] = np.uint16(xs[ln] & 0xFFFF)
+        out[ln, m + 1] = np.uint16(xs[ln] >> 16)
+        m += 2
+        lens[ln] = m
+        for a in range(m // 2):
+            tmp = out[ln, a]
+            out[ln, a] = out[ln, m - 1 - a]
+            out[ln, m - 1 - a] = tmp
+
+
+# ---------------------------------------------------------------- decoder
+# Index arithmetic is unsigned (np.uint64 throughout): numba then emits no negative-index
+# wrap-around, which otherwise sits on the rANS dependency chain.
+
+
+@nb.njit(**_INLINE)
+def _dec(x, g, words, q, tab):
+    """One rANS step of state ``x`` in context ``g`` reading its stream at ``q``."""
+    slot = x & U(TAB - 1)
+    e = U(tab[(g << U(TAB_BITS)) + slot])
+    x = (e >> U(TAB_BITS + 6)) * (x >> U(TAB_BITS)) + ((e >> U(6)) & U(TAB - 1))
+    need = U(x < U(RANS_L))
+    x = (x << (need << U(4))) | (U(words[q]) & (U(0) - need))
+    return x, q + need, np.uint8(e & U(63))
+
+
+@nb.njit(**_INLINE)
+def _put(T, a, b, s, p, esc, ne, eend):
+    """Code of a decoded symbol into ``T[a, b]``; returns the escape position."""
+    if s == ESC:
+        c = esc[ne] if ne < eend else 0
+        ne += 1
+    else:
+        c = (p >> WB) + s - RMAX
+    T[a, b] = c
+    return ne
+
+
+@nb.njit(**_INLINE)
+def _decode_row(n, ctx, sym, x0, x1, x2, x3, q0, q1, q2, q3, words, tab):
+    """Symbols of one row (contexts ``ctx``) into ``sym``; pixel ``j`` uses state
+    ``j & 3``. Returns the states and stream positions."""
+    j = 0
+    while j + 4 <= n:
+        x0, q0, s0 = _dec(x0, U(ctx[j]), words, q0, tab)
+        x1, q1, s1 = _dec(x1, U(ctx[j + 1]), words, q1, tab)
+        x2, q2, s2 = _dec(x2, U(ctx[j + 2]), words, q2, tab)
+        x3, q3, s3 = _dec(x3, U(ctx[j + 3]), words, q3, tab)
+        sym[j] = s0
+        sym[j + 1] = s1
+        sym[j + 2] = s2
+        sym[j + 3] = s3
+        j += 4
+    if j < n:
+        x0, q0, s0 = _dec(x0, U(ctx[j]), words, q0, tab)
+        sym[j] = s0
+    if j + 1 < n:
+        x1, q1, s1 = _dec(x1, U(ctx[j + 1]), words, q1, tab)
+        sym[j + 1] = s1
+    if j + 2 < n:
+        x2, q2, s2 = _dec(x2, U(ctx[j + 2]), words, q2, tab)
+        sym[j + 2] = s2
+    return x0, x1, x2, x3, q0, q1, q2, q3
+
+
+@nb.njit(**_OPTS)
+def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, codes):
+    """Decode one tile into ``codes`` (h, w) int32.
+
+    Lane ``l`` reads ``words[starts[l]:ends[l]]``; ``words`` must extend at least ``w``
+    zero words past the last end (rows are decoded without bounds checks, positions are
+    checked after each row). Returns ``(ok, ne)``: whether every lane ended exactly at
+    its end, and the escape position reached (compare with ``eend``).
+    """
+    h, w = codes.shape
+    K = 0
+    hh, ww = h, w
+    while hh > TOP_ROWS and ww > 1:
+        hh, ww = (hh + 1) // 2, (ww + 1) // 2
+        K += 1
+    hs, ws = _sizes(h, w, K)
+    H = HALO
+    ne = ebeg
+    for ln in range(LANES):
+        if ends[ln] - starts[ln] < 2:
+            return False, ne
+    q0, q1, q2, q3 = U(starts[0]), U(starts[1]), U(starts[2]), U(starts[3])
+    e0, e1, e2, e3 = U(ends[0]), U(ends[1]), U(ends[2]), U(ends[3])
+    x0 = (U(words[q0]) << U(16)) | U(words[q0 + U(1)])
+    x1 = (U(words[q1]) << U(16)) | U(words[q1 + U(1)])
+    x2 = (U(words[q2]) << U(16)) | U(words[q2 + U(1)])
+    x3 = (U(words[q3]) << U(16)) | U(words[q3 + U(1)])
+    q0 += U(2)
+    q1 += U(2)
+    q2 += U(2)
+    q3 += U(2)
+    g = U(0)
+    # top plane, serial
+    P = np.empty((hs[K] + 2 * H, ws[K] + 2 * H), np.int16)
+    for i in range(hs[K]):
+        for j in range(ws[K]):
+            ln = j & 3
+            if ln == 0:
+                x0, q0, s = _dec(x0, g, words, q0, tab)
+            elif ln == 1:
+                x1, q1, s = _dec(x1, g, words, q1, tab)
+            elif ln == 2:
+                x2, q2, s = _dec(x2, g, words, q2, tab)
+            else:
+                x3, q3, s = _dec(x3, g, words, q3, tab)
+            p = _med(P, H + i, H + j) << WB
+            ne = _put(P, H + i, H + j, s, p, esc, ne, eend)
+        if q0 > e0 or q1 > e1 or q2 > e2 or q3 > e3:
+            return False, ne
+    _fill_halo(P, hs[K], ws[K])
+    if K == 0:  # a tile of at most TOP_ROWS rows is its own top plane
+        for i in range(h):
+            for j in range(w):
+                codes[i, j] = P[H + i, H + j]
+    r1, r2, r3, act, lvl, pred, ctx = _row_buffers(ws[0])
+    sym = np.empty(ws[0] + 4, np.uint8)
+    for k in range(K - 1, -1, -1):
+        E = P
+        hh, wh = hs[k + 1], ws[k + 1]
+        O = np.empty((hh + 2 * H, wh + 2 * H), np.int16)
+        Q = np.empty_like(O)
+        R = np.empty_like(O)
+        st = min(k, N_LEVEL_GROUPS - 1) * N_STAGE
+        m0 = min(k, N_WEIGHT_LEVELS - 1) * N_STAGE
+        for kind in range(N_STAGE):
+            T = O if kind == 0 else (Q if kind == 1 else R)
+            n_r, n_c = _stage_rows(kind, hs[k], ws[k])
+            g0 = (1 + st + kind) * N_CTX
+            for i in range(n_r):
+                _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
+                _classify(n_c, wts[m0 + kind], luts[m0 + kind], g0, r1, r2, r3, act, lvl, pred, ctx)
+                x0, x1, x2, x3, q0, q1, q2, q3 = _decode_row(
+                    n_c, ctx, sym, x0, x1, x2, x3, q0, q1, q2, q3, words, tab
+                )
+                if q0 > e0 or q1 > e1 or q2 > e2 or q3 > e3:
+                    return False, ne
+                a = i + H
+                n_esc = 0
+                for j in range(n_c):
+                    s = np.int64(sym[j])
+                    T[a, j + H] = (pred[j] >> WB) + s - RMAX
+                    n_esc += s == ESC
+                if n_esc:
+                    for j in range(n_c):
+                        if sym[j] == ESC:
+                            T[a, j + H] = esc[ne] if ne < eend else 0
+                            ne += 1
+            _fill_halo(T, n_r, n_c)
+        # interleave into the level plane (P_0 is the output)
+        hk, wk = hs[k], ws[k]
+        if k == 0:
+            for i in range((hk + 1) // 2):
+                for j in range((wk + 1) // 2):
+                    codes[2 * i, 2 * j] = E[H + i, H + j]
+                for j in range(wk // 2):
+                    codes[2 * i, 2 * j + 1] = Q[H + i, H + j]
+            for i in range(hk // 2):
+                for j in range(wk // 2):
+                    codes[2 * i + 1, 2 * j + 1] = O[H + i, H + j]
+                for j in range((wk + 1) // 2):
+                    codes[2 * i + 1, 2 * j] = R[H + i, H + j]
+        else:
+            P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
+            for i in range((hk + 1) // 2):
+                for j in range((wk + 1) // 2):
+                    P[H + 2 * i, H + 2 * j] = E[H + i, H + j]
+                for j in range(wk // 2):
+                    P[H + 2 * i, H + 2 * j + 1] = Q[H + i, H + j]
+            for i in range(hk // 2):
+                for j in range(wk // 2):
+                    P[H + 2 * i + 1, H + 2 * j + 1] = O[H + i, H + j]
+                for j in range((wk + 1) // 2):
+                    P[H + 2 * i + 1, H + 2 * j] = R[H + i, H + j]
+            _fill_halo(P, hk, wk)
+    ok = q0 == e0 and q1 == e1 and q2 == e2 and q3 == e3
+    return ok, ne
