@@ -50,7 +50,7 @@ TOP_ROWS = 8  # split until a plane has at most this many rows (or 1 column)
 LANES = 4  # rANS states, each with its own word stream
 TAB_BITS = 10  # probability resolution of the tables: small enough to stay in L2
 TAB = 1 << TAB_BITS
-MAX_CODE = 32767  # planes are int16
+MAX_CODE = 4095  # int32 predictions (see `solve_weights`); larger codes use "best"
 U = np.uint64
 
 ACT_MAX = 63
@@ -225,21 +225,24 @@ def _features(kind, i, n, E, O, Q, r1, r2, r3, act, lvl):
 
 
 @nb.njit(**_INLINE)
-def _classify(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, pred, ctx):
+def _classify(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, ctx):
     """Serial pass over a row: the class (activity × level) chooses the fixed-point
-    weights; ``pred`` gets the prediction, ``ctx`` the global rANS context (group base
-    ``g0`` + fraction bin of the prediction × activity bucket)."""
+    weights (``wt``: N_CLASS · N_W int32, flat); ``base`` gets the floor of the
+    prediction, ``ctx`` the global rANS context (group base ``g0`` + fraction bin of the
+    prediction × activity bucket). Unsigned indices: no negative-index wrap-around."""
     for j in range(n):
-        al = ACT_LUT[act[j]]
-        c = (al & 0xFF) + lvl_cls[lvl[j]]
-        p = wt[c, 3] + wt[c, 0] * r1[j] + wt[c, 1] * r2[j] + wt[c, 2] * r3[j]
-        pred[j] = p
-        ctx[j] = g0 + ((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX + (al >> 8)
+        al = U(ACT_LUT[act[j]])
+        c = ((al & U(0xFF)) + U(lvl_cls[lvl[j]])) << U(2)
+        p = np.int32(
+            wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j]
+        )
+        base[j] = p >> WB
+        ctx[j] = g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (al >> U(8))
 
 
 @nb.njit(**_INLINE)
 def _row_buffers(n):
-    """r1, r2, r3 (int32), activity and level (uint8), prediction (int64), context
+    """r1, r2, r3 (int32), activity and level (uint8), prediction floor (int32), context
     (uint16)."""
     return (
         np.empty(n, np.int32),
@@ -247,7 +250,7 @@ def _row_buffers(n):
         np.empty(n, np.int32),
         np.empty(n, np.uint8),
         np.empty(n, np.uint8),
-        np.empty(n, np.int64),
+        np.empty(n, np.int32),
         np.empty(n + 4, np.uint16),
     )
 
@@ -320,7 +323,7 @@ def train_tile(codes, K, ata, aty):
     h, w = codes.shape
     hs, ws = _sizes(h, w, K)
     levels, stages = build_planes(codes, K)
-    r1, r2, r3, act, lvl, pred, ctx = _row_buffers(ws[0])
+    r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
     f = np.zeros(N_W, np.float64)
     for k in range(K):
         E = levels[k + 1]
@@ -360,8 +363,8 @@ def level_thresholds(counts: np.ndarray) -> np.ndarray:
 
 
 def solve_weights(ata: np.ndarray, aty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS,
-    N_W) int32 (last: the bias) from the accumulated normal equations: least squares per
+    """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS ·
+    N_W) int32 (per class: r1, r2, r3, bias) from the accumulated normal equations: least squares per
     class with a small ridge; classes with few samples take their set's pooled fit (or
     the mean of the nearest ring)."""
     out = np.zeros((N_SETS, N_CLASS, N_W))
@@ -397,8 +400,12 @@ def solve_weights(ata: np.ndarray, aty: np.ndarray) -> tuple[np.ndarray, np.ndar
                     out[s, c] = np.linalg.solve(ca[c] / n + ridge, cb[c] / n)
                 except np.linalg.LinAlgError:
                     pass
-    # |w| < 16: ring sums < 2**18 keep every product and sum far inside int64
-    return luts, np.rint(np.clip(out, -15.0, 15.0) * (1 << WB)).astype(np.int32)
+    # ring weights |w| <= 2, bias |b| <= 4096 codes: with codes <= MAX_CODE every
+    # product and the prediction stay inside int32 (ring sums <= 8 · MAX_CODE < 2**15)
+    out[..., :-1] = np.clip(out[..., :-1], -2.0, 2.0)
+    out[..., -1] = np.clip(out[..., -1], -4096.0, 4096.0)
+    wq = np.rint(out * (1 << WB)).astype(np.int32)
+    return luts, np.ascontiguousarray(wq.reshape(N_SETS, N_CLASS * N_W))
 
 
 # ---------------------------------------------------------------- symbols (encoder)
@@ -455,7 +462,7 @@ def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
             lanes[t] = j & 3
             hist[0, s] += 1
             t += 1
-    r1, r2, r3, act, lvl, pred, ctx = _row_buffers(ws[0])
+    r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
     for k in range(K - 1, -1, -1):
         E = levels[k + 1]
         O, Q = stages[3 * k], stages[3 * k + 1]
@@ -467,10 +474,10 @@ def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
             g0 = (1 + st + kind) * N_CTX
             for i in range(n_r):
                 _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
-                _classify(n_c, wts[m0 + kind], luts[m0 + kind], g0, r1, r2, r3, act, lvl, pred, ctx)
+                _classify(n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl, base, ctx)
                 for j in range(n_c):
                     c = np.int64(T[H + i, H + j])
-                    s = _symbol(c, pred[j] >> WB)
+                    s = _symbol(c, np.int64(base[j]))
                     if s == ESC:
                         esc[n_esc] = c
                         n_esc += 1
@@ -661,29 +668,54 @@ def _put(T, a, b, s, p, esc, ne, eend):
 
 
 @nb.njit(**_INLINE)
-def _decode_row(n, ctx, sym, x0, x1, x2, x3, q0, q1, q2, q3, words, tab):
-    """Symbols of one row (contexts ``ctx``) into ``sym``; pixel ``j`` uses state
-    ``j & 3``. Returns the states and stream positions."""
+def _pc(j, wt, lvl_cls, g0, r1, r2, r3, act, lvl):
+    """`_classify` for one pixel: (prediction floor, global context)."""
+    al = U(ACT_LUT[act[j]])
+    c = ((al & U(0xFF)) + U(lvl_cls[lvl[j]])) << U(2)
+    p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
+    return p >> WB, g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (al >> U(8))
+
+
+@nb.njit(**_INLINE)
+def _decode_row(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, sym, x0, x1, x2, x3, q0, q1,
+                q2, q3, words, tab):  # fmt: skip
+    """Prediction floors (``base``) and symbols (``sym``) of one row; pixel ``j`` uses
+    state ``j & 3``. The prediction of the next pixels is independent work the CPU
+    overlaps with the rANS dependency chains. Returns the states and stream positions."""
     j = 0
     while j + 4 <= n:
-        x0, q0, s0 = _dec(x0, U(ctx[j]), words, q0, tab)
-        x1, q1, s1 = _dec(x1, U(ctx[j + 1]), words, q1, tab)
-        x2, q2, s2 = _dec(x2, U(ctx[j + 2]), words, q2, tab)
-        x3, q3, s3 = _dec(x3, U(ctx[j + 3]), words, q3, tab)
+        b0, c0 = _pc(j, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b1, c1 = _pc(j + 1, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b2, c2 = _pc(j + 2, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b3, c3 = _pc(j + 3, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        x0, q0, s0 = _dec(x0, c0, words, q0, tab)
+        x1, q1, s1 = _dec(x1, c1, words, q1, tab)
+        x2, q2, s2 = _dec(x2, c2, words, q2, tab)
+        x3, q3, s3 = _dec(x3, c3, words, q3, tab)
         sym[j] = s0
         sym[j + 1] = s1
         sym[j + 2] = s2
         sym[j + 3] = s3
+        base[j] = b0
+        base[j + 1] = b1
+        base[j + 2] = b2
+        base[j + 3] = b3
         j += 4
     if j < n:
-        x0, q0, s0 = _dec(x0, U(ctx[j]), words, q0, tab)
+        b0, c0 = _pc(j, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        x0, q0, s0 = _dec(x0, c0, words, q0, tab)
         sym[j] = s0
+        base[j] = b0
     if j + 1 < n:
-        x1, q1, s1 = _dec(x1, U(ctx[j + 1]), words, q1, tab)
+        b1, c1 = _pc(j + 1, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        x1, q1, s1 = _dec(x1, c1, words, q1, tab)
         sym[j + 1] = s1
+        base[j + 1] = b1
     if j + 2 < n:
-        x2, q2, s2 = _dec(x2, U(ctx[j + 2]), words, q2, tab)
+        b2, c2 = _pc(j + 2, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        x2, q2, s2 = _dec(x2, c2, words, q2, tab)
         sym[j + 2] = s2
+        base[j + 2] = b2
     return x0, x1, x2, x3, q0, q1, q2, q3
 
 
@@ -741,7 +773,7 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, codes):
         for i in range(h):
             for j in range(w):
                 codes[i, j] = P[H + i, H + j]
-    r1, r2, r3, act, lvl, pred, ctx = _row_buffers(ws[0])
+    r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
     sym = np.empty(ws[0] + 4, np.uint8)
     for k in range(K - 1, -1, -1):
         E = P
@@ -757,17 +789,17 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, codes):
             g0 = (1 + st + kind) * N_CTX
             for i in range(n_r):
                 _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
-                _classify(n_c, wts[m0 + kind], luts[m0 + kind], g0, r1, r2, r3, act, lvl, pred, ctx)
                 x0, x1, x2, x3, q0, q1, q2, q3 = _decode_row(
-                    n_c, ctx, sym, x0, x1, x2, x3, q0, q1, q2, q3, words, tab
-                )
+                    n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl, base,
+                    sym, x0, x1, x2, x3, q0, q1, q2, q3, words, tab,
+                )  # fmt: skip
                 if q0 > e0 or q1 > e1 or q2 > e2 or q3 > e3:
                     return False, ne
                 a = i + H
                 n_esc = 0
                 for j in range(n_c):
                     s = np.int64(sym[j])
-                    T[a, j + H] = (pred[j] >> WB) + s - RMAX
+                    T[a, j + H] = base[j] + s - RMAX
                     n_esc += s == ESC
                 if n_esc:
                     for j in range(n_c):

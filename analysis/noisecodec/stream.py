@@ -15,7 +15,7 @@ Version 2 adds the header key ``effort``: ``"best"`` (the only back end of versi
 64 classes × 18-tap predictor, weights section of 64·19 int32) or ``"fast"`` (one 6-tap
 predictor, 7 int32, `fastpath`); their decoder runs tiles of equal shape in lock-step
 groups of `fastpath.LANES`. Version 3 is the ``"pyramid"`` back end (`pyramid`): sections
-``weights`` (sets × classes × 4 int32), ``levels`` (level → class LUT per set, uint8),
+``weights`` (sets × classes × 4 int32: r1, r2, r3, bias), ``levels`` (level → class LUT per set, uint8),
 ``freq`` (the tables, uint16 as low-byte then high-byte planes) and ``contexts`` (logical
 context → table, uint16); a tile row of the directory is
 ``[frame, row0, rows, escapes, words of lane 0..3]``. Streams of the causal back ends
@@ -664,7 +664,7 @@ def _decode_pyramid(hd, sec, esc_all, w, finish, corrupted, threads, source):
     """Tiles of the "pyramid" back end → ``finish(frame, row0, rows, codes)``."""
     try:
         wts = np.frombuffer(zlib.decompress(sec("weights")), "<i4").reshape(
-            PY.N_SETS, PY.N_CLASS, PY.N_W
+            PY.N_SETS, PY.N_CLASS * PY.N_W
         )
         luts = np.frombuffer(zlib.decompress(sec("levels")), np.uint8).reshape(
             PY.N_SETS, PY.LVL_MAX + 1
