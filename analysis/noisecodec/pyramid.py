@@ -587,25 +587,27 @@ def cumulative(freq: np.ndarray) -> np.ndarray:
 
 
 @nb.njit(**_OPTS)
-def _fill_table(freq, tab):
+def _fill_table(freq, lut, fc):
     n, m = freq.shape
     for c in range(n):
         slot = 0
         for s in range(m):
             f = freq[c, s]
-            for k in range(f):
-                tab[c * TAB + slot] = np.uint32((f << (TAB_BITS + 6)) | (k << 6) | s)
+            fc[c * 64 + s] = np.uint32((f << 16) | slot)
+            for _ in range(f):
+                lut[c * TAB + slot] = s
                 slot += 1
 
 
-def decode_table(freq: np.ndarray) -> np.ndarray:
-    """Packed decoding table, per context and slot: ``freq << (TAB_BITS + 6) |
-    (slot − cum) << 6 | symbol`` (uint32, one load per symbol). ``freq`` rows must sum
-    to `TAB`."""
+def decode_table(freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decoding tables: the symbol of each slot (uint8, contexts × `TAB`: 1 KB per
+    context keeps a group's tables in L2) and per context and symbol ``freq << 16 |
+    cum`` (uint32, 64 per context). ``freq`` rows must sum to `TAB`."""
     freq = np.ascontiguousarray(freq, np.int64)
-    tab = np.empty(freq.shape[0] * TAB, np.uint32)
-    _fill_table(freq, tab)
-    return tab
+    lut = np.empty(freq.shape[0] * TAB, np.uint8)
+    fc = np.zeros(freq.shape[0] * 64, np.uint32)
+    _fill_table(freq, lut, fc)
+    return lut, fc
 
 
 @nb.njit(**_OPTS)
@@ -646,13 +648,16 @@ def rans_encode(syms, ctxs, lanes, freq, cum, out, lens):
 
 @nb.njit(**_INLINE)
 def _dec(x, g, words, q, tab):
-    """One rANS step of state ``x`` in context ``g`` reading its stream at ``q``."""
+    """One rANS step of state ``x`` in context ``g`` reading its stream at ``q``
+    (``tab``: `decode_table`)."""
+    lut, fc = tab
     slot = x & U(TAB - 1)
-    e = U(tab[(g << U(TAB_BITS)) + slot])
-    x = (e >> U(TAB_BITS + 6)) * (x >> U(TAB_BITS)) + ((e >> U(6)) & U(TAB - 1))
-    need = U(x < U(RANS_L))
+    s = U(lut[(g << U(TAB_BITS)) + slot])
+    e = U(fc[(g << U(6)) + s])
+    x = (e >> U(16)) * (x >> U(TAB_BITS)) + slot - (e & U(0xFFFF))
+    need = U(x < U(RANS_L))  # renormalise without a branch: it is taken at random
     x = (x << (need << U(4))) | (U(words[q]) & (U(0) - need))
-    return x, q + need, np.uint8(e & U(63))
+    return x, q + need, np.uint8(s)
 
 
 @nb.njit(**_INLINE)
