@@ -106,32 +106,39 @@ def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, su
                 cnt[k] += 1
 
 
+@nb.njit(**_INLINE)
+def dequantise_one(k, off, gain, recon, step, c0, dither, seed, index, max_adu):
+    """ADU (uint16) of code ``k`` at a pixel with offset ``off``, gain ``gain`` and flat
+    index ``index`` (dither): ``recon`` e⁻ per code, or the analytic inverse."""
+    if k < 0:
+        k = 0
+    if dither:
+        u = dither_value(np.uint64(index), np.uint64(seed))
+        t = step * (k - u + 0.5)
+        e = 0.25 * t * t - c0 - step * step / 48.0  # minus E[(t̂/2)²] - (t/2)², uniform error
+    elif k < recon.shape[0]:
+        e = recon[k]
+    else:
+        t = step * k
+        e = 0.25 * t * t - c0
+    v = np.floor(off + gain * e + 0.5)
+    if v < 0.0:
+        v = 0.0
+    elif v > max_adu:
+        v = max_adu
+    return np.uint16(v)
+
+
 @nb.njit(**_OPTS)
 def dequantise_tile(codes, off, gain, out, recon, step, c0, dither, seed, index0, max_adu):
     """Codes → uint16 ADU for one tile (``recon``: e⁻ per code, or analytic with dither)."""
     h, w = codes.shape
-    nrec = recon.shape[0]
-    corr = step * step / 48.0  # E[(t̂/2)²] - (t/2)² for a uniform error of width step
     for y in range(h):
         for i in range(w):
-            k = codes[y, i]
-            if k < 0:
-                k = 0
-            if dither:
-                u = dither_value(np.uint64(index0 + y * w + i), np.uint64(seed))
-                t = step * (k - u + 0.5)
-                e = 0.25 * t * t - c0 - corr
-            elif k < nrec:
-                e = recon[k]
-            else:
-                t = step * k
-                e = 0.25 * t * t - c0
-            v = np.floor(off[y, i] + gain[y, i] * e + 0.5)
-            if v < 0.0:
-                v = 0.0
-            elif v > max_adu:
-                v = max_adu
-            out[y, i] = np.uint16(v)
+            out[y, i] = dequantise_one(
+                codes[y, i], off[y, i], gain[y, i], recon, step, c0, dither, seed,
+                index0 + y * w + i, max_adu,
+            )  # fmt: skip
 
 
 # ---------------------------------------------------------------- context and prediction

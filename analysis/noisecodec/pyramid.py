@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .kernels import ESC, N_SYM, RANS_L, RMAX
+from .kernels import ESC, N_SYM, RANS_L, RMAX, dequantise_one
 
 HALO = 2
 WB = 12  # fixed-point fraction bits of the weights
@@ -724,16 +724,36 @@ def _decode_row(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, sym, x0, x1, x2,
     return x0, x1, x2, x3, q0, q1, q2, q3
 
 
+@nb.njit(**_INLINE)
+def _emit(A, B, i, y, ca, cb, out, dq):
+    """Dequantise output row ``y`` from row ``i`` of padded planes ``A`` (even columns,
+    ``ca`` of them) and ``B`` (odd columns, ``cb``); ``dq`` = (off, gain, recon, step, c0,
+    dither, seed, index0, max_adu) as in `kernels.dequantise_tile` (``off``/``gain``:
+    the tile's maps). Row by row, so the maps and the output are read and written once."""
+    off, gain, recon, step, c0, dither, seed, index0, max_adu = dq
+    w = out.shape[1]
+    base = index0 + y * w
+    a = i + HALO
+    for j in range(ca):
+        x = 2 * j
+        out[y, x] = dequantise_one(A[a, HALO + j], off[y, x], gain[y, x], recon, step, c0,
+                                   dither, seed, base + x, max_adu)  # fmt: skip
+    for j in range(cb):
+        x = 2 * j + 1
+        out[y, x] = dequantise_one(B[a, HALO + j], off[y, x], gain[y, x], recon, step, c0,
+                                   dither, seed, base + x, max_adu)  # fmt: skip
+
+
 @nb.njit(**_OPTS)
-def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, codes):
-    """Decode one tile into ``codes`` (h, w) int32.
+def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, out, dq):
+    """Decode one tile and dequantise it into ``out`` (h, w) uint16 (``dq``: `_emit`).
 
     Lane ``l`` reads ``words[starts[l]:ends[l]]``; ``words`` must extend at least ``w``
     zero words past the last end (rows are decoded without bounds checks, positions are
     checked after each row). Returns ``(ok, ne)``: whether every lane ended exactly at
     its end, and the escape position reached (compare with ``eend``).
     """
-    h, w = codes.shape
+    h, w = out.shape
     K = 0
     hh, ww = h, w
     while hh > TOP_ROWS and ww > 1:
@@ -775,9 +795,13 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, codes):
             return False, ne
     _fill_halo(P, hs[K], ws[K])
     if K == 0:  # a tile of at most TOP_ROWS rows is its own top plane
+        off, gain, recon, step, c0, dither, seed, index0, max_adu = dq
         for i in range(h):
             for j in range(w):
-                codes[i, j] = P[H + i, H + j]
+                out[i, j] = dequantise_one(
+                    P[H + i, H + j], off[i, j], gain[i, j], recon, step, c0, dither, seed,
+                    index0 + i * w + j, max_adu,
+                )  # fmt: skip
     r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
     sym = np.empty(ws[0] + 4, np.uint8)
     for k in range(K - 1, -1, -1):
@@ -814,17 +838,12 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, codes):
             _fill_halo(T, n_r, n_c)
         # interleave into the level plane (P_0 is the output)
         hk, wk = hs[k], ws[k]
-        if k == 0:
-            for i in range((hk + 1) // 2):
-                for j in range((wk + 1) // 2):
-                    codes[2 * i, 2 * j] = E[H + i, H + j]
-                for j in range(wk // 2):
-                    codes[2 * i, 2 * j + 1] = Q[H + i, H + j]
-            for i in range(hk // 2):
-                for j in range(wk // 2):
-                    codes[2 * i + 1, 2 * j + 1] = O[H + i, H + j]
-                for j in range((wk + 1) // 2):
-                    codes[2 * i + 1, 2 * j] = R[H + i, H + j]
+        if k == 0:  # the output: dequantised while interleaving
+            for y in range(hk):
+                if y & 1:
+                    _emit(R, O, y >> 1, y, (wk + 1) // 2, wk // 2, out, dq)
+                else:
+                    _emit(E, Q, y >> 1, y, (wk + 1) // 2, wk // 2, out, dq)
         else:
             P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
             for i in range((hk + 1) // 2):

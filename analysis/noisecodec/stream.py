@@ -599,18 +599,24 @@ def decode_frames(
     c0 = vst_constant(hd["sigma_e"])
     dither = hd["mode"] == "dither"
 
-    def finish(f, r0, th, codes):
-        K.dequantise_tile(
-            codes, off[r0 : r0 + th], gain[r0 : r0 + th], out[f, r0 : r0 + th], recon,
-            float(hd["step"]), c0, dither, int(hd["seed"]), (f * h + r0) * w,
-            float(hd["max_adu"]),
+    def dq(f, r0, th):
+        """Arguments of the dequantisation of a tile (`kernels.dequantise_tile`)."""
+        return (
+            off[r0 : r0 + th], gain[r0 : r0 + th], recon, float(hd["step"]), c0, dither,
+            int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]),
         )  # fmt: skip
+
+    def finish(f, r0, th, codes):
+        off_t, gain_t, *rest = dq(f, r0, th)
+        K.dequantise_tile(codes, off_t, gain_t, out[f, r0 : r0 + th], *rest)
 
     def corrupted(f, r0):
         return InputFileError(f"{source}: corrupted noise-codec tile (frame {f}, row {r0})")
 
-    decode = _decode_pyramid if effort == "pyramid" else _decode_causal
-    decode(hd, sec, esc_all, w, finish, corrupted, threads, source)
+    if effort == "pyramid":
+        _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source)
+    else:
+        _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source)
     return out.reshape(shape)
 
 
@@ -660,8 +666,10 @@ def _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source):
     _map(run, FP.lane_groups(jobs, lambda j: j[2]), threads)
 
 
-def _decode_pyramid(hd, sec, esc_all, w, finish, corrupted, threads, source):
-    """Tiles of the "pyramid" back end → ``finish(frame, row0, rows, codes)``."""
+def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
+    """Tiles of the "pyramid" back end, decoded and dequantised (``dq(frame, row0,
+    rows)``: the tile's dequantisation arguments) into ``out`` (frames, H, W)."""
+    w = out.shape[-1]
     try:
         wts = np.frombuffer(zlib.decompress(sec("weights")), "<i4").reshape(
             PY.N_SETS, PY.N_CLASS * PY.N_W
@@ -702,10 +710,9 @@ def _decode_pyramid(hd, sec, esc_all, w, finish, corrupted, threads, source):
 
     def run(job):
         f, r0, th, starts, ends, e0, e1 = job
-        codes = np.empty((th, w), np.int32)
-        ok, ne = PY.decode_tile(words, starts, ends, esc_all, e0, e1, wts, luts, tab, codes)
+        ok, ne = PY.decode_tile(words, starts, ends, esc_all, e0, e1, wts, luts, tab,
+                                out[f, r0 : r0 + th], dq(f, r0, th))  # fmt: skip
         if not ok or ne != e1:
             raise corrupted(f, r0)
-        finish(f, r0, th, codes)
 
     _map(run, jobs, threads)
