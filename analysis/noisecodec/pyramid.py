@@ -311,43 +311,70 @@ def build_planes(codes, K):
 
 
 # ---------------------------------------------------------------- training (encoder)
-@nb.njit(**_OPTS)
-def train_tile(codes, K, ata, aty):
-    """Accumulate the normal equations of the ring predictor (features r1, r2, r3, 1 → code)
-    per weight set, activity class and level value over the pixels of a tile.
+N_MOM = 14  # distinct moments of (r1, r2, r3, 1) and the code: see `normal_equations`
 
-    ``ata`` (N_SETS, N_ACT_CLS, LVL_MAX + 1, N_W, N_W) and ``aty`` (…, N_W) float64; the
-    level classes are chosen afterwards (`level_thresholds`) and the equations of a
-    class are the sums over its levels.
+
+@nb.njit(**_OPTS)
+def train_tile(codes, K, acc):
+    """Accumulate, per weight set, activity class and level value, the moments that make
+    the normal equations of the ring predictor (features r1, r2, r3, 1 → code) over a
+    sample of a tile's pixels: every row of the coarse levels, every 2nd row of level 1
+    and every 4th of level 0 (3 weights and a bias per class need far fewer samples).
+
+    ``acc`` (N_SETS, N_ACT_CLS, LVL_MAX + 1, N_MOM) int64, exact integer sums; the level
+    classes are chosen afterwards (`level_thresholds`).
     """
     h, w = codes.shape
     hs, ws = _sizes(h, w, K)
     levels, stages = build_planes(codes, K)
     r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
-    f = np.zeros(N_W, np.float64)
     for k in range(K):
         E = levels[k + 1]
         O, Q = stages[3 * k], stages[3 * k + 1]
         m0 = min(k, N_WEIGHT_LEVELS - 1) * N_STAGE
+        rstep = 4 if k == 0 else (2 if k == 1 else 1)
         for kind in range(N_STAGE):
             T = stages[3 * k + kind]
             n_r, n_c = _stage_rows(kind, hs[k], ws[k])
             m = m0 + kind
-            # every row of the coarse levels, every other row of the finest two: the
-            # normal equations of 3 weights need far fewer samples than that
-            rstep = 1 if k >= 2 else 2
-            for i in range(0, n_r, rstep):
+            for i in range(kind % rstep, n_r, rstep):
                 _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
                 a = i + HALO
                 for j in range(n_c):
                     ac = (ACT_LUT[act[j]] & 0xFF) // N_LVL_CLS
-                    lv = lvl[j]
-                    f[0], f[1], f[2], f[3] = r1[j], r2[j], r3[j], 1.0
-                    y = np.float64(T[a, j + HALO])
-                    for u in range(N_W):
-                        aty[m, ac, lv, u] += f[u] * y
-                        for v in range(N_W):
-                            ata[m, ac, lv, u, v] += f[u] * f[v]
+                    u = acc[m, ac, lvl[j]]
+                    f1, f2, f3 = np.int64(r1[j]), np.int64(r2[j]), np.int64(r3[j])
+                    y = np.int64(T[a, j + HALO])
+                    u[0] += f1 * f1
+                    u[1] += f1 * f2
+                    u[2] += f1 * f3
+                    u[3] += f1
+                    u[4] += f2 * f2
+                    u[5] += f2 * f3
+                    u[6] += f2
+                    u[7] += f3 * f3
+                    u[8] += f3
+                    u[9] += 1
+                    u[10] += y * f1
+                    u[11] += y * f2
+                    u[12] += y * f3
+                    u[13] += y
+
+
+def new_moments() -> np.ndarray:
+    """Zeroed accumulator of `train_tile`."""
+    return np.zeros((N_SETS, N_ACT_CLS, LVL_MAX + 1, N_MOM), np.int64)
+
+
+def normal_equations(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``AᵀA`` (…, N_W, N_W) and ``Aᵀy`` (…, N_W) float64 from `train_tile` moments."""
+    m = acc.astype(np.float64)
+    ata = np.empty(acc.shape[:-1] + (N_W, N_W))
+    idx = [[0, 1, 2, 3], [1, 4, 5, 6], [2, 5, 7, 8], [3, 6, 8, 9]]
+    for u in range(N_W):
+        for v in range(N_W):
+            ata[..., u, v] = m[..., idx[u][v]]
+    return ata, m[..., 10:14].copy()
 
 
 def level_thresholds(counts: np.ndarray) -> np.ndarray:
@@ -362,44 +389,41 @@ def level_thresholds(counts: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, np.arange(LVL_MAX + 1), side="right").astype(np.uint8)
 
 
-def solve_weights(ata: np.ndarray, aty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS ·
-    N_W) int32 (per class: r1, r2, r3, bias) from the accumulated normal equations: least squares per
-    class with a small ridge; classes with few samples take their set's pooled fit (or
-    the mean of the nearest ring)."""
-    out = np.zeros((N_SETS, N_CLASS, N_W))
-    luts = np.zeros((N_SETS, LVL_MAX + 1), np.uint8)
-    ridge = np.eye(N_W) * 1e-3
+def _solve(ata: np.ndarray, aty: np.ndarray, fallback: np.ndarray, min_n: float) -> np.ndarray:
+    """Batched ridge least squares (…, N_W) from normal equations; entries with fewer
+    than ``min_n`` samples (or a failed solve) take ``fallback``."""
+    n = ata[..., -1, -1]
+    ok = n > min_n
+    ridge = np.eye(N_W) * 1e-3  # features only: positive definite whatever the data
     ridge[-1, -1] = 0.0
-    default = np.array([0.25, 0.0, 0.0, 0.0])
-    for s in range(N_SETS):
-        lut = level_thresholds(ata[s, :, :, -1, -1].sum(0))
-        luts[s] = lut
-        # class sums: (act class, level class)
-        ca = np.zeros((N_ACT_CLS, N_LVL_CLS, N_W, N_W))
-        cb = np.zeros((N_ACT_CLS, N_LVL_CLS, N_W))
-        for lc in range(N_LVL_CLS):
-            sel = lut == lc
-            ca[:, lc] = ata[s][:, sel].sum(1)
-            cb[:, lc] = aty[s][:, sel].sum(1)
-        ca = ca.reshape(N_CLASS, N_W, N_W)
-        cb = cb.reshape(N_CLASS, N_W)
-        pa, pb = ca.sum(0), cb.sum(0)
-        cnt = pa[-1, -1]
-        pooled = default
-        if cnt > 16 * N_W:
+    safe = np.where(ok, n, 1.0)[..., None]
+    m = np.where(ok[..., None, None], ata / safe[..., None] + ridge, np.eye(N_W))
+    try:
+        w = np.linalg.solve(m, (aty / safe)[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # a degenerate class: solve one by one
+        w = np.empty(aty.shape)
+        for i in np.ndindex(ok.shape):
             try:
-                pooled = np.linalg.solve(pa / cnt + ridge, pb / cnt)
+                w[i] = np.linalg.solve(m[i], aty[i] / safe[i])
             except np.linalg.LinAlgError:
-                pooled = default
-        for c in range(N_CLASS):
-            n = ca[c, -1, -1]
-            out[s, c] = pooled
-            if n > 32 * N_W:
-                try:
-                    out[s, c] = np.linalg.solve(ca[c] / n + ridge, cb[c] / n)
-                except np.linalg.LinAlgError:
-                    pass
+                w[i] = np.nan
+    ok &= np.isfinite(w).all(-1)
+    return np.where(ok[..., None], w, fallback)
+
+
+def solve_weights(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS ·
+    N_W) int32 (per class: r1, r2, r3, bias) from the `train_tile` moments: least
+    squares per class with a small ridge; classes with few samples take their set's
+    pooled fit (or the mean of the nearest ring)."""
+    acc = np.asarray(acc, np.float64)
+    luts = np.stack([level_thresholds(acc[s, :, :, 9].sum(0)) for s in range(N_SETS)])
+    onehot = (luts[:, :, None] == np.arange(N_LVL_CLS)).astype(np.float64)
+    moments = np.einsum("salm,slc->sacm", acc, onehot).reshape(N_SETS, N_CLASS, N_MOM)
+    ata, aty = normal_equations(moments)
+    default = np.array([0.25, 0.0, 0.0, 0.0])
+    pooled = _solve(ata.sum(1), aty.sum(1), default, 16 * N_W)  # (N_SETS, N_W)
+    out = _solve(ata, aty, pooled[:, None, :], 32 * N_W)
     # ring weights |w| <= 2, bias |b| <= 4096 codes: with codes <= MAX_CODE every
     # product and the prediction stay inside int32 (ring sums <= 8 · MAX_CODE < 2**15)
     out[..., :-1] = np.clip(out[..., :-1], -2.0, 2.0)
@@ -531,18 +555,15 @@ def _normalise(counts, f):
             acc += d
 
 
-def _data_bits(counts: np.ndarray) -> float:
-    """Bits to code ``counts`` (…, N_SYM) with their own empirical distributions."""
-    counts = counts.reshape(-1, counts.shape[-1]).astype(np.float64)
-    tot = counts.sum(1, keepdims=True)
+def _code_bits(counts: np.ndarray) -> np.ndarray:
+    """Bits to code each row of ``counts`` (…, N_SYM) with its own empirical distribution,
+    plus ~9 bits per used symbol and 16 per used table for sending the table."""
+    counts = counts.astype(np.float64)
+    tot = counts.sum(-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lg = np.where(counts > 0, np.log2(counts / np.maximum(tot, 1)), 0.0)
-    return float(-(counts * lg).sum())
-
-
-def _table_bits(counts: np.ndarray) -> float:
-    """Approximate cost of sending the tables of ``counts``: ~9 bits per used symbol."""
-    return 9.0 * float((counts > 0).sum()) + 16.0 * counts.reshape(-1, N_SYM).shape[0]
+        lg = np.where(counts > 0, np.log2(counts / np.maximum(tot, 1.0)), 0.0)
+    data = -(counts * lg).sum(-1)
+    return data + 9.0 * (counts > 0).sum(-1) + 16.0 * (tot[..., 0] > 0)
 
 
 def choose_contexts(hist: np.ndarray) -> np.ndarray:
@@ -555,22 +576,16 @@ def choose_contexts(hist: np.ndarray) -> np.ndarray:
     of their first logical context.
     """
     hist = np.asarray(hist, np.int64)
+    h = hist.reshape(N_GROUPS, N_FRAC, N_ACT_CTX, N_SYM).transpose(0, 2, 1, 3)
+    costs = []
+    for m in range(FRAC_BITS + 1):  # 2**m tables of N_FRAC >> m fraction bins each
+        merged = h.reshape(N_GROUPS, N_ACT_CTX, 1 << m, N_FRAC >> m, N_SYM).sum(3)
+        costs.append(_code_bits(merged).sum(-1))
+    best = np.argmin(np.stack(costs), 0)  # (N_GROUPS, N_ACT_CTX); ties: fewest tables
+    width = (N_FRAC >> best)[:, None, :]  # (N_GROUPS, 1, N_ACT_CTX)
     logical = np.arange(N_CTX_ALL).reshape(N_GROUPS, N_FRAC, N_ACT_CTX)
-    target = logical.copy()
-    for g in range(N_GROUPS):
-        for a in range(N_ACT_CTX):
-            h = hist[logical[g, :, a]]  # (N_FRAC, N_SYM)
-            best, best_bits = 0, np.inf
-            for m in range(FRAC_BITS + 1):  # 2**m bins of N_FRAC >> m fraction bins
-                merged = h.reshape(1 << m, N_FRAC >> m, N_SYM).sum(1)
-                used = merged[merged.sum(1) > 0]
-                bits = _data_bits(used) + _table_bits(used)
-                if bits < best_bits - 1e-9:
-                    best, best_bits = m, bits
-            width = N_FRAC >> best
-            for f in range(N_FRAC):
-                target[g, f, a] = logical[g, (f // width) * width, a]
-    target = target.ravel()
+    f = np.arange(N_FRAC)[None, :, None]
+    target = (logical - f * N_ACT_CTX + (f // width) * width * N_ACT_CTX).ravel()
     # contexts never used share one table
     per_target = np.bincount(target, weights=hist.sum(1), minlength=N_CTX_ALL)
     empty = per_target[target] == 0

@@ -391,14 +391,12 @@ def _code_pyramid(codes, tiles, params):
 
     def train(tile):
         f, r0, th = tile
-        ata = np.zeros((PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_W, PY.N_W))
-        aty = np.zeros((PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_W))
+        acc = PY.new_moments()
         block = codes[f, r0 : r0 + th]
-        PY.train_tile(block, PY.n_levels(*block.shape), ata, aty)
-        return ata, aty
+        PY.train_tile(block, PY.n_levels(*block.shape), acc)
+        return acc
 
-    res = _map(train, tiles, params.threads)
-    luts, wts = PY.solve_weights(sum(r[0] for r in res), sum(r[1] for r in res))
+    luts, wts = PY.solve_weights(np.sum(_map(train, tiles, params.threads), 0))
 
     def model(tile):
         f, r0, th = tile
