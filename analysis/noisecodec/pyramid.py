@@ -498,7 +498,8 @@ def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
             g0 = (1 + st + kind) * N_CTX
             for i in range(n_r):
                 _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
-                _classify(n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl, base, ctx)
+                _classify(n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl,
+                          base, ctx)  # fmt: skip
                 for j in range(n_c):
                     c = np.int64(T[H + i, H + j])
                     s = _symbol(c, np.int64(base[j]))

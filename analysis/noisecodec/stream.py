@@ -14,10 +14,10 @@ global gain/offset, the profile id and, for per-pixel maps, either the maps them
 Version 2 adds the header key ``effort``: ``"best"`` (the only back end of version 1:
 64 classes × 18-tap predictor, weights section of 64·19 int32) or ``"fast"`` (one 6-tap
 predictor, 7 int32, `fastpath`); their decoder runs tiles of equal shape in lock-step
-groups of `fastpath.LANES`. Version 3 is the ``"pyramid"`` back end (`pyramid`): sections
-``weights`` (sets × classes × 4 int32: r1, r2, r3, bias), ``levels`` (level → class LUT per set, uint8),
-``freq`` (the tables, uint16 as low-byte then high-byte planes) and ``contexts`` (logical
-context → table, uint16); a tile row of the directory is
+groups of `fastpath.LANES`. Version 3 is the ``"pyramid"`` back end (`pyramid`):
+sections ``weights`` (sets × classes × 4 int32: r1, r2, r3, bias), ``levels`` (level →
+class LUT per set, uint8), ``freq`` (the tables, uint16 as low-byte then high-byte
+planes) and ``contexts`` (logical context → table, uint16); a tile row of the directory is
 ``[frame, row0, rows, escapes, words of lane 0..3]``. Streams of the causal back ends
 are still written as version 2. Tiles are coded independently.
 """
