@@ -58,6 +58,7 @@ def partial_path_for(output: str | os.PathLike) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".partial.h5")
 
+
 _AUTORANGE_SEED = -2
 _LEVEL_DARK_SEED = 10000
 _RETRY_SEED = 1000

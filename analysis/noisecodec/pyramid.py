@@ -233,9 +233,7 @@ def _classify(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, ctx):
     for j in range(n):
         al = U(ACT_LUT[act[j]])
         c = ((al & U(0xFF)) + U(lvl_cls[lvl[j]])) << U(2)
-        p = np.int32(
-            wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j]
-        )
+        p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
         base[j] = p >> WB
         ctx[j] = g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (al >> U(8))
 
