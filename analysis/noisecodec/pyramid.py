@@ -459,11 +459,15 @@ def _symbol(c, base):
     return ESC
 
 
+LANE_SHIFT = 14  # `model_tile` packs the rANS lane of a symbol above its context
+assert N_CTX_ALL < 1 << LANE_SHIFT and LANES <= 4
+
+
 @nb.njit(**_OPTS)
-def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
-    """Symbols of a tile in decoding order, their global contexts and rANS lanes, the
-    escaped codes (returned count) and the per-context histogram ``hist``
-    (N_CTX_ALL, N_SYM) int64."""
+def model_tile(codes, K, wts, luts, syms, ctxs, esc, hist):
+    """Symbols of a tile in decoding order, their global contexts with the rANS lane in
+    the top bits (``ctx | lane << LANE_SHIFT``), the escaped codes (returned count) and
+    the per-context histogram ``hist`` (N_CTX_ALL · N_SYM, flat int64)."""
     h, w = codes.shape
     hs, ws = _sizes(h, w, K)
     levels, stages = build_planes(codes, K)
@@ -480,9 +484,8 @@ def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
                 esc[n_esc] = c
                 n_esc += 1
             syms[t] = s
-            ctxs[t] = 0
-            lanes[t] = j & 3
-            hist[0, s] += 1
+            ctxs[t] = (j & 3) << LANE_SHIFT
+            hist[s] += 1
             t += 1
     r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
     for k in range(K - 1, -1, -1):
@@ -498,17 +501,17 @@ def model_tile(codes, K, wts, luts, syms, ctxs, lanes, esc, hist):
                 _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
                 _classify(n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl,
                           base, ctx)  # fmt: skip
+                trow = T[H + i, H:]
                 for j in range(n_c):
-                    c = np.int64(T[H + i, H + j])
+                    c = np.int64(trow[j])
                     s = _symbol(c, np.int64(base[j]))
                     if s == ESC:
                         esc[n_esc] = c
                         n_esc += 1
-                    g = ctx[j]
+                    g = U(ctx[j])
                     syms[t] = s
-                    ctxs[t] = g
-                    lanes[t] = j & 3
-                    hist[g, s] += 1
+                    ctxs[t] = g | (U(j & 3) << U(LANE_SHIFT))
+                    hist[g * U(N_SYM) + U(s)] += 1
                     t += 1
     return n_esc
 
@@ -625,16 +628,18 @@ def decode_table(freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @nb.njit(**_OPTS)
-def rans_encode(syms, ctxs, lanes, freq, cum, out, lens):
-    """rANS of symbols in decoding order with `LANES` states, each with its own stream of
-    uint16 words. ``out`` (LANES, capacity) receives the streams in the order the decoder
-    reads them, ``lens`` their lengths."""
+def rans_encode(syms, ctxs, freq, cum, out, lens):
+    """rANS of symbols in decoding order (contexts and lanes packed as by `model_tile`)
+    with `LANES` states, each with its own stream of uint16 words. ``out`` (LANES,
+    capacity) receives the streams in the order the decoder reads them, ``lens`` their
+    lengths."""
     xs = np.full(LANES, RANS_L, np.int64)
+    inv = 1.0 / np.maximum(freq, 1).astype(np.float64)
     for ln in range(LANES):
         lens[ln] = 0
     for t in range(syms.shape[0] - 1, -1, -1):
-        ln = lanes[t]
-        g = ctxs[t]
+        ln = ctxs[t] >> LANE_SHIFT
+        g = ctxs[t] & ((1 << LANE_SHIFT) - 1)
         s = syms[t]
         f = np.int64(freq[g, s])
         x = xs[ln]
@@ -642,7 +647,16 @@ def rans_encode(syms, ctxs, lanes, freq, cum, out, lens):
             out[ln, lens[ln]] = np.uint16(x & 0xFFFF)
             lens[ln] += 1
             x >>= 16
-        xs[ln] = ((x // f) << TAB_BITS) + (x % f) + np.int64(cum[g, s])
+        # x // f through the reciprocal (x < 2**32: off by at most one, corrected)
+        q = np.int64(np.float64(x) * inv[g, s])
+        r = x - q * f
+        if r < 0:
+            q -= 1
+            r += f
+        elif r >= f:
+            q += 1
+            r -= f
+        xs[ln] = (q << TAB_BITS) + r + np.int64(cum[g, s])
     for ln in range(LANES):
         m = lens[ln]
         out[ln, m] = np.uint16(xs[ln] & 0xFFFF)

@@ -404,15 +404,13 @@ def _code_pyramid(codes, tiles, params):
         n = block.size
         syms = np.empty(n, np.uint8)
         ctxs = np.empty(n, np.uint16)
-        lanes = np.empty(n, np.uint8)
         esc = np.empty(n, np.int32)
-        hist = np.zeros((PY.N_CTX_ALL, PY.N_SYM), np.int64)
-        ne = PY.model_tile(block, PY.n_levels(*block.shape), wts, luts, syms, ctxs, lanes, esc,
-                           hist)  # fmt: skip
-        return syms, ctxs, lanes, esc[:ne], hist
+        hist = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+        ne = PY.model_tile(block, PY.n_levels(*block.shape), wts, luts, syms, ctxs, esc, hist)
+        return syms, ctxs, esc[:ne], hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
 
     modelled = _map(model, tiles, params.threads)
-    hist = np.sum([m[4] for m in modelled], 0)
+    hist = np.sum([m[3] for m in modelled], 0)
     remap = PY.choose_contexts(hist)
     phys = np.zeros((int(remap.max()) + 1, PY.N_SYM), np.int64)
     np.add.at(phys, remap, hist)
@@ -423,7 +421,7 @@ def _code_pyramid(codes, tiles, params):
     def code(m):
         out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
         lens = np.zeros(PY.LANES, np.int64)
-        PY.rans_encode(m[0], m[1], m[2], freq, cum, out, lens)
+        PY.rans_encode(m[0], m[1], freq, cum, out, lens)
         return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
 
     coded = _map(code, modelled, params.threads)
@@ -434,10 +432,10 @@ def _code_pyramid(codes, tiles, params):
         "contexts": zlib.compress(remap.astype("<u2").tobytes(), 9),
     }
     rows = [
-        [f, r0, th, int(m[3].size)] + [int(v) for v in lens]
+        [f, r0, th, int(m[2].size)] + [int(v) for v in lens]
         for (f, r0, th), m, (_, lens) in zip(tiles, modelled, coded, strict=True)
     ]
-    return sections, rows, [wd for wd, _ in coded], [m[3] for m in modelled]
+    return sections, rows, [wd for wd, _ in coded], [m[2] for m in modelled]
 
 
 def _byte_planes(a: np.ndarray) -> bytes:
