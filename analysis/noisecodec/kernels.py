@@ -129,16 +129,41 @@ def dequantise_one(k, off, gain, recon, step, c0, dither, seed, index, max_adu):
     return np.uint16(v)
 
 
+@nb.njit(**_INLINE)
+def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max_adu, analytic):
+    """`dequantise_one` over a row (1-D arrays, pixel ``x`` at flat index ``index0 + x``).
+
+    With ``analytic`` the reconstruction table is known to be `transform.unbiased_recon`
+    (per-pixel maps, no bound): it is computed instead of looked up, with the same
+    operations (bit-identical), and the loop vectorises.
+    """
+    n = out.shape[0]
+    if dither or not analytic:
+        for x in range(n):
+            out[x] = dequantise_one(k[x], off[x], gain[x], recon, step, c0, dither, seed,
+                                    index0 + x, max_adu)  # fmt: skip
+        return
+    nrec = recon.shape[0]
+    corr = step * step / 48.0
+    for x in range(n):
+        kk = max(k[x], 0)
+        t = step * kk
+        e = 0.25 * t * t - c0
+        e = e - corr if kk < nrec else e
+        v = np.floor(off[x] + gain[x] * e + 0.5)
+        v = min(max(v, 0.0), max_adu)
+        out[x] = np.uint16(v)
+
+
 @nb.njit(**_OPTS)
-def dequantise_tile(codes, off, gain, out, recon, step, c0, dither, seed, index0, max_adu):
-    """Codes → uint16 ADU for one tile (``recon``: e⁻ per code, or analytic with dither)."""
+def dequantise_tile(codes, off, gain, out, recon, step, c0, dither, seed, index0, max_adu,
+                    analytic=False):  # fmt: skip
+    """Codes → uint16 ADU for one tile (``recon``: e⁻ per code, or analytic with dither;
+    ``analytic``: see `dequantise_row`)."""
     h, w = codes.shape
     for y in range(h):
-        for i in range(w):
-            out[y, i] = dequantise_one(
-                codes[y, i], off[y, i], gain[y, i], recon, step, c0, dither, seed,
-                index0 + y * w + i, max_adu,
-            )  # fmt: skip
+        dequantise_row(codes[y], off[y], gain[y], out[y], recon, step, c0, dither, seed,
+                       index0 + y * w, max_adu, analytic)  # fmt: skip
 
 
 # ---------------------------------------------------------------- context and prediction

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .kernels import ESC, N_SYM, RANS_L, RMAX, dequantise_one
+from .kernels import ESC, N_SYM, RANS_L, RMAX, dequantise_one, dequantise_row
 
 HALO = 2
 WB = 12  # fixed-point fraction bits of the weights
@@ -753,23 +753,20 @@ def _decode_row(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, sym, x0, x1, x2,
 
 
 @nb.njit(**_INLINE)
-def _emit(A, B, i, y, ca, cb, out, dq):
+def _emit(A, B, i, y, ca, cb, kbuf, out, dq):
     """Dequantise output row ``y`` from row ``i`` of padded planes ``A`` (even columns,
-    ``ca`` of them) and ``B`` (odd columns, ``cb``); ``dq`` = (off, gain, recon, step, c0,
-    dither, seed, index0, max_adu) as in `kernels.dequantise_tile` (``off``/``gain``:
-    the tile's maps). Row by row, so the maps and the output are read and written once."""
-    off, gain, recon, step, c0, dither, seed, index0, max_adu = dq
+    ``ca`` of them) and ``B`` (odd columns, ``cb``), interleaved through ``kbuf``; ``dq``
+    = (off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic) as in
+    `kernels.dequantise_tile` (``off``/``gain``: the tile's maps)."""
+    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic = dq
     w = out.shape[1]
-    base = index0 + y * w
     a = i + HALO
     for j in range(ca):
-        x = 2 * j
-        out[y, x] = dequantise_one(A[a, HALO + j], off[y, x], gain[y, x], recon, step, c0,
-                                   dither, seed, base + x, max_adu)  # fmt: skip
+        kbuf[2 * j] = A[a, HALO + j]
     for j in range(cb):
-        x = 2 * j + 1
-        out[y, x] = dequantise_one(B[a, HALO + j], off[y, x], gain[y, x], recon, step, c0,
-                                   dither, seed, base + x, max_adu)  # fmt: skip
+        kbuf[2 * j + 1] = B[a, HALO + j]
+    dequantise_row(kbuf, off[y], gain[y], out[y], recon, step, c0, dither, seed,
+                   index0 + y * w, max_adu, analytic)  # fmt: skip
 
 
 @nb.njit(**_OPTS)
@@ -823,7 +820,7 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, out, dq):
             return False, ne
     _fill_halo(P, hs[K], ws[K])
     if K == 0:  # a tile of at most TOP_ROWS rows is its own top plane
-        off, gain, recon, step, c0, dither, seed, index0, max_adu = dq
+        off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic = dq
         for i in range(h):
             for j in range(w):
                 out[i, j] = dequantise_one(
@@ -867,11 +864,12 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, out, dq):
         # interleave into the level plane (P_0 is the output)
         hk, wk = hs[k], ws[k]
         if k == 0:  # the output: dequantised while interleaving
+            kbuf = np.empty(wk, np.int32)
             for y in range(hk):
                 if y & 1:
-                    _emit(R, O, y >> 1, y, (wk + 1) // 2, wk // 2, out, dq)
+                    _emit(R, O, y >> 1, y, (wk + 1) // 2, wk // 2, kbuf, out, dq)
                 else:
-                    _emit(E, Q, y >> 1, y, (wk + 1) // 2, wk // 2, out, dq)
+                    _emit(E, Q, y >> 1, y, (wk + 1) // 2, wk // 2, kbuf, out, dq)
         else:
             P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
             for i in range((hk + 1) // 2):

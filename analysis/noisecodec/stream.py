@@ -594,12 +594,17 @@ def decode_frames(
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
     dither = hd["mode"] == "dither"
+    # the usual table (per-pixel maps, no bound) is computed by the kernels, not looked up
+    analytic = bool(
+        not dither
+        and np.array_equal(recon, unbiased_recon(recon.size, float(hd["step"]), hd["sigma_e"]))
+    )
 
     def dq(f, r0, th):
         """Arguments of the dequantisation of a tile (`kernels.dequantise_tile`)."""
         return (
             off[r0 : r0 + th], gain[r0 : r0 + th], recon, float(hd["step"]), c0, dither,
-            int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]),
+            int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]), analytic,
         )  # fmt: skip
 
     def finish(f, r0, th, codes):
