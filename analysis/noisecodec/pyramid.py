@@ -125,7 +125,7 @@ def _stage_rows(kind, hk, wk):
 
 # ---------------------------------------------------------------- prediction
 # Per row, one branch-free loop per stage kind over shifted row views (LLVM vectorises it)
-# computes the two ring sums, the activity and the level; a serial loop looks up the
+# computes the three ring sums, the activity and the level; a serial loop looks up the
 # class's weights (a per-pixel table lookup would stop the vectorisation) and forms the
 # prediction and context.
 
@@ -137,7 +137,7 @@ def _act_lvl(p0, p1, p2, p3, r1):
     return act, min(r1 >> 2, LVL_MAX)
 
 
-@nb.njit(**_OPTS)
+@nb.njit(**_INLINE)
 def _feat_a(E, a, n, r1, r2, r3, act, lvl):
     """Stage A (oo): the 4 diagonal ee neighbours (d² = 2 in full-resolution units), the
     8 at d² = 10 and the 4 at d² = 18."""
@@ -159,7 +159,7 @@ def _feat_a(E, a, n, r1, r2, r3, act, lvl):
         act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
-@nb.njit(**_OPTS)
+@nb.njit(**_INLINE)
 def _feat_b1(E, O, a, n, r1, r2, r3, act, lvl):
     """Stage B1 (eo): the 4 direct neighbours (2 ee, 2 oo), the 8 at d² = 5 and the 4 at
     d² = 9."""
@@ -184,7 +184,7 @@ def _feat_b1(E, O, a, n, r1, r2, r3, act, lvl):
         act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
-@nb.njit(**_OPTS)
+@nb.njit(**_INLINE)
 def _feat_b2(E, O, Q, a, n, r1, r2, r3, act, lvl):
     """Stage B2 (oe): the 4 direct neighbours (2 oo, 2 ee), the 4 eo diagonals and the 8
     at d² = 5."""
