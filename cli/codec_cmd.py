@@ -66,10 +66,11 @@ def compress(
         "stored once per file (pays off for long stacks).",
     ),
     effort: str = typer.Option(
-        "best",
+        "pyramid",
         "--effort",
-        help="best: highest ratio; fast: ~3x faster encode and ~2x faster decode at about "
-        "15 % lower ratio (same fidelity).",
+        help="pyramid: hierarchical prediction, highest ratio and fastest (default); best, "
+        "fast: the causal back ends of format 2 (slower; fast has ~15 % lower ratio). "
+        "Same fidelity for all.",
     ),
     seed: int = typer.Option(0, "--seed", help="Dither seed."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),

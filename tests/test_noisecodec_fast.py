@@ -72,7 +72,7 @@ def test_fast_corrupted_tile_detected(scene):
 def test_version1_stream_still_decodes(scene):
     """A version-1 stream (no "effort" key: the 18-tap back end) decodes as before."""
     frame, prof = scene
-    codec = NoiseCodec(prof, step=2.0, embed_maps=True)
+    codec = NoiseCodec(prof, step=2.0, embed_maps=True, effort="best")
     data = codec.encode(frame)
     magic, _, hlen = _PREFIX.unpack_from(data)
     hd = json.loads(data[_PREFIX.size : _PREFIX.size + hlen])

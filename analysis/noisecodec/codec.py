@@ -90,11 +90,16 @@ class NoiseCodec:
         Rows per independently coded tile (tiles run in parallel threads).
     threads : int or None
         Worker threads (None: all cores).
-    effort : {"best", "fast"}
-        Back end. ``"best"``: 64-class least-squares prediction over 18 causal
-        neighbours (highest ratio: 10:1 at S = 2 on the reference frame). ``"fast"``: one
-        6-tap least-squares predictor and a decoder that runs 4 tiles in lock-step
-        (≈ 2–3× faster to encode and decode, ≈ 15 % lower ratio: 8.5:1 at S = 2).
+    effort : {"pyramid", "best", "fast"}
+        Back end. ``"pyramid"`` (default, stream format 3): hierarchical interpolative
+        prediction (each pixel predicted from both sides by the coarser levels) and four
+        interleaved rANS states, the highest ratio and the fastest (10.2:1 at S = 2 on
+        the reference frame, encode ≈ 1.1× and decode ≈ 0.5× the speed of zstd-3, see
+        benchmarks/RESULTS.md). The causal back ends of format 2, kept for comparison
+        and for their files: ``"best"``: 64-class least-squares prediction over 18
+        causal neighbours (10.0:1, decode ≈ 0.14× zstd-3); ``"fast"``: one 6-tap
+        predictor (8.5:1). Codes beyond `pyramid.MAX_CODE` (a step far below the
+        noise) fall back to ``"best"``.
     """
 
     name = "noise"
@@ -111,7 +116,7 @@ class NoiseCodec:
         seed: int = 0,
         tile_rows: int = 256,
         threads: int | None = None,
-        effort: str = "best",
+        effort: str = "pyramid",
     ) -> None:
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
@@ -149,14 +154,18 @@ class NoiseCodec:
             s += ",dither=1"
         if self.max_error is not None:
             s += f",maxerr={self.max_error:g}"
-        if self.effort != "best":
+        if self.effort != "pyramid":
             s += f",effort={self.effort}"
         return s
 
     @property
     def description(self) -> str:
         extra = ", subtractive dither" if self.dither else ""
-        pred = "class-adaptive" if self.effort == "best" else "6-tap"
+        pred = {
+            "pyramid": "hierarchical interpolative",
+            "best": "class-adaptive causal",
+            "fast": "6-tap causal",
+        }[self.effort]
         if self.max_error is not None:
             extra += f", |error| <= {self.max_error:g} sigma"
         return (

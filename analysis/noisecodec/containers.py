@@ -78,7 +78,7 @@ class NoiseNumcodec(_NumCodec):
         Id of the profile the parameters come from (recorded in every chunk).
     maps : {"global", "pixel"}
         ``"pixel"`` needs the maps (`from_codec`); decoding never does.
-    effort : {"best", "fast"}
+    effort : {"pyramid", "best", "fast"}
         Back end (see `NoiseCodec`); decoding reads it from each chunk.
     """
 
@@ -96,7 +96,7 @@ class NoiseNumcodec(_NumCodec):
         max_adu: int = 65535,
         profile_id: str = "",
         maps: str = "global",
-        effort: str = "best",
+        effort: str = "pyramid",
     ) -> None:
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")

@@ -160,7 +160,7 @@ class StreamParams:
     profile_id: str = ""
     tile_rows: int = 256
     threads: int | None = None
-    effort: str = "best"
+    effort: str = "pyramid"
 
 
 def _tiles(n: int, h: int, rows: int) -> list[tuple[int, int, int]]:
@@ -465,7 +465,7 @@ def encode_frames(
     n_codes = recon.size if mode != "dither" else int(codes.max()) + 1
     effort = params.effort
     if effort == "pyramid" and n_codes - 1 > PY.MAX_CODE:
-        effort = "best"  # codes beyond the pyramid's int16 planes: a far finer step than S·σ
+        effort = "best"  # codes beyond the pyramid's int32 bound: a step far finer than σ
     coder = _code_pyramid if effort == "pyramid" else _code_causal
     model_sections, rows, words, escapes = coder(codes, tiles, params)
 
