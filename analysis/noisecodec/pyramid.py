@@ -132,13 +132,14 @@ def _stage_rows(kind, hk, wk):
 
 @nb.njit(**_INLINE)
 def _act_lvl(p0, p1, p2, p3, r1):
-    """Activity (range of the 4 nearest codes) and level (their mean), clipped."""
+    """``activity << 8 | level``: the range of the 4 nearest codes and their mean, clipped
+    (the index of `class_tables`)."""
     act = min(max(max(p0, p1), max(p2, p3)) - min(min(p0, p1), min(p2, p3)), ACT_MAX)
-    return act, min(r1 >> 2, LVL_MAX)
+    return np.uint16((act << 8) | max(min(r1 >> 2, LVL_MAX), 0))
 
 
 @nb.njit(**_INLINE)
-def _feat_a(E, a, n, r1, r2, r3, act, lvl):
+def _feat_a(E, a, n, r1, r2, r3, al):
     """Stage A (oo): the 4 diagonal ee neighbours (d² = 2 in full-resolution units), the
     8 at d² = 10 and the 4 at d² = 18."""
     u0, u1, u2, u3 = E[a - 1], E[a], E[a + 1], E[a + 2]
@@ -156,11 +157,11 @@ def _feat_a(E, a, n, r1, r2, r3, act, lvl):
             + np.int32(a2[j]) + np.int32(a3[j]) + np.int32(d2[j]) + np.int32(d3[j])
         )  # fmt: skip
         r3[j] = np.int32(a1[j]) + np.int32(a4[j]) + np.int32(d1[j]) + np.int32(d4[j])
-        act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
+        al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
 @nb.njit(**_INLINE)
-def _feat_b1(E, O, a, n, r1, r2, r3, act, lvl):
+def _feat_b1(E, O, a, n, r1, r2, r3, al):
     """Stage B1 (eo): the 4 direct neighbours (2 ee, 2 oo), the 8 at d² = 5 and the 4 at
     d² = 9."""
     e0, e1, e2 = E[a - 1], E[a], E[a + 1]
@@ -181,11 +182,11 @@ def _feat_b1(E, O, a, n, r1, r2, r3, act, lvl):
             + np.int32(e0_2[j]) + np.int32(e0_3[j]) + np.int32(e2_2[j]) + np.int32(e2_3[j])
         )  # fmt: skip
         r3[j] = np.int32(e1_1[j]) + np.int32(e1_4[j]) + np.int32(o0_2[j]) + np.int32(o3_2[j])
-        act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
+        al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
 @nb.njit(**_INLINE)
-def _feat_b2(E, O, Q, a, n, r1, r2, r3, act, lvl):
+def _feat_b2(E, O, Q, a, n, r1, r2, r3, al):
     """Stage B2 (oe): the 4 direct neighbours (2 oo, 2 ee), the 4 eo diagonals and the 8
     at d² = 5."""
     e1, e2 = E[a], E[a + 1]
@@ -208,46 +209,45 @@ def _feat_b2(E, O, Q, a, n, r1, r2, r3, act, lvl):
             np.int32(e1_1[j]) + np.int32(e1_3[j]) + np.int32(e2_1[j]) + np.int32(e2_3[j])
             + np.int32(o0_1[j]) + np.int32(o0_2[j]) + np.int32(o2_1[j]) + np.int32(o2_2[j])
         )  # fmt: skip
-        act[j], lvl[j] = _act_lvl(p0, p1, p2, p3, s1)
+        al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
 @nb.njit(**_INLINE)
-def _features(kind, i, n, E, O, Q, r1, r2, r3, act, lvl):
+def _features(kind, i, n, E, O, Q, r1, r2, r3, al):
     """Ring sums, activity and level of row ``i`` of stage ``kind``'s target plane
     (``E``/``O``/``Q``: the padded ee/oo/eo planes)."""
     a = i + HALO
     if kind == 0:
-        _feat_a(E, a, n, r1, r2, r3, act, lvl)
+        _feat_a(E, a, n, r1, r2, r3, al)
     elif kind == 1:
-        _feat_b1(E, O, a, n, r1, r2, r3, act, lvl)
+        _feat_b1(E, O, a, n, r1, r2, r3, al)
     else:
-        _feat_b2(E, O, Q, a, n, r1, r2, r3, act, lvl)
+        _feat_b2(E, O, Q, a, n, r1, r2, r3, al)
 
 
 @nb.njit(**_INLINE)
-def _classify(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, ctx):
+def _classify(n, wt, ct, g0, r1, r2, r3, al, base, ctx):
     """Serial pass over a row: the class (activity × level) chooses the fixed-point
     weights (``wt``: N_CLASS · N_W int32, flat); ``base`` gets the floor of the
     prediction, ``ctx`` the global rANS context (group base ``g0`` + fraction bin of the
     prediction × activity bucket). Unsigned indices: no negative-index wrap-around."""
     for j in range(n):
-        al = U(ACT_LUT[act[j]])
-        c = ((al & U(0xFF)) + U(lvl_cls[lvl[j]])) << U(2)
+        v = U(ct[al[j]])
+        c = v & U(0xFF)
         p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
         base[j] = p >> WB
-        ctx[j] = g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (al >> U(8))
+        ctx[j] = g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (v >> U(8))
 
 
 @nb.njit(**_INLINE)
 def _row_buffers(n):
-    """r1, r2, r3 (int32), activity and level (uint8), prediction floor (int32), context
-    (uint16)."""
+    """r1, r2, r3 (int32), activity << 8 | level (uint16), prediction floor (int32),
+    context (uint16)."""
     return (
         np.empty(n, np.int32),
         np.empty(n, np.int32),
         np.empty(n, np.int32),
-        np.empty(n, np.uint8),
-        np.empty(n, np.uint8),
+        np.empty(n, np.uint16),
         np.empty(n, np.int32),
         np.empty(n + 4, np.uint16),
     )
@@ -325,7 +325,7 @@ def train_tile(codes, K, acc):
     h, w = codes.shape
     hs, ws = _sizes(h, w, K)
     levels, stages = build_planes(codes, K)
-    r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
+    r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
     for k in range(K):
         E = levels[k + 1]
         O, Q = stages[3 * k], stages[3 * k + 1]
@@ -336,11 +336,11 @@ def train_tile(codes, K, acc):
             n_r, n_c = _stage_rows(kind, hs[k], ws[k])
             m = m0 + kind
             for i in range(kind % rstep, n_r, rstep):
-                _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
+                _features(kind, i, n_c, E, O, Q, r1, r2, r3, al)
                 a = i + HALO
                 for j in range(n_c):
-                    ac = (ACT_LUT[act[j]] & 0xFF) // N_LVL_CLS
-                    u = acc[m, ac, lvl[j]]
+                    v = al[j]
+                    u = acc[m, (ACT_LUT[v >> 8] & 0xFF) // N_LVL_CLS, v & 0xFF]
                     f1, f2, f3 = np.int64(r1[j]), np.int64(r2[j]), np.int64(r3[j])
                     y = np.int64(T[a, j + HALO])
                     u[0] += f1 * f1
@@ -409,6 +409,16 @@ def _solve(ata: np.ndarray, aty: np.ndarray, fallback: np.ndarray, min_n: float)
     return np.where(ok[..., None], w, fallback)
 
 
+def class_tables(luts: np.ndarray) -> np.ndarray:
+    """Per weight set, for every ``activity << 8 | level``: ``4·class | context bucket << 8``
+    (uint16, (N_SETS, (ACT_MAX + 1) · 256)): one lookup gives the weights' offset and the
+    activity part of the context."""
+    luts = np.asarray(luts, np.int64)
+    cls = (ACT_LUT[:, None] & 0xFF) + luts[:, None, :]  # (N_SETS, act, lvl)
+    cx = (ACT_LUT >> 8)[None, :, None]
+    return np.ascontiguousarray(((4 * cls) | (cx << 8)).reshape(len(luts), -1).astype(np.uint16))
+
+
 def solve_weights(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS ·
     N_W) int32 (per class: r1, r2, r3, bias) from the `train_tile` moments: least
@@ -464,7 +474,7 @@ assert N_CTX_ALL < 1 << LANE_SHIFT and LANES <= 4
 
 
 @nb.njit(**_OPTS)
-def model_tile(codes, K, wts, luts, syms, ctxs, esc, hist):
+def model_tile(codes, K, wts, cts, syms, ctxs, esc, hist):
     """Symbols of a tile in decoding order, their global contexts with the rANS lane in
     the top bits (``ctx | lane << LANE_SHIFT``), the escaped codes (returned count) and
     the per-context histogram ``hist`` (N_CTX_ALL · N_SYM, flat int64)."""
@@ -487,7 +497,7 @@ def model_tile(codes, K, wts, luts, syms, ctxs, esc, hist):
             ctxs[t] = (j & 3) << LANE_SHIFT
             hist[s] += 1
             t += 1
-    r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
+    r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
     for k in range(K - 1, -1, -1):
         E = levels[k + 1]
         O, Q = stages[3 * k], stages[3 * k + 1]
@@ -498,9 +508,8 @@ def model_tile(codes, K, wts, luts, syms, ctxs, esc, hist):
             n_r, n_c = _stage_rows(kind, hs[k], ws[k])
             g0 = (1 + st + kind) * N_CTX
             for i in range(n_r):
-                _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
-                _classify(n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl,
-                          base, ctx)  # fmt: skip
+                _features(kind, i, n_c, E, O, Q, r1, r2, r3, al)
+                _classify(n_c, wts[m0 + kind], cts[m0 + kind], U(g0), r1, r2, r3, al, base, ctx)
                 trow = T[H + i, H:]
                 for j in range(n_c):
                     c = np.int64(trow[j])
@@ -701,26 +710,26 @@ def _put(T, a, b, s, p, esc, ne, eend):
 
 
 @nb.njit(**_INLINE)
-def _pc(j, wt, lvl_cls, g0, r1, r2, r3, act, lvl):
+def _pc(j, wt, ct, g0, r1, r2, r3, al):
     """`_classify` for one pixel: (prediction floor, global context)."""
-    al = U(ACT_LUT[act[j]])
-    c = ((al & U(0xFF)) + U(lvl_cls[lvl[j]])) << U(2)
+    v = U(ct[al[j]])
+    c = v & U(0xFF)
     p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
-    return p >> WB, g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (al >> U(8))
+    return p >> WB, g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (v >> U(8))
 
 
 @nb.njit(**_INLINE)
-def _decode_row(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, sym, x0, x1, x2, x3, q0, q1,
+def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1,
                 q2, q3, words, tab):  # fmt: skip
     """Prediction floors (``base``) and symbols (``sym``) of one row; pixel ``j`` uses
     state ``j & 3``. The prediction of the next pixels is independent work the CPU
     overlaps with the rANS dependency chains. Returns the states and stream positions."""
     j = 0
     while j + 4 <= n:
-        b0, c0 = _pc(j, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
-        b1, c1 = _pc(j + 1, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
-        b2, c2 = _pc(j + 2, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
-        b3, c3 = _pc(j + 3, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b0, c0 = _pc(j, wt, ct, g0, r1, r2, r3, al)
+        b1, c1 = _pc(j + 1, wt, ct, g0, r1, r2, r3, al)
+        b2, c2 = _pc(j + 2, wt, ct, g0, r1, r2, r3, al)
+        b3, c3 = _pc(j + 3, wt, ct, g0, r1, r2, r3, al)
         x0, q0, s0 = _dec(x0, c0, words, q0, tab)
         x1, q1, s1 = _dec(x1, c1, words, q1, tab)
         x2, q2, s2 = _dec(x2, c2, words, q2, tab)
@@ -735,17 +744,17 @@ def _decode_row(n, wt, lvl_cls, g0, r1, r2, r3, act, lvl, base, sym, x0, x1, x2,
         base[j + 3] = b3
         j += 4
     if j < n:
-        b0, c0 = _pc(j, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b0, c0 = _pc(j, wt, ct, g0, r1, r2, r3, al)
         x0, q0, s0 = _dec(x0, c0, words, q0, tab)
         sym[j] = s0
         base[j] = b0
     if j + 1 < n:
-        b1, c1 = _pc(j + 1, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b1, c1 = _pc(j + 1, wt, ct, g0, r1, r2, r3, al)
         x1, q1, s1 = _dec(x1, c1, words, q1, tab)
         sym[j + 1] = s1
         base[j + 1] = b1
     if j + 2 < n:
-        b2, c2 = _pc(j + 2, wt, lvl_cls, g0, r1, r2, r3, act, lvl)
+        b2, c2 = _pc(j + 2, wt, ct, g0, r1, r2, r3, al)
         x2, q2, s2 = _dec(x2, c2, words, q2, tab)
         sym[j + 2] = s2
         base[j + 2] = b2
@@ -770,7 +779,7 @@ def _emit(A, B, i, y, ca, cb, kbuf, out, dq):
 
 
 @nb.njit(**_OPTS)
-def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, out, dq):
+def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     """Decode one tile and dequantise it into ``out`` (h, w) uint16 (``dq``: `_emit`).
 
     Lane ``l`` reads ``words[starts[l]:ends[l]]``; ``words`` must extend at least ``w``
@@ -827,7 +836,7 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, out, dq):
                     P[H + i, H + j], off[i, j], gain[i, j], recon, step, c0, dither, seed,
                     index0 + i * w + j, max_adu,
                 )  # fmt: skip
-    r1, r2, r3, act, lvl, base, ctx = _row_buffers(ws[0])
+    r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
     sym = np.empty(ws[0] + 4, np.uint8)
     for k in range(K - 1, -1, -1):
         E = P
@@ -842,10 +851,10 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, luts, tab, out, dq):
             n_r, n_c = _stage_rows(kind, hs[k], ws[k])
             g0 = (1 + st + kind) * N_CTX
             for i in range(n_r):
-                _features(kind, i, n_c, E, O, Q, r1, r2, r3, act, lvl)
+                _features(kind, i, n_c, E, O, Q, r1, r2, r3, al)
                 x0, x1, x2, x3, q0, q1, q2, q3 = _decode_row(
-                    n_c, wts[m0 + kind], luts[m0 + kind], U(g0), r1, r2, r3, act, lvl, base,
-                    sym, x0, x1, x2, x3, q0, q1, q2, q3, words, tab,
+                    n_c, wts[m0 + kind], cts[m0 + kind], U(g0), r1, r2, r3, al, base, sym,
+                    x0, x1, x2, x3, q0, q1, q2, q3, words, tab,
                 )  # fmt: skip
                 if q0 > e0 or q1 > e1 or q2 > e2 or q3 > e3:
                     return False, ne

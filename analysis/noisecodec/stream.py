@@ -397,6 +397,7 @@ def _code_pyramid(codes, tiles, params):
         return acc
 
     luts, wts = PY.solve_weights(np.sum(_map(train, tiles, params.threads), 0))
+    cts = PY.class_tables(luts)
 
     def model(tile):
         f, r0, th = tile
@@ -406,7 +407,7 @@ def _code_pyramid(codes, tiles, params):
         ctxs = np.empty(n, np.uint16)
         esc = np.empty(n, np.int32)
         hist = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-        ne = PY.model_tile(block, PY.n_levels(*block.shape), wts, luts, syms, ctxs, esc, hist)
+        ne = PY.model_tile(block, PY.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist)
         return syms, ctxs, esc[:ne], hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
 
     modelled = _map(model, tiles, params.threads)
@@ -693,7 +694,7 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     freq = phys[remap]
     tab = PY.decode_table(freq)
     wts = np.ascontiguousarray(wts, np.int32)
-    luts = np.ascontiguousarray(luts)
+    cts = PY.class_tables(luts)
     words = np.frombuffer(sec("words"), "<u2")
     # zero words past the end: rows decode without bounds checks (positions are checked
     # after each row)
@@ -711,7 +712,7 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
 
     def run(job):
         f, r0, th, starts, ends, e0, e1 = job
-        ok, ne = PY.decode_tile(words, starts, ends, esc_all, e0, e1, wts, luts, tab,
+        ok, ne = PY.decode_tile(words, starts, ends, esc_all, e0, e1, wts, cts, tab,
                                 out[f, r0 : r0 + th], dq(f, r0, th))  # fmt: skip
         if not ok or ne != e1:
             raise corrupted(f, r0)
