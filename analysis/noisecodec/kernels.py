@@ -135,10 +135,19 @@ def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max
 
     With ``analytic`` the reconstruction table is known to be `transform.unbiased_recon`
     (per-pixel maps, no bound): it is computed instead of looked up, with the same
-    operations (bit-identical), and the loop vectorises.
+    operations (bit-identical), and the loop vectorises, as does the dither loop.
     """
     n = out.shape[0]
-    if dither or not analytic:
+    if dither:  # the same operations as `dequantise_one`, branch-free
+        sd = np.uint64(seed)
+        for x in range(n):
+            u = dither_value(np.uint64(index0 + x), sd)
+            t = step * (max(k[x], 0) - u + 0.5)
+            e = 0.25 * t * t - c0 - step * step / 48.0
+            v = np.floor(off[x] + gain[x] * e + 0.5)
+            out[x] = np.uint16(min(max(v, 0.0), max_adu))
+        return
+    if not analytic:
         for x in range(n):
             out[x] = dequantise_one(k[x], off[x], gain[x], recon, step, c0, dither, seed,
                                     index0 + x, max_adu)  # fmt: skip

@@ -51,14 +51,13 @@ class CodecMaps:
         """Global offset and gain. ``jitter`` adds a fixed pseudo-random offset in
         [−½, ½) ADU per pixel (regenerated, never stored) so that pixels do not share one
         ADU lattice: like per-pixel offsets, it keeps the quantiser unbiased."""
-        z = np.zeros(tuple(int(v) for v in shape), np.int32)
-        return cls(float(offset), float(gain), z, z, bool(jitter))
+        return _uniform(tuple(int(v) for v in shape), float(offset), float(gain), bool(jitter))
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.offset_q.shape)  # type: ignore[return-value]
 
-    @property
+    @functools.cached_property
     def is_uniform(self) -> bool:
         return not (self.offset_q.any() or self.gain_q.any())
 
@@ -72,7 +71,10 @@ class CodecMaps:
 
     @functools.cached_property
     def _offset(self) -> np.ndarray:
-        o = (self.offset0 + self.offset_q / 4.0).astype(np.float32)
+        if self.is_uniform:  # same values, without the float64 temporaries
+            o = np.full(self.shape, self.offset0, np.float32)
+        else:
+            o = (self.offset0 + self.offset_q / 4.0).astype(np.float32)
         if self.jitter:
             o += _jitter(self.shape)
         o.flags.writeable = False
@@ -80,7 +82,10 @@ class CodecMaps:
 
     @functools.cached_property
     def _gain(self) -> np.ndarray:
-        g = (self.gain0 * (1.0 + self.gain_q / 512.0)).astype(np.float32)
+        if self.is_uniform:
+            g = np.full(self.shape, self.gain0, np.float32)
+        else:
+            g = (self.gain0 * (1.0 + self.gain_q / 512.0)).astype(np.float32)
         g.flags.writeable = False
         return g
 
@@ -117,3 +122,12 @@ class CodecMaps:
         arr = np.ascontiguousarray(planes.T).view({1: "<i1", 2: "<i2", 4: "<i4"}[size])
         arr = arr.reshape(2, *shape).astype(np.int32)
         return cls(offset0, gain0, arr[0].copy(), arr[1].copy(), bool(jitter))
+
+
+@functools.lru_cache(maxsize=2)
+def _uniform(shape: tuple[int, int], offset: float, gain: float, jitter: bool) -> CodecMaps:
+    """`CodecMaps.uniform`, cached: decoding builds the maps of every stream from its
+    header, and their float maps and digest are then computed once, not per frame."""
+    z = np.zeros(shape, np.int32)
+    z.flags.writeable = False
+    return CodecMaps(offset, gain, z, z, jitter)

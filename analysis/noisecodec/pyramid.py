@@ -625,14 +625,20 @@ def _fill_table(freq, lut, fc):
                 slot += 1
 
 
-def decode_table(freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decode_table(
+    freq: np.ndarray, remap: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Decoding tables: the symbol of each slot (uint8, contexts × `TAB`: 1 KB per
     context keeps a group's tables in L2) and per context and symbol ``freq << 16 |
-    cum`` (uint32, 64 per context). ``freq`` rows must sum to `TAB`."""
+    cum`` (uint32, 64 per context). ``freq`` rows must sum to `TAB`; with ``remap``
+    they are the physical tables and the result is indexed by logical context."""
     freq = np.ascontiguousarray(freq, np.int64)
     lut = np.empty(freq.shape[0] * TAB, np.uint8)
     fc = np.zeros(freq.shape[0] * 64, np.uint32)
     _fill_table(freq, lut, fc)
+    if remap is not None:
+        lut = lut.reshape(-1, TAB)[remap].ravel()
+        fc = fc.reshape(-1, 64)[remap].ravel()
     return lut, fc
 
 

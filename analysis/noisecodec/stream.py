@@ -580,7 +580,7 @@ def decode_frames(
             f"{source}: the stream refers to per-pixel maps of profile "
             f"{hd['profile_id'] or '?'} that were not embedded; pass that profile"
         )
-    if maps.shape != (h, w) or maps.digest() != hd["maps_digest"]:
+    if maps.shape != (h, w) or (hd["maps"] != "uniform" and maps.digest() != hd["maps_digest"]):
         raise ImageMismatchError(
             f"{source}: the supplied profile maps (shape {maps.shape}) are not the ones the "
             f"stream was encoded with (profile {hd['profile_id'] or '?'})"
@@ -691,8 +691,7 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
         or int(luts.max(initial=0)) >= PY.N_LVL_CLS
     ):
         raise InputFileError(f"{source}: corrupted noise-codec tables")
-    freq = phys[remap]
-    tab = PY.decode_table(freq)
+    tab = PY.decode_table(phys, remap)
     wts = np.ascontiguousarray(wts, np.int32)
     cts = PY.class_tables(luts)
     words = np.frombuffer(sec("words"), "<u2")
