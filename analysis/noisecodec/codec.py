@@ -93,8 +93,8 @@ class NoiseCodec:
     effort : {"pyramid", "best", "fast"}
         Back end. ``"pyramid"`` (default, stream format 3): hierarchical interpolative
         prediction (each pixel predicted from both sides by the coarser levels) and four
-        interleaved rANS states, the highest ratio and the fastest (10.2:1 at S = 2 on
-        the reference frame, encode ≈ 1.1× and decode ≈ 0.5× the speed of zstd-3, see
+        interleaved rANS states, the highest ratio and the fastest (10.15:1 at S = 2 on
+        the reference frame, encode ≈ 1.2× and decode ≈ 0.5× the speed of zstd-3, see
         benchmarks/RESULTS.md). The causal back ends of format 2, kept for comparison
         and for their files: ``"best"``: 64-class least-squares prediction over 18
         causal neighbours (10.0:1, decode ≈ 0.14× zstd-3); ``"fast"``: one 6-tap
