@@ -79,19 +79,35 @@ def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, su
     h, w = x.shape
     inv = 1.0 / step
     nedge = edges.shape[0]
+    # hard bound: a grid over t = 2 sqrt(e + c0) gives a lower bound of each pixel's bin
+    # (bins are ~1 wide in t), then a short forward scan: the last edge <= e, as a binary
+    # search would find it, without its unpredictable branches
+    dt = 0.25
+    ng = 2
+    if nedge > 0:
+        ng = int(2.0 * np.sqrt(max(edges[nedge - 1] + c0, 0.0)) / dt) + 3
+    grid = np.zeros(ng, np.int64)
+    if nedge > 0:
+        k = 0
+        for g in range(ng):
+            tg = g * dt
+            eg = 0.25 * tg * tg - c0
+            while k + 1 < nedge and edges[k + 1] <= eg:
+                k += 1
+            grid[g] = k
     for y in range(h):
         for i in range(w):
             e = (float(x[y, i]) - off[y, i]) / gain[y, i]
             if nedge > 0:
-                lo = 0
-                hi = nedge - 1
-                while lo < hi:  # last edge <= e
-                    mid = (lo + hi + 1) >> 1
-                    if edges[mid] <= e:
-                        lo = mid
-                    else:
-                        hi = mid - 1
-                k = lo
+                v = e + c0
+                k = 0
+                if v > 0.0:
+                    # one cell of slack: the grid point stays below e whatever the rounding
+                    g = min(int(2.0 * np.sqrt(v) / dt) - 1, ng - 1)
+                    if g > 0:
+                        k = grid[g]
+                while k + 1 < nedge and edges[k + 1] <= e:
+                    k += 1
             else:
                 v = e + c0
                 t = 2.0 * np.sqrt(v) if v > 0.0 else 0.0
