@@ -10,14 +10,16 @@ per level the three stages
 - B2: ``oe`` from ``ee``, ``oo`` and ``eo`` (its 8 immediate neighbours and 8 more),
 
 and ``P_k`` is their interleave. Every pixel of a stage is predicted from data decoded in
-earlier stages only, and from both sides: predictions and contexts of a whole row are
-computed in one vectorisable loop, and the only serial work per pixel is the rANS step.
-The 16 neighbours enter as three sums over symmetric rings (distance classes), weighted
-per class (activity × level, ``N_CLASS``) by least squares, fixed point. The residual to
-the floor of the prediction is coded with static tables per context (fraction of the
-prediction × activity), one table set per ``(level, stage)`` group. Four rANS states
-interleave (the state of column ``j`` is ``j & 3``) and share one stream of 16-bit words,
-so four independent dependency chains overlap in the CPU.
+earlier stages only, and from both sides: the features of a whole row are computed in
+one vectorisable loop. The 16 neighbours enter as three sums over symmetric rings
+(distance classes), weighted per class (activity × level, ``N_CLASS``; level boundaries
+chosen per weight set by the encoder) by least squares, fixed point. The residual to the
+floor of the prediction is coded with static tables per context (fraction of the
+prediction × activity), one context group per stage for level 0 and for the coarser
+levels; the encoder merges fraction bins where the data cannot pay for their tables
+(`choose_contexts`). Four rANS states (the state of column ``j`` is ``j & 3``), each with
+its own stream of 16-bit words, so four independent dependency chains overlap in the
+CPU together with the per-pixel weighting, which runs in the same serial loop.
 
 Plane buffers carry a halo of `HALO` cells filled by edge replication, so encoder and
 decoder read the same neighbours at the borders.
