@@ -139,3 +139,15 @@ def test_level_thresholds_are_octiles():
     assert cls[0] == 0 and cls[-1] == PY.N_LVL_CLS - 1
     np.testing.assert_array_equal(np.bincount(cls), np.full(PY.N_LVL_CLS, 10))
     assert np.all(np.diff(lut.astype(int)) >= 0)
+
+
+def test_codes_beyond_the_pyramid_range_fall_back_to_best(scene):
+    """A step far below the noise gives codes above `pyramid.MAX_CODE`: the stream is
+    written by the causal back end (format 2) and still decodes exactly."""
+    frame, prof = scene
+    codec = NoiseCodec(prof, step=0.02)
+    data = codec.encode(frame)
+    hd = NoiseCodec.info(data)
+    assert hd["n_codes"] - 1 > PY.MAX_CODE
+    assert hd["effort"] == "best" and struct.unpack_from("<H", data, 4)[0] == 2
+    np.testing.assert_array_equal(codec.decode(data), _expected(codec, frame))
