@@ -228,17 +228,23 @@ def _features(kind, i, n, E, O, Q, r1, r2, r3, al):
 
 
 @nb.njit(**_INLINE)
+def _pc(j, wt, ct, g0, r1, r2, r3, al):
+    """Prediction floor and global (logical) rANS context of pixel ``j`` of a row: the
+    class table ``ct`` (`class_tables`) gives the offset of the class's fixed-point
+    weights in ``wt`` (N_CLASS · N_W int32, flat) and the activity bucket; the context is
+    the group base ``g0`` + fraction bin of the prediction × activity bucket. Unsigned
+    indices: no negative-index wrap-around. Encoder and decoder both use this."""
+    v = U(ct[al[j]])
+    c = v & U(0xFF)
+    p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
+    return p >> WB, g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (v >> U(8))
+
+
+@nb.njit(**_INLINE)
 def _classify(n, wt, ct, g0, r1, r2, r3, al, base, ctx):
-    """Serial pass over a row: the class (activity × level) chooses the fixed-point
-    weights (``wt``: N_CLASS · N_W int32, flat); ``base`` gets the floor of the
-    prediction, ``ctx`` the global rANS context (group base ``g0`` + fraction bin of the
-    prediction × activity bucket). Unsigned indices: no negative-index wrap-around."""
+    """`_pc` over a row into ``base`` and ``ctx`` (the encoder's pass)."""
     for j in range(n):
-        v = U(ct[al[j]])
-        c = v & U(0xFF)
-        p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
-        base[j] = p >> WB
-        ctx[j] = g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (v >> U(8))
+        base[j], ctx[j] = _pc(j, wt, ct, g0, r1, r2, r3, al)
 
 
 @nb.njit(**_INLINE)
@@ -719,14 +725,10 @@ def _put(T, a, b, s, p, esc, ne, eend):
 
 
 @nb.njit(**_INLINE)
-def _pc(j, wt, ct, g0, r1, r2, r3, al, rm):
-    """`_classify` for one pixel: (prediction floor, physical context through ``rm``)."""
-    v = U(ct[al[j]])
-    c = v & U(0xFF)
-    p = np.int32(wt[c + U(3)] + wt[c] * r1[j] + wt[c + U(1)] * r2[j] + wt[c + U(2)] * r3[j])
-    return p >> WB, U(
-        rm[g0 + U((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * U(N_ACT_CTX) + (v >> U(8))]
-    )
+def _ppc(j, wt, ct, g0, r1, r2, r3, al, rm):
+    """`_pc` with the physical context (``rm``: logical → physical table)."""
+    b, g = _pc(j, wt, ct, g0, r1, r2, r3, al)
+    return b, U(rm[g])
 
 
 @nb.njit(**_INLINE)
@@ -737,10 +739,10 @@ def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1
     overlaps with the rANS dependency chains. Returns the states and stream positions."""
     j = 0
     while j + 4 <= n:
-        b0, c0 = _pc(j, wt, ct, g0, r1, r2, r3, al, tab[2])
-        b1, c1 = _pc(j + 1, wt, ct, g0, r1, r2, r3, al, tab[2])
-        b2, c2 = _pc(j + 2, wt, ct, g0, r1, r2, r3, al, tab[2])
-        b3, c3 = _pc(j + 3, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b0, c0 = _ppc(j, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b1, c1 = _ppc(j + 1, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b2, c2 = _ppc(j + 2, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b3, c3 = _ppc(j + 3, wt, ct, g0, r1, r2, r3, al, tab[2])
         x0, q0, s0 = _dec(x0, c0, words, q0, tab)
         x1, q1, s1 = _dec(x1, c1, words, q1, tab)
         x2, q2, s2 = _dec(x2, c2, words, q2, tab)
@@ -755,17 +757,17 @@ def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1
         base[j + 3] = b3
         j += 4
     if j < n:
-        b0, c0 = _pc(j, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b0, c0 = _ppc(j, wt, ct, g0, r1, r2, r3, al, tab[2])
         x0, q0, s0 = _dec(x0, c0, words, q0, tab)
         sym[j] = s0
         base[j] = b0
     if j + 1 < n:
-        b1, c1 = _pc(j + 1, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b1, c1 = _ppc(j + 1, wt, ct, g0, r1, r2, r3, al, tab[2])
         x1, q1, s1 = _dec(x1, c1, words, q1, tab)
         sym[j + 1] = s1
         base[j + 1] = b1
     if j + 2 < n:
-        b2, c2 = _pc(j + 2, wt, ct, g0, r1, r2, r3, al, tab[2])
+        b2, c2 = _ppc(j + 2, wt, ct, g0, r1, r2, r3, al, tab[2])
         x2, q2, s2 = _dec(x2, c2, words, q2, tab)
         sym[j + 2] = s2
         base[j + 2] = b2
