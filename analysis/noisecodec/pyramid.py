@@ -75,8 +75,9 @@ _INLINE = dict(nogil=True, cache=True, inline="always")
 
 
 # ---------------------------------------------------------------- geometry
+@nb.njit(**_OPTS)
 def n_levels(h: int, w: int) -> int:
-    """Number of splits K of an ``h × w`` tile."""
+    """Number of splits K of an ``h × w`` tile (encoder and decoder)."""
     k = 0
     while h > TOP_ROWS and w > 1:
         h, w = (h + 1) // 2, (w + 1) // 2
@@ -801,11 +802,7 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     its end, and the escape position reached (compare with ``eend``).
     """
     h, w = out.shape
-    K = 0
-    hh, ww = h, w
-    while hh > TOP_ROWS and ww > 1:
-        hh, ww = (hh + 1) // 2, (ww + 1) // 2
-        K += 1
+    K = n_levels(h, w)
     hs, ws = _sizes(h, w, K)
     H = HALO
     ne = ebeg

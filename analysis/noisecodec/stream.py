@@ -588,7 +588,7 @@ def decode_frames(
     off, gain = maps.offset(), maps.gain()
     recon = np.frombuffer(zlib.decompress(sec("recon")), "<f8").copy()
     effort = hd.get("effort", "best")
-    if effort not in ("best", "fast", "pyramid"):
+    if effort not in EFFORTS:
         raise InputFileError(f"{source}: unknown noise-codec back end {effort!r}")
     esc_all = np.frombuffer(zlib.decompress(sec("escapes")), "<i4").astype(np.int64)
     n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
