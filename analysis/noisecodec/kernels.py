@@ -123,26 +123,39 @@ def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, su
 
 
 @nb.njit(**_INLINE)
+def _e_dither(k, u, step, c0):
+    """e⁻ of code ``k`` with subtractive dither ``u``: the analytic inverse minus
+    E[(t̂/2)²] − (t/2)² of a uniform error of width ``step``."""
+    t = step * (k - u + 0.5)
+    return 0.25 * t * t - c0 - step * step / 48.0
+
+
+@nb.njit(**_INLINE)
+def _e_centre(k, step, c0):
+    """e⁻ of the centre of code ``k``'s bin (algebraic inverse)."""
+    t = step * k
+    return 0.25 * t * t - c0
+
+
+@nb.njit(**_INLINE)
+def _adu(off, gain, e, max_adu):
+    """Rounded, clipped ADU of ``e`` e⁻ at a pixel with offset ``off`` and gain ``gain``."""
+    v = np.floor(off + gain * e + 0.5)
+    return np.uint16(min(max(v, 0.0), max_adu))
+
+
+@nb.njit(**_INLINE)
 def dequantise_one(k, off, gain, recon, step, c0, dither, seed, index, max_adu):
     """ADU (uint16) of code ``k`` at a pixel with offset ``off``, gain ``gain`` and flat
     index ``index`` (dither): ``recon`` e⁻ per code, or the analytic inverse."""
-    if k < 0:
-        k = 0
+    k = max(k, 0)
     if dither:
-        u = dither_value(np.uint64(index), np.uint64(seed))
-        t = step * (k - u + 0.5)
-        e = 0.25 * t * t - c0 - step * step / 48.0  # minus E[(t̂/2)²] - (t/2)², uniform error
+        e = _e_dither(k, dither_value(np.uint64(index), np.uint64(seed)), step, c0)
     elif k < recon.shape[0]:
         e = recon[k]
     else:
-        t = step * k
-        e = 0.25 * t * t - c0
-    v = np.floor(off + gain * e + 0.5)
-    if v < 0.0:
-        v = 0.0
-    elif v > max_adu:
-        v = max_adu
-    return np.uint16(v)
+        e = _e_centre(k, step, c0)
+    return _adu(off, gain, e, max_adu)
 
 
 @nb.njit(**_INLINE)
@@ -151,17 +164,15 @@ def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max
 
     With ``analytic`` the reconstruction table is known to be `transform.unbiased_recon`
     (per-pixel maps, no bound): it is computed instead of looked up, with the same
-    operations (bit-identical), and the loop vectorises, as does the dither loop.
+    operations (bit-identical), and the loop vectorises, as does the dither loop (the
+    branches of `dequantise_one` hoisted out of the loops).
     """
     n = out.shape[0]
-    if dither:  # the same operations as `dequantise_one`, branch-free
+    if dither:
         sd = np.uint64(seed)
         for x in range(n):
             u = dither_value(np.uint64(index0 + x), sd)
-            t = step * (max(k[x], 0) - u + 0.5)
-            e = 0.25 * t * t - c0 - step * step / 48.0
-            v = np.floor(off[x] + gain[x] * e + 0.5)
-            out[x] = np.uint16(min(max(v, 0.0), max_adu))
+            out[x] = _adu(off[x], gain[x], _e_dither(max(k[x], 0), u, step, c0), max_adu)
         return
     if not analytic:
         for x in range(n):
@@ -169,15 +180,12 @@ def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max
                                     index0 + x, max_adu)  # fmt: skip
         return
     nrec = recon.shape[0]
-    corr = step * step / 48.0
+    corr = step * step / 48.0  # unbiased_recon = centre - step²/48 for codes in the table
     for x in range(n):
         kk = max(k[x], 0)
-        t = step * kk
-        e = 0.25 * t * t - c0
+        e = _e_centre(kk, step, c0)
         e = e - corr if kk < nrec else e
-        v = np.floor(off[x] + gain[x] * e + 0.5)
-        v = min(max(v, 0.0), max_adu)
-        out[x] = np.uint16(v)
+        out[x] = _adu(off[x], gain[x], e, max_adu)
 
 
 @nb.njit(**_OPTS)
