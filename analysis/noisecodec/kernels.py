@@ -418,6 +418,43 @@ def rans_encode(syms, ctxs, freq, cum, out):
     return n
 
 
+# ---------------------------------------------------------------- tables
+@nb.njit(**_OPTS)
+def normalise_counts(counts, total):
+    """Frequencies per context (rows of ``counts``) summing to ``total``, ≥ 1 for every
+    symbol seen; the rounding remainder goes to (or comes from) the most frequent
+    symbol. A context never seen gets a flat table (any valid table would do)."""
+    n, m = counts.shape
+    f = np.zeros((n, m), np.int64)
+    for c in range(n):
+        tot = 0
+        for s in range(m):
+            tot += counts[c, s]
+        if tot == 0:
+            for s in range(m):
+                f[c, s] = total // m
+            f[c, RMAX] += total - (total // m) * m
+            continue
+        acc = 0
+        for s in range(m):
+            v = counts[c, s] * total // tot
+            if v == 0 and counts[c, s] > 0:
+                v = 1
+            f[c, s] = v
+            acc += v
+        while acc != total:
+            j = 0
+            for s in range(m):
+                if f[c, s] > f[c, j]:
+                    j = s
+            d = total - acc
+            if d < 0:
+                d = max(d, 1 - f[c, j])
+            f[c, j] += d
+            acc += d
+    return f
+
+
 # ---------------------------------------------------------------- decoder setup
 # The decoders (lock-step over ``L`` tiles of one shape) are in `fastpath`: decode_lanes_best.
 @nb.njit(**_INLINE)

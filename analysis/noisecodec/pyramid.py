@@ -30,7 +30,15 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .kernels import ESC, N_SYM, RANS_L, RMAX, dequantise_one, dequantise_row
+from .kernels import (
+    ESC,
+    N_SYM,
+    RANS_L,
+    RMAX,
+    dequantise_one,
+    dequantise_row,
+    normalise_counts,
+)
 
 HALO = 2
 WB = 12  # fixed-point fraction bits of the weights
@@ -43,7 +51,7 @@ N_ACT_CTX = 12
 N_CTX = N_FRAC * N_ACT_CTX  # contexts per group
 N_LEVEL_GROUPS = 2  # context tables: level 0, and levels >= 1 (a quarter of the pixels)
 N_STAGE = 3
-N_WEIGHT_LEVELS = 2  # levels >= 5 share weights
+N_WEIGHT_LEVELS = 2  # weight sets: level 0, and levels >= 1
 N_SETS = N_WEIGHT_LEVELS * N_STAGE  # weight sets
 N_GROUPS = 1 + N_LEVEL_GROUPS * N_STAGE  # context groups; group 0: the top plane
 N_CTX_ALL = N_GROUPS * N_CTX
@@ -537,42 +545,7 @@ def model_tile(codes, K, wts, cts, syms, ctxs, esc, hist):
 # ---------------------------------------------------------------- tables
 def normalise(counts: np.ndarray) -> np.ndarray:
     """Frequencies per context summing to `TAB`, ≥ 1 for every symbol seen (int64)."""
-    counts = np.asarray(counts, np.int64)
-    f = np.empty_like(counts)
-    _normalise(counts, f)
-    return f
-
-
-@nb.njit(**_OPTS)
-def _normalise(counts, f):
-    n, m = counts.shape
-    for c in range(n):
-        tot = 0
-        for s in range(m):
-            tot += counts[c, s]
-        if tot == 0:  # unused context: any valid table
-            for s in range(m):
-                f[c, s] = 0
-            f[c, RMAX] = TAB
-            continue
-        acc = 0
-        for s in range(m):
-            v = counts[c, s] * TAB // tot
-            if v == 0 and counts[c, s] > 0:
-                v = 1
-            f[c, s] = v
-            acc += v
-        # the remainder goes to (or comes from) the most frequent symbols
-        while acc != TAB:
-            j = 0
-            for s in range(m):
-                if f[c, s] > f[c, j]:
-                    j = s
-            d = TAB - acc
-            if d < 0:
-                d = max(d, 1 - f[c, j])
-            f[c, j] += d
-            acc += d
+    return normalise_counts(np.ascontiguousarray(counts, np.int64), TAB)
 
 
 def _code_bits(counts: np.ndarray) -> np.ndarray:

@@ -74,22 +74,7 @@ def _map(fn, items, threads: int | None):
 # ---------------------------------------------------------------- tables
 def _normalise(counts: np.ndarray) -> np.ndarray:
     """Per-context frequencies summing to 2**SCALE_BITS, ≥ 1 for every seen symbol."""
-    freq = np.zeros(counts.shape, np.int64)
-    for c in range(counts.shape[0]):
-        row = counts[c].astype(np.float64)
-        tot = row.sum()
-        if tot == 0:
-            f = np.full(row.shape, K.SCALE // row.size, np.int64)
-            f[K.RMAX] += K.SCALE - f.sum()
-        else:
-            f = np.floor(row * K.SCALE / tot).astype(np.int64)
-            f[(row > 0) & (f == 0)] = 1
-            while f.sum() != K.SCALE:
-                j = int(np.argmax(f))
-                d = K.SCALE - f.sum()
-                f[j] += max(d, 1 - f[j])
-        freq[c] = f
-    return freq
+    return K.normalise_counts(np.ascontiguousarray(counts, np.int64), K.SCALE)
 
 
 def _tables(freq: np.ndarray):
