@@ -589,6 +589,7 @@ def choose_contexts(hist: np.ndarray) -> np.ndarray:
 
 
 def cumulative(freq: np.ndarray) -> np.ndarray:
+    """Start of each symbol's slot range per context (exclusive cumulative sum)."""
     cum = np.zeros_like(freq)
     cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
     return cum

@@ -78,8 +78,7 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
 
 
 def _tables(freq: np.ndarray):
-    cum = np.zeros_like(freq)
-    cum[:, 1:] = np.cumsum(freq, axis=1)[:, :-1]
+    cum = PY.cumulative(freq)
     lut = np.empty((freq.shape[0], K.SCALE), np.uint8)
     for c in range(freq.shape[0]):
         lut[c] = np.repeat(np.arange(freq.shape[1], dtype=np.uint8), freq[c])
