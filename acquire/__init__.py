@@ -1,17 +1,31 @@
 """Bench acquisition: Micro-Manager cores, the simulated rig, sweeps and stacks.
 
-Modules (import them directly; this package imports nothing eagerly, so the pure
-numpy `sensor_model` never pulls in pymmcore-plus):
+The public names below are imported lazily on first use, so ``import rawsigma.acquire``
+does not import pymmcore-plus and the pure-numpy `SensorModel` never pulls it in.
 
-- `sensor_model`: `SensorModel`, per-pixel camera physics with known truth.
-- `devices`: `SimCamera`, `SimLightSource` (pymmcore-plus unicore devices), `sim_device`
-  (the light source and the device registry are defined in `sim_light`).
-- `core`: `open_core` (simulated rig, real ``.cfg``, pycromanager bridge).
-- `identity`: `read_identity` (camera model, serial, mode, ROI, bit depth).
-- `plans`: `SweepPlan`, `StackPlan`.
-- `stream`: `stream_frames`, `accumulate_frames`, `Controls` (sequence-acquisition loop).
-- `sweep`: `SweepRunner` (flat-field photon-transfer sweep, resumable).
-- `light_control`: `LightControl` (shutter, control value, auto-range), `level_stability`.
-- `stack`: `StackRunner`, `StackResult` (N-frame repeat stack, Fig. 1a convergence).
-- `framesave`: `FrameWriter` (OME-TIFF/HDF5 frames + CSV table).
+Examples
+--------
+>>> from rawsigma.acquire import SensorModel
+>>> model = SensorModel.preset("scmos", shape=(32, 32), seed=0)
+>>> model.shape
+(32, 32)
 """
+
+from rawsigma._lazy import attach
+
+_EXPORTS = {
+    "FrameWriter": "framesave",
+    "SensorModel": "sensor_model",
+    "SimCamera": "devices",
+    "SimLightSource": "sim_light",
+    "StackPlan": "plans",
+    "StackResult": "stack",
+    "StackRunner": "stack",
+    "SweepPlan": "plans",
+    "SweepRunner": "sweep",
+    "open_core": "core",
+    "read_identity": "identity",
+    "sim_device": "sim_light",
+}
+
+__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
