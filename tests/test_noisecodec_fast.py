@@ -15,7 +15,7 @@ from rawsigma.analysis.noisecodec import NoiseCodec  # noqa: E402
 from rawsigma.analysis.noisecodec.stream import (  # noqa: E402
     _PREFIX,
     dequantise_frames,
-    quantise_frames,
+    quantise_frames_knee,
 )
 from rawsigma.analysis.noisecodec.synthetic import reference_frame  # noqa: E402
 from rawsigma.errors import InputFileError  # noqa: E402
@@ -37,9 +37,11 @@ def test_decode_equals_quantiser(scene, effort, kw):
     codec = NoiseCodec(prof, tile_rows=24, effort=effort, **kw)
     data = codec.encode(frame)
     assert NoiseCodec.info(data)["effort"] == effort
-    codes, recon, mode = quantise_frames(frame, codec.maps, codec.params)
+    codes, recon, mode, kp = quantise_frames_knee(frame, codec.maps, codec.params)
     p = codec.params
-    want = dequantise_frames(codes, codec.maps, recon, mode, p.step, p.sigma_e, p.seed, p.max_adu)
+    want = dequantise_frames(
+        codes, codec.maps, recon, mode, p.step, p.sigma_e, p.seed, p.max_adu, kp=kp
+    )
     got = codec.decode(data)
     np.testing.assert_array_equal(got, want)
     stack = np.stack([frame, frame[::-1].copy()])

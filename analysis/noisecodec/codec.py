@@ -8,6 +8,49 @@ import numpy as np
 from rawsigma.errors import ImageMismatchError
 
 from .stream import EFFORTS, CodecMaps, StreamParams, decode_frames, encode_frames, read_header
+from .transform import KNEE_FRACTION
+
+# Largest quantisation step (units of σ) for which decoding stays unbiased: the
+# reconstruction relies on the noise dithering the quantiser (Sheppard's correction),
+# which holds while the step is not much larger than σ. Measured in benchmarks/RESULTS.md
+# ("Issue 9 — honest noise model and codec bounds": |bias| < 0.05 σ up to S = 4, 0.1 σ
+# at S = 6, 4 σ at S = 16).
+MAX_STEP = 4.0
+MIN_STEP = 0.01  # finer steps only multiply the codes (pyramid falls back beyond 4095)
+
+
+def check_step(step: float, what: str = "step") -> float:
+    """``step`` as float if it is a usable quantisation step, else ValueError with the range."""
+    try:
+        s = float(step)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
+    if not np.isfinite(s) or not MIN_STEP <= s <= MAX_STEP:
+        raise ValueError(
+            f"{what} must be in [{MIN_STEP:g}, {MAX_STEP:g}] (units of the noise sigma; "
+            f"beyond {MAX_STEP:g} the decoding is biased), got {step!r}"
+        )
+    return s
+
+
+def check_profile(profile: CameraProfile) -> None:
+    """Refuse a profile whose global gain or read noise would make the codec's error
+    unbounded (gain <= 0 or not finite, read noise < 0 or not finite)."""
+    from rawsigma.errors import ProfileError
+
+    g, r = float(profile.gain_global), float(profile.read_noise_global)
+    if not (np.isfinite(g) and g > 0):
+        raise ProfileError(
+            f"noise codec: profile {profile.profile_id} has gain {g:g} ADU/e-; the codec "
+            "needs a finite gain > 0 (its error is in units of the noise the gain predicts)"
+        )
+    if not (np.isfinite(r) and r >= 0):
+        raise ProfileError(
+            f"noise codec: profile {profile.profile_id} has read noise {r:g} ADU; the codec "
+            "needs a finite read noise >= 0"
+        )
+    if not np.isfinite(float(profile.offset_global)):
+        raise ProfileError(f"noise codec: profile {profile.profile_id} has no finite offset")
 
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
@@ -120,8 +163,8 @@ class NoiseCodec:
     ) -> None:
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
-        if not step > 0:
-            raise ValueError(f"step must be > 0 (units of sigma), got {step}")
+        step = check_step(step)
+        check_profile(profile)
         if max_error is not None and not max_error > 0:
             raise ValueError(f"max_error must be > 0 (units of sigma), got {max_error}")
         if dither and max_error is not None:
@@ -144,6 +187,8 @@ class NoiseCodec:
             tile_rows=int(tile_rows),
             threads=threads,
             effort=effort,
+            knee=KNEE_FRACTION * (float(profile.read_noise_global) / float(profile.gain_global))
+            ** 2,
         )
         self.effort = effort
 

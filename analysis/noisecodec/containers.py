@@ -38,9 +38,10 @@ from .stream import (
     decode_frames,
     dequantise_frames,
     encode_frames,
-    quantise_frames,
+    quantise_frames_knee,
     read_header,
 )
+from .kernels import NO_KNEE
 
 if TYPE_CHECKING:
     from .codec import NoiseCodec
@@ -80,6 +81,9 @@ class NoiseNumcodec(_NumCodec):
         ``"pixel"`` needs the maps (`from_codec`); decoding never does.
     effort : {"pyramid", "best", "fast"}
         Back end (see `NoiseCodec`); decoding reads it from each chunk.
+    knee : float, optional
+        Knee of the transform (e⁻², `StreamParams.knee`); default ``sigma_e²`` (configs
+        written before format 4 have none).
     """
 
     codec_id = "rawsigma_noise"
@@ -97,6 +101,7 @@ class NoiseNumcodec(_NumCodec):
         profile_id: str = "",
         maps: str = "global",
         effort: str = "pyramid",
+        knee: float | None = None,
     ) -> None:
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
@@ -111,6 +116,7 @@ class NoiseNumcodec(_NumCodec):
         self.max_adu = int(max_adu)
         self.profile_id = str(profile_id)
         self.maps = str(maps)
+        self.knee = float(sigma_e) ** 2 if knee is None else float(knee)
         self._pixel_maps: CodecMaps | None = None
 
     @classmethod
@@ -129,6 +135,7 @@ class NoiseNumcodec(_NumCodec):
             profile_id=p.profile_id,
             maps=maps,
             effort=p.effort,
+            knee=p.knee,
         )
         if maps == "pixel":
             self._pixel_maps = codec.maps if codec.maps_mode == "pixel" else None
@@ -148,6 +155,7 @@ class NoiseNumcodec(_NumCodec):
             "profile_id": self.profile_id,
             "maps": self.maps,
             "effort": self.effort,
+            "knee": self.knee,
         }
 
     def _params(self) -> StreamParams:
@@ -160,6 +168,7 @@ class NoiseNumcodec(_NumCodec):
             max_adu=self.max_adu,
             profile_id=self.profile_id,
             effort=self.effort,
+            knee=self.knee,
         )
 
     def encode(self, buf: Any) -> bytes:
@@ -315,7 +324,7 @@ def write_hdf5(
     import h5py
 
     frames = np.asarray(frames)
-    codes, recon, mode = quantise_frames(frames, codec.maps, codec.params)
+    codes, recon, mode, kp = quantise_frames_knee(frames, codec.maps, codec.params)
     ctype = np.uint8 if codes.max(initial=0) < 256 else np.uint16
     h, w = codes.shape[-2:]
     chunks = (1,) * (codes.ndim - 2) + (min(h, 512), min(w, 512))
@@ -333,7 +342,7 @@ def write_hdf5(
         p = codec.params
         attrs = {
             "format": FORMAT_NAME,
-            "version": VERSION,
+            "version": VERSION if kp[0] > 0 else 3,  # 4: with the transform's knee
             "mode": mode,
             "step": p.step,
             "max_error": -1.0 if p.max_error is None else p.max_error,
@@ -354,6 +363,8 @@ def write_hdf5(
         for k, v in attrs.items():
             ds.attrs[k] = v
         ds.attrs["recon"] = recon
+        if kp[0] > 0:
+            ds.attrs["knee"] = kp
         g = f.create_group(f"{dataset}_maps")
         g.create_dataset("offset_q", data=maps.offset_q, compression="gzip", fletcher32=True)
         g.create_dataset("gain_q", data=maps.gain_q, compression="gzip", fletcher32=True)
@@ -402,6 +413,7 @@ def read_hdf5(path: str | os.PathLike, dataset: str = "codes") -> np.ndarray:
         float(a["sigma_e"]),
         int(a["seed"]),
         int(a["max_adu"]),
+        kp=np.asarray(a.get("knee", NO_KNEE), np.float64),
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from . import kernels as K
 from .kernels import (
     ESC,
+    NO_KNEE,
     N_SYM,
     PAD,
     RANS_L,
@@ -214,19 +215,34 @@ def lane_groups(jobs: list, height) -> list[list]:
 
 # ---------------------------------------------------------------- encoder helpers
 @nb.njit(**_OPTS)
-def quantise_round(x, off, gain, codes, inv_step, c0):
+def quantise_round(x, off, gain, codes, inv_step, c0, kp=NO_KNEE):
     """``code = round(2·sqrt(e + c0) / S)`` with ``e = (x − off)/gain`` for one tile (the
     round mode of `kernels.quantise_tile`, branch-free float32 so it vectorises); returns
-    the largest code."""
+    the largest code. With a knee ``kp`` (format 4, `kernels.vst`) the transform is
+    linear below ``v = kp[0]`` and the codes are shifted by ``kp[3]``."""
     h, w = x.shape
     a = np.float32(2.0 * inv_step)
     cc = np.float32(c0)
     top = 0
+    if kp[0] == 0.0:
+        for y in range(h):
+            for i in range(w):
+                v = (np.float32(x[y, i]) - off[y, i]) / gain[y, i] + cc
+                v = max(v, np.float32(0.0))
+                k = np.int32(np.sqrt(v) * a + np.float32(0.5))
+                codes[y, i] = k
+                top = max(top, k)
+        return top
+    vk = np.float32(kp[0])
+    tk = np.float32(kp[1] * inv_step)
+    sk = np.float32(kp[2] * inv_step)
+    sh = np.float32(kp[3] + 0.5)
     for y in range(h):
         for i in range(w):
             v = (np.float32(x[y, i]) - off[y, i]) / gain[y, i] + cc
-            v = max(v, np.float32(0.0))
-            k = np.int32(np.sqrt(v) * a + np.float32(0.5))
+            lin = tk + (v - vk) * sk
+            q = np.sqrt(max(v, vk)) * a
+            k = np.int32(np.floor((q if v >= vk else lin) + sh))
             codes[y, i] = k
             top = max(top, k)
     return top

@@ -50,6 +50,11 @@ LVL_CLS_LUT = np.minimum(np.floor(np.log2(1.0 + np.arange(LVL_MAX + 1))), N_LVL_
 # loop (int32 weights/LUTs/ring, uint8 classes, int64 row buffers): LLVM may then assume
 # they do not alias and overlap iterations (3x faster row preparation).
 
+# transform knee of format 4 (`vst`): [v_knee, t_knee, 1/sqrt(v_knee), code shift]; all 0
+# for formats 1–3 (the transform clips at v = 0)
+NO_KNEE = np.zeros(4, np.float64)
+NO_KNEE.flags.writeable = False
+
 _OPTS = dict(nogil=True, cache=True)
 # helpers are inlined at numba level: a call with array arguments costs refcount updates
 _INLINE = dict(nogil=True, cache=True, inline="always")
@@ -66,16 +71,37 @@ def dither_value(index: np.uint64, seed: np.uint64) -> float:
     return float(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
+@nb.njit(**_INLINE)
+def vst(v, kp):
+    """Transform value ``t`` of ``v = e + c0`` (e⁻²): ``2 sqrt(v)`` above the knee
+    ``kp[0]``, its tangent ``kp[1] + (v − kp[0])·kp[2]`` below (format 4); with
+    ``kp[0] = 0`` (formats 1–3) ``2 sqrt(max(v, 0))``, clipped at 0."""
+    if v >= kp[0]:
+        return 2.0 * np.sqrt(v) if v > 0.0 else 0.0
+    return kp[1] + (v - kp[0]) * kp[2]
+
+
+@nb.njit(**_INLINE)
+def vst_inverse(t, c0, kp):
+    """e⁻ of transform value ``t`` (inverse of `vst`; ``t²/4 − c0`` above the knee)."""
+    if t >= kp[1]:
+        return 0.25 * t * t - c0
+    return kp[0] - c0 + (t - kp[1]) / kp[2]
+
+
 @nb.njit(**_OPTS)
-def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, sum_e, cnt):
+def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, sum_e, cnt,
+                  kp=NO_KNEE):  # fmt: skip
     """Raw ADU → integer codes for one tile.
 
     ``x`` (h, w) uint16; ``off``/``gain`` (h, w) float32 maps; ``codes`` (h, w) int32 out.
-    Without dither ``code = round(t / step)`` with ``t = 2 sqrt(e + c0)`` and ``e`` the
-    photo-electrons; with dither ``code = floor(t / step + u)``; when ``edges`` is not
+    Without dither ``code = round(t / step)`` with ``t = 2 sqrt(e + c0)`` (`vst`, knee
+    ``kp``) and ``e`` the photo-electrons; with dither ``code = floor(t / step + u)``; both
+    plus the code shift ``kp[3]`` (format 4, codes stay >= 0); when ``edges`` is not
     empty (hard bound) the code is the bin of ``e`` among ``edges`` (lower edges, e⁻).
     ``sum_e``/``cnt`` accumulate per-code sums of ``e`` (conditional-mean decoding).
     """
+    shift = int(kp[3])
     h, w = x.shape
     inv = 1.0 / step
     nedge = edges.shape[0]
@@ -109,13 +135,12 @@ def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, su
                 while k + 1 < nedge and edges[k + 1] <= e:
                     k += 1
             else:
-                v = e + c0
-                t = 2.0 * np.sqrt(v) if v > 0.0 else 0.0
+                t = vst(e + c0, kp)
                 if dither:
                     u = dither_value(np.uint64(index0 + y * w + i), np.uint64(seed))
-                    k = int(np.floor(t * inv + u))
+                    k = int(np.floor(t * inv + u)) + shift
                 else:
-                    k = int(np.floor(t * inv + 0.5))
+                    k = int(np.floor(t * inv + 0.5)) + shift
             codes[y, i] = k
             if k < sum_e.shape[0]:
                 sum_e[k] += e
@@ -123,18 +148,34 @@ def quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, su
 
 
 @nb.njit(**_INLINE)
-def _e_dither(k, u, step, c0):
+def _e_dither(k, u, step, c0, kp):
     """e⁻ of code ``k`` with subtractive dither ``u``: the analytic inverse minus
-    E[(t̂/2)²] − (t/2)² of a uniform error of width ``step``."""
-    t = step * (k - u + 0.5)
-    return 0.25 * t * t - c0 - step * step / 48.0
+    E[(t̂/2)²] − (t/2)² of a uniform error of width ``step`` (format 4: `convexity`)."""
+    if kp[0] == 0.0:
+        t = step * (k - u + 0.5)
+        return 0.25 * t * t - c0 - step * step / 48.0
+    t = step * (k - kp[3] - u + 0.5)
+    return vst_inverse(t, c0, kp) - convexity(t, step, kp)
 
 
 @nb.njit(**_INLINE)
-def _e_centre(k, step, c0):
+def convexity(t, step, kp):
+    """``E[inv(t + w)] − inv(t)`` for ``w`` uniform of width ``step`` (`vst_inverse` with
+    a knee ``kp``): ``step²/48`` above the knee, 0 below it (linear), in between the
+    integral of the quadratic part."""
+    a = t - kp[1] - 0.5 * step
+    b = a + step
+    d = t - kp[1]
+    return (max(b, 0.0) ** 3 - max(a, 0.0) ** 3) / (12.0 * step) - 0.25 * max(d, 0.0) ** 2
+
+
+@nb.njit(**_INLINE)
+def _e_centre(k, step, c0, kp):
     """e⁻ of the centre of code ``k``'s bin (algebraic inverse)."""
-    t = step * k
-    return 0.25 * t * t - c0
+    if kp[0] == 0.0:
+        t = step * k
+        return 0.25 * t * t - c0
+    return vst_inverse(step * (k - kp[3]), c0, kp)
 
 
 @nb.njit(**_INLINE)
@@ -145,21 +186,23 @@ def _adu(off, gain, e, max_adu):
 
 
 @nb.njit(**_INLINE)
-def dequantise_one(k, off, gain, recon, step, c0, dither, seed, index, max_adu):
+def dequantise_one(k, off, gain, recon, step, c0, dither, seed, index, max_adu, kp):
     """ADU (uint16) of code ``k`` at a pixel with offset ``off``, gain ``gain`` and flat
-    index ``index`` (dither): ``recon`` e⁻ per code, or the analytic inverse."""
+    index ``index`` (dither): ``recon`` e⁻ per code, or the analytic inverse (knee
+    ``kp``, see `vst`)."""
     k = max(k, 0)
     if dither:
-        e = _e_dither(k, dither_value(np.uint64(index), np.uint64(seed)), step, c0)
+        e = _e_dither(k, dither_value(np.uint64(index), np.uint64(seed)), step, c0, kp)
     elif k < recon.shape[0]:
         e = recon[k]
     else:
-        e = _e_centre(k, step, c0)
+        e = _e_centre(k, step, c0, kp)
     return _adu(off, gain, e, max_adu)
 
 
 @nb.njit(**_INLINE)
-def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max_adu, analytic):
+def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max_adu, analytic,
+                   kp):  # fmt: skip
     """`dequantise_one` over a row (1-D arrays, pixel ``x`` at flat index ``index0 + x``).
 
     With ``analytic`` the reconstruction table is known to be `transform.unbiased_recon`
@@ -172,31 +215,31 @@ def dequantise_row(k, off, gain, out, recon, step, c0, dither, seed, index0, max
         sd = np.uint64(seed)
         for x in range(n):
             u = dither_value(np.uint64(index0 + x), sd)
-            out[x] = _adu(off[x], gain[x], _e_dither(max(k[x], 0), u, step, c0), max_adu)
+            out[x] = _adu(off[x], gain[x], _e_dither(max(k[x], 0), u, step, c0, kp), max_adu)
         return
     if not analytic:
         for x in range(n):
             out[x] = dequantise_one(k[x], off[x], gain[x], recon, step, c0, dither, seed,
-                                    index0 + x, max_adu)  # fmt: skip
+                                    index0 + x, max_adu, kp)  # fmt: skip
         return
     nrec = recon.shape[0]
     corr = step * step / 48.0  # unbiased_recon = centre - step²/48 for codes in the table
     for x in range(n):
         kk = max(k[x], 0)
-        e = _e_centre(kk, step, c0)
+        e = _e_centre(kk, step, c0, kp)
         e = e - corr if kk < nrec else e
         out[x] = _adu(off[x], gain[x], e, max_adu)
 
 
 @nb.njit(**_OPTS)
 def dequantise_tile(codes, off, gain, out, recon, step, c0, dither, seed, index0, max_adu,
-                    analytic=False):  # fmt: skip
+                    analytic=False, kp=NO_KNEE):  # fmt: skip
     """Codes → uint16 ADU for one tile (``recon``: e⁻ per code, or analytic with dither;
-    ``analytic``: see `dequantise_row`)."""
+    ``analytic``: see `dequantise_row`; ``kp``: the knee, see `vst`)."""
     h, w = codes.shape
     for y in range(h):
         dequantise_row(codes[y], off[y], gain[y], out[y], recon, step, c0, dither, seed,
-                       index0 + y * w, max_adu, analytic)  # fmt: skip
+                       index0 + y * w, max_adu, analytic, kp)  # fmt: skip
 
 
 # ---------------------------------------------------------------- context and prediction

@@ -753,9 +753,9 @@ def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1
 def _emit(A, B, i, y, ca, cb, kbuf, out, dq):
     """Dequantise output row ``y`` from row ``i`` of padded planes ``A`` (even columns,
     ``ca`` of them) and ``B`` (odd columns, ``cb``), interleaved through ``kbuf``; ``dq``
-    = (off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic) as in
+    = (off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp) as in
     `kernels.dequantise_tile` (``off``/``gain``: the tile's maps)."""
-    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic = dq
+    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
     w = out.shape[1]
     a = i + HALO
     for j in range(ca):
@@ -763,7 +763,7 @@ def _emit(A, B, i, y, ca, cb, kbuf, out, dq):
     for j in range(cb):
         kbuf[2 * j + 1] = B[a, HALO + j]
     dequantise_row(kbuf, off[y], gain[y], out[y], recon, step, c0, dither, seed,
-                   index0 + y * w, max_adu, analytic)  # fmt: skip
+                   index0 + y * w, max_adu, analytic, kp)  # fmt: skip
 
 
 @nb.njit(**_OPTS)
@@ -813,12 +813,12 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
             return False, ne
     _fill_halo(P, hs[K], ws[K])
     if K == 0:  # a tile of at most TOP_ROWS rows is its own top plane
-        off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic = dq
+        off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
         for i in range(h):
             for j in range(w):
                 out[i, j] = dequantise_one(
                     P[H + i, H + j], off[i, j], gain[i, j], recon, step, c0, dither, seed,
-                    index0 + i * w + j, max_adu,
+                    index0 + i * w + j, max_adu, kp,
                 )  # fmt: skip
     r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
     sym = np.empty(ws[0] + 4, np.uint8)

@@ -41,14 +41,18 @@ from .maps import CodecMaps
 from .transform import (
     bin_recon,
     design_bounded_bins,
+    knee_params,
+    knee_recon,
     lattice_recon,
     unbiased_recon,
     vst_constant,
 )
 
 MAGIC = b"RSNC"
-VERSION = 3  # 3: the "pyramid" back end; 2: header key "effort"; 1: "best" only
-READ_VERSIONS = (1, 2, 3)
+# 4: header key "knee" (the transform continues linearly below the offset; any back end);
+# 3: the "pyramid" back end; 2: header key "effort"; 1: "best" only
+VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 _PREFIX = struct.Struct("<4sHI")
 # back ends: "pyramid" (default: highest ratio and fastest), then the causal back ends of
 # format 2, kept for reading their files and for comparison
@@ -145,6 +149,7 @@ class StreamParams:
     tile_rows: int = 256
     threads: int | None = None
     effort: str = "pyramid"
+    knee: float = 0.0  # v_k (e⁻²) of the format-4 transform, 0: none (formats 1–3)
 
 
 def _tiles(n: int, h: int, rows: int) -> list[tuple[int, int, int]]:
@@ -165,11 +170,52 @@ def _check_frames(frames: np.ndarray, maps: CodecMaps) -> np.ndarray:
     return frames
 
 
+def frames_v_min(stack: np.ndarray, maps: CodecMaps, c0: float) -> float:
+    """Smallest ``e + c0`` (e⁻²) of frames ``(N, H, W)`` under ``maps``."""
+    lo = stack.min(axis=0).astype(np.float64)
+    return float(np.min((lo - maps.offset()) / maps.gain())) + c0
+
+
+def stream_knee(stack: np.ndarray, maps: CodecMaps, params: StreamParams) -> np.ndarray:
+    """The transform knee of a stream (`transform.knee_params`); all zeros when every
+    value stays above it (the formats 1–3 transform, bit-identical streams).
+
+    Raises
+    ------
+    ImageMismatchError
+        Values lie below the point where the transform's argument vanishes but the
+        profile gives no read noise to scale the bins there (error unbounded).
+    """
+    c0 = vst_constant(params.sigma_e)
+    v_min = frames_v_min(stack, maps, c0)
+    if v_min < 0 and not params.knee > 0:
+        x_bad = maps.offset0 - maps.gain0 * c0
+        raise ImageMismatchError(
+            f"noise codec: the profile's read noise is 0 and pixels lie below its offset "
+            f"({maps.offset0:.6g} ADU; {-v_min * maps.gain0:.4g} ADU below the transform's "
+            f"zero at {x_bad:.6g} ADU): their error would be unbounded. Use a profile with "
+            "a read noise (rawsigma profile estimate --read-noise or --camera) or a lower "
+            "offset"
+        )
+    return knee_params(v_min, params.knee, float(params.step), bool(params.dither))
+
+
 def quantise_frames(
     frames: np.ndarray, maps: CodecMaps, params: StreamParams
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Raw frames ``(..., H, W)`` uint16 → codes (int32, same shape), the per-code
-    reconstruction table (e⁻; empty with dither) and the quantiser mode."""
+    reconstruction table (e⁻; empty with dither) and the quantiser mode.
+
+    The transform's knee (format 4) is `quantise_frames_knee`'s third output; this
+    wrapper keeps the signature of formats 1–3."""
+    codes, recon, mode, _ = quantise_frames_knee(frames, maps, params)
+    return codes, recon, mode
+
+
+def quantise_frames_knee(
+    frames: np.ndarray, maps: CodecMaps, params: StreamParams
+) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+    """`quantise_frames` plus the knee parameters (`stream_knee`) used."""
     frames = _check_frames(frames, maps)
     h, w = frames.shape[-2:]
     stack = np.ascontiguousarray(frames.reshape(-1, h, w))
@@ -191,6 +237,7 @@ def quantise_frames(
             float(gain.min()),
             float(gain.max()),
         )
+    kp = K.NO_KNEE if mode == "bound" else stream_knee(stack, maps, params)
     codes = np.empty(stack.shape, np.int32)
     nothing_f, nothing_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
 
@@ -199,12 +246,12 @@ def quantise_frames(
         if mode == "round":
             return FP.quantise_round(
                 stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
-                codes[f, r0 : r0 + th], 1.0 / step, c0,
+                codes[f, r0 : r0 + th], 1.0 / step, c0, kp,
             )  # fmt: skip
         K.quantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
             codes[f, r0 : r0 + th], step, c0, params.dither, params.seed, (f * h + r0) * w,
-            edges, nothing_f, nothing_i,
+            edges, nothing_f, nothing_i, kp,
         )  # fmt: skip
 
     tops = _map(quant, _tiles(stack.shape[0], h, params.tile_rows), params.threads)
@@ -217,12 +264,14 @@ def quantise_frames(
             upper = np.append(edges[1:], np.inf)[:n_codes]
             recon = lattice_recon(upper, maps.offset0, maps.gain0, c0, recon)
         recon = np.clip(recon, rmin[:n_codes], rmax[:n_codes])
+    elif kp[0] > 0:
+        recon = knee_recon(n_codes, step, c0, kp)
     else:
         recon = unbiased_recon(n_codes, step, params.sigma_e)
         if maps.is_uniform and not maps.jitter:
             t_up = step * (np.arange(n_codes) + 0.5)
             recon = lattice_recon(0.25 * t_up * t_up - c0, maps.offset0, maps.gain0, c0, recon)
-    return codes.reshape(frames.shape), recon, mode
+    return codes.reshape(frames.shape), recon, mode, kp
 
 
 def dequantise_frames(
@@ -236,8 +285,10 @@ def dequantise_frames(
     max_adu: int,
     threads: int | None = None,
     tile_rows: int = 256,
+    kp: np.ndarray = K.NO_KNEE,
 ) -> np.ndarray:
-    """Codes ``(..., H, W)`` → uint16 ADU (inverse of `quantise_frames`)."""
+    """Codes ``(..., H, W)`` → uint16 ADU (inverse of `quantise_frames`; ``kp``: the
+    knee of `quantise_frames_knee`)."""
     shape = codes.shape
     h, w = shape[-2:]
     stack = np.ascontiguousarray(codes.reshape(-1, h, w), dtype=np.int32)
@@ -251,7 +302,7 @@ def dequantise_frames(
         K.dequantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
             out[f, r0 : r0 + th], recon, float(step), c0, mode == "dither", int(seed),
-            (f * h + r0) * w, float(max_adu),
+            (f * h + r0) * w, float(max_adu), False, np.asarray(kp, np.float64),
         )  # fmt: skip
 
     _map(run, _tiles(stack.shape[0], h, tile_rows), threads)
@@ -440,7 +491,7 @@ def encode_frames(
     frames: np.ndarray, maps: CodecMaps, params: StreamParams, embed_maps: bool = True
 ) -> bytes:
     """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
-    codes, recon, mode = quantise_frames(frames, maps, params)
+    codes, recon, mode, kp = quantise_frames_knee(frames, maps, params)
     shape = codes.shape
     h, w = shape[-2:]
     codes = codes.reshape(-1, h, w)
@@ -486,8 +537,10 @@ def encode_frames(
         "sections": directory,
         "codes_bits_per_pixel": 16.0 * sum(int(wd.size) for wd in words) / codes.size,
     }
+    if kp[0] > 0:
+        header["knee"] = [float(v) for v in kp]
     hb = json.dumps(header, separators=(",", ":")).encode()
-    version = 3 if effort == "pyramid" else 2
+    version = 4 if kp[0] > 0 else 3 if effort == "pyramid" else 2
     body = _PREFIX.pack(MAGIC, version, len(hb)) + hb + b"".join(sections.values())
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
@@ -578,10 +631,14 @@ def decode_frames(
     n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
+    kp = np.asarray(hd.get("knee", K.NO_KNEE), np.float64)
+    if kp.shape != (4,) or not np.isfinite(kp).all():
+        raise InputFileError(f"{source}: corrupted noise-codec header (knee {hd.get('knee')})")
     dither = hd["mode"] == "dither"
     # the usual table (per-pixel maps, no bound) is computed by the kernels, not looked up
     analytic = bool(
         not dither
+        and kp[0] == 0
         and np.array_equal(recon, unbiased_recon(recon.size, float(hd["step"]), hd["sigma_e"]))
     )
 
@@ -589,7 +646,7 @@ def decode_frames(
         """Arguments of the dequantisation of a tile (`kernels.dequantise_tile`)."""
         return (
             off[r0 : r0 + th], gain[r0 : r0 + th], recon, float(hd["step"]), c0, dither,
-            int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]), analytic,
+            int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]), analytic, kp,
         )  # fmt: skip
 
     def finish(f, r0, th, codes):

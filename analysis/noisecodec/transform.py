@@ -116,11 +116,17 @@ def bin_recon(lower_edges: np.ndarray, c0: float) -> np.ndarray:
     Same argument as `unbiased_recon` for a bin of width ``Δ`` in the transform domain:
     ``t_c²/4 − Δ²/48 − c0`` with ``t_c`` the bin centre.
     """
-    t = 2.0 * np.sqrt(np.maximum(np.append(lower_edges, np.inf) + c0, 0.0))
+    edges = np.append(lower_edges, np.inf)
+    t = 2.0 * np.sqrt(np.maximum(edges + c0, 0.0))
     t[-1] = t[-2] + (t[-2] - t[-3] if t.size > 2 else 1.0)
     tc = 0.5 * (t[1:] + t[:-1])
     d = t[1:] - t[:-1]
-    return 0.25 * tc * tc - d * d / 48.0 - c0
+    rec = 0.25 * tc * tc - d * d / 48.0 - c0
+    # bins wholly below the transform's zero (values below the offset by more than the
+    # read noise allows): the transform is flat there, the bin's centre in e⁻ is unbiased
+    below = edges[1:] + c0 <= 0.0
+    rec[below] = 0.5 * (edges[:-1] + edges[1:])[below]
+    return rec
 
 
 def lattice_recon(
@@ -155,3 +161,65 @@ def lattice_recon(
     tc, d = 0.5 * (a + b), b - a
     rec[ok] = 0.25 * tc * tc - d * d / 48.0 - c0
     return rec
+
+
+# ---------------------------------------------------------------- format 4: the knee
+# Below ``v = e + c0 = v_k`` the transform continues along its tangent at ``v_k``
+# (``t = t_k + (v − v_k)/sqrt(v_k)``, ``t_k = 2 sqrt(v_k)``): defined and invertible for
+# any value below the offset, with a constant step ``S·sqrt(v_k)`` e⁻ there. Formats 1–3
+# clip ``v`` at 0, so every pixel more than ``σ_e²`` e⁻ below the offset got code 0.
+KNEE_FRACTION = 1.0  # v_k = KNEE_FRACTION · σ_e²: the knee at the offset, bins of S·σ_e below
+
+
+def knee_params(v_min: float, v_knee: float, step: float, dither: bool) -> np.ndarray:
+    """Knee parameters ``[v_k, t_k, 1/sqrt(v_k), code shift]`` of a stream (see `kernels.vst`).
+
+    Parameters
+    ----------
+    v_min : float
+        Smallest ``e + c0`` of the frames (e⁻²).
+    v_knee : float
+        Knee ``v_k`` (e⁻², > 0), usually ``KNEE_FRACTION · σ_e²``.
+    step : float
+        Quantisation step S.
+    dither : bool
+        Subtractive dither (codes ``floor(t/S + u)`` can be one lower).
+
+    Returns
+    -------
+    ndarray (4,)
+        All zeros (no knee: the frames stay above it and the stream keeps formats 1–3)
+        or the knee with a code shift that keeps every code >= 0.
+    """
+    out = np.zeros(4, np.float64)
+    if not (v_knee > 0) or v_min >= v_knee:
+        return out
+    tk = 2.0 * np.sqrt(v_knee)
+    ivk = 1.0 / np.sqrt(v_knee)
+    t_min = tk + (v_min - v_knee) * ivk
+    shift = max(0, int(np.ceil(-t_min / step)) + 1 + int(dither))
+    out[:] = (v_knee, tk, ivk, shift)
+    return out
+
+
+def knee_inverse(t: np.ndarray, c0: float, kp: np.ndarray) -> np.ndarray:
+    """e⁻ of transform values ``t`` (numpy twin of `kernels.vst_inverse`)."""
+    t = np.asarray(t, np.float64)
+    return np.where(t >= kp[1], 0.25 * t * t - c0, kp[0] - c0 + (t - kp[1]) / kp[2])
+
+
+def knee_convexity(t: np.ndarray, step: float, kp: np.ndarray) -> np.ndarray:
+    """Numpy twin of `kernels.convexity`: ``E[inv(t + w)] − inv(t)``, ``w`` uniform."""
+    t = np.asarray(t, np.float64)
+    a = t - kp[1] - 0.5 * step
+    b = a + step
+    d = np.maximum(t - kp[1], 0.0)
+    return (np.maximum(b, 0.0) ** 3 - np.maximum(a, 0.0) ** 3) / (12.0 * step) - 0.25 * d * d
+
+
+def knee_recon(n_codes: int, step: float, c0: float, kp: np.ndarray) -> np.ndarray:
+    """Unbiased per-code reconstruction (e⁻) of a stream with a knee (`unbiased_recon`
+    with the convexity term of the piecewise inverse: ``S²/48`` above the knee, 0 on
+    the linear part)."""
+    t = step * (np.arange(n_codes, dtype=np.float64) - kp[3])
+    return knee_inverse(t, c0, kp) - knee_convexity(t, step, kp)
