@@ -49,7 +49,9 @@ def compress(
     ),
     profile: Path = typer.Option(..., "--profile", "-p", help="Camera profile (HDF5)."),
     step: float = typer.Option(
-        2.0, "--step", help="Quantisation step in units of the noise sigma."
+        2.0,
+        "--step",
+        help="Quantisation step in units of the noise sigma, 0.01 to 2.5 (unbiased up to 2.5).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.rsnc, .tif, .h5, .zarr)."),
     fmt: str = typer.Option(
@@ -80,8 +82,10 @@ def compress(
         from rawsigma.analysis.noisecodec import NoiseCodec
         from rawsigma.analysis.noisecodec.containers import FORMATS, guess_format, write_compressed
         from rawsigma.calib.profile import CameraProfile
+        from rawsigma.analysis.noisecodec.codec import check_step
         from rawsigma.errors import ImageMismatchError
 
+        check_step(step, "--step")
         fmt = fmt or guess_format(out)
         if fmt not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -12,10 +12,11 @@ from .transform import KNEE_FRACTION
 
 # Largest quantisation step (units of σ) for which decoding stays unbiased: the
 # reconstruction relies on the noise dithering the quantiser (Sheppard's correction),
-# which holds while the step is not much larger than σ. Measured in benchmarks/RESULTS.md
-# ("Issue 9 — honest noise model and codec bounds": |bias| < 0.05 σ up to S = 4, 0.1 σ
-# at S = 6, 4 σ at S = 16).
-MAX_STEP = 4.0
+# which holds while the step is not much larger than σ. Measured with
+# benchmarks/bench_step_bias.py (benchmarks/RESULTS.md, "Issue 9 — honest noise model
+# and codec bounds"): max |bias| over the signal range 0.027 σ (reference frame) and
+# 0.043 σ (dim frame) at S = 2.5, 0.05–0.06 σ at 2.75, 0.1 σ at 3, 0.25 σ at 4, 6 σ at 16.
+MAX_STEP = 2.5
 MIN_STEP = 0.01  # finer steps only multiply the codes (pyramid falls back beyond 4095)
 
 
