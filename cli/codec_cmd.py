@@ -80,9 +80,9 @@ def compress(
     """Compress raw frames within the camera noise (noise-calibrated codec)."""
     with _user_errors():
         from rawsigma.analysis.noisecodec import NoiseCodec
+        from rawsigma.analysis.noisecodec.codec import check_step
         from rawsigma.analysis.noisecodec.containers import FORMATS, guess_format, write_compressed
         from rawsigma.calib.profile import CameraProfile
-        from rawsigma.analysis.noisecodec.codec import check_step
         from rawsigma.errors import ImageMismatchError
 
         check_step(step, "--step")

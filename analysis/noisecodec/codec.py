@@ -25,7 +25,9 @@ def check_step(step: float, what: str = "step") -> float:
     try:
         s = float(step)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
+        raise ValueError(
+            f"{what} must be a number in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}"
+        ) from None
     if not np.isfinite(s) or not MIN_STEP <= s <= MAX_STEP:
         raise ValueError(
             f"{what} must be in [{MIN_STEP:g}, {MAX_STEP:g}] (units of the noise sigma; "
@@ -52,6 +54,7 @@ def check_profile(profile: CameraProfile) -> None:
         )
     if not np.isfinite(float(profile.offset_global)):
         raise ProfileError(f"noise codec: profile {profile.profile_id} has no finite offset")
+
 
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
@@ -188,8 +191,8 @@ class NoiseCodec:
             tile_rows=int(tile_rows),
             threads=threads,
             effort=effort,
-            knee=KNEE_FRACTION * (float(profile.read_noise_global) / float(profile.gain_global))
-            ** 2,
+            knee=KNEE_FRACTION
+            * (float(profile.read_noise_global) / float(profile.gain_global)) ** 2,
         )
         self.effort = effort
 

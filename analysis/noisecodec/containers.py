@@ -29,6 +29,7 @@ from numcodecs.registry import register_codec as _nc_register
 from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
 
+from .kernels import NO_KNEE
 from .stream import (
     EFFORTS,
     READ_VERSIONS,
@@ -41,7 +42,6 @@ from .stream import (
     quantise_frames_knee,
     read_header,
 )
-from .kernels import NO_KNEE
 
 if TYPE_CHECKING:
     from .codec import NoiseCodec

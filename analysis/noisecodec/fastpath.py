@@ -17,8 +17,8 @@ import numpy as np
 from . import kernels as K
 from .kernels import (
     ESC,
-    NO_KNEE,
     N_SYM,
+    NO_KNEE,
     PAD,
     RANS_L,
     RMAX,
