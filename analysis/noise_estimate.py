@@ -346,6 +346,121 @@ def _solve(
     }
 
 
+# Largest plausible camera offset without a data sheet, as a fraction of the ADC range
+# (scientific cameras put it at ~100 ADU of 65535 or a few tens of 4095: < 5 %).
+OFFSET_PRIOR_FRACTION = 0.05
+MIN_BLOCKS = 8
+
+
+def _check_inputs(
+    img: np.ndarray,
+    name: str,
+    tile: int,
+    max_adu: int,
+    read_noise: float | None,
+    offset: float | None,
+    gain: float | None,
+) -> None:
+    """Refuse unusable images and parameters with one message giving the valid range."""
+    h, w = img.shape[-2:]
+    n = 1 if img.ndim == 2 else img.shape[0]
+    # largest tile that still gives MIN_BLOCKS blocks
+    t_max = max((t for t in range(16, min(h, w) + 1) if n * (h // t) * (w // t) >= MIN_BLOCKS),
+                default=0)  # fmt: skip
+    if t_max == 0:
+        raise NoiseEstimateError(
+            f"{name}: image {h}x{w} is too small for a noise estimate: it needs at least "
+            f"{MIN_BLOCKS} blocks of at least 16x16 pixels (e.g. 32x64 pixels)"
+        )
+    if not 16 <= int(tile) <= t_max or int(tile) != tile:
+        raise NoiseEstimateError(
+            f"{name}: tile must be an integer in [16, {t_max}] pixels for this {h}x{w} image "
+            f"(at least {MIN_BLOCKS} blocks), got {tile}"
+        )
+    lo, hi = int(img.min()), int(img.max())
+    if lo == hi:
+        raise NoiseEstimateError(
+            f"{name}: every pixel has the value {lo} ADU: no noise to estimate"
+        )
+    if lo >= max_adu:
+        raise NoiseEstimateError(f"{name}: every pixel is saturated ({max_adu} ADU)")
+    if read_noise is not None and not (np.isfinite(read_noise) and 0 <= read_noise <= max_adu):
+        raise NoiseEstimateError(
+            f"{name}: read noise must be in [0, {max_adu}] ADU rms, got {read_noise}"
+        )
+    if gain is not None and not (np.isfinite(gain) and 0 < gain <= max_adu):
+        raise NoiseEstimateError(f"{name}: gain must be in (0, {max_adu}] ADU/e-, got {gain}")
+    if offset is not None:
+        top = min(float(np.median(img)), float(max_adu))
+        if not (np.isfinite(offset) and 0 <= offset <= top):
+            raise NoiseEstimateError(
+                f"{name}: offset must be in [0, {top:.6g}] ADU (at most the image's median: "
+                f"an offset above most pixels is not the camera's), got {offset}"
+            )
+
+
+def _honest_split(
+    fit: dict[str, Any], mean: np.ndarray, x_low: float, max_adu: int
+) -> tuple[float, float, float, str, str]:
+    """Offset, read noise (ADU) and gain assumed when one image cannot separate them.
+
+    The fitted curve ``c·x² + a·x + b`` is split into fixed pattern and a temporal line
+    ``G·(x − μ0)`` through its zero-variance point ``μ0`` (slope ``G = a + 2c·μ0``; a
+    calibration's profile holds the temporal part only). That line is measured only
+    over the blocks' means; the profile must keep a positive variance down to the
+    darkest pixels. The offset is assumed at ``o_hi = min(darkest usable block,
+    x_low + 3σ, OFFSET_PRIOR_FRACTION · max_adu)`` (``x_low``: 0.1 % percentile, σ the
+    noise of the darkest block; in a dark region ``x_low`` lies ≈ 3σ below the offset):
+    the highest offset consistent with the pixels and with typical camera offsets.
+    If ``μ0 < o_hi`` the read noise is ``sqrt(G·(o_hi − μ0))`` (an upper bound) and the
+    model equals the temporal line over the image's range. Otherwise the curve reaches
+    zero above ``o_hi`` (its slope cannot be extrapolated: typically high-frequency
+    signal in an undersampled image) and is refitted through ``(o_hi, 0)``
+    (`_fit_through`): positive over the image's range, read noise 0 at the assumed
+    offset, below the image's values.
+
+    Returns
+    -------
+    offset, read_noise, gain, offset_assumption, read_noise_assumption
+    """
+    c, a, b = fit["quad"], fit["slope"], fit["intercept"]
+    dark = float(np.min(mean[fit["weights"] > 0]))
+    mu0 = _root(c, a, b) if c > 0 or a > 0 else -np.inf
+    g_t = a + 2 * c * mu0 if np.isfinite(mu0) else a
+    sd = float(np.sqrt(max(c * dark * dark + a * dark + b, 0.0)))  # noise of the darkest block
+    cands = {
+        "the darkest usable block": dark,
+        # in a dark region (its block at most 4 sigma above x_low) x_low lies ~3 sigma
+        # below the offset; without one the darkest pixels bound the offset
+        "the darkest pixels (0.1 % percentile + 3 sigma)"
+        if dark - x_low <= 4 * sd
+        else "the darkest pixels (0.1 % percentile)": x_low
+        + (3 * sd if dark - x_low <= 4 * sd else 0),
+        f"{OFFSET_PRIOR_FRACTION:.0%} of the ADC range (typical camera offsets are below)": (
+            OFFSET_PRIOR_FRACTION * max_adu
+        ),
+    }
+    where = min(cands, key=cands.get)
+    o_hi = float(cands[where])
+    if mu0 < o_hi and g_t > 0:
+        return (
+            o_hi,
+            float(np.sqrt(g_t * (o_hi - mu0))),
+            float(g_t),
+            f"assumed at {where}",
+            "the measured variance line at the assumed offset (an upper bound)",
+        )
+    raise _ThroughZero(o_hi, where)
+
+
+class _ThroughZero(Exception):
+    """`_honest_split`: refit through (offset, 0) at ``o_hi``."""
+
+    def __init__(self, o_hi: float, where: str) -> None:
+        super().__init__(where)
+        self.o_hi, self.where = o_hi, where
+
+
 def estimate_profile(
     image: np.ndarray,
     read_noise: float | None = None,
@@ -353,6 +468,8 @@ def estimate_profile(
     tile: int = 64,
     bit_depth: int | None = None,
     offset: float | None = None,
+    gain: float | None = None,
+    camera: str | None = None,
     quadratic: bool = True,
     source: str = "",
 ) -> CameraProfile:
@@ -364,16 +481,22 @@ def estimate_profile(
         Raw image in ADU; a stack is treated as N images from the same camera
         (more blocks, one profile of shape (H, W)).
     read_noise : float, optional
-        Known read noise, ADU rms. Without it the read noise is estimated as the
-        upper bound described in the module notes.
+        Known read noise, ADU rms. Without it (and without ``offset``) offset and read
+        noise are not identifiable from one image: see `_honest_split`.
     tile : int
         Block edge in pixels (default 64; use 32 for small images).
     bit_depth : int, optional
-        ADC bit depth; default the dtype's (16 for uint16). Sets ``max_adu`` for
-        saturation and for the profile.
+        ADC bit depth; default the preset's, else the dtype's (16 for uint16). Sets
+        ``max_adu`` for saturation and for the profile.
     offset : float, optional
         Known offset (ADU), e.g. from the camera's data sheet; then the read noise
         (if not given) is the fitted variance at the offset.
+    gain : float, optional
+        Known gain (ADU/e⁻, data sheet); replaces the fitted slope.
+    camera : str, optional
+        Name of a camera preset (`rawsigma.analysis.camera_presets`): its offset, read
+        noise and gain unless given explicitly. Refused when its bit depth does not fit
+        the image.
     quadratic : bool
         Allow a ``mean²`` term for fixed-pattern noise (see
         :func:`fit_variance_line`); it is kept only if significant (> 3 SE) and
@@ -385,15 +508,20 @@ def estimate_profile(
     -------
     CameraProfile
         Uniform maps of gain (ADU/e⁻), offset (ADU) and read noise (ADU rms);
-        ``provenance["estimated"] = True``, ``provenance["estimate"]`` holds the
-        method and fit numbers, ``ptc`` the block means and variances.
+        ``provenance["estimated"] = True``; ``provenance["estimate"]`` holds the method,
+        the fit numbers, ``identifiable`` (False when offset and read noise could not be
+        separated), ``assumed`` (what was assumed instead, one sentence per quantity),
+        ``warning`` (the sentence a report should show, "" if identifiable) and
+        ``variance_check`` (model variance at the image's 1st/50th percentiles);
+        ``ptc`` the block means and variances.
 
     Raises
     ------
     ImageMismatchError
-        Non-integer image or wrong dimensions.
+        Non-integer image, wrong dimensions, or a preset of another bit depth.
     NoiseEstimateError
-        Too few usable blocks, or no positive variance-against-mean slope.
+        Image too small, constant or saturated, parameters out of range, too few
+        usable blocks, or no positive variance-against-mean slope.
     """
     from rawsigma.calib.profile import CameraProfile
     from rawsigma.fileio import provenance
@@ -408,80 +536,92 @@ def estimate_profile(
         img = img[0]
     if img.ndim not in (2, 3):
         raise ImageMismatchError(f"{name}: expected (H, W) or (N, H, W), got shape {img.shape}")
-    if tile < 16:
-        raise ValueError(f"estimate_profile: tile must be >= 16 pixels, got {tile}")
+    preset = None
+    if camera is not None:
+        from rawsigma.analysis.camera_presets import load_preset
+
+        preset = load_preset(camera)
+        if bit_depth is not None and int(bit_depth) != preset.bit_depth:
+            raise ImageMismatchError(
+                f"{name}: camera preset {preset.name} is {preset.bit_depth}-bit, "
+                f"--bit-depth says {bit_depth}"
+            )
+        if int(img.max()) > (1 << preset.bit_depth) - 1 or img.dtype.itemsize * 8 < min(
+            preset.bit_depth, 16
+        ):
+            raise ImageMismatchError(
+                f"{name}: camera preset {preset.name} is {preset.bit_depth}-bit but the image "
+                f"is {img.dtype} with values up to {int(img.max())}: not this camera mode"
+            )
+        bit_depth = preset.bit_depth
+        offset = preset.offset if offset is None else offset
+        read_noise = preset.read_noise if read_noise is None else read_noise
+        gain = preset.gain if gain is None else gain
     if bit_depth is None:
         bit_depth = img.dtype.itemsize * 8
+    if not 8 <= int(bit_depth) <= img.dtype.itemsize * 8:
+        raise NoiseEstimateError(
+            f"{name}: bit depth must be in [8, {img.dtype.itemsize * 8}] for {img.dtype}, "
+            f"got {bit_depth}"
+        )
     max_adu = (1 << int(bit_depth)) - 1
     if int(img.max()) > max_adu:
         raise ImageMismatchError(
             f"{name}: values up to {int(img.max())} exceed the {bit_depth}-bit range"
         )
-    mean, var, n_blocks = tile_statistics(img, tile=tile, max_adu=max_adu)
-    if mean.size < 8:
+    _check_inputs(img, name, tile, max_adu, read_noise, offset, gain)
+    mean, var, n_blocks = tile_statistics(img, tile=int(tile), max_adu=max_adu)
+    if mean.size < MIN_BLOCKS:
         raise NoiseEstimateError(
             f"{name}: only {mean.size} of {n_blocks} {tile}x{tile} blocks are usable "
             "(not saturated); use a larger image or a smaller tile"
         )
-    if read_noise is not None and read_noise < 0:
-        raise ValueError(f"estimate_profile: read_noise must be >= 0, got {read_noise}")
-    candidates = []
-    if quadratic:
-        fq = fit_variance_line(mean, var, quadratic=True)
-        if fq["quadratic"] and fq["quad"] > 3 * fq["quad_se"]:
-            candidates.append(fq)
-    candidates.append(fit_variance_line(mean, var, quadratic=False))
-    sol: dict[str, Any] | None = None
-    for fit in candidates:
-        if fit["n_inliers"] < 4 or not np.all(np.isfinite([fit["slope"], fit["quad"]])):
-            continue
-        sol = _solve(fit, mean, read_noise, offset)
-        if np.isfinite(sol["gain"]) and sol["gain"] > 0:
-            break
-    if sol is None or not np.isfinite(sol["gain"]) or sol["gain"] <= 0:
-        raise NoiseEstimateError(
-            f"{name}: the high-frequency noise variance does not increase with the "
-            f"mean over {mean.size} blocks (means {mean.min():.6g}..{mean.max():.6g} ADU, "
-            f"variances {var.min():.4g}..{var.max():.4g} ADU^2); cannot estimate a gain "
-            "from this image"
-        )
-    # Physical constraints: the offset cannot lie above the darkest pixels by more
-    # than their noise (every pixel's expectation is >= offset, so fewer than 0.1 %
-    # of pixels fall 5 sigma below it), and the variance at the offset is the
-    # read-noise variance.
+    fit = _fit_curve(mean, var, quadratic, gain, name)
     valid = img[~_saturation_mask(img, max_adu)]
-    q_low = float(np.percentile(valid, 0.1)) if valid.size else float("nan")
-    c, a, b = fit["quad"], fit["slope"], fit["intercept"]
-    o = sol["offset"]
-    r2 = None if read_noise is None else float(read_noise) ** 2
-    notes = []
-    if offset is None and np.isfinite(q_low):
-        # noise of the darkest regions (>= read noise), from the free fit
-        d0 = float(np.min(mean[fit["weights"] > 0]))
-        sd = float(np.sqrt(max(c * d0 * d0 + a * d0 + b, r2 or 0.0, 0.0)))
-        if o > q_low + 5 * sd:
-            o = float(q_low + 5 * sd)
-            notes.append("offset bounded by the darkest pixels (0.1 % percentile + 5 sigma)")
-    v_at_o = c * o * o + a * o + b
-    if r2 is not None and (offset is not None or notes):
-        fit = _fit_through(fit, mean, var, o, r2)
-        notes.append("variance curve refitted through (offset, read noise²)")
-    elif r2 is None and v_at_o < 0:
-        fit = _fit_through(fit, mean, var, o, 0.0)
-        notes.append("variance curve refitted through (offset, 0)")
-    if notes:
-        src = sol["offset_source"]
-        sol = _solve(fit, mean, read_noise, o)
-        sol["offset_source"] = src if offset is not None else notes[0]
-        sol["fit_note"] = "; ".join(notes)
-    c, a, b = fit["quad"], fit["slope"], fit["intercept"]
-    gain, offset, rn = sol["gain"], sol["offset"], sol["read_noise"]
-    if not np.isfinite(gain) or gain <= 0:
+    x_low = float(np.percentile(valid, 0.1)) if valid.size else float(img.min())
+    identifiable = offset is not None or read_noise is not None
+    assumed: dict[str, str] = {}
+    if identifiable:
+        sol = _solve_known(fit, mean, var, read_noise, offset)
+    else:
+        try:
+            o, rn, g_t, o_txt, r_txt = _honest_split(fit, mean, x_low, max_adu)
+        except _ThroughZero as tz:
+            o, rn = tz.o_hi, 0.0
+            fit = _fit_through(fit, mean, var, o, 0.0)
+            g_t = fit["slope"] + 2 * fit["quad"] * o
+            o_txt = (
+                f"assumed at {tz.where}; the measured variance curve reached zero above it "
+                "and was refitted through (offset, 0)"
+            )
+            r_txt = "assumed 0 at the assumed offset (below the image's values)"
+        if gain is not None:
+            g_t = float(gain)
+        sol = {
+            "gain": float(g_t),
+            "gain_se": float(np.sqrt(max(fit["cov"][1, 1], 0))),
+            "offset": o,
+            "read_noise": rn,
+            "offset_source": o_txt,
+            "read_noise_source": r_txt,
+        }
+        assumed = {"offset": o_txt, "read_noise": r_txt}
+    gain_v, offset_v, rn = sol["gain"], sol["offset"], sol["read_noise"]
+    if not np.isfinite(gain_v) or gain_v <= 0:
         raise NoiseEstimateError(f"{name}: no positive gain consistent with the darkest pixels")
+    c = fit["quad"]
     inl = fit["weights"] > 0
-    dark = float(np.min(mean[inl]))
-    mu0 = _root(c, a, b)
-    span = float(np.ptp(mean[inl])) if inl.any() else 0.0
+    pcts = np.percentile(valid, [1, 50]) if valid.size else np.array([x_low, x_low])
+    model = [gain_v * max(p - offset_v, 0.0) + c * max(p - offset_v, 0.0) ** 2 + rn * rn
+             for p in pcts]  # fmt: skip
+    warning = ""
+    if not identifiable:
+        warning = (
+            "offset and read noise are not identifiable from one image without a dark "
+            f"region: offset {offset_v:.6g} ADU and read noise {rn:.4g} ADU are assumptions "
+            "(the variance model follows the measured curve over the image's values); give "
+            "--offset/--read-noise or --camera for physical values"
+        )
     estimate = {
         "method": METHOD,
         "reference": "Heintzmann, Relich & Nagy 2016, arXiv:1611.05654",
@@ -490,35 +630,102 @@ def estimate_profile(
         "n_blocks": int(n_blocks),
         "n_used": int(mean.size),
         "n_inliers": fit["n_inliers"],
-        "gain": float(gain),
+        "gain": float(gain_v),
         "fit_quad": c,
-        "fit_slope": a,
-        "fit_intercept": b,
+        "fit_slope": fit["slope"],
+        "fit_intercept": fit["intercept"],
         "fit_quadratic_term": fit["quadratic"],
         "fixed_pattern_rel": float(np.sqrt(max(c, 0.0))),
-        "zero_variance_mean_adu": float(mu0),
-        "darkest_block_mean_adu": dark,
-        "darkest_pixels_adu": q_low,
-        "mean_span_adu": span,
+        "zero_variance_mean_adu": float(_root(c, fit["slope"], fit["intercept"])),
+        "darkest_block_mean_adu": float(np.min(mean[inl])),
+        "darkest_pixels_adu": x_low,
+        "mean_span_adu": float(np.ptp(mean[inl])) if inl.any() else 0.0,
         "rel_scatter": fit["rel_scale"],
-        "offset": float(offset),
+        "offset": float(offset_v),
         "read_noise": rn,
         "gain_se": sol["gain_se"],
+        "gain_source": "given" if gain is not None else "fitted slope",
         "offset_source": sol["offset_source"],
         "read_noise_source": sol["read_noise_source"],
         "fit_note": sol.get("fit_note", ""),
         "bit_depth": int(bit_depth),
+        "identifiable": bool(identifiable),
+        "assumed": assumed,
+        "warning": warning,
+        "variance_check": {
+            "p1_adu": float(pcts[0]),
+            "p50_adu": float(pcts[1]),
+            "model_var_p1": float(model[0]),
+            "model_var_p50": float(model[1]),
+        },
+        "camera_preset": preset.as_dict() if preset is not None else None,
     }
     h, w = img.shape[-2:]
     prof = CameraProfile.uniform(
         (h, w),
-        gain=float(gain),
-        offset=float(offset),
+        gain=float(gain_v),
+        offset=float(offset_v),
         read_noise=rn,
         bit_depth=int(bit_depth),
-        camera="estimated",
+        camera=preset.camera if preset is not None else "estimated",
         provenance=provenance(estimated=True, source=str(source), estimate=estimate),
-        emva={"K": float(gain)},
+        emva={"K": float(gain_v)},
     )
     prof.ptc = {"mean": mean, "var": var, "weight": fit["weights"]}
     return prof
+
+
+def _fit_curve(
+    mean: np.ndarray, var: np.ndarray, quadratic: bool, gain: float | None, name: str
+) -> dict[str, Any]:
+    """The variance curve of the blocks (module notes 3); with a known ``gain`` the
+    straight line of that slope (robust weights from the free fit)."""
+    candidates = []
+    if quadratic and gain is None:
+        fq = fit_variance_line(mean, var, quadratic=True)
+        if fq["quadratic"] and fq["quad"] > 3 * fq["quad_se"]:
+            candidates.append(fq)
+    candidates.append(fit_variance_line(mean, var, quadratic=False))
+    for fit in candidates:
+        if fit["n_inliers"] < 4 or not np.all(np.isfinite([fit["slope"], fit["quad"]])):
+            continue
+        if gain is not None:
+            w = fit["weights"]
+            b = float(np.sum(w * (var - gain * mean)) / np.sum(w))
+            return dict(fit, quad=0.0, slope=float(gain), intercept=b, quadratic=False)
+        if fit["slope"] + 2 * fit["quad"] * float(np.min(mean)) > 0:
+            return fit
+    raise NoiseEstimateError(
+        f"{name}: the high-frequency noise variance does not increase with the "
+        f"mean over {mean.size} blocks (means {mean.min():.6g}..{mean.max():.6g} ADU, "
+        f"variances {var.min():.4g}..{var.max():.4g} ADU^2); cannot estimate a gain "
+        "from this image"
+    )
+
+
+def _solve_known(
+    fit: dict[str, Any],
+    mean: np.ndarray,
+    var: np.ndarray,
+    read_noise: float | None,
+    offset: float | None,
+) -> dict[str, Any]:
+    """Gain, offset and read noise when the offset and/or the read noise is given."""
+    sol = _solve(fit, mean, read_noise, offset)
+    o = sol["offset"]
+    r2 = None if read_noise is None else float(read_noise) ** 2
+    c, a, b = fit["quad"], fit["slope"], fit["intercept"]
+    if r2 is not None and offset is not None:
+        fit2 = _fit_through(fit, mean, var, o, r2)
+        note = "variance curve refitted through (offset, read noise²)"
+    elif c * o * o + a * o + b < 0:
+        fit2 = _fit_through(fit, mean, var, o, 0.0)
+        note = "variance curve refitted through (offset, 0)"
+    else:
+        return sol
+    src = sol["offset_source"]
+    sol = _solve(fit2, mean, read_noise, o)
+    sol["offset_source"] = src
+    sol["fit_note"] = note
+    fit.update({k: fit2[k] for k in ("quad", "slope", "intercept", "cov", "quadratic")})
+    return sol

@@ -113,7 +113,7 @@ def show(
             from rawsigma.calib.plot import save_profile_plot
 
             save_profile_plot(prof, plot, force=force)
-            Console(stderr=True).print(f"wrote {plot}")
+            Console(stderr=True, soft_wrap=True).print(f"wrote {plot}")
 
 
 @profile_app.command("compare")
@@ -194,7 +194,7 @@ def compare(
             from rawsigma.calib.plot import save_comparison_plot
 
             save_comparison_plot(pa, pb, c, plot, force=force)
-            Console(stderr=True).print(f"wrote {plot}")
+            Console(stderr=True, soft_wrap=True).print(f"wrote {plot}")
 
 
 def _read_image(path: Path, frame: int | None) -> Any:
@@ -222,12 +222,41 @@ def _read_image(path: Path, frame: int | None) -> Any:
     return img
 
 
+def _print_presets() -> None:
+    from rawsigma.analysis.camera_presets import list_presets
+
+    for p in list_presets():
+        off = "from the image" if p.offset is None else f"{p.offset:g} ADU"
+        typer.echo(
+            f"{p.name}: {p.camera}, {p.mode}; gain {p.gain:.3g} ADU/e-, read noise "
+            f"{p.read_noise:.3g} ADU, offset {off} ({p.values}; {p.source})"
+        )
+
+
+def _check_options(
+    tile: int, read_noise: float | None, offset: float | None, gain: float | None
+) -> None:
+    """Static ranges of the numeric options (image-dependent ranges: `estimate_profile`)."""
+    from rawsigma.errors import RawsigmaError
+
+    if tile < 16:
+        raise RawsigmaError(
+            f"--tile must be >= 16 pixels (at most a fraction of the image), got {tile}"
+        )
+    if read_noise is not None and not (math.isfinite(read_noise) and read_noise >= 0):
+        raise RawsigmaError(f"--read-noise must be a finite value >= 0 ADU rms, got {read_noise}")
+    if offset is not None and not (math.isfinite(offset) and offset >= 0):
+        raise RawsigmaError(f"--offset must be a finite value >= 0 ADU, got {offset}")
+    if gain is not None and not (math.isfinite(gain) and gain > 0):
+        raise RawsigmaError(f"--gain must be a finite value > 0 ADU/e-, got {gain}")
+
+
 @profile_app.command("estimate")
 def estimate(
-    image: Path = typer.Argument(..., help="Raw image or stack (TIFF or .npy)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output profile (.h5)."),
+    image: Path = typer.Argument(None, help="Raw image or stack (TIFF or .npy)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output profile (.h5)."),
     read_noise: float | None = typer.Option(
-        None, "--read-noise", help="Known read noise (ADU rms); estimated if omitted."
+        None, "--read-noise", help="Known read noise (ADU rms, data sheet); else assumed."
     ),
     offset: float | None = typer.Option(
         None,
@@ -235,23 +264,49 @@ def estimate(
         help="Known offset (ADU, e.g. from the data sheet or a dark frame); estimated if "
         "omitted. Images without dark areas cannot separate offset from read noise.",
     ),
+    gain: float | None = typer.Option(
+        None, "--gain", help="Known gain (ADU/e-, data sheet); fitted if omitted."
+    ),
+    camera: str | None = typer.Option(
+        None,
+        "--camera",
+        help="Camera preset (data-sheet offset, read noise, gain); 'list' prints them.",
+    ),
     frame: int | None = typer.Option(
         None, "--frame", help="Use only this frame of a stack (default: all frames)."
     ),
     bit_depth: int | None = typer.Option(
-        None, "--bit-depth", help="ADC bit depth (default: from the dtype)."
+        None, "--bit-depth", help="ADC bit depth (default: the preset's, else the dtype's)."
     ),
     tile: int = typer.Option(64, "--tile", help="Block size in pixels (32 for small images)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
-    """Estimate a uniform noise profile from raw image(s) alone (no calibration data)."""
+    """Estimate a uniform noise profile from raw image(s) alone (no calibration data).
+
+    Without --offset, --read-noise or --camera, one image cannot separate the offset from
+    the read noise: the profile then holds stated assumptions (a warning is printed and
+    recorded in the profile's provenance["estimate"]["identifiable"/"assumed"]).
+    """
     with user_errors():
+        from rawsigma.errors import RawsigmaError
+
+        if camera is not None and camera.strip().lower() == "list":
+            _print_presets()
+            return
+        if image is None or out is None:
+            raise RawsigmaError("give an IMAGE and --out (or --camera list)")
         from rawsigma.fileio import check_output
 
+        _check_options(tile, read_noise, offset, gain)
         check_output(out, force)
         img = _read_image(image, frame)
         from rawsigma.analysis.noise_estimate import estimate_profile
 
+        kw: dict[str, Any] = {}
+        if gain is not None:
+            kw["gain"] = gain
+        if camera is not None:
+            kw["camera"] = camera
         prof = estimate_profile(
             img,
             read_noise=read_noise,
@@ -259,6 +314,7 @@ def estimate(
             tile=tile,
             bit_depth=bit_depth,
             source=str(image),
+            **kw,
         )
         prof.provenance.setdefault("estimated", True)
         prof.provenance.setdefault("source_image", str(image))
@@ -267,3 +323,10 @@ def estimate(
             f"wrote {out}: profile {prof.profile_id}, gain {prof.gain_global:.4g} ADU/e-, "
             f"offset {prof.offset_global:.4g} ADU, read noise {prof.read_noise_global:.4g} ADU"
         )
+        est = prof.provenance.get("estimate", {})
+        if isinstance(est, dict) and est.get("identifiable") is False:
+            from rich.console import Console
+
+            Console(stderr=True, soft_wrap=True).print(
+                f"[bold yellow]warning:[/] {est.get('warning', '')}", highlight=False
+            )
