@@ -583,6 +583,8 @@ def estimate_profile(
     assumed: dict[str, str] = {}
     if identifiable:
         sol = _solve_known(fit, mean, var, read_noise, offset)
+        if gain is not None:  # a given gain wins over any refit through the given point
+            sol["gain"] = float(gain)
     else:
         try:
             o, rn, g_t, o_txt, r_txt = _honest_split(fit, mean, x_low, max_adu)
