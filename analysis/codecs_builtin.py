@@ -411,7 +411,13 @@ class NoiseCodecAdapter(Codec):
     PARAMS = (
         # limits: noisecodec.codec.MIN_STEP, MAX_STEP (kept literal: noisecodec imports numba)
         Param(
-            "step", float, 2.0, "quantisation step in units of sigma", lo=0.01, hi=2.5, show=True
+            "step",
+            float,
+            2.0,
+            "quantisation step in units of sigma, in [0.01, 2.5]",
+            lo=0.01,
+            hi=2.5,
+            show=True,
         ),
         Param("dither", bool, False, "subtractive dither 0/1"),
         Param("maxerr", float, None, "hard bound on |error| in units of sigma", lo=1e-3),

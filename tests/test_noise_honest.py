@@ -92,7 +92,6 @@ def _immerkaer_var(img: np.ndarray, level: float, tol: float = 0.05) -> float:
     return float((1.4826 * np.median(np.abs(r[m]))) ** 2 / 36)
 
 
-@pytest.mark.slow
 def test_usiigaci_default_options(shared_data, tmp_path):
     """The user's path: a real phase-contrast field with no dark region, defaults.
 
