@@ -24,22 +24,18 @@ Method, in the spirit of Heintzmann, Relich & Nagy (2016, arXiv:1611.05654,
    Without it a 1 % PRNU biases the gain by ~10 % on bright images.
 4. ``gain = a + 2 c · offset`` (the slope of the temporal part at the offset).
 5. Offset and read noise: a known read noise ``r`` gives the offset as the root of
-   ``variance(offset) = r²``; a known offset gives ``r² = variance(offset)``.
-   With neither, one image's variance curve cannot separate them; the darkest
-   usable block is assumed to hold no photo-signal (``offset`` = its mean,
-   ``r² = variance(offset)``), the largest read noise consistent with the data
-   (an upper bound). The variance model ``gain·(mean - offset) + r²`` is nearly
-   unaffected by the split over the image's range, so replicas drawn from the
-   profile keep the right variance.
-
-6. Physical bounds: every pixel's expectation is >= offset, so the offset is
-   capped at the 0.1 % pixel percentile plus 5 sigma of the darkest blocks' noise;
-   when the free curve then gives a negative variance at the offset (or offset and
-   read noise are both given), the curve is refitted through ``(offset, r²)``
-   (``r = 0`` if unknown). Images without dark regions (phase contrast) need a
-   known ``offset`` (camera data sheet) for a physical gain; without it the
-   estimate is an upper-bound offset with a matching gain, whose variance curve
-   is right over the image's own range of values.
+   ``variance(offset) = r²``; a known offset gives ``r² = variance(offset)``; a known
+   gain replaces the fitted slope; a camera preset (`camera_presets`) gives all three.
+6. With neither offset nor read noise one image's variance curve cannot separate them
+   (``identifiable = False``): `_honest_split` keeps the measured temporal line over the
+   image's values and puts the offset at the highest value consistent with the darkest
+   pixels (0.1 % percentile, + 3σ when the darkest block sits on that floor: a dark
+   region), the darkest usable block and a prior that camera offsets are below 5 % of
+   the ADC range; the read noise is the line's value there (an upper bound), or 0 at an
+   offset below the image's values when the line would reach zero inside them
+   (undersampled images, whose high-frequency signal steepens the slope). The
+   profile's variance is therefore positive over the whole range of the image, and
+   ``provenance["estimate"]`` records ``identifiable``, ``assumed`` and ``warning``.
 
 The result is a *uniform* profile (global scalars) whose ``provenance`` says
 ``estimated=True`` and records the method and the fit numbers; the per-block means

@@ -22,7 +22,7 @@ from rawsigma.analysis.noisecodec.codec import transform_sigma_e
 from rawsigma.analysis.noisecodec.stream import decode_frames, encode_frames
 from rawsigma.analysis.noisecodec.synthetic import fluorescence_scene, reference_camera
 
-STEPS = (0.5, 1, 2, 3, 4, 5, 6, 8, 12, 16, 32, 64)
+STEPS = (0.5, 1, 2, 2.25, 2.5, 2.75, 3, 4, 6, 8, 16, 32, 64)
 
 
 def bias_table(lam: np.ndarray, cam, reps: int, steps=STEPS) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The self-describing byte stream of the noise codec (format versions 1–3).
+"""The self-describing byte stream of the noise codec (format versions 1–4).
 
 Layout::
 
@@ -19,7 +19,10 @@ sections ``weights`` (sets × classes × 4 int32: r1, r2, r3, bias), ``levels`` 
 class LUT per set, uint8), ``freq`` (the tables, uint16 as low-byte then high-byte
 planes) and ``contexts`` (logical context → table, uint16); a tile row of the directory is
 ``[frame, row0, rows, escapes, words of lane 0..3]``. Streams of the causal back ends
-are still written as version 2. Tiles are coded independently.
+are still written as version 2. Version 4 (either back end) adds the header key ``knee``
+(`transform.knee_params`: the transform continued linearly below the offset, codes
+shifted by ``knee[3]``); it is written only when some value lies below the knee, so
+other streams keep versions 2–3. Tiles are coded independently.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ S in ``t`` is exactly S·σ of the noise model) has unit variance; codes are ``r
 ``k·σ(e) − 0.5 ADU`` of the bin's reconstruction (``σ(e) = g·sqrt(max(e, 0) + σ_e²)``
 ADU), which keeps ``|decoded − raw| ≤ k·σ`` after rounding to integer ADU.
 
+Below the offset the argument ``e + σ_e²`` can vanish; formats 1–3 clipped it at 0 (all
+such pixels decoded near the offset). Format 4 continues the transform along its tangent
+below the knee ``v_k = σ_e²`` (see `knee_params`): bins of ``S·σ_e`` e⁻ there, invertible,
+so every pixel stays within ``S/2·σ + g·S²/24 + ½`` ADU of its raw value.
+
 Decoding is unbiased: without dither each code is reconstructed at the conditional mean
 of e⁻ over the pixels that had that code (a table sent with the data); with dither the
 analytic inverse minus the ``S²/48`` convexity term is exactly unbiased.
