@@ -124,7 +124,7 @@ def codec_bounds(p_usi: CameraProfile) -> None:
             d = c.encode(x)
             err = c.decode(d).astype(float) - x
             s = kw["step"]
-            bound = 0.5 * s * sig + g * s * s / 24 + 0.5
+            bound = 0.5 * s * sig + g * s * s / 24 + 1.0
             below = x < o
             zb = float(np.abs(err[below]).max() / r) if below.any() and r > 0 else float("nan")
             mb = float(err[below].mean()) if below.any() else float("nan")

@@ -14,7 +14,8 @@ ADU), which keeps ``|decoded − raw| ≤ k·σ`` after rounding to integer ADU.
 Below the offset the argument ``e + σ_e²`` can vanish; formats 1–3 clipped it at 0 (all
 such pixels decoded near the offset). Format 4 continues the transform along its tangent
 below the knee ``v_k = σ_e²`` (see `knee_params`): bins of ``S·σ_e`` e⁻ there, invertible,
-so every pixel stays within ``S/2·σ + g·S²/24 + ½`` ADU of its raw value.
+so every pixel stays within ``S/2·σ + g·S²/24 + 1`` ADU of its raw value (½ ADU output
+rounding, ½ ADU offset jitter of the maps).
 
 Decoding is unbiased: without dither each code is reconstructed at the conditional mean
 of e⁻ over the pixels that had that code (a table sent with the data); with dither the
