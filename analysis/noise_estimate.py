@@ -581,6 +581,14 @@ def estimate_profile(
         sol = _solve_known(fit, mean, var, read_noise, offset)
         if gain is not None:  # a given gain wins over any refit through the given point
             sol["gain"] = float(gain)
+        top = float(np.median(valid)) if valid.size else float(max_adu)
+        if offset is None and not 0 <= sol["offset"] <= top:
+            raise NoiseEstimateError(
+                f"{name}: the given read noise {read_noise:.4g} ADU does not fit this image: "
+                f"the measured variance equals its square at {sol['offset']:.6g} ADU, outside "
+                f"the possible offsets [0, {top:.6g}] ADU (wrong camera mode or preset?); give "
+                "--offset as well, or omit --read-noise"
+            )
     else:
         try:
             o, rn, g_t, o_txt, r_txt = _honest_split(fit, mean, x_low, max_adu)
@@ -615,10 +623,11 @@ def estimate_profile(
     warning = ""
     if not identifiable:
         warning = (
-            "offset and read noise are not identifiable from one image without a dark "
-            f"region: offset {offset_v:.6g} ADU and read noise {rn:.4g} ADU are assumptions "
-            "(the variance model follows the measured curve over the image's values); give "
-            "--offset/--read-noise or --camera for physical values"
+            "offset and read noise are not identifiable from the image alone: offset "
+            f"{offset_v:.6g} ADU ({assumed['offset']}) and read noise {rn:.4g} ADU "
+            f"({assumed['read_noise']}) are assumptions; the variance model follows the "
+            "measured noise over the image's values. Give --offset/--read-noise or --camera "
+            "for physical values"
         )
     estimate = {
         "method": METHOD,

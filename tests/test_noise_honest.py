@@ -208,3 +208,12 @@ def test_cli_camera_list():
     res = runner.invoke(app, ["profile", "estimate", "--camera", "list"])
     assert res.exit_code == 0
     assert "hamamatsu-orca-flash4-v3-standard" in res.output and "sony-icx285-ccd12" in res.output
+
+
+def test_read_noise_inconsistent_with_the_image_is_refused(shared_data):
+    """A preset (or --read-noise) that puts the offset below 0 is refused, not written."""
+    import tifffile
+
+    stack = tifffile.imread(shared_data / "emva1288_ccd12_ptc_roi256.tif")
+    with pytest.raises(NoiseEstimateError, match="does not fit this image"):
+        estimate_profile(stack, tile=32, camera="sony-icx285-ccd12")
