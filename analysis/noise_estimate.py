@@ -46,133 +46,23 @@ images put signal into the high frequencies and bias the gain upwards.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import ImageMismatchError, RawsigmaError
 
+from .noise_blocks import K_CUT, _saturation_mask, tile_statistics
+
+__all__ = ["NoiseEstimateError", "estimate_profile", "fit_variance_line", "tile_statistics"]
+
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
 
 METHOD = "heintzmann2016-hf-fourier-irls"
-K_CUT = 0.9  # fraction of the Nyquist frequency beyond which a block is pure noise
 
 
 class NoiseEstimateError(RawsigmaError, ValueError):
     """The image does not allow a noise estimate (too few blocks, no variance trend)."""
-
-
-def _saturation_mask(img: np.ndarray, max_adu: int) -> np.ndarray:
-    bad = (img >= max_adu) | (img <= 0)
-    top = int(img.max())
-    if (top + 1) & top == 0 and top >= 255:  # full-scale code 2**b - 1
-        bad |= img == top
-    return bad
-
-
-def _periodic_spectrum(blocks: np.ndarray) -> np.ndarray:
-    """``rfft2`` of the periodic component of each block (Moisan 2011).
-
-    Removing the smooth component that carries the jump across the block's
-    periodic boundary leaves a spectrum free of the ``1/k`` boundary leakage while
-    every pixel keeps equal weight (a window would discard most of the data).
-    """
-    n, th, tw = blocks.shape
-    v = np.zeros_like(blocks)
-    dy = blocks[:, -1, :] - blocks[:, 0, :]
-    dx = blocks[:, :, -1] - blocks[:, :, 0]
-    v[:, 0, :] += dy
-    v[:, -1, :] -= dy
-    v[:, :, 0] += dx
-    v[:, :, -1] -= dx
-    cy = 2 * np.cos(2 * np.pi * np.fft.fftfreq(th))[:, None]
-    cx = 2 * np.cos(2 * np.pi * np.fft.rfftfreq(tw))[None, :]
-    den = cy + cx - 4
-    den[0, 0] = 1.0
-    s_hat = np.fft.rfft2(v) / den
-    s_hat[:, 0, 0] = 0
-    return np.fft.rfft2(blocks) - s_hat
-
-
-@functools.lru_cache(maxsize=8)
-def _noise_gain(tile: int) -> np.ndarray:
-    """``Σ_i |a_k[i]|²`` for ``p_hat(k) = Σ_i a_k[i] u_i`` (the periodic spectrum).
-
-    White noise of variance σ² gives ``E|p_hat(k)|² = σ² · _noise_gain(tile)[k]``.
-    Interior pixels contribute 1 each; the border pixels, whose noise is partly
-    absorbed by the smooth component, are evaluated exactly with delta images.
-    """
-    border = np.zeros((tile, tile), bool)
-    border[[0, -1], :] = True
-    border[:, [0, -1]] = True
-    idx = np.flatnonzero(border)
-    deltas = np.zeros((idx.size, tile * tile))
-    deltas[np.arange(idx.size), idx] = 1.0
-    spec = _periodic_spectrum(deltas.reshape(-1, tile, tile))
-    power = spec.real**2 + spec.imag**2
-    return tile * tile - idx.size + power.sum(axis=0)
-
-
-def _frequency_mask(tile: int) -> np.ndarray:
-    fy = np.fft.fftfreq(tile)[:, None]
-    fx = np.fft.rfftfreq(tile)[None, :]
-    k = np.hypot(fx, fy)
-    step = 1.0 / tile
-    mask = k > K_CUT * 0.5
-    mask &= np.abs(fx) > 0.5 * step  # skip the kx = 0 and ky = 0 axes
-    mask &= np.abs(fy) > 0.5 * step
-    return mask
-
-
-def tile_statistics(
-    image: np.ndarray, tile: int = 64, max_adu: int | None = None
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-block weighted mean and high-frequency noise variance.
-
-    Parameters
-    ----------
-    image : (H, W) or (N, H, W) integer ndarray
-        Raw image(s), ADU.
-    tile : int
-        Block edge, pixels (>= 16).
-    max_adu : int, optional
-        ADC full scale; default the dtype maximum.
-
-    Returns
-    -------
-    mean, var : 1-D float64 ndarray
-        Block means (ADU) and high-frequency noise variances (ADU²) of the usable
-        blocks.
-    n_blocks : int
-        Number of blocks before rejecting saturated ones.
-    """
-    img = np.asarray(image)
-    planes = img.reshape(-1, *img.shape[-2:])
-    if max_adu is None:
-        max_adu = int(np.iinfo(img.dtype).max) if img.dtype.kind in "ui" else 2**16 - 1
-    h, w = planes.shape[-2:]
-    ny, nx = h // tile, w // tile
-    fmask = _frequency_mask(tile)
-    ngain = _noise_gain(tile)[fmask]
-    means: list[np.ndarray] = []
-    vars_: list[np.ndarray] = []
-    n_blocks = 0
-    for plane in planes:
-        p = plane[: ny * tile, : nx * tile]
-        blocks = p.reshape(ny, tile, nx, tile).swapaxes(1, 2).reshape(-1, tile, tile)
-        n_blocks += blocks.shape[0]
-        bad = _saturation_mask(blocks, max_adu).any(axis=(1, 2))
-        b = blocks[~bad].astype(np.float64)
-        if not b.size:
-            continue
-        means.append(b.mean(axis=(1, 2)))
-        spec = _periodic_spectrum(b)
-        power = (spec.real**2 + spec.imag**2)[:, fmask]
-        vars_.append((power / ngain).mean(axis=1))
-    if not means:
-        return np.empty(0), np.empty(0), n_blocks
-    return np.concatenate(means), np.concatenate(vars_), n_blocks
 
 
 def fit_variance_line(
