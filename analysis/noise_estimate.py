@@ -385,9 +385,10 @@ def estimate_profile(
         the image.
     quadratic : bool
         Allow a ``mean²`` term for fixed-pattern noise (see
-        :func:`fit_variance_line`); it is kept only if significant (> 2 SE: a missed 1 % PRNU biases the gain
-        by up to 1.7x on bright images, a spurious term only widens the gain's error) and
-        it gives a positive gain, otherwise the straight line is used.
+        :func:`fit_variance_line`); it is kept only if significant (> 2 SE: a missed
+        1 % PRNU biases the gain by up to 1.7x on bright images, a spurious term only
+        widens the gain's error) and it gives a positive gain, otherwise the straight
+        line is used.
     source : str
         Name of the image (file) for provenance and error messages.
 
