@@ -81,6 +81,9 @@ def show(
         else:
             kind = "estimated from an image" if s["estimated"] else "calibrated"
             console.print(f"[bold]{path}[/]  profile [cyan]{s['profile_id']}[/] ({kind})")
+            est = prof.provenance.get("estimate")
+            if isinstance(est, dict) and est.get("identifiable") is False:
+                console.print(f"[bold yellow]warning:[/] {est.get('warning', '')}", highlight=False)
             console.print(_kv_table("identity", s["identity"]))
             g = s["global"]
             console.print(

@@ -118,6 +118,8 @@ def test_usiigaci_default_options(shared_data, tmp_path):
     assert v1 <= _immerkaer_var(img, p1)
     est = prof.provenance["estimate"]
     assert est["identifiable"] is False and est["variance_check"]["model_var_p1"] > 0
+    shown = runner.invoke(app, ["profile", "show", str(out)])
+    assert shown.exit_code == 0 and "not identifiable" in " ".join(shown.output.split())
 
 
 def test_presets_are_cited_and_sane():
