@@ -13,11 +13,14 @@ from .emva import _level_stability, emva_analysis
 from .fit import PixelMaps, fit_pixel_maps
 from .moments import PixelMoments
 from .profile import DEFECT_BAD_GAIN, CameraIdentity, CameraProfile
+from .validate import MAX_UNUSABLE, CalibrationError, check_inputs, check_maps
 
 __all__ = ["build_profile", "light_stability"]
 
 FLICKER_LIMIT = 0.005  # relative rms frame-to-frame fluctuation of the light
 DRIFT_LIMIT = 0.01  # relative change of the light over one level
+#: ``gain_map="auto"`` uses the global K when the median per-pixel gain SE exceeds this
+GAIN_REL_SE_LIMIT = 0.5
 
 
 def light_stability(
@@ -91,6 +94,29 @@ def _plan_dict(plan: Any) -> dict:
     return dict(plan)
 
 
+def _gain_mode(gain_map: str, maps: PixelMaps, emva: dict) -> tuple[str, str]:
+    """Which gain map to store ("per-pixel" or "global") and why."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = maps.gain_se / np.abs(maps.gain)
+    rel = rel[np.isfinite(rel)]
+    med = float(np.median(rel)) if rel.size else float("inf")
+    has_k = "K" in emva and np.isfinite(emva["K"])
+    if gain_map == "per-pixel":
+        return "per-pixel", "requested"
+    if gain_map == "global":
+        if not has_k:
+            raise CalibrationError(f"no global gain K: {emva.get('error', 'EMVA failed')}")
+        return "global", "requested"
+    if med <= GAIN_REL_SE_LIMIT or not has_k:
+        return "per-pixel", f"median per-pixel gain SE {100 * med:.3g} %"
+    return (
+        "global",
+        f"median per-pixel gain SE would be {100 * med:.3g} % (> "
+        f"{100 * GAIN_REL_SE_LIMIT:.0f} %: too few frames per level); every pixel gets "
+        "the global K",
+    )
+
+
 def build_profile(
     dark: PixelMoments,
     levels: Sequence[PixelMoments],
@@ -107,6 +133,8 @@ def build_profile(
     source: str = "",
     flicker_limit: float = FLICKER_LIMIT,
     drift_limit: float = DRIFT_LIMIT,
+    gain_map: str = "auto",
+    max_unusable: float = MAX_UNUSABLE,
     **extra_provenance: Any,
 ) -> CameraProfile:
     """Fit the per-pixel maps and the EMVA numbers and assemble a camera profile.
@@ -137,13 +165,22 @@ def build_profile(
         Where the frames came from (rig, file names), provenance.
     flicker_limit, drift_limit : float
         Relative flicker / drift above which the light source is reported unstable.
+    gain_map : {"auto", "per-pixel", "global"}
+        ``per-pixel``: the weighted LS gain of every pixel (one level: its
+        ``(var_f - var_d) / (mean_f - mean_d)``). ``global``: the EMVA ``K`` on every
+        pixel, with ``K_se`` (a single-amplifier CCD, or frame pairs). ``auto``:
+        per-pixel unless the median per-pixel gain SE exceeds
+        ``GAIN_REL_SE_LIMIT`` (50 %, fewer than ~10 frames per level). The choice is
+        in ``provenance["gain_map"]``.
+    max_unusable : float
+        Largest fraction of pixels without a usable gain (default 5 %).
     **extra_provenance
         Further provenance entries.
 
     Returns
     -------
     CameraProfile
-        Unusable gains (fewer than two unclipped levels, gain <= 0) are replaced by
+        Unusable gains (no unclipped level with signal, gain <= 0) are replaced by
         the median gain and flagged ``DEFECT_BAD_GAIN``. ``provenance["light_source"]``
         holds the measured stability; ``provenance["light_source_unstable"]`` and
         ``emva["light_source_unstable"]`` say whether it exceeded the limits.
@@ -151,6 +188,9 @@ def build_profile(
     ident = _identity(identity, dark.shape)
     if max_adu is None:
         max_adu = (1 << int(ident.bit_depth)) - 1
+    if gain_map not in ("auto", "per-pixel", "global"):
+        raise ValueError(f"gain_map must be 'auto', 'per-pixel' or 'global', got {gain_map!r}")
+    warnings: list[str] = check_inputs(dark, levels, max_adu)
     maps: PixelMaps = fit_pixel_maps(
         dark,
         levels,
@@ -158,7 +198,6 @@ def build_profile(
         flicker_correction=flicker_correction,
         shrink_gain=shrink_gain,
     )
-    warnings: list[str] = []
     try:
         emva, ptc = emva_analysis(
             level_darks if level_darks is not None else dark,
@@ -170,6 +209,21 @@ def build_profile(
     except ValueError as e:
         emva, ptc = {"error": str(e)}, {}
         warnings.append(f"EMVA analysis not possible: {e}")
+    mode, why = _gain_mode(gain_map, maps, emva)
+    gain_in, gain_se = maps.gain, maps.gain_se
+    defects = maps.defects.copy()
+    if mode == "global":
+        lost = maps.info["all_clipped"] | maps.info["no_signal"]
+        gain_in = np.where(lost, np.nan, emva["K"])
+        gain_se = np.full(dark.shape, emva.get("K_se", np.nan))
+        defects &= ~np.uint8(DEFECT_BAD_GAIN)  # per-pixel noise, not a defect
+    usable = check_maps(
+        gain_in,
+        maps.info["all_clipped"],
+        maps.info["no_signal"],
+        [lv.n for lv in levels],
+        max_unusable=max_unusable,
+    )
     stab = light_stability(
         level_darks if level_darks is not None else dark,
         levels,
@@ -180,16 +234,14 @@ def build_profile(
     if stab["unstable"]:
         warnings.append(stab["message"])
 
-    defects = maps.defects.copy()
-    gain = maps.gain.copy()
-    bad = ~np.isfinite(gain) | (gain <= 0)
+    gain = np.array(gain_in, np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(gain) | (gain <= 0)
     defects[bad] |= DEFECT_BAD_GAIN
     good = defects == 0
-    fill = float(np.median(gain[good])) if np.any(good) else float(np.nanmedian(gain))
-    if not np.isfinite(fill) or fill <= 0:
-        fill = 1.0
-        warnings.append("no pixel has a usable gain; gain map filled with 1.0")
-    gain[bad] = fill
+    if not np.any(good):
+        raise CalibrationError("no pixel without a defect flag: the profile would be unusable")
+    gain[bad] = float(np.median(gain[good]))
     prnu = np.where(np.isfinite(maps.prnu), maps.prnu, 0.0)
 
     prov = provenance(
@@ -200,6 +252,9 @@ def build_profile(
         dark_frames=int(dark.n),
         frames_per_level=[int(lv.n) for lv in levels],
         n_levels=len(levels),
+        gain_map=mode,
+        gain_map_reason=why,
+        unusable_fraction=usable,
         flicker_correction=bool(flicker_correction),
         gain_estimator="empirical-Bayes shrinkage of per-pixel WLS"
         if shrink_gain
@@ -218,7 +273,7 @@ def build_profile(
         read_noise=maps.read_noise,
         identity=ident,
         offset_se=maps.offset_se,
-        gain_se=maps.gain_se,
+        gain_se=gain_se,
         read_noise_se=maps.read_noise_se,
         defects=defects,
         prnu=prnu,

@@ -211,8 +211,8 @@ def emva_analysis(
     """
     levels = list(levels)
     k = len(levels)
-    if k < 2:
-        raise ValueError(f"EMVA analysis needs at least 2 light levels, got {k}")
+    if k < 1:
+        raise ValueError("EMVA analysis needs at least 1 light level")
     darks = [dark] * k if hasattr(dark, "frame_means") else list(dark)
     if len(darks) != k:
         raise ValueError(f"{len(darks)} dark accumulators for {k} levels")
@@ -254,9 +254,17 @@ def emva_analysis(
         usable &= sig <= 0.7 * mu_y_sat_sig
     if usable.sum() < 2:
         usable = (frac < 0.01) & (sig > 0)
-    if usable.sum() < 2:
-        raise ValueError("fewer than 2 unsaturated light levels: cannot fit K")
-    K, K_icpt, K_se = _wls_line(sig[usable], yvar[usable])
+    if usable.sum() >= 2:
+        K, K_icpt, K_se = _wls_line(sig[usable], yvar[usable])
+        k_method = "LS line with intercept (EMVA 1288 eq. 50)"
+    elif usable.sum() == 1:
+        i1 = int(np.flatnonzero(usable)[0])
+        K, K_se = _k_one_level(levels[i1], darks[i1], float(yvar[i1]), float(sig[i1]))
+        K_icpt, k_method = 0.0, "one level: ratio through the origin, SE from the pixel spread"
+    else:
+        raise ValueError("no unsaturated light level with signal above dark: cannot measure K")
+    if not K > 0:
+        raise ValueError(f"photon-transfer slope K = {K:.4g} DN/e- is not positive")
 
     # ----------------------------------------------------------- dark noise
     if ex is not None:
@@ -311,6 +319,7 @@ def emva_analysis(
     # ----------------------------------------------------------- linearity
     xlin = ph if ph is not None else ex
     le = le_min = le_max = float("nan")
+    sel = np.zeros(k, bool)
     if xlin is not None and np.isfinite(mu_y_sat_sig):
         sel = (sig >= 0.05 * mu_y_sat_sig) & (sig <= 0.95 * mu_y_sat_sig) & (frac < _SAT_FRACTION)
         if sel.sum() >= 3 and np.ptp(xlin[sel]) > 0:
@@ -325,6 +334,7 @@ def emva_analysis(
         "K": K,
         "K_se": K_se,
         "K_intercept": K_icpt,
+        "K_method": k_method,
         "n_levels": k,
         "n_levels_K": int(usable.sum()),
         "frames_per_level": int(np.min(n_frames)),
@@ -361,6 +371,14 @@ def emva_analysis(
         "flicker_max": float(np.max(stab[:, 0])),
         "drift_max": float(np.max(np.abs(stab[:, 1]))),
     }
+    summary.update(
+        _uncertainties(
+            summary, base_dark, levels[i50], d50, use_hp_d, use_hp_p, var_dark, darks[i_d]
+        )
+    )
+    if np.isfinite(le):
+        summary["LE_se"] = _le_se(levels, darks, sig, sel)
+    _mark_not_estimated(summary, k=k, has_x=xlin is not None, has_photons=ph is not None)
     nan = np.full(k, np.nan)
     ptc = {
         "level": order.astype(np.int64),
@@ -378,6 +396,127 @@ def emva_analysis(
         "used_for_K": usable[order],
     }
     return summary, ptc
+
+
+def _k_one_level(lv: Any, dark: Any, yvar: float, sig: float) -> tuple[float, float]:
+    """K from one level (through the origin) and its SE from the spread over pixels.
+
+    ``K = (var_y - var_dark) / (mu_y - mu_dark)`` with the frame-mean (flicker-
+    corrected) numbers; the SE is the ratio-estimator SE over pixels
+    ``sqrt(sum((y_i - K x_i)^2) / (n (n - 1))) / mean(x)``, which contains the
+    temporal noise of every pixel's variance and any real gain spread.
+    """
+    K = yvar / sig
+    y = (lv.var() - dark.var()).ravel()
+    x = (lv.mean() - dark.mean()).ravel()
+    n = x.size
+    se = float(np.sqrt(np.sum((y - K * x) ** 2) / (n * (n - 1))) / abs(np.mean(x)))
+    return float(K), se
+
+
+def _s2_se(img: np.ndarray) -> float:
+    """SE of the spatial variance of a map, ``sqrt((m4 - m2^2) / N)``."""
+    c = img - img.mean()
+    m2 = float(np.mean(c * c))
+    m4 = float(np.mean(c**4))
+    return float(np.sqrt(max(m4 - m2 * m2, 0.0) / c.size))
+
+
+def _uncertainties(
+    s: dict[str, Any],
+    base_dark: Any,
+    lv50: Any,
+    d50: Any,
+    hp_d: bool,
+    hp_p: bool,
+    var_dark: float,
+    dark_d: Any,
+) -> dict[str, float]:
+    """Standard errors of the summary numbers (first-order propagation).
+
+    ``K_se`` enters every number in electrons; spatial variances get
+    ``sqrt((m4 - m2^2)/N)`` from their own map (heavy tails included); the temporal
+    dark variance the SE of its mean over pixels; saturation in DN is taken as exact
+    (its interpolation error between levels is not included).
+    """
+    K, rk = s["K"], s["K_se"] / s["K"] if np.isfinite(s["K_se"]) else 0.0
+    out: dict[str, float] = {}
+    dv = dark_d.var()
+    se_vd = float(np.std(dv) / np.sqrt(dv.size))
+    if not s["sigma_d_upper_limit"]:
+        r = se_vd / (2 * max(var_dark - SIGMA2_Q, 1e-12))
+        out["sigma_d_se"] = s["sigma_d"] * float(np.hypot(r, rk))
+    dmap = base_dark.mean()
+    dmap = highpass_r4(dmap) / np.sqrt(_HP_GAIN) if hp_d else dmap
+    s2d = (s["DSNU1288"] * K) ** 2
+    if s2d > 0:
+        out["DSNU1288_se"] = s["DSNU1288"] * float(np.hypot(_s2_se(dmap) / (2 * s2d), rk))
+    lmap, ldm = lv50.mean(), d50.mean()
+    if hp_p:
+        lmap, ldm = highpass_r4(lmap) / np.sqrt(_HP_GAIN), highpass_r4(ldm) / np.sqrt(_HP_GAIN)
+    s2p = (s["PRNU1288"] / 100 * s["PRNU_level_signal"]) ** 2
+    if s2p > 0:
+        out["PRNU1288_se"] = s["PRNU1288"] * float(np.hypot(_s2_se(lmap), _s2_se(ldm)) / (2 * s2p))
+    if np.isfinite(s["mu_e_sat"]):
+        out["mu_e_sat_se"] = s["mu_e_sat"] * rk
+        out["SNR_max_se"] = 0.5 * s["SNR_max"] * rk
+        # mu_e_min depends on sigma_d; its relative error is at most that of sigma_d
+        r_min = out.get("sigma_d_se", 0.0) / s["sigma_d"] if s["sigma_d"] else 0.0
+        r_dr = float(np.hypot(rk, r_min * s["sigma_d"] / max(s["mu_e_min"], 1e-12)))
+        out["DR_se"] = s["DR"] * r_dr
+        out["DR_dB_se"] = 20 / np.log(10) * r_dr
+    return out
+
+
+def _le_se(levels: Sequence[Any], darks: Sequence[Any], sig: np.ndarray, sel: np.ndarray) -> float:
+    """SE of the linearity error from the noise of each level's mean signal (%)."""
+    rel = []
+    for i in np.flatnonzero(sel):
+        lv, d = levels[i], darks[i]
+        npix = lv.shape[0] * lv.shape[1]
+        v = float(np.mean(lv.var())) / lv.n + float(np.mean(d.var())) / d.n
+        rel.append(np.sqrt(max(lv.frame_mean_var(), v / npix) / lv.n + v / npix) / sig[i])
+    r = np.asarray(rel)
+    return float(100 * np.sqrt(np.sum(r * r)) / max(r.size, 1))
+
+
+_SAT_KEYS = ("mu_y_sat", "mu_e_sat", "SNR_max", "SNR_max_dB", "DR", "DR_dB", "mu_p_sat")
+
+
+def _mark_not_estimated(s: dict[str, Any], *, k: int, has_x: bool, has_photons: bool) -> None:
+    """Move every NaN number to ``s["not_estimated"]`` (key -> reason), in place."""
+    if k == 1:
+        sat = "needs a light level at saturation (one light level measured)"
+        lin = "needs >= 2 light levels (EMVA: >= 3 between 5 and 95 % of saturation)"
+    else:
+        sat = "no light level reaches saturation (0.15 % of pixels at their maximum)"
+        lin = (
+            "needs the photons or exposure of each level"
+            if not has_x
+            else "needs saturation and >= 3 levels between 5 and 95 % of it"
+        )
+    reasons = {
+        "K_se": "needs >= 3 light levels for a fitted line's SE" if k == 2 else "not estimable",
+        "LE": lin,
+        "LE_min": lin,
+        "LE_max": lin,
+        "R": "needs the photons per pixel of each level",
+        "eta": "needs the photons per pixel of each level",
+        "mu_p_min": "needs the photons per pixel of each level",
+    }
+    for key in _SAT_KEYS:
+        reasons[key] = sat
+    if has_photons:
+        for key in ("R", "eta", "mu_p_min"):
+            reasons[key] = "no usable level with photons > 0"
+    missing: dict[str, str] = {}
+    for key, v in list(s.items()):
+        if isinstance(v, float) and not np.isfinite(v):
+            missing[key] = reasons.get(key, "not estimable from these frames")
+            del s[key]
+    if k == 1:
+        s["PRNU_note"] = "PRNU at the one measured level, not at 50 % of saturation"
+    s["not_estimated"] = missing
 
 
 def emva_summary(

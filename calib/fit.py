@@ -49,14 +49,20 @@ class PixelMaps:
     offset, offset_se : ADU
     read_var, read_var_se : ADU^2 (dark temporal variance and its SE)
     read_noise, read_noise_se : ADU rms
-    gain, gain_se : ADU per photo-electron (NaN where fewer than two levels were usable)
-    gain_chi2 : reduced chi^2 of the weighted gain fit (about 1 for a good pixel)
+    gain, gain_se : ADU per photo-electron (NaN where fewer than ``min_levels`` levels
+        were usable)
+    gain_chi2 : reduced chi^2 of the weighted gain fit (about 1 for a good pixel; NaN
+        with fewer than 2 usable levels)
     prnu : relative photo-response, mean 1 over good pixels
     defects : uint8 bitmask (``DEFECT_*`` of :mod:`rawsigma.calib.profile`)
     n_levels : uint8, levels used in the gain fit
     level_signal : (K,) mean signal of each level over all pixels (ADU above offset)
     level_clipped : (K,) fraction of pixels clipped at each level
     saturation_mode : "none", "adc" or "full_well"
+    info : dict
+        ``gain_guess``, ``dark_frames``, ``frames_per_level``, ``all_clipped`` and
+        ``no_signal`` (bool (H, W): pixel clipped at every level / without signal
+        above dark wherever not clipped), and the shrinkage prior when used.
     """
 
     offset: np.ndarray
@@ -185,7 +191,9 @@ def fit_pixel_maps(
         Remove common-mode light fluctuations from the level variances
         (:meth:`PixelMoments.var_corrected`).
     min_levels : int
-        Minimum number of unclipped levels for a gain estimate.
+        Minimum number of unclipped levels for a gain estimate (at most the number of
+        levels: with one level, each pixel's gain is
+        ``(var_flat - var_dark) / (mean_flat - mean_dark)`` with its delta-method SE).
     outlier_sigma : float
         Robust z threshold for hot, noisy and gain-outlier pixels.
     nonlinear_tol : float
@@ -215,6 +223,7 @@ def fit_pixel_maps(
         raise ValueError(f"dark has {dark.n} frame(s); at least 2 are needed")
     k = len(levels)
     nd = dark.n
+    min_levels = max(1, min(int(min_levels), k))
 
     offset = dark.mean()
     read_var = dark.var()
@@ -255,6 +264,8 @@ def fit_pixel_maps(
     resp = np.full(shape, np.nan)
     nonlin = np.zeros(shape, bool)
     n_used = np.zeros(shape, np.uint8)
+    all_clipped = np.all(clipped, axis=0)
+    no_signal = np.zeros(shape, bool)
 
     rows_per = max(1, _BLOCK_PIXELS // shape[1])
     for r0 in range(0, shape[0], rows_per):
@@ -276,6 +287,7 @@ def fit_pixel_maps(
         use = ~clipped[:, rs] & (x > 0) & np.isfinite(y)
         nuse = use.sum(axis=0)
         n_used[rs] = np.minimum(nuse, 255)
+        no_signal[rs] = np.all(clipped[:, rs] | ~(x > 0), axis=0)
 
         g = np.full(o.shape, g0)
         for _ in range(3):
@@ -305,7 +317,7 @@ def fit_pixel_maps(
         ok = nuse >= min_levels
         gain[rs] = np.where(ok, g, np.nan)
         gain_se[rs] = np.where(ok, np.sqrt(var_g), np.nan)
-        chi2[rs] = np.where(ok, c2, np.nan)
+        chi2[rs] = np.where(ok & (nuse >= 2), c2, np.nan)
 
         # relative response: mean signal of the pixel against the global mean signal
         sk = level_signal[:, None, None]
@@ -324,7 +336,7 @@ def fit_pixel_maps(
     med_o = float(np.median(offset))
     so = max(_robust_sigma(offset), 1e-3)
     defects[offset - med_o > outlier_sigma * so] |= DEFECT_HOT
-    med_resp = float(np.nanmedian(resp))
+    med_resp = float(np.nanmedian(resp)) if np.any(np.isfinite(resp)) else float("nan")
     if np.isfinite(med_resp) and med_resp > 0:
         defects[~(resp > 0.5 * med_resp)] |= DEFECT_DEAD
     lrn = np.log(np.maximum(read_noise, 1e-3))
@@ -377,6 +389,8 @@ def fit_pixel_maps(
             "gain_guess": g0,
             "dark_frames": nd,
             "frames_per_level": [lv.n for lv in levels],
+            "all_clipped": all_clipped,
+            "no_signal": no_signal,
             **info,
         },
     )
