@@ -102,6 +102,14 @@ def _gain_mode(gain_map: str, maps: PixelMaps, emva: dict) -> tuple[str, str]:
     med = float(np.median(rel)) if rel.size else float("inf")
     has_k = "K" in emva and np.isfinite(emva["K"])
     if gain_map == "per-pixel":
+        if med > GAIN_REL_SE_LIMIT:
+            n = min(maps.info["frames_per_level"])
+            raise CalibrationError(
+                f"too few frames for a per-pixel gain: {n} per level give a median "
+                f"per-pixel gain SE of {100 * med:.0f} % (limit "
+                f"{100 * GAIN_REL_SE_LIMIT:.0f} %); record more frames per level or use "
+                "the global gain (gain_map 'global' / --gain-map global)"
+            )
         return "per-pixel", "requested"
     if gain_map == "global":
         if not has_k:

@@ -41,7 +41,13 @@ from scipy.special import ndtri
 from .fit import saturation_masks
 from .moments import PixelMoments
 
-__all__ = ["emva_analysis", "emva_summary", "highpass_r4", "spatial_variance"]
+__all__ = [
+    "emva_analysis",
+    "emva_summary",
+    "highpass_r4",
+    "not_estimated_by_reason",
+    "spatial_variance",
+]
 
 SIGMA2_Q = 1.0 / 12.0
 _SAT_FRACTION = 0.0015
@@ -517,6 +523,14 @@ def _mark_not_estimated(s: dict[str, Any], *, k: int, has_x: bool, has_photons: 
     if k == 1:
         s["PRNU_note"] = "PRNU at the one measured level, not at 50 % of saturation"
     s["not_estimated"] = missing
+
+
+def not_estimated_by_reason(emva: dict[str, Any]) -> dict[str, list[str]]:
+    """``emva["not_estimated"]`` grouped: reason -> keys (for display)."""
+    out: dict[str, list[str]] = {}
+    for key, why in (emva.get("not_estimated") or {}).items():
+        out.setdefault(str(why), []).append(str(key))
+    return out
 
 
 def emva_summary(

@@ -303,6 +303,7 @@ def calibrate_from_stacks(
     bit_depth: int | None = None,
     flicker_correction: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    gain_map: str = "auto",
 ) -> CameraProfile:
     """Build a camera profile from recorded stacks.
 
@@ -326,6 +327,8 @@ def calibrate_from_stacks(
         Passed to :func:`~rawsigma.calib.build.build_profile`.
     progress : callable(done, total), optional
         Called after every frame.
+    gain_map : {"auto", "per-pixel", "global"}
+        See :func:`~rawsigma.calib.build.build_profile`.
 
     Returns
     -------
@@ -335,8 +338,11 @@ def calibrate_from_stacks(
     ------
     InputFileError
         A missing/foreign file, non-integer pixels, a stack with one frame, frame
-        shapes that differ, or a CSV that does not match the stacks; the message
-        names the file and the problem.
+        shapes, pixel types or declared bit depths that differ, or a CSV that does
+        not match the stacks; the message names the file and the problem.
+    CalibrationError
+        The frames cannot give a usable profile (no light above dark, stacks in the
+        wrong order, every level saturated, > 5 % of pixels without a gain).
     """
     plist = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     if not plist:
@@ -353,6 +359,12 @@ def calibrate_from_stacks(
             + ", ".join(f"{n}: {i['shape']}" for n, i in infos.items())
         )
     shape = shapes.pop()
+    dtypes = {i["dtype"] for i in infos.values()}
+    if len(dtypes) > 1:
+        raise InputFileError(
+            "stacks have different pixel types (different cameras or modes?): "
+            + ", ".join(f"{n}: {i['dtype']}" for n, i in infos.items())
+        )
 
     # (file, page) -> accumulator key; key = ("dark", level or None) / ("light", level)
     plan_rows: list[tuple[str, int, tuple[str, int | None]]] = []
@@ -441,6 +453,11 @@ def calibrate_from_stacks(
     vmax = max(int(acc.pixel_max.max()) for acc in accs.values())
 
     bits_declared = {i["bit_depth"] for i in infos.values() if i["bit_depth"]}
+    if len(bits_declared) > 1:
+        raise InputFileError(
+            "stacks declare different bit depths (different camera modes?): "
+            + ", ".join(f"{n}: {i['bit_depth']} bits" for n, i in infos.items() if i["bit_depth"])
+        )
     if bit_depth is None:
         if len(bits_declared) == 1:
             bit_depth, bits_source = bits_declared.pop(), "file metadata"
@@ -493,6 +510,7 @@ def calibrate_from_stacks(
         photons=ph if np.all(np.isfinite(ph)) else None,
         exposure=ex if np.all(np.isfinite(ex)) and np.ptp(ex) > 0 else None,
         flicker_correction=flicker_correction,
+        gain_map=gain_map,
         source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
         bit_depth_source=bits_source,
         total_frames=total,

@@ -66,12 +66,18 @@ def calibrate(
         None, "--dark-stack", help="Dark stack for --from-stacks."
     ),
     bit_depth: int | None = typer.Option(None, "--bit-depth", help="ADC bits (--from-stacks)."),
+    gain_map: str = typer.Option(
+        "auto",
+        "--gain-map",
+        help="auto, per-pixel or global (EMVA K on every pixel; CCDs, frame pairs) "
+        "(--from-stacks).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Measure a camera's per-pixel offset, read noise and gain (PTC sweep) → HDF5 profile."""
     with user_errors():
         if from_stacks:
-            _from_stacks(stacks or [], csv, dark_stack, bit_depth, out, force, quiet)
+            _from_stacks(stacks or [], csv, dark_stack, bit_depth, out, force, quiet, gain_map)
             return
         if stacks:
             from rawsigma.errors import RawsigmaError
@@ -145,6 +151,7 @@ def _from_stacks(
     out: Path,
     force: bool,
     quiet: bool,
+    gain_map: str = "auto",
 ) -> None:
     from rawsigma.calib.stacks import calibrate_from_stacks
     from rawsigma.errors import InputFileError
@@ -153,7 +160,11 @@ def _from_stacks(
     check_output(out, force)
     if not stacks:
         raise InputFileError("--from-stacks needs at least one stack file")
-    profile = calibrate_from_stacks(stacks, csv, dark=dark_stack, bit_depth=bit_depth)
+    if gain_map not in ("auto", "per-pixel", "global"):
+        raise InputFileError(f"--gain-map {gain_map!r}: use auto, per-pixel or global")
+    profile = calibrate_from_stacks(
+        stacks, csv, dark=dark_stack, bit_depth=bit_depth, gain_map=gain_map
+    )
     profile.save(out, force=force)
     _summary(profile, out)
 
@@ -173,10 +184,17 @@ def _summary(profile: Any, out: Path) -> None:
     t.add_row("offset (median)", f"{profile.offset_global:.4g} ADU")
     t.add_row("read noise (median)", f"{profile.read_noise_global:.4g} ADU rms")
     t.add_row("defect pixels", f"{int(np.count_nonzero(~good))}")
+    gm = profile.provenance.get("gain_map")
+    if gm:
+        t.add_row("gain map", f"{gm} ({profile.provenance.get('gain_map_reason', '')})")
     for key in ("K", "sigma_d", "mu_e_sat", "DR_dB", "SNR_max"):
         if key in profile.emva and profile.emva[key] is not None:
             v = profile.emva[key]
             t.add_row(f"EMVA {key}", f"{v:.4g}" if isinstance(v, float) else str(v))
+    from rawsigma.calib.emva import not_estimated_by_reason
+
+    for why, keys in not_estimated_by_reason(profile.emva).items():
+        t.add_row("not estimated", f"{', '.join(keys)}: {why}")
     ls = profile.provenance.get("light_source")
     if isinstance(ls, dict) and "message" in ls:
         t.add_row("light source", str(ls["message"]))
