@@ -515,6 +515,8 @@ def _mark_not_estimated(s: dict[str, Any], *, k: int, has_x: bool, has_photons: 
     if has_photons:
         for key in ("R", "eta", "mu_p_min"):
             reasons[key] = "no usable level with photons > 0"
+    elif "mu_e_sat" in s and np.isfinite(s["mu_e_sat"]):
+        reasons["mu_p_sat"] = "needs the photons per pixel of each level"
     missing: dict[str, str] = {}
     for key, v in list(s.items()):
         if isinstance(v, float) and not np.isfinite(v):

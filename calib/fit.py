@@ -335,7 +335,9 @@ def fit_pixel_maps(
     defects = np.zeros(shape, np.uint8)
     med_o = float(np.median(offset))
     so = max(_robust_sigma(offset), 1e-3)
-    defects[offset - med_o > outlier_sigma * so] |= DEFECT_HOT
+    # significant for the pixel itself too: a very noisy pixel's offset scatters
+    hot = (offset - med_o > outlier_sigma * so) & (offset - med_o > 5 * offset_se)
+    defects[hot] |= DEFECT_HOT
     med_resp = float(np.nanmedian(resp)) if np.any(np.isfinite(resp)) else float("nan")
     if np.isfinite(med_resp) and med_resp > 0:
         defects[~(resp > 0.5 * med_resp)] |= DEFECT_DEAD

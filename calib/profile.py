@@ -46,6 +46,8 @@ DEFECT_NAMES: dict[int, str] = {
 REQUIRED_MAPS = ("offset", "gain", "read_noise")
 OPTIONAL_MAPS = ("offset_se", "gain_se", "read_noise_se", "prnu", "defects")
 MAP_NAMES = REQUIRED_MAPS + OPTIONAL_MAPS
+#: Optional dark-current maps (ADU/s), stored in the ``/dark_current`` group.
+DARK_MAPS = ("dark_current", "dark_current_se")
 
 Roi = tuple[int, int, int, int]
 
@@ -179,6 +181,11 @@ class CameraProfile:
     provenance : dict
         How the profile was made (:func:`rawsigma.fileio.provenance` plus
         ``estimated``, ``seed``, frame counts, ...).
+    dark_current, dark_current_se : (H, W) float32 ndarray, optional
+        Dark current and its SE, ADU/s (:mod:`rawsigma.calib.darkcurrent`).
+    dark_info : dict
+        ``reference_exposure_s`` (exposure of ``offset``/``read_noise``),
+        ``exposures_s``, ``frames``, ``temperature_c``, medians, hot-pixel count.
 
     Notes
     -----
@@ -203,16 +210,26 @@ class CameraProfile:
     ptc: dict[str, np.ndarray] = field(default_factory=dict)
     plan: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    dark_current: np.ndarray | None = None
+    dark_current_se: np.ndarray | None = None
+    dark_info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in MAP_NAMES:
+        for name in MAP_NAMES + DARK_MAPS:
             value = getattr(self, name)
             if value is None:
                 continue
             dtype = np.uint8 if name == "defects" else np.float32
             setattr(self, name, _as_map(name, value, dtype))
         shape = self.offset.shape
-        for name in MAP_NAMES:
+        if (self.dark_current is None) != (self.dark_info == {}) or (
+            self.dark_current_se is not None and self.dark_current is None
+        ):
+            raise ProfileError("profile: dark_current and dark_info go together")
+        if self.dark_current is not None and not np.all(np.isfinite(self.dark_current)):
+            raise ProfileError("profile: map 'dark_current' has non-finite values")
+        self.dark_info = dict(self.dark_info)
+        for name in MAP_NAMES + DARK_MAPS:
             value = getattr(self, name)
             if value is not None and value.shape != shape:
                 raise ProfileError(
@@ -356,6 +373,11 @@ class CameraProfile:
             h.update(f"{le.dtype.str}{le.shape}\0".encode())
             h.update(np.ascontiguousarray(le).tobytes())
         h.update(to_json(self.identity.to_dict()).encode())
+        for name in DARK_MAPS:  # only when present: older profiles keep their id
+            arr = getattr(self, name)
+            if arr is not None:
+                le = arr.astype("<f4", copy=False)
+                h.update(name.encode() + b"\0" + np.ascontiguousarray(le).tobytes())
         return h.hexdigest()[:12]
 
     # ------------------------------------------------------------------ model
@@ -415,7 +437,7 @@ class CameraProfile:
         sl = (slice(ry, ry + h), slice(rx, rx + w))
         maps = {
             n: (None if getattr(self, n) is None else getattr(self, n)[sl].copy())
-            for n in MAP_NAMES
+            for n in MAP_NAMES + DARK_MAPS
         }
         ident = dataclasses.replace(
             self.identity, roi=(ox + rx, oy + ry, w, h), extra=dict(self.identity.extra)
@@ -428,6 +450,7 @@ class CameraProfile:
             ptc={k: v.copy() for k, v in self.ptc.items()},
             plan=dict(self.plan),
             provenance=prov,
+            dark_info=dict(self.dark_info),
             **maps,
         )
 
@@ -541,6 +564,19 @@ class CameraProfile:
         from rawsigma.calib.profile_io import load_profile
 
         return load_profile(path)
+
+    def at_exposure(self, exposure_s: float) -> CameraProfile:
+        """The profile for images taken at ``exposure_s`` (seconds).
+
+        With a dark current (``dark_current``, ADU/s, measured relative to
+        ``dark_info["reference_exposure_s"]``): offset ``o + D (t - t_ref)`` and
+        read-noise variance ``r^2 + g D (t - t_ref)`` (the dark electrons' shot
+        noise), floored at the 1/12 ADU^2 of rounding. Without one, the profile
+        itself (unchanged). See :func:`rawsigma.calib.darkcurrent.profile_at_exposure`.
+        """
+        from rawsigma.calib.darkcurrent import profile_at_exposure
+
+        return profile_at_exposure(self, exposure_s)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary for the CLI and GUI (see :func:`profile_summary`)."""

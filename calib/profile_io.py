@@ -28,6 +28,11 @@ Layout (all names fixed; ``docs/profile_format.md`` is the same text for users):
     /ptc                     group, optional
       attrs  columns  str     JSON list of column names, in order
       <column>        1-D, all the same length (one row per light level)
+    /dark_current            group, optional (ignored by readers that predate it)
+      attrs  info     str     JSON object: reference_exposure_s, exposures_s, frames,
+                              temperature_c, units "ADU/s", medians, hot_pixels
+      rate            float32 (H, W)  ADU/s
+      rate_se         float32 (H, W)  ADU/s, optional
 
 Maps are chunked and compressed (gzip level 4 + shuffle by default, or lzf) with h5py's
 built-in filters, so any HDF5 reader can open them.
@@ -125,12 +130,47 @@ def save_profile(
                         kw["compression_opts"] = 4
                 ds = maps.create_dataset(name, data=arr, **kw)
                 ds.attrs["units"] = MAP_UNITS[name]
+            if profile.dark_current is not None:
+                _write_dark(f.create_group("dark_current"), profile, compression)
             if profile.ptc:
                 g = f.create_group("ptc")
                 g.attrs["columns"] = json.dumps(list(profile.ptc))
                 for name, col in profile.ptc.items():
                     g.create_dataset(name, data=np.asarray(col))
     return path
+
+
+def _write_dark(g: Any, profile: CameraProfile, compression: str | None) -> None:
+    g.attrs["info"] = to_json(profile.dark_info)
+    for key, name in (("rate", "dark_current"), ("rate_se", "dark_current_se")):
+        arr = getattr(profile, name)
+        if arr is None:
+            continue
+        kw: dict[str, Any] = {}
+        if compression is not None and arr.size >= 64:
+            kw = {"compression": compression, "shuffle": True, "chunks": True}
+        ds = g.create_dataset(key, data=arr, **kw)
+        ds.attrs["units"] = "ADU/s"
+
+
+def _read_dark(f: Any, path: Path) -> dict[str, Any]:
+    if "dark_current" not in f:
+        return {}
+    g = f["dark_current"]
+    if "rate" not in g:
+        raise ProfileError(f"{path}: group '/dark_current' has no dataset 'rate'")
+    out: dict[str, Any] = {"dark_info": _attr_json(g.attrs, "info", "/dark_current/")}
+    for key, name in (("rate", "dark_current"), ("rate_se", "dark_current_se")):
+        if key in g:
+            ds = g[key]
+            if ds.dtype != np.float32 or ds.ndim != 2:
+                raise ProfileError(
+                    f"{path}: '/dark_current/{key}' must be 2-D float32, got {ds.dtype} {ds.shape}"
+                )
+            out[name] = ds[()]
+    if "reference_exposure_s" not in out["dark_info"]:
+        raise ProfileError(f"{path}: '/dark_current' info lacks 'reference_exposure_s'")
+    return out
 
 
 def _write_identity(g: Any, ident: CameraIdentity) -> None:
@@ -280,6 +320,7 @@ def _read(f: Any, path: Path) -> CameraProfile:
         plan=_attr_json(f.attrs, "plan"),
         provenance=_attr_json(f.attrs, "provenance"),
         ptc=ptc,
+        **_read_dark(f, path),
         **maps,  # type: ignore[arg-type]
     )
     if profile.profile_id != stored_id:

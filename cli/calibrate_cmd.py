@@ -43,6 +43,17 @@ def calibrate(
     exposure: float | None = typer.Option(None, "--exposure", help="Exposure, ms."),
     level_darks: int = typer.Option(0, "--level-darks", help="Dark frames per level (EMVA)."),
     settle: float = typer.Option(0.0, "--settle", help="Extra settle time per level, s."),
+    dark_exposures: str | None = typer.Option(
+        None,
+        "--dark-exposures",
+        help="Also measure the per-pixel dark current: dark stacks at these exposure "
+        "times, ms, comma-separated (e.g. 10,100,1000).",
+    ),
+    dark_exposure_frames: int | None = typer.Option(
+        None,
+        "--dark-exposure-frames",
+        help="Dark frames per --dark-exposures time (default --dark).",
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed for simulated devices."),
     prop: list[str] = typer.Option(
         [], "--prop", "-p", help="Device.Property=Value to set after loading (repeatable)."
@@ -77,6 +88,10 @@ def calibrate(
     """Measure a camera's per-pixel offset, read noise and gain (PTC sweep) → HDF5 profile."""
     with user_errors():
         if from_stacks:
+            if dark_exposures:
+                from rawsigma.errors import InputFileError
+
+                raise InputFileError("--dark-exposures acquires on a rig; not with --from-stacks")
             _from_stacks(stacks or [], csv, dark_stack, bit_depth, out, force, quiet, gain_map)
             return
         if stacks:
@@ -129,11 +144,16 @@ def _sweep(**kw: Any) -> None:
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         raise InputFileError(f"invalid sweep options: {exc}") from None
     core = open_core(kw["config"], parse_props(kw["prop"]))
+    exposures = _parse_exposures(kw["dark_exposures"])
     runner = SweepRunner(core, plan, partial, frames_path=kw["save_frames"], force=kw["force"])
     console = Console(stderr=True)
     try:
         with runner_progress(runner, runner.total_frames, kw["quiet"]):
-            profile = runner.run(resume=kw["resume"], out=out)
+            profile = runner.run(resume=kw["resume"], out=None if exposures else out)
+        if exposures:
+            profile = _dark_current(core, runner, profile, exposures, kw, console)
+            profile.save(out, force=kw["force"])
+            runner.discard_partial()
     except (KeyboardInterrupt, Cancelled):
         console.print(
             f"[yellow]interrupted:[/] completed levels are kept in {partial}; "
@@ -141,6 +161,45 @@ def _sweep(**kw: Any) -> None:
         )
         raise typer.Exit(130) from None
     _summary(profile, out)
+
+
+def _parse_exposures(text: str | None) -> list[float]:
+    from rawsigma.errors import InputFileError
+
+    if not text:
+        return []
+    try:
+        vals = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise InputFileError(
+            f"--dark-exposures {text!r}: expected comma-separated milliseconds"
+        ) from None
+    if len(set(vals)) < 2 or any(v < 0 for v in vals):
+        raise InputFileError(
+            f"--dark-exposures {text!r}: need >= 2 different exposure times >= 0 ms"
+        )
+    return vals
+
+
+def _dark_current(core: Any, runner: Any, profile: Any, exposures: list[float], kw, console):
+    """Dark stacks at ``exposures`` (ms) → dark current + hot pixels in the profile."""
+    from rawsigma.acquire.darkseries import acquire_dark_series
+    from rawsigma.calib.darkcurrent import attach_dark_current, fit_dark_current
+
+    n = kw["dark_exposure_frames"] or kw["dark"]
+    if not kw["quiet"]:
+        console.print(f"dark current: {n} dark frames at each of {exposures} ms")
+    darks, temps = acquire_dark_series(
+        core, exposures, n, camera=runner.camera, shutter=runner.shutter, seed=kw["seed"]
+    )
+    known = [t for t in temps if t is not None]
+    dc = fit_dark_current(
+        darks,
+        [t / 1000 for t in exposures],
+        temperature_c=float(sum(known) / len(known)) if known else None,
+    )
+    ref = profile.identity.exposure_ms
+    return attach_dark_current(profile, dc, None if ref is not None else exposures[0] / 1000)
 
 
 def _from_stacks(
@@ -195,6 +254,13 @@ def _summary(profile: Any, out: Path) -> None:
 
     for why, keys in not_estimated_by_reason(profile.emva).items():
         t.add_row("not estimated", f"{', '.join(keys)}: {why}")
+    if profile.dark_current is not None:
+        di = profile.dark_info
+        t.add_row(
+            "dark current (median)",
+            f"{di['median_adu_s']:.4g} ADU/s = {di['median_e_s']:.4g} e-/s; "
+            f"{di['hot_pixels']} hot pixels",
+        )
     ls = profile.provenance.get("light_source")
     if isinstance(ls, dict) and "message" in ls:
         t.add_row("light source", str(ls["message"]))

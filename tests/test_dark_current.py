@@ -1,0 +1,120 @@
+"""Per-pixel dark current and hot pixels against the simulated camera's truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rawsigma.acquire.sensor_model import SensorModel
+from rawsigma.calib.build import build_profile
+from rawsigma.calib.darkcurrent import attach_dark_current, fit_dark_current
+from rawsigma.calib.moments import PixelMoments
+from rawsigma.calib.profile import DEFECT_HOT, CameraProfile
+from rawsigma.calib.simsweep import accumulate_sweep
+from rawsigma.calib.validate import CalibrationError
+from rawsigma.cli.main import app
+from typer.testing import CliRunner
+
+EXPOSURES = (0.01, 0.1, 1.0)
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _darks(cam: SensorModel, frames: int, seed: int) -> list[PixelMoments]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in EXPOSURES:
+        pm = PixelMoments(cam.shape)
+        for _ in range(frames // 10):
+            pm.add(np.stack([cam.expose(0, t, rng) for _ in range(10)]))
+        out.append(pm)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scmos() -> tuple[SensorModel, list[PixelMoments]]:
+    cam = SensorModel.preset("scmos", (128, 128), seed=3)
+    return cam, _darks(cam, 100, 5)
+
+
+def test_dark_current_against_truth(scmos) -> None:
+    cam, darks = scmos
+    dc = fit_dark_current(darks, EXPOSURES)
+    truth = cam.dark_current.astype(np.float64) * cam.gain  # ADU/s
+    normal = ~cam.hot & (cam.defects == 0)
+    rel = dc.rate / truth - 1
+    assert abs(np.median(rel[normal])) < 0.05  # unbiased per pixel
+    assert abs(np.median(rel[cam.hot])) < 0.05 and np.median(np.abs(rel[cam.hot])) < 0.05
+    z = (dc.rate - truth) / dc.rate_se
+    assert 0.8 <= np.std(z[normal]) <= 1.25  # the SE is right
+    # the simulator's hot pixels, and only them
+    np.testing.assert_array_equal(dc.hot, cam.hot)
+    # intercept: offset at zero exposure
+    zb = (dc.bias - cam.offset) / dc.bias_se
+    assert abs(np.median(zb[normal])) < 0.2
+
+
+def test_profile_at_exposure_and_file(scmos, tmp_path) -> None:
+    cam, darks = scmos
+    t0 = EXPOSURES[0]
+    ph = cam.photons_for_fraction(0.5, t0)
+    sw = accumulate_sweep(
+        cam.expose, cam.shape, [ph], frames=60, dark_frames=60, exposure_s=t0, rng=7
+    )
+    prof = build_profile(sw.dark, sw.levels, {"exposure_ms": 1000 * t0}, max_adu=cam.max_adu)
+    assert prof.at_exposure(1.0) is prof  # no dark current: unchanged
+    full = attach_dark_current(prof, fit_dark_current(darks, EXPOSURES))
+    assert np.array_equal(
+        full.defects & DEFECT_HOT != 0, cam.hot | (prof.defects & DEFECT_HOT != 0)
+    )
+    at1 = full.at_exposure(1.0)
+    assert at1.identity.exposure_ms == 1000.0
+    assert at1.provenance["at_exposure"]["from_profile_id"] == full.profile_id
+    g = at1.good
+    true_o = cam.offset + cam.gain * cam.dark_current * 1.0
+    true_r = np.sqrt(cam.read_noise**2 + 1 / 12 + cam.gain**2 * cam.dark_current * 1.0)
+    assert abs(np.median((at1.offset - true_o)[g])) < 0.05
+    assert abs(np.median((prof.offset - true_o)[g])) > 0.4  # what is corrected
+    assert abs(np.median(at1.read_noise[g] / true_r[g] - 1)) < 0.02
+    # hot pixels: the offset follows their dark current
+    h = cam.hot
+    assert np.median(np.abs(at1.offset[h] - true_o[h]) / (true_o[h] - cam.offset[h])) < 0.05
+    # file round trip; old profiles still load and keep their id
+    path = tmp_path / "p.h5"
+    full.save(path)
+    back = CameraProfile.load(path)
+    assert back.profile_id == full.profile_id
+    np.testing.assert_array_equal(back.dark_current, full.dark_current)
+    assert back.dark_info["reference_exposure_s"] == t0
+    prof.save(tmp_path / "old.h5")
+    assert CameraProfile.load(tmp_path / "old.h5").dark_current is None
+    crop = back.crop((10, 20, 30, 40))
+    assert crop.dark_current.shape == (40, 30)
+    np.testing.assert_array_equal(crop.dark_current, back.dark_current[20:60, 10:40])
+
+
+def test_bad_dark_series(scmos) -> None:
+    cam, darks = scmos
+    with pytest.raises(CalibrationError, match="2 different exposure"):
+        fit_dark_current(darks[:2], [0.1, 0.1])
+    with pytest.raises(CalibrationError, match="3 dark stacks for 2"):
+        fit_dark_current(darks, [0.1, 0.2])
+
+
+def test_cli_dark_exposures_on_sim_rig(tmp_path) -> None:
+    out = tmp_path / "p.h5"
+    args = ["calibrate", "--out", str(out), "--levels", "3", "--frames", "30", "--dark", "30"]
+    args += ["--dark-exposures", "10,100,1000", "--dark-exposure-frames", "60", "--seed", "2"]
+    args += ["-p", "Camera.SensorWidth=64", "-p", "Camera.SensorHeight=64", "-q"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "dark current" in r.output and "hot pixels" in r.output
+    prof = CameraProfile.load(out)
+    truth = SensorModel.preset("scmos", (64, 64), seed=0)
+    np.testing.assert_array_equal(prof.defects & DEFECT_HOT != 0, truth.hot)
+    normal = ~truth.hot & (truth.defects == 0)
+    rate = truth.dark_current * truth.gain
+    assert abs(np.median(prof.dark_current[normal] / rate[normal] - 1)) < 0.1
+    assert prof.dark_info["exposures_s"] == [0.01, 0.1, 1.0]
+    r = CliRunner().invoke(
+        app, ["calibrate", "--out", str(tmp_path / "x.h5"), "--dark-exposures", "10"]
+    )
+    assert r.exit_code == 2 and "2 different exposure" in r.output
