@@ -214,6 +214,7 @@ def synthesize(
     centre: Centre = "observed",
     *,
     return_info: bool = False,
+    exposure_s: float | None = None,
 ) -> np.ndarray | tuple[np.ndarray, SynthesisInfo]:
     """Draw ``n`` statistically raw-equivalent replicas of a raw image.
 
@@ -232,6 +233,10 @@ def synthesize(
         denoised estimate (see module notes for the denoiser).
     return_info : bool
         Also return a :class:`SynthesisInfo` describing how the replicas were made.
+    exposure_s : float, optional
+        Exposure of ``image``, s: the profile is first moved to it
+        (:meth:`CameraProfile.at_exposure`: offset and read noise follow the dark
+        current, when the profile has one).
 
     Returns
     -------
@@ -253,6 +258,8 @@ def synthesize(
     if int(n) < 1:
         raise ValueError(f"synthesize: n must be >= 1, got {n}")
     n = int(n)
+    if exposure_s is not None:
+        profile = profile.at_exposure(exposure_s)
     img = _check_inputs(image, profile)
     seed = rng if isinstance(rng, int | None) else None
     if not isinstance(rng, np.random.Generator):

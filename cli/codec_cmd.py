@@ -75,6 +75,9 @@ def compress(
         "Same fidelity for all.",
     ),
     seed: int = typer.Option(0, "--seed", help="Dither seed."),
+    exposure: float | None = typer.Option(
+        None, "--exposure", help="Image exposure, ms (profile offset + dark current x exposure)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
 ) -> None:
     """Compress raw frames within the camera noise (noise-calibrated codec)."""
@@ -90,6 +93,8 @@ def compress(
         if fmt not in FORMATS:
             raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         prof = CameraProfile.load(profile)
+        if exposure is not None:
+            prof = prof.at_exposure(exposure / 1000.0)
         img = _read_raw(image)
         if img.shape[-2:] != tuple(prof.shape):
             raise ImageMismatchError(

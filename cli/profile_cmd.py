@@ -99,8 +99,7 @@ def show(
                     },
                 )
             )
-            if s["emva"]:
-                console.print(_kv_table("EMVA 1288 summary", s["emva"]))
+            _show_emva(console, prof, s["emva"])
             t = Table(title="maps over good pixels", title_justify="left")
             cols = ("median", "mad", "p1", "p5", "p95", "p99")
             t.add_column("map", style="bold", no_wrap=True)
@@ -117,6 +116,53 @@ def show(
 
             save_profile_plot(prof, plot, force=force)
             Console(stderr=True, soft_wrap=True).print(f"wrote {plot}")
+
+
+def _show_emva(console: Any, prof: Any, emva: dict) -> None:
+    """EMVA data sheet rows (same as ``profile report``), raw numbers, what is missing."""
+    from rawsigma.calib.datasheet import datasheet_rows, format_row
+    from rawsigma.calib.emva import not_estimated_by_reason
+    from rich.table import Table
+
+    t = Table(title="EMVA 1288 data sheet", title_justify="left")
+    for col in ("quantity", "symbol", "value ± SE", "unit", "note"):
+        t.add_column(col, justify="right" if col == "value ± SE" else "left")
+    for r in datasheet_rows(prof):
+        t.add_row(r.quantity, r.symbol, format_row(r), r.unit, r.note)
+    console.print(t)
+    raw = {k: v for k, v in emva.items() if k != "not_estimated"}
+    if raw:
+        console.print(_kv_table("EMVA 1288 numbers (all)", raw))
+    missing = not_estimated_by_reason(emva)
+    if missing:
+        console.print(_kv_table("not estimated", {", ".join(k): why for why, k in missing.items()}))
+
+
+@profile_app.command("report")
+def report(
+    path: Path = typer.Argument(..., help="Profile file (.h5)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Data sheet to write (.html)."),
+    png_dir: Path | None = typer.Option(
+        None, "--png-dir", help="Also save each figure as a PNG in this folder."
+    ),
+    pdf: Path | None = typer.Option(None, "--pdf", help="Also write the figures as a PDF."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+) -> None:
+    """EMVA 1288 data sheet of a profile: summary table, PTC/SNR/linearity, spectrograms,
+    defect histograms and per-pixel maps, in one self-contained HTML file."""
+    with user_errors():
+        from rawsigma.calib.profile import CameraProfile
+        from rawsigma.calib.sheet import write_datasheet
+        from rich.console import Console
+
+        prof = CameraProfile.load(path)
+        res = write_datasheet(prof, out, png_dir=png_dir, pdf=pdf, force=force, source=path.name)
+        msg = f"wrote {res['html']}"
+        if res["pngs"]:
+            msg += f" and {len(res['pngs'])} PNGs in {png_dir}"
+        if res["pdf"]:
+            msg += f" and {res['pdf']}"
+        Console(stderr=True).print(msg)
 
 
 @profile_app.command("compare")

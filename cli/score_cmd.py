@@ -85,6 +85,12 @@ def score(
     seed: int = typer.Option(0, "--seed", help="Root random seed."),
     workers: int = typer.Option(2, "--workers", help="Parallel threads."),
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
+    exposure: float | None = typer.Option(
+        None,
+        "--exposure",
+        help="Image exposure, ms: the profile's offset and noise follow "
+        "its dark current (profiles calibrated with --dark-exposures).",
+    ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
     with user_errors():
@@ -111,6 +117,7 @@ def run_score(
     seed: int,
     workers: int,
     force: bool,
+    exposure: float | None = None,
 ) -> Path:
     """Body of ``rawsigma score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
     from rawsigma.analysis.plans import ScorePlan
@@ -154,6 +161,8 @@ def run_score(
         from rawsigma.calib.profile import CameraProfile
 
         prof = CameraProfile.load(profile)
+        if exposure is not None:
+            prof = prof.at_exposure(exposure / 1000.0)
     else:
         from rawsigma.analysis.noise_estimate import estimate_profile as _estimate
         from rawsigma.errors import RawsigmaError
