@@ -116,7 +116,7 @@ def snr_figure(p: CameraProfile) -> Any:
     ax.set_xlabel("signal μ_e (e-)")
     ax.set_ylabel("SNR")
     ax.set_title("signal-to-noise ratio")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return fig
 
@@ -175,6 +175,8 @@ def spectrogram_figure(p: CameraProfile) -> Any:
     fig = _new_figure((10, 6))
     axs = fig.subplots(2, 2)
     imgs = [("DSNU (dark image)", p.offset.astype(float), "DN")]
+    nd = p.provenance.get("dark_frames")
+    temporal = float(np.median(p.read_noise)) / np.sqrt(nd) if nd else None
     if p.prnu is not None:
         resp = np.where(p.good, p.prnu, np.nan).astype(float)
         resp = np.where(np.isfinite(resp), resp, np.nanmedian(resp))
@@ -185,15 +187,34 @@ def spectrogram_figure(p: CameraProfile) -> Any:
             f, amp = _spectrum(img, axis)
             ax.semilogy(f[1:], amp[1:], lw=0.8, label="spectrum")
             ax.axhline(float(np.std(img)), color="tab:red", ls="--", lw=1, label="white level")
+            if r == 0 and temporal:
+                ax.axhline(temporal, color="tab:gray", ls=":", lw=1, label="temporal noise of mean")
             ax.legend(fontsize=7)
             ax.set_title(f"{name}: {label} spectrogram", fontsize=9)
             ax.set_xlabel("spatial frequency (cycles/pixel)")
             ax.set_ylabel(f"amplitude ({unit})")
-            ax.grid(alpha=0.3, which="both")
+            ax.grid(alpha=0.3)
     if len(imgs) == 1:
         for c in range(2):
             _note(axs[1, c], "no PRNU map in this profile")
     return fig
+
+
+def _bins(v: np.ndarray, n: int = 128) -> np.ndarray:
+    """Bin edges whose width is a multiple of the data's quantum (no comb artefacts).
+
+    Mean images of L integer frames take values on a 1/L grid; bins narrower than a
+    few grid steps alternately catch one or two of them.
+    """
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return np.array([lo - 0.5, hi + 0.5])
+    u = np.unique(v)
+    width = (hi - lo) / n
+    if u.size < v.size / 2:
+        q = float(np.min(np.diff(u)))
+        width = max(q, np.ceil(width / q) * q)
+    return np.arange(lo - width / 2, hi + width, width)
 
 
 def defect_histograms(p: CameraProfile) -> Any:
@@ -207,17 +228,17 @@ def defect_histograms(p: CameraProfile) -> Any:
     for r, (name, v) in enumerate(items):
         v = v[np.isfinite(v)]
         ax = axs[r, 0]
-        ax.hist(v, bins=256, log=True, color="tab:blue")
+        ax.hist(v, bins=_bins(v), log=True, color="tab:blue", histtype="stepfilled")
         ax.set_title(f"{name}: histogram", fontsize=9)
         ax.set_ylabel("pixels")
         ax.grid(alpha=0.3)
         ax = axs[r, 1]
         a = np.sort(np.abs(v - np.median(v)))[::-1]
-        frac = 100 * np.arange(1, a.size + 1) / a.size
-        ax.semilogy(a, frac, lw=1)
+        k = np.unique(np.geomspace(1, a.size, 400).astype(np.int64))  # enough for the curve
+        ax.semilogy(a[k - 1], 100 * k / a.size, lw=1)
         ax.set_title(f"{name}: accumulated |deviation|", fontsize=9)
         ax.set_ylabel("pixels with larger deviation (%)")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
     if len(items) == 1:
         for c in range(2):
             _note(axs[1, c], "no PRNU map in this profile")
