@@ -118,3 +118,25 @@ def test_cli_dark_exposures_on_sim_rig(tmp_path) -> None:
         app, ["calibrate", "--out", str(tmp_path / "x.h5"), "--dark-exposures", "10"]
     )
     assert r.exit_code == 2 and "2 different exposure" in r.output
+
+
+def test_synthesis_uses_the_exposure(scmos) -> None:
+    from rawsigma.analysis.synthesis import synthesize
+
+    cam, darks = scmos
+    sw = accumulate_sweep(
+        cam.expose,
+        cam.shape,
+        [cam.photons_for_fraction(0.5, 0.01)],
+        frames=40,
+        dark_frames=40,
+        exposure_s=0.01,
+        rng=9,
+    )
+    prof = build_profile(sw.dark, sw.levels, {"exposure_ms": 10.0}, max_adu=cam.max_adu)
+    full = attach_dark_current(prof, fit_dark_current(darks, EXPOSURES))
+    image = cam.expose(0, 1.0, 11)  # a dark frame at 1 s
+    _, info = synthesize(image, full, n=2, rng=0, return_info=True, exposure_s=1.0)
+    assert info.profile_id == full.at_exposure(1.0).profile_id != full.profile_id
+    _, info0 = synthesize(image, full, n=2, rng=0, return_info=True)
+    assert info0.profile_id == full.profile_id
