@@ -114,6 +114,7 @@ def test_cli_dark_exposures_on_sim_rig(tmp_path) -> None:
     rate = truth.dark_current * truth.gain
     assert abs(np.median(prof.dark_current[normal] / rate[normal] - 1)) < 0.1
     assert prof.dark_info["exposures_s"] == [0.01, 0.1, 1.0]
+    assert prof.dark_info["temperature_c"] is not None  # the simulated camera reports one
     r = CliRunner().invoke(
         app, ["calibrate", "--out", str(tmp_path / "x.h5"), "--dark-exposures", "10"]
     )
