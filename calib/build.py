@@ -20,7 +20,9 @@ __all__ = ["build_profile", "light_stability"]
 FLICKER_LIMIT = 0.005  # relative rms frame-to-frame fluctuation of the light
 DRIFT_LIMIT = 0.01  # relative change of the light over one level
 #: ``gain_map="auto"`` uses the global K when the median per-pixel gain SE exceeds this
-GAIN_REL_SE_LIMIT = 0.5
+GAIN_REL_SE_LIMIT = 0.3
+#: ``gain_map="per-pixel"`` is refused above this median per-pixel gain SE (frame pairs)
+GAIN_REL_SE_MAX = 1.0
 
 
 def light_stability(
@@ -102,12 +104,12 @@ def _gain_mode(gain_map: str, maps: PixelMaps, emva: dict) -> tuple[str, str]:
     med = float(np.median(rel)) if rel.size else float("inf")
     has_k = "K" in emva and np.isfinite(emva["K"])
     if gain_map == "per-pixel":
-        if med > GAIN_REL_SE_LIMIT:
+        if med > GAIN_REL_SE_MAX:
             n = min(maps.info["frames_per_level"])
             raise CalibrationError(
                 f"too few frames for a per-pixel gain: {n} per level give a median "
                 f"per-pixel gain SE of {100 * med:.0f} % (limit "
-                f"{100 * GAIN_REL_SE_LIMIT:.0f} %); record more frames per level or use "
+                f"{100 * GAIN_REL_SE_MAX:.0f} %); record more frames per level or use "
                 "the global gain (gain_map 'global' / --gain-map global)"
             )
         return "per-pixel", "requested"
@@ -178,7 +180,8 @@ def build_profile(
         ``(var_f - var_d) / (mean_f - mean_d)``). ``global``: the EMVA ``K`` on every
         pixel, with ``K_se`` (a single-amplifier CCD, or frame pairs). ``auto``:
         per-pixel unless the median per-pixel gain SE exceeds
-        ``GAIN_REL_SE_LIMIT`` (50 %, fewer than ~10 frames per level). The choice is
+        ``GAIN_REL_SE_LIMIT`` (30 %: fewer than ~25 frames at one level, or frame
+        pairs); ``per-pixel`` is refused above ``GAIN_REL_SE_MAX`` (100 %). The choice is
         in ``provenance["gain_map"]``.
     max_unusable : float
         Largest fraction of pixels without a usable gain (default 5 %).
