@@ -284,8 +284,12 @@ def emva_analysis(
     sigma_d = 0.40 / K if upper else float(np.sqrt(var_dark - SIGMA2_Q) / K)
 
     # -------------------------------------------------------- nonuniformity
-    s2_dark_plain = spatial_variance(base_dark)
-    s2_dark_hp = spatial_variance(base_dark, highpass=True)
+    # DSNU from all dark frames: the per-pixel mean over every dark group (each
+    # group's global level removed, so exposure-dependent offsets do not count)
+    dmean, dtvar, n_dark_all = _pooled_dark(darks)
+    s2_dark_plain = float(np.var(dmean) - np.mean(dtvar))
+    m = _MARGIN
+    s2_dark_hp = float(np.var(highpass_r4(dmean)) / _HP_GAIN - np.mean(dtvar[m:-m, m:-m]))
     sat_ref = mu_y_sat_sig if np.isfinite(mu_y_sat_sig) else float(np.max(sig[usable]))
     i50 = int(np.argmin(np.abs(sig - 0.5 * sat_ref) + np.where(frac > 0.001, np.inf, 0)))
     d50 = darks[i50]
@@ -345,6 +349,7 @@ def emva_analysis(
         "n_levels_K": int(usable.sum()),
         "frames_per_level": int(np.min(n_frames)),
         "dark_frames": int(base_dark.n),
+        "DSNU_dark_frames": int(n_dark_all),
         "mu_y_dark": float(mu_d[i_d]),
         "sigma_y_dark": float(np.sqrt(max(var_dark, 0.0))),
         "sigma_d": float(sigma_d),
@@ -378,9 +383,7 @@ def emva_analysis(
         "drift_max": float(np.max(np.abs(stab[:, 1]))),
     }
     summary.update(
-        _uncertainties(
-            summary, base_dark, levels[i50], d50, use_hp_d, use_hp_p, var_dark, darks[i_d]
-        )
+        _uncertainties(summary, dmean, levels[i50], d50, use_hp_d, use_hp_p, var_dark, darks[i_d])
     )
     if np.isfinite(le):
         summary["LE_se"] = _le_se(levels, darks, sig, sel)
@@ -420,6 +423,20 @@ def _k_one_level(lv: Any, dark: Any, yvar: float, sig: float) -> tuple[float, fl
     return float(K), se
 
 
+def _pooled_dark(darks: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean dark image over all distinct dark accumulators and its temporal variance.
+
+    Each group's global mean is removed before averaging (groups at different
+    exposures differ by a global offset); returns (mean image, per-pixel variance of
+    that mean from temporal noise, total frames).
+    """
+    uniq = list({id(d): d for d in darks}.values())
+    g = len(uniq)
+    mean = sum(d.mean() - float(np.mean(d.frame_means)) for d in uniq) / g
+    tvar = sum(np.maximum(d.var(), 0) / d.n for d in uniq) / g**2
+    return mean, tvar, sum(d.n for d in uniq)
+
+
 def _s2_se(img: np.ndarray) -> float:
     """SE of the spatial variance of a map, ``sqrt((m4 - m2^2) / N)``."""
     c = img - img.mean()
@@ -430,7 +447,7 @@ def _s2_se(img: np.ndarray) -> float:
 
 def _uncertainties(
     s: dict[str, Any],
-    base_dark: Any,
+    dark_mean: np.ndarray,
     lv50: Any,
     d50: Any,
     hp_d: bool,
@@ -452,8 +469,7 @@ def _uncertainties(
     if not s["sigma_d_upper_limit"]:
         r = se_vd / (2 * max(var_dark - SIGMA2_Q, 1e-12))
         out["sigma_d_se"] = s["sigma_d"] * float(np.hypot(r, rk))
-    dmap = base_dark.mean()
-    dmap = highpass_r4(dmap) / np.sqrt(_HP_GAIN) if hp_d else dmap
+    dmap = highpass_r4(dark_mean) / np.sqrt(_HP_GAIN) if hp_d else dark_mean
     s2d = (s["DSNU1288"] * K) ** 2
     if s2d > 0:
         out["DSNU1288_se"] = s["DSNU1288"] * float(np.hypot(_s2_se(dmap) / (2 * s2d), rk))
