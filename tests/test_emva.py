@@ -149,3 +149,27 @@ def test_bad_input() -> None:
         emva_summary(d, [], max_adu=cam.max_adu)
     with pytest.raises(ValueError, match="photons"):
         emva_summary(d, lv, max_adu=cam.max_adu, photons=[1.0])
+
+
+def test_dsnu_from_all_dark_frames_with_se() -> None:
+    """Per-level dark pairs (EMVA protocol): DSNU pools every dark frame, SE covers it."""
+    cam = SensorModel.preset("scmos", (96, 96), seed=8)
+    ph = cam.photons_for_fraction(0.5, EXPOSURE) * np.array([0.3, 0.6, 1.0, 1.3, 1.6])
+    sw = accumulate_sweep(
+        cam.expose,
+        cam.shape,
+        ph,
+        frames=2,
+        dark_frames=2,
+        exposure_s=EXPOSURE,
+        level_darks=2,
+        rng=4,
+    )
+    all_d = emva_summary(sw.level_darks, sw.levels, max_adu=cam.max_adu)
+    one_d = emva_summary(sw.level_darks[:1] * 5, sw.levels, max_adu=cam.max_adu)
+    assert all_d["DSNU_dark_frames"] == 10 and one_d["DSNU_dark_frames"] == 2
+    truth = _truth(cam)["DSNU1288"]
+    assert 0 < all_d["DSNU1288_se"] < one_d["DSNU1288_se"]
+    assert abs(all_d["DSNU1288"] - truth) < 3 * all_d["DSNU1288_se"] + 0.02 * truth
+    for key in ("K_se", "sigma_d_se", "PRNU1288_se"):
+        assert all_d[key] > 0
