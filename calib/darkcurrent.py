@@ -4,7 +4,8 @@ Model, per pixel ``i`` and exposure ``t_k``: ``mean_ik = b_i + D_i * t_k`` with
 ``D_i`` the dark current in ADU/s (``D_i / g_i`` in e-/s). ``D_i`` and ``b_i`` are the
 weighted least-squares line through the per-exposure means, weights
 ``n_k / var_ik`` (the variance of each mean; it grows with the dark signal's shot
-noise). Hot pixels: a dark current more than ``hot_factor`` (10) times the median,
+noise; with fewer than 10 frames per exposure the per-pixel variance is pooled over the
+exposures). Hot pixels: a dark current more than ``hot_factor`` (10) times the median,
 above the median by more than ``hot_sigma`` (6) robust standard deviations of the map
 and by more than ``hot_z`` (5) of its own standard error.
 
@@ -110,8 +111,14 @@ def fit_dark_current(
     swtt = np.zeros(shape)
     swy = np.zeros(shape)
     swty = np.zeros(shape)
+    pooled = None
+    if min(d.n for d in darks) < 10:
+        # a few frames per exposure (EMVA pairs): one variance per pixel for all of them,
+        # pooled over the exposures, instead of weights from 1-dof variances
+        dof = sum(d.n - 1 for d in darks)
+        pooled = sum((d.n - 1) * np.maximum(d.var(), 0) for d in darks) / dof
     for d, tk in zip(darks, t, strict=True):
-        w = d.n / np.maximum(d.var(), 1.0 / 12)
+        w = d.n / np.maximum(d.var() if pooled is None else pooled, 1.0 / 12)
         y = d.mean()
         sw += w
         swt += w * tk

@@ -369,6 +369,7 @@ def calibrate_from_stacks(
     # (file, page) -> accumulator key; key = ("dark", level or None) / ("light", level)
     plan_rows: list[tuple[str, int, tuple[str, int | None]]] = []
     level_meta: dict[int, dict[str, float]] = {}
+    dark_exposure: dict[int, float] = {}  # CSV dark groups: level -> exposure (s)
     if csv is not None:
         if dark_path is not None:
             raise InputFileError("give either a CSV frame table or dark=, not both")
@@ -376,6 +377,8 @@ def calibrate_from_stacks(
         for e in table:
             key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
             plan_rows.append((e["file"], e["frame"], key))
+            if e["kind"] == "dark":
+                dark_exposure.setdefault(e["level"], e["exposure_s"])
             if e["kind"] == "light":
                 level_meta.setdefault(
                     e["level"],
@@ -495,7 +498,7 @@ def calibrate_from_stacks(
         )
     elif isinstance(identity, dict):
         identity = CameraIdentity.from_dict({"bit_depth": bit_depth, **identity})
-    return build_profile(
+    profile = build_profile(
         dark_acc,
         levels,
         identity,
@@ -515,3 +518,29 @@ def calibrate_from_stacks(
         bit_depth_source=bits_source,
         total_frames=total,
     )
+    groups = {lv: acc for (kind, lv), acc in accs.items() if kind == "dark" and lv is not None}
+    return _with_dark_current(profile, groups, dark_exposure)
+
+
+def _with_dark_current(
+    profile: CameraProfile, groups: dict[int, Any], exposure: dict[int, float]
+) -> CameraProfile:
+    """Add the dark current when the CSV's dark frames span >= 2 exposure times.
+
+    Groups of equal exposure are merged; the profile's offset (all darks merged) is
+    at the frame-weighted mean dark exposure, its reference for ``at_exposure``.
+    """
+    from .darkcurrent import attach_dark_current, fit_dark_current
+
+    by_t: dict[float, PixelMoments] = {}
+    for lv, acc in groups.items():
+        t = exposure.get(lv, np.nan)
+        if not np.isfinite(t):
+            return profile
+        by_t.setdefault(float(t), PixelMoments(acc.shape)).merge(acc)
+    if len(by_t) < 2:
+        return profile
+    ts = sorted(by_t)
+    n = np.array([by_t[t].n for t in ts], np.float64)
+    t_ref = float(np.sum(n * np.array(ts)) / n.sum())
+    return attach_dark_current(profile, fit_dark_current([by_t[t] for t in ts], ts), t_ref)

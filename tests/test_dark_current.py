@@ -141,3 +141,52 @@ def test_synthesis_uses_the_exposure(scmos) -> None:
     assert info.profile_id == full.at_exposure(1.0).profile_id != full.profile_id
     _, info0 = synthesize(image, full, n=2, rng=0, return_info=True)
     assert info0.profile_id == full.profile_id
+
+
+def test_dark_current_from_stacks_csv(tmp_path) -> None:
+    """Dark rows of a frame CSV at several exposures give the dark current offline."""
+    import csv
+
+    import tifffile
+    from rawsigma.calib.stacks import calibrate_from_stacks
+
+    cam = SensorModel.preset("scmos", (48, 48), seed=6)
+    rng = np.random.default_rng(1)
+    frames, rows = [], []
+    for lv, t in enumerate(EXPOSURES):
+        frames += [cam.expose(0, t, rng) for _ in range(30)]
+        rows += [("dark", lv, 1000 * t)] * 30
+    ph = cam.photons_for_fraction(0.5, 0.01)
+    frames += [cam.expose(ph, 0.01, rng) for _ in range(30)]
+    rows += [("bright", 0, 10.0)] * 30
+    tif, table = tmp_path / "s.tif", tmp_path / "s.csv"
+    tifffile.imwrite(tif, np.stack(frames), photometric="minisblack")
+    with open(table, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["kind", "level_index", "exposure_ms"])
+        w.writerows(rows)
+    prof = calibrate_from_stacks(tif, table)
+    assert prof.dark_info["exposures_s"] == list(EXPOSURES)
+    t_ref = prof.dark_info["reference_exposure_s"]
+    assert t_ref == pytest.approx(np.mean(EXPOSURES))
+    np.testing.assert_array_equal(prof.defects & DEFECT_HOT != 0, cam.hot)
+    # the merged dark's offset sits at t_ref; at 10 ms it matches the truth again
+    at = prof.at_exposure(0.01)
+    g = at.good & (cam.defects == 0)
+    true_o = cam.offset + cam.gain * cam.dark_current * 0.01
+    assert abs(np.median((at.offset - true_o)[g])) < 0.1
+    assert abs(np.median((prof.offset - true_o)[g])) > 0.15  # what at_exposure corrects
+
+
+def test_dark_current_of_the_emva_ccd(shared_data) -> None:
+    from rawsigma.calib.stacks import calibrate_from_stacks
+
+    prof = calibrate_from_stacks(
+        shared_data / "emva1288_ccd12_ptc_roi256.tif",
+        shared_data / "emva1288_ccd12_ptc_roi256.csv",
+    )
+    info = prof.dark_info
+    assert len(info["exposures_s"]) == 24 and info["frames"] == [2] * 24
+    z = (prof.dark_current - np.median(prof.dark_current)) / prof.dark_current_se
+    assert 0.8 < np.std(z) < 1.25  # pair-pooled SE describes the scatter
+    assert info["hot_pixels"] == 0
