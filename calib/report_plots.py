@@ -247,9 +247,12 @@ def defect_histograms(p: CameraProfile) -> Any:
 
 def maps_figure(p: CameraProfile) -> Any:
     """Per-pixel maps: offset, gain, read noise, PRNU, dark current, defects."""
+    gtitle = "gain (ADU/e-)"
+    if p.provenance.get("gain_map") == "global":
+        gtitle = f"gain: global K = {p.gain_global:.4g} ADU/e- on every pixel"
     maps = [
         ("offset (ADU)", p.offset),
-        ("gain (ADU/e-)", p.gain),
+        (gtitle, p.gain),
         ("read noise (ADU rms)", p.read_noise),
     ]
     if p.prnu is not None:
