@@ -190,3 +190,15 @@ def test_dark_current_of_the_emva_ccd(shared_data) -> None:
     z = (prof.dark_current - np.median(prof.dark_current)) / prof.dark_current_se
     assert 0.8 < np.std(z) < 1.25  # pair-pooled SE describes the scatter
     assert info["hot_pixels"] == 0
+
+
+def test_profiles_without_dark_current_keep_their_id(tmp_path) -> None:
+    # value computed with the profile code before issue 11 (schema 1, no dark current)
+    p = CameraProfile.uniform((8, 8), 2.0, 100.0, 1.5, bit_depth=12, camera="cam")
+    assert p.profile_id == "a4ee9e62e5d5"
+    p.save(tmp_path / "u.h5")
+    import h5py
+
+    with h5py.File(tmp_path / "u.h5") as f:
+        assert "dark_current" not in f  # nothing new in files without a dark current
+    assert CameraProfile.load(tmp_path / "u.h5").profile_id == "a4ee9e62e5d5"
