@@ -143,7 +143,7 @@ def build_profile(
     source: str = "",
     flicker_limit: float = FLICKER_LIMIT,
     drift_limit: float = DRIFT_LIMIT,
-    gain_map: str = "auto",
+    gain_map: str = "per-pixel",
     max_unusable: float = MAX_UNUSABLE,
     **extra_provenance: Any,
 ) -> CameraProfile:
@@ -182,7 +182,9 @@ def build_profile(
         per-pixel unless the median per-pixel gain SE exceeds
         ``GAIN_REL_SE_LIMIT`` (30 %: fewer than ~25 frames at one level, or frame
         pairs); ``per-pixel`` is refused above ``GAIN_REL_SE_MAX`` (100 %). The choice is
-        in ``provenance["gain_map"]``.
+        in ``provenance["gain_map"]``. Default ``per-pixel`` (the sweep and the GUI show
+        the same per-pixel fit); :func:`~rawsigma.calib.stacks.calibrate_from_stacks`
+        and ``rawsigma calibrate --from-stacks`` default to ``auto``.
     max_unusable : float
         Largest fraction of pixels without a usable gain (default 5 %).
     **extra_provenance
