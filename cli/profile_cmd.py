@@ -124,6 +124,8 @@ def _show_emva(console: Any, prof: Any, emva: dict) -> None:
     from rawsigma.calib.emva import not_estimated_by_reason
     from rich.table import Table
 
+    if not emva:  # estimated profiles and profiles made without a photon transfer
+        return
     t = Table(title="EMVA 1288 data sheet", title_justify="left")
     for col in ("quantity", "symbol", "value ± SE", "unit", "note"):
         t.add_column(col, justify="right" if col == "value ± SE" else "left")
