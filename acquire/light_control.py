@@ -23,7 +23,14 @@ from rawsigma.errors import AcquisitionError
 from .plans import SweepPlan
 from .stream import Controls, stream_frames
 
-__all__ = ["LightControl", "level_stability", "restore_device_state", "save_device_state"]
+__all__ = [
+    "LevelMonitor",
+    "LightControl",
+    "judge_level",
+    "level_stability",
+    "restore_device_state",
+    "save_device_state",
+]
 
 
 def level_stability(frame_means: np.ndarray, dark_mean: float, pixel_var: float, npix: int):
@@ -62,6 +69,141 @@ def level_stability(frame_means: np.ndarray, dark_mean: float, pixel_var: float,
     out["drift"] = slope * (n - 1) / sig
     out["drift_t"] = slope / se
     return out
+
+
+def judge_level(
+    lv: Any, dark: Any, plan: SweepPlan, level: int, value: float, retry: int
+) -> tuple[dict[str, Any], list[str], bool]:
+    """End-of-level verdict on the light of one level (shared by the sweep engines).
+
+    Parameters
+    ----------
+    lv, dark : PixelMoments
+        The level and the dark.
+    plan : SweepPlan
+        ``flicker_limit``, ``drift_limit``, ``on_drift``, ``max_retries``.
+    level, value, retry : int, float, int
+        Level index, control value and how many times it was re-acquired already.
+
+    Returns
+    -------
+    (dict, list of str, bool)
+        The `level_stability` summary with ``level``, ``control``, ``retry``,
+        ``flickering`` and ``drifting`` added; the warnings to emit; whether to
+        re-acquire the level.
+    """
+    st = level_stability(
+        lv.frame_means,
+        float(np.mean(dark.frame_means)),
+        float(np.mean(lv.var())),
+        lv.shape[0] * lv.shape[1],
+    )
+    drifting = abs(st["drift"]) > plan.drift_limit and abs(st["drift_t"]) > 4.0
+    st.update(
+        level=level,
+        control=value,
+        retry=retry,
+        flickering=st["flicker"] > plan.flicker_limit,
+        drifting=bool(drifting),
+    )
+    msgs: list[str] = []
+    if st["flickering"]:
+        msgs.append(
+            f"level {level}: light flicker {100 * st['flicker']:.2f} % rms (limit "
+            f"{100 * plan.flicker_limit:.2f} %); corrected from the frame means, and the "
+            "profile records the source as unstable"
+        )
+    again = bool(drifting and plan.on_drift == "reacquire" and retry < plan.max_retries)
+    if drifting:
+        what = "re-acquiring" if again else "kept and reported"
+        msgs.append(
+            f"level {level}: light drifted {100 * st['drift']:+.2f} % over the level "
+            f"(limit {100 * plan.drift_limit:.2f} %); {what}"
+        )
+    return st, msgs, again
+
+
+class LevelMonitor:
+    """Light stability checked while a level is being acquired, not only at its end.
+
+    Every ``every`` frames, the frame means received so far give a running flicker
+    and drift test (`level_stability`); the first time either is clearly beyond
+    the plan's limit, ``warn`` is called once (per kind and level), so the operator
+    learns of a flickering or drifting source early. The end-of-level verdict
+    (`judge_level`) is unchanged and stays the one that decides.
+
+    Early tests are stricter than the final one, since they are repeated: flicker
+    must exceed the limit by three standard errors of a variance from ``n`` frame
+    means (``1 − 3·sqrt(2/(n−1))``), and drift, projected over the whole level,
+    must exceed the limit with a t statistic above 6.
+
+    Parameters
+    ----------
+    level : int
+        Level index (for the messages).
+    n_frames : int
+        Frames the level will have (to project the drift).
+    dark_mean : float
+        Mean dark level, ADU.
+    plan : SweepPlan
+        ``flicker_limit``, ``drift_limit``, ``stability_every``.
+    warn : callable
+        ``warn(message)``.
+    """
+
+    def __init__(
+        self,
+        level: int,
+        n_frames: int,
+        dark_mean: float,
+        plan: SweepPlan,
+        warn: Callable[[str], None],
+    ) -> None:
+        self.level = level
+        self.n_frames = int(n_frames)
+        self.dark_mean = float(dark_mean)
+        self.plan = plan
+        self.warn = warn
+        self.every = int(getattr(plan, "stability_every", 0) or 0)
+        self._next = max(self.every, 8)
+        self.warned: dict[str, int] = {}  # kind -> frames seen when warned
+        self.checks = 0
+
+    def update(self, moments: Any) -> None:
+        """Call after frames were folded into ``moments`` (cheap unless a check is due)."""
+        n = int(moments.n)
+        if self.every <= 0 or n < self._next or n >= self.n_frames:
+            return
+        while self._next <= n:
+            self._next += self.every
+        self.checks += 1
+        fm = moments.frame_means
+        npix = moments.shape[0] * moments.shape[1]
+        st = level_stability(fm, self.dark_mean, float(np.mean(moments.var())), npix)
+        p = self.plan
+        if st["signal"] <= 0:
+            return
+        factor = 1.0 - 3.0 * math.sqrt(2.0 / (n - 1))
+        if "flicker" not in self.warned and factor > 0 and st["flicker"] ** 2 * factor > (
+            p.flicker_limit**2
+        ):
+            self.warned["flicker"] = n
+            self.warn(
+                f"level {self.level}: light flickering {100 * st['flicker']:.2f} % rms after "
+                f"{n} of {self.n_frames} frames (limit {100 * p.flicker_limit:.2f} %)"
+            )
+        projected = st["drift"] * (self.n_frames - 1) / max(n - 1, 1)
+        if (
+            "drift" not in self.warned
+            and abs(projected) > p.drift_limit
+            and abs(st["drift_t"]) > 6.0
+        ):
+            self.warned["drift"] = n
+            self.warn(
+                f"level {self.level}: light drifting, {100 * projected:+.2f} % projected over "
+                f"the level after {n} of {self.n_frames} frames (limit "
+                f"{100 * p.drift_limit:.2f} %)"
+            )
 
 
 class LightControl:

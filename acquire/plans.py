@@ -77,6 +77,10 @@ class SweepPlan(_Plan):
         Longest wait for one frame before the acquisition fails.
     save_frames : {"ome-tiff", "hdf5"}, optional
         Also write every frame (streamed, never held) in this format.
+    stability_every : int
+        Check the light's flicker and drift every this many frames while a level is
+        acquired, and warn as soon as it is clearly unstable (0: only at the end of
+        the level; see `rawsigma.acquire.light_control.LevelMonitor`).
     """
 
     dark_frames: int = Field(100, ge=2)
@@ -100,6 +104,7 @@ class SweepPlan(_Plan):
     chunk_frames: int = Field(4, ge=1, le=1024)
     frame_timeout_s: float = Field(10.0, gt=0)
     save_frames: SaveFormat | None = None
+    stability_every: int = Field(25, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> SweepPlan:

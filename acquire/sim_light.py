@@ -116,6 +116,8 @@ class SimLightSource(ShutterDevice):
         (within 1 % after this time) and the device reports busy meanwhile.
     Seed : int
         Seed of the flicker draws (setting it restarts the draws and the drift clock).
+    State : int, 0 or 1
+        The shutter (1 = open) as a property, as Micro-Manager shutter adapters have.
     """
 
     def __init__(self) -> None:
@@ -156,6 +158,19 @@ class SimLightSource(ShutterDevice):
         self._open = bool(open)
 
     # ---------------------------------------------------------------- properties
+    @pymm_property(name="State", limits=(0, 1))
+    def state(self) -> int:
+        """Shutter state as a property (1 = open), like Micro-Manager shutter adapters.
+
+        Lets an MDA sequence's setup event (or a config preset) open or close the
+        light, and is recorded in the per-image metadata of Micro-Manager datasets.
+        """
+        return int(self._open)
+
+    @state.setter
+    def state(self, value: int) -> None:
+        self._open = bool(int(float(value)))
+
     @pymm_property(name="Intensity", limits=(0.0, 100.0))
     def intensity(self) -> float:
         """Output intensity, % of the maximum."""

@@ -37,7 +37,9 @@ from rawsigma.fileio import check_output
 
 from .framesave import FrameWriter
 from .light_control import (
+    LevelMonitor,
     LightControl,
+    judge_level,
     level_stability,
     restore_device_state,
     save_device_state,
@@ -46,7 +48,7 @@ from .partial import read_partial, write_partial
 from .plans import SweepPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
 
-__all__ = ["SweepRunner", "level_stability", "partial_path_for"]
+__all__ = ["SweepRunner", "level_stability", "partial_path_for", "sweep_profile"]
 
 
 def partial_path_for(output: str | os.PathLike) -> Path:
@@ -227,38 +229,12 @@ class SweepRunner(ControlledRunner):
             lv = self._acquire(
                 i, p.frames_per_level, light=True, seed_index=seed_index, control=value, retry=retry
             )
-            st = level_stability(
-                lv.frame_means,
-                float(np.mean(self.dark.frame_means)),
-                float(np.mean(lv.var())),
-                lv.shape[0] * lv.shape[1],
-            )
-            drifting = abs(st["drift"]) > p.drift_limit and abs(st["drift_t"]) > 4.0
-            st.update(
-                level=i,
-                control=value,
-                retry=retry,
-                flickering=st["flicker"] > p.flicker_limit,
-                drifting=bool(drifting),
-            )
-            if st["flickering"]:
-                self._warn(
-                    f"level {i}: light flicker {100 * st['flicker']:.2f} % rms (limit "
-                    f"{100 * p.flicker_limit:.2f} %); corrected from the frame means, and the "
-                    "profile records the source as unstable"
-                )
-            if drifting and p.on_drift == "reacquire" and retry < p.max_retries:
-                self._warn(
-                    f"level {i}: light drifted {100 * st['drift']:+.2f} % over the level "
-                    f"(limit {100 * p.drift_limit:.2f} %); re-acquiring"
-                )
+            st, messages, again = judge_level(lv, self.dark, p, i, value, retry)
+            for msg in messages:
+                self._warn(msg)
+            if again:
                 retry += 1
                 continue
-            if drifting:
-                self._warn(
-                    f"level {i}: light drifted {100 * st['drift']:+.2f} % over the level "
-                    f"(limit {100 * p.drift_limit:.2f} %); kept and reported"
-                )
             break
         groups: dict[str, Any] = {f"levels/{i:03d}": lv}
         ld = None
@@ -312,10 +288,17 @@ class SweepRunner(ControlledRunner):
         lvl = level_dark_of if level_dark_of is not None else index
         ctl = np.nan if control is None else control
 
+        monitor = None
+        if not dark_kind and self.dark is not None:
+            dark_mean = float(np.mean(self.dark.frame_means))
+            monitor = LevelMonitor(index, n, dark_mean, self.plan, self._warn)
+
         def on_frame(j: int, frame: np.ndarray) -> None:
             if self._writer is not None:
                 self._writer.write(frame, kind, lvl, exp_ms, ctl)
             self.frameAccumulated.emit(index, j, frame)
+            if monitor is not None:
+                monitor.update(pm)  # frames folded so far (up to one chunk behind)
 
         accumulate_frames(
             core,
@@ -448,25 +431,54 @@ class SweepRunner(ControlledRunner):
 
     # ------------------------------------------------------------ profile
     def _build(self) -> Any:
-        from rawsigma.calib.build import build_profile
-
-        p = self.plan
-        exposure = None
-        if p.control == "exposure":
-            exposure = [v / 1000.0 for v in self.level_values]
-        return build_profile(
+        return sweep_profile(
+            self.plan,
             self.dark,
             self.levels,
             self.identity,
-            p,
-            level_darks=self.level_darks or None,
-            exposure=exposure,
-            seed=p.seed,
+            self.level_values,
+            level_darks=self.level_darks,
+            stability=self.stability,
+            warnings=self._warnings,
             source=f"Micro-Manager core, camera {self.camera}",
-            flicker_limit=p.flicker_limit,
-            drift_limit=p.drift_limit,
-            control=p.control,
-            control_values=list(self.level_values),
-            level_stability=self.stability,
-            acquisition_warnings=list(self._warnings),
         )
+
+
+def sweep_profile(
+    plan: SweepPlan,
+    dark: Any,
+    levels: list[Any],
+    identity: Any,
+    level_values: list[float],
+    *,
+    level_darks: list[Any] | None = None,
+    stability: list[dict[str, Any]] | None = None,
+    warnings: list[str] | None = None,
+    source: str = "",
+) -> Any:
+    """Build the `CameraProfile` of a finished sweep (`SweepRunner` and `MDASweep`).
+
+    Both engines call this with their accumulators, so the same frames give the
+    same maps whichever engine acquired them.
+    """
+    from rawsigma.calib.build import build_profile
+
+    exposure = None
+    if plan.control == "exposure":
+        exposure = [v / 1000.0 for v in level_values]
+    return build_profile(
+        dark,
+        levels,
+        identity,
+        plan,
+        level_darks=level_darks or None,
+        exposure=exposure,
+        seed=plan.seed,
+        source=source,
+        flicker_limit=plan.flicker_limit,
+        drift_limit=plan.drift_limit,
+        control=plan.control,
+        control_values=list(level_values),
+        level_stability=list(stability or []),
+        acquisition_warnings=list(warnings or []),
+    )
