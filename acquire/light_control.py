@@ -184,8 +184,10 @@ class LevelMonitor:
         if st["signal"] <= 0:
             return
         factor = 1.0 - 3.0 * math.sqrt(2.0 / (n - 1))
-        if "flicker" not in self.warned and factor > 0 and st["flicker"] ** 2 * factor > (
-            p.flicker_limit**2
+        if (
+            "flicker" not in self.warned
+            and factor > 0
+            and st["flicker"] ** 2 * factor > (p.flicker_limit**2)
         ):
             self.warned["flicker"] = n
             self.warn(
