@@ -34,6 +34,13 @@ import numpy as np
 from rawsigma.errors import InputFileError
 
 from .build import build_profile
+from .datasets import (
+    is_recorded_dataset,
+    read_dataset,
+    recorded_frame_table,
+    recorded_identity,
+    recorded_stack_info,
+)
 from .moments import PixelMoments
 from .profile import CameraIdentity, CameraProfile
 
@@ -134,6 +141,8 @@ def stack_info(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if _is_hdf5(p):
         return _h5_info(p)
+    if (rec := recorded_stack_info(p)) is not None:  # Micro-Manager / pymmcore-plus dataset
+        return rec
     with _open_tiff(p) as tif:
         pages = tif.pages
         n = len(pages)
@@ -168,6 +177,9 @@ def stack_info(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _iter_pages(path: Path, indices: Sequence[int] | None = None):
+    if not _is_hdf5(path) and is_recorded_dataset(path):  # recorded dataset (calib.datasets)
+        yield from read_dataset(path).iter_frames(indices)
+        return
     if _is_hdf5(path):
         import h5py
 
@@ -370,10 +382,14 @@ def calibrate_from_stacks(
     plan_rows: list[tuple[str, int, tuple[str, int | None]]] = []
     level_meta: dict[int, dict[str, float]] = {}
     dark_exposure: dict[int, float] = {}  # CSV dark groups: level -> exposure (s)
+    table = None
     if csv is not None:
         if dark_path is not None:
             raise InputFileError("give either a CSV frame table or dark=, not both")
         table = read_frame_table(csv, infos)
+    elif dark_path is None:  # recorded datasets: dark/light levels from their metadata
+        table = recorded_frame_table(infos)
+    if table is not None:
         for e in table:
             key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
             plan_rows.append((e["file"], e["frame"], key))
@@ -488,6 +504,8 @@ def calibrate_from_stacks(
     if not (np.all(np.isfinite(ex)) and np.ptp(ex) > 0):
         ex = ctl if np.all(np.isfinite(ctl)) and np.ptp(ctl) > 0 else ex
 
+    if identity is None:  # from the datasets' metadata when recorded by Micro-Manager
+        identity = recorded_identity(infos, int(bit_depth), shape)
     if identity is None:
         identity = CameraIdentity(
             camera="from stacks",
@@ -506,6 +524,7 @@ def calibrate_from_stacks(
             "kind": "from_stacks",
             "stacks": [str(i["path"]) for i in infos.values()],
             "csv": None if csv is None else str(csv),
+            "frame_table": "csv" if csv else ("metadata" if table is not None else "files"),
             "levels": light_levels,
         },
         max_adu=(1 << int(bit_depth)) - 1,
