@@ -115,9 +115,21 @@ def open_core(
             raise InputFileError(f"{path}: cannot load Micro-Manager config: {exc}") from exc
         if sim:
             core.setCircularBufferMemoryFootprint(SIM_BUFFER_MB)
+            _sim_pixel_size(core)
     if properties:
         set_properties(core, properties)
     return core
+
+
+def _sim_pixel_size(core: Any, um: float = 6.5) -> None:
+    """Give the simulated rig a pixel size (OME writers of pymmcore-plus MDA need one)."""
+    try:
+        if not core.getAvailablePixelSizeConfigs():
+            core.definePixelSizeConfig("sim")
+            core.setPixelSizeUm("sim", um)
+            core.setPixelSizeConfig("sim")
+    except Exception:  # noqa: BLE001, S110 - optional nicety
+        pass
 
 
 def _snake(name: str) -> str:

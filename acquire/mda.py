@@ -428,6 +428,11 @@ class MDASweep:
         self.stability: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self.handler.warning.connect(self.warnings.append)
+        # the runner signals (CLI progress bar, GUI) are the handler's
+        self.levelStarted = self.handler.levelStarted
+        self.frameAccumulated = self.handler.frameAccumulated
+        self.levelFinished = self.handler.levelFinished
+        self.warning = self.handler.warning
         self._count = 0
         self._cancelled = False
         self.identity = None
@@ -474,6 +479,11 @@ class MDASweep:
             if self.output_dir.exists() and any(self.output_dir.iterdir()) and not self.force:
                 raise OutputExistsError(f"{self.output_dir}: exists and is not empty (--force)")
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            if not self.core.getPixelSizeUm():
+                raise AcquisitionError(
+                    "saving MDA frames (OME) needs a pixel size: define a pixel size "
+                    "configuration in the Micro-Manager config"
+                )
         core, p = self.core, self.plan
         self.identity = read_identity(core, self.camera)
         saved = save_device_state(core, self.camera, self.shutter, p)

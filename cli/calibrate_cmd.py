@@ -64,7 +64,16 @@ def calibrate(
         None, "--partial", help="Partial (resume) file; default <out>.partial.h5."
     ),
     save_frames: Path | None = typer.Option(
-        None, "--save-frames", help="Also save every frame (.ome.tif or .h5) + CSV table."
+        None,
+        "--save-frames",
+        help="Also save every frame (.ome.tif or .h5) + CSV table; with --engine mda a "
+        "folder of OME-TIFF files (one per level) that --from-stacks reads back.",
+    ),
+    engine: str = typer.Option(
+        "runner",
+        "--engine",
+        help="Sweep engine: 'runner' (rawsigma's sequence loop) or 'mda' (useq "
+        "MDASequences through the pymmcore-plus MDA engine; same frames and profile).",
     ),
     from_stacks: bool = typer.Option(
         False, "--from-stacks", help="Calibrate offline from recorded stacks (STACKS...)."
@@ -123,6 +132,7 @@ def _sweep(**kw: Any) -> None:
                 f"{partial}: an interrupted sweep exists; use --resume to continue it or "
                 "--force to start over"
             )
+    mda = _engine_is_mda(kw)  # hook: --engine mda (rawsigma.acquire.mda)
     try:
         plan = SweepPlan(
             dark_frames=kw["dark"],
@@ -139,12 +149,18 @@ def _sweep(**kw: Any) -> None:
             level_darks=kw["level_darks"],
             settle_s=kw["settle"],
             seed=kw["seed"],
-            save_frames=None if kw["save_frames"] is None else frames_format(kw["save_frames"]),
+            save_frames=None
+            if kw["save_frames"] is None or mda
+            else frames_format(kw["save_frames"]),
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         raise InputFileError(f"invalid sweep options: {exc}") from None
     core = open_core(kw["config"], parse_props(kw["prop"]))
     exposures = _parse_exposures(kw["dark_exposures"])
+    if mda:
+        if exposures:
+            raise InputFileError("--dark-exposures works with --engine runner only")
+        return _sweep_mda(core, plan, kw)
     runner = SweepRunner(core, plan, partial, frames_path=kw["save_frames"], force=kw["force"])
     console = Console(stderr=True)
     try:
@@ -200,6 +216,33 @@ def _dark_current(core: Any, runner: Any, profile: Any, exposures: list[float], 
     )
     ref = profile.identity.exposure_ms
     return attach_dark_current(profile, dc, None if ref is not None else exposures[0] / 1000)
+
+
+def _engine_is_mda(kw: dict[str, Any]) -> bool:
+    from rawsigma.errors import InputFileError
+
+    engine = str(kw.get("engine", "runner")).lower()
+    if engine not in ("runner", "mda"):
+        raise InputFileError(f"--engine {engine!r}: use 'runner' or 'mda'")
+    if engine == "mda" and kw.get("resume"):
+        raise InputFileError("--resume works with --engine runner only (MDA sweeps do not resume)")
+    return engine == "mda"
+
+
+def _sweep_mda(core: Any, plan: Any, kw: dict[str, Any]) -> None:
+    """The same sweep as useq MDASequences through ``core.mda`` (`MDASweep`)."""
+    from rawsigma.acquire.mda import MDASweep
+    from rawsigma.errors import Cancelled
+    from rich.console import Console
+
+    runner = MDASweep(core, plan, output_dir=kw["save_frames"], force=kw["force"])
+    try:
+        with runner_progress(runner, runner.total_frames, kw["quiet"]):
+            profile = runner.run(out=kw["out"])
+    except (KeyboardInterrupt, Cancelled):
+        Console(stderr=True).print("[yellow]interrupted:[/] nothing was written")
+        raise typer.Exit(130) from None
+    _summary(profile, kw["out"])
 
 
 def _from_stacks(
