@@ -229,9 +229,11 @@ def stack_sequence(core: Any, plan: StackPlan, *, shutter: str | None = None) ->
 
 
 def write_sequences(seqs: Sequence[Any], directory: str | os.PathLike, force: bool = False):
-    """Save sequences as ``NNN_<kind>.yaml`` (useq-schema) for pymmcore-gui / napari-mm.
+    """Save sequences as ``NNN_<kind>.json`` (useq-schema) for pymmcore-gui / napari-mm.
 
-    Returns the list of paths written.
+    JSON with every field: useq-schema 0.9's YAML (``seq.yaml()``) drops the type tag
+    of the setup event's action and does not load back. ``useq.MDASequence.from_file``
+    reads them. Returns the list of paths written.
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -242,9 +244,9 @@ def write_sequences(seqs: Sequence[Any], directory: str | os.PathLike, force: bo
         name = "dark" if meta.get("kind") == "dark" else f"level{lv:03d}"
         if meta.get("level_dark_of") is not None:
             name = f"level{meta['level_dark_of']:03d}-dark"
-        p = d / f"{j:03d}_{name}.yaml"
+        p = d / f"{j:03d}_{name}.json"
         check_output(p, force)
-        p.write_text(s.yaml())
+        p.write_text(s.model_dump_json(indent=2))
         out.append(p)
     return out
 

@@ -398,7 +398,7 @@ def _read_tiff(p: Path, kind: str) -> RecordedDataset:
         summary: dict[str, Any] = {}
         frames: list[FrameInfo] = []
         if kind == "micromanager-tiff":
-            mm = tif.micromanager_metadata or {}
+            mm = (tif.micromanager_metadata if tif.is_micromanager else None) or {}
             summary = dict(mm.get("Summary") or {})
             sprops = _flatten(summary)
             for pg in pages:
@@ -572,7 +572,9 @@ def _sort_key(v: str | None) -> tuple[int, float, str]:
 
 
 def group_levels(
-    datasets: Sequence[RecordedDataset], control: str | None = None
+    datasets: Sequence[RecordedDataset],
+    control: str | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[dict[str, Any]] | None:
     """Sort the frames of one or more datasets into dark and light levels.
 
@@ -583,6 +585,8 @@ def group_levels(
     control : str, optional
         ``"Device-Property"`` of the light control; default: every non-camera
         property that varies among the lit frames.
+    names : sequence of str, optional
+        The ``file`` of each dataset's rows (default: the dataset folder/file name).
 
     Returns
     -------
@@ -592,7 +596,10 @@ def group_levels(
         ``exposure_s``, ``photons``, ``control``), or None when the metadata do not
         say which frames are lit (no shutter state recorded).
     """
-    allf = [(d, i, f) for d in datasets for i, f in enumerate(d.frames)]
+    names = [d.path.name for d in datasets] if names is None else list(names)
+    allf = [
+        (nm, i, f) for d, nm in zip(datasets, names, strict=True) for i, f in enumerate(d.frames)
+    ]
     lit = [_lit(f.props) for _, _, f in allf]
     if any(v is None for v in lit):
         return None
@@ -607,7 +614,7 @@ def group_levels(
         if on and keys and all(_float(v) == 0 for v in vals):
             on = False  # light control at zero: a dark frame
         exp = None if f.exposure_ms is None else round(float(f.exposure_ms), 6)
-        rows.append({"file": d.path.name, "frame": i, "on": on, "exp": exp, "vals": vals})
+        rows.append({"file": d, "frame": i, "on": on, "exp": exp, "vals": vals})
     settings = sorted(
         {(r["exp"] or 0.0, r["vals"]) for r in rows if r["on"]},
         key=lambda s: (s[0], [_sort_key(v) for v in s[1]]),
@@ -643,7 +650,7 @@ def group_levels(
 def _roi(props: dict[str, str]) -> tuple[int, int, int, int] | None:
     v = props.get("ROI")
     if v:
-        nums = [int(float(x)) for x in re.findall(r"-?\d+(?:\.\d+)?", v)]
+        nums = [int(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", v)]
         if len(nums) == 4:
             return (nums[0], nums[1], nums[2], nums[3])
     return None
@@ -732,7 +739,7 @@ def recorded_frame_table(infos: dict[str, dict[str, Any]]) -> list[dict[str, Any
     """Frame table from the metadata when every stack is a recorded dataset, else None."""
     if not infos or not all("dataset" in i for i in infos.values()):
         return None
-    return group_levels([i["dataset"] for i in infos.values()])
+    return group_levels([i["dataset"] for i in infos.values()], names=list(infos))
 
 
 def recorded_identity(
