@@ -76,6 +76,7 @@ def _level_sequence(
     value: float | None = None,
     level_dark_of: int | None = None,
     retry: int = 0,
+    n_levels: int | None = None,
     camera: str,
     shutter: str,
 ) -> Any:
@@ -104,6 +105,7 @@ def _level_sequence(
         "retry": retry,
         "level_dark_of": level_dark_of,
         "seed_index": seed_index if plan.seed is not None else None,
+        "n_levels": n_levels,
     }
     return useq.MDASequence(
         time_plan={"interval": 0, "loops": int(n)},
@@ -171,7 +173,7 @@ def sweep_sequences(
     shutter = core.getShutterDevice() if shutter is None else shutter
     if level_values is None:
         level_values = plan_level_values(core, plan, camera)
-    kw = {"camera": camera, "shutter": shutter}
+    kw = {"camera": camera, "shutter": shutter, "n_levels": len(level_values)}
     seqs = []
     if dark:
         seqs.append(
@@ -540,7 +542,8 @@ class MDASweep:
     def _run_level(self, i: int, value: float) -> None:
         from .light_control import judge_level
 
-        p, kw = self.plan, {"camera": self.camera, "shutter": self.shutter}
+        p = self.plan
+        kw = {"camera": self.camera, "shutter": self.shutter, "n_levels": len(self.level_values)}
         retry = 0
         while True:
             seq = _level_sequence(

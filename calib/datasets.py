@@ -20,7 +20,8 @@ light levels, replacing the hand-written CSV:
 
 1. **dark or light** from the shutter: ``Core-AutoShutter`` on with a
    ``Core-Shutter`` device means lit; otherwise the shutter's ``State`` property
-   (1/Open = lit). A lit frame whose light-control value is 0 is dark.
+   (1/Open = lit); no ``Core-Shutter`` in a dataset whose other frames have one
+   means dark (the shutter deselected). A lit frame whose light control is 0 is dark.
 2. **light levels**: the distinct (exposure, control value) pairs of the lit
    frames, in ascending order. The control is ``control`` (``"LED-Intensity"``)
    when given, else every non-camera property whose value varies among the lit
@@ -541,12 +542,14 @@ def _truthy(v: str | None) -> bool | None:
     return None
 
 
-def _lit(props: dict[str, str]) -> bool | None:
+def _lit(props: dict[str, str], shutter_used: bool) -> bool | None:
     shutter = props.get("Core-Shutter", "")
     if shutter and _truthy(props.get("Core-AutoShutter")):
         return True
     if shutter:
         return _truthy(props.get(f"{shutter}-State"))
+    if shutter_used and "Core-Shutter" in props:
+        return False  # shutter deselected (Micro-Manager's usual "dark" preset)
     return None
 
 
@@ -600,7 +603,8 @@ def group_levels(
     allf = [
         (nm, i, f) for d, nm in zip(datasets, names, strict=True) for i, f in enumerate(d.frames)
     ]
-    lit = [_lit(f.props) for _, _, f in allf]
+    used = any(f.props.get("Core-Shutter") for _, _, f in allf)
+    lit = [_lit(f.props, used) for _, _, f in allf]
     if any(v is None for v in lit):
         return None
     cam = next((f.props.get("Core-Camera", "") for _, _, f in allf), "")

@@ -21,7 +21,7 @@ from rawsigma.acquire.core import open_core
 from rawsigma.acquire.mda import MDASweep, MomentsHandler, sweep_sequences
 from rawsigma.acquire.plans import SweepPlan
 from rawsigma.calib import datasets
-from rawsigma.calib.datasets import group_levels, read_dataset
+from rawsigma.calib.datasets import FrameInfo, RecordedDataset, group_levels, read_dataset
 from rawsigma.calib.stacks import calibrate_from_stacks
 from rawsigma.errors import InputFileError
 
@@ -266,3 +266,36 @@ def test_cli_from_micromanager_dataset(mda_tiff, tmp_path) -> None:
     from rawsigma.calib.profile import CameraProfile
 
     _same(CameraProfile.load(out), run_profile)
+
+
+def _fake(name: str, frames: list[tuple[float, dict]]) -> RecordedDataset:
+    infos = [FrameInfo(e, {"Core-Camera": "Cam", "Cam-Seed": str(j), **p}) for j, (e, p) in
+             enumerate(frames)]  # fmt: skip
+    return RecordedDataset(Path(name), "folder", (4, 4), np.dtype(np.uint16), infos)
+
+
+def test_group_levels_rules() -> None:
+    on = {"Core-Shutter": "Shutter", "Core-AutoShutter": "1"}
+    # exposure-controlled sweep, darks at every exposure, one dark by a deselected
+    # shutter; per-frame camera properties (a seed) never define levels
+    frames = [(10.0, {**on, "Lamp-Level": "5"})] * 2 + [(20.0, {**on, "Lamp-Level": "5"})] * 2
+    frames += [(10.0, {"Core-Shutter": "", "Core-AutoShutter": "1", "Lamp-Level": "5"})] * 2
+    frames += [(20.0, {"Core-Shutter": "Shutter", "Core-AutoShutter": "0",
+                       "Shutter-State": "0", "Lamp-Level": "5"})] * 2  # fmt: skip
+    rows = group_levels([_fake("a", frames)])
+    assert [(r["kind"], r["level"]) for r in rows] == [
+        ("light", 0), ("light", 0), ("light", 1), ("light", 1),
+        ("dark", 0), ("dark", 0), ("dark", 1), ("dark", 1),
+    ]  # fmt: skip
+    # light-controlled: levels ascending by the varying property, control 0 = dark,
+    # numbering spans datasets; darks pooled (one exposure for all levels)
+    a = _fake("a", [(5.0, {**on, "LED-Intensity": v}) for v in ("40", "0", "40")])
+    b = _fake("b", [(5.0, {**on, "LED-Intensity": v}) for v in ("10", "10", "0")])
+    rows = group_levels([a, b])
+    assert [(r["file"], r["kind"], r["level"]) for r in rows] == [
+        ("a", "light", 1), ("a", "dark", -1), ("a", "light", 1),
+        ("b", "light", 0), ("b", "light", 0), ("b", "dark", -1),
+    ]  # fmt: skip
+    assert rows[0]["control"] == 40.0 and rows[0]["exposure_s"] == 0.005
+    # no shutter recorded anywhere: the metadata cannot tell
+    assert group_levels([_fake("c", [(5.0, {"LED-Intensity": "1"})] * 2)]) is None
