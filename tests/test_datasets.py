@@ -20,7 +20,7 @@ import useq
 from rawsigma.acquire.core import open_core
 from rawsigma.acquire.mda import MDASweep, MomentsHandler, sweep_sequences
 from rawsigma.acquire.plans import SweepPlan
-from rawsigma.calib import datasets
+from rawsigma.calib import dataset_formats
 from rawsigma.calib.datasets import FrameInfo, RecordedDataset, group_levels, read_dataset
 from rawsigma.calib.stacks import calibrate_from_stacks
 from rawsigma.errors import InputFileError
@@ -248,7 +248,7 @@ def test_ndtiff_without_ndstorage_is_one_clear_error(tmp_path, monkeypatch) -> N
     d = tmp_path / "nd"
     d.mkdir()
     (d / "NDTiff.index").write_bytes(b"")
-    datasets._ndtiff_open.cache_clear()
+    dataset_formats._ndtiff_open.cache_clear()
     monkeypatch.setitem(sys.modules, "ndstorage", None)
     with pytest.raises(InputFileError, match=r"rawsigma\[mm\]"):
         read_dataset(d)
