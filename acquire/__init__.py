@@ -15,6 +15,8 @@ from rawsigma._lazy import attach
 
 _EXPORTS = {
     "FrameWriter": "framesave",
+    "MDASweep": "mda",
+    "MomentsHandler": "mda",
     "SensorModel": "sensor_model",
     "SimCamera": "devices",
     "SimLightSource": "sim_light",
@@ -26,6 +28,7 @@ _EXPORTS = {
     "open_core": "core",
     "read_identity": "identity",
     "sim_device": "sim_light",
+    "sweep_sequences": "mda",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

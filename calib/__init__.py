@@ -28,6 +28,7 @@ _EXPORTS = {
     "CalibrationError": "validate",
     "DarkCurrent": "darkcurrent",
     "attach_dark_current": "darkcurrent",
+    "RecordedDataset": "datasets",
     "build_profile": "build",
     "datasheet_rows": "datasheet",
     "fit_dark_current": "darkcurrent",
@@ -36,8 +37,10 @@ _EXPORTS = {
     "compare_profiles": "compare",
     "emva_analysis": "emva",
     "fit_pixel_maps": "fit",
+    "group_levels": "datasets",
     "load_profile": "profile_io",
     "profile_summary": "compare",
+    "read_dataset": "datasets",
     "save_profile": "profile_io",
 }
 
