@@ -420,6 +420,13 @@ class MDASweep:
         fmt: str = "ome-tiff",
         force: bool = False,
     ) -> None:
+        from pymmcore_plus import CMMCorePlus
+
+        if not isinstance(core, CMMCorePlus):
+            raise AcquisitionError(
+                "the MDA engine needs a pymmcore-plus core (a .cfg or the simulated rig), "
+                "not the pycromanager bridge; use --engine runner"
+            )
         self.core = core
         self.plan = plan
         self.output_dir = Path(output_dir) if output_dir is not None else None

@@ -31,6 +31,8 @@ light levels, replacing the hand-written CSV:
 
 The camera identity (camera label, model, serial, binning, ROI, bit depth,
 exposure, temperature) comes from the metadata. Frames are decoded one at a time.
+Files from pymmcore-plus's deprecated ``mda.handlers.OMETiffWriter`` carry no device
+state: they are read as plain stacks (file order, or a CSV).
 """
 
 from __future__ import annotations

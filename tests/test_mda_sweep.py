@@ -131,3 +131,10 @@ def test_drift_warned_during_the_level() -> None:
 def test_stable_light_no_early_warning(props) -> None:
     log = _monitor_run(props)
     assert not [e for e in log if e[0] == "warn"]
+
+
+def test_mda_engine_refuses_a_core_without_mda() -> None:
+    from rawsigma.errors import AcquisitionError
+
+    with pytest.raises(AcquisitionError, match="pymmcore-plus core"):
+        MDASweep(object(), SweepPlan())
