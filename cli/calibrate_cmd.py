@@ -121,8 +121,9 @@ def _sweep(**kw: Any) -> None:
 
     out: Path = kw["out"]
     check_output(out, kw["force"])
+    mda = _engine_is_mda(kw)  # hook: --engine mda (rawsigma.acquire.mda)
     partial = kw["partial"] or partial_path_for(out)
-    if partial.exists() and not kw["resume"]:
+    if partial.exists() and not kw["resume"] and not mda:
         if kw["force"]:
             partial.unlink()
         else:
@@ -132,7 +133,6 @@ def _sweep(**kw: Any) -> None:
                 f"{partial}: an interrupted sweep exists; use --resume to continue it or "
                 "--force to start over"
             )
-    mda = _engine_is_mda(kw)  # hook: --engine mda (rawsigma.acquire.mda)
     try:
         plan = SweepPlan(
             dark_frames=kw["dark"],

@@ -138,3 +138,22 @@ def test_mda_engine_refuses_a_core_without_mda() -> None:
 
     with pytest.raises(AcquisitionError, match="pymmcore-plus core"):
         MDASweep(object(), SweepPlan())
+
+
+def test_cli_engine_mda_matches_default_engine(tmp_path) -> None:
+    from rawsigma.calib.profile import CameraProfile
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    common = "--levels 2 --frames 10 --dark 10 --saturation-levels 0 --seed 4 -q".split()
+    common += ["-p", "Camera.SensorWidth=24", "-p", "Camera.SensorHeight=16"]
+    cli = CliRunner()
+    r = cli.invoke(app, ["calibrate", "--out", str(tmp_path / "a.h5"), *common])
+    assert r.exit_code == 0, r.output
+    r = cli.invoke(app, ["calibrate", "--engine", "mda", "--out", str(tmp_path / "b.h5"), *common])
+    assert r.exit_code == 0, r.output
+    a, b = (CameraProfile.load(tmp_path / n) for n in ("a.h5", "b.h5"))
+    assert a.profile_id == b.profile_id
+    _same_maps(a, b)
+    r = cli.invoke(app, ["calibrate", "--engine", "gpu", "--out", str(tmp_path / "c.h5")])
+    assert r.exit_code != 0 and "--engine 'gpu'" in r.output and not (tmp_path / "c.h5").exists()
