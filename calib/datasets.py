@@ -26,8 +26,10 @@ light levels, replacing the hand-written CSV:
    frames, in ascending order. The control is ``control`` (``"LED-Intensity"``)
    when given, else every non-camera property whose value varies among the lit
    frames (seeds, clocks, temperatures and positions excluded).
-3. **darks**: pooled into one dark; when every light level has its own exposure
-   and dark frames were taken at each of them, those are the level's darks.
+3. **darks**: one group per exposure time (levels -1, -2, ... ascending; darks at
+   two or more exposures give the dark current), all pooled for the offset; when
+   every light level has its own exposure and darks were taken at each of them,
+   those are the level's darks.
 
 The camera identity (camera label, model, serial, binning, ROI, bit depth,
 exposure, temperature) comes from the metadata. Frames are decoded one at a time.
@@ -257,6 +259,11 @@ def group_levels(
     dark_exps = {r["exp"] or 0.0 for r in rows if not r["on"]}
     per_level_dark = len(set(exps)) == len(exps) > 1 and set(exps) <= dark_exps
     dark_level = {e: j for j, e in enumerate(exps)} if per_level_dark else {}
+    # other dark exposures: one dark group each (-1, -2, ...), so darks at several
+    # exposure times give the dark current (calibrate_from_stacks pools them all
+    # for the offset)
+    for k, e in enumerate(sorted(dark_exps - set(dark_level))):
+        dark_level[e] = -1 - k
     out = []
     for r in rows:
         e = r["exp"] or 0.0

@@ -297,5 +297,36 @@ def test_group_levels_rules() -> None:
         ("b", "light", 0), ("b", "light", 0), ("b", "dark", -1),
     ]  # fmt: skip
     assert rows[0]["control"] == 40.0 and rows[0]["exposure_s"] == 0.005
+    # darks at three exposures, light at one: one dark group per exposure
+    c = _fake("c", [(e, {**on, "LED-Intensity": "0" if e != 5.0 else "9"})
+                    for e in (100.0, 10.0, 5.0, 5.0, 1000.0, 10.0)])  # fmt: skip
+    assert [(r["kind"], r["level"]) for r in group_levels([c])] == [
+        ("dark", -2), ("dark", -1), ("light", 0), ("light", 0), ("dark", -3), ("dark", -1)
+    ]  # fmt: skip
     # no shutter recorded anywhere: the metadata cannot tell
     assert group_levels([_fake("c", [(5.0, {"LED-Intensity": "1"})] * 2)]) is None
+
+
+def test_dark_current_from_a_recorded_dataset(tmp_path) -> None:
+    # the sweep plus dark sequences at 1 s and 3 s, recorded by pymmcore-plus: the dark
+    # groups by exposure give the per-pixel dark current (ADU/s), no CSV needed
+    from rawsigma.acquire.devices import sim_device
+
+    core = open_core(properties={"Camera.SensorWidth": 48, "Camera.SensorHeight": 32})
+    plan = PLAN.model_copy(update={"dark_frames": 30, "frames_per_level": 30})
+    seqs = sweep_sequences(core, plan)
+    for exp in (1000.0, 3000.0):
+        props = [("Core", "AutoShutter", "0"), ("LED", "State", 0)]
+        seqs.append(
+            useq.MDASequence(
+                time_plan={"interval": 0, "loops": 30},
+                setup=useq.MDAEvent(exposure=exp, properties=props),
+            )
+        )
+    for k, s in enumerate(seqs):
+        core.mda.run(s, output=str(tmp_path / f"{k:03d}.ome.tiff"))
+    prof = calibrate_from_stacks([tmp_path])
+    m = sim_device(core, "Camera").active_model
+    truth = m.dark_current * m.gain  # e-/s -> ADU/s
+    assert prof.dark_current is not None
+    assert abs(np.median(prof.dark_current) / np.median(truth) - 1) < 0.1
