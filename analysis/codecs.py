@@ -47,6 +47,7 @@ __all__ = [
     "codec_available",
     "compression_ratio",
     "parse_codecs",
+    "split_codec_specs",
     "register_codec",
 ]
 
@@ -543,7 +544,30 @@ def _split(spec: str | Sequence[str]) -> list[tuple[str, str | None, list[str]]]
     return items
 
 
+def split_codec_specs(spec: str | Sequence[str]) -> list[str]:
+    """Split a comma-separated codec list into one spec string per codec.
+
+    A token with ``=`` but no ``:`` or ``@`` continues the previous codec's
+    parameters, so ``"8bit,noise:step=2,dither=1"`` gives
+    ``["8bit", "noise:step=2,dither=1"]`` (not three codecs). Only the syntax is
+    checked here; :func:`parse_codecs` checks names and parameters.
+
+    Raises
+    ------
+    CodecError
+        A parameter before any codec name, or a token that is not a codec spec.
+    """
+    out = []
+    for name, ratio, kvs in _split(spec):
+        text = name + (f"@{ratio}" if ratio is not None else "")
+        if kvs:
+            text += ":" + ",".join(kv.strip() for kv in kvs)
+        out.append(text)
+    return out
+
+
 def _valid_names() -> str:
+    _ensure_builtins()
     return "valid codecs: " + ", ".join(sorted(_REGISTRY))
 
 

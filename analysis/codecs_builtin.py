@@ -421,7 +421,13 @@ class NoiseCodecAdapter(Codec):
         ),
         Param("dither", bool, False, "subtractive dither 0/1"),
         Param("maxerr", float, None, "hard bound on |error| in units of sigma", lo=1e-3),
-        Param("effort", str, "best", "back end: best or fast", choices=("best", "fast")),
+        Param(
+            "effort",
+            str,
+            "pyramid",
+            "back end: pyramid, best or fast (as rawsigma compress --effort)",
+            choices=("pyramid", "best", "fast"),
+        ),
     )
 
     def __init__(self, profile: CameraProfile | None = None, **params: Any) -> None:
@@ -446,7 +452,7 @@ class NoiseCodecAdapter(Codec):
                 dither=self.params["dither"],
                 max_error=self.params["maxerr"],
                 # only when not the default, so stand-ins without ``effort`` still work
-                **({"effort": "fast"} if self.params["effort"] == "fast" else {}),
+                **({} if self.params["effort"] == "pyramid" else {"effort": self.params["effort"]}),
             )
         except CodecError:
             raise

@@ -95,7 +95,12 @@ class ScorePlan(BaseModel):
     @field_validator("codecs")
     @classmethod
     def _strip(cls, v: list[str]) -> list[str]:
+        from rawsigma.analysis.codecs import split_codec_specs
+
+        # regroup "key=value" continuations: ["noise:step=2", "dither=1"] is ONE codec
         v = [s.strip() for s in v if s.strip()]
+        if v:
+            v = split_codec_specs(v)
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate codec specs in {v}")
         return v

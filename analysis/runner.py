@@ -179,15 +179,73 @@ def check_labels(
         raise InputFileError(
             f"{name}: no pixel of the foreground class {foreground_class} is annotated "
             f"(classes present: {classes.tolist()})"
+            + (
+                "; a binary object mask is ground truth: pass --instances"
+                if classes.size == 1
+                else ""
+            )
         )
     if classes.size == 0:
         raise InputFileError(f"{name}: empty annotations (no labelled pixel)")
+    hint = instance_like(lab)
+    if hint:
+        raise InputFileError(
+            f"{name}: {hint}: these look like ground-truth instance labels (one value per "
+            "object), not sparse annotations (1 background, 2 object). Pass --instances "
+            "(Python: training_labels_from_instances) to train on them"
+        )
     if classes.size < 2:
         raise InputFileError(
             f"{name}: only class {classes.tolist()} is annotated; label both foreground and "
-            "background"
+            "background (a binary object mask is ground truth: pass --instances)"
+        )
+    counts = {int(c): int(np.count_nonzero(lab == c)) for c in classes}
+    few = {c: n for c, n in counts.items() if n < MIN_LABELLED_PER_CLASS}
+    if few:
+        listing = ", ".join(f"class {c}: {n} px" for c, n in counts.items())
+        raise InputFileError(
+            f"{name}: too few annotated pixels to train a classifier ({listing}); annotate "
+            f"at least {MIN_LABELLED_PER_CLASS} pixels of every class"
         )
     return lab.astype(np.int32)
+
+
+#: Fewest annotated pixels per class that `check_labels` accepts for training.
+MIN_LABELLED_PER_CLASS = 20
+
+
+def instance_like(labels: np.ndarray, min_values: int = 4) -> str | None:
+    """Describe why ``labels`` look like instance labels, or None if they do not.
+
+    Instance labels give every object its own value, each one compact region;
+    sparse annotations use a few class values, usually as several strokes each.
+    Labels with at least ``min_values`` distinct positive values of which at
+    least 3/4 are a single 8-connected region are called instance-like.
+    """
+    from scipy import ndimage as ndi
+
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "ui" or lab.ndim not in (2, 3):
+        return None
+    values = np.unique(lab[lab > 0])
+    if values.size < min_values:
+        return None
+    sample = values[:: max(1, values.size // 200)]  # bounded work for huge label sets
+    objs = ndi.find_objects(np.where(np.isin(lab, sample), lab, 0).astype(np.int64))
+    struct = np.ones((3,) * lab.ndim, bool)
+    single = 0
+    for v in sample:
+        sl = objs[int(v) - 1] if int(v) - 1 < len(objs) else None
+        if sl is None:
+            continue
+        _, n = ndi.label(lab[sl] == v, structure=struct)
+        single += n == 1
+    if single < 0.75 * sample.size:
+        return None
+    return (
+        f"{values.size} distinct values ({int(values[0])}..{int(values[-1])}), "
+        f"{single} of {sample.size} checked each one compact region"
+    )
 
 
 def load_model(spec: str) -> Segmenter:
@@ -365,6 +423,13 @@ def score_image(
     notes: list[str] = []
 
     image = check_raw_image(image, profile)
+    from rawsigma.calib.profile_check import check_defect_fraction
+
+    defects_note = check_defect_fraction(profile, "profile")  # raises above 50 %
+    if defects_note:
+        notes.append("Warning: " + defects_note)
+    if labels is not None:  # before any long work: wrong annotations fail at once
+        check_labels(labels, image.shape, foreground_class=plan.foreground_class)
     ss = np.random.SeedSequence(plan.seed)
     s_syn, s_ctrl, s_clf = ss.spawn(3)
 
@@ -384,7 +449,7 @@ def score_image(
     if CONTROL_SPEC in specs:
         ctrl = synthesize(image, profile, 1, np.random.default_rng(s_ctrl), plan.centre)[0]
         decoded[CONTROL_SPEC] = (ctrl, 1.0, image.size * 2, "held-out raw-equivalent replica")
-    parsed = parse_codecs(",".join(codec_specs), profile=profile) if codec_specs else []
+    parsed = [c for s in codec_specs for c in parse_codecs(s, profile=profile)]
     # keep the user's spelling ("noise:step=2") as the key; parse order = given order
     codecs = dict(zip(codec_specs, parsed, strict=True))
     for i, (spec, codec) in enumerate(codecs.items()):

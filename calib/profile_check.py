@@ -184,3 +184,68 @@ def _check_metadata(profile: CameraProfile, meta: Mapping[str, Any]) -> None:
         raise ImageMismatchError(
             f"image metadata disagree with the profile {profile.profile_id}: " + "; ".join(problems)
         )
+
+
+#: A profile with more defect pixels than this is refused for compression and scoring.
+DEFECT_ERROR_FRACTION = 0.5
+#: Above this fraction of defect pixels, compression and scoring warn loudly.
+DEFECT_WARN_FRACTION = 0.05
+
+
+def check_defect_fraction(
+    profile: CameraProfile,
+    name: str = "profile",
+    *,
+    error_above: float = DEFECT_ERROR_FRACTION,
+    warn_above: float = DEFECT_WARN_FRACTION,
+) -> str | None:
+    """Refuse a profile whose maps are mostly defect pixels; describe a suspicious one.
+
+    A calibration from swapped stacks (dark brighter than flats) or a failed sweep
+    flags most pixels as defective; compressing or scoring with it would use the
+    good-pixel substitutes everywhere and give a confident, meaningless result.
+
+    Parameters
+    ----------
+    profile : CameraProfile
+    name : str
+        Prefix of the messages (usually the profile file).
+    error_above, warn_above : float
+        Fractions of defect pixels (0–1).
+
+    Returns
+    -------
+    str or None
+        A warning (defect fraction above ``warn_above``), else None.
+
+    Raises
+    ------
+    ProfileError
+        More than ``error_above`` of the pixels carry a defect flag.
+    """
+    from rawsigma.errors import ProfileError
+
+    if profile.defects is None:
+        return None
+    bad = np.asarray(profile.defects) != 0
+    frac = float(bad.mean()) if bad.size else 0.0
+    if frac <= warn_above:
+        return None
+    from rawsigma.calib.profile import DEFECT_NAMES
+
+    counts = {
+        label: int((np.asarray(profile.defects) & bit != 0).sum())
+        for bit, label in DEFECT_NAMES.items()
+    }
+    kinds = ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "unknown"
+    msg = (
+        f"{name}: {frac:.1%} of the pixels are flagged defective ({kinds}); "
+        "the calibration is probably wrong (stacks swapped or mislabelled, saturated "
+        "or unlit levels)"
+    )
+    if frac > error_above:
+        raise ProfileError(
+            msg + f"; refusing to use it (limit {error_above:.0%}). Recalibrate, or check "
+            "it with `rawsigma profile show`"
+        )
+    return msg + f" (more than {warn_above:.0%}); results may not be meaningful"

@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 
 from .console import user_errors
+from .integrity import check_profile_defects, n_frames, verify_written
+from .params import choice, number
 
 
 @contextlib.contextmanager
@@ -24,28 +26,24 @@ def _user_errors() -> Iterator[None]:
 
 
 def _read_raw(path: Path):  # type: ignore[no-untyped-def]
-    import numpy as np
+    """Raw uint16 frames ``(H, W)`` or ``(N, H, W)`` (any format `rawsigma.imread` reads)."""
     from rawsigma.errors import InputFileError
+    from rawsigma.imread import imread
 
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() == ".npy":
-            img = np.load(path)
-        else:
-            import tifffile
-
-            img = tifffile.imread(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise InputFileError(f"{path}: cannot read the image ({exc})") from None
-    if img.dtype != np.uint16:
-        raise InputFileError(f"{path}: expected raw uint16 frames, got {img.dtype}")
+    img, info = imread(path, what="raw frame")
+    if img.dtype.name != "uint16":
+        raise InputFileError(
+            f"{path}: {img.dtype} pixels ({info.layout}); the noise codec takes raw uint16 "
+            "camera frames as recorded"
+        )
     return img
 
 
 def compress(
     image: Path = typer.Argument(
-        ..., help="Raw uint16 frame(s): TIFF or .npy, (H, W) or (N, H, W)."
+        ...,
+        help="Raw uint16 frame(s), (H, W) or (N, H, W): TIFF/OME-TIFF, HDF5 "
+        "(FILE.h5[:DATASET]), zarr or .npy.",
     ),
     profile: Path = typer.Option(..., "--profile", "-p", help="Camera profile (HDF5)."),
     step: float = typer.Option(
@@ -55,21 +53,29 @@ def compress(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.rsnc, .tif, .h5, .zarr)."),
     fmt: str = typer.Option(
-        None, "--format", help="Container: rsnc, tiff, h5 or zarr (default: from --out)."
+        None,
+        "--format",
+        callback=choice(("rsnc", "tiff", "h5", "zarr")),
+        help="Container: rsnc, tiff, h5 or zarr (default: from --out).",
     ),
     dither: bool = typer.Option(False, "--dither", help="Subtractive dither (seeded)."),
     max_error: float = typer.Option(
-        None, "--max-error", help="Hard bound |decoded - raw| <= K sigma per pixel."
+        None,
+        "--max-error",
+        callback=number(0, 1000, lo_open=True, what="units of the noise sigma"),
+        help="Hard bound |decoded - raw| <= K sigma per pixel (0 < K <= 1000).",
     ),
     maps: str = typer.Option(
         "global",
         "--maps",
+        callback=choice(("global", "pixel")),
         help="global: global gain/offset (best for few frames); pixel: per-pixel maps, "
         "stored once per file (pays off for long stacks).",
     ),
     effort: str = typer.Option(
         "pyramid",
         "--effort",
+        callback=choice(("pyramid", "best", "fast")),
         help="pyramid: hierarchical prediction, highest ratio and fastest (default); best, "
         "fast: the causal back ends of format 2 (slower; fast has ~15 % lower ratio). "
         "Same fidelity for all.",
@@ -101,6 +107,7 @@ def compress(
                 f"{image}: frame shape {img.shape[-2:]} does not match profile {profile} "
                 f"shape {tuple(prof.shape)}"
             )
+        check_profile_defects(prof, profile)
         codec = NoiseCodec(
             prof,
             step=step,
@@ -117,8 +124,10 @@ def compress(
             if path.is_dir()
             else path.stat().st_size
         )
+        verify_written(path, fmt, img)
+        n = f"{n_frames(img)} frame" + ("s" if n_frames(img) != 1 else "")
         typer.echo(
-            f"{out}: {codec.spec} ({fmt}), {img.size * 2 / size:.2f}:1 "
+            f"{out}: {n} {img.shape[-2:]}, {codec.spec} ({fmt}), {img.size * 2 / size:.2f}:1 "
             f"against raw 16-bit, profile {prof.profile_id}"
         )
 

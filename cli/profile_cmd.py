@@ -249,27 +249,17 @@ def compare(
 
 
 def _read_image(path: Path, frame: int | None) -> Any:
-    import numpy as np
+    """A 2-D image or a stack (`rawsigma.imread`); ``frame`` selects one frame."""
     from rawsigma.errors import InputFileError
+    from rawsigma.imread import imread
 
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such image file")
-    try:
-        if path.suffix.lower() == ".npy":
-            img = np.load(path, allow_pickle=False)
-        else:
-            import tifffile
-
-            img = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises many types for bad files
-        raise InputFileError(f"{path}: cannot read image ({exc})") from None
-    img = np.asarray(img)
+    img, info = imread(path)
     if img.ndim == 3 and frame is not None:
         if not -img.shape[0] <= frame < img.shape[0]:
-            raise InputFileError(f"{path}: frame {frame} out of range (stack of {img.shape[0]})")
+            raise InputFileError(
+                f"{path}: frame {frame} out of range (stack of {img.shape[0]}, {info.layout})"
+            )
         img = img[frame]
-    if img.ndim not in (2, 3):
-        raise InputFileError(f"{path}: expected a 2-D image or a stack, got shape {img.shape}")
     return img
 
 
@@ -304,7 +294,9 @@ def _check_options(
 
 @profile_app.command("estimate")
 def estimate(
-    image: Path = typer.Argument(None, help="Raw image or stack (TIFF or .npy)."),
+    image: Path = typer.Argument(
+        None, help="Raw image or stack: TIFF/OME-TIFF, HDF5 (FILE.h5[:NAME]), zarr or .npy."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Output profile (.h5)."),
     read_noise: float | None = typer.Option(
         None, "--read-noise", help="Known read noise (ADU rms, data sheet); else assumed."

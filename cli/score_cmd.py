@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .console import user_errors
+from .params import check_score_options, choice, codec_list
 
 
 def register(app: typer.Typer) -> None:
@@ -14,44 +15,28 @@ def register(app: typer.Typer) -> None:
     app.command("score")(score)
 
 
-def read_frame(path: Path, index: int | None, what: str = "image"):
-    """Read one 2-D frame from a TIFF (``index`` selects a page of a stack)."""
-    import numpy as np
-    import tifffile
-    from rawsigma.errors import InputFileError
+def read_frame(path: Path, index: int | None, what: str = "image"):  # type: ignore[no-untyped-def]
+    """One 2-D frame of any supported file (`rawsigma.imread.read_frame`)."""
+    from rawsigma.imread import read_frame as _read
 
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        a = tifffile.imread(path)
-    except Exception as exc:  # tifffile raises several types for foreign files
-        raise InputFileError(f"{path}: cannot read as TIFF ({exc})") from exc
-    a = np.asarray(a)
-    if a.ndim == 3 and a.shape[-1] in (3, 4) and a.shape[0] > 4:
-        raise InputFileError(f"{path}: RGB {what} (shape {a.shape}); a raw camera frame is mono")
-    if a.ndim == 3 and a.shape[0] == 1:
-        a = a[0]
-    if a.ndim == 3:
-        if index is None:
-            raise InputFileError(
-                f"{path}: stack of {a.shape[0]} frames; choose one with --index (0-based)"
-            )
-        if not 0 <= index < a.shape[0]:
-            raise InputFileError(f"{path}: --index {index} out of range 0..{a.shape[0] - 1}")
-        a = a[index]
-    if a.ndim != 2:
-        raise InputFileError(f"{path}: expected a 2-D {what}, got shape {a.shape}")
-    return a
+    return _read(path, index, what=what)[0]
 
 
 def score(
-    image: Path = typer.Argument(..., help="Raw camera image (TIFF, 16-bit integer)."),
+    image: Path = typer.Argument(
+        ...,
+        help="Raw camera image (16-bit integer): TIFF/OME-TIFF, HDF5 (FILE.h5[:DATASET]), "
+        "zarr or .npy.",
+    ),
     profile: Path | None = typer.Option(None, "--profile", "-p", help="Camera profile (.h5)."),
     estimate_profile: bool = typer.Option(
         False, "--estimate-profile", help="No calibration: estimate the profile from the image."
     ),
     labels: Path | None = typer.Option(
-        None, "--labels", "-l", help="Sparse annotations (TIFF): 0 none, 1 background, 2 object."
+        None,
+        "--labels",
+        "-l",
+        help="Sparse annotations (any image format): 0 none, 1 background, 2 object.",
     ),
     instances: bool = typer.Option(
         False,
@@ -63,9 +48,15 @@ def score(
         None, "--model", "-m", help="Plug-in segmenter 'module:function' (image -> labels/prob)."
     ),
     codecs: str = typer.Option(
-        "8bit,jpeg@10,jpeg@100,noise:step=2", "--codecs", "-c", help="Comma-separated codecs."
+        "8bit,jpeg@10,jpeg@100,noise:step=2",
+        "--codecs",
+        "-c",
+        help="Comma-separated codecs; key=value after a codec continues its parameters "
+        "(noise:step=2,dither=1 is one codec).",
     ),
-    replicas: int = typer.Option(10, "--replicas", "-n", min=2, help="Raw-equivalent replicas."),
+    replicas: int = typer.Option(
+        10, "--replicas", "-n", min=2, max=1000, help="Raw-equivalent replicas (2-1000)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Result directory."),
     tolerance_search: str = typer.Option(
         "", "--tolerance-search", help="Codec families to sweep, e.g. 'jpeg,noise'."
@@ -77,13 +68,20 @@ def score(
         0, "--min-size", help="Discard objects smaller than this (px), like ImageJ size=."
     ),
     foreground_class: int = typer.Option(
-        2, "--foreground-class", help="Annotation class of the objects (background: others)."
+        2,
+        "--foreground-class",
+        min=1,
+        max=65535,
+        help="Annotation class of the objects (background: others).",
     ),
     preset: str = typer.Option(
-        "ilastik", "--preset", help="Classifier and feature preset: ilastik or weka."
+        "ilastik",
+        "--preset",
+        callback=choice(("ilastik", "weka")),
+        help="Classifier and feature preset: ilastik or weka.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Root random seed."),
-    workers: int = typer.Option(2, "--workers", help="Parallel threads."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Root random seed (>= 0)."),
+    workers: int = typer.Option(2, "--workers", min=1, max=64, help="Parallel threads (1-64)."),
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
     exposure: float | None = typer.Option(
         None,
@@ -93,6 +91,7 @@ def score(
     ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
+    check_score_options(index, centre, max_distance, min_size)
     with user_errors():
         run_score(**locals())
 
@@ -140,7 +139,7 @@ def run_score(
         )
     try:
         plan = ScorePlan(
-            codecs=[c for c in codecs.split(",") if c.strip()],
+            codecs=codec_list(codecs),
             n_replicas=replicas,
             seed=seed,
             centre=centre,
@@ -175,8 +174,15 @@ def run_score(
             msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
             raise InputFileError(f"cannot estimate a profile: {msg}") from None
         console.print("[yellow]profile estimated from the image (no bench calibration)[/]")
+    from rawsigma.calib.profile_check import check_defect_fraction
     from rawsigma.errors import ImageMismatchError
 
+    from .params import check_codecs
+
+    check_codecs(list(plan.codecs), prof)
+    warn = check_defect_fraction(prof, str(profile or "estimated profile"))
+    if warn:
+        console.print(f"[bold yellow]warning:[/] {warn}", highlight=False)
     try:
         check_raw_image(img, prof, str(image))
     except ImageMismatchError as exc:
@@ -193,6 +199,9 @@ def run_score(
             from rawsigma.analysis.demo import training_labels
 
             lab = training_labels(lab)
+        from rawsigma.analysis.runner import check_labels
+
+        lab = check_labels(lab, img.shape, str(labels), foreground_class=foreground_class)
 
     from .console import stage_progress
 

@@ -14,6 +14,10 @@ gui
     The Qt bench application (``gui`` extra).
 cli
     The ``rawsigma`` command.
+
+Shared modules: ``rawsigma.errors`` (exception types), ``rawsigma.fileio`` (atomic
+writes, provenance), ``rawsigma.imread`` (the one reader of raw images and stacks:
+TIFF/OME-TIFF, HDF5, zarr, ``.npy``).
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,0 +1,61 @@
+"""Checks that keep ``compress`` honest: the profile it uses and the file it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["check_profile_defects", "n_frames", "verify_written"]
+
+
+def n_frames(img: Any) -> int:
+    """Frames in an ``(H, W)`` image (1) or an ``(N, H, W)`` stack (N)."""
+    return int(img.shape[0]) if img.ndim == 3 else 1
+
+
+def check_profile_defects(prof: Any, name: str | Path) -> None:
+    """Refuse a mostly defective profile (> 50 % of pixels), warn on stderr above 5 %.
+
+    Raises
+    ------
+    rawsigma.errors.ProfileError
+        See `rawsigma.calib.profile_check.check_defect_fraction`.
+    """
+    from rawsigma.calib.profile_check import check_defect_fraction
+    from rich.console import Console
+
+    warn = check_defect_fraction(prof, str(name))
+    if warn:
+        Console(stderr=True).print(f"[bold yellow]warning:[/] {warn}", highlight=False)
+
+
+def verify_written(out: Path, fmt: str, img: Any) -> None:
+    """Decode the file just written: it must hold every input frame, in the input's shape.
+
+    A file that fails is removed (an output is complete and correct, or absent).
+
+    Raises
+    ------
+    rawsigma.errors.RawsigmaError
+        The file is unreadable or holds another number of frames.
+    """
+    import shutil
+
+    from rawsigma.analysis.noisecodec.containers import read_compressed
+    from rawsigma.errors import RawsigmaError
+
+    try:
+        dec = read_compressed(out, fmt)
+        ok = dec.shape == img.shape
+        found = f"{n_frames(dec)} frame(s), shape {dec.shape}"
+    except RawsigmaError as exc:
+        ok, found = False, f"unreadable ({exc})"
+    if not ok:
+        if out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
+        raise RawsigmaError(
+            f"{out}: written file failed verification: {n_frames(img)} frame(s) of shape "
+            f"{img.shape} in, {found} out; removed it"
+        )

@@ -1,0 +1,158 @@
+"""Parameter domains checked at the CLI edge, with the valid range in the message.
+
+Typer's ``min=``/``max=`` catch most out-of-range numbers; these callbacks add what
+they miss (``nan``/``inf``, open intervals, choices spelled case-insensitively) and
+give every message the same shape: ``Invalid value for '--x': 0 is outside (0, 100]``.
+A `typer.BadParameter` is a usage error: click prints it with the usage line and
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import typer
+
+__all__ = ["check_codecs", "check_score_options", "choice", "codec_list", "number", "validate"]
+
+_HINT = "'--codecs'"
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    return (
+        f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}{right}"
+    )
+
+
+def number(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    what: str = "",
+) -> Callable[[Any], Any]:
+    """Callback accepting a finite number in the interval (``None`` passes through).
+
+    Parameters
+    ----------
+    lo, hi : float, optional
+        Bounds (None: unbounded).
+    lo_open, hi_open : bool
+        Exclude the bound itself.
+    what : str
+        Extra words after the range in the message (units, meaning).
+    """
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        v = float(value)
+        ok = math.isfinite(v)
+        if ok and lo is not None:
+            ok = v > lo if lo_open else v >= lo
+        if ok and hi is not None:
+            ok = v < hi if hi_open else v <= hi
+        if not ok:
+            rng = _interval(lo, hi, lo_open, hi_open)
+            raise typer.BadParameter(f"{value} is outside {rng}" + (f" ({what})" if what else ""))
+        return value
+
+    return check
+
+
+def choice(options: Sequence[str]) -> Callable[[Any], Any]:
+    """Callback accepting one of ``options`` (case-insensitive; returns the canonical one)."""
+    canon = {o.lower(): o for o in options}
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        key = str(value).strip().lower()
+        if key not in canon:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(options)}")
+        return canon[key]
+
+    return check
+
+
+def codec_list(value: str) -> list[str]:
+    """Split a ``--codecs`` value into one spec per codec, checking names and syntax.
+
+    ``key=value`` tokens continue the previous codec (``noise:step=2,dither=1`` is one
+    codec). Parameters that need the camera profile are checked later, once it is
+    loaded (see :func:`rawsigma.analysis.codecs.parse_codecs`).
+
+    Raises
+    ------
+    typer.BadParameter
+        Empty list, a token that is not a codec spec, an unknown codec name.
+    """
+    from rawsigma.analysis.codecs import CodecError, available_codecs, split_codec_specs
+
+    try:
+        specs = split_codec_specs(value)
+    except CodecError as exc:
+        raise typer.BadParameter(str(exc), param_hint=_HINT) from None
+    if not specs:
+        raise typer.BadParameter(
+            "no codec given (e.g. --codecs 8bit,jpeg@10,noise:step=2)", param_hint=_HINT
+        )
+    known = set(available_codecs()) | {"replica"}
+    for s in specs:
+        name = s.split("@")[0].split(":")[0]
+        if name not in known and not _alias(name):
+            raise typer.BadParameter(
+                f"unknown codec {name!r}; valid codecs: {', '.join(sorted(known))}",
+                param_hint=_HINT,
+            )
+    return specs
+
+
+def _alias(name: str) -> bool:
+    from rawsigma.analysis import codecs
+
+    return name in getattr(codecs, "_ALIASES", {})
+
+
+def check_codecs(specs: list[str], profile: Any) -> None:
+    """Build every codec once with the loaded profile: bad parameters fail here, early.
+
+    Raises
+    ------
+    typer.BadParameter
+        Out-of-range or unknown parameters (the message gives the valid range), an
+        unavailable codec library.
+    """
+    from rawsigma.analysis.codecs import CodecError, parse_codecs
+
+    for s in specs:
+        if s == "replica":
+            continue
+        try:
+            parse_codecs(s, profile=profile)
+        except CodecError as exc:
+            raise typer.BadParameter(str(exc), param_hint=_HINT) from None
+
+
+def validate(option: str, value: Any, check: Callable[[Any], Any]) -> Any:
+    """Run a `number`/`choice` check on a value inside a command body.
+
+    The `typer.BadParameter` then names ``option`` like a callback's would.
+    """
+    try:
+        return check(value)
+    except typer.BadParameter as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"'{option}'") from None
+
+
+def check_score_options(index: Any, centre: Any, max_distance: Any, min_size: Any) -> None:
+    """Ranges of ``score`` options declared without typer bounds."""
+    validate("--index", index, number(0, what="0-based frame index"))
+    validate("--centre", centre, choice(("observed", "denoised")))
+    validate("--max-distance", max_distance, number(0, 1000, lo_open=True, what="pixels"))
+    validate("--min-size", min_size, number(0, what="pixels"))
