@@ -100,7 +100,7 @@ def test_bad_container_files(tmp_path, data):
         C.read_compressed(tmp_path / "cut.rsnc")
     h5 = C.write_compressed(tmp_path / "x.h5", stack, codec)
     with h5py.File(h5, "a") as f:
-        f["codes"].attrs["version"] = 7
+        f["rsnc"].attrs["version"] = 7
     with pytest.raises(InputFileError, match="version 7"):
         C.read_compressed(h5)
     t = C.write_compressed(tmp_path / "x.tif", stack, codec)

@@ -1,0 +1,138 @@
+"""Noise-codec HDF5: one noise-codec stream per frame in a variable-length dataset.
+
+Layout (see ``docs/containers.md``)::
+
+    /rsnc          vlen uint8, shape (N,): stream i = frame i (flattened stack order)
+      attrs: format="rawsigma-noisecodec", version, stack_shape, dtype="uint16",
+             spec, profile_id, lossy=True, description (how to decode)
+    /rsnc_maps     uint8 (only with per-pixel maps): `CodecMaps.to_bytes`, attrs
+                   offset0, gain0, jitter, digest
+
+Every stream is the self-describing format of `stream` (magic ``RSNC``, CRC-32), so the
+file holds everything needed to decode it: the ratio is that of ``.rsnc``. A reader
+without rawsigma sees byte vectors and attributes that say what they are, never an
+image of codes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from rawsigma.errors import InputFileError
+from rawsigma.fileio import atomic_write
+
+from .containers_tiff import FORMAT_NAME, frame_streams
+from .maps import CodecMaps
+from .stream import READ_VERSIONS, VERSION
+
+if TYPE_CHECKING:
+    from .codec import NoiseCodec
+
+__all__ = ["read_hdf5", "write_hdf5"]
+
+DESCRIPTION = (
+    "rawsigma noise-codec: element i of this dataset is one self-describing compressed "
+    "frame (byte stream 'RSNC...'), frames in the order of stack_shape; decode with "
+    "`rawsigma decompress` or rawsigma.analysis.noisecodec.containers.read_compressed. "
+    "Decoded values are lossy (quantised within the camera noise)."
+)
+
+
+def write_hdf5(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    codec: NoiseCodec,
+    force: bool = False,
+    dataset: str = "rsnc",
+) -> Path:
+    """Write frames as an HDF5 file of per-frame noise-codec streams."""
+    import h5py
+
+    frames = np.asarray(frames)
+    streams = frame_streams(frames, codec)
+    maps = codec.maps
+    with atomic_write(path, force) as tmp, h5py.File(tmp, "w") as f:
+        ds = f.create_dataset(dataset, (len(streams),), dtype=h5py.vlen_dtype(np.uint8))
+        for i, s in enumerate(streams):
+            ds[i] = np.frombuffer(s, np.uint8)
+        attrs = {
+            "format": FORMAT_NAME,
+            "version": VERSION,
+            "stack_shape": np.asarray(frames.shape, np.int64),
+            "dtype": "uint16",
+            "spec": codec.spec,
+            "profile_id": codec.profile.profile_id,
+            "lossy": True,
+            "description": DESCRIPTION,
+        }
+        ds.attrs.update(attrs)
+        if not maps.is_uniform:
+            m = f.create_dataset(f"{dataset}_maps", data=np.frombuffer(maps.to_bytes(), np.uint8))
+            m.attrs.update(
+                {
+                    "offset0": maps.offset0,
+                    "gain0": maps.gain0,
+                    "jitter": bool(maps.jitter),
+                    "digest": maps.digest(),
+                    "description": "rawsigma noise-codec per-pixel maps (CodecMaps.to_bytes)",
+                }
+            )
+    return Path(path)
+
+
+def read_hdf5_frames(
+    path: str | os.PathLike, dataset: str = "rsnc"
+) -> tuple[list[bytes], CodecMaps | None, tuple]:
+    """The per-frame streams, the per-pixel maps (or None) and the stack shape."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if dataset not in f:
+                raise InputFileError(f"{path}: no dataset {dataset!r} (not a noise-codec HDF5)")
+            ds = f[dataset]
+            a = dict(ds.attrs)
+            if a.get("format") != FORMAT_NAME:
+                raise InputFileError(f"{path}: {dataset!r} is not a rawsigma noise-codec dataset")
+            if int(a.get("version", -1)) not in READ_VERSIONS:
+                raise InputFileError(
+                    f"{path}: unknown noise-codec format version {a.get('version')} "
+                    f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
+                )
+            streams = [bytes(np.asarray(ds[i], np.uint8)) for i in range(ds.shape[0])]
+            shape = tuple(int(v) for v in a["stack_shape"])
+            maps = None
+            if f"{dataset}_maps" in f:
+                m = f[f"{dataset}_maps"]
+                maps = CodecMaps.from_bytes(
+                    bytes(m[()]),
+                    shape[-2:],
+                    float(m.attrs["offset0"]),
+                    float(m.attrs["gain0"]),
+                    bool(m.attrs["jitter"]),
+                )
+                if maps.digest() != m.attrs["digest"]:
+                    raise InputFileError(f"{path}: the stored maps do not match their digest")
+    except InputFileError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(f"{path}: unreadable or corrupted noise-codec HDF5 ({exc})") from None
+    if int(np.prod(shape[:-2], dtype=np.int64)) != len(streams):
+        raise InputFileError(
+            f"{path}: {len(streams)} frames stored, but the file records a stack of {shape}"
+        )
+    return streams, maps, shape
+
+
+def read_hdf5(
+    path: str | os.PathLike, dataset: str = "rsnc", allow_missing: bool = False
+) -> np.ndarray:
+    """Read a noise-codec HDF5 file back to uint16 frames (no profile needed)."""
+    from .containers import decode_frame_list
+
+    streams, maps, shape = read_hdf5_frames(path, dataset)
+    return decode_frame_list(streams, maps, shape, f"{path} frame", allow_missing)

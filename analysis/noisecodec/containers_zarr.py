@@ -1,0 +1,173 @@
+"""Noise-codec zarr stores (format 3 with zarr 3, format 2 with zarr 2), public API only.
+
+Writing: one chunk per frame, every chunk written (``write_empty_chunks``), into a
+hidden ``.NAME.tmp`` directory renamed into place at the end; the temporary directory is
+removed on any failure (Ctrl-C included). Reading checks the stored chunk keys against
+the chunk grid (the key layout is the one the store's own metadata declares) and decodes
+chunk by chunk, so a missing or corrupt chunk is an `InputFileError` naming it, or,
+with ``allow_missing``, a masked frame and a warning; never zeros.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rawsigma.errors import InputFileError, OutputExistsError
+
+from .containers_tiff import FORMAT_NAME
+
+if TYPE_CHECKING:
+    from .codec import NoiseCodec
+
+__all__ = ["expected_chunk_keys", "read_zarr", "write_zarr"]
+
+
+def _zarr_major() -> int:
+    import zarr
+
+    return int(str(zarr.__version__).split(".")[0])
+
+
+def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -> Path:
+    """Write frames as a zarr store (format 3 with zarr ≥ 3, else format 2)."""
+    import zarr
+
+    from .numcodec import NoiseNumcodec
+
+    frames = np.asarray(frames)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: exists; use --force to overwrite it")
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    nc = NoiseNumcodec.from_codec(codec, maps="pixel" if codec.maps_mode == "pixel" else "global")
+    chunks = (1,) * (frames.ndim - 2) + tuple(frames.shape[-2:])
+    attrs = {
+        "format": FORMAT_NAME,
+        "profile_id": codec.profile.profile_id,
+        "spec": codec.spec,
+        "lossy": True,
+    }
+    try:
+        if _zarr_major() >= 3:
+            from .zarr3codec import RawsigmaNoiseZarr3
+
+            arr = zarr.create_array(
+                store=str(tmp),
+                shape=frames.shape,
+                dtype="uint16",
+                chunks=chunks,
+                serializer=RawsigmaNoiseZarr3.from_numcodec(nc),
+                compressors=None,
+                zarr_format=3,
+                config={"write_empty_chunks": True},
+            )
+        else:
+            arr = zarr.open_array(
+                str(tmp),
+                mode="w",
+                shape=frames.shape,
+                dtype="uint16",
+                chunks=chunks,
+                compressor=nc,
+                write_empty_chunks=True,
+            )
+        arr[...] = frames
+        arr.attrs.update(attrs)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    """The array metadata document (format 3 ``zarr.json`` or format 2 ``.zarray``)."""
+    for name in ("zarr.json", ".zarray"):
+        f = path / name
+        if f.is_file():
+            try:
+                meta = json.loads(f.read_text())
+            except (OSError, ValueError) as exc:
+                raise InputFileError(f"{f}: unreadable zarr metadata ({exc})") from None
+            meta["_format"] = 3 if name == "zarr.json" else 2
+            return meta
+    raise InputFileError(f"{path}: not a zarr array (no zarr.json or .zarray)")
+
+
+def expected_chunk_keys(path: str | os.PathLike) -> dict[tuple[int, ...], str]:
+    """Chunk grid index → store key (relative path), from the array's own metadata."""
+    path = Path(path)
+    meta = _metadata(path)
+    shape = meta["shape"]
+    if meta["_format"] == 3:
+        chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        enc = meta.get("chunk_key_encoding", {"name": "default"})
+        sep = (enc.get("configuration") or {}).get(
+            "separator", "/" if enc["name"] == "default" else "."
+        )
+        prefix = "c" + sep if enc["name"] == "default" else ""
+    else:
+        chunks = meta["chunks"]
+        sep, prefix = meta.get("dimension_separator") or ".", ""
+    grid = [range(-(-s // c)) for s, c in zip(shape, chunks, strict=True)]
+    return {
+        idx: prefix + sep.join(map(str, idx)) if idx else prefix + "0"
+        for idx in itertools.product(*grid)
+    }
+
+
+def read_zarr(path: str | os.PathLike, allow_missing: bool = False) -> np.ndarray:
+    """Read a noise-codec zarr store, chunk by chunk (missing/corrupt chunks named)."""
+    import zarr
+
+    path = Path(path)
+    keys = expected_chunk_keys(path)
+    missing = {idx for idx, key in keys.items() if not (path / key).is_file()}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "numcodecs codecs are not in the v3 spec"
+            arr = zarr.open_array(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for bad stores
+        raise InputFileError(f"{path}: unreadable zarr store ({exc})") from None
+    if missing and not allow_missing:
+        names = ", ".join(keys[i] for i in sorted(missing)[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise InputFileError(
+            f"{path}: {len(missing)} of {len(keys)} chunks missing ({names}{more}); "
+            "use --allow-missing to decode the rest with those regions masked"
+        )
+    out = np.zeros(arr.shape, np.uint16)
+    mask = np.zeros(arr.shape, bool)
+    chunks = arr.chunks
+    bad = []
+    for idx in keys:
+        sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, arr.shape))
+        if idx in missing:
+            mask[sl] = True
+            bad.append(f"{keys[idx]} (missing)")
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[sl] = arr[sl]
+        except Exception as exc:  # noqa: BLE001 - a chunk that does not decode
+            if not allow_missing:
+                raise InputFileError(f"{path}: chunk {keys[idx]} does not decode ({exc})") from None
+            mask[sl] = True
+            bad.append(f"{keys[idx]} ({exc})")
+    if bad:
+        warnings.warn(
+            f"{path}: {len(bad)} chunk(s) missing or corrupt, masked: {'; '.join(bad[:5])}",
+            stacklevel=2,
+        )
+        return np.ma.MaskedArray(out, mask)
+    return out
