@@ -38,9 +38,8 @@ from .stream import decode_frames, encode_frames, read_header
 if TYPE_CHECKING:
     from .codec import NoiseCodec
 
-__all__ = [
+__all__ = [  # and, lazily, NoiseNumcodec and RawsigmaNoiseZarr3 (module __getattr__)
     "FORMATS",
-    "NoiseNumcodec",
     "decode_frame_list",
     "guess_format",
     "read_compressed",

@@ -71,7 +71,7 @@ def _ome_xml(shape: tuple[int, ...], n: int, h: int, w: int, record: dict[str, A
         'xsi:schemaLocation="http://www.openmicroscopy.org/Schemas/OME/2016-06 '
         'http://www.openmicroscopy.org/Schemas/OME/2016-06/ome.xsd" Creator="rawsigma">'
         f'<Image ID="Image:0" Name="{IMAGE_NAME}">'
-        f'<Description>{escape(record["description"])}</Description>'
+        f"<Description>{escape(record['description'])}</Description>"
         f'<Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SignificantBits="16" '
         f'SizeX="{w}" SizeY="{h}" SizeC="1" SizeZ="1" SizeT="{n}">'
         f'<Channel ID="Channel:0:0" SamplesPerPixel="1"/>{tiffdata}</Pixels>'

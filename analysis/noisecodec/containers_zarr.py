@@ -150,7 +150,10 @@ def read_zarr(path: str | os.PathLike, allow_missing: bool = False) -> np.ndarra
     chunks = arr.chunks
     bad = []
     for idx in keys:
-        sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, arr.shape))
+        sl = tuple(
+            slice(i * c, min((i + 1) * c, s))
+            for i, c, s in zip(idx, chunks, arr.shape, strict=True)
+        )
         if idx in missing:
             mask[sl] = True
             bad.append(f"{keys[idx]} (missing)")
