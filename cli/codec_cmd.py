@@ -136,15 +136,42 @@ def decompress(
     data: Path = typer.Argument(..., help="Noise-codec file (.rsnc, .tif, .h5, .zarr)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output uint16 TIFF (or .npy)."),
     fmt: str = typer.Option(None, "--format", help="Container (default: from the name)."),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Decode what is intact when frames/chunks are missing or corrupt: those are "
+        "written as 0 and listed in a mask file OUT.mask.tif (1 = lost), with a warning. "
+        "Without it, a lost frame or chunk is an error.",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
 ) -> None:
-    """Decode a noise-codec file back to uint16 frames (no profile needed)."""
+    """Decode a noise-codec file back to uint16 frames (no profile needed).
+
+    The output TIFF records in its description that its values are lossy-derived
+    (decoded from the noise codec), with the codec's source file.
+    """
     with _user_errors():
+        import json
+        import warnings
+
         import numpy as np
         from rawsigma.analysis.noisecodec.containers import read_compressed
         from rawsigma.fileio import atomic_write
 
-        img = read_compressed(data, fmt)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            img = read_compressed(data, fmt, allow_missing=allow_missing)
+        mask = np.ma.getmask(img) if isinstance(img, np.ma.MaskedArray) else None
+        img = np.ma.getdata(img)
+        record = {
+            "rawsigma": {
+                "lossy_derived": True,
+                "decoded_from": str(data),
+                "note": "decoded from the rawsigma noise codec: not the raw camera values",
+                "frames_shape": list(img.shape),
+                "masked_frames": bool(mask is not None and mask.any()),
+            }
+        }
         with atomic_write(out, force) as tmp:
             if out.suffix.lower() == ".npy":
                 with open(tmp, "wb") as fh:
@@ -152,8 +179,19 @@ def decompress(
             else:
                 import tifffile
 
-                tifffile.imwrite(tmp, img, compression="zlib")
-        typer.echo(f"{out}: {img.shape} uint16")
+                tifffile.imwrite(
+                    tmp, img, compression="zlib", description=json.dumps(record), metadata=None
+                )
+        if mask is not None and mask.any():
+            import tifffile
+
+            mpath = out.with_name(out.name.split(".")[0] + ".mask.tif")
+            with atomic_write(mpath, force) as tmp:
+                tifffile.imwrite(tmp, mask.astype(np.uint8), compression="zlib", metadata=None)
+            for w in caught:
+                typer.echo(f"warning: {w.message}", err=True)
+            typer.echo(f"warning: lost regions written as 0, mask in {mpath}", err=True)
+        typer.echo(f"{out}: {img.shape} uint16 (lossy-derived)")
 
 
 def register(app: typer.Typer) -> None:
