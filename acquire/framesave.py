@@ -1,7 +1,10 @@
 """Stream raw frames to disk as they arrive (never holding a stack in memory).
 
-`FrameWriter` writes OME-TIFF (one OME image per frame, ``SignificantBits`` set)
-or HDF5 (one resizable ``frames`` dataset, chunked per frame) plus a CSV sidecar
+`FrameWriter` writes OME-TIFF (ONE OME image, a ``(T, Y, X)`` series of every frame in
+acquisition order, see `ome_metadata`: per-plane exposure time, DeltaT and a
+MapAnnotation with the frame's role and light-source setting; the rig's pixel size and
+the camera as OME Detector) or HDF5 (one resizable ``frames`` dataset, chunked per
+frame, the same per-frame columns as datasets) plus a CSV sidecar
 ``<name>.csv`` with one row per frame (``frame, kind, level_index, exposure_ms,
 control``), the layout `rawsigma.calib.stacks.calibrate_from_stacks` reads, so a
 saved sweep can be re-calibrated offline with ``rawsigma calibrate --from-stacks``.
@@ -14,13 +17,26 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from rawsigma.fileio import check_output
 
-__all__ = ["FrameWriter", "frames_format"]
+__all__ = ["FrameWriter", "frame_context", "frames_format"]
+
+
+def frame_context(core: Any, identity: Any) -> dict[str, Any]:
+    """``pixel_size_um`` and ``detector`` keyword arguments of `FrameWriter` from a core
+    (its current pixel-size preset) and a `CameraIdentity`."""
+    try:
+        px = float(core.getPixelSizeUm())
+    except Exception:  # noqa: BLE001 - no pixel-size preset / bridge without it
+        px = 0.0
+    keys = ("camera", "vendor", "model", "serial", "gain_mode", "readout_mode", "temperature_c")
+    det = {k: getattr(identity, k, None) for k in keys}
+    return {"pixel_size_um": px or None, "detector": det}
 
 
 def frames_format(path: str | os.PathLike) -> Literal["ome-tiff", "hdf5"]:
@@ -43,7 +59,13 @@ class FrameWriter:
     force : bool
         Replace an existing file.
     metadata : dict, optional
-        JSON-able record (plan, identity) stored as HDF5 attributes.
+        JSON-able record (plan, identity) stored as HDF5 attributes and in the OME
+        image's MapAnnotation.
+    pixel_size_um : float, optional
+        The rig's pixel size at the sample (``core.getPixelSizeUm()``; 0 or None: unknown).
+    detector : dict, optional
+        Camera description for OME ``Detector`` (keys ``vendor``, ``model``, ``serial``,
+        ``camera`` (label), ``gain_mode``, ``readout_mode``, ``temperature_c``).
     """
 
     def __init__(
@@ -55,6 +77,8 @@ class FrameWriter:
         *,
         force: bool = False,
         metadata: dict[str, Any] | None = None,
+        pixel_size_um: float | None = None,
+        detector: dict[str, Any] | None = None,
     ) -> None:
         self.path = check_output(path, force)
         self.csv_path = self.path.with_name(self.path.name.split(".")[0] + ".csv")
@@ -64,6 +88,11 @@ class FrameWriter:
         self.bit_depth = int(bit_depth)
         self._tmp = self.path.with_name(f".{self.path.name}.partial")
         self._rows: list[tuple[int, str, int, float, float]] = []
+        self._times: list[float] = []
+        self._t0 = time.monotonic()
+        self._meta = dict(metadata or {})
+        self.pixel_size_um = float(pixel_size_um) if pixel_size_um else None
+        self.detector = dict(detector or {})
         self._n = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "hdf5":
@@ -83,7 +112,7 @@ class FrameWriter:
         else:
             import tifffile
 
-            self._tw = tifffile.TiffWriter(self._tmp, bigtiff=True, ome=True)
+            self._tw = tifffile.TiffWriter(self._tmp, bigtiff=True)
 
     @property
     def n_frames(self) -> int:
@@ -105,10 +134,15 @@ class FrameWriter:
             self._ds.resize(self._n + 1, axis=0)
             self._ds[self._n] = frame
         else:
+            # one contiguous series; the OME-XML (all planes) is written by close()
             self._tw.write(
                 np.asarray(frame, dtype=np.uint16),
-                metadata={"SignificantBits": self.bit_depth, "Name": f"{kind} {level_index}"},
+                contiguous=True,
+                description="rawsigma frames (OME-XML written at close)" if self._n == 0 else None,
+                metadata=None,
+                software="rawsigma",
             )
+        self._times.append(time.monotonic() - self._t0)
         self._rows.append((self._n, kind, int(level_index), float(exposure_ms), float(control)))
         self._n += 1
 
@@ -118,9 +152,18 @@ class FrameWriter:
             kinds = np.array([r[1] for r in self._rows], dtype="S6")
             self._h5.create_dataset("kind", data=kinds)
             self._h5.create_dataset("level_index", data=np.array([r[2] for r in self._rows]))
+            self._h5.create_dataset("exposure_ms", data=np.array([r[3] for r in self._rows]))
+            self._h5.create_dataset("control", data=np.array([r[4] for r in self._rows]))
+            self._h5.create_dataset("delta_t_s", data=np.array(self._times))
+            if self.pixel_size_um:
+                self._ds.attrs["pixel_size_um"] = self.pixel_size_um
             self._h5.close()
         else:
+            import tifffile
+
             self._tw.close()
+            if self._n:
+                tifffile.tiffcomment(self._tmp, self.ome_xml().encode())
         os.replace(self._tmp, self.path)
         tmp_csv = self.csv_path.with_name(f".{self.csv_path.name}.partial")
         with open(tmp_csv, "w", newline="") as fh:
@@ -128,6 +171,21 @@ class FrameWriter:
             w.writerow(["frame", "kind", "level_index", "exposure_ms", "control"])
             w.writerows(self._rows)
         os.replace(tmp_csv, self.csv_path)
+
+    def ome_xml(self) -> str:
+        """The OME-XML of the frames written so far (see `ome_metadata`)."""
+        from .ome_metadata import frames_ome_xml
+
+        return frames_ome_xml(
+            self.shape,
+            self._rows,
+            self._times,
+            bit_depth=self.bit_depth,
+            pixel_size_um=self.pixel_size_um,
+            detector=self.detector,
+            name=self.path.name,
+            metadata=self._meta,
+        )
 
     def abort(self) -> None:
         """Discard the file being written."""

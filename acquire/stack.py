@@ -25,7 +25,7 @@ from rawsigma.errors import AcquisitionError, Cancelled
 from rawsigma.fileio import atomic_write, check_output, provenance
 
 from .core import set_properties
-from .framesave import FrameWriter
+from .framesave import FrameWriter, frame_context
 from .plans import StackPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
 
@@ -167,7 +167,13 @@ class StackRunner(ControlledRunner):
         writer = None
         if self.frames_path is not None:
             writer = FrameWriter(
-                self.frames_path, (h, w), identity.bit_depth, p.save_frames, force=self.force
+                self.frames_path,
+                (h, w),
+                identity.bit_depth,
+                p.save_frames,
+                force=self.force,
+                metadata={"plan": p.model_dump_json()},
+                **frame_context(core, identity),
             )
         info = {
             "kind": "light" if p.shutter_open else "dark",

@@ -35,7 +35,7 @@ import numpy as np
 from rawsigma.errors import AcquisitionError, Cancelled, InputFileError, OutputExistsError
 from rawsigma.fileio import check_output
 
-from .framesave import FrameWriter
+from .framesave import FrameWriter, frame_context
 from .light_control import (
     LevelMonitor,
     LightControl,
@@ -362,6 +362,7 @@ class SweepRunner(ControlledRunner):
             self.plan.save_frames,
             force=self.force,
             metadata={"plan": self.plan.model_dump_json()},
+            **frame_context(self.core, self.identity),
         )
 
     def _close_writer(self) -> None:
