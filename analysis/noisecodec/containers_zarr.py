@@ -1,4 +1,4 @@
-"""Noise-codec zarr stores (format 3 with zarr 3, format 2 with zarr 2), public API only.
+"""Noise-codec zarr stores, zarr ≥ 3 public API only (reads formats 2 and 3, writes 3).
 
 Writing: one chunk per frame, every chunk written (``write_empty_chunks``), into a
 hidden ``.NAME.tmp`` directory renamed into place at the end; the temporary directory is
@@ -36,7 +36,7 @@ def _zarr_major() -> int:
 
 
 def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -> Path:
-    """Write frames as a zarr store (format 3 with zarr ≥ 3, else format 2)."""
+    """Write frames as a zarr format-3 store (one chunk per frame)."""
     import zarr
 
     from .numcodec import NoiseNumcodec
@@ -55,29 +55,20 @@ def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -
         "lossy": True,
     }
     try:
-        if _zarr_major() >= 3:
-            from .zarr3codec import RawsigmaNoiseZarr3
+        if _zarr_major() < 3:
+            raise ImportError(f"rawsigma needs zarr >= 3.0 (found {zarr.__version__})")
+        from .zarr3codec import RawsigmaNoiseZarr3
 
-            arr = zarr.create_array(
-                store=str(tmp),
-                shape=frames.shape,
-                dtype="uint16",
-                chunks=chunks,
-                serializer=RawsigmaNoiseZarr3.from_numcodec(nc),
-                compressors=None,
-                zarr_format=3,
-                config={"write_empty_chunks": True},
-            )
-        else:
-            arr = zarr.open_array(
-                str(tmp),
-                mode="w",
-                shape=frames.shape,
-                dtype="uint16",
-                chunks=chunks,
-                compressor=nc,
-                write_empty_chunks=True,
-            )
+        arr = zarr.create_array(
+            store=str(tmp),
+            shape=frames.shape,
+            dtype="uint16",
+            chunks=chunks,
+            serializer=RawsigmaNoiseZarr3.from_numcodec(nc),
+            compressors=None,
+            zarr_format=3,
+            config={"write_empty_chunks": True},
+        )
         arr[...] = frames
         arr.attrs.update(attrs)
         if path.exists():
