@@ -316,3 +316,12 @@ def test_zarr_writer_leaves_no_temporary_on_failure(tmp_path, data, monkeypatch)
     with pytest.raises(RuntimeError, match="disk full"):
         C.write_compressed(tmp_path / "x.zarr", stack, codec)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("maps", ["global", "pixel"])
+def test_files_of_the_earlier_layout_still_decode(maps):
+    """TIFF (preview + tag 65000) and HDF5 (codes) files written before issue 13."""
+    legacy = FIXTURES / "legacy"
+    expected = np.load(legacy / f"{maps}_decoded.npy")
+    assert np.array_equal(C.read_compressed(legacy / f"{maps}.tif"), expected[:2])
+    assert np.array_equal(C.read_compressed(legacy / f"{maps}.h5"), expected[2:])

@@ -132,7 +132,18 @@ def read_hdf5(
     path: str | os.PathLike, dataset: str = "rsnc", allow_missing: bool = False
 ) -> np.ndarray:
     """Read a noise-codec HDF5 file back to uint16 frames (no profile needed)."""
-    from .containers import decode_frame_list
+    import h5py
 
+    from .containers import decode_frame_list
+    from .containers_legacy import legacy_hdf5
+
+    try:
+        with h5py.File(path, "r") as f:
+            if dataset not in f:
+                old = legacy_hdf5(f, Path(path))  # the layout before issue 13 (codes)
+                if old is not None:
+                    return old
+    except OSError as exc:
+        raise InputFileError(f"{path}: unreadable or corrupted noise-codec HDF5 ({exc})") from None
     streams, maps, shape = read_hdf5_frames(path, dataset)
     return decode_frame_list(streams, maps, shape, f"{path} frame", allow_missing)

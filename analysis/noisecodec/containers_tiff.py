@@ -177,6 +177,11 @@ def read_tiff_frames(path: str | os.PathLike) -> tuple[list[bytes], CodecMaps | 
     path = Path(path)
     try:
         with tifffile.TiffFile(path) as tf:
+            from .containers_legacy import legacy_tiff
+
+            legacy = legacy_tiff(tf, path)
+            if legacy is not None:  # the layout before issue 13 (preview + tag 65000)
+                return legacy
             rec = _record(tf, path)
             pages = list(tf.pages)
             streams = [_strip(tf, p, i, path) for i, p in enumerate(pages)]
