@@ -13,15 +13,11 @@ py="${PYTHON:-python3}"
 rm -rf "$work"
 mkdir -p "$work"
 
-# the floors declared in pyproject.toml (numpy 1.x: imagecodecs 2024.1.1 predates numpy 2)
-cat > "$work/floors.txt" <<'PINS'
-numpy==1.26.4
-tifffile==2024.1.30
-imagecodecs==2024.1.1
-h5py==3.9.0
-zarr==3.0.0
-numcodecs==0.14.0
-PINS
+# the floors declared in pyproject.toml (numpy itself is left to the resolver: pinning
+# numpy 1.26 makes pip backtrack through the history of every numeric dependency)
+grep -oE '"(tifffile|imagecodecs|h5py|zarr|numcodecs)>=[0-9.]+"' "$repo/pyproject.toml" \
+    | tr -d '"' | sed 's/>=/==/' > "$work/floors.txt"
+cat "$work/floors.txt"
 
 echo "== floors venv"
 "$py" -m venv "$work/floors"
