@@ -56,7 +56,7 @@ def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -
     }
     try:
         if _zarr_major() < 3:
-            raise ImportError(f"rawsigma needs zarr >= 3.0 (found {zarr.__version__})")
+            raise ImportError(f"rawsigma needs zarr >= 3.0.8 (found {zarr.__version__})")
         from .zarr3codec import RawsigmaNoiseZarr3
 
         arr = zarr.create_array(
