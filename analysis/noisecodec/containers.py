@@ -67,6 +67,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def _need_zarr() -> None:
+    try:
+        import numcodecs  # noqa: F401
+        import zarr  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "the zarr container needs zarr and numcodecs: pip install 'rawsigma[scale]'"
+        ) from None
+
+
 def zarr3_codec(codec: Any) -> Any:
     """zarr v3 serializer of a `NoiseNumcodec` (``serializer=`` of ``zarr.create_array``)."""
     from .zarr3codec import RawsigmaNoiseZarr3
@@ -137,6 +147,7 @@ def write_compressed(
             tmp.write_bytes(data)
         return path
     if fmt == "zarr":
+        _need_zarr()
         from .containers_zarr import write_zarr
 
         return write_zarr(path, frames, codec, force)
@@ -163,6 +174,7 @@ def read_compressed(
     if fmt == "h5":
         return read_hdf5(path, allow_missing=allow_missing)
     if fmt == "zarr":
+        _need_zarr()
         from .containers_zarr import read_zarr
 
         return read_zarr(path, allow_missing=allow_missing)
