@@ -49,4 +49,18 @@ for ext in rsnc tif h5; do
     "$work/core/bin/rawsigma" compress "$work/raw.tif" --profile "$work/cam.h5" --out "$work/c.$ext"
     "$work/core/bin/rawsigma" decompress "$work/c.$ext" --out "$work/d_$ext.tif"
 done
+# .zarr without the scale extra: one clear line, no traceback
+if "$work/core/bin/python" -c "import zarr" 2>/dev/null; then
+    echo "note: zarr is present in the core venv"
+else
+    set +e
+    msg="$("$work/core/bin/rawsigma" compress "$work/raw.tif" --profile "$work/cam.h5" \
+        --out "$work/c.zarr" 2>&1)"
+    set -e
+    echo "$msg"
+    if ! grep -q "scale' extra" <<<"$msg" || grep -q Traceback <<<"$msg"; then
+        echo "core venv: .zarr without the scale extra is not one clear error" >&2
+        exit 1
+    fi
+fi
 echo "floors: OK"

@@ -180,14 +180,25 @@ def decompress(
                 import tifffile
 
                 tifffile.imwrite(
-                    tmp, img, compression="zlib", description=json.dumps(record), metadata=None
+                    tmp,
+                    img,
+                    compression="zlib",
+                    photometric="minisblack",  # a 3-frame stack is not an RGB image
+                    description=json.dumps(record),
+                    metadata=None,
                 )
         if mask is not None and mask.any():
             import tifffile
 
             mpath = out.with_name(out.name.split(".")[0] + ".mask.tif")
             with atomic_write(mpath, force) as tmp:
-                tifffile.imwrite(tmp, mask.astype(np.uint8), compression="zlib", metadata=None)
+                tifffile.imwrite(
+                    tmp,
+                    mask.astype(np.uint8),
+                    compression="zlib",
+                    photometric="minisblack",
+                    metadata=None,
+                )
             for w in caught:
                 typer.echo(f"warning: {w.message}", err=True)
             typer.echo(f"warning: lost regions written as 0, mask in {mpath}", err=True)

@@ -73,7 +73,7 @@ def _need_zarr() -> None:
         import zarr  # noqa: F401
     except ImportError:
         raise ValueError(
-            "the zarr container needs zarr and numcodecs: pip install 'rawsigma[scale]'"
+            "the zarr container needs zarr and numcodecs: install rawsigma with its 'scale' extra"
         ) from None
 
 
