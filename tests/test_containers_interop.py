@@ -185,7 +185,7 @@ def test_numcodecs_check_helpers():
     check_err_encode_object_buffer(codec)
     check_config(codec)
     assert repr(codec) == (
-        "NoiseNumcodec(dither=False, effort='pyramid', gain=1.0, maps='global', "
+        "NoiseNumcodec(dither=False, effort='pyramid', gain=1.0, knee=4.0, maps='global', "
         "max_adu=65535, max_error=None, offset=100.0, profile_id='t', seed=0, "
         "sigma_e=2.0, step=1.0)"
     )

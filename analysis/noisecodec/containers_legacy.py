@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from rawsigma.errors import InputFileError
 
+from .kernels import NO_KNEE
 from .maps import CodecMaps
 from .stream import READ_VERSIONS, dequantise_frames
 
@@ -87,4 +88,5 @@ def legacy_hdf5(f: Any, path: Path) -> np.ndarray | None:
         float(a["sigma_e"]),
         int(a["seed"]),
         int(a["max_adu"]),
+        kp=np.asarray(a.get("knee", NO_KNEE), np.float64),
     )

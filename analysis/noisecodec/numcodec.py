@@ -73,6 +73,9 @@ class NoiseNumcodec(Codec):
         ``"pixel"`` needs the maps (`from_codec`); decoding never does.
     effort : {"pyramid", "best", "fast"}
         Back end (see `NoiseCodec`); decoding reads it from each chunk.
+    knee : float, optional
+        Knee of the transform (e⁻², `StreamParams.knee`); default ``sigma_e²`` (configs
+        written before format 4 have none).
     """
 
     codec_id = "rawsigma_noise"
@@ -90,6 +93,7 @@ class NoiseNumcodec(Codec):
         profile_id: str = "",
         maps: str = "global",
         effort: str = "pyramid",
+        knee: float | None = None,
     ) -> None:
         if effort not in EFFORTS:
             raise ValueError(f"effort must be one of {', '.join(EFFORTS)}, got {effort!r}")
@@ -106,6 +110,7 @@ class NoiseNumcodec(Codec):
         self.max_adu = int(max_adu)
         self.profile_id = str(profile_id)
         self.maps = str(maps)
+        self.knee = float(sigma_e) ** 2 if knee is None else float(knee)
         self._pixel_maps: CodecMaps | None = None
 
     @classmethod
@@ -124,6 +129,7 @@ class NoiseNumcodec(Codec):
             profile_id=p.profile_id,
             maps=maps,
             effort=p.effort,
+            knee=p.knee,
         )
         if maps == "pixel":
             self._pixel_maps = codec.maps if codec.maps_mode == "pixel" else None
@@ -132,7 +138,7 @@ class NoiseNumcodec(Codec):
     def get_config(self) -> dict[str, Any]:
         """JSON-able configuration (``id`` + constructor arguments)."""
         keys = ("step", "dither", "max_error", "seed", "sigma_e", "gain", "offset")
-        keys += ("max_adu", "profile_id", "maps", "effort")
+        keys += ("max_adu", "profile_id", "maps", "effort", "knee")
         return {"id": self.codec_id, **{k: getattr(self, k) for k in keys}}
 
     def _params(self) -> StreamParams:
@@ -145,6 +151,7 @@ class NoiseNumcodec(Codec):
             max_adu=self.max_adu,
             profile_id=self.profile_id,
             effort=self.effort,
+            knee=self.knee,
         )
 
     def encode(self, buf: Any) -> bytes:
