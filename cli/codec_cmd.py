@@ -39,6 +39,22 @@ def _read_raw(path: Path):  # type: ignore[no-untyped-def]
     return img
 
 
+def _lossy_derived(path: Path) -> bool:
+    """True for a TIFF that `decompress` wrote (description ``rawsigma.lossy_derived``)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    import json
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            rec = json.loads(tf.pages[0].description or "{}")
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+        return False
+    return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
+
+
 def compress(
     image: Path = typer.Argument(
         ...,
@@ -102,6 +118,12 @@ def compress(
         if exposure is not None:
             prof = prof.at_exposure(exposure / 1000.0)
         img = _read_raw(image)
+        if _lossy_derived(image):
+            typer.echo(
+                f"warning: {image} was decoded from the noise codec (lossy-derived), not raw "
+                "frames: compressing it again adds a second quantisation",
+                err=True,
+            )
         if img.shape[-2:] != tuple(prof.shape):
             raise ImageMismatchError(
                 f"{image}: frame shape {img.shape[-2:]} does not match profile {profile} "
