@@ -56,7 +56,7 @@ def frame_streams(frames: np.ndarray, codec: NoiseCodec) -> list[bytes]:
     return out
 
 
-def _ome_xml(shape: tuple[int, ...], n: int, h: int, w: int, record: dict[str, Any]) -> str:
+def _ome_xml(n: int, h: int, w: int, record: dict[str, Any]) -> str:
     from xml.sax.saxutils import escape, quoteattr
 
     pairs = "".join(
@@ -112,7 +112,7 @@ def write_tiff(
         mb = maps.to_bytes()
         extra.append((TAG_MAPS, 7, len(mb), mb, True))
         record["maps"] = {"offset0": maps.offset0, "gain0": maps.gain0, "jitter": maps.jitter}
-    xml = _ome_xml(frames.shape, len(streams), h, w, record)
+    xml = _ome_xml(len(streams), h, w, record)
     with atomic_write(path, force) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=sum(map(len, streams)) > 2**31) as tw:
             for i, s in enumerate(streams):
