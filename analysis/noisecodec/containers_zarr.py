@@ -1,6 +1,7 @@
 """Noise-codec zarr stores, zarr ≥ 3 public API only (reads formats 2 and 3, writes 3).
 
-Writing: one chunk per frame, every chunk written (``write_empty_chunks``), into a
+Writing: one chunk per frame (with per-pixel maps, which every chunk embeds: chunks of
+up to 64 MiB of frames), every chunk written (``write_empty_chunks``), into a
 hidden ``.NAME.tmp`` directory renamed into place at the end; the temporary directory is
 removed on any failure (Ctrl-C included). Reading checks the stored chunk keys against
 the chunk grid (the key layout is the one the store's own metadata declares) and decodes
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["expected_chunk_keys", "read_zarr", "write_zarr"]
 
+CHUNK_BYTES = 64 << 20  # raw bytes per chunk with per-pixel maps (maps embedded per chunk)
+
 
 def _zarr_major() -> int:
     import zarr
@@ -48,6 +51,11 @@ def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -
     shutil.rmtree(tmp, ignore_errors=True)
     nc = NoiseNumcodec.from_codec(codec, maps="pixel" if codec.maps_mode == "pixel" else "global")
     chunks = (1,) * (frames.ndim - 2) + tuple(frames.shape[-2:])
+    if nc.maps == "pixel" and frames.ndim >= 3:
+        # every chunk embeds the per-pixel maps: chunks of many frames (≤ 64 MiB raw)
+        h, w = frames.shape[-2:]
+        k = min(frames.shape[-3], max(1, CHUNK_BYTES // (h * w * 2)))
+        chunks = (1,) * (frames.ndim - 3) + (k, h, w)
     attrs = {
         "format": FORMAT_NAME,
         "profile_id": codec.profile.profile_id,
