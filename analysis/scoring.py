@@ -37,7 +37,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "ANGLE_PARAMS",
@@ -99,10 +98,14 @@ def epsilon_ci_factors(n_replicas: int, level: float = 0.95) -> tuple[float, flo
     """
     if n_replicas < 2:
         return (math.nan, math.nan)
+    # χ² quantiles as scipy.stats.chi2.ppf computes them, without importing scipy.stats
+    # (≈ 0.7 s at start-up)
+    from scipy.special import gammaincinv
+
     k = n_replicas - 1
     a = 1.0 - level
-    q_lo = stats.chi2.ppf(a / 2, k)
-    q_hi = stats.chi2.ppf(1 - a / 2, k)
+    q_lo = 2.0 * float(gammaincinv(k / 2, a / 2))
+    q_hi = 2.0 * float(gammaincinv(k / 2, 1 - a / 2))
     return (math.sqrt(q_lo / k), math.sqrt(q_hi / k))
 
 
