@@ -479,6 +479,15 @@ class NoiseCodecAdapter(Codec):
             f"(profile {self.profile.profile_id})"
         )
 
+    def prepare(self, progress: Any = None) -> None:
+        """Compile the back end's kernels if this machine never did (announced through
+        ``progress(stage, done, total)``; `noisecodec.warmup`)."""
+        params = getattr(self.inner, "params", None)
+        if params is not None:
+            from rawsigma.analysis.noisecodec.warmup import warm_up
+
+            warm_up(params, progress)
+
     def _encode(self, image):  # type: ignore[no-untyped-def]
         return [bytes(self.inner.encode(p)) for p in _planes(image)], {
             "profile_id": self.profile.profile_id

@@ -452,6 +452,8 @@ def score_image(
     parsed = [c for s in codec_specs for c in parse_codecs(s, profile=profile)]
     # keep the user's spelling ("noise:step=2") as the key; parse order = given order
     codecs = dict(zip(codec_specs, parsed, strict=True))
+    for codec in codecs.values():  # compile first-run kernels under their own progress stage
+        getattr(codec, "prepare", lambda _progress: None)(report)
     for i, (spec, codec) in enumerate(codecs.items()):
         report("encode", i, len(codecs))
         data, dec = _codec_bytes(codec, image)

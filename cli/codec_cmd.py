@@ -55,6 +55,19 @@ def _lossy_derived(path: Path) -> bool:
     return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
 
 
+def _warm_up(params) -> None:  # type: ignore[no-untyped-def]
+    """Compile the codec's kernels if this machine never did, saying so on stderr."""
+    from rawsigma.analysis.noisecodec.warmup import warm_up
+
+    def say(stage: str, done: int, total: int) -> None:
+        if done == 0:
+            typer.echo(stage, err=True)
+
+    seconds = warm_up(params, say)
+    if seconds:
+        typer.echo(f"  compiled in {seconds:.0f} s (cached for the next runs)", err=True)
+
+
 def compress(
     image: Path = typer.Argument(
         ...,
@@ -140,6 +153,7 @@ def compress(
             effort=effort,
         )
         codec._check(img)
+        _warm_up(codec.params)
         path = write_compressed(out, img, codec, fmt=fmt, force=force)
         size = (
             sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -177,9 +191,12 @@ def decompress(
         import warnings
 
         import numpy as np
+        from rawsigma.analysis.noisecodec import StreamParams, warmup
         from rawsigma.analysis.noisecodec.containers import read_compressed
         from rawsigma.fileio import atomic_write
 
+        if warmup.pending(StreamParams(), encode=False):  # the default back end's decoder
+            typer.echo(warmup.STAGE, err=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             img = read_compressed(data, fmt, allow_missing=allow_missing)

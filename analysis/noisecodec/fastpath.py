@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from rawsigma.analysis import jitcache
 
 from . import kernels as K
 from .kernels import (
@@ -36,6 +37,8 @@ from .kernels import (
 # taps: W, N, NW, NE, WW, NN, then the bias
 N_TAP = 6
 LANES = 4
+# compiled kernels are cached per machine (`jitcache`), keyed by these modules' contents
+jitcache.install()
 _OPTS = dict(nogil=True, cache=True)
 
 

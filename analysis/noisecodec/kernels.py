@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from rawsigma.analysis import jitcache
 
 PAD = 3
 # causal neighbours (dy, dx): W, N, NW, NE, WW, NN, then a wider ring
@@ -55,9 +56,12 @@ LVL_CLS_LUT = np.minimum(np.floor(np.log2(1.0 + np.arange(LVL_MAX + 1))), N_LVL_
 NO_KNEE = np.zeros(4, np.float64)
 NO_KNEE.flags.writeable = False
 
+# compiled kernels are cached per machine (`jitcache`), keyed by these modules' contents
+jitcache.install()
 _OPTS = dict(nogil=True, cache=True)
-# helpers are inlined at numba level: a call with array arguments costs refcount updates
-_INLINE = dict(nogil=True, cache=True, inline="always")
+# helpers: LLVM inlines them and prunes the refcounts (numba-level inlining,
+# inline="always", compiled twice as slowly for the same speed)
+_INLINE = _OPTS
 
 
 # ---------------------------------------------------------------- dither and transform

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from rawsigma.analysis import jitcache
 
 from .kernels import (
     ESC,
@@ -78,8 +79,12 @@ ACT_LUT = (
 # octiles of the level distribution of each weight set, chosen by the encoder
 # (`level_thresholds`) and sent with the weights
 
+# compiled kernels are cached per machine (`jitcache`), keyed by these modules' contents
+jitcache.install()
 _OPTS = dict(nogil=True, cache=True)
-_INLINE = dict(nogil=True, cache=True, inline="always")
+# helpers: LLVM inlines them and prunes the refcounts (numba-level inlining,
+# inline="always", compiled twice as slowly for the same speed)
+_INLINE = _OPTS
 
 
 # ---------------------------------------------------------------- geometry
