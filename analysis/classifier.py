@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 
 from ..errors import ImageMismatchError, InputFileError
 from ..fileio import atomic_write
+from . import forest_infer
 from .features import FeatureConfig, feature_names, iter_feature_blocks
 
 __all__ = [
@@ -140,6 +141,9 @@ class PixelClassifier:
         self.foreground_class = int(foreground_class)
         self.max_samples_per_class = max_samples_per_class
         self.block = block
+        #: predict with the compiled forest (`forest_infer`, same probabilities) rather
+        #: than sklearn's ``predict_proba``
+        self.compiled_inference = True
         self.model_: Any = None
         self.classes_: np.ndarray | None = None
         self.ndim_: int | None = None
@@ -191,29 +195,7 @@ class PixelClassifier:
             raise InputFileError(
                 f"labels: only class {int(classes[0])} is annotated; need at least two classes"
             )
-        xs, ys = [], []
-        for core, feats in iter_feature_blocks(
-            arr,
-            self.features,
-            block=self.block,
-            skip=lambda c: not lab[c].any(),
-            n_workers=self._workers(),
-        ):
-            sel = lab[core] > 0
-            xs.append(feats[sel])
-            ys.append(lab[core][sel])
-        x = np.concatenate(xs)
-        y = np.concatenate(ys)
-        if self.max_samples_per_class:
-            rng = np.random.default_rng(self.random_state)
-            keep = []
-            for c in classes:
-                idx = np.flatnonzero(y == c)
-                if idx.size > self.max_samples_per_class:
-                    idx = np.sort(rng.choice(idx, self.max_samples_per_class, replace=False))
-                keep.append(idx)
-            k = np.concatenate(keep)
-            x, y = x[k], y[k]
+        x, y = self._training_sample(arr, lab, classes)
         model = RandomForestClassifier(
             random_state=self.random_state, n_jobs=self.n_jobs, **self.rf_params
         )
@@ -225,6 +207,51 @@ class PixelClassifier:
             arr.ndim, self.features.preset, self.features.sigmas, self.features.features
         )
         return self
+
+    def _training_sample(
+        self, arr: np.ndarray, lab: np.ndarray, classes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels of the training pixels, collected block by block.
+
+        At most ``max_samples_per_class`` annotated pixels per class, drawn with
+        ``random_state`` among the class's annotated pixels in block order, then
+        ordered by class and position. Which pixels are drawn is decided from the labels
+        alone before any feature is computed, so memory is bounded by the sample and one
+        block, not by the annotation (the draw is the one of drawing from all annotated
+        pixels' features at once: same training set, same model).
+        """
+        cap = self.max_samples_per_class
+        ranks: dict[int, np.ndarray | None] = {}
+        if cap:
+            # annotated pixels per class (in any order: only the count matters here)
+            counts = {int(c): int(np.count_nonzero(lab == c)) for c in classes}
+            rng = np.random.default_rng(self.random_state)
+            for c in classes:
+                n = counts[int(c)]
+                ranks[int(c)] = np.sort(rng.choice(n, cap, replace=False)) if n > cap else None
+        seen = {int(c): 0 for c in classes}
+        xs: dict[int, list[np.ndarray]] = {int(c): [] for c in classes}
+        for core, feats in iter_feature_blocks(
+            arr,
+            self.features,
+            block=self.block,
+            skip=lambda c: not lab[c].any(),
+            n_workers=self._workers(),
+        ):
+            lb = lab[core]
+            for c in classes:
+                c = int(c)
+                f = feats[lb == c]
+                start = seen[c]
+                seen[c] += f.shape[0]
+                r = ranks.get(c)
+                if r is not None:  # keep the drawn ranks that fall in this block
+                    lo, hi = np.searchsorted(r, [start, seen[c]])
+                    f = f[r[lo:hi] - start]
+                xs[c].append(f)
+        x = np.concatenate([np.concatenate(xs[int(c)]) for c in classes])
+        y = np.concatenate([np.full(sum(len(v) for v in xs[int(c)]), c) for c in classes])
+        return x, y.astype(np.int64)
 
     def _workers(self) -> int:
         if self.n_jobs is None:
@@ -250,15 +277,31 @@ class PixelClassifier:
         assert self.classes_ is not None
         out = np.empty(arr.shape + (len(self.classes_),), np.float32)
         chunk = 1 << 16  # pixels per predict call: blocks beat one big call
+        forest = self._flat_forest()
         for core, feats in iter_feature_blocks(
             arr, self.features, block=self.block, n_workers=self._workers()
         ):
             flat = feats.reshape(-1, feats.shape[-1])
             res = np.empty((flat.shape[0], len(self.classes_)), np.float32)
             for i in range(0, flat.shape[0], chunk):
-                res[i : i + chunk] = self.model_.predict_proba(flat[i : i + chunk])
+                if forest is not None:
+                    p = forest_infer.predict_proba(forest, flat[i : i + chunk], self._workers())
+                else:
+                    p = self.model_.predict_proba(flat[i : i + chunk])
+                res[i : i + chunk] = p
             out[core] = res.reshape(feats.shape[:-1] + (len(self.classes_),))
         return out
+
+    def _flat_forest(self) -> forest_infer.FlatForest | None:
+        """The model as flat arrays for the compiled inference (`forest_infer`: the same
+        probabilities as sklearn's ``predict_proba``), flattened once per model; None
+        for a model it does not reproduce or when ``compiled_inference`` is False."""
+        if not self.compiled_inference or not forest_infer.supported(self.model_):
+            return None
+        cached = getattr(self, "_flat", None)
+        if cached is None or cached[0] is not self.model_:
+            self._flat = (self.model_, forest_infer.flatten(self.model_))
+        return self._flat[1]
 
     def foreground_probability(self, image: np.ndarray) -> np.ndarray:
         """Probability of :attr:`foreground_class`, float32, same shape as ``image``."""
