@@ -25,7 +25,7 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from rawsigma.analysis import jitcache
+from rawsigma import jitcache
 
 # compiled kernels are cached per machine (`jitcache`), keyed by this module's contents
 jitcache.install()

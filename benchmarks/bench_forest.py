@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -37,6 +38,7 @@ def _timed(fn):
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed")
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)

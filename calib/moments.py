@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .moments_kernel import CHUNK, accumulate, frame_sums
+
 if TYPE_CHECKING:
     from .levelstats import LevelStats
 
@@ -25,7 +27,8 @@ __all__ = ["PixelMoments"]
 
 _MAX_ABS = 2**20
 _MAX_FRAMES = 2**21
-# elements per vectorised block inside add(); bounds the int64/float64 temporaries
+# frames of fewer pixels than this have their float64 d**3, d**4 sums added in groups
+# of _BLOCK_ELEMS // pixels frames (the order of the former numpy blocks, kept exactly)
 _BLOCK_ELEMS = 1 << 18
 
 
@@ -108,6 +111,9 @@ class PixelMoments:
         self.pixel_max = np.full(shape, np.iinfo(np.int32).min, np.int32)
         self.pixel_min = np.full(shape, np.iinfo(np.int32).max, np.int32) if track_min else None
         self._fm: list[float] = []
+        # scratch of the kernel's d**3, d**4 group sums, reused by every add()
+        self._t3 = np.zeros(CHUNK if self.higher else 0, np.float64)
+        self._t4 = np.zeros_like(self._t3)
 
     # ------------------------------------------------------------------ input
     def add(self, frames: np.ndarray) -> None:
@@ -142,54 +148,32 @@ class PixelMoments:
         if self.n + k > _MAX_FRAMES:
             raise ValueError(f"PixelMoments holds at most {_MAX_FRAMES} frames (int64 bound)")
         npix = self.shape[0] * self.shape[1]
-        fm = a.reshape(k, -1).sum(axis=1, dtype=np.int64) / npix
+        flat = np.ascontiguousarray(a).reshape(k, npix)
+        fm = frame_sums(flat) / npix
         if self.n == 0:
             self._shift[...] = a[0]
             self._f0 = float(fm[0])
-        # process in blocks of frames x rows so temporaries stay ~2 MB (cache-sized)
-        rows_per = max(1, _BLOCK_ELEMS // self.shape[1])
-        fr_per = max(1, _BLOCK_ELEMS // npix)
-        for f0 in range(0, k, fr_per):
-            fsl = slice(f0, min(k, f0 + fr_per))
-            fdev = fm[fsl] - self._f0
-            for r0 in range(0, self.shape[0], rows_per):
-                rsl = slice(r0, min(self.shape[0], r0 + rows_per))
-                self._add_block(a[fsl, rsl], rsl, fdev)
+        # one compiled pass (`moments_kernel`), sums in the order of the former numpy
+        # blocks: the float64 d**3, d**4 sums add groups of this many frames
+        group = max(1, _BLOCK_ELEMS // npix)
+        empty_i, empty_f = np.zeros(0, np.int32), np.zeros(0, np.float64)
+        accumulate(
+            flat,
+            self._shift.reshape(-1),
+            self._s1.reshape(-1),
+            self._s2.reshape(-1),
+            self.pixel_max.reshape(-1),
+            empty_i if self.pixel_min is None else self.pixel_min.reshape(-1),
+            np.ascontiguousarray(fm - self._f0, np.float64),
+            empty_f if self._sdf is None else self._sdf.reshape(-1),
+            empty_f if self._s3 is None else self._s3.reshape(-1),
+            empty_f if self._s4 is None else self._s4.reshape(-1),
+            group,
+            self._t3,
+            self._t4,
+        )
         self._fm.extend(fm.tolist())
         self.n += k
-
-    def _add_block(self, x: np.ndarray, rsl: slice, fdev: np.ndarray) -> None:
-        k = x.shape[0]
-        s1, s2 = self._s1[rsl], self._s2[rsl]
-        pmax = self.pixel_max[rsl]
-        np.maximum(pmax, x[0] if k == 1 else x.max(axis=0), out=pmax)
-        if self.pixel_min is not None:
-            pmin = self.pixel_min[rsl]
-            np.minimum(pmin, x[0] if k == 1 else x.min(axis=0), out=pmin)
-        # |d| < 2**16 for 8/16-bit input: d fits int32 and d**2 fits uint32 exactly
-        narrow = x.dtype.itemsize <= 2
-        d = np.subtract(x, self._shift[rsl], dtype=np.int32 if narrow else np.int64)
-        if narrow:
-            d2 = np.multiply(d, d, dtype=np.uint32, casting="unsafe")
-        else:
-            d2 = d * d
-        if k == 1:
-            s1 += d[0]
-            s2 += d2[0]
-        else:
-            s1 += d.sum(axis=0, dtype=np.int64)
-            s2 += d2.sum(axis=0, dtype=np.int64)
-        if self._sdf is not None:
-            sdf = self._sdf[rsl]
-            for j in range(k):  # tensordot would cast the whole block to float64
-                sdf += fdev[j] * d[j]
-        if self._s3 is not None:
-            f2 = d2.astype(np.float64)
-            df = d.astype(np.float64)
-            df *= f2
-            self._s3[rsl] += df.sum(axis=0)
-            f2 *= f2
-            self._s4[rsl] += f2.sum(axis=0)
 
     # ------------------------------------------------------------ statistics
     @property

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("numba")
 
-from rawsigma.analysis import jitcache  # noqa: E402
+from rawsigma import jitcache  # noqa: E402
 from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, warmup  # noqa: E402
 from rawsigma.analysis.noisecodec import fastpath as FP  # noqa: E402
 from rawsigma.analysis.noisecodec import kernels as K  # noqa: E402
@@ -20,7 +20,7 @@ from rawsigma.analysis.noisecodec.synthetic import reference_frame  # noqa: E402
 
 _CHILD = """
 import sys
-from rawsigma.analysis import jitcache
+from rawsigma import jitcache
 from rawsigma.analysis.noisecodec import pyramid as PY
 before = jitcache.pending([PY.n_levels, PY.train_tile])
 assert PY.n_levels(300, 200) == PY.n_levels.py_func(300, 200)
@@ -48,8 +48,9 @@ def test_kernels_cached_per_machine_in_the_user_cache(tmp_path):
 
 
 def test_locator_leaves_other_files_to_numba():
-    assert jitcache._is_kernel_file(PY.__file__)
-    assert not jitcache._is_kernel_file(np.__file__)
+    assert jitcache._is_kernel_module(PY.n_levels.py_func.__module__)
+    assert not jitcache._is_kernel_module(np.__name__)
+    assert all(jitcache._module_file(m) for m in jitcache.KERNEL_MODULES)
     assert len(jitcache.kernels_digest()) == 20
 
 

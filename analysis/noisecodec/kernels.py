@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from rawsigma.analysis import jitcache
+from rawsigma import jitcache
 
 PAD = 3
 # causal neighbours (dy, dx): W, N, NW, NE, WW, NN, then a wider ring

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from rawsigma.analysis import jitcache
+from rawsigma import jitcache
 
 from .kernels import (
     ESC,

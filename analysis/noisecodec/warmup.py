@@ -1,7 +1,7 @@
 """Compile (or load from the cache) the codec kernels of one back end, announced.
 
 The kernels are numba functions compiled on their first call. Compiled code is cached
-per machine (`rawsigma.analysis.jitcache`), so only the first run on a machine pays
+per machine (`rawsigma.jitcache`), so only the first run on a machine pays
 (≈ 10–20 s CPU for the default back end; see benchmarks/RESULTS.md). Callers with a
 progress display call `warm_up` before coding: it compiles the kernels by coding a
 tiny frame, under the stage `STAGE`, and returns at once when nothing needs compiling.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-from rawsigma.analysis import jitcache
+from rawsigma import jitcache
 
 from . import fastpath as FP
 from . import kernels as K

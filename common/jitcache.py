@@ -24,14 +24,14 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-_ANALYSIS = Path(__file__).resolve().parent
 # the modules whose @njit(cache=True) kernels go to the per-user cache; their contents
-# together make the cache key (a kernel may inline helpers of another of them)
+# together make the cache key (a kernel may call helpers of another of them)
 KERNEL_MODULES = (
-    "noisecodec/kernels.py",
-    "noisecodec/pyramid.py",
-    "noisecodec/fastpath.py",
-    "forest_infer.py",
+    "rawsigma.analysis.noisecodec.kernels",
+    "rawsigma.analysis.noisecodec.pyramid",
+    "rawsigma.analysis.noisecodec.fastpath",
+    "rawsigma.analysis.forest_infer",
+    "rawsigma.calib.moments_kernel",
 )
 ENV = "RAWSIGMA_CACHE_DIR"
 
@@ -52,18 +52,27 @@ def kernels_digest() -> str:
     import numba
 
     h = hashlib.sha256(numba.__version__.encode())
-    for rel in KERNEL_MODULES:
-        p = _ANALYSIS / rel
-        h.update(rel.encode() + b"\0" + (p.read_bytes() if p.exists() else b"") + b"\0")
+    for name in KERNEL_MODULES:
+        p = _module_file(name)
+        h.update(name.encode() + b"\0" + (p.read_bytes() if p else b"") + b"\0")
     return h.hexdigest()[:20]
 
 
-def _is_kernel_file(py_file: str) -> bool:
+def _module_file(name: str) -> Path | None:
+    """Source file of a module, found without importing it (its package is imported)."""
+    import importlib.util
+
     try:
-        rel = Path(py_file).resolve().relative_to(_ANALYSIS).as_posix()
-    except (ValueError, OSError):
-        return False
-    return rel in KERNEL_MODULES
+        spec = importlib.util.find_spec(name)
+    except ImportError:
+        return None
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return None
+    return Path(spec.origin)
+
+
+def _is_kernel_module(module: str | None) -> bool:
+    return module in KERNEL_MODULES
 
 
 def _locator_class():
@@ -88,7 +97,7 @@ def _locator_class():
 
         @classmethod
         def from_function(cls, py_func, py_file):
-            if config.CACHE_DIR or not _is_kernel_file(py_file):
+            if config.CACHE_DIR or not _is_kernel_module(getattr(py_func, "__module__", None)):
                 return None  # NUMBA_CACHE_DIR set by the user, or not one of ours
             self = cls(py_func, py_file)
             try:
