@@ -179,6 +179,14 @@ def frames_v_min(stack: np.ndarray, maps: CodecMaps, c0: float) -> float:
     return float(np.min((lo - maps.offset()) / maps.gain())) + c0
 
 
+def _frozen(kp) -> np.ndarray:
+    """Knee parameters as the kernels always receive them: a read-only float64 copy (one
+    numba signature whether or not a stream has a knee: no second compile)."""
+    a = np.array(kp, np.float64)
+    a.flags.writeable = False
+    return a
+
+
 def stream_knee(stack: np.ndarray, maps: CodecMaps, params: StreamParams) -> np.ndarray:
     """The transform knee of a stream (`transform.knee_params`); all zeros when every
     value stays above it (the formats 1–3 transform, bit-identical streams).
@@ -240,7 +248,7 @@ def quantise_frames_knee(
             float(gain.min()),
             float(gain.max()),
         )
-    kp = K.NO_KNEE if mode == "bound" else stream_knee(stack, maps, params)
+    kp = _frozen(K.NO_KNEE if mode == "bound" else stream_knee(stack, maps, params))
     codes = np.empty(stack.shape, np.int32)
     nothing_f, nothing_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
 
@@ -305,7 +313,7 @@ def dequantise_frames(
         K.dequantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
             out[f, r0 : r0 + th], recon, float(step), c0, mode == "dither", int(seed),
-            (f * h + r0) * w, float(max_adu), False, np.asarray(kp, np.float64),
+            (f * h + r0) * w, float(max_adu), False, _frozen(kp),
         )  # fmt: skip
 
     _map(run, _tiles(stack.shape[0], h, tile_rows), threads)
@@ -634,7 +642,7 @@ def decode_frames(
     n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
-    kp = np.asarray(hd.get("knee", K.NO_KNEE), np.float64)
+    kp = _frozen(hd.get("knee", K.NO_KNEE))
     if kp.shape != (4,) or not np.isfinite(kp).all():
         raise InputFileError(f"{source}: corrupted noise-codec header (knee {hd.get('knee')})")
     dither = hd["mode"] == "dither"

@@ -84,9 +84,16 @@ def warm_up(params: StreamParams | None = None, progress: Progress | None = None
     t0 = time.perf_counter()
     say = progress or (lambda s, d, t: None)
     say(STAGE, 0, 2)
-    frames, maps, small = _tiny(params)
-    data = encode_frames(frames, maps, small)
-    say(STAGE, 1, 2)
-    decode_frames(data, threads=1)
+    code_tiny(params, lambda: say(STAGE, 1, 2))
     say(STAGE, 2, 2)
     return time.perf_counter() - t0
+
+
+def code_tiny(params: StreamParams, encoded: Callable[[], None] | None = None) -> None:
+    """Encode and decode a tiny stack with ``params`` (the kernels and argument types of
+    real coding; ``encoded()`` is called between the two)."""
+    frames, maps, small = _tiny(params)
+    data = encode_frames(frames, maps, small)
+    if encoded is not None:
+        encoded()
+    decode_frames(data, threads=1)
