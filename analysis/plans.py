@@ -57,11 +57,16 @@ class ScorePlan(BaseModel):
     foreground_class : int
         Annotation class that is the foreground (rawsigma convention 2, background 1;
         ilastik/Weka exports often use 1 for the first class drawn).
-    min_size : int
+    min_size : int or None
         Objects smaller than this many pixels are discarded before measuring (ImageJ
         Analyze Particles ``size=min-Infinity``); 0 keeps every object (the paper's
         setting). Single hot, RTS or heavy-tail read-noise pixels otherwise make the
-        object count a count of noise speckles.
+        object count a count of noise speckles. None (default): derived from the
+        annotations (:func:`rawsigma.analysis.runchecks.default_min_size`; 0 with a
+        plug-in model); the run records the value used and the rule.
+    n_estimators : int or None
+        Trees of the random forest (default: the preset's); fewer trees make
+        benchmarks faster.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,7 +83,8 @@ class ScorePlan(BaseModel):
     threshold: float = Field(0.5, gt=0, lt=1)
     workers: int = Field(2, ge=1, le=64)
     model: str | None = None
-    min_size: int = Field(0, ge=0)
+    min_size: int | None = Field(None, ge=0)
+    n_estimators: int | None = Field(None, ge=1)
     foreground_class: int = Field(2, ge=1)
     max_samples_per_class: int = Field(20_000, ge=100)
 

@@ -131,12 +131,13 @@ def _codec_table(result) -> str:
     rd = result.replica_delta.get("area", {})
     rows = [
         "<tr><th>version</th><th>description</th><th>ratio</th><th>verdict</th><th>worst</th>"
+        "<th>p (family-wise)</th><th>paper: worst |mean ε|</th>"
         "<th>ε count</th><th>ε total area</th><th>global flags (|ε|≥3)</th>"
         "<th>ΔA µ</th><th>ΔA σ</th>"
         "<th>matched / raw</th><th>unmatched (raw/other)</th><th>split / merged</th></tr>",
         f"<tr class='ref'><td>replicas (n={len(result.replica_globals)})</td>"
         f"<td>raw-equivalent, centre {html.escape(result.plan.centre)}</td><td>1</td><td>–</td>"
-        f"<td></td><td></td><td></td><td></td><td>{_f(rd.get('mu'))}</td>"
+        f"<td></td><td></td><td></td><td></td><td></td><td></td><td>{_f(rd.get('mu'))}</td>"
         f"<td>{_f(rd.get('sigma'))}</td>"
         "<td></td><td></td><td></td></tr>",
     ]
@@ -146,11 +147,14 @@ def _codec_table(result) -> str:
         da = c.objects["area"].summary()["delta"] if "area" in c.objects else {}
         m = c.match
         g = c.globals
+        pw = v.get("paper", {}).get("worst", ["", math.nan])
         rows.append(
             f"<tr><td><b>{html.escape(c.spec)}</b></td><td>{html.escape(c.description)}</td>"
             f"<td>{c.ratio:.1f}:1</td>"
             f"<td class='{'ok' if ok else 'bad'}'>{'within noise' if ok else 'exceeds noise'}</td>"
-            f"<td>{html.escape(str(v['worst'][0]))} ({_f(v['worst'][1], 1)})</td>"
+            f"<td>{html.escape(str(v['worst'][0]))} ({_f(v['worst'][1], 2)})</td>"
+            f"<td>{_f(v.get('worst_p_fw'), 3)}</td>"
+            f"<td>{html.escape(str(pw[0]))} ({_f(pw[1], 2)})</td>"
             f"<td>{_f(g.get('count', {}).get('epsilon'))}</td>"
             f"<td>{_f(g.get('total_area', {}).get('epsilon'))}</td>"
             f"<td>{html.escape(', '.join(v.get('global_flags', [])) or '–')}</td>"
@@ -168,22 +172,57 @@ def _object_table(result) -> str:
         return "<p>No objects were segmented in the raw image: no per-object scores.</p>"
     params = list(codecs[0].objects)
     head = "<tr><th>parameter</th>" + "".join(
-        f"<th>{html.escape(c.spec)}<br>mean ε ± std (median)</th>" for c in codecs
+        f"<th>{html.escape(c.spec)}<br>robust ε / limit, p<sub>fw</sub>, null quantile"
+        "<br><small>paper: mean ε ± std (median)</small></th>"
+        for c in codecs
     )
     rows = [head + "</tr>"]
     for p in params:
         cells = []
         for c in codecs:
             s = c.objects[p]
-            cls = "bad" if abs(s.mean) >= 1 else "ok"
+            t = s.test or {}
+            bad = t["exceeds"] if t else abs(s.mean) >= 1
             extra = f" ({s.n_inf} ∞)" if s.n_inf else ""
             med = s.summary()["median_epsilon"]
+            cal = (
+                f"<b>{_f(t.get('t'))}</b> / {_f(t.get('limit'))}, p {_f(t.get('p_fw'), 3)}, "
+                f"q {_f(t.get('null_quantile'), 3)}<br>"
+                if t
+                else ""
+            )
             cells.append(
-                f"<td class='{cls}'>{_f(s.mean)} ± {_f(s.std)}{extra}"
-                f" <small>(median {_f(med)})</small></td>"
+                f"<td class='{'bad' if bad else 'ok'}'>{cal}<small>{_f(s.mean)} ± "
+                f"{_f(s.std)}{extra} (median {_f(med)})</small></td>"
             )
         rows.append(f"<tr><td>{html.escape(p)}</td>{''.join(cells)}</tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _objects_info(result) -> str:
+    info = getattr(result, "objects_info", None) or {}
+    if not info:
+        return ""
+    sz = info.get("sizes", {})
+    dist = (
+        f"object areas (px): min {_f(sz.get('min'), 0)}, 10 % {_f(sz.get('p10'), 0)}, "
+        f"median {_f(sz.get('median'), 0)}, 90 % {_f(sz.get('p90'), 0)}, "
+        f"max {_f(sz.get('max'), 0)}"
+        if sz.get("n")
+        else "no objects"
+    )
+    reg = info.get("region_sizes") or {}
+    ann = (
+        f"; {info['n_regions']} annotated foreground regions (median {_f(reg.get('median'), 0)} px)"
+        if info.get("n_regions")
+        else ""
+    )
+    return (
+        f"<p>Objects: minimum size {info.get('min_size')} px "
+        f"({html.escape(str(info.get('min_size_source', '')))}); "
+        f"{info.get('n_components_raw', '–')} connected components in the raw segmentation, "
+        f"{info.get('n_objects_raw', '–')} kept{ann}; {dist}.</p>"
+    )
 
 
 def _tolerance_table(result) -> str:
@@ -210,7 +249,8 @@ _CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;c
 table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #bbb;
 padding:3px 6px;text-align:left}th{background:#eee}.ok{background:#e3f6e3}.bad{background:#fbe0e0}
 .ref{background:#f4f4ff}img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}
-.note{background:#fffbe6;padding:.5em;border-left:4px solid #e6c200}code{font-size:12px}"""
+.note{background:#fffbe6;padding:.5em;border-left:4px solid #e6c200}
+.warn{background:#fde2e2;padding:.5em;border-left:6px solid #c00;font-weight:bold}code{font-size:12px}"""
 
 
 def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:
@@ -263,7 +303,15 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     prov = result.provenance
     eight = [c.description for c in result.codecs if c.spec.startswith("8bit")]
     lo, hi = (result.to_dict()["replicas"]["ci_factors_95"] + [math.nan, math.nan])[:2]
-    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
+    notes = "".join(
+        f"<p class='{'warn' if n.startswith('WARNING') else 'note'}'>{html.escape(n)}</p>"
+        for n in result.notes
+    )
+    quant = "".join(
+        f"<p class='note'>{html.escape(c.quantisation['text'])}</p>"
+        for c in result.codecs
+        if getattr(c, "quantisation", None)
+    )
     body = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>rawsigma score</title>
 <style>{_CSS}</style></head><body>
 <h1>rawsigma: distortion of segmentation by processing, against the raw noise</h1>
@@ -282,15 +330,25 @@ centroid within {result.plan.max_distance:g} px.</p>
 <p>ε = (χ<sub>raw</sub> − χ<sub>c</sub>)/σ<sub>raw</sub>, σ<sub>raw</sub> the std over the
 replicas. |ε| &lt; 1: within the raw noise. With {result.plan.n_replicas} replicas the 95 %
 interval of a score is ε̂·[{_f(lo)}, {_f(hi)}] (χ² law of the replica variance).
-A version is <i>within noise</i> iff every per-object parameter has |mean ε over objects|
-&lt; 1 (the paper's criterion). Global parameters (count, total area) are single values:
+<b>Verdict (calibrated).</b> Per object, σ<sub>raw</sub> gets the parameter's resolution
+floor (σ<sub>eff</sub> = √(σ<sub>raw</sub>² + q²/12), q = 1 px for area and lengths), and
+per parameter the <i>robust ε</i> is the 20 % trimmed mean over objects (one object cannot
+decide it). Its null distribution is measured on the replicas themselves: each replica
+is scored against the raw image with σ from the other replicas (leave-one-out). A
+version <i>exceeds the noise</i> iff some parameter's |robust ε| reaches its limit
+max(1, |bias| + z·se), z the Bonferroni quantile over the parameters, so that a
+raw-equivalent image is called within noise at ≥ 95 % family-wise; p<sub>fw</sub> is
+the family-wise p-value and q the quantile of the robust ε in its null. The paper's
+criterion (every |mean ε over objects| &lt; 1) is shown beside it. Global parameters (count, total area) are single values:
 they are flagged at |ε| ≥ 3, because a raw-equivalent image already lands at |ε| ≥ 1 a
 third of the time, and with replicas centred on the observed image (noise applied twice)
 a sum over all objects also carries the synthesis bias; the <i>replica</i> row (a
 held-out raw-equivalent image scored like a codec) shows the size of that effect here.
 Objects smaller than {result.plan.min_size} px were discarded.</p>
+{_objects_info(result)}
 <h2>Codecs</h2>{_codec_table(result)}
 <p>8-bit conversion used: {html.escape("; ".join(eight) or "not scored")}.</p>
+{quant}
 {_tolerance_table(result)}
 <h2>Per-object scores</h2>{_object_table(result)}
 <p class="note">{html.escape(NON_INDEPENDENT_NOTE)}</p>

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis import nullstats as ns
+from rawsigma.analysis import runchecks as rc
 from rawsigma.analysis import scoring as sc
 from rawsigma.analysis.features import SCORING_FEATURES, feature_maps_for_scoring, feature_names
 from rawsigma.analysis.matching import match_objects
@@ -56,11 +58,14 @@ class CodecResult:
     labels: np.ndarray
     pixel_eps: np.ndarray  # (H, W) float32, (raw − decoded)/σ_pixel
     values: dict[str, np.ndarray]  # object table re-indexed onto raw objects
+    quantisation: dict | None = None  # 8-bit step against σ at the objects
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no images)."""
         pe = self.pixel_eps[np.isfinite(self.pixel_eps)]
+        extra = {"quantisation": self.quantisation} if self.quantisation else {}
         return {
+            **extra,
             "spec": self.spec,
             "description": self.description,
             "compression_ratio": self.ratio,
@@ -96,6 +101,8 @@ class ScoreResult:
     tolerance: dict[str, dict] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    null: dict[str, Any] = field(default_factory=dict)  # param -> nullstats.ParamNull
+    objects_info: dict = field(default_factory=dict)  # min size rule, sizes, warnings
 
     @property
     def n_objects(self) -> int:
@@ -122,6 +129,8 @@ class ScoreResult:
             "tolerance_search": self.tolerance,
             "timings_s": self.timings,
             "notes": self.notes,
+            "null": {k: v.to_dict() for k, v in self.null.items()},
+            "objects_info": self.objects_info,
         }
 
 
@@ -291,6 +300,7 @@ def _classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan
         features=plan.feature_preset,
         random_state=seed,
         n_jobs=plan.workers,
+        n_estimators=plan.n_estimators,
         max_samples_per_class=plan.max_samples_per_class,
         foreground_class=plan.foreground_class,
     )
@@ -312,6 +322,7 @@ class _Outcome:
     table: dict[str, np.ndarray]
     globals: dict[str, float]
     features: np.ndarray
+    n_components: int = 0  # connected components before the size filter
 
 
 def _drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
@@ -353,13 +364,14 @@ def _match_to_raw(raw: _Outcome, raw_c: np.ndarray, other: _Outcome, max_distanc
 
 def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: _StageClock) -> _Outcome:
     t = time.perf_counter()
-    lab = _drop_small(_to_objects(segment(img), plan.threshold), plan.min_size)
+    lab0 = _to_objects(segment(img), plan.threshold)
+    lab = _drop_small(lab0, plan.min_size or 0)
     t = clock.add("segment (sum over images)", t)
     table, glob = _measure(lab)
     t = clock.add("measure (sum over images)", t)
     feats, _ = feature_maps_for_scoring(img, sigmas=list(plan.score_sigmas), n_workers=1)
     clock.add("scoring features (sum over images)", t)
-    return _Outcome(lab, table, glob, feats)
+    return _Outcome(lab, table, glob, feats, int(lab0.max()) if lab0.size else 0)
 
 
 def _codec_bytes(codec: Any, image: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -464,14 +476,26 @@ def score_image(
     # --- segmenter
     t0 = time.perf_counter()
     report("training", 0, 1)
+    objects_info: dict = {}
     if labels is not None:
         lab = check_labels(labels, image.shape, foreground_class=plan.foreground_class)
+        auto, objects_info = rc.default_min_size(lab, plan.foreground_class)
+        if plan.min_size is None:
+            plan = plan.model_copy(update={"min_size": auto})
+            objects_info["min_size_source"] = "default: " + objects_info["rule"]
+        else:
+            objects_info["min_size_source"] = f"given: {plan.min_size} px (default {auto} px)"
         segment, _ = _classifier_segmenter(image, lab, plan, int(s_clf.generate_state(1)[0]))
         seg_desc = (
             f"random forest ({plan.classifier_preset} preset, {plan.feature_preset} features)"
         )
     else:
         m = model if model is not None else plan.model
+        if plan.min_size is None:
+            plan = plan.model_copy(update={"min_size": 0})
+            objects_info["min_size_source"] = "plug-in model, no annotations: 0 px"
+        else:
+            objects_info["min_size_source"] = f"given: {plan.min_size} px"
         segment = load_model(m) if isinstance(m, str) else m
         seg_desc = f"plug-in model {plan.model or getattr(model, '__name__', 'callable')}"
     timings["training"] = time.perf_counter() - t0
@@ -510,6 +534,13 @@ def score_image(
                 rep_values[k][i] = mv[k]
                 rep_deltas[k].append(sc.delta(k, raw.table[k], mv[k]))
         replica_delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in rep_deltas.items()}
+        # calibrated verdict: resolution floors and the leave-one-out null per parameter
+        quanta = {k: ns.parameter_quantum(k, raw.table) for k in params} if n_obj else {}
+        nulls = (
+            {k: ns.loo_null(k, raw.table[k], rep_values[k], quanta[k]) for k in params}
+            if n_obj and len(rep_out) >= 3
+            else {}
+        )
 
         # per-pixel raw noise: Poisson–Gaussian model + ADC quantisation (1/12 ADU²);
         # saturated pixels have no defined noise and are left out of the Δ/σ map
@@ -523,7 +554,12 @@ def score_image(
             m = _match_to_raw(raw, raw_c, o, plan.max_distance)
             mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
             g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
-            obj = sc.score_objects(raw.table, rep_values, mv, params=params) if n_obj else {}
+            obj = (
+                sc.score_objects(raw.table, rep_values, mv, params=params, quanta=quanta,
+                                 null=nulls or None)
+                if n_obj
+                else {}
+            )  # fmt: skip
             fe = sc.feature_epsilon(raw.features, sigma_f, o.features, feat_names)
             pe = ((image.astype(np.float32) - dec.astype(np.float32)) / sigma_pix).astype(
                 np.float32
@@ -531,6 +567,7 @@ def score_image(
             return CodecResult(
                 spec, desc, float(ratio), int(nbytes), g, obj, fe, m.summary(),
                 sc.verdict(g, obj), o.labels, pe, mv,
+                rc.quantisation_note(spec, dec, sigma_pix, raw.labels),
             )  # fmt: skip
 
         t0 = time.perf_counter()
@@ -580,6 +617,14 @@ def score_image(
             tolerance[fam] = {"points": points, "best": best}
         if tol_specs:
             timings["tolerance_search"] = time.perf_counter() - t0
+    objects_info.update(
+        min_size=plan.min_size,
+        n_components_raw=raw.n_components,
+        n_objects_raw=n_obj,
+        sizes=rc.size_summary(raw.table["area"]) if n_obj else {"n": 0},
+        warnings=rc.count_warnings(n_obj, raw.n_components, plan.min_size, objects_info),
+    )
+    notes[:0] = objects_info["warnings"]
     timings["total"] = time.perf_counter() - t_all
     timings.update(clock.times)
 
@@ -608,4 +653,6 @@ def score_image(
         tolerance=tolerance,
         timings=timings,
         notes=notes,
+        null=nulls,
+        objects_info=objects_info,
     )

@@ -24,10 +24,15 @@ Conventions
   and the true score ε* = Δ/σ lies in ``ε̂·[√(q_lo/(n−1)), √(q_hi/(n−1))]``. For n = 10
   and 95 %: [0.55, 1.45]·ε̂. Note ``E[1/s] > 1/σ`` (≈ +9 % at n = 10): per-object mean
   scores are biased away from zero by that factor; the interval covers it.
-- Verdict: a processed image is *within noise* iff every per-object parameter has
-  |mean ε over objects| < 1 (finite scores; a parameter whose per-object scores are all
-  infinite fails). Global parameters are single values, flagged at |ε| ≥ 3 and
-  reported next to the verdict (see :func:`verdict`).
+- Verdict (calibrated, :mod:`rawsigma.analysis.nullstats`): per parameter, the robust
+  location T of the floored scores ε_eff = Δ/√(σ_raw² + q²/12) is compared with its
+  leave-one-out null (each replica scored against raw, σ from the others); the image
+  exceeds the noise iff some parameter has |T| ≥ max(1, |b| + z_fw·se), z_fw the
+  Bonferroni quantile over the parameters. Without a null (``score_objects`` called
+  without ``null=``) the paper's rule applies: every |mean ε over objects| < 1 (finite
+  scores; a parameter whose scores are all infinite fails). The paper's |mean ε| is
+  always reported beside the calibrated numbers. Global parameters are single values,
+  flagged at |ε| ≥ 3 and reported next to the verdict (see :func:`verdict`).
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from rawsigma.analysis import nullstats as ns
 
 __all__ = [
     "ANGLE_PARAMS",
@@ -201,11 +208,18 @@ class ObjectScore:
     n: int  # finite scores
     n_inf: int
     ci: tuple[float, float]
+    eps_eff: np.ndarray | None = None  # ε with σ floored by the parameter's quantum
+    robust: float = math.nan  # robust location (trimmed mean) of eps_eff
+    test: dict | None = None  # calibrated test against the leave-one-out null
 
     def summary(self) -> dict:
         """JSON-ready numbers (no per-object arrays)."""
         fin = self.eps[np.isfinite(self.eps)]
+        extra = {"robust_epsilon": self.robust}
+        if self.test is not None:
+            extra["test"] = dict(self.test)
         return {
+            **extra,
             "mean_epsilon": self.mean,
             "std_epsilon": self.std,
             # robust companions: one object whose discrete-valued parameter (Feret end
@@ -228,6 +242,9 @@ def score_objects(
     params: Iterable[str] | None = None,
     min_replicas: int = 2,
     level: float = 0.95,
+    quanta: Mapping[str, np.ndarray] | None = None,
+    null: Mapping[str, Any] | None = None,
+    alpha: float = 0.05,
 ) -> dict[str, ObjectScore]:
     """Per-object ε for each parameter, then mean ± std over objects.
 
@@ -245,6 +262,13 @@ def score_objects(
         Minimum number of replicas in which an object must be matched for its σ_raw.
     level : float
         Coverage of the confidence interval of the mean score.
+    quanta : mapping param -> (n_obj,) array, optional
+        Resolution floor of σ (:func:`rawsigma.analysis.nullstats.parameter_quantum`);
+        default none (``eps_eff`` = ε, infinite scores left out of the robust location).
+    null : mapping param -> ParamNull, optional
+        Leave-one-out nulls (:func:`rawsigma.analysis.nullstats.loo_null`); with them
+        every score carries the calibrated ``test`` (family-wise over the parameters
+        scored here at level ``alpha``).
     """
     keys = list(params) if params is not None else [k for k in other_matched if k in raw]
     out = {}
@@ -262,7 +286,16 @@ def score_objects(
         mean = float(ef.mean()) if ef.size else (math.inf if n_inf else math.nan)
         std = float(ef.std(ddof=1)) if ef.size > 1 else math.nan
         ci = epsilon_ci(mean, n_rep, level) if math.isfinite(mean) else (mean, mean)
-        out[k] = ObjectScore(k, e, d, s, mean, std, int(ef.size), n_inf, ci)
+        q = quanta.get(k) if quanta is not None else None
+        e_eff = epsilon(d, ns.floored_sigma(s, q)) if q is not None else e
+        fe = e_eff[np.isfinite(e_eff)]
+        t = ns.robust_location(fe)
+        out[k] = ObjectScore(k, e, d, s, mean, std, int(ef.size), n_inf, ci, e_eff, t)
+    if null is not None:
+        n_par = sum(1 for v in out.values() if math.isfinite(v.robust))
+        for k, v in out.items():
+            n_fin = int(np.sum(np.isfinite(v.eps_eff)))
+            v.test = ns.calibrated_test(v.robust, n_fin, null.get(k), n_par, alpha)
     return out
 
 
@@ -316,30 +349,9 @@ def feature_epsilon(
     return out
 
 
-def verdict(
-    global_scores: Mapping[str, Mapping],
-    object_scores: Mapping[str, ObjectScore],
-    global_limit: float = GLOBAL_LIMIT,
-) -> dict:
-    """Within noise iff every per-object parameter has |mean ε over objects| < 1.
-
-    This is the paper's criterion (its Fig. 2e/h): per-object scores averaged over
-    objects. Global parameters (count, total area) are single values and are reported
-    separately as ``global_flags`` (|ε| ≥ ``global_limit``, default 3): even a
-    raw-equivalent draw lands at |ε| ≥ 1 in a third of cases, and with replicas centred
-    on the observed image (the paper's default) a global sum over all objects also picks
-    up the synthesis bias (replicas carry the noise twice), which the held-out replica
-    control in every report shows. When the raw image has no objects, the globals decide.
-
-    Returns
-    -------
-    dict
-        ``within_noise`` (bool), ``failing`` (per-object parameters with |mean ε| ≥ 1,
-        or flagged globals when there are no objects), ``global_flags``, ``borderline``
-        (pass on the point estimate, but the 95 % interval reaches the limit), ``worst``
-        ([parameter, mean ε]) and ``global_limit``.
-    """
-    failing, borderline, flags = [], [], []
+def _paper_rule(object_scores: Mapping[str, ObjectScore]) -> dict:
+    """The paper's rule: every per-object parameter has |mean ε over objects| < 1."""
+    failing, borderline = [], []
     worst: tuple[str, float] = ("", 0.0)
     for k, v in object_scores.items():
         e = v.mean
@@ -351,6 +363,56 @@ def verdict(
             borderline.append(k)
         if abs(e) > abs(worst[1]):
             worst = (k, float(e))
+    return {"within_noise": not failing, "failing": failing, "borderline": borderline,
+            "worst": list(worst)}  # fmt: skip
+
+
+def verdict(
+    global_scores: Mapping[str, Mapping],
+    object_scores: Mapping[str, ObjectScore],
+    global_limit: float = GLOBAL_LIMIT,
+) -> dict:
+    """Within noise iff no per-object parameter exceeds its calibrated limit.
+
+    With calibrated tests (``score_objects(..., null=...)``) a parameter fails iff its
+    robust ε is beyond max(1, the family-wise 95 % null quantile) (see
+    :mod:`rawsigma.analysis.nullstats`); otherwise the paper's rule applies (every
+    |mean ε over objects| < 1, its Fig. 2e/h). The paper's rule is always reported
+    under ``"paper"``. Global parameters (count, total area) are single values and are
+    reported separately as ``global_flags`` (|ε| ≥ ``global_limit``, default 3): even a
+    raw-equivalent draw lands at |ε| ≥ 1 in a third of cases, and with replicas centred
+    on the observed image (the paper's default) a global sum over all objects also picks
+    up the synthesis bias. When the raw image has no objects, the globals decide.
+
+    Returns
+    -------
+    dict
+        ``within_noise`` (bool), ``rule`` ("calibrated" or "paper"), ``failing``,
+        ``global_flags``, ``borderline`` (calibrated: beyond the null but below the
+        margin 1, i.e. detectably shifted by less than one σ; paper: the 95 % interval
+        of the mean reaches 1), ``unresolved`` (|robust ε| ≥ 1 but inside the null: too
+        few objects to tell), ``worst`` ([parameter, ε]; the robust ε under the
+        calibrated rule), ``worst_p_fw``, ``paper`` and ``global_limit``.
+    """
+    paper = _paper_rule(object_scores)
+    tests = {k: v.test for k, v in object_scores.items() if v.test is not None}
+    calibrated = bool(tests) and any(t.get("calibrated") for t in tests.values())
+    unresolved: list[str] = []
+    worst_p = math.nan
+    if tests:
+        failing = [k for k, t in tests.items() if t["exceeds"]]
+        borderline = [
+            k for k, t in tests.items()
+            if not t["exceeds"] and t.get("calibrated") and abs(t["t"]) >= t["crit"]
+        ]  # fmt: skip
+        unresolved = [k for k, t in tests.items() if not t["exceeds"] and abs(t["t"]) >= ns.MARGIN]
+        fam = ns.family_summary(tests)
+        wk = fam["param"]
+        worst = [wk, float(tests[wk]["t"])] if wk else ["", 0.0]
+        worst_p = fam["p_fw"]
+    else:
+        failing, borderline, worst = paper["failing"], paper["borderline"], paper["worst"]
+    flags: list[str] = []
     gworst: tuple[str, float] = ("", 0.0)
     for k, g in global_scores.items():
         e = g["epsilon"]
@@ -361,15 +423,19 @@ def verdict(
         if abs(e) > abs(gworst[1]):
             gworst = (f"global:{k}", float(e))
     if not object_scores:
-        failing, worst = list(flags), gworst
+        failing, worst = list(flags), list(gworst)
     return {
         "within_noise": not failing,
+        "rule": "calibrated" if calibrated else "paper",
         "failing": failing,
         "global_flags": flags,
         "borderline": borderline,
+        "unresolved": unresolved,
         "worst": list(worst),
+        "worst_p_fw": worst_p,
         "worst_global": list(gworst),
         "global_limit": global_limit,
+        "paper": paper,
     }
 
 

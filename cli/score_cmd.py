@@ -64,8 +64,12 @@ def score(
     index: int | None = typer.Option(None, "--index", help="Frame of a multi-page TIFF."),
     centre: str = typer.Option("observed", "--centre", help="Synthesis centre: observed|denoised."),
     max_distance: float = typer.Option(3.0, "--max-distance", help="Matching radius, px."),
-    min_size: int = typer.Option(
-        0, "--min-size", help="Discard objects smaller than this (px), like ImageJ size=."
+    min_size: int | None = typer.Option(
+        None,
+        "--min-size",
+        min=0,
+        help="Discard objects smaller than this (px), like ImageJ size=. Default: 1/4 of "
+        "the 10th-percentile annotated foreground region (0 with --model).",
     ),
     foreground_class: int = typer.Option(
         2,
@@ -110,7 +114,7 @@ def run_score(
     index: int | None,
     centre: str,
     max_distance: float,
-    min_size: int,
+    min_size: int | None,
     foreground_class: int,
     preset: str,
     seed: int,
@@ -211,10 +215,25 @@ def run_score(
     result.provenance["image_index"] = index
     result.provenance["profile_file"] = str(profile) if profile else None
     report = write_report(result, out, force=force)
+    for note in result.notes:
+        if note.startswith("WARNING"):
+            console.print(f"[bold red]{note}[/]")
+    info = result.objects_info
+    console.print(
+        f"  {result.n_objects} objects (min size {info.get('min_size')} px: "
+        f"{info.get('min_size_source', '')})"
+    )
     for c in result.codecs:
         v = "within noise" if c.verdict["within_noise"] else "exceeds noise"
         w = c.verdict["worst"]
-        console.print(f"  {c.spec:<16} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} ε={w[1]:.2f}")
+        p = c.verdict.get("worst_p_fw", float("nan"))
+        pw = c.verdict.get("paper", {}).get("worst", ["", float("nan")])
+        console.print(
+            f"  {c.spec:<16} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} robust ε={w[1]:.2f} "
+            f"(p_fw={p:.3g}; paper mean ε {pw[0]} {pw[1]:.2f})"
+        )
+        if c.quantisation:
+            console.print(f"    {c.quantisation['text']}")
     for fam, t in result.tolerance.items():
         b = t["best"]
         best = f"{b['spec']} ({b['ratio']:.1f}:1)" if b else "none within noise"

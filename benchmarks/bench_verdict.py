@@ -1,0 +1,198 @@
+"""Calibration and power of the calibrated verdict (issue 9).
+
+Runs ``score_image`` many times with different seeds and counts how often each version
+is called "exceeds noise":
+
+1. ``sim``: the simulated sCMOS (``SensorModel.preset("scmos")``) imaging a new random
+   phantom per seed (dim nuclei + saturated beads, the demo scene), true profile.
+   Versions: ``replica`` (held-out raw-equivalent replica: the null control, must pass
+   ≥ 95 %), ``jpeg@100`` and ``8bit`` (power).
+2. ``real``: crops of the real images in ``../shared/data`` (three BBBC039 fields,
+   Usiigaci), profile estimated from the whole field as ``rawsigma score
+   --estimate-profile`` does, sparse annotations derived from the shared instance
+   labels (``--instances``: eroded cores + background ring); the seed changes the
+   synthesis, the control replica and the classifier. Versions: ``replica``,
+   ``jpeg@100``, ``8bit``; plus ``bbbc039 field 0 + bright specks``: the dim field with
+   a 2×2 speck of saturated pixels (4095 DN, e.g. debris or a hot cluster), so that the
+   min–max 8-bit range is set by four pixels and the 8-bit step is far above σ.
+
+Speed on 2 shared cores: crops (sim 128×128, real 192×192 or as given), random forest
+with ``--trees`` trees (default 10 instead of the preset's 100; the null statistic does
+not depend on the forest size), 10 replicas (the statistic's law depends on n).
+
+    python benchmarks/bench_verdict.py [--part sim,real] [--seeds-sim 50]
+        [--seeds-real 20] [--trees 10] [--crop 192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CODECS = ["replica", "jpeg@100", "8bit"]
+
+
+def _run(img, prof, lab, seed: int, trees: int, codecs=CODECS) -> dict:
+    from rawsigma.analysis.runner import score_image
+
+    r = score_image(img, prof, labels=lab, codecs=codecs, n_replicas=10, seed=seed,
+                    n_estimators=trees, workers=2)  # fmt: skip
+    out = {"n_objects": r.n_objects, "min_size": r.plan.min_size}
+    for c in r.codecs:
+        v = c.verdict
+        out[c.spec] = {
+            "exceeds": not v["within_noise"],
+            "paper_exceeds": not v["paper"]["within_noise"],
+            "worst": v["worst"],
+            "p_fw": v.get("worst_p_fw"),
+            "step_over_sigma": (c.quantisation or {}).get("step_over_sigma"),
+        }
+    return out
+
+
+def _rates(name: str, runs: list[dict], codecs=CODECS) -> list[str]:
+    rows = []
+    n = len(runs)
+    objs = [r["n_objects"] for r in runs]
+    for spec in codecs:
+        got = [r[spec] for r in runs if spec in r]
+        if not got:
+            continue
+        ex = sum(g["exceeds"] for g in got)
+        px = sum(g["paper_exceeds"] for g in got)
+        sos = [g["step_over_sigma"] for g in got if g["step_over_sigma"] is not None]
+        extra = f"step/σ {np.median(sos):.2f}" if sos else ""
+        kind = "within noise" if spec == "replica" else "flagged"
+        rate = (len(got) - ex) / len(got) if spec == "replica" else ex / len(got)
+        prate = (len(got) - px) / len(got) if spec == "replica" else px / len(got)
+        rows.append(
+            f"| {name} | {n} | {min(objs)}–{max(objs)} | {spec} | {kind} | "
+            f"**{100 * rate:.0f} %** | {100 * prate:.0f} % | {extra} |"
+        )
+    return rows
+
+
+def sim(n_seeds: int, trees: int, size: int = 128) -> tuple[list[dict], float]:
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.analysis.demo import phantom, training_labels
+
+    runs, t0 = [], time.perf_counter()
+    for s in range(n_seeds):
+        model = SensorModel.preset("scmos", (size, size), seed=1000 + s)
+        n_obj = int(np.random.default_rng(s).integers(8, 16))
+        bright, truth = phantom((size, size), n_objects=n_obj, rng=2000 + s)
+        img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(3000 + s))
+        runs.append(_run(img, model.true_profile(), training_labels(truth), s, trees))
+        print(f"  sim seed {s}: {runs[-1]['n_objects']} objects, "
+              + ", ".join(f"{k} {'X' if runs[-1][k]['exceeds'] else 'ok'}" for k in CODECS),
+              flush=True)  # fmt: skip
+    return runs, time.perf_counter() - t0
+
+
+def _estimate(img: np.ndarray, name: str):
+    from rawsigma.analysis.noise_estimate import estimate_profile
+
+    tile = 64 if min(img.shape) >= 256 else 32  # as `rawsigma score --estimate-profile`
+    return estimate_profile(img, tile=tile, source=name)
+
+
+def _crop_with_objects(lab: np.ndarray, crop: int) -> tuple[slice, slice]:
+    """The crop window (crop×crop) holding the most labelled pixels (coarse search)."""
+    h, w = lab.shape
+    best, where = -1, (0, 0)
+    for y in range(0, max(h - crop, 0) + 1, max(crop // 4, 1)):
+        for x in range(0, max(w - crop, 0) + 1, max(crop // 4, 1)):
+            n = int(np.count_nonzero(lab[y : y + crop, x : x + crop]))
+            if n > best:
+                best, where = n, (y, x)
+    y, x = where
+    return slice(y, y + crop), slice(x, x + crop)
+
+
+def real_images(crop: int):
+    """(name, image crop, profile crop, sparse annotations) of the shared real images."""
+    import tifffile
+    from rawsigma.analysis.demo import training_labels
+
+    bb = DATA / "bbbc039_u2os_hoechst_3fields.tif"
+    if bb.exists():
+        im = tifffile.imread(bb)
+        lab = tifffile.imread(DATA / "bbbc039_u2os_hoechst_3fields_labels.tif")
+        for i in range(im.shape[0]):
+            prof = _estimate(im[i], f"bbbc039[{i}]")
+            sy, sx = _crop_with_objects(lab[i], crop)
+            roi = (sx.start, sy.start, sx.stop - sx.start, sy.stop - sy.start)
+            yield (f"bbbc039 field {i}", im[i][sy, sx], prof.crop(roi, relative=True),
+                   training_labels(lab[i][sy, sx]))  # fmt: skip
+    us = DATA / "usiigaci_phase_contrast_1fields.tif"
+    if us.exists():
+        img = np.squeeze(tifffile.imread(us))
+        lab = np.squeeze(tifffile.imread(DATA / "usiigaci_phase_contrast_1fields_labels.tif"))
+        prof = _estimate(img, "usiigaci")
+        c = max(crop, 256)  # whole cells are large: a bigger crop
+        sy, sx = _crop_with_objects(lab, c)
+        roi = (sx.start, sy.start, c, c)
+        yield "usiigaci", img[sy, sx], prof.crop(roi, relative=True), training_labels(lab[sy, sx])
+
+
+def specked(img: np.ndarray, lab: np.ndarray, value: int = 4095) -> np.ndarray:
+    """Copy of ``img`` with a 2×2 speck at ``value`` in the background (sets the 8-bit max)."""
+    out = img.copy()
+    ys, xs = np.nonzero(lab == 1)
+    k = len(ys) // 2
+    y, x = min(ys[k], img.shape[0] - 2), min(xs[k], img.shape[1] - 2)
+    out[y : y + 2, x : x + 2] = value
+    return out
+
+
+def real(n_seeds: int, trees: int, crop: int) -> list[str]:
+    rows = []
+    for name, img, prof, lab in real_images(crop):
+        cases = [(name, img, CODECS)]
+        if name == "bbbc039 field 0":
+            cases.append((f"{name} + bright speck", specked(img, lab), ["replica", "8bit"]))
+        for cname, im, codecs in cases:
+            runs, t0 = [], time.perf_counter()
+            for s in range(n_seeds):
+                runs.append(_run(im, prof, lab, s, trees, codecs))
+            dt = time.perf_counter() - t0
+            print(f"  {cname}: {n_seeds} seeds in {dt:.0f} s", flush=True)
+            rows += _rates(f"{cname} ({im.shape[0]}×{im.shape[1]})", runs, codecs)
+    return rows
+
+
+HEAD = (
+    "| scene | runs | objects | version | rate of | measured | paper rule | |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", default="sim,real")
+    ap.add_argument("--seeds-sim", type=int, default=50)
+    ap.add_argument("--seeds-real", type=int, default=20)
+    ap.add_argument("--trees", type=int, default=10)
+    ap.add_argument("--crop", type=int, default=192)
+    a = ap.parse_args()
+    parts = {p.strip() for p in a.part.split(",")}
+    rows: list[str] = []
+    t0 = time.perf_counter()
+    if "sim" in parts:
+        runs, dt = sim(a.seeds_sim, a.trees)
+        print(f"sim: {len(runs)} runs in {dt:.0f} s")
+        rows += _rates("simulated sCMOS, 128×128, new phantom per seed", runs)
+    if "real" in parts:
+        rows += real(a.seeds_real, a.trees, a.crop)
+    print("\n" + HEAD)
+    print("\n".join(rows))
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s; trees {a.trees}, 10 replicas; "
+          f"'measured' = calibrated verdict, 'paper rule' = every |mean ε| < 1")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

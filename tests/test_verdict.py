@@ -1,0 +1,157 @@
+"""Calibrated verdict (analysis.nullstats) and run checks (analysis.runchecks).
+
+Known truth on synthetic parameter tables: Gaussian and integer-valued replicas drawn
+around the raw value, a held-out draw (null: must pass ≥ 95 % family-wise), a shifted
+codec (must fail), and tiny objects whose parameters are exactly discrete.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from rawsigma.analysis import nullstats as ns
+from rawsigma.analysis import runchecks as rc
+from rawsigma.analysis import scoring as sc
+
+
+def _score(raw, reps, other, quanta=None):
+    """score_objects + verdict with the leave-one-out null, like the runner does."""
+    q = quanta or {k: np.zeros(v.size) for k, v in raw.items()}
+    null = {k: ns.loo_null(k, raw[k], reps[k], q[k]) for k in raw}
+    obj = sc.score_objects(raw, reps, other, quanta=q, null=null)
+    return obj, sc.verdict({}, obj)
+
+
+def _draw(rng, truth, sd, n, discrete=False):
+    v = truth + rng.normal(0, sd, (n,) + truth.shape)
+    return np.rint(v) if discrete else v
+
+
+def test_robust_location_and_se():
+    e = np.array([0.0, 0.1, -0.1, 0.2, -0.2, 100.0])
+    assert abs(ns.robust_location(e)) < 0.2  # one outlier does not move it
+    assert ns.robust_location(np.array([1.0, 5.0, math.inf])) == 3.0  # median, inf dropped
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 400)
+    # Tukey–McLaughlin unit se of a 20 % trimmed mean of N(0,1): ≈ 1.19
+    assert 1.05 < ns.trimmed_se_unit(x) < 1.35
+    assert math.isnan(ns.trimmed_se_unit(np.array([1.0])))
+
+
+def test_parameter_quantum_and_floor():
+    t = {"area": np.array([9.0, 400.0]), "major": np.array([3.0, 25.0]),
+         "feret": np.array([4.0, 26.0]), "circularity": np.array([0.9, 0.8])}  # fmt: skip
+    assert np.all(ns.parameter_quantum("area", t) == 1)
+    assert np.all(ns.parameter_quantum("perimeter", t) == 1)
+    assert np.allclose(ns.parameter_quantum("x", t), 1 / np.sqrt(np.pi * t["area"]))
+    assert np.allclose(ns.parameter_quantum("angle", t), 180 / np.pi / t["major"])
+    assert np.allclose(ns.parameter_quantum("circularity", t), [0.3, 0.04])
+    assert np.all(ns.parameter_quantum("unknown", t) == 0)
+    assert np.allclose(
+        ns.floored_sigma(np.array([0.0, 3.0]), 1.0), [np.sqrt(1 / 12), np.sqrt(9 + 1 / 12)]
+    )
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_null_false_alarm_rate_at_most_5_percent(discrete):
+    """A held-out raw-equivalent draw passes in ≥ 95 % of 150 trials (3 parameters).
+
+    Six objects: the paper's rule flags about 30 % of these null draws.
+    """
+    rng = np.random.default_rng(11 + discrete)
+    n_obj, n_rep, fails, paper_fails, trials = 6, 10, 0, 0, 150
+    for _ in range(trials):
+        truth = {"area": rng.uniform(5, 40, n_obj), "perimeter": rng.uniform(8, 30, n_obj),
+                 "major": rng.uniform(3, 9, n_obj)}  # fmt: skip
+        sd = {"area": 0.6, "perimeter": 0.8, "major": 0.3}
+        raw = {k: _draw(rng, v, sd[k], 1, discrete)[0] for k, v in truth.items()}
+        reps = {k: _draw(rng, v, sd[k], n_rep, discrete) for k, v in truth.items()}
+        held = {k: _draw(rng, v, sd[k], 1, discrete)[0] for k, v in truth.items()}
+        q = {k: ns.parameter_quantum(k, raw) for k in raw}
+        obj, v = _score(raw, reps, held, q)
+        fails += not v["within_noise"]
+        paper_fails += not v["paper"]["within_noise"]
+        assert v["rule"] == "calibrated"
+    assert fails / trials <= 0.05, (fails, paper_fails)
+    assert paper_fails / trials > 0.15  # the uncalibrated rule, for contrast
+
+
+def test_shifted_codec_flagged_and_p_value_small():
+    rng = np.random.default_rng(4)
+    truth = rng.uniform(50, 300, 40)
+    raw = {"area": truth + rng.normal(0, 2, 40)}
+    reps = {"area": truth + rng.normal(0, 2, (10, 40))}
+    codec = {"area": raw["area"] - 5.0}  # every object 2.5 σ larger
+    obj, v = _score(raw, reps, codec, {"area": np.ones(40)})
+    t = obj["area"].test
+    assert not v["within_noise"] and v["failing"] == ["area"]
+    assert t["calibrated"] and t["p_fw"] < 1e-6 and t["null_quantile"] > 1 - 1e-6
+    assert 2.0 < t["t"] < 3.5 and t["exceeds"]  # Δ = +5
+    # a sub-σ shift that is detectable but below the margin is not a failure
+    small = {"area": raw["area"] - 1.4}
+    obj2, v2 = _score(raw, reps, small, {"area": np.ones(40)})
+    assert v2["within_noise"] and "area" in v2["borderline"]
+
+
+def test_discrete_tiny_objects_no_verdict_decided_by_one_object():
+    """Exactly discrete areas of tiny objects: σ_raw is 0 for most, tiny for one."""
+    n_obj = 20
+    raw = {"area": np.full(n_obj, 6.0)}
+    reps = np.full((10, n_obj), 6.0)
+    reps[0, 0] = 7.0  # one object changed once in ten replicas: σ_raw = 0.32
+    other = raw["area"].copy()
+    other[0] = 16.0  # that object moved by 10 px in the codec: ε = -31
+    other[1] = 7.0  # another object (σ_raw = 0) moved by one pixel: ε = -inf
+    q = {"area": np.ones(n_obj)}
+    obj, v = _score(raw, {"area": reps}, {"area": other}, q)
+    s = obj["area"]
+    assert s.n_inf == 1 and s.mean < -1  # the paper's mean is decided by that object
+    assert not v["paper"]["within_noise"]
+    assert np.all(np.isfinite(s.eps_eff))  # the floor keeps every score finite
+    assert v["within_noise"] and s.robust == 0.0
+    # whatever that one object does, the verdict does not change
+    for big in (100.0, 1e6):
+        other[0] = big
+        assert _score(raw, {"area": reps}, {"area": other}, q)[1]["within_noise"]
+    # but when most objects move, it fails
+    other[:] = 9.0
+    assert not _score(raw, {"area": reps}, {"area": other}, q)[1]["within_noise"]
+
+
+def test_no_null_falls_back_to_paper_rule():
+    raw = {"area": np.arange(10.0, 20.0)}
+    reps = {"area": raw["area"] + np.random.default_rng(1).normal(0, 1, (5, 10))}
+    obj = sc.score_objects(raw, reps, {"area": raw["area"] - 3})
+    v = sc.verdict({}, obj)
+    assert v["rule"] == "paper" and not v["within_noise"]
+
+
+def test_default_min_size_and_count_warnings():
+    ann = np.zeros((60, 60), np.uint8)
+    ann[:, 50:] = 1
+    for i, s in enumerate((4, 6, 8, 10, 12)):  # squares of 16..144 px
+        ann[2 + 11 * i : 2 + 11 * i + (s if s < 10 else 10), 2 : 2 + s] = 2
+    ms, info = rc.default_min_size(ann, 2)
+    sizes = np.sort([16, 36, 64, 100, 120])
+    assert ms == int(0.25 * np.percentile(sizes, 10)) and info["n_regions"] == 5
+    assert "annotated foreground regions" in info["rule"]
+    assert rc.default_min_size(np.ones((5, 5), np.uint8), 2)[0] == 1
+    w = rc.count_warnings(1304, 1500, 4, {"n_regions": 85})
+    assert len(w) == 1 and "1304 objects" in w[0] and w[0].startswith("WARNING")
+    w = rc.count_warnings(60, 1300, 50, {"n_regions": 85})
+    assert len(w) == 1 and "1300 connected components" in w[0]
+    assert rc.count_warnings(80, 90, 5, {"n_regions": 85}) == []
+
+
+def test_quantisation_note_step_over_sigma():
+    dec = np.repeat(np.arange(0, 16 * 100, 16, dtype=np.float64), 10).reshape(50, 20)
+    sigma = np.full(dec.shape, 4.0)
+    objs = np.zeros(dec.shape, np.int32)
+    objs[10:20] = 1
+    n = rc.quantisation_note("8bit", dec, sigma, objs)
+    assert n["step"] == 16 and n["step_over_sigma"] == 4.0 and "above the raw noise" in n["text"]
+    n = rc.quantisation_note("8bit", dec, np.full(dec.shape, 32.0), objs)
+    assert n["step_over_sigma"] == 0.5 and "below the raw noise" in n["text"]
+    assert rc.quantisation_note("jpeg@10", dec, sigma, objs) is None
