@@ -250,7 +250,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px soli
 padding:3px 6px;text-align:left}th{background:#eee}.ok{background:#e3f6e3}.bad{background:#fbe0e0}
 .ref{background:#f4f4ff}img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}
 .note{background:#fffbe6;padding:.5em;border-left:4px solid #e6c200}
-.warn{background:#fde2e2;padding:.5em;border-left:6px solid #c00;font-weight:bold}code{font-size:12px}"""
+.warn{background:#fde2e2;padding:.5em;border-left:6px solid #c00;font-weight:bold}
+code{font-size:12px}"""
 
 
 def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:
@@ -339,11 +340,12 @@ version <i>exceeds the noise</i> iff some parameter's |robust ε| reaches its li
 max(1, |bias| + z·se), z the Bonferroni quantile over the parameters, so that a
 raw-equivalent image is called within noise at ≥ 95 % family-wise; p<sub>fw</sub> is
 the family-wise p-value and q the quantile of the robust ε in its null. The paper's
-criterion (every |mean ε over objects| &lt; 1) is shown beside it. Global parameters (count, total area) are single values:
-they are flagged at |ε| ≥ 3, because a raw-equivalent image already lands at |ε| ≥ 1 a
-third of the time, and with replicas centred on the observed image (noise applied twice)
-a sum over all objects also carries the synthesis bias; the <i>replica</i> row (a
-held-out raw-equivalent image scored like a codec) shows the size of that effect here.
+criterion (every |mean ε over objects| &lt; 1) is shown beside it. Global parameters
+(count, total area) are single values: they are flagged at |ε| ≥ 3, because a
+raw-equivalent image already lands at |ε| ≥ 1 a third of the time, and with replicas
+centred on the observed image (noise applied twice) a sum over all objects also
+carries the synthesis bias; the <i>replica</i> row (a held-out raw-equivalent image
+scored like a codec) shows the size of that effect here.
 Objects smaller than {result.plan.min_size} px were discarded.</p>
 {_objects_info(result)}
 <h2>Codecs</h2>{_codec_table(result)}
