@@ -1,9 +1,11 @@
 """Plausibility checks of a scoring run: minimum object size, object counts, 8-bit step.
 
 - :func:`default_min_size`: the minimum object size the user implied. Annotated
-  foreground regions (8-connected) are parts of objects, so a quarter of their 10th
-  percentile size is a conservative lower bound of an object's size; components below
-  it are classifier speckle, not objects.
+  foreground regions (8-connected) are parts of objects (a stroke across an object
+  spans its diameter), so a fifth of the median object size they imply is a
+  conservative lower bound of an object's size (a median: one tiny stroke or a
+  fragment annotated at the image edge does not set it); components below it are classifier
+  speckle, not objects.
 - :func:`count_warnings`: loud warnings when the object count looks implausible against
   the annotations (e.g. 1304 objects for ~85 annotated cells).
 - :func:`quantisation_note`: the 8-bit step against the raw σ at the objects, which
@@ -26,9 +28,9 @@ __all__ = [
     "size_summary",
 ]
 
-#: default minimum object size = this fraction of the 10th percentile annotated region
-MIN_SIZE_FRACTION = 0.25
-MIN_SIZE_PERCENTILE = 10.0
+#: default minimum object size = this fraction of the median annotated object size
+MIN_SIZE_FRACTION = 0.2
+MIN_SIZE_PERCENTILE = 50.0
 
 
 def size_summary(areas: np.ndarray) -> dict:
@@ -55,23 +57,33 @@ def default_min_size(annotations: np.ndarray, foreground_class: int = 2) -> tupl
     Returns
     -------
     min_size : int
-        ``max(1, floor(MIN_SIZE_FRACTION · P10))`` of the 8-connected annotated
-        foreground regions' sizes (1 when there is no foreground region).
+        ``max(1, floor(MIN_SIZE_FRACTION · median))`` of the object sizes implied by the
+        8-connected annotated foreground regions: ``max(area, π/4·extent²)`` with the
+        extent the longer bounding-box side (a stroke across an object implies the
+        disc it spans); 1 when there is no foreground region.
     info : dict
         ``rule`` (text), ``n_regions``, ``region_sizes`` (:func:`size_summary`).
     """
     fg = np.asarray(annotations) == foreground_class
     lab, n = ndi.label(fg, structure=np.ones((3, 3), bool))
-    sizes = np.bincount(lab.ravel())[1:] if n else np.zeros(0)
     if n == 0:
         return 1, {"rule": "no annotated foreground region: 1 px", "n_regions": 0}
-    p10 = float(np.percentile(sizes, MIN_SIZE_PERCENTILE))
+    sizes = np.bincount(lab.ravel())[1:].astype(np.float64)
+    # a scribbled stroke across an object spans it: the object is at least the disc
+    # whose diameter is the stroke's extent (bounding-box side)
+    ext = np.array([max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
+                    for sl in ndi.find_objects(lab)], dtype=np.float64)  # fmt: skip
+    implied = np.maximum(sizes, math.pi / 4.0 * ext**2)
+    p10 = float(np.percentile(implied, MIN_SIZE_PERCENTILE))
     ms = max(1, int(math.floor(MIN_SIZE_FRACTION * p10)))
     rule = (
-        f"{MIN_SIZE_FRACTION:g} × the {MIN_SIZE_PERCENTILE:g}th percentile size of the "
-        f"{n} annotated foreground regions ({p10:.0f} px) = {ms} px"
+        f"{MIN_SIZE_FRACTION:g} × the median object size implied "
+        f"by the {n} annotated foreground regions ({p10:.0f} px; a region implies max(its "
+        f"area, the disc spanned by its extent)) = {ms} px"
     )
-    return ms, {"rule": rule, "n_regions": int(n), "region_sizes": size_summary(sizes)}
+    info = {"rule": rule, "n_regions": int(n), "region_sizes": size_summary(sizes),
+            "implied_sizes": size_summary(implied)}  # fmt: skip
+    return ms, info
 
 
 def count_warnings(

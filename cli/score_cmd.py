@@ -68,8 +68,8 @@ def score(
         None,
         "--min-size",
         min=0,
-        help="Discard objects smaller than this (px), like ImageJ size=. Default: 1/4 of "
-        "the 10th-percentile annotated foreground region (0 with --model).",
+        help="Discard objects smaller than this (px), like ImageJ size=. Default: 1/5 of "
+        "the median object size implied by the annotations (0 with --model).",
     ),
     foreground_class: int = typer.Option(
         2,

@@ -135,9 +135,14 @@ def test_default_min_size_and_count_warnings():
         ann[2 + 11 * i : 2 + 11 * i + (s if s < 10 else 10), 2 : 2 + s] = 2
     ms, info = rc.default_min_size(ann, 2)
     sizes = np.sort([16, 36, 64, 100, 120])
-    assert ms == int(0.25 * np.percentile(sizes, 10)) and info["n_regions"] == 5
+    assert ms == int(0.2 * np.median(sizes)) and info["n_regions"] == 5
     assert "annotated foreground regions" in info["rule"]
     assert rc.default_min_size(np.ones((5, 5), np.uint8), 2)[0] == 1
+    strokes = np.zeros((60, 60), np.uint8)
+    for r in range(5, 60, 12):  # 3×21 px strokes across 21-px objects
+        strokes[r : r + 3, 10:31] = 2
+    ms, info = rc.default_min_size(strokes, 2)
+    assert ms == int(0.2 * np.pi / 4 * 21**2) and info["region_sizes"]["median"] == 63
     w = rc.count_warnings(1304, 1500, 4, {"n_regions": 85})
     assert len(w) == 1 and "1304 objects" in w[0] and w[0].startswith("WARNING")
     w = rc.count_warnings(60, 1300, 50, {"n_regions": 85})
