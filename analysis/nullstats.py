@@ -31,6 +31,15 @@ null is parametric, fitted on them:
   ``T^(k)`` scaled the same way (this one also carries any correlation between
   objects).
 
+Objects lost or invented
+------------------------
+A version that loses objects leaves fewer (or no) matched objects to score, so the
+count of raw objects without a match plus objects without a raw match,
+``d = n_unmatched_ref + n_unmatched_other``, is one more member of the family
+(:func:`matching_test`): its null is the same count for each replica against raw,
+mean ``d̄``, spread ``sd = sqrt(max(s², d̄, 1))`` (Poisson-like, at least one object);
+it exceeds iff ``d − d̄ ≥ z·sd``.
+
 Decision
 --------
 With P parameters tested, Bonferroni ``z = Φ⁻¹(1 − α/(2P))`` (valid whatever the
@@ -61,6 +70,7 @@ __all__ = [
     "family_summary",
     "floored_sigma",
     "loo_null",
+    "matching_test",
     "parameter_quantum",
     "robust_location",
     "trimmed_se_unit",
@@ -272,6 +282,42 @@ def calibrated_test(
         calibrated=True,
     )
     return out
+
+
+def matching_test(
+    d_codec: int, d_replicas: Sequence[int], n_params: int, alpha: float = 0.05
+) -> dict:
+    """Objects lost or invented (``d``) against the replicas' own counts.
+
+    Parameters
+    ----------
+    d_codec : int
+        Unmatched raw objects + unmatched processed objects.
+    d_replicas : sequence of int
+        The same count for each replica against raw (the null).
+    n_params : int
+        Size of the family (parameters + this test) for the Bonferroni quantile.
+    alpha : float
+        Family-wise level.
+    """
+    d = np.asarray(d_replicas, dtype=np.float64)
+    z = float(stats.norm.ppf(1.0 - alpha / (2.0 * max(n_params, 1))))
+    mean = float(d.mean()) if d.size else 0.0
+    var = float(d.var(ddof=1)) if d.size > 1 else 0.0
+    sd = math.sqrt(max(var, mean, 1.0))
+    excess = (float(d_codec) - mean) / sd
+    p = float(stats.norm.sf(excess))
+    return {
+        "d": int(d_codec),
+        "null_mean": mean,
+        "null_sd": sd,
+        "z_fw": z,
+        "crit": mean + z * sd,
+        "p": p,
+        "p_fw": min(1.0, p * n_params),
+        "null_quantile": float(stats.norm.cdf(excess)),
+        "exceeds": bool(excess >= z),
+    }
 
 
 def family_summary(tests: Mapping[str, Mapping], order: Sequence[str] | None = None) -> dict:

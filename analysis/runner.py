@@ -566,9 +566,18 @@ def score_image(
             )
             return CodecResult(
                 spec, desc, float(ratio), int(nbytes), g, obj, fe, m.summary(),
-                sc.verdict(g, obj), o.labels, pe, mv,
+                sc.verdict(g, obj, matching=_matching(m.summary(), obj)), o.labels, pe, mv,
                 rc.quantisation_note(spec, dec, sigma_pix, raw.labels),
             )  # fmt: skip
+
+        d_null = [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in rep_match]
+
+        def _matching(ms: dict, obj: dict) -> dict | None:
+            if n_obj == 0 or len(d_null) < 3:
+                return None
+            d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
+            n_par = sum(1 for v in obj.values() if math.isfinite(v.robust)) + 1
+            return ns.matching_test(d, d_null, n_par)
 
         t0 = time.perf_counter()
         futs = {s: pool.submit(score_one, s) for s in decoded}

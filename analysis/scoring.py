@@ -371,8 +371,13 @@ def verdict(
     global_scores: Mapping[str, Mapping],
     object_scores: Mapping[str, ObjectScore],
     global_limit: float = GLOBAL_LIMIT,
+    matching: Mapping | None = None,
 ) -> dict:
     """Within noise iff no per-object parameter exceeds its calibrated limit.
+
+    ``matching`` (:func:`rawsigma.analysis.nullstats.matching_test`): objects lost or
+    invented against the replicas; when it exceeds, ``"matching"`` is failing too (a
+    version that destroys objects leaves nothing to score per object).
 
     With calibrated tests (``score_objects(..., null=...)``) a parameter fails iff its
     robust ε is beyond max(1, the family-wise 95 % null quantile) (see
@@ -424,6 +429,10 @@ def verdict(
             gworst = (f"global:{k}", float(e))
     if not object_scores:
         failing, worst = list(flags), list(gworst)
+    if matching is not None and matching.get("exceeds"):
+        failing = [*failing, "matching"]
+        if not worst[0] or not math.isfinite(worst_p) or matching["p_fw"] < worst_p:
+            worst, worst_p = ["matching", float(matching["d"])], matching["p_fw"]
     return {
         "within_noise": not failing,
         "rule": "calibrated" if calibrated else "paper",
@@ -436,6 +445,7 @@ def verdict(
         "worst_global": list(gworst),
         "global_limit": global_limit,
         "paper": paper,
+        "matching": dict(matching) if matching is not None else None,
     }
 
 

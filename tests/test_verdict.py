@@ -160,3 +160,18 @@ def test_quantisation_note_step_over_sigma():
     n = rc.quantisation_note("8bit", dec, np.full(dec.shape, 32.0), objs)
     assert n["step_over_sigma"] == 0.5 and "below the raw noise" in n["text"]
     assert rc.quantisation_note("jpeg@10", dec, sigma, objs) is None
+
+
+def test_matching_test_flags_lost_objects():
+    null = [0, 1, 0, 0, 2, 0, 1, 0, 0, 0]
+    lost = ns.matching_test(11, null, 20)
+    assert lost["exceeds"] and lost["p_fw"] < 1e-3 and lost["null_sd"] == 1.0
+    assert not ns.matching_test(2, null, 20)["exceeds"]  # like a replica
+    # a version that lost every object has no per-object score: matching decides
+    raw = {"area": np.arange(10.0, 21.0)}
+    reps = {"area": raw["area"] + np.random.default_rng(0).normal(0, 1, (10, 11))}
+    none = {"area": np.full(11, np.nan)}
+    obj, v = _score(raw, reps, none)
+    assert v["within_noise"]  # without the matching test nothing fails...
+    v = sc.verdict({}, obj, matching=lost)
+    assert not v["within_noise"] and v["failing"] == ["matching"] and v["worst"][0] == "matching"
