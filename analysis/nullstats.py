@@ -261,6 +261,16 @@ def calibrated_test(
     out = {"t": t_stat, "n": int(n_objects), "z_fw": z, "alpha": alpha, "margin": MARGIN}
     se = null.se(n_objects) if null is not None else math.nan
     b = null.bias if null is not None else math.nan
+    if math.isfinite(t_stat) and math.isfinite(b) and se == 0:
+        # degenerate null: every leave-one-out draw gave the same T (a parameter that
+        # never moved); the margin decides
+        side = float(np.sign(t_stat - b))
+        out.update(bias=b, se=0.0, crit=abs(b), limit=max(MARGIN, abs(b)),
+                   p=1.0 if abs(t_stat) <= abs(b) else 0.0,
+                   p_fw=1.0 if abs(t_stat) <= abs(b) else 0.0,
+                   null_quantile=0.5 + 0.5 * side, exceeds=bool(abs(t_stat) >= max(MARGIN, abs(b))),
+                   calibrated=True, degenerate=True)  # fmt: skip
+        return out
     if not (math.isfinite(t_stat) and math.isfinite(se) and math.isfinite(b)) or se <= 0:
         # no null: fall back to the effect-size margin alone (paper-like, uncalibrated)
         exceeds = math.isfinite(t_stat) and abs(t_stat) >= MARGIN

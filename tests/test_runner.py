@@ -90,6 +90,14 @@ def test_held_out_replica_is_within_noise(result):
     # checked for being finite numbers here
     assert all(math.isfinite(g["epsilon"]) for g in c.globals.values())
     assert c.verdict["within_noise"]
+    # calibrated: every parameter tested against its leave-one-out null, inside it
+    assert c.verdict["rule"] == "calibrated" and c.verdict["paper"]["within_noise"]
+    for p, s in c.objects.items():
+        t = s.test
+        assert t["calibrated"] and not t["exceeds"] and t["limit"] >= 1, (p, t)
+        assert 0 <= t["null_quantile"] <= 1 and abs(s.robust) < t["limit"]
+    assert not c.verdict["matching"]["exceeds"]
+    assert set(result.null) == set(c.objects) and len(result.null["area"].t_loo) == 10
     # its ΔA looks like the replicas' own ΔA distribution
     assert abs(c.objects["area"].summary()["delta"]["mu"]) < 2
 
@@ -104,8 +112,11 @@ def test_8bit_and_jpeg100_exceed_noise_on_area(result, spec):
     # so its per-object mean is over a few survivors)
     assert worst > 1, (worst, c.globals)
     assert abs(c.globals["total_area"]["epsilon"]) > 3
-    assert not c.verdict["within_noise"]
+    assert not c.verdict["within_noise"] and c.verdict["rule"] == "calibrated"
+    assert c.verdict["worst_p_fw"] < 0.05
     if spec == "8bit":  # the paper's signature: ΔA shifted by pixels, replicas near 0
+        q = c.quantisation
+        assert q["step_over_sigma"] > 1 and "above the raw noise" in q["text"]
         assert abs(c.objects["area"].summary()["delta"]["mu"]) > 1
         assert abs(result.replica_delta["area"]["mu"]) < 1
 
@@ -127,10 +138,15 @@ def test_results_json_and_report(result, tmp_path):
     text = html.read_text()
     assert "data:image/png;base64," in text and "Round = 1/AR" in text
     assert "observed" in text  # synthesis centre stated
+    assert "leave-one-out" in text and "8-bit step" in text and "minimum size 5 px" in text
     data = json.loads((out / "results.json").read_text())
     prov = data["provenance"]
     assert prov["profile_id"] and prov["synthesis_centre"] == "observed" and "plan" in prov
     assert data["replicas"]["n"] == 10
+    assert data["objects_info"]["min_size"] == 5 and "given" in data["objects_info"][
+        "min_size_source"]  # fmt: skip
+    assert data["codecs"][0]["objects"]["area"]["test"]["calibrated"]
+    assert len(data["null"]["area"]["t_loo"]) == 10
     lo, hi = data["replicas"]["ci_factors_95"]
     assert 0.5 < lo < 0.6 and 1.4 < hi < 1.5
     lines = (out / "objects.csv").read_text().splitlines()
@@ -161,6 +177,28 @@ def test_plug_in_model_and_no_objects(scene, tmp_path):
     r2 = score_image(img, prof, model=lambda im: truth, codecs=["replica"], n_replicas=3)
     assert r2.n_objects == truth.max()
     assert all(s.mean == 0 for s in r2.codecs[0].objects.values())
+    assert r2.plan.min_size == 0 and "plug-in" in r2.objects_info["min_size_source"]
+
+
+def test_default_min_size_and_speckle_warning(scene):
+    """Annotations imply the minimum size; a speckled segmentation is warned about."""
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, lab, truth = scene
+    rng = np.random.default_rng(0)
+
+    def speckle(im):  # the truth plus 60 single-pixel "objects"
+        out = (truth > 0).astype(np.int32)
+        ys, xs = rng.integers(0, im.shape[0], 60), rng.integers(0, im.shape[1], 60)
+        out[ys, xs] = 1
+        return out
+
+    r = score_image(img, prof, labels=lab, codecs=["replica"], n_replicas=3, n_estimators=5)
+    info = r.objects_info
+    assert info["min_size"] > 5 and "median object size" in info["min_size_source"]
+    assert info["sizes"]["min"] >= info["min_size"]
+    r = score_image(img, prof, model=speckle, codecs=["replica"], n_replicas=3, min_size=5)
+    assert r.objects_info["warnings"] and r.notes[0].startswith("WARNING")
 
 
 def test_bad_inputs(scene):
