@@ -331,7 +331,7 @@ def matching_test(
 
 
 def family_summary(tests: Mapping[str, Mapping], order: Sequence[str] | None = None) -> dict:
-    """Worst parameter of a family: the smallest family-wise p (then largest |T|/limit)."""
+    """Worst parameter: the largest |T|/limit (then the smallest family-wise p)."""
     keys = list(order) if order is not None else list(tests)
     best, key = None, (math.inf, -math.inf)
     for k in keys:
@@ -340,7 +340,7 @@ def family_summary(tests: Mapping[str, Mapping], order: Sequence[str] | None = N
             continue
         p = t.get("p_fw", math.nan)
         r = abs(t["t"]) / t["limit"] if t.get("limit") else 0.0
-        cand = (p if math.isfinite(p) else 1.0, -r)
+        cand = (-r, p if math.isfinite(p) else 1.0)
         if best is None or cand < key:
             best, key = k, cand
-    return {"param": best, "p_fw": key[0] if best else math.nan}
+    return {"param": best, "p_fw": key[1] if best else math.nan}

@@ -411,7 +411,7 @@ def verdict(
             if not t["exceeds"] and t.get("calibrated") and abs(t["t"]) >= t["crit"]
         ]  # fmt: skip
         unresolved = [k for k, t in tests.items() if not t["exceeds"] and abs(t["t"]) >= ns.MARGIN]
-        fam = ns.family_summary(tests)
+        fam = ns.family_summary({k: tests[k] for k in failing} if failing else tests)
         wk = fam["param"]
         worst = [wk, float(tests[wk]["t"])] if wk else ["", 0.0]
         worst_p = fam["p_fw"]

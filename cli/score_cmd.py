@@ -229,8 +229,9 @@ def run_score(
         p = c.verdict.get("worst_p_fw", float("nan"))
         pw = c.verdict.get("paper", {}).get("worst", ["", float("nan")])
         console.print(
-            f"  {c.spec:<16} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} robust ε={w[1]:.2f} "
-            f"(p_fw={p:.3g}; paper mean ε {pw[0]} {pw[1]:.2f})"
+            f"  {c.spec:<14} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} ε={w[1]:.2f} p={p:.2g}"
+            f" | paper: {pw[0]} {pw[1]:.2f}",
+            soft_wrap=True,
         )
         if c.quantisation:
             console.print(f"    {c.quantisation['text']}")

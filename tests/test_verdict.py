@@ -56,12 +56,12 @@ def test_parameter_quantum_and_floor():
 
 @pytest.mark.parametrize("discrete", [False, True])
 def test_null_false_alarm_rate_at_most_5_percent(discrete):
-    """A held-out raw-equivalent draw passes in ≥ 95 % of 150 trials (3 parameters).
+    """A held-out raw-equivalent draw passes in ≥ 95 % of 120 trials (3 parameters).
 
     Six objects: the paper's rule flags about 30 % of these null draws.
     """
     rng = np.random.default_rng(11 + discrete)
-    n_obj, n_rep, fails, paper_fails, trials = 6, 10, 0, 0, 150
+    n_obj, n_rep, fails, paper_fails, trials = 6, 10, 0, 0, 120
     for _ in range(trials):
         truth = {"area": rng.uniform(5, 40, n_obj), "perimeter": rng.uniform(8, 30, n_obj),
                  "major": rng.uniform(3, 9, n_obj)}  # fmt: skip
