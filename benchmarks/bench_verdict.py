@@ -14,20 +14,24 @@ is called "exceeds noise":
    synthesis, the control replica and the classifier. Versions: ``replica``,
    ``jpeg@100``, ``8bit``; plus ``bbbc039 field 0 + bright specks``: the dim field with
    a 2×2 speck of saturated pixels (4095 DN, e.g. debris or a hot cluster), so that the
-   min–max 8-bit range is set by four pixels and the 8-bit step is far above σ.
+   min–max 8-bit range is set by four pixels and the 8-bit step grows to ≈ 16 DN.
+3. ``imagej``: BBBC039 field 0 converted to 8 bits the way ImageJ does when its
+   "16-bit range" is 16-bit (display range 0–65535: an 8-bit step of 256 DN on a
+   12-bit image, far above σ); ``replica``, ``8bit`` and that conversion (``8bit16``,
+   registered by this script only).
 
 Speed on 2 shared cores: crops (sim 128×128, real 192×192 or as given), random forest
 with ``--trees`` trees (default 10 instead of the preset's 100; the null statistic does
 not depend on the forest size), 10 replicas (the statistic's law depends on n).
 
-3. ``table``: the user's path on the whole real images: ``rawsigma score IMG
+4. ``table``: the user's path on the whole real images: ``rawsigma score IMG
    --estimate-profile --labels SCRIBBLES --codecs replica,8bit,jpeg@10,jpeg@100,
    noise:step=2 --out DIR`` with default options, where SCRIBBLES are written by
    :func:`scribbles` from the shared instance labels the way a user would annotate
    (a 3-px stroke through the core of every second object, a few background strokes);
    prints a Table-1-like Markdown table from each ``results.json``.
 
-    python benchmarks/bench_verdict.py [--part sim,real,table] [--seeds-sim 50]
+    python benchmarks/bench_verdict.py [--part sim,real,imagej,table] [--seeds-sim 50]
         [--seeds-real 20] [--trees 10] [--crop 192] [--out DIR]
 """
 
@@ -154,6 +158,45 @@ def specked(img: np.ndarray, lab: np.ndarray, value: int = 4095) -> np.ndarray:
     y, x = min(ys[k], img.shape[0] - 2), min(xs[k], img.shape[1] - 2)
     out[y : y + 2, x : x + 2] = value
     return out
+
+
+def register_imagej_16bit_range() -> str:
+    """Register ``8bit16``: ImageJ's 16→8-bit conversion over the full 16-bit range.
+
+    ImageJ scales a 16-bit image to 8 bits over its display range; with "16-bit range:
+    16-bit" (Edit › Options › Appearance) that range is 0–65535, so a 12-bit image gets
+    an 8-bit step of 256 DN. Bench-only: not a codec ``rawsigma score`` offers.
+    """
+    from rawsigma.analysis.codecs import register_codec
+    from rawsigma.analysis.codecs_builtin import EightBitCodec
+
+    class EightBit16(EightBitCodec):
+        """ImageJ 16->8-bit over the full 16-bit range (0-65535)."""
+
+        name = "8bit16"
+
+        def eight_bit_range(self, image: np.ndarray) -> tuple[int, int]:
+            return 0, 65535
+
+        def _range_text(self) -> str:
+            return "ImageJ 16->8-bit linear scaling over the 16-bit range 0-65535"
+
+    register_codec("8bit16", EightBit16, replace=True)
+    return "8bit16"
+
+
+def imagej(n_seeds: int, trees: int, crop: int) -> list[str]:
+    """BBBC039 field 0 converted the way ImageJ does with the 16-bit display range."""
+    spec = register_imagej_16bit_range()
+    codecs = ["replica", "8bit", spec]
+    rows = []
+    for name, img, prof, lab in real_images(crop):
+        if name != "bbbc039 field 0":
+            continue
+        runs = [_run(img, prof, lab, s, trees, codecs) for s in range(n_seeds)]
+        rows += _rates(f"{name}, ImageJ 16-bit range ({img.shape[0]}×{img.shape[1]})", runs,
+                       codecs)  # fmt: skip
+    return rows
 
 
 def real(n_seeds: int, trees: int, crop: int) -> list[str]:
@@ -313,6 +356,8 @@ def main() -> None:
         rows += _rates("simulated sCMOS, 128×128, new phantom per seed", runs)
     if "real" in parts:
         rows += real(a.seeds_real, a.trees, a.crop)
+    if "imagej" in parts:
+        rows += imagej(a.seeds_real, a.trees, a.crop)
     if "table" in parts:
         table(a.out)
     if rows:
