@@ -634,6 +634,9 @@ def score_image(
         warnings=rc.count_warnings(n_obj, raw.n_components, plan.min_size, objects_info),
     )
     notes[:0] = objects_info["warnings"]
+    est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
+    if isinstance(est, dict) and est.get("warning"):
+        notes.insert(0, f"WARNING: estimated profile: {est['warning']}")
     timings["total"] = time.perf_counter() - t_all
     timings.update(clock.times)
 

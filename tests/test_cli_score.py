@@ -53,6 +53,7 @@ def test_score_estimated_profile(files):
              "--instances", "--codecs", "replica", "--replicas", "2", "--out", est)  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "estimated" in (files / "est" / "report.html").read_text()
+    assert "objects (min size" in r.output  # the minimum size and its rule are printed
 
 
 @pytest.mark.parametrize(

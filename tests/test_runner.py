@@ -264,3 +264,16 @@ def test_tolerance_search_noise(scene, tmp_path):
     assert not any(a and b for a, b in zip(fails[:-2], fails[1:-1], strict=True))
     html = write_report(r, tmp_path / "tol").read_text()
     assert "Tolerance search" in html
+
+
+def test_estimated_profile_warning_is_a_banner(scene):
+    """A profile whose offset/read noise were assumed: the warning heads the notes."""
+    import copy
+
+    from rawsigma.analysis.runner import score_image
+
+    img, prof, _, truth = scene
+    p2 = copy.deepcopy(prof)
+    p2.provenance["estimate"] = {"identifiable": False, "warning": "offset assumed"}
+    r = score_image(img, p2, model=lambda im: truth, codecs=["replica"], n_replicas=3)
+    assert r.notes[0] == "WARNING: estimated profile: offset assumed"
