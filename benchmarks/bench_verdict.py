@@ -256,7 +256,7 @@ def scribbles(instances: np.ndarray, every: int = 2, seed: int = 0) -> np.ndarra
 TABLE_CODECS = "replica,8bit,jpeg@10,jpeg@100,noise:step=2"
 
 
-def table(out: Path) -> None:
+def table(out: Path, only: str = "") -> None:
     """Run the CLI on each whole real image; print the Table-1-like rows."""
     import json
     import subprocess
@@ -285,6 +285,8 @@ def table(out: Path) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, img, inst in items:
+        if only and not name.startswith(only):
+            continue
         key = name.replace(" ", "_")
         ip, lp, od = out / f"{key}.tif", out / f"{key}_scribbles.tif", out / key
         tifffile.imwrite(ip, img)
@@ -346,6 +348,7 @@ def main() -> None:
     ap.add_argument("--trees", type=int, default=10)
     ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--out", type=Path, default=Path("bench-verdict-out"))
+    ap.add_argument("--images", default="", help="table: only images whose name starts so")
     a = ap.parse_args()
     parts = {p.strip() for p in a.part.split(",")}
     rows: list[str] = []
@@ -359,7 +362,7 @@ def main() -> None:
     if "imagej" in parts:
         rows += imagej(a.seeds_real, a.trees, a.crop)
     if "table" in parts:
-        table(a.out)
+        table(a.out, a.images)
     if rows:
         print("\n" + HEAD)
         print("\n".join(rows))
