@@ -85,7 +85,13 @@ def _stack(planes: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- 8-bit
 _RANGE_PARAMS = (
-    Param("range", str, "minmax", "8-bit range: minmax or display", choices=("minmax", "display")),
+    Param(
+        "range",
+        str,
+        "minmax",
+        "8-bit range: minmax, display or full (the dtype's whole range, ImageJ's 16-bit range)",
+        choices=("minmax", "display", "full"),
+    ),
     Param("saturated", float, 0.35, "percent clipped by range=display", lo=0.0, hi=50.0),
 )
 
@@ -96,6 +102,8 @@ class _EightBit(Codec):
     def eight_bit_range(self, image: np.ndarray) -> tuple[int, int]:
         if self.params["range"] == "minmax":
             return int(image.min()), int(image.max())
+        if self.params["range"] == "full":
+            return 0, int(np.iinfo(image.dtype).max)
         half = self.params["saturated"] / 2
         lo, hi = np.percentile(image, [half, 100 - half])
         lo, hi = int(math.floor(lo)), int(math.ceil(hi))
@@ -116,6 +124,8 @@ class _EightBit(Codec):
     def _range_text(self) -> str:
         if self.params["range"] == "minmax":
             return "ImageJ 16->8-bit linear scaling between image min and max"
+        if self.params["range"] == "full":
+            return "ImageJ 16->8-bit linear scaling over the dtype's full range (16-bit range)"
         return (
             "ImageJ 16->8-bit linear scaling over the display range "
             f"(Enhance Contrast, {self.params['saturated']:g} % saturated)"

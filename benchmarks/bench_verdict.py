@@ -17,8 +17,8 @@ is called "exceeds noise":
    min–max 8-bit range is set by four pixels and the 8-bit step grows to ≈ 16 DN.
 3. ``imagej``: BBBC039 field 0 converted to 8 bits the way ImageJ does when its
    "16-bit range" is 16-bit (display range 0–65535: an 8-bit step of 256 DN on a
-   12-bit image, far above σ); ``replica``, ``8bit`` and that conversion (``8bit16``,
-   registered by this script only).
+   12-bit image, far above σ); ``replica``, ``8bit`` and that conversion
+   (``8bit:range=full``, a codec every user has).
 
 Speed on 2 shared cores: crops (sim 128×128, real 192×192 or as given), random forest
 with ``--trees`` trees (default 10 instead of the preset's 100; the null statistic does
@@ -160,34 +160,9 @@ def specked(img: np.ndarray, lab: np.ndarray, value: int = 4095) -> np.ndarray:
     return out
 
 
-def register_imagej_16bit_range() -> str:
-    """Register ``8bit16``: ImageJ's 16→8-bit conversion over the full 16-bit range.
-
-    ImageJ scales a 16-bit image to 8 bits over its display range; with "16-bit range:
-    16-bit" (Edit › Options › Appearance) that range is 0–65535, so a 12-bit image gets
-    an 8-bit step of 256 DN. Bench-only: not a codec ``rawsigma score`` offers.
-    """
-    from rawsigma.analysis.codecs import register_codec
-    from rawsigma.analysis.codecs_builtin import EightBitCodec
-
-    class EightBit16(EightBitCodec):
-        """ImageJ 16->8-bit over the full 16-bit range (0-65535)."""
-
-        name = "8bit16"
-
-        def eight_bit_range(self, image: np.ndarray) -> tuple[int, int]:
-            return 0, 65535
-
-        def _range_text(self) -> str:
-            return "ImageJ 16->8-bit linear scaling over the 16-bit range 0-65535"
-
-    register_codec("8bit16", EightBit16, replace=True)
-    return "8bit16"
-
-
 def imagej(n_seeds: int, trees: int, crop: int) -> list[str]:
     """BBBC039 field 0 converted the way ImageJ does with the 16-bit display range."""
-    spec = register_imagej_16bit_range()
+    spec = "8bit:range=full"  # ImageJ's "16-bit range: 16-bit" (0-65535)
     codecs = ["replica", "8bit", spec]
     rows = []
     for name, img, prof, lab in real_images(crop):

@@ -277,3 +277,15 @@ def test_real_noise_codec_if_present(image):
     assert np.max(np.abs(out.astype(float) - image) / sd) < 4
     with pytest.raises(CodecError, match="noise"):
         parse_codecs("noise:dither=1,maxerr=1", profile=prof)
+
+
+def test_8bit_full_range_uses_the_dtype_range():
+    """ImageJ's "16-bit range: 16-bit": a 12-bit image gets an 8-bit step of 256 ADU."""
+    rng = np.random.default_rng(3)
+    img = rng.integers(100, 4000, size=(32, 40)).astype(np.uint16)
+    (codec,) = parse_codecs("8bit:range=full")
+    data = codec.encode(img)
+    assert (codec.info(data)["lo"], codec.info(data)["hi"]) == (0, 65535)
+    out = codec.decode(data)
+    assert len(np.unique(out)) <= 4000 // 256 + 2  # 256-ADU bins
+    assert np.abs(out.astype(int) - img).max() <= 128
