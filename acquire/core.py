@@ -17,7 +17,14 @@ from typing import Any
 
 from rawsigma.errors import AcquisitionError, InputFileError
 
-__all__ = ["open_core", "sim_rig_config", "set_properties", "PycromanagerCore", "SIM_BUFFER_MB"]
+__all__ = [
+    "open_core",
+    "close_core",
+    "sim_rig_config",
+    "set_properties",
+    "PycromanagerCore",
+    "SIM_BUFFER_MB",
+]
 
 #: Sequence (circular) buffer of the simulated rig, MB. Frames are consumed as fast
 #: as they are made, so a small buffer suffices and keeps the process footprint low.
@@ -129,6 +136,31 @@ def _sim_pixel_size(core: Any, um: float = 6.5) -> None:
             core.setPixelSizeUm("sim", um)
             core.setPixelSizeConfig("sim")
     except Exception:  # noqa: BLE001, S110 - optional nicety
+        pass
+
+
+def close_core(core: Any, timeout_s: float = 5.0) -> None:
+    """Stop any sequence acquisition, wait for it, and unload the devices; never raises.
+
+    Call it before the process exits: a camera thread still running (or calling
+    back into Python) while the interpreter shuts down can abort the process
+    ("FATAL: exception not rethrown", SIGABRT).
+    """
+    import time
+
+    if isinstance(core, PycromanagerCore):
+        return  # the devices belong to the running Micro-Manager
+    try:
+        if core.isSequenceRunning():
+            core.stopSequenceAcquisition()
+        t_end = time.monotonic() + timeout_s
+        while core.isSequenceRunning() and time.monotonic() < t_end:
+            time.sleep(0.005)
+    except Exception:  # noqa: BLE001, S110 - best effort at shutdown
+        pass
+    try:
+        core.unloadAllDevices()
+    except Exception:  # noqa: BLE001, S110
         pass
 
 

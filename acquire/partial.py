@@ -10,7 +10,10 @@ Layout (``kind = "rawsigma-sweep-partial"``, ``version = 1``)::
 
 Every checkpoint writes a new file next to the old one (copying the groups it
 already had with HDF5's C-level copy) and renames it over the old one, so an
-interruption at any moment leaves the previous checkpoint intact.
+interruption at any moment leaves the previous checkpoint intact. A failed write
+(disk full, permission denied) removes the temporary and raises `OutputError`;
+callers hold `rawsigma.fileio.output_lock` on the partial file, so no second
+writer can replace or delete it meanwhile.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rawsigma.errors import InputFileError
+from rawsigma.errors import InputFileError, OutputError
 
 __all__ = ["PARTIAL_KIND", "PARTIAL_VERSION", "write_partial", "read_partial"]
 
@@ -68,9 +71,15 @@ def write_partial(
     import h5py
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.name}.tmp")
-    old = h5py.File(p, "r") if p.exists() and any(v is None for v in groups.values()) else None
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        old = h5py.File(p, "r") if any(v is None for v in groups.values()) else None
+    except OSError as exc:
+        raise OutputError(
+            f"{p}: the previous checkpoint cannot be read ({exc.strerror or 'missing'}); "
+            "was it removed while this sweep ran?"
+        ) from None
     try:
         with h5py.File(tmp, "w") as f:
             f.attrs["kind"] = PARTIAL_KIND
@@ -81,15 +90,22 @@ def write_partial(
             for name, st in groups.items():
                 if st is None:
                     if old is None or name not in old:
-                        raise RuntimeError(f"{p}: group {name} missing from previous checkpoint")
+                        raise OutputError(f"{p}: group {name} missing from previous checkpoint")
                     f.require_group(os.path.dirname(name) or "/")
                     old.copy(old[name], f, name=name)
                 else:
                     _write_state(f.require_group(name), st)
         os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            from rawsigma.fileio import describe_os_error
+
+            kept = "the previous checkpoint is kept" if p.exists() else "no checkpoint written"
+            raise OutputError(
+                f"cannot write checkpoint: {describe_os_error(exc, p)}; {kept}"
+            ) from exc
         raise
     finally:
         if old is not None:

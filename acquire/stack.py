@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from rawsigma.errors import AcquisitionError, Cancelled
-from rawsigma.fileio import atomic_write, check_output, provenance
+from rawsigma.fileio import atomic_write, check_output, output_lock, provenance
 
 from .core import set_properties
 from .framesave import FrameWriter, frame_context
@@ -139,10 +139,22 @@ class StackRunner(ControlledRunner):
     def run(self, out: str | os.PathLike | None = None) -> StackResult:
         """Acquire the stack; save its summary to ``out`` if given.
 
+        An interrupted or failed stack writes nothing: the frame file being saved is
+        discarded (a stack is only useful whole, and a leftover would block the rerun).
+
         Raises
         ------
         Cancelled, AcquisitionError, OutputExistsError
+        OutputLockedError
+            Another process is writing ``out`` or the frame file.
         """
+        with contextlib.ExitStack() as locks:
+            for path in (out, self.frames_path):
+                if path is not None:
+                    locks.enter_context(output_lock(path))
+            return self._run_locked(out)
+
+    def _run_locked(self, out: str | os.PathLike | None) -> StackResult:
         from rawsigma.calib.moments import PixelMoments
 
         from .identity import read_identity
@@ -182,6 +194,7 @@ class StackRunner(ControlledRunner):
         }
         exp_ms = float(core.getExposure())
         t0 = time.perf_counter()
+        done = False
         try:
             core.setAutoShutter(False)
             if self.shutter:
@@ -210,13 +223,22 @@ class StackRunner(ControlledRunner):
                 timeout_s=p.frame_timeout_s,
                 on_frame=on_frame,
             )
+            if writer is not None:
+                writer.close()
+            done = True
         except (Cancelled, AcquisitionError, KeyboardInterrupt):
             raise
+        except OSError as exc:  # the frame file: disk full, permission denied
+            from rawsigma.errors import OutputError
+            from rawsigma.fileio import describe_os_error
+
+            where = self.frames_path if self.frames_path is not None else out
+            raise OutputError(f"{describe_os_error(exc, where)}; nothing written") from exc
         except Exception as exc:
             raise AcquisitionError(f"stack acquisition failed: {exc}") from exc
         finally:
-            if writer is not None:
-                writer.close()
+            if writer is not None and not done:
+                writer.abort()
             with contextlib.suppress(Exception):
                 if self.shutter:
                     core.setShutterOpen(self.shutter, False)

@@ -32,8 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rawsigma.errors import AcquisitionError, Cancelled, InputFileError, OutputExistsError
-from rawsigma.fileio import check_output
+from rawsigma.errors import (
+    AcquisitionError,
+    InputFileError,
+    OutputExistsError,
+    RawsigmaError,
+)
+from rawsigma.fileio import check_output, output_lock
 
 from .framesave import FrameWriter, frame_context
 from .light_control import (
@@ -60,6 +65,9 @@ def partial_path_for(output: str | os.PathLike) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".partial.h5")
 
+
+#: Frame writers abandoned after a disk error (kept referenced so they are never closed).
+_LEAKED: list[Any] = []
 
 _AUTORANGE_SEED = -2
 _LEVEL_DARK_SEED = 10000
@@ -123,6 +131,8 @@ class SweepRunner(ControlledRunner):
         self.identity = None
         self._saved: set[str] = set()
         self._writer: FrameWriter | None = None
+        #: (path, frames) of the frame file closed by the last run, if any.
+        self.frames_written: tuple[Path, int] | None = None
         self._warnings: list[str] = []
         self.light = LightControl(
             self.core, self.camera, self.shutter, plan, self.controls, self._warn
@@ -174,6 +184,13 @@ class SweepRunner(ControlledRunner):
         """
         from rawsigma.calib.moments import PixelMoments  # noqa: F401 - fail early
 
+        with contextlib.ExitStack() as locks:
+            for path in (out, self.partial_path, self.frames_path):
+                if path is not None:
+                    locks.enter_context(output_lock(path))
+            return self._run_locked(resume, out)
+
+    def _run_locked(self, resume: bool, out: str | os.PathLike | None) -> Any:
         from .identity import read_identity
 
         if out is not None:
@@ -188,6 +205,25 @@ class SweepRunner(ControlledRunner):
             self._load_partial()
         core = self.core
         saved = save_device_state(core, self.camera, self.shutter, self.plan)
+        failure: BaseException | None = None
+        try:
+            self._acquire_all(resume)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            restore_device_state(core, self.camera, self.shutter, saved)  # never raises
+            self._close_writer(failure)
+        profile = self._build()
+        if out is not None:
+            profile.save(out, force=self.force)
+            self.discard_partial()
+        self.finished.emit(profile)
+        return profile
+
+    def _acquire_all(self, resume: bool) -> None:
+        """Dark, auto-range and every level, with errors mapped to rawsigma errors."""
+        core = self.core
         try:
             core.setAutoShutter(False)
             if self.plan.exposure_ms is not None and self.plan.control != "exposure":
@@ -204,19 +240,16 @@ class SweepRunner(ControlledRunner):
                 self._checkpoint({})
             for i in range(len(self.levels), len(self.level_values)):
                 self._run_level(i)
-        except (Cancelled, AcquisitionError, InputFileError, OutputExistsError):
+        except (RawsigmaError, KeyboardInterrupt):
             raise
+        except OSError as exc:  # the frame file: disk full, permission denied
+            from rawsigma.errors import OutputError
+            from rawsigma.fileio import describe_os_error
+
+            kept = "; completed levels are kept in the partial file" if self._saved else ""
+            raise OutputError(f"{describe_os_error(exc, self.frames_path)}{kept}") from exc
         except Exception as exc:
             raise AcquisitionError(f"acquisition failed: {exc}") from exc
-        finally:
-            restore_device_state(core, self.camera, self.shutter, saved)  # never raises
-            self._close_writer()
-        profile = self._build()
-        if out is not None:
-            profile.save(out, force=self.force)
-            self.discard_partial()
-        self.finished.emit(profile)
-        return profile
 
     # ------------------------------------------------------------ levels
     def _run_level(self, i: int) -> None:
@@ -365,10 +398,38 @@ class SweepRunner(ControlledRunner):
             **frame_context(self.core, self.identity),
         )
 
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            w, self._writer = self._writer, None
+    def _close_writer(self, failure: BaseException | None = None) -> None:
+        """Finish the frame file (also after Ctrl-C: the frames taken are kept).
+
+        After a disk error (``failure`` an `OutputError` or ``OSError``) the file is
+        discarded without closing it: HDF5 cannot flush its metadata to a full disk, and
+        closing (or garbage-collecting) the handle then prints errors or crashes. A
+        failure to finish never masks ``failure``; without one it is an `OutputError`.
+        """
+        from rawsigma.errors import OutputError
+        from rawsigma.fileio import describe_os_error
+
+        if self._writer is None:
+            return
+        w, self._writer = self._writer, None
+        if isinstance(failure, (OutputError, OSError)):
+            _LEAKED.append(w)  # never closed nor collected: see above
+            with contextlib.suppress(OSError):
+                w._tmp.unlink()
+            return
+        try:
             w.close()
+        except Exception as exc:  # noqa: BLE001 - h5py/tifffile raise several types
+            _LEAKED.append(w)
+            with contextlib.suppress(OSError):
+                w._tmp.unlink()
+            why = describe_os_error(exc, w.path) if isinstance(exc, OSError) else f"{exc}"
+            msg = f"{why}; the frames file was discarded"
+            if failure is None:
+                raise OutputError(msg) from exc
+            self._warn(msg)
+            return
+        self.frames_written = (w.path, w.n_frames)
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -44,15 +44,23 @@ def stack(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Acquire an N-frame repeat stack with streaming per-pixel moments."""
-    from .console import parse_props, runner_progress, user_errors
+    from .console import (
+        kept_after_interrupt,
+        outputs_complete,
+        parse_props,
+        print_interrupted,
+        runner_progress,
+        snapshot,
+        user_errors,
+    )
 
     with user_errors():
         import numpy as np
-        from rawsigma.acquire.core import open_core
+        from rawsigma.acquire.core import close_core, open_core
         from rawsigma.acquire.framesave import frames_format
         from rawsigma.acquire.plans import StackPlan
         from rawsigma.acquire.stack import StackRunner
-        from rawsigma.errors import Cancelled, InputFileError
+        from rawsigma.errors import Cancelled, UsageError
         from rawsigma.fileio import check_output
         from rich.console import Console
         from rich.table import Table
@@ -60,6 +68,8 @@ def stack(
         check_output(out, force)
         if plot is not None:
             check_output(plot, force)
+        if save_frames is not None:
+            check_output(save_frames, force)
         try:
             plan = StackPlan(
                 n_frames=frames,
@@ -69,15 +79,27 @@ def stack(
                 save_frames=None if save_frames is None else frames_format(save_frames),
             )
         except ValueError as exc:
-            raise InputFileError(f"invalid stack options: {exc}") from None
-        core = open_core(config, parse_props(prop))
-        runner = StackRunner(core, plan, frames_path=save_frames, force=force)
+            raise UsageError(f"invalid stack options: {exc}") from None
+        core = None
+        before = snapshot(out, save_frames)
         try:
+            core = open_core(config, parse_props(prop))
+            h, w = int(core.getImageHeight()), int(core.getImageWidth())
+            check_output(out, force, need_bytes=h * w * 8 + 16 * frames)
+            if save_frames is not None:
+                check_output(save_frames, force, need_bytes=2 * h * w * frames)
+            runner = StackRunner(core, plan, frames_path=save_frames, force=force)
             with runner_progress(runner, frames, quiet):
                 res = runner.run(out=out)
         except (KeyboardInterrupt, Cancelled):
-            Console(stderr=True).print("[yellow]interrupted:[/] nothing written")
-            raise typer.Exit(130) from None
+            kept = f" (the frames were not saved to {save_frames})" if save_frames else ""
+            what = kept_after_interrupt(before, f"nothing written{kept}")
+            raise typer.Exit(print_interrupted(what)) from None
+        finally:
+            if core is not None:
+                close_core(core)
+        if plot is None:
+            outputs_complete()
         conv = res.convergence()
         t = Table(title=f"single-pixel relative noise σ/μ vs frames ({out})")
         t.add_column("pixel (row, col)")
@@ -115,5 +137,10 @@ def _plot(res, path: Path) -> None:
     b.set_xlabel("relative error (x − μ)/μ (%)")
     b.set_ylabel("frames")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from rawsigma.fileio import atomic_write
+
+    try:
+        with atomic_write(path, force=True) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)

@@ -7,7 +7,13 @@ from typing import Any
 
 import typer
 
-from .console import parse_props, runner_progress, user_errors
+from .console import (
+    outputs_complete,
+    parse_props,
+    print_interrupted,
+    runner_progress,
+    user_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -104,35 +110,59 @@ def calibrate(
             _from_stacks(stacks or [], csv, dark_stack, bit_depth, out, force, quiet, gain_map)
             return
         if stacks:
-            from rawsigma.errors import RawsigmaError
+            from rawsigma.errors import UsageError
 
-            raise RawsigmaError(f"unexpected arguments {[str(s) for s in stacks]} (--from-stacks?)")
+            raise UsageError(f"unexpected arguments {[str(s) for s in stacks]} (--from-stacks?)")
         _sweep(**locals())
 
 
 def _sweep(**kw: Any) -> None:
-    from rawsigma.acquire.core import open_core
-    from rawsigma.acquire.framesave import frames_format
-    from rawsigma.acquire.plans import SweepPlan
-    from rawsigma.acquire.sweep import SweepRunner, partial_path_for
-    from rawsigma.errors import Cancelled, InputFileError
-    from rawsigma.fileio import check_output
-    from rich.console import Console
+    from rawsigma.acquire.sweep import partial_path_for
+    from rawsigma.fileio import check_output, output_lock
 
     out: Path = kw["out"]
     check_output(out, kw["force"])
     mda = _engine_is_mda(kw)  # hook: --engine mda (rawsigma.acquire.mda)
     partial = kw["partial"] or partial_path_for(out)
-    if partial.exists() and not kw["resume"] and not mda:
-        if kw["force"]:
-            partial.unlink()
-        else:
-            from rawsigma.errors import OutputExistsError
+    check_output(partial, force=True)
+    if kw["save_frames"] is not None and not kw["resume"] and not mda:  # resumed: -resumed
+        check_output(kw["save_frames"], kw["force"])
+    with output_lock(out), output_lock(partial):
+        _sweep_locked(out, partial, kw, mda)
 
+
+def _need_bytes(plan: Any, shape: tuple[int, int]) -> int:
+    """Rough disk need of a sweep: profile, two partial checkpoints, saved frames."""
+    px = shape[0] * shape[1]
+    n_lv = plan.n_levels + plan.saturation_levels
+    need = px * 64 + 2 * px * 24 * (n_lv + 2)
+    if plan.save_frames is not None:
+        need += 2 * px * (plan.dark_frames + n_lv * (plan.frames_per_level + plan.level_darks))
+    return need
+
+
+def _sweep_locked(out: Path, partial: Path, kw: dict[str, Any], mda: bool) -> None:
+    from rawsigma.acquire.core import close_core, open_core
+    from rawsigma.acquire.framesave import frames_format
+    from rawsigma.acquire.plans import SweepPlan
+    from rawsigma.acquire.sweep import SweepRunner
+    from rawsigma.errors import (
+        Cancelled,
+        InputFileError,
+        OutputExistsError,
+        RawsigmaError,
+        UsageError,
+    )
+    from rawsigma.fileio import check_output
+    from rich.console import Console
+
+    if partial.exists() and not kw["resume"] and not mda:
+        if not kw["force"]:
             raise OutputExistsError(
                 f"{partial}: an interrupted sweep exists; use --resume to continue it or "
                 "--force to start over"
             )
+        partial.unlink()
     try:
         plan = SweepPlan(
             dark_frames=kw["dark"],
@@ -154,29 +184,53 @@ def _sweep(**kw: Any) -> None:
             else frames_format(kw["save_frames"]),
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise InputFileError(f"invalid sweep options: {exc}") from None
-    core = open_core(kw["config"], parse_props(kw["prop"]))
+        raise UsageError(f"invalid sweep options: {exc}") from None
     exposures = _parse_exposures(kw["dark_exposures"])
-    if mda:
-        if exposures:
-            raise InputFileError("--dark-exposures works with --engine runner only")
-        return _sweep_mda(core, plan, kw)
-    runner = SweepRunner(core, plan, partial, frames_path=kw["save_frames"], force=kw["force"])
-    console = Console(stderr=True)
+    if mda and exposures:
+        raise InputFileError("--dark-exposures works with --engine runner only")
+    core = runner = None
     try:
+        core = open_core(kw["config"], parse_props(kw["prop"]))
+        if mda:
+            return _sweep_mda(core, plan, kw)
+        shape = (int(core.getImageHeight()), int(core.getImageWidth()))
+        check_output(out, kw["force"], need_bytes=_need_bytes(plan, shape))
+        runner = SweepRunner(core, plan, partial, frames_path=kw["save_frames"], force=kw["force"])
         with runner_progress(runner, runner.total_frames, kw["quiet"]):
             profile = runner.run(resume=kw["resume"], out=None if exposures else out)
         if exposures:
-            profile = _dark_current(core, runner, profile, exposures, kw, console)
+            profile = _dark_current(core, runner, profile, exposures, kw, Console(stderr=True))
             profile.save(out, force=kw["force"])
             runner.discard_partial()
     except (KeyboardInterrupt, Cancelled):
-        console.print(
-            f"[yellow]interrupted:[/] completed levels are kept in {partial}; "
-            "run the same command with --resume to continue"
-        )
-        raise typer.Exit(130) from None
+        raise typer.Exit(print_interrupted(_kept(runner, partial))) from None
+    except RawsigmaError as exc:
+        if runner is not None and partial.exists() and not isinstance(exc, OutputExistsError):
+            raise type(exc)(f"{exc}; {_kept(runner, partial)}") from None
+        raise
+    finally:
+        if core is not None:
+            close_core(core)
+    outputs_complete()
     _summary(profile, out)
+
+
+def _kept(runner: Any, partial: Path) -> str:
+    """What an interrupted sweep left behind, truthfully."""
+    if runner is None:
+        if partial.exists():
+            return f"the sweep had not restarted; {partial} is unchanged (--resume continues it)"
+        return "the sweep had not started, no partial file"
+    frames = ""
+    if runner.frames_written is not None:
+        frames = f"; the {runner.frames_written[1]} frames taken are in {runner.frames_written[0]}"
+    if partial.exists() and (runner.dark is not None or runner.levels):
+        n = len(runner.levels)
+        return (
+            f"the dark and {n} completed level(s) are kept in {partial}; run the same "
+            f"command with --resume to continue{frames}"
+        )
+    return f"no level was completed, no partial file{frames}"
 
 
 def _parse_exposures(text: str | None) -> list[float]:
@@ -256,18 +310,20 @@ def _from_stacks(
     gain_map: str = "auto",
 ) -> None:
     from rawsigma.calib.stacks import calibrate_from_stacks
-    from rawsigma.errors import InputFileError
-    from rawsigma.fileio import check_output
+    from rawsigma.errors import UsageError
+    from rawsigma.fileio import check_output, output_lock
 
     check_output(out, force)
     if not stacks:
-        raise InputFileError("--from-stacks needs at least one stack file")
+        raise UsageError("--from-stacks needs at least one stack file")
     if gain_map not in ("auto", "per-pixel", "global"):
-        raise InputFileError(f"--gain-map {gain_map!r}: use auto, per-pixel or global")
-    profile = calibrate_from_stacks(
-        stacks, csv, dark=dark_stack, bit_depth=bit_depth, gain_map=gain_map
-    )
-    profile.save(out, force=force)
+        raise UsageError(f"--gain-map {gain_map!r}: use auto, per-pixel or global")
+    with output_lock(out):
+        profile = calibrate_from_stacks(
+            stacks, csv, dark=dark_stack, bit_depth=bit_depth, gain_map=gain_map
+        )
+        profile.save(out, force=force)
+    outputs_complete()
     _summary(profile, out)
 
 

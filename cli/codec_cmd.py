@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .console import user_errors
+from .console import outputs_complete, user_errors
 from .integrity import check_profile_defects, n_frames, verify_written
 from .params import choice, number
 
@@ -23,6 +23,31 @@ def _user_errors() -> Iterator[None]:
             yield
         except ValueError as exc:
             raise RawsigmaError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _interruptible(out: Path) -> Iterator[None]:
+    """Ctrl-C: remove what the writer left, say what is on disk, exit 130."""
+    from .console import kept_after_interrupt, snapshot
+
+    before = snapshot(out)
+    try:
+        yield
+    except KeyboardInterrupt:
+        import time
+
+        from rawsigma.fileio import clean_stale_temporaries, output_lock
+
+        from .console import print_interrupted, quiet_after_interrupt
+
+        quiet_after_interrupt()  # zarr's event-loop thread reports its cancelled tasks
+        with contextlib.suppress(Exception), output_lock(out):
+            for _ in range(20):  # zarr's loop thread may still be writing chunks
+                if not clean_stale_temporaries(out):
+                    break
+                time.sleep(0.05)
+        nothing = f"{out} unchanged" if before[out] is not None else f"nothing written to {out}"
+        raise typer.Exit(print_interrupted(kept_after_interrupt(before, nothing))) from None
 
 
 def _read_raw(path: Path):  # type: ignore[no-untyped-def]
@@ -121,12 +146,14 @@ def compress(
         from rawsigma.analysis.noisecodec.codec import check_step
         from rawsigma.analysis.noisecodec.containers import FORMATS, guess_format, write_compressed
         from rawsigma.calib.profile import CameraProfile
-        from rawsigma.errors import ImageMismatchError
+        from rawsigma.errors import ImageMismatchError, UsageError
+        from rawsigma.fileio import check_output, output_lock
 
         check_step(step, "--step")
         fmt = fmt or guess_format(out)
         if fmt not in FORMATS:
-            raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        check_output(out, force, allow_dir=fmt == "zarr")
         prof = CameraProfile.load(profile)
         if exposure is not None:
             prof = prof.at_exposure(exposure / 1000.0)
@@ -154,13 +181,16 @@ def compress(
         )
         codec._check(img)
         _warm_up(codec.params)
-        path = write_compressed(out, img, codec, fmt=fmt, force=force)
+        check_output(out, force, need_bytes=img.nbytes, allow_dir=fmt == "zarr")
+        with _interruptible(out), output_lock(out):
+            path = write_compressed(out, img, codec, fmt=fmt, force=force)
         size = (
             sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
             if path.is_dir()
             else path.stat().st_size
         )
         verify_written(path, fmt, img)
+        outputs_complete()
         n = f"{n_frames(img)} frame" + ("s" if n_frames(img) != 1 else "")
         typer.echo(
             f"{out}: {n} {img.shape[-2:]}, {codec.spec} ({fmt}), {img.size * 2 / size:.2f}:1 "
@@ -193,13 +223,15 @@ def decompress(
         import numpy as np
         from rawsigma.analysis.noisecodec import StreamParams, warmup
         from rawsigma.analysis.noisecodec.containers import read_compressed
-        from rawsigma.fileio import atomic_write
+        from rawsigma.fileio import atomic_write, check_output, output_lock
 
+        check_output(out, force)
         if warmup.pending(StreamParams(), encode=False):  # the default back end's decoder
             typer.echo(warmup.STAGE, err=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            img = read_compressed(data, fmt, allow_missing=allow_missing)
+            with _interruptible(out):
+                img = read_compressed(data, fmt, allow_missing=allow_missing)
         mask = np.ma.getmask(img) if isinstance(img, np.ma.MaskedArray) else None
         img = np.ma.getdata(img)
         record = {
@@ -211,7 +243,8 @@ def decompress(
                 "masked_frames": bool(mask is not None and mask.any()),
             }
         }
-        with atomic_write(out, force) as tmp:
+        check_output(out, force, need_bytes=img.nbytes)
+        with _interruptible(out), output_lock(out), atomic_write(out, force) as tmp:
             if out.suffix.lower() == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, img)
@@ -241,6 +274,7 @@ def decompress(
             for w in caught:
                 typer.echo(f"warning: {w.message}", err=True)
             typer.echo(f"warning: lost regions written as 0, mask in {mpath}", err=True)
+        outputs_complete()
         typer.echo(f"{out}: {img.shape} uint16 (lossy-derived)")
 
 

@@ -1,4 +1,7 @@
-"""Terminal helpers shared by the commands: error reporting, --prop parsing, progress bars."""
+"""Terminal helpers shared by the commands: error reporting, --prop parsing, progress bars.
+
+Exit statuses: 0 success, 1 runtime or input error, 2 usage error, 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +11,199 @@ from typing import Any
 
 import typer
 
-__all__ = ["parse_props", "runner_progress", "stage_progress", "user_errors"]
+__all__ = [
+    "debug_enabled",
+    "error_line",
+    "parse_props",
+    "print_error",
+    "outputs_complete",
+    "snapshot",
+    "kept_after_interrupt",
+    "print_interrupted",
+    "interrupt_shown",
+    "reset_interrupt_note",
+    "quiet_after_interrupt",
+    "runner_progress",
+    "set_debug",
+    "stage_progress",
+    "user_errors",
+]
+
+_DEBUG = [False]
+
+
+def set_debug(on: bool) -> None:
+    """Show tracebacks (global ``--debug``; also ``RAWSIGMA_DEBUG=1``)."""
+    _DEBUG[0] = bool(on)
+
+
+def debug_enabled() -> bool:
+    """True with ``--debug`` or ``RAWSIGMA_DEBUG=1``: errors keep their traceback."""
+    import os
+
+    return _DEBUG[0] or os.environ.get("RAWSIGMA_DEBUG", "") not in ("", "0")
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line shown for an error (no traceback)."""
+    from rawsigma.errors import RawsigmaError
+    from rawsigma.fileio import describe_os_error
+
+    if isinstance(exc, RawsigmaError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller image, fewer replicas or fewer workers)"
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return (
+        f"internal error: {type(exc).__name__}: {first} "
+        "(rerun with --debug for the traceback, and please report it)"
+    )
+
+
+def print_error(exc: BaseException) -> int:
+    """Print ``error: <one line>`` on stderr; return the exit status for ``exc``."""
+    from rawsigma.errors import exit_code_for
+    from rich.console import Console
+
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {error_line(exc)}", highlight=False, soft_wrap=True
+    )
+    return exit_code_for(exc)
+
+
+def quiet_after_interrupt() -> None:
+    """Silence the noise background threads make when the main thread stops early.
+
+    zarr's event-loop thread reports its cancelled tasks through the ``asyncio``
+    logger, ``threading.excepthook`` and unraisable-exception hooks; none of it
+    has anything to tell the user after Ctrl-C.
+    """
+    import logging
+    import sys
+    import threading
+    import warnings
+
+    warnings.simplefilter("ignore")  # "coroutine ... was never awaited" at exit
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+    threading.excepthook = lambda args: None
+    sys.unraisablehook = lambda unraisable: None
+
+
+_INTERRUPT_SHOWN = [False]
+
+
+def print_interrupted(what: str) -> int:
+    """Print ``interrupted: <what was kept>`` once; return 130 (the exit status)."""
+    from rich.console import Console
+
+    quiet_after_interrupt()
+    if not _INTERRUPT_SHOWN[0]:
+        _INTERRUPT_SHOWN[0] = True
+        msg = f"[yellow]interrupted:[/] {what}"
+        Console(stderr=True).print(msg, highlight=False, soft_wrap=True)
+    return 130
+
+
+def snapshot(*paths: Any) -> dict[Any, Any]:
+    """Identity (inode, size, mtime) of each output before the work, None if absent."""
+    import os
+
+    out: dict[Any, Any] = {}
+    for p in paths:
+        if p is None:
+            continue
+        try:
+            st = os.stat(p)
+            out[p] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            out[p] = None
+    return out
+
+
+def kept_after_interrupt(before: dict[Any, Any], nothing: str = "nothing written") -> str:
+    """What an interruption left, judged from the disk: outputs completed meanwhile, or
+    ``nothing`` (every output as it was)."""
+    now = snapshot(*before)
+    done = [str(p) for p, sig in before.items() if now[p] is not None and now[p] != sig]
+    if done:
+        return f"{', '.join(done)} had been written completely before the interruption"
+    return nothing
+
+
+_CONSOLE_SCRIPT = [False]
+_SIGINT_SEEN = [False]
+
+
+def on_sigint(signum: int, frame: object) -> None:
+    """SIGINT handler of the console script: remember it, then raise KeyboardInterrupt.
+
+    Some libraries (matplotlib) turn a KeyboardInterrupt raised inside them into
+    another error; `user_errors` reports any error after a Ctrl-C as the interruption.
+    """
+    _SIGINT_SEEN[0] = True
+    raise KeyboardInterrupt
+
+
+def interrupted_meanwhile(exc: BaseException) -> bool:
+    """True for a KeyboardInterrupt, or any error raised after a Ctrl-C."""
+    return isinstance(exc, KeyboardInterrupt) or _SIGINT_SEEN[0]
+
+
+def outputs_complete() -> None:
+    """Every output is on disk: from now on Ctrl-C is ignored (console script only).
+
+    A Ctrl-C while the summary is printed would otherwise report an interruption
+    after a complete run.
+    """
+    import signal
+    import threading
+
+    if _CONSOLE_SCRIPT[0] and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def reset_interrupt_note() -> None:
+    """Forget an earlier interruption message (one process, several invocations)."""
+    _INTERRUPT_SHOWN[0] = False
+
+
+def interrupt_shown() -> bool:
+    """True once a command has said what its interruption kept."""
+    return _INTERRUPT_SHOWN[0]
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Print rawsigma errors as one red line and exit with status 2."""
+def user_errors(interrupted: str = "nothing written") -> Iterator[None]:
+    """Turn rawsigma and OS errors into one red line and an exit status.
+
+    `rawsigma.errors.UsageError` → 2, other `RawsigmaError`, ``OSError`` (disk full,
+    permission denied) and ``MemoryError`` → 1, ``KeyboardInterrupt`` → 130
+    ("interrupted: " + ``interrupted``, what is on disk: commands that write only
+    through `rawsigma.fileio.atomic_write` write nothing when interrupted). Other
+    exceptions (bugs) propagate to `rawsigma.cli.main.main`, which prints them as one
+    line too. With `debug_enabled` everything propagates.
+    """
     from rawsigma.errors import RawsigmaError
 
     try:
         yield
-    except RawsigmaError as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+    except (RawsigmaError, OSError, MemoryError) as exc:
+        if debug_enabled():
+            raise
+        if interrupted_meanwhile(exc):
+            raise typer.Exit(print_interrupted(interrupted)) from None
+        raise typer.Exit(print_error(exc)) from None
+    except Exception as exc:
+        if debug_enabled() or not interrupted_meanwhile(exc):
+            raise
+        raise typer.Exit(print_interrupted(interrupted)) from None
+    except KeyboardInterrupt:
+        if debug_enabled():
+            raise
+        raise typer.Exit(print_interrupted(interrupted)) from None
 
 
 @contextlib.contextmanager
@@ -62,13 +243,13 @@ def stage_progress(console: Any, width: int) -> Iterator[Callable[[str, int, int
 
 def parse_props(props: list[str]) -> dict[str, str]:
     """``["Camera.SensorWidth=64", ...]`` → ``{"Camera.SensorWidth": "64"}``."""
-    from rawsigma.errors import AcquisitionError
+    from rawsigma.errors import UsageError
 
     out: dict[str, str] = {}
     for item in props:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise AcquisitionError(f"--prop {item!r}: expected Device.Property=Value")
+            raise UsageError(f"--prop {item!r}: expected Device.Property=Value")
         out[key.strip()] = value.strip()
     return out
 

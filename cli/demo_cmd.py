@@ -61,7 +61,8 @@ def demo(
     from .console import stage_progress, user_errors
 
     console = Console(stderr=True)
-    with user_errors(), stage_progress(console, 32) as progress:
+    partly = f"{out} may hold some of the demo's outputs; rerun with --force"
+    with user_errors(partly), stage_progress(console, 32) as progress:
         res = run_demo(
             out,
             force=force,

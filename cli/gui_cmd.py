@@ -7,6 +7,24 @@ from pathlib import Path
 import typer
 
 
+def _check_display() -> None:
+    """Refuse, with the way out, to start Qt where it would abort (no display)."""
+    import os
+    import sys
+
+    from rawsigma.errors import RawsigmaError
+
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise RawsigmaError(
+            "no display (DISPLAY and WAYLAND_DISPLAY are unset): run it on a desktop, "
+            "over ssh -X, or without a window with QT_QPA_PLATFORM=offscreen rawsigma gui"
+        )
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``gui`` command to the ``rawsigma`` app."""
 
@@ -27,6 +45,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Open the bench GUI: live view, calibration sweep with live noise maps, profiles."""
+        from .console import user_errors
+
+        with user_errors():
+            _check_display()
         try:
             from rawsigma.gui.app import run_gui
         except ImportError as exc:

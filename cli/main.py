@@ -1,10 +1,27 @@
-"""The ``rawsigma`` command: a thin typer shell over acquire, calib and analysis."""
+"""The ``rawsigma`` command: a thin typer shell over acquire, calib and analysis.
+
+Exit statuses: 0 success, 1 runtime or input error (`rawsigma.errors.RawsigmaError`,
+disk full, permission denied, internal errors), 2 usage error (click's own and
+`rawsigma.errors.UsageError`), 130 interrupted (Ctrl-C or SIGTERM). Every error is
+one line on stderr; ``--debug`` (or ``RAWSIGMA_DEBUG=1``) shows the traceback.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import sys
 
 import typer
+
+from .console import (
+    debug_enabled,
+    print_error,
+    print_interrupted,
+    reset_interrupt_note,
+    set_debug,
+)
 
 app = typer.Typer(
     name="rawsigma",
@@ -49,21 +66,122 @@ def _root(
         is_eager=True,
         callback=_print_version,
     ),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show the Python traceback of errors (also RAWSIGMA_DEBUG=1).",
+    ),
 ) -> None:
     """Camera noise calibration and noise-referenced scoring."""
+    set_debug(debug)
+    reset_interrupt_note()
 
 
-def main() -> None:
-    """Entry point of the ``rawsigma`` console script."""
-    from rawsigma.errors import RawsigmaError
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM takes the same clean path as Ctrl-C (partial results kept, exit 130)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
     try:
-        app()
-    except RawsigmaError as exc:
-        from rich.console import Console
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use)
+        pass
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        raise SystemExit(2) from None
+
+def _is_click_error(exc: BaseException) -> bool:
+    """click's (or typer's vendored click's) own errors: bad usage, bad parameters."""
+    return hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _run(argv: list[str] | None) -> int:
+    cmd = typer.main.get_command(app)
+    try:
+        rv = cmd.main(args=argv, prog_name="rawsigma", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort) as exc:  # typer turns Ctrl-C into Exit(130)
+        if debug_enabled():
+            raise
+        if type(exc).__name__ == "Abort" and not isinstance(exc.__context__, KeyboardInterrupt):
+            return 1  # EOF at a prompt
+        return 130
+    except BrokenPipeError:  # `rawsigma profile show x.h5 | head`
+        return 0
+    except Exception as exc:  # noqa: BLE001 - one line per error unless --debug
+        if _is_click_error(exc):  # usage errors: 2
+            try:
+                from typer import rich_utils
+
+                rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - older typer: plain click output
+                exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        if type(exc).__name__ == "Abort":  # plain click's Abort wraps Ctrl-C
+            return 130
+        if debug_enabled():
+            raise
+        return print_error(exc)
+    return rv if isinstance(rv, int) else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``rawsigma`` console script."""
+    import rawsigma
+
+    if argv is None and signal.getsignal(signal.SIGINT) in (
+        rawsigma._early_interrupt,
+        signal.default_int_handler,
+    ):
+        from .console import on_sigint
+
+        signal.signal(signal.SIGINT, on_sigint)
+    if os.environ.get("RAWSIGMA_DEBUG", "") not in ("", "0"):
+        set_debug(True)
+    _sigterm_as_interrupt()
+    if argv is None:
+        from . import console
+
+        console._CONSOLE_SCRIPT[0] = True
+    if argv is None and not debug_enabled():
+        # Errors in destructors (h5py objects of a file on a full disk) are printed
+        # through these hooks; every error the user must see is already one line.
+        sys.unraisablehook = _quiet_unraisable
+        sys.excepthook = lambda *exc_info: None
+    rc = _run(argv)
+    if argv is None:  # the work is over: a late Ctrl-C must not kill the exit (status -2)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if rc == 130:
+        print_interrupted("nothing written")  # unless the command already said what it kept
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would print a "broken pipe" error while closing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if rc != 0 and argv is None and not debug_enabled():  # the console script only
+        _exit_now(rc)
+    raise SystemExit(rc)
+
+
+def _quiet_unraisable(unraisable: object) -> None:
+    """Errors in destructors (h5py objects of a file on a full disk) say nothing new."""
+
+
+def _exit_now(rc: int) -> None:
+    """Exit after an error or an interruption without interpreter finalisation.
+
+    Every output is complete or already removed at this point (atomic writes, partial
+    checkpoints). Finalisation would only close what the failure left half-open: an
+    HDF5 handle on a full disk can crash there (SIGSEGV/SIGBUS), and a camera thread
+    still calling into Python aborts the process ("FATAL: exception not rethrown").
+    """
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - nothing left to report to
+            pass
+    os._exit(rc)
 
 
 if __name__ == "__main__":

@@ -331,18 +331,19 @@ def estimate(
     recorded in the profile's provenance["estimate"]["identifiable"/"assumed"]).
     """
     with user_errors():
-        from rawsigma.errors import RawsigmaError
+        from rawsigma.errors import UsageError
 
         if camera is not None and camera.strip().lower() == "list":
             _print_presets()
             return
         if image is None or out is None:
-            raise RawsigmaError("give an IMAGE and --out (or --camera list)")
-        from rawsigma.fileio import check_output
+            raise UsageError("give an IMAGE and --out (or --camera list)")
+        from rawsigma.fileio import check_output, output_lock
 
         _check_options(tile, read_noise, offset, gain)
         check_output(out, force)
         img = _read_image(image, frame)
+        check_output(out, force, need_bytes=64 * img.shape[-1] * img.shape[-2])
         from rawsigma.analysis.noise_estimate import estimate_profile
 
         kw: dict[str, Any] = {}
@@ -361,7 +362,8 @@ def estimate(
         )
         prof.provenance.setdefault("estimated", True)
         prof.provenance.setdefault("source_image", str(image))
-        prof.save(out, force=force)
+        with output_lock(out):
+            prof.save(out, force=force)
         typer.echo(
             f"wrote {out}: profile {prof.profile_id}, gain {prof.gain_global:.4g} ADU/e-, "
             f"offset {prof.offset_global:.4g} ADU, read noise {prof.read_noise_global:.4g} ADU"

@@ -100,6 +100,34 @@ def score(
         run_score(**locals())
 
 
+def _staged_report(result, out: Path, force: bool) -> Path:
+    """Write the report into ``out/.report.tmp`` and move it into ``out`` at the end.
+
+    The moves take microseconds (same file system), ``report.html`` last, so an
+    interruption leaves either the previous results or the complete new ones; the
+    staging directory is removed on any failure (and by the next run if killed).
+    """
+    import contextlib
+    import os
+    import shutil
+
+    from rawsigma.analysis.report import write_report
+
+    stage = out / ".report.tmp"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        write_report(result, stage, force=True)
+        (out / "figures").mkdir(exist_ok=True)
+        for png in sorted((stage / "figures").iterdir()):
+            os.replace(png, out / "figures" / png.name)
+        for name in ("results.json", "objects.csv", "report.html"):
+            os.replace(stage / name, out / name)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(stage)
+    return out / "report.html"
+
+
 def run_score(
     image: Path,
     profile: Path | None,
@@ -123,24 +151,71 @@ def run_score(
     exposure: float | None = None,
 ) -> Path:
     """Body of ``rawsigma score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
-    from rawsigma.analysis.plans import ScorePlan
-    from rawsigma.analysis.report import RESULT_FILES, write_report
-    from rawsigma.analysis.runner import check_raw_image, score_image
-    from rawsigma.errors import InputFileError, OutputExistsError
-    from rich.console import Console
+    from rawsigma.analysis.report import RESULT_FILES
+    from rawsigma.errors import OutputExistsError, UsageError
+    from rawsigma.fileio import check_output_dir, output_lock
 
-    console = Console(stderr=True)
+    check_output_dir(out)
     existing = [f for f in RESULT_FILES if (out / f).exists()]
     if existing and not force:
         raise OutputExistsError(
             f"{out}: already holds results ({', '.join(existing)}); use --force"
         )
     if (labels is None) == (model is None):
-        raise InputFileError("give exactly one of --labels or --model")
+        raise UsageError("give exactly one of --labels or --model")
     if (profile is None) == (not estimate_profile):
-        raise InputFileError(
-            "give --profile P.h5, or --estimate-profile when no calibration exists"
-        )
+        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+    from .console import snapshot
+
+    created = not out.exists()
+    before = snapshot(out / "report.html")
+    try:
+        with output_lock(out / "report.html"):
+            return _score_locked(**locals())
+    except (KeyboardInterrupt, Exception) as exc:  # a library may turn Ctrl-C into an error
+        from .console import interrupted_meanwhile, kept_after_interrupt, print_interrupted
+
+        if not interrupted_meanwhile(exc):
+            raise
+
+        kept = "previous results unchanged" if existing else "nothing written"
+        what = kept_after_interrupt(before, f"{kept} in {out}")
+        raise typer.Exit(print_interrupted(what)) from None
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty directory behind
+
+
+def _score_locked(
+    image: Path,
+    profile: Path | None,
+    estimate_profile: bool,
+    labels: Path | None,
+    instances: bool,
+    model: str | None,
+    codecs: str,
+    replicas: int,
+    out: Path,
+    tolerance_search: str,
+    index: int | None,
+    centre: str,
+    max_distance: float,
+    min_size: int,
+    foreground_class: int,
+    preset: str,
+    seed: int,
+    workers: int,
+    force: bool,
+    exposure: float | None = None,
+    **_: object,
+) -> Path:
+    from rawsigma.analysis.plans import ScorePlan
+    from rawsigma.analysis.runner import check_raw_image, score_image
+    from rawsigma.errors import InputFileError, UsageError
+    from rawsigma.fileio import check_output_dir
+    from rich.console import Console
+
+    console = Console(stderr=True)
     try:
         plan = ScorePlan(
             codecs=codec_list(codecs),
@@ -157,9 +232,10 @@ def run_score(
             model=model,
         )
     except ValueError as exc:
-        raise InputFileError(f"invalid options: {exc}") from exc
+        raise UsageError(f"invalid options: {exc}") from None
 
     img = read_frame(image, index)
+    check_output_dir(out, need_bytes=4_000_000 + 4 * img.nbytes)
     if profile is not None:
         from rawsigma.calib.profile import CameraProfile
 
@@ -214,7 +290,10 @@ def run_score(
     result.provenance["image_file"] = str(image)
     result.provenance["image_index"] = index
     result.provenance["profile_file"] = str(profile) if profile else None
-    report = write_report(result, out, force=force)
+    report = _staged_report(result, out, force)
+    from .console import outputs_complete
+
+    outputs_complete()
     for note in result.notes:
         if note.startswith("WARNING"):
             console.print(f"[bold red]{note}[/]")

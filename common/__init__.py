@@ -20,7 +20,27 @@ writes, provenance), ``rawsigma.imread`` (the one reader of raw images and stack
 TIFF/OME-TIFF, HDF5, zarr, ``.npy``).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import os as _os
+import signal as _signal
+import sys as _sys
+
+
+def _early_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C while the ``rawsigma`` command is still loading: nothing was done yet."""
+    _os.write(2, b"interrupted: nothing done\n")
+    _os._exit(130)
+
+
+# The ``rawsigma`` command (console script or ``python -m rawsigma.cli.main``): a Ctrl-C
+# during the imports would print a traceback; `rawsigma.cli.main.main` restores Python's
+# handler once it runs. Library users are not affected.
+if (
+    _os.path.basename(_sys.argv[0]) == "rawsigma"
+    or (_sys.argv[:1] == ["-m"] and "rawsigma.cli.main" in getattr(_sys, "orig_argv", []))
+) and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _early_interrupt)
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 try:
     __version__ = version("rawsigma")

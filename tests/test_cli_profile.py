@@ -65,7 +65,7 @@ def test_show_prints_summary_and_writes_png(profiles, tmp_path):
     # refuses to replace the figure without --force, and leaves it as it was
     before = png.read_bytes()
     res = runner.invoke(app, ["profile", "show", str(pa), "--plot", str(png)])
-    assert res.exit_code == 2 and png.read_bytes() == before
+    assert res.exit_code == 1 and png.read_bytes() == before
     assert "--force" in res.output
     res = runner.invoke(app, ["profile", "show", str(pa), "--plot", str(png), "--force"])
     assert res.exit_code == 0
@@ -84,7 +84,7 @@ def test_show_bad_file(tmp_path):
     bad = tmp_path / "foreign.h5"
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     res = runner.invoke(app, ["profile", "show", str(bad)])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert "foreign.h5" in flat(res.output) and "error" in res.output
 
 
@@ -131,11 +131,11 @@ def test_estimate_uses_noise_estimate(profiles, tmp_path, monkeypatch):
     assert p.estimated and p.read_noise_global == 1.25 and p.offset_global == img[1].min()
     before = out.read_bytes()
     res = runner.invoke(app, args)
-    assert res.exit_code == 2 and "--force" in res.output and out.read_bytes() == before
+    assert res.exit_code == 1 and "--force" in res.output and out.read_bytes() == before
     res = runner.invoke(
         app, ["profile", "estimate", str(tmp_path / "no.tif"), "-o", str(tmp_path / "x.h5")]
     )
-    assert res.exit_code == 2 and "no.tif" in flat(res.output)
+    assert res.exit_code == 1 and "no.tif" in flat(res.output)
 
 
 def test_estimate_real_estimator_on_simulated_image(tmp_path):

@@ -43,7 +43,7 @@ def test_score_writes_report_and_refuses_overwrite(files):
     for f in ("report.html", "results.json", "objects.csv"):
         assert (out / f).exists()
     r = _run(*args)
-    assert r.exit_code == 2 and "--force" in r.output
+    assert r.exit_code == 1 and "--force" in r.output
     assert _run(*args, "--force").exit_code == 0
 
 
@@ -75,7 +75,7 @@ def test_score_bad_inputs(files, image, extra, message):
     for k, v in base.items():
         args += [k, v]
     r = _run(*args, "--codecs", "replica", "--replicas", "2", "--out", files / "bad")
-    assert r.exit_code == 2, r.output
+    assert r.exit_code == 1, r.output
     assert message in r.output.replace("\n", " ")
     assert not (files / "bad" / "report.html").exists()
 
@@ -105,4 +105,4 @@ def test_score_with_plug_in_model_file(files):
     assert data["n_objects_raw"] >= 6 and "plug-in" in data["provenance"]["segmenter"]
     r = _run(files / "img.tif", "--profile", files / "prof.h5", "--model", "nosuchmod:f",
              "--codecs", "replica", "--out", files / "plug2")  # fmt: skip
-    assert r.exit_code == 2 and "nosuchmod" in r.output
+    assert r.exit_code == 1 and "nosuchmod" in r.output

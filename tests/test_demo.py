@@ -43,7 +43,7 @@ def test_demo_fast_writes_reports(tmp_path):
     assert "calibration" in sim["provenance"]["demo"]
     # a second run refuses to overwrite
     r = CliRunner().invoke(app, ["demo", "--fast", "--out", str(out)])
-    assert r.exit_code == 2 and "--force" in r.output
+    assert r.exit_code == 1 and "--force" in r.output
 
 
 @pytest.mark.slow

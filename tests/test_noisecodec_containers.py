@@ -144,8 +144,8 @@ def test_cli_compress_decompress(tmp_path, data):
     assert np.array_equal(tifffile.imread(tmp_path / "f.tif"), expected)
     # refuses to overwrite; a frame of another shape is a clear error
     r = run(app, ["decompress", str(tmp_path / "c.tif"), "--out", str(tmp_path / "d.tif")])
-    assert r.exit_code == 2 and "exists" in r.output
+    assert r.exit_code == 1 and "exists" in r.output
     tifffile.imwrite(tmp_path / "small.tif", stack[0, :64])
     r = run(app, ["compress", str(tmp_path / "small.tif"), "--profile", str(tmp_path / "p.h5"),
                   "--out", str(tmp_path / "s.h5")])  # fmt: skip
-    assert r.exit_code == 2 and "does not match" in r.output
+    assert r.exit_code == 1 and "does not match" in r.output
