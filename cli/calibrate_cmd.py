@@ -148,7 +148,6 @@ def _sweep_locked(out: Path, partial: Path, kw: dict[str, Any], mda: bool) -> No
     from rawsigma.acquire.sweep import SweepRunner
     from rawsigma.errors import (
         Cancelled,
-        InputFileError,
         OutputExistsError,
         RawsigmaError,
         UsageError,
@@ -187,7 +186,7 @@ def _sweep_locked(out: Path, partial: Path, kw: dict[str, Any], mda: bool) -> No
         raise UsageError(f"invalid sweep options: {exc}") from None
     exposures = _parse_exposures(kw["dark_exposures"])
     if mda and exposures:
-        raise InputFileError("--dark-exposures works with --engine runner only")
+        raise UsageError("--dark-exposures works with --engine runner only")
     core = runner = None
     try:
         core = open_core(kw["config"], parse_props(kw["prop"]))
@@ -234,20 +233,18 @@ def _kept(runner: Any, partial: Path) -> str:
 
 
 def _parse_exposures(text: str | None) -> list[float]:
-    from rawsigma.errors import InputFileError
+    from rawsigma.errors import UsageError
 
     if not text:
         return []
     try:
         vals = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise InputFileError(
+        raise UsageError(
             f"--dark-exposures {text!r}: expected comma-separated milliseconds"
         ) from None
     if len(set(vals)) < 2 or any(v < 0 for v in vals):
-        raise InputFileError(
-            f"--dark-exposures {text!r}: need >= 2 different exposure times >= 0 ms"
-        )
+        raise UsageError(f"--dark-exposures {text!r}: need >= 2 different exposure times >= 0 ms")
     return vals
 
 
@@ -273,13 +270,13 @@ def _dark_current(core: Any, runner: Any, profile: Any, exposures: list[float], 
 
 
 def _engine_is_mda(kw: dict[str, Any]) -> bool:
-    from rawsigma.errors import InputFileError
+    from rawsigma.errors import UsageError
 
     engine = str(kw.get("engine", "runner")).lower()
     if engine not in ("runner", "mda"):
-        raise InputFileError(f"--engine {engine!r}: use 'runner' or 'mda'")
+        raise UsageError(f"--engine {engine!r}: use 'runner' or 'mda'")
     if engine == "mda" and kw.get("resume"):
-        raise InputFileError("--resume works with --engine runner only (MDA sweeps do not resume)")
+        raise UsageError("--resume works with --engine runner only (MDA sweeps do not resume)")
     return engine == "mda"
 
 

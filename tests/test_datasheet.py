@@ -102,4 +102,4 @@ def test_report_equals_show(tmp_path: Path, levels: int) -> None:
     # existing outputs are never replaced without --force
     before = out.read_bytes()
     r = cli.invoke(app, ["profile", "report", str(path), "--out", str(out)])
-    assert r.exit_code == 2 and out.read_bytes() == before
+    assert r.exit_code == 1 and out.read_bytes() == before
