@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
 import time
 from pathlib import Path
@@ -131,8 +132,15 @@ class FrameWriter:
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} != {self.shape}")
         if self.fmt == "hdf5":
-            self._ds.resize(self._n + 1, axis=0)
-            self._ds[self._n] = frame
+            try:
+                self._ds.resize(self._n + 1, axis=0)
+                self._ds[self._n] = frame
+            except RuntimeError as exc:
+                # h5py reports some failed writes (a full disk among them) as
+                # RuntimeError; an OSError makes the runners abandon the file unclosed
+                # (closing such a file can crash the HDF5 library)
+                code = errno.ENOSPC if "space" in str(exc).lower() else errno.EIO
+                raise OSError(code, f"HDF5 write failed: {exc}", str(self._tmp)) from exc
         else:
             # one contiguous series; the OME-XML (all planes) is written by close()
             self._tw.write(

@@ -62,3 +62,25 @@ def test_saved_sweep_is_one_ome_series_with_its_metadata(tmp_path) -> None:
     assert ctl == sorted(ctl) and ctl[-1] > ctl[0]
     again = calibrate_from_stacks(frames, tmp_path / "sweep.csv")
     np.testing.assert_allclose(again.gain, prof.gain, rtol=1e-4)
+
+
+def test_hdf5_write_failure_is_an_os_error(tmp_path) -> None:
+    """h5py's RuntimeError on a failed write (e.g. a full disk) reaches the runners as
+    an OSError, so they abandon the frame file instead of closing it."""
+    import errno
+
+    import numpy as np
+    import pytest
+    from rawsigma.acquire.framesave import FrameWriter
+
+    class FailingDataset:
+        def resize(self, *args, **kwargs) -> None:
+            raise RuntimeError("Can't write data (file write failed: No space left on device)")
+
+    writer = FrameWriter(tmp_path / "frames.h5", (4, 4), 12)
+    writer._ds = FailingDataset()
+    with pytest.raises(OSError) as info:
+        writer.write(np.zeros((4, 4), np.uint16), "dark", -1)
+    assert info.value.errno == errno.ENOSPC
+    writer.abort()
+    assert not (tmp_path / "frames.h5").exists()
