@@ -262,7 +262,6 @@ def test_noise_codec_registered_lazily(image, monkeypatch):
 
 
 def test_real_noise_codec_if_present(image):
-    pytest.importorskip("rawsigma.analysis.noisecodec")
     if not codec_available("noise"):
         pytest.skip("noise codec not landed")
     prof = CameraProfile.uniform(image.shape, gain=2.0, offset=100.0, read_noise=2.2)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
 numcodecs = pytest.importorskip("numcodecs")
 zarr = pytest.importorskip("zarr")
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
-
 from rawsigma.analysis import forest_infer as FI  # noqa: E402
 from rawsigma.analysis.classifier import PixelClassifier  # noqa: E402
 from rawsigma.analysis.features import iter_feature_blocks  # noqa: E402

@@ -11,7 +11,6 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.gui
-pytest.importorskip("rawsigma.acquire.stack")
 
 
 def test_stack_panel_relative_error_convergence(qtbot, tmp_path):

@@ -7,10 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-
-pytest.importorskip("numba")
-
 from rawsigma import jitcache  # noqa: E402
 from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, warmup  # noqa: E402
 from rawsigma.analysis.noisecodec import fastpath as FP  # noqa: E402

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
-
 from rawsigma.analysis.noisecodec import NoiseCodec  # noqa: E402
 from rawsigma.analysis.noisecodec import containers as C  # noqa: E402
 from rawsigma.analysis.noisecodec.synthetic import reference_frame  # noqa: E402

@@ -95,7 +95,8 @@ def test_bad_input():
 
 @pytest.mark.skipif(not DATA.exists(), reason="shared data not available")
 def test_real_images():
-    tifffile = pytest.importorskip("tifffile")
+    import tifffile
+
     usi = tifffile.imread(DATA / "usiigaci_phase_contrast_1fields.tif")
     prof = estimate_profile(usi, tile=32, source="usiigaci")
     est = prof.provenance["estimate"]

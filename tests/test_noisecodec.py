@@ -6,9 +6,6 @@ import struct
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
-
 from rawsigma.analysis.noisecodec import NoiseCodec, decode_frames  # noqa: E402
 from rawsigma.analysis.noisecodec.synthetic import reference_frame  # noqa: E402
 from rawsigma.errors import ImageMismatchError, InputFileError  # noqa: E402

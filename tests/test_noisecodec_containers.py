@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("numba")
 pytest.importorskip("numcodecs")
 pytest.importorskip("zarr")
 

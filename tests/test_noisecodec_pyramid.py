@@ -9,9 +9,6 @@ import zlib
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
-
 from rawsigma.analysis.noisecodec import NoiseCodec  # noqa: E402
 from rawsigma.analysis.noisecodec import pyramid as PY  # noqa: E402
 from rawsigma.analysis.noisecodec.stream import (  # noqa: E402

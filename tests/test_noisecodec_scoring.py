@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytest.importorskip("numba")
-tifffile = pytest.importorskip("tifffile")
+import tifffile
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 

@@ -6,7 +6,6 @@ noise codec at step 1; assertions on its ε. Bad-input cases run on tiny images.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 
@@ -14,35 +13,6 @@ import numpy as np
 import pytest
 from rawsigma.analysis.plans import ScorePlan
 from rawsigma.errors import ImageMismatchError, InputFileError, OutputExistsError
-
-
-def _codecs_work() -> bool:
-    if importlib.util.find_spec("rawsigma.analysis.codecs") is None:
-        return False
-    try:
-        from rawsigma.analysis.codecs import parse_codecs
-
-        parse_codecs("8bit,jpeg@100")
-    except Exception:  # noqa: BLE001 - module present but not usable yet
-        return False
-    return True
-
-
-HAVE_CODECS = _codecs_work()
-needs_codecs = pytest.mark.skipif(not HAVE_CODECS, reason="rawsigma.analysis.codecs not landed")
-
-
-def _has_noise_codec() -> bool:
-    if not HAVE_CODECS:
-        return False
-    from rawsigma.analysis.codecs import parse_codecs
-    from rawsigma.calib.profile import CameraProfile
-
-    try:
-        parse_codecs("noise:step=1", profile=CameraProfile.uniform((8, 8), 2.0, 100.0, 2.0))
-    except Exception:  # noqa: BLE001 - not registered or not importable yet
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +31,7 @@ def result(scene):
     from rawsigma.analysis.runner import score_image
 
     img, prof, lab, _ = scene
-    codecs = ["replica"]
-    if HAVE_CODECS:
-        codecs += ["8bit", "jpeg@100"]
-    if _has_noise_codec():
-        codecs += ["noise:step=1"]
+    codecs = ["replica", "8bit", "jpeg@100", "noise:step=1"]
     return score_image(img, prof, labels=lab, codecs=codecs, n_replicas=10, seed=1, min_size=5)
 
 
@@ -102,7 +68,6 @@ def test_held_out_replica_is_within_noise(result):
     assert abs(c.objects["area"].summary()["delta"]["mu"]) < 2
 
 
-@needs_codecs
 @pytest.mark.parametrize("spec", ["8bit", "jpeg@100"])
 def test_8bit_and_jpeg100_exceed_noise_on_area(result, spec):
     c = _codec(result, spec)
@@ -121,7 +86,6 @@ def test_8bit_and_jpeg100_exceed_noise_on_area(result, spec):
         assert abs(result.replica_delta["area"]["mu"]) < 1
 
 
-@pytest.mark.skipif(not _has_noise_codec(), reason="NoiseCodec ('noise') not registered yet")
 def test_noise_codec_step1_within_noise(result):
     c = _codec(result, "noise:step=1")
     assert c.ratio > 1.5
@@ -242,7 +206,6 @@ def test_plan_round_trips():
     assert not math.isnan(p.max_distance)
 
 
-@pytest.mark.skipif(not _has_noise_codec(), reason="NoiseCodec ('noise') not registered yet")
 def test_tolerance_search_noise(scene, tmp_path):
     from rawsigma.analysis.report import write_report
     from rawsigma.analysis.runner import score_image

@@ -112,7 +112,8 @@ def test_bad_input(sim_stacks, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", [".ome.tif", ".h5"])
 def test_frames_saved_by_the_sweep_writer(tmp_path: Path, suffix: str) -> None:
-    framesave = pytest.importorskip("rawsigma.acquire.framesave")
+    from rawsigma.acquire import framesave
+
     shape = (24, 32)
     cam = SensorModel.preset(
         "scmos", shape, seed=8, bit_depth=12, offset=np.full(shape, 100.0), gain=np.full(shape, 0.5)
