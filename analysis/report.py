@@ -1,4 +1,5 @@
-"""Write a scoring run to a directory: ``report.html``, ``results.json``, ``objects.csv``.
+"""Write a scoring run to a directory: ``report.html``, ``results.json``, ``objects.csv``,
+``maps.h5`` (image, labels and per-pixel ε maps for viewers, see `score_maps`).
 
 The HTML report is self-contained (figures inlined as base64 PNG) so it can be mailed
 or archived alone; the same figures are also written as PNG files under ``figures/``.
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 from rawsigma.analysis import figures
+from rawsigma.analysis.score_maps import MAPS_FILE, write_score_maps
 from rawsigma.analysis.scoring import NON_INDEPENDENT_NOTE
 from rawsigma.errors import OutputExistsError
 from rawsigma.fileio import atomic_write
 
 __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_csv"]
 
-RESULT_FILES = ("report.html", "results.json", "objects.csv")
+RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5")
 
 
 def _json_default(o):
@@ -255,7 +257,7 @@ code{font-size:12px}"""
 
 
 def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:
-    """Write ``report.html``, ``results.json``, ``objects.csv`` and ``figures/*.png``.
+    """Write ``report.html``, ``results.json``, ``objects.csv``, ``maps.h5``, ``figures/*.png``.
 
     Parameters
     ----------
@@ -300,6 +302,7 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
             tmp.write_bytes(_with_text(png, prov_text))
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
+    write_score_maps(result, out / MAPS_FILE, force=True)
 
     prov = result.provenance
     eight = [c.description for c in result.codecs if c.spec.startswith("8bit")]

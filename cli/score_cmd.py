@@ -120,7 +120,7 @@ def _staged_report(result, out: Path, force: bool) -> Path:
         (out / "figures").mkdir(exist_ok=True)
         for png in sorted((stage / "figures").iterdir()):
             os.replace(png, out / "figures" / png.name)
-        for name in ("results.json", "objects.csv", "report.html"):
+        for name in ("results.json", "objects.csv", "maps.h5", "report.html"):
             os.replace(stage / name, out / name)
     finally:
         with contextlib.suppress(OSError):

@@ -6,6 +6,10 @@
   open as one layer per map (offset and read noise in ADU, gain in ADU/e⁻, metadata
   ``unit``) plus the defect mask as labels. Other files: None (napari asks the next
   reader).
+* Score results (``rawsigma score`` output directory, or its ``maps.h5``): the raw
+  image, the raw and per-codec labels, each codec's per-pixel ε map (diverging
+  colormap, ±3); see `rawsigma.napari.score`. Widget `ScoreWidget` lists the codecs with
+  their verdict and shows/hides their layers.
 * Widget `ProfileWidget`: opens a profile, adds its maps as layers and plots its
   photon-transfer curve (temporal variance against mean, ADU).
 
@@ -18,16 +22,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProfileWidget", "get_reader", "read_layers", "sniff"]
+from rawsigma.napari.score import ScoreWidget, is_score_result, score_layers
+
+__all__ = ["ProfileWidget", "ScoreWidget", "get_reader", "read_layers", "sniff"]
 
 LayerData = tuple[Any, dict[str, Any], str]
 
 
 def sniff(path: str | os.PathLike) -> str | None:
-    """``"codec"``, ``"profile"`` or None (not a rawsigma file)."""
+    """``"codec"``, ``"profile"``, ``"score"`` or None (not a rawsigma file)."""
     p = Path(path)
     s = p.name.lower()
     try:
+        if is_score_result(p):
+            return "score"
         if s.endswith(".rsnc"):
             return "codec" if p.read_bytes()[:4] == b"RSNC" else None
         if s.endswith(".zarr") and p.is_dir():
@@ -85,6 +93,8 @@ def read_layers(path: str | os.PathLike) -> list[LayerData]:
     """Layer data of a rawsigma file (see the module docstring)."""
     p = Path(path)
     kind = sniff(p)
+    if kind == "score":
+        return score_layers(p)
     if kind == "profile":
         from rawsigma.calib.profile import CameraProfile
 
@@ -102,7 +112,7 @@ def read_layers(path: str | os.PathLike) -> list[LayerData]:
             "unit": "ADU",
         }
         return [(data, {"name": p.name, "metadata": meta}, "image")]
-    raise ValueError(f"{p}: not a rawsigma noise-codec file or camera profile")
+    raise ValueError(f"{p}: not a rawsigma noise-codec file, camera profile or score result")
 
 
 def get_reader(path: str | list[str]) -> Any:

@@ -40,8 +40,18 @@ def test_score_writes_report_and_refuses_overwrite(files):
     r = _run(*args)
     assert r.exit_code == 0, r.output
     assert "report:" in r.output
-    for f in ("report.html", "results.json", "objects.csv"):
+    for f in ("report.html", "results.json", "objects.csv", "maps.h5"):
         assert (out / f).exists()
+    assert not (out / ".report.tmp").exists()
+    from rawsigma.analysis.score_maps import read_score_maps
+
+    m = read_score_maps(out)
+    assert np.array_equal(m["image"], tifffile.imread(files / "img.tif"))
+    assert [c["spec"] for c in m["codecs"]] == ["replica"]
+    eps = m["codecs"][0]["pixel_eps"]
+    assert eps.shape == (128, 128) and eps.dtype == np.float16
+    # a raw-equivalent replica differs from the raw image by ~√2 σ per pixel
+    assert 1.0 < float(np.nanstd(eps.astype(np.float32))) < 2.0
     r = _run(*args)
     assert r.exit_code == 1 and "--force" in r.output
     assert _run(*args, "--force").exit_code == 0

@@ -73,6 +73,7 @@ def test_manifest_and_napari_viewer(files, qtbot):
     assert {c.id for c in manifest.contributions.commands} == {
         "rawsigma.get_reader",
         "rawsigma.profile_widget",
+        "rawsigma.score_widget",
     }
     d, paths, expected, prof = files
     npe2.PluginManager.instance().discover()  # what napari does at start-up
@@ -87,3 +88,117 @@ def test_manifest_and_napari_viewer(files, qtbot):
     names = [layer.name for layer in viewer.layers]
     assert "cam: gain [ADU/e-]" in names and w.canvas is not None
     assert viewer.layers["cam: gain [ADU/e-]"].metadata["unit"] == "ADU/e-"
+
+
+# ----------------------------------------------------------------- score results
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A tiny scoring run (96² phantom, 3 replicas, few trees) written as a report."""
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.analysis.demo import phantom, training_labels
+    from rawsigma.analysis.report import write_report
+    from rawsigma.analysis.runner import score_image
+
+    model = SensorModel.preset("scmos", (96, 96), seed=3)
+    bright, truth = phantom((96, 96), n_objects=6, rng=5, n_beads=0)
+    img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(7))
+    r = score_image(img, model.true_profile(), labels=training_labels(truth),
+                    codecs=["replica", "8bit"], n_replicas=3, seed=1, min_size=5,
+                    n_estimators=5)  # fmt: skip
+    out = tmp_path_factory.mktemp("score") / "res"
+    write_report(r, out)
+    return r, out
+
+
+def test_score_maps_file_round_trips(scored):
+    from rawsigma.analysis.score_maps import read_score_maps
+
+    r, out = scored
+    m = read_score_maps(out / "maps.h5")
+    assert np.array_equal(m["image"], r.image) and m["image"].dtype == r.image.dtype
+    assert np.array_equal(m["raw_labels"], r.raw_labels)
+    assert [c["spec"] for c in m["codecs"]] == [c.spec for c in r.codecs]
+    for got, c in zip(m["codecs"], r.codecs, strict=True):
+        assert np.array_equal(got["labels"], c.labels)
+        assert got["within_noise"] == c.verdict["within_noise"]
+        np.testing.assert_array_equal(got["pixel_eps"], c.pixel_eps.astype(np.float16))
+        # float16: 3 significant digits of the runner's float32 map
+        np.testing.assert_allclose(got["pixel_eps"], c.pixel_eps, rtol=1e-3, atol=1e-3)
+    # the 8-bit conversion moves pixels by many σ; the replica by ~√2 σ
+    e8 = next(c for c in m["codecs"] if c["spec"] == "8bit")["pixel_eps"].astype(np.float32)
+    er = next(c for c in m["codecs"] if c["spec"] == "replica")["pixel_eps"].astype(np.float32)
+    assert np.nanstd(e8) > 3 * np.nanstd(er) and 1 < np.nanstd(er) < 2
+    with pytest.raises(ValueError, match="not a rawsigma score-maps"):
+        read_score_maps(_profile_file(out))
+
+
+def _profile_file(out):
+    from rawsigma.calib.profile import CameraProfile
+
+    p = out.parent / "cam.h5"
+    if not p.exists():
+        CameraProfile.uniform((8, 8), 2.0, 100.0, 2.0).save(p)
+    return p
+
+
+def test_score_reader_layers(scored):
+    r, out = scored
+    assert sniff(out) == "score" and sniff(out / "maps.h5") == "score"
+    assert sniff(out / "results.json") is None and sniff(_profile_file(out)) == "profile"
+    for src in (out, out / "maps.h5"):
+        layers = get_reader(str(src))(str(src))
+        by_name = {kw["name"]: (data, kw, kind) for data, kw, kind in layers}
+        data, kw, kind = by_name["raw image"]
+        assert kind == "image" and np.array_equal(data, r.image)
+        assert kw["metadata"]["unit"] == "ADU"
+        assert by_name["raw labels"][2] == "labels"
+        assert np.array_equal(by_name["raw labels"][0], r.raw_labels)
+        for c in r.codecs:
+            verdict = "within noise" if c.verdict["within_noise"] else "exceeds noise"
+            name = f"ε {c.spec} · pixel Δ/σ ({verdict}, {c.ratio:.1f}:1)"
+            data, kw, kind = by_name[name]
+            assert kind == "image" and data.shape == r.image.shape
+            np.testing.assert_array_equal(data, c.pixel_eps.astype(np.float16))
+            assert kw["contrast_limits"] == (-3.0, 3.0)
+            assert kw["metadata"]["rawsigma"]["codec"] == c.spec
+            assert "sigma_pixel" in kw["metadata"]["meaning"]
+            lab, _, kind = by_name[f"labels {c.spec}"]
+            assert kind == "labels" and np.array_equal(lab, c.labels)
+        assert len(layers) == 2 + 2 * len(r.codecs)
+
+
+def test_score_widget_in_viewer(scored, qtbot):
+    pytest.importorskip("napari", reason="the napari extra is not installed")
+    from napari.components import ViewerModel
+    from qtpy.QtCore import Qt
+    from rawsigma.napari import ScoreWidget
+
+    r, out = scored
+    viewer = ViewerModel()
+    layers = viewer.open(str(out), plugin="rawsigma")
+    assert "raw image" in [layer.name for layer in layers]
+    eps = [layer for layer in layers if layer.name.startswith("ε 8bit")]
+    assert len(eps) == 1 and tuple(eps[0].contrast_limits) == (-3.0, 3.0)
+    assert eps[0].colormap.name.lower() == "piyg"
+
+    viewer = ViewerModel()
+    w = ScoreWidget(viewer)
+    qtbot.addWidget(w)
+    w.open_result(str(out))
+    items = [w.listing.item(i) for i in range(w.listing.count())]
+    texts = [it.text() for it in items]
+    res = {c.spec: c for c in r.codecs}
+    assert [t.split(":")[0] for t in texts] == list(res)
+    for t in texts:
+        spec = t.split(":")[0]
+        ok = res[spec].verdict["within_noise"]
+        assert ("within noise" if ok else "exceeds noise") in t
+    # the first codec shown, the others hidden; unchecking hides, checking shows
+    def shown(spec):
+        return {layer.visible for layer in viewer.layers
+                if layer.metadata.get("rawsigma", {}).get("codec") == spec}  # fmt: skip
+
+    assert shown("replica") == {True} and shown("8bit") == {False}
+    items[0].setCheckState(Qt.CheckState.Unchecked)
+    items[1].setCheckState(Qt.CheckState.Checked)
+    assert shown("replica") == {False} and shown("8bit") == {True}
