@@ -113,8 +113,14 @@ def ScoreWidget(napari_viewer: Any) -> Any:  # noqa: N802 - npe2 widget factory
     else from ``maps.h5``). Checking a row shows the codec's ε map and labels.
     """
     from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QLineEdit, QListWidget, QListWidgetItem, QPushButton
-    from qtpy.QtWidgets import QVBoxLayout, QWidget
+    from qtpy.QtWidgets import (
+        QLineEdit,
+        QListWidget,
+        QListWidgetItem,
+        QPushButton,
+        QVBoxLayout,
+        QWidget,
+    )
 
     w = QWidget()
     lay = QVBoxLayout(w)
