@@ -110,7 +110,7 @@ def valid_output(name: str, d: Path) -> str | None:
             if n != 60:
                 return f"decoded {n} frames of 60"
         elif name == "score":
-            files = [d / "r" / f for f in ("report.html", "results.json", "objects.csv")]
+            files = [d / "r" / f for f in ("report.html", "results.json", "objects.csv", "maps.h5")]
             have = [f.exists() for f in files]
             if not any(have):
                 return "absent"
