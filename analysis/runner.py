@@ -59,6 +59,8 @@ class CodecResult:
     pixel_eps: np.ndarray  # (H, W) float32, (raw − decoded)/σ_pixel
     values: dict[str, np.ndarray]  # object table re-indexed onto raw objects
     quantisation: dict | None = None  # 8-bit step against σ at the objects
+    # per-pixel ε map of the feature with the largest mean |ε| (name → (H, W) float32)
+    feature_eps: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no images)."""
@@ -561,13 +563,14 @@ def score_image(
                 else {}
             )  # fmt: skip
             fe = sc.feature_epsilon(raw.features, sigma_f, o.features, feat_names)
+            fmap = sc.worst_feature_map(fe, raw.features, sigma_f, o.features, feat_names)
             pe = ((image.astype(np.float32) - dec.astype(np.float32)) / sigma_pix).astype(
                 np.float32
             )
             return CodecResult(
                 spec, desc, float(ratio), int(nbytes), g, obj, fe, m.summary(),
                 sc.verdict(g, obj, matching=_matching(m.summary(), obj)), o.labels, pe, mv,
-                rc.quantisation_note(spec, dec, sigma_pix, raw.labels),
+                rc.quantisation_note(spec, dec, sigma_pix, raw.labels), fmap,
             )  # fmt: skip
 
         d_null = [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in rep_match]

@@ -13,11 +13,16 @@ the result directory). Layout (format ``rawsigma.score_maps``, version 1)::
     /codecs/NN/pixel_eps  (H, W) float16, ε = (raw − decoded)/σ_pixel, σ_pixel the
                           raw noise of the camera profile at that pixel (ADU);
                           NaN at saturated pixels; |ε| clipped at 65504
+    /codecs/NN/feature_eps/<name>  (H, W) float16, the per-pixel ε map of the scoring
+                          feature with the largest mean |ε| for this codec (e.g.
+                          ``GaussianSmoothing_s4``), NaN where σ of the feature is 0;
+                          attrs mean_abs_epsilon
 
 float16 keeps three significant digits (ε is shown at ±3; a pixel is within the raw
 noise at |ε| < 1) and halves the file against float32; the datasets are gzip'd.
-Per-feature ε maps are not stored: the runner reduces them to per-feature means
-(``results.json``, ``figures/feature_epsilon.png``) and does not keep the stacks.
+Only the worst feature's ε map is kept per codec (the runner reduces the others to
+per-feature means in ``results.json``): all 12 scoring features would make the file
+~12× larger and hold 12 float32 maps per codec in memory during the run.
 """
 
 from __future__ import annotations
@@ -94,6 +99,10 @@ def write_score_maps(result: Any, path: str | os.PathLike, force: bool = False) 
             g.create_dataset("labels", data=np.asarray(c.labels).astype(np.int32), **kw)
             e = g.create_dataset("pixel_eps", data=_eps16(c.pixel_eps), **kw)
             e.attrs["meaning"] = EPS_MEANING
+            fg = g.create_group("feature_eps")
+            for name, fmap in getattr(c, "feature_eps", {}).items():
+                d = fg.create_dataset(name, data=_eps16(fmap), **kw)
+                d.attrs["mean_abs_epsilon"] = float(c.features[name]["mean_abs_epsilon"])
     return Path(path)
 
 
@@ -105,7 +114,7 @@ def read_score_maps(path: str | os.PathLike) -> dict[str, Any]:
     dict
         ``{"image", "raw_labels", "provenance", "eps_meaning", "codecs": [{"spec",
         "description", "compression_ratio", "within_noise", "verdict", "labels",
-        "pixel_eps"}, …]}``.
+        "pixel_eps", "feature_eps": {name: map}}, …]}``.
 
     Raises
     ------
@@ -132,6 +141,7 @@ def read_score_maps(path: str | os.PathLike) -> dict[str, Any]:
                     "verdict": json.loads(g.attrs["verdict"]),
                     "labels": g["labels"][()],
                     "pixel_eps": g["pixel_eps"][()],
+                    "feature_eps": {k: v[()] for k, v in g.get("feature_eps", {}).items()},
                 }
             )
         return {

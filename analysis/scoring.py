@@ -62,6 +62,7 @@ __all__ = [
     "score_objects",
     "tolerance_best",
     "verdict",
+    "worst_feature_map",
 ]
 
 GLOBAL_LIMIT = 3.0
@@ -347,6 +348,27 @@ def feature_epsilon(
             "n_pixels": int(e.size),
         }
     return out
+
+
+def worst_feature_map(
+    fe: dict[str, dict], raw: np.ndarray, sigma: np.ndarray, other: np.ndarray, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """``{name: per-pixel ε map}`` of the feature with the largest mean |ε|.
+
+    ``fe`` is `feature_epsilon`'s output for the same stacks; the map is float32,
+    NaN where σ = 0. Empty if no feature has a finite score.
+    """
+    finite = {
+        n: v["mean_abs_epsilon"] for n, v in fe.items() if math.isfinite(v["mean_abs_epsilon"])
+    }
+    if not finite:
+        return {}
+    name = max(finite, key=finite.__getitem__)
+    c = list(names).index(name)
+    s = sigma[..., c]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.where(s > 0, (raw[..., c] - other[..., c]) / s, np.nan)
+    return {name: e.astype(np.float32)}
 
 
 def _paper_rule(object_scores: Mapping[str, ObjectScore]) -> dict:

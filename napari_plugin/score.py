@@ -73,20 +73,26 @@ def score_layers(path: str | os.PathLike) -> list[LayerData]:
             )
         )
         eps_meta = {"unit": "ε (dimensionless)", "meaning": m["eps_meaning"], "rawsigma": meta}
-        layers.append(
-            (
-                c["pixel_eps"],
-                {
-                    "name": f"ε {c['spec']} · pixel Δ/σ ({_verdict_text(c)})",
-                    "metadata": eps_meta,
-                    "colormap": EPS_COLORMAP,
-                    "contrast_limits": (-EPS_CLIM, EPS_CLIM),
-                    "opacity": 0.7,
-                    "blending": "translucent",
-                },
-                "image",
+        maps = [("pixel Δ/σ", c["pixel_eps"], m["eps_meaning"])]
+        maps += [
+            (f, e, f"per-pixel epsilon of the scoring feature {f} (raw - codec) / sigma_replicas")
+            for f, e in c["feature_eps"].items()
+        ]
+        for label, eps, meaning in maps:
+            layers.append(
+                (
+                    eps,
+                    {
+                        "name": f"ε {c['spec']} · {label} ({_verdict_text(c)})",
+                        "metadata": {**eps_meta, "meaning": meaning, "feature": label},
+                        "colormap": EPS_COLORMAP,
+                        "contrast_limits": (-EPS_CLIM, EPS_CLIM),
+                        "opacity": 0.7,
+                        "blending": "translucent",
+                    },
+                    "image",
+                )
             )
-        )
     return layers
 
 
@@ -155,7 +161,7 @@ def ScoreWidget(napari_viewer: Any) -> Any:  # noqa: N802 - npe2 widget factory
         for data, kw, kind in layers:
             layer = getattr(napari_viewer, f"add_{kind}")(data, **kw)
             spec = kw["metadata"].get("rawsigma", {}).get("codec")
-            if spec is None or kind != "image":
+            if spec is None or kind != "image" or kw["metadata"]["feature"] != "pixel Δ/σ":
                 continue
             layer.visible = listing.count() == 0  # the first codec's ε map on top
             text = verdicts.get(spec) or _verdict_text(kw["metadata"]["rawsigma"])

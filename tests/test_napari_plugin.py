@@ -124,6 +124,13 @@ def test_score_maps_file_round_trips(scored):
         np.testing.assert_array_equal(got["pixel_eps"], c.pixel_eps.astype(np.float16))
         # float16: 3 significant digits of the runner's float32 map
         np.testing.assert_allclose(got["pixel_eps"], c.pixel_eps, rtol=1e-3, atol=1e-3)
+        # the worst feature's ε map: its pixel mean |ε| is the runner's feature score
+        ((name, fmap),) = got["feature_eps"].items()
+        worst = max(c.features, key=lambda n: c.features[n]["mean_abs_epsilon"])
+        assert name == worst and fmap.shape == r.image.shape
+        np.testing.assert_array_equal(fmap, c.feature_eps[name].astype(np.float16))
+        mae = np.nanmean(np.abs(c.feature_eps[name].astype(np.float64)))
+        assert mae == pytest.approx(c.features[name]["mean_abs_epsilon"], rel=1e-4)
     # the stored maps give the per-pixel ε summary of results.json
     import json
 
@@ -162,6 +169,10 @@ def test_score_reader_layers(scored):
         assert np.array_equal(by_name["raw labels"][0], r.raw_labels)
         for c in r.codecs:
             verdict = "within noise" if c.verdict["within_noise"] else "exceeds noise"
+            ((fname, fmap),) = c.feature_eps.items()
+            data, kw, kind = by_name[f"ε {c.spec} · {fname} ({verdict}, {c.ratio:.1f}:1)"]
+            np.testing.assert_array_equal(data, fmap.astype(np.float16))
+            assert kw["contrast_limits"] == (-3.0, 3.0) and fname in kw["metadata"]["meaning"]
             name = f"ε {c.spec} · pixel Δ/σ ({verdict}, {c.ratio:.1f}:1)"
             data, kw, kind = by_name[name]
             assert kind == "image" and data.shape == r.image.shape
@@ -171,7 +182,7 @@ def test_score_reader_layers(scored):
             assert "sigma_pixel" in kw["metadata"]["meaning"]
             lab, _, kind = by_name[f"labels {c.spec}"]
             assert kind == "labels" and np.array_equal(lab, c.labels)
-        assert len(layers) == 2 + 2 * len(r.codecs)
+        assert len(layers) == 2 + 3 * len(r.codecs)
 
 
 def test_score_widget_in_viewer(scored, qtbot):
@@ -184,7 +195,7 @@ def test_score_widget_in_viewer(scored, qtbot):
     viewer = ViewerModel()
     layers = viewer.open(str(out), plugin="rawsigma")
     assert "raw image" in [layer.name for layer in layers]
-    eps = [layer for layer in layers if layer.name.startswith("ε 8bit")]
+    eps = [layer for layer in layers if layer.name.startswith("ε 8bit · pixel")]
     assert len(eps) == 1 and tuple(eps[0].contrast_limits) == (-3.0, 3.0)
     assert eps[0].colormap.name.lower() == "piyg"
 
