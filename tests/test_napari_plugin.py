@@ -204,13 +204,12 @@ def test_score_widget_in_viewer(scored, qtbot):
     qtbot.addWidget(w)
     w.open_result(str(out))
     items = [w.listing.item(i) for i in range(w.listing.count())]
-    texts = [it.text() for it in items]
     res = {c.spec: c for c in r.codecs}
-    assert [t.split(":")[0] for t in texts] == list(res)
-    for t in texts:
-        spec = t.split(":")[0]
-        ok = res[spec].verdict["within_noise"]
-        assert ("within noise" if ok else "exceeds noise") in t
+    assert [it.data(Qt.ItemDataRole.UserRole) for it in items] == list(res)
+    for it in items:
+        c = res[it.data(Qt.ItemDataRole.UserRole)]
+        ok = c.verdict["within_noise"]
+        assert it.text() == f"{c.spec}: {'within' if ok else 'exceeds'} noise, {c.ratio:.1f}:1"
 
     # the first codec shown, the others hidden; unchecking hides, checking shows
     def shown(spec):
