@@ -187,11 +187,13 @@ def test_score_reader_layers(scored):
 
 def test_score_widget_in_viewer(scored, qtbot):
     pytest.importorskip("napari", reason="the napari extra is not installed")
+    import npe2
     from napari.components import ViewerModel
     from qtpy.QtCore import Qt
     from rawsigma.napari import ScoreWidget
 
     r, out = scored
+    npe2.PluginManager.instance().discover()  # what napari does at start-up
     viewer = ViewerModel()
     layers = viewer.open(str(out), plugin="rawsigma")
     assert "raw image" in [layer.name for layer in layers]
