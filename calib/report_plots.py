@@ -32,8 +32,8 @@ def _note(ax: Any, text: str) -> None:
 
 def _ptc_arrays(p: CameraProfile) -> dict[str, np.ndarray]:
     t = p.ptc
-    if not t or "mean" not in t:
-        return {}
+    if not t or "mean" not in t or "dark_mean" not in t:
+        return {}  # no photon transfer (e.g. a profile estimated from one image)
     sig = np.asarray(t["mean"], float) - np.asarray(t["dark_mean"], float)
     var = np.asarray(t.get("var_corrected", t["var"]), float) - np.asarray(t["dark_var"], float)
     used = np.asarray(t.get("used_for_K", np.ones(sig.size, bool)), bool)

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,12 @@ def write_datasheet(
     pngs_planned = [Path(png_dir) / f"{stem}.png" for stem, _, _ in FIGURES] if png_dir else []
     for path in [*pngs_planned, *([Path(pdf)] if pdf else [])]:
         check_output(path, force)
-    figs = [(stem, title, fn(profile)) for stem, title, fn in FIGURES]
-    blobs = {stem: _png(fig) for stem, _, fig in figs}
+    with warnings.catch_warnings():
+        # uniform maps (an estimated profile) have nothing to log-scale: the panels are
+        # empty, which is the truth; matplotlib's warning would only confuse the user
+        warnings.simplefilter("ignore", UserWarning)
+        figs = [(stem, title, fn(profile)) for stem, title, fn in FIGURES]
+        blobs = {stem: _png(fig) for stem, _, fig in figs}
     title = f"EMVA 1288 data sheet — {source or profile.identity.camera or 'camera'}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -154,7 +159,7 @@ def write_datasheet(
     with atomic_write(out, force=force) as tmp:
         Path(tmp).write_text("\n".join(parts), encoding="utf-8")
     written = []
-    for path, (stem, _, _) in zip(pngs_planned, figs, strict=True):
+    for path, (stem, _, _) in zip(pngs_planned, figs if png_dir else [], strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, force=force) as tmp:
             Path(tmp).write_bytes(blobs[stem])

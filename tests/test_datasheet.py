@@ -103,3 +103,24 @@ def test_report_equals_show(tmp_path: Path, levels: int) -> None:
     before = out.read_bytes()
     r = cli.invoke(app, ["profile", "report", str(path), "--out", str(out)])
     assert r.exit_code == 1 and out.read_bytes() == before
+
+
+def test_report_html_only_and_estimated_profile(tmp_path: Path) -> None:
+    """Without --png-dir the sheet is the one HTML file (exit 0); an estimated profile
+    (no photon transfer) gets a sheet with its panels marked unavailable, no warning."""
+    from rawsigma.calib.profile import CameraProfile
+
+    cli = CliRunner()
+    path = _profile(1, tmp_path)
+    r = cli.invoke(app, ["profile", "report", str(path), "--out", str(tmp_path / "a.html")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.html").read_text().count("data:image/png;base64,") == 6
+    est = CameraProfile.uniform((48, 48), gain=2.0, offset=100.0, read_noise=1.5)
+    est.provenance["estimated"] = True
+    est.ptc = {"mean": np.linspace(200, 900, 8), "var": np.linspace(200, 1600, 8)}
+    est.save(tmp_path / "est.h5")
+    r = cli.invoke(
+        app, ["profile", "report", str(tmp_path / "est.h5"), "--out", str(tmp_path / "e.html")]
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "e.html").read_text().count("data:image/png;base64,") == 6
