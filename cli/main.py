@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+import traceback
 
 import typer
 
@@ -146,7 +147,14 @@ def main(argv: list[str] | None = None) -> None:
         # through these hooks; every error the user must see is already one line.
         sys.unraisablehook = _quiet_unraisable
         sys.excepthook = lambda *exc_info: None
-    rc = _run(argv)
+    try:
+        rc = _run(argv)
+    except (Exception, KeyboardInterrupt) as exc:  # only re-raised with --debug
+        if argv is not None:
+            raise
+        # the quiet excepthook above was installed before --debug was parsed
+        traceback.print_exc()
+        rc = 130 if isinstance(exc, KeyboardInterrupt) else 1
     if argv is None:  # the work is over: a late Ctrl-C must not kill the exit (status -2)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if rc == 130:

@@ -447,3 +447,15 @@ def test_sweep_disk_error_discards_frames_and_keeps_checkpoint(tmp_path, monkeyp
         close_core(core)
     assert "dark" in read_partial(partial)["groups"]
     assert sorted(os.listdir(tmp_path)) == ["p.h5.partial.h5"]  # no frames file, no temporaries
+
+
+def test_debug_flag_shows_the_traceback_in_the_console_script(tmp_path) -> None:
+    """`rawsigma --debug ...` (the installed script) prints the traceback; without it,
+    one line."""
+    missing = tmp_path / "none.h5"
+    for args, traceback_expected in ((["--debug"], True), ([], False)):
+        proc = _cli(*args, "profile", "show", missing)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        assert ("Traceback (most recent call last)" in err) is traceback_expected, err
+        assert "none.h5: no such profile file" in err
