@@ -559,6 +559,7 @@ def estimate_profile(
         },
         "camera_preset": preset.as_dict() if preset is not None else None,
     }
+    _check_no_silence(valid, float(offset_v), rn, name)
     h, w = img.shape[-2:]
     prof = CameraProfile.uniform(
         (h, w),
@@ -600,6 +601,20 @@ def _fit_curve(
         f"variances {var.min():.4g}..{var.max():.4g} ADU^2); cannot estimate a gain "
         "from this image"
     )
+
+
+def _check_no_silence(valid: np.ndarray, offset: float, read_noise: float, name: str) -> None:
+    """Refuse a model that gives pixels of the image zero variance (read noise 0 with
+    pixels below the offset): their replicas would be noise-free and the noise codec
+    could not bound their error."""
+    below = int(np.count_nonzero(valid < offset)) if valid.size else 0
+    if read_noise <= 0 and below:
+        raise NoiseEstimateError(
+            f"{name}: {below} pixels ({100 * below / valid.size:.2g} %) lie below the offset "
+            f"{offset:g} ADU and the read noise came out 0, so the model gives them no "
+            "noise; give the read noise (--read-noise, e.g. from the data sheet), a lower "
+            "--offset, or --camera"
+        )
 
 
 def _solve_known(

@@ -219,3 +219,15 @@ def test_read_noise_inconsistent_with_the_image_is_refused(shared_data):
     stack = tifffile.imread(shared_data / "emva1288_ccd12_ptc_roi256.tif")
     with pytest.raises(NoiseEstimateError, match="does not fit this image"):
         estimate_profile(stack, tile=32, camera="sony-icx285-ccd12")
+
+
+def test_given_offset_above_pixels_with_zero_read_noise_is_refused() -> None:
+    """A data-sheet offset above part of the image with no read noise would give those
+    pixels zero variance: refused with the way out, accepted with a read noise."""
+    sensor = SensorModel.preset("ccd", shape=(256, 256), seed=1)
+    img = sensor.expose(_phantom(256, 12000, 300, seed=1), 0.0, rng=3)
+    offset = float(np.percentile(img, 5))
+    with pytest.raises(NoiseEstimateError, match="below the offset.*--read-noise"):
+        estimate_profile(img, offset=offset, read_noise=0.0)
+    prof = estimate_profile(img, offset=offset, read_noise=2.0)
+    assert prof.read_noise_global == pytest.approx(2.0)
