@@ -159,13 +159,22 @@ def quantisation_note(
     if not math.isfinite(r):
         text = f"{spec}: 8-bit step {step:.1f} ADU (no object pixels to compare with)."
     else:
-        why = (
-            "below the raw noise at the objects: its rounding error is smaller than the "
-            "noise, which is why 8-bit can stay within noise here"
-            if r < 1
-            else "above the raw noise at the objects: 8-bit rounding moves object edges "
-            "by more than the noise can"
-        )
+        if r < 1:
+            why = (
+                "below the raw noise at the objects: its rounding error is a fraction of "
+                "the noise, which is why 8-bit can stay within noise here"
+            )
+        elif r < math.sqrt(12):
+            why = (
+                "comparable to the raw noise at the objects: the rounding error is still "
+                "below the noise, so whether object edges move beyond the noise is what "
+                "the verdict above measures"
+            )
+        else:
+            why = (
+                "far above the raw noise at the objects: the rounding error alone exceeds "
+                "the noise, so 8-bit rounding can move object edges by more than the noise can"
+            )
         text = (
             f"{spec}: 8-bit step {step:.1f} ADU = {r:.2f} σ at the objects (median raw σ "
             f"{s_obj:.1f} ADU there, {s_bg:.1f} ADU in the background; rounding error "

@@ -156,7 +156,10 @@ def test_quantisation_note_step_over_sigma():
     objs = np.zeros(dec.shape, np.int32)
     objs[10:20] = 1
     n = rc.quantisation_note("8bit", dec, sigma, objs)
-    assert n["step"] == 16 and n["step_over_sigma"] == 4.0 and "above the raw noise" in n["text"]
+    assert n["step"] == 16 and n["step_over_sigma"] == 4.0
+    assert "far above the raw noise" in n["text"]
+    n = rc.quantisation_note("8bit", dec, np.full(dec.shape, 14.0), objs)  # 1.14 σ
+    assert "comparable to the raw noise" in n["text"] and "verdict" in n["text"]
     n = rc.quantisation_note("8bit", dec, np.full(dec.shape, 32.0), objs)
     assert n["step_over_sigma"] == 0.5 and "below the raw noise" in n["text"]
     assert rc.quantisation_note("jpeg@10", dec, sigma, objs) is None
