@@ -149,7 +149,10 @@ def compress(
         from rawsigma.errors import ImageMismatchError, UsageError
         from rawsigma.fileio import check_output, output_lock
 
-        check_step(step, "--step")
+        try:
+            check_step(step, "--step")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         fmt = fmt or guess_format(out)
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
