@@ -21,6 +21,8 @@ def _user_errors() -> Iterator[None]:
     with user_errors():
         try:
             yield
+        except RawsigmaError:
+            raise  # already typed (a UsageError exits 2, input errors 1)
         except ValueError as exc:
             raise RawsigmaError(str(exc)) from None
 
