@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -286,7 +287,11 @@ def _score_locked(
     from .console import stage_progress
 
     with stage_progress(console, 18) as progress:
-        result = score_image(img, prof, labels=lab, model=model, plan=plan, progress=progress)
+        with warnings.catch_warnings():
+            # numpy's warnings on empty selections (e.g. no object matched) say nothing
+            # the report does not; they must not reach the terminal
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = score_image(img, prof, labels=lab, model=model, plan=plan, progress=progress)
     result.provenance["image_file"] = str(image)
     result.provenance["image_index"] = index
     result.provenance["profile_file"] = str(profile) if profile else None
@@ -307,9 +312,10 @@ def _score_locked(
         w = c.verdict["worst"]
         p = c.verdict.get("worst_p_fw", float("nan"))
         pw = c.verdict.get("paper", {}).get("worst", ["", float("nan")])
+        paper = f"{pw[0]} {pw[1]:.2f}" if pw[0] else "no matched object to score"
         console.print(
             f"  {c.spec:<14} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} ε={w[1]:.2f} p={p:.2g}"
-            f" | paper: {pw[0]} {pw[1]:.2f}",
+            f" | paper: {paper}",
             soft_wrap=True,
         )
         if c.quantisation:
