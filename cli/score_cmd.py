@@ -18,9 +18,20 @@ def register(app: typer.Typer) -> None:
 
 def read_frame(path: Path, index: int | None, what: str = "image"):  # type: ignore[no-untyped-def]
     """One 2-D frame of any supported file (`rawsigma.imread.read_frame`)."""
+    return read_frame_info(path, index, what)[0]
+
+
+def read_frame_info(path: Path, index: int | None, what: str = "image"):  # type: ignore[no-untyped-def]
+    """`read_frame` with the reader's description of what it found."""
     from rawsigma.imread import read_frame as _read
 
-    return _read(path, index, what=what)[0]
+    return _read(path, index, what=what)
+
+
+def _what_was_read(info, index: int | None) -> str:  # type: ignore[no-untyped-def]
+    """``read X: layout -> shape dtype, 1 frame (--index i)`` for the terminal."""
+    frame = f" (--index {index})" if index is not None else ""
+    return f"read {info.describe()}{frame}"
 
 
 def score(
@@ -235,7 +246,8 @@ def _score_locked(
     except ValueError as exc:
         raise UsageError(f"invalid options: {exc}") from None
 
-    img = read_frame(image, index)
+    img, img_info = read_frame_info(image, index)
+    console.print(_what_was_read(img_info, index), highlight=False, soft_wrap=True)
     check_output_dir(out, need_bytes=4_000_000 + 4 * img.nbytes)
     if profile is not None:
         from rawsigma.calib.profile import CameraProfile
@@ -271,7 +283,8 @@ def _score_locked(
         raise ImageMismatchError(msg if msg.startswith(str(image)) else f"{image}: {msg}") from None
     lab = None
     if labels is not None:
-        lab = read_frame(labels, index, "label image")
+        lab, lab_info = read_frame_info(labels, index, "label image")
+        console.print(_what_was_read(lab_info, index), highlight=False, soft_wrap=True)
         if lab.shape != img.shape:
             raise ImageMismatchError(
                 f"{labels}: label image shape {lab.shape} differs from {image} {img.shape}"
@@ -294,6 +307,8 @@ def _score_locked(
             result = score_image(img, prof, labels=lab, model=model, plan=plan, progress=progress)
     result.provenance["image_file"] = str(image)
     result.provenance["image_index"] = index
+    result.provenance["image_read"] = img_info.as_dict()
+    result.provenance["labels_file"] = str(labels) if labels is not None else None
     result.provenance["profile_file"] = str(profile) if profile else None
     report = _staged_report(result, out, force)
     from .console import outputs_complete

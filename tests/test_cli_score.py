@@ -40,6 +40,13 @@ def test_score_writes_report_and_refuses_overwrite(files):
     r = _run(*args)
     assert r.exit_code == 0, r.output
     assert "report:" in r.output
+    read = " ".join(r.output.split())
+    assert f"read {files / 'img.tif'}:" in read and f"read {files / 'truth.tif'}:" in read
+    import json
+
+    prov = json.loads((out / "results.json").read_text())["provenance"]
+    assert prov["image_read"]["path"] == str(files / "img.tif")
+    assert prov["labels_file"] == str(files / "truth.tif")
     for f in ("report.html", "results.json", "objects.csv", "maps.h5"):
         assert (out / f).exists()
     assert not (out / ".report.tmp").exists()
