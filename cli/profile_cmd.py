@@ -278,18 +278,18 @@ def _check_options(
     tile: int, read_noise: float | None, offset: float | None, gain: float | None
 ) -> None:
     """Static ranges of the numeric options (image-dependent ranges: `estimate_profile`)."""
-    from rawsigma.errors import RawsigmaError
+    from rawsigma.errors import UsageError
 
     if tile < 16:
-        raise RawsigmaError(
+        raise UsageError(
             f"--tile must be >= 16 pixels (at most a fraction of the image), got {tile}"
         )
     if read_noise is not None and not (math.isfinite(read_noise) and read_noise >= 0):
-        raise RawsigmaError(f"--read-noise must be a finite value >= 0 ADU rms, got {read_noise}")
+        raise UsageError(f"--read-noise must be a finite value >= 0 ADU rms, got {read_noise}")
     if offset is not None and not (math.isfinite(offset) and offset >= 0):
-        raise RawsigmaError(f"--offset must be a finite value >= 0 ADU, got {offset}")
+        raise UsageError(f"--offset must be a finite value >= 0 ADU, got {offset}")
     if gain is not None and not (math.isfinite(gain) and gain > 0):
-        raise RawsigmaError(f"--gain must be a finite value > 0 ADU/e-, got {gain}")
+        raise UsageError(f"--gain must be a finite value > 0 ADU/e-, got {gain}")
 
 
 @profile_app.command("estimate")
