@@ -123,12 +123,7 @@ def save_profile(
                 arr = getattr(profile, name)
                 if arr is None:
                     continue
-                kw: dict[str, Any] = {}
-                if compression is not None and arr.size >= 64:
-                    kw = {"compression": compression, "shuffle": True, "chunks": True}
-                    if compression == "gzip":
-                        kw["compression_opts"] = 4
-                ds = maps.create_dataset(name, data=arr, **kw)
+                ds = maps.create_dataset(name, data=arr, **_compression(arr, compression))
                 ds.attrs["units"] = MAP_UNITS[name]
             if profile.dark_current is not None:
                 _write_dark(f.create_group("dark_current"), profile, compression)
@@ -140,16 +135,23 @@ def save_profile(
     return path
 
 
+def _compression(arr: np.ndarray, compression: str | None) -> dict[str, Any]:
+    """h5py dataset options for one map (small maps stay uncompressed)."""
+    if compression is None or arr.size < 64:
+        return {}
+    kw: dict[str, Any] = {"compression": compression, "shuffle": True, "chunks": True}
+    if compression == "gzip":
+        kw["compression_opts"] = 4
+    return kw
+
+
 def _write_dark(g: Any, profile: CameraProfile, compression: str | None) -> None:
     g.attrs["info"] = to_json(profile.dark_info)
     for key, name in (("rate", "dark_current"), ("rate_se", "dark_current_se")):
         arr = getattr(profile, name)
         if arr is None:
             continue
-        kw: dict[str, Any] = {}
-        if compression is not None and arr.size >= 64:
-            kw = {"compression": compression, "shuffle": True, "chunks": True}
-        ds = g.create_dataset(key, data=arr, **kw)
+        ds = g.create_dataset(key, data=arr, **_compression(arr, compression))
         ds.attrs["units"] = "ADU/s"
 
 
