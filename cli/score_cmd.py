@@ -123,7 +123,7 @@ def _staged_report(result, out: Path, force: bool) -> Path:
     import os
     import shutil
 
-    from rawsigma.analysis.report import write_report
+    from rawsigma.analysis.report import RESULT_FILES, write_report
 
     stage = out / ".report.tmp"
     shutil.rmtree(stage, ignore_errors=True)
@@ -132,7 +132,7 @@ def _staged_report(result, out: Path, force: bool) -> Path:
         (out / "figures").mkdir(exist_ok=True)
         for png in sorted((stage / "figures").iterdir()):
             os.replace(png, out / "figures" / png.name)
-        for name in ("results.json", "objects.csv", "maps.h5", "report.html"):
+        for name in sorted(RESULT_FILES, key=lambda n: n == "report.html"):  # report last
             os.replace(stage / name, out / name)
     finally:
         with contextlib.suppress(OSError):
