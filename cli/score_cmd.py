@@ -267,15 +267,13 @@ def _score_locked(
             msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
             raise InputFileError(f"cannot estimate a profile: {msg}") from None
         console.print("[yellow]profile estimated from the image (no bench calibration)[/]")
-    from rawsigma.calib.profile_check import check_defect_fraction
     from rawsigma.errors import ImageMismatchError
 
+    from .integrity import check_profile_defects
     from .params import check_codecs
 
     check_codecs(list(plan.codecs), prof)
-    warn = check_defect_fraction(prof, str(profile or "estimated profile"))
-    if warn:
-        console.print(f"[bold yellow]warning:[/] {warn}", highlight=False)
+    check_profile_defects(prof, profile or "estimated profile")
     try:
         check_raw_image(img, prof, str(image))
     except ImageMismatchError as exc:
