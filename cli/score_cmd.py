@@ -16,18 +16,6 @@ def register(app: typer.Typer) -> None:
     app.command("score")(score)
 
 
-def read_frame(path: Path, index: int | None, what: str = "image"):  # type: ignore[no-untyped-def]
-    """One 2-D frame of any supported file (`rawsigma.imread.read_frame`)."""
-    return read_frame_info(path, index, what)[0]
-
-
-def read_frame_info(path: Path, index: int | None, what: str = "image"):  # type: ignore[no-untyped-def]
-    """`read_frame` with the reader's description of what it found."""
-    from rawsigma.imread import read_frame as _read
-
-    return _read(path, index, what=what)
-
-
 def _what_was_read(info, index: int | None) -> str:  # type: ignore[no-untyped-def]
     """``read X: layout -> shape dtype, 1 frame (--index i)`` for the terminal."""
     frame = f" (--index {index})" if index is not None else ""
@@ -225,6 +213,7 @@ def _score_locked(
     from rawsigma.analysis.runner import check_raw_image, score_image
     from rawsigma.errors import InputFileError, UsageError
     from rawsigma.fileio import check_output_dir
+    from rawsigma.imread import read_frame
     from rich.console import Console
 
     console = Console(stderr=True)
@@ -246,7 +235,7 @@ def _score_locked(
     except ValueError as exc:
         raise UsageError(f"invalid options: {exc}") from None
 
-    img, img_info = read_frame_info(image, index)
+    img, img_info = read_frame(image, index)
     console.print(_what_was_read(img_info, index), highlight=False, soft_wrap=True)
     check_output_dir(out, need_bytes=4_000_000 + 4 * img.nbytes)
     if profile is not None:
@@ -281,7 +270,7 @@ def _score_locked(
         raise ImageMismatchError(msg if msg.startswith(str(image)) else f"{image}: {msg}") from None
     lab = None
     if labels is not None:
-        lab, lab_info = read_frame_info(labels, index, "label image")
+        lab, lab_info = read_frame(labels, index, what="label image")
         console.print(_what_was_read(lab_info, index), highlight=False, soft_wrap=True)
         if lab.shape != img.shape:
             raise ImageMismatchError(
