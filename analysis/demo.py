@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis.phantoms.scenes2d import nuclei2d
+from rawsigma.analysis.segmentation.annotations import training_labels
 from rawsigma.errors import OutputExistsError
-from scipy import ndimage as ndi
 
-__all__ = ["DEMO_CODECS", "DemoResult", "calibrate_simulated", "phantom", "run_demo"]
+__all__ = ["DEMO_CODECS", "DemoResult", "calibrate_simulated", "run_demo"]
 
 DEMO_CODECS = ["replica", "8bit", "jpeg@10", "jpeg@100", "noise:step=2"]
 Progress = Callable[[str, int, int], None]
@@ -45,64 +46,6 @@ class DemoResult:
     calibration: str
     seconds: float
     results: dict[str, Any] = field(default_factory=dict, repr=False)
-
-
-def phantom(
-    shape: tuple[int, int] = (192, 192),
-    n_objects: int = 24,
-    radius: tuple[float, float] = (6.0, 11.0),
-    psf_sigma: float = 1.5,
-    rng: np.random.Generator | int | None = 0,
-    n_beads: int = 3,
-    bead_brightness: float = 100.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Non-overlapping elliptical "nuclei" blurred by a Gaussian PSF, plus bright beads.
-
-    The beads (3×3 px, ``bead_brightness`` times a nucleus) stand for the bright debris
-    or beads of real fields: they stretch the dynamic range, which is what makes a
-    min–max 8-bit conversion coarse on the dim nuclei.
-
-    Returns
-    -------
-    brightness : ndarray of float32, (H, W)
-        Relative brightness after blurring (background 0, nuclei ≤ 1, beads higher).
-    truth : ndarray of int32, (H, W)
-        Instance labels of the unblurred nuclei and beads (0 = background).
-    """
-    rng = np.random.default_rng(rng)
-    h, w = shape
-    truth = np.zeros(shape, np.int32)
-    bright = np.zeros(shape, np.float32)
-    k, tries = 0, 0
-    while k < n_objects and tries < 50 * n_objects:
-        tries += 1
-        a = rng.uniform(*radius)
-        b = a * rng.uniform(0.6, 1.0)
-        cy, cx = rng.uniform(a + 3, h - a - 3), rng.uniform(a + 3, w - a - 3)
-        t = rng.uniform(0, np.pi)
-        # work in the object's bounding window (+3 px margin for the spacing test)
-        r0, r1 = int(max(cy - a - 4, 0)), int(min(cy + a + 5, h))
-        c0, c1 = int(max(cx - a - 4, 0)), int(min(cx + a + 5, w))
-        yy, xx = np.mgrid[r0:r1, c0:c1]
-        u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
-        v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
-        m = (u / a) ** 2 + (v / b) ** 2 <= 1
-        grown = ndi.binary_dilation(m, iterations=3)
-        if np.any(truth[r0:r1, c0:c1][grown]):
-            continue
-        k += 1
-        truth[r0:r1, c0:c1][m] = k
-        bright[r0:r1, c0:c1][m] = rng.uniform(0.7, 1.0)
-    for _ in range(n_beads):
-        for _t in range(200):
-            cy, cx = (int(v) for v in rng.integers(4, (h - 4, w - 4)))
-            if not truth[cy - 4 : cy + 5, cx - 4 : cx + 5].any():
-                k += 1
-                truth[cy - 1 : cy + 2, cx - 1 : cx + 2] = k
-                bright[cy - 1 : cy + 2, cx - 1 : cx + 2] = bead_brightness
-                break
-    bright = ndi.gaussian_filter(bright, psf_sigma).astype(np.float32)
-    return bright, truth
 
 
 def _moments_calibration(model: Any, n_frames: int, fractions, rng) -> Any:
@@ -180,7 +123,7 @@ def calibrate_simulated(
 
 def _available(specs: list[str]) -> tuple[list[str], list[str]]:
     """Split codec specs into those that can be built here and those that cannot."""
-    from rawsigma.analysis.codecs import parse_codecs
+    from rawsigma.analysis.codecs.registry import parse_codecs
     from rawsigma.calib.profile import CameraProfile
 
     dummy = CameraProfile.uniform((8, 8), 2.0, 100.0, 2.0)
@@ -197,16 +140,6 @@ def _available(specs: list[str]) -> tuple[list[str], list[str]]:
 
 #: Background annotation ring (px from the nearest object) used with ground-truth
 #: instances: wide enough to show the classifier the far background, not only the
-#: bright halo next to objects (a 2–5 px ring leaves flat background unseen, and the
-#: forest then calls noise blobs there foreground).
-TRAINING_RING = (2.0, 20.0)
-
-
-def training_labels(instances: np.ndarray) -> np.ndarray:
-    """Sparse annotations from instances: eroded cores (2) and a wide background ring (1)."""
-    from rawsigma.analysis.classifier import training_labels_from_instances
-
-    return training_labels_from_instances(instances, ring=TRAINING_RING)
 
 
 def _index_html(res: DemoResult, summaries: dict[str, str]) -> str:
@@ -260,10 +193,10 @@ def run_demo(
         camera model folded straight into the ``rawsigma.calib`` estimators).
     """
     from rawsigma.analysis.data import demo_image, demo_labels
-    from rawsigma.analysis.noise_estimate import estimate_profile
-    from rawsigma.analysis.plans import ScorePlan
-    from rawsigma.analysis.report import RESULT_FILES, write_report
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+    from rawsigma.analysis.reporting.report import RESULT_FILES, write_report
+    from rawsigma.analysis.scoring.plans import ScorePlan
+    from rawsigma.analysis.scoring.runner import score_image
     from rawsigma.fileio import atomic_write
 
     t0 = time.perf_counter()
@@ -287,7 +220,7 @@ def run_demo(
         prof, model, method = calibrate(shape, seed, fast)
     say("calibrating camera", 1, 1)
 
-    bright, truth = phantom(shape, n_objects=10 if fast else 40, rng=seed)
+    bright, truth = nuclei2d(shape, n_objects=10 if fast else 40, rng=seed)
     bg, peak = 40.0, 900.0  # photons per pixel: dim nuclei on a dim background
     img = model.expose(bg + peak * bright, 0.01, np.random.default_rng(seed + 2))
     real = demo_image()

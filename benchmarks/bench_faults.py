@@ -56,7 +56,7 @@ def make_inputs(d: Path) -> None:
     """Raw frames + profile (64×64) for compress; a 128×128 labelled image for score."""
     import tifffile
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom
+    from rawsigma.analysis.phantoms import nuclei2d
 
     m = SensorModel.preset("scmos", (64, 64), seed=2)
     rng = np.random.default_rng(0)
@@ -64,7 +64,7 @@ def make_inputs(d: Path) -> None:
     np.save(d / "raw.npy", frames)
     m.true_profile().save(d / "prof.h5")
     m2 = SensorModel.preset("scmos", (128, 128), seed=2)
-    bright, truth = phantom((128, 128), n_objects=8, rng=1, n_beads=0)
+    bright, truth = nuclei2d((128, 128), n_objects=8, rng=1, n_beads=0)
     tifffile.imwrite(d / "img.tif", m2.expose(40 + 900 * bright, 0.01, rng))
     tifffile.imwrite(d / "truth.tif", truth.astype(np.uint16))
     m2.true_profile().save(d / "prof128.h5")

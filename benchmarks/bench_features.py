@@ -14,7 +14,7 @@ import argparse
 import time
 
 import numpy as np
-from rawsigma.analysis.features import feature_bank
+from rawsigma.analysis.segmentation.features import feature_bank
 from scipy import ndimage as ndi
 from skimage.feature import multiscale_basic_features
 

@@ -1,4 +1,4 @@
-"""Forest inference: compiled (`rawsigma.analysis.forest_infer`) vs scikit-learn.
+"""Forest inference: compiled (`rawsigma.analysis.segmentation.forest_infer`) vs scikit-learn.
 
 The ``score`` workload: the synthetic sCMOS phantom of bench_score.py at ``--size``²,
 the ilastik preset trained on its sparse labels, then every feature block of the image
@@ -23,10 +23,11 @@ import numpy as np
 
 def _scene(size: int):
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom, training_labels
+    from rawsigma.analysis.phantoms import nuclei2d
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     model = SensorModel.preset("scmos", (size, size), seed=0)
-    bright, truth = phantom((size, size), n_objects=int(40 * (size / 256) ** 2), rng=0)
+    bright, truth = nuclei2d((size, size), n_objects=int(40 * (size / 256) ** 2), rng=0)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(1))
     return img, training_labels(truth)
 
@@ -44,9 +45,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
-    from rawsigma.analysis import forest_infer as FI
-    from rawsigma.analysis.classifier import PixelClassifier
-    from rawsigma.analysis.features import iter_feature_blocks
+    from rawsigma.analysis.segmentation import forest_infer as FI
+    from rawsigma.analysis.segmentation.classifier import PixelClassifier
+    from rawsigma.analysis.segmentation.features import iter_feature_blocks
 
     img, lab = _scene(a.size)
     clf = PixelClassifier("ilastik", n_jobs=a.threads)

@@ -283,8 +283,8 @@ def reference_table(size: int, reps: int) -> list[dict]:
 
 def real_table(reps: int) -> list[dict]:
     import tifffile
-    from rawsigma.analysis.noise_estimate import estimate_profile
     from rawsigma.analysis.noisecodec import NoiseCodec
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
 
     rows = []
     for fname in ("usiigaci_phase_contrast_1fields.tif", "bbbc039_u2os_hoechst_3fields.tif"):

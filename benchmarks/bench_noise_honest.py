@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from rawsigma.acquire.sensor_model import SensorModel
-from rawsigma.analysis.noise_estimate import estimate_profile
 from rawsigma.analysis.noisecodec import NoiseCodec
+from rawsigma.analysis.noisemodel.estimate import estimate_profile
 from rawsigma.calib.profile import CameraProfile
 from scipy import ndimage as ndi
 

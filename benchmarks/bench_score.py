@@ -38,11 +38,12 @@ PAPER = {  # Table 1 of Pomarico et al. 2023 (microspheres, PC): ΔA µ, σ in p
 
 def synthetic(size: int = 1024) -> None:
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom, training_labels
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.phantoms import nuclei2d
+    from rawsigma.analysis.scoring.runner import score_image
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     model = SensorModel.preset("scmos", (size, size), seed=0)
-    bright, truth = phantom((size, size), n_objects=int(40 * (size / 256) ** 2), rng=0)
+    bright, truth = nuclei2d((size, size), n_objects=int(40 * (size / 256) ** 2), rng=0)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(1))
     prof = model.true_profile()
     lab = training_labels(truth)
@@ -81,7 +82,7 @@ def datasheet_profile(img: np.ndarray, name: str, offset: float, read_noise_e: f
     The read noise in ADU depends on the gain, so ``estimate_profile`` is iterated
     (read noise = ``read_noise_e`` × estimated gain) until the gain stops changing.
     """
-    from rawsigma.analysis.noise_estimate import estimate_profile
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
 
     gain = 2.0
     for _ in range(20):
@@ -137,10 +138,10 @@ def real(
     synthesis centre (``observed`` or ``denoised``); ``codecs``: instead of
     :data:`CODECS` (the held-out replica control is always added).
     """
-    from rawsigma.analysis.demo import training_labels
-    from rawsigma.analysis.noise_estimate import estimate_profile
-    from rawsigma.analysis.report import write_report
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+    from rawsigma.analysis.reporting.report import write_report
+    from rawsigma.analysis.scoring.runner import score_image
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     rows = []

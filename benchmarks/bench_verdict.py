@@ -48,7 +48,7 @@ CODECS = ["replica", "jpeg@100", "8bit"]
 
 
 def _run(img, prof, lab, seed: int, trees: int, codecs=CODECS) -> dict:
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.scoring.runner import score_image
 
     r = score_image(img, prof, labels=lab, codecs=codecs, n_replicas=10, seed=seed,
                     n_estimators=trees, workers=2)  # fmt: skip
@@ -89,13 +89,14 @@ def _rates(name: str, runs: list[dict], codecs=CODECS) -> list[str]:
 
 def sim(n_seeds: int, trees: int, size: int = 128) -> tuple[list[dict], float]:
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom, training_labels
+    from rawsigma.analysis.phantoms import nuclei2d
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     runs, t0 = [], time.perf_counter()
     for s in range(n_seeds):
         model = SensorModel.preset("scmos", (size, size), seed=1000 + s)
         n_obj = int(np.random.default_rng(s).integers(8, 16))
-        bright, truth = phantom((size, size), n_objects=n_obj, rng=2000 + s)
+        bright, truth = nuclei2d((size, size), n_objects=n_obj, rng=2000 + s)
         img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(3000 + s))
         runs.append(_run(img, model.true_profile(), training_labels(truth), s, trees))
         print(f"  sim seed {s}: {runs[-1]['n_objects']} objects, "
@@ -105,7 +106,7 @@ def sim(n_seeds: int, trees: int, size: int = 128) -> tuple[list[dict], float]:
 
 
 def _estimate(img: np.ndarray, name: str):
-    from rawsigma.analysis.noise_estimate import estimate_profile
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
 
     tile = 64 if min(img.shape) >= 256 else 32  # as `rawsigma score --estimate-profile`
     return estimate_profile(img, tile=tile, source=name)
@@ -127,7 +128,7 @@ def _crop_with_objects(lab: np.ndarray, crop: int) -> tuple[slice, slice]:
 def real_images(crop: int):
     """(name, image crop, profile crop, sparse annotations) of the shared real images."""
     import tifffile
-    from rawsigma.analysis.demo import training_labels
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     bb = DATA / "bbbc039_u2os_hoechst_3fields.tif"
     if bb.exists():

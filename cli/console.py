@@ -219,7 +219,7 @@ def stage_progress(console: Any, width: int) -> Iterator[Callable[[str, int, int
     Yields
     ------
     callable
-        ``progress(stage, done, total)`` as taken by `rawsigma.analysis.runner.score_image`
+        ``progress(stage, done, total)`` as taken by `rawsigma.analysis.scoring.runner.score_image`
         and `rawsigma.analysis.demo.run_demo`: the first call for a stage adds its bar.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

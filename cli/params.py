@@ -85,14 +85,14 @@ def codec_list(value: str) -> list[str]:
 
     ``key=value`` tokens continue the previous codec (``noise:step=2,dither=1`` is one
     codec). Parameters that need the camera profile are checked later, once it is
-    loaded (see :func:`rawsigma.analysis.codecs.parse_codecs`).
+    loaded (see :func:`rawsigma.analysis.codecs.registry.parse_codecs`).
 
     Raises
     ------
     typer.BadParameter
         Empty list, a token that is not a codec spec, an unknown codec name.
     """
-    from rawsigma.analysis.codecs import CodecError, available_codecs, split_codec_specs
+    from rawsigma.analysis.codecs.registry import CodecError, available_codecs, split_codec_specs
 
     try:
         specs = split_codec_specs(value)
@@ -114,7 +114,7 @@ def codec_list(value: str) -> list[str]:
 
 
 def _alias(name: str) -> bool:
-    from rawsigma.analysis import codecs
+    from rawsigma.analysis.codecs import registry as codecs
 
     return name in getattr(codecs, "_ALIASES", {})
 
@@ -128,7 +128,7 @@ def check_codecs(specs: list[str], profile: Any) -> None:
         Out-of-range or unknown parameters (the message gives the valid range), an
         unavailable codec library.
     """
-    from rawsigma.analysis.codecs import CodecError, parse_codecs
+    from rawsigma.analysis.codecs.registry import CodecError, parse_codecs
 
     for s in specs:
         if s == "replica":

@@ -264,7 +264,7 @@ def _read_image(path: Path, frame: int | None) -> Any:
 
 
 def _print_presets() -> None:
-    from rawsigma.analysis.camera_presets import list_presets
+    from rawsigma.analysis.noisemodel.camera_presets import list_presets
 
     for p in list_presets():
         off = "from the image" if p.offset is None else f"{p.offset:g} ADU"
@@ -344,7 +344,7 @@ def estimate(
         check_output(out, force)
         img = _read_image(image, frame)
         check_output(out, force, need_bytes=64 * img.shape[-1] * img.shape[-2])
-        from rawsigma.analysis.noise_estimate import estimate_profile
+        from rawsigma.analysis.noisemodel.estimate import estimate_profile
 
         kw: dict[str, Any] = {}
         if gain is not None:

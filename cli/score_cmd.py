@@ -111,7 +111,7 @@ def _staged_report(result, out: Path, force: bool) -> Path:
     import os
     import shutil
 
-    from rawsigma.analysis.report import RESULT_FILES, write_report
+    from rawsigma.analysis.reporting.report import RESULT_FILES, write_report
 
     stage = out / ".report.tmp"
     shutil.rmtree(stage, ignore_errors=True)
@@ -151,7 +151,7 @@ def run_score(
     exposure: float | None = None,
 ) -> Path:
     """Body of ``rawsigma score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
-    from rawsigma.analysis.report import RESULT_FILES
+    from rawsigma.analysis.reporting.report import RESULT_FILES
     from rawsigma.errors import OutputExistsError, UsageError
     from rawsigma.fileio import check_output_dir, output_lock
 
@@ -209,8 +209,8 @@ def _score_locked(
     exposure: float | None = None,
     **_: object,
 ) -> Path:
-    from rawsigma.analysis.plans import ScorePlan
-    from rawsigma.analysis.runner import check_raw_image, score_image
+    from rawsigma.analysis.scoring.plans import ScorePlan
+    from rawsigma.analysis.scoring.runner import check_raw_image, score_image
     from rawsigma.errors import InputFileError, UsageError
     from rawsigma.fileio import check_output_dir
     from rawsigma.imread import read_frame
@@ -245,7 +245,7 @@ def _score_locked(
         if exposure is not None:
             prof = prof.at_exposure(exposure / 1000.0)
     else:
-        from rawsigma.analysis.noise_estimate import estimate_profile as _estimate
+        from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
         from rawsigma.errors import RawsigmaError
 
         check_raw_image(img, None, str(image))
@@ -277,10 +277,10 @@ def _score_locked(
                 f"{labels}: label image shape {lab.shape} differs from {image} {img.shape}"
             )
         if instances:
-            from rawsigma.analysis.demo import training_labels
+            from rawsigma.analysis.segmentation.annotations import training_labels
 
             lab = training_labels(lab)
-        from rawsigma.analysis.runner import check_labels
+        from rawsigma.analysis.scoring.runner import check_labels
 
         lab = check_labels(lab, img.shape, str(labels), foreground_class=foreground_class)
 

@@ -30,7 +30,7 @@ KERNEL_MODULES = (
     "rawsigma.analysis.noisecodec.kernels",
     "rawsigma.analysis.noisecodec.pyramid",
     "rawsigma.analysis.noisecodec.fastpath",
-    "rawsigma.analysis.forest_infer",
+    "rawsigma.analysis.segmentation.forest_infer",
     "rawsigma.calib.moments_kernel",
 )
 ENV = "RAWSIGMA_CACHE_DIR"

@@ -26,7 +26,7 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 def is_score_result(path: str | os.PathLike) -> bool:
     """True for a score result directory holding ``maps.h5`` or the ``maps.h5`` itself."""
-    from rawsigma.analysis.score_maps import FORMAT, MAPS_FILE
+    from rawsigma.analysis.scoring.score_maps import FORMAT, MAPS_FILE
 
     p = Path(path)
     if p.is_dir():
@@ -49,7 +49,7 @@ def _verdict_text(c: dict) -> str:
 
 def score_layers(path: str | os.PathLike) -> list[LayerData]:
     """Layer data of a score result (see the module docstring)."""
-    from rawsigma.analysis.score_maps import read_score_maps
+    from rawsigma.analysis.scoring.score_maps import read_score_maps
 
     m = read_score_maps(path)
     src = {"source": str(path), "provenance": m["provenance"]}

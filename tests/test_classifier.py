@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from rawsigma.analysis.classifier import (
+from rawsigma.analysis.segmentation.classifier import (
     PixelClassifier,
     VersionMismatchWarning,
     labels_from_output,

@@ -116,9 +116,9 @@ def test_estimate_uses_noise_estimate(profiles, tmp_path, monkeypatch):
         p.provenance["estimated"] = True
         return p
 
-    mod = types.ModuleType("rawsigma.analysis.noise_estimate")
+    mod = types.ModuleType("rawsigma.analysis.noisemodel.estimate")
     mod.estimate_profile = fake_estimate
-    monkeypatch.setitem(sys.modules, "rawsigma.analysis.noise_estimate", mod)
+    monkeypatch.setitem(sys.modules, "rawsigma.analysis.noisemodel.estimate", mod)
     img = np.random.default_rng(0).integers(100, 200, (2, 16, 24)).astype(np.uint16)
     src = tmp_path / "img.npy"
     np.save(src, img)

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom
+    from rawsigma.analysis.phantoms import nuclei2d
 
     d = tmp_path_factory.mktemp("score")
     model = SensorModel.preset("scmos", (128, 128), seed=2)
-    bright, truth = phantom((128, 128), n_objects=8, rng=1, n_beads=0)
+    bright, truth = nuclei2d((128, 128), n_objects=8, rng=1, n_beads=0)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(0))
     tifffile.imwrite(d / "img.tif", img)
     tifffile.imwrite(d / "truth.tif", truth.astype(np.uint16))
@@ -50,7 +50,7 @@ def test_score_writes_report_and_refuses_overwrite(files):
     for f in ("report.html", "results.json", "objects.csv", "maps.h5"):
         assert (out / f).exists()
     assert not (out / ".report.tmp").exists()
-    from rawsigma.analysis.score_maps import read_score_maps
+    from rawsigma.analysis.scoring.score_maps import read_score_maps
 
     m = read_score_maps(out)
     assert np.array_equal(m["image"], tifffile.imread(files / "img.tif"))

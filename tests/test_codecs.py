@@ -7,7 +7,7 @@ import types
 
 import numpy as np
 import pytest
-from rawsigma.analysis.codecs import (
+from rawsigma.analysis.codecs.registry import (
     Codec,
     CodecError,
     Param,

@@ -122,7 +122,7 @@ def test_cli_dark_exposures_on_sim_rig(tmp_path) -> None:
 
 
 def test_synthesis_uses_the_exposure(scmos) -> None:
-    from rawsigma.analysis.synthesis import synthesize
+    from rawsigma.analysis.noisemodel.synthesis import synthesize
 
     cam, darks = scmos
     sw = accumulate_sweep(

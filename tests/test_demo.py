@@ -19,9 +19,9 @@ def test_bundled_data_and_license():
 
 
 def test_phantom_truth():
-    from rawsigma.analysis.demo import phantom
+    from rawsigma.analysis.phantoms import nuclei2d
 
-    bright, truth = phantom((96, 96), n_objects=5, n_beads=2, rng=0)
+    bright, truth = nuclei2d((96, 96), n_objects=5, n_beads=2, rng=0)
     assert truth.max() == 7 and bright.max() > 10  # beads are much brighter
     assert np.all(bright[truth == 0] < bright.max())
 

@@ -381,9 +381,9 @@ README_SPECS = [
 def test_every_printed_and_documented_spec_parses(world):
     """The CLI split + the codec parser accept every spec the README and compress print,
     each as exactly one codec with the same canonical spec."""
-    from rawsigma.analysis.codecs import codec_available, parse_codecs
+    from rawsigma.analysis.codecs.registry import codec_available, parse_codecs
     from rawsigma.analysis.noisecodec import NoiseCodec
-    from rawsigma.analysis.plans import ScorePlan
+    from rawsigma.analysis.scoring.plans import ScorePlan
     from rawsigma.cli.params import codec_list
 
     prof = world["prof"]
@@ -467,7 +467,7 @@ def _spec(draw):
 @given(specs=st.lists(_spec(), min_size=1, max_size=5), sep=st.sampled_from([",", ", ", ";"]))
 def test_codec_list_split_round_trip(specs, sep):
     """Any list of specs joined with commas splits back into the same specs."""
-    from rawsigma.analysis.codecs import split_codec_specs
+    from rawsigma.analysis.codecs.registry import split_codec_specs
 
     assert split_codec_specs(sep.join(specs)) == specs
 
@@ -485,7 +485,7 @@ def test_codec_list_split_round_trip(specs, sep):
 )
 def test_score_force_failure_keeps_previous_results(world, tmp_path, extra):
     """`score --force` that fails on its input leaves the previous results as they were."""
-    from rawsigma.analysis.report import RESULT_FILES
+    from rawsigma.analysis.reporting.report import RESULT_FILES
 
     d = world["dir"]
     res = tmp_path / "res"

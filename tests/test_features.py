@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rawsigma.analysis.features import (
+from rawsigma.analysis.segmentation.features import (
     FeatureConfig,
     feature_bank,
     feature_maps_for_scoring,
     feature_names,
     iter_feature_blocks,
 )
-from rawsigma.analysis.features_math import eig_sym2, eig_sym3
+from rawsigma.analysis.segmentation.features_math import eig_sym2, eig_sym3
 from scipy import ndimage as ndi
 
 
@@ -165,7 +165,7 @@ def test_config_roundtrip_and_bad_input(img2d):
 
 
 def test_automatic_blocks_respect_memory_budget(img2d, monkeypatch):
-    import rawsigma.analysis.features as fb
+    import rawsigma.analysis.segmentation.features as fb
 
     whole, _ = feature_bank(img2d, sigmas=(1.0, 3.5), block=10**6)
     monkeypatch.setattr(fb, "BLOCK_MEMORY", 2 * 2**20)

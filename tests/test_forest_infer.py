@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rawsigma.analysis import forest_infer as FI  # noqa: E402
-from rawsigma.analysis.classifier import PixelClassifier  # noqa: E402
-from rawsigma.analysis.features import iter_feature_blocks  # noqa: E402
+from rawsigma.analysis.segmentation import forest_infer as FI  # noqa: E402
+from rawsigma.analysis.segmentation.classifier import PixelClassifier  # noqa: E402
+from rawsigma.analysis.segmentation.features import iter_feature_blocks  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
 

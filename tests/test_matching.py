@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from rawsigma.analysis.matching import match_objects, split_merge_counts
+from rawsigma.analysis.measurement.matching import match_objects, split_merge_counts
 
 
 def test_identical_centroids_match_all():

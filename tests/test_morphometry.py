@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from rawsigma.analysis.morphometry import (
+from rawsigma.analysis.measurement.morphometry import (
     PARAMETERS,
     global_params,
     measure,

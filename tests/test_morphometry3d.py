@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from rawsigma.analysis.morphometry3d import global_params3d, measure3d
+from rawsigma.analysis.measurement.morphometry3d import global_params3d, measure3d
 from rawsigma.errors import InputFileError
 
 

@@ -95,12 +95,13 @@ def test_manifest_and_napari_viewer(files, qtbot):
 def scored(tmp_path_factory):
     """A tiny scoring run (96² phantom, 3 replicas, few trees) written as a report."""
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom, training_labels
-    from rawsigma.analysis.report import write_report
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.phantoms import nuclei2d
+    from rawsigma.analysis.reporting.report import write_report
+    from rawsigma.analysis.scoring.runner import score_image
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     model = SensorModel.preset("scmos", (96, 96), seed=3)
-    bright, truth = phantom((96, 96), n_objects=6, rng=5, n_beads=0)
+    bright, truth = nuclei2d((96, 96), n_objects=6, rng=5, n_beads=0)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(7))
     r = score_image(img, model.true_profile(), labels=training_labels(truth),
                     codecs=["replica", "8bit"], n_replicas=3, seed=1, min_size=5,
@@ -111,7 +112,7 @@ def scored(tmp_path_factory):
 
 
 def test_score_maps_file_round_trips(scored):
-    from rawsigma.analysis.score_maps import read_score_maps
+    from rawsigma.analysis.scoring.score_maps import read_score_maps
 
     r, out = scored
     m = read_score_maps(out / "maps.h5")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rawsigma.acquire.sensor_model import SensorModel
-from rawsigma.analysis.noise_estimate import (
+from rawsigma.analysis.noisemodel.estimate import (
     NoiseEstimateError,
     estimate_profile,
     tile_statistics,
 )
-from rawsigma.analysis.synthesis import synthesize
+from rawsigma.analysis.noisemodel.synthesis import synthesize
 from rawsigma.errors import ImageMismatchError
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rawsigma.acquire.sensor_model import SensorModel
-from rawsigma.analysis.camera_presets import PresetError, list_presets, load_preset
-from rawsigma.analysis.noise_estimate import NoiseEstimateError, estimate_profile
+from rawsigma.analysis.noisemodel.camera_presets import PresetError, list_presets, load_preset
+from rawsigma.analysis.noisemodel.estimate import NoiseEstimateError, estimate_profile
 from rawsigma.cli.main import app
 from rawsigma.errors import ImageMismatchError
 from scipy import ndimage as ndi

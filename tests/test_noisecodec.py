@@ -163,7 +163,7 @@ def test_corrupted_streams(scene):
 
 
 def test_registry_spec(scene):
-    from rawsigma.analysis.codecs import compression_ratio, parse_codecs
+    from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
 
     stack, _, _, prof = scene
     (c,) = parse_codecs("noise:step=2,dither=1", profile=prof)

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 from rawsigma.acquire.sensor_model import SensorModel
-from rawsigma.analysis.codecs import CodecError, parse_codecs
+from rawsigma.analysis.codecs.registry import CodecError, parse_codecs
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec.codec import MAX_STEP, MIN_STEP
 from rawsigma.calib.profile import CameraProfile
@@ -89,7 +89,7 @@ def test_usiigaci_estimated_profile_no_pixel_beyond_bound(shared_data):
     sigma (the profile's model) + 1/2 ADU; before the fix the pixels below the assumed
     offset moved by +1577 ADU on average."""
     import tifffile
-    from rawsigma.analysis.noise_estimate import estimate_profile
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
 
     img = tifffile.imread(shared_data / "usiigaci_phase_contrast_1fields.tif").reshape(-1, 1024)
     prof = estimate_profile(img)
@@ -115,7 +115,7 @@ def test_step_outside_the_unbiased_range_is_refused(frame, step):
 
 
 def test_codec_spec_limits_match_the_codec():
-    from rawsigma.analysis.codecs_builtin import NoiseCodecAdapter
+    from rawsigma.analysis.codecs.builtin import NoiseCodecAdapter
 
     p = {q.name: q for q in NoiseCodecAdapter.PARAMS}["step"]
     assert (p.lo, p.hi) == (MIN_STEP, MAX_STEP)

@@ -88,7 +88,7 @@ def test_effort_validated(scene):
 
 
 def test_registry_effort(scene):
-    from rawsigma.analysis.codecs import parse_codecs
+    from rawsigma.analysis.codecs.registry import parse_codecs
 
     frame, prof = scene
     (c,) = parse_codecs("noise:step=2,effort=fast", profile=prof)

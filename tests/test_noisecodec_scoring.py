@@ -22,9 +22,9 @@ CASES = [
 def test_noise_step2_within_noise_on_real_crop(image, labels, field, bits):
     if not (DATA / image).exists():
         pytest.skip(f"{DATA / image} not available")
-    from rawsigma.analysis.classifier import training_labels_from_instances
-    from rawsigma.analysis.noise_estimate import estimate_profile
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+    from rawsigma.analysis.scoring.runner import score_image
+    from rawsigma.analysis.segmentation.classifier import training_labels_from_instances
 
     img = tifffile.imread(DATA / image)
     lab = tifffile.imread(DATA / labels)

@@ -6,10 +6,16 @@ import doctest
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-PACKAGES = ["rawsigma.acquire", "rawsigma.calib", "rawsigma.analysis"]
+DOMAINS = [
+    "codecs", "segmentation", "measurement", "noisemodel", "scoring", "reporting", "phantoms"
+]  # fmt: skip
+PACKAGES = ["rawsigma.acquire", "rawsigma.calib", "rawsigma.analysis"] + [
+    f"rawsigma.analysis.{domain}" for domain in DOMAINS
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -44,3 +50,21 @@ def test_package_docstring_examples_run(name: str) -> None:
     package = importlib.import_module(name)
     failures, tried = doctest.testmod(package, verbose=False)
     assert tried > 0 and failures == 0
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_no_public_name_shadows_a_submodule(name: str) -> None:
+    # `from pkg import x` returns the submodule x once it is imported: a public name
+    # equal to a module name would change meaning with import order.
+    package = importlib.import_module(name)
+    folder = Path(package.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py")}
+    modules |= {p.name for p in folder.iterdir() if p.is_dir()}
+    assert not modules & set(package.__all__)
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_public_names_resolve_in_a_fresh_process(name: str) -> None:
+    code = f"import {name} as p; [getattr(p, n) for n in p.__all__]"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -11,24 +11,25 @@ import math
 
 import numpy as np
 import pytest
-from rawsigma.analysis.plans import ScorePlan
+from rawsigma.analysis.scoring.plans import ScorePlan
 from rawsigma.errors import ImageMismatchError, InputFileError, OutputExistsError
 
 
 @pytest.fixture(scope="module")
 def scene():
     from rawsigma.acquire.sensor_model import SensorModel
-    from rawsigma.analysis.demo import phantom, training_labels
+    from rawsigma.analysis.phantoms import nuclei2d
+    from rawsigma.analysis.segmentation.annotations import training_labels
 
     model = SensorModel.preset("scmos", (160, 160), seed=3)
-    bright, truth = phantom((160, 160), n_objects=18, rng=5)
+    bright, truth = nuclei2d((160, 160), n_objects=18, rng=5)
     img = model.expose(40 + 900 * bright, 0.01, np.random.default_rng(7))
     return img, model.true_profile(), training_labels(truth), truth
 
 
 @pytest.fixture(scope="module")
 def result(scene):
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, lab, _ = scene
     codecs = ["replica", "8bit", "jpeg@100", "noise:step=1"]
@@ -96,7 +97,7 @@ def test_noise_codec_step1_within_noise(result):
 
 
 def test_results_json_and_report(result, tmp_path):
-    from rawsigma.analysis.report import write_report
+    from rawsigma.analysis.reporting.report import write_report
 
     out = tmp_path / "r"
     html = write_report(result, out)
@@ -127,8 +128,8 @@ def test_results_json_and_report(result, tmp_path):
 
 
 def test_plug_in_model_and_no_objects(scene, tmp_path):
-    from rawsigma.analysis.report import write_report
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.reporting.report import write_report
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, _, truth = scene
     r = score_image(img[:64, :64], prof.crop((0, 0, 64, 64)), model=lambda im: np.zeros(
@@ -147,7 +148,7 @@ def test_plug_in_model_and_no_objects(scene, tmp_path):
 
 def test_default_min_size_and_speckle_warning(scene):
     """Annotations imply the minimum size; a speckled segmentation is warned about."""
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, lab, truth = scene
     rng = np.random.default_rng(0)
@@ -167,7 +168,7 @@ def test_default_min_size_and_speckle_warning(scene):
 
 
 def test_bad_inputs(scene):
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, lab, _ = scene
     kw = {"codecs": ["replica"], "n_replicas": 2}
@@ -192,7 +193,7 @@ def test_bad_inputs(scene):
 
 
 def test_foreground_class_option(scene, result):
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, lab, _ = scene
     swapped = np.choose(lab, [0, 2, 1]).astype(np.uint8)  # 1 = objects, 2 = background
@@ -208,8 +209,8 @@ def test_plan_round_trips():
 
 
 def test_tolerance_search_noise(scene, tmp_path):
-    from rawsigma.analysis.report import write_report
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.reporting.report import write_report
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, lab, _ = scene
     r = score_image(img, prof, labels=lab, codecs=["replica"], n_replicas=5, seed=2,
@@ -234,7 +235,7 @@ def test_estimated_profile_warning_is_a_banner(scene):
     """A profile whose offset/read noise were assumed: the warning heads the notes."""
     import copy
 
-    from rawsigma.analysis.runner import score_image
+    from rawsigma.analysis.scoring.runner import score_image
 
     img, prof, _, truth = scene
     p2 = copy.deepcopy(prof)

@@ -8,8 +8,8 @@ import pytest
 da = pytest.importorskip("dask.array")
 
 from rawsigma.acquire.sensor_model import SensorModel  # noqa: E402
-from rawsigma.analysis.features import feature_bank  # noqa: E402
-from rawsigma.analysis.scale import feature_bank_dask, synthesize_dask  # noqa: E402
+from rawsigma.analysis.outofcore.lazy import feature_bank_dask, synthesize_dask  # noqa: E402
+from rawsigma.analysis.segmentation.features import feature_bank  # noqa: E402
 from rawsigma.errors import ImageMismatchError  # noqa: E402
 
 

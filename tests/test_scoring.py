@@ -3,7 +3,7 @@
 import math
 
 import numpy as np
-from rawsigma.analysis import scoring as sc
+from rawsigma.analysis.scoring import standard_score as sc
 from scipy import stats
 
 

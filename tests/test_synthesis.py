@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rawsigma.acquire.sensor_model import SensorModel
-from rawsigma.analysis.synthesis import SynthesisInfo, denoise, synthesize
+from rawsigma.analysis.noisemodel.synthesis import SynthesisInfo, denoise, synthesize
 from rawsigma.calib.profile import CameraProfile
 from rawsigma.errors import ImageMismatchError
 

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 import pytest
-from rawsigma.analysis import nullstats as ns
-from rawsigma.analysis import runchecks as rc
-from rawsigma.analysis import scoring as sc
+from rawsigma.analysis.scoring import nullstats as ns
+from rawsigma.analysis.scoring import runchecks as rc
+from rawsigma.analysis.scoring import standard_score as sc
 
 
 def _score(raw, reps, other, quanta=None):

@@ -15,9 +15,8 @@ in epsilon; report the method next to absolute areas.
 from __future__ import annotations
 
 import numpy as np
+from rawsigma.analysis.measurement.morphometry import as_labels
 from scipy import ndimage as ndi
-
-from .morphometry import as_labels
 
 __all__ = ["PARAMETERS_3D", "GLOBAL_PARAMETERS_3D", "measure3d", "global_params3d"]
 

@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis.segmentation import forest_infer
+from rawsigma.analysis.segmentation.features import (
+    FeatureConfig,
+    feature_names,
+    iter_feature_blocks,
+)
+from rawsigma.errors import ImageMismatchError, InputFileError
+from rawsigma.fileio import atomic_write
 from scipy import ndimage as ndi
-
-from ..errors import ImageMismatchError, InputFileError
-from ..fileio import atomic_write
-from . import forest_infer
-from .features import FeatureConfig, feature_names, iter_feature_blocks
 
 __all__ = [
     "PRESETS",
@@ -62,8 +65,7 @@ def _versions() -> dict[str, str]:
     import joblib
     import scipy
     import sklearn
-
-    from .. import __version__
+    from rawsigma import __version__
 
     return {
         "rawsigma": __version__,
@@ -86,7 +88,7 @@ class PixelClassifier:
     preset : {"weka", "ilastik"}
         Forest settings (:data:`PRESETS`) and default feature set.
     features : FeatureConfig, dict or str, optional
-        Feature bank (see :mod:`rawsigma.analysis.features`); a string is a feature
+        Feature bank (see :mod:`rawsigma.analysis.segmentation.features`); a string is a feature
         preset name; default the preset's own feature set.
     n_estimators, max_features, criterion : optional
         Override the preset's forest settings.

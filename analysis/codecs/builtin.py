@@ -2,7 +2,7 @@
 
 All but ``noise`` go through :mod:`imagecodecs`; each checks that its encoder is
 available (``imagecodecs.JPEGXL.available`` ...) and raises
-:class:`~rawsigma.analysis.codecs.CodecUnavailableError` otherwise. Stacks
+:class:`~rawsigma.analysis.codecs.registry.CodecUnavailableError` otherwise. Stacks
 (Z, H, W) are coded plane by plane (one knob for the whole stack).
 
 8-bit conversion (``8bit`` and the input of ``jpeg``) follows ImageJ's
@@ -22,7 +22,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.analysis.codecs import (
+from rawsigma.analysis.codecs.registry import (
     Codec,
     CodecError,
     CodecUnavailableError,

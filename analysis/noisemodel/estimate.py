@@ -49,9 +49,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rawsigma.analysis.noisemodel.blocks import K_CUT, _saturation_mask, tile_statistics
 from rawsigma.errors import ImageMismatchError, RawsigmaError
-
-from .noise_blocks import K_CUT, _saturation_mask, tile_statistics
 
 __all__ = ["NoiseEstimateError", "estimate_profile", "fit_variance_line", "tile_statistics"]
 
@@ -380,7 +379,7 @@ def estimate_profile(
     gain : float, optional
         Known gain (ADU/e⁻, data sheet); replaces the fitted slope.
     camera : str, optional
-        Name of a camera preset (`rawsigma.analysis.camera_presets`): its offset, read
+        Name of a camera preset (`rawsigma.analysis.noisemodel.camera_presets`): its offset, read
         noise and gain unless given explicitly. Refused when its bit depth does not fit
         the image.
     quadratic : bool
@@ -426,7 +425,7 @@ def estimate_profile(
         raise ImageMismatchError(f"{name}: expected (H, W) or (N, H, W), got shape {img.shape}")
     preset = None
     if camera is not None:
-        from rawsigma.analysis.camera_presets import load_preset
+        from rawsigma.analysis.noisemodel.camera_presets import load_preset
 
         preset = load_preset(camera)
         if bit_depth is not None and int(bit_depth) != preset.bit_depth:

@@ -26,12 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rawsigma.analysis import nullstats as ns
-from rawsigma.analysis import runchecks as rc
-from rawsigma.analysis import scoring as sc
-from rawsigma.analysis.features import SCORING_FEATURES, feature_maps_for_scoring, feature_names
-from rawsigma.analysis.matching import match_objects
-from rawsigma.analysis.plans import TOLERANCE_SWEEPS, ScorePlan
+from rawsigma.analysis.measurement.matching import match_objects
+from rawsigma.analysis.scoring import nullstats as ns
+from rawsigma.analysis.scoring import runchecks as rc
+from rawsigma.analysis.scoring import standard_score as sc
+from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS, ScorePlan
+from rawsigma.analysis.segmentation.features import (
+    SCORING_FEATURES,
+    feature_maps_for_scoring,
+    feature_names,
+)
 from rawsigma.errors import ImageMismatchError, InputFileError
 
 __all__ = ["CodecResult", "ScoreResult", "check_raw_image", "load_model", "score_image"]
@@ -261,8 +265,8 @@ def instance_like(labels: np.ndarray, min_values: int = 4) -> str | None:
 
 def load_model(spec: str) -> Segmenter:
     """Load a plug-in segmenter: ``module:function``, ``file.py:function`` or a saved
-    classifier (see :func:`rawsigma.analysis.classifier.load_model`)."""
-    from rawsigma.analysis.classifier import load_model as _load
+    classifier (see :func:`rawsigma.analysis.segmentation.classifier.load_model`)."""
+    from rawsigma.analysis.segmentation.classifier import load_model as _load
 
     return _load(spec)
 
@@ -270,7 +274,7 @@ def load_model(spec: str) -> Segmenter:
 # ----------------------------------------------------------------------------- steps
 def _to_objects(out: np.ndarray, threshold: float) -> np.ndarray:
     """Model output (labels, mask or foreground probability) → 8-connected label image."""
-    from rawsigma.analysis.classifier import labels_from_output
+    from rawsigma.analysis.segmentation.classifier import labels_from_output
 
     out = np.asarray(out)
     shape = out.shape[:2] if out.ndim == 3 and out.dtype.kind == "f" else out.shape
@@ -283,7 +287,7 @@ def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _measure(labels: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    from rawsigma.analysis.morphometry import global_params, measure
+    from rawsigma.analysis.measurement.morphometry import global_params, measure
 
     return measure(labels), {k: float(v) for k, v in global_params(labels).items()}
 
@@ -295,7 +299,7 @@ def _score_params(table: dict[str, np.ndarray]) -> list[str]:
 
 def _classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan, seed: int):
     """Train the pixel classifier on the raw image; return image → label image."""
-    from rawsigma.analysis.classifier import PixelClassifier
+    from rawsigma.analysis.segmentation.classifier import PixelClassifier
 
     clf = PixelClassifier(
         preset=plan.classifier_preset,
@@ -402,7 +406,7 @@ def score_image(
         Camera noise profile (measured or estimated).
     labels : (H, W) ndarray of int, optional
         Sparse training annotations of ``image`` (0 unlabelled, 1 background,
-        2 foreground: :mod:`rawsigma.analysis.classifier` convention) for the pixel
+        2 foreground: :mod:`rawsigma.analysis.segmentation.classifier` convention) for the pixel
         classifier.
     model : callable or "module:function", optional
         Plug-in segmenter instead of the classifier: image → labels, mask or
@@ -419,8 +423,8 @@ def score_image(
     ScoreResult
     """
     from rawsigma import fileio
-    from rawsigma.analysis.codecs import compression_ratio, parse_codecs
-    from rawsigma.analysis.synthesis import synthesize
+    from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
+    from rawsigma.analysis.noisemodel.synthesis import synthesize
 
     if plan is None:
         if isinstance(model, str):

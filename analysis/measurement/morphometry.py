@@ -45,9 +45,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rawsigma.errors import ImageMismatchError, InputFileError
 from scipy import ndimage as ndi
-
-from ..errors import ImageMismatchError, InputFileError
 
 __all__ = [
     "PARAMETERS",

@@ -2,7 +2,7 @@
 
 Each ``_*_group(image, sigma, cfg, spacing)`` computes every channel of one scale
 on one (halo-padded) block and returns ``{channel name: float32 array}``; see
-:mod:`rawsigma.analysis.features` for the definitions and the block machinery.
+:mod:`rawsigma.analysis.segmentation.features` for the definitions and the block machinery.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rawsigma.analysis.segmentation.features_math import d1, d2, eig_sym2, eig_sym3, gaussian
 from scipy import ndimage as ndi
 
-from .features_math import d1, d2, eig_sym2, eig_sym3, gaussian
-
 if TYPE_CHECKING:
-    from .features import FeatureConfig
+    from rawsigma.analysis.segmentation.features import FeatureConfig
 
 _ILASTIK_MIN_SCALE = 0.7  # ilastik's minimum for every feature except smoothing
 _DOG_RATIO = 0.66

@@ -24,7 +24,7 @@ Conventions
   and the true score ε* = Δ/σ lies in ``ε̂·[√(q_lo/(n−1)), √(q_hi/(n−1))]``. For n = 10
   and 95 %: [0.55, 1.45]·ε̂. Note ``E[1/s] > 1/σ`` (≈ +9 % at n = 10): per-object mean
   scores are biased away from zero by that factor; the interval covers it.
-- Verdict (calibrated, :mod:`rawsigma.analysis.nullstats`): per parameter, the robust
+- Verdict (calibrated, :mod:`rawsigma.analysis.scoring.nullstats`): per parameter, the robust
   location T of the floored scores ε_eff = Δ/√(σ_raw² + q²/12) is compared with its
   leave-one-out null (each replica scored against raw, σ from the others); the image
   exceeds the noise iff some parameter has |T| ≥ max(1, |b| + z_fw·se), z_fw the
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from rawsigma.analysis import nullstats as ns
+from rawsigma.analysis.scoring import nullstats as ns
 
 __all__ = [
     "ANGLE_PARAMS",
@@ -264,10 +264,10 @@ def score_objects(
     level : float
         Coverage of the confidence interval of the mean score.
     quanta : mapping param -> (n_obj,) array, optional
-        Resolution floor of σ (:func:`rawsigma.analysis.nullstats.parameter_quantum`);
+        Resolution floor of σ (:func:`rawsigma.analysis.scoring.nullstats.parameter_quantum`);
         default none (``eps_eff`` = ε, infinite scores left out of the robust location).
     null : mapping param -> ParamNull, optional
-        Leave-one-out nulls (:func:`rawsigma.analysis.nullstats.loo_null`); with them
+        Leave-one-out nulls (:func:`rawsigma.analysis.scoring.nullstats.loo_null`); with them
         every score carries the calibrated ``test`` (family-wise over the parameters
         scored here at level ``alpha``).
     """
@@ -397,13 +397,13 @@ def verdict(
 ) -> dict:
     """Within noise iff no per-object parameter exceeds its calibrated limit.
 
-    ``matching`` (:func:`rawsigma.analysis.nullstats.matching_test`): objects lost or
+    ``matching`` (:func:`rawsigma.analysis.scoring.nullstats.matching_test`): objects lost or
     invented against the replicas; when it exceeds, ``"matching"`` is failing too (a
     version that destroys objects leaves nothing to score per object).
 
     With calibrated tests (``score_objects(..., null=...)``) a parameter fails iff its
     robust ε is beyond max(1, the family-wise 95 % null quantile) (see
-    :mod:`rawsigma.analysis.nullstats`); otherwise the paper's rule applies (every
+    :mod:`rawsigma.analysis.scoring.nullstats`); otherwise the paper's rule applies (every
     |mean ε over objects| < 1, its Fig. 2e/h). The paper's rule is always reported
     under ``"paper"``. Global parameters (count, total area) are single values and are
     reported separately as ``global_flags`` (|ε| ≥ ``global_limit``, default 3): even a

@@ -3,7 +3,7 @@
 Each block's noise variance is the average of ``|F(k)|²/G(k)`` over the frequencies
 beyond ``K_CUT`` of Nyquist of its periodic component (Moisan's periodic-plus-smooth
 decomposition), ``G`` the exact gain of that decomposition for white noise; see the
-notes of `rawsigma.analysis.noise_estimate`.
+notes of `rawsigma.analysis.noisemodel.estimate`.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ _F16_MAX = float(np.finfo(np.float16).max)
 
 
 def _json(o: Any) -> str:
-    from rawsigma.analysis.report import _clean, _json_default
+    from rawsigma.analysis.reporting.report import _clean, _json_default
 
     return json.dumps(_clean(json.loads(json.dumps(o, default=_json_default))), default=str)
 
@@ -62,7 +62,7 @@ def write_score_maps(result: Any, path: str | os.PathLike, force: bool = False) 
     Parameters
     ----------
     result : ScoreResult
-        Output of :func:`rawsigma.analysis.runner.score_image`.
+        Output of :func:`rawsigma.analysis.scoring.runner.score_image`.
     path : path-like
         The ``.h5`` file; written through a temporary file and renamed.
     force : bool

@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from rawsigma.analysis import figures
-from rawsigma.analysis.score_maps import MAPS_FILE, write_score_maps
-from rawsigma.analysis.scoring import NON_INDEPENDENT_NOTE
+from rawsigma.analysis.reporting import figures
+from rawsigma.analysis.scoring.score_maps import MAPS_FILE, write_score_maps
+from rawsigma.analysis.scoring.standard_score import NON_INDEPENDENT_NOTE
 from rawsigma.errors import OutputExistsError
 from rawsigma.fileio import atomic_write
 
@@ -262,7 +262,7 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     Parameters
     ----------
     result : ScoreResult
-        Output of :func:`rawsigma.analysis.runner.score_image`.
+        Output of :func:`rawsigma.analysis.scoring.runner.score_image`.
     out_dir : path-like
         Result directory (created if needed).
     force : bool

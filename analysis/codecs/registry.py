@@ -17,7 +17,7 @@ JPEG quality, then the codec's bytes); :func:`compression_ratio` counts the whol
 payload and always divides the raw **16-bit** size ``H·W·2`` bytes (per plane) by
 it, whatever the image's dtype, as in the paper.
 
-Built-in codecs live in :mod:`rawsigma.analysis.codecs_builtin`; the
+Built-in codecs live in :mod:`rawsigma.analysis.codecs.builtin`; the
 noise-calibrated codec (``noise``) is imported lazily from
 :mod:`rawsigma.analysis.noisecodec` and needs a camera profile.
 """
@@ -508,14 +508,14 @@ def codec_available(name: str) -> bool:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _REGISTRY:
         return False
-    from rawsigma.analysis.codecs_builtin import library_available
+    from rawsigma.analysis.codecs.builtin import library_available
 
     return library_available(key)
 
 
 def _ensure_builtins() -> None:
     if "zstd" not in _REGISTRY:
-        from rawsigma.analysis import codecs_builtin  # noqa: F401  (registers)
+        from rawsigma.analysis.codecs import builtin as codecs_builtin  # noqa: F401  (registers)
 
 
 _TOKEN = re.compile(

@@ -5,12 +5,12 @@ Images and volumes beyond memory, and work spread over a cluster
 ``pip install 'rawsigma[scale]'``). dask is imported inside the functions, so the
 rest of the package never needs it.
 
-- `feature_bank_dask`: the feature bank of `rawsigma.analysis.features.feature_bank`
+- `feature_bank_dask`: the feature bank of `rawsigma.analysis.segmentation.features.feature_bank`
   computed chunk by chunk with ``map_overlap``-style halos. Every chunk is read
   with the largest filter support over all scales (`features.max_halo`, the halo
   rule of the block-wise numpy path) and no padding at the image border, so the
   result equals the numpy feature bank (to float rounding) whatever the chunks.
-- `synthesize_dask`: replicas as `rawsigma.analysis.synthesis.synthesize` does them
+- `synthesize_dask`: replicas as `rawsigma.analysis.noisemodel.synthesis.synthesize` does them
   (observed centre), chunk by chunk. Each chunk draws from its own generator,
   seeded by ``SeedSequence(seed, spawn_key=block index)``, so a result depends on
   the seed and the chunking only, never on the scheduler or the order in which
@@ -24,10 +24,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rawsigma.analysis.noisemodel.synthesis import _safe_gain, redraw
+from rawsigma.analysis.segmentation.features import (
+    FeatureConfig,
+    _bank_config,
+    _order,
+    check_image,
+    feature_bank,
+    max_halo,
+)
 from rawsigma.errors import ImageMismatchError
-
-from .features import FeatureConfig, _bank_config, _order, check_image, feature_bank, max_halo
-from .synthesis import _safe_gain, redraw
 
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
@@ -69,7 +75,7 @@ def feature_bank_dask(
     image : ndarray or dask.array.Array, (Y, X) or (Z, Y, X)
         Any numeric dtype; computed in float32 in the image's own units.
     preset, sigmas, features, derivatives, spacing, truncate
-        As `rawsigma.analysis.features.feature_bank`.
+        As `rawsigma.analysis.segmentation.features.feature_bank`.
     chunks : int, sequence of int or "auto", optional
         Spatial chunks (dask notation). Default: a dask array keeps its chunks, a
         numpy array gets ``"auto"``. Chunks smaller than the halo are merged with
@@ -138,7 +144,7 @@ def synthesize_dask(
     """Lazy raw-equivalent replicas of a large raw image, drawn chunk by chunk.
 
     The same Poisson–Gaussian redraw around the observed values as
-    `rawsigma.analysis.synthesis.synthesize` (``centre="observed"``): saturated
+    `rawsigma.analysis.noisemodel.synthesis.synthesize` (``centre="observed"``): saturated
     pixels stay at ``max_adu``, unusable gains use the global gain.
 
     Parameters

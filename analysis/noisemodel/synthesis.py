@@ -55,6 +55,9 @@ DENOISER_DESCRIPTION = (
 )
 
 
+__all__ = ["SynthesisInfo", "anscombe", "denoise", "inverse_anscombe", "redraw", "synthesize"]
+
+
 @dataclass(frozen=True)
 class SynthesisInfo:
     """How a set of replicas was made (record it next to every result).

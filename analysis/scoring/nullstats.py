@@ -92,7 +92,7 @@ def parameter_quantum(param: str, table: Mapping[str, np.ndarray]) -> np.ndarray
     Parameters
     ----------
     param : str
-        Parameter name (:data:`rawsigma.analysis.morphometry.PARAMETERS`).
+        Parameter name (:data:`rawsigma.analysis.measurement.morphometry.PARAMETERS`).
     table : mapping
         Raw object table (needs ``area``; ``major``/``feret`` for the angles).
 
@@ -218,7 +218,7 @@ def loo_null(
     min_replicas : int
         Matched replicas needed (among the other n − 1) for an object's σ.
     """
-    from rawsigma.analysis.scoring import delta, epsilon, replica_sigma
+    from rawsigma.analysis.scoring.standard_score import delta, epsilon, replica_sigma
 
     rep = np.asarray(replica_matched, dtype=np.float64)
     n = rep.shape[0]

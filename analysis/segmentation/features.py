@@ -40,9 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from .features_math import gaussian_radius
-from .features_sets import (
+from rawsigma.analysis.segmentation.features_math import gaussian_radius
+from rawsigma.analysis.segmentation.features_sets import (
     _ILASTIK_MIN_SCALE,
     _WEKA_BLUR,
     _WEKA_HESSIAN_2D,

@@ -62,7 +62,7 @@ class ScorePlan(BaseModel):
         Analyze Particles ``size=min-Infinity``); 0 keeps every object (the paper's
         setting). Single hot, RTS or heavy-tail read-noise pixels otherwise make the
         object count a count of noise speckles. None (default): derived from the
-        annotations (:func:`rawsigma.analysis.runchecks.default_min_size`; 0 with a
+        annotations (:func:`rawsigma.analysis.scoring.runchecks.default_min_size`; 0 with a
         plug-in model); the run records the value used and the rule.
     n_estimators : int or None
         Trees of the random forest (default: the preset's); fewer trees make
@@ -101,7 +101,7 @@ class ScorePlan(BaseModel):
     @field_validator("codecs")
     @classmethod
     def _strip(cls, v: list[str]) -> list[str]:
-        from rawsigma.analysis.codecs import split_codec_specs
+        from rawsigma.analysis.codecs.registry import split_codec_specs
 
         # regroup "key=value" continuations: ["noise:step=2", "dither=1"] is ONE codec
         v = [s.strip() for s in v if s.strip()]

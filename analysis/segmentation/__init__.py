@@ -1,0 +1,39 @@
+"""Pixel classification.
+
+The ilastik/Weka feature bank, the random-forest classifier and its compiled inference,
+training annotations from instances.
+
+The public names below are imported lazily on first use.
+"""
+
+from rawsigma._lazy import attach
+
+_EXPORTS = {
+    "FeatureConfig": "features",
+    "ILASTIK_FEATURES": "features",
+    "ILASTIK_SIGMAS": "features",
+    "PRESETS": "classifier",
+    "PixelClassifier": "classifier",
+    "SCORING_FEATURES": "features",
+    "TRAINING_RING": "annotations",
+    "VersionMismatchWarning": "classifier",
+    "WEKA_SIGMAS": "features",
+    "d1": "features_math",
+    "d2": "features_math",
+    "eig_sym2": "features_math",
+    "eig_sym3": "features_math",
+    "feature_bank": "features",
+    "feature_maps_for_scoring": "features",
+    "feature_names": "features",
+    "gaussian": "features_math",
+    "gaussian_kernel": "features_math",
+    "gaussian_radius": "features_math",
+    "iter_feature_blocks": "features",
+    "labels_from_output": "classifier",
+    "load_model": "classifier",
+    "segment_with": "classifier",
+    "training_labels": "annotations",
+    "training_labels_from_instances": "classifier",
+}
+
+__getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
