@@ -42,6 +42,7 @@ _COMMAND_MODULES = [
     "acquire_cmd",
     "profile_cmd",
     "score_cmd",
+    "tomo_score_cmd",
     "codec_cmd",
     "gui_cmd",
 ]

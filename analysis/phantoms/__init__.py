@@ -1,12 +1,19 @@
 """Simulated scenes with known ground truth (instance labels), to image through the camera model.
 
 - `nuclei2d`: elliptical nuclei plus bright beads, blurred by a Gaussian PSF.
+- `organ_phantom3d`, `project_parallel`, `simulate_opt`: an organ with fluorescent plaques
+  imaged by optical projection tomography through the camera model.
 """
 
 from rawsigma._lazy import attach
 
 _EXPORTS = {
+    "OPTAcquisition": "opt_organ",
+    "OrganPhantom": "opt_organ",
     "nuclei2d": "scenes2d",
+    "organ_phantom3d": "opt_organ",
+    "project_parallel": "opt_organ",
+    "simulate_opt": "opt_organ",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

@@ -1,0 +1,471 @@
+"""The paper's tomography experiment: score codecs on OPT projections.
+
+:func:`score_tomo` runs, on one set of raw projections ``(n_angles, n_rows, n_det)``:
+
+1. ``n_replicas`` raw-equivalent replicas of every projection from the camera profile
+   (:func:`rawsigma.analysis.noisemodel.synthesis.synthesize`, projection by
+   projection), plus a held-out replica (the ``replica`` control);
+2. every codec applied to every projection (where compression happens in practice),
+   the compression ratio over the whole set;
+3. each set → photo-electrons ``(ADU − offset)/gain`` → filtered back-projection
+   (:mod:`rawsigma.analysis.scoring.fbp_adapter`) → plaque segmentation
+   (:mod:`rawsigma.analysis.segmentation.plaques3d`, fitted on the raw volume, or a
+   plug-in segmenter) → per-plaque volume and centroid, globals count, total volume
+   and load (plaque volume / organ volume);
+4. ε, Δ and the calibrated verdict (:mod:`rawsigma.analysis.scoring.nullstats`:
+   resolution floors, leave-one-out null, objects lost or invented) exactly as for
+   2D images;
+5. per-pixel ε of the operators at σ 1, 2, 4, 8 on the projections and on the
+   reconstruction (:mod:`rawsigma.analysis.scoring.operators`).
+
+Emission (fluorescence) OPT is assumed: the projections are line integrals of the
+signal, so no −log is taken.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from rawsigma.analysis.scoring import nullstats as ns
+from rawsigma.analysis.scoring import standard_score as sc
+from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
+from rawsigma.errors import ImageMismatchError
+
+__all__ = ["TomoPlan", "TomoScoreResult", "TomoVersion", "check_projections", "score_tomo"]
+
+Progress = Callable[[str, int, int], None]
+CONTROL_SPEC = "replica"
+_SCORED = ("volume", "z", "y", "x")
+
+
+@dataclass(frozen=True)
+class TomoPlan:
+    """Settings of a tomography scoring run (saved with the results).
+
+    Attributes
+    ----------
+    codecs : tuple of str
+        Codec specs applied to every projection; ``"replica"`` is the held-out control.
+    n_replicas, seed, centre
+        Replicas (>= 3 for the calibrated verdict), seed, synthesis centre.
+    center : float, optional
+        Rotation axis on the detector, pixels (default the detector centre).
+    filter : str
+        FBP filter (``"ramp"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"``, ``"hann"``).
+    sigmas : tuple of float
+        Operator scales, pixels.
+    max_distance : float
+        Matching radius between plaque centroids, voxels.
+    level, min_size
+        Plaque rule (:func:`rawsigma.analysis.segmentation.plaques3d.fit_plaque_rule`).
+    operators : bool
+        Compute the operator ε (the slowest step on large data).
+    workers : int
+        Threads of the reconstruction.
+    """
+
+    codecs: tuple[str, ...] = ("replica", "8bit", "jpeg@100", "noise:step=2")
+    n_replicas: int = 10
+    seed: int = 0
+    centre: str = "observed"
+    center: float | None = None
+    filter: str = "ramp"
+    sigmas: tuple[float, ...] = OPERATOR_SIGMAS
+    max_distance: float = 3.0
+    level: float = 0.4
+    min_size: int = 4
+    operators: bool = True
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.n_replicas < 2:
+            raise ValueError(f"TomoPlan: n_replicas must be >= 2, got {self.n_replicas}")
+        if not self.codecs:
+            raise ValueError("TomoPlan: give at least one codec (or 'replica')")
+
+
+@dataclass
+class TomoVersion:
+    """Scores of one processed set of projections."""
+
+    spec: str
+    description: str
+    ratio: float
+    n_bytes: int
+    globals: dict[str, dict]
+    objects: dict[str, sc.ObjectScore]
+    match: dict
+    verdict: dict
+    labels: np.ndarray
+    volume_slice: np.ndarray  # middle row of the reconstruction, float32
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary."""
+        return {
+            "spec": self.spec,
+            "description": self.description,
+            "compression_ratio": self.ratio,
+            "n_bytes": self.n_bytes,
+            "verdict": self.verdict,
+            "globals": self.globals,
+            "objects": {k: v.summary() for k, v in self.objects.items()},
+            "match": self.match,
+        }
+
+
+@dataclass
+class TomoScoreResult:
+    """Everything the tomography report needs."""
+
+    plan: TomoPlan
+    provenance: dict
+    projections: np.ndarray
+    angles_deg: np.ndarray
+    volume: np.ndarray  # raw reconstruction (n_rows, n_det, n_det) float32
+    raw_labels: np.ndarray
+    organ: np.ndarray
+    raw_objects: dict[str, np.ndarray]
+    raw_globals: dict[str, float]
+    replica_globals: list[dict]
+    replica_delta: dict[str, dict]
+    replica_match: list[dict]
+    versions: list[TomoVersion]
+    segmenter: str
+    null: dict[str, Any] = field(default_factory=dict)
+    operators: dict[str, OperatorEpsilon] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_objects(self) -> int:
+        """Plaques in the raw segmentation."""
+        return len(self.raw_objects["label"])
+
+    def to_dict(self) -> dict:
+        """JSON-ready results (``results.json``)."""
+        return {
+            "provenance": self.provenance,
+            "plan": asdict(self.plan),
+            "projections_shape": list(self.projections.shape),
+            "volume_shape": list(self.volume.shape),
+            "segmenter": self.segmenter,
+            "n_objects_raw": self.n_objects,
+            "raw_globals": self.raw_globals,
+            "replicas": {
+                "n": len(self.replica_globals),
+                "globals": self.replica_globals,
+                "delta": self.replica_delta,
+                "match": self.replica_match,
+            },
+            "codecs": [v.to_dict() for v in self.versions],
+            "null": {k: v.to_dict() for k, v in self.null.items()},
+            "operator_epsilon": {k: v.to_dict() for k, v in self.operators.items()},
+            "timings_s": self.timings,
+            "notes": self.notes,
+        }
+
+
+# ----------------------------------------------------------------------------- inputs
+def check_projections(
+    projections: np.ndarray | Sequence[np.ndarray], angles_deg: Any, profile: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate raw projections and their angles.
+
+    Returns
+    -------
+    projections : (A, Z, N) ndarray, unsigned integer
+    angles : (A,) float64
+
+    Raises
+    ------
+    ImageMismatchError
+        Mixed projection shapes, non-integer data, angles that do not match the
+        projection count, non-finite angles, or a frame shape that is not the profile's.
+    """
+    if isinstance(projections, list | tuple):
+        shapes = {np.shape(p) for p in projections}
+        if len(shapes) > 1:
+            first = np.shape(projections[0])
+            bad = next(i for i, p in enumerate(projections) if np.shape(p) != first)
+            raise ImageMismatchError(
+                f"projections: mixed shapes; projection {bad} is {np.shape(projections[bad])}, "
+                f"projection 0 is {first}"
+            )
+    p = np.asarray(projections)
+    if p.ndim != 3:
+        raise ImageMismatchError(
+            f"projections: expected a stack (n_angles, n_rows, n_det), got shape {p.shape}"
+        )
+    if p.dtype.kind not in "ui" or p.dtype.itemsize < 2:
+        raise ImageMismatchError(
+            f"projections: {p.dtype} data; scoring needs the raw 16-bit camera projections"
+        )
+    if p.dtype.kind == "i":
+        if p.min() < 0:
+            raise ImageMismatchError("projections: negative values; not raw camera counts")
+        p = p.astype(np.uint16)
+    a = np.asarray(angles_deg, np.float64).ravel()
+    if a.size != p.shape[0]:
+        raise ImageMismatchError(
+            f"angles: {a.size} values for {p.shape[0]} projections; give one angle per projection"
+        )
+    if not np.all(np.isfinite(a)):
+        raise ImageMismatchError("angles: non-finite values")
+    if p.shape[0] < 2:
+        raise ImageMismatchError(f"projections: {p.shape[0]} projection; FBP needs several")
+    if profile is not None:
+        profile.check_image(p[0], name="projection 0")
+    return p, a
+
+
+def default_angles(n: int, arc: float = 360.0) -> np.ndarray:
+    """``n`` angles evenly spread over ``[0, arc)`` degrees."""
+    return np.arange(n) * (float(arc) / n)
+
+
+# ----------------------------------------------------------------------------- steps
+def _replicas(proj: np.ndarray, profile: Any, n: int, rng: np.random.Generator, centre: str):
+    from rawsigma.analysis.noisemodel.synthesis import synthesize
+
+    out = np.empty((n, *proj.shape), proj.dtype)
+    for i in range(proj.shape[0]):
+        out[:, i] = synthesize(proj[i], profile, n, rng, centre)
+    return out
+
+
+def _encode_all(codec: Any, proj: np.ndarray) -> tuple[np.ndarray, int]:
+    dec = np.empty_like(proj)
+    nbytes = 0
+    for i in range(proj.shape[0]):
+        data = codec.encode(proj[i])
+        nbytes += len(data)
+        dec[i] = np.asarray(codec.decode(data)).astype(proj.dtype, copy=False)
+    return dec, nbytes
+
+
+def _quanta(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Resolution of volume (1 voxel) and centroid (one boundary voxel moves it r/V)."""
+    v = np.maximum(np.asarray(table["volume"], np.float64), 1.0)
+    c = (3.0 / (4.0 * math.pi)) ** (1 / 3) * v ** (-2 / 3)
+    return {"volume": np.ones_like(v), "z": c, "y": c, "x": c}
+
+
+@dataclass
+class _Outcome:
+    labels: np.ndarray
+    table: dict[str, np.ndarray]
+    globals: dict[str, float]
+
+
+def _measure(labels: np.ndarray, organ_voxels: int) -> _Outcome:
+    from rawsigma.analysis.measurement.morphometry3d import measure3d
+
+    t = measure3d(labels)
+    total = float(t["volume"].sum())
+    g = {
+        "count": float(len(t["label"])),
+        "total_volume": total,
+        "load": total / organ_voxels if organ_voxels else 0.0,
+    }
+    return _Outcome(labels, t, g)
+
+
+def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
+    return np.column_stack([table["z"], table["y"], table["x"]]).astype(np.float64)
+
+
+def _match(raw: _Outcome, other: _Outcome, max_distance: float):
+    from rawsigma.analysis.measurement.matching import match_objects
+
+    return match_objects(
+        _centroids(raw.table) if raw.labels.max() else np.zeros((0, 3)),
+        _centroids(other.table) if other.labels.max() else np.zeros((0, 3)),
+        max_distance,
+        ref_labels=raw.labels,
+        other_labels=other.labels,
+    )
+
+
+# ----------------------------------------------------------------------------- main
+def score_tomo(
+    projections: np.ndarray | Sequence[np.ndarray],
+    angles_deg: Any,
+    profile: Any,
+    *,
+    plan: TomoPlan | None = None,
+    segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+    progress: Progress | None = None,
+    **plan_fields: Any,
+) -> TomoScoreResult:
+    """Score codecs applied to OPT projections against the raw noise (module notes).
+
+    Parameters
+    ----------
+    projections : (A, Z, N) ndarray of uint16, or a sequence of (Z, N) frames
+        Raw camera projections, ADU, matching ``profile``.
+    angles_deg : (A,) array
+        Projection angles, degrees.
+    profile : CameraProfile
+        The camera's noise profile.
+    plan : TomoPlan, optional
+        Settings; ``**plan_fields`` build or update one.
+    segmenter : callable, optional
+        Volume (float32) → instance labels; default the plaque rule fitted on raw.
+    progress : callable(stage, done, total), optional
+
+    Returns
+    -------
+    TomoScoreResult
+    """
+    from rawsigma import fileio
+    from rawsigma.analysis.codecs.registry import parse_codecs
+    from rawsigma.analysis.scoring.fbp_adapter import FBP_SOURCE, fbp
+    from rawsigma.analysis.segmentation.plaques3d import fit_plaque_rule
+
+    plan = plan or TomoPlan()
+    if plan_fields:
+        plan = TomoPlan(**{**asdict(plan), **plan_fields})
+    report: Progress = progress or (lambda s, d, t: None)
+    t_all, timings, notes = time.perf_counter(), {}, []
+    proj, angles = check_projections(projections, angles_deg, profile)
+    specs = list(plan.codecs)
+    codecs = {s: c for s, c in zip(
+        [s for s in specs if s != CONTROL_SPEC],
+        parse_codecs([s for s in specs if s != CONTROL_SPEC], profile=profile) if
+        any(s != CONTROL_SPEC for s in specs) else [],
+        strict=True,
+    )}  # fmt: skip
+    ss = np.random.SeedSequence(plan.seed)
+    s_syn, s_ctrl = ss.spawn(2)
+    gain = np.where(profile.gain > 0, profile.gain, profile.gain_global).astype(np.float32)
+    offset = profile.offset.astype(np.float32)
+
+    def reconstruct(p: np.ndarray, stage: str) -> np.ndarray:
+        sig = (p.astype(np.float32) - offset) / gain
+        return fbp(sig, angles, center=plan.center, filter=plan.filter, threads=plan.workers,
+                   progress=lambda s, d, t: report(f"reconstruct {stage}", d, t))  # fmt: skip
+
+    t0 = time.perf_counter()
+    report("synthesis", 0, 1)
+    reps = _replicas(proj, profile, plan.n_replicas, np.random.default_rng(s_syn), plan.centre)
+    report("synthesis", 1, 1)
+    timings["synthesis"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    decoded: dict[str, tuple[np.ndarray, float, int, str]] = {}
+    if CONTROL_SPEC in specs:
+        ctrl = _replicas(proj, profile, 1, np.random.default_rng(s_ctrl), plan.centre)[0]
+        decoded[CONTROL_SPEC] = (ctrl, 1.0, proj.size * 2, "held-out raw-equivalent replica")
+    for codec in codecs.values():
+        getattr(codec, "prepare", lambda _p: None)(report)
+    for i, (spec, codec) in enumerate(codecs.items()):
+        report("encode", i, len(codecs))
+        dec, nb = _encode_all(codec, proj)
+        decoded[spec] = (dec, proj.size * 2 / max(nb, 1), nb, codec.description)
+    report("encode", len(codecs), len(codecs))
+    timings["codecs"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    vol_raw = reconstruct(proj, "raw")
+    if segmenter is None:
+        rule, organ = fit_plaque_rule(vol_raw, level=plan.level, min_size=plan.min_size)
+        segment, seg_desc = rule, rule.describe()
+    else:
+        from rawsigma.analysis.segmentation.plaques3d import organ_mask
+
+        segment, organ = segmenter, organ_mask(vol_raw)
+        seg_desc = f"plug-in segmenter {getattr(segmenter, '__name__', 'callable')}"
+    n_organ = int(organ.sum())
+    raw = _measure(np.asarray(segment(vol_raw), np.int32), n_organ)
+    n_obj = len(raw.table["label"])
+    if n_obj == 0:
+        notes.append("The raw reconstruction has no plaques: only global parameters are scored.")
+    rep_vols, rep_out = [], []
+    for k in range(plan.n_replicas):
+        v = reconstruct(reps[k], f"replica {k + 1}")
+        rep_vols.append(v)
+        rep_out.append(_measure(np.asarray(segment(v), np.int32), n_organ))
+        report("replicas", k + 1, plan.n_replicas)
+    timings["replicas"] = time.perf_counter() - t0
+
+    rep_values = {p: np.full((len(rep_out), n_obj), np.nan) for p in _SCORED}
+    rep_match, rep_deltas = [], {p: [] for p in _SCORED}
+    for i, o in enumerate(rep_out):
+        m = _match(raw, o, plan.max_distance)
+        rep_match.append(m.summary())
+        mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
+        for p in _SCORED:
+            rep_values[p][i] = mv[p]
+            rep_deltas[p].append(sc.delta(p, raw.table[p], mv[p]))
+    replica_delta = {p: sc.delta_stats(np.concatenate(v)) for p, v in rep_deltas.items()}
+    quanta = _quanta(raw.table) if n_obj else {}
+    nulls = (
+        {p: ns.loo_null(p, raw.table[p], rep_values[p], quanta[p]) for p in _SCORED}
+        if n_obj and len(rep_out) >= 3
+        else {}
+    )
+    d_null = [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in rep_match]
+
+    t0 = time.perf_counter()
+    versions, vols = [], {}
+    for i, (spec, (dec, ratio, nbytes, desc)) in enumerate(decoded.items()):
+        v = reconstruct(dec, spec)
+        vols[spec] = v
+        o = _measure(np.asarray(segment(v), np.int32), n_organ)
+        m = _match(raw, o, plan.max_distance)
+        mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
+        g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
+        obj = (
+            sc.score_objects(raw.table, rep_values, mv, params=_SCORED, quanta=quanta,
+                             null=nulls or None)
+            if n_obj else {}
+        )  # fmt: skip
+        matching = None
+        if n_obj and len(d_null) >= 3:
+            ms = m.summary()
+            n_par = sum(1 for x in obj.values() if math.isfinite(x.robust)) + 1
+            d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
+            matching = ns.matching_test(d, d_null, n_par)
+        versions.append(TomoVersion(
+            spec, desc, float(ratio), int(nbytes), g, obj, m.summary(),
+            sc.verdict(g, obj, matching=matching), o.labels, v[v.shape[0] // 2].copy(),
+        ))  # fmt: skip
+        report("codecs", i + 1, len(decoded))
+    timings["scoring_codecs"] = time.perf_counter() - t0
+
+    operators: dict[str, OperatorEpsilon] = {}
+    if plan.operators and decoded:
+        from rawsigma.analysis.scoring.operators import operator_epsilon
+
+        t0 = time.perf_counter()
+        report("operator ε projections", 0, 1)
+        operators["projections"] = operator_epsilon(
+            proj.astype(np.float32), (r.astype(np.float32) for r in reps),
+            {s: d[0].astype(np.float32) for s, d in decoded.items()},
+            sigmas=plan.sigmas, stack=True, domain="projections",
+        )  # fmt: skip
+        report("operator ε reconstruction", 0, 1)
+        operators["reconstruction"] = operator_epsilon(
+            vol_raw, rep_vols, vols, sigmas=plan.sigmas, domain="reconstruction"
+        )
+        report("operator ε reconstruction", 1, 1)
+        timings["operator_epsilon"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    prov = fileio.provenance(
+        profile_id=profile.profile_id,
+        plan=asdict(plan),
+        seed=plan.seed,
+        reconstruction=FBP_SOURCE,
+        segmenter=seg_desc,
+        projections_shape=list(proj.shape),
+    )
+    return TomoScoreResult(
+        plan, prov, proj, angles, vol_raw, raw.labels, organ, raw.table, raw.globals,
+        [r.globals for r in rep_out], replica_delta, rep_match, versions, seg_desc,
+        nulls, operators, timings, notes,
+    )  # fmt: skip

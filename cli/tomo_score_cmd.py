@@ -1,0 +1,159 @@
+"""``rawsigma tomo score``: score codecs on tomography (OPT) projections.
+
+Registered on the ``tomo`` command group (shared with ``rawsigma tomo reconstruct``):
+whichever module registers first creates the group, the other adds to it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import typer
+
+from .console import user_errors
+from .params import codec_list
+
+
+def tomo_group(app: typer.Typer) -> typer.Typer:
+    """The ``tomo`` sub-app of ``app`` (created if absent)."""
+    for info in app.registered_groups:
+        if info.name == "tomo" and info.typer_instance is not None:
+            return info.typer_instance
+    sub = typer.Typer(
+        name="tomo",
+        help="Tomography: reconstruct projections, score codecs on OPT projections.",
+        no_args_is_help=True,
+    )
+    app.add_typer(sub, name="tomo")
+    return sub
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``tomo score`` to the root ``rawsigma`` app."""
+    tomo_group(app).command("score")(score)
+
+
+def score(
+    projections: Path = typer.Argument(
+        ...,
+        help="Raw projections, a stack (n_angles, rows, detector) of 16-bit frames: "
+        "TIFF, HDF5 (FILE.h5[:DATASET]), zarr or .npy.",
+    ),
+    profile: Path = typer.Option(..., "--profile", "-p", help="Camera profile (.h5)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Result directory."),
+    angles: Path | None = typer.Option(
+        None,
+        "--angles",
+        help="Angles file (degrees, one per projection: text or .npy). Default: evenly "
+        "over --arc.",
+    ),
+    arc: float = typer.Option(360.0, "--arc", help="Angular range of the projections, degrees."),
+    codecs: str = typer.Option(
+        "replica,8bit,jpeg@100,noise:step=2",
+        "--codecs",
+        "-c",
+        help="Comma-separated codecs applied to every projection ('replica': held-out "
+        "control).",
+    ),
+    replicas: int = typer.Option(10, "--replicas", "-n", min=3, max=200, help="Replicas (3-200)."),
+    center: float | None = typer.Option(
+        None, "--center", help="Rotation axis on the detector, px (default: its centre)."
+    ),
+    filter_name: str = typer.Option("ramp", "--filter", help="FBP filter (ramp, hann, ...)."),
+    level: float = typer.Option(
+        0.4, "--level", min=0.01, max=1.0, help="Plaque threshold, fraction of the brightest."
+    ),
+    min_size: int = typer.Option(4, "--min-size", min=1, help="Smallest plaque, voxels."),
+    no_operators: bool = typer.Option(
+        False, "--no-operators", help="Skip the per-pixel operator ε (faster)."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Root random seed (>= 0)."),
+    workers: int = typer.Option(2, "--workers", min=1, max=64, help="Threads (1-64)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
+) -> None:
+    """Do codecs on the projections change plaque measurements by more than the raw noise?"""
+    with user_errors():
+        run_tomo_score(**locals())
+
+
+def _read_angles(path: Path, n: int) -> object:
+    import numpy as np
+    from rawsigma.errors import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such angles file")
+    try:
+        a = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+    except Exception as exc:  # noqa: BLE001 - a bad angles file is bad input
+        raise InputFileError(f"{path}: cannot read angles ({exc})") from None
+    return np.asarray(a, np.float64).ravel()
+
+
+def run_tomo_score(
+    projections: Path,
+    profile: Path,
+    out: Path,
+    angles: Path | None,
+    arc: float,
+    codecs: str,
+    replicas: int,
+    center: float | None,
+    filter_name: str,
+    level: float,
+    min_size: int,
+    no_operators: bool,
+    seed: int,
+    workers: int,
+    force: bool,
+) -> Path:
+    """Body of ``rawsigma tomo score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
+    from rawsigma.analysis.reporting.tomo_report import TOMO_RESULT_FILES, write_tomo_report
+    from rawsigma.analysis.scoring.tomo_runner import TomoPlan, default_angles, score_tomo
+    from rawsigma.calib.profile import CameraProfile
+    from rawsigma.errors import ImageMismatchError, OutputExistsError, UsageError
+    from rawsigma.fileio import check_output_dir
+    from rawsigma.imread import read_stack
+    from rich.console import Console
+
+    from .console import stage_progress
+    from .params import check_codecs
+
+    check_output_dir(out)
+    existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
+    if existing and not force:
+        raise OutputExistsError(f"{out}: already holds results ({', '.join(existing)}); use --force")
+    try:
+        plan = TomoPlan(
+            codecs=tuple(codec_list(codecs)), n_replicas=replicas, seed=seed, center=center,
+            filter=filter_name, level=level, min_size=min_size, operators=not no_operators,
+            workers=workers,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(f"invalid options: {exc}") from None
+    console = Console(stderr=True)
+    proj, info = read_stack(projections, what="projection stack")
+    console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
+    ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
+    prof = CameraProfile.load(profile)
+    check_codecs(list(plan.codecs), prof)
+    try:
+        with stage_progress(console, 28) as progress, warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = score_tomo(proj, ang, prof, plan=plan, progress=progress)
+    except ImageMismatchError as exc:
+        msg = str(exc)
+        raise ImageMismatchError(f"{projections}: {msg}") from None
+    result.provenance.update(projections_file=str(projections), profile_file=str(profile),
+                             angles_file=str(angles) if angles else f"even over {arc:g}°")  # fmt: skip
+    report = write_tomo_report(result, out, force=True)
+    console.print(f"  {result.n_objects} plaques in the raw reconstruction ({result.segmenter})")
+    for v in result.versions:
+        verdict = "within noise" if v.verdict["within_noise"] else "exceeds noise"
+        w = v.verdict["worst"]
+        console.print(
+            f"  {v.spec:<14} {v.ratio:6.1f}:1  {verdict:<14} worst {w[0]} ε={w[1]:.2f}",
+            soft_wrap=True,
+        )
+    typer.echo(f"report: {report}")
+    return report
