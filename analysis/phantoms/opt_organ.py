@@ -50,6 +50,8 @@ class OrganPhantom:
         The organ volume (plaque load is relative to it).
     radii : (n_plaques,) float64
         Radius of each plaque, voxels (label i at index i − 1).
+    debris : (Z, N, N) bool
+        Bright fluorescent specks in the mounting medium (outside the organ).
     """
 
     fluorescence: np.ndarray
@@ -57,6 +59,7 @@ class OrganPhantom:
     plaques: np.ndarray
     organ: np.ndarray
     radii: np.ndarray
+    debris: np.ndarray | None = None
 
 
 def _ellipsoid(shape: tuple[int, int, int], centre, semi) -> np.ndarray:
@@ -75,6 +78,8 @@ def organ_phantom3d(
     organ_level: float = 0.08,
     attenuation: float = 0.01,
     psf_sigma: float = 0.7,
+    n_debris: int = 0,
+    debris_brightness: float = 40.0,
     rng: np.random.Generator | int | None = 0,
 ) -> OrganPhantom:
     """Build the organ phantom.
@@ -94,6 +99,13 @@ def organ_phantom3d(
         Attenuation of the organ tissue, 1/voxel (plaques ×3, the ventricle ×0.5).
     psf_sigma : float
         Gaussian blur of the fluorescence (optical resolution), voxels.
+    n_debris : int
+        Bright 2×2×2-voxel specks (dust in the mounting medium) placed > 6 voxels
+        outside the organ; like the beads of the 2D phantom they stretch the projections'
+        dynamic range, which is what makes a min–max 8-bit conversion coarse on the
+        dim tissue.
+    debris_brightness : float
+        Fluorescence of a speck relative to a plaque.
     rng : Generator, int or None
         Random source of the plaque positions, radii and brightness.
     """
@@ -130,9 +142,20 @@ def organ_phantom3d(
         labels[sl][ball] = len(radii)
         fl[sl][ball] = rng.uniform(0.7, 1.0)
         mu[sl][ball] = 3 * attenuation
+    debris = np.zeros(vol, bool)
+    outside = ndi.distance_transform_edt(~organ) > 6  # dust in the medium, clear of the organ
+    yy, xx = np.ogrid[:n, :n]
+    outside &= ((yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= (0.45 * n) ** 2)[None]
+    outside[-2:] = False
+    outside[:, -2:] = False
+    outside[:, :, -2:] = False
+    spots = np.argwhere(outside)
+    for q in spots[rng.choice(len(spots), size=min(n_debris, len(spots)), replace=False)]:
+        debris[q[0] : q[0] + 2, q[1] : q[1] + 2, q[2] : q[2] + 2] = True
+    fl[debris] = debris_brightness
     if psf_sigma > 0:
         fl = ndi.gaussian_filter(fl, psf_sigma).astype(np.float32)
-    return OrganPhantom(fl, mu, labels, organ, np.asarray(radii))
+    return OrganPhantom(fl, mu, labels, organ, np.asarray(radii), debris)
 
 
 def project_parallel(

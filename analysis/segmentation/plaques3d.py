@@ -6,17 +6,20 @@ processed version (as the pixel classifier is trained once on the raw image):
 
 1. response ``R = G_σs(v) − G_σb(v)`` (a difference of Gaussians: the plaque scale
    σs = 1 voxel minus the local tissue background at σb = 4 voxels);
-2. organ mask: ``G_2(v) > ½·median(G_2(v)[G_2(v) > Otsu])`` of the raw volume (the
-   tissue, for the plaque load and the threshold statistics);
+2. organ mask: ``g > ½·median(g[g > Otsu(g)])`` with ``g = G_2(min(v, q))``, ``q``
+   the 95 % quantile of the raw volume (clipping first, so a few bright plaques or
+   specks do not decide the tissue; assumes the organ fills at least 5 % of the
+   volume), largest connected component only: the tissue, for the plaque load and
+   the threshold;
 3. threshold ``t = level · quantile_q(R[organ])`` with ``q = 0.999`` and ``level = 0.4``
    (a fraction of the brightest plaque response);
-4. objects: 26-connected components of ``R > t``, smaller than ``min_size`` voxels
+4. objects: 26-connected components of ``R > t`` inside the (raw) organ mask, smaller than ``min_size`` voxels
    dropped, labels renumbered 1..n in scan order.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -39,11 +42,15 @@ class PlaqueRule:
     min_size: int = 4
     level: float = 0.4
     quantile: float = 0.999
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __call__(self, volume: np.ndarray) -> np.ndarray:
         """Instance labels (int32) of the plaques of ``volume`` (Z, Y, X)."""
         r = _response(volume, self.sigma, self.background)
-        lab, n = ndi.label(r > self.threshold, structure=np.ones((3, 3, 3), bool))
+        fg = r > self.threshold
+        if self.mask is not None:
+            fg &= self.mask
+        lab, n = ndi.label(fg, structure=np.ones((3, 3, 3), bool))
         if n == 0:
             return lab.astype(np.int32)
         sizes = np.bincount(lab.ravel())
@@ -58,22 +65,29 @@ class PlaqueRule:
         return (
             f"threshold rule: DoG (σ {self.sigma:g} − {self.background:g} voxels) > "
             f"{self.threshold:.4g} (= {self.level:g} × the {self.quantile:g} quantile in the "
-            f"raw organ), 26-connected, ≥ {self.min_size} voxels; fitted on the raw volume"
+            f"raw organ), inside the organ, 26-connected, ≥ {self.min_size} voxels; fitted on the "
+            "raw volume"
         )
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
-        return asdict(self)
+        return {k: getattr(self, k) for k in
+                ("threshold", "sigma", "background", "min_size", "level", "quantile")}  # fmt: skip
 
 
 def organ_mask(volume: np.ndarray) -> np.ndarray:
     """The tissue of a reconstructed volume (rule step 2), bool."""
     from skimage.filters import threshold_otsu
 
-    g = ndi.gaussian_filter(np.asarray(volume, np.float32), 2.0)
+    v = np.asarray(volume, np.float32)
+    g = ndi.gaussian_filter(np.minimum(v, np.quantile(v, 0.95)), 2.0)
     t = threshold_otsu(g)
     hi = g[g > t]
-    return g > 0.5 * float(np.median(hi)) if hi.size else g > t
+    m = g > 0.5 * float(np.median(hi)) if hi.size else g > t
+    lab, n = ndi.label(m)
+    if n > 1:  # the organ is one piece: bright specks around it are not tissue
+        m = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
+    return m
 
 
 def fit_plaque_rule(
@@ -114,4 +128,4 @@ def fit_plaque_rule(
     r = _response(v, sigma, background)
     inside = r[organ] if organ.any() else r.ravel()
     t = level * float(np.quantile(inside, quantile))
-    return PlaqueRule(t, sigma, background, min_size, level, quantile), organ
+    return PlaqueRule(t, sigma, background, min_size, level, quantile, organ), organ
