@@ -12,7 +12,9 @@ from pathlib import Path
 import typer
 
 from .console import user_errors
-from .params import codec_list
+from .params import choice, codec_list
+
+FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 
 
 def tomo_group(app: typer.Typer) -> typer.Typer:
@@ -45,22 +47,22 @@ def score(
     angles: Path | None = typer.Option(
         None,
         "--angles",
-        help="Angles file (degrees, one per projection: text or .npy). Default: evenly "
-        "over --arc.",
+        help="Angles file (degrees, one per projection: text or .npy). Default: evenly over --arc.",
     ),
     arc: float = typer.Option(360.0, "--arc", help="Angular range of the projections, degrees."),
     codecs: str = typer.Option(
         "replica,8bit,jpeg@100,noise:step=2",
         "--codecs",
         "-c",
-        help="Comma-separated codecs applied to every projection ('replica': held-out "
-        "control).",
+        help="Comma-separated codecs applied to every projection ('replica': held-out control).",
     ),
     replicas: int = typer.Option(10, "--replicas", "-n", min=3, max=200, help="Replicas (3-200)."),
     center: float | None = typer.Option(
         None, "--center", help="Rotation axis on the detector, px (default: its centre)."
     ),
-    filter_name: str = typer.Option("ramp", "--filter", help="FBP filter (ramp, hann, ...)."),
+    filter_name: str = typer.Option(
+        "ramp", "--filter", callback=choice(FILTERS), help="FBP filter: " + ", ".join(FILTERS)
+    ),
     level: float = typer.Option(
         0.4, "--level", min=0.01, max=1.0, help="Plaque threshold, fraction of the brightest."
     ),
@@ -122,13 +124,21 @@ def run_tomo_score(
     check_output_dir(out)
     existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
     if existing and not force:
-        raise OutputExistsError(f"{out}: already holds results ({', '.join(existing)}); use --force")
+        raise OutputExistsError(
+            f"{out}: already holds results ({', '.join(existing)}); use --force"
+        )
     try:
         plan = TomoPlan(
-            codecs=tuple(codec_list(codecs)), n_replicas=replicas, seed=seed, center=center,
-            filter=filter_name, level=level, min_size=min_size, operators=not no_operators,
+            codecs=tuple(codec_list(codecs)),
+            n_replicas=replicas,
+            seed=seed,
+            center=center,
+            filter=filter_name,
+            level=level,
+            min_size=min_size,
+            operators=not no_operators,
             workers=workers,
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise UsageError(f"invalid options: {exc}") from None
     console = Console(stderr=True)
@@ -144,8 +154,11 @@ def run_tomo_score(
     except ImageMismatchError as exc:
         msg = str(exc)
         raise ImageMismatchError(f"{projections}: {msg}") from None
-    result.provenance.update(projections_file=str(projections), profile_file=str(profile),
-                             angles_file=str(angles) if angles else f"even over {arc:g}°")  # fmt: skip
+    result.provenance.update(
+        projections_file=str(projections),
+        profile_file=str(profile),
+        angles_file=str(angles) if angles else f"even over {arc:g}°",
+    )
     report = write_tomo_report(result, out, force=True)
     console.print(f"  {result.n_objects} plaques in the raw reconstruction ({result.segmenter})")
     for v in result.versions:

@@ -46,11 +46,14 @@ def test_projector_is_skimage_radon(phantom):
 def test_projections_carry_the_camera_noise(camera, phantom):
     """Per-pixel variance over repeated acquisitions = gain·(mean − offset) + read noise²."""
     model, prof = camera
-    runs = np.stack([
-        simulate_opt(SHAPE, 4, rng=k, phantom=phantom, profile=prof, model=model,
-                     peak_photons=3000.0).projections
-        for k in range(48)
-    ]).astype(np.float64)  # fmt: skip
+    runs = np.stack(
+        [
+            simulate_opt(
+                SHAPE, 4, rng=k, phantom=phantom, profile=prof, model=model, peak_photons=3000.0
+            ).projections
+            for k in range(48)
+        ]
+    ).astype(np.float64)
     mean, var = runs.mean(0), runs.var(0, ddof=1)
     ok = ~(model.hot | model.dead | (model.rts_amplitude > 0))
     sig = (mean - model.offset)[:, ok]
@@ -113,16 +116,23 @@ def test_bad_projection_inputs(camera):
 @pytest.fixture(scope="module")
 def acquisition(camera, phantom):
     model, prof = camera
-    return simulate_opt(SHAPE, 48, rng=0, phantom=phantom, profile=prof, model=model,
-                        peak_photons=3000.0)  # fmt: skip
+    return simulate_opt(
+        SHAPE, 48, rng=0, phantom=phantom, profile=prof, model=model, peak_photons=3000.0
+    )
 
 
 def test_score_tomo_tiny(acquisition):
     a = acquisition
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        r = score_tomo(a.projections, a.angles_deg, a.profile, n_replicas=5,
-                       codecs=("replica", "jpeg@100"), sigmas=(1.0, 2.0))  # fmt: skip
+        r = score_tomo(
+            a.projections,
+            a.angles_deg,
+            a.profile,
+            n_replicas=5,
+            codecs=("replica", "jpeg@100"),
+            sigmas=(1.0, 2.0),
+        )
     assert r.volume.shape == (SHAPE[0], SHAPE[1], SHAPE[1])
     assert r.n_objects >= 5  # most of the 10 plaques are found
     rep, jpg = r.versions
@@ -144,13 +154,15 @@ def test_cli_tomo_score(acquisition, tmp_path):
     a.profile.save(tmp_path / "prof.h5")
     np.savetxt(tmp_path / "bad_angles.txt", a.angles_deg[:5])
     base = ["tomo", "score", str(tmp_path / "proj.tif"), "--profile", str(tmp_path / "prof.h5")]
-    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"),
-                                 "--angles", str(tmp_path / "bad_angles.txt")])  # fmt: skip
+    r = CliRunner().invoke(
+        app, [*base, "--out", str(tmp_path / "bad"), "--angles", str(tmp_path / "bad_angles.txt")]
+    )
     assert r.exit_code == 1 and "5 values for 24 projections" in " ".join(r.output.split())
     assert not (tmp_path / "bad" / "report.html").exists()
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, [*base, "--out", str(out), "--codecs", "replica",
-                                 "--replicas", "3", "--no-operators"])  # fmt: skip
+    r = CliRunner().invoke(
+        app, [*base, "--out", str(out), "--codecs", "replica", "--replicas", "3", "--no-operators"]
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     assert res["projections_shape"] == [24, *SHAPE]

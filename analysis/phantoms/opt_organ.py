@@ -132,7 +132,9 @@ def organ_phantom3d(
         r = float(np.exp(rng.uniform(lo, hi)))
         p = cand[rng.integers(len(cand))]
         m = int(np.ceil(r)) + 2
-        sl = tuple(slice(max(int(q) - m, 0), min(int(q) + m + 1, s)) for q, s in zip(p, vol))
+        sl = tuple(
+            slice(max(int(q) - m, 0), min(int(q) + m + 1, s)) for q, s in zip(p, vol, strict=True)
+        )
         zz, yy, xx = np.ogrid[sl]
         ball = (zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2 <= r * r
         halo = (zz - p[0]) ** 2 + (yy - p[1]) ** 2 + (xx - p[2]) ** 2 <= (r + 2) ** 2
@@ -335,6 +337,15 @@ def simulate_opt(
         "n_plaques": int(phantom.radii.size),
     }
     return OPTAcquisition(
-        raw, angles, profile, model, phantom, photons, exposure_s, cor_offset, mode,
-        calibration, info,
-    )  # fmt: skip
+        raw,
+        angles,
+        profile,
+        model,
+        phantom,
+        photons,
+        exposure_s,
+        cor_offset,
+        mode,
+        calibration,
+        info,
+    )

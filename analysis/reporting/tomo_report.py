@@ -39,8 +39,12 @@ def sinogram_figure(result) -> bytes:
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
     ax[0].imshow(_stretch(p[0]), cmap="gray")
     ax[0].set_title(f"projection at {result.angles_deg[0]:g}° (ADU)")
-    ax[1].imshow(_stretch(p[:, mid, :]), cmap="gray", aspect="auto",
-                 extent=(0, p.shape[2], result.angles_deg[-1], result.angles_deg[0]))  # fmt: skip
+    ax[1].imshow(
+        _stretch(p[:, mid, :]),
+        cmap="gray",
+        aspect="auto",
+        extent=(0, p.shape[2], result.angles_deg[-1], result.angles_deg[0]),
+    )
     ax[1].set_title(f"sinogram of row {mid}")
     ax[1].set_xlabel("detector pixel")
     ax[1].set_ylabel("angle (°)")
@@ -78,8 +82,8 @@ def operator_epsilon_figure(op, versions: list[str] | None = None) -> bytes:
     names = op.names
     ops = list(dict.fromkeys(op.table[versions[0]][n]["operator"] for n in names))
     sig = sorted({op.table[versions[0]][n]["sigma"] for n in names})
-    fig, axes = plt.subplots(2, max(len(versions), len(sig)), figsize=(3.2 * max(len(versions),
-                             len(sig)), 6.4), squeeze=False)  # fmt: skip
+    ncol = max(len(versions), len(sig))
+    fig, axes = plt.subplots(2, ncol, figsize=(4.0 * ncol, 7.0), squeeze=False)
     for a in axes.ravel():
         a.axis("off")
     for a, v in zip(axes[0], versions, strict=False):
@@ -92,9 +96,16 @@ def operator_epsilon_figure(op, versions: list[str] | None = None) -> bytes:
         a.set_xticks(range(len(sig)), [f"σ{s:g}" for s in sig], fontsize=8)
         a.set_yticks(range(len(ops)), ops, fontsize=8)
         for (i, j), val in np.ndenumerate(m):
-            a.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
-                   color="w" if val < 0.6 else "k")  # fmt: skip
-        a.set_title(f"{v}: frac |ε|>1 (null 0.32)", fontsize=9)
+            a.text(
+                j,
+                i,
+                f"{val:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="w" if val < 0.6 else "k",
+            )
+        a.set_title(f"{v}\nfraction |ε|>1 (null 0.32)", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.6)
     last = versions[-1]
     e = op.maps[last]
@@ -159,8 +170,13 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
         ("slices", slices_figure(result), "Middle slice: raw plaques (cyan) vs each version (red)"),
     ]
     for dom, op in result.operators.items():
-        figs.append((f"operators_{dom}", operator_epsilon_figure(op),
-                     f"Operator ε on the {dom} (fraction of pixels with |ε| > 1; ε maps)"))  # fmt: skip
+        figs.append(
+            (
+                f"operators_{dom}",
+                operator_epsilon_figure(op),
+                f"Operator ε on the {dom} (fraction of pixels with |ε| > 1; ε maps)",
+            )
+        )
     prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
     for name, png, _ in figs:
         with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
@@ -191,9 +207,10 @@ reconstruction ({html.escape(result.segmenter)}). Profile
 <h2>Per-plaque parameters (robust ε, calibrated)</h2>{_object_table(result)}
 <h2>Figures</h2>{"".join(_img(png, alt) for _, png, alt in figs)}
 <h2>Operator ε table</h2><pre>{html.escape(chr(10).join(md))}</pre>
-<h2>Provenance</h2><pre>{html.escape(json.dumps(_clean(result.provenance), indent=1,
-                                              default=str))}</pre>
-</body></html>"""  # fmt: skip
+<h2>Provenance</h2><pre>{
+        html.escape(json.dumps(_clean(result.provenance), indent=1, default=str))
+    }</pre>
+</body></html>"""
     with atomic_write(out / "report.html", force=True) as tmp:
         tmp.write_text(body, encoding="utf-8")
     return out / "report.html"

@@ -39,7 +39,9 @@ def _iradon_fbp(
     p = np.asarray(projections, np.float32)
     a = np.asarray(angles_deg, np.float64).ravel()
     if p.ndim != 3:
-        raise ImageMismatchError(f"fbp: projections must be (n_angles, n_rows, n_det), got {p.shape}")
+        raise ImageMismatchError(
+            f"fbp: projections must be (n_angles, n_rows, n_det), got {p.shape}"
+        )
     if a.size != p.shape[0]:
         raise ImageMismatchError(
             f"fbp: {a.size} angles for {p.shape[0]} projections; give one angle per projection"

@@ -72,9 +72,11 @@ def operator_maps(
     names : list of str
         ``"<Operator>_s<σ>"`` in channel order.
     """
-    from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
-
-    from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_bank
+    from rawsigma.analysis.segmentation.features import (
+        SCORING_FEATURES,
+        feature_bank,
+        feature_maps_for_scoring,
+    )
 
     img = np.asarray(image, np.float32)
     if img.ndim not in (2, 3):
@@ -85,9 +87,13 @@ def operator_maps(
     # (σ/∞ = 0: no smoothing, zero derivative across frames): the same maps as frame by
     # frame, in one call
     return feature_bank(
-        img, "ilastik", sigmas=list(sigmas), features=SCORING_FEATURES,
-        spacing=(np.inf, 1.0, 1.0), n_workers=n_workers,
-    )  # fmt: skip
+        img,
+        "ilastik",
+        sigmas=list(sigmas),
+        features=SCORING_FEATURES,
+        spacing=(np.inf, 1.0, 1.0),
+        n_workers=n_workers,
+    )
 
 
 class _Welford:

@@ -334,12 +334,16 @@ def score_tomo(
     t_all, timings, notes = time.perf_counter(), {}, []
     proj, angles = check_projections(projections, angles_deg, profile)
     specs = list(plan.codecs)
-    codecs = {s: c for s, c in zip(
-        [s for s in specs if s != CONTROL_SPEC],
-        parse_codecs([s for s in specs if s != CONTROL_SPEC], profile=profile) if
-        any(s != CONTROL_SPEC for s in specs) else [],
-        strict=True,
-    )}  # fmt: skip
+    codecs = {
+        s: c
+        for s, c in zip(
+            [s for s in specs if s != CONTROL_SPEC],
+            parse_codecs([s for s in specs if s != CONTROL_SPEC], profile=profile)
+            if any(s != CONTROL_SPEC for s in specs)
+            else [],
+            strict=True,
+        )
+    }
     ss = np.random.SeedSequence(plan.seed)
     s_syn, s_ctrl = ss.spawn(2)
     gain = np.where(profile.gain > 0, profile.gain, profile.gain_global).astype(np.float32)
@@ -347,8 +351,14 @@ def score_tomo(
 
     def reconstruct(p: np.ndarray, stage: str) -> np.ndarray:
         sig = (p.astype(np.float32) - offset) / gain
-        return fbp(sig, angles, center=plan.center, filter=plan.filter, threads=plan.workers,
-                   progress=lambda s, d, t: report(f"reconstruct {stage}", d, t))  # fmt: skip
+        return fbp(
+            sig,
+            angles,
+            center=plan.center,
+            filter=plan.filter,
+            threads=plan.workers,
+            progress=lambda s, d, t: report(f"reconstruct {stage}", d, t),
+        )
 
     t0 = time.perf_counter()
     report("synthesis", 0, 1)
@@ -421,20 +431,32 @@ def score_tomo(
         mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
         g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
         obj = (
-            sc.score_objects(raw.table, rep_values, mv, params=_SCORED, quanta=quanta,
-                             null=nulls or None)
-            if n_obj else {}
-        )  # fmt: skip
+            sc.score_objects(
+                raw.table, rep_values, mv, params=_SCORED, quanta=quanta, null=nulls or None
+            )
+            if n_obj
+            else {}
+        )
         matching = None
         if n_obj and len(d_null) >= 3:
             ms = m.summary()
             n_par = sum(1 for x in obj.values() if math.isfinite(x.robust)) + 1
             d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
             matching = ns.matching_test(d, d_null, n_par)
-        versions.append(TomoVersion(
-            spec, desc, float(ratio), int(nbytes), g, obj, m.summary(),
-            sc.verdict(g, obj, matching=matching), o.labels, v[v.shape[0] // 2].copy(),
-        ))  # fmt: skip
+        versions.append(
+            TomoVersion(
+                spec,
+                desc,
+                float(ratio),
+                int(nbytes),
+                g,
+                obj,
+                m.summary(),
+                sc.verdict(g, obj, matching=matching),
+                o.labels,
+                v[v.shape[0] // 2].copy(),
+            )
+        )
         report("codecs", i + 1, len(decoded))
     timings["scoring_codecs"] = time.perf_counter() - t0
 
@@ -445,10 +467,13 @@ def score_tomo(
         t0 = time.perf_counter()
         report("operator ε projections", 0, 1)
         operators["projections"] = operator_epsilon(
-            proj.astype(np.float32), (r.astype(np.float32) for r in reps),
+            proj.astype(np.float32),
+            (r.astype(np.float32) for r in reps),
             {s: d[0].astype(np.float32) for s, d in decoded.items()},
-            sigmas=plan.sigmas, stack=True, domain="projections",
-        )  # fmt: skip
+            sigmas=plan.sigmas,
+            stack=True,
+            domain="projections",
+        )
         report("operator ε reconstruction", 0, 1)
         operators["reconstruction"] = operator_epsilon(
             vol_raw, rep_vols, vols, sigmas=plan.sigmas, domain="reconstruction"
@@ -465,7 +490,22 @@ def score_tomo(
         projections_shape=list(proj.shape),
     )
     return TomoScoreResult(
-        plan, prov, proj, angles, vol_raw, raw.labels, organ, raw.table, raw.globals,
-        [r.globals for r in rep_out], replica_delta, rep_match, versions, seg_desc,
-        nulls, operators, timings, notes,
-    )  # fmt: skip
+        plan,
+        prov,
+        proj,
+        angles,
+        vol_raw,
+        raw.labels,
+        organ,
+        raw.table,
+        raw.globals,
+        [r.globals for r in rep_out],
+        replica_delta,
+        rep_match,
+        versions,
+        seg_desc,
+        nulls,
+        operators,
+        timings,
+        notes,
+    )

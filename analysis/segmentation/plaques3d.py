@@ -13,8 +13,8 @@ processed version (as the pixel classifier is trained once on the raw image):
    the threshold;
 3. threshold ``t = level · quantile_q(R[organ])`` with ``q = 0.999`` and ``level = 0.4``
    (a fraction of the brightest plaque response);
-4. objects: 26-connected components of ``R > t`` inside the (raw) organ mask, smaller than ``min_size`` voxels
-   dropped, labels renumbered 1..n in scan order.
+4. objects: 26-connected components of ``R > t`` inside the (raw) organ mask,
+   smaller than ``min_size`` voxels dropped, labels renumbered 1..n in scan order.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class PlaqueRule:
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
-        return {k: getattr(self, k) for k in
-                ("threshold", "sigma", "background", "min_size", "level", "quantile")}  # fmt: skip
+        return {
+            k: getattr(self, k)
+            for k in ("threshold", "sigma", "background", "min_size", "level", "quantile")
+        }
 
 
 def organ_mask(volume: np.ndarray) -> np.ndarray:
