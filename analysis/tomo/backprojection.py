@@ -26,6 +26,8 @@ from rawsigma.errors import ImageMismatchError, UsageError
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 #: bytes of float32 work (filtered projections + output slices) per chunk of rows
 CHUNK_BYTES = 256 * 2**20
+#: slices back-projected together (one interpolation weight, SIMD over slices)
+GROUP = 32
 
 Progress = Callable[[str, int, int], None]
 
@@ -167,7 +169,7 @@ def fbp_chunks(
     (see `fbp` with ``out=``). Parameters as `fbp`, plus ``chunk_rows`` (default: about
     `CHUNK_BYTES` of work per chunk).
     """
-    from .kernels import backproject_rows
+    from .kernels import backproject_block
 
     proj = as_projection_stack(projections)
     n_ang, n_rows, n_det = proj.shape
@@ -187,22 +189,14 @@ def fbp_chunks(
             raw = np.asarray(proj[:, r0 : r0 + step, :], dtype=np.float32)
             q = filter_rows(np.ascontiguousarray(raw.transpose(1, 0, 2)), filter, workers)
             out = np.empty((q.shape[0], n_det, n_det), np.float32)
-            tasks = [
-                pool.submit(
-                    backproject_rows,
-                    q[s],
-                    cos,
-                    sin,
-                    c + before,
-                    b,
-                    min(b + band, n_det),
-                    circle,
-                    scale,
-                    out[s],
-                )  # fmt: skip
-                for s in range(q.shape[0])
-                for b in range(0, n_det, band)
-            ]
+            tasks = []
+            for g in range(0, q.shape[0], GROUP):
+                qg = np.ascontiguousarray(q[g : g + GROUP].transpose(1, 2, 0))
+                tasks += [
+                    pool.submit(backproject_block, qg, cos, sin, c + before, b,
+                                min(b + band, n_det), circle, scale, out[g : g + GROUP])
+                    for b in range(0, n_det, band)
+                ]  # fmt: skip
             for t in tasks:
                 t.result()
             done += q.shape[0]
