@@ -32,6 +32,7 @@ KERNEL_MODULES = (
     "rawsigma.analysis.noisecodec.fastpath",
     "rawsigma.analysis.segmentation.forest_infer",
     "rawsigma.calib.moments_kernel",
+    "rawsigma.analysis.tomo.kernels",
 )
 ENV = "RAWSIGMA_CACHE_DIR"
 

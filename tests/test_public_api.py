@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 DOMAINS = [
-    "codecs", "segmentation", "measurement", "noisemodel", "scoring", "reporting", "phantoms"
+    "codecs", "segmentation", "measurement", "noisemodel", "scoring", "reporting", "phantoms",
+    "tomo",
 ]  # fmt: skip
 PACKAGES = ["rawsigma.acquire", "rawsigma.calib", "rawsigma.analysis"] + [
     f"rawsigma.analysis.{domain}" for domain in DOMAINS
