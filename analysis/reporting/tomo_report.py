@@ -183,9 +183,9 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
             tmp.write_bytes(_with_text(png, prov_text))
     write_results_json(result, out / "results.json", force=True)
     md = []
-    for v in result.versions:
-        if result.operators:
-            md += [f"### {v.spec}", "", operator_table_markdown(result.operators, v.spec), ""]
+    for dom, op in result.operators.items():
+        md += [f"### operator ε on the {dom}: fraction of pixels |ε| > 1 / median |ε|", ""]
+        md += [operator_table_markdown({v: (op, v) for v in op.table}), ""]
     with atomic_write(out / "operators.md", force=True) as tmp:
         tmp.write_text("\n".join(md) or "operator ε not computed\n", encoding="utf-8")
     p = result.projections

@@ -238,21 +238,21 @@ def operator_epsilon(
     return OperatorEpsilon(list(names), table, maps, n_replicas=n_rep, domain=domain)
 
 
-def operator_table_markdown(results: Mapping[str, OperatorEpsilon], version: str) -> str:
-    """Markdown table of one version: rows operator × σ, columns per domain.
+def operator_table_markdown(columns: Mapping[str, tuple[OperatorEpsilon, str]]) -> str:
+    """Markdown table: rows operator × σ, one column per ``label: (result, version)``.
 
     Each cell is ``fraction of pixels with |ε| > 1 / median |ε|`` (a raw-equivalent
     image: 0.32 / 0.67).
     """
-    doms = [k for k, r in results.items() if version in r.table]
-    head = "| operator | σ | " + " | ".join(f"{d}: frac \\|ε\\|>1 / median \\|ε\\|" for d in doms)
-    lines = [head + " |", "|---|---|" + "---|" * len(doms)]
-    first = results[doms[0]] if doms else None
-    for name in first.names if first else []:
+    cols = {k: (r, v) for k, (r, v) in columns.items() if v in r.table}
+    head = "| operator | σ | " + " | ".join(cols) + " |"
+    lines = [head, "|---|---|" + "---|" * len(cols)]
+    names = next(iter(cols.values()))[0].names if cols else []
+    for name in names:
         op, s = _split(name)
         cells = []
-        for d in doms:
-            v = results[d].table[version].get(name)
-            cells.append(f"{v['frac_abs_gt1']:.3f} / {v['median_abs']:.2f}" if v else "")
+        for r, v in cols.values():
+            t = r.table[v].get(name)
+            cells.append(f"{t['frac_abs_gt1']:.2f} / {t['median_abs']:.2f}" if t else "")
         lines.append(f"| {op} | {s:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
