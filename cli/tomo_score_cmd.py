@@ -42,7 +42,15 @@ def score(
         help="Raw projections, a stack (n_angles, rows, detector) of 16-bit frames: "
         "TIFF, HDF5 (FILE.h5[:DATASET]), zarr or .npy.",
     ),
-    profile: Path = typer.Option(..., "--profile", "-p", help="Camera profile (.h5)."),
+    profile: Path | None = typer.Option(None, "--profile", "-p", help="Camera profile (.h5)."),
+    estimate_profile: bool = typer.Option(
+        False,
+        "--estimate-profile",
+        help="No calibration: estimate the profile from the projections themselves.",
+    ),
+    offset: float | None = typer.Option(
+        None, "--offset", help="With --estimate-profile: the known dark offset, ADU."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Result directory."),
     angles: Path | None = typer.Option(
         None,
@@ -94,7 +102,9 @@ def _read_angles(path: Path, n: int) -> object:
 
 def run_tomo_score(
     projections: Path,
-    profile: Path,
+    profile: Path | None,
+    estimate_profile: bool,
+    offset: float | None,
     out: Path,
     angles: Path | None,
     arc: float,
@@ -113,7 +123,13 @@ def run_tomo_score(
     from rawsigma.analysis.reporting.tomo_report import TOMO_RESULT_FILES, write_tomo_report
     from rawsigma.analysis.scoring.tomo_runner import TomoPlan, default_angles, score_tomo
     from rawsigma.calib.profile import CameraProfile
-    from rawsigma.errors import ImageMismatchError, OutputExistsError, UsageError
+    from rawsigma.errors import (
+        ImageMismatchError,
+        InputFileError,
+        OutputExistsError,
+        RawsigmaError,
+        UsageError,
+    )
     from rawsigma.fileio import check_output_dir
     from rawsigma.imread import read_stack
     from rich.console import Console
@@ -121,6 +137,8 @@ def run_tomo_score(
     from .console import stage_progress
     from .params import check_codecs
 
+    if (profile is None) == (not estimate_profile):
+        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
     check_output_dir(out)
     existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
     if existing and not force:
@@ -145,7 +163,19 @@ def run_tomo_score(
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
-    prof = CameraProfile.load(profile)
+    if profile is not None:
+        prof = CameraProfile.load(profile)
+    else:
+        from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
+
+        side = min(proj.shape[1:])
+        tile = 64 if side >= 256 else 32 if side >= 64 else 16
+        try:
+            prof = _estimate(proj[:16], tile=tile, offset=offset, source=str(projections))
+        except (RawsigmaError, ValueError) as exc:
+            msg = str(exc).replace(f"{projections}: ", "")
+            raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
+        console.print("[yellow]profile estimated from the projections (no calibration)[/]")
     check_codecs(list(plan.codecs), prof)
     try:
         with stage_progress(console, 28) as progress, warnings.catch_warnings():
@@ -156,7 +186,7 @@ def run_tomo_score(
         raise ImageMismatchError(f"{projections}: {msg}") from None
     result.provenance.update(
         projections_file=str(projections),
-        profile_file=str(profile),
+        profile_file=str(profile) if profile else "estimated from the projections",
         angles_file=str(angles) if angles else f"even over {arc:g}°",
     )
     report = write_tomo_report(result, out, force=True)

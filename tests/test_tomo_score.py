@@ -121,7 +121,9 @@ def acquisition(camera, phantom):
     )
 
 
-def test_score_tomo_tiny(acquisition):
+def test_score_tomo_tiny(acquisition, tmp_path):
+    from rawsigma.analysis.reporting.tomo_report import write_tomo_report
+
     a = acquisition
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -143,6 +145,17 @@ def test_score_tomo_tiny(acquisition):
     assert all(0.2 < f < 0.5 for f in frac), frac
     d = json.loads(json.dumps(r.to_dict(), default=float))
     assert d["codecs"][0]["spec"] == "replica" and "operator_epsilon" in d
+    write_tomo_report(r, tmp_path)
+    for f in (
+        "report.html",
+        "results.json",
+        "operators.md",
+        "figures/slices.png",
+        "figures/operators_reconstruction.png",
+        "figures/operators_projections.png",
+    ):
+        assert (tmp_path / f).is_file(), f
+    assert "| LoG | 2 |" in (tmp_path / "operators.md").read_text()
 
 
 def test_cli_tomo_score(acquisition, tmp_path):
@@ -169,3 +182,26 @@ def test_cli_tomo_score(acquisition, tmp_path):
     assert (out / "report.html").exists() and (out / "figures" / "sinogram.png").exists()
     r = CliRunner().invoke(app, [*base, "--out", str(out)])
     assert r.exit_code == 1 and "--force" in r.output
+    r = CliRunner().invoke(app, ["tomo", "score", str(tmp_path / "proj.tif"), "--out", str(out)])
+    assert r.exit_code == 2 and "--estimate-profile" in r.output
+    est = tmp_path / "est"
+    r = CliRunner().invoke(
+        app,
+        [
+            "tomo",
+            "score",
+            str(tmp_path / "proj.tif"),
+            "--estimate-profile",
+            "--out",
+            str(est),
+            "--codecs",
+            "replica",
+            "--replicas",
+            "3",
+            "--no-operators",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        "estimated" in json.loads((est / "results.json").read_text())["provenance"]["profile_file"]
+    )
