@@ -8,8 +8,10 @@
    ``8bit``, ``jpeg@100``, ``noise:step=2`` on the projections, 10 replicas; the
    verdict table and the operator-ε tables (Fig. 4f,g) on the projections and the
    reconstruction; the report is written to ``--out``.
-2. ``range``: the 8-bit verdict on plaques against the dynamic range of the projections
-   (no specks / specks ×40 / specks ×400 the plaque brightness), operator ε off.
+2. ``range``: the 8-bit verdicts on plaques (``8bit`` min–max and ``8bit:range=full``,
+   ImageJ's 0–65535) against the dynamic range and the photon budget of the
+   projections (no specks / 4 specks ×40 the plaque brightness; peak 20 000 or 5 000
+   photons), operator ε off.
 3. ``real``: operator ε on REAL OPT camera frames (``../shared/data/
    opt_zebrafish_transmission_frames_640.tif``: 7 transmission projections of a
    zebrafish larva, 12-bit; centre crop 256×256), profile estimated from the 7 frames
@@ -51,7 +53,7 @@ def _verdict_rows(r) -> list[str]:
     return out
 
 
-def _acq(args, seed: int, profile=None, model=None, **kw):
+def _acq(args, seed: int, profile=None, model=None, peak_photons: float = 20000.0, **kw):
     from rawsigma.analysis.phantoms.opt_organ import simulate_opt
 
     return simulate_opt(
@@ -60,7 +62,7 @@ def _acq(args, seed: int, profile=None, model=None, **kw):
         rng=seed,
         profile=profile,
         model=model,
-        peak_photons=20000.0,
+        peak_photons=peak_photons,
         **kw,
     )
 
@@ -106,32 +108,34 @@ def part_range(args, acq0) -> None:
 
     print("\n## range: 8-bit verdict on plaques vs the projections' dynamic range\n")
     print(
-        "| specks (brightness × plaque) | 8-bit step / σ at median tissue pixel | "
-        "8bit verdict | worst | ε count | ε total volume |"
+        "| specks × brightness, peak photons | plaques | codec | "
+        "8-bit step / σ at median tissue pixel | "
+        "verdict | worst | ε count | ε total volume | per-plaque volume ε mean ± std "
+        "(null spread per plaque) |"
     )
-    print("|---|---|---|---|---|---|")
-    for n, b in ((0, 40.0), (4, 40.0), (4, 400.0)):
-        acq = _acq(args, 0, acq0.profile, acq0.model, n_debris=n, debris_brightness=b)
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, b, peak in ((0, 40.0, 20000.0), (4, 40.0, 20000.0), (4, 40.0, 5000.0)):
+        acq = _acq(args, 0, acq0.profile, acq0.model, peak, n_debris=n, debris_brightness=b)
+        codecs = ("8bit", "8bit:range=full")
         r = score_tomo(
-            acq.projections,
-            acq.angles_deg,
-            acq.profile,
-            n_replicas=10,
-            codecs=("8bit",),
+            acq.projections, acq.angles_deg, acq.profile, n_replicas=10, codecs=codecs,
             operators=False,
-        )
+        )  # fmt: skip
         p = acq.projections.astype(np.float64)
-        step = np.mean([(f.max() - f.min()) / 256 for f in p])
         tissue = np.median(p[p > np.percentile(p, 60)])
         sig = float(np.sqrt(acq.profile.variance(np.float32(tissue)).mean()))
-        v = r.versions[0]
-        w = v.verdict["worst"] or ["–", float("nan")]
-        print(
-            f"| {n} × {b:g} | {step / sig:.2f} | "
-            f"{'within noise' if v.verdict['within_noise'] else 'NOT within noise'} | "
-            f"{w[0]} {w[1]:.2f} | {v.globals['count']['epsilon']:.2f} | "
-            f"{v.globals['total_volume']['epsilon']:.2f} |"
-        )
+        steps = {"8bit": np.mean([(f.max() - f.min()) / 256 for f in p]), codecs[1]: 256.0}
+        loo = f"{r.null['volume'].unit_se:.2f}" if "volume" in r.null else "–"
+        for v in r.versions:
+            w = v.verdict["worst"] or ["–", float("nan")]
+            vol = v.objects["volume"]
+            print(
+                f"| {n} × {b:g}, {peak:g} | {r.n_objects} | {v.spec} | {steps[v.spec] / sig:.2f} | "
+                f"{'within noise' if v.verdict['within_noise'] else 'NOT within noise'} | "
+                f"{w[0]} {w[1]:.2f} | {v.globals['count']['epsilon']:.2f} | "
+                f"{v.globals['total_volume']['epsilon']:.2f} | "
+                f"{vol.mean:.2f} ± {vol.std:.2f} ({loo}) |"
+            )
 
 
 def part_real(args) -> None:
