@@ -163,6 +163,11 @@ def run_tomo_score(
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
+    if angles and len(ang) != proj.shape[0]:
+        raise InputFileError(
+            f"{angles}: {len(ang)} angles for the {proj.shape[0]} projections of {projections}; "
+            "give one angle per projection"
+        )
     if profile is not None:
         prof = CameraProfile.load(profile)
     else:

@@ -170,7 +170,7 @@ def test_cli_tomo_score(acquisition, tmp_path):
     r = CliRunner().invoke(
         app, [*base, "--out", str(tmp_path / "bad"), "--angles", str(tmp_path / "bad_angles.txt")]
     )
-    assert r.exit_code == 1 and "5 values for 24 projections" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "5 angles for the 24 projections" in " ".join(r.output.split())
     assert not (tmp_path / "bad" / "report.html").exists()
     out = tmp_path / "out"
     r = CliRunner().invoke(
