@@ -74,19 +74,24 @@ def slices_figure(result, max_panels: int = 6) -> bytes:
     return _png(fig)
 
 
-def operator_epsilon_figure(op, versions: list[str] | None = None) -> bytes:
-    """Fraction of pixels with |ε| > 1 per operator × σ for each version, and the ε
-    maps (middle section) of the last version, like the paper's Fig. 4f,g."""
+def operator_epsilon_figure(op, versions: list[str] | None = None, operator: str = "LoG") -> bytes:
+    """The paper's Fig. 4f,g: fraction of pixels with |ε| > 1 per operator × σ for each
+    version (top row), and each version's ε maps of one operator at every σ (middle
+    section of the stack or volume; ε clipped at ±3)."""
     plt = _plt()
     versions = versions or list(op.table)
     names = op.names
-    ops = list(dict.fromkeys(op.table[versions[0]][n]["operator"] for n in names))
-    sig = sorted({op.table[versions[0]][n]["sigma"] for n in names})
+    first = op.table[versions[0]]
+    ops = list(dict.fromkeys(first[n]["operator"] for n in names))
+    sig = sorted({first[n]["sigma"] for n in names})
     ncol = max(len(versions), len(sig))
-    fig, axes = plt.subplots(2, ncol, figsize=(4.0 * ncol, 7.0), squeeze=False)
+    fig, axes = plt.subplots(
+        1 + len(versions), ncol, figsize=(3.6 * ncol, 3.2 * (1 + len(versions))), squeeze=False
+    )
     for a in axes.ravel():
         a.axis("off")
-    for a, v in zip(axes[0], versions, strict=False):
+    im = None
+    for k, (a, v) in enumerate(zip(axes[0], versions, strict=False)):
         m = np.full((len(ops), len(sig)), np.nan)
         for n in names:
             t = op.table[v][n]
@@ -94,25 +99,19 @@ def operator_epsilon_figure(op, versions: list[str] | None = None) -> bytes:
         a.axis("on")
         im = a.imshow(m, vmin=0, vmax=1, cmap="magma")
         a.set_xticks(range(len(sig)), [f"σ{s:g}" for s in sig], fontsize=8)
-        a.set_yticks(range(len(ops)), ops, fontsize=8)
+        a.set_yticks(range(len(ops)), ops if k == 0 else [""] * len(ops), fontsize=8)
         for (i, j), val in np.ndenumerate(m):
-            a.text(
-                j,
-                i,
-                f"{val:.2f}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="w" if val < 0.6 else "k",
-            )
+            a.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
+                   color="w" if val < 0.6 else "k")  # fmt: skip
         a.set_title(f"{v}\nfraction |ε|>1 (null 0.32)", fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.6)
-    last = versions[-1]
-    e = op.maps[last]
-    show = [n for n in names if n.startswith("LaplacianOfGaussian")] or names[: len(sig)]
-    for a, n in zip(axes[1], show, strict=False):
-        a.imshow(e[..., names.index(n)], cmap="RdBu_r", vmin=-3, vmax=3)
-        a.set_title(f"{last}: ε {n}", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.6)
+    show = [n for n in names if first[n]["operator"] == operator]
+    for row, v in zip(axes[1:], versions, strict=False):
+        e = op.maps[v]
+        for a, n in zip(row, show, strict=False):
+            a.imshow(e[..., names.index(n)], cmap="RdBu_r", vmin=-3, vmax=3)
+            a.set_title(f"{v}: ε {operator} σ{first[n]['sigma']:g}", fontsize=8)
     fig.suptitle(f"operator ε on the {op.domain}", fontsize=10)
     return _png(fig)
 

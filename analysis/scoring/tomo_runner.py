@@ -357,7 +357,8 @@ def score_tomo(
             center=plan.center,
             filter=plan.filter,
             threads=plan.workers,
-            progress=lambda s, d, t: report(f"reconstruct {stage}", d, t),
+            # slice progress for the raw volume only: the others are counted per volume
+            progress=(lambda s, d, t: report("reconstruct raw", d, t)) if stage == "raw" else None,
         )
 
     t0 = time.perf_counter()
@@ -474,6 +475,7 @@ def score_tomo(
             stack=True,
             domain="projections",
         )
+        report("operator ε projections", 1, 1)
         report("operator ε reconstruction", 0, 1)
         operators["reconstruction"] = operator_epsilon(
             vol_raw, rep_vols, vols, sigmas=plan.sigmas, domain="reconstruction"
