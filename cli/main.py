@@ -43,6 +43,7 @@ _COMMAND_MODULES = [
     "profile_cmd",
     "score_cmd",
     "codec_cmd",
+    "tomo_cmd",
     "gui_cmd",
 ]
 

@@ -64,7 +64,12 @@ def pair_shift(p0: np.ndarray, p180: np.ndarray) -> float:
 
 
 def find_center(
-    projections: Any, angles_deg: Any, *, rows: Any = None, max_pairs: int = 32
+    projections: Any,
+    angles_deg: Any,
+    *,
+    rows: Any = None,
+    max_pairs: int = 32,
+    tol_deg: float | None = None,
 ) -> float:
     """Rotation axis (detector pixels) from projections 180° apart.
 
@@ -78,6 +83,8 @@ def find_center(
         Detector rows to use (default all).
     max_pairs : int
         At most this many 180° pairs, evenly chosen, are correlated.
+    tol_deg : float, optional
+        How far from 180° a pair may be (default: a tenth of the angular step).
 
     Raises
     ------
@@ -87,7 +94,7 @@ def find_center(
     proj = as_projection_stack(projections)
     n_ang, n_rows, n_det = proj.shape
     ang = check_angles(angles_deg, n_ang)
-    pairs = opposite_pairs(ang)
+    pairs = opposite_pairs(ang, tol_deg)
     if not pairs:
         raise ImageMismatchError(
             "no two projections 180° apart: cannot find the centre by correlation"
@@ -114,6 +121,18 @@ def entropy_sharpness(img: np.ndarray, bins: int = 256) -> float:
     return float(np.sum(p * np.log(p)))
 
 
+def shifted_sinograms(sino: np.ndarray, shifts: Any) -> np.ndarray:
+    """Copies of a sinogram (n_angles, n_det) moved by whole pixels along the detector:
+    ``out[k][:, x] = sino[:, x + shifts[k]]``, zero where that falls off the detector."""
+    n = sino.shape[-1]
+    out = np.zeros((len(shifts),) + sino.shape, np.float32)
+    for k, d in enumerate(int(d) for d in shifts):
+        lo, hi = max(0, -d), min(n, n - d)
+        if hi > lo:
+            out[k, :, lo:hi] = sino[:, lo + d : hi + d]
+    return out
+
+
 def center_sharpness(
     projections: Any,
     angles_deg: Any,
@@ -126,18 +145,29 @@ def center_sharpness(
     """Sharpness (`entropy_sharpness`, summed over ``rows``) of the slices at each centre.
 
     ``rows``: detector rows to reconstruct (default: 3 rows around the middle, or all
-    when there are fewer).
+    when there are fewer). Candidates that share a fractional part are back-projected
+    together, as one group of slices: the sinogram moved by each one's whole-pixel
+    offset (`shifted_sinograms`; what moves off the detector, usually background, is
+    dropped), the fractional part given to `fbp` as the centre.
     """
     proj = as_projection_stack(projections)
-    n_rows = proj.shape[1]
+    n_rows, n_det = proj.shape[1], proj.shape[2]
     if rows is None:
         rows = sorted({n_rows // 4, n_rows // 2, (3 * n_rows) // 4})
-    sub = np.stack([np.asarray(proj[:, r, :], np.float32) for r in rows], axis=1)
-    out = []
-    for c in np.asarray(centers, np.float64):
-        vol = fbp(sub, angles_deg, center=float(c), filter=filter, threads=threads)
-        out.append(sum(entropy_sharpness(s) for s in vol))
-    return np.asarray(out)
+    centers = np.asarray(centers, np.float64)
+    whole = np.floor(centers)
+    frac = np.round(centers - whole, 6)
+    ref = n_det // 2
+    score = np.zeros(centers.size)
+    sinos = [np.asarray(proj[:, r, :], np.float32) for r in rows]
+    for f in np.unique(frac):
+        idx = np.flatnonzero(frac == f)
+        for sino in sinos:
+            stack = shifted_sinograms(sino, whole[idx] - ref)  # (n_centres, n_angles, n_det)
+            vol = fbp(stack.transpose(1, 0, 2), angles_deg, center=ref + f, filter=filter,
+                      threads=threads)  # fmt: skip
+            score[idx] += [entropy_sharpness(s) for s in vol]
+    return score
 
 
 def sharpest_center(
@@ -165,3 +195,57 @@ def sharpest_center(
     centers = np.arange(around - half_width, around + half_width + step / 2, step)
     score = center_sharpness(proj, angles_deg, centers, rows=rows, threads=threads)
     return float(centers[int(np.argmax(score))]), centers, score
+
+
+def angular_step(angles_deg: Any) -> float:
+    """Median step between sorted distinct angles (degrees, modulo 360)."""
+    a = np.unique(np.mod(np.asarray(angles_deg, np.float64), 360.0))
+    return float(np.median(np.diff(a))) if a.size > 1 else 360.0
+
+
+def auto_center(
+    projections: Any,
+    angles_deg: Any,
+    *,
+    rows: Any = None,
+    refine: float = 2.0,
+    step: float = 0.25,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Centre of rotation for ``--center auto``: correlation, then a local sharpness search.
+
+    1. `find_center` on the 180° pairs (within a tenth of the angular step; failing
+       that, the nearest pairs within one step, e.g. 0° and 179° of a 0–179° scan:
+       ``pair_mismatch_deg`` says how far from 180° they are).
+    2. `sharpest_center` within ``± refine`` px of it, by ``step``. Without any pair, a
+       search over the middle half of the detector by 1 px first.
+
+    Returns a dict: ``center`` (the result), ``correlation`` (step 1, or None),
+    ``pair_mismatch_deg``, ``sharpest`` (step 2) and ``searched`` (first, last, step).
+    """
+    proj = as_projection_stack(projections)
+    n_det = proj.shape[2]
+    ang = check_angles(angles_deg, proj.shape[0])
+    d = angular_step(ang)
+    corr, mismatch = None, None
+    for tol in (0.1 * d, 1.01 * d):
+        pairs = opposite_pairs(ang, tol)
+        if pairs:
+            corr = find_center(proj, ang, rows=rows, tol_deg=tol)
+            diffs = [abs(abs(np.mod(ang[j] - ang[i], 360.0)) - 180.0) for i, j in pairs]
+            mismatch = float(np.median(diffs))
+            break
+    around = corr
+    if around is None:
+        coarse = np.arange(n_det // 4, n_det - n_det // 4 + 1, 1.0)
+        around = float(coarse[np.argmax(center_sharpness(proj, ang, coarse, threads=threads))])
+    best, centers, _ = sharpest_center(
+        proj, ang, around=around, half_width=refine, step=step, threads=threads
+    )
+    return {
+        "center": best,
+        "correlation": corr,
+        "pair_mismatch_deg": mismatch,
+        "sharpest": best,
+        "searched": [float(centers[0]), float(centers[-1]), step],
+    }
