@@ -98,12 +98,22 @@ def test_centre_of_shifted_sinogram(phantom, shift):
 
 
 def test_centre_of_half_turn_without_exact_pairs(phantom):
-    theta = np.linspace(0, 180, 60, endpoint=False)  # 0..177°: no pair exactly 180° apart
+    theta = np.linspace(0, 180, 120, endpoint=False)  # 0..178.5°: no pair exactly 180° apart
     sino = _sino(phantom, theta)
     shifted = shifted_sinograms(sino, [-2])[0]  # out[x] = sino[x - 2]: axis at 32 + 2
     rec = auto_center(shifted, theta)
-    assert rec["pair_mismatch_deg"] == pytest.approx(3.0)
-    assert rec["center"] == pytest.approx(34.0, abs=1.0)
+    assert rec["pair_mismatch_deg"] == pytest.approx(1.5)
+    assert rec["correlation"] == pytest.approx(34.0, abs=1.0)
+    assert rec["center"] == pytest.approx(34.0, abs=0.5)
+
+
+def test_centre_without_any_pair_by_sharpness(phantom):
+    theta = np.linspace(0, 360, 45, endpoint=False)  # 8° steps: nearest to 180° is 4° off
+    sino = _sino(phantom, theta)
+    shifted = shifted_sinograms(sino, [3])[0]  # axis at 32 - 3
+    rec = auto_center(shifted, theta)
+    assert rec["correlation"] is None and rec["pair_mismatch_deg"] is None
+    assert rec["center"] == pytest.approx(29.0, abs=1.0)
 
 
 def test_normalisation_and_flat_darker_than_dark():

@@ -227,6 +227,10 @@ def angular_step(angles_deg: Any) -> float:
     return float(np.median(np.diff(a))) if a.size > 1 else 360.0
 
 
+#: farthest from 180° that an approximate pair may be (one step of a 0–179° scan)
+APPROX_PAIR_DEG = 2.0
+
+
 def auto_center(
     projections: Any,
     angles_deg: Any,
@@ -239,7 +243,8 @@ def auto_center(
     """Centre of rotation for ``--center auto``: correlation, then a local sharpness search.
 
     1. `find_center` on the 180° pairs (within a tenth of the angular step; failing
-       that, the nearest pairs within one step, e.g. 0° and 179° of a 0–179° scan:
+       that, the nearest pairs within one step and at most `APPROX_PAIR_DEG`, e.g. 0°
+       and 179° of a 0–179° scan:
        ``pair_mismatch_deg`` says how far from 180° they are).
     2. `sharpest_center` within ``± refine`` px of it, by ``step``. Without any pair, a
        search over the middle half of the detector by 1 px first.
@@ -252,7 +257,7 @@ def auto_center(
     ang = check_angles(angles_deg, proj.shape[0])
     d = angular_step(ang)
     corr, mismatch = None, None
-    for tol in (0.1 * d, 1.01 * d):
+    for tol in (0.1 * d, min(1.01 * d, APPROX_PAIR_DEG)):
         pairs = opposite_pairs(ang, tol)
         if pairs:
             corr = find_center(proj, ang, rows=rows, tol_deg=tol)
