@@ -65,6 +65,8 @@ def reconstruct_files(
     proj = as_projection_stack(src.projections)
     n_ang, n_rows, n_det = proj.shape
     ang, ang_how = parse_angles(angles, angle_range, n_ang, src.angles, include_end)
+    is_zarr = out.suffix.lower() == ".zarr"
+    check_output(out, force, need_bytes=4 * n_rows * n_det * n_det, allow_dir=is_zarr)
     workers = threads or default_threads()
     if progress is not None:
         progress("centre of rotation", 0, 1)
