@@ -44,6 +44,7 @@ _COMMAND_MODULES = [
     "score_cmd",
     "tomo_score_cmd",
     "codec_cmd",
+    "tomo_cmd",
     "gui_cmd",
 ]
 

@@ -19,6 +19,7 @@ _EXPORTS = {
     "fbp_chunks": "backprojection",
     "fourier_filter": "backprojection",
     "find_center": "center",
+    "auto_center": "center",
     "center_sharpness": "center",
     "sharpest_center": "center",
     "entropy_sharpness": "center",

@@ -81,8 +81,9 @@ def _neglog(a: np.ndarray, d: np.ndarray, gap: np.ndarray, floor: float) -> np.n
 class NormalizedProjections:
     """Lazy view ``−log((I − dark)/(flat − dark))`` of a projection stack (n, y, x).
 
-    Slicing reads only the requested part of ``data`` (an h5py/zarr dataset stays on
-    disk), so `rawsigma.analysis.tomo.fbp` normalises chunk by chunk.
+    Indexing (ints, slices; one index per axis) reads only the requested part of
+    ``data`` (an h5py/zarr dataset stays on disk), so `rawsigma.analysis.tomo.fbp`
+    normalises chunk by chunk.
     """
 
     def __init__(self, data: Any, dark: Any, flat: Any, *, floor: float = 1e-6) -> None:
@@ -98,7 +99,7 @@ class NormalizedProjections:
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         key = key + (slice(None),) * (3 - len(key))
-        if any(not isinstance(k, slice) for k in key):
-            raise TypeError("NormalizedProjections takes slices only")
+        if any(k is Ellipsis or k is None for k in key):
+            raise TypeError("NormalizedProjections takes ints, slices or index arrays")
         a = np.asarray(self.data[key], dtype=np.float32)
         return _neglog(a, self.dark[key[1:]], self.gap[key[1:]], self.floor)
