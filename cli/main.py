@@ -42,9 +42,9 @@ _COMMAND_MODULES = [
     "acquire_cmd",
     "profile_cmd",
     "score_cmd",
-    "tomo_score_cmd",
     "codec_cmd",
     "tomo_cmd",
+    "tomo_score_cmd",
     "gui_cmd",
 ]
 

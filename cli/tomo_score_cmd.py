@@ -1,7 +1,7 @@
 """``rawsigma tomo score``: score codecs on tomography (OPT) projections.
 
-Registered on the ``tomo`` command group (shared with ``rawsigma tomo reconstruct``):
-whichever module registers first creates the group, the other adds to it.
+Registered on the ``tomo`` command group of ``rawsigma tomo reconstruct``
+(:mod:`rawsigma.cli.tomo_cmd`).
 """
 
 from __future__ import annotations
@@ -17,23 +17,12 @@ from .params import choice, codec_list
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 
 
-def tomo_group(app: typer.Typer) -> typer.Typer:
-    """The ``tomo`` sub-app of ``app`` (created if absent)."""
-    for info in app.registered_groups:
-        if info.name == "tomo" and info.typer_instance is not None:
-            return info.typer_instance
-    sub = typer.Typer(
-        name="tomo",
-        help="Tomography: reconstruct projections, score codecs on OPT projections.",
-        no_args_is_help=True,
-    )
-    app.add_typer(sub, name="tomo")
-    return sub
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``tomo score`` to the root ``rawsigma`` app."""
-    tomo_group(app).command("score")(score)
+    """Add ``score`` to the ``tomo`` group of :mod:`rawsigma.cli.tomo_cmd` (registered on
+    ``app`` by that module)."""
+    from .tomo_cmd import tomo_app
+
+    tomo_app.command("score")(score)
 
 
 def score(
@@ -67,6 +56,9 @@ def score(
     replicas: int = typer.Option(10, "--replicas", "-n", min=3, max=200, help="Replicas (3-200)."),
     center: float | None = typer.Option(
         None, "--center", help="Rotation axis on the detector, px (default: its centre)."
+    ),
+    find_center: bool = typer.Option(
+        False, "--find-center", help="Find the rotation axis from 180° projection pairs."
     ),
     filter_name: str = typer.Option(
         "ramp", "--filter", callback=choice(FILTERS), help="FBP filter: " + ", ".join(FILTERS)
@@ -111,6 +103,7 @@ def run_tomo_score(
     codecs: str,
     replicas: int,
     center: float | None,
+    find_center: bool,
     filter_name: str,
     level: float,
     min_size: int,
@@ -151,6 +144,7 @@ def run_tomo_score(
             n_replicas=replicas,
             seed=seed,
             center=center,
+            find_center=find_center,
             filter=filter_name,
             level=level,
             min_size=min_size,

@@ -205,3 +205,20 @@ def test_cli_tomo_score(acquisition, tmp_path):
     assert (
         "estimated" in json.loads((est / "results.json").read_text())["provenance"]["profile_file"]
     )
+
+
+def test_centre_of_rotation_offset_is_found(camera, phantom):
+    """A shifted rotation axis: find_center recovers it and the plaques come back."""
+    model, prof = camera
+    kw = dict(phantom=phantom, profile=prof, model=model, peak_photons=3000.0)
+    off = simulate_opt(SHAPE, 48, rng=0, cor_offset=2.5, **kw)
+    common = dict(n_replicas=3, codecs=("replica",), operators=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = score_tomo(off.projections, off.angles_deg, prof, find_center=True, **common)
+        centred = score_tomo(
+            simulate_opt(SHAPE, 48, rng=0, **kw).projections, off.angles_deg, prof, **common
+        )
+    assert abs(found.provenance["center"] - (SHAPE[1] // 2 + 2.5)) < 0.5
+    assert found.provenance["center_source"].startswith("find_center")
+    assert abs(found.n_objects - centred.n_objects) <= 1

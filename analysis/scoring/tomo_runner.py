@@ -54,7 +54,11 @@ class TomoPlan:
     n_replicas, seed, centre
         Replicas (>= 3 for the calibrated verdict), seed, synthesis centre.
     center : float, optional
-        Rotation axis on the detector, pixels (default the detector centre).
+        Rotation axis on the detector, pixels (default the detector centre, or found
+        with ``find_center``).
+    find_center : bool
+        Find the rotation axis from the raw projections
+        (:func:`rawsigma.analysis.tomo.find_center`, 180° pairs) when ``center`` is None.
     filter : str
         FBP filter (``"ramp"``, ``"shepp-logan"``, ``"cosine"``, ``"hamming"``, ``"hann"``).
     sigmas : tuple of float
@@ -74,6 +78,7 @@ class TomoPlan:
     seed: int = 0
     centre: str = "observed"
     center: float | None = None
+    find_center: bool = False
     filter: str = "ramp"
     sigmas: tuple[float, ...] = OPERATOR_SIGMAS
     max_distance: float = 3.0
@@ -348,13 +353,18 @@ def score_tomo(
     s_syn, s_ctrl = ss.spawn(2)
     gain = np.where(profile.gain > 0, profile.gain, profile.gain_global).astype(np.float32)
     offset = profile.offset.astype(np.float32)
+    center = plan.center
+    if center is None and plan.find_center:
+        from rawsigma.analysis.tomo import find_center
+
+        center = float(find_center((proj.astype(np.float32) - offset) / gain, angles))
 
     def reconstruct(p: np.ndarray, stage: str) -> np.ndarray:
         sig = (p.astype(np.float32) - offset) / gain
         return fbp(
             sig,
             angles,
-            center=plan.center,
+            center=center,
             filter=plan.filter,
             threads=plan.workers,
             # slice progress for the raw volume only: the others are counted per volume
@@ -488,6 +498,10 @@ def score_tomo(
         plan=asdict(plan),
         seed=plan.seed,
         reconstruction=FBP_SOURCE,
+        center=center if center is not None else proj.shape[2] // 2,
+        center_source="given"
+        if plan.center is not None
+        else ("find_center (180° pairs)" if plan.find_center else "detector centre n_det // 2"),
         segmenter=seg_desc,
         projections_shape=list(proj.shape),
     )
