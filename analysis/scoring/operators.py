@@ -97,7 +97,7 @@ def operator_maps(
 
 
 class _Welford:
-    """Per-pixel running mean and variance (float32 storage, float64 per step)."""
+    """Per-pixel running mean and variance (Welford, float64)."""
 
     def __init__(self) -> None:
         self.n = 0

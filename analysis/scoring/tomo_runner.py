@@ -296,6 +296,121 @@ def _match(raw: _Outcome, other: _Outcome, max_distance: float):
     )
 
 
+@dataclass
+class _Null:
+    """The replicas scored against raw: values, matches, Δ, quanta and the LOO null."""
+
+    outcomes: list[_Outcome]
+    values: dict[str, np.ndarray]
+    match: list[dict]
+    delta: dict[str, dict]
+    quanta: dict[str, np.ndarray]
+    nulls: dict[str, Any]
+    d_null: list[int]
+
+
+def _replica_null(raw: _Outcome, outcomes: list[_Outcome], max_distance: float) -> _Null:
+    n_obj = len(raw.table["label"])
+    values = {p: np.full((len(outcomes), n_obj), np.nan) for p in _SCORED}
+    matches, deltas = [], {p: [] for p in _SCORED}
+    for i, o in enumerate(outcomes):
+        m = _match(raw, o, max_distance)
+        matches.append(m.summary())
+        mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
+        for p in _SCORED:
+            values[p][i] = mv[p]
+            deltas[p].append(sc.delta(p, raw.table[p], mv[p]))
+    quanta = _quanta(raw.table) if n_obj else {}
+    nulls = (
+        {p: ns.loo_null(p, raw.table[p], values[p], quanta[p]) for p in _SCORED}
+        if n_obj and len(outcomes) >= 3
+        else {}
+    )
+    return _Null(
+        outcomes, values, matches,
+        {p: sc.delta_stats(np.concatenate(v)) for p, v in deltas.items()},
+        quanta, nulls, [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in matches],
+    )  # fmt: skip
+
+
+def _score_version(
+    spec: str, entry: tuple, vol: np.ndarray, o: _Outcome, raw: _Outcome, null: _Null,
+    max_distance: float,
+) -> TomoVersion:  # fmt: skip
+    """ε, Δ and the calibrated verdict of one processed set against raw and the null."""
+    _dec, ratio, nbytes, desc = entry
+    n_obj = len(raw.table["label"])
+    m = _match(raw, o, max_distance)
+    mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
+    g = sc.score_globals(raw.globals, [r.globals for r in null.outcomes], o.globals)
+    obj = {}
+    if n_obj:
+        obj = sc.score_objects(raw.table, null.values, mv, params=_SCORED, quanta=null.quanta,
+                               null=null.nulls or None)  # fmt: skip
+    matching = None
+    if n_obj and len(null.d_null) >= 3:
+        ms = m.summary()
+        n_par = sum(1 for x in obj.values() if math.isfinite(x.robust)) + 1
+        d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
+        matching = ns.matching_test(d, null.d_null, n_par)
+    return TomoVersion(
+        spec, desc, float(ratio), int(nbytes), g, obj, m.summary(),
+        sc.verdict(g, obj, matching=matching), o.labels, vol[vol.shape[0] // 2].copy(),
+    )  # fmt: skip
+
+
+def _versions(proj, specs, profile, centre: str, rng, report: Progress) -> dict[str, tuple]:
+    """``{spec: (projections, ratio, n_bytes, description)}``: control replica and codecs."""
+    from rawsigma.analysis.codecs.registry import parse_codecs
+
+    names = [s for s in specs if s != CONTROL_SPEC]
+    codecs = dict(zip(names, parse_codecs(names, profile=profile) if names else [], strict=True))
+    out: dict[str, tuple] = {}
+    if CONTROL_SPEC in specs:
+        ctrl = _replicas(proj, profile, 1, rng, centre)[0]
+        out[CONTROL_SPEC] = (ctrl, 1.0, proj.size * 2, "held-out raw-equivalent replica")
+    for codec in codecs.values():
+        getattr(codec, "prepare", lambda _p: None)(report)
+    for i, (spec, codec) in enumerate(codecs.items()):
+        report("encode", i, len(codecs))
+        dec, nb = _encode_all(codec, proj)
+        out[spec] = (dec, proj.size * 2 / max(nb, 1), nb, codec.description)
+    report("encode", len(codecs), len(codecs))
+    order = {s: k for k, s in enumerate(specs)}
+    return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
+
+
+def _segmenter(vol_raw: np.ndarray, segmenter, plan: TomoPlan):
+    """(volume → labels, organ mask, description): the fitted rule or a plug-in."""
+    from rawsigma.analysis.segmentation.plaques3d import fit_plaque_rule, organ_mask
+
+    if segmenter is None:
+        rule, organ = fit_plaque_rule(vol_raw, level=plan.level, min_size=plan.min_size)
+        return rule, organ, rule.describe()
+    name = getattr(segmenter, "__name__", "callable")
+    return segmenter, organ_mask(vol_raw), f"plug-in segmenter {name}"
+
+
+def _operator_eps(proj, reps, decoded, vol_raw, rep_vols, vols, plan, report: Progress):
+    from rawsigma.analysis.scoring.operators import operator_epsilon
+
+    report("operator ε projections", 0, 1)
+    out = {
+        "projections": operator_epsilon(
+            proj.astype(np.float32), (r.astype(np.float32) for r in reps),
+            {s: d[0].astype(np.float32) for s, d in decoded.items()},
+            sigmas=plan.sigmas, stack=True, domain="projections",
+        )
+    }  # fmt: skip
+    report("operator ε projections", 1, 1)
+    report("operator ε reconstruction", 0, 1)
+    out["reconstruction"] = operator_epsilon(
+        vol_raw, rep_vols, vols, sigmas=plan.sigmas, domain="reconstruction"
+    )
+    report("operator ε reconstruction", 1, 1)
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 def score_tomo(
     projections: np.ndarray | Sequence[np.ndarray],
@@ -328,9 +443,7 @@ def score_tomo(
     TomoScoreResult
     """
     from rawsigma import fileio
-    from rawsigma.analysis.codecs.registry import parse_codecs
     from rawsigma.analysis.scoring.fbp_adapter import FBP_SOURCE, fbp
-    from rawsigma.analysis.segmentation.plaques3d import fit_plaque_rule
 
     plan = plan or TomoPlan()
     if plan_fields:
@@ -338,19 +451,7 @@ def score_tomo(
     report: Progress = progress or (lambda s, d, t: None)
     t_all, timings, notes = time.perf_counter(), {}, []
     proj, angles = check_projections(projections, angles_deg, profile)
-    specs = list(plan.codecs)
-    codecs = {
-        s: c
-        for s, c in zip(
-            [s for s in specs if s != CONTROL_SPEC],
-            parse_codecs([s for s in specs if s != CONTROL_SPEC], profile=profile)
-            if any(s != CONTROL_SPEC for s in specs)
-            else [],
-            strict=True,
-        )
-    }
-    ss = np.random.SeedSequence(plan.seed)
-    s_syn, s_ctrl = ss.spawn(2)
+    s_syn, s_ctrl = np.random.SeedSequence(plan.seed).spawn(2)
     gain = np.where(profile.gain > 0, profile.gain, profile.gain_global).astype(np.float32)
     offset = profile.offset.astype(np.float32)
     center = plan.center
@@ -360,168 +461,64 @@ def score_tomo(
         center = float(find_center((proj.astype(np.float32) - offset) / gain, angles))
 
     def reconstruct(p: np.ndarray, stage: str) -> np.ndarray:
+        # slice progress for the raw volume only: the others are counted per volume
+        prog = (lambda s, d, t: report("reconstruct raw", d, t)) if stage == "raw" else None
         sig = (p.astype(np.float32) - offset) / gain
-        return fbp(
-            sig,
-            angles,
-            center=center,
-            filter=plan.filter,
-            threads=plan.workers,
-            # slice progress for the raw volume only: the others are counted per volume
-            progress=(lambda s, d, t: report("reconstruct raw", d, t)) if stage == "raw" else None,
-        )
+        return fbp(sig, angles, center=center, filter=plan.filter, threads=plan.workers,
+                   progress=prog)  # fmt: skip
 
     t0 = time.perf_counter()
     report("synthesis", 0, 1)
     reps = _replicas(proj, profile, plan.n_replicas, np.random.default_rng(s_syn), plan.centre)
     report("synthesis", 1, 1)
     timings["synthesis"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    decoded: dict[str, tuple[np.ndarray, float, int, str]] = {}
-    if CONTROL_SPEC in specs:
-        ctrl = _replicas(proj, profile, 1, np.random.default_rng(s_ctrl), plan.centre)[0]
-        decoded[CONTROL_SPEC] = (ctrl, 1.0, proj.size * 2, "held-out raw-equivalent replica")
-    for codec in codecs.values():
-        getattr(codec, "prepare", lambda _p: None)(report)
-    for i, (spec, codec) in enumerate(codecs.items()):
-        report("encode", i, len(codecs))
-        dec, nb = _encode_all(codec, proj)
-        decoded[spec] = (dec, proj.size * 2 / max(nb, 1), nb, codec.description)
-    report("encode", len(codecs), len(codecs))
+    decoded = _versions(
+        proj, list(plan.codecs), profile, plan.centre, np.random.default_rng(s_ctrl), report
+    )
     timings["codecs"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     vol_raw = reconstruct(proj, "raw")
-    if segmenter is None:
-        rule, organ = fit_plaque_rule(vol_raw, level=plan.level, min_size=plan.min_size)
-        segment, seg_desc = rule, rule.describe()
-    else:
-        from rawsigma.analysis.segmentation.plaques3d import organ_mask
-
-        segment, organ = segmenter, organ_mask(vol_raw)
-        seg_desc = f"plug-in segmenter {getattr(segmenter, '__name__', 'callable')}"
+    segment, organ, seg_desc = _segmenter(vol_raw, segmenter, plan)
     n_organ = int(organ.sum())
     raw = _measure(np.asarray(segment(vol_raw), np.int32), n_organ)
-    n_obj = len(raw.table["label"])
-    if n_obj == 0:
+    if len(raw.table["label"]) == 0:
         notes.append("The raw reconstruction has no plaques: only global parameters are scored.")
     rep_vols, rep_out = [], []
     for k in range(plan.n_replicas):
-        v = reconstruct(reps[k], f"replica {k + 1}")
-        rep_vols.append(v)
-        rep_out.append(_measure(np.asarray(segment(v), np.int32), n_organ))
+        rep_vols.append(reconstruct(reps[k], f"replica {k + 1}"))
+        rep_out.append(_measure(np.asarray(segment(rep_vols[-1]), np.int32), n_organ))
         report("replicas", k + 1, plan.n_replicas)
     timings["replicas"] = time.perf_counter() - t0
-
-    rep_values = {p: np.full((len(rep_out), n_obj), np.nan) for p in _SCORED}
-    rep_match, rep_deltas = [], {p: [] for p in _SCORED}
-    for i, o in enumerate(rep_out):
-        m = _match(raw, o, plan.max_distance)
-        rep_match.append(m.summary())
-        mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
-        for p in _SCORED:
-            rep_values[p][i] = mv[p]
-            rep_deltas[p].append(sc.delta(p, raw.table[p], mv[p]))
-    replica_delta = {p: sc.delta_stats(np.concatenate(v)) for p, v in rep_deltas.items()}
-    quanta = _quanta(raw.table) if n_obj else {}
-    nulls = (
-        {p: ns.loo_null(p, raw.table[p], rep_values[p], quanta[p]) for p in _SCORED}
-        if n_obj and len(rep_out) >= 3
-        else {}
-    )
-    d_null = [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in rep_match]
+    null = _replica_null(raw, rep_out, plan.max_distance)
 
     t0 = time.perf_counter()
     versions, vols = [], {}
-    for i, (spec, (dec, ratio, nbytes, desc)) in enumerate(decoded.items()):
-        v = reconstruct(dec, spec)
-        vols[spec] = v
+    for i, (spec, entry) in enumerate(decoded.items()):
+        vols[spec] = v = reconstruct(entry[0], spec)
         o = _measure(np.asarray(segment(v), np.int32), n_organ)
-        m = _match(raw, o, plan.max_distance)
-        mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
-        g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
-        obj = (
-            sc.score_objects(
-                raw.table, rep_values, mv, params=_SCORED, quanta=quanta, null=nulls or None
-            )
-            if n_obj
-            else {}
-        )
-        matching = None
-        if n_obj and len(d_null) >= 3:
-            ms = m.summary()
-            n_par = sum(1 for x in obj.values() if math.isfinite(x.robust)) + 1
-            d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
-            matching = ns.matching_test(d, d_null, n_par)
-        versions.append(
-            TomoVersion(
-                spec,
-                desc,
-                float(ratio),
-                int(nbytes),
-                g,
-                obj,
-                m.summary(),
-                sc.verdict(g, obj, matching=matching),
-                o.labels,
-                v[v.shape[0] // 2].copy(),
-            )
-        )
+        versions.append(_score_version(spec, entry, v, o, raw, null, plan.max_distance))
         report("codecs", i + 1, len(decoded))
     timings["scoring_codecs"] = time.perf_counter() - t0
 
     operators: dict[str, OperatorEpsilon] = {}
     if plan.operators and decoded:
-        from rawsigma.analysis.scoring.operators import operator_epsilon
-
         t0 = time.perf_counter()
-        report("operator ε projections", 0, 1)
-        operators["projections"] = operator_epsilon(
-            proj.astype(np.float32),
-            (r.astype(np.float32) for r in reps),
-            {s: d[0].astype(np.float32) for s, d in decoded.items()},
-            sigmas=plan.sigmas,
-            stack=True,
-            domain="projections",
-        )
-        report("operator ε projections", 1, 1)
-        report("operator ε reconstruction", 0, 1)
-        operators["reconstruction"] = operator_epsilon(
-            vol_raw, rep_vols, vols, sigmas=plan.sigmas, domain="reconstruction"
-        )
-        report("operator ε reconstruction", 1, 1)
+        operators = _operator_eps(proj, reps, decoded, vol_raw, rep_vols, vols, plan, report)
         timings["operator_epsilon"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
+    if plan.center is not None:
+        how = "given"
+    else:
+        how = "find_center (180° pairs)" if plan.find_center else "detector centre n_det // 2"
     prov = fileio.provenance(
-        profile_id=profile.profile_id,
-        plan=asdict(plan),
-        seed=plan.seed,
-        reconstruction=FBP_SOURCE,
-        center=center if center is not None else proj.shape[2] // 2,
-        center_source="given"
-        if plan.center is not None
-        else ("find_center (180° pairs)" if plan.find_center else "detector centre n_det // 2"),
-        segmenter=seg_desc,
-        projections_shape=list(proj.shape),
-    )
+        profile_id=profile.profile_id, plan=asdict(plan), seed=plan.seed,
+        reconstruction=FBP_SOURCE, center=center if center is not None else proj.shape[2] // 2,
+        center_source=how, segmenter=seg_desc, projections_shape=list(proj.shape),
+    )  # fmt: skip
     return TomoScoreResult(
-        plan,
-        prov,
-        proj,
-        angles,
-        vol_raw,
-        raw.labels,
-        organ,
-        raw.table,
-        raw.globals,
-        [r.globals for r in rep_out],
-        replica_delta,
-        rep_match,
-        versions,
-        seg_desc,
-        nulls,
-        operators,
-        timings,
-        notes,
-    )
+        plan, prov, proj, angles, vol_raw, raw.labels, organ, raw.table, raw.globals,
+        [r.globals for r in rep_out], null.delta, null.match, versions, seg_desc,
+        null.nulls, operators, timings, notes,
+    )  # fmt: skip
