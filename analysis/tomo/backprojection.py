@@ -25,7 +25,9 @@ from rawsigma.errors import ImageMismatchError, UsageError
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 #: bytes of float32 work (filtered projections + output slices) per chunk of rows
-CHUNK_BYTES = 256 * 2**20
+CHUNK_BYTES = 128 * 2**20
+#: detector rows filtered at once (bounds the FFT temporaries)
+FILTER_ROWS = 2
 #: slices back-projected together (one interpolation weight, SIMD over slices)
 GROUP = 32
 
@@ -119,8 +121,11 @@ def default_threads() -> int:
 
 
 def chunk_rows_for(n_angles: int, n_det: int, budget: int = CHUNK_BYTES) -> int:
-    """Rows per chunk so that one chunk's float32 work stays within ``budget`` bytes."""
-    per_row = 4 * (n_angles * padded_size(extension(n_det)[1]) + n_det * n_det)
+    """Rows per chunk so that one chunk's arrays (projections, filtered projections,
+    slices) stay within about ``budget`` bytes."""
+    # projections, filtered projections (extended detector), slices; the filtering
+    # temporaries are bounded separately (FILTER_ROWS rows at a time)
+    per_row = 4 * (n_angles * (n_det + extension(n_det)[1]) + n_det * n_det)
     return max(1, budget // per_row)
 
 
@@ -149,6 +154,17 @@ def filter_rows(block: np.ndarray, filter: str, threads: int) -> np.ndarray:
     spec *= fourier_filter(size, filter)
     out = scipy.fft.irfft(spec, n=size, axis=-1, workers=threads)[..., :diagonal]
     return out.astype(np.float32)
+
+
+def grouped_filtered(raw: np.ndarray, filter: str, threads: int) -> np.ndarray:
+    """Filtered projections of rows (angles, k, n_det) in the kernel's layout
+    (angles, diagonal, k), filtered `FILTER_ROWS` rows at a time."""
+    n_ang, k, n_det = raw.shape
+    q = np.empty((n_ang, extension(n_det)[1], k), np.float32)
+    for j in range(0, k, FILTER_ROWS):
+        part = np.ascontiguousarray(raw[:, j : j + FILTER_ROWS, :].transpose(1, 0, 2))
+        q[:, :, j : j + FILTER_ROWS] = filter_rows(part, filter, threads).transpose(1, 2, 0)
+    return q
 
 
 def fbp_chunks(
@@ -187,11 +203,11 @@ def fbp_chunks(
     with ThreadPoolExecutor(workers) as pool:
         for r0 in range(0, n_rows, step):
             raw = np.asarray(proj[:, r0 : r0 + step, :], dtype=np.float32)
-            q = filter_rows(np.ascontiguousarray(raw.transpose(1, 0, 2)), filter, workers)
-            out = np.empty((q.shape[0], n_det, n_det), np.float32)
+            k = raw.shape[1]
+            out = np.empty((k, n_det, n_det), np.float32)
             tasks = []
-            for g in range(0, q.shape[0], GROUP):
-                qg = np.ascontiguousarray(q[g : g + GROUP].transpose(1, 2, 0))
+            for g in range(0, k, GROUP):
+                qg = grouped_filtered(raw[:, g : g + GROUP, :], filter, workers)
                 tasks += [
                     pool.submit(backproject_block, qg, cos, sin, c + before, b,
                                 min(b + band, n_det), circle, scale, out[g : g + GROUP])
@@ -199,7 +215,7 @@ def fbp_chunks(
                 ]  # fmt: skip
             for t in tasks:
                 t.result()
-            done += q.shape[0]
+            done += k
             if progress is not None:
                 progress("reconstruct", done, n_rows)
             yield r0, out
@@ -239,7 +255,7 @@ def fbp(
         Where to write the (n_rows, n_det, n_det) result (a zarr array or h5py dataset
         for volumes beyond memory); default a new float32 array.
     chunk_rows : int, optional
-        Detector rows per chunk (default: about 256 MB of work).
+        Detector rows per chunk (default: about 128 MB of arrays).
     circle : bool
         Zero outside the inscribed circle (as iradon's ``circle=True``).
 

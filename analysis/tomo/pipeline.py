@@ -21,7 +21,11 @@ from .volume_io import output_format, write_volume
 def _center(value: str, proj: Any, angles: np.ndarray, threads: int) -> dict[str, Any]:
     if value == "auto":
         rec = auto_center(proj, angles, threads=threads)
-        rec["method"] = "auto: 180° pair correlation, then sharpest slice within ±2 px"
+        rec["method"] = (
+            "auto: 180° pair correlation, then sharpest slice within ±2 px"
+            if rec["correlation"] is not None
+            else "auto: sharpest slice (no projections 180° apart)"
+        )
         return rec
     try:
         c = float(value)
