@@ -240,3 +240,12 @@ def test_fbp_adapter_fallback_matches_tomo_fbp(phantom):
     assert np.sqrt(np.mean((ref[inside] - truth[inside]) ** 2)) < 0.1 * rng
     with pytest.raises(ImageMismatchError, match="59 angles for 60 projections"):
         fbp_adapter._iradon_fbp(p, angles[:-1])
+
+
+def test_simulate_opt_default_camera_is_the_exact_profile():
+    acq = simulate_opt((16, 32), 4, rng=5, n_plaques=3)
+    assert acq.projections.shape == (4, 16, 32) and acq.projections.dtype == np.uint16
+    assert np.array_equal(acq.profile.gain, acq.model.gain)
+    assert "truth" in acq.calibration
+    with pytest.raises(ValueError, match="n_angles"):
+        simulate_opt((16, 32), 1)

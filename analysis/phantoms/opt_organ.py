@@ -234,7 +234,7 @@ class OPTAcquisition:
         Raw camera frames, ADU.
     angles_deg : (A,) float64
     profile : CameraProfile
-        The camera's calibrated profile (measured with the simulated bench).
+        The camera's profile (given, or the camera's exact profile).
     model : SensorModel
         The camera (truth).
     phantom : OrganPhantom
@@ -296,8 +296,11 @@ def simulate_opt(
     rng : Generator, int or None
         Seeds the phantom, the camera maps and the frames.
     phantom, profile, model : optional
-        Reuse a phantom, or a calibrated profile with its :class:`SensorModel`
-        (default: the simulated sCMOS calibrated with ``rawsigma.analysis.demo``).
+        Reuse a phantom; the camera (:class:`SensorModel`, default the simulated sCMOS
+        preset seeded from ``rng``) and its profile (default the camera's exact
+        profile; for a profile measured like a real one, pass the output of
+        :func:`rawsigma.analysis.demo.calibrate_simulated`, as ``benchmarks/bench_opt.py``
+        does).
     **phantom_kw
         Passed to :func:`organ_phantom3d`.
     """
@@ -309,11 +312,14 @@ def simulate_opt(
         phantom = organ_phantom3d(shape, rng=np.random.default_rng(s_ph), **phantom_kw)
     z, n = phantom.fluorescence.shape[:2]
     calibration = "given profile"
-    if profile is None or model is None:
-        from rawsigma.analysis.demo import calibrate_simulated
+    if model is None:
+        from rawsigma.acquire.sensor_model import SensorModel
 
         seed = int(s_cam.generate_state(1)[0] % 2**31)
-        profile, model, calibration = calibrate_simulated((z, n), seed=seed)
+        model = SensorModel.preset("scmos", (z, n), seed=seed)
+    if profile is None:
+        profile = model.true_profile()
+        calibration = "exact profile of the simulated camera (truth)"
     if tuple(model.shape) != (z, n):
         raise ValueError(f"simulate_opt: camera shape {model.shape} != projection shape {(z, n)}")
     angles = np.arange(n_angles) * (360.0 / n_angles)
