@@ -210,3 +210,20 @@ def test_cli_frame_selection_and_given_centre(tmp_path):
     expect = fbp(p, np.linspace(0, 180, 6, endpoint=False), center=15.5, filter="hann")
     np.testing.assert_allclose(vol, expect, atol=1e-5)
     assert meta["center_of_rotation"]["method"] == "given (--center)"
+
+
+@pytest.mark.parametrize("kind", ["transmission", "attenuation", "counts"])
+def test_input_kinds(tmp_path, kind):
+    from rawsigma.analysis.tomo.sources import load_input
+
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.1, 1.0, (5, 3, 40)).astype(np.float32)
+    p[..., :4] = p[..., -4:] = 0  # open beam at the detector edges
+    data = {"transmission": np.exp(-p), "attenuation": p, "counts": 3000 * np.exp(-p)}[kind]
+    path = tmp_path / "p.npy"
+    np.save(path, data.astype(np.uint16 if kind == "counts" else np.float32))
+    src = load_input([str(path)], kind=kind if kind != "counts" else "auto")
+    tol = 1e-3 if kind == "counts" else 1e-6  # counts: rounded to integers
+    np.testing.assert_allclose(np.asarray(src.projections[:, :, :]), p, atol=tol)
+    if kind == "counts":
+        assert "open beam = mean of the 4 first and last columns" in src.normalisation

@@ -35,7 +35,7 @@ def opposite_pairs(angles_deg: Any, tol_deg: float | None = None) -> list[tuple[
         tol_deg = 0.1 * float(np.median(steps)) if steps.size else 0.01
     pairs = []
     for i, ai in enumerate(a):
-        d = np.abs(np.mod(a - ai - 180.0 + 180.0, 360.0) - 180.0)
+        d = np.abs(np.mod(a - ai, 360.0) - 180.0)  # how far from opposite
         j = int(np.argmin(d))
         if d[j] <= tol_deg and i < j:
             pairs.append((i, j))
