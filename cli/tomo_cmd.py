@@ -25,7 +25,7 @@ def reconstruct(
     projections: list[str] = typer.Argument(
         ...,
         help="Projection files (TIFF, .npy, zarr, HDF5 with data/darks/flats/angles), "
-        "stacked in order; FILE[i:j] selects frames.",
+        "stacked in order; FILE\\[i:j] selects frames.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output volume: .tif, .zarr or .h5."),
     angles: str = typer.Option(
@@ -37,7 +37,7 @@ def reconstruct(
     include_end: bool = typer.Option(
         False, "--include-end", help="--angle-range includes STOP (last frame = first)."
     ),
-    dark: str = typer.Option(None, "--dark", help="Dark frame(s) (FILE or FILE[i:j])."),
+    dark: str = typer.Option(None, "--dark", help="Dark frame(s) (FILE or FILE\\[i:j])."),
     flat: str = typer.Option(None, "--flat", help="Flat (open beam) frame(s)."),
     kind: str = typer.Option(
         "auto",
