@@ -3,6 +3,7 @@
 - `nuclei2d`: elliptical nuclei plus bright beads, blurred by a Gaussian PSF.
 - `organ_phantom3d`, `project_parallel`, `simulate_opt`: an organ with fluorescent plaques
   imaged by optical projection tomography through the camera model.
+- `nuclei3d`: ellipsoidal nuclei (touching pairs) in a dim tissue, anisotropic voxels.
 """
 
 from rawsigma._lazy import attach
@@ -14,6 +15,7 @@ _EXPORTS = {
     "organ_phantom3d": "opt_organ",
     "project_parallel": "opt_organ",
     "simulate_opt": "opt_organ",
+    "nuclei3d": "scenes3d",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

@@ -1,0 +1,591 @@
+"""The scoring experiment on a 3D volume, in memory: :func:`score_volume`.
+
+The same method as :func:`rawsigma.analysis.scoring.runner.score_image`, on a (Z, Y, X)
+raw volume with voxel size ``spacing`` = (dz, dy, dx) in physical units:
+
+1. **Replicas.** Synthesis is per voxel: each z plane is one camera frame, so the 2D
+   camera profile (H, W) is broadcast over z and every plane is redrawn with it
+   (one random stream over the planes, in order).
+2. **Codecs** encode the whole volume: plane-wise codecs (JPEG, the noise codec) code
+   each plane, the 8-bit conversion uses the range of the whole volume (as ImageJ
+   converts a stack).
+3. **Segmentation.** The 3D ilastik/Weka feature bank with anisotropic spacing:
+   scales are given in units of the finest voxel size and turned into physical σ,
+   then into per-axis σ_i = σ / spacing_i (σ in z is smaller in voxels when z is
+   coarser); the same random forest classifies voxels; objects are the 26-connected
+   components of the foreground, smaller ones than ``min_size`` voxels dropped.
+4. **Measurement** (:mod:`rawsigma.analysis.measurement.morphometry3d`): per object
+   volume, marching-cubes surface area, centroid, equivalent diameter, sphericity,
+   all in physical units; globals count, total volume, total surface, mean volume
+   and load = total object volume / tissue volume. The tissue mask is given, or the
+   Otsu threshold of the raw volume smoothed by a Gaussian of σ = 4 finest voxels
+   (physical, per axis), computed once on the raw volume and used for every version
+   (so the load's denominator is the same for raw, replicas and codecs).
+5. **Matching** by centroid with physical distances (radius ``plan.max_distance`` in
+   the spacing's units), ε, Δ, the leave-one-out null and the calibrated verdict
+   exactly as in 2D (:mod:`rawsigma.analysis.scoring.nullstats`), with the 3D
+   parameters' resolution floors (:func:`parameter_quantum3d`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rawsigma.analysis.measurement.matching import match_objects
+from rawsigma.analysis.scoring import nullstats as ns
+from rawsigma.analysis.scoring import runchecks as rc
+from rawsigma.analysis.scoring import standard_score as sc
+from rawsigma.analysis.scoring.plans import ScorePlan
+from rawsigma.analysis.scoring.runner import (
+    CONTROL_SPEC,
+    CodecResult,
+    ScoreResult,
+    _StageClock,
+    check_labels,
+    load_model,
+)
+from rawsigma.errors import ImageMismatchError, InputFileError, UsageError
+
+__all__ = [
+    "DEFAULT_SPACING",
+    "VolumeResult",
+    "check_raw_volume",
+    "check_spacing",
+    "parameter_quantum3d",
+    "score_volume",
+    "tissue_mask",
+]
+
+Progress = Callable[[str, int, int], None]
+Segmenter = Callable[[np.ndarray], np.ndarray]
+#: Voxel size assumed when none is given or found (stated in the report, warned).
+DEFAULT_SPACING: tuple[float, float, float] = (1.0, 1.0, 1.0)
+#: Feature scales of the volume classifier (finest-voxel units): the ilastik set
+#: without its largest scale (10), which costs the most in 3D and adds little for nuclei.
+VOLUME_SIGMAS: tuple[float, ...] = (0.7, 1.0, 1.6, 3.5, 5.0)
+TISSUE_SMOOTHING = 4.0  # finest voxels
+
+
+@dataclass
+class VolumeResult(ScoreResult):
+    """:class:`ScoreResult` of a volume: ``image`` is (Z, Y, X), plus the voxel size."""
+
+    spacing: tuple[float, float, float] = DEFAULT_SPACING
+    spacing_source: str = "default"
+    tissue: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready results (``results.json``), with ``volume`` (spacing, tissue)."""
+        d = super().to_dict()
+        d["volume"] = {
+            "shape_zyx": list(self.image.shape),
+            "spacing_zyx": list(self.spacing),
+            "spacing_source": self.spacing_source,
+            "tissue": self.tissue,
+            "connectivity": 26,
+        }
+        if self.reference:
+            d["reference"] = self.reference
+        return d
+
+
+# ----------------------------------------------------------------------------- inputs
+def check_spacing(spacing: Any, name: str = "spacing") -> tuple[float, float, float]:
+    """Return (dz, dy, dx) as floats or raise :class:`UsageError` (zeros, NaN, < 0)."""
+    try:
+        sp = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}: expected 3 numbers Z,Y,X, got {spacing!r}") from None
+    if len(sp) != 3:
+        raise UsageError(f"{name}: expected 3 numbers Z,Y,X, got {len(sp)}: {spacing!r}")
+    if not all(math.isfinite(s) and s > 0 for s in sp):
+        raise UsageError(
+            f"{name}: every voxel size must be a positive finite number, got "
+            f"{', '.join(f'{s:g}' for s in sp)}"
+        )
+    return sp  # type: ignore[return-value]
+
+
+def check_raw_volume(volume: np.ndarray, profile: Any, name: str = "volume") -> np.ndarray:
+    """Return a (Z, Y, X) raw integer volume matching ``profile`` or raise a clear error."""
+    a = np.asarray(volume)
+    if a.ndim != 3:
+        raise ImageMismatchError(f"{name}: expected a 3-D volume (Z, Y, X), got shape {a.shape}")
+    if a.dtype.kind == "f" or a.dtype.kind not in "ui" or a.dtype.itemsize < 2:
+        raise ImageMismatchError(
+            f"{name}: {a.dtype} volume; scoring needs the raw integer camera counts "
+            "(uint16) as recorded, before any conversion"
+        )
+    if a.dtype.kind == "i":
+        if a.min() < 0:
+            raise ImageMismatchError(f"{name}: negative voxel values; not a raw volume")
+        a = a.astype(np.uint16 if a.max() <= 65535 else np.uint32)
+    if profile is not None:
+        profile.check_image(a, name=name)
+    return a
+
+
+def _rel_spacing(spacing: tuple[float, float, float]) -> tuple[float, ...]:
+    """Spacing in units of the finest voxel size (feature scales are in those units)."""
+    m = min(spacing)
+    return tuple(s / m for s in spacing)
+
+
+def tissue_mask(volume: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Otsu threshold of the volume smoothed by σ = 4 finest voxels (per-axis σ)."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    sig = tuple(TISSUE_SMOOTHING / r for r in _rel_spacing(spacing))
+    sm = ndi.gaussian_filter(volume.astype(np.float32), sig)
+    if float(sm.max()) <= float(sm.min()):
+        return np.ones(volume.shape, bool)
+    return sm > threshold_otsu(sm)
+
+
+def parameter_quantum3d(
+    param: str, table: dict[str, np.ndarray], spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """Per-object resolution of a 3D parameter: its change for one boundary voxel.
+
+    Volume: one voxel volume; surface area: one mean voxel face area; centroid along
+    an axis: that axis' voxel size × r/N (r = (3N/4π)^(1/3) voxels, N voxels);
+    equivalent diameter: d/(3N) (its change for one voxel); sphericity: |ψ|/N^(2/3)
+    (relative change of one surface voxel). Other parameters: 0.
+    """
+    dz, dy, dx = spacing
+    vox = dz * dy * dx
+    n = np.maximum(np.asarray(table["volume"], np.float64) / vox, 1.0)
+    r = (3 * n / (4 * math.pi)) ** (1 / 3)
+    if param == "volume":
+        return np.full(n.size, vox)
+    if param == "surface_area":
+        return np.full(n.size, (dz * dy + dz * dx + dy * dx) / 3)
+    if param in ("z", "y", "x"):
+        return {"z": dz, "y": dy, "x": dx}[param] * r / n
+    if param == "equiv_diameter":
+        return np.asarray(table[param], np.float64) / (3 * n)
+    if param == "sphericity":
+        v = np.abs(np.asarray(table[param], np.float64))
+        return np.where(np.isfinite(v), v, 0.0) / n ** (2 / 3)
+    return np.zeros(n.size)
+
+
+def _default_min_size3d(annotations: np.ndarray, foreground_class: int) -> tuple[int, dict]:
+    """1/5 of the median size (voxels) of the 26-connected annotated foreground regions."""
+    from scipy import ndimage as ndi
+
+    fg = np.asarray(annotations) == foreground_class
+    lab, n = ndi.label(fg, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return 1, {"rule": "no annotated foreground region: 1 voxel", "n_regions": 0}
+    sizes = np.bincount(lab.ravel())[1:].astype(np.float64)
+    med = float(np.median(sizes))
+    ms = max(1, int(math.floor(rc.MIN_SIZE_FRACTION * med)))
+    rule = (
+        f"{rc.MIN_SIZE_FRACTION:g} × the median size of the {n} annotated foreground "
+        f"regions (26-connected, {med:.0f} voxels) = {ms} voxels"
+    )
+    return ms, {"rule": rule, "n_regions": int(n), "region_sizes": rc.size_summary(sizes)}
+
+
+# ----------------------------------------------------------------------------- steps
+@dataclass
+class _Outcome:
+    labels: np.ndarray
+    table: dict[str, np.ndarray]
+    globals: dict[str, float]
+    features: np.ndarray
+    n_components: int = 0
+
+
+@dataclass
+class _Ctx:
+    """What every volume of one run is processed with."""
+
+    segment: Segmenter
+    plan: ScorePlan
+    spacing: tuple[float, float, float]
+    tissue_volume: float
+    clock: Any = None  # runner._StageClock
+
+
+def _globals3d(table: dict[str, np.ndarray], tissue_volume: float) -> dict[str, float]:
+    vol = np.asarray(table["volume"], np.float64)
+    count = int(vol.size)
+    total = float(vol.sum())
+    return {
+        "count": float(count),
+        "total_volume": total,
+        "total_surface": float(np.sum(table["surface_area"])),
+        "mean_volume": total / count if count else 0.0,
+        "load": total / tissue_volume if tissue_volume > 0 else 0.0,
+    }
+
+
+def _process(vol: np.ndarray, ctx: _Ctx) -> _Outcome:
+    from rawsigma.analysis.measurement.morphometry3d import measure3d
+    from rawsigma.analysis.scoring.runner import _drop_small
+    from rawsigma.analysis.segmentation.classifier import labels_from_output
+    from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_bank
+
+    t = time.perf_counter()
+    lab0 = labels_from_output(ctx.segment(vol), vol.shape, ctx.plan.threshold)
+    lab = _drop_small(lab0, ctx.plan.min_size or 0)
+    t = ctx.clock.add("segment (sum over volumes)", t)
+    table = measure3d(lab, ctx.spacing)
+    t = ctx.clock.add("measure (sum over volumes)", t)
+    feats, _ = feature_bank(
+        vol,
+        "ilastik",
+        sigmas=ctx.plan.score_sigmas,
+        features=SCORING_FEATURES,
+        spacing=_rel_spacing(ctx.spacing),
+        n_workers=1,
+    )
+    ctx.clock.add("scoring features (sum over volumes)", t)
+    n0 = int(lab0.max()) if lab0.size else 0
+    return _Outcome(lab, table, _globals3d(table, ctx.tissue_volume), feats, n0)
+
+
+def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
+    return np.column_stack([table["z"], table["y"], table["x"]]).astype(np.float64)
+
+
+def _match(raw: _Outcome, other: _Outcome, max_distance: float):  # type: ignore[no-untyped-def]
+    return match_objects(
+        _centroids(raw.table) if raw.labels.max() else np.zeros((0, 3)),
+        _centroids(other.table) if other.labels.max() else np.zeros((0, 3)),
+        max_distance,
+        ref_labels=raw.labels,
+        other_labels=other.labels,
+    )
+
+
+def _synthesize(vol: np.ndarray, profile: Any, n: int, rng: Any, centre: str) -> np.ndarray:
+    """Replicas of a volume: every z plane redrawn with the 2D profile (one stream)."""
+    from rawsigma.analysis.noisemodel.synthesis import synthesize
+
+    out = np.empty((n,) + vol.shape, vol.dtype)
+    for z in range(vol.shape[0]):
+        out[:, z] = synthesize(vol[z], profile, n, rng, centre)
+    return out
+
+
+def _segmenter(
+    volume: np.ndarray,
+    labels: np.ndarray | None,
+    model: Segmenter | str | None,
+    plan: ScorePlan,
+    spacing: tuple[float, float, float],
+    feature_sigmas: tuple[float, ...],
+    seed: int,
+) -> tuple[Segmenter, str]:
+    from rawsigma.analysis.segmentation.classifier import PixelClassifier
+    from rawsigma.analysis.segmentation.features import FeatureConfig
+
+    if labels is None:
+        m = model if model is not None else plan.model
+        fn = load_model(m) if isinstance(m, str) else m
+        return fn, f"plug-in model {plan.model or getattr(m, '__name__', 'callable')}"
+    cfg = FeatureConfig(
+        plan.feature_preset,
+        sigmas=feature_sigmas if plan.feature_preset == "ilastik" else None,
+        spacing=_rel_spacing(spacing),
+    )
+    clf = PixelClassifier(
+        preset=plan.classifier_preset,
+        features=cfg,
+        random_state=seed,
+        n_jobs=plan.workers,
+        n_estimators=plan.n_estimators,
+        max_samples_per_class=plan.max_samples_per_class,
+        foreground_class=plan.foreground_class,
+    )
+    clf.fit(volume, labels)
+    clf.n_jobs = 1
+    if hasattr(clf.model_, "n_jobs"):
+        clf.model_.n_jobs = 1
+    desc = (
+        f"random forest ({plan.classifier_preset} preset, {plan.feature_preset} 3D features, "
+        f"scales {', '.join(f'{s:g}' for s in cfg.resolved().sigmas or ())} finest voxels, "
+        f"relative spacing {', '.join(f'{s:.3g}' for s in cfg.spacing or ())})"
+    )
+    return clf.foreground_probability, desc
+
+
+# ----------------------------------------------------------------------------- main
+def score_volume(
+    volume: np.ndarray,
+    profile: Any,
+    *,
+    labels: np.ndarray | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    plan: ScorePlan | None = None,
+    progress: Progress | None = None,
+    model: Segmenter | str | None = None,
+    tissue: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+    feature_sigmas: tuple[float, ...] = VOLUME_SIGMAS,
+    spacing_source: str | None = None,
+    **plan_fields: Any,
+) -> VolumeResult:
+    """Score codecs on one raw 3D volume against its raw noise, in memory.
+
+    Parameters
+    ----------
+    volume : (Z, Y, X) ndarray, uint16
+        Raw camera counts; each z plane is one frame of the camera of ``profile``.
+    profile : CameraProfile
+        Camera noise profile of shape (Y, X), broadcast over z.
+    labels : (Z, Y, X) ndarray of int, optional
+        Sparse training annotations (0 unlabelled, 1 background, 2 foreground).
+    spacing : (dz, dy, dx), optional
+        Voxel size in physical units; default :data:`DEFAULT_SPACING` (isotropic 1,
+        stated in the notes as a warning).
+    plan : ScorePlan, optional
+        Run settings (``max_distance`` in the spacing's units, ``min_size`` in
+        voxels); ``**plan_fields`` build or update one.
+    progress : callable(stage, done, total), optional
+    model : callable or "module:function", optional
+        Plug-in segmenter (volume → labels, mask or probability) instead of ``labels``.
+    tissue : (Z, Y, X) bool ndarray, optional
+        Tissue mask for the load; default the Otsu mask of the smoothed raw volume.
+    reference : (Z, Y, X) int ndarray, optional
+        Reference instance labels: the raw segmentation's agreement with them
+        (F1 at IoU 0.5, :func:`~rawsigma.analysis.measurement.agreement.instance_agreement`)
+        is reported.
+    feature_sigmas : tuple of float
+        Classifier feature scales (finest-voxel units, ilastik preset).
+    spacing_source : str, optional
+        Where the spacing came from (file metadata, option), for the report.
+
+    Returns
+    -------
+    VolumeResult
+    """
+    from rawsigma import fileio
+    from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
+
+    if plan is None:
+        if isinstance(model, str):
+            plan_fields.setdefault("model", model)
+        plan = ScorePlan(**plan_fields)
+    elif plan_fields:
+        plan = plan.model_copy(update=plan_fields)
+    if (labels is None) == (model is None and plan.model is None):
+        raise InputFileError("score_volume: give exactly one of labels= or model=")
+    report: Progress = progress or (lambda stage, done, total: None)
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    vol = check_raw_volume(volume, profile)
+    if spacing is None:
+        sp = DEFAULT_SPACING
+        spacing_source = "default (isotropic 1: no spacing given or found)"
+        notes.append(
+            "Warning: no voxel size given or found in the file: isotropic 1 assumed, so "
+            "volumes, areas and distances are in voxels and the z axis is filtered as if "
+            "it were sampled like x and y."
+        )
+    else:
+        sp = check_spacing(spacing)
+        spacing_source = spacing_source or "given"
+    if labels is not None:
+        labels = check_labels(labels, vol.shape, foreground_class=plan.foreground_class)
+    if reference is not None and np.shape(reference) != vol.shape:
+        raise ImageMismatchError(
+            f"reference labels: shape {np.shape(reference)} differs from the volume {vol.shape}"
+        )
+    if tissue is not None and np.shape(tissue) != vol.shape:
+        raise ImageMismatchError(
+            f"tissue mask: shape {np.shape(tissue)} differs from the volume {vol.shape}"
+        )
+    ss = np.random.SeedSequence(plan.seed)
+    s_syn, s_ctrl, s_clf = ss.spawn(3)
+
+    t0 = time.perf_counter()
+    report("synthesis", 0, 1)
+    reps = _synthesize(vol, profile, plan.n_replicas, np.random.default_rng(s_syn), plan.centre)
+    timings["synthesis"] = time.perf_counter() - t0
+    report("synthesis", 1, 1)
+
+    t0 = time.perf_counter()
+    decoded: dict[str, tuple[np.ndarray, float, int, str]] = {}
+    if CONTROL_SPEC in plan.codecs:
+        ctrl = _synthesize(vol, profile, 1, np.random.default_rng(s_ctrl), plan.centre)[0]
+        decoded[CONTROL_SPEC] = (ctrl, 1.0, vol.size * 2, "held-out raw-equivalent replica")
+    specs = [s for s in plan.codecs if s != CONTROL_SPEC]
+    codecs = dict(zip(specs, [c for s in specs for c in parse_codecs(s, profile=profile)],
+                      strict=True))  # fmt: skip
+    for i, (spec, codec) in enumerate(codecs.items()):
+        getattr(codec, "prepare", lambda _p: None)(report)
+        report("encode", i, len(codecs))
+        data = codec.encode(vol)
+        dec = np.asarray(codec.decode(data))
+        decoded[spec] = (dec, compression_ratio(vol, data), len(data), codec.description)
+    report("encode", len(codecs), len(codecs))
+    timings["codecs"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report("training", 0, 1)
+    objects_info: dict = {}
+    if labels is not None:
+        auto, objects_info = _default_min_size3d(labels, plan.foreground_class)
+        src = f"given: {plan.min_size} voxels (default {auto})"
+        if plan.min_size is None:
+            plan = plan.model_copy(update={"min_size": auto})
+            src = "default: " + objects_info["rule"]
+    elif plan.min_size is None:
+        plan, src = plan.model_copy(update={"min_size": 0}), "plug-in model: 0 voxels"
+    else:
+        src = f"given: {plan.min_size} voxels"
+    objects_info["min_size_source"] = src
+    seed = int(s_clf.generate_state(1)[0])
+    segment, seg_desc = _segmenter(vol, labels, model, plan, sp, feature_sigmas, seed)
+    timings["training"] = time.perf_counter() - t0
+    report("training", 1, 1)
+
+    mask = tissue_mask(vol, sp) if tissue is None else np.asarray(tissue, bool)
+    vox = sp[0] * sp[1] * sp[2]
+    tissue_info = {
+        "source": "given" if tissue is not None else (
+            f"Otsu threshold of the raw volume smoothed by a Gaussian of σ = "
+            f"{TISSUE_SMOOTHING:g} finest voxels"),
+        "n_voxels": int(np.count_nonzero(mask)),
+        "volume": float(np.count_nonzero(mask) * vox),
+    }  # fmt: skip
+    ctx = _Ctx(segment, plan, sp, tissue_info["volume"], _StageClock())
+    return _score(vol, profile, reps, decoded, ctx, report, timings, notes, objects_info,
+                  t_all, seg_desc, sp, spacing_source, tissue_info, reference, fileio)  # fmt: skip
+
+
+def _score(vol, profile, reps, decoded, ctx, report, timings, notes, objects_info, t_all,
+           seg_desc, sp, spacing_source, tissue_info, reference, fileio) -> VolumeResult:  # type: ignore[no-untyped-def]  # fmt: skip
+    """Segment, measure and score raw, replicas and every codec output."""
+    from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
+    from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
+
+    plan = ctx.plan
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, plan.workers)) as pool:
+        raw_fut = pool.submit(_process, vol, ctx)
+        rep_futs = [pool.submit(_process, r, ctx) for r in reps]
+        raw = raw_fut.result()
+        fstats = sc.FeatureStats()
+        rep_out = []
+        for i, f in enumerate(rep_futs):
+            o = f.result()
+            fstats.add(o.features)
+            o.features = np.empty(0, np.float32)
+            rep_out.append(o)
+            report("replicas", i + 1, len(rep_futs))
+        timings["replicas"] = time.perf_counter() - t0
+        feat_names = feature_names(3, "ilastik", plan.score_sigmas, SCORING_FEATURES)
+        sigma_f = fstats.sigma().astype(np.float32)
+        n_obj = len(raw.table["label"])
+        params = list(PARAMETERS_3D)
+        if n_obj == 0:
+            notes.append("The raw segmentation has no objects: only global parameters are scored.")
+        rep_values = {k: np.full((len(rep_out), n_obj), np.nan) for k in params}
+        rep_match, rep_deltas = [], {k: [] for k in params}
+        for i, o in enumerate(rep_out):
+            m = _match(raw, o, plan.max_distance)
+            rep_match.append(m.summary())
+            mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
+            for k in params:
+                rep_values[k][i] = mv[k]
+                rep_deltas[k].append(sc.delta(k, raw.table[k], mv[k]))
+        replica_delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in rep_deltas.items()}
+        quanta = {k: parameter_quantum3d(k, raw.table, sp) for k in params} if n_obj else {}
+        nulls = (
+            {k: ns.loo_null(k, raw.table[k], rep_values[k], quanta[k]) for k in params}
+            if n_obj and len(rep_out) >= 3
+            else {}
+        )
+        var = np.maximum(profile.variance(vol.astype(np.float32)), 0) + 1.0 / 12.0
+        sigma_pix = np.sqrt(var).astype(np.float32)
+        sigma_pix[vol >= min(profile.max_adu, np.iinfo(vol.dtype).max)] = np.nan
+        d_null = [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in rep_match]
+
+        def matching(ms: dict, obj: dict) -> dict | None:
+            if n_obj == 0 or len(d_null) < 3:
+                return None
+            d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
+            n_par = sum(1 for v in obj.values() if math.isfinite(v.robust)) + 1
+            return ns.matching_test(d, d_null, n_par)
+
+        def score_one(spec: str) -> CodecResult:
+            dec, ratio, nbytes, desc = decoded[spec]
+            o = _process(dec, ctx)
+            m = _match(raw, o, plan.max_distance)
+            mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
+            g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
+            obj = (
+                sc.score_objects(raw.table, rep_values, mv, params=params, quanta=quanta,
+                                 null=nulls or None)
+                if n_obj else {}
+            )  # fmt: skip
+            fe = sc.feature_epsilon(raw.features, sigma_f, o.features, feat_names)
+            fmap = sc.worst_feature_map(fe, raw.features, sigma_f, o.features, feat_names)
+            pe = (vol.astype(np.float32) - dec.astype(np.float32)) / sigma_pix
+            return CodecResult(
+                spec, desc, float(ratio), int(nbytes), g, obj, fe, m.summary(),
+                sc.verdict(g, obj, matching=matching(m.summary(), obj)), o.labels,
+                pe.astype(np.float32), mv, rc.quantisation_note(spec, dec, sigma_pix, raw.labels),
+                fmap,
+            )  # fmt: skip
+
+        t0 = time.perf_counter()
+        futs = {s: pool.submit(score_one, s) for s in decoded}
+        results = []
+        for i, f in enumerate(futs.values()):
+            results.append(f.result())
+            report("codecs", i + 1, len(futs))
+        timings["scoring_codecs"] = time.perf_counter() - t0
+    sizes = raw.table["volume"] / (sp[0] * sp[1] * sp[2])
+    objects_info.update(
+        min_size=plan.min_size,
+        n_components_raw=raw.n_components,
+        n_objects_raw=n_obj,
+        sizes=rc.size_summary(sizes) if n_obj else {"n": 0},
+        warnings=rc.count_warnings(n_obj, raw.n_components, plan.min_size, objects_info),
+    )
+    notes[:0] = objects_info["warnings"]
+    ref_info: dict = {}
+    if reference is not None:
+        from rawsigma.analysis.measurement.agreement import instance_agreement
+
+        ref_info = instance_agreement(raw.labels, np.asarray(reference), 0.5)
+    est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
+    if isinstance(est, dict) and est.get("warning"):
+        notes.insert(0, f"WARNING: estimated profile: {est['warning']}")
+    timings["total"] = time.perf_counter() - t_all
+    timings.update(ctx.clock.times)
+    prov = fileio.provenance(
+        profile_id=profile.profile_id,
+        profile_estimated=bool(profile.provenance.get("estimated", False)),
+        plan=plan.model_dump(),
+        seed=plan.seed,
+        synthesis_centre=plan.centre,
+        synthesis="per z plane with the 2D profile (broadcast over z)",
+        segmenter=seg_desc,
+        n_replicas=plan.n_replicas,
+        spacing_zyx=list(sp),
+        spacing_source=spacing_source,
+    )
+    return VolumeResult(
+        plan=plan, provenance=prov, image=vol, raw_labels=raw.labels, raw_objects=raw.table,
+        raw_globals=raw.globals, replica_globals=[r.globals for r in rep_out],
+        replica_values=rep_values, replica_delta=replica_delta, replica_match=rep_match,
+        feature_names=list(feat_names), codecs=results, timings=timings, notes=notes,
+        null=nulls, objects_info=objects_info, spacing=sp, spacing_source=spacing_source,
+        tissue=tissue_info, reference=ref_info,
+    )  # fmt: skip
