@@ -93,11 +93,41 @@ def score(
         help="Image exposure, ms: the profile's offset and noise follow "
         "its dark current (profiles calibrated with --dark-exposures).",
     ),
+    spacing: str | None = typer.Option(
+        None,
+        "--spacing",
+        help="3D: voxel size Z,Y,X (physical units, e.g. µm); scores the file as one "
+        "volume. Default: the file's (OME, ImageJ), else isotropic 1 (warned).",
+    ),
+    axes: str | None = typer.Option(
+        None,
+        "--axes",
+        help="3D: axes of the stored array, one letter per dimension (e.g. ZYX); scores "
+        "the file as one volume. Files declaring a Z axis are volumes anyway.",
+    ),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="3D: reference instance labels (a volume) or points (CSV with z,y,x columns, "
+        "voxels): the raw segmentation's agreement with them is reported.",
+    ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
+    opts = dict(locals())
     check_score_options(index, centre, max_distance, min_size)
     with user_errors():
-        run_score(**locals())
+        from .score_volume_cmd import is_volume, run_score_volume
+
+        if is_volume(image, index, spacing, axes):
+            run_score_volume(opts)
+            return
+        if reference is not None:
+            from rawsigma.errors import UsageError
+
+            raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")
+        for k in ("spacing", "axes", "reference"):
+            opts.pop(k)
+        run_score(**opts)
 
 
 def _staged_report(result, out: Path, force: bool) -> Path:

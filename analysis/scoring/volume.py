@@ -333,6 +333,7 @@ def score_volume(
     model: Segmenter | str | None = None,
     tissue: np.ndarray | None = None,
     reference: np.ndarray | None = None,
+    reference_points: np.ndarray | None = None,
     feature_sigmas: tuple[float, ...] = VOLUME_SIGMAS,
     spacing_source: str | None = None,
     **plan_fields: Any,
@@ -362,6 +363,10 @@ def score_volume(
         Reference instance labels: the raw segmentation's agreement with them
         (F1 at IoU 0.5, :func:`~rawsigma.analysis.measurement.agreement.instance_agreement`)
         is reported.
+    reference_points : (n, 3) array, optional
+        Reference positions (z, y, x voxel indices, e.g. detected cells): points inside
+        objects and the count against the points are reported
+        (:func:`~rawsigma.analysis.measurement.agreement.point_agreement`).
     feature_sigmas : tuple of float
         Classifier feature scales (finest-voxel units, ilastik preset).
     spacing_source : str, optional
@@ -464,7 +469,8 @@ def score_volume(
     }  # fmt: skip
     ctx = _Ctx(segment, plan, sp, tissue_info["volume"], _StageClock())
     return _score(vol, profile, reps, decoded, ctx, report, timings, notes, objects_info,
-                  t_all, seg_desc, sp, spacing_source, tissue_info, reference, fileio)  # fmt: skip
+                  t_all, seg_desc, sp, spacing_source, tissue_info, (reference, reference_points),
+                  fileio)  # fmt: skip
 
 
 def _score(vol, profile, reps, decoded, ctx, report, timings, notes, objects_info, t_all,
@@ -560,10 +566,15 @@ def _score(vol, profile, reps, decoded, ctx, report, timings, notes, objects_inf
     )
     notes[:0] = objects_info["warnings"]
     ref_info: dict = {}
-    if reference is not None:
+    ref_labels, ref_points = reference
+    if ref_labels is not None:
         from rawsigma.analysis.measurement.agreement import instance_agreement
 
-        ref_info = instance_agreement(raw.labels, np.asarray(reference), 0.5)
+        ref_info = instance_agreement(raw.labels, np.asarray(ref_labels), 0.5)
+    elif ref_points is not None:
+        from rawsigma.analysis.measurement.agreement import point_agreement
+
+        ref_info = point_agreement(raw.labels, ref_points)
     est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
     if isinstance(est, dict) and est.get("warning"):
         notes.insert(0, f"WARNING: estimated profile: {est['warning']}")

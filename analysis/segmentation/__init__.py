@@ -9,6 +9,7 @@ The public names below are imported lazily on first use.
 from rawsigma._lazy import attach
 
 _EXPORTS = {
+    "blob_objects": "blobs",
     "FeatureConfig": "features",
     "ILASTIK_FEATURES": "features",
     "ILASTIK_SIGMAS": "features",

@@ -1,0 +1,233 @@
+"""``rawsigma score VOLUME``: the 3D path of ``score`` (one (Z, Y, X) volume in memory).
+
+A file is scored as a volume when ``--spacing`` or ``--axes`` is given, or when the
+file declares a ``Z`` axis (OME-TIFF, OME-Zarr, a JSON description, an HDF5/zarr
+``axes`` attribute) and no ``--index`` picks one frame of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def is_volume(image: Path, index: int | None, spacing: str | None, axes: str | None) -> bool:
+    """Whether ``score`` should take the 3D path for this file and these options."""
+    if spacing is not None or axes is not None:
+        return True
+    if index is not None:
+        return False
+    from rawsigma.volread import declared_axes
+
+    return "Z" in declared_axes(image)
+
+
+def read_points(path: Path) -> np.ndarray:
+    """(n, 3) voxel positions (z, y, x) from a CSV with columns named z, y, x."""
+    from rawsigma.errors import InputFileError
+
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    keys = {k.strip().lower(): k for k in (rows[0] if rows else {})}
+    if not rows or not {"z", "y", "x"} <= set(keys):
+        raise InputFileError(f"{path}: a points CSV needs a header with columns z, y, x")
+    try:
+        return np.array([[float(r[keys[a]]) for a in "zyx"] for r in rows], float)
+    except (TypeError, ValueError) as exc:
+        raise InputFileError(f"{path}: non-numeric point coordinate ({exc})") from None
+
+
+def _read_labels(path: Path, axes: str | None, shape: tuple[int, ...], what: str) -> np.ndarray:
+    from rawsigma.errors import ImageMismatchError
+    from rawsigma.volread import read_volume
+
+    lab, _ = read_volume(path, axes=axes, what=what)
+    if lab.shape != shape:
+        raise ImageMismatchError(
+            f"{path}: {what} shape {lab.shape} (Z, Y, X) differs from the volume's {shape}"
+        )
+    return lab
+
+
+def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type: ignore[no-untyped-def]
+    if profile is not None:
+        from rawsigma.calib.profile import CameraProfile
+
+        prof = CameraProfile.load(profile)
+        return prof.at_exposure(exposure / 1000.0) if exposure is not None else prof
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+    from rawsigma.analysis.scoring.volume import check_raw_volume
+    from rawsigma.errors import InputFileError, RawsigmaError
+
+    check_raw_volume(vol, None, str(image))
+    tile = 64 if min(vol.shape[1:]) >= 256 else 32
+    try:
+        prof = estimate_profile(vol, tile=tile, source=str(image))
+    except (RawsigmaError, ValueError) as exc:
+        raise InputFileError(f"cannot estimate a profile: {image}: {exc}") from None
+    console.print("[yellow]profile estimated from the volume's planes (no bench calibration)[/]")
+    return prof
+
+
+def run_score_volume(o: dict[str, Any]) -> Path:
+    """Body of ``rawsigma score`` for a volume (``o``: the command's options)."""
+    import contextlib
+    import os
+    import shutil
+
+    from rawsigma.analysis.reporting.report3d import VOLUME_RESULT_FILES, write_volume_report
+    from rawsigma.errors import OutputExistsError, UsageError
+    from rawsigma.fileio import check_output_dir, output_lock
+
+    out: Path = o["out"]
+    check_output_dir(out)
+    existing = [f for f in VOLUME_RESULT_FILES if (out / f).exists()]
+    if existing and not o["force"]:
+        raise OutputExistsError(
+            f"{out}: already holds results ({', '.join(existing)}); use --force"
+        )
+    if (o["labels"] is None) == (o["model"] is None):
+        raise UsageError("give exactly one of --labels or --model")
+    if (o["profile"] is None) == (not o["estimate_profile"]):
+        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+    if o["tolerance_search"]:
+        raise UsageError("--tolerance-search is not available for volumes yet")
+    result = _run(o)
+    created = not out.exists()
+    stage = out / ".report.tmp"
+    try:
+        with output_lock(out / "report.html"):
+            shutil.rmtree(stage, ignore_errors=True)
+            try:
+                write_volume_report(result, stage, force=True)
+                (out / "figures").mkdir(exist_ok=True)
+                for png in sorted((stage / "figures").iterdir()):
+                    os.replace(png, out / "figures" / png.name)
+                for name in sorted(VOLUME_RESULT_FILES, key=lambda n: n == "report.html"):
+                    os.replace(stage / name, out / name)
+            finally:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(stage)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+    _summary(result, out / "report.html")
+    return out / "report.html"
+
+
+def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from rawsigma.analysis.scoring.plans import ScorePlan
+    from rawsigma.analysis.scoring.volume import check_raw_volume, score_volume
+    from rawsigma.errors import ImageMismatchError, UsageError
+    from rawsigma.fileio import check_output_dir
+    from rawsigma.volread import parse_spacing, read_volume
+    from rich.console import Console
+
+    from .console import stage_progress
+    from .integrity import check_profile_defects
+    from .params import check_codecs, codec_list
+
+    console = Console(stderr=True)
+    image: Path = o["image"]
+    spacing = parse_spacing(o["spacing"]) if o["spacing"] is not None else None
+    try:
+        plan = ScorePlan(
+            codecs=codec_list(o["codecs"]), n_replicas=o["replicas"], seed=o["seed"],
+            centre=o["centre"], max_distance=o["max_distance"], min_size=o["min_size"],
+            foreground_class=o["foreground_class"], classifier_preset=o["preset"],
+            feature_preset=o["preset"], workers=o["workers"], model=o["model"],
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(f"invalid options: {exc}") from None
+    vol, info = read_volume(image, axes=o["axes"], spacing=spacing)
+    console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
+    if info.spacing is None:
+        console.print(
+            "[yellow]no voxel size in the file and no --spacing: isotropic 1 assumed "
+            "(stated in the report)[/]"
+        )
+    check_output_dir(o["out"], need_bytes=4_000_000 + 6 * vol.nbytes)
+    prof = _profile(o["profile"], o["exposure"], vol, image, console)
+    check_codecs(list(plan.codecs), prof)
+    check_profile_defects(prof, o["profile"] or "estimated profile")
+    try:
+        vol = check_raw_volume(vol, prof, str(image))
+    except ImageMismatchError as exc:
+        msg = str(exc)
+        raise ImageMismatchError(msg if msg.startswith(str(image)) else f"{image}: {msg}") from None
+    lab = ref = pts = None
+    if o["labels"] is not None:
+        lab = _read_labels(o["labels"], o["axes"], vol.shape, "label volume")
+        if o["instances"]:
+            from rawsigma.analysis.segmentation.annotations import training_labels
+
+            ref, lab = lab, training_labels(lab)
+    if o["reference"] is not None:
+        if Path(o["reference"]).suffix.lower() == ".csv":
+            pts, ref = read_points(o["reference"]), None
+        else:
+            ref = _read_labels(o["reference"], o["axes"], vol.shape, "reference label volume")
+    with stage_progress(console, 18) as progress, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = score_volume(
+            vol, prof, labels=lab, model=o["model"], spacing=info.spacing, plan=plan,
+            progress=progress, reference=ref, reference_points=pts,
+            spacing_source=info.spacing_source,
+        )  # fmt: skip
+    if ref is not None and o["instances"] and o["reference"] is None:
+        result.reference["note"] = (
+            "The classifier was trained on annotations derived from these labels (eroded "
+            "cores and background rings), so this is agreement on the training volume."
+        )
+    result.provenance.update(
+        image_file=str(image), image_read=info.as_dict(),
+        labels_file=str(o["labels"]) if o["labels"] else None,
+        reference_file=str(o["reference"]) if o["reference"] else None,
+        profile_file=str(o["profile"]) if o["profile"] else None,
+    )  # fmt: skip
+    return result
+
+
+def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
+    import typer
+    from rich.console import Console
+
+    from .console import outputs_complete
+
+    console = Console(stderr=True)
+    outputs_complete()
+    for note in result.notes:
+        if note.upper().startswith("WARNING"):
+            console.print(f"[bold red]{note}[/]")
+    info = result.objects_info
+    console.print(
+        f"  {result.n_objects} objects, 26-connected (min size {info.get('min_size')} voxels: "
+        f"{info.get('min_size_source', '')})"
+    )
+    ref = result.reference
+    if ref.get("n_points") is not None:
+        console.print(
+            f"  reference points: {ref['n_points']}, inside an object {ref['points_in_object']}"
+        )
+    elif ref:
+        console.print(
+            f"  reference labels: F1 {ref['f1']:.3f} at IoU {ref['iou_threshold']:g} "
+            f"({ref['tp']} matched of {ref['n_objects']} / {ref['n_reference']})"
+        )
+    for c in result.codecs:
+        v = "within noise" if c.verdict["within_noise"] else "exceeds noise"
+        w = c.verdict["worst"]
+        cnt = c.globals["count"]
+        console.print(
+            f"  {c.spec:<14} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} ε={w[1]:.2f} "
+            f"| count {cnt['raw']:.0f} → {cnt['value']:.0f}",
+            soft_wrap=True,
+        )
+    typer.echo(f"report: {report}")
