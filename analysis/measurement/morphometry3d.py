@@ -10,8 +10,8 @@ deterministic function of the mask.  On voxelised balls of radius 5-15 voxels it
 8-10 % above the true 4*pi*r² (the staircase), where the exposed-face count reads about
 50 % above (6*pi*r²); on anisotropic voxels the staircase along the coarse axis adds
 more: +13 % with z voxels twice as long as x/y, +20 % at 4:1 (measured on balls of
-radius 3-15 z voxels; the bias does not shrink with the size).  The bias is the same for raw, replicas and codecs, so it cancels
-in epsilon; report the method next to absolute areas.
+radius 3-15 z voxels; the bias does not shrink with the size).  The bias is the same
+for raw, replicas and codecs, so it cancels in epsilon; report the method next to absolute areas.
 
 Derived shape parameters: equivalent diameter ``(6 V / pi)^(1/3)`` (the diameter of
 the ball of the same volume) and sphericity ``pi^(1/3) (6 V)^(2/3) / A`` (1 for a
