@@ -97,6 +97,8 @@ def run_score_volume(o: dict[str, Any]) -> Path:
         raise UsageError("give exactly one of --labels or --model")
     if (o["profile"] is None) == (not o["estimate_profile"]):
         raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+    if o["index"] is not None:
+        raise UsageError("--index picks one 2-D frame; a volume (--spacing/--axes) is scored whole")
     if o["tolerance_search"]:
         raise UsageError("--tolerance-search is not available for volumes yet")
     result = _run(o)

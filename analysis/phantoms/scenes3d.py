@@ -56,6 +56,7 @@ def nuclei3d(
     radius: tuple[float, float] = (1.6, 2.4),
     gap: float = 1.0,
     psf_sigma: tuple[float, float, float] = (0.6, 0.25, 0.25),
+    brightness: tuple[float, float] = (0.7, 1.0),
     tissue: float = 0.08,
     n_beads: int = 4,
     bead_brightness: float = 40.0,
@@ -81,8 +82,12 @@ def nuclei3d(
         Least surface-to-surface distance between nuclei that do not touch.
     psf_sigma : (sz, sy, sx)
         Gaussian PSF, physical units.
+    brightness : (min, max)
+        Range of the nuclei's brightness, drawn log-uniformly (a wide range, e.g.
+        (0.1, 1), stands for the depth attenuation and expression spread of real
+        volumes: dim nuclei are the ones a coarse 8-bit step loses).
     tissue : float
-        Brightness of the tissue ellipsoid (nuclei are 0.7–1.0).
+        Brightness of the tissue ellipsoid.
     n_beads : int
         Bright beads of one voxel each outside the tissue.
     bead_brightness : float
@@ -140,7 +145,7 @@ def nuclei3d(
             continue
         k += 1
         truth[sl][body] = k
-        bright[sl][body] = rng.uniform(0.7, 1.0)
+        bright[sl][body] = np.exp(rng.uniform(*np.log(brightness)))
         placed.append((centre, radii))
     for _ in range(n_beads):
         for _t in range(500):
