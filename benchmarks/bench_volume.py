@@ -11,6 +11,7 @@ background rings of the phantom's truth, and the raw segmentation's agreement wi
 truth (F1 at IoU 0.5) is printed.
 
     python benchmarks/bench_volume.py [--seeds 0,1,2] [--shape 40,128,128] [--objects 250]
+        [--bead 100]
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ SPACING = (1.0, 0.5, 0.5)
 PEAK = 1500.0  # photons per voxel of the brightest nuclei; nuclei span 0.15-1 of it
 
 
-def one_seed(seed: int, shape: tuple[int, int, int], n_objects: int, trees: int) -> dict:
+def one_seed(
+    seed: int, shape: tuple[int, int, int], n_objects: int, trees: int, bead: float
+) -> dict:
     bright, truth = nuclei3d(shape, SPACING, n_objects, n_objects // 10, seed,
                              brightness=(0.15, 1.0), tissue=0.03, n_beads=4,
-                             bead_brightness=100.0)  # fmt: skip
+                             bead_brightness=bead)  # fmt: skip
     n_nuclei = int(truth.max()) - 4
     prof, model, _ = calibrate_simulated(shape[1:], seed, n_frames=12)
     rng = np.random.default_rng(seed + 2)
@@ -73,10 +76,12 @@ def main() -> None:
     ap.add_argument("--shape", default="40,128,128")
     ap.add_argument("--objects", type=int, default=250)
     ap.add_argument("--trees", type=int, default=50)
+    ap.add_argument("--bead", type=float, default=100.0, help="bead / brightest nucleus")
     a = ap.parse_args()
     shape = tuple(int(s) for s in a.shape.split(","))
-    print(f"load {os.getloadavg()}; shape {shape}, spacing {SPACING}, {a.objects} nuclei")
-    runs = [one_seed(int(s), shape, a.objects, a.trees) for s in a.seeds.split(",")]  # type: ignore[arg-type]
+    print(f"load {os.getloadavg()}; shape {shape}, spacing {SPACING}, {a.objects} nuclei, "
+          f"beads {a.bead:g}x")  # fmt: skip
+    runs = [one_seed(int(s), shape, a.objects, a.trees, a.bead) for s in a.seeds.split(",")]  # type: ignore[arg-type]
     print("summary over seeds (within-noise rate; mean count / total volume change):")
     for spec in CODECS:
         rate = np.mean([r[spec]["within"] for r in runs])
