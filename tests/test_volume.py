@@ -201,10 +201,12 @@ def test_cli_scores_a_volume_with_spacing(vfiles):
 @pytest.mark.slow
 def test_cli_volume_without_spacing_states_the_default(vfiles):
     out = vfiles / "out_nosp"
-    r = _run(*_base(vfiles, out, "--axes", "ZYX", "--codecs", "replica"))
+    ref = ["--reference", vfiles / "truth.tif"]
+    r = _run(*_base(vfiles, out, "--axes", "ZYX", "--codecs", "replica", *ref))
     assert r.exit_code == 0, r.output
     assert "isotropic 1 assumed" in " ".join(r.output.split())
     res = json.loads((out / "results.json").read_text())
+    assert res["reference"]["n_reference"] == 10 and "note" not in res["reference"]
     assert res["volume"]["spacing_zyx"] == [1.0, 1.0, 1.0]
     assert "default" in res["volume"]["spacing_source"]
     assert "isotropic 1 assumed" in (out / "report.html").read_text()
@@ -256,3 +258,17 @@ def test_blob_objects_finds_blobs_on_a_sloped_background():
     assert all(sizes[h] > 50 for h in hits)
     others = np.delete(sizes, [0, *hits])
     assert others.size == 0 or others.max() < 10  # noise speckle only (--min-size drops it)
+
+
+def test_points_csv_and_volume_detection(vfiles, tmp_path):
+    from rawsigma.cli.score_volume_cmd import is_volume, read_points
+
+    (tmp_path / "p.csv").write_text("type,x,y,z\n2,5,6,1\n2,7,8,3\n")
+    assert read_points(tmp_path / "p.csv").tolist() == [[1, 6, 5], [3, 8, 7]]
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputFileError, match="columns z, y, x"):
+        read_points(tmp_path / "bad.csv")
+    assert is_volume(vfiles / "yxz.tif", None, None, None)  # declares a Z axis
+    assert not is_volume(vfiles / "vol.tif", None, None, None)  # plain stack: 2-D path
+    assert is_volume(vfiles / "vol.tif", None, "1,1,1", None)
+    assert not is_volume(vfiles / "yxz.tif", 0, None, None)  # --index: one frame
