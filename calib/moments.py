@@ -32,6 +32,26 @@ _MAX_FRAMES = 2**21
 _BLOCK_ELEMS = 1 << 18
 
 
+def _staggered(shape: tuple[int, int], dtypes: list[type]) -> list[np.ndarray]:
+    """Zeroed arrays of ``shape`` carved from one buffer, each starting at a different
+    offset modulo 4 KiB (cache-line aligned), so that the accumulation kernel's streams
+    do not alias in the cache (large allocations are page-aligned otherwise)."""
+    npix = shape[0] * shape[1]
+    sizes = [npix * np.dtype(d).itemsize for d in dtypes]
+    step = 9 * 64  # 576 B: seven arrays land on distinct 4 KiB offsets
+    offs, pos = [], 0
+    for i, size in enumerate(sizes):
+        pos = -(-pos // 4096) * 4096 + (i * step) % 4096
+        offs.append(pos)
+        pos += size
+    buf = np.zeros(pos + 64, np.uint8)
+    base = (-buf.ctypes.data) % 64
+    return [
+        buf[base + o : base + o + size].view(d).reshape(shape)
+        for o, size, d in zip(offs, sizes, dtypes, strict=True)
+    ]
+
+
 def scaled_var_correction(
     acc: PixelMoments | LevelStats, rows: slice, offset: np.ndarray | float | None
 ) -> tuple[np.ndarray, int]:
@@ -101,15 +121,22 @@ class PixelMoments:
         self.higher = bool(higher)
         self.flicker = bool(flicker)
         self.n = 0
-        self._shift = np.zeros(shape, np.int32)
-        self._s1 = np.zeros(shape, np.int64)
-        self._s2 = np.zeros(shape, np.int64)
-        self._s3 = np.zeros(shape, np.float64) if self.higher else None
-        self._s4 = np.zeros(shape, np.float64) if self.higher else None
-        self._sdf = np.zeros(shape, np.float64) if self.flicker else None
+        higher, flicker = self.higher, self.flicker
+        i32, i64, f64 = np.int32, np.int64, np.float64
+        arrs = _staggered(
+            shape,
+            [i32, i64, i64, i32] + [f64, f64] * higher + [f64] * flicker + [i32] * bool(track_min),
+        )
+        self._shift, self._s1, self._s2, self.pixel_max = arrs[:4]
+        self.pixel_max[...] = np.iinfo(np.int32).min
+        rest = iter(arrs[4:])
+        self._s3 = next(rest) if higher else None
+        self._s4 = next(rest) if higher else None
+        self._sdf = next(rest) if flicker else None
+        self.pixel_min = next(rest) if track_min else None
+        if self.pixel_min is not None:
+            self.pixel_min[...] = np.iinfo(np.int32).max
         self._f0 = 0.0  # first frame mean, reference for the cross sum
-        self.pixel_max = np.full(shape, np.iinfo(np.int32).min, np.int32)
-        self.pixel_min = np.full(shape, np.iinfo(np.int32).max, np.int32) if track_min else None
         self._fm: list[float] = []
         # scratch of the kernel's d**3, d**4 group sums, reused by every add()
         self._t3 = np.zeros(CHUNK if self.higher else 0, np.float64)

@@ -1,11 +1,17 @@
 """One-pass accumulation kernel of `PixelMoments` (numba, ``nogil``).
 
 Reads each frame value once and updates every per-pixel sum in registers: no
-temporaries, no per-block allocation. The sums are those of the vectorised numpy
-version it replaces, computed in the same order (exact int64 sums of ``d`` and ``d²``;
-float64 sums of ``d³``, ``d⁴`` over each group of ``group`` frames added to the running
-sums, as numpy's axis-0 sum of a block did; the flicker cross sum frame by frame), so
-results are bit-identical.
+temporaries, no per-block allocation. Pixels are taken in chunks of `CHUNK` whose sums
+stay in the L1/L2 cache while all the frames of a call are folded in, by one fused loop
+per frame that LLVM vectorises (one specialised loop per set of sums: no flag tested
+inside). The sums are those of the vectorised numpy version it replaces, computed in the
+same order (exact int64 sums of ``d`` and ``d²``; float64 sums of ``d³``, ``d⁴`` over
+each group of ``group`` frames added to the running sums, as numpy's axis-0 sum of a
+block did; the flicker cross sum frame by frame), so results are bit-identical.
+
+The per-pixel arrays should not all start at the same offset modulo 4 KiB (see
+`PixelMoments`' allocation): the fused loop touches them at the same index, and
+aliased streams evict each other from the cache and stall the store buffer.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from rawsigma import jitcache
 jitcache.install()
 
 
-CHUNK = 4096  # pixels whose sums stay in cache while a chunk's frames are folded in
+CHUNK = 1024  # pixels whose sums stay in cache while a call's frames are folded in
 
 
 @nb.njit(nogil=True, cache=True)
@@ -35,13 +41,57 @@ def frame_sums(x):
 
 
 @nb.njit(nogil=True, cache=True)
-def _core(x, sh, s1, s2, pmax):
+def _level(x, sh, s1, s2, pmax, fj, sdf):
+    """Sums of d, d², the maximum and the flicker cross sum, one frame."""
     for p in range(x.size):
-        v = np.int64(x[p])
-        d = v - np.int64(sh[p])
+        v = np.int32(x[p])
+        d = np.int32(v - sh[p])  # |d| <= 2**21; int32 keeps the loop in 32-bit lanes
         s1[p] += d
-        s2[p] += d * d
-        pmax[p] = max(pmax[p], np.int32(v))
+        s2[p] += np.int64(d) * np.int64(d)
+        pmax[p] = max(pmax[p], v)
+        sdf[p] += fj * np.float64(d)
+
+
+@nb.njit(nogil=True, cache=True)
+def _level_nof(x, sh, s1, s2, pmax):
+    """`_level` without the flicker cross sum."""
+    for p in range(x.size):
+        v = np.int32(x[p])
+        d = np.int32(v - sh[p])
+        s1[p] += d
+        s2[p] += np.int64(d) * np.int64(d)
+        pmax[p] = max(pmax[p], v)
+
+
+@nb.njit(nogil=True, cache=True)
+def _dark(x, sh, s1, s2, pmax, fj, sdf, t3, t4):
+    """`_level` plus the d³, d⁴ sums (into ``t3``, ``t4``)."""
+    for p in range(x.size):
+        v = np.int32(x[p])
+        d = np.int32(v - sh[p])
+        s1[p] += d
+        s2[p] += np.int64(d) * np.int64(d)
+        pmax[p] = max(pmax[p], v)
+        df = np.float64(d)
+        sdf[p] += fj * df
+        f2 = df * df
+        t3[p] += df * f2
+        t4[p] += f2 * f2
+
+
+@nb.njit(nogil=True, cache=True)
+def _dark_nof(x, sh, s1, s2, pmax, t3, t4):
+    """`_dark` without the flicker cross sum."""
+    for p in range(x.size):
+        v = np.int32(x[p])
+        d = np.int32(v - sh[p])
+        s1[p] += d
+        s2[p] += np.int64(d) * np.int64(d)
+        pmax[p] = max(pmax[p], v)
+        df = np.float64(d)
+        f2 = df * df
+        t3[p] += df * f2
+        t4[p] += f2 * f2
 
 
 @nb.njit(nogil=True, cache=True)
@@ -51,18 +101,16 @@ def _min(x, pmin):
 
 
 @nb.njit(nogil=True, cache=True)
-def _cross(x, sh, fj, sdf):
-    for p in range(x.size):
-        sdf[p] += fj * np.float64(np.int32(x[p]) - sh[p])  # |d| <= 2**21: int32
-
-
-@nb.njit(nogil=True, cache=True)
-def _higher(x, sh, t3, t4):
-    for p in range(x.size):
-        d = np.float64(np.int32(x[p]) - sh[p])  # int32 → float64 vectorises (AVX2)
-        f2 = d * d
-        t3[p] += d * f2
-        t4[p] += f2 * f2
+def _frame(x, sh, s1, s2, pmax, fj, sdf, h3, h4, do_f, do_h):
+    if do_h:
+        if do_f:
+            _dark(x, sh, s1, s2, pmax, fj, sdf, h3, h4)
+        else:
+            _dark_nof(x, sh, s1, s2, pmax, h3, h4)
+    elif do_f:
+        _level(x, sh, s1, s2, pmax, fj, sdf)
+    else:
+        _level_nof(x, sh, s1, s2, pmax)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -71,8 +119,8 @@ def accumulate(x, shift, s1, s2, pmax, pmin, fdev, sdf, s3, s4, group, t3, t4):
 
     ``pmin``, ``sdf``, ``s3``/``s4``: empty arrays when not tracked; ``fdev`` (k,): each
     frame's mean minus the first frame's; ``group``: frames summed before ``s3``/``s4``
-    are updated; ``t3``, ``t4``: scratch of `CHUNK` float64. Pixels are processed in
-    chunks of `CHUNK`, frame by frame, in loops LLVM vectorises.
+    are updated (with 1 the frame's terms go straight into them: ``0 + t`` is ``t``);
+    ``t3``, ``t4``: scratch of at least `CHUNK` float64 (used when ``group > 1``).
     """
     k, n = x.shape
     do_min = pmin.size > 0
@@ -80,22 +128,22 @@ def accumulate(x, shift, s1, s2, pmax, pmin, fdev, sdf, s3, s4, group, t3, t4):
     do_h = s3.size > 0
     for c0 in range(0, n, CHUNK):
         c1 = min(n, c0 + CHUNK)
+        m = c1 - c0
+        sh = shift[c0:c1]
+        a1, a2, amax = s1[c0:c1], s2[c0:c1], pmax[c0:c1]
+        af = sdf[c0:c1] if do_f else sdf
+        h3, h4 = (s3[c0:c1], s4[c0:c1]) if do_h else (s3, s4)
         for g0 in range(0, k, group):
-            if do_h:
-                t3[: c1 - c0] = 0.0
-                t4[: c1 - c0] = 0.0
+            if do_h and group > 1:
+                h3, h4 = t3[:m], t4[:m]
+                h3[:] = 0.0
+                h4[:] = 0.0
             for j in range(g0, min(k, g0 + group)):
-                # one simple loop per sum: each vectorises (flags tested outside)
                 xj = x[j, c0:c1]
-                sh = shift[c0:c1]
-                _core(xj, sh, s1[c0:c1], s2[c0:c1], pmax[c0:c1])
+                _frame(xj, sh, a1, a2, amax, fdev[j], af, h3, h4, do_f, do_h)
                 if do_min:
                     _min(xj, pmin[c0:c1])
-                if do_f:
-                    _cross(xj, sh, fdev[j], sdf[c0:c1])
-                if do_h:
-                    _higher(xj, sh, t3, t4)
-            if do_h:
-                for p in range(c0, c1):
-                    s3[p] += t3[p - c0]
-                    s4[p] += t4[p - c0]
+            if do_h and group > 1:
+                for p in range(m):
+                    s3[c0 + p] += h3[p]
+                    s4[c0 + p] += h4[p]

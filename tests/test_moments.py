@@ -192,3 +192,22 @@ def test_compiled_accumulation_is_bit_identical_to_numpy_blocks(shape) -> None:
     for r, g in zip(ref, got, strict=True):
         np.testing.assert_array_equal(g, r)
         assert g.dtype == r.dtype
+
+
+def test_accumulators_of_several_frame_sizes_in_turn_stay_exact() -> None:
+    """Kernel scratch and the staggered per-pixel arrays serve any frame size, one
+    accumulator after another (chunks of pixels that do not divide the frame, frames
+    smaller than one chunk, groups of frames > 1 and = 1): every sum bit-identical."""
+    rng = np.random.default_rng(9)
+    for shape in [(1, 1), (600, 701), (3, 1500), (37, 53), (600, 701)]:
+        frames = rng.poisson(rng.uniform(5, 3000, shape), (9, *shape)).astype(np.uint16)
+        chunks = [frames[:2], frames[2:9]]
+        pm = PixelMoments(shape, track_min=True)
+        for c in chunks:
+            pm.add(c)
+        ref = _reference_sums(chunks, shape)
+        got = (pm._s1, pm._s2, pm._s3, pm._s4, pm._sdf, pm.pixel_max, pm.pixel_min)
+        for i, (r, g) in enumerate(zip(ref, got, strict=True)):
+            np.testing.assert_array_equal(g, r)
+            assert g.shape == shape and g.flags.c_contiguous
+            assert not any(np.shares_memory(g, o) for o in got[i + 1 :])
