@@ -103,7 +103,12 @@ class CodecMaps:
 
     def to_bytes(self) -> bytes:
         """Both maps as the smallest integer type, byte-shuffled, zstd: ~10 bits/pixel for
-        a typical sCMOS (the per-pixel noise of the maps is incompressible)."""
+        a typical sCMOS (the per-pixel noise of the maps is incompressible). Computed
+        once per maps object (every stream of a codec embeds the same bytes)."""
+        return self._bytes
+
+    @functools.cached_property
+    def _bytes(self) -> bytes:
         raw = np.stack([self.offset_q, self.gain_q])
         lo, hi = int(raw.min(initial=0)), int(raw.max(initial=0))
         dtype = (
@@ -117,11 +122,22 @@ class CodecMaps:
     def from_bytes(
         cls, data: bytes, shape: tuple[int, int], offset0: float, gain0: float, jitter: bool
     ) -> CodecMaps:
-        size = data[0]
-        planes = np.frombuffer(imagecodecs.zstd_decode(data[1:]), np.uint8).reshape(size, -1)
-        arr = np.ascontiguousarray(planes.T).view({1: "<i1", 2: "<i2", 4: "<i4"}[size])
-        arr = arr.reshape(2, *shape).astype(np.int32)
-        return cls(offset0, gain0, arr[0].copy(), arr[1].copy(), bool(jitter))
+        """Maps of `to_bytes`. The last few are cached (by content): decoding the frames
+        of one camera rebuilds the same maps, their float maps and digest, once."""
+        shape = (int(shape[0]), int(shape[1]))
+        return _from_bytes(bytes(data), shape, float(offset0), float(gain0), bool(jitter))
+
+
+@functools.lru_cache(maxsize=4)
+def _from_bytes(
+    data: bytes, shape: tuple[int, int], offset0: float, gain0: float, jitter: bool
+) -> CodecMaps:
+    size = data[0]
+    planes = np.frombuffer(imagecodecs.zstd_decode(data[1:]), np.uint8).reshape(size, -1)
+    arr = np.ascontiguousarray(planes.T).view({1: "<i1", 2: "<i2", 4: "<i4"}[size])
+    arr = arr.reshape(2, *shape).astype(np.int32)
+    arr.flags.writeable = False  # shared by the callers of the cache
+    return CodecMaps(offset0, gain0, arr[0], arr[1], jitter)
 
 
 @functools.lru_cache(maxsize=2)

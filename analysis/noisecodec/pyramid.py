@@ -441,15 +441,27 @@ def class_tables(luts: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((4 * cls) | (cx << 8)).reshape(len(luts), -1).astype(np.uint16))
 
 
+def _class_moments(acc: np.ndarray, luts: np.ndarray) -> np.ndarray:
+    """Moments (N_SETS, N_ACT_CLS, N_LVL_CLS, N_MOM) of each level class: the level
+    moments summed over the levels ``luts`` maps to the class (exact for int64 moments;
+    a level class is a run of levels, `level_thresholds`)."""
+    out = np.zeros(acc.shape[:2] + (N_LVL_CLS, acc.shape[-1]), acc.dtype)
+    for s in range(acc.shape[0]):
+        cls = luts[s]
+        starts = np.flatnonzero(np.diff(cls, prepend=-1))
+        out[s, :, cls[starts]] = np.add.reduceat(acc[s], starts, axis=1).transpose(1, 0, 2)
+    return out
+
+
 def solve_weights(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS ·
     N_W) int32 (per class: r1, r2, r3, bias) from the `train_tile` moments: least
     squares per class with a small ridge; classes with few samples take their set's
     pooled fit (or the mean of the nearest ring)."""
-    acc = np.asarray(acc, np.float64)
-    luts = np.stack([level_thresholds(acc[s, :, :, 9].sum(0)) for s in range(N_SETS)])
-    onehot = (luts[:, :, None] == np.arange(N_LVL_CLS)).astype(np.float64)
-    moments = np.einsum("salm,slc->sacm", acc, onehot).reshape(N_SETS, N_CLASS, N_MOM)
+    acc = np.asarray(acc)
+    accf = acc.astype(np.float64)
+    luts = np.stack([level_thresholds(accf[s, :, :, 9].sum(0)) for s in range(N_SETS)])
+    moments = _class_moments(acc, luts).astype(np.float64).reshape(N_SETS, N_CLASS, N_MOM)
     ata, aty = normal_equations(moments)
     default = np.array([0.25, 0.0, 0.0, 0.0])
     pooled = _solve(ata.sum(1), aty.sum(1), default, 16 * N_W)  # (N_SETS, N_W)

@@ -174,9 +174,24 @@ def _check_frames(frames: np.ndarray, maps: CodecMaps) -> np.ndarray:
 
 
 def frames_v_min(stack: np.ndarray, maps: CodecMaps, c0: float) -> float:
-    """Smallest ``e + c0`` (e⁻²) of frames ``(N, H, W)`` under ``maps``."""
-    lo = stack.min(axis=0).astype(np.float64)
-    return float(np.min((lo - maps.offset()) / maps.gain())) + c0
+    """Smallest ``e + c0`` (e⁻²) of frames ``(N, H, W)`` under ``maps``.
+
+    Computed in blocks of rows whose float64 temporaries stay in cache (the same values
+    as on whole frames: a minimum does not depend on the order)."""
+    off, gain = maps.offset(), maps.gain()
+    h, w = stack.shape[-2:]
+    rows = max(1, _V_MIN_BLOCK // w)
+    best = np.inf
+    for r0 in range(0, h, rows):
+        r = slice(r0, min(h, r0 + rows))
+        lo = stack[:, r].min(axis=0) if stack.shape[0] > 1 else stack[0, r]
+        e = np.subtract(lo, off[r], dtype=np.float64)
+        e /= gain[r]
+        best = min(best, float(e.min()))
+    return best + c0
+
+
+_V_MIN_BLOCK = 1 << 15  # pixels per block of `frames_v_min`
 
 
 def _frozen(kp) -> np.ndarray:
@@ -459,8 +474,10 @@ def _code_pyramid(codes, tiles, params):
     modelled = _map(model, tiles, params.threads)
     hist = np.sum([m[3] for m in modelled], 0)
     remap = PY.choose_contexts(hist)
-    phys = np.zeros((int(remap.max()) + 1, PY.N_SYM), np.int64)
-    np.add.at(phys, remap, hist)
+    # physical table counts: the logical contexts' histograms summed (int64, exact)
+    order = np.argsort(remap, kind="stable")
+    starts = np.flatnonzero(np.diff(remap[order], prepend=-1))
+    phys = np.add.reduceat(hist[order], starts, axis=0)
     phys = PY.normalise(phys)
     freq = phys[remap]
     cum = PY.cumulative(freq)

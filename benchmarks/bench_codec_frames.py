@@ -1,0 +1,110 @@
+"""Noise codec (S = 2) against zstd-3 on ordinary frame sizes, by CPU time and wall time.
+
+Frames: 512² and 1024² crops of the 2048² reference frame (the crop of its true
+profile), the real frames in ../shared/data (BBBC039 520×696, Usiigaci 1022×1024;
+profiles estimated from the images), optionally the 2048² frame itself. Each as a
+single frame and as a 10-frame stack (the frame and 9 copies with ±2 ADU of fresh
+noise: the same statistics, different data). Per frame: process CPU time (all threads;
+what reproduces on a busy machine) and wall time, median of ``--reps``, zstd-3 timed
+in the same minute; ratios > 1 mean the codec is faster. Targets (issue 16): encode
+≥ 1×, decode ≥ 0.5× zstd-3 on a single frame, better on a stack.
+
+    python benchmarks/bench_codec_frames.py [--reps 5] [--sizes 512,1024] [--no-real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+
+warnings.filterwarnings("ignore")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def timed(fn, reps: int) -> tuple[float, float]:
+    """Median (CPU s, wall s) of ``reps`` calls."""
+    cpu, wall = [], []
+    for _ in range(reps):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+    return float(np.median(cpu)), float(np.median(wall))
+
+
+def stack_of(frame: np.ndarray, n: int = 10) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    extra = [
+        np.clip(frame.astype(np.int32) + rng.integers(-2, 3, frame.shape), 0, 65535)
+        for _ in range(n - 1)
+    ]
+    return np.stack([frame, *extra]).astype(np.uint16)
+
+
+def compare(name: str, codec, x: np.ndarray, reps: int) -> None:
+    n = 1 if x.ndim == 2 else x.shape[0]
+    data = codec.encode(x)
+    codec.decode(data)
+    z = imagecodecs.zstd_encode(x, level=3)
+    ec, ew = timed(lambda: codec.encode(x), reps)
+    dc, dw = timed(lambda: codec.decode(data), reps)
+    zec, zew = timed(lambda: imagecodecs.zstd_encode(x, level=3), reps)
+    zdc, zdw = timed(lambda: imagecodecs.zstd_decode(z), reps)
+    ms = 1e3 / n
+    print(
+        f"| {name} | {x.nbytes / len(data):.2f} | {ec * ms:.1f} / {dc * ms:.1f} | "
+        f"{zec * ms:.1f} / {zdc * ms:.1f} | **{zec / ec:.2f}× / {zdc / dc:.2f}×** | "
+        f"{zew / ew:.2f}× / {zdw / dw:.2f}× | {os.getloadavg()[0]:.1f} |",
+        flush=True,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--sizes", default="512,1024")
+    ap.add_argument("--no-real", action="store_true")
+    a = ap.parse_args()
+    from rawsigma.analysis.noisecodec import NoiseCodec
+    from rawsigma.analysis.noisecodec.synthetic import reference_frame
+
+    print(f"load {os.getloadavg()}, {os.cpu_count()} CPUs")
+    print(
+        "| frame | ratio | codec CPU ms/frame enc / dec | zstd-3 CPU ms/frame enc / dec "
+        "| CPU ratio enc / dec | wall ratio enc / dec | load |\n|---|---|---|---|---|---|---|"
+    )
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    if sizes:
+        frame, _, cam = reference_frame((2048, 2048), seed=0)
+        prof = cam.true_profile()
+        for s in sizes:
+            codec = NoiseCodec(prof.crop((0, 0, s, s), relative=True), step=2.0)
+            crop = np.ascontiguousarray(frame[:s, :s])
+            compare(f"reference {s}², 1 frame", codec, crop, a.reps)
+            compare(f"reference {s}², 10-frame stack", codec, stack_of(crop), max(2, a.reps // 2))
+    if not a.no_real:
+        import tifffile
+        from rawsigma.analysis.noisemodel.estimate import estimate_profile
+
+        for fname in ("bbbc039_u2os_hoechst_3fields.tif", "usiigaci_phase_contrast_1fields.tif"):
+            p = DATA / fname
+            if not p.exists():
+                print(f"(skipping {fname}: not found)")
+                continue
+            img = tifffile.imread(p)
+            img = np.asarray(img[0] if img.ndim == 3 else img, np.uint16)
+            codec = NoiseCodec(estimate_profile(img, bit_depth=16, source=str(p)), step=2.0)
+            tag = f"{fname.split('_')[0]} {img.shape[0]}×{img.shape[1]}"
+            compare(f"{tag}, 1 frame", codec, img, a.reps)
+            compare(f"{tag}, 10-frame stack", codec, stack_of(img), max(2, a.reps // 2))
+    print(f"load {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
