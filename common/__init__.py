@@ -40,11 +40,14 @@ if (
 ) and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
     _signal.signal(_signal.SIGINT, _early_interrupt)
 
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
+try:  # written by setuptools-scm at install time from the git tag (see pyproject.toml)
+    from ._version import __version__
+except ImportError:  # pragma: no cover - running from an unbuilt tree
+    from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("rawsigma")
-except PackageNotFoundError:  # pragma: no cover - running from an unbuilt tree
-    __version__ = "0.0.0+unknown"
+    try:
+        __version__ = version("rawsigma")
+    except PackageNotFoundError:
+        __version__ = "0.0.0+unknown"
 
 __all__ = ["__version__"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from rawsigma import __version__
 from rawsigma.cli.main import app
 from typer.testing import CliRunner
@@ -19,3 +22,42 @@ def test_help_lists_every_command():
     for cmd in ["demo", "calibrate", "acquire", "profile", "score", "compress",
                 "decompress", "gui"]:  # fmt: skip
         assert f" {cmd} " in result.output, cmd
+
+
+# Imported only inside the commands that need them: `rawsigma --help` must not pay
+# for them (issue 12: the help is printed in well under 0.5 s).
+HEAVY_MODULES = (
+    "numpy",
+    "scipy",
+    "h5py",
+    "pydantic",
+    "pymmcore_plus",
+    "pymmcore",
+    "matplotlib",
+    "numba",
+    "skimage",
+    "sklearn",
+    "qtpy",
+)
+
+_HELP_PROBE = """
+import sys
+import rawsigma.cli.main as cli
+try:
+    cli.main(["--help"])
+except SystemExit as exc:
+    code = exc.code
+print("EXIT", code)
+print("HEAVY", ",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def test_help_imports_no_heavy_module():
+    probe = _HELP_PROBE.format(heavy=HEAVY_MODULES)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    ).stdout
+    lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in out.splitlines())
+    assert lines.get("EXIT") == "0", out
+    assert "Commands" in out and "calibrate" in out
+    assert lines.get("HEAVY", "").strip() == "", f"--help imported: {lines.get('HEAVY')}"
