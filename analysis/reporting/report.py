@@ -18,7 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from rawsigma.analysis.reporting import figures
-from rawsigma.analysis.scoring.score_maps import MAPS_FILE, write_score_maps
+from rawsigma.analysis.scoring.score_maps import (
+    MAPS_FILE,
+    clean_nonfinite,
+    json_default,
+    write_score_maps,
+)
 from rawsigma.analysis.scoring.standard_score import NON_INDEPENDENT_NOTE
 from rawsigma.errors import OutputExistsError
 from rawsigma.fileio import atomic_write
@@ -28,32 +33,9 @@ __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_
 RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5")
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def _clean(o):
-    """Replace non-finite floats by strings so the JSON is strict."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    if isinstance(o, float | np.floating) and not math.isfinite(float(o)):
-        return "nan" if math.isnan(float(o)) else ("inf" if o > 0 else "-inf")
-    return o
-
-
 def write_results_json(result, path: str | os.PathLike, force: bool = False) -> Path:
     """Write ``result.to_dict()`` as strict JSON (non-finite numbers as strings)."""
-    data = _clean(json.loads(json.dumps(result.to_dict(), default=_json_default)))
+    data = clean_nonfinite(json.loads(json.dumps(result.to_dict(), default=json_default)))
     with atomic_write(path, force=force) as tmp:
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
     return Path(path)
@@ -66,7 +48,7 @@ def write_objects_csv(result, path: str | os.PathLike, force: bool = False) -> P
     for s in specs:
         header += [f"{s}:value", f"{s}:epsilon"]
     labels = result.raw_objects.get("label")
-    prov = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
+    prov = json.dumps(clean_nonfinite(result.provenance), default=str, ensure_ascii=False)
     with atomic_write(path, force=force) as tmp, tmp.open("w", newline="") as fh:
         # provenance as one leading comment line (pandas: read_csv(..., comment="#"))
         fh.write(f"# rawsigma objects table; provenance: {prov}\n")
@@ -296,7 +278,7 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     ]
     if result.tolerance:
         figs.append(("tolerance", figures.tolerance_curves(result), "Tolerance search"))
-    prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
+    prov_text = json.dumps(clean_nonfinite(result.provenance), default=str, ensure_ascii=False)
     for name, png, _ in figs:
         with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
             tmp.write_bytes(_with_text(png, prov_text))
@@ -305,6 +287,7 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     write_score_maps(result, out / MAPS_FILE, force=True)
 
     prov = result.provenance
+    prov_json = json.dumps(clean_nonfinite(prov), indent=1, default=str)
     eight = [c.description for c in result.codecs if c.spec.startswith("8bit")]
     lo, hi = (result.to_dict()["replicas"]["ci_factors_95"] + [math.nan, math.nan])[:2]
     notes = "".join(
@@ -363,7 +346,7 @@ tiny σ<sub>raw</sub> for one object, and a single change then gives that object
 ε that dominates the mean. The median over objects is shown beside each mean;
 objects with σ<sub>raw</sub> = 0 and a changed value are counted as ∞ and left out.</p>
 <h2>Figures</h2>{"".join(_img(png, cap) for _, png, cap in figs)}
-<h2>Provenance</h2><pre>{html.escape(json.dumps(_clean(prov), indent=1, default=str))}</pre>
+<h2>Provenance</h2><pre>{html.escape(prov_json)}</pre>
 <p>Timings (s): {html.escape(", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))}.
 Figures made with matplotlib (Agg).</p>
 </body></html>"""

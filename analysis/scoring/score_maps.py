@@ -28,6 +28,7 @@ per-feature means in ``results.json``): all 12 scoring features would make the f
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,32 @@ EPS_MEANING = (
 _F16_MAX = float(np.finfo(np.float16).max)
 
 
-def _json(o: Any) -> str:
-    from rawsigma.analysis.reporting.report import _clean, _json_default
+def json_default(o: Any) -> Any:
+    """``json.dumps`` default: numpy scalars and arrays, tuples as lists."""
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
 
-    return json.dumps(_clean(json.loads(json.dumps(o, default=_json_default))), default=str)
+
+def clean_nonfinite(o: Any) -> Any:
+    """Replace non-finite floats by strings so the JSON is strict."""
+    if isinstance(o, dict):
+        return {str(k): clean_nonfinite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [clean_nonfinite(v) for v in o]
+    if isinstance(o, float | np.floating) and not math.isfinite(float(o)):
+        return "nan" if math.isnan(float(o)) else ("inf" if o > 0 else "-inf")
+    return o
+
+
+def _json(o: Any) -> str:
+    return json.dumps(clean_nonfinite(json.loads(json.dumps(o, default=json_default))), default=str)
 
 
 def _eps16(eps: np.ndarray) -> np.ndarray:
