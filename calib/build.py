@@ -78,7 +78,9 @@ def light_stability(
     }
 
 
-def _identity(identity: CameraIdentity | Mapping[str, Any] | None, shape: tuple[int, int]):
+def _identity(
+    identity: CameraIdentity | Mapping[str, Any] | None, shape: tuple[int, int]
+) -> CameraIdentity:
     if identity is None:
         return CameraIdentity(roi=(0, 0, shape[1], shape[0]), sensor_shape=shape)
     if isinstance(identity, CameraIdentity):
@@ -86,17 +88,17 @@ def _identity(identity: CameraIdentity | Mapping[str, Any] | None, shape: tuple[
     return CameraIdentity.from_dict(dict(identity))
 
 
-def _plan_dict(plan: Any) -> dict:
+def _plan_dict(plan: Any) -> dict[str, Any]:
     if plan is None:
         return {}
     if hasattr(plan, "model_dump"):
         return dict(plan.model_dump(mode="json"))
-    if dataclasses.is_dataclass(plan):
+    if dataclasses.is_dataclass(plan) and not isinstance(plan, type):
         return dataclasses.asdict(plan)
     return dict(plan)
 
 
-def _gain_mode(gain_map: str, maps: PixelMaps, emva: dict) -> tuple[str, str]:
+def _gain_mode(gain_map: str, maps: PixelMaps, emva: dict[str, Any]) -> tuple[str, str]:
     """Which gain map to store ("per-pixel" or "global") and why."""
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = maps.gain_se / np.abs(maps.gain)

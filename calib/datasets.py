@@ -78,7 +78,7 @@ _SKIP_WORDS = ("seed", "time", "temperature", "position", "elapsed", "frame", "i
 _TIFF = (".tif", ".tiff")
 
 
-def is_recorded_dataset(path: str | os.PathLike) -> bool:
+def is_recorded_dataset(path: str | os.PathLike[str]) -> bool:
     """True for a folder dataset, or a TIFF carrying Micro-Manager/pymmcore-plus metadata."""
     p = Path(path)
     if p.is_dir():
@@ -86,7 +86,7 @@ def is_recorded_dataset(path: str | os.PathLike) -> bool:
     return p.is_file() and p.suffix.lower() in _TIFF and tiff_kind(p) is not None
 
 
-def read_dataset(path: str | os.PathLike) -> RecordedDataset:
+def read_dataset(path: str | os.PathLike[str]) -> RecordedDataset:
     """Open a recorded dataset (see module docstring) without reading its pixels.
 
     Raises
@@ -101,7 +101,7 @@ def read_dataset(path: str | os.PathLike) -> RecordedDataset:
     return _read_cached(str(p.resolve()), _stamp(p))
 
 
-def _stamp(p: Path) -> tuple:
+def _stamp(p: Path) -> tuple[object, ...]:
     """Cache key: modification times of the path and (folders) of its direct children."""
     if p.is_dir():
         return tuple((q.name, q.stat().st_mtime_ns) for q in sorted(p.iterdir()))
@@ -109,7 +109,7 @@ def _stamp(p: Path) -> tuple:
 
 
 @lru_cache(maxsize=8)
-def _read_cached(path: str, stamp: tuple) -> RecordedDataset:  # noqa: ARG001 - cache key
+def _read_cached(path: str, stamp: tuple[object, ...]) -> RecordedDataset:  # noqa: ARG001 - cache key
     p = Path(path)
     if p.is_dir():
         nd = ndtiff_dir(p)
@@ -243,7 +243,7 @@ def group_levels(
         keys = [control.replace(".", "-", 1) if "-" not in control else control]
     else:
         keys = _varying([f for (_, _, f), on in zip(allf, lit, strict=True) if on], cam)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (d, i, f), on in zip(allf, lit, strict=True):
         vals = tuple(f.props.get(k) for k in keys)
         if on and keys and all(to_float(v) == 0 for v in vals):
@@ -358,7 +358,7 @@ def identity_from_props(
 
 
 # ---------------------------------------------------------------------- calib.stacks hooks
-def recorded_stack_info(path: str | os.PathLike) -> dict[str, Any] | None:
+def recorded_stack_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """`rawsigma.calib.stacks.stack_info` of a recorded dataset (None for a plain stack)."""
     p = Path(path)
     if not is_recorded_dataset(p):

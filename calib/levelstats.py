@@ -77,7 +77,7 @@ class LevelStats:
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays, bytes."""
-        arrs = [self._fm, self._mean, self._var, self.pixel_max]
+        arrs: list[np.ndarray] = [self._fm, self._mean, self._var, self.pixel_max]
         if self._var_reg is not None:
             arrs.append(self._var_reg)
         return int(sum(a.nbytes for a in arrs))

@@ -114,10 +114,11 @@ class PixelMoments:
         flicker: bool = True,
         track_min: bool = False,
     ) -> None:
-        shape = tuple(int(s) for s in shape)
-        if len(shape) != 2 or min(shape) < 1:
-            raise ValueError(f"PixelMoments shape must be (H, W) with H, W >= 1, got {shape}")
-        self.shape: tuple[int, int] = shape  # type: ignore[assignment]
+        dims = tuple(int(s) for s in shape)
+        if len(dims) != 2 or min(dims) < 1:
+            raise ValueError(f"PixelMoments shape must be (H, W) with H, W >= 1, got {dims}")
+        shape = (dims[0], dims[1])
+        self.shape: tuple[int, int] = shape
         self.higher = bool(higher)
         self.flicker = bool(flicker)
         self.n = 0

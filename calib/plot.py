@@ -31,7 +31,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
     return Figure(figsize=figsize, dpi=100, layout="constrained")
 
 
-def _save(fig: Figure, path: str | os.PathLike, force: bool) -> Path:
+def _save(fig: Figure, path: str | os.PathLike[str], force: bool) -> Path:
     path = Path(path)
     with atomic_write(path, force=force) as tmp:
         # the temp name ends in .tmp, so say the format explicitly
@@ -135,7 +135,9 @@ def profile_figure(profile: CameraProfile) -> Figure:
     return fig
 
 
-def save_profile_plot(profile: CameraProfile, path: str | os.PathLike, force: bool = False) -> Path:
+def save_profile_plot(
+    profile: CameraProfile, path: str | os.PathLike[str], force: bool = False
+) -> Path:
     """Write :func:`profile_figure` as PNG to ``path`` (atomic; ``force`` to replace)."""
     return _save(profile_figure(profile), path, force)
 
@@ -177,7 +179,7 @@ def save_comparison_plot(
     a: CameraProfile,
     b: CameraProfile,
     comparison: dict[str, Any],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     force: bool = False,
 ) -> Path:
     """Write :func:`comparison_figure` as PNG to ``path`` (atomic; ``force`` to replace)."""

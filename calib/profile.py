@@ -206,13 +206,13 @@ class CameraProfile:
     read_noise_se: np.ndarray | None = None
     defects: np.ndarray | None = None
     prnu: np.ndarray | None = None
-    emva: dict = field(default_factory=dict)
+    emva: dict[str, Any] = field(default_factory=dict)
     ptc: dict[str, np.ndarray] = field(default_factory=dict)
-    plan: dict = field(default_factory=dict)
-    provenance: dict = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
     dark_current: np.ndarray | None = None
     dark_current_se: np.ndarray | None = None
-    dark_info: dict = field(default_factory=dict)
+    dark_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in MAP_NAMES + DARK_MAPS:
@@ -543,7 +543,7 @@ class CameraProfile:
 
     # ------------------------------------------------------------------ io
     def save(
-        self, path: str | os.PathLike, force: bool = False, compression: str | None = "gzip"
+        self, path: str | os.PathLike[str], force: bool = False, compression: str | None = "gzip"
     ) -> None:
         """Write the profile to HDF5 (schema 1) atomically.
 
@@ -555,7 +555,7 @@ class CameraProfile:
         save_profile(self, path, force=force, compression=compression)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CameraProfile:
+    def load(cls, path: str | os.PathLike[str]) -> CameraProfile:
         """Read and validate a profile written by :meth:`save`.
 
         Raises :class:`~rawsigma.errors.ProfileError` naming the file for anything

@@ -76,7 +76,7 @@ _FLOAT_FIELDS = ("exposure_ms", "temperature_c")
 
 def save_profile(
     profile: CameraProfile,
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     force: bool = False,
     compression: str | None = "gzip",
 ) -> Path:
@@ -188,7 +188,7 @@ def _write_identity(g: Any, ident: CameraIdentity) -> None:
     g.attrs["extra"] = to_json({str(k): str(v) for k, v in ident.extra.items()})
 
 
-def load_profile(path: str | os.PathLike) -> CameraProfile:
+def load_profile(path: str | os.PathLike[str]) -> CameraProfile:
     """Read and validate a schema-1 profile.
 
     Raises

@@ -96,10 +96,10 @@ def _conditions(p: CameraProfile) -> dict[str, Any]:
 
 def write_datasheet(
     profile: CameraProfile,
-    out: str | os.PathLike,
+    out: str | os.PathLike[str],
     *,
-    png_dir: str | os.PathLike | None = None,
-    pdf: str | os.PathLike | None = None,
+    png_dir: str | os.PathLike[str] | None = None,
+    pdf: str | os.PathLike[str] | None = None,
     force: bool = False,
     source: str = "",
 ) -> dict[str, Any]:
