@@ -30,7 +30,8 @@ __all__ = ["FrameWriter", "frame_context", "frames_format"]
 
 def frame_context(core: Any, identity: Any) -> dict[str, Any]:
     """``pixel_size_um`` and ``detector`` keyword arguments of `FrameWriter` from a core
-    (its current pixel-size preset) and a `CameraIdentity`."""
+    (its current pixel-size preset) and a `CameraIdentity`.
+    """
     try:
         px = float(core.getPixelSizeUm())
     except Exception:  # noqa: BLE001 - no pixel-size preset / bridge without it

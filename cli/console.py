@@ -125,7 +125,8 @@ def snapshot(*paths: Any) -> dict[Any, Any]:
 
 def kept_after_interrupt(before: dict[Any, Any], nothing: str = "nothing written") -> str:
     """What an interruption left, judged from the disk: outputs completed meanwhile, or
-    ``nothing`` (every output as it was)."""
+    ``nothing`` (every output as it was).
+    """
     now = snapshot(*before)
     done = [str(p) for p, sig in before.items() if now[p] is not None and now[p] != sig]
     if done:

@@ -93,7 +93,7 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _is_click_error(exc: BaseException) -> bool:
-    """click's (or typer's vendored click's) own errors: bad usage, bad parameters."""
+    """Click's (or typer's vendored click's) own errors: bad usage, bad parameters."""
     return hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
 
 

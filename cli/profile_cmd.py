@@ -151,7 +151,8 @@ def report(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """EMVA 1288 data sheet of a profile: summary table, PTC/SNR/linearity, spectrograms,
-    defect histograms and per-pixel maps, in one self-contained HTML file."""
+    defect histograms and per-pixel maps, in one self-contained HTML file.
+    """
     with user_errors():
         from rawsigma.calib.profile import CameraProfile
         from rawsigma.calib.sheet import write_datasheet

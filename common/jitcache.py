@@ -114,7 +114,8 @@ def _locator_class():
 def install() -> bool:
     """Put the rawsigma locator first in numba's list (idempotent). Call it before the
     kernels are decorated. Returns False if this numba has no locator list (numba's
-    default cache then applies)."""
+    default cache then applies).
+    """
     try:
         from numba.core import caching
 
@@ -128,7 +129,8 @@ def install() -> bool:
 
 def pending(dispatchers: Iterable) -> list[str]:
     """Names of the numba dispatchers that would compile on their first call: none of
-    their signatures compiled in this process, none cached for this CPU."""
+    their signatures compiled in this process, none cached for this CPU.
+    """
     out = []
     for d in dispatchers:
         if d.overloads:

@@ -142,7 +142,8 @@ class StatsWorker(QtCore.QObject):
 
     def request_fit(self, dark: Any, levels: list) -> None:
         """Ask for a fit (any thread). Requests arriving while a fit runs are coalesced:
-        only the newest one is computed next, so fits never pile up."""
+        only the newest one is computed next, so fits never pile up.
+        """
         with self._fit_lock:
             self._fit_pending = (dark, list(levels))
             if self._fit_scheduled:
