@@ -77,6 +77,9 @@ _RETRY_SEED = 1000
 class SweepRunner(ControlledRunner):
     """Run a `SweepPlan` on a Micro-Manager core.
 
+    `cancel` stops as soon as possible (completed levels stay in the partial file);
+    `pause` / `resume` stop and restart the sequence between frames.
+
     Parameters
     ----------
     core : CMMCorePlus-like
@@ -92,9 +95,6 @@ class SweepRunner(ControlledRunner):
         Device labels (default: the core's current camera and shutter).
     force : bool
         Allow replacing ``frames_path`` and the output profile.
-
-    `cancel` stops as soon as possible (completed levels stay in the partial file);
-    `pause` / `resume` stop and restart the sequence between frames.
 
     Attributes
     ----------
