@@ -45,6 +45,7 @@ SLOW_TESTS = frozenset(
         "test_demo.py::test_demo_fast_writes_reports",
         "test_demo.py::test_demo_full_verdicts",
         "test_emva.py::test_frame_pairs_full_well_clips_before_adc",
+        "test_examples.py::test_example_runs",
         "test_faults_inputs.py::test_score_defect_warning_in_report",
         "test_faults_inputs.py::test_score_runs_with_comma_codec_spec",
         "test_faults_process.py::test_ctrl_c_acquire_stack_writes_nothing",

@@ -12,6 +12,7 @@ HDF5.
 from __future__ import annotations
 
 from .codec import NoiseCodec, codec_maps
+from .containers import read_compressed, write_compressed
 from .stream import CodecMaps, StreamParams, decode_frames, encode_frames, read_header
 
 __all__ = [
@@ -21,5 +22,7 @@ __all__ = [
     "codec_maps",
     "decode_frames",
     "encode_frames",
+    "read_compressed",
     "read_header",
+    "write_compressed",
 ]
