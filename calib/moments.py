@@ -108,7 +108,7 @@ class PixelMoments:
 
     def __init__(
         self,
-        shape: tuple[int, int],
+        shape: tuple[int, ...],
         *,
         higher: bool = True,
         flicker: bool = True,
@@ -230,6 +230,18 @@ class PixelMoments:
         r = slice(None) if rows is None else rows
         return self._ss(r) / (self.n - ddof)
 
+    def _higher_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """The running sums of cubes and fourth powers (``higher=True`` only)."""
+        if self._s3 is None or self._s4 is None:
+            raise ValueError("higher moments were not accumulated (higher=False)")
+        return self._s3, self._s4
+
+    def _flicker_sum(self) -> np.ndarray:
+        """The running frame-mean cross sum (``flicker=True`` only)."""
+        if self._sdf is None:
+            raise ValueError("the flicker sums were not accumulated (flicker=False)")
+        return self._sdf
+
     def central_moment(self, order: int, rows: slice | None = None) -> np.ndarray:
         """Per-pixel biased central moment of order 2, 3 or 4 (float64)."""
         if order == 2:
@@ -239,14 +251,18 @@ class PixelMoments:
         self._need(1)
         r = slice(None) if rows is None else rows
         n = self.n
+        s3, s4 = self._higher_sums()
         m1 = self._s1[r] / n
         m2 = self._s2[r] / n
-        m3 = self._s3[r] / n
+        m3 = s3[r] / n
+        moment: np.ndarray
         if order == 3:
-            return m3 - 3 * m1 * m2 + 2 * m1**3
+            moment = m3 - 3 * m1 * m2 + 2 * m1**3
+            return moment
         if order == 4:
-            m4 = self._s4[r] / n
-            return m4 - 4 * m1 * m3 + 6 * m1**2 * m2 - 3 * m1**4
+            m4 = s4[r] / n
+            moment = m4 - 4 * m1 * m3 + 6 * m1**2 * m2 - 3 * m1**4
+            return moment
         raise ValueError(f"order must be 2, 3 or 4, got {order}")
 
     def var_se(self, rows: slice | None = None) -> np.ndarray:
@@ -268,7 +284,8 @@ class PixelMoments:
         m2 = self.central_moment(2, rows=rows)
         m4 = self.central_moment(4, rows=rows)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return m4 / m2**2 - 3.0
+            kurtosis: np.ndarray = m4 / m2**2 - 3.0
+        return kurtosis
 
     def frame_mean_var(self) -> float:
         """Variance (ddof=1) of the frame means (ADU^2)."""
@@ -357,10 +374,11 @@ class PixelMoments:
         if self.pixel_min is not None:
             st["pixel_min"] = self.pixel_min.copy()
         if self.higher:
-            st["s3"] = self._s3.copy()
-            st["s4"] = self._s4.copy()
+            s3, s4 = self._higher_sums()
+            st["s3"] = s3.copy()
+            st["s4"] = s4.copy()
         if self.flicker:
-            st["sdf"] = self._sdf.copy()
+            st["sdf"] = self._flicker_sum().copy()
         return st
 
     @classmethod
@@ -384,10 +402,11 @@ class PixelMoments:
             ):
                 getattr(pm, attr)[...] = np.asarray(state[key], dt)
             if pm.higher:
-                pm._s3[...] = np.asarray(state["s3"], np.float64)
-                pm._s4[...] = np.asarray(state["s4"], np.float64)
+                s3, s4 = pm._higher_sums()
+                s3[...] = np.asarray(state["s3"], np.float64)
+                s4[...] = np.asarray(state["s4"], np.float64)
             if pm.flicker:
-                pm._sdf[...] = np.asarray(state["sdf"], np.float64)
+                pm._flicker_sum()[...] = np.asarray(state["sdf"], np.float64)
             if pm.pixel_min is not None:
                 pm.pixel_min[...] = np.asarray(state["pixel_min"], np.int32)
             pm._fm = [float(v) for v in np.asarray(state["frame_means"], np.float64)]
@@ -421,16 +440,18 @@ class PixelMoments:
         s2n = o2 + 2 * delta * o1 + n * delta * delta
         if self.higher and other.higher:
             df = delta.astype(np.float64)
-            o3, o4 = other._s3, other._s4
+            o3, o4 = other._higher_sums()
+            s3, s4 = self._higher_sums()
             f1, f2 = o1.astype(np.float64), o2.astype(np.float64)
-            self._s4 += o4 + 4 * df * o3 + 6 * df**2 * f2 + 4 * df**3 * f1 + n * df**4
-            self._s3 += o3 + 3 * df * f2 + 3 * df**2 * f1 + n * df**3
+            s4 += o4 + 4 * df * o3 + 6 * df**2 * f2 + 4 * df**3 * f1 + n * df**4
+            s3 += o3 + 3 * df * f2 + 3 * df**2 * f1 + n * df**3
         else:
             self.higher, self._s3, self._s4 = False, None, None
         if self.flicker and other.flicker:
             sfo = float(np.sum(other.frame_means - other._f0))
-            self._sdf += (
-                other._sdf
+            sdf = self._flicker_sum()
+            sdf += (
+                other._flicker_sum()
                 + delta * sfo
                 + (other._f0 - self._f0) * (o1 + n * delta).astype(np.float64)
             )

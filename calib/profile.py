@@ -276,10 +276,11 @@ class CameraProfile:
         h, w = self.shape
         if ident.roi is None:
             ident.roi = (0, 0, w, h)
-        ident.roi = tuple(int(v) for v in ident.roi)  # type: ignore[assignment]
-        if len(ident.roi) != 4:
-            raise ProfileError(f"profile: identity ROI must be (x, y, w, h), got {ident.roi}")
-        x, y, rw, rh = ident.roi
+        roi = tuple(int(v) for v in ident.roi)
+        if len(roi) != 4:
+            raise ProfileError(f"profile: identity ROI must be (x, y, w, h), got {roi}")
+        x, y, rw, rh = roi
+        ident.roi = (x, y, rw, rh)
         if (rh, rw) != (h, w):
             raise ProfileError(
                 f"profile: identity ROI {ident.roi} (x, y, width, height) is {rw}x{rh} "
@@ -289,8 +290,8 @@ class CameraProfile:
             raise ProfileError(f"profile: identity ROI {ident.roi} has a negative origin")
         if ident.sensor_shape is None:
             ident.sensor_shape = (y + h, x + w)
-        ident.sensor_shape = tuple(int(v) for v in ident.sensor_shape)  # type: ignore[assignment]
-        sh, sw = ident.sensor_shape
+        sh, sw = (int(v) for v in ident.sensor_shape)
+        ident.sensor_shape = (sh, sw)
         if y + h > sh or x + w > sw:
             raise ProfileError(
                 f"profile: identity ROI {ident.roi} extends beyond the sensor "
@@ -314,7 +315,7 @@ class CameraProfile:
     @property
     def shape(self) -> tuple[int, int]:
         """Map shape ``(H, W)`` in binned pixels."""
-        return self.offset.shape  # type: ignore[return-value]
+        return self.offset.shape
 
     @property
     def max_adu(self) -> int:
@@ -326,7 +327,8 @@ class CameraProfile:
         """(H, W) bool mask of pixels with no defect flag."""
         if self.defects is None:
             return np.ones(self.shape, dtype=bool)
-        return self.defects == 0
+        good: np.ndarray = self.defects == 0
+        return good
 
     @property
     def estimated(self) -> bool:
@@ -390,7 +392,8 @@ class CameraProfile:
         """
         m = np.asarray(mean, dtype=np.float32)
         signal = np.maximum(m - self.offset, np.float32(0))
-        return (self.gain * signal + self.read_noise * self.read_noise).astype(np.float32)
+        variance: np.ndarray = self.gain * signal + self.read_noise * self.read_noise
+        return variance.astype(np.float32)
 
     def to_electrons(self, image: np.ndarray) -> np.ndarray:
         """Convert ``image`` (ADU, (..., H, W)) to photo-electrons, float32.
@@ -404,7 +407,8 @@ class CameraProfile:
                 f"image shape {img.shape} does not match profile shape {self.shape}"
             )
         with np.errstate(divide="ignore", invalid="ignore"):  # flagged gain <= 0 pixels
-            return ((img.astype(np.float32) - self.offset) / self.gain).astype(np.float32)
+            electrons: np.ndarray = (img.astype(np.float32) - self.offset) / self.gain
+        return electrons.astype(np.float32)
 
     # ------------------------------------------------------------------ geometry
     def crop(self, roi: Roi, *, relative: bool = False) -> CameraProfile:
@@ -435,7 +439,7 @@ class CameraProfile:
                 f"region {self.identity.roi} (absolute sensor coordinates)"
             )
         sl = (slice(ry, ry + h), slice(rx, rx + w))
-        maps = {
+        maps: dict[str, Any] = {
             n: (None if getattr(self, n) is None else getattr(self, n)[sl].copy())
             for n in MAP_NAMES + DARK_MAPS
         }
@@ -443,7 +447,7 @@ class CameraProfile:
             self.identity, roi=(ox + rx, oy + ry, w, h), extra=dict(self.identity.extra)
         )
         prov = dict(self.provenance)
-        prov["cropped_from"] = {"profile_id": self.profile_id, "roi": list(self.identity.roi)}
+        prov["cropped_from"] = {"profile_id": self.profile_id, "roi": [ox, oy, pw, ph]}
         return CameraProfile(
             identity=ident,
             emva=dict(self.emva),

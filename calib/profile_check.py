@@ -59,7 +59,7 @@ def parse_roi(value: Any) -> tuple[int, int, int, int]:
         raise ImageMismatchError(f"image metadata: cannot parse ROI {value!r}") from None
     if len(roi) != 4:
         raise ImageMismatchError(f"image metadata: ROI {value!r} is not (x, y, width, height)")
-    return roi  # type: ignore[return-value]
+    return roi
 
 
 def _shape_hint(profile: CameraProfile, shape: tuple[int, int]) -> str:

@@ -348,8 +348,8 @@ def _read_identity(g: Any) -> CameraIdentity:
     for name in _FLOAT_FIELDS:
         if name not in g.attrs:
             raise ProfileError(f"missing attribute '{where}{name}'")
-        v = float(np.asarray(g.attrs[name]))
-        kw[name] = None if math.isnan(v) else v
+        value = float(np.asarray(g.attrs[name]))
+        kw[name] = None if math.isnan(value) else value
     extra = _attr_json(g.attrs, "extra", where)
     if not isinstance(extra, dict):
         raise ProfileError(f"attribute '{where}extra' must be a JSON object")

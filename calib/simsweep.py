@@ -90,7 +90,11 @@ def accumulate_sweep(
         f = 1.0 + flicker * rng.standard_normal(frames)
         f *= 1.0 + drift * (np.arange(frames) / max(frames - 1, 1) - 0.5)
         factors.append(f)
-        _fill(lv, frames, lambda i, ph=ph, f=f: expose(ph * f[i], exposure_s, rng), chunk)
+
+        def make(i: int, ph: float = ph, f: np.ndarray = f) -> np.ndarray:
+            return expose(ph * f[i], exposure_s, rng)
+
+        _fill(lv, frames, make, chunk)
         levels.append(lv)
         if level_darks:
             d = PixelMoments(shape)
