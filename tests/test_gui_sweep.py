@@ -15,7 +15,6 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.gui
-pytest.importorskip("rawsigma.acquire.sweep")
 from rawsigma.acquire.core import open_core  # noqa: E402
 from rawsigma.calib.profile import CameraProfile  # noqa: E402
 
