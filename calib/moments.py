@@ -21,6 +21,8 @@ import numpy as np
 from .moments_kernel import CHUNK, accumulate, frame_sums
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .levelstats import LevelStats
 
 __all__ = ["PixelMoments"]
@@ -32,7 +34,7 @@ _MAX_FRAMES = 2**21
 _BLOCK_ELEMS = 1 << 18
 
 
-def _staggered(shape: tuple[int, int], dtypes: list[type]) -> list[np.ndarray]:
+def _staggered(shape: tuple[int, int], dtypes: Sequence[type]) -> list[np.ndarray]:
     """Zeroed arrays of ``shape`` carved from one buffer, each starting at a different
     offset modulo 4 KiB (cache-line aligned), so that the accumulation kernel's streams
     do not alias in the cache (large allocations are page-aligned otherwise)."""

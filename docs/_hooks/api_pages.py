@@ -34,6 +34,7 @@ NAMESPACES = {
     "analysis.reporting.md": ("rawsigma.analysis.reporting", "analysis/reporting"),
     "analysis.phantoms.md": ("rawsigma.analysis.phantoms", "analysis/phantoms"),
     "analysis.outofcore.md": ("rawsigma.analysis.outofcore", "analysis/outofcore"),
+    "analysis.tomo.md": ("rawsigma.analysis.tomo", "analysis/tomo"),
 }
 # the shared modules of the top-level package, documented whole on its page
 ROOT_MODULES = ("rawsigma.errors", "rawsigma.fileio", "rawsigma.imread")
