@@ -32,6 +32,9 @@ __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_
 
 RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5")
 
+# the name report3d and tomo_report import (the helper lives in scoring.score_maps)
+_clean = clean_nonfinite
+
 
 def write_results_json(result, path: str | os.PathLike, force: bool = False) -> Path:
     """Write ``result.to_dict()`` as strict JSON (non-finite numbers as strings)."""
