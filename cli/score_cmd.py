@@ -310,7 +310,7 @@ def _score_locked(
             from rawsigma.analysis.segmentation.annotations import training_labels
 
             lab = training_labels(lab)
-        from rawsigma.analysis.scoring.runner import check_labels
+        from rawsigma.analysis.scoring.inputs import check_labels
 
         lab = check_labels(lab, img.shape, str(labels), foreground_class=foreground_class)
 
