@@ -27,6 +27,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -360,28 +361,90 @@ def calibrate_from_stacks(
     if not plist:
         raise InputFileError("no stack files given")
     dark_path = Path(dark) if dark is not None else None
-    all_paths = ([dark_path] if dark_path else []) + plist
-    infos = {p.name: stack_info(p) for p in all_paths}
-    if len(infos) != len(all_paths):
-        raise InputFileError(f"stack file names must be distinct: {[str(p) for p in all_paths]}")
+    infos, shape = _stack_infos(([dark_path] if dark_path else []) + plist)
+    frames = _frame_plan(plist, dark_path, csv, infos)
+    counts = _frame_counts(frames.rows, infos, csv)
+    light_levels = sorted(lv for kind, lv in counts if kind == "light")
+    accs = _accumulate(frames.rows, counts, infos, shape, progress)
+    # every frame went into one accumulator, which tracks the per-pixel maximum
+    vmax = max(int(acc.pixel_max.max()) for acc in accs.values())
+    bit_depth, bits_source = _bit_depth(infos, bit_depth, vmax)
+
+    levels = [accs[("light", lv)] for lv in light_levels]
+    dark_acc = PixelMoments(shape)
+    for key, acc in accs.items():
+        if key[0] == "dark":
+            dark_acc.merge(acc)  # merge reads acc and never modifies it
+    level_darks = None
+    if all(("dark", lv) in accs for lv in light_levels):
+        level_darks = [accs[("dark", lv)] for lv in light_levels]
+    photons, exposure = _level_axes(frames.level_meta, light_levels)
+    profile = build_profile(
+        dark_acc,
+        levels,
+        _stack_identity(identity, infos, bit_depth, shape),
+        plan={
+            "kind": "from_stacks",
+            "stacks": [str(i["path"]) for i in infos.values()],
+            "csv": None if csv is None else str(csv),
+            "frame_table": frames.source,
+            "levels": light_levels,
+        },
+        max_adu=(1 << int(bit_depth)) - 1,
+        level_darks=level_darks,
+        photons=photons if np.all(np.isfinite(photons)) else None,
+        exposure=exposure if np.all(np.isfinite(exposure)) and np.ptp(exposure) > 0 else None,
+        flicker_correction=flicker_correction,
+        gain_map=gain_map,
+        source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
+        bit_depth_source=bits_source,
+        total_frames=len(frames.rows),
+    )
+    groups = {lv: acc for (kind, lv), acc in accs.items() if kind == "dark" and lv is not None}
+    return _with_dark_current(profile, groups, frames.dark_exposure)
+
+
+# ----------------------------------------------------------------------------- steps
+FrameKey = tuple[str, int | None]  # ("dark", level or None) / ("light", level)
+
+
+@dataclass
+class _FramePlan:
+    """Which frame of which file goes into which accumulator, and what each level is."""
+
+    rows: list[tuple[str, int, FrameKey]] = field(default_factory=list)  # (file, page, key)
+    level_meta: dict[int, dict[str, float]] = field(default_factory=dict)
+    dark_exposure: dict[int, float] = field(default_factory=dict)  # dark level -> exposure, s
+    source: str = "files"  # where the roles come from: csv, metadata or files
+
+
+def _stack_infos(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], tuple[int, int]]:
+    """:func:`stack_info` of every stack by name; one frame shape and pixel type for all."""
+    infos = {p.name: stack_info(p) for p in paths}
+    if len(infos) != len(paths):
+        raise InputFileError(f"stack file names must be distinct: {[str(p) for p in paths]}")
     shapes = {i["shape"] for i in infos.values()}
     if len(shapes) > 1:
         raise InputFileError(
             "stacks have different frame shapes: "
             + ", ".join(f"{n}: {i['shape']}" for n, i in infos.items())
         )
-    shape = shapes.pop()
     dtypes = {i["dtype"] for i in infos.values()}
     if len(dtypes) > 1:
         raise InputFileError(
             "stacks have different pixel types (different cameras or modes?): "
             + ", ".join(f"{n}: {i['dtype']}" for n, i in infos.items())
         )
+    return infos, shapes.pop()
 
-    # (file, page) -> accumulator key; key = ("dark", level or None) / ("light", level)
-    plan_rows: list[tuple[str, int, tuple[str, int | None]]] = []
-    level_meta: dict[int, dict[str, float]] = {}
-    dark_exposure: dict[int, float] = {}  # CSV dark groups: level -> exposure (s)
+
+def _frame_plan(
+    plist: list[Path],
+    dark_path: Path | None,
+    csv: str | os.PathLike | None,
+    infos: dict[str, dict[str, Any]],
+) -> _FramePlan:
+    """The frames' roles: from the CSV, the datasets' metadata, the HDF5 file or the files."""
     table = None
     if csv is not None:
         if dark_path is not None:
@@ -390,53 +453,74 @@ def calibrate_from_stacks(
     elif dark_path is None:  # recorded datasets: dark/light levels from their metadata
         table = recorded_frame_table(infos)
     if table is not None:
-        for e in table:
-            key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
-            plan_rows.append((e["file"], e["frame"], key))
-            if e["kind"] == "dark":
-                dark_exposure.setdefault(e["level"], e["exposure_s"])
-            if e["kind"] == "light":
-                level_meta.setdefault(
-                    e["level"],
-                    {
-                        "exposure_s": e["exposure_s"],
-                        "photons": e["photons"],
-                        "control": e["control"],
-                    },
-                )
-    elif dark_path is None and len(plist) == 1 and infos[plist[0].name]["table"] is not None:
-        # HDF5 frames file written by acquire.framesave: roles stored in the file
-        name = plist[0].name
-        for j, (kind, lv) in enumerate(infos[name]["table"]):
-            k = kind.strip().lower()
-            if k not in _LIGHT | _DARK:
-                raise InputFileError(f"{plist[0]}: frame {j} has kind {kind!r}")
-            key = ("light", lv) if k in _LIGHT else ("dark", lv)
-            plan_rows.append((name, j, key))
-            if key[0] == "light":
-                level_meta.setdefault(lv, {"exposure_s": np.nan, "photons": np.nan})
-    else:
-        if dark_path is None:
-            if len(plist) < 2:
-                raise InputFileError(
-                    f"{plist[0]}: one stack without a CSV; give a dark stack and at least "
-                    "one light-level stack, or a CSV saying which frame is which"
-                )
-            dark_path, light_paths = plist[0], plist[1:]
-        else:
-            light_paths = plist
-        for j in range(infos[dark_path.name]["n_frames"]):
-            plan_rows.append((dark_path.name, j, ("dark", None)))
-        for li, lp in enumerate(light_paths):
-            for j in range(infos[lp.name]["n_frames"]):
-                plan_rows.append((lp.name, j, ("light", li)))
-            level_meta[li] = {"exposure_s": np.nan, "photons": np.nan}
+        return _plan_from_table(table, "csv" if csv else "metadata")
+    if dark_path is None and len(plist) == 1 and infos[plist[0].name]["table"] is not None:
+        return _plan_from_stored_roles(plist[0], infos[plist[0].name]["table"])
+    return _plan_from_files(plist, dark_path, infos)
 
-    counts: dict[tuple[str, int | None], int] = {}
-    for _, _, key in plan_rows:
+
+def _plan_from_table(table: list[dict[str, Any]], source: str) -> _FramePlan:
+    plan = _FramePlan(source=source)
+    for e in table:
+        key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
+        plan.rows.append((e["file"], e["frame"], key))
+        if e["kind"] == "dark":
+            plan.dark_exposure.setdefault(e["level"], e["exposure_s"])
+        if e["kind"] == "light":
+            plan.level_meta.setdefault(
+                e["level"],
+                {"exposure_s": e["exposure_s"], "photons": e["photons"], "control": e["control"]},
+            )
+    return plan
+
+
+def _plan_from_stored_roles(path: Path, roles: list[tuple[str, int]]) -> _FramePlan:
+    """HDF5 frames file written by acquire.framesave: roles stored in the file."""
+    plan = _FramePlan()
+    for j, (kind, lv) in enumerate(roles):
+        k = kind.strip().lower()
+        if k not in _LIGHT | _DARK:
+            raise InputFileError(f"{path}: frame {j} has kind {kind!r}")
+        key = ("light", lv) if k in _LIGHT else ("dark", lv)
+        plan.rows.append((path.name, j, key))
+        if key[0] == "light":
+            plan.level_meta.setdefault(lv, {"exposure_s": np.nan, "photons": np.nan})
+    return plan
+
+
+def _plan_from_files(
+    plist: list[Path], dark_path: Path | None, infos: dict[str, dict[str, Any]]
+) -> _FramePlan:
+    """One dark stack (``dark_path`` or the first) and one stack per light level."""
+    if dark_path is None:
+        if len(plist) < 2:
+            raise InputFileError(
+                f"{plist[0]}: one stack without a CSV; give a dark stack and at least "
+                "one light-level stack, or a CSV saying which frame is which"
+            )
+        dark_path, light_paths = plist[0], plist[1:]
+    else:
+        light_paths = plist
+    plan = _FramePlan()
+    for j in range(infos[dark_path.name]["n_frames"]):
+        plan.rows.append((dark_path.name, j, ("dark", None)))
+    for li, lp in enumerate(light_paths):
+        for j in range(infos[lp.name]["n_frames"]):
+            plan.rows.append((lp.name, j, ("light", li)))
+        plan.level_meta[li] = {"exposure_s": np.nan, "photons": np.nan}
+    return plan
+
+
+def _frame_counts(
+    rows: list[tuple[str, int, FrameKey]],
+    infos: dict[str, dict[str, Any]],
+    csv: str | os.PathLike | None,
+) -> dict[FrameKey, int]:
+    """Frames per accumulator; light and dark frames present, at least 2 in each group."""
+    counts: dict[FrameKey, int] = {}
+    for _, _, key in rows:
         counts[key] = counts.get(key, 0) + 1
-    light_levels = sorted(lv for kind, lv in counts if kind == "light")
-    if not light_levels:
+    if not any(kind == "light" for kind, _ in counts):
         raise InputFileError("no light (bright) frames found")
     if not any(kind == "dark" for kind, _ in counts):
         raise InputFileError("no dark frames found; dark frames are needed for the offset")
@@ -445,21 +529,31 @@ def calibrate_from_stacks(
             where = (
                 csv
                 if csv is not None
-                else next((infos[f]["path"] for f, _, k in plan_rows if k == (kind, lv)), "")
+                else next((infos[f]["path"] for f, _, k in rows if k == (kind, lv)), "")
             )
             what = f"{kind} frames of level {lv}" if lv is not None else "dark frames"
             raise InputFileError(
                 f"{where}: has 1 frame for {what}; at least 2 frames are needed to measure "
                 "a temporal variance"
             )
+    return counts
 
-    accs: dict[tuple[str, int | None], PixelMoments] = {
+
+def _accumulate(
+    rows: list[tuple[str, int, FrameKey]],
+    counts: dict[FrameKey, int],
+    infos: dict[str, dict[str, Any]],
+    shape: tuple[int, int],
+    progress: Callable[[int, int], None] | None,
+) -> dict[FrameKey, PixelMoments]:
+    """Fold every frame into its accumulator, file by file, one page at a time."""
+    accs: dict[FrameKey, PixelMoments] = {
         key: PixelMoments(shape, higher=(key[0] == "dark"), flicker=(key[0] == "light"))
         for key in counts
     }
-    total, done = len(plan_rows), 0
-    by_file: dict[str, list[tuple[int, tuple[str, int | None]]]] = {}
-    for f, j, key in plan_rows:
+    total, done = len(rows), 0
+    by_file: dict[str, list[tuple[int, FrameKey]]] = {}
+    for f, j, key in rows:
         by_file.setdefault(f, []).append((j, key))
     for f, items in by_file.items():
         keys = dict(items)
@@ -468,9 +562,13 @@ def calibrate_from_stacks(
             done += 1
             if progress is not None:
                 progress(done, total)
-    # every frame went into one accumulator, which tracks the per-pixel maximum
-    vmax = max(int(acc.pixel_max.max()) for acc in accs.values())
+    return accs
 
+
+def _bit_depth(
+    infos: dict[str, dict[str, Any]], bit_depth: int | None, vmax: int
+) -> tuple[int, str]:
+    """The ADC bit depth (given, declared by the files or inferred) and where it came from."""
     bits_declared = {i["bit_depth"] for i in infos.values() if i["bit_depth"]}
     if len(bits_declared) > 1:
         raise InputFileError(
@@ -488,57 +586,45 @@ def calibrate_from_stacks(
         raise InputFileError(
             f"{', '.join(infos)}: values up to {vmax} exceed the {bit_depth}-bit range"
         )
+    return bit_depth, bits_source
 
-    levels = [accs[("light", lv)] for lv in light_levels]
-    darks_all = [acc for (kind, _), acc in accs.items() if kind == "dark"]
-    dark_acc = PixelMoments(shape)
-    for d in darks_all:
-        dark_acc.merge(d)  # merge reads d and never modifies it
-    level_darks = None
-    if all(("dark", lv) in accs for lv in light_levels):
-        level_darks = [accs[("dark", lv)] for lv in light_levels]
-    ph = np.array([level_meta[lv]["photons"] for lv in light_levels])
-    ex = np.array([level_meta[lv]["exposure_s"] for lv in light_levels])
-    ctl = np.array([level_meta[lv].get("control", np.nan) for lv in light_levels])
-    # linearity x-axis: photons, else the exposure if it varies, else the light control
-    if not (np.all(np.isfinite(ex)) and np.ptp(ex) > 0):
-        ex = ctl if np.all(np.isfinite(ctl)) and np.ptp(ctl) > 0 else ex
 
+def _level_axes(
+    level_meta: dict[int, dict[str, float]], light_levels: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Photons and the linearity x-axis per level.
+
+    The x-axis is the exposure if it varies, else the light control if that varies.
+    """
+    photons = np.array([level_meta[lv]["photons"] for lv in light_levels])
+    exposure = np.array([level_meta[lv]["exposure_s"] for lv in light_levels])
+    control = np.array([level_meta[lv].get("control", np.nan) for lv in light_levels])
+    if not (np.all(np.isfinite(exposure)) and np.ptp(exposure) > 0):
+        if np.all(np.isfinite(control)) and np.ptp(control) > 0:
+            exposure = control
+    return photons, exposure
+
+
+def _stack_identity(
+    identity: CameraIdentity | dict | None,
+    infos: dict[str, dict[str, Any]],
+    bit_depth: int,
+    shape: tuple[int, int],
+) -> CameraIdentity:
+    """The given identity, else the datasets' recorded one, else one from the file names."""
     if identity is None:  # from the datasets' metadata when recorded by Micro-Manager
         identity = recorded_identity(infos, int(bit_depth), shape)
     if identity is None:
-        identity = CameraIdentity(
+        return CameraIdentity(
             camera="from stacks",
             bit_depth=int(bit_depth),
             roi=(0, 0, shape[1], shape[0]),
             sensor_shape=shape,
             extra={"stacks": ", ".join(infos)},
         )
-    elif isinstance(identity, dict):
-        identity = CameraIdentity.from_dict({"bit_depth": bit_depth, **identity})
-    profile = build_profile(
-        dark_acc,
-        levels,
-        identity,
-        plan={
-            "kind": "from_stacks",
-            "stacks": [str(i["path"]) for i in infos.values()],
-            "csv": None if csv is None else str(csv),
-            "frame_table": "csv" if csv else ("metadata" if table is not None else "files"),
-            "levels": light_levels,
-        },
-        max_adu=(1 << int(bit_depth)) - 1,
-        level_darks=level_darks,
-        photons=ph if np.all(np.isfinite(ph)) else None,
-        exposure=ex if np.all(np.isfinite(ex)) and np.ptp(ex) > 0 else None,
-        flicker_correction=flicker_correction,
-        gain_map=gain_map,
-        source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
-        bit_depth_source=bits_source,
-        total_frames=total,
-    )
-    groups = {lv: acc for (kind, lv), acc in accs.items() if kind == "dark" and lv is not None}
-    return _with_dark_current(profile, groups, dark_exposure)
+    if isinstance(identity, dict):
+        return CameraIdentity.from_dict({"bit_depth": bit_depth, **identity})
+    return identity
 
 
 def _with_dark_current(
