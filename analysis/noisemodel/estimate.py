@@ -414,48 +414,15 @@ def estimate_profile(
     from rawsigma.fileio import provenance
 
     name = source or "image"
-    img = np.asarray(image)
-    if img.dtype.kind not in "u":
-        raise ImageMismatchError(
-            f"{name}: raw image must have an unsigned integer dtype (ADU), got {img.dtype}"
-        )
-    while img.ndim > 2 and img.shape[0] == 1:
-        img = img[0]
-    if img.ndim not in (2, 3):
-        raise ImageMismatchError(f"{name}: expected (H, W) or (N, H, W), got shape {img.shape}")
+    img = _raw_array(image, name)
     preset = None
     if camera is not None:
-        from rawsigma.analysis.noisemodel.camera_presets import load_preset
-
-        preset = load_preset(camera)
-        if bit_depth is not None and int(bit_depth) != preset.bit_depth:
-            raise ImageMismatchError(
-                f"{name}: camera preset {preset.name} is {preset.bit_depth}-bit, "
-                f"--bit-depth says {bit_depth}"
-            )
-        if int(img.max()) > (1 << preset.bit_depth) - 1 or img.dtype.itemsize * 8 < min(
-            preset.bit_depth, 16
-        ):
-            raise ImageMismatchError(
-                f"{name}: camera preset {preset.name} is {preset.bit_depth}-bit but the image "
-                f"is {img.dtype} with values up to {int(img.max())}: not this camera mode"
-            )
+        preset = _camera_preset(camera, img, name, bit_depth)
         bit_depth = preset.bit_depth
         offset = preset.offset if offset is None else offset
         read_noise = preset.read_noise if read_noise is None else read_noise
         gain = preset.gain if gain is None else gain
-    if bit_depth is None:
-        bit_depth = img.dtype.itemsize * 8
-    if not 8 <= int(bit_depth) <= img.dtype.itemsize * 8:
-        raise NoiseEstimateError(
-            f"{name}: bit depth must be in [8, {img.dtype.itemsize * 8}] for {img.dtype}, "
-            f"got {bit_depth}"
-        )
-    max_adu = (1 << int(bit_depth)) - 1
-    if int(img.max()) > max_adu:
-        raise ImageMismatchError(
-            f"{name}: values up to {int(img.max())} exceed the {bit_depth}-bit range"
-        )
+    bit_depth, max_adu = _bit_range(img, name, bit_depth)
     _check_inputs(img, name, tile, max_adu, read_noise, offset, gain)
     mean, var, n_blocks = tile_statistics(img, tile=int(tile), max_adu=max_adu)
     if mean.size < MIN_BLOCKS:
@@ -469,57 +436,15 @@ def estimate_profile(
     identifiable = offset is not None or read_noise is not None
     assumed: dict[str, str] = {}
     if identifiable:
-        sol = _solve_known(fit, mean, var, read_noise, offset)
-        if gain is not None:  # a given gain wins over any refit through the given point
-            sol["gain"] = float(gain)
         top = float(np.median(valid)) if valid.size else float(max_adu)
-        if offset is None and not 0 <= sol["offset"] <= top:
-            raise NoiseEstimateError(
-                f"{name}: the given read noise {read_noise:.4g} ADU does not fit this image: "
-                f"the measured variance equals its square at {sol['offset']:.6g} ADU, outside "
-                f"the possible offsets [0, {top:.6g}] ADU (wrong camera mode or preset?); give "
-                "--offset as well, or omit --read-noise"
-            )
+        sol = _solve_given(fit, mean, var, read_noise, offset, gain, top, name)
     else:
-        try:
-            o, rn, g_t, o_txt, r_txt = _honest_split(fit, mean, x_low, max_adu)
-        except _ThroughZero as tz:
-            o, rn = tz.o_hi, 0.0
-            fit = _fit_through(fit, mean, var, o, 0.0)
-            g_t = fit["slope"] + 2 * fit["quad"] * o
-            o_txt = (
-                f"assumed at {tz.where}; the measured variance curve reached zero above it "
-                "and was refitted through (offset, 0)"
-            )
-            r_txt = "assumed 0 at the assumed offset (below the image's values)"
-        if gain is not None:
-            g_t = float(gain)
-        sol = {
-            "gain": float(g_t),
-            "gain_se": float(np.sqrt(max(fit["cov"][1, 1], 0))),
-            "offset": o,
-            "read_noise": rn,
-            "offset_source": o_txt,
-            "read_noise_source": r_txt,
-        }
-        assumed = {"offset": o_txt, "read_noise": r_txt}
+        fit, sol = _solve_unidentifiable(fit, mean, var, x_low, max_adu, gain)
+        assumed = {"offset": sol["offset_source"], "read_noise": sol["read_noise_source"]}
     gain_v, offset_v, rn = sol["gain"], sol["offset"], sol["read_noise"]
     if not np.isfinite(gain_v) or gain_v <= 0:
         raise NoiseEstimateError(f"{name}: no positive gain consistent with the darkest pixels")
-    c = fit["quad"]
-    inl = fit["weights"] > 0
     pcts = np.percentile(valid, [1, 50]) if valid.size else np.array([x_low, x_low])
-    model = [gain_v * max(p - offset_v, 0.0) + c * max(p - offset_v, 0.0) ** 2 + rn * rn
-             for p in pcts]  # fmt: skip
-    warning = ""
-    if not identifiable:
-        warning = (
-            "offset and read noise are not identifiable from the image alone: offset "
-            f"{offset_v:.6g} ADU ({assumed['offset']}) and read noise {rn:.4g} ADU "
-            f"({assumed['read_noise']}) are assumptions; the variance model follows the "
-            "measured noise over the image's values. Give --offset/--read-noise or --camera "
-            "for physical values"
-        )
     estimate = {
         "method": METHOD,
         "reference": "Heintzmann, Relich & Nagy 2016, arXiv:1611.05654",
@@ -527,21 +452,7 @@ def estimate_profile(
         "k_cut_nyquist": K_CUT,
         "n_blocks": int(n_blocks),
         "n_used": int(mean.size),
-        "n_inliers": fit["n_inliers"],
-        "gain": float(gain_v),
-        "fit_quad": c,
-        "fit_slope": fit["slope"],
-        "fit_intercept": fit["intercept"],
-        "fit_quadratic_term": fit["quadratic"],
-        "fixed_pattern_rel": float(np.sqrt(max(c, 0.0))),
-        "zero_variance_mean_adu": float(_root(c, fit["slope"], fit["intercept"])),
-        "darkest_block_mean_adu": float(np.min(mean[inl])),
-        "darkest_pixels_adu": x_low,
-        "mean_span_adu": float(np.ptp(mean[inl])) if inl.any() else 0.0,
-        "rel_scatter": fit["rel_scale"],
-        "offset": float(offset_v),
-        "read_noise": rn,
-        "gain_se": sol["gain_se"],
+        **_fit_record(fit, sol, mean, x_low),
         "gain_source": "given" if gain is not None else "fitted slope",
         "offset_source": sol["offset_source"],
         "read_noise_source": sol["read_noise_source"],
@@ -549,13 +460,8 @@ def estimate_profile(
         "bit_depth": int(bit_depth),
         "identifiable": bool(identifiable),
         "assumed": assumed,
-        "warning": warning,
-        "variance_check": {
-            "p1_adu": float(pcts[0]),
-            "p50_adu": float(pcts[1]),
-            "model_var_p1": float(model[0]),
-            "model_var_p50": float(model[1]),
-        },
+        "warning": "" if identifiable else _not_identifiable_warning(offset_v, rn, assumed),
+        "variance_check": _variance_check(pcts, gain_v, offset_v, fit["quad"], rn),
         "camera_preset": preset.as_dict() if preset is not None else None,
     }
     _check_no_silence(valid, float(offset_v), rn, name)
@@ -572,6 +478,164 @@ def estimate_profile(
     )
     prof.ptc = {"mean": mean, "var": var, "weight": fit["weights"]}
     return prof
+
+
+# ----------------------------------------------------------------------------- steps
+def _raw_array(image: np.ndarray, name: str) -> np.ndarray:
+    """The image as (H, W) or (N, H, W) unsigned integers, or a clear error."""
+    img = np.asarray(image)
+    if img.dtype.kind not in "u":
+        raise ImageMismatchError(
+            f"{name}: raw image must have an unsigned integer dtype (ADU), got {img.dtype}"
+        )
+    while img.ndim > 2 and img.shape[0] == 1:
+        img = img[0]
+    if img.ndim not in (2, 3):
+        raise ImageMismatchError(f"{name}: expected (H, W) or (N, H, W), got shape {img.shape}")
+    return img
+
+
+def _camera_preset(camera: str, img: np.ndarray, name: str, bit_depth: int | None) -> Any:
+    """The named camera preset, refused when its bit depth does not fit the image."""
+    from rawsigma.analysis.noisemodel.camera_presets import load_preset
+
+    preset = load_preset(camera)
+    if bit_depth is not None and int(bit_depth) != preset.bit_depth:
+        raise ImageMismatchError(
+            f"{name}: camera preset {preset.name} is {preset.bit_depth}-bit, "
+            f"--bit-depth says {bit_depth}"
+        )
+    if int(img.max()) > (1 << preset.bit_depth) - 1 or img.dtype.itemsize * 8 < min(
+        preset.bit_depth, 16
+    ):
+        raise ImageMismatchError(
+            f"{name}: camera preset {preset.name} is {preset.bit_depth}-bit but the image "
+            f"is {img.dtype} with values up to {int(img.max())}: not this camera mode"
+        )
+    return preset
+
+
+def _bit_range(img: np.ndarray, name: str, bit_depth: int | None) -> tuple[int, int]:
+    """Bit depth (default: the dtype's) and ADC maximum; the image must fit in it."""
+    if bit_depth is None:
+        bit_depth = img.dtype.itemsize * 8
+    if not 8 <= int(bit_depth) <= img.dtype.itemsize * 8:
+        raise NoiseEstimateError(
+            f"{name}: bit depth must be in [8, {img.dtype.itemsize * 8}] for {img.dtype}, "
+            f"got {bit_depth}"
+        )
+    max_adu = (1 << int(bit_depth)) - 1
+    if int(img.max()) > max_adu:
+        raise ImageMismatchError(
+            f"{name}: values up to {int(img.max())} exceed the {bit_depth}-bit range"
+        )
+    return bit_depth, max_adu
+
+
+def _solve_given(
+    fit: dict[str, Any],
+    mean: np.ndarray,
+    var: np.ndarray,
+    read_noise: float | None,
+    offset: float | None,
+    gain: float | None,
+    top: float,
+    name: str,
+) -> dict[str, Any]:
+    """Gain, offset and read noise when the offset and/or read noise is known."""
+    sol = _solve_known(fit, mean, var, read_noise, offset)
+    if gain is not None:  # a given gain wins over any refit through the given point
+        sol["gain"] = float(gain)
+    if offset is None and not 0 <= sol["offset"] <= top:
+        raise NoiseEstimateError(
+            f"{name}: the given read noise {read_noise:.4g} ADU does not fit this image: "
+            f"the measured variance equals its square at {sol['offset']:.6g} ADU, outside "
+            f"the possible offsets [0, {top:.6g}] ADU (wrong camera mode or preset?); give "
+            "--offset as well, or omit --read-noise"
+        )
+    return sol
+
+
+def _solve_unidentifiable(
+    fit: dict[str, Any],
+    mean: np.ndarray,
+    var: np.ndarray,
+    x_low: float,
+    max_adu: int,
+    gain: float | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Offset and read noise assumed (`_honest_split`); the fit and the solution."""
+    try:
+        o, rn, g_t, o_txt, r_txt = _honest_split(fit, mean, x_low, max_adu)
+    except _ThroughZero as tz:
+        o, rn = tz.o_hi, 0.0
+        fit = _fit_through(fit, mean, var, o, 0.0)
+        g_t = fit["slope"] + 2 * fit["quad"] * o
+        o_txt = (
+            f"assumed at {tz.where}; the measured variance curve reached zero above it "
+            "and was refitted through (offset, 0)"
+        )
+        r_txt = "assumed 0 at the assumed offset (below the image's values)"
+    if gain is not None:
+        g_t = float(gain)
+    sol = {
+        "gain": float(g_t),
+        "gain_se": float(np.sqrt(max(fit["cov"][1, 1], 0))),
+        "offset": o,
+        "read_noise": rn,
+        "offset_source": o_txt,
+        "read_noise_source": r_txt,
+    }
+    return fit, sol
+
+
+def _fit_record(
+    fit: dict[str, Any], sol: dict[str, Any], mean: np.ndarray, x_low: float
+) -> dict[str, Any]:
+    """The fit's numbers for the provenance, in its keys and order."""
+    c = fit["quad"]
+    inl = fit["weights"] > 0
+    return {
+        "n_inliers": fit["n_inliers"],
+        "gain": float(sol["gain"]),
+        "fit_quad": c,
+        "fit_slope": fit["slope"],
+        "fit_intercept": fit["intercept"],
+        "fit_quadratic_term": fit["quadratic"],
+        "fixed_pattern_rel": float(np.sqrt(max(c, 0.0))),
+        "zero_variance_mean_adu": float(_root(c, fit["slope"], fit["intercept"])),
+        "darkest_block_mean_adu": float(np.min(mean[inl])),
+        "darkest_pixels_adu": x_low,
+        "mean_span_adu": float(np.ptp(mean[inl])) if inl.any() else 0.0,
+        "rel_scatter": fit["rel_scale"],
+        "offset": float(sol["offset"]),
+        "read_noise": sol["read_noise"],
+        "gain_se": sol["gain_se"],
+    }
+
+
+def _not_identifiable_warning(offset: float, read_noise: float, assumed: dict[str, str]) -> str:
+    return (
+        "offset and read noise are not identifiable from the image alone: offset "
+        f"{offset:.6g} ADU ({assumed['offset']}) and read noise {read_noise:.4g} ADU "
+        f"({assumed['read_noise']}) are assumptions; the variance model follows the "
+        "measured noise over the image's values. Give --offset/--read-noise or --camera "
+        "for physical values"
+    )
+
+
+def _variance_check(
+    pcts: np.ndarray, gain: float, offset: float, quad: float, read_noise: float
+) -> dict[str, float]:
+    """Model variance at the image's 1st and 50th percentiles."""
+    model = [gain * max(p - offset, 0.0) + quad * max(p - offset, 0.0) ** 2
+             + read_noise * read_noise for p in pcts]  # fmt: skip
+    return {
+        "p1_adu": float(pcts[0]),
+        "p50_adu": float(pcts[1]),
+        "model_var_p1": float(model[0]),
+        "model_var_p50": float(model[1]),
+    }
 
 
 def _fit_curve(
