@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import AcquisitionError, Cancelled
@@ -28,6 +28,9 @@ from .core import set_properties
 from .framesave import FrameWriter, frame_context
 from .plans import StackPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
+
+if TYPE_CHECKING:
+    from rawsigma.calib.profile import CameraIdentity
 
 __all__ = ["StackRunner", "StackResult"]
 
@@ -154,13 +157,10 @@ class StackRunner(ControlledRunner):
                     locks.enter_context(output_lock(path))
             return self._run_locked(out)
 
-    def _run_locked(self, out: str | os.PathLike | None) -> StackResult:
-        from rawsigma.calib.moments import PixelMoments
-
+    def _prepare_camera(self) -> tuple[CameraIdentity, tuple[int, int]]:
+        """Reset the controls, apply properties and exposure; identity and frame shape."""
         from .identity import read_identity
 
-        if out is not None:
-            check_output(out, self.force)
         p, core, cam = self.plan, self.core, self.camera
         self.controls.reset()
         if p.properties:
@@ -168,25 +168,49 @@ class StackRunner(ControlledRunner):
         if p.exposure_ms is not None:
             core.setExposure(cam, p.exposure_ms)
         identity = read_identity(core, cam)
-        h, w = int(core.getImageHeight()), int(core.getImageWidth())
-        probes = p.probes((h, w))
+        return identity, (int(core.getImageHeight()), int(core.getImageWidth()))
+
+    def _frame_writer(self, shape: tuple[int, int], identity: CameraIdentity) -> FrameWriter | None:
+        """The writer of every frame when ``frames_path`` is set."""
+        if self.frames_path is None:
+            return None
+        return FrameWriter(
+            self.frames_path,
+            shape,
+            identity.bit_depth,
+            self.plan.save_frames,
+            force=self.force,
+            metadata={"plan": self.plan.model_dump_json()},
+            **frame_context(self.core, identity),
+        )
+
+    def _set_shutter(self) -> None:
+        """Auto-shutter off, the shutter as the plan says (a dark stack needs one); seeds."""
+        p, core = self.plan, self.core
+        core.setAutoShutter(False)
+        if self.shutter:
+            core.setShutterOpen(self.shutter, p.shutter_open)
+            core.waitForDevice(self.shutter)
+        elif p.shutter_open is False:
+            raise AcquisitionError("no shutter device: cannot take a dark stack")
+        if p.seed is not None:
+            seed_devices(core, (self.camera, self.shutter), derived_seed(p.seed, 0))
+
+    def _run_locked(self, out: str | os.PathLike | None) -> StackResult:
+        from rawsigma.calib.moments import PixelMoments
+
+        if out is not None:
+            check_output(out, self.force)
+        p, core, cam = self.plan, self.core, self.camera
+        identity, shape = self._prepare_camera()
+        probes = p.probes(shape)
         rows = np.array([r for r, _ in probes])
         cols = np.array([c for _, c in probes])
         values = np.zeros((len(probes), p.n_frames), np.uint16)
-        pm = PixelMoments((h, w))
+        pm = PixelMoments(shape)
         self.moments = pm
         auto = core.getAutoShutter()
-        writer = None
-        if self.frames_path is not None:
-            writer = FrameWriter(
-                self.frames_path,
-                (h, w),
-                identity.bit_depth,
-                p.save_frames,
-                force=self.force,
-                metadata={"plan": p.model_dump_json()},
-                **frame_context(core, identity),
-            )
+        writer = self._frame_writer(shape, identity)
         info = {
             "kind": "light" if p.shutter_open else "dark",
             "n_frames": p.n_frames,
@@ -196,14 +220,7 @@ class StackRunner(ControlledRunner):
         t0 = time.perf_counter()
         done = False
         try:
-            core.setAutoShutter(False)
-            if self.shutter:
-                core.setShutterOpen(self.shutter, p.shutter_open)
-                core.waitForDevice(self.shutter)
-            elif p.shutter_open is False:
-                raise AcquisitionError("no shutter device: cannot take a dark stack")
-            if p.seed is not None:
-                seed_devices(core, (cam, self.shutter), derived_seed(p.seed, 0))
+            self._set_shutter()
             self.levelStarted.emit(0, info)
             kind = "bright" if p.shutter_open else "dark"
 
