@@ -241,50 +241,66 @@ def read_frame_table(
             "which stack each frame is in"
         )
     exp_col = next((c for c in _EXPOSURE_COLS if c in cols), None)
-    out: list[dict[str, Any]] = []
-    for r, row in enumerate(rows):
-        line = r + 2
-        name = names[0]
-        if "file" in cols and len(names) > 1:
-            name = Path(row["file"]).name
-            if name not in stacks:
-                raise InputFileError(
-                    f"{cp}, line {line}: file {row['file']!r} is not among {names}"
-                )
-        kind = str(row["kind"]).strip().lower()
-        if kind in _LIGHT:
-            kind = "light"
-        elif kind in _DARK:
-            kind = "dark"
-        else:
-            raise InputFileError(
-                f"{cp}, line {line}: kind {row['kind']!r}; use 'bright' (or light/flat) or 'dark'"
-            )
-        try:
-            frame = int(row["frame"]) if "frame" in cols else r
-            level = int(float(row["level_index"]))
-            exposure = float(row[exp_col]) * _EXPOSURE_COLS[exp_col] if exp_col else np.nan
-            photons = float(row["photons_per_pixel"]) if "photons_per_pixel" in cols else np.nan
-            control = float(row["control"]) if "control" in cols and row["control"] else np.nan
-        except (TypeError, ValueError) as e:
-            raise InputFileError(f"{cp}, line {line}: bad number ({e})") from None
-        n = stacks[name]["n_frames"]
-        if not 0 <= frame < n:
-            raise InputFileError(
-                f"{cp}, line {line}: frame {frame} does not exist; {name} has {n} frames "
-                "(CSV and stack do not match)"
-            )
-        out.append(
-            {
-                "file": name,
-                "frame": frame,
-                "kind": kind,
-                "level": level,
-                "exposure_s": exposure,
-                "photons": photons,
-                "control": control,
-            }
+    out = [_table_row(cp, r, row, cols, stacks, exp_col) for r, row in enumerate(rows)]
+    _check_table_frames(cp, out, stacks)
+    return out
+
+
+def _table_row(
+    cp: Path,
+    r: int,
+    row: dict[str, str],
+    cols: set[str],
+    stacks: dict[str, dict[str, Any]],
+    exp_col: str | None,
+) -> dict[str, Any]:
+    """One CSV row (line ``r + 2``) checked against the stacks: file, frame, kind, level..."""
+    names = list(stacks)
+    line = r + 2
+    name = names[0]
+    if "file" in cols and len(names) > 1:
+        name = Path(row["file"]).name
+        if name not in stacks:
+            raise InputFileError(f"{cp}, line {line}: file {row['file']!r} is not among {names}")
+    kind = str(row["kind"]).strip().lower()
+    if kind in _LIGHT:
+        kind = "light"
+    elif kind in _DARK:
+        kind = "dark"
+    else:
+        raise InputFileError(
+            f"{cp}, line {line}: kind {row['kind']!r}; use 'bright' (or light/flat) or 'dark'"
         )
+    try:
+        frame = int(row["frame"]) if "frame" in cols else r
+        level = int(float(row["level_index"]))
+        exposure = float(row[exp_col]) * _EXPOSURE_COLS[exp_col] if exp_col else np.nan
+        photons = float(row["photons_per_pixel"]) if "photons_per_pixel" in cols else np.nan
+        control = float(row["control"]) if "control" in cols and row["control"] else np.nan
+    except (TypeError, ValueError) as e:
+        raise InputFileError(f"{cp}, line {line}: bad number ({e})") from None
+    n = stacks[name]["n_frames"]
+    if not 0 <= frame < n:
+        raise InputFileError(
+            f"{cp}, line {line}: frame {frame} does not exist; {name} has {n} frames "
+            "(CSV and stack do not match)"
+        )
+    return {
+        "file": name,
+        "frame": frame,
+        "kind": kind,
+        "level": level,
+        "exposure_s": exposure,
+        "photons": photons,
+        "control": control,
+    }
+
+
+def _check_table_frames(
+    cp: Path, out: list[dict[str, Any]], stacks: dict[str, dict[str, Any]]
+) -> None:
+    """No frame listed twice; with one stack, every frame listed."""
+    names = list(stacks)
     seen: set[tuple[str, int]] = set()
     for e in out:
         key = (e["file"], e["frame"])
@@ -297,7 +313,6 @@ def read_frame_table(
             raise InputFileError(
                 f"{cp}: lists {len(out)} frames but {names[0]} has {n} (CSV and stack do not match)"
             )
-    return out
 
 
 def _infer_bits(max_value: int) -> int:
