@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from rawsigma.calib.profile import CameraIdentity
 from rawsigma.errors import AcquisitionError
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ def read_identity(core: Any, camera: str | None = None) -> CameraIdentity:
     AcquisitionError
         If the core has no camera.
     """
-    from rawsigma.calib.profile import CameraIdentity
-
     label = camera or core.getCameraDevice()
     if not label:
         raise AcquisitionError("no camera device is selected in the Micro-Manager core")

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.errors import AcquisitionError, Cancelled
-from rawsigma.fileio import atomic_write, check_output, output_lock, provenance
+from rawsigma.errors import AcquisitionError, Cancelled, OutputError
+from rawsigma.fileio import atomic_write, check_output, describe_os_error, output_lock, provenance
 
 from .core import set_properties
 from .framesave import FrameWriter, frame_context
+from .identity import read_identity
 from .plans import StackPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
 
@@ -159,8 +160,6 @@ class StackRunner(ControlledRunner):
 
     def _prepare_camera(self) -> tuple[CameraIdentity, tuple[int, int]]:
         """Reset the controls, apply properties and exposure; identity and frame shape."""
-        from .identity import read_identity
-
         p, core, cam = self.plan, self.core, self.camera
         self.controls.reset()
         if p.properties:
@@ -197,6 +196,7 @@ class StackRunner(ControlledRunner):
             seed_devices(core, (self.camera, self.shutter), derived_seed(p.seed, 0))
 
     def _run_locked(self, out: str | os.PathLike | None) -> StackResult:
+        # imported on use: numba compiles the accumulation kernels (start-up cost)
         from rawsigma.calib.moments import PixelMoments
 
         if out is not None:
@@ -246,9 +246,6 @@ class StackRunner(ControlledRunner):
         except (Cancelled, AcquisitionError, KeyboardInterrupt):
             raise
         except OSError as exc:  # the frame file: disk full, permission denied
-            from rawsigma.errors import OutputError
-            from rawsigma.fileio import describe_os_error
-
             where = self.frames_path if self.frames_path is not None else out
             raise OutputError(f"{describe_os_error(exc, where)}; nothing written") from exc
         except Exception as exc:

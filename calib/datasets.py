@@ -61,6 +61,7 @@ from .dataset_formats import (
     tiff_kind,
     to_float,
 )
+from .profile import CameraIdentity
 
 __all__ = [
     "FrameInfo",
@@ -386,8 +387,6 @@ def recorded_identity(
     infos: dict[str, dict[str, Any]], bit_depth: int, shape: tuple[int, int]
 ) -> Any:
     """`CameraIdentity` from the first recorded dataset's metadata, else None."""
-    from .profile import CameraIdentity
-
     ds = next((i["dataset"] for i in infos.values() if "dataset" in i), None)
     if ds is None:
         return None

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from rawsigma import __version__
 from rawsigma.calib.profile_fields import MAP_NAMES, REQUIRED_MAPS, CameraIdentity, to_json
 from rawsigma.errors import ProfileError
 from rawsigma.fileio import atomic_write
@@ -102,7 +103,6 @@ def save_profile(
         ``path`` exists and ``force`` is False (nothing is written).
     """
     import h5py
-    from rawsigma import __version__
 
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")

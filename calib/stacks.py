@@ -35,6 +35,7 @@ import numpy as np
 from rawsigma.errors import InputFileError
 
 from .build import build_profile
+from .darkcurrent import attach_dark_current, fit_dark_current
 from .datasets import (
     is_recorded_dataset,
     read_dataset,
@@ -650,8 +651,6 @@ def _with_dark_current(
     Groups of equal exposure are merged; the profile's offset (all darks merged) is
     at the frame-weighted mean dark exposure, its reference for ``at_exposure``.
     """
-    from .darkcurrent import attach_dark_current, fit_dark_current
-
     by_t: dict[float, PixelMoments] = {}
     for lv, acc in groups.items():
         t = exposure.get(lv, np.nan)

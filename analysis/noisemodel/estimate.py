@@ -50,7 +50,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.analysis.noisemodel.blocks import K_CUT, _saturation_mask, tile_statistics
+from rawsigma.analysis.noisemodel.camera_presets import load_preset
+from rawsigma.calib.profile import CameraProfile
 from rawsigma.errors import ImageMismatchError, RawsigmaError
+from rawsigma.fileio import provenance
 
 __all__ = ["NoiseEstimateError", "estimate_profile", "fit_variance_line", "tile_statistics"]
 
@@ -410,9 +413,6 @@ def estimate_profile(
         Image too small, constant or saturated, parameters out of range, too few
         usable blocks, or no positive variance-against-mean slope.
     """
-    from rawsigma.calib.profile import CameraProfile
-    from rawsigma.fileio import provenance
-
     name = source or "image"
     img = _raw_array(image, name)
     preset = None
@@ -497,8 +497,6 @@ def _raw_array(image: np.ndarray, name: str) -> np.ndarray:
 
 def _camera_preset(camera: str, img: np.ndarray, name: str, bit_depth: int | None) -> Any:
     """The named camera preset, refused when its bit depth does not fit the image."""
-    from rawsigma.analysis.noisemodel.camera_presets import load_preset
-
     preset = load_preset(camera)
     if bit_depth is not None and int(bit_depth) != preset.bit_depth:
         raise ImageMismatchError(
