@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rawsigma.calib.profile import CameraIdentity
 from rawsigma.errors import AcquisitionError
 
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraIdentity
+
+    from .protocols import MMCore
 
 __all__ = ["read_identity", "camera_properties"]
 
@@ -22,7 +24,7 @@ _TEMP = ("CCDTemperature", "SensorTemperature", "Sensor Temperature", "Temperatu
 _BITS = ("BitDepth", "Bit Depth", "PixelBitDepth", "ADC", "BitDepthMode")
 
 
-def camera_properties(core: Any, camera: str) -> dict[str, str]:
+def camera_properties(core: MMCore, camera: str) -> dict[str, str]:
     """All readable properties of ``camera`` as strings (unreadable ones skipped)."""
     out: dict[str, str] = {}
     for name in core.getDevicePropertyNames(camera):
@@ -52,7 +54,7 @@ def _float(text: str) -> float | None:
         return None
 
 
-def read_identity(core: Any, camera: str | None = None) -> CameraIdentity:
+def read_identity(core: MMCore, camera: str | None = None) -> CameraIdentity:
     """Read the current camera's identity through the ordinary MMCore API.
 
     Parameters
@@ -119,7 +121,7 @@ def read_identity(core: Any, camera: str | None = None) -> CameraIdentity:
     )
 
 
-def _full_sensor_shape(core: Any, label: str, roi: tuple[int, ...]) -> tuple[int, int]:
+def _full_sensor_shape(core: MMCore, label: str, roi: tuple[int, ...]) -> tuple[int, int]:
     """Full binned sensor (rows, cols): clear the ROI, read the size, restore the ROI."""
     x, y, w, h = roi
     try:

@@ -33,6 +33,8 @@ from .stream import ControlledRunner, accumulate_frames, seed_devices
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraIdentity
 
+    from .protocols import MMCore
+
 __all__ = ["StackRunner", "StackResult"]
 
 
@@ -127,7 +129,7 @@ class StackRunner(ControlledRunner):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         plan: StackPlan,
         *,
         frames_path: str | os.PathLike | None = None,

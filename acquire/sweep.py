@@ -29,7 +29,7 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import (
@@ -54,6 +54,9 @@ from .light_control import (
 from .partial import read_partial, write_partial
 from .plans import SweepPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
+
+if TYPE_CHECKING:
+    from .protocols import MMCore
 
 __all__ = ["SweepRunner", "level_stability", "partial_path_for", "sweep_profile"]
 
@@ -109,7 +112,7 @@ class SweepRunner(ControlledRunner):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         plan: SweepPlan,
         partial_path: str | os.PathLike | None = None,
         *,

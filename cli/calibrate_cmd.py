@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from .console import (
     runner_progress,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import AcquisitionRunner, CorePlus, MMCore
 
 
 @dataclass(frozen=True)
@@ -311,8 +314,8 @@ def _parse_exposures(text: str | None) -> list[float]:
 
 
 def _dark_current(
-    core: Any,
-    runner: Any,
+    core: MMCore,
+    runner: AcquisitionRunner,
     profile: Any,
     exposures: list[float],
     options: SweepOptions,
@@ -349,7 +352,7 @@ def _engine_is_mda(options: SweepOptions) -> bool:
     return engine == "mda"
 
 
-def _sweep_mda(core: Any, plan: Any, options: SweepOptions) -> None:
+def _sweep_mda(core: CorePlus, plan: Any, options: SweepOptions) -> None:
     """The same sweep as useq MDASequences through ``core.mda`` (`MDASweep`)."""
     from rawsigma.acquire.mda import MDASweep
     from rawsigma.errors import Cancelled
