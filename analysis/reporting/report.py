@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from rawsigma.analysis.reporting import figures
+from rawsigma.analysis.scoring.results import _clean, _json_default
 from rawsigma.analysis.scoring.score_maps import MAPS_FILE, write_score_maps
 from rawsigma.analysis.scoring.standard_score import NON_INDEPENDENT_NOTE
 from rawsigma.errors import OutputExistsError
@@ -26,29 +27,6 @@ from rawsigma.fileio import atomic_write
 __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_csv"]
 
 RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5")
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
-def _clean(o):
-    """Replace non-finite floats by strings so the JSON is strict."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    if isinstance(o, float | np.floating) and not math.isfinite(float(o)):
-        return "nan" if math.isnan(float(o)) else ("inf" if o > 0 else "-inf")
-    return o
 
 
 def write_results_json(result, path: str | os.PathLike, force: bool = False) -> Path:

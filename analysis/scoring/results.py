@@ -105,3 +105,27 @@ class ScoreResult:
             "null": {k: v.to_dict() for k, v in self.null.items()},
             "objects_info": self.objects_info,
         }
+
+
+# JSON of results: numpy values as Python numbers, non-finite floats as strings
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _clean(o):
+    """Replace non-finite floats by strings so the JSON is strict."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_clean(v) for v in o]
+    if isinstance(o, float | np.floating) and not math.isfinite(float(o)):
+        return "nan" if math.isnan(float(o)) else ("inf" if o > 0 else "-inf")
+    return o

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis.scoring.results import _clean, _json_default
 from rawsigma.fileio import atomic_write
 
 __all__ = ["EPS_MEANING", "FORMAT", "MAPS_FILE", "read_score_maps", "write_score_maps"]
@@ -47,8 +48,6 @@ _F16_MAX = float(np.finfo(np.float16).max)
 
 
 def _json(o: Any) -> str:
-    from rawsigma.analysis.reporting.report import _clean, _json_default
-
     return json.dumps(_clean(json.loads(json.dumps(o, default=_json_default))), default=str)
 
 
