@@ -14,8 +14,11 @@ Examples
 from rawsigma._lazy import attach
 
 _EXPORTS = {
+    "AcquisitionRunner": "protocols",
+    "CorePlus": "protocols",
     "FrameWriter": "framesave",
     "MDASweep": "mda",
+    "MMCore": "protocols",
     "MomentsHandler": "mda",
     "SensorModel": "sensor_model",
     "SimCamera": "devices",

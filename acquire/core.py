@@ -13,9 +13,12 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rawsigma.errors import AcquisitionError, InputFileError
+
+if TYPE_CHECKING:
+    from .protocols import MMCore
 
 __all__ = [
     "open_core",
@@ -42,7 +45,7 @@ def _quiet_discovery() -> None:
     logging.getLogger("pymmcore-plus").setLevel(logging.CRITICAL)
 
 
-def set_properties(core: Any, properties: Mapping[str, Any]) -> None:
+def set_properties(core: MMCore, properties: Mapping[str, Any]) -> None:
     """Set ``{"Device.Property" (or "Device-Property"): value}`` on a core.
 
     Raises
@@ -128,7 +131,7 @@ def open_core(
     return core
 
 
-def _sim_pixel_size(core: Any, um: float = 6.5) -> None:
+def _sim_pixel_size(core: MMCore, um: float = 6.5) -> None:
     """Give the simulated rig a pixel size (OME writers of pymmcore-plus MDA need one)."""
     try:
         if not core.getAvailablePixelSizeConfigs():
@@ -139,7 +142,7 @@ def _sim_pixel_size(core: Any, um: float = 6.5) -> None:
         pass
 
 
-def close_core(core: Any, timeout_s: float = 5.0) -> None:
+def close_core(core: MMCore, timeout_s: float = 5.0) -> None:
     """Stop any sequence acquisition, wait for it, and unload the devices; never raises.
 
     Call it before the process exits: a camera thread still running (or calling

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rawsigma.errors import AcquisitionError
 
 from .stream import accumulate_frames, seed_devices
+
+if TYPE_CHECKING:
+    from .protocols import MMCore
 
 __all__ = ["acquire_dark_series", "camera_temperature"]
 
 _TEMPERATURE_PROPS = ("CCDTemperature", "Temperature", "SensorTemperature", "CCD Temperature")
 
 
-def camera_temperature(core: Any, camera: str) -> float | None:
+def camera_temperature(core: MMCore, camera: str) -> float | None:
     """Sensor temperature (deg C) reported by the camera, or None."""
     for name in _TEMPERATURE_PROPS:
         with contextlib.suppress(Exception):
@@ -31,7 +34,7 @@ def camera_temperature(core: Any, camera: str) -> float | None:
 
 
 def acquire_dark_series(
-    core: Any,
+    core: MMCore,
     exposures_ms: Sequence[float],
     frames: int,
     *,

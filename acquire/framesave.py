@@ -20,15 +20,18 @@ import errno
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from rawsigma.fileio import check_output
 
+if TYPE_CHECKING:
+    from .protocols import MMCore
+
 __all__ = ["FrameWriter", "frame_context", "frames_format"]
 
 
-def frame_context(core: Any, identity: Any) -> dict[str, Any]:
+def frame_context(core: MMCore, identity: Any) -> dict[str, Any]:
     """``pixel_size_um`` and ``detector`` keyword arguments of `FrameWriter` from a core
     (its current pixel-size preset) and a `CameraIdentity`.
     """

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from rawsigma.calib.profile import CameraIdentity
 from rawsigma.errors import AcquisitionError
 
 if TYPE_CHECKING:
-    from rawsigma.calib.profile import CameraIdentity
+    from .protocols import MMCore
 
 __all__ = ["read_identity", "camera_properties"]
 
@@ -21,7 +22,7 @@ _TEMP = ("CCDTemperature", "SensorTemperature", "Sensor Temperature", "Temperatu
 _BITS = ("BitDepth", "Bit Depth", "PixelBitDepth", "ADC", "BitDepthMode")
 
 
-def camera_properties(core: Any, camera: str) -> dict[str, str]:
+def camera_properties(core: MMCore, camera: str) -> dict[str, str]:
     """All readable properties of ``camera`` as strings (unreadable ones skipped)."""
     out: dict[str, str] = {}
     for name in core.getDevicePropertyNames(camera):
@@ -51,7 +52,7 @@ def _float(text: str) -> float | None:
         return None
 
 
-def read_identity(core: Any, camera: str | None = None) -> CameraIdentity:
+def read_identity(core: MMCore, camera: str | None = None) -> CameraIdentity:
     """Read the current camera's identity through the ordinary MMCore API.
 
     Parameters
@@ -75,8 +76,6 @@ def read_identity(core: Any, camera: str | None = None) -> CameraIdentity:
     AcquisitionError
         If the core has no camera.
     """
-    from rawsigma.calib.profile import CameraIdentity
-
     label = camera or core.getCameraDevice()
     if not label:
         raise AcquisitionError("no camera device is selected in the Micro-Manager core")
@@ -120,7 +119,7 @@ def read_identity(core: Any, camera: str | None = None) -> CameraIdentity:
     )
 
 
-def _full_sensor_shape(core: Any, label: str, roi: tuple[int, ...]) -> tuple[int, int]:
+def _full_sensor_shape(core: MMCore, label: str, roi: tuple[int, ...]) -> tuple[int, int]:
     """Full binned sensor (rows, cols): clear the ROI, read the size, restore the ROI."""
     x, y, w, h = roi
     try:

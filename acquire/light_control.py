@@ -15,13 +15,16 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import AcquisitionError
 
 from .plans import SweepPlan
 from .stream import Controls, stream_frames
+
+if TYPE_CHECKING:
+    from .protocols import MMCore
 
 __all__ = [
     "LevelMonitor",
@@ -228,7 +231,7 @@ class LightControl:
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         camera: str,
         shutter: str,
         plan: SweepPlan,
@@ -339,7 +342,7 @@ class LightControl:
         return float(top), saturating
 
 
-def save_device_state(core: Any, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:
+def save_device_state(core: MMCore, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:
     """Auto-shutter, exposure, shutter state and control value before a sweep."""
     st: dict[str, Any] = {"auto": core.getAutoShutter(), "exposure": core.getExposure(camera)}
     with contextlib.suppress(Exception):
@@ -352,7 +355,7 @@ def save_device_state(core: Any, camera: str, shutter: str, plan: SweepPlan) -> 
     return st
 
 
-def restore_device_state(core: Any, camera: str, shutter: str, st: dict[str, Any]) -> None:
+def restore_device_state(core: MMCore, camera: str, shutter: str, st: dict[str, Any]) -> None:
     """Put back what `save_device_state` recorded (best effort)."""
     with contextlib.suppress(Exception):
         if shutter and st.get("open") is not None:

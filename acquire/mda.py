@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psygnal import Signal
@@ -33,6 +33,9 @@ from rawsigma.errors import AcquisitionError, Cancelled, OutputExistsError
 from rawsigma.fileio import check_output
 
 from .plans import StackPlan, SweepPlan, derived_seed
+
+if TYPE_CHECKING:
+    from .protocols import CorePlus
 
 __all__ = [
     "KEY",
@@ -53,7 +56,7 @@ _RETRY_SEED = 1000
 _AUTORANGE_SEED = -2
 
 
-def _seed_props(core: Any, labels: Sequence[str], seed: int | None, index: int) -> list[tuple]:
+def _seed_props(core: CorePlus, labels: Sequence[str], seed: int | None, index: int) -> list[tuple]:
     if seed is None:
         return []
     s = derived_seed(seed, index)
@@ -66,7 +69,7 @@ def _seed_props(core: Any, labels: Sequence[str], seed: int | None, index: int) 
 
 
 def _level_sequence(
-    core: Any,
+    core: CorePlus,
     plan: SweepPlan,
     *,
     kind: str,
@@ -114,7 +117,7 @@ def _level_sequence(
     )
 
 
-def plan_level_values(core: Any, plan: SweepPlan, camera: str | None = None) -> list[float]:
+def plan_level_values(core: CorePlus, plan: SweepPlan, camera: str | None = None) -> list[float]:
     """Control values of a plan without auto-range (levels + saturation levels).
 
     The same values `SweepRunner` uses when ``plan.auto_range`` is false: the top is
@@ -139,7 +142,7 @@ def plan_level_values(core: Any, plan: SweepPlan, camera: str | None = None) -> 
 
 
 def sweep_sequences(
-    core: Any,
+    core: CorePlus,
     plan: SweepPlan,
     level_values: Sequence[float] | None = None,
     *,
@@ -211,7 +214,7 @@ def sweep_sequences(
     return seqs
 
 
-def stack_sequence(core: Any, plan: StackPlan, *, shutter: str | None = None) -> Any:
+def stack_sequence(core: CorePlus, plan: StackPlan, *, shutter: str | None = None) -> Any:
     """The N-frame repeat stack of a `StackPlan` as one `MDASequence`."""
     import useq
 
@@ -413,7 +416,7 @@ class MDASweep:
 
     def __init__(
         self,
-        core: Any,
+        core: CorePlus,
         plan: SweepPlan,
         *,
         output_dir: str | os.PathLike | None = None,

@@ -55,45 +55,9 @@ def frames_ome_xml(
         type="CMOS" if "cmos" in str(det.get("model", "")).lower() else None,
     )
     settings = M.DetectorSettings(id="Detector:0")
-    planes, tiffdata, annotations, refs = [], [], [], []
-    for i, (row, t) in enumerate(zip(rows, times, strict=True)):
-        _, kind, level, exp_ms, control = row
-        ann_id = f"Annotation:{i + 1}"
-        pairs = {"kind": str(kind), "level_index": str(int(level))}
-        if _num(control) is not None:
-            pairs["control"] = repr(float(control))
-        annotations.append(
-            M.MapAnnotation(
-                id=ann_id,
-                namespace="rawsigma.frame",
-                value=M.Map(ms=[M.Map.M(k=k, value=v) for k, v in pairs.items()]),
-            )
-        )
-        planes.append(
-            M.Plane(
-                the_z=0,
-                the_c=0,
-                the_t=i,
-                delta_t=float(t),
-                delta_t_unit="s",
-                exposure_time=_num(exp_ms),
-                exposure_time_unit="ms",
-                annotation_refs=[M.AnnotationRef(id=ann_id)],
-            )
-        )
-        tiffdata.append(M.TiffData(ifd=i, first_t=i, first_c=0, first_z=0, plane_count=1))
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    for k in ("camera", "gain_mode", "readout_mode", "temperature_c"):
-        if det.get(k) not in (None, ""):
-            meta[f"detector.{k}"] = str(det[k])
-    annotations.append(
-        M.MapAnnotation(
-            id="Annotation:0",
-            namespace="rawsigma.acquisition",
-            value=M.Map(ms=[M.Map.M(k=k, value=v) for k, v in meta.items()]),
-        )
-    )
-    refs.append(M.AnnotationRef(id="Annotation:0"))
+    planes, tiffdata, annotations = _frame_planes(M, rows, times)
+    annotations.append(_acquisition_annotation(M, metadata, det))
+    refs = [M.AnnotationRef(id="Annotation:0")]
     size = {"physical_size_x": pixel_size_um, "physical_size_y": pixel_size_um}
     size = {k: v for k, v in size.items() if v}
     pixels = M.Pixels(
@@ -126,3 +90,50 @@ def frames_ome_xml(
         structured_annotations=M.StructuredAnnotations(map_annotations=annotations),
     )
     return to_xml(ome)
+
+
+def _frame_planes(
+    M: Any, rows: Sequence[tuple[int, str, int, float, float]], times: Sequence[float]
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """One Plane, TiffData and MapAnnotation (kind, level, control) per frame."""
+    planes, tiffdata, annotations = [], [], []
+    for i, (row, t) in enumerate(zip(rows, times, strict=True)):
+        _, kind, level, exp_ms, control = row
+        ann_id = f"Annotation:{i + 1}"
+        pairs = {"kind": str(kind), "level_index": str(int(level))}
+        if _num(control) is not None:
+            pairs["control"] = repr(float(control))
+        annotations.append(
+            M.MapAnnotation(
+                id=ann_id,
+                namespace="rawsigma.frame",
+                value=M.Map(ms=[M.Map.M(k=k, value=v) for k, v in pairs.items()]),
+            )
+        )
+        planes.append(
+            M.Plane(
+                the_z=0,
+                the_c=0,
+                the_t=i,
+                delta_t=float(t),
+                delta_t_unit="s",
+                exposure_time=_num(exp_ms),
+                exposure_time_unit="ms",
+                annotation_refs=[M.AnnotationRef(id=ann_id)],
+            )
+        )
+        tiffdata.append(M.TiffData(ifd=i, first_t=i, first_c=0, first_z=0, plane_count=1))
+    return planes, tiffdata, annotations
+
+
+def _acquisition_annotation(M: Any, metadata: dict[str, Any] | None, det: dict[str, Any]) -> Any:
+    """The acquisition's metadata and detector settings as one MapAnnotation."""
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    for k in ("camera", "gain_mode", "readout_mode", "temperature_c"):
+        if det.get(k) not in (None, ""):
+            meta[f"detector.{k}"] = str(det[k])
+    return M.MapAnnotation(
+        id="Annotation:0",
+        namespace="rawsigma.acquisition",
+        value=M.Map(ms=[M.Map.M(k=k, value=v) for k, v in meta.items()]),
+    )

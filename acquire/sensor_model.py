@@ -23,13 +23,19 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
+from rawsigma.calib.profile import (
+    DEFECT_BAD_GAIN,
+    DEFECT_DEAD,
+    DEFECT_HOT,
+    DEFECT_NOISY,
+    CameraIdentity,
+    CameraProfile,
+)
 from rawsigma.errors import InputFileError
-
-if TYPE_CHECKING:
-    from rawsigma.calib.profile import CameraProfile
+from rawsigma.fileio import provenance
 
 __all__ = ["SensorModel"]
 
@@ -141,13 +147,6 @@ class SensorModel:
     @property
     def defects(self) -> np.ndarray:
         """Truth defect bitmask, uint8 (H, W), bits as in `rawsigma.calib.profile`."""
-        from rawsigma.calib.profile import (
-            DEFECT_BAD_GAIN,
-            DEFECT_DEAD,
-            DEFECT_HOT,
-            DEFECT_NOISY,
-        )
-
         d = np.zeros(self.shape, np.uint8)
         d[self.hot] |= DEFECT_HOT
         d[self.dead] |= DEFECT_DEAD
@@ -483,9 +482,6 @@ class SensorModel:
         ``identity`` overrides fields of the `CameraIdentity` (camera, model,
         serial, roi, ...). The profile's provenance has ``"truth": True``.
         """
-        from rawsigma.calib.profile import CameraIdentity, CameraProfile
-        from rawsigma.fileio import provenance
-
         H, W = self.shape
         ident: dict[str, Any] = dict(
             camera="SimCamera",

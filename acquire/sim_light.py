@@ -27,6 +27,7 @@ from pymmcore_plus.experimental.unicore import ShutterDevice, pymm_property
 
 if TYPE_CHECKING:
     from .devices import SimCamera
+    from .protocols import CorePlus
 
 __all__ = [
     "SimLightSource",
@@ -82,7 +83,7 @@ def find_light_source(camera: SimCamera, label: str) -> SimLightSource | None:
     return dev if isinstance(dev, SimLightSource) else None
 
 
-def sim_device(core: Any, label: str) -> Any:
+def sim_device(core: CorePlus, label: str) -> Any:
     """Return the simulated device object loaded under ``label`` in ``core``.
 
     For tests and demos (e.g. ``sim_device(core, "Camera").sensor_model`` is the

@@ -18,16 +18,22 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.errors import AcquisitionError, Cancelled
-from rawsigma.fileio import atomic_write, check_output, output_lock, provenance
+from rawsigma.errors import AcquisitionError, Cancelled, OutputError
+from rawsigma.fileio import atomic_write, check_output, describe_os_error, output_lock, provenance
 
 from .core import set_properties
 from .framesave import FrameWriter, frame_context
+from .identity import read_identity
 from .plans import StackPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
+
+if TYPE_CHECKING:
+    from rawsigma.calib.profile import CameraIdentity
+
+    from .protocols import MMCore
 
 __all__ = ["StackRunner", "StackResult"]
 
@@ -123,7 +129,7 @@ class StackRunner(ControlledRunner):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         plan: StackPlan,
         *,
         frames_path: str | os.PathLike | None = None,
@@ -154,13 +160,8 @@ class StackRunner(ControlledRunner):
                     locks.enter_context(output_lock(path))
             return self._run_locked(out)
 
-    def _run_locked(self, out: str | os.PathLike | None) -> StackResult:
-        from rawsigma.calib.moments import PixelMoments
-
-        from .identity import read_identity
-
-        if out is not None:
-            check_output(out, self.force)
+    def _prepare_camera(self) -> tuple[CameraIdentity, tuple[int, int]]:
+        """Reset the controls, apply properties and exposure; identity and frame shape."""
         p, core, cam = self.plan, self.core, self.camera
         self.controls.reset()
         if p.properties:
@@ -168,25 +169,50 @@ class StackRunner(ControlledRunner):
         if p.exposure_ms is not None:
             core.setExposure(cam, p.exposure_ms)
         identity = read_identity(core, cam)
-        h, w = int(core.getImageHeight()), int(core.getImageWidth())
-        probes = p.probes((h, w))
+        return identity, (int(core.getImageHeight()), int(core.getImageWidth()))
+
+    def _frame_writer(self, shape: tuple[int, int], identity: CameraIdentity) -> FrameWriter | None:
+        """The writer of every frame when ``frames_path`` is set."""
+        if self.frames_path is None:
+            return None
+        return FrameWriter(
+            self.frames_path,
+            shape,
+            identity.bit_depth,
+            self.plan.save_frames,
+            force=self.force,
+            metadata={"plan": self.plan.model_dump_json()},
+            **frame_context(self.core, identity),
+        )
+
+    def _set_shutter(self) -> None:
+        """Auto-shutter off, the shutter as the plan says (a dark stack needs one); seeds."""
+        p, core = self.plan, self.core
+        core.setAutoShutter(False)
+        if self.shutter:
+            core.setShutterOpen(self.shutter, p.shutter_open)
+            core.waitForDevice(self.shutter)
+        elif p.shutter_open is False:
+            raise AcquisitionError("no shutter device: cannot take a dark stack")
+        if p.seed is not None:
+            seed_devices(core, (self.camera, self.shutter), derived_seed(p.seed, 0))
+
+    def _run_locked(self, out: str | os.PathLike | None) -> StackResult:
+        # imported on use: numba compiles the accumulation kernels (start-up cost)
+        from rawsigma.calib.moments import PixelMoments
+
+        if out is not None:
+            check_output(out, self.force)
+        p, core, cam = self.plan, self.core, self.camera
+        identity, shape = self._prepare_camera()
+        probes = p.probes(shape)
         rows = np.array([r for r, _ in probes])
         cols = np.array([c for _, c in probes])
         values = np.zeros((len(probes), p.n_frames), np.uint16)
-        pm = PixelMoments((h, w))
+        pm = PixelMoments(shape)
         self.moments = pm
         auto = core.getAutoShutter()
-        writer = None
-        if self.frames_path is not None:
-            writer = FrameWriter(
-                self.frames_path,
-                (h, w),
-                identity.bit_depth,
-                p.save_frames,
-                force=self.force,
-                metadata={"plan": p.model_dump_json()},
-                **frame_context(core, identity),
-            )
+        writer = self._frame_writer(shape, identity)
         info = {
             "kind": "light" if p.shutter_open else "dark",
             "n_frames": p.n_frames,
@@ -196,14 +222,7 @@ class StackRunner(ControlledRunner):
         t0 = time.perf_counter()
         done = False
         try:
-            core.setAutoShutter(False)
-            if self.shutter:
-                core.setShutterOpen(self.shutter, p.shutter_open)
-                core.waitForDevice(self.shutter)
-            elif p.shutter_open is False:
-                raise AcquisitionError("no shutter device: cannot take a dark stack")
-            if p.seed is not None:
-                seed_devices(core, (cam, self.shutter), derived_seed(p.seed, 0))
+            self._set_shutter()
             self.levelStarted.emit(0, info)
             kind = "bright" if p.shutter_open else "dark"
 
@@ -229,9 +248,6 @@ class StackRunner(ControlledRunner):
         except (Cancelled, AcquisitionError, KeyboardInterrupt):
             raise
         except OSError as exc:  # the frame file: disk full, permission denied
-            from rawsigma.errors import OutputError
-            from rawsigma.fileio import describe_os_error
-
             where = self.frames_path if self.frames_path is not None else out
             raise OutputError(f"{describe_os_error(exc, where)}; nothing written") from exc
         except Exception as exc:

@@ -14,11 +14,14 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psygnal import Signal
 from rawsigma.errors import AcquisitionError, Cancelled
+
+if TYPE_CHECKING:
+    from .protocols import MMCore
 
 __all__ = [
     "Controls",
@@ -66,7 +69,7 @@ class Controls:
 
 
 def stream_frames(
-    core: Any,
+    core: MMCore,
     camera: str,
     n: int,
     *,
@@ -137,14 +140,14 @@ def stream_frames(
         _stop(core, camera)
 
 
-def _start(core: Any, camera: str, n: int) -> None:
+def _start(core: MMCore, camera: str, n: int) -> None:
     try:
         core.startSequenceAcquisition(camera, int(n), 0.0, True)
     except Exception as exc:  # noqa: BLE001 - any camera error becomes AcquisitionError
         raise AcquisitionError(f"camera {camera}: cannot start sequence: {exc}") from exc
 
 
-def _stop(core: Any, camera: str) -> None:
+def _stop(core: MMCore, camera: str) -> None:
     try:
         if core.isSequenceRunning(camera):
             core.stopSequenceAcquisition(camera)
@@ -153,7 +156,7 @@ def _stop(core: Any, camera: str) -> None:
 
 
 def accumulate_frames(
-    core: Any,
+    core: MMCore,
     camera: str,
     n: int,
     moments: Any,
@@ -207,7 +210,7 @@ def accumulate_frames(
         moments.add(chunk[:k])
 
 
-def seed_devices(core: Any, labels: Iterable[str], seed: int) -> None:
+def seed_devices(core: MMCore, labels: Iterable[str], seed: int) -> None:
     """Set the ``Seed`` property of every device in ``labels`` that has one.
 
     Empty labels are skipped; devices without ``Seed`` (real hardware) and failing
@@ -245,7 +248,11 @@ class ControlledRunner:
     finished = Signal(object)
 
     def __init__(
-        self, core: Any, camera: str | None = None, shutter: str | None = None, force: bool = False
+        self,
+        core: MMCore,
+        camera: str | None = None,
+        shutter: str | None = None,
+        force: bool = False,
     ) -> None:
         self.core = core
         self.camera = camera or core.getCameraDevice()

@@ -29,18 +29,20 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import (
     AcquisitionError,
     InputFileError,
+    OutputError,
     OutputExistsError,
     RawsigmaError,
 )
-from rawsigma.fileio import check_output, output_lock
+from rawsigma.fileio import check_output, describe_os_error, output_lock
 
 from .framesave import FrameWriter, frame_context
+from .identity import read_identity
 from .light_control import (
     LevelMonitor,
     LightControl,
@@ -52,6 +54,9 @@ from .light_control import (
 from .partial import read_partial, write_partial
 from .plans import SweepPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
+
+if TYPE_CHECKING:
+    from .protocols import MMCore
 
 __all__ = ["SweepRunner", "level_stability", "partial_path_for", "sweep_profile"]
 
@@ -107,7 +112,7 @@ class SweepRunner(ControlledRunner):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         plan: SweepPlan,
         partial_path: str | os.PathLike | None = None,
         *,
@@ -191,8 +196,6 @@ class SweepRunner(ControlledRunner):
             return self._run_locked(resume, out)
 
     def _run_locked(self, resume: bool, out: str | os.PathLike | None) -> Any:
-        from .identity import read_identity
-
         if out is not None:
             check_output(out, self.force)
         self.controls.reset()
@@ -243,9 +246,6 @@ class SweepRunner(ControlledRunner):
         except (RawsigmaError, KeyboardInterrupt):
             raise
         except OSError as exc:  # the frame file: disk full, permission denied
-            from rawsigma.errors import OutputError
-            from rawsigma.fileio import describe_os_error
-
             kept = "; completed levels are kept in the partial file" if self._saved else ""
             raise OutputError(f"{describe_os_error(exc, self.frames_path)}{kept}") from exc
         except Exception as exc:
@@ -297,6 +297,7 @@ class SweepRunner(ControlledRunner):
         retry: int = 0,
         level_dark_of: int | None = None,
     ) -> Any:
+        # imported on use: numba compiles the accumulation kernels (start-up cost)
         from rawsigma.calib.moments import PixelMoments
 
         core, cam = self.core, self.camera
@@ -406,9 +407,6 @@ class SweepRunner(ControlledRunner):
         closing (or garbage-collecting) the handle then prints errors or crashes. A
         failure to finish never masks ``failure``; without one it is an `OutputError`.
         """
-        from rawsigma.errors import OutputError
-        from rawsigma.fileio import describe_os_error
-
         if self._writer is None:
             return
         w, self._writer = self._writer, None
@@ -455,6 +453,7 @@ class SweepRunner(ControlledRunner):
         self._saved.update(new)
 
     def _load_partial(self) -> None:
+        # imported on use: numba compiles the accumulation kernels (start-up cost)
         from rawsigma.calib.moments import PixelMoments
 
         path = self.partial_path
@@ -523,6 +522,7 @@ def sweep_profile(
     Both engines call this with their accumulators, so the same frames give the
     same maps whichever engine acquired them.
     """
+    # imported on use: the profile fit pulls in scipy (start-up cost)
     from rawsigma.calib.build import build_profile
 
     exposure = None

@@ -23,7 +23,7 @@ _EXPORTS = {
     "NoiseCodec": "noisecodec",
     "PixelClassifier": "segmentation.classifier",
     "ScorePlan": "scoring.plans",
-    "ScoreResult": "scoring.runner",
+    "ScoreResult": "scoring.results",
     "available_codecs": "codecs.registry",
     "estimate_profile": "noisemodel.estimate",
     "feature_bank": "segmentation.features",

@@ -38,7 +38,7 @@ _EXPORTS = {
     "emva_analysis": "emva",
     "fit_pixel_maps": "fit",
     "group_levels": "datasets",
-    "load_profile": "profile_io",
+    "load_profile": "profile",
     "profile_summary": "compare",
     "read_dataset": "datasets",
     "save_profile": "profile_io",

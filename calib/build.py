@@ -213,25 +213,16 @@ def build_profile(
         flicker_correction=flicker_correction,
         shrink_gain=shrink_gain,
     )
-    try:
-        emva, ptc = emva_analysis(
-            level_darks if level_darks is not None else dark,
-            levels,
-            max_adu=max_adu,
-            photons=photons,
-            exposure=exposure,
-        )
-    except ValueError as e:
-        emva, ptc = {"error": str(e)}, {}
-        warnings.append(f"EMVA analysis not possible: {e}")
+    emva, ptc = _emva_numbers(
+        level_darks if level_darks is not None else dark,
+        levels,
+        max_adu,
+        photons,
+        exposure,
+        warnings,
+    )
     mode, why = _gain_mode(gain_map, maps, emva)
-    gain_in, gain_se = maps.gain, maps.gain_se
-    defects = maps.defects.copy()
-    if mode == "global":
-        lost = maps.info["all_clipped"] | maps.info["no_signal"]
-        gain_in = np.where(lost, np.nan, emva["K"])
-        gain_se = np.full(dark.shape, emva.get("K_se", np.nan))
-        defects &= ~np.uint8(DEFECT_BAD_GAIN)  # per-pixel noise, not a defect
+    gain_in, gain_se, defects = _gain_source(mode, maps, emva)
     usable = check_maps(
         gain_in,
         maps.info["all_clipped"],
@@ -249,14 +240,7 @@ def build_profile(
     if stab["unstable"]:
         warnings.append(stab["message"])
 
-    gain = np.array(gain_in, np.float64)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(gain) | (gain <= 0)
-    defects[bad] |= DEFECT_BAD_GAIN
-    good = defects == 0
-    if not np.any(good):
-        raise CalibrationError("no pixel without a defect flag: the profile would be unusable")
-    gain[bad] = float(np.median(gain[good]))
+    gain = _usable_gain(gain_in, defects)
     prnu = np.where(np.isfinite(maps.prnu), maps.prnu, 0.0)
 
     prov = provenance(
@@ -297,3 +281,46 @@ def build_profile(
         plan=_plan_dict(plan),
         provenance=prov,
     )
+
+
+def _emva_numbers(
+    dark: PixelMoments | Sequence[PixelMoments],
+    levels: Sequence[PixelMoments],
+    max_adu: int,
+    photons: Sequence[float] | None,
+    exposure: Sequence[float] | None,
+    warnings: list[str],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """EMVA summary and PTC table, or the reason they are missing (in ``warnings``)."""
+    try:
+        return emva_analysis(dark, levels, max_adu=max_adu, photons=photons, exposure=exposure)
+    except ValueError as e:
+        warnings.append(f"EMVA analysis not possible: {e}")
+        return {"error": str(e)}, {}
+
+
+def _gain_source(
+    mode: str, maps: PixelMaps, emva: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gain map, its SE and the defects: per-pixel fit, or the EMVA K on every pixel."""
+    gain_in, gain_se = maps.gain, maps.gain_se
+    defects = maps.defects.copy()
+    if mode == "global":
+        lost = maps.info["all_clipped"] | maps.info["no_signal"]
+        gain_in = np.where(lost, np.nan, emva["K"])
+        gain_se = np.full(maps.gain.shape, emva.get("K_se", np.nan))
+        defects &= ~np.uint8(DEFECT_BAD_GAIN)  # per-pixel noise, not a defect
+    return gain_in, gain_se, defects
+
+
+def _usable_gain(gain_in: np.ndarray, defects: np.ndarray) -> np.ndarray:
+    """Unusable gains (non-finite, <= 0) flagged in ``defects`` and set to the median."""
+    gain = np.array(gain_in, np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(gain) | (gain <= 0)
+    defects[bad] |= DEFECT_BAD_GAIN
+    good = defects == 0
+    if not np.any(good):
+        raise CalibrationError("no pixel without a defect flag: the profile would be unusable")
+    gain[bad] = float(np.median(gain[good]))
+    return gain

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.calib.profile import DEFECT_NAMES, CameraProfile
+from rawsigma.calib.profile_fields import DEFECT_NAMES
+
+if TYPE_CHECKING:
+    from rawsigma.calib.profile import CameraProfile
 
 #: Identity fields compared by :func:`compare_profiles`.
 IDENTITY_FIELDS = (

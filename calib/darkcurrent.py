@@ -16,14 +16,18 @@ and :meth:`CameraProfile.at_exposure` uses it for images of another exposure.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .profile import DEFECT_HOT, CameraProfile
+from .profile_fields import DEFECT_HOT
 from .validate import CalibrationError
+
+if TYPE_CHECKING:
+    from .profile import CameraProfile
 
 __all__ = ["DarkCurrent", "attach_dark_current", "fit_dark_current", "profile_at_exposure"]
 
@@ -177,8 +181,6 @@ def attach_dark_current(
     CalibrationError
         Shapes differ, or the reference exposure is unknown.
     """
-    import dataclasses
-
     if dc.rate.shape != profile.shape:
         raise CalibrationError(
             f"dark current map {dc.rate.shape} does not match the profile {profile.shape}"
@@ -240,8 +242,6 @@ def profile_at_exposure(profile: CameraProfile, exposure_s: float) -> CameraProf
     ValueError
         ``exposure_s`` negative or not finite.
     """
-    import dataclasses
-
     t = float(exposure_s)
     if not np.isfinite(t) or t < 0:
         raise ValueError(f"exposure must be a finite number of seconds >= 0, got {exposure_s}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +27,7 @@ __all__ = [
     "FrameInfo",
     "RecordedDataset",
     "folder_members",
+    "identity_from_props",
     "is_zarr",
     "ndtiff_dir",
     "read_ndtiff",
@@ -105,8 +107,6 @@ class RecordedDataset:
 
     def camera_identity(self) -> dict[str, Any]:
         """CameraIdentity fields found in the metadata (see `identity_from_props`)."""
-        from .datasets import identity_from_props
-
         return identity_from_props(self.frames, self.shape, self.bit_depth, self.summary)
 
 
@@ -420,3 +420,74 @@ def read_ndtiff(p: Path) -> RecordedDataset:
         summary,
         [("ndtiff", str(p), c) for c in coords],
     )
+
+
+# ---------------------------------------------------------------------- identity
+def _roi(props: dict[str, str]) -> tuple[int, int, int, int] | None:
+    v = props.get("ROI")
+    if v:
+        nums = [int(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", v)]
+        if len(nums) == 4:
+            return (nums[0], nums[1], nums[2], nums[3])
+    return None
+
+
+def identity_from_props(
+    frames: list[FrameInfo],
+    shape: tuple[int, int],
+    bit_depth: int | None,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """CameraIdentity fields from recorded metadata (only what is known).
+
+    Camera label from ``Core-Camera``; model, serial, readout and gain mode, binning,
+    temperature from the camera's properties (the adapter names rawsigma's
+    `rawsigma.acquire.identity` also reads); ROI from MM's ``ROI`` key (else the
+    full frame); the most frequent exposure.
+    """
+    if not frames:
+        return {}
+    props = frames[0].props
+    cam = props.get("Core-Camera") or props.get("Camera") or ""
+
+    def first(*names: str) -> str:
+        for n in names:
+            v = props.get(f"{cam}-{n}")
+            if v not in (None, ""):
+                return str(v)
+        return ""
+
+    out: dict[str, Any] = {"camera": cam or "recorded dataset"}
+    if m := first("CameraName", "Camera Name", "Model", "CameraModel", "Description"):
+        out["model"] = m
+    if s := first("CameraID", "Serial", "SerialNumber", "Serial Number"):
+        out["serial"] = s
+    if r := first("ReadoutMode", "Readout Mode", "ScanMode", "ReadoutRate"):
+        out["readout_mode"] = r
+    if g := first("GainMode", "Gain Mode", "Gain", "PreAmpGain"):
+        out["gain_mode"] = g
+    b = to_float(first("Binning") or props.get("Binning"))
+    if b:
+        out["binning"] = int(b)
+    t = to_float(first("CCDTemperature", "SensorTemperature", "Temperature"))
+    if t is not None:
+        out["temperature_c"] = t
+    exps = [f.exposure_ms for f in frames if f.exposure_ms is not None]
+    if exps:
+        vals, counts = np.unique(np.round(exps, 6), return_counts=True)
+        out["exposure_ms"] = float(vals[np.argmax(counts)])
+    roi = _roi(props)
+    h, w = shape
+    if roi is None or roi[2:] != (w, h):
+        roi = (0, 0, w, h)
+    out["roi"] = roi
+    out["sensor_shape"] = (roi[1] + h, roi[0] + w)
+    if bit_depth:
+        out["bit_depth"] = int(bit_depth)
+    for s in (summary or {}).get("devices", []):
+        if s.get("label") == cam and s.get("library"):
+            out["vendor"] = str(s["library"])
+    out["extra"] = {
+        k.split("-", 1)[1]: str(v) for k, v in props.items() if cam and k.startswith(f"{cam}-")
+    }
+    return out

@@ -40,7 +40,6 @@ state: they are read as plain stacks (file order, or a CSV).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +52,7 @@ from .dataset_formats import (
     FrameInfo,
     RecordedDataset,
     folder_members,
+    identity_from_props,
     is_zarr,
     ndtiff_dir,
     read_ndtiff,
@@ -61,6 +61,7 @@ from .dataset_formats import (
     tiff_kind,
     to_float,
 )
+from .profile import CameraIdentity
 
 __all__ = [
     "FrameInfo",
@@ -286,77 +287,6 @@ def group_levels(
     return out
 
 
-# ---------------------------------------------------------------------- identity
-def _roi(props: dict[str, str]) -> tuple[int, int, int, int] | None:
-    v = props.get("ROI")
-    if v:
-        nums = [int(float(x)) for x in re.findall(r"\d+(?:\.\d+)?", v)]
-        if len(nums) == 4:
-            return (nums[0], nums[1], nums[2], nums[3])
-    return None
-
-
-def identity_from_props(
-    frames: list[FrameInfo],
-    shape: tuple[int, int],
-    bit_depth: int | None,
-    summary: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """CameraIdentity fields from recorded metadata (only what is known).
-
-    Camera label from ``Core-Camera``; model, serial, readout and gain mode, binning,
-    temperature from the camera's properties (the adapter names rawsigma's
-    `rawsigma.acquire.identity` also reads); ROI from MM's ``ROI`` key (else the
-    full frame); the most frequent exposure.
-    """
-    if not frames:
-        return {}
-    props = frames[0].props
-    cam = props.get("Core-Camera") or props.get("Camera") or ""
-
-    def first(*names: str) -> str:
-        for n in names:
-            v = props.get(f"{cam}-{n}")
-            if v not in (None, ""):
-                return str(v)
-        return ""
-
-    out: dict[str, Any] = {"camera": cam or "recorded dataset"}
-    if m := first("CameraName", "Camera Name", "Model", "CameraModel", "Description"):
-        out["model"] = m
-    if s := first("CameraID", "Serial", "SerialNumber", "Serial Number"):
-        out["serial"] = s
-    if r := first("ReadoutMode", "Readout Mode", "ScanMode", "ReadoutRate"):
-        out["readout_mode"] = r
-    if g := first("GainMode", "Gain Mode", "Gain", "PreAmpGain"):
-        out["gain_mode"] = g
-    b = to_float(first("Binning") or props.get("Binning"))
-    if b:
-        out["binning"] = int(b)
-    t = to_float(first("CCDTemperature", "SensorTemperature", "Temperature"))
-    if t is not None:
-        out["temperature_c"] = t
-    exps = [f.exposure_ms for f in frames if f.exposure_ms is not None]
-    if exps:
-        vals, counts = np.unique(np.round(exps, 6), return_counts=True)
-        out["exposure_ms"] = float(vals[np.argmax(counts)])
-    roi = _roi(props)
-    h, w = shape
-    if roi is None or roi[2:] != (w, h):
-        roi = (0, 0, w, h)
-    out["roi"] = roi
-    out["sensor_shape"] = (roi[1] + h, roi[0] + w)
-    if bit_depth:
-        out["bit_depth"] = int(bit_depth)
-    for s in (summary or {}).get("devices", []):
-        if s.get("label") == cam and s.get("library"):
-            out["vendor"] = str(s["library"])
-    out["extra"] = {
-        k.split("-", 1)[1]: str(v) for k, v in props.items() if cam and k.startswith(f"{cam}-")
-    }
-    return out
-
-
 # ---------------------------------------------------------------------- calib.stacks hooks
 def recorded_stack_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """`rawsigma.calib.stacks.stack_info` of a recorded dataset (None for a plain stack)."""
@@ -386,8 +316,6 @@ def recorded_identity(
     infos: dict[str, dict[str, Any]], bit_depth: int, shape: tuple[int, int]
 ) -> Any:
     """`CameraIdentity` from the first recorded dataset's metadata, else None."""
-    from .profile import CameraIdentity
-
     ds = next((i["dataset"] for i in infos.values() if "dataset" in i), None)
     if ds is None:
         return None

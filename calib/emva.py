@@ -32,12 +32,13 @@ Estimators (equation numbers of EMVA 1288 R4.0 Linear):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 from scipy.special import ndtri
 
+from .emva_filters import _HP_GAIN, _MARGIN, highpass_r4, spatial_variance
 from .fit import saturation_masks
 from .moments import PixelMoments
 
@@ -51,64 +52,6 @@ __all__ = [
 
 SIGMA2_Q = 1.0 / 12.0
 _SAT_FRACTION = 0.0015
-
-
-def _lowpass_r4(img: np.ndarray) -> np.ndarray:
-    out = ndimage.uniform_filter(img, 7, mode="reflect")
-    out = ndimage.uniform_filter(out, 11, mode="reflect")
-    b = np.array([0.25, 0.5, 0.25])
-    out = ndimage.correlate1d(out, b, axis=0, mode="reflect")
-    return ndimage.correlate1d(out, b, axis=1, mode="reflect")
-
-
-_MARGIN = 9  # (7 + 11 + 3 - 3) / 2: pixels affected by the reflection at the border
-
-
-def _hp_gain() -> float:
-    """White-noise variance gain of the high-pass filter (sum of squared taps)."""
-    n = 2 * _MARGIN + 1 + 40
-    d = np.zeros((n, n))
-    d[n // 2, n // 2] = 1.0
-    h = d - _lowpass_r4(d)
-    return float(np.sum(h * h))
-
-
-_HP_GAIN = _hp_gain()
-
-
-def highpass_r4(img: np.ndarray) -> np.ndarray:
-    """R4 high-pass of an image (float64), border of 9 pixels removed.
-
-    ``img - binomial3(box11(box7(img)))``. Divide variances of the result by
-    ``_HP_GAIN`` (about 0.92) to get the white-noise-equivalent variance.
-    """
-    img = np.asarray(img, np.float64)
-    hp = img - _lowpass_r4(img)
-    m = _MARGIN
-    if min(img.shape) <= 2 * m + 2:
-        raise ValueError(f"image {img.shape} too small for the R4 high-pass filter")
-    return hp[m:-m, m:-m]
-
-
-def spatial_variance(pm: PixelMoments, highpass: bool = False, interior: bool = False) -> float:
-    """Spatial variance of the per-pixel means with the temporal part removed (ADU^2).
-
-    ``s2 = var_spatial(<y>) - mean(var_temporal) / L`` (EMVA eq. 35/36); for a frame
-    pair this equals eq. 32. With ``highpass``, both terms are taken after the R4
-    high-pass (the temporal noise is white, so it scales with the same gain), over the
-    interior that the filter leaves (9-pixel border removed); ``interior`` restricts
-    the plain estimate to the same pixels, for comparisons.
-    """
-    mean = pm.mean()
-    tvar = pm.var()
-    if interior and not highpass:
-        m = _MARGIN
-        mean, tvar = mean[m:-m, m:-m], tvar[m:-m, m:-m]
-    if highpass:
-        hp = highpass_r4(mean)
-        m = _MARGIN
-        return float(np.var(hp) / _HP_GAIN - np.mean(tvar[m:-m, m:-m]) / pm.n)
-    return float(np.var(mean) - np.mean(tvar) / pm.n)
 
 
 def _temporal_var(pm: PixelMoments) -> tuple[float, float]:
@@ -215,6 +158,92 @@ def emva_analysis(
         ``clipped_fraction``, ``flicker``, ``drift``, ``photons``, ``exposure``,
         ``used_for_K``.
     """
+    levels, darks, ph, ex = _check_accumulators(dark, levels, photons, exposure)
+    k = len(levels)
+    shape = levels[0].shape
+    st = _level_stats(levels, darks)
+    sig = st.sig
+    base_dark = darks[int(np.argmax([d.n for d in darks]))]
+    frac, mode, mu_y_sat_sig = _saturation(base_dark, levels, max_adu, sig, shape[0] * shape[1])
+    usable, K, K_icpt, K_se, k_method = _fit_k(levels, darks, st, frac, mu_y_sat_sig)
+    i_d, var_dark, upper, sigma_d = _dark_noise(darks, st.dvar, ph, ex, K)
+    nu = _nonuniformity(levels, darks, sig, frac, usable, mu_y_sat_sig, K, highpass)
+    i50 = nu.pop("i50")
+
+    # derived numbers
+    mu_e_sat = mu_y_sat_sig / K
+    mu_e_min = float(np.sqrt(sigma_d**2 + SIGMA2_Q / K**2 + 0.25) + 0.5)
+    snr_max = float(np.sqrt(mu_e_sat)) if np.isfinite(mu_e_sat) else float("nan")
+    dr = mu_e_sat / mu_e_min
+    R = eta = mu_p_min = mu_p_sat = float("nan")
+    if ph is not None and np.any(usable & (ph > 0)):
+        sel = usable & (ph > 0)
+        R = float(np.sum(ph[sel] * sig[sel]) / np.sum(ph[sel] ** 2))
+        eta = R / K
+        mu_p_min = mu_e_min / eta
+        mu_p_sat = mu_e_sat / eta
+    xlin = ph if ph is not None else ex
+    le, le_min, le_max, sel = _linearity(xlin, sig, frac, mu_y_sat_sig)
+
+    use_hp_d, use_hp_p = nu["highpass_DSNU"], nu["highpass_PRNU"]
+    summary: dict[str, Any] = {
+        "standard": "EMVA 1288 R4.0 Linear",
+        "K": K,
+        "K_se": K_se,
+        "K_intercept": K_icpt,
+        "K_method": k_method,
+        "n_levels": k,
+        "n_levels_K": int(usable.sum()),
+        "frames_per_level": int(np.min(st.n_frames)),
+        "dark_frames": int(base_dark.n),
+        "DSNU_dark_frames": nu.pop("n_dark_all"),
+        "mu_y_dark": float(st.mu_d[i_d]),
+        "sigma_y_dark": float(np.sqrt(max(var_dark, 0.0))),
+        "sigma_d": float(sigma_d),
+        "sigma_d_upper_limit": bool(upper),
+    }
+    dmean = nu.pop("dark_mean_map")
+    summary.update(nu)
+    summary.update(
+        {
+            "saturation_mode": mode,
+            "mu_y_sat": float(mu_y_sat_sig + st.mu_d[i_d]),
+            "mu_e_sat": float(mu_e_sat),
+            "SNR_max": snr_max,
+            "SNR_max_dB": float(20 * np.log10(snr_max)) if snr_max > 0 else float("nan"),
+            "mu_e_min": mu_e_min,
+            "DR": float(dr),
+            "DR_dB": float(20 * np.log10(dr)) if dr > 0 else float("nan"),
+            "LE": le,
+            "LE_min": le_min,
+            "LE_max": le_max,
+            "R": R,
+            "eta": eta,
+            "mu_p_min": mu_p_min,
+            "mu_p_sat": mu_p_sat,
+            "flicker_max": float(np.max(st.stab[:, 0])),
+            "drift_max": float(np.max(np.abs(st.stab[:, 1]))),
+        }
+    )
+    summary.update(
+        _uncertainties(
+            summary, dmean, levels[i50], darks[i50], use_hp_d, use_hp_p, var_dark, darks[i_d]
+        )
+    )
+    if np.isfinite(le):
+        summary["LE_se"] = _le_se(levels, darks, sig, sel)
+    _mark_not_estimated(summary, k=k, has_x=xlin is not None, has_photons=ph is not None)
+    return summary, _ptc_table(st, frac, usable, ph, ex)
+
+
+# ----------------------------------------------------------------------------- steps
+def _check_accumulators(
+    dark: PixelMoments | Sequence[PixelMoments],
+    levels: Sequence[PixelMoments],
+    photons: Sequence[float] | None,
+    exposure: Sequence[float] | None,
+) -> tuple[list[Any], list[Any], np.ndarray | None, np.ndarray | None]:
+    """Levels, one dark per level, photons and exposure as arrays; clear errors."""
     levels = list(levels)
     k = len(levels)
     if k < 1:
@@ -225,14 +254,30 @@ def emva_analysis(
     for i, pm in enumerate([*levels, *darks]):
         if pm.n < 2:
             raise ValueError(f"accumulator {i} has {pm.n} frame(s); at least 2 are needed")
-    shape = levels[0].shape
-    npix = shape[0] * shape[1]
     ph = None if photons is None else np.asarray(photons, np.float64)
     ex = None if exposure is None else np.asarray(exposure, np.float64)
     for name, arr in (("photons", ph), ("exposure", ex)):
         if arr is not None and arr.shape != (k,):
             raise ValueError(f"{name} has {arr.shape[0]} values for {k} levels")
+    return levels, darks, ph, ex
 
+
+@dataclass
+class _LevelStats:
+    """Global means and temporal variances per level and its dark (EMVA eq. 18)."""
+
+    mu_y: np.ndarray
+    mu_d: np.ndarray
+    var_raw: np.ndarray
+    var_c: np.ndarray  # flicker-corrected
+    dvar: np.ndarray
+    n_frames: np.ndarray
+    stab: np.ndarray  # (K, 2) flicker, drift
+    sig: np.ndarray  # mean above dark
+    yvar: np.ndarray  # variance above dark
+
+
+def _level_stats(levels: list[Any], darks: list[Any]) -> _LevelStats:
     mu_y = np.array([lv.frame_means.mean() for lv in levels])
     mu_d = np.array([d.frame_means.mean() for d in darks])
     tv = np.array([_temporal_var(lv) for lv in levels])
@@ -241,20 +286,27 @@ def emva_analysis(
     dvar = np.array([_temporal_var(d)[1] for d in darks])
     n_frames = np.array([lv.n for lv in levels])
     stab = np.array([_level_stability(lv, md) for lv, md in zip(levels, mu_d, strict=True)])
-    sig = mu_y - mu_d
-    yvar = var_c - dvar
+    return _LevelStats(mu_y, mu_d, var_raw, var_c, dvar, n_frames, stab, mu_y - mu_d, var_c - dvar)
 
-    # ----------------------------------------------------------- saturation
-    base_dark = darks[int(np.argmax([d.n for d in darks]))]
+
+def _saturation(
+    base_dark: Any, levels: list[Any], max_adu: int, sig: np.ndarray, npix: int
+) -> tuple[np.ndarray, str, float]:
+    """Clipped fraction per level, the saturation mode and the saturation signal (DN)."""
     clipped, mode = saturation_masks(base_dark, levels, max_adu)
-    frac = clipped.reshape(k, -1).mean(axis=1)
+    frac = clipped.reshape(len(levels), -1).mean(axis=1)
     if mode == "none" or frac.max() < _SAT_FRACTION:
         mu_y_sat_sig = float("nan")
     else:
         mu_y_sat_sig = _crossing(sig, frac, _SAT_FRACTION, npix)
+    return frac, mode, mu_y_sat_sig
 
-    # ------------------------------------------------------------------- K
-    order = np.argsort(sig)
+
+def _fit_k(
+    levels: list[Any], darks: list[Any], st: _LevelStats, frac: np.ndarray, mu_y_sat_sig: float
+) -> tuple[np.ndarray, float, float, float, str]:
+    """The system gain K from the levels below 70 % of saturation (EMVA eq. 50)."""
+    sig, yvar = st.sig, st.yvar
     usable = (frac < _SAT_FRACTION) & (sig > 0)
     if np.isfinite(mu_y_sat_sig):
         usable &= sig <= 0.7 * mu_y_sat_sig
@@ -271,8 +323,13 @@ def emva_analysis(
         raise ValueError("no unsaturated light level with signal above dark: cannot measure K")
     if not K > 0:
         raise ValueError(f"photon-transfer slope K = {K:.4g} DN/e- is not positive")
+    return usable, K, K_icpt, K_se, k_method
 
-    # ----------------------------------------------------------- dark noise
+
+def _dark_noise(
+    darks: list[Any], dvar: np.ndarray, ph: np.ndarray | None, ex: np.ndarray | None, K: float
+) -> tuple[int, float, bool, float]:
+    """Index of the dark used, its temporal variance and the dark noise sigma_d (e-)."""
     if ex is not None:
         i_d = int(np.argmin(ex))
     elif ph is not None:
@@ -282,8 +339,24 @@ def emva_analysis(
     var_dark = float(dvar[i_d])
     upper = var_dark < 0.24
     sigma_d = 0.40 / K if upper else float(np.sqrt(var_dark - SIGMA2_Q) / K)
+    return i_d, var_dark, upper, sigma_d
 
-    # -------------------------------------------------------- nonuniformity
+
+def _nonuniformity(
+    levels: list[Any],
+    darks: list[Any],
+    sig: np.ndarray,
+    frac: np.ndarray,
+    usable: np.ndarray,
+    mu_y_sat_sig: float,
+    K: float,
+    highpass: str,
+) -> dict[str, Any]:
+    """DSNU and PRNU (plain and high-passed), in the summary's keys and order.
+
+    Also ``i50`` (the level near 50 % saturation), ``n_dark_all`` and
+    ``dark_mean_map`` for the caller, who removes them.
+    """
     # DSNU from all dark frames: the per-pixel mean over every dark group (each
     # group's global level removed, so exposure-dependent offsets do not count)
     dmean, dtvar, n_dark_all = _pooled_dark(darks)
@@ -312,48 +385,10 @@ def emva_analysis(
     dsnu_hp = float(np.sqrt(max(s2_dark_hp, 0.0)) / K)
     prnu_plain = float(100 * np.sqrt(max(s2_50_plain, 0.0)) / sig[i50])
     prnu_hp = float(100 * np.sqrt(max(s2_50_hp, 0.0)) / sig[i50])
-
-    # ------------------------------------------------------ derived numbers
-    mu_e_sat = mu_y_sat_sig / K
-    mu_e_min = float(np.sqrt(sigma_d**2 + SIGMA2_Q / K**2 + 0.25) + 0.5)
-    snr_max = float(np.sqrt(mu_e_sat)) if np.isfinite(mu_e_sat) else float("nan")
-    dr = mu_e_sat / mu_e_min
-    R = eta = mu_p_min = mu_p_sat = float("nan")
-    if ph is not None and np.any(usable & (ph > 0)):
-        sel = usable & (ph > 0)
-        R = float(np.sum(ph[sel] * sig[sel]) / np.sum(ph[sel] ** 2))
-        eta = R / K
-        mu_p_min = mu_e_min / eta
-        mu_p_sat = mu_e_sat / eta
-
-    # ----------------------------------------------------------- linearity
-    xlin = ph if ph is not None else ex
-    le = le_min = le_max = float("nan")
-    sel = np.zeros(k, bool)
-    if xlin is not None and np.isfinite(mu_y_sat_sig):
-        sel = (sig >= 0.05 * mu_y_sat_sig) & (sig <= 0.95 * mu_y_sat_sig) & (frac < _SAT_FRACTION)
-        if sel.sum() >= 3 and np.ptp(xlin[sel]) > 0:
-            b, a, _ = _wls_line(xlin[sel], sig[sel], 1.0 / sig[sel] ** 2)
-            fit = a + b * xlin[sel]
-            delta = 100 * (sig[sel] - fit) / fit
-            le = float(np.mean(np.abs(delta)))
-            le_min, le_max = float(delta.min()), float(delta.max())
-
-    summary: dict[str, Any] = {
-        "standard": "EMVA 1288 R4.0 Linear",
-        "K": K,
-        "K_se": K_se,
-        "K_intercept": K_icpt,
-        "K_method": k_method,
-        "n_levels": k,
-        "n_levels_K": int(usable.sum()),
-        "frames_per_level": int(np.min(n_frames)),
-        "dark_frames": int(base_dark.n),
-        "DSNU_dark_frames": int(n_dark_all),
-        "mu_y_dark": float(mu_d[i_d]),
-        "sigma_y_dark": float(np.sqrt(max(var_dark, 0.0))),
-        "sigma_d": float(sigma_d),
-        "sigma_d_upper_limit": bool(upper),
+    return {
+        "i50": i50,
+        "n_dark_all": int(n_dark_all),
+        "dark_mean_map": dmean,
         "DSNU1288": dsnu_hp if use_hp_d else dsnu_plain,
         "DSNU1288_plain": dsnu_plain,
         "DSNU1288_highpass": dsnu_hp,
@@ -364,47 +399,51 @@ def emva_analysis(
         "highpass_DSNU": bool(use_hp_d),
         "highpass_PRNU": bool(use_hp_p),
         "PRNU_level_signal": float(sig[i50]),
-        "saturation_mode": mode,
-        "mu_y_sat": float(mu_y_sat_sig + mu_d[i_d]),
-        "mu_e_sat": float(mu_e_sat),
-        "SNR_max": snr_max,
-        "SNR_max_dB": float(20 * np.log10(snr_max)) if snr_max > 0 else float("nan"),
-        "mu_e_min": mu_e_min,
-        "DR": float(dr),
-        "DR_dB": float(20 * np.log10(dr)) if dr > 0 else float("nan"),
-        "LE": le,
-        "LE_min": le_min,
-        "LE_max": le_max,
-        "R": R,
-        "eta": eta,
-        "mu_p_min": mu_p_min,
-        "mu_p_sat": mu_p_sat,
-        "flicker_max": float(np.max(stab[:, 0])),
-        "drift_max": float(np.max(np.abs(stab[:, 1]))),
     }
-    summary.update(
-        _uncertainties(summary, dmean, levels[i50], d50, use_hp_d, use_hp_p, var_dark, darks[i_d])
-    )
-    if np.isfinite(le):
-        summary["LE_se"] = _le_se(levels, darks, sig, sel)
-    _mark_not_estimated(summary, k=k, has_x=xlin is not None, has_photons=ph is not None)
-    nan = np.full(k, np.nan)
-    ptc = {
+
+
+def _linearity(
+    xlin: np.ndarray | None, sig: np.ndarray, frac: np.ndarray, mu_y_sat_sig: float
+) -> tuple[float, float, float, np.ndarray]:
+    """Linearity error LE (%) between 5 and 95 % of saturation, its range and the levels."""
+    le = le_min = le_max = float("nan")
+    sel = np.zeros(len(sig), bool)
+    if xlin is not None and np.isfinite(mu_y_sat_sig):
+        sel = (sig >= 0.05 * mu_y_sat_sig) & (sig <= 0.95 * mu_y_sat_sig) & (frac < _SAT_FRACTION)
+        if sel.sum() >= 3 and np.ptp(xlin[sel]) > 0:
+            b, a, _ = _wls_line(xlin[sel], sig[sel], 1.0 / sig[sel] ** 2)
+            fit = a + b * xlin[sel]
+            delta = 100 * (sig[sel] - fit) / fit
+            le = float(np.mean(np.abs(delta)))
+            le_min, le_max = float(delta.min()), float(delta.max())
+    return le, le_min, le_max, sel
+
+
+def _ptc_table(
+    st: _LevelStats,
+    frac: np.ndarray,
+    usable: np.ndarray,
+    ph: np.ndarray | None,
+    ex: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """The photon-transfer table, one entry per level sorted by signal."""
+    order = np.argsort(st.sig)
+    nan = np.full(len(order), np.nan)
+    return {
         "level": order.astype(np.int64),
-        "mean": mu_y[order],
-        "dark_mean": mu_d[order],
-        "var": var_raw[order],
-        "var_corrected": var_c[order],
-        "dark_var": dvar[order],
-        "n_frames": n_frames[order].astype(np.int64),
+        "mean": st.mu_y[order],
+        "dark_mean": st.mu_d[order],
+        "var": st.var_raw[order],
+        "var_corrected": st.var_c[order],
+        "dark_var": st.dvar[order],
+        "n_frames": st.n_frames[order].astype(np.int64),
         "clipped_fraction": frac[order],
-        "flicker": stab[order, 0],
-        "drift": stab[order, 1],
+        "flicker": st.stab[order, 0],
+        "drift": st.stab[order, 1],
         "photons": (ph if ph is not None else nan)[order],
         "exposure": (ex if ex is not None else nan)[order],
         "used_for_K": usable[order],
     }
-    return summary, ptc
 
 
 def _k_one_level(lv: Any, dark: Any, yvar: float, sig: float) -> tuple[float, float]:

@@ -211,6 +211,66 @@ def fit_pixel_maps(
     -------
     PixelMaps
     """
+    _check_frames(dark, levels)
+    k = len(levels)
+    min_levels = max(1, min(int(min_levels), k))
+    dm = _dark_maps(dark)
+    clipped, mode = saturation_masks(dark, levels, max_adu, dm.read_var)
+    level_clipped = clipped.reshape(k, -1).mean(axis=1)
+    dark_level = float(dark.frame_means.mean())
+    level_signal = np.array([lv.frame_means.mean() - dark_level for lv in levels])
+    g0 = _gain_guess(levels, dm.read_var, level_clipped, level_signal)
+
+    fits = _GainMaps.empty(dark.shape)
+    rows_per = max(1, _BLOCK_PIXELS // dark.shape[1])
+    for r0 in range(0, dark.shape[0], rows_per):
+        rows = slice(r0, min(dark.shape[0], r0 + rows_per))
+        block = _block_data(rows, levels, dm, clipped, flicker_correction)
+        model_var = _fit_block_gain(fits, block, dm, g0, min_levels)
+        _fit_block_response(fits, block, model_var, level_signal, nonlinear_tol)
+
+    defects = _defects(dark, dm, fits, clipped, level_clipped, outlier_sigma)
+    gain, gain_se = fits.gain, fits.gain_se
+    good = defects == 0
+    info: dict = {}
+    if shrink_gain and np.count_nonzero(good) > 10:
+        info["gain_raw"], info["gain_se_raw"] = gain.copy(), gain_se.copy()
+        gain, gain_se, prior = _shrink(gain, gain_se, good)
+        info["gain_prior"] = prior
+    resp = fits.resp
+    med_resp = _median_response(resp)
+    norm = float(np.mean(resp[good])) if np.any(good) else med_resp
+    prnu = resp / norm if np.isfinite(norm) and norm > 0 else resp
+
+    return PixelMaps(
+        offset=dm.offset,
+        offset_se=dm.offset_se,
+        read_var=dm.read_var,
+        read_var_se=dm.read_var_se,
+        read_noise=dm.read_noise,
+        read_noise_se=dm.read_noise_se,
+        gain=gain,
+        gain_se=gain_se,
+        gain_chi2=fits.chi2,
+        prnu=prnu,
+        defects=defects,
+        n_levels=fits.n_used,
+        level_signal=level_signal,
+        level_clipped=level_clipped,
+        saturation_mode=mode,
+        info={
+            "gain_guess": g0,
+            "dark_frames": dark.n,
+            "frames_per_level": [lv.n for lv in levels],
+            "all_clipped": np.all(clipped, axis=0),
+            "no_signal": fits.no_signal,
+            **info,
+        },
+    )
+
+
+# ----------------------------------------------------------------------------- steps
+def _check_frames(dark: PixelMoments, levels: Sequence[PixelMoments]) -> None:
     if not levels:
         raise ValueError("fit_pixel_maps needs at least one light level")
     shape = dark.shape
@@ -221,10 +281,22 @@ def fit_pixel_maps(
             raise ValueError(f"level {i} has {lv.n} frame(s); at least 2 are needed")
     if dark.n < 2:
         raise ValueError(f"dark has {dark.n} frame(s); at least 2 are needed")
-    k = len(levels)
-    nd = dark.n
-    min_levels = max(1, min(int(min_levels), k))
 
+
+@dataclass
+class _DarkMaps:
+    """Offset and dark temporal variance per pixel, with their standard errors."""
+
+    offset: np.ndarray
+    offset_se: np.ndarray
+    read_var: np.ndarray
+    read_var_se: np.ndarray
+    read_noise: np.ndarray
+    read_noise_se: np.ndarray
+
+
+def _dark_maps(dark: PixelMoments) -> _DarkMaps:
+    nd = dark.n
     offset = dark.mean()
     read_var = dark.var()
     if dark.higher and nd >= 4:
@@ -235,13 +307,16 @@ def fit_pixel_maps(
     read_noise = np.sqrt(np.maximum(read_var, 0))
     with np.errstate(divide="ignore", invalid="ignore"):
         read_noise_se = read_var_se / (2 * np.maximum(read_noise, 1e-6))
+    return _DarkMaps(offset, offset_se, read_var, read_var_se, read_noise, read_noise_se)
 
-    clipped, mode = saturation_masks(dark, levels, max_adu, read_var)
-    level_clipped = clipped.reshape(k, -1).mean(axis=1)
-    dark_level = float(dark.frame_means.mean())
-    level_signal = np.array([lv.frame_means.mean() - dark_level for lv in levels])
 
-    # a global gain guess for the first weights
+def _gain_guess(
+    levels: Sequence[PixelMoments],
+    read_var: np.ndarray,
+    level_clipped: np.ndarray,
+    level_signal: np.ndarray,
+) -> float:
+    """A global gain from the median variances of unclipped levels: the first weights."""
     good_lv = (level_clipped < 0.01) & (level_signal > 0)
     gv = np.array(
         [
@@ -257,90 +332,162 @@ def fit_pixel_maps(
         g0 = 1.0
     if not np.isfinite(g0) or g0 <= 0:
         g0 = 1.0
+    return g0
 
-    gain = np.full(shape, np.nan)
-    gain_se = np.full(shape, np.nan)
-    chi2 = np.full(shape, np.nan)
-    resp = np.full(shape, np.nan)
-    nonlin = np.zeros(shape, bool)
-    n_used = np.zeros(shape, np.uint8)
-    all_clipped = np.all(clipped, axis=0)
-    no_signal = np.zeros(shape, bool)
 
-    rows_per = max(1, _BLOCK_PIXELS // shape[1])
-    for r0 in range(0, shape[0], rows_per):
-        rs = slice(r0, min(shape[0], r0 + rows_per))
-        o = offset[rs]
-        r = read_var[rs]
-        x = np.stack([lv.mean(rows=rs) for lv in levels]) - o
-        nk = np.array([lv.n for lv in levels], np.float64)[:, None, None]
-        ys, dofs = [], []
-        for lv in levels:
-            if flicker_correction:
-                v, dof = lv.var_corrected(rows=rs, offset=o)
-            else:
-                v, dof = lv.var(rows=rs), lv.n - 1
-            ys.append(v)
-            dofs.append(dof)
-        y = np.stack(ys) - r
-        dof = np.array(dofs, np.float64)[:, None, None]
-        use = ~clipped[:, rs] & (x > 0) & np.isfinite(y)
-        nuse = use.sum(axis=0)
-        n_used[rs] = np.minimum(nuse, 255)
-        no_signal[rs] = np.all(clipped[:, rs] | ~(x > 0), axis=0)
+@dataclass
+class _GainMaps:
+    """The per-pixel fit results, filled block of rows by block of rows."""
 
-        g = np.full(o.shape, g0)
-        for _ in range(3):
-            s2 = np.maximum(np.maximum(g, 0) * x + r, np.maximum(r, 1.0 / 12))
-            vv = 2 * s2 * s2 / dof  # model variance of each level's variance
-            w = np.where(use, 1.0 / vv, 0.0)
-            sxx = np.sum(w * x * x, axis=0)
-            sxy = np.sum(w * x * y, axis=0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = sxy / sxx
-            g = np.where(np.isfinite(g), g, g0)
+    gain: np.ndarray
+    gain_se: np.ndarray
+    chi2: np.ndarray
+    resp: np.ndarray  # response relative to the mean signal of each level
+    nonlin: np.ndarray
+    n_used: np.ndarray
+    no_signal: np.ndarray
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...]) -> _GainMaps:
+        return cls(
+            gain=np.full(shape, np.nan),
+            gain_se=np.full(shape, np.nan),
+            chi2=np.full(shape, np.nan),
+            resp=np.full(shape, np.nan),
+            nonlin=np.zeros(shape, bool),
+            n_used=np.zeros(shape, np.uint8),
+            no_signal=np.zeros(shape, bool),
+        )
+
+
+@dataclass
+class _Block:
+    """One block of rows: signal ``x`` and variance ``y`` above dark per level."""
+
+    rows: slice
+    x: np.ndarray  # (K, rows, W) mean above offset
+    y: np.ndarray  # (K, rows, W) variance above dark variance
+    dof: np.ndarray  # (K, 1, 1) or (K, rows, W) degrees of freedom of each variance
+    nk: np.ndarray  # (K, 1, 1) frames per level
+    use: np.ndarray  # (K, rows, W) level usable for the pixel
+    nuse: np.ndarray  # (rows, W)
+    no_signal: np.ndarray  # (rows, W) every level clipped or at/below the offset
+
+
+def _block_data(
+    rows: slice,
+    levels: Sequence[PixelMoments],
+    dm: _DarkMaps,
+    clipped: np.ndarray,
+    flicker_correction: bool,
+) -> _Block:
+    o = dm.offset[rows]
+    x = np.stack([lv.mean(rows=rows) for lv in levels]) - o
+    nk = np.array([lv.n for lv in levels], np.float64)[:, None, None]
+    ys, dofs = [], []
+    for lv in levels:
+        if flicker_correction:
+            v, dof = lv.var_corrected(rows=rows, offset=o)
+        else:
+            v, dof = lv.var(rows=rows), lv.n - 1
+        ys.append(v)
+        dofs.append(dof)
+    y = np.stack(ys) - dm.read_var[rows]
+    dof = np.array(dofs, np.float64)[:, None, None]
+    use = ~clipped[:, rows] & (x > 0) & np.isfinite(y)
+    no_signal = np.all(clipped[:, rows] | ~(x > 0), axis=0)
+    return _Block(rows, x, y, dof, nk, use, use.sum(axis=0), no_signal)
+
+
+def _fit_block_gain(
+    fits: _GainMaps, block: _Block, dm: _DarkMaps, g0: float, min_levels: int
+) -> np.ndarray:
+    """Weighted least-squares gain through the origin, its SE and reduced chi^2.
+
+    Returns the model variance of every level at the fitted gain.
+    """
+    rs, x, y, dof, nk, use, nuse = (
+        block.rows, block.x, block.y, block.dof, block.nk, block.use, block.nuse
+    )  # fmt: skip
+    r = dm.read_var[rs]
+    fits.n_used[rs] = np.minimum(nuse, 255)
+    fits.no_signal[rs] = block.no_signal
+    g = np.full(r.shape, g0)
+    for _ in range(3):
         s2 = np.maximum(np.maximum(g, 0) * x + r, np.maximum(r, 1.0 / 12))
-        vv = 2 * s2 * s2 / dof
+        vv = 2 * s2 * s2 / dof  # model variance of each level's variance
         w = np.where(use, 1.0 / vv, 0.0)
         sxx = np.sum(w * x * x, axis=0)
-        sx = np.sum(w * x, axis=0)
+        sxy = np.sum(w * x * y, axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.sum(w * x * y, axis=0) / sxx
-            var_o = offset_se[rs] ** 2
-            var_g = (
-                1.0 / sxx
-                + (sx / sxx) ** 2 * (read_var_se[rs] ** 2 + g * g * var_o)
-                + g * g * np.sum(w * w * x * x * s2 / nk, axis=0) / sxx**2
-            )
-            res = y - g * x
-            c2 = np.sum(w * res * res, axis=0) / np.maximum(nuse - 1, 1)
-        ok = nuse >= min_levels
-        gain[rs] = np.where(ok, g, np.nan)
-        gain_se[rs] = np.where(ok, np.sqrt(var_g), np.nan)
-        chi2[rs] = np.where(ok & (nuse >= 2), c2, np.nan)
+            g = sxy / sxx
+        g = np.where(np.isfinite(g), g, g0)
+    s2 = np.maximum(np.maximum(g, 0) * x + r, np.maximum(r, 1.0 / 12))
+    vv = 2 * s2 * s2 / dof
+    w = np.where(use, 1.0 / vv, 0.0)
+    sxx = np.sum(w * x * x, axis=0)
+    sx = np.sum(w * x, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.sum(w * x * y, axis=0) / sxx
+        var_o = dm.offset_se[rs] ** 2
+        var_g = (
+            1.0 / sxx
+            + (sx / sxx) ** 2 * (dm.read_var_se[rs] ** 2 + g * g * var_o)
+            + g * g * np.sum(w * w * x * x * s2 / nk, axis=0) / sxx**2
+        )
+        res = y - g * x
+        c2 = np.sum(w * res * res, axis=0) / np.maximum(nuse - 1, 1)
+    ok = nuse >= min_levels
+    fits.gain[rs] = np.where(ok, g, np.nan)
+    fits.gain_se[rs] = np.where(ok, np.sqrt(var_g), np.nan)
+    fits.chi2[rs] = np.where(ok & (nuse >= 2), c2, np.nan)
+    return s2  # the model variances at the fitted gain
 
-        # relative response: mean signal of the pixel against the global mean signal
-        sk = level_signal[:, None, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.sum(np.where(use, x * sk, 0), axis=0) / np.sum(np.where(use, sk * sk, 0), axis=0)
-            fitm = a * sk
-            se_m = np.sqrt(s2 / nk)
-            dev = np.abs(x - fitm)
-            big = use & (sk > 0.05 * np.max(level_signal)) & (dev > nonlinear_tol * np.abs(fitm))
-            big &= dev > 6 * se_m
-        resp[rs] = a
-        nonlin[rs] = np.any(big, axis=0)
 
-    # ------------------------------------------------------------------ defects
-    defects = np.zeros(shape, np.uint8)
+def _fit_block_response(
+    fits: _GainMaps,
+    block: _Block,
+    model_var: np.ndarray,
+    level_signal: np.ndarray,
+    nonlinear_tol: float,
+) -> None:
+    """Relative response (pixel signal against the global mean signal) and nonlinearity."""
+    x, use = block.x, block.use
+    sk = level_signal[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.sum(np.where(use, x * sk, 0), axis=0) / np.sum(np.where(use, sk * sk, 0), axis=0)
+        fitm = a * sk
+        se_m = np.sqrt(model_var / block.nk)
+        dev = np.abs(x - fitm)
+        big = use & (sk > 0.05 * np.max(level_signal)) & (dev > nonlinear_tol * np.abs(fitm))
+        big &= dev > 6 * se_m
+    fits.resp[block.rows] = a
+    fits.nonlin[block.rows] = np.any(big, axis=0)
+
+
+def _median_response(resp: np.ndarray) -> float:
+    return float(np.nanmedian(resp)) if np.any(np.isfinite(resp)) else float("nan")
+
+
+def _defects(
+    dark: PixelMoments,
+    dm: _DarkMaps,
+    fits: _GainMaps,
+    clipped: np.ndarray,
+    level_clipped: np.ndarray,
+    outlier_sigma: float,
+) -> np.ndarray:
+    """The ``DEFECT_*`` bitmask: hot, dead, noisy, nonlinear, bad gain, early saturation."""
+    offset, read_noise, gain, nd = dm.offset, dm.read_noise, fits.gain, dark.n
+    defects = np.zeros(dark.shape, np.uint8)
     med_o = float(np.median(offset))
     so = max(_robust_sigma(offset), 1e-3)
     # significant for the pixel itself too: a very noisy pixel's offset scatters
-    hot = (offset - med_o > outlier_sigma * so) & (offset - med_o > 5 * offset_se)
+    hot = (offset - med_o > outlier_sigma * so) & (offset - med_o > 5 * dm.offset_se)
     defects[hot] |= DEFECT_HOT
-    med_resp = float(np.nanmedian(resp)) if np.any(np.isfinite(resp)) else float("nan")
+    med_resp = _median_response(fits.resp)
     if np.isfinite(med_resp) and med_resp > 0:
-        defects[~(resp > 0.5 * med_resp)] |= DEFECT_DEAD
+        defects[~(fits.resp > 0.5 * med_resp)] |= DEFECT_DEAD
     lrn = np.log(np.maximum(read_noise, 1e-3))
     noisy = lrn - np.median(lrn) > outlier_sigma * max(_robust_sigma(lrn), 0.02)
     if dark.higher and nd >= 20:
@@ -350,7 +497,7 @@ def fit_pixel_maps(
         rn_hi = read_noise > 1.5 * np.median(read_noise)
         noisy |= ((kurt < -3 * se_k) & rn_hi) | (kurt > 12 * se_k)
     defects[noisy] |= DEFECT_NOISY
-    defects[nonlin] |= DEFECT_NONLINEAR
+    defects[fits.nonlin] |= DEFECT_NONLINEAR
     med_g = float(np.nanmedian(gain)) if np.any(np.isfinite(gain)) else np.nan
     sg = _robust_sigma(gain)
     with np.errstate(invalid="ignore"):
@@ -361,38 +508,4 @@ def fit_pixel_maps(
     # saturates at a level where almost no other pixel does
     early = np.any(clipped & (level_clipped < 0.001)[:, None, None], axis=0)
     defects[early] |= DEFECT_SATURATED
-
-    good = defects == 0
-    info: dict = {}
-    if shrink_gain and np.count_nonzero(good) > 10:
-        info["gain_raw"], info["gain_se_raw"] = gain.copy(), gain_se.copy()
-        gain, gain_se, prior = _shrink(gain, gain_se, good)
-        info["gain_prior"] = prior
-    norm = float(np.mean(resp[good])) if np.any(good) else med_resp
-    prnu = resp / norm if np.isfinite(norm) and norm > 0 else resp
-
-    return PixelMaps(
-        offset=offset,
-        offset_se=offset_se,
-        read_var=read_var,
-        read_var_se=read_var_se,
-        read_noise=read_noise,
-        read_noise_se=read_noise_se,
-        gain=gain,
-        gain_se=gain_se,
-        gain_chi2=chi2,
-        prnu=prnu,
-        defects=defects,
-        n_levels=n_used,
-        level_signal=level_signal,
-        level_clipped=level_clipped,
-        saturation_mode=mode,
-        info={
-            "gain_guess": g0,
-            "dark_frames": nd,
-            "frames_per_level": [lv.n for lv in levels],
-            "all_clipped": all_clipped,
-            "no_signal": no_signal,
-            **info,
-        },
-    )
+    return defects

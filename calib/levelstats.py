@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .moments import scaled_var_correction
+from .flicker_correction import scaled_var_correction
 
 if TYPE_CHECKING:
     from .moments import PixelMoments

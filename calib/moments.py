@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .flicker_correction import scaled_var_correction
+from .levelstats import LevelStats
 from .moments_kernel import CHUNK, accumulate, frame_sums
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from .levelstats import LevelStats
 
 __all__ = ["PixelMoments"]
 
@@ -52,25 +52,6 @@ def _staggered(shape: tuple[int, int], dtypes: Sequence[type]) -> list[np.ndarra
         buf[base + o : base + o + size].view(d).reshape(shape)
         for o, size, d in zip(offs, sizes, dtypes, strict=True)
     ]
-
-
-def scaled_var_correction(
-    acc: PixelMoments | LevelStats, rows: slice, offset: np.ndarray | float | None
-) -> tuple[np.ndarray, int]:
-    """The ``method="scaled"`` flicker correction of :meth:`PixelMoments.var_corrected`.
-
-    Shared with :class:`~rawsigma.calib.levelstats.LevelStats`; ``acc`` needs ``n``,
-    ``frame_means``, ``mean``, ``var`` and ``flicker_var``. Returns the corrected
-    variance (float64, ADU^2) of ``rows`` and its degrees of freedom, ``n - 1``.
-    """
-    v = acc.var(rows=rows)
-    fv = acc.flicker_var()
-    if offset is None:
-        return v - fv, acc.n - 1
-    m = acc.mean(rows) - (offset[rows] if isinstance(offset, np.ndarray) else offset)
-    full = acc.frame_means.mean() - float(np.mean(offset))
-    scale = (m / full) ** 2 if full > 0 else 1.0
-    return v - fv * scale, acc.n - 1
 
 
 class PixelMoments:
@@ -354,8 +335,6 @@ class PixelMoments:
 
     def compact(self) -> LevelStats:
         """Frozen 14-byte-per-pixel summary of a finished level (see `LevelStats`)."""
-        from .levelstats import LevelStats
-
         return LevelStats.from_moments(self)
 
     # ----------------------------------------------------------- persistence

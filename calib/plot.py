@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rawsigma.calib.compare import difference_maps
 from rawsigma.calib.profile import DEFECT_NAMES, CameraProfile
 from rawsigma.errors import RawsigmaError
 from rawsigma.fileio import atomic_write
@@ -144,8 +145,6 @@ def save_profile_plot(
 
 def comparison_figure(a: CameraProfile, b: CameraProfile, comparison: dict[str, Any]) -> Figure:
     """Difference maps ``b - a`` and their histograms (see :func:`compare_profiles`)."""
-    from rawsigma.calib.compare import difference_maps
-
     diffs = difference_maps(a, b)
     fig = _new_figure((13, 7.5))
     fig.suptitle(f"profile {b.profile_id} − {a.profile_id}", fontsize=10)

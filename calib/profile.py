@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,131 +24,48 @@ from typing import Any
 
 import numpy as np
 from rawsigma.errors import ImageMismatchError, ProfileError
+from rawsigma.fileio import provenance
 
-DEFECT_HOT = 1
-DEFECT_DEAD = 2
-DEFECT_NOISY = 4  # noisy / random-telegraph-signal pixels
-DEFECT_NONLINEAR = 8
-DEFECT_BAD_GAIN = 16  # gain <= 0 or an outlier
-DEFECT_SATURATED = 32  # saturates below the top sweep level
+from .compare import profile_summary
+from .darkcurrent import profile_at_exposure
+from .profile_check import check_image_against
+from .profile_fields import (
+    DARK_MAPS,
+    DEFECT_BAD_GAIN,
+    DEFECT_DEAD,
+    DEFECT_HOT,
+    DEFECT_NAMES,
+    DEFECT_NOISY,
+    DEFECT_NONLINEAR,
+    DEFECT_SATURATED,
+    MAP_NAMES,
+    OPTIONAL_MAPS,
+    REQUIRED_MAPS,
+    CameraIdentity,
+    Roi,
+    _as_map,
+    to_json,
+)
+from .profile_io import read_profile, save_profile
 
-DEFECT_NAMES: dict[int, str] = {
-    DEFECT_HOT: "hot",
-    DEFECT_DEAD: "dead",
-    DEFECT_NOISY: "noisy",
-    DEFECT_NONLINEAR: "nonlinear",
-    DEFECT_BAD_GAIN: "bad_gain",
-    DEFECT_SATURATED: "saturated",
-}
-
-#: Map attributes of :class:`CameraProfile`, in the order used for hashing and files.
-REQUIRED_MAPS = ("offset", "gain", "read_noise")
-OPTIONAL_MAPS = ("offset_se", "gain_se", "read_noise_se", "prnu", "defects")
-MAP_NAMES = REQUIRED_MAPS + OPTIONAL_MAPS
-#: Optional dark-current maps (ADU/s), stored in the ``/dark_current`` group.
-DARK_MAPS = ("dark_current", "dark_current_se")
-
-Roi = tuple[int, int, int, int]
-
-
-@dataclass
-class CameraIdentity:
-    """What camera, in which mode, a profile was measured on.
-
-    Parameters
-    ----------
-    camera, model, serial, vendor : str
-        Micro-Manager device label / adapter, model, serial number, vendor.
-    bit_depth : int
-        ADC bit depth; the largest raw value is ``2**bit_depth - 1``.
-    binning : int
-        Symmetric binning factor (1 = none).
-    roi : (x, y, width, height) or None
-        Region of the profile in binned sensor pixels, 0-based, top-left origin,
-        exclusive end. ``None`` means "the whole map", filled in by
-        :class:`CameraProfile` as ``(0, 0, W, H)``.
-    sensor_shape : (rows, cols) or None
-        Full binned sensor size; ``None`` is filled in as the map shape plus the ROI
-        origin.
-    readout_mode, gain_mode : str
-        Camera readout / gain mode names as reported by the camera.
-    exposure_ms, temperature_c : float or None
-        Exposure time (ms) and sensor temperature (deg C) where known.
-    extra : dict of str to str
-        Other recorded device properties.
-    """
-
-    camera: str = ""
-    model: str = ""
-    serial: str = ""
-    vendor: str = ""
-    bit_depth: int = 16
-    binning: int = 1
-    roi: Roi | None = None
-    sensor_shape: tuple[int, int] | None = None
-    readout_mode: str = ""
-    gain_mode: str = ""
-    exposure_ms: float | None = None
-    temperature_c: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict of all fields (tuples as lists)."""
-        d = dataclasses.asdict(self)
-        d["roi"] = None if self.roi is None else [int(v) for v in self.roi]
-        d["sensor_shape"] = (
-            None if self.sensor_shape is None else [int(v) for v in self.sensor_shape]
-        )
-        d["extra"] = {str(k): str(v) for k, v in self.extra.items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CameraIdentity:
-        """Inverse of :meth:`to_dict`; unknown keys go to ``extra``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        extra = dict(kw.pop("extra", {}) or {})
-        extra.update({k: str(v) for k, v in d.items() if k not in names})
-        if kw.get("roi") is not None:
-            kw["roi"] = tuple(int(v) for v in kw["roi"])
-        if kw.get("sensor_shape") is not None:
-            kw["sensor_shape"] = tuple(int(v) for v in kw["sensor_shape"])
-        return cls(**kw, extra=extra)
-
-
-def _as_map(name: str, value: Any, dtype: type) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != 2:
-        raise ProfileError(f"profile: map {name!r} must be 2-D, got shape {arr.shape}")
-    if dtype is np.uint8:
-        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-            raise ProfileError(f"profile: map {name!r} must be an integer bitmask, got {arr.dtype}")
-        if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise ProfileError(f"profile: map {name!r} values must fit in uint8")
-    elif not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ProfileError(f"profile: map {name!r} must be numeric, got {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    return str(obj)
-
-
-def to_json(obj: Any) -> str:
-    """Serialise ``obj`` to JSON, converting numpy values, paths and dataclasses."""
-    return json.dumps(obj, default=_json_default, sort_keys=True)
+__all__ = [
+    "DARK_MAPS",
+    "DEFECT_BAD_GAIN",
+    "DEFECT_DEAD",
+    "DEFECT_HOT",
+    "DEFECT_NAMES",
+    "DEFECT_NOISY",
+    "DEFECT_NONLINEAR",
+    "DEFECT_SATURATED",
+    "MAP_NAMES",
+    "OPTIONAL_MAPS",
+    "REQUIRED_MAPS",
+    "CameraIdentity",
+    "CameraProfile",
+    "Roi",
+    "load_profile",
+    "to_json",
+]
 
 
 @dataclass(eq=False)
@@ -486,8 +402,6 @@ class CameraProfile:
             like binning or an ROI), values above the bit depth, or metadata that
             disagree with the profile.
         """
-        from rawsigma.calib.profile_check import check_image_against
-
         try:
             check_image_against(self, image, metadata)
         except ImageMismatchError as exc:
@@ -529,8 +443,6 @@ class CameraProfile:
         emva = identity.pop("emva", {})
         plan = identity.pop("plan", {})
         if prov is None:
-            from rawsigma.fileio import provenance
-
             prov = provenance(source="uniform", estimated=False)
         h, w = (int(v) for v in shape)
         ident = CameraIdentity(bit_depth=bit_depth, **identity)
@@ -554,8 +466,6 @@ class CameraProfile:
         Raises :class:`~rawsigma.errors.OutputExistsError` if ``path`` exists and
         ``force`` is False. ``compression`` is ``"gzip"``, ``"lzf"`` or None.
         """
-        from rawsigma.calib.profile_io import save_profile
-
         save_profile(self, path, force=force, compression=compression)
 
     @classmethod
@@ -565,9 +475,7 @@ class CameraProfile:
         Raises :class:`~rawsigma.errors.ProfileError` naming the file for anything
         that is not a valid schema-1 rawsigma profile.
         """
-        from rawsigma.calib.profile_io import load_profile
-
-        return load_profile(path)
+        return read_profile(path, cls)
 
     def at_exposure(self, exposure_s: float) -> CameraProfile:
         """The profile for images taken at ``exposure_s`` (seconds).
@@ -578,14 +486,10 @@ class CameraProfile:
         noise), floored at the 1/12 ADU^2 of rounding. Without one, the profile
         itself (unchanged). See :func:`rawsigma.calib.darkcurrent.profile_at_exposure`.
         """
-        from rawsigma.calib.darkcurrent import profile_at_exposure
-
         return profile_at_exposure(self, exposure_s)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary for the CLI and GUI (see :func:`profile_summary`)."""
-        from rawsigma.calib.compare import profile_summary
-
         return profile_summary(self)
 
     def __repr__(self) -> str:
@@ -598,3 +502,18 @@ class CameraProfile:
             f"gain={self.gain_global:.4g} ADU/e-, offset={self.offset_global:.4g} ADU, "
             f"read_noise={self.read_noise_global:.4g} ADU)"
         )
+
+
+def load_profile(path: str | os.PathLike) -> CameraProfile:
+    """Read and validate a schema-1 profile (:meth:`CameraProfile.load`).
+
+    Raises
+    ------
+    ProfileError
+        Naming ``path`` and the problem: missing file, not HDF5 or truncated,
+        foreign HDF5 (no rawsigma format attribute), unknown schema version,
+        missing or mis-typed datasets, shapes disagreeing with each other or with
+        the identity ROI, non-finite values where not allowed, or maps whose hash
+        disagrees with the stored ``profile_id`` (modified or corrupted file).
+    """
+    return CameraProfile.load(path)

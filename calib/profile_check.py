@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.errors import ImageMismatchError
+from rawsigma.calib.profile_fields import DEFECT_NAMES
+from rawsigma.errors import ImageMismatchError, ProfileError
 
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
@@ -223,16 +224,12 @@ def check_defect_fraction(
     ProfileError
         More than ``error_above`` of the pixels carry a defect flag.
     """
-    from rawsigma.errors import ProfileError
-
     if profile.defects is None:
         return None
     bad = np.asarray(profile.defects) != 0
     frac = float(bad.mean()) if bad.size else 0.0
     if frac <= warn_above:
         return None
-    from rawsigma.calib.profile import DEFECT_NAMES
-
     counts = {
         label: int((np.asarray(profile.defects) & bit != 0).sum())
         for bit, label in DEFECT_NAMES.items()

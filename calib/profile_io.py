@@ -44,18 +44,18 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from rawsigma.calib.profile import (
-    MAP_NAMES,
-    REQUIRED_MAPS,
-    CameraIdentity,
-    CameraProfile,
-    to_json,
-)
+from rawsigma import __version__
+from rawsigma.calib.profile_fields import MAP_NAMES, REQUIRED_MAPS, CameraIdentity, to_json
 from rawsigma.errors import ProfileError
 from rawsigma.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from rawsigma.calib.profile import CameraProfile
+
+P = TypeVar("P", bound="CameraProfile")
 
 FORMAT_NAME = "rawsigma.camera_profile"
 SCHEMA_VERSION = 1
@@ -103,7 +103,6 @@ def save_profile(
         ``path`` exists and ``force`` is False (nothing is written).
     """
     import h5py
-    from rawsigma import __version__
 
     if compression not in ("gzip", "lzf", None):
         raise ValueError(f"compression must be 'gzip', 'lzf' or None, got {compression!r}")
@@ -188,8 +187,11 @@ def _write_identity(g: Any, ident: CameraIdentity) -> None:
     g.attrs["extra"] = to_json({str(k): str(v) for k, v in ident.extra.items()})
 
 
-def load_profile(path: str | os.PathLike[str]) -> CameraProfile:
-    """Read and validate a schema-1 profile.
+def read_profile(path: str | os.PathLike[str], profile_class: type[P]) -> P:
+    """Read and validate a schema-1 profile into ``profile_class`` (`CameraProfile`).
+
+    The class is passed in, so that this module need not import it
+    (:mod:`rawsigma.calib.profile` imports this one).
 
     Raises
     ------
@@ -212,7 +214,7 @@ def load_profile(path: str | os.PathLike[str]) -> CameraProfile:
         raise ProfileError(f"{path}: cannot open as a camera profile ({kind}): {exc}") from None
     try:
         with f:
-            return _read(f, path)
+            return _read(f, path, profile_class)
     except ProfileError as exc:
         msg = str(exc)
         if msg.startswith("profile: "):
@@ -252,7 +254,7 @@ def _attr_int(attrs: Any, name: str, where: str) -> int:
     return int(v)
 
 
-def _read(f: Any, path: Path) -> CameraProfile:
+def _read(f: Any, path: Path, profile_class: type[P]) -> P:
     import h5py
 
     if f.attrs.get("format") is None and "schema_version" not in f.attrs:
@@ -316,7 +318,7 @@ def _read(f: Any, path: Path) -> CameraProfile:
                 raise ProfileError(f"{path}: PTC column '/ptc/{name}' listed but missing")
             ptc[name] = pg[name][()]
     stored_id = _attr_str(f.attrs, "profile_id", "/")
-    profile = CameraProfile(
+    profile = profile_class(
         identity=identity,
         emva=_attr_json(f.attrs, "emva"),
         plan=_attr_json(f.attrs, "plan"),

@@ -23,10 +23,9 @@ Frames are decoded one page (HDF5: one frame) at a time and folded into
 from __future__ import annotations
 
 import csv as _csv
-import json
 import os
-import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,168 +33,20 @@ import numpy as np
 from rawsigma.errors import InputFileError
 
 from .build import build_profile
+from .darkcurrent import attach_dark_current, fit_dark_current
 from .datasets import (
-    is_recorded_dataset,
-    read_dataset,
     recorded_frame_table,
     recorded_identity,
-    recorded_stack_info,
 )
 from .moments import PixelMoments
 from .profile import CameraIdentity, CameraProfile
+from .stack_files import _iter_pages, stack_info
 
 __all__ = ["calibrate_from_stacks", "read_frame_table", "stack_info"]
 
 _LIGHT = {"bright", "light", "flat", "flatfield", "flat-field"}
 _DARK = {"dark", "black", "bias"}
 _EXPOSURE_COLS = {"exposure_ns": 1e-9, "exposure_us": 1e-6, "exposure_ms": 1e-3, "exposure_s": 1.0}
-
-
-def _open_tiff(path: Path):
-    import tifffile
-
-    if not path.exists():
-        raise InputFileError(f"{path}: no such file")
-    try:
-        return tifffile.TiffFile(path)
-    except Exception as e:  # tifffile raises several types for foreign files
-        raise InputFileError(f"{path}: not a readable TIFF file ({e})") from None
-
-
-def _bits_from_description(tif: Any) -> int | None:
-    page = tif.pages[0]
-    desc = getattr(page, "description", "") or ""
-    try:
-        meta = json.loads(desc)
-        for key in ("bit_depth", "bits_per_pixel", "significant_bits", "BitDepth"):
-            if isinstance(meta, dict) and key in meta:
-                return int(meta[key])
-    except (ValueError, TypeError):
-        pass
-    m = re.search(r'SignificantBits="(\d+)"', desc)
-    if m:
-        return int(m.group(1))
-    return None
-
-
-def _is_hdf5(path: Path) -> bool:
-    return path.suffix.lower() in (".h5", ".hdf5")
-
-
-def _h5_frames(f: Any, path: Path) -> Any:
-    ds = f.get("frames")
-    if ds is None:
-        cands = [v for v in f.values() if getattr(v, "ndim", 0) == 3]
-        if len(cands) != 1:
-            raise InputFileError(f"{path}: no 'frames' dataset (n, H, W) in this HDF5 file")
-        ds = cands[0]
-    if ds.ndim != 3:
-        raise InputFileError(f"{path}: dataset {ds.name} has shape {ds.shape}; need (n, H, W)")
-    return ds
-
-
-def _h5_info(p: Path) -> dict[str, Any]:
-    import h5py
-
-    if not p.exists():
-        raise InputFileError(f"{p}: no such file")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as e:
-        raise InputFileError(f"{p}: not a readable HDF5 file ({e})") from None
-    with f:
-        ds = _h5_frames(f, p)
-        dtype = np.dtype(ds.dtype)
-        if dtype.kind not in "ui":
-            raise InputFileError(
-                f"{p}: pixel type {dtype}; raw integer camera frames (uint8/uint16) are "
-                "required (calibration needs the camera's own integer values)"
-            )
-        bits = ds.attrs.get("bit_depth", f.attrs.get("bit_depth"))
-        table = None
-        if "kind" in f and "level_index" in f:
-            kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in f["kind"][()]]
-            table = list(zip(kinds, (int(v) for v in f["level_index"][()]), strict=True))
-        return {
-            "path": p,
-            "n_frames": int(ds.shape[0]),
-            "shape": tuple(int(v) for v in ds.shape[1:]),
-            "dtype": dtype,
-            "bit_depth": None if bits is None else int(bits),
-            "table": table,
-        }
-
-
-def stack_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Frame count, frame shape, dtype and declared bit depth of a stack.
-
-    TIFF/OME-TIFF (one page per frame), or HDF5 (``.h5``/``.hdf5``: a ``frames``
-    dataset (n, H, W) as written by ``rawsigma.acquire.framesave``; its ``kind`` and
-    ``level_index`` datasets, when present, are returned as ``table``).
-
-    Raises
-    ------
-    InputFileError
-        Missing or foreign file, non-integer pixels, pages of different shapes.
-    """
-    p = Path(path)
-    if _is_hdf5(p):
-        return _h5_info(p)
-    if (rec := recorded_stack_info(p)) is not None:  # Micro-Manager / pymmcore-plus dataset
-        return rec
-    with _open_tiff(p) as tif:
-        pages = tif.pages
-        n = len(pages)
-        if n == 0:
-            raise InputFileError(f"{p}: contains no image")
-        first = pages[0]
-        shape, dtype = tuple(first.shape), np.dtype(first.dtype)
-        if len(shape) != 2:
-            raise InputFileError(
-                f"{p}: pages have shape {shape}; single-channel 2-D frames are required"
-            )
-        if dtype.kind not in "ui":
-            raise InputFileError(
-                f"{p}: pixel type {dtype}; raw integer camera frames (uint8/uint16) are "
-                "required (calibration needs the camera's own integer values)"
-            )
-        for i, pg in enumerate(pages):
-            if tuple(pg.shape) != shape or np.dtype(pg.dtype) != dtype:
-                raise InputFileError(
-                    f"{p}: page {i} has shape {tuple(pg.shape)} / {pg.dtype}, page 0 has "
-                    f"{shape} / {dtype}"
-                )
-        bits = _bits_from_description(tif)
-    return {
-        "path": p,
-        "n_frames": n,
-        "shape": shape,
-        "dtype": dtype,
-        "bit_depth": bits,
-        "table": None,
-    }
-
-
-def _iter_pages(path: Path, indices: Sequence[int] | None = None):
-    if not _is_hdf5(path) and is_recorded_dataset(path):  # recorded dataset (calib.datasets)
-        yield from read_dataset(path).iter_frames(indices)
-        return
-    if _is_hdf5(path):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            ds = _h5_frames(f, path)
-            for i in range(ds.shape[0]) if indices is None else indices:
-                yield i, ds[i]
-        return
-    with _open_tiff(path) as tif:
-        pages = tif.pages
-        idx = range(len(pages)) if indices is None else indices
-        for i in idx:
-            try:
-                yield i, pages[i].asarray()
-            except Exception as e:
-                raise InputFileError(f"{path}: cannot decode page {i} ({e})") from None
 
 
 def read_frame_table(
@@ -240,50 +91,66 @@ def read_frame_table(
             "which stack each frame is in"
         )
     exp_col = next((c for c in _EXPOSURE_COLS if c in cols), None)
-    out: list[dict[str, Any]] = []
-    for r, row in enumerate(rows):
-        line = r + 2
-        name = names[0]
-        if "file" in cols and len(names) > 1:
-            name = Path(row["file"]).name
-            if name not in stacks:
-                raise InputFileError(
-                    f"{cp}, line {line}: file {row['file']!r} is not among {names}"
-                )
-        kind = str(row["kind"]).strip().lower()
-        if kind in _LIGHT:
-            kind = "light"
-        elif kind in _DARK:
-            kind = "dark"
-        else:
-            raise InputFileError(
-                f"{cp}, line {line}: kind {row['kind']!r}; use 'bright' (or light/flat) or 'dark'"
-            )
-        try:
-            frame = int(row["frame"]) if "frame" in cols else r
-            level = int(float(row["level_index"]))
-            exposure = float(row[exp_col]) * _EXPOSURE_COLS[exp_col] if exp_col else np.nan
-            photons = float(row["photons_per_pixel"]) if "photons_per_pixel" in cols else np.nan
-            control = float(row["control"]) if "control" in cols and row["control"] else np.nan
-        except (TypeError, ValueError) as e:
-            raise InputFileError(f"{cp}, line {line}: bad number ({e})") from None
-        n = stacks[name]["n_frames"]
-        if not 0 <= frame < n:
-            raise InputFileError(
-                f"{cp}, line {line}: frame {frame} does not exist; {name} has {n} frames "
-                "(CSV and stack do not match)"
-            )
-        out.append(
-            {
-                "file": name,
-                "frame": frame,
-                "kind": kind,
-                "level": level,
-                "exposure_s": exposure,
-                "photons": photons,
-                "control": control,
-            }
+    out = [_table_row(cp, r, row, cols, stacks, exp_col) for r, row in enumerate(rows)]
+    _check_table_frames(cp, out, stacks)
+    return out
+
+
+def _table_row(
+    cp: Path,
+    r: int,
+    row: dict[str, str],
+    cols: set[str],
+    stacks: dict[str, dict[str, Any]],
+    exp_col: str | None,
+) -> dict[str, Any]:
+    """One CSV row (line ``r + 2``) checked against the stacks: file, frame, kind, level..."""
+    names = list(stacks)
+    line = r + 2
+    name = names[0]
+    if "file" in cols and len(names) > 1:
+        name = Path(row["file"]).name
+        if name not in stacks:
+            raise InputFileError(f"{cp}, line {line}: file {row['file']!r} is not among {names}")
+    kind = str(row["kind"]).strip().lower()
+    if kind in _LIGHT:
+        kind = "light"
+    elif kind in _DARK:
+        kind = "dark"
+    else:
+        raise InputFileError(
+            f"{cp}, line {line}: kind {row['kind']!r}; use 'bright' (or light/flat) or 'dark'"
         )
+    try:
+        frame = int(row["frame"]) if "frame" in cols else r
+        level = int(float(row["level_index"]))
+        exposure = float(row[exp_col]) * _EXPOSURE_COLS[exp_col] if exp_col else np.nan
+        photons = float(row["photons_per_pixel"]) if "photons_per_pixel" in cols else np.nan
+        control = float(row["control"]) if "control" in cols and row["control"] else np.nan
+    except (TypeError, ValueError) as e:
+        raise InputFileError(f"{cp}, line {line}: bad number ({e})") from None
+    n = stacks[name]["n_frames"]
+    if not 0 <= frame < n:
+        raise InputFileError(
+            f"{cp}, line {line}: frame {frame} does not exist; {name} has {n} frames "
+            "(CSV and stack do not match)"
+        )
+    return {
+        "file": name,
+        "frame": frame,
+        "kind": kind,
+        "level": level,
+        "exposure_s": exposure,
+        "photons": photons,
+        "control": control,
+    }
+
+
+def _check_table_frames(
+    cp: Path, out: list[dict[str, Any]], stacks: dict[str, dict[str, Any]]
+) -> None:
+    """No frame listed twice; with one stack, every frame listed."""
+    names = list(stacks)
     seen: set[tuple[str, int]] = set()
     for e in out:
         key = (e["file"], e["frame"])
@@ -296,7 +163,6 @@ def read_frame_table(
             raise InputFileError(
                 f"{cp}: lists {len(out)} frames but {names[0]} has {n} (CSV and stack do not match)"
             )
-    return out
 
 
 def _infer_bits(max_value: int) -> int:
@@ -360,28 +226,90 @@ def calibrate_from_stacks(
     if not plist:
         raise InputFileError("no stack files given")
     dark_path = Path(dark) if dark is not None else None
-    all_paths = ([dark_path] if dark_path else []) + plist
-    infos = {p.name: stack_info(p) for p in all_paths}
-    if len(infos) != len(all_paths):
-        raise InputFileError(f"stack file names must be distinct: {[str(p) for p in all_paths]}")
+    infos, shape = _stack_infos(([dark_path] if dark_path else []) + plist)
+    frames = _frame_plan(plist, dark_path, csv, infos)
+    counts = _frame_counts(frames.rows, infos, csv)
+    light_levels = sorted(lv for kind, lv in counts if kind == "light")
+    accs = _accumulate(frames.rows, counts, infos, shape, progress)
+    # every frame went into one accumulator, which tracks the per-pixel maximum
+    vmax = max(int(acc.pixel_max.max()) for acc in accs.values())
+    bit_depth, bits_source = _bit_depth(infos, bit_depth, vmax)
+
+    levels = [accs[("light", lv)] for lv in light_levels]
+    dark_acc = PixelMoments(shape)
+    for key, acc in accs.items():
+        if key[0] == "dark":
+            dark_acc.merge(acc)  # merge reads acc and never modifies it
+    level_darks = None
+    if all(("dark", lv) in accs for lv in light_levels):
+        level_darks = [accs[("dark", lv)] for lv in light_levels]
+    photons, exposure = _level_axes(frames.level_meta, light_levels)
+    profile = build_profile(
+        dark_acc,
+        levels,
+        _stack_identity(identity, infos, bit_depth, shape),
+        plan={
+            "kind": "from_stacks",
+            "stacks": [str(i["path"]) for i in infos.values()],
+            "csv": None if csv is None else str(csv),
+            "frame_table": frames.source,
+            "levels": light_levels,
+        },
+        max_adu=(1 << int(bit_depth)) - 1,
+        level_darks=level_darks,
+        photons=photons if np.all(np.isfinite(photons)) else None,
+        exposure=exposure if np.all(np.isfinite(exposure)) and np.ptp(exposure) > 0 else None,
+        flicker_correction=flicker_correction,
+        gain_map=gain_map,
+        source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
+        bit_depth_source=bits_source,
+        total_frames=len(frames.rows),
+    )
+    groups = {lv: acc for (kind, lv), acc in accs.items() if kind == "dark" and lv is not None}
+    return _with_dark_current(profile, groups, frames.dark_exposure)
+
+
+# ----------------------------------------------------------------------------- steps
+FrameKey = tuple[str, int | None]  # ("dark", level or None) / ("light", level)
+
+
+@dataclass
+class _FramePlan:
+    """Which frame of which file goes into which accumulator, and what each level is."""
+
+    rows: list[tuple[str, int, FrameKey]] = field(default_factory=list)  # (file, page, key)
+    level_meta: dict[int, dict[str, float]] = field(default_factory=dict)
+    dark_exposure: dict[int, float] = field(default_factory=dict)  # dark level -> exposure, s
+    source: str = "files"  # where the roles come from: csv, metadata or files
+
+
+def _stack_infos(paths: list[Path]) -> tuple[dict[str, dict[str, Any]], tuple[int, int]]:
+    """:func:`stack_info` of every stack by name; one frame shape and pixel type for all."""
+    infos = {p.name: stack_info(p) for p in paths}
+    if len(infos) != len(paths):
+        raise InputFileError(f"stack file names must be distinct: {[str(p) for p in paths]}")
     shapes = {i["shape"] for i in infos.values()}
     if len(shapes) > 1:
         raise InputFileError(
             "stacks have different frame shapes: "
             + ", ".join(f"{n}: {i['shape']}" for n, i in infos.items())
         )
-    shape = shapes.pop()
     dtypes = {i["dtype"] for i in infos.values()}
     if len(dtypes) > 1:
         raise InputFileError(
             "stacks have different pixel types (different cameras or modes?): "
             + ", ".join(f"{n}: {i['dtype']}" for n, i in infos.items())
         )
+    return infos, shapes.pop()
 
-    # (file, page) -> accumulator key; key = ("dark", level or None) / ("light", level)
-    plan_rows: list[tuple[str, int, tuple[str, int | None]]] = []
-    level_meta: dict[int, dict[str, float]] = {}
-    dark_exposure: dict[int, float] = {}  # CSV dark groups: level -> exposure (s)
+
+def _frame_plan(
+    plist: list[Path],
+    dark_path: Path | None,
+    csv: str | os.PathLike | None,
+    infos: dict[str, dict[str, Any]],
+) -> _FramePlan:
+    """The frames' roles: from the CSV, the datasets' metadata, the HDF5 file or the files."""
     table = None
     if csv is not None:
         if dark_path is not None:
@@ -390,53 +318,74 @@ def calibrate_from_stacks(
     elif dark_path is None:  # recorded datasets: dark/light levels from their metadata
         table = recorded_frame_table(infos)
     if table is not None:
-        for e in table:
-            key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
-            plan_rows.append((e["file"], e["frame"], key))
-            if e["kind"] == "dark":
-                dark_exposure.setdefault(e["level"], e["exposure_s"])
-            if e["kind"] == "light":
-                level_meta.setdefault(
-                    e["level"],
-                    {
-                        "exposure_s": e["exposure_s"],
-                        "photons": e["photons"],
-                        "control": e["control"],
-                    },
-                )
-    elif dark_path is None and len(plist) == 1 and infos[plist[0].name]["table"] is not None:
-        # HDF5 frames file written by acquire.framesave: roles stored in the file
-        name = plist[0].name
-        for j, (kind, lv) in enumerate(infos[name]["table"]):
-            k = kind.strip().lower()
-            if k not in _LIGHT | _DARK:
-                raise InputFileError(f"{plist[0]}: frame {j} has kind {kind!r}")
-            key = ("light", lv) if k in _LIGHT else ("dark", lv)
-            plan_rows.append((name, j, key))
-            if key[0] == "light":
-                level_meta.setdefault(lv, {"exposure_s": np.nan, "photons": np.nan})
-    else:
-        if dark_path is None:
-            if len(plist) < 2:
-                raise InputFileError(
-                    f"{plist[0]}: one stack without a CSV; give a dark stack and at least "
-                    "one light-level stack, or a CSV saying which frame is which"
-                )
-            dark_path, light_paths = plist[0], plist[1:]
-        else:
-            light_paths = plist
-        for j in range(infos[dark_path.name]["n_frames"]):
-            plan_rows.append((dark_path.name, j, ("dark", None)))
-        for li, lp in enumerate(light_paths):
-            for j in range(infos[lp.name]["n_frames"]):
-                plan_rows.append((lp.name, j, ("light", li)))
-            level_meta[li] = {"exposure_s": np.nan, "photons": np.nan}
+        return _plan_from_table(table, "csv" if csv else "metadata")
+    if dark_path is None and len(plist) == 1 and infos[plist[0].name]["table"] is not None:
+        return _plan_from_stored_roles(plist[0], infos[plist[0].name]["table"])
+    return _plan_from_files(plist, dark_path, infos)
 
-    counts: dict[tuple[str, int | None], int] = {}
-    for _, _, key in plan_rows:
+
+def _plan_from_table(table: list[dict[str, Any]], source: str) -> _FramePlan:
+    plan = _FramePlan(source=source)
+    for e in table:
+        key = ("light", e["level"]) if e["kind"] == "light" else ("dark", e["level"])
+        plan.rows.append((e["file"], e["frame"], key))
+        if e["kind"] == "dark":
+            plan.dark_exposure.setdefault(e["level"], e["exposure_s"])
+        if e["kind"] == "light":
+            plan.level_meta.setdefault(
+                e["level"],
+                {"exposure_s": e["exposure_s"], "photons": e["photons"], "control": e["control"]},
+            )
+    return plan
+
+
+def _plan_from_stored_roles(path: Path, roles: list[tuple[str, int]]) -> _FramePlan:
+    """HDF5 frames file written by acquire.framesave: roles stored in the file."""
+    plan = _FramePlan()
+    for j, (kind, lv) in enumerate(roles):
+        k = kind.strip().lower()
+        if k not in _LIGHT | _DARK:
+            raise InputFileError(f"{path}: frame {j} has kind {kind!r}")
+        key = ("light", lv) if k in _LIGHT else ("dark", lv)
+        plan.rows.append((path.name, j, key))
+        if key[0] == "light":
+            plan.level_meta.setdefault(lv, {"exposure_s": np.nan, "photons": np.nan})
+    return plan
+
+
+def _plan_from_files(
+    plist: list[Path], dark_path: Path | None, infos: dict[str, dict[str, Any]]
+) -> _FramePlan:
+    """One dark stack (``dark_path`` or the first) and one stack per light level."""
+    if dark_path is None:
+        if len(plist) < 2:
+            raise InputFileError(
+                f"{plist[0]}: one stack without a CSV; give a dark stack and at least "
+                "one light-level stack, or a CSV saying which frame is which"
+            )
+        dark_path, light_paths = plist[0], plist[1:]
+    else:
+        light_paths = plist
+    plan = _FramePlan()
+    for j in range(infos[dark_path.name]["n_frames"]):
+        plan.rows.append((dark_path.name, j, ("dark", None)))
+    for li, lp in enumerate(light_paths):
+        for j in range(infos[lp.name]["n_frames"]):
+            plan.rows.append((lp.name, j, ("light", li)))
+        plan.level_meta[li] = {"exposure_s": np.nan, "photons": np.nan}
+    return plan
+
+
+def _frame_counts(
+    rows: list[tuple[str, int, FrameKey]],
+    infos: dict[str, dict[str, Any]],
+    csv: str | os.PathLike | None,
+) -> dict[FrameKey, int]:
+    """Frames per accumulator; light and dark frames present, at least 2 in each group."""
+    counts: dict[FrameKey, int] = {}
+    for _, _, key in rows:
         counts[key] = counts.get(key, 0) + 1
-    light_levels = sorted(lv for kind, lv in counts if kind == "light")
-    if not light_levels:
+    if not any(kind == "light" for kind, _ in counts):
         raise InputFileError("no light (bright) frames found")
     if not any(kind == "dark" for kind, _ in counts):
         raise InputFileError("no dark frames found; dark frames are needed for the offset")
@@ -445,21 +394,31 @@ def calibrate_from_stacks(
             where = (
                 csv
                 if csv is not None
-                else next((infos[f]["path"] for f, _, k in plan_rows if k == (kind, lv)), "")
+                else next((infos[f]["path"] for f, _, k in rows if k == (kind, lv)), "")
             )
             what = f"{kind} frames of level {lv}" if lv is not None else "dark frames"
             raise InputFileError(
                 f"{where}: has 1 frame for {what}; at least 2 frames are needed to measure "
                 "a temporal variance"
             )
+    return counts
 
-    accs: dict[tuple[str, int | None], PixelMoments] = {
+
+def _accumulate(
+    rows: list[tuple[str, int, FrameKey]],
+    counts: dict[FrameKey, int],
+    infos: dict[str, dict[str, Any]],
+    shape: tuple[int, int],
+    progress: Callable[[int, int], None] | None,
+) -> dict[FrameKey, PixelMoments]:
+    """Fold every frame into its accumulator, file by file, one page at a time."""
+    accs: dict[FrameKey, PixelMoments] = {
         key: PixelMoments(shape, higher=(key[0] == "dark"), flicker=(key[0] == "light"))
         for key in counts
     }
-    total, done = len(plan_rows), 0
-    by_file: dict[str, list[tuple[int, tuple[str, int | None]]]] = {}
-    for f, j, key in plan_rows:
+    total, done = len(rows), 0
+    by_file: dict[str, list[tuple[int, FrameKey]]] = {}
+    for f, j, key in rows:
         by_file.setdefault(f, []).append((j, key))
     for f, items in by_file.items():
         keys = dict(items)
@@ -468,9 +427,13 @@ def calibrate_from_stacks(
             done += 1
             if progress is not None:
                 progress(done, total)
-    # every frame went into one accumulator, which tracks the per-pixel maximum
-    vmax = max(int(acc.pixel_max.max()) for acc in accs.values())
+    return accs
 
+
+def _bit_depth(
+    infos: dict[str, dict[str, Any]], bit_depth: int | None, vmax: int
+) -> tuple[int, str]:
+    """The ADC bit depth (given, declared by the files or inferred) and where it came from."""
     bits_declared = {i["bit_depth"] for i in infos.values() if i["bit_depth"]}
     if len(bits_declared) > 1:
         raise InputFileError(
@@ -488,57 +451,45 @@ def calibrate_from_stacks(
         raise InputFileError(
             f"{', '.join(infos)}: values up to {vmax} exceed the {bit_depth}-bit range"
         )
+    return bit_depth, bits_source
 
-    levels = [accs[("light", lv)] for lv in light_levels]
-    darks_all = [acc for (kind, _), acc in accs.items() if kind == "dark"]
-    dark_acc = PixelMoments(shape)
-    for d in darks_all:
-        dark_acc.merge(d)  # merge reads d and never modifies it
-    level_darks = None
-    if all(("dark", lv) in accs for lv in light_levels):
-        level_darks = [accs[("dark", lv)] for lv in light_levels]
-    ph = np.array([level_meta[lv]["photons"] for lv in light_levels])
-    ex = np.array([level_meta[lv]["exposure_s"] for lv in light_levels])
-    ctl = np.array([level_meta[lv].get("control", np.nan) for lv in light_levels])
-    # linearity x-axis: photons, else the exposure if it varies, else the light control
-    if not (np.all(np.isfinite(ex)) and np.ptp(ex) > 0):
-        ex = ctl if np.all(np.isfinite(ctl)) and np.ptp(ctl) > 0 else ex
 
+def _level_axes(
+    level_meta: dict[int, dict[str, float]], light_levels: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Photons and the linearity x-axis per level.
+
+    The x-axis is the exposure if it varies, else the light control if that varies.
+    """
+    photons = np.array([level_meta[lv]["photons"] for lv in light_levels])
+    exposure = np.array([level_meta[lv]["exposure_s"] for lv in light_levels])
+    control = np.array([level_meta[lv].get("control", np.nan) for lv in light_levels])
+    if not (np.all(np.isfinite(exposure)) and np.ptp(exposure) > 0):
+        if np.all(np.isfinite(control)) and np.ptp(control) > 0:
+            exposure = control
+    return photons, exposure
+
+
+def _stack_identity(
+    identity: CameraIdentity | dict | None,
+    infos: dict[str, dict[str, Any]],
+    bit_depth: int,
+    shape: tuple[int, int],
+) -> CameraIdentity:
+    """The given identity, else the datasets' recorded one, else one from the file names."""
     if identity is None:  # from the datasets' metadata when recorded by Micro-Manager
         identity = recorded_identity(infos, int(bit_depth), shape)
     if identity is None:
-        identity = CameraIdentity(
+        return CameraIdentity(
             camera="from stacks",
             bit_depth=int(bit_depth),
             roi=(0, 0, shape[1], shape[0]),
             sensor_shape=shape,
             extra={"stacks": ", ".join(infos)},
         )
-    elif isinstance(identity, dict):
-        identity = CameraIdentity.from_dict({"bit_depth": bit_depth, **identity})
-    profile = build_profile(
-        dark_acc,
-        levels,
-        identity,
-        plan={
-            "kind": "from_stacks",
-            "stacks": [str(i["path"]) for i in infos.values()],
-            "csv": None if csv is None else str(csv),
-            "frame_table": "csv" if csv else ("metadata" if table is not None else "files"),
-            "levels": light_levels,
-        },
-        max_adu=(1 << int(bit_depth)) - 1,
-        level_darks=level_darks,
-        photons=ph if np.all(np.isfinite(ph)) else None,
-        exposure=ex if np.all(np.isfinite(ex)) and np.ptp(ex) > 0 else None,
-        flicker_correction=flicker_correction,
-        gain_map=gain_map,
-        source="stacks: " + ", ".join(str(i["path"]) for i in infos.values()),
-        bit_depth_source=bits_source,
-        total_frames=total,
-    )
-    groups = {lv: acc for (kind, lv), acc in accs.items() if kind == "dark" and lv is not None}
-    return _with_dark_current(profile, groups, dark_exposure)
+    if isinstance(identity, dict):
+        return CameraIdentity.from_dict({"bit_depth": bit_depth, **identity})
+    return identity
 
 
 def _with_dark_current(
@@ -549,8 +500,6 @@ def _with_dark_current(
     Groups of equal exposure are merged; the profile's offset (all darks merged) is
     at the frame-weighted mean dark exposure, its reference for ``at_exposure``.
     """
-    from .darkcurrent import attach_dark_current, fit_dark_current
-
     by_t: dict[float, PixelMoments] = {}
     for lv, acc in groups.items():
         t = exposure.get(lv, np.nan)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -14,6 +15,40 @@ from .console import (
     runner_progress,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import AcquisitionRunner, CorePlus, MMCore
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """The options of ``rawsigma calibrate`` for a sweep on a rig (see ``--help``)."""
+
+    out: Path
+    config: str | None = None
+    levels: int = 10
+    frames: int = 100
+    dark: int = 100
+    spacing: str = "linear"
+    control: str = "LED-Intensity"
+    control_min: float | None = None
+    control_max: float | None = None
+    auto_range: bool = True
+    target: float = 0.9
+    saturation_levels: int = 3
+    exposure: float | None = None
+    level_darks: int = 0
+    settle: float = 0.0
+    dark_exposures: str | None = None
+    dark_exposure_frames: int | None = None
+    seed: int | None = None
+    prop: list[str] = field(default_factory=list)
+    force: bool = False
+    resume: bool = False
+    partial: Path | None = None
+    save_frames: Path | None = None
+    engine: str = "runner"
+    quiet: bool = False
 
 
 def register(app: typer.Typer) -> None:
@@ -113,22 +148,50 @@ def calibrate(
             from rawsigma.errors import UsageError
 
             raise UsageError(f"unexpected arguments {[str(s) for s in stacks]} (--from-stacks?)")
-        _sweep(**locals())
+        _sweep(
+            SweepOptions(
+                out=out,
+                config=config,
+                levels=levels,
+                frames=frames,
+                dark=dark,
+                spacing=spacing,
+                control=control,
+                control_min=control_min,
+                control_max=control_max,
+                auto_range=auto_range,
+                target=target,
+                saturation_levels=saturation_levels,
+                exposure=exposure,
+                level_darks=level_darks,
+                settle=settle,
+                dark_exposures=dark_exposures,
+                dark_exposure_frames=dark_exposure_frames,
+                seed=seed,
+                prop=prop,
+                force=force,
+                resume=resume,
+                partial=partial,
+                save_frames=save_frames,
+                engine=engine,
+                quiet=quiet,
+            )
+        )
 
 
-def _sweep(**kw: Any) -> None:
+def _sweep(options: SweepOptions) -> None:
     from rawsigma.acquire.sweep import partial_path_for
     from rawsigma.fileio import check_output, output_lock
 
-    out: Path = kw["out"]
-    check_output(out, kw["force"])
-    mda = _engine_is_mda(kw)  # hook: --engine mda (rawsigma.acquire.mda)
-    partial = kw["partial"] or partial_path_for(out)
+    out = options.out
+    check_output(out, options.force)
+    mda = _engine_is_mda(options)  # hook: --engine mda (rawsigma.acquire.mda)
+    partial = options.partial or partial_path_for(out)
     check_output(partial, force=True)
-    if kw["save_frames"] is not None and not kw["resume"] and not mda:  # resumed: -resumed
-        check_output(kw["save_frames"], kw["force"])
+    if options.save_frames is not None and not options.resume and not mda:  # resumed: -resumed
+        check_output(options.save_frames, options.force)
     with output_lock(out), output_lock(partial):
-        _sweep_locked(out, partial, kw, mda)
+        _sweep_locked(out, partial, options, mda)
 
 
 def _need_bytes(plan: Any, shape: tuple[int, int]) -> int:
@@ -141,7 +204,7 @@ def _need_bytes(plan: Any, shape: tuple[int, int]) -> int:
     return need
 
 
-def _sweep_locked(out: Path, partial: Path, kw: dict[str, Any], mda: bool) -> None:
+def _sweep_locked(out: Path, partial: Path, options: SweepOptions, mda: bool) -> None:
     from rawsigma.acquire.core import close_core, open_core
     from rawsigma.acquire.framesave import frames_format
     from rawsigma.acquire.plans import SweepPlan
@@ -155,8 +218,8 @@ def _sweep_locked(out: Path, partial: Path, kw: dict[str, Any], mda: bool) -> No
     from rawsigma.fileio import check_output
     from rich.console import Console
 
-    if partial.exists() and not kw["resume"] and not mda:
-        if not kw["force"]:
+    if partial.exists() and not options.resume and not mda:
+        if not options.force:
             raise OutputExistsError(
                 f"{partial}: an interrupted sweep exists; use --resume to continue it or "
                 "--force to start over"
@@ -164,42 +227,44 @@ def _sweep_locked(out: Path, partial: Path, kw: dict[str, Any], mda: bool) -> No
         partial.unlink()
     try:
         plan = SweepPlan(
-            dark_frames=kw["dark"],
-            n_levels=kw["levels"],
-            frames_per_level=kw["frames"],
-            spacing=kw["spacing"],
-            control=kw["control"],
-            control_min=kw["control_min"],
-            control_max=kw["control_max"],
-            auto_range=kw["auto_range"],
-            target_fraction=kw["target"],
-            saturation_levels=kw["saturation_levels"],
-            exposure_ms=kw["exposure"],
-            level_darks=kw["level_darks"],
-            settle_s=kw["settle"],
-            seed=kw["seed"],
+            dark_frames=options.dark,
+            n_levels=options.levels,
+            frames_per_level=options.frames,
+            spacing=options.spacing,
+            control=options.control,
+            control_min=options.control_min,
+            control_max=options.control_max,
+            auto_range=options.auto_range,
+            target_fraction=options.target,
+            saturation_levels=options.saturation_levels,
+            exposure_ms=options.exposure,
+            level_darks=options.level_darks,
+            settle_s=options.settle,
+            seed=options.seed,
             save_frames=None
-            if kw["save_frames"] is None or mda
-            else frames_format(kw["save_frames"]),
+            if options.save_frames is None or mda
+            else frames_format(options.save_frames),
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
         raise UsageError(f"invalid sweep options: {exc}") from None
-    exposures = _parse_exposures(kw["dark_exposures"])
+    exposures = _parse_exposures(options.dark_exposures)
     if mda and exposures:
         raise UsageError("--dark-exposures works with --engine runner only")
     core = runner = None
     try:
-        core = open_core(kw["config"], parse_props(kw["prop"]))
+        core = open_core(options.config, parse_props(options.prop))
         if mda:
-            return _sweep_mda(core, plan, kw)
+            return _sweep_mda(core, plan, options)
         shape = (int(core.getImageHeight()), int(core.getImageWidth()))
-        check_output(out, kw["force"], need_bytes=_need_bytes(plan, shape))
-        runner = SweepRunner(core, plan, partial, frames_path=kw["save_frames"], force=kw["force"])
-        with runner_progress(runner, runner.total_frames, kw["quiet"]):
-            profile = runner.run(resume=kw["resume"], out=None if exposures else out)
+        check_output(out, options.force, need_bytes=_need_bytes(plan, shape))
+        runner = SweepRunner(
+            core, plan, partial, frames_path=options.save_frames, force=options.force
+        )
+        with runner_progress(runner, runner.total_frames, options.quiet):
+            profile = runner.run(resume=options.resume, out=None if exposures else out)
         if exposures:
-            profile = _dark_current(core, runner, profile, exposures, kw, Console(stderr=True))
-            profile.save(out, force=kw["force"])
+            profile = _dark_current(core, runner, profile, exposures, options, Console(stderr=True))
+            profile.save(out, force=options.force)
             runner.discard_partial()
     except (KeyboardInterrupt, Cancelled):
         raise typer.Exit(print_interrupted(_kept(runner, partial))) from None
@@ -248,16 +313,23 @@ def _parse_exposures(text: str | None) -> list[float]:
     return vals
 
 
-def _dark_current(core: Any, runner: Any, profile: Any, exposures: list[float], kw, console):
+def _dark_current(
+    core: MMCore,
+    runner: AcquisitionRunner,
+    profile: Any,
+    exposures: list[float],
+    options: SweepOptions,
+    console: Any,
+) -> Any:
     """Dark stacks at ``exposures`` (ms) → dark current + hot pixels in the profile."""
     from rawsigma.acquire.darkseries import acquire_dark_series
     from rawsigma.calib.darkcurrent import attach_dark_current, fit_dark_current
 
-    n = kw["dark_exposure_frames"] or kw["dark"]
-    if not kw["quiet"]:
+    n = options.dark_exposure_frames or options.dark
+    if not options.quiet:
         console.print(f"dark current: {n} dark frames at each of {exposures} ms")
     darks, temps = acquire_dark_series(
-        core, exposures, n, camera=runner.camera, shutter=runner.shutter, seed=kw["seed"]
+        core, exposures, n, camera=runner.camera, shutter=runner.shutter, seed=options.seed
     )
     known = [t for t in temps if t is not None]
     dc = fit_dark_current(
@@ -269,31 +341,31 @@ def _dark_current(core: Any, runner: Any, profile: Any, exposures: list[float], 
     return attach_dark_current(profile, dc, None if ref is not None else exposures[0] / 1000)
 
 
-def _engine_is_mda(kw: dict[str, Any]) -> bool:
+def _engine_is_mda(options: SweepOptions) -> bool:
     from rawsigma.errors import UsageError
 
-    engine = str(kw.get("engine", "runner")).lower()
+    engine = options.engine.lower()
     if engine not in ("runner", "mda"):
         raise UsageError(f"--engine {engine!r}: use 'runner' or 'mda'")
-    if engine == "mda" and kw.get("resume"):
+    if engine == "mda" and options.resume:
         raise UsageError("--resume works with --engine runner only (MDA sweeps do not resume)")
     return engine == "mda"
 
 
-def _sweep_mda(core: Any, plan: Any, kw: dict[str, Any]) -> None:
+def _sweep_mda(core: CorePlus, plan: Any, options: SweepOptions) -> None:
     """The same sweep as useq MDASequences through ``core.mda`` (`MDASweep`)."""
     from rawsigma.acquire.mda import MDASweep
     from rawsigma.errors import Cancelled
     from rich.console import Console
 
-    runner = MDASweep(core, plan, output_dir=kw["save_frames"], force=kw["force"])
+    runner = MDASweep(core, plan, output_dir=options.save_frames, force=options.force)
     try:
-        with runner_progress(runner, runner.total_frames, kw["quiet"]):
-            profile = runner.run(out=kw["out"])
+        with runner_progress(runner, runner.total_frames, options.quiet):
+            profile = runner.run(out=options.out)
     except (KeyboardInterrupt, Cancelled):
         Console(stderr=True).print("[yellow]interrupted:[/] nothing was written")
         raise typer.Exit(130) from None
-    _summary(profile, kw["out"])
+    _summary(profile, options.out)
 
 
 def _from_stacks(

@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from .console import user_errors
 from .params import check_score_options, choice, codec_list
+
+if TYPE_CHECKING:
+    import numpy as np
+    from rawsigma.analysis.scoring.plans import ScorePlan
+    from rawsigma.analysis.scoring.results import ScoreResult
+    from rawsigma.calib.profile import CameraProfile
+    from rawsigma.imread import ImageInfo
+    from rich.console import Console
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """The options of ``rawsigma score`` (see its ``--help`` for each one)."""
+
+    image: Path
+    out: Path
+    profile: Path | None = None
+    estimate_profile: bool = False
+    labels: Path | None = None
+    instances: bool = False
+    model: str | None = None
+    codecs: str = "8bit,jpeg@10,jpeg@100,noise:step=2"
+    replicas: int = 10
+    tolerance_search: str = ""
+    index: int | None = None
+    centre: str = "observed"
+    max_distance: float = 3.0
+    min_size: int | None = None
+    foreground_class: int = 2
+    preset: str = "ilastik"
+    seed: int = 0
+    workers: int = 2
+    force: bool = False
+    exposure: float | None = None
 
 
 def register(app: typer.Typer) -> None:
@@ -115,6 +151,28 @@ def score(
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
     opts = dict(locals())
     check_score_options(index, centre, max_distance, min_size)
+    options = ScoreOptions(
+        image=image,
+        out=out,
+        profile=profile,
+        estimate_profile=estimate_profile,
+        labels=labels,
+        instances=instances,
+        model=model,
+        codecs=codecs,
+        replicas=replicas,
+        tolerance_search=tolerance_search,
+        index=index,
+        centre=centre,
+        max_distance=max_distance,
+        min_size=min_size,
+        foreground_class=foreground_class,
+        preset=preset,
+        seed=seed,
+        workers=workers,
+        force=force,
+        exposure=exposure,
+    )
     with user_errors():
         from .score_volume_cmd import is_volume, run_score_volume
 
@@ -125,9 +183,7 @@ def score(
             from rawsigma.errors import UsageError
 
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")
-        for k in ("spacing", "axes", "reference"):
-            opts.pop(k)
-        run_score(**opts)
+        run_score(options)
 
 
 def _staged_report(result, out: Path, force: bool) -> Path:
@@ -158,42 +214,22 @@ def _staged_report(result, out: Path, force: bool) -> Path:
     return out / "report.html"
 
 
-def run_score(
-    image: Path,
-    profile: Path | None,
-    estimate_profile: bool,
-    labels: Path | None,
-    instances: bool,
-    model: str | None,
-    codecs: str,
-    replicas: int,
-    out: Path,
-    tolerance_search: str,
-    index: int | None,
-    centre: str,
-    max_distance: float,
-    min_size: int | None,
-    foreground_class: int,
-    preset: str,
-    seed: int,
-    workers: int,
-    force: bool,
-    exposure: float | None = None,
-) -> Path:
+def run_score(options: ScoreOptions) -> Path:
     """Body of ``rawsigma score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
     from rawsigma.analysis.reporting.report import RESULT_FILES
     from rawsigma.errors import OutputExistsError, UsageError
     from rawsigma.fileio import check_output_dir, output_lock
 
+    out = options.out
     check_output_dir(out)
     existing = [f for f in RESULT_FILES if (out / f).exists()]
-    if existing and not force:
+    if existing and not options.force:
         raise OutputExistsError(
             f"{out}: already holds results ({', '.join(existing)}); use --force"
         )
-    if (labels is None) == (model is None):
+    if (options.labels is None) == (options.model is None):
         raise UsageError("give exactly one of --labels or --model")
-    if (profile is None) == (not estimate_profile):
+    if (options.profile is None) == (not options.estimate_profile):
         raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
     from .console import snapshot
 
@@ -201,7 +237,7 @@ def run_score(
     before = snapshot(out / "report.html")
     try:
         with output_lock(out / "report.html"):
-            return _score_locked(**locals())
+            return _score_locked(options)
     except (KeyboardInterrupt, Exception) as exc:  # a library may turn Ctrl-C into an error
         from .console import interrupted_meanwhile, kept_after_interrupt, print_interrupted
 
@@ -216,121 +252,108 @@ def run_score(
             out.rmdir()  # nothing was written: leave no empty directory behind
 
 
-def _score_locked(
-    image: Path,
-    profile: Path | None,
-    estimate_profile: bool,
-    labels: Path | None,
-    instances: bool,
-    model: str | None,
-    codecs: str,
-    replicas: int,
-    out: Path,
-    tolerance_search: str,
-    index: int | None,
-    centre: str,
-    max_distance: float,
-    min_size: int,
-    foreground_class: int,
-    preset: str,
-    seed: int,
-    workers: int,
-    force: bool,
-    exposure: float | None = None,
-    **_: object,
-) -> Path:
+def _plan(options: ScoreOptions) -> ScorePlan:
+    """The scoring plan of the options (one usage error if they are invalid)."""
     from rawsigma.analysis.scoring.plans import ScorePlan
-    from rawsigma.analysis.scoring.runner import check_raw_image, score_image
-    from rawsigma.errors import InputFileError, UsageError
-    from rawsigma.fileio import check_output_dir
-    from rawsigma.imread import read_frame
-    from rich.console import Console
+    from rawsigma.errors import UsageError
 
-    console = Console(stderr=True)
     try:
-        plan = ScorePlan(
-            codecs=codec_list(codecs),
-            n_replicas=replicas,
-            seed=seed,
-            centre=centre,
-            max_distance=max_distance,
-            min_size=min_size,
-            foreground_class=foreground_class,
-            classifier_preset=preset,
-            feature_preset=preset,
-            tolerance_search=[t for t in tolerance_search.split(",") if t.strip()],
-            workers=workers,
-            model=model,
+        return ScorePlan(
+            codecs=codec_list(options.codecs),
+            n_replicas=options.replicas,
+            seed=options.seed,
+            centre=options.centre,
+            max_distance=options.max_distance,
+            min_size=options.min_size,
+            foreground_class=options.foreground_class,
+            classifier_preset=options.preset,
+            feature_preset=options.preset,
+            tolerance_search=[t for t in options.tolerance_search.split(",") if t.strip()],
+            workers=options.workers,
+            model=options.model,
         )
     except ValueError as exc:
         raise UsageError(f"invalid options: {exc}") from None
 
-    img, img_info = read_frame(image, index)
-    console.print(_what_was_read(img_info, index), highlight=False, soft_wrap=True)
-    check_output_dir(out, need_bytes=4_000_000 + 4 * img.nbytes)
-    if profile is not None:
+
+def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) -> CameraProfile:
+    """The profile file (at ``--exposure``), or one estimated from the image."""
+    image = options.image
+    if options.profile is not None:
         from rawsigma.calib.profile import CameraProfile
 
-        prof = CameraProfile.load(profile)
-        if exposure is not None:
-            prof = prof.at_exposure(exposure / 1000.0)
-    else:
-        from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
-        from rawsigma.errors import RawsigmaError
+        prof = CameraProfile.load(options.profile)
+        if options.exposure is not None:
+            prof = prof.at_exposure(options.exposure / 1000.0)
+        return prof
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
+    from rawsigma.analysis.scoring.inputs import check_raw_image
+    from rawsigma.errors import InputFileError, RawsigmaError
 
-        check_raw_image(img, None, str(image))
-        tile = 64 if min(img.shape) >= 256 else 32  # enough tiles on small images
-        try:
-            prof = _estimate(img, tile=tile, source=str(image))
-        except (RawsigmaError, ValueError) as exc:
-            msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
-            raise InputFileError(f"cannot estimate a profile: {msg}") from None
-        console.print("[yellow]profile estimated from the image (no bench calibration)[/]")
+    check_raw_image(img, None, str(image))
+    tile = 64 if min(img.shape) >= 256 else 32  # enough tiles on small images
+    try:
+        prof = _estimate(img, tile=tile, source=str(image))
+    except (RawsigmaError, ValueError) as exc:
+        msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
+        raise InputFileError(f"cannot estimate a profile: {msg}") from None
+    console.print("[yellow]profile estimated from the image (no bench calibration)[/]")
+    return prof
+
+
+def _checked_inputs(
+    options: ScoreOptions, img: np.ndarray, prof: CameraProfile, plan: ScorePlan
+) -> None:
+    """Codecs, profile defects and the image against the profile: one clear error each."""
+    from rawsigma.analysis.scoring.inputs import check_raw_image
     from rawsigma.errors import ImageMismatchError
 
     from .integrity import check_profile_defects
     from .params import check_codecs
 
+    image = options.image
     check_codecs(list(plan.codecs), prof)
-    check_profile_defects(prof, profile or "estimated profile")
+    check_profile_defects(prof, options.profile or "estimated profile")
     try:
         check_raw_image(img, prof, str(image))
     except ImageMismatchError as exc:
         msg = str(exc)
         raise ImageMismatchError(msg if msg.startswith(str(image)) else f"{image}: {msg}") from None
-    lab = None
-    if labels is not None:
-        lab, lab_info = read_frame(labels, index, what="label image")
-        console.print(_what_was_read(lab_info, index), highlight=False, soft_wrap=True)
-        if lab.shape != img.shape:
-            raise ImageMismatchError(
-                f"{labels}: label image shape {lab.shape} differs from {image} {img.shape}"
-            )
-        if instances:
-            from rawsigma.analysis.segmentation.annotations import training_labels
 
-            lab = training_labels(lab)
-        from rawsigma.analysis.scoring.runner import check_labels
 
-        lab = check_labels(lab, img.shape, str(labels), foreground_class=foreground_class)
+def _training_labels(options: ScoreOptions, img: np.ndarray, console: Console) -> np.ndarray | None:
+    """The checked sparse annotations (derived from instances with ``--instances``)."""
+    from rawsigma.analysis.scoring.inputs import check_labels
+    from rawsigma.errors import ImageMismatchError
+    from rawsigma.imread import read_frame
 
-    from .console import stage_progress
+    labels = options.labels
+    if labels is None:
+        return None
+    lab, lab_info = read_frame(labels, options.index, what="label image")
+    console.print(_what_was_read(lab_info, options.index), highlight=False, soft_wrap=True)
+    if lab.shape != img.shape:
+        raise ImageMismatchError(
+            f"{labels}: label image shape {lab.shape} differs from {options.image} {img.shape}"
+        )
+    if options.instances:
+        from rawsigma.analysis.segmentation.annotations import training_labels
 
-    with stage_progress(console, 18) as progress:
-        with warnings.catch_warnings():
-            # numpy's warnings on empty selections (e.g. no object matched) say nothing
-            # the report does not; they must not reach the terminal
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = score_image(img, prof, labels=lab, model=model, plan=plan, progress=progress)
-    result.provenance["image_file"] = str(image)
-    result.provenance["image_index"] = index
+        lab = training_labels(lab)
+    return check_labels(lab, img.shape, str(labels), foreground_class=options.foreground_class)
+
+
+def _record_inputs(result: ScoreResult, options: ScoreOptions, img_info: ImageInfo) -> None:
+    """Which files were read, in the result's provenance."""
+    result.provenance["image_file"] = str(options.image)
+    result.provenance["image_index"] = options.index
     result.provenance["image_read"] = img_info.as_dict()
-    result.provenance["labels_file"] = str(labels) if labels is not None else None
-    result.provenance["profile_file"] = str(profile) if profile else None
-    report = _staged_report(result, out, force)
-    from .console import outputs_complete
+    result.provenance["labels_file"] = str(options.labels) if options.labels is not None else None
+    result.provenance["profile_file"] = str(options.profile) if options.profile else None
 
-    outputs_complete()
+
+def _print_summary(result: ScoreResult, console: Console) -> None:
+    """Warnings, object count, one line per codec and the tolerance search's best."""
     for note in result.notes:
         if note.startswith("WARNING"):
             console.print(f"[bold red]{note}[/]")
@@ -358,5 +381,36 @@ def _score_locked(
         console.print(f"  tolerance {fam}: {best}")
     if result.n_objects == 0:
         console.print("[yellow]no objects in the raw segmentation: only global parameters[/]")
+
+
+def _score_locked(options: ScoreOptions) -> Path:
+    """Read, check, score and write the report (under the output lock)."""
+    from rawsigma.analysis.scoring.runner import score_image
+    from rawsigma.fileio import check_output_dir
+    from rawsigma.imread import read_frame
+    from rich.console import Console
+
+    from .console import outputs_complete, stage_progress
+
+    console = Console(stderr=True)
+    plan = _plan(options)
+    img, img_info = read_frame(options.image, options.index)
+    console.print(_what_was_read(img_info, options.index), highlight=False, soft_wrap=True)
+    check_output_dir(options.out, need_bytes=4_000_000 + 4 * img.nbytes)
+    prof = _camera_profile(options, img, console)
+    _checked_inputs(options, img, prof, plan)
+    lab = _training_labels(options, img, console)
+    with stage_progress(console, 18) as progress:
+        with warnings.catch_warnings():
+            # numpy's warnings on empty selections (e.g. no object matched) say nothing
+            # the report does not; they must not reach the terminal
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = score_image(
+                img, prof, labels=lab, model=options.model, plan=plan, progress=progress
+            )
+    _record_inputs(result, options, img_info)
+    report = _staged_report(result, options.out, options.force)
+    outputs_complete()
+    _print_summary(result, console)
     typer.echo(f"report: {report}")
     return report

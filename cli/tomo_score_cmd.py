@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -115,14 +116,7 @@ def run_tomo_score(
     """Body of ``rawsigma tomo score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
     from rawsigma.analysis.reporting.tomo_report import TOMO_RESULT_FILES, write_tomo_report
     from rawsigma.analysis.scoring.tomo_runner import TomoPlan, default_angles, score_tomo
-    from rawsigma.calib.profile import CameraProfile
-    from rawsigma.errors import (
-        ImageMismatchError,
-        InputFileError,
-        OutputExistsError,
-        RawsigmaError,
-        UsageError,
-    )
+    from rawsigma.errors import ImageMismatchError, InputFileError, OutputExistsError, UsageError
     from rawsigma.fileio import check_output_dir
     from rawsigma.imread import read_stack
     from rich.console import Console
@@ -162,19 +156,7 @@ def run_tomo_score(
             f"{angles}: {len(ang)} angles for the {proj.shape[0]} projections of {projections}; "
             "give one angle per projection"
         )
-    if profile is not None:
-        prof = CameraProfile.load(profile)
-    else:
-        from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
-
-        side = min(proj.shape[1:])
-        tile = 64 if side >= 256 else 32 if side >= 64 else 16
-        try:
-            prof = _estimate(proj[:16], tile=tile, offset=offset, source=str(projections))
-        except (RawsigmaError, ValueError) as exc:
-            msg = str(exc).replace(f"{projections}: ", "")
-            raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
-        console.print("[yellow]profile estimated from the projections (no calibration)[/]")
+    prof = _tomo_profile(profile, proj, offset, projections, console)
     check_codecs(list(plan.codecs), prof)
     try:
         with stage_progress(console, 28) as progress, warnings.catch_warnings():
@@ -189,6 +171,35 @@ def run_tomo_score(
         angles_file=str(angles) if angles else f"even over {arc:g}°",
     )
     report = write_tomo_report(result, out, force=True)
+    _print_tomo_summary(result, console)
+    typer.echo(f"report: {report}")
+    return report
+
+
+def _tomo_profile(
+    profile: Path | None, proj: Any, offset: float | None, projections: Path, console: Any
+) -> Any:
+    """The profile file, or one estimated from the first 16 projections."""
+    from rawsigma.calib.profile import CameraProfile
+    from rawsigma.errors import InputFileError, RawsigmaError
+
+    if profile is not None:
+        return CameraProfile.load(profile)
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
+
+    side = min(proj.shape[1:])
+    tile = 64 if side >= 256 else 32 if side >= 64 else 16
+    try:
+        prof = _estimate(proj[:16], tile=tile, offset=offset, source=str(projections))
+    except (RawsigmaError, ValueError) as exc:
+        msg = str(exc).replace(f"{projections}: ", "")
+        raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
+    console.print("[yellow]profile estimated from the projections (no calibration)[/]")
+    return prof
+
+
+def _print_tomo_summary(result: Any, console: Any) -> None:
+    """Plaque count and one line per version."""
     console.print(f"  {result.n_objects} plaques in the raw reconstruction ({result.segmenter})")
     for v in result.versions:
         verdict = "within noise" if v.verdict["within_noise"] else "exceeds noise"
@@ -197,5 +208,3 @@ def run_tomo_score(
             f"  {v.spec:<14} {v.ratio:6.1f}:1  {verdict:<14} worst {w[0]} ε={w[1]:.2f}",
             soft_wrap=True,
         )
-    typer.echo(f"report: {report}")
-    return report

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy import QtCore, QtWidgets
 
 from .workers import RunnerWorker, RunPanel, start_in_thread
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import MMCore
 
 #: plan fields shown first in the form, when the plan has them
 PLAN_ORDER = (
@@ -77,7 +80,7 @@ class CalibrationPanel(RunPanel):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         runner_factory: Callable[..., Any] | None = None,
         plan_cls: type | None = None,
         parent: QtWidgets.QWidget | None = None,

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy import QtCore, QtWidgets
 
 from .mapview import MapView, saturation_overlay
 from .workers import LatestFrame, camera_max_adu
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import MMCore
 
 #: default display refresh rate, Hz
 DISPLAY_HZ = 20.0
@@ -84,7 +87,7 @@ def _quiet_widgets() -> Any:
     return pymmcore_widgets
 
 
-def light_source_property(core: Any) -> tuple[str, str] | None:
+def light_source_property(core: MMCore) -> tuple[str, str] | None:
     """The (device, property) controlling the light level, if the rig has one.
 
     Prefers ``LED.Intensity`` (the simulated rig); otherwise the first device with
@@ -113,7 +116,7 @@ class LiveView(QtWidgets.QWidget):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         display_hz: float = DISPLAY_HZ,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qtpy import QtCore, QtWidgets
 
 from .profile_viewer import ProfileViewer
 from .workers import QUEUED
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import MMCore
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -26,7 +29,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def __init__(
         self,
-        core: Any = None,
+        core: MMCore | None = None,
         profile: str | Path | None = None,
         runner_factory: Any = None,
         plan_cls: type | None = None,
@@ -56,7 +59,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _build_bench(
         self,
-        core: Any,
+        core: MMCore,
         runner_factory: Any,
         plan_cls: type | None,
         stack_factory: Any,

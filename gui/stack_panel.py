@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -21,6 +21,9 @@ from qtpy import QtCore, QtWidgets
 
 from .mapview import MapView
 from .workers import QUEUED, RunnerWorker, RunPanel, start_in_thread
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import MMCore
 
 
 class PixelTrace:
@@ -78,7 +81,7 @@ class StackPanel(RunPanel):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         runner_factory: Callable[..., Any] | None = None,
         plan_cls: type | None = None,
         parent: QtWidgets.QWidget | None = None,

@@ -20,13 +20,16 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy import QtCore, QtWidgets
 
 from .mapview import robust_stats
 from .plan_form import PlanForm
+
+if TYPE_CHECKING:
+    from rawsigma.acquire.protocols import AcquisitionRunner, MMCore
 
 QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 
@@ -35,7 +38,7 @@ QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 STATS_PIXELS = 2**16
 
 
-def camera_max_adu(core: Any) -> int:
+def camera_max_adu(core: MMCore) -> int:
     """Largest raw value of the core's camera, ADU (from its bit depth; 16 bit if unknown)."""
     return 2 ** int(core.getImageBitDepth() or 16) - 1
 
@@ -244,7 +247,7 @@ class RunnerWorker(QtCore.QObject):
 
     def __init__(
         self,
-        runner: Any,
+        runner: AcquisitionRunner,
         output: Path | None = None,
         force: bool = False,
         latest: LatestFrame | None = None,
@@ -422,7 +425,7 @@ class RunPanel(QtWidgets.QWidget):
 
     def __init__(
         self,
-        core: Any,
+        core: MMCore,
         runner_factory: Any,
         plan_cls: type,
         order: tuple[str, ...],

@@ -8,9 +8,9 @@ The public names below are imported lazily on first use.
 from rawsigma._lazy import attach
 
 _EXPORTS = {
-    "Codec": "registry",
-    "CodecError": "registry",
-    "CodecUnavailableError": "registry",
+    "Codec": "base",
+    "CodecError": "base",
+    "CodecUnavailableError": "base",
     "EightBitCodec": "builtin",
     "Jpeg2000Codec": "builtin",
     "JpegCodec": "builtin",
@@ -18,14 +18,14 @@ _EXPORTS = {
     "JpegXLCodec": "builtin",
     "LercCodec": "builtin",
     "NoiseCodecAdapter": "builtin",
-    "Param": "registry",
+    "Param": "base",
     "ZstdCodec": "builtin",
     "available_codecs": "registry",
     "codec_available": "registry",
-    "compression_ratio": "registry",
+    "compression_ratio": "base",
     "library_available": "builtin",
     "parse_codecs": "registry",
-    "register_codec": "registry",
+    "register_codec": "base",
     "split_codec_specs": "registry",
 }
 

@@ -22,7 +22,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.analysis.codecs.registry import (
+from rawsigma.analysis.codecs.base import (
     Codec,
     CodecError,
     CodecUnavailableError,

@@ -1,6 +1,6 @@
 """Figures of a scoring report (matplotlib, Agg backend, PNG bytes).
 
-Every function takes a :class:`~rawsigma.analysis.scoring.runner.ScoreResult` and returns PNG
+Every function takes a :class:`~rawsigma.analysis.scoring.results.ScoreResult` and returns PNG
 bytes, so the report can both inline them (base64) and write them as files.
 """
 

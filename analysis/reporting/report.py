@@ -32,13 +32,14 @@ __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_
 
 RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5")
 
-# the name report3d and tomo_report import (the helper lives in scoring.score_maps)
+# the names report3d and tomo_report import (the helpers live in scoring.score_maps)
 _clean = clean_nonfinite
+_json_default = json_default
 
 
 def write_results_json(result, path: str | os.PathLike, force: bool = False) -> Path:
     """Write ``result.to_dict()`` as strict JSON (non-finite numbers as strings)."""
-    data = clean_nonfinite(json.loads(json.dumps(result.to_dict(), default=json_default)))
+    data = _clean(json.loads(json.dumps(result.to_dict(), default=_json_default)))
     with atomic_write(path, force=force) as tmp:
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
     return Path(path)
@@ -51,7 +52,7 @@ def write_objects_csv(result, path: str | os.PathLike, force: bool = False) -> P
     for s in specs:
         header += [f"{s}:value", f"{s}:epsilon"]
     labels = result.raw_objects.get("label")
-    prov = json.dumps(clean_nonfinite(result.provenance), default=str, ensure_ascii=False)
+    prov = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
     with atomic_write(path, force=force) as tmp, tmp.open("w", newline="") as fh:
         # provenance as one leading comment line (pandas: read_csv(..., comment="#"))
         fh.write(f"# rawsigma objects table; provenance: {prov}\n")
@@ -271,6 +272,17 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
+    figs = _write_figures_and_data(result, out)
+    body = _report_html(result, figs)
+    with atomic_write(out / "report.html", force=True) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+    return out / "report.html"
+
+
+def _write_figures_and_data(result, out: Path) -> list[tuple[str, bytes, str]]:
+    """The figures (PNG with the provenance as text), ``results.json``, ``objects.csv``
+    and ``maps.h5``; returns the figures as (name, png, caption).
+    """
     figs = [
         ("overlays", figures.overlays(result), "Raw image with mask outline; codec masks vs raw"),
         ("pixel_epsilon", figures.pixel_epsilon_maps(result), "Δ/σ per pixel for each codec"),
@@ -281,16 +293,19 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     ]
     if result.tolerance:
         figs.append(("tolerance", figures.tolerance_curves(result), "Tolerance search"))
-    prov_text = json.dumps(clean_nonfinite(result.provenance), default=str, ensure_ascii=False)
+    prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
     for name, png, _ in figs:
         with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
             tmp.write_bytes(_with_text(png, prov_text))
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
     write_score_maps(result, out / MAPS_FILE, force=True)
+    return figs
 
+
+def _report_html(result, figs: list[tuple[str, bytes, str]]) -> str:
+    """The text of ``report.html``."""
     prov = result.provenance
-    prov_json = json.dumps(clean_nonfinite(prov), indent=1, default=str)
     eight = [c.description for c in result.codecs if c.spec.startswith("8bit")]
     lo, hi = (result.to_dict()["replicas"]["ci_factors_95"] + [math.nan, math.nan])[:2]
     notes = "".join(
@@ -317,6 +332,29 @@ Profile <code>{html.escape(str(prov.get("profile_id")))}</code>
 <b>{html.escape(result.plan.centre)}</b> image, seed {result.plan.seed}; objects matched by
 centroid within {result.plan.max_distance:g} px.</p>
 {notes}
+{_method_text(result, lo, hi)}{_objects_info(result)}
+<h2>Codecs</h2>{_codec_table(result)}
+<p>8-bit conversion used: {html.escape("; ".join(eight) or "not scored")}.</p>
+{quant}
+{_tolerance_table(result)}
+<h2>Per-object scores</h2>{_object_table(result)}
+<p class="note">{html.escape(NON_INDEPENDENT_NOTE)}</p>
+<p class="note">Per-object means are not robust: a parameter that takes a few discrete
+values (integer area, Feret end points that can jump between hull vertices) may have a
+tiny σ<sub>raw</sub> for one object, and a single change then gives that object a large
+ε that dominates the mean. The median over objects is shown beside each mean;
+objects with σ<sub>raw</sub> = 0 and a changed value are counted as ∞ and left out.</p>
+<h2>Figures</h2>{"".join(_img(png, cap) for _, png, cap in figs)}
+<h2>Provenance</h2><pre>{html.escape(json.dumps(_clean(prov), indent=1, default=str))}</pre>
+<p>Timings (s): {html.escape(", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))}.
+Figures made with matplotlib (Agg).</p>
+</body></html>"""
+    return body
+
+
+def _method_text(result, lo: float, hi: float) -> str:
+    """How to read ε and the calibrated verdict (the report's method paragraph)."""
+    return f"""\
 <p>ε = (χ<sub>raw</sub> − χ<sub>c</sub>)/σ<sub>raw</sub>, σ<sub>raw</sub> the std over the
 replicas. |ε| &lt; 1: within the raw noise. With {result.plan.n_replicas} replicas the 95 %
 interval of a score is ε̂·[{_f(lo)}, {_f(hi)}] (χ² law of the replica variance).
@@ -336,23 +374,4 @@ centred on the observed image (noise applied twice) a sum over all objects also
 carries the synthesis bias; the <i>replica</i> row (a held-out raw-equivalent image
 scored like a codec) shows the size of that effect here.
 Objects smaller than {result.plan.min_size} px were discarded.</p>
-{_objects_info(result)}
-<h2>Codecs</h2>{_codec_table(result)}
-<p>8-bit conversion used: {html.escape("; ".join(eight) or "not scored")}.</p>
-{quant}
-{_tolerance_table(result)}
-<h2>Per-object scores</h2>{_object_table(result)}
-<p class="note">{html.escape(NON_INDEPENDENT_NOTE)}</p>
-<p class="note">Per-object means are not robust: a parameter that takes a few discrete
-values (integer area, Feret end points that can jump between hull vertices) may have a
-tiny σ<sub>raw</sub> for one object, and a single change then gives that object a large
-ε that dominates the mean. The median over objects is shown beside each mean;
-objects with σ<sub>raw</sub> = 0 and a changed value are counted as ∞ and left out.</p>
-<h2>Figures</h2>{"".join(_img(png, cap) for _, png, cap in figs)}
-<h2>Provenance</h2><pre>{html.escape(prov_json)}</pre>
-<p>Timings (s): {html.escape(", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))}.
-Figures made with matplotlib (Agg).</p>
-</body></html>"""
-    with atomic_write(out / "report.html", force=True) as tmp:
-        tmp.write_text(body, encoding="utf-8")
-    return out / "report.html"
+"""

@@ -60,6 +60,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from rawsigma.analysis.scoring.deviations import delta, epsilon, replica_sigma
 from scipy import special
 
 __all__ = [
@@ -218,8 +219,6 @@ def loo_null(
     min_replicas : int
         Matched replicas needed (among the other n − 1) for an object's σ.
     """
-    from rawsigma.analysis.scoring.standard_score import delta, epsilon, replica_sigma
-
     rep = np.asarray(replica_matched, dtype=np.float64)
     n = rep.shape[0]
     dev = delta(param, np.asarray(raw, dtype=np.float64)[None, :], rep)  # (n, N)

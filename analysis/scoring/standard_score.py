@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 from rawsigma.analysis.scoring import nullstats as ns
+from rawsigma.analysis.scoring.deviations import ANGLE_PARAMS, delta, epsilon, replica_sigma
 
 __all__ = [
     "ANGLE_PARAMS",
@@ -66,32 +67,10 @@ __all__ = [
 ]
 
 GLOBAL_LIMIT = 3.0
-ANGLE_PARAMS = frozenset({"Angle", "FeretAngle", "angle", "feret_angle"})
 NON_INDEPENDENT_NOTE = (
     "Round = 1/AR and Compact = √Round exactly under ImageJ's area-normalised ellipse, "
     "so AR, Round and Compact are one degree of freedom, not three independent tests."
 )
-
-
-def delta(param: str, raw: np.ndarray | float, other: np.ndarray | float) -> np.ndarray:
-    """Return χ_raw − χ_other, wrapped into [−90, 90) for axial angles (degrees)."""
-    d = np.asarray(raw, dtype=np.float64) - np.asarray(other, dtype=np.float64)
-    if param in ANGLE_PARAMS:
-        d = (d + 90.0) % 180.0 - 90.0
-    return d
-
-
-def epsilon(d: np.ndarray | float, sigma: np.ndarray | float) -> np.ndarray:
-    """Standard score Δ/σ with the σ = 0 convention (0 if Δ = 0, else ±inf).
-
-    NaN in either input gives NaN (object not matched, or too few replicas).
-    """
-    d = np.asarray(d, dtype=np.float64)
-    s = np.asarray(sigma, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e = d / s
-    zero = (s == 0) & (d == 0)
-    return np.where(zero, 0.0, e)
 
 
 def epsilon_ci_factors(n_replicas: int, level: float = 0.95) -> tuple[float, float]:
@@ -133,24 +112,6 @@ def delta_stats(d: np.ndarray) -> dict:
         "sigma": float(d.std(ddof=1)) if d.size > 1 else math.nan,
         "n": int(d.size),
     }
-
-
-def replica_sigma(values: np.ndarray, min_count: int = 2, rtol: float = 1e-6) -> np.ndarray:
-    """Std (ddof=1) over axis 0 ignoring NaN; NaN where fewer than ``min_count`` values.
-
-    A spread below ``rtol·(1 + |mean|)`` is floating-point round-off of a value that did
-    not change over the replicas and is returned as exactly 0.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    cnt = np.sum(np.isfinite(v), axis=0)
-    out = np.full(v.shape[1:], np.nan)
-    ok = cnt >= max(min_count, 2)
-    if np.any(ok):
-        vv = v[:, ok]
-        s = np.nanstd(vv, axis=0, ddof=1)
-        s[s <= rtol * (1.0 + np.abs(np.nanmean(vv, axis=0)))] = 0.0
-        out[ok] = s
-    return out
 
 
 def matched_values(

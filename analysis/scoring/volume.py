@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 from rawsigma.analysis.scoring import runchecks as rc
+from rawsigma.analysis.scoring.inputs import check_labels, load_model
 from rawsigma.analysis.scoring.plans import ScorePlan
-from rawsigma.analysis.scoring.runner import CONTROL_SPEC, check_labels, load_model
+from rawsigma.analysis.scoring.runner import CONTROL_SPEC
 from rawsigma.analysis.scoring.volume_steps import (
     DEFAULT_SPACING,
     VolumeResult,

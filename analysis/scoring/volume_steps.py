@@ -20,8 +20,9 @@ from rawsigma.analysis.measurement.matching import match_objects
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring import standard_score as sc
+from rawsigma.analysis.scoring.per_image import StageClock, drop_small
 from rawsigma.analysis.scoring.plans import ScorePlan
-from rawsigma.analysis.scoring.runner import CodecResult, ScoreResult, _StageClock
+from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
 
 __all__ = ["DEFAULT_SPACING", "VolumeResult", "score_run"]
 
@@ -91,7 +92,7 @@ class _Run:
     objects_info: dict
     t_all: float
     segmenter: str
-    clock: _StageClock = field(default_factory=_StageClock)
+    clock: StageClock = field(default_factory=StageClock)
 
 
 def _globals3d(table: dict[str, np.ndarray], tissue_volume: float) -> dict[str, float]:
@@ -109,13 +110,12 @@ def _globals3d(table: dict[str, np.ndarray], tissue_volume: float) -> dict[str, 
 
 def _process(vol: np.ndarray, ctx: _Run) -> _Outcome:
     from rawsigma.analysis.measurement.morphometry3d import measure3d
-    from rawsigma.analysis.scoring.runner import _drop_small
     from rawsigma.analysis.segmentation.classifier import labels_from_output
     from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_bank
 
     t = time.perf_counter()
     lab0 = labels_from_output(ctx.segment(vol), vol.shape, ctx.plan.threshold)
-    lab = _drop_small(lab0, ctx.plan.min_size or 0)
+    lab = drop_small(lab0, ctx.plan.min_size or 0)
     t = ctx.clock.add("segment (sum over volumes)", t)
     table = measure3d(lab, ctx.spacing)
     t = ctx.clock.add("measure (sum over volumes)", t)
