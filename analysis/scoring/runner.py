@@ -523,7 +523,8 @@ def score_image(
             report("replicas", i + 1, len(rep_futs))
         timings["replicas"] = time.perf_counter() - t0
         feat_names = feature_names(2, "ilastik", plan.score_sigmas, SCORING_FEATURES)
-        sigma_f = fstats.sigma().astype(np.float32)
+        sigma_f = fstats.sigma(np.float32)
+        del fstats  # the float64 accumulators: 16 bytes per pixel and feature
 
         n_obj = len(raw.table["label"])
         params = _score_params(raw.table)

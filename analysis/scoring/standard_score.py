@@ -310,21 +310,44 @@ class FeatureStats:
     names: list[str] = field(default_factory=list)
 
     def add(self, f: np.ndarray) -> None:
-        """Fold one replica's feature stack, shape (..., F), float."""
-        f = np.asarray(f, dtype=np.float64)
-        if self.mean is None:
-            self.mean = np.zeros_like(f)
-            self.m2 = np.zeros_like(f)
-        self.n += 1
-        d = f - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (f - self.mean)
+        """Fold one replica's feature stack, shape (..., F), float.
 
-    def sigma(self) -> np.ndarray:
-        """Per-pixel, per-channel std (ddof=1) over the folded replicas."""
+        Folded in slices along the first axis, so the float64 temporaries are those of
+        one slice, not of the whole stack (same values as folding it at once).
+        """
+        f = np.asarray(f)
+        if self.mean is None:
+            self.mean = np.zeros(f.shape, np.float64)
+            self.m2 = np.zeros(f.shape, np.float64)
+        elif f.shape != self.mean.shape:
+            raise ValueError(f"feature stack shape {f.shape} != {self.mean.shape}")
+        assert self.m2 is not None
+        self.n += 1
+        for sl in _slices(f):
+            fi = f[sl].astype(np.float64)
+            mean, m2 = self.mean[sl], self.m2[sl]
+            d = fi - mean
+            mean += d / self.n
+            fi -= mean
+            d *= fi
+            m2 += d
+
+    def sigma(self, dtype: type = np.float64) -> np.ndarray:
+        """Per-pixel, per-channel std (ddof=1) over the folded replicas (``dtype``)."""
         if self.m2 is None or self.n < 2:
             raise ValueError("need at least two replicas for a feature sigma")
-        return np.sqrt(self.m2 / (self.n - 1))
+        out = np.empty(self.m2.shape, dtype)
+        for sl in _slices(self.m2):
+            out[sl] = np.sqrt(self.m2[sl] / (self.n - 1))
+        return out
+
+
+def _slices(a: np.ndarray, elements: int = 1 << 20) -> list[tuple[slice, ...]]:
+    """Slices along the first axis of about ``elements`` elements each."""
+    if a.ndim == 0 or a.shape[0] == 0:
+        return [(Ellipsis,)]  # type: ignore[list-item]
+    step = max(1, elements // max(1, a[0].size))
+    return [(slice(i, i + step),) for i in range(0, a.shape[0], step)]
 
 
 def feature_epsilon(

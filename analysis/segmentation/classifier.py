@@ -29,6 +29,7 @@ from rawsigma.analysis.segmentation.features import (
     FeatureConfig,
     feature_names,
     iter_feature_blocks,
+    map_feature_blocks,
 )
 from rawsigma.errors import ImageMismatchError, InputFileError
 from rawsigma.fileio import atomic_write
@@ -146,6 +147,10 @@ class PixelClassifier:
         #: predict with the compiled forest (`forest_infer`, same probabilities) rather
         #: than sklearn's ``predict_proba``
         self.compiled_inference = True
+        #: with the compiled forest: classify each feature block in the thread that
+        #: computed it (`map_feature_blocks`), never holding more than one block of
+        #: features per thread; False streams channels-last blocks (same result)
+        self.fused_inference = True
         self.model_: Any = None
         self.classes_: np.ndarray | None = None
         self.ndim_: int | None = None
@@ -280,6 +285,9 @@ class PixelClassifier:
         out = np.empty(arr.shape + (len(self.classes_),), np.float32)
         chunk = 1 << 16  # pixels per predict call: blocks beat one big call
         forest = self._flat_forest()
+        if forest is not None and self.fused_inference:
+            self._predict_fused(arr, forest, out)
+            return out
         for core, feats in iter_feature_blocks(
             arr, self.features, block=self.block, n_workers=self._workers()
         ):
@@ -293,6 +301,19 @@ class PixelClassifier:
                 res[i : i + chunk] = p
             out[core] = res.reshape(feats.shape[:-1] + (len(self.classes_),))
         return out
+
+    def _predict_fused(
+        self, arr: np.ndarray, forest: forest_infer.FlatForest, out: np.ndarray
+    ) -> None:
+        """``out[core]`` ← probabilities of each block, features computed and classified
+        block by block in the worker threads (channel-first, no full-size bank)."""
+        k = out.shape[-1]
+
+        def classify(core: tuple[slice, ...], feats: np.ndarray) -> None:
+            p = forest_infer.predict_proba_channels(forest, feats.reshape(feats.shape[0], -1))
+            out[core] = p.reshape(feats.shape[1:] + (k,))
+
+        map_feature_blocks(arr, self.features, classify, self.block, n_workers=self._workers())
 
     def _flat_forest(self) -> forest_infer.FlatForest | None:
         """The model as flat arrays for the compiled inference (`forest_infer`: the same
