@@ -441,6 +441,7 @@ def map_feature_blocks(
     block: int | Sequence[int] | None = None,
     *,
     n_workers: int = 1,
+    skip: Callable[[tuple[slice, ...]], bool] | None = None,
 ) -> None:
     """Call ``fn(core_slices, features)`` for every block, in the thread that computed it.
 
@@ -451,7 +452,7 @@ def map_feature_blocks(
     at any time, and no channels-last copy is made; automatic blocks are sized for
     :data:`MAP_BLOCK_MEMORY` per thread. ``fn`` runs on worker threads when
     ``n_workers`` > 1 (it must be thread-safe; writing disjoint ``core_slices`` of one
-    output array is).
+    output array is). ``skip(core)`` returning True leaves a block out.
     """
     arr = _as_image(image)
     cfg = _config(preset, None, {})
@@ -460,7 +461,7 @@ def map_feature_blocks(
     index = {n: i for i, n in enumerate(names)}
     workers = max(1, int(n_workers))
     bshape = _resolve_block(block, arr.shape, cfg, workers, MAP_BLOCK_MEMORY)
-    tasks = _block_starts(arr.shape, bshape)
+    tasks = [c for c in _block_starts(arr.shape, bshape) if not (skip and skip(c))]
     local = threading.local()
 
     def run(core: tuple[slice, ...]) -> None:
