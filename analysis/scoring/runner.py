@@ -368,13 +368,19 @@ def _match_to_raw(raw: _Outcome, raw_c: np.ndarray, other: _Outcome, max_distanc
     )
 
 
-def _process(img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: _StageClock) -> _Outcome:
+def _process(
+    img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: _StageClock, features: bool = True
+) -> _Outcome:
     t = time.perf_counter()
     lab0 = _to_objects(segment(img), plan.threshold)
     lab = _drop_small(lab0, plan.min_size or 0)
     t = clock.add("segment (sum over images)", t)
     table, glob = _measure(lab)
     t = clock.add("measure (sum over images)", t)
+    if not features:  # replicas: only their σ is needed (`replica_feature_sigma`)
+        return _Outcome(
+            lab, table, glob, np.empty(0, np.float32), int(lab0.max()) if lab0.size else 0
+        )
     feats, _ = feature_maps_for_scoring(img, sigmas=list(plan.score_sigmas), n_workers=1)
     clock.add("scoring features (sum over images)", t)
     return _Outcome(lab, table, glob, feats, int(lab0.max()) if lab0.size else 0)
@@ -511,20 +517,19 @@ def score_image(
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(plan.workers, os.cpu_count() or 1)) as pool:
         raw_fut = pool.submit(_process, image, segment, plan, clock)
-        rep_futs = [pool.submit(_process, r, segment, plan, clock) for r in reps]
+        rep_futs = [pool.submit(_process, r, segment, plan, clock, False) for r in reps]
         raw = raw_fut.result()
-        fstats = sc.FeatureStats()
         rep_out = []
         for i, f in enumerate(rep_futs):
-            o = f.result()
-            fstats.add(o.features)
-            o.features = np.empty(0, np.float32)  # free memory
-            rep_out.append(o)
+            rep_out.append(f.result())
             report("replicas", i + 1, len(rep_futs))
+        t = time.perf_counter()
+        sigma_f = sc.replica_feature_sigma(
+            reps, plan.score_sigmas, min(plan.workers, os.cpu_count() or 1)
+        )
+        clock.add("scoring features (sum over images)", t)
         timings["replicas"] = time.perf_counter() - t0
         feat_names = feature_names(2, "ilastik", plan.score_sigmas, SCORING_FEATURES)
-        sigma_f = fstats.sigma(np.float32)
-        del fstats  # the float64 accumulators: 16 bytes per pixel and feature
 
         n_obj = len(raw.table["label"])
         params = _score_params(raw.table)

@@ -57,6 +57,7 @@ __all__ = [
     "epsilon_ci_factors",
     "feature_epsilon",
     "matched_values",
+    "replica_feature_sigma",
     "replica_sigma",
     "score_globals",
     "score_objects",
@@ -340,6 +341,46 @@ class FeatureStats:
         for sl in _slices(self.m2):
             out[sl] = np.sqrt(self.m2[sl] / (self.n - 1))
         return out
+
+
+def replica_feature_sigma(
+    replicas: Sequence[np.ndarray], sigmas: Sequence[float], n_workers: int = 1
+) -> np.ndarray:
+    """Per-pixel std (ddof=1, float32) of the scoring feature maps over ``replicas``.
+
+    The same values as folding every replica's `feature_maps_for_scoring` into a
+    `FeatureStats`, computed block by block (each block of every replica, read with
+    the filters' halo, then folded): memory is the result and a few blocks, not one
+    full-size float32 stack per replica plus two float64 accumulators.
+    """
+    from rawsigma.analysis.segmentation import features as fb
+
+    if len(replicas) < 2:
+        raise ValueError("need at least two replicas for a feature sigma")
+    shape = np.shape(replicas[0])
+    cfg = fb.FeatureConfig("ilastik", tuple(sigmas), fb.SCORING_FEATURES).resolved()
+    names = fb.feature_names(len(shape), "ilastik", cfg.sigmas, cfg.features)
+    index = {n: i for i, n in enumerate(names)}
+    spacing = (1.0,) * len(shape)
+    out = np.empty(tuple(shape) + (len(names),), np.float32)
+    block = fb._resolve_block(None, shape, cfg, n_workers, fb.MAP_BLOCK_MEMORY)
+
+    def one(core: tuple[slice, ...]) -> None:
+        stats = FeatureStats()
+        for r in replicas:
+            stats.add(np.moveaxis(fb._compute_block(r, core, cfg, spacing, index), 0, -1))
+        out[core] = stats.sigma(np.float32)
+
+    cores = fb._block_starts(shape, block)
+    if n_workers <= 1 or len(cores) == 1:
+        for c in cores:
+            one(c)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(one, cores))
+    return out
 
 
 def _slices(a: np.ndarray, elements: int = 1 << 20) -> list[tuple[slice, ...]]:
