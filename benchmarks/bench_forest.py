@@ -126,6 +126,7 @@ def _passes(clf, img, a) -> None:
 
 def main() -> None:
     warnings.filterwarnings("ignore", message=".*sklearn.utils.parallel.delayed")
+    warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
