@@ -603,6 +603,9 @@ def feature_maps_for_scoring(
     difference of Gaussians (ilastik definitions) at each scale in ``sigmas``
     (pixels; each must be >= 0.7).
 
+    Blocks default to :data:`MAP_BLOCK_MEMORY` of working memory per thread (the
+    result does not depend on the block).
+
     Returns
     -------
     maps : ndarray of float32, ``image.shape + (4 * len(sigmas),)``
@@ -610,6 +613,11 @@ def feature_maps_for_scoring(
     """
     if min(sigmas) < _ILASTIK_MIN_SCALE:
         raise ValueError(f"scoring feature scales must be >= {_ILASTIK_MIN_SCALE}, got {sigmas}")
+    if block is None:  # small blocks: score computes these maps on several threads at once
+        arr = _as_image(image)
+        cfg = FeatureConfig("ilastik", tuple(sigmas), SCORING_FEATURES).resolved()
+        workers = max(1, n_workers or os.cpu_count() or 1)
+        block = _resolve_block(None, arr.shape, cfg, workers, MAP_BLOCK_MEMORY)
     return feature_bank(
         image,
         "ilastik",
