@@ -172,3 +172,20 @@ def test_map_feature_blocks_cover_the_bank_once():
     map_feature_blocks(img, FeatureConfig(**cfg), put, block=(24, 31), n_workers=2)
     assert (hits == 1).all()
     np.testing.assert_array_equal(got, ref)
+
+
+def test_drawn_training_pixels_lie_in_their_class_annotation():
+    """The block-by-block draw picks distinct annotated pixels of the right class only,
+    at most the cap per class (all of a class below the cap)."""
+    img, lab = _scene(80, seed=5)
+    clf = PixelClassifier("ilastik", n_estimators=5, block=24, max_samples_per_class=150)
+    rng = np.random.default_rng(0)
+    for c in (1, 2):
+        n = int((lab == c).sum())
+        ranks = np.sort(rng.choice(n, 150, replace=False))
+        pos = clf._drawn_pixels(lab, c, ranks)
+        assert pos.size == 150 == np.unique(pos).size
+        assert (lab.ravel()[pos] == c).all()
+        every = clf._drawn_pixels(lab, c, None)
+        assert every.size == n and (lab.ravel()[every] == c).all()
+        np.testing.assert_array_equal(pos, every[ranks])  # rank r = r-th in block order
