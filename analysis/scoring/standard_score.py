@@ -354,6 +354,11 @@ def replica_feature_sigma(
     full-size float32 stack per replica plus two float64 accumulators.
     """
     from rawsigma.analysis.segmentation import features as fb
+    from rawsigma.analysis.segmentation.features import (
+        _block_starts,
+        _compute_block,
+        _resolve_block,
+    )
 
     if len(replicas) < 2:
         raise ValueError("need at least two replicas for a feature sigma")
@@ -363,15 +368,15 @@ def replica_feature_sigma(
     index = {n: i for i, n in enumerate(names)}
     spacing = (1.0,) * len(shape)
     out = np.empty(tuple(shape) + (len(names),), np.float32)
-    block = fb._resolve_block(None, shape, cfg, n_workers, fb.MAP_BLOCK_MEMORY)
+    block = _resolve_block(None, shape, cfg, n_workers, fb.MAP_BLOCK_MEMORY)
 
     def one(core: tuple[slice, ...]) -> None:
         stats = FeatureStats()
         for r in replicas:
-            stats.add(np.moveaxis(fb._compute_block(r, core, cfg, spacing, index), 0, -1))
+            stats.add(np.moveaxis(_compute_block(r, core, cfg, spacing, index), 0, -1))
         out[core] = stats.sigma(np.float32)
 
-    cores = fb._block_starts(shape, block)
+    cores = _block_starts(shape, block)
     if n_workers <= 1 or len(cores) == 1:
         for c in cores:
             one(c)
