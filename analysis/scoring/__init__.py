@@ -57,6 +57,7 @@ _EXPORTS = {
     "parameter_quantum3d": "volume",
     "quantisation_note": "runchecks",
     "read_score_maps": "score_maps",
+    "replica_feature_sigma": "standard_score",
     "replica_sigma": "standard_score",
     "robust_location": "nullstats",
     "score_globals": "standard_score",

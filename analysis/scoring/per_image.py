@@ -131,18 +131,25 @@ def match_to_raw(
 
 
 def process_image(
-    img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: StageClock
+    img: np.ndarray, segment: Segmenter, plan: ScorePlan, clock: StageClock, features: bool = True
 ) -> Outcome:
-    """Segment, drop small objects, measure and compute the scoring features of one image."""
+    """Segment, drop small objects, measure and compute the scoring features of one image.
+
+    With ``features=False`` (replicas: only their σ is needed, from
+    `replica_feature_sigma`) the features are left empty.
+    """
     t = time.perf_counter()
     components = to_objects(segment(img), plan.threshold)
     lab = drop_small(components, plan.min_size or 0)
     t = clock.add("segment (sum over images)", t)
     table, glob = measure_objects(lab)
     t = clock.add("measure (sum over images)", t)
+    n_components = int(components.max()) if components.size else 0
+    if not features:
+        return Outcome(lab, table, glob, np.empty(0, np.float32), n_components)
     feats, _ = feature_maps_for_scoring(img, sigmas=list(plan.score_sigmas), n_workers=1)
     clock.add("scoring features (sum over images)", t)
-    return Outcome(lab, table, glob, feats, int(components.max()) if components.size else 0)
+    return Outcome(lab, table, glob, feats, n_components)
 
 
 def codec_bytes(codec: Any, image: np.ndarray) -> tuple[bytes, np.ndarray]:

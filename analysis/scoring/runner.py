@@ -217,20 +217,24 @@ def _segment_raw_and_replicas(
     clock: StageClock,
     report: Progress,
 ) -> tuple[Outcome, list[Outcome], np.ndarray]:
-    """Segment and measure raw and replicas in parallel; the replicas' feature σ."""
+    """Segment and measure raw and replicas in parallel; the replicas' feature σ.
+
+    The σ is computed block by block from the replica images (`replica_feature_sigma`),
+    so no replica's full-size feature maps are held.
+    """
     segment, plan = segmenter.segment, segmenter.plan
     raw_future = pool.submit(process_image, image, segment, plan, clock)
-    replica_futures = [pool.submit(process_image, r, segment, plan, clock) for r in replicas]
+    replica_futures = [pool.submit(process_image, r, segment, plan, clock, False) for r in replicas]
     raw = raw_future.result()
-    feature_stats = sc.FeatureStats()
     replica_outcomes = []
     for i, future in enumerate(replica_futures):
-        outcome = future.result()
-        feature_stats.add(outcome.features)
-        outcome.features = np.empty(0, np.float32)  # free memory
-        replica_outcomes.append(outcome)
+        replica_outcomes.append(future.result())
         report("replicas", i + 1, len(replica_futures))
-    return raw, replica_outcomes, feature_stats.sigma().astype(np.float32)
+    t = time.perf_counter()
+    workers = min(plan.workers, os.cpu_count() or 1)
+    feature_sigma = sc.replica_feature_sigma(replicas, plan.score_sigmas, workers)
+    clock.add("scoring features (sum over images)", t)
+    return raw, replica_outcomes, feature_sigma
 
 
 def _replica_reference(

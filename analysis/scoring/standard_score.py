@@ -58,6 +58,7 @@ __all__ = [
     "epsilon_ci_factors",
     "feature_epsilon",
     "matched_values",
+    "replica_feature_sigma",
     "replica_sigma",
     "score_globals",
     "score_objects",
@@ -271,21 +272,89 @@ class FeatureStats:
     names: list[str] = field(default_factory=list)
 
     def add(self, f: np.ndarray) -> None:
-        """Fold one replica's feature stack, shape (..., F), float."""
-        f = np.asarray(f, dtype=np.float64)
-        if self.mean is None:
-            self.mean = np.zeros_like(f)
-            self.m2 = np.zeros_like(f)
-        self.n += 1
-        d = f - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (f - self.mean)
+        """Fold one replica's feature stack, shape (..., F), float.
 
-    def sigma(self) -> np.ndarray:
-        """Per-pixel, per-channel std (ddof=1) over the folded replicas."""
+        Folded in slices along the first axis, so the float64 temporaries are those of
+        one slice, not of the whole stack (same values as folding it at once).
+        """
+        f = np.asarray(f)
+        if self.mean is None:
+            self.mean = np.zeros(f.shape, np.float64)
+            self.m2 = np.zeros(f.shape, np.float64)
+        elif f.shape != self.mean.shape:
+            raise ValueError(f"feature stack shape {f.shape} != {self.mean.shape}")
+        assert self.m2 is not None
+        self.n += 1
+        for sl in _slices(f):
+            fi = f[sl].astype(np.float64)
+            mean, m2 = self.mean[sl], self.m2[sl]
+            d = fi - mean
+            mean += d / self.n
+            fi -= mean
+            d *= fi
+            m2 += d
+
+    def sigma(self, dtype: type = np.float64) -> np.ndarray:
+        """Per-pixel, per-channel std (ddof=1) over the folded replicas (``dtype``)."""
         if self.m2 is None or self.n < 2:
             raise ValueError("need at least two replicas for a feature sigma")
-        return np.sqrt(self.m2 / (self.n - 1))
+        out = np.empty(self.m2.shape, dtype)
+        for sl in _slices(self.m2):
+            out[sl] = np.sqrt(self.m2[sl] / (self.n - 1))
+        return out
+
+
+def replica_feature_sigma(
+    replicas: Sequence[np.ndarray], sigmas: Sequence[float], n_workers: int = 1
+) -> np.ndarray:
+    """Per-pixel std (ddof=1, float32) of the scoring feature maps over ``replicas``.
+
+    The same values as folding every replica's `feature_maps_for_scoring` into a
+    `FeatureStats`, computed block by block (each block of every replica, read with
+    the filters' halo, then folded): memory is the result and a few blocks, not one
+    full-size float32 stack per replica plus two float64 accumulators.
+    """
+    from rawsigma.analysis.segmentation import features as fb
+    from rawsigma.analysis.segmentation.features import (
+        _block_starts,
+        _compute_block,
+        _resolve_block,
+    )
+
+    if len(replicas) < 2:
+        raise ValueError("need at least two replicas for a feature sigma")
+    shape = np.shape(replicas[0])
+    cfg = fb.FeatureConfig("ilastik", tuple(sigmas), fb.SCORING_FEATURES).resolved()
+    names = fb.feature_names(len(shape), "ilastik", cfg.sigmas, cfg.features)
+    index = {n: i for i, n in enumerate(names)}
+    spacing = (1.0,) * len(shape)
+    out = np.empty(tuple(shape) + (len(names),), np.float32)
+    block = _resolve_block(None, shape, cfg, n_workers, fb.MAP_BLOCK_MEMORY)
+
+    def one(core: tuple[slice, ...]) -> None:
+        stats = FeatureStats()
+        for r in replicas:
+            stats.add(np.moveaxis(_compute_block(r, core, cfg, spacing, index), 0, -1))
+        out[core] = stats.sigma(np.float32)
+
+    cores = _block_starts(shape, block)
+    if n_workers <= 1 or len(cores) == 1:
+        for c in cores:
+            one(c)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(one, cores))
+    return out
+
+
+def _slices(a: np.ndarray, elements: int = 1 << 20) -> list[tuple[slice, ...]]:
+    """Slices along the first axis of about ``elements`` elements each."""
+    if a.ndim == 0 or a.shape[0] == 0:
+        return [(Ellipsis,)]  # type: ignore[list-item]
+    step = max(1, elements // max(1, a[0].size))
+    return [(slice(i, i + step),) for i in range(0, a.shape[0], step)]
 
 
 def feature_epsilon(

@@ -32,6 +32,7 @@ _EXPORTS = {
     "gaussian_kernel": "features_math",
     "gaussian_radius": "features_math",
     "iter_feature_blocks": "features",
+    "map_feature_blocks": "features",
     "labels_from_output": "classifier",
     "load_model": "classifier",
     "organ_mask": "plaques3d",

@@ -27,8 +27,11 @@ import numpy as np
 from rawsigma.analysis.segmentation import forest_infer
 from rawsigma.analysis.segmentation.features import (
     FeatureConfig,
+    _block_starts,
+    _resolve_block,
     feature_names,
     iter_feature_blocks,
+    map_feature_blocks,
 )
 from rawsigma.errors import ImageMismatchError, InputFileError
 from rawsigma.fileio import atomic_write
@@ -146,6 +149,10 @@ class PixelClassifier:
         #: predict with the compiled forest (`forest_infer`, same probabilities) rather
         #: than sklearn's ``predict_proba``
         self.compiled_inference = True
+        #: with the compiled forest: classify each feature block in the thread that
+        #: computed it (`map_feature_blocks`), never holding more than one block of
+        #: features per thread; False streams channels-last blocks (same result)
+        self.fused_inference = True
         self.model_: Any = None
         self.classes_: np.ndarray | None = None
         self.ndim_: int | None = None
@@ -213,47 +220,74 @@ class PixelClassifier:
     def _training_sample(
         self, arr: np.ndarray, lab: np.ndarray, classes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Features and labels of the training pixels, collected block by block.
+        """Features and labels of the training pixels.
 
         At most ``max_samples_per_class`` annotated pixels per class, drawn with
-        ``random_state`` among the class's annotated pixels in block order, then
-        ordered by class and position. Which pixels are drawn is decided from the labels
-        alone before any feature is computed, so memory is bounded by the sample and one
-        block, not by the annotation (the draw is the one of drawing from all annotated
-        pixels' features at once: same training set, same model).
+        ``random_state`` among the class's annotated pixels enumerated block by block
+        (the blocks of `iter_feature_blocks`, raster order inside each), ordered by class
+        and that enumeration. Which pixels are drawn is decided from the labels alone;
+        then only their features are computed and kept (`map_feature_blocks`, blocks
+        without a drawn pixel skipped), so memory is bounded by the sample and one block
+        per thread, not by the annotation. Same training set as drawing from every
+        annotated pixel's features at once.
         """
         cap = self.max_samples_per_class
-        ranks: dict[int, np.ndarray | None] = {}
-        if cap:
-            # annotated pixels per class (in any order: only the count matters here)
-            counts = {int(c): int(np.count_nonzero(lab == c)) for c in classes}
-            rng = np.random.default_rng(self.random_state)
-            for c in classes:
-                n = counts[int(c)]
-                ranks[int(c)] = np.sort(rng.choice(n, cap, replace=False)) if n > cap else None
-        seen = {int(c): 0 for c in classes}
-        xs: dict[int, list[np.ndarray]] = {int(c): [] for c in classes}
-        for core, feats in iter_feature_blocks(
+        rng = np.random.default_rng(self.random_state)
+        picked = []
+        for c in classes:  # flat image indices of the drawn pixels, in enumeration order
+            n = int(np.count_nonzero(lab == c))
+            ranks = np.sort(rng.choice(n, cap, replace=False)) if cap and n > cap else None
+            picked.append(self._drawn_pixels(lab, int(c), ranks))
+        pos = np.concatenate(picked)
+        y = np.concatenate(
+            [np.full(p.size, c, np.int64) for p, c in zip(picked, classes, strict=True)]
+        )
+        cfg = self.features
+        n_feat = len(feature_names(arr.ndim, cfg.preset, cfg.sigmas, cfg.features))
+        x = np.empty((pos.size, n_feat), np.float32)
+        coords = np.unravel_index(pos, arr.shape)
+
+        def rows_in(core: tuple[slice, ...]) -> np.ndarray:
+            inside = np.ones(pos.size, bool)
+            for ax, c in enumerate(core):
+                inside &= (coords[ax] >= c.start) & (coords[ax] < c.stop)
+            return np.flatnonzero(inside)
+
+        def take(core: tuple[slice, ...], feats: np.ndarray) -> None:
+            rows = rows_in(core)
+            local = tuple(coords[ax][rows] - c.start for ax, c in enumerate(core))
+            x[rows] = feats[(slice(None), *local)].T
+
+        map_feature_blocks(
             arr,
             self.features,
-            block=self.block,
-            skip=lambda c: not lab[c].any(),
+            take,
+            self.block,
             n_workers=self._workers(),
-        ):
+            skip=lambda core: rows_in(core).size == 0,
+        )
+        return x, y
+
+    def _drawn_pixels(self, lab: np.ndarray, c: int, ranks: np.ndarray | None) -> np.ndarray:
+        """Flat indices of the pixels of class ``c`` whose rank in the block-by-block
+        enumeration is in ``ranks`` (all of them if None), in that order."""
+        cfg = self.features
+        blocks = _block_starts(
+            lab.shape, _resolve_block(self.block, lab.shape, cfg, self._workers())
+        )
+        out, seen = [], 0
+        for core in blocks:
             lb = lab[core]
-            for c in classes:
-                c = int(c)
-                f = feats[lb == c]
-                start = seen[c]
-                seen[c] += f.shape[0]
-                r = ranks.get(c)
-                if r is not None:  # keep the drawn ranks that fall in this block
-                    lo, hi = np.searchsorted(r, [start, seen[c]])
-                    f = f[r[lo:hi] - start]
-                xs[c].append(f)
-        x = np.concatenate([np.concatenate(xs[int(c)]) for c in classes])
-        y = np.concatenate([np.full(sum(len(v) for v in xs[int(c)]), c) for c in classes])
-        return x, y.astype(np.int64)
+            idx = np.flatnonzero(lb == c)
+            if ranks is not None:
+                lo, hi = np.searchsorted(ranks, [seen, seen + idx.size])
+                sel, seen = idx[ranks[lo:hi] - seen], seen + idx.size
+            else:
+                sel = idx
+            local = np.unravel_index(sel, lb.shape)
+            glob = tuple(i + s.start for i, s in zip(local, core, strict=True))
+            out.append(np.ravel_multi_index(glob, lab.shape))
+        return np.concatenate(out) if out else np.zeros(0, np.int64)
 
     def _workers(self) -> int:
         if self.n_jobs is None:
@@ -280,6 +314,9 @@ class PixelClassifier:
         out = np.empty(arr.shape + (len(self.classes_),), np.float32)
         chunk = 1 << 16  # pixels per predict call: blocks beat one big call
         forest = self._flat_forest()
+        if forest is not None and self.fused_inference:
+            self._predict_fused(arr, forest, out)
+            return out
         for core, feats in iter_feature_blocks(
             arr, self.features, block=self.block, n_workers=self._workers()
         ):
@@ -293,6 +330,19 @@ class PixelClassifier:
                 res[i : i + chunk] = p
             out[core] = res.reshape(feats.shape[:-1] + (len(self.classes_),))
         return out
+
+    def _predict_fused(
+        self, arr: np.ndarray, forest: forest_infer.FlatForest, out: np.ndarray
+    ) -> None:
+        """``out[core]`` ← probabilities of each block, features computed and classified
+        block by block in the worker threads (channel-first, no full-size bank)."""
+        k = out.shape[-1]
+
+        def classify(core: tuple[slice, ...], feats: np.ndarray) -> None:
+            p = forest_infer.predict_proba_channels(forest, feats.reshape(feats.shape[0], -1))
+            out[core] = p.reshape(feats.shape[1:] + (k,))
+
+        map_feature_blocks(arr, self.features, classify, self.block, n_workers=self._workers())
 
     def _flat_forest(self) -> forest_infer.FlatForest | None:
         """The model as flat arrays for the compiled inference (`forest_infer`: the same

@@ -60,6 +60,7 @@ __all__ = [
     "feature_names",
     "feature_maps_for_scoring",
     "iter_feature_blocks",
+    "map_feature_blocks",
 ]
 
 ILASTIK_SIGMAS: tuple[float, ...] = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
@@ -77,6 +78,8 @@ SCORING_FEATURES: tuple[str, ...] = ILASTIK_FEATURES[:4]
 _TRUNCATE = 3.5
 #: Target working memory per worker thread for automatic block sizes (bytes).
 BLOCK_MEMORY = 512 * 2**20
+#: The same for `map_feature_blocks` (features consumed in the thread: smaller blocks).
+MAP_BLOCK_MEMORY = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -279,9 +282,13 @@ def _block_starts(shape: tuple[int, ...], block: tuple[int, ...]) -> list[tuple[
 
 
 def _auto_block(
-    shape: tuple[int, ...], halo: tuple[int, ...], nfeat: int, workers: int
+    shape: tuple[int, ...],
+    halo: tuple[int, ...],
+    nfeat: int,
+    workers: int,
+    memory: int | None = None,
 ) -> tuple[int, ...]:
-    """Largest blocks whose working set fits :data:`BLOCK_MEMORY` (halo overhead low).
+    """Largest blocks whose working set fits ``memory`` (default :data:`BLOCK_MEMORY`).
 
     Working set = the channel-first block buffer + ~24 (2D) / 36 (3D) float32
     temporaries of the halo-padded block.  Blocks are halved along their longest
@@ -297,7 +304,8 @@ def _auto_block(
     def nblocks(bb: list[int]) -> int:
         return int(np.prod([-(-n // x) for n, x in zip(shape, bb, strict=True)]))
 
-    while max(b) > 16 and (cost(b) > BLOCK_MEMORY or nblocks(b) < workers):
+    limit = BLOCK_MEMORY if memory is None else memory
+    while max(b) > 16 and (cost(b) > limit or nblocks(b) < workers):
         i = int(np.argmax(b))
         b[i] = -(-b[i] // 2)
     return tuple(b)
@@ -308,11 +316,13 @@ def _resolve_block(
     shape: tuple[int, ...],
     cfg: FeatureConfig | None = None,
     workers: int = 1,
+    memory: int | None = None,
 ) -> tuple[int, ...]:
     if block is None:
         if cfg is None:
             return tuple(min(1024, n) for n in shape)
-        return _auto_block(shape, max_halo(cfg, len(shape)), len(_order(cfg, len(shape))), workers)
+        nfeat = len(_order(cfg, len(shape)))
+        return _auto_block(shape, max_halo(cfg, len(shape)), nfeat, workers, memory)
     if np.isscalar(block):
         return tuple(min(int(block), n) for n in shape)  # type: ignore[arg-type]
     bt = tuple(int(b) for b in block)  # type: ignore[union-attr]
@@ -422,6 +432,51 @@ def iter_feature_blocks(
             if nxt is not None:
                 pending.append((nxt, pool.submit(compute, nxt)))
             yield core, fut.result()
+
+
+def map_feature_blocks(
+    image: np.ndarray,
+    preset: str | FeatureConfig,
+    fn: Callable[[tuple[slice, ...], np.ndarray], None],
+    block: int | Sequence[int] | None = None,
+    *,
+    n_workers: int = 1,
+    skip: Callable[[tuple[slice, ...]], bool] | None = None,
+) -> None:
+    """Call ``fn(core_slices, features)`` for every block, in the thread that computed it.
+
+    ``features`` is channel-first, ``(F,) + image[core_slices].shape``, float32, channels
+    in :func:`feature_names` order, C-contiguous, in a buffer that the thread reuses for
+    its next block (copy what you keep). Consuming each block where it is computed (e.g.
+    a classifier's inference) means that at most ``n_workers`` blocks of features exist
+    at any time, and no channels-last copy is made; automatic blocks are sized for
+    :data:`MAP_BLOCK_MEMORY` per thread. ``fn`` runs on worker threads when
+    ``n_workers`` > 1 (it must be thread-safe; writing disjoint ``core_slices`` of one
+    output array is). ``skip(core)`` returning True leaves a block out.
+    """
+    arr = _as_image(image)
+    cfg = _config(preset, None, {})
+    spacing = cfg.spacing or (1.0,) * arr.ndim
+    names = _order(cfg, arr.ndim)
+    index = {n: i for i, n in enumerate(names)}
+    workers = max(1, int(n_workers))
+    bshape = _resolve_block(block, arr.shape, cfg, workers, MAP_BLOCK_MEMORY)
+    tasks = [c for c in _block_starts(arr.shape, bshape) if not (skip and skip(c))]
+    local = threading.local()
+
+    def run(core: tuple[slice, ...]) -> None:
+        if getattr(local, "flat", None) is None:
+            local.flat = np.empty(len(names) * int(np.prod(bshape)), np.float32)
+        shape = (len(names),) + tuple(c.stop - c.start for c in core)
+        buf = local.flat[: int(np.prod(shape))].reshape(shape)
+        fn(core, _compute_block(arr, core, cfg, spacing, index, buf))
+
+    if workers == 1 or len(tasks) == 1:
+        for t in tasks:
+            run(t)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(run, tasks))
 
 
 def _config(preset: str | FeatureConfig, sigmas, options: dict) -> FeatureConfig:
@@ -548,6 +603,9 @@ def feature_maps_for_scoring(
     difference of Gaussians (ilastik definitions) at each scale in ``sigmas``
     (pixels; each must be >= 0.7).
 
+    Blocks default to :data:`MAP_BLOCK_MEMORY` of working memory per thread (the
+    result does not depend on the block).
+
     Returns
     -------
     maps : ndarray of float32, ``image.shape + (4 * len(sigmas),)``
@@ -555,6 +613,11 @@ def feature_maps_for_scoring(
     """
     if min(sigmas) < _ILASTIK_MIN_SCALE:
         raise ValueError(f"scoring feature scales must be >= {_ILASTIK_MIN_SCALE}, got {sigmas}")
+    if block is None:  # small blocks: score computes these maps on several threads at once
+        arr = _as_image(image)
+        cfg = FeatureConfig("ilastik", tuple(sigmas), SCORING_FEATURES).resolved()
+        workers = max(1, n_workers or os.cpu_count() or 1)
+        block = _resolve_block(None, arr.shape, cfg, workers, MAP_BLOCK_MEMORY)
     return feature_bank(
         image,
         "ilastik",

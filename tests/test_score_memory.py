@@ -1,0 +1,51 @@
+"""Scoring statistics computed in slices / blocks give the whole-array values (issue 16)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rawsigma.analysis.scoring import standard_score as sc
+from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
+
+
+def _welford(stacks):
+    """The former whole-array fold (float64 temporaries of the full stack)."""
+    mean = np.zeros(stacks[0].shape)
+    m2 = np.zeros(stacks[0].shape)
+    for n, f in enumerate(stacks, 1):
+        f = f.astype(np.float64)
+        d = f - mean
+        mean += d / n
+        m2 += d * (f - mean)
+    return np.sqrt(m2 / (len(stacks) - 1))
+
+
+def test_feature_stats_in_slices_equal_the_whole_fold(monkeypatch):
+    rng = np.random.default_rng(0)
+    stacks = [rng.normal(5, 2, (37, 11, 3)).astype(np.float32) for _ in range(6)]
+    real = sc._slices
+    monkeypatch.setattr(sc, "_slices", lambda a: real(a, elements=50))  # many slices
+    fs = sc.FeatureStats()
+    for f in stacks:
+        fs.add(f)
+    assert len(sc._slices(stacks[0])) > 5
+    np.testing.assert_array_equal(fs.sigma(), _welford(stacks))
+    np.testing.assert_array_equal(fs.sigma(np.float32), _welford(stacks).astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        fs.add(stacks[0][:5])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_replica_feature_sigma_equals_folding_full_maps(workers, monkeypatch):
+    from rawsigma.analysis.segmentation import features as fb
+
+    rng = np.random.default_rng(1)
+    base = 200 + 80 * np.sin(np.arange(90)[:, None] / 7.0) * np.cos(np.arange(70) / 5.0)
+    reps = [rng.poisson(base).astype(np.uint16) for _ in range(4)]
+    sig = (1.0, 2.0)
+    ref = _welford([feature_maps_for_scoring(r, sigmas=sig, n_workers=1)[0] for r in reps])
+    monkeypatch.setattr(fb, "MAP_BLOCK_MEMORY", 200_000)  # several blocks
+    got = sc.replica_feature_sigma(reps, sig, n_workers=workers)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref.astype(np.float32))
+    assert (got > 0).all()
