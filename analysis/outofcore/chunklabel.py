@@ -68,14 +68,15 @@ def _chunk_slices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[slice, ...]
 
 def _label_block(
     block: np.ndarray, where: tuple[slice, ...], store: str, shape: tuple[int, ...]
-) -> tuple[int, np.ndarray]:
-    """Label one chunk, write its local labels, return (count, first voxel per label)."""
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Label one chunk, write its local labels; return the count, the first voxel
+    (global C-order index) and the size of each local label."""
     import zarr
 
     lab, n = ndi.label(np.asarray(block, bool), structure=_structure(block.ndim))
     zarr.open_array(store, mode="r+")[where] = lab.astype(np.uint32, copy=False)
     if n == 0:
-        return 0, np.zeros(0, np.int64)
+        return 0, np.zeros(0, np.int64), np.zeros(0, np.int64)
     flat = lab.ravel()
     nz = np.flatnonzero(flat)
     vals = flat[nz]
@@ -83,7 +84,8 @@ def _label_block(
     rises = np.flatnonzero(np.diff(np.maximum.accumulate(vals), prepend=0) > 0)
     local = np.unravel_index(nz[rises], lab.shape)
     glob = tuple(i + s.start for i, s in zip(local, where, strict=True))
-    return int(n), np.ravel_multi_index(glob, shape).astype(np.int64)
+    sizes = np.bincount(vals, minlength=n + 1)[1:].astype(np.int64)
+    return int(n), np.ravel_multi_index(glob, shape).astype(np.int64), sizes
 
 
 def _border_pairs(
@@ -127,7 +129,7 @@ def _relabel_block(block: np.ndarray, lut: np.ndarray, offset: int) -> np.ndarra
     return out
 
 
-def label_chunked(mask: Any, workdir: str | Path) -> ChunkedLabels:
+def label_chunked(mask: Any, workdir: str | Path, min_size: int = 0) -> ChunkedLabels:
     """Label the connected components of a chunked boolean mask.
 
     Parameters
@@ -138,6 +140,9 @@ def label_chunked(mask: Any, workdir: str | Path) -> ChunkedLabels:
     workdir : path
         Directory for the local-label store (``labels_local.zarr``, the size of
         the mask in uint32); it must outlive the returned lazy labels.
+    min_size : int
+        Drop objects of fewer voxels and renumber the others 1..n in the same order
+        (as the scoring pipeline's size filter); 0 or 1 keeps all.
 
     Returns
     -------
@@ -180,6 +185,7 @@ def label_chunked(mask: Any, workdir: str | Path) -> ChunkedLabels:
     if total >= 2**32 - 1:
         raise ValueError(f"label_chunked: {total} provisional objects exceed uint32")
     first_prov = np.concatenate([np.zeros(1, np.int64)] + [r[1] for r in results])
+    size_prov = np.concatenate([np.zeros(0, np.int64)] + [r[2] for r in results])
     off_of = list(zip(where, (int(o) for o in offsets), strict=True))
 
     pair_tasks = []
@@ -201,14 +207,19 @@ def label_chunked(mask: Any, workdir: str | Path) -> ChunkedLabels:
     graph = coo_matrix(
         (np.ones(len(edges), np.int8), (edges[:, 0] - 1, edges[:, 1] - 1)), shape=(total, total)
     )
-    n_comp, comp = connected_components(graph, directed=False) if total else (0, np.zeros(0))
+    n_comp, comp = connected_components(graph, directed=False) if total else (0, np.zeros(0, int))
     comp_first = np.full(n_comp, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(comp_first, comp, first_prov[1:])
     order = np.argsort(comp_first, kind="stable")
-    rank = np.empty(n_comp, np.int64)
-    rank[order] = np.arange(1, n_comp + 1)
+    keep = np.ones(n_comp, bool)
+    if min_size > 1 and n_comp:
+        keep = np.bincount(comp, weights=size_prov, minlength=n_comp) >= min_size
+    order = order[keep[order]]
+    rank = np.zeros(n_comp, np.int64)
+    rank[order] = np.arange(1, order.size + 1)
     lut = np.zeros(total + 1, np.uint32)
     lut[1:] = rank[comp] if total else lut[1:]
+    n_comp = int(order.size)
 
     local = da.from_zarr(store, chunks=chunks)
     offs_grid = offsets.reshape(tuple(len(c) for c in chunks))
@@ -228,7 +239,13 @@ def _block_stats(block: np.ndarray, origin: tuple[int, ...]) -> tuple[np.ndarray
     vals = lab[nz].astype(np.int64)
     if vals.size == 0:
         e = np.zeros(0, np.int64)
-        return e, e, np.zeros((lab.ndim, 0), np.int64), e.reshape(lab.ndim, 0), e.reshape(lab.ndim, 0)
+        return (
+            e,
+            e,
+            np.zeros((lab.ndim, 0), np.int64),
+            e.reshape(lab.ndim, 0),
+            e.reshape(lab.ndim, 0),
+        )
     ids, inv = np.unique(vals, return_inverse=True)
     count = np.bincount(inv).astype(np.int64)
     coords = [c.astype(np.int64) + o for c, o in zip(nz, origin, strict=True)]
