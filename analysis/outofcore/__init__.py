@@ -15,11 +15,6 @@ _EXPORTS = {
     "measure3d_chunked": "chunklabel",
     "predict_proba_dask": "classify",
     "foreground_dask": "classify",
-    "ChunkedLabels": "chunklabel",
-    "label_chunked": "chunklabel",
-    "measure3d_chunked": "chunklabel",
-    "predict_proba_dask": "classify",
-    "foreground_dask": "classify",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
