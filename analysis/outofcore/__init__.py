@@ -15,6 +15,9 @@ _EXPORTS = {
     "measure3d_chunked": "chunklabel",
     "predict_proba_dask": "classify",
     "foreground_dask": "classify",
+    "TaskOutcome": "taskrun",
+    "connect": "taskrun",
+    "run_tasks": "taskrun",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
