@@ -47,11 +47,15 @@ class ChunkedLabels:
         Number of objects.
     first : ndarray of int64, (count,)
         Global C-order index of each object's first voxel (object ``i + 1``).
+    store : str or None
+        A zarr array holding ``labels`` (then the crops of objects spanning chunks
+        are read from it in batches rather than one dask slice each).
     """
 
     labels: Any
     count: int
     first: np.ndarray
+    store: str | None = None
 
 
 def _structure(nd: int) -> np.ndarray:
@@ -272,6 +276,16 @@ def _surface_of(crop: np.ndarray, label: int, spacing: tuple[float, ...]) -> flo
     return _surface(np.asarray(crop) == label, spacing)
 
 
+def _surfaces_from_store(
+    store: str, items: list[tuple[int, tuple[slice, ...]]], spacing: tuple[float, ...]
+) -> np.ndarray:
+    import zarr
+    from rawsigma.analysis.measurement.morphometry3d import _surface
+
+    z = zarr.open_array(store, mode="r")
+    return np.array([_surface(np.asarray(z[sl]) == i, spacing) for i, sl in items], np.float64)
+
+
 def measure3d_chunked(
     result: ChunkedLabels, spacing: tuple[float, float, float] | float | None = None
 ) -> dict[str, np.ndarray]:
@@ -328,7 +342,7 @@ def measure3d_chunked(
         sums[:, ids] += s
         lo[:, ids] = np.minimum(lo[:, ids], blo)
         hi[:, ids] = np.maximum(hi[:, ids], bhi)
-    surf = _surfaces(labels, where, blocks, lo, hi, n_obj, sp)
+    surf = _surfaces(result, where, blocks, lo, hi, sp)
     ids = np.arange(1, n_obj + 1, dtype=np.int64)
     n = cnt[1:].astype(np.float64)
     cents = [(sums[a, 1:].astype(np.float64) / n + 0.5) * sp[a] for a in range(3)]
@@ -351,16 +365,19 @@ def measure3d_chunked(
 
 
 def _surfaces(
-    labels: Any,
+    result: ChunkedLabels,
     where: list[tuple[slice, ...]],
     blocks: Any,
     lo: np.ndarray,
     hi: np.ndarray,
-    n_obj: int,
     sp: tuple[float, float, float],
+    batch: int = 256,
 ) -> np.ndarray:
-    """Mesh area of every object's bbox crop: per chunk when inside one, else alone."""
+    """Mesh area of every object's bbox crop: per chunk when inside one, else read
+    across chunks (in batches from the zarr store when there is one)."""
     import dask
+
+    labels, n_obj = result.labels, result.count
 
     bounds = [np.concatenate([[0], np.cumsum(c)]) for c in labels.chunks]
     grid = tuple(len(c) for c in labels.chunks)
@@ -380,12 +397,20 @@ def _surfaces(
     keys = sorted(per_block)
     tasks = [dask.delayed(_surfaces_in)(blocks[b], per_block[b], sp) for b in keys]
     spanning = np.flatnonzero(~inside)
-    for i in spanning:
-        sl = tuple(slice(int(lo[a, i + 1]), int(hi[a, i + 1])) for a in range(3))
-        tasks.append(dask.delayed(_surface_of)(labels[sl], int(i + 1), sp))
+    span_items = [
+        (int(i + 1), tuple(slice(int(lo[a, i + 1]), int(hi[a, i + 1])) for a in range(3)))
+        for i in spanning
+    ]
+    if result.store is not None:
+        groups = [span_items[k : k + batch] for k in range(0, len(span_items), batch)]
+        tasks += [dask.delayed(_surfaces_from_store)(result.store, g, sp) for g in groups]
+    else:
+        groups = [[it] for it in span_items]
+        tasks += [dask.delayed(_surface_of)(labels[sl], i, sp) for i, sl in span_items]
     done = dask.compute(*tasks)
     surf = np.zeros(n_obj, np.float64)
     for b, vals in zip(keys, done[: len(keys)], strict=True):
         surf[[i - 1 for i, _ in per_block[b]]] = vals
-    surf[spanning] = np.asarray(done[len(keys) :], np.float64)
+    for g, vals in zip(groups, done[len(keys) :], strict=True):
+        surf[[i - 1 for i, _ in g]] = np.atleast_1d(vals)
     return surf
