@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--limit-mb", type=int, default=500, help="memory limit per worker, MB")
     ap.add_argument("--factor", type=float, default=3.2, help="volume bytes / limit")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--big-workers", type=int, default=2, help="workers of the big run")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     import dask.array as da
@@ -162,10 +163,13 @@ def main() -> None:
     nbytes = int(np.prod(big)) * 2
     print(f"phantom {big} uint16 = {nbytes / 1e9:.2f} GB written in {t_write:.0f} s", flush=True)
 
-    dt_big, table_big, peak_big, _ = run_cluster(root / "big.zarr", clf, 1, limit, root / "w1")
+    nbw = args.big_workers
+    dt_big, table_big, peak_big, _ = run_cluster(root / "big.zarr", clf, nbw, limit, root / "w1")
     print(f"big: {dt_big:.0f} s, {len(table_big['label'])} objects, peak {peak_big}", flush=True)
 
     mid = (64, 512, 512) if not args.quick else (32, 256, 256)
+    # the in-memory path first (compiles the forest, warms the file cache), then the
+    # chunked path on the same volume with 1 and 2 workers
     write_phantom(root / "mid.zarr", mid, seed=1)
     times = {}
     for w in (1, 2):
