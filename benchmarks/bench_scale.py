@@ -144,6 +144,8 @@ def main() -> None:
     ap.add_argument("--factor", type=float, default=3.0, help="volume bytes / limit")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--big-workers", type=int, default=2, help="workers of the big run")
+    ap.add_argument("--skip-big", action="store_true", help="only the 1 vs 2 workers part")
+    ap.add_argument("--mid", default="64,512,512", help="shape of the volume that fits")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     import dask.array as da
@@ -158,19 +160,25 @@ def main() -> None:
     big = (nz, yx, yx)
     load0 = os.getloadavg()
     clf = train()
-    t = time.perf_counter()
-    write_phantom(root / "big.zarr", big)
-    t_write = time.perf_counter() - t
     nbytes = int(np.prod(big)) * 2
-    print(f"phantom {big} uint16 = {nbytes / 1e9:.2f} GB written in {t_write:.0f} s", flush=True)
+    dt_big, table_big, peak_big, nbw = float("nan"), {"label": []}, {}, args.big_workers
+    if not args.skip_big:
+        t = time.perf_counter()
+        write_phantom(root / "big.zarr", big)
+        t_write = time.perf_counter() - t
+        print(
+            f"phantom {big} uint16 = {nbytes / 1e9:.2f} GB written in {t_write:.0f} s", flush=True
+        )
 
-    nbw = args.big_workers
-    dt_big, table_big, peak_big, _ = run_cluster(root / "big.zarr", clf, nbw, limit, root / "w1")
-    print(f"big: {dt_big:.0f} s, {len(table_big['label'])} objects, peak {peak_big}", flush=True)
+        dt_big, table_big, peak_big, _ = run_cluster(
+            root / "big.zarr", clf, nbw, limit, root / "w1"
+        )
+        print(
+            f"big: {dt_big:.0f} s, {len(table_big['label'])} objects, peak {peak_big}", flush=True
+        )
 
-    mid = (64, 512, 512) if not args.quick else (32, 256, 256)
-    # the in-memory path first (compiles the forest, warms the file cache), then the
-    # chunked path on the same volume with 1 and 2 workers
+    mid = tuple(int(v) for v in args.mid.split(",")) if not args.quick else (32, 256, 256)
+    # the chunked path with 1 and 2 workers, then the in-memory path on the same volume
     write_phantom(root / "mid.zarr", mid, seed=1)
     times = {}
     for w in (1, 2):

@@ -21,6 +21,7 @@ address) the same tasks go to its workers, whose file system must see ``outdir``
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -248,7 +249,11 @@ def connect(
         # was running counts as suspicious (not the ones queued behind it)
         with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
             cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, dashboard_address=None, **kw
+                n_workers=workers,
+                threads_per_worker=1,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+                **kw,
             )
         with cluster, Client(cluster) as client:
             yield client
