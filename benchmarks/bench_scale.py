@@ -202,19 +202,20 @@ def main() -> None:
     print()
     print("| measure | value |")
     print("|---|---|")
-    print(
-        f"| volume > memory | {big} uint16 = {nbytes / 1e9:.2f} GB on disk (zarr), "
-        f"{nbytes / (args.limit_mb * 1e6):.1f}x the worker limit |"
-    )
-    pk = max(peak_big.values()) if peak_big else 0
-    print(
-        f"| completed, 1 worker | {dt_big:.0f} s, {len(table_big['label'])} objects, "
-        f"{dt_big / np.prod(big) * 1e9:.0f} ns/voxel |"
-    )
-    print(
-        f"| peak worker memory | {pk / 1e6:.0f} MB = {pk / (args.limit_mb * 1e6):.0%} of the "
-        f"limit |"
-    )
+    if not args.skip_big:
+        pk = max(peak_big.values()) if peak_big else 0
+        print(
+            f"| volume > memory | {big} uint16 = {nbytes / 1e9:.2f} GB on disk (zarr), "
+            f"{nbytes / (args.limit_mb * 1e6):.1f}x the worker limit |"
+        )
+        print(
+            f"| completed, {nbw} worker(s) | {dt_big:.0f} s, {len(table_big['label'])} "
+            f"objects, {dt_big / np.prod(big) * 1e9:.0f} ns/voxel (wall) |"
+        )
+        print(
+            f"| peak memory of the busiest worker | {pk / 1e6:.0f} MB = "
+            f"{pk / (args.limit_mb * 1e6):.0%} of the limit |"
+        )
     print(
         f"| {mid} : 1 worker / 2 workers | {times[1]:.1f} s / {times[2]:.1f} s = speedup "
         f"{times[1] / times[2]:.2f}x |"
