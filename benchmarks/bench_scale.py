@@ -113,6 +113,24 @@ class PeakMemory:
         self._t.join()
 
 
+def threshold_measure(vol_path: Path, work: Path, level: int = 400):  # type: ignore[no-untyped-def]
+    """The chunked path with a threshold instead of the forest (labels + table only)."""
+    import dask.array as da
+    from rawsigma.analysis.outofcore.chunklabel import (
+        ChunkedLabels,
+        label_chunked,
+        measure3d_chunked,
+    )
+
+    work.mkdir(parents=True, exist_ok=True)
+    da.to_zarr(da.from_zarr(str(vol_path)) > level, str(work / "mask.zarr"), overwrite=True)
+    res = label_chunked(da.from_zarr(str(work / "mask.zarr")), work)
+    da.to_zarr(res.labels, str(work / "labels.zarr"), overwrite=True)
+    store = str(work / "labels.zarr")
+    final = ChunkedLabels(da.from_zarr(store), res.count, res.first, store)
+    return None, measure3d_chunked(final, SPACING)
+
+
 def run_cluster(vol_path: Path, clf, workers: int, limit: str, work: Path):  # type: ignore[no-untyped-def]
     from rawsigma.analysis.outofcore.pipeline import segment_measure_chunked
     from rawsigma.analysis.outofcore.taskrun import connect
@@ -121,7 +139,10 @@ def run_cluster(vol_path: Path, clf, workers: int, limit: str, work: Path):  # t
     with connect("local", workers=workers, memory_limit=limit) as client:
         with PeakMemory(client) as mem:
             t = time.perf_counter()
-            _, table = segment_measure_chunked(vol_path, clf, work, spacing=SPACING)
+            if clf is None:
+                _, table = threshold_measure(vol_path, work)
+            else:
+                _, table = segment_measure_chunked(vol_path, clf, work, spacing=SPACING)
             dt = time.perf_counter() - t
         restarts = 0  # a worker killed for memory would show as a failure above
     return dt, table, mem.peak, restarts
@@ -145,6 +166,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--big-workers", type=int, default=2, help="workers of the big run")
     ap.add_argument("--skip-big", action="store_true", help="only the 1 vs 2 workers part")
+    ap.add_argument("--big-only", action="store_true", help="only the big volume")
+    ap.add_argument(
+        "--big-threshold",
+        action="store_true",
+        help="big volume: threshold instead of the forest (labels, merge, measures only)",
+    )
     ap.add_argument("--mid", default="64,512,512", help="shape of the volume that fits")
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
@@ -176,6 +203,8 @@ def main() -> None:
         print(
             f"big: {dt_big:.0f} s, {len(table_big['label'])} objects, peak {peak_big}", flush=True
         )
+    if args.big_only:
+        return
 
     mid = tuple(int(v) for v in args.mid.split(",")) if not args.quick else (32, 256, 256)
     # the chunked path with 1 and 2 workers, then the in-memory path on the same volume
