@@ -133,10 +133,16 @@ def score(
 
         all_fields, scheduler = opts.pop("all_fields"), opts.pop("scheduler")
         many = all_fields or scheduler is not None or is_folder(image)
-        if not many and is_volume(image, index, spacing, axes):
+        from rawsigma.errors import UsageError
+
+        if not is_folder(image) and is_volume(image, index, spacing, axes):
+            if many:
+                raise UsageError(
+                    "--all-fields/--scheduler score many 2D fields; a 3D volume is scored "
+                    "in memory (out of core: the rawsigma.analysis.outofcore Python API)"
+                )
             run_score_volume(opts)
             return
-        from rawsigma.errors import UsageError
 
         if reference is not None:
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")
