@@ -16,10 +16,12 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rawsigma.errors import RawsigmaError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class FieldsFailedError(RawsigmaError):
@@ -40,7 +42,7 @@ class Field:
 
 
 def is_folder(path: Path) -> bool:
-    """A folder of fields (a directory that is not itself a zarr store)."""
+    """Tell whether ``path`` is a folder of fields (a directory, not a zarr store)."""
     if not path.is_dir() or path.suffix.lower() == ".zarr":
         return False
     return not any((path / n).exists() for n in ("zarr.json", ".zarray", ".zgroup"))
@@ -67,7 +69,7 @@ def _label_for(img: Path, labels: Path | None) -> Path | None:
 
 
 def list_fields(image: Path, labels: Path | None) -> list[Field]:
-    """The fields of a folder of images, or of every frame of a multi-page file.
+    """List the fields of a folder of images, or every frame of a multi-page file.
 
     Labels: a folder holding, per image, a file with the same stem (or
     ``<stem>_labels``); for a multi-page file, a multi-page label file with one

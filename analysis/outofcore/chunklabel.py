@@ -73,8 +73,11 @@ def _chunk_slices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[slice, ...]
 def _label_block(
     block: np.ndarray, where: tuple[slice, ...], store: str, shape: tuple[int, ...]
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """Label one chunk, write its local labels; return the count, the first voxel
-    (global C-order index) and the size of each local label."""
+    """Label one chunk and write its local labels.
+
+    Returns the count, the first voxel (global C-order index) and the size of each
+    local label.
+    """
     import zarr
 
     lab, n = ndi.label(np.asarray(block, bool), structure=_structure(block.ndim))
@@ -373,8 +376,11 @@ def _surfaces(
     sp: tuple[float, float, float],
     batch: int = 256,
 ) -> np.ndarray:
-    """Mesh area of every object's bbox crop: per chunk when inside one, else read
-    across chunks (in batches from the zarr store when there is one)."""
+    """Mesh area of every object's bbox crop.
+
+    Computed per chunk when the box lies in one, else read across chunks (in batches
+    from the zarr store when there is one).
+    """
     import dask
 
     labels, n_obj = result.labels, result.count

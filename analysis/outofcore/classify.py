@@ -25,7 +25,7 @@ def _proba_block(block: np.ndarray, clf: Any) -> np.ndarray:
     flat = feats.reshape(-1, feats.shape[-1])
     k = len(clf.classes_)
     res = np.empty((flat.shape[0], k), np.float32)
-    forest = clf._flat_forest()
+    forest = clf._flat_forest()  # noqa: SLF001 (the classifier's own compiled forest)
     step = 1 << 16  # the in-memory path's predict call size
     for i in range(0, flat.shape[0], step):
         if forest is not None:
@@ -101,4 +101,4 @@ def foreground_dask(clf: Any, image: Any, chunks: Any = None, threshold: float =
     rule); chunks as `predict_proba_dask`.
     """
     proba = predict_proba_dask(clf, image, chunks)
-    return proba[..., clf._fg_index()] > threshold
+    return proba[..., clf._fg_index()] > threshold  # noqa: SLF001

@@ -214,7 +214,7 @@ def _execute_distributed(
 def connect(
     scheduler: str | None, workers: int = 2, memory_limit: str | None = None
 ) -> Iterator[Any]:
-    """A ``dask.distributed`` client for ``--scheduler``, closed on exit.
+    """Open a ``dask.distributed`` client for ``--scheduler``, closed on exit.
 
     Parameters
     ----------
