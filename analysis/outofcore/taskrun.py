@@ -251,7 +251,7 @@ def connect(
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: no clash, no warning
                 silence_logs=logging.ERROR,
                 **kw,
             )
