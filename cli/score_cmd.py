@@ -62,7 +62,7 @@ def score(
     image: Path = typer.Argument(
         ...,
         help="Raw camera image (16-bit integer): TIFF/OME-TIFF, HDF5 (FILE.h5[:DATASET]), "
-        "zarr or .npy.",
+        "zarr or .npy; or a FOLDER of images (one report per field + a summary).",
     ),
     profile: Path | None = typer.Option(None, "--profile", "-p", help="Camera profile (.h5)."),
     estimate_profile: bool = typer.Option(
@@ -147,6 +147,18 @@ def score(
         help="3D: reference instance labels (a volume) or points (CSV with z,y,x columns, "
         "voxels): the raw segmentation's agreement with them is reported.",
     ),
+    all_fields: bool = typer.Option(
+        False,
+        "--all-fields",
+        help="Score every frame of a multi-page / multi-position file as a 2D field "
+        "(--labels: a label file with as many frames, or a folder).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Run the 2D fields on dask.distributed: a scheduler ADDRESS (tcp://host:8786) "
+        "or 'local' (a LocalCluster of --workers processes). Implies the fields layout.",
+    ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
     opts = dict(locals())
@@ -174,16 +186,34 @@ def score(
         exposure=exposure,
     )
     with user_errors():
+        from .score_many import is_folder
         from .score_volume_cmd import is_volume, run_score_volume
 
-        if is_volume(image, index, spacing, axes):
+        all_fields, scheduler = opts.pop("all_fields"), opts.pop("scheduler")
+        many = all_fields or scheduler is not None or is_folder(image)
+        from rawsigma.errors import UsageError
+
+        if not is_folder(image) and is_volume(image, index, spacing, axes):
+            if many:
+                raise UsageError(
+                    "--all-fields/--scheduler score many 2D fields; a 3D volume is scored "
+                    "in memory (out of core: the rawsigma.analysis.outofcore Python API)"
+                )
             run_score_volume(opts)
             return
-        if reference is not None:
-            from rawsigma.errors import UsageError
 
+        if reference is not None:
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")
-        run_score(options)
+        if many and (spacing is not None or axes is not None):
+            raise UsageError("--spacing/--axes are for one 3D volume, not for many 2D fields")
+        for k in ("spacing", "axes", "reference"):
+            opts.pop(k)
+        if many:
+            from .score_many import run_many
+
+            run_many(**opts, scheduler=scheduler)
+        else:
+            run_score(options)
 
 
 def _staged_report(result, out: Path, force: bool) -> Path:

@@ -10,6 +10,14 @@ from rawsigma._lazy import attach
 _EXPORTS = {
     "feature_bank_dask": "lazy",
     "synthesize_dask": "lazy",
+    "ChunkedLabels": "chunklabel",
+    "label_chunked": "chunklabel",
+    "measure3d_chunked": "chunklabel",
+    "predict_proba_dask": "classify",
+    "foreground_dask": "classify",
+    "TaskOutcome": "taskrun",
+    "connect": "taskrun",
+    "run_tasks": "taskrun",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)

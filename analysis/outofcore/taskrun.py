@@ -1,0 +1,262 @@
+"""Named tasks whose results are written as they complete, locally or on a cluster.
+
+A run is a mapping ``name -> (function, args)``; each function writes its result
+into a fresh directory it is given, and that directory is renamed to
+``outdir/<name>`` when the function returns (one ``os.replace``: a result is
+complete or absent, never half written). So:
+
+- results are on disk as soon as their task ends; a later failure, a lost worker
+  or Ctrl-C loses nothing already written;
+- a task that raises is retried (``retries``; on a ``dask.distributed`` cluster
+  tasks of a lost worker are rescheduled by dask too), then reported BY NAME in
+  `TaskOutcome.failed` while the others go on;
+- a re-run with ``resume=True`` keeps the results already there and runs only the
+  missing ones.
+
+Without a client the tasks run on a local thread pool; with one
+(`connect`: ``"local"`` starts a ``LocalCluster``, any other string is a scheduler
+address) the same tasks go to its workers, whose file system must see ``outdir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TaskOutcome", "connect", "run_tasks"]
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class TaskOutcome:
+    """What a `run_tasks` call did, by task name."""
+
+    written: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every task's result is on disk."""
+        return not self.failed
+
+
+def _run_one(name: str, fn: Callable[..., Any], args: tuple, outdir: str) -> str:
+    """Run ``fn(tmp_dir, *args)`` and rename ``tmp_dir`` to ``outdir/name``."""
+    final = Path(outdir) / name
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        fn(tmp, *args)
+        if final.exists():  # an older result of the same task (no resume): replace it
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _with_retries(name: str, fn: Callable[..., Any], args: tuple, outdir: str, retries: int) -> str:
+    for attempt in range(retries + 1):
+        try:
+            return _run_one(name, fn, args, outdir)
+        except Exception:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def run_tasks(
+    tasks: Mapping[str, tuple[Callable[..., Any], tuple]],
+    outdir: str | os.PathLike,
+    *,
+    client: Any = None,
+    workers: int = 1,
+    retries: int = 1,
+    resume: bool = True,
+    progress: Progress | None = None,
+) -> TaskOutcome:
+    """Run named tasks, each writing ``outdir/<name>`` atomically when it ends.
+
+    Parameters
+    ----------
+    tasks : mapping of str to (callable, tuple)
+        ``fn(tmp_dir, *args)`` writes the task's files into ``tmp_dir``; names are
+        directory names (no ``/``). Functions and arguments must pickle when
+        ``client`` is given.
+    outdir : path
+        Where the results go (created).
+    client : dask.distributed.Client, optional
+        Run on this cluster; default a local thread pool of ``workers`` threads.
+    workers : int
+        Threads without a client.
+    retries : int
+        Extra attempts of a task that raised.
+    resume : bool
+        Keep results already in ``outdir`` and skip their tasks.
+    progress : callable(name, done, total), optional
+        Called as each task ends (done or failed).
+
+    Returns
+    -------
+    TaskOutcome
+        Names written, reused and failed (with a one-line reason).
+    """
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    for bad in [n for n in tasks if not n or "/" in n or n.startswith(".")]:
+        raise ValueError(f"run_tasks: invalid task name {bad!r}")
+    _clean(out)
+    result = TaskOutcome()
+    todo = {}
+    for name, (fn, args) in tasks.items():
+        if resume and (out / name).is_dir():
+            result.reused.append(name)
+        else:
+            todo[name] = (fn, tuple(args))
+    total, done = len(tasks), len(result.reused)
+    for name, err in _execute(todo, str(out), client, workers, retries):
+        done += 1
+        if err is None:
+            result.written.append(name)
+        else:
+            result.failed[name] = err
+        if progress is not None:
+            progress(name, done, total)
+    _clean(out)  # temporaries of attempts whose process was killed
+    return result
+
+
+def _clean(out: Path) -> None:
+    for stale in out.glob(".*.tmp-*"):  # never a result (renamed only when complete)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _execute(
+    todo: dict[str, tuple[Callable[..., Any], tuple]],
+    outdir: str,
+    client: Any,
+    workers: int,
+    retries: int,
+) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(name, None)`` or ``(name, reason)`` as tasks end, in completion order."""
+    if not todo:
+        return
+    if client is None:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futs = {
+                pool.submit(_with_retries, n, fn, a, outdir, retries): n
+                for n, (fn, a) in todo.items()
+            }
+            for f in as_completed(futs):
+                exc = f.exception()
+                yield futs[f], None if exc is None else _one_line(exc)
+        return
+    yield from _execute_distributed(todo, outdir, client, retries)
+
+
+def _execute_distributed(
+    todo: dict[str, tuple[Callable[..., Any], tuple]], outdir: str, client: Any, retries: int
+) -> Iterator[tuple[str, str | None]]:
+    """As `_execute` on a cluster; a task lost with its worker(s) is resubmitted."""
+    from distributed import as_completed as dist_completed
+
+    token = uuid.uuid4().hex[:8]
+    order = list(todo)
+
+    def submit(n: str, attempt: int) -> Any:
+        fn, a = todo[n]
+        # one key prefix: one task group, which the scheduler queues (root-ish
+        # tasks), so a dying worker takes down only the task it runs
+        key = f"rawsigma_task-{token}-{order.index(n)}-{attempt}"
+        return client.submit(_run_one, n, fn, a, outdir, key=key, retries=retries, pure=False)
+
+    futs = {submit(n, 0): (n, 0) for n in order}
+    stream = dist_completed(list(futs))
+    for f in stream:
+        name, attempt = futs.pop(f)
+        if f.status == "finished":
+            yield name, None
+            continue
+        try:
+            exc = f.exception()
+            reason = _one_line(exc) if exc is not None else f.status
+        except Exception as err:  # cancelled, or the scheduler went away
+            exc, reason = err, _one_line(err)
+        if type(exc).__name__ == "KilledWorker" and attempt < max(1, retries):
+            g = submit(name, attempt + 1)  # maybe an innocent bystander of a crash
+            futs[g] = (name, attempt + 1)
+            stream.add(g)
+            continue
+        yield name, reason
+
+
+@contextlib.contextmanager
+def connect(
+    scheduler: str | None, workers: int = 2, memory_limit: str | None = None
+) -> Iterator[Any]:
+    """Open a ``dask.distributed`` client for ``--scheduler``, closed on exit.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        ``None``: no client (yields None); ``"local"``: a ``LocalCluster`` of
+        ``workers`` single-threaded worker processes; else a scheduler address
+        (``tcp://host:8786``) of a running cluster.
+    workers : int
+        Worker processes of a local cluster.
+    memory_limit : str, optional
+        Per-worker memory limit of a local cluster (dask notation, "1GB").
+
+    Raises
+    ------
+    ImportError
+        dask.distributed is not installed (the ``scale`` extra).
+    """
+    if scheduler is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ImportError(
+            "--scheduler needs dask.distributed (the 'scale' extra: pip install 'rawsigma[scale]')"
+        ) from exc
+    if scheduler == "local":
+        import dask
+
+        kw: dict[str, Any] = {"memory_limit": memory_limit} if memory_limit else {}
+        # one task per worker thread at a time: when a worker dies, only the task it
+        # was running counts as suspicious (not the ones queued behind it)
+        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                dashboard_address=":0",  # any free port: no clash, no warning
+                silence_logs=logging.ERROR,
+                **kw,
+            )
+        with cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler, timeout="20s") as client:
+            yield client

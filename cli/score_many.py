@@ -1,0 +1,268 @@
+"""``rawsigma score`` over many 2D fields (a folder, a multi-page file): one graph.
+
+Every field is one named task (`rawsigma.analysis.outofcore.taskrun`): its report
+is written into ``OUT/fields/<name>/`` when it completes (complete or absent), a
+field that fails is reported by name and the others go on, a re-run keeps the
+fields already done (``--force`` redoes them). Then ``OUT/summary.json`` and
+``OUT/summary.html`` list every field's verdicts. ``--scheduler`` runs the same
+tasks on a ``dask.distributed`` cluster (``local``: a LocalCluster of
+``--workers`` processes).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rawsigma.errors import RawsigmaError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class FieldsFailedError(RawsigmaError):
+    """Some fields of a many-field run failed (named); the others are written."""
+
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".h5", ".hdf5", ".zarr")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One 2D field to score: a file, or one frame of a multi-page file."""
+
+    name: str
+    image: Path
+    index: int | None
+    labels: Path | None
+
+
+def is_folder(path: Path) -> bool:
+    """Tell whether ``path`` is a folder of fields (a directory, not a zarr store)."""
+    if not path.is_dir() or path.suffix.lower() == ".zarr":
+        return False
+    return not any((path / n).exists() for n in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def _is_image(p: Path) -> bool:
+    name = p.name.lower()
+    return not p.name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "field"
+
+
+def _label_for(img: Path, labels: Path | None) -> Path | None:
+    if labels is None:
+        return None
+    stem = img.name.split(".")[0]
+    for cand in sorted(labels.iterdir()):
+        cstem = cand.name.split(".")[0]
+        if _is_image(cand) and cstem in (stem, f"{stem}_labels", f"{stem}_label"):
+            return cand
+    return None
+
+
+def list_fields(image: Path, labels: Path | None) -> list[Field]:
+    """List the fields of a folder of images, or every frame of a multi-page file.
+
+    Labels: a folder holding, per image, a file with the same stem (or
+    ``<stem>_labels``); for a multi-page file, a multi-page label file with one
+    frame per field.
+
+    Raises
+    ------
+    InputFileError
+        No images, a missing or ambiguous label file, frame counts that differ.
+    """
+    from rawsigma.errors import InputFileError
+    from rawsigma.imread import imread
+
+    if image.is_dir():
+        if labels is not None and not labels.is_dir():
+            raise InputFileError(f"{labels}: with a folder of images, --labels is a folder")
+        imgs = [
+            p for p in sorted(image.iterdir()) if _is_image(p) and (labels is None or p != labels)
+        ]
+        if labels is not None:
+            imgs = [p for p in imgs if not p.name.split(".")[0].endswith(("_labels", "_label"))]
+        if not imgs:
+            raise InputFileError(f"{image}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        fields = []
+        for p in imgs:
+            lab = _label_for(p, labels)
+            if labels is not None and lab is None:
+                raise InputFileError(f"{p}: no label file of the same name in {labels}")
+            fields.append(Field(_safe(p.name.split(".")[0]), p, None, lab))
+        return fields
+    arr, info = imread(image, what="image")
+    n = int(arr.shape[0]) if arr.ndim == 3 else 1
+    if labels is not None:
+        lab_arr, _ = imread(labels, integer=True, what="label image")
+        nl = int(lab_arr.shape[0]) if lab_arr.ndim == 3 else 1
+        if nl != n:
+            raise InputFileError(f"{labels}: {nl} label frames for the {n} fields of {image}")
+    stem = _safe(image.name.split(".")[0])
+    return [Field(f"{stem}_f{i:03d}", image, i if n > 1 else None, labels) for i in range(n)]
+
+
+def _score_field(tmp: Path, field: Field, options: dict[str, Any]) -> None:
+    """Score one field into ``tmp`` (the task's fresh directory)."""
+    import contextlib
+    import io
+
+    from .score_cmd import ScoreOptions, run_score
+
+    opts = dict(options, image=field.image, index=field.index, labels=field.labels)
+    # per-field terminal lines would interleave; the report holds them all
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        run_score(ScoreOptions(**opts, out=tmp, force=True))
+
+
+def _field_summary(name: str, d: dict) -> dict[str, Any]:
+    codecs = []
+    for c in d.get("codecs", []):
+        v = c.get("verdict", {})
+        codecs.append(
+            {
+                "spec": c.get("spec"),
+                "ratio": c.get("compression_ratio"),
+                "within_noise": v.get("within_noise"),
+                "worst": v.get("worst"),
+            }
+        )
+    prov = d.get("provenance", {})
+    return {
+        "name": name,
+        "image": prov.get("image_file"),
+        "index": prov.get("image_index"),
+        "report": f"fields/{name}/report.html",
+        "n_objects": d.get("n_objects_raw"),
+        "codecs": codecs,
+    }
+
+
+def write_summary(out: Path, names: list[str], failed: dict[str, str]) -> Path:
+    """``summary.json`` and ``summary.html`` from the fields' ``results.json``."""
+    from rawsigma.fileio import atomic_write
+
+    fields = []
+    for n in names:
+        res = out / "fields" / n / "results.json"
+        if res.exists():
+            fields.append(_field_summary(n, json.loads(res.read_text())))
+    specs = sorted({c["spec"] for f in fields for c in f["codecs"]}, key=str)
+    summary = {
+        "n_fields": len(names),
+        "n_scored": len(fields),
+        "failed": failed,
+        "codecs_within_noise_in_every_field": [
+            s
+            for s in specs
+            if fields
+            and all(any(c["spec"] == s and c["within_noise"] for c in f["codecs"]) for f in fields)
+        ],
+        "fields": fields,
+    }
+    with atomic_write(out / "summary.json", force=True) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+    rows = []
+    for f in fields:
+        cells = []
+        for s in specs:
+            c = next((c for c in f["codecs"] if c["spec"] == s), None)
+            ok = c is not None and c["within_noise"]
+            cells.append(f"<td class={'ok' if ok else 'bad'}>{'within' if ok else 'exceeds'}</td>")
+        rows.append(
+            f"<tr><td><a href='{html.escape(f['report'])}'>{html.escape(f['name'])}</a></td>"
+            f"<td>{f['n_objects']}</td>{''.join(cells)}</tr>"
+        )
+    for n, why in failed.items():
+        rows.append(
+            f"<tr><td>{html.escape(n)}</td><td colspan={len(specs) + 1} class=bad>failed: "
+            f"{html.escape(why)}</td></tr>"
+        )
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in specs)
+    page = (
+        "<!doctype html><meta charset=utf-8><title>rawsigma summary</title><style>"
+        "td,th{padding:2px 8px;border-bottom:1px solid #ddd}.ok{color:#060}.bad{color:#a00}"
+        f"</style><h1>Scoring summary: {len(fields)} of {len(names)} fields</h1>"
+        f"<table><tr><th>field</th><th>objects</th>{head}</tr>{''.join(rows)}</table>"
+    )
+    with atomic_write(out / "summary.html", force=True) as tmp:
+        tmp.write_text(page)
+    return out / "summary.html"
+
+
+def run_many(
+    image: Path,
+    labels: Path | None,
+    out: Path,
+    scheduler: str | None,
+    workers: int,
+    force: bool,
+    index: int | None = None,
+    **options: Any,
+) -> Path:
+    """Score every field as one task graph; returns ``OUT/summary.html``.
+
+    Raises
+    ------
+    UsageError
+        ``--index`` with many fields.
+    FieldsFailedError
+        Some fields failed (their names and reasons; the others are written).
+    """
+    from rawsigma.analysis.outofcore.taskrun import connect, run_tasks
+    from rawsigma.errors import UsageError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    if index is not None:
+        raise UsageError("--index selects one frame: leave it out to score every field")
+    fields = list_fields(image, labels)
+    console = Console(file=sys.stderr)  # fixed: a field's own lines are captured
+    where = f"on {scheduler}" if scheduler else "locally"
+    console.print(f"{len(fields)} fields of {image}, scored {where}", highlight=False)
+    # locally: one field at a time, each with --workers threads; on a cluster: one
+    # single-threaded field per worker process
+    field_workers = 1
+    opts = dict(options, workers=workers if scheduler is None else 1)
+    tasks = {f.name: (_score_field, (f, opts)) for f in fields}
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    ) as bar:
+        job = bar.add_task("fields", total=len(tasks))
+        with connect(scheduler, workers) as client:
+            outcome = run_tasks(
+                tasks,
+                out / "fields",
+                client=client,
+                workers=field_workers,
+                retries=1,
+                resume=not force,
+                progress=lambda name, done, total: bar.update(job, completed=done),
+            )
+    summary = write_summary(out, list(tasks), outcome.failed)
+    for name in outcome.reused:
+        console.print(f"  {name}: kept from an earlier run", highlight=False)
+    for name, why in outcome.failed.items():
+        console.print(f"[bold red]  {name}: FAILED: {why}[/]", highlight=False)
+    console.print(f"summary: {summary}", highlight=False)
+    if outcome.failed:
+        raise FieldsFailedError(
+            f"{len(outcome.failed)} of {len(tasks)} fields failed "
+            f"({', '.join(outcome.failed)}); the others are in {out / 'fields'}"
+        )
+    return summary
