@@ -110,5 +110,5 @@ def acquire_dark_series(
             if saved.get("open") is not None:
                 core.setShutterOpen(sh, saved["open"])
         with contextlib.suppress(Exception):
-            core.setAutoShutter(saved["auto"])
+            core.setAutoShutter(bool(saved["auto"]))
     return darks, temps

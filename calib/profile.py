@@ -504,7 +504,7 @@ class CameraProfile:
         )
 
 
-def load_profile(path: str | os.PathLike) -> CameraProfile:
+def load_profile(path: str | os.PathLike[str]) -> CameraProfile:
     """Read and validate a schema-1 profile (:meth:`CameraProfile.load`).
 
     Raises

@@ -59,7 +59,7 @@ def _spacing(spacing: tuple[float, float, float] | float | None) -> tuple[float,
     return sp  # type: ignore[return-value]
 
 
-def _surface(obj: np.ndarray, spacing: tuple[float, float, float]) -> float:
+def _surface(obj: np.ndarray, spacing: tuple[float, ...]) -> float:
     from skimage.measure import marching_cubes, mesh_surface_area
 
     padded = np.pad(obj.astype(np.float32), 1)

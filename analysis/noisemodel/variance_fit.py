@@ -232,7 +232,7 @@ def _honest_split(
             OFFSET_PRIOR_FRACTION * max_adu
         ),
     }
-    where = min(cands, key=cands.get)
+    where = min(cands, key=lambda name: cands[name])
     o_hi = float(cands[where])
     if mu0 < o_hi and g_t > 0:
         return (

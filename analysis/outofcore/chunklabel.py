@@ -399,7 +399,7 @@ def _surfaces(
         b = int(flat[i])
         org = [s.start for s in where[b]]
         sl = tuple(slice(int(lo[a, i + 1] - org[a]), int(hi[a, i + 1] - org[a])) for a in range(3))
-        per_block.setdefault(b, []).append((i + 1, sl))
+        per_block.setdefault(b, []).append((int(i) + 1, sl))
     keys = sorted(per_block)
     tasks = [dask.delayed(_surfaces_in)(blocks[b], per_block[b], sp) for b in keys]
     spanning = np.flatnonzero(~inside)
