@@ -12,7 +12,7 @@ pytest.importorskip("zarr")
 from rawsigma.analysis.measurement.morphometry3d import measure3d  # noqa: E402
 from rawsigma.analysis.outofcore.chunklabel import label_chunked, measure3d_chunked  # noqa: E402
 from rawsigma.analysis.outofcore.classify import foreground_dask, predict_proba_dask  # noqa: E402
-from rawsigma.analysis.scoring.runner import _drop_small  # noqa: E402
+from rawsigma.analysis.scoring.per_image import drop_small  # noqa: E402
 from rawsigma.analysis.segmentation.classifier import PixelClassifier  # noqa: E402
 from rawsigma.analysis.segmentation.features import FeatureConfig  # noqa: E402
 
@@ -65,7 +65,7 @@ def test_labels_2d_8_connected(tmp_path, chunks) -> None:
 def test_min_size_equals_pipeline_filter(tmp_path) -> None:
     m = _mask((20, 30, 25), 2)
     ref, _ = ndi.label(m, FULL3)
-    want = _drop_small(ref, 6)
+    want = drop_small(ref, 6)
     res = label_chunked(da.from_array(m, chunks=(6, 8, 9)), tmp_path, min_size=6)
     assert res.count == int(want.max()) < int(ref.max())
     np.testing.assert_array_equal(res.labels.compute(), want)
@@ -118,7 +118,7 @@ def test_pipeline_on_zarr_equals_in_memory(tmp_path) -> None:
     got_lab, table = segment_measure_chunked(
         tmp_path / "vol.zarr", clf, tmp_path / "work", spacing=SPACING, min_size=3
     )
-    ref = _drop_small(ndi.label(clf.foreground_probability(vol) > 0.5, FULL3)[0], 3)
+    ref = drop_small(ndi.label(clf.foreground_probability(vol) > 0.5, FULL3)[0], 3)
     assert ref.max() > 10
     np.testing.assert_array_equal(got_lab.compute(), ref)
     mem = measure3d(ref, SPACING)
