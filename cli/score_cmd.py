@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -211,7 +211,7 @@ def score(
         if many:
             from .score_many import run_many
 
-            run_many(**opts, scheduler=scheduler)
+            run_many(**opts, scheduler=scheduler, score_one=score_one_field)
         else:
             run_score(options)
 
@@ -242,6 +242,11 @@ def _staged_report(result, out: Path, force: bool) -> Path:
         with contextlib.suppress(OSError):
             shutil.rmtree(stage)
     return out / "report.html"
+
+
+def score_one_field(options: dict[str, Any]) -> Path:
+    """Score one field of a many-fields run (`score_many`): ``run_score`` from a dict."""
+    return run_score(ScoreOptions(**options))
 
 
 def run_score(options: ScoreOptions) -> Path:

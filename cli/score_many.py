@@ -116,12 +116,11 @@ def _score_field(tmp: Path, field: Field, options: dict[str, Any]) -> None:
     import contextlib
     import io
 
-    from .score_cmd import ScoreOptions, run_score
-
     opts = dict(options, image=field.image, index=field.index, labels=field.labels)
+    score_one = opts.pop("score_one")
     # per-field terminal lines would interleave; the report holds them all
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-        run_score(ScoreOptions(**opts, out=tmp, force=True))
+        score_one(dict(opts, out=tmp, force=True))
 
 
 def _field_summary(name: str, d: dict) -> dict[str, Any]:
