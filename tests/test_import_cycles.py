@@ -27,8 +27,6 @@ KNOWN = [
         "rawsigma.analysis.noisecodec.containers_tiff",
         "rawsigma.analysis.noisecodec.containers_zarr",
     ],
-    # merged with issue 14 after the issue-12 cut
-    ["rawsigma.analysis.scoring.volume", "rawsigma.analysis.scoring.volume_steps"],
 ]
 
 

@@ -54,7 +54,7 @@ _EXPORTS = {
     "operator_maps": "operators",
     "operator_table_markdown": "operators",
     "parameter_quantum": "nullstats",
-    "parameter_quantum3d": "volume",
+    "parameter_quantum3d": "volume_steps",
     "quantisation_note": "runchecks",
     "read_score_maps": "score_maps",
     "replica_feature_sigma": "standard_score",

@@ -44,6 +44,7 @@ from rawsigma.analysis.scoring.volume_steps import (
     VolumeResult,
     _rel_spacing,
     _Run,
+    parameter_quantum3d,
     score_run,
 )
 from rawsigma.errors import ImageMismatchError, InputFileError, UsageError
@@ -112,34 +113,6 @@ def tissue_mask(volume: np.ndarray, spacing: tuple[float, float, float]) -> np.n
     if float(sm.max()) <= float(sm.min()):
         return np.ones(volume.shape, bool)
     return sm > threshold_otsu(sm)
-
-
-def parameter_quantum3d(
-    param: str, table: dict[str, np.ndarray], spacing: tuple[float, float, float]
-) -> np.ndarray:
-    """Per-object resolution of a 3D parameter: its change for one boundary voxel.
-
-    Volume: one voxel volume; surface area: one mean voxel face area; centroid along
-    an axis: that axis' voxel size × r/N (r = (3N/4π)^(1/3) voxels, N voxels);
-    equivalent diameter: d/(3N) (its change for one voxel); sphericity: |ψ|/N^(2/3)
-    (relative change of one surface voxel). Other parameters: 0.
-    """
-    dz, dy, dx = spacing
-    vox = dz * dy * dx
-    n = np.maximum(np.asarray(table["volume"], np.float64) / vox, 1.0)
-    r = (3 * n / (4 * math.pi)) ** (1 / 3)
-    if param == "volume":
-        return np.full(n.size, vox)
-    if param == "surface_area":
-        return np.full(n.size, (dz * dy + dz * dx + dy * dx) / 3)
-    if param in ("z", "y", "x"):
-        return {"z": dz, "y": dy, "x": dx}[param] * r / n
-    if param == "equiv_diameter":
-        return np.asarray(table[param], np.float64) / (3 * n)
-    if param == "sphericity":
-        v = np.abs(np.asarray(table[param], np.float64))
-        return np.where(np.isfinite(v), v, 0.0) / n ** (2 / 3)
-    return np.zeros(n.size)
 
 
 def _default_min_size3d(annotations: np.ndarray, foreground_class: int) -> tuple[int, dict]:

@@ -24,7 +24,7 @@ from rawsigma.analysis.scoring.per_image import StageClock, drop_small
 from rawsigma.analysis.scoring.plans import ScorePlan
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
 
-__all__ = ["DEFAULT_SPACING", "VolumeResult", "score_run"]
+__all__ = ["DEFAULT_SPACING", "VolumeResult", "parameter_quantum3d", "score_run"]
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
 #: Voxel size assumed when none is given or found (stated in the report, warned).
@@ -59,6 +59,34 @@ def _rel_spacing(spacing: tuple[float, float, float]) -> tuple[float, ...]:
     """Spacing in units of the finest voxel size (feature scales are in those units)."""
     m = min(spacing)
     return tuple(s / m for s in spacing)
+
+
+def parameter_quantum3d(
+    param: str, table: dict[str, np.ndarray], spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """Per-object resolution of a 3D parameter: its change for one boundary voxel.
+
+    Volume: one voxel volume; surface area: one mean voxel face area; centroid along
+    an axis: that axis' voxel size × r/N (r = (3N/4π)^(1/3) voxels, N voxels);
+    equivalent diameter: d/(3N) (its change for one voxel); sphericity: |ψ|/N^(2/3)
+    (relative change of one surface voxel). Other parameters: 0.
+    """
+    dz, dy, dx = spacing
+    vox = dz * dy * dx
+    n = np.maximum(np.asarray(table["volume"], np.float64) / vox, 1.0)
+    r = (3 * n / (4 * math.pi)) ** (1 / 3)
+    if param == "volume":
+        return np.full(n.size, vox)
+    if param == "surface_area":
+        return np.full(n.size, (dz * dy + dz * dx + dy * dx) / 3)
+    if param in ("z", "y", "x"):
+        return {"z": dz, "y": dy, "x": dx}[param] * r / n
+    if param == "equiv_diameter":
+        return np.asarray(table[param], np.float64) / (3 * n)
+    if param == "sphericity":
+        v = np.abs(np.asarray(table[param], np.float64))
+        return np.where(np.isfinite(v), v, 0.0) / n ** (2 / 3)
+    return np.zeros(n.size)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -150,7 +178,6 @@ def score_run(run: _Run) -> VolumeResult:
     """Segment, measure and score raw, replicas and every codec output of ``run``."""
     from rawsigma import fileio
     from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
-    from rawsigma.analysis.scoring.volume import parameter_quantum3d
     from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
 
     ctx, plan, sp = run, run.plan, run.spacing
