@@ -152,6 +152,7 @@ def _segmenter(
     feature_sigmas: tuple[float, ...],
     seed: int,
 ) -> tuple[Segmenter, str]:
+    """The plug-in model, or a random forest trained on ``labels``; and its description."""
     from rawsigma.analysis.segmentation.classifier import PixelClassifier
     from rawsigma.analysis.segmentation.features import FeatureConfig
 
@@ -183,6 +184,133 @@ def _segmenter(
         f"relative spacing {', '.join(f'{s:.3g}' for s in cfg.spacing or ())})"
     )
     return clf.foreground_probability, desc
+
+
+def _resolve_plan(
+    labels: np.ndarray | None,
+    model: Segmenter | str | None,
+    plan: ScorePlan | None,
+    plan_fields: dict[str, Any],
+) -> ScorePlan:
+    """The run's plan from ``plan`` and/or ``plan_fields``; exactly one segmenter source."""
+    if plan is None:
+        if isinstance(model, str):
+            plan_fields.setdefault("model", model)
+        plan = ScorePlan(**plan_fields)
+    elif plan_fields:
+        plan = plan.model_copy(update=plan_fields)
+    if (labels is None) == (model is None and plan.model is None):
+        raise InputFileError("score_volume: give exactly one of labels= or model=")
+    return plan
+
+
+def _resolve_spacing(
+    spacing: Any, spacing_source: str | None, notes: list[str]
+) -> tuple[tuple[float, float, float], str]:
+    """The checked voxel size and where it came from; the isotropic default is warned."""
+    if spacing is None:
+        notes.append(
+            "Warning: no voxel size given or found in the file: isotropic 1 assumed, so "
+            "volumes, areas and distances are in voxels and the z axis is filtered as if "
+            "it were sampled like x and y."
+        )
+        return DEFAULT_SPACING, "default (isotropic 1: no spacing given or found)"
+    return check_spacing(spacing), spacing_source or "given"
+
+
+def _check_inputs(
+    volume: np.ndarray,
+    profile: Any,
+    labels: np.ndarray | None,
+    spacing: Any,
+    spacing_source: str | None,
+    reference: np.ndarray | None,
+    tissue: np.ndarray | None,
+    plan: ScorePlan,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray | None, tuple[float, float, float], str]:
+    """Raw volume, spacing, annotations and the optional masks checked before any work.
+
+    Returns the raw volume, the checked annotations, the spacing and its source.
+    """
+    vol = check_raw_volume(volume, profile)
+    sp, spacing_source = _resolve_spacing(spacing, spacing_source, notes)
+    if labels is not None:
+        labels = check_labels(labels, vol.shape, foreground_class=plan.foreground_class)
+    if reference is not None and np.shape(reference) != vol.shape:
+        raise ImageMismatchError(
+            f"reference labels: shape {np.shape(reference)} differs from the volume {vol.shape}"
+        )
+    if tissue is not None and np.shape(tissue) != vol.shape:
+        raise ImageMismatchError(
+            f"tissue mask: shape {np.shape(tissue)} differs from the volume {vol.shape}"
+        )
+    return vol, labels, sp, spacing_source
+
+
+def _encode_codecs(
+    vol: np.ndarray,
+    profile: Any,
+    plan: ScorePlan,
+    control_seed: np.random.SeedSequence,
+    report: Progress,
+) -> dict[str, tuple[np.ndarray, float, int, str]]:
+    """Every codec of the plan on the whole volume (and the held-out control replica).
+
+    Returns spec → (decoded volume, compression ratio, bytes, description).
+    """
+    from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
+
+    decoded: dict[str, tuple[np.ndarray, float, int, str]] = {}
+    if CONTROL_SPEC in plan.codecs:
+        rng = np.random.default_rng(control_seed)
+        control = _synthesize(vol, profile, 1, rng, plan.centre)[0]
+        decoded[CONTROL_SPEC] = (control, 1.0, vol.size * 2, "held-out raw-equivalent replica")
+    specs = [s for s in plan.codecs if s != CONTROL_SPEC]
+    parsed = [c for s in specs for c in parse_codecs(s, profile=profile)]
+    codecs = dict(zip(specs, parsed, strict=True))  # the user's spelling as the key
+    for i, (spec, codec) in enumerate(codecs.items()):
+        getattr(codec, "prepare", lambda _p: None)(report)
+        report("encode", i, len(codecs))
+        data = codec.encode(vol)
+        dec = np.asarray(codec.decode(data))
+        decoded[spec] = (dec, compression_ratio(vol, data), len(data), codec.description)
+    report("encode", len(codecs), len(codecs))
+    return decoded
+
+
+def _resolve_min_size(labels: np.ndarray | None, plan: ScorePlan) -> tuple[ScorePlan, dict]:
+    """The plan with ``min_size`` set (given, or from the annotations) and its rule."""
+    objects_info: dict = {}
+    if labels is not None:
+        auto, objects_info = _default_min_size3d(labels, plan.foreground_class)
+        source = f"given: {plan.min_size} voxels (default {auto})"
+        if plan.min_size is None:
+            plan = plan.model_copy(update={"min_size": auto})
+            source = "default: " + objects_info["rule"]
+    elif plan.min_size is None:
+        plan, source = plan.model_copy(update={"min_size": 0}), "plug-in model: 0 voxels"
+    else:
+        source = f"given: {plan.min_size} voxels"
+    objects_info["min_size_source"] = source
+    return plan, objects_info
+
+
+def _tissue_info(
+    vol: np.ndarray, spacing: tuple[float, float, float], tissue: np.ndarray | None
+) -> dict:
+    """The tissue of the load's denominator: its source, voxel count and volume."""
+    mask = tissue_mask(vol, spacing) if tissue is None else np.asarray(tissue, bool)
+    voxel_volume = spacing[0] * spacing[1] * spacing[2]
+    source = "given" if tissue is not None else (
+        f"Otsu threshold of the raw volume smoothed by a Gaussian of σ = "
+        f"{TISSUE_SMOOTHING:g} finest voxels"
+    )  # fmt: skip
+    return {
+        "source": source,
+        "n_voxels": int(np.count_nonzero(mask)),
+        "volume": float(np.count_nonzero(mask) * voxel_volume),
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -240,99 +368,38 @@ def score_volume(
     -------
     VolumeResult
     """
-    from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
-
-    if plan is None:
-        if isinstance(model, str):
-            plan_fields.setdefault("model", model)
-        plan = ScorePlan(**plan_fields)
-    elif plan_fields:
-        plan = plan.model_copy(update=plan_fields)
-    if (labels is None) == (model is None and plan.model is None):
-        raise InputFileError("score_volume: give exactly one of labels= or model=")
+    plan = _resolve_plan(labels, model, plan, plan_fields)
     report: Progress = progress or (lambda stage, done, total: None)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     notes: list[str] = []
-    vol = check_raw_volume(volume, profile)
-    if spacing is None:
-        sp = DEFAULT_SPACING
-        spacing_source = "default (isotropic 1: no spacing given or found)"
-        notes.append(
-            "Warning: no voxel size given or found in the file: isotropic 1 assumed, so "
-            "volumes, areas and distances are in voxels and the z axis is filtered as if "
-            "it were sampled like x and y."
-        )
-    else:
-        sp = check_spacing(spacing)
-        spacing_source = spacing_source or "given"
-    if labels is not None:
-        labels = check_labels(labels, vol.shape, foreground_class=plan.foreground_class)
-    if reference is not None and np.shape(reference) != vol.shape:
-        raise ImageMismatchError(
-            f"reference labels: shape {np.shape(reference)} differs from the volume {vol.shape}"
-        )
-    if tissue is not None and np.shape(tissue) != vol.shape:
-        raise ImageMismatchError(
-            f"tissue mask: shape {np.shape(tissue)} differs from the volume {vol.shape}"
-        )
-    ss = np.random.SeedSequence(plan.seed)
-    s_syn, s_ctrl, s_clf = ss.spawn(3)
+    vol, labels, sp, spacing_source = _check_inputs(
+        volume, profile, labels, spacing, spacing_source, reference, tissue, plan, notes
+    )
+    synthesis_seed, control_seed, classifier_seed = np.random.SeedSequence(plan.seed).spawn(3)
 
     t0 = time.perf_counter()
     report("synthesis", 0, 1)
-    reps = _synthesize(vol, profile, plan.n_replicas, np.random.default_rng(s_syn), plan.centre)
+    rng = np.random.default_rng(synthesis_seed)
+    reps = _synthesize(vol, profile, plan.n_replicas, rng, plan.centre)
     timings["synthesis"] = time.perf_counter() - t0
     report("synthesis", 1, 1)
 
     t0 = time.perf_counter()
-    decoded: dict[str, tuple[np.ndarray, float, int, str]] = {}
-    if CONTROL_SPEC in plan.codecs:
-        ctrl = _synthesize(vol, profile, 1, np.random.default_rng(s_ctrl), plan.centre)[0]
-        decoded[CONTROL_SPEC] = (ctrl, 1.0, vol.size * 2, "held-out raw-equivalent replica")
-    specs = [s for s in plan.codecs if s != CONTROL_SPEC]
-    codecs = dict(zip(specs, [c for s in specs for c in parse_codecs(s, profile=profile)],
-                      strict=True))  # fmt: skip
-    for i, (spec, codec) in enumerate(codecs.items()):
-        getattr(codec, "prepare", lambda _p: None)(report)
-        report("encode", i, len(codecs))
-        data = codec.encode(vol)
-        dec = np.asarray(codec.decode(data))
-        decoded[spec] = (dec, compression_ratio(vol, data), len(data), codec.description)
-    report("encode", len(codecs), len(codecs))
+    decoded = _encode_codecs(vol, profile, plan, control_seed, report)
     timings["codecs"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     report("training", 0, 1)
-    objects_info: dict = {}
-    if labels is not None:
-        auto, objects_info = _default_min_size3d(labels, plan.foreground_class)
-        src = f"given: {plan.min_size} voxels (default {auto})"
-        if plan.min_size is None:
-            plan = plan.model_copy(update={"min_size": auto})
-            src = "default: " + objects_info["rule"]
-    elif plan.min_size is None:
-        plan, src = plan.model_copy(update={"min_size": 0}), "plug-in model: 0 voxels"
-    else:
-        src = f"given: {plan.min_size} voxels"
-    objects_info["min_size_source"] = src
-    seed = int(s_clf.generate_state(1)[0])
+    plan, objects_info = _resolve_min_size(labels, plan)
+    seed = int(classifier_seed.generate_state(1)[0])
     segment, seg_desc = _segmenter(vol, labels, model, plan, sp, feature_sigmas, seed)
     timings["training"] = time.perf_counter() - t0
     report("training", 1, 1)
 
-    mask = tissue_mask(vol, sp) if tissue is None else np.asarray(tissue, bool)
-    vox = sp[0] * sp[1] * sp[2]
-    tissue_info = {
-        "source": "given" if tissue is not None else (
-            f"Otsu threshold of the raw volume smoothed by a Gaussian of σ = "
-            f"{TISSUE_SMOOTHING:g} finest voxels"),
-        "n_voxels": int(np.count_nonzero(mask)),
-        "volume": float(np.count_nonzero(mask) * vox),
-    }  # fmt: skip
     run = _Run(
         vol=vol, profile=profile, reps=reps, decoded=decoded, segment=segment, plan=plan,
-        spacing=sp, spacing_source=spacing_source, tissue=tissue_info,
+        spacing=sp, spacing_source=spacing_source, tissue=_tissue_info(vol, sp, tissue),
         reference=reference, reference_points=reference_points, report=report,
         timings=timings, notes=notes, objects_info=objects_info, t_all=t_all,
         segmenter=seg_desc,
