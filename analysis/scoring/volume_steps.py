@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 from rawsigma.analysis.measurement.matching import match_objects
+from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring.per_image import StageClock, drop_small
 from rawsigma.analysis.scoring.plans import ScorePlan
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
+from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
 
 __all__ = ["DEFAULT_SPACING", "VolumeResult", "parameter_quantum3d", "score_run"]
 
@@ -174,116 +176,192 @@ def _match(raw: _Outcome, other: _Outcome, max_distance: float):  # type: ignore
     )
 
 
-def score_run(run: _Run) -> VolumeResult:
-    """Segment, measure and score raw, replicas and every codec output of ``run``."""
-    from rawsigma import fileio
-    from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
-    from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
+@dataclass
+class _ReplicaReference:
+    """The raw segmentation and what the replicas say about its noise."""
 
-    ctx, plan, sp = run, run.plan, run.spacing
-    vol, profile, reps, decoded = run.vol, run.profile, run.reps, run.decoded
-    report, timings, notes, objects_info = run.report, run.timings, run.notes, run.objects_info
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, plan.workers)) as pool:
-        raw_fut = pool.submit(_process, vol, ctx)
-        rep_futs = [pool.submit(_process, r, ctx) for r in reps]
-        raw = raw_fut.result()
-        fstats = sc.FeatureStats()
-        rep_out = []
-        for i, f in enumerate(rep_futs):
-            o = f.result()
-            fstats.add(o.features)
-            o.features = np.empty(0, np.float32)
-            rep_out.append(o)
-            report("replicas", i + 1, len(rep_futs))
-        timings["replicas"] = time.perf_counter() - t0
-        feat_names = feature_names(3, "ilastik", plan.score_sigmas, SCORING_FEATURES)
-        sigma_f = fstats.sigma().astype(np.float32)
-        n_obj = len(raw.table["label"])
-        params = list(PARAMETERS_3D)
-        if n_obj == 0:
-            notes.append("The raw segmentation has no objects: only global parameters are scored.")
-        rep_values = {k: np.full((len(rep_out), n_obj), np.nan) for k in params}
-        rep_match, rep_deltas = [], {k: [] for k in params}
-        for i, o in enumerate(rep_out):
-            m = _match(raw, o, plan.max_distance)
-            rep_match.append(m.summary())
-            mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
-            for k in params:
-                rep_values[k][i] = mv[k]
-                rep_deltas[k].append(sc.delta(k, raw.table[k], mv[k]))
-        replica_delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in rep_deltas.items()}
-        quanta = {k: parameter_quantum3d(k, raw.table, sp) for k in params} if n_obj else {}
-        nulls = (
-            {k: ns.loo_null(k, raw.table[k], rep_values[k], quanta[k]) for k in params}
-            if n_obj and len(rep_out) >= 3
+    raw: _Outcome
+    replicas: list[_Outcome]  # their feature maps dropped (only their spread is kept)
+    feature_sigma: np.ndarray  # float32, replica spread of the scoring features
+    feature_names: list[str]
+    params: list[str]  # object parameters that are scored
+    values: dict[str, np.ndarray]  # parameter → (n_replicas, n_objects), matched to raw
+    matches: list[dict]
+    delta: dict[str, dict]
+    quanta: dict[str, np.ndarray]
+    nulls: dict[str, Any]  # parameter → nullstats.ParamNull
+    unmatched_null: list[int]  # unmatched objects per replica: the matching test's null
+
+    @property
+    def n_objects(self) -> int:
+        return len(self.raw.table["label"])
+
+
+def _segment_raw_and_replicas(
+    pool: ThreadPoolExecutor, run: _Run
+) -> tuple[_Outcome, list[_Outcome], sc.FeatureStats]:
+    """Segment and measure raw and replicas in parallel; the replicas' feature statistics.
+
+    Each replica's feature maps are added to the running statistics, then dropped.
+    """
+    raw_future = pool.submit(_process, run.vol, run)
+    replica_futures = [pool.submit(_process, r, run) for r in run.reps]
+    raw = raw_future.result()
+    feature_stats = sc.FeatureStats()
+    replicas = []
+    for i, future in enumerate(replica_futures):
+        outcome = future.result()
+        feature_stats.add(outcome.features)
+        outcome.features = np.empty(0, np.float32)
+        replicas.append(outcome)
+        run.report("replicas", i + 1, len(replica_futures))
+    return raw, replicas, feature_stats
+
+
+def _replica_reference(
+    raw: _Outcome, replicas: list[_Outcome], feature_stats: sc.FeatureStats, run: _Run
+) -> _ReplicaReference:
+    """Match every replica to raw: Δ, matched values and the calibrated null per parameter."""
+    plan = run.plan
+    names = feature_names(3, "ilastik", plan.score_sigmas, SCORING_FEATURES)
+    feature_sigma = feature_stats.sigma().astype(np.float32)
+    n_obj = len(raw.table["label"])
+    params = list(PARAMETERS_3D)
+    if n_obj == 0:
+        run.notes.append("The raw segmentation has no objects: only global parameters are scored.")
+    values = {k: np.full((len(replicas), n_obj), np.nan) for k in params}
+    matches, deltas = [], {k: [] for k in params}
+    for i, outcome in enumerate(replicas):
+        match = _match(raw, outcome, plan.max_distance)
+        matches.append(match.summary())
+        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
+        for k in params:
+            values[k][i] = matched[k]
+            deltas[k].append(sc.delta(k, raw.table[k], matched[k]))
+    delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in deltas.items()}
+    # calibrated verdict: resolution floors and the leave-one-out null per parameter
+    quanta = {k: parameter_quantum3d(k, raw.table, run.spacing) for k in params} if n_obj else {}
+    nulls = (
+        {k: ns.loo_null(k, raw.table[k], values[k], quanta[k]) for k in params}
+        if n_obj and len(replicas) >= 3
+        else {}
+    )
+    unmatched = [m["n_unmatched_ref"] + m["n_unmatched_other"] for m in matches]
+    return _ReplicaReference(
+        raw, replicas, feature_sigma, list(names), params, values, matches, delta, quanta,
+        nulls, unmatched,
+    )  # fmt: skip
+
+
+def _voxel_sigma(vol: np.ndarray, profile: Any) -> np.ndarray:
+    """Per-voxel raw noise σ (ADU): Poisson–Gaussian model + ADC quantisation (1/12 ADU²).
+
+    Saturated voxels have no defined noise and are NaN (left out of the Δ/σ map).
+    """
+    var = np.maximum(profile.variance(vol.astype(np.float32)), 0) + 1.0 / 12.0
+    sigma = np.sqrt(var).astype(np.float32)
+    sigma[vol >= min(profile.max_adu, np.iinfo(vol.dtype).max)] = np.nan
+    return sigma
+
+
+@dataclass
+class _CodecScorer:
+    """Scores one decoded volume against the raw volume and its replicas."""
+
+    run: _Run
+    reference: _ReplicaReference
+    voxel_sigma: np.ndarray
+
+    def score(self, spec: str) -> CodecResult:
+        ref, plan, vol = self.reference, self.run.plan, self.run.vol
+        raw, n_obj = ref.raw, ref.n_objects
+        dec, ratio, n_bytes, description = self.run.decoded[spec]
+        outcome = _process(dec, self.run)
+        match = _match(raw, outcome, plan.max_distance)
+        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
+        replica_globals = [r.globals for r in ref.replicas]
+        global_scores = sc.score_globals(raw.globals, replica_globals, outcome.globals)
+        object_scores = (
+            sc.score_objects(raw.table, ref.values, matched, params=ref.params,
+                             quanta=ref.quanta, null=ref.nulls or None)
+            if n_obj
             else {}
+        )  # fmt: skip
+        feature_eps = sc.feature_epsilon(
+            raw.features, ref.feature_sigma, outcome.features, ref.feature_names
         )
-        var = np.maximum(profile.variance(vol.astype(np.float32)), 0) + 1.0 / 12.0
-        sigma_pix = np.sqrt(var).astype(np.float32)
-        sigma_pix[vol >= min(profile.max_adu, np.iinfo(vol.dtype).max)] = np.nan
-        d_null = [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in rep_match]
+        worst_map = sc.worst_feature_map(
+            feature_eps, raw.features, ref.feature_sigma, outcome.features, ref.feature_names
+        )
+        pixel_eps = (vol.astype(np.float32) - dec.astype(np.float32)) / self.voxel_sigma
+        matching = self._matching_test(match.summary(), object_scores)
+        return CodecResult(
+            spec, description, float(ratio), int(n_bytes), global_scores, object_scores,
+            feature_eps, match.summary(),
+            sc.verdict(global_scores, object_scores, matching=matching), outcome.labels,
+            pixel_eps.astype(np.float32), matched,
+            rc.quantisation_note(spec, dec, self.voxel_sigma, raw.labels), worst_map,
+        )  # fmt: skip
 
-        def matching(ms: dict, obj: dict) -> dict | None:
-            if n_obj == 0 or len(d_null) < 3:
-                return None
-            d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
-            n_par = sum(1 for v in obj.values() if math.isfinite(v.robust)) + 1
-            return ns.matching_test(d, d_null, n_par)
+    def _matching_test(self, match_summary: dict, object_scores: dict) -> dict | None:
+        """Unmatched objects against the replicas' null (None without objects or replicas)."""
+        null = self.reference.unmatched_null
+        if self.reference.n_objects == 0 or len(null) < 3:
+            return None
+        unmatched = match_summary["n_unmatched_ref"] + match_summary["n_unmatched_other"]
+        n_par = sum(1 for v in object_scores.values() if math.isfinite(v.robust)) + 1
+        return ns.matching_test(unmatched, null, n_par)
 
-        def score_one(spec: str) -> CodecResult:
-            dec, ratio, nbytes, desc = decoded[spec]
-            o = _process(dec, ctx)
-            m = _match(raw, o, plan.max_distance)
-            mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
-            g = sc.score_globals(raw.globals, [r.globals for r in rep_out], o.globals)
-            obj = (
-                sc.score_objects(raw.table, rep_values, mv, params=params, quanta=quanta,
-                                 null=nulls or None)
-                if n_obj else {}
-            )  # fmt: skip
-            fe = sc.feature_epsilon(raw.features, sigma_f, o.features, feat_names)
-            fmap = sc.worst_feature_map(fe, raw.features, sigma_f, o.features, feat_names)
-            pe = (vol.astype(np.float32) - dec.astype(np.float32)) / sigma_pix
-            return CodecResult(
-                spec, desc, float(ratio), int(nbytes), g, obj, fe, m.summary(),
-                sc.verdict(g, obj, matching=matching(m.summary(), obj)), o.labels,
-                pe.astype(np.float32), mv, rc.quantisation_note(spec, dec, sigma_pix, raw.labels),
-                fmap,
-            )  # fmt: skip
 
-        t0 = time.perf_counter()
-        futs = {s: pool.submit(score_one, s) for s in decoded}
-        results = []
-        for i, f in enumerate(futs.values()):
-            results.append(f.result())
-            report("codecs", i + 1, len(futs))
-        timings["scoring_codecs"] = time.perf_counter() - t0
-    sizes = raw.table["volume"] / (sp[0] * sp[1] * sp[2])
-    objects_info.update(
+def _score_codecs(pool: ThreadPoolExecutor, scorer: _CodecScorer) -> list[CodecResult]:
+    """Score every decoded volume in parallel, in the plan's order."""
+    futures = {spec: pool.submit(scorer.score, spec) for spec in scorer.run.decoded}
+    results = []
+    for i, future in enumerate(futures.values()):
+        results.append(future.result())
+        scorer.run.report("codecs", i + 1, len(futures))
+    return results
+
+
+def _complete_objects_info(run: _Run, raw: _Outcome, n_obj: int) -> None:
+    """Add the raw object counts, sizes and count warnings (warnings lead the notes)."""
+    plan, sp = run.plan, run.spacing
+    sizes = raw.table["volume"] / (sp[0] * sp[1] * sp[2])  # voxels
+    warnings = rc.count_warnings(n_obj, raw.n_components, plan.min_size, run.objects_info)
+    run.objects_info.update(
         min_size=plan.min_size,
         n_components_raw=raw.n_components,
         n_objects_raw=n_obj,
         sizes=rc.size_summary(sizes) if n_obj else {"n": 0},
-        warnings=rc.count_warnings(n_obj, raw.n_components, plan.min_size, objects_info),
+        warnings=warnings,
     )
-    notes[:0] = objects_info["warnings"]
-    ref_info: dict = {}
-    ref_labels, ref_points = run.reference, run.reference_points
-    if ref_labels is not None:
-        from rawsigma.analysis.measurement.agreement import instance_agreement
+    run.notes[:0] = warnings
 
-        ref_info = instance_agreement(raw.labels, np.asarray(ref_labels), 0.5)
-    elif ref_points is not None:
-        from rawsigma.analysis.measurement.agreement import point_agreement
 
-        ref_info = point_agreement(raw.labels, ref_points)
+def _reference_agreement(run: _Run, raw_labels: np.ndarray) -> dict:
+    """The raw segmentation against the reference labels or points ({} without)."""
+    from rawsigma.analysis.measurement.agreement import instance_agreement, point_agreement
+
+    if run.reference is not None:
+        return instance_agreement(raw_labels, np.asarray(run.reference), 0.5)
+    if run.reference_points is not None:
+        return point_agreement(raw_labels, run.reference_points)
+    return {}
+
+
+def _note_estimated_profile(profile: Any, notes: list[str]) -> None:
+    """Put the warning of an estimated camera profile first in the notes."""
     est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
     if isinstance(est, dict) and est.get("warning"):
         notes.insert(0, f"WARNING: estimated profile: {est['warning']}")
-    timings["total"] = time.perf_counter() - run.t_all
-    timings.update(ctx.clock.times)
-    prov = fileio.provenance(
+
+
+def _provenance(run: _Run) -> dict:
+    """Where the results come from: software, profile, plan, seed, segmenter, spacing."""
+    from rawsigma import fileio
+
+    plan, profile = run.plan, run.profile
+    return fileio.provenance(
         profile_id=profile.profile_id,
         profile_estimated=bool(profile.provenance.get("estimated", False)),
         plan=plan.model_dump(),
@@ -292,14 +370,34 @@ def score_run(run: _Run) -> VolumeResult:
         synthesis="per z plane with the 2D profile (broadcast over z)",
         segmenter=run.segmenter,
         n_replicas=plan.n_replicas,
-        spacing_zyx=list(sp),
+        spacing_zyx=list(run.spacing),
         spacing_source=run.spacing_source,
     )
+
+
+def score_run(run: _Run) -> VolumeResult:
+    """Segment, measure and score raw, replicas and every codec output of ``run``."""
+    timings = run.timings
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, run.plan.workers)) as pool:
+        raw, replicas, feature_stats = _segment_raw_and_replicas(pool, run)
+        timings["replicas"] = time.perf_counter() - t0
+        ref = _replica_reference(raw, replicas, feature_stats, run)
+        scorer = _CodecScorer(run, ref, _voxel_sigma(run.vol, run.profile))
+        t0 = time.perf_counter()
+        results = _score_codecs(pool, scorer)
+        timings["scoring_codecs"] = time.perf_counter() - t0
+    _complete_objects_info(run, raw, ref.n_objects)
+    reference_info = _reference_agreement(run, raw.labels)
+    _note_estimated_profile(run.profile, run.notes)
+    timings["total"] = time.perf_counter() - run.t_all
+    timings.update(run.clock.times)
     return VolumeResult(
-        plan=plan, provenance=prov, image=vol, raw_labels=raw.labels, raw_objects=raw.table,
-        raw_globals=raw.globals, replica_globals=[r.globals for r in rep_out],
-        replica_values=rep_values, replica_delta=replica_delta, replica_match=rep_match,
-        feature_names=list(feat_names), codecs=results, timings=timings, notes=notes,
-        null=nulls, objects_info=objects_info, spacing=sp, spacing_source=run.spacing_source,
-        tissue=run.tissue, reference=ref_info,
+        plan=run.plan, provenance=_provenance(run), image=run.vol, raw_labels=raw.labels,
+        raw_objects=raw.table, raw_globals=raw.globals,
+        replica_globals=[r.globals for r in replicas], replica_values=ref.values,
+        replica_delta=ref.delta, replica_match=ref.matches, feature_names=ref.feature_names,
+        codecs=results, timings=timings, notes=run.notes, null=ref.nulls,
+        objects_info=run.objects_info, spacing=run.spacing,
+        spacing_source=run.spacing_source, tissue=run.tissue, reference=reference_info,
     )  # fmt: skip
