@@ -42,6 +42,7 @@ from rawsigma.analysis.scoring.runner import CONTROL_SPEC
 from rawsigma.analysis.scoring.volume_steps import (
     DEFAULT_SPACING,
     VolumeResult,
+    _Decoded,
     _rel_spacing,
     _Run,
     parameter_quantum3d,
@@ -254,18 +255,20 @@ def _encode_codecs(
     plan: ScorePlan,
     control_seed: np.random.SeedSequence,
     report: Progress,
-) -> dict[str, tuple[np.ndarray, float, int, str]]:
+) -> dict[str, _Decoded]:
     """Every codec of the plan on the whole volume (and the held-out control replica).
 
-    Returns spec → (decoded volume, compression ratio, bytes, description).
+    Returns spec → the decoded volume, compression ratio, bytes and description.
     """
     from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
 
-    decoded: dict[str, tuple[np.ndarray, float, int, str]] = {}
+    decoded: dict[str, _Decoded] = {}
     if CONTROL_SPEC in plan.codecs:
         rng = np.random.default_rng(control_seed)
         control = _synthesize(vol, profile, 1, rng, plan.centre)[0]
-        decoded[CONTROL_SPEC] = (control, 1.0, vol.size * 2, "held-out raw-equivalent replica")
+        decoded[CONTROL_SPEC] = _Decoded(
+            control, 1.0, vol.size * 2, "held-out raw-equivalent replica"
+        )
     specs = [s for s in plan.codecs if s != CONTROL_SPEC]
     parsed = [c for s in specs for c in parse_codecs(s, profile=profile)]
     codecs = dict(zip(specs, parsed, strict=True))  # the user's spelling as the key
@@ -274,7 +277,7 @@ def _encode_codecs(
         report("encode", i, len(codecs))
         data = codec.encode(vol)
         dec = np.asarray(codec.decode(data))
-        decoded[spec] = (dec, compression_ratio(vol, data), len(data), codec.description)
+        decoded[spec] = _Decoded(dec, compression_ratio(vol, data), len(data), codec.description)
     report("encode", len(codecs), len(codecs))
     return decoded
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from rawsigma.analysis.measurement.matching import match_objects
@@ -92,6 +92,15 @@ def parameter_quantum3d(
 
 
 # ----------------------------------------------------------------------------- steps
+class _Decoded(NamedTuple):
+    """One processed version of the raw volume (a codec's output), ready to be scored."""
+
+    volume: np.ndarray
+    ratio: float
+    n_bytes: int
+    description: str
+
+
 @dataclass
 class _Outcome:
     labels: np.ndarray
@@ -108,7 +117,7 @@ class _Run:
     vol: np.ndarray
     profile: Any
     reps: np.ndarray
-    decoded: dict[str, tuple[np.ndarray, float, int, str]]
+    decoded: dict[str, _Decoded]  # spec → decoded volume
     segment: Segmenter
     plan: ScorePlan
     spacing: tuple[float, float, float]
@@ -275,7 +284,8 @@ class _CodecScorer:
     def score(self, spec: str) -> CodecResult:
         ref, plan, vol = self.reference, self.run.plan, self.run.vol
         raw, n_obj = ref.raw, ref.n_objects
-        dec, ratio, n_bytes, description = self.run.decoded[spec]
+        decoded = self.run.decoded[spec]
+        dec = decoded.volume
         outcome = _process(dec, self.run)
         match = _match(raw, outcome, plan.max_distance)
         matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
@@ -296,8 +306,8 @@ class _CodecScorer:
         pixel_eps = (vol.astype(np.float32) - dec.astype(np.float32)) / self.voxel_sigma
         matching = self._matching_test(match.summary(), object_scores)
         return CodecResult(
-            spec, description, float(ratio), int(n_bytes), global_scores, object_scores,
-            feature_eps, match.summary(),
+            spec, decoded.description, float(decoded.ratio), int(decoded.n_bytes),
+            global_scores, object_scores, feature_eps, match.summary(),
             sc.verdict(global_scores, object_scores, matching=matching), outcome.labels,
             pixel_eps.astype(np.float32), matched,
             rc.quantisation_note(spec, dec, self.voxel_sigma, raw.labels), worst_map,
