@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis.scoring.plans import ScorePlan
 from rawsigma.errors import ImageMismatchError, InputFileError
 from scipy import ndimage as ndi
 
@@ -19,6 +20,7 @@ __all__ = [
     "check_raw_image",
     "instance_like",
     "load_model",
+    "resolve_plan",
 ]
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
@@ -152,3 +154,25 @@ def load_model(spec: str) -> Segmenter:
     from rawsigma.analysis.segmentation.classifier import load_model as _load
 
     return _load(spec)
+
+
+def resolve_plan(
+    labels: np.ndarray | None,
+    model: Segmenter | str | None,
+    plan: ScorePlan | None,
+    plan_fields: dict[str, Any],
+    caller: str,
+) -> ScorePlan:
+    """The run's plan from ``plan`` and/or ``plan_fields``; exactly one segmenter source.
+
+    ``caller`` names the function in the error (``score_image``, ``score_volume``).
+    """
+    if plan is None:
+        if isinstance(model, str):
+            plan_fields.setdefault("model", model)
+        plan = ScorePlan(**plan_fields)
+    elif plan_fields:
+        plan = plan.model_copy(update=plan_fields)
+    if (labels is None) == (model is None and plan.model is None):
+        raise InputFileError(f"{caller}: give exactly one of labels= or model=")
+    return plan

@@ -31,6 +31,7 @@ __all__ = [
     "match_to_raw",
     "measure_objects",
     "process_image",
+    "raw_noise_sigma",
     "score_params",
     "to_objects",
 ]
@@ -155,3 +156,15 @@ def process_image(
 def codec_bytes(codec: Any, image: np.ndarray) -> tuple[bytes, np.ndarray]:
     data = codec.encode(image)
     return data, np.asarray(codec.decode(data))
+
+
+def raw_noise_sigma(image: np.ndarray, profile: Any) -> np.ndarray:
+    """Per-pixel (voxel) raw noise σ (ADU): Poisson–Gaussian model + ADC quantisation.
+
+    The quantisation adds 1/12 ADU². Saturated pixels have no defined noise and are
+    NaN (left out of the Δ/σ map).
+    """
+    var = np.maximum(profile.variance(image.astype(np.float32)), 0) + 1.0 / 12.0
+    sigma = np.sqrt(var).astype(np.float32)
+    sigma[image >= min(profile.max_adu, np.iinfo(image.dtype).max)] = np.nan
+    return sigma

@@ -40,6 +40,7 @@ from rawsigma.analysis.scoring.inputs import (
     check_labels,
     check_raw_image,
     load_model,
+    resolve_plan,
 )
 from rawsigma.analysis.scoring.per_image import (
     Outcome,
@@ -49,6 +50,7 @@ from rawsigma.analysis.scoring.per_image import (
     codec_bytes,
     match_to_raw,
     process_image,
+    raw_noise_sigma,
     score_params,
 )
 from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS, ScorePlan
@@ -58,7 +60,6 @@ from rawsigma.analysis.segmentation.features import (
     feature_names,
 )
 from rawsigma.calib.profile_check import check_defect_fraction
-from rawsigma.errors import InputFileError
 
 __all__ = ["CodecResult", "ScoreResult", "check_raw_image", "load_model", "score_image"]
 
@@ -106,24 +107,6 @@ class _ReplicaReference:
     @property
     def n_objects(self) -> int:
         return len(self.raw.table["label"])
-
-
-def _resolve_plan(
-    labels: np.ndarray | None,
-    model: Segmenter | str | None,
-    plan: ScorePlan | None,
-    plan_fields: dict[str, Any],
-) -> ScorePlan:
-    """The run's plan from ``plan`` and/or ``plan_fields``; exactly one segmenter source."""
-    if plan is None:
-        if isinstance(model, str):
-            plan_fields.setdefault("model", model)
-        plan = ScorePlan(**plan_fields)
-    elif plan_fields:
-        plan = plan.model_copy(update=plan_fields)
-    if (labels is None) == (model is None and plan.model is None):
-        raise InputFileError("score_image: give exactly one of labels= or model=")
-    return plan
 
 
 def _check_inputs(
@@ -273,17 +256,6 @@ def _replica_reference(
         raw, replicas, feature_sigma, names, params, raw_centroids, values, matches, delta,
         quanta, nulls, unmatched,
     )  # fmt: skip
-
-
-def _pixel_sigma(image: np.ndarray, profile: Any) -> np.ndarray:
-    """Per-pixel raw noise σ (ADU): Poisson–Gaussian model + ADC quantisation (1/12 ADU²).
-
-    Saturated pixels have no defined noise and are NaN (left out of the Δ/σ map).
-    """
-    var = np.maximum(profile.variance(image.astype(np.float32)), 0) + 1.0 / 12.0
-    sigma = np.sqrt(var).astype(np.float32)
-    sigma[image >= min(profile.max_adu, np.iinfo(image.dtype).max)] = np.nan
-    return sigma
 
 
 @dataclass
@@ -449,7 +421,7 @@ def score_image(
     -------
     ScoreResult
     """
-    plan = _resolve_plan(labels, model, plan, plan_fields)
+    plan = resolve_plan(labels, model, plan, plan_fields, "score_image")
     report: Progress = progress or (lambda stage, done, total: None)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
@@ -482,7 +454,7 @@ def score_image(
         )
         timings["replicas"] = time.perf_counter() - t0
         reference = _replica_reference(raw, replica_outcomes, feature_sigma, plan, notes)
-        scorer = _CodecScorer(image, reference, _pixel_sigma(image, profile), segmenter, clock)
+        scorer = _CodecScorer(image, reference, raw_noise_sigma(image, profile), segmenter, clock)
         t0 = time.perf_counter()
         results = _score_codecs(pool, scorer, decoded, report)
         timings["scoring_codecs"] = time.perf_counter() - t0

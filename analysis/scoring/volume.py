@@ -32,12 +32,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.analysis.scoring import runchecks as rc
-from rawsigma.analysis.scoring.inputs import check_labels, load_model
-from rawsigma.analysis.scoring.plans import ScorePlan
+from rawsigma.analysis.scoring.inputs import check_labels, load_model, resolve_plan
 from rawsigma.analysis.scoring.runner import CONTROL_SPEC
 from rawsigma.analysis.scoring.volume_steps import (
     DEFAULT_SPACING,
@@ -48,7 +47,10 @@ from rawsigma.analysis.scoring.volume_steps import (
     parameter_quantum3d,
     score_run,
 )
-from rawsigma.errors import ImageMismatchError, InputFileError, UsageError
+from rawsigma.errors import ImageMismatchError, UsageError
+
+if TYPE_CHECKING:
+    from rawsigma.analysis.scoring.plans import ScorePlan
 
 __all__ = [
     "DEFAULT_SPACING",
@@ -185,24 +187,6 @@ def _segmenter(
         f"relative spacing {', '.join(f'{s:.3g}' for s in cfg.spacing or ())})"
     )
     return clf.foreground_probability, desc
-
-
-def _resolve_plan(
-    labels: np.ndarray | None,
-    model: Segmenter | str | None,
-    plan: ScorePlan | None,
-    plan_fields: dict[str, Any],
-) -> ScorePlan:
-    """The run's plan from ``plan`` and/or ``plan_fields``; exactly one segmenter source."""
-    if plan is None:
-        if isinstance(model, str):
-            plan_fields.setdefault("model", model)
-        plan = ScorePlan(**plan_fields)
-    elif plan_fields:
-        plan = plan.model_copy(update=plan_fields)
-    if (labels is None) == (model is None and plan.model is None):
-        raise InputFileError("score_volume: give exactly one of labels= or model=")
-    return plan
 
 
 def _resolve_spacing(
@@ -371,7 +355,7 @@ def score_volume(
     -------
     VolumeResult
     """
-    plan = _resolve_plan(labels, model, plan, plan_fields)
+    plan = resolve_plan(labels, model, plan, plan_fields, "score_volume")
     report: Progress = progress or (lambda stage, done, total: None)
     t_all = time.perf_counter()
     timings: dict[str, float] = {}

@@ -25,7 +25,7 @@ from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring import standard_score as sc
-from rawsigma.analysis.scoring.per_image import StageClock, drop_small
+from rawsigma.analysis.scoring.per_image import StageClock, drop_small, raw_noise_sigma
 from rawsigma.analysis.scoring.plans import ScorePlan
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
 from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
@@ -266,17 +266,6 @@ def _replica_reference(
     )  # fmt: skip
 
 
-def _voxel_sigma(vol: np.ndarray, profile: Any) -> np.ndarray:
-    """Per-voxel raw noise σ (ADU): Poisson–Gaussian model + ADC quantisation (1/12 ADU²).
-
-    Saturated voxels have no defined noise and are NaN (left out of the Δ/σ map).
-    """
-    var = np.maximum(profile.variance(vol.astype(np.float32)), 0) + 1.0 / 12.0
-    sigma = np.sqrt(var).astype(np.float32)
-    sigma[vol >= min(profile.max_adu, np.iinfo(vol.dtype).max)] = np.nan
-    return sigma
-
-
 @dataclass
 class _CodecScorer:
     """Scores one decoded volume against the raw volume and its replicas."""
@@ -397,7 +386,7 @@ def score_run(run: _Run) -> VolumeResult:
         raw, replicas, feature_stats = _segment_raw_and_replicas(pool, run)
         timings["replicas"] = time.perf_counter() - t0
         ref = _replica_reference(raw, replicas, feature_stats, run)
-        scorer = _CodecScorer(run, ref, _voxel_sigma(run.vol, run.profile))
+        scorer = _CodecScorer(run, ref, raw_noise_sigma(run.vol, run.profile))
         t0 = time.perf_counter()
         results = _score_codecs(pool, scorer)
         timings["scoring_codecs"] = time.perf_counter() - t0
