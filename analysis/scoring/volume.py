@@ -47,7 +47,8 @@ from rawsigma.analysis.scoring.volume_steps import (
     parameter_quantum3d,
     score_run,
 )
-from rawsigma.errors import ImageMismatchError, UsageError
+from rawsigma.errors import ImageMismatchError
+from rawsigma.volread import parse_spacing
 
 if TYPE_CHECKING:
     from rawsigma.analysis.scoring.plans import ScorePlan
@@ -72,19 +73,11 @@ TISSUE_SMOOTHING = 4.0  # finest voxels
 
 # ----------------------------------------------------------------------------- inputs
 def check_spacing(spacing: Any, name: str = "spacing") -> tuple[float, float, float]:
-    """Return (dz, dy, dx) as floats or raise :class:`UsageError` (zeros, NaN, < 0)."""
-    try:
-        sp = tuple(float(s) for s in spacing)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name}: expected 3 numbers Z,Y,X, got {spacing!r}") from None
-    if len(sp) != 3:
-        raise UsageError(f"{name}: expected 3 numbers Z,Y,X, got {len(sp)}: {spacing!r}")
-    if not all(math.isfinite(s) and s > 0 for s in sp):
-        raise UsageError(
-            f"{name}: every voxel size must be a positive finite number, got "
-            f"{', '.join(f'{s:g}' for s in sp)}"
-        )
-    return sp  # type: ignore[return-value]
+    """Return (dz, dy, dx) as floats or raise :class:`UsageError` (zeros, NaN, < 0).
+
+    The same rule as the CLI's ``--spacing`` (:func:`rawsigma.volread.parse_spacing`).
+    """
+    return parse_spacing(spacing, name)
 
 
 def check_raw_volume(volume: np.ndarray, profile: Any, name: str = "volume") -> np.ndarray:
