@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -27,11 +28,22 @@ __all__ = [
     "set_properties",
     "PycromanagerCore",
     "SIM_BUFFER_MB",
+    "cores_alive",
 ]
 
 #: Sequence (circular) buffer of the simulated rig, MB. Frames are consumed as fast
 #: as they are made, so a small buffer suffices and keeps the process footprint low.
 SIM_BUFFER_MB = 96
+
+# Cores made by `open_core`, so that a caller can collect them on the main thread:
+# a core freed by the garbage collector while a camera thread calls back into Python
+# can abort the process (pymmcore-plus ``onPropertyChanged``, SIGABRT).
+_OPENED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def cores_alive() -> int:
+    """Number of cores opened by `open_core` that have not been freed yet."""
+    return len(_OPENED)
 
 
 def sim_rig_config() -> Path:
@@ -126,6 +138,7 @@ def open_core(
         if sim:
             core.setCircularBufferMemoryFootprint(SIM_BUFFER_MB)
             _sim_pixel_size(core)
+        _OPENED.add(core)
     if properties:
         set_properties(core, properties)
     return core

@@ -18,7 +18,7 @@ def bench_calibration(shape: tuple[int, int], seed: int, fast: bool):
     Returns the measured profile, the rig camera's `SensorModel` (to image the phantom
     with the very camera that was calibrated) and a description for the report.
     """
-    from rawsigma.acquire.core import open_core
+    from rawsigma.acquire.core import close_core, open_core
     from rawsigma.acquire.devices import sim_device
     from rawsigma.acquire.plans import SweepPlan
     from rawsigma.acquire.sweep import SweepRunner
@@ -33,10 +33,11 @@ def bench_calibration(shape: tuple[int, int], seed: int, fast: bool):
         profile = SweepRunner(core, plan).run()
         model = sim_device(core, "Camera").active_model
     finally:
-        import contextlib
+        import gc
 
-        with contextlib.suppress(Exception):
-            core.unloadAllDevices()
+        close_core(core)
+        del core
+        gc.collect()  # free the core here, not later on a camera callback thread
     desc = (
         f"simulated sCMOS rig {w}×{h} through Micro-Manager (UniMMCore, sim_rig): sweep of "
         f"{n} dark frames and 5 flat levels × {n} frames (auto-ranged), per-pixel "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _free_cores_on_main_thread():
+    """Collect the Micro-Manager cores a test left behind, here on the main thread.
+
+    Left to the garbage collector, a core can be freed on a camera callback thread
+    of another core, which aborts the interpreter (seen in CI: pymmcore-plus
+    ``onPropertyChanged`` "Garbage-collecting", SIGABRT).
+    """
+    yield
+    core_module = sys.modules.get("rawsigma.acquire.core")
+    if core_module is not None and core_module.cores_alive():
+        gc.collect()
 
 
 # The fast lane, `python -m pytest -m "not slow"`, leaves these out (CI runs them all).
