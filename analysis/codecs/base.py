@@ -1,5 +1,7 @@
-"""The codec mechanism: the `Codec` base class, its parameters, the payload
-container, the knob search and the registration of codec names.
+"""The codec mechanism: base class, parameters, payload, knob search, registration.
+
+The `Codec` base class, its parameters, the payload container, the knob search and
+the registration of codec names.
 
 :mod:`.builtin` defines the built-in codecs on top of it and :mod:`.registry` turns
 spec strings into codecs; both import this module, which imports neither.
@@ -222,10 +224,12 @@ class Codec:
 
     @property
     def lossless(self) -> bool:
+        """Whether decoding gives back the input exactly."""
         return False
 
     @property
     def description(self) -> str:
+        """One line saying what the codec does, with its last run's settings."""
         base = self._describe()
         info = self.last_info
         if info:
@@ -237,7 +241,7 @@ class Codec:
     def _describe(self) -> str:
         return self.spec
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # noqa: D105
         return f"<Codec {self.spec}>"
 
     # -- encode / decode

@@ -227,6 +227,7 @@ class JpegXLCodec(Codec):
 
     @property
     def lossless(self) -> bool:
+        """Whether decoding gives back the input exactly."""
         return self.params["ratio"] is None and not self.params["distance"]
 
     def _describe(self) -> str:
@@ -288,6 +289,7 @@ class Jpeg2000Codec(Codec):
 
     @property
     def lossless(self) -> bool:
+        """Whether decoding gives back the input exactly."""
         return self.params["ratio"] is None and self.params["psnr"] is None
 
     def _describe(self) -> str:
@@ -339,6 +341,7 @@ class JpegLSCodec(Codec):
 
     @property
     def lossless(self) -> bool:
+        """Whether decoding gives back the input exactly."""
         return self.params["near"] == 0
 
     def _describe(self) -> str:
@@ -366,6 +369,7 @@ class LercCodec(Codec):
 
     @property
     def lossless(self) -> bool:
+        """Whether decoding gives back the input exactly."""
         return self.params["maxerr"] < 0.5  # integer data: below half an ADU is exact
 
     def _describe(self) -> str:
@@ -397,6 +401,7 @@ class ZstdCodec(Codec):
 
     @property
     def lossless(self) -> bool:
+        """Whether decoding gives back the input exactly."""
         return True
 
     def _describe(self) -> str:
@@ -471,6 +476,7 @@ class NoiseCodecAdapter(Codec):
 
     @classmethod
     def from_params(cls, params: dict[str, str], profile: CameraProfile | None = None) -> Codec:
+        """The wrapped codec named by ``params`` (``inner@...``), with the profile."""
         params = dict(params)
         if "@" in params:
             raise CodecError(
@@ -490,8 +496,10 @@ class NoiseCodecAdapter(Codec):
         )
 
     def prepare(self, progress: Any = None) -> None:
-        """Compile the back end's kernels if this machine never did (announced through
-        ``progress(stage, done, total)``; `noisecodec.warmup`)."""
+        """Compile the back end's kernels if this machine never did.
+
+        Announced through ``progress(stage, done, total)``; see `noisecodec.warmup`.
+        """
         params = getattr(self.inner, "params", None)
         if params is not None:
             from rawsigma.analysis.noisecodec.warmup import warm_up

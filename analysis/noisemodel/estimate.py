@@ -349,9 +349,11 @@ def _variance_check(
 
 
 def _check_no_silence(valid: np.ndarray, offset: float, read_noise: float, name: str) -> None:
-    """Refuse a model that gives pixels of the image zero variance (read noise 0 with
-    pixels below the offset): their replicas would be noise-free and the noise codec
-    could not bound their error."""
+    """Refuse a model that gives pixels of the image zero variance.
+
+    That is read noise 0 with pixels below the offset: their replicas would be
+    noise-free and the noise codec could not bound their error.
+    """
     below = int(np.count_nonzero(valid < offset)) if valid.size else 0
     if read_noise <= 0 and below:
         raise NoiseEstimateError(

@@ -313,8 +313,10 @@ def _solve_unidentifiable(
 def _fit_curve(
     mean: np.ndarray, var: np.ndarray, quadratic: bool, gain: float | None, name: str
 ) -> dict[str, Any]:
-    """The variance curve of the blocks (module notes 3); with a known ``gain`` the
-    straight line of that slope (robust weights from the free fit).
+    """The variance curve of the blocks (module notes 3).
+
+    With a known ``gain``, the straight line of that slope (robust weights from the
+    free fit).
     """
     candidates = []
     if quadratic and gain is None:

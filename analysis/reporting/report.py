@@ -1,5 +1,7 @@
-"""Write a scoring run to a directory: ``report.html``, ``results.json``, ``objects.csv``,
-``maps.h5`` (image, labels and per-pixel ε maps for viewers, see `score_maps`).
+"""Write a scoring run to a directory: report, results, objects table and ε maps.
+
+The files are ``report.html``, ``results.json``, ``objects.csv`` and ``maps.h5``
+(image, labels and per-pixel ε maps for viewers, see `score_maps`).
 
 The HTML report is self-contained (figures inlined as base64 PNG) so it can be mailed
 or archived alone; the same figures are also written as PNG files under ``figures/``.
@@ -13,8 +15,8 @@ import csv
 import html
 import json
 import math
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rawsigma.analysis.reporting import figures
@@ -27,6 +29,9 @@ from rawsigma.analysis.scoring.score_maps import (
 from rawsigma.analysis.scoring.standard_score import NON_INDEPENDENT_NOTE
 from rawsigma.errors import OutputExistsError
 from rawsigma.fileio import atomic_write
+
+if TYPE_CHECKING:
+    import os
 
 __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_csv"]
 
@@ -280,8 +285,10 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
 
 
 def _write_figures_and_data(result, out: Path) -> list[tuple[str, bytes, str]]:
-    """The figures (PNG with the provenance as text), ``results.json``, ``objects.csv``
-    and ``maps.h5``; returns the figures as (name, png, caption).
+    """Write the figures, ``results.json``, ``objects.csv`` and ``maps.h5``.
+
+    The figures are PNG with the provenance as text; returns them as
+    (name, png, caption).
     """
     figs = [
         ("overlays", figures.overlays(result), "Raw image with mask outline; codec masks vs raw"),
