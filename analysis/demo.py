@@ -98,8 +98,9 @@ def calibrate_simulated(
     seed: int = 0,
     n_frames: int = 24,
     fractions: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.4),
+    model: Any = None,
 ) -> tuple[Any, Any, str]:
-    """Calibrate the simulated sCMOS camera quickly.
+    """Calibrate the simulated sCMOS camera (or ``model``, a ``SensorModel``) quickly.
 
     Returns
     -------
@@ -111,11 +112,14 @@ def calibrate_simulated(
     """
     from rawsigma.acquire.sensor_model import SensorModel
 
-    model = SensorModel.preset("scmos", shape, seed=seed)
+    if model is None:
+        model = SensorModel.preset("scmos", shape, seed=seed)
+    shape = model.shape
     rng = np.random.default_rng(seed + 1)
     prof = _moments_calibration(model, n_frames, fractions, rng)
+    cam = "sCMOS" if model.name == "scmos" else model.name
     method = (
-        f"simulated sCMOS {shape[1]}×{shape[0]}: {n_frames} dark frames and {n_frames} frames at "
+        f"simulated {cam} {shape[1]}×{shape[0]}: {n_frames} dark frames and {n_frames} frames at "
         f"each of {len(fractions)} flat levels, per-pixel photon-transfer fit (rawsigma.calib)"
     )
     return prof, model, method

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
 
@@ -217,28 +218,224 @@ def part_null(args, acq0) -> None:
     print(f"\n## null: held-out replica within noise in {sum(calls)}/{len(calls)} new acquisitions")
 
 
+# ----------------------------------------------------------------------------- the paper
+PAPER_CODECS = ("replica", "8bit", "8bit:range=full", "jpeg@100", "noise:step=2")
+_GLOBALS = ("count", "total_volume", "load")
+
+
+def _paper_camera(args) -> tuple:
+    """The ORCA-Flash4.0 model seeded as ``paper_opt(rng=0)`` seeds it, calibrated on the
+    simulated bench (24 darks + 5 flat levels, per-pixel photon-transfer fit)."""
+    from rawsigma.analysis.demo import calibrate_simulated
+    from rawsigma.analysis.phantoms.opt_organ import orca_flash4
+
+    s_cam = np.random.SeedSequence(0).spawn(3)[1]
+    model = orca_flash4((args.rows, args.det), int(s_cam.generate_state(1)[0] % 2**31))
+    return calibrate_simulated(model=model, seed=0)
+
+
+def _paper_acq(args, seed: int, camera: tuple, **kw):
+    from rawsigma.analysis.phantoms.opt_organ import paper_opt
+
+    return paper_opt((args.rows, args.det), args.angles, rng=seed, profile=camera[0],
+                     model=camera[1], **kw)  # fmt: skip
+
+
+def _error_ratios(acq, seed: int) -> dict[str, tuple[float, float, float]]:
+    """rms(codec − raw) / rms(replica − raw): projections (organ shadow), reconstruction
+    (organ), reconstruction after a Gaussian σ 4 (what survives smoothing)."""
+    from rawsigma.analysis.codecs.registry import parse_codecs
+    from rawsigma.analysis.noisemodel.synthesis import synthesize
+    from rawsigma.analysis.scoring.fbp_adapter import fbp
+    from scipy import ndimage as ndi
+
+    p, prof = acq.projections, acq.profile
+    rep = np.stack([synthesize(f, prof, 1, np.random.default_rng([seed, i]))[0]
+                    for i, f in enumerate(p)])  # fmt: skip
+    shadow = acq.photons > 0.1 * acq.photons.max()
+    organ = acq.phantom.organ
+
+    def rec(x):
+        return fbp((x.astype(np.float32) - prof.offset) / prof.gain, acq.angles_deg)
+
+    v_raw, v_rep = rec(p), rec(rep)
+    d_rep = (rep.astype(np.float64) - p, v_rep - v_raw, ndi.gaussian_filter(v_rep - v_raw, 4))
+    out = {}
+    for spec in ("8bit", "8bit:range=full"):
+        (c,) = parse_codecs(spec, profile=prof)
+        dec = np.stack([c.decode(c.encode(f)) for f in p])
+        v = rec(dec) - v_raw
+        d = (dec.astype(np.float64) - p, v, ndi.gaussian_filter(v, 4))
+        masks = (shadow, organ, organ)
+        out[spec] = tuple(
+            float(np.sqrt(np.mean(a[m] ** 2) / np.mean(b[m] ** 2)))
+            for a, b, m in zip(d, d_rep, masks, strict=True)
+        )
+    return out
+
+
+def _steps(acq) -> dict[str, float]:
+    """8-bit step / σ at the median pixel of the organ's shadow (projections)."""
+    p = acq.projections.astype(np.float64)
+    shadow = acq.photons > 0.1 * acq.photons.max()
+    tissue = float(np.median(p[shadow]))
+    sig = float(np.sqrt(acq.profile.variance(np.float32(tissue)).mean()))
+    return {"8bit": float(np.mean([(f.max() - f.min() + 1) / 256 for f in p])) / sig,
+            "8bit:range=full": 256.0 / sig}  # fmt: skip
+
+
+def _score_seed(args, seed: int, camera: tuple, codecs, **kw) -> dict:
+    from rawsigma.analysis.scoring.tomo_runner import score_tomo
+
+    acq = _paper_acq(args, seed, camera, **kw)
+    r = score_tomo(acq.projections, acq.angles_deg, acq.profile, n_replicas=10, codecs=codecs,
+                   operators=False, seed=seed)  # fmt: skip
+    rows = {}
+    for v in r.versions:
+        flags = [f for f in v.verdict.get("global_flags", []) if f.split(":")[-1] in _GLOBALS]
+        rows[v.spec] = {
+            "within": bool(v.verdict["within_noise"]),
+            "flags": flags,
+            "worst": v.verdict["worst"] or ["–", float("nan")],
+            "eps": {g: v.globals[g]["epsilon"] for g in _GLOBALS},
+            "ratio": v.ratio,
+        }
+    return {"n": r.n_objects, "truth": int(acq.phantom.radii.size), "rows": rows, "acq": acq,
+            "peak_e": acq.info["peak_electrons"]}  # fmt: skip
+
+
+def _rate_rows(results: list[dict], codecs) -> list[str]:
+    out = []
+    n = len(results)
+    for spec in codecs:
+        rs = [r["rows"][spec] for r in results]
+        flagged = sum(not x["within"] for x in rs)
+        gflag = sum(bool(x["flags"]) for x in rs)
+        either = sum((not x["within"]) or bool(x["flags"]) for x in rs)
+        med = {g: np.median([abs(x["eps"][g]) for x in rs]) for g in _GLOBALS}
+        out.append(
+            f"| {spec} | {np.mean([x['ratio'] for x in rs]):.2f} | {flagged}/{n} | {gflag}/{n} | "
+            f"{either}/{n} | " + " | ".join(f"{med[g]:.2f}" for g in _GLOBALS) + " |"
+        )
+    return out
+
+
+RATE_HEAD = [
+    "| version | ratio | plaque verdict NOT within noise | global flag (|ε| ≥ 3: count, "
+    "total volume, load) | either | median |ε| count | median |ε| total volume | "
+    "median |ε| load |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def part_paper(args, camera: tuple) -> None:
+    """≥ 10 seeds at the paper's conditions: false alarms and power, error ratios."""
+    print(f"\n## paper: {args.paper_seeds} acquisitions at the paper's conditions "
+          f"({args.rows}×{args.det}, {args.angles} angles, fill {args.fill})\n")  # fmt: skip
+    results, ratios, steps = [], [], []
+    for seed in range(args.paper_seeds):
+        t0 = time.perf_counter()
+        res = _score_seed(args, seed, camera, PAPER_CODECS, fill=args.fill)
+        results.append(res)
+        ratios.append(_error_ratios(res["acq"], seed))
+        steps.append(_steps(res["acq"]))
+        line = ", ".join(
+            f"{k} {'ok' if v['within'] else 'EXCEEDS'}"
+            + (f" [{' '.join(v['flags'])}]" if v["flags"] else "")
+            for k, v in res["rows"].items()
+        )
+        print(f"  seed {seed}: {res['n']}/{res['truth']} plaques, peak {res['peak_e']:.0f} e-: "
+              f"{line} ({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+    print()
+    print("\n".join(RATE_HEAD + _rate_rows(results, PAPER_CODECS)))
+    print("\n8-bit step and error against the noise (median over seeds):\n")
+    print("| version | step / σ, median pixel of the organ's shadow | rms error / rms noise, "
+          "projections | reconstruction | reconstruction after Gaussian σ 4 |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for spec in ("8bit", "8bit:range=full"):
+        e = np.median([r[spec] for r in ratios], axis=0)
+        st = np.median([s[spec] for s in steps])
+        print(f"| {spec} | {st:.2f} | {e[0]:.2f} | {e[1]:.2f} | {e[2]:.2f} |")
+
+
+def part_budget(args, camera: tuple) -> None:
+    """The 8-bit verdict against the photon budget and the plaque contrast."""
+    codecs = ("replica", "8bit", "8bit:range=full")
+    print(f"\n## budget: 8-bit against the photon budget and plaque brightness "
+          f"({args.budget_seeds} seeds each)\n")  # fmt: skip
+    print("| fill (peak e-) | plaques (fluorescence) | version | step / σ | plaque verdict NOT "
+          "within | global flag | either | median |ε| count | median |ε| total volume | "
+          "median |ε| load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for fill in (0.8, 0.2, 0.05):
+        for name, lev in (("bright 0.7–1.0", (0.7, 1.0)), ("dim 0.16–0.24", (0.16, 0.24))):
+            res = [_score_seed(args, s, camera, codecs, fill=fill, plaque_level=lev)
+                   for s in range(args.budget_seeds)]  # fmt: skip
+            st = {k: np.median([_steps(r["acq"])[k] for r in res]) for k in codecs[1:]}
+            for spec, row in zip(codecs, _rate_rows(res, codecs), strict=True):
+                cells = row.split(" | ")
+                s = f"{st[spec]:.2f}" if spec in st else "–"
+                print(
+                    f"| {fill:g} ({res[0]['peak_e']:.0f}) | {name} | {spec} | {s} | "
+                    + " | ".join(cells[2:])
+                )
+            sys.stdout.flush()
+
+
+def part_operators(args, camera: tuple) -> None:
+    """Operator ε (Fig. 4f,g) of one acquisition at the paper's conditions; report."""
+    from rawsigma.analysis.reporting.tomo_report import write_tomo_report
+    from rawsigma.analysis.scoring.operators import operator_table_markdown
+    from rawsigma.analysis.scoring.tomo_runner import score_tomo
+
+    acq = _paper_acq(args, 0, camera, fill=args.fill)
+    t0 = time.perf_counter()
+    r = score_tomo(acq.projections, acq.angles_deg, acq.profile, n_replicas=10,
+                   codecs=PAPER_CODECS)  # fmt: skip
+    write_tomo_report(r, args.out, force=True)
+    print(f"\n## operators: seed 0 at the paper's conditions, {r.n_objects} plaques "
+          f"({time.perf_counter() - t0:.0f} s; report in {args.out})\n")  # fmt: skip
+    print("\n".join(_verdict_rows(r)))
+    for dom, op in r.operators.items():
+        print(f"\n### operator ε on the {dom}: fraction |ε| > 1 / median |ε|\n")
+        print(operator_table_markdown({v: (op, v) for v in op.table}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=32)
-    ap.add_argument("--det", type=int, default=64)
-    ap.add_argument("--angles", type=int, default=128)
-    ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--part", default="main,range,real,null")
+    ap.add_argument("--det", type=int, default=96)
+    ap.add_argument("--angles", type=int, default=None, help="default: det·1200/1024")
+    ap.add_argument("--fill", type=float, default=0.8)
+    ap.add_argument("--paper-seeds", type=int, default=10)
+    ap.add_argument("--budget-seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=4, help="null part")
+    ap.add_argument("--part", default="paper,operators,budget,real")
     ap.add_argument("--out", default="/tmp/bench_opt")
     args = ap.parse_args()
+    if args.angles is None:
+        args.angles = max(2, round(args.det * 1200 / 1024))
     warnings.simplefilter("ignore", RuntimeWarning)
     print(f"load: {os.getloadavg()[0]:.1f} (1-min average, 2 shared cores)")
     parts = set(args.part.split(","))
     t0 = time.perf_counter()
-    camera = _camera(args)
-    print(f"camera calibration: {time.perf_counter() - t0:.1f} s")
-    acq, _ = part_main(args, camera) if "main" in parts else (_acq(args, 0, *camera[:2]), 0)
-    if "range" in parts:
-        part_range(args, acq)
+    if parts & {"paper", "operators", "budget"}:
+        camera = _paper_camera(args)
+        print(f"camera: {camera[2]} ({time.perf_counter() - t0:.1f} s)")
+        for name, fn in (("paper", part_paper), ("operators", part_operators),
+                         ("budget", part_budget)):  # fmt: skip
+            if name in parts:
+                fn(args, camera)
+    if parts & {"main", "range", "null"}:  # the first, sCMOS + specks configuration
+        camera = _camera(args)
+        acq, _ = part_main(args, camera) if "main" in parts else (_acq(args, 0, *camera[:2]), 0)
+        if "range" in parts:
+            part_range(args, acq)
+        if "null" in parts:
+            part_null(args, acq)
     if "real" in parts:
         part_real(args)
-    if "null" in parts:
-        part_null(args, acq)
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s; load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

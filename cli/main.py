@@ -45,6 +45,7 @@ _COMMAND_MODULES = [
     "codec_cmd",
     "tomo_cmd",
     "tomo_score_cmd",
+    "tomo_sim_cmd",
     "gui_cmd",
 ]
 

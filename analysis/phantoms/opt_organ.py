@@ -31,7 +31,86 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["OPTAcquisition", "OrganPhantom", "organ_phantom3d", "project_parallel", "simulate_opt"]
+__all__ = [
+    "PAPER_OPT",
+    "OPTAcquisition",
+    "OrganPhantom",
+    "orca_flash4",
+    "organ_phantom3d",
+    "paper_opt",
+    "project_parallel",
+    "simulate_opt",
+]
+
+#: The paper's OPT acquisition where it matters for quantisation (Pomarico et al. 2023,
+#: Methods, "Optical projection tomography"): a Hamamatsu ORCA-Flash4.0 V2 sCMOS,
+#: projections of 1024 × 1024 pixels at 1200 angles over 360° (0.3° steps; 0.9° gives
+#: 400), saved as uncompressed 16-bit TIFF. The photon budget and the way the 16 → 8-bit
+#: conversion set its range are not stated: ``fill`` is an assumption (exposure set to
+#: use the camera's range, the brightest pixel at 80 % of the full well).
+PAPER_OPT: dict[str, Any] = {
+    "camera": "Hamamatsu ORCA-Flash4.0 V2 (sCMOS)",
+    "n_det": 1024,
+    "n_rows": 1024,
+    "n_angles": 1200,
+    "arc_deg": 360.0,
+    "bit_depth": 16,
+    "fill": 0.8,  # assumption, not in the paper
+}
+
+#: ORCA-Flash4.0 camera numbers (``hardware_profiles/cameras/
+#: hamamatsu_orca_flash4_v3_standard.toml``, from the V3 data sheet: conversion factor
+#: 0.46 e⁻/count, read noise 1.6 e⁻ rms standard scan, offset 100 ADU; full well
+#: 30 000 e⁻, which the 16-bit ADC just covers: 30 000 / 0.46 + 100 = 65 317 ADU).
+ORCA_FLASH4: dict[str, float] = {
+    "conversion_e_per_adu": 0.46,
+    "read_noise_e": 1.6,
+    "offset_adu": 100.0,
+    "full_well_e": 30000.0,
+}
+
+
+def orca_flash4(shape: tuple[int, int], seed: int = 0) -> Any:
+    """The paper's OPT camera as a :class:`~rawsigma.acquire.sensor_model.SensorModel`.
+
+    The simulated sCMOS preset's per-pixel maps (1 % gain and PRNU spread, DSNU, RTS and
+    hot pixels) rescaled to the ORCA-Flash4.0 numbers of :data:`ORCA_FLASH4`: gain
+    1/0.46 = 2.17 ADU/e⁻, median read noise 1.6 e⁻, offset 100 ADU, full well 30 000 e⁻,
+    16-bit ADC.
+
+    Parameters
+    ----------
+    shape : (H, W)
+        Frame shape (projection rows, detector pixels).
+    seed : int
+        Seed of the maps.
+    """
+    from rawsigma.acquire.sensor_model import SensorModel
+
+    c = ORCA_FLASH4
+    base = SensorModel.preset("scmos", shape, seed=seed)
+    k = np.float32(1.0 / c["conversion_e_per_adu"] / float(np.median(base.gain)))
+    rn_e = base.read_noise / base.gain  # e⁻; rescaled to the camera's median
+    rn_e *= np.float32(c["read_noise_e"] / float(np.median(rn_e)))
+    return base.copy(
+        gain=base.gain * k,
+        read_noise=rn_e * base.gain * k,
+        rts_amplitude=base.rts_amplitude * k,
+        offset=base.offset - float(np.median(base.offset)) + c["offset_adu"],
+        full_well=c["full_well_e"],
+        bit_depth=16,
+        name="orca-flash4",
+    )
+
+
+def _camera(kind: str, shape: tuple[int, int], seed: int) -> Any:
+    from rawsigma.acquire.sensor_model import SensorModel
+
+    if kind == "orca-flash4":
+        return orca_flash4(shape, seed)
+    if kind == "scmos":
+        return SensorModel.preset("scmos", shape, seed=seed)
+    raise ValueError(f"simulate_opt: unknown camera {kind!r}; use 'scmos' or 'orca-flash4'")
 
 
 @dataclass
@@ -80,6 +159,7 @@ def organ_phantom3d(
     psf_sigma: float = 0.7,
     n_debris: int = 0,
     debris_brightness: float = 40.0,
+    plaque_level: tuple[float, float] = (0.7, 1.0),
     rng: np.random.Generator | int | None = 0,
 ) -> OrganPhantom:
     """Build the organ phantom.
@@ -106,6 +186,8 @@ def organ_phantom3d(
         dim tissue.
     debris_brightness : float
         Fluorescence of a speck relative to a plaque.
+    plaque_level : (min, max)
+        Fluorescence of each plaque, drawn uniformly (the organ is ``organ_level``).
     rng : Generator, int or None
         Random source of the plaque positions, radii and brightness.
     """
@@ -142,7 +224,7 @@ def organ_phantom3d(
             continue
         radii.append(r)
         labels[sl][ball] = len(radii)
-        fl[sl][ball] = rng.uniform(0.7, 1.0)
+        fl[sl][ball] = rng.uniform(*plaque_level)
         mu[sl][ball] = 3 * attenuation
     debris = np.zeros(vol, bool)
     outside = ndi.distance_transform_edt(~organ) > 6  # dust in the medium, clear of the organ
@@ -272,6 +354,8 @@ def simulate_opt(
     phantom: OrganPhantom | None = None,
     profile: Any = None,
     model: Any = None,
+    camera: str = "scmos",
+    fill: float | None = None,
     **phantom_kw: Any,
 ) -> OPTAcquisition:
     """Image the organ phantom at ``n_angles`` angles over 360° through the camera.
@@ -301,11 +385,20 @@ def simulate_opt(
         profile; for a profile measured like a real one, pass the output of
         :func:`rawsigma.analysis.demo.calibrate_simulated`, as ``benchmarks/bench_opt.py``
         does).
+    camera : {"scmos", "orca-flash4"}
+        The camera built when ``model`` is None: the generic simulated sCMOS
+        (``SensorModel.preset("scmos")``) or the paper's camera (:func:`orca_flash4`).
+    fill : float, optional
+        Photon budget as the camera sees it: the brightest expected pixel (signal +
+        background) at ``fill`` × the full well, in photo-electrons; replaces
+        ``peak_photons``. In (0, 1].
     **phantom_kw
         Passed to :func:`organ_phantom3d`.
     """
     if n_angles < 2:
         raise ValueError(f"simulate_opt: n_angles must be >= 2, got {n_angles}")
+    if fill is not None and not 0 < fill <= 1:
+        raise ValueError(f"simulate_opt: fill must be in (0, 1], got {fill}")
     ss = np.random.SeedSequence(rng if isinstance(rng, int) else None)
     s_ph, s_cam, s_frames = ss.spawn(3)
     if phantom is None:
@@ -313,10 +406,8 @@ def simulate_opt(
     z, n = phantom.fluorescence.shape[:2]
     calibration = "given profile"
     if model is None:
-        from rawsigma.acquire.sensor_model import SensorModel
-
         seed = int(s_cam.generate_state(1)[0] % 2**31)
-        model = SensorModel.preset("scmos", (z, n), seed=seed)
+        model = _camera(camera, (z, n), seed)
     if profile is None:
         profile = model.true_profile()
         calibration = "exact profile of the simulated camera (truth)"
@@ -330,6 +421,8 @@ def simulate_opt(
         mode=mode,
         cor_offset=cor_offset,
     )
+    if fill is not None:  # brightest pixel at fill × full well, in photo-electrons
+        peak_photons = fill * float(model.full_well) / float(model.qe) - background_photons
     scale = peak_photons / max(float(proj.max()), 1e-12)
     photons = (proj * scale + background_photons).astype(np.float32)
     frng = np.random.default_rng(s_frames)
@@ -338,6 +431,9 @@ def simulate_opt(
         model.expose(photons[i], exposure_s, frng, out=raw[i])
     info = {
         "peak_photons": peak_photons,
+        "peak_electrons": (peak_photons + background_photons) * float(model.qe),
+        "full_well_e": float(model.full_well),
+        "camera": model.name,
         "background_photons": background_photons,
         "photons_per_unit": scale,
         "n_plaques": int(phantom.radii.size),
@@ -355,3 +451,37 @@ def simulate_opt(
         calibration,
         info,
     )
+
+
+def paper_opt(
+    shape: tuple[int, int] = (32, 96),
+    n_angles: int | None = None,
+    *,
+    fill: float = PAPER_OPT["fill"],
+    rng: np.random.Generator | int | None = 0,
+    **kw: Any,
+) -> OPTAcquisition:
+    """The paper's OPT acquisition (:data:`PAPER_OPT`), scaled down to ``shape``.
+
+    The ORCA-Flash4.0 camera (:func:`orca_flash4`), 16-bit frames, angles over 360° at
+    the paper's 1200 angles per 1024 detector pixels (``n_angles`` default
+    ``round(n_det · 1200 / 1024)``), the brightest pixel at ``fill`` × the 30 000 e⁻
+    full well; the organ phantom without specks of dust (the paper mentions none).
+
+    Parameters
+    ----------
+    shape : (n_rows, n_det)
+        Projection shape (the paper's is 1024 × 1024).
+    n_angles : int, optional
+        Angles over 360°.
+    fill : float
+        Brightest expected pixel / full well (the paper does not state its photon budget).
+    rng : Generator, int or None
+        Seeds the phantom, the camera maps and the frames.
+    **kw
+        Passed to :func:`simulate_opt` (``profile``, ``model``, phantom options).
+    """
+    if n_angles is None:
+        n_angles = max(2, round(shape[1] * PAPER_OPT["n_angles"] / PAPER_OPT["n_det"]))
+    kw.setdefault("camera", "orca-flash4")
+    return simulate_opt(shape, n_angles, fill=fill, rng=rng, **kw)
