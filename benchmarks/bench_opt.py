@@ -219,8 +219,17 @@ def part_null(args, acq0) -> None:
 
 
 # ----------------------------------------------------------------------------- the paper
-PAPER_CODECS = ("replica", "8bit", "8bit:range=full", "jpeg@100", "noise:step=2")
+FIRST = "8bit:range=fixed (frame 0)"  # ImageJ: a 16-bit stack takes its first slice's range
+PAPER_CODECS = ("replica", "8bit", FIRST, "8bit:range=full", "jpeg@100", "noise:step=2")
+EIGHT = ("8bit", FIRST, "8bit:range=full")
 _GLOBALS = ("count", "total_volume", "load")
+
+
+def _spec(spec: str, proj: np.ndarray) -> str:
+    """The codec spec of ``FIRST``: frame 0's min..max, applied to every frame."""
+    if spec != FIRST:
+        return spec
+    return f"8bit:range=fixed,min={int(proj[0].min())},max={int(proj[0].max())}"
 
 
 def _paper_camera(args) -> tuple:
@@ -261,8 +270,8 @@ def _error_ratios(acq, seed: int) -> dict[str, tuple[float, float, float]]:
     v_raw, v_rep = rec(p), rec(rep)
     d_rep = (rep.astype(np.float64) - p, v_rep - v_raw, ndi.gaussian_filter(v_rep - v_raw, 4))
     out = {}
-    for spec in ("8bit", "8bit:range=full"):
-        (c,) = parse_codecs(spec, profile=prof)
+    for spec in EIGHT:
+        (c,) = parse_codecs(_spec(spec, p), profile=prof)
         dec = np.stack([c.decode(c.encode(f)) for f in p])
         v = rec(dec) - v_raw
         d = (dec.astype(np.float64) - p, v, ndi.gaussian_filter(v, 4))
@@ -280,20 +289,22 @@ def _steps(acq) -> dict[str, float]:
     shadow = acq.photons > 0.1 * acq.photons.max()
     tissue = float(np.median(p[shadow]))
     sig = float(np.sqrt(acq.profile.variance(np.float32(tissue)).mean()))
+    first = (p[0].max() - p[0].min() + 1) / 256
     return {"8bit": float(np.mean([(f.max() - f.min() + 1) / 256 for f in p])) / sig,
-            "8bit:range=full": 256.0 / sig}  # fmt: skip
+            FIRST: float(first) / sig, "8bit:range=full": 256.0 / sig}  # fmt: skip
 
 
 def _score_seed(args, seed: int, camera: tuple, codecs, **kw) -> dict:
     from rawsigma.analysis.scoring.tomo_runner import score_tomo
 
     acq = _paper_acq(args, seed, camera, **kw)
-    r = score_tomo(acq.projections, acq.angles_deg, acq.profile, n_replicas=10, codecs=codecs,
+    specs = [_spec(c, acq.projections) for c in codecs]
+    r = score_tomo(acq.projections, acq.angles_deg, acq.profile, n_replicas=10, codecs=specs,
                    operators=False, seed=seed)  # fmt: skip
     rows = {}
-    for v in r.versions:
+    for name, v in zip(codecs, r.versions, strict=True):
         flags = [f for f in v.verdict.get("global_flags", []) if f.split(":")[-1] in _GLOBALS]
-        rows[v.spec] = {
+        rows[name] = {
             "within": bool(v.verdict["within_noise"]),
             "flags": flags,
             "worst": v.verdict["worst"] or ["–", float("nan")],
@@ -352,7 +363,7 @@ def part_paper(args, camera: tuple) -> None:
     print("| version | step / σ, median pixel of the organ's shadow | rms error / rms noise, "
           "projections | reconstruction | reconstruction after Gaussian σ 4 |")  # fmt: skip
     print("|---|---|---|---|---|")
-    for spec in ("8bit", "8bit:range=full"):
+    for spec in EIGHT:
         e = np.median([r[spec] for r in ratios], axis=0)
         st = np.median([s[spec] for s in steps])
         print(f"| {spec} | {st:.2f} | {e[0]:.2f} | {e[1]:.2f} | {e[2]:.2f} |")
@@ -360,7 +371,7 @@ def part_paper(args, camera: tuple) -> None:
 
 def part_budget(args, camera: tuple) -> None:
     """The 8-bit verdict against the photon budget and the plaque contrast."""
-    codecs = ("replica", "8bit", "8bit:range=full")
+    codecs = ("replica", *EIGHT)
     print(f"\n## budget: 8-bit against the photon budget and plaque brightness "
           f"({args.budget_seeds} seeds each)\n")  # fmt: skip
     print("| fill (peak e-) | plaques (fluorescence) | version | step / σ | plaque verdict NOT "
@@ -391,7 +402,7 @@ def part_operators(args, camera: tuple) -> None:
     acq = _paper_acq(args, 0, camera, fill=args.fill)
     t0 = time.perf_counter()
     r = score_tomo(acq.projections, acq.angles_deg, acq.profile, n_replicas=10,
-                   codecs=PAPER_CODECS)  # fmt: skip
+                   codecs=[_spec(c, acq.projections) for c in PAPER_CODECS])  # fmt: skip
     write_tomo_report(r, args.out, force=True)
     print(f"\n## operators: seed 0 at the paper's conditions, {r.n_objects} plaques "
           f"({time.perf_counter() - t0:.0f} s; report in {args.out})\n")  # fmt: skip

@@ -11,7 +11,9 @@ available (``imagecodecs.JPEGXL.available`` ...) and raises
 255. ``range=minmax`` (default) takes ``lo, hi`` = image min and max (ImageJ's
 range right after opening a 16-bit image); ``range=display`` takes the range
 ImageJ's *Enhance Contrast* (``saturated=0.35`` % by default, half at each end)
-would set, so values outside it clip. For analysis the codes are mapped back to
+would set, so values outside it clip; ``range=fixed,min=A,max=B`` a given range (e.g.
+the display range of a stack's first slice, which ImageJ applies to every slice when it
+converts a 16-bit stack), values outside it clip. For analysis the codes are mapped back to
 the original scale at the bin centres, ``v = lo + k·(hi - lo + 1)/256``, rounded,
 in the original dtype; ``lo`` and ``hi`` travel in the payload.
 """
@@ -89,17 +91,29 @@ _RANGE_PARAMS = (
         "range",
         str,
         "minmax",
-        "8-bit range: minmax, display or full (the dtype's whole range, ImageJ's 16-bit range)",
-        choices=("minmax", "display", "full"),
+        "8-bit range: minmax, display, full (the dtype's whole range, ImageJ's 16-bit range) "
+        "or fixed (min..max)",
+        choices=("minmax", "display", "full", "fixed"),
     ),
     Param("saturated", float, 0.35, "percent clipped by range=display", lo=0.0, hi=50.0),
+    Param("min", int, 0, "range=fixed: value of code 0", lo=0, hi=65535),
+    Param("max", int, 65535, "range=fixed: value of code 255 (clips above)", lo=1, hi=65535),
 )
 
 
 class _EightBit(Codec):
     """Shared ImageJ 16→8-bit conversion (see module notes)."""
 
+    def _validate(self) -> None:
+        p = self.params
+        if p["range"] != "fixed" and (p["min"] != 0 or p["max"] != 65535):
+            raise CodecError(f"codec {self.name!r}: min/max apply to range=fixed only")
+        if p["max"] <= p["min"]:
+            raise CodecError(f"codec {self.name!r}: max={p['max']} must exceed min={p['min']}")
+
     def eight_bit_range(self, image: np.ndarray) -> tuple[int, int]:
+        if self.params["range"] == "fixed":
+            return self.params["min"], self.params["max"]
         if self.params["range"] == "minmax":
             return int(image.min()), int(image.max())
         if self.params["range"] == "full":
@@ -126,6 +140,9 @@ class _EightBit(Codec):
             return "ImageJ 16->8-bit linear scaling between image min and max"
         if self.params["range"] == "full":
             return "ImageJ 16->8-bit linear scaling over the dtype's full range (16-bit range)"
+        if self.params["range"] == "fixed":
+            lo, hi = self.params["min"], self.params["max"]
+            return f"ImageJ 16->8-bit linear scaling over the fixed range {lo}..{hi}"
         return (
             "ImageJ 16->8-bit linear scaling over the display range "
             f"(Enhance Contrast, {self.params['saturated']:g} % saturated)"
