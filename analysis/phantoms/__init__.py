@@ -2,7 +2,8 @@
 
 - `nuclei2d`: elliptical nuclei plus bright beads, blurred by a Gaussian PSF.
 - `organ_phantom3d`, `project_parallel`, `simulate_opt`: an organ with fluorescent plaques
-  imaged by optical projection tomography through the camera model.
+  imaged by optical projection tomography through the camera model; `paper_opt` with the
+  paper's camera (`orca_flash4`), angle density and photon budget.
 - `nuclei3d`: ellipsoidal nuclei (touching pairs) in a dim tissue, anisotropic voxels.
 """
 
@@ -12,7 +13,9 @@ _EXPORTS = {
     "OPTAcquisition": "opt_organ",
     "OrganPhantom": "opt_organ",
     "nuclei2d": "scenes2d",
+    "orca_flash4": "opt_organ",
     "organ_phantom3d": "opt_organ",
+    "paper_opt": "opt_organ",
     "project_parallel": "opt_organ",
     "simulate_opt": "opt_organ",
     "nuclei3d": "scenes3d",
