@@ -290,8 +290,19 @@ def _steps(acq) -> dict[str, float]:
     tissue = float(np.median(p[shadow]))
     sig = float(np.sqrt(acq.profile.variance(np.float32(tissue)).mean()))
     first = (p[0].max() - p[0].min() + 1) / 256
-    return {"8bit": float(np.mean([(f.max() - f.min() + 1) / 256 for f in p])) / sig,
+    clip = p > p[0].max() + first / 2  # beyond code 255 of frame 0's range
+    return {"clip_frames": 100 * float(clip.any(axis=(1, 2)).mean()),
+            "clip_px": 100 * float(clip.mean()),
+            "8bit": float(np.mean([(f.max() - f.min() + 1) / 256 for f in p])) / sig,
             FIRST: float(first) / sig, "8bit:range=full": 256.0 / sig}  # fmt: skip
+
+
+def _pct(g: dict, key: str) -> float:
+    """Change (``value``) or replica σ (``sigma_raw``) of a global, % of the raw value."""
+    if not g["raw"]:
+        return float("nan")
+    x = g["value"] - g["raw"] if key == "value" else g[key]
+    return 100.0 * x / g["raw"]
 
 
 def _score_seed(args, seed: int, camera: tuple, codecs, **kw) -> dict:
@@ -310,6 +321,8 @@ def _score_seed(args, seed: int, camera: tuple, codecs, **kw) -> dict:
             "worst": v.verdict["worst"] or ["–", float("nan")],
             "eps": {g: v.globals[g]["epsilon"] for g in _GLOBALS},
             "ratio": v.ratio,
+            "dtv": _pct(v.globals["total_volume"], "value"),
+            "sig_tv": _pct(v.globals["total_volume"], "sigma_raw"),
         }
     return {"n": r.n_objects, "truth": int(acq.phantom.radii.size), "rows": rows, "acq": acq,
             "peak_e": acq.info["peak_electrons"]}  # fmt: skip
@@ -323,19 +336,23 @@ def _rate_rows(results: list[dict], codecs) -> list[str]:
         flagged = sum(not x["within"] for x in rs)
         gflag = sum(bool(x["flags"]) for x in rs)
         either = sum((not x["within"]) or bool(x["flags"]) for x in rs)
-        med = {g: np.median([abs(x["eps"][g]) for x in rs]) for g in _GLOBALS}
+        med = {g: np.median([abs(x["eps"][g]) for x in rs]) for g in _GLOBALS[:2]}
+        dtv = [x["dtv"] for x in rs]
         out.append(
             f"| {spec} | {np.mean([x['ratio'] for x in rs]):.2f} | {flagged}/{n} | {gflag}/{n} | "
-            f"{either}/{n} | " + " | ".join(f"{med[g]:.2f}" for g in _GLOBALS) + " |"
+            f"{either}/{n} | "
+            + " | ".join(f"{med[g]:.2f}" for g in _GLOBALS[:2])
+            + f" | {np.mean(dtv):+.2f} ({min(dtv):+.1f} … {max(dtv):+.1f}) | "
+            f"{np.median([x['sig_tv'] for x in rs]):.2f} |"
         )
     return out
 
 
 RATE_HEAD = [
     "| version | ratio | plaque verdict NOT within noise | global flag (|ε| ≥ 3: count, "
-    "total volume, load) | either | median |ε| count | median |ε| total volume | "
-    "median |ε| load |",
-    "|---|---|---|---|---|---|---|---|",
+    "total volume, load) | either | median |ε| count | median |ε| total volume (= load) | "
+    "total volume change, % of raw: mean (min … max) | replica σ of total volume, % |",
+    "|---|---|---|---|---|---|---|---|---|",
 ]
 
 
@@ -367,6 +384,9 @@ def part_paper(args, camera: tuple) -> None:
         e = np.median([r[spec] for r in ratios], axis=0)
         st = np.median([s[spec] for s in steps])
         print(f"| {spec} | {st:.2f} | {e[0]:.2f} | {e[1]:.2f} | {e[2]:.2f} |")
+    cf, cp = (np.median([s[k] for s in steps]) for k in ("clip_frames", "clip_px"))
+    print(f"\n{FIRST}: frames brighter than frame 0 clip at code 255: {cf:.0f} % of the "
+          f"frames, {cp:.3f} % of all pixels (median over seeds)")  # fmt: skip
 
 
 def part_budget(args, camera: tuple) -> None:
@@ -376,8 +396,8 @@ def part_budget(args, camera: tuple) -> None:
           f"({args.budget_seeds} seeds each)\n")  # fmt: skip
     print("| fill (peak e-) | plaques (fluorescence) | version | step / σ | plaque verdict NOT "
           "within | global flag | either | median |ε| count | median |ε| total volume | "
-          "median |ε| load |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "total volume change % | replica σ % |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for fill in (0.8, 0.2, 0.05):
         for name, lev in (("bright 0.7–1.0", (0.7, 1.0)), ("dim 0.16–0.24", (0.16, 0.24))):
             res = [_score_seed(args, s, camera, codecs, fill=fill, plaque_level=lev)
