@@ -1,29 +1,34 @@
 """Issue 15: the paper's OPT experiment on the simulated acquisition, in one run.
 
-1. ``main``: the organ phantom (24 plaques of radius 1.5–4 voxels, 4 bright specks of
-   dust in the mounting medium) imaged at ``--angles`` angles over 360° through the
-   simulated sCMOS calibrated on the simulated bench
-   (:func:`rawsigma.analysis.phantoms.opt_organ.simulate_opt`), scored with
-   :func:`rawsigma.analysis.scoring.tomo_runner.score_tomo`: codecs ``replica``,
-   ``8bit``, ``jpeg@100``, ``noise:step=2`` on the projections, 10 replicas; the
-   verdict table and the operator-ε tables (Fig. 4f,g) on the projections and the
-   reconstruction; the report is written to ``--out``.
-2. ``range``: the 8-bit verdicts on plaques (``8bit`` min–max and ``8bit:range=full``,
-   ImageJ's 0–65535) against the dynamic range and the photon budget of the
-   projections (no specks / 4 specks ×40 the plaque brightness; peak 20 000 or 5 000
-   photons), operator ε off.
-3. ``real``: operator ε on REAL OPT camera frames (``../shared/data/
+Default parts (``paper,operators,budget,real``), at the paper's acquisition scaled down
+(:func:`rawsigma.analysis.phantoms.opt_organ.paper_opt`: ORCA-Flash4.0 calibrated on the
+simulated bench, 16-bit, ``--rows 32 --det 96``, 1200 angles per 1024 detector pixels over
+360°, brightest pixel at ``--fill 0.8`` of the full well, no specks of dust), scored with
+:func:`rawsigma.analysis.scoring.tomo_runner.score_tomo` (10 replicas):
+
+1. ``paper``: ``--paper-seeds`` (10) acquisitions: held-out replica (false alarms),
+   ``8bit`` (min–max per projection), ``8bit:range=fixed`` with frame 0's min–max for
+   every frame (ImageJ's 8-bit conversion of a 16-bit stack), ``8bit:range=full``,
+   ``jpeg@100``, ``noise:step=2`` (power): rates of the plaque verdict and of the global
+   flags, total-volume change; 8-bit step and error against the noise in the projections
+   and the reconstruction.
+2. ``operators``: seed 0 with the operator ε (Fig. 4f,g); the report goes to ``--out``.
+3. ``budget``: the 8-bit versions against the photon budget (fill 0.8, 0.2, 0.05) and the
+   plaque brightness (bright, dim), ``--budget-seeds`` (5) acquisitions each.
+4. ``real``: operator ε on REAL OPT camera frames (``../shared/data/
    opt_zebrafish_transmission_frames_640.tif``: 7 transmission projections of a
    zebrafish larva, 12-bit; centre crop 256×256), profile estimated from the 7 frames
    with the offset from the file's dark frame; codecs per frame; 2-D operators per
    frame. (7 frames with undocumented angles: no reconstruction.)
-4. ``null``: held-out replicas of new acquisitions (seeds 1..``--seeds``): how often the
-   calibrated verdict calls a raw-equivalent set "not within noise".
 
-Times are printed as ratios to the reconstruction of one volume in the same run.
+The first configuration (generic sCMOS, 4 bright specks of dust) stays available:
+``main`` (verdict and operator tables, report), ``range`` (8-bit against specks and
+budget), ``null`` (held-out replicas of ``--seeds`` new acquisitions); its RESULTS tables
+come from ``--part main,range,null --det 64 --angles 128 --seeds 10``.
 
-    python benchmarks/bench_opt.py [--rows 32] [--det 64] [--angles 128] [--seeds 4]
-        [--part main,range,real,null] [--out /tmp/bench_opt]
+    python benchmarks/bench_opt.py [--rows 32] [--det 96] [--angles N] [--fill 0.8]
+        [--paper-seeds 10] [--budget-seeds 5] [--part paper,operators,budget,real]
+        [--out /tmp/bench_opt]
 """
 
 from __future__ import annotations
