@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = [
+    "ORCA_FLASH4",
     "PAPER_OPT",
     "OPTAcquisition",
     "OrganPhantom",
