@@ -58,6 +58,20 @@ def test_8bit_fixed_range_clips_and_is_validated():
             parse_codecs(bad)
 
 
+def test_8bit_range_first_is_imagejs_stack_conversion():
+    """ImageJ converts a 16-bit stack with the first slice's display range (its min..max)."""
+    rng = np.random.default_rng(0)
+    st = rng.integers(100, 5000, (5, 8, 8)).astype(np.uint16)
+    st[3, 0, 0] = 9000  # brighter than frame 0: clips at code 255
+    (first,) = parse_codecs("8bit:range=first")
+    (fixed,) = parse_codecs(f"8bit:range=fixed,min={st[0].min()},max={st[0].max()}")
+    assert np.array_equal(first.decode(first.encode(st)), fixed.decode(fixed.encode(st)))
+    first.fit_stack(st)  # frames coded one by one (tomography)
+    for f in st:
+        assert np.array_equal(first.decode(first.encode(f)), fixed.decode(fixed.encode(f)))
+    assert first.decode(first.encode(st[3]))[0, 0] < st[0].max() + 20
+
+
 @pytest.mark.slow
 def test_cli_simulate_then_score(tmp_path):
     from rawsigma.cli.main import app
@@ -79,12 +93,14 @@ def test_cli_simulate_then_score(tmp_path):
         r = CliRunner().invoke(
             app,
             ["tomo", "score", str(proj), "--profile", str(prof), "--out", str(out),
-             "--replicas", "5", "--no-operators", "--codecs", "replica,jpeg@100"],
+             "--replicas", "5", "--no-operators", "--codecs", "replica,jpeg@100,8bit:range=first"],
         )  # fmt: skip
     assert r.exit_code == 0, r.output
     res = json.loads((out / "results.json").read_text())
     verdicts = {c["spec"]: c["verdict"]["within_noise"] for c in res["codecs"]}
-    assert verdicts == {"replica": True, "jpeg@100": False}
+    assert verdicts["replica"] and not verdicts["jpeg@100"]
+    eight = next(c for c in res["codecs"] if c["spec"] == "8bit:range=first")
+    assert "first frame" in eight["description"] and 1.5 < eight["compression_ratio"] < 2.1
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,12 @@ range right after opening a 16-bit image); ``range=display`` takes the range
 ImageJ's *Enhance Contrast* (``saturated=0.35`` % by default, half at each end)
 would set, so values outside it clip; ``range=fixed,min=A,max=B`` a given range (e.g.
 the display range of a stack's first slice, which ImageJ applies to every slice when it
-converts a 16-bit stack), values outside it clip. For analysis the codes are mapped back to
-the original scale at the bin centres, ``v = lo + k·(hi - lo + 1)/256``, rounded,
-in the original dtype; ``lo`` and ``hi`` travel in the payload.
+converts a 16-bit stack), values outside it clip; ``range=first`` takes that first
+frame's range itself: plane 0 of a (Z, H, W) stack, or the frame given to
+``fit_stack(stack)`` by a caller that codes a stack frame by frame (tomography). For
+analysis the codes are mapped back to the original scale at the bin centres,
+``v = lo + k·(hi - lo + 1)/256``, rounded, in the original dtype; ``lo`` and ``hi``
+travel in the payload.
 """
 
 from __future__ import annotations
@@ -91,9 +94,10 @@ _RANGE_PARAMS = (
         "range",
         str,
         "minmax",
-        "8-bit range: minmax, display, full (the dtype's whole range, ImageJ's 16-bit range) "
+        "8-bit range: minmax, display, full (the dtype's whole range, ImageJ's 16-bit range), "
+        "first (the first frame's min..max for every frame, ImageJ's stack conversion) "
         "or fixed (min..max)",
-        choices=("minmax", "display", "full", "fixed"),
+        choices=("minmax", "display", "full", "first", "fixed"),
     ),
     Param("saturated", float, 0.35, "percent clipped by range=display", lo=0.0, hi=50.0),
     Param("min", int, 0, "range=fixed: value of code 0", lo=0, hi=65535),
@@ -111,9 +115,21 @@ class _EightBit(Codec):
         if p["max"] <= p["min"]:
             raise CodecError(f"codec {self.name!r}: max={p['max']} must exceed min={p['min']}")
 
+    def fit_stack(self, stack: np.ndarray) -> None:
+        """Remember the stack's first frame for ``range=first`` (frames coded one by one)."""
+        if self.params["range"] == "first":
+            first = np.asarray(stack[0])
+            self._first = (int(first.min()), int(first.max()))
+
     def eight_bit_range(self, image: np.ndarray) -> tuple[int, int]:
         if self.params["range"] == "fixed":
             return self.params["min"], self.params["max"]
+        if self.params["range"] == "first":
+            first = getattr(self, "_first", None)
+            if first is not None:
+                return first
+            plane = image[0] if image.ndim == 3 else image
+            return int(plane.min()), int(plane.max())
         if self.params["range"] == "minmax":
             return int(image.min()), int(image.max())
         if self.params["range"] == "full":
@@ -143,6 +159,11 @@ class _EightBit(Codec):
         if self.params["range"] == "fixed":
             lo, hi = self.params["min"], self.params["max"]
             return f"ImageJ 16->8-bit linear scaling over the fixed range {lo}..{hi}"
+        if self.params["range"] == "first":
+            return (
+                "ImageJ 16->8-bit conversion of a stack: the first frame's min..max "
+                "for every frame (brighter values clip)"
+            )
         return (
             "ImageJ 16->8-bit linear scaling over the display range "
             f"(Enhance Contrast, {self.params['saturated']:g} % saturated)"

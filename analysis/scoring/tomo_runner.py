@@ -244,6 +244,9 @@ def _replicas(proj: np.ndarray, profile: Any, n: int, rng: np.random.Generator, 
 
 
 def _encode_all(codec: Any, proj: np.ndarray) -> tuple[np.ndarray, int]:
+    fit = getattr(codec, "fit_stack", None)
+    if fit is not None:  # a setting taken from the whole stack (8bit:range=first)
+        fit(proj)
     dec = np.empty_like(proj)
     nbytes = 0
     for i in range(proj.shape[0]):
