@@ -87,6 +87,8 @@ def run_simulate(
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise UsageError(f"{out}: give a .tif output for the projection stack")
     prof_path = profile_out or out.with_name(out.stem + "_profile.h5")
+    if prof_path.resolve() == out.resolve():
+        raise UsageError(f"--profile-out {prof_path}: the same file as the projections")
     fileio.check_output(out, force)
     fileio.check_output(prof_path, force)
     level = _level(plaque_level)
@@ -96,7 +98,9 @@ def run_simulate(
         model = orca_flash4((rows, det), cam_seed)
     else:
         model = SensorModel.preset("scmos", (rows, det), seed=cam_seed)
+    typer.echo("calibrating the simulated camera on the simulated bench...", err=True)
     prof, model, how = calibrate_simulated(model=model, seed=seed)
+    typer.echo("imaging the phantom at every angle...", err=True)
     acq = paper_opt((rows, det), angles, fill=fill, rng=seed, model=model, profile=prof,
                     n_plaques=plaques, plaque_level=level)  # fmt: skip
     meta = {
@@ -105,9 +109,11 @@ def run_simulate(
         "calibration": how,
         **{k: v for k, v in acq.info.items() if k != "photons_per_unit"},
     }
-    with fileio.atomic_write(out, force=force) as tmp:
+    # both files or neither: each is renamed into place only after both are written
+    with fileio.atomic_write(out, force=force) as tmp, \
+            fileio.atomic_write(prof_path, force=force) as tmp_prof:  # fmt: skip
         tifffile.imwrite(tmp, acq.projections, metadata={"rawsigma": str(meta)})
-    prof.save(prof_path, force=force)
+        prof.save(tmp_prof, force=True)
     outputs_complete()
     typer.echo(
         f"{acq.projections.shape[0]} projections of {rows}×{det} ({camera}, peak "

@@ -109,6 +109,8 @@ def test_cli_simulate_then_score(tmp_path):
         (["x.png"], "give a .tif"),
         (["x.tif", "--plaque-level", "1"], "LO,HI"),
         (["x.tif", "--plaque-level", "0.5,0.2"], "0 < LO <= HI"),
+        (["x.tif", "--profile-out", "x.tif"], "the same file"),
+        (["x.tif", "--camera", "nope"], "orca-flash4"),
     ],
 )
 def test_cli_simulate_bad_inputs(tmp_path, monkeypatch, args, msg):
