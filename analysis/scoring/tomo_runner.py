@@ -71,6 +71,17 @@ class TomoPlan:
         Compute the operator ε (the slowest step on large data).
     workers : int
         Threads of the reconstruction.
+    segmenter : {"rule", "forest"}
+        The plaque rule fitted on raw, or the 3D random forest trained on annotations
+        of the raw reconstruction (:mod:`rawsigma.analysis.scoring.tomo_segment`).
+    chunks : {"auto", "on", "off"}
+        Reconstructions slab by slab on disk (:mod:`rawsigma.analysis.scoring.tomo_chunked`):
+        ``"auto"`` when the in-memory estimate exceeds ``memory_budget``; a ``slab``
+        forces it.
+    slab : int, optional
+        Slices per slab of the chunked path (default from the memory budget).
+    memory_budget : int, optional
+        Bytes (default half the available memory).
     """
 
     codecs: tuple[str, ...] = ("replica", "8bit", "jpeg@100", "noise:step=2")
@@ -86,8 +97,20 @@ class TomoPlan:
     min_size: int = 4
     operators: bool = True
     workers: int = 2
+    segmenter: str = "rule"
+    chunks: str = "auto"
+    slab: int | None = None
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
+        if self.segmenter not in ("rule", "forest"):
+            raise ValueError(f"TomoPlan: segmenter must be rule or forest, got {self.segmenter!r}")
+        if self.chunks not in ("auto", "on", "off"):
+            raise ValueError(f"TomoPlan: chunks must be auto, on or off, got {self.chunks!r}")
+        if self.slab is not None and self.slab < 1:
+            raise ValueError(f"TomoPlan: slab must be >= 1, got {self.slab}")
+        if self.slab is not None and self.chunks == "off":
+            raise ValueError("TomoPlan: a slab height needs the chunked path (chunks 'off' given)")
         if self.n_replicas < 2:
             raise ValueError(f"TomoPlan: n_replicas must be >= 2, got {self.n_replicas}")
         if not self.codecs:
@@ -106,8 +129,10 @@ class TomoVersion:
     objects: dict[str, sc.ObjectScore]
     match: dict
     verdict: dict
-    labels: np.ndarray
+    labels: Any  # (Z, N, N) int32, numpy or a zarr array (chunked path)
     volume_slice: np.ndarray  # middle row of the reconstruction, float32
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # per raw plaque, NaN unmatched
+    pixel_eps: Any = None  # (Z, N, N) float16 per-voxel ε of the reconstruction
 
     def to_dict(self) -> dict:
         """JSON-ready summary."""
@@ -131,9 +156,9 @@ class TomoScoreResult:
     provenance: dict
     projections: np.ndarray
     angles_deg: np.ndarray
-    volume: np.ndarray  # raw reconstruction (n_rows, n_det, n_det) float32
-    raw_labels: np.ndarray
-    organ: np.ndarray
+    volume: Any  # raw reconstruction (n_rows, n_det, n_det) float32 (numpy or zarr)
+    raw_labels: Any
+    organ: Any
     raw_objects: dict[str, np.ndarray]
     raw_globals: dict[str, float]
     replica_globals: list[dict]
@@ -145,11 +170,24 @@ class TomoScoreResult:
     operators: dict[str, OperatorEpsilon] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    replica_values: dict[str, np.ndarray] = field(default_factory=dict)
+    processing: dict[str, Any] = field(default_factory=dict)
+    store: Any = None  # the volume store; `close` removes a chunked path's work directory
 
     @property
     def n_objects(self) -> int:
         """Plaques in the raw segmentation."""
         return len(self.raw_objects["label"])
+
+    @property
+    def codecs(self) -> list[TomoVersion]:
+        """The versions (the name the 2D/3D report writers use)."""
+        return self.versions
+
+    def close(self) -> None:
+        """Remove the work directory of the chunked path (its volumes become unreadable)."""
+        if self.store is not None:
+            self.store.close()
 
     def to_dict(self) -> dict:
         """JSON-ready results (``results.json``)."""
@@ -159,6 +197,11 @@ class TomoScoreResult:
             "projections_shape": list(self.projections.shape),
             "volume_shape": list(self.volume.shape),
             "segmenter": self.segmenter,
+            "processing": self.processing,
+            "verdicts": {
+                v.spec: "within noise" if v.verdict["within_noise"] else "NOT within noise"
+                for v in self.versions
+            },
             "n_objects_raw": self.n_objects,
             "raw_globals": self.raw_globals,
             "replicas": {
@@ -234,20 +277,22 @@ def default_angles(n: int, arc: float = 360.0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- steps
-def _replicas(proj: np.ndarray, profile: Any, n: int, rng: np.random.Generator, centre: str):
+def _fill_replicas(proj: np.ndarray, profile: Any, reps: Any, rng, centre: str) -> Any:
+    """Replicas of every projection into ``reps`` (``reps[k][i]``: replica k of projection i)."""
     from rawsigma.analysis.noisemodel.synthesis import synthesize
 
-    out = np.empty((n, *proj.shape), proj.dtype)
+    n = len(reps)
     for i in range(proj.shape[0]):
-        out[:, i] = synthesize(proj[i], profile, n, rng, centre)
-    return out
+        s = synthesize(proj[i], profile, n, rng, centre)
+        for k in range(n):
+            reps[k][i] = s[k]
+    return reps
 
 
-def _encode_all(codec: Any, proj: np.ndarray) -> tuple[np.ndarray, int]:
+def _encode_all(codec: Any, proj: np.ndarray, dec: Any) -> tuple[Any, int]:
     fit = getattr(codec, "fit_stack", None)
     if fit is not None:  # a setting taken from the whole stack (8bit:range=first)
         fit(proj)
-    dec = np.empty_like(proj)
     nbytes = 0
     for i in range(proj.shape[0]):
         data = codec.encode(proj[i])
@@ -265,38 +310,33 @@ def _quanta(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @dataclass
 class _Outcome:
-    labels: np.ndarray
+    labels: Any
     table: dict[str, np.ndarray]
     globals: dict[str, float]
 
 
-def _measure(labels: np.ndarray, organ_voxels: int) -> _Outcome:
-    from rawsigma.analysis.measurement.morphometry3d import measure3d
-
-    t = measure3d(labels)
-    total = float(t["volume"].sum())
+def _outcome(labels: Any, table: dict, organ_voxels: int) -> _Outcome:
+    total = float(np.sum(table["volume"]))
     g = {
-        "count": float(len(t["label"])),
+        "count": float(len(table["label"])),
         "total_volume": total,
         "load": total / organ_voxels if organ_voxels else 0.0,
     }
-    return _Outcome(labels, t, g)
+    return _Outcome(labels, table, g)
 
 
 def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
+    if len(table["label"]) == 0:
+        return np.zeros((0, 3))
     return np.column_stack([table["z"], table["y"], table["x"]]).astype(np.float64)
 
 
-def _match(raw: _Outcome, other: _Outcome, max_distance: float):
+def _match(raw: _Outcome, other: _Outcome, max_distance: float, vs: Any):
     from rawsigma.analysis.measurement.matching import match_objects
 
-    return match_objects(
-        _centroids(raw.table) if raw.labels.max() else np.zeros((0, 3)),
-        _centroids(other.table) if other.labels.max() else np.zeros((0, 3)),
-        max_distance,
-        ref_labels=raw.labels,
-        other_labels=other.labels,
-    )
+    m = match_objects(_centroids(raw.table), _centroids(other.table), max_distance)
+    m.n_split, m.n_merged = vs.split_merge(raw.labels, other.labels)
+    return m
 
 
 @dataclass
@@ -312,12 +352,12 @@ class _Null:
     d_null: list[int]
 
 
-def _replica_null(raw: _Outcome, outcomes: list[_Outcome], max_distance: float) -> _Null:
+def _replica_null(raw: _Outcome, outcomes: list[_Outcome], max_distance: float, vs) -> _Null:
     n_obj = len(raw.table["label"])
     values = {p: np.full((len(outcomes), n_obj), np.nan) for p in _SCORED}
     matches, deltas = [], {p: [] for p in _SCORED}
     for i, o in enumerate(outcomes):
-        m = _match(raw, o, max_distance)
+        m = _match(raw, o, max_distance, vs)
         matches.append(m.summary())
         mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
         for p in _SCORED:
@@ -337,13 +377,13 @@ def _replica_null(raw: _Outcome, outcomes: list[_Outcome], max_distance: float) 
 
 
 def _score_version(
-    spec: str, entry: tuple, vol: np.ndarray, o: _Outcome, raw: _Outcome, null: _Null,
-    max_distance: float,
+    spec: str, entry: tuple, vol: Any, o: _Outcome, raw: _Outcome, null: _Null,
+    max_distance: float, vs: Any,
 ) -> TomoVersion:  # fmt: skip
     """ε, Δ and the calibrated verdict of one processed set against raw and the null."""
     _dec, ratio, nbytes, desc = entry
     n_obj = len(raw.table["label"])
-    m = _match(raw, o, max_distance)
+    m = _match(raw, o, max_distance, vs)
     mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
     g = sc.score_globals(raw.globals, [r.globals for r in null.outcomes], o.globals)
     obj = {}
@@ -356,13 +396,15 @@ def _score_version(
         n_par = sum(1 for x in obj.values() if math.isfinite(x.robust)) + 1
         d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
         matching = ns.matching_test(d, null.d_null, n_par)
+    mid = np.asarray(vol[vol.shape[0] // 2], np.float32).copy()
     return TomoVersion(
         spec, desc, float(ratio), int(nbytes), g, obj, m.summary(),
-        sc.verdict(g, obj, matching=matching), o.labels, vol[vol.shape[0] // 2].copy(),
+        sc.verdict(g, obj, matching=matching), o.labels, mid,
+        {p: np.asarray(mv[p], np.float64) for p in _SCORED},
     )  # fmt: skip
 
 
-def _versions(proj, specs, profile, centre: str, rng, report: Progress) -> dict[str, tuple]:
+def _versions(proj, specs, profile, centre: str, rng, report: Progress, vs) -> dict[str, tuple]:
     """``{spec: (projections, ratio, n_bytes, description)}``: control replica and codecs."""
     from rawsigma.analysis.codecs.registry import parse_codecs
 
@@ -370,38 +412,97 @@ def _versions(proj, specs, profile, centre: str, rng, report: Progress) -> dict[
     codecs = dict(zip(names, parse_codecs(names, profile=profile) if names else [], strict=True))
     out: dict[str, tuple] = {}
     if CONTROL_SPEC in specs:
-        ctrl = _replicas(proj, profile, 1, rng, centre)[0]
+        ctrl = _fill_replicas(proj, profile, [vs.projections("control", proj.shape, proj.dtype)],
+                              rng, centre)[0]  # fmt: skip
         out[CONTROL_SPEC] = (ctrl, 1.0, proj.size * 2, "held-out raw-equivalent replica")
     for codec in codecs.values():
         getattr(codec, "prepare", lambda _p: None)(report)
     for i, (spec, codec) in enumerate(codecs.items()):
         report("encode", i, len(codecs))
-        dec, nb = _encode_all(codec, proj)
+        dec, nb = _encode_all(codec, proj, vs.projections(spec, proj.shape, proj.dtype))
         out[spec] = (dec, proj.size * 2 / max(nb, 1), nb, codec.description)
     report("encode", len(codecs), len(codecs))
     order = {s: k for k, s in enumerate(specs)}
     return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
 
 
-def _segmenter(vol_raw: np.ndarray, segmenter, plan: TomoPlan):
-    """(volume → labels, organ mask, description): the fitted rule or a plug-in."""
-    from rawsigma.analysis.segmentation.plaques3d import fit_plaque_rule, organ_mask
+def _segmenter(vol_raw: Any, segmenter, annotations, plan: TomoPlan, vs):
+    """(volume, key → (labels, table), organ, organ voxels, description)."""
+    organ, n_organ = vs.organ_mask(vol_raw)
+    if callable(segmenter):
+        if vs.chunked:
+            raise ValueError("a plug-in segmenter needs the in-memory path (chunks 'off')")
+        from rawsigma.analysis.measurement.morphometry3d import measure3d
 
-    if segmenter is None:
-        rule, organ = fit_plaque_rule(vol_raw, level=plan.level, min_size=plan.min_size)
-        return rule, organ, rule.describe()
-    name = getattr(segmenter, "__name__", "callable")
-    return segmenter, organ_mask(vol_raw), f"plug-in segmenter {name}"
+        def plug(vol: Any, key: str) -> tuple[Any, dict]:
+            lab = np.asarray(segmenter(vol), np.int32)
+            return lab, measure3d(lab)
+
+        return plug, organ, n_organ, f"plug-in segmenter {getattr(segmenter, '__name__', '')}"
+    if plan.segmenter == "forest":
+        from rawsigma.analysis.scoring.tomo_segment import train_forest
+
+        if annotations is None:
+            raise ValueError("the forest segmenter needs annotations (1 background, 2 plaque)")
+        clf, desc = train_forest(vol_raw, annotations, seed=plan.seed, workers=plan.workers)
+
+        def fg(vol: Any, key: str) -> Any:
+            return vs.foreground_forest(vol, clf, organ, key)
+
+    else:
+        rule = vs.fit_rule(vol_raw, organ, n_organ, level=plan.level, min_size=plan.min_size)
+        desc = rule.describe()
+
+        def fg(vol: Any, key: str) -> Any:
+            return vs.foreground_rule(vol, rule, organ, key)
+
+    def segment(vol: Any, key: str) -> tuple[Any, dict]:
+        mask = fg(vol, key)
+        out = vs.label_measure(mask, plan.min_size, key)
+        vs.remove(mask)
+        return out
+
+    return segment, organ, n_organ, desc
 
 
-def _operator_eps(proj, reps, decoded, vol_raw, rep_vols, vols, plan, report: Progress):
+def _operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs):
+    """Arrays for the operator ε: everything in memory, or (chunked) 16 projections and
+    a central block of the reconstruction (at most 32 × 256 × 256 voxels)."""
+    if not vs.chunked:
+        return (proj, list(reps), {s: d[0] for s, d in decoded.items()}, vol_raw, rep_vols,
+                vols, "all projections and the whole reconstruction")  # fmt: skip
+    a, z, n = proj.shape
+    fr = np.unique(np.linspace(0, a - 1, min(a, 16)).round().astype(int))
+
+    def frames(x: Any) -> np.ndarray:
+        return np.stack([np.asarray(x[i]) for i in fr])
+
+    def cut(lo_n: int, size: int) -> slice:
+        lo = max(0, (lo_n - size) // 2)
+        return slice(lo, lo + min(lo_n, size))
+
+    blk = (cut(z, 32), cut(n, 256), cut(n, 256))
+
+    def block(v: Any) -> np.ndarray:
+        return np.asarray(v[blk], np.float32)
+
+    where = (f"projections {', '.join(map(str, fr))} and the central block z {blk[0].start}:"
+             f"{blk[0].stop}, y {blk[1].start}:{blk[1].stop}, x {blk[2].start}:{blk[2].stop} "
+             "of the reconstruction")  # fmt: skip
+    return (frames(proj), [frames(r) for r in reps],
+            {s: frames(d[0]) for s, d in decoded.items()}, block(vol_raw),
+            [block(v) for v in rep_vols], {s: block(v) for s, v in vols.items()}, where)  # fmt: skip
+
+
+def _operator_eps(inputs, plan, report: Progress) -> dict[str, OperatorEpsilon]:
     from rawsigma.analysis.scoring.operators import operator_epsilon
 
+    proj, reps, dec, vol_raw, rep_vols, vols, _where = inputs
     report("operator ε projections", 0, 1)
     out = {
         "projections": operator_epsilon(
             proj.astype(np.float32), (r.astype(np.float32) for r in reps),
-            {s: d[0].astype(np.float32) for s, d in decoded.items()},
+            {s: d.astype(np.float32) for s, d in dec.items()},
             sigmas=plan.sigmas, stack=True, domain="projections",
         )
     }  # fmt: skip
@@ -414,6 +515,29 @@ def _operator_eps(proj, reps, decoded, vol_raw, rep_vols, vols, plan, report: Pr
     return out
 
 
+def _volumes(proj: np.ndarray, plan: TomoPlan, workdir: Any) -> tuple[Any, dict]:
+    """The volume store (in memory or chunked on disk) and the record of that choice."""
+    from rawsigma.analysis.scoring.tomo_chunked import ChunkedVolumes, choose_path, default_slab
+    from rawsigma.analysis.scoring.tomo_segment import MemoryVolumes
+
+    mode = "on" if plan.slab is not None and plan.chunks == "auto" else plan.chunks
+    chunked, why = choose_path(
+        proj.shape, plan.n_replicas, len(plan.codecs), plan.operators, mode, plan.memory_budget
+    )
+    if not chunked:
+        return MemoryVolumes(), {"path": "in memory", "why": why}
+    slab = plan.slab or default_slab(proj.shape[2], proj.shape[0], plan.memory_budget)
+    if workdir is None:
+        import tempfile
+
+        workdir, keep = tempfile.mkdtemp(prefix="rawsigma-tomo-"), False
+    else:
+        keep = False
+    vs = ChunkedVolumes(workdir, slab, keep=keep)
+    rec = {"path": f"chunked, slabs of {slab} slices on disk", "why": why, "slab": slab}
+    return vs, rec
+
+
 # ----------------------------------------------------------------------------- main
 def score_tomo(
     projections: np.ndarray | Sequence[np.ndarray],
@@ -422,6 +546,8 @@ def score_tomo(
     *,
     plan: TomoPlan | None = None,
     segmenter: Callable[[np.ndarray], np.ndarray] | None = None,
+    annotations: np.ndarray | None = None,
+    workdir: Any = None,
     progress: Progress | None = None,
     **plan_fields: Any,
 ) -> TomoScoreResult:
@@ -438,22 +564,38 @@ def score_tomo(
     plan : TomoPlan, optional
         Settings; ``**plan_fields`` build or update one.
     segmenter : callable, optional
-        Volume (float32) → instance labels; default the plaque rule fitted on raw.
+        Volume (float32) → instance labels (in-memory path only); default the plan's
+        segmenter (the plaque rule fitted on raw, or the forest).
+    annotations : (Z, N, N) ndarray, optional
+        Training annotations of the raw reconstruction for ``plan.segmenter="forest"``
+        (0 unlabelled, 1 background, 2 plaque).
+    workdir : path, optional
+        Work directory of the chunked path (default a temporary directory); removed by
+        ``result.close()``, which the caller must call once the report is written.
     progress : callable(stage, done, total), optional
 
     Returns
     -------
     TomoScoreResult
     """
-    from rawsigma import fileio
-    from rawsigma.analysis.scoring.fbp_adapter import FBP_SOURCE, fbp
-
     plan = plan or TomoPlan()
     if plan_fields:
         plan = TomoPlan(**{**asdict(plan), **plan_fields})
-    report: Progress = progress or (lambda s, d, t: None)
-    t_all, timings, notes = time.perf_counter(), {}, []
     proj, angles = check_projections(projections, angles_deg, profile)
+    vs, processing = _volumes(proj, plan, workdir)
+    try:
+        return _score(proj, angles, profile, plan, segmenter, annotations, vs, processing,
+                      progress or (lambda s, d, t: None))  # fmt: skip
+    except BaseException:
+        vs.close()
+        raise
+
+
+def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, processing,
+           report: Progress) -> TomoScoreResult:  # fmt: skip
+    from rawsigma.analysis.scoring.fbp_adapter import FBP_SOURCE, fbp
+
+    t_all, timings, notes = time.perf_counter(), {}, []
     s_syn, s_ctrl = np.random.SeedSequence(plan.seed).spawn(2)
     gain = np.where(profile.gain > 0, profile.gain, profile.gain_global).astype(np.float32)
     offset = profile.offset.astype(np.float32)
@@ -463,65 +605,74 @@ def score_tomo(
 
         center = float(find_center((proj.astype(np.float32) - offset) / gain, angles))
 
-    def reconstruct(p: np.ndarray, stage: str) -> np.ndarray:
+    def reconstruct(p: Any, key: str) -> Any:
         # slice progress for the raw volume only: the others are counted per volume
-        prog = (lambda s, d, t: report("reconstruct raw", d, t)) if stage == "raw" else None
-        sig = (p.astype(np.float32) - offset) / gain
-        return fbp(sig, angles, center=center, filter=plan.filter, threads=plan.workers,
-                   progress=prog)  # fmt: skip
+        prog = (lambda s, d, t: report("reconstruct raw", d, t)) if key == "raw" else None
+        return vs.reconstruct(p, offset, gain, key, fbp, angles_deg=angles, center=center,
+                              filter=plan.filter, threads=plan.workers, progress=prog)  # fmt: skip
 
     t0 = time.perf_counter()
     report("synthesis", 0, 1)
-    reps = _replicas(proj, profile, plan.n_replicas, np.random.default_rng(s_syn), plan.centre)
+    reps = _fill_replicas(proj, profile, vs.replica_stacks(plan.n_replicas, proj.shape, proj.dtype),
+                          np.random.default_rng(s_syn), plan.centre)  # fmt: skip
     report("synthesis", 1, 1)
     timings["synthesis"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    decoded = _versions(
-        proj, list(plan.codecs), profile, plan.centre, np.random.default_rng(s_ctrl), report
-    )
+    decoded = _versions(proj, list(plan.codecs), profile, plan.centre,
+                        np.random.default_rng(s_ctrl), report, vs)  # fmt: skip
     timings["codecs"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     vol_raw = reconstruct(proj, "raw")
-    segment, organ, seg_desc = _segmenter(vol_raw, segmenter, plan)
-    n_organ = int(organ.sum())
-    raw = _measure(np.asarray(segment(vol_raw), np.int32), n_organ)
+    segment, organ, n_organ, seg_desc = _segmenter(vol_raw, segmenter, annotations, plan, vs)
+    raw = _outcome(*segment(vol_raw, "raw"), n_organ)
     if len(raw.table["label"]) == 0:
         notes.append("The raw reconstruction has no plaques: only global parameters are scored.")
     rep_vols, rep_out = [], []
     for k in range(plan.n_replicas):
-        rep_vols.append(reconstruct(reps[k], f"replica {k + 1}"))
-        rep_out.append(_measure(np.asarray(segment(rep_vols[-1]), np.int32), n_organ))
+        rep_vols.append(reconstruct(reps[k], f"replica{k}"))
+        rep_out.append(_outcome(*segment(rep_vols[-1], f"replica{k}"), n_organ))
         report("replicas", k + 1, plan.n_replicas)
     timings["replicas"] = time.perf_counter() - t0
-    null = _replica_null(raw, rep_out, plan.max_distance)
+    null = _replica_null(raw, rep_out, plan.max_distance, vs)
+    for o in rep_out:
+        vs.remove(o.labels)
 
     t0 = time.perf_counter()
+    from rawsigma.analysis.scoring.tomo_chunked import voxel_sigma
+
+    sigma = voxel_sigma(vs, rep_vols)
     versions, vols = [], {}
     for i, (spec, entry) in enumerate(decoded.items()):
         vols[spec] = v = reconstruct(entry[0], spec)
-        o = _measure(np.asarray(segment(v), np.int32), n_organ)
-        versions.append(_score_version(spec, entry, v, o, raw, null, plan.max_distance))
+        o = _outcome(*segment(v, spec), n_organ)
+        versions.append(_score_version(spec, entry, v, o, raw, null, plan.max_distance, vs))
+        versions[-1].pixel_eps = vs.voxel_eps(vol_raw, sigma, v, spec)
         report("codecs", i + 1, len(decoded))
     timings["scoring_codecs"] = time.perf_counter() - t0
 
     operators: dict[str, OperatorEpsilon] = {}
     if plan.operators and decoded:
         t0 = time.perf_counter()
-        operators = _operator_eps(proj, reps, decoded, vol_raw, rep_vols, vols, plan, report)
+        inputs = _operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs)
+        processing["operator_epsilon_on"] = inputs[-1]
+        operators = _operator_eps(inputs, plan, report)
         timings["operator_epsilon"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     if plan.center is not None:
         how = "given"
     else:
         how = "find_center (180° pairs)" if plan.find_center else "detector centre n_det // 2"
+    from rawsigma import fileio
+
     prov = fileio.provenance(
         profile_id=profile.profile_id, plan=asdict(plan), seed=plan.seed,
         reconstruction=FBP_SOURCE, center=center if center is not None else proj.shape[2] // 2,
         center_source=how, segmenter=seg_desc, projections_shape=list(proj.shape),
+        processing=processing,
     )  # fmt: skip
     return TomoScoreResult(
         plan, prov, proj, angles, vol_raw, raw.labels, organ, raw.table, raw.globals,
         [r.globals for r in rep_out], null.delta, null.match, versions, seg_desc,
-        null.nulls, operators, timings, notes,
+        null.nulls, operators, timings, notes, null.values, processing, vs,
     )  # fmt: skip

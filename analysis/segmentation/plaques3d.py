@@ -9,7 +9,7 @@ processed version (as the pixel classifier is trained once on the raw image):
 2. organ mask: ``g > ½·median(g[g > Otsu(g)])`` with ``g = G_2(min(v, q))``, ``q``
    the 95 % quantile of the raw volume (clipping first, so a few bright plaques or
    specks do not decide the tissue; assumes the organ fills at least 5 % of the
-   volume), largest connected component only: the tissue, for the plaque load and
+   volume), largest 26-connected component only: the tissue, for the plaque load and
    the threshold;
 3. threshold ``t = level · quantile_q(R[organ])`` with ``q = 0.999`` and ``level = 0.4``
    (a fraction of the brightest plaque response);
@@ -86,7 +86,7 @@ def organ_mask(volume: np.ndarray) -> np.ndarray:
     t = threshold_otsu(g)
     hi = g[g > t]
     m = g > 0.5 * float(np.median(hi)) if hi.size else g > t
-    lab, n = ndi.label(m)
+    lab, n = ndi.label(m, structure=np.ones((3, 3, 3), bool))  # as the chunked path
     if n > 1:  # the organ is one piece: bright specks around it are not tissue
         m = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
     return m

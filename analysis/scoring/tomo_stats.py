@@ -1,0 +1,131 @@
+"""Exact statistics of volumes read slab by slab (the chunked tomography path).
+
+The plaque rule (:mod:`rawsigma.analysis.segmentation.plaques3d`) is fitted with a
+few whole-volume statistics: a quantile of the raw volume, Otsu's threshold and a
+median of the smoothed volume, a quantile of the plaque response inside the organ.
+For a volume that does not fit in memory they are computed here from slabs, to the
+same value as numpy/skimage give on the whole array:
+
+- `chunked_quantile` / `chunked_median`: the order statistics are found by
+  histogram narrowing (exact comparisons against bin edges, then the values of one
+  bin gathered and partitioned), and combined by ``np.quantile`` / ``np.median`` on
+  the two order statistics with the same interpolation weight, hence the same
+  arithmetic and dtype as on the whole array;
+- `chunked_otsu`: the 256-bin histogram over the global range, accumulated over
+  slabs (the same bin edges for every slab), given to
+  ``skimage.filters.threshold_otsu(hist=…)``.
+
+``values`` is a callable returning a fresh iterable of 1-D arrays (one per slab):
+every statistic reads the data a few times (2–4 passes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["chunked_median", "chunked_otsu", "chunked_quantile", "count_min_max"]
+
+Values = Callable[[], Iterable[np.ndarray]]
+_BINS = 4096
+_GATHER = 1 << 22
+
+
+def count_min_max(values: Values) -> tuple[int, object, object]:
+    """Number of values, smallest and largest (numpy scalars of the data's dtype)."""
+    n, lo, hi = 0, None, None
+    for v in values():
+        if v.size == 0:
+            continue
+        n += v.size
+        a, b = v.min(), v.max()
+        lo = a if lo is None or a < lo else lo
+        hi = b if hi is None or b > hi else hi
+    return n, lo, hi
+
+
+def _bin_index(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(edges, v, side="right") - 1, 0, edges.size - 2)
+
+
+def _order_stat(values: Values, k: int, lo: object, hi: object) -> object:
+    """The ``k``-th smallest value (0-based) of all values, every one within [lo, hi]."""
+    below = 0  # values smaller than lo
+    while True:
+        if lo == hi:
+            return lo
+        edges = np.linspace(float(lo), float(hi), _BINS + 1)
+        counts = np.zeros(_BINS, np.int64)
+        for v in values():
+            v = v[(v >= lo) & (v <= hi)]
+            counts += np.bincount(_bin_index(v, edges), minlength=_BINS)
+        cum = np.cumsum(counts)
+        j = int(np.searchsorted(cum, k - below, side="right"))
+        below += int(cum[j - 1]) if j else 0
+        b_lo, b_hi = edges[j], edges[j + 1]
+        if counts[j] <= _GATHER:
+            parts = []
+            for v in values():
+                v = v[(v >= b_lo) & (v <= b_hi)]
+                parts.append(v[_bin_index(v, edges) == j])
+            got = np.concatenate(parts)
+            return np.partition(got, k - below)[k - below]
+        mn, mx = None, None
+        for v in values():
+            v = v[(v >= b_lo) & (v <= b_hi)]
+            v = v[_bin_index(v, edges) == j]
+            if v.size:
+                mn = v.min() if mn is None else min(mn, v.min())
+                mx = v.max() if mx is None else max(mx, v.max())
+        lo, hi = mn, mx
+
+
+def chunked_quantile(values: Values, q: float) -> object:
+    """``np.quantile(all_values, q)`` (linear interpolation) from slabs.
+
+    Raises
+    ------
+    ValueError
+        No values.
+    """
+    n, lo, hi = count_min_max(values)
+    if n == 0:
+        raise ValueError("chunked_quantile: no values")
+    pos = (n - 1) * q
+    k = min(int(math.floor(pos)), n - 1)
+    gamma = pos - k
+    a = _order_stat(values, k, lo, hi)
+    b = _order_stat(values, k + 1, lo, hi) if k + 1 < n else a
+    return np.quantile(np.array([a, b], dtype=np.asarray(a).dtype), gamma)
+
+
+def chunked_median(values: Values) -> object:
+    """``np.median(all_values)`` from slabs; ``None`` when there are no values."""
+    n, lo, hi = count_min_max(values)
+    if n == 0:
+        return None
+    a = _order_stat(values, (n - 1) // 2, lo, hi)
+    if n % 2:
+        return np.median(np.array([a], dtype=np.asarray(a).dtype))
+    b = _order_stat(values, n // 2, lo, hi)
+    return np.median(np.array([a, b], dtype=np.asarray(a).dtype))
+
+
+def chunked_otsu(values: Values, nbins: int = 256) -> object:
+    """``skimage.filters.threshold_otsu(all_values)`` from slabs."""
+    from skimage.filters import threshold_otsu
+
+    n, lo, hi = count_min_max(values)
+    if n == 0:
+        raise ValueError("chunked_otsu: no values")
+    if lo == hi:
+        return lo
+    counts, edges = None, None
+    for v in values():
+        c, edges = np.histogram(v, bins=nbins, range=(lo, hi))
+        counts = c if counts is None else counts + c
+    assert edges is not None
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    return threshold_otsu(hist=(counts, centres))
