@@ -1,9 +1,23 @@
-"""Write a tomography scoring run: ``report.html``, ``results.json``, ``figures/*.png``.
+"""Write a tomography scoring run: ``report.html``, ``results.json``, ``objects.csv``,
+``maps.h5``, ``operators.md``, ``figures/*.png``.
 
-Same layout as the 2D report (verdict table per codec, globals, per-object ε,
-provenance), plus the sinogram, reconstructed slices with the plaque outlines, and
-the operator ε (the paper's Fig. 4f,g) on the projections and the reconstruction,
-as a table (``operators.md``) and figures.
+Same layout as the 2D/3D report (verdict table per codec, globals, per-object ε,
+the per-plaque table ``objects.csv``, ``maps.h5`` for viewers, provenance), plus the
+sinogram, reconstructed slices with the plaque outlines, and the operator ε (the
+paper's Fig. 4f,g) on the projections and the reconstruction, as a table
+(``operators.md``) and figures.
+
+``maps.h5`` follows :mod:`rawsigma.analysis.scoring.score_maps` (format
+``rawsigma.score_maps`` version 1, read by ``read_score_maps`` and the napari reader)
+with volumes in place of images: ``/image`` is the raw reconstruction (Z, N, N)
+float32, ``/raw_labels`` and ``/codecs/NN/labels`` the plaques (int32), and
+``/codecs/NN/pixel_eps`` the per-voxel ε of the version's reconstruction,
+``(raw − version) / σ_voxel`` with σ_voxel the standard deviation of the replica
+reconstructions (float16). Each codec group also holds ``operator_eps/<domain>``: the
+operator ε maps of one 2-D section (the middle projection / slice, or of the
+central block on the chunked path), (H, W, F) float16, channel names in the
+``channels`` attribute. Volumes are written slab by slab (the chunked path's never
+come whole into memory).
 """
 
 from __future__ import annotations
@@ -13,10 +27,18 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rawsigma.analysis.reporting.figures import _outline, _plt, _png, _stretch
-from rawsigma.analysis.reporting.report import _clean, _f, _img, _with_text, write_results_json
+from rawsigma.analysis.reporting.report import (
+    _clean,
+    _f,
+    _img,
+    _with_text,
+    write_objects_csv,
+    write_results_json,
+)
 from rawsigma.errors import OutputExistsError
 from rawsigma.fileio import atomic_write
 
@@ -25,10 +47,15 @@ __all__ = [
     "operator_epsilon_figure",
     "sinogram_figure",
     "slices_figure",
+    "write_tomo_maps",
     "write_tomo_report",
 ]
 
-TOMO_RESULT_FILES = ("report.html", "results.json", "operators.md")
+TOMO_RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5", "operators.md")
+TOMO_EPS_MEANING = (
+    "per-voxel epsilon = (raw - version) / sigma_voxel of the reconstructions, sigma_voxel "
+    "the standard deviation of the replica reconstructions; |eps| < 1 is within the raw noise"
+)
 
 
 def sinogram_figure(result) -> bytes:
@@ -116,6 +143,45 @@ def operator_epsilon_figure(op, versions: list[str] | None = None, operator: str
     return _png(fig)
 
 
+def write_tomo_maps(result, path: str | os.PathLike, step: int = 16) -> Path:
+    """Write ``maps.h5`` (module notes), volumes copied ``step`` slices at a time."""
+    import h5py
+    from rawsigma.analysis.scoring.score_maps import FORMAT, _json
+
+    kw = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+    def put(grp, name: str, arr, dtype) -> Any:
+        z, n = arr.shape[0], arr.shape[1:]
+        ds = grp.create_dataset(name, shape=arr.shape, dtype=dtype, chunks=(1, *n), **kw)
+        for z0 in range(0, z, step):
+            ds[z0 : z0 + step] = np.asarray(arr[z0 : z0 + step]).astype(dtype, copy=False)
+        return ds
+
+    with atomic_write(path, force=True) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(format=FORMAT, version=1, provenance=_json(result.provenance),
+                       eps_meaning=TOMO_EPS_MEANING, eps_dtype="float16",
+                       content="tomography: raw reconstruction (z, y, x)")  # fmt: skip
+        put(f, "image", result.volume, np.float32).attrs["unit"] = "FBP of photo-electrons"
+        put(f, "raw_labels", result.raw_labels, np.int32)
+        grp = f.create_group("codecs")
+        for i, c in enumerate(result.versions):
+            g = grp.create_group(f"{i:02d}")
+            g.attrs.update(spec=c.spec, description=c.description,
+                           compression_ratio=float(c.ratio),
+                           within_noise=bool(c.verdict["within_noise"]), verdict=_json(c.verdict))  # fmt: skip
+            put(g, "labels", c.labels, np.int32)
+            if c.pixel_eps is not None:
+                put(g, "pixel_eps", c.pixel_eps, np.float16).attrs["meaning"] = TOMO_EPS_MEANING
+            g.create_group("feature_eps")
+            og = g.create_group("operator_eps")
+            for dom, op in result.operators.items():
+                if c.spec in op.maps:
+                    e = np.clip(op.maps[c.spec], -65504, 65504).astype(np.float16)
+                    d = og.create_dataset(dom, data=e, **kw)
+                    d.attrs["channels"] = json.dumps(list(op.names))
+    return Path(path)
+
+
 def _version_table(result) -> str:
     rows = [
         "<tr><th>version</th><th>description</th><th>ratio</th><th>verdict</th><th>worst</th>"
@@ -181,6 +247,8 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
         with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
             tmp.write_bytes(_with_text(png, prov_text))
     write_results_json(result, out / "results.json", force=True)
+    write_objects_csv(result, out / "objects.csv", force=True)
+    write_tomo_maps(result, out / "maps.h5")
     md = []
     for dom, op in result.operators.items():
         md += [f"### operator ε on the {dom}: fraction of pixels |ε| > 1 / median |ε|", ""]
@@ -201,7 +269,13 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
 reconstruction ({html.escape(result.segmenter)}). Profile
 <code>{html.escape(str(result.provenance.get("profile_id")))}</code>;
 {result.plan.n_replicas} raw-equivalent replicas of every projection (centre
-{html.escape(result.plan.centre)}); codecs applied to every projection.</p>{notes}
+{html.escape(result.plan.centre)}); codecs applied to every projection.</p>
+<p>Processing: {html.escape(str(result.processing.get("path", "in memory")))}
+({html.escape(str(result.processing.get("why", "")))}).
+{html.escape(str(result.processing.get("operator_epsilon_on", "")) and
+             "Operator ε on " + str(result.processing.get("operator_epsilon_on")) + ".")}
+Per-plaque table: <code>objects.csv</code>; volumes, labels and per-voxel ε for
+viewers: <code>maps.h5</code>.</p>{notes}
 <h2>Verdict per version</h2>{_version_table(result)}
 <h2>Per-plaque parameters (robust ε, calibrated)</h2>{_object_table(result)}
 <h2>Figures</h2>{"".join(_img(png, alt) for _, png, alt in figs)}

@@ -34,12 +34,13 @@ import numpy as np
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
+from rawsigma.analysis.scoring import tomo_steps as steps
+from rawsigma.analysis.scoring.tomo_steps import CONTROL_SPEC  # noqa: F401 - re-exported
 from rawsigma.errors import ImageMismatchError
 
 __all__ = ["TomoPlan", "TomoScoreResult", "TomoVersion", "check_projections", "score_tomo"]
 
 Progress = Callable[[str, int, int], None]
-CONTROL_SPEC = "replica"
 _SCORED = ("volume", "z", "y", "x")
 
 
@@ -277,30 +278,6 @@ def default_angles(n: int, arc: float = 360.0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- steps
-def _fill_replicas(proj: np.ndarray, profile: Any, reps: Any, rng, centre: str) -> Any:
-    """Replicas of every projection into ``reps`` (``reps[k][i]``: replica k of projection i)."""
-    from rawsigma.analysis.noisemodel.synthesis import synthesize
-
-    n = len(reps)
-    for i in range(proj.shape[0]):
-        s = synthesize(proj[i], profile, n, rng, centre)
-        for k in range(n):
-            reps[k][i] = s[k]
-    return reps
-
-
-def _encode_all(codec: Any, proj: np.ndarray, dec: Any) -> tuple[Any, int]:
-    fit = getattr(codec, "fit_stack", None)
-    if fit is not None:  # a setting taken from the whole stack (8bit:range=first)
-        fit(proj)
-    nbytes = 0
-    for i in range(proj.shape[0]):
-        data = codec.encode(proj[i])
-        nbytes += len(data)
-        dec[i] = np.asarray(codec.decode(data)).astype(proj.dtype, copy=False)
-    return dec, nbytes
-
-
 def _quanta(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Resolution of volume (1 voxel) and centroid (one boundary voxel moves it r/V)."""
     v = np.maximum(np.asarray(table["volume"], np.float64), 1.0)
@@ -404,28 +381,6 @@ def _score_version(
     )  # fmt: skip
 
 
-def _versions(proj, specs, profile, centre: str, rng, report: Progress, vs) -> dict[str, tuple]:
-    """``{spec: (projections, ratio, n_bytes, description)}``: control replica and codecs."""
-    from rawsigma.analysis.codecs.registry import parse_codecs
-
-    names = [s for s in specs if s != CONTROL_SPEC]
-    codecs = dict(zip(names, parse_codecs(names, profile=profile) if names else [], strict=True))
-    out: dict[str, tuple] = {}
-    if CONTROL_SPEC in specs:
-        ctrl = _fill_replicas(proj, profile, [vs.projections("control", proj.shape, proj.dtype)],
-                              rng, centre)[0]  # fmt: skip
-        out[CONTROL_SPEC] = (ctrl, 1.0, proj.size * 2, "held-out raw-equivalent replica")
-    for codec in codecs.values():
-        getattr(codec, "prepare", lambda _p: None)(report)
-    for i, (spec, codec) in enumerate(codecs.items()):
-        report("encode", i, len(codecs))
-        dec, nb = _encode_all(codec, proj, vs.projections(spec, proj.shape, proj.dtype))
-        out[spec] = (dec, proj.size * 2 / max(nb, 1), nb, codec.description)
-    report("encode", len(codecs), len(codecs))
-    order = {s: k for k, s in enumerate(specs)}
-    return dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
-
-
 def _segmenter(vol_raw: Any, segmenter, annotations, plan: TomoPlan, vs):
     """(volume, key → (labels, table), organ, organ voxels, description)."""
     organ, n_organ = vs.organ_mask(vol_raw)
@@ -463,79 +418,6 @@ def _segmenter(vol_raw: Any, segmenter, annotations, plan: TomoPlan, vs):
         return out
 
     return segment, organ, n_organ, desc
-
-
-def _operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs):
-    """Arrays for the operator ε: everything in memory, or (chunked) 16 projections and
-    a central block of the reconstruction (at most 32 × 256 × 256 voxels)."""
-    if not vs.chunked:
-        return (proj, list(reps), {s: d[0] for s, d in decoded.items()}, vol_raw, rep_vols,
-                vols, "all projections and the whole reconstruction")  # fmt: skip
-    a, z, n = proj.shape
-    fr = np.unique(np.linspace(0, a - 1, min(a, 16)).round().astype(int))
-
-    def frames(x: Any) -> np.ndarray:
-        return np.stack([np.asarray(x[i]) for i in fr])
-
-    def cut(lo_n: int, size: int) -> slice:
-        lo = max(0, (lo_n - size) // 2)
-        return slice(lo, lo + min(lo_n, size))
-
-    blk = (cut(z, 32), cut(n, 256), cut(n, 256))
-
-    def block(v: Any) -> np.ndarray:
-        return np.asarray(v[blk], np.float32)
-
-    where = (f"projections {', '.join(map(str, fr))} and the central block z {blk[0].start}:"
-             f"{blk[0].stop}, y {blk[1].start}:{blk[1].stop}, x {blk[2].start}:{blk[2].stop} "
-             "of the reconstruction")  # fmt: skip
-    return (frames(proj), [frames(r) for r in reps],
-            {s: frames(d[0]) for s, d in decoded.items()}, block(vol_raw),
-            [block(v) for v in rep_vols], {s: block(v) for s, v in vols.items()}, where)  # fmt: skip
-
-
-def _operator_eps(inputs, plan, report: Progress) -> dict[str, OperatorEpsilon]:
-    from rawsigma.analysis.scoring.operators import operator_epsilon
-
-    proj, reps, dec, vol_raw, rep_vols, vols, _where = inputs
-    report("operator ε projections", 0, 1)
-    out = {
-        "projections": operator_epsilon(
-            proj.astype(np.float32), (r.astype(np.float32) for r in reps),
-            {s: d.astype(np.float32) for s, d in dec.items()},
-            sigmas=plan.sigmas, stack=True, domain="projections",
-        )
-    }  # fmt: skip
-    report("operator ε projections", 1, 1)
-    report("operator ε reconstruction", 0, 1)
-    out["reconstruction"] = operator_epsilon(
-        vol_raw, rep_vols, vols, sigmas=plan.sigmas, domain="reconstruction"
-    )
-    report("operator ε reconstruction", 1, 1)
-    return out
-
-
-def _volumes(proj: np.ndarray, plan: TomoPlan, workdir: Any) -> tuple[Any, dict]:
-    """The volume store (in memory or chunked on disk) and the record of that choice."""
-    from rawsigma.analysis.scoring.tomo_chunked import ChunkedVolumes, choose_path, default_slab
-    from rawsigma.analysis.scoring.tomo_segment import MemoryVolumes
-
-    mode = "on" if plan.slab is not None and plan.chunks == "auto" else plan.chunks
-    chunked, why = choose_path(
-        proj.shape, plan.n_replicas, len(plan.codecs), plan.operators, mode, plan.memory_budget
-    )
-    if not chunked:
-        return MemoryVolumes(), {"path": "in memory", "why": why}
-    slab = plan.slab or default_slab(proj.shape[2], proj.shape[0], plan.memory_budget)
-    if workdir is None:
-        import tempfile
-
-        workdir, keep = tempfile.mkdtemp(prefix="rawsigma-tomo-"), False
-    else:
-        keep = False
-    vs = ChunkedVolumes(workdir, slab, keep=keep)
-    rec = {"path": f"chunked, slabs of {slab} slices on disk", "why": why, "slab": slab}
-    return vs, rec
 
 
 # ----------------------------------------------------------------------------- main
@@ -582,7 +464,7 @@ def score_tomo(
     if plan_fields:
         plan = TomoPlan(**{**asdict(plan), **plan_fields})
     proj, angles = check_projections(projections, angles_deg, profile)
-    vs, processing = _volumes(proj, plan, workdir)
+    vs, processing = steps.volume_store(proj, plan, workdir)
     try:
         return _score(proj, angles, profile, plan, segmenter, annotations, vs, processing,
                       progress or (lambda s, d, t: None))  # fmt: skip
@@ -613,12 +495,12 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
 
     t0 = time.perf_counter()
     report("synthesis", 0, 1)
-    reps = _fill_replicas(proj, profile, vs.replica_stacks(plan.n_replicas, proj.shape, proj.dtype),
+    reps = steps.fill_replicas(proj, profile, vs.replica_stacks(plan.n_replicas, proj.shape, proj.dtype),
                           np.random.default_rng(s_syn), plan.centre)  # fmt: skip
     report("synthesis", 1, 1)
     timings["synthesis"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    decoded = _versions(proj, list(plan.codecs), profile, plan.centre,
+    decoded = steps.versions(proj, list(plan.codecs), profile, plan.centre,
                         np.random.default_rng(s_ctrl), report, vs)  # fmt: skip
     timings["codecs"] = time.perf_counter() - t0
 
@@ -654,9 +536,9 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
     operators: dict[str, OperatorEpsilon] = {}
     if plan.operators and decoded:
         t0 = time.perf_counter()
-        inputs = _operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs)
+        inputs = steps.operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs)
         processing["operator_epsilon_on"] = inputs[-1]
-        operators = _operator_eps(inputs, plan, report)
+        operators = steps.operator_eps(inputs, plan, report)
         timings["operator_epsilon"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     if plan.center is not None:
