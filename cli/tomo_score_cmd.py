@@ -16,6 +16,8 @@ from .console import user_errors
 from .params import choice, codec_list
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
+SEGMENTERS = ("rule", "forest")
+CHUNKS = ("auto", "on", "off")
 
 
 def register(app: typer.Typer) -> None:
@@ -71,6 +73,47 @@ def score(
     no_operators: bool = typer.Option(
         False, "--no-operators", help="Skip the per-pixel operator ε (faster)."
     ),
+    segmenter: str = typer.Option(
+        "rule",
+        "--segmenter",
+        callback=choice(SEGMENTERS),
+        help="Plaques by the threshold rule fitted on raw (default) or a 3D random forest "
+        "trained on --labels.",
+    ),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="With --segmenter forest: annotations of the raw reconstruction (Z, N, N): "
+        "0 unlabelled, 1 background, 2 plaque; or instance labels with --instances.",
+    ),
+    instances: bool = typer.Option(
+        False,
+        "--instances",
+        help="--labels holds plaque instances (e.g. a phantom's truth): train on their "
+        "eroded cores and a background ring.",
+    ),
+    chunks: str = typer.Option(
+        "auto",
+        "--chunks",
+        callback=choice(CHUNKS),
+        help="Reconstructions slab by slab on disk: auto (when the in-memory estimate "
+        "exceeds --memory-budget), on, off.",
+    ),
+    slab: int | None = typer.Option(
+        None, "--slab", min=1, help="Slices per slab of the chunked path (forces it)."
+    ),
+    memory_budget: float | None = typer.Option(
+        None,
+        "--memory-budget",
+        min=0.01,
+        help="GB for the in-memory path (default: half the available memory).",
+    ),
+    workdir: Path | None = typer.Option(
+        None,
+        "--workdir",
+        help="Where the chunked path keeps its volumes (a rawsigma-tomo-* directory, "
+        "removed at the end; default: beside --out).",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Root random seed (>= 0)."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Threads (1-64)."),
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
@@ -109,6 +152,13 @@ def run_tomo_score(
     level: float,
     min_size: int,
     no_operators: bool,
+    segmenter: str,
+    labels: Path | None,
+    instances: bool,
+    chunks: str,
+    slab: int | None,
+    memory_budget: float | None,
+    workdir: Path | None,
     seed: int,
     workers: int,
     force: bool,
@@ -144,6 +194,10 @@ def run_tomo_score(
             min_size=min_size,
             operators=not no_operators,
             workers=workers,
+            segmenter=segmenter,
+            chunks=chunks,
+            slab=slab,
+            memory_budget=int(memory_budget * 2**30) if memory_budget else None,
         )
     except ValueError as exc:
         raise UsageError(f"invalid options: {exc}") from None
@@ -158,22 +212,59 @@ def run_tomo_score(
         )
     prof = _tomo_profile(profile, proj, offset, projections, console)
     check_codecs(list(plan.codecs), prof)
+    ann = _annotations(labels, instances, segmenter, proj.shape)
+    work = workdir or out.parent  # a rawsigma-tomo-* directory there, removed at the end
     try:
         with stage_progress(console, 28) as progress, warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = score_tomo(proj, ang, prof, plan=plan, progress=progress)
+            result = score_tomo(proj, ang, prof, plan=plan, annotations=ann, workdir=work,
+                                progress=progress)  # fmt: skip
     except ImageMismatchError as exc:
         msg = str(exc)
         raise ImageMismatchError(f"{projections}: {msg}") from None
+    except ValueError as exc:  # annotations that cannot train the forest
+        raise UsageError(str(exc)) from None
     result.provenance.update(
         projections_file=str(projections),
         profile_file=str(profile) if profile else "estimated from the projections",
         angles_file=str(angles) if angles else f"even over {arc:g}°",
+        labels_file=str(labels) if labels else None,
     )
-    report = write_tomo_report(result, out, force=True)
+    try:
+        report = write_tomo_report(result, out, force=True)
+    finally:
+        result.close()
+    console.print(f"  processing: {result.processing['path']} ({result.processing['why']})",
+                  highlight=False, soft_wrap=True)  # fmt: skip
     _print_tomo_summary(result, console)
     typer.echo(f"report: {report}")
     return report
+
+
+def _annotations(labels: Path | None, instances: bool, segmenter: str, proj_shape) -> Any:
+    """The forest's training annotations (Z, N, N) from ``--labels``, or None."""
+    from rawsigma.errors import ImageMismatchError, UsageError
+
+    if segmenter != "forest":
+        if labels is not None or instances:
+            raise UsageError("--labels/--instances train the forest: add --segmenter forest")
+        return None
+    if labels is None:
+        raise UsageError("--segmenter forest needs --labels (annotations of the reconstruction)")
+    from rawsigma.volread import read_volume
+
+    lab, _ = read_volume(labels, what="label volume")
+    _, z, n = proj_shape
+    if lab.shape != (z, n, n):
+        raise ImageMismatchError(
+            f"{labels}: label volume shape {lab.shape} differs from the reconstruction's "
+            f"{(z, n, n)} (rows, detector, detector)"
+        )
+    if instances:
+        from rawsigma.analysis.segmentation.annotations import training_labels
+
+        return training_labels(lab)
+    return lab
 
 
 def _tomo_profile(

@@ -445,9 +445,10 @@ def score_tomo(
         The camera's noise profile.
     plan : TomoPlan, optional
         Settings; ``**plan_fields`` build or update one.
-    segmenter : callable, optional
+    segmenter : callable or str, optional
         Volume (float32) → instance labels (in-memory path only); default the plan's
-        segmenter (the plaque rule fitted on raw, or the forest).
+        segmenter (the plaque rule fitted on raw, or the forest); a string sets
+        ``plan.segmenter``.
     annotations : (Z, N, N) ndarray, optional
         Training annotations of the raw reconstruction for ``plan.segmenter="forest"``
         (0 unlabelled, 1 background, 2 plaque).
@@ -460,6 +461,8 @@ def score_tomo(
     -------
     TomoScoreResult
     """
+    if isinstance(segmenter, str):  # the plan's name ("rule" or "forest")
+        plan_fields["segmenter"], segmenter = segmenter, None
     plan = plan or TomoPlan()
     if plan_fields:
         plan = TomoPlan(**{**asdict(plan), **plan_fields})

@@ -11,7 +11,9 @@ every replica and version:
 - the 3D random forest of the 2D/3D scoring path (ilastik feature bank in 3D,
   `rawsigma.analysis.segmentation.classifier.PixelClassifier`), trained on sparse
   annotations (0 unlabelled, 1 background, 2 plaque) of the raw reconstruction: a
-  user's annotation volume, or `annotations_from_truth` of a phantom's plaque labels.
+  user's annotation volume, or instance labels (a phantom's plaques) turned into
+  annotations by `rawsigma.analysis.segmentation.annotations.training_labels`
+  (eroded cores, a background ring), as ``rawsigma score VOLUME --instances`` does.
   Plaques are the 26-connected components of ``P(plaque) > 0.5`` inside the organ,
   smaller than ``min_size`` dropped.
 """
@@ -23,24 +25,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["MemoryVolumes", "annotations_from_truth", "train_forest"]
+__all__ = ["MemoryVolumes", "train_forest"]
 
 #: Largest training crop of the forest, voxels (a central range of slices beyond it).
 MAX_TRAIN_VOXELS = 16 * 2**20
-
-
-def annotations_from_truth(
-    truth: np.ndarray, fraction: float = 0.02, margin: int = 2, rng: Any = 0
-) -> np.ndarray:
-    """Sparse annotations from true plaque labels: every plaque voxel = 2, a random
-    ``fraction`` of the voxels farther than ``margin`` voxels from any plaque = 1."""
-    t = np.asarray(truth) > 0
-    near = ndi.binary_dilation(t, iterations=margin) if t.any() else t
-    gen = np.random.default_rng(rng)
-    ann = np.zeros(t.shape, np.uint8)
-    ann[(~near) & (gen.random(t.shape) < fraction)] = 1
-    ann[t] = 2
-    return ann
 
 
 def _training_crop(annotations: np.ndarray) -> tuple[slice, slice, slice]:

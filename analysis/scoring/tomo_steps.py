@@ -126,12 +126,14 @@ def volume_store(proj: np.ndarray, plan: Any, workdir: Any) -> tuple[Any, dict]:
     if not chunked:
         return MemoryVolumes(), {"path": "in memory", "why": why}
     slab = plan.slab or default_slab(proj.shape[2], proj.shape[0], plan.memory_budget)
-    if workdir is None:
-        import tempfile
+    import tempfile
+    from pathlib import Path
 
-        workdir, keep = tempfile.mkdtemp(prefix="rawsigma-tomo-"), False
-    else:
-        keep = False
-    vs = ChunkedVolumes(workdir, slab, keep=keep)
-    rec = {"path": f"chunked, slabs of {slab} slices on disk", "why": why, "slab": slab}
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    # a fresh directory of its own (inside workdir): close() removes only that
+    root = tempfile.mkdtemp(prefix="rawsigma-tomo-", dir=workdir)
+    vs = ChunkedVolumes(root, slab)
+    rec = {"path": f"chunked, slabs of {slab} slices on disk", "why": why, "slab": slab,
+           "workdir": root}  # fmt: skip
     return vs, rec
