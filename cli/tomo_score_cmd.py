@@ -105,8 +105,9 @@ def score(
     memory_budget: float | None = typer.Option(
         None,
         "--memory-budget",
-        min=0.01,
-        help="GB for the in-memory path (default: half the available memory).",
+        min=1,
+        help="MB the in-memory path may use (default: half the available memory); "
+        "beyond it the chunked path runs.",
     ),
     workdir: Path | None = typer.Option(
         None,
@@ -197,7 +198,7 @@ def run_tomo_score(
             segmenter=segmenter,
             chunks=chunks,
             slab=slab,
-            memory_budget=int(memory_budget * 2**30) if memory_budget else None,
+            memory_budget=int(memory_budget * 2**20) if memory_budget else None,
         )
     except ValueError as exc:
         raise UsageError(f"invalid options: {exc}") from None

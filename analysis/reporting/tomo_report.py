@@ -168,7 +168,8 @@ def write_tomo_maps(result, path: str | os.PathLike, step: int = 16) -> Path:
             g = grp.create_group(f"{i:02d}")
             g.attrs.update(spec=c.spec, description=c.description,
                            compression_ratio=float(c.ratio),
-                           within_noise=bool(c.verdict["within_noise"]), verdict=_json(c.verdict))  # fmt: skip
+                           within_noise=bool(c.verdict["within_noise"]),
+                           verdict=_json(c.verdict))  # fmt: skip
             put(g, "labels", c.labels, np.int32)
             if c.pixel_eps is not None:
                 put(g, "pixel_eps", c.pixel_eps, np.float16).attrs["meaning"] = TOMO_EPS_MEANING
@@ -272,8 +273,12 @@ reconstruction ({html.escape(result.segmenter)}). Profile
 {html.escape(result.plan.centre)}); codecs applied to every projection.</p>
 <p>Processing: {html.escape(str(result.processing.get("path", "in memory")))}
 ({html.escape(str(result.processing.get("why", "")))}).
-{html.escape(str(result.processing.get("operator_epsilon_on", "")) and
-             "Operator ε on " + str(result.processing.get("operator_epsilon_on")) + ".")}
+{
+        html.escape(
+            str(result.processing.get("operator_epsilon_on", ""))
+            and "Operator ε on " + str(result.processing.get("operator_epsilon_on")) + "."
+        )
+    }
 Per-plaque table: <code>objects.csv</code>; volumes, labels and per-voxel ε for
 viewers: <code>maps.h5</code>.</p>{notes}
 <h2>Verdict per version</h2>{_version_table(result)}

@@ -25,16 +25,18 @@ in-memory volumes would exceed the memory budget (`choose_path`).
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .tomo_stats import chunked_median, chunked_otsu, chunked_quantile
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterator
 
 __all__ = ["ChunkedVolumes", "available_memory", "choose_path", "in_memory_bytes"]
 
@@ -61,10 +63,12 @@ def available_memory() -> int:
 def in_memory_bytes(
     proj_shape: tuple[int, int, int], n_replicas: int, n_versions: int, operators: bool
 ) -> int:
-    """Peak memory of the in-memory path, estimated: projections (raw, replicas,
-    versions, uint16), reconstructions (float32: raw, replicas, versions, plus the
-    filter temporaries of the segmentation) and, with ``operators``, the operator maps
-    (16 float32 channels of a volume, four at a time)."""
+    """Peak memory of the in-memory path, estimated (bytes).
+
+    Projections (raw, replicas, versions, uint16), reconstructions (float32: raw,
+    replicas, versions, plus the filter temporaries of the segmentation) and, with
+    ``operators``, the operator maps (16 float32 channels of a volume, four at a time).
+    """
     a, z, n = proj_shape
     proj = 2 * a * z * n * (2 + n_replicas + n_versions)
     vol = 4 * z * n * n
@@ -82,8 +86,11 @@ def choose_path(
     chunks: str = "auto",
     budget: int | None = None,
 ) -> tuple[bool, str]:
-    """(chunked?, why): ``chunks`` ``"on"``/``"off"`` force it; ``"auto"`` goes chunked when
-    the in-memory estimate exceeds ``budget`` (default half the available memory)."""
+    """Choose the path: ``(chunked?, why)``.
+
+    ``chunks`` ``"on"``/``"off"`` force it; ``"auto"`` goes chunked when the in-memory
+    estimate exceeds ``budget`` (default half the available memory).
+    """
     if chunks not in ("auto", "on", "off"):
         raise ValueError(f"chunks must be auto, on or off, got {chunks!r}")
     need = in_memory_bytes(proj_shape, n_replicas, n_versions, operators)
@@ -97,8 +104,11 @@ def choose_path(
 
 
 def default_slab(n_det: int, n_angles: int, budget: int | None = None) -> int:
-    """Rows per slab: about 1/16 of the memory budget for one slab of volume and of
-    projections (at least 4 rows)."""
+    """Rows per slab of the chunked path.
+
+    About 1/16 of the memory budget for one slab of volume and of projections (at least 4
+    rows).
+    """
     cap = int(budget) if budget is not None else available_memory() // 2
     per_row = 4 * n_det * n_det * 6 + 4 * n_angles * n_det * 2
     return max(4, cap // 16 // per_row)
@@ -173,8 +183,10 @@ class ChunkedVolumes:
         return str(self.root / f"{kind}_{self._n:03d}_{safe}.zarr")
 
     def array(self, key: str, shape: tuple, dtype: Any, chunks: tuple | None = None) -> Any:
-        """A new zarr array in the work directory (chunks default: one slab along axis 0,
-        or one frame × one slab of rows for projection stacks)."""
+        """Make a new zarr array in the work directory.
+
+        Chunks default to one slab along axis 0.
+        """
         import zarr
 
         path = self._path("a", key)
@@ -302,8 +314,11 @@ class ChunkedVolumes:
         return mask
 
     def label_measure(self, mask: Any, min_size: int, key: str) -> tuple[Any, dict]:
-        """26-connected labels of a zarr mask merged across slabs, small ones dropped;
-        the per-object table (`measure3d_chunked`)."""
+        """Label a zarr mask across slabs and measure the objects.
+
+        26-connected labels merged across slabs (`label_chunked`), objects smaller than
+        ``min_size`` dropped; the per-object table (`measure3d_chunked`).
+        """
         import dask.array as da
         from rawsigma.analysis.outofcore import label_chunked, measure3d_chunked
         from rawsigma.analysis.outofcore.chunklabel import ChunkedLabels
@@ -335,8 +350,10 @@ class ChunkedVolumes:
 
 
 def voxel_sigma(vs: Any, replicas: list) -> Any:
-    """Per-voxel standard deviation (ddof 1) of the replica reconstructions, float32,
-    slab by slab (``vs``: `ChunkedVolumes` or `MemoryVolumes`)."""
+    """Per-voxel standard deviation (ddof 1) of the replica reconstructions.
+
+    float32, slab by slab (``vs``: `ChunkedVolumes` or `MemoryVolumes`).
+    """
     ref = replicas[0]
     out = vs.array("sigma", tuple(ref.shape), "float32")
     for z0, z1 in vs.slabs(ref.shape[0]):
@@ -346,8 +363,11 @@ def voxel_sigma(vs: Any, replicas: list) -> Any:
 
 
 def voxel_eps(vs: Any, raw: Any, sigma: Any, version: Any, key: str = "") -> Any:
-    """(raw − version) / σ per voxel, σ from `voxel_sigma`; NaN where σ = 0; float16 with
-    |ε| clipped at 65504 (the maps.h5 convention)."""
+    """Per-voxel ε of a reconstruction: (raw − version) / σ.
+
+    σ from `voxel_sigma`; NaN where σ = 0; float16 with |ε| clipped at 65504 (the maps.h5
+    convention).
+    """
     out = vs.array(f"eps_{key}", tuple(raw.shape), "float16")
     for z0, z1 in vs.slabs(raw.shape[0]):
         sd = np.asarray(sigma[z0:z1], np.float64)

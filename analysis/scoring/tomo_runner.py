@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import standard_score as sc
-from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
 from rawsigma.analysis.scoring import tomo_steps as steps
+from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
 from rawsigma.analysis.scoring.tomo_steps import CONTROL_SPEC  # noqa: F401 - re-exported
 from rawsigma.errors import ImageMismatchError
 
@@ -498,8 +498,8 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
 
     t0 = time.perf_counter()
     report("synthesis", 0, 1)
-    reps = steps.fill_replicas(proj, profile, vs.replica_stacks(plan.n_replicas, proj.shape, proj.dtype),
-                          np.random.default_rng(s_syn), plan.centre)  # fmt: skip
+    stacks = vs.replica_stacks(plan.n_replicas, proj.shape, proj.dtype)
+    reps = steps.fill_replicas(proj, profile, stacks, np.random.default_rng(s_syn), plan.centre)
     report("synthesis", 1, 1)
     timings["synthesis"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -32,8 +32,11 @@ MAX_TRAIN_VOXELS = 16 * 2**20
 
 
 def _training_crop(annotations: np.ndarray) -> tuple[slice, slice, slice]:
-    """Bounding box of the annotations, cut to a central range of slices when larger than
-    `MAX_TRAIN_VOXELS` (the same crop in memory and chunked: the same forest)."""
+    """Training crop of the forest.
+
+    The bounding box of the annotations, cut to a central range of slices when larger
+    than `MAX_TRAIN_VOXELS` (the same crop in memory and chunked: the same forest).
+    """
     idx = [np.flatnonzero(np.any(annotations > 0, axis=ax)) for ax in ((1, 2), (0, 2), (0, 1))]
     if any(i.size == 0 for i in idx):
         raise ValueError("annotations: no labelled voxel (1 = background, 2 = plaque)")
@@ -49,8 +52,10 @@ def _training_crop(annotations: np.ndarray) -> tuple[slice, slice, slice]:
 def train_forest(
     volume: Any, annotations: np.ndarray, *, seed: int = 0, workers: int = 1
 ) -> tuple[Any, str]:
-    """A 3D pixel classifier trained on the raw reconstruction (a crop around the
-    annotations); returns it and a one-line description."""
+    """Train the 3D pixel classifier on the raw reconstruction.
+
+    On a crop around the annotations; returns it and a one-line description.
+    """
     from rawsigma.analysis.segmentation.classifier import PixelClassifier
     from rawsigma.analysis.segmentation.features import FeatureConfig
 
@@ -90,12 +95,15 @@ class MemoryVolumes:
             yield z0, min(n, z0 + self.slab)
 
     def array(self, key: str, shape: tuple, dtype: Any, chunks: Any = None) -> np.ndarray:
+        """A new array."""
         return np.empty(shape, dtype)
 
     def projections(self, key: str, shape: tuple, dtype: Any) -> np.ndarray:
+        """A new projection stack."""
         return np.empty(shape, dtype)
 
     def replica_stacks(self, n: int, shape: tuple, dtype: Any) -> np.ndarray:
+        """Projection stacks of the replicas, one array."""
         return np.empty((n, *shape), dtype)
 
     def close(self) -> None:
@@ -103,28 +111,34 @@ class MemoryVolumes:
 
     def reconstruct(self, proj: Any, offset: np.ndarray, gain: np.ndarray, key: str,
                     fbp: Any, **kw: Any) -> np.ndarray:  # fmt: skip
+        """FBP of ``proj`` (ADU) → (Z, N, N) float32."""
         return fbp((np.asarray(proj).astype(np.float32) - offset) / gain, **kw)
 
     def organ_mask(self, vol: np.ndarray) -> tuple[np.ndarray, int]:
+        """`plaques3d.organ_mask` and its voxel count."""
         from rawsigma.analysis.segmentation.plaques3d import organ_mask
 
         organ = organ_mask(vol)
         return organ, int(organ.sum())
 
     def fit_rule(self, vol: np.ndarray, organ: np.ndarray, n_organ: int, **kw: Any) -> Any:
+        """`fit_plaque_rule` with the given organ."""
         from rawsigma.analysis.segmentation.plaques3d import fit_plaque_rule
 
         return fit_plaque_rule(vol, mask=organ, **kw)[0]
 
     def foreground_rule(self, vol: np.ndarray, rule: Any, organ: np.ndarray, key: str):
+        """The rule's foreground inside the organ."""
         from rawsigma.analysis.segmentation.plaques3d import _response
 
         return (_response(vol, rule.sigma, rule.background) > rule.threshold) & organ
 
     def foreground_forest(self, vol: np.ndarray, clf: Any, organ: np.ndarray, key: str):
+        """The forest's foreground (P > 0.5) inside the organ."""
         return (clf.foreground_probability(np.asarray(vol, np.float32)) > 0.5) & organ
 
     def label_measure(self, mask: np.ndarray, min_size: int, key: str) -> tuple[Any, dict]:
+        """26-connected labels, small ones dropped, and their table."""
         from rawsigma.analysis.measurement.morphometry3d import measure3d
         from rawsigma.analysis.scoring.per_image import drop_small
 
@@ -133,11 +147,13 @@ class MemoryVolumes:
         return lab, measure3d(lab)
 
     def split_merge(self, ref: np.ndarray, other: np.ndarray) -> tuple[int, int]:
+        """`split_merge_counts`."""
         from rawsigma.analysis.measurement.matching import split_merge_counts
 
         return split_merge_counts(ref, other)
 
     def voxel_eps(self, raw: np.ndarray, sigma: np.ndarray, version: np.ndarray, key: str):
+        """Per-voxel ε (`tomo_chunked.voxel_eps`)."""
         from .tomo_chunked import voxel_eps
 
         return voxel_eps(self, raw, sigma, version, key)

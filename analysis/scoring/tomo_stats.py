@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ _BINS = 4096
 _GATHER = 1 << 22
 
 
-def count_min_max(values: Values) -> tuple[int, object, object]:
+def count_min_max(values: Values) -> tuple[int, Any, Any]:
     """Number of values, smallest and largest (numpy scalars of the data's dtype)."""
     n, lo, hi = 0, None, None
     for v in values():
@@ -50,7 +51,7 @@ def _bin_index(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, v, side="right") - 1, 0, edges.size - 2)
 
 
-def _order_stat(values: Values, k: int, lo: object, hi: object) -> object:
+def _order_stat(values: Values, k: int, lo: Any, hi: Any) -> Any:
     """The ``k``-th smallest value (0-based) of all values, every one within [lo, hi]."""
     below = 0  # values smaller than lo
     while True:
@@ -82,7 +83,7 @@ def _order_stat(values: Values, k: int, lo: object, hi: object) -> object:
         lo, hi = mn, mx
 
 
-def chunked_quantile(values: Values, q: float) -> object:
+def chunked_quantile(values: Values, q: float) -> Any:
     """``np.quantile(all_values, q)`` (linear interpolation) from slabs.
 
     Raises
@@ -101,7 +102,7 @@ def chunked_quantile(values: Values, q: float) -> object:
     return np.quantile(np.array([a, b], dtype=np.asarray(a).dtype), gamma)
 
 
-def chunked_median(values: Values) -> object:
+def chunked_median(values: Values) -> Any:
     """``np.median(all_values)`` from slabs; ``None`` when there are no values."""
     n, lo, hi = count_min_max(values)
     if n == 0:
@@ -113,7 +114,7 @@ def chunked_median(values: Values) -> object:
     return np.median(np.array([a, b], dtype=np.asarray(a).dtype))
 
 
-def chunked_otsu(values: Values, nbins: int = 256) -> object:
+def chunked_otsu(values: Values, nbins: int = 256) -> Any:
     """``skimage.filters.threshold_otsu(all_values)`` from slabs."""
     from skimage.filters import threshold_otsu
 

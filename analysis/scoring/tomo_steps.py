@@ -1,15 +1,18 @@
-"""Steps of the tomography scoring run (:func:`rawsigma.analysis.scoring.tomo_runner.score_tomo`)
-that do not depend on the segmentation: replicas and codec versions of the projections,
-the volume store (in memory or chunked), the operator ε inputs.
+"""Steps of the tomography scoring run that do not depend on the segmentation.
+
+Used by :func:`rawsigma.analysis.scoring.tomo_runner.score_tomo`: replicas and codec
+versions of the projections, the volume store (in memory or chunked), the operator ε.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.analysis.scoring.operators import OperatorEpsilon
+
+if TYPE_CHECKING:
+    from rawsigma.analysis.scoring.operators import OperatorEpsilon
 
 __all__ = ["CONTROL_SPEC", "fill_replicas", "operator_eps", "operator_inputs", "versions",
            "volume_store"]  # fmt: skip
@@ -18,7 +21,7 @@ Progress = Callable[[str, int, int], None]
 CONTROL_SPEC = "replica"
 
 
-def fill_replicas(proj: np.ndarray, profile: Any, reps: Any, rng, centre: str) -> Any:
+def fill_replicas(proj: np.ndarray, profile: Any, reps: Any, rng: Any, centre: Any) -> Any:
     """Replicas of every projection into ``reps`` (``reps[k][i]``: replica k of projection i)."""
     from rawsigma.analysis.noisemodel.synthesis import synthesize
 
@@ -65,8 +68,11 @@ def versions(proj, specs, profile, centre: str, rng, report: Progress, vs) -> di
 
 
 def operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs):
-    """Arrays for the operator ε: everything in memory, or (chunked) 16 projections and
-    a central block of the reconstruction (at most 32 × 256 × 256 voxels)."""
+    """Arrays for the operator ε.
+
+    Everything in memory, or (chunked) 16 projections and a central block of the
+    reconstruction (at most 32 × 256 × 256 voxels).
+    """
     if not vs.chunked:
         return (proj, list(reps), {s: d[0] for s, d in decoded.items()}, vol_raw, rep_vols,
                 vols, "all projections and the whole reconstruction")  # fmt: skip
@@ -88,12 +94,14 @@ def operator_inputs(proj, reps, decoded, vol_raw, rep_vols, vols, vs):
     where = (f"projections {', '.join(map(str, fr))} and the central block z {blk[0].start}:"
              f"{blk[0].stop}, y {blk[1].start}:{blk[1].stop}, x {blk[2].start}:{blk[2].stop} "
              "of the reconstruction")  # fmt: skip
-    return (frames(proj), [frames(r) for r in reps],
-            {s: frames(d[0]) for s, d in decoded.items()}, block(vol_raw),
-            [block(v) for v in rep_vols], {s: block(v) for s, v in vols.items()}, where)  # fmt: skip
+    dec = {s: frames(d[0]) for s, d in decoded.items()}
+    blocks = {s: block(v) for s, v in vols.items()}
+    reps_f, rep_b = [frames(r) for r in reps], [block(v) for v in rep_vols]
+    return frames(proj), reps_f, dec, block(vol_raw), rep_b, blocks, where
 
 
 def operator_eps(inputs, plan, report: Progress) -> dict[str, OperatorEpsilon]:
+    """Operator ε on the projections (2-D, per frame) and the reconstruction (3-D)."""
     from rawsigma.analysis.scoring.operators import operator_epsilon
 
     proj, reps, dec, vol_raw, rep_vols, vols, _where = inputs
