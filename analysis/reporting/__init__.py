@@ -26,6 +26,7 @@ _EXPORTS = {
     "write_objects_csv": "report",
     "write_report": "report",
     "write_results_json": "report",
+    "write_tomo_maps": "tomo_report",
     "write_tomo_report": "tomo_report",
 }
 
