@@ -53,6 +53,10 @@ def test_chunked_statistics_are_exact(monkeypatch, dtype):
     assert tomo_stats.chunked_median(values) == np.median(v)
     assert tomo_stats.chunked_otsu(values) == threshold_otsu(v)
     assert tomo_stats.chunked_median(lambda: iter([np.zeros(0, dtype)])) is None
+    # the order statistic k is the last of many equal values: k + 1 lies above them
+    w = np.concatenate([np.zeros(40, dtype), np.arange(1, 6, dtype=dtype)])
+    for q in (39 / 44, 0.5, 40 / 44):
+        assert tomo_stats.chunked_quantile(lambda: iter([w[:20], w[20:]]), q) == np.quantile(w, q)
 
 
 @pytest.mark.slow

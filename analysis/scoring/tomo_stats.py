@@ -51,12 +51,16 @@ def _bin_index(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, v, side="right") - 1, 0, edges.size - 2)
 
 
-def _order_stat(values: Values, k: int, lo: Any, hi: Any) -> Any:
-    """The ``k``-th smallest value (0-based) of all values, every one within [lo, hi]."""
-    below = 0  # values smaller than lo
+def _order_stats(values: Values, k: int, n: int, lo: Any, hi: Any) -> tuple[Any, Any]:
+    """The ``k``-th and ``k+1``-th smallest of ``n`` values (0-based).
+
+    Every value lies within [lo, hi]; the second is None when there is no such value.
+    Both come from one gather when they share a bin.
+    """
+    below, n_in = 0, n  # values smaller than lo; values within [lo, hi]
     while True:
         if lo == hi:
-            return lo
+            return lo, (lo if k + 1 - below < n_in else _next_above(values, lo))
         edges = np.linspace(float(lo), float(hi), _BINS + 1)
         counts = np.zeros(_BINS, np.int64)
         for v in values():
@@ -65,22 +69,43 @@ def _order_stat(values: Values, k: int, lo: Any, hi: Any) -> Any:
         cum = np.cumsum(counts)
         j = int(np.searchsorted(cum, k - below, side="right"))
         below += int(cum[j - 1]) if j else 0
-        b_lo, b_hi = edges[j], edges[j + 1]
-        if counts[j] <= _GATHER:
-            parts = []
-            for v in values():
-                v = v[(v >= b_lo) & (v <= b_hi)]
-                parts.append(v[_bin_index(v, edges) == j])
-            got = np.concatenate(parts)
-            return np.partition(got, k - below)[k - below]
-        mn, mx = None, None
-        for v in values():
-            v = v[(v >= b_lo) & (v <= b_hi)]
-            v = v[_bin_index(v, edges) == j]
-            if v.size:
-                mn = v.min() if mn is None else min(mn, v.min())
-                mx = v.max() if mx is None else max(mx, v.max())
-        lo, hi = mn, mx
+        n_in = int(counts[j])
+        if n_in <= _GATHER:
+            got = np.sort(_in_bin(values, edges, j))
+            i = k - below
+            nxt = got[i + 1] if i + 1 < got.size else _next_above(values, got[i])
+            return got[i], nxt
+        lo, hi = _bin_range(values, edges, j)
+
+
+def _in_bin(values: Values, edges: np.ndarray, j: int) -> np.ndarray:
+    parts = []
+    for v in values():
+        v = v[(v >= edges[j]) & (v <= edges[j + 1])]
+        parts.append(v[_bin_index(v, edges) == j])
+    return np.concatenate(parts)
+
+
+def _bin_range(values: Values, edges: np.ndarray, j: int) -> tuple[Any, Any]:
+    mn, mx = None, None
+    for v in values():
+        v = v[(v >= edges[j]) & (v <= edges[j + 1])]
+        v = v[_bin_index(v, edges) == j]
+        if v.size:
+            mn = v.min() if mn is None else min(mn, v.min())
+            mx = v.max() if mx is None else max(mx, v.max())
+    return mn, mx
+
+
+def _next_above(values: Values, x: Any) -> Any:
+    """The smallest value greater than ``x`` (None if there is none)."""
+    best = None
+    for v in values():
+        v = v[v > x]
+        if v.size:
+            m = v.min()
+            best = m if best is None or m < best else best
+    return best
 
 
 def chunked_quantile(values: Values, q: float) -> Any:
@@ -97,8 +122,8 @@ def chunked_quantile(values: Values, q: float) -> Any:
     pos = (n - 1) * q
     k = min(int(math.floor(pos)), n - 1)
     gamma = pos - k
-    a = _order_stat(values, k, lo, hi)
-    b = _order_stat(values, k + 1, lo, hi) if k + 1 < n else a
+    a, b = _order_stats(values, k, n, lo, hi)
+    b = a if k + 1 >= n else b
     return np.quantile(np.array([a, b], dtype=np.asarray(a).dtype), gamma)
 
 
@@ -107,10 +132,9 @@ def chunked_median(values: Values) -> Any:
     n, lo, hi = count_min_max(values)
     if n == 0:
         return None
-    a = _order_stat(values, (n - 1) // 2, lo, hi)
+    a, b = _order_stats(values, (n - 1) // 2, n, lo, hi)
     if n % 2:
         return np.median(np.array([a], dtype=np.asarray(a).dtype))
-    b = _order_stat(values, n // 2, lo, hi)
     return np.median(np.array([a, b], dtype=np.asarray(a).dtype))
 
 
