@@ -15,7 +15,9 @@ Parts (``--part sim,scale,real``):
   peak RSS (``/usr/bin/time``) and wall time; the verdicts must agree.
 - ``real``: the 7 transmission frames of ``opt_zebrafish_transmission_frames_640.tif``
   (``--estimate-profile --offset 240``, angles even over 360° as nothing else is
-  known): the CLI with default options decides the path itself (640 slices of 640²).
+  known), a centre crop of 64 rows × 256 px with default options and forced chunked;
+  ``--real-full``: all 640 × 640 (the CLI then chooses the chunked path itself: 640
+  slices of 640², an in-memory estimate of ~20 GB).
 
 Prints Markdown for ``benchmarks/RESULTS.md``; load average next to the figures.
 """
@@ -167,21 +169,32 @@ def part_scale(work: Path, rows_list: tuple[int, ...], det: int, angles: int) ->
                   f"{ver} |")  # fmt: skip
 
 
-def part_real(work: Path) -> None:
+def part_real(work: Path, full: bool = False) -> None:
+    """The 7 transmission frames, a centre crop of 64 rows × 256 px (default options, then
+    forced chunked with slabs of 16: the same table), or (``full``) all 640 × 640."""
     import tifffile
 
     src = DATA / "opt_zebrafish_transmission_frames_640.tif"
-    tifffile.imwrite(work / "opt7.tif", tifffile.imread(src)[:7])
-    print(f"\n## real: {src.name} frames 0–6, {load()}\n")
-    out = work / "real"
-    r = cli(["tomo", "score", str(work / "opt7.tif"), "--estimate-profile", "--offset", "240",
-             "-o", str(out), "--force"], work / "real.log")  # fmt: skip
-    print(f"rc {r['rc']}, wall {r['wall']:.0f} s, peak RSS {r['rss_mb']:.0f} MB")
-    print("\n".join(r["tail"]))
-    if r["rc"] == 0:
-        res = json.loads((out / "results.json").read_text())
-        print(f"\nprocessing: {res['processing']}")
-        print(f"timings: {res['timings_s']}")
+    frames = tifffile.imread(src)[:7]
+    name = "opt7.tif" if full else "opt7_crop.tif"
+    tifffile.imwrite(work / name, frames if full else frames[:, 288:352, 192:448])
+    print(f"\n## real: {src.name} frames 0–6 ({name}), {load()}\n")
+    base = ["tomo", "score", str(work / name), "--estimate-profile", "--offset", "240", "--force"]
+    runs = {"default": []} if full else {"default": [], "chunked --slab 16": ["--slab", "16"]}
+    for label, extra in runs.items():
+        out = work / f"real_{label.split()[0]}"
+        r = cli([*base, "-o", str(out), *extra], work / f"{out.name}.log")
+        print(f"- `{label}`: rc {r['rc']}, wall {r['wall']:.0f} s, peak RSS {r['rss_mb']:.0f} MB")
+        print("\n".join("    " + t for t in r["tail"]))
+        if r["rc"] == 0:
+            res = json.loads((out / "results.json").read_text())
+            print(f"    processing: {res['processing']}; {res['n_objects_raw']} objects")
+    if not full and all(
+        (work / f"real_{k}" / "objects.csv").exists() for k in ("default", "chunked")
+    ):
+        a, b = ((work / f"real_{k}" / "objects.csv").read_text().splitlines()[1:]
+                for k in ("default", "chunked"))  # fmt: skip
+        print(f"\nobjects.csv default vs chunked: {'identical' if a == b else 'DIFFERENT'}")
 
 
 def main() -> None:
@@ -191,6 +204,7 @@ def main() -> None:
     ap.add_argument("--scale-rows", default="32,96")
     ap.add_argument("--scale-det", type=int, default=160)
     ap.add_argument("--scale-angles", type=int, default=160)
+    ap.add_argument("--real-full", action="store_true", help="all 640 × 640 (slow)")
     args = ap.parse_args()
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -201,7 +215,7 @@ def main() -> None:
         rows = tuple(int(x) for x in args.scale_rows.split(","))
         part_scale(work, rows, args.scale_det, args.scale_angles)
     if "real" in parts:
-        part_real(work)
+        part_real(work, args.real_full)
 
 
 if __name__ == "__main__":
