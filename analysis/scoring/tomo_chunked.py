@@ -106,12 +106,12 @@ def choose_path(
 def default_slab(n_det: int, n_angles: int, budget: int | None = None) -> int:
     """Rows per slab of the chunked path.
 
-    About 1/16 of the memory budget for one slab of volume and of projections (at least 4
-    rows).
+    About a quarter of the memory budget for one slab of volume (six float32 copies:
+    the slab, its halo and the filter temporaries) and of projections (at least 4 rows).
     """
     cap = int(budget) if budget is not None else available_memory() // 2
     per_row = 4 * n_det * n_det * 6 + 4 * n_angles * n_det * 2
-    return max(4, cap // 16 // per_row)
+    return max(4, cap // 4 // per_row)
 
 
 class _Normalised:
