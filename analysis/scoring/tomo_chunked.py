@@ -26,6 +26,7 @@ in-memory volumes would exceed the memory budget (`choose_path`).
 from __future__ import annotations
 
 import shutil
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,8 @@ class ChunkedVolumes:
     Parameters
     ----------
     workdir : path
-        Created if needed; `close` removes it (unless ``keep``).
+        Created if needed; `close` removes it (unless ``keep``), as does garbage
+        collection of the store or the interpreter's exit.
     slab : int
         Detector rows (= slices) per slab.
     """
@@ -176,6 +178,10 @@ class ChunkedVolumes:
         self.root.mkdir(parents=True, exist_ok=True)
         self.slab = int(slab)
         self.keep = keep
+        # the directory goes when the store is garbage-collected or at exit, if not closed
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.root), True)
+        if keep:
+            self._cleanup.detach()
         self._n = 0
         self._paths: dict[int, str] = {}
 
@@ -217,9 +223,9 @@ class ChunkedVolumes:
             yield z0, min(n, z0 + self.slab)
 
     def close(self) -> None:
-        """Remove the work directory."""
+        """Remove the work directory (unless ``keep``)."""
         if not self.keep:
-            shutil.rmtree(self.root, ignore_errors=True)
+            self._cleanup()
 
     # ------------------------------------------------------------------ steps
     def reconstruct(self, proj: Any, offset: np.ndarray, gain: np.ndarray, key: str,
