@@ -36,7 +36,6 @@ from .kernels import (
     N_SYM,
     RANS_L,
     RMAX,
-    dequantise_one,
     dequantise_row,
     normalise_counts,
 )
@@ -84,7 +83,7 @@ jitcache.install()
 _OPTS = dict(nogil=True, cache=True)
 # helpers: LLVM inlines them and prunes the refcounts (numba-level inlining,
 # inline="always", compiled twice as slowly for the same speed)
-_INLINE = _OPTS
+_INLINE = dict(nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 # ---------------------------------------------------------------- geometry
@@ -298,7 +297,7 @@ def _split(P, hk, wk, E, O, Q, R):
     _fill_halo(R, hk // 2, (wk + 1) // 2)
 
 
-@nb.njit(**_OPTS)
+@nb.njit(**_INLINE)
 def build_planes(codes, K):
     """Level planes ``P_0..P_K`` (padded int16) and per level the padded oo/eo/oe planes.
 
@@ -612,19 +611,6 @@ def cumulative(freq: np.ndarray) -> np.ndarray:
     return cum
 
 
-@nb.njit(**_OPTS)
-def _fill_table(freq, lut, fc):
-    n, m = freq.shape
-    for c in range(n):
-        slot = 0
-        for s in range(m):
-            f = freq[c, s]
-            fc[c * 64 + s] = np.uint32((f << 16) | slot)
-            for _ in range(f):
-                lut[c * TAB + slot] = s
-                slot += 1
-
-
 def decode_table(
     freq: np.ndarray, remap: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -635,9 +621,14 @@ def decode_table(
     tables small enough for L1/L2 (-8 % decode time against one table per logical
     context)."""
     freq = np.ascontiguousarray(freq, np.int64)
-    lut = np.empty(freq.shape[0] * TAB, np.uint8)
-    fc = np.zeros(freq.shape[0] * 64, np.uint32)
-    _fill_table(freq, lut, fc)
+    n, m = freq.shape
+    if (freq < 0).any() or (freq.sum(1) != TAB).any():
+        raise ValueError("decode_table: every row must be >= 0 and sum to TAB")
+    # rows of TAB slots each: the symbols repeated by their frequencies, back to back
+    lut = np.repeat(np.tile(np.arange(m, dtype=np.uint8), n), freq.ravel())
+    fc = np.zeros((n, 64), np.uint32)
+    fc[:, :m] = (freq << 16) | cumulative(freq)
+    fc = fc.ravel()
     if remap is None:
         remap = np.arange(freq.shape[0])
     return lut, fc, np.ascontiguousarray(remap, np.uint16)
@@ -729,8 +720,8 @@ def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1
     """Prediction floors (``base``) and symbols (``sym``) of one row; pixel ``j`` uses
     state ``j & 3``. The prediction of the next pixels is independent work the CPU
     overlaps with the rANS dependency chains. Returns the states and stream positions."""
-    j = 0
-    while j + 4 <= n:
+    m = n - (n & 3)  # whole groups of 4 (`range`: j typed int64, one specialisation)
+    for j in range(0, m, 4):
         b0, c0 = _ppc(j, wt, ct, g0, r1, r2, r3, al, tab[2])
         b1, c1 = _ppc(j + 1, wt, ct, g0, r1, r2, r3, al, tab[2])
         b2, c2 = _ppc(j + 2, wt, ct, g0, r1, r2, r3, al, tab[2])
@@ -747,7 +738,7 @@ def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1
         base[j + 1] = b1
         base[j + 2] = b2
         base[j + 3] = b3
-        j += 4
+    j = m
     if j < n:
         b0, c0 = _ppc(j, wt, ct, g0, r1, r2, r3, al, tab[2])
         x0, q0, s0 = _dec(x0, c0, words, q0, tab)
@@ -772,13 +763,19 @@ def _emit(A, B, i, y, ca, cb, kbuf, out, dq):
     ``ca`` of them) and ``B`` (odd columns, ``cb``), interleaved through ``kbuf``; ``dq``
     = (off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp) as in
     `kernels.dequantise_tile` (``off``/``gain``: the tile's maps)."""
-    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
-    w = out.shape[1]
     a = i + HALO
     for j in range(ca):
         kbuf[2 * j] = A[a, HALO + j]
     for j in range(cb):
         kbuf[2 * j + 1] = B[a, HALO + j]
+    _dequantise(kbuf, y, out, dq)
+
+
+@nb.njit(**_INLINE)
+def _dequantise(kbuf, y, out, dq):
+    """Dequantise the codes ``kbuf`` of output row ``y`` (``dq``: see `_emit`)."""
+    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
+    w = out.shape[1]
     dequantise_row(kbuf, off[y], gain[y], out[y], recon, step, c0, dither, seed,
                    index0 + y * w, max_adu, analytic, kp)  # fmt: skip
 
@@ -800,43 +797,35 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     for ln in range(LANES):
         if ends[ln] - starts[ln] < 2:
             return False, ne
-    q0, q1, q2, q3 = U(starts[0]), U(starts[1]), U(starts[2]), U(starts[3])
+    # states and stream positions of the lanes: arrays for the top plane (one inlined
+    # rANS step instead of one per lane), scalars in the rows below
+    xs = np.empty(LANES, np.uint64)
+    qs = np.empty(LANES, np.uint64)
+    for ln in range(LANES):
+        q = U(starts[ln])
+        xs[ln] = (U(words[q]) << U(16)) | U(words[q + U(1)])
+        qs[ln] = q + U(2)
     e0, e1, e2, e3 = U(ends[0]), U(ends[1]), U(ends[2]), U(ends[3])
-    x0 = (U(words[q0]) << U(16)) | U(words[q0 + U(1)])
-    x1 = (U(words[q1]) << U(16)) | U(words[q1 + U(1)])
-    x2 = (U(words[q2]) << U(16)) | U(words[q2 + U(1)])
-    x3 = (U(words[q3]) << U(16)) | U(words[q3 + U(1)])
-    q0 += U(2)
-    q1 += U(2)
-    q2 += U(2)
-    q3 += U(2)
     g = U(tab[2][0])
     # top plane, serial
     P = np.empty((hs[K] + 2 * H, ws[K] + 2 * H), np.int16)
     for i in range(hs[K]):
         for j in range(ws[K]):
             ln = j & 3
-            if ln == 0:
-                x0, q0, s = _dec(x0, g, words, q0, tab)
-            elif ln == 1:
-                x1, q1, s = _dec(x1, g, words, q1, tab)
-            elif ln == 2:
-                x2, q2, s = _dec(x2, g, words, q2, tab)
-            else:
-                x3, q3, s = _dec(x3, g, words, q3, tab)
+            xs[ln], qs[ln], s = _dec(xs[ln], g, words, qs[ln], tab)
             p = _med(P, H + i, H + j) << WB
             ne = _put(P, H + i, H + j, s, p, esc, ne, eend)
-        if q0 > e0 or q1 > e1 or q2 > e2 or q3 > e3:
+        if qs[0] > e0 or qs[1] > e1 or qs[2] > e2 or qs[3] > e3:
             return False, ne
     _fill_halo(P, hs[K], ws[K])
+    x0, x1, x2, x3 = xs[0], xs[1], xs[2], xs[3]
+    q0, q1, q2, q3 = qs[0], qs[1], qs[2], qs[3]
     if K == 0:  # a tile of at most TOP_ROWS rows is its own top plane
-        off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
+        kbuf = np.empty(w, np.int32)
         for i in range(h):
             for j in range(w):
-                out[i, j] = dequantise_one(
-                    P[H + i, H + j], off[i, j], gain[i, j], recon, step, c0, dither, seed,
-                    index0 + i * w + j, max_adu, kp,
-                )  # fmt: skip
+                kbuf[j] = P[H + i, H + j]
+            _dequantise(kbuf, i, out, dq)
     r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
     sym = np.empty(ws[0] + 4, np.uint8)
     for k in range(K - 1, -1, -1):

@@ -761,7 +761,7 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     ):
         raise InputFileError(f"{source}: corrupted noise-codec tables")
     tab = PY.decode_table(phys, remap)
-    wts = np.ascontiguousarray(wts, np.int32)
+    wts = np.array(wts, np.int32)  # writable: the encoder's argument types, one compile
     cts = PY.class_tables(luts)
     words = np.frombuffer(sec("words"), "<u2")
     # zero words past the end: rows decode without bounds checks (positions are checked

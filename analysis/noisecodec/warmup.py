@@ -38,10 +38,9 @@ def kernels(params: StreamParams, encode: bool = True, decode: bool = True) -> l
             "best": [K.train_tile, K.model_tile, K.rans_encode],
             "fast": [FP.train_tile, FP.model_tile, K.rans_encode],
         }[params.effort]
-        out.append(K.normalise_counts)
     if decode:
         out += {
-            "pyramid": [PY._fill_table, PY.decode_tile],
+            "pyramid": [PY.decode_tile],
             "best": [FP.decode_lanes_best, K.dequantise_tile],
             "fast": [FP.decode_lanes, K.dequantise_tile],
         }[params.effort]
