@@ -158,20 +158,16 @@ def _feat_a(E, a, n, r1, r2, r3, al):
     """Stage A (oo): the 4 diagonal ee neighbours (d² = 2 in full-resolution units), the
     8 at d² = 10 and the 4 at d² = 18."""
     u0, u1, u2, u3 = E[a - 1], E[a], E[a + 1], E[a + 2]
-    a1, a2, a3, a4 = u0[1:], u0[2:], u0[3:], u0[4:]
-    b1, b2, b3, b4 = u1[1:], u1[2:], u1[3:], u1[4:]
-    c1, c2, c3, c4 = u2[1:], u2[2:], u2[3:], u2[4:]
-    d1, d2, d3, d4 = u3[1:], u3[2:], u3[3:], u3[4:]
     for j in range(n):
-        p0, p1 = np.int32(b2[j]), np.int32(b3[j])
-        p2, p3 = np.int32(c2[j]), np.int32(c3[j])
+        p0, p1 = np.int32(u1[j + 2]), np.int32(u1[j + 3])
+        p2, p3 = np.int32(u2[j + 2]), np.int32(u2[j + 3])
         s1 = p0 + p1 + p2 + p3
         r1[j] = s1
         r2[j] = (
-            np.int32(b1[j]) + np.int32(b4[j]) + np.int32(c1[j]) + np.int32(c4[j])
-            + np.int32(a2[j]) + np.int32(a3[j]) + np.int32(d2[j]) + np.int32(d3[j])
+            np.int32(u1[j + 1]) + np.int32(u1[j + 4]) + np.int32(u2[j + 1]) + np.int32(u2[j + 4])
+            + np.int32(u0[j + 2]) + np.int32(u0[j + 3]) + np.int32(u3[j + 2]) + np.int32(u3[j + 3])
         )  # fmt: skip
-        r3[j] = np.int32(a1[j]) + np.int32(a4[j]) + np.int32(d1[j]) + np.int32(d4[j])
+        r3[j] = np.int32(u0[j + 1]) + np.int32(u0[j + 4]) + np.int32(u3[j + 1]) + np.int32(u3[j + 4])
         al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
@@ -181,22 +177,16 @@ def _feat_b1(E, O, a, n, r1, r2, r3, al):
     d² = 9."""
     e0, e1, e2 = E[a - 1], E[a], E[a + 1]
     o0, o1, o2, o3 = O[a - 2], O[a - 1], O[a], O[a + 1]
-    e0_2, e0_3 = e0[2:], e0[3:]
-    e1_1, e1_2, e1_3, e1_4 = e1[1:], e1[2:], e1[3:], e1[4:]
-    o0_2, o3_2 = o0[2:], o3[2:]
-    e2_2, e2_3 = e2[2:], e2[3:]
-    o1_1, o1_2, o1_3 = o1[1:], o1[2:], o1[3:]
-    o2_1, o2_2, o2_3 = o2[1:], o2[2:], o2[3:]
     for j in range(n):
-        p0, p1 = np.int32(e1_2[j]), np.int32(e1_3[j])
-        p2, p3 = np.int32(o1_2[j]), np.int32(o2_2[j])
+        p0, p1 = np.int32(e1[j + 2]), np.int32(e1[j + 3])
+        p2, p3 = np.int32(o1[j + 2]), np.int32(o2[j + 2])
         s1 = p0 + p1 + p2 + p3
         r1[j] = s1
         r2[j] = (
-            np.int32(o1_1[j]) + np.int32(o1_3[j]) + np.int32(o2_1[j]) + np.int32(o2_3[j])
-            + np.int32(e0_2[j]) + np.int32(e0_3[j]) + np.int32(e2_2[j]) + np.int32(e2_3[j])
+            np.int32(o1[j + 1]) + np.int32(o1[j + 3]) + np.int32(o2[j + 1]) + np.int32(o2[j + 3])
+            + np.int32(e0[j + 2]) + np.int32(e0[j + 3]) + np.int32(e2[j + 2]) + np.int32(e2[j + 3])
         )  # fmt: skip
-        r3[j] = np.int32(e1_1[j]) + np.int32(e1_4[j]) + np.int32(o0_2[j]) + np.int32(o3_2[j])
+        r3[j] = np.int32(e1[j + 1]) + np.int32(e1[j + 4]) + np.int32(o0[j + 2]) + np.int32(o3[j + 2])
         al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
@@ -207,22 +197,15 @@ def _feat_b2(E, O, Q, a, n, r1, r2, r3, al):
     e1, e2 = E[a], E[a + 1]
     o0, o1, o2 = O[a - 1], O[a], O[a + 1]
     q1, q2 = Q[a], Q[a + 1]
-    e1_1, e1_2, e1_3 = e1[1:], e1[2:], e1[3:]
-    e2_1, e2_2, e2_3 = e2[1:], e2[2:], e2[3:]
-    o0_1, o0_2 = o0[1:], o0[2:]
-    o2_1, o2_2 = o2[1:], o2[2:]
-    o1_1, o1_2 = o1[1:], o1[2:]
-    q1_1, q1_2 = q1[1:], q1[2:]
-    q2_1, q2_2 = q2[1:], q2[2:]
     for j in range(n):
-        p0, p1 = np.int32(o1_1[j]), np.int32(o1_2[j])
-        p2, p3 = np.int32(e1_2[j]), np.int32(e2_2[j])
+        p0, p1 = np.int32(o1[j + 1]), np.int32(o1[j + 2])
+        p2, p3 = np.int32(e1[j + 2]), np.int32(e2[j + 2])
         s1 = p0 + p1 + p2 + p3
         r1[j] = s1
-        r2[j] = np.int32(q1_1[j]) + np.int32(q1_2[j]) + np.int32(q2_1[j]) + np.int32(q2_2[j])
+        r2[j] = np.int32(q1[j + 1]) + np.int32(q1[j + 2]) + np.int32(q2[j + 1]) + np.int32(q2[j + 2])
         r3[j] = (
-            np.int32(e1_1[j]) + np.int32(e1_3[j]) + np.int32(e2_1[j]) + np.int32(e2_3[j])
-            + np.int32(o0_1[j]) + np.int32(o0_2[j]) + np.int32(o2_1[j]) + np.int32(o2_2[j])
+            np.int32(e1[j + 1]) + np.int32(e1[j + 3]) + np.int32(e2[j + 1]) + np.int32(e2[j + 3])
+            + np.int32(o0[j + 1]) + np.int32(o0[j + 2]) + np.int32(o2[j + 1]) + np.int32(o2[j + 2])
         )  # fmt: skip
         al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
