@@ -40,7 +40,7 @@ def frame_sums(x):
     return out
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(**jitcache.HELPER)
 def _level(x, sh, s1, s2, pmax, fj, sdf):
     """Sums of d, d², the maximum and the flicker cross sum, one frame."""
     for p in range(x.size):
@@ -52,7 +52,7 @@ def _level(x, sh, s1, s2, pmax, fj, sdf):
         sdf[p] += fj * np.float64(d)
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(**jitcache.HELPER)
 def _level_nof(x, sh, s1, s2, pmax):
     """`_level` without the flicker cross sum."""
     for p in range(x.size):
@@ -63,7 +63,7 @@ def _level_nof(x, sh, s1, s2, pmax):
         pmax[p] = max(pmax[p], v)
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(**jitcache.HELPER)
 def _dark(x, sh, s1, s2, pmax, fj, sdf, t3, t4):
     """`_level` plus the d³, d⁴ sums (into ``t3``, ``t4``)."""
     for p in range(x.size):
@@ -79,7 +79,7 @@ def _dark(x, sh, s1, s2, pmax, fj, sdf, t3, t4):
         t4[p] += f2 * f2
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(**jitcache.HELPER)
 def _dark_nof(x, sh, s1, s2, pmax, t3, t4):
     """`_dark` without the flicker cross sum."""
     for p in range(x.size):
@@ -94,13 +94,13 @@ def _dark_nof(x, sh, s1, s2, pmax, t3, t4):
         t4[p] += f2 * f2
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(**jitcache.HELPER)
 def _min(x, pmin):
     for p in range(x.size):
         pmin[p] = min(pmin[p], np.int32(x[p]))
 
 
-@nb.njit(nogil=True, cache=True)
+@nb.njit(**jitcache.HELPER)
 def _frame(x, sh, s1, s2, pmax, fj, sdf, h3, h4, do_f, do_h):
     if do_h:
         if do_f:

@@ -35,6 +35,10 @@ KERNEL_MODULES = (
     "rawsigma.analysis.tomo.kernels",
 )
 ENV = "RAWSIGMA_CACHE_DIR"
+# numba options of a helper kernel, called only from other kernels: no Python or C
+# wrapper to generate and no cache entry of its own (its code is linked into, and cached
+# with, the kernels that call it); about a fifth less compiling on a first run
+HELPER = dict(nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 def cache_root() -> Path:

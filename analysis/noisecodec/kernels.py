@@ -59,9 +59,9 @@ NO_KNEE.flags.writeable = False
 # compiled kernels are cached per machine (`jitcache`), keyed by these modules' contents
 jitcache.install()
 _OPTS = dict(nogil=True, cache=True)
-# helpers: LLVM inlines them and prunes the refcounts (numba-level inlining,
-# inline="always", compiled twice as slowly for the same speed)
-_INLINE = dict(nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+# helpers (called from kernels only): LLVM inlines them and prunes the refcounts
+# (numba-level inlining, inline="always", compiled twice as slowly for the same speed)
+_INLINE = jitcache.HELPER
 
 
 # ---------------------------------------------------------------- dither and transform

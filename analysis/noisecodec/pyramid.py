@@ -81,9 +81,9 @@ ACT_LUT = (
 # compiled kernels are cached per machine (`jitcache`), keyed by these modules' contents
 jitcache.install()
 _OPTS = dict(nogil=True, cache=True)
-# helpers: LLVM inlines them and prunes the refcounts (numba-level inlining,
-# inline="always", compiled twice as slowly for the same speed)
-_INLINE = dict(nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+# helpers (called from kernels only): LLVM inlines them and prunes the refcounts
+# (numba-level inlining, inline="always", compiled twice as slowly for the same speed)
+_INLINE = jitcache.HELPER
 
 
 # ---------------------------------------------------------------- geometry
@@ -330,6 +330,7 @@ def train_tile(codes, K, acc):
     hs, ws = _sizes(h, w, K)
     levels, stages = build_planes(codes, K)
     r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
+    u = acc.reshape(-1)  # flat, unsigned offsets: no per-pixel view, no wrap-around code
     for k in range(K):
         E = levels[k + 1]
         O, Q = stages[3 * k], stages[3 * k + 1]
@@ -342,25 +343,27 @@ def train_tile(codes, K, acc):
             for i in range(kind % rstep, n_r, rstep):
                 _features(kind, i, n_c, E, O, Q, r1, r2, r3, al)
                 a = i + HALO
+                t = T[a, HALO:]
                 for j in range(n_c):
-                    v = al[j]
-                    u = acc[m, (ACT_LUT[v >> 8] & 0xFF) // N_LVL_CLS, v & 0xFF]
+                    v = U(al[j])
+                    c = U(ACT_LUT[v >> U(8)] & 0xFF) // U(N_LVL_CLS)
+                    b = ((U(m) * U(N_ACT_CLS) + c) * U(LVL_MAX + 1) + (v & U(0xFF))) * U(N_MOM)
                     f1, f2, f3 = np.int64(r1[j]), np.int64(r2[j]), np.int64(r3[j])
-                    y = np.int64(T[a, j + HALO])
-                    u[0] += f1 * f1
-                    u[1] += f1 * f2
-                    u[2] += f1 * f3
-                    u[3] += f1
-                    u[4] += f2 * f2
-                    u[5] += f2 * f3
-                    u[6] += f2
-                    u[7] += f3 * f3
-                    u[8] += f3
-                    u[9] += 1
-                    u[10] += y * f1
-                    u[11] += y * f2
-                    u[12] += y * f3
-                    u[13] += y
+                    y = np.int64(t[j])
+                    u[b] += f1 * f1
+                    u[b + U(1)] += f1 * f2
+                    u[b + U(2)] += f1 * f3
+                    u[b + U(3)] += f1
+                    u[b + U(4)] += f2 * f2
+                    u[b + U(5)] += f2 * f3
+                    u[b + U(6)] += f2
+                    u[b + U(7)] += f3 * f3
+                    u[b + U(8)] += f3
+                    u[b + U(9)] += 1
+                    u[b + U(10)] += y * f1
+                    u[b + U(11)] += y * f2
+                    u[b + U(12)] += y * f3
+                    u[b + U(13)] += y
 
 
 def new_moments() -> np.ndarray:
