@@ -259,25 +259,24 @@ def _row_buffers(n):
 
 # ---------------------------------------------------------------- planes (encoder side)
 @nb.njit(**_INLINE)
+def _phase(t, E, O, Q, R):
+    """Polyphase plane ``t`` (0: ee, 1: oo, 2: eo, 3: oe) and its row and column offsets."""
+    X = E if t == 0 else (O if t == 1 else (Q if t == 2 else R))
+    return X, t & 1, (t ^ (t >> 1)) & 1
+
+
+@nb.njit(**_INLINE)
 def _split(P, hk, wk, E, O, Q, R):
-    """Polyphase split of level plane ``P`` (padded, valid ``hk × wk``) into padded planes."""
+    """Polyphase split of level plane ``P`` (padded, valid ``hk × wk``) into padded planes
+    (one loop over the four phases: one copy of the code)."""
     H = HALO
-    for i in range((hk + 1) // 2):
-        for j in range((wk + 1) // 2):
-            E[H + i, H + j] = P[H + 2 * i, H + 2 * j]
-    for i in range(hk // 2):
-        for j in range(wk // 2):
-            O[H + i, H + j] = P[H + 2 * i + 1, H + 2 * j + 1]
-    for i in range((hk + 1) // 2):
-        for j in range(wk // 2):
-            Q[H + i, H + j] = P[H + 2 * i, H + 2 * j + 1]
-    for i in range(hk // 2):
-        for j in range((wk + 1) // 2):
-            R[H + i, H + j] = P[H + 2 * i + 1, H + 2 * j]
-    _fill_halo(E, (hk + 1) // 2, (wk + 1) // 2)
-    _fill_halo(O, hk // 2, wk // 2)
-    _fill_halo(Q, (hk + 1) // 2, wk // 2)
-    _fill_halo(R, hk // 2, (wk + 1) // 2)
+    for t in range(4):
+        X, dy, dx = _phase(t, E, O, Q, R)
+        n, m = (hk + 1 - dy) // 2, (wk + 1 - dx) // 2
+        for i in range(n):
+            for j in range(m):
+                X[H + i, H + j] = P[H + 2 * i + dy, H + 2 * j + dx]
+        _fill_halo(X, n, m)
 
 
 @nb.njit(**_INLINE)
@@ -744,22 +743,21 @@ def _decode_row(n, wt, ct, g0, r1, r2, r3, al, base, sym, x0, x1, x2, x3, q0, q1
 
 
 @nb.njit(**_INLINE)
-def _emit(A, B, i, y, ca, cb, kbuf, out, dq):
-    """Dequantise output row ``y`` from row ``i`` of padded planes ``A`` (even columns,
-    ``ca`` of them) and ``B`` (odd columns, ``cb``), interleaved through ``kbuf``; ``dq``
-    = (off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp) as in
-    `kernels.dequantise_tile` (``off``/``gain``: the tile's maps)."""
+def _interleave(A, B, i, ca, cb, kbuf):
+    """Row ``i`` of padded planes ``A`` (even columns, ``ca`` of them) and ``B`` (odd
+    columns, ``cb``) interleaved into ``kbuf``."""
     a = i + HALO
     for j in range(ca):
         kbuf[2 * j] = A[a, HALO + j]
     for j in range(cb):
         kbuf[2 * j + 1] = B[a, HALO + j]
-    _dequantise(kbuf, y, out, dq)
 
 
 @nb.njit(**_INLINE)
 def _dequantise(kbuf, y, out, dq):
-    """Dequantise the codes ``kbuf`` of output row ``y`` (``dq``: see `_emit`)."""
+    """Dequantise the codes ``kbuf`` of output row ``y`` into ``out[y]``; ``dq`` = (off,
+    gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp) as in
+    `kernels.dequantise_tile` (``off``/``gain``: the tile's maps)."""
     off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
     w = out.shape[1]
     dequantise_row(kbuf, off[y], gain[y], out[y], recon, step, c0, dither, seed,
@@ -768,7 +766,7 @@ def _dequantise(kbuf, y, out, dq):
 
 @nb.njit(**_OPTS)
 def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
-    """Decode one tile and dequantise it into ``out`` (h, w) uint16 (``dq``: `_emit`).
+    """Decode one tile and dequantise it into ``out`` (h, w) uint16 (``dq``: `_dequantise`).
 
     Lane ``l`` reads ``words[starts[l]:ends[l]]``; ``words`` must extend at least ``w``
     zero words past the last end (rows are decoded without bounds checks, positions are
@@ -806,14 +804,9 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     _fill_halo(P, hs[K], ws[K])
     x0, x1, x2, x3 = xs[0], xs[1], xs[2], xs[3]
     q0, q1, q2, q3 = qs[0], qs[1], qs[2], qs[3]
-    if K == 0:  # a tile of at most TOP_ROWS rows is its own top plane
-        kbuf = np.empty(w, np.int32)
-        for i in range(h):
-            for j in range(w):
-                kbuf[j] = P[H + i, H + j]
-            _dequantise(kbuf, i, out, dq)
     r1, r2, r3, al, base, ctx = _row_buffers(ws[0])
     sym = np.empty(ws[0] + 4, np.uint8)
+    E = O = Q = R = P
     for k in range(K - 1, -1, -1):
         E = P
         hh, wh = hs[k + 1], ws[k + 1]
@@ -846,27 +839,25 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
                             T[a, j + H] = esc[ne] if ne < eend else 0
                             ne += 1
             _fill_halo(T, n_r, n_c)
-        # interleave into the level plane (P_0 is the output)
+        # interleave into the level plane (P_0, the output, below)
         hk, wk = hs[k], ws[k]
-        if k == 0:  # the output: dequantised while interleaving
-            kbuf = np.empty(wk, np.int32)
-            for y in range(hk):
-                if y & 1:
-                    _emit(R, O, y >> 1, y, (wk + 1) // 2, wk // 2, kbuf, out, dq)
-                else:
-                    _emit(E, Q, y >> 1, y, (wk + 1) // 2, wk // 2, kbuf, out, dq)
-        else:
+        if k > 0:
             P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
-            for i in range((hk + 1) // 2):
-                for j in range((wk + 1) // 2):
-                    P[H + 2 * i, H + 2 * j] = E[H + i, H + j]
-                for j in range(wk // 2):
-                    P[H + 2 * i, H + 2 * j + 1] = Q[H + i, H + j]
-            for i in range(hk // 2):
-                for j in range(wk // 2):
-                    P[H + 2 * i + 1, H + 2 * j + 1] = O[H + i, H + j]
-                for j in range((wk + 1) // 2):
-                    P[H + 2 * i + 1, H + 2 * j] = R[H + i, H + j]
+            for t in range(4):
+                X, dy, dx = _phase(t, E, O, Q, R)
+                for i in range((hk + 1 - dy) // 2):
+                    for j in range((wk + 1 - dx) // 2):
+                        P[H + 2 * i + dy, H + 2 * j + dx] = X[H + i, H + j]
             _fill_halo(P, hk, wk)
+    # the output, dequantised row by row: the top plane itself (K = 0: a tile of at most
+    # TOP_ROWS rows) or the level-0 planes interleaved (one call site: one inlined copy)
+    kbuf = np.empty(w, np.int32)
+    for y in range(h):
+        if K == 0:
+            for j in range(w):
+                kbuf[j] = P[H + y, H + j]
+        else:
+            _interleave(R if y & 1 else E, O if y & 1 else Q, y >> 1, (w + 1) // 2, w // 2, kbuf)
+        _dequantise(kbuf, y, out, dq)
     ok = q0 == e0 and q1 == e1 and q2 == e2 and q3 == e3
     return ok, ne
