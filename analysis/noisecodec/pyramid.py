@@ -625,10 +625,14 @@ def rans_encode(syms, ctxs, freq, cum, out, lens):
     with `LANES` states, each with its own stream of uint16 words. ``out`` (LANES,
     capacity) receives the streams in the order the decoder reads them, ``lens`` their
     lengths."""
-    xs = np.full(LANES, RANS_L, np.int64)
-    inv = 1.0 / np.maximum(freq, 1).astype(np.float64)
+    xs = np.empty(LANES, np.int64)
     for ln in range(LANES):
+        xs[ln] = RANS_L
         lens[ln] = 0
+    inv = np.empty(freq.shape, np.float64)  # explicit loops: no array-expression code
+    for c in range(freq.shape[0]):
+        for s in range(freq.shape[1]):
+            inv[c, s] = 1.0 / np.float64(max(freq[c, s], 1))
     for t in range(syms.shape[0] - 1, -1, -1):
         ln = ctxs[t] >> LANE_SHIFT
         g = ctxs[t] & ((1 << LANE_SHIFT) - 1)
