@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 # the modules whose @njit(cache=True) kernels go to the per-user cache; their contents
 # together make the cache key (a kernel may call helpers of another of them)
@@ -38,7 +39,7 @@ ENV = "RAWSIGMA_CACHE_DIR"
 # numba options of a helper kernel, called only from other kernels: no Python or C
 # wrapper to generate and no cache entry of its own (its code is linked into, and cached
 # with, the kernels that call it); about a fifth less compiling on a first run
-HELPER = dict(nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+HELPER: dict[str, Any] = dict(nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 def cache_root() -> Path:

@@ -167,7 +167,9 @@ def _feat_a(E, a, n, r1, r2, r3, al):
             np.int32(u1[j + 1]) + np.int32(u1[j + 4]) + np.int32(u2[j + 1]) + np.int32(u2[j + 4])
             + np.int32(u0[j + 2]) + np.int32(u0[j + 3]) + np.int32(u3[j + 2]) + np.int32(u3[j + 3])
         )  # fmt: skip
-        r3[j] = np.int32(u0[j + 1]) + np.int32(u0[j + 4]) + np.int32(u3[j + 1]) + np.int32(u3[j + 4])
+        r3[j] = (
+            np.int32(u0[j + 1]) + np.int32(u0[j + 4]) + np.int32(u3[j + 1]) + np.int32(u3[j + 4])
+        )
         al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
@@ -186,7 +188,9 @@ def _feat_b1(E, O, a, n, r1, r2, r3, al):
             np.int32(o1[j + 1]) + np.int32(o1[j + 3]) + np.int32(o2[j + 1]) + np.int32(o2[j + 3])
             + np.int32(e0[j + 2]) + np.int32(e0[j + 3]) + np.int32(e2[j + 2]) + np.int32(e2[j + 3])
         )  # fmt: skip
-        r3[j] = np.int32(e1[j + 1]) + np.int32(e1[j + 4]) + np.int32(o0[j + 2]) + np.int32(o3[j + 2])
+        r3[j] = (
+            np.int32(e1[j + 1]) + np.int32(e1[j + 4]) + np.int32(o0[j + 2]) + np.int32(o3[j + 2])
+        )
         al[j] = _act_lvl(p0, p1, p2, p3, s1)
 
 
@@ -202,7 +206,9 @@ def _feat_b2(E, O, Q, a, n, r1, r2, r3, al):
         p2, p3 = np.int32(e1[j + 2]), np.int32(e2[j + 2])
         s1 = p0 + p1 + p2 + p3
         r1[j] = s1
-        r2[j] = np.int32(q1[j + 1]) + np.int32(q1[j + 2]) + np.int32(q2[j + 1]) + np.int32(q2[j + 2])
+        r2[j] = (
+            np.int32(q1[j + 1]) + np.int32(q1[j + 2]) + np.int32(q2[j + 1]) + np.int32(q2[j + 2])
+        )
         r3[j] = (
             np.int32(e1[j + 1]) + np.int32(e1[j + 3]) + np.int32(e2[j + 1]) + np.int32(e2[j + 3])
             + np.int32(o0[j + 1]) + np.int32(o0[j + 2]) + np.int32(o2[j + 1]) + np.int32(o2[j + 2])
