@@ -152,3 +152,51 @@ def test_codes_beyond_the_pyramid_range_fall_back_to_best(scene):
     version = 4 if "knee" in hd else 2  # 4: with the transform's knee, any back end
     assert hd["effort"] == "best" and struct.unpack_from("<H", data, 4)[0] == version
     np.testing.assert_array_equal(codec.decode(data), _expected(codec, frame))
+
+
+def _normalise_reference(counts, total):
+    """The former per-context loop of `normalise_counts` (numba kernel until issue 16)."""
+    n, m = counts.shape
+    f = np.zeros((n, m), np.int64)
+    for c in range(n):
+        tot = int(counts[c].sum())
+        if tot == 0:
+            f[c] = total // m
+            f[c, PY.RMAX] += total - (total // m) * m
+            continue
+        for s in range(m):
+            v = int(counts[c, s]) * total // tot
+            f[c, s] = 1 if v == 0 and counts[c, s] > 0 else v
+        acc = int(f[c].sum())
+        while acc != total:
+            j = int(np.argmax(f[c]))
+            d = total - acc
+            if d < 0:
+                d = max(d, 1 - int(f[c, j]))
+            f[c, j] += d
+            acc += d
+    return f
+
+
+def test_table_normalisation_and_decode_tables_match_the_loops():
+    """numpy `normalise_counts` and `decode_table` (no kernel to compile) give the values
+    of the former loops: every row sums to the table size, seen symbols keep >= 1."""
+    rng = np.random.default_rng(3)
+    counts = (rng.pareto(1.0, (60, PY.N_SYM)) * 20).astype(np.int64)
+    counts *= rng.random(counts.shape) < 0.3
+    counts[::7] = 0  # contexts never seen
+    counts[5] = 0
+    counts[5, 3] = 10**9  # one symbol: every other seen one is lifted to 1
+    counts[5, 4] = 1
+    freq = PY.normalise(counts)
+    np.testing.assert_array_equal(freq, _normalise_reference(counts, PY.TAB))
+    assert (freq.sum(1) == PY.TAB).all() and (freq[counts > 0] >= 1).all()
+    lut, fc, remap = PY.decode_table(freq)
+    cum = PY.cumulative(freq)
+    for c in (0, 5, 11):
+        for s in range(PY.N_SYM):
+            assert fc[c * 64 + s] == (freq[c, s] << 16) | cum[c, s]
+            assert (lut[c * PY.TAB + cum[c, s] : c * PY.TAB + cum[c, s] + freq[c, s]] == s).all()
+    np.testing.assert_array_equal(remap, np.arange(60))
+    with pytest.raises(ValueError):
+        PY.decode_table(freq[:, ::-1] - 1)
