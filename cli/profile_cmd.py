@@ -276,12 +276,12 @@ def _print_presets() -> None:
 
 
 def _check_options(
-    tile: int, read_noise: float | None, offset: float | None, gain: float | None
+    tile: int | None, read_noise: float | None, offset: float | None, gain: float | None
 ) -> None:
     """Static ranges of the numeric options (image-dependent ranges: `estimate_profile`)."""
     from rawsigma.errors import UsageError
 
-    if tile < 16:
+    if tile is not None and tile < 16:
         raise UsageError(
             f"--tile must be >= 16 pixels (at most a fraction of the image), got {tile}"
         )
@@ -322,7 +322,11 @@ def estimate(
     bit_depth: int | None = typer.Option(
         None, "--bit-depth", help="ADC bit depth (default: the preset's, else the dtype's)."
     ),
-    tile: int = typer.Option(64, "--tile", help="Block size in pixels (32 for small images)."),
+    tile: int | None = typer.Option(
+        None,
+        "--tile",
+        help="Block size in pixels (default 64; 32 under 256 px a side, less if needed).",
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --out file."),
 ) -> None:
     """Estimate a uniform noise profile from raw image(s) alone (no calibration data).

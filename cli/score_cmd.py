@@ -321,14 +321,14 @@ def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) ->
         if options.exposure is not None:
             prof = prof.at_exposure(options.exposure / 1000.0)
         return prof
+    from rawsigma.analysis.noisemodel.estimate import auto_tile
     from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
     from rawsigma.analysis.scoring.inputs import check_raw_image
     from rawsigma.errors import InputFileError, RawsigmaError
 
     check_raw_image(img, None, str(image))
-    tile = 64 if min(img.shape) >= 256 else 32  # enough tiles on small images
     try:
-        prof = _estimate(img, tile=tile, source=str(image))
+        prof = _estimate(img, tile=auto_tile(img.shape), source=str(image))
     except (RawsigmaError, ValueError) as exc:
         msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
         raise InputFileError(f"cannot estimate a profile: {msg}") from None

@@ -233,3 +233,29 @@ def test_given_offset_above_pixels_with_zero_read_noise_is_refused() -> None:
         estimate_profile(img, offset=offset, read_noise=0.0)
     prof = estimate_profile(img, offset=offset, read_noise=2.0)
     assert prof.read_noise_global == pytest.approx(2.0)
+
+
+def test_cli_default_tile_fits_small_images(tmp_path):
+    """A 128x128 frame (64 blocks of 16x16) is estimated with the default options: the
+    default block edge follows the image (it used to be a fixed 64, refused as "tile
+    must be an integer in [16, 42]" although the user gave no --tile), and a constant
+    128x128 frame gets the constant-image message, not a tile message."""
+    from rawsigma.analysis.noisemodel.estimate import auto_tile
+    from rawsigma.calib.profile import CameraProfile
+
+    assert auto_tile((1024, 1024)) == 64 and auto_tile((128, 128)) == 32
+    assert auto_tile((3, 520, 696)) == 64 and auto_tile((40, 200)) == 25
+    sensor = SensorModel.preset("ccd", shape=(128, 128), seed=0)
+    img = sensor.expose(_phantom(128, 3000, 300, seed=1), 0.0, rng=3)
+    src, out = tmp_path / "small.npy", tmp_path / "p.h5"
+    np.save(src, img)
+    res = runner.invoke(app, ["profile", "estimate", str(src), "-o", str(out), "--read-noise", "2"])
+    assert res.exit_code == 0, res.output
+    ref = estimate_profile(img, read_noise=2.0, tile=32)
+    got = CameraProfile.load(out)
+    assert got.gain_global == pytest.approx(ref.gain_global, rel=1e-6)
+    assert got.offset_global == pytest.approx(ref.offset_global, rel=1e-6)
+    assert 0.2 < got.gain_global < 0.5  # truth 0.25 ADU/e-: 16 blocks give a rough fit
+    np.save(src, np.full((128, 128), 700, np.uint16))
+    res = runner.invoke(app, ["profile", "estimate", str(src), "-o", str(tmp_path / "c.h5")])
+    assert res.exit_code == 1 and "every pixel has the value 700" in res.output, res.output

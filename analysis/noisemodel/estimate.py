@@ -63,12 +63,33 @@ from rawsigma.calib.profile import CameraProfile
 from rawsigma.errors import ImageMismatchError
 from rawsigma.fileio import provenance
 
-__all__ = ["NoiseEstimateError", "estimate_profile", "fit_variance_line", "tile_statistics"]
+__all__ = [
+    "NoiseEstimateError",
+    "auto_tile",
+    "estimate_profile",
+    "fit_variance_line",
+    "tile_statistics",
+]
 
 METHOD = "heintzmann2016-hf-fourier-irls"
 
 
 MIN_BLOCKS = 8
+
+
+def auto_tile(shape: tuple[int, ...]) -> int:
+    """Default block edge for an image or stack of this shape.
+
+    64 pixels when both sides of a frame are at least 256, else 32 (enough blocks on
+    small images), reduced to the largest edge (>= 16) that still gives `MIN_BLOCKS`
+    blocks; 16 when none does (the estimate then refuses the image as too small).
+    """
+    h, w = shape[-2:]
+    n = 1 if len(shape) == 2 else int(np.prod(shape[:-2]))
+    tile = 64 if min(h, w) >= 256 else 32
+    while tile > 16 and n * (h // tile) * (w // tile) < MIN_BLOCKS:
+        tile -= 1
+    return tile
 
 
 def _check_inputs(
@@ -122,7 +143,7 @@ def estimate_profile(
     image: np.ndarray,
     read_noise: float | None = None,
     *,
-    tile: int = 64,
+    tile: int | None = None,
     bit_depth: int | None = None,
     offset: float | None = None,
     gain: float | None = None,
@@ -140,8 +161,9 @@ def estimate_profile(
     read_noise : float, optional
         Known read noise, ADU rms. Without it (and without ``offset``) offset and read
         noise are not identifiable from one image: see `_honest_split`.
-    tile : int
-        Block edge in pixels (default 64; use 32 for small images).
+    tile : int, optional
+        Block edge in pixels; default `auto_tile` (64, or 32 for images under 256
+        pixels a side, smaller when needed for 8 blocks).
     bit_depth : int, optional
         ADC bit depth; default the preset's, else the dtype's (16 for uint16). Sets
         ``max_adu`` for saturation and for the profile.
@@ -192,6 +214,8 @@ def estimate_profile(
         read_noise = preset.read_noise if read_noise is None else read_noise
         gain = preset.gain if gain is None else gain
     bit_depth, max_adu = _bit_range(img, name, bit_depth)
+    if tile is None:
+        tile = auto_tile(img.shape)
     _check_inputs(img, name, tile, max_adu, read_noise, offset, gain)
     mean, var, n_blocks = tile_statistics(img, tile=int(tile), max_adu=max_adu)
     if mean.size < MIN_BLOCKS:
