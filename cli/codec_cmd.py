@@ -52,6 +52,35 @@ def _interruptible(out: Path) -> Iterator[None]:
         raise typer.Exit(print_interrupted(kept_after_interrupt(before, nothing))) from None
 
 
+#: Output suffixes of each container, and of the decoded frames.
+_CONTAINER_SUFFIXES = {
+    "rsnc": (".rsnc",),
+    "tiff": (".tif", ".tiff"),
+    "h5": (".h5", ".hdf5", ".hdf"),
+    "zarr": (".zarr",),
+}
+_DECODED_SUFFIXES = (".tif", ".tiff", ".npy")
+
+
+def _out_container(out: Path, fmt: str | None) -> str:
+    """The container to write: ``--format``, else the one OUT's name says.
+
+    A name that says another container (or none) is refused rather than written
+    under a wrong name.
+    """
+    from rawsigma.errors import UsageError
+
+    name = str(out).lower().rstrip("/")
+    named = next((f for f, sfx in _CONTAINER_SUFFIXES.items() if name.endswith(sfx)), None)
+    if fmt is None and named is None:
+        raise UsageError(
+            f"--out {out}: unknown container; name it .rsnc, .tif, .h5 or .zarr (or give --format)"
+        )
+    if fmt is not None and named is not None and named != fmt:
+        raise UsageError(f"--out {out} names a {named} file but --format is {fmt}")
+    return fmt or str(named)
+
+
 def _read_raw(path: Path):  # type: ignore[no-untyped-def]
     """Raw uint16 frames ``(H, W)`` or ``(N, H, W)`` (any format `rawsigma.imread` reads)."""
     from rawsigma.errors import InputFileError
@@ -146,7 +175,7 @@ def compress(
     with _user_errors():
         from rawsigma.analysis.noisecodec import NoiseCodec
         from rawsigma.analysis.noisecodec.codec import check_step
-        from rawsigma.analysis.noisecodec.containers import FORMATS, guess_format, write_compressed
+        from rawsigma.analysis.noisecodec.containers import FORMATS, write_compressed
         from rawsigma.calib.profile import CameraProfile
         from rawsigma.errors import ImageMismatchError, UsageError
         from rawsigma.fileio import check_output, output_lock
@@ -155,10 +184,11 @@ def compress(
             check_step(step, "--step")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        fmt = fmt or guess_format(out)
+        zarr_out = fmt == "zarr" or (fmt is None and str(out).lower().endswith(".zarr"))
+        check_output(out, force, allow_dir=zarr_out)  # `-`, a directory: said first
+        fmt = _out_container(out, fmt)
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        check_output(out, force, allow_dir=fmt == "zarr")
         prof = CameraProfile.load(profile)
         if exposure is not None:
             prof = prof.at_exposure(exposure / 1000.0)
@@ -228,9 +258,12 @@ def decompress(
         import numpy as np
         from rawsigma.analysis.noisecodec import StreamParams, warmup
         from rawsigma.analysis.noisecodec.containers import read_compressed
+        from rawsigma.errors import UsageError
         from rawsigma.fileio import atomic_write, check_output, output_lock
 
         check_output(out, force)
+        if not str(out).lower().endswith(_DECODED_SUFFIXES):
+            raise UsageError(f"--out {out}: decoded frames are written as .tif or .npy")
         if warmup.pending(StreamParams(), encode=False):  # the default back end's decoder
             typer.echo(warmup.STAGE, err=True)
         with warnings.catch_warnings(record=True) as caught:

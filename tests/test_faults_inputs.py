@@ -503,3 +503,40 @@ def test_score_force_failure_keeps_previous_results(world, tmp_path, extra):
     r = run("score", d / "frame.tif", *flat, "--out", res, "--force")
     assert_clean_error(r, USAGE if key in ("--codecs", "--replicas") else INPUT)
     assert snapshot(res) == before
+
+
+@pytest.mark.parametrize(
+    ("cmd", "out", "needle"),
+    [
+        ("compress", "c.png", "unknown container"),
+        ("compress", "c", "unknown container"),
+        ("decompress", "d.h5", "written as .tif or .npy"),
+        ("decompress", "d.zarr", "written as .tif or .npy"),
+        ("decompress", "d.png", "written as .tif or .npy"),
+    ],
+)
+def test_output_named_as_another_format_is_refused(world, tmp_path, cmd, out, needle):
+    """`compress --out c.png` wrote a bare .rsnc stream named .png and `decompress --out
+    d.h5` a TIFF named .h5, both with exit 0: a file whose name lies about its format."""
+    d = world["dir"]
+    src = d / "frame.tif"
+    if cmd == "decompress":
+        src = tmp_path / "c.rsnc"
+        r = run("compress", d / "frame.tif", "--profile", d / "prof.h5", "--out", src)
+        assert r.exit_code == 0, r.output
+    extra = ["--profile", d / "prof.h5"] if cmd == "compress" else []
+    r = run(cmd, src, *extra, "--out", tmp_path / out)
+    assert_clean_error(r, USAGE, needle)
+    assert not (tmp_path / out).exists()
+
+
+def test_compress_format_must_match_the_name(world, tmp_path):
+    d = world["dir"]
+    args = ("compress", d / "frame.tif", "--profile", d / "prof.h5", "--out")
+    r = run(*args, tmp_path / "c.tif", "--format", "h5")
+    assert_clean_error(r, USAGE, "names a tiff file but --format is h5")
+    r = run(*args, tmp_path / "c.bin", "--format", "rsnc")  # an explicit container
+    assert r.exit_code == 0, r.output
+    r = run("decompress", tmp_path / "c.bin", "--format", "rsnc", "--out", tmp_path / "d.tif")
+    assert r.exit_code == 0, r.output
+    assert tifffile.imread(tmp_path / "d.tif").shape == SHAPE
