@@ -84,6 +84,8 @@ def stack(
         before = snapshot(out, save_frames)
         try:
             core = open_core(config, parse_props(prop))
+            if not dark:
+                _warn_if_unlit(core)
             h, w = int(core.getImageHeight()), int(core.getImageWidth())
             check_output(out, force, need_bytes=h * w * 8 + 16 * frames)
             if save_frames is not None:
@@ -116,6 +118,25 @@ def stack(
         Console().print(f"{res.info['fps']:.1f} frames/s, {res.info['seconds']:.1f} s")
         if plot is not None:
             _plot(res, plot)
+
+
+def _warn_if_unlit(core) -> None:  # type: ignore[no-untyped-def]
+    """Warn when the shutter's light source is set to 0: the stack would be dark.
+
+    The simulated rig (and many LED controllers) start at ``Intensity`` 0; a "light"
+    stack there measures the offset and read noise only, and its σ/μ is meaningless.
+    """
+    import contextlib
+
+    with contextlib.suppress(Exception):  # no shutter, no such property: nothing to say
+        dev = core.getShutterDevice()
+        if dev and core.hasProperty(dev, "Intensity"):
+            if float(core.getProperty(dev, "Intensity")) == 0.0:
+                typer.echo(
+                    f"warning: {dev} Intensity is 0: the shutter opens on no light, this "
+                    f"is a dark stack; set the light with -p {dev}.Intensity=30 (or --dark)",
+                    err=True,
+                )
 
 
 def _plot(res, path: Path) -> None:

@@ -113,3 +113,28 @@ def test_acquire_stack_cli(cli, tmp_path) -> None:
         assert 9000 < float(np.median(f["mean"][()])) < 40000
     r = cli.invoke(app, ["acquire", "stack", "--frames", "1", "--out", str(tmp_path / "y.h5")])
     assert r.exit_code == 2 and "n_frames" in r.output
+
+
+def test_acquire_stack_warns_when_the_light_is_off(tmp_path):
+    """The simulated rig starts with LED Intensity 0: `acquire stack` as in the README
+    gave a 'light' stack of the offset (mean 100 ADU) and a σ/μ table of read noise
+    over offset, silently. It now says so; with the light on it does not."""
+    cli = CliRunner()
+    small = ["-p", "Camera.SensorWidth=32", "-p", "Camera.SensorHeight=32", "-q"]
+    r = cli.invoke(app, ["acquire", "stack", "-n", "5", "--out", str(tmp_path / "a.h5"), *small])
+    assert r.exit_code == 0, r.output
+    assert "LED Intensity is 0" in r.output and "dark stack" in r.output
+    import h5py
+
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert float(np.median(f["mean"][()])) < 110  # the offset: no light indeed
+    lit = ["-p", "LED.Intensity=30"]
+    r = cli.invoke(
+        app, ["acquire", "stack", "-n", "5", "--out", str(tmp_path / "b.h5"), *lit, *small]
+    )
+    assert r.exit_code == 0, r.output
+    assert "Intensity is 0" not in r.output
+    r = cli.invoke(
+        app, ["acquire", "stack", "-n", "5", "--dark", "--out", str(tmp_path / "c.h5"), *small]
+    )
+    assert r.exit_code == 0 and "Intensity is 0" not in r.output, r.output
