@@ -227,3 +227,35 @@ def test_input_kinds(tmp_path, kind):
     np.testing.assert_allclose(np.asarray(src.projections[:, :, :]), p, atol=tol)
     if kind == "counts":
         assert "open beam = mean of the 4 first and last columns" in src.normalisation
+
+
+def test_cli_out_of_range_selection_centre_and_angles(tmp_path):
+    """Seen on the real OPT frames (7 projections + dark + flat + hot-pixel frame):
+    'frames.tif[0:70]' reconstructed all 10 frames (dark and flat as projections) and
+    '--center 1000' on a 503-pixel detector reconstructed garbage, both with exit 0;
+    '--angle-range 0,nan' was an input error (exit 1) found deep in the FBP."""
+    rng = np.random.default_rng(2)
+    src = tmp_path / "frames.tif"
+    tifffile.imwrite(src, rng.integers(1000, 2000, (10, 2, 32)).astype(np.uint16))
+    out = tmp_path / "r.tif"
+
+    def run(*args: str) -> tuple[int, str]:
+        res = runner.invoke(app, ["tomo", "reconstruct", *args, "-o", str(out), "-q"])
+        return res.exit_code, " ".join(res.output.split())
+
+    code, text = run(f"{src}[0:70]", "--angle-range", "0,360")
+    assert code == 2 and "frames out of range (the file has 10, 0 to 9)" in text, text
+    code, text = run(f"{src}[12:]", "--angle-range", "0,360")
+    assert code == 2 and "out of range" in text, text
+    for c in ("1000", "-3", "31.5"):
+        code, text = run(str(src), "--angle-range", "0,360", "--center", c)
+        assert code == 2 and "outside the detector (pixels 0 to 31" in text, (c, text)
+    for rng_ in ("0,nan", "0,inf", "90,90"):
+        code, text = run(str(src), "--angle-range", rng_)
+        assert code == 2 and "must be finite and differ" in text, (rng_, text)
+    code, text = run(str(src), "--angles", ",".join(["0"] * 9 + ["nan"]))
+    assert code == 2 and "finite" in text, text
+    assert not out.exists()
+    code, text = run(f"{src}[0:7]", "--angle-range", "0,360", "--center", "30.5")
+    assert code == 0, text
+    assert tifffile.imread(out).shape == (2, 32, 32)

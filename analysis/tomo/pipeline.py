@@ -31,8 +31,11 @@ def _center(value: str, proj: Any, angles: np.ndarray, threads: int) -> dict[str
         c = float(value)
     except ValueError:
         raise UsageError(f"--center {value!r}: expected auto or a number of pixels") from None
-    if not np.isfinite(c):
-        raise UsageError(f"--center {value!r}: not a finite number")
+    n_det = proj.shape[-1]
+    if not (np.isfinite(c) and 0 <= c <= n_det - 1):
+        raise UsageError(
+            f"--center {value!r}: outside the detector (pixels 0 to {n_det - 1} from 0)"
+        )
     return {"center": c, "method": "given (--center)"}
 
 

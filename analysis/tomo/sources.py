@@ -87,6 +87,10 @@ def read_frames(spec: str) -> Any:
     n = arr.shape[0]
     if isinstance(sel, int) and not -n <= sel < n:
         raise UsageError(f"{spec}: frame {sel} out of range (the file has {n})")
+    if isinstance(sel, slice) and any(
+        e is not None and not -n <= e <= n for e in (sel.start, sel.stop)
+    ):  # Python would clip [0:70] to the file's frames: darks and flats as projections
+        raise UsageError(f"{spec}: frames out of range (the file has {n}, 0 to {n - 1})")
     out = arr[sel]
     if getattr(out, "shape", (1,))[0] == 0:
         raise UsageError(f"{spec}: the selection holds no frames (the file has {n})")
@@ -226,6 +230,8 @@ def parse_angles(
         except ValueError as exc:
             raise UsageError(f"--angles {angles!r}: not numbers ({exc})") from None
         a = np.asarray(a, np.float64).ravel()
+        if not np.isfinite(a).all():
+            raise UsageError(f"--angles {angles!r}: angles must be finite numbers (degrees)")
         if a.size != n:
             raise UsageError(f"--angles gives {a.size} angles for {n} projections")
         return a, f"--angles ({a.size} values)"
@@ -234,6 +240,10 @@ def parse_angles(
             lo, hi = (float(x) for x in angle_range.split(","))
         except ValueError:
             raise UsageError(f"--angle-range {angle_range!r}: expected START,STOP") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo != hi):
+            raise UsageError(
+                f"--angle-range {angle_range!r}: START and STOP must be finite and differ"
+            )
         end = "including" if include_end else "excluding"
         how = f"--angle-range {lo:g},{hi:g}: {n} angles, {end} {hi:g}"
         return np.linspace(lo, hi, n, endpoint=include_end), how
