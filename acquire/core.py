@@ -121,7 +121,7 @@ def open_core(
             path = sim_rig_config()
             use_uni = True
         else:
-            path = Path(config).expanduser()
+            path = Path(str(config)).expanduser()
             if not path.is_file():
                 raise InputFileError(f"{path}: Micro-Manager config file not found")
             try:
@@ -199,7 +199,7 @@ class PycromanagerCore:
     def connect(cls) -> PycromanagerCore:
         """Connect to a running Micro-Manager (Tools > Options > Run server)."""
         try:
-            from pycromanager import Core  # type: ignore[import-not-found]
+            from pycromanager import Core  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError as exc:
             raise AcquisitionError(
                 "pycromanager is not installed: pip install 'rawsigma[pycromanager]'"

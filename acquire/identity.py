@@ -98,6 +98,7 @@ def read_identity(core: MMCore, camera: str | None = None) -> CameraIdentity:
             model = str(core.getDeviceName(label))
         except Exception:  # noqa: BLE001
             model = ""
+    exposure: float | None
     try:
         exposure = float(core.getExposure())
     except Exception:  # noqa: BLE001

@@ -294,12 +294,14 @@ class LightControl:
     def signal(self, value: float, dark_median: float, n: int = 4) -> float:
         """Median signal above dark (ADU) of the mean of ``n`` frames at ``value``."""
         self.set_control(value)
-        acc = None
+        acc: np.ndarray | None = None
         for img in stream_frames(
             self.core, self.camera, n, controls=self.controls, timeout_s=self.plan.frame_timeout_s
         ):
             a = img.astype(np.float32)
             acc = a if acc is None else acc + a
+        if acc is None:
+            raise AcquisitionError(f"no frame arrived at {self.plan.control}={value}")
         return float(np.median(acc / n)) - dark_median
 
     def auto_range(self, dark: Any, bit_depth: int, limit: float) -> tuple[float, float | None]:
@@ -366,4 +368,5 @@ def restore_device_state(core: MMCore, camera: str, shutter: str, st: dict[str, 
         core.setAutoShutter(st["auto"])
     if st.get("control_dev") and st.get("control") is not None:
         with contextlib.suppress(Exception):
-            core.setProperty(*st["control_dev"], st["control"])
+            dev, prop = st["control_dev"]
+            core.setProperty(dev, prop, st["control"])

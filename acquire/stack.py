@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from rawsigma.errors import AcquisitionError, Cancelled, OutputError
@@ -31,6 +31,7 @@ from .plans import StackPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
 
 if TYPE_CHECKING:
+    from rawsigma.calib.moments import PixelMoments
     from rawsigma.calib.profile import CameraIdentity
 
     from .protocols import MMCore
@@ -140,7 +141,7 @@ class StackRunner(ControlledRunner):
         super().__init__(core, camera, shutter, force)
         self.plan = plan
         self.frames_path = Path(frames_path) if frames_path is not None else None
-        self.moments = None
+        self.moments: PixelMoments | None = None
 
     def run(self, out: str | os.PathLike | None = None) -> StackResult:
         """Acquire the stack; save its summary to ``out`` if given.
@@ -224,7 +225,7 @@ class StackRunner(ControlledRunner):
         try:
             self._set_shutter()
             self.levelStarted.emit(0, info)
-            kind = "bright" if p.shutter_open else "dark"
+            kind: Literal["dark", "bright"] = "bright" if p.shutter_open else "dark"
 
             def on_frame(j: int, frame: np.ndarray) -> None:
                 values[:, j] = frame[rows, cols]

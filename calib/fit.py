@@ -387,11 +387,11 @@ def _block_data(
     ys, dofs = [], []
     for lv in levels:
         if flicker_correction:
-            v, dof = lv.var_corrected(rows=rows, offset=o)
+            v, d = lv.var_corrected(rows=rows, offset=o)
         else:
-            v, dof = lv.var(rows=rows), lv.n - 1
+            v, d = lv.var(rows=rows), lv.n - 1
         ys.append(v)
-        dofs.append(dof)
+        dofs.append(d)
     y = np.stack(ys) - dm.read_var[rows]
     dof = np.array(dofs, np.float64)[:, None, None]
     use = ~clipped[:, rows] & (x > 0) & np.isfinite(y)

@@ -161,7 +161,7 @@ def _missing_chunks(arr: Any, limit: int = 4) -> str:
         return ""
     base = Path(root) / (arr.path or "")
     grid = [range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks, strict=True)]
-    gone = []
+    gone: list[str] = []
     for idx in itertools.product(*grid):
         key = arr.metadata.encode_chunk_key(idx)
         if not (base / key).exists():

@@ -86,12 +86,11 @@ class StackPanel(RunPanel):
         plan_cls: type | None = None,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
-        if plan_cls is None:
-            from rawsigma.acquire.plans import StackPlan as plan_cls
-        if runner_factory is None:
-            from rawsigma.acquire.stack import StackRunner as runner_factory
+        from rawsigma.acquire.plans import StackPlan
+        from rawsigma.acquire.stack import StackRunner
+
         order = ("n_frames", "shutter_open", "properties", "exposure_ms", "seed")
-        super().__init__(core, runner_factory, plan_cls, order, parent)
+        super().__init__(core, runner_factory or StackRunner, plan_cls or StackPlan, order, parent)
         self.result: Any = None
         h, w = core.getImageHeight(), core.getImageWidth()
         self.trace = PixelTrace(h // 2, w // 2)
