@@ -14,16 +14,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import AcquisitionError
 
-from .plans import SweepPlan
 from .stream import Controls, stream_frames
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .plans import SweepPlan
     from .protocols import MMCore
 
 __all__ = [

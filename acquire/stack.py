@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from .plans import StackPlan, derived_seed
 from .stream import ControlledRunner, accumulate_frames, seed_devices
 
 if TYPE_CHECKING:
+    import os
+
     from rawsigma.calib.moments import PixelMoments
     from rawsigma.calib.profile import CameraIdentity
 

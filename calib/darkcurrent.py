@@ -17,7 +17,6 @@ and :meth:`CameraProfile.at_exposure` uses it for images of another exposure.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ from .profile_fields import DEFECT_HOT
 from .validate import CalibrationError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .profile import CameraProfile
 
 __all__ = ["DarkCurrent", "attach_dark_current", "fit_dark_current", "profile_at_exposure"]

@@ -19,13 +19,12 @@ frame, and what ``CameraProfile.variance`` must reproduce.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import brentq
 
-from .moments import PixelMoments
 from .profile import (
     DEFECT_BAD_GAIN,
     DEFECT_DEAD,
@@ -34,6 +33,11 @@ from .profile import (
     DEFECT_NONLINEAR,
     DEFECT_SATURATED,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .moments import PixelMoments
 
 __all__ = ["PixelMaps", "fit_pixel_maps", "saturation_masks"]
 

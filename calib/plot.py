@@ -7,7 +7,6 @@ Figures are written atomically and never replace a file unless ``force``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,8 @@ from rawsigma.errors import RawsigmaError
 from rawsigma.fileio import atomic_write
 
 if TYPE_CHECKING:
+    import os
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,6 +10,8 @@ from rawsigma.calib.profile_fields import DEFECT_NAMES
 from rawsigma.errors import ImageMismatchError, ProfileError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rawsigma.calib.profile import CameraProfile
 
 _BIN_FACTORS = (2, 3, 4, 8)

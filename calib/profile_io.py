@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -53,6 +52,8 @@ from rawsigma.errors import ProfileError
 from rawsigma.fileio import atomic_write
 
 if TYPE_CHECKING:
+    import os
+
     from rawsigma.calib.profile import CameraProfile
 
 P = TypeVar("P", bound="CameraProfile")

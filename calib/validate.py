@@ -16,11 +16,13 @@ CLI prints it as one line and exits with status 2); nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import RawsigmaError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["MAX_UNUSABLE", "CalibrationError", "check_inputs", "check_maps", "signal_snr"]
 

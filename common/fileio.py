@@ -28,11 +28,13 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError, OutputExistsError, OutputLockedError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "apply_umask",

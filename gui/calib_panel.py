@@ -9,7 +9,6 @@ exactly what ``rawsigma calibrate`` does with the same plan: construct the runne
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,8 @@ from qtpy import QtCore, QtWidgets
 from .workers import RunnerWorker, RunPanel, start_in_thread
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rawsigma.acquire.protocols import MMCore
 
 #: plan fields shown first in the form, when the plan has them

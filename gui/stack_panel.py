@@ -1,5 +1,6 @@
-"""Repeat-stack panel: N frames at fixed settings, running maps and the single-pixel
-relative-error convergence (Fig. 1a of Pomarico et al. 2023).
+"""Repeat-stack panel: N frames at fixed settings, running maps and convergence.
+
+The convergence is the single-pixel relative error (Fig. 1a of Pomarico et al. 2023).
 
 For one pixel (default: the centre; click the mean map to choose another) the panel
 keeps the pixel's value in every frame, as the frames arrive, and shows the relative
@@ -12,7 +13,6 @@ come from the ``StackRunner``'s accumulator (``PixelMoments``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +23,8 @@ from .mapview import MapView
 from .workers import QUEUED, RunnerWorker, RunPanel, start_in_thread
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rawsigma.acquire.protocols import MMCore
 
 
