@@ -32,6 +32,7 @@ KERNEL_MODULES = (
     "rawsigma.analysis.noisecodec.pyramid",
     "rawsigma.analysis.noisecodec.fastpath",
     "rawsigma.analysis.segmentation.forest_infer",
+    "rawsigma.analysis.measurement.outline_kernel",
     "rawsigma.calib.moments_kernel",
     "rawsigma.analysis.tomo.kernels",
 )

@@ -173,8 +173,13 @@ def match_objects(
             rows, cols, dist, pair_comp = rows[order], cols[order], dist[order], pair_comp[order]
             bounds = np.flatnonzero(np.diff(pair_comp)) + 1
             big = 1e6 * (max_distance + 1.0)
-            for sl in np.split(np.arange(rows.size), bounds):
-                r, c, d = rows[sl], cols[sl], dist[sl]
+            begins = np.concatenate([[0], bounds]).astype(np.int64)
+            ends = np.concatenate([bounds, [rows.size]]).astype(np.int64)
+            single = ends - begins == 1  # a group of one candidate pair: matched
+            ref_idx.append(rows[begins[single]])
+            oth_idx.append(cols[begins[single]])
+            for lo, hi in zip(begins[~single].tolist(), ends[~single].tolist(), strict=True):
+                r, c, d = rows[lo:hi], cols[lo:hi], dist[lo:hi]
                 ur, ri = np.unique(r, return_inverse=True)
                 uc, ci = np.unique(c, return_inverse=True)
                 cost = np.full((ur.size, uc.size), big)
@@ -234,7 +239,10 @@ def split_merge_counts(
         return 0, 0
     ra = ref_labels[both].astype(np.int64)
     oa = other_labels[both].astype(np.int64)
-    pairs, inter = np.unique(np.stack([ra, oa]), axis=1, return_counts=True)
+    # overlapping (ref, other) label pairs, sorted by ref then other, and their overlap
+    span = int(oa.max()) + 1
+    keys, inter = np.unique(ra * span + oa, return_counts=True)
+    pairs = np.stack([keys // span, keys % span])
     area_ref = np.bincount(ref_labels.ravel().astype(np.int64))
     area_oth = np.bincount(other_labels.ravel().astype(np.int64))
     # other object mostly inside a ref object -> counts towards a split of that ref

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rawsigma.analysis.measurement import outline_kernel
 from rawsigma.errors import ImageMismatchError, InputFileError
 from scipy import ndimage as ndi
 
@@ -406,7 +407,6 @@ def measure(labels: np.ndarray) -> dict[str, np.ndarray]:
         return out
     slices = ndi.find_objects(lab)
     ids = np.array([i + 1 for i, s in enumerate(slices) if s is not None], np.int64)
-    k = len(ids)
 
     # pixel sums with coordinates local to the bounding box (as EllipseFitter)
     rr, cc = np.nonzero(lab)
@@ -432,24 +432,11 @@ def measure(labels: np.ndarray) -> dict[str, np.ndarray]:
     sxx, syy, sxy = bsum(xl * xl), bsum(yl * yl), bsum(xl * yl)
     major, minor, angle = _ellipse(n, sx, sy, sxx, syy, sxy)
 
-    perim = np.empty(k)
-    feret = np.empty(k)
-    fangle = np.empty(k)
-    minf = np.empty(k)
-    fx = np.empty(k)
-    fy = np.empty(k)
-    hull_area = np.empty(k)
-    for j, i in enumerate(ids):
-        sl = slices[i - 1]
-        obj = lab[sl] == i
-        xs, ys = traced_outline(obj)
-        perim[j] = traced_perimeter(xs, ys)
-        hull = corner_hull(obj)
-        f, a, mf, x1, y1 = _feret(hull)
-        feret[j], fangle[j], minf[j] = f, a, mf
-        fx[j] = x1 + sl[1].start
-        fy[j] = y1 + sl[0].start
-        hull_area[j] = _shoelace(hull)
+    small = lab.astype(np.int32, copy=False) if nmax < 2**31 else lab  # one kernel signature
+    nv, sumd, corners, vals = outline_kernel.shape_params(small, ids, top, left, height, width)
+    # traced_perimeter: (sum |dx| + |dy|) - corners * (2 - sqrt 2), 0 below 4 vertices
+    perim = np.where(nv >= 4, sumd.astype(np.float64) - corners.astype(np.float64) * _CORNER, 0.0)
+    feret, fangle, minf, fx, fy, hull_area = np.ascontiguousarray(vals.T)
 
     area = n
     with np.errstate(divide="ignore", invalid="ignore"):
