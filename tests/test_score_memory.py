@@ -49,3 +49,34 @@ def test_replica_feature_sigma_equals_folding_full_maps(workers, monkeypatch):
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, ref.astype(np.float32))
     assert (got > 0).all()
+
+
+@pytest.mark.parametrize("sat", [False, True])
+def test_codec_feature_epsilon_equals_the_full_stack_scores(sat, monkeypatch):
+    """One scale at a time (`feature_scores`) = `feature_epsilon` + `worst_feature_map`
+    on the decoded image's full stack: same numbers, same worst map (NaN where σ = 0)."""
+    from rawsigma.analysis.scoring.feature_scores import codec_feature_epsilon
+    from rawsigma.analysis.segmentation import features as fb
+
+    rng = np.random.default_rng(2)
+    base = 300 + 120 * np.sin(np.arange(80)[:, None] / 6.0) * np.cos(np.arange(96) / 9.0)
+    raw = rng.poisson(base).astype(np.uint16)
+    dec = (raw // 4 * 4).astype(np.uint16)  # a lossy codec
+    sig = (1.0, 2.0, 4.0)
+    reps = [rng.poisson(base).astype(np.uint16) for _ in range(3)]
+    if sat:  # a flat patch: σ = 0 there for every replica
+        for a in (raw, dec, *reps):
+            a[:30, :30] = 500
+    feats, names = feature_maps_for_scoring(raw, sigmas=sig, n_workers=1)
+    sigma = sc.replica_feature_sigma(reps, sig)
+    full = feature_maps_for_scoring(dec, sigmas=sig, n_workers=1)[0]
+    want = sc.feature_epsilon(feats, sigma, full, names)
+    want_map = sc.worst_feature_map(want, feats, sigma, full, names)
+    monkeypatch.setattr(fb, "MAP_BLOCK_MEMORY", 150_000)  # other blocks than the reference
+    got, got_map = codec_feature_epsilon(feats, sigma, dec, names, sig)
+    assert list(got) == names and got == want
+    assert list(got_map) == list(want_map) and len(got_map) == 1
+    (name,) = got_map
+    np.testing.assert_array_equal(got_map[name], want_map[name])
+    assert got_map[name].dtype == np.float32
+    assert np.isnan(got_map[name]).any() == sat

@@ -90,6 +90,7 @@ class Outcome:
     globals: dict[str, float]
     features: np.ndarray
     n_components: int = 0  # connected components before the size filter
+    match: MatchResult | None = None  # a replica's match to the raw objects
 
 
 def drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:

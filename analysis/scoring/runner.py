@@ -35,6 +35,7 @@ from rawsigma.analysis.noisemodel.synthesis import synthesize
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring import standard_score as sc
+from rawsigma.analysis.scoring.feature_scores import codec_feature_epsilon
 from rawsigma.analysis.scoring.inputs import (
     Segmenter,
     check_labels,
@@ -209,9 +210,14 @@ def _segment_raw_and_replicas(
     raw_future = pool.submit(process_image, image, segment, plan, clock)
     replica_futures = [pool.submit(process_image, r, segment, plan, clock, False) for r in replicas]
     raw = raw_future.result()
+    raw_centroids = centroids(raw.table) if len(raw.table["label"]) else np.zeros((0, 2))
     replica_outcomes = []
     for i, future in enumerate(replica_futures):
-        replica_outcomes.append(future.result())
+        outcome = future.result()
+        # matched as it arrives, then its label image is released (not one per replica)
+        outcome.match = match_to_raw(raw, raw_centroids, outcome, plan.max_distance)
+        outcome.labels = np.empty((0, 0), np.int32)
+        replica_outcomes.append(outcome)
         report("replicas", i + 1, len(replica_futures))
     t = time.perf_counter()
     workers = min(plan.workers, os.cpu_count() or 1)
@@ -237,7 +243,8 @@ def _replica_reference(
     values = {k: np.full((len(replicas), n_obj), np.nan) for k in params}
     matches, deltas = [], {k: [] for k in params}
     for i, outcome in enumerate(replicas):
-        match = match_to_raw(raw, raw_centroids, outcome, plan.max_distance)
+        match = outcome.match  # matched to raw by `_segment_raw_and_replicas`
+        assert match is not None
         matches.append(match.summary())
         matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
         for k in params:
@@ -271,7 +278,7 @@ class _CodecScorer:
     def score(self, spec: str, decoded: _Decoded) -> CodecResult:
         ref, plan = self.reference, self.segmenter.plan
         raw, n_obj = ref.raw, ref.n_objects
-        outcome = process_image(decoded.image, self.segmenter.segment, plan, self.clock)
+        outcome = process_image(decoded.image, self.segmenter.segment, plan, self.clock, False)
         match = match_to_raw(raw, ref.raw_centroids, outcome, plan.max_distance)
         matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
         replica_globals = [r.globals for r in ref.replicas]
@@ -282,12 +289,11 @@ class _CodecScorer:
             if n_obj
             else {}
         )  # fmt: skip
-        feature_eps = sc.feature_epsilon(
-            raw.features, ref.feature_sigma, outcome.features, ref.feature_names
+        t = time.perf_counter()  # the decoded image's features, one scale at a time
+        feature_eps, worst_map = codec_feature_epsilon(
+            raw.features, ref.feature_sigma, decoded.image, ref.feature_names, plan.score_sigmas
         )
-        worst_map = sc.worst_feature_map(
-            feature_eps, raw.features, ref.feature_sigma, outcome.features, ref.feature_names
-        )
+        self.clock.add("scoring features (sum over images)", t)
         dec = decoded.image
         pixel_eps = (
             (self.image.astype(np.float32) - dec.astype(np.float32)) / self.pixel_sigma
@@ -452,6 +458,7 @@ def score_image(
         raw, replica_outcomes, feature_sigma = _segment_raw_and_replicas(
             pool, image, replicas, segmenter, clock, report
         )
+        del replicas  # the replicas' images are no longer needed
         timings["replicas"] = time.perf_counter() - t0
         reference = _replica_reference(raw, replica_outcomes, feature_sigma, plan, notes)
         scorer = _CodecScorer(image, reference, raw_noise_sigma(image, profile), segmenter, clock)

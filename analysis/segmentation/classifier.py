@@ -332,15 +332,22 @@ class PixelClassifier:
         return out
 
     def _predict_fused(
-        self, arr: np.ndarray, forest: forest_infer.FlatForest, out: np.ndarray
+        self,
+        arr: np.ndarray,
+        forest: forest_infer.FlatForest,
+        out: np.ndarray,
+        channel: int | None = None,
     ) -> None:
         """``out[core]`` ← probabilities of each block, features computed and classified
-        block by block in the worker threads (channel-first, no full-size bank)."""
-        k = out.shape[-1]
+        block by block in the worker threads (channel-first, no full-size bank); with
+        ``channel``, only that class's probability (``out`` has the image's shape)."""
+        k = out.shape[-1] if channel is None else 1
+        pick = slice(None) if channel is None else slice(channel, channel + 1)
 
         def classify(core: tuple[slice, ...], feats: np.ndarray) -> None:
             p = forest_infer.predict_proba_channels(forest, feats.reshape(feats.shape[0], -1))
-            out[core] = p.reshape(feats.shape[1:] + (k,))
+            shape = feats.shape[1:] + ((k,) if channel is None else ())
+            out[core] = p[:, pick].reshape(shape)
 
         map_feature_blocks(arr, self.features, classify, self.block, n_workers=self._workers())
 
@@ -357,6 +364,12 @@ class PixelClassifier:
 
     def foreground_probability(self, image: np.ndarray) -> np.ndarray:
         """Probability of :attr:`foreground_class`, float32, same shape as ``image``."""
+        forest = self._flat_forest()
+        if forest is not None and self.fused_inference:  # only that channel is stored
+            arr = self._check_fitted(image)
+            fg = np.empty(arr.shape, np.float32)
+            self._predict_fused(arr, forest, fg, self._fg_index())
+            return fg
         proba = self.predict_proba(image)
         return proba[..., self._fg_index()]
 
