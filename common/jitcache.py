@@ -33,6 +33,7 @@ KERNEL_MODULES = (
     "rawsigma.analysis.noisecodec.fastpath",
     "rawsigma.analysis.segmentation.forest_infer",
     "rawsigma.analysis.measurement.outline_kernel",
+    "rawsigma.analysis.scoring.welford_kernel",
     "rawsigma.calib.moments_kernel",
     "rawsigma.analysis.tomo.kernels",
 )

@@ -38,6 +38,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -311,9 +312,11 @@ def replica_feature_sigma(
 
     The same values as folding every replica's `feature_maps_for_scoring` into a
     `FeatureStats`, computed block by block (each block of every replica, read with
-    the filters' halo, then folded): memory is the result and a few blocks, not one
-    full-size float32 stack per replica plus two float64 accumulators.
+    the filters' halo, then folded by `welford_kernel` with `FeatureStats`'s float64
+    operations): memory is the result and a few blocks, not one full-size float32
+    stack per replica plus two float64 accumulators.
     """
+    from rawsigma.analysis.scoring import welford_kernel  # numba: imported when needed
     from rawsigma.analysis.segmentation import features as fb
     from rawsigma.analysis.segmentation.features import (
         _block_starts,
@@ -331,11 +334,24 @@ def replica_feature_sigma(
     out = np.empty(tuple(shape) + (len(names),), np.float32)
     block = _resolve_block(None, shape, cfg, n_workers, fb.MAP_BLOCK_MEMORY)
 
+    local = threading.local()
+
     def one(core: tuple[slice, ...]) -> None:
-        stats = FeatureStats()
-        for r in replicas:
-            stats.add(np.moveaxis(_compute_block(r, core, cfg, spacing, index), 0, -1))
-        out[core] = stats.sigma(np.float32)
+        if getattr(local, "buf", None) is None:  # per-thread buffers, reused block to block
+            size = len(names) * int(np.prod(block))
+            local.buf = np.empty((len(names),) + tuple(block), np.float32)
+            local.acc = np.empty((2, size)), np.empty(size, np.float32)
+        (mean, m2), sig = local.acc
+        shape = (len(names),) + tuple(c.stop - c.start for c in core)
+        size = int(np.prod(shape))
+        mean, m2, sig = mean[:size], m2[:size], sig[:size]
+        mean[:] = 0.0
+        m2[:] = 0.0
+        for n, r in enumerate(replicas, 1):  # FeatureStats.add's operations, compiled
+            feats = _compute_block(r, core, cfg, spacing, index, local.buf)
+            welford_kernel.fold(mean, m2, feats.ravel(), n)
+        welford_kernel.finish(m2, len(replicas), sig)
+        out[core] = np.moveaxis(sig.reshape(shape), 0, -1)
 
     cores = _block_starts(shape, block)
     if n_workers <= 1 or len(cores) == 1:
