@@ -29,9 +29,13 @@ def channel_epsilon(raw: np.ndarray, sigma: np.ndarray, other: np.ndarray) -> di
     temporaries are reused in place (the same float32 operations).
     """
     ok = sigma > 0
-    e = raw[ok]
-    e -= other[ok]
-    e /= sigma[ok]
+    if ok.all():  # the usual case: no gathers, the same values in the same order
+        e = np.subtract(raw, other).ravel()
+        e /= sigma.ravel()
+    else:
+        e = raw[ok]
+        e -= other[ok]
+        e /= sigma[ok]
     if not e.size:
         nan = math.nan
         return {"mean_epsilon": nan, "mean_abs_epsilon": nan, "rms_epsilon": nan, "n_pixels": 0}
