@@ -23,22 +23,26 @@ jitcache.install()
 _RAD_TO_DEG = 180.0 / math.pi  # CPython's math.degrees factor
 
 
-@nb.njit(cache=True, nogil=True)
-def _inside(lab, ident, top, left, h, w, px, py) -> bool:  # pragma: no cover - numba
-    """Pixel (px, py) of the object's bounding box padded by one pixel (outside = False)."""
-    r, c = py - 1, px - 1
-    if r < 0 or c < 0 or r >= h or c >= w:
-        return False
-    return lab[top + r, left + c] == ident
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _mask(lab, ident, top, left, h, w):  # pragma: no cover - numba
+    """The object in its bounding box padded by one pixel (`traced_outline`'s grid)."""
+    m = np.zeros((h + 2, w + 2), np.bool_)
+    for r in range(h):
+        for c in range(w):
+            m[r + 1, c + 1] = lab[top + r, left + c] == ident
+    return m
 
 
-@nb.njit(cache=True, nogil=True)
-def _trace(lab, ident, top, left, h, w, xs, ys):  # pragma: no cover - numba
-    """ImageJ ``Wand`` outline (as `traced_outline`) into ``xs``, ``ys``; vertex count."""
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _trace(m, xs, ys):  # pragma: no cover - numba
+    """Outline vertices of padded mask ``m`` into ``xs``, ``ys``; their count.
+
+    ImageJ's ``Wand``, as `traced_outline` traces it.
+    """
     x = 0
-    while not _inside(lab, ident, top, left, h, w, x, 1):  # first pixel of the top row
+    while not m[1, x]:  # first pixel of the top row, then the end of its run
         x += 1
-    while _inside(lab, ident, top, left, h, w, x, 1):
+    while m[1, x]:
         x += 1
     start_x, start_y, start_dir = x, 2, 3
     y, direction, n = start_y, start_dir, 0
@@ -47,20 +51,22 @@ def _trace(lab, ident, top, left, h, w, xs, ys):  # pragma: no cover - numba
         while True:
             d = new_dir & 3
             if d == 0:
-                ok = _inside(lab, ident, top, left, h, w, x, y)
+                ok = m[y, x]
             elif d == 1:
-                ok = _inside(lab, ident, top, left, h, w, x, y - 1)
+                ok = m[y - 1, x]
             elif d == 2:
-                ok = _inside(lab, ident, top, left, h, w, x - 1, y - 1)
+                ok = m[y - 1, x - 1]
             else:
-                ok = _inside(lab, ident, top, left, h, w, x - 1, y)
+                ok = m[y, x - 1]
             if ok:
                 break
             new_dir -= 1
             if new_dir < direction:
                 break
         if new_dir != direction:
-            xs[n], ys[n], n = x, y, n + 1
+            xs[n] = x
+            ys[n] = y
+            n += 1
         d = new_dir & 3
         if d == 0:
             x += 1
@@ -74,11 +80,13 @@ def _trace(lab, ident, top, left, h, w, xs, ys):  # pragma: no cover - numba
         if x == start_x and y == start_y and (direction & 3) == start_dir:
             break
     if xs[0] != x:
-        xs[n], ys[n], n = x, y, n + 1
+        xs[n] = x
+        ys[n] = y
+        n += 1
     return n
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _perimeter_counts(xs, ys, n):  # pragma: no cover - numba
     """(sum |dx| + |dy|, counted corners) of `traced_perimeter`."""
     sumd = 0
@@ -99,21 +107,22 @@ def _perimeter_counts(xs, ys, n):  # pragma: no cover - numba
     return sumd, corners
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _turns_right(px, py, chain, n, i) -> bool:  # pragma: no cover - numba
     """`corner_hull`'s ``cross(chain[n-2], chain[n-1], i) <= 0`` (integers)."""
     a, b = chain[n - 2], chain[n - 1]
     return (px[b] - px[a]) * (py[i] - py[a]) - (py[b] - py[a]) * (px[i] - px[a]) <= 0
 
 
-@nb.njit(cache=True, nogil=True)
-def _hull(lab, ident, top, left, h, w):  # pragma: no cover - numba
-    """`corner_hull` of one object: float64 (k, 2) vertices in ImageJ's order."""
+@nb.njit(cache=True, nogil=True, error_model="numpy")
+def _hull(mask):  # pragma: no cover - numba
+    """`corner_hull` of one object (padded mask): float64 (k, 2) vertices, ImageJ's order."""
+    h, w = mask.shape[0] - 2, mask.shape[1] - 2
     grid = np.zeros((w + 1, h + 1), np.bool_)  # pixel corners of each row's end pixels
     for r in range(h):
         first, last = -1, -1
         for c in range(w):
-            if lab[top + r, left + c] == ident:
+            if mask[r + 1, c + 1]:
                 if first < 0:
                     first = c
                 last = c
@@ -126,7 +135,9 @@ def _hull(lab, ident, top, left, h, w):  # pragma: no cover - numba
     for x in range(w + 1):  # distinct points sorted by x, then y (np.unique's order)
         for y in range(h + 1):
             if grid[x, y]:
-                px[m], py[m], m = x, y, m + 1
+                px[m] = x
+                py[m] = y
+                m += 1
     if m <= 2:
         out = np.empty((m, 2))
         for i in range(m):
@@ -137,13 +148,15 @@ def _hull(lab, ident, top, left, h, w):  # pragma: no cover - numba
     for i in range(m):
         while n >= 2 and _turns_right(px, py, chain, n, i):
             n -= 1
-        chain[n], n = i, n + 1
+        chain[n] = i
+        n += 1
     n_lower = n - 1
     base = n
     for i in range(m - 1, -1, -1):
         while n - base >= 2 and _turns_right(px, py, chain, n, i):
             n -= 1
-        chain[n], n = i, n + 1
+        chain[n] = i
+        n += 1
     # hull = lower[:-1] + upper[:-1], reversed (ImageJ: counter-clockwise on screen)
     k = n_lower + (n - 1 - base)
     idx = np.empty(k, np.int64)
@@ -163,7 +176,7 @@ def _hull(lab, ident, top, left, h, w):  # pragma: no cover - numba
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _feret(hull):  # pragma: no cover - numba
     """`morphometry._feret` (feret, angle, min_feret, x1, y1), same float64 operations."""
     x, y = hull[:, 0], hull[:, 1]
@@ -194,7 +207,7 @@ def _feret(hull):  # pragma: no cover - numba
     return feret, angle, min_feret, x[p1], y[p1]
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def _shoelace(hull):  # pragma: no cover - numba
     x, y = hull[:, 0], hull[:, 1]
     a = 0.0
@@ -206,7 +219,7 @@ def _shoelace(hull):  # pragma: no cover - numba
     return 0.5 * abs(a - b)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, error_model="numpy")
 def shape_params(lab, ids, top, left, height, width):  # pragma: no cover - numba
     """Outline, hull and Feret values of objects ``ids`` of ``lab``.
 
@@ -222,13 +235,14 @@ def shape_params(lab, ids, top, left, height, width):  # pragma: no cover - numb
     for o in range(k):
         i = ids[o]
         t, lf, h, w = top[i], left[i], height[i], width[i]
+        mask = _mask(lab, i, t, lf, h, w)
         xs = np.empty(2 * (h + 3) * (w + 3), np.int64)
         ys = np.empty_like(xs)
-        n = _trace(lab, i, t, lf, h, w, xs, ys)
+        n = _trace(mask, xs, ys)
         nv[o] = n
         if n >= 4:
             sumd[o], corners[o] = _perimeter_counts(xs, ys, n)
-        hull = _hull(lab, i, t, lf, h, w)
+        hull = _hull(mask)
         f, a, mf, x1, y1 = _feret(hull)
         vals[o, 0], vals[o, 1], vals[o, 2] = f, a, mf
         vals[o, 3], vals[o, 4] = x1 + lf, y1 + t
