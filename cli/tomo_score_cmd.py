@@ -6,6 +6,7 @@ Registered on the ``tomo`` command group of ``rawsigma tomo reconstruct``
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,16 @@ def score(
         run_tomo_score(**locals())
 
 
+def _check_geometry(center: float | None, arc: float, n_det: int) -> None:
+    """Refuse a rotation axis off the detector and an arc that is not a positive angle."""
+    from rawsigma.errors import UsageError
+
+    if center is not None and not (math.isfinite(center) and 0 <= center <= n_det - 1):
+        raise UsageError(f"--center {center:g}: outside the detector (pixels 0 to {n_det - 1})")
+    if not (math.isfinite(arc) and 0 < arc <= 360):
+        raise UsageError(f"--arc {arc:g}: expected an angle in (0, 360] degrees")
+
+
 def _read_angles(path: Path, n: int) -> object:
     import numpy as np
     from rawsigma.errors import InputFileError
@@ -205,6 +216,7 @@ def run_tomo_score(
     console = Console(stderr=True)
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
+    _check_geometry(center, arc, proj.shape[-1])
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
     if angles and len(ang) != proj.shape[0]:
         raise InputFileError(

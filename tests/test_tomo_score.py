@@ -172,6 +172,16 @@ def test_cli_tomo_score(acquisition, tmp_path):
     )
     assert r.exit_code == 1 and "5 angles for the 24 projections" in " ".join(r.output.split())
     assert not (tmp_path / "bad" / "report.html").exists()
+    n_det = SHAPE[-1]
+    for opt, value, words in (
+        ("--center", str(n_det + 5), "outside the detector"),
+        ("--center", "-1", "outside the detector"),
+        ("--arc", "nan", "expected an angle"),
+        ("--arc", "0", "expected an angle"),
+    ):
+        r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), opt, value])
+        assert r.exit_code == 2 and words in " ".join(r.output.split()), (opt, value, r.output)
+        assert not (tmp_path / "bad").exists()
     out = tmp_path / "out"
     r = CliRunner().invoke(
         app, [*base, "--out", str(out), "--codecs", "replica", "--replicas", "3", "--no-operators"]
