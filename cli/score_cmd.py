@@ -156,8 +156,15 @@ def score(
     scheduler: str | None = typer.Option(
         None,
         "--scheduler",
-        help="Run the 2D fields on dask.distributed: a scheduler ADDRESS (tcp://host:8786) "
-        "or 'local' (a LocalCluster of --workers processes). Implies the fields layout.",
+        help="Run on dask.distributed: a scheduler ADDRESS (tcp://host:8786) or 'local' "
+        "(a LocalCluster of --workers processes). 2D: implies the fields layout; 3D: the "
+        "volume's replicas × codecs as one task graph.",
+    ),
+    chunks: str | None = typer.Option(
+        None,
+        "--chunks",
+        help="3D: segment and measure every version chunk by chunk (Z,Y,X voxels), out "
+        "of core. Default: chunked only when the volume is too large for memory.",
     ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
@@ -193,14 +200,14 @@ def score(
         many = all_fields or scheduler is not None or is_folder(image)
         from rawsigma.errors import UsageError
 
-        if not is_folder(image) and is_volume(image, index, spacing, axes):
-            if many:
-                raise UsageError(
-                    "--all-fields/--scheduler score many 2D fields; a 3D volume is scored "
-                    "in memory (out of core: the rawsigma.analysis.outofcore Python API)"
-                )
-            run_score_volume(opts)
+        if not is_folder(image) and (chunks is not None or is_volume(image, index, spacing, axes)):
+            if all_fields:
+                raise UsageError("--all-fields scores many 2D fields; this file is one volume")
+            run_score_volume(dict(opts, scheduler=scheduler))
             return
+        if chunks is not None:
+            raise UsageError("--chunks is for one 3D volume (give --spacing or --axes)")
+        opts.pop("chunks")
 
         if reference is not None:
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")

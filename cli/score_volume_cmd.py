@@ -1,4 +1,9 @@
-"""``rawsigma score VOLUME``: the 3D path of ``score`` (one (Z, Y, X) volume in memory).
+"""``rawsigma score VOLUME``: the 3D path of ``score`` (one (Z, Y, X) volume).
+
+In memory by default; with ``--scheduler`` (dask.distributed), ``--chunks`` or a volume
+too large for memory, as a task graph (`rawsigma.analysis.scoring.volume_graph`) whose
+results go to ``OUT/work`` as they complete: a failed run names its failed tasks and
+keeps the others for the re-run; ``OUT/work`` is removed once the report is written.
 
 A file is scored as a volume when ``--spacing`` or ``--axes`` is given, or when the
 file declares a ``Z`` axis (OME-TIFF, OME-Zarr, a JSON description, an HDF5/zarr
@@ -120,6 +125,7 @@ def run_score_volume(o: dict[str, Any]) -> Path:
     finally:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
+    shutil.rmtree(out / "work", ignore_errors=True)  # the task results: all in the report
     _summary(result, out / "report.html")
     return out / "report.html"
 
@@ -176,13 +182,16 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             pts, ref = read_points(o["reference"]), None
         else:
             ref = _read_labels(o["reference"], o["axes"], vol.shape, "reference label volume")
-    with stage_progress(console, 18) as progress, warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = score_volume(
-            vol, prof, labels=lab, model=o["model"], spacing=info.spacing, plan=plan,
-            progress=progress, reference=ref, reference_points=pts,
-            spacing_source=info.spacing_source,
-        )  # fmt: skip
+    kw = dict(labels=lab, model=o["model"], spacing=info.spacing, plan=plan, reference=ref,
+              reference_points=pts, spacing_source=info.spacing_source)  # fmt: skip
+    chunks = choose_chunks(o.get("chunks"), vol, plan, o.get("scheduler"))
+    if o.get("scheduler") is None and chunks is None:
+        console.print("path: in memory (one process)", highlight=False)
+        with stage_progress(console, 18) as progress, warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = score_volume(vol, prof, progress=progress, **kw)
+    else:
+        result = _run_graph(o, vol, prof, chunks, kw, console)
     if ref is not None and o["instances"] and o["reference"] is None:
         result.reference["note"] = (
             "The classifier was trained on annotations derived from these labels (eroded "
@@ -194,6 +203,78 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         reference_file=str(o["reference"]) if o["reference"] else None,
         profile_file=str(o["profile"]) if o["profile"] else None,
     )  # fmt: skip
+    return result
+
+
+#: In-memory scoring holds about this many bytes per voxel beyond the versions
+#: themselves (classifier feature blocks, scoring feature maps, labels, ε maps).
+IN_MEMORY_BYTES_PER_VOXEL = 120
+DEFAULT_CHUNKS = (32, 256, 256)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``; physical memory elsewhere)."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def choose_chunks(
+    text: str | None, vol: np.ndarray, plan: Any, scheduler: str | None
+) -> tuple[int, int, int] | None:
+    """The chunks of the out-of-core path, or None (whole volumes).
+
+    ``--chunks Z,Y,X`` when given; else :data:`DEFAULT_CHUNKS` when the in-memory run
+    would not fit in half the available memory.
+    """
+    from rawsigma.errors import UsageError
+
+    if text is not None:
+        try:
+            c = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            c = ()
+        if len(c) != 3 or min(c) < 1:
+            raise UsageError(f"--chunks {text!r}: give three positive integers Z,Y,X")
+        return c  # type: ignore[return-value]
+    versions = 1 + plan.n_replicas + len(plan.codecs)
+    need = vol.nbytes * versions + vol.size * IN_MEMORY_BYTES_PER_VOXEL
+    if need <= available_memory() // 2:
+        return None
+    return tuple(min(n, c) for n, c in zip(vol.shape, DEFAULT_CHUNKS, strict=True))  # type: ignore[return-value]
+
+
+def _run_graph(o, vol, prof, chunks, kw, console):  # type: ignore[no-untyped-def]
+    """The task graph (``--scheduler``, ``--chunks`` or a volume too large for memory)."""
+    from rawsigma.analysis.outofcore.taskrun import connect
+    from rawsigma.analysis.scoring.volume_graph import score_volume_tasks
+    from rawsigma.errors import UsageError
+
+    from .console import stage_progress
+
+    if chunks is not None and kw["labels"] is None:
+        raise UsageError("--chunks (out of core) needs --labels: the trained forest is chunked")
+    sched = o.get("scheduler")
+    where = f"dask.distributed ({sched})" if sched else f"{o['workers']} local threads"
+    how = f"chunks {','.join(map(str, chunks))}" if chunks else "whole volume per task"
+    console.print(f"path: task graph on {where}, {how}", highlight=False)
+    work = o["out"] / "work"
+    with connect(sched, o["workers"]) as client, stage_progress(console, 18) as progress:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = score_volume_tasks(
+                vol, prof, work, client=client, task_threads=o["workers"], chunks=chunks,
+                resume=not o["force"], progress=progress, **kw,
+            )  # fmt: skip
+    result.provenance["execution"] = {"scheduler": sched or "local threads", "chunks": chunks,
+                                      "workdir": str(work)}  # fmt: skip
     return result
 
 

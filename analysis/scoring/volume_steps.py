@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from rawsigma.analysis.measurement.matching import match_objects
@@ -30,7 +30,13 @@ from rawsigma.analysis.scoring.plans import ScorePlan
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
 from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
 
-__all__ = ["DEFAULT_SPACING", "VolumeResult", "parameter_quantum3d", "score_run"]
+__all__ = [
+    "DEFAULT_SPACING",
+    "VolumeResult",
+    "assemble_result",
+    "parameter_quantum3d",
+    "score_run",
+]
 
 Segmenter = Callable[[np.ndarray], np.ndarray]
 #: Voxel size assumed when none is given or found (stated in the report, warned).
@@ -151,7 +157,17 @@ def _globals3d(table: dict[str, np.ndarray], tissue_volume: float) -> dict[str, 
     }
 
 
-def _process(vol: np.ndarray, ctx: _Run) -> _Outcome:
+class _SegmentContext(Protocol):
+    """What segmenting and measuring one volume needs (a `_Run`, or a task's context)."""
+
+    segment: Segmenter
+    plan: ScorePlan
+    spacing: tuple[float, float, float]
+    tissue: dict
+    clock: StageClock
+
+
+def _process(vol: np.ndarray, ctx: _SegmentContext) -> _Outcome:
     from rawsigma.analysis.measurement.morphometry3d import measure3d
     from rawsigma.analysis.segmentation.classifier import labels_from_output
     from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_bank
@@ -275,11 +291,15 @@ class _CodecScorer:
     voxel_sigma: np.ndarray
 
     def score(self, spec: str) -> CodecResult:
+        """Segment, measure and score the decoded volume of ``spec``."""
+        return self.score_outcome(spec, _process(self.run.decoded[spec].volume, self.run))
+
+    def score_outcome(self, spec: str, outcome: _Outcome) -> CodecResult:
+        """Score the decoded volume of ``spec`` whose segmentation is ``outcome``."""
         ref, plan, vol = self.reference, self.run.plan, self.run.vol
         raw, n_obj = ref.raw, ref.n_objects
         decoded = self.run.decoded[spec]
         dec = decoded.volume
-        outcome = _process(dec, self.run)
         match = _match(raw, outcome, plan.max_distance)
         matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
         replica_globals = [r.globals for r in ref.replicas]
@@ -390,6 +410,12 @@ def score_run(run: _Run) -> VolumeResult:
         t0 = time.perf_counter()
         results = _score_codecs(pool, scorer)
         timings["scoring_codecs"] = time.perf_counter() - t0
+    return assemble_result(run, ref, results)
+
+
+def assemble_result(run: _Run, ref: _ReplicaReference, results: list[CodecResult]) -> VolumeResult:
+    """The :class:`VolumeResult` of a run from its replica reference and codec results."""
+    raw, replicas, timings = ref.raw, ref.replicas, run.timings
     _complete_objects_info(run, raw, ref.n_objects)
     reference_info = _reference_agreement(run, raw.labels)
     _note_estimated_profile(run.profile, run.notes)

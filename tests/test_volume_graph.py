@@ -1,0 +1,147 @@
+"""A volume's replicas × codecs as one task graph: same numbers as in memory, resumable."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rawsigma.analysis.scoring.volume import score_volume
+from rawsigma.analysis.scoring.volume_graph import VolumeTasksFailedError, score_volume_tasks
+
+SPACING = (1.0, 0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from rawsigma.analysis.phantoms import nuclei3d
+    from rawsigma.analysis.segmentation.annotations import training_labels
+    from rawsigma.calib.profile import CameraProfile
+
+    shape = (10, 40, 40)
+    bright, truth = nuclei3d(shape, SPACING, n_objects=10, touching_pairs=1, rng=3, n_beads=0)
+    rng = np.random.default_rng(0)
+    gain, offset, read = 2.0, 100.0, 2.0
+    e = rng.poisson(30 + 600 * bright)
+    vol = np.clip(np.rint(offset + gain * e + rng.normal(0, read, shape)), 0, 65535)
+    prof = CameraProfile.uniform(shape[1:], gain, offset, read)
+    return vol.astype(np.uint16), prof, training_labels(truth), truth
+
+
+def _kw(phantom, codecs=("replica", "8bit", "jpeg@10")):
+    vol, prof, lab, truth = phantom
+    return dict(labels=lab, spacing=SPACING, reference=truth, codecs=list(codecs),
+                n_replicas=3, n_estimators=10, workers=1, seed=5)  # fmt: skip
+
+
+def _comparable(res) -> dict:
+    d = res.to_dict()
+    for k in ("timings_s", "notes"):
+        d.pop(k)
+    d["provenance"].pop("date_utc", None)
+    return json.loads(json.dumps(d, default=str))
+
+
+def _assert_same(a, b) -> None:
+    assert _comparable(a) == _comparable(b)
+    np.testing.assert_array_equal(a.raw_labels, b.raw_labels)
+    for k in a.replica_values:
+        np.testing.assert_array_equal(a.replica_values[k], b.replica_values[k])
+    for ca, cb in zip(a.codecs, b.codecs, strict=True):
+        np.testing.assert_array_equal(ca.labels, cb.labels)
+        np.testing.assert_array_equal(ca.pixel_eps, cb.pixel_eps)
+        assert ca.feature_eps.keys() == cb.feature_eps.keys()
+        for k in ca.feature_eps:
+            np.testing.assert_array_equal(ca.feature_eps[k], cb.feature_eps[k])
+        assert ca.verdict == cb.verdict
+
+
+@pytest.fixture(scope="module")
+def in_memory(phantom):
+    vol, prof, _, _ = phantom
+    return score_volume(vol, prof, **_kw(phantom))
+
+
+def test_graph_equals_in_memory_and_resumes(phantom, in_memory, tmp_path) -> None:
+    vol, prof, _, _ = phantom
+    seen: list[tuple[str, int, int]] = []
+    res = score_volume_tasks(
+        vol, prof, tmp_path, task_threads=2, progress=lambda *a: seen.append(a), **_kw(phantom)
+    )
+    assert in_memory.n_objects >= 5
+    _assert_same(in_memory, res)
+    names = sorted(p.name for p in (tmp_path / "tasks").iterdir())
+    assert names == ["codec_00_replica", "codec_01_8bit", "codec_02_jpeg@10", "raw",
+                     "replica_000", "replica_001", "replica_002"]  # fmt: skip
+    assert ("tasks", 7, 7) in seen
+    for n in names:  # every written result is complete
+        assert {"labels.npy", "table.npz", "outcome.json", "features.npy"} <= {
+            p.name for p in (tmp_path / "tasks" / n).iterdir()
+        }
+    # a re-run reuses every written result (same files, same numbers)
+    stamp = (tmp_path / "tasks" / "replica_001" / "labels.npy").stat().st_mtime_ns
+    again = score_volume_tasks(vol, prof, tmp_path, **_kw(phantom))
+    assert (tmp_path / "tasks" / "replica_001" / "labels.npy").stat().st_mtime_ns == stamp
+    assert any("7 of 7 task results reused" in n for n in again.notes)
+    _assert_same(in_memory, again)
+
+
+def test_failed_task_is_named_and_the_others_kept(phantom, in_memory, tmp_path) -> None:
+    vol, prof, _, _ = phantom
+    kw = _kw(phantom, codecs=("replica", "8bit", "bogus@3"))
+    with pytest.raises(VolumeTasksFailedError, match="codec_02_bogus@3") as err:
+        score_volume_tasks(vol, prof, tmp_path, **kw)
+    assert list(err.value.failed) == ["codec_02_bogus@3"]
+    done = sorted(p.name for p in (tmp_path / "tasks").iterdir())
+    assert "codec_02_bogus@3" not in done and len(done) == 6
+    assert not list((tmp_path / "tasks").glob(".*"))  # no temporary left
+    # the written results are valid: a run without the bad codec reuses them all
+    res = score_volume_tasks(vol, prof, tmp_path, **_kw(phantom, codecs=("replica", "8bit")))
+    assert any("reused" in n for n in res.notes) is False  # another key: recomputed
+    assert [c.spec for c in res.codecs] == ["replica", "8bit"]
+    for a, b in zip(res.codecs, in_memory.codecs[:2], strict=True):
+        assert a.verdict == b.verdict
+
+
+def test_chunked_path_gives_the_same_objects_and_verdicts(phantom, in_memory, tmp_path) -> None:
+    vol, prof, _, _ = phantom
+    res = score_volume_tasks(vol, prof, tmp_path, chunks=(4, 16, 20), **_kw(phantom))
+    np.testing.assert_array_equal(res.raw_labels, in_memory.raw_labels)
+    a, b = _comparable(res), _comparable(in_memory)
+    assert a["n_objects_raw"] == b["n_objects_raw"]
+    for ca, cb in zip(res.codecs, in_memory.codecs, strict=True):
+        np.testing.assert_array_equal(ca.labels, cb.labels)
+        assert ca.verdict == cb.verdict
+        assert ca.globals.keys() == cb.globals.keys()
+        for k in ca.objects:
+            assert ca.objects[k].robust == pytest.approx(cb.objects[k].robust, nan_ok=True)
+        assert ca.feature_eps == {}
+    assert any("Out of core" in n for n in res.notes)
+
+
+def _segment_killing_once(marker: str, vol: np.ndarray) -> np.ndarray:
+    """A plug-in segmenter that kills its worker process the first time it runs."""
+    if not os.path.exists(marker):
+        Path(marker).write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return vol > np.percentile(vol, 90)
+
+
+@pytest.mark.slow
+def test_lost_worker_on_a_local_cluster(phantom, tmp_path) -> None:
+    from rawsigma.analysis.outofcore.taskrun import connect
+
+    vol, prof, _, _ = phantom
+    seg = functools.partial(_segment_killing_once, str(tmp_path / "marker"))
+    kw = dict(spacing=SPACING, model=seg, codecs=["replica", "8bit"], n_replicas=3, seed=5,
+              min_size=3)  # fmt: skip
+    with connect("local", workers=2) as client:
+        res = score_volume_tasks(vol, prof, tmp_path / "work", client=client, **kw)
+    assert (tmp_path / "marker").exists()  # a worker was killed
+    ref = score_volume(vol, prof, **kw)  # the marker exists: nothing is killed now
+    _assert_same(ref, res)
+    assert not list((tmp_path / "work" / "tasks").glob(".*"))
