@@ -145,3 +145,88 @@ def test_lost_worker_on_a_local_cluster(phantom, tmp_path) -> None:
     ref = score_volume(vol, prof, **kw)  # the marker exists: nothing is killed now
     _assert_same(ref, res)
     assert not list((tmp_path / "work" / "tasks").glob(".*"))
+
+
+# ----------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def vfiles(tmp_path_factory, phantom):
+    import tifffile
+
+    vol, prof, _, truth = phantom
+    d = tmp_path_factory.mktemp("vgraph")
+    tifffile.imwrite(d / "vol.tif", vol)
+    tifffile.imwrite(d / "truth.tif", truth.astype(np.uint16))
+    prof.save(d / "prof.h5")
+    (d / "crashing.py").write_text(
+        "import os\nimport numpy as np\n\n"
+        "def segment(vol):\n"
+        "    if os.environ.get('RAWSIGMA_TEST_CRASH') and np.unique(vol).size < 300:\n"
+        "        raise RuntimeError('segmenter crashed on a coarse volume')\n"
+        "    return vol > np.percentile(vol, 90)\n"
+    )
+    return d
+
+
+def _cli(d, out, *extra):
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    args = [d / "vol.tif", "--profile", d / "prof.h5", "--spacing", "1,0.5,0.5",
+            "--replicas", "3", "--codecs", "replica,8bit", "--out", out, *extra]  # fmt: skip
+    return CliRunner().invoke(app, ["score", *map(str, args)])
+
+
+def _results(out: Path) -> dict:
+    d = json.loads((out / "results.json").read_text())
+    for k in ("timings_s", "notes"):
+        d.pop(k)
+    d["provenance"].pop("date_utc")
+    d["provenance"].pop("execution", None)
+    return d
+
+
+def test_cli_chunks_path_equals_in_memory(vfiles) -> None:
+    lab = ["--labels", vfiles / "truth.tif", "--instances", "--workers", "1"]
+    r = _cli(vfiles, vfiles / "mem", *lab)
+    assert r.exit_code == 0, r.output
+    assert "path: in memory" in r.output
+    r = _cli(vfiles, vfiles / "chunk", *lab, "--chunks", "4,16,20")
+    assert r.exit_code == 0, r.output
+    assert "path: task graph on 1 local threads, chunks 4,16,20" in r.output
+    assert not (vfiles / "chunk" / "work").exists()  # removed once the report is written
+    a, b = _results(vfiles / "chunk"), _results(vfiles / "mem")
+    for ca, cb in zip(a.pop("codecs"), b.pop("codecs"), strict=True):
+        assert ca.pop("features") == {} and cb.pop("features")  # not computed when chunked
+        assert ca == cb
+    assert a == b
+    r = _cli(vfiles, vfiles / "bad", *lab, "--chunks", "4,0,20")
+    assert r.exit_code == 2 and "three positive integers" in r.output
+    r = _cli(vfiles, vfiles / "bad", "--model", f"{vfiles / 'crashing.py'}:segment",
+             "--chunks", "4,16,20")  # fmt: skip
+    assert r.exit_code == 2 and "needs --labels" in r.output
+
+
+@pytest.mark.slow
+def test_cli_scheduler_names_failed_tasks_and_resumes(vfiles, monkeypatch) -> None:
+    out = vfiles / "sched"
+    model = ["--model", f"{vfiles / 'crashing.py'}:segment", "--min-size", "3"]
+    monkeypatch.setenv("RAWSIGMA_TEST_CRASH", "1")  # the workers inherit it
+    r = _cli(vfiles, out, *model, "--scheduler", "local", "--workers", "2")
+    assert r.exit_code == 1, r.output
+    text = " ".join(r.output.split())
+    assert "1 of 6 tasks failed (codec_01_8bit: RuntimeError: segmenter crashed" in text
+    assert not (out / "results.json").exists() and not (out / "report.html").exists()
+    kept = sorted(p.name for p in (out / "work" / "tasks").iterdir())
+    assert kept == ["codec_00_replica", "raw", "replica_000", "replica_001", "replica_002"]
+    monkeypatch.delenv("RAWSIGMA_TEST_CRASH")
+    r = _cli(vfiles, out, *model, "--workers", "2", "--scheduler", "local")
+    assert r.exit_code == 0, r.output
+    assert (out / "report.html").exists() and not (out / "work").exists()
+    assert "5 of 6 task results reused" in " ".join(_raw_notes(out))
+    ref = vfiles / "sched_mem"
+    assert _cli(vfiles, ref, *model, "--workers", "2").exit_code == 0
+    assert _results(out) == _results(ref)
+
+
+def _raw_notes(out: Path) -> list[str]:
+    return json.loads((out / "results.json").read_text())["notes"]

@@ -252,7 +252,7 @@ def connect(
                 n_workers=workers,
                 threads_per_worker=1,
                 dashboard_address=":0",  # any free port: no clash, no warning
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,  # failed tasks are named by run_tasks
                 **kw,
             )
         with cluster, Client(cluster) as client:

@@ -109,6 +109,35 @@ class _TaskContext:
 
 
 @dataclass
+class _PluginModel:
+    """A plug-in segmenter named by its spec, loaded where it runs.
+
+    A ``file.py:function`` plug-in is loaded as a module the workers cannot import,
+    so the spec (with an absolute path) travels instead of the function.
+    """
+
+    spec: str
+
+    def __call__(self, vol: np.ndarray) -> np.ndarray:
+        from rawsigma.analysis.scoring.inputs import load_model
+
+        return load_model(self.spec)(vol)
+
+
+def _portable(model: Any, plan: ScorePlan, segment: Any) -> Any:
+    """The segmenter to send to the tasks: a plug-in spec travels as `_PluginModel`."""
+    spec = model if model is not None else plan.model
+    if not isinstance(spec, str):
+        return segment
+    head, sep, tail = spec.rpartition(":")
+    if sep and Path(head).is_file():
+        spec = f"{Path(head).resolve()}:{tail}"
+    elif Path(spec).is_file():
+        spec = str(Path(spec).resolve())
+    return _PluginModel(spec)
+
+
+@dataclass
 class _Local:
     """A `_process` context inside a task (its own clock: locks do not pickle)."""
 
@@ -349,6 +378,8 @@ def score_volume_tasks(
     segment, seg_desc = _segmenter(vol, labels, model, plan, sp, feature_sigmas, seed)
     timings["training"] = time.perf_counter() - t0
     report("training", 1, 1)
+    if labels is None:
+        segment = _portable(model, plan, segment)
     tissue_info = _tissue_info(vol, sp, tissue)
     work = Path(workdir)
     key = _run_key(vol, profile, plan, [sp, seg_desc, tissue_info, list(feature_sigmas), chunks])
