@@ -204,7 +204,8 @@ def _version_task(tmp: Path, kind: str, key: Any, ctx: _TaskContext) -> None:
     else:
         out = _process(np.asarray(vol), _Local(ctx.segment, ctx.plan, ctx.spacing, ctx.tissue))
     np.save(tmp / "labels.npy", out.labels)
-    np.savez(tmp / "table.npz", **{k: np.asarray(v) for k, v in out.table.items()})
+    columns: dict[str, Any] = {k: np.asarray(v) for k, v in out.table.items()}
+    np.savez(tmp / "table.npz", **columns)
     np.save(tmp / "features.npy", out.features)
     info = {"globals": out.globals, "n_components": out.n_components,
             "seconds": time.perf_counter() - t0, "chunked": ctx.chunks is not None}  # fmt: skip
@@ -224,9 +225,8 @@ def _run_key(vol: np.ndarray, profile: Any, plan: ScorePlan, extra: list[Any]) -
     """Fingerprint of a run: a re-run reuses task results only with the same key."""
     h = hashlib.sha256()
     h.update(repr((vol.shape, str(vol.dtype))).encode())
-    h.update(
-        np.ascontiguousarray(vol).view(np.uint8).reshape(-1)[:: max(1, vol.nbytes // (1 << 24))]
-    )
+    step = max(1, vol.nbytes // (1 << 24))  # at most 16 MiB of the volume's bytes
+    h.update(np.ascontiguousarray(vol).view(np.uint8).reshape(-1)[::step].tobytes())
     h.update(str(getattr(profile, "profile_id", "")).encode())
     h.update(plan.model_dump_json().encode())
     h.update(json.dumps(extra, default=str).encode())
