@@ -147,6 +147,12 @@ def score(
         help="3D: reference instance labels (a volume) or points (CSV with z,y,x columns, "
         "voxels): the raw segmentation's agreement with them is reported.",
     ),
+    mask: Path | None = typer.Option(
+        None,
+        "--mask",
+        help="3D: tissue/organ mask volume (non-zero = tissue) for the load = object "
+        "volume / mask volume. Default: Otsu of the smoothed raw volume.",
+    ),
     all_fields: bool = typer.Option(
         False,
         "--all-fields",
@@ -213,7 +219,9 @@ def score(
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")
         if many and (spacing is not None or axes is not None):
             raise UsageError("--spacing/--axes are for one 3D volume, not for many 2D fields")
-        for k in ("spacing", "axes", "reference"):
+        if mask is not None:
+            raise UsageError("--mask is for 3D volumes (give --spacing or --axes)")
+        for k in ("spacing", "axes", "reference", "mask"):
             opts.pop(k)
         if many:
             from .score_many import run_many

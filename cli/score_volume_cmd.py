@@ -182,8 +182,13 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             pts, ref = read_points(o["reference"]), None
         else:
             ref = _read_labels(o["reference"], o["axes"], vol.shape, "reference label volume")
+    tissue = None
+    if o.get("mask") is not None:
+        tissue = _read_labels(o["mask"], o["axes"], vol.shape, "mask volume") != 0
+        if not tissue.any():
+            raise ImageMismatchError(f"{o['mask']}: the mask volume holds no tissue voxel")
     kw = dict(labels=lab, model=o["model"], spacing=info.spacing, plan=plan, reference=ref,
-              reference_points=pts, spacing_source=info.spacing_source)  # fmt: skip
+              reference_points=pts, spacing_source=info.spacing_source, tissue=tissue)  # fmt: skip
     chunks = choose_chunks(o.get("chunks"), vol, plan, o.get("scheduler"))
     if o.get("scheduler") is None and chunks is None:
         console.print("path: in memory (one process)", highlight=False)
@@ -201,6 +206,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         image_file=str(image), image_read=info.as_dict(),
         labels_file=str(o["labels"]) if o["labels"] else None,
         reference_file=str(o["reference"]) if o["reference"] else None,
+        mask_file=str(o["mask"]) if o.get("mask") else None,
         profile_file=str(o["profile"]) if o["profile"] else None,
     )  # fmt: skip
     return result

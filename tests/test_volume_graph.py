@@ -185,6 +185,7 @@ def _results(out: Path) -> dict:
     return d
 
 
+@pytest.mark.slow
 def test_cli_chunks_path_equals_in_memory(vfiles) -> None:
     lab = ["--labels", vfiles / "truth.tif", "--instances", "--workers", "1"]
     r = _cli(vfiles, vfiles / "mem", *lab)
@@ -230,3 +231,24 @@ def test_cli_scheduler_names_failed_tasks_and_resumes(vfiles, monkeypatch) -> No
 
 def _raw_notes(out: Path) -> list[str]:
     return json.loads((out / "results.json").read_text())["notes"]
+
+
+def test_cli_mask_is_the_load_denominator(vfiles) -> None:
+    import tifffile
+
+    mask = np.zeros((10, 40, 40), np.uint8)
+    mask[2:8] = 1  # six planes of tissue
+    tifffile.imwrite(vfiles / "mask.tif", mask)
+    tifffile.imwrite(vfiles / "mask_small.tif", mask[:, :30])
+    lab = ["--labels", vfiles / "truth.tif", "--instances", "--workers", "1", "--replicas", "2"]
+    r = _cli(vfiles, vfiles / "masked", *lab, "--mask", vfiles / "mask.tif")
+    assert r.exit_code == 0, r.output
+    d = json.loads((vfiles / "masked" / "results.json").read_text())
+    assert d["volume"]["tissue"]["n_voxels"] == 6 * 40 * 40
+    assert d["volume"]["tissue"]["volume"] == pytest.approx(6 * 40 * 40 * 0.25)
+    g = d["raw_globals"]
+    assert g["load"] == pytest.approx(g["total_volume"] / (6 * 40 * 40 * 0.25))
+    assert d["provenance"]["mask_file"] == str(vfiles / "mask.tif")
+    r = _cli(vfiles, vfiles / "bad", *lab, "--mask", vfiles / "mask_small.tif")
+    assert r.exit_code == 1 and "differs from the volume's" in " ".join(r.output.split())
+    assert not (vfiles / "bad").exists()
