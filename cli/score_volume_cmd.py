@@ -189,7 +189,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             raise ImageMismatchError(f"{o['mask']}: the mask volume holds no tissue voxel")
     kw = dict(labels=lab, model=o["model"], spacing=info.spacing, plan=plan, reference=ref,
               reference_points=pts, spacing_source=info.spacing_source, tissue=tissue)  # fmt: skip
-    chunks = choose_chunks(o.get("chunks"), vol, plan, o.get("scheduler"))
+    chunks = choose_chunks(o.get("chunks"), vol, plan)
     if o.get("scheduler") is None and chunks is None:
         console.print("path: in memory (one process)", highlight=False)
         with stage_progress(console, 18) as progress, warnings.catch_warnings():
@@ -232,9 +232,7 @@ def available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def choose_chunks(
-    text: str | None, vol: np.ndarray, plan: Any, scheduler: str | None
-) -> tuple[int, int, int] | None:
+def choose_chunks(text: str | None, vol: np.ndarray, plan: Any) -> tuple[int, int, int] | None:
     """The chunks of the out-of-core path, or None (whole volumes).
 
     ``--chunks Z,Y,X`` when given; else :data:`DEFAULT_CHUNKS` when the in-memory run

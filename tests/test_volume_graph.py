@@ -252,3 +252,18 @@ def test_cli_mask_is_the_load_denominator(vfiles) -> None:
     r = _cli(vfiles, vfiles / "bad", *lab, "--mask", vfiles / "mask_small.tif")
     assert r.exit_code == 1 and "differs from the volume's" in " ".join(r.output.split())
     assert not (vfiles / "bad").exists()
+
+
+def test_volume_beyond_the_memory_budget_takes_the_chunked_path(monkeypatch) -> None:
+    from rawsigma.analysis.scoring.plans import ScorePlan
+    from rawsigma.cli import score_volume_cmd as cmd
+
+    vol = np.zeros((40, 300, 200), np.uint16)  # 4.8 MB
+    plan = ScorePlan(codecs=["8bit"], n_replicas=10)
+    need = vol.nbytes * 12 + vol.size * cmd.IN_MEMORY_BYTES_PER_VOXEL
+    assert cmd.available_memory() > 1 << 20  # MemAvailable of this machine
+    monkeypatch.setattr(cmd, "available_memory", lambda: 2 * need)
+    assert cmd.choose_chunks(None, vol, plan) is None  # fits in half the memory
+    monkeypatch.setattr(cmd, "available_memory", lambda: 2 * need - 2)
+    assert cmd.choose_chunks(None, vol, plan) == (32, 256, 200)
+    assert cmd.choose_chunks("8,64,64", vol, plan) == (8, 64, 64)
