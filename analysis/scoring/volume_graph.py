@@ -381,7 +381,7 @@ def score_volume_tasks(
     if labels is None:
         segment = _portable(model, plan, segment)
     tissue_info = _tissue_info(vol, sp, tissue)
-    work = Path(workdir)
+    work = Path(workdir).resolve()  # workers elsewhere need absolute paths
     key = _run_key(vol, profile, plan, [sp, seg_desc, tissue_info, list(feature_sigmas), chunks])
     _prepare_workdir(work, key, resume, notes)
     t0 = time.perf_counter()
