@@ -97,6 +97,11 @@ class VolumeInfo:
         }
 
 
+#: Voxel sizes accepted by `parse_spacing` (µm: a nanometre to a metre). Beyond it, the
+#: voxel volume (a product of three sizes) and the surface areas overflow or underflow.
+SPACING_RANGE = (1e-3, 1e6)
+
+
 def parse_spacing(text: str | Any, name: str = "--spacing") -> tuple[float, float, float]:
     """``"2,0.5,0.5"`` (or 3 numbers) → (dz, dy, dx); :class:`UsageError` otherwise."""
     parts = text.replace(" ", "").split(",") if isinstance(text, str) else list(text)
@@ -110,6 +115,12 @@ def parse_spacing(text: str | Any, name: str = "--spacing") -> tuple[float, floa
         raise UsageError(
             f"{name}: voxel sizes must be positive finite numbers, got {text!r} "
             "(no zeros, NaN or negative values)"
+        )
+    if not all(SPACING_RANGE[0] <= s <= SPACING_RANGE[1] for s in sp):
+        lo, hi = SPACING_RANGE
+        raise UsageError(
+            f"{name}: voxel sizes must lie in [{lo:g}, {hi:g}] (µm), got {text!r}; "
+            "volumes and surfaces would underflow or overflow"
         )
     return sp  # type: ignore[return-value]
 

@@ -86,6 +86,11 @@ def test_parse_spacing_refuses_zero_nan_negative():
     for bad in ("1,0,1", "1,nan,1", "-1,1,1", "1,1", "a,b,c"):
         with pytest.raises(UsageError):
             parse_spacing(bad)
+    # sizes whose voxel volume overflows (seen: 1e308 ran) or that are metres, not µm
+    for bad in ("1e308,1e308,1e308", "2e-6,6.5e-7,6.5e-7", "1,1,1e7"):
+        with pytest.raises(UsageError, match="must lie in"):
+            parse_spacing(bad)
+    assert parse_spacing("0.001,1e6,1") == (0.001, 1e6, 1.0)
 
 
 def test_read_volume_formats_and_metadata(tmp_path):
