@@ -87,3 +87,23 @@ def test_lost_worker_is_rescheduled_and_outputs_stay_valid(tmp_path) -> None:
     want = {f"f{i}": i for i in range(6)} | {"killer": 99}
     assert _values(out) == want
     assert not list(out.glob(".*"))
+
+
+@pytest.mark.slow
+def test_a_cluster_without_workers_fails_by_name(tmp_path, monkeypatch) -> None:
+    """All workers gone for good: the tasks are named as failed, not waited on for ever."""
+    pytest.importorskip("distributed")
+    from rawsigma.analysis.outofcore import taskrun
+
+    monkeypatch.setattr(taskrun, "NO_WORKERS_TIMEOUT", "3s")
+    with connect("local", workers=1) as client:
+        client.cluster.scale(0)
+        deadline = time.monotonic() + 30
+        while client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        res = run_tasks({"a": (_write, (1,)), "b": (_write, (2,))}, tmp_path / "out", client=client)
+    assert sorted(res.failed) == ["a", "b"] and not res.written
+    assert all("without any running workers" in why for why in res.failed.values())
+    assert time.monotonic() - t0 < 30
+    assert not any((tmp_path / "out").iterdir())

@@ -210,6 +210,13 @@ def _execute_distributed(
         yield name, reason
 
 
+#: A local cluster's tasks fail, by name, when no worker has been alive for this long
+#: (all workers lost and not restarted) instead of waiting for ever. A nanny restarts a
+#: killed worker within seconds. Remote clusters keep their own setting (an adaptive
+#: cluster may have no workers for a while on purpose).
+NO_WORKERS_TIMEOUT = "120s"
+
+
 @contextlib.contextmanager
 def connect(
     scheduler: str | None, workers: int = 2, memory_limit: str | None = None
@@ -247,7 +254,11 @@ def connect(
         kw: dict[str, Any] = {"memory_limit": memory_limit} if memory_limit else {}
         # one task per worker thread at a time: when a worker dies, only the task it
         # was running counts as suspicious (not the ones queued behind it)
-        with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+        settings = {
+            "distributed.scheduler.worker-saturation": 1.0,
+            "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT,
+        }
+        with dask.config.set(settings):
             cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
