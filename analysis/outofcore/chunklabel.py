@@ -70,18 +70,30 @@ def _chunk_slices(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[slice, ...]
     return out
 
 
-def _label_block(
-    block: np.ndarray, where: tuple[slice, ...], store: str, shape: tuple[int, ...]
+def _label_write(
+    mask: np.ndarray,
+    where: tuple[slice, ...],
+    idx: tuple[int, ...],
+    store: str,
+    faces: list[str],
+    shape: tuple[int, ...],
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """Label one chunk and write its local labels.
+    """Label one chunk, write its local labels and its faces.
 
     Returns the count, the first voxel (global C-order index) and the size of each
     local label.
     """
     import zarr
 
-    lab, n = ndi.label(np.asarray(block, bool), structure=_structure(block.ndim))
-    zarr.open_array(store, mode="r+")[where] = lab.astype(np.uint32, copy=False)
+    lab, n = ndi.label(np.asarray(mask, bool), structure=_structure(mask.ndim))
+    lab = lab.astype(np.uint32, copy=False)
+    zarr.open_array(store, mode="r+")[where] = lab
+    for a, path in enumerate(faces):
+        z = zarr.open_array(path, mode="r+")
+        for side, pos in ((0, 0), (1, lab.shape[a] - 1)):
+            sl = list(where)
+            sl[a] = slice(2 * idx[a] + side, 2 * idx[a] + side + 1)
+            z[tuple(sl)] = lab.take([pos], axis=a)
     if n == 0:
         return 0, np.zeros(0, np.int64), np.zeros(0, np.int64)
     flat = lab.ravel()
@@ -95,23 +107,57 @@ def _label_block(
     return int(n), np.ravel_multi_index(glob, shape).astype(np.int64), sizes
 
 
-def _border_pairs(
+def _label_block(
+    block: np.ndarray,
+    where: tuple[slice, ...],
+    idx: tuple[int, ...],
     store: str,
-    axis: int,
-    b: int,
-    plane_offsets: tuple[list[tuple[tuple[slice, ...], int]], ...],
-) -> np.ndarray:
-    """Pairs of provisional ids touching across the border before index ``b``."""
+    faces: list[str],
+    shape: tuple[int, ...],
+) -> tuple[int, np.ndarray, np.ndarray]:
+    return _label_write(np.asarray(block, bool), where, idx, store, faces, shape)
+
+
+def _stores(
+    workdir: str | Path, shape: tuple[int, ...], chunks: tuple[tuple[int, ...], ...]
+) -> tuple[str, list[str]]:
+    """Create the local-label store and the face stores.
+
+    Per axis, one store holds both faces of every chunk along that axis (index 2k:
+    chunk k's first plane, 2k + 1: its last), so that the merge reads two planes,
+    not two slabs of chunks. Every chunk task writes whole storage chunks of its
+    own (no two tasks share one).
+    """
     import zarr
 
-    z = zarr.open_array(store, mode="r")
-    nd = z.ndim
-    take = [slice(None)] * nd
+    size = tuple(c[0] for c in chunks)
+    store = str(Path(workdir) / "labels_local.zarr")
+    zarr.open_array(store, mode="w", shape=shape, chunks=size, dtype="uint32")
+    faces = []
+    for a in range(len(shape)):
+        fshape, fchunks = list(shape), list(size)
+        fshape[a], fchunks[a] = 2 * len(chunks[a]), 1
+        path = str(Path(workdir) / f"faces_{a}.zarr")
+        zarr.open_array(path, mode="w", shape=tuple(fshape), chunks=tuple(fchunks), dtype="uint32")
+        faces.append(path)
+    return store, faces
+
+
+def _border_pairs(
+    faces: str,
+    axis: int,
+    k: int,
+    plane_offsets: tuple[list[tuple[tuple[slice, ...], int]], ...],
+) -> np.ndarray:
+    """Pairs of provisional ids touching across the border after chunk ``k``."""
+    import zarr
+
+    z = zarr.open_array(faces, mode="r")
+    take: list[Any] = [slice(None)] * z.ndim
     planes = []
-    for pos, offs in zip((b - 1, b), plane_offsets, strict=True):
-        take[axis] = slice(pos, pos + 1)
+    for pos, offs in zip((2 * k + 1, 2 * k + 2), plane_offsets, strict=True):
+        take[axis] = pos
         p = np.asarray(z[tuple(take)]).astype(np.int64)
-        p = np.take(p, 0, axis=axis)
         for sl, off in offs:
             sub = p[sl]
             sub[sub > 0] += off
@@ -119,7 +165,7 @@ def _border_pairs(
     a, c = planes
     cp = np.pad(c, 1)
     found = []
-    for shift in itertools.product((-1, 0, 1), repeat=nd - 1):
+    for shift in itertools.product((-1, 0, 1), repeat=a.ndim):
         cs = cp[tuple(slice(1 + s, 1 + s + n) for s, n in zip(shift, c.shape, strict=True))]
         m = (a > 0) & (cs > 0)
         if m.any():
@@ -129,11 +175,97 @@ def _border_pairs(
     return np.unique(np.concatenate(found), axis=0)
 
 
+@dataclass
+class _Merged:
+    """The merge of the chunks' local labels (client side, small)."""
+
+    offsets: np.ndarray  # provisional id offset of every chunk (C order of the grid)
+    counts: np.ndarray  # local objects per chunk
+    lut: np.ndarray  # uint32, provisional id -> final label (0: dropped)
+    single: np.ndarray  # bool, provisional id -> its object has no other part
+    first: np.ndarray  # first voxel of every final object
+    count: int
+
+
+def _pair_tasks(
+    chunks: tuple[tuple[int, ...], ...],
+    where: list[tuple[slice, ...]],
+    offsets: np.ndarray,
+    faces: list[str],
+) -> list[Any]:
+    import dask
+
+    idxs = list(itertools.product(*(range(len(c)) for c in chunks)))
+    tasks = []
+    for axis in range(len(chunks)):
+        for k in range(len(chunks[axis]) - 1):
+            sides = tuple(
+                [
+                    (tuple(s for i, s in enumerate(w) if i != axis), int(off))
+                    for w, off, ix in zip(where, offsets, idxs, strict=True)
+                    if ix[axis] == kk
+                ]
+                for kk in (k, k + 1)
+            )
+            tasks.append(dask.delayed(_border_pairs)(faces[axis], axis, k, sides))
+    return tasks
+
+
+def _merge(
+    results: Any,
+    chunks: tuple[tuple[int, ...], ...],
+    where: list[tuple[slice, ...]],
+    faces: list[str],
+    min_size: int,
+) -> _Merged:
+    """Union-find of the provisional ids touching across chunk borders.
+
+    Numbering in scipy's order (smallest first voxel), small objects dropped.
+    """
+    import dask
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    counts = np.array([r[0] for r in results], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    total = int(counts.sum())
+    if total >= 2**32 - 1:
+        raise ValueError(f"label_chunked: {total} provisional objects exceed uint32")
+    first_prov = np.concatenate([np.zeros(0, np.int64)] + [r[1] for r in results])
+    size_prov = np.concatenate([np.zeros(0, np.int64)] + [r[2] for r in results])
+    pairs = dask.compute(*_pair_tasks(chunks, where, offsets, faces)) if total else ()
+    edges = np.concatenate(list(pairs) + [np.zeros((0, 2), np.int64)])
+    graph = coo_matrix(
+        (np.ones(len(edges), np.int8), (edges[:, 0] - 1, edges[:, 1] - 1)), shape=(total, total)
+    )
+    n_comp, comp = connected_components(graph, directed=False) if total else (0, np.zeros(0, int))
+    comp_first = np.full(n_comp, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(comp_first, comp, first_prov)
+    order = np.argsort(comp_first, kind="stable")
+    keep = np.ones(n_comp, bool)
+    if min_size > 1 and n_comp:
+        keep = np.bincount(comp, weights=size_prov, minlength=n_comp) >= min_size
+    order = order[keep[order]]
+    rank = np.zeros(n_comp, np.int64)
+    rank[order] = np.arange(1, order.size + 1)
+    lut = np.zeros(total + 1, np.uint32)
+    single = np.zeros(total + 1, bool)
+    if total:
+        lut[1:] = rank[comp]
+        single[1:] = np.bincount(comp, minlength=n_comp)[comp] == 1
+    return _Merged(offsets, counts, lut, single, comp_first[order], int(order.size))
+
+
 def _relabel_block(block: np.ndarray, lut: np.ndarray, offset: int) -> np.ndarray:
     out = np.zeros(block.shape, np.uint32)
     m = block > 0
     out[m] = lut[block[m].astype(np.int64) + offset]
     return out
+
+
+def regular_chunks(chunks: tuple[tuple[int, ...], ...]) -> bool:
+    """True if every axis has equal chunks but a last one no larger (zarr's grid)."""
+    return all(len(c) == 1 or (len(set(c[:-1])) == 1 and c[-1] <= c[0]) for c in chunks)
 
 
 def label_chunked(mask: Any, workdir: str | Path, min_size: int = 0) -> ChunkedLabels:
@@ -146,7 +278,8 @@ def label_chunked(mask: Any, workdir: str | Path, min_size: int = 0) -> ChunkedL
         numpy array is taken as one chunk.
     workdir : path
         Directory for the local-label store (``labels_local.zarr``, the size of
-        the mask in uint32); it must outlive the returned lazy labels.
+        the mask in uint32) and the chunk faces (``faces_<axis>.zarr``); it must
+        outlive the returned lazy labels.
     min_size : int
         Drop objects of fewer voxels and renumber the others 1..n in the same order
         (as the scoring pipeline's size filter); 0 or 1 keeps all.
@@ -163,80 +296,32 @@ def label_chunked(mask: Any, workdir: str | Path, min_size: int = 0) -> ChunkedL
     """
     import dask
     import dask.array as da
-    import zarr
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     arr = mask if isinstance(mask, da.Array) else da.from_array(np.asarray(mask))
     if arr.ndim not in (2, 3):
         raise ValueError(f"label_chunked: expected a 2D or 3D mask, got shape {arr.shape}")
     chunks = arr.chunks
-    for c in chunks:
-        if len(c) > 1 and (len(set(c[:-1])) > 1 or c[-1] > c[0]):
-            raise ValueError(f"label_chunked: chunks must be regular, got {chunks}")
+    if not regular_chunks(chunks):
+        raise ValueError(f"label_chunked: chunks must be regular, got {chunks}")
     shape = tuple(int(n) for n in arr.shape)
-    store = str(Path(workdir) / "labels_local.zarr")
-    zarr.open_array(
-        store, mode="w", shape=shape, chunks=tuple(c[0] for c in chunks), dtype="uint32"
-    )
+    store, faces = _stores(workdir, shape, chunks)
     where = _chunk_slices(chunks)
-    blocks = arr.to_delayed().ravel()
+    idxs = list(itertools.product(*(range(len(c)) for c in chunks)))
     tasks = [
-        dask.delayed(_label_block, pure=False)(blk, w, store, shape)
-        for blk, w in zip(blocks, where, strict=True)
+        dask.delayed(_label_block, pure=False)(blk, w, ix, store, faces, shape)
+        for blk, w, ix in zip(arr.to_delayed().ravel(), where, idxs, strict=True)
     ]
-    results = dask.compute(*tasks)
-    counts = np.array([r[0] for r in results], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    total = int(counts.sum())
-    if total >= 2**32 - 1:
-        raise ValueError(f"label_chunked: {total} provisional objects exceed uint32")
-    first_prov = np.concatenate([np.zeros(1, np.int64)] + [r[1] for r in results])
-    size_prov = np.concatenate([np.zeros(0, np.int64)] + [r[2] for r in results])
-    off_of = list(zip(where, (int(o) for o in offsets), strict=True))
-
-    pair_tasks = []
-    for axis in range(arr.ndim):
-        bounds = np.cumsum(chunks[axis])[:-1]
-        for b in bounds:
-            sides = []
-            for pos in (b - 1, b):
-                sides.append(
-                    [
-                        (tuple(s for i, s in enumerate(w) if i != axis), off)
-                        for w, off in off_of
-                        if w[axis].start <= pos < w[axis].stop
-                    ]
-                )
-            pair_tasks.append(dask.delayed(_border_pairs)(store, axis, int(b), tuple(sides)))
-    pairs = dask.compute(*pair_tasks) if pair_tasks else ()
-    edges = np.concatenate(list(pairs) + [np.zeros((0, 2), np.int64)])
-    graph = coo_matrix(
-        (np.ones(len(edges), np.int8), (edges[:, 0] - 1, edges[:, 1] - 1)), shape=(total, total)
-    )
-    n_comp, comp = connected_components(graph, directed=False) if total else (0, np.zeros(0, int))
-    comp_first = np.full(n_comp, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(comp_first, comp, first_prov[1:])
-    order = np.argsort(comp_first, kind="stable")
-    keep = np.ones(n_comp, bool)
-    if min_size > 1 and n_comp:
-        keep = np.bincount(comp, weights=size_prov, minlength=n_comp) >= min_size
-    order = order[keep[order]]
-    rank = np.zeros(n_comp, np.int64)
-    rank[order] = np.arange(1, order.size + 1)
-    lut = np.zeros(total + 1, np.uint32)
-    lut[1:] = rank[comp] if total else lut[1:]
-    n_comp = int(order.size)
-
+    merged = _merge(dask.compute(*tasks), chunks, where, faces, min_size)
+    lut = merged.lut
     local = da.from_zarr(store, chunks=chunks)
-    offs_grid = offsets.reshape(tuple(len(c) for c in chunks))
+    offs_grid = merged.offsets.reshape(tuple(len(c) for c in chunks))
 
     def relabel(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
         loc = block_info[0]["chunk-location"] if block_info else (0,) * block.ndim
         return _relabel_block(block, lut, int(offs_grid[tuple(loc)]))
 
     labels = local.map_blocks(relabel, dtype=np.uint32)
-    return ChunkedLabels(labels=labels, count=int(n_comp), first=comp_first[order])
+    return ChunkedLabels(labels=labels, count=merged.count, first=merged.first)
 
 
 def _block_stats(block: np.ndarray, origin: tuple[int, ...]) -> tuple[np.ndarray, ...]:
@@ -346,7 +431,25 @@ def measure3d_chunked(
         lo[:, ids] = np.minimum(lo[:, ids], blo)
         hi[:, ids] = np.maximum(hi[:, ids], bhi)
     surf = _surfaces(result, where, blocks, lo, hi, sp)
-    ids = np.arange(1, n_obj + 1, dtype=np.int64)
+    return _object_table(cnt, sums, lo, hi, surf, sp)
+
+
+def _object_table(
+    cnt: np.ndarray,
+    sums: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    surf: np.ndarray,
+    sp: tuple[float, float, float],
+) -> dict[str, np.ndarray]:
+    """The `measure3d` table (plus ``bbox``) from the reduced per-object integers.
+
+    ``cnt`` (n + 1,), ``sums``, ``lo``, ``hi`` (3, n + 1): index 0 is the
+    background (ignored); ``surf`` (n,).
+    """
+    from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
+
+    ids = np.arange(1, cnt.size, dtype=np.int64)
     n = cnt[1:].astype(np.float64)
     cents = [(sums[a, 1:].astype(np.float64) / n + 0.5) * sp[a] for a in range(3)]
     vol = n * sp[0] * sp[1] * sp[2]
