@@ -98,11 +98,9 @@ def test_chunked_classification_equals_in_memory() -> None:
     assert 0.01 < fg.mean() < 0.9
 
 
-def test_pipeline_on_zarr_equals_in_memory(tmp_path) -> None:
-    """Classify -> mask.zarr -> merged labels -> table, vs the in-memory path."""
-    zarr = pytest.importorskip("zarr")
-    from rawsigma.analysis.outofcore.pipeline import segment_measure_chunked
-
+@pytest.fixture(scope="module")
+def pipeline_case():  # type: ignore[no-untyped-def]
+    """A volume, a forest trained on it and the in-memory foreground."""
     rng = np.random.default_rng(4)
     shape = (18, 40, 36)
     truth = ndi.gaussian_filter(rng.random(shape), 1.5) > 0.55
@@ -112,15 +110,61 @@ def test_pipeline_on_zarr_equals_in_memory(tmp_path) -> None:
     lab[::2, ::3, ::3] = np.where(truth[::2, ::3, ::3], 2, 1)
     cfg = FeatureConfig("ilastik", sigmas=(0.7, 1.0), spacing=(2.0, 1.0, 1.0))
     clf = PixelClassifier("ilastik", features=cfg, n_estimators=10).fit(vol, lab)
-    z = zarr.open_array(str(tmp_path / "vol.zarr"), mode="w", shape=shape, chunks=(5, 11, 13),
-                        dtype="uint16")  # fmt: skip
-    z[:] = vol
-    got_lab, table = segment_measure_chunked(
-        tmp_path / "vol.zarr", clf, tmp_path / "work", spacing=SPACING, min_size=3
-    )
-    ref = drop_small(ndi.label(clf.foreground_probability(vol) > 0.5, FULL3)[0], 3)
-    assert ref.max() > 10
-    np.testing.assert_array_equal(got_lab.compute(), ref)
+    return vol, clf, clf.foreground_probability(vol) > 0.5
+
+
+def _assert_same(got_lab, table, ref) -> None:  # type: ignore[no-untyped-def]
+    np.testing.assert_array_equal(np.asarray(got_lab), ref)
     mem = measure3d(ref, SPACING)
     for key, val in mem.items():
         np.testing.assert_array_equal(table[key], val, err_msg=key)
+    bbox = np.array([[s.start for s in o] + [s.stop for s in o] for o in ndi.find_objects(ref)])
+    np.testing.assert_array_equal(table["bbox"], bbox.reshape(-1, 6))
+
+
+def test_pipeline_on_zarr_equals_in_memory(tmp_path, pipeline_case) -> None:
+    """Classify -> local labels + faces -> merged labels -> table, vs the in-memory path,
+    for the store's own chunks and processing chunks thinner than the halo."""
+    zarr = pytest.importorskip("zarr")
+    from rawsigma.analysis.outofcore.pipeline import segment_measure_chunked
+
+    vol, clf, fg = pipeline_case
+    z = zarr.open_array(str(tmp_path / "vol.zarr"), mode="w", shape=vol.shape,
+                        chunks=(5, 11, 13), dtype="uint16")  # fmt: skip
+    z[:] = vol
+    ref = drop_small(ndi.label(fg, FULL3)[0], 3)
+    assert ref.max() > 10
+    for i, chunks in enumerate([None, (1, 40, 18), (18, 3, 36)]):
+        got_lab, table = segment_measure_chunked(
+            tmp_path / "vol.zarr", clf, tmp_path / f"w{i}", spacing=SPACING, min_size=3,
+            chunks=chunks,
+        )  # fmt: skip
+        _assert_same(got_lab.compute(), table, ref)
+
+
+def test_pipeline_dask_input_threshold_and_auto(tmp_path, pipeline_case) -> None:
+    """A dask array (read through its graph), the threshold path and chunks="auto"."""
+    from rawsigma.analysis.outofcore.pipeline import (
+        auto_chunks,
+        bytes_per_voxel,
+        segment_measure_chunked,
+    )
+
+    vol, clf, fg = pipeline_case
+    ref = ndi.label(fg, FULL3)[0]
+    lab, table = segment_measure_chunked(
+        da.from_array(vol, chunks=(7, 13, 36)), clf, tmp_path / "a", spacing=SPACING
+    )
+    _assert_same(lab.compute(), table, ref)
+    ref = ndi.label(vol > 200, FULL3)[0]
+    assert ref.max() > 10
+    lab, table = segment_measure_chunked(
+        vol, None, tmp_path / "b", spacing=SPACING, threshold=200, chunks=(6, 14, 12)
+    )
+    _assert_same(lab.compute(), table, ref)
+    assert auto_chunks((100, 64, 64), 64 * 64 * 25 * 16, 16) == (50, 32, 64)
+    assert bytes_per_voxel(clf) > bytes_per_voxel(None)
+    lab, table = segment_measure_chunked(vol, None, tmp_path / "c", threshold=200, chunks="auto")
+    np.testing.assert_array_equal(lab.compute(), ref)
+    with pytest.raises(ValueError, match="chunks"):
+        segment_measure_chunked(vol, None, tmp_path / "d", chunks="big")

@@ -4,15 +4,18 @@
 (full connectivity: 8 in 2D, 26 in 3D) and the same numbering (scipy numbers
 objects by their first voxel in C order), with one chunk in memory per task:
 
-1. each chunk is labelled alone (``ndi.label``) and its local labels written to a
-   zarr store in a work directory; the task returns the chunk's object count and
-   the global C-order position of each local object's first voxel (inside a chunk
-   the local C order is the global one, and ``ndi.label`` numbers by first voxel);
+1. each chunk is labelled alone (``ndi.label``), its local labels written to a
+   zarr store in a work directory and its faces (first and last plane along
+   every axis) to one small store per axis; the task returns the chunk's object
+   count and the global C-order position of each local object's first voxel
+   (inside a chunk the local C order is the global one, and ``ndi.label`` numbers
+   by first voxel);
 2. the count gives every chunk an offset (global provisional id = offset + local);
 3. for every chunk border along every axis, the two planes on either side are
-   read back and every pair of touching foreground voxels across the border
-   (the 3 x 3 in-plane neighbourhood: faces, edges and corners) gives a pair of
-   provisional ids to merge;
+   read from the face store (two planes, not two slabs of chunks) and every pair
+   of touching foreground voxels across the border (the 3 x 3 in-plane
+   neighbourhood: faces, edges and corners) gives a pair of provisional ids to
+   merge;
 4. the pairs are merged on the client (a union-find: `connected_components` of
    the sparse pair graph), each merged object is numbered by the smallest first
    voxel of its parts, which is scipy's order;
