@@ -14,8 +14,8 @@ on the client between them:
 3. *finish*: relabel the chunk through its slice of the lookup table, write it to
    ``labels.zarr`` and return the per-object integers (voxel count, coordinate
    sums, bounding box) and the surface of every object lying in this chunk alone;
-   the surfaces of the objects spanning chunks are then read in batches from
-   ``labels.zarr``.
+   the surfaces of the objects spanning chunks are then computed from
+   ``labels.zarr``, one read per group of objects starting in the same chunk.
 
 No mask, feature or probability array is ever stored; a task holds one chunk and
 its halo, so a worker's memory is bounded by the chunk shape, which `auto_chunks`
@@ -162,7 +162,7 @@ def _finish_block(
     single: np.ndarray,
     spacing: tuple[float, float, float],
 ) -> tuple[np.ndarray, ...]:
-    """Pass 3 on one chunk: write the final labels, measure the local objects.
+    """Pass 2 on one chunk: write the final labels, measure the local objects.
 
     Returns, per local object kept, its final id, voxel count, coordinate sums,
     bbox and (objects lying in this chunk alone, else NaN) surface.
@@ -281,7 +281,7 @@ def segment_measure_chunked(
     final = str(work / "labels.zarr")
     zarr.open_array(final, mode="w", shape=shape, chunks=size, dtype="uint32")
     sp = _spacing(spacing)
-    table = _finish(merged, stores[0], final, where, sp)
+    table = _finish(merged, stores[0], final, where, sp, size)
     return da.from_zarr(final), table
 
 
@@ -329,11 +329,11 @@ def _finish(
     final: str,
     where: list[tuple[slice, ...]],
     sp: tuple[float, float, float],
-    batch: int = 256,
+    size: tuple[int, ...],
 ) -> dict[str, np.ndarray]:
-    """Pass 3 and the reduction of its per-chunk integers into the object table."""
+    """Pass 2 and the reduction of its per-chunk integers into the object table."""
     import dask
-    from rawsigma.analysis.outofcore.chunklabel import _object_table, _surfaces_from_store
+    from rawsigma.analysis.outofcore.chunklabel import _object_table
 
     tasks = []
     for w, off, n in zip(where, merged.offsets, merged.counts, strict=True):
@@ -354,10 +354,52 @@ def _finish(
             np.maximum.at(hi[a], fid, bhi[a])
         done = ~np.isnan(sf)
         surf[fid[done]] = sf[done]
-    span = [int(i) for i in np.flatnonzero(np.isnan(surf[1:])) + 1]
-    items = [(i, tuple(slice(int(lo[a, i]), int(hi[a, i])) for a in range(3))) for i in span]
-    groups = [items[k : k + batch] for k in range(0, len(items), batch)]
-    got = dask.compute(*[dask.delayed(_surfaces_from_store)(final, g, sp) for g in groups])
-    for g, vals in zip(groups, got, strict=True):
+    span = np.flatnonzero(np.isnan(surf[1:])) + 1
+    groups = _span_groups(span, lo, hi, size)
+    got = dask.compute(*[dask.delayed(_surfaces_in_region)(final, r, g, sp) for r, g in groups])
+    for (_, g), vals in zip(groups, got, strict=True):
         surf[[i for i, _ in g]] = vals
     return _object_table(cnt, sums, lo, hi, surf[1:], sp)
+
+
+Box = tuple[slice, ...]
+
+
+def _span_groups(
+    span: np.ndarray, lo: np.ndarray, hi: np.ndarray, size: tuple[int, ...]
+) -> list[tuple[Box, list[tuple[int, Box]]]]:
+    """Objects spanning chunks, grouped by the chunk of their first corner.
+
+    Each group is read as one region (the union of its bounding boxes) when that
+    is at most 4 chunks of voxels, so a chunk's neighbours are decompressed once
+    per group, not once per object; larger objects are read alone.
+    """
+    home: dict[tuple[int, ...], list[int]] = {}
+    for i in span:
+        home.setdefault(tuple(int(lo[a, i]) // size[a] for a in range(3)), []).append(int(i))
+    limit = 4 * int(np.prod(size))
+    out: list[tuple[Box, list[tuple[int, Box]]]] = []
+    for ids in home.values():
+        items = [(i, tuple(slice(int(lo[a, i]), int(hi[a, i])) for a in range(3))) for i in ids]
+        r0, r1 = lo[:, ids].min(axis=1), hi[:, ids].max(axis=1)
+        if int(np.prod(r1 - r0)) <= limit:
+            out.append((tuple(slice(int(a), int(b)) for a, b in zip(r0, r1, strict=True)), items))
+        else:
+            out += [(box, [(i, box)]) for i, box in items]
+    return out
+
+
+def _surfaces_in_region(
+    final: str, region: Box, items: list[tuple[int, Box]], sp: tuple[float, float, float]
+) -> np.ndarray:
+    """Mesh areas of the objects ``items`` (id, global box) lying in ``region``."""
+    import zarr
+    from rawsigma.analysis.measurement.morphometry3d import _surface
+
+    block = np.asarray(zarr.open_array(final, mode="r")[region])
+    o = [r.start for r in region]
+    out = []
+    for i, box in items:
+        rel = tuple(slice(b.start - s, b.stop - s) for b, s in zip(box, o, strict=True))
+        out.append(_surface(block[rel] == i, sp))
+    return np.array(out, np.float64)
