@@ -315,7 +315,7 @@ def _chunk_shape(
         if chunks != "auto":
             raise ValueError(f"chunks: expected None, 'auto' or one int per axis, got {chunks!r}")
         return auto_chunks(shape, _worker_budget(), bytes_per_voxel(clf))
-    if np.isscalar(chunks):
+    if isinstance(chunks, (int, np.integer)):
         chunks = (int(chunks),) * len(shape)
     size = tuple(int(c) for c in chunks)
     if len(size) != len(shape) or min(size) < 1:
