@@ -392,6 +392,7 @@ def test_ctrl_c_calibrate_truthful(tmp_path):
 def test_ctrl_c_acquire_stack_writes_nothing(tmp_path):
     out, frames = tmp_path / "s.h5", tmp_path / "f.ome.tif"
     args = ["acquire", "stack", "--out", out, "--save-frames", frames, *SMALL]
+    args += ["-p", "LED.Intensity=30"]  # a light stack (at 0 the CLI warns: a dark stack)
     p = _cli(*args, "--frames", "1000000")
     _wait_for(lambda: (tmp_path / ".f.ome.tif.partial").exists(), proc=p)
     _, err = _interrupt(p)
