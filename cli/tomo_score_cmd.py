@@ -312,3 +312,7 @@ def _print_tomo_summary(result: Any, console: Any) -> None:
             f"  {v.spec:<14} {v.ratio:6.1f}:1  {verdict:<14} worst {w[0]} ε={w[1]:.2f}",
             soft_wrap=True,
         )
+        eps = ", ".join(
+            f"{name.replace('_', ' ')} {g['epsilon']:+.2f}" for name, g in v.globals.items()
+        )
+        console.print(f"  {'':<14} global ε: {eps}", soft_wrap=True, highlight=False)

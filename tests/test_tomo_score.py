@@ -141,6 +141,9 @@ def test_score_tomo_tiny(acquisition, tmp_path):
     assert rep.verdict["within_noise"], rep.verdict
     assert not jpg.verdict["within_noise"], jpg.verdict
     assert jpg.ratio > 3
+    g = r.raw_globals
+    assert g["mean_volume"] == pytest.approx(g["total_volume"] / g["count"])
+    assert set(rep.globals) == {"count", "total_volume", "load", "mean_volume"}
     frac = [v["frac_abs_gt1"] for v in r.operators["reconstruction"].table["replica"].values()]
     assert all(0.2 < f < 0.5 for f in frac), frac
     d = json.loads(json.dumps(r.to_dict(), default=float))

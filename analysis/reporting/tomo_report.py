@@ -186,7 +186,8 @@ def write_tomo_maps(result, path: str | os.PathLike, step: int = 16) -> Path:
 def _version_table(result) -> str:
     rows = [
         "<tr><th>version</th><th>description</th><th>ratio</th><th>verdict</th><th>worst</th>"
-        "<th>ε count</th><th>ε total volume</th><th>ε load</th><th>matched</th></tr>"
+        "<th>ε count</th><th>ε total volume</th><th>ε mean volume</th><th>ε load</th>"
+        "<th>matched</th></tr>"
     ]
     for v in result.versions:
         ok = v.verdict["within_noise"]
@@ -198,7 +199,7 @@ def _version_table(result) -> str:
             f"<td>{'within noise' if ok else 'NOT within noise'}</td>"
             f"<td>{html.escape(str(worst[0]))} {_f(worst[1])}</td>"
             f"<td>{_f(g['count']['epsilon'])}</td><td>{_f(g['total_volume']['epsilon'])}</td>"
-            f"<td>{_f(g['load']['epsilon'])}</td>"
+            f"<td>{_f(g['mean_volume']['epsilon'])}</td><td>{_f(g['load']['epsilon'])}</td>"
             f"<td>{v.match.get('n_matched', '–')}/{result.n_objects}</td></tr>"
         )
     return "<table>" + "".join(rows) + "</table>"

@@ -10,7 +10,7 @@
 3. each set → photo-electrons ``(ADU − offset)/gain`` → filtered back-projection
    (:mod:`rawsigma.analysis.scoring.fbp_adapter`) → plaque segmentation
    (:mod:`rawsigma.analysis.segmentation.plaques3d`, fitted on the raw volume, or a
-   plug-in segmenter) → per-plaque volume and centroid, globals count, total volume
+   plug-in segmenter) → per-plaque volume and centroid, globals count, total volume, mean volume
    and load (plaque volume / organ volume);
 4. ε, Δ and the calibrated verdict (:mod:`rawsigma.analysis.scoring.nullstats`:
    resolution floors, leave-one-out null, objects lost or invented) exactly as for
@@ -298,6 +298,7 @@ def _outcome(labels: Any, table: dict, organ_voxels: int) -> _Outcome:
         "count": float(len(table["label"])),
         "total_volume": total,
         "load": total / organ_voxels if organ_voxels else 0.0,
+        "mean_volume": total / len(table["label"]) if len(table["label"]) else 0.0,
     }
     return _Outcome(labels, table, g)
 
