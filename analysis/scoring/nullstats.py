@@ -58,6 +58,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from rawsigma.analysis.scoring.deviations import delta, epsilon, replica_sigma
@@ -68,10 +69,12 @@ __all__ = [
     "TRIM",
     "ParamNull",
     "calibrated_test",
+    "codec_matching_test",
     "family_summary",
     "floored_sigma",
     "loo_null",
     "matching_test",
+    "n_unmatched",
     "parameter_quantum",
     "robust_location",
     "trimmed_se_unit",
@@ -327,6 +330,28 @@ def matching_test(
         "null_quantile": float(special.ndtr(excess)),
         "exceeds": bool(excess >= z),
     }
+
+
+def n_unmatched(match_summary: Mapping[str, int]) -> int:
+    """Objects lost plus objects invented, from a `match_objects` summary."""
+    return int(match_summary["n_unmatched_ref"] + match_summary["n_unmatched_other"])
+
+
+def codec_matching_test(
+    match_summary: Mapping[str, int],
+    null: Sequence[int],
+    n_objects: int,
+    object_scores: Mapping[str, Any],
+) -> dict | None:
+    """`matching_test` of one codec, sized by its scored parameters.
+
+    None without raw objects or with fewer than 3 replicas in ``null``. The family is
+    the parameters with a finite robust ε plus this test.
+    """
+    if n_objects == 0 or len(null) < 3:
+        return None
+    n_par = sum(1 for v in object_scores.values() if math.isfinite(v.robust)) + 1
+    return matching_test(n_unmatched(match_summary), null, n_par)
 
 
 def family_summary(tests: Mapping[str, Mapping], order: Sequence[str] | None = None) -> dict:

@@ -20,7 +20,6 @@ re-exported here), the processing of one image in :mod:`.per_image`.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -258,7 +257,7 @@ def _replica_reference(
         if n_obj and len(replicas) >= 3
         else {}
     )
-    unmatched = [m["n_unmatched_ref"] + m["n_unmatched_other"] for m in matches]
+    unmatched = [ns.n_unmatched(m) for m in matches]
     return _ReplicaReference(
         raw, replicas, feature_sigma, names, params, raw_centroids, values, matches, delta,
         quanta, nulls, unmatched,
@@ -309,12 +308,10 @@ class _CodecScorer:
 
     def _matching_test(self, match_summary: dict, object_scores: dict) -> dict | None:
         """Unmatched objects against the replicas' null (None without objects or replicas)."""
-        null = self.reference.unmatched_null
-        if self.reference.n_objects == 0 or len(null) < 3:
-            return None
-        unmatched = match_summary["n_unmatched_ref"] + match_summary["n_unmatched_other"]
-        n_par = sum(1 for v in object_scores.values() if math.isfinite(v.robust)) + 1
-        return ns.matching_test(unmatched, null, n_par)
+        ref = self.reference
+        return ns.codec_matching_test(
+            match_summary, ref.unmatched_null, ref.n_objects, object_scores
+        )
 
 
 def _score_codecs(
