@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -54,6 +54,7 @@ from rawsigma.analysis.scoring.per_image import (
     score_params,
 )
 from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS, ScorePlan
+from rawsigma.analysis.scoring.reference import ReplicaReference, codec_result, replica_reference
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
 from rawsigma.analysis.segmentation.features import (
     SCORING_FEATURES,
@@ -85,28 +86,6 @@ class _Segmenter:
     description: str
     plan: ScorePlan  # the run's plan with ``min_size`` resolved
     objects_info: dict
-
-
-@dataclass
-class _ReplicaReference:
-    """The raw segmentation and what the replicas say about its noise."""
-
-    raw: Outcome
-    replicas: list[Outcome]
-    feature_sigma: np.ndarray  # (F, H, W) float32, replica spread of the scoring features
-    feature_names: list[str]
-    params: list[str]  # object parameters that are scored
-    raw_centroids: np.ndarray
-    values: dict[str, np.ndarray]  # parameter → (n_replicas, n_objects), matched to raw
-    matches: list[dict]
-    delta: dict[str, dict]
-    quanta: dict[str, float]
-    nulls: dict[str, Any]  # parameter → nullstats.ParamNull
-    unmatched_null: list[int]  # unmatched objects per replica: the matching test's null
-
-    @property
-    def n_objects(self) -> int:
-        return len(self.raw.table["label"])
 
 
 def _check_inputs(
@@ -231,37 +210,21 @@ def _replica_reference(
     feature_sigma: np.ndarray,
     plan: ScorePlan,
     notes: list[str],
-) -> _ReplicaReference:
+) -> ReplicaReference:
     """Match every replica to raw: Δ, matched values and the calibrated null per parameter."""
     names = feature_names(2, "ilastik", plan.score_sigmas, SCORING_FEATURES)
-    n_obj = len(raw.table["label"])
-    params = score_params(raw.table)
-    raw_centroids = centroids(raw.table) if n_obj else np.zeros((0, 2))
-    if n_obj == 0:
+    if len(raw.table["label"]) == 0:
         notes.append("The raw segmentation has no objects: only global parameters are scored.")
-    values = {k: np.full((len(replicas), n_obj), np.nan) for k in params}
-    matches, deltas = [], {k: [] for k in params}
-    for i, outcome in enumerate(replicas):
-        match = outcome.match  # matched to raw by `_segment_raw_and_replicas`
-        assert match is not None
-        matches.append(match.summary())
-        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
-        for k in params:
-            values[k][i] = matched[k]
-            deltas[k].append(sc.delta(k, raw.table[k], matched[k]))
-    delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in deltas.items()}
-    # calibrated verdict: resolution floors and the leave-one-out null per parameter
-    quanta = {k: ns.parameter_quantum(k, raw.table) for k in params} if n_obj else {}
-    nulls = (
-        {k: ns.loo_null(k, raw.table[k], values[k], quanta[k]) for k in params}
-        if n_obj and len(replicas) >= 3
-        else {}
-    )
-    unmatched = [ns.n_unmatched(m) for m in matches]
-    return _ReplicaReference(
-        raw, replicas, feature_sigma, names, params, raw_centroids, values, matches, delta,
-        quanta, nulls, unmatched,
+    return replica_reference(
+        raw, replicas, score_params(raw.table), _matched_on_arrival, ns.parameter_quantum,
+        feature_sigma, names,
     )  # fmt: skip
+
+
+def _matched_on_arrival(outcome: Outcome) -> Any:
+    """A replica's matching to raw, made by `_segment_raw_and_replicas` as it arrived."""
+    assert outcome.match is not None
+    return outcome.match
 
 
 @dataclass
@@ -269,49 +232,30 @@ class _CodecScorer:
     """Scores one decoded image against the raw image and its replicas."""
 
     image: np.ndarray
-    reference: _ReplicaReference
+    reference: ReplicaReference
     pixel_sigma: np.ndarray
     segmenter: _Segmenter
     clock: StageClock
+    raw_centroids: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        raw = self.reference.raw
+        self.raw_centroids = centroids(raw.table) if len(raw.table["label"]) else np.zeros((0, 2))
 
     def score(self, spec: str, decoded: _Decoded) -> CodecResult:
         ref, plan = self.reference, self.segmenter.plan
-        raw, n_obj = ref.raw, ref.n_objects
         outcome = process_image(decoded.image, self.segmenter.segment, plan, self.clock, False)
-        match = match_to_raw(raw, ref.raw_centroids, outcome, plan.max_distance)
-        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
-        replica_globals = [r.globals for r in ref.replicas]
-        global_scores = sc.score_globals(raw.globals, replica_globals, outcome.globals)
-        object_scores = (
-            sc.score_objects(raw.table, ref.values, matched, params=ref.params,
-                             quanta=ref.quanta, null=ref.nulls or None)
-            if n_obj
-            else {}
-        )  # fmt: skip
+        match = match_to_raw(ref.raw, self.raw_centroids, outcome, plan.max_distance)
         t = time.perf_counter()  # the decoded image's features, one scale at a time
         feature_eps, worst_map = codec_feature_epsilon(
-            raw.features, ref.feature_sigma, decoded.image, ref.feature_names, plan.score_sigmas
-        )
-        self.clock.add("scoring features (sum over images)", t)
-        dec = decoded.image
-        pixel_eps = (
-            (self.image.astype(np.float32) - dec.astype(np.float32)) / self.pixel_sigma
-        ).astype(np.float32)
-        matching = self._matching_test(match.summary(), object_scores)
-        return CodecResult(
-            spec, decoded.description, float(decoded.ratio), int(decoded.n_bytes),
-            global_scores, object_scores, feature_eps, match.summary(),
-            sc.verdict(global_scores, object_scores, matching=matching), outcome.labels,
-            pixel_eps, matched,
-            rc.quantisation_note(spec, dec, self.pixel_sigma, raw.labels), worst_map,
+            ref.raw.features, ref.feature_sigma, decoded.image, ref.feature_names,
+            plan.score_sigmas,
         )  # fmt: skip
-
-    def _matching_test(self, match_summary: dict, object_scores: dict) -> dict | None:
-        """Unmatched objects against the replicas' null (None without objects or replicas)."""
-        ref = self.reference
-        return ns.codec_matching_test(
-            match_summary, ref.unmatched_null, ref.n_objects, object_scores
-        )
+        self.clock.add("scoring features (sum over images)", t)
+        return codec_result(
+            spec, decoded, self.image, self.pixel_sigma, ref, outcome, match, feature_eps,
+            worst_map,
+        )  # fmt: skip
 
 
 def _score_codecs(
@@ -485,18 +429,11 @@ def score_image(
         plan=plan,
         provenance=provenance,
         image=image,
-        raw_labels=raw.labels,
-        raw_objects=raw.table,
-        raw_globals=raw.globals,
-        replica_globals=[r.globals for r in replica_outcomes],
-        replica_values=reference.values,
-        replica_delta=reference.delta,
-        replica_match=reference.matches,
         feature_names=list(reference.feature_names),
         codecs=results,
         tolerance=tolerance,
         timings=timings,
         notes=notes,
-        null=reference.nulls,
         objects_info=objects_info,
+        **reference.result_fields(),
     )

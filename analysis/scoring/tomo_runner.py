@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring import tomo_steps as steps
 from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
+from rawsigma.analysis.scoring.reference import ReplicaReference, replica_reference, score_version
 from rawsigma.analysis.scoring.tomo_steps import CONTROL_SPEC  # noqa: F401 - re-exported
 from rawsigma.errors import ImageMismatchError
 
@@ -278,11 +278,12 @@ def default_angles(n: int, arc: float = 360.0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- steps
-def _quanta(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _quantum(param: str, table: dict[str, np.ndarray]) -> np.ndarray:
     """Resolution of volume (1 voxel) and centroid (one boundary voxel moves it r/V)."""
     v = np.maximum(np.asarray(table["volume"], np.float64), 1.0)
-    c = (3.0 / (4.0 * math.pi)) ** (1 / 3) * v ** (-2 / 3)
-    return {"volume": np.ones_like(v), "z": c, "y": c, "x": c}
+    if param == "volume":
+        return np.ones_like(v)
+    return (3.0 / (4.0 * math.pi)) ** (1 / 3) * v ** (-2 / 3)
 
 
 @dataclass
@@ -317,68 +318,26 @@ def _match(raw: _Outcome, other: _Outcome, max_distance: float, vs: Any):
     return m
 
 
-@dataclass
-class _Null:
+def _replica_null(
+    raw: _Outcome, outcomes: list[_Outcome], max_distance: float, vs: Any
+) -> ReplicaReference:
     """The replicas scored against raw: values, matches, Δ, quanta and the LOO null."""
-
-    outcomes: list[_Outcome]
-    values: dict[str, np.ndarray]
-    match: list[dict]
-    delta: dict[str, dict]
-    quanta: dict[str, np.ndarray]
-    nulls: dict[str, Any]
-    d_null: list[int]
-
-
-def _replica_null(raw: _Outcome, outcomes: list[_Outcome], max_distance: float, vs) -> _Null:
-    n_obj = len(raw.table["label"])
-    values = {p: np.full((len(outcomes), n_obj), np.nan) for p in _SCORED}
-    matches, deltas = [], {p: [] for p in _SCORED}
-    for i, o in enumerate(outcomes):
-        m = _match(raw, o, max_distance, vs)
-        matches.append(m.summary())
-        mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
-        for p in _SCORED:
-            values[p][i] = mv[p]
-            deltas[p].append(sc.delta(p, raw.table[p], mv[p]))
-    quanta = _quanta(raw.table) if n_obj else {}
-    nulls = (
-        {p: ns.loo_null(p, raw.table[p], values[p], quanta[p]) for p in _SCORED}
-        if n_obj and len(outcomes) >= 3
-        else {}
+    return replica_reference(
+        raw, outcomes, _SCORED, lambda o: _match(raw, o, max_distance, vs), _quantum
     )
-    return _Null(
-        outcomes, values, matches,
-        {p: sc.delta_stats(np.concatenate(v)) for p, v in deltas.items()},
-        quanta, nulls, [r["n_unmatched_ref"] + r["n_unmatched_other"] for r in matches],
-    )  # fmt: skip
 
 
 def _score_version(
-    spec: str, entry: tuple, vol: Any, o: _Outcome, raw: _Outcome, null: _Null,
+    spec: str, entry: tuple, vol: Any, o: _Outcome, ref: ReplicaReference,
     max_distance: float, vs: Any,
 ) -> TomoVersion:  # fmt: skip
     """ε, Δ and the calibrated verdict of one processed set against raw and the null."""
     _dec, ratio, nbytes, desc = entry
-    n_obj = len(raw.table["label"])
-    m = _match(raw, o, max_distance, vs)
-    mv = sc.matched_values(o.table, m.ref_index, m.other_index, n_obj)
-    g = sc.score_globals(raw.globals, [r.globals for r in null.outcomes], o.globals)
-    obj = {}
-    if n_obj:
-        obj = sc.score_objects(raw.table, null.values, mv, params=_SCORED, quanta=null.quanta,
-                               null=null.nulls or None)  # fmt: skip
-    matching = None
-    if n_obj and len(null.d_null) >= 3:
-        ms = m.summary()
-        n_par = sum(1 for x in obj.values() if math.isfinite(x.robust)) + 1
-        d = ms["n_unmatched_ref"] + ms["n_unmatched_other"]
-        matching = ns.matching_test(d, null.d_null, n_par)
+    s = score_version(ref, o, _match(ref.raw, o, max_distance, vs))
     mid = np.asarray(vol[vol.shape[0] // 2], np.float32).copy()
     return TomoVersion(
-        spec, desc, float(ratio), int(nbytes), g, obj, m.summary(),
-        sc.verdict(g, obj, matching=matching), o.labels, mid,
-        {p: np.asarray(mv[p], np.float64) for p in _SCORED},
+        spec, desc, float(ratio), int(nbytes), s.globals, s.objects, s.match, s.verdict,
+        o.labels, mid, {p: np.asarray(s.matched[p], np.float64) for p in _SCORED},
     )  # fmt: skip
 
 
@@ -532,7 +491,7 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
     for i, (spec, entry) in enumerate(decoded.items()):
         vols[spec] = v = reconstruct(entry[0], spec)
         o = _outcome(*segment(v, spec), n_organ)
-        versions.append(_score_version(spec, entry, v, o, raw, null, plan.max_distance, vs))
+        versions.append(_score_version(spec, entry, v, o, null, plan.max_distance, vs))
         versions[-1].pixel_eps = vs.voxel_eps(vol_raw, sigma, v, spec)
         report("codecs", i + 1, len(decoded))
     timings["scoring_codecs"] = time.perf_counter() - t0
@@ -558,7 +517,7 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
         processing=processing,
     )  # fmt: skip
     return TomoScoreResult(
-        plan, prov, proj, angles, vol_raw, raw.labels, organ, raw.table, raw.globals,
-        [r.globals for r in rep_out], null.delta, null.match, versions, seg_desc,
-        null.nulls, operators, timings, notes, null.values, processing, vs,
+        plan, prov, proj, angles, vol_raw, organ=organ, versions=versions,
+        segmenter=seg_desc, operators=operators, timings=timings, notes=notes,
+        processing=processing, store=vs, **null.result_fields(),
     )  # fmt: skip

@@ -22,11 +22,11 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from rawsigma.analysis.measurement.matching import match_objects
 from rawsigma.analysis.measurement.morphometry3d import PARAMETERS_3D
-from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring.per_image import StageClock, drop_small, raw_noise_sigma
 from rawsigma.analysis.scoring.plans import ScorePlan
+from rawsigma.analysis.scoring.reference import ReplicaReference, codec_result, replica_reference
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
 from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_names
 
@@ -205,27 +205,6 @@ def _match(raw: _Outcome, other: _Outcome, max_distance: float):  # type: ignore
     )
 
 
-@dataclass
-class _ReplicaReference:
-    """The raw segmentation and what the replicas say about its noise."""
-
-    raw: _Outcome
-    replicas: list[_Outcome]  # their feature maps dropped (only their spread is kept)
-    feature_sigma: np.ndarray  # float32, replica spread of the scoring features
-    feature_names: list[str]
-    params: list[str]  # object parameters that are scored
-    values: dict[str, np.ndarray]  # parameter → (n_replicas, n_objects), matched to raw
-    matches: list[dict]
-    delta: dict[str, dict]
-    quanta: dict[str, np.ndarray]
-    nulls: dict[str, Any]  # parameter → nullstats.ParamNull
-    unmatched_null: list[int]  # unmatched objects per replica: the matching test's null
-
-    @property
-    def n_objects(self) -> int:
-        return len(self.raw.table["label"])
-
-
 def _segment_raw_and_replicas(
     pool: ThreadPoolExecutor, run: _Run
 ) -> tuple[_Outcome, list[_Outcome], sc.FeatureStats]:
@@ -249,36 +228,16 @@ def _segment_raw_and_replicas(
 
 def _replica_reference(
     raw: _Outcome, replicas: list[_Outcome], feature_stats: sc.FeatureStats, run: _Run
-) -> _ReplicaReference:
+) -> ReplicaReference:
     """Match every replica to raw: Δ, matched values and the calibrated null per parameter."""
     plan = run.plan
     names = feature_names(3, "ilastik", plan.score_sigmas, SCORING_FEATURES)
-    feature_sigma = feature_stats.sigma().astype(np.float32)
-    n_obj = len(raw.table["label"])
-    params = list(PARAMETERS_3D)
-    if n_obj == 0:
+    if len(raw.table["label"]) == 0:
         run.notes.append("The raw segmentation has no objects: only global parameters are scored.")
-    values = {k: np.full((len(replicas), n_obj), np.nan) for k in params}
-    matches, deltas = [], {k: [] for k in params}
-    for i, outcome in enumerate(replicas):
-        match = _match(raw, outcome, plan.max_distance)
-        matches.append(match.summary())
-        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
-        for k in params:
-            values[k][i] = matched[k]
-            deltas[k].append(sc.delta(k, raw.table[k], matched[k]))
-    delta = {k: sc.delta_stats(np.concatenate(v)) for k, v in deltas.items()}
-    # calibrated verdict: resolution floors and the leave-one-out null per parameter
-    quanta = {k: parameter_quantum3d(k, raw.table, run.spacing) for k in params} if n_obj else {}
-    nulls = (
-        {k: ns.loo_null(k, raw.table[k], values[k], quanta[k]) for k in params}
-        if n_obj and len(replicas) >= 3
-        else {}
-    )
-    unmatched = [ns.n_unmatched(m) for m in matches]
-    return _ReplicaReference(
-        raw, replicas, feature_sigma, list(names), params, values, matches, delta, quanta,
-        nulls, unmatched,
+    return replica_reference(
+        raw, replicas, PARAMETERS_3D, lambda o: _match(raw, o, plan.max_distance),
+        lambda k, table: parameter_quantum3d(k, table, run.spacing),
+        feature_stats.sigma().astype(np.float32), names,
     )  # fmt: skip
 
 
@@ -287,7 +246,7 @@ class _CodecScorer:
     """Scores one decoded volume against the raw volume and its replicas."""
 
     run: _Run
-    reference: _ReplicaReference
+    reference: ReplicaReference
     voxel_sigma: np.ndarray
 
     def score(self, spec: str) -> CodecResult:
@@ -296,42 +255,19 @@ class _CodecScorer:
 
     def score_outcome(self, spec: str, outcome: _Outcome) -> CodecResult:
         """Score the decoded volume of ``spec`` whose segmentation is ``outcome``."""
-        ref, plan, vol = self.reference, self.run.plan, self.run.vol
-        raw, n_obj = ref.raw, ref.n_objects
-        decoded = self.run.decoded[spec]
-        dec = decoded.volume
-        match = _match(raw, outcome, plan.max_distance)
-        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
-        replica_globals = [r.globals for r in ref.replicas]
-        global_scores = sc.score_globals(raw.globals, replica_globals, outcome.globals)
-        object_scores = (
-            sc.score_objects(raw.table, ref.values, matched, params=ref.params,
-                             quanta=ref.quanta, null=ref.nulls or None)
-            if n_obj
-            else {}
-        )  # fmt: skip
+        ref = self.reference
+        raw = ref.raw
+        match = _match(raw, outcome, self.run.plan.max_distance)
         feature_eps = sc.feature_epsilon(
             raw.features, ref.feature_sigma, outcome.features, ref.feature_names
         )
         worst_map = sc.worst_feature_map(
             feature_eps, raw.features, ref.feature_sigma, outcome.features, ref.feature_names
         )
-        pixel_eps = (vol.astype(np.float32) - dec.astype(np.float32)) / self.voxel_sigma
-        matching = self._matching_test(match.summary(), object_scores)
-        return CodecResult(
-            spec, decoded.description, float(decoded.ratio), int(decoded.n_bytes),
-            global_scores, object_scores, feature_eps, match.summary(),
-            sc.verdict(global_scores, object_scores, matching=matching), outcome.labels,
-            pixel_eps.astype(np.float32), matched,
-            rc.quantisation_note(spec, dec, self.voxel_sigma, raw.labels), worst_map,
+        return codec_result(
+            spec, self.run.decoded[spec], self.run.vol, self.voxel_sigma, ref, outcome, match,
+            feature_eps, worst_map,
         )  # fmt: skip
-
-    def _matching_test(self, match_summary: dict, object_scores: dict) -> dict | None:
-        """Unmatched objects against the replicas' null (None without objects or replicas)."""
-        ref = self.reference
-        return ns.codec_matching_test(
-            match_summary, ref.unmatched_null, ref.n_objects, object_scores
-        )
 
 
 def _score_codecs(pool: ThreadPoolExecutor, scorer: _CodecScorer) -> list[CodecResult]:
@@ -411,20 +347,18 @@ def score_run(run: _Run) -> VolumeResult:
     return assemble_result(run, ref, results)
 
 
-def assemble_result(run: _Run, ref: _ReplicaReference, results: list[CodecResult]) -> VolumeResult:
+def assemble_result(run: _Run, ref: ReplicaReference, results: list[CodecResult]) -> VolumeResult:
     """The :class:`VolumeResult` of a run from its replica reference and codec results."""
-    raw, replicas, timings = ref.raw, ref.replicas, run.timings
+    raw, timings = ref.raw, run.timings
     _complete_objects_info(run, raw, ref.n_objects)
     reference_info = _reference_agreement(run, raw.labels)
     _note_estimated_profile(run.profile, run.notes)
     timings["total"] = time.perf_counter() - run.t_all
     timings.update(run.clock.times)
     return VolumeResult(
-        plan=run.plan, provenance=_provenance(run), image=run.vol, raw_labels=raw.labels,
-        raw_objects=raw.table, raw_globals=raw.globals,
-        replica_globals=[r.globals for r in replicas], replica_values=ref.values,
-        replica_delta=ref.delta, replica_match=ref.matches, feature_names=ref.feature_names,
-        codecs=results, timings=timings, notes=run.notes, null=ref.nulls,
+        plan=run.plan, provenance=_provenance(run), image=run.vol,
+        feature_names=ref.feature_names, codecs=results, timings=timings, notes=run.notes,
         objects_info=run.objects_info, spacing=run.spacing,
         spacing_source=run.spacing_source, tissue=run.tissue, reference=reference_info,
+        **ref.result_fields(),
     )  # fmt: skip
