@@ -10,7 +10,6 @@ Nothing in an existing result directory is replaced unless ``force`` is given.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import json
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rawsigma.analysis.reporting import figures
+from rawsigma.analysis.reporting import figures, tables
 from rawsigma.analysis.scoring.score_maps import (
     MAPS_FILE,
     clean_nonfinite,
@@ -27,7 +26,6 @@ from rawsigma.analysis.scoring.score_maps import (
     write_score_maps,
 )
 from rawsigma.analysis.scoring.standard_score import NON_INDEPENDENT_NOTE
-from rawsigma.errors import OutputExistsError
 from rawsigma.fileio import atomic_write
 
 if TYPE_CHECKING:
@@ -37,9 +35,9 @@ __all__ = ["RESULT_FILES", "write_report", "write_results_json", "write_objects_
 
 RESULT_FILES = ("report.html", "results.json", "objects.csv", "maps.h5")
 
-# the names report3d and tomo_report import (the helpers live in scoring.score_maps)
 _clean = clean_nonfinite
 _json_default = json_default
+_f = tables.fmt
 
 
 def write_results_json(result, path: str | os.PathLike, force: bool = False) -> Path:
@@ -89,107 +87,38 @@ def write_objects_csv(result, path: str | os.PathLike, force: bool = False) -> P
     return Path(path)
 
 
-def _with_text(png: bytes, text: str) -> bytes:
-    """Add the provenance as a PNG tEXt chunk (key ``rawsigma:provenance``)."""
-    import io
+def _delta_area_column(stat: str, header: str) -> tables.Column:
+    """Mean or σ of the area's Δ over the matched objects."""
 
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
+    def cell(c) -> str:
+        da = c.objects["area"].summary()["delta"] if "area" in c.objects else {}
+        return f"<td>{_f(da.get(stat))}</td>"
 
-    info = PngInfo()
-    info.add_text("rawsigma:provenance", text)
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(png)).save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    return header, cell
 
 
-def _img(png: bytes, alt: str) -> str:
-    b64 = base64.b64encode(png).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"/>' + (
-        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
-    )
-
-
-def _f(x, nd: int = 2) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, str):
-        return html.escape(x)
-    if not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("+∞" if x > 0 else "−∞")
-    return f"{x:.{nd}f}"
+_CODEC_COLUMNS: list[tables.Column] = [
+    *tables.VERSION_COLUMNS,
+    *tables.VERDICT_COLUMNS,
+    tables.global_epsilon_column("ε count", "count"),
+    tables.global_epsilon_column("ε total area", "total_area"),
+    tables.flags_column(),
+    _delta_area_column("mu", "ΔA µ"),
+    _delta_area_column("sigma", "ΔA σ"),
+    *tables.MATCH_COLUMNS,
+]
 
 
 def _codec_table(result) -> str:
     rd = result.replica_delta.get("area", {})
-    rows = [
-        "<tr><th>version</th><th>description</th><th>ratio</th><th>verdict</th><th>worst</th>"
-        "<th>p (family-wise)</th><th>paper: worst |mean ε|</th>"
-        "<th>ε count</th><th>ε total area</th><th>global flags (|ε|≥3)</th>"
-        "<th>ΔA µ</th><th>ΔA σ</th>"
-        "<th>matched / raw</th><th>unmatched (raw/other)</th><th>split / merged</th></tr>",
+    replicas = (
         f"<tr class='ref'><td>replicas (n={len(result.replica_globals)})</td>"
         f"<td>raw-equivalent, centre {html.escape(result.plan.centre)}</td><td>1</td><td>–</td>"
         f"<td></td><td></td><td></td><td></td><td></td><td></td><td>{_f(rd.get('mu'))}</td>"
         f"<td>{_f(rd.get('sigma'))}</td>"
-        "<td></td><td></td><td></td></tr>",
-    ]
-    for c in result.codecs:
-        v = c.verdict
-        ok = v["within_noise"]
-        da = c.objects["area"].summary()["delta"] if "area" in c.objects else {}
-        m = c.match
-        g = c.globals
-        pw = v.get("paper", {}).get("worst", ["", math.nan])
-        rows.append(
-            f"<tr><td><b>{html.escape(c.spec)}</b></td><td>{html.escape(c.description)}</td>"
-            f"<td>{c.ratio:.1f}:1</td>"
-            f"<td class='{'ok' if ok else 'bad'}'>{'within noise' if ok else 'exceeds noise'}</td>"
-            f"<td>{html.escape(str(v['worst'][0]))} ({_f(v['worst'][1], 2)})</td>"
-            f"<td>{_f(v.get('worst_p_fw'), 3)}</td>"
-            f"<td>{html.escape(str(pw[0]))} ({_f(pw[1], 2)})</td>"
-            f"<td>{_f(g.get('count', {}).get('epsilon'))}</td>"
-            f"<td>{_f(g.get('total_area', {}).get('epsilon'))}</td>"
-            f"<td>{html.escape(', '.join(v.get('global_flags', [])) or '–')}</td>"
-            f"<td>{_f(da.get('mu'))}</td><td>{_f(da.get('sigma'))}</td>"
-            f"<td>{m['n_matched']} / {m['n_ref']}</td>"
-            f"<td>{m['n_unmatched_ref']} / {m['n_unmatched_other']}</td>"
-            f"<td>{m['n_split']} / {m['n_merged']}</td></tr>"
-        )
-    return "<table>" + "".join(rows) + "</table>"
-
-
-def _object_table(result) -> str:
-    codecs = [c for c in result.codecs if c.objects]
-    if not codecs:
-        return "<p>No objects were segmented in the raw image: no per-object scores.</p>"
-    params = list(codecs[0].objects)
-    head = "<tr><th>parameter</th>" + "".join(
-        f"<th>{html.escape(c.spec)}<br>robust ε / limit, p<sub>fw</sub>, null quantile"
-        "<br><small>paper: mean ε ± std (median)</small></th>"
-        for c in codecs
+        "<td></td><td></td><td></td></tr>"
     )
-    rows = [head + "</tr>"]
-    for p in params:
-        cells = []
-        for c in codecs:
-            s = c.objects[p]
-            t = s.test or {}
-            bad = t["exceeds"] if t else abs(s.mean) >= 1
-            extra = f" ({s.n_inf} ∞)" if s.n_inf else ""
-            med = s.summary()["median_epsilon"]
-            cal = (
-                f"<b>{_f(t.get('t'))}</b> / {_f(t.get('limit'))}, p {_f(t.get('p_fw'), 3)}, "
-                f"q {_f(t.get('null_quantile'), 3)}<br>"
-                if t
-                else ""
-            )
-            cells.append(
-                f"<td class='{'bad' if bad else 'ok'}'>{cal}<small>{_f(s.mean)} ± "
-                f"{_f(s.std)}{extra} (median {_f(med)})</small></td>"
-            )
-        rows.append(f"<tr><td>{html.escape(p)}</td>{''.join(cells)}</tr>")
-    return "<table>" + "".join(rows) + "</table>"
+    return tables.html_table(_CODEC_COLUMNS, result.codecs, lead=[replicas])
 
 
 def _objects_info(result) -> str:
@@ -238,15 +167,6 @@ def _tolerance_table(result) -> str:
     return "<h2>Tolerance search</h2><table>" + "".join(rows) + "</table>"
 
 
-_CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #bbb;
-padding:3px 6px;text-align:left}th{background:#eee}.ok{background:#e3f6e3}.bad{background:#fbe0e0}
-.ref{background:#f4f4ff}img{max-width:100%}figure{margin:1em 0}figcaption{font-size:12px;color:#555}
-.note{background:#fffbe6;padding:.5em;border-left:4px solid #e6c200}
-.warn{background:#fde2e2;padding:.5em;border-left:6px solid #c00;font-weight:bold}
-code{font-size:12px}"""
-
-
 def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:
     """Write ``report.html``, ``results.json``, ``objects.csv``, ``maps.h5``, ``figures/*.png``.
 
@@ -269,14 +189,7 @@ def write_report(result, out_dir: str | os.PathLike, force: bool = False) -> Pat
     OutputExistsError
         If ``out_dir`` already holds results and ``force`` is False.
     """
-    out = Path(out_dir)
-    existing = [f for f in RESULT_FILES if (out / f).exists()]
-    if existing and not force:
-        raise OutputExistsError(
-            f"{out}: already holds results ({', '.join(existing)}); use --force to overwrite"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
+    out = tables.prepare_out_dir(out_dir, RESULT_FILES, force)
     figs = _write_figures_and_data(result, out)
     body = _report_html(result, figs)
     with atomic_write(out / "report.html", force=True) as tmp:
@@ -300,10 +213,7 @@ def _write_figures_and_data(result, out: Path) -> list[tuple[str, bytes, str]]:
     ]
     if result.tolerance:
         figs.append(("tolerance", figures.tolerance_curves(result), "Tolerance search"))
-    prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
-    for name, png, _ in figs:
-        with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
-            tmp.write_bytes(_with_text(png, prov_text))
+    tables.write_figures(out, figs, result.provenance)
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
     write_score_maps(result, out / MAPS_FILE, force=True)
@@ -315,17 +225,10 @@ def _report_html(result, figs: list[tuple[str, bytes, str]]) -> str:
     prov = result.provenance
     eight = [c.description for c in result.codecs if c.spec.startswith("8bit")]
     lo, hi = (result.to_dict()["replicas"]["ci_factors_95"] + [math.nan, math.nan])[:2]
-    notes = "".join(
-        f"<p class='{'warn' if n.startswith('WARNING') else 'note'}'>{html.escape(n)}</p>"
-        for n in result.notes
-    )
-    quant = "".join(
-        f"<p class='note'>{html.escape(c.quantisation['text'])}</p>"
-        for c in result.codecs
-        if getattr(c, "quantisation", None)
-    )
+    notes = tables.notes_html(result.notes)
+    quant = tables.quantisation_html(result.codecs)
     body = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>rawsigma score</title>
-<style>{_CSS}</style></head><body>
+<style>{tables.CSS}</style></head><body>
 <h1>rawsigma: distortion of segmentation by processing, against the raw noise</h1>
 <p>Image {result.image.shape[1]}×{result.image.shape[0]} {result.image.dtype},
 {result.n_objects} objects in the raw segmentation ({html.escape(prov.get("segmenter", ""))}).
@@ -344,16 +247,16 @@ centroid within {result.plan.max_distance:g} px.</p>
 <p>8-bit conversion used: {html.escape("; ".join(eight) or "not scored")}.</p>
 {quant}
 {_tolerance_table(result)}
-<h2>Per-object scores</h2>{_object_table(result)}
+<h2>Per-object scores</h2>{tables.object_table(result)}
 <p class="note">{html.escape(NON_INDEPENDENT_NOTE)}</p>
 <p class="note">Per-object means are not robust: a parameter that takes a few discrete
 values (integer area, Feret end points that can jump between hull vertices) may have a
 tiny σ<sub>raw</sub> for one object, and a single change then gives that object a large
 ε that dominates the mean. The median over objects is shown beside each mean;
 objects with σ<sub>raw</sub> = 0 and a changed value are counted as ∞ and left out.</p>
-<h2>Figures</h2>{"".join(_img(png, cap) for _, png, cap in figs)}
-<h2>Provenance</h2><pre>{html.escape(json.dumps(_clean(prov), indent=1, default=str))}</pre>
-<p>Timings (s): {html.escape(", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))}.
+<h2>Figures</h2>{tables.figures_html(figs)}
+{tables.provenance_html(prov)}
+<p>Timings (s): {tables.timings_text(result.timings)}.
 Figures made with matplotlib (Agg).</p>
 </body></html>"""
     return body

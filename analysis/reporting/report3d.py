@@ -11,24 +11,14 @@ then the 2D report's global and per-object ε figures.
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
-from rawsigma.analysis.reporting import figures
-from rawsigma.analysis.reporting.report import (
-    _CSS,
-    _clean,
-    _f,
-    _img,
-    _object_table,
-    _with_text,
-    write_objects_csv,
-    write_results_json,
-)
-from rawsigma.errors import OutputExistsError
+from rawsigma.analysis.reporting import figures, tables
+from rawsigma.analysis.reporting.report import write_objects_csv, write_results_json
+from rawsigma.analysis.reporting.tables import fmt as _f
 from rawsigma.fileio import atomic_write
 
 __all__ = ["VOLUME_RESULT_FILES", "write_volume_report"]
@@ -111,35 +101,27 @@ def mips(result, clim: float = 2.0) -> bytes:
     return figures._png(fig)
 
 
-def _codec_table(result) -> str:
-    rows = [
-        "<tr><th>version</th><th>description</th><th>ratio</th><th>verdict</th><th>worst</th>"
-        "<th>p (family-wise)</th><th>paper: worst |mean ε|</th><th>count raw → value (ε)</th>"
-        "<th>total volume Δ % (ε)</th><th>global flags (|ε|≥3)</th><th>matched / raw</th>"
-        "<th>unmatched (raw/other)</th><th>split / merged</th></tr>"
-    ]
-    for c in result.codecs:
-        v, g, m = c.verdict, c.globals, c.match
-        ok = v["within_noise"]
-        pw = v.get("paper", {}).get("worst", ["", math.nan])
-        cnt, tv = g.get("count", {}), g.get("total_volume", {})
-        rel = 100 * (tv.get("value", math.nan) / tv["raw"] - 1) if tv.get("raw") else math.nan
-        rows.append(
-            f"<tr><td><b>{html.escape(c.spec)}</b></td><td>{html.escape(c.description)}</td>"
-            f"<td>{c.ratio:.1f}:1</td>"
-            f"<td class='{'ok' if ok else 'bad'}'>{'within noise' if ok else 'exceeds noise'}</td>"
-            f"<td>{html.escape(str(v['worst'][0]))} ({_f(v['worst'][1])})</td>"
-            f"<td>{_f(v.get('worst_p_fw'), 3)}</td>"
-            f"<td>{html.escape(str(pw[0]))} ({_f(pw[1])})</td>"
-            f"<td>{_f(cnt.get('raw'), 0)} → {_f(cnt.get('value'), 0)} "
-            f"({_f(cnt.get('epsilon'))})</td>"
-            f"<td>{_f(rel, 1)} % ({_f(tv.get('epsilon'))})</td>"
-            f"<td>{html.escape(', '.join(v.get('global_flags', [])) or '–')}</td>"
-            f"<td>{m['n_matched']} / {m['n_ref']}</td>"
-            f"<td>{m['n_unmatched_ref']} / {m['n_unmatched_other']}</td>"
-            f"<td>{m['n_split']} / {m['n_merged']}</td></tr>"
-        )
-    return "<table>" + "".join(rows) + "</table>"
+def _count_cell(c) -> str:
+    cnt = c.globals.get("count", {})
+    return (
+        f"<td>{_f(cnt.get('raw'), 0)} → {_f(cnt.get('value'), 0)} ({_f(cnt.get('epsilon'))})</td>"
+    )
+
+
+def _total_volume_cell(c) -> str:
+    tv = c.globals.get("total_volume", {})
+    rel = 100 * (tv.get("value", math.nan) / tv["raw"] - 1) if tv.get("raw") else math.nan
+    return f"<td>{_f(rel, 1)} % ({_f(tv.get('epsilon'))})</td>"
+
+
+_CODEC_COLUMNS: list[tables.Column] = [
+    *tables.VERSION_COLUMNS,
+    *tables.VERDICT_COLUMNS,
+    ("count raw → value (ε)", _count_cell),
+    ("total volume Δ % (ε)", _total_volume_cell),
+    tables.flags_column(),
+    *tables.MATCH_COLUMNS,
+]
 
 
 def _reference(result) -> str:
@@ -187,14 +169,7 @@ def write_volumes_h5(result, path: str | os.PathLike) -> Path:
 
 def write_volume_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:
     """Write the volume report files into ``out_dir``; return the ``report.html`` path."""
-    out = Path(out_dir)
-    existing = [f for f in VOLUME_RESULT_FILES if (out / f).exists()]
-    if existing and not force:
-        raise OutputExistsError(
-            f"{out}: already holds results ({', '.join(existing)}); use --force to overwrite"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
+    out = tables.prepare_out_dir(out_dir, VOLUME_RESULT_FILES, force)
     figs = [
         ("slices", orthogonal_slices(result), "Orthogonal centre slices (physical aspect); "
          "green: raw objects, red: each version's objects"),
@@ -205,10 +180,7 @@ def write_volume_report(result, out_dir: str | os.PathLike, force: bool = False)
         ("epsilon_objects", figures.epsilon_objects(result), "Per-object ε, mean ± std"),
         ("feature_epsilon", figures.feature_epsilon(result), "Per-voxel ε of feature maps"),
     ]  # fmt: skip
-    prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
-    for name, png, _ in figs:
-        with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
-            tmp.write_bytes(_with_text(png, prov_text))
+    tables.write_figures(out, figs, result.provenance)
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
     write_volumes_h5(result, out / "volumes.h5")
@@ -223,18 +195,11 @@ def _html(result, figs) -> str:
     sp = result.spacing
     info = result.objects_info
     sz = info.get("sizes", {})
-    notes = "".join(
-        f"<p class='{'warn' if n.upper().startswith('WARNING') else 'note'}'>{html.escape(n)}</p>"
-        for n in result.notes
-    )
-    quant = "".join(
-        f"<p class='note'>{html.escape(c.quantisation['text'])}</p>"
-        for c in result.codecs
-        if getattr(c, "quantisation", None)
-    )
+    notes = tables.notes_html(result.notes, ignore_case=True)
+    quant = tables.quantisation_html(result.codecs)
     t = result.tissue
     return f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>rawsigma score (3D)</title>
-<style>{_CSS}</style></head><body>
+<style>{tables.CSS}</style></head><body>
 <h1>rawsigma: distortion of a 3D segmentation by processing, against the raw noise</h1>
 <p>Volume {x}×{y}×{z} (X×Y×Z) {result.image.dtype}, voxel
 <b>{sp[0]:g} × {sp[1]:g} × {sp[2]:g}</b> (Z × Y × X; {html.escape(result.spacing_source)}).
@@ -258,10 +223,10 @@ Load = total object volume / tissue volume; tissue: {html.escape(str(t.get("sour
 version. ε, the calibrated verdict (leave-one-out null, family-wise 95 %) and the
 paper's rule are computed exactly as for 2D images (see a 2D report for the full text).</p>
 {_reference(result)}
-<h2>Versions</h2>{_codec_table(result)}
+<h2>Versions</h2>{tables.html_table(_CODEC_COLUMNS, result.codecs)}
 {quant}
-<h2>Per-object scores</h2>{_object_table(result)}
-<h2>Figures</h2>{"".join(_img(png, cap) for _, png, cap in figs)}
-<h2>Provenance</h2><pre>{html.escape(json.dumps(_clean(prov), indent=1, default=str))}</pre>
-<p>Timings (s): {html.escape(", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()))}.</p>
+<h2>Per-object scores</h2>{tables.object_table(result)}
+<h2>Figures</h2>{tables.figures_html(figs)}
+{tables.provenance_html(prov)}
+<p>Timings (s): {tables.timings_text(result.timings)}.</p>
 </body></html>"""

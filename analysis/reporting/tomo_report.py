@@ -30,16 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis.reporting import tables
 from rawsigma.analysis.reporting.figures import _outline, _plt, _png, _stretch
-from rawsigma.analysis.reporting.report import (
-    _clean,
-    _f,
-    _img,
-    _with_text,
-    write_objects_csv,
-    write_results_json,
-)
-from rawsigma.errors import OutputExistsError
+from rawsigma.analysis.reporting.report import write_objects_csv, write_results_json
+from rawsigma.analysis.reporting.tables import fmt as _f
 from rawsigma.fileio import atomic_write
 
 __all__ = [
@@ -183,36 +177,49 @@ def write_tomo_maps(result, path: str | os.PathLike, step: int = 16) -> Path:
     return Path(path)
 
 
+def _row_class(v) -> str:
+    return "ok" if v.verdict["within_noise"] else "bad"
+
+
+def _tomo_verdict(v) -> str:
+    return f"<td>{'within noise' if v.verdict['within_noise'] else 'NOT within noise'}</td>"
+
+
+def _tomo_worst(v) -> str:
+    worst = v.verdict.get("worst") or ["–", math.nan]
+    return f"<td>{html.escape(str(worst[0]))} {_f(worst[1])}</td>"
+
+
+_VERSION_COLUMNS: list[tables.Column] = [
+    ("version", lambda v: f"<td>{html.escape(v.spec)}</td>"),
+    ("description", lambda v: f"<td>{html.escape(v.description)}</td>"),
+    ("ratio", lambda v: f"<td>{v.ratio:.2f}</td>"),
+    ("verdict", _tomo_verdict),
+    ("worst", _tomo_worst),
+    tables.global_epsilon_column("ε count", "count"),
+    tables.global_epsilon_column("ε total volume", "total_volume"),
+    tables.global_epsilon_column("ε mean volume", "mean_volume"),
+    tables.global_epsilon_column("ε load", "load"),
+]
+
+
 def _version_table(result) -> str:
-    rows = [
-        "<tr><th>version</th><th>description</th><th>ratio</th><th>verdict</th><th>worst</th>"
-        "<th>ε count</th><th>ε total volume</th><th>ε mean volume</th><th>ε load</th>"
-        "<th>matched</th></tr>"
+    columns = [
+        *_VERSION_COLUMNS,
+        ("matched", lambda v: f"<td>{v.match.get('n_matched', '–')}/{result.n_objects}</td>"),
     ]
-    for v in result.versions:
-        ok = v.verdict["within_noise"]
-        worst = v.verdict.get("worst") or ["–", math.nan]
-        g = v.globals
-        rows.append(
-            f"<tr class='{'ok' if ok else 'bad'}'><td>{html.escape(v.spec)}</td>"
-            f"<td>{html.escape(v.description)}</td><td>{v.ratio:.2f}</td>"
-            f"<td>{'within noise' if ok else 'NOT within noise'}</td>"
-            f"<td>{html.escape(str(worst[0]))} {_f(worst[1])}</td>"
-            f"<td>{_f(g['count']['epsilon'])}</td><td>{_f(g['total_volume']['epsilon'])}</td>"
-            f"<td>{_f(g['mean_volume']['epsilon'])}</td><td>{_f(g['load']['epsilon'])}</td>"
-            f"<td>{v.match.get('n_matched', '–')}/{result.n_objects}</td></tr>"
-        )
-    return "<table>" + "".join(rows) + "</table>"
+    return tables.html_table(columns, result.versions, row_class=_row_class)
 
 
 def _object_table(result) -> str:
+    """Robust ε per plaque parameter: a row per version."""
     params = list(next(iter(result.versions)).objects) if result.versions else []
-    head = "".join(f"<th>{html.escape(p)} robust ε</th>" for p in params)
-    rows = [f"<tr><th>version</th>{head}</tr>"]
-    for v in result.versions:
-        cells = "".join(f"<td>{_f(v.objects[p].robust)}</td>" for p in params)
-        rows.append(f"<tr><td>{html.escape(v.spec)}</td>{cells}</tr>")
-    return "<table>" + "".join(rows) + "</table>"
+    columns: list[tables.Column] = [("version", lambda v: f"<td>{html.escape(v.spec)}</td>")]
+    columns += [
+        (f"{html.escape(p)} robust ε", lambda v, p=p: f"<td>{_f(v.objects[p].robust)}</td>")
+        for p in params
+    ]
+    return tables.html_table(columns, result.versions)
 
 
 def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:
@@ -225,13 +232,7 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
     """
     from rawsigma.analysis.scoring.operators import operator_table_markdown
 
-    out = Path(out_dir)
-    existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
-    if existing and not force:
-        raise OutputExistsError(
-            f"{out}: already holds results ({', '.join(existing)}); use --force to overwrite"
-        )
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out = tables.prepare_out_dir(out_dir, TOMO_RESULT_FILES, force)
     figs = [
         ("sinogram", sinogram_figure(result), "Raw projection and sinogram"),
         ("slices", slices_figure(result), "Middle slice: raw plaques (cyan) vs each version (red)"),
@@ -244,10 +245,7 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
                 f"Operator ε on the {dom} (fraction of pixels with |ε| > 1; ε maps)",
             )
         )
-    prov_text = json.dumps(_clean(result.provenance), default=str, ensure_ascii=False)
-    for name, png, _ in figs:
-        with atomic_write(out / "figures" / f"{name}.png", force=True) as tmp:
-            tmp.write_bytes(_with_text(png, prov_text))
+    tables.write_figures(out, figs, result.provenance)
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
     write_tomo_maps(result, out / "maps.h5")
@@ -258,11 +256,9 @@ def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -
     with atomic_write(out / "operators.md", force=True) as tmp:
         tmp.write_text("\n".join(md) or "operator ε not computed\n", encoding="utf-8")
     p = result.projections
-    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in result.notes)
-    from rawsigma.analysis.reporting.report import _CSS
-
+    notes = tables.notes_html(result.notes)
     body = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>rawsigma tomo score</title>
-<style>{_CSS}</style></head><body>
+<style>{tables.CSS}</style></head><body>
 <h1>rawsigma: tomography (OPT), distortion of plaque measurements against the raw noise</h1>
 <p>{p.shape[0]} projections {p.shape[2]}×{p.shape[1]} {p.dtype} over
 {result.angles_deg[0]:g}–{result.angles_deg[-1]:g}°; reconstruction
@@ -284,11 +280,9 @@ Per-plaque table: <code>objects.csv</code>; volumes, labels and per-voxel ε for
 viewers: <code>maps.h5</code>.</p>{notes}
 <h2>Verdict per version</h2>{_version_table(result)}
 <h2>Per-plaque parameters (robust ε, calibrated)</h2>{_object_table(result)}
-<h2>Figures</h2>{"".join(_img(png, alt) for _, png, alt in figs)}
+<h2>Figures</h2>{tables.figures_html(figs)}
 <h2>Operator ε table</h2><pre>{html.escape(chr(10).join(md))}</pre>
-<h2>Provenance</h2><pre>{
-        html.escape(json.dumps(_clean(result.provenance), indent=1, default=str))
-    }</pre>
+{tables.provenance_html(result.provenance)}
 </body></html>"""
     with atomic_write(out / "report.html", force=True) as tmp:
         tmp.write_text(body, encoding="utf-8")
