@@ -12,7 +12,45 @@ from rawsigma.analysis.scoring import standard_score as sc
 if TYPE_CHECKING:
     from rawsigma.analysis.scoring.plans import ScorePlan
 
-__all__ = ["CodecResult", "ScoreResult"]
+__all__ = ["CodecResult", "ScoreResult", "scored_record", "version_record"]
+
+
+def version_record(version: Any) -> dict:
+    """The JSON record every scored version starts with (2D, 3D and tomography).
+
+    ``version`` has ``spec``, ``description``, ``ratio``, ``n_bytes``, ``verdict``,
+    ``globals`` and ``objects`` (parameter → ``ObjectScore``).
+    """
+    return {
+        "spec": version.spec,
+        "description": version.description,
+        "compression_ratio": version.ratio,
+        "n_bytes": version.n_bytes,
+        "verdict": version.verdict,
+        "globals": version.globals,
+        "objects": {k: v.summary() for k, v in version.objects.items()},
+    }
+
+
+def scored_record(result: Any, **replicas_extra: Any) -> dict:
+    """Raw objects, raw globals, the replicas and every version's record, for JSON.
+
+    ``result`` has ``n_objects``, ``raw_globals``, ``replica_globals``,
+    ``replica_delta``, ``replica_match`` and ``codecs`` (each with ``to_dict``);
+    ``replicas_extra`` are added to the ``replicas`` record.
+    """
+    return {
+        "n_objects_raw": result.n_objects,
+        "raw_globals": result.raw_globals,
+        "replicas": {
+            "n": len(result.replica_globals),
+            "globals": result.replica_globals,
+            "delta": result.replica_delta,
+            "match": result.replica_match,
+            **replicas_extra,
+        },
+        "codecs": [c.to_dict() for c in result.codecs],
+    }
 
 
 @dataclass
@@ -41,13 +79,7 @@ class CodecResult:
         extra = {"quantisation": self.quantisation} if self.quantisation else {}
         return {
             **extra,
-            "spec": self.spec,
-            "description": self.description,
-            "compression_ratio": self.ratio,
-            "n_bytes": self.n_bytes,
-            "verdict": self.verdict,
-            "globals": self.globals,
-            "objects": {k: v.summary() for k, v in self.objects.items()},
+            **version_record(self),
             "features": self.features,
             "match": self.match,
             "pixel_epsilon": {
@@ -91,16 +123,9 @@ class ScoreResult:
             "plan": self.plan.model_dump(),
             "image_shape": list(self.image.shape),
             "image_dtype": str(self.image.dtype),
-            "n_objects_raw": self.n_objects,
-            "raw_globals": self.raw_globals,
-            "replicas": {
-                "n": len(self.replica_globals),
-                "globals": self.replica_globals,
-                "delta": self.replica_delta,
-                "match": self.replica_match,
-                "ci_factors_95": list(sc.epsilon_ci_factors(len(self.replica_globals))),
-            },
-            "codecs": [c.to_dict() for c in self.codecs],
+            **scored_record(
+                self, ci_factors_95=list(sc.epsilon_ci_factors(len(self.replica_globals)))
+            ),
             "tolerance_search": self.tolerance,
             "timings_s": self.timings,
             "notes": self.notes,

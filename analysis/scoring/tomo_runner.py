@@ -35,6 +35,7 @@ from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring import tomo_steps as steps
 from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
 from rawsigma.analysis.scoring.reference import ReplicaReference, replica_reference, score_version
+from rawsigma.analysis.scoring.results import scored_record, version_record
 from rawsigma.analysis.scoring.tomo_steps import CONTROL_SPEC  # noqa: F401 - re-exported
 from rawsigma.errors import ImageMismatchError
 
@@ -137,16 +138,7 @@ class TomoVersion:
 
     def to_dict(self) -> dict:
         """JSON-ready summary."""
-        return {
-            "spec": self.spec,
-            "description": self.description,
-            "compression_ratio": self.ratio,
-            "n_bytes": self.n_bytes,
-            "verdict": self.verdict,
-            "globals": self.globals,
-            "objects": {k: v.summary() for k, v in self.objects.items()},
-            "match": self.match,
-        }
+        return {**version_record(self), "match": self.match}
 
 
 @dataclass
@@ -203,15 +195,7 @@ class TomoScoreResult:
                 v.spec: "within noise" if v.verdict["within_noise"] else "NOT within noise"
                 for v in self.versions
             },
-            "n_objects_raw": self.n_objects,
-            "raw_globals": self.raw_globals,
-            "replicas": {
-                "n": len(self.replica_globals),
-                "globals": self.replica_globals,
-                "delta": self.replica_delta,
-                "match": self.replica_match,
-            },
-            "codecs": [v.to_dict() for v in self.versions],
+            **scored_record(self),
             "null": {k: v.to_dict() for k, v in self.null.items()},
             "operator_epsilon": {k: v.to_dict() for k, v in self.operators.items()},
             "timings_s": self.timings,
