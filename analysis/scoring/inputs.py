@@ -20,6 +20,7 @@ __all__ = [
     "check_raw_image",
     "instance_like",
     "load_model",
+    "raw_counts",
     "resolve_plan",
 ]
 
@@ -49,9 +50,31 @@ def check_raw_image(image: np.ndarray, profile: Any, name: str = "image") -> np.
             f"{name}: {a.dtype} image; an 8-bit image has already lost the raw values. "
             "Score the 16-bit (10–16-bit ADC) raw camera image instead"
         )
+    return raw_counts(a, profile, name, "pixel", "image")
+
+
+def raw_counts(a: np.ndarray, profile: Any, name: str, element: str, what: str) -> np.ndarray:
+    """Integer camera counts made unsigned and checked against ``profile`` (2D and 3D).
+
+    Parameters
+    ----------
+    a : ndarray of integers
+        The raw image or volume (its shape and type already checked).
+    profile : CameraProfile or None
+        Checked with ``profile.check_image(a, name=name)``.
+    name : str
+        The input's name in error messages.
+    element, what : str
+        ``"pixel", "image"`` or ``"voxel", "volume"`` for the error message.
+
+    Raises
+    ------
+    ImageMismatchError
+        Negative values, or a shape that is not the profile's.
+    """
     if a.dtype.kind == "i":
         if a.min() < 0:
-            raise ImageMismatchError(f"{name}: negative pixel values; not a raw image")
+            raise ImageMismatchError(f"{name}: negative {element} values; not a raw {what}")
         a = a.astype(np.uint16 if a.max() <= 65535 else np.uint32)
     if profile is not None:
         profile.check_image(a, name=name)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.analysis.scoring import runchecks as rc
-from rawsigma.analysis.scoring.inputs import check_labels, load_model, resolve_plan
+from rawsigma.analysis.scoring.inputs import check_labels, load_model, raw_counts, resolve_plan
 from rawsigma.analysis.scoring.runner import CONTROL_SPEC
 from rawsigma.analysis.scoring.volume_steps import (
     DEFAULT_SPACING,
@@ -90,13 +90,7 @@ def check_raw_volume(volume: np.ndarray, profile: Any, name: str = "volume") -> 
             f"{name}: {a.dtype} volume; scoring needs the raw integer camera counts "
             "(uint16) as recorded, before any conversion"
         )
-    if a.dtype.kind == "i":
-        if a.min() < 0:
-            raise ImageMismatchError(f"{name}: negative voxel values; not a raw volume")
-        a = a.astype(np.uint16 if a.max() <= 65535 else np.uint32)
-    if profile is not None:
-        profile.check_image(a, name=name)
-    return a
+    return raw_counts(a, profile, name, "voxel", "volume")
 
 
 def tissue_mask(volume: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
