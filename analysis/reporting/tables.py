@@ -12,6 +12,7 @@ import html
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,7 +166,7 @@ def object_table(result: Any) -> str:
         (
             f"{html.escape(c.spec)}<br>robust ε / limit, p<sub>fw</sub>, null quantile"
             "<br><small>paper: mean ε ± std (median)</small>",
-            lambda p, c=c: _object_cell(c, p),
+            partial(_object_cell, c),
         )
         for c in codecs
     ]
