@@ -22,8 +22,10 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "MIN_SIZE_FRACTION",
+    "complete_objects_info",
     "count_warnings",
     "default_min_size",
+    "note_estimated_profile",
     "quantisation_note",
     "size_summary",
 ]
@@ -120,6 +122,38 @@ def count_warnings(
             "improve the annotations (ignore this if only some objects were annotated)."
         )
     return out
+
+
+def complete_objects_info(
+    info: dict[str, Any],
+    min_size: int,
+    n_components: int,
+    n_objects: int,
+    sizes: np.ndarray,
+    notes: list[str],
+) -> dict[str, Any]:
+    """Add the raw object counts, sizes and count warnings to ``info`` (2D and 3D).
+
+    The warnings (:func:`count_warnings`) are also put first in ``notes``. ``sizes`` are
+    the raw objects' sizes (px or voxels); ``info`` is returned.
+    """
+    warnings = count_warnings(n_objects, n_components, min_size, info)
+    info.update(
+        min_size=min_size,
+        n_components_raw=n_components,
+        n_objects_raw=n_objects,
+        sizes=size_summary(sizes) if n_objects else {"n": 0},
+        warnings=warnings,
+    )
+    notes[:0] = warnings
+    return info
+
+
+def note_estimated_profile(profile: Any, notes: list[str]) -> None:
+    """Put the warning of an estimated camera profile first in ``notes``."""
+    est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
+    if isinstance(est, dict) and est.get("warning"):
+        notes.insert(0, f"WARNING: estimated profile: {est['warning']}")
 
 
 def quantisation_note(

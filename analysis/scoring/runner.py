@@ -316,18 +316,11 @@ def _objects_info(
     segmenter: _Segmenter, raw: Outcome, n_obj: int, notes: list[str], profile: Any
 ) -> dict:
     """The min-size rule, object sizes and warnings; warnings put first in ``notes``."""
-    plan, info = segmenter.plan, segmenter.objects_info
-    info.update(
-        min_size=plan.min_size,
-        n_components_raw=raw.n_components,
-        n_objects_raw=n_obj,
-        sizes=rc.size_summary(raw.table["area"]) if n_obj else {"n": 0},
-        warnings=rc.count_warnings(n_obj, raw.n_components, plan.min_size, info),
-    )
-    notes[:0] = info["warnings"]
-    est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
-    if isinstance(est, dict) and est.get("warning"):
-        notes.insert(0, f"WARNING: estimated profile: {est['warning']}")
+    info = rc.complete_objects_info(
+        segmenter.objects_info, segmenter.plan.min_size, raw.n_components, n_obj,
+        raw.table["area"], notes,
+    )  # fmt: skip
+    rc.note_estimated_profile(profile, notes)
     return info
 
 

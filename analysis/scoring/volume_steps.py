@@ -282,17 +282,11 @@ def _score_codecs(pool: ThreadPoolExecutor, scorer: _CodecScorer) -> list[CodecR
 
 def _complete_objects_info(run: _Run, raw: _Outcome, n_obj: int) -> None:
     """Add the raw object counts, sizes and count warnings (warnings lead the notes)."""
-    plan, sp = run.plan, run.spacing
+    sp = run.spacing
     sizes = raw.table["volume"] / (sp[0] * sp[1] * sp[2])  # voxels
-    warnings = rc.count_warnings(n_obj, raw.n_components, plan.min_size, run.objects_info)
-    run.objects_info.update(
-        min_size=plan.min_size,
-        n_components_raw=raw.n_components,
-        n_objects_raw=n_obj,
-        sizes=rc.size_summary(sizes) if n_obj else {"n": 0},
-        warnings=warnings,
+    rc.complete_objects_info(
+        run.objects_info, run.plan.min_size, raw.n_components, n_obj, sizes, run.notes
     )
-    run.notes[:0] = warnings
 
 
 def _reference_agreement(run: _Run, raw_labels: np.ndarray) -> dict:
@@ -304,13 +298,6 @@ def _reference_agreement(run: _Run, raw_labels: np.ndarray) -> dict:
     if run.reference_points is not None:
         return point_agreement(raw_labels, run.reference_points)
     return {}
-
-
-def _note_estimated_profile(profile: Any, notes: list[str]) -> None:
-    """Put the warning of an estimated camera profile first in the notes."""
-    est = profile.provenance.get("estimate") if isinstance(profile.provenance, dict) else None
-    if isinstance(est, dict) and est.get("warning"):
-        notes.insert(0, f"WARNING: estimated profile: {est['warning']}")
 
 
 def _provenance(run: _Run) -> dict:
@@ -352,7 +339,7 @@ def assemble_result(run: _Run, ref: ReplicaReference, results: list[CodecResult]
     raw, timings = ref.raw, run.timings
     _complete_objects_info(run, raw, ref.n_objects)
     reference_info = _reference_agreement(run, raw.labels)
-    _note_estimated_profile(run.profile, run.notes)
+    rc.note_estimated_profile(run.profile, run.notes)
     timings["total"] = time.perf_counter() - run.t_all
     timings.update(run.clock.times)
     return VolumeResult(
