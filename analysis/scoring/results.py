@@ -12,24 +12,33 @@ from rawsigma.analysis.scoring import standard_score as sc
 if TYPE_CHECKING:
     from rawsigma.analysis.scoring.plans import ScorePlan
 
-__all__ = ["CodecResult", "ScoreResult", "scored_record", "version_record"]
+__all__ = ["CodecResult", "ScoreResult", "ScoredVersion", "scored_record"]
 
 
-def version_record(version: Any) -> dict:
-    """The JSON record every scored version starts with (2D, 3D and tomography).
+@dataclass
+class ScoredVersion:
+    """What every scored version has (2D and 3D :class:`CodecResult`, tomography's version)."""
 
-    ``version`` has ``spec``, ``description``, ``ratio``, ``n_bytes``, ``verdict``,
-    ``globals`` and ``objects`` (parameter → ``ObjectScore``).
-    """
-    return {
-        "spec": version.spec,
-        "description": version.description,
-        "compression_ratio": version.ratio,
-        "n_bytes": version.n_bytes,
-        "verdict": version.verdict,
-        "globals": version.globals,
-        "objects": {k: v.summary() for k, v in version.objects.items()},
-    }
+    spec: str
+    description: str
+    ratio: float
+    n_bytes: int
+    globals: dict[str, dict]
+    objects: dict[str, sc.ObjectScore]
+    if TYPE_CHECKING:  # a field of each subclass (it comes after fields of their own)
+        verdict: dict
+
+    def record(self) -> dict:
+        """The JSON record every version's ``to_dict`` starts with."""
+        return {
+            "spec": self.spec,
+            "description": self.description,
+            "compression_ratio": self.ratio,
+            "n_bytes": self.n_bytes,
+            "verdict": self.verdict,
+            "globals": self.globals,
+            "objects": {k: v.summary() for k, v in self.objects.items()},
+        }
 
 
 def scored_record(result: Any, **replicas_extra: Any) -> dict:
@@ -54,15 +63,9 @@ def scored_record(result: Any, **replicas_extra: Any) -> dict:
 
 
 @dataclass
-class CodecResult:
+class CodecResult(ScoredVersion):
     """Scores of one processed version of the raw image against the raw noise."""
 
-    spec: str
-    description: str
-    ratio: float
-    n_bytes: int
-    globals: dict[str, dict]
-    objects: dict[str, sc.ObjectScore]
     features: dict[str, dict]
     match: dict
     verdict: dict
@@ -79,7 +82,7 @@ class CodecResult:
         extra = {"quantisation": self.quantisation} if self.quantisation else {}
         return {
             **extra,
-            **version_record(self),
+            **self.record(),
             "features": self.features,
             "match": self.match,
             "pixel_epsilon": {

@@ -31,11 +31,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring import tomo_steps as steps
 from rawsigma.analysis.scoring.operators import OPERATOR_SIGMAS, OperatorEpsilon
 from rawsigma.analysis.scoring.reference import ReplicaReference, replica_reference, score_version
-from rawsigma.analysis.scoring.results import scored_record, version_record
+from rawsigma.analysis.scoring.results import ScoredVersion, scored_record
 from rawsigma.analysis.scoring.tomo_steps import CONTROL_SPEC  # noqa: F401 - re-exported
 from rawsigma.errors import ImageMismatchError
 
@@ -120,15 +119,9 @@ class TomoPlan:
 
 
 @dataclass
-class TomoVersion:
+class TomoVersion(ScoredVersion):
     """Scores of one processed set of projections."""
 
-    spec: str
-    description: str
-    ratio: float
-    n_bytes: int
-    globals: dict[str, dict]
-    objects: dict[str, sc.ObjectScore]
     match: dict
     verdict: dict
     labels: Any  # (Z, N, N) int32, numpy or a zarr array (chunked path)
@@ -138,7 +131,7 @@ class TomoVersion:
 
     def to_dict(self) -> dict:
         """JSON-ready summary."""
-        return {**version_record(self), "match": self.match}
+        return {**self.record(), "match": self.match}
 
 
 @dataclass
