@@ -295,7 +295,7 @@ def _match(raw: _Outcome, other: _Outcome, max_distance: float, vs: Any):
     return m
 
 
-def _replica_null(
+def _replica_reference(
     raw: _Outcome, outcomes: list[_Outcome], max_distance: float, vs: Any
 ) -> ReplicaReference:
     """The replicas scored against raw: values, matches, Δ, quanta and the LOO null."""
@@ -456,7 +456,7 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
         rep_out.append(_outcome(*segment(rep_vols[-1], f"replica{k}"), n_organ))
         report("replicas", k + 1, plan.n_replicas)
     timings["replicas"] = time.perf_counter() - t0
-    null = _replica_null(raw, rep_out, plan.max_distance, vs)
+    ref = _replica_reference(raw, rep_out, plan.max_distance, vs)
     for o in rep_out:
         vs.remove(o.labels)
 
@@ -468,7 +468,7 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
     for i, (spec, entry) in enumerate(decoded.items()):
         vols[spec] = v = reconstruct(entry[0], spec)
         o = _outcome(*segment(v, spec), n_organ)
-        versions.append(_score_version(spec, entry, v, o, null, plan.max_distance, vs))
+        versions.append(_score_version(spec, entry, v, o, ref, plan.max_distance, vs))
         versions[-1].pixel_eps = vs.voxel_eps(vol_raw, sigma, v, spec)
         report("codecs", i + 1, len(decoded))
     timings["scoring_codecs"] = time.perf_counter() - t0
@@ -496,5 +496,5 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
     return TomoScoreResult(
         plan, prov, proj, angles, vol_raw, organ=organ, versions=versions,
         segmenter=seg_desc, operators=operators, timings=timings, notes=notes,
-        processing=processing, store=vs, **null.result_fields(),
+        processing=processing, store=vs, **ref.result_fields(),
     )  # fmt: skip
