@@ -26,6 +26,7 @@ import html
 import json
 import math
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +216,12 @@ def _object_table(result) -> str:
     """Robust ε per plaque parameter: a row per version."""
     params = list(next(iter(result.versions)).objects) if result.versions else []
     columns: list[tables.Column] = [("version", lambda v: f"<td>{html.escape(v.spec)}</td>")]
-    columns += [
-        (f"{html.escape(p)} robust ε", lambda v, p=p: f"<td>{_f(v.objects[p].robust)}</td>")
-        for p in params
-    ]
+    columns += [(f"{html.escape(p)} robust ε", partial(_robust_cell, p)) for p in params]
     return tables.html_table(columns, result.versions)
+
+
+def _robust_cell(p: str, v) -> str:
+    return f"<td>{_f(v.objects[p].robust)}</td>"
 
 
 def write_tomo_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:

@@ -270,7 +270,9 @@ class _Outcome:
     globals: dict[str, float]
 
 
-def _outcome(labels: Any, table: dict, organ_voxels: int) -> _Outcome:
+def _outcome(segmented: tuple[Any, dict], organ_voxels: int) -> _Outcome:
+    """A segmentation's (labels, table) with its globals (load over the organ's voxels)."""
+    labels, table = segmented
     total = float(np.sum(table["volume"]))
     g = {
         "count": float(len(table["label"])),
@@ -447,13 +449,13 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
     t0 = time.perf_counter()
     vol_raw = reconstruct(proj, "raw")
     segment, organ, n_organ, seg_desc = _segmenter(vol_raw, segmenter, annotations, plan, vs)
-    raw = _outcome(*segment(vol_raw, "raw"), n_organ)
+    raw = _outcome(segment(vol_raw, "raw"), n_organ)
     if len(raw.table["label"]) == 0:
         notes.append("The raw reconstruction has no plaques: only global parameters are scored.")
     rep_vols, rep_out = [], []
     for k in range(plan.n_replicas):
         rep_vols.append(reconstruct(reps[k], f"replica{k}"))
-        rep_out.append(_outcome(*segment(rep_vols[-1], f"replica{k}"), n_organ))
+        rep_out.append(_outcome(segment(rep_vols[-1], f"replica{k}"), n_organ))
         report("replicas", k + 1, plan.n_replicas)
     timings["replicas"] = time.perf_counter() - t0
     ref = _replica_reference(raw, rep_out, plan.max_distance, vs)
@@ -467,7 +469,7 @@ def _score(proj, angles, profile, plan: TomoPlan, segmenter, annotations, vs, pr
     versions, vols = [], {}
     for i, (spec, entry) in enumerate(decoded.items()):
         vols[spec] = v = reconstruct(entry[0], spec)
-        o = _outcome(*segment(v, spec), n_organ)
+        o = _outcome(segment(v, spec), n_organ)
         versions.append(_score_version(spec, entry, v, o, ref, plan.max_distance, vs))
         versions[-1].pixel_eps = vs.voxel_eps(vol_raw, sigma, v, spec)
         report("codecs", i + 1, len(decoded))
