@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from rawsigma.analysis.scoring import nullstats as ns
@@ -31,12 +31,22 @@ from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.scoring.results import CodecResult
 
 __all__ = [
+    "Outcome",
     "ReplicaReference",
     "VersionScores",
     "codec_result",
     "replica_reference",
     "score_version",
 ]
+
+
+class Outcome(Protocol):
+    """One segmentation measured: what the shared scorer reads of it."""
+
+    labels: Any  # label image or volume (numpy, or zarr on tomography's chunked path)
+    table: dict[str, np.ndarray]  # parameter → per-object values, with "label"
+    globals: dict[str, float]
+
 
 #: An outcome's matching to the raw objects (``MatchResult``: ``ref_index``,
 #: ``other_index``, ``summary()``).
@@ -49,8 +59,8 @@ Quantum = Callable[[str, dict], np.ndarray]
 class ReplicaReference:
     """The raw segmentation and what the replicas say about its noise."""
 
-    raw: Any  # the raw outcome (labels, table, globals)
-    replicas: list[Any]  # the replicas' outcomes
+    raw: Any  # the raw Outcome (a pipeline's own type, with its extra fields)
+    replicas: list[Any]  # the replicas' Outcomes
     params: list[str]  # object parameters that are scored
     values: dict[str, np.ndarray]  # parameter → (n_replicas, n_objects), matched to raw
     matches: list[dict]
@@ -81,8 +91,8 @@ class ReplicaReference:
 
 
 def replica_reference(
-    raw: Any,
-    replicas: Sequence[Any],
+    raw: Outcome,
+    replicas: Sequence[Outcome],
     params: Sequence[str],
     match: Match,
     quantum: Quantum,
@@ -141,7 +151,7 @@ class VersionScores(NamedTuple):
     verdict: dict
 
 
-def score_version(ref: ReplicaReference, outcome: Any, match: Any) -> VersionScores:
+def score_version(ref: ReplicaReference, outcome: Outcome, match: Any) -> VersionScores:
     """ε, Δ and the calibrated verdict of one version whose objects matched raw by ``match``."""
     raw, n_obj = ref.raw, ref.n_objects
     matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
@@ -165,7 +175,7 @@ def codec_result(
     raw_data: np.ndarray,
     noise_sigma: np.ndarray,
     ref: ReplicaReference,
-    outcome: Any,
+    outcome: Outcome,
     match: Any,
     feature_eps: dict[str, dict],
     worst_map: dict[str, np.ndarray],
