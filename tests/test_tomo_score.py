@@ -113,6 +113,14 @@ def test_bad_projection_inputs(camera):
         check_projections(p[:, :, :20], np.arange(6), prof)
 
 
+def test_signed_projections_above_16_bits_are_not_wrapped():
+    p = np.full((3, 4, 5), 70000, np.int32)
+    got, _ = check_projections(p, np.arange(3))
+    assert got.dtype == np.uint32 and int(got.max()) == 70000
+    small, _ = check_projections(p // 10, np.arange(3))
+    assert small.dtype == np.uint16 and int(small.max()) == 7000
+
+
 @pytest.fixture(scope="module")
 def acquisition(camera, phantom):
     model, prof = camera

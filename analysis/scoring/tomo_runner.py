@@ -234,7 +234,7 @@ def check_projections(
     if p.dtype.kind == "i":
         if p.min() < 0:
             raise ImageMismatchError("projections: negative values; not raw camera counts")
-        p = p.astype(np.uint16)
+        p = p.astype(np.uint16 if p.max() <= 65535 else np.uint32)
     a = np.asarray(angles_deg, np.float64).ravel()
     if a.size != p.shape[0]:
         raise ImageMismatchError(
