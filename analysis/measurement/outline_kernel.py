@@ -8,6 +8,12 @@ its angle, the minimum caliper width and the hull area use the same float64
 expressions (no fused multiply-add, ``atan2`` and ``hypot`` from the C library as
 numpy and ``math`` do), so the results are equal to the Python definitions bit for
 bit (tests). It releases the GIL, so the scoring's worker threads measure in parallel.
+
+Written to compile quickly on a first run (issue 16): the helpers are
+`jitcache.HELPER` functions (no wrappers, no cache entries of their own), and every
+scratch array is a flat 1-D buffer allocated once per call with ``np.empty`` (no
+``np.zeros``, no 2-D scratch: each distinct array constructor is compiled code),
+sized to the largest object and reused from object to object.
 """
 
 from __future__ import annotations
@@ -21,28 +27,33 @@ from rawsigma import jitcache
 jitcache.install()
 
 _RAD_TO_DEG = 180.0 / math.pi  # CPython's math.degrees factor
+_H = dict(error_model="numpy", **jitcache.HELPER)
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def _mask(lab, ident, top, left, h, w):  # pragma: no cover - numba
-    """The object in its bounding box padded by one pixel (`traced_outline`'s grid)."""
-    m = np.zeros((h + 2, w + 2), np.bool_)
+@nb.njit(**_H)
+def _mask(lab, ident, top, left, h, w, m):  # pragma: no cover - numba
+    """The object in its bounding box padded by one pixel (`traced_outline`'s grid).
+
+    Into ``m`` as ``h + 2`` rows of ``w + 2`` (flat, 0/1).
+    """
+    w2 = w + 2
+    for p in range((h + 2) * w2):
+        m[p] = 0
     for r in range(h):
         for c in range(w):
-            m[r + 1, c + 1] = lab[top + r, left + c] == ident
-    return m
+            m[(r + 1) * w2 + c + 1] = lab[top + r, left + c] == ident
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def _trace(m, xs, ys):  # pragma: no cover - numba
-    """Outline vertices of padded mask ``m`` into ``xs``, ``ys``; their count.
+@nb.njit(**_H)
+def _trace(m, w2, xs, ys):  # pragma: no cover - numba
+    """Outline vertices of padded mask ``m`` (rows of ``w2``) into ``xs``, ``ys``; count.
 
     ImageJ's ``Wand``, as `traced_outline` traces it.
     """
     x = 0
-    while not m[1, x]:  # first pixel of the top row, then the end of its run
+    while not m[w2 + x]:  # first pixel of the top row, then the end of its run
         x += 1
-    while m[1, x]:
+    while m[w2 + x]:
         x += 1
     start_x, start_y, start_dir = x, 2, 3
     y, direction, n = start_y, start_dir, 0
@@ -51,13 +62,13 @@ def _trace(m, xs, ys):  # pragma: no cover - numba
         while True:
             d = new_dir & 3
             if d == 0:
-                ok = m[y, x]
+                ok = m[y * w2 + x]
             elif d == 1:
-                ok = m[y - 1, x]
+                ok = m[(y - 1) * w2 + x]
             elif d == 2:
-                ok = m[y - 1, x - 1]
+                ok = m[(y - 1) * w2 + x - 1]
             else:
-                ok = m[y, x - 1]
+                ok = m[y * w2 + x - 1]
             if ok:
                 break
             new_dir -= 1
@@ -86,7 +97,7 @@ def _trace(m, xs, ys):  # pragma: no cover - numba
     return n
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@nb.njit(**_H)
 def _perimeter_counts(xs, ys, n):  # pragma: no cover - numba
     """(sum |dx| + |dy|, counted corners) of `traced_perimeter`."""
     sumd = 0
@@ -107,59 +118,68 @@ def _perimeter_counts(xs, ys, n):  # pragma: no cover - numba
     return sumd, corners
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def _turns_right(px, py, chain, n, i) -> bool:  # pragma: no cover - numba
-    """`corner_hull`'s ``cross(chain[n-2], chain[n-1], i) <= 0`` (integers)."""
-    a, b = chain[n - 2], chain[n - 1]
-    return (px[b] - px[a]) * (py[i] - py[a]) - (py[b] - py[a]) * (px[i] - px[a]) <= 0
+@nb.njit(**_H)
+def _corners(m, h, w, grid, px, py):  # pragma: no cover - numba
+    """Distinct pixel corners of each row's end pixels of mask ``m`` (`_mask`'s rows).
 
-
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def _hull(mask):  # pragma: no cover - numba
-    """`corner_hull` of one object (padded mask): float64 (k, 2) vertices, ImageJ's order."""
-    h, w = mask.shape[0] - 2, mask.shape[1] - 2
-    grid = np.zeros((w + 1, h + 1), np.bool_)  # pixel corners of each row's end pixels
+    Into ``px``, ``py``, sorted by x then y (np.unique's order); returns their count.
+    """
+    w2, h1 = w + 2, h + 1
+    for p in range((w + 1) * h1):
+        grid[p] = 0
     for r in range(h):
         first, last = -1, -1
         for c in range(w):
-            if mask[r + 1, c + 1]:
+            if m[(r + 1) * w2 + c + 1]:
                 if first < 0:
                     first = c
                 last = c
         if first >= 0:
-            grid[first, r] = grid[first, r + 1] = True
-            grid[last + 1, r] = grid[last + 1, r + 1] = True
-    px = np.empty(4 * h, np.int64)
-    py = np.empty(4 * h, np.int64)
-    m = 0
-    for x in range(w + 1):  # distinct points sorted by x, then y (np.unique's order)
-        for y in range(h + 1):
-            if grid[x, y]:
-                px[m] = x
-                py[m] = y
-                m += 1
-    if m <= 2:
-        out = np.empty((m, 2))
-        for i in range(m):
-            out[i, 0], out[i, 1] = px[i], py[i]
-        return out
-    chain = np.empty(2 * m, np.int64)  # indices of points: lower hull, then upper hull
-    n = 0
-    for i in range(m):
-        while n >= 2 and _turns_right(px, py, chain, n, i):
+            grid[first * h1 + r] = grid[first * h1 + r + 1] = 1
+            grid[(last + 1) * h1 + r] = grid[(last + 1) * h1 + r + 1] = 1
+    k = 0
+    for x in range(w + 1):
+        for y in range(h1):
+            if grid[x * h1 + y]:
+                px[k] = x
+                py[k] = y
+                k += 1
+    return k
+
+
+@nb.njit(**_H)
+def _hull(npt, px, py, chain, hx, hy):  # pragma: no cover - numba
+    """`corner_hull` of the ``npt`` points ``px``, ``py`` (`_corners`).
+
+    Its vertices into ``hx``, ``hy`` (float64) in ImageJ's order; returns their count.
+    ``chain``: scratch of ``3 · npt`` (lower hull, upper hull, the hull's point indices).
+    """
+    if npt <= 2:
+        for i in range(npt):
+            hx[i], hy[i] = px[i], py[i]
+        return npt
+    n = 0  # chain: lower hull, then (from `base` on) upper hull
+    for i in range(npt):  # pop while cross(chain[n-2], chain[n-1], i) <= 0
+        while n >= 2:
+            a, b = chain[n - 2], chain[n - 1]
+            if (px[b] - px[a]) * (py[i] - py[a]) - (py[b] - py[a]) * (px[i] - px[a]) > 0:
+                break
             n -= 1
         chain[n] = i
         n += 1
     n_lower = n - 1
     base = n
-    for i in range(m - 1, -1, -1):
-        while n - base >= 2 and _turns_right(px, py, chain, n, i):
+    for i in range(npt - 1, -1, -1):
+        while n - base >= 2:
+            a, b = chain[n - 2], chain[n - 1]
+            if (px[b] - px[a]) * (py[i] - py[a]) - (py[b] - py[a]) * (px[i] - px[a]) > 0:
+                break
             n -= 1
         chain[n] = i
         n += 1
     # hull = lower[:-1] + upper[:-1], reversed (ImageJ: counter-clockwise on screen)
     k = n_lower + (n - 1 - base)
-    idx = np.empty(k, np.int64)
+    idx = chain[n:]
     for i in range(n_lower):
         idx[k - 1 - i] = chain[i]
     for i in range(n - 1 - base):
@@ -169,18 +189,18 @@ def _hull(mask):  # pragma: no cover - numba
         a, b = idx[i], idx[start]
         if py[a] < py[b] or (py[a] == py[b] and px[a] < px[b]):
             start = i
-    out = np.empty((k, 2))
     for i in range(k):
-        j = idx[(start + i) % k]
-        out[i, 0], out[i, 1] = px[j], py[j]
-    return out
+        j = idx[start + i if start + i < k else start + i - k]
+        hx[i], hy[i] = px[j], py[j]
+    return k
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def _feret(hull):  # pragma: no cover - numba
-    """`morphometry._feret` (feret, angle, min_feret, x1, y1), same float64 operations."""
-    x, y = hull[:, 0], hull[:, 1]
-    h = x.size
+@nb.njit(**_H)
+def _feret(x, y, h):  # pragma: no cover - numba
+    """`morphometry._feret` (feret, angle, min_feret, x1, y1), same float64 operations.
+
+    Of the hull's ``h`` vertices ``x``, ``y``.
+    """
     best, p1, p2 = -1.0, 0, 0
     for i in range(h):
         for j in range(i + 1, h):
@@ -189,31 +209,36 @@ def _feret(hull):  # pragma: no cover - numba
                 best, p1, p2 = d2, i, j
     if x[p1] > x[p2]:
         p1, p2 = p2, p1
-    feret = math.sqrt(max(best, 0.0))
+    feret = math.sqrt(0.0 if 0.0 > best else best)
     angle = math.atan2(y[p1] - y[p2], x[p2] - x[p1]) * _RAD_TO_DEG
     if angle < 0:
         angle += 180.0
     min_feret = np.inf
     for i in range(h):
-        xn = y[i] - y[i - 1]
-        yn = x[i - 1] - x[i]
+        b = i - 1 if i > 0 else h - 1  # hull[i - 1], the last one for i = 0
+        xn = y[i] - y[b]
+        yn = x[b] - x[i]
         norm = math.hypot(xn, yn)
         xn = xn / norm
         yn = yn / norm
         far = -np.inf
         for j in range(h):
-            far = max(far, (x[j] - x[i]) * xn + (y[j] - y[i]) * yn)
-        min_feret = min(min_feret, max(far, 0.0))
+            v = (x[j] - x[i]) * xn + (y[j] - y[i]) * yn
+            if v > far:  # max(far, v)
+                far = v
+        if 0.0 > far:  # min(min_feret, max(far, 0.0))
+            far = 0.0
+        if far < min_feret:
+            min_feret = far
     return feret, angle, min_feret, x[p1], y[p1]
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
-def _shoelace(hull):  # pragma: no cover - numba
-    x, y = hull[:, 0], hull[:, 1]
+@nb.njit(**_H)
+def _shoelace(x, y, h):  # pragma: no cover - numba
     a = 0.0
     b = 0.0
-    for i in range(x.size):
-        j = i + 1 if i + 1 < x.size else 0
+    for i in range(h):
+        j = i + 1 if i + 1 < h else 0
         a += x[i] * y[j]
         b += x[j] * y[i]
     return 0.5 * abs(a - b)
@@ -228,23 +253,32 @@ def shape_params(lab, ids, top, left, height, width):  # pragma: no cover - numb
     feret, feret angle, min feret, feret x and y (image coordinates), hull area.
     """
     k = ids.size
-    nv = np.zeros(k, np.int64)
-    sumd = np.zeros(k, np.int64)
-    corners = np.zeros(k, np.int64)
-    vals = np.empty((k, 6))
+    big = 0  # scratch sized to the largest bounding box
+    for o in range(k):
+        i = ids[o]
+        size = (height[i] + 3) * (width[i] + 3)
+        if size > big:
+            big = size
+    m = np.empty(big, np.uint8)  # padded mask
+    grid = np.empty(big, np.uint8)  # the hull's pixel-corner grid
+    ibuf = np.empty(9 * big, np.int64)  # xs, ys (2·big each), px, py (big), chain (3·big)
+    xs, ys = ibuf[: 2 * big], ibuf[2 * big : 4 * big]
+    px, py = ibuf[4 * big : 5 * big], ibuf[5 * big : 6 * big]
+    chain = ibuf[6 * big :]
+    fbuf = np.empty(2 * big + 6 * k)
+    hx, hy, vals = fbuf[:big], fbuf[big : 2 * big], fbuf[2 * big :]
+    counts = np.empty(3 * k, np.int64)
     for o in range(k):
         i = ids[o]
         t, lf, h, w = top[i], left[i], height[i], width[i]
-        mask = _mask(lab, i, t, lf, h, w)
-        xs = np.empty(2 * (h + 3) * (w + 3), np.int64)
-        ys = np.empty_like(xs)
-        n = _trace(mask, xs, ys)
-        nv[o] = n
-        if n >= 4:
-            sumd[o], corners[o] = _perimeter_counts(xs, ys, n)
-        hull = _hull(mask)
-        f, a, mf, x1, y1 = _feret(hull)
-        vals[o, 0], vals[o, 1], vals[o, 2] = f, a, mf
-        vals[o, 3], vals[o, 4] = x1 + lf, y1 + t
-        vals[o, 5] = _shoelace(hull)
-    return nv, sumd, corners, vals
+        _mask(lab, i, t, lf, h, w, m)
+        n = _trace(m, w + 2, xs, ys)
+        counts[o] = n
+        counts[k + o], counts[2 * k + o] = _perimeter_counts(xs, ys, n) if n >= 4 else (0, 0)
+        nh = _hull(_corners(m, h, w, grid, px, py), px, py, chain, hx, hy)
+        f, a, mf, x1, y1 = _feret(hx, hy, nh)
+        r = 6 * o
+        vals[r], vals[r + 1], vals[r + 2] = f, a, mf
+        vals[r + 3], vals[r + 4] = x1 + lf, y1 + t
+        vals[r + 5] = _shoelace(hx, hy, nh)
+    return counts[:k], counts[k : 2 * k], counts[2 * k :], vals.reshape((k, 6))
