@@ -31,7 +31,7 @@ CHUNK = 1024  # pixels whose sums stay in cache while a call's frames are folded
 def frame_sums(x):
     """Exact int64 sum of each frame of ``x`` (k, n)."""
     k, n = x.shape
-    out = np.zeros(k, np.int64)
+    out = np.empty(k, np.int64)  # np.empty: np.zeros is more code to compile
     for j in range(k):
         acc = np.int64(0)
         for p in range(n):
@@ -100,19 +100,6 @@ def _min(x, pmin):
         pmin[p] = min(pmin[p], np.int32(x[p]))
 
 
-@nb.njit(**jitcache.HELPER)
-def _frame(x, sh, s1, s2, pmax, fj, sdf, h3, h4, do_f, do_h):
-    if do_h:
-        if do_f:
-            _dark(x, sh, s1, s2, pmax, fj, sdf, h3, h4)
-        else:
-            _dark_nof(x, sh, s1, s2, pmax, h3, h4)
-    elif do_f:
-        _level(x, sh, s1, s2, pmax, fj, sdf)
-    else:
-        _level_nof(x, sh, s1, s2, pmax)
-
-
 @nb.njit(nogil=True, cache=True)
 def accumulate(x, shift, s1, s2, pmax, pmin, fdev, sdf, s3, s4, group, t3, t4):
     """Fold frames ``x`` (k, n) into the flat per-pixel sums (n,).
@@ -136,11 +123,19 @@ def accumulate(x, shift, s1, s2, pmax, pmin, fdev, sdf, s3, s4, group, t3, t4):
         for g0 in range(0, k, group):
             if do_h and group > 1:
                 h3, h4 = t3[:m], t4[:m]
-                h3[:] = 0.0
-                h4[:] = 0.0
+                for p in range(m):
+                    h3[p] = 0.0
+                    h4[p] = 0.0
             for j in range(g0, min(k, g0 + group)):
                 xj = x[j, c0:c1]
-                _frame(xj, sh, a1, a2, amax, fdev[j], af, h3, h4, do_f, do_h)
+                if do_h and do_f:  # (no `_frame` helper: one function less to compile)
+                    _dark(xj, sh, a1, a2, amax, fdev[j], af, h3, h4)
+                elif do_h:
+                    _dark_nof(xj, sh, a1, a2, amax, h3, h4)
+                elif do_f:
+                    _level(xj, sh, a1, a2, amax, fdev[j], af)
+                else:
+                    _level_nof(xj, sh, a1, a2, amax)
                 if do_min:
                     _min(xj, pmin[c0:c1])
             if do_h and group > 1:
