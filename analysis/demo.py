@@ -217,6 +217,9 @@ def run_demo(
     codecs, missing = _available(DEMO_CODECS)
     plan = ScorePlan(codecs=codecs, n_replicas=n_rep, seed=seed, min_size=5)
 
+    from rawsigma.calib.moments_kernel import warm_up
+
+    warm_up(say)  # first run on this machine: compile the accumulators, announced
     say("calibrating camera", 0, 1)
     if calibrate is None:
         prof, model, method = calibrate_simulated(shape, seed, n_frames=12 if fast else 24)

@@ -16,6 +16,9 @@ aliased streams evict each other from the cache and stall the store buffer.
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numba as nb
 import numpy as np
 from rawsigma import jitcache
@@ -142,3 +145,39 @@ def accumulate(x, shift, s1, s2, pmax, pmin, fdev, sdf, s3, s4, group, t3, t4):
                 for p in range(m):
                     s3[c0 + p] += h3[p]
                     s4[c0 + p] += h4[p]
+
+
+STAGE = "compiling accumulation kernels (first run only)…"
+
+
+def warm_up(progress: Any = None, dtype: Any = np.uint16) -> float:
+    """Compile (or load from the per-user cache) the kernels for frames of ``dtype``.
+
+    Calls them once on two tiny frames, with the argument types `PixelMoments.add`
+    passes; does nothing when they are compiled or cached already.
+
+    Parameters
+    ----------
+    progress : callable(stage, done, total), optional
+        Told ``(STAGE, 0, 1)`` and ``(STAGE, 1, 1)`` when there is something to compile.
+    dtype : numpy dtype
+        The frames' integer type (one compiled signature per type).
+
+    Returns
+    -------
+    float
+        Seconds spent (0 when nothing needed compiling).
+    """
+    if not jitcache.pending([frame_sums, accumulate]):
+        return 0.0
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress(STAGE, 0, 1)
+    x = np.zeros((2, 4), dtype)
+    i32, i64, f64 = (np.zeros(4, t) for t in (np.int32, np.int64, np.float64))
+    frame_sums(x)
+    accumulate(x, i32, i64, i64.copy(), i32.copy(), i32.copy(), f64[:2].copy(), f64,
+               f64.copy(), f64.copy(), 2, np.zeros(CHUNK), np.zeros(CHUNK))  # fmt: skip
+    if progress is not None:
+        progress(STAGE, 1, 1)
+    return time.perf_counter() - t0

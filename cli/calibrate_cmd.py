@@ -260,6 +260,7 @@ def _sweep_locked(out: Path, partial: Path, options: SweepOptions, mda: bool) ->
         runner = SweepRunner(
             core, plan, partial, frames_path=options.save_frames, force=options.force
         )
+        _warm_up(core)
         with runner_progress(runner, runner.total_frames, options.quiet):
             profile = runner.run(resume=options.resume, out=None if exposures else out)
         if exposures:
@@ -341,6 +342,24 @@ def _dark_current(
     return attach_dark_current(profile, dc, None if ref is not None else exposures[0] / 1000)
 
 
+def _warm_up(core: Any) -> None:
+    """Compile the accumulation kernels if this machine never did, saying so on stderr.
+
+    Before the progress bar, which would otherwise sit at 0 frames meanwhile.
+    """
+    import numpy as np
+    from rawsigma.calib.moments_kernel import warm_up
+
+    def say(stage: str, done: int, total: int) -> None:
+        if done == 0:
+            typer.echo(stage, err=True)
+
+    dtype = np.uint8 if int(core.getBytesPerPixel()) == 1 else np.uint16
+    seconds = warm_up(say, dtype)
+    if seconds:
+        typer.echo(f"  compiled in {seconds:.0f} s (cached for the next runs)", err=True)
+
+
 def _engine_is_mda(options: SweepOptions) -> bool:
     from rawsigma.errors import UsageError
 
@@ -359,6 +378,7 @@ def _sweep_mda(core: CorePlus, plan: Any, options: SweepOptions) -> None:
     from rich.console import Console
 
     runner = MDASweep(core, plan, output_dir=options.save_frames, force=options.force)
+    _warm_up(core)
     try:
         with runner_progress(runner, runner.total_frames, options.quiet):
             profile = runner.run(out=options.out)

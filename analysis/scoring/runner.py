@@ -31,6 +31,7 @@ import numpy as np
 from rawsigma import fileio
 from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
 from rawsigma.analysis.noisemodel.synthesis import synthesize
+from rawsigma.analysis.scoring import first_run
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring import standard_score as sc
@@ -380,6 +381,7 @@ def score_image(
     decoded = _encode_codecs(image, profile, plan, control_seed, report)
     timings["codecs"] = time.perf_counter() - t0
 
+    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
     t0 = time.perf_counter()
     report("training", 0, 1)
     segmenter = _make_segmenter(image, labels, model, plan, classifier_seed)

@@ -266,6 +266,10 @@ def _forest_proba(x, roots, depth, kids, feature, threshold, value, out):
                 out[b0 + i, c] = acc[i, c] / roots.size
 
 
+#: the numba kernel of each inference kind (`scoring.first_run` compiles them ahead)
+KERNELS = {"mask": _mask_proba, "traversal": _forest_proba}
+
+
 def _run_rows(forest: FlatForest, x: np.ndarray, out: np.ndarray) -> None:
     """One thread's share: rows ``x`` (n, F) float32 → ``out`` (n, K) float64."""
     mf = forest.masks
