@@ -9,11 +9,13 @@ expressions (no fused multiply-add, ``atan2`` and ``hypot`` from the C library a
 numpy and ``math`` do), so the results are equal to the Python definitions bit for
 bit (tests). It releases the GIL, so the scoring's worker threads measure in parallel.
 
-Written to compile quickly on a first run (issue 16): the helpers are
-`jitcache.HELPER` functions (no wrappers, no cache entries of their own), and every
+Written to compile quickly on a first run (issue 16; numba's cost is mostly its own
+typing and lowering, so less code and fewer distinct operations): the helpers are
+`jitcache.HELPER` functions (no wrappers, no cache entries of their own); every
 scratch array is a flat 1-D buffer allocated once per call with ``np.empty`` (no
-``np.zeros``, no 2-D scratch: each distinct array constructor is compiled code),
-sized to the largest object and reused from object to object.
+``np.zeros``, no array slicing, no 2-D scratch), sized to the largest object and
+reused from object to object; no ``max``/``min``/``**`` overloads (the same
+comparisons and products written out).
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ def _mask(lab, ident, top, left, h, w, m):  # pragma: no cover - numba
 
 @nb.njit(**_H)
 def _trace(m, w2, xs, ys):  # pragma: no cover - numba
-    """Outline vertices of padded mask ``m`` (rows of ``w2``) into ``xs``, ``ys``; count.
+    """Outline vertices of padded mask ``m`` (rows of ``w2``) into ``xs``, ``ys``.
 
-    ImageJ's ``Wand``, as `traced_outline` traces it.
+    ImageJ's ``Wand``, as `traced_outline` traces it. Returns the vertex count and
+    `traced_perimeter`'s (sum |dx| + |dy|, counted corners), zeros below 4 vertices.
     """
     x = 0
     while not m[w2 + x]:  # first pixel of the top row, then the end of its run
@@ -60,16 +63,9 @@ def _trace(m, w2, xs, ys):  # pragma: no cover - numba
     while True:
         new_dir = direction + 1
         while True:
-            d = new_dir & 3
-            if d == 0:
-                ok = m[y * w2 + x]
-            elif d == 1:
-                ok = m[(y - 1) * w2 + x]
-            elif d == 2:
-                ok = m[(y - 1) * w2 + x - 1]
-            else:
-                ok = m[y * w2 + x - 1]
-            if ok:
+            d = new_dir & 3  # pixel ahead-left: d 0 (y, x), 1 (y-1, x), 2 (y-1, x-1), 3 (y, x-1)
+            up = 1 if d == 1 or d == 2 else 0
+            if m[(y - up) * w2 + x - (1 if d >= 2 else 0)]:
                 break
             new_dir -= 1
             if new_dir < direction:
@@ -94,13 +90,9 @@ def _trace(m, w2, xs, ys):  # pragma: no cover - numba
         xs[n] = x
         ys[n] = y
         n += 1
-    return n
-
-
-@nb.njit(**_H)
-def _perimeter_counts(xs, ys, n):  # pragma: no cover - numba
-    """(sum |dx| + |dy|, counted corners) of `traced_perimeter`."""
-    sumd = 0
+    if n < 4:
+        return n, 0, 0
+    sumd = 0  # traced_perimeter's counts
     corners = 0
     dx1, dy1 = xs[0] - xs[n - 1], ys[0] - ys[n - 1]
     side1 = abs(dx1) + abs(dy1)
@@ -115,7 +107,7 @@ def _perimeter_counts(xs, ys, n):  # pragma: no cover - numba
         else:
             corner = False
         dx1, dy1, side1 = dx2, dy2, abs(dx2) + abs(dy2)
-    return sumd, corners
+    return n, sumd, corners
 
 
 @nb.njit(**_H)
@@ -179,32 +171,33 @@ def _hull(npt, px, py, chain, hx, hy):  # pragma: no cover - numba
         n += 1
     # hull = lower[:-1] + upper[:-1], reversed (ImageJ: counter-clockwise on screen)
     k = n_lower + (n - 1 - base)
-    idx = chain[n:]
+    o = n  # the hull's point indices: chain[o : o + k]
     for i in range(n_lower):
-        idx[k - 1 - i] = chain[i]
+        chain[o + k - 1 - i] = chain[i]
     for i in range(n - 1 - base):
-        idx[k - 1 - n_lower - i] = chain[base + i]
+        chain[o + k - 1 - n_lower - i] = chain[base + i]
     start = 0
     for i in range(k):  # top-most, then left-most vertex first
-        a, b = idx[i], idx[start]
+        a, b = chain[o + i], chain[o + start]
         if py[a] < py[b] or (py[a] == py[b] and px[a] < px[b]):
             start = i
     for i in range(k):
-        j = idx[start + i if start + i < k else start + i - k]
+        j = chain[o + (start + i if start + i < k else start + i - k)]
         hx[i], hy[i] = px[j], py[j]
     return k
 
 
 @nb.njit(**_H)
 def _feret(x, y, h):  # pragma: no cover - numba
-    """`morphometry._feret` (feret, angle, min_feret, x1, y1), same float64 operations.
+    """`morphometry._feret` (feret, angle, min_feret, x1, y1) and `_shoelace` (area).
 
-    Of the hull's ``h`` vertices ``x``, ``y``.
+    Of the hull's ``h`` vertices ``x``, ``y``, with the same float64 operations.
     """
     best, p1, p2 = -1.0, 0, 0
     for i in range(h):
         for j in range(i + 1, h):
-            d2 = (x[i] - x[j]) ** 2 + (y[i] - y[j]) ** 2
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            d2 = dx * dx + dy * dy  # `** 2`, exactly (no power function to compile)
             if d2 > best:
                 best, p1, p2 = d2, i, j
     if x[p1] > x[p2]:
@@ -230,18 +223,13 @@ def _feret(x, y, h):  # pragma: no cover - numba
             far = 0.0
         if far < min_feret:
             min_feret = far
-    return feret, angle, min_feret, x[p1], y[p1]
-
-
-@nb.njit(**_H)
-def _shoelace(x, y, h):  # pragma: no cover - numba
-    a = 0.0
+    a = 0.0  # `_shoelace`: the hull's area
     b = 0.0
     for i in range(h):
         j = i + 1 if i + 1 < h else 0
         a += x[i] * y[j]
         b += x[j] * y[i]
-    return 0.5 * abs(a - b)
+    return feret, angle, min_feret, x[p1], y[p1], 0.5 * abs(a - b)
 
 
 @nb.njit(cache=True, nogil=True, error_model="numpy")
@@ -261,24 +249,19 @@ def shape_params(lab, ids, top, left, height, width):  # pragma: no cover - numb
             big = size
     m = np.empty(big, np.uint8)  # padded mask
     grid = np.empty(big, np.uint8)  # the hull's pixel-corner grid
-    ibuf = np.empty(9 * big, np.int64)  # xs, ys (2·big each), px, py (big), chain (3·big)
-    xs, ys = ibuf[: 2 * big], ibuf[2 * big : 4 * big]
-    px, py = ibuf[4 * big : 5 * big], ibuf[5 * big : 6 * big]
-    chain = ibuf[6 * big :]
-    fbuf = np.empty(2 * big + 6 * k)
-    hx, hy, vals = fbuf[:big], fbuf[big : 2 * big], fbuf[2 * big :]
-    counts = np.empty(3 * k, np.int64)
+    xs, ys = np.empty(2 * big, np.int64), np.empty(2 * big, np.int64)
+    px, py = np.empty(big, np.int64), np.empty(big, np.int64)
+    chain = np.empty(3 * big, np.int64)
+    hx, hy = np.empty(big), np.empty(big)
+    nv, sumd, corners = np.empty(k, np.int64), np.empty(k, np.int64), np.empty(k, np.int64)
+    vals = np.empty((k, 6))
     for o in range(k):
         i = ids[o]
         t, lf, h, w = top[i], left[i], height[i], width[i]
         _mask(lab, i, t, lf, h, w, m)
-        n = _trace(m, w + 2, xs, ys)
-        counts[o] = n
-        counts[k + o], counts[2 * k + o] = _perimeter_counts(xs, ys, n) if n >= 4 else (0, 0)
+        nv[o], sumd[o], corners[o] = _trace(m, w + 2, xs, ys)
         nh = _hull(_corners(m, h, w, grid, px, py), px, py, chain, hx, hy)
-        f, a, mf, x1, y1 = _feret(hx, hy, nh)
-        r = 6 * o
-        vals[r], vals[r + 1], vals[r + 2] = f, a, mf
-        vals[r + 3], vals[r + 4] = x1 + lf, y1 + t
-        vals[r + 5] = _shoelace(hx, hy, nh)
-    return counts[:k], counts[k : 2 * k], counts[2 * k :], vals.reshape((k, 6))
+        f, a, mf, x1, y1, area = _feret(hx, hy, nh)
+        vals[o, 0], vals[o, 1], vals[o, 2] = f, a, mf
+        vals[o, 3], vals[o, 4], vals[o, 5] = x1 + lf, y1 + t, area
+    return nv, sumd, corners, vals
