@@ -173,11 +173,16 @@ def warm_up(progress: Any = None, dtype: Any = np.uint16) -> float:
     t0 = time.perf_counter()
     if progress is not None:
         progress(STAGE, 0, 1)
+    call_tiny(dtype)
+    if progress is not None:
+        progress(STAGE, 1, 1)
+    return time.perf_counter() - t0
+
+
+def call_tiny(dtype: Any = np.uint16) -> None:
+    """Call the kernels once on two tiny frames of ``dtype`` (what `warm_up` runs)."""
     x = np.zeros((2, 4), dtype)
     i32, i64, f64 = (np.zeros(4, t) for t in (np.int32, np.int64, np.float64))
     frame_sums(x)
     accumulate(x, i32, i64, i64.copy(), i32.copy(), i32.copy(), f64[:2].copy(), f64,
                f64.copy(), f64.copy(), 2, np.zeros(CHUNK), np.zeros(CHUNK))  # fmt: skip
-    if progress is not None:
-        progress(STAGE, 1, 1)
-    return time.perf_counter() - t0

@@ -58,6 +58,10 @@ def _welford() -> None:
     welford_kernel.fold(np.zeros(4), np.zeros(4), np.zeros(4, np.float32), 1)
 
 
+#: tiny calls of each kernel, with the argument types scoring passes (what `warm_up` runs)
+STEPS = (_forest, _outline, _welford)
+
+
 def _kernels() -> list:
     from rawsigma.analysis.measurement import outline_kernel
     from rawsigma.analysis.scoring import welford_kernel
@@ -88,7 +92,7 @@ def warm_up(progress: Progress | None = None) -> float:
     if not pending():
         return 0.0
     t0 = time.perf_counter()
-    steps = (_forest, _outline, _welford)
+    steps = STEPS
     for i, step in enumerate(steps):
         if progress is not None:
             progress(STAGE, i, len(steps))
