@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from rawsigma.errors import ImageMismatchError, InputFileError
 
+from . import ckernels as CK
 from . import fastpath as FP
 from . import kernels as K
 from . import pyramid as PY
@@ -267,14 +268,16 @@ def quantise_frames_knee(
     codes = np.empty(stack.shape, np.int32)
     nothing_f, nothing_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
 
+    kx = CK.KERNELS  # C extension or numba (`ckernels`)
+
     def quant(tile):
         f, r0, th = tile
         if mode == "round":
-            return FP.quantise_round(
+            return kx.quantise_round(
                 stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
                 codes[f, r0 : r0 + th], 1.0 / step, c0, kp,
             )  # fmt: skip
-        K.quantise_tile(
+        kx.quantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
             codes[f, r0 : r0 + th], step, c0, params.dither, params.seed, (f * h + r0) * w,
             edges, nothing_f, nothing_i, kp,
@@ -449,12 +452,13 @@ def _code_causal(codes, tiles, params):
 def _code_pyramid(codes, tiles, params):
     """Back end "pyramid" (format 3, `pyramid`): hierarchical interpolative prediction,
     four interleaved rANS states per tile. Returns as `_code_causal`."""
+    kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
     def train(tile):
         f, r0, th = tile
         acc = PY.new_moments()
         block = codes[f, r0 : r0 + th]
-        PY.train_tile(block, PY.n_levels(*block.shape), acc)
+        kx.train_tile(block, kx.n_levels(*block.shape), acc)
         return acc
 
     luts, wts = PY.solve_weights(np.sum(_map(train, tiles, params.threads), 0))
@@ -468,7 +472,7 @@ def _code_pyramid(codes, tiles, params):
         ctxs = np.empty(n, np.uint16)
         esc = np.empty(n, np.int32)
         hist = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-        ne = PY.model_tile(block, PY.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist)
+        ne = kx.model_tile(block, kx.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist)
         return syms, ctxs, esc[:ne], hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
 
     modelled = _map(model, tiles, params.threads)
@@ -485,7 +489,7 @@ def _code_pyramid(codes, tiles, params):
     def code(m):
         out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
         lens = np.zeros(PY.LANES, np.int64)
-        PY.rans_encode(m[0], m[1], freq, cum, out, lens)
+        kx.rans_encode(m[0], m[1], freq, cum, out, lens)
         return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
 
     coded = _map(code, modelled, params.threads)
@@ -777,10 +781,11 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
         epos += nesc
     if wpos + w + 64 != words.size or epos != esc_all.size:
         raise InputFileError(f"{source}: corrupted noise-codec tile directory")
+    kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
     def run(job):
         f, r0, th, starts, ends, e0, e1 = job
-        ok, ne = PY.decode_tile(words, starts, ends, esc_all, e0, e1, wts, cts, tab,
+        ok, ne = kx.decode_tile(words, starts, ends, esc_all, e0, e1, wts, cts, tab,
                                 out[f, r0 : r0 + th], dq(f, r0, th))  # fmt: skip
         if not ok or ne != e1:
             raise corrupted(f, r0)

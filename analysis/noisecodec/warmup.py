@@ -2,7 +2,9 @@
 
 The kernels are numba functions compiled on their first call. Compiled code is cached
 per machine (`rawsigma.jitcache`), so only the first run on a machine pays
-(≈ 10–20 s CPU for the default back end; see benchmarks/RESULTS.md). Callers with a
+(≈ 10–20 s CPU for the default back end; see benchmarks/RESULTS.md). When the C
+extension is installed (`ckernels`), the default back end and the quantisers need no
+compiling at all: `pending` is empty and `warm_up` returns at once. Callers with a
 progress display call `warm_up` before coding: it compiles the kernels by coding a
 tiny frame, under the stage `STAGE`, and returns at once when nothing needs compiling.
 Only the kernels of the back end in use are compiled.
@@ -17,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 from rawsigma import jitcache
 
+from . import ckernels as CK
 from . import fastpath as FP
 from . import kernels as K
 from . import pyramid as PY
@@ -28,11 +31,17 @@ Progress = Callable[[str, int, int], None]
 
 
 def kernels(params: StreamParams, encode: bool = True, decode: bool = True) -> list:
-    """The numba dispatchers that coding with ``params`` calls at top level."""
+    """The numba dispatchers that coding with ``params`` calls at top level (none for
+    the quantiser and the "pyramid" back end when the C kernels are in use:
+    `ckernels`)."""
     out = []
-    if encode:
+    c_path = CK.BACKEND == "c"
+    if encode and not c_path:
         out.append(FP.quantise_round if params.max_error is None and not params.dither
                    else K.quantise_tile)  # fmt: skip
+    if c_path and params.effort == "pyramid":
+        return out
+    if encode:
         out += {
             "pyramid": [PY.n_levels, PY.train_tile, PY.model_tile, PY.rans_encode],
             "best": [K.train_tile, K.model_tile, K.rans_encode],

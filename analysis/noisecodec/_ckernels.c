@@ -1,0 +1,1173 @@
+/* The noise codec's hot kernels in C: the "pyramid" back end and the quantisers.
+ *
+ * A line-by-line port of the numba kernels of `pyramid.py` (train_tile, model_tile,
+ * rans_encode, decode_tile), `fastpath.quantise_round` and `kernels.quantise_tile`,
+ * producing the same bytes and pixels (the numba kernels stay the oracle and the
+ * fallback; tests/test_noisecodec_ckernels.py compares them). Built at install
+ * (setup.py, optional: without a compiler rawsigma uses the numba kernels).
+ *
+ * Arguments are contiguous buffers (buffer protocol, no numpy headers at build time);
+ * `ckernels.py` is the Python side that checks dtypes and shapes. Floating point:
+ * no contraction into FMA (-ffp-contract=off) and IEEE operations in the order of the
+ * Python source, so results are bit-identical to numba's (which never fuses either).
+ * Every kernel releases the GIL (tiles run in threads).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* constants of pyramid.py / kernels.py (checked against them at import: `constants`) */
+#define HALO 2
+#define WB 12
+#define N_ACT_CLS 8
+#define N_LVL_CLS 8
+#define N_CLASS (N_ACT_CLS * N_LVL_CLS)
+#define FRAC_BITS 3
+#define N_FRAC (1 << FRAC_BITS)
+#define N_ACT_CTX 12
+#define N_CTX (N_FRAC * N_ACT_CTX)
+#define N_LEVEL_GROUPS 2
+#define N_STAGE 3
+#define N_WEIGHT_LEVELS 2
+#define N_SETS (N_WEIGHT_LEVELS * N_STAGE)
+#define N_GROUPS (1 + N_LEVEL_GROUPS * N_STAGE)
+#define N_CTX_ALL (N_GROUPS * N_CTX)
+#define N_W 4
+#define TOP_ROWS 8
+#define LANES 4
+#define TAB_BITS 10
+#define TAB (1 << TAB_BITS)
+#define ACT_MAX 63
+#define LVL_MAX 255
+#define N_MOM 14
+#define LANE_SHIFT 14
+#define RMAX 24
+#define N_SYM (2 * RMAX + 1)
+#define ESC (2 * RMAX)
+#define RANS_L (1u << 16)
+#define MAXK 64
+
+typedef struct {
+    int16_t *d;
+    int64_t R, C; /* padded rows and columns */
+} plane;
+
+#define ROW(P, a) ((P).d + (int64_t)(a) * (P).C)
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------------ geometry */
+static int n_levels(int64_t h, int64_t w)
+{
+    int k = 0;
+    while (h > TOP_ROWS && w > 1) {
+        h = (h + 1) / 2;
+        w = (w + 1) / 2;
+        k++;
+    }
+    return k;
+}
+
+static void sizes(int64_t h, int64_t w, int K, int64_t *hs, int64_t *ws)
+{
+    hs[0] = h;
+    ws[0] = w;
+    for (int k = 0; k < K; k++) {
+        hs[k + 1] = (hs[k] + 1) / 2;
+        ws[k + 1] = (ws[k] + 1) / 2;
+    }
+}
+
+static void fill_halo(plane B, int64_t n, int64_t m)
+{
+    const int64_t H = HALO, R = B.R, C = B.C;
+    for (int64_t i = H; i < H + n; i++) {
+        int16_t *r = ROW(B, i);
+        int16_t v = r[H];
+        for (int64_t j = 0; j < H; j++) r[j] = v;
+        v = r[H + m - 1];
+        for (int64_t j = H + m; j < C; j++) r[j] = v;
+    }
+    for (int64_t i = 0; i < H; i++) memcpy(ROW(B, i), ROW(B, H), C * sizeof(int16_t));
+    for (int64_t i = H + n; i < R; i++) memcpy(ROW(B, i), ROW(B, H + n - 1), C * sizeof(int16_t));
+}
+
+static void stage_rows(int kind, int64_t hk, int64_t wk, int64_t *n, int64_t *m)
+{
+    if (kind == 0) { *n = hk / 2; *m = wk / 2; }
+    else if (kind == 1) { *n = (hk + 1) / 2; *m = wk / 2; }
+    else { *n = hk / 2; *m = (wk + 1) / 2; }
+}
+
+/* Planes of a tile: level planes lv[0..K] (lv[0] only for the encoder) and per level k
+ * the stage planes st[3k + s] (oo, eo, oe), all padded, in one allocation. */
+typedef struct {
+    int K;
+    int64_t hs[MAXK + 1], ws[MAXK + 1];
+    plane lv[MAXK + 1], st[3 * MAXK];
+    int16_t *mem;
+} pyramid;
+
+static int pyramid_alloc(pyramid *p, int64_t h, int64_t w, int with_level0)
+{
+    int K = n_levels(h, w);
+    if (K > MAXK) return -1;
+    p->K = K;
+    sizes(h, w, K, p->hs, p->ws);
+    int64_t total = 0;
+    for (int k = 0; k <= K; k++) {
+        int64_t n = (p->hs[k] + 2 * HALO) * (p->ws[k] + 2 * HALO);
+        total += (k == 0 ? (with_level0 || K == 0 ? n : 0) : 4 * n);
+    }
+    p->mem = (int16_t *)malloc((size_t)imax(total, 1) * sizeof(int16_t));
+    if (!p->mem) return -1;
+    int16_t *q = p->mem;
+    for (int k = 0; k <= K; k++) {
+        plane X = {q, p->hs[k] + 2 * HALO, p->ws[k] + 2 * HALO};
+        int64_t n = X.R * X.C;
+        if (k == 0) {
+            p->lv[0] = X;
+            if (with_level0 || K == 0) q += n;
+            continue;
+        }
+        p->lv[k] = X;
+        q += n;
+        for (int s = 0; s < 3; s++) {
+            plane Y = {q, X.R, X.C};
+            p->st[3 * (k - 1) + s] = Y;
+            q += n;
+        }
+    }
+    return 0;
+}
+
+/* polyphase plane t (0: ee, 1: oo, 2: eo, 3: oe) of level k + 1, and its offsets */
+static plane phase(pyramid *p, int k, int t, int *dy, int *dx)
+{
+    *dy = t & 1;
+    *dx = (t ^ (t >> 1)) & 1;
+    return t == 0 ? p->lv[k + 1] : p->st[3 * k + t - 1];
+}
+
+static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
+{
+    const int64_t H = HALO;
+    plane P = p->lv[0];
+    for (int64_t i = 0; i < h; i++) {
+        int16_t *r = ROW(P, H + i) + H;
+        const int32_t *c = codes + i * w;
+        for (int64_t j = 0; j < w; j++) r[j] = (int16_t)c[j];
+    }
+    fill_halo(P, h, w);
+    for (int k = 0; k < p->K; k++) {
+        plane L = p->lv[k];
+        for (int t = 0; t < 4; t++) {
+            int dy, dx;
+            plane X = phase(p, k, t, &dy, &dx);
+            int64_t n = (p->hs[k] + 1 - dy) / 2, m = (p->ws[k] + 1 - dx) / 2;
+            for (int64_t i = 0; i < n; i++) {
+                int16_t *xr = ROW(X, H + i) + H;
+                const int16_t *lr = ROW(L, H + 2 * i + dy) + H + dx;
+                for (int64_t j = 0; j < m; j++) xr[j] = lr[2 * j];
+            }
+            fill_halo(X, n, m);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ prediction */
+typedef struct {
+    int32_t *r1, *r2, *r3;
+    uint16_t *al;
+    int32_t *base;
+    uint16_t *ctx;
+    uint8_t *sym;
+    int32_t *kbuf;
+    void *mem;
+} rowbufs;
+
+static int rows_alloc(rowbufs *b, int64_t n)
+{
+    n += 8;
+    size_t sz = (size_t)n * (5 * sizeof(int32_t) + 2 * sizeof(uint16_t) + 1) + 64;
+    char *m = (char *)malloc(sz);
+    if (!m) return -1;
+    b->mem = m;
+    b->r1 = (int32_t *)m; m += n * sizeof(int32_t);
+    b->r2 = (int32_t *)m; m += n * sizeof(int32_t);
+    b->r3 = (int32_t *)m; m += n * sizeof(int32_t);
+    b->base = (int32_t *)m; m += n * sizeof(int32_t);
+    b->kbuf = (int32_t *)m; m += n * sizeof(int32_t);
+    b->al = (uint16_t *)m; m += n * sizeof(uint16_t);
+    b->ctx = (uint16_t *)m; m += n * sizeof(uint16_t);
+    b->sym = (uint8_t *)m;
+    return 0;
+}
+
+static inline uint16_t act_lvl(int32_t p0, int32_t p1, int32_t p2, int32_t p3, int32_t r1)
+{
+    int32_t hi = imax(imax(p0, p1), imax(p2, p3)), lo = imin(imin(p0, p1), imin(p2, p3));
+    int32_t act = (int32_t)imin(hi - lo, ACT_MAX);
+    int32_t lvl = (int32_t)imax(imin(r1 >> 2, LVL_MAX), 0);
+    return (uint16_t)((act << 8) | lvl);
+}
+
+/* ring sums, activity and level of row i of stage `kind`'s target plane */
+static void features(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, rowbufs *b)
+{
+    const int64_t a = i + HALO;
+    int32_t *restrict r1 = b->r1, *restrict r2 = b->r2, *restrict r3 = b->r3;
+    uint16_t *restrict al = b->al;
+    if (kind == 0) {
+        const int16_t *u0 = ROW(E, a - 1), *u1 = ROW(E, a), *u2 = ROW(E, a + 1), *u3 = ROW(E, a + 2);
+        for (int64_t j = 0; j < n; j++) {
+            int32_t p0 = u1[j + 2], p1 = u1[j + 3], p2 = u2[j + 2], p3 = u2[j + 3];
+            int32_t s1 = p0 + p1 + p2 + p3;
+            r1[j] = s1;
+            r2[j] = (int32_t)u1[j + 1] + u1[j + 4] + u2[j + 1] + u2[j + 4] + u0[j + 2] + u0[j + 3]
+                    + u3[j + 2] + u3[j + 3];
+            r3[j] = (int32_t)u0[j + 1] + u0[j + 4] + u3[j + 1] + u3[j + 4];
+            al[j] = act_lvl(p0, p1, p2, p3, s1);
+        }
+    } else if (kind == 1) {
+        const int16_t *e0 = ROW(E, a - 1), *e1 = ROW(E, a), *e2 = ROW(E, a + 1);
+        const int16_t *o0 = ROW(O, a - 2), *o1 = ROW(O, a - 1), *o2 = ROW(O, a), *o3 = ROW(O, a + 1);
+        for (int64_t j = 0; j < n; j++) {
+            int32_t p0 = e1[j + 2], p1 = e1[j + 3], p2 = o1[j + 2], p3 = o2[j + 2];
+            int32_t s1 = p0 + p1 + p2 + p3;
+            r1[j] = s1;
+            r2[j] = (int32_t)o1[j + 1] + o1[j + 3] + o2[j + 1] + o2[j + 3] + e0[j + 2] + e0[j + 3]
+                    + e2[j + 2] + e2[j + 3];
+            r3[j] = (int32_t)e1[j + 1] + e1[j + 4] + o0[j + 2] + o3[j + 2];
+            al[j] = act_lvl(p0, p1, p2, p3, s1);
+        }
+    } else {
+        const int16_t *e1 = ROW(E, a), *e2 = ROW(E, a + 1);
+        const int16_t *o0 = ROW(O, a - 1), *o1 = ROW(O, a), *o2 = ROW(O, a + 1);
+        const int16_t *q1 = ROW(Q, a), *q2 = ROW(Q, a + 1);
+        for (int64_t j = 0; j < n; j++) {
+            int32_t p0 = o1[j + 1], p1 = o1[j + 2], p2 = e1[j + 2], p3 = e2[j + 2];
+            int32_t s1 = p0 + p1 + p2 + p3;
+            r1[j] = s1;
+            r2[j] = (int32_t)q1[j + 1] + q1[j + 2] + q2[j + 1] + q2[j + 2];
+            r3[j] = (int32_t)e1[j + 1] + e1[j + 3] + e2[j + 1] + e2[j + 3] + o0[j + 1] + o0[j + 2]
+                    + o2[j + 1] + o2[j + 2];
+            al[j] = act_lvl(p0, p1, p2, p3, s1);
+        }
+    }
+}
+
+/* prediction (fixed point) and logical context of pixel j (`pyramid._pc`) */
+static inline int32_t predict(int64_t j, const int32_t *wt, const uint16_t *ct, uint32_t g0,
+                              const rowbufs *b, uint32_t *ctx)
+{
+    uint32_t v = ct[b->al[j]];
+    uint32_t c = v & 0xFF;
+    int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)b->r1[j]
+                          + (uint32_t)wt[c + 1] * (uint32_t)b->r2[j]
+                          + (uint32_t)wt[c + 2] * (uint32_t)b->r3[j]);
+    *ctx = g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX + (v >> 8);
+    return p;
+}
+
+static inline int64_t med(plane P, int64_t i, int64_t j)
+{
+    const int64_t H = HALO;
+    if (i == H && j == H) return 0;
+    if (i == H) return ROW(P, i)[j - 1];
+    if (j == H) return ROW(P, i - 1)[j];
+    int64_t a = ROW(P, i)[j - 1], b = ROW(P, i - 1)[j], c = ROW(P, i - 1)[j - 1];
+    if (c >= imax(a, b)) return imin(a, b);
+    if (c <= imin(a, b)) return imax(a, b);
+    return a + b - c;
+}
+
+static inline int symbol(int64_t c, int64_t base)
+{
+    int64_t r = c - base;
+    return (-RMAX <= r && r < RMAX) ? (int)(r + RMAX) : ESC;
+}
+
+/* ------------------------------------------------------------------ encoder */
+static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut)
+{
+    for (int k = 0; k < p->K; k++) {
+        plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
+        int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+        int rstep = k == 0 ? 4 : (k == 1 ? 2 : 1);
+        for (int kind = 0; kind < N_STAGE; kind++) {
+            plane T = p->st[3 * k + kind];
+            int64_t n_r, n_c;
+            stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+            uint64_t m = (uint64_t)(m0 + kind);
+            for (int64_t i = kind % rstep; i < n_r; i += rstep) {
+                features(kind, i, n_c, E, O, Q, b);
+                const int16_t *t = ROW(T, i + HALO) + HALO;
+                for (int64_t j = 0; j < n_c; j++) {
+                    uint64_t v = b->al[j];
+                    uint64_t c = (uint64_t)(act_lut[v >> 8] & 0xFF) / N_LVL_CLS;
+                    uint64_t o = ((m * N_ACT_CLS + c) * (LVL_MAX + 1) + (v & 0xFF)) * N_MOM;
+                    int64_t f1 = b->r1[j], f2 = b->r2[j], f3 = b->r3[j], y = t[j];
+                    int64_t *u = acc + o;
+                    u[0] += f1 * f1;
+                    u[1] += f1 * f2;
+                    u[2] += f1 * f3;
+                    u[3] += f1;
+                    u[4] += f2 * f2;
+                    u[5] += f2 * f3;
+                    u[6] += f2;
+                    u[7] += f3 * f3;
+                    u[8] += f3;
+                    u[9] += 1;
+                    u[10] += y * f1;
+                    u[11] += y * f2;
+                    u[12] += y * f3;
+                    u[13] += y;
+                }
+            }
+        }
+    }
+}
+
+static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const uint16_t *cts,
+                          uint8_t *syms, uint16_t *ctxs, int32_t *esc, int64_t *hist)
+{
+    const int64_t H = HALO;
+    const int K = p->K;
+    int64_t t = 0, n_esc = 0;
+    plane P = p->lv[K];
+    for (int64_t i = 0; i < p->hs[K]; i++) {
+        for (int64_t j = 0; j < p->ws[K]; j++) {
+            int64_t c = ROW(P, H + i)[H + j];
+            int s = symbol(c, med(P, H + i, H + j));
+            if (s == ESC) esc[n_esc++] = (int32_t)c;
+            syms[t] = (uint8_t)s;
+            ctxs[t] = (uint16_t)((j & 3) << LANE_SHIFT);
+            hist[s] += 1;
+            t++;
+        }
+    }
+    for (int k = K - 1; k >= 0; k--) {
+        plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
+        int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
+        int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+        for (int kind = 0; kind < N_STAGE; kind++) {
+            plane T = p->st[3 * k + kind];
+            int64_t n_r, n_c;
+            stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+            uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
+            const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
+            const uint16_t *ct = cts + (int64_t)(m0 + kind) * (ACT_MAX + 1) * 256;
+            for (int64_t i = 0; i < n_r; i++) {
+                features(kind, i, n_c, E, O, Q, b);
+                const int16_t *trow = ROW(T, H + i) + H;
+                for (int64_t j = 0; j < n_c; j++) {
+                    uint32_t g;
+                    int32_t pr = predict(j, wt, ct, g0, b, &g);
+                    int64_t c = trow[j];
+                    int s = symbol(c, pr >> WB);
+                    if (s == ESC) esc[n_esc++] = (int32_t)c;
+                    syms[t] = (uint8_t)s;
+                    ctxs[t] = (uint16_t)(g | ((uint32_t)(j & 3) << LANE_SHIFT));
+                    hist[(int64_t)g * N_SYM + s] += 1;
+                    t++;
+                }
+            }
+        }
+    }
+    return n_esc;
+}
+
+static int rans_encode(const uint8_t *syms, const uint16_t *ctxs, int64_t n, const int64_t *freq,
+                        const int64_t *cum, int64_t nctx, uint16_t *out, int64_t cap,
+                        int64_t *lens, const double *inv)
+{
+    int64_t xs[LANES];
+    for (int l = 0; l < LANES; l++) {
+        xs[l] = RANS_L;
+        lens[l] = 0;
+    }
+    (void)nctx;
+    for (int64_t t = n - 1; t >= 0; t--) {
+        int ln = ctxs[t] >> LANE_SHIFT;
+        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        int s = syms[t];
+        int64_t f = freq[g * N_SYM + s];
+        int64_t x = xs[ln];
+        if (x >= (f << (32 - TAB_BITS))) {
+            if (lens[ln] + 2 >= cap) return -1;
+            out[ln * cap + lens[ln]] = (uint16_t)(x & 0xFFFF);
+            lens[ln]++;
+            x >>= 16;
+        }
+        /* x // f through the reciprocal (x < 2**32: off by at most one, corrected) */
+        int64_t q = (int64_t)((double)x * inv[g * N_SYM + s]);
+        int64_t r = x - q * f;
+        if (r < 0) {
+            q -= 1;
+            r += f;
+        } else if (r >= f) {
+            q += 1;
+            r -= f;
+        }
+        xs[ln] = (q << TAB_BITS) + r + cum[g * N_SYM + s];
+    }
+    for (int l = 0; l < LANES; l++) {
+        uint16_t *o = out + l * cap;
+        int64_t m = lens[l];
+        o[m] = (uint16_t)(xs[l] & 0xFFFF);
+        o[m + 1] = (uint16_t)(xs[l] >> 16);
+        m += 2;
+        lens[l] = m;
+        for (int64_t a = 0; a < m / 2; a++) {
+            uint16_t tmp = o[a];
+            o[a] = o[m - 1 - a];
+            o[m - 1 - a] = tmp;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ quantisation */
+static inline double dither_value(uint64_t index, uint64_t seed)
+{
+    uint64_t z = index * 0x9E3779B97F4A7C15ULL + seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static inline double vst(double v, const double *kp)
+{
+    if (v >= kp[0]) return v > 0.0 ? 2.0 * sqrt(v) : 0.0;
+    return kp[1] + (v - kp[0]) * kp[2];
+}
+
+static inline double vst_inverse(double t, double c0, const double *kp)
+{
+    if (t >= kp[1]) return 0.25 * t * t - c0;
+    return kp[0] - c0 + (t - kp[1]) / kp[2];
+}
+
+static inline double convexity(double t, double step, const double *kp)
+{
+    double a = t - kp[1] - 0.5 * step;
+    double b = a + step;
+    double d = t - kp[1];
+    double bp = b > 0.0 ? b : 0.0, ap = a > 0.0 ? a : 0.0, dp = d > 0.0 ? d : 0.0;
+    /* numba's x ** 3 is x · (x · x), x ** 2 is x · x */
+    return (bp * (bp * bp) - ap * (ap * ap)) / (12.0 * step) - 0.25 * (dp * dp);
+}
+
+static inline double e_dither(int64_t k, double u, double step, double c0, const double *kp)
+{
+    if (kp[0] == 0.0) {
+        double t = step * ((double)k - u + 0.5);
+        return 0.25 * t * t - c0 - step * step / 48.0;
+    }
+    double t = step * ((double)k - kp[3] - u + 0.5);
+    return vst_inverse(t, c0, kp) - convexity(t, step, kp);
+}
+
+static inline double e_centre(int64_t k, double step, double c0, const double *kp)
+{
+    if (kp[0] == 0.0) {
+        double t = step * (double)k;
+        return 0.25 * t * t - c0;
+    }
+    return vst_inverse(step * ((double)k - kp[3]), c0, kp);
+}
+
+static inline uint16_t adu(float off, float gain, double e, double max_adu)
+{
+    double v = floor((double)off + (double)gain * e + 0.5);
+    v = v > 0.0 ? v : 0.0;
+    v = v < max_adu ? v : max_adu;
+    return (uint16_t)v;
+}
+
+typedef struct {
+    const float *off, *gain; /* the tile's maps (h, w) */
+    const double *recon;
+    int64_t nrec;
+    double step, c0;
+    int dither;
+    uint64_t seed;
+    int64_t index0;
+    double max_adu;
+    int analytic;
+    const double *kp;
+} dqargs;
+
+static void dequantise_row(const int32_t *k, const float *off, const float *gain, uint16_t *out,
+                           int64_t n, const dqargs *d, int64_t index0)
+{
+    const double step = d->step, c0 = d->c0, *kp = d->kp;
+    if (d->dither) {
+        for (int64_t x = 0; x < n; x++) {
+            double u = dither_value((uint64_t)(index0 + x), d->seed);
+            out[x] = adu(off[x], gain[x], e_dither(imax(k[x], 0), u, step, c0, kp), d->max_adu);
+        }
+        return;
+    }
+    if (!d->analytic) {
+        for (int64_t x = 0; x < n; x++) {
+            int64_t kk = imax(k[x], 0);
+            double e = kk < d->nrec ? d->recon[kk] : e_centre(kk, step, c0, kp);
+            out[x] = adu(off[x], gain[x], e, d->max_adu);
+        }
+        return;
+    }
+    const double corr = step * step / 48.0;
+    for (int64_t x = 0; x < n; x++) {
+        int64_t kk = imax(k[x], 0);
+        double e = e_centre(kk, step, c0, kp);
+        e = kk < d->nrec ? e - corr : e;
+        out[x] = adu(off[x], gain[x], e, d->max_adu);
+    }
+}
+
+static int32_t quantise_round(const uint16_t *x, const float *off, const float *gain,
+                              int32_t *codes, int64_t n, double inv_step, double c0,
+                              const double *kp)
+{
+    const float a = (float)(2.0 * inv_step), cc = (float)c0;
+    int32_t top = 0;
+    if (kp[0] == 0.0) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = ((float)x[i] - off[i]) / gain[i] + cc;
+            v = v > 0.0f ? v : 0.0f;
+            int32_t k = (int32_t)(sqrtf(v) * a + 0.5f);
+            codes[i] = k;
+            top = k > top ? k : top;
+        }
+        return top;
+    }
+    const float vk = (float)kp[0], tk = (float)(kp[1] * inv_step), sk = (float)(kp[2] * inv_step);
+    const float sh = (float)(kp[3] + 0.5);
+    for (int64_t i = 0; i < n; i++) {
+        float v = ((float)x[i] - off[i]) / gain[i] + cc;
+        float lin = tk + (v - vk) * sk;
+        float q = sqrtf(v > vk ? v : vk) * a;
+        int32_t k = (int32_t)floorf((v >= vk ? q : lin) + sh);
+        codes[i] = k;
+        top = k > top ? k : top;
+    }
+    return top;
+}
+
+static int quantise_tile(const uint16_t *x, const float *off, const float *gain, int32_t *codes,
+                         int64_t h, int64_t w, double step, double c0, int dither, uint64_t seed,
+                         int64_t index0, const double *edges, int64_t nedge, double *sum_e,
+                         int64_t *cnt, int64_t nsum, const double *kp)
+{
+    const int64_t shift = (int64_t)kp[3];
+    const double inv = 1.0 / step, dt = 0.25;
+    int64_t ng = 2;
+    if (nedge > 0) {
+        double top = edges[nedge - 1] + c0;
+        ng = (int64_t)(2.0 * sqrt(top > 0.0 ? top : 0.0) / dt) + 3;
+    }
+    int64_t *grid = (int64_t *)calloc((size_t)ng, sizeof(int64_t));
+    if (!grid) return -1;
+    if (nedge > 0) {
+        int64_t k = 0;
+        for (int64_t g = 0; g < ng; g++) {
+            double tg = g * dt;
+            double eg = 0.25 * tg * tg - c0;
+            while (k + 1 < nedge && edges[k + 1] <= eg) k++;
+            grid[g] = k;
+        }
+    }
+    for (int64_t y = 0; y < h; y++) {
+        for (int64_t i = 0; i < w; i++) {
+            int64_t o = y * w + i, k;
+            double e = ((double)x[o] - (double)off[o]) / (double)gain[o];
+            if (nedge > 0) {
+                double v = e + c0;
+                k = 0;
+                if (v > 0.0) {
+                    int64_t g = imin((int64_t)(2.0 * sqrt(v) / dt) - 1, ng - 1);
+                    if (g > 0) k = grid[g];
+                }
+                while (k + 1 < nedge && edges[k + 1] <= e) k++;
+            } else {
+                double t = vst(e + c0, kp);
+                if (dither) {
+                    double u = dither_value((uint64_t)(index0 + y * w + i), seed);
+                    k = (int64_t)floor(t * inv + u) + shift;
+                } else {
+                    k = (int64_t)floor(t * inv + 0.5) + shift;
+                }
+            }
+            codes[o] = (int32_t)k;
+            if (k >= 0 && k < nsum) {
+                sum_e[k] += e;
+                cnt[k] += 1;
+            }
+        }
+    }
+    free(grid);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ decoder */
+typedef struct {
+    const uint8_t *lut;  /* symbol of each slot, TAB per physical table */
+    const uint32_t *fc;  /* freq << 16 | cum, 64 per physical table */
+    const uint16_t *rm;  /* logical → physical table */
+    const uint16_t *words;
+} dectab;
+
+#define DEC(x, g, q, s)                                                                           \
+    do {                                                                                          \
+        uint64_t slot_ = (x) & (TAB - 1);                                                         \
+        uint64_t s_ = T->lut[((uint64_t)(g) << TAB_BITS) + slot_];                                \
+        uint64_t e_ = T->fc[((uint64_t)(g) << 6) + s_];                                           \
+        (x) = (e_ >> 16) * ((x) >> TAB_BITS) + slot_ - (e_ & 0xFFFF);                             \
+        uint64_t need_ = (x) < RANS_L;                                                            \
+        (x) = ((x) << (need_ << 4)) | ((uint64_t)T->words[q] & (0 - need_));                      \
+        (q) += need_;                                                                             \
+        (s) = (uint8_t)s_;                                                                        \
+    } while (0)
+
+/* one row of a stage: prediction floors and symbols, pixel j on lane j & 3 */
+static void decode_row(int64_t n, const int32_t *wt, const uint16_t *ct, uint32_t g0, rowbufs *b,
+                       uint64_t *xs, uint64_t *qs, const dectab *T)
+{
+    uint64_t x0 = xs[0], x1 = xs[1], x2 = xs[2], x3 = xs[3];
+    uint64_t q0 = qs[0], q1 = qs[1], q2 = qs[2], q3 = qs[3];
+    int32_t *restrict base = b->base;
+    uint8_t *restrict sym = b->sym;
+    int64_t m = n - (n & 3), j;
+    for (j = 0; j < m; j += 4) {
+        uint32_t c0, c1, c2, c3;
+        int32_t p0 = predict(j, wt, ct, g0, b, &c0);
+        int32_t p1 = predict(j + 1, wt, ct, g0, b, &c1);
+        int32_t p2 = predict(j + 2, wt, ct, g0, b, &c2);
+        int32_t p3 = predict(j + 3, wt, ct, g0, b, &c3);
+        c0 = T->rm[c0];
+        c1 = T->rm[c1];
+        c2 = T->rm[c2];
+        c3 = T->rm[c3];
+        DEC(x0, c0, q0, sym[j]);
+        DEC(x1, c1, q1, sym[j + 1]);
+        DEC(x2, c2, q2, sym[j + 2]);
+        DEC(x3, c3, q3, sym[j + 3]);
+        base[j] = p0 >> WB;
+        base[j + 1] = p1 >> WB;
+        base[j + 2] = p2 >> WB;
+        base[j + 3] = p3 >> WB;
+    }
+    /* the last 1-3 pixels (written out: no lane state through memory) */
+    if (j < n) {
+        uint32_t c;
+        int32_t p = predict(j, wt, ct, g0, b, &c);
+        c = T->rm[c];
+        DEC(x0, c, q0, sym[j]);
+        base[j] = p >> WB;
+    }
+    if (j + 1 < n) {
+        uint32_t c;
+        int32_t p = predict(j + 1, wt, ct, g0, b, &c);
+        c = T->rm[c];
+        DEC(x1, c, q1, sym[j + 1]);
+        base[j + 1] = p >> WB;
+    }
+    if (j + 2 < n) {
+        uint32_t c;
+        int32_t p = predict(j + 2, wt, ct, g0, b, &c);
+        c = T->rm[c];
+        DEC(x2, c, q2, sym[j + 2]);
+        base[j + 2] = p >> WB;
+    }
+    xs[0] = x0, xs[1] = x1, xs[2] = x2, xs[3] = x3;
+    qs[0] = q0, qs[1] = q1, qs[2] = q2, qs[3] = q3;
+}
+
+static inline int past(const uint64_t *qs, const uint64_t *es)
+{
+    return qs[0] > es[0] || qs[1] > es[1] || qs[2] > es[2] || qs[3] > es[3];
+}
+
+/* stages of level k (P: the decoded level plane k + 1); returns 0 or 1 (overrun) */
+static int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const uint16_t *cts,
+                        uint64_t *xs, uint64_t *qs, const uint64_t *es, const dectab *T,
+                        const int64_t *esc, int64_t *ne, int64_t eend)
+{
+    const int64_t H = HALO;
+    plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
+    int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
+    int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+    for (int kind = 0; kind < N_STAGE; kind++) {
+        plane Tp = p->st[3 * k + kind];
+        int64_t n_r, n_c;
+        stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+        uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
+        const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
+        const uint16_t *ct = cts + (int64_t)(m0 + kind) * (ACT_MAX + 1) * 256;
+        for (int64_t i = 0; i < n_r; i++) {
+            features(kind, i, n_c, E, O, Q, b);
+            decode_row(n_c, wt, ct, g0, b, xs, qs, T);
+            if (past(qs, es)) return 1;
+            int16_t *trow = ROW(Tp, i + H) + H;
+            int n_esc = 0;
+            for (int64_t j = 0; j < n_c; j++) {
+                int32_t s = b->sym[j];
+                trow[j] = (int16_t)(b->base[j] + s - RMAX);
+                n_esc += s == ESC;
+            }
+            if (n_esc) {
+                for (int64_t j = 0; j < n_c; j++) {
+                    if (b->sym[j] == ESC) {
+                        trow[j] = (int16_t)(*ne < eend ? esc[*ne] : 0);
+                        *ne += 1;
+                    }
+                }
+            }
+        }
+        fill_halo(Tp, n_r, n_c);
+    }
+    return 0;
+}
+
+/* decode one tile into out (h, w); returns 1 if every lane ended at its end, 0 if not,
+ * -1 when out of memory; *ne_out: the escape position reached */
+static int decode_tile(const dectab *T, const int64_t *starts, const int64_t *ends,
+                       const int64_t *esc, int64_t ebeg, int64_t eend, const int32_t *wts,
+                       const uint16_t *cts, uint16_t *out, int64_t h, int64_t w, const dqargs *d,
+                       int64_t *ne_out)
+{
+    const int64_t H = HALO;
+    int64_t ne = ebeg;
+    *ne_out = ne;
+    for (int l = 0; l < LANES; l++)
+        if (ends[l] - starts[l] < 2) return 0;
+    pyramid p;
+    rowbufs b;
+    if (pyramid_alloc(&p, h, w, 0)) return -1;
+    if (rows_alloc(&b, w)) {
+        free(p.mem);
+        return -1;
+    }
+    const int K = p.K;
+    uint64_t xs[LANES], qs[LANES], es[LANES];
+    for (int l = 0; l < LANES; l++) {
+        uint64_t q = (uint64_t)starts[l];
+        xs[l] = ((uint64_t)T->words[q] << 16) | T->words[q + 1];
+        qs[l] = q + 2;
+        es[l] = (uint64_t)ends[l];
+    }
+    int ok = 0;
+    uint32_t g = T->rm[0];
+    plane P = p.lv[K];
+    for (int64_t i = 0; i < p.hs[K]; i++) {
+        for (int64_t j = 0; j < p.ws[K]; j++) {
+            int l = j & 3;
+            uint8_t s;
+            DEC(xs[l], g, qs[l], s);
+            int16_t c;
+            if (s == ESC) {
+                c = (int16_t)(ne < eend ? esc[ne] : 0);
+                ne++;
+            } else {
+                c = (int16_t)(med(P, H + i, H + j) + s - RMAX);
+            }
+            ROW(P, H + i)[H + j] = c;
+        }
+        if (past(qs, es)) goto done;
+    }
+    fill_halo(P, p.hs[K], p.ws[K]);
+    for (int k = K - 1; k >= 0; k--) {
+        if (decode_level(&p, k, &b, wts, cts, xs, qs, es, T, esc, &ne, eend)) goto done;
+        if (k > 0) { /* interleave into level plane k */
+            plane L = p.lv[k];
+            for (int t = 0; t < 4; t++) {
+                int dy, dx;
+                plane X = phase(&p, k, t, &dy, &dx);
+                int64_t n = (p.hs[k] + 1 - dy) / 2, m = (p.ws[k] + 1 - dx) / 2;
+                for (int64_t i = 0; i < n; i++) {
+                    const int16_t *xr = ROW(X, H + i) + H;
+                    int16_t *lr = ROW(L, H + 2 * i + dy) + H + dx;
+                    for (int64_t j = 0; j < m; j++) lr[2 * j] = xr[j];
+                }
+            }
+            fill_halo(L, p.hs[k], p.ws[k]);
+        }
+    }
+    /* the output, dequantised row by row */
+    for (int64_t y = 0; y < h; y++) {
+        int32_t *kb = b.kbuf;
+        if (K == 0) {
+            const int16_t *r = ROW(P, H + y) + H;
+            for (int64_t j = 0; j < w; j++) kb[j] = r[j];
+        } else {
+            plane A = (y & 1) ? p.st[2] : p.lv[1], Bp = (y & 1) ? p.st[0] : p.st[1];
+            const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
+            for (int64_t j = 0; j < (w + 1) / 2; j++) kb[2 * j] = ar[j];
+            for (int64_t j = 0; j < w / 2; j++) kb[2 * j + 1] = br[j];
+        }
+        dequantise_row(kb, d->off + y * w, d->gain + y * w, out + y * w, w, d, d->index0 + y * w);
+    }
+    ok = qs[0] == es[0] && qs[1] == es[1] && qs[2] == es[2] && qs[3] == es[3];
+done:
+    *ne_out = ne;
+    free(p.mem);
+    free(b.mem);
+    return ok;
+}
+
+/* ================================================================== Python glue */
+#define MAXBUF 16
+typedef struct {
+    Py_buffer b[MAXBUF];
+    int n;
+} bufs;
+
+static void release(bufs *B)
+{
+    for (int i = 0; i < B->n; i++) PyBuffer_Release(&B->b[i]);
+    B->n = 0;
+}
+
+/* kind of a buffer format: 'i' signed, 'u' unsigned, 'f' float */
+static char fmt_kind(const char *f)
+{
+    if (!f) return 'u';
+    while (*f == '@' || *f == '=' || *f == '<' || *f == '!') f++;
+    if (strchr("bhilqn", *f)) return 'i';
+    if (strchr("BHILQN?", *f)) return 'u';
+    if (strchr("efd", *f)) return 'f';
+    return 0;
+}
+
+/* contiguous buffer of `o` with element kind and size; NULL (exception set) otherwise */
+static void *get(bufs *B, PyObject *o, char kind, int size, int writable, const char *name,
+                 Py_ssize_t *count)
+{
+    Py_buffer *b = &B->b[B->n];
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(o, b, flags) < 0) return NULL;
+    B->n++;
+    if (b->itemsize != size || fmt_kind(b->format) != kind) {
+        PyErr_Format(PyExc_TypeError, "_ckernels: argument %s must be %c%d (got format %s)",
+                     name, kind, 8 * size, b->format ? b->format : "B");
+        return NULL;
+    }
+    if (count) *count = b->len / size;
+    return b->buf;
+}
+
+static int shape2(bufs *B, int64_t *h, int64_t *w)
+{
+    Py_buffer *b = &B->b[B->n - 1];
+    if (b->ndim != 2) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: expected a 2-D array");
+        return -1;
+    }
+    *h = b->shape[0];
+    *w = b->shape[1];
+    return 0;
+}
+
+#define NEED(cond, msg)                                                                           \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            PyErr_SetString(PyExc_ValueError, "_ckernels: " msg);                                 \
+            goto fail;                                                                            \
+        }                                                                                         \
+    } while (0)
+
+static PyObject *py_n_levels(PyObject *self, PyObject *args)
+{
+    long long h, w;
+    if (!PyArg_ParseTuple(args, "LL", &h, &w)) return NULL;
+    return PyLong_FromLong(n_levels(h, w));
+}
+
+/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32) */
+static PyObject *py_train_tile(PyObject *self, PyObject *args)
+{
+    PyObject *oc, *oa, *ol;
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOO", &oc, &oa, &ol)) return NULL;
+    Py_ssize_t nacc, nlut;
+    int64_t h, w;
+    const int32_t *codes = get(&B, oc, 'i', 4, 0, "codes", NULL);
+    if (!codes || shape2(&B, &h, &w)) goto fail;
+    int64_t *acc = get(&B, oa, 'i', 8, 1, "acc", &nacc);
+    if (!acc) goto fail;
+    const int32_t *lut = get(&B, ol, 'i', 4, 0, "act_lut", &nlut);
+    if (!lut) goto fail;
+    NEED(nacc == (Py_ssize_t)N_SETS * N_ACT_CLS * (LVL_MAX + 1) * N_MOM, "acc size");
+    NEED(nlut == ACT_MAX + 1, "act_lut size");
+    pyramid p;
+    rowbufs rb;
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (pyramid_alloc(&p, h, w, 1)) err = 1;
+    else if (rows_alloc(&rb, w)) {
+        free(p.mem);
+        err = 1;
+    } else {
+        build_planes(&p, codes, h, w);
+        train_tile(&p, &rb, acc, lut);
+        free(p.mem);
+        free(rb.mem);
+    }
+    Py_END_ALLOW_THREADS
+    release(&B);
+    if (err) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* model_tile(codes, wts int32 (N_SETS·256), cts uint16, syms u8, ctxs u16, esc i32,
+ * hist i64) -> number of escapes */
+static PyObject *py_model_tile(PyObject *self, PyObject *args)
+{
+    PyObject *o[7];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6]))
+        return NULL;
+    Py_ssize_t nw, nc, ns, nx, ne, nh;
+    int64_t h, w;
+    const int32_t *codes = get(&B, o[0], 'i', 4, 0, "codes", NULL);
+    if (!codes || shape2(&B, &h, &w)) goto fail;
+    const int32_t *wts = get(&B, o[1], 'i', 4, 0, "wts", &nw);
+    const uint16_t *cts = wts ? get(&B, o[2], 'u', 2, 0, "cts", &nc) : NULL;
+    uint8_t *syms = cts ? get(&B, o[3], 'u', 1, 1, "syms", &ns) : NULL;
+    uint16_t *ctxs = syms ? get(&B, o[4], 'u', 2, 1, "ctxs", &nx) : NULL;
+    int32_t *esc = ctxs ? get(&B, o[5], 'i', 4, 1, "esc", &ne) : NULL;
+    int64_t *hist = esc ? get(&B, o[6], 'i', 8, 1, "hist", &nh) : NULL;
+    if (!hist) goto fail;
+    NEED(nw == N_SETS * N_CLASS * N_W && nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
+    NEED(ns >= h * w && nx >= h * w && ne >= h * w && nh == N_CTX_ALL * N_SYM, "output size");
+    pyramid p;
+    rowbufs rb;
+    int64_t n_esc = -1;
+    Py_BEGIN_ALLOW_THREADS
+    if (!pyramid_alloc(&p, h, w, 1)) {
+        if (!rows_alloc(&rb, w)) {
+            build_planes(&p, codes, h, w);
+            n_esc = model_tile(&p, &rb, wts, cts, syms, ctxs, esc, hist);
+            free(rb.mem);
+        }
+        free(p.mem);
+    }
+    Py_END_ALLOW_THREADS
+    release(&B);
+    if (n_esc < 0) return PyErr_NoMemory();
+    return PyLong_FromLongLong(n_esc);
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* rans_encode(syms u8, ctxs u16, freq i64 (nctx, N_SYM), cum i64, out u16 (LANES, cap),
+ * lens i64 (LANES)) */
+static PyObject *py_rans_encode(PyObject *self, PyObject *args)
+{
+    PyObject *o[6];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5])) return NULL;
+    Py_ssize_t ns, nx, nf, nc, no, nl;
+    int64_t rows, cap;
+    const uint8_t *syms = get(&B, o[0], 'u', 1, 0, "syms", &ns);
+    const uint16_t *ctxs = syms ? get(&B, o[1], 'u', 2, 0, "ctxs", &nx) : NULL;
+    const int64_t *freq = ctxs ? get(&B, o[2], 'i', 8, 0, "freq", &nf) : NULL;
+    const int64_t *cum = freq ? get(&B, o[3], 'i', 8, 0, "cum", &nc) : NULL;
+    uint16_t *out = cum ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
+    if (!out || shape2(&B, &rows, &cap)) goto fail;
+    int64_t *lens = get(&B, o[5], 'i', 8, 1, "lens", &nl);
+    if (!lens) goto fail;
+    NEED(nx == ns && nf == nc && nf % N_SYM == 0 && rows == LANES && nl == LANES, "sizes");
+    int64_t nctx = nf / N_SYM;
+    /* every context must be a valid row; every lane at most cap - 2 words */
+    int bad = 0;
+    for (Py_ssize_t t = 0; t < ns; t++)
+        bad |= (ctxs[t] & ((1 << LANE_SHIFT) - 1)) >= nctx || syms[t] >= N_SYM;
+    NEED(!bad && cap >= 2, "context or symbol out of range");
+    double *inv = (double *)malloc((size_t)nf * sizeof(double));
+    if (!inv) {
+        release(&B);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nf; i++) inv[i] = 1.0 / (double)(freq[i] > 1 ? freq[i] : 1);
+    bad = rans_encode(syms, ctxs, ns, freq, cum, nctx, out, cap, lens, inv);
+    Py_END_ALLOW_THREADS
+    free(inv);
+    release(&B);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: rans_encode: out too small");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* quantise_round(x u16 (h, w), off f32, gain f32, codes i32, inv_step, c0, kp f64[4]) */
+static PyObject *py_quantise_round(PyObject *self, PyObject *args)
+{
+    PyObject *o[5];
+    double inv_step, c0;
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOOddO", &o[0], &o[1], &o[2], &o[3], &inv_step, &c0, &o[4]))
+        return NULL;
+    Py_ssize_t nx, no, ng, nc, nk;
+    const uint16_t *x = get(&B, o[0], 'u', 2, 0, "x", &nx);
+    const float *off = x ? get(&B, o[1], 'f', 4, 0, "off", &no) : NULL;
+    const float *gain = off ? get(&B, o[2], 'f', 4, 0, "gain", &ng) : NULL;
+    int32_t *codes = gain ? get(&B, o[3], 'i', 4, 1, "codes", &nc) : NULL;
+    const double *kp = codes ? get(&B, o[4], 'f', 8, 0, "kp", &nk) : NULL;
+    if (!kp) goto fail;
+    NEED(no == nx && ng == nx && nc == nx && nk == 4, "sizes");
+    int32_t top;
+    Py_BEGIN_ALLOW_THREADS
+    top = quantise_round(x, off, gain, codes, nx, inv_step, c0, kp);
+    Py_END_ALLOW_THREADS
+    release(&B);
+    return PyLong_FromLong(top);
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, sum_e, cnt, kp) */
+static PyObject *py_quantise_tile(PyObject *self, PyObject *args)
+{
+    PyObject *o[8];
+    double step, c0;
+    int dither;
+    unsigned long long seed;
+    long long index0;
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOOddpKLOOOO", &o[0], &o[1], &o[2], &o[3], &step, &c0, &dither,
+                          &seed, &index0, &o[4], &o[5], &o[6], &o[7]))
+        return NULL;
+    Py_ssize_t nx, no, ng, nc, ne, ns, nn, nk;
+    int64_t h, w;
+    const uint16_t *x = get(&B, o[0], 'u', 2, 0, "x", &nx);
+    if (!x || shape2(&B, &h, &w)) goto fail;
+    const float *off = get(&B, o[1], 'f', 4, 0, "off", &no);
+    const float *gain = off ? get(&B, o[2], 'f', 4, 0, "gain", &ng) : NULL;
+    int32_t *codes = gain ? get(&B, o[3], 'i', 4, 1, "codes", &nc) : NULL;
+    const double *edges = codes ? get(&B, o[4], 'f', 8, 0, "edges", &ne) : NULL;
+    double *sum_e = edges ? get(&B, o[5], 'f', 8, 1, "sum_e", &ns) : NULL;
+    int64_t *cnt = sum_e ? get(&B, o[6], 'i', 8, 1, "cnt", &nn) : NULL;
+    const double *kp = cnt ? get(&B, o[7], 'f', 8, 0, "kp", &nk) : NULL;
+    if (!kp) goto fail;
+    NEED(no == nx && ng == nx && nc == nx && nk == 4 && nn >= ns, "sizes");
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = quantise_tile(x, off, gain, codes, h, w, step, c0, dither, (uint64_t)seed, index0,
+                        edges, ne, sum_e, cnt, ns, kp);
+    Py_END_ALLOW_THREADS
+    release(&B);
+    if (err) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* decode_tile(words u16, starts i64[4], ends i64[4], esc i64, ebeg, eend, wts i32, cts u16,
+ * lut u8, fc u32, rm u16, out u16 (h, w), off f32, gain f32, recon f64, step, c0, dither,
+ * seed, index0, max_adu, analytic, kp f64[4]) -> (ok, ne) */
+static PyObject *py_decode_tile(PyObject *self, PyObject *args)
+{
+    PyObject *o[15];
+    long long ebeg, eend, index0;
+    unsigned long long seed;
+    double step, c0, max_adu;
+    int dither, analytic;
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOOLLOOOOOOOOOddpKLdpO", &o[0], &o[1], &o[2], &o[3], &ebeg,
+                          &eend, &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12],
+                          &step, &c0, &dither, &seed, &index0, &max_adu, &analytic, &o[13]))
+        return NULL;
+    Py_ssize_t nwd, nst, nen, nes, nw, nc, nlut, nfc, nrm, noff, ngain, nrec, nk;
+    int64_t h, w;
+    const uint16_t *words = get(&B, o[0], 'u', 2, 0, "words", &nwd);
+    const int64_t *starts = words ? get(&B, o[1], 'i', 8, 0, "starts", &nst) : NULL;
+    const int64_t *ends = starts ? get(&B, o[2], 'i', 8, 0, "ends", &nen) : NULL;
+    const int64_t *esc = ends ? get(&B, o[3], 'i', 8, 0, "esc", &nes) : NULL;
+    const int32_t *wts = esc ? get(&B, o[4], 'i', 4, 0, "wts", &nw) : NULL;
+    const uint16_t *cts = wts ? get(&B, o[5], 'u', 2, 0, "cts", &nc) : NULL;
+    const uint8_t *lut = cts ? get(&B, o[6], 'u', 1, 0, "lut", &nlut) : NULL;
+    const uint32_t *fc = lut ? get(&B, o[7], 'u', 4, 0, "fc", &nfc) : NULL;
+    const uint16_t *rm = fc ? get(&B, o[8], 'u', 2, 0, "rm", &nrm) : NULL;
+    uint16_t *out = rm ? get(&B, o[9], 'u', 2, 1, "out", NULL) : NULL;
+    if (!out || shape2(&B, &h, &w)) goto fail;
+    const float *off = get(&B, o[10], 'f', 4, 0, "off", &noff);
+    const float *gain = off ? get(&B, o[11], 'f', 4, 0, "gain", &ngain) : NULL;
+    const double *recon = gain ? get(&B, o[12], 'f', 8, 0, "recon", &nrec) : NULL;
+    const double *kp = recon ? get(&B, o[13], 'f', 8, 0, "kp", &nk) : NULL;
+    if (!kp) goto fail;
+    NEED(nst == LANES && nen == LANES && nk == 4 && noff == h * w && ngain == h * w, "sizes");
+    NEED(nw == N_SETS * N_CLASS * N_W && nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
+    NEED(nrm == N_CTX_ALL && nfc % 64 == 0 && nlut == (nfc / 64) * TAB, "table size");
+    /* every physical table index must exist; lanes inside the words (the decoder reads
+     * up to w words past a lane's end before it checks) */
+    int sane = ebeg >= 0 && eend <= nes;
+    for (Py_ssize_t i = 0; i < nrm; i++) sane &= rm[i] < nfc / 64;
+    for (int l = 0; l < LANES; l++)
+        sane &= starts[l] >= 0 && ends[l] >= starts[l] && ends[l] + w + 2 <= nwd;
+    if (!sane) { /* a corrupted tile: as an overrun */
+        release(&B);
+        return Py_BuildValue("(OL)", Py_False, ebeg);
+    }
+    dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
+                analytic, kp};
+    dectab T = {lut, fc, rm, words};
+    int64_t ne;
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = decode_tile(&T, starts, ends, esc, ebeg, eend, wts, cts, out, h, w, &d, &ne);
+    Py_END_ALLOW_THREADS
+    release(&B);
+    if (ok < 0) return PyErr_NoMemory();
+    return Py_BuildValue("(OL)", ok ? Py_True : Py_False, (long long)ne);
+fail:
+    release(&B);
+    return NULL;
+}
+
+static PyObject *py_constants(PyObject *self, PyObject *noargs)
+{
+    return Py_BuildValue(
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "HALO",
+        HALO, "WB", WB, "N_ACT_CLS", N_ACT_CLS, "N_LVL_CLS", N_LVL_CLS, "FRAC_BITS", FRAC_BITS,
+        "N_ACT_CTX", N_ACT_CTX, "N_LEVEL_GROUPS", N_LEVEL_GROUPS, "N_STAGE", N_STAGE,
+        "N_WEIGHT_LEVELS", N_WEIGHT_LEVELS, "N_W", N_W, "TOP_ROWS", TOP_ROWS, "LANES", LANES,
+        "TAB_BITS", TAB_BITS, "ACT_MAX", ACT_MAX, "LVL_MAX", LVL_MAX, "N_MOM", N_MOM,
+        "LANE_SHIFT", LANE_SHIFT, "RMAX", RMAX, "RANS_L", (int)RANS_L);
+}
+
+static PyMethodDef methods[] = {
+    {"n_levels", py_n_levels, METH_VARARGS, "Number of splits of an h x w tile."},
+    {"train_tile", py_train_tile, METH_VARARGS, "pyramid.train_tile in C."},
+    {"model_tile", py_model_tile, METH_VARARGS, "pyramid.model_tile in C."},
+    {"rans_encode", py_rans_encode, METH_VARARGS, "pyramid.rans_encode in C."},
+    {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
+    {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
+    {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
+    {"constants", py_constants, METH_NOARGS, "The format constants compiled in."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_ckernels",
+                                    "The noise codec's hot kernels in C (see ckernels.py).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__ckernels(void) { return PyModule_Create(&moddef); }

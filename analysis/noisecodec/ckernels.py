@@ -1,0 +1,140 @@
+"""Which kernels the noise codec runs: the C extension, or the numba kernels.
+
+The default ("pyramid") back end's hot kernels and the quantisers exist twice: as numba
+functions (`pyramid`, `fastpath.quantise_round`, `kernels.quantise_tile`; compiled on
+first use, ≈ 20 s CPU per machine) and in the C extension ``_ckernels`` built by ``pip
+install`` (`setup.py`, optional: an install without a C compiler still works). Both
+give the same bytes and pixels (tests/test_noisecodec_ckernels.py); the numba kernels
+are the reference and the fallback.
+
+`kernels_for` returns a namespace with the functions ``quantise_round``,
+``quantise_tile``, ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and
+``decode_tile`` with the numba kernels' signatures. The C namespace is used when the
+extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
+forces the numba kernels (``=c`` requires the extension). `BACKEND` names the choice.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from . import pyramid as PY
+
+_ENV = "RAWSIGMA_CODEC_KERNELS"
+
+
+def _load() -> tuple[Any, str]:
+    """The extension module, or None and why not."""
+    try:
+        from . import _ckernels  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, f"C extension not built ({exc})"
+    built = _ckernels.constants()
+    if any(int(getattr(PY, name, -1)) != v for name, v in built.items()):
+        return None, "C extension built from other constants: reinstall rawsigma"
+    return _ckernels, ""
+
+
+_C, WHY_NOT = _load()
+
+
+# ---------------------------------------------------------------- C wrappers
+def _quantise_round(x, off, gain, codes, inv_step, c0, kp=None) -> int:
+    return _C.quantise_round(x, off, gain, codes, float(inv_step), float(c0), _kp(kp))
+
+
+def _quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, sum_e, cnt,
+                   kp=None) -> None:  # fmt: skip
+    _C.quantise_tile(x, off, gain, codes, float(step), float(c0), bool(dither), int(seed),
+                     int(index0), edges, sum_e, cnt, _kp(kp))  # fmt: skip
+
+
+def _kp(kp) -> np.ndarray:
+    from .kernels import NO_KNEE
+
+    return NO_KNEE if kp is None else np.ascontiguousarray(kp, np.float64)
+
+
+def _train_tile(codes, K, acc) -> None:
+    _C.train_tile(codes, acc, PY.ACT_LUT)
+
+
+def _model_tile(codes, K, wts, cts, syms, ctxs, esc, hist) -> int:
+    return _C.model_tile(codes, wts, cts, syms, ctxs, esc, hist)
+
+
+def _rans_encode(syms, ctxs, freq, cum, out, lens) -> None:
+    _C.rans_encode(syms, ctxs, np.ascontiguousarray(freq, np.int64),
+                   np.ascontiguousarray(cum, np.int64), out, lens)  # fmt: skip
+
+
+def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
+    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
+    lut, fc, rm = tab
+    return _C.decode_tile(
+        words, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
+        esc, int(ebeg), int(eend), wts, cts, lut, fc, rm, out, off, gain, recon, float(step),
+        float(c0), bool(dither), int(seed), int(index0), float(max_adu), bool(analytic), kp,
+    )  # fmt: skip
+
+
+def _c_namespace() -> SimpleNamespace:
+    return SimpleNamespace(
+        name="c",
+        quantise_round=_quantise_round,
+        quantise_tile=_quantise_tile,
+        n_levels=_C.n_levels,
+        train_tile=_train_tile,
+        model_tile=_model_tile,
+        rans_encode=_rans_encode,
+        decode_tile=_decode_tile,
+    )
+
+
+def numba_namespace() -> SimpleNamespace:
+    """The numba kernels (reference and fallback) as a namespace like the C one."""
+    from . import fastpath as FP
+    from . import kernels as K
+
+    return SimpleNamespace(
+        name="numba",
+        quantise_round=FP.quantise_round,
+        quantise_tile=K.quantise_tile,
+        n_levels=PY.n_levels,
+        train_tile=PY.train_tile,
+        model_tile=PY.model_tile,
+        rans_encode=PY.rans_encode,
+        decode_tile=PY.decode_tile,
+    )
+
+
+def c_namespace() -> SimpleNamespace | None:
+    """The C kernels, or None when the extension is not available."""
+    return None if _C is None else _c_namespace()
+
+
+def _choose() -> SimpleNamespace:
+    want = os.environ.get(_ENV, "").strip().lower()
+    if want not in ("", "c", "numba"):
+        raise ValueError(f"{_ENV}={want!r}: expected 'c' or 'numba'")
+    if want == "c" and _C is None:
+        raise ImportError(f"{_ENV}=c but {WHY_NOT}")
+    if want == "numba" or _C is None:
+        return numba_namespace()
+    return _c_namespace()
+
+
+KERNELS = _choose()
+BACKEND: str = KERNELS.name
+
+
+def describe() -> str:
+    """One line naming the codec kernels in use (for ``rawsigma --version``)."""
+    if BACKEND == "c":
+        return "codec kernels: C extension"
+    why = f"{_ENV}=numba" if _C is not None else WHY_NOT
+    return f"codec kernels: numba ({why})"

@@ -1,0 +1,23 @@
+"""Build of the optional C extension (the noise codec's kernels); the rest is pyproject.toml.
+
+``optional=True``: without a C compiler the install still succeeds and rawsigma uses the
+numba kernels (`rawsigma.analysis.noisecodec.ckernels`). No contraction of a·b + c into
+FMA: the C kernels must give the numba kernels' bits.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+_ARGS = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "rawsigma.analysis.noisecodec._ckernels",
+            sources=["analysis/noisecodec/_ckernels.c"],
+            extra_compile_args=_ARGS,
+            optional=True,
+        )
+    ]
+)
