@@ -9,7 +9,11 @@ import sys
 
 from setuptools import Extension, setup
 
-_ARGS = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off", "-fno-math-errno"]
+_ARGS = (
+    []
+    if sys.platform == "win32"
+    else ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
+)
 
 setup(
     ext_modules=[

@@ -50,6 +50,17 @@
 #define RANS_L (1u << 16)
 #define MAXK 64
 
+/* the kernels are compiled twice, for AVX2 and for the baseline, and the CPU picks at
+ * load time (gcc function multi-versioning; AVX2 has 8-wide integer min/max, sign
+ * extension and floor, which the baseline x86-64 lacks) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define MULTI __attribute__((target_clones("avx2", "default")))
+#else
+#define MULTI
+#endif
+/* helpers of the kernels: inlined, so that each clone has its own copy */
+#define HOT static inline __attribute__((always_inline))
+
 typedef struct {
     int16_t *d;
     int64_t R, C; /* padded rows and columns */
@@ -59,6 +70,8 @@ typedef struct {
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int32_t min32(int32_t a, int32_t b) { return a < b ? a : b; }
+static inline int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
 
 /* ------------------------------------------------------------------ geometry */
 static int n_levels(int64_t h, int64_t w)
@@ -82,7 +95,7 @@ static void sizes(int64_t h, int64_t w, int K, int64_t *hs, int64_t *ws)
     }
 }
 
-static void fill_halo(plane B, int64_t n, int64_t m)
+HOT void fill_halo(plane B, int64_t n, int64_t m)
 {
     const int64_t H = HALO, R = B.R, C = B.C;
     for (int64_t i = H; i < H + n; i++) {
@@ -96,7 +109,7 @@ static void fill_halo(plane B, int64_t n, int64_t m)
     for (int64_t i = H + n; i < R; i++) memcpy(ROW(B, i), ROW(B, H + n - 1), C * sizeof(int16_t));
 }
 
-static void stage_rows(int kind, int64_t hk, int64_t wk, int64_t *n, int64_t *m)
+HOT void stage_rows(int kind, int64_t hk, int64_t wk, int64_t *n, int64_t *m)
 {
     if (kind == 0) { *n = hk / 2; *m = wk / 2; }
     else if (kind == 1) { *n = (hk + 1) / 2; *m = wk / 2; }
@@ -153,7 +166,7 @@ static plane phase(pyramid *p, int k, int t, int *dy, int *dx)
     return t == 0 ? p->lv[k + 1] : p->st[3 * k + t - 1];
 }
 
-static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
+MULTI static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
 {
     const int64_t H = HALO;
     plane P = p->lv[0];
@@ -182,9 +195,9 @@ static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
 /* ------------------------------------------------------------------ prediction */
 typedef struct {
     int32_t *r1, *r2, *r3;
-    uint16_t *al;
+    int32_t *al; /* activity << 8 | level */
     int32_t *base;
-    uint16_t *ctx;
+    int32_t *ctx;
     uint8_t *sym;
     int32_t *kbuf;
     void *mem;
@@ -193,7 +206,7 @@ typedef struct {
 static int rows_alloc(rowbufs *b, int64_t n)
 {
     n += 8;
-    size_t sz = (size_t)n * (5 * sizeof(int32_t) + 2 * sizeof(uint16_t) + 1) + 64;
+    size_t sz = (size_t)n * (7 * sizeof(int32_t) + 1) + 64;
     char *m = (char *)malloc(sz);
     if (!m) return -1;
     b->mem = m;
@@ -202,26 +215,26 @@ static int rows_alloc(rowbufs *b, int64_t n)
     b->r3 = (int32_t *)m; m += n * sizeof(int32_t);
     b->base = (int32_t *)m; m += n * sizeof(int32_t);
     b->kbuf = (int32_t *)m; m += n * sizeof(int32_t);
-    b->al = (uint16_t *)m; m += n * sizeof(uint16_t);
-    b->ctx = (uint16_t *)m; m += n * sizeof(uint16_t);
+    b->al = (int32_t *)m; m += n * sizeof(int32_t);
+    b->ctx = (int32_t *)m; m += n * sizeof(int32_t);
     b->sym = (uint8_t *)m;
     return 0;
 }
 
-static inline uint16_t act_lvl(int32_t p0, int32_t p1, int32_t p2, int32_t p3, int32_t r1)
+static inline int32_t act_lvl(int32_t p0, int32_t p1, int32_t p2, int32_t p3, int32_t r1)
 {
-    int32_t hi = imax(imax(p0, p1), imax(p2, p3)), lo = imin(imin(p0, p1), imin(p2, p3));
-    int32_t act = (int32_t)imin(hi - lo, ACT_MAX);
-    int32_t lvl = (int32_t)imax(imin(r1 >> 2, LVL_MAX), 0);
-    return (uint16_t)((act << 8) | lvl);
+    int32_t hi = max32(max32(p0, p1), max32(p2, p3)), lo = min32(min32(p0, p1), min32(p2, p3));
+    int32_t act = min32(hi - lo, ACT_MAX);
+    int32_t lvl = max32(min32(r1 >> 2, LVL_MAX), 0);
+    return (act << 8) | lvl;
 }
 
 /* ring sums, activity and level of row i of stage `kind`'s target plane */
-static void features(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, rowbufs *b)
+HOT void features(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, rowbufs *b)
 {
     const int64_t a = i + HALO;
     int32_t *restrict r1 = b->r1, *restrict r2 = b->r2, *restrict r3 = b->r3;
-    uint16_t *restrict al = b->al;
+    int32_t *restrict al = b->al;
     if (kind == 0) {
         const int16_t *u0 = ROW(E, a - 1), *u1 = ROW(E, a), *u2 = ROW(E, a + 1), *u3 = ROW(E, a + 2);
         for (int64_t j = 0; j < n; j++) {
@@ -262,10 +275,34 @@ static void features(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, 
 }
 
 /* prediction (fixed point) and logical context of pixel j (`pyramid._pc`) */
-static inline int32_t predict(int64_t j, const int32_t *wt, const uint16_t *ct, uint32_t g0,
-                              const rowbufs *b, uint32_t *ctx)
+/* `class_tables` of pyramid.py are separable: ct[a << 8 | l] = ca[a] + cl[l] (two small
+ * tables that stay in L1 instead of 32 KB per weight set) */
+typedef struct {
+    uint32_t ca[N_SETS][ACT_MAX + 1];
+    uint32_t cl[N_SETS][LVL_MAX + 1];
+} classtab;
+
+/* the separable form of cts (N_SETS, 64 · 256); -1 if cts is not separable */
+static int split_tables(const uint16_t *cts, classtab *t)
 {
-    uint32_t v = ct[b->al[j]];
+    int bad = 0;
+    for (int m = 0; m < N_SETS; m++) {
+        const uint16_t *ct = cts + (int64_t)m * (ACT_MAX + 1) * (LVL_MAX + 1);
+        for (int l = 0; l <= LVL_MAX; l++) t->cl[m][l] = ct[l];
+        for (int a = 0; a <= ACT_MAX; a++) {
+            t->ca[m][a] = (uint16_t)(ct[a << 8] - ct[0]);
+            for (int l = 0; l <= LVL_MAX; l++)
+                bad |= ct[(a << 8) | l] != t->ca[m][a] + t->cl[m][l];
+        }
+    }
+    return bad ? -1 : 0;
+}
+
+static inline int32_t predict(int64_t j, const int32_t *wt, const uint32_t *ca,
+                              const uint32_t *cl, uint32_t g0, const rowbufs *b, uint32_t *ctx)
+{
+    uint32_t al = b->al[j];
+    uint32_t v = (uint32_t)ca[al >> 8] + cl[al & 0xFF];
     uint32_t c = v & 0xFF;
     int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)b->r1[j]
                           + (uint32_t)wt[c + 1] * (uint32_t)b->r2[j]
@@ -293,7 +330,7 @@ static inline int symbol(int64_t c, int64_t base)
 }
 
 /* ------------------------------------------------------------------ encoder */
-static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut)
+MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut)
 {
     for (int k = 0; k < p->K; k++) {
         plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
@@ -333,7 +370,7 @@ static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_
     }
 }
 
-static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const uint16_t *cts,
+MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
                           uint8_t *syms, uint16_t *ctxs, int32_t *esc, int64_t *hist)
 {
     const int64_t H = HALO;
@@ -361,13 +398,13 @@ static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const uint
             stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
             uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
             const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
-            const uint16_t *ct = cts + (int64_t)(m0 + kind) * (ACT_MAX + 1) * 256;
+            const uint32_t *ca = cts->ca[m0 + kind], *cl = cts->cl[m0 + kind];
             for (int64_t i = 0; i < n_r; i++) {
                 features(kind, i, n_c, E, O, Q, b);
                 const int16_t *trow = ROW(T, H + i) + H;
                 for (int64_t j = 0; j < n_c; j++) {
                     uint32_t g;
-                    int32_t pr = predict(j, wt, ct, g0, b, &g);
+                    int32_t pr = predict(j, wt, ca, cl, g0, b, &g);
                     int64_t c = trow[j];
                     int s = symbol(c, pr >> WB);
                     if (s == ESC) esc[n_esc++] = (int32_t)c;
@@ -382,7 +419,7 @@ static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const uint
     return n_esc;
 }
 
-static int rans_encode(const uint8_t *syms, const uint16_t *ctxs, int64_t n, const int64_t *freq,
+MULTI static int rans_encode(const uint8_t *syms, const uint16_t *ctxs, int64_t n, const int64_t *freq,
                         const int64_t *cum, int64_t nctx, uint16_t *out, int64_t cap,
                         int64_t *lens, const double *inv)
 {
@@ -464,23 +501,23 @@ static inline double convexity(double t, double step, const double *kp)
     return (bp * (bp * bp) - ap * (ap * ap)) / (12.0 * step) - 0.25 * (dp * dp);
 }
 
-static inline double e_dither(int64_t k, double u, double step, double c0, const double *kp)
+static inline double e_dither(double k, double u, double step, double c0, const double *kp)
 {
     if (kp[0] == 0.0) {
-        double t = step * ((double)k - u + 0.5);
+        double t = step * (k - u + 0.5);
         return 0.25 * t * t - c0 - step * step / 48.0;
     }
-    double t = step * ((double)k - kp[3] - u + 0.5);
+    double t = step * (k - kp[3] - u + 0.5);
     return vst_inverse(t, c0, kp) - convexity(t, step, kp);
 }
 
-static inline double e_centre(int64_t k, double step, double c0, const double *kp)
+static inline double e_centre(double k, double step, double c0, const double *kp)
 {
     if (kp[0] == 0.0) {
-        double t = step * (double)k;
+        double t = step * k;
         return 0.25 * t * t - c0;
     }
-    return vst_inverse(step * ((double)k - kp[3]), c0, kp);
+    return vst_inverse(step * (k - kp[3]), c0, kp);
 }
 
 static inline uint16_t adu(float off, float gain, double e, double max_adu)
@@ -504,35 +541,60 @@ typedef struct {
     const double *kp;
 } dqargs;
 
-static void dequantise_row(const int32_t *k, const float *off, const float *gain, uint16_t *out,
-                           int64_t n, const dqargs *d, int64_t index0)
+/* codes k (int32: conversions to double that vectorise) → ADU */
+HOT void dequantise_row(const int32_t *k, const float *off, const float *gain, uint16_t *out,
+                        int64_t n, const dqargs *d, int64_t index0)
 {
-    const double step = d->step, c0 = d->c0, *kp = d->kp;
+    const double step = d->step, c0 = d->c0, *kp = d->kp, max_adu = d->max_adu;
+    const int32_t nrec = (int32_t)imin(d->nrec, INT32_MAX);
     if (d->dither) {
         for (int64_t x = 0; x < n; x++) {
             double u = dither_value((uint64_t)(index0 + x), d->seed);
-            out[x] = adu(off[x], gain[x], e_dither(imax(k[x], 0), u, step, c0, kp), d->max_adu);
+            int32_t kk = k[x] > 0 ? k[x] : 0;
+            out[x] = adu(off[x], gain[x], e_dither((double)kk, u, step, c0, kp), max_adu);
         }
         return;
     }
     if (!d->analytic) {
+        int32_t kmax = 0;
+        for (int64_t x = 0; x < n; x++) kmax = k[x] > kmax ? k[x] : kmax;
+        if (kmax < nrec) { /* every code in the table: unconditional loads, vectorises */
+            const double *recon = d->recon;
+            for (int64_t x = 0; x < n; x++) {
+                int32_t kk = k[x] > 0 ? k[x] : 0;
+                out[x] = adu(off[x], gain[x], recon[kk], max_adu);
+            }
+            return;
+        }
+    }
+    if (!d->analytic) {
         for (int64_t x = 0; x < n; x++) {
-            int64_t kk = imax(k[x], 0);
-            double e = kk < d->nrec ? d->recon[kk] : e_centre(kk, step, c0, kp);
-            out[x] = adu(off[x], gain[x], e, d->max_adu);
+            int32_t kk = k[x] > 0 ? k[x] : 0;
+            double e = kk < nrec ? d->recon[kk] : e_centre((double)kk, step, c0, kp);
+            out[x] = adu(off[x], gain[x], e, max_adu);
         }
         return;
     }
     const double corr = step * step / 48.0;
+    if (kp[0] == 0.0) { /* e_centre without a knee, written out for the vectoriser */
+        for (int64_t x = 0; x < n; x++) {
+            int32_t kk = k[x] > 0 ? k[x] : 0;
+            double t = step * (double)kk;
+            double e = 0.25 * t * t - c0;
+            e = kk < nrec ? e - corr : e;
+            out[x] = adu(off[x], gain[x], e, max_adu);
+        }
+        return;
+    }
     for (int64_t x = 0; x < n; x++) {
-        int64_t kk = imax(k[x], 0);
-        double e = e_centre(kk, step, c0, kp);
-        e = kk < d->nrec ? e - corr : e;
-        out[x] = adu(off[x], gain[x], e, d->max_adu);
+        int32_t kk = k[x] > 0 ? k[x] : 0;
+        double e = e_centre((double)kk, step, c0, kp);
+        e = kk < nrec ? e - corr : e;
+        out[x] = adu(off[x], gain[x], e, max_adu);
     }
 }
 
-static int32_t quantise_round(const uint16_t *x, const float *off, const float *gain,
+MULTI static int32_t quantise_round(const uint16_t *x, const float *off, const float *gain,
                               int32_t *codes, int64_t n, double inv_step, double c0,
                               const double *kp)
 {
@@ -561,7 +623,7 @@ static int32_t quantise_round(const uint16_t *x, const float *off, const float *
     return top;
 }
 
-static int quantise_tile(const uint16_t *x, const float *off, const float *gain, int32_t *codes,
+MULTI static int quantise_tile(const uint16_t *x, const float *off, const float *gain, int32_t *codes,
                          int64_t h, int64_t w, double step, double c0, int dither, uint64_t seed,
                          int64_t index0, const double *edges, int64_t nedge, double *sum_e,
                          int64_t *cnt, int64_t nsum, const double *kp)
@@ -622,6 +684,7 @@ typedef struct {
     const uint32_t *fc;  /* freq << 16 | cum, 64 per physical table */
     const uint16_t *rm;  /* logical → physical table */
     const uint16_t *words;
+    int32_t rm32[N_CTX_ALL]; /* rm, 32-bit (AVX2 gathers) */
 } dectab;
 
 #define DEC(x, g, q, s)                                                                           \
@@ -636,58 +699,50 @@ typedef struct {
         (s) = (uint8_t)s_;                                                                        \
     } while (0)
 
-/* one row of a stage: prediction floors and symbols, pixel j on lane j & 3 */
-static void decode_row(int64_t n, const int32_t *wt, const uint16_t *ct, uint32_t g0, rowbufs *b,
-                       uint64_t *xs, uint64_t *qs, const dectab *T)
+/* one row of a stage: the prediction floors and physical contexts of the row first
+ * (independent per pixel), then the four rANS lanes (pixel j on lane j & 3) writing
+ * the codes into trow and the symbols into sym; returns the number of escapes */
+HOT int64_t decode_row(int64_t n, const int32_t *wt, const uint32_t *ca, const uint32_t *cl, uint32_t g0,
+                       rowbufs *b, uint64_t *xs, uint64_t *qs, const dectab *T, int16_t *trow)
 {
+    int32_t *restrict base = b->base;
+    int32_t *restrict pc = b->ctx;
+    uint8_t *restrict sym = b->sym;
+    const int32_t *restrict r1 = b->r1, *restrict r2 = b->r2, *restrict r3 = b->r3;
+    const int32_t *restrict al = b->al, *restrict rm = T->rm32;
+    for (int64_t j = 0; j < n; j++) { /* `predict`, written out for the vectoriser */
+        int32_t a = al[j];
+        uint32_t v = ca[a >> 8] + cl[a & 0xFF];
+        uint32_t c = v & 0xFF;
+        int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)r1[j]
+                              + (uint32_t)wt[c + 1] * (uint32_t)r2[j]
+                              + (uint32_t)wt[c + 2] * (uint32_t)r3[j]);
+        uint32_t g = g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX + (v >> 8);
+        base[j] = p >> WB;
+        pc[j] = rm[g];
+    }
     uint64_t x0 = xs[0], x1 = xs[1], x2 = xs[2], x3 = xs[3];
     uint64_t q0 = qs[0], q1 = qs[1], q2 = qs[2], q3 = qs[3];
-    int32_t *restrict base = b->base;
-    uint8_t *restrict sym = b->sym;
     int64_t m = n - (n & 3), j;
     for (j = 0; j < m; j += 4) {
-        uint32_t c0, c1, c2, c3;
-        int32_t p0 = predict(j, wt, ct, g0, b, &c0);
-        int32_t p1 = predict(j + 1, wt, ct, g0, b, &c1);
-        int32_t p2 = predict(j + 2, wt, ct, g0, b, &c2);
-        int32_t p3 = predict(j + 3, wt, ct, g0, b, &c3);
-        c0 = T->rm[c0];
-        c1 = T->rm[c1];
-        c2 = T->rm[c2];
-        c3 = T->rm[c3];
-        DEC(x0, c0, q0, sym[j]);
-        DEC(x1, c1, q1, sym[j + 1]);
-        DEC(x2, c2, q2, sym[j + 2]);
-        DEC(x3, c3, q3, sym[j + 3]);
-        base[j] = p0 >> WB;
-        base[j + 1] = p1 >> WB;
-        base[j + 2] = p2 >> WB;
-        base[j + 3] = p3 >> WB;
+        DEC(x0, pc[j], q0, sym[j]);
+        DEC(x1, pc[j + 1], q1, sym[j + 1]);
+        DEC(x2, pc[j + 2], q2, sym[j + 2]);
+        DEC(x3, pc[j + 3], q3, sym[j + 3]);
     }
     /* the last 1-3 pixels (written out: no lane state through memory) */
-    if (j < n) {
-        uint32_t c;
-        int32_t p = predict(j, wt, ct, g0, b, &c);
-        c = T->rm[c];
-        DEC(x0, c, q0, sym[j]);
-        base[j] = p >> WB;
-    }
-    if (j + 1 < n) {
-        uint32_t c;
-        int32_t p = predict(j + 1, wt, ct, g0, b, &c);
-        c = T->rm[c];
-        DEC(x1, c, q1, sym[j + 1]);
-        base[j + 1] = p >> WB;
-    }
-    if (j + 2 < n) {
-        uint32_t c;
-        int32_t p = predict(j + 2, wt, ct, g0, b, &c);
-        c = T->rm[c];
-        DEC(x2, c, q2, sym[j + 2]);
-        base[j + 2] = p >> WB;
-    }
+    if (j < n) DEC(x0, pc[j], q0, sym[j]);
+    if (j + 1 < n) DEC(x1, pc[j + 1], q1, sym[j + 1]);
+    if (j + 2 < n) DEC(x2, pc[j + 2], q2, sym[j + 2]);
     xs[0] = x0, xs[1] = x1, xs[2] = x2, xs[3] = x3;
     qs[0] = q0, qs[1] = q1, qs[2] = q2, qs[3] = q3;
+    int64_t n_esc = 0;
+    for (int64_t j = 0; j < n; j++) {
+        int32_t s = sym[j];
+        trow[j] = (int16_t)(base[j] + s - RMAX);
+        n_esc += s == ESC;
+    }
+    return n_esc;
 }
 
 static inline int past(const uint64_t *qs, const uint64_t *es)
@@ -696,7 +751,7 @@ static inline int past(const uint64_t *qs, const uint64_t *es)
 }
 
 /* stages of level k (P: the decoded level plane k + 1); returns 0 or 1 (overrun) */
-static int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const uint16_t *cts,
+HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const classtab *cts,
                         uint64_t *xs, uint64_t *qs, const uint64_t *es, const dectab *T,
                         const int64_t *esc, int64_t *ne, int64_t eend)
 {
@@ -710,18 +765,12 @@ static int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const
         stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
         uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
         const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
-        const uint16_t *ct = cts + (int64_t)(m0 + kind) * (ACT_MAX + 1) * 256;
+        const uint32_t *ca = cts->ca[m0 + kind], *cl = cts->cl[m0 + kind];
         for (int64_t i = 0; i < n_r; i++) {
             features(kind, i, n_c, E, O, Q, b);
-            decode_row(n_c, wt, ct, g0, b, xs, qs, T);
-            if (past(qs, es)) return 1;
             int16_t *trow = ROW(Tp, i + H) + H;
-            int n_esc = 0;
-            for (int64_t j = 0; j < n_c; j++) {
-                int32_t s = b->sym[j];
-                trow[j] = (int16_t)(b->base[j] + s - RMAX);
-                n_esc += s == ESC;
-            }
+            int64_t n_esc = decode_row(n_c, wt, ca, cl, g0, b, xs, qs, T, trow);
+            if (past(qs, es)) return 1;
             if (n_esc) {
                 for (int64_t j = 0; j < n_c; j++) {
                     if (b->sym[j] == ESC) {
@@ -738,9 +787,9 @@ static int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const
 
 /* decode one tile into out (h, w); returns 1 if every lane ended at its end, 0 if not,
  * -1 when out of memory; *ne_out: the escape position reached */
-static int decode_tile(const dectab *T, const int64_t *starts, const int64_t *ends,
+MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64_t *ends,
                        const int64_t *esc, int64_t ebeg, int64_t eend, const int32_t *wts,
-                       const uint16_t *cts, uint16_t *out, int64_t h, int64_t w, const dqargs *d,
+                       const classtab *cts, uint16_t *out, int64_t h, int64_t w, const dqargs *d,
                        int64_t *ne_out)
 {
     const int64_t H = HALO;
@@ -950,6 +999,8 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     if (!hist) goto fail;
     NEED(nw == N_SETS * N_CLASS * N_W && nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
     NEED(ns >= h * w && nx >= h * w && ne >= h * w && nh == N_CTX_ALL * N_SYM, "output size");
+    classtab tabs;
+    NEED(!split_tables(cts, &tabs), "class tables not separable");
     pyramid p;
     rowbufs rb;
     int64_t n_esc = -1;
@@ -957,7 +1008,7 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     if (!pyramid_alloc(&p, h, w, 1)) {
         if (!rows_alloc(&rb, w)) {
             build_planes(&p, codes, h, w);
-            n_esc = model_tile(&p, &rb, wts, cts, syms, ctxs, esc, hist);
+            n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, hist);
             free(rb.mem);
         }
         free(p.mem);
@@ -1129,11 +1180,14 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
     }
     dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
                 analytic, kp};
-    dectab T = {lut, fc, rm, words};
+    dectab T = {lut, fc, rm, words, {0}};
+    for (int i = 0; i < N_CTX_ALL; i++) T.rm32[i] = rm[i];
+    classtab tabs;
+    NEED(!split_tables(cts, &tabs), "class tables not separable");
     int64_t ne;
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = decode_tile(&T, starts, ends, esc, ebeg, eend, wts, cts, out, h, w, &d, &ne);
+    ok = decode_tile(&T, starts, ends, esc, ebeg, eend, wts, &tabs, out, h, w, &d, &ne);
     Py_END_ALLOW_THREADS
     release(&B);
     if (ok < 0) return PyErr_NoMemory();
