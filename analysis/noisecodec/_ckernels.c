@@ -298,17 +298,27 @@ static int split_tables(const uint16_t *cts, classtab *t)
     return bad ? -1 : 0;
 }
 
-static inline int32_t predict(int64_t j, const int32_t *wt, const uint32_t *ca,
-                              const uint32_t *cl, uint32_t g0, const rowbufs *b, uint32_t *ctx)
+/* prediction (`pyramid._pc`) over a row: prediction floors into b->base, contexts into b->ctx (physical
+ * through rm when given, else logical); written out for the vectoriser (AVX2 gathers) */
+HOT void predict_row(int64_t n, const int32_t *wt, const uint32_t *ca, const uint32_t *cl,
+                     uint32_t g0, rowbufs *b, const int32_t *rm)
 {
-    uint32_t al = b->al[j];
-    uint32_t v = (uint32_t)ca[al >> 8] + cl[al & 0xFF];
-    uint32_t c = v & 0xFF;
-    int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)b->r1[j]
-                          + (uint32_t)wt[c + 1] * (uint32_t)b->r2[j]
-                          + (uint32_t)wt[c + 2] * (uint32_t)b->r3[j]);
-    *ctx = g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX + (v >> 8);
-    return p;
+    const int32_t *restrict r1 = b->r1, *restrict r2 = b->r2, *restrict r3 = b->r3;
+    const int32_t *restrict al = b->al;
+    int32_t *restrict base = b->base, *restrict pc = b->ctx;
+    for (int64_t j = 0; j < n; j++) {
+        int32_t a = al[j];
+        uint32_t v = ca[a >> 8] + cl[a & 0xFF];
+        uint32_t c = v & 0xFF;
+        int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)r1[j]
+                              + (uint32_t)wt[c + 1] * (uint32_t)r2[j]
+                              + (uint32_t)wt[c + 2] * (uint32_t)r3[j]);
+        base[j] = p >> WB;
+        pc[j] = (int32_t)(g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX
+                          + (v >> 8));
+    }
+    if (rm)
+        for (int64_t j = 0; j < n; j++) pc[j] = rm[pc[j]];
 }
 
 static inline int64_t med(plane P, int64_t i, int64_t j)
@@ -401,58 +411,53 @@ MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, cons
             const uint32_t *ca = cts->ca[m0 + kind], *cl = cts->cl[m0 + kind];
             for (int64_t i = 0; i < n_r; i++) {
                 features(kind, i, n_c, E, O, Q, b);
-                const int16_t *trow = ROW(T, H + i) + H;
-                for (int64_t j = 0; j < n_c; j++) {
-                    uint32_t g;
-                    int32_t pr = predict(j, wt, ca, cl, g0, b, &g);
-                    int64_t c = trow[j];
-                    int s = symbol(c, pr >> WB);
-                    if (s == ESC) esc[n_esc++] = (int32_t)c;
-                    syms[t] = (uint8_t)s;
-                    ctxs[t] = (uint16_t)(g | ((uint32_t)(j & 3) << LANE_SHIFT));
-                    hist[(int64_t)g * N_SYM + s] += 1;
-                    t++;
+                const int16_t *restrict trow = ROW(T, H + i) + H;
+                int32_t *restrict gg = b->ctx;
+                uint8_t *restrict sy = syms + t;
+                uint16_t *restrict cx = ctxs + t;
+                predict_row(n_c, wt, ca, cl, g0, b, NULL);
+                for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
+                    int32_t r = trow[j] - b->base[j];
+                    sy[j] = (uint8_t)((-RMAX <= r && r < RMAX) ? r + RMAX : ESC);
+                    cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
                 }
+                for (int64_t j = 0; j < n_c; j++) {
+                    hist[(int64_t)gg[j] * N_SYM + sy[j]] += 1;
+                    if (sy[j] == ESC) esc[n_esc++] = trow[j];
+                }
+                t += n_c;
             }
         }
     }
     return n_esc;
 }
 
-MULTI static int rans_encode(const uint8_t *syms, const uint16_t *ctxs, int64_t n, const int64_t *freq,
-                        const int64_t *cum, int64_t nctx, uint16_t *out, int64_t cap,
-                        int64_t *lens, const double *inv)
+/* fc: freq << 16 | cum per (context, symbol), every coded symbol's freq > 0 */
+MULTI static int rans_encode(const uint8_t *syms, const uint16_t *ctxs, int64_t n,
+                             const uint32_t *fc, uint16_t *out, int64_t cap, int64_t *lens)
 {
-    int64_t xs[LANES];
+    uint32_t xs[LANES];
+    int64_t ls[LANES];
     for (int l = 0; l < LANES; l++) {
         xs[l] = RANS_L;
-        lens[l] = 0;
+        ls[l] = 0;
     }
-    (void)nctx;
     for (int64_t t = n - 1; t >= 0; t--) {
         int ln = ctxs[t] >> LANE_SHIFT;
-        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
-        int s = syms[t];
-        int64_t f = freq[g * N_SYM + s];
-        int64_t x = xs[ln];
-        if (x >= (f << (32 - TAB_BITS))) {
-            if (lens[ln] + 2 >= cap) return -1;
-            out[ln * cap + lens[ln]] = (uint16_t)(x & 0xFFFF);
-            lens[ln]++;
+        uint32_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        uint32_t e = fc[g * N_SYM + syms[t]];
+        uint32_t f = e >> 16, x = xs[ln];
+        if ((uint64_t)x >= ((uint64_t)f << (32 - TAB_BITS))) { /* f = TAB: 2**32 */
+            if (ls[ln] + 2 >= cap) return -1;
+            out[ln * cap + ls[ln]] = (uint16_t)(x & 0xFFFF);
+            ls[ln]++;
             x >>= 16;
         }
-        /* x // f through the reciprocal (x < 2**32: off by at most one, corrected) */
-        int64_t q = (int64_t)((double)x * inv[g * N_SYM + s]);
-        int64_t r = x - q * f;
-        if (r < 0) {
-            q -= 1;
-            r += f;
-        } else if (r >= f) {
-            q += 1;
-            r -= f;
-        }
-        xs[ln] = (q << TAB_BITS) + r + cum[g * N_SYM + s];
+        /* exact x // f (the numba kernel's reciprocal with its correction gives the same) */
+        uint32_t q = x / f, r = x - q * f;
+        xs[ln] = (q << TAB_BITS) + r + (e & 0xFFFF);
     }
+    for (int l = 0; l < LANES; l++) lens[l] = ls[l];
     for (int l = 0; l < LANES; l++) {
         uint16_t *o = out + l * cap;
         int64_t m = lens[l];
@@ -708,19 +713,7 @@ HOT int64_t decode_row(int64_t n, const int32_t *wt, const uint32_t *ca, const u
     int32_t *restrict base = b->base;
     int32_t *restrict pc = b->ctx;
     uint8_t *restrict sym = b->sym;
-    const int32_t *restrict r1 = b->r1, *restrict r2 = b->r2, *restrict r3 = b->r3;
-    const int32_t *restrict al = b->al, *restrict rm = T->rm32;
-    for (int64_t j = 0; j < n; j++) { /* `predict`, written out for the vectoriser */
-        int32_t a = al[j];
-        uint32_t v = ca[a >> 8] + cl[a & 0xFF];
-        uint32_t c = v & 0xFF;
-        int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)r1[j]
-                              + (uint32_t)wt[c + 1] * (uint32_t)r2[j]
-                              + (uint32_t)wt[c + 2] * (uint32_t)r3[j]);
-        uint32_t g = g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX + (v >> 8);
-        base[j] = p >> WB;
-        pc[j] = rm[g];
-    }
+    predict_row(n, wt, ca, cl, g0, b, T->rm32);
     uint64_t x0 = xs[0], x1 = xs[1], x2 = xs[2], x3 = xs[3];
     uint64_t q0 = qs[0], q1 = qs[1], q2 = qs[2], q3 = qs[3];
     int64_t m = n - (n & 3), j;
@@ -1043,19 +1036,28 @@ static PyObject *py_rans_encode(PyObject *self, PyObject *args)
     int64_t nctx = nf / N_SYM;
     /* every context must be a valid row; every lane at most cap - 2 words */
     int bad = 0;
-    for (Py_ssize_t t = 0; t < ns; t++)
-        bad |= (ctxs[t] & ((1 << LANE_SHIFT) - 1)) >= nctx || syms[t] >= N_SYM;
-    NEED(!bad && cap >= 2, "context or symbol out of range");
-    double *inv = (double *)malloc((size_t)nf * sizeof(double));
-    if (!inv) {
+    for (Py_ssize_t i = 0; i < nf; i++) bad |= freq[i] < 0 || freq[i] > TAB || cum[i] < 0 || cum[i] > TAB;
+    NEED(!bad && cap >= 2, "freq and cum must lie in [0, TAB]");
+    uint32_t *fc = (uint32_t *)malloc((size_t)nf * sizeof(uint32_t));
+    if (!fc) {
         release(&B);
         return PyErr_NoMemory();
     }
+    for (Py_ssize_t i = 0; i < nf; i++) fc[i] = (uint32_t)(freq[i] << 16 | cum[i]);
+    for (Py_ssize_t t = 0; t < ns && !bad; t++) {
+        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        bad = g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0;
+    }
+    if (bad) {
+        free(fc);
+        release(&B);
+        PyErr_SetString(PyExc_ValueError, "_ckernels: a symbol out of range or of frequency 0");
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < nf; i++) inv[i] = 1.0 / (double)(freq[i] > 1 ? freq[i] : 1);
-    bad = rans_encode(syms, ctxs, ns, freq, cum, nctx, out, cap, lens, inv);
+    bad = rans_encode(syms, ctxs, ns, fc, out, cap, lens);
     Py_END_ALLOW_THREADS
-    free(inv);
+    free(fc);
     release(&B);
     if (bad) {
         PyErr_SetString(PyExc_ValueError, "_ckernels: rans_encode: out too small");
