@@ -35,7 +35,7 @@ def kernels(params: StreamParams, encode: bool = True, decode: bool = True) -> l
     the quantiser and the "pyramid" back end when the C kernels are in use:
     `ckernels`)."""
     out = []
-    c_path = CK.BACKEND == "c"
+    c_path = CK.KERNELS.name == "c"
     if encode and not c_path:
         out.append(FP.quantise_round if params.max_error is None and not params.dither
                    else K.quantise_tile)  # fmt: skip

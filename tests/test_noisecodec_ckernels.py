@@ -1,0 +1,239 @@
+"""The noise codec's C kernels (`ckernels`, built at install) against the numba kernels
+(the reference): the same bytes and the same pixels, kernel by kernel and stream by
+stream, on random tiles of odd sizes, real frames and the 2048² reference frame."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, warmup  # noqa: E402
+from rawsigma.analysis.noisecodec import ckernels as CK  # noqa: E402
+from rawsigma.analysis.noisecodec import pyramid as PY  # noqa: E402
+from rawsigma.analysis.noisecodec.stream import decode_frames, encode_frames  # noqa: E402
+from rawsigma.analysis.noisecodec.synthetic import reference_frame  # noqa: E402
+from rawsigma.errors import InputFileError  # noqa: E402
+
+C = CK.c_namespace()
+NB = CK.numba_namespace()
+needs_c = pytest.mark.skipif(C is None, reason=f"C kernels unavailable: {CK.WHY_NOT}")
+
+
+def test_extension_built_where_a_compiler_exists():
+    """`pip install` builds the extension wherever there is a C compiler (CI, new
+    machines); without one rawsigma falls back to numba (optional extension)."""
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert C is not None, CK.WHY_NOT
+        assert CK.BACKEND == "c" or os.environ.get("RAWSIGMA_CODEC_KERNELS") == "numba"
+
+
+def _codes(rng, h, w, spread=2.0, top=4095):
+    y, x = np.mgrid[:h, :w]
+    base = 40 + 30 * np.sin(x / 7.0) * np.cos(y / 11.0)
+    c = base + rng.normal(0, spread, (h, w))
+    c[rng.random((h, w)) < 0.01] = top  # escapes
+    return np.ascontiguousarray(c.clip(0, top).astype(np.int32))
+
+
+SHAPES = [(1, 1), (1, 7), (9, 1), (8, 5), (13, 200), (37, 41), (64, 64), (129, 258)]
+
+
+@needs_c
+@pytest.mark.parametrize("shape", SHAPES)
+def test_tile_kernels_equal(shape):
+    """train_tile, model_tile, rans_encode and decode_tile: the same outputs, bit for bit,
+    on one tile (odd sizes, K = 0 tiles, single rows and columns, escapes)."""
+    rng = np.random.default_rng(sum(shape))
+    codes = _codes(rng, *shape)
+    K = PY.n_levels(*shape)
+    assert C.n_levels(*shape) == K
+    accs = [PY.new_moments(), PY.new_moments()]
+    NB.train_tile(codes, K, accs[0])
+    C.train_tile(codes, K, accs[1])
+    np.testing.assert_array_equal(accs[0], accs[1])
+    luts, wts = PY.solve_weights(accs[0])
+    cts = PY.class_tables(luts)
+    n = codes.size
+    res = []
+    for ns in (NB, C):
+        syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
+        esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+        ne = ns.model_tile(codes, K, wts, cts, syms, ctxs, esc, hist)
+        res.append((syms, ctxs, esc[:ne], hist))
+    for a, b in zip(*res, strict=True):
+        np.testing.assert_array_equal(a, b)
+    syms, ctxs, esc, hist = res[0]
+    phys = PY.normalise(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))  # one table per context
+    cum = PY.cumulative(phys)
+    words = []
+    for ns in (NB, C):
+        out = np.zeros((PY.LANES, n // PY.LANES + 16), np.uint16)
+        lens = np.zeros(PY.LANES, np.int64)
+        ns.rans_encode(syms, ctxs, phys, cum, out, lens)
+        words.append([out[k, : lens[k]].copy() for k in range(PY.LANES)])
+    for a, b in zip(*words, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _decode_both(words[0], esc, wts, cts, PY.decode_table(phys), codes)
+
+
+def _decode_both(lanes, esc, wts, cts, tab, codes):
+    """decode_tile of both back ends: the same output and end state (identity maps: the
+    output is the code, clipped to uint16)."""
+    h, w = codes.shape
+    lens = np.array([x.size for x in lanes])
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+    words = np.concatenate([*lanes, np.zeros(w + 64, np.uint16)])
+    ones, zeros = np.ones((h, w), np.float32), np.zeros((h, w), np.float32)
+    recon = np.zeros(0, np.float64)  # codes beyond the table: the analytic centre
+    esc64 = esc.astype(np.int64)
+    outs = []
+    for ns in (NB, C):
+        out = np.empty((h, w), np.uint16)
+        dq = (zeros, ones, recon, 2.0, 0.0, False, 0, 0, 65535.0, False, np.zeros(4))
+        ok, ne = ns.decode_tile(words, starts, starts + lens, esc64, 0, esc.size, wts, cts, tab,
+                                out, dq)  # fmt: skip
+        assert ok and ne == esc.size
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    expected = np.floor(0.25 * (2.0 * np.maximum(codes, 0)) ** 2 + 0.5).clip(0, 65535)
+    np.testing.assert_array_equal(outs[1], expected.astype(np.uint16))
+
+
+def _both(frames, maps, params):
+    """Encode and decode with each back end; assert identical bytes and pixels."""
+    res = []
+    saved = CK.KERNELS
+    try:
+        for ns in (NB, C):
+            CK.KERNELS = ns
+            data = encode_frames(frames, maps, params)
+            res.append((data, decode_frames(data, maps)))
+    finally:
+        CK.KERNELS = saved
+    assert res[0][0] == res[1][0], "C and numba streams differ"
+    np.testing.assert_array_equal(res[0][1], res[1][1])
+    return res[1]
+
+
+PARAMS = [
+    dict(step=2.0),
+    dict(step=2.0, dither=True),
+    dict(step=1.0, dither=True),
+    dict(step=1.0),
+    dict(max_error=1.0),
+]
+
+
+@needs_c
+@pytest.mark.parametrize("kw", PARAMS)
+def test_streams_equal_on_real_frames(shared_data, kw):
+    """Two BBBC039 frames (520 × 696) in tiles of 64 rows (the last of 8 rows: a top
+    plane only), S = 1 and 2, dither, a hard bound: same bytes, same pixels."""
+    import tifffile
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+
+    img = np.asarray(tifffile.imread(shared_data / "bbbc039_u2os_hoechst_3fields.tif")[:2])
+    prof = estimate_profile(img[0], bit_depth=16)
+    codec = NoiseCodec(prof, tile_rows=64, **kw)
+    data, out = _both(img.astype(np.uint16), codec.maps, codec.params)
+    assert out.shape == img.shape
+
+
+@needs_c
+def test_streams_equal_with_a_knee_and_per_pixel_maps():
+    """Values below the offset (format 4, the transform's knee), per-pixel maps, odd
+    tile heights, and codes beyond the reconstruction table (analytic decoding)."""
+    frame, _, cam = reference_frame((150, 97), seed=4)
+    prof = cam.true_profile()
+    codec = NoiseCodec(prof, step=2.0, tile_rows=37)
+    low = frame.astype(np.int32) - int(prof.offset.max()) // 2
+    low = np.clip(low, 0, 65535).astype(np.uint16)
+    for f, kw in ((low, {}), (frame, dict(dither=True)), (frame, dict(step=0.5))):
+        params = replace(codec.params, **kw)
+        data, _ = _both(np.stack([f, f[::-1].copy()]), codec.maps, params)
+
+
+@needs_c
+def test_quantise_tile_accumulators_equal():
+    """`quantise_tile` (dither and bound modes) with its per-code sums of e⁻."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(90, 4000, (33, 65)).astype(np.uint16)
+    off = rng.normal(100, 1, x.shape).astype(np.float32)
+    gain = rng.normal(2, 0.05, x.shape).astype(np.float32)
+    edges = np.cumsum(rng.uniform(1, 5, 400)) - 50.0
+    for dither, ed in ((True, np.zeros(0)), (False, edges), (False, np.zeros(0))):
+        res = []
+        for ns in (NB, C):
+            codes = np.empty(x.shape, np.int32)
+            s, n = np.zeros(300), np.zeros(300, np.int64)
+            ns.quantise_tile(x, off, gain, codes, 1.5, 0.375, dither, 7, 123, ed, s, n,
+                             np.zeros(4))  # fmt: skip
+            res.append((codes, s, n))
+        for a, b in zip(*res, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_c
+@pytest.mark.slow
+def test_reference_frame_bytes():
+    """The 2048² reference frame of bench_noise_codec (S = 2): the stream recorded in
+    benchmarks/RESULTS.md (sha256 5514d519d86a…), from both back ends."""
+    frame, _, cam = reference_frame((2048, 2048), seed=0)
+    codec = NoiseCodec(cam.true_profile(), step=2.0)
+    res, saved = [], CK.KERNELS
+    try:
+        for ns in (NB, C):
+            CK.KERNELS = ns
+            data = codec.encode(frame)
+            res.append((hashlib.sha256(data).hexdigest(), codec.decode(data)))
+    finally:
+        CK.KERNELS = saved
+    assert res[0][0] == res[1][0] and res[1][0].startswith("5514d519d86a")
+    np.testing.assert_array_equal(res[0][1], res[1][1])
+
+
+@needs_c
+def test_c_errors_are_clean():
+    """Wrong dtypes or sizes raise TypeError/ValueError, never crash; a lying lane
+    directory is a corrupted tile (False), as in numba."""
+    codes = np.zeros((16, 16), np.int64)
+    with pytest.raises(TypeError, match="codes"):
+        C.train_tile(codes, 1, PY.new_moments())
+    with pytest.raises(ValueError, match="acc"):
+        C.train_tile(codes.astype(np.int32), 1, np.zeros(5, np.int64))
+    frame, _, cam = reference_frame((40, 30), seed=1)
+    codec = NoiseCodec(cam.true_profile(), step=2.0, embed_maps=True)
+    data = bytearray(codec.encode(frame))
+    data[-40] ^= 0xFF  # inside the words: CRC mismatch first
+    with pytest.raises(InputFileError):
+        codec.decode(bytes(data))
+
+
+@needs_c
+def test_nothing_to_compile_on_the_c_path(monkeypatch):
+    """With the C kernels the default back end and the quantisers need no numba
+    compile at all: no kernel listed, `warm_up` returns at once, no stage shown."""
+    monkeypatch.setattr(CK, "KERNELS", C)
+    seen: list = []
+    for p in (StreamParams(), StreamParams(dither=True), StreamParams(max_error=1.0)):
+        assert warmup.kernels(p) == []
+        assert warmup.warm_up(p, lambda *a: seen.append(a)) == 0.0
+    assert seen == []
+    monkeypatch.setattr(CK, "KERNELS", NB)
+    assert {d.__name__ for d in warmup.kernels(StreamParams(), encode=False)} == {"decode_tile"}
+
+
+def test_backend_chosen_by_the_environment():
+    code = "from rawsigma.analysis.noisecodec import ckernels as CK; print(CK.BACKEND)"
+    env = dict(os.environ, RAWSIGMA_CODEC_KERNELS="numba")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.stdout.strip() == "numba", r.stderr
+    env["RAWSIGMA_CODEC_KERNELS"] = "fortran"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "expected 'c' or 'numba'" in r.stderr
