@@ -9,6 +9,7 @@ one line on stderr; ``--debug`` (or ``RAWSIGMA_DEBUG=1``) shows the traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import signal
 import sys
@@ -58,7 +59,26 @@ def _print_version(value: bool) -> None:
         from rawsigma import __version__
 
         typer.echo(f"rawsigma {__version__}")
+        typer.echo(f"codec kernels: {_codec_kernels()}")
         raise typer.Exit()
+
+
+def _codec_kernels() -> str:
+    """Name the noise-codec kernels that coding will use.
+
+    The C extension built at install, or the numba fallback (`ckernels`); found without
+    importing the codec (numba).
+    """
+    from importlib.machinery import EXTENSION_SUFFIXES
+    from pathlib import Path
+
+    if os.environ.get("RAWSIGMA_CODEC_KERNELS", "").strip().lower() == "numba":
+        return "numba (RAWSIGMA_CODEC_KERNELS=numba)"
+    spec = importlib.util.find_spec("rawsigma.analysis")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if any((Path(folder, "noisecodec", "_ckernels" + x)).exists() for x in EXTENSION_SUFFIXES):
+            return "C extension"
+    return "numba (the C extension was not built: no C compiler at install?)"
 
 
 @app.callback()

@@ -13,7 +13,13 @@ from typer.testing import CliRunner
 def test_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert result.output.strip() == f"rawsigma {__version__}"
+    first, kernels = result.output.strip().splitlines()
+    assert first == f"rawsigma {__version__}"
+    # the codec kernels in use (`ckernels`), found without importing numba
+    from rawsigma.analysis.noisecodec import ckernels
+
+    name = "C extension" if ckernels.BACKEND == "c" else "numba"
+    assert kernels.startswith(f"codec kernels: {name}")
 
 
 def test_help_lists_every_command():
