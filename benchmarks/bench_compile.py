@@ -16,18 +16,26 @@ kernel it compiles, the progress stage shown meanwhile (a compile outside a
 total of the other kernels. ``--tree DIR`` (repeatable) runs the same with another
 checkout of the repository (e.g. ``git archive main``) shadowing the installed one,
 runs alternating between trees, so that before/after figures come from the same minutes.
+``--kernels numba,c`` alternates the codec's numba kernels and its C extension
+(`ckernels`; nothing to compile) run by run. ``--demo-cli`` runs the first ``rawsigma
+demo`` command in a new process with an empty cache (``RAWSIGMA_CACHE_DIR`` a fresh
+folder), then a second one with that cache: the difference of their CPU times is what
+the first run compiles.
 
-    python benchmarks/bench_compile.py [--runs 3] [--effort pyramid]
+    python benchmarks/bench_compile.py [--runs 3] [--effort pyramid] [--kernels numba,c]
     python benchmarks/bench_compile.py --demo [--runs 2] [--tree /tmp/main --tree .]
+    python benchmarks/bench_compile.py --demo-cli [--kernels numba,c]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 
 _CHILD = r"""
 import sys, time
@@ -158,10 +166,10 @@ def demo_main(runs: int, trees: list[str]) -> None:
         print(f"| demo process CPU | {', '.join(f'{rows[0][1]:.1f}' for rows in rr)} | |")
 
 
-def run_once(effort: str) -> dict[str, tuple[float, int]]:
+def run_once(effort: str, kernels: str = "") -> dict[str, tuple[float, int]]:
     """Compile CPU s and machine-code lines per kernel, in a new process, empty cache."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, RAWSIGMA_CODEC_KERNELS=kernels)
         r = subprocess.run(
             [sys.executable, "-c", _CHILD, effort],
             env=env,
@@ -176,24 +184,62 @@ def run_once(effort: str) -> dict[str, tuple[float, int]]:
     return out
 
 
+def _child_cpu(cmd: list[str], env: dict) -> tuple[float, float]:
+    """CPU s (user + system, the child and its threads) and wall s of a command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
+
+
+def demo_once(kernels: str) -> tuple[float, float, float]:
+    """First and second `rawsigma demo` (empty, then warm cache): CPU s of each, wall s
+    of the first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        env.update(RAWSIGMA_CACHE_DIR=os.path.join(tmp, "cache"), RAWSIGMA_CODEC_KERNELS=kernels)
+        cmd = ["rawsigma", "demo", "--seed", "0", "--out"]
+        first, wall = _child_cpu([*cmd, os.path.join(tmp, "d1")], env)
+        second, _ = _child_cpu([*cmd, os.path.join(tmp, "d2")], env)
+    return first, second, wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--effort", default="pyramid", choices=["pyramid", "best", "fast"])
+    ap.add_argument("--kernels", default="", help="comma-separated: numba, c (alternated)")
     ap.add_argument("--demo", action="store_true", help="a whole first demo, every kernel")
     ap.add_argument("--tree", action="append", help="(--demo) checkout to run instead")
+    ap.add_argument("--demo-cli", action="store_true", help="first rawsigma demo command")
     a = ap.parse_args()
+    kinds = [k for k in a.kernels.split(",") if k] or [""]
     if a.demo:
         demo_main(a.runs, a.tree or ["installed"])
         return
-    runs = []
+    if a.demo_cli:
+        print("| kernels | first demo CPU s | second demo CPU s | compiled CPU s | wall s | load |")
+        print("|---|---|---|---|---|---|")
+        for _ in range(a.runs):
+            for k in kinds:
+                first, second, wall = demo_once(k)
+                print(f"| {k or 'default'} | {first:.1f} | {second:.1f} | {first - second:.1f} "
+                      f"| {wall:.0f} | {os.getloadavg()[0]:.1f} |", flush=True)  # fmt: skip
+        return
+    runs: dict[str, list] = {k: [] for k in kinds}
     for i in range(a.runs):
-        runs.append(run_once(a.effort))
-        print(f"run {i + 1}: {runs[-1]['TOTAL'][0]:.1f} s CPU, load {os.getloadavg()[0]:.1f}")
-    print("\n| kernel | compile CPU s (runs) | machine code lines |\n|---|---|---|")
-    for name in runs[0]:
-        ts = ", ".join(f"{r[name][0]:.2f}" for r in runs if name in r)
-        print(f"| {name} | {ts} | {runs[0][name][1] or ''} |")
+        for k in kinds:
+            runs[k].append(run_once(a.effort, k))
+            tot = runs[k][-1]["TOTAL"][0]
+            print(f"run {i + 1} {k or 'default'}: {tot:.2f} s CPU, load {os.getloadavg()[0]:.1f}")
+    for k in kinds:
+        print(f"\n{k or 'default'} kernels\n| kernel | compile CPU s (runs) | machine code lines |")
+        print("|---|---|---|")
+        for name in runs[k][0]:
+            ts = ", ".join(f"{r[name][0]:.2f}" for r in runs[k] if name in r)
+            print(f"| {name} | {ts} | {runs[k][0][name][1] or ''} |")
 
 
 if __name__ == "__main__":

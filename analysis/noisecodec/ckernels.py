@@ -29,10 +29,14 @@ _ENV = "RAWSIGMA_CODEC_KERNELS"
 
 def _load() -> tuple[Any, str]:
     """The extension module, or None and why not."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}._ckernels") is None:
+        return None, "C extension not built (no C compiler at install?)"
     try:
         from . import _ckernels  # type: ignore[attr-defined]
     except ImportError as exc:
-        return None, f"C extension not built ({exc})"
+        return None, f"C extension not loadable ({exc})"
     built = _ckernels.constants()
     if any(int(getattr(PY, name, -1)) != v for name, v in built.items()):
         return None, "C extension built from other constants: reinstall rawsigma"
