@@ -7,9 +7,12 @@ single frame and as a 10-frame stack (the frame and 9 copies with ±2 ADU of fre
 noise: the same statistics, different data). Per frame: process CPU time (all threads;
 what reproduces on a busy machine) and wall time, median of ``--reps``, zstd-3 timed
 in the same minute; ratios > 1 mean the codec is faster. Targets (issue 16): encode
-≥ 1×, decode ≥ 0.5× zstd-3 on a single frame, better on a stack.
+≥ 1×, decode ≥ 0.5× zstd-3 on a single frame, better on a stack. ``--kernels
+numba,c`` times each frame with the numba kernels and with the C extension
+(`ckernels`) in turn, zstd-3 beside each (the streams are identical: checked).
 
-    python benchmarks/bench_codec_frames.py [--reps 5] [--sizes 512,1024] [--no-real]
+    python benchmarks/bench_codec_frames.py [--reps 5] [--sizes 512,1024,2048] [--no-real]
+        [--kernels numba,c]
 """
 
 from __future__ import annotations
@@ -47,7 +50,22 @@ def stack_of(frame: np.ndarray, n: int = 10) -> np.ndarray:
     return np.stack([frame, *extra]).astype(np.uint16)
 
 
+KINDS: list[str] = [""]  # kernel namespaces to time (`--kernels`), "" = the default
+
+
 def compare(name: str, codec, x: np.ndarray, reps: int) -> None:
+    from rawsigma.analysis.noisecodec import ckernels as CK
+
+    saved, first = CK.KERNELS, None
+    for kind in KINDS:
+        CK.KERNELS = {"numba": CK.numba_namespace(), "c": CK.c_namespace()}.get(kind, saved)
+        data = _compare1(f"{name} [{CK.KERNELS.name}]" if kind else name, codec, x, reps)
+        assert first is None or data == first, "streams differ between kernels"
+        first = data
+    CK.KERNELS = saved
+
+
+def _compare1(name: str, codec, x: np.ndarray, reps: int) -> bytes:
     n = 1 if x.ndim == 2 else x.shape[0]
     data = codec.encode(x)
     codec.decode(data)
@@ -63,6 +81,7 @@ def compare(name: str, codec, x: np.ndarray, reps: int) -> None:
         f"{zew / ew:.2f}× / {zdw / dw:.2f}× | {os.getloadavg()[0]:.1f} |",
         flush=True,
     )
+    return bytes(data)
 
 
 def main() -> None:
@@ -70,7 +89,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--kernels", default="", help="comma-separated: numba, c")
     a = ap.parse_args()
+    KINDS[:] = [k for k in a.kernels.split(",") if k] or [""]
     from rawsigma.analysis.noisecodec import NoiseCodec
     from rawsigma.analysis.noisecodec.synthetic import reference_frame
 

@@ -180,6 +180,25 @@ def test_quantise_tile_accumulators_equal():
 
 
 @needs_c
+def test_v_min_equals_numpy():
+    """The C loop of `frames_v_min` gives numpy's value (stacks and single frames)."""
+    from rawsigma.analysis.noisecodec.stream import frames_v_min
+
+    frame, _, cam = reference_frame((61, 77), seed=3)
+    maps = NoiseCodec(cam.true_profile(), step=2.0).maps
+    stack = np.stack([frame, frame[::-1].copy(), frame[:, ::-1].copy()])
+    saved = CK.KERNELS
+    try:
+        for x in (stack, stack[:1]):
+            CK.KERNELS = NB
+            want = frames_v_min(x, maps, 0.375)
+            CK.KERNELS = C
+            assert frames_v_min(x, maps, 0.375) == want
+    finally:
+        CK.KERNELS = saved
+
+
+@needs_c
 @pytest.mark.slow
 def test_reference_frame_bytes():
     """The 2048² reference frame of bench_noise_codec (S = 2): the stream recorded in

@@ -1199,6 +1199,45 @@ fail:
     return NULL;
 }
 
+MULTI static double v_min(const uint16_t *x, int64_t n, int64_t hw, const float *off,
+                          const float *gain)
+{
+    double best = INFINITY;
+    for (int64_t i0 = 0; i0 < hw; i0 += 4096) {
+        int64_t i1 = imin(i0 + 4096, hw);
+        for (int64_t i = i0; i < i1; i++) {
+            uint16_t lo = x[i];
+            for (int64_t f = 1; f < n; f++) lo = x[f * hw + i] < lo ? x[f * hw + i] : lo;
+            double e = ((double)lo - (double)off[i]) / (double)gain[i];
+            best = e < best ? e : best;
+        }
+    }
+    return best;
+}
+
+/* v_min(stack u16 (n, h, w), off f32 (h, w), gain f32 (h, w)) -> min of (x - off) / gain */
+static PyObject *py_v_min(PyObject *self, PyObject *args)
+{
+    PyObject *o[3];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2])) return NULL;
+    Py_ssize_t nx, no, ng;
+    const uint16_t *x = get(&B, o[0], 'u', 2, 0, "stack", &nx);
+    const float *off = x ? get(&B, o[1], 'f', 4, 0, "off", &no) : NULL;
+    const float *gain = off ? get(&B, o[2], 'f', 4, 0, "gain", &ng) : NULL;
+    if (!gain) goto fail;
+    NEED(no == ng && no > 0 && nx % no == 0, "sizes");
+    double best;
+    Py_BEGIN_ALLOW_THREADS
+    best = v_min(x, nx / no, no, off, gain);
+    Py_END_ALLOW_THREADS
+    release(&B);
+    return PyFloat_FromDouble(best);
+fail:
+    release(&B);
+    return NULL;
+}
+
 static PyObject *py_constants(PyObject *self, PyObject *noargs)
 {
     return Py_BuildValue(
@@ -1218,6 +1257,7 @@ static PyMethodDef methods[] = {
     {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
+    {"v_min", py_v_min, METH_VARARGS, "Smallest (x - off) / gain of a stack."},
     {"constants", py_constants, METH_NOARGS, "The format constants compiled in."},
     {NULL, NULL, 0, NULL},
 };

@@ -7,9 +7,10 @@ install`` (`setup.py`, optional: an install without a C compiler still works). B
 give the same bytes and pixels (tests/test_noisecodec_ckernels.py); the numba kernels
 are the reference and the fallback.
 
-`kernels_for` returns a namespace with the functions ``quantise_round``,
-``quantise_tile``, ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and
-``decode_tile`` with the numba kernels' signatures. The C namespace is used when the
+`KERNELS` is a namespace with the functions ``quantise_round``, ``quantise_tile``,
+``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` with
+the numba kernels' signatures (and ``v_min``: the C loop of `stream.frames_v_min`, None
+for numpy). The C namespace is used when the
 extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
 forces the numba kernels (``=c`` requires the extension). `BACKEND` names the choice.
 """
@@ -96,6 +97,7 @@ def _c_namespace() -> SimpleNamespace:
         model_tile=_model_tile,
         rans_encode=_rans_encode,
         decode_tile=_decode_tile,
+        v_min=_C.v_min,
     )
 
 
@@ -113,6 +115,7 @@ def numba_namespace() -> SimpleNamespace:
         model_tile=PY.model_tile,
         rans_encode=PY.rans_encode,
         decode_tile=PY.decode_tile,
+        v_min=None,  # numpy in `stream.frames_v_min`
     )
 
 

@@ -181,6 +181,8 @@ def frames_v_min(stack: np.ndarray, maps: CodecMaps, c0: float) -> float:
     as on whole frames: a minimum does not depend on the order)."""
     off, gain = maps.offset(), maps.gain()
     h, w = stack.shape[-2:]
+    if CK.KERNELS.v_min is not None and off.dtype == gain.dtype == np.float32:
+        return CK.KERNELS.v_min(np.ascontiguousarray(stack), off, gain) + c0
     rows = max(1, _V_MIN_BLOCK // w)
     best = np.inf
     for r0 in range(0, h, rows):
