@@ -381,7 +381,7 @@ MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t
 }
 
 MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
-                          uint8_t *syms, uint16_t *ctxs, int32_t *esc, int64_t *hist)
+                          uint8_t *syms, uint16_t *ctxs, int32_t *esc, uint32_t *hist)
 {
     const int64_t H = HALO;
     const int K = p->K;
@@ -997,15 +997,20 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     pyramid p;
     rowbufs rb;
     int64_t n_esc = -1;
+    NEED(h * w < ((int64_t)1 << 32), "tile too large");
     Py_BEGIN_ALLOW_THREADS
-    if (!pyramid_alloc(&p, h, w, 1)) {
+    /* a 32-bit histogram: a stage's contexts stay in L1 (added to hist at the end) */
+    uint32_t *h32 = (uint32_t *)calloc(N_CTX_ALL * N_SYM, sizeof(uint32_t));
+    if (h32 && !pyramid_alloc(&p, h, w, 1)) {
         if (!rows_alloc(&rb, w)) {
             build_planes(&p, codes, h, w);
-            n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, hist);
+            n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, h32);
+            for (int64_t i = 0; i < N_CTX_ALL * N_SYM; i++) hist[i] += h32[i];
             free(rb.mem);
         }
         free(p.mem);
     }
+    free(h32);
     Py_END_ALLOW_THREADS
     release(&B);
     if (n_esc < 0) return PyErr_NoMemory();
@@ -1202,17 +1207,21 @@ fail:
 MULTI static double v_min(const uint16_t *x, int64_t n, int64_t hw, const float *off,
                           const float *gain)
 {
-    double best = INFINITY;
+    double best = INFINITY, b4[4] = {INFINITY, INFINITY, INFINITY, INFINITY}, e[4096];
+    uint16_t lo[4096];
     for (int64_t i0 = 0; i0 < hw; i0 += 4096) {
-        int64_t i1 = imin(i0 + 4096, hw);
-        for (int64_t i = i0; i < i1; i++) {
-            uint16_t lo = x[i];
-            for (int64_t f = 1; f < n; f++) lo = x[f * hw + i] < lo ? x[f * hw + i] : lo;
-            double e = ((double)lo - (double)off[i]) / (double)gain[i];
-            best = e < best ? e : best;
+        int64_t m = imin(4096, hw - i0);
+        memcpy(lo, x + i0, (size_t)m * sizeof(uint16_t));
+        for (int64_t f = 1; f < n; f++) {
+            const uint16_t *xf = x + f * hw + i0;
+            for (int64_t i = 0; i < m; i++) lo[i] = xf[i] < lo[i] ? xf[i] : lo[i];
         }
+        const float *o = off + i0, *g = gain + i0;
+        for (int64_t i = 0; i < m; i++) e[i] = ((double)lo[i] - (double)o[i]) / (double)g[i];
+        for (int64_t i = 0; i < m; i++) b4[i & 3] = e[i] < b4[i & 3] ? e[i] : b4[i & 3];
     }
-    return best;
+    for (int l = 0; l < 4; l++) best = b4[l] < best ? b4[l] : best;
+    return best; /* a minimum: the order does not matter (no NaN) */
 }
 
 /* v_min(stack u16 (n, h, w), off f32 (h, w), gain f32 (h, w)) -> min of (x - off) / gain */
