@@ -59,7 +59,14 @@
 #define MULTI
 #endif
 /* helpers of the kernels: inlined, so that each clone has its own copy */
+#if defined(__GNUC__) || defined(__clang__)
 #define HOT static inline __attribute__((always_inline))
+#else
+#define HOT static __forceinline
+#endif
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
 
 typedef struct {
     int16_t *d;

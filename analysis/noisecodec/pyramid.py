@@ -424,11 +424,22 @@ def _solve(ata: np.ndarray, aty: np.ndarray, fallback: np.ndarray, min_n: float)
 def class_tables(luts: np.ndarray) -> np.ndarray:
     """Per weight set, for every ``activity << 8 | level``: ``4·class | context bucket << 8``
     (uint16, (N_SETS, (ACT_MAX + 1) · 256)): one lookup gives the weights' offset and the
-    activity part of the context."""
+    activity part of the context. The last few are kept (frames of one camera share
+    their level classes; ≈ 0.5 ms each); the caller gets a writable copy."""
     luts = np.asarray(luts, np.int64)
-    cls = (ACT_LUT[:, None] & 0xFF) + luts[:, None, :]  # (N_SETS, act, lvl)
-    cx = (ACT_LUT >> 8)[None, :, None]
-    return np.ascontiguousarray(((4 * cls) | (cx << 8)).reshape(len(luts), -1).astype(np.uint16))
+    key = luts.tobytes() + bytes(str(luts.shape), "ascii")
+    hit = _CLASS_TABLES.get(key)
+    if hit is None:
+        cls = (ACT_LUT[:, None] & 0xFF) + luts[:, None, :]  # (N_SETS, act, lvl)
+        cx = (ACT_LUT >> 8)[None, :, None]
+        hit = np.ascontiguousarray(((4 * cls) | (cx << 8)).reshape(len(luts), -1).astype(np.uint16))
+        if len(_CLASS_TABLES) >= 8:
+            _CLASS_TABLES.clear()  # atomic (threads)
+        _CLASS_TABLES[key] = hit
+    return hit.copy()
+
+
+_CLASS_TABLES: dict[bytes, np.ndarray] = {}
 
 
 def _class_moments(acc: np.ndarray, luts: np.ndarray) -> np.ndarray:
