@@ -9,6 +9,7 @@ import sys
 import numpy as np
 from rawsigma import jitcache  # noqa: E402
 from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, warmup  # noqa: E402
+from rawsigma.analysis.noisecodec import ckernels as CK  # noqa: E402
 from rawsigma.analysis.noisecodec import fastpath as FP  # noqa: E402
 from rawsigma.analysis.noisecodec import kernels as K  # noqa: E402
 from rawsigma.analysis.noisecodec import pyramid as PY  # noqa: E402
@@ -50,9 +51,11 @@ def test_locator_leaves_other_files_to_numba():
     assert len(jitcache.kernels_digest()) == 20
 
 
-def test_warm_up_compiles_what_real_coding_uses():
+def test_warm_up_compiles_what_real_coding_uses(monkeypatch):
     """Coding real frames (per-pixel maps, a transform knee) uses no kernel signature
-    that the warm-up's tiny coding does not: after `warm_up` nothing compiles."""
+    that the warm-up's tiny coding does not: after `warm_up` nothing compiles (the
+    numba kernels: the fallback when the C extension is not built, `ckernels`)."""
+    monkeypatch.setattr(CK, "KERNELS", CK.numba_namespace())
     frame, _, cam = reference_frame((192, 160), seed=1)
     codec = NoiseCodec(cam.true_profile(), step=2.0)
     warmup.warm_up(codec.params)
@@ -76,7 +79,8 @@ def test_warm_up_announces_its_stage(monkeypatch):
     assert seen == [(warmup.STAGE, 0, 2), (warmup.STAGE, 1, 2), (warmup.STAGE, 2, 2)]
 
 
-def test_kernels_of_unused_back_ends_are_not_listed():
+def test_kernels_of_unused_back_ends_are_not_listed(monkeypatch):
+    monkeypatch.setattr(CK, "KERNELS", CK.numba_namespace())
     names = {d.py_func.__module__ + "." + d.__name__ for d in warmup.kernels(StreamParams())}
     assert not any(".kernels.train_tile" in n or "fastpath.decode" in n for n in names)
     best = {d.__name__ for d in warmup.kernels(StreamParams(effort="best"), encode=False)}
