@@ -118,6 +118,32 @@ def _is_click_error(exc: BaseException) -> bool:
     return hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int)
 
 
+def _print_usage_error(exc: Exception) -> int:
+    """One line on stderr for click's usage errors (bad option value, unknown option).
+
+    Only a bare ``rawsigma`` (or a group without its command) prints the help, as
+    click does.
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        try:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - older typer: plain click output
+            exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    msg = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    kinds = {c.__name__ for c in type(exc).__mro__}  # typer vendors its own click
+    bad_value = "BadParameter" in kinds and "MissingParameter" not in kinds
+    if ctx is not None and not bad_value:
+        msg += f" (see '{ctx.command_path} --help')"
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    return int(exc.exit_code)  # type: ignore[attr-defined]
+
+
 def _run(argv: list[str] | None) -> int:
     cmd = typer.main.get_command(app)
     try:
@@ -132,13 +158,7 @@ def _run(argv: list[str] | None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - one line per error unless --debug
         if _is_click_error(exc):  # usage errors: 2
-            try:
-                from typer import rich_utils
-
-                rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - older typer: plain click output
-                exc.show()  # type: ignore[attr-defined]
-            return int(exc.exit_code)  # type: ignore[attr-defined]
+            return _print_usage_error(exc)
         if type(exc).__name__ == "Abort":  # plain click's Abort wraps Ctrl-C
             return 130
         if debug_enabled():

@@ -15,7 +15,15 @@ from typing import Any
 
 import typer
 
-__all__ = ["check_codecs", "check_score_options", "choice", "codec_list", "number", "validate"]
+__all__ = [
+    "check_codecs",
+    "check_score_options",
+    "choice",
+    "codec_list",
+    "codec_option",
+    "number",
+    "validate",
+]
 
 _HINT = "'--codecs'"
 
@@ -81,36 +89,50 @@ def choice(options: Sequence[str]) -> Callable[[Any], Any]:
 
 
 def codec_list(value: str) -> list[str]:
-    """Split a ``--codecs`` value into one spec per codec, checking names and syntax.
+    """Split a ``--codecs`` value into one spec per codec, checking names and parameters.
 
     ``key=value`` tokens continue the previous codec (``noise:step=2,dither=1`` is one
-    codec). Parameters that need the camera profile are checked later, once it is
-    loaded (see :func:`rawsigma.analysis.codecs.registry.parse_codecs`).
+    codec). What needs the camera profile is checked later, once it is loaded (see
+    :func:`rawsigma.analysis.codecs.registry.parse_codecs`).
 
     Raises
     ------
     typer.BadParameter
-        Empty list, a token that is not a codec spec, an unknown codec name.
+        Empty list, a token that is not a codec spec, an unknown codec name (the
+        message lists the valid ones), a bad parameter (the message gives its range).
     """
-    from rawsigma.analysis.codecs.registry import CodecError, available_codecs, split_codec_specs
+    from rawsigma.analysis.codecs.registry import (
+        CodecError,
+        available_codecs,
+        check_codec_specs,
+        split_codec_specs,
+    )
 
     try:
         specs = split_codec_specs(value)
+        if not specs:
+            raise CodecError("no codec given (e.g. --codecs 8bit,jpeg@10,noise:step=2)")
+        known = set(available_codecs()) | {"replica"}
+        for s in specs:
+            name = s.split("@")[0].split(":")[0]
+            if name not in known and not _alias(name):
+                raise CodecError(
+                    f"unknown codec {name!r}; valid codecs: {', '.join(sorted(known))}"
+                )
+        check_codec_specs(specs)
     except CodecError as exc:
         raise typer.BadParameter(str(exc), param_hint=_HINT) from None
-    if not specs:
-        raise typer.BadParameter(
-            "no codec given (e.g. --codecs 8bit,jpeg@10,noise:step=2)", param_hint=_HINT
-        )
-    known = set(available_codecs()) | {"replica"}
-    for s in specs:
-        name = s.split("@")[0].split(":")[0]
-        if name not in known and not _alias(name):
-            raise typer.BadParameter(
-                f"unknown codec {name!r}; valid codecs: {', '.join(sorted(known))}",
-                param_hint=_HINT,
-            )
     return specs
+
+
+def codec_option(value: str | None) -> str | None:
+    """Typer callback of every ``--codecs`` option: the whole list is checked at parse time.
+
+    A bad spec is then a usage error (exit 2) before any file is read.
+    """
+    if value is not None:
+        codec_list(value)
+    return value
 
 
 def _alias(name: str) -> bool:

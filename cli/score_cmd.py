@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .console import user_errors
-from .params import check_score_options, choice, codec_list
+from .params import check_score_options, choice, codec_list, codec_option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,6 +89,7 @@ def score(
         "-c",
         help="Comma-separated codecs; key=value after a codec continues its parameters "
         "(noise:step=2,dither=1 is one codec).",
+        callback=codec_option,
     ),
     replicas: int = typer.Option(
         10, "--replicas", "-n", min=2, max=1000, help="Raw-equivalent replicas (2-1000)."

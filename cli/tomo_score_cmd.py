@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from .console import user_errors
-from .params import choice, codec_list
+from .params import choice, codec_list, codec_option
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 SEGMENTERS = ("rule", "forest")
@@ -56,6 +56,7 @@ def score(
         "--codecs",
         "-c",
         help="Comma-separated codecs applied to every projection ('replica': held-out control).",
+        callback=codec_option,
     ),
     replicas: int = typer.Option(10, "--replicas", "-n", min=3, max=200, help="Replicas (3-200)."),
     center: float | None = typer.Option(

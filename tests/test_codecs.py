@@ -254,9 +254,14 @@ def test_noise_codec_registered_lazily(image, monkeypatch):
     fake.NoiseCodec = FakeNoiseCodec
     monkeypatch.setitem(sys.modules, "rawsigma.analysis.noisecodec", fake)
     prof = CameraProfile.uniform(image.shape, gain=2.0, offset=100.0, read_noise=2.2)
-    (c,) = parse_codecs("noise:step=1.5,dither=1,maxerr=1", profile=prof)
-    assert calls == {"step": 1.5, "dither": True, "max_error": 1.0}
-    assert c.spec == "noise:step=1.5,dither=1,maxerr=1"
+    (c,) = parse_codecs("noise:step=1.5,dither=1", profile=prof)
+    assert calls == {"step": 1.5, "dither": True, "max_error": None}
+    assert c.spec == "noise:step=1.5,dither=1"
+    (c,) = parse_codecs("noise:step=1.5,maxerr=1", profile=prof)
+    assert calls == {"step": 1.5, "dither": False, "max_error": 1.0}
+    assert c.spec == "noise:step=1.5,maxerr=1"
+    with pytest.raises(CodecError, match="cannot be combined"):  # checked before the back end
+        parse_codecs("noise:step=1.5,dither=1,maxerr=1", profile=prof)
     assert np.array_equal(c.decode(c.encode(image)), image)
     assert parse_codecs("noise", profile=prof)[0].spec == "noise:step=2"  # step always shown
 

@@ -10,6 +10,7 @@ from rawsigma._lazy import attach
 _EXPORTS = {
     "Codec": "base",
     "CodecError": "base",
+    "CodecNeedsProfileError": "base",
     "CodecUnavailableError": "base",
     "EightBitCodec": "builtin",
     "Jpeg2000Codec": "builtin",
@@ -21,6 +22,7 @@ _EXPORTS = {
     "Param": "base",
     "ZstdCodec": "builtin",
     "available_codecs": "registry",
+    "check_codec_specs": "registry",
     "codec_available": "registry",
     "compression_ratio": "base",
     "library_available": "builtin",

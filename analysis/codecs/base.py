@@ -28,6 +28,7 @@ __all__ = [
     "Codec",
     "CodecError",
     "CodecFactory",
+    "CodecNeedsProfileError",
     "CodecUnavailableError",
     "Param",
     "compression_ratio",
@@ -44,6 +45,14 @@ class CodecError(RawsigmaError, ValueError):
 
 class CodecUnavailableError(CodecError):
     """The codec's library (an imagecodecs encoder) is not available here."""
+
+
+class CodecNeedsProfileError(CodecError):
+    """A profile-based codec (``noise``) was built without a camera profile.
+
+    Raised only after its parameters were checked, so a spec can be validated
+    before the profile is loaded.
+    """
 
 
 def compression_ratio(image: np.ndarray, data: bytes | int) -> float:

@@ -30,6 +30,7 @@ import numpy as np
 from rawsigma.analysis.codecs.base import (
     Codec,
     CodecError,
+    CodecNeedsProfileError,
     CodecUnavailableError,
     Param,
     _pack,
@@ -484,12 +485,17 @@ class NoiseCodecAdapter(Codec):
     )
 
     def __init__(self, profile: CameraProfile | None = None, **params: Any) -> None:
-        if profile is None:
+        super().__init__(**params)  # bad parameters first: they need no profile
+        if self.params["dither"] and self.params["maxerr"] is not None:
             raise CodecError(
+                f"codec {self.spec!r}: a hard error bound (maxerr) and subtractive dither "
+                "cannot be combined"
+            )
+        if profile is None:
+            raise CodecNeedsProfileError(
                 "codec 'noise' (noise-calibrated) needs a camera profile: pass profile= "
                 "to parse_codecs (CLI: --profile P.h5 or --estimate-profile)"
             )
-        super().__init__(**params)
         try:
             from rawsigma.analysis.noisecodec import NoiseCodec
         except ImportError as exc:

@@ -34,6 +34,7 @@ from rawsigma.analysis.codecs.base import (
     MAGIC,
     Codec,
     CodecError,
+    CodecNeedsProfileError,
     CodecUnavailableError,
     Param,
     compression_ratio,
@@ -51,9 +52,11 @@ __all__ = [
     "MAGIC",
     "Codec",
     "CodecError",
+    "CodecNeedsProfileError",
     "CodecUnavailableError",
     "Param",
     "available_codecs",
+    "check_codec_specs",
     "codec_available",
     "compression_ratio",
     "parse_codecs",
@@ -122,6 +125,44 @@ def split_codec_specs(spec: str | Sequence[str]) -> list[str]:
             text += ":" + ",".join(kv.strip() for kv in kvs)
         out.append(text)
     return out
+
+
+def check_codec_specs(spec: str | Sequence[str]) -> list[str]:
+    """Split a codec list and check every codec's name and parameters, no profile needed.
+
+    What only the camera profile can tell (e.g. whether ``noise`` can bound its error
+    with this profile) is checked later, by :func:`parse_codecs` with the profile.
+    ``replica`` (the held-out raw-equivalent control of a scoring run) is accepted.
+
+    Parameters
+    ----------
+    spec : str or sequence of str
+        Comma-separated specs, e.g. ``"8bit,jpeg@10,noise:step=2,dither=1"``.
+
+    Returns
+    -------
+    list of str
+        One spec per codec, as :func:`split_codec_specs` gives them.
+
+    Raises
+    ------
+    CodecError
+        Empty list, bad syntax, unknown codec (the message lists the valid names) or
+        a bad parameter (the message gives its valid range or choices).
+    """
+    specs = split_codec_specs(spec)
+    if not specs:
+        raise CodecError(f"no codec given; {_valid_names()}")
+    for s in specs:
+        if s == "replica":
+            continue
+        try:
+            parse_codecs(s)
+        except CodecNeedsProfileError:
+            pass
+        except CodecUnavailableError:
+            pass  # reported where the codec is built for real, with the profile
+    return specs
 
 
 def _valid_names() -> str:
