@@ -372,26 +372,45 @@ def _checked_inputs(
         raise ImageMismatchError(msg if msg.startswith(str(image)) else f"{image}: {msg}") from None
 
 
-def _training_labels(options: ScoreOptions, img: np.ndarray, console: Console) -> np.ndarray | None:
-    """The checked sparse annotations (derived from instances with ``--instances``)."""
+def _training_labels(
+    options: ScoreOptions, img: np.ndarray, console: Console
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The checked sparse annotations and, with ``--instances``, the instance labels."""
     from rawsigma.analysis.scoring.inputs import check_labels
     from rawsigma.errors import ImageMismatchError
     from rawsigma.imread import read_frame
 
     labels = options.labels
     if labels is None:
-        return None
+        return None, None
     lab, lab_info = read_frame(labels, options.index, what="label image")
     console.print(_what_was_read(lab_info, options.index), highlight=False, soft_wrap=True)
     if lab.shape != img.shape:
         raise ImageMismatchError(
             f"{labels}: label image shape {lab.shape} differs from {options.image} {img.shape}"
         )
+    reference = None
     if options.instances:
         from rawsigma.analysis.segmentation.annotations import training_labels
 
-        lab = training_labels(lab)
-    return check_labels(lab, img.shape, str(labels), foreground_class=options.foreground_class)
+        reference, lab = lab, training_labels(lab)
+    checked = check_labels(lab, img.shape, str(labels), foreground_class=options.foreground_class)
+    return checked, reference
+
+
+def _note_reference(result: ScoreResult, reference: np.ndarray) -> None:
+    """The raw segmentation against the ``--instances`` labels: results.json and notes.
+
+    A poor agreement is a warning, first in the notes (terminal and report).
+    """
+    from rawsigma.analysis.scoring.runchecks import reference_note
+
+    info, notes = reference_note(result.raw_labels, reference, result.plan.min_size)
+    result.objects_info["reference_agreement"] = info
+    if info["poor"]:
+        result.notes[:0] = notes
+    else:
+        result.notes.extend(notes)
 
 
 def _record_inputs(result: ScoreResult, options: ScoreOptions, img_info: ImageInfo) -> None:
@@ -413,6 +432,13 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
         f"  {result.n_objects} objects (min size {info.get('min_size')} px: "
         f"{info.get('min_size_source', '')})"
     )
+    agree = info.get("reference_agreement")
+    if agree and not agree["poor"]:
+        console.print(
+            f"  F1 {agree['f1']:.2f} against the instance labels ({agree['tp']} of "
+            f"{agree['n_reference']} labelled objects matched at IoU ≥ 0.5)",
+            highlight=False,
+        )
     for c in result.codecs:
         v = "within noise" if c.verdict["within_noise"] else "exceeds noise"
         w = c.verdict["worst"]
@@ -450,7 +476,7 @@ def _score_locked(options: ScoreOptions) -> Path:
     check_output_dir(options.out, need_bytes=4_000_000 + 4 * img.nbytes)
     prof = _camera_profile(options, img, console)
     _checked_inputs(options, img, prof, plan)
-    lab = _training_labels(options, img, console)
+    lab, reference = _training_labels(options, img, console)
     with stage_progress(console, 18) as progress:
         with warnings.catch_warnings():
             # numpy's warnings on empty selections (e.g. no object matched) say nothing
@@ -460,6 +486,8 @@ def _score_locked(options: ScoreOptions) -> Path:
                 img, prof, labels=lab, model=options.model, plan=plan, progress=progress
             )
     _record_inputs(result, options, img_info)
+    if reference is not None:
+        _note_reference(result, reference)
     report = _staged_report(result, options.out, options.force)
     outputs_complete()
     _print_summary(result, console)

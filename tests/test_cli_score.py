@@ -55,6 +55,15 @@ def test_score_writes_report_and_refuses_overwrite(files):
     m = read_score_maps(out)
     assert np.array_equal(m["image"], tifffile.imread(files / "img.tif"))
     assert [c["spec"] for c in m["codecs"]] == ["replica"]
+    # the raw segmentation against the --instances labels, in results.json and printed
+    from rawsigma.analysis.measurement.agreement import instance_agreement
+
+    agree = json.loads((out / "results.json").read_text())["objects_info"]["reference_agreement"]
+    truth = tifffile.imread(files / "truth.tif")
+    expected = instance_agreement(m["raw_labels"], truth)
+    assert agree["f1"] == pytest.approx(expected["f1"]) and agree["n_reference"] == 8
+    assert agree["f1"] > 0.8 and not agree["poor"]
+    assert f"F1 {agree['f1']:.2f} against the instance labels" in read
     eps = m["codecs"][0]["pixel_eps"]
     assert eps.shape == (128, 128) and eps.dtype == np.float16
     # a replica centred on the observed image differs from it by ~1 σ per pixel

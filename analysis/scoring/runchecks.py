@@ -10,6 +10,9 @@
   the annotations (e.g. 1304 objects for ~85 annotated cells).
 - :func:`quantisation_note`: the 8-bit step against the raw σ at the objects, which
   says why 8-bit stays within noise (or not).
+- :func:`reference_note`: the raw segmentation against the user's instance labels
+  (F1 at IoU ≥ 0.5, merged and missed objects), with a warning and what to do when
+  they agree poorly: the scores then describe other objects than the user's.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ __all__ = [
     "default_min_size",
     "note_estimated_profile",
     "quantisation_note",
+    "reference_note",
     "size_summary",
 ]
 
 #: default minimum object size = this fraction of the median annotated object size
 MIN_SIZE_FRACTION = 0.2
 MIN_SIZE_PERCENTILE = 50.0
+#: below this F1 (IoU ≥ 0.5) against the instance labels the report warns
+POOR_AGREEMENT_F1 = 0.5
 
 
 def size_summary(areas: np.ndarray) -> dict:
@@ -216,3 +222,82 @@ def quantisation_note(
         )
     return {"step": step, "sigma_objects": s_obj, "sigma_background": s_bg,
             "step_over_sigma": r, "text": text}  # fmt: skip
+
+
+def _merged_missed(labels: np.ndarray, reference: np.ndarray) -> tuple[int, int]:
+    """Reference objects sharing their main object with another one, and those missed.
+
+    A reference object is *covered* when one object holds at least half of its
+    pixels; covered objects whose object covers another reference object too are
+    *merged*; the others not covered are *missed*.
+    """
+    ref = np.asarray(reference).astype(np.int64, copy=False).ravel()
+    lab = np.asarray(labels).astype(np.int64, copy=False).ravel()
+    ids, size = np.unique(ref[ref > 0], return_counts=True)
+    both = (ref > 0) & (lab > 0)
+    if ids.size == 0 or not both.any():
+        return 0, int(ids.size)
+    pairs, n = np.unique(np.stack([ref[both], lab[both]]), axis=1, return_counts=True)
+    frac = n / size[np.searchsorted(ids, pairs[0])]
+    owner = pairs[1][frac >= 0.5]  # the object holding half of a reference object
+    holders, k = np.unique(owner, return_counts=True)
+    merged = int(k[k >= 2].sum())
+    return merged, int(ids.size - owner.size)
+
+
+def reference_note(
+    labels: np.ndarray, reference: np.ndarray, min_size: int | None = None
+) -> tuple[dict, list[str]]:
+    """Agreement of the raw segmentation with the user's instance labels.
+
+    Parameters
+    ----------
+    labels : (H, W) int array
+        Raw segmentation (objects after the size filter).
+    reference : (H, W) int array
+        The instance labels given with ``--instances`` (0 = background).
+    min_size : int, optional
+        Size filter of the run (px), quoted in the advice.
+
+    Returns
+    -------
+    info : dict
+        :func:`~rawsigma.analysis.measurement.agreement.instance_agreement` (IoU ≥ 0.5)
+        plus ``n_merged``, ``n_missed`` and ``poor`` (F1 below
+        :data:`POOR_AGREEMENT_F1`).
+    notes : list of str
+        One line: the agreement, a ``WARNING`` with what to do when it is poor.
+    """
+    from rawsigma.analysis.measurement.agreement import instance_agreement
+
+    info: dict[str, Any] = dict(instance_agreement(labels, reference, 0.5))
+    merged, missed = _merged_missed(labels, reference)
+    f1 = float(info["f1"])
+    info.update(n_merged=merged, n_missed=missed, iou_threshold=0.5,
+                poor=bool(not f1 >= POOR_AGREEMENT_F1))  # fmt: skip
+    what = (
+        f"agreement of the raw segmentation with the instance labels: F1 {f1:.2f} "
+        f"(IoU ≥ 0.5; {info['tp']} of {info['n_objects']} objects match one of the "
+        f"{info['n_reference']} labelled; {merged} labelled objects merged with others, "
+        f"{missed} missed)"
+    )
+    if not info["poor"]:
+        return info, [f"{what[0].upper()}{what[1:]}."]
+    advice = []
+    if merged >= max(missed, 1):
+        advice.append(
+            "touching objects merge (a pixel classifier with connected components cannot "
+            "split them): annotate the background between them, or use a model that "
+            "separates instances (--model module:function)"
+        )
+    if info["n_objects"] > info["n_reference"] or info["precision"] < 0.5:
+        ms = f" (now {min_size} px)" if min_size is not None else ""
+        advice.append(f"objects that match nothing: raise --min-size{ms}")
+    if missed > merged:
+        advice.append("labelled objects missed: add annotations of such objects")
+    advice.append("or try --preset weka")
+    return info, [
+        f"WARNING: poor {what}: the scores describe these objects, not the labelled ones; "
+        + "; ".join(advice)
+        + "."
+    ]
