@@ -179,7 +179,8 @@ def part_real(work: Path, full: bool = False) -> None:
     name = "opt7.tif" if full else "opt7_crop.tif"
     tifffile.imwrite(work / name, frames if full else frames[:, 288:352, 192:448])
     print(f"\n## real: {src.name} frames 0–6 ({name}), {load()}\n")
-    base = ["tomo", "score", str(work / name), "--estimate-profile", "--offset", "240", "--force"]
+    base = ["tomo", "score", str(work / name), "--estimate-profile", "--offset", "240", "--force",
+            "--few-views"]  # 7 views: refused by default  # fmt: skip
     runs = {"default": []} if full else {"default": [], "chunked --slab 16": ["--slab", "16"]}
     for label, extra in runs.items():
         out = work / f"real_{label.split()[0]}"

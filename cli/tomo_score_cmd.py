@@ -117,6 +117,12 @@ def score(
         help="Where the chunked path keeps its volumes (a rawsigma-tomo-* directory, "
         "removed at the end; default: beside --out).",
     ),
+    few_views: bool = typer.Option(
+        False,
+        "--few-views",
+        help="Score even when there are too few projections for a meaningful "
+        "reconstruction (fewer than a tenth of the pi/2 x detector pixels FBP needs).",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Root random seed (>= 0)."),
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="Threads (1-64)."),
     force: bool = typer.Option(False, "--force", help="Overwrite results in --out."),
@@ -134,6 +140,28 @@ def _check_geometry(center: float | None, arc: float, n_det: int) -> None:
         raise UsageError(f"--center {center:g}: outside the detector (pixels 0 to {n_det - 1})")
     if not (math.isfinite(arc) and 0 < arc <= 360):
         raise UsageError(f"--arc {arc:g}: expected an angle in (0, 360] degrees")
+
+
+#: below this fraction of the π/2 · n_det views FBP needs (Crowther) the reconstruction
+#: is mostly streaks: its plaques mean nothing, and a full-size run takes hours
+MIN_VIEWS_FRACTION = 0.1
+
+
+def _check_views(n_views: int, n_det: int, projections: Path, few_views: bool) -> None:
+    """Refuse, in one line and before any long work, too few views to reconstruct."""
+    from rawsigma.errors import InputFileError
+
+    need = math.pi / 2 * n_det
+    floor = math.ceil(MIN_VIEWS_FRACTION * need)
+    if few_views or n_views >= floor:
+        return
+    raise InputFileError(
+        f"{projections}: {n_views} projections for a {n_det}-pixel detector: filtered "
+        f"back-projection needs about {need:.0f} (pi/2 x {n_det}) and below {floor} the "
+        "reconstruction is mostly streaks, so its plaques and their scores would mean "
+        "nothing; score the projections as 2D images (rawsigma score FILE --index N), "
+        "or pass --few-views to run anyway"
+    )
 
 
 def _read_angles(path: Path, n: int) -> object:
@@ -175,6 +203,7 @@ def run_tomo_score(
     seed: int,
     workers: int,
     force: bool,
+    few_views: bool = False,
 ) -> Path:
     """Body of ``rawsigma tomo score`` (raises :class:`rawsigma.errors.RawsigmaError`)."""
     from rawsigma.analysis.reporting.tomo_report import TOMO_RESULT_FILES, write_tomo_report
@@ -218,6 +247,7 @@ def run_tomo_score(
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     _check_geometry(center, arc, proj.shape[-1])
+    _check_views(proj.shape[0], proj.shape[-1], projections, few_views)
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
     if angles and len(ang) != proj.shape[0]:
         raise InputFileError(

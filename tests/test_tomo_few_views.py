@@ -1,0 +1,41 @@
+"""``tomo score`` refuses, up front and in one line, too few views to reconstruct.
+
+The real OPT frames (7 projections of 640 px) used to run for hours to score the
+streaks of a 7-view reconstruction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tifffile
+from rawsigma.cli.main import main
+from rawsigma.cli.tomo_score_cmd import MIN_VIEWS_FRACTION, _check_views
+from rawsigma.errors import InputFileError
+
+
+def test_few_views_refused_in_one_line(tmp_path, capsys):
+    proj = tmp_path / "proj.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(proj, rng.integers(1000, 2000, (7, 8, 64), dtype=np.uint16))
+    with pytest.raises(SystemExit) as ex:
+        main(["tomo", "score", str(proj), "--estimate-profile", "--out", str(tmp_path / "r")])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert ex.value.code == 1
+    assert err[0].startswith("read ") and len(err) == 2, err  # what was read, then the error
+    err = err[1:]
+    assert err[0].startswith("error: "), err
+    assert "7 projections for a 64-pixel detector" in err[0] and "--few-views" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_view_floor_follows_the_detector():
+    floor = math.ceil(MIN_VIEWS_FRACTION * math.pi / 2 * 640)
+    assert floor == 101
+    with pytest.raises(InputFileError, match="7 projections for a 640-pixel detector"):
+        _check_views(7, 640, "opt.tif", few_views=False)
+    _check_views(floor, 640, "opt.tif", few_views=False)  # enough views
+    _check_views(7, 640, "opt.tif", few_views=True)  # the user insists
+    _check_views(48, 48, "sim.tif", few_views=False)  # the simulated test acquisitions
