@@ -176,7 +176,29 @@ def load_model(spec: str) -> Segmenter:
     # imported on use: scikit-learn is heavy and a plug-in model does not need it
     from rawsigma.analysis.segmentation.classifier import load_model as _load
 
-    return _load(spec)
+    return _CheckedModel(_load(spec), str(spec))
+
+
+class _CheckedModel:
+    """A loaded model whose output must have the image's shape (one clear error if not).
+
+    A function such as ``skimage.filters:threshold_otsu`` returns a number, not a
+    segmentation; without this check the run failed later on a "labels" of shape ().
+    """
+
+    def __init__(self, fn: Segmenter, name: str) -> None:
+        self.fn, self.name = fn, name
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.fn(image))
+        img = np.asarray(image)
+        if out.shape[: img.ndim] != img.shape or out.ndim > img.ndim + 1:
+            raise ImageMismatchError(
+                f"model {self.name}: returned shape {out.shape} for an image of shape "
+                f"{img.shape}; a model must return labels, a mask or probabilities of the "
+                "image's shape"
+            )
+        return out
 
 
 def resolve_plan(
