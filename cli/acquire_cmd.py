@@ -60,10 +60,12 @@ def stack(
         from rawsigma.acquire.framesave import frames_format
         from rawsigma.acquire.plans import StackPlan
         from rawsigma.acquire.stack import StackRunner
-        from rawsigma.errors import Cancelled, UsageError
+        from rawsigma.errors import Cancelled
         from rawsigma.fileio import check_output
         from rich.console import Console
         from rich.table import Table
+
+        from .params import options_error
 
         check_output(out, force)
         if plot is not None:
@@ -79,7 +81,7 @@ def stack(
                 save_frames=None if save_frames is None else frames_format(save_frames),
             )
         except ValueError as exc:
-            raise UsageError(f"invalid stack options: {exc}") from None
+            raise options_error(exc, "stack options", as_flags=False) from None
         core = None
         before = snapshot(out, save_frames)
         try:

@@ -15,6 +15,7 @@ from .console import (
     runner_progress,
     user_errors,
 )
+from .params import options_error
 
 if TYPE_CHECKING:
     from rawsigma.acquire.protocols import AcquisitionRunner, CorePlus, MMCore
@@ -246,7 +247,7 @@ def _sweep_locked(out: Path, partial: Path, options: SweepOptions, mda: bool) ->
             else frames_format(options.save_frames),
         )
     except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise UsageError(f"invalid sweep options: {exc}") from None
+        raise options_error(exc, "sweep options", as_flags=False) from None
     exposures = _parse_exposures(options.dark_exposures)
     if mda and exposures:
         raise UsageError("--dark-exposures works with --engine runner only")

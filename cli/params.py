@@ -21,6 +21,7 @@ __all__ = [
     "choice",
     "codec_list",
     "codec_option",
+    "options_error",
     "number",
     "validate",
 ]
@@ -178,3 +179,24 @@ def check_score_options(index: Any, centre: Any, max_distance: Any, min_size: An
     validate("--centre", centre, choice(("observed", "denoised")))
     validate("--max-distance", max_distance, number(0, 1000, lo_open=True, what="pixels"))
     validate("--min-size", min_size, number(0, what="pixels"))
+
+
+def options_error(exc: ValueError, what: str = "options", as_flags: bool = True) -> Exception:
+    """One-line usage error for a plan that refused the options.
+
+    A pydantic ``ValidationError`` (a ``ValueError``) prints several lines and a URL;
+    here each failed field becomes ``--field-name: message`` (``as_flags``: the
+    plan's field names are the option names) or ``field_name: message``.
+    """
+    from rawsigma.errors import UsageError
+
+    errors = getattr(exc, "errors", None)
+    parts = []
+    if callable(errors):
+        for e in errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")
+            name = f"--{loc.replace('_', '-')}" if as_flags else loc
+            parts.append(f"{name}: {msg}" if loc else msg)
+    text = "; ".join(parts) or " ".join(str(exc).split())
+    return UsageError(f"invalid {what}: {text}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .console import user_errors
-from .params import check_score_options, choice, codec_list, codec_option
+from .params import check_score_options, choice, codec_list, codec_option, options_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -306,7 +306,6 @@ def run_score(options: ScoreOptions) -> Path:
 def _plan(options: ScoreOptions) -> ScorePlan:
     """The scoring plan of the options (one usage error if they are invalid)."""
     from rawsigma.analysis.scoring.plans import ScorePlan
-    from rawsigma.errors import UsageError
 
     try:
         return ScorePlan(
@@ -324,7 +323,7 @@ def _plan(options: ScoreOptions) -> ScorePlan:
             model=options.model,
         )
     except ValueError as exc:
-        raise UsageError(f"invalid options: {exc}") from None
+        raise options_error(exc) from None
 
 
 def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) -> CameraProfile:

@@ -133,14 +133,14 @@ def run_score_volume(o: dict[str, Any]) -> Path:
 def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
     from rawsigma.analysis.scoring.plans import ScorePlan
     from rawsigma.analysis.scoring.volume import check_raw_volume, score_volume
-    from rawsigma.errors import ImageMismatchError, UsageError
+    from rawsigma.errors import ImageMismatchError
     from rawsigma.fileio import check_output_dir
     from rawsigma.volread import parse_spacing, read_volume
     from rich.console import Console
 
     from .console import stage_progress
     from .integrity import check_profile_defects
-    from .params import check_codecs, codec_list
+    from .params import check_codecs, codec_list, options_error
 
     console = Console(stderr=True)
     image: Path = o["image"]
@@ -153,7 +153,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             feature_preset=o["preset"], workers=o["workers"], model=o["model"],
         )  # fmt: skip
     except ValueError as exc:
-        raise UsageError(f"invalid options: {exc}") from None
+        raise options_error(exc) from None
     vol, info = read_volume(image, axes=o["axes"], spacing=spacing)
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     if info.spacing is None:

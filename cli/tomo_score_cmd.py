@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from .console import user_errors
-from .params import choice, codec_list, codec_option
+from .params import choice, codec_list, codec_option, options_error
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 SEGMENTERS = ("rule", "forest")
@@ -242,7 +242,7 @@ def run_tomo_score(
             memory_budget=int(memory_budget * 2**20) if memory_budget else None,
         )
     except ValueError as exc:
-        raise UsageError(f"invalid options: {exc}") from None
+        raise options_error(exc) from None
     console = Console(stderr=True)
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)

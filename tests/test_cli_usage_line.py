@@ -80,3 +80,28 @@ def test_check_codec_specs_needs_no_profile():
     ]
     with pytest.raises(CodecError, match="step=3.0 is outside"):
         check_codec_specs("noise:step=3")
+
+
+PLAN_ERRORS = [
+    (["--tolerance-search", "bogus,jpeg"], "--tolerance-search: unknown tolerance-search famil"),
+    (["--codecs", "jpeg@10,jpeg@10"], "--codecs: duplicate codec specs"),
+]
+
+
+@pytest.mark.parametrize(("extra", "needle"), PLAN_ERRORS, ids=[p[0][0] for p in PLAN_ERRORS])
+def test_plan_validation_is_one_line(capsys, tmp_path, extra, needle):
+    # pydantic's report (several lines and a URL) becomes one line per run
+    rc, err, _ = _main(capsys, "score", tmp_path / "none.tif", "--labels", tmp_path / "l.tif",
+                       "--estimate-profile", *extra, "--out", tmp_path / "r")  # fmt: skip
+    assert rc == 2, err
+    assert len(err) == 1 and err[0].startswith("error: invalid options: "), err
+    assert needle in err[0] and "pydantic" not in err[0], err
+
+
+def test_stack_and_sweep_plans_are_one_line(capsys, tmp_path):
+    rc, err, _ = _main(capsys, "acquire", "stack", "--frames", "1", "--out", tmp_path / "y.h5")
+    assert rc == 2 and len(err) == 1, err
+    assert "invalid stack options: n_frames: Input should be greater than or equal to 2" in err[0]
+    rc, err, _ = _main(capsys, "calibrate", "--out", tmp_path / "x.h5", "--levels", "1")
+    assert rc == 2 and len(err) == 1, err
+    assert "invalid sweep options: n_levels:" in err[0]
