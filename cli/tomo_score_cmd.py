@@ -278,11 +278,20 @@ def run_tomo_score(
         report = write_tomo_report(result, out, force=True)
     finally:
         result.close()
-    console.print(f"  processing: {result.processing['path']} ({result.processing['why']})",
-                  highlight=False, soft_wrap=True)  # fmt: skip
+    console.print(f"  processing: {_processing_line(result.processing)}", highlight=False,
+                  soft_wrap=True)  # fmt: skip
     _print_tomo_summary(result, console)
     typer.echo(f"report: {report}")
     return report
+
+
+def _processing_line(processing: dict) -> str:
+    """``chunked, slabs of 68 slices on disk (auto: ...)``: the path, then why."""
+    path, why = str(processing["path"]), str(processing["why"])
+    head = path.split(",")[0]  # "in memory" or "chunked"
+    if why.startswith(head):
+        why = why[len(head) :].strip()
+    return f"{path} {why}" if why.startswith("(") else f"{path} ({why})"
 
 
 def _annotations(labels: Path | None, instances: bool, segmenter: str, proj_shape) -> Any:

@@ -39,3 +39,13 @@ def test_view_floor_follows_the_detector():
     _check_views(floor, 640, "opt.tif", few_views=False)  # enough views
     _check_views(7, 640, "opt.tif", few_views=True)  # the user insists
     _check_views(48, 48, "sim.tif", few_views=False)  # the simulated test acquisitions
+
+
+def test_processing_line_says_the_path_once():
+    from rawsigma.cli.tomo_score_cmd import _processing_line
+
+    mem = {"path": "in memory", "why": "in memory (auto: in-memory estimate 242 MB, budget 9 MB)"}
+    assert _processing_line(mem) == "in memory (auto: in-memory estimate 242 MB, budget 9 MB)"
+    chunked = {"path": "chunked, slabs of 68 slices on disk", "why": "chunked (forced); estimate"}
+    assert _processing_line(chunked) == "chunked, slabs of 68 slices on disk (forced); estimate"
+    assert _processing_line({"path": "in memory", "why": "other"}) == "in memory (other)"
