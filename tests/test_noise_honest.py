@@ -219,8 +219,14 @@ def test_read_noise_inconsistent_with_the_image_is_refused(shared_data):
     import tifffile
 
     stack = tifffile.imread(shared_data / "emva1288_ccd12_ptc_roi256.tif")
-    with pytest.raises(NoiseEstimateError, match="does not fit this image"):
+    with pytest.raises(NoiseEstimateError, match="does not fit this image") as exc:
         estimate_profile(stack, tile=32, camera="sony-icx285-ccd12")
+    # the user gave a preset, not --read-noise: the message names it and its way out
+    msg = str(exc.value)
+    assert "camera preset sony-icx285-ccd12" in msg and "--read-noise" not in msg
+    assert "choose another preset (--camera list)" in msg
+    with pytest.raises(NoiseEstimateError, match="omit --read-noise"):
+        estimate_profile(stack, tile=32, read_noise=1.82)
 
 
 def test_given_offset_above_pixels_with_zero_read_noise_is_refused() -> None:

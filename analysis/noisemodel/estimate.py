@@ -207,6 +207,7 @@ def estimate_profile(
     name = source or "image"
     img = _raw_array(image, name)
     preset = None
+    rn_from_preset = camera is not None and read_noise is None and offset is None
     if camera is not None:
         preset = _camera_preset(camera, img, name, bit_depth)
         bit_depth = preset.bit_depth
@@ -230,7 +231,19 @@ def estimate_profile(
     assumed: dict[str, str] = {}
     if identifiable:
         top = float(np.median(valid)) if valid.size else float(max_adu)
-        sol = _solve_given(fit, mean, var, read_noise, offset, gain, top, name)
+        try:
+            sol = _solve_given(fit, mean, var, read_noise, offset, gain, top, name)
+        except NoiseEstimateError as exc:
+            if not (rn_from_preset and preset is not None):
+                raise
+            # the user gave --camera, not --read-noise: say which preset does not fit
+            msg = str(exc).replace(
+                "the given read noise", f"the read noise of camera preset {preset.name},"
+            )
+            msg = msg.replace("; give --offset as well, or omit --read-noise", "")
+            raise NoiseEstimateError(
+                f"{msg}; choose another preset (--camera list), give --offset, or omit --camera"
+            ) from None
     else:
         fit, sol = _solve_unidentifiable(fit, mean, var, x_low, max_adu, gain)
         assumed = {"offset": sol["offset_source"], "read_noise": sol["read_noise_source"]}
