@@ -32,6 +32,7 @@ def test_merged_touching_objects_warn_with_what_to_do():
     (line,) = notes
     assert line.startswith("WARNING: poor agreement") and "F1 0.00" in line
     assert "4 labelled objects merged" in line and "--model" in line
+    assert info["n_on_background"] == 0 and "--min-size" not in line  # no speck to drop
 
 
 def test_missed_and_spurious_objects():
@@ -42,5 +43,7 @@ def test_missed_and_spurious_objects():
         seg[0, 2 * k] = 2 + k
     info, notes = reference_note(seg, ref, min_size=1)
     assert info["tp"] == 1 and info["n_missed"] == 3 and info["n_merged"] == 0
+    assert info["n_on_background"] == 5
     assert info["f1"] == 2 / (6 + 4) and info["poor"]
-    assert "raise --min-size (now 1 px)" in notes[0] and "add annotations" in notes[0]
+    assert "5 objects lie mostly on background: raise --min-size (now 1 px)" in notes[0]
+    assert "add annotations" in notes[0]

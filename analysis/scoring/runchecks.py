@@ -245,6 +245,15 @@ def _merged_missed(labels: np.ndarray, reference: np.ndarray) -> tuple[int, int]
     return merged, int(ids.size - owner.size)
 
 
+def _on_background(labels: np.ndarray, reference: np.ndarray) -> int:
+    """Objects with more than half of their pixels outside every reference object."""
+    lab = np.asarray(labels).astype(np.int64, copy=False).ravel()
+    n = int(lab.max()) + 1 if lab.size else 1
+    size = np.bincount(lab, minlength=n)
+    outside = np.bincount(lab[np.asarray(reference).ravel() == 0], minlength=n)
+    return int(np.count_nonzero((size[1:] > 0) & (outside[1:] * 2 > size[1:])))
+
+
 def reference_note(
     labels: np.ndarray, reference: np.ndarray, min_size: int | None = None
 ) -> tuple[dict, list[str]]:
@@ -263,7 +272,8 @@ def reference_note(
     -------
     info : dict
         :func:`~rawsigma.analysis.measurement.agreement.instance_agreement` (IoU ≥ 0.5)
-        plus ``n_merged``, ``n_missed`` and ``poor`` (F1 below
+        plus ``n_merged``, ``n_missed``, ``n_on_background`` (objects with more than
+        half of their pixels outside every labelled object) and ``poor`` (F1 below
         :data:`POOR_AGREEMENT_F1`).
     notes : list of str
         One line: the agreement, a ``WARNING`` with what to do when it is poor.
@@ -272,8 +282,9 @@ def reference_note(
 
     info: dict[str, Any] = dict(instance_agreement(labels, reference, 0.5))
     merged, missed = _merged_missed(labels, reference)
+    spurious = _on_background(labels, reference)
     f1 = float(info["f1"])
-    info.update(n_merged=merged, n_missed=missed, iou_threshold=0.5,
+    info.update(n_merged=merged, n_missed=missed, n_on_background=spurious, iou_threshold=0.5,
                 poor=bool(not f1 >= POOR_AGREEMENT_F1))  # fmt: skip
     what = (
         f"agreement of the raw segmentation with the instance labels: F1 {f1:.2f} "
@@ -290,9 +301,12 @@ def reference_note(
             "split them): annotate the background between them, or use a model that "
             "separates instances (--model module:function)"
         )
-    if info["n_objects"] > info["n_reference"] or info["precision"] < 0.5:
+    if spurious >= max(2, 0.25 * info["n_objects"]):
         ms = f" (now {min_size} px)" if min_size is not None else ""
-        advice.append(f"objects that match nothing: raise --min-size{ms}")
+        advice.append(
+            f"{spurious} objects lie mostly on background: raise --min-size{ms} or "
+            "annotate the background there"
+        )
     if missed > merged:
         advice.append("labelled objects missed: add annotations of such objects")
     advice.append("or try --preset weka")
