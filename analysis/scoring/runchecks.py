@@ -309,7 +309,8 @@ def reference_note(
         )
     if missed > merged:
         advice.append("labelled objects missed: add annotations of such objects")
-    advice.append("or try --preset weka")
+    if not advice:
+        advice.append("add annotations, or use another model (--model module:function)")
     return info, [
         f"WARNING: poor {what}: the scores describe these objects, not the labelled ones; "
         + "; ".join(advice)
