@@ -76,4 +76,14 @@ def reconstruct(
     console.print(f"normalisation: {meta['normalisation']}", highlight=False)
     n, r, w = meta["shape"]
     console.print(f"{n} slices of {r}×{w} in {meta['seconds']:.1f} s", highlight=False)
+    from .tomo_score_cmd import view_floor
+
+    need, floor = view_floor(w)
+    if meta["angles"]["n"] < floor:
+        console.print(
+            f"[yellow]warning: {meta['angles']['n']} projections for a {w}-pixel detector "
+            f"(FBP needs about {need:.0f}): the slices are mostly streaks[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     typer.echo(f"volume: {out}")

@@ -147,12 +147,18 @@ def _check_geometry(center: float | None, arc: float, n_det: int) -> None:
 MIN_VIEWS_FRACTION = 0.1
 
 
+def view_floor(n_det: int) -> tuple[float, int]:
+    """Views FBP needs for a detector of ``n_det`` pixels (π/2·n_det), and the floor below
+    which the reconstruction is mostly streaks (:data:`MIN_VIEWS_FRACTION` of it)."""
+    need = math.pi / 2 * n_det
+    return need, math.ceil(MIN_VIEWS_FRACTION * need)
+
+
 def _check_views(n_views: int, n_det: int, projections: Path, few_views: bool) -> None:
     """Refuse, in one line and before any long work, too few views to reconstruct."""
     from rawsigma.errors import InputFileError
 
-    need = math.pi / 2 * n_det
-    floor = math.ceil(MIN_VIEWS_FRACTION * need)
+    need, floor = view_floor(n_det)
     if few_views or n_views >= floor:
         return
     raise InputFileError(

@@ -49,3 +49,31 @@ def test_processing_line_says_the_path_once():
     chunked = {"path": "chunked, slabs of 68 slices on disk", "why": "chunked (forced); estimate"}
     assert _processing_line(chunked) == "chunked, slabs of 68 slices on disk (forced); estimate"
     assert _processing_line({"path": "in memory", "why": "other"}) == "in memory (other)"
+
+
+def test_reconstruct_warns_about_few_views(tmp_path):
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    src = tmp_path / "p.tif"
+    rng = np.random.default_rng(2)
+    tifffile.imwrite(
+        src, rng.integers(1000, 2000, (3, 2, 64), dtype=np.uint16), photometric="minisblack"
+    )
+    res = CliRunner().invoke(
+        app,
+        [
+            "tomo",
+            "reconstruct",
+            str(src),
+            "--angle-range",
+            "0,180",
+            "-o",
+            str(tmp_path / "r.tif"),
+            "-q",
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 0, res.output  # the user asked for it: written, with a warning
+    flat = " ".join(res.output.split())
+    assert "warning: 3 projections for a 64-pixel detector (FBP needs about 101)" in flat
+    assert (tmp_path / "r.tif").is_file()
