@@ -154,13 +154,22 @@ def view_floor(n_det: int) -> tuple[float, int]:
     return need, math.ceil(MIN_VIEWS_FRACTION * need)
 
 
-def _check_views(n_views: int, n_det: int, projections: Path, few_views: bool) -> None:
-    """Refuse, in one line and before any long work, too few views to reconstruct."""
+def _check_views(n_views: int, n_det: int, projections: Path, few_views: bool) -> str | None:
+    """Refuse, in one line and before any long work, too few views to reconstruct.
+
+    With ``few_views`` the run goes on: the returned warning goes into the report.
+    """
     from rawsigma.errors import InputFileError
 
     need, floor = view_floor(n_det)
-    if few_views or n_views >= floor:
-        return
+    if n_views >= floor:
+        return None
+    if few_views:
+        return (
+            f"WARNING: {n_views} projections for a {n_det}-pixel detector (filtered "
+            f"back-projection needs about {need:.0f}): run with --few-views; the "
+            "reconstruction is mostly streaks, so its plaques and their scores mean little."
+        )
     raise InputFileError(
         f"{projections}: {n_views} projections for a {n_det}-pixel detector: filtered "
         f"back-projection needs about {need:.0f} (pi/2 x {n_det}) and below {floor} the "
@@ -253,7 +262,7 @@ def run_tomo_score(
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     _check_geometry(center, arc, proj.shape[-1])
-    _check_views(proj.shape[0], proj.shape[-1], projections, few_views)
+    few_note = _check_views(proj.shape[0], proj.shape[-1], projections, few_views)
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
     if angles and len(ang) != proj.shape[0]:
         raise InputFileError(
@@ -274,6 +283,7 @@ def run_tomo_score(
         raise ImageMismatchError(f"{projections}: {msg}") from None
     except ValueError as exc:  # annotations that cannot train the forest
         raise UsageError(str(exc)) from None
+    result.notes[:0] = [few_note] if few_note else []
     result.provenance.update(
         projections_file=str(projections),
         profile_file=str(profile) if profile else "estimated from the projections",

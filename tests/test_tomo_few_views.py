@@ -36,9 +36,11 @@ def test_view_floor_follows_the_detector():
     assert floor == 101
     with pytest.raises(InputFileError, match="7 projections for a 640-pixel detector"):
         _check_views(7, 640, "opt.tif", few_views=False)
-    _check_views(floor, 640, "opt.tif", few_views=False)  # enough views
-    _check_views(7, 640, "opt.tif", few_views=True)  # the user insists
-    _check_views(48, 48, "sim.tif", few_views=False)  # the simulated test acquisitions
+    assert _check_views(floor, 640, "opt.tif", few_views=False) is None  # enough views
+    assert _check_views(floor, 640, "opt.tif", few_views=True) is None
+    note = _check_views(7, 640, "opt.tif", few_views=True)  # the user insists: a report note
+    assert note.startswith("WARNING: 7 projections for a 640-pixel detector")
+    assert _check_views(48, 48, "sim.tif", few_views=False) is None  # the tests' acquisitions
 
 
 def test_processing_line_says_the_path_once():
@@ -77,3 +79,29 @@ def test_reconstruct_warns_about_few_views(tmp_path):
     flat = " ".join(res.output.split())
     assert "warning: 3 projections for a 64-pixel detector (FBP needs about 101)" in flat
     assert (tmp_path / "r.tif").is_file()
+
+
+def test_forced_few_views_run_says_so_in_the_report(tmp_path):
+    import json
+
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.analysis.phantoms.opt_organ import organ_phantom3d, simulate_opt
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    shape = (8, 40)  # 5 views for 40 px: the floor is 7
+    model = SensorModel.preset("scmos", shape, seed=5)
+    ph = organ_phantom3d(shape, n_plaques=3, radius=(2.0, 3.5), rng=2)
+    acq = simulate_opt(shape, 5, rng=1, phantom=ph, profile=model.true_profile(), model=model,
+                       peak_photons=3000.0)  # fmt: skip
+    tifffile.imwrite(tmp_path / "proj.tif", acq.projections)
+    acq.profile.save(tmp_path / "prof.h5")
+    base = ["tomo", "score", str(tmp_path / "proj.tif"), "--profile", str(tmp_path / "prof.h5"),
+            "--codecs", "replica", "--replicas", "3", "--no-operators"]  # fmt: skip
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 1 and "5 projections for a 40-pixel detector" in r.output
+    r = CliRunner().invoke(app, [*base, "--few-views", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    notes = json.loads((tmp_path / "b" / "results.json").read_text())["notes"]
+    assert notes[0].startswith("WARNING: 5 projections for a 40-pixel detector")
+    assert "run with --few-views" in (tmp_path / "b" / "report.html").read_text()
