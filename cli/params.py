@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 __all__ = [
+    "MIN_VIEWS_FRACTION",
     "check_codecs",
     "check_score_options",
     "choice",
@@ -24,6 +25,7 @@ __all__ = [
     "options_error",
     "number",
     "validate",
+    "view_floor",
 ]
 
 _HINT = "'--codecs'"
@@ -200,3 +202,18 @@ def options_error(exc: ValueError, what: str = "options", as_flags: bool = True)
             parts.append(f"{name}: {msg}" if loc else msg)
     text = "; ".join(parts) or " ".join(str(exc).split())
     return UsageError(f"invalid {what}: {text}")
+
+
+#: below this fraction of the π/2 · n_det views FBP needs (Crowther) the reconstruction
+#: is mostly streaks: its plaques mean nothing, and a full-size run takes hours
+MIN_VIEWS_FRACTION = 0.1
+
+
+def view_floor(n_det: int) -> tuple[float, int]:
+    """Views FBP needs for ``n_det`` detector pixels (π/2·n_det), and the floor.
+
+    Below the floor (:data:`MIN_VIEWS_FRACTION` of the need) the reconstruction is
+    mostly streaks.
+    """
+    need = math.pi / 2 * n_det
+    return need, math.ceil(MIN_VIEWS_FRACTION * need)

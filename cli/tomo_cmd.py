@@ -76,7 +76,7 @@ def reconstruct(
     console.print(f"normalisation: {meta['normalisation']}", highlight=False)
     n, r, w = meta["shape"]
     console.print(f"{n} slices of {r}×{w} in {meta['seconds']:.1f} s", highlight=False)
-    from .tomo_score_cmd import view_floor
+    from .params import view_floor
 
     need, floor = view_floor(w)
     if meta["angles"]["n"] < floor:

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from .console import user_errors
-from .params import choice, codec_list, codec_option, options_error
+from .params import choice, codec_list, codec_option, options_error, view_floor
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 SEGMENTERS = ("rule", "forest")
@@ -140,18 +140,6 @@ def _check_geometry(center: float | None, arc: float, n_det: int) -> None:
         raise UsageError(f"--center {center:g}: outside the detector (pixels 0 to {n_det - 1})")
     if not (math.isfinite(arc) and 0 < arc <= 360):
         raise UsageError(f"--arc {arc:g}: expected an angle in (0, 360] degrees")
-
-
-#: below this fraction of the π/2 · n_det views FBP needs (Crowther) the reconstruction
-#: is mostly streaks: its plaques mean nothing, and a full-size run takes hours
-MIN_VIEWS_FRACTION = 0.1
-
-
-def view_floor(n_det: int) -> tuple[float, int]:
-    """Views FBP needs for a detector of ``n_det`` pixels (π/2·n_det), and the floor below
-    which the reconstruction is mostly streaks (:data:`MIN_VIEWS_FRACTION` of it)."""
-    need = math.pi / 2 * n_det
-    return need, math.ceil(MIN_VIEWS_FRACTION * need)
 
 
 def _check_views(n_views: int, n_det: int, projections: Path, few_views: bool) -> str | None:

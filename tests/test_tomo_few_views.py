@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 from rawsigma.cli.main import main
-from rawsigma.cli.tomo_score_cmd import MIN_VIEWS_FRACTION, _check_views
+from rawsigma.cli.params import MIN_VIEWS_FRACTION
+from rawsigma.cli.tomo_score_cmd import _check_views
 from rawsigma.errors import InputFileError
 
 
