@@ -104,8 +104,6 @@ def run_score_volume(o: dict[str, Any]) -> Path:
         raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
     if o["index"] is not None:
         raise UsageError("--index picks one 2-D frame; a volume (--spacing/--axes) is scored whole")
-    if o["tolerance_search"]:
-        raise UsageError("--tolerance-search is not available for volumes yet")
     result = _run(o)
     created = not out.exists()
     stage = out / ".report.tmp"
@@ -151,6 +149,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             centre=o["centre"], max_distance=o["max_distance"], min_size=o["min_size"],
             foreground_class=o["foreground_class"], classifier_preset=o["preset"],
             feature_preset=o["preset"], workers=o["workers"], model=o["model"],
+            tolerance_search=[t for t in (o["tolerance_search"] or "").split(",") if t.strip()],
         )  # fmt: skip
     except ValueError as exc:
         raise options_error(exc) from None
@@ -317,4 +316,8 @@ def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
             f"| count {cnt['raw']:.0f} → {cnt['value']:.0f}",
             soft_wrap=True,
         )
+    for fam, t in result.tolerance.items():
+        b = t["best"]
+        best = f"{b['spec']} ({b['ratio']:.1f}:1)" if b else "none within noise"
+        console.print(f"  tolerance {fam}: {best}", highlight=False)
     typer.echo(f"report: {report}")

@@ -119,8 +119,17 @@ def test_chunked_path_gives_the_same_objects_and_verdicts(phantom, in_memory, tm
         assert ca.globals.keys() == cb.globals.keys()
         for k in ca.objects:
             assert ca.objects[k].robust == pytest.approx(cb.objects[k].robust, nan_ok=True)
-        assert ca.feature_eps == {}
-    assert any("Out of core" in n for n in res.notes)
+        # feature ε chunk by chunk: the in-memory numbers and worst-channel map
+        assert ca.features.keys() == cb.features.keys() and len(ca.features) == 12
+        for n, v in cb.features.items():
+            assert ca.features[n]["n_pixels"] == v["n_pixels"]
+            for m in ("mean_epsilon", "mean_abs_epsilon", "rms_epsilon"):
+                assert ca.features[n][m] == pytest.approx(v[m], rel=1e-5, abs=1e-6)
+        assert ca.feature_eps.keys() == cb.feature_eps.keys()
+        for n in cb.feature_eps:
+            np.testing.assert_array_equal(np.asarray(ca.feature_eps[n][...]), cb.feature_eps[n])
+    assert res.feature_names == in_memory.feature_names
+    assert any("feature ε computed chunk by chunk" in n for n in res.notes)
 
 
 def _segment_killing_once(marker: str, vol: np.ndarray) -> np.ndarray:
@@ -197,9 +206,25 @@ def test_cli_chunks_path_equals_in_memory(vfiles) -> None:
     assert not (vfiles / "chunk" / "work").exists()  # removed once the report is written
     a, b = _results(vfiles / "chunk"), _results(vfiles / "mem")
     for ca, cb in zip(a.pop("codecs"), b.pop("codecs"), strict=True):
-        assert ca.pop("features") == {} and cb.pop("features")  # not computed when chunked
+        fa, fb = ca.pop("features"), cb.pop("features")  # chunked: float64 sums of ε
+        assert fa.keys() == fb.keys() and fb
+        for n, v in fb.items():
+            assert fa[n] == pytest.approx(v, rel=1e-5, abs=1e-6)
         assert ca == cb
     assert a == b
+    import h5py
+
+    with (
+        h5py.File(vfiles / "mem" / "volumes.h5") as fm,
+        h5py.File(vfiles / "chunk" / "volumes.h5") as fc,
+    ):
+        assert (
+            sorted(fm["feature_eps"]) == sorted(fc["feature_eps"]) == ["8bit", "replica"]
+        )
+        for spec in fm["feature_eps"]:
+            dm, dc = fm["feature_eps"][spec], fc["feature_eps"][spec]
+            assert dm.attrs["feature"] == dc.attrs["feature"] and dm.dtype == np.float16
+            np.testing.assert_array_equal(dm[()], dc[()])
     r = _cli(vfiles, vfiles / "bad", *lab, "--chunks", "4,0,20")
     assert r.exit_code == 2 and "three positive integers" in r.output
     r = _cli(vfiles, vfiles / "bad", "--model", f"{vfiles / 'crashing.py'}:segment",

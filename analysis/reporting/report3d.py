@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from rawsigma.analysis.reporting import figures, tables
-from rawsigma.analysis.reporting.report import write_objects_csv, write_results_json
+from rawsigma.analysis.reporting.report import (
+    _tolerance_table,
+    write_objects_csv,
+    write_results_json,
+)
 from rawsigma.analysis.reporting.tables import fmt as _f
 from rawsigma.fileio import atomic_write
 
@@ -149,8 +153,28 @@ def _reference(result) -> str:
     )
 
 
+def _write_feature_eps(f, c, name: str, fmap, kw: dict) -> None:  # type: ignore[no-untyped-def]
+    """``feature_eps/<spec>``: float16 ε map of the worst feature, copied a z slab at a time.
+
+    ``fmap`` may be a zarr array (the chunked path): it is never read whole.
+    """
+    top = float(np.finfo(np.float16).max)
+    shape = tuple(fmap.shape)
+    step = max(1, (16 << 20) // max(1, 4 * int(np.prod(shape[1:]))))
+    d = f.create_dataset(f"feature_eps/{c.spec}", shape=shape, dtype=np.float16,
+                         chunks=(min(step, shape[0]),) + shape[1:], **kw)  # fmt: skip
+    for z in range(0, shape[0], step):
+        d[z : z + step] = np.clip(np.asarray(fmap[z : z + step], np.float32), -top, top)
+    d.attrs.update(feature=name, mean_abs_epsilon=float(c.features[name]["mean_abs_epsilon"]))
+
+
 def write_volumes_h5(result, path: str | os.PathLike) -> Path:
-    """Raw volume, raw labels and each version's labels, with ``spacing_zyx`` attributes."""
+    """Raw volume, raw labels, each version's labels and feature ε map (``spacing_zyx``).
+
+    ``feature_eps/<spec>`` (float16, NaN where σ = 0, attributes ``feature`` and
+    ``mean_abs_epsilon``) is the per-voxel ε of the scoring feature with the largest
+    mean |ε| for that version, as ``maps.h5``'s ``feature_eps/<name>`` in 2D.
+    """
     import h5py
 
     with atomic_write(path, force=True) as tmp, h5py.File(tmp, "w") as f:
@@ -161,6 +185,8 @@ def write_volumes_h5(result, path: str | os.PathLike) -> Path:
         f.create_dataset("labels/raw", data=result.raw_labels.astype(np.int32), **kw)
         for c in result.codecs:
             f.create_dataset(f"labels/{c.spec}", data=c.labels.astype(np.int32), **kw)
+            for name, fmap in getattr(c, "feature_eps", {}).items():
+                _write_feature_eps(f, c, name, fmap, kw)
         for ds in f.values():
             if hasattr(ds, "attrs"):
                 ds.attrs["spacing_zyx"] = np.asarray(result.spacing, float)
@@ -180,6 +206,8 @@ def write_volume_report(result, out_dir: str | os.PathLike, force: bool = False)
         ("epsilon_objects", figures.epsilon_objects(result), "Per-object ε, mean ± std"),
         ("feature_epsilon", figures.feature_epsilon(result), "Per-voxel ε of feature maps"),
     ]  # fmt: skip
+    if result.tolerance:
+        figs.append(("tolerance", figures.tolerance_curves(result), "Tolerance search"))
     tables.write_figures(out, figs, result.provenance)
     write_results_json(result, out / "results.json", force=True)
     write_objects_csv(result, out / "objects.csv", force=True)
@@ -225,6 +253,7 @@ paper's rule are computed exactly as for 2D images (see a 2D report for the full
 {_reference(result)}
 <h2>Versions</h2>{tables.html_table(_CODEC_COLUMNS, result.codecs)}
 {quant}
+{_tolerance_table(result)}
 <h2>Per-object scores</h2>{tables.object_table(result)}
 <h2>Figures</h2>{tables.figures_html(figs)}
 {tables.provenance_html(prov)}

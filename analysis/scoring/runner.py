@@ -57,6 +57,7 @@ from rawsigma.analysis.scoring.per_image import (
 from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS, ScorePlan
 from rawsigma.analysis.scoring.reference import ReplicaReference, codec_result, replica_reference
 from rawsigma.analysis.scoring.results import CodecResult, ScoreResult
+from rawsigma.analysis.scoring.tolerance import tolerance_sweep
 from rawsigma.analysis.segmentation.features import (
     SCORING_FEATURES,
     feature_names,
@@ -277,40 +278,16 @@ def _score_codecs(
 def _tolerance_sweep(
     family: str, sweep: list[str], scorer: _CodecScorer, profile: Any, report: Progress
 ) -> dict:
-    """Sweep one codec family gentle → aggressive; stop after two failures in a row."""
+    """`tolerance.tolerance_sweep` of one codec family on the image of ``scorer``."""
     image = scorer.image
-    points: list[dict] = []
-    fails = 0
-    for j, spec in enumerate(sweep):
-        report(f"tolerance {family}", j, len(sweep))
-        try:
-            (codec,) = parse_codecs(spec, profile=profile)
-            data, dec = codec_bytes(codec, image)
-        except Exception as exc:  # codec unavailable or knob out of range
-            points.append({"spec": spec, "error": str(exc)})
-            continue
+
+    def encode(spec: str) -> tuple[float, _Decoded]:
+        (codec,) = parse_codecs(spec, profile=profile)
+        data, dec = codec_bytes(codec, image)
         ratio = compression_ratio(image, data)
-        same = next(
-            (p for p in points if "ratio" in p and abs(p["ratio"] / ratio - 1) < 0.005),
-            None,
-        )
-        if same is not None:  # knob saturated (e.g. JPEG quality 100): same stream
-            points.append({**same, "spec": spec, "same_as": same["spec"]})
-            continue
-        result = scorer.score(spec, _Decoded(dec, ratio, len(data), codec.description))
-        points.append(
-            {
-                "spec": spec,
-                "ratio": result.ratio,
-                "within_noise": result.verdict["within_noise"],
-                "worst": result.verdict["worst"],
-            }
-        )
-        fails = 0 if result.verdict["within_noise"] else fails + 1
-        if fails >= 2:
-            break
-    best = sc.tolerance_best([p for p in points if "ratio" in p])
-    return {"points": points, "best": best}
+        return ratio, _Decoded(dec, ratio, len(data), codec.description)
+
+    return tolerance_sweep(family, sweep, encode, scorer.score, report)
 
 
 def _objects_info(

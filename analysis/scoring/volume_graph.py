@@ -22,8 +22,10 @@ local thread pool, or the workers of a ``dask.distributed`` cluster):
 With ``chunks``, each task segments and measures its volume chunk by chunk
 (:func:`rawsigma.analysis.outofcore.pipeline.segment_measure_chunked`: the
 classifier's features exist for one chunk at a time; labels and tables equal the
-in-memory ones); its scoring feature maps are then not computed (feature ε is
-reported as not computed) — objects, globals, matching and the verdict are.
+in-memory ones), and feature ε is computed by one more round of chunk tasks over
+the written volumes (:func:`rawsigma.analysis.outofcore.featurestats.feature_epsilon_chunked`:
+raw, replicas one at a time, codecs; ``workdir/features``), equal to the in-memory
+feature ε up to float rounding, its worst-channel maps in zarr arrays.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from rawsigma.analysis.scoring.volume_steps import (
     _replica_reference,
     _Run,
     assemble_result,
+    tolerance_search,
 )
 from rawsigma.errors import RawsigmaError
 
@@ -241,8 +244,8 @@ def _prepare_workdir(work: Path, key: str, resume: bool, notes: list[str]) -> No
     if old is not None and (old != key or not resume):
         if old != key and resume:
             notes.append(f"Task results in {work} were from another run: recomputed.")
-        shutil.rmtree(work / "tasks", ignore_errors=True)
-        shutil.rmtree(work / "inputs", ignore_errors=True)
+        for sub in ("tasks", "inputs", "features"):
+            shutil.rmtree(work / sub, ignore_errors=True)
     run_file.write_text(json.dumps({"key": key}))
 
 
@@ -265,8 +268,85 @@ def _write_inputs(inputs: Path, vol: np.ndarray, profile: Any, plan: ScorePlan, 
     tmp.replace(inputs / "replicas.npy")
 
 
-def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]]) -> VolumeResult:
-    """ε, Δ, null and verdict from the written task results (the in-memory steps)."""
+def _chunked_features(
+    work: Path, specs: dict[str, str], ctx: _TaskContext, opts: dict, maps: bool = True
+) -> Any:
+    """Feature ε of the codecs ``specs`` (spec → task name), chunk by chunk, in ``work``."""
+    from rawsigma.analysis.outofcore.featurestats import feature_epsilon_chunked
+
+    inputs = Path(ctx.inputs)
+    decoded = {s: str(inputs.parent / "tasks" / n / "decoded.npy") for s, n in specs.items()}
+    assert ctx.chunks is not None
+    return feature_epsilon_chunked(
+        str(inputs / "raw.npy"), str(inputs / "replicas.npy"), decoded, work,
+        sigmas=ctx.plan.score_sigmas, spacing=ctx.spacing, chunks=ctx.chunks, maps=maps, **opts,
+    )  # fmt: skip
+
+
+@dataclass
+class _GraphPoints:
+    """Tolerance-search points as tasks of the graph (`volume_steps.tolerance_search`).
+
+    A point is one more codec task (``tolerance_<spec>``; a spec of the plan reuses
+    its task), scored like the plan's codecs; on the chunked path its feature ε is
+    computed chunk by chunk (without maps: only the point's verdict is kept).
+    """
+
+    work: Path
+    ctx: _TaskContext
+    opts: dict
+    existing: dict[str, str]  # spec → task name of the plan's codecs
+    run: Any = None
+    scorer: Any = None
+
+    def encode(self, spec: str) -> tuple[float, str]:
+        """Run the point's codec task; its compression ratio and task name."""
+        from rawsigma.analysis.outofcore.taskrun import run_tasks
+
+        name = self.existing.get(spec, f"tolerance_{_safe(spec)}")
+        if spec not in self.existing:
+            task = {name: (_version_task, ("codec", spec, self.ctx))}
+            o = {k: v for k, v in self.opts.items() if k != "progress"}
+            failed = run_tasks(task, self.work / "tasks", **o).failed
+            if failed:
+                raise RawsigmaError(failed[name])
+        return json.loads((self.work / "tasks" / name / "codec.json").read_text())["ratio"], name
+
+    def score(self, spec: str, name: str) -> Any:
+        """Score the point's written outcome (the plan's decoded volumes left as they were)."""
+        d = self.work / "tasks" / name
+        meta = json.loads((d / "codec.json").read_text())
+        dec = np.load(d / "decoded.npy", mmap_mode="r")
+        kept = self.run.decoded.get(spec)
+        self.run.decoded[spec] = _Decoded(dec, meta["ratio"], meta["n_bytes"], meta["description"])
+        feats = None
+        try:
+            outcome = _read_outcome(d, features=self.ctx.chunks is None)
+            if self.ctx.chunks is not None:
+                fe = _chunked_features(self.work / "features" / name, {spec: name}, self.ctx,
+                                       self.opts, maps=False)  # fmt: skip
+                feats = (fe.scores[spec], {})
+                outcome.features = self.scorer.reference.raw.features
+            return self.scorer.score_outcome(spec, outcome, feats)
+        finally:
+            if kept is None:
+                del self.run.decoded[spec]
+            else:
+                self.run.decoded[spec] = kept
+
+
+def _reduce(
+    run: _Run,
+    tasks: Path,
+    names: dict[str, tuple[str, Any]],
+    feats: Any = None,
+    points: _GraphPoints | None = None,
+) -> VolumeResult:
+    """ε, Δ, null and verdict from the written task results (the in-memory steps).
+
+    ``feats``: the chunked path's feature ε (`_chunked_features`), else None;
+    ``points``: the tolerance search's points as tasks.
+    """
     from rawsigma.analysis.scoring import standard_score as sc
 
     t0 = time.perf_counter()
@@ -285,7 +365,7 @@ def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]]) -> Volume
             replicas.append(rep)
     ref = _replica_reference(raw, replicas, stats, run)
     if chunked:
-        ref.feature_names = []
+        ref.feature_names = list(feats.names) if feats is not None else []
     outcomes = {}
     for name, (kind, spec) in names.items():
         if kind == "codec":
@@ -297,9 +377,16 @@ def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]]) -> Volume
             if chunked:
                 outcomes[spec].features = raw.features
     scorer = _CodecScorer(run, ref, raw_noise_sigma(run.vol, run.profile))
-    results = [scorer.score_outcome(spec, o) for spec, o in outcomes.items()]
+    results = [
+        scorer.score_outcome(spec, o, (feats.scores[spec], feats.worst[spec]) if chunked else None)
+        for spec, o in outcomes.items()
+    ]
     run.timings["reduce"] = time.perf_counter() - t0
-    return assemble_result(run, ref, results)
+    tolerance = {}
+    if points is not None:
+        points.run, points.scorer = run, scorer
+        tolerance = tolerance_search(run, points.encode, points.score)
+    return assemble_result(run, ref, results, tolerance)
 
 
 def score_volume_tasks(
@@ -408,10 +495,18 @@ def score_volume_tasks(
         )
     if outcome.reused:
         notes.append(f"{len(outcome.reused)} of {len(tasks)} task results reused from {work}.")
+    feats = None
+    specs = {k: n for n, (kind, k) in names.items() if kind == "codec"}
+    opts = dict(client=client, workers=task_threads, retries=retries, resume=resume,
+                progress=report)  # fmt: skip
     if chunks is not None:
+        t0 = time.perf_counter()
+        feats = _chunked_features(work / "features" / "codecs", specs, ctx, opts)
+        timings["feature_epsilon"] = time.perf_counter() - t0
         notes.append(
             f"Out of core: every version segmented and measured in chunks of {chunks} voxels; "
-            "feature ε (scoring feature maps) not computed on this path."
+            f"feature ε computed chunk by chunk ({feats.n_chunks} chunks, filters read with "
+            "their halo, replicas folded one at a time)."
         )
     run = _Run(
         vol=vol, profile=profile, reps=np.empty((0,) + vol.shape, vol.dtype), decoded={},
@@ -420,4 +515,4 @@ def score_volume_tasks(
         report=report, timings=timings, notes=notes, objects_info=objects_info, t_all=t_all,
         segmenter=seg_desc,
     )  # fmt: skip
-    return _reduce(run, work / "tasks", names)
+    return _reduce(run, work / "tasks", names, feats, _GraphPoints(work, ctx, opts, specs))

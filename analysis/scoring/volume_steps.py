@@ -253,17 +253,27 @@ class _CodecScorer:
         """Segment, measure and score the decoded volume of ``spec``."""
         return self.score_outcome(spec, _process(self.run.decoded[spec].volume, self.run))
 
-    def score_outcome(self, spec: str, outcome: _Outcome) -> CodecResult:
-        """Score the decoded volume of ``spec`` whose segmentation is ``outcome``."""
+    def score_outcome(
+        self, spec: str, outcome: _Outcome, features: tuple[dict, dict] | None = None
+    ) -> CodecResult:
+        """Score the decoded volume of ``spec`` whose segmentation is ``outcome``.
+
+        ``features``: its feature ε and worst-channel map computed elsewhere (chunk by
+        chunk, `rawsigma.analysis.outofcore.featurestats`); default from the feature
+        stacks of ``outcome`` and the reference.
+        """
         ref = self.reference
         raw = ref.raw
         match = _match(raw, outcome, self.run.plan.max_distance)
-        feature_eps = sc.feature_epsilon(
-            raw.features, ref.feature_sigma, outcome.features, ref.feature_names
-        )
-        worst_map = sc.worst_feature_map(
-            feature_eps, raw.features, ref.feature_sigma, outcome.features, ref.feature_names
-        )
+        if features is None:
+            feature_eps = sc.feature_epsilon(
+                raw.features, ref.feature_sigma, outcome.features, ref.feature_names
+            )
+            worst_map = sc.worst_feature_map(
+                feature_eps, raw.features, ref.feature_sigma, outcome.features, ref.feature_names
+            )
+        else:
+            feature_eps, worst_map = features
         return codec_result(
             spec, self.run.decoded[spec], self.run.vol, self.voxel_sigma, ref, outcome, match,
             feature_eps, worst_map,
@@ -331,10 +341,64 @@ def score_run(run: _Run) -> VolumeResult:
         t0 = time.perf_counter()
         results = _score_codecs(pool, scorer)
         timings["scoring_codecs"] = time.perf_counter() - t0
-    return assemble_result(run, ref, results)
+    tolerance = tolerance_search(run, *_in_memory_points(run, scorer))
+    return assemble_result(run, ref, results, tolerance)
 
 
-def assemble_result(run: _Run, ref: ReplicaReference, results: list[CodecResult]) -> VolumeResult:
+def _in_memory_points(run: _Run, scorer: _CodecScorer) -> tuple[Callable, Callable]:
+    """``encode(spec)`` and ``score(spec, decoded)`` of a tolerance point, in memory."""
+    from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
+
+    def encode(spec: str) -> tuple[float, _Decoded]:
+        (codec,) = parse_codecs(spec, profile=run.profile)
+        getattr(codec, "prepare", lambda _p: None)(lambda *_a: None)
+        data = codec.encode(run.vol)
+        ratio = compression_ratio(run.vol, data)
+        return ratio, _Decoded(np.asarray(codec.decode(data)), ratio, len(data), codec.description)
+
+    def score(spec: str, decoded: _Decoded) -> CodecResult:
+        kept = run.decoded.get(spec)
+        run.decoded[spec] = decoded
+        try:
+            return scorer.score(spec)
+        finally:
+            if kept is None:
+                del run.decoded[spec]
+            else:
+                run.decoded[spec] = kept
+
+    return encode, score
+
+
+def tolerance_search(
+    run: _Run,
+    encode: Callable[[str], tuple[float, Any]],
+    score: Callable[[str, Any], CodecResult],
+) -> dict[str, dict]:
+    """`tolerance.tolerance_sweep` (the 2D loop) of each family of ``run.plan.tolerance_search``.
+
+    ``encode(spec)`` returns a point's compression ratio and a handle, ``score(spec,
+    handle)`` its result (in memory: the decoded volume; on the task graph: a task).
+    """
+    from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS
+    from rawsigma.analysis.scoring.tolerance import tolerance_sweep
+
+    t0 = time.perf_counter()
+    out = {
+        family: tolerance_sweep(family, TOLERANCE_SWEEPS[family], encode, score, run.report)
+        for family in run.plan.tolerance_search
+    }
+    if out:
+        run.timings["tolerance_search"] = time.perf_counter() - t0
+    return out
+
+
+def assemble_result(
+    run: _Run,
+    ref: ReplicaReference,
+    results: list[CodecResult],
+    tolerance: dict[str, dict] | None = None,
+) -> VolumeResult:
     """The :class:`VolumeResult` of a run from its replica reference and codec results."""
     raw, timings = ref.raw, run.timings
     _complete_objects_info(run, raw, ref.n_objects)
@@ -345,7 +409,7 @@ def assemble_result(run: _Run, ref: ReplicaReference, results: list[CodecResult]
     return VolumeResult(
         plan=run.plan, provenance=_provenance(run), image=run.vol,
         feature_names=ref.feature_names, codecs=results, timings=timings, notes=run.notes,
-        objects_info=run.objects_info, spacing=run.spacing,
+        objects_info=run.objects_info, spacing=run.spacing, tolerance=tolerance or {},
         spacing_source=run.spacing_source, tissue=run.tissue, reference=reference_info,
         **ref.result_fields(),
     )  # fmt: skip
