@@ -81,3 +81,32 @@ def test_graph_and_chunked_sweeps_equal_in_memory(scene, searched, tmp_path) -> 
     names = {p.name for p in (tmp_path / "c" / "tasks").iterdir()}
     assert "tolerance_noise_step=1" in names and "codec_01_noise_step=2" in names
     assert "tolerance_noise_step=2" not in names  # the plan's own codec task is reused
+
+
+@pytest.mark.slow
+def test_cli_tolerance_search_on_a_volume(scene, searched, tmp_path) -> None:
+    import h5py
+    import tifffile
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    vol, prof, kw = scene
+    tifffile.imwrite(tmp_path / "vol.tif", vol)
+    tifffile.imwrite(tmp_path / "lab.tif", kw["labels"])
+    prof.save(tmp_path / "prof.h5")
+    out = tmp_path / "out"
+    args = [tmp_path / "vol.tif", "--profile", tmp_path / "prof.h5", "--labels",
+            tmp_path / "lab.tif", "--spacing", "1,0.5,0.5", "--replicas", "4", "--seed", "5",
+            "--workers", "1", "--codecs", "replica", "--tolerance-search", "noise",
+            "--out", out]  # fmt: skip
+    r = CliRunner().invoke(app, ["score", *map(str, args)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "results.json").read_text())
+    best = res["tolerance_search"]["noise"]["best"]
+    assert float(best["spec"].split("=")[1]) >= 2 and best["within_noise"]
+    assert f"tolerance noise: {best['spec']}" in r.output
+    assert "Tolerance search" in (out / "report.html").read_text()
+    assert (out / "figures" / "tolerance.png").exists()
+    with h5py.File(out / "volumes.h5") as f:
+        d = f["feature_eps/replica"]
+        assert d.shape == vol.shape and d.attrs["feature"] in res["codecs"][0]["features"]

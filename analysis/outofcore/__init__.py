@@ -1,4 +1,4 @@
-"""Chunked, lazy versions of the feature bank and of synthesis on dask arrays.
+"""Chunked, lazy versions of the feature bank, synthesis and feature ε on dask arrays.
 
 For images and volumes beyond memory (the ``scale`` extra).
 
@@ -15,6 +15,8 @@ _EXPORTS = {
     "measure3d_chunked": "chunklabel",
     "predict_proba_dask": "classify",
     "foreground_dask": "classify",
+    "ChunkedFeatureEpsilon": "featurestats",
+    "feature_epsilon_chunked": "featurestats",
     "TaskOutcome": "taskrun",
     "connect": "taskrun",
     "run_tasks": "taskrun",

@@ -70,6 +70,7 @@ _EXPORTS = {
     "size_summary": "runchecks",
     "tissue_mask": "volume",
     "tolerance_best": "standard_score",
+    "tolerance_sweep": "tolerance",
     "trimmed_se_unit": "nullstats",
     "verdict": "standard_score",
     "volume_task_names": "volume_graph",

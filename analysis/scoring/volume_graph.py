@@ -319,7 +319,7 @@ class _GraphPoints:
         dec = np.load(d / "decoded.npy", mmap_mode="r")
         kept = self.run.decoded.get(spec)
         self.run.decoded[spec] = _Decoded(dec, meta["ratio"], meta["n_bytes"], meta["description"])
-        feats = None
+        feats: tuple[dict, dict] | None = None
         try:
             outcome = _read_outcome(d, features=self.ctx.chunks is None)
             if self.ctx.chunks is not None:
