@@ -218,9 +218,7 @@ def test_cli_chunks_path_equals_in_memory(vfiles) -> None:
         h5py.File(vfiles / "mem" / "volumes.h5") as fm,
         h5py.File(vfiles / "chunk" / "volumes.h5") as fc,
     ):
-        assert (
-            sorted(fm["feature_eps"]) == sorted(fc["feature_eps"]) == ["8bit", "replica"]
-        )
+        assert sorted(fm["feature_eps"]) == sorted(fc["feature_eps"]) == ["8bit", "replica"]
         for spec in fm["feature_eps"]:
             dm, dc = fm["feature_eps"][spec], fc["feature_eps"][spec]
             assert dm.attrs["feature"] == dc.attrs["feature"] and dm.dtype == np.float16
