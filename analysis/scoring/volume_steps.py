@@ -4,6 +4,8 @@ Each volume (raw, replicas, codec outputs) is segmented with the run's segmenter
 measured (:func:`~rawsigma.analysis.measurement.morphometry3d.measure3d`, physical
 units) and its scoring feature maps computed; then replicas and codec outputs are
 matched to the raw objects and scored as in 2D (see the ``volume`` module notes).
+With ``plan.tolerance_search``, :func:`tolerance_search` then sweeps each codec family
+with the 2D loop (:func:`rawsigma.analysis.scoring.tolerance.tolerance_sweep`).
 
 The module also holds what both it and ``volume`` need (:class:`VolumeResult`,
 :data:`DEFAULT_SPACING`, :func:`parameter_quantum3d`): ``volume`` imports this module,
