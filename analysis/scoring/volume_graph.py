@@ -268,9 +268,7 @@ def _write_inputs(inputs: Path, vol: np.ndarray, profile: Any, plan: ScorePlan, 
     tmp.replace(inputs / "replicas.npy")
 
 
-def _chunked_features(
-    work: Path, specs: dict[str, str], ctx: _TaskContext, opts: dict, maps: bool = True
-) -> Any:
+def _chunked_features(work: Path, specs: dict[str, str], ctx: _TaskContext, opts: dict) -> Any:
     """Feature ε of the codecs ``specs`` (spec → task name), chunk by chunk, in ``work``."""
     from rawsigma.analysis.outofcore.featurestats import feature_epsilon_chunked
 
@@ -279,7 +277,7 @@ def _chunked_features(
     assert ctx.chunks is not None
     return feature_epsilon_chunked(
         str(inputs / "raw.npy"), str(inputs / "replicas.npy"), decoded, work,
-        sigmas=ctx.plan.score_sigmas, spacing=ctx.spacing, chunks=ctx.chunks, maps=maps, **opts,
+        sigmas=ctx.plan.score_sigmas, spacing=ctx.spacing, chunks=ctx.chunks, **opts,
     )  # fmt: skip
 
 
@@ -288,8 +286,9 @@ class _GraphPoints:
     """Tolerance-search points as tasks of the graph (`volume_steps.tolerance_search`).
 
     A point is one more codec task (``tolerance_<spec>``; a spec of the plan reuses
-    its task), scored like the plan's codecs; on the chunked path its feature ε is
-    computed chunk by chunk (without maps: only the point's verdict is kept).
+    its task), scored like the plan's codecs. A point keeps only its ratio and
+    verdict, which feature ε does not enter: on the chunked path its feature ε is not
+    computed (no second pass over the replicas per point).
     """
 
     work: Path
@@ -323,10 +322,7 @@ class _GraphPoints:
         try:
             outcome = _read_outcome(d, features=self.ctx.chunks is None)
             if self.ctx.chunks is not None:
-                fe = _chunked_features(self.work / "features" / name, {spec: name}, self.ctx,
-                                       self.opts, maps=False)  # fmt: skip
-                feats = (fe.scores[spec], {})
-                outcome.features = self.scorer.reference.raw.features
+                feats = ({}, {})
             return self.scorer.score_outcome(spec, outcome, feats)
         finally:
             if kept is None:
