@@ -65,13 +65,11 @@ def test_noise_sweep_on_a_volume(scene, searched) -> None:
 @pytest.mark.slow
 def test_graph_and_chunked_sweeps_equal_in_memory(scene, searched, tmp_path) -> None:
     vol, prof, kw = scene
+    # the sweep does not depend on the plan's codecs: the in-memory one is `searched`'s
     kw = dict(kw, codecs=["replica", "noise:step=2"], tolerance_search=["noise"])
-    mem = _run(score_volume, vol, prof, **kw)
+    mem = searched
     graph = _run(score_volume_tasks, vol, prof, tmp_path / "g", **kw)
     assert graph.tolerance == mem.tolerance
-    assert [p["spec"] for p in mem.tolerance["noise"]["points"]] == [
-        p["spec"] for p in searched.tolerance["noise"]["points"]
-    ]
     chunked = _run(score_volume_tasks, vol, prof, tmp_path / "c", chunks=(4, 24, 24), **kw)
     a, b = chunked.tolerance["noise"], mem.tolerance["noise"]
     assert [(p["spec"], p["within_noise"]) for p in a["points"]] == [
