@@ -153,19 +153,25 @@ def _reference(result) -> str:
     )
 
 
-def _write_feature_eps(f, c, name: str, fmap, kw: dict) -> None:  # type: ignore[no-untyped-def]
-    """``feature_eps/<spec>``: float16 ε map of the worst feature, copied a z slab at a time.
+def _write_feature_maps(f, result) -> None:  # type: ignore[no-untyped-def]
+    """``feature_eps/<spec>``: float16 ε map of each version's worst feature.
 
-    ``fmap`` may be a zarr array (the chunked path): it is never read whole.
+    Copied a z slab at a time: a map on disk (a zarr array on the chunked path) is
+    never read whole.
     """
     top = float(np.finfo(np.float16).max)
-    shape = tuple(fmap.shape)
-    step = max(1, (16 << 20) // max(1, 4 * int(np.prod(shape[1:]))))
-    d = f.create_dataset(f"feature_eps/{c.spec}", shape=shape, dtype=np.float16,
-                         chunks=(min(step, shape[0]),) + shape[1:], **kw)  # fmt: skip
-    for z in range(0, shape[0], step):
-        d[z : z + step] = np.clip(np.asarray(fmap[z : z + step], np.float32), -top, top)
-    d.attrs.update(feature=name, mean_abs_epsilon=float(c.features[name]["mean_abs_epsilon"]))
+    for c in result.codecs:
+        for name, fmap in getattr(c, "feature_eps", {}).items():
+            shape = tuple(fmap.shape)
+            step = max(1, (16 << 20) // max(1, 4 * int(np.prod(shape[1:]))))
+            d = f.create_dataset(f"feature_eps/{c.spec}", shape=shape, dtype=np.float16,
+                                 chunks=(min(step, shape[0]),) + shape[1:],
+                                 compression="gzip", compression_opts=4)  # fmt: skip
+            for z in range(0, shape[0], step):
+                d[z : z + step] = np.clip(np.asarray(fmap[z : z + step], np.float32), -top, top)
+            mean_abs = float(c.features[name]["mean_abs_epsilon"])
+            d.attrs.update(feature=name, mean_abs_epsilon=mean_abs,
+                           spacing_zyx=np.asarray(result.spacing, float))  # fmt: skip
 
 
 def write_volumes_h5(result, path: str | os.PathLike) -> Path:
@@ -185,11 +191,10 @@ def write_volumes_h5(result, path: str | os.PathLike) -> Path:
         f.create_dataset("labels/raw", data=result.raw_labels.astype(np.int32), **kw)
         for c in result.codecs:
             f.create_dataset(f"labels/{c.spec}", data=c.labels.astype(np.int32), **kw)
-            for name, fmap in getattr(c, "feature_eps", {}).items():
-                _write_feature_eps(f, c, name, fmap, kw)
         for ds in f.values():
             if hasattr(ds, "attrs"):
                 ds.attrs["spacing_zyx"] = np.asarray(result.spacing, float)
+        _write_feature_maps(f, result)
     return Path(path)
 
 
