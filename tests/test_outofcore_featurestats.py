@@ -99,3 +99,24 @@ def test_bad_inputs(volumes, tmp_path) -> None:
     with pytest.raises(ValueError, match="shape"):
         feature_epsilon_chunked(raw, reps, {"x": raw[:5]}, tmp_path, sigmas=SIGMAS,
                                 spacing=SPACING, chunks=(4, 8, 8))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_on_a_local_cluster_from_files(volumes, tmp_path) -> None:
+    from rawsigma.analysis.outofcore.taskrun import connect
+
+    raw, reps, codecs = volumes
+    np.save(tmp_path / "raw.npy", raw)
+    np.save(tmp_path / "reps.npy", reps)
+    srcs = {k: str(tmp_path / f"{k}.npy") for k in codecs}
+    for k, v in codecs.items():
+        np.save(srcs[k], v)
+    kw = dict(sigmas=SIGMAS, spacing=SPACING, chunks=(6, 15, 13))
+    local = feature_epsilon_chunked(raw, reps, codecs, tmp_path / "t", **kw)
+    with connect("local", workers=2) as client:
+        dist = feature_epsilon_chunked(str(tmp_path / "raw.npy"), str(tmp_path / "reps.npy"),
+                                       srcs, tmp_path / "d", client=client, **kw)  # fmt: skip
+    assert dist.scores == local.scores
+    for k in codecs:
+        ((n, a),) = local.worst[k].items()
+        np.testing.assert_array_equal(np.asarray(dist.worst[k][n][...]), np.asarray(a[...]))
