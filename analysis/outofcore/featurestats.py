@@ -86,7 +86,7 @@ class _Job:
     replicas: Any  # a stacked (n, Z, Y, X) source, or a sequence of sources
     codecs: tuple[Any, ...]
     sigmas: tuple[float, ...]
-    spacing: tuple[float, float, float]  # relative: finest voxel = 1
+    spacing: tuple[float, ...]  # relative: finest voxel = 1
 
 
 class _Plane:
@@ -325,7 +325,7 @@ def feature_epsilon_chunked(
             raise ValueError(f"feature ε: {what} shape {tuple(v.shape)} != raw {shape}")
     m = min(spacing)
     sig = tuple(sorted({float(s) for s in sigmas}))
-    job = _Job(raw, replicas, tuple(codecs.values()), sig, tuple(s / m for s in spacing))  # type: ignore[arg-type]
+    job = _Job(raw, replicas, tuple(codecs.values()), sig, tuple(s / m for s in spacing))
     names = feature_names(3, "ilastik", sig, SCORING_FEATURES)
     keys = list(codecs)
     work = Path(workdir)

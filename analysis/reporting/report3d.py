@@ -14,6 +14,7 @@ import html
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rawsigma.analysis.reporting import figures, tables
@@ -153,7 +154,7 @@ def _reference(result) -> str:
     )
 
 
-def _write_feature_maps(f, result) -> None:  # type: ignore[no-untyped-def]
+def _write_feature_maps(f: Any, result: Any) -> None:
     """``feature_eps/<spec>``: float16 ε map of each version's worst feature.
 
     Copied a z slab at a time: a map on disk (a zarr array on the chunked path) is
