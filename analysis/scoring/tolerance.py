@@ -74,5 +74,6 @@ def tolerance_sweep(
         fails = 0 if ok else fails + 1
         if fails >= 2:
             break
+    report(f"tolerance {family}", len(sweep), len(sweep))  # the bar ends full
     best = sc.tolerance_best([p for p in points if "ratio" in p])
     return {"points": points, "best": best}
