@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["channel_epsilon", "codec_feature_epsilon"]
 
@@ -61,19 +61,29 @@ def codec_feature_epsilon(
     image: np.ndarray,
     names: Sequence[str],
     sigmas: Sequence[float],
+    features: Mapping[str, np.ndarray] | None = None,
+    channels_first: bool = False,
 ) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Feature ε of ``image`` against the raw image's features: ``(feature_eps, worst)``.
 
     Parameters
     ----------
-    raw, sigma : ndarray, (H, W, F) float32
-        The raw image's scoring features and their replica σ, channels ``names``.
+    raw, sigma : ndarray, (H, W, F) or (F, H, W) float32
+        The raw image's scoring features and their replica σ, channels ``names``
+        (channel-first with ``channels_first``: each channel is then read contiguously).
     image : ndarray, (H, W)
         The processed (decoded) image.
     names : sequence of str
         Channel names of ``raw`` (`feature_names` of the scoring features at ``sigmas``).
     sigmas : sequence of float
         The scoring feature scales.
+    features : mapping of str to ndarray (H, W) float32, optional
+        Channels of ``image``'s scoring features already computed (e.g. by its
+        segmentation pass, `per_image.SharedPass.with_bank_channels`); the scales not
+        all in it are computed here, one scale at a time. A ``dict`` is emptied of the
+        channels it used (so they are freed as soon as they are scored).
+    channels_first : bool
+        ``raw`` and ``sigma`` are (F, H, W) (same values).
 
     Returns
     -------
@@ -84,25 +94,41 @@ def codec_feature_epsilon(
         ``{name: ε map}`` of the channel with the largest mean |ε|, as
         `standard_score.worst_feature_map`.
     """
-    from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
+    from rawsigma.analysis.segmentation.features import (
+        SCORING_FEATURES,
+        feature_maps_for_scoring,
+        feature_names,
+    )
+
+    def chan(a: np.ndarray, c: int) -> np.ndarray:
+        return a[c] if channels_first else a[..., c]
 
     index = {n: i for i, n in enumerate(names)}
     stats: dict[str, dict] = {}
     kept: dict[str, np.ndarray] = {}  # maps of the channels at the running maximum
     best = -math.inf
     for s in sigmas:
-        feats, scale_names = feature_maps_for_scoring(image, sigmas=[s], n_workers=1)
-        for j, name in enumerate(scale_names):
+        scale_names = feature_names(image.ndim, "ilastik", [s], SCORING_FEATURES)
+        if features is not None and all(n in features for n in scale_names):
+            chans = [features[n] for n in scale_names]
+            if isinstance(features, dict):  # the caller's channels freed once used
+                for n in scale_names:
+                    del features[n]
+        else:
+            scale, scale_names = feature_maps_for_scoring(image, sigmas=[s], n_workers=1)
+            chans = [scale[..., j] for j in range(len(scale_names))]
+            del scale
+        for name, other in zip(scale_names, chans, strict=True):
             c = index[name]
-            st = channel_epsilon(raw[..., c], sigma[..., c], feats[..., j])
+            st = channel_epsilon(chan(raw, c), chan(sigma, c), other)
             stats[name] = st
             v = st["mean_abs_epsilon"]
             if math.isfinite(v) and v >= best:
                 if v > best:
                     kept.clear()
                 best = v
-                kept[name] = _eps_map(raw[..., c], sigma[..., c], feats[..., j])
-        del feats
+                kept[name] = _eps_map(chan(raw, c), chan(sigma, c), other)
+        del chans
     feature_eps = {n: stats[n] for n in names}
     finite = {n: v["mean_abs_epsilon"] for n, v in feature_eps.items()}
     finite = {n: v for n, v in finite.items() if math.isfinite(v)}

@@ -16,8 +16,15 @@ from rawsigma.analysis.measurement.matching import MatchResult, match_objects
 from rawsigma.analysis.measurement.morphometry import global_params, measure
 from rawsigma.analysis.segmentation.classifier import PixelClassifier, labels_from_output
 from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
+from rawsigma.analysis.segmentation.shared_filters import (
+    ScoringChannels,
+    plan_scoring_channels,
+    scoring_block,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rawsigma.analysis.scoring.inputs import Segmenter
     from rawsigma.analysis.scoring.plans import ScorePlan
 
@@ -30,9 +37,12 @@ __all__ = [
     "drop_small",
     "match_to_raw",
     "measure_objects",
+    "outcome_of",
     "process_image",
     "raw_noise_sigma",
     "score_params",
+    "shared_pass",
+    "SharedPass",
     "to_objects",
 ]
 
@@ -141,17 +151,146 @@ def process_image(
     `replica_feature_sigma`) the features are left empty.
     """
     t = time.perf_counter()
-    components = to_objects(segment(img), plan.threshold)
+    out = segment(img)
+    t = clock.add("segment (sum over images)", t)
+    outcome = outcome_of(out, plan, clock)
+    if features:
+        t = time.perf_counter()
+        outcome.features, _ = feature_maps_for_scoring(
+            img, sigmas=list(plan.score_sigmas), n_workers=1
+        )
+        clock.add("scoring features (sum over images)", t)
+    return outcome
+
+
+def outcome_of(out: np.ndarray, plan: ScorePlan, clock: StageClock) -> Outcome:
+    """The objects of one model output (as returned by a segmenter), measured; no features."""
+    t = time.perf_counter()
+    components = to_objects(out, plan.threshold)
     lab = drop_small(components, plan.min_size or 0)
     t = clock.add("segment (sum over images)", t)
     table, glob = measure_objects(lab)
-    t = clock.add("measure (sum over images)", t)
+    clock.add("measure (sum over images)", t)
     n_components = int(components.max()) if components.size else 0
-    if not features:
-        return Outcome(lab, table, glob, np.empty(0, np.float32), n_components)
-    feats, _ = feature_maps_for_scoring(img, sigmas=list(plan.score_sigmas), n_workers=1)
-    clock.add("scoring features (sum over images)", t)
-    return Outcome(lab, table, glob, feats, n_components)
+    return Outcome(lab, table, glob, np.empty(0, np.float32), n_components)
+
+
+@dataclass
+class SharedPass:
+    """The classifier's segmentation pass, its filters shared with the scoring features.
+
+    Each block's bank (the classifier's features) is classified and handed to
+    `shared_filters.scoring_block`, which copies the scales the bank holds and computes
+    the others: the scoring features of an image (and the replicas' σ) come out of its
+    segmentation pass, with the values of `feature_maps_for_scoring` and
+    `replica_feature_sigma`, without filtering the image a second time.
+    """
+
+    clf: PixelClassifier
+    channels: ScoringChannels
+    threshold: float
+
+    def segment_output(self, mask: np.ndarray) -> np.ndarray:
+        """What ``classifier_segmenter``'s ``segment`` returns, from the mask.
+
+        ``mask`` is the thresholded foreground probability
+        (``foreground_probabilities(..., threshold=)``).
+        """
+        return to_objects(mask, self.threshold)
+
+    def _buffer(self, local: threading.local, core: tuple[slice, ...]) -> np.ndarray:
+        """The calling thread's (F, *core shape) float32 buffer, reused block to block."""
+        shape = (len(self.channels.names),) + tuple(c.stop - c.start for c in core)
+        size = int(np.prod(shape))
+        if getattr(local, "flat", None) is None or local.flat.size < size:
+            local.flat = np.empty(size, np.float32)
+        return local.flat[:size].reshape(shape)
+
+    def with_features(self, img: np.ndarray, channels_last: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(segment output, scoring features)`` of ``img`` in one pass.
+
+        The features are ``img.shape + (F,)`` (``channels_last``) or ``(F,) + img.shape``,
+        float32.
+        """
+        n = len(self.channels.names)
+        shape = img.shape + (n,) if channels_last else (n,) + img.shape
+        feats = np.empty(shape, np.float32)
+        local = threading.local()
+
+        def on_block(_i: int, core: tuple[slice, ...], bank: np.ndarray) -> None:
+            buf = scoring_block(img, core, self.channels, bank, self._buffer(local, core))
+            if channels_last:
+                feats[core] = np.moveaxis(buf, 0, -1)
+            else:
+                feats[(slice(None), *core)] = buf
+
+        (mask,) = self.clf.foreground_probabilities([img], on_block, threshold=self.threshold)
+        return self.segment_output(mask), feats
+
+    def with_bank_channels(self, img: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(segment output, {name: (H, W) float32})`` of the bank's scoring channels.
+
+        Only the scoring channels the bank holds; no other scale is computed (a caller
+        computes those one scale at a time, holding a third of the stack).
+        """
+        pairs = self.channels.from_bank
+        chans = {self.channels.names[i]: np.empty(img.shape, np.float32) for i, _ in pairs}
+
+        def on_block(_i: int, core: tuple[slice, ...], bank: np.ndarray) -> None:
+            for i, j in pairs:
+                chans[self.channels.names[i]][core] = bank[j]
+
+        (mask,) = self.clf.foreground_probabilities([img], on_block, threshold=self.threshold)
+        return self.segment_output(mask), chans
+
+    def replicas(
+        self,
+        images: np.ndarray,
+        n_workers: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Foreground masks of the replicas and the σ of their scoring features.
+
+        Masks: probability > threshold, as `segment_output` takes them.
+
+        σ as `standard_score.replica_feature_sigma` (the same float64 Welford fold, block
+        by block, replicas in order), channel-first: ``(F,) + images.shape[1:]`` float32.
+        ``progress(done, total)`` counts the blocks done (all replicas of a block).
+        """
+        from rawsigma.analysis.scoring import welford_kernel  # numba: imported when needed
+
+        if len(images) < 2:
+            raise ValueError("need at least two replicas for a feature sigma")
+        n = len(self.channels.names)
+        sigma = np.empty((n,) + images.shape[1:], np.float32)
+        local = threading.local()
+
+        def on_block(i: int, core: tuple[slice, ...], bank: np.ndarray) -> None:
+            buf = scoring_block(images[i], core, self.channels, bank, self._buffer(local, core))
+            size = buf.size
+            if getattr(local, "acc", None) is None or local.acc.shape[1] < size:
+                local.acc = np.empty((2, size))
+            mean, m2 = local.acc[0, :size], local.acc[1, :size]
+            if i == 0:
+                mean[:] = 0.0
+                m2[:] = 0.0
+            welford_kernel.fold(mean, m2, buf.ravel(), i + 1)
+            if i == len(images) - 1:
+                welford_kernel.finish(m2, len(images), buf.ravel())  # buf is contiguous
+                sigma[(slice(None), *core)] = buf
+
+        fgs = self.clf.foreground_probabilities(
+            list(images), on_block, n_workers, progress, self.threshold
+        )
+        return fgs, sigma
+
+
+def shared_pass(clf: PixelClassifier, plan: ScorePlan, ndim: int = 2) -> SharedPass | None:
+    """The `SharedPass` of a trained classifier, or None if it cannot share its blocks."""
+    if not clf.shares_blocks():
+        return None
+    channels = plan_scoring_channels(clf.features, plan.score_sigmas, ndim)
+    return SharedPass(clf, channels, plan.threshold)
 
 
 def codec_bytes(codec: Any, image: np.ndarray) -> tuple[bytes, np.ndarray]:

@@ -45,14 +45,17 @@ from rawsigma.analysis.scoring.inputs import (
 )
 from rawsigma.analysis.scoring.per_image import (
     Outcome,
+    SharedPass,
     StageClock,
     centroids,
     classifier_segmenter,
     codec_bytes,
     match_to_raw,
+    outcome_of,
     process_image,
     raw_noise_sigma,
     score_params,
+    shared_pass,
 )
 from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS, ScorePlan
 from rawsigma.analysis.scoring.reference import ReplicaReference, codec_result, replica_reference
@@ -88,6 +91,8 @@ class _Segmenter:
     description: str
     plan: ScorePlan  # the run's plan with ``min_size`` resolved
     objects_info: dict
+    #: the classifier's pass that also gives the scoring features (None: plug-in model)
+    shared: SharedPass | None = None
 
 
 def _check_inputs(
@@ -157,11 +162,11 @@ def _make_segmenter(
         else:
             objects_info["min_size_source"] = f"given: {plan.min_size} px (default {auto} px)"
         seed = int(classifier_seed.generate_state(1)[0])
-        segment, _ = classifier_segmenter(image, labels, plan, seed)
+        segment, clf = classifier_segmenter(image, labels, plan, seed)
         description = (
             f"random forest ({plan.classifier_preset} preset, {plan.feature_preset} features)"
         )
-        return _Segmenter(segment, description, plan, objects_info)
+        return _Segmenter(segment, description, plan, objects_info, shared_pass(clf, plan))
     chosen = model if model is not None else plan.model
     if plan.min_size is None:
         plan = plan.model_copy(update={"min_size": 0})
@@ -183,27 +188,57 @@ def _segment_raw_and_replicas(
 ) -> tuple[Outcome, list[Outcome], np.ndarray]:
     """Segment and measure raw and replicas in parallel; the replicas' feature σ.
 
-    The σ is computed block by block from the replica images (`replica_feature_sigma`),
-    so no replica's full-size feature maps are held.
+    With the classifier, the scoring features of raw and the replicas' σ come out of
+    their segmentation passes (`SharedPass`: the replicas block by block, all replicas
+    of a block in turn); a plug-in model's images are segmented in the pool and the σ
+    computed by `replica_feature_sigma`. No replica's full-size feature maps are held.
     """
-    segment, plan = segmenter.segment, segmenter.plan
-    raw_future = pool.submit(process_image, image, segment, plan, clock)
-    replica_futures = [pool.submit(process_image, r, segment, plan, clock, False) for r in replicas]
+    segment, plan, shared = segmenter.segment, segmenter.plan, segmenter.shared
+    workers = min(plan.workers, os.cpu_count() or 1)
+    if shared is None:
+        raw_future = pool.submit(process_image, image, segment, plan, clock)
+        outputs: list = [None] * len(replicas)
+        futures = [pool.submit(process_image, r, segment, plan, clock, False) for r in replicas]
+    else:
+        raw_future = pool.submit(_shared_outcome, shared, image, plan, clock)
+        t = time.perf_counter()
+        outputs, feature_sigma = shared.replicas(
+            replicas, workers, lambda done, total: report("segment replicas", done, total)
+        )
+        clock.add("segment (sum over images)", t)
+
+        def one(i: int) -> Outcome:  # outputs: the replicas' foreground masks
+            out, outputs[i] = shared.segment_output(outputs[i]), None  # released when used
+            return outcome_of(out, plan, clock)
+
+        futures = [pool.submit(one, i) for i in range(len(replicas))]
     raw = raw_future.result()
     raw_centroids = centroids(raw.table) if len(raw.table["label"]) else np.zeros((0, 2))
     replica_outcomes = []
-    for i, future in enumerate(replica_futures):
+    for i, future in enumerate(futures):
         outcome = future.result()
         # matched as it arrives, then its label image is released (not one per replica)
         outcome.match = match_to_raw(raw, raw_centroids, outcome, plan.max_distance)
         outcome.labels = np.empty((0, 0), np.int32)
         replica_outcomes.append(outcome)
-        report("replicas", i + 1, len(replica_futures))
-    t = time.perf_counter()
-    workers = min(plan.workers, os.cpu_count() or 1)
-    feature_sigma = sc.replica_feature_sigma(replicas, plan.score_sigmas, workers)
-    clock.add("scoring features (sum over images)", t)
+        report("replicas", i + 1, len(futures))
+    if shared is None:
+        t = time.perf_counter()
+        feature_sigma = sc.replica_feature_sigma(replicas, plan.score_sigmas, workers)
+        clock.add("scoring features (sum over images)", t)
     return raw, replica_outcomes, feature_sigma
+
+
+def _shared_outcome(
+    shared: SharedPass, img: np.ndarray, plan: ScorePlan, clock: StageClock
+) -> Outcome:
+    """One image segmented with its scoring features (F, H, W) from the same pass, measured."""
+    t = time.perf_counter()
+    out, feats = shared.with_features(img, channels_last=False)
+    clock.add("segment (sum over images)", t)
+    outcome = outcome_of(out, plan, clock)
+    outcome.features = feats
+    return outcome
 
 
 def _replica_reference(
@@ -246,13 +281,21 @@ class _CodecScorer:
 
     def score(self, spec: str, decoded: _Decoded) -> CodecResult:
         ref, plan = self.reference, self.segmenter.plan
-        outcome = process_image(decoded.image, self.segmenter.segment, plan, self.clock, False)
+        shared, bank_channels = self.segmenter.shared, None
+        if shared is None:
+            outcome = process_image(decoded.image, self.segmenter.segment, plan, self.clock, False)
+        else:  # the scoring channels its bank holds from the decoded image's pass
+            t = time.perf_counter()
+            out, bank_channels = shared.with_bank_channels(decoded.image)
+            self.clock.add("segment (sum over images)", t)
+            outcome = outcome_of(out, plan, self.clock)
         match = match_to_raw(ref.raw, self.raw_centroids, outcome, plan.max_distance)
         t = time.perf_counter()  # the decoded image's features, one scale at a time
         feature_eps, worst_map = codec_feature_epsilon(
             ref.raw.features, ref.feature_sigma, decoded.image, ref.feature_names,
-            plan.score_sigmas,
+            plan.score_sigmas, bank_channels, shared is not None,  # (F, H, W) when shared
         )  # fmt: skip
+        del bank_channels
         self.clock.add("scoring features (sum over images)", t)
         return codec_result(
             spec, decoded, self.image, self.pixel_sigma, ref, outcome, match, feature_eps,
@@ -302,6 +345,12 @@ def _objects_info(
     return info
 
 
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """``(fn(*args), seconds it took)``."""
+    t = time.perf_counter()
+    return fn(*args), time.perf_counter() - t
+
+
 # ----------------------------------------------------------------------------- main
 def score_image(
     image: np.ndarray,
@@ -348,23 +397,26 @@ def score_image(
     image, labels = _check_inputs(image, profile, labels, plan, notes)
     synthesis_seed, control_seed, classifier_seed = np.random.SeedSequence(plan.seed).spawn(3)
 
-    t0 = time.perf_counter()
-    report("synthesis", 0, 1)
-    replicas = _make_replicas(image, profile, plan, synthesis_seed)
-    timings["synthesis"] = time.perf_counter() - t0
-    report("synthesis", 1, 1)
+    # the replicas are drawn on a thread of their own (one generator, single-threaded)
+    # while the codecs encode and the classifier trains: same replicas, less waiting
+    with ThreadPoolExecutor(max_workers=1) as background:
+        report("synthesis", 0, 1)
+        timings["synthesis"] = 0.0
+        synthesis = background.submit(_timed, _make_replicas, image, profile, plan, synthesis_seed)
 
-    t0 = time.perf_counter()
-    decoded = _encode_codecs(image, profile, plan, control_seed, report)
-    timings["codecs"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        decoded = _encode_codecs(image, profile, plan, control_seed, report)
+        timings["codecs"] = time.perf_counter() - t0
 
-    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
-    t0 = time.perf_counter()
-    report("training", 0, 1)
-    segmenter = _make_segmenter(image, labels, model, plan, classifier_seed)
-    plan = segmenter.plan
-    timings["training"] = time.perf_counter() - t0
-    report("training", 1, 1)
+        first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
+        t0 = time.perf_counter()
+        report("training", 0, 1)
+        segmenter = _make_segmenter(image, labels, model, plan, classifier_seed)
+        plan = segmenter.plan
+        timings["training"] = time.perf_counter() - t0
+        report("training", 1, 1)
+        replicas, timings["synthesis"] = synthesis.result()
+        report("synthesis", 1, 1)
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=min(plan.workers, os.cpu_count() or 1)) as pool:

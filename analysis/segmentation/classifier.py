@@ -32,6 +32,7 @@ from rawsigma.analysis.segmentation.features import (
     feature_names,
     iter_feature_blocks,
     map_feature_blocks,
+    map_feature_blocks_many,
 )
 from rawsigma.errors import ImageMismatchError, InputFileError
 from rawsigma.fileio import atomic_write
@@ -244,7 +245,8 @@ class PixelClassifier:
         )
         cfg = self.features
         n_feat = len(feature_names(arr.ndim, cfg.preset, cfg.sigmas, cfg.features))
-        x = np.empty((pos.size, n_feat), np.float32)
+        # Fortran order: the tree splitter reads one feature of many samples (same trees)
+        x = np.empty((n_feat, pos.size), np.float32).T
         coords = np.unravel_index(pos, arr.shape)
 
         def rows_in(core: tuple[slice, ...]) -> np.ndarray:
@@ -341,15 +343,84 @@ class PixelClassifier:
         """``out[core]`` ← probabilities of each block, features computed and classified
         block by block in the worker threads (channel-first, no full-size bank); with
         ``channel``, only that class's probability (``out`` has the image's shape)."""
-        k = out.shape[-1] if channel is None else 1
+        classify = self._block_classifier(forest, [out], channel)
+        map_feature_blocks(
+            arr, self.features, lambda core, feats: classify(0, core, feats), self.block,
+            n_workers=self._workers(),
+        )  # fmt: skip
+
+    def _block_classifier(
+        self,
+        forest: forest_infer.FlatForest,
+        outs: list[np.ndarray],
+        channel: int | None,
+        threshold: float | None = None,
+    ) -> Callable[[int, tuple[slice, ...], np.ndarray], None]:
+        """``(i, core, feats)`` → ``outs[i][core]`` ← the block's probabilities (with
+        ``threshold``: float32 probability > threshold)."""
+        k = outs[0].shape[-1] if channel is None else 1
         pick = slice(None) if channel is None else slice(channel, channel + 1)
 
-        def classify(core: tuple[slice, ...], feats: np.ndarray) -> None:
+        def classify(i: int, core: tuple[slice, ...], feats: np.ndarray) -> None:
             p = forest_infer.predict_proba_channels(forest, feats.reshape(feats.shape[0], -1))
             shape = feats.shape[1:] + ((k,) if channel is None else ())
-            out[core] = p[:, pick].reshape(shape)
+            if threshold is None:
+                outs[i][core] = p[:, pick].reshape(shape)
+            else:
+                outs[i][core] = p[:, pick].reshape(shape).astype(np.float32) > threshold
 
-        map_feature_blocks(arr, self.features, classify, self.block, n_workers=self._workers())
+        return classify
+
+    def shares_blocks(self) -> bool:
+        """Whether :meth:`foreground_probabilities` can hand its feature blocks out
+        (the fused compiled inference is used)."""
+        return self._flat_forest() is not None and self.fused_inference
+
+    def foreground_probabilities(
+        self,
+        images: Sequence[np.ndarray],
+        on_block: Callable[[int, tuple[slice, ...], np.ndarray], None] | None = None,
+        n_workers: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        threshold: float | None = None,
+    ) -> list[np.ndarray]:
+        """:meth:`foreground_probability` of several images of one shape, in one pass.
+
+        Block by block (blocks on ``n_workers`` threads, default the classifier's),
+        each image's features of the block are computed, classified, then handed to
+        ``on_block(i, core, features)`` (channel-first, float32, in a buffer reused for
+        the next image: copy what you keep) in image order: a caller can use the
+        filters of the segmentation pass (e.g. for the scoring features) instead of
+        filtering the image again. Same probabilities as :meth:`foreground_probability`.
+        ``progress(done, total)`` counts the finished blocks. With ``threshold``, each
+        image's result is the boolean mask ``probability > threshold`` (1 byte a pixel),
+        thresholded block by block (the float32 probabilities, as
+        `labels_from_output` does).
+
+        Raises
+        ------
+        ValueError
+            The classifier does not use the fused compiled inference
+            (:meth:`shares_blocks` is False).
+        """
+        forest = self._flat_forest()
+        if forest is None or not self.fused_inference:
+            raise ValueError("foreground_probabilities needs the fused compiled inference")
+        arrs = [self._check_fitted(im) for im in images]
+        dtype = np.float32 if threshold is None else bool
+        outs = [np.empty(a.shape, dtype) for a in arrs]
+        classify = self._block_classifier(forest, outs, self._fg_index(), threshold)
+
+        def fn(i: int, core: tuple[slice, ...], feats: np.ndarray) -> None:
+            classify(i, core, feats)
+            if on_block is not None:
+                on_block(i, core, feats)
+
+        workers = self._workers() if n_workers is None else max(1, int(n_workers))
+        map_feature_blocks_many(
+            arrs, self.features, fn, self.block, n_workers=workers, progress=progress
+        )
+        return outs
 
     def _flat_forest(self) -> forest_infer.FlatForest | None:
         """The model as flat arrays for the compiled inference (`forest_infer`: the same

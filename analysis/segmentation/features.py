@@ -61,6 +61,7 @@ __all__ = [
     "feature_maps_for_scoring",
     "iter_feature_blocks",
     "map_feature_blocks",
+    "map_feature_blocks_many",
 ]
 
 ILASTIK_SIGMAS: tuple[float, ...] = (0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
@@ -454,7 +455,35 @@ def map_feature_blocks(
     ``n_workers`` > 1 (it must be thread-safe; writing disjoint ``core_slices`` of one
     output array is). ``skip(core)`` returning True leaves a block out.
     """
-    arr = _as_image(image)
+    map_feature_blocks_many(
+        [image], preset, lambda _i, core, feats: fn(core, feats), block, n_workers=n_workers,
+        skip=skip,
+    )  # fmt: skip
+
+
+def map_feature_blocks_many(
+    images: Sequence[np.ndarray],
+    preset: str | FeatureConfig,
+    fn: Callable[[int, tuple[slice, ...], np.ndarray], None],
+    block: int | Sequence[int] | None = None,
+    *,
+    n_workers: int = 1,
+    skip: Callable[[tuple[slice, ...]], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """`map_feature_blocks` over several images of one shape, block by block.
+
+    For every block (blocks on the worker threads), the features of ``images[0]``,
+    ``images[1]``, … at that block are computed in turn, each handed to
+    ``fn(i, core_slices, features)`` before the next is computed (in the same reused
+    buffer): the calls for one block run in image order in one thread, so ``fn`` can
+    combine the images of a block (e.g. a statistic over replicas) once it has seen
+    the last one. ``progress(done, total)`` is called as blocks are finished.
+    """
+    arrs = [_as_image(im) for im in images]
+    if any(a.shape != arrs[0].shape for a in arrs):
+        raise ValueError("map_feature_blocks_many: the images differ in shape")
+    arr = arrs[0]
     cfg = _config(preset, None, {})
     spacing = cfg.spacing or (1.0,) * arr.ndim
     names = _order(cfg, arr.ndim)
@@ -469,14 +498,19 @@ def map_feature_blocks(
             local.flat = np.empty(len(names) * int(np.prod(bshape)), np.float32)
         shape = (len(names),) + tuple(c.stop - c.start for c in core)
         buf = local.flat[: int(np.prod(shape))].reshape(shape)
-        fn(core, _compute_block(arr, core, cfg, spacing, index, buf))
+        for i, a in enumerate(arrs):
+            fn(i, core, _compute_block(a, core, cfg, spacing, index, buf))
 
     if workers == 1 or len(tasks) == 1:
-        for t in tasks:
+        for done, t in enumerate(tasks, 1):
             run(t)
+            if progress is not None:
+                progress(done, len(tasks))
         return
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(run, tasks))
+        for done, _ in enumerate(pool.map(run, tasks), 1):
+            if progress is not None:
+                progress(done, len(tasks))
 
 
 def _config(preset: str | FeatureConfig, sigmas, options: dict) -> FeatureConfig:
