@@ -35,7 +35,7 @@ import numpy as np
 from .errors import InputFileError, UsageError
 from .imread import _check_dtype, _sniff, split_dataset
 
-__all__ = ["VolumeInfo", "declared_axes", "parse_spacing", "read_volume"]
+__all__ = ["VolumeInfo", "VolumeSource", "declared_axes", "open_volume", "parse_spacing", "read_volume"]
 
 _GENERIC = set("IQ")  # tifffile's axis letters for a stack of unknown meaning
 
@@ -161,7 +161,9 @@ def _json_spacing(d: dict[str, Any]) -> list[float] | None:
     return None
 
 
-def _tiff(p: Path) -> tuple[Any, str, dict[str, float] | list[float] | None, str, str]:
+def _tiff(
+    p: Path, lazy: bool = False
+) -> tuple[Any, str, dict[str, float] | list[float] | None, str, str]:
     import tifffile
 
     with tifffile.TiffFile(p) as tif:
@@ -192,7 +194,8 @@ def _tiff(p: Path) -> tuple[Any, str, dict[str, float] | list[float] | None, str
             if js is not None:
                 spacing, src = js, "TIFF description"
         layout = f"{'OME-TIFF' if tif.is_ome else 'TIFF'} series {tuple(s.shape)} axes {axes!r}"
-        return s.asarray(), axes, spacing, src, layout + f"|{fmt}"
+        data = _Lazy(tuple(s.shape), s.dtype, None) if lazy else s.asarray()
+        return data, axes, spacing, src, layout + f"|{fmt}"
 
 
 def _attr_axes_spacing(attrs: Any) -> tuple[str, list[float] | None]:
@@ -207,7 +210,7 @@ def _attr_axes_spacing(attrs: Any) -> tuple[str, list[float] | None]:
     return axes.upper(), sp
 
 
-def _hdf5(p: Path, name: str | None) -> tuple[Any, str, Any, str, str]:
+def _hdf5(p: Path, name: str | None, lazy: bool = False) -> tuple[Any, str, Any, str, str]:
     import h5py
 
     with h5py.File(p, "r") as f:
@@ -228,10 +231,11 @@ def _hdf5(p: Path, name: str | None) -> tuple[Any, str, Any, str, str]:
             ds = found[0]
         axes, sp = _attr_axes_spacing(ds.attrs)
         layout = f"HDF5 dataset {ds.name} {ds.shape} {ds.dtype}|hdf5"
-        return ds[()], axes, sp, "HDF5 attributes" if sp else "", layout
+        data = _Lazy(tuple(ds.shape), ds.dtype, ds.name) if lazy else ds[()]
+        return data, axes, sp, "HDF5 attributes" if sp else "", layout
 
 
-def _zarr(p: Path, name: str | None) -> tuple[Any, str, Any, str, str]:
+def _zarr(p: Path, name: str | None, lazy: bool = False) -> tuple[Any, str, Any, str, str]:
     import warnings
 
     import zarr
@@ -263,6 +267,9 @@ def _zarr(p: Path, name: str | None) -> tuple[Any, str, Any, str, str]:
                 "they would read as the fill value, not as data"
             )
         layout = f"{'OME-Zarr' if fmt == 'ome-zarr' else 'zarr'} array {key!r} {arr.shape}|{fmt}"
+        if lazy:
+            sub = None if isinstance(node, zarr.Array) else key
+            return _Lazy(tuple(arr.shape), np.dtype(arr.dtype), sub), axes, sp, src, layout
         return np.asarray(arr[...]), axes, sp, src, layout
 
 
@@ -389,6 +396,38 @@ def read_volume(
     UsageError
         ``axes`` of the wrong length, ``spacing`` not 3 positive finite numbers.
     """
+    vol, info, _ = _open(path, axes, spacing, integer, what, lazy=False)
+    return vol, info
+
+
+def open_volume(
+    path: str | os.PathLike,
+    *,
+    axes: str | None = None,
+    spacing: tuple[float, float, float] | None = None,
+    integer: bool = True,
+    what: str = "volume",
+) -> tuple[VolumeSource, VolumeInfo]:
+    """Open one (Z, Y, X) volume without reading its voxels (as :func:`read_volume`).
+
+    The returned :class:`VolumeSource` reads blocks on demand (zarr/OME-Zarr and HDF5
+    through their chunks, TIFF through tifffile's zarr store, ``.npy`` memory-mapped);
+    it pickles (a path and a key), so workers reopen the file themselves. A zarr array
+    with missing chunks is refused here: they would read as the fill value.
+    """
+    _, info, src = _open(path, axes, spacing, integer, what, lazy=True)
+    assert src is not None
+    return src, info
+
+
+def _open(
+    path: str | os.PathLike,
+    axes: str | None,
+    spacing: tuple[float, float, float] | None,
+    integer: bool,
+    what: str,
+    lazy: bool,
+) -> tuple[Any, VolumeInfo, VolumeSource | None]:
     p, ds = split_dataset(path)
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
@@ -397,20 +436,21 @@ def read_volume(
     kind = _sniff(p)
     try:
         if kind == "hdf5":
-            arr, faxes, fsp, src, layout = _hdf5(p, ds)
+            arr, faxes, fsp, src, layout = _hdf5(p, ds, lazy)
         elif kind == "zarr":
-            arr, faxes, fsp, src, layout = _zarr(p, ds)
+            arr, faxes, fsp, src, layout = _zarr(p, ds, lazy)
         elif kind == "npy":
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r" if lazy else None)
             faxes, fsp, src, layout = "", None, "", f".npy array {arr.shape}|npy"
+            arr = _Lazy(tuple(arr.shape), arr.dtype, None) if lazy else arr
         else:
-            arr, faxes, fsp, src, layout = _tiff(p)
+            arr, faxes, fsp, src, layout = _tiff(p, lazy)
     except (InputFileError, UsageError):
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure is a bad input file
         raise InputFileError(f"{p}: cannot read as {kind} ({type(exc).__name__}: {exc})") from None
     layout, fmt = layout.rsplit("|", 1)
-    arr = np.asarray(arr)
+    arr = arr if lazy else np.asarray(arr)
     use_axes = axes.upper() if axes else (faxes if len(faxes) == arr.ndim else "")
     if not use_axes:
         if arr.ndim != 3:
@@ -438,4 +478,106 @@ def read_volume(
     _check_dtype(vol, ImageInfo(p, fmt, layout, "ZYX", vol.shape, vol.dtype, 1), integer, what)
     if 0 in vol.shape:
         raise InputFileError(f"{p}: empty {what} (shape {vol.shape})")
-    return vol, info
+    source = None
+    if lazy:
+        source = VolumeSource(str(p), kind, vol.key, tuple(vol.file_shape), tuple(keep),
+                              info.shape, np.dtype(vol.dtype).str, what)  # fmt: skip
+    return vol, info, source
+
+
+# ----------------------------------------------------------------------------- lazy
+@dataclass(frozen=True)
+class _Lazy:
+    """Shape and dtype of an array not read (`_normalise_axes` reshapes it)."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+    key: str | None
+    file_shape: tuple[int, ...] = ()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def reshape(self, shape: list[int]) -> _Lazy:
+        return _Lazy(tuple(shape), self.dtype, self.key, self.file_shape or self.shape)
+
+
+_HANDLES: dict[tuple[str, str, str | None], Any] = {}
+
+
+@dataclass(frozen=True)
+class VolumeSource:
+    """A (Z, Y, X) volume in a file, read block by block (:func:`open_volume`).
+
+    Attributes
+    ----------
+    path, kind, key : str
+        The file, its format (``zarr``, ``hdf5``, ``tiff``, ``npy``) and the array in it.
+    file_shape : tuple of int
+        The stored array's shape; ``keep`` are its Z, Y, X dimensions (others size 1).
+    shape : tuple of int
+        ``(Z, Y, X)``.
+    dtype : str
+        NumPy dtype string.
+    what : str
+        Noun used in messages.
+    """
+
+    path: str
+    kind: str
+    key: str | None
+    file_shape: tuple[int, ...]
+    keep: tuple[int, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    what: str = "volume"
+
+    @property
+    def ndim(self) -> int:
+        """3."""
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole volume in memory."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+    def _handle(self) -> Any:
+        k = (self.path, self.kind, self.key)
+        h = _HANDLES.get(k)
+        if h is None:
+            if self.kind == "zarr":
+                import zarr
+
+                node = zarr.open(self.path, mode="r")
+                h = node if self.key is None else node[self.key]
+            elif self.kind == "hdf5":
+                import h5py
+
+                h = h5py.File(self.path, "r")[self.key]
+            elif self.kind == "npy":
+                h = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            else:
+                import tifffile
+                import zarr
+
+                h = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+            _HANDLES[k] = h
+        return h
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        """The block ``index`` (slices of Z, Y, X) as an ndarray."""
+        index = index if isinstance(index, tuple) else (index,)
+        index = index + (slice(None),) * (3 - len(index))
+        it = iter(index)
+        full = tuple(next(it) if i in self.keep else 0 for i in range(len(self.file_shape)))
+        try:
+            return np.asarray(self._handle()[full])
+        except Exception as exc:  # noqa: BLE001 - a bad block is a bad input file
+            where = ", ".join(f"{s.start}:{s.stop}" if isinstance(s, slice) else str(s)
+                              for s in index)  # fmt: skip
+            raise InputFileError(
+                f"{self.path}: cannot read the {self.what} block [{where}] "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
