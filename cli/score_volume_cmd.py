@@ -133,7 +133,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
     from rawsigma.analysis.scoring.volume import check_raw_volume, score_volume
     from rawsigma.errors import ImageMismatchError
     from rawsigma.fileio import check_output_dir
-    from rawsigma.volread import parse_spacing, read_volume
+    from rawsigma.volread import open_volume, parse_spacing, read_volume
     from rich.console import Console
 
     from .console import stage_progress
@@ -153,8 +153,15 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         )  # fmt: skip
     except ValueError as exc:
         raise options_error(exc) from None
+    src, info = open_volume(image, axes=o["axes"], spacing=spacing)
+    chunks = choose_chunks(o.get("chunks"), src, plan)
+    why_not = _lazy_refusal(o) if chunks is not None else "no chunks"
+    if why_not is None:
+        return _run_lazy(o, src, info, plan, chunks, console)
     vol, info = read_volume(image, axes=o["axes"], spacing=spacing)
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
+    if chunks is not None:
+        console.print(f"driver in memory: {why_not}", highlight=False)
     if info.spacing is None:
         console.print(
             "[yellow]no voxel size in the file and no --spacing: isotropic 1 assumed "
@@ -188,7 +195,6 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             raise ImageMismatchError(f"{o['mask']}: the mask volume holds no tissue voxel")
     kw = dict(labels=lab, model=o["model"], spacing=info.spacing, plan=plan, reference=ref,
               reference_points=pts, spacing_source=info.spacing_source, tissue=tissue)  # fmt: skip
-    chunks = choose_chunks(o.get("chunks"), vol, plan)
     if o.get("scheduler") is None and chunks is None:
         console.print("path: in memory (one process)", highlight=False)
         with stage_progress(console, 18) as progress, warnings.catch_warnings():
@@ -196,6 +202,8 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             result = score_volume(vol, prof, progress=progress, **kw)
     else:
         result = _run_graph(o, vol, prof, chunks, kw, console)
+    result.provenance.setdefault("execution", {"scheduler": None, "chunks": None})
+    result.provenance["execution"].update(driver="in memory", driver_peak_rss_mb=peak_rss_mb())
     if ref is not None and o["instances"] and o["reference"] is None:
         result.reference["note"] = (
             "The classifier was trained on annotations derived from these labels (eroded "
@@ -231,7 +239,7 @@ def available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def choose_chunks(text: str | None, vol: np.ndarray, plan: Any) -> tuple[int, int, int] | None:
+def choose_chunks(text: str | None, vol: Any, plan: Any) -> tuple[int, int, int] | None:
     """The chunks of the out-of-core path, or None (whole volumes).
 
     ``--chunks Z,Y,X`` when given; else :data:`DEFAULT_CHUNKS` when the in-memory run
@@ -281,6 +289,75 @@ def _run_graph(o, vol, prof, chunks, kw, console):  # type: ignore[no-untyped-de
     return result
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB; ``ru_maxrss``)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _lazy_refusal(o: dict[str, Any]) -> str | None:
+    """Why the chunked path must hold the volume in the driver (None: it need not)."""
+    for opt, why in (("model", "a plug-in --model segments whole volumes"),
+                     ("instances", "--instances derives annotations from the whole label volume"),
+                     ("reference", "--reference is compared with the whole raw labels"),
+                     ("estimate_profile", "--estimate-profile reads every plane")):  # fmt: skip
+        if o.get(opt):
+            return why
+    return None
+
+
+def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-def]
+    """The chunked path with a lazy driver: the volume is never read whole."""
+    from rawsigma.analysis.outofcore.taskrun import connect
+    from rawsigma.analysis.scoring.volume_lazy import LazyInputs, score_volume_lazy
+    from rawsigma.fileio import check_output_dir
+    from rawsigma.volread import open_volume
+
+    from .console import stage_progress
+    from .integrity import check_profile_defects
+    from .params import check_codecs
+
+    console.print(f"opened {info.describe()}", highlight=False, soft_wrap=True)
+    if info.spacing is None:
+        console.print("[yellow]no voxel size in the file and no --spacing: isotropic 1 assumed "
+                      "(stated in the report)[/]")  # fmt: skip
+    check_output_dir(o["out"], need_bytes=4_000_000 + 4 * src.nbytes)
+    prof = _profile(o["profile"], o["exposure"], None, o["image"], console)
+    check_codecs(list(plan.codecs), prof)
+    check_profile_defects(prof, o["profile"])
+    lab, _ = open_volume(o["labels"], axes=o["axes"], integer=True, what="label volume")
+    mask = None
+    if o.get("mask") is not None:
+        mask, _ = open_volume(o["mask"], axes=o["axes"], integer=False, what="mask volume")
+        if tuple(mask.shape) != tuple(src.shape):
+            from rawsigma.errors import ImageMismatchError
+
+            raise ImageMismatchError(f"{o['mask']}: mask volume shape {mask.shape} (Z, Y, X) "
+                                     f"differs from the volume's {src.shape}")  # fmt: skip
+    inputs = LazyInputs(src, lab, mask, info.spacing, info.spacing_source)
+    sched = o.get("scheduler")
+    where = f"dask.distributed ({sched})" if sched else f"{o['workers']} local threads"
+    console.print(f"path: task graph on {where}, chunks {','.join(map(str, chunks))}, lazy "
+                  "driver (the volume is read block by block)", highlight=False)  # fmt: skip
+    work = o["out"] / "work"
+    with connect(sched, o["workers"]) as client, stage_progress(console, 18) as progress:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = score_volume_lazy(inputs, prof, work, chunks=chunks, plan=plan, client=client,
+                                       task_threads=o["workers"], resume=not o["force"],
+                                       progress=progress)  # fmt: skip
+    result.provenance["execution"] = {"scheduler": sched or "local threads", "chunks": chunks,
+                                      "workdir": str(work), "driver": "lazy",
+                                      "driver_peak_rss_mb": peak_rss_mb()}  # fmt: skip
+    result.provenance.update(
+        image_file=str(o["image"]), image_read=info.as_dict(), labels_file=str(o["labels"]),
+        reference_file=None, mask_file=str(o["mask"]) if o.get("mask") else None,
+        profile_file=str(o["profile"]),
+    )  # fmt: skip
+    return result
+
+
 def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
     import typer
     from rich.console import Console
@@ -320,4 +397,7 @@ def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
         b = t["best"]
         best = f"{b['spec']} ({b['ratio']:.1f}:1)" if b else "none within noise"
         console.print(f"  tolerance {fam}: {best}", highlight=False)
+    ex = result.provenance.get("execution") or {}
+    console.print(f"  driver: {ex.get('driver', 'in memory')}, peak RSS {peak_rss_mb():.0f} MB",
+                  highlight=False)  # fmt: skip
     typer.echo(f"report: {report}")

@@ -539,6 +539,11 @@ class VolumeSource:
         return len(self.shape)
 
     @property
+    def size(self) -> int:
+        """Number of voxels."""
+        return int(np.prod(self.shape))
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the whole volume in memory."""
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize

@@ -39,7 +39,12 @@ def _outline3(labels2d: np.ndarray) -> np.ndarray:
 
 
 def _views(vol: np.ndarray, kind: str) -> list[tuple[str, np.ndarray]]:
-    """(name, 2D image): the three orthogonal centre slices, MIPs or RMS projections."""
+    """(name, 2D image): the three orthogonal centre slices, MIPs or RMS projections.
+
+    A volume on disk (the out-of-core path) computes its own views (``vol.views``).
+    """
+    if hasattr(vol, "views"):
+        return vol.views(kind)
     z, y, x = (n // 2 for n in vol.shape)
     if kind == "slice":
         return [(f"XY (z={z})", vol[z]), (f"XZ (y={y})", vol[:, y]), (f"YZ (x={x})", vol[:, :, x])]
@@ -47,6 +52,11 @@ def _views(vol: np.ndarray, kind: str) -> list[tuple[str, np.ndarray]]:
         v2 = np.square(vol, dtype=np.float64)
         return [(f"RMS along {a}", np.sqrt(v2.mean(i))) for i, a in enumerate("zyx")]
     return [("MIP along z", vol.max(0)), ("MIP along y", vol.max(1)), ("MIP along x", vol.max(2))]
+
+
+def _stretched(vol):  # type: ignore[no-untyped-def]
+    """``figures._stretch`` of the volume (one on disk stretches its views)."""
+    return vol.stretched() if hasattr(vol, "stretched") else figures._stretch(vol)
 
 
 def _aspects(spacing: tuple[float, float, float]) -> list[float]:
@@ -59,7 +69,7 @@ def orthogonal_slices(result, max_rows: int = 5) -> bytes:
     plt = figures._plt()
     rows = [("raw", result.raw_labels)] + [(c.spec, c.labels) for c in result.codecs]
     rows = rows[:max_rows]
-    img = figures._stretch(result.image)
+    img = _stretched(result.image)
     fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.2 * len(rows)), squeeze=False)
     asp = _aspects(result.spacing)
     for r, (name, lab) in enumerate(rows):
@@ -86,9 +96,12 @@ def mips(result, clim: float = 2.0) -> bytes:
     rows = [("raw", None)] + [(c.spec, c.pixel_eps) for c in result.codecs]
     fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.2 * len(rows)), squeeze=False)
     asp = _aspects(result.spacing)
-    img = figures._stretch(result.image)
+    img = _stretched(result.image)
     for r, (name, eps) in enumerate(rows):
-        views = _views(img, "mip") if eps is None else _views(np.nan_to_num(eps), "rms")
+        if eps is None or hasattr(eps, "views"):
+            views = _views(img if eps is None else eps, "mip" if eps is None else "rms")
+        else:
+            views = _views(np.nan_to_num(eps), "rms")
         labs = _views(result.raw_labels, "mip")
         for c, ((title, im), (_, lb)) in enumerate(zip(views, labs, strict=True)):
             ax = axes[r, c]
@@ -187,16 +200,27 @@ def write_volumes_h5(result, path: str | os.PathLike) -> Path:
     with atomic_write(path, force=True) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["spacing_zyx"] = np.asarray(result.spacing, float)
         f.attrs["axes"] = "ZYX"
-        kw = {"compression": "gzip", "compression_opts": 4}
-        f.create_dataset("raw", data=result.image, **kw)
-        f.create_dataset("labels/raw", data=result.raw_labels.astype(np.int32), **kw)
+        _put(f, "raw", result.image, None)
+        _put(f, "labels/raw", result.raw_labels, np.int32)
         for c in result.codecs:
-            f.create_dataset(f"labels/{c.spec}", data=c.labels.astype(np.int32), **kw)
+            _put(f, f"labels/{c.spec}", c.labels, np.int32)
         for ds in f.values():
             if hasattr(ds, "attrs"):
                 ds.attrs["spacing_zyx"] = np.asarray(result.spacing, float)
         _write_feature_maps(f, result)
     return Path(path)
+
+
+def _put(f, name: str, vol, dtype) -> None:  # type: ignore[no-untyped-def]
+    """One gzip dataset; a volume on disk is copied slab by slab (``vol.blocks()``)."""
+    kw = {"compression": "gzip", "compression_opts": 4}
+    if not hasattr(vol, "blocks"):
+        f.create_dataset(name, data=vol if dtype is None else vol.astype(dtype), **kw)
+        return
+    ds = f.create_dataset(name, shape=vol.shape, dtype=dtype or vol.dtype,
+                          chunks=(1,) + tuple(min(n, 256) for n in vol.shape[1:]), **kw)  # fmt: skip
+    for z, block in vol.blocks():
+        ds[z] = block
 
 
 def write_volume_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:

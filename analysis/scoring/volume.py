@@ -111,9 +111,15 @@ def _default_min_size3d(annotations: np.ndarray, foreground_class: int) -> tuple
 
     fg = np.asarray(annotations) == foreground_class
     lab, n = ndi.label(fg, structure=np.ones((3, 3, 3), bool))
+    return min_size_rule(np.bincount(lab.ravel())[1:])
+
+
+def min_size_rule(region_sizes: np.ndarray) -> tuple[int, dict]:
+    """The default minimum size from the voxel counts of the annotated regions."""
+    n = int(np.size(region_sizes))
     if n == 0:
         return 1, {"rule": "no annotated foreground region: 1 voxel", "n_regions": 0}
-    sizes = np.bincount(lab.ravel())[1:].astype(np.float64)
+    sizes = np.asarray(region_sizes, np.float64)
     med = float(np.median(sizes))
     ms = max(1, int(math.floor(rc.MIN_SIZE_FRACTION * med)))
     rule = (
@@ -141,12 +147,17 @@ def _segmenter(
     spacing: tuple[float, float, float],
     feature_sigmas: tuple[float, ...],
     seed: int,
+    fit: Callable[[Any], Any] | None = None,
 ) -> tuple[Segmenter, str]:
-    """The plug-in model, or a random forest trained on ``labels``; and its description."""
+    """The plug-in model, or a random forest trained on ``labels``; and its description.
+
+    ``fit(clf)`` trains the forest instead of ``clf.fit(volume, labels)`` (the
+    out-of-core path: ``volume`` and ``labels`` are then not used).
+    """
     from rawsigma.analysis.segmentation.classifier import PixelClassifier
     from rawsigma.analysis.segmentation.features import FeatureConfig
 
-    if labels is None:
+    if labels is None and fit is None:
         m = model if model is not None else plan.model
         fn = load_model(m) if isinstance(m, str) else m
         return fn, f"plug-in model {plan.model or getattr(m, '__name__', 'callable')}"
@@ -164,7 +175,10 @@ def _segmenter(
         max_samples_per_class=plan.max_samples_per_class,
         foreground_class=plan.foreground_class,
     )
-    clf.fit(volume, labels)
+    if fit is None:
+        clf.fit(volume, labels)
+    else:
+        fit(clf)
     clf.n_jobs = 1
     if hasattr(clf.model_, "n_jobs"):
         clf.model_.n_jobs = 1
@@ -253,11 +267,20 @@ def _encode_codecs(
     return decoded
 
 
-def _resolve_min_size(labels: np.ndarray | None, plan: ScorePlan) -> tuple[ScorePlan, dict]:
-    """The plan with ``min_size`` set (given, or from the annotations) and its rule."""
+def _resolve_min_size(
+    labels: np.ndarray | None, plan: ScorePlan, region_sizes: np.ndarray | None = None
+) -> tuple[ScorePlan, dict]:
+    """The plan with ``min_size`` set (given, or from the annotations) and its rule.
+
+    ``region_sizes``: the annotated regions' voxel counts, instead of ``labels``.
+    """
     objects_info: dict = {}
-    if labels is not None:
-        auto, objects_info = _default_min_size3d(labels, plan.foreground_class)
+    if labels is not None or region_sizes is not None:
+        auto, objects_info = (
+            _default_min_size3d(labels, plan.foreground_class)
+            if region_sizes is None
+            else min_size_rule(region_sizes)
+        )
         source = f"given: {plan.min_size} voxels (default {auto})"
         if plan.min_size is None:
             plan = plan.model_copy(update={"min_size": auto})

@@ -198,13 +198,18 @@ def _centroids(table: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _match(raw: _Outcome, other: _Outcome, max_distance: float):  # type: ignore[no-untyped-def]
-    return match_objects(
-        _centroids(raw.table) if raw.labels.max() else np.zeros((0, 3)),
-        _centroids(other.table) if other.labels.max() else np.zeros((0, 3)),
+    # labels on disk (the out-of-core path) count their splits and merges chunk-wise
+    on_disk = getattr(raw.labels, "split_merge", None)
+    res = match_objects(
+        _centroids(raw.table) if len(raw.table["label"]) else np.zeros((0, 3)),
+        _centroids(other.table) if len(other.table["label"]) else np.zeros((0, 3)),
         max_distance,
-        ref_labels=raw.labels,
-        other_labels=other.labels,
+        ref_labels=None if on_disk else raw.labels,
+        other_labels=None if on_disk else other.labels,
     )
+    if on_disk is not None:
+        res.n_split, res.n_merged = on_disk(other.labels)
+    return res
 
 
 def _segment_raw_and_replicas(
