@@ -173,6 +173,15 @@ def score(
         help="3D: segment and measure every version chunk by chunk (Z,Y,X voxels), out "
         "of core. Default: chunked only when the volume is too large for memory.",
     ),
+    sigmas: str | None = typer.Option(
+        None,
+        "--sigmas",
+        help="3D: scales of the forest's features, finest voxels (default "
+        "0.7,1,1.6,3.5,5); fewer scales cost less on large volumes.",
+    ),
+    trees: int | None = typer.Option(
+        None, "--trees", min=1, max=1000, help="3D: trees of the forest (default: the preset's)."
+    ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
     opts = dict(locals())
@@ -215,6 +224,9 @@ def score(
         if chunks is not None:
             raise UsageError("--chunks is for one 3D volume (give --spacing or --axes)")
         opts.pop("chunks")
+        if sigmas is not None or trees is not None:
+            raise UsageError("--sigmas/--trees are for 3D volumes (give --spacing or --axes)")
+        opts.pop("sigmas"), opts.pop("trees")
 
         if reference is not None:
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")

@@ -150,6 +150,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
             foreground_class=o["foreground_class"], classifier_preset=o["preset"],
             feature_preset=o["preset"], workers=o["workers"], model=o["model"],
             tolerance_search=[t for t in (o["tolerance_search"] or "").split(",") if t.strip()],
+            n_estimators=o.get("trees"),
         )  # fmt: skip
     except ValueError as exc:
         raise options_error(exc) from None
@@ -194,6 +195,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         if not tissue.any():
             raise ImageMismatchError(f"{o['mask']}: the mask volume holds no tissue voxel")
     kw = dict(labels=lab, model=o["model"], spacing=info.spacing, plan=plan, reference=ref,
+              feature_sigmas=feature_sigmas(o.get("sigmas")),
               reference_points=pts, spacing_source=info.spacing_source, tissue=tissue)  # fmt: skip
     if o.get("scheduler") is None and chunks is None:
         console.print("path: in memory (one process)", highlight=False)
@@ -289,8 +291,26 @@ def _run_graph(o, vol, prof, chunks, kw, console):  # type: ignore[no-untyped-de
     return result
 
 
+def feature_sigmas(text: str | None) -> tuple[float, ...]:
+    """``--sigmas`` as the classifier's feature scales (default ``VOLUME_SIGMAS``)."""
+    import math
+
+    from rawsigma.analysis.scoring.volume import VOLUME_SIGMAS
+    from rawsigma.errors import UsageError
+
+    if text is None:
+        return VOLUME_SIGMAS
+    try:
+        s = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        s = ()
+    if not s or not all(math.isfinite(v) and 0.3 <= v <= 50 for v in s):
+        raise UsageError(f"--sigmas {text!r}: give scales in finest voxels, each in [0.3, 50]")
+    return s
+
+
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (MB; ``ru_maxrss``)."""
+    """Peak resident memory of this process so far (MB; ``ru_maxrss``)."""
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -345,6 +365,7 @@ def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-d
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             result = score_volume_lazy(inputs, prof, work, chunks=chunks, plan=plan, client=client,
+                                       feature_sigmas=feature_sigmas(o.get("sigmas")),
                                        task_threads=o["workers"], resume=not o["force"],
                                        progress=progress)  # fmt: skip
     result.provenance["execution"] = {"scheduler": sched or "local threads", "chunks": chunks,

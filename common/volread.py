@@ -35,7 +35,14 @@ import numpy as np
 from .errors import InputFileError, UsageError
 from .imread import _check_dtype, _sniff, split_dataset
 
-__all__ = ["VolumeInfo", "VolumeSource", "declared_axes", "open_volume", "parse_spacing", "read_volume"]
+__all__ = [
+    "VolumeInfo",
+    "VolumeSource",
+    "declared_axes",
+    "open_volume",
+    "parse_spacing",
+    "read_volume",
+]
 
 _GENERIC = set("IQ")  # tifffile's axis letters for a stack of unknown meaning
 

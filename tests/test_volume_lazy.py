@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SPACING = (1.0, 0.5, 0.5)
 
@@ -233,7 +236,38 @@ def test_cli_lazy_path_equals_the_chunked_path(tmp_path, phantom, small_slabs) -
             for k, g in c_old.globals.items():
                 assert c_new["globals"][k]["value"] == g["value"], (c_old.spec, k)
             pe = c_old.pixel_eps[np.isfinite(c_old.pixel_eps)]
-            assert c_new["pixel_epsilon"]["rms"] == pytest.approx(np.sqrt(np.mean(pe.astype(float) ** 2)))
+            assert c_new["pixel_epsilon"]["rms"] == pytest.approx(
+                np.sqrt(np.mean(pe.astype(float) ** 2))
+            )
     objects = (out / "objects.csv").read_text().splitlines()
     assert len(objects) - 1 == len(old.raw_objects["label"]) > 0
     assert not (out / "work").exists()
+
+
+@pytest.mark.slow
+def test_cli_interrupted_leaves_no_results_and_resumes(tmp_path, phantom, monkeypatch) -> None:
+    from rawsigma.analysis.scoring import volume_lazy
+
+    vol, prof, ann, _ = phantom
+    prof.save(tmp_path / "p.h5")
+    out = tmp_path / "out"
+    args = [_zarr(tmp_path / "v.zarr", vol), "--profile", tmp_path / "p.h5",
+            "--labels", _zarr(tmp_path / "ann.zarr", ann), "--spacing", "1,0.5,0.5",
+            "--replicas", "2", "--codecs", "8bit", "--workers", "1", "--chunks", "5,20,20",
+            "--out", out]  # fmt: skip
+    reduce = volume_lazy._reduce
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(volume_lazy, "_reduce", interrupted)  # Ctrl-C once every task ended
+    r = _cli(args)
+    assert r.exit_code == 130, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["work"]  # no result file, half or whole
+    tasks = sorted(p.name for p in (out / "work" / "tasks").iterdir())
+    assert tasks == ["codec_00_8bit", "raw", "replica_000", "replica_001"]
+    monkeypatch.setattr(volume_lazy, "_reduce", reduce)
+    r = _cli(args)
+    assert r.exit_code == 0, r.output
+    notes = json.loads((out / "results.json").read_text())["notes"]
+    assert any("4 of 4 task results reused" in n for n in notes)

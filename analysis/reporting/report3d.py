@@ -217,8 +217,8 @@ def _put(f, name: str, vol, dtype) -> None:  # type: ignore[no-untyped-def]
     if not hasattr(vol, "blocks"):
         f.create_dataset(name, data=vol if dtype is None else vol.astype(dtype), **kw)
         return
-    ds = f.create_dataset(name, shape=vol.shape, dtype=dtype or vol.dtype,
-                          chunks=(1,) + tuple(min(n, 256) for n in vol.shape[1:]), **kw)  # fmt: skip
+    chunks = (1,) + tuple(min(n, 256) for n in vol.shape[1:])
+    ds = f.create_dataset(name, shape=vol.shape, dtype=dtype or vol.dtype, chunks=chunks, **kw)
     for z, block in vol.blocks():
         ds[z] = block
 

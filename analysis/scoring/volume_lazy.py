@@ -56,7 +56,6 @@ from rawsigma.analysis.scoring.volume_graph import (
 from rawsigma.analysis.scoring.volume_steps import (
     VolumeResult,
     _CodecScorer,
-    _Decoded,
     _Outcome,
     _rel_spacing,
     _replica_reference,
@@ -160,7 +159,9 @@ def _read(d: Path) -> _Outcome:
 
 
 # ----------------------------------------------------------------------------- reduce
-def quantisation_note_chunked(spec: str, raw: str, dec: str, labels: str, profile: Any) -> dict | None:
+def quantisation_note_chunked(
+    spec: str, raw: str, dec: str, labels: str, profile: Any
+) -> dict | None:
     """``runchecks.quantisation_note`` slab by slab (σ medians from 0.05 %-wide log bins)."""
     from rawsigma.analysis.scoring import runchecks as rc
     from rawsigma.analysis.scoring.per_image import raw_noise_sigma
@@ -274,7 +275,9 @@ def _run_key(inp: LazyInputs, profile: Any, plan: Any, extra: list[Any]) -> str:
     for src in (inp.volume, inp.labels, inp.mask):
         if src is not None:
             st = os.stat(src.path)
-            h.update(repr((src.path, src.key, src.shape, src.dtype, st.st_size, st.st_mtime_ns)).encode())
+            h.update(
+                repr((src.path, src.key, src.shape, src.dtype, st.st_size, st.st_mtime_ns)).encode()
+            )
     h.update(str(getattr(profile, "profile_id", "")).encode())
     h.update(plan.model_dump_json().encode())
     h.update(json.dumps(extra, default=str).encode())
@@ -342,7 +345,11 @@ def score_volume_lazy(
     """
     from rawsigma.analysis.outofcore.taskrun import run_tasks
     from rawsigma.analysis.scoring.inputs import resolve_plan
-    from rawsigma.analysis.scoring.volume_source import annotation_region_sizes, fit_lazy, tissue_voxels
+    from rawsigma.analysis.scoring.volume_source import (
+        annotation_region_sizes,
+        fit_lazy,
+        tissue_voxels,
+    )
     from rawsigma.analysis.scoring.volume_versions import eight_bit_range
 
     plan = resolve_plan(True, None, plan, plan_fields, "score_volume_lazy")  # type: ignore[arg-type]

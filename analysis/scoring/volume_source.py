@@ -28,11 +28,13 @@ import hashlib
 import math
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import ImageMismatchError, InputFileError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "RawStats",
@@ -45,7 +47,9 @@ __all__ = [
 
 #: Bytes of one z-slab the driver reads at a time (whole planes, a multiple of the
 #: chunk depth); the driver's working memory is a few of these.
-SLAB_BYTES = 48 * 2**20
+SLAB_BYTES = 32 * 2**20
+#: Working memory of one feature block in `fit_lazy` (blocks without drawn voxels skipped).
+TRAIN_BLOCK_MEMORY = 32 * 2**20
 
 
 @dataclass
@@ -242,15 +246,19 @@ def fit_lazy(clf: Any, raw: str, ann: Annotations) -> Any:
         ranks = np.sort(rng.choice(n, cap, replace=False)) if cap and n > cap else None
         picked.append(clf._drawn_pixels(lab, int(c), ranks))  # noqa: SLF001
     pos = np.concatenate(picked)
-    y = np.concatenate([np.full(p.size, c, np.int64) for p, c in zip(picked, ann.classes, strict=True)])
+    y = np.concatenate(
+        [np.full(p.size, c, np.int64) for p, c in zip(picked, ann.classes, strict=True)]
+    )
     cfg = fb._config(clf.features, None, {})  # noqa: SLF001
     names = fb._order(cfg, 3)  # noqa: SLF001
     index = {n: i for i, n in enumerate(names)}
     spacing = cfg.spacing or (1.0, 1.0, 1.0)
-    n_feat = len(fb.feature_names(3, clf.features.preset, clf.features.sigmas, clf.features.features))
+    n_feat = len(
+        fb.feature_names(3, clf.features.preset, clf.features.sigmas, clf.features.features)
+    )
     x = np.empty((pos.size, n_feat), np.float32)
     coords = np.unravel_index(pos, vol.shape)
-    block = fb._resolve_block(clf.block, vol.shape, cfg, clf._workers(), fb.MAP_BLOCK_MEMORY)  # noqa: SLF001
+    block = fb._resolve_block(clf.block, vol.shape, cfg, 1, TRAIN_BLOCK_MEMORY)  # noqa: SLF001
     for core in fb._block_starts(vol.shape, block):  # noqa: SLF001
         inside = np.ones(pos.size, bool)
         for ax, s in enumerate(core):
@@ -260,7 +268,9 @@ def fit_lazy(clf: Any, raw: str, ann: Annotations) -> Any:
             feats = fb._compute_block(vol, core, cfg, spacing, index)  # noqa: SLF001
             local = tuple(coords[ax][rows] - s.start for ax, s in enumerate(core))
             x[rows] = feats[(slice(None), *local)].T
-    model = RandomForestClassifier(random_state=clf.random_state, n_jobs=clf.n_jobs, **clf.rf_params)
+    model = RandomForestClassifier(
+        random_state=clf.random_state, n_jobs=clf.n_jobs, **clf.rf_params
+    )
     model.fit(x, y)
     clf.model_ = model
     clf.classes_ = model.classes_.astype(np.int64)
@@ -300,10 +310,13 @@ def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
     arr = da.from_zarr(raw)
     depth = tuple(int(4.0 * s + 0.5) for s in sigma)  # scipy's radius (truncate 4)
     chunks = tuple(
-        (n,) if n <= 2 * d else max(c[0], d) for n, c, d in zip(arr.shape, arr.chunks, depth, strict=True)
+        (n,) if n <= 2 * d else max(c[0], d)
+        for n, c, d in zip(arr.shape, arr.chunks, depth, strict=True)
     )
     arr = arr.rechunk(chunks)
-    dep = {i: (d if len(c) > 1 else 0) for i, (d, c) in enumerate(zip(depth, arr.chunks, strict=True))}
+    dep = {
+        i: (d if len(c) > 1 else 0) for i, (d, c) in enumerate(zip(depth, arr.chunks, strict=True))
+    }
 
     def smooth(b: np.ndarray) -> np.ndarray:
         return ndi.gaussian_filter(b.astype(np.float32), sigma)

@@ -34,11 +34,13 @@ from __future__ import annotations
 import json
 import math
 import struct
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.analysis.scoring.volume_source import _create, slabs
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["ZarrVolume", "pixel_eps_stats", "split_merge", "write_codec", "write_replica"]
 
@@ -94,7 +96,9 @@ def eight_bit_range(codec: Any, stats: Any) -> tuple[int, int] | None:
     return lo, max(hi, lo)
 
 
-def _payload_size(spec: str, codec: Any, shape: tuple[int, ...], heads: list[dict], total: int) -> int:
+def _payload_size(
+    spec: str, codec: Any, shape: tuple[int, ...], heads: list[dict], total: int
+) -> int:
     """Bytes of the whole-volume payload from the slabs' headers (see module notes)."""
     lens = [h["lens"] for h in heads]
     planes = [h["shape"][0] for h in heads]
