@@ -76,7 +76,7 @@ class LazyCodecResult(CodecResult):
         base = CodecResult(**{f.name: getattr(self, f.name) for f in fields(CodecResult)})
         base.pixel_eps = np.zeros(0, np.float32)
         d = base.to_dict()
-        d["pixel_epsilon"] = self.pixel_eps.summary()
+        d["pixel_epsilon"] = self.pixel_eps.summary()  # type: ignore[attr-defined]
         return d
 
 
@@ -143,7 +143,8 @@ def _lazy_task(tmp: Path, kind: str, key: Any, ctx: _LazyContext) -> None:
     elif kind == "replica":
         shutil.rmtree(tmp / "version.zarr", ignore_errors=True)
     table.pop("bbox", None)
-    np.savez(tmp / "table.npz", **{k: np.asarray(v) for k, v in table.items()})
+    columns: dict[str, Any] = {k: np.asarray(v) for k, v in table.items()}
+    np.savez(tmp / "table.npz", **columns)
     info = {"globals": _globals3d(table, ctx.tissue["volume"]), "n_components": len(table["label"]),
             "seconds": time.perf_counter() - t0, "chunked": True, "lazy": True}  # fmt: skip
     (tmp / "outcome.json").write_text(json.dumps(info))
@@ -153,7 +154,7 @@ def _read(d: Path) -> _Outcome:
     info = json.loads((d / "outcome.json").read_text())
     with np.load(d / "table.npz") as z:
         table = {k: z[k] for k in z.files}
-    labels = ZarrVolume(d / "labels.zarr")
+    labels: Any = ZarrVolume(d / "labels.zarr")
     return _Outcome(labels, table, info["globals"], np.zeros(labels.shape + (0,), np.float32),
                     info["n_components"])  # fmt: skip
 
@@ -216,16 +217,16 @@ class _LazyScorer(_CodecScorer):
             eps = PixelEpsSummary({k: z[k] if z[k].ndim else z[k].item() for k in z.files})
         matching = self._matching_test(match.summary(), object_scores)
         quant = quantisation_note_chunked(spec, raw, str(d / "version.zarr"),
-                                          raw_o.labels.path, self.run.profile)  # fmt: skip
+                                          raw_o.labels.path, self.run.profile)  # type: ignore[attr-defined]  # fmt: skip
         return LazyCodecResult(
             spec, meta["description"], float(meta["ratio"]), int(meta["n_bytes"]),
             global_scores, object_scores, {}, match.summary(),
             sc.verdict(global_scores, object_scores, matching=matching), outcome.labels,
-            eps, matched, quant, {},
+            eps, matched, quant, {},  # type: ignore[arg-type]
         )  # fmt: skip
 
     @staticmethod
-    def _match(raw: _Outcome, other: _Outcome, max_distance: float):  # type: ignore[no-untyped-def]
+    def _match(raw: _Outcome, other: _Outcome, max_distance: float) -> Any:
         from rawsigma.analysis.scoring.volume_steps import _match
 
         return _match(raw, other, max_distance)
@@ -247,7 +248,7 @@ def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]], raw: str)
     ref = _replica_reference(raw_o, replicas, stats, run)
     ref.feature_names = []
     scorer = _LazyScorer(run, ref, np.zeros(0, np.float32))
-    results = []
+    results: list[CodecResult] = []
     for name, (kind, spec) in names.items():
         if kind == "codec":
             results.append(scorer.score_lazy(spec, _read(tasks / name), tasks / name, raw))
@@ -284,7 +285,7 @@ def _run_key(inp: LazyInputs, profile: Any, plan: Any, extra: list[Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _stage(inp: LazyInputs, inputs: Path, chunks: Any, profile: Any, plan: Any, report: Any):  # type: ignore[no-untyped-def]
+def _stage(inp: LazyInputs, inputs: Path, chunks: Any, profile: Any, plan: Any, report: Any) -> Any:
     """Raw and annotation stores (reused when complete), their statistics."""
     import pickle
 

@@ -265,7 +265,7 @@ def fit_lazy(clf: Any, raw: str, ann: Annotations) -> Any:
             inside &= (coords[ax] >= s.start) & (coords[ax] < s.stop)
         rows = np.flatnonzero(inside)
         if rows.size:
-            feats = fb._compute_block(vol, core, cfg, spacing, index)  # noqa: SLF001
+            feats = fb._compute_block(vol, core, cfg, spacing, index)  # type: ignore[arg-type]  # noqa: SLF001
             local = tuple(coords[ax][rows] - s.start for ax, s in enumerate(core))
             x[rows] = feats[(slice(None), *local)].T
     model = RandomForestClassifier(
@@ -326,7 +326,7 @@ def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
     lo, hi = min(e[0] for e in ext), max(e[1] for e in ext)
     if float(hi) <= float(lo):
         return int(np.prod(arr.shape))
-    rng = (np.float32(lo), np.float32(hi))  # as numpy's own range: float32 edges
+    rng: Any = (np.float32(lo), np.float32(hi))  # as numpy's own range: float32 edges
     counts = sum(_per_block(sm, lambda b: np.histogram(b, bins=256, range=rng)[0]))
     _, edges = np.histogram(np.array([lo, hi], np.float32), bins=256, range=rng)
     t = threshold_otsu(hist=(counts, (edges[:-1] + edges[1:]) / 2.0))

@@ -70,7 +70,7 @@ def write_replica(
         rep = np.empty_like(a)
         for k in range(a.shape[0]):
             key = (z.start + k,) if index is None else (index, z.start + k)
-            rep[k] = synthesize(a[k], profile, 1, plane_rng(seed, *key), centre)[0]
+            rep[k] = synthesize(a[k], profile, 1, plane_rng(seed, *key), centre)[0]  # type: ignore[arg-type]
         out[z] = rep
 
 
@@ -143,7 +143,7 @@ def write_codec(raw: str, dest: Path, spec: str, profile: Any, rng8: tuple | Non
     getattr(codec, "prepare", lambda _p: None)(lambda *_a: None)
     description, spec0 = codec.description, codec.spec
     if rng8 is not None:
-        codec.eight_bit_range = lambda _image: rng8
+        codec.eight_bit_range = lambda _image: rng8  # type: ignore[attr-defined]
     src = _open(raw)
     nvox = int(np.prod(src.shape))
     if codec.name == "jpeg" and codec.params.get("ratio") is not None:
