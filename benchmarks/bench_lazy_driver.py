@@ -7,8 +7,15 @@ Two steps, each a sub-command:
     16-bit camera volume of blobs on a warped lattice (objects crossing every chunk
     border; photo-electrons Poisson, gain 2 ADU/e⁻, offset 100 ADU, read noise
     2 ADU, the uniform profile ``DIR/prof.h5``), and ``DIR/ann.zarr``: sparse
-    annotations (every 5th voxel of a few planes, 2 = blob core, 1 = background
-    between blobs; every chunk written, so none is missing).
+    annotations (every 5th voxel of a 384 x 384 corner of every 80th plane, 2 = blob
+    core, 1 = background between blobs; every chunk written, so none is missing).
+``phases DIR --limit-mb M``
+    Runs the driver's side of the lazy path alone (the steps that used to read the
+    whole volume: staging into zarr, the annotated regions, the forest's training,
+    the exact chunked Otsu tissue count), with the forest of ``run``'s options
+    (``--sigmas 1 --trees 5``), as a child process under the same RSS watch; prints
+    each phase's time and the peak resident memory after it (``ru_maxrss``), for
+    volumes too large to push every version through a loaded machine in time.
 ``run DIR --limit-mb M``
     Runs ``rawsigma score DIR/big.zarr --profile ... --labels DIR/ann.zarr
     --scheduler local`` (the user's command) as a child process, samples the
@@ -60,9 +67,9 @@ def _annotations(shape: tuple[int, ...], origin: tuple[int, ...]) -> np.ndarray:
     f = _signal(shape, origin)
     lab = np.zeros(shape, np.uint8)
     z = np.arange(origin[0], origin[0] + shape[0])
-    planes = np.flatnonzero(z % 40 == 7)
-    sub = f[planes, ::5, ::5]
-    lab[planes, ::5, ::5] = np.where(sub > 0.8, 2, np.where(sub < 0.02, 1, 0))
+    planes = np.flatnonzero(z % 80 == 7)
+    sub = f[planes, :384:5, :384:5]  # a user annotates a small region
+    lab[planes, :384:5, :384:5] = np.where(sub > 0.8, 2, np.where(sub < 0.02, 1, 0))
     return lab
 
 
@@ -161,6 +168,72 @@ def run(d: Path, limit_mb: int, workers: int, extra: list[str]) -> dict:
     return fig
 
 
+def phases(d: Path) -> None:
+    """The lazy driver's phases on ``d`` (run in the watched child process)."""
+    import resource
+    import tempfile
+
+    from rawsigma.analysis.scoring import volume_source as vs
+    from rawsigma.analysis.segmentation.classifier import PixelClassifier
+    from rawsigma.analysis.segmentation.features import FeatureConfig
+    from rawsigma.calib.profile import CameraProfile
+    from rawsigma.volread import open_volume
+
+    def line(name: str, t0: float) -> None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{name:<10} {time.perf_counter() - t0:7.1f} s  peak RSS so far {peak:6.0f} MB",
+              flush=True)  # fmt: skip
+
+    line("imports", time.perf_counter())
+    src, _ = open_volume(d / "big.zarr")
+    lab, _ = open_volume(d / "ann.zarr")
+    prof = CameraProfile.load(d / "prof.h5")
+    with tempfile.TemporaryDirectory(dir=d) as tmp:
+        w = Path(tmp)
+        t0 = time.perf_counter()
+        stats = vs.stage_raw(src, w / "raw.zarr", CHUNKS, prof)
+        line("stage raw", t0)
+        t0 = time.perf_counter()
+        ann = vs.stage_annotations(lab, w / "ann.zarr", CHUNKS, src.shape, 2)
+        line("stage ann", t0)
+        t0 = time.perf_counter()
+        sizes = vs.annotation_region_sizes(ann, w / "regions")
+        line("regions", t0)
+        cfg = FeatureConfig("ilastik", sigmas=(1.0,), spacing=(2.0, 1.0, 1.0))
+        clf = PixelClassifier("ilastik", features=cfg, n_estimators=5, n_jobs=2, random_state=1)
+        t0 = time.perf_counter()
+        vs.fit_lazy(clf, stats.path, ann)
+        line("training", t0)
+        t0 = time.perf_counter()
+        n = vs.tissue_voxels(stats.path, (2.0, 4.0, 4.0))
+        line("tissue", t0)
+    print(f"{len(sizes)} annotated regions, tissue {n} voxels", flush=True)
+
+
+def watch_phases(d: Path, limit_mb: int) -> dict:
+    """`phases` as a child process under the RSS watch."""
+    import zarr
+
+    cmd = [sys.executable, __file__, "_phases", str(d)]
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    w = Watch(p.pid, limit_mb * 2**20)
+    text, _ = p.communicate()
+    w.stop()
+    vol = zarr.open_array(str(d / "big.zarr"), mode="r")
+    nbytes = int(np.prod(vol.shape)) * 2
+    print("\n".join(ln for ln in text.splitlines() if "Warning" not in ln))
+    return {
+        "volume": f"{tuple(vol.shape)} uint16 = {nbytes / 1e9:.2f} GB",
+        "limit_mb": limit_mb, "exit": p.returncode, "killed_by_watch": w.killed,
+        "driver_peak_mb_sampled": round(w.driver_peak / 2**20, 1),
+        "volume_over_driver_peak": round(nbytes / max(w.driver_peak, 1), 2),
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "load_start_end": [round(load0[0], 1), round(os.getloadavg()[0], 1)],
+    }  # fmt: skip
+
+
 def main() -> None:
     """Command line (see module notes)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,8 +246,16 @@ def main() -> None:
     r.add_argument("--limit-mb", type=int, default=600)
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--options", default="", help="more rawsigma score options, one string")
+    ph = sub.add_parser("phases")
+    ph.add_argument("dir", type=Path)
+    ph.add_argument("--limit-mb", type=int, default=600)
+    sub.add_parser("_phases").add_argument("dir", type=Path)
     a = ap.parse_args()
-    if a.cmd == "generate":
+    if a.cmd == "_phases":
+        phases(a.dir)
+    elif a.cmd == "phases":
+        print(json.dumps(watch_phases(a.dir, a.limit_mb), indent=1))
+    elif a.cmd == "generate":
         shape = tuple(int(v) for v in a.shape.split(","))
         t0 = time.perf_counter()
         generate(a.dir, shape)  # type: ignore[arg-type]

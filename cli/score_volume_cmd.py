@@ -177,23 +177,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
     except ImageMismatchError as exc:
         msg = str(exc)
         raise ImageMismatchError(msg if msg.startswith(str(image)) else f"{image}: {msg}") from None
-    lab = ref = pts = None
-    if o["labels"] is not None:
-        lab = _read_labels(o["labels"], o["axes"], vol.shape, "label volume")
-        if o["instances"]:
-            from rawsigma.analysis.segmentation.annotations import training_labels
-
-            ref, lab = lab, training_labels(lab)
-    if o["reference"] is not None:
-        if Path(o["reference"]).suffix.lower() == ".csv":
-            pts, ref = read_points(o["reference"]), None
-        else:
-            ref = _read_labels(o["reference"], o["axes"], vol.shape, "reference label volume")
-    tissue = None
-    if o.get("mask") is not None:
-        tissue = _read_labels(o["mask"], o["axes"], vol.shape, "mask volume") != 0
-        if not tissue.any():
-            raise ImageMismatchError(f"{o['mask']}: the mask volume holds no tissue voxel")
+    lab, ref, pts, tissue = _side_volumes(o, vol.shape)
     kw = dict(labels=lab, model=o["model"], spacing=info.spacing, plan=plan, reference=ref,
               feature_sigmas=feature_sigmas(o.get("sigmas")),
               reference_points=pts, spacing_source=info.spacing_source, tissue=tissue)  # fmt: skip
@@ -219,6 +203,29 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         profile_file=str(o["profile"]) if o["profile"] else None,
     )  # fmt: skip
     return result
+
+
+def _side_volumes(o: dict[str, Any], shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    """Annotations, reference labels or points, tissue mask of the in-memory driver."""
+    from rawsigma.errors import ImageMismatchError
+
+    lab = ref = pts = tissue = None
+    if o["labels"] is not None:
+        lab = _read_labels(o["labels"], o["axes"], shape, "label volume")
+        if o["instances"]:
+            from rawsigma.analysis.segmentation.annotations import training_labels
+
+            ref, lab = lab, training_labels(lab)
+    if o["reference"] is not None:
+        if Path(o["reference"]).suffix.lower() == ".csv":
+            pts, ref = read_points(o["reference"]), None
+        else:
+            ref = _read_labels(o["reference"], o["axes"], shape, "reference label volume")
+    if o.get("mask") is not None:
+        tissue = _read_labels(o["mask"], o["axes"], shape, "mask volume") != 0
+        if not tissue.any():
+            raise ImageMismatchError(f"{o['mask']}: the mask volume holds no tissue voxel")
+    return lab, ref, pts, tissue
 
 
 #: In-memory scoring holds about this many bytes per voxel beyond the versions
@@ -329,12 +336,13 @@ def _lazy_refusal(o: dict[str, Any]) -> str | None:
 
 def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-def]
     """The chunked path with a lazy driver: the volume is never read whole."""
-    from rawsigma.analysis.outofcore.taskrun import connect
-    from rawsigma.analysis.scoring.volume_lazy import LazyInputs, score_volume_lazy
+    import shutil
+
+    from rawsigma.analysis.scoring.volume_lazy import LazyInputs
+    from rawsigma.errors import RawsigmaError
     from rawsigma.fileio import check_output_dir
     from rawsigma.volread import open_volume
 
-    from .console import stage_progress
     from .integrity import check_profile_defects
     from .params import check_codecs
 
@@ -347,6 +355,11 @@ def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-d
     check_codecs(list(plan.codecs), prof)
     check_profile_defects(prof, o["profile"])
     lab, _ = open_volume(o["labels"], axes=o["axes"], integer=True, what="label volume")
+    if tuple(lab.shape) != tuple(src.shape):
+        from rawsigma.errors import ImageMismatchError
+
+        raise ImageMismatchError(f"{o['labels']}: label volume shape {lab.shape} (Z, Y, X) "
+                                 f"differs from the volume's {src.shape}")  # fmt: skip
     mask = None
     if o.get("mask") is not None:
         mask, _ = open_volume(o["mask"], axes=o["axes"], integer=False, what="mask volume")
@@ -361,13 +374,12 @@ def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-d
     console.print(f"path: task graph on {where}, chunks {','.join(map(str, chunks))}, lazy "
                   "driver (the volume is read block by block)", highlight=False)  # fmt: skip
     work = o["out"] / "work"
-    with connect(sched, o["workers"]) as client, stage_progress(console, 18) as progress:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = score_volume_lazy(inputs, prof, work, chunks=chunks, plan=plan, client=client,
-                                       feature_sigmas=feature_sigmas(o.get("sigmas")),
-                                       task_threads=o["workers"], resume=not o["force"],
-                                       progress=progress)  # fmt: skip
+    try:
+        result = _lazy_call(o, inputs, prof, work, chunks, plan, console)
+    except (RawsigmaError, KeyboardInterrupt):
+        if not (work / "tasks").exists():  # failed before any task: nothing worth keeping
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     result.provenance["execution"] = {"scheduler": sched or "local threads", "chunks": chunks,
                                       "workdir": str(work), "driver": "lazy",
                                       "driver_peak_rss_mb": peak_rss_mb()}  # fmt: skip
@@ -377,6 +389,24 @@ def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-d
         profile_file=str(o["profile"]),
     )  # fmt: skip
     return result
+
+
+def _lazy_call(o, inputs, prof, work, chunks, plan, console):  # type: ignore[no-untyped-def]
+    from rawsigma.analysis.outofcore.taskrun import connect
+    from rawsigma.analysis.scoring.volume_lazy import score_volume_lazy
+
+    from .console import stage_progress
+
+    with (
+        connect(o.get("scheduler"), o["workers"]) as client,
+        stage_progress(console, 18) as progress,
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return score_volume_lazy(inputs, prof, work, chunks=chunks, plan=plan, client=client,
+                                       feature_sigmas=feature_sigmas(o.get("sigmas")),
+                                       task_threads=o["workers"], resume=not o["force"],
+                                       progress=progress)  # fmt: skip
 
 
 def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]

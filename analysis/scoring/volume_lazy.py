@@ -140,7 +140,7 @@ def _lazy_task(tmp: Path, kind: str, key: Any, ctx: _LazyContext) -> None:
     shutil.rmtree(tmp / "chunked", ignore_errors=True)
     if kind == "codec":
         np.savez(tmp / "eps.npz", **pixel_eps_stats(ctx.raw, version, ctx.profile))
-    elif kind == "replica":
+    if kind == "replica" or (kind == "codec" and not str(key).startswith("8bit")):
         shutil.rmtree(tmp / "version.zarr", ignore_errors=True)
     table.pop("bbox", None)
     columns: dict[str, Any] = {k: np.asarray(v) for k, v in table.items()}

@@ -280,8 +280,11 @@ class ZarrVolume:
 
     def stretch_range(self, step: int = 7) -> tuple[float, float]:
         """0.5 and 99.5 percentiles of every ``step``-th voxel along y and x."""
-        vals = np.concatenate([b[:, ::step, ::step].ravel() for _, b in self.blocks()])
-        lo, hi = np.percentile(vals, [0.5, 99.5])
+        if "stretch" not in self._cache:
+            vals = np.concatenate([b[:, ::step, ::step].ravel() for _, b in self.blocks()])
+            lo, hi = np.percentile(vals, [0.5, 99.5])
+            self._cache["stretch"] = [("range", np.array([lo, hi]))]
+        lo, hi = self._cache["stretch"][0][1]
         return float(lo), float(hi)
 
     def stretched(self) -> _Stretched:
