@@ -219,8 +219,8 @@ def _put(f, name: str, vol, dtype) -> None:  # type: ignore[no-untyped-def]
         return
     chunks = (1,) + tuple(min(n, 256) for n in vol.shape[1:])
     ds = f.create_dataset(name, shape=vol.shape, dtype=dtype or vol.dtype, chunks=chunks, **kw)
-    for z, block in vol.blocks():
-        ds[z] = block
+    for index, block in vol.blocks():
+        ds[index] = block
 
 
 def write_volume_report(result, out_dir: str | os.PathLike, force: bool = False) -> Path:

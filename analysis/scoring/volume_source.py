@@ -91,6 +91,24 @@ def slabs(shape: tuple[int, ...], chunk_z: int, itemsize: int) -> list[slice]:
     return [slice(z, min(z + d, shape[0])) for z in range(0, shape[0], d)]
 
 
+def tiles(
+    shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int
+) -> list[tuple[slice, ...]]:
+    """(z, y) ranges of chunk-aligned tiles (whole rows along x) of ~`SLAB_BYTES`.
+
+    A tile is one chunk deep in z and a multiple of the chunk height in y, so that
+    writing it fills whole chunks; the driver's working memory is a few tiles.
+    """
+    cz, cy = chunks[0], chunks[1]
+    row = cz * cy * int(shape[2]) * itemsize
+    by = cy * max(1, SLAB_BYTES // max(1, row))
+    return [
+        (slice(z, min(z + cz, shape[0])), slice(y, min(y + by, shape[1])))
+        for z in range(0, shape[0], cz)
+        for y in range(0, shape[1], by)
+    ]
+
+
 def _create(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any) -> Any:
     import zarr
 
@@ -100,7 +118,7 @@ def _create(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: 
 
 
 def _check_slab(a: np.ndarray, src: Any, z: slice, profile: Any) -> np.ndarray:
-    """One slab as ``check_raw_volume`` checks a whole volume; uint16 out."""
+    """One tile as ``check_raw_volume`` and the profile check a whole volume; uint16 out."""
     if a.dtype.kind == "i" and a.size and a.min() < 0:
         raise ImageMismatchError(
             f"{src.path}: negative voxel values (planes {z.start}-{z.stop - 1}); not a raw volume"
@@ -111,8 +129,13 @@ def _check_slab(a: np.ndarray, src: Any, z: slice, profile: Any) -> np.ndarray:
             "path scores 16-bit camera counts"
         )
     a = a.astype(np.uint16, copy=False)
-    if profile is not None:
-        profile.check_image(a, name=src.path)
+    if profile is not None and a.size and int(a.max()) > profile.max_adu:
+        n = int(np.count_nonzero(a > profile.max_adu))
+        raise ImageMismatchError(
+            f"{src.path}: image has {n} value(s) above the profile's maximum {profile.max_adu} "
+            f"ADU (planes {z.start}-{z.stop - 1}, max {int(a.max())}): wrong bit depth or not "
+            "a raw image"
+        )
     return a
 
 
@@ -134,14 +157,16 @@ def stage_raw(src: Any, dest: Path, chunks: tuple[int, int, int], profile: Any) 
     out = _create(tmp, src.shape, chunks, np.uint16)
     hist = np.zeros(65536, np.int64)
     h = hashlib.sha256(repr((src.shape, src.dtype)).encode())
-    first = (0, 0)
-    for z in slabs(src.shape, chunks[0], dt.itemsize):
-        a = _check_slab(src[z], src, z, profile)
-        if z.start == 0:
-            first = (int(a[0].min()), int(a[0].max()))
+    plane = _check_slab(src[0:1], src, slice(0, 1), None)
+    if profile is not None:
+        profile.check_image(plane, name=src.path)  # shape, dtype, bit depth
+    first = (int(plane.min()), int(plane.max()))
+    del plane
+    for z, y in tiles(src.shape, chunks, dt.itemsize):
+        a = _check_slab(src[z, y], src, z, profile)
         hist += np.bincount(a.ravel(), minlength=65536)
         h.update(a[:, ::61, ::59].tobytes())
-        out[z] = a
+        out[z, y] = a
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return RawStats(str(dest), tuple(src.shape), chunks, hist, first, h.hexdigest()[:16])
@@ -179,8 +204,8 @@ def stage_annotations(
     fg_path = dest.with_name(dest.stem + "_foreground.zarr")
     fg_store = _create(fg_path, shape, chunks, np.uint8)
     counts = np.zeros(0, np.int64)
-    for z in slabs(shape, chunks[0], max(2, dt.itemsize)):
-        a = np.asarray(src[z])
+    for z, y in tiles(shape, chunks, max(2, dt.itemsize)):
+        a = np.asarray(src[z, y])
         if a.size and a.min() < 0:
             raise InputFileError(f"{name}: negative class values (use 0 for unlabelled)")
         if a.size and int(a.max()) > 65535:
@@ -189,8 +214,8 @@ def stage_annotations(
         c = np.bincount(a.ravel())
         counts = np.pad(counts, (0, max(0, c.size - counts.size)))
         counts[: c.size] += c
-        lab_store[z] = a
-        fg_store[z] = (a == fg_class).astype(np.uint8)
+        lab_store[z, y] = a
+        fg_store[z, y] = (a == fg_class).astype(np.uint8)
     classes = np.flatnonzero(counts[1:]) + 1
     if classes.size == 0:
         raise InputFileError(f"{name}: empty annotations (no labelled voxel)")
@@ -302,8 +327,8 @@ def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
 
     if mask is not None:
         n = 0
-        for z in slabs(mask.shape, 1, np.dtype(mask.dtype).itemsize):
-            n += int(np.count_nonzero(mask[z]))
+        for z, y in tiles(mask.shape, (1, 1), np.dtype(mask.dtype).itemsize):
+            n += int(np.count_nonzero(mask[z, y]))
         if n == 0:
             raise ImageMismatchError(f"{mask.path}: the mask volume holds no tissue voxel")
         return n

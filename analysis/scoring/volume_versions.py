@@ -37,7 +37,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.analysis.scoring.volume_source import _create, slabs
+from rawsigma.analysis.scoring.volume_source import _create, slabs, tiles
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -218,9 +218,9 @@ def split_merge(ref: str, other: str, min_fraction: float = 0.5) -> tuple[int, i
     area_a = np.zeros(1, np.int64)
     area_b = np.zeros(1, np.int64)
     span = 1 << 32
-    for z in slabs(a_src.shape, a_src.chunks[0], 4):
-        a = np.asarray(a_src[z]).astype(np.int64)
-        b = np.asarray(b_src[z]).astype(np.int64)
+    for z, y in tiles(a_src.shape, a_src.chunks, 8):
+        a = np.asarray(a_src[z, y]).astype(np.int64)
+        b = np.asarray(b_src[z, y]).astype(np.int64)
         ba, bb = np.bincount(a.ravel()), np.bincount(b.ravel())
         area_a = np.pad(area_a, (0, max(0, ba.size - area_a.size)))
         area_b = np.pad(area_b, (0, max(0, bb.size - area_b.size)))
@@ -254,10 +254,10 @@ class ZarrVolume:
         self._cache: dict[str, list[tuple[str, np.ndarray]]] = {}
 
     def blocks(self) -> Any:
-        """(z slice, ndarray) slab by slab."""
+        """((z, y) slices, ndarray) tile by tile (`volume_source.tiles`)."""
         arr = _open(self.path)
-        for z in slabs(self.shape, arr.chunks[0], self.dtype.itemsize):
-            yield z, np.asarray(arr[z])
+        for z, y in tiles(self.shape, arr.chunks, self.dtype.itemsize):
+            yield (z, y), np.asarray(arr[z, y])
 
     def views(self, kind: str) -> list[tuple[str, np.ndarray]]:
         """As ``report3d._views``: centre slices (``slice``) or MIPs (``mip``)."""
@@ -271,9 +271,10 @@ class ZarrVolume:
                 mz = np.zeros(self.shape[1:], self.dtype)
                 my = np.zeros((self.shape[0], self.shape[2]), self.dtype)
                 mx = np.zeros(self.shape[:2], self.dtype)
-                for zs, b in self.blocks():
-                    np.maximum(mz, b.max(0), out=mz)
-                    my[zs], mx[zs] = b.max(1), b.max(2)
+                for (zs, ys), b in self.blocks():
+                    np.maximum(mz[ys], b.max(0), out=mz[ys])
+                    np.maximum(my[zs], b.max(1), out=my[zs])
+                    mx[zs, ys] = b.max(2)
                 v = [("MIP along z", mz), ("MIP along y", my), ("MIP along x", mx)]
             self._cache[kind] = v
         return self._cache[kind]
