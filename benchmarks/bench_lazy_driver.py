@@ -17,13 +17,13 @@ Two steps, each a sub-command:
     each phase's time and the peak resident memory after it (``ru_maxrss``), for
     volumes too large to push every version through a loaded machine in time.
 ``run DIR --limit-mb M``
-    Runs ``rawsigma score DIR/big.zarr --profile ... --labels DIR/ann.zarr
-    --scheduler local`` (the user's command) as a child process, samples the
-    resident memory of the driver process (and, apart, of its worker processes)
-    every 0.2 s with psutil and kills the driver if it exceeds ``M`` MB (an RSS
-    watch in place of a cgroup); prints the volume size, the driver's peak (sampled
-    and the kernel's high-water mark), the workers' peak, wall time, the load and
-    the ``results.json`` record of the path taken.
+    Runs ``rawsigma score DIR/big.zarr --profile ... --labels DIR/ann.zarr ...`` (the
+    user's command, default scheduler; ``--options "--scheduler local ..."`` adds
+    options) as a child process, samples the resident memory of the driver process
+    (and, apart, of its worker processes) every 0.2 s with psutil and kills the
+    driver if it exceeds ``M`` MB (an RSS watch in place of a cgroup); prints the
+    volume size, the driver's peak (sampled; results.json has ``ru_maxrss``), the
+    workers' peak, wall time, the load and the ``results.json`` record of the path.
 
 Usage: ``python benchmarks/bench_lazy_driver.py generate /tmp/big --shape 160,1536,1536``
 then ``python benchmarks/bench_lazy_driver.py run /tmp/big --limit-mb 600``.
@@ -139,7 +139,7 @@ def run(d: Path, limit_mb: int, workers: int, extra: list[str]) -> dict:
     exe = str(Path(sys.executable).parent / "rawsigma")
     cmd = [exe, "score", str(d / "big.zarr"),
            "--profile", str(d / "prof.h5"), "--labels", str(d / "ann.zarr"),
-           "--spacing", SPACING, "--scheduler", "local", "--workers", str(workers),
+           "--spacing", SPACING, "--workers", str(workers),
            "--out", str(out), "--force", *extra]  # fmt: skip
     load0 = os.getloadavg()
     t0 = time.perf_counter()
