@@ -47,7 +47,7 @@ __all__ = [
 
 #: Bytes of one z-slab the driver reads at a time (whole planes, a multiple of the
 #: chunk depth); the driver's working memory is a few of these.
-SLAB_BYTES = 32 * 2**20
+SLAB_BYTES = 16 * 2**20
 #: Working memory of one feature block in `fit_lazy` (blocks without drawn voxels skipped).
 TRAIN_BLOCK_MEMORY = 32 * 2**20
 
@@ -139,6 +139,15 @@ def _check_slab(a: np.ndarray, src: Any, z: slice, profile: Any) -> np.ndarray:
     return a
 
 
+def _bincount(a: np.ndarray, piece: int = 1 << 20) -> np.ndarray:
+    """``bincount`` of a uint16 array in pieces (its int64 copy stays small)."""
+    flat = a.reshape(-1)
+    out = np.zeros(65536, np.int64)
+    for i in range(0, flat.size, piece):
+        out += np.bincount(flat[i : i + piece], minlength=65536)
+    return out
+
+
 def stage_raw(src: Any, dest: Path, chunks: tuple[int, int, int], profile: Any) -> RawStats:
     """Copy the raw source into ``dest`` (zarr, uint16, ``chunks``) slab by slab.
 
@@ -164,7 +173,7 @@ def stage_raw(src: Any, dest: Path, chunks: tuple[int, int, int], profile: Any) 
     del plane
     for z, y in tiles(src.shape, chunks, dt.itemsize):
         a = _check_slab(src[z, y], src, z, profile)
-        hist += np.bincount(a.ravel(), minlength=65536)
+        hist += _bincount(a)
         h.update(a[:, ::61, ::59].tobytes())
         out[z, y] = a
     shutil.rmtree(dest, ignore_errors=True)
@@ -211,7 +220,7 @@ def stage_annotations(
         if a.size and int(a.max()) > 65535:
             raise InputFileError(f"{name}: class values above 65535; not sparse annotations")
         a = a.astype(np.uint16)
-        c = np.bincount(a.ravel())
+        c = np.trim_zeros(_bincount(a), "b")
         counts = np.pad(counts, (0, max(0, c.size - counts.size)))
         counts[: c.size] += c
         lab_store[z, y] = a
@@ -307,12 +316,35 @@ def fit_lazy(clf: Any, raw: str, ann: Annotations) -> Any:
 
 
 # ----------------------------------------------------------------------------- tissue
-def _per_block(sm: Any, fn: Any) -> list[Any]:
-    """``fn(block)`` for every block of the lazy array ``sm`` (two threads)."""
-    import dask
+def _smoothed_blocks(raw: str, sigma: tuple[float, ...]) -> Any:
+    """The raw volume smoothed by ``gaussian_filter(., sigma)``, chunk by chunk.
 
-    with dask.config.set(scheduler="threads", num_workers=2):
-        return list(dask.compute(*[dask.delayed(fn)(b) for b in sm.to_delayed().ravel()]))
+    Each chunk is read with a halo of the filter's radius (scipy's, truncate 4),
+    clipped at the volume's border, where scipy's own ``reflect`` mode applies: the
+    trimmed block equals the same block of the whole volume smoothed at once.
+    """
+    import itertools
+
+    import zarr
+    from scipy import ndimage as ndi
+
+    arr = zarr.open_array(raw, mode="r")
+    depth = [int(4.0 * s + 0.5) for s in sigma]
+    grid = [range(0, n, c) for n, c in zip(arr.shape, arr.chunks, strict=True)]
+    for start in itertools.product(*grid):
+        core = [
+            slice(o, min(o + c, n)) for o, c, n in zip(start, arr.chunks, arr.shape, strict=True)
+        ]
+        outer = tuple(
+            slice(max(0, c.start - d), min(n, c.stop + d))
+            for c, d, n in zip(core, depth, arr.shape, strict=True)
+        )
+        sm = ndi.gaussian_filter(np.asarray(arr[outer]).astype(np.float32), sigma)
+        yield sm[
+            tuple(
+                slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer, strict=True)
+            )
+        ]
 
 
 def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
@@ -321,8 +353,7 @@ def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
     Exactly ``count_nonzero(volume.tissue_mask(raw, spacing))`` (see module notes):
     three passes over the smoothed chunks (min/max, histogram, count).
     """
-    import dask.array as da
-    from scipy import ndimage as ndi
+    import zarr
     from skimage.filters import threshold_otsu
 
     if mask is not None:
@@ -332,27 +363,12 @@ def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
         if n == 0:
             raise ImageMismatchError(f"{mask.path}: the mask volume holds no tissue voxel")
         return n
-    arr = da.from_zarr(raw)
-    depth = tuple(int(4.0 * s + 0.5) for s in sigma)  # scipy's radius (truncate 4)
-    chunks = tuple(
-        (n,) if n <= 2 * d else max(c[0], d)
-        for n, c, d in zip(arr.shape, arr.chunks, depth, strict=True)
-    )
-    arr = arr.rechunk(chunks)
-    dep = {
-        i: (d if len(c) > 1 else 0) for i, (d, c) in enumerate(zip(depth, arr.chunks, strict=True))
-    }
-
-    def smooth(b: np.ndarray) -> np.ndarray:
-        return ndi.gaussian_filter(b.astype(np.float32), sigma)
-
-    sm = arr.map_overlap(smooth, depth=dep, boundary="none", dtype=np.float32)
-    ext = _per_block(sm, lambda b: (b.min(), b.max()))
+    ext = [(b.min(), b.max()) for b in _smoothed_blocks(raw, sigma)]
     lo, hi = min(e[0] for e in ext), max(e[1] for e in ext)
     if float(hi) <= float(lo):
-        return int(np.prod(arr.shape))
+        return int(np.prod(zarr.open_array(raw, mode="r").shape))
     rng: Any = (np.float32(lo), np.float32(hi))  # as numpy's own range: float32 edges
-    counts = sum(_per_block(sm, lambda b: np.histogram(b, bins=256, range=rng)[0]))
+    counts = sum(np.histogram(b, bins=256, range=rng)[0] for b in _smoothed_blocks(raw, sigma))
     _, edges = np.histogram(np.array([lo, hi], np.float32), bins=256, range=rng)
     t = threshold_otsu(hist=(counts, (edges[:-1] + edges[1:]) / 2.0))
-    return int(sum(_per_block(sm, lambda b: int(np.count_nonzero(b > t)))))
+    return sum(int(np.count_nonzero(b > t)) for b in _smoothed_blocks(raw, sigma))
