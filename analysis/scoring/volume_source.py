@@ -94,19 +94,23 @@ def slabs(shape: tuple[int, ...], chunk_z: int, itemsize: int) -> list[slice]:
 def tiles(
     shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int
 ) -> list[tuple[slice, ...]]:
-    """(z, y) ranges of chunk-aligned tiles (whole rows along x) of ~`SLAB_BYTES`.
+    """(z, y, x) ranges of chunk-aligned tiles of ~`SLAB_BYTES` (at least one chunk).
 
-    A tile is one chunk deep in z and a multiple of the chunk height in y, so that
-    writing it fills whole chunks; the driver's working memory is a few tiles.
+    A tile is one chunk deep in z and a multiple of the chunk shape in y and x, so
+    that writing it fills whole chunks; the driver's working memory is a few tiles.
     """
-    cz, cy = chunks[0], chunks[1]
-    row = cz * cy * int(shape[2]) * itemsize
-    by = cy * max(1, SLAB_BYTES // max(1, row))
+    cz, cy, cx = chunks[:3]
+    row = cz * cy * cx * itemsize
+    nx = max(1, min(-(-shape[2] // cx), SLAB_BYTES // max(1, row)))
+    ny = max(1, SLAB_BYTES // max(1, row * nx))
+    by, bx = cy * ny, cx * nx
     return [
-        (slice(z, min(z + cz, shape[0])), slice(y, min(y + by, shape[1])))
+        (slice(z, min(z + cz, shape[0])), slice(y, min(y + by, shape[1])),
+         slice(x, min(x + bx, shape[2])))
         for z in range(0, shape[0], cz)
         for y in range(0, shape[1], by)
-    ]
+        for x in range(0, shape[2], bx)
+    ]  # fmt: skip
 
 
 def _create(path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: Any) -> Any:
@@ -171,11 +175,11 @@ def stage_raw(src: Any, dest: Path, chunks: tuple[int, int, int], profile: Any) 
         profile.check_image(plane, name=src.path)  # shape, dtype, bit depth
     first = (int(plane.min()), int(plane.max()))
     del plane
-    for z, y in tiles(src.shape, chunks, dt.itemsize):
-        a = _check_slab(src[z, y], src, z, profile)
+    for t in tiles(src.shape, chunks, dt.itemsize):
+        a = _check_slab(src[t], src, t[0], profile)
         hist += _bincount(a)
         h.update(a[:, ::61, ::59].tobytes())
-        out[z, y] = a
+        out[t] = a
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return RawStats(str(dest), tuple(src.shape), chunks, hist, first, h.hexdigest()[:16])
@@ -213,8 +217,8 @@ def stage_annotations(
     fg_path = dest.with_name(dest.stem + "_foreground.zarr")
     fg_store = _create(fg_path, shape, chunks, np.uint8)
     counts = np.zeros(0, np.int64)
-    for z, y in tiles(shape, chunks, max(2, dt.itemsize)):
-        a = np.asarray(src[z, y])
+    for t in tiles(shape, chunks, max(2, dt.itemsize)):
+        a = np.asarray(src[t])
         if a.size and a.min() < 0:
             raise InputFileError(f"{name}: negative class values (use 0 for unlabelled)")
         if a.size and int(a.max()) > 65535:
@@ -223,8 +227,8 @@ def stage_annotations(
         c = np.trim_zeros(_bincount(a), "b")
         counts = np.pad(counts, (0, max(0, c.size - counts.size)))
         counts[: c.size] += c
-        lab_store[z, y] = a
-        fg_store[z, y] = (a == fg_class).astype(np.uint8)
+        lab_store[t] = a
+        fg_store[t] = (a == fg_class).astype(np.uint8)
     classes = np.flatnonzero(counts[1:]) + 1
     if classes.size == 0:
         raise InputFileError(f"{name}: empty annotations (no labelled voxel)")
@@ -358,8 +362,8 @@ def tissue_voxels(raw: str, sigma: tuple[float, ...], mask: Any = None) -> int:
 
     if mask is not None:
         n = 0
-        for z, y in tiles(mask.shape, (1, 1), np.dtype(mask.dtype).itemsize):
-            n += int(np.count_nonzero(mask[z, y]))
+        for t in tiles(mask.shape, (1, 1, 1), np.dtype(mask.dtype).itemsize):
+            n += int(np.count_nonzero(mask[t]))
         if n == 0:
             raise ImageMismatchError(f"{mask.path}: the mask volume holds no tissue voxel")
         return n

@@ -218,9 +218,9 @@ def split_merge(ref: str, other: str, min_fraction: float = 0.5) -> tuple[int, i
     area_a = np.zeros(1, np.int64)
     area_b = np.zeros(1, np.int64)
     span = 1 << 32
-    for z, y in tiles(a_src.shape, a_src.chunks, 8):
-        a = np.asarray(a_src[z, y]).astype(np.int64)
-        b = np.asarray(b_src[z, y]).astype(np.int64)
+    for t in tiles(a_src.shape, a_src.chunks, 8):
+        a = np.asarray(a_src[t]).astype(np.int64)
+        b = np.asarray(b_src[t]).astype(np.int64)
         ba, bb = np.bincount(a.ravel()), np.bincount(b.ravel())
         area_a = np.pad(area_a, (0, max(0, ba.size - area_a.size)))
         area_b = np.pad(area_b, (0, max(0, bb.size - area_b.size)))
@@ -254,10 +254,10 @@ class ZarrVolume:
         self._cache: dict[str, list[tuple[str, np.ndarray]]] = {}
 
     def blocks(self) -> Any:
-        """((z, y) slices, ndarray) tile by tile (`volume_source.tiles`)."""
+        """((z, y, x) slices, ndarray) tile by tile (`volume_source.tiles`)."""
         arr = _open(self.path)
-        for z, y in tiles(self.shape, arr.chunks, self.dtype.itemsize):
-            yield (z, y), np.asarray(arr[z, y])
+        for t in tiles(self.shape, arr.chunks, self.dtype.itemsize):
+            yield t, np.asarray(arr[t])
 
     def views(self, kind: str) -> list[tuple[str, np.ndarray]]:
         """As ``report3d._views``: centre slices (``slice``) or MIPs (``mip``)."""
@@ -271,10 +271,10 @@ class ZarrVolume:
                 mz = np.zeros(self.shape[1:], self.dtype)
                 my = np.zeros((self.shape[0], self.shape[2]), self.dtype)
                 mx = np.zeros(self.shape[:2], self.dtype)
-                for (zs, ys), b in self.blocks():
-                    np.maximum(mz[ys], b.max(0), out=mz[ys])
-                    np.maximum(my[zs], b.max(1), out=my[zs])
-                    mx[zs, ys] = b.max(2)
+                for (zs, ys, xs), b in self.blocks():
+                    np.maximum(mz[ys, xs], b.max(0), out=mz[ys, xs])
+                    np.maximum(my[zs, xs], b.max(1), out=my[zs, xs])
+                    np.maximum(mx[zs, ys], b.max(2), out=mx[zs, ys])
                 v = [("MIP along z", mz), ("MIP along y", my), ("MIP along x", mx)]
             self._cache[kind] = v
         return self._cache[kind]
