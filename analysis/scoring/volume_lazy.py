@@ -167,7 +167,7 @@ def quantisation_note_chunked(
     from rawsigma.analysis.scoring import runchecks as rc
     from rawsigma.analysis.scoring.per_image import raw_noise_sigma
     from rawsigma.analysis.scoring.volume_source import slabs
-    from rawsigma.analysis.scoring.volume_versions import _open
+    from rawsigma.analysis.scoring.volume_versions import TASK_SLAB_FACTOR, _open
 
     if not spec.startswith("8bit"):
         return None
@@ -175,7 +175,7 @@ def quantisation_note_chunked(
     edges = np.geomspace(1e-3, 1e5, 36000)
     h_obj, h_bg = np.zeros(edges.size + 1, np.int64), np.zeros(edges.size + 1, np.int64)
     levels = np.zeros(0, np.int64)
-    for z in slabs(a_src.shape, a_src.chunks[0], 2):  # whole planes: the profile's shape
+    for z in slabs(a_src.shape, 2, 2 * TASK_SLAB_FACTOR):  # whole planes (the profile)
         a = np.asarray(a_src[z])
         levels = np.union1d(levels, np.unique(np.asarray(d_src[z])))
         sig = raw_noise_sigma(a, profile)

@@ -42,6 +42,13 @@ from rawsigma.analysis.scoring.volume_source import _create, slabs, tiles
 if TYPE_CHECKING:
     from pathlib import Path
 
+#: Slabs of a task hold whole planes (the profile's shape) and are this many times
+#: smaller than `volume_source.SLAB_BYTES` of uint16: their float64 temporaries (8-bit
+#: scaling, Δ/σ) are ~10 bytes per voxel. Not aligned to the chunk depth (a task's
+#: own store is written by one writer); at least 2 planes, which tells a plane-wise
+#: payload (one body per plane) from a single-body one.
+TASK_SLAB_FACTOR = 4
+
 __all__ = ["ZarrVolume", "pixel_eps_stats", "split_merge", "write_codec", "write_replica"]
 
 
@@ -65,7 +72,7 @@ def write_replica(
 
     src = _open(raw)
     out = _create(dest, src.shape, src.chunks, np.uint16)
-    for z in slabs(src.shape, src.chunks[0], 2):
+    for z in slabs(src.shape, 2, 2 * TASK_SLAB_FACTOR):
         a = np.asarray(src[z])
         rep = np.empty_like(a)
         for k in range(a.shape[0]):
@@ -119,7 +126,7 @@ def _encode_slabs(spec: str, codec: Any, src: Any, out: Any | None) -> tuple[int
     from rawsigma.analysis.codecs.base import _unpack
 
     heads, total = [], 0
-    for z in slabs(src.shape, src.chunks[0], 2):
+    for z in slabs(src.shape, 2, 2 * TASK_SLAB_FACTOR):
         data = codec.encode(np.asarray(src[z]))
         heads.append(_unpack(data)[0])
         total += len(data)
@@ -175,7 +182,7 @@ def pixel_eps_stats(raw: str, version: str, profile: Any) -> dict[str, Any]:
     nz, ny, nx = a_src.shape
     pz, py, px = np.zeros((ny, nx)), np.zeros((nz, nx)), np.zeros((nz, ny))
     n, s, s2 = 0, 0.0, 0.0
-    for z in slabs(a_src.shape, a_src.chunks[0], 2):
+    for z in slabs(a_src.shape, 2, 2 * TASK_SLAB_FACTOR):
         a = np.asarray(a_src[z])
         eps = (a.astype(np.float32) - np.asarray(b_src[z]).astype(np.float32)) / raw_noise_sigma(
             a, profile
