@@ -199,37 +199,22 @@ class _LazyScorer(_CodecScorer):
     """Scores a codec from its task's results (tables, Δ/σ summary, label stores)."""
 
     def score_lazy(self, spec: str, outcome: _Outcome, d: Path, raw: str) -> LazyCodecResult:
-        from rawsigma.analysis.scoring import standard_score as sc
-
-        ref, plan = self.reference, self.run.plan
-        raw_o, n_obj = ref.raw, ref.n_objects
-        meta = json.loads((d / "codec.json").read_text())
-        match = self._match(raw_o, outcome, plan.max_distance)
-        matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
-        global_scores = sc.score_globals(raw_o.globals, [r.globals for r in ref.replicas],
-                                         outcome.globals)  # fmt: skip
-        object_scores = (
-            sc.score_objects(raw_o.table, ref.values, matched, params=ref.params,
-                             quanta=ref.quanta, null=ref.nulls or None)
-            if n_obj else {}
-        )  # fmt: skip
-        with np.load(d / "eps.npz") as z:
-            eps = PixelEpsSummary({k: z[k] if z[k].ndim else z[k].item() for k in z.files})
-        matching = self._matching_test(match.summary(), object_scores)
-        quant = quantisation_note_chunked(spec, raw, str(d / "version.zarr"),
-                                          raw_o.labels.path, self.run.profile)  # type: ignore[attr-defined]  # fmt: skip
-        return LazyCodecResult(
-            spec, meta["description"], float(meta["ratio"]), int(meta["n_bytes"]),
-            global_scores, object_scores, {}, match.summary(),
-            sc.verdict(global_scores, object_scores, matching=matching), outcome.labels,
-            eps, matched, quant, {},  # type: ignore[arg-type]
-        )  # fmt: skip
-
-    @staticmethod
-    def _match(raw: _Outcome, other: _Outcome, max_distance: float) -> Any:
+        """The codec's result from its task's outputs and the replica reference."""
+        from rawsigma.analysis.scoring.reference import score_version
         from rawsigma.analysis.scoring.volume_steps import _match
 
-        return _match(raw, other, max_distance)
+        ref, plan = self.reference, self.run.plan
+        meta = json.loads((d / "codec.json").read_text())
+        s = score_version(ref, outcome, _match(ref.raw, outcome, plan.max_distance))
+        with np.load(d / "eps.npz") as z:
+            eps = PixelEpsSummary({k: z[k] if z[k].ndim else z[k].item() for k in z.files})
+        quant = quantisation_note_chunked(spec, raw, str(d / "version.zarr"),
+                                          ref.raw.labels.path, self.run.profile)  # fmt: skip
+        return LazyCodecResult(
+            spec, meta["description"], float(meta["ratio"]), int(meta["n_bytes"]),
+            s.globals, s.objects, {}, s.match, s.verdict, outcome.labels,
+            eps, s.matched, quant, {},  # type: ignore[arg-type]
+        )  # fmt: skip
 
 
 def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]], raw: str) -> VolumeResult:
