@@ -54,7 +54,7 @@ def _views(vol: np.ndarray, kind: str) -> list[tuple[str, np.ndarray]]:
     return [("MIP along z", vol.max(0)), ("MIP along y", vol.max(1)), ("MIP along x", vol.max(2))]
 
 
-def _stretched(vol):  # type: ignore[no-untyped-def]
+def _stretched(vol: Any) -> Any:
     """``figures._stretch`` of the volume (one on disk stretches its views)."""
     return vol.stretched() if hasattr(vol, "stretched") else figures._stretch(vol)
 
@@ -211,7 +211,7 @@ def write_volumes_h5(result, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def _put(f, name: str, vol, dtype) -> None:  # type: ignore[no-untyped-def]
+def _put(f: Any, name: str, vol: Any, dtype: Any) -> None:
     """One gzip dataset; a volume on disk is copied slab by slab (``vol.blocks()``)."""
     kw = {"compression": "gzip", "compression_opts": 4}
     if not hasattr(vol, "blocks"):
