@@ -325,10 +325,14 @@ def peak_rss_mb() -> float:
 
 def _lazy_refusal(o: dict[str, Any]) -> str | None:
     """Why the chunked path must hold the volume in the driver (None: it need not)."""
-    for opt, why in (("model", "a plug-in --model segments whole volumes"),
-                     ("instances", "--instances derives annotations from the whole label volume"),
-                     ("reference", "--reference is compared with the whole raw labels"),
-                     ("estimate_profile", "--estimate-profile reads every plane")):  # fmt: skip
+    refusals = (
+        ("model", "a plug-in --model segments whole volumes"),
+        ("instances", "--instances derives annotations from the whole label volume"),
+        ("reference", "--reference is compared with the whole raw labels"),
+        ("estimate_profile", "--estimate-profile reads every plane"),
+        ("tolerance_search", "--tolerance-search runs in the in-memory driver"),
+    )
+    for opt, why in refusals:
         if o.get(opt):
             return why
     return None
