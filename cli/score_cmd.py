@@ -182,6 +182,13 @@ def score(
     trees: int | None = typer.Option(
         None, "--trees", min=1, max=1000, help="3D: trees of the forest (default: the preset's)."
     ),
+    driver: str = typer.Option(
+        "auto",
+        "--driver",
+        help="3D, chunked path: 'lazy' never reads the whole volume (no feature ε), "
+        "'memory' reads it once in this process (feature ε computed chunk by chunk), "
+        "'auto' lazy only when the volume is too large for this process's memory.",
+    ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""
     opts = dict(locals())
@@ -224,9 +231,11 @@ def score(
         if chunks is not None:
             raise UsageError("--chunks is for one 3D volume (give --spacing or --axes)")
         opts.pop("chunks")
-        if sigmas is not None or trees is not None:
-            raise UsageError("--sigmas/--trees are for 3D volumes (give --spacing or --axes)")
-        opts.pop("sigmas"), opts.pop("trees")
+        if sigmas is not None or trees is not None or driver != "auto":
+            raise UsageError(
+                "--sigmas/--trees/--driver are for 3D volumes (give --spacing or --axes)"
+            )
+        opts.pop("sigmas"), opts.pop("trees"), opts.pop("driver")
 
         if reference is not None:
             raise UsageError("--reference is for 3D volumes (give --spacing or --axes)")

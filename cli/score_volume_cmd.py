@@ -156,7 +156,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         raise options_error(exc) from None
     src, info = open_volume(image, axes=o["axes"], spacing=spacing)
     chunks = choose_chunks(o.get("chunks"), src, plan)
-    why_not = _lazy_refusal(o) if chunks is not None else "no chunks"
+    why_not = choose_driver(o.get("driver", "auto"), chunks, src.nbytes, _lazy_refusal(o))
     if why_not is None:
         return _run_lazy(o, src, info, plan, chunks, console)
     vol, info = read_volume(image, axes=o["axes"], spacing=spacing)
@@ -335,6 +335,39 @@ def _lazy_refusal(o: dict[str, Any]) -> str | None:
     for opt, why in refusals:
         if o.get(opt):
             return why
+    return None
+
+
+#: ``--driver auto`` reads the volume into the driver (and computes feature ε) when the
+#: raw volume takes at most this share of the available memory.
+IN_MEMORY_DRIVER_SHARE = 0.125
+
+
+def choose_driver(
+    driver: str, chunks: tuple[int, int, int] | None, nbytes: int, refusal: str | None
+) -> str | None:
+    """Why the volume is read whole into the driver, or None for the lazy driver.
+
+    ``driver`` is ``--driver``: ``lazy`` (refused with the reason when an option needs
+    the whole volume), ``memory``, or ``auto`` (lazy on the chunked path when the raw
+    volume is larger than :data:`IN_MEMORY_DRIVER_SHARE` of the available memory).
+    """
+    from rawsigma.errors import UsageError
+
+    if driver not in ("auto", "lazy", "memory"):
+        raise UsageError(f"--driver {driver!r}: give auto, lazy or memory")
+    if driver == "lazy":
+        if chunks is None:
+            raise UsageError("--driver lazy needs the chunked path: give --chunks Z,Y,X")
+        if refusal is not None:
+            raise UsageError(f"--driver lazy: {refusal}")
+        return None
+    if driver == "memory" or chunks is None:
+        return "--driver memory" if driver == "memory" else "no chunks"
+    if refusal is not None:
+        return refusal
+    if nbytes <= available_memory() * IN_MEMORY_DRIVER_SHARE:
+        return "the volume fits in memory (feature ε computed; --driver lazy to not read it)"
     return None
 
 

@@ -83,7 +83,7 @@ def test_missing_chunk_and_truncated_hdf5_are_one_line_errors(tmp_path, phantom)
     z = _zarr(tmp_path / "v.zarr", vol)
     next(p for p in sorted((z / "c").rglob("*")) if p.is_file()).unlink()
     common = ["--profile", tmp_path / "p.h5", "--labels", tmp_path / "ann.zarr",
-              "--chunks", "4,16,20", "--out", tmp_path / "o"]  # fmt: skip
+              "--chunks", "4,16,20", "--driver", "lazy", "--out", tmp_path / "o"]  # fmt: skip
     r = _cli([z, *common])
     assert r.exit_code == 1, r.output
     msg = " ".join(r.output.split())
@@ -211,7 +211,7 @@ def test_cli_lazy_path_equals_the_chunked_path(tmp_path, phantom, small_slabs) -
     r = _cli([_zarr(tmp_path / "v.zarr", vol), "--profile", tmp_path / "p.h5",
               "--labels", _zarr(tmp_path / "ann.zarr", ann), "--spacing", "1,0.5,0.5",
               "--replicas", "3", "--codecs", "replica,8bit,jpeg@10", "--workers", "1",
-              "--chunks", "4,16,20", "--out", out])  # fmt: skip
+              "--chunks", "4,16,20", "--driver", "lazy", "--out", out])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "lazy driver" in r.output and "driver: lazy, peak RSS" in r.output
     res = json.loads((out / "results.json").read_text())
@@ -262,7 +262,7 @@ def test_cli_interrupted_leaves_no_results_and_resumes(tmp_path, phantom, monkey
     args = [_zarr(tmp_path / "v.zarr", vol), "--profile", tmp_path / "p.h5",
             "--labels", _zarr(tmp_path / "ann.zarr", ann), "--spacing", "1,0.5,0.5",
             "--replicas", "2", "--codecs", "8bit", "--workers", "1", "--chunks", "5,20,20",
-            "--out", out]  # fmt: skip
+            "--driver", "lazy", "--out", out]  # fmt: skip
     reduce = volume_lazy._reduce
 
     def interrupted(*a, **k):
@@ -279,3 +279,23 @@ def test_cli_interrupted_leaves_no_results_and_resumes(tmp_path, phantom, monkey
     assert r.exit_code == 0, r.output
     notes = json.loads((out / "results.json").read_text())["notes"]
     assert any("4 of 4 task results reused" in n for n in notes)
+
+
+def test_driver_choice_auto_lazy_memory(monkeypatch) -> None:
+    from rawsigma.cli import score_volume_cmd as cmd
+    from rawsigma.errors import UsageError
+
+    monkeypatch.setattr(cmd, "available_memory", lambda: 8 * 2**30)
+    small, big, chunks = 2**28, 2**31, (4, 64, 64)
+    assert "fits in memory" in cmd.choose_driver("auto", chunks, small, None)
+    assert cmd.choose_driver("auto", chunks, big, None) is None  # larger than 1/8: lazy
+    assert cmd.choose_driver("auto", chunks, big, "--instances x") == "--instances x"
+    assert cmd.choose_driver("auto", None, big, None) == "no chunks"
+    assert cmd.choose_driver("lazy", chunks, small, None) is None
+    assert cmd.choose_driver("memory", chunks, big, None) == "--driver memory"
+    with pytest.raises(UsageError, match="--driver lazy: --instances x"):
+        cmd.choose_driver("lazy", chunks, small, "--instances x")
+    with pytest.raises(UsageError, match="give --chunks"):
+        cmd.choose_driver("lazy", None, small, None)
+    with pytest.raises(UsageError, match="auto, lazy or memory"):
+        cmd.choose_driver("fast", chunks, small, None)
