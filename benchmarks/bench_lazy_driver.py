@@ -139,7 +139,7 @@ def run(d: Path, limit_mb: int, workers: int, extra: list[str]) -> dict:
     exe = str(Path(sys.executable).parent / "rawsigma")
     cmd = [exe, "score", str(d / "big.zarr"),
            "--profile", str(d / "prof.h5"), "--labels", str(d / "ann.zarr"),
-           "--spacing", SPACING, "--workers", str(workers),
+           "--spacing", SPACING, "--workers", str(workers), "--driver", "lazy",
            "--out", str(out), "--force", *extra]  # fmt: skip
     load0 = os.getloadavg()
     t0 = time.perf_counter()
@@ -185,6 +185,7 @@ def phases(d: Path) -> None:
               flush=True)  # fmt: skip
 
     line("imports", time.perf_counter())
+    vs.limit_malloc_arenas()  # as score_volume_lazy does
     src, _ = open_volume(d / "big.zarr")
     lab, _ = open_volume(d / "ann.zarr")
     prof = CameraProfile.load(d / "prof.h5")

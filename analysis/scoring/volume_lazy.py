@@ -334,10 +334,12 @@ def score_volume_lazy(
     from rawsigma.analysis.scoring.volume_source import (
         annotation_region_sizes,
         fit_lazy,
+        limit_malloc_arenas,
         tissue_voxels,
     )
     from rawsigma.analysis.scoring.volume_versions import eight_bit_range
 
+    limit_malloc_arenas()
     plan = resolve_plan(True, None, plan, plan_fields, "score_volume_lazy")  # type: ignore[arg-type]
     report = progress or (lambda stage, done, total: None)
     t_all, timings, notes = time.perf_counter(), {}, []  # type: ignore[var-annotated]
