@@ -274,8 +274,13 @@ def _stage(inp: LazyInputs, inputs: Path, chunks: Any, profile: Any, plan: Any, 
     """Raw and annotation stores (reused when complete), their statistics."""
     import pickle
 
-    from rawsigma.analysis.scoring.volume_source import stage_annotations, stage_raw
+    from rawsigma.analysis.scoring.volume_source import (
+        limit_malloc_arenas,
+        stage_annotations,
+        stage_raw,
+    )
 
+    limit_malloc_arenas()  # the driver's first step: before its threads allocate
     done = inputs / "staged.pkl"
     if done.exists():
         return pickle.loads(done.read_bytes())
@@ -334,12 +339,10 @@ def score_volume_lazy(
     from rawsigma.analysis.scoring.volume_source import (
         annotation_region_sizes,
         fit_lazy,
-        limit_malloc_arenas,
         tissue_voxels,
     )
     from rawsigma.analysis.scoring.volume_versions import eight_bit_range
 
-    limit_malloc_arenas()
     plan = resolve_plan(True, None, plan, plan_fields, "score_volume_lazy")  # type: ignore[arg-type]
     report = progress or (lambda stage, done, total: None)
     t_all, timings, notes = time.perf_counter(), {}, []  # type: ignore[var-annotated]
