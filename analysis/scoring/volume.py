@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rawsigma.analysis.scoring import first_run
 from rawsigma.analysis.scoring import runchecks as rc
 from rawsigma.analysis.scoring.inputs import check_labels, load_model, raw_counts, resolve_plan
 from rawsigma.analysis.scoring.runner import CONTROL_SPEC
@@ -386,6 +387,7 @@ def score_volume(
     decoded = _encode_codecs(vol, profile, plan, control_seed, report)
     timings["codecs"] = time.perf_counter() - t0
 
+    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
     t0 = time.perf_counter()
     report("training", 0, 1)
     plan, objects_info = _resolve_min_size(labels, plan)

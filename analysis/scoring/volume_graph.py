@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rawsigma.analysis.scoring import first_run
 from rawsigma.analysis.scoring.inputs import resolve_plan
 from rawsigma.analysis.scoring.per_image import StageClock, raw_noise_sigma
 from rawsigma.analysis.scoring.runner import CONTROL_SPEC
@@ -454,6 +455,7 @@ def score_volume_tasks(
     if chunks is not None and labels is None:
         raise UsageError("the chunked path (--chunks) needs the trained forest (--labels)")
     synthesis_seed, control_seed, classifier_seed = np.random.SeedSequence(plan.seed).spawn(3)
+    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
     t0 = time.perf_counter()
     report("training", 0, 1)
     plan, objects_info = _resolve_min_size(labels, plan)
