@@ -356,7 +356,17 @@ def _print_tomo_summary(result: Any, console: Any) -> None:
             f"  {v.spec:<14} {v.ratio:6.1f}:1  {verdict:<14} worst {w[0]} ε={w[1]:.2f}",
             soft_wrap=True,
         )
-        eps = ", ".join(
-            f"{name.replace('_', ' ')} {g['epsilon']:+.2f}" for name, g in v.globals.items()
-        )
+        eps = ", ".join(f"{n.replace('_', ' ')} {_global_eps(g)}" for n, g in v.globals.items())
         console.print(f"  {'':<14} global ε: {eps}", soft_wrap=True, highlight=False)
+
+
+def _global_eps(g: dict) -> str:
+    """A global's ε, or its change when every replica gave the same value (σ = 0)."""
+    import math
+
+    eps = float(g["epsilon"])
+    if math.isfinite(eps):
+        return f"{eps:+.2f}"
+    if g.get("sigma_raw") == 0:
+        return f"Δ {float(g['delta']):+g} (σ 0: the replicas all agree)"
+    return "n/a"

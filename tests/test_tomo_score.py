@@ -270,3 +270,11 @@ def test_simulate_opt_default_camera_is_the_exact_profile():
     assert "truth" in acq.calibration
     with pytest.raises(ValueError, match="n_angles"):
         simulate_opt((16, 32), 1)
+
+
+def test_summary_names_a_global_change_when_replicas_all_agree():
+    from rawsigma.cli.tomo_score_cmd import _global_eps
+
+    assert _global_eps({"epsilon": 1.234}) == "+1.23"
+    text = _global_eps({"epsilon": float("inf"), "sigma_raw": 0.0, "delta": -2.0})
+    assert text.startswith("Δ -2") and "inf" not in text
