@@ -83,9 +83,58 @@ def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -
             shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _stop_zarr_writes()
+        _remove_settled(tmp)
         raise
     return path
+
+
+def _stop_zarr_writes(timeout: float = 30.0) -> None:
+    """Cancel zarr's in-flight chunk writes after an interrupt.
+
+    zarr 3 runs its writes on an event loop in a thread of its own; Ctrl-C stops the
+    call that waits for them, not the writes, which then recreate chunk files in a
+    store already removed.
+    """
+    import asyncio
+
+    try:
+        from zarr.core.sync import _get_loop
+
+        loop = _get_loop()
+    except Exception:  # another zarr layout: nothing to cancel here
+        return
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout)
+    except Exception:
+        pass
+
+
+def _remove_settled(tmp: Path, quiet: float = 0.5, limit: float = 10.0) -> None:
+    """Remove ``tmp`` until it has stayed absent for ``quiet`` s.
+
+    A file write already in a worker thread when the writes were cancelled may still land.
+    """
+    import time
+
+    end = time.monotonic() + limit
+    gone_since = None
+    while time.monotonic() < end:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            gone_since = None
+        elif gone_since is None:
+            gone_since = time.monotonic()
+        elif time.monotonic() - gone_since >= quiet:
+            return
+        time.sleep(0.05)
 
 
 def _metadata(path: Path) -> dict[str, Any]:
