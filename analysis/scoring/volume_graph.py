@@ -70,7 +70,12 @@ if TYPE_CHECKING:
 
     from rawsigma.analysis.scoring.plans import ScorePlan
 
-__all__ = ["VolumeTasksFailedError", "score_volume_tasks", "volume_task_names"]
+__all__ = [
+    "VolumeTasksFailedError",
+    "run_version_tasks",
+    "score_volume_tasks",
+    "volume_task_names",
+]
 
 RUN_FILE = "run.json"
 CONTROL_DESCRIPTION = "held-out raw-equivalent replica"  # as score_volume's
@@ -386,6 +391,43 @@ def _reduce(
     return assemble_result(run, ref, results, tolerance)
 
 
+def run_version_tasks(
+    task: Any,
+    ctx: Any,
+    names: dict[str, tuple[str, Any]],
+    work: Path,
+    report: Callable[[str, int, int], None],
+    notes: list[str],
+    **run: Any,
+) -> None:
+    """Run ``task(tmp, kind, key, ctx)`` for every version of ``names`` on `run_tasks`.
+
+    ``run`` holds `run_tasks`' client, workers, retries and resume. Progress goes to
+    ``report("tasks", done, total)``; reused results are noted in ``notes``.
+
+    Raises
+    ------
+    VolumeTasksFailedError
+        Some tasks failed after their retries: named with their one-line reasons.
+    """
+    from rawsigma.analysis.outofcore.taskrun import run_tasks
+
+    tasks = {n: (task, (kind, k, ctx)) for n, (kind, k) in names.items()}
+    report("tasks", 0, len(tasks))
+    outcome = run_tasks(tasks, work / "tasks", progress=lambda _n, d, t: report("tasks", d, t),
+                        **run)  # fmt: skip
+    if outcome.failed:
+        why = "; ".join(f"{n}: {r}" for n, r in outcome.failed.items())
+        raise VolumeTasksFailedError(
+            f"{len(outcome.failed)} of {len(tasks)} tasks failed ({why}); the "
+            f"{len(tasks) - len(outcome.failed)} others are in {work / 'tasks'} (a re-run "
+            "reuses them)",
+            outcome.failed,
+        )
+    if outcome.reused:
+        notes.append(f"{len(outcome.reused)} of {len(tasks)} task results reused from {work}.")
+
+
 def score_volume_tasks(
     volume: np.ndarray,
     profile: Any,
@@ -443,7 +485,6 @@ def score_volume_tasks(
     VolumeTasksFailedError
         Some tasks failed after their retries: named with their one-line reasons.
     """
-    from rawsigma.analysis.outofcore.taskrun import run_tasks
     from rawsigma.errors import UsageError
 
     plan = resolve_plan(labels, model, plan, plan_fields, "score_volume_tasks")
@@ -477,22 +518,20 @@ def score_volume_tasks(
     ctx = _TaskContext(str(work / "inputs"), profile, plan, segment, sp, tissue_info,
                        control_seed, chunks)  # fmt: skip
     names = volume_task_names(plan)
-    tasks = {n: (_version_task, (kind, k, ctx)) for n, (kind, k) in names.items()}
     t0 = time.perf_counter()
-    report("tasks", 0, len(tasks))
-    outcome = run_tasks(tasks, work / "tasks", client=client, workers=task_threads, retries=retries,
-                        resume=resume, progress=lambda _n, d, t: report("tasks", d, t))  # fmt: skip
+    run_version_tasks(
+        _version_task,
+        ctx,
+        names,
+        work,
+        report,
+        notes,
+        client=client,
+        workers=task_threads,
+        retries=retries,
+        resume=resume,
+    )
     timings["tasks"] = time.perf_counter() - t0
-    if outcome.failed:
-        why = "; ".join(f"{n}: {r}" for n, r in outcome.failed.items())
-        raise VolumeTasksFailedError(
-            f"{len(outcome.failed)} of {len(tasks)} tasks failed ({why}); the "
-            f"{len(tasks) - len(outcome.failed)} others are in {work / 'tasks'} (a re-run "
-            "reuses them)",
-            outcome.failed,
-        )
-    if outcome.reused:
-        notes.append(f"{len(outcome.reused)} of {len(tasks)} task results reused from {work}.")
     feats = None
     specs = {k: n for n, (kind, k) in names.items() if kind == "codec"}
     opts = dict(client=client, workers=task_threads, retries=retries, resume=resume,

@@ -49,8 +49,8 @@ from rawsigma.analysis.scoring.volume import (
 )
 from rawsigma.analysis.scoring.volume_graph import (
     CONTROL_DESCRIPTION,
-    VolumeTasksFailedError,
     _prepare_workdir,
+    run_version_tasks,
     volume_task_names,
 )
 from rawsigma.analysis.scoring.volume_steps import (
@@ -334,7 +334,6 @@ def score_volume_lazy(
         ``image`` and the labels are `ZarrVolume` objects in ``workdir``;
         ``provenance["execution"]["driver"]`` is ``"lazy"``.
     """
-    from rawsigma.analysis.outofcore.taskrun import run_tasks
     from rawsigma.analysis.scoring.inputs import resolve_plan
     from rawsigma.analysis.scoring.volume_source import (
         annotation_region_sizes,
@@ -380,22 +379,20 @@ def score_volume_lazy(
     ctx = _LazyContext(stats.path, profile, plan, segment, sp, tissue, synthesis_seed,
                        control_seed, chunks, ranges)  # fmt: skip
     names = volume_task_names(plan)
-    tasks = {n: (_lazy_task, (kind, k, ctx)) for n, (kind, k) in names.items()}
     t0 = time.perf_counter()
-    report("tasks", 0, len(tasks))
-    outcome = run_tasks(tasks, work / "tasks", client=client, workers=task_threads, retries=retries,
-                        resume=resume, progress=lambda _n, d, t: report("tasks", d, t))  # fmt: skip
+    run_version_tasks(
+        _lazy_task,
+        ctx,
+        names,
+        work,
+        report,
+        notes,
+        client=client,
+        workers=task_threads,
+        retries=retries,
+        resume=resume,
+    )
     timings["tasks"] = time.perf_counter() - t0
-    if outcome.failed:
-        why = "; ".join(f"{n}: {r}" for n, r in outcome.failed.items())
-        raise VolumeTasksFailedError(
-            f"{len(outcome.failed)} of {len(tasks)} tasks failed ({why}); the "
-            f"{len(tasks) - len(outcome.failed)} others are in {work / 'tasks'} (a re-run "
-            "reuses them)",
-            outcome.failed,
-        )
-    if outcome.reused:
-        notes.append(f"{len(outcome.reused)} of {len(tasks)} task results reused from {work}.")
     notes.append(
         f"Out of core, lazy driver: the volume was read block by block and never held "
         f"whole; every version made, segmented and measured in chunks of {chunks} voxels; "
