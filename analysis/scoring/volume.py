@@ -294,6 +294,33 @@ def _resolve_min_size(
     return plan, objects_info
 
 
+def train_segmenter(
+    vol: np.ndarray,
+    labels: np.ndarray | None,
+    model: Any,
+    plan: ScorePlan,
+    sp: tuple[float, float, float],
+    feature_sigmas: tuple[float, ...],
+    classifier_seed: np.random.SeedSequence,
+    report: Progress,
+    timings: dict[str, float],
+) -> tuple[ScorePlan, dict, Any, str]:
+    """The "training" stage of the volume drivers, after the announced kernel compile.
+
+    Returns the plan with its minimum size resolved, the objects-size info, the
+    segmenter and its description; ``timings["training"]`` is set.
+    """
+    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
+    t0 = time.perf_counter()
+    report("training", 0, 1)
+    plan, objects_info = _resolve_min_size(labels, plan)
+    seed = int(classifier_seed.generate_state(1)[0])
+    segment, seg_desc = _segmenter(vol, labels, model, plan, sp, feature_sigmas, seed)
+    timings["training"] = time.perf_counter() - t0
+    report("training", 1, 1)
+    return plan, objects_info, segment, seg_desc
+
+
 def _tissue_info(
     vol: np.ndarray, spacing: tuple[float, float, float], tissue: np.ndarray | None
 ) -> dict:
@@ -387,14 +414,9 @@ def score_volume(
     decoded = _encode_codecs(vol, profile, plan, control_seed, report)
     timings["codecs"] = time.perf_counter() - t0
 
-    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
-    t0 = time.perf_counter()
-    report("training", 0, 1)
-    plan, objects_info = _resolve_min_size(labels, plan)
-    seed = int(classifier_seed.generate_state(1)[0])
-    segment, seg_desc = _segmenter(vol, labels, model, plan, sp, feature_sigmas, seed)
-    timings["training"] = time.perf_counter() - t0
-    report("training", 1, 1)
+    plan, objects_info, segment, seg_desc = train_segmenter(
+        vol, labels, model, plan, sp, feature_sigmas, classifier_seed, report, timings
+    )
 
     run = _Run(
         vol=vol, profile=profile, reps=reps, decoded=decoded, segment=segment, plan=plan,

@@ -40,17 +40,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.analysis.scoring import first_run
 from rawsigma.analysis.scoring.inputs import resolve_plan
 from rawsigma.analysis.scoring.per_image import StageClock, raw_noise_sigma
 from rawsigma.analysis.scoring.runner import CONTROL_SPEC
 from rawsigma.analysis.scoring.volume import (
     VOLUME_SIGMAS,
     _check_inputs,
-    _resolve_min_size,
-    _segmenter,
     _synthesize,
     _tissue_info,
+    train_segmenter,
 )
 from rawsigma.analysis.scoring.volume_steps import (
     VolumeResult,
@@ -496,14 +494,9 @@ def score_volume_tasks(
     if chunks is not None and labels is None:
         raise UsageError("the chunked path (--chunks) needs the trained forest (--labels)")
     synthesis_seed, control_seed, classifier_seed = np.random.SeedSequence(plan.seed).spawn(3)
-    first_run.warm_up(report)  # first run on this machine: compile the kernels, announced
-    t0 = time.perf_counter()
-    report("training", 0, 1)
-    plan, objects_info = _resolve_min_size(labels, plan)
-    seed = int(classifier_seed.generate_state(1)[0])
-    segment, seg_desc = _segmenter(vol, labels, model, plan, sp, feature_sigmas, seed)
-    timings["training"] = time.perf_counter() - t0
-    report("training", 1, 1)
+    plan, objects_info, segment, seg_desc = train_segmenter(
+        vol, labels, model, plan, sp, feature_sigmas, classifier_seed, report, timings
+    )
     if labels is None:
         segment = _portable(model, plan, segment)
     tissue_info = _tissue_info(vol, sp, tissue)
