@@ -12,13 +12,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rawsigma.analysis.segmentation.features import (
+    ILASTIK_SIGMAS,
+    SCORING_SIGMAS,
     FeatureConfig,
     feature_maps_for_scoring,
     map_feature_blocks,
 )
 from rawsigma.analysis.segmentation.shared_filters import plan_scoring_channels, scoring_block
 
-SIGMAS = (1.0, 2.0, 4.0)
+SIGMAS = (1.0, 2.0, 4.0)  # the scales before the bank's own (1.0 shared, 2 and 4 computed)
+
+
+def test_default_scoring_scales_are_the_ilastik_banks_in_1_to_4():
+    from rawsigma.analysis.scoring.plans import ScorePlan
+
+    assert SCORING_SIGMAS == (1.0, 1.6, 3.5)
+    assert SCORING_SIGMAS == tuple(s for s in ILASTIK_SIGMAS if 1 <= s <= 4)
+    assert tuple(ScorePlan().score_sigmas) == SCORING_SIGMAS
+    channels = plan_scoring_channels(FeatureConfig("ilastik"), SCORING_SIGMAS)
+    assert channels.computed == () and len(channels.from_bank) == 12
 
 
 def _image(shape=(90, 70), seed=0):
@@ -31,7 +43,7 @@ def _image(shape=(90, 70), seed=0):
 @pytest.mark.parametrize(
     ("bank", "shared"),
     [
-        (FeatureConfig("ilastik"), (1.0,)),  # the classifier's default bank
+        (FeatureConfig("ilastik"), (1.0,)),  # the classifier's default bank, scales 1, 2, 4
         (FeatureConfig("ilastik", sigmas=(0.7, 1.6)), ()),  # no common scale
         (FeatureConfig("ilastik", features=("GaussianSmoothing",)), ()),  # channels missing
         (FeatureConfig("weka"), ()),
@@ -73,15 +85,25 @@ def trained():
     return img, plan, segment, clf
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_shared_pass_equals_the_separate_computations(trained, workers, monkeypatch):
+@pytest.mark.parametrize(
+    ("workers", "sigmas", "computed"),
+    [(1, None, ()), (2, None, ()), (1, SIGMAS, (2.0, 4.0)), (2, SIGMAS, (2.0, 4.0))],
+)
+def test_shared_pass_equals_the_separate_computations(
+    trained, workers, sigmas, computed, monkeypatch
+):
     from rawsigma.analysis.scoring import standard_score as sc
-    from rawsigma.analysis.scoring.per_image import shared_pass
+    from rawsigma.analysis.scoring.per_image import scoring_features_provenance, shared_pass
     from rawsigma.analysis.segmentation import features as fb
 
     img, plan, segment, clf = trained
+    if sigmas is not None:
+        plan = plan.model_copy(update={"score_sigmas": list(sigmas)})
     shared = shared_pass(clf, plan)
-    assert shared is not None and shared.channels.computed == (2.0, 4.0)
+    assert shared is not None and shared.channels.computed == computed
+    prov = scoring_features_provenance(shared, plan)
+    assert prov["computed"] == list(computed)
+    assert prov["from_model_bank"] == [s for s in plan.score_sigmas if s not in computed]
     want, _ = feature_maps_for_scoring(img, sigmas=plan.score_sigmas, n_workers=1)
     reps = np.stack([_image(img.shape, seed=10 + i) for i in range(4)])
     want_sigma = sc.replica_feature_sigma(list(reps), plan.score_sigmas, 1)
@@ -143,8 +165,15 @@ def test_score_image_is_the_same_with_and_without_the_shared_pass(monkeypatch):
     def plain(r):
         d = r.to_dict()
         d.pop("timings_s")
-        d["provenance"] = {k: v for k, v in d["provenance"].items() if k != "date_utc"}
+        skip = ("date_utc", "scoring_features")
+        d["provenance"] = {k: v for k, v in d["provenance"].items() if k not in skip}
         return d
+
+    scales = list(SCORING_SIGMAS)
+    assert shared.provenance["scoring_features"]["from_model_bank"] == scales
+    assert alone.provenance["scoring_features"]["computed"] == scales
+    assert shared.feature_names == alone.feature_names
+    assert shared.feature_names[:3] == [f"GaussianSmoothing_s{s:g}" for s in scales]
 
     assert plain(shared) == plain(alone)
     assert "segment (sum over images)" in shared.timings

@@ -41,6 +41,7 @@ __all__ = [
     "process_image",
     "raw_noise_sigma",
     "score_params",
+    "scoring_features_provenance",
     "shared_pass",
     "SharedPass",
     "to_objects",
@@ -291,6 +292,27 @@ def shared_pass(clf: PixelClassifier, plan: ScorePlan, ndim: int = 2) -> SharedP
         return None
     channels = plan_scoring_channels(clf.features, plan.score_sigmas, ndim)
     return SharedPass(clf, channels, plan.threshold)
+
+
+def scoring_features_provenance(shared: SharedPass | None, plan: ScorePlan) -> dict:
+    """``results.json``'s ``provenance.scoring_features``: which scales, and from where.
+
+    ``from_model_bank``: scales whose four channels are the classifier bank's own,
+    taken from each image's segmentation pass; ``computed``: scales filtered apart.
+    """
+    from rawsigma.analysis.segmentation.features import SCORING_FEATURES
+
+    scales = [float(s) for s in plan.score_sigmas]
+    if shared is None:
+        banked: list[float] = []
+    else:
+        banked = [s for s in scales if s not in shared.channels.computed]
+    return {
+        "features": list(SCORING_FEATURES),
+        "scales": scales,
+        "from_model_bank": banked,
+        "computed": [s for s in scales if s not in banked],
+    }
 
 
 def codec_bytes(codec: Any, image: np.ndarray) -> tuple[bytes, np.ndarray]:

@@ -43,7 +43,14 @@ class ScorePlan(BaseModel):
     feature_preset : {"weka", "ilastik"}
         Feature bank preset of the classifier.
     score_sigmas : list of float
-        Scales (px) of the feature maps whose per-pixel ε is reported.
+        Scales (px) of the feature maps whose per-pixel ε is reported (Gaussian
+        smoothing, LoG, gradient magnitude and DoG at each). Default 1.0, 1.6, 3.5: the
+        ilastik bank's scales in [1, 4] (`features.SCORING_SIGMAS`), so that with the
+        default classifier the scored features are the model's own input channels,
+        taken from each image's segmentation pass; with the weka preset, a plug-in
+        model or a volume they are computed at the same scales (the same channels in
+        every run). Earlier versions used 1, 2, 4 (their ``results.json`` has no
+        ``provenance.scoring_features``).
     threshold : float
         Probability threshold of the foreground class.
     workers : int
@@ -79,7 +86,8 @@ class ScorePlan(BaseModel):
     tolerance_search: list[str] = Field(default_factory=list)
     classifier_preset: Literal["weka", "ilastik"] = "ilastik"
     feature_preset: Literal["weka", "ilastik"] = "ilastik"
-    score_sigmas: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+    # = features.SCORING_SIGMAS (test_shared_filters pins it; not imported: no numpy here)
+    score_sigmas: list[float] = Field(default_factory=lambda: [1.0, 1.6, 3.5])
     threshold: float = Field(0.5, gt=0, lt=1)
     workers: int = Field(2, ge=1, le=64)
     model: str | None = None

@@ -55,6 +55,7 @@ from rawsigma.analysis.scoring.per_image import (
     process_image,
     raw_noise_sigma,
     score_params,
+    scoring_features_provenance,
     shared_pass,
 )
 from rawsigma.analysis.scoring.plans import TOLERANCE_SWEEPS, ScorePlan
@@ -448,6 +449,7 @@ def score_image(
         synthesis_centre=plan.centre,
         segmenter=segmenter.description,
         n_replicas=plan.n_replicas,
+        scoring_features=scoring_features_provenance(segmenter.shared, plan),
     )
     return ScoreResult(
         plan=plan,

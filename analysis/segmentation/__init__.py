@@ -17,6 +17,7 @@ _EXPORTS = {
     "PixelClassifier": "classifier",
     "PlaqueRule": "plaques3d",
     "SCORING_FEATURES": "features",
+    "SCORING_SIGMAS": "features",
     "TRAINING_RING": "annotations",
     "VersionMismatchWarning": "classifier",
     "WEKA_SIGMAS": "features",

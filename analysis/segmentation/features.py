@@ -55,6 +55,7 @@ __all__ = [
     "WEKA_SIGMAS",
     "ILASTIK_FEATURES",
     "SCORING_FEATURES",
+    "SCORING_SIGMAS",
     "FeatureConfig",
     "feature_bank",
     "feature_names",
@@ -76,6 +77,9 @@ ILASTIK_FEATURES: tuple[str, ...] = (
 )
 #: The per-pixel epsilon maps of the scoring step use these.
 SCORING_FEATURES: tuple[str, ...] = ILASTIK_FEATURES[:4]
+#: Their default scales: the ilastik bank's scales in [1, 4] (1.0, 1.6, 3.5), so that with
+#: the default classifier the scored features are the model's own input channels.
+SCORING_SIGMAS: tuple[float, ...] = tuple(s for s in ILASTIK_SIGMAS if 1.0 <= s <= 4.0)
 _TRUNCATE = 3.5
 #: Target working memory per worker thread for automatic block sizes (bytes).
 BLOCK_MEMORY = 512 * 2**20
@@ -627,7 +631,7 @@ def feature_bank(
 
 def feature_maps_for_scoring(
     image: np.ndarray,
-    sigmas: Sequence[float] = (1.0, 2.0, 4.0),
+    sigmas: Sequence[float] = SCORING_SIGMAS,
     block: int | Sequence[int] | None = None,
     n_workers: int | None = None,
 ) -> tuple[np.ndarray, list[str]]:
@@ -635,7 +639,8 @@ def feature_maps_for_scoring(
 
     Gaussian smoothing, Laplacian of Gaussian, Gaussian gradient magnitude and
     difference of Gaussians (ilastik definitions) at each scale in ``sigmas``
-    (pixels; each must be >= 0.7).
+    (pixels; each must be >= 0.7; default :data:`SCORING_SIGMAS`, the ilastik bank's
+    scales in [1, 4]: these channels are then the bank's own).
 
     Blocks default to :data:`MAP_BLOCK_MEMORY` of working memory per thread (the
     result does not depend on the block).
