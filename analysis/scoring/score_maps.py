@@ -15,14 +15,16 @@ the result directory). Layout (format ``rawsigma.score_maps``, version 1)::
                           NaN at saturated pixels; |ε| clipped at 65504
     /codecs/NN/feature_eps/<name>  (H, W) float16, the per-pixel ε map of the scoring
                           feature with the largest mean |ε| for this codec (e.g.
-                          ``GaussianSmoothing_s4``), NaN where σ of the feature is 0;
+                          ``GaussianSmoothing_s3.5``), NaN where σ of the feature is 0;
                           attrs mean_abs_epsilon
 
 float16 keeps three significant digits (ε is shown at ±3; a pixel is within the raw
 noise at |ε| < 1) and halves the file against float32; the datasets are gzip'd.
 Only the worst feature's ε map is kept per codec (the runner reduces the others to
 per-feature means in ``results.json``): all 12 scoring features would make the file
-~12× larger and hold 12 float32 maps per codec in memory during the run.
+~12× larger and hold 12 float32 maps per codec in memory during the run. The scoring
+features are those of ``provenance.scoring_features`` (default: the classifier bank's
+channels at scales 1, 1.6, 3.5; files written before recorded no such key and used 1, 2, 4).
 """
 
 from __future__ import annotations
