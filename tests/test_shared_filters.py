@@ -112,7 +112,7 @@ def test_shared_pass_equals_the_separate_computations(
         out, feats = shared.with_features(img, channels_last=last)
         np.testing.assert_array_equal(out, segment(img))
         np.testing.assert_array_equal(feats if last else np.moveaxis(feats, 0, -1), want)
-    out, chans = shared.with_bank_channels(img)
+    out, chans = shared.with_bank_channels(img, workers)
     np.testing.assert_array_equal(out, segment(img))
     assert list(chans) == [shared.channels.names[i] for i, _ in shared.channels.from_bank]
     for name, chan in chans.items():

@@ -228,11 +228,14 @@ class SharedPass:
         (mask,) = self.clf.foreground_probabilities([img], on_block, threshold=self.threshold)
         return self.segment_output(mask), feats
 
-    def with_bank_channels(self, img: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def with_bank_channels(
+        self, img: np.ndarray, n_workers: int | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(segment output, {name: (H, W) float32})`` of the bank's scoring channels.
 
         Only the scoring channels the bank holds; no other scale is computed (a caller
-        computes those one scale at a time, holding a third of the stack).
+        computes those one scale at a time). Blocks on ``n_workers`` threads (default
+        the classifier's); the result does not depend on them.
         """
         pairs = self.channels.from_bank
         chans = {self.channels.names[i]: np.empty(img.shape, np.float32) for i, _ in pairs}
@@ -241,7 +244,9 @@ class SharedPass:
             for i, j in pairs:
                 chans[self.channels.names[i]][core] = bank[j]
 
-        (mask,) = self.clf.foreground_probabilities([img], on_block, threshold=self.threshold)
+        (mask,) = self.clf.foreground_probabilities(
+            [img], on_block, n_workers, threshold=self.threshold
+        )
         return self.segment_output(mask), chans
 
     def replicas(

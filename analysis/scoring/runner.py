@@ -21,6 +21,7 @@ re-exported here), the processing of one image in :mod:`.per_image`.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -275,6 +276,7 @@ class _CodecScorer:
     segmenter: _Segmenter
     clock: StageClock
     raw_centroids: np.ndarray = field(init=False)
+    _channels_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         raw = self.reference.raw
@@ -282,26 +284,45 @@ class _CodecScorer:
 
     def score(self, spec: str, decoded: _Decoded) -> CodecResult:
         ref, plan = self.reference, self.segmenter.plan
-        shared, bank_channels = self.segmenter.shared, None
-        if shared is None:
+        if self.segmenter.shared is None:
             outcome = process_image(decoded.image, self.segmenter.segment, plan, self.clock, False)
-        else:  # the scoring channels its bank holds from the decoded image's pass
-            t = time.perf_counter()
-            out, bank_channels = shared.with_bank_channels(decoded.image)
-            self.clock.add("segment (sum over images)", t)
+            feature_eps, worst_map = self._feature_epsilon(decoded.image, None)
+        else:
+            out, feature_eps, worst_map = self._shared_pass(decoded.image)
             outcome = outcome_of(out, plan, self.clock)
         match = match_to_raw(ref.raw, self.raw_centroids, outcome, plan.max_distance)
-        t = time.perf_counter()  # the decoded image's features, one scale at a time
-        feature_eps, worst_map = codec_feature_epsilon(
-            ref.raw.features, ref.feature_sigma, decoded.image, ref.feature_names,
-            plan.score_sigmas, bank_channels, shared is not None,  # (F, H, W) when shared
-        )  # fmt: skip
-        del bank_channels
-        self.clock.add("scoring features (sum over images)", t)
         return codec_result(
             spec, decoded, self.image, self.pixel_sigma, ref, outcome, match, feature_eps,
             worst_map,
         )  # fmt: skip
+
+    def _shared_pass(self, image: np.ndarray) -> tuple[np.ndarray, dict, dict]:
+        """``(segment output, feature ε, worst map)`` of a decoded image from its pass.
+
+        One codec at a time holds its full-size scoring channels (12 with the default
+        scales): its pass runs on the run's workers (block by block) under a lock, then
+        its channels are scored and freed; the same values as one thread per codec.
+        """
+        shared = self.segmenter.shared
+        assert shared is not None
+        workers = min(self.segmenter.plan.workers, os.cpu_count() or 1)
+        with self._channels_lock:
+            t = time.perf_counter()
+            out, bank_channels = shared.with_bank_channels(image, workers)
+            self.clock.add("segment (sum over images)", t)
+            feature_eps, worst_map = self._feature_epsilon(image, bank_channels)
+        return out, feature_eps, worst_map
+
+    def _feature_epsilon(self, image: np.ndarray, channels: dict | None) -> tuple[dict, dict]:
+        """`codec_feature_epsilon` of a decoded image (``channels``: from its pass)."""
+        ref = self.reference
+        t = time.perf_counter()  # the scales not in ``channels`` computed one at a time
+        res = codec_feature_epsilon(
+            ref.raw.features, ref.feature_sigma, image, ref.feature_names,
+            self.segmenter.plan.score_sigmas, channels, self.segmenter.shared is not None,
+        )  # fmt: skip
+        self.clock.add("scoring features (sum over images)", t)
+        return res
 
 
 def _score_codecs(
