@@ -184,3 +184,21 @@ def test_score_image_is_the_same_with_and_without_the_shared_pass(monkeypatch):
         assert list(a.feature_eps) == list(b.feature_eps) and a.features == b.features
         for name in a.feature_eps:
             np.testing.assert_array_equal(a.feature_eps[name], b.feature_eps[name])
+
+
+@pytest.mark.parametrize("kind", ["gaps", "mask", "empty", "uint16"])
+def test_measure_objects_globals_equal_global_params(kind):
+    """The globals read from the table = `global_params` (issue 16: one pass less)."""
+    from rawsigma.analysis.measurement.morphometry import global_params
+    from rawsigma.analysis.scoring.per_image import measure_objects
+
+    rng = np.random.default_rng(3)
+    lab = np.zeros((60, 70), np.int32)
+    if kind != "empty":
+        for k, (y, x) in enumerate(rng.integers(0, 55, (12, 2)), 1):
+            lab[y : y + 5, x : x + 4] = 3 * k  # label gaps, overlaps overwrite
+    lab = {"mask": lab > 0, "uint16": lab.astype(np.uint16)}.get(kind, lab)
+    table, glob = measure_objects(lab)
+    assert glob == {k: float(v) for k, v in global_params(lab).items()}
+    assert all(type(v) is float for v in glob.values())
+    assert (glob["count"] > 0) == (kind != "empty")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.analysis.measurement.matching import MatchResult, match_objects
-from rawsigma.analysis.measurement.morphometry import global_params, measure
+from rawsigma.analysis.measurement.morphometry import measure
 from rawsigma.analysis.segmentation.classifier import PixelClassifier, labels_from_output
 from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
 from rawsigma.analysis.segmentation.shared_filters import (
@@ -61,7 +61,15 @@ def centroids(table: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def measure_objects(labels: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    return measure(labels), {k: float(v) for k, v in global_params(labels).items()}
+    """`morphometry.measure` and `global_params` of a 2D mask or label image.
+
+    The globals are read from the table: ``count`` (distinct positive labels) is its
+    number of rows and ``total_area`` (object pixels) the sum of its areas, the numbers
+    `global_params` gives (test) without its second pass over the image (`np.unique`).
+    """
+    table = measure(labels)
+    area = float(np.sum(table["area"]))
+    return table, {"count": float(len(table["label"])), "total_area": area}
 
 
 def score_params(table: dict[str, np.ndarray]) -> list[str]:
