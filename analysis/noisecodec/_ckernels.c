@@ -608,20 +608,31 @@ HOT void dequantise_row(const int32_t *k, const float *off, const float *gain, u
 
 MULTI static int32_t quantise_round(const uint16_t *x, const float *off, const float *gain,
                               int32_t *codes, int64_t n, double inv_step, double c0,
-                              const double *kp)
+                              const double *kp, float *vmin)
 {
     const float a = (float)(2.0 * inv_step), cc = (float)c0;
     int32_t top = 0;
     if (kp[0] == 0.0) {
+        /* the smallest v before the clamp (`stream.quantise_frames_knee`), as an integer
+         * key of the same order (an integer minimum vectorises, a float one does not) */
+        int32_t lo = INT32_MAX;
         for (int64_t i = 0; i < n; i++) {
             float v = ((float)x[i] - off[i]) / gain[i] + cc;
+            int32_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            int32_t key = bits ^ ((bits >> 31) & 0x7FFFFFFF);
+            lo = key < lo ? key : lo;
             v = v > 0.0f ? v : 0.0f;
             int32_t k = (int32_t)(sqrtf(v) * a + 0.5f);
             codes[i] = k;
             top = k > top ? k : top;
         }
+        lo ^= (lo >> 31) & 0x7FFFFFFF;
+        memcpy(vmin, &lo, sizeof lo);
+        if (n == 0) *vmin = INFINITY;
         return top;
     }
+    *vmin = NAN;
     const float vk = (float)kp[0], tk = (float)(kp[1] * inv_step), sk = (float)(kp[2] * inv_step);
     const float sh = (float)(kp[3] + 0.5);
     for (int64_t i = 0; i < n; i++) {
@@ -1081,13 +1092,16 @@ fail:
     return NULL;
 }
 
-/* quantise_round(x u16 (h, w), off f32, gain f32, codes i32, inv_step, c0, kp f64[4]) */
+/* quantise_round(x u16 (h, w), off f32, gain f32, codes i32, inv_step, c0, kp f64[4][,
+ * with_min]) -> top, or (top, smallest float32 v before the clamp; NaN with a knee) */
 static PyObject *py_quantise_round(PyObject *self, PyObject *args)
 {
     PyObject *o[5];
     double inv_step, c0;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOOOddO", &o[0], &o[1], &o[2], &o[3], &inv_step, &c0, &o[4]))
+    PyObject *with_min = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOddO|O", &o[0], &o[1], &o[2], &o[3], &inv_step, &c0, &o[4],
+                          &with_min))
         return NULL;
     Py_ssize_t nx, no, ng, nc, nk;
     const uint16_t *x = get(&B, o[0], 'u', 2, 0, "x", &nx);
@@ -1098,10 +1112,13 @@ static PyObject *py_quantise_round(PyObject *self, PyObject *args)
     if (!kp) goto fail;
     NEED(no == nx && ng == nx && nc == nx && nk == 4, "sizes");
     int32_t top;
+    float vmin;
     Py_BEGIN_ALLOW_THREADS
-    top = quantise_round(x, off, gain, codes, nx, inv_step, c0, kp);
+    top = quantise_round(x, off, gain, codes, nx, inv_step, c0, kp, &vmin);
     Py_END_ALLOW_THREADS
     release(&B);
+    if (PyTuple_GET_SIZE(args) > 7 && PyObject_IsTrue(PyTuple_GET_ITEM(args, 7)))
+        return Py_BuildValue("(ld)", (long)top, (double)vmin);
     return PyLong_FromLong(top);
 fail:
     release(&B);
@@ -1254,6 +1271,41 @@ fail:
     return NULL;
 }
 
+/* class_moments(acc i64 (N_SETS, N_ACT_CLS, LVL_MAX + 1, N_MOM), luts u8 (N_SETS,
+ * LVL_MAX + 1), out i64 (N_SETS, N_ACT_CLS, N_LVL_CLS, N_MOM)): out = the level moments
+ * summed per level class (`pyramid._class_moments`, exact integers) */
+static PyObject *py_class_moments(PyObject *self, PyObject *args)
+{
+    PyObject *o[3];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2])) return NULL;
+    Py_ssize_t na, nl, no;
+    const int64_t *acc = get(&B, o[0], 'i', 8, 0, "acc", &na);
+    const uint8_t *luts = acc ? get(&B, o[1], 'u', 1, 0, "luts", &nl) : NULL;
+    int64_t *out = luts ? get(&B, o[2], 'i', 8, 1, "out", &no) : NULL;
+    if (!out) goto fail;
+    NEED(na == (Py_ssize_t)N_SETS * N_ACT_CLS * (LVL_MAX + 1) * N_MOM
+         && nl == N_SETS * (LVL_MAX + 1) && no == N_SETS * N_ACT_CLS * N_LVL_CLS * N_MOM, "sizes");
+    int bad = 0;
+    for (Py_ssize_t i = 0; i < nl; i++) bad |= luts[i] >= N_LVL_CLS;
+    NEED(!bad, "level class out of range");
+    memset(out, 0, (size_t)no * sizeof(int64_t));
+    for (int s = 0; s < N_SETS; s++)
+        for (int a = 0; a < N_ACT_CLS; a++) {
+            const int64_t *src = acc + ((int64_t)s * N_ACT_CLS + a) * (LVL_MAX + 1) * N_MOM;
+            int64_t *dst = out + ((int64_t)s * N_ACT_CLS + a) * N_LVL_CLS * N_MOM;
+            for (int l = 0; l <= LVL_MAX; l++) {
+                int64_t *d = dst + (int64_t)luts[s * (LVL_MAX + 1) + l] * N_MOM;
+                for (int m = 0; m < N_MOM; m++) d[m] += src[l * N_MOM + m];
+            }
+        }
+    release(&B);
+    Py_RETURN_NONE;
+fail:
+    release(&B);
+    return NULL;
+}
+
 static PyObject *py_constants(PyObject *self, PyObject *noargs)
 {
     return Py_BuildValue(
@@ -1274,6 +1326,7 @@ static PyMethodDef methods[] = {
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
     {"v_min", py_v_min, METH_VARARGS, "Smallest (x - off) / gain of a stack."},
+    {"class_moments", py_class_moments, METH_VARARGS, "pyramid._class_moments in C."},
     {"constants", py_constants, METH_NOARGS, "The format constants compiled in."},
     {NULL, NULL, 0, NULL},
 };

@@ -10,7 +10,8 @@ are the reference and the fallback.
 `KERNELS` is a namespace with the functions ``quantise_round``, ``quantise_tile``,
 ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` with
 the numba kernels' signatures (and ``v_min``: the C loop of `stream.frames_v_min`, None
-for numpy). The C namespace is used when the
+for numpy; ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
+``class_moments``: `pyramid._class_moments` in C, None for numpy). The C namespace is used when the
 extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
 forces the numba kernels (``=c`` requires the extension). `BACKEND` names the choice.
 """
@@ -48,8 +49,10 @@ _C, WHY_NOT = _load()
 
 
 # ---------------------------------------------------------------- C wrappers
-def _quantise_round(x, off, gain, codes, inv_step, c0, kp=None) -> int:
-    return _C.quantise_round(x, off, gain, codes, float(inv_step), float(c0), _kp(kp))
+def _quantise_round(x, off, gain, codes, inv_step, c0, kp=None, with_min=False):
+    """``top`` code, or ``(top, smallest float32 v)`` with ``with_min`` (``round_min``)."""
+    args = (x, off, gain, codes, float(inv_step), float(c0), _kp(kp))
+    return _C.quantise_round(*args, True) if with_min else _C.quantise_round(*args)
 
 
 def _quantise_tile(x, off, gain, codes, step, c0, dither, seed, index0, edges, sum_e, cnt,
@@ -98,6 +101,8 @@ def _c_namespace() -> SimpleNamespace:
         rans_encode=_rans_encode,
         decode_tile=_decode_tile,
         v_min=_C.v_min,
+        round_min=True,  # quantise_round(..., with_min=True): the knee check in the pass
+        class_moments=_C.class_moments,
     )
 
 
@@ -116,6 +121,8 @@ def numba_namespace() -> SimpleNamespace:
         rans_encode=PY.rans_encode,
         decode_tile=PY.decode_tile,
         v_min=None,  # numpy in `stream.frames_v_min`
+        round_min=False,
+        class_moments=None,  # numpy in `pyramid._class_moments`
     )
 
 

@@ -390,13 +390,24 @@ def normal_equations(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def level_thresholds(counts: np.ndarray) -> np.ndarray:
     """Level → class LUT (uint8, LVL_MAX + 1) with class boundaries at the octiles of the
     level distribution ``counts`` (per level value)."""
-    cdf = np.cumsum(counts, dtype=np.float64)
-    tot = cdf[-1]
-    if tot <= 0:
-        return np.zeros(LVL_MAX + 1, np.uint8)
-    edges = np.searchsorted(cdf, tot * np.arange(1, N_LVL_CLS) / N_LVL_CLS, side="right")
-    edges = np.unique(np.clip(edges, 1, LVL_MAX))
-    return np.searchsorted(edges, np.arange(LVL_MAX + 1), side="right").astype(np.uint8)
+    return level_luts(np.asarray(counts)[None])[0]
+
+
+def level_luts(counts: np.ndarray) -> np.ndarray:
+    """`level_thresholds` of every row of ``counts`` (sets, LVL_MAX + 1) at once: the
+    class of a level is the number of distinct octile edges at or below it (the same
+    integers as a search per row, without a Python loop)."""
+    cdf = np.cumsum(counts, axis=-1, dtype=np.float64)
+    tot = cdf[:, -1:]
+    thr = tot * np.arange(1, N_LVL_CLS) / N_LVL_CLS  # (sets, 7)
+    # searchsorted(cdf, thr, "right"): the number of cdf values <= thr
+    edges = np.clip((cdf[:, None, :] <= thr[:, :, None]).sum(-1), 1, LVL_MAX)
+    new = np.ones(edges.shape, bool)  # edges ascend: the first of equal edges counts
+    new[:, 1:] = edges[:, 1:] != edges[:, :-1]
+    lvl = np.arange(LVL_MAX + 1)
+    luts = ((edges[:, :, None] <= lvl) & new[:, :, None]).sum(1)
+    luts[tot[:, 0] <= 0] = 0
+    return luts.astype(np.uint8)
 
 
 def _solve(ata: np.ndarray, aty: np.ndarray, fallback: np.ndarray, min_n: float) -> np.ndarray:
@@ -445,28 +456,44 @@ _CLASS_TABLES: dict[bytes, np.ndarray] = {}
 def _class_moments(acc: np.ndarray, luts: np.ndarray) -> np.ndarray:
     """Moments (N_SETS, N_ACT_CLS, N_LVL_CLS, N_MOM) of each level class: the level
     moments summed over the levels ``luts`` maps to the class (exact for int64 moments;
-    a level class is a run of levels, `level_thresholds`)."""
-    out = np.zeros(acc.shape[:2] + (N_LVL_CLS, acc.shape[-1]), acc.dtype)
-    for s in range(acc.shape[0]):
-        cls = luts[s]
-        starts = np.flatnonzero(np.diff(cls, prepend=-1))
-        out[s, :, cls[starts]] = np.add.reduceat(acc[s], starts, axis=1).transpose(1, 0, 2)
-    return out
+    a level class is a run of levels, `level_thresholds`). One ``reduceat`` over the
+    flattened (set, activity, level) axis: the global class index never decreases
+    along it."""
+    ns, na, nl, nm = acc.shape
+    gidx = np.arange(ns * na)[:, None] * N_LVL_CLS + luts.astype(np.int64).repeat(na, 0)
+    gidx = gidx.ravel()
+    starts = np.flatnonzero(np.diff(gidx, prepend=-1))
+    out = np.zeros((ns * na * N_LVL_CLS, nm), acc.dtype)
+    out[gidx[starts]] = np.add.reduceat(acc.reshape(-1, nm), starts, axis=0)
+    return out.reshape(ns, na, N_LVL_CLS, nm)
 
 
-def solve_weights(acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def solve_weights(acc: np.ndarray, class_moments=None) -> tuple[np.ndarray, np.ndarray]:
     """Level LUTs (N_SETS, LVL_MAX + 1) uint8 and fixed-point weights (N_SETS, N_CLASS ·
     N_W) int32 (per class: r1, r2, r3, bias) from the `train_tile` moments: least
     squares per class with a small ridge; classes with few samples take their set's
-    pooled fit (or the mean of the nearest ring)."""
-    acc = np.asarray(acc)
-    accf = acc.astype(np.float64)
-    luts = np.stack([level_thresholds(accf[s, :, :, 9].sum(0)) for s in range(N_SETS)])
-    moments = _class_moments(acc, luts).astype(np.float64).reshape(N_SETS, N_CLASS, N_MOM)
+    pooled fit (or the mean of the nearest ring). The class fits and the pooled fits
+    are one batched solve (LAPACK solves each system alone: the same values).
+    ``class_moments(acc, luts, out)``: a kernel filling `_class_moments` (the C one of
+    `ckernels`; None: numpy)."""
+    acc = np.ascontiguousarray(acc, np.int64)
+    luts = level_luts(acc[..., 9].sum(1))
+    if class_moments is None:
+        moments = _class_moments(acc, luts)
+    else:
+        moments = np.empty((N_SETS, N_ACT_CLS, N_LVL_CLS, N_MOM), np.int64)
+        class_moments(acc, luts, moments)
+    moments = moments.astype(np.float64).reshape(N_SETS, N_CLASS, N_MOM)
     ata, aty = normal_equations(moments)
+    ata = np.concatenate([ata, ata.sum(1, keepdims=True)], 1)
+    aty = np.concatenate([aty, aty.sum(1, keepdims=True)], 1)
+    both = _solve(ata, aty, np.nan, 0.0)  # (N_SETS, N_CLASS + 1, N_W); NaN: no fit
+    n = ata[..., -1, -1]
     default = np.array([0.25, 0.0, 0.0, 0.0])
-    pooled = _solve(ata.sum(1), aty.sum(1), default, 16 * N_W)  # (N_SETS, N_W)
-    out = _solve(ata, aty, pooled[:, None, :], 32 * N_W)
+    pooled = np.where(((n[:, -1] > 16 * N_W) & np.isfinite(both[:, -1]).all(-1))[:, None],
+                      both[:, -1], default)  # fmt: skip
+    ok = (n[:, :-1] > 32 * N_W) & np.isfinite(both[:, :-1]).all(-1)
+    out = np.where(ok[..., None], both[:, :-1], pooled[:, None, :])
     # ring weights |w| <= 2, bias |b| <= 4096 codes: with codes <= MAX_CODE every
     # product and the prediction stay inside int32 (ring sums <= 8 · MAX_CODE < 2**15)
     out[..., :-1] = np.clip(out[..., :-1], -2.0, 2.0)
@@ -568,13 +595,12 @@ def normalise(counts: np.ndarray) -> np.ndarray:
 
 def _code_bits(counts: np.ndarray) -> np.ndarray:
     """Bits to code each row of ``counts`` (…, N_SYM) with its own empirical distribution,
-    plus ~9 bits per used symbol and 16 per used table for sending the table."""
-    counts = counts.astype(np.float64)
-    tot = counts.sum(-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lg = np.where(counts > 0, np.log2(counts / np.maximum(tot, 1.0)), 0.0)
-    data = -(counts * lg).sum(-1)
-    return data + 9.0 * (counts > 0).sum(-1) + 16.0 * (tot[..., 0] > 0)
+    plus ~9 bits per used symbol and 16 per used table for sending the table:
+    ``T·log2 T − Σ c·log2 c`` (``T`` the row's total; 0·log2 1 = 0 for empty cells)."""
+    c = counts.astype(np.float64)
+    tot = c.sum(-1)
+    data = tot * np.log2(np.maximum(tot, 1.0)) - (c * np.log2(np.maximum(c, 1.0))).sum(-1)
+    return data + 9.0 * (counts > 0).sum(-1) + 16.0 * (tot > 0)
 
 
 def choose_contexts(hist: np.ndarray) -> np.ndarray:
@@ -587,11 +613,12 @@ def choose_contexts(hist: np.ndarray) -> np.ndarray:
     of their first logical context.
     """
     hist = np.asarray(hist, np.int64)
-    h = hist.reshape(N_GROUPS, N_FRAC, N_ACT_CTX, N_SYM).transpose(0, 2, 1, 3)
-    costs = []
-    for m in range(FRAC_BITS + 1):  # 2**m tables of N_FRAC >> m fraction bins each
-        merged = h.reshape(N_GROUPS, N_ACT_CTX, 1 << m, N_FRAC >> m, N_SYM).sum(3)
-        costs.append(_code_bits(merged).sum(-1))
+    merged = hist.reshape(N_GROUPS, N_FRAC, N_ACT_CTX, N_SYM).transpose(0, 2, 1, 3)
+    costs = [np.zeros(merged.shape[:2])] * (FRAC_BITS + 1)
+    for m in range(FRAC_BITS, -1, -1):  # 2**m tables of N_FRAC >> m fraction bins each
+        costs[m] = _code_bits(merged).sum(-1)
+        if m:  # neighbouring tables merged (exact integer sums)
+            merged = merged[:, :, 0::2] + merged[:, :, 1::2]
     best = np.argmin(np.stack(costs), 0)  # (N_GROUPS, N_ACT_CTX); ties: fewest tables
     width = (N_FRAC >> best)[:, None, :]  # (N_GROUPS, 1, N_ACT_CTX)
     logical = np.arange(N_CTX_ALL).reshape(N_GROUPS, N_FRAC, N_ACT_CTX)

@@ -229,6 +229,15 @@ def stream_knee(stack: np.ndarray, maps: CodecMaps, params: StreamParams) -> np.
     return knee_params(v_min, params.knee, float(params.step), bool(params.dither))
 
 
+def _clear_of_knee(v32: float, c0: float, knee: float) -> bool:
+    """Whether the smallest ``v`` computed in float32 (`ckernels` ``quantise_round`` with
+    its minimum) proves the exact float64 one (`frames_v_min`) at or above the knee
+    (or 0 without one): then `stream_knee` is all zeros and raises nothing. The float32
+    value is within ~2⁻²²·(|v| + 2|c0|) of the exact one; the margin is 40× that."""
+    thr = knee if knee > 0 else 0.0
+    return bool(v32 - 1e-5 * (abs(v32) + 2.0 * abs(c0) + 1.0) >= thr)
+
+
 def quantise_frames(
     frames: np.ndarray, maps: CodecMaps, params: StreamParams
 ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -266,18 +275,18 @@ def quantise_frames_knee(
             float(gain.min()),
             float(gain.max()),
         )
-    kp = _frozen(K.NO_KNEE if mode == "bound" else stream_knee(stack, maps, params))
     codes = np.empty(stack.shape, np.int32)
     nothing_f, nothing_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
-
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
+    tiles = _tiles(stack.shape[0], h, params.tile_rows)
+    kp = _frozen(K.NO_KNEE)
 
-    def quant(tile):
+    def quant(tile, with_min=False):
         f, r0, th = tile
         if mode == "round":
             return kx.quantise_round(
                 stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
-                codes[f, r0 : r0 + th], 1.0 / step, c0, kp,
+                codes[f, r0 : r0 + th], 1.0 / step, c0, kp, *((True,) if with_min else ()),
             )  # fmt: skip
         kx.quantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
@@ -285,7 +294,19 @@ def quantise_frames_knee(
             edges, nothing_f, nothing_i, kp,
         )  # fmt: skip
 
-    tops = _map(quant, _tiles(stack.shape[0], h, params.tile_rows), params.threads)
+    if mode == "round" and kx.round_min:
+        # quantised above the knee with the smallest v of the same pass (no pass of
+        # `frames_v_min`); only frames near the knee take the exact check
+        res = _map(lambda t: quant(t, True), tiles, params.threads)
+        tops = [r[0] for r in res]
+        if not _clear_of_knee(min(r[1] for r in res), c0, params.knee):
+            kp = _frozen(stream_knee(stack, maps, params))
+            if kp[0] > 0:
+                tops = _map(quant, tiles, params.threads)
+    else:
+        if mode != "bound":
+            kp = _frozen(stream_knee(stack, maps, params))
+        tops = _map(quant, tiles, params.threads)
     n_codes = (max(tops) if mode == "round" else int(codes.max())) + 1
     if mode == "dither":
         recon = np.zeros(0, np.float64)
@@ -451,19 +472,39 @@ def _code_causal(codes, tiles, params):
     return sections, rows, words, [m[2] for m in modelled]
 
 
+# The predictor of a stack is trained on about this many pixels of whole frames, evenly
+# spaced (a few hundred thousand samples for 6 × 64 × 4 weights; the frames of a stack
+# share their statistics); a single frame trains on all its tiles
+TRAIN_PIXELS = 1 << 21
+
+
+def _train_groups(tiles, hw: int, threads: int | None) -> list[list[tuple[int, int, int]]]:
+    """The tiles `_code_pyramid` trains on (those of at most ``TRAIN_PIXELS // hw`` evenly
+    spaced frames, at least one), in one group per worker thread."""
+    n = 1 + max(f for f, _, _ in tiles)
+    keep = max(1, TRAIN_PIXELS // max(hw, 1))
+    frames = set(range(n)) if keep >= n else {(2 * i + 1) * n // (2 * keep) for i in range(keep)}
+    chosen = [t for t in tiles if t[0] in frames]
+    g = 1 if threads == 1 else max(1, min(len(chosen), os.cpu_count() or 1))
+    return [chosen[i::g] for i in range(g)]
+
+
 def _code_pyramid(codes, tiles, params):
     """Back end "pyramid" (format 3, `pyramid`): hierarchical interpolative prediction,
     four interleaved rANS states per tile. Returns as `_code_causal`."""
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
-    def train(tile):
-        f, r0, th = tile
-        acc = PY.new_moments()
-        block = codes[f, r0 : r0 + th]
-        kx.train_tile(block, kx.n_levels(*block.shape), acc)
+    def train(group):
+        acc = PY.new_moments()  # one per group: no per-tile allocation and sum
+        for f, r0, th in group:
+            block = codes[f, r0 : r0 + th]
+            kx.train_tile(block, kx.n_levels(*block.shape), acc)
         return acc
 
-    luts, wts = PY.solve_weights(np.sum(_map(train, tiles, params.threads), 0))
+    luts, wts = PY.solve_weights(
+        np.sum(_map(train, _train_groups(tiles, codes[0].size, params.threads), params.threads), 0),
+        kx.class_moments,
+    )
     cts = PY.class_tables(luts)
 
     def model(tile):
@@ -498,7 +539,8 @@ def _code_pyramid(codes, tiles, params):
     sections = {
         "weights": zlib.compress(wts.astype("<i4").tobytes(), 6),
         "levels": zlib.compress(luts.astype(np.uint8).tobytes(), 9),
-        "freq": zlib.compress(_byte_planes(phys.astype("<u2")), 9),
+        # level 7: a sixth of level 9's time on these planes, ~0.1 % of a 512² frame's size
+        "freq": zlib.compress(_byte_planes(phys.astype("<u2")), 7),
         "contexts": zlib.compress(remap.astype("<u2").tobytes(), 9),
     }
     rows = [
