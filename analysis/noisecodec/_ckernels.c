@@ -606,43 +606,56 @@ HOT void dequantise_row(const int32_t *k, const float *off, const float *gain, u
     }
 }
 
+/* float → int32 key of the same order (no NaN): an integer minimum vectorises, a float
+ * one does not (it needs reassociation) */
+static inline int32_t order_key(float v)
+{
+    int32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits ^ ((bits >> 31) & 0x7FFFFFFF);
+}
+
+static inline float key_value(int32_t key)
+{
+    float v;
+    key ^= (key >> 31) & 0x7FFFFFFF;
+    memcpy(&v, &key, sizeof v);
+    return v;
+}
+
+/* codes of one tile; *vmin: the smallest v = (x - off) / gain + c0 of the pass (float32,
+ * before any clamp; +inf when n = 0), for the knee check of `stream.quantise_frames_knee` */
 MULTI static int32_t quantise_round(const uint16_t *x, const float *off, const float *gain,
                               int32_t *codes, int64_t n, double inv_step, double c0,
                               const double *kp, float *vmin)
 {
     const float a = (float)(2.0 * inv_step), cc = (float)c0;
-    int32_t top = 0;
+    int32_t top = 0, lo = INT32_MAX;
     if (kp[0] == 0.0) {
-        /* the smallest v before the clamp (`stream.quantise_frames_knee`), as an integer
-         * key of the same order (an integer minimum vectorises, a float one does not) */
-        int32_t lo = INT32_MAX;
         for (int64_t i = 0; i < n; i++) {
             float v = ((float)x[i] - off[i]) / gain[i] + cc;
-            int32_t bits;
-            memcpy(&bits, &v, sizeof bits);
-            int32_t key = bits ^ ((bits >> 31) & 0x7FFFFFFF);
+            int32_t key = order_key(v);
             lo = key < lo ? key : lo;
             v = v > 0.0f ? v : 0.0f;
             int32_t k = (int32_t)(sqrtf(v) * a + 0.5f);
             codes[i] = k;
             top = k > top ? k : top;
         }
-        lo ^= (lo >> 31) & 0x7FFFFFFF;
-        memcpy(vmin, &lo, sizeof lo);
-        if (n == 0) *vmin = INFINITY;
-        return top;
+    } else {
+        const float vk = (float)kp[0], tk = (float)(kp[1] * inv_step);
+        const float sk = (float)(kp[2] * inv_step), sh = (float)(kp[3] + 0.5);
+        for (int64_t i = 0; i < n; i++) {
+            float v = ((float)x[i] - off[i]) / gain[i] + cc;
+            int32_t key = order_key(v);
+            lo = key < lo ? key : lo;
+            float lin = tk + (v - vk) * sk;
+            float q = sqrtf(v > vk ? v : vk) * a;
+            int32_t k = (int32_t)floorf((v >= vk ? q : lin) + sh);
+            codes[i] = k;
+            top = k > top ? k : top;
+        }
     }
-    *vmin = NAN;
-    const float vk = (float)kp[0], tk = (float)(kp[1] * inv_step), sk = (float)(kp[2] * inv_step);
-    const float sh = (float)(kp[3] + 0.5);
-    for (int64_t i = 0; i < n; i++) {
-        float v = ((float)x[i] - off[i]) / gain[i] + cc;
-        float lin = tk + (v - vk) * sk;
-        float q = sqrtf(v > vk ? v : vk) * a;
-        int32_t k = (int32_t)floorf((v >= vk ? q : lin) + sh);
-        codes[i] = k;
-        top = k > top ? k : top;
-    }
+    *vmin = n > 0 ? key_value(lo) : INFINITY;
     return top;
 }
 
@@ -1093,7 +1106,7 @@ fail:
 }
 
 /* quantise_round(x u16 (h, w), off f32, gain f32, codes i32, inv_step, c0, kp f64[4][,
- * with_min]) -> top, or (top, smallest float32 v before the clamp; NaN with a knee) */
+ * with_min]) -> top, or (top, smallest float32 v of the pass) */
 static PyObject *py_quantise_round(PyObject *self, PyObject *args)
 {
     PyObject *o[5];

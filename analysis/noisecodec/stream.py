@@ -229,13 +229,20 @@ def stream_knee(stack: np.ndarray, maps: CodecMaps, params: StreamParams) -> np.
     return knee_params(v_min, params.knee, float(params.step), bool(params.dither))
 
 
-def _clear_of_knee(v32: float, c0: float, knee: float) -> bool:
-    """Whether the smallest ``v`` computed in float32 (`ckernels` ``quantise_round`` with
-    its minimum) proves the exact float64 one (`frames_v_min`) at or above the knee
-    (or 0 without one): then `stream_knee` is all zeros and raises nothing. The float32
-    value is within ~2⁻²²·(|v| + 2|c0|) of the exact one; the margin is 40× that."""
-    thr = knee if knee > 0 else 0.0
-    return bool(v32 - 1e-5 * (abs(v32) + 2.0 * abs(c0) + 1.0) >= thr)
+def _knee_of(v32: float, c0: float, params: StreamParams) -> np.ndarray | None:
+    """The knee (`stream_knee`) implied by the smallest ``v`` computed in float32 (`ckernels`
+    ``quantise_round`` with its minimum), or None when it may differ from the one of the
+    exact float64 minimum (`frames_v_min`): the float32 value lies within ~2⁻²²·(|v| +
+    2|c0|) of it, the margin is 40× that, and the knee is monotone in ``v``."""
+    m = 1e-5 * (abs(v32) + 2.0 * abs(c0) + 1.0)
+    if not params.knee > 0:
+        return np.zeros(4) if v32 - m >= 0 else None  # below 0: `stream_knee` raises
+    lo, hi = (knee_params(v, params.knee, float(params.step), False) for v in (v32 - m, v32 + m))
+    return lo if np.array_equal(lo, hi) else None
+
+
+# the knee of the last frames per (maps, step, knee, σ_e): the first guess of the next
+_KNEE_GUESS: dict[tuple, np.ndarray] = {}
 
 
 def quantise_frames(
@@ -295,14 +302,22 @@ def quantise_frames_knee(
         )  # fmt: skip
 
     if mode == "round" and kx.round_min:
-        # quantised above the knee with the smallest v of the same pass (no pass of
-        # `frames_v_min`); only frames near the knee take the exact check
+        # quantised with the knee of the last frames of these maps (or a guess), the
+        # smallest v from the same pass: the knee it implies is exact unless v lies
+        # within rounding of a boundary (then `frames_v_min`); a wrong guess costs a pass
+        key = (maps.digest(), step, float(params.knee), float(params.sigma_e))
+        kp = _KNEE_GUESS.get(key, _frozen(knee_params(0.0, params.knee, step, False)))
         res = _map(lambda t: quant(t, True), tiles, params.threads)
         tops = [r[0] for r in res]
-        if not _clear_of_knee(min(r[1] for r in res), c0, params.knee):
-            kp = _frozen(stream_knee(stack, maps, params))
-            if kp[0] > 0:
-                tops = _map(quant, tiles, params.threads)
+        want = _knee_of(min(r[1] for r in res), c0, params)
+        if want is None:
+            want = stream_knee(stack, maps, params)
+        if not np.array_equal(want, kp):
+            kp = _frozen(want)
+            tops = _map(quant, tiles, params.threads)
+        if len(_KNEE_GUESS) >= 64:
+            _KNEE_GUESS.clear()
+        _KNEE_GUESS[key] = kp
     else:
         if mode != "bound":
             kp = _frozen(stream_knee(stack, maps, params))
