@@ -347,12 +347,13 @@ static inline int symbol(int64_t c, int64_t base)
 }
 
 /* ------------------------------------------------------------------ encoder */
-MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut)
+MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut,
+                             int row_step)
 {
     for (int k = 0; k < p->K; k++) {
         plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
         int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
-        int rstep = k == 0 ? 4 : (k == 1 ? 2 : 1);
+        int rstep = k == 0 ? row_step : (k == 1 ? (row_step + 1) / 2 : 1);
         for (int kind = 0; kind < N_STAGE; kind++) {
             plane T = p->st[3 * k + kind];
             int64_t n_r, n_c;
@@ -390,6 +391,7 @@ MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t
 MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
                           uint8_t *syms, uint16_t *ctxs, int32_t *esc, uint32_t *hist)
 {
+    uint32_t *hist2 = hist + N_CTX_ALL * N_SYM; /* the odd pixels' (summed by the caller) */
     const int64_t H = HALO;
     const int K = p->K;
     int64_t t = 0, n_esc = 0;
@@ -423,15 +425,26 @@ MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, cons
                 uint8_t *restrict sy = syms + t;
                 uint16_t *restrict cx = ctxs + t;
                 predict_row(n_c, wt, ca, cl, g0, b, NULL);
+                int32_t n_row_esc = 0;
                 for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
                     int32_t r = trow[j] - b->base[j];
-                    sy[j] = (uint8_t)((-RMAX <= r && r < RMAX) ? r + RMAX : ESC);
+                    int32_t e = !(-RMAX <= r && r < RMAX);
+                    sy[j] = (uint8_t)(e ? ESC : r + RMAX);
                     cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
+                    gg[j] = gg[j] * N_SYM + sy[j]; /* the histogram cell */
+                    n_row_esc += e;
                 }
-                for (int64_t j = 0; j < n_c; j++) {
-                    hist[(int64_t)gg[j] * N_SYM + sy[j]] += 1;
-                    if (sy[j] == ESC) esc[n_esc++] = trow[j];
+                /* two histograms (even and odd pixels): equal neighbouring cells do not
+                 * wait for each other's increment */
+                int64_t j = 0;
+                for (; j + 1 < n_c; j += 2) {
+                    hist[gg[j]] += 1;
+                    hist2[gg[j + 1]] += 1;
                 }
+                if (j < n_c) hist[gg[j]] += 1;
+                if (n_row_esc)
+                    for (j = 0; j < n_c; j++)
+                        if (sy[j] == ESC) esc[n_esc++] = trow[j];
                 t += n_c;
             }
         }
@@ -963,12 +976,17 @@ static PyObject *py_n_levels(PyObject *self, PyObject *args)
     return PyLong_FromLong(n_levels(h, w));
 }
 
-/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32) */
+/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32[, row_step = 4]) */
 static PyObject *py_train_tile(PyObject *self, PyObject *args)
 {
     PyObject *oc, *oa, *ol;
+    int row_step = 4;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOO", &oc, &oa, &ol)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|i", &oc, &oa, &ol, &row_step)) return NULL;
+    if (row_step < 1) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: row_step must be >= 1");
+        return NULL;
+    }
     Py_ssize_t nacc, nlut;
     int64_t h, w;
     const int32_t *codes = get(&B, oc, 'i', 4, 0, "codes", NULL);
@@ -989,7 +1007,7 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
         err = 1;
     } else {
         build_planes(&p, codes, h, w);
-        train_tile(&p, &rb, acc, lut);
+        train_tile(&p, &rb, acc, lut, row_step);
         free(p.mem);
         free(rb.mem);
     }
@@ -1031,12 +1049,13 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     NEED(h * w < ((int64_t)1 << 32), "tile too large");
     Py_BEGIN_ALLOW_THREADS
     /* a 32-bit histogram: a stage's contexts stay in L1 (added to hist at the end) */
-    uint32_t *h32 = (uint32_t *)calloc(N_CTX_ALL * N_SYM, sizeof(uint32_t));
+    uint32_t *h32 = (uint32_t *)calloc(2 * N_CTX_ALL * N_SYM, sizeof(uint32_t));
     if (h32 && !pyramid_alloc(&p, h, w, 1)) {
         if (!rows_alloc(&rb, w)) {
             build_planes(&p, codes, h, w);
             n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, h32);
-            for (int64_t i = 0; i < N_CTX_ALL * N_SYM; i++) hist[i] += h32[i];
+            for (int64_t i = 0; i < N_CTX_ALL * N_SYM; i++)
+                hist[i] += (int64_t)h32[i] + h32[N_CTX_ALL * N_SYM + i];
             free(rb.mem);
         }
         free(p.mem);

@@ -502,6 +502,7 @@ def _code_causal(codes, tiles, params):
 # spaced (a few hundred thousand samples for 6 × 64 × 4 weights; the frames of a stack
 # share their statistics); a single frame trains on all its tiles
 TRAIN_PIXELS = 1 << 21
+TRAIN_DENSE = 1 << 21  # above (frames > 2 Mpx): half the rows of levels 0 and 1
 
 
 def _train_groups(tiles, hw: int, threads: int | None) -> list[list[tuple[int, int, int]]]:
@@ -520,17 +521,19 @@ def _code_pyramid(codes, tiles, params):
     four interleaved rANS states per tile. Returns as `_code_causal`."""
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
+    groups = _train_groups(tiles, codes[0].size, params.threads)
+    # every 4th row of level 0 up to 2 Mpx of training tiles, every 8th above
+    n_train = sum(th for g in groups for _, _, th in g) * codes.shape[-1]
+    row_step = 4 if n_train <= TRAIN_DENSE else 8
+
     def train(group):
         acc = PY.new_moments()  # one per group: no per-tile allocation and sum
         for f, r0, th in group:
             block = codes[f, r0 : r0 + th]
-            kx.train_tile(block, kx.n_levels(*block.shape), acc)
+            kx.train_tile(block, kx.n_levels(*block.shape), acc, row_step)
         return acc
 
-    luts, wts = PY.solve_weights(
-        np.sum(_map(train, _train_groups(tiles, codes[0].size, params.threads), params.threads), 0),
-        kx.class_moments,
-    )
+    luts, wts = PY.solve_weights(np.sum(_map(train, groups, params.threads), 0), kx.class_moments)
     cts = PY.class_tables(luts)
 
     def model(tile):
