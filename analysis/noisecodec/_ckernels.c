@@ -426,12 +426,14 @@ MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, cons
                 uint16_t *restrict cx = ctxs + t;
                 predict_row(n_c, wt, ca, cl, g0, b, NULL);
                 int32_t n_row_esc = 0;
+                const int32_t *restrict bs = b->base;
                 for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
-                    int32_t r = trow[j] - b->base[j];
-                    int32_t e = !(-RMAX <= r && r < RMAX);
-                    sy[j] = (uint8_t)(e ? ESC : r + RMAX);
+                    int32_t r = trow[j] - bs[j] + RMAX;
+                    int32_t e = (uint32_t)r >= 2 * RMAX;
+                    int32_t sym = e ? ESC : r;
+                    sy[j] = (uint8_t)sym;
                     cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
-                    gg[j] = gg[j] * N_SYM + sy[j]; /* the histogram cell */
+                    gg[j] = gg[j] * N_SYM + sym; /* the histogram cell */
                     n_row_esc += e;
                 }
                 /* two histograms (even and odd pixels): equal neighbouring cells do not
