@@ -195,3 +195,29 @@ def test_small_frames_run_in_the_calling_thread() -> None:
     assert ST._auto_threads(None, 512 * 512) == 1
     assert ST._auto_threads(None, ST.PARALLEL_PIXELS) is None
     assert ST._auto_threads(2, 16) == 2
+
+
+@needs_c
+def test_model_tile_with_split_class_tables() -> None:
+    """The separable class tables (split once per frame) give model_tile's outputs of the
+    full tables; a table of another size is refused."""
+    rng = np.random.default_rng(8)
+    codes = (40 + rng.normal(0, 3, (40, 70))).astype(np.int32)
+    codes[rng.random(codes.shape) < 0.01] = 900  # escapes
+    K = PY.n_levels(*codes.shape)
+    acc = PY.new_moments()
+    C.train_tile(codes, K, acc)
+    luts, wts = PY.solve_weights(acc)
+    cts = PY.class_tables(luts)
+    outs = []
+    for tab in (cts, C.model_tables(cts)):
+        n = codes.size
+        o = (np.empty(n, np.uint8), np.empty(n, np.uint16), np.empty(n, np.int32))
+        hist = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+        ne = C.model_tile(codes, K, wts, tab, *o, hist)
+        outs.append((*o[:2], o[2][:ne], hist))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert outs[0][2].size > 0
+    with pytest.raises(ValueError):
+        C.model_tile(codes, K, wts, C.model_tables(cts)[:-1], *o, hist)

@@ -1035,16 +1035,32 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     const int32_t *codes = get(&B, o[0], 'i', 4, 0, "codes", NULL);
     if (!codes || shape2(&B, &h, &w)) goto fail;
     const int32_t *wts = get(&B, o[1], 'i', 4, 0, "wts", &nw);
-    const uint16_t *cts = wts ? get(&B, o[2], 'u', 2, 0, "cts", &nc) : NULL;
+    /* cts: the class tables (uint16), or their separable form from split_class_tables
+     * (uint32 ca then cl: checked once per frame instead of once per tile) */
+    int csize = 2;
+    Py_buffer peek;
+    if (PyObject_GetBuffer(o[2], &peek, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        csize = peek.itemsize == 4 ? 4 : 2;
+        PyBuffer_Release(&peek);
+    } else {
+        PyErr_Clear(); /* reported by get() */
+    }
+    const void *cts = wts ? get(&B, o[2], 'u', csize, 0, "cts", &nc) : NULL;
     uint8_t *syms = cts ? get(&B, o[3], 'u', 1, 1, "syms", &ns) : NULL;
     uint16_t *ctxs = syms ? get(&B, o[4], 'u', 2, 1, "ctxs", &nx) : NULL;
     int32_t *esc = ctxs ? get(&B, o[5], 'i', 4, 1, "esc", &ne) : NULL;
     int64_t *hist = esc ? get(&B, o[6], 'i', 8, 1, "hist", &nh) : NULL;
     if (!hist) goto fail;
-    NEED(nw == N_SETS * N_CLASS * N_W && nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
+    NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     NEED(ns >= h * w && nx >= h * w && ne >= h * w && nh == N_CTX_ALL * N_SYM, "output size");
     classtab tabs;
-    NEED(!split_tables(cts, &tabs), "class tables not separable");
+    if (B.b[2].itemsize == 4) {
+        NEED(nc * 4 == (Py_ssize_t)sizeof(classtab), "split class tables size");
+        memcpy(&tabs, cts, sizeof tabs);
+    } else {
+        NEED(nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
+        NEED(!split_tables((const uint16_t *)cts, &tabs), "class tables not separable");
+    }
     pyramid p;
     rowbufs rb;
     int64_t n_esc = -1;
@@ -1340,6 +1356,28 @@ fail:
     return NULL;
 }
 
+/* split_class_tables(cts u16 (N_SETS, 64 · 256), out u32 (sizeof classtab / 4)): the
+ * separable form model_tile takes instead of cts (ValueError if not separable) */
+static PyObject *py_split_class_tables(PyObject *self, PyObject *args)
+{
+    PyObject *o[2];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OO", &o[0], &o[1])) return NULL;
+    Py_ssize_t nc, no;
+    const uint16_t *cts = get(&B, o[0], 'u', 2, 0, "cts", &nc);
+    uint32_t *out = cts ? get(&B, o[1], 'u', 4, 1, "out", &no) : NULL;
+    if (!out) goto fail;
+    NEED(nc == N_SETS * (ACT_MAX + 1) * 256 && no * 4 == (Py_ssize_t)sizeof(classtab), "sizes");
+    classtab tabs;
+    NEED(!split_tables(cts, &tabs), "class tables not separable");
+    memcpy(out, &tabs, sizeof tabs);
+    release(&B);
+    Py_RETURN_NONE;
+fail:
+    release(&B);
+    return NULL;
+}
+
 static PyObject *py_constants(PyObject *self, PyObject *noargs)
 {
     return Py_BuildValue(
@@ -1361,6 +1399,7 @@ static PyMethodDef methods[] = {
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
     {"v_min", py_v_min, METH_VARARGS, "Smallest (x - off) / gain of a stack."},
     {"class_moments", py_class_moments, METH_VARARGS, "pyramid._class_moments in C."},
+    {"split_class_tables", py_split_class_tables, METH_VARARGS, "Separable class tables."},
     {"constants", py_constants, METH_NOARGS, "The format constants compiled in."},
     {NULL, NULL, 0, NULL},
 };

@@ -11,7 +11,8 @@ are the reference and the fallback.
 ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` with
 the numba kernels' signatures (and ``v_min``: the C loop of `stream.frames_v_min`, None
 for numpy; ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
-``class_moments``: `pyramid._class_moments` in C, None for numpy). The C namespace is used when the
+``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
+class tables as ``model_tile`` takes them, once per frame). The C namespace is used when the
 extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
 forces the numba kernels (``=c`` requires the extension). `BACKEND` names the choice.
 """
@@ -75,6 +76,16 @@ def _model_tile(codes, K, wts, cts, syms, ctxs, esc, hist) -> int:
     return _C.model_tile(codes, wts, cts, syms, ctxs, esc, hist)
 
 
+def _split_class_tables(cts: np.ndarray) -> np.ndarray:
+    """The separable class tables that the C ``model_tile`` takes instead of ``cts``.
+
+    `pyramid.class_tables` checked for separability once per frame, not once per tile.
+    """
+    out = np.empty((PY.N_SETS * (PY.ACT_MAX + 1 + PY.LVL_MAX + 1)), np.uint32)
+    _C.split_class_tables(np.ascontiguousarray(cts, np.uint16), out)
+    return out
+
+
 def _rans_encode(syms, ctxs, freq, cum, out, lens) -> None:
     _C.rans_encode(syms, ctxs, np.ascontiguousarray(freq, np.int64),
                    np.ascontiguousarray(cum, np.int64), out, lens)  # fmt: skip
@@ -102,6 +113,7 @@ def _c_namespace() -> SimpleNamespace:
         decode_tile=_decode_tile,
         v_min=_C.v_min,
         round_min=True,  # quantise_round(..., with_min=True): the knee check in the pass
+        model_tables=_split_class_tables,  # cts → what model_tile takes, once per frame
         class_moments=_C.class_moments,
     )
 
@@ -122,6 +134,7 @@ def numba_namespace() -> SimpleNamespace:
         decode_tile=PY.decode_tile,
         v_min=None,  # numpy in `stream.frames_v_min`
         round_min=False,
+        model_tables=lambda cts: cts,
         class_moments=None,  # numpy in `pyramid._class_moments`
     )
 

@@ -536,7 +536,7 @@ def _code_pyramid(codes, tiles, params):
     accs = _map(train, groups, params.threads)
     acc = accs[0] if len(accs) == 1 else np.sum(accs, 0)
     luts, wts = PY.solve_weights(acc, kx.class_moments)
-    cts = PY.class_tables(luts)
+    cts = kx.model_tables(PY.class_tables(luts))
 
     def model(tile):
         f, r0, th = tile
