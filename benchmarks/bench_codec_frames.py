@@ -12,7 +12,7 @@ numba,c`` times each frame with the numba kernels and with the C extension
 (`ckernels`) in turn, zstd-3 beside each (the streams are identical: checked).
 
     python benchmarks/bench_codec_frames.py [--reps 5] [--sizes 512,1024,2048] [--no-real]
-        [--kernels numba,c]
+        [--kernels numba,c] [--fixed]
 """
 
 from __future__ import annotations
@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="512,1024")
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--kernels", default="", help="comma-separated: numba, c")
+    ap.add_argument(
+        "--fixed", action="store_true", help="also a 64² crop: ≈ the fixed cost per frame"
+    )
     a = ap.parse_args()
     KINDS[:] = [k for k in a.kernels.split(",") if k] or [""]
     from rawsigma.analysis.noisecodec import NoiseCodec
@@ -101,6 +104,10 @@ def main() -> None:
         "| CPU ratio enc / dec | wall ratio enc / dec | load |\n|---|---|---|---|---|---|---|"
     )
     sizes = [int(s) for s in a.sizes.split(",") if s]
+    if a.fixed:  # 4096 pixels: the per-pixel work is ~0.1 ms, the rest is per frame
+        frame, _, cam = reference_frame((2048, 2048), seed=0)
+        codec = NoiseCodec(cam.true_profile().crop((0, 0, 64, 64), relative=True), step=2.0)
+        compare("reference 64², 1 frame (fixed cost)", codec, frame[:64, :64].copy(), 4 * a.reps)
     if sizes:
         frame, _, cam = reference_frame((2048, 2048), seed=0)
         prof = cam.true_profile()
