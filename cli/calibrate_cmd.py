@@ -401,9 +401,10 @@ def _from_stacks(
 ) -> None:
     from rawsigma.calib.stacks import calibrate_from_stacks
     from rawsigma.errors import UsageError
-    from rawsigma.fileio import check_output, output_lock
+    from rawsigma.fileio import check_not_input, check_output, output_lock
 
     check_output(out, force)
+    check_not_input(out, *stacks, csv, dark_stack)
     if not stacks:
         raise UsageError("--from-stacks needs at least one stack file")
     if gain_map not in ("auto", "per-pixel", "global"):

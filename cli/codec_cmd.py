@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -178,7 +179,7 @@ def compress(
         from rawsigma.analysis.noisecodec.containers import FORMATS, write_compressed
         from rawsigma.calib.profile import CameraProfile
         from rawsigma.errors import ImageMismatchError, UsageError
-        from rawsigma.fileio import check_output, output_lock
+        from rawsigma.fileio import check_not_input, check_output, output_lock
 
         try:
             check_step(step, "--step")
@@ -186,6 +187,7 @@ def compress(
             raise UsageError(str(exc)) from None
         zarr_out = fmt == "zarr" or (fmt is None and str(out).lower().endswith(".zarr"))
         check_output(out, force, allow_dir=zarr_out)  # `-`, a directory: said first
+        check_not_input(out, image, profile)
         fmt = _out_container(out, fmt)
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -217,14 +219,14 @@ def compress(
         codec._check(img)
         _warm_up(codec.params)
         check_output(out, force, need_bytes=img.nbytes, allow_dir=fmt == "zarr")
-        with _interruptible(out), output_lock(out):
+        with _interruptible(out), output_lock(out):  # Ctrl-C while verifying: said so
             path = write_compressed(out, img, codec, fmt=fmt, force=force)
+            verify_written(path, fmt, img)
         size = (
             sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
             if path.is_dir()
             else path.stat().st_size
         )
-        verify_written(path, fmt, img)
         outputs_complete()
         n = f"{n_frames(img)} frame" + ("s" if n_frames(img) != 1 else "")
         typer.echo(
@@ -252,18 +254,22 @@ def decompress(
     (decoded from the noise codec), with the codec's source file.
     """
     with _user_errors():
-        import json
         import warnings
 
         import numpy as np
         from rawsigma.analysis.noisecodec import StreamParams, warmup
         from rawsigma.analysis.noisecodec.containers import read_compressed
         from rawsigma.errors import UsageError
-        from rawsigma.fileio import atomic_write, check_output, output_lock
+        from rawsigma.fileio import atomic_write, check_not_input, check_output, output_lock
 
         check_output(out, force)
         if not str(out).lower().endswith(_DECODED_SUFFIXES):
             raise UsageError(f"--out {out}: decoded frames are written as .tif or .npy")
+        check_not_input(out, data)
+        mpath = _mask_path(out)
+        if allow_missing:
+            check_output(mpath, force)
+            check_not_input(mpath, data)
         if warmup.pending(StreamParams(), encode=False):  # the default back end's decoder
             typer.echo(warmup.STAGE, err=True)
         with warnings.catch_warnings(record=True) as caught:
@@ -282,38 +288,58 @@ def decompress(
             }
         }
         check_output(out, force, need_bytes=img.nbytes)
-        with _interruptible(out), output_lock(out), atomic_write(out, force) as tmp:
-            if out.suffix.lower() == ".npy":
-                with open(tmp, "wb") as fh:
-                    np.save(fh, img)
-            else:
-                import tifffile
-
-                tifffile.imwrite(
-                    tmp,
-                    img,
-                    compression="zlib",
-                    photometric="minisblack",  # a 3-frame stack is not an RGB image
-                    description=json.dumps(record),
-                    metadata=None,
-                )
-        if mask is not None and mask.any():
-            import tifffile
-
-            mpath = out.with_name(out.name.split(".")[0] + ".mask.tif")
-            with atomic_write(mpath, force) as tmp:
-                tifffile.imwrite(
-                    tmp,
-                    mask.astype(np.uint8),
-                    compression="zlib",
-                    photometric="minisblack",
-                    metadata=None,
-                )
+        lost = mask is not None and bool(mask.any())
+        replacing = out.exists()
+        with _interruptible(out), output_lock(out), contextlib.ExitStack() as stack:
+            if lost:  # renamed into place right after OUT; a failure keeps neither
+                _write_mask(stack.enter_context(atomic_write(mpath, force)), mask)
+            _write_decoded(out, img, record, force)
+            if not lost and replacing and mpath.is_file():
+                mpath.unlink()  # the replaced OUT's mask: it does not describe this one
+        if lost:
             for w in caught:
                 typer.echo(f"warning: {w.message}", err=True)
             typer.echo(f"warning: lost regions written as 0, mask in {mpath}", err=True)
         outputs_complete()
         typer.echo(f"{out}: {img.shape} uint16 (lossy-derived)")
+
+
+def _mask_path(out: Path) -> Path:
+    """``OUT.mask.tif``: the lost-region mask written beside decoded frames ``OUT``."""
+    return out.with_name(out.name[: -len(out.suffix)] + ".mask.tif")
+
+
+def _write_mask(tmp: Path, mask: Any) -> None:
+    import numpy as np
+    import tifffile
+
+    tifffile.imwrite(
+        tmp, mask.astype(np.uint8), compression="zlib", photometric="minisblack", metadata=None
+    )
+
+
+def _write_decoded(out: Path, img: Any, record: dict, force: bool) -> None:
+    """Decoded frames as ``.npy`` or a zlib TIFF whose description says lossy-derived."""
+    import json
+
+    import numpy as np
+    from rawsigma.fileio import atomic_write
+
+    with atomic_write(out, force) as tmp:
+        if out.suffix.lower() == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, img)
+        else:
+            import tifffile
+
+            tifffile.imwrite(
+                tmp,
+                img,
+                compression="zlib",
+                photometric="minisblack",  # a 3-frame stack is not an RGB image
+                description=json.dumps(record),
+                metadata=None,
+            )
 
 
 def register(app: typer.Typer) -> None:

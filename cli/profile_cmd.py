@@ -72,9 +72,10 @@ def show(
         prof = CameraProfile.load(path)
         s = prof.summary()
         if plot is not None:
-            from rawsigma.fileio import check_output
+            from rawsigma.fileio import check_not_input, check_output
 
             check_output(plot, force)
+            check_not_input(plot, path)
         console = Console()
         if as_json:
             typer.echo(json.dumps(s, indent=2, default=_json_default))
@@ -156,8 +157,12 @@ def report(
     with user_errors():
         from rawsigma.calib.profile import CameraProfile
         from rawsigma.calib.sheet import write_datasheet
+        from rawsigma.fileio import check_not_input
         from rich.console import Console
 
+        for target in (out, pdf):
+            if target is not None:
+                check_not_input(target, path)
         prof = CameraProfile.load(path)
         res = write_datasheet(prof, out, png_dir=png_dir, pdf=pdf, force=force, source=path.name)
         msg = f"wrote {res['html']}"
@@ -186,9 +191,10 @@ def compare(
 
         pa, pb = CameraProfile.load(a), CameraProfile.load(b)
         if plot is not None:
-            from rawsigma.fileio import check_output
+            from rawsigma.fileio import check_not_input, check_output
 
             check_output(plot, force)
+            check_not_input(plot, a, b)
         c = compare_profiles(pa, pb, k=k)
         console = Console()
         if as_json:
@@ -343,10 +349,11 @@ def estimate(
             return
         if image is None or out is None:
             raise UsageError("give an IMAGE and --out (or --camera list)")
-        from rawsigma.fileio import check_output, output_lock
+        from rawsigma.fileio import check_not_input, check_output, output_lock
 
         _check_options(tile, read_noise, offset, gain)
         check_output(out, force)
+        check_not_input(out, image)
         img = _read_image(image, frame)
         check_output(out, force, need_bytes=64 * img.shape[-1] * img.shape[-2])
         from rawsigma.analysis.noisemodel.estimate import estimate_profile

@@ -60,6 +60,11 @@ def reconstruct(
     from rich.console import Console
 
     console = Console(stderr=True)
+    with user_errors(f"nothing written to {out}"):
+        from rawsigma.fileio import check_not_input
+
+        angles_file = angles if angles is not None and "," not in angles else None
+        check_not_input(out, *projections, dark, flat, angles_file)
     with user_errors(f"nothing written to {out}"), stage_progress(console, 20) as bar:
         meta = reconstruct_files(
             projections, out, dark=dark, flat=flat, kind=kind, angles=angles,

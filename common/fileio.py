@@ -4,7 +4,8 @@ Every rawsigma output goes through three steps:
 
 1. `check_output` (or `check_output_dir`) before any long work: refuses ``-``, an
    existing output without ``force``, a directory where a file is expected (or the
-   reverse), an unwritable or read-only directory and a disk without room for the
+   reverse), a device or pipe, a non-zarr directory with files where a zarr store goes,
+   an unwritable or read-only directory and a disk without room for the
    estimated size — each with one line naming the path.
 2. `output_lock` while the output (or a resumable partial file) is being produced:
    an advisory ``fcntl.flock`` on ``.<name>.lock`` next to it holding the writer's PID,
@@ -41,6 +42,7 @@ __all__ = [
     "atomic_write",
     "check_output",
     "check_output_dir",
+    "check_not_input",
     "clean_stale_temporaries",
     "current_umask",
     "describe_os_error",
@@ -152,19 +154,69 @@ def check_output(
     OutputExistsError
         If ``path`` exists and ``force`` is False.
     OutputError
-        ``-``, a directory in the way, an unwritable or read-only directory, a parent
-        that is a file, not enough free space.
+        ``-``, a directory in the way, a device, pipe or socket (``--force`` would
+        replace the node by a file), a directory holding files that is not a zarr store
+        (``allow_dir``; ``--force`` would delete them), an unwritable or read-only
+        directory, a parent that is a file, not enough free space.
     """
     p = Path(path)
     _refuse_stdout(p)
     if p.is_dir() and not allow_dir:
         raise OutputError(f"{p}: is a directory; give a file name")
+    if p.exists() and not p.is_dir() and not p.is_file():
+        raise OutputError(
+            f"{p}: not a regular file (a device, pipe or socket); rawsigma writes a new "
+            "file and renames it into place, which would replace it: give a file name"
+        )
     if allow_dir and p.exists() and not p.is_dir():
         raise OutputError(f"{p}: is a file; this output is a directory")
+    if allow_dir and p.is_dir() and not _is_zarr_store(p) and any(p.iterdir()):
+        raise OutputError(
+            f"{p}: a directory that is not a zarr store, with files in it; --force "
+            "replaces only a zarr store: choose another name or remove it yourself"
+        )
     if p.exists() and not force:
         raise OutputExistsError(f"{p}: file exists; use --force to overwrite it")
     _check_dir_writable(p, _existing_ancestor(p), need_bytes)
     return p
+
+
+def _is_zarr_store(p: Path) -> bool:
+    """True when directory ``p`` is a zarr (v2 or v3) array or group."""
+    return any((p / m).is_file() for m in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def _source_path(spec: str | os.PathLike) -> Path | None:
+    """The file or directory an input spec names (``FILE.h5:/ds``, ``F.tif[0:9]``)."""
+    s = str(spec)
+    for cand in (s, re.sub(r"\[[^\]]*\]$", "", s), s.rsplit(":", 1)[0]):
+        if cand and os.path.exists(cand):
+            return Path(cand)
+    return None
+
+
+def check_not_input(path: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Refuse an output that is one of the command's inputs (even with ``--force``).
+
+    Writing it would replace the input (raw frames, a profile) by the output.
+    Inputs may carry a dataset or frame selection (``FILE.h5:/ds``, ``F.tif[0:9]``).
+
+    Raises
+    ------
+    OutputError
+        ``path`` exists and is the same file (or directory) as one of ``inputs``.
+    """
+    p = Path(path)
+    if not p.exists():
+        return
+    for spec in inputs:
+        src = None if spec is None else _source_path(spec)
+        with contextlib.suppress(OSError):
+            if src is not None and os.path.samefile(src, p):
+                raise OutputError(
+                    f"{p}: is the input {spec}; writing it would replace the input: "
+                    "choose another output name"
+                )
 
 
 def check_output_dir(path: str | os.PathLike, need_bytes: int = 0) -> Path:

@@ -1,0 +1,191 @@
+"""Outputs that would destroy data with exit 0 (QA pass, session 7).
+
+Each case runs the CLI as a user would: ``--force`` replaces an earlier *output*, never
+the command's input, a device node, or a directory of someone else's files; the lost-
+region mask beside decoded frames always describes those frames; Ctrl-C while
+``compress`` checks what it wrote says what is on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import tifffile
+from rawsigma.analysis.noisecodec import NoiseCodec
+from rawsigma.analysis.noisecodec.synthetic import reference_frame
+from rawsigma.cli.main import app
+from rawsigma.errors import OutputError
+from rawsigma.fileio import check_output
+from typer.testing import CliRunner
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def run(*args: str | Path):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def digest(path: Path) -> str:
+    if path.is_dir():
+        return ";".join(f"{q.relative_to(path)}" for q in sorted(path.rglob("*")))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line_error(r, code: int, *needles: str) -> None:
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    for n in needles:
+        assert n in r.output, (n, r.output)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("guards")
+    frame, lam, cam = reference_frame((48, 64), seed=3)
+    stack = np.stack([frame, cam.expose(lam, 0.0, np.random.default_rng(1))])
+    tifffile.imwrite(d / "raw.tif", stack)
+    prof = cam.true_profile()
+    prof.save(d / "cam.h5")
+    codec = NoiseCodec(prof, step=2.0, maps="global")
+    return d, stack, codec
+
+
+def test_compress_decompress_refuse_their_input_as_output(world, tmp_path):
+    d, stack, _ = world
+    raw = tmp_path / "raw.tif"
+    raw.write_bytes((d / "raw.tif").read_bytes())
+    before = digest(raw)
+    r = run("compress", raw, "--profile", d / "cam.h5", "--out", raw, "--force")
+    one_line_error(r, 1, "is the input", "choose another output name")
+    assert digest(raw) == before  # was: the raw frames replaced by their lossy code, exit 0
+    prof = tmp_path / "cam.h5"
+    prof.write_bytes((d / "cam.h5").read_bytes())
+    r = run("compress", raw, "--profile", prof, "--out", prof, "--force", "--format", "h5")
+    one_line_error(r, 1, "is the input")
+    comp = tmp_path / "c.tif"
+    assert run("compress", raw, "--profile", prof, "--out", comp).exit_code == 0
+    before = digest(comp)
+    r = run("decompress", comp, "--out", comp, "--force")
+    one_line_error(r, 1, "is the input")
+    assert digest(comp) == before
+
+
+def test_profile_and_tomo_commands_refuse_their_input_as_output(world, tmp_path):
+    d, stack, _ = world
+    prof = tmp_path / "cam.h5"
+    prof.write_bytes((d / "cam.h5").read_bytes())
+    before = digest(prof)
+    for args in (
+        ("profile", "report", prof, "--out", prof),  # was: the profile replaced by HTML
+        ("profile", "show", prof, "--plot", prof),
+        ("profile", "compare", d / "cam.h5", prof, "--plot", prof),
+    ):
+        one_line_error(run(*args, "--force"), 1, "is the input")
+        assert digest(prof) == before, args
+    img = tmp_path / "img.npy"
+    np.save(img, stack)
+    before = digest(img)
+    r = run("profile", "estimate", img, "--out", img, "--force")
+    one_line_error(r, 1, "is the input")  # was: the image replaced by an HDF5 profile
+    assert digest(img) == before
+    r = run("tomo", "reconstruct", f"{img}[0:2]", "--angles", "0,90", "-o", img, "--force")
+    one_line_error(r, 1, "is the input")
+    assert digest(img) == before
+
+
+def test_calibrate_from_stacks_refuses_its_csv_as_output(world, tmp_path):
+    d, _, _ = world
+    csv = tmp_path / "frames.csv"
+    csv.write_text("kind,level_index\ndark,0\n")
+    before = digest(csv)
+    r = run("calibrate", "--from-stacks", d / "raw.tif", "--csv", csv, "--out", csv, "--force")
+    one_line_error(r, 1, "is the input")
+    assert digest(csv) == before
+
+
+def test_force_never_replaces_a_device_or_pipe(tmp_path):
+    fifo = tmp_path / "pipe.rsnc"
+    os.mkfifo(fifo)
+    for force in (False, True):
+        with pytest.raises(OutputError, match="not a regular file"):
+            check_output(fifo, force=force)
+    assert fifo.is_fifo()
+    with pytest.raises(OutputError, match="not a regular file"):
+        check_output("/dev/null", force=True)  # was: renamed over, the node became a file
+
+
+def test_force_replaces_a_zarr_store_not_a_directory_of_files(world, tmp_path):
+    d, stack, _ = world
+    mine = tmp_path / "thesis.zarr"
+    mine.mkdir()
+    (mine / "chapter1.txt").write_text("months of work")
+    r = run("compress", d / "raw.tif", "--profile", d / "cam.h5", "--out", mine, "--force")
+    one_line_error(r, 1, "not a zarr store", "--force replaces only a zarr store")
+    assert (mine / "chapter1.txt").read_text() == "months of work"  # was: deleted, exit 0
+    store = tmp_path / "c.zarr"
+    (tmp_path / "empty.zarr").mkdir()
+    for out in (store, store, tmp_path / "empty.zarr"):  # new, an earlier store, empty dir
+        r = run("compress", d / "raw.tif", "--profile", d / "cam.h5", "--out", out, "--force")
+        assert r.exit_code == 0, r.output
+    with pytest.raises(OutputError, match="not a zarr store"):
+        check_output(mine, force=True, allow_dir=True)
+    from rawsigma.fileio import check_not_input
+
+    check_not_input(tmp_path / "absent.tif", d / "raw.tif")  # nothing to protect
+
+
+def _damaged_zarr(world, tmp_path) -> tuple[Path, Path]:
+    from rawsigma.analysis.noisecodec import containers as C
+
+    _, stack, codec = world
+    intact = C.write_compressed(tmp_path / "ok.zarr", stack, codec)
+    bad = C.write_compressed(tmp_path / "bad.zarr", stack, codec)
+    (bad / "c" / "1" / "0" / "0").unlink()
+    return intact, bad
+
+
+def test_decompress_mask_always_describes_the_frames_beside_it(world, tmp_path):
+    pytest.importorskip("zarr")
+    intact, bad = _damaged_zarr(world, tmp_path)
+    out, mask = tmp_path / "d.tif", tmp_path / "d.mask.tif"
+    r = run("decompress", bad, "--out", out, "--allow-missing")
+    assert r.exit_code == 0 and mask.is_file(), r.output
+    # the same OUT decoded again from an intact file: the old mask would say frame 1
+    # is lost while it is not (was: kept, exit 0)
+    r = run("decompress", intact, "--out", out, "--allow-missing", "--force")
+    assert r.exit_code == 0, r.output
+    assert not mask.exists()
+    # a mask in the way: refused before anything is written (was: OUT written, exit 1)
+    mask.write_bytes(b"someone's mask")
+    out2 = tmp_path / "e.tif"
+    (tmp_path / "e.mask.tif").write_bytes(b"x")
+    r = run("decompress", bad, "--out", out2, "--allow-missing")
+    one_line_error(r, 1, "e.mask.tif", "file exists")
+    assert not out2.exists()
+    # a name with dots keeps its own mask: run.1.tif -> run.1.mask.tif (was run.mask.tif)
+    r = run("decompress", bad, "--out", tmp_path / "run.1.tif", "--allow-missing")
+    assert r.exit_code == 0 and (tmp_path / "run.1.mask.tif").is_file(), r.output
+
+
+def test_ctrl_c_while_compress_verifies_says_what_is_on_disk(world, tmp_path, monkeypatch):
+    import rawsigma.cli.codec_cmd as cc
+
+    d, _, _ = world
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cc, "verify_written", interrupted)
+    out = tmp_path / "c.h5"
+    r = run("compress", d / "raw.tif", "--profile", d / "cam.h5", "--out", out)
+    assert r.exit_code == 130, r.output
+    assert out.is_file()
+    # was: "interrupted: nothing written" with the complete file on disk
+    assert "nothing written" not in r.output and "written completely" in r.output, r.output
