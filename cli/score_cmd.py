@@ -442,6 +442,13 @@ def _record_inputs(result: ScoreResult, options: ScoreOptions, img_info: ImageIn
     result.provenance["profile_file"] = str(options.profile) if options.profile else None
 
 
+def _paper_none(match: dict) -> str:
+    """The paper column without a worst parameter: every ε 0, or nothing to score."""
+    if match.get("n_matched", 0) > 0:
+        return "every mean ε 0.00"  # e.g. a lossless codec: identical objects
+    return "no matched object to score"
+
+
 def _print_summary(result: ScoreResult, console: Console) -> None:
     """Warnings, object count, one line per codec and the tolerance search's best."""
     for note in result.notes:
@@ -464,7 +471,7 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
         w = c.verdict["worst"]
         p = c.verdict.get("worst_p_fw", float("nan"))
         pw = c.verdict.get("paper", {}).get("worst", ["", float("nan")])
-        paper = f"{pw[0]} {pw[1]:.2f}" if pw[0] else "no matched object to score"
+        paper = f"{pw[0]} {pw[1]:.2f}" if pw[0] else _paper_none(c.match)
         console.print(
             f"  {c.spec:<14} {c.ratio:6.1f}:1  {v:<14} worst {w[0]} ε={w[1]:.2f} p={p:.2g}"
             f" | paper: {paper}",

@@ -95,6 +95,22 @@ def test_shifted_codec_flagged_and_p_value_small():
     assert v2["within_noise"] and "area" in v2["borderline"]
 
 
+def test_unchanged_parameter_with_a_degenerate_null_is_not_borderline():
+    """Feret start points on BBBC039 (QA session 7): every replica gives the raw value,
+    so the null has bias 0, se 0, crit 0; a lossless codec (Δ = 0) was "borderline"."""
+    rng = np.random.default_rng(7)
+    truth = np.rint(rng.uniform(20, 600, 30))
+    raw = {"area": truth + rng.normal(0, 2, 30), "feret_x": truth.copy()}
+    reps = {"area": truth + rng.normal(0, 2, (6, 30)), "feret_x": np.tile(truth, (6, 1))}
+    quanta = {"area": np.ones(30), "feret_x": np.ones(30)}
+    obj, v = _score(raw, reps, {k: a.copy() for k, a in raw.items()}, quanta)
+    assert obj["feret_x"].test["crit"] == 0 and obj["feret_x"].test["t"] == 0
+    assert v["within_noise"] and v["borderline"] == [] and v["failing"] == []
+    moved = {"area": raw["area"].copy(), "feret_x": truth + 0.2}  # 0.69 σ (floor q/√12)
+    obj, v = _score(raw, reps, moved, quanta)
+    assert v["within_noise"] and v["borderline"] == ["feret_x"]
+
+
 def test_discrete_tiny_objects_no_verdict_decided_by_one_object():
     """Exactly discrete areas of tiny objects: σ_raw is 0 for most, tiny for one."""
     n_obj = 20

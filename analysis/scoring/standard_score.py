@@ -474,9 +474,9 @@ def verdict(
     worst_p = math.nan
     if tests:
         failing = [k for k, t in tests.items() if t["exceeds"]]
-        borderline = [
+        borderline = [  # > : with a degenerate null (crit 0) an unchanged value is not a shift
             k for k, t in tests.items()
-            if not t["exceeds"] and t.get("calibrated") and abs(t["t"]) >= t["crit"]
+            if not t["exceeds"] and t.get("calibrated") and abs(t["t"]) > t["crit"]
         ]  # fmt: skip
         unresolved = [k for k, t in tests.items() if not t["exceeds"] and abs(t["t"]) >= ns.MARGIN]
         fam = ns.family_summary({k: tests[k] for k in failing} if failing else tests)
