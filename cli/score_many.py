@@ -58,14 +58,29 @@ def _safe(name: str) -> str:
 
 
 def _label_for(img: Path, labels: Path | None) -> Path | None:
+    """The label file of image ``img`` in folder ``labels`` (never ``img`` itself).
+
+    Raises
+    ------
+    InputFileError
+        Two label files fit (``a.tif`` and ``a_labels.tif`` in a labels folder).
+    """
+    from rawsigma.errors import InputFileError
+
     if labels is None:
         return None
     stem = img.name.split(".")[0]
-    for cand in sorted(labels.iterdir()):
-        cstem = cand.name.split(".")[0]
-        if _is_image(cand) and cstem in (stem, f"{stem}_labels", f"{stem}_label"):
-            return cand
-    return None
+    found = [
+        cand
+        for cand in sorted(labels.iterdir())
+        if _is_image(cand)
+        and cand.name.split(".")[0] in (stem, f"{stem}_labels", f"{stem}_label")
+        and not (cand.exists() and img.exists() and cand.samefile(img))
+    ]
+    if len(found) > 1:
+        names = ", ".join(c.name for c in found)
+        raise InputFileError(f"{img}: more than one label file fits in {labels} ({names})")
+    return found[0] if found else None
 
 
 def list_fields(image: Path, labels: Path | None) -> list[Field]:

@@ -97,3 +97,26 @@ def test_fields_bad_inputs(plate):
     r = _run(plate / "images", "-p", plate / "prof.h5", "--labels", plate / "labels",
              "--index", "0", *COMMON, "-o", plate / "y")  # fmt: skip
     assert r.exit_code == 2 and "--index" in r.output
+
+
+def test_labels_in_the_image_folder_are_not_the_images(tmp_path):
+    """``score plate/ --labels plate/`` (QA session 7): f1.tif was its own label file."""
+    from rawsigma.cli.score_many import list_fields
+    from rawsigma.errors import InputFileError
+
+    img = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    for name in ("f1.tif", "f1_labels.tif", "f2.tif", "f2_labels.tif"):
+        tifffile.imwrite(tmp_path / name, img)
+    fields = list_fields(tmp_path, tmp_path)
+    assert [(f.name, f.image.name, f.labels.name) for f in fields] == [
+        ("f1", "f1.tif", "f1_labels.tif"),
+        ("f2", "f2.tif", "f2_labels.tif"),
+    ]
+    imgs, labs = tmp_path / "imgs", tmp_path / "labs"
+    imgs.mkdir()
+    labs.mkdir()
+    tifffile.imwrite(imgs / "a.tif", img)
+    tifffile.imwrite(labs / "a.tif", img)
+    tifffile.imwrite(labs / "a_labels.tif", img)
+    with pytest.raises(InputFileError, match="more than one label file fits"):
+        list_fields(imgs, labs)
