@@ -396,7 +396,7 @@ def _training_labels(
     options: ScoreOptions, img: np.ndarray, console: Console
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The checked sparse annotations and, with ``--instances``, the instance labels."""
-    from rawsigma.analysis.scoring.inputs import check_labels
+    from rawsigma.analysis.scoring.inputs import check_label_values, check_labels
     from rawsigma.errors import ImageMismatchError
     from rawsigma.imread import read_frame
 
@@ -409,6 +409,7 @@ def _training_labels(
         raise ImageMismatchError(
             f"{labels}: label image shape {lab.shape} differs from {options.image} {img.shape}"
         )
+    check_label_values(lab, str(labels), instances=options.instances)
     reference = None
     if options.instances:
         from rawsigma.analysis.segmentation.annotations import training_labels

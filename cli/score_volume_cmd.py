@@ -212,6 +212,9 @@ def _side_volumes(o: dict[str, Any], shape: tuple[int, ...]):  # type: ignore[no
     lab = ref = pts = tissue = None
     if o["labels"] is not None:
         lab = _read_labels(o["labels"], o["axes"], shape, "label volume")
+        from rawsigma.analysis.scoring.inputs import check_label_values
+
+        check_label_values(lab, str(o["labels"]), instances=o["instances"])
         if o["instances"]:
             from rawsigma.analysis.segmentation.annotations import training_labels
 

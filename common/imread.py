@@ -274,6 +274,11 @@ def _check_dtype(arr: np.ndarray, info: ImageInfo, integer: bool, what: str) -> 
         raise InputFileError(
             f"{info.path}: {arr.dtype} data ({info.layout}); a {what} must be numeric"
         )
+    if integer and kind == "f" and what.startswith("label"):
+        raise InputFileError(
+            f"{info.path}: floating-point {what} ({arr.dtype}, {info.layout}); labels are "
+            "integer classes or instance ids: save them as uint8, uint16 or uint32"
+        )
     if integer and kind == "f":
         raise InputFileError(
             f"{info.path}: floating-point {what} ({arr.dtype}, {info.layout}); raw camera "

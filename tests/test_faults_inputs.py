@@ -134,6 +134,7 @@ def world(tmp_path_factory):
     inst, n = ndi.label(signal > 200)
     assert n >= 6
     tifffile.imwrite(d / "instances.tif", inst.astype(np.uint16))
+    tifffile.imwrite(d / "instances_neg.tif", inst.astype(np.int16) - 1)  # background -1
     two = np.zeros(SHAPE, np.uint8)
     two[5, 5], two[20, 20] = 1, 2
     tifffile.imwrite(d / "two_pixels.tif", two)
@@ -328,6 +329,23 @@ SCORE_BAD_INPUT = [
 def test_score_refuses_implausible_input(world, tmp_path, kw, n1, n2):
     r = _score(world, tmp_path / "res", **kw)
     assert_clean_error(r, INPUT, n1, n2)
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+#: QA session 7: instance labels with a background of -1 lost object 1 (read as 0)
+#: with exit 0; the image given as its own labels was told to "pass --instances".
+SCORE_BAD_INSTANCES = [
+    ("instances_neg.tif", "negative label values (min -1)"),
+    ("frame.tif", "no pixel is 0"),
+    ("bad/float.tif", "save them as uint8, uint16 or uint32"),
+]
+
+
+@pytest.mark.parametrize(("labels", "needle"), SCORE_BAD_INSTANCES)
+def test_score_refuses_bad_instance_labels(world, tmp_path, labels, needle):
+    r = _score(world, tmp_path / "res", "--instances", labels=labels)
+    assert_clean_error(r, INPUT, needle)
+    assert "raw camera counts" not in r.output and "pass --instances" not in r.output
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
 
 
@@ -540,3 +558,14 @@ def test_compress_format_must_match_the_name(world, tmp_path):
     r = run("decompress", tmp_path / "c.bin", "--format", "rsnc", "--out", tmp_path / "d.tif")
     assert r.exit_code == 0, r.output
     assert tifffile.imread(tmp_path / "d.tif").shape == SHAPE
+
+
+def test_score_volume_refuses_negative_labels(tmp_path, shared_data):
+    """The 3D in-memory path: the BBBC050 labels shifted to a background of -1."""
+    vol = shared_data / "bbbc050_mouse_embryo_nuclei_16cell_zyx51x120x122.tif"
+    lab = tifffile.imread(shared_data / f"{vol.stem}_labels.tif")
+    tifffile.imwrite(tmp_path / "neg.tif", lab.astype(np.int16) - 1, metadata={"axes": "ZYX"})
+    r = run("score", vol, "--estimate-profile", "--labels", tmp_path / "neg.tif",
+            "--instances", "--out", tmp_path / "res")  # fmt: skip
+    assert_clean_error(r, INPUT, "negative label values (min -1)")
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())

@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 __all__ = [
     "MIN_LABELLED_PER_CLASS",
     "Segmenter",
+    "check_label_values",
     "check_labels",
     "check_raw_image",
     "instance_like",
@@ -79,6 +80,31 @@ def raw_counts(a: np.ndarray, profile: Any, name: str, element: str, what: str) 
     if profile is not None:
         profile.check_image(a, name=name)
     return a
+
+
+def check_label_values(lab: np.ndarray, name: str = "labels", instances: bool = False) -> None:
+    """Refuse negative labels and, with ``instances``, labels without background (0).
+
+    Negative values were read as "unlabelled" (annotations) or background (instances),
+    so an object labelled -1, or objects shifted down by one under a background of -1,
+    were lost without a word. Instance labels covering every pixel (e.g. the image
+    itself given as labels) leave no background to train on.
+
+    Raises
+    ------
+    InputFileError
+        Either case, in one line naming ``name``.
+    """
+    if lab.dtype.kind == "i" and lab.size and lab.min() < 0:
+        raise InputFileError(
+            f"{name}: negative label values (min {int(lab.min())}); labels are 0 "
+            "(unlabelled / background) and positive classes or instance ids"
+        )
+    if instances and lab.size and not (lab == 0).any():
+        raise InputFileError(
+            f"{name}: no pixel is 0: instance labels (--instances) mark the background "
+            "with 0 (is this the image rather than its labels?)"
+        )
 
 
 def check_labels(
