@@ -166,9 +166,12 @@ def compress(
         "fast: the causal back ends of format 2 (slower; fast has ~15 % lower ratio). "
         "Same fidelity for all.",
     ),
-    seed: int = typer.Option(0, "--seed", help="Dither seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Dither seed (>= 0)."),
     exposure: float | None = typer.Option(
-        None, "--exposure", help="Image exposure, ms (profile offset + dark current x exposure)."
+        None,
+        "--exposure",
+        callback=number(0, None, what="ms"),
+        help="Image exposure, ms (profile offset + dark current x exposure).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT."),
 ) -> None:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .console import user_errors
-from .params import check_score_options, choice, codec_list, codec_option, options_error
+from .params import (
+    check_score_options,
+    choice,
+    codec_list,
+    codec_option,
+    number,
+    options_error,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,6 +134,7 @@ def score(
     exposure: float | None = typer.Option(
         None,
         "--exposure",
+        callback=number(0, None, what="ms"),
         help="Image exposure, ms: the profile's offset and noise follow "
         "its dark current (profiles calibrated with --dark-exposures).",
     ),

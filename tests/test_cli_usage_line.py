@@ -51,6 +51,19 @@ OTHER_USAGE = [
     (["score"], "Missing argument 'image'", "rawsigma score --help"),
     (["nosuch"], "No such command 'nosuch'", "rawsigma --help"),
     (["score", "x.tif", "--replicas", "1"], "Invalid value for '--replicas'", ""),
+    # QA session 7: a negative exposure was exit 1 "... seconds >= 0, got -0.005"
+    # after the files were read; a negative dither seed was accepted
+    (
+        ["compress", "x.tif", "-p", "p.h5", "-o", "c.rsnc", "--exposure", "-5"],
+        "'--exposure': -5.0 is outside [0, inf) (ms)",
+        "",
+    ),
+    (["score", "x.tif", "--exposure", "nan"], "'--exposure': nan is outside [0, inf)", ""),
+    (
+        ["compress", "x.tif", "-p", "p.h5", "-o", "c.rsnc", "--seed", "-1"],
+        "Invalid value for '--seed'",
+        "",
+    ),
 ]
 
 
