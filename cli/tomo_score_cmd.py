@@ -142,24 +142,41 @@ def _check_geometry(center: float | None, arc: float, n_det: int) -> None:
         raise UsageError(f"--arc {arc:g}: expected an angle in (0, 360] degrees")
 
 
-def _check_views(n_views: int, n_det: int, projections: Path, few_views: bool) -> str | None:
+def _distinct_views(angles: object) -> int:
+    """Projections at distinct angles (modulo 360°, to 1e-6°): repeated angles add no view.
+
+    An angles file of 112 zeros gave 112 "views" of one direction, and a reconstruction
+    with plaques and verdicts, exit 0.
+    """
+    import numpy as np
+
+    a = np.mod(np.asarray(angles, dtype=np.float64), 360.0)
+    return int(np.unique(np.round(a, 6) % 360.0).size)
+
+
+def _check_views(
+    n_views: int, n_det: int, projections: Path, few_views: bool, n_distinct: int | None = None
+) -> str | None:
     """Refuse, in one line and before any long work, too few views to reconstruct.
 
-    With ``few_views`` the run goes on: the returned warning goes into the report.
+    ``n_distinct``: the projections at distinct angles (default all). With
+    ``few_views`` the run goes on: the returned warning goes into the report.
     """
     from rawsigma.errors import InputFileError
 
     need, floor = view_floor(n_det)
-    if n_views >= floor:
+    n = n_views if n_distinct is None else n_distinct
+    if n >= floor:
         return None
+    views = f"{n_views} projections" + (f" at {n} distinct angles" if n != n_views else "")
     if few_views:
         return (
-            f"WARNING: {n_views} projections for a {n_det}-pixel detector (filtered "
+            f"WARNING: {views} for a {n_det}-pixel detector (filtered "
             f"back-projection needs about {need:.0f}): run with --few-views; the "
             "reconstruction is mostly streaks, so its plaques and their scores mean little."
         )
     raise InputFileError(
-        f"{projections}: {n_views} projections for a {n_det}-pixel detector: filtered "
+        f"{projections}: {views} for a {n_det}-pixel detector: filtered "
         f"back-projection needs about {need:.0f} (pi/2 x {n_det}) and below {floor} the "
         "reconstruction is mostly streaks, so its plaques and their scores would mean "
         "nothing; score the projections as 2D images (rawsigma score FILE --index N), "
@@ -250,13 +267,15 @@ def run_tomo_score(
     proj, info = read_stack(projections, what="projection stack")
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     _check_geometry(center, arc, proj.shape[-1])
-    few_note = _check_views(proj.shape[0], proj.shape[-1], projections, few_views)
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
     if angles and len(ang) != proj.shape[0]:
         raise InputFileError(
             f"{angles}: {len(ang)} angles for the {proj.shape[0]} projections of {projections}; "
             "give one angle per projection"
         )
+    few_note = _check_views(
+        proj.shape[0], proj.shape[-1], projections, few_views, _distinct_views(ang)
+    )
     prof = _tomo_profile(profile, proj, offset, projections, console)
     check_codecs(list(plan.codecs), prof)
     ann = _annotations(labels, instances, segmenter, proj.shape)

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 from rawsigma.cli.main import main
 from rawsigma.cli.params import MIN_VIEWS_FRACTION
-from rawsigma.cli.tomo_score_cmd import _check_views
+from rawsigma.cli.tomo_score_cmd import _check_views, _distinct_views
 from rawsigma.errors import InputFileError
 
 
@@ -106,3 +106,23 @@ def test_forced_few_views_run_says_so_in_the_report(tmp_path):
     notes = json.loads((tmp_path / "b" / "results.json").read_text())["notes"]
     assert notes[0].startswith("WARNING: 5 projections for a 40-pixel detector")
     assert "run with --few-views" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_repeated_angles_are_not_views(tmp_path, capsys):
+    """QA session 7: an angles file of 112 zeros (112 projections of one direction)
+    passed the view floor and gave plaques and verdicts, exit 0."""
+    proj = tmp_path / "proj.tif"
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(proj, rng.integers(1000, 2000, (112, 8, 96), dtype=np.uint16))
+    np.savetxt(tmp_path / "zeros.txt", np.zeros(112))
+    with pytest.raises(SystemExit) as ex:
+        main(["tomo", "score", str(proj), "--estimate-profile", "--angles",
+              str(tmp_path / "zeros.txt"), "--out", str(tmp_path / "r")])  # fmt: skip
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert ex.value.code == 1 and err[-1].startswith("error: "), err
+    assert "112 projections at 1 distinct angles for a 96-pixel detector" in err[-1]
+    assert not (tmp_path / "r").exists()
+    # 0 and 360 are one direction; evenly spread angles pass
+    with pytest.raises(InputFileError, match="at 15 distinct angles"):
+        _check_views(16, 96, "p.tif", False, _distinct_views([*range(0, 360, 24), 360]))
+    assert _distinct_views(np.linspace(0, 360, 112, endpoint=False)) == 112
