@@ -61,12 +61,13 @@ def stack(
         from rawsigma.acquire.plans import StackPlan
         from rawsigma.acquire.stack import StackRunner
         from rawsigma.errors import Cancelled
-        from rawsigma.fileio import check_output
+        from rawsigma.fileio import check_distinct_outputs, check_output
         from rich.console import Console
         from rich.table import Table
 
         from .params import options_error
 
+        check_distinct_outputs(out=out, plot=plot, save_frames=save_frames)
         check_output(out, force)
         if plot is not None:
             check_output(plot, force)

@@ -182,9 +182,10 @@ def calibrate(
 
 def _sweep(options: SweepOptions) -> None:
     from rawsigma.acquire.sweep import partial_path_for
-    from rawsigma.fileio import check_output, output_lock
+    from rawsigma.fileio import check_distinct_outputs, check_output, output_lock
 
     out = options.out
+    check_distinct_outputs(out=out, save_frames=options.save_frames, partial=options.partial)
     check_output(out, options.force)
     mda = _engine_is_mda(options)  # hook: --engine mda (rawsigma.acquire.mda)
     partial = options.partial or partial_path_for(out)

@@ -157,9 +157,10 @@ def report(
     with user_errors():
         from rawsigma.calib.profile import CameraProfile
         from rawsigma.calib.sheet import write_datasheet
-        from rawsigma.fileio import check_not_input
+        from rawsigma.fileio import check_distinct_outputs, check_not_input
         from rich.console import Console
 
+        check_distinct_outputs(out=out, pdf=pdf)
         for target in (out, pdf):
             if target is not None:
                 check_not_input(target, path)

@@ -41,8 +41,9 @@ __all__ = [
     "apply_umask",
     "atomic_write",
     "check_output",
-    "check_output_dir",
+    "check_distinct_outputs",
     "check_not_input",
+    "check_output_dir",
     "clean_stale_temporaries",
     "current_umask",
     "describe_os_error",
@@ -217,6 +218,32 @@ def check_not_input(path: str | os.PathLike, *inputs: str | os.PathLike | None) 
                     f"{p}: is the input {spec}; writing it would replace the input: "
                     "choose another output name"
                 )
+
+
+def check_distinct_outputs(**outputs: str | os.PathLike | None) -> None:
+    """Refuse two options naming the same output file (the second would replace the first).
+
+    Parameters
+    ----------
+    **outputs
+        Option name (``out``, ``save_frames``) to path; None is skipped.
+
+    Raises
+    ------
+    UsageError
+        Two of them are the same path.
+    """
+    from .errors import UsageError
+
+    seen: dict[str, str] = {}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = os.path.normcase(os.path.abspath(os.fspath(path)))
+        if key in seen:
+            a, b = (f"--{n.replace('_', '-')}" for n in (seen[key], name))
+            raise UsageError(f"{a} and {b} are the same file {path}; give each its own name")
+        seen[key] = name
 
 
 def check_output_dir(path: str | os.PathLike, need_bytes: int = 0) -> Path:

@@ -189,3 +189,18 @@ def test_ctrl_c_while_compress_verifies_says_what_is_on_disk(world, tmp_path, mo
     assert out.is_file()
     # was: "interrupted: nothing written" with the complete file on disk
     assert "nothing written" not in r.output and "written completely" in r.output, r.output
+
+
+def test_two_options_naming_one_output_are_refused(tmp_path):
+    """acquire stack --out s.h5 --plot s.h5 wrote the plot over the statistics, exit 0;
+    --save-frames s.h5 wrote the frames, then failed on --out (QA session 7)."""
+    out = tmp_path / "s.h5"
+    for extra in (["--plot", out], ["--save-frames", out]):
+        r = run("acquire", "stack", "--frames", "3", "--out", out, *extra)
+        one_line_error(r, 2, "are the same file", "give each its own name")
+        assert not out.exists()
+    r = run("calibrate", "--out", out, "--save-frames", out)
+    one_line_error(r, 2, "--out and --save-frames are the same file")
+    r = run("profile", "report", tmp_path / "none.h5", "--out", out, "--pdf", out)
+    one_line_error(r, 2, "--out and --pdf are the same file")
+    assert not out.exists()
