@@ -30,13 +30,25 @@ __all__ = ["stack_info"]
 
 def _open_tiff(path: Path):
     import tifffile
+    from rawsigma._tiffcheck import tiff_intact
 
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
+    tif = None
     try:
-        return tifffile.TiffFile(path)
+        with tiff_intact(path):
+            tif = tifffile.TiffFile(path)
+            len(tif.pages)  # walks the page chain: a truncated file is logged here
+            tif.series  # noqa: B018 (a shaped series that no longer fits is logged here)
+    except InputFileError:
+        if tif is not None:
+            tif.close()
+        raise
     except Exception as e:  # tifffile raises several types for foreign files
+        if tif is not None:
+            tif.close()
         raise InputFileError(f"{path}: not a readable TIFF file ({e})") from None
+    return tif
 
 
 def _bits_from_description(tif: Any) -> int | None:

@@ -386,7 +386,9 @@ def _noise_codec_tiff(desc: str) -> bool:
 def _read_tiff(p: Path) -> tuple[np.ndarray, ImageInfo]:
     import tifffile
 
-    with tifffile.TiffFile(p) as tif:
+    from ._tiffcheck import tiff_intact
+
+    with tiff_intact(p), tifffile.TiffFile(p) as tif:
         if not tif.pages:
             raise InputFileError(f"{p}: TIFF without any image")
         page0 = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]

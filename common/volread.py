@@ -173,7 +173,9 @@ def _tiff(
 ) -> tuple[Any, str, dict[str, float] | list[float] | None, str, str]:
     import tifffile
 
-    with tifffile.TiffFile(p) as tif:
+    from ._tiffcheck import tiff_intact
+
+    with tiff_intact(p), tifffile.TiffFile(p) as tif:
         series = [s for s in tif.series if s.shape]
         if len(series) != 1:
             raise InputFileError(

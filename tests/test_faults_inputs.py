@@ -101,6 +101,11 @@ def world(tmp_path_factory):
     tifffile.imwrite(bad / "u8.tif", (frames[0] >> 4).astype(np.uint8))
     np.save(bad / "5d.npy", np.zeros((2, 3, 2, *SHAPE), np.uint16))
     (bad / "empty.tif").write_bytes(b"")
+    # a multi-page stack cut in half: tifffile salvaged its first frame(s) silently
+    tifffile.imwrite(bad / "whole.tif", np.concatenate([frames] * 4), compression="zlib")
+    data = (bad / "whole.tif").read_bytes()
+    (bad / "cut.tif").write_bytes(data[: len(data) // 2])
+    (bad / "whole.tif").unlink()
     (bad / "text.tif").write_text("not an image\n")
     import h5py
 
@@ -165,6 +170,7 @@ COMPRESS_BAD_INPUT = [
     ("bad/text.tif", "unrecognised content"),
     ("bad/two.h5", "2 image datasets"),
     ("bad/hole.zarr", "1 of 5 chunks"),
+    ("bad/cut.tif", "damaged or truncated TIFF"),
     ("bad/coded.tif", "rawsigma decompress"),
     ("bad/missing.tif", "no such file"),
     ("bad/two.h5:nope", "no dataset 'nope'"),
@@ -569,3 +575,22 @@ def test_score_volume_refuses_negative_labels(tmp_path, shared_data):
             "--instances", "--out", tmp_path / "res")  # fmt: skip
     assert_clean_error(r, INPUT, "negative label values (min -1)")
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+def test_truncated_tiff_refused_by_every_reader(world, tmp_path):
+    """QA session 7: a 48-frame stack cut in half was compressed as 1 frame, estimated
+    from, and calibrated on (the frames before the cut), exit 0."""
+    d = world["dir"]
+    cut = d / "bad" / "cut.tif"
+    for args in (
+        ["profile", "estimate", cut, "--out", tmp_path / "e.h5"],
+        ["calibrate", "--from-stacks", cut, d / "frame.tif", "--out", tmp_path / "c.h5"],
+        ["score", cut, "--index", "0", "--estimate-profile", "--labels", d / "sparse.tif",
+         "--out", tmp_path / "r"],
+        ["score", cut, "--axes", "ZYX", "--estimate-profile", "--labels", d / "sparse.tif",
+         "--out", tmp_path / "v"],
+    ):  # fmt: skip
+        r = run(*args)
+        assert_clean_error(r, INPUT, "cut.tif: damaged or truncated TIFF")
+        assert len([ln for ln in r.output.splitlines() if ln.strip()]) <= 3, r.output
+    assert not any(tmp_path.iterdir())
