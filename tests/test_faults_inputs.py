@@ -589,6 +589,7 @@ def test_truncated_tiff_refused_by_every_reader(world, tmp_path):
          "--out", tmp_path / "r"],
         ["score", cut, "--axes", "ZYX", "--estimate-profile", "--labels", d / "sparse.tif",
          "--out", tmp_path / "v"],
+        ["tomo", "reconstruct", cut, "--angle-range", "0,360", "-o", tmp_path / "rec.tif"],
     ):  # fmt: skip
         r = run(*args)
         assert_clean_error(r, INPUT, "cut.tif: damaged or truncated TIFF")

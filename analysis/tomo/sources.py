@@ -70,8 +70,10 @@ def _read_any(path: Path) -> Any:
         if suffix == ".npy":
             return np.load(path, mmap_mode="r")
         import tifffile
+        from rawsigma._tiffcheck import tiff_intact
 
-        return tifffile.imread(path)
+        with tiff_intact(path):  # a truncated stack: refused, not its first pages
+            return tifffile.imread(path)
     except (InputFileError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file: one line
