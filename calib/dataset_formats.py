@@ -279,12 +279,13 @@ def _frames_from_summary(
 # ---------------------------------------------------------------------- readers
 def read_tiff(p: Path, kind: str) -> RecordedDataset:
     import tifffile
+    from rawsigma._tiffcheck import tiff_intact
 
     try:
         tif = tifffile.TiffFile(p)
     except Exception as e:  # noqa: BLE001
         raise InputFileError(f"{p}: not a readable TIFF file ({e})") from None
-    with tif:
+    with tiff_intact(p), tif:  # a truncated page chain: refused, not its first pages
         pages = tif.pages
         first = pages[0]
         shape, dtype = tuple(first.shape), np.dtype(first.dtype)

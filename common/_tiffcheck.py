@@ -24,20 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = ["tiff_intact"]
 
-#: Words of tifffile's log messages that mean pixels are missing or misplaced.
-DAMAGE_WORDS = (
-    "invalid page offset",
-    "invalid offset to page",
-    "invalid offset to first page",
-    "invalid next page",
-    "corrupted",
-    "failed to reshape",
-    "failed to read",
-    "does not match",
-    "missing",
-    "incompletely written",
-    "circular reference",
-    "incorrect StripOffsets",
+#: tifffile's log messages that mean pixels are missing or misplaced (metadata quirks,
+#: e.g. an unreadable Micro-Manager display-settings block, are not damage).
+DAMAGE = re.compile(
+    r"invalid page offset|invalid offset to (first )?page|invalid next page"
+    r"|corrupted tag list|failed to reshape|failed to read \d+ bytes"
+    r"|Missing data are zeroed|series is missing|incompletely written|circular reference"
+    r"|incorrect StripOffsets|missing data offset tag|missing (data )?ByteCounts tag"
+    r"|does not match page shape"
 )
 
 
@@ -53,7 +47,7 @@ class _Catch(logging.Handler):
         if record.thread != self.thread:
             return
         msg = record.getMessage()
-        if record.levelno >= logging.ERROR or any(w in msg for w in DAMAGE_WORDS):
+        if DAMAGE.search(msg):
             self.damage.append(re.sub(r"^<[^>]*>\s*", "", msg))
 
 
