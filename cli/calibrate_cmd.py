@@ -297,6 +297,9 @@ def _kept(runner: Any, partial: Path) -> str:
             f"the dark and {n} completed level(s) are kept in {partial}; run the same "
             f"command with --resume to continue{frames}"
         )
+    if partial.exists():  # an earlier sweep's partial this run did not touch (e.g. a
+        # --resume refused for another plan): it is still there
+        return f"{partial} is kept as it was (--resume with its options continues it){frames}"
     return f"no level was completed, no partial file{frames}"
 
 

@@ -204,3 +204,18 @@ def test_two_options_naming_one_output_are_refused(tmp_path):
     r = run("profile", "report", tmp_path / "none.h5", "--out", out, "--pdf", out)
     one_line_error(r, 2, "--out and --pdf are the same file")
     assert not out.exists()
+
+
+def test_refused_resume_says_the_partial_file_is_kept(tmp_path):
+    """calibrate --resume with another plan: the error ended "no level was completed, no
+    partial file" while the earlier partial file was still there (QA session 7)."""
+    from types import SimpleNamespace
+
+    from rawsigma.cli.calibrate_cmd import _kept
+
+    runner = SimpleNamespace(frames_written=None, dark=None, levels=[])
+    partial = tmp_path / "c.h5.partial.h5"
+    assert _kept(runner, partial) == "no level was completed, no partial file"
+    partial.write_bytes(b"an earlier sweep")
+    said = _kept(runner, partial)
+    assert "no partial file" not in said and f"{partial} is kept as it was" in said
