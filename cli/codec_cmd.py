@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from .console import outputs_complete, user_errors
-from .integrity import check_profile_defects, n_frames, verify_written
+from .integrity import check_profile_defects, lossy_derived, n_frames, verify_written
 from .params import choice, number
 
 
@@ -94,22 +94,6 @@ def _read_raw(path: Path):  # type: ignore[no-untyped-def]
             "camera frames as recorded"
         )
     return img
-
-
-def _lossy_derived(path: Path) -> bool:
-    """True for a TIFF that `decompress` wrote (description ``rawsigma.lossy_derived``)."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
-        return False
-    import json
-
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tf:
-            rec = json.loads(tf.pages[0].description or "{}")
-    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
-        return False
-    return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
 
 
 def _warm_up(params) -> None:  # type: ignore[no-untyped-def]
@@ -198,7 +182,7 @@ def compress(
         if exposure is not None:
             prof = prof.at_exposure(exposure / 1000.0)
         img = _read_raw(image)
-        if _lossy_derived(image):
+        if lossy_derived(image):
             typer.echo(
                 f"warning: {image} was decoded from the noise codec (lossy-derived), not raw "
                 "frames: compressing it again adds a second quantisation",

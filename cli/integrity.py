@@ -5,7 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_profile_defects", "n_frames", "verify_written"]
+__all__ = ["LOSSY_NOTE", "check_profile_defects", "lossy_derived", "n_frames", "verify_written"]
+
+
+#: What `compress` and `score` say about an input `lossy_derived` recognises.
+LOSSY_NOTE = (
+    "{image} was decoded from the noise codec (lossy-derived), not raw frames: {consequence}"
+)
+
+
+def lossy_derived(path: str | Path) -> bool:
+    """True for frames that went through the noise codec already.
+
+    A TIFF that `decompress` wrote (description ``rawsigma.lossy_derived``), or a zarr
+    store coded with ``rawsigma_noise`` (it decodes transparently, so `imread` reads it
+    as frames). ``FILE:NAME`` specs are looked up by their file.
+    """
+    import json
+
+    p = Path(str(path))
+    if not p.exists() and ":" in str(path):
+        p = Path(str(path).rsplit(":", 1)[0])
+    if p.is_dir():
+        metas = [*p.rglob("zarr.json"), *p.rglob(".zarray")]
+        return any("rawsigma_noise" in m.read_text(errors="replace") for m in metas[:64])
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tf:
+            rec = json.loads(tf.pages[0].description or "{}")
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError):
+        return False
+    return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
 
 
 def n_frames(img: Any) -> int:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .console import user_errors
+from .integrity import LOSSY_NOTE, lossy_derived
 from .params import (
     check_score_options,
     choice,
@@ -524,6 +525,10 @@ def _score_locked(options: ScoreOptions) -> Path:
     _record_inputs(result, options, img_info)
     if reference is not None:
         _note_reference(result, reference)
+    if lossy_derived(options.image):  # first in the notes: terminal and report
+        result.notes.insert(0, "WARNING: " + LOSSY_NOTE.format(
+            image=options.image, consequence="every codec is scored against frames that "
+            "were compressed already, not against the camera's raw values"))  # fmt: skip
     report = _staged_report(result, options.out, options.force)
     outputs_complete()
     _print_summary(result, console)

@@ -219,3 +219,28 @@ def test_refused_resume_says_the_partial_file_is_kept(tmp_path):
     partial.write_bytes(b"an earlier sweep")
     said = _kept(runner, partial)
     assert "no partial file" not in said and f"{partial} is kept as it was" in said
+
+
+def test_noise_codec_zarr_input_is_said_to_be_lossy(world, tmp_path):
+    """A noise-codec zarr decodes transparently: compress and score used it as raw
+    frames without a word (QA session 7)."""
+    pytest.importorskip("zarr")
+    d, stack, _ = world
+    z = tmp_path / "c.zarr"
+    assert run("compress", d / "raw.tif", "--profile", d / "cam.h5", "--out", z).exit_code == 0
+    r = run("compress", z, "--profile", d / "cam.h5", "--out", tmp_path / "again.rsnc")
+    assert r.exit_code == 0 and "lossy-derived" in r.output, r.output
+    sparse = np.where(stack[0] > np.median(stack[0]), 2, 1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "ann.tif", sparse)
+    r = run("score", z, "--index", "0", "--profile", d / "cam.h5", "--labels",
+            tmp_path / "ann.tif", "--replicas", "2", "--codecs", "8bit",
+            "--out", tmp_path / "res")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    import json
+
+    notes = json.loads((tmp_path / "res" / "results.json").read_text())["notes"]
+    assert notes[0].startswith("WARNING: ") and "lossy-derived" in notes[0], notes
+    r = run("score", d / "raw.tif", "--index", "0", "--profile", d / "cam.h5", "--labels",
+            tmp_path / "ann.tif", "--replicas", "2", "--codecs", "8bit",
+            "--out", tmp_path / "raw_res")  # fmt: skip
+    assert r.exit_code == 0 and "lossy-derived" not in r.output, r.output
