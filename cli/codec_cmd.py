@@ -252,6 +252,10 @@ def decompress(
         check_output(out, force)
         if not str(out).lower().endswith(_DECODED_SUFFIXES):
             raise UsageError(f"--out {out}: decoded frames are written as .tif or .npy")
+        from rawsigma.analysis.noisecodec.containers import FORMATS
+
+        if fmt is not None and fmt not in FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         check_not_input(out, data)
         mpath = _mask_path(out)
         if allow_missing:

@@ -49,8 +49,8 @@ def error_line(exc: BaseException) -> str:
     from rawsigma.errors import RawsigmaError
     from rawsigma.fileio import describe_os_error
 
-    if isinstance(exc, RawsigmaError):
-        return str(exc)
+    if isinstance(exc, RawsigmaError):  # one line even when it quotes a library's message
+        return " ".join(str(exc).split())
     if isinstance(exc, OSError):
         return describe_os_error(exc)
     if isinstance(exc, MemoryError):

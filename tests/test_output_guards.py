@@ -244,3 +244,16 @@ def test_noise_codec_zarr_input_is_said_to_be_lossy(world, tmp_path):
             tmp_path / "ann.tif", "--replicas", "2", "--codecs", "8bit",
             "--out", tmp_path / "raw_res")  # fmt: skip
     assert r.exit_code == 0 and "lossy-derived" not in r.output, r.output
+
+
+def test_decompress_format_errors_are_one_line(world, tmp_path):
+    """decompress DIR.zarr --format h5 printed h5py's two-line message; --format bogus
+    was exit 1 (QA session 7)."""
+    pytest.importorskip("zarr")
+    d, _, _ = world
+    z = tmp_path / "c.zarr"
+    assert run("compress", d / "raw.tif", "--profile", d / "cam.h5", "--out", z).exit_code == 0
+    one_line_error(run("decompress", z, "--format", "h5", "--out", tmp_path / "a.tif"), 1, "HDF5")
+    r = run("decompress", z, "--format", "bogus", "--out", tmp_path / "b.tif")
+    one_line_error(r, 2, "--format must be one of")
+    assert not (tmp_path / "a.tif").exists() and not (tmp_path / "b.tif").exists()
