@@ -257,3 +257,32 @@ def test_decompress_format_errors_are_one_line(world, tmp_path):
     r = run("decompress", z, "--format", "bogus", "--out", tmp_path / "b.tif")
     one_line_error(r, 2, "--format must be one of")
     assert not (tmp_path / "a.tif").exists() and not (tmp_path / "b.tif").exists()
+
+
+def test_noise_codec_zarr_volume_is_said_to_be_lossy(tmp_path):
+    """The 3D path of the same note (QA session 7)."""
+    pytest.importorskip("zarr")
+    from rawsigma.calib.profile import CameraProfile
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    zz, yy, xx = np.mgrid[:10, :40, :40]
+    truth = np.zeros((10, 40, 40), bool)
+    for cz, cy, cx in ((5, 10, 10), (5, 28, 12), (4, 14, 28), (6, 30, 30)):
+        truth |= (zz - cz) ** 2 / 9 + (yy - cy) ** 2 / 25 + (xx - cx) ** 2 / 25 < 1
+    vol = (100 + 2 * rng.poisson(20 + 300 * truth)).astype(np.uint16)
+    prof = CameraProfile.uniform((40, 40), gain=2.0, offset=100.0, read_noise=3.0)
+    prof.save(tmp_path / "p.h5")
+    tifffile.imwrite(tmp_path / "v.tif", vol)
+    z = tmp_path / "v.zarr"
+    assert run("compress", tmp_path / "v.tif", "-p", tmp_path / "p.h5", "-o", z).exit_code == 0
+    labels, _ = ndi.label(truth)
+    tifffile.imwrite(tmp_path / "lab.tif", labels.astype(np.uint16), metadata={"axes": "ZYX"})
+    r = run("score", z, "--axes", "ZYX", "-p", tmp_path / "p.h5", "--labels",
+            tmp_path / "lab.tif", "--instances", "--replicas", "2", "--codecs", "8bit",
+            "--trees", "5", "--sigmas", "1", "--out", tmp_path / "res")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    import json
+
+    notes = json.loads((tmp_path / "res" / "results.json").read_text())["notes"]
+    assert notes[0].startswith("WARNING: ") and "lossy-derived" in notes[0], notes
