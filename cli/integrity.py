@@ -35,7 +35,7 @@ def lossy_derived(path: str | Path) -> bool:
 
     try:
         with tifffile.TiffFile(p) as tf:
-            rec = json.loads(tf.pages[0].description or "{}")
+            rec = json.loads(getattr(tf.pages[0], "description", "") or "{}")
     except (OSError, ValueError, IndexError, tifffile.TiffFileError):
         return False
     return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
