@@ -730,49 +730,179 @@ MULTI static int quantise_tile(const uint16_t *x, const float *off, const float 
 }
 
 /* ------------------------------------------------------------------ decoder */
+/* The decoder's tables, prepared once per stream (`dec_prepare`) and shared by its tiles:
+ * - one 32-bit entry per (physical table, slot): freq << 16 | symbol << 10 | slot - cum,
+ *   so that a rANS step is one load (`decode_table`'s lut and fc give the same steps);
+ * - per logical context, its physical table's first entry (rm << TAB_BITS);
+ * - the separable class tables (`split_tables`) and, per weight set, the same tables in
+ *   a form the AVX2 prediction evaluates without gathers (`pred_form`). */
+#define N_LVL_STEPS 8
 typedef struct {
-    const uint8_t *lut;  /* symbol of each slot, TAB per physical table */
-    const uint32_t *fc;  /* freq << 16 | cum, 64 per physical table */
-    const uint16_t *rm;  /* logical → physical table */
+    int ok;              /* the AVX2 form is exact for this set */
+    uint32_t ca[32];     /* ca[min(activity, 31)] (ca is constant from 31 on) */
+    uint32_t cl0;        /* cl[0], then cl[l] = cl0 + sum of dl[i] over ls[i] <= l */
+    int32_t nl;
+    int32_t ls[N_LVL_STEPS];
+    uint32_t dl[N_LVL_STEPS];
+} predform;
+
+typedef struct {
+    int64_t ntab;          /* physical tables */
+    classtab cls;
+    predform pf[N_SETS];
+    uint32_t rms[N_CTX_ALL]; /* logical context → physical table << TAB_BITS */
+    uint32_t tab[];          /* ntab · TAB entries */
+} dectables;
+
+typedef struct {
+    const dectables *D;
     const uint16_t *words;
-    int32_t rm32[N_CTX_ALL]; /* rm, 32-bit (AVX2 gathers) */
 } dectab;
 
-#define DEC(x, g, q, s)                                                                           \
+/* the prediction form of class tables set m: activity part as a 32-entry table, level
+ * part as its steps; ok = 0 when the tables do not have that form (generic path) */
+static void pred_form(const classtab *t, int m, predform *f)
+{
+    f->ok = 1;
+    for (int a = 0; a < 32; a++) f->ca[a] = t->ca[m][a];
+    for (int a = 32; a <= ACT_MAX; a++) f->ok &= t->ca[m][a] == t->ca[m][31];
+    f->cl0 = t->cl[m][0];
+    f->nl = 0;
+    for (int l = 1; l <= LVL_MAX; l++) {
+        if (t->cl[m][l] == t->cl[m][l - 1]) continue;
+        if (f->nl == N_LVL_STEPS) {
+            f->ok = 0;
+            return;
+        }
+        f->ls[f->nl] = l;
+        f->dl[f->nl] = t->cl[m][l] - t->cl[m][l - 1]; /* modulo 2**32: exact sums */
+        f->nl++;
+    }
+}
+
+/* one rANS step of lane state x (uint32) with table entry base gs, stream position q */
+#define DEC(x, gs, q, s)                                                                          \
     do {                                                                                          \
-        uint64_t slot_ = (x) & (TAB - 1);                                                         \
-        uint64_t s_ = T->lut[((uint64_t)(g) << TAB_BITS) + slot_];                                \
-        uint64_t e_ = T->fc[((uint64_t)(g) << 6) + s_];                                           \
-        (x) = (e_ >> 16) * ((x) >> TAB_BITS) + slot_ - (e_ & 0xFFFF);                             \
-        uint64_t need_ = (x) < RANS_L;                                                            \
-        (x) = ((x) << (need_ << 4)) | ((uint64_t)T->words[q] & (0 - need_));                      \
+        uint32_t e_ = tab[(gs) + ((x) & (TAB - 1))];                                             \
+        (x) = (e_ >> 16) * ((x) >> TAB_BITS) + (e_ & (TAB - 1));                                  \
+        uint32_t need_ = (x) < RANS_L;                                                            \
+        (x) = ((x) << (need_ << 4)) | ((uint32_t)words[q] & (0u - need_));                        \
         (q) += need_;                                                                             \
-        (s) = (uint8_t)s_;                                                                        \
+        (s) = (uint8_t)((e_ >> TAB_BITS) & 63);                                                   \
     } while (0)
 
-/* one row of a stage: the prediction floors and physical contexts of the row first
- * (independent per pixel), then the four rANS lanes (pixel j on lane j & 3) writing
- * the codes into trow and the symbols into sym; returns the number of escapes */
-HOT int64_t decode_row(int64_t n, const int32_t *wt, const uint32_t *ca, const uint32_t *cl, uint32_t g0,
-                       rowbufs *b, uint64_t *xs, uint64_t *qs, const dectab *T, int16_t *trow)
+/* prediction of pixels j0..n-1 of a row (scalar: the generic path and the tails) */
+HOT void predict_tail(int64_t j0, int64_t n, const int32_t *wt, const uint32_t *ca,
+                      const uint32_t *cl, uint32_t g0, rowbufs *b)
 {
+    for (int64_t j = j0; j < n; j++) {
+        int32_t a = b->al[j];
+        uint32_t v = ca[a >> 8] + cl[a & 0xFF];
+        uint32_t c = v & 0xFF;
+        int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)b->r1[j]
+                              + (uint32_t)wt[c + 1] * (uint32_t)b->r2[j]
+                              + (uint32_t)wt[c + 2] * (uint32_t)b->r3[j]);
+        b->base[j] = p >> WB;
+        b->ctx[j] = (int32_t)(g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX
+                              + (v >> 8));
+    }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX2 1
+/* the prediction of a row, 8 pixels at a time: classes from the prediction form (no
+ * gathers), the class's 4 weights loaded as one 128-bit vector per pixel and transposed;
+ * the same integer operations as `predict_tail` (wrapping 32-bit products and sums) */
+__attribute__((target("avx2"))) static int64_t predict_avx2(int64_t n, const int32_t *wt,
+                                                           const predform *f, uint32_t g0,
+                                                           rowbufs *b)
+{
+    const __m256i CA0 = _mm256_loadu_si256((const __m256i *)f->ca),
+                  CA1 = _mm256_loadu_si256((const __m256i *)(f->ca + 8)),
+                  CA2 = _mm256_loadu_si256((const __m256i *)(f->ca + 16)),
+                  CA3 = _mm256_loadu_si256((const __m256i *)(f->ca + 24));
+    const __m256i c31 = _mm256_set1_epi32(31), c7 = _mm256_set1_epi32(7),
+                  c15 = _mm256_set1_epi32(15), c23 = _mm256_set1_epi32(23),
+                  cff = _mm256_set1_epi32(0xFF), cl0 = _mm256_set1_epi32((int)f->cl0),
+                  g = _mm256_set1_epi32((int)g0);
+    __m256i ls[N_LVL_STEPS], dl[N_LVL_STEPS];
+    const int nl = f->nl;
+    for (int i = 0; i < nl; i++) {
+        ls[i] = _mm256_set1_epi32(f->ls[i] - 1);
+        dl[i] = _mm256_set1_epi32((int)f->dl[i]);
+    }
+    int64_t j = 0;
+    int32_t cb[8];
+    for (; j + 8 <= n; j += 8) {
+        __m256i al = _mm256_loadu_si256((const __m256i *)(b->al + j));
+        __m256i act = _mm256_min_epi32(_mm256_srai_epi32(al, 8), c31);
+        __m256i lvl = _mm256_and_si256(al, cff);
+        __m256i v = _mm256_permutevar8x32_epi32(CA0, act);
+        v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(CA1, act), _mm256_cmpgt_epi32(act, c7));
+        v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(CA2, act), _mm256_cmpgt_epi32(act, c15));
+        v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(CA3, act), _mm256_cmpgt_epi32(act, c23));
+        __m256i cl = cl0;
+        for (int i = 0; i < nl; i++)
+            cl = _mm256_add_epi32(cl, _mm256_and_si256(_mm256_cmpgt_epi32(lvl, ls[i]), dl[i]));
+        v = _mm256_add_epi32(v, cl);
+        _mm256_storeu_si256((__m256i *)cb, _mm256_and_si256(v, cff));
+#define W4(k) _mm_loadu_si128((const __m128i *)(wt + cb[k]))
+        __m256i A = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(0)), W4(4), 1);
+        __m256i B = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(1)), W4(5), 1);
+        __m256i C = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(2)), W4(6), 1);
+        __m256i D = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(3)), W4(7), 1);
+#undef W4
+        __m256i t0 = _mm256_unpacklo_epi32(A, B), t1 = _mm256_unpackhi_epi32(A, B);
+        __m256i t2 = _mm256_unpacklo_epi32(C, D), t3 = _mm256_unpackhi_epi32(C, D);
+        __m256i w0 = _mm256_unpacklo_epi64(t0, t2), w1 = _mm256_unpackhi_epi64(t0, t2);
+        __m256i w2 = _mm256_unpacklo_epi64(t1, t3), w3 = _mm256_unpackhi_epi64(t1, t3);
+        __m256i p = _mm256_add_epi32(
+            _mm256_add_epi32(w3, _mm256_mullo_epi32(w0, _mm256_loadu_si256((const __m256i *)(b->r1 + j)))),
+            _mm256_mullo_epi32(w1, _mm256_loadu_si256((const __m256i *)(b->r2 + j))));
+        p = _mm256_add_epi32(p, _mm256_mullo_epi32(w2, _mm256_loadu_si256((const __m256i *)(b->r3 + j))));
+        _mm256_storeu_si256((__m256i *)(b->base + j), _mm256_srai_epi32(p, WB));
+        __m256i fr = _mm256_and_si256(_mm256_srai_epi32(p, WB - FRAC_BITS), c7);
+        __m256i cx = _mm256_add_epi32(_mm256_add_epi32(g, _mm256_srli_epi32(v, 8)),
+                                      _mm256_mullo_epi32(fr, _mm256_set1_epi32(N_ACT_CTX)));
+        _mm256_storeu_si256((__m256i *)(b->ctx + j), cx);
+    }
+    return j;
+}
+static int use_avx2 = -1;
+#endif
+
+/* one row of a stage: the prediction floors and logical contexts of the row first
+ * (independent per pixel), then the four rANS lanes (pixel j on lane j & 3) writing
+ * the symbols into sym, then the codes into trow; returns the number of escapes */
+HOT int64_t decode_row(int64_t n, const int32_t *wt, int m, uint32_t g0, rowbufs *b,
+                       uint32_t *xs, uint64_t *qs, const dectab *T, int16_t *trow)
+{
+    const dectables *D = T->D;
+    const uint32_t *restrict tab = D->tab;
+    const uint32_t *restrict rms = D->rms;
+    const uint16_t *restrict words = T->words;
     int32_t *restrict base = b->base;
     int32_t *restrict pc = b->ctx;
     uint8_t *restrict sym = b->sym;
-    predict_row(n, wt, ca, cl, g0, b, T->rm32);
-    uint64_t x0 = xs[0], x1 = xs[1], x2 = xs[2], x3 = xs[3];
+    int64_t j0 = 0;
+#ifdef HAVE_AVX2
+    if (use_avx2 && D->pf[m].ok) j0 = predict_avx2(n, wt, &D->pf[m], g0, b);
+#endif
+    predict_tail(j0, n, wt, D->cls.ca[m], D->cls.cl[m], g0, b);
+    uint32_t x0 = xs[0], x1 = xs[1], x2 = xs[2], x3 = xs[3];
     uint64_t q0 = qs[0], q1 = qs[1], q2 = qs[2], q3 = qs[3];
-    int64_t m = n - (n & 3), j;
-    for (j = 0; j < m; j += 4) {
-        DEC(x0, pc[j], q0, sym[j]);
-        DEC(x1, pc[j + 1], q1, sym[j + 1]);
-        DEC(x2, pc[j + 2], q2, sym[j + 2]);
-        DEC(x3, pc[j + 3], q3, sym[j + 3]);
+    int64_t mm = n - (n & 3), j;
+    for (j = 0; j < mm; j += 4) {
+        DEC(x0, rms[pc[j]], q0, sym[j]);
+        DEC(x1, rms[pc[j + 1]], q1, sym[j + 1]);
+        DEC(x2, rms[pc[j + 2]], q2, sym[j + 2]);
+        DEC(x3, rms[pc[j + 3]], q3, sym[j + 3]);
     }
     /* the last 1-3 pixels (written out: no lane state through memory) */
-    if (j < n) DEC(x0, pc[j], q0, sym[j]);
-    if (j + 1 < n) DEC(x1, pc[j + 1], q1, sym[j + 1]);
-    if (j + 2 < n) DEC(x2, pc[j + 2], q2, sym[j + 2]);
+    if (j < n) DEC(x0, rms[pc[j]], q0, sym[j]);
+    if (j + 1 < n) DEC(x1, rms[pc[j + 1]], q1, sym[j + 1]);
+    if (j + 2 < n) DEC(x2, rms[pc[j + 2]], q2, sym[j + 2]);
     xs[0] = x0, xs[1] = x1, xs[2] = x2, xs[3] = x3;
     qs[0] = q0, qs[1] = q1, qs[2] = q2, qs[3] = q3;
     int64_t n_esc = 0;
@@ -790,9 +920,9 @@ static inline int past(const uint64_t *qs, const uint64_t *es)
 }
 
 /* stages of level k (P: the decoded level plane k + 1); returns 0 or 1 (overrun) */
-HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const classtab *cts,
-                        uint64_t *xs, uint64_t *qs, const uint64_t *es, const dectab *T,
-                        const int64_t *esc, int64_t *ne, int64_t eend)
+HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, uint32_t *xs,
+                     uint64_t *qs, const uint64_t *es, const dectab *T, const int64_t *esc,
+                     int64_t *ne, int64_t eend)
 {
     const int64_t H = HALO;
     plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
@@ -804,11 +934,10 @@ HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const cl
         stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
         uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
         const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
-        const uint32_t *ca = cts->ca[m0 + kind], *cl = cts->cl[m0 + kind];
         for (int64_t i = 0; i < n_r; i++) {
             features(kind, i, n_c, E, O, Q, b);
             int16_t *trow = ROW(Tp, i + H) + H;
-            int64_t n_esc = decode_row(n_c, wt, ca, cl, g0, b, xs, qs, T, trow);
+            int64_t n_esc = decode_row(n_c, wt, m0 + kind, g0, b, xs, qs, T, trow);
             if (past(qs, es)) return 1;
             if (n_esc) {
                 for (int64_t j = 0; j < n_c; j++) {
@@ -828,8 +957,7 @@ HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, const cl
  * -1 when out of memory; *ne_out: the escape position reached */
 MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64_t *ends,
                        const int64_t *esc, int64_t ebeg, int64_t eend, const int32_t *wts,
-                       const classtab *cts, uint16_t *out, int64_t h, int64_t w, const dqargs *d,
-                       int64_t *ne_out)
+                       uint16_t *out, int64_t h, int64_t w, const dqargs *d, int64_t *ne_out)
 {
     const int64_t H = HALO;
     int64_t ne = ebeg;
@@ -844,15 +972,18 @@ MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64
         return -1;
     }
     const int K = p.K;
-    uint64_t xs[LANES], qs[LANES], es[LANES];
+    uint32_t xs[LANES];
+    uint64_t qs[LANES], es[LANES];
+    const uint32_t *restrict tab = T->D->tab;
+    const uint16_t *restrict words = T->words;
     for (int l = 0; l < LANES; l++) {
         uint64_t q = (uint64_t)starts[l];
-        xs[l] = ((uint64_t)T->words[q] << 16) | T->words[q + 1];
+        xs[l] = ((uint32_t)words[q] << 16) | words[q + 1];
         qs[l] = q + 2;
         es[l] = (uint64_t)ends[l];
     }
     int ok = 0;
-    uint32_t g = T->rm[0];
+    uint32_t g = T->D->rms[0];
     plane P = p.lv[K];
     for (int64_t i = 0; i < p.hs[K]; i++) {
         for (int64_t j = 0; j < p.ws[K]; j++) {
@@ -872,7 +1003,7 @@ MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64
     }
     fill_halo(P, p.hs[K], p.ws[K]);
     for (int k = K - 1; k >= 0; k--) {
-        if (decode_level(&p, k, &b, wts, cts, xs, qs, es, T, esc, &ne, eend)) goto done;
+        if (decode_level(&p, k, &b, wts, xs, qs, es, T, esc, &ne, eend)) goto done;
         if (k > 0) { /* interleave into level plane k */
             plane L = p.lv[k];
             for (int t = 0; t < 4; t++) {
@@ -1213,62 +1344,111 @@ fail:
     return NULL;
 }
 
-/* decode_tile(words u16, starts i64[4], ends i64[4], esc i64, ebeg, eend, wts i32, cts u16,
- * lut u8, fc u32, rm u16, out u16 (h, w), off f32, gain f32, recon f64, step, c0, dither,
- * seed, index0, max_adu, analytic, kp f64[4]) -> (ok, ne) */
+/* dec_prepare(cts u16, lut u8, fc u32, rm u16) -> bytearray (`dectables`), or None when
+ * the tables are not consistent (a corrupted stream) */
+static PyObject *py_dec_prepare(PyObject *self, PyObject *args)
+{
+    PyObject *o[4];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3])) return NULL;
+    Py_ssize_t nc, nlut, nfc, nrm;
+    const uint16_t *cts = get(&B, o[0], 'u', 2, 0, "cts", &nc);
+    const uint8_t *lut = cts ? get(&B, o[1], 'u', 1, 0, "lut", &nlut) : NULL;
+    const uint32_t *fc = lut ? get(&B, o[2], 'u', 4, 0, "fc", &nfc) : NULL;
+    const uint16_t *rm = fc ? get(&B, o[3], 'u', 2, 0, "rm", &nrm) : NULL;
+    if (!rm) goto fail;
+    NEED(nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
+    NEED(nrm == N_CTX_ALL && nfc % 64 == 0 && nlut == (nfc / 64) * TAB, "table size");
+    int64_t ntab = nfc / 64;
+    PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(dectables) + (size_t)ntab * TAB * 4));
+    if (!res) goto fail;
+    dectables *D = (dectables *)PyByteArray_AS_STRING(res);
+    D->ntab = ntab;
+    if (split_tables(cts, &D->cls)) {
+        Py_DECREF(res);
+        NEED(0, "class tables not separable");
+    }
+    for (int m = 0; m < N_SETS; m++) pred_form(&D->cls, m, &D->pf[m]);
+    int sane = 1;
+    for (int i = 0; i < N_CTX_ALL; i++) {
+        sane &= rm[i] < ntab;
+        D->rms[i] = (uint32_t)(rm[i] < ntab ? rm[i] : 0) << TAB_BITS;
+    }
+    for (int64_t g = 0; g < ntab && sane; g++) {
+        for (int64_t slot = 0; slot < TAB; slot++) {
+            uint32_t s = lut[g * TAB + slot], e = s < 64 ? fc[g * 64 + s] : 0;
+            uint32_t f = e >> 16, cum = e & 0xFFFF;
+            /* the step of `pyramid._dec`: x' = f · (x >> TAB_BITS) + slot - cum */
+            sane &= s < 64 && f >= 1 && f <= TAB && cum <= slot && slot - cum < f;
+            D->tab[g * TAB + slot] = f << 16 | s << TAB_BITS | ((slot - cum) & (TAB - 1));
+        }
+    }
+    release(&B);
+    if (!sane) {
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    return res;
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* decode_tile(prep bytearray, words u16, starts i64[4], ends i64[4], esc i64, ebeg, eend,
+ * wts i32, out u16 (h, w), off f32, gain f32, recon f64, step, c0, dither, seed, index0,
+ * max_adu, analytic, kp f64[4]) -> (ok, ne) */
 static PyObject *py_decode_tile(PyObject *self, PyObject *args)
 {
-    PyObject *o[15];
+    PyObject *o[11];
     long long ebeg, eend, index0;
     unsigned long long seed;
     double step, c0, max_adu;
     int dither, analytic;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOOOLLOOOOOOOOOddpKLdpO", &o[0], &o[1], &o[2], &o[3], &ebeg,
-                          &eend, &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12],
-                          &step, &c0, &dither, &seed, &index0, &max_adu, &analytic, &o[13]))
+    if (!PyArg_ParseTuple(args, "OOOOOLLOOOOOddpKLdpO", &o[0], &o[1], &o[2], &o[3], &o[4],
+                          &ebeg, &eend, &o[5], &o[6], &o[7], &o[8], &o[9], &step, &c0, &dither,
+                          &seed, &index0, &max_adu, &analytic, &o[10]))
         return NULL;
-    Py_ssize_t nwd, nst, nen, nes, nw, nc, nlut, nfc, nrm, noff, ngain, nrec, nk;
+    Py_ssize_t nprep, nwd, nst, nen, nes, nw, noff, ngain, nrec, nk;
     int64_t h, w;
-    const uint16_t *words = get(&B, o[0], 'u', 2, 0, "words", &nwd);
-    const int64_t *starts = words ? get(&B, o[1], 'i', 8, 0, "starts", &nst) : NULL;
-    const int64_t *ends = starts ? get(&B, o[2], 'i', 8, 0, "ends", &nen) : NULL;
-    const int64_t *esc = ends ? get(&B, o[3], 'i', 8, 0, "esc", &nes) : NULL;
-    const int32_t *wts = esc ? get(&B, o[4], 'i', 4, 0, "wts", &nw) : NULL;
-    const uint16_t *cts = wts ? get(&B, o[5], 'u', 2, 0, "cts", &nc) : NULL;
-    const uint8_t *lut = cts ? get(&B, o[6], 'u', 1, 0, "lut", &nlut) : NULL;
-    const uint32_t *fc = lut ? get(&B, o[7], 'u', 4, 0, "fc", &nfc) : NULL;
-    const uint16_t *rm = fc ? get(&B, o[8], 'u', 2, 0, "rm", &nrm) : NULL;
-    uint16_t *out = rm ? get(&B, o[9], 'u', 2, 1, "out", NULL) : NULL;
+    const uint8_t *prep = get(&B, o[0], 'u', 1, 0, "prep", &nprep);
+    const uint16_t *words = prep ? get(&B, o[1], 'u', 2, 0, "words", &nwd) : NULL;
+    const int64_t *starts = words ? get(&B, o[2], 'i', 8, 0, "starts", &nst) : NULL;
+    const int64_t *ends = starts ? get(&B, o[3], 'i', 8, 0, "ends", &nen) : NULL;
+    const int64_t *esc = ends ? get(&B, o[4], 'i', 8, 0, "esc", &nes) : NULL;
+    const int32_t *wts = esc ? get(&B, o[5], 'i', 4, 0, "wts", &nw) : NULL;
+    uint16_t *out = wts ? get(&B, o[6], 'u', 2, 1, "out", NULL) : NULL;
     if (!out || shape2(&B, &h, &w)) goto fail;
-    const float *off = get(&B, o[10], 'f', 4, 0, "off", &noff);
-    const float *gain = off ? get(&B, o[11], 'f', 4, 0, "gain", &ngain) : NULL;
-    const double *recon = gain ? get(&B, o[12], 'f', 8, 0, "recon", &nrec) : NULL;
-    const double *kp = recon ? get(&B, o[13], 'f', 8, 0, "kp", &nk) : NULL;
+    const float *off = get(&B, o[7], 'f', 4, 0, "off", &noff);
+    const float *gain = off ? get(&B, o[8], 'f', 4, 0, "gain", &ngain) : NULL;
+    const double *recon = gain ? get(&B, o[9], 'f', 8, 0, "recon", &nrec) : NULL;
+    const double *kp = recon ? get(&B, o[10], 'f', 8, 0, "kp", &nk) : NULL;
     if (!kp) goto fail;
     NEED(nst == LANES && nen == LANES && nk == 4 && noff == h * w && ngain == h * w, "sizes");
-    NEED(nw == N_SETS * N_CLASS * N_W && nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
-    NEED(nrm == N_CTX_ALL && nfc % 64 == 0 && nlut == (nfc / 64) * TAB, "table size");
-    /* every physical table index must exist; lanes inside the words (the decoder reads
-     * up to w words past a lane's end before it checks) */
+    NEED(nw == N_SETS * N_CLASS * N_W, "model size");
+    const dectables *D = (const dectables *)prep;
+    NEED(nprep >= (Py_ssize_t)sizeof(dectables)
+             && nprep == (Py_ssize_t)(sizeof(dectables) + (size_t)D->ntab * TAB * 4),
+         "prep: not from dec_prepare");
+    /* lanes inside the words (the decoder reads up to w words past a lane's end before it
+     * checks) */
     int sane = ebeg >= 0 && eend <= nes;
-    for (Py_ssize_t i = 0; i < nrm; i++) sane &= rm[i] < nfc / 64;
     for (int l = 0; l < LANES; l++)
         sane &= starts[l] >= 0 && ends[l] >= starts[l] && ends[l] + w + 2 <= nwd;
     if (!sane) { /* a corrupted tile: as an overrun */
         release(&B);
         return Py_BuildValue("(OL)", Py_False, ebeg);
     }
+#ifdef HAVE_AVX2
+    if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
     dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
                 analytic, kp};
-    dectab T = {lut, fc, rm, words, {0}};
-    for (int i = 0; i < N_CTX_ALL; i++) T.rm32[i] = rm[i];
-    classtab tabs;
-    NEED(!split_tables(cts, &tabs), "class tables not separable");
+    dectab T = {D, words};
     int64_t ne;
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    ok = decode_tile(&T, starts, ends, esc, ebeg, eend, wts, &tabs, out, h, w, &d, &ne);
+    ok = decode_tile(&T, starts, ends, esc, ebeg, eend, wts, out, h, w, &d, &ne);
     Py_END_ALLOW_THREADS
     release(&B);
     if (ok < 0) return PyErr_NoMemory();
@@ -1394,6 +1574,7 @@ static PyMethodDef methods[] = {
     {"train_tile", py_train_tile, METH_VARARGS, "pyramid.train_tile in C."},
     {"model_tile", py_model_tile, METH_VARARGS, "pyramid.model_tile in C."},
     {"rans_encode", py_rans_encode, METH_VARARGS, "pyramid.rans_encode in C."},
+    {"dec_prepare", py_dec_prepare, METH_VARARGS, "The decoder's tables of a stream."},
     {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},

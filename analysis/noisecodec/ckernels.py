@@ -91,13 +91,32 @@ def _rans_encode(syms, ctxs, freq, cum, out, lens) -> None:
                    np.ascontiguousarray(cum, np.int64), out, lens)  # fmt: skip
 
 
+# the decoder's prepared tables (`_ckernels.dec_prepare`) of the last stream: its tiles
+# (and frames) share them; keyed by the identity of the arrays, which the entry keeps alive
+_PREP: list = [None]
+
+
+def _prepared(cts, tab):
+    hit = _PREP[0]
+    key = (cts, *tab)
+    if hit is not None and all(a is b for a, b in zip(hit[0], key, strict=True)):
+        return hit[1]
+    lut, fc, rm = tab
+    prep = _C.dec_prepare(cts, lut, fc, rm)
+    _PREP[0] = (key, prep)  # one assignment: threads see the old entry or the new
+    return prep
+
+
 def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
-    lut, fc, rm = tab
+    prep = _prepared(cts, tab)
+    if prep is None:  # inconsistent tables: a corrupted stream
+        return False, int(ebeg)
     return _C.decode_tile(
-        words, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
-        esc, int(ebeg), int(eend), wts, cts, lut, fc, rm, out, off, gain, recon, float(step),
-        float(c0), bool(dither), int(seed), int(index0), float(max_adu), bool(analytic), kp,
+        prep, words, np.ascontiguousarray(starts, np.int64),
+        np.ascontiguousarray(ends, np.int64), esc, int(ebeg), int(eend), wts, out, off, gain,
+        recon, float(step), float(c0), bool(dither), int(seed), int(index0), float(max_adu),
+        bool(analytic), kp,
     )  # fmt: skip
 
 
