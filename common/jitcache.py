@@ -30,6 +30,7 @@ from typing import Any
 KERNEL_MODULES = (
     "rawsigma.analysis.noisecodec.kernels",
     "rawsigma.analysis.noisecodec.pyramid",
+    "rawsigma.analysis.noisecodec.pyramid5",
     "rawsigma.analysis.noisecodec.fastpath",
     "rawsigma.analysis.segmentation.forest_infer",
     "rawsigma.analysis.measurement.outline_kernel",

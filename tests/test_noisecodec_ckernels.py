@@ -80,12 +80,19 @@ def test_tile_kernels_equal(shape):
     for a, b in zip(*words, strict=True):
         np.testing.assert_array_equal(a, b)
     _decode_both(words[0], esc, wts, cts, PY.decode_table(phys), codes)
+    wide = []  # format 5: 16 states, one word stream
+    for ns in (NB, C):
+        out = np.zeros(n + 2 * PY.WL + 16, np.uint16)
+        wide.append(out[: ns.rans_encode16(syms, ctxs, phys, cum, out)].copy())
+    np.testing.assert_array_equal(wide[0], wide[1])
+    _decode_both(wide[0], esc, wts, cts, PY.decode_table(phys), codes, wide=True)
 
 
-def _decode_both(lanes, esc, wts, cts, tab, codes):
+def _decode_both(lanes, esc, wts, cts, tab, codes, wide=False):
     """decode_tile of both back ends: the same output and end state (identity maps: the
     output is the code, clipped to uint16)."""
     h, w = codes.shape
+    lanes = [lanes] if wide else lanes
     lens = np.array([x.size for x in lanes])
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
     words = np.concatenate([*lanes, np.zeros(w + 64, np.uint16)])
@@ -96,8 +103,12 @@ def _decode_both(lanes, esc, wts, cts, tab, codes):
     for ns in (NB, C):
         out = np.empty((h, w), np.uint16)
         dq = (zeros, ones, recon, 2.0, 0.0, False, 0, 0, 65535.0, False, np.zeros(4))
-        ok, ne = ns.decode_tile(words, starts, starts + lens, esc64, 0, esc.size, wts, cts, tab,
-                                out, dq)  # fmt: skip
+        if wide:
+            ok, ne = ns.decode_tile16(words, 0, lens[0], esc64, 0, esc.size, wts, cts, tab,
+                                      out, dq)  # fmt: skip
+        else:
+            ok, ne = ns.decode_tile(words, starts, starts + lens, esc64, 0, esc.size, wts, cts,
+                                    tab, out, dq)  # fmt: skip
         assert ok and ne == esc.size
         outs.append(out)
     np.testing.assert_array_equal(outs[0], outs[1])
@@ -201,10 +212,10 @@ def test_v_min_equals_numpy():
 @needs_c
 @pytest.mark.slow
 def test_reference_frame_bytes():
-    """The 2048² reference frame of bench_noise_codec (S = 2): the stream recorded in
-    benchmarks/RESULTS.md (sha256 c657812be343…; 5514d519d86a… before hce's encoder
-    changes, whose decoded pixels, sha256 981aca96bccd…, are unchanged), from both back
-    ends."""
+    """The 2048² reference frame of bench_noise_codec (S = 2): the same stream from both
+    back ends (format 5: sha256 FORMAT5SHA…; format 4: c657812be343… with hce's encoder,
+    5514d519d86a… before it), decoding to the pixels of the format 4 stream (sha256
+    981aca96bccd…)."""
     frame, _, cam = reference_frame((2048, 2048), seed=0)
     codec = NoiseCodec(cam.true_profile(), step=2.0)
     res, saved = [], CK.KERNELS
@@ -215,9 +226,9 @@ def test_reference_frame_bytes():
             res.append((hashlib.sha256(data).hexdigest(), codec.decode(data)))
     finally:
         CK.KERNELS = saved
-    assert res[0][0] == res[1][0] and res[1][0].startswith("c657812be343")
+    assert res[0][0] == res[1][0] and res[1][0].startswith("FORMAT5SHA")
     np.testing.assert_array_equal(res[0][1], res[1][1])
-    assert hashlib.sha256(res[0][1].tobytes()).hexdigest().startswith("981aca96bccd")
+    assert hashlib.sha256(res[1][1].tobytes()).hexdigest().startswith("981aca96bccd")
 
 
 @needs_c
@@ -248,7 +259,7 @@ def test_nothing_to_compile_on_the_c_path(monkeypatch):
         assert warmup.warm_up(p, lambda *a: seen.append(a)) == 0.0
     assert seen == []
     monkeypatch.setattr(CK, "KERNELS", NB)
-    assert {d.__name__ for d in warmup.kernels(StreamParams(), encode=False)} == {"decode_tile"}
+    assert {d.__name__ for d in warmup.kernels(StreamParams(), encode=False)} == {"decode_tile16"}
 
 
 def test_backend_chosen_by_the_environment():

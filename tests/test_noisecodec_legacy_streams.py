@@ -66,13 +66,16 @@ def test_legacy_stream_decodes_bit_identically(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_todays_stream_decodes_to_the_legacy_pixels(name):
     """Same frames, same parameters: today's stream (its own format) decodes to the
-    pixels of the legacy stream, with either kernels, and within 0.5 % of its size."""
+    pixels of the legacy stream, with either kernels; format 5 costs at most the final
+    states of its 12 more rANS states per tile (48 bytes: 0.02–0.09 % on the benchmark
+    frames, 1.2 % on these tiny tiles of 37 × 97 pixels)."""
     codec, inputs = _inputs()
     x, kw = inputs[name]
     legacy = (LEGACY / f"{name}.rsnc").read_bytes()
     data = encode_frames(x, codec.maps, replace(codec.params, **kw), embed_maps=True)
     assert read_header(data)["shape"] == read_header(legacy)["shape"]
-    assert abs(len(data) / len(legacy) - 1) < 0.005, (len(data), len(legacy))
+    n_tiles = len(read_header(legacy)["tiles"])
+    assert len(legacy) <= len(data) <= len(legacy) + 48 * n_tiles, (len(data), len(legacy))
     for ns in NAMESPACES:
         out = _decode(data, ns)
         assert hashlib.sha256(out.tobytes()).hexdigest() == EXPECTED[name][1], ns.name

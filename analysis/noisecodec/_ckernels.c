@@ -953,6 +953,44 @@ HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, uint32_t
     return 0;
 }
 
+/* interleave the decoded planes of level k into level plane k */
+HOT void interleave_level(pyramid *p, int k)
+{
+    const int64_t H = HALO;
+    plane L = p->lv[k];
+    for (int t = 0; t < 4; t++) {
+        int dy, dx;
+        plane X = phase(p, k, t, &dy, &dx);
+        int64_t n = (p->hs[k] + 1 - dy) / 2, m = (p->ws[k] + 1 - dx) / 2;
+        for (int64_t i = 0; i < n; i++) {
+            const int16_t *xr = ROW(X, H + i) + H;
+            int16_t *lr = ROW(L, H + 2 * i + dy) + H + dx;
+            for (int64_t j = 0; j < m; j++) lr[2 * j] = xr[j];
+        }
+    }
+    fill_halo(L, p->hs[k], p->ws[k]);
+}
+
+/* the output, dequantised row by row (level 0 interleaved on the fly) */
+HOT void output_rows(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w,
+                     const dqargs *d)
+{
+    const int64_t H = HALO;
+    for (int64_t y = 0; y < h; y++) {
+        int32_t *kb = b->kbuf;
+        if (p->K == 0) {
+            const int16_t *r = ROW(p->lv[0], H + y) + H;
+            for (int64_t j = 0; j < w; j++) kb[j] = r[j];
+        } else {
+            plane A = (y & 1) ? p->st[2] : p->lv[1], Bp = (y & 1) ? p->st[0] : p->st[1];
+            const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
+            for (int64_t j = 0; j < (w + 1) / 2; j++) kb[2 * j] = ar[j];
+            for (int64_t j = 0; j < w / 2; j++) kb[2 * j + 1] = br[j];
+        }
+        dequantise_row(kb, d->off + y * w, d->gain + y * w, out + y * w, w, d, d->index0 + y * w);
+    }
+}
+
 /* decode one tile into out (h, w); returns 1 if every lane ended at its end, 0 if not,
  * -1 when out of memory; *ne_out: the escape position reached */
 MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64_t *ends,
@@ -1004,41 +1042,270 @@ MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64
     fill_halo(P, p.hs[K], p.ws[K]);
     for (int k = K - 1; k >= 0; k--) {
         if (decode_level(&p, k, &b, wts, xs, qs, es, T, esc, &ne, eend)) goto done;
-        if (k > 0) { /* interleave into level plane k */
-            plane L = p.lv[k];
-            for (int t = 0; t < 4; t++) {
-                int dy, dx;
-                plane X = phase(&p, k, t, &dy, &dx);
-                int64_t n = (p.hs[k] + 1 - dy) / 2, m = (p.ws[k] + 1 - dx) / 2;
-                for (int64_t i = 0; i < n; i++) {
-                    const int16_t *xr = ROW(X, H + i) + H;
-                    int16_t *lr = ROW(L, H + 2 * i + dy) + H + dx;
-                    for (int64_t j = 0; j < m; j++) lr[2 * j] = xr[j];
-                }
-            }
-            fill_halo(L, p.hs[k], p.ws[k]);
-        }
+        if (k > 0) interleave_level(&p, k);
     }
-    /* the output, dequantised row by row */
-    for (int64_t y = 0; y < h; y++) {
-        int32_t *kb = b.kbuf;
-        if (K == 0) {
-            const int16_t *r = ROW(P, H + y) + H;
-            for (int64_t j = 0; j < w; j++) kb[j] = r[j];
-        } else {
-            plane A = (y & 1) ? p.st[2] : p.lv[1], Bp = (y & 1) ? p.st[0] : p.st[1];
-            const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
-            for (int64_t j = 0; j < (w + 1) / 2; j++) kb[2 * j] = ar[j];
-            for (int64_t j = 0; j < w / 2; j++) kb[2 * j + 1] = br[j];
-        }
-        dequantise_row(kb, d->off + y * w, d->gain + y * w, out + y * w, w, d, d->index0 + y * w);
-    }
+    output_rows(&p, &b, out, h, w, d);
     ok = qs[0] == es[0] && qs[1] == es[1] && qs[2] == es[2] && qs[3] == es[3];
 done:
     *ne_out = ne;
     free(p.mem);
     free(b.mem);
     return ok;
+}
+
+/* ------------------------------------------------------------------ format 5 */
+/* Format 5: WL rANS states per tile, symbol t of the tile (decoding order) on state
+ * t % WL, and one word stream: the states' renormalisation words in the order of the
+ * symbols. The states start as the first 2 · WL words (high word first). The decoder
+ * steps WL consecutive symbols at once (two AVX2 vectors of 8 states) and the chains of
+ * its 16 states overlap. */
+#define WL 16
+
+typedef struct {
+    uint32_t x[WL];
+    uint64_t q; /* position in the words */
+} wide;
+
+/* one scalar step of symbol t (the top plane, the generic path) */
+#define DECW(W, gs, t, s)                                                                        \
+    do {                                                                                          \
+        uint32_t *x_ = &(W)->x[(t) & (WL - 1)];                                                   \
+        uint32_t e_ = tab[(gs) + (*x_ & (TAB - 1))];                                             \
+        uint32_t v_ = (e_ >> 16) * (*x_ >> TAB_BITS) + (e_ & (TAB - 1));                          \
+        if (v_ < RANS_L) v_ = (v_ << 16) | words[(W)->q++];                                       \
+        *x_ = v_;                                                                                 \
+        (s) = (uint8_t)((e_ >> TAB_BITS) & 63);                                                   \
+    } while (0)
+
+HOT void rans_row_generic(int64_t n, int64_t t0, const int32_t *pc, uint8_t *sym, wide *W,
+                          const dectables *D, const uint16_t *words)
+{
+    const uint32_t *restrict tab = D->tab;
+    for (int64_t j = 0; j < n; j++) DECW(W, D->rms[pc[j]], t0 + j, sym[j]);
+}
+
+#ifdef HAVE_AVX2
+/* word permutation per renormalisation mask: state i takes word popcount(mask & (2**i - 1)) */
+static int32_t perm8[256][8];
+
+static void perm8_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int k = 0;
+        for (int i = 0; i < 8; i++) {
+            perm8[m][i] = (m >> i) & 1 ? k : 0;
+            k += (m >> i) & 1;
+        }
+    }
+}
+
+/* the symbols of row positions 0..n-1 (symbol index t0 + j), 16 states at a time: rows
+ * start anywhere in the state cycle, so the first and last steps are masked; pc and sym
+ * are readable and writable from -WL to n + WL (pc: valid contexts there) */
+__attribute__((target("avx2,popcnt"))) static void rans_row_avx2(int64_t n, int64_t t0,
+                                                                const int32_t *pc, uint8_t *sym,
+                                                                wide *W, const dectables *D,
+                                                                const uint16_t *words)
+{
+    const int *tab = (const int *)D->tab, *rms = (const int *)D->rms;
+    const __m256i m10 = _mm256_set1_epi32(TAB - 1), m63 = _mm256_set1_epi32(63),
+                  zero = _mm256_setzero_si256(), iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                  eight = _mm256_set1_epi32(8), nn = _mm256_set1_epi32((int)n),
+                  none = _mm256_set1_epi32(-1);
+    __m256i XA = _mm256_loadu_si256((const __m256i *)W->x);
+    __m256i XB = _mm256_loadu_si256((const __m256i *)(W->x + 8));
+    const uint16_t *q = words + W->q;
+    for (int64_t j = -(t0 & (WL - 1)); j < n; j += WL) {
+        __m256i pa = _mm256_add_epi32(_mm256_set1_epi32((int)j), iota), pb = _mm256_add_epi32(pa, eight);
+        __m256i aa = _mm256_and_si256(_mm256_cmpgt_epi32(pa, none), _mm256_cmpgt_epi32(nn, pa));
+        __m256i ab = _mm256_and_si256(_mm256_cmpgt_epi32(pb, none), _mm256_cmpgt_epi32(nn, pb));
+        __m256i ga = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j)), 4);
+        __m256i gb = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j + 8)), 4);
+        __m256i ea = _mm256_i32gather_epi32(tab, _mm256_add_epi32(ga, _mm256_and_si256(XA, m10)), 4);
+        __m256i eb = _mm256_i32gather_epi32(tab, _mm256_add_epi32(gb, _mm256_and_si256(XB, m10)), 4);
+        __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(XA, TAB_BITS)),
+                                      _mm256_and_si256(ea, m10));
+        __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(XB, TAB_BITS)),
+                                      _mm256_and_si256(eb, m10));
+        va = _mm256_blendv_epi8(XA, va, aa);
+        vb = _mm256_blendv_epi8(XB, vb, ab);
+        __m256i na = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_srli_epi32(va, 16), zero), aa);
+        __m256i nb = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_srli_epi32(vb, 16), zero), ab);
+        int ma = _mm256_movemask_ps(_mm256_castsi256_ps(na));
+        int mb = _mm256_movemask_ps(_mm256_castsi256_ps(nb));
+        __m256i wa = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q));
+        wa = _mm256_permutevar8x32_epi32(wa, _mm256_loadu_si256((const __m256i *)perm8[ma]));
+        q += _mm_popcnt_u32((unsigned)ma);
+        __m256i wb = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q));
+        wb = _mm256_permutevar8x32_epi32(wb, _mm256_loadu_si256((const __m256i *)perm8[mb]));
+        q += _mm_popcnt_u32((unsigned)mb);
+        XA = _mm256_blendv_epi8(va, _mm256_or_si256(_mm256_slli_epi32(va, 16), wa), na);
+        XB = _mm256_blendv_epi8(vb, _mm256_or_si256(_mm256_slli_epi32(vb, 16), wb), nb);
+        __m256i sa = _mm256_and_si256(_mm256_srli_epi32(ea, TAB_BITS), m63);
+        __m256i sb = _mm256_and_si256(_mm256_srli_epi32(eb, TAB_BITS), m63);
+        __m256i s16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sa, sb), 0xD8);
+        __m128i s8 = _mm_packus_epi16(_mm256_castsi256_si128(s16), _mm256_extracti128_si256(s16, 1));
+        _mm_storeu_si128((__m128i *)(sym + j), s8);
+    }
+    _mm256_storeu_si256((__m256i *)W->x, XA);
+    _mm256_storeu_si256((__m256i *)(W->x + 8), XB);
+    W->q = (uint64_t)(q - words);
+}
+#endif
+
+/* one row of a stage in format 5 (as `decode_row`); t0: the symbol index of its start */
+HOT int64_t decode_row16(int64_t n, int64_t t0, const int32_t *wt, int m, uint32_t g0,
+                         rowbufs *b, wide *W, const dectab *T, int16_t *trow)
+{
+    const dectables *D = T->D;
+    int32_t *restrict base = b->base;
+    uint8_t *restrict sym = b->sym;
+    int64_t j0 = 0;
+#ifdef HAVE_AVX2
+    if (use_avx2 && D->pf[m].ok) j0 = predict_avx2(n, wt, &D->pf[m], g0, b);
+#endif
+    predict_tail(j0, n, wt, D->cls.ca[m], D->cls.cl[m], g0, b);
+#ifdef HAVE_AVX2
+    if (use_avx2) {
+        for (int64_t j = n; j < n + WL; j++) b->ctx[j] = 0;
+        rans_row_avx2(n, t0, b->ctx, sym, W, D, T->words);
+    } else
+#endif
+        rans_row_generic(n, t0, b->ctx, sym, W, D, T->words);
+    int64_t n_esc = 0;
+    for (int64_t j = 0; j < n; j++) {
+        int32_t s = sym[j];
+        trow[j] = (int16_t)(base[j] + s - RMAX);
+        n_esc += s == ESC;
+    }
+    return n_esc;
+}
+
+/* stages of level k in format 5 (as `decode_level`) */
+HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *W, int64_t *t,
+                       uint64_t qend, const dectab *T, const int64_t *esc, int64_t *ne,
+                       int64_t eend)
+{
+    const int64_t H = HALO;
+    plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
+    int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
+    int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+    for (int kind = 0; kind < N_STAGE; kind++) {
+        plane Tp = p->st[3 * k + kind];
+        int64_t n_r, n_c;
+        stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+        uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
+        const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
+        for (int64_t i = 0; i < n_r; i++) {
+            features(kind, i, n_c, E, O, Q, b);
+            int16_t *trow = ROW(Tp, i + H) + H;
+            int64_t n_esc = decode_row16(n_c, *t, wt, m0 + kind, g0, b, W, T, trow);
+            *t += n_c;
+            if (W->q > qend) return 1;
+            if (n_esc) {
+                for (int64_t j = 0; j < n_c; j++) {
+                    if (b->sym[j] == ESC) {
+                        trow[j] = (int16_t)(*ne < eend ? esc[*ne] : 0);
+                        *ne += 1;
+                    }
+                }
+            }
+        }
+        fill_halo(Tp, n_r, n_c);
+    }
+    return 0;
+}
+
+/* decode one tile of format 5 (words[start:end]) into out (h, w); returns as
+ * `decode_tile` */
+MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, const int64_t *esc,
+                               int64_t ebeg, int64_t eend, const int32_t *wts, uint16_t *out,
+                               int64_t h, int64_t w, const dqargs *d, int64_t *ne_out)
+{
+    const int64_t H = HALO;
+    int64_t ne = ebeg, t = 0;
+    *ne_out = ne;
+    if (end - start < 2 * WL) return 0;
+    pyramid p;
+    rowbufs b;
+    if (pyramid_alloc(&p, h, w, 0)) return -1;
+    /* contexts and symbols readable from -WL to w + 2 WL (`rans_row_avx2`) */
+    int32_t *pcb = (int32_t *)calloc((size_t)w + 4 * WL, sizeof(int32_t));
+    uint8_t *syb = (uint8_t *)calloc((size_t)w + 4 * WL, 1);
+    if (!pcb || !syb || rows_alloc(&b, w)) {
+        free(p.mem), free(pcb), free(syb);
+        return -1;
+    }
+    b.ctx = pcb + WL;
+    b.sym = syb + WL;
+    const int K = p.K;
+    const uint32_t *restrict tab = T->D->tab;
+    const uint16_t *restrict words = T->words;
+    wide W;
+    for (int l = 0; l < WL; l++)
+        W.x[l] = ((uint32_t)words[start + 2 * l] << 16) | words[start + 2 * l + 1];
+    W.q = (uint64_t)start + 2 * WL;
+    const uint64_t qend = (uint64_t)end;
+    int ok = 0;
+    uint32_t g = T->D->rms[0];
+    plane P = p.lv[K];
+    for (int64_t i = 0; i < p.hs[K]; i++) {
+        for (int64_t j = 0; j < p.ws[K]; j++, t++) {
+            uint8_t s;
+            DECW(&W, g, t, s);
+            int16_t c;
+            if (s == ESC) {
+                c = (int16_t)(ne < eend ? esc[ne] : 0);
+                ne++;
+            } else {
+                c = (int16_t)(med(P, H + i, H + j) + s - RMAX);
+            }
+            ROW(P, H + i)[H + j] = c;
+        }
+        if (W.q > qend) goto done;
+    }
+    fill_halo(P, p.hs[K], p.ws[K]);
+    for (int k = K - 1; k >= 0; k--) {
+        if (decode_level16(&p, k, &b, wts, &W, &t, qend, T, esc, &ne, eend)) goto done;
+        if (k > 0) interleave_level(&p, k);
+    }
+    output_rows(&p, &b, out, h, w, d);
+    ok = W.q == qend;
+done:
+    *ne_out = ne;
+    free(p.mem);
+    free(b.mem);
+    free(pcb);
+    free(syb);
+    return ok;
+}
+
+/* format 5 encoder: symbols in decoding order, contexts as for `rans_encode` (the lane
+ * bits ignored); writes the stream to out[0:len] and returns len, -1 if cap is too small */
+MULTI static int64_t rans_encode16(const uint8_t *syms, const uint16_t *ctxs, int64_t n,
+                                   const uint32_t *fc, uint16_t *out, int64_t cap)
+{
+    uint32_t xs[WL];
+    int64_t pos = cap; /* words written backwards from the end */
+    for (int l = 0; l < WL; l++) xs[l] = RANS_L;
+    for (int64_t t = n - 1; t >= 0; t--) {
+        uint32_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        uint32_t e = fc[g * N_SYM + syms[t]];
+        uint32_t f = e >> 16, x = xs[t & (WL - 1)];
+        if ((uint64_t)x >= ((uint64_t)f << (32 - TAB_BITS))) {
+            if (pos <= 2 * WL) return -1;
+            out[--pos] = (uint16_t)(x & 0xFFFF);
+            x >>= 16;
+        }
+        uint32_t q = x / f, r = x - q * f;
+        xs[t & (WL - 1)] = (q << TAB_BITS) + r + (e & 0xFFFF);
+    }
+    for (int l = WL - 1; l >= 0; l--) {
+        out[--pos] = (uint16_t)(xs[l] & 0xFFFF);
+        out[--pos] = (uint16_t)(xs[l] >> 16);
+    }
+    memmove(out, out + pos, (size_t)(cap - pos) * sizeof(uint16_t));
+    return cap - pos;
 }
 
 /* ================================================================== Python glue */
@@ -1458,6 +1725,116 @@ fail:
     return NULL;
 }
 
+/* rans_encode16(syms u8, ctxs u16, freq i64 (nctx, N_SYM), cum i64, out u16) -> words
+ * (format 5: the stream in out[:words]) */
+static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
+{
+    PyObject *o[5];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOOO", &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
+    Py_ssize_t ns, nx, nf, nc, no;
+    const uint8_t *syms = get(&B, o[0], 'u', 1, 0, "syms", &ns);
+    const uint16_t *ctxs = syms ? get(&B, o[1], 'u', 2, 0, "ctxs", &nx) : NULL;
+    const int64_t *freq = ctxs ? get(&B, o[2], 'i', 8, 0, "freq", &nf) : NULL;
+    const int64_t *cum = freq ? get(&B, o[3], 'i', 8, 0, "cum", &nc) : NULL;
+    uint16_t *out = cum ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
+    if (!out) goto fail;
+    NEED(nx == ns && nf == nc && nf % N_SYM == 0, "sizes");
+    int64_t nctx = nf / N_SYM;
+    int bad = 0;
+    for (Py_ssize_t i = 0; i < nf; i++) bad |= freq[i] < 0 || freq[i] > TAB || cum[i] < 0 || cum[i] > TAB;
+    NEED(!bad, "freq and cum must lie in [0, TAB]");
+    uint32_t *fc = (uint32_t *)malloc((size_t)nf * sizeof(uint32_t));
+    if (!fc) {
+        release(&B);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < nf; i++) fc[i] = (uint32_t)(freq[i] << 16 | cum[i]);
+    for (Py_ssize_t t = 0; t < ns && !bad; t++) {
+        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        bad = g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0;
+    }
+    if (bad) {
+        free(fc);
+        release(&B);
+        PyErr_SetString(PyExc_ValueError, "_ckernels: a symbol out of range or of frequency 0");
+        return NULL;
+    }
+    int64_t len;
+    Py_BEGIN_ALLOW_THREADS
+    len = rans_encode16(syms, ctxs, ns, fc, out, no);
+    Py_END_ALLOW_THREADS
+    free(fc);
+    release(&B);
+    if (len < 0) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: rans_encode16: out too small");
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)len);
+fail:
+    release(&B);
+    return NULL;
+}
+
+/* decode_tile16(prep, words u16, start, end, esc i64, ebeg, eend, wts i32, out u16 (h, w),
+ * off f32, gain f32, recon f64, step, c0, dither, seed, index0, max_adu, analytic,
+ * kp f64[4]) -> (ok, ne) */
+static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
+{
+    PyObject *o[9];
+    long long start, end, ebeg, eend, index0;
+    unsigned long long seed;
+    double step, c0, max_adu;
+    int dither, analytic;
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOLLOLLOOOOOddpKLdpO", &o[0], &o[1], &start, &end, &o[2],
+                          &ebeg, &eend, &o[3], &o[4], &o[5], &o[6], &o[7], &step, &c0, &dither,
+                          &seed, &index0, &max_adu, &analytic, &o[8]))
+        return NULL;
+    Py_ssize_t nprep, nwd, nes, nw, noff, ngain, nrec, nk;
+    int64_t h, w;
+    const uint8_t *prep = get(&B, o[0], 'u', 1, 0, "prep", &nprep);
+    const uint16_t *words = prep ? get(&B, o[1], 'u', 2, 0, "words", &nwd) : NULL;
+    const int64_t *esc = words ? get(&B, o[2], 'i', 8, 0, "esc", &nes) : NULL;
+    const int32_t *wts = esc ? get(&B, o[3], 'i', 4, 0, "wts", &nw) : NULL;
+    uint16_t *out = wts ? get(&B, o[4], 'u', 2, 1, "out", NULL) : NULL;
+    if (!out || shape2(&B, &h, &w)) goto fail;
+    const float *off = get(&B, o[5], 'f', 4, 0, "off", &noff);
+    const float *gain = off ? get(&B, o[6], 'f', 4, 0, "gain", &ngain) : NULL;
+    const double *recon = gain ? get(&B, o[7], 'f', 8, 0, "recon", &nrec) : NULL;
+    const double *kp = recon ? get(&B, o[8], 'f', 8, 0, "kp", &nk) : NULL;
+    if (!kp) goto fail;
+    NEED(nk == 4 && noff == h * w && ngain == h * w, "sizes");
+    NEED(nw == N_SETS * N_CLASS * N_W, "model size");
+    const dectables *D = (const dectables *)prep;
+    NEED(nprep >= (Py_ssize_t)sizeof(dectables)
+             && nprep == (Py_ssize_t)(sizeof(dectables) + (size_t)D->ntab * TAB * 4),
+         "prep: not from dec_prepare");
+    /* the stream inside the words, with room for the reads past its end before a row's
+     * check (w words and one 8-word load) */
+    if (!(ebeg >= 0 && eend <= nes && start >= 0 && end >= start && end + w + 2 * WL <= nwd)) {
+        release(&B);
+        return Py_BuildValue("(OL)", Py_False, ebeg);
+    }
+#ifdef HAVE_AVX2
+    if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+#endif
+    dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
+                analytic, kp};
+    dectab T = {D, words};
+    int64_t ne;
+    int ok;
+    Py_BEGIN_ALLOW_THREADS
+    ok = decode_tile16(&T, start, end, esc, ebeg, eend, wts, out, h, w, &d, &ne);
+    Py_END_ALLOW_THREADS
+    release(&B);
+    if (ok < 0) return PyErr_NoMemory();
+    return Py_BuildValue("(OL)", ok ? Py_True : Py_False, (long long)ne);
+fail:
+    release(&B);
+    return NULL;
+}
+
 MULTI static double v_min(const uint16_t *x, int64_t n, int64_t hw, const float *off,
                           const float *gain)
 {
@@ -1561,12 +1938,12 @@ fail:
 static PyObject *py_constants(PyObject *self, PyObject *noargs)
 {
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "HALO",
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "HALO",
         HALO, "WB", WB, "N_ACT_CLS", N_ACT_CLS, "N_LVL_CLS", N_LVL_CLS, "FRAC_BITS", FRAC_BITS,
         "N_ACT_CTX", N_ACT_CTX, "N_LEVEL_GROUPS", N_LEVEL_GROUPS, "N_STAGE", N_STAGE,
         "N_WEIGHT_LEVELS", N_WEIGHT_LEVELS, "N_W", N_W, "TOP_ROWS", TOP_ROWS, "LANES", LANES,
         "TAB_BITS", TAB_BITS, "ACT_MAX", ACT_MAX, "LVL_MAX", LVL_MAX, "N_MOM", N_MOM,
-        "LANE_SHIFT", LANE_SHIFT, "RMAX", RMAX, "RANS_L", (int)RANS_L);
+        "LANE_SHIFT", LANE_SHIFT, "RMAX", RMAX, "RANS_L", (int)RANS_L, "WL", WL);
 }
 
 static PyMethodDef methods[] = {
@@ -1576,6 +1953,8 @@ static PyMethodDef methods[] = {
     {"rans_encode", py_rans_encode, METH_VARARGS, "pyramid.rans_encode in C."},
     {"dec_prepare", py_dec_prepare, METH_VARARGS, "The decoder's tables of a stream."},
     {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
+    {"rans_encode16", py_rans_encode16, METH_VARARGS, "pyramid.rans_encode16 in C."},
+    {"decode_tile16", py_decode_tile16, METH_VARARGS, "pyramid.decode_tile16 in C."},
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
     {"v_min", py_v_min, METH_VARARGS, "Smallest (x - off) / gain of a stack."},
@@ -1589,4 +1968,10 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_ckernels",
                                     "The noise codec's hot kernels in C (see ckernels.py).", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__ckernels(void) { return PyModule_Create(&moddef); }
+PyMODINIT_FUNC PyInit__ckernels(void)
+{
+#ifdef HAVE_AVX2
+    perm8_init();
+#endif
+    return PyModule_Create(&moddef);
+}

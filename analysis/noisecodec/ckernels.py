@@ -8,9 +8,10 @@ give the same bytes and pixels (tests/test_noisecodec_ckernels.py); the numba ke
 are the reference and the fallback.
 
 `KERNELS` is a namespace with the functions ``quantise_round``, ``quantise_tile``,
-``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` with
-the numba kernels' signatures (and ``v_min``: the C loop of `stream.frames_v_min`, None
-for numpy; ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
+``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` (formats
+3-4), ``rans_encode16`` and ``decode_tile16`` (format 5, `pyramid5`) with the numba
+kernels' signatures (and ``v_min``: the C loop of `stream.frames_v_min`, None for numpy;
+``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
 ``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
 class tables as ``model_tile`` takes them, once per frame). The C namespace is used when the
 extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
@@ -120,6 +121,23 @@ def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     )  # fmt: skip
 
 
+def _rans_encode16(syms, ctxs, freq, cum, out) -> int:
+    return _C.rans_encode16(syms, ctxs, np.ascontiguousarray(freq, np.int64),
+                            np.ascontiguousarray(cum, np.int64), out)  # fmt: skip
+
+
+def _decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
+    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
+    prep = _prepared(cts, tab)
+    if prep is None:  # inconsistent tables: a corrupted stream
+        return False, int(ebeg)
+    return _C.decode_tile16(
+        prep, words, int(start), int(end), esc, int(ebeg), int(eend), wts, out, off, gain,
+        recon, float(step), float(c0), bool(dither), int(seed), int(index0), float(max_adu),
+        bool(analytic), kp,
+    )  # fmt: skip
+
+
 def _c_namespace() -> SimpleNamespace:
     return SimpleNamespace(
         name="c",
@@ -130,6 +148,8 @@ def _c_namespace() -> SimpleNamespace:
         model_tile=_model_tile,
         rans_encode=_rans_encode,
         decode_tile=_decode_tile,
+        rans_encode16=_rans_encode16,
+        decode_tile16=_decode_tile16,
         v_min=_C.v_min,
         round_min=True,  # quantise_round(..., with_min=True): the knee check in the pass
         model_tables=_split_class_tables,  # cts → what model_tile takes, once per frame
@@ -141,6 +161,7 @@ def numba_namespace() -> SimpleNamespace:
     """The numba kernels (reference and fallback) as a namespace like the C one."""
     from . import fastpath as FP
     from . import kernels as K
+    from . import pyramid5 as P5
 
     return SimpleNamespace(
         name="numba",
@@ -151,6 +172,8 @@ def numba_namespace() -> SimpleNamespace:
         model_tile=PY.model_tile,
         rans_encode=PY.rans_encode,
         decode_tile=PY.decode_tile,
+        rans_encode16=P5.rans_encode16,
+        decode_tile16=P5.decode_tile16,
         v_min=None,  # numpy in `stream.frames_v_min`
         round_min=False,
         model_tables=lambda cts: cts,

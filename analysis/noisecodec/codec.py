@@ -255,4 +255,5 @@ class NoiseCodec:
         """Header of a payload (after checksum verification)."""
         hd = read_header(data)
         hd.pop("_body", None)
+        hd.pop("_version", None)
         return hd

@@ -1,4 +1,4 @@
-"""The self-describing byte stream of the noise codec (format versions 1–4).
+"""The self-describing byte stream of the noise codec (format versions 1–5).
 
 Layout::
 
@@ -22,7 +22,10 @@ planes) and ``contexts`` (logical context → table, uint16); a tile row of the 
 are still written as version 2. Version 4 (either back end) adds the header key ``knee``
 (`transform.knee_params`: the transform continued linearly below the offset, codes
 shifted by ``knee[3]``); it is written only when some value lies below the knee, so
-other streams keep versions 2–3. Tiles are coded independently.
+other streams keep versions 2–3. Version 5 is the ``"pyramid"`` back end with 16 rANS
+states per tile in one word stream (`pyramid5`; with or without ``knee``): a tile row of
+the directory is ``[frame, row0, rows, escapes, words]``; prediction, tables and pixels
+are those of version 3–4, which are still read. Tiles are coded independently.
 """
 
 from __future__ import annotations
@@ -53,10 +56,11 @@ from .transform import (
 )
 
 MAGIC = b"RSNC"
+# 5: "pyramid" with 16 rANS states in one word stream (`pyramid5`; 3-4: 4 streams);
 # 4: header key "knee" (the transform continues linearly below the offset; any back end);
 # 3: the "pyramid" back end; 2: header key "effort"; 1: "best" only
-VERSION = 4
-READ_VERSIONS = (1, 2, 3, 4)
+VERSION = 5
+READ_VERSIONS = (1, 2, 3, 4, 5)
 _PREFIX = struct.Struct("<4sHI")
 # back ends: "pyramid" (default: highest ratio and fastest), then the causal back ends of
 # format 2, kept for reading their files and for comparison
@@ -560,11 +564,10 @@ def _code_pyramid(codes, tiles, params):
     freq = phys[remap]
     cum = PY.cumulative(freq)
 
-    def code(m):
-        out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
-        lens = np.zeros(PY.LANES, np.int64)
-        kx.rans_encode(m[0], m[1], freq, cum, out, lens)
-        return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
+    def code(m):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
+        out = np.empty(m[0].size + 2 * PY.WL + 16, np.uint16)
+        n = kx.rans_encode16(m[0], m[1], freq, cum, out)
+        return out[:n], [n]
 
     coded = _map(code, modelled, params.threads)
     sections = {
@@ -650,7 +653,7 @@ def encode_frames(
     if kp[0] > 0:
         header["knee"] = [float(v) for v in kp]
     hb = json.dumps(header, separators=(",", ":")).encode()
-    version = 4 if kp[0] > 0 else 3 if effort == "pyramid" else 2
+    version = 5 if effort == "pyramid" else 4 if kp[0] > 0 else 2
     body = _PREFIX.pack(MAGIC, version, len(hb)) + hb + b"".join(sections.values())
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
@@ -694,6 +697,7 @@ def read_header(data: bytes | bytearray | memoryview, source: str = "noise codec
     if zlib.crc32(data[: total - 4]) & 0xFFFFFFFF != crc:
         raise InputFileError(f"{source}: checksum mismatch: the compressed data were altered")
     header["_body"] = _PREFIX.size + hlen
+    header["_version"] = version
     return header
 
 
@@ -852,7 +856,10 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     words = np.concatenate([words, np.zeros(w + 64, np.uint16)])
     jobs = []
     wpos = epos = 0
+    wide = hd["_version"] >= 5  # one word stream per tile (`pyramid5`), else LANES
     for f, r0, th, nesc, *lens in hd["tiles"]:
+        if len(lens) != (1 if wide else PY.LANES):
+            raise InputFileError(f"{source}: corrupted noise-codec tile directory")
         starts = wpos + np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
         ends = starts + np.asarray(lens, np.int64)
         jobs.append((f, r0, th, starts, ends, epos, epos + nesc))
@@ -864,8 +871,11 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
 
     def run(job):
         f, r0, th, starts, ends, e0, e1 = job
-        ok, ne = kx.decode_tile(words, starts, ends, esc_all, e0, e1, wts, cts, tab,
-                                out[f, r0 : r0 + th], dq(f, r0, th))  # fmt: skip
+        args = (esc_all, e0, e1, wts, cts, tab, out[f, r0 : r0 + th], dq(f, r0, th))
+        if wide:
+            ok, ne = kx.decode_tile16(words, starts[0], ends[0], *args)
+        else:
+            ok, ne = kx.decode_tile(words, starts, ends, *args)
         if not ok or ne != e1:
             raise corrupted(f, r0)
 

@@ -23,6 +23,7 @@ from . import ckernels as CK
 from . import fastpath as FP
 from . import kernels as K
 from . import pyramid as PY
+from . import pyramid5 as P5
 from .maps import CodecMaps
 from .stream import StreamParams, decode_frames, encode_frames
 
@@ -43,13 +44,13 @@ def kernels(params: StreamParams, encode: bool = True, decode: bool = True) -> l
         return out
     if encode:
         out += {
-            "pyramid": [PY.n_levels, PY.train_tile, PY.model_tile, PY.rans_encode],
+            "pyramid": [PY.n_levels, PY.train_tile, PY.model_tile, P5.rans_encode16],
             "best": [K.train_tile, K.model_tile, K.rans_encode],
             "fast": [FP.train_tile, FP.model_tile, K.rans_encode],
         }[params.effort]
     if decode:
         out += {
-            "pyramid": [PY.decode_tile],
+            "pyramid": [P5.decode_tile16],  # streams written today: format 5
             "best": [FP.decode_lanes_best, K.dequantise_tile],
             "fast": [FP.decode_lanes, K.dequantise_tile],
         }[params.effort]
