@@ -1099,6 +1099,57 @@ static void perm8_init(void)
     }
 }
 
+#define AVX2_INLINE __attribute__((target("avx2,popcnt"), always_inline)) static inline
+
+/* one step of the 16 states over row positions j..j+15; masked: only positions in [0, n)
+ * change state, read words or count (the first and last steps of a row) */
+AVX2_INLINE void rans_step16(int64_t j, int64_t n, int masked, const int32_t *pc, uint8_t *sym,
+                             __m256i *XA, __m256i *XB, const uint16_t **qp, const int *tab,
+                             const int *rms)
+{
+    const __m256i m10 = _mm256_set1_epi32(TAB - 1), m63 = _mm256_set1_epi32(63),
+                  zero = _mm256_setzero_si256();
+    __m256i ga = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j)), 4);
+    __m256i gb = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j + 8)), 4);
+    __m256i ea = _mm256_i32gather_epi32(tab, _mm256_add_epi32(ga, _mm256_and_si256(*XA, m10)), 4);
+    __m256i eb = _mm256_i32gather_epi32(tab, _mm256_add_epi32(gb, _mm256_and_si256(*XB, m10)), 4);
+    __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(*XA, TAB_BITS)),
+                                  _mm256_and_si256(ea, m10));
+    __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(*XB, TAB_BITS)),
+                                  _mm256_and_si256(eb, m10));
+    __m256i na = _mm256_cmpeq_epi32(_mm256_srli_epi32(va, 16), zero);
+    __m256i nb = _mm256_cmpeq_epi32(_mm256_srli_epi32(vb, 16), zero);
+    if (masked) {
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), none = _mm256_set1_epi32(-1),
+                      nn = _mm256_set1_epi32((int)n);
+        __m256i pa = _mm256_add_epi32(_mm256_set1_epi32((int)j), iota);
+        __m256i pb = _mm256_add_epi32(pa, _mm256_set1_epi32(8));
+        __m256i aa = _mm256_and_si256(_mm256_cmpgt_epi32(pa, none), _mm256_cmpgt_epi32(nn, pa));
+        __m256i ab = _mm256_and_si256(_mm256_cmpgt_epi32(pb, none), _mm256_cmpgt_epi32(nn, pb));
+        va = _mm256_blendv_epi8(*XA, va, aa);
+        vb = _mm256_blendv_epi8(*XB, vb, ab);
+        na = _mm256_and_si256(na, aa);
+        nb = _mm256_and_si256(nb, ab);
+    }
+    int ma = _mm256_movemask_ps(_mm256_castsi256_ps(na));
+    int mb = _mm256_movemask_ps(_mm256_castsi256_ps(nb));
+    const uint16_t *q = *qp;
+    __m256i wa = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q));
+    wa = _mm256_permutevar8x32_epi32(wa, _mm256_loadu_si256((const __m256i *)perm8[ma]));
+    q += _mm_popcnt_u32((unsigned)ma);
+    __m256i wb = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q));
+    wb = _mm256_permutevar8x32_epi32(wb, _mm256_loadu_si256((const __m256i *)perm8[mb]));
+    q += _mm_popcnt_u32((unsigned)mb);
+    *qp = q;
+    *XA = _mm256_blendv_epi8(va, _mm256_or_si256(_mm256_slli_epi32(va, 16), wa), na);
+    *XB = _mm256_blendv_epi8(vb, _mm256_or_si256(_mm256_slli_epi32(vb, 16), wb), nb);
+    __m256i sa = _mm256_and_si256(_mm256_srli_epi32(ea, TAB_BITS), m63);
+    __m256i sb = _mm256_and_si256(_mm256_srli_epi32(eb, TAB_BITS), m63);
+    __m256i s16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sa, sb), 0xD8);
+    __m128i s8 = _mm_packus_epi16(_mm256_castsi256_si128(s16), _mm256_extracti128_si256(s16, 1));
+    _mm_storeu_si128((__m128i *)(sym + j), s8);
+}
+
 /* the symbols of row positions 0..n-1 (symbol index t0 + j), 16 states at a time: rows
  * start anywhere in the state cycle, so the first and last steps are masked; pc and sym
  * are readable and writable from -WL to n + WL (pc: valid contexts there) */
@@ -1108,45 +1159,16 @@ __attribute__((target("avx2,popcnt"))) static void rans_row_avx2(int64_t n, int6
                                                                 const uint16_t *words)
 {
     const int *tab = (const int *)D->tab, *rms = (const int *)D->rms;
-    const __m256i m10 = _mm256_set1_epi32(TAB - 1), m63 = _mm256_set1_epi32(63),
-                  zero = _mm256_setzero_si256(), iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                  eight = _mm256_set1_epi32(8), nn = _mm256_set1_epi32((int)n),
-                  none = _mm256_set1_epi32(-1);
     __m256i XA = _mm256_loadu_si256((const __m256i *)W->x);
     __m256i XB = _mm256_loadu_si256((const __m256i *)(W->x + 8));
     const uint16_t *q = words + W->q;
-    for (int64_t j = -(t0 & (WL - 1)); j < n; j += WL) {
-        __m256i pa = _mm256_add_epi32(_mm256_set1_epi32((int)j), iota), pb = _mm256_add_epi32(pa, eight);
-        __m256i aa = _mm256_and_si256(_mm256_cmpgt_epi32(pa, none), _mm256_cmpgt_epi32(nn, pa));
-        __m256i ab = _mm256_and_si256(_mm256_cmpgt_epi32(pb, none), _mm256_cmpgt_epi32(nn, pb));
-        __m256i ga = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j)), 4);
-        __m256i gb = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j + 8)), 4);
-        __m256i ea = _mm256_i32gather_epi32(tab, _mm256_add_epi32(ga, _mm256_and_si256(XA, m10)), 4);
-        __m256i eb = _mm256_i32gather_epi32(tab, _mm256_add_epi32(gb, _mm256_and_si256(XB, m10)), 4);
-        __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(XA, TAB_BITS)),
-                                      _mm256_and_si256(ea, m10));
-        __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(XB, TAB_BITS)),
-                                      _mm256_and_si256(eb, m10));
-        va = _mm256_blendv_epi8(XA, va, aa);
-        vb = _mm256_blendv_epi8(XB, vb, ab);
-        __m256i na = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_srli_epi32(va, 16), zero), aa);
-        __m256i nb = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_srli_epi32(vb, 16), zero), ab);
-        int ma = _mm256_movemask_ps(_mm256_castsi256_ps(na));
-        int mb = _mm256_movemask_ps(_mm256_castsi256_ps(nb));
-        __m256i wa = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q));
-        wa = _mm256_permutevar8x32_epi32(wa, _mm256_loadu_si256((const __m256i *)perm8[ma]));
-        q += _mm_popcnt_u32((unsigned)ma);
-        __m256i wb = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)q));
-        wb = _mm256_permutevar8x32_epi32(wb, _mm256_loadu_si256((const __m256i *)perm8[mb]));
-        q += _mm_popcnt_u32((unsigned)mb);
-        XA = _mm256_blendv_epi8(va, _mm256_or_si256(_mm256_slli_epi32(va, 16), wa), na);
-        XB = _mm256_blendv_epi8(vb, _mm256_or_si256(_mm256_slli_epi32(vb, 16), wb), nb);
-        __m256i sa = _mm256_and_si256(_mm256_srli_epi32(ea, TAB_BITS), m63);
-        __m256i sb = _mm256_and_si256(_mm256_srli_epi32(eb, TAB_BITS), m63);
-        __m256i s16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(sa, sb), 0xD8);
-        __m128i s8 = _mm_packus_epi16(_mm256_castsi256_si128(s16), _mm256_extracti128_si256(s16, 1));
-        _mm_storeu_si128((__m128i *)(sym + j), s8);
+    int64_t j = -(t0 & (WL - 1));
+    if (j < 0 || j + WL > n) { /* a first step that starts before the row or ends after it */
+        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+        j += WL;
     }
+    for (; j + WL <= n; j += WL) rans_step16(j, n, 0, pc, sym, &XA, &XB, &q, tab, rms);
+    if (j < n) rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
     _mm256_storeu_si256((__m256i *)W->x, XA);
     _mm256_storeu_si256((__m256i *)(W->x + 8), XB);
     W->q = (uint64_t)(q - words);
