@@ -79,3 +79,16 @@ def test_todays_stream_decodes_to_the_legacy_pixels(name):
     for ns in NAMESPACES:
         out = _decode(data, ns)
         assert hashlib.sha256(out.tobytes()).hexdigest() == EXPECTED[name][1], ns.name
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_legacy_format_still_written_byte_for_byte(name, monkeypatch):
+    """`stream.PYRAMID_FORMAT = 4` writes the fixtures again, byte for byte (the
+    comparison baseline of the benchmarks)."""
+    from rawsigma.analysis.noisecodec import stream
+
+    monkeypatch.setattr(stream, "PYRAMID_FORMAT", 4)
+    codec, inputs = _inputs()
+    x, kw = inputs[name]
+    data = encode_frames(x, codec.maps, replace(codec.params, **kw), embed_maps=True)
+    assert data == (LEGACY / f"{name}.rsnc").read_bytes()

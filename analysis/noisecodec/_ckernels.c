@@ -1060,6 +1060,7 @@ done:
  * steps WL consecutive symbols at once (two AVX2 vectors of 8 states) and the chains of
  * its 16 states overlap. */
 #define WL 16
+#define CHUNK 256 /* pixels of a row decoded at a time */
 
 typedef struct {
     uint32_t x[WL];
@@ -1219,19 +1220,24 @@ HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *
         uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
         const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
         for (int64_t i = 0; i < n_r; i++) {
-            features(kind, i, n_c, E, O, Q, b);
-            int16_t *trow = ROW(Tp, i + H) + H;
-            int64_t n_esc = decode_row16(n_c, *t, wt, m0 + kind, g0, b, W, T, trow);
-            *t += n_c;
-            if (W->q > qend) return 1;
-            if (n_esc) {
-                for (int64_t j = 0; j < n_c; j++) {
-                    if (b->sym[j] == ESC) {
-                        trow[j] = (int16_t)(*ne < eend ? esc[*ne] : 0);
-                        *ne += 1;
+            /* in chunks of CHUNK pixels: the row buffers stay in L1 */
+            for (int64_t j0 = 0; j0 < n_c; j0 += CHUNK) {
+                int64_t n = imin(CHUNK, n_c - j0);
+                plane Ej = {E.d + j0, E.R, E.C}, Oj = {O.d + j0, O.R, O.C}, Qj = {Q.d + j0, Q.R, Q.C};
+                features(kind, i, n, Ej, Oj, Qj, b);
+                int16_t *trow = ROW(Tp, i + H) + H + j0;
+                int64_t n_esc = decode_row16(n, *t, wt, m0 + kind, g0, b, W, T, trow);
+                *t += n;
+                if (n_esc) {
+                    for (int64_t j = 0; j < n; j++) {
+                        if (b->sym[j] == ESC) {
+                            trow[j] = (int16_t)(*ne < eend ? esc[*ne] : 0);
+                            *ne += 1;
+                        }
                     }
                 }
             }
+            if (W->q > qend) return 1;
         }
         fill_halo(Tp, n_r, n_c);
     }

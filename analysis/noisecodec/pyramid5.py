@@ -154,8 +154,6 @@ def decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
                     t += 1
                     sym[j] = s
                     base[j] = b
-                if q > qe:
-                    return False, ne
                 a = i + H
                 for j in range(n_c):
                     s = np.int64(sym[j])
@@ -164,6 +162,8 @@ def decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
                         ne += 1
                     else:
                         T[a, j + H] = base[j] + s - RMAX
+                if q > qe:  # checked after the row's escapes (as the C kernel)
+                    return False, ne
             _fill_halo(T, n_r, n_c)
         hk, wk = hs[k], ws[k]
         if k > 0:

@@ -61,6 +61,9 @@ MAGIC = b"RSNC"
 # 3: the "pyramid" back end; 2: header key "effort"; 1: "best" only
 VERSION = 5
 READ_VERSIONS = (1, 2, 3, 4, 5)
+# the format the "pyramid" back end writes: 5; 4 writes formats 3-4 (4 word streams per
+# tile, as rawsigma before format 5: for comparisons and tests)
+PYRAMID_FORMAT = 5
 _PREFIX = struct.Struct("<4sHI")
 # back ends: "pyramid" (default: highest ratio and fastest), then the causal back ends of
 # format 2, kept for reading their files and for comparison
@@ -565,6 +568,11 @@ def _code_pyramid(codes, tiles, params):
     cum = PY.cumulative(freq)
 
     def code(m):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
+        if PYRAMID_FORMAT < 5:  # formats 3-4: `PY.LANES` streams
+            out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
+            lens = np.zeros(PY.LANES, np.int64)
+            kx.rans_encode(m[0], m[1], freq, cum, out, lens)
+            return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
         out = np.empty(m[0].size + 2 * PY.WL + 16, np.uint16)
         n = kx.rans_encode16(m[0], m[1], freq, cum, out)
         return out[:n], [n]
@@ -653,7 +661,10 @@ def encode_frames(
     if kp[0] > 0:
         header["knee"] = [float(v) for v in kp]
     hb = json.dumps(header, separators=(",", ":")).encode()
-    version = 5 if effort == "pyramid" else 4 if kp[0] > 0 else 2
+    if effort == "pyramid" and PYRAMID_FORMAT >= 5:
+        version = 5
+    else:
+        version = 4 if kp[0] > 0 else 3 if effort == "pyramid" else 2
     body = _PREFIX.pack(MAGIC, version, len(hb)) + hb + b"".join(sections.values())
     return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
 
