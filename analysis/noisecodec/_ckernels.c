@@ -744,6 +744,8 @@ typedef struct {
     int32_t nl;
     int32_t ls[N_LVL_STEPS];
     uint32_t dl[N_LVL_STEPS];
+    int32_t lsv[N_LVL_STEPS][8]; /* ls[i] - 1 and dl[i], broadcast (AVX2 operands) */
+    uint32_t dlv[N_LVL_STEPS][8];
 } predform;
 
 typedef struct {
@@ -776,6 +778,10 @@ static void pred_form(const classtab *t, int m, predform *f)
         }
         f->ls[f->nl] = l;
         f->dl[f->nl] = t->cl[m][l] - t->cl[m][l - 1]; /* modulo 2**32: exact sums */
+        for (int k = 0; k < 8; k++) {
+            f->lsv[f->nl][k] = l - 1;
+            f->dlv[f->nl][k] = f->dl[f->nl];
+        }
         f->nl++;
     }
 }
@@ -811,61 +817,130 @@ HOT void predict_tail(int64_t j0, int64_t n, const int32_t *wt, const uint32_t *
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define HAVE_AVX2 1
-/* the prediction of a row, 8 pixels at a time: classes from the prediction form (no
- * gathers), the class's 4 weights loaded as one 128-bit vector per pixel and transposed;
- * the same integer operations as `predict_tail` (wrapping 32-bit products and sums) */
-__attribute__((target("avx2"))) static int64_t predict_avx2(int64_t n, const int32_t *wt,
-                                                           const predform *f, uint32_t g0,
-                                                           rowbufs *b)
+#define AVX2_INLINE __attribute__((target("avx2,popcnt"), always_inline)) static inline
+
+/* the prediction of 8 pixels (j..j+7) from their ring sums, activity (clipped to 31) and
+ * level: classes from the prediction form (no gathers), the class's 4 weights loaded as
+ * one 128-bit vector per pixel and transposed; the same integer operations as
+ * `predict_tail` (wrapping 32-bit products and sums) */
+AVX2_INLINE void predict8(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i act, __m256i lvl,
+                          const int32_t *wt, const predform *f, uint32_t g0, rowbufs *b)
 {
-    const __m256i CA0 = _mm256_loadu_si256((const __m256i *)f->ca),
-                  CA1 = _mm256_loadu_si256((const __m256i *)(f->ca + 8)),
-                  CA2 = _mm256_loadu_si256((const __m256i *)(f->ca + 16)),
-                  CA3 = _mm256_loadu_si256((const __m256i *)(f->ca + 24));
-    const __m256i c31 = _mm256_set1_epi32(31), c7 = _mm256_set1_epi32(7),
-                  c15 = _mm256_set1_epi32(15), c23 = _mm256_set1_epi32(23),
-                  cff = _mm256_set1_epi32(0xFF), cl0 = _mm256_set1_epi32((int)f->cl0),
-                  g = _mm256_set1_epi32((int)g0);
-    __m256i ls[N_LVL_STEPS], dl[N_LVL_STEPS];
-    const int nl = f->nl;
-    for (int i = 0; i < nl; i++) {
-        ls[i] = _mm256_set1_epi32(f->ls[i] - 1);
-        dl[i] = _mm256_set1_epi32((int)f->dl[i]);
+    const __m256i c7 = _mm256_set1_epi32(7), cff = _mm256_set1_epi32(0xFF);
+    __m256i v = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)f->ca), act);
+    v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(f->ca + 8)), act),
+                           _mm256_cmpgt_epi32(act, c7));
+    v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(f->ca + 16)), act),
+                           _mm256_cmpgt_epi32(act, _mm256_set1_epi32(15)));
+    v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(f->ca + 24)), act),
+                           _mm256_cmpgt_epi32(act, _mm256_set1_epi32(23)));
+    __m256i cl = _mm256_set1_epi32((int)f->cl0);
+    for (int i = 0; i < f->nl; i++)
+        cl = _mm256_add_epi32(cl, _mm256_and_si256(
+            _mm256_cmpgt_epi32(lvl, _mm256_loadu_si256((const __m256i *)f->lsv[i])),
+            _mm256_loadu_si256((const __m256i *)f->dlv[i])));
+    v = _mm256_add_epi32(v, cl);
+    __m256i cv = _mm256_and_si256(v, cff);
+    __m128i c03 = _mm256_castsi256_si128(cv), c47 = _mm256_extracti128_si256(cv, 1);
+    uint64_t i01 = (uint64_t)_mm_cvtsi128_si64(c03), i23 = (uint64_t)_mm_extract_epi64(c03, 1);
+    uint64_t i45 = (uint64_t)_mm_cvtsi128_si64(c47), i67 = (uint64_t)_mm_extract_epi64(c47, 1);
+#define W4(i) _mm_loadu_si128((const __m128i *)(wt + (i)))
+    __m256i A = _mm256_inserti128_si256(_mm256_castsi128_si256(W4((uint32_t)i01)), W4((uint32_t)i45), 1);
+    __m256i B = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(i01 >> 32)), W4(i45 >> 32), 1);
+    __m256i C = _mm256_inserti128_si256(_mm256_castsi128_si256(W4((uint32_t)i23)), W4((uint32_t)i67), 1);
+    __m256i D = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(i23 >> 32)), W4(i67 >> 32), 1);
+#undef W4
+    __m256i t0 = _mm256_unpacklo_epi32(A, B), t1 = _mm256_unpackhi_epi32(A, B);
+    __m256i t2 = _mm256_unpacklo_epi32(C, D), t3 = _mm256_unpackhi_epi32(C, D);
+    __m256i w0 = _mm256_unpacklo_epi64(t0, t2), w1 = _mm256_unpackhi_epi64(t0, t2);
+    __m256i w2 = _mm256_unpacklo_epi64(t1, t3), w3 = _mm256_unpackhi_epi64(t1, t3);
+    __m256i p = _mm256_add_epi32(_mm256_add_epi32(w3, _mm256_mullo_epi32(w0, r1)), _mm256_mullo_epi32(w1, r2));
+    p = _mm256_add_epi32(p, _mm256_mullo_epi32(w2, r3));
+    _mm256_storeu_si256((__m256i *)(b->base + j), _mm256_srai_epi32(p, WB));
+    __m256i fr = _mm256_and_si256(_mm256_srai_epi32(p, WB - FRAC_BITS), c7);
+    __m256i cx = _mm256_add_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)g0), _mm256_srli_epi32(v, 8)),
+                                  _mm256_mullo_epi32(fr, _mm256_set1_epi32(N_ACT_CTX)));
+    _mm256_storeu_si256((__m256i *)(b->ctx + j), cx);
+}
+
+/* features and prediction of row i of stage `kind` fused, 8 pixels at a time (the
+ * operations of `features` and `act_lvl`, in registers); returns the pixels done */
+AVX2_INLINE int64_t fused_kind(int kind, int64_t i, int64_t n, plane E, plane O, plane Q,
+                               const int32_t *wt, const predform *f, uint32_t g0, rowbufs *b)
+{
+    const int64_t a = i + HALO;
+    const __m256i c31 = _mm256_set1_epi32(31), c255 = _mm256_set1_epi32(LVL_MAX),
+                  zero = _mm256_setzero_si256();
+    const int16_t *r[8];
+    if (kind == 0) {
+        r[0] = ROW(E, a - 1), r[1] = ROW(E, a), r[2] = ROW(E, a + 1), r[3] = ROW(E, a + 2);
+    } else if (kind == 1) {
+        r[0] = ROW(E, a - 1), r[1] = ROW(E, a), r[2] = ROW(E, a + 1);
+        r[3] = ROW(O, a - 2), r[4] = ROW(O, a - 1), r[5] = ROW(O, a), r[6] = ROW(O, a + 1);
+    } else {
+        r[0] = ROW(E, a), r[1] = ROW(E, a + 1);
+        r[2] = ROW(O, a - 1), r[3] = ROW(O, a), r[4] = ROW(O, a + 1);
+        r[5] = ROW(Q, a), r[6] = ROW(Q, a + 1);
     }
+#define L(k, o) _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(r[k] + j + (o))))
+#define ADD(x, y) _mm256_add_epi32(x, y)
     int64_t j = 0;
-    int32_t cb[8];
+    for (; j + 8 <= n; j += 8) {
+        __m256i p0, p1, p2, p3, r2, r3;
+        if (kind == 0) { /* u0..u3 = r[0..3] */
+            p0 = L(1, 2), p1 = L(1, 3), p2 = L(2, 2), p3 = L(2, 3);
+            r2 = ADD(ADD(ADD(L(1, 1), L(1, 4)), ADD(L(2, 1), L(2, 4))),
+                     ADD(ADD(L(0, 2), L(0, 3)), ADD(L(3, 2), L(3, 3))));
+            r3 = ADD(ADD(L(0, 1), L(0, 4)), ADD(L(3, 1), L(3, 4)));
+        } else if (kind == 1) { /* e0..e2 = r[0..2], o0..o3 = r[3..6] */
+            p0 = L(1, 2), p1 = L(1, 3), p2 = L(4, 2), p3 = L(5, 2);
+            r2 = ADD(ADD(ADD(L(4, 1), L(4, 3)), ADD(L(5, 1), L(5, 3))),
+                     ADD(ADD(L(0, 2), L(0, 3)), ADD(L(2, 2), L(2, 3))));
+            r3 = ADD(ADD(L(1, 1), L(1, 4)), ADD(L(3, 2), L(6, 2)));
+        } else { /* e1, e2 = r[0..1], o0..o2 = r[2..4], q1, q2 = r[5..6] */
+            p0 = L(3, 1), p1 = L(3, 2), p2 = L(0, 2), p3 = L(1, 2);
+            r2 = ADD(ADD(L(5, 1), L(5, 2)), ADD(L(6, 1), L(6, 2)));
+            r3 = ADD(ADD(ADD(L(0, 1), L(0, 3)), ADD(L(1, 1), L(1, 3))),
+                     ADD(ADD(L(2, 1), L(2, 2)), ADD(L(4, 1), L(4, 2))));
+        }
+        __m256i r1 = ADD(ADD(p0, p1), ADD(p2, p3));
+        __m256i hi = _mm256_max_epi32(_mm256_max_epi32(p0, p1), _mm256_max_epi32(p2, p3));
+        __m256i lo = _mm256_min_epi32(_mm256_min_epi32(p0, p1), _mm256_min_epi32(p2, p3));
+        /* min(min(hi - lo, ACT_MAX), 31) = min(hi - lo, 31): the prediction form's index */
+        __m256i act = _mm256_min_epi32(_mm256_sub_epi32(hi, lo), c31);
+        __m256i lvl = _mm256_max_epi32(_mm256_min_epi32(_mm256_srai_epi32(r1, 2), c255), zero);
+        predict8(j, r1, r2, r3, act, lvl, wt, f, g0, b);
+    }
+#undef L
+#undef ADD
+    return j;
+}
+
+/* `fused_kind` for a kind known at run time (one inlined copy per kind) */
+__attribute__((target("avx2,popcnt"))) static int64_t predict_fused(int kind, int64_t i, int64_t n,
+                                                                   plane E, plane O, plane Q,
+                                                                   const int32_t *wt,
+                                                                   const predform *f, uint32_t g0,
+                                                                   rowbufs *b)
+{
+    if (kind == 0) return fused_kind(0, i, n, E, O, Q, wt, f, g0, b);
+    if (kind == 1) return fused_kind(1, i, n, E, O, Q, wt, f, g0, b);
+    return fused_kind(2, i, n, E, O, Q, wt, f, g0, b);
+}
+
+/* the prediction of a row from the row buffers (`features` done), 8 pixels at a time */
+__attribute__((target("avx2,popcnt"))) static int64_t predict_avx2(int64_t n, const int32_t *wt,
+                                                                  const predform *f, uint32_t g0,
+                                                                  rowbufs *b)
+{
+    int64_t j = 0;
     for (; j + 8 <= n; j += 8) {
         __m256i al = _mm256_loadu_si256((const __m256i *)(b->al + j));
-        __m256i act = _mm256_min_epi32(_mm256_srai_epi32(al, 8), c31);
-        __m256i lvl = _mm256_and_si256(al, cff);
-        __m256i v = _mm256_permutevar8x32_epi32(CA0, act);
-        v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(CA1, act), _mm256_cmpgt_epi32(act, c7));
-        v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(CA2, act), _mm256_cmpgt_epi32(act, c15));
-        v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(CA3, act), _mm256_cmpgt_epi32(act, c23));
-        __m256i cl = cl0;
-        for (int i = 0; i < nl; i++)
-            cl = _mm256_add_epi32(cl, _mm256_and_si256(_mm256_cmpgt_epi32(lvl, ls[i]), dl[i]));
-        v = _mm256_add_epi32(v, cl);
-        _mm256_storeu_si256((__m256i *)cb, _mm256_and_si256(v, cff));
-#define W4(k) _mm_loadu_si128((const __m128i *)(wt + cb[k]))
-        __m256i A = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(0)), W4(4), 1);
-        __m256i B = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(1)), W4(5), 1);
-        __m256i C = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(2)), W4(6), 1);
-        __m256i D = _mm256_inserti128_si256(_mm256_castsi128_si256(W4(3)), W4(7), 1);
-#undef W4
-        __m256i t0 = _mm256_unpacklo_epi32(A, B), t1 = _mm256_unpackhi_epi32(A, B);
-        __m256i t2 = _mm256_unpacklo_epi32(C, D), t3 = _mm256_unpackhi_epi32(C, D);
-        __m256i w0 = _mm256_unpacklo_epi64(t0, t2), w1 = _mm256_unpackhi_epi64(t0, t2);
-        __m256i w2 = _mm256_unpacklo_epi64(t1, t3), w3 = _mm256_unpackhi_epi64(t1, t3);
-        __m256i p = _mm256_add_epi32(
-            _mm256_add_epi32(w3, _mm256_mullo_epi32(w0, _mm256_loadu_si256((const __m256i *)(b->r1 + j)))),
-            _mm256_mullo_epi32(w1, _mm256_loadu_si256((const __m256i *)(b->r2 + j))));
-        p = _mm256_add_epi32(p, _mm256_mullo_epi32(w2, _mm256_loadu_si256((const __m256i *)(b->r3 + j))));
-        _mm256_storeu_si256((__m256i *)(b->base + j), _mm256_srai_epi32(p, WB));
-        __m256i fr = _mm256_and_si256(_mm256_srai_epi32(p, WB - FRAC_BITS), c7);
-        __m256i cx = _mm256_add_epi32(_mm256_add_epi32(g, _mm256_srli_epi32(v, 8)),
-                                      _mm256_mullo_epi32(fr, _mm256_set1_epi32(N_ACT_CTX)));
-        _mm256_storeu_si256((__m256i *)(b->ctx + j), cx);
+        __m256i act = _mm256_min_epi32(_mm256_srai_epi32(al, 8), _mm256_set1_epi32(31));
+        __m256i lvl = _mm256_and_si256(al, _mm256_set1_epi32(0xFF));
+        predict8(j, _mm256_loadu_si256((const __m256i *)(b->r1 + j)),
+                 _mm256_loadu_si256((const __m256i *)(b->r2 + j)),
+                 _mm256_loadu_si256((const __m256i *)(b->r3 + j)), act, lvl, wt, f, g0, b);
     }
     return j;
 }
@@ -991,6 +1066,60 @@ HOT void output_rows(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w
     }
 }
 
+#ifdef HAVE_AVX2
+/* `output_rows` for the reconstruction table (no dither, not analytic, K > 0): level 0's
+ * planes interleaved and dequantised 8 pixels at a time with the operations of `adu`
+ * (double, no contraction); blocks with a code beyond the table take `dequantise_row` */
+__attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs *b, uint16_t *out,
+                                                            int64_t h, int64_t w,
+                                                            const dqargs *d)
+{
+    const int64_t H = HALO;
+    const double *recon = d->recon;
+    const __m256i zero = _mm256_setzero_si256(),
+                  nrec = _mm256_set1_epi32((int32_t)imin(d->nrec, INT32_MAX));
+    const __m256d half = _mm256_set1_pd(0.5), dz = _mm256_setzero_pd(),
+                  top = _mm256_set1_pd(d->max_adu);
+    for (int64_t y = 0; y < h; y++) {
+        plane A = (y & 1) ? p->st[2] : p->lv[1], Bp = (y & 1) ? p->st[0] : p->st[1];
+        const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
+        const float *off = d->off + y * w, *gain = d->gain + y * w;
+        uint16_t *o = out + y * w;
+        int64_t x = 0;
+        for (; x + 8 <= w; x += 8) {
+            __m128i ev = _mm_loadl_epi64((const __m128i *)(ar + x / 2));
+            __m128i od = _mm_loadl_epi64((const __m128i *)(br + x / 2));
+            __m256i k = _mm256_max_epi32(_mm256_cvtepi16_epi32(_mm_unpacklo_epi16(ev, od)), zero);
+            if (!_mm256_testz_si256(_mm256_cmpgt_epi32(k, _mm256_sub_epi32(nrec, _mm256_set1_epi32(1))),
+                                    _mm256_set1_epi32(-1))) {
+                int32_t kb[8];
+                _mm256_storeu_si256((__m256i *)kb, k);
+                dequantise_row(kb, off + x, gain + x, o + x, 8, d, d->index0 + y * w + x);
+                continue;
+            }
+            __m256d e0 = _mm256_i32gather_pd(recon, _mm256_castsi256_si128(k), 8);
+            __m256d e1 = _mm256_i32gather_pd(recon, _mm256_extracti128_si256(k, 1), 8);
+            __m256 of = _mm256_loadu_ps(off + x), gf = _mm256_loadu_ps(gain + x);
+            __m256d v0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(gf)), e0);
+            __m256d v1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1)), e1);
+            v0 = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(of)), v0);
+            v1 = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(of, 1)), v1);
+            v0 = _mm256_floor_pd(_mm256_add_pd(v0, half));
+            v1 = _mm256_floor_pd(_mm256_add_pd(v1, half));
+            v0 = _mm256_min_pd(_mm256_max_pd(v0, dz), top); /* v > 0 ? v : 0, v < top ? v : top */
+            v1 = _mm256_min_pd(_mm256_max_pd(v1, dz), top);
+            __m128i u = _mm_packus_epi32(_mm256_cvttpd_epi32(v0), _mm256_cvttpd_epi32(v1));
+            _mm_storeu_si128((__m128i *)(o + x), u);
+        }
+        if (x < w) {
+            int32_t *kb = b->kbuf;
+            for (int64_t j = x; j < w; j++) kb[j - x] = (j & 1) ? br[j >> 1] : ar[j >> 1];
+            dequantise_row(kb, off + x, gain + x, o + x, w - x, d, d->index0 + y * w + x);
+        }
+    }
+}
+#endif
+
 /* decode one tile into out (h, w); returns 1 if every lane ended at its end, 0 if not,
  * -1 when out of memory; *ne_out: the escape position reached */
 MULTI static int decode_tile(const dectab *T, const int64_t *starts, const int64_t *ends,
@@ -1100,8 +1229,6 @@ static void perm8_init(void)
     }
 }
 
-#define AVX2_INLINE __attribute__((target("avx2,popcnt"), always_inline)) static inline
-
 /* one step of the 16 states over row positions j..j+15; masked: only positions in [0, n)
  * change state, read words or count (the first and last steps of a row) */
 AVX2_INLINE void rans_step16(int64_t j, int64_t n, int masked, const int32_t *pc, uint8_t *sym,
@@ -1177,16 +1304,23 @@ __attribute__((target("avx2,popcnt"))) static void rans_row_avx2(int64_t n, int6
 #endif
 
 /* one row of a stage in format 5 (as `decode_row`); t0: the symbol index of its start */
-HOT int64_t decode_row16(int64_t n, int64_t t0, const int32_t *wt, int m, uint32_t g0,
-                         rowbufs *b, wide *W, const dectab *T, int16_t *trow)
+HOT int64_t decode_row16(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, int64_t t0,
+                         const int32_t *wt, int m, uint32_t g0, rowbufs *b, wide *W,
+                         const dectab *T, int16_t *trow)
 {
     const dectables *D = T->D;
     int32_t *restrict base = b->base;
     uint8_t *restrict sym = b->sym;
     int64_t j0 = 0;
 #ifdef HAVE_AVX2
-    if (use_avx2 && D->pf[m].ok) j0 = predict_avx2(n, wt, &D->pf[m], g0, b);
+    if (use_avx2 && D->pf[m].ok) j0 = predict_fused(kind, i, n, E, O, Q, wt, &D->pf[m], g0, b);
 #endif
+    if (j0 < n) { /* features of the pixels left, into the buffers at j0 */
+        rowbufs bt = *b;
+        bt.r1 += j0, bt.r2 += j0, bt.r3 += j0, bt.al += j0;
+        plane Ej = {E.d + j0, E.R, E.C}, Oj = {O.d + j0, O.R, O.C}, Qj = {Q.d + j0, Q.R, Q.C};
+        features(kind, i, n - j0, Ej, Oj, Qj, &bt);
+    }
     predict_tail(j0, n, wt, D->cls.ca[m], D->cls.cl[m], g0, b);
 #ifdef HAVE_AVX2
     if (use_avx2) {
@@ -1224,9 +1358,9 @@ HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *
             for (int64_t j0 = 0; j0 < n_c; j0 += CHUNK) {
                 int64_t n = imin(CHUNK, n_c - j0);
                 plane Ej = {E.d + j0, E.R, E.C}, Oj = {O.d + j0, O.R, O.C}, Qj = {Q.d + j0, Q.R, Q.C};
-                features(kind, i, n, Ej, Oj, Qj, b);
                 int16_t *trow = ROW(Tp, i + H) + H + j0;
-                int64_t n_esc = decode_row16(n, *t, wt, m0 + kind, g0, b, W, T, trow);
+                int64_t n_esc =
+                    decode_row16(kind, i, n, Ej, Oj, Qj, *t, wt, m0 + kind, g0, b, W, T, trow);
                 *t += n;
                 if (n_esc) {
                     for (int64_t j = 0; j < n; j++) {
@@ -1297,7 +1431,12 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
         if (decode_level16(&p, k, &b, wts, &W, &t, qend, T, esc, &ne, eend)) goto done;
         if (k > 0) interleave_level(&p, k);
     }
-    output_rows(&p, &b, out, h, w, d);
+#ifdef HAVE_AVX2
+    if (use_avx2 && K > 0 && !d->dither && !d->analytic)
+        output_rows_avx2(&p, &b, out, h, w, d);
+    else
+#endif
+        output_rows(&p, &b, out, h, w, d);
     ok = W.q == qend;
 done:
     *ne_out = ne;
