@@ -1067,9 +1067,10 @@ HOT void output_rows(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w
 }
 
 #ifdef HAVE_AVX2
-/* `output_rows` for the reconstruction table (no dither, not analytic, K > 0): level 0's
- * planes interleaved and dequantised 8 pixels at a time with the operations of `adu`
- * (double, no contraction); blocks with a code beyond the table take `dequantise_row` */
+/* `output_rows` without dither, for K > 0: level 0's planes interleaved and dequantised 8
+ * pixels at a time with the operations of `adu` (double, no contraction) from the
+ * reconstruction table (blocks with a code beyond it: `dequantise_row`) or, analytic
+ * without a knee, from `e_centre` */
 __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs *b, uint16_t *out,
                                                             int64_t h, int64_t w,
                                                             const dqargs *d)
@@ -1079,7 +1080,10 @@ __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs
     const __m256i zero = _mm256_setzero_si256(),
                   nrec = _mm256_set1_epi32((int32_t)imin(d->nrec, INT32_MAX));
     const __m256d half = _mm256_set1_pd(0.5), dz = _mm256_setzero_pd(),
-                  top = _mm256_set1_pd(d->max_adu);
+                  top = _mm256_set1_pd(d->max_adu), step = _mm256_set1_pd(d->step),
+                  quarter = _mm256_set1_pd(0.25), c0 = _mm256_set1_pd(d->c0),
+                  corr = _mm256_set1_pd(d->step * d->step / 48.0);
+    const int analytic = d->analytic; /* with kp[0] == 0 (the caller checks) */
     for (int64_t y = 0; y < h; y++) {
         plane A = (y & 1) ? p->st[2] : p->lv[1], Bp = (y & 1) ? p->st[0] : p->st[1];
         const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
@@ -1090,15 +1094,27 @@ __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs
             __m128i ev = _mm_loadl_epi64((const __m128i *)(ar + x / 2));
             __m128i od = _mm_loadl_epi64((const __m128i *)(br + x / 2));
             __m256i k = _mm256_max_epi32(_mm256_cvtepi16_epi32(_mm_unpacklo_epi16(ev, od)), zero);
-            if (!_mm256_testz_si256(_mm256_cmpgt_epi32(k, _mm256_sub_epi32(nrec, _mm256_set1_epi32(1))),
-                                    _mm256_set1_epi32(-1))) {
-                int32_t kb[8];
-                _mm256_storeu_si256((__m256i *)kb, k);
-                dequantise_row(kb, off + x, gain + x, o + x, 8, d, d->index0 + y * w + x);
-                continue;
+            __m256i beyond = _mm256_cmpgt_epi32(k, _mm256_sub_epi32(nrec, _mm256_set1_epi32(1)));
+            __m256d e0, e1;
+            if (analytic) { /* `dequantise_row`'s e_centre without a knee, - corr in the table */
+                __m256d t0 = _mm256_mul_pd(step, _mm256_cvtepi32_pd(_mm256_castsi256_si128(k)));
+                __m256d t1 = _mm256_mul_pd(step, _mm256_cvtepi32_pd(_mm256_extracti128_si256(k, 1)));
+                e0 = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(quarter, t0), t0), c0);
+                e1 = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(quarter, t1), t1), c0);
+                __m256i b0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(beyond));
+                __m256i b1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(beyond, 1));
+                e0 = _mm256_blendv_pd(_mm256_sub_pd(e0, corr), e0, _mm256_castsi256_pd(b0));
+                e1 = _mm256_blendv_pd(_mm256_sub_pd(e1, corr), e1, _mm256_castsi256_pd(b1));
+            } else {
+                if (!_mm256_testz_si256(beyond, beyond)) {
+                    int32_t kb[8];
+                    _mm256_storeu_si256((__m256i *)kb, k);
+                    dequantise_row(kb, off + x, gain + x, o + x, 8, d, d->index0 + y * w + x);
+                    continue;
+                }
+                e0 = _mm256_i32gather_pd(recon, _mm256_castsi256_si128(k), 8);
+                e1 = _mm256_i32gather_pd(recon, _mm256_extracti128_si256(k, 1), 8);
             }
-            __m256d e0 = _mm256_i32gather_pd(recon, _mm256_castsi256_si128(k), 8);
-            __m256d e1 = _mm256_i32gather_pd(recon, _mm256_extracti128_si256(k, 1), 8);
             __m256 of = _mm256_loadu_ps(off + x), gf = _mm256_loadu_ps(gain + x);
             __m256d v0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(gf)), e0);
             __m256d v1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1)), e1);
@@ -1432,7 +1448,7 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
         if (k > 0) interleave_level(&p, k);
     }
 #ifdef HAVE_AVX2
-    if (use_avx2 && K > 0 && !d->dither && !d->analytic)
+    if (use_avx2 && K > 0 && !d->dither && (!d->analytic || d->kp[0] == 0.0))
         output_rows_avx2(&p, &b, out, h, w, d);
     else
 #endif
