@@ -1824,13 +1824,24 @@ static PyObject *py_dec_prepare(PyObject *self, PyObject *args)
         sane &= rm[i] < ntab;
         D->rms[i] = (uint32_t)(rm[i] < ntab ? rm[i] : 0) << TAB_BITS;
     }
+    /* the step of `pyramid._dec`: x' = f · (x >> TAB_BITS) + slot - cum, for the symbol
+     * s = lut[slot]: here by runs of slots, checking that lut holds each run */
     for (int64_t g = 0; g < ntab && sane; g++) {
-        for (int64_t slot = 0; slot < TAB; slot++) {
-            uint32_t s = lut[g * TAB + slot], e = s < 64 ? fc[g * 64 + s] : 0;
+        const uint8_t *lt = lut + g * TAB;
+        uint32_t *tg = D->tab + g * TAB;
+        uint32_t slot = 0;
+        while (slot < TAB && sane) {
+            uint32_t s = lt[slot], e = s < 64 ? fc[g * 64 + s] : 0;
             uint32_t f = e >> 16, cum = e & 0xFFFF;
-            /* the step of `pyramid._dec`: x' = f · (x >> TAB_BITS) + slot - cum */
-            sane &= s < 64 && f >= 1 && f <= TAB && cum <= slot && slot - cum < f;
-            D->tab[g * TAB + slot] = f << 16 | s << TAB_BITS | ((slot - cum) & (TAB - 1));
+            sane &= s < 64 && f >= 1 && cum == slot && cum + f <= TAB;
+            if (!sane) break;
+            uint32_t v = f << 16 | s << TAB_BITS, bad = 0;
+            for (uint32_t k = 0; k < f; k++) {
+                tg[slot + k] = v | k;
+                bad |= lt[slot + k] != s;
+            }
+            sane &= !bad;
+            slot += f;
         }
     }
     release(&B);
