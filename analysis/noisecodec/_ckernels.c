@@ -132,7 +132,9 @@ typedef struct {
     int16_t *mem;
 } pyramid;
 
-static int pyramid_alloc(pyramid *p, int64_t h, int64_t w, int with_level0)
+/* the planes in memory from get(bytes) (the decoder's thread arena) or malloc */
+static int pyramid_alloc_with(pyramid *p, int64_t h, int64_t w, int with_level0,
+                              void *(*get)(size_t))
 {
     int K = n_levels(h, w);
     if (K > MAXK) return -1;
@@ -143,7 +145,8 @@ static int pyramid_alloc(pyramid *p, int64_t h, int64_t w, int with_level0)
         int64_t n = (p->hs[k] + 2 * HALO) * (p->ws[k] + 2 * HALO);
         total += (k == 0 ? (with_level0 || K == 0 ? n : 0) : 4 * n);
     }
-    p->mem = (int16_t *)malloc((size_t)imax(total, 1) * sizeof(int16_t));
+    size_t bytes = (size_t)imax(total, 1) * sizeof(int16_t);
+    p->mem = (int16_t *)(get ? get(bytes) : malloc(bytes));
     if (!p->mem) return -1;
     int16_t *q = p->mem;
     for (int k = 0; k <= K; k++) {
@@ -163,6 +166,11 @@ static int pyramid_alloc(pyramid *p, int64_t h, int64_t w, int with_level0)
         }
     }
     return 0;
+}
+
+static int pyramid_alloc(pyramid *p, int64_t h, int64_t w, int with_level0)
+{
+    return pyramid_alloc_with(p, h, w, with_level0, NULL);
 }
 
 /* polyphase plane t (0: ee, 1: oo, 2: eo, 3: oe) of level k + 1, and its offsets */
@@ -292,14 +300,15 @@ typedef struct {
 /* the separable form of cts (N_SETS, 64 · 256); -1 if cts is not separable */
 static int split_tables(const uint16_t *cts, classtab *t)
 {
-    int bad = 0;
+    uint32_t bad = 0;
     for (int m = 0; m < N_SETS; m++) {
         const uint16_t *ct = cts + (int64_t)m * (ACT_MAX + 1) * (LVL_MAX + 1);
         for (int l = 0; l <= LVL_MAX; l++) t->cl[m][l] = ct[l];
         for (int a = 0; a <= ACT_MAX; a++) {
-            t->ca[m][a] = (uint16_t)(ct[a << 8] - ct[0]);
-            for (int l = 0; l <= LVL_MAX; l++)
-                bad |= ct[(a << 8) | l] != t->ca[m][a] + t->cl[m][l];
+            const uint32_t ca = (uint16_t)(ct[a << 8] - ct[0]), *cl = t->cl[m];
+            const uint16_t *row = ct + (a << 8);
+            t->ca[m][a] = ca;
+            for (int l = 0; l <= LVL_MAX; l++) bad |= (uint32_t)row[l] ^ (ca + cl[l]); /* vectorises */
         }
     }
     return bad ? -1 : 0;
@@ -1394,6 +1403,28 @@ HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *
     return 0;
 }
 
+/* per thread, the decoder's planes and row buffers, kept from tile to tile (tiles of a
+ * frame have one size: no allocation, no page faults after the first) */
+#if defined(__GNUC__)
+#define THREAD_LOCAL __thread
+#else
+#define THREAD_LOCAL __declspec(thread)
+#endif
+static THREAD_LOCAL char *arena_mem[2];
+static THREAD_LOCAL size_t arena_size[2];
+
+static void *arena(int i, size_t n)
+{
+    if (n > arena_size[i]) {
+        free(arena_mem[i]);
+        arena_mem[i] = (char *)malloc(n);
+        arena_size[i] = arena_mem[i] ? n : 0;
+    }
+    return arena_mem[i];
+}
+
+static void *arena_planes(size_t n) { return arena(0, n); }
+
 /* decode one tile of format 5 (words[start:end]) into out (h, w); returns as
  * `decode_tile` */
 MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, const int64_t *esc,
@@ -1406,14 +1437,18 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
     if (end - start < 2 * WL) return 0;
     pyramid p;
     rowbufs b;
-    if (pyramid_alloc(&p, h, w, 0)) return -1;
-    /* contexts and symbols readable from -WL to w + 2 WL (`rans_row_avx2`) */
-    int32_t *pcb = (int32_t *)calloc((size_t)w + 4 * WL, sizeof(int32_t));
-    uint8_t *syb = (uint8_t *)calloc((size_t)w + 4 * WL, 1);
-    if (!pcb || !syb || rows_alloc(&b, w)) {
-        free(p.mem), free(pcb), free(syb);
-        return -1;
-    }
+    if (pyramid_alloc_with(&p, h, w, 0, arena_planes)) return -1;
+    /* row buffers (`rows_alloc`), then contexts and symbols readable from -WL to w + 2 WL
+     * (`rans_row_avx2`; contexts 0 before the row) */
+    size_t nr = (size_t)w + 8, nrb = nr * (7 * sizeof(int32_t) + 1) + 64, nc = (size_t)w + 4 * WL;
+    char *m = (char *)arena(1, nrb + nc * (sizeof(int32_t) + 1));
+    if (!m) return -1;
+    b.mem = NULL;
+    b.r1 = (int32_t *)m, b.r2 = b.r1 + nr, b.r3 = b.r2 + nr, b.base = b.r3 + nr;
+    b.kbuf = b.base + nr, b.al = b.kbuf + nr;
+    int32_t *pcb = (int32_t *)(m + nrb);
+    uint8_t *syb = (uint8_t *)(pcb + nc);
+    memset(pcb, 0, WL * sizeof(int32_t));
     b.ctx = pcb + WL;
     b.sym = syb + WL;
     const int K = p.K;
@@ -1456,10 +1491,6 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
     ok = W.q == qend;
 done:
     *ne_out = ne;
-    free(p.mem);
-    free(b.mem);
-    free(pcb);
-    free(syb);
     return ok;
 }
 
