@@ -753,8 +753,8 @@ typedef struct {
     int32_t nl;
     int32_t ls[N_LVL_STEPS];
     uint32_t dl[N_LVL_STEPS];
-    int32_t lsv[N_LVL_STEPS][8]; /* ls[i] - 1 and dl[i], broadcast (AVX2 operands) */
-    uint32_t dlv[N_LVL_STEPS][8];
+    int32_t lsm[8];  /* ls[i] - 1, then INT32_MAX: a sorted table for a binary search */
+    uint32_t pre[8]; /* cl0 + dl[0] + ... + dl[i - 1]: cl of the level with i steps below */
 } predform;
 
 typedef struct {
@@ -787,11 +787,13 @@ static void pred_form(const classtab *t, int m, predform *f)
         }
         f->ls[f->nl] = l;
         f->dl[f->nl] = t->cl[m][l] - t->cl[m][l - 1]; /* modulo 2**32: exact sums */
-        for (int k = 0; k < 8; k++) {
-            f->lsv[f->nl][k] = l - 1;
-            f->dlv[f->nl][k] = f->dl[f->nl];
-        }
         f->nl++;
+    }
+    f->ok &= f->nl <= 7; /* the binary search of `predict8`: 7 steps at most */
+    f->pre[0] = f->cl0;
+    for (int i = 0; i < 8; i++) {
+        f->lsm[i] = i < f->nl ? f->ls[i] - 1 : INT32_MAX;
+        if (i > 0) f->pre[i] = f->pre[i - 1] + (i - 1 < f->nl ? f->dl[i - 1] : 0);
     }
 }
 
@@ -843,12 +845,16 @@ AVX2_INLINE void predict8(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i
                            _mm256_cmpgt_epi32(act, _mm256_set1_epi32(15)));
     v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(f->ca + 24)), act),
                            _mm256_cmpgt_epi32(act, _mm256_set1_epi32(23)));
-    __m256i cl = _mm256_set1_epi32((int)f->cl0);
-    for (int i = 0; i < f->nl; i++)
-        cl = _mm256_add_epi32(cl, _mm256_and_si256(
-            _mm256_cmpgt_epi32(lvl, _mm256_loadu_si256((const __m256i *)f->lsv[i])),
-            _mm256_loadu_si256((const __m256i *)f->dlv[i])));
-    v = _mm256_add_epi32(v, cl);
+    /* cl[lvl] = pre[number of steps at or below lvl], found by a binary search over the
+     * (at most 7) sorted steps */
+    const __m256i lsm = _mm256_loadu_si256((const __m256i *)f->lsm), one = _mm256_set1_epi32(1);
+    __m256i c = _mm256_and_si256(_mm256_cmpgt_epi32(lvl, _mm256_set1_epi32(f->lsm[3])),
+                                 _mm256_set1_epi32(4));
+    __m256i t = _mm256_permutevar8x32_epi32(lsm, _mm256_add_epi32(c, one));
+    c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_cmpgt_epi32(lvl, t), _mm256_set1_epi32(2)));
+    t = _mm256_permutevar8x32_epi32(lsm, c);
+    c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_cmpgt_epi32(lvl, t), one));
+    v = _mm256_add_epi32(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)f->pre), c));
     __m256i cv = _mm256_and_si256(v, cff);
     __m128i c03 = _mm256_castsi256_si128(cv), c47 = _mm256_extracti128_si256(cv, 1);
     uint64_t i01 = (uint64_t)_mm_cvtsi128_si64(c03), i23 = (uint64_t)_mm_extract_epi64(c03, 1);
