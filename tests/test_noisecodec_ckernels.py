@@ -88,6 +88,28 @@ def test_tile_kernels_equal(shape):
     _decode_both(wide[0], esc, wts, cts, PY.decode_table(phys), codes, wide=True)
 
 
+@needs_c
+def test_decode_with_irregular_level_classes():
+    """Level classes that are no run of octiles (a corrupted or foreign model: more than
+    7 steps) take the C decoder's generic prediction: still numba's pixels."""
+    rng = np.random.default_rng(7)
+    codes = _codes(rng, 40, 90)
+    K = PY.n_levels(*codes.shape)
+    acc = PY.new_moments()
+    NB.train_tile(codes, K, acc)
+    _, wts = PY.solve_weights(acc)
+    luts = np.tile((np.arange(PY.LVL_MAX + 1) * 5) % PY.N_LVL_CLS, (PY.N_SETS, 1))
+    cts = PY.class_tables(luts.astype(np.uint8))
+    n = codes.size
+    syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
+    esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+    ne = NB.model_tile(codes, K, wts, cts, syms, ctxs, esc, hist)
+    phys = PY.normalise(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
+    out = np.zeros(n + 2 * PY.WL + 16, np.uint16)
+    words = out[: C.rans_encode16(syms, ctxs, phys, PY.cumulative(phys), out)].copy()
+    _decode_both(words, esc[:ne], wts, cts, PY.decode_table(phys), codes, wide=True)
+
+
 def _decode_both(lanes, esc, wts, cts, tab, codes, wide=False):
     """decode_tile of both back ends: the same output and end state (identity maps: the
     output is the code, clipped to uint16)."""
