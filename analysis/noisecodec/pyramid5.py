@@ -19,7 +19,6 @@ import numpy as np
 from .kernels import ESC, RMAX
 from .pyramid import (
     _INLINE,
-    _OPTS,
     HALO,
     LANE_SHIFT,
     N_CTX,
@@ -48,7 +47,7 @@ from .pyramid import (
 __all__ = ["rans_encode16", "decode_tile16"]
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)  # pyramid._OPTS
 def rans_encode16(syms, ctxs, freq, cum, out):
     """Format 5 rANS coding of the symbols of a tile in decoding order.
 
@@ -108,7 +107,7 @@ def _top16(P, hK, wK, xs, q, qe, words, tab, esc, ne, eend):
     return q, t, ne, True
 
 
-@nb.njit(**_OPTS)
+@nb.njit(nogil=True, cache=True)  # pyramid._OPTS
 def decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
     """Decode one tile of format 5 and dequantise it into ``out``.
 
