@@ -292,3 +292,32 @@ def test_backend_chosen_by_the_environment():
     env["RAWSIGMA_CODEC_KERNELS"] = "fortran"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "expected 'c' or 'numba'" in r.stderr
+
+
+@needs_c
+def test_plain_c_decoder_gives_the_same_pixels(tmp_path):
+    """The decoder's plain-C paths (CPUs without AVX2; forced here by
+    RAWSIGMA_CODEC_NO_AVX2) decode to the pixels of the AVX2 paths and of numba."""
+    frame, _, cam = reference_frame((150, 97), seed=4)
+    codec = NoiseCodec(cam.true_profile(), step=2.0, tile_rows=37, embed_maps=True)
+    stream = tmp_path / "s.rsnc"
+    stream.write_bytes(codec.encode(np.stack([frame, frame[::-1].copy()])))
+    code = (
+        "import sys, hashlib; from rawsigma.analysis.noisecodec.stream import decode_frames; "
+        "print(hashlib.sha256(decode_frames(open(sys.argv[1], 'rb').read()).tobytes())"
+        ".hexdigest())"
+    )
+    shas = []
+    for flag in ("1", "0"):
+        env = dict(os.environ, RAWSIGMA_CODEC_NO_AVX2=flag, RAWSIGMA_CODEC_KERNELS="c")
+        r = subprocess.run([sys.executable, "-c", code, str(stream)], env=env,
+                           capture_output=True, text=True)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        shas.append(r.stdout.strip())
+    saved = CK.KERNELS
+    try:
+        CK.KERNELS = NB
+        want = hashlib.sha256(decode_frames(stream.read_bytes()).tobytes()).hexdigest()
+    finally:
+        CK.KERNELS = saved
+    assert shas == [want, want]

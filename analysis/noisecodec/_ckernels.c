@@ -960,6 +960,14 @@ __attribute__((target("avx2,popcnt"))) static int64_t predict_avx2(int64_t n, co
     return j;
 }
 static int use_avx2 = -1;
+
+/* the AVX2 paths where the CPU has AVX2, unless RAWSIGMA_CODEC_NO_AVX2 is set (tests: the
+ * plain-C paths give the same pixels) */
+static int avx2_wanted(void)
+{
+    const char *no = getenv("RAWSIGMA_CODEC_NO_AVX2");
+    return __builtin_cpu_supports("avx2") && !(no && *no && strcmp(no, "0"));
+}
 #endif
 
 /* one row of a stage: the prediction floors and logical contexts of the row first
@@ -1938,7 +1946,7 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
         return Py_BuildValue("(OL)", Py_False, ebeg);
     }
 #ifdef HAVE_AVX2
-    if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
     dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
                 analytic, kp};
@@ -2048,7 +2056,7 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
         return Py_BuildValue("(OL)", Py_False, ebeg);
     }
 #ifdef HAVE_AVX2
-    if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
     dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
                 analytic, kp};
