@@ -92,19 +92,22 @@ def _rans_encode(syms, ctxs, freq, cum, out, lens) -> None:
                    np.ascontiguousarray(cum, np.int64), out, lens)  # fmt: skip
 
 
-# the decoder's prepared tables (`_ckernels.dec_prepare`) of the last stream: its tiles
-# (and frames) share them; keyed by the identity of the arrays, which the entry keeps alive
-_PREP: list = [None]
+# the decoder's prepared tables (`_ckernels.dec_prepare`) of the last few streams (tiles and
+# frames of a stream share them; streams decoded at once in threads, e.g. zarr chunks, do
+# not evict each other): keyed by the identity of the arrays, which an entry keeps alive
+_PREP: list = []
+_PREP_KEEP = 4
 
 
 def _prepared(cts, tab):
-    hit = _PREP[0]
     key = (cts, *tab)
-    if hit is not None and all(a is b for a, b in zip(hit[0], key, strict=True)):
-        return hit[1]
+    entries = list(_PREP)  # a snapshot: other threads may replace the list's contents
+    for k, prep in reversed(entries):
+        if all(a is b for a, b in zip(k, key, strict=True)):
+            return prep
     lut, fc, rm = tab
     prep = _C.dec_prepare(cts, lut, fc, rm)
-    _PREP[0] = (key, prep)  # one assignment: threads see the old entry or the new
+    _PREP[:] = [*entries, (key, prep)][-_PREP_KEEP:]
     return prep
 
 
