@@ -3,8 +3,9 @@ rANS lanes with a word stream each) still decode to the same pixels, with the C 
 numba kernels; the same frames encoded today (format 5) decode to those pixels too.
 
 The fixtures (tests/data/legacy/pyramid_*.rsnc) were written by rawsigma's main branch
-of 2026-12-06 (commit 241ff97) from `reference_frame((150, 97), seed=4)`, S = 2, tiles
-of 37 rows, embedded per-pixel maps."""
+of 2026-12-06 (commit 241ff97, before the encoder changes of hce, which give other bytes
+for the same codes) from `reference_frame((150, 97), seed=4)`, S = 2, tiles of 37 rows,
+embedded per-pixel maps."""
 
 from __future__ import annotations
 
@@ -65,30 +66,37 @@ def test_legacy_stream_decodes_bit_identically(name):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_todays_stream_decodes_to_the_legacy_pixels(name):
-    """Same frames, same parameters: today's stream (its own format) decodes to the
-    pixels of the legacy stream, with either kernels; format 5 costs at most the final
-    states of its 12 more rANS states per tile (48 bytes: 0.02–0.09 % on the benchmark
-    frames, 1.2 % on these tiny tiles of 37 × 97 pixels)."""
+    """Same frames, same parameters: today's stream (format 5) decodes to the pixels of
+    the legacy stream, with either kernels."""
     codec, inputs = _inputs()
     x, kw = inputs[name]
     legacy = (LEGACY / f"{name}.rsnc").read_bytes()
     data = encode_frames(x, codec.maps, replace(codec.params, **kw), embed_maps=True)
+    assert data[4:6] == (5).to_bytes(2, "little")
     assert read_header(data)["shape"] == read_header(legacy)["shape"]
-    n_tiles = len(read_header(legacy)["tiles"])
-    assert len(legacy) <= len(data) <= len(legacy) + 48 * n_tiles, (len(data), len(legacy))
     for ns in NAMESPACES:
         out = _decode(data, ns)
         assert hashlib.sha256(out.tobytes()).hexdigest() == EXPECTED[name][1], ns.name
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_legacy_format_still_written_byte_for_byte(name, monkeypatch):
-    """`stream.PYRAMID_FORMAT = 4` writes the fixtures again, byte for byte (the
-    comparison baseline of the benchmarks)."""
+def test_legacy_format_still_written(name, monkeypatch):
+    """`stream.PYRAMID_FORMAT = 4` writes formats 3-4 (4 word streams per tile: the
+    comparison baseline of the benchmarks), decoding to the fixture's pixels; format 5
+    of the same codes costs at most the final states of its 12 more rANS states per tile
+    (48 bytes; 0.02-0.09 % on the benchmark frames, ~1.2 % on these 37 × 97 tiles)."""
     from rawsigma.analysis.noisecodec import stream
 
-    monkeypatch.setattr(stream, "PYRAMID_FORMAT", 4)
     codec, inputs = _inputs()
     x, kw = inputs[name]
-    data = encode_frames(x, codec.maps, replace(codec.params, **kw), embed_maps=True)
-    assert data == (LEGACY / f"{name}.rsnc").read_bytes()
+    params = replace(codec.params, **kw)
+    data5 = encode_frames(x, codec.maps, params, embed_maps=True)
+    monkeypatch.setattr(stream, "PYRAMID_FORMAT", 4)
+    data = encode_frames(x, codec.maps, params, embed_maps=True)
+    assert data[4:6] == EXPECTED[name][0].to_bytes(2, "little")
+    tiles = read_header(data)["tiles"]
+    assert all(len(t) == 4 + 4 for t in tiles)  # frame, row0, rows, escapes, 4 lanes
+    for ns in NAMESPACES:
+        out = _decode(data, ns)
+        assert hashlib.sha256(out.tobytes()).hexdigest() == EXPECTED[name][1], ns.name
+    assert len(data) <= len(data5) <= len(data) + 48 * len(tiles), (len(data5), len(data))
