@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -96,14 +98,57 @@ def test_a_cluster_without_workers_fails_by_name(tmp_path, monkeypatch) -> None:
     from rawsigma.analysis.outofcore import taskrun
 
     monkeypatch.setattr(taskrun, "NO_WORKERS_TIMEOUT", "3s")
-    with connect("local", workers=1) as client:
+    with connect("local", workers=1) as local:
+        client = local.client()
         client.cluster.scale(0)
         deadline = time.monotonic() + 30
         while client.scheduler_info()["workers"] and time.monotonic() < deadline:
             time.sleep(0.2)
         t0 = time.monotonic()
-        res = run_tasks({"a": (_write, (1,)), "b": (_write, (2,))}, tmp_path / "out", client=client)
+        res = run_tasks({"a": (_write, (1,)), "b": (_write, (2,))}, tmp_path / "out", client=local)
     assert sorted(res.failed) == ["a", "b"] and not res.written
     assert all("without any running workers" in why for why in res.failed.values())
     assert time.monotonic() - t0 < 30
     assert not any((tmp_path / "out").iterdir())
+
+
+def _hold_the_gil(seconds: int) -> None:
+    """Sleep in C without releasing the GIL (``PyDLL`` keeps it), as a long C call would."""
+    ctypes.PyDLL(ctypes.util.find_library("c")).sleep(ctypes.c_uint(seconds))
+
+
+def test_local_cluster_starts_only_when_tasks_are_ready(tmp_path) -> None:
+    """No worker process runs through the driver's own phases, nor for reused results."""
+    pytest.importorskip("distributed")
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    with connect("local", workers=1) as local:
+        assert not local.started
+        res = run_tasks({"a": (_write, (1,))}, tmp_path / "out", client=local)
+        assert res.reused == ["a"] and not local.started
+    assert not local.started
+
+
+@pytest.mark.slow
+def test_a_driver_holding_the_gil_loses_no_local_worker(tmp_path) -> None:
+    """The driver busy past dask's worker-ttl: same workers after, tasks written.
+
+    The scheduler of a local cluster runs in the driver's process: while the driver
+    holds the GIL, no heartbeat is answered. With a worker-ttl (dask's default 5 min,
+    here 1 s, floored by dask to 5 s for 2 workers) every worker was restarted as
+    "failed to heartbeat" as soon as the scheduler ran again.
+    """
+    pytest.importorskip("distributed")
+    import dask
+
+    tasks = {f"f{i}": (_write, (i,)) for i in range(4)}
+    with dask.config.set({"distributed.scheduler.worker-ttl": "1s"}):
+        with connect("local", workers=2) as local:
+            client = local.client()
+            before = set(client.scheduler_info()["workers"])
+            _hold_the_gil(8)
+            res = run_tasks(tasks, tmp_path / "out", client=local, retries=0)
+            after = set(client.scheduler_info()["workers"])
+            events = [e for _, e in client.get_events("scheduler")]
+    assert res.ok and _values(tmp_path / "out") == {f"f{i}": i for i in range(4)}
+    assert len(before) == 2 and after == before
+    assert not [e for e in events if e.get("action") == "worker-ttl-timed-out"]

@@ -14,8 +14,19 @@ complete or absent, never half written). So:
   missing ones.
 
 Without a client the tasks run on a local thread pool; with one
-(`connect`: ``"local"`` starts a ``LocalCluster``, any other string is a scheduler
-address) the same tasks go to its workers, whose file system must see ``outdir``.
+(`connect`: ``"local"`` gives a ``LocalCluster`` started when the first task is
+submitted, any other string is a scheduler address) the same tasks go to its
+workers, whose file system must see ``outdir``.
+
+A local cluster's scheduler and nannies run on an event loop thread of the driver's
+own process. While the driver holds the GIL for long (a C call of its training, say)
+that loop stands still and the workers' heartbeats go unanswered; with dask's
+``worker-ttl`` (5 min) the scheduler then restarted every worker as "failed to
+heartbeat" the moment it ran again, and a run could end with no worker at all.
+So a local cluster starts only when tasks are ready (no idle workers through the
+driver's own phases) and has no ``worker-ttl``: its nannies watch the worker
+processes, and a worker that dies closes its connections, which the scheduler sees
+at once (its tasks are then rescheduled, or named as failed).
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -105,8 +117,9 @@ def run_tasks(
         ``client`` is given.
     outdir : path
         Where the results go (created).
-    client : dask.distributed.Client, optional
-        Run on this cluster; default a local thread pool of ``workers`` threads.
+    client : dask.distributed.Client or LocalClusterOnDemand, optional
+        Run on this cluster (a `LocalClusterOnDemand` is started here, when there are
+        tasks to run); default a local thread pool of ``workers`` threads.
     workers : int
         Threads without a client.
     retries : int
@@ -161,6 +174,8 @@ def _execute(
     """Yield ``(name, None)`` or ``(name, reason)`` as tasks end, in completion order."""
     if not todo:
         return
+    if isinstance(client, LocalClusterOnDemand):
+        client = client.client()  # started now that tasks are ready
     if client is None:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futs = {
@@ -216,6 +231,83 @@ def _execute_distributed(
 #: cluster may have no workers for a while on purpose).
 NO_WORKERS_TIMEOUT = "120s"
 
+#: dask settings of a local cluster (read when it starts). ``worker-ttl`` off: the
+#: scheduler lives in the driver's process, so a driver holding the GIL for longer than
+#: the ttl made every worker look dead (module docstring).
+LOCAL_CLUSTER_SETTINGS: dict[str, Any] = {
+    # one task per worker thread at a time: when a worker dies, only the task it
+    # was running counts as suspicious (not the ones queued behind it)
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.scheduler.worker-ttl": None,
+}
+
+
+class LocalClusterOnDemand:
+    """A ``LocalCluster`` and its client, started by the first `client` call.
+
+    `connect` yields one for ``"local"``; `run_tasks` starts it when it has tasks
+    to submit, so the driver's phases before (staging, training) run with no
+    cluster at all. `close` shuts it down (if it was started).
+
+    Parameters
+    ----------
+    workers : int
+        Single-threaded worker processes.
+    memory_limit : str, optional
+        Per-worker memory limit (dask notation, "1GB").
+    """
+
+    def __init__(self, workers: int = 2, memory_limit: str | None = None) -> None:
+        self.workers = workers
+        self.memory_limit = memory_limit
+        self._cluster: Any = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        """True once the cluster runs."""
+        return self._client is not None
+
+    def client(self) -> Any:
+        """The ``dask.distributed.Client`` of the cluster, started on first call."""
+        with self._lock:
+            if self._client is None:
+                self._start()
+            return self._client
+
+    def _start(self) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        kw: dict[str, Any] = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        settings = LOCAL_CLUSTER_SETTINGS | {
+            "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT
+        }
+        with dask.config.set(settings):
+            cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                dashboard_address=":0",  # any free port: no clash, no warning
+                silence_logs=logging.CRITICAL,  # failed tasks are named by run_tasks
+                **kw,
+            )
+            try:
+                self._client = Client(cluster)
+            except BaseException:
+                cluster.close()
+                raise
+        self._cluster = cluster
+
+    def close(self) -> None:
+        """Close the client and the cluster, if started."""
+        with self._lock:
+            client, cluster, self._client, self._cluster = self._client, self._cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
 
 @contextlib.contextmanager
 def connect(
@@ -226,9 +318,10 @@ def connect(
     Parameters
     ----------
     scheduler : str or None
-        ``None``: no client (yields None); ``"local"``: a ``LocalCluster`` of
-        ``workers`` single-threaded worker processes; else a scheduler address
-        (``tcp://host:8786``) of a running cluster.
+        ``None``: no client (yields None); ``"local"``: a `LocalClusterOnDemand` of
+        ``workers`` single-threaded worker processes, started when `run_tasks` first
+        has tasks to submit; else a scheduler address (``tcp://host:8786``) of a
+        running cluster (yields its ``Client``).
     workers : int
         Worker processes of a local cluster.
     memory_limit : str, optional
@@ -243,31 +336,17 @@ def connect(
         yield None
         return
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError as exc:
         raise ImportError(
             "--scheduler needs dask.distributed (the 'scale' extra: pip install 'rawsigma[scale]')"
         ) from exc
     if scheduler == "local":
-        import dask
-
-        kw: dict[str, Any] = {"memory_limit": memory_limit} if memory_limit else {}
-        # one task per worker thread at a time: when a worker dies, only the task it
-        # was running counts as suspicious (not the ones queued behind it)
-        settings = {
-            "distributed.scheduler.worker-saturation": 1.0,
-            "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT,
-        }
-        with dask.config.set(settings):
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                dashboard_address=":0",  # any free port: no clash, no warning
-                silence_logs=logging.CRITICAL,  # failed tasks are named by run_tasks
-                **kw,
-            )
-        with cluster, Client(cluster) as client:
-            yield client
+        local = LocalClusterOnDemand(workers, memory_limit)
+        try:
+            yield local
+        finally:
+            local.close()
     else:
         with Client(scheduler, timeout="20s") as client:
             yield client
