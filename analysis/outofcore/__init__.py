@@ -18,6 +18,7 @@ _EXPORTS = {
     "ChunkedFeatureEpsilon": "featurestats",
     "feature_epsilon_chunked": "featurestats",
     "TaskOutcome": "taskrun",
+    "LocalClusterOnDemand": "taskrun",
     "connect": "taskrun",
     "run_tasks": "taskrun",
 }

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TaskOutcome", "connect", "run_tasks"]
+__all__ = ["LocalClusterOnDemand", "TaskOutcome", "connect", "run_tasks"]
 
 Progress = Callable[[str, int, int], None]
 
