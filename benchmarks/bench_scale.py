@@ -218,7 +218,8 @@ def run_cluster(
     from rawsigma.analysis.outofcore.taskrun import connect
 
     shutil.rmtree(work, ignore_errors=True)
-    with connect("local", workers=workers, memory_limit=f"{limit_mb}MB") as client:
+    with connect("local", workers=workers, memory_limit=f"{limit_mb}MB") as local:
+        client = local.client()  # started here; dask's default client from now on
         client.run(_warm, None if threshold else clf)  # imports and JIT, not timed
         with Monitor(client) as mon:
             _, table = segment_measure_chunked(
