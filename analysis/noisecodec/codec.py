@@ -62,17 +62,25 @@ if TYPE_CHECKING:
 __all__ = ["NoiseCodec", "codec_maps"]
 
 
-def codec_maps(profile: CameraProfile, maps: str = "pixel") -> CodecMaps:
+def codec_maps(
+    profile: CameraProfile, maps: str = "pixel", *, trust_defects: bool = False
+) -> CodecMaps:
     """The offset/gain maps the codec uses for ``profile``.
 
     Parameters
     ----------
     profile : CameraProfile
     maps : {"pixel", "global"}
-        Per-pixel gain and offset (pixels with a non-finite or non-positive gain take the
-        global values) or the global gain and offset only, with a regenerated per-pixel
-        offset jitter that keeps decoding unbiased (nothing per pixel to carry; a few %
-        lower ratio on the reference frame).
+        Per-pixel gain and offset or the global gain and offset only, with a regenerated
+        per-pixel offset jitter that keeps decoding unbiased (nothing per pixel to carry;
+        a few % lower ratio on the reference frame). With per-pixel maps, pixels flagged
+        in the profile's ``defects`` (their calibration is not trusted: a dead pixel's
+        gain can come out 2–4× the camera's) and pixels with a non-finite or
+        non-positive gain take the global gain and offset (medians over good pixels), so
+        they are quantised in the global noise model and keep its error bound.
+    trust_defects : bool
+        Keep the defect pixels' own gain and offset (the maps written before defects
+        were replaced, session 7): only to decode old streams that refer to them.
     """
     if maps == "global":
         return CodecMaps.uniform(profile.shape, profile.offset_global, profile.gain_global)
@@ -80,10 +88,17 @@ def codec_maps(profile: CameraProfile, maps: str = "pixel") -> CodecMaps:
         raise ValueError(f"maps must be 'pixel' or 'global', got {maps!r}")
     g = np.asarray(profile.gain, np.float64)
     o = np.asarray(profile.offset, np.float64)
-    bad = ~np.isfinite(g) | (g <= 0)
-    g = np.where(bad, profile.gain_global, g)
+    g = np.where(~np.isfinite(g) | (g <= 0), profile.gain_global, g)
     o = np.where(np.isfinite(o), o, profile.offset_global)
-    return CodecMaps.from_maps(o, g)
+    if trust_defects:
+        return CodecMaps.from_maps(o, g)
+    # quantised around the medians of the maps as they were before defects took the
+    # global values, so that the good pixels' maps are the same as before, bit for bit
+    base = (float(np.median(o)), float(np.median(g)))
+    defect = ~profile.good
+    g = np.where(defect, profile.gain_global, g)
+    o = np.where(defect, profile.offset_global, o)
+    return CodecMaps.from_maps(o, g, base=base)
 
 
 def transform_sigma_e(profile: CameraProfile, step: float, max_error: float | None = None) -> float:
@@ -247,8 +262,18 @@ class NoiseCodec:
         return encode_frames(self._check(image), self.maps, self.params, self.embed_maps)
 
     def decode(self, data: bytes) -> np.ndarray:
-        """Decompress to uint16 frames (uses this codec's maps when not embedded)."""
-        return decode_frames(data, self.maps, threads=self.params.threads)
+        """Decompress to uint16 frames (uses this codec's maps when not embedded; a
+        stream that refers to the maps made before defect pixels took the global values,
+        `codec_maps` ``trust_defects``, decodes with those)."""
+        try:
+            return decode_frames(data, self.maps, threads=self.params.threads)
+        except ImageMismatchError:
+            if self.maps_mode != "pixel":
+                raise
+            old = codec_maps(self.profile, "pixel", trust_defects=True)
+            if old.digest() == self.maps.digest():
+                raise
+            return decode_frames(data, old, threads=self.params.threads)
 
     @staticmethod
     def info(data: bytes) -> dict:

@@ -35,11 +35,21 @@ class CodecMaps:
     jitter: bool = False
 
     @classmethod
-    def from_maps(cls, offset: np.ndarray, gain: np.ndarray, jitter: bool = True) -> CodecMaps:
+    def from_maps(
+        cls,
+        offset: np.ndarray,
+        gain: np.ndarray,
+        jitter: bool = True,
+        base: tuple[float, float] | None = None,
+    ) -> CodecMaps:
         """Quantised maps; ``jitter`` as in `uniform` (the 1/4-ADU offset steps would
-        otherwise put pixels on a few shared ADU lattices and bias the dark levels)."""
-        o0 = float(np.median(offset))
-        g0 = float(np.median(gain))
+        otherwise put pixels on a few shared ADU lattices and bias the dark levels).
+        ``base``: the ``(offset0, gain0)`` the maps are quantised around (default: their
+        medians)."""
+        if base is None:
+            o0, g0 = float(np.median(offset)), float(np.median(gain))
+        else:
+            o0, g0 = float(base[0]), float(base[1])
         oq = np.rint((np.asarray(offset, np.float64) - o0) * 4).astype(np.int32)
         gq = np.rint((np.asarray(gain, np.float64) / g0 - 1) * 512).astype(np.int32)
         return cls(o0, g0, oq, gq, bool(jitter))
