@@ -162,7 +162,7 @@ def compress(
     """Compress raw frames within the camera noise (noise-calibrated codec)."""
     with _user_errors():
         from rawsigma.analysis.noisecodec import NoiseCodec
-        from rawsigma.analysis.noisecodec.codec import check_step
+        from rawsigma.analysis.noisecodec.codec import check_step, fine_step_warning
         from rawsigma.analysis.noisecodec.containers import FORMATS, write_compressed
         from rawsigma.calib.profile import CameraProfile
         from rawsigma.errors import ImageMismatchError, UsageError
@@ -204,6 +204,8 @@ def compress(
             effort=effort,
         )
         codec._check(img)
+        if (fine := fine_step_warning(prof, codec.step)) is not None:
+            typer.echo(f"warning: {fine}", err=True)
         _warm_up(codec.params)
         check_output(out, force, need_bytes=img.nbytes, allow_dir=fmt == "zarr")
         with _interruptible(out), output_lock(out):  # Ctrl-C while verifying: said so

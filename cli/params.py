@@ -159,9 +159,22 @@ def check_codecs(specs: list[str], profile: Any) -> None:
         if s == "replica":
             continue
         try:
-            parse_codecs(s, profile=profile)
+            codecs = parse_codecs(s, profile=profile)
         except CodecError as exc:
             raise typer.BadParameter(str(exc), param_hint=_HINT) from None
+        _warn_fine_step(codecs, profile)
+
+
+def _warn_fine_step(codecs: list[Any], profile: Any) -> None:
+    """One warning line per noise codec whose step is too fine to pay."""
+    for c in codecs:
+        inner = getattr(c, "inner", None)
+        if inner is None:  # not a noise codec: its package need not be imported
+            continue
+        from rawsigma.analysis.noisecodec.codec import NoiseCodec, fine_step_warning
+
+        if isinstance(inner, NoiseCodec) and (w := fine_step_warning(profile, inner.step)):
+            typer.echo(f"warning: {w}", err=True)
 
 
 def validate(option: str, value: Any, check: Callable[[Any], Any]) -> Any:

@@ -56,10 +56,41 @@ def check_profile(profile: CameraProfile) -> None:
         raise ProfileError(f"noise codec: profile {profile.profile_id} has no finite offset")
 
 
+def fine_step_warning(profile: CameraProfile, step: float) -> str | None:
+    """One line saying that ``step`` is too fine to pay, or None.
+
+    A step whose size at the noise floor, ``S·σ_r`` with σ_r the read noise (ADU) of
+    each good pixel, is below 1 ADU on most (> 50 %) pixels quantises finer than the
+    camera's integer ADU: the dark pixels are kept almost exactly, at the cost of more
+    codes, and the ratio can fall below a lossless codec's (BBBC039: 1.0:1 at S = 0.01
+    against zstd-3's 2.15:1; benchmarks/RESULTS.md). The advice is a lossless codec or
+    the smallest step with ``S·σ_r >= 1`` ADU on half of the pixels, ``1/median(σ_r)``.
+    """
+    rn = np.asarray(profile.read_noise, np.float64)
+    good = rn[np.asarray(profile.good)]
+    rn = good if good.size else rn.ravel()
+    rn = rn[np.isfinite(rn)]
+    frac = float(np.mean(step * rn < 1.0)) if rn.size else 0.0
+    if frac <= 0.5:
+        return None
+    med = float(np.median(rn))
+    s_min = np.ceil(100.0 / med) / 100.0 if med > 0 else np.inf
+    advice = (
+        f"use a lossless codec (e.g. zstd) or a step >= {s_min:g}"
+        if s_min <= MAX_STEP
+        else f"use a lossless codec (e.g. zstd): no step up to {MAX_STEP:g} reaches 1 ADU"
+    )
+    return (
+        f"noise codec step {step:g} is {step * med:.2g} ADU at the noise floor (below 1 ADU "
+        f"on {frac:.0%} of the pixels): finer than the camera's ADU, it can compress worse "
+        f"than a lossless codec; {advice}"
+    )
+
+
 if TYPE_CHECKING:
     from rawsigma.calib.profile import CameraProfile
 
-__all__ = ["NoiseCodec", "codec_maps"]
+__all__ = ["NoiseCodec", "codec_maps", "fine_step_warning"]
 
 
 def codec_maps(
