@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, warmup  # noqa: E402
+from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, codec_maps, warmup  # noqa: E402
 from rawsigma.analysis.noisecodec import ckernels as CK  # noqa: E402
 from rawsigma.analysis.noisecodec import pyramid as PY  # noqa: E402
 from rawsigma.analysis.noisecodec.stream import decode_frames, encode_frames  # noqa: E402
@@ -237,9 +237,11 @@ def test_reference_frame_bytes():
     """The 2048² reference frame of bench_noise_codec (S = 2): the same stream from both
     back ends (format 5: sha256 e14ba2874eed…; format 4: c657812be343… with hce's encoder,
     5514d519d86a… before it), decoding to the pixels of the format 4 stream (sha256
-    981aca96bccd…)."""
+    981aca96bccd…). The maps keep the defect pixels' own gain and offset, as when
+    those hashes were recorded."""
     frame, _, cam = reference_frame((2048, 2048), seed=0)
     codec = NoiseCodec(cam.true_profile(), step=2.0)
+    codec.maps = codec_maps(cam.true_profile(), "pixel", trust_defects=True)
     res, saved = [], CK.KERNELS
     try:
         for ns in (NB, C):
