@@ -194,9 +194,9 @@ def score(
     driver: str = typer.Option(
         "auto",
         "--driver",
-        help="3D, chunked path: 'lazy' never reads the whole volume (no feature ε), "
-        "'memory' reads it once in this process (feature ε computed chunk by chunk), "
-        "'auto' lazy only when the volume is too large for this process's memory.",
+        help="3D, chunked path: 'lazy' never reads the whole volume, 'memory' reads it "
+        "once in this process (both compute feature ε chunk by chunk), 'auto' lazy only "
+        "when the volume is too large for this process's memory.",
     ),
 ) -> None:
     """Does processing change the segmentation by more than the raw noise? Writes a report."""

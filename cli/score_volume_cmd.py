@@ -13,6 +13,7 @@ file declares a ``Z`` axis (OME-TIFF, OME-Zarr, a JSON description, an HDF5/zarr
 from __future__ import annotations
 
 import csv
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -347,8 +348,9 @@ def _lazy_refusal(o: dict[str, Any]) -> str | None:
     return None
 
 
-#: ``--driver auto`` reads the volume into the driver (and computes feature ε) when the
-#: raw volume takes at most this share of the available memory.
+#: ``--driver auto`` reads the volume into the driver (replicas from one random stream,
+#: as ``score_volume``) when the raw volume takes at most this share of the available
+#: memory.
 IN_MEMORY_DRIVER_SHARE = 0.125
 
 
@@ -376,7 +378,7 @@ def choose_driver(
     if refusal is not None:
         return refusal
     if nbytes <= available_memory() * IN_MEMORY_DRIVER_SHARE:
-        return "the volume fits in memory (feature ε computed; --driver lazy to not read it)"
+        return "the volume fits in memory (--driver lazy to not read it)"
     return None
 
 
@@ -396,7 +398,9 @@ def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-d
     if info.spacing is None:
         console.print("[yellow]no voxel size in the file and no --spacing: isotropic 1 assumed "
                       "(stated in the report)[/]")  # fmt: skip
-    check_output_dir(o["out"], need_bytes=4_000_000 + 4 * src.nbytes)
+    # OUT/work holds every version (uint16) until feature ε, and each codec's float32 map
+    versions = 4 + plan.n_replicas + 3 * len(plan.codecs)
+    check_output_dir(o["out"], need_bytes=4_000_000 + 2 * math.prod(src.shape) * versions)
     prof = _profile(o["profile"], o["exposure"], None, o["image"], console)
     check_codecs(list(plan.codecs), prof)
     check_profile_defects(prof, o["profile"])

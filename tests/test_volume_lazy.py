@@ -239,6 +239,12 @@ def test_cli_lazy_path_equals_the_chunked_path(tmp_path, phantom, small_slabs) -
             assert c_new["pixel_epsilon"]["rms"] == pytest.approx(
                 np.sqrt(np.mean(pe.astype(float) ** 2))
             )
+        for c_new, c_old in zip(res["codecs"], old.codecs, strict=True):
+            # feature ε on the lazy path too (values: test_volume_lazy_features.py)
+            assert c_new["features"].keys() == c_old.features.keys() and c_new["features"]
+            assert all(np.isfinite(v["mean_abs_epsilon"]) for v in c_new["features"].values())
+            (name,) = c_old.feature_eps
+            assert f["feature_eps/" + c_new["spec"]].shape == vol.shape
     from rawsigma.analysis.reporting.report import write_objects_csv
 
     write_objects_csv(old, tmp_path / "old.csv", force=True)

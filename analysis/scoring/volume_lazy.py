@@ -15,15 +15,22 @@ but every step reads the volume block by block:
 3. one task per version reads ``raw.zarr``, makes its version chunk by chunk into
    its own zarr store (`volume_versions`: per-plane random streams for replicas,
    slab-wise codecs with the whole volume's 8-bit range), segments and measures
-   it with `segment_measure_chunked`, keeps its labels as a zarr store and, for a
-   codec, the Δ/σ summary and projections;
-4. the driver scores from the tables (matching, ε, null, verdict: the in-memory
+   it with `segment_measure_chunked`, keeps its labels and its version as zarr
+   stores and, for a codec, the Δ/σ summary and projections;
+4. feature ε: `feature_epsilon_chunked` over ``raw.zarr``, the replicas' and the
+   codecs' version stores, one chunk (with each scale's filter halo) and one
+   replica at a time, into ``workdir/features/codecs`` (the worst channel's ε
+   maps as zarr arrays); then the version stores no later step reads are removed
+   (all but the 8-bit ones, which the quantisation note reads);
+5. the driver scores from the tables (matching, ε, null, verdict: the in-memory
    steps), counting splits and merges and the 8-bit quantisation note from the
-   label stores slab by slab. The result's ``image`` and labels are
-   `ZarrVolume` objects the report reads slice by slice.
+   label stores slab by slab. The result's ``image``, labels and feature ε maps
+   are zarr-backed objects the report reads slab by slab.
 
 Raw and codec versions equal the chunked path on a volume in memory (same labels and
-tables); replicas differ only by their random stream (see `volume_versions`).
+tables); replicas differ only by their random stream (see `volume_versions`), and so
+does feature ε, whose σ comes from the replicas: it equals the in-memory feature ε of
+the same raw, replica and codec volumes (test).
 """
 
 from __future__ import annotations
@@ -140,8 +147,7 @@ def _lazy_task(tmp: Path, kind: str, key: Any, ctx: _LazyContext) -> None:
     shutil.rmtree(tmp / "chunked", ignore_errors=True)
     if kind == "codec":
         np.savez(tmp / "eps.npz", **pixel_eps_stats(ctx.raw, version, ctx.profile))
-    if kind == "replica" or (kind == "codec" and not str(key).startswith("8bit")):
-        shutil.rmtree(tmp / "version.zarr", ignore_errors=True)
+    # version.zarr stays until feature ε is computed (`_lazy_features`)
     table.pop("bbox", None)
     columns: dict[str, Any] = {k: np.asarray(v) for k, v in table.items()}
     np.savez(tmp / "table.npz", **columns)
@@ -198,8 +204,13 @@ def quantisation_note_chunked(
 class _LazyScorer(_CodecScorer):
     """Scores a codec from its task's results (tables, Δ/σ summary, label stores)."""
 
-    def score_lazy(self, spec: str, outcome: _Outcome, d: Path, raw: str) -> LazyCodecResult:
-        """The codec's result from its task's outputs and the replica reference."""
+    def score_lazy(
+        self, spec: str, outcome: _Outcome, d: Path, raw: str, features: tuple[dict, dict]
+    ) -> LazyCodecResult:
+        """The codec's result from its task's outputs and the replica reference.
+
+        ``features``: its feature ε per channel and worst channel's ε map.
+        """
         from rawsigma.analysis.scoring.reference import score_version
         from rawsigma.analysis.scoring.volume_steps import _match
 
@@ -212,13 +223,18 @@ class _LazyScorer(_CodecScorer):
                                           ref.raw.labels.path, self.run.profile)  # fmt: skip
         return LazyCodecResult(
             spec, meta["description"], float(meta["ratio"]), int(meta["n_bytes"]),
-            s.globals, s.objects, {}, s.match, s.verdict, outcome.labels,
-            eps, s.matched, quant, {},  # type: ignore[arg-type]
+            s.globals, s.objects, features[0], s.match, s.verdict, outcome.labels,
+            eps, s.matched, quant, features[1],  # type: ignore[arg-type]
         )  # fmt: skip
 
 
-def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]], raw: str) -> VolumeResult:
-    """ε, Δ, null and verdict from the written task results, slab by slab where voxels count."""
+def _reduce(
+    run: _Run, tasks: Path, names: dict[str, tuple[str, Any]], raw: str, feats: Any
+) -> VolumeResult:
+    """ε, Δ, null and verdict from the written task results, slab by slab where voxels count.
+
+    ``feats``: the codecs' feature ε (`_lazy_features`).
+    """
     from rawsigma.analysis.scoring import standard_score as sc
 
     t0 = time.perf_counter()
@@ -231,16 +247,85 @@ def _reduce(run: _Run, tasks: Path, names: dict[str, tuple[str, Any]], raw: str)
             stats.add(rep.features)
             replicas.append(rep)
     ref = _replica_reference(raw_o, replicas, stats, run)
-    ref.feature_names = []
+    ref.feature_names = list(feats.names)
     scorer = _LazyScorer(run, ref, np.zeros(0, np.float32))
     results: list[CodecResult] = []
     for name, (kind, spec) in names.items():
         if kind == "codec":
-            results.append(scorer.score_lazy(spec, _read(tasks / name), tasks / name, raw))
+            o = _read(tasks / name)
+            fe = (feats.scores[spec], feats.worst.get(spec, {}))
+            results.append(scorer.score_lazy(spec, o, tasks / name, raw, fe))
             run.report("codecs", len(results), sum(k == "codec" for k, _ in names.values()))
     run.timings["reduce"] = time.perf_counter() - t0
     run.vol = ZarrVolume(raw)  # type: ignore[assignment]
     return assemble_result(run, ref, results)
+
+
+# ----------------------------------------------------------------------------- feature ε
+FEATURES_DONE = "result.json"
+
+
+def _lazy_features(work: Path, names: dict[str, tuple[str, Any]], ctx: _LazyContext,
+                   opts: dict) -> Any:  # fmt: skip
+    """Feature ε of every codec over the tasks' version stores, chunk by chunk.
+
+    ``feature_epsilon_chunked`` reads ``raw.zarr``, the replicas' and the codecs'
+    ``version.zarr`` (one chunk with its halo, one replica at a time) and writes its
+    chunk results and the worst channels' maps under ``work/features/codecs``; the
+    finished result is kept as ``result.json`` (a resumed run reuses it). Then every
+    version store but the 8-bit codecs' (read by the quantisation note) is removed.
+    """
+    from rawsigma.analysis.outofcore.featurestats import (
+        ChunkedFeatureEpsilon,
+        feature_epsilon_chunked,
+    )
+    from rawsigma.errors import RawsigmaError
+
+    fdir, tasks = work / "features" / "codecs", work / "tasks"
+    done = fdir / FEATURES_DONE
+    store = {n: str(tasks / n / "version.zarr") for n in names}
+    reps = [store[n] for n, (kind, _) in names.items() if kind == "replica"]
+    codecs = {k: store[n] for n, (kind, k) in names.items() if kind == "codec"}
+    if done.exists() and opts["resume"]:
+        d = json.loads(done.read_text())
+        feats = ChunkedFeatureEpsilon(d["names"], d["scores"], {}, d["n_chunks"])
+    else:
+        gone = [p for p in [*reps, *codecs.values()] if not Path(p).exists()]
+        if gone:
+            raise RawsigmaError(f"feature ε: {gone[0]} is missing (removed by hand?); run "
+                                "again with --force")  # fmt: skip
+        feats = feature_epsilon_chunked(ctx.raw, reps, codecs, fdir, sigmas=ctx.plan.score_sigmas,
+                                        spacing=ctx.spacing, chunks=ctx.chunks, **opts)  # fmt: skip
+        tmp = fdir / (FEATURES_DONE + ".tmp")
+        tmp.write_text(json.dumps({"names": feats.names, "scores": feats.scores,
+                                   "n_chunks": feats.n_chunks}))  # fmt: skip
+        tmp.replace(done)
+    feats.worst = _worst_maps(fdir, list(codecs), feats)
+    for n, (kind, key) in names.items():
+        if kind == "replica" or not str(key).startswith("8bit"):
+            shutil.rmtree(tasks / n / "version.zarr", ignore_errors=True)
+    return feats
+
+
+def _worst_maps(fdir: Path, keys: list[str], feats: Any) -> dict[str, dict[str, Any]]:
+    """Each codec's worst-channel ε map, opened read-only from ``maps/NN.zarr``.
+
+    ``NN`` is the codec's position in ``keys`` (`feature_epsilon_chunked`'s layout); the
+    ``NN.json`` beside it names the channel written. A codec without a finite score has
+    no map.
+    """
+    import zarr
+
+    out: dict[str, dict[str, Any]] = {}
+    for k, key in enumerate(keys):
+        meta = fdir / "maps" / f"{k:02d}.json"
+        store = fdir / "maps" / f"{k:02d}.zarr"
+        if meta.exists() and store.exists():
+            _sigma, name = json.loads(meta.read_text())
+            out[key] = {name: zarr.open_array(str(store), mode="r")}
+        else:
+            out[key] = {}
+    return out
 
 
 @dataclass
@@ -348,7 +433,8 @@ def score_volume_lazy(
     sp, spacing_source = _resolve_spacing(inputs.spacing, inputs.spacing_source, notes)
     synthesis_seed, control_seed, classifier_seed = np.random.SeedSequence(plan.seed).spawn(3)
     work = Path(workdir).resolve()
-    key = _run_key(inputs, profile, plan, [sp, list(feature_sigmas), chunks])
+    # "feature ε": task directories keep their version stores for the feature ε pass
+    key = _run_key(inputs, profile, plan, [sp, list(feature_sigmas), chunks, "feature ε"])
     _prepare_workdir(work, key, resume, notes)
     t0 = time.perf_counter()
     stats, ann = _stage(inputs, work / "inputs", chunks, profile, plan, report)
@@ -393,11 +479,17 @@ def score_volume_lazy(
         resume=resume,
     )
     timings["tasks"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    opts = dict(client=client, workers=task_threads, retries=retries, resume=resume,
+                progress=report)  # fmt: skip
+    feats = _lazy_features(work, names, ctx, opts)
+    timings["feature_epsilon"] = time.perf_counter() - t0
     notes.append(
         f"Out of core, lazy driver: the volume was read block by block and never held "
         f"whole; every version made, segmented and measured in chunks of {chunks} voxels; "
         "replicas drawn plane by plane from per-plane random streams (not the in-memory "
-        "stream); feature ε (scoring feature maps) not computed on this path."
+        f"stream); feature ε computed chunk by chunk ({feats.n_chunks} chunks, filters read "
+        "with their halo, replicas folded one at a time)."
     )
     run = _Run(
         vol=None, profile=profile, reps=np.empty((0, 0, 0, 0), np.uint16), decoded={},  # type: ignore[arg-type]
@@ -405,7 +497,7 @@ def score_volume_lazy(
         reference=None, reference_points=None, report=report, timings=timings,
         notes=notes, objects_info=objects_info, t_all=t_all, segmenter=seg_desc,
     )  # fmt: skip
-    result = _reduce(run, work / "tasks", names, stats.path)
+    result = _reduce(run, work / "tasks", names, stats.path, feats)
     result.provenance["synthesis"] = (
         "per z plane with the 2D profile (broadcast over z); plane z of replica i drawn "
         "from SeedSequence(synthesis seed, spawn_key + (i, z)), the control replica from "
