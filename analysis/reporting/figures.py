@@ -50,6 +50,22 @@ def _outline(labels: np.ndarray) -> np.ndarray:
     return fg & ~ndi.binary_erosion(fg, structure=np.ones((3, 3)), border_value=0)
 
 
+def _bytes(v: np.ndarray) -> np.ndarray:
+    """Float RGB values in [0, 1] as the bytes matplotlib's Agg image would write.
+
+    Matplotlib draws float RGB as float64 and writes ``floor(255 · value)``; given
+    8-bit RGB it divides by 255 in float32 and writes ``floor(255 · that)``, which
+    gives each byte back (all 256 values: tests/test_figures_bytes.py). So an image drawn
+    from these bytes is the same PNG, and each panel matplotlib keeps costs 3 bytes a
+    pixel instead of 12 (float32), plus 4 bytes of ``v`` here, a slab at a time.
+    """
+    out = np.empty(v.shape, np.uint8)
+    rows = max(1, (1 << 22) // max(1, int(np.prod(v.shape[1:]))))
+    for i in range(0, v.shape[0], rows):
+        out[i : i + rows] = np.asarray(v[i : i + rows], np.float64) * 255
+    return out
+
+
 def overlays(result, max_panels: int = 6) -> bytes:
     """Raw image with the raw mask outline, and each codec's outline against raw."""
     plt = _plt()
@@ -59,23 +75,50 @@ def overlays(result, max_panels: int = 6) -> bytes:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
-    base = _stretch(result.image)
+    base = _bytes(_stretch(result.image))
     raw_o = _outline(result.raw_labels)
+    gold, blue, red = (_bytes(np.array(c, np.float32)) for c in ((1.0, 0.85, 0.0),
+                       (0.2, 0.6, 1.0), (1.0, 0.2, 0.2)))  # fmt: skip
     for ax, (name, lab) in zip(axes.ravel(), panels, strict=False):
         rgb = np.repeat(base[..., None], 3, axis=2)
         if name == "raw":
-            rgb[raw_o] = (1.0, 0.85, 0.0)
+            rgb[raw_o] = gold
         else:
             o = _outline(lab)
-            rgb[raw_o & ~o] = (0.2, 0.6, 1.0)  # raw only
-            rgb[o & ~raw_o] = (1.0, 0.2, 0.2)  # codec only
-            rgb[o & raw_o] = (1.0, 0.85, 0.0)
-        ax.imshow(rgb, interpolation="nearest")
+            rgb[raw_o & ~o] = blue  # raw only
+            rgb[o & ~raw_o] = red  # codec only
+            rgb[o & raw_o] = gold
+            del o
+        ax.imshow(rgb, interpolation="nearest")  # matplotlib keeps its own copy
+        del rgb
         ax.set_title(name if name == "raw" else f"{name}  (red: codec, blue: raw only)", fontsize=9)
         ax.axis("off")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
+    del base, raw_o
     return _png(fig)
+
+
+def _colour_mapped(clim: float):  # type: ignore[no-untyped-def]
+    """The RdBu_r ±``clim`` colour map of the Δ/σ panels, as a ScalarMappable."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    return ScalarMappable(Normalize(-clim, clim), _plt().get_cmap("RdBu_r"))
+
+
+def _rgba_bytes(mappable, a: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """``a`` colour-mapped to 8-bit RGBA, a slab of rows at a time.
+
+    The bytes are those matplotlib writes for the float image (the colour map's table
+    times 255, floored; NaN transparent), and it gives them back unchanged (see
+    `_bytes`): the same PNG, while the image it keeps and draws is 8-bit RGBA.
+    """
+    out = np.empty(a.shape + (4,), np.uint8)
+    rows = max(1, (1 << 20) // max(1, int(np.prod(a.shape[1:]))))
+    for i in range(0, a.shape[0], rows):
+        out[i : i + rows] = mappable.to_rgba(np.ma.masked_invalid(a[i : i + rows]), bytes=True)
+    return out
 
 
 def pixel_epsilon_maps(result, clim: float = 3.0) -> bytes:
@@ -87,7 +130,9 @@ def pixel_epsilon_maps(result, clim: float = 3.0) -> bytes:
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4 * rows), squeeze=False)
     im = None
     for ax, c in zip(axes.ravel(), result.codecs, strict=False):
-        im = ax.imshow(c.pixel_eps, cmap="RdBu_r", vmin=-clim, vmax=clim, interpolation="nearest")
+        if im is None:
+            im = _colour_mapped(clim)  # the colour bar's mappable
+        ax.imshow(_rgba_bytes(im, c.pixel_eps), interpolation="nearest")
         pe = c.pixel_eps[np.isfinite(c.pixel_eps)]
         rms = float(np.sqrt(np.mean(pe.astype(np.float64) ** 2))) if pe.size else math.nan
         ax.set_title(f"{c.spec}: Δ/σ (rms {rms:.2f})", fontsize=9)
