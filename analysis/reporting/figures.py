@@ -99,7 +99,7 @@ def overlays(result, max_panels: int = 6) -> bytes:
     return _png(fig)
 
 
-def _colour_mapped(clim: float):  # type: ignore[no-untyped-def]
+def _colour_mapped(clim: float):
     """The RdBu_r ±``clim`` colour map of the Δ/σ panels, as a ScalarMappable."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -107,7 +107,7 @@ def _colour_mapped(clim: float):  # type: ignore[no-untyped-def]
     return ScalarMappable(Normalize(-clim, clim), _plt().get_cmap("RdBu_r"))
 
 
-def _rgba_bytes(mappable, a: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _rgba_bytes(mappable, a: np.ndarray) -> np.ndarray:
     """``a`` colour-mapped to 8-bit RGBA, a slab of rows at a time.
 
     The bytes are those matplotlib writes for the float image (the colour map's table

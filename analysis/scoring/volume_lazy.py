@@ -265,8 +265,9 @@ def _reduce(
 FEATURES_DONE = "result.json"
 
 
-def _lazy_features(work: Path, names: dict[str, tuple[str, Any]], ctx: _LazyContext,
-                   opts: dict) -> Any:  # fmt: skip
+def _lazy_features(
+    work: Path, names: dict[str, tuple[str, Any]], ctx: _LazyContext, opts: dict, timings: dict
+) -> Any:
     """Feature ε of every codec over the tasks' version stores, chunk by chunk.
 
     ``feature_epsilon_chunked`` reads ``raw.zarr``, the replicas' and the codecs'
@@ -274,6 +275,7 @@ def _lazy_features(work: Path, names: dict[str, tuple[str, Any]], ctx: _LazyCont
     chunk results and the worst channels' maps under ``work/features/codecs``; the
     finished result is kept as ``result.json`` (a resumed run reuses it). Then every
     version store but the 8-bit codecs' (read by the quantisation note) is removed.
+    ``timings["feature_epsilon"]``: its seconds.
     """
     from rawsigma.analysis.outofcore.featurestats import (
         ChunkedFeatureEpsilon,
@@ -281,6 +283,7 @@ def _lazy_features(work: Path, names: dict[str, tuple[str, Any]], ctx: _LazyCont
     )
     from rawsigma.errors import RawsigmaError
 
+    t0 = time.perf_counter()
     fdir, tasks = work / "features" / "codecs", work / "tasks"
     done = fdir / FEATURES_DONE
     store = {n: str(tasks / n / "version.zarr") for n in names}
@@ -300,14 +303,15 @@ def _lazy_features(work: Path, names: dict[str, tuple[str, Any]], ctx: _LazyCont
         tmp.write_text(json.dumps({"names": feats.names, "scores": feats.scores,
                                    "n_chunks": feats.n_chunks}))  # fmt: skip
         tmp.replace(done)
-    feats.worst = _worst_maps(fdir, list(codecs), feats)
+    feats.worst = _worst_maps(fdir, list(codecs))
     for n, (kind, key) in names.items():
-        if kind == "replica" or not str(key).startswith("8bit"):
+        if kind == "replica" or (kind == "codec" and not str(key).startswith("8bit")):
             shutil.rmtree(tasks / n / "version.zarr", ignore_errors=True)
+    timings["feature_epsilon"] = time.perf_counter() - t0
     return feats
 
 
-def _worst_maps(fdir: Path, keys: list[str], feats: Any) -> dict[str, dict[str, Any]]:
+def _worst_maps(fdir: Path, keys: list[str]) -> dict[str, dict[str, Any]]:
     """Each codec's worst-channel ε map, opened read-only from ``maps/NN.zarr``.
 
     ``NN`` is the codec's position in ``keys`` (`feature_epsilon_chunked`'s layout); the
@@ -479,11 +483,8 @@ def score_volume_lazy(
         resume=resume,
     )
     timings["tasks"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    opts = dict(client=client, workers=task_threads, retries=retries, resume=resume,
-                progress=report)  # fmt: skip
-    feats = _lazy_features(work, names, ctx, opts)
-    timings["feature_epsilon"] = time.perf_counter() - t0
+    opts = dict(client=client, workers=task_threads, retries=retries, resume=resume)
+    feats = _lazy_features(work, names, ctx, {**opts, "progress": report}, timings)
     notes.append(
         f"Out of core, lazy driver: the volume was read block by block and never held "
         f"whole; every version made, segmented and measured in chunks of {chunks} voxels; "
