@@ -49,10 +49,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rawsigma.analysis.noisemodel.blocks import K_CUT, _saturation_mask, tile_statistics
+from rawsigma.analysis.noisemodel.blocks import (
+    K_CUT,
+    _saturation_mask,
+    dark_floor,
+    tile_statistics,
+)
 from rawsigma.analysis.noisemodel.camera_presets import load_preset
 from rawsigma.analysis.noisemodel.variance_fit import (
     NoiseEstimateError,
+    _apply_dark_floor,
     _fit_curve,
     _root,
     _solve_given,
@@ -229,6 +235,7 @@ def estimate_profile(
     x_low = float(np.percentile(valid, 0.1)) if valid.size else float(img.min())
     identifiable = offset is not None or read_noise is not None
     assumed: dict[str, str] = {}
+    floor_rec: dict[str, Any] = {"applied": False}
     if identifiable:
         top = float(np.median(valid)) if valid.size else float(max_adu)
         try:
@@ -246,6 +253,8 @@ def estimate_profile(
             ) from None
     else:
         fit, sol = _solve_unidentifiable(fit, mean, var, x_low, max_adu, gain)
+        floor = dark_floor(img, max_adu)
+        fit, sol, floor_rec = _apply_dark_floor(fit, sol, mean, var, floor, gain)
         assumed = {"offset": sol["offset_source"], "read_noise": sol["read_noise_source"]}
     gain_v, offset_v, rn = sol["gain"], sol["offset"], sol["read_noise"]
     if not np.isfinite(gain_v) or gain_v <= 0:
@@ -269,6 +278,7 @@ def estimate_profile(
         "warning": "" if identifiable else _not_identifiable_warning(offset_v, rn, assumed),
         "variance_check": _variance_check(pcts, gain_v, offset_v, fit["quad"], rn),
         "camera_preset": preset.as_dict() if preset is not None else None,
+        "dark_floor": floor_rec,
     }
     _check_no_silence(valid, float(offset_v), rn, name)
     h, w = img.shape[-2:]

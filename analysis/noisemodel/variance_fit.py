@@ -310,6 +310,75 @@ def _solve_unidentifiable(
     return fit, sol
 
 
+# The model's noise at the darkest pixels may exceed their measured noise by this
+# factor (sigma) before the dark floor replaces the assumed offset and read noise.
+DARK_TOLERANCE = 1.3
+
+
+def model_variance(fit: dict[str, Any], sol: dict[str, Any], x: float) -> float:
+    """Variance (ADU²) of the estimated profile at value ``x`` (read noise below the offset)."""
+    s = max(float(x) - float(sol["offset"]), 0.0)
+    return float(sol["gain"]) * s + float(fit["quad"]) * s * s + float(sol["read_noise"]) ** 2
+
+
+def _apply_dark_floor(
+    fit: dict[str, Any],
+    sol: dict[str, Any],
+    mean: np.ndarray,
+    var: np.ndarray,
+    floor: tuple[float, float, int] | None,
+    gain: float | None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Put the assumed offset and read noise on the measured dark floor if needed.
+
+    The blocks (32-64 pixels) may all hold signal, e.g. a confocal volume whose
+    background is a thin margin: the offset is then assumed at a block mean above the
+    background and, with a high gain (EMCCD: ~25 ADU/e⁻), the read noise taken from the
+    variance line there is several times the background's noise. When the model's
+    noise at the darkest pixels (`blocks.dark_floor`: level ``x_d``, noise ``σ_d``)
+    exceeds ``DARK_TOLERANCE·σ_d``, the read noise becomes ``σ_d`` and the offset the
+    value where the fitted curve equals ``σ_d²`` (at least ``x_d``); the curve is
+    refitted through that point (`_fit_through`). Structure can only raise ``σ_d``, so
+    only a model too noisy at the dark end is corrected.
+
+    Returns
+    -------
+    fit, sol, record
+        ``record`` (for the provenance): level, sigma, n, the model's sigma there
+        before and after, and ``applied``.
+    """
+    rec: dict[str, Any] = {"applied": False}
+    if floor is None or not floor[1] > 0:
+        return fit, sol, rec
+    x_d, s_d, n_d = floor
+    before = float(np.sqrt(model_variance(fit, sol, x_d)))
+    rec.update(level_adu=x_d, sigma_adu=s_d, n_pixels=n_d, model_sigma_before=before)
+    if before <= DARK_TOLERANCE * s_d:
+        rec["model_sigma_after"] = before
+        return fit, sol, rec
+    v_d = s_d * s_d
+    c, a, b = fit["quad"], fit["slope"], fit["intercept"]
+    o = max(x_d, float(_root(c, a, b - v_d))) if a > 0 or c > 0 else x_d
+    fit2 = _fit_through(fit, mean, var, o, v_d)
+    g = float(gain) if gain is not None else fit2["slope"] + 2 * fit2["quad"] * o
+    if not (np.isfinite(g) and g > 0):
+        return fit, sol, rec
+    where = f"{x_d:.6g} ADU, noise {s_d:.3g} ADU rms over the {n_d} darkest pixels"
+    sol = dict(
+        sol,
+        gain=g,
+        offset=o,
+        read_noise=s_d,
+        offset_source=(
+            "assumed where the measured variance curve meets the noise of the darkest "
+            f"pixels ({where}; the blocks were too bright to show it)"
+        ),
+        read_noise_source="the noise of the darkest pixels, measured pixel by pixel",
+    )
+    rec.update(applied=True, model_sigma_after=float(np.sqrt(model_variance(fit2, sol, x_d))))
+    return fit2, sol, rec
+
+
 def _fit_curve(
     mean: np.ndarray, var: np.ndarray, quadratic: bool, gain: float | None, name: str
 ) -> dict[str, Any]:
