@@ -36,6 +36,12 @@ Method, in the spirit of Heintzmann, Relich & Nagy (2016, arXiv:1611.05654,
    (undersampled images, whose high-frequency signal steepens the slope). The
    profile's variance is therefore positive over the whole range of the image, and
    ``provenance["estimate"]`` records ``identifiable``, ``assumed`` and ``warning``.
+7. The darkest block may sit well above the background when every block holds signal
+   (a confocal volume whose background is a thin margin); with a high gain the read
+   noise of step 6 is then several times the background's. `blocks.dark_floor`
+   measures the noise of the darkest pixels one by one; when the model exceeds it by
+   more than ``DARK_TOLERANCE`` the read noise becomes that noise and the offset the
+   value where the curve meets it (`variance_fit._apply_dark_floor`).
 
 The result is a *uniform* profile (global scalars) whose ``provenance`` says
 ``estimated=True`` and records the method and the fit numbers; the per-block means
@@ -238,19 +244,8 @@ def estimate_profile(
     floor_rec: dict[str, Any] = {"applied": False}
     if identifiable:
         top = float(np.median(valid)) if valid.size else float(max_adu)
-        try:
-            sol = _solve_given(fit, mean, var, read_noise, offset, gain, top, name)
-        except NoiseEstimateError as exc:
-            if not (rn_from_preset and preset is not None):
-                raise
-            # the user gave --camera, not --read-noise: say which preset does not fit
-            msg = str(exc).replace(
-                "the given read noise", f"the read noise of camera preset {preset.name},"
-            )
-            msg = msg.replace("; give --offset as well, or omit --read-noise", "")
-            raise NoiseEstimateError(
-                f"{msg}; choose another preset (--camera list), give --offset, or omit --camera"
-            ) from None
+        given = (read_noise, offset, gain)
+        sol = _given_solution(fit, mean, var, given, top, name, preset if rn_from_preset else None)
     else:
         fit, sol = _solve_unidentifiable(fit, mean, var, x_low, max_adu, gain)
         floor = dark_floor(img, max_adu)
@@ -297,6 +292,35 @@ def estimate_profile(
 
 
 # ----------------------------------------------------------------------------- steps
+def _given_solution(
+    fit: dict[str, Any],
+    mean: np.ndarray,
+    var: np.ndarray,
+    given: tuple[float | None, float | None, float | None],
+    top: float,
+    name: str,
+    preset: Any,
+) -> dict[str, Any]:
+    """`_solve_given` with (read noise, offset, gain); ``preset`` when its read noise was used.
+
+    A preset whose read noise does not fit the image is named in the error (the user
+    gave --camera, not --read-noise).
+    """
+    read_noise, offset, gain = given
+    try:
+        return _solve_given(fit, mean, var, read_noise, offset, gain, top, name)
+    except NoiseEstimateError as exc:
+        if preset is None:
+            raise
+        msg = str(exc).replace(
+            "the given read noise", f"the read noise of camera preset {preset.name},"
+        )
+        msg = msg.replace("; give --offset as well, or omit --read-noise", "")
+        raise NoiseEstimateError(
+            f"{msg}; choose another preset (--camera list), give --offset, or omit --camera"
+        ) from None
+
+
 def _raw_array(image: np.ndarray, name: str) -> np.ndarray:
     """The image as (H, W) or (N, H, W) unsigned integers, or a clear error."""
     img = np.asarray(image)
