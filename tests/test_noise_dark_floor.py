@@ -84,3 +84,15 @@ def test_bbbc050_background_noise_matches_the_model(shared_data):
     assert model / nd_sigma < 1.5
     assert model / nd_sigma > 0.8
     assert 15 < prof.gain_global < 35  # the foreground's slope (~22-26 ADU/e⁻) is kept
+
+
+def test_given_offset_below_the_curves_zero_takes_the_dark_floor(shared_data):
+    """--offset 100 on BBBC050 was refused ("the read noise came out 0")."""
+    vol = tifffile.imread(shared_data / BBBC050)
+    prof = estimate_profile(vol, offset=100.0, source=BBBC050)
+    est = prof.provenance["estimate"]
+    assert est["offset"] == 100.0 and est["identifiable"] is True
+    assert 1.5 < est["read_noise"] < 2.8  # the background's noise, 1.8-2.2 ADU
+    assert est["dark_floor"]["applied"] is True
+    assert "darkest pixels" in est["read_noise_source"]
+    assert 15 < prof.gain_global < 35

@@ -244,8 +244,11 @@ def estimate_profile(
     floor_rec: dict[str, Any] = {"applied": False}
     if identifiable:
         top = float(np.median(valid)) if valid.size else float(max_adu)
-        given = (read_noise, offset, gain)
+        rn_floor, floor_rec = _floor_at_given_offset(fit, img, max_adu, offset, read_noise)
+        given = (read_noise if rn_floor is None else rn_floor, offset, gain)
         sol = _given_solution(fit, mean, var, given, top, name, preset if rn_from_preset else None)
+        if rn_floor is not None:
+            sol["read_noise_source"] = "the noise of the darkest pixels (at the given offset)"
     else:
         fit, sol = _solve_unidentifiable(fit, mean, var, x_low, max_adu, gain)
         floor = dark_floor(img, max_adu)
@@ -292,6 +295,35 @@ def estimate_profile(
 
 
 # ----------------------------------------------------------------------------- steps
+def _floor_at_given_offset(
+    fit: dict[str, Any],
+    img: np.ndarray,
+    max_adu: int,
+    offset: float | None,
+    read_noise: float | None,
+) -> tuple[float | None, dict[str, Any]]:
+    """Read noise from the dark floor when the curve has no variance at a given offset.
+
+    With ``--offset`` only, the read noise is the fitted variance at the offset; a
+    curve that reaches zero above it (BBBC050: 101.3 ADU against an offset of 100)
+    would give read noise 0, refused for the pixels below the offset. When the
+    darkest pixels (`blocks.dark_floor`) sit within 3σ of the given offset, their
+    measured noise is the read noise instead.
+    """
+    rec: dict[str, Any] = {"applied": False}
+    if offset is None or read_noise is not None:
+        return None, rec
+    o = float(offset)
+    if fit["quad"] * o * o + fit["slope"] * o + fit["intercept"] > 0:
+        return None, rec
+    floor = dark_floor(img, max_adu)
+    if floor is None or not floor[1] > 0 or abs(floor[0] - o) > 3 * floor[1]:
+        return None, rec
+    level, sigma, n = floor
+    rec.update(applied=True, level_adu=level, sigma_adu=sigma, n_pixels=n)
+    return sigma, rec
+
+
 def _given_solution(
     fit: dict[str, Any],
     mean: np.ndarray,
