@@ -1455,6 +1455,7 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
     /* row buffers (`rows_alloc`), then contexts and symbols readable from -WL to w + 2 WL
      * (`rans_row_avx2`; contexts 0 before the row) */
     size_t nr = (size_t)w + 8, nrb = nr * (7 * sizeof(int32_t) + 1) + 64, nc = (size_t)w + 4 * WL;
+    nrb = (nrb + 63) & ~(size_t)63; /* the contexts (int32) aligned: nr is odd for odd w */
     char *m = (char *)arena(1, nrb + nc * (sizeof(int32_t) + 1));
     if (!m) return -1;
     b.mem = NULL;

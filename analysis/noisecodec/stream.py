@@ -755,6 +755,7 @@ def decode_frames(
         raise InputFileError(f"{source}: unknown noise-codec back end {effort!r}")
     esc_all = np.frombuffer(zlib.decompress(sec("escapes")), "<i4").astype(np.int64)
     n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    _check_tiles(hd["tiles"], n, h, effort, source)
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
     kp = _frozen(hd.get("knee", K.NO_KNEE))
@@ -787,6 +788,29 @@ def decode_frames(
     else:
         _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source)
     return out.reshape(shape)
+
+
+def _check_tiles(tiles, n: int, h: int, effort: str, source: str) -> None:
+    """The tile directory covers every row of every frame once, with integer fields and
+    non-negative counts (else the output would keep rows never decoded, `np.empty`)."""
+    seen = np.zeros((n, h), np.int32)
+    counts = slice(4, None) if effort in ("best", "fast") else slice(3, None)  # not "fill"
+    ok = isinstance(tiles, list)
+    for t in tiles if ok else ():
+        ok = (
+            isinstance(t, list)
+            and len(t) >= 5
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in t)
+            and 0 <= t[0] < n
+            and 0 <= t[1]
+            and 1 <= t[2] <= h - t[1]
+            and min(t[counts]) >= 0
+        )
+        if not ok:
+            break
+        seen[t[0], t[1] : t[1] + t[2]] += 1
+    if not ok or (seen != 1).any():
+        raise InputFileError(f"{source}: corrupted noise-codec tile directory")
 
 
 def _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source):
