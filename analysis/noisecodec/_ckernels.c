@@ -1418,24 +1418,55 @@ HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *
 }
 
 /* per thread, the decoder's planes and row buffers, kept from tile to tile (tiles of a
- * frame have one size: no allocation, no page faults after the first) */
-#if defined(__GNUC__)
-#define THREAD_LOCAL __thread
+ * frame have one size: no allocation, no page faults after the first); with pthreads
+ * freed when the thread ends (threads of short-lived pools: ~1.5 MiB each for a
+ * 256 x 2048 tile otherwise) */
+typedef struct {
+    char *mem[2];
+    size_t size[2];
+} arena_t;
+
+static void *arena_grow(arena_t *a, int i, size_t n)
+{
+    if (n > a->size[i]) {
+        free(a->mem[i]);
+        a->mem[i] = (char *)malloc(n);
+        a->size[i] = a->mem[i] ? n : 0;
+    }
+    return a->mem[i];
+}
+
+#if defined(_WIN32)
+static __declspec(thread) arena_t arena_tls;
+static int arena_init(void) { return 0; }
+static void *arena(int i, size_t n) { return arena_grow(&arena_tls, i, n); }
 #else
-#define THREAD_LOCAL __declspec(thread)
-#endif
-static THREAD_LOCAL char *arena_mem[2];
-static THREAD_LOCAL size_t arena_size[2];
+#include <pthread.h>
+static pthread_key_t arena_key;
+
+static void arena_free(void *p)
+{
+    arena_t *a = (arena_t *)p;
+    free(a->mem[0]);
+    free(a->mem[1]);
+    free(a);
+}
+
+static int arena_init(void) { return pthread_key_create(&arena_key, arena_free); }
 
 static void *arena(int i, size_t n)
 {
-    if (n > arena_size[i]) {
-        free(arena_mem[i]);
-        arena_mem[i] = (char *)malloc(n);
-        arena_size[i] = arena_mem[i] ? n : 0;
+    arena_t *a = (arena_t *)pthread_getspecific(arena_key);
+    if (!a) {
+        a = (arena_t *)calloc(1, sizeof(arena_t));
+        if (!a || pthread_setspecific(arena_key, a)) {
+            free(a);
+            return NULL;
+        }
     }
-    return arena_mem[i];
+    return arena_grow(a, i, n);
 }
+#endif
 
 static void *arena_planes(size_t n) { return arena(0, n); }
 
@@ -2210,6 +2241,11 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_ckernels",
 
 PyMODINIT_FUNC PyInit__ckernels(void)
 {
+    static int arena_ready = 0;
+    if (!arena_ready) {
+        if (arena_init()) return PyErr_NoMemory();
+        arena_ready = 1;
+    }
 #ifdef HAVE_AVX2
     perm8_init();
 #endif
