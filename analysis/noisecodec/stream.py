@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
+from imagecodecs import ZstdError
 from rawsigma.errors import ImageMismatchError, InputFileError
 
 from . import ckernels as CK
@@ -721,8 +722,22 @@ def decode_frames(
     """Decode a stream to uint16 frames of the encoded shape.
 
     ``maps`` is needed only for streams written with ``maps="reference"``; its digest
-    must match the one recorded.
+    must match the one recorded. A stream that cannot be interpreted raises
+    `InputFileError` (`ImageMismatchError` for maps of another profile).
     """
+    try:
+        return _decode_frames(data, maps, threads, source)
+    except (InputFileError, ImageMismatchError):
+        raise
+    except (zlib.error, ZstdError, IndexError, KeyError, TypeError, ValueError) as err:
+        # damage the checksum cannot see (a writer's bug, a crafted file): compressed
+        # sections, section offsets or header fields that do not decode
+        raise InputFileError(
+            f"{source}: corrupted noise-codec stream ({type(err).__name__}: {err})"
+        ) from err
+
+
+def _decode_frames(data, maps, threads, source) -> np.ndarray:
     hd = read_header(data, source)
     mv = memoryview(data).cast("B")
     base = hd["_body"]
