@@ -111,16 +111,21 @@ def _prepared(cts, tab):
     return prep
 
 
-def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
+def _c_dequantisation(dq) -> tuple:
+    """The dequantisation arguments ``dq`` (`pyramid._dequantise`) as C takes them."""
     off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
+    return (off, gain, recon, float(step), float(c0), bool(dither), int(seed), int(index0),
+            float(max_adu), bool(analytic), kp)  # fmt: skip
+
+
+def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     prep = _prepared(cts, tab)
     if prep is None:  # inconsistent tables: a corrupted stream
         return False, int(ebeg)
     return _C.decode_tile(
         prep, words, np.ascontiguousarray(starts, np.int64),
-        np.ascontiguousarray(ends, np.int64), esc, int(ebeg), int(eend), wts, out, off, gain,
-        recon, float(step), float(c0), bool(dither), int(seed), int(index0), float(max_adu),
-        bool(analytic), kp,
+        np.ascontiguousarray(ends, np.int64), esc, int(ebeg), int(eend), wts, out,
+        *_c_dequantisation(dq),
     )  # fmt: skip
 
 
@@ -130,14 +135,12 @@ def _rans_encode16(syms, ctxs, freq, cum, out) -> int:
 
 
 def _decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
-    off, gain, recon, step, c0, dither, seed, index0, max_adu, analytic, kp = dq
     prep = _prepared(cts, tab)
     if prep is None:  # inconsistent tables: a corrupted stream
         return False, int(ebeg)
     return _C.decode_tile16(
-        prep, words, int(start), int(end), esc, int(ebeg), int(eend), wts, out, off, gain,
-        recon, float(step), float(c0), bool(dither), int(seed), int(index0), float(max_adu),
-        bool(analytic), kp,
+        prep, words, int(start), int(end), esc, int(ebeg), int(eend), wts, out,
+        *_c_dequantisation(dq),
     )  # fmt: skip
 
 

@@ -830,6 +830,36 @@ def _dequantise(kbuf, y, out, dq):
                    index0 + y * w, max_adu, analytic, kp)  # fmt: skip
 
 
+@nb.njit(**_INLINE)
+def _merge_level(E, O, Q, R, hk, wk):
+    """The padded level plane ``P_k`` (``hk`` × ``wk``) interleaved from its four
+    polyphase planes."""
+    H = HALO
+    P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
+    for t in range(4):
+        X, dy, dx = _phase(t, E, O, Q, R)
+        for i in range((hk + 1 - dy) // 2):
+            for j in range((wk + 1 - dx) // 2):
+                P[H + 2 * i + dy, H + 2 * j + dx] = X[H + i, H + j]
+    _fill_halo(P, hk, wk)
+    return P
+
+
+@nb.njit(**_INLINE)
+def _write_rows(P, K, E, O, Q, R, out, dq):
+    """The tile's output, dequantised row by row: the top plane ``P`` itself (``K`` = 0:
+    a tile of at most TOP_ROWS rows) or the level-0 planes interleaved."""
+    h, w = out.shape
+    kbuf = np.empty(w, np.int32)
+    for y in range(h):
+        if K == 0:
+            for j in range(w):
+                kbuf[j] = P[HALO + y, HALO + j]
+        else:
+            _interleave(R if y & 1 else E, O if y & 1 else Q, y >> 1, (w + 1) // 2, w // 2, kbuf)
+        _dequantise(kbuf, y, out, dq)
+
+
 @nb.njit(**_OPTS)
 def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
     """Decode one tile and dequantise it into ``out`` (h, w) uint16 (``dq``: `_dequantise`).
@@ -906,24 +936,8 @@ def decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
                             ne += 1
             _fill_halo(T, n_r, n_c)
         # interleave into the level plane (P_0, the output, below)
-        hk, wk = hs[k], ws[k]
         if k > 0:
-            P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
-            for t in range(4):
-                X, dy, dx = _phase(t, E, O, Q, R)
-                for i in range((hk + 1 - dy) // 2):
-                    for j in range((wk + 1 - dx) // 2):
-                        P[H + 2 * i + dy, H + 2 * j + dx] = X[H + i, H + j]
-            _fill_halo(P, hk, wk)
-    # the output, dequantised row by row: the top plane itself (K = 0: a tile of at most
-    # TOP_ROWS rows) or the level-0 planes interleaved (one call site: one inlined copy)
-    kbuf = np.empty(w, np.int32)
-    for y in range(h):
-        if K == 0:
-            for j in range(w):
-                kbuf[j] = P[H + y, H + j]
-        else:
-            _interleave(R if y & 1 else E, O if y & 1 else Q, y >> 1, (w + 1) // 2, w // 2, kbuf)
-        _dequantise(kbuf, y, out, dq)
+            P = _merge_level(E, O, Q, R, hs[k], ws[k])
+    _write_rows(P, K, E, O, Q, R, out, dq)
     ok = q0 == e0 and q1 == e1 and q2 == e2 and q3 == e3
     return ok, ne

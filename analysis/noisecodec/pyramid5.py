@@ -30,17 +30,16 @@ from .pyramid import (
     WL,
     U,
     _dec,
-    _dequantise,
     _features,
     _fill_halo,
-    _interleave,
     _med,
-    _phase,
+    _merge_level,
     _ppc,
     _put,
     _row_buffers,
     _sizes,
     _stage_rows,
+    _write_rows,
     n_levels,
 )
 
@@ -164,21 +163,7 @@ def decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
                 if q > qe:  # checked after the row's escapes (as the C kernel)
                     return False, ne
             _fill_halo(T, n_r, n_c)
-        hk, wk = hs[k], ws[k]
         if k > 0:
-            P = np.empty((hk + 2 * H, wk + 2 * H), np.int16)
-            for t4 in range(4):
-                X, dy, dx = _phase(t4, E, O, Q, R)
-                for i in range((hk + 1 - dy) // 2):
-                    for j in range((wk + 1 - dx) // 2):
-                        P[H + 2 * i + dy, H + 2 * j + dx] = X[H + i, H + j]
-            _fill_halo(P, hk, wk)
-    kbuf = np.empty(w, np.int32)
-    for y in range(h):
-        if K == 0:
-            for j in range(w):
-                kbuf[j] = P[H + y, H + j]
-        else:
-            _interleave(R if y & 1 else E, O if y & 1 else Q, y >> 1, (w + 1) // 2, w // 2, kbuf)
-        _dequantise(kbuf, y, out, dq)
+            P = _merge_level(E, O, Q, R, hs[k], ws[k])
+    _write_rows(P, K, E, O, Q, R, out, dq)
     return q == qe, ne
