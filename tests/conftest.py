@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -21,6 +22,38 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _volume_feature_epsilon(raw, reps, codecs, sigmas, spacing):
+    """In-memory feature ε of volumes: the scoring features of whole volumes
+    (`feature_bank`), the replicas' σ (`FeatureStats`), then `feature_epsilon` and
+    `worst_feature_map` per codec. Returns ``(names, {codec: (scores, worst map)})``."""
+    from rawsigma.analysis.scoring import standard_score as sc
+    from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_bank
+
+    rel = tuple(s / min(spacing) for s in spacing)
+
+    def feats(v):
+        return feature_bank(v, "ilastik", sigmas=sigmas, features=SCORING_FEATURES,
+                            spacing=rel, n_workers=1)  # fmt: skip
+
+    fr, names = feats(raw)
+    stats = sc.FeatureStats()
+    for r in reps:
+        stats.add(feats(r)[0])
+    sigma = stats.sigma().astype(np.float32)
+    out = {}
+    for k, v in codecs.items():
+        fc = feats(v)[0]
+        fe = sc.feature_epsilon(fr, sigma, fc, names)
+        out[k] = (fe, sc.worst_feature_map(fe, fr, sigma, fc, names))
+    return names, out
+
+
+@pytest.fixture(scope="session")
+def volume_feature_epsilon():
+    """The in-memory feature ε of volumes (the reference of the chunked and lazy paths)."""
+    return _volume_feature_epsilon
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rawsigma.analysis.outofcore.featurestats import feature_epsilon_chunked
-from rawsigma.analysis.scoring import standard_score as sc
-from rawsigma.analysis.segmentation.features import SCORING_FEATURES, feature_bank
 
 SPACING = (2.0, 0.5, 0.5)  # z four times coarser: per-axis halos differ
 SIGMAS = (1.0, 2.0)
@@ -28,30 +26,12 @@ def volumes():
     return raw, reps, codecs
 
 
-def _in_memory(raw, reps, codecs):
-    rel = tuple(s / min(SPACING) for s in SPACING)
-
-    def feats(v):
-        return feature_bank(v, "ilastik", sigmas=SIGMAS, features=SCORING_FEATURES,
-                            spacing=rel, n_workers=1)  # fmt: skip
-
-    fr, names = feats(raw)
-    stats = sc.FeatureStats()
-    for r in reps:
-        stats.add(feats(r)[0])
-    sigma = stats.sigma().astype(np.float32)
-    out = {}
-    for k, v in codecs.items():
-        fc = feats(v)[0]
-        fe = sc.feature_epsilon(fr, sigma, fc, names)
-        out[k] = (fe, sc.worst_feature_map(fe, fr, sigma, fc, names))
-    return names, out
-
-
 @pytest.mark.parametrize("chunks", [(12, 30, 26), (5, 7, 9), (3, 16, 13), (1, 30, 4)])
-def test_chunked_feature_epsilon_equals_in_memory(volumes, chunks, tmp_path) -> None:
+def test_chunked_feature_epsilon_equals_in_memory(
+    volumes, chunks, tmp_path, volume_feature_epsilon
+) -> None:
     raw, reps, codecs = volumes
-    names, want = _in_memory(raw, reps, codecs)
+    names, want = volume_feature_epsilon(raw, reps, codecs, SIGMAS, SPACING)
     got = feature_epsilon_chunked(raw, reps, codecs, tmp_path, sigmas=SIGMAS, spacing=SPACING,
                                   chunks=chunks, workers=2)  # fmt: skip
     assert got.names == names

@@ -240,7 +240,7 @@ def test_cli_lazy_path_equals_the_chunked_path(tmp_path, phantom, small_slabs) -
                 np.sqrt(np.mean(pe.astype(float) ** 2))
             )
         for c_new, c_old in zip(res["codecs"], old.codecs, strict=True):
-            # feature ε on the lazy path too (values: test_volume_lazy_features.py)
+            # feature ε on the lazy path too (values: the feature ε test below)
             assert c_new["features"].keys() == c_old.features.keys() and c_new["features"]
             assert all(np.isfinite(v["mean_abs_epsilon"]) for v in c_new["features"].values())
             (name,) = c_old.feature_eps
@@ -305,3 +305,84 @@ def test_driver_choice_auto_lazy_memory(monkeypatch) -> None:
         cmd.choose_driver("lazy", None, small, None)
     with pytest.raises(UsageError, match="auto, lazy or memory"):
         cmd.choose_driver("fast", chunks, small, None)
+
+
+# ------------------------------------------------------------------- feature ε (lazy)
+# The lazy driver draws its replicas from per-plane random streams, so its feature ε
+# cannot be compared with the in-memory driver's; the check is on the same versions,
+# remade from the driver's seeds and pushed through the in-memory feature code.
+CODECS = ["replica", "8bit", "noise:step=2"]
+
+
+def _read(path) -> np.ndarray:
+    import zarr
+
+    return zarr.open_array(str(path), mode="r")[...]
+
+
+def _versions(tmp, raw_zarr, prof, plan):
+    """The lazy driver's replicas and codec volumes, remade from its seeds."""
+    from rawsigma.analysis.scoring.volume_versions import write_codec, write_replica
+
+    synthesis, control, _ = np.random.SeedSequence(plan.seed).spawn(3)
+    reps = []
+    for i in range(plan.n_replicas):
+        write_replica(raw_zarr, tmp / f"r{i}.zarr", prof, synthesis, i, plan.centre)
+        reps.append(_read(tmp / f"r{i}.zarr"))
+    write_replica(raw_zarr, tmp / "control.zarr", prof, control, None, plan.centre)
+    codecs = {"replica": _read(tmp / "control.zarr")}
+    write_codec(raw_zarr, tmp / "noise.zarr", "noise:step=2", prof, None)
+    codecs["noise:step=2"] = _read(tmp / "noise.zarr")
+    return reps, codecs
+
+
+@pytest.mark.slow
+def test_lazy_feature_epsilon_equals_in_memory_on_its_versions(
+    tmp_path, phantom, volume_feature_epsilon
+) -> None:
+    from rawsigma.analysis.scoring.volume_lazy import LazyInputs, score_volume_lazy
+    from rawsigma.volread import open_volume
+
+    vol, prof, ann, _ = phantom
+    src, _ = open_volume(_zarr(tmp_path / "v.zarr", vol))
+    lab, _ = open_volume(_zarr(tmp_path / "a.zarr", ann), integer=True)
+    work = tmp_path / "work"
+    res = score_volume_lazy(LazyInputs(src, lab, None, SPACING, "given"), prof, work,
+                            chunks=(4, 16, 20), n_replicas=3, codecs=CODECS, n_estimators=10,
+                            workers=1)  # fmt: skip
+    raw_zarr = str(work / "inputs" / "raw.zarr")
+    np.testing.assert_array_equal(_read(raw_zarr), vol)
+    reps, codecs = _versions(tmp_path, raw_zarr, prof, res.plan)
+    codecs["8bit"] = _read(work / "tasks" / "codec_01_8bit" / "version.zarr")  # kept
+    names, want = volume_feature_epsilon(vol, reps, codecs, res.plan.score_sigmas, SPACING)
+    assert res.feature_names == names
+    got = {c.spec: c for c in res.codecs}
+    assert set(got) == set(CODECS)
+    for spec, (fe, worst) in want.items():
+        c = got[spec]
+        assert c.features.keys() == fe.keys()
+        for n in names:
+            for k in ("mean_epsilon", "mean_abs_epsilon", "rms_epsilon"):
+                assert c.features[n][k] == pytest.approx(fe[n][k], rel=1e-5, abs=1e-7), (spec, n)
+            assert c.features[n]["n_pixels"] == fe[n]["n_pixels"]
+        assert c.feature_eps.keys() == worst.keys() and len(worst) == 1, spec
+        (n,) = worst
+        np.testing.assert_array_equal(np.asarray(c.feature_eps[n][...]), worst[n])
+    # the held-out control is a whole independent noise draw (|ε| about √2 × the
+    # spread, inflated by σ from 3 replicas); noise:step=2 moves values by less than
+    # the noise, and this volume's 8-bit step (≈ 5 ADU) is far below its noise
+    worst_abs = {s: max(v["mean_abs_epsilon"] for v in got[s].features.values()) for s in got}
+    assert 1.0 < worst_abs["replica"] < 2.5
+    assert worst_abs["8bit"] < worst_abs["noise:step=2"] < worst_abs["replica"]
+    # only the 8-bit store is kept (the quantisation note reads it); the result is reused
+    kept = sorted(p.parent.name for p in (work / "tasks").glob("*/version.zarr"))
+    assert kept == ["codec_01_8bit"]
+    assert json.loads((work / "features" / "codecs" / "result.json").read_text())["names"] == names
+    again = score_volume_lazy(LazyInputs(src, lab, None, SPACING, "given"), prof, work,
+                              chunks=(4, 16, 20), n_replicas=3, codecs=CODECS, n_estimators=10,
+                              workers=1)  # fmt: skip
+    for c in again.codecs:
+        assert c.features == got[c.spec].features
+        (n,) = c.feature_eps
+        np.testing.assert_array_equal(np.asarray(c.feature_eps[n][...]),
+                                      np.asarray(got[c.spec].feature_eps[n][...]))  # fmt: skip
