@@ -1746,6 +1746,34 @@ fail:
     return NULL;
 }
 
+/* The encoder's packed table (freq << 16 | cum per context row and symbol), after checking
+ * that every entry lies in [0, TAB] and that every symbol has a context row and a non-zero
+ * frequency. NULL with a Python error set otherwise. */
+static uint32_t *symbol_table(const uint8_t *syms, const uint16_t *ctxs, Py_ssize_t ns,
+                              const int64_t *freq, const int64_t *cum, Py_ssize_t nf)
+{
+    int64_t nctx = nf / N_SYM;
+    int bad = 0;
+    for (Py_ssize_t i = 0; i < nf; i++) bad |= freq[i] < 0 || freq[i] > TAB || cum[i] < 0 || cum[i] > TAB;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: freq and cum must lie in [0, TAB]");
+        return NULL;
+    }
+    uint32_t *fc = (uint32_t *)malloc((size_t)nf * sizeof(uint32_t));
+    if (!fc) return (uint32_t *)PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < nf; i++) fc[i] = (uint32_t)(freq[i] << 16 | cum[i]);
+    for (Py_ssize_t t = 0; t < ns && !bad; t++) {
+        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        bad = g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0;
+    }
+    if (bad) {
+        free(fc);
+        PyErr_SetString(PyExc_ValueError, "_ckernels: a symbol out of range or of frequency 0");
+        return NULL;
+    }
+    return fc;
+}
+
 /* rans_encode(syms u8, ctxs u16, freq i64 (nctx, N_SYM), cum i64, out u16 (LANES, cap),
  * lens i64 (LANES)) */
 static PyObject *py_rans_encode(PyObject *self, PyObject *args)
@@ -1764,27 +1792,11 @@ static PyObject *py_rans_encode(PyObject *self, PyObject *args)
     int64_t *lens = get(&B, o[5], 'i', 8, 1, "lens", &nl);
     if (!lens) goto fail;
     NEED(nx == ns && nf == nc && nf % N_SYM == 0 && rows == LANES && nl == LANES, "sizes");
-    int64_t nctx = nf / N_SYM;
-    /* every context must be a valid row; every lane at most cap - 2 words */
-    int bad = 0;
-    for (Py_ssize_t i = 0; i < nf; i++) bad |= freq[i] < 0 || freq[i] > TAB || cum[i] < 0 || cum[i] > TAB;
-    NEED(!bad && cap >= 2, "freq and cum must lie in [0, TAB]");
-    uint32_t *fc = (uint32_t *)malloc((size_t)nf * sizeof(uint32_t));
-    if (!fc) {
-        release(&B);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < nf; i++) fc[i] = (uint32_t)(freq[i] << 16 | cum[i]);
-    for (Py_ssize_t t = 0; t < ns && !bad; t++) {
-        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
-        bad = g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0;
-    }
-    if (bad) {
-        free(fc);
-        release(&B);
-        PyErr_SetString(PyExc_ValueError, "_ckernels: a symbol out of range or of frequency 0");
-        return NULL;
-    }
+    /* every lane at most cap - 2 words */
+    NEED(cap >= 2, "freq and cum must lie in [0, TAB]");
+    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf);
+    if (!fc) goto fail;
+    int bad;
     Py_BEGIN_ALLOW_THREADS
     bad = rans_encode(syms, ctxs, ns, fc, out, cap, lens);
     Py_END_ALLOW_THREADS
@@ -2011,26 +2023,8 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
     uint16_t *out = cum ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
     if (!out) goto fail;
     NEED(nx == ns && nf == nc && nf % N_SYM == 0, "sizes");
-    int64_t nctx = nf / N_SYM;
-    int bad = 0;
-    for (Py_ssize_t i = 0; i < nf; i++) bad |= freq[i] < 0 || freq[i] > TAB || cum[i] < 0 || cum[i] > TAB;
-    NEED(!bad, "freq and cum must lie in [0, TAB]");
-    uint32_t *fc = (uint32_t *)malloc((size_t)nf * sizeof(uint32_t));
-    if (!fc) {
-        release(&B);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < nf; i++) fc[i] = (uint32_t)(freq[i] << 16 | cum[i]);
-    for (Py_ssize_t t = 0; t < ns && !bad; t++) {
-        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
-        bad = g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0;
-    }
-    if (bad) {
-        free(fc);
-        release(&B);
-        PyErr_SetString(PyExc_ValueError, "_ckernels: a symbol out of range or of frequency 0");
-        return NULL;
-    }
+    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf);
+    if (!fc) goto fail;
     int64_t len;
     Py_BEGIN_ALLOW_THREADS
     len = rans_encode16(syms, ctxs, ns, fc, out, no);
