@@ -314,29 +314,6 @@ static int split_tables(const uint16_t *cts, classtab *t)
     return bad ? -1 : 0;
 }
 
-/* prediction (`pyramid._pc`) over a row: prediction floors into b->base, contexts into b->ctx (physical
- * through rm when given, else logical); written out for the vectoriser (AVX2 gathers) */
-HOT void predict_row(int64_t n, const int32_t *wt, const uint32_t *ca, const uint32_t *cl,
-                     uint32_t g0, rowbufs *b, const int32_t *rm)
-{
-    const int32_t *restrict r1 = b->r1, *restrict r2 = b->r2, *restrict r3 = b->r3;
-    const int32_t *restrict al = b->al;
-    int32_t *restrict base = b->base, *restrict pc = b->ctx;
-    for (int64_t j = 0; j < n; j++) {
-        int32_t a = al[j];
-        uint32_t v = ca[a >> 8] + cl[a & 0xFF];
-        uint32_t c = v & 0xFF;
-        int32_t p = (int32_t)((uint32_t)wt[c + 3] + (uint32_t)wt[c] * (uint32_t)r1[j]
-                              + (uint32_t)wt[c + 1] * (uint32_t)r2[j]
-                              + (uint32_t)wt[c + 2] * (uint32_t)r3[j]);
-        base[j] = p >> WB;
-        pc[j] = (int32_t)(g0 + (uint32_t)((p >> (WB - FRAC_BITS)) & (N_FRAC - 1)) * N_ACT_CTX
-                          + (v >> 8));
-    }
-    if (rm)
-        for (int64_t j = 0; j < n; j++) pc[j] = rm[pc[j]];
-}
-
 static inline int64_t med(plane P, int64_t i, int64_t j)
 {
     const int64_t H = HALO;
@@ -395,72 +372,6 @@ MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t
             }
         }
     }
-}
-
-MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
-                          uint8_t *syms, uint16_t *ctxs, int32_t *esc, uint32_t *hist)
-{
-    uint32_t *hist2 = hist + N_CTX_ALL * N_SYM; /* the odd pixels' (summed by the caller) */
-    const int64_t H = HALO;
-    const int K = p->K;
-    int64_t t = 0, n_esc = 0;
-    plane P = p->lv[K];
-    for (int64_t i = 0; i < p->hs[K]; i++) {
-        for (int64_t j = 0; j < p->ws[K]; j++) {
-            int64_t c = ROW(P, H + i)[H + j];
-            int s = symbol(c, med(P, H + i, H + j));
-            if (s == ESC) esc[n_esc++] = (int32_t)c;
-            syms[t] = (uint8_t)s;
-            ctxs[t] = (uint16_t)((j & 3) << LANE_SHIFT);
-            hist[s] += 1;
-            t++;
-        }
-    }
-    for (int k = K - 1; k >= 0; k--) {
-        plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
-        int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
-        int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
-        for (int kind = 0; kind < N_STAGE; kind++) {
-            plane T = p->st[3 * k + kind];
-            int64_t n_r, n_c;
-            stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
-            uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
-            const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
-            const uint32_t *ca = cts->ca[m0 + kind], *cl = cts->cl[m0 + kind];
-            for (int64_t i = 0; i < n_r; i++) {
-                features(kind, i, n_c, E, O, Q, b);
-                const int16_t *restrict trow = ROW(T, H + i) + H;
-                int32_t *restrict gg = b->ctx;
-                uint8_t *restrict sy = syms + t;
-                uint16_t *restrict cx = ctxs + t;
-                predict_row(n_c, wt, ca, cl, g0, b, NULL);
-                int32_t n_row_esc = 0;
-                const int32_t *restrict bs = b->base;
-                for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
-                    int32_t r = trow[j] - bs[j] + RMAX;
-                    int32_t e = (uint32_t)r >= 2 * RMAX;
-                    int32_t sym = e ? ESC : r;
-                    sy[j] = (uint8_t)sym;
-                    cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
-                    gg[j] = gg[j] * N_SYM + sym; /* the histogram cell */
-                    n_row_esc += e;
-                }
-                /* two histograms (even and odd pixels): equal neighbouring cells do not
-                 * wait for each other's increment */
-                int64_t j = 0;
-                for (; j + 1 < n_c; j += 2) {
-                    hist[gg[j]] += 1;
-                    hist2[gg[j + 1]] += 1;
-                }
-                if (j < n_c) hist[gg[j]] += 1;
-                if (n_row_esc)
-                    for (j = 0; j < n_c; j++)
-                        if (sy[j] == ESC) esc[n_esc++] = trow[j];
-                t += n_c;
-            }
-        }
-    }
-    return n_esc;
 }
 
 /* fc: freq << 16 | cum per (context, symbol), every coded symbol's freq > 0 */
@@ -1568,6 +1479,89 @@ MULTI static int64_t rans_encode16(const uint8_t *syms, const uint16_t *ctxs, in
     return cap - pos;
 }
 
+/* ================================================================== encoder: modelling */
+/* (after the decoder: the encoder's prediction uses its AVX2 paths, `predict_fused`) */
+MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
+                          uint8_t *syms, uint16_t *ctxs, int32_t *esc, uint32_t *hist)
+{
+    uint32_t *hist2 = hist + N_CTX_ALL * N_SYM; /* the odd pixels' (summed by the caller) */
+    const int64_t H = HALO;
+    const int K = p->K;
+#ifdef HAVE_AVX2
+    predform pf[N_SETS]; /* the decoder's gather-free prediction where it is exact */
+    for (int m = 0; m < N_SETS; m++) pred_form(cts, m, &pf[m]);
+#endif
+    int64_t t = 0, n_esc = 0;
+    plane P = p->lv[K];
+    for (int64_t i = 0; i < p->hs[K]; i++) {
+        for (int64_t j = 0; j < p->ws[K]; j++) {
+            int64_t c = ROW(P, H + i)[H + j];
+            int s = symbol(c, med(P, H + i, H + j));
+            if (s == ESC) esc[n_esc++] = (int32_t)c;
+            syms[t] = (uint8_t)s;
+            ctxs[t] = (uint16_t)((j & 3) << LANE_SHIFT);
+            hist[s] += 1;
+            t++;
+        }
+    }
+    for (int k = K - 1; k >= 0; k--) {
+        plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
+        int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
+        int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+        for (int kind = 0; kind < N_STAGE; kind++) {
+            plane T = p->st[3 * k + kind];
+            int64_t n_r, n_c;
+            stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+            uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
+            const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
+            const uint32_t *ca = cts->ca[m0 + kind], *cl = cts->cl[m0 + kind];
+            for (int64_t i = 0; i < n_r; i++) {
+                int64_t j0 = 0;
+#ifdef HAVE_AVX2
+                if (use_avx2 && pf[m0 + kind].ok)
+                    j0 = predict_fused(kind, i, n_c, E, O, Q, wt, &pf[m0 + kind], g0, b);
+#endif
+                if (j0 < n_c) { /* features of the pixels left, into the buffers at j0 */
+                    rowbufs bt = *b;
+                    bt.r1 += j0, bt.r2 += j0, bt.r3 += j0, bt.al += j0;
+                    plane Ej = {E.d + j0, E.R, E.C}, Oj = {O.d + j0, O.R, O.C},
+                          Qj = {Q.d + j0, Q.R, Q.C};
+                    features(kind, i, n_c - j0, Ej, Oj, Qj, &bt);
+                }
+                predict_tail(j0, n_c, wt, ca, cl, g0, b);
+                const int16_t *restrict trow = ROW(T, H + i) + H;
+                int32_t *restrict gg = b->ctx;
+                uint8_t *restrict sy = syms + t;
+                uint16_t *restrict cx = ctxs + t;
+                int32_t n_row_esc = 0;
+                const int32_t *restrict bs = b->base;
+                for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
+                    int32_t r = trow[j] - bs[j] + RMAX;
+                    int32_t e = (uint32_t)r >= 2 * RMAX;
+                    int32_t sym = e ? ESC : r;
+                    sy[j] = (uint8_t)sym;
+                    cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
+                    gg[j] = gg[j] * N_SYM + sym; /* the histogram cell */
+                    n_row_esc += e;
+                }
+                /* two histograms (even and odd pixels): equal neighbouring cells do not
+                 * wait for each other's increment */
+                int64_t j = 0;
+                for (; j + 1 < n_c; j += 2) {
+                    hist[gg[j]] += 1;
+                    hist2[gg[j + 1]] += 1;
+                }
+                if (j < n_c) hist[gg[j]] += 1;
+                if (n_row_esc)
+                    for (j = 0; j < n_c; j++)
+                        if (sy[j] == ESC) esc[n_esc++] = trow[j];
+                t += n_c;
+            }
+        }
+    }
+    return n_esc;
+}
+
 /* ================================================================== Python glue */
 #define MAXBUF 16
 typedef struct {
@@ -1723,6 +1717,9 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     rowbufs rb;
     int64_t n_esc = -1;
     NEED(h * w < ((int64_t)1 << 32), "tile too large");
+#ifdef HAVE_AVX2
+    if (use_avx2 < 0) use_avx2 = avx2_wanted();
+#endif
     Py_BEGIN_ALLOW_THREADS
     /* a 32-bit histogram: a stage's contexts stay in L1 (added to hist at the end) */
     uint32_t *h32 = (uint32_t *)calloc(2 * N_CTX_ALL * N_SYM, sizeof(uint32_t));
