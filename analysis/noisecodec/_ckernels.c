@@ -1479,6 +1479,129 @@ MULTI static int64_t rans_encode16(const uint8_t *syms, const uint16_t *ctxs, in
     return cap - pos;
 }
 
+#ifdef HAVE_AVX2
+/* lanes of a renormalisation mask from the highest set bit down, packed at the front */
+static int32_t down8[256][8];
+
+static void down8_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int k = 0;
+        for (int i = 7; i >= 0; i--)
+            if ((m >> i) & 1) down8[m][k++] = i;
+        while (k < 8) down8[m][k++] = 0;
+    }
+}
+
+/* the renormalisation words of the lanes in need (mask m) from the highest lane down,
+ * stored at out (8 words: the ones past popcount(m) are overwritten by the next store) */
+AVX2_INLINE uint16_t *emit8(__m256i x, int m, uint16_t *out)
+{
+    __m256i w = _mm256_permutevar8x32_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0xFFFF)),
+                                            _mm256_loadu_si256((const __m256i *)down8[m]));
+    __m128i u = _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128((__m128i *)out, u);
+    return out + _mm_popcnt_u32((unsigned)m);
+}
+
+/* x // f of 8 lanes (x < 2**32, 1 <= f <= TAB): the correctly rounded double quotient
+ * has the exact floor (a non-integer x / f lies >= 1 / f below the next integer) */
+AVX2_INLINE __m256i div8(__m256i x, __m256i f)
+{
+    const __m256d two31 = _mm256_set1_pd(2147483648.0);
+    __m256i xs = _mm256_xor_si256(x, _mm256_set1_epi32((int)0x80000000u)); /* x - 2**31 */
+    __m256d x0 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(xs)), two31);
+    __m256d x1 = _mm256_add_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(xs, 1)), two31);
+    __m256d q0 = _mm256_div_pd(x0, _mm256_cvtepi32_pd(_mm256_castsi256_si128(f)));
+    __m256d q1 = _mm256_div_pd(x1, _mm256_cvtepi32_pd(_mm256_extracti128_si256(f, 1)));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm256_cvttpd_epi32(q0)),
+                                   _mm256_cvttpd_epi32(q1), 1);
+}
+
+/* one encoder step of 8 states with table entries e (freq << 16 | cum) */
+AVX2_INLINE __m256i enc8(__m256i x, __m256i e, __m256i need)
+{
+    __m256i f = _mm256_srli_epi32(e, 16), c = _mm256_and_si256(e, _mm256_set1_epi32(0xFFFF));
+    x = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), need);
+    __m256i q = div8(x, f);
+    __m256i r = _mm256_sub_epi32(x, _mm256_mullo_epi32(q, f));
+    return _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, TAB_BITS), r), c);
+}
+
+/* the table entries of symbols t..t+7; *bad collects the lanes whose context row (the
+ * bits below LANE_SHIFT) or symbol is out of range or whose frequency is 0 */
+AVX2_INLINE __m256i entries8(const uint8_t *syms, const uint16_t *ctxs, int64_t t,
+                             const int *fc, int64_t nctx, __m256i *bad)
+{
+    __m256i g = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(ctxs + t)));
+    g = _mm256_and_si256(g, _mm256_set1_epi32((1 << LANE_SHIFT) - 1));
+    __m256i s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(syms + t)));
+    __m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)imin(nctx, 1 << 16)), g),
+                                  _mm256_cmpgt_epi32(_mm256_set1_epi32(N_SYM), s));
+    __m256i i = _mm256_add_epi32(_mm256_mullo_epi32(g, _mm256_set1_epi32(N_SYM)), s);
+    __m256i e = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), fc, i, ok, 4);
+    /* e = 0 where not ok: frequency 0 */
+    *bad = _mm256_or_si256(*bad, _mm256_cmpeq_epi32(_mm256_srli_epi32(e, 16), _mm256_setzero_si256()));
+    return e;
+}
+
+/* `rans_encode16` with the 16 states in two AVX2 vectors: the words go forwards, each
+ * group of 16 symbols' from the highest state down, and the whole stream is reversed at
+ * the end (the scalar kernel's words written backwards). cap >= n + 2 WL + 16. */
+__attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
+    const uint8_t *syms, const uint16_t *ctxs, int64_t n, const uint32_t *fc, int64_t nctx,
+    uint16_t *out)
+{
+    uint32_t xs[WL];
+    uint16_t *o = out;
+    for (int l = 0; l < WL; l++) xs[l] = RANS_L;
+    int64_t nv = n & ~(int64_t)(WL - 1);
+    for (int64_t t = n - 1; t >= nv; t--) { /* the last, partial group: scalar */
+        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        if (g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0) return -2;
+        uint32_t e = fc[g * N_SYM + syms[t]];
+        uint32_t f = e >> 16, x = xs[t & (WL - 1)];
+        if ((x >> (32 - TAB_BITS)) >= f) {
+            *o++ = (uint16_t)(x & 0xFFFF);
+            x >>= 16;
+        }
+        uint32_t q = x / f;
+        xs[t & (WL - 1)] = (q << TAB_BITS) + (x - q * f) + (e & 0xFFFF);
+    }
+    __m256i XA = _mm256_loadu_si256((const __m256i *)xs);
+    __m256i XB = _mm256_loadu_si256((const __m256i *)(xs + 8));
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i bad = _mm256_setzero_si256();
+    for (int64_t t = nv - WL; t >= 0; t -= WL) {
+        __m256i ea = entries8(syms, ctxs, t, (const int *)fc, nctx, &bad);
+        __m256i eb = entries8(syms, ctxs, t + 8, (const int *)fc, nctx, &bad);
+        /* x >= f << 22: (x >> 22) > f - 1, both below 2**11 */
+        __m256i na = _mm256_cmpgt_epi32(_mm256_srli_epi32(XA, 32 - TAB_BITS),
+                                        _mm256_sub_epi32(_mm256_srli_epi32(ea, 16), one));
+        __m256i nb = _mm256_cmpgt_epi32(_mm256_srli_epi32(XB, 32 - TAB_BITS),
+                                        _mm256_sub_epi32(_mm256_srli_epi32(eb, 16), one));
+        o = emit8(XB, _mm256_movemask_ps(_mm256_castsi256_ps(nb)), o);
+        o = emit8(XA, _mm256_movemask_ps(_mm256_castsi256_ps(na)), o);
+        XA = enc8(XA, ea, na);
+        XB = enc8(XB, eb, nb);
+    }
+    if (!_mm256_testz_si256(bad, bad)) return -2; /* (a frequency 0 divides by 0: no trap) */
+    _mm256_storeu_si256((__m256i *)xs, XA);
+    _mm256_storeu_si256((__m256i *)(xs + 8), XB);
+    for (int l = WL - 1; l >= 0; l--) {
+        *o++ = (uint16_t)(xs[l] & 0xFFFF);
+        *o++ = (uint16_t)(xs[l] >> 16);
+    }
+    int64_t len = o - out;
+    for (int64_t a = 0, b = len - 1; a < b; a++, b--) {
+        uint16_t tmp = out[a];
+        out[a] = out[b];
+        out[b] = tmp;
+    }
+    return len;
+}
+#endif
+
 /* ================================================================== encoder: modelling */
 /* (after the decoder: the encoder's prediction uses its AVX2 paths, `predict_fused`) */
 MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
@@ -1743,11 +1866,14 @@ fail:
     return NULL;
 }
 
+#define BAD_SYMBOL "_ckernels: a symbol out of range or of frequency 0"
+
 /* The encoder's packed table (freq << 16 | cum per context row and symbol), after checking
- * that every entry lies in [0, TAB] and that every symbol has a context row and a non-zero
- * frequency. NULL with a Python error set otherwise. */
+ * that every entry lies in [0, TAB] and (with check) that every symbol has a context row
+ * and a non-zero frequency (`rans_encode16_avx2` checks them itself). NULL with a Python
+ * error set otherwise. */
 static uint32_t *symbol_table(const uint8_t *syms, const uint16_t *ctxs, Py_ssize_t ns,
-                              const int64_t *freq, const int64_t *cum, Py_ssize_t nf)
+                              const int64_t *freq, const int64_t *cum, Py_ssize_t nf, int check)
 {
     int64_t nctx = nf / N_SYM;
     int bad = 0;
@@ -1759,13 +1885,13 @@ static uint32_t *symbol_table(const uint8_t *syms, const uint16_t *ctxs, Py_ssiz
     uint32_t *fc = (uint32_t *)malloc((size_t)nf * sizeof(uint32_t));
     if (!fc) return (uint32_t *)PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < nf; i++) fc[i] = (uint32_t)(freq[i] << 16 | cum[i]);
-    for (Py_ssize_t t = 0; t < ns && !bad; t++) {
+    for (Py_ssize_t t = 0; t < ns && !bad && check; t++) {
         int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
         bad = g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0;
     }
     if (bad) {
         free(fc);
-        PyErr_SetString(PyExc_ValueError, "_ckernels: a symbol out of range or of frequency 0");
+        PyErr_SetString(PyExc_ValueError, BAD_SYMBOL);
         return NULL;
     }
     return fc;
@@ -1791,7 +1917,7 @@ static PyObject *py_rans_encode(PyObject *self, PyObject *args)
     NEED(nx == ns && nf == nc && nf % N_SYM == 0 && rows == LANES && nl == LANES, "sizes");
     /* every lane at most cap - 2 words */
     NEED(cap >= 2, "freq and cum must lie in [0, TAB]");
-    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf);
+    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf, 1);
     if (!fc) goto fail;
     int bad;
     Py_BEGIN_ALLOW_THREADS
@@ -2020,14 +2146,28 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
     uint16_t *out = cum ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
     if (!out) goto fail;
     NEED(nx == ns && nf == nc && nf % N_SYM == 0, "sizes");
-    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf);
-    if (!fc) goto fail;
     int64_t len;
+#ifdef HAVE_AVX2
+    if (use_avx2 < 0) use_avx2 = avx2_wanted();
+    int vec = use_avx2 && no >= ns + 2 * WL + 16; /* checks the symbols itself */
+#else
+    int vec = 0;
+#endif
+    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf, !vec);
+    if (!fc) goto fail;
     Py_BEGIN_ALLOW_THREADS
-    len = rans_encode16(syms, ctxs, ns, fc, out, no);
+#ifdef HAVE_AVX2
+    if (vec) len = rans_encode16_avx2(syms, ctxs, ns, fc, nf / N_SYM, out);
+    else
+#endif
+        len = rans_encode16(syms, ctxs, ns, fc, out, no);
     Py_END_ALLOW_THREADS
     free(fc);
     release(&B);
+    if (len == -2) {
+        PyErr_SetString(PyExc_ValueError, BAD_SYMBOL);
+        return NULL;
+    }
     if (len < 0) {
         PyErr_SetString(PyExc_ValueError, "_ckernels: rans_encode16: out too small");
         return NULL;
@@ -2239,6 +2379,7 @@ PyMODINIT_FUNC PyInit__ckernels(void)
     }
 #ifdef HAVE_AVX2
     perm8_init();
+    down8_init();
 #endif
     return PyModule_Create(&moddef);
 }
