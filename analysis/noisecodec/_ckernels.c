@@ -49,6 +49,7 @@
 #define ESC (2 * RMAX)
 #define RANS_L (1u << 16)
 #define MAXK 64
+#define SMALL_CODE 4095 /* plane values whose moment products fit in 32 bits */
 
 /* the kernels are compiled twice, for AVX2 and for the baseline, and the CPU picks at
  * load time (gcc function multi-versioning; AVX2 has 8-wide integer min/max, sign
@@ -333,47 +334,6 @@ static inline int symbol(int64_t c, int64_t base)
 }
 
 /* ------------------------------------------------------------------ encoder */
-MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut,
-                             int row_step)
-{
-    for (int k = 0; k < p->K; k++) {
-        plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
-        int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
-        int rstep = k == 0 ? row_step : (k == 1 ? (row_step + 1) / 2 : 1);
-        for (int kind = 0; kind < N_STAGE; kind++) {
-            plane T = p->st[3 * k + kind];
-            int64_t n_r, n_c;
-            stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
-            uint64_t m = (uint64_t)(m0 + kind);
-            for (int64_t i = kind % rstep; i < n_r; i += rstep) {
-                features(kind, i, n_c, E, O, Q, b);
-                const int16_t *t = ROW(T, i + HALO) + HALO;
-                for (int64_t j = 0; j < n_c; j++) {
-                    uint64_t v = b->al[j];
-                    uint64_t c = (uint64_t)(act_lut[v >> 8] & 0xFF) / N_LVL_CLS;
-                    uint64_t o = ((m * N_ACT_CLS + c) * (LVL_MAX + 1) + (v & 0xFF)) * N_MOM;
-                    int64_t f1 = b->r1[j], f2 = b->r2[j], f3 = b->r3[j], y = t[j];
-                    int64_t *u = acc + o;
-                    u[0] += f1 * f1;
-                    u[1] += f1 * f2;
-                    u[2] += f1 * f3;
-                    u[3] += f1;
-                    u[4] += f2 * f2;
-                    u[5] += f2 * f3;
-                    u[6] += f2;
-                    u[7] += f3 * f3;
-                    u[8] += f3;
-                    u[9] += 1;
-                    u[10] += y * f1;
-                    u[11] += y * f2;
-                    u[12] += y * f3;
-                    u[13] += y;
-                }
-            }
-        }
-    }
-}
-
 /* fc: freq << 16 | cum per (context, symbol), every coded symbol's freq > 0 */
 MULTI static int rans_encode(const uint8_t *syms, const uint16_t *ctxs, int64_t n,
                              const uint32_t *fc, uint16_t *out, int64_t cap, int64_t *lens)
@@ -1602,6 +1562,104 @@ __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
 }
 #endif
 
+#ifdef HAVE_AVX2
+/* `train_tile`'s moments of a row, one pixel's 14 in three and a half vectors: the
+ * products in 32 bits (exact: plane values within +-SMALL_CODE, so |f| <= 8 SMALL_CODE and
+ * a product below 2**31), widened to 64 bits and added */
+__attribute__((target("avx2"))) static void train_row_avx2(int64_t n, const rowbufs *b,
+                                                          const int16_t *t, int64_t *acc,
+                                                          const int32_t *act_lut, uint64_t m)
+{
+    const __m256i ia = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2),
+                  ib = _mm256_setr_epi32(0, 1, 2, 3, 1, 2, 3, 2),
+                  ic = _mm256_setr_epi32(2, 3, 4, 4, 4, 4, 5, 5),
+                  id = _mm256_setr_epi32(3, 3, 0, 1, 2, 3, 5, 5);
+    for (int64_t j = 0; j < n; j++) {
+        uint64_t v = (uint32_t)b->al[j];
+        uint64_t c = (uint64_t)(act_lut[v >> 8] & 0xFF) / N_LVL_CLS;
+        int64_t *u = acc + ((m * N_ACT_CLS + c) * (LVL_MAX + 1) + (v & 0xFF)) * N_MOM;
+        /* q = (f1, f2, f3, 1, y, 0, 0, 0) */
+        __m256i q = _mm256_setr_epi32(b->r1[j], b->r2[j], b->r3[j], 1, t[j], 0, 0, 0);
+        __m256i P = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(q, ia),
+                                       _mm256_permutevar8x32_epi32(q, ib));
+        __m256i R = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(q, ic),
+                                       _mm256_permutevar8x32_epi32(q, id));
+        __m256i *w = (__m256i *)u;
+        _mm256_storeu_si256(w, _mm256_add_epi64(_mm256_loadu_si256(w),
+                                                _mm256_cvtepi32_epi64(_mm256_castsi256_si128(P))));
+        _mm256_storeu_si256(w + 1, _mm256_add_epi64(_mm256_loadu_si256(w + 1),
+                                                    _mm256_cvtepi32_epi64(_mm256_extracti128_si256(P, 1))));
+        _mm256_storeu_si256(w + 2, _mm256_add_epi64(_mm256_loadu_si256(w + 2),
+                                                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(R))));
+        __m128i *z = (__m128i *)(u + 12);
+        _mm_storeu_si128(z, _mm_add_epi64(_mm_loadu_si128(z),
+                                          _mm_cvtepi32_epi64(_mm256_extracti128_si256(R, 1))));
+    }
+}
+#endif
+
+/* whether every plane value (codes as int16, `build_planes`) lies within +-SMALL_CODE */
+MULTI static int codes_small(const int32_t *codes, int64_t n)
+{
+    int32_t lo = 0, hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t v = (int16_t)codes[i];
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    return lo >= -SMALL_CODE && hi <= SMALL_CODE;
+}
+
+/* the moments of the training rows into acc; vec: 8-wide accumulation (`train_row_avx2`,
+ * every plane value within +-SMALL_CODE) */
+MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut,
+                             int row_step, int vec)
+{
+    for (int k = 0; k < p->K; k++) {
+        plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
+        int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+        int rstep = k == 0 ? row_step : (k == 1 ? (row_step + 1) / 2 : 1);
+        for (int kind = 0; kind < N_STAGE; kind++) {
+            plane T = p->st[3 * k + kind];
+            int64_t n_r, n_c;
+            stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+            uint64_t m = (uint64_t)(m0 + kind);
+            for (int64_t i = kind % rstep; i < n_r; i += rstep) {
+                features(kind, i, n_c, E, O, Q, b);
+                const int16_t *t = ROW(T, i + HALO) + HALO;
+#ifdef HAVE_AVX2
+                if (vec) {
+                    train_row_avx2(n_c, b, t, acc, act_lut, m);
+                    continue;
+                }
+#endif
+                (void)vec;
+                for (int64_t j = 0; j < n_c; j++) {
+                    uint64_t v = b->al[j];
+                    uint64_t c = (uint64_t)(act_lut[v >> 8] & 0xFF) / N_LVL_CLS;
+                    uint64_t o = ((m * N_ACT_CLS + c) * (LVL_MAX + 1) + (v & 0xFF)) * N_MOM;
+                    int64_t f1 = b->r1[j], f2 = b->r2[j], f3 = b->r3[j], y = t[j];
+                    int64_t *u = acc + o;
+                    u[0] += f1 * f1;
+                    u[1] += f1 * f2;
+                    u[2] += f1 * f3;
+                    u[3] += f1;
+                    u[4] += f2 * f2;
+                    u[5] += f2 * f3;
+                    u[6] += f2;
+                    u[7] += f3 * f3;
+                    u[8] += f3;
+                    u[9] += 1;
+                    u[10] += y * f1;
+                    u[11] += y * f2;
+                    u[12] += y * f3;
+                    u[13] += y;
+                }
+            }
+        }
+    }
+}
+
 /* ================================================================== encoder: modelling */
 /* (after the decoder: the encoder's prediction uses its AVX2 paths, `predict_fused`) */
 MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
@@ -1774,6 +1832,9 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
     if (!lut) goto fail;
     NEED(nacc == (Py_ssize_t)N_SETS * N_ACT_CLS * (LVL_MAX + 1) * N_MOM, "acc size");
     NEED(nlut == ACT_MAX + 1, "act_lut size");
+#ifdef HAVE_AVX2
+    if (use_avx2 < 0) use_avx2 = avx2_wanted();
+#endif
     pyramid p;
     rowbufs rb;
     int err = 0;
@@ -1784,7 +1845,11 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
         err = 1;
     } else {
         build_planes(&p, codes, h, w);
-        train_tile(&p, &rb, acc, lut, row_step);
+        int vec = 0;
+#ifdef HAVE_AVX2
+        vec = use_avx2 && codes_small(codes, h * w);
+#endif
+        train_tile(&p, &rb, acc, lut, row_step, vec);
         free(p.mem);
         free(rb.mem);
     }
