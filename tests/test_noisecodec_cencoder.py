@@ -1,0 +1,130 @@
+"""The C encoder's vector paths (AVX2 training moments, prediction and 16-state rANS
+encoder, `_ckernels.c`) against the numba kernels and the plain-C paths: the same bytes,
+on tile sizes that leave partial vectors and on tables with extreme frequencies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from rawsigma.analysis.noisecodec import NoiseCodec
+from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import pyramid as PY
+from rawsigma.analysis.noisecodec.synthetic import reference_frame
+
+C = CK.c_namespace()
+NB = CK.numba_namespace()
+pytestmark = pytest.mark.skipif(C is None, reason=f"C kernels unavailable: {CK.WHY_NOT}")
+
+
+def _tables(rng, nctx: int, skew: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised frequencies of nctx contexts: with skew, context 0 gives all of TAB to
+    one symbol and context 1 one slot to every symbol but one."""
+    counts = rng.integers(0, 50, (nctx, PY.N_SYM)) * (rng.random((nctx, PY.N_SYM)) < 0.7)
+    counts[:, PY.RMAX] += 1
+    if skew:
+        counts[0] = 0
+        counts[0, 3] = 1000
+        counts[1] = 1
+        counts[1, 7] = 10**6
+    freq = PY.normalise(counts)
+    return freq, PY.cumulative(freq)
+
+
+def _symbols(rng, n: int, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nctx = freq.shape[0]
+    ctxs = rng.integers(0, nctx, n)
+    syms = np.empty(n, np.uint8)
+    for g in range(nctx):  # symbols drawn from their context's table
+        at = np.flatnonzero(ctxs == g)
+        p = freq[g] / freq[g].sum()
+        syms[at] = rng.choice(PY.N_SYM, at.size, p=p)
+    lanes = (rng.integers(0, 4, n) << PY.LANE_SHIFT).astype(np.uint16)  # ignored bits
+    return syms, ctxs.astype(np.uint16) | lanes
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 200, 4099])
+@pytest.mark.parametrize("skew", [False, True])
+def test_rans_encode16_matches_numba(n, skew):
+    """The 16-state AVX2 encoder (partial first group, masks, reversal) writes numba's
+    words; the plain-C encoder too (an out buffer without the vector slack)."""
+    rng = np.random.default_rng(n + 1000 * skew)
+    freq, cum = _tables(rng, 5, skew)
+    syms, ctxs = _symbols(rng, n, freq)
+    got = []
+    for ns, slack in ((NB, 16), (C, 16), (C, 0)):
+        out = np.zeros(n + 2 * PY.WL + slack, np.uint16)
+        got.append(out[: ns.rans_encode16(syms, ctxs, freq, cum, out)].copy())
+    assert got[0].size >= 2 * PY.WL
+    for g in got[1:]:
+        np.testing.assert_array_equal(g, got[0])
+
+
+@pytest.mark.parametrize("where", [3, 20, 40])
+@pytest.mark.parametrize("bad", ["freq0", "context", "symbol"])
+def test_rans_encode16_rejects_bad_symbols(where, bad):
+    """A symbol of frequency 0, a context row or a symbol out of range is a ValueError
+    in the vector path (positions 3 and 20 of 41; 40: its scalar tail) as in the plain one."""
+    rng = np.random.default_rng(5)
+    freq, cum = _tables(rng, 3, False)
+    syms, ctxs = _symbols(rng, 41, freq)
+    if bad == "freq0":
+        freq[ctxs[where] & 0x3FFF, 0] = 0  # (tables need not sum to TAB here)
+        cum = PY.cumulative(freq)
+        syms[where] = 0
+    elif bad == "context":
+        ctxs[where] = 3
+    else:
+        syms[where] = PY.N_SYM
+    for slack in (16, 0):
+        out = np.zeros(syms.size + 2 * PY.WL + slack, np.uint16)
+        with pytest.raises(ValueError, match="out of range or of frequency 0"):
+            C.rans_encode16(syms, ctxs, freq, cum, out)
+
+
+def test_training_moments_match_numba_for_large_codes():
+    """Codes beyond +-4095 (32-bit products would overflow) take the scalar training
+    loop, codes within the vector one: numba's sums either way."""
+    rng = np.random.default_rng(3)
+    for top in (4095, 9000):
+        codes = rng.integers(-top, top + 1, (37, 83)).astype(np.int32)
+        codes[5, 7] = top
+        accs = []
+        for ns in (NB, C):
+            acc = PY.new_moments()
+            ns.train_tile(codes, PY.n_levels(*codes.shape), acc, 2)
+            accs.append(acc)
+        np.testing.assert_array_equal(accs[0], accs[1])
+
+
+def test_plain_c_encoder_gives_the_same_stream():
+    """The encoder's plain-C paths (CPUs without AVX2; forced by RAWSIGMA_CODEC_NO_AVX2)
+    write the bytes of the AVX2 paths and of numba."""
+    frame, _, cam = reference_frame((150, 97), seed=6)
+    codec = NoiseCodec(cam.true_profile(), step=2.0, tile_rows=37)
+    stack = np.stack([frame, frame[::-1].copy()])
+    code = (
+        "import sys, hashlib, numpy as np; "
+        "from rawsigma.analysis.noisecodec import NoiseCodec; "
+        "from rawsigma.analysis.noisecodec.synthetic import reference_frame; "
+        "f, _, cam = reference_frame((150, 97), seed=6); "
+        "c = NoiseCodec(cam.true_profile(), step=2.0, tile_rows=37); "
+        "print(hashlib.sha256(c.encode(np.stack([f, f[::-1].copy()]))).hexdigest())"
+    )
+    shas = []
+    for flag in ("1", "0"):
+        env = dict(os.environ, RAWSIGMA_CODEC_NO_AVX2=flag, RAWSIGMA_CODEC_KERNELS="c")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        shas.append(r.stdout.strip())
+    saved = CK.KERNELS
+    try:
+        CK.KERNELS = NB
+        want = hashlib.sha256(codec.encode(stack)).hexdigest()
+    finally:
+        CK.KERNELS = saved
+    assert shas == [want, want]
