@@ -1440,28 +1440,29 @@ MULTI static int64_t rans_encode16(const uint8_t *syms, const uint16_t *ctxs, in
 }
 
 #ifdef HAVE_AVX2
-/* lanes of a renormalisation mask from the highest set bit down, packed at the front */
-static int32_t down8[256][8];
-
-static void down8_init(void)
+/* lanes of a renormalisation mask in ascending order, packed at the back (positions
+ * 8 - popcount .. 7) */
+static int32_t back8[256][8];
+static void enc_tables_init(void)
 {
     for (int m = 0; m < 256; m++) {
-        int k = 0;
-        for (int i = 7; i >= 0; i--)
-            if ((m >> i) & 1) down8[m][k++] = i;
-        while (k < 8) down8[m][k++] = 0;
+        int k = 8 - __builtin_popcount((unsigned)m);
+        for (int i = 0; i < k; i++) back8[m][i] = 0;
+        for (int i = 0; i < 8; i++)
+            if ((m >> i) & 1) back8[m][k++] = i;
     }
 }
 
-/* the renormalisation words of the lanes in need (mask m) from the highest lane down,
- * stored at out (8 words: the ones past popcount(m) are overwritten by the next store) */
+/* the renormalisation words of the lanes in need (mask m), ascending, ending at out
+ * (stored as 8 words from out - 8: the ones below out - popcount(m) are overwritten by
+ * the next stores); returns out - popcount(m) */
 AVX2_INLINE uint16_t *emit8(__m256i x, int m, uint16_t *out)
 {
     __m256i w = _mm256_permutevar8x32_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0xFFFF)),
-                                            _mm256_loadu_si256((const __m256i *)down8[m]));
+                                            _mm256_loadu_si256((const __m256i *)back8[m]));
     __m128i u = _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
-    _mm_storeu_si128((__m128i *)out, u);
-    return out + _mm_popcnt_u32((unsigned)m);
+    _mm_storeu_si128((__m128i *)(out - 8), u);
+    return out - _mm_popcnt_u32((unsigned)m);
 }
 
 /* x // f of 8 lanes (x < 2**32, 1 <= f <= TAB): the correctly rounded double quotient
@@ -1505,15 +1506,17 @@ AVX2_INLINE __m256i entries8(const uint8_t *syms, const uint16_t *ctxs, int64_t 
     return e;
 }
 
-/* `rans_encode16` with the 16 states in two AVX2 vectors: the words go forwards, each
- * group of 16 symbols' from the highest state down, and the whole stream is reversed at
- * the end (the scalar kernel's words written backwards). cap >= n + 2 WL + 16. */
+/* `rans_encode16` with the 16 states in two AVX2 vectors: the words written backwards
+ * from out + cap as in the scalar kernel, each group of 16 symbols' in one store per
+ * vector. cap >= n + 2 WL + 16 (the stores reach 8 words below the last word). Returns
+ * the length (the stream moved to out[0:len]), -2 for a symbol out of range or of
+ * frequency 0. */
 __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
     const uint8_t *syms, const uint16_t *ctxs, int64_t n, const uint32_t *fc, int64_t nctx,
-    uint16_t *out)
+    uint16_t *out, int64_t cap)
 {
     uint32_t xs[WL];
-    uint16_t *o = out;
+    uint16_t *o = out + cap;
     for (int l = 0; l < WL; l++) xs[l] = RANS_L;
     int64_t nv = n & ~(int64_t)(WL - 1);
     for (int64_t t = n - 1; t >= nv; t--) { /* the last, partial group: scalar */
@@ -1522,7 +1525,7 @@ __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
         uint32_t e = fc[g * N_SYM + syms[t]];
         uint32_t f = e >> 16, x = xs[t & (WL - 1)];
         if ((x >> (32 - TAB_BITS)) >= f) {
-            *o++ = (uint16_t)(x & 0xFFFF);
+            *--o = (uint16_t)(x & 0xFFFF);
             x >>= 16;
         }
         uint32_t q = x / f;
@@ -1545,19 +1548,15 @@ __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
         XA = enc8(XA, ea, na);
         XB = enc8(XB, eb, nb);
     }
-    if (!_mm256_testz_si256(bad, bad)) return -2; /* (a frequency 0 divides by 0: no trap) */
+    if (!_mm256_testz_si256(bad, bad)) return -2; /* (frequency 0: a double division, no trap) */
     _mm256_storeu_si256((__m256i *)xs, XA);
     _mm256_storeu_si256((__m256i *)(xs + 8), XB);
     for (int l = WL - 1; l >= 0; l--) {
-        *o++ = (uint16_t)(xs[l] & 0xFFFF);
-        *o++ = (uint16_t)(xs[l] >> 16);
+        *--o = (uint16_t)(xs[l] & 0xFFFF);
+        *--o = (uint16_t)(xs[l] >> 16);
     }
-    int64_t len = o - out;
-    for (int64_t a = 0, b = len - 1; a < b; a++, b--) {
-        uint16_t tmp = out[a];
-        out[a] = out[b];
-        out[b] = tmp;
-    }
+    int64_t len = out + cap - o;
+    memmove(out, o, (size_t)len * sizeof(uint16_t));
     return len;
 }
 #endif
@@ -2222,7 +2221,7 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
     if (!fc) goto fail;
     Py_BEGIN_ALLOW_THREADS
 #ifdef HAVE_AVX2
-    if (vec) len = rans_encode16_avx2(syms, ctxs, ns, fc, nf / N_SYM, out);
+    if (vec) len = rans_encode16_avx2(syms, ctxs, ns, fc, nf / N_SYM, out, no);
     else
 #endif
         len = rans_encode16(syms, ctxs, ns, fc, out, no);
@@ -2444,7 +2443,7 @@ PyMODINIT_FUNC PyInit__ckernels(void)
     }
 #ifdef HAVE_AVX2
     perm8_init();
-    down8_init();
+    enc_tables_init();
 #endif
     return PyModule_Create(&moddef);
 }
