@@ -128,3 +128,33 @@ def test_plain_c_encoder_gives_the_same_stream():
     finally:
         CK.KERNELS = saved
     assert shas == [want, want]
+
+
+@pytest.mark.parametrize("regular", [True, False])
+def test_model_tile_matches_numba(regular):
+    """model_tile's AVX2 prediction (regular level classes; rows of 8k + 1..7 pixels:
+    vector and scalar parts) and its generic path (level classes that are no run of
+    octiles) give numba's symbols, contexts, escapes and histogram."""
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[:45, :77]
+    codes = (60 + 40 * np.sin(x / 5.0) * np.cos(y / 9.0) + rng.normal(0, 3, y.shape)).astype(
+        np.int32
+    )
+    codes[rng.random(codes.shape) < 0.01] = 4000  # escapes
+    K = PY.n_levels(*codes.shape)
+    acc = PY.new_moments()
+    NB.train_tile(codes, K, acc)
+    luts, wts = PY.solve_weights(acc)
+    if not regular:
+        luts = np.tile((np.arange(PY.LVL_MAX + 1) * 5) % PY.N_LVL_CLS, (PY.N_SETS, 1))
+    cts = PY.class_tables(luts.astype(np.uint8))
+    res = []
+    for ns in (NB, C):
+        n = codes.size
+        syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
+        esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+        ne = ns.model_tile(codes, K, wts, ns.model_tables(cts), syms, ctxs, esc, hist)
+        res.append((syms, ctxs, esc[:ne], hist))
+    assert res[0][2].size > 0
+    for a, b in zip(*res, strict=True):
+        np.testing.assert_array_equal(a, b)
