@@ -2301,6 +2301,90 @@ fail:
     return NULL;
 }
 
+/* dec_tables(planes u8, remap u8, luts u8, act_lut i32) -> bytearray (`dectables`), or
+ * None when the tables are not consistent (a corrupted stream). The tables of
+ * `dec_prepare` straight from a stream's sections, without `decode_table` and
+ * `class_tables` in Python: planes are the decompressed "freq" section (the low bytes,
+ * then the high bytes of the uint16 frequencies, N_SYM per physical table), remap the
+ * "contexts" section (N_CTX_ALL uint16, little endian), luts the "levels" section
+ * (N_SETS x 256 level classes) and act_lut `pyramid.ACT_LUT`. The checks are those of
+ * `stream._decode_pyramid` (every table sums to TAB, contexts name a table, level
+ * classes < N_LVL_CLS); the class tables are those of `class_tables` in the separable
+ * form of `split_tables` (exact when the activity part does not decrease from activity
+ * 0, which `ACT_LUT` guarantees: else None). */
+static PyObject *py_dec_tables(PyObject *self, PyObject *args)
+{
+    PyObject *o[4];
+    bufs B = {.n = 0};
+    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3])) return NULL;
+    Py_ssize_t npl, nrm, nl, na;
+    const uint8_t *pl = get(&B, o[0], 'u', 1, 0, "planes", &npl);
+    const uint8_t *rmb = pl ? get(&B, o[1], 'u', 1, 0, "remap", &nrm) : NULL;
+    const uint8_t *luts = rmb ? get(&B, o[2], 'u', 1, 0, "luts", &nl) : NULL;
+    const int32_t *act = luts ? get(&B, o[3], 'i', 4, 0, "act_lut", &na) : NULL;
+    if (!act) goto fail;
+    NEED(na == ACT_MAX + 1, "act_lut size");
+    const int64_t nv = npl / 2, ntab = nv / N_SYM;
+    if (npl % 2 || nv % N_SYM || ntab < 1 || nrm != 2 * N_CTX_ALL
+        || nl != N_SETS * (LVL_MAX + 1)) {
+        release(&B);
+        Py_RETURN_NONE;
+    }
+    PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(dectables) + (size_t)ntab * TAB * 4));
+    if (!res) goto fail;
+    dectables *D = (dectables *)PyByteArray_AS_STRING(res);
+    D->ntab = ntab;
+    int sane = 1;
+    /* class tables: ct[a << 8 | l] = 4 (act_lut[a] & 0xFF) + 4 luts[l] + (act_lut[a] >> 8 << 8),
+     * = ca[a] + cl[l] with ca[a] = ct[a << 8] - ct[0] (>= 0) and cl[l] = ct[l] */
+    uint32_t A[ACT_MAX + 1];
+    for (int a = 0; a <= ACT_MAX; a++) {
+        uint32_t cls = (uint32_t)act[a] & 0xFF, cx = (uint32_t)act[a] >> 8;
+        A[a] = 4 * cls + (cx << 8);
+        sane &= act[a] >= 0 && cls + N_LVL_CLS - 1 < 64 && A[a] + 4 * (N_LVL_CLS - 1) < 65536;
+    }
+    for (int a = 0; a <= ACT_MAX; a++) sane &= A[a] >= A[0];
+    for (int m = 0; m < N_SETS && sane; m++) {
+        const uint8_t *lt = luts + m * (LVL_MAX + 1);
+        for (int a = 0; a <= ACT_MAX; a++) D->cls.ca[m][a] = A[a] - A[0];
+        for (int l = 0; l <= LVL_MAX; l++) {
+            sane &= lt[l] < N_LVL_CLS;
+            D->cls.cl[m][l] = A[0] + 4u * lt[l];
+        }
+        pred_form(&D->cls, m, &D->pf[m]);
+    }
+    for (int i = 0; i < N_CTX_ALL && sane; i++) {
+        uint32_t r = (uint32_t)rmb[2 * i] | (uint32_t)rmb[2 * i + 1] << 8;
+        sane &= r < ntab;
+        D->rms[i] = r << TAB_BITS;
+    }
+    /* per table, the slots of each symbol: freq << 16 | symbol << TAB_BITS | slot - cum */
+    for (int64_t g = 0; g < ntab && sane; g++) {
+        uint32_t *tg = D->tab + g * TAB, slot = 0;
+        for (int s = 0; s < N_SYM; s++) {
+            int64_t i = g * N_SYM + s;
+            uint32_t f = (uint32_t)pl[i] | (uint32_t)pl[nv + i] << 8;
+            if (slot + f > TAB) {
+                sane = 0;
+                break;
+            }
+            uint32_t v = f << 16 | (uint32_t)s << TAB_BITS;
+            for (uint32_t k = 0; k < f; k++) tg[slot + k] = v | k;
+            slot += f;
+        }
+        sane &= slot == TAB;
+    }
+    release(&B);
+    if (!sane) {
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    return res;
+fail:
+    release(&B);
+    return NULL;
+}
+
 MULTI static double v_min(const uint16_t *x, int64_t n, int64_t hw, const float *off,
                           const float *gain)
 {
@@ -2421,6 +2505,7 @@ static PyMethodDef methods[] = {
     {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
     {"rans_encode16", py_rans_encode16, METH_VARARGS, "pyramid.rans_encode16 in C."},
     {"decode_tile16", py_decode_tile16, METH_VARARGS, "pyramid.decode_tile16 in C."},
+    {"dec_tables", py_dec_tables, METH_VARARGS, "The decoder's tables from a stream's sections."},
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
     {"v_min", py_v_min, METH_VARARGS, "Smallest (x - off) / gain of a stack."},

@@ -10,7 +10,8 @@ are the reference and the fallback.
 `KERNELS` is a namespace with the functions ``quantise_round``, ``quantise_tile``,
 ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` (formats
 3-4), ``rans_encode16`` and ``decode_tile16`` (format 5, `pyramid5`) with the numba
-kernels' signatures (and ``v_min``: the C loop of `stream.frames_v_min`, None for numpy;
+kernels' signatures (and ``decoder_tables``: a stream's ``cts, tab`` for the decoders;
+``v_min``: the C loop of `stream.frames_v_min`, None for numpy;
 ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
 ``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
 class tables as ``model_tile`` takes them, once per frame). The C namespace is used when the
@@ -119,7 +120,7 @@ def _c_dequantisation(dq) -> tuple:
 
 
 def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
-    prep = _prepared(cts, tab)
+    prep = cts if tab is None else _prepared(cts, tab)  # tab None: `_decoder_tables`
     if prep is None:  # inconsistent tables: a corrupted stream
         return False, int(ebeg)
     return _C.decode_tile(
@@ -134,8 +135,15 @@ def _rans_encode16(syms, ctxs, freq, cum, out) -> int:
                             np.ascontiguousarray(cum, np.int64), out)  # fmt: skip
 
 
+def _decoder_tables(planes, remap, luts):
+    """(prepared tables, None) from the sections (`_ckernels.dec_tables`), or None."""
+    prep = _C.dec_tables(planes, remap, luts, PY.ACT_LUT)
+    return None if prep is None else (prep, None)
+
+
 def _decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
-    prep = _prepared(cts, tab)
+    # tab None: cts are the prepared tables of `_decoder_tables`
+    prep = cts if tab is None else _prepared(cts, tab)
     if prep is None:  # inconsistent tables: a corrupted stream
         return False, int(ebeg)
     return _C.decode_tile16(
@@ -156,6 +164,7 @@ def _c_namespace() -> SimpleNamespace:
         decode_tile=_decode_tile,
         rans_encode16=_rans_encode16,
         decode_tile16=_decode_tile16,
+        decoder_tables=_decoder_tables,
         v_min=_C.v_min,
         round_min=True,  # quantise_round(..., with_min=True): the knee check in the pass
         model_tables=_split_class_tables,  # cts → what model_tile takes, once per frame
@@ -180,11 +189,35 @@ def numba_namespace() -> SimpleNamespace:
         decode_tile=PY.decode_tile,
         rans_encode16=P5.rans_encode16,
         decode_tile16=P5.decode_tile16,
+        decoder_tables=numba_decoder_tables,
         v_min=None,  # numpy in `stream.frames_v_min`
         round_min=False,
         model_tables=lambda cts: cts,
         class_moments=None,  # numpy in `pyramid._class_moments`
     )
+
+
+def numba_decoder_tables(planes: bytes, remap: bytes, luts: bytes) -> tuple | None:
+    """The tables ``(cts, tab)`` that ``decode_tile16`` takes, from a stream's
+    decompressed "freq" (byte planes), "contexts" and "levels" sections; None when they
+    are not consistent (a corrupted stream). The C namespace's ``decoder_tables`` makes
+    prepared tables (``tab`` None) with the same checks, in one call."""
+    b = np.frombuffer(planes, np.uint8)
+    n = b.size // 2
+    if b.size % 2 or n % PY.N_SYM or n == 0 or len(remap) != 2 * PY.N_CTX_ALL:
+        return None
+    if len(luts) != PY.N_SETS * (PY.LVL_MAX + 1):
+        return None
+    phys = (b[:n].astype(np.int64) | (b[n:].astype(np.int64) << 8)).reshape(-1, PY.N_SYM)
+    rm = np.frombuffer(remap, "<u2").astype(np.int64)
+    lv = np.frombuffer(luts, np.uint8).reshape(PY.N_SETS, PY.LVL_MAX + 1)
+    if (
+        int(rm.max()) >= phys.shape[0]
+        or (phys.sum(1) != PY.TAB).any()
+        or int(lv.max()) >= PY.N_LVL_CLS
+    ):
+        return None
+    return PY.class_tables(lv), PY.decode_table(phys, rm)
 
 
 def c_namespace() -> SimpleNamespace | None:

@@ -742,9 +742,9 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     mv = memoryview(data).cast("B")
     base = hd["_body"]
 
-    def sec(name: str) -> bytes:
+    def sec(name: str) -> memoryview:
         o, n = hd["sections"][name]
-        return bytes(mv[base + o : base + o + n])
+        return mv[base + o : base + o + n]
 
     shape = tuple(hd["shape"])
     h, w = shape[-2:]
@@ -837,7 +837,7 @@ def _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source):
         raise InputFileError(f"{source}: corrupted noise-codec weights ({wb.size} values)")
     freq = np.frombuffer(zlib.decompress(sec("freq")), "<u2").reshape(K.N_CTX, K.N_SYM)
     freq, cum, lut = _tables(freq.astype(np.int64))
-    words_all = np.frombuffer(sec("words"), "<u2")
+    words_all = np.frombuffer(bytes(sec("words")), "<u2")  # read-only, as compiled
     jobs = []
     wpos = epos = 0
     for f, r0, th, fill, nwords, nesc in hd["tiles"]:
@@ -878,46 +878,42 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     """Tiles of the "pyramid" back end, decoded and dequantised (``dq(frame, row0,
     rows)``: the tile's dequantisation arguments) into ``out`` (frames, H, W)."""
     w = out.shape[-1]
+    kx = CK.KERNELS  # C extension or numba (`ckernels`)
     try:
         wts = np.frombuffer(zlib.decompress(sec("weights")), "<i4").reshape(
             PY.N_SETS, PY.N_CLASS * PY.N_W
         )
-        luts = np.frombuffer(zlib.decompress(sec("levels")), np.uint8).reshape(
-            PY.N_SETS, PY.LVL_MAX + 1
-        )
-        phys = _from_byte_planes(zlib.decompress(sec("freq"))).reshape(-1, PY.N_SYM)
-        remap = np.frombuffer(zlib.decompress(sec("contexts")), "<u2").astype(np.int64)
+        levels, remap = zlib.decompress(sec("levels")), zlib.decompress(sec("contexts"))
+        planes = zlib.decompress(sec("freq"))
     except (ValueError, zlib.error) as exc:
         raise InputFileError(f"{source}: corrupted noise-codec model ({exc})") from None
-    phys = phys.astype(np.int64)
-    if (
-        remap.size != PY.N_CTX_ALL
-        or int(remap.max(initial=0)) >= phys.shape[0]
-        or (phys.sum(1) != PY.TAB).any()
-        or int(luts.max(initial=0)) >= PY.N_LVL_CLS
-    ):
+    tables = kx.decoder_tables(planes, remap, levels)  # (cts, tab); checked
+    if tables is None:
         raise InputFileError(f"{source}: corrupted noise-codec tables")
-    tab = PY.decode_table(phys, remap)
+    cts, tab = tables
     wts = np.array(wts, np.int32)  # writable: the encoder's argument types, one compile
-    cts = PY.class_tables(luts)
-    words = np.frombuffer(sec("words"), "<u2")
+    raw = np.frombuffer(sec("words"), "<u2")
     # zero words past the end: rows decode without bounds checks (positions are checked
     # after each row)
-    words = np.concatenate([words, np.zeros(w + 64, np.uint16)])
+    words = np.empty(raw.size + w + 64, np.uint16)
+    words[: raw.size] = raw
+    words[raw.size :] = 0
     jobs = []
     wpos = epos = 0
     wide = hd["_version"] >= 5  # one word stream per tile (`pyramid5`), else LANES
     for f, r0, th, nesc, *lens in hd["tiles"]:
         if len(lens) != (1 if wide else PY.LANES):
             raise InputFileError(f"{source}: corrupted noise-codec tile directory")
-        starts = wpos + np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-        ends = starts + np.asarray(lens, np.int64)
+        if wide:
+            starts, ends = (wpos,), (wpos + lens[0],)
+        else:
+            starts = wpos + np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+            ends = starts + np.asarray(lens, np.int64)
         jobs.append((f, r0, th, starts, ends, epos, epos + nesc))
-        wpos += int(sum(lens))
+        wpos += sum(lens)
         epos += nesc
     if wpos + w + 64 != words.size or epos != esc_all.size:
         raise InputFileError(f"{source}: corrupted noise-codec tile directory")
-    kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
     def run(job):
         f, r0, th, starts, ends, e0, e1 = job
