@@ -30,7 +30,9 @@ are those of version 3–4, which are still read. Tiles are coded independently.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import struct
 import zlib
@@ -748,7 +750,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
 
     shape = tuple(hd["shape"])
     h, w = shape[-2:]
-    threads = _auto_threads(threads, int(np.prod(shape, dtype=np.int64)))
+    threads = _auto_threads(threads, math.prod(shape))
     if hd["maps"] == "embedded":
         maps = CodecMaps.from_bytes(sec("maps"), (h, w), hd["offset0"], hd["gain0"], hd["jitter"])
     elif hd["maps"] == "uniform":
@@ -764,12 +766,13 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
             f"stream was encoded with (profile {hd['profile_id'] or '?'})"
         )
     off, gain = maps.offset(), maps.gain()
-    recon = np.frombuffer(zlib.decompress(sec("recon")), "<f8").copy()
+    recon_bytes = zlib.decompress(sec("recon"))
+    recon = np.frombuffer(recon_bytes, "<f8").copy()
     effort = hd.get("effort", "best")
     if effort not in EFFORTS:
         raise InputFileError(f"{source}: unknown noise-codec back end {effort!r}")
     esc_all = np.frombuffer(zlib.decompress(sec("escapes")), "<i4").astype(np.int64)
-    n = int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+    n = math.prod(shape[:-2])
     _check_tiles(hd["tiles"], n, h, effort, source)
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
@@ -781,7 +784,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     analytic = bool(
         not dither
         and kp[0] == 0
-        and np.array_equal(recon, unbiased_recon(recon.size, float(hd["step"]), hd["sigma_e"]))
+        and recon_bytes == _unbiased_bytes(recon.size, float(hd["step"]), float(hd["sigma_e"]))
     )
 
     def dq(f, r0, th):
@@ -803,6 +806,13 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     else:
         _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source)
     return out.reshape(shape)
+
+
+@functools.lru_cache(maxsize=8)
+def _unbiased_bytes(n: int, step: float, sigma_e: float) -> bytes:
+    """`unbiased_recon` as a stream stores it (the check of the decoder's analytic
+    dequantisation, once per stream: cached)."""
+    return unbiased_recon(n, step, sigma_e).astype("<f8").tobytes()
 
 
 def _check_tiles(tiles, n: int, h: int, effort: str, source: str) -> None:
