@@ -198,10 +198,13 @@ def numba_namespace() -> SimpleNamespace:
 
 
 def numba_decoder_tables(planes: bytes, remap: bytes, luts: bytes) -> tuple | None:
-    """The tables ``(cts, tab)`` that ``decode_tile16`` takes, from a stream's
-    decompressed "freq" (byte planes), "contexts" and "levels" sections; None when they
-    are not consistent (a corrupted stream). The C namespace's ``decoder_tables`` makes
-    prepared tables (``tab`` None) with the same checks, in one call."""
+    """The ``(cts, tab)`` of a stream for ``decode_tile16``, or None if inconsistent.
+
+    From the decompressed "freq" (byte planes), "contexts" and "levels" sections; None
+    when they are not consistent (a corrupted stream). The C namespace's
+    ``decoder_tables`` makes prepared tables (``tab`` None) with the same checks, in one
+    call.
+    """
     b = np.frombuffer(planes, np.uint8)
     n = b.size // 2
     if b.size % 2 or n % PY.N_SYM or n == 0 or len(remap) != 2 * PY.N_CTX_ALL:
