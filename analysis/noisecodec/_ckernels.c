@@ -446,6 +446,7 @@ typedef struct {
     double max_adu;
     int analytic;
     const double *kp;
+    int64_t gstride; /* w, or 0: one gain row for every row (uniform maps) */
 } dqargs;
 
 /* codes k (int32: conversions to double that vectorise) → ADU */
@@ -956,7 +957,8 @@ HOT void output_rows(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w
             for (int64_t j = 0; j < (w + 1) / 2; j++) kb[2 * j] = ar[j];
             for (int64_t j = 0; j < w / 2; j++) kb[2 * j + 1] = br[j];
         }
-        dequantise_row(kb, d->off + y * w, d->gain + y * w, out + y * w, w, d, d->index0 + y * w);
+        dequantise_row(kb, d->off + y * w, d->gain + y * d->gstride, out + y * w, w, d,
+                       d->index0 + y * w);
     }
 }
 
@@ -981,7 +983,7 @@ __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs
     for (int64_t y = 0; y < h; y++) {
         plane A = (y & 1) ? p->st[2] : p->lv[1], Bp = (y & 1) ? p->st[0] : p->st[1];
         const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
-        const float *off = d->off + y * w, *gain = d->gain + y * w;
+        const float *off = d->off + y * w, *gain = d->gain + y * d->gstride;
         uint16_t *o = out + y * w;
         int64_t x = 0;
         for (; x + 8 <= w; x += 8) {
@@ -2132,7 +2134,7 @@ fail:
 }
 
 /* decode_tile(prep bytearray, words u16, starts i64[4], ends i64[4], esc i64, ebeg, eend,
- * wts i32, out u16 (h, w), off f32, gain f32, recon f64, step, c0, dither, seed, index0,
+ * wts i32, out u16 (h, w), off f32, gain f32 (h, w, or one row), recon f64, step, c0, dither, seed, index0,
  * max_adu, analytic, kp f64[4]) -> (ok, ne) */
 static PyObject *py_decode_tile(PyObject *self, PyObject *args)
 {
@@ -2161,7 +2163,8 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
     const double *recon = gain ? get(&B, o[9], 'f', 8, 0, "recon", &nrec) : NULL;
     const double *kp = recon ? get(&B, o[10], 'f', 8, 0, "kp", &nk) : NULL;
     if (!kp) goto fail;
-    NEED(nst == LANES && nen == LANES && nk == 4 && noff == h * w && ngain == h * w, "sizes");
+    NEED(nst == LANES && nen == LANES && nk == 4 && noff == h * w, "sizes");
+    NEED(ngain == h * w || ngain == w, "gain: a map or one row"); /* `dqargs` gstride */
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     const dectables *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
@@ -2180,7 +2183,7 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
     dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
-                analytic, kp};
+                analytic, kp, ngain == h * w ? w : 0};
     dectab T = {D, words};
     int64_t ne;
     int ok;
@@ -2243,7 +2246,7 @@ fail:
 }
 
 /* decode_tile16(prep, words u16, start, end, esc i64, ebeg, eend, wts i32, out u16 (h, w),
- * off f32, gain f32, recon f64, step, c0, dither, seed, index0, max_adu, analytic,
+ * off f32, gain f32 (h, w, or one row of w for every row), recon f64, step, c0, dither, seed, index0, max_adu, analytic,
  * kp f64[4]) -> (ok, ne) */
 static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
 {
@@ -2270,7 +2273,8 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
     const double *recon = gain ? get(&B, o[7], 'f', 8, 0, "recon", &nrec) : NULL;
     const double *kp = recon ? get(&B, o[8], 'f', 8, 0, "kp", &nk) : NULL;
     if (!kp) goto fail;
-    NEED(nk == 4 && noff == h * w && ngain == h * w, "sizes");
+    NEED(nk == 4 && noff == h * w, "sizes");
+    NEED(ngain == h * w || ngain == w, "gain: a map or one row"); /* `dqargs` gstride */
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     const dectables *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
@@ -2286,7 +2290,7 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
     dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
-                analytic, kp};
+                analytic, kp, ngain == h * w ? w : 0};
     dectab T = {D, words};
     int64_t ne;
     int ok;

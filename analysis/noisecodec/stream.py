@@ -787,10 +787,14 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
         and recon_bytes == _unbiased_bytes(recon.size, float(hd["step"]), float(hd["sigma_e"]))
     )
 
+    # uniform maps: the C kernels take one row of the (constant) gain map for every row,
+    # without reading 4 bytes per pixel
+    gain_row = maps.is_uniform and effort == "pyramid" and CK.KERNELS.name == "c"
+
     def dq(f, r0, th):
         """Arguments of the dequantisation of a tile (`kernels.dequantise_tile`)."""
         return (
-            off[r0 : r0 + th], gain[r0 : r0 + th], recon, float(hd["step"]), c0, dither,
+            off[r0 : r0 + th], gain[0] if gain_row else gain[r0 : r0 + th], recon, float(hd["step"]), c0, dither,
             int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]), analytic, kp,
         )  # fmt: skip
 
