@@ -192,6 +192,52 @@ def test_streams_equal_with_a_knee_and_per_pixel_maps():
         data, _ = _both(np.stack([f, f[::-1].copy()]), codec.maps, params)
 
 
+def _sections(data: bytes) -> dict:
+    import zlib
+
+    from rawsigma.analysis.noisecodec.stream import read_header
+
+    hd = read_header(data)
+    body = memoryview(data)[hd["_body"] :]
+    return {k: zlib.decompress(body[o : o + n]) for k, (o, n) in hd["sections"].items()
+            if k in ("freq", "contexts", "levels")}  # fmt: skip
+
+
+@needs_c
+def test_decoder_tables_from_sections_equal_the_prepared_tables():
+    """`_ckernels.dec_tables` (a stream's tables from its sections, in C) makes the bytes
+    of `dec_prepare` of the numba path's (cts, tab), and refuses what the numba path
+    refuses: a table not summing to TAB, a context naming no table, a level class ≥ 8,
+    sections of the wrong size."""
+    frame, _, cam = reference_frame((96, 80), seed=2)
+    sec = _sections(NoiseCodec(cam.true_profile(), step=2.0).encode(frame))
+    args = (sec["freq"], sec["contexts"], sec["levels"])
+    cts, tab = NB.decoder_tables(*args)
+    prep, none = C.decoder_tables(*args)
+    assert none is None and bytes(prep) == bytes(CK._C.dec_prepare(cts, *tab))
+    planes = np.frombuffer(sec["freq"], np.uint8).copy()
+    n = planes.size // 2
+    f = planes[:n].astype(np.int64) | planes[n:].astype(np.int64) << 8
+    g = int(np.flatnonzero(f)[0])
+    f[g] -= 1  # its table sums to TAB - 1
+    bad_freq = np.concatenate([f & 0xFF, f >> 8]).astype(np.uint8).tobytes()
+    rm = np.frombuffer(sec["contexts"], "<u2").copy()
+    rm[5] = n // PY.N_SYM  # one past the last table
+    lv = np.frombuffer(sec["levels"], np.uint8).copy()
+    lv[7] = PY.N_LVL_CLS
+    for bad in (
+        (bad_freq, *args[1:]),
+        (args[0], rm.tobytes(), args[2]),
+        (*args[:2], lv.tobytes()),
+        (args[0][:-2], *args[1:]),
+        (args[0], args[1][:-2], args[2]),
+        (*args[:2], args[2] + b"\0"),
+        (b"", *args[1:]),
+    ):
+        assert NB.decoder_tables(*bad) is None
+        assert C.decoder_tables(*bad) is None
+
+
 @needs_c
 def test_quantise_tile_accumulators_equal():
     """`quantise_tile` (dither and bound modes) with its per-code sums of e⁻."""
@@ -297,11 +343,14 @@ def test_backend_chosen_by_the_environment():
 
 
 @needs_c
-def test_plain_c_decoder_gives_the_same_pixels(tmp_path):
+@pytest.mark.parametrize("maps", ["pixel", "global"])
+def test_plain_c_decoder_gives_the_same_pixels(tmp_path, maps):
     """The decoder's plain-C paths (CPUs without AVX2; forced here by
-    RAWSIGMA_CODEC_NO_AVX2) decode to the pixels of the AVX2 paths and of numba."""
+    RAWSIGMA_CODEC_NO_AVX2) decode to the pixels of the AVX2 paths and of numba, with
+    per-pixel maps and with global maps (one gain row for every row)."""
     frame, _, cam = reference_frame((150, 97), seed=4)
-    codec = NoiseCodec(cam.true_profile(), step=2.0, tile_rows=37, embed_maps=True)
+    prof = cam.true_profile()
+    codec = NoiseCodec(prof, step=2.0, tile_rows=37, embed_maps=True, maps=maps)
     stream = tmp_path / "s.rsnc"
     stream.write_bytes(codec.encode(np.stack([frame, frame[::-1].copy()])))
     code = (
