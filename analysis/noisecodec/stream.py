@@ -752,7 +752,9 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     h, w = shape[-2:]
     threads = _auto_threads(threads, math.prod(shape))
     if hd["maps"] == "embedded":
-        maps = CodecMaps.from_bytes(sec("maps"), (h, w), hd["offset0"], hd["gain0"], hd["jitter"])
+        maps = CodecMaps.from_bytes(
+            bytes(sec("maps")), (h, w), hd["offset0"], hd["gain0"], hd["jitter"]
+        )
     elif hd["maps"] == "uniform":
         maps = CodecMaps.uniform((h, w), hd["offset0"], hd["gain0"], hd.get("jitter", False))
     elif maps is None:
@@ -794,8 +796,9 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     def dq(f, r0, th):
         """Arguments of the dequantisation of a tile (`kernels.dequantise_tile`)."""
         return (
-            off[r0 : r0 + th], gain[0] if gain_row else gain[r0 : r0 + th], recon, float(hd["step"]), c0, dither,
-            int(hd["seed"]), (f * h + r0) * w, float(hd["max_adu"]), analytic, kp,
+            off[r0 : r0 + th], gain[0] if gain_row else gain[r0 : r0 + th], recon,
+            float(hd["step"]), c0, dither, int(hd["seed"]), (f * h + r0) * w,
+            float(hd["max_adu"]), analytic, kp,
         )  # fmt: skip
 
     def finish(f, r0, th, codes):
