@@ -2091,6 +2091,7 @@ static PyObject *py_dec_prepare(PyObject *self, PyObject *args)
     PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(dectables) + (size_t)ntab * TAB * 4));
     if (!res) goto fail;
     dectables *D = (dectables *)PyByteArray_AS_STRING(res);
+    memset(D, 0, sizeof(dectables)); /* unused prediction-form steps: defined bytes */
     D->ntab = ntab;
     if (split_tables(cts, &D->cls)) {
         Py_DECREF(res);
@@ -2337,6 +2338,7 @@ static PyObject *py_dec_tables(PyObject *self, PyObject *args)
     PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(dectables) + (size_t)ntab * TAB * 4));
     if (!res) goto fail;
     dectables *D = (dectables *)PyByteArray_AS_STRING(res);
+    memset(D, 0, sizeof(dectables)); /* unused prediction-form steps: defined bytes */
     D->ntab = ntab;
     int sane = 1;
     /* class tables: ct[a << 8 | l] = 4 (act_lut[a] & 0xFF) + 4 luts[l] + (act_lut[a] >> 8 << 8),
