@@ -14,7 +14,9 @@ kernels' signatures (and ``decoder_tables``: a stream's ``cts, tab`` for the dec
 ``v_min``: the C loop of `stream.frames_v_min`, None for numpy;
 ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
 ``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
-class tables as ``model_tile`` takes them, once per frame). The C namespace is used when the
+class tables as ``model_tile`` takes them, once per frame; ``solve_weights`` and
+``encoder_tables``: the per-frame model fit of `pyramid`, the same integers from C and
+numpy, `exactfit`). The C namespace is used when the
 extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
 forces the numba kernels (``=c`` requires the extension). `BACKEND` names the choice.
 """
@@ -86,6 +88,22 @@ def _split_class_tables(cts: np.ndarray) -> np.ndarray:
     out = np.empty((PY.N_SETS * (PY.ACT_MAX + 1 + PY.LVL_MAX + 1)), np.uint32)
     _C.split_class_tables(np.ascontiguousarray(cts, np.uint16), out)
     return out
+
+
+def _solve_weights(acc) -> tuple[np.ndarray, np.ndarray]:
+    """`pyramid.solve_weights` in C: level LUTs and fixed-point weights."""
+    luts = np.empty((PY.N_SETS, PY.LVL_MAX + 1), np.uint8)
+    wts = np.empty((PY.N_SETS, PY.N_CLASS * PY.N_W), np.int32)
+    _C.solve_weights(np.ascontiguousarray(acc, np.int64), luts, wts)
+    return luts, wts
+
+
+def _encoder_tables(hist) -> tuple[np.ndarray, ...]:
+    """`pyramid.encoder_tables` in C: context map, physical tables, freq and cum."""
+    remap = np.empty(PY.N_CTX_ALL, np.int64)
+    phys, freq, cum = (np.empty((PY.N_CTX_ALL, PY.N_SYM), np.int64) for _ in range(3))
+    n = _C.encoder_tables(np.ascontiguousarray(hist, np.int64), remap, phys, freq, cum)
+    return remap, phys[:n], freq, cum
 
 
 def _rans_encode(syms, ctxs, freq, cum, out, lens) -> None:
@@ -169,6 +187,8 @@ def _c_namespace() -> SimpleNamespace:
         round_min=True,  # quantise_round(..., with_min=True): the knee check in the pass
         model_tables=_split_class_tables,  # cts → what model_tile takes, once per frame
         class_moments=_C.class_moments,
+        solve_weights=_solve_weights,
+        encoder_tables=_encoder_tables,
     )
 
 
@@ -194,6 +214,8 @@ def numba_namespace() -> SimpleNamespace:
         round_min=False,
         model_tables=lambda cts: cts,
         class_moments=None,  # numpy in `pyramid._class_moments`
+        solve_weights=PY.solve_weights,  # numpy, the same bits (`exactfit`)
+        encoder_tables=PY.encoder_tables,
     )
 
 

@@ -31,6 +31,7 @@ import numba as nb
 import numpy as np
 from rawsigma import jitcache
 
+from .exactfit import XL_F, solve4, xlog2x
 from .kernels import (
     ESC,
     N_SYM,
@@ -414,22 +415,15 @@ def level_luts(counts: np.ndarray) -> np.ndarray:
 
 def _solve(ata: np.ndarray, aty: np.ndarray, fallback: np.ndarray, min_n: float) -> np.ndarray:
     """Batched ridge least squares (…, N_W) from normal equations; entries with fewer
-    than ``min_n`` samples (or a failed solve) take ``fallback``."""
+    than ``min_n`` samples (or a singular system) take ``fallback``. `exactfit.solve4`:
+    the operations of the C ``solve_weights``, so both give the same bits."""
     n = ata[..., -1, -1]
     ok = n > min_n
     ridge = np.eye(N_W) * 1e-3  # features only: positive definite whatever the data
     ridge[-1, -1] = 0.0
     safe = np.where(ok, n, 1.0)[..., None]
     m = np.where(ok[..., None, None], ata / safe[..., None] + ridge, np.eye(N_W))
-    try:
-        w = np.linalg.solve(m, (aty / safe)[..., None])[..., 0]
-    except np.linalg.LinAlgError:  # a degenerate class: solve one by one
-        w = np.empty(aty.shape)
-        for i in np.ndindex(ok.shape):
-            try:
-                w[i] = np.linalg.solve(m[i], aty[i] / safe[i])
-            except np.linalg.LinAlgError:
-                w[i] = np.nan
+    w = solve4(m, aty / safe)
     ok &= np.isfinite(w).all(-1)
     return np.where(ok[..., None], w, fallback)
 
@@ -475,7 +469,7 @@ def solve_weights(acc: np.ndarray, class_moments=None) -> tuple[np.ndarray, np.n
     N_W) int32 (per class: r1, r2, r3, bias) from the `train_tile` moments: least
     squares per class with a small ridge; classes with few samples take their set's
     pooled fit (or the mean of the nearest ring). The class fits and the pooled fits
-    are one batched solve (LAPACK solves each system alone: the same values).
+    are one batched solve (`exactfit.solve4`: the same bits as the C kernel).
     ``class_moments(acc, luts, out)``: a kernel filling `_class_moments` (the C one of
     `ckernels`; None: numpy)."""
     acc = np.ascontiguousarray(acc, np.int64)
@@ -485,10 +479,10 @@ def solve_weights(acc: np.ndarray, class_moments=None) -> tuple[np.ndarray, np.n
     else:
         moments = np.empty((N_SETS, N_ACT_CLS, N_LVL_CLS, N_MOM), np.int64)
         class_moments(acc, luts, moments)
-    moments = moments.astype(np.float64).reshape(N_SETS, N_CLASS, N_MOM)
+    moments = moments.reshape(N_SETS, N_CLASS, N_MOM)
+    # the pooled moments of each set: exact integer sums (then the order does not matter)
+    moments = np.concatenate([moments, moments.sum(1, keepdims=True)], 1)
     ata, aty = normal_equations(moments)
-    ata = np.concatenate([ata, ata.sum(1, keepdims=True)], 1)
-    aty = np.concatenate([aty, aty.sum(1, keepdims=True)], 1)
     both = _solve(ata, aty, np.nan, 0.0)  # (N_SETS, N_CLASS + 1, N_W); NaN: no fit
     n = ata[..., -1, -1]
     default = np.array([0.25, 0.0, 0.0, 0.0])
@@ -595,30 +589,14 @@ def normalise(counts: np.ndarray) -> np.ndarray:
     return normalise_counts(np.ascontiguousarray(counts, np.int64), TAB)
 
 
-_XLOG_N = 1 << 14
-# c · log2 c for the small counts that make most histogram cells (a lookup: np.log2
-# costs ~8 ns per value, the cells of `choose_contexts` are ~60 k per frame)
-_XLOG = np.arange(_XLOG_N) * np.log2(np.maximum(np.arange(_XLOG_N), 1.0))
-
-
-def _xlog2x(c: np.ndarray) -> np.ndarray:
-    """``c · log2 c`` (0 for 0) of non-negative integer counts, float64."""
-    # (indexing keeps the memory order of ``c``, and so the order of the sums after it)
-    out = _XLOG[np.minimum(c, _XLOG_N - 1)]
-    big = c >= _XLOG_N
-    if big.any():
-        cb = c[big].astype(np.float64)
-        out[big] = cb * np.log2(cb)
-    return out
-
-
 def _code_bits(counts: np.ndarray) -> np.ndarray:
     """Bits to code each row of ``counts`` (…, N_SYM) with its own empirical distribution,
     plus ~9 bits per used symbol and 16 per used table for sending the table:
-    ``T·log2 T − Σ c·log2 c`` (``T`` the row's total)."""
+    ``T·log2 T − Σ c·log2 c`` (``T`` the row's total), in fixed point (int64, units of
+    2^-`exactfit.XL_F` bits: integer sums, the C kernel's choices)."""
     tot = counts.sum(-1)
-    data = _xlog2x(tot) - _xlog2x(counts).sum(-1)
-    return data + 9.0 * (counts > 0).sum(-1) + 16.0 * (tot > 0)
+    data = xlog2x(tot) - xlog2x(counts).sum(-1)
+    return data + ((9 * (counts > 0).sum(-1) + 16 * (tot > 0)) << XL_F)
 
 
 def choose_contexts(hist: np.ndarray) -> np.ndarray:
@@ -626,13 +604,13 @@ def choose_contexts(hist: np.ndarray) -> np.ndarray:
 
     Per group and activity bucket, the fraction bins are merged into 8, 4, 2 or 1
     tables, whichever codes the histogram plus its tables in the fewest bits (a small
-    image cannot pay for 96 tables per group; a large one gains from all of them).
-    Contexts that no pixel used share one table. Physical tables are numbered in order
-    of their first logical context.
+    image cannot pay for 96 tables per group; a large one gains from all of them; costs
+    in fixed point, ties to the fewest tables). Contexts that no pixel used share one
+    table. Physical tables are numbered in order of their first logical context.
     """
     hist = np.asarray(hist, np.int64)
     merged = hist.reshape(N_GROUPS, N_FRAC, N_ACT_CTX, N_SYM).transpose(0, 2, 1, 3)
-    costs = [np.zeros(merged.shape[:2])] * (FRAC_BITS + 1)
+    costs = [np.zeros(merged.shape[:2], np.int64)] * (FRAC_BITS + 1)
     for m in range(FRAC_BITS, -1, -1):  # 2**m tables of N_FRAC >> m fraction bins each
         costs[m] = _code_bits(merged).sum(-1)
         if m:  # neighbouring tables merged (exact integer sums)
@@ -649,6 +627,22 @@ def choose_contexts(hist: np.ndarray) -> np.ndarray:
         target[empty] = target[np.flatnonzero(empty)[0]]
     _, remap = np.unique(target, return_inverse=True)
     return remap.astype(np.int64)
+
+
+def encoder_tables(hist: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The encoder's tables from the frame's histogram ``hist`` (N_CTX_ALL, N_SYM): the
+    context map (`choose_contexts`), the physical tables (normalised counts, one row
+    per table: the stream's ``freq`` section) and per logical context their frequencies
+    and cumulative frequencies (int64, what the rANS encoders take). The C kernel
+    ``_ckernels.encoder_tables`` gives the same integers."""
+    hist = np.asarray(hist, np.int64)
+    remap = choose_contexts(hist)
+    # physical table counts: the logical contexts' histograms summed (int64, exact)
+    order = np.argsort(remap, kind="stable")
+    starts = np.flatnonzero(np.diff(remap[order], prepend=-1))
+    phys = normalise(np.add.reduceat(hist[order], starts, axis=0))
+    freq = phys[remap]
+    return remap, phys, freq, cumulative(freq)
 
 
 def cumulative(freq: np.ndarray) -> np.ndarray:

@@ -545,7 +545,7 @@ def _code_pyramid(codes, tiles, params):
 
     accs = _map(train, groups, params.threads)
     acc = accs[0] if len(accs) == 1 else np.sum(accs, 0)
-    luts, wts = PY.solve_weights(acc, kx.class_moments)
+    luts, wts = kx.solve_weights(acc)
     cts = kx.model_tables(PY.class_tables(luts))
 
     def model(tile):
@@ -561,14 +561,7 @@ def _code_pyramid(codes, tiles, params):
 
     modelled = _map(model, tiles, params.threads)
     hist = np.sum([m[3] for m in modelled], 0)
-    remap = PY.choose_contexts(hist)
-    # physical table counts: the logical contexts' histograms summed (int64, exact)
-    order = np.argsort(remap, kind="stable")
-    starts = np.flatnonzero(np.diff(remap[order], prepend=-1))
-    phys = np.add.reduceat(hist[order], starts, axis=0)
-    phys = PY.normalise(phys)
-    freq = phys[remap]
-    cum = PY.cumulative(freq)
+    remap, phys, freq, cum = kx.encoder_tables(hist)
 
     def code(m):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
         if PYRAMID_FORMAT < 5:  # formats 3-4: `PY.LANES` streams
