@@ -22,9 +22,11 @@ XL_N = 1 << 14  # counts below this: a table (most histogram cells)
 
 
 def ilog2(c: np.ndarray) -> np.ndarray:
-    """``⌊log2(c) · 2^XL_F⌋`` (up to the truncation of repeated squaring) of integers
-    ``c ≥ 1`` (< 2^63), int64: the integer part from the bit length, then one fraction
-    bit per squaring of the mantissa (31 fraction bits, products < 2^64)."""
+    """Fixed-point ``log2 c`` (`XL_F` fraction bits, int64) of integers ``1 ≤ c < 2^63``.
+
+    The integer part from the bit length, then one fraction bit per squaring of the
+    mantissa (31 fraction bits, products < 2^64; truncated, not rounded).
+    """
     c = np.asarray(c, np.uint64)
     e = np.zeros(c.shape, np.uint64)
     for s in (32, 16, 8, 4, 2, 1):
@@ -44,8 +46,10 @@ _XL_TAB = np.arange(XL_N, dtype=np.int64) * ilog2(np.maximum(np.arange(XL_N), 1)
 
 
 def xlog2x(c: np.ndarray) -> np.ndarray:
-    """``c · log2 c`` in units of 2^-XL_F (0 for 0) of non-negative integer counts
-    (int64; exact integers, so sums do not depend on their order)."""
+    """``c · log2 c`` of non-negative integer counts in units of 2^-XL_F (0 for 0).
+
+    Exact int64 values: their sums do not depend on the order.
+    """
     c = np.asarray(c, np.int64)
     out = _XL_TAB[np.minimum(c, XL_N - 1)]
     big = c >= XL_N
@@ -55,9 +59,12 @@ def xlog2x(c: np.ndarray) -> np.ndarray:
 
 
 def solve4(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solutions of the systems ``a x = b`` (…, 4, 4) · (…, 4) by Gaussian elimination
-    with partial pivoting (the first row of largest magnitude), row by row as in C. A
-    singular system gives NaN (0/0 after a zero pivot)."""
+    """Solutions of the systems ``a x = b``, ``a`` (…, n, n) and ``b`` (…, n).
+
+    Gaussian elimination with partial pivoting (the first row of largest magnitude),
+    row by row in the order of the C loop. A singular system gives NaN (0/0 after a
+    zero pivot).
+    """
     shape = b.shape
     n = a.shape[-1]
     a = np.array(a, np.float64).reshape(-1, n, n)
