@@ -2452,9 +2452,10 @@ static int64_t code_bits(const int64_t *cnt)
 {
     int64_t tot = 0, sum = 0, used = 0;
     for (int s = 0; s < N_SYM; s++) {
+        if (!cnt[s]) continue;
         tot += cnt[s];
         sum += xlog2x(cnt[s]);
-        used += cnt[s] > 0;
+        used++;
     }
     return xlog2x(tot) - sum + ((9 * used + 16 * (tot > 0)) << XL_F);
 }
@@ -2464,8 +2465,12 @@ static int64_t code_bits(const int64_t *cnt)
 static int merge_width(const int64_t *hist, int g, int a)
 {
     int64_t m[N_FRAC][N_SYM], cost[FRAC_BITS + 1];
-    for (int f = 0; f < N_FRAC; f++)
+    int64_t any = 0;
+    for (int f = 0; f < N_FRAC; f++) {
         memcpy(m[f], hist + ((int64_t)(g * N_FRAC + f) * N_ACT_CTX + a) * N_SYM, sizeof m[f]);
+        for (int s = 0; s < N_SYM; s++) any |= m[f][s];
+    }
+    if (!any) return N_FRAC; /* every cost 0: the fewest tables */
     for (int k = FRAC_BITS; k >= 0; k--) { /* 2^k tables */
         cost[k] = 0;
         for (int t = 0; t < (1 << k); t++) cost[k] += code_bits(m[t]);

@@ -548,6 +548,11 @@ def _code_pyramid(codes, tiles, params):
     luts, wts = kx.solve_weights(acc)
     cts = kx.model_tables(PY.class_tables(luts))
 
+    # in one thread every tile adds to one histogram (the kernels accumulate); in
+    # several, each tile has its own, summed after
+    serial = params.threads == 1 or len(tiles) == 1
+    shared = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64) if serial else None
+
     def model(tile):
         f, r0, th = tile
         block = codes[f, r0 : r0 + th]
@@ -555,12 +560,13 @@ def _code_pyramid(codes, tiles, params):
         syms = np.empty(n, np.uint8)
         ctxs = np.empty(n, np.uint16)
         esc = np.empty(n, np.int32)
-        hist = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+        hist = shared if shared is not None else np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
         ne = kx.model_tile(block, kx.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist)
-        return syms, ctxs, esc[:ne], hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
+        return syms, ctxs, esc[:ne], hist
 
     modelled = _map(model, tiles, params.threads)
-    hist = np.sum([m[3] for m in modelled], 0)
+    hist = shared if shared is not None else np.sum([m[3] for m in modelled], 0)
+    hist = hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
     remap, phys, freq, cum = kx.encoder_tables(hist)
 
     def code(m):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
