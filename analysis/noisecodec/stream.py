@@ -581,7 +581,7 @@ def _code_pyramid(codes, tiles, params):
 
     coded = _map(code, modelled, params.threads)
     sections = {
-        "weights": zlib.compress(wts.astype("<i4").tobytes(), 6),
+        "weights": _deflate(wts.astype("<i4").tobytes(), *_ZLIB_WEIGHTS),
         "levels": zlib.compress(luts.astype(np.uint8).tobytes(), 9),
         # level 6: a seventh of level 9's time on these planes, +0.1 % of a 512² stream
         "freq": zlib.compress(_byte_planes(phys.astype("<u2")), 6),
@@ -592,6 +592,20 @@ def _code_pyramid(codes, tiles, params):
         for (f, r0, th), m, (_, lens) in zip(tiles, modelled, coded, strict=True)
     ]
     return sections, rows, [wd for wd, _ in coded], [m[2] for m in modelled]
+
+
+# zlib settings (level, strategy) of side information: "filtered" (few short matches)
+# suits these int32 arrays. The weights: level 5, 1.6-2x faster than the default
+# level 6 and 1-3 % smaller; the escaped codes: level 4, 2-4x faster, <= 5 % larger
+# (≤ 0.07 % of a stream). Any setting decodes the same (`zlib.decompress`).
+_ZLIB_WEIGHTS = (5, zlib.Z_FILTERED)
+_ZLIB_ESCAPES = (4, zlib.Z_FILTERED)
+
+
+def _deflate(raw: bytes, level: int, strategy: int) -> bytes:
+    """``zlib.compress(raw, level)`` with a compression strategy."""
+    z = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
+    return z.compress(raw) + z.flush()
 
 
 def _byte_planes(a: np.ndarray) -> bytes:
@@ -633,7 +647,7 @@ def encode_frames(
         sections["maps"] = maps.to_bytes()
     sections["recon"] = zlib.compress(recon.astype("<f8").tobytes(), 6)
     sections.update(model_sections)
-    sections["escapes"] = zlib.compress(np.concatenate(escapes).astype("<i4").tobytes(), 6)
+    sections["escapes"] = _deflate(np.concatenate(escapes).astype("<i4").tobytes(), *_ZLIB_ESCAPES)
     sections["words"] = b"".join(wd.astype("<u2").tobytes() for wd in words)
     directory = {}
     pos = 0
