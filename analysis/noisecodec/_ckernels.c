@@ -2464,14 +2464,17 @@ static int64_t code_bits(const int64_t *cnt)
  * whose tables code the histogram in the fewest bits (ties: the fewest tables) */
 static int merge_width(const int64_t *hist, int g, int a)
 {
-    int64_t m[N_FRAC][N_SYM], cost[FRAC_BITS + 1];
-    int64_t any = 0;
+    int64_t m[N_FRAC / 2][N_SYM], cost[FRAC_BITS + 1];
+    const int64_t *row[N_FRAC];
+    cost[FRAC_BITS] = 0; /* one table per fraction bin: the histogram's own rows */
     for (int f = 0; f < N_FRAC; f++) {
-        memcpy(m[f], hist + ((int64_t)(g * N_FRAC + f) * N_ACT_CTX + a) * N_SYM, sizeof m[f]);
-        for (int s = 0; s < N_SYM; s++) any |= m[f][s];
+        row[f] = hist + ((int64_t)(g * N_FRAC + f) * N_ACT_CTX + a) * N_SYM;
+        cost[FRAC_BITS] += code_bits(row[f]);
     }
-    if (!any) return N_FRAC; /* every cost 0: the fewest tables */
-    for (int k = FRAC_BITS; k >= 0; k--) { /* 2^k tables */
+    if (cost[FRAC_BITS] == 0) return N_FRAC; /* no count: every cost 0, the fewest tables */
+    for (int t = 0; t < N_FRAC / 2; t++)
+        for (int s = 0; s < N_SYM; s++) m[t][s] = row[2 * t][s] + row[2 * t + 1][s];
+    for (int k = FRAC_BITS - 1; k >= 0; k--) { /* 2^k tables, merged pairwise below */
         cost[k] = 0;
         for (int t = 0; t < (1 << k); t++) cost[k] += code_bits(m[t]);
         for (int t = 0; k && t < (1 << (k - 1)); t++)
@@ -2693,12 +2696,12 @@ static PyObject *py_encoder_tables(PyObject *self, PyObject *args)
         if (!(p[i] = get(&B, o[i], 'i', 8, i > 0, names[i], &n[i]))) goto fail;
     const Py_ssize_t full = (Py_ssize_t)N_CTX_ALL * N_SYM;
     NEED(n[0] == full && n[1] == N_CTX_ALL && n[2] == full && n[3] == full && n[4] == full, "sizes");
-    int64_t bad = 0, tot = 0; /* total <= 2^40: the fixed-point costs stay inside int64 */
-    for (Py_ssize_t i = 0; i < full; i++) {
-        bad |= p[0][i] < 0 || p[0][i] > ((int64_t)1 << 40);
-        tot += p[0][i];
+    uint64_t bad = 0, tot = 0; /* total <= 2^40: the fixed-point costs stay in int64 */
+    for (Py_ssize_t i = 0; i < full; i++) { /* unsigned: a negative count is large */
+        bad |= (uint64_t)p[0][i] >> 40;
+        tot += (uint64_t)p[0][i];
     }
-    NEED(!bad && tot <= ((int64_t)1 << 40), "histogram counts out of range");
+    NEED(!bad && tot <= ((uint64_t)1 << 40), "histogram counts out of range");
     int k = encoder_tables(p[0], p[1], p[2], p[3], p[4]);
     release(&B);
     return PyLong_FromLong(k);
