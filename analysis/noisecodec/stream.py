@@ -582,7 +582,7 @@ def _code_pyramid(codes, tiles, params):
     accs = _map(train, groups, params.threads)
     acc = accs[0] if len(accs) == 1 else np.sum(accs, 0)
     luts, wts = kx.solve_weights(acc)
-    cts = kx.model_tables(PY.class_tables(luts))
+    cts = _model_tables(kx, luts)
 
     # in one thread every tile adds to one histogram (the kernels accumulate); in
     # several, each tile has its own, summed after
@@ -642,6 +642,23 @@ def _deflate(raw: bytes, level: int, strategy: int) -> bytes:
     """``zlib.compress(raw, level)`` with a compression strategy."""
     z = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
     return z.compress(raw) + z.flush()
+
+
+# the class tables as ``model_tile`` takes them, per kernels and level LUTs (frames of
+# one camera share their level classes): neither kernel writes them
+_MODEL_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def _model_tables(kx, luts: np.ndarray) -> np.ndarray:
+    """``kx.model_tables(pyramid.class_tables(luts))``, cached."""
+    key = (kx.name, luts.tobytes())
+    cts = _MODEL_TABLES.get(key)
+    if cts is None:
+        cts = kx.model_tables(PY.class_tables(luts))
+        if len(_MODEL_TABLES) >= 8:
+            _MODEL_TABLES.clear()  # atomic (threads)
+        _MODEL_TABLES[key] = cts
+    return cts
 
 
 def _byte_planes(a: np.ndarray) -> bytes:
