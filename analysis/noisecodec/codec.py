@@ -281,7 +281,8 @@ class NoiseCodec:
                 f"noise codec: frame shape {image.shape} does not match the profile "
                 f"{self.profile.profile_id} shape {tuple(self.profile.shape)}"
             )
-        if int(image.max(initial=0)) > self.profile.max_adu:
+        # (a 16-bit profile admits every uint16: no pass over the pixels)
+        if self.profile.max_adu < 65535 and int(image.max(initial=0)) > self.profile.max_adu:
             raise ImageMismatchError(
                 f"noise codec: values up to {int(image.max())} exceed the profile's "
                 f"{self.profile.identity.bit_depth}-bit range"
