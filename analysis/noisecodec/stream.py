@@ -327,9 +327,8 @@ def quantise_frames_knee(
         # smallest v from the same pass: the knee it implies is exact unless v lies
         # within rounding of a boundary (then `frames_v_min`); a wrong guess costs a pass
         key = (maps.digest(), step, float(params.knee), float(params.sigma_e))
-        kp = _KNEE_GUESS.get(key)
-        if kp is None:
-            kp = _frozen(knee_params(0.0, params.knee, step, False))
+        guess = _KNEE_GUESS.get(key)
+        kp = _frozen(knee_params(0.0, params.knee, step, False)) if guess is None else guess
         res = _map(lambda t: quant(t, True), tiles, params.threads)
         tops = [r[0] for r in res]
         want = _knee_of(min(r[1] for r in res), c0, params)
