@@ -39,7 +39,11 @@ def test_fixed_point_log_is_log2() -> None:
     assert err.max() <= 1e-9 and err.min() > -(2.0 ** (1 - EF.XL_F))  # truncated, 1 unit
     assert (np.diff(lg) >= 0).all()
     np.testing.assert_array_equal(EF.ilog2(2 ** np.arange(40)), np.arange(40) << EF.XL_F)
-    np.testing.assert_array_equal(EF.xlog2x(c), c * lg)
+    small = c < EF.XL_N
+    np.testing.assert_array_equal(EF.xlog2x(c[small]), c[small] * lg[small])
+    big = EF.xlog2x(c[~small]) / c[~small] / 2.0**EF.XL_F - np.log2(c[~small].astype(float))
+    assert -(2.0**-14) < big.min() and big.max() <= 1e-9  # interpolated, floor
+    assert (np.diff(EF.xlog2x(c)) > 0).all()
     assert EF.xlog2x(np.array([0]))[0] == 0
 
 

@@ -2418,8 +2418,9 @@ MULTI static double v_min(const uint16_t *x, int64_t n, int64_t hw, const float 
  * IEEE arithmetic in the same order for the weights, integers for the context costs,
  * so both make the same choices bit for bit. */
 #define XL_F 16
-#define XL_N (1 << 14)
-static int64_t xl_tab[XL_N];
+#define XL_BITS 14
+#define XL_N (1 << XL_BITS)
+static int64_t log_tab[XL_N + 1], xl_tab[XL_N]; /* ilog2(c), c · ilog2(c) */
 
 /* log2(c) · 2^XL_F of c >= 1 by repeated squaring (`exactfit.ilog2`) */
 static int64_t ilog2_fx(uint64_t c)
@@ -2440,11 +2441,25 @@ static int64_t ilog2_fx(uint64_t c)
 
 static void xl_init(void)
 {
-    xl_tab[0] = 0;
-    for (int64_t c = 1; c < XL_N; c++) xl_tab[c] = c * ilog2_fx((uint64_t)c);
+    log_tab[0] = xl_tab[0] = 0;
+    for (int64_t c = 1; c < XL_N; c++) {
+        log_tab[c] = ilog2_fx((uint64_t)c);
+        xl_tab[c] = c * log_tab[c];
+    }
+    log_tab[XL_N] = ilog2_fx(XL_N);
 }
 
-static inline int64_t xlog2x(int64_t c) { return c < XL_N ? xl_tab[c] : c * ilog2_fx((uint64_t)c); }
+/* c · L(c): the table, or above it c's top XL_BITS bits' logarithm interpolated
+ * linearly (floor) plus the shift (`exactfit.xlog2x`) */
+static inline int64_t xlog2x(int64_t c)
+{
+    if (c < XL_N) return xl_tab[c];
+    int r = 1;
+    while ((c >> r) >= XL_N) r++;
+    int64_t m = c >> r, lo = log_tab[m];
+    int64_t frac = ((log_tab[m + 1] - lo) * (c - (m << r))) >> r;
+    return c * (lo + frac + ((int64_t)r << XL_F));
+}
 
 /* fixed-point bits of coding `cnt` with its own distribution, plus its table
  * (`pyramid._code_bits`) */
