@@ -129,3 +129,24 @@ def test_one_shared_histogram_gives_the_per_tile_stream() -> None:
     assert serial == threaded
     assert len(ST.read_header(serial)["tiles"]) == 5
     np.testing.assert_array_equal(codec.decode(serial), codec.decode(threaded))
+
+
+def test_cached_tables_are_not_shared_with_the_caller() -> None:
+    """The reconstruction table comes back as a copy (a caller may change it); the
+    stream of a frame encoded after another one (caches warm) is that of a fresh start."""
+    frame, _, cam = reference_frame((64, 48), seed=6)
+    codec = NoiseCodec(cam.true_profile(), step=2.0)
+    codes, recon, _ = ST.quantise_frames(frame, codec.maps, codec.params)
+    recon[:] = -1.0
+    again = ST.quantise_frames(frame, codec.maps, codec.params)[1]
+    assert (again != -1.0).all() and again.size == recon.size
+    first = codec.encode(frame)
+    other = reference_frame((64, 48), seed=7)[0]
+    codec.encode(other)
+    for cache in (ST._RECON, ST._RECON_Z, ST._MODEL_TABLES):
+        assert cache
+    assert bool(ST._KNEE_GUESS) == CK.KERNELS.round_min  # the C quantiser's knee guess
+    assert codec.encode(frame) == first
+    for cache in (ST._RECON, ST._RECON_Z, ST._MODEL_TABLES, ST._KNEE_GUESS):
+        cache.clear()
+    assert codec.encode(frame) == first
