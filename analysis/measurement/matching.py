@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from rawsigma.analysis.measurement import moments_kernel
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -155,13 +156,18 @@ def match_objects(
         used_a = np.zeros(n, bool)
         used_b = np.zeros(m, bool)
         ident = np.flatnonzero(dist <= atol)
-        for k in ident:
-            i, j = rows[k], cols[k]
-            if not used_a[i] and not used_b[j]:
-                used_a[i] = used_b[j] = True
-                ref_idx.append(np.array([i]))
-                oth_idx.append(np.array([j]))
-        n_identical = len(ref_idx)
+        ri0, ci0 = rows[ident], cols[ident]
+        if np.unique(ri0).size == ri0.size and np.unique(ci0).size == ci0.size:
+            used_a[ri0] = used_b[ci0] = True  # no duplicates: every pair taken (the usual)
+            ref_idx.append(ri0)
+            oth_idx.append(ci0)
+        else:
+            for i, j in zip(ri0.tolist(), ci0.tolist(), strict=True):
+                if not used_a[i] and not used_b[j]:
+                    used_a[i] = used_b[j] = True
+                    ref_idx.append(np.array([i]))
+                    oth_idx.append(np.array([j]))
+        n_identical = sum(x.size for x in ref_idx)
         keep = ~used_a[rows] & ~used_b[cols]
         rows, cols, dist = rows[keep], cols[keep], dist[keep]
         if rows.size:
@@ -234,20 +240,52 @@ def split_merge_counts(
         raise ValueError(
             f"label images differ in shape: {ref_labels.shape} vs {other_labels.shape}"
         )
-    both = (ref_labels > 0) & (other_labels > 0)
-    if not both.any():
+    overlaps = _overlaps(ref_labels, other_labels)
+    if overlaps is None:
         return 0, 0
-    ra = ref_labels[both].astype(np.int64)
-    oa = other_labels[both].astype(np.int64)
-    # overlapping (ref, other) label pairs, sorted by ref then other, and their overlap
-    span = int(oa.max()) + 1
-    keys, inter = np.unique(ra * span + oa, return_counts=True)
-    pairs = np.stack([keys // span, keys % span])
-    area_ref = np.bincount(ref_labels.ravel().astype(np.int64))
-    area_oth = np.bincount(other_labels.ravel().astype(np.int64))
+    pairs, inter, area_ref, area_oth = overlaps
     # other object mostly inside a ref object -> counts towards a split of that ref
     oth_in_ref = inter >= min_fraction * area_oth[pairs[1]]
     ref_in_oth = inter >= min_fraction * area_ref[pairs[0]]
     split_hosts, n_children = np.unique(pairs[0][oth_in_ref], return_counts=True)
     merge_hosts, n_parents = np.unique(pairs[1][ref_in_oth], return_counts=True)
     return int(np.sum(n_children >= 2)), int(np.sum(n_parents >= 2))
+
+
+def _overlaps(
+    ref_labels: np.ndarray, other_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Overlapping label pairs of two label images, their overlaps and areas.
+
+    Returns the (ref, other) pairs (2, k) sorted by ref then other, their overlaps in
+    px and both images' areas per label, or None without overlap.
+
+    Int32 images (the scoring's) go through `moments_kernel.overlap_runs`: one pass,
+    runs of one pair added up; other dtypes through numpy. Same numbers.
+    """
+    if ref_labels.dtype == np.int32 and other_labels.dtype == np.int32:
+        if ref_labels.size == 0:
+            return None
+        ra, oa = np.ravel(ref_labels), np.ravel(other_labels)
+        span = int(oa.max()) + 1
+        keys, lengths, area_ref, area_oth = moments_kernel.overlap_runs(
+            ra, oa, int(ra.max()), span - 1
+        )
+        if keys.size == 0:
+            return None
+        order = np.argsort(keys, kind="stable")
+        keys, lengths = keys[order], lengths[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        keys, inter = keys[starts], np.add.reduceat(lengths, starts)
+        return np.stack([keys // span, keys % span]), inter, area_ref, area_oth
+    both = (ref_labels > 0) & (other_labels > 0)
+    if not both.any():
+        return None
+    ra = ref_labels[both].astype(np.int64)
+    oa = other_labels[both].astype(np.int64)
+    span = int(oa.max()) + 1
+    keys, inter = np.unique(ra * span + oa, return_counts=True)
+    pairs = np.stack([keys // span, keys % span])
+    area_ref = np.bincount(ref_labels.ravel().astype(np.int64))
+    area_oth = np.bincount(other_labels.ravel().astype(np.int64))
+    return pairs, inter, area_ref, area_oth

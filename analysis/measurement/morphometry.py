@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from rawsigma.analysis.measurement import outline_kernel
+from rawsigma.analysis.measurement import moments_kernel, outline_kernel
 from rawsigma.errors import ImageMismatchError, InputFileError
 from scipy import ndimage as ndi
 
@@ -405,34 +405,15 @@ def measure(labels: np.ndarray) -> dict[str, np.ndarray]:
     nmax = int(lab.max()) if lab.size else 0
     if nmax == 0:
         return out
-    slices = ndi.find_objects(lab)
-    ids = np.array([i + 1 for i, s in enumerate(slices) if s is not None], np.int64)
-
-    # pixel sums with coordinates local to the bounding box (as EllipseFitter)
-    rr, cc = np.nonzero(lab)
-    ll = lab[rr, cc]
-    top = np.zeros(nmax + 1, np.int64)
-    left = np.zeros(nmax + 1, np.int64)
-    height = np.zeros(nmax + 1, np.int64)
-    width = np.zeros(nmax + 1, np.int64)
-    for i in ids:
-        sl = slices[i - 1]
-        top[i], left[i] = sl[0].start, sl[1].start
-        height[i] = sl[0].stop - sl[0].start
-        width[i] = sl[1].stop - sl[1].start
-    xl = (cc - left[ll]).astype(np.float64)
-    yl = (rr - top[ll]).astype(np.float64)
-    m = nmax + 1
-
-    def bsum(w: np.ndarray | None) -> np.ndarray:
-        return np.bincount(ll, weights=w, minlength=m)[ids]
-
-    n = bsum(None)
-    sx, sy = bsum(xl), bsum(yl)
-    sxx, syy, sxy = bsum(xl * xl), bsum(yl * yl), bsum(xl * yl)
+    small = lab.astype(np.int32, copy=False) if nmax < 2**31 else lab  # one kernel signature
+    # boxes and pixel sums with coordinates local to the bounding box (as EllipseFitter)
+    box, count, sums = moments_kernel.label_moments(small, nmax)
+    ids = np.flatnonzero(count).astype(np.int64)
+    top, left, height, width = box
+    n = count[ids]
+    sx, sy, sxx, syy, sxy = sums[:, ids]
     major, minor, angle = _ellipse(n, sx, sy, sxx, syy, sxy)
 
-    small = lab.astype(np.int32, copy=False) if nmax < 2**31 else lab  # one kernel signature
     nv, sumd, corners, vals = outline_kernel.shape_params(small, ids, top, left, height, width)
     # traced_perimeter: (sum |dx| + |dy|) - corners * (2 - sqrt 2), 0 below 4 vertices
     perim = np.where(nv >= 4, sumd.astype(np.float64) - corners.astype(np.float64) * _CORNER, 0.0)

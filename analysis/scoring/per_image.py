@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rawsigma.analysis.measurement import moments_kernel
 from rawsigma.analysis.measurement.matching import MatchResult, match_objects
 from rawsigma.analysis.measurement.morphometry import measure
 from rawsigma.analysis.segmentation.classifier import PixelClassifier, labels_from_output
@@ -116,6 +117,10 @@ def drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
     """Remove objects below ``min_size`` px and renumber 1..n (label order kept)."""
     if min_size <= 1 or not lab.any():
         return lab
+    if lab.dtype == np.int32 or (lab.dtype.kind in "iu" and lab.max() < 2**31):
+        out = np.array(lab, np.int32, order="C")  # a copy: the caller's image is kept
+        moments_kernel.size_relabel(out, int(min_size))  # counts, then renumbering in place
+        return out
     sizes = np.bincount(lab.ravel())
     keep = sizes >= min_size
     keep[0] = False
