@@ -34,6 +34,8 @@ KERNEL_MODULES = (
     "rawsigma.analysis.noisecodec.fastpath",
     "rawsigma.analysis.segmentation.forest_infer",
     "rawsigma.analysis.measurement.outline_kernel",
+    "rawsigma.analysis.measurement.moments_kernel",
+    "rawsigma.analysis.noisemodel.replica_kernel",
     "rawsigma.analysis.scoring.welford_kernel",
     "rawsigma.calib.moments_kernel",
     "rawsigma.analysis.tomo.kernels",

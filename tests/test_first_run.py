@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 from rawsigma import jitcache
+from rawsigma.analysis.measurement import moments_kernel as mk
 from rawsigma.analysis.measurement import outline_kernel
+from rawsigma.analysis.measurement.matching import split_merge_counts
 from rawsigma.analysis.measurement.morphometry import measure
+from rawsigma.analysis.noisemodel import replica_kernel
+from rawsigma.analysis.noisemodel.synthesis import synthesize
 from rawsigma.analysis.scoring import first_run, welford_kernel
+from rawsigma.analysis.scoring.per_image import drop_small, to_objects
 from rawsigma.analysis.scoring.standard_score import replica_feature_sigma
 from rawsigma.analysis.segmentation import forest_infer
 from rawsigma.calib import moments_kernel
 from rawsigma.calib.moments import PixelMoments
+from rawsigma.calib.profile import CameraProfile
 
 
 def _signatures(dispatchers) -> list[int]:
@@ -40,11 +46,19 @@ def test_scoring_warm_up_compiles_what_scoring_uses() -> None:
     for step in first_run.STEPS:  # loaded from the cache or compiled: registered
         step()
     kernels = [forest_infer.KERNELS["mask"], outline_kernel.shape_params, welford_kernel.fold]
+    kernels += [mk.label_moments, mk.size_relabel, mk.overlap_runs, replica_kernel.redraw_rows]
     before = _signatures(kernels)
     rng = np.random.default_rng(3)
     lab = np.zeros((40, 50), np.uint16)  # measure casts labels to one type (int32)
     lab[5:15, 4:20], lab[22:35, 30:41], lab[30, 5] = 1, 2, 3
     assert measure(lab)["label"].tolist() == [1, 2, 3]
+    comps = to_objects(lab > 0, 0.5)  # the scoring's path: label, size filter, overlaps
+    assert drop_small(comps, 5).max() == 2
+    assert split_merge_counts(drop_small(comps, 5), comps) == (0, 0)
+    prof = CameraProfile.uniform((6, 7), gain=2.0, offset=100.0, read_noise=3.0, bit_depth=12)
+    img = np.full((6, 7), 400, np.uint16)
+    img[0, :3] = (0, 4095, 105)  # below the offset, saturated, a small mean
+    assert synthesize(img, prof, 2, 0)[:, 0, 1].tolist() == [4095, 4095]
     forest = _forest(rng)
     feats = rng.random((4, 500)).astype(np.float32)
     p = forest_infer.predict_proba_channels(forest, feats)
@@ -77,7 +91,7 @@ def test_warm_ups_announce_their_stage(monkeypatch) -> None:
     seen: list[tuple] = []
     monkeypatch.setattr(first_run, "pending", lambda: ["shape_params"])
     assert first_run.warm_up(lambda *a: seen.append(a)) > 0
-    assert seen == [(first_run.STAGE, i, 3) for i in range(4)]
+    assert seen == [(first_run.STAGE, i, 4) for i in range(5)]
     seen.clear()
     monkeypatch.setattr(jitcache, "pending", lambda dispatchers: ["accumulate"])
     assert moments_kernel.warm_up(lambda *a: seen.append(a)) > 0

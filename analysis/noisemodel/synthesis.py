@@ -158,6 +158,14 @@ def denoise(image: np.ndarray, profile: CameraProfile) -> np.ndarray:
     return inverse_anscombe(td, profile)
 
 
+def _plane(x: Any, shape: tuple, dtype: Any) -> np.ndarray:
+    """``x`` as a writeable C-contiguous ``shape`` array (the one kernel signature)."""
+    a = np.asarray(x, dtype)
+    if a.shape != shape or not a.flags.c_contiguous or not a.flags.writeable:
+        a = np.array(np.broadcast_to(a, shape), dtype, order="C")
+    return a
+
+
 def redraw(
     centre: np.ndarray,
     gain: np.ndarray,
@@ -168,6 +176,8 @@ def redraw(
     n: int,
     rng: np.random.Generator,
     dtype: np.dtype,
+    *,
+    threads: int = 1,
 ) -> np.ndarray:
     """The Poisson–Gaussian redraws of `synthesize` for one (tile of an) image.
 
@@ -184,28 +194,59 @@ def redraw(
     n : int
         Number of replicas.
     rng : numpy.random.Generator
-        Drawn from in a fixed order (per replica: normal, then Poisson).
+        Gives the 96-bit key of the counter-based streams (three 32-bit words, one
+        call): the same generator state gives the same replicas.
     dtype : numpy dtype
         Integer dtype of the result.
+    threads : int
+        Threads drawing row blocks; the values do not depend on it (every row and
+        replica has its own stream, see `replica_kernel`).
 
     Returns
     -------
     (n, H, W) ndarray of ``dtype``
+
+    Raises
+    ------
+    ValueError
+        If a pixel's photo-electron mean is not finite (NaN or infinite map values).
     """
-    c = centre
-    e = np.maximum((c - offset) / gain, 0).astype(np.float64)
-    base = (c - gain * e.astype(np.float32)).astype(np.float32)  # = o where c >= o, else c
+    from rawsigma.analysis.noisemodel import replica_kernel
+
+    c = np.asarray(centre, np.float32)
+    g = np.asarray(gain, np.float32)
+    e = np.maximum((c - offset) / g, np.float32(0)).astype(np.float32)
+    base = np.ascontiguousarray(c - g * e, np.float32)  # = o where c >= o, else c
+    lam = np.ascontiguousarray(e, np.float64)
+    if not np.isfinite(lam).all():
+        raise ValueError("redraw: non-finite photo-electron mean (NaN or inf in the maps)")
+    key = rng.integers(0, 2**32, size=3, dtype=np.uint64)
     out = np.empty((n, *c.shape), dtype=dtype)
-    y = np.empty(c.shape, np.float32)
-    for k in range(n):
-        rng.standard_normal(c.shape, dtype=np.float32, out=y)
-        y *= read_noise
-        y += base
-        y += rng.poisson(e).astype(np.float32) * gain
-        np.rint(y, out=y)
-        np.clip(y, 0, max_adu, out=y)
-        y[saturated] = max_adu
-        out[k] = y
+    args = (
+        lam,
+        base,
+        _plane(g, c.shape, np.float32),
+        _plane(read_noise, c.shape, np.float32),
+        _plane(saturated, c.shape, np.bool_).view(np.uint8),
+        np.float32(max_adu),
+        key,
+        out,
+    )
+    h = c.shape[0]
+    parts = max(1, min(int(threads), h))
+    if parts == 1:
+        replica_kernel.redraw_rows(*args, 0, h)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = np.linspace(0, h, parts + 1).astype(int)
+    with ThreadPoolExecutor(parts) as pool:
+        done = [
+            pool.submit(replica_kernel.redraw_rows, *args, a, b)
+            for a, b in zip(edges[:-1], edges[1:], strict=True)
+        ]
+        for f in done:
+            f.result()
     return out
 
 

@@ -1,10 +1,12 @@
 """Compile (or load from the cache) the scoring's numba kernels, announced.
 
-Scoring calls three numba kernels besides the codec's: the forest inference
+Scoring calls numba kernels besides the codec's: the forest inference
 (`segmentation.forest_infer`, bit-mask kernel), the outline/hull/Feret measurement
-(`measurement.outline_kernel`) and the Welford fold of the replicas' feature σ
-(`scoring.welford_kernel`). Compiled code is cached per machine (`rawsigma.jitcache`),
-so only the first run on a machine compiles them (≈ 3–5 s CPU, see
+(`measurement.outline_kernel`), the per-object sums, size filter and overlaps
+(`measurement.moments_kernel`), the Welford fold of the replicas' feature σ
+(`scoring.welford_kernel`) and the replica draws (`noisemodel.replica_kernel`).
+Compiled code is cached per machine (`rawsigma.jitcache`), so only the first run on a
+machine compiles them (≈ 3–5 s CPU, see
 benchmarks/RESULTS.md). `warm_up` compiles them under the progress stage `STAGE` by
 calling each once on tiny inputs of the argument types scoring passes, and returns at
 once when nothing needs compiling; without it the wait would fall, unannounced, inside
@@ -25,12 +27,25 @@ Progress = Callable[[str, int, int], None]
 
 
 def _outline() -> None:
-    from rawsigma.analysis.measurement import outline_kernel
+    from rawsigma.analysis.measurement import moments_kernel, outline_kernel
 
     lab = np.zeros((3, 3), np.int32)  # as `morphometry.measure` passes it
     lab[1, 1] = 1
     one = np.ones(2, np.int64)
     outline_kernel.shape_params(lab, one[:1].copy(), one, one, one, one)
+    moments_kernel.label_moments(lab, 1)
+    moments_kernel.size_relabel(lab.copy(), 2)
+    moments_kernel.overlap_runs(lab.ravel(), lab.ravel(), 1, 1)
+
+
+def _replicas() -> None:
+    from rawsigma.analysis.noisemodel import replica_kernel
+
+    f32 = np.zeros((1, 2), np.float32)  # as `synthesis.redraw` passes them
+    replica_kernel.redraw_rows(
+        np.array([[0.0, 20.0]]), f32, f32 + 1, f32, np.zeros((1, 2), np.uint8),
+        np.float32(10), np.zeros(3, np.uint64), np.zeros((1, 1, 2), np.uint16), 0, 1,
+    )  # fmt: skip
 
 
 def _forest() -> None:
@@ -59,15 +74,20 @@ def _welford() -> None:
 
 
 #: tiny calls of each kernel, with the argument types scoring passes (what `warm_up` runs)
-STEPS = (_forest, _outline, _welford)
+STEPS = (_forest, _outline, _welford, _replicas)
 
 
 def _kernels() -> list:
+    from rawsigma.analysis.measurement import moments_kernel as mk
     from rawsigma.analysis.measurement import outline_kernel
+    from rawsigma.analysis.noisemodel import replica_kernel
     from rawsigma.analysis.scoring import welford_kernel
     from rawsigma.analysis.segmentation import forest_infer
 
-    return [forest_infer.KERNELS["mask"], outline_kernel.shape_params, welford_kernel.fold]
+    return [
+        forest_infer.KERNELS["mask"], outline_kernel.shape_params, welford_kernel.fold,
+        mk.label_moments, mk.size_relabel, mk.overlap_runs, replica_kernel.redraw_rows,
+    ]  # fmt: skip
 
 
 def pending() -> list[str]:
@@ -81,7 +101,8 @@ def warm_up(progress: Progress | None = None) -> float:
     Parameters
     ----------
     progress : callable(stage, done, total), optional
-        Told ``(STAGE, i, 3)`` before each kernel and ``(STAGE, 3, 3)`` at the end, only
+        Told ``(STAGE, i, n)`` before each of the ``n`` steps and ``(STAGE, n, n)`` at
+        the end, only
         when there is something to compile.
 
     Returns
