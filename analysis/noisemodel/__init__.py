@@ -11,6 +11,7 @@ _EXPORTS = {
     "CameraPreset": "camera_presets",
     "NoiseEstimateError": "estimate",
     "PresetError": "camera_presets",
+    "REPLICA_METHOD": "synthesis",
     "SynthesisInfo": "synthesis",
     "anscombe": "synthesis",
     "denoise": "synthesis",

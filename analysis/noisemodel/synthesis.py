@@ -55,7 +55,22 @@ DENOISER_DESCRIPTION = (
 )
 
 
-__all__ = ["SynthesisInfo", "anscombe", "denoise", "inverse_anscombe", "redraw", "synthesize"]
+#: How the redraws are made (recorded in provenance next to every result)
+REPLICA_METHOD = (
+    "exact Poisson-Gaussian redraws from per-pixel Philox4x32-10 counter streams "
+    "(96-bit key from the seed): ziggurat normal, Poisson by inversion below 10 e- "
+    "and PTRS from 10 e- (rawsigma.analysis.noisemodel.replica_kernel, since 2026-12)"
+)
+
+__all__ = [
+    "REPLICA_METHOD",
+    "SynthesisInfo",
+    "anscombe",
+    "denoise",
+    "inverse_anscombe",
+    "redraw",
+    "synthesize",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,8 @@ class SynthesisInfo:
         Pixels of the input image at or above ``max_adu`` (kept saturated).
     seed : Any
         Seed or generator description, if known (``None`` for fresh entropy).
+    method : str
+        How the redraws are drawn (`REPLICA_METHOD`).
     """
 
     centre: str
@@ -90,6 +107,7 @@ class SynthesisInfo:
     max_adu: int
     n_saturated: int
     seed: Any = None
+    method: str = REPLICA_METHOD
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from rawsigma import fileio
 from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
-from rawsigma.analysis.noisemodel.synthesis import synthesize
+from rawsigma.analysis.noisemodel.synthesis import REPLICA_METHOD, synthesize
 from rawsigma.analysis.scoring import first_run
 from rawsigma.analysis.scoring import nullstats as ns
 from rawsigma.analysis.scoring import runchecks as rc
@@ -468,6 +468,7 @@ def score_image(
         plan=plan.model_dump(),
         seed=plan.seed,
         synthesis_centre=plan.centre,
+        replica_method=REPLICA_METHOD,
         segmenter=segmenter.description,
         n_replicas=plan.n_replicas,
         scoring_features=scoring_features_provenance(segmenter.shared, plan),

@@ -320,6 +320,7 @@ def _reference_agreement(run: _Run, raw_labels: np.ndarray) -> dict:
 def _provenance(run: _Run) -> dict:
     """Where the results come from: software, profile, plan, seed, segmenter, spacing."""
     from rawsigma import fileio
+    from rawsigma.analysis.noisemodel.synthesis import REPLICA_METHOD
 
     plan, profile = run.plan, run.profile
     return fileio.provenance(
@@ -329,6 +330,7 @@ def _provenance(run: _Run) -> dict:
         seed=plan.seed,
         synthesis_centre=plan.centre,
         synthesis="per z plane with the 2D profile (broadcast over z)",
+        replica_method=REPLICA_METHOD,
         segmenter=run.segmenter,
         n_replicas=plan.n_replicas,
         spacing_zyx=list(run.spacing),
