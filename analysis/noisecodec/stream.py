@@ -31,6 +31,7 @@ are those of version 3–4, which are still read. Tiles are coded independently.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import os
@@ -73,31 +74,70 @@ _PREFIX = struct.Struct("<4sHI")
 EFFORTS = ("pyramid", "best", "fast")
 
 _POOL: ThreadPoolExecutor | None = None
+# worker threads of the codec's pool (default: the cores this process may run on)
+THREADS_ENV = "RAWSIGMA_CODEC_THREADS"
+
+
+def pool_threads() -> int:
+    """Threads that work on one call's tiles: ``$RAWSIGMA_CODEC_THREADS`` if set (≥ 1),
+    else the number of cores this process may run on (`os.sched_getaffinity`)."""
+    want = os.environ.get(THREADS_ENV, "").strip()
+    if want.isdigit() and int(want) >= 1:
+        return int(want)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The persistent pool (created once, reused by every call: no per-call threads)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+        _POOL = ThreadPoolExecutor(max_workers=pool_threads(), thread_name_prefix="rsnc")
     return _POOL
 
 
-# Below this many pixels a call runs its tiles in the calling thread (``threads=None``):
+# Below this many pixels an ENCODE runs its tiles in the calling thread (``threads=None``):
 # on 2 cores the pool's hand-offs cost ~1 ms CPU per 512² frame and the tiles' data
 # moves between the cores' caches, for a wall-time gain only when a core is idle
 PARALLEL_PIXELS = 3 << 19
+# A DECODE is one task per tile (no training, no model pass): from this many pixels its
+# tiles run in parallel, the calling thread taking its share (one hand-off per helper
+# thread); smaller streams have one tile, or gain less than the hand-off costs
+DECODE_PARALLEL_PIXELS = 1 << 17
 
 
-def _auto_threads(threads: int | None, n_pixels: int) -> int | None:
-    """``threads``, or 1 for ``None`` below `PARALLEL_PIXELS` pixels."""
-    return 1 if threads is None and n_pixels < PARALLEL_PIXELS else threads
+def _auto_threads(threads: int | None, n_pixels: int, least: int = PARALLEL_PIXELS) -> int | None:
+    """``threads``, or 1 for ``None`` below ``least`` pixels."""
+    return 1 if threads is None and n_pixels < least else threads
 
 
 def _map(fn, items, threads: int | None):
+    """``[fn(it) for it in items]``, with ``threads != 1`` shared between the calling
+    thread and up to `pool_threads` − 1 pool threads (items taken in turn)."""
     items = list(items)
-    if threads == 1 or len(items) == 1:
+    helpers = 0 if threads == 1 else min(len(items), pool_threads()) - 1
+    if helpers <= 0:
         return [fn(it) for it in items]
-    return list(_pool().map(fn, items))
+    out: list = [None] * len(items)
+    order = itertools.count()  # next() is atomic under the GIL
+
+    def drain() -> None:
+        for i in iter(order.__next__, None):
+            if i >= len(items):
+                return
+            out[i] = fn(items[i])
+
+    pool = _pool()
+    futures = [pool.submit(drain) for _ in range(helpers)]
+    try:
+        drain()
+    finally:  # a helper still queued (the pool busy with other calls) is not waited for
+        for fut in futures:
+            if not fut.cancel():
+                fut.result()  # a started helper: done before returning (or raising)
+    return out
 
 
 # ---------------------------------------------------------------- tables
@@ -814,7 +854,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
 
     shape = tuple(hd["shape"])
     h, w = shape[-2:]
-    threads = _auto_threads(threads, math.prod(shape))
+    threads = _auto_threads(threads, math.prod(shape), DECODE_PARALLEL_PIXELS)
     if hd["maps"] == "embedded":
         maps = CodecMaps.from_bytes(
             bytes(sec("maps")), (h, w), hd["offset0"], hd["gain0"], hd["jitter"]
