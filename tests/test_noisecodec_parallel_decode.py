@@ -124,3 +124,15 @@ def test_pool_threads_from_affinity_or_environment(monkeypatch) -> None:
     for bad in ("0", "-2", "many", ""):
         monkeypatch.setenv(ST.THREADS_ENV, bad)
         assert ST.pool_threads() == (cores or os.cpu_count() or 1)
+
+
+def test_decode_goes_parallel_only_when_a_core_is_free(monkeypatch) -> None:
+    """Under load (the load average ≥ cores − ½) a decode below `PARALLEL_PIXELS` stays
+    in the calling thread: a helper would wait in the run queue."""
+    monkeypatch.setenv(ST.THREADS_ENV, "2")
+    for load, least in ((0.3, ST.DECODE_PARALLEL_PIXELS), (1.6, ST.PARALLEL_PIXELS)):
+        monkeypatch.setattr(ST.os, "getloadavg", lambda load=load: (load, load, load))
+        monkeypatch.setattr(ST, "_LOAD", [-1.0, False])
+        assert ST._decode_least() == least
+    monkeypatch.setattr(ST.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert ST._decode_least() == ST.PARALLEL_PIXELS  # read at most once a second

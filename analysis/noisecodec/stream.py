@@ -36,6 +36,7 @@ import json
 import math
 import os
 import struct
+import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -103,9 +104,33 @@ def _pool() -> ThreadPoolExecutor:
 # moves between the cores' caches, for a wall-time gain only when a core is idle
 PARALLEL_PIXELS = 3 << 19
 # A DECODE is one task per tile (no training, no model pass): from this many pixels its
-# tiles run in parallel, the calling thread taking its share (one hand-off per helper
-# thread); smaller streams have one tile, or gain less than the hand-off costs
+# tiles run in parallel when a core is free (`_decode_least`), the calling thread taking
+# its share (one hand-off per helper); smaller streams have one tile, or gain less than
+# the hand-off costs
 DECODE_PARALLEL_PIXELS = 1 << 17
+
+
+_LOAD = [-1.0, False]  # (time read, a core free) of `_core_free`
+
+
+def _core_free() -> bool:
+    """Whether a core is likely idle: the 1-minute load average below the cores − ½
+    (read at most once a second). Under load a helper thread waits in the run queue for
+    milliseconds and the caller then waits for it: 2-3× the wall time of one thread."""
+    now = time.monotonic()
+    if now - _LOAD[0] > 1.0:
+        try:
+            free = os.getloadavg()[0] < pool_threads() - 0.5
+        except OSError:  # no load average on this system
+            free = True
+        _LOAD[:] = [now, free]
+    return bool(_LOAD[1])
+
+
+def _decode_least() -> int:
+    """Pixels from which a decode of ``threads=None`` is parallel: `DECODE_PARALLEL_PIXELS`
+    when a core is free, else `PARALLEL_PIXELS` (as an encode)."""
+    return DECODE_PARALLEL_PIXELS if _core_free() else PARALLEL_PIXELS
 
 
 def _auto_threads(threads: int | None, n_pixels: int, least: int = PARALLEL_PIXELS) -> int | None:
@@ -854,7 +879,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
 
     shape = tuple(hd["shape"])
     h, w = shape[-2:]
-    threads = _auto_threads(threads, math.prod(shape), DECODE_PARALLEL_PIXELS)
+    threads = _auto_threads(threads, math.prod(shape), _decode_least())
     if hd["maps"] == "embedded":
         maps = CodecMaps.from_bytes(
             bytes(sec("maps")), (h, w), hd["offset0"], hd["gain0"], hd["jitter"]
