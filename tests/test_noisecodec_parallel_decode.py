@@ -66,7 +66,7 @@ def test_default_threads_by_size() -> None:
     """A decode of ``threads=None`` goes parallel from `DECODE_PARALLEL_PIXELS` (an
     encode from `PARALLEL_PIXELS`); an explicit count is kept."""
     least = ST.DECODE_PARALLEL_PIXELS
-    assert least < 512 * 512 < ST.PARALLEL_PIXELS
+    assert least <= 512 * 512 < ST.PARALLEL_PIXELS
     assert ST._auto_threads(None, least - 1, least) == 1
     assert ST._auto_threads(None, least, least) is None
     assert ST._auto_threads(1, 10**8, least) == 1

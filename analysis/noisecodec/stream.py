@@ -107,7 +107,7 @@ PARALLEL_PIXELS = 3 << 19
 # tiles run in parallel when a core is free (`_decode_least`), the calling thread taking
 # its share (one hand-off per helper); smaller streams have one tile, or gain less than
 # the hand-off costs
-DECODE_PARALLEL_PIXELS = 1 << 17
+DECODE_PARALLEL_PIXELS = 1 << 18
 
 
 _LOAD = [-1.0, False]  # (time read, a core free) of `_core_free`
