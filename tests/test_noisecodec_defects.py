@@ -13,6 +13,7 @@ from rawsigma.acquire.sensor_model import SensorModel
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec.codec import codec_maps
 from rawsigma.analysis.noisecodec.stream import decode_frames, encode_frames
+from rawsigma.calib.profile import CameraProfile
 from rawsigma.calib.profile_fields import DEFECT_BAD_GAIN, DEFECT_DEAD
 
 STEP = 1.5
@@ -36,15 +37,18 @@ def case():
     return frames, prof
 
 
-def _bound(raw, prof):
-    """README bound S/2·σ(x) + g·S²/24 + 1 ADU: σ(x) and g the pixel's own (gain,
-    offset, read noise) on good pixels, the global model's on defect pixels."""
+def _bound(raw, prof, step=STEP, own_read_noise=False):
+    """README bound S/2·σ(x) + g·S²/24 + 1 ADU: on good pixels g and the offset are the
+    pixel's own and the read noise the global one in electrons (σ(x)² = g·(x − o) +
+    (σ_r·g/K)²); the global model on defect pixels. ``own_read_noise``: the bound the
+    README stated before (the pixel's own read noise), which does not hold."""
     raw = raw.astype(float)
     g, o, r = prof.gain_global, prof.offset_global, prof.read_noise_global
-    glob = 0.5 * STEP * np.sqrt(g * np.maximum(raw - o, 0) + r * r) + g * STEP**2 / 24 + 1
+    glob = 0.5 * step * np.sqrt(g * np.maximum(raw - o, 0) + r * r) + g * step**2 / 24 + 1
+    rn = prof.read_noise if own_read_noise else r * prof.gain / g
     own = (
-        0.5 * STEP * np.sqrt(prof.gain * np.maximum(raw - prof.offset, 0) + prof.read_noise**2)
-        + prof.gain * STEP**2 / 24
+        0.5 * step * np.sqrt(prof.gain * np.maximum(raw - prof.offset, 0) + rn * rn)
+        + prof.gain * step**2 / 24
         + 1
     )
     return np.where(prof.good, own, glob)
@@ -88,3 +92,33 @@ def test_old_reference_stream_still_decodes(case):
     new = codec.encode(frames)  # and new streams with the new maps
     assert NoiseCodec.info(new)["maps"] == "reference"
     assert np.array_equal(codec.decode(new), decode_frames(new, codec.maps))
+
+
+def test_pixel_maps_bound_uses_the_global_read_noise(shared_data):
+    """QA session 8: with per-pixel maps the codec quantises in the GLOBAL read noise
+    (in electrons), so on the real EMVA CCD's dark frames, whose per-pixel read noise
+    (48 darks) spreads 2.3–3.8 ADU around 3.06, the bound written with each pixel's own
+    read noise (as the README said) fails on thousands of samples at S = 2.5, and the
+    bound with the global read noise holds on every sample."""
+    import csv
+
+    import tifffile
+
+    frames = tifffile.imread(shared_data / "emva1288_ccd12_ptc_roi256.tif")
+    with open(shared_data / "emva1288_ccd12_ptc_roi256.csv", newline="") as fh:
+        dark = np.array([row["kind"] == "dark" for row in csv.DictReader(fh)])
+    darks = frames[dark]
+    stack = darks.astype(np.float64)
+    off, rn = stack.mean(0), stack.std(0, ddof=1)
+    prof = CameraProfile.uniform(
+        off.shape, gain=0.278, offset=float(np.median(off)), read_noise=float(np.median(rn)),
+        bit_depth=12,
+    )  # fmt: skip
+    prof = dataclasses.replace(
+        prof, offset=off.astype(np.float32), read_noise=rn.astype(np.float32)
+    )
+    for step in (2.0, 2.5):
+        codec = NoiseCodec(prof, step=step, maps="pixel")
+        err = np.abs(codec.decode(codec.encode(darks)).astype(float) - darks)
+        assert np.all(err <= _bound(darks, prof, step)), step
+    assert (err > _bound(darks, prof, 2.5, own_read_noise=True)).sum() > 1000
