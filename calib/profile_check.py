@@ -87,6 +87,11 @@ def _shape_hint(profile: CameraProfile, shape: tuple[int, int]) -> str:
             "; it looks like a sub-region (ROI): crop the profile to the image's ROI "
             "with profile.crop((x, y, width, height)) in sensor coordinates"
         )
+    if (h > sh or w > sw) and (h >= ph and w >= pw):
+        return (
+            f"; the image is larger than the profile's whole {sw}x{sh} sensor: it comes "
+            "from another camera or mode: use that camera's profile"
+        )
     if h > ph or w > pw:
         return (
             f"; the profile covers only ROI {profile.identity.roi} (x, y, w, h) of a "

@@ -188,6 +188,19 @@ def validate(option: str, value: Any, check: Callable[[Any], Any]) -> Any:
         raise typer.BadParameter(exc.message, param_hint=f"'{option}'") from None
 
 
+def check_profile_choice(profile: Any, estimate_profile: bool) -> None:
+    """Exactly one of ``--profile`` and ``--estimate-profile`` (`UsageError`, exit 2)."""
+    from rawsigma.errors import UsageError
+
+    if profile is not None and estimate_profile:
+        raise UsageError(
+            "--profile and --estimate-profile exclude each other: give the calibration "
+            "(--profile), or --estimate-profile when none exists"
+        )
+    if profile is None and not estimate_profile:
+        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+
+
 def check_score_options(index: Any, centre: Any, max_distance: Any, min_size: Any) -> None:
     """Ranges of ``score`` options declared without typer bounds."""
     validate("--index", index, number(0, what="0-based frame index"))

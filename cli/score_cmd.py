@@ -12,6 +12,7 @@ import typer
 from .console import user_errors
 from .integrity import LOSSY_NOTE, lossy_derived
 from .params import (
+    check_profile_choice,
     check_score_options,
     choice,
     codec_list,
@@ -310,8 +311,7 @@ def run_score(options: ScoreOptions) -> Path:
         )
     if (options.labels is None) == (options.model is None):
         raise UsageError("give exactly one of --labels or --model")
-    if (options.profile is None) == (not options.estimate_profile):
-        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+    check_profile_choice(options.profile, options.estimate_profile)
     from .console import snapshot
 
     created = not out.exists()

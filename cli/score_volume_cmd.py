@@ -92,6 +92,8 @@ def run_score_volume(o: dict[str, Any]) -> Path:
     from rawsigma.errors import OutputExistsError, UsageError
     from rawsigma.fileio import check_output_dir, output_lock
 
+    from .params import check_profile_choice
+
     out: Path = o["out"]
     check_output_dir(out)
     existing = [f for f in VOLUME_RESULT_FILES if (out / f).exists()]
@@ -101,8 +103,7 @@ def run_score_volume(o: dict[str, Any]) -> Path:
         )
     if (o["labels"] is None) == (o["model"] is None):
         raise UsageError("give exactly one of --labels or --model")
-    if (o["profile"] is None) == (not o["estimate_profile"]):
-        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+    check_profile_choice(o["profile"], o["estimate_profile"])
     if o["index"] is not None:
         raise UsageError("--index picks one 2-D frame; a volume (--spacing/--axes) is scored whole")
     result = _run(o)

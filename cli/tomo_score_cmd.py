@@ -234,10 +234,9 @@ def run_tomo_score(
     from rich.console import Console
 
     from .console import stage_progress
-    from .params import check_codecs
+    from .params import check_codecs, check_profile_choice
 
-    if (profile is None) == (not estimate_profile):
-        raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
+    check_profile_choice(profile, estimate_profile)
     check_output_dir(out)
     existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
     if existing and not force:

@@ -306,6 +306,7 @@ SCORE_BAD = [
     (["--codecs", ","], USAGE, "no codec given"),
     (["--codecs", "jpeg@10,jpeg@10"], USAGE, "duplicate codec"),
     (["--index", "-1"], USAGE, "--index"),
+    (["--estimate-profile"], USAGE, "--profile and --estimate-profile exclude each other"),
 ]
 
 

@@ -187,6 +187,8 @@ def test_check_image_accepts_raw():
         (np.zeros((48, 80), np.uint16), "profile looks binned 2x2"),
         (np.zeros((10, 10), np.uint16), "sub-region"),
         (np.zeros((40, 24), np.uint16), "transposed"),
+        (np.zeros((30, 50), np.uint16), "covers only ROI"),  # fits the 64x96 sensor
+        (np.zeros((70, 100), np.uint16), "larger than the profile's whole 96x64 sensor"),
         (np.zeros((24, 40), np.uint8), "8-bit"),
         (np.zeros((24, 40), np.float32), "float32"),
         (np.full((24, 40), 4096, np.uint16), "above the profile's 12-bit maximum 4095"),
