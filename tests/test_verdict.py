@@ -164,6 +164,23 @@ def test_default_min_size_and_count_warnings():
     w = rc.count_warnings(60, 1300, 50, {"n_regions": 85})
     assert len(w) == 1 and "1300 connected components" in w[0]
     assert rc.count_warnings(80, 90, 5, {"n_regions": 85}) == []
+    assert "smaller than 50 px:" in w[0]
+
+
+def test_volume_speckle_warning_in_voxels():
+    """QA session 8: a 3D run's speckle warning gave its size filter in px."""
+    from types import SimpleNamespace
+
+    from rawsigma.analysis.scoring.volume_steps import _complete_objects_info
+
+    run = SimpleNamespace(
+        spacing=(2.0, 0.5, 0.5), objects_info={"n_regions": 16}, notes=[],
+        plan=SimpleNamespace(min_size=217),
+    )  # fmt: skip
+    raw = SimpleNamespace(table={"volume": np.full(17, 300 * 0.5)}, n_components=624)
+    _complete_objects_info(run, raw, 17)
+    assert "607 of them (97 %) were smaller than 217 voxels:" in run.notes[0]
+    assert run.objects_info["sizes"]["median"] == 300
 
 
 def test_quantisation_note_step_over_sigma():

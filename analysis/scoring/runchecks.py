@@ -95,7 +95,7 @@ def default_min_size(annotations: np.ndarray, foreground_class: int = 2) -> tupl
 
 
 def count_warnings(
-    n_objects: int, n_components: int, min_size: int, info: dict[str, Any]
+    n_objects: int, n_components: int, min_size: int, info: dict[str, Any], unit: str = "px"
 ) -> list[str]:
     """Warnings when the object count looks implausible against the annotations.
 
@@ -109,6 +109,8 @@ def count_warnings(
         Size filter used (px).
     info : dict
         ``n_regions`` of :func:`default_min_size` (absent with a plug-in model).
+    unit : str
+        Unit of ``min_size`` in the message: "px" (2D) or "voxels" (3D).
     """
     out = []
     dropped = n_components - n_objects
@@ -116,7 +118,7 @@ def count_warnings(
         out.append(
             f"WARNING: the raw segmentation had {n_components} connected components and "
             f"{dropped} of them ({100 * dropped / n_components:.0f} %) were smaller than "
-            f"{min_size} px: the classifier produces speckle; check the annotations "
+            f"{min_size} {unit}: the classifier produces speckle; check the annotations "
             "(annotate the background where the speckle is) or the threshold."
         )
     n_reg = int(info.get("n_regions", 0) or 0)
@@ -137,13 +139,14 @@ def complete_objects_info(
     n_objects: int,
     sizes: np.ndarray,
     notes: list[str],
+    unit: str = "px",
 ) -> dict[str, Any]:
     """Add the raw object counts, sizes and count warnings to ``info`` (2D and 3D).
 
     The warnings (:func:`count_warnings`) are also put first in ``notes``. ``sizes`` are
-    the raw objects' sizes (px or voxels); ``info`` is returned.
+    the raw objects' sizes (px or voxels, ``unit``); ``info`` is returned.
     """
-    warnings = count_warnings(n_objects, n_components, min_size, info)
+    warnings = count_warnings(n_objects, n_components, min_size, info, unit)
     info.update(
         min_size=min_size,
         n_components_raw=n_components,

@@ -302,7 +302,7 @@ def _complete_objects_info(run: _Run, raw: _Outcome, n_obj: int) -> None:
     sp = run.spacing
     sizes = raw.table["volume"] / (sp[0] * sp[1] * sp[2])  # voxels
     rc.complete_objects_info(
-        run.objects_info, run.plan.min_size, raw.n_components, n_obj, sizes, run.notes
+        run.objects_info, run.plan.min_size, raw.n_components, n_obj, sizes, run.notes, "voxels"
     )
 
 
