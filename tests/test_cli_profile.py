@@ -179,3 +179,38 @@ def test_estimate_with_known_offset(tmp_path):
     p = CameraProfile.load(out)
     assert p.offset_global == pytest.approx(true_offset, abs=0.5)
     assert p.gain_global == pytest.approx(float(np.median(model.gain)), rel=0.1)
+
+
+@pytest.mark.parametrize("container", ["zarr", "tif"])
+def test_estimate_warns_on_frames_decoded_from_the_codec(tmp_path, container):
+    """QA session 8: a noise-codec .zarr decodes transparently (and `decompress` writes
+    a TIFF marked lossy-derived); `profile estimate` took either as raw frames, silently,
+    and its profile held the codec's quantisation noise. Now one warning line (exit 0)
+    and ``provenance["source_lossy_derived"]``; raw frames get neither."""
+    pytest.importorskip("zarr")
+    from rawsigma.acquire.sensor_model import SensorModel
+
+    model = SensorModel.preset("ccd", shape=(128, 128), seed=0)
+    yy, xx = np.mgrid[:128, :128]
+    photons = 200 + 2000 * np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 30**2))
+    img = model.expose(photons, 0.01, np.random.default_rng(1))
+    raw, prof = tmp_path / "raw.npy", tmp_path / "cam.h5"
+    np.save(raw, img)
+    model.true_profile().save(prof)
+    coded = tmp_path / "c.zarr"
+    res = runner.invoke(app, ["compress", str(raw), "-p", str(prof), "-o", str(coded)])
+    assert res.exit_code == 0, res.output
+    src = coded
+    if container == "tif":
+        src = tmp_path / "decoded.tif"
+        res = runner.invoke(app, ["decompress", str(coded), "-o", str(src)])
+        assert res.exit_code == 0, res.output
+    for image, lossy in ((raw, False), (src, True)):
+        out = tmp_path / f"est_{image.stem}.h5"
+        args = ["profile", "estimate", str(image), "-o", str(out), "--tile", "32"]
+        res = runner.invoke(app, [*args, "--bit-depth", str(model.bit_depth)])
+        assert res.exit_code == 0, res.output
+        assert ("decodedfromthenoisecodec(lossy-derived)" in flat(res.output)) is lossy
+        assert ("codec'squantisationnoiseisintheestimate" in flat(res.output)) is lossy
+        p = CameraProfile.load(out)
+        assert bool(p.provenance.get("source_lossy_derived")) is lossy
