@@ -128,9 +128,15 @@ def write_datasheet(
     ------
     OutputExistsError
         An output exists and ``force`` is False (nothing is written).
+    OutputError
+        ``png_dir`` is a file (nothing is written).
     """
     out = Path(out)
     check_output(out, force)
+    if png_dir is not None and Path(png_dir).exists() and not Path(png_dir).is_dir():
+        from rawsigma.errors import OutputError
+
+        raise OutputError(f"--png-dir {png_dir}: is a file, not a folder (nothing written)")
     pngs_planned = [Path(png_dir) / f"{stem}.png" for stem, _, _ in FIGURES] if png_dir else []
     for path in [*pngs_planned, *([Path(pdf)] if pdf else [])]:
         check_output(path, force)

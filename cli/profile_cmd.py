@@ -160,7 +160,7 @@ def report(
         from rawsigma.fileio import check_distinct_outputs, check_not_input
         from rich.console import Console
 
-        check_distinct_outputs(out=out, pdf=pdf)
+        check_distinct_outputs(out=out, png_dir=png_dir, pdf=pdf)
         for target in (out, pdf):
             if target is not None:
                 check_not_input(target, path)

@@ -124,3 +124,28 @@ def test_report_html_only_and_estimated_profile(tmp_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "e.html").read_text().count("data:image/png;base64,") == 6
+
+
+def test_report_png_dir_in_the_way_writes_nothing(tmp_path: Path) -> None:
+    """QA session 8: ``--png-dir`` naming the --out file, or an existing file, wrote the
+    HTML sheet and then failed with "File exists" (exit 1). Now: --out and --png-dir the
+    same path is a usage error (exit 2), a file as --png-dir one line (exit 1); nothing
+    is written either way."""
+    est = tmp_path / "est.h5"
+    from rawsigma.calib.profile import CameraProfile
+
+    CameraProfile.uniform((32, 32), gain=2.0, offset=100.0, read_noise=1.5).save(est)
+    cli = CliRunner()
+    sheet = tmp_path / "sheet.html"
+    r = cli.invoke(
+        app, ["profile", "report", str(est), "--out", str(sheet), "--png-dir", str(sheet)]
+    )
+    assert r.exit_code == 2 and "--out and --png-dir are the same file" in r.output
+    assert not sheet.exists()
+    other = tmp_path / "notes.txt"
+    other.write_text("keep")
+    r = cli.invoke(
+        app, ["profile", "report", str(est), "--out", str(sheet), "--png-dir", str(other)]
+    )
+    assert r.exit_code == 1 and "is a file, not a folder" in r.output, r.output
+    assert not sheet.exists() and other.read_text() == "keep"
