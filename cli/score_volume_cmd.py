@@ -106,14 +106,19 @@ def run_score_volume(o: dict[str, Any]) -> Path:
     check_profile_choice(o["profile"], o["estimate_profile"])
     if o["index"] is not None:
         raise UsageError("--index picks one 2-D frame; a volume (--spacing/--axes) is scored whole")
-    result = _run(o)
+    created = not out.exists()
+    try:
+        result = _run(o)
+    except BaseException:  # failed or interrupted: leave no empty directory behind
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
     from .integrity import LOSSY_NOTE, lossy_derived
 
     if lossy_derived(o["image"]):  # first in the notes: terminal and report
         result.notes.insert(0, "WARNING: " + LOSSY_NOTE.format(
             image=o["image"], consequence="every codec is scored against a volume that "
             "was compressed already, not against the camera's raw values"))  # fmt: skip
-    created = not out.exists()
     stage = out / ".report.tmp"
     try:
         with output_lock(out / "report.html"):

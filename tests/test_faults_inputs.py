@@ -578,6 +578,26 @@ def test_score_volume_refuses_negative_labels(tmp_path, shared_data):
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
 
 
+def test_score_volume_lazy_failure_leaves_no_empty_out(tmp_path, shared_data):
+    """QA session 8: the lazy driver failing while staging (here a 10-bit profile for the
+    BBBC050 volume, max 1249 ADU) or Ctrl-C before any task left an empty --out folder."""
+    pytest.importorskip("zarr")
+    from rawsigma.calib.profile import CameraProfile
+
+    vol = shared_data / "bbbc050_mouse_embryo_nuclei_16cell_zyx51x120x122.tif"
+    lab = tifffile.imread(shared_data / f"{vol.stem}_labels.tif")
+    ann = np.where(lab > 0, 2, 1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "ann.tif", ann, metadata={"axes": "ZYX"})
+    prof = tmp_path / "p10.h5"
+    CameraProfile.uniform((120, 122), gain=20.0, offset=100.0, read_noise=2.2,
+                          bit_depth=10).save(prof)  # fmt: skip
+    r = run("score", vol, "--profile", prof, "--labels", tmp_path / "ann.tif", "--codecs",
+            "8bit", "--replicas", "2", "--chunks", "24,64,64", "--driver", "lazy",
+            "--out", tmp_path / "res")  # fmt: skip
+    assert_clean_error(r, INPUT, "above the profile's maximum 1023 ADU")
+    assert not (tmp_path / "res").exists()
+
+
 def test_truncated_tiff_refused_by_every_reader(world, tmp_path):
     """QA session 7: a 48-frame stack cut in half was compressed as 1 frame, estimated
     from, and calibrated on (the frames before the cut), exit 0."""
