@@ -10,7 +10,13 @@ from typing import Any
 import typer
 
 from .console import outputs_complete, user_errors
-from .integrity import check_profile_defects, lossy_derived, n_frames, verify_written
+from .integrity import (
+    at_exposure,
+    check_profile_defects,
+    lossy_derived,
+    n_frames,
+    verify_written,
+)
 from .params import choice, number
 
 
@@ -178,9 +184,7 @@ def compress(
         fmt = _out_container(out, fmt)
         if fmt not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-        prof = CameraProfile.load(profile)
-        if exposure is not None:
-            prof = prof.at_exposure(exposure / 1000.0)
+        prof = at_exposure(CameraProfile.load(profile), exposure, profile)
         img = _read_raw(image)
         if lossy_derived(image):
             typer.echo(

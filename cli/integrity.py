@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOSSY_NOTE", "check_profile_defects", "lossy_derived", "n_frames", "verify_written"]
+__all__ = [
+    "LOSSY_NOTE",
+    "at_exposure",
+    "check_profile_defects",
+    "lossy_derived",
+    "n_frames",
+    "verify_written",
+]
 
 
 #: What `compress` and `score` say about an input `lossy_derived` recognises.
@@ -39,6 +46,27 @@ def lossy_derived(path: str | Path) -> bool:
     except (OSError, ValueError, IndexError, tifffile.TiffFileError):
         return False
     return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
+
+
+def at_exposure(prof: Any, exposure_ms: float | None, name: str | Path) -> Any:
+    """``prof`` at ``--exposure`` (ms), saying on stderr when that changes nothing.
+
+    A profile without a dark current (calibrated without ``--dark-exposures``, or
+    estimated) is the same at every exposure: the option was silently a no-op before.
+    """
+    if exposure_ms is None:
+        return prof
+    if prof.dark_current is None:
+        import typer
+
+        typer.echo(
+            f"warning: --exposure {exposure_ms:g} ms has no effect: profile {name} has no "
+            "dark current (calibrate with --dark-exposures); its offset and noise are used "
+            "as they are",
+            err=True,
+        )
+        return prof
+    return prof.at_exposure(exposure_ms / 1000.0)
 
 
 def n_frames(img: Any) -> int:

@@ -362,10 +362,9 @@ def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) ->
     if options.profile is not None:
         from rawsigma.calib.profile import CameraProfile
 
-        prof = CameraProfile.load(options.profile)
-        if options.exposure is not None:
-            prof = prof.at_exposure(options.exposure / 1000.0)
-        return prof
+        from .integrity import at_exposure
+
+        return at_exposure(CameraProfile.load(options.profile), options.exposure, options.profile)
     from rawsigma.analysis.noisemodel.estimate import auto_tile
     from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
     from rawsigma.analysis.scoring.inputs import check_raw_image

@@ -66,8 +66,9 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
     if profile is not None:
         from rawsigma.calib.profile import CameraProfile
 
-        prof = CameraProfile.load(profile)
-        return prof.at_exposure(exposure / 1000.0) if exposure is not None else prof
+        from .integrity import at_exposure
+
+        return at_exposure(CameraProfile.load(profile), exposure, profile)
     from rawsigma.analysis.noisemodel.estimate import estimate_profile
     from rawsigma.analysis.scoring.volume import check_raw_volume
     from rawsigma.errors import InputFileError, RawsigmaError

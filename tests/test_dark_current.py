@@ -202,3 +202,27 @@ def test_profiles_without_dark_current_keep_their_id(tmp_path) -> None:
     with h5py.File(tmp_path / "u.h5") as f:
         assert "dark_current" not in f  # nothing new in files without a dark current
     assert CameraProfile.load(tmp_path / "u.h5").profile_id == "a4ee9e62e5d5"
+
+
+def test_cli_exposure_without_dark_current_says_so(scmos, tmp_path) -> None:
+    """QA session 8: ``compress``/``score --exposure`` with a profile that has no dark
+    current changed nothing and said nothing; now one warning line (exit 0). With a dark
+    current there is no warning (the profile follows the exposure)."""
+    cam, darks = scmos
+    t0 = EXPOSURES[0]
+    ph = cam.photons_for_fraction(0.3, t0)
+    sw = accumulate_sweep(
+        cam.expose, cam.shape, [ph], frames=30, dark_frames=30, exposure_s=t0, rng=7
+    )
+    prof = build_profile(sw.dark, sw.levels, {"exposure_ms": 1000 * t0}, max_adu=cam.max_adu)
+    prof.save(tmp_path / "plain.h5")
+    attach_dark_current(prof, fit_dark_current(darks, EXPOSURES)).save(tmp_path / "dc.h5")
+    np.save(tmp_path / "img.npy", cam.expose(ph, t0, np.random.default_rng(1)))
+    cli = CliRunner()
+    for name, warned in (("plain", True), ("dc", False)):
+        args = ["compress", str(tmp_path / "img.npy"), "-p", str(tmp_path / f"{name}.h5"),
+                "-o", str(tmp_path / f"{name}.rsnc"), "--exposure", "500"]  # fmt: skip
+        r = cli.invoke(app, args)
+        assert r.exit_code == 0, r.output
+        said = "--exposure 500 ms has no effect" in " ".join(r.output.split())
+        assert said is warned, r.output
