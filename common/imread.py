@@ -109,6 +109,10 @@ class ImageInfo:
         }
 
 
+#: The end of the colour-image refusal (labels get their own wording).
+_ONE_SAMPLE = "a raw camera frame has one sample per pixel"
+
+
 def split_dataset(path: str | os.PathLike) -> tuple[Path, str | None]:
     """``"a.h5:/grp/ds"`` → ``(Path("a.h5"), "/grp/ds")``; other paths unchanged.
 
@@ -179,7 +183,11 @@ def imread(
             arr, info = read_zarr(p, ds)
         else:
             arr, info = _read_tiff(p)
-    except InputFileError:
+    except InputFileError as exc:
+        if what.startswith("label") and _ONE_SAMPLE in str(exc):
+            raise InputFileError(
+                str(exc).replace(_ONE_SAMPLE, "labels have one value per pixel")
+            ) from None
         raise
     except MemoryError:
         raise InputFileError(f"{p}: too large to read into memory") from None
@@ -295,9 +303,7 @@ def _frames_from(arr: np.ndarray, axes: str, path: Path, layout: str) -> tuple[n
     ax = "".join(axes[i] for i in keep)
     where = f"({layout})" if "axes" in layout else f"({layout}, axes {axes!r})"
     if "S" in ax:
-        raise InputFileError(
-            f"{path}: colour (RGB) image {where}; a raw camera frame has one sample per pixel"
-        )
+        raise InputFileError(f"{path}: colour (RGB) image {where}; {_ONE_SAMPLE}")
     if "C" in ax:
         n = arr.shape[axes.index("C")]
         raise InputFileError(f"{path}: {n} channels {where}; save one channel per file")
@@ -322,7 +328,7 @@ def _default_axes(arr: np.ndarray, path: Path, layout: str) -> str:
         if arr.shape[-1] in (3, 4) and min(arr.shape[:2]) > 4:
             raise InputFileError(
                 f"{path}: shape {arr.shape} ({layout}) looks like a colour (RGB) image; "
-                "a raw camera frame has one sample per pixel"
+                f"{_ONE_SAMPLE}"
             )
         return "TYX"
     if arr.ndim > 3 and all(n == 1 for n in arr.shape[:-3]):

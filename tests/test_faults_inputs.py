@@ -326,6 +326,7 @@ SCORE_BAD_INPUT = [
     ({"labels": "mask.tif"}, "classes present: [255]", "pass --instances"),
     ({"image": "saved_ome.ome.tif"}, "stack of 5 frames", "--index"),
     ({"image": "bad/rgb.tif"}, "colour (RGB)", ""),
+    ({"labels": "bad/rgb.tif"}, "colour (RGB)", "labels have one value per pixel"),
     ({"image": "bad/hole.zarr"}, "chunks of array", "missing"),
 ]
 
