@@ -56,6 +56,24 @@ def volume_feature_epsilon():
     return _volume_feature_epsilon
 
 
+def _random_context_hist(rng: np.random.Generator, trial: int) -> np.ndarray:
+    from rawsigma.analysis.noisecodec import pyramid
+
+    scale = (1, 7, 300, 10**6)[trial % 4]
+    p = rng.random() * 0.9 + 0.05
+    h = rng.geometric(p, (pyramid.N_CTX_ALL, pyramid.N_SYM)) * scale
+    h = h * (rng.random(h.shape) < rng.random())
+    if trial % 3 == 0:
+        h[rng.random(pyramid.N_CTX_ALL) < 0.5] = 0  # unused contexts share one table
+    return h
+
+
+@pytest.fixture(scope="session")
+def context_histogram():
+    """``f(rng, trial)``: a random codec context histogram, its scale and sparsity by trial."""
+    return _random_context_hist
+
+
 @pytest.fixture(autouse=True)
 def _free_cores_on_main_thread():
     """Collect the Micro-Manager cores a test left behind, here on the main thread.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.measurement import moments_kernel
 from rawsigma.analysis.measurement.matching import match_objects, split_merge_counts
-from rawsigma.analysis.scoring.per_image import drop_small
+from rawsigma.analysis.scoring.per_image import drop_small, drop_small_numpy
 from scipy import ndimage as ndi
 
 
@@ -39,21 +39,12 @@ def test_label_moments_equal_bincount_sums_bit_for_bit(seed):
                                       s[1].stop - s[1].start]  # fmt: skip
 
 
-def _drop_small_numpy(lab: np.ndarray, min_size: int) -> np.ndarray:
-    sizes = np.bincount(lab.ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    new = np.zeros(sizes.size, np.int32)
-    new[keep] = np.arange(1, int(keep.sum()) + 1)
-    return new[lab]
-
-
 @pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.int64])
 def test_drop_small_equals_numpy_and_keeps_its_input(dtype):
     lab = _labels(2).astype(dtype)
     before = lab.copy()
     out = drop_small(lab, 12)
-    want = _drop_small_numpy(lab, 12)
+    want = drop_small_numpy(lab, 12)
     assert out.dtype == np.int32 and np.array_equal(out, want)
     assert np.array_equal(lab, before)
     assert 0 < out.max() < lab.max()

@@ -87,20 +87,10 @@ def test_c_solve_weights_equals_numpy() -> None:
         C.solve_weights(real[:3])
 
 
-def _random_hist(rng, trial):
-    scale = (1, 7, 300, 10**6)[trial % 4]
-    p = rng.random() * 0.9 + 0.05
-    h = rng.geometric(p, (PY.N_CTX_ALL, PY.N_SYM)) * scale
-    h = h * (rng.random(h.shape) < rng.random())
-    if trial % 3 == 0:
-        h[rng.random(PY.N_CTX_ALL) < 0.5] = 0  # unused contexts share one table
-    return h
-
-
 @needs_c
-def test_c_encoder_tables_equal_numpy() -> None:
+def test_c_encoder_tables_equal_numpy(context_histogram) -> None:
     rng = np.random.default_rng(3)
-    hists = [_random_hist(rng, t) for t in range(60)]
+    hists = [context_histogram(rng, t) for t in range(60)]
     hists += [np.zeros((PY.N_CTX_ALL, PY.N_SYM), np.int64)]
     for h in hists:
         want = PY.encoder_tables(h)

@@ -121,6 +121,11 @@ def drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
         out = np.array(lab, np.int32, order="C")  # a copy: the caller's image is kept
         moments_kernel.size_relabel(out, int(min_size))  # counts, then renumbering in place
         return out
+    return drop_small_numpy(lab, min_size)
+
+
+def drop_small_numpy(lab: np.ndarray, min_size: int) -> np.ndarray:
+    """:func:`drop_small` in numpy: any integer labels, and the compiled kernel's reference."""
     sizes = np.bincount(lab.ravel())
     keep = sizes >= min_size
     keep[0] = False
