@@ -2134,6 +2134,30 @@ fail:
     return NULL;
 }
 
+/* The dequantisation buffers of both decode wrappers, o = (off, gain, recon, kp), into d:
+ * off a (h, w) map, gain a map or one row (`dqargs` gstride), kp 4 values. The buffers
+ * stay in B; 0, or -1 with a ValueError set. */
+static int get_dequantisation(bufs *B, PyObject **o, int64_t h, int64_t w, dqargs *d)
+{
+    Py_ssize_t noff, ngain, nrec, nk;
+    const float *off = get(B, o[0], 'f', 4, 0, "off", &noff);
+    const float *gain = off ? get(B, o[1], 'f', 4, 0, "gain", &ngain) : NULL;
+    const double *recon = gain ? get(B, o[2], 'f', 8, 0, "recon", &nrec) : NULL;
+    const double *kp = recon ? get(B, o[3], 'f', 8, 0, "kp", &nk) : NULL;
+    if (!kp) goto fail;
+    NEED(nk == 4 && noff == h * w, "sizes");
+    NEED(ngain == h * w || ngain == w, "gain: a map or one row");
+    d->off = off;
+    d->gain = gain;
+    d->recon = recon;
+    d->nrec = nrec;
+    d->kp = kp;
+    d->gstride = ngain == h * w ? w : 0;
+    return 0;
+fail:
+    return -1;
+}
+
 /* decode_tile(prep bytearray, words u16, starts i64[4], ends i64[4], esc i64, ebeg, eend,
  * wts i32, out u16 (h, w), off f32, gain f32 (h, w, or one row), recon f64, step, c0, dither, seed, index0,
  * max_adu, analytic, kp f64[4]) -> (ok, ne) */
@@ -2149,7 +2173,7 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
                           &ebeg, &eend, &o[5], &o[6], &o[7], &o[8], &o[9], &step, &c0, &dither,
                           &seed, &index0, &max_adu, &analytic, &o[10]))
         return NULL;
-    Py_ssize_t nprep, nwd, nst, nen, nes, nw, noff, ngain, nrec, nk;
+    Py_ssize_t nprep, nwd, nst, nen, nes, nw;
     int64_t h, w;
     const uint8_t *prep = get(&B, o[0], 'u', 1, 0, "prep", &nprep);
     const uint16_t *words = prep ? get(&B, o[1], 'u', 2, 0, "words", &nwd) : NULL;
@@ -2159,13 +2183,10 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
     const int32_t *wts = esc ? get(&B, o[5], 'i', 4, 0, "wts", &nw) : NULL;
     uint16_t *out = wts ? get(&B, o[6], 'u', 2, 1, "out", NULL) : NULL;
     if (!out || shape2(&B, &h, &w)) goto fail;
-    const float *off = get(&B, o[7], 'f', 4, 0, "off", &noff);
-    const float *gain = off ? get(&B, o[8], 'f', 4, 0, "gain", &ngain) : NULL;
-    const double *recon = gain ? get(&B, o[9], 'f', 8, 0, "recon", &nrec) : NULL;
-    const double *kp = recon ? get(&B, o[10], 'f', 8, 0, "kp", &nk) : NULL;
-    if (!kp) goto fail;
-    NEED(nst == LANES && nen == LANES && nk == 4 && noff == h * w, "sizes");
-    NEED(ngain == h * w || ngain == w, "gain: a map or one row"); /* `dqargs` gstride */
+    dqargs d = {.step = step, .c0 = c0, .dither = dither, .seed = (uint64_t)seed,
+                .index0 = index0, .max_adu = max_adu, .analytic = analytic};
+    if (get_dequantisation(&B, &o[7], h, w, &d)) goto fail;
+    NEED(nst == LANES && nen == LANES, "sizes");
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     const dectables *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
@@ -2183,8 +2204,6 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
 #ifdef HAVE_AVX2
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
-    dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
-                analytic, kp, ngain == h * w ? w : 0};
     dectab T = {D, words};
     int64_t ne;
     int ok;
@@ -2261,7 +2280,7 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
                           &ebeg, &eend, &o[3], &o[4], &o[5], &o[6], &o[7], &step, &c0, &dither,
                           &seed, &index0, &max_adu, &analytic, &o[8]))
         return NULL;
-    Py_ssize_t nprep, nwd, nes, nw, noff, ngain, nrec, nk;
+    Py_ssize_t nprep, nwd, nes, nw;
     int64_t h, w;
     const uint8_t *prep = get(&B, o[0], 'u', 1, 0, "prep", &nprep);
     const uint16_t *words = prep ? get(&B, o[1], 'u', 2, 0, "words", &nwd) : NULL;
@@ -2269,13 +2288,9 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
     const int32_t *wts = esc ? get(&B, o[3], 'i', 4, 0, "wts", &nw) : NULL;
     uint16_t *out = wts ? get(&B, o[4], 'u', 2, 1, "out", NULL) : NULL;
     if (!out || shape2(&B, &h, &w)) goto fail;
-    const float *off = get(&B, o[5], 'f', 4, 0, "off", &noff);
-    const float *gain = off ? get(&B, o[6], 'f', 4, 0, "gain", &ngain) : NULL;
-    const double *recon = gain ? get(&B, o[7], 'f', 8, 0, "recon", &nrec) : NULL;
-    const double *kp = recon ? get(&B, o[8], 'f', 8, 0, "kp", &nk) : NULL;
-    if (!kp) goto fail;
-    NEED(nk == 4 && noff == h * w, "sizes");
-    NEED(ngain == h * w || ngain == w, "gain: a map or one row"); /* `dqargs` gstride */
+    dqargs d = {.step = step, .c0 = c0, .dither = dither, .seed = (uint64_t)seed,
+                .index0 = index0, .max_adu = max_adu, .analytic = analytic};
+    if (get_dequantisation(&B, &o[5], h, w, &d)) goto fail;
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     const dectables *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
@@ -2290,8 +2305,6 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
 #ifdef HAVE_AVX2
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
-    dqargs d = {off, gain, recon, nrec, step, c0, dither, (uint64_t)seed, index0, max_adu,
-                analytic, kp, ngain == h * w ? w : 0};
     dectab T = {D, words};
     int64_t ne;
     int ok;
