@@ -40,6 +40,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from imagecodecs import ZstdError
@@ -59,6 +60,9 @@ from .transform import (
     unbiased_recon,
     vst_constant,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAGIC = b"RSNC"
 # 5: "pyramid" with 16 rANS states in one word stream (`pyramid5`; 3-4: 4 streams);
@@ -331,6 +335,22 @@ def _knee_of(v32: float, c0: float, params: StreamParams) -> np.ndarray | None:
 _KNEE_GUESS: dict[tuple, np.ndarray] = {}
 
 
+def _remember(cache: dict, key: Any, value: Any, limit: int) -> None:
+    """Store ``value`` in a per-camera cache, emptied first when it holds ``limit``."""
+    if len(cache) >= limit:
+        cache.clear()  # atomic (threads)
+    cache[key] = value
+
+
+def _memo(cache: dict, key: Any, limit: int, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` and remembered on a miss."""
+    value = cache.get(key)
+    if value is None:
+        value = make()
+        _remember(cache, key, value, limit)
+    return value
+
+
 def quantise_frames(
     frames: np.ndarray, maps: CodecMaps, params: StreamParams
 ) -> tuple[np.ndarray, np.ndarray, str]:
@@ -402,9 +422,7 @@ def quantise_frames_knee(
         if not np.array_equal(want, kp):
             kp = _frozen(want)
             tops = _map(quant, tiles, params.threads)
-        if len(_KNEE_GUESS) >= 64:
-            _KNEE_GUESS.clear()
-        _KNEE_GUESS[key] = kp
+        _remember(_KNEE_GUESS, key, kp, 64)
     else:
         if mode != "bound":
             kp = _frozen(stream_knee(stack, maps, params))
@@ -434,32 +452,24 @@ def _round_recon(n_codes: int, step: float, c0: float, kp, sigma_e: float, maps)
     lattice = maps.is_uniform and not maps.jitter
     key = (n_codes, step, c0, sigma_e, np.asarray(kp).tobytes(), lattice and maps.offset0,
            lattice and maps.gain0)  # fmt: skip
-    recon = _RECON.get(key)
-    if recon is None:
+
+    def make() -> np.ndarray:
         if kp[0] > 0:
-            recon = knee_recon(n_codes, step, c0, kp)
-        else:
-            recon = unbiased_recon(n_codes, step, sigma_e)
-            if lattice:
-                t_up = step * (np.arange(n_codes) + 0.5)
-                t_e = 0.25 * t_up * t_up - c0
-                recon = lattice_recon(t_e, maps.offset0, maps.gain0, c0, recon)
-        if len(_RECON) >= 32:
-            _RECON.clear()  # atomic (threads)
-        _RECON[key] = recon
-    return recon.copy()
+            return knee_recon(n_codes, step, c0, kp)
+        recon = unbiased_recon(n_codes, step, sigma_e)
+        if lattice:
+            t_up = step * (np.arange(n_codes) + 0.5)
+            t_e = 0.25 * t_up * t_up - c0
+            recon = lattice_recon(t_e, maps.offset0, maps.gain0, c0, recon)
+        return recon
+
+    return _memo(_RECON, key, 32, make).copy()
 
 
 def _recon_section(recon: np.ndarray) -> bytes:
     """The "recon" section: the table as little-endian float64, zlib level 6 (cached)."""
     raw = recon.astype("<f8").tobytes()
-    z = _RECON_Z.get(raw)
-    if z is None:
-        z = zlib.compress(raw, 6)
-        if len(_RECON_Z) >= 32:
-            _RECON_Z.clear()
-        _RECON_Z[raw] = z
-    return z
+    return _memo(_RECON_Z, raw, 32, lambda: zlib.compress(raw, 6))
 
 
 def dequantise_frames(
@@ -715,13 +725,7 @@ _MODEL_TABLES: dict[tuple, np.ndarray] = {}
 def _model_tables(kx, luts: np.ndarray) -> np.ndarray:
     """``kx.model_tables(pyramid.class_tables(luts))``, cached."""
     key = (kx.name, luts.tobytes())
-    cts = _MODEL_TABLES.get(key)
-    if cts is None:
-        cts = kx.model_tables(PY.class_tables(luts))
-        if len(_MODEL_TABLES) >= 8:
-            _MODEL_TABLES.clear()  # atomic (threads)
-        _MODEL_TABLES[key] = cts
-    return cts
+    return _memo(_MODEL_TABLES, key, 8, lambda: kx.model_tables(PY.class_tables(luts)))
 
 
 def _byte_planes(a: np.ndarray) -> bytes:
