@@ -627,6 +627,13 @@ typedef struct {
     uint32_t dl[N_LVL_STEPS];
     int32_t lsm[8];  /* ls[i] - 1, then INT32_MAX: a sorted table for a binary search */
     uint32_t pre[8]; /* cl0 + dl[0] + ... + dl[i - 1]: cl of the level with i steps below */
+    /* the byte form (fast = 1: every ca a multiple of 32 below 8192, every cl below 256,
+     * the level steps within 15 levels): ca[a] = cab[a] << 5 and cl[l] = clb[clamp(l -
+     * lbase, 0, 15)], two in-lane byte shuffles (`class_bytes`) instead of the permutes
+     * and the binary search */
+    int fast;
+    int32_t lbase;
+    uint8_t cab[32], clb[16];
 } predform;
 
 typedef struct {
@@ -647,6 +654,7 @@ typedef struct {
 static void pred_form(const classtab *t, int m, predform *f)
 {
     f->ok = 1;
+    f->fast = 0;
     for (int a = 0; a < 32; a++) f->ca[a] = t->ca[m][a];
     for (int a = 32; a <= ACT_MAX; a++) f->ok &= t->ca[m][a] == t->ca[m][31];
     f->cl0 = t->cl[m][0];
@@ -667,6 +675,20 @@ static void pred_form(const classtab *t, int m, predform *f)
         f->lsm[i] = i < f->nl ? f->ls[i] - 1 : INT32_MAX;
         if (i > 0) f->pre[i] = f->pre[i - 1] + (i - 1 < f->nl ? f->dl[i - 1] : 0);
     }
+    /* the byte form: levels below lbase + 1 have cl[lbase], above lbase + 15 cl[lbase + 15] */
+    int fast = f->ok;
+    for (int a = 0; a < 32; a++) {
+        fast &= (f->ca[a] & 31) == 0 && f->ca[a] < (256u << 5);
+        f->cab[a] = (uint8_t)(f->ca[a] >> 5);
+    }
+    f->lbase = f->nl ? f->ls[0] - 1 : 0;
+    fast &= f->nl == 0 || f->ls[f->nl - 1] <= f->lbase + 15;
+    for (int i = 0; i < 16; i++) {
+        uint32_t c = t->cl[m][imin(f->lbase + i, LVL_MAX)];
+        fast &= c < 256;
+        f->clb[i] = (uint8_t)c;
+    }
+    f->fast = fast;
 }
 
 /* one rANS step of lane state x (uint32) with table entry base gs, stream position q */
@@ -702,14 +724,10 @@ HOT void predict_tail(int64_t j0, int64_t n, const int32_t *wt, const uint32_t *
 #define HAVE_AVX2 1
 #define AVX2_INLINE __attribute__((target("avx2,popcnt"), always_inline)) static inline
 
-/* the prediction of 8 pixels (j..j+7) from their ring sums, activity (clipped to 31) and
- * level: classes from the prediction form (no gathers), the class's 4 weights loaded as
- * one 128-bit vector per pixel and transposed; the same integer operations as
- * `predict_tail` (wrapping 32-bit products and sums) */
-AVX2_INLINE void predict8(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i act, __m256i lvl,
-                          const int32_t *wt, const predform *f, uint32_t g0, rowbufs *b)
+/* ca[act] + cl[lvl] of 8 pixels from the prediction form (activity clipped to 31) */
+AVX2_INLINE __m256i class_form(__m256i act, __m256i lvl, const predform *f)
 {
-    const __m256i c7 = _mm256_set1_epi32(7), cff = _mm256_set1_epi32(0xFF);
+    const __m256i c7 = _mm256_set1_epi32(7);
     __m256i v = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)f->ca), act);
     v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(f->ca + 8)), act),
                            _mm256_cmpgt_epi32(act, c7));
@@ -726,7 +744,35 @@ AVX2_INLINE void predict8(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i
     c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_cmpgt_epi32(lvl, t), _mm256_set1_epi32(2)));
     t = _mm256_permutevar8x32_epi32(lsm, c);
     c = _mm256_add_epi32(c, _mm256_and_si256(_mm256_cmpgt_epi32(lvl, t), one));
-    v = _mm256_add_epi32(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)f->pre), c));
+    return _mm256_add_epi32(v, _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)f->pre), c));
+}
+
+/* the same from the byte form (f->fast), the level straight from the ring sum r1:
+ * clamp(clamp(r1 >> 2, 0, 255) - lbase, 0, 15) = clamp((r1 >> 2) - lbase, 0, 15) as
+ * 0 <= lbase <= 255 - 15 or else the top entries repeat cl[255]. A byte index with bit 7
+ * set gives 0: activity + 0x70 selects cab[0..15] (0 for act >= 16), activity - 16
+ * (+ 0x100 carried into byte 1) cab[16..31]; bytes 1..3 of every index have bit 7 set. */
+AVX2_INLINE __m256i class_bytes(__m256i act, __m256i r1, const predform *f)
+{
+    const __m256i ta0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)f->cab)),
+                  ta1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(f->cab + 16))),
+                  tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)f->clb));
+    __m256i ca = _mm256_or_si256(
+        _mm256_shuffle_epi8(ta0, _mm256_add_epi32(act, _mm256_set1_epi32((int)0x80808070u))),
+        _mm256_shuffle_epi8(ta1, _mm256_add_epi32(act, _mm256_set1_epi32((int)0x808080F0u))));
+    __m256i li = _mm256_sub_epi32(_mm256_srai_epi32(r1, 2), _mm256_set1_epi32(f->lbase));
+    li = _mm256_min_epi32(_mm256_max_epi32(li, _mm256_setzero_si256()), _mm256_set1_epi32(15));
+    __m256i cl = _mm256_shuffle_epi8(tl, _mm256_or_si256(li, _mm256_set1_epi32((int)0x80808000u)));
+    return _mm256_add_epi32(_mm256_slli_epi32(ca, 5), cl);
+}
+
+/* the prediction of 8 pixels (j..j+7) from their ring sums and class value v (ca + cl):
+ * the class's 4 weights loaded as one 128-bit vector per pixel and transposed; the same
+ * integer operations as `predict_tail` (wrapping 32-bit products and sums) */
+AVX2_INLINE void predict8(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i v,
+                          const int32_t *wt, uint32_t g0, rowbufs *b)
+{
+    const __m256i c7 = _mm256_set1_epi32(7), cff = _mm256_set1_epi32(0xFF);
     __m256i cv = _mm256_and_si256(v, cff);
     __m128i c03 = _mm256_castsi256_si128(cv), c47 = _mm256_extracti128_si256(cv, 1);
     uint64_t i01 = (uint64_t)_mm_cvtsi128_si64(c03), i23 = (uint64_t)_mm_extract_epi64(c03, 1);
@@ -752,8 +798,9 @@ AVX2_INLINE void predict8(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i
 
 /* features and prediction of row i of stage `kind` fused, 8 pixels at a time (the
  * operations of `features` and `act_lvl`, in registers); returns the pixels done */
-AVX2_INLINE int64_t fused_kind(int kind, int64_t i, int64_t n, plane E, plane O, plane Q,
-                               const int32_t *wt, const predform *f, uint32_t g0, rowbufs *b)
+AVX2_INLINE int64_t fused_kind(int kind, int fast, int64_t i, int64_t n, plane E, plane O,
+                               plane Q, const int32_t *wt, const predform *f, uint32_t g0,
+                               rowbufs *b)
 {
     const int64_t a = i + HALO;
     const __m256i c31 = _mm256_set1_epi32(31), c255 = _mm256_set1_epi32(LVL_MAX),
@@ -794,25 +841,35 @@ AVX2_INLINE int64_t fused_kind(int kind, int64_t i, int64_t n, plane E, plane O,
         __m256i hi = _mm256_max_epi32(_mm256_max_epi32(p0, p1), _mm256_max_epi32(p2, p3));
         __m256i lo = _mm256_min_epi32(_mm256_min_epi32(p0, p1), _mm256_min_epi32(p2, p3));
         /* min(min(hi - lo, ACT_MAX), 31) = min(hi - lo, 31): the prediction form's index */
-        __m256i act = _mm256_min_epi32(_mm256_sub_epi32(hi, lo), c31);
-        __m256i lvl = _mm256_max_epi32(_mm256_min_epi32(_mm256_srai_epi32(r1, 2), c255), zero);
-        predict8(j, r1, r2, r3, act, lvl, wt, f, g0, b);
+        __m256i act = _mm256_min_epi32(_mm256_sub_epi32(hi, lo), c31), v;
+        if (fast) {
+            v = class_bytes(act, r1, f);
+        } else {
+            __m256i lvl = _mm256_max_epi32(_mm256_min_epi32(_mm256_srai_epi32(r1, 2), c255), zero);
+            v = class_form(act, lvl, f);
+        }
+        predict8(j, r1, r2, r3, v, wt, g0, b);
     }
 #undef L
 #undef ADD
     return j;
 }
 
-/* `fused_kind` for a kind known at run time (one inlined copy per kind) */
+/* `fused_kind` for a kind and form known at run time (one inlined copy per pair) */
 __attribute__((target("avx2,popcnt"))) static int64_t predict_fused(int kind, int64_t i, int64_t n,
                                                                    plane E, plane O, plane Q,
                                                                    const int32_t *wt,
                                                                    const predform *f, uint32_t g0,
                                                                    rowbufs *b)
 {
-    if (kind == 0) return fused_kind(0, i, n, E, O, Q, wt, f, g0, b);
-    if (kind == 1) return fused_kind(1, i, n, E, O, Q, wt, f, g0, b);
-    return fused_kind(2, i, n, E, O, Q, wt, f, g0, b);
+    if (f->fast) {
+        if (kind == 0) return fused_kind(0, 1, i, n, E, O, Q, wt, f, g0, b);
+        if (kind == 1) return fused_kind(1, 1, i, n, E, O, Q, wt, f, g0, b);
+        return fused_kind(2, 1, i, n, E, O, Q, wt, f, g0, b);
+    }
+    if (kind == 0) return fused_kind(0, 0, i, n, E, O, Q, wt, f, g0, b);
+    if (kind == 1) return fused_kind(1, 0, i, n, E, O, Q, wt, f, g0, b);
+    return fused_kind(2, 0, i, n, E, O, Q, wt, f, g0, b);
 }
 
 /* the prediction of a row from the row buffers (`features` done), 8 pixels at a time */
@@ -827,7 +884,8 @@ __attribute__((target("avx2,popcnt"))) static int64_t predict_avx2(int64_t n, co
         __m256i lvl = _mm256_and_si256(al, _mm256_set1_epi32(0xFF));
         predict8(j, _mm256_loadu_si256((const __m256i *)(b->r1 + j)),
                  _mm256_loadu_si256((const __m256i *)(b->r2 + j)),
-                 _mm256_loadu_si256((const __m256i *)(b->r3 + j)), act, lvl, wt, f, g0, b);
+                 _mm256_loadu_si256((const __m256i *)(b->r3 + j)), class_form(act, lvl, f), wt, g0,
+                 b);
     }
     return j;
 }
