@@ -889,6 +889,31 @@ __attribute__((target("avx2,popcnt"))) static int64_t predict_avx2(int64_t n, co
     }
     return j;
 }
+
+/* trow[j] = (int16_t)(base[j] + sym[j] - RMAX) for j < n, 16 at a time in wrapping 16-bit
+ * arithmetic (the low 16 bits of the int32 sum); returns the number of ESC symbols */
+__attribute__((target("avx2,popcnt"))) static int64_t codes_avx2(int64_t n, const int32_t *base,
+                                                                const uint8_t *sym, int16_t *trow)
+{
+    const __m256i lo16 = _mm256_set1_epi32(0xFFFF), rmax = _mm256_set1_epi16(RMAX);
+    const __m128i esc = _mm_set1_epi8(ESC);
+    int64_t j = 0, n_esc = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256i b0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(base + j)), lo16);
+        __m256i b1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(base + j + 8)), lo16);
+        __m256i b = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), 0xD8);
+        __m128i s8 = _mm_loadu_si128((const __m128i *)(sym + j));
+        __m256i c = _mm256_sub_epi16(_mm256_add_epi16(b, _mm256_cvtepu8_epi16(s8)), rmax);
+        _mm256_storeu_si256((__m256i *)(trow + j), c);
+        n_esc += _mm_popcnt_u32((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(s8, esc)));
+    }
+    for (; j < n; j++) {
+        int32_t s = sym[j];
+        trow[j] = (int16_t)(base[j] + s - RMAX);
+        n_esc += s == ESC;
+    }
+    return n_esc;
+}
 static int use_avx2 = -1;
 
 /* the AVX2 paths where the CPU has AVX2, unless RAWSIGMA_CODEC_NO_AVX2 is set (tests: the
@@ -1299,6 +1324,9 @@ HOT int64_t decode_row16(int kind, int64_t i, int64_t n, plane E, plane O, plane
     } else
 #endif
         rans_row_generic(n, t0, b->ctx, sym, W, D, T->words);
+#ifdef HAVE_AVX2
+    if (use_avx2) return codes_avx2(n, base, sym, trow);
+#endif
     int64_t n_esc = 0;
     for (int64_t j = 0; j < n; j++) {
         int32_t s = sym[j];
