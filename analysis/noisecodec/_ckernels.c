@@ -1009,17 +1009,22 @@ HOT int decode_level(pyramid *p, int k, rowbufs *b, const int32_t *wts, uint32_t
 /* interleave the decoded planes of level k into level plane k */
 HOT void interleave_level(pyramid *p, int k)
 {
-    const int64_t H = HALO;
+    const int64_t H = HALO, w = p->ws[k];
     plane L = p->lv[k];
-    for (int t = 0; t < 4; t++) {
-        int dy, dx;
-        plane X = phase(p, k, t, &dy, &dx);
-        int64_t n = (p->hs[k] + 1 - dy) / 2, m = (p->ws[k] + 1 - dx) / 2;
-        for (int64_t i = 0; i < n; i++) {
-            const int16_t *xr = ROW(X, H + i) + H;
-            int16_t *lr = ROW(L, H + 2 * i + dy) + H + dx;
-            for (int64_t j = 0; j < m; j++) lr[2 * j] = xr[j];
+    for (int64_t y = 0; y < p->hs[k]; y++) { /* even columns from A, odd ones from B */
+        plane A = (y & 1) ? p->st[3 * k + 2] : p->lv[k + 1], B = p->st[3 * k + ((y & 1) ? 0 : 1)];
+        const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(B, (y >> 1) + H) + H;
+        int16_t *lr = ROW(L, y + H) + H;
+        int64_t x = 0;
+#ifdef HAVE_AVX2 /* SSE2: every x86-64 */
+        for (; x + 16 <= w; x += 16) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(ar + x / 2));
+            __m128i c = _mm_loadu_si128((const __m128i *)(br + x / 2));
+            _mm_storeu_si128((__m128i *)(lr + x), _mm_unpacklo_epi16(a, c));
+            _mm_storeu_si128((__m128i *)(lr + x + 8), _mm_unpackhi_epi16(a, c));
         }
+#endif
+        for (; x < w; x++) lr[x] = (x & 1) ? br[x >> 1] : ar[x >> 1];
     }
     fill_halo(L, p->hs[k], p->ws[k]);
 }
