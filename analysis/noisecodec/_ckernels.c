@@ -1052,22 +1052,24 @@ HOT void output_rows(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w
 
 #ifdef HAVE_AVX2
 /* `output_rows` without dither, for K > 0: level 0's planes interleaved and dequantised 8
- * pixels at a time with the operations of `adu` (double, no contraction) from the
- * reconstruction table (blocks with a code beyond it: `dequantise_row`) or, analytic
- * without a knee, from `e_centre` */
-__attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs *b, uint16_t *out,
-                                                            int64_t h, int64_t w,
-                                                            const dqargs *d)
+ * pixels at a time with the operations of `adu` (double, no contraction) from a table of
+ * e per code, its entries loaded one by one (no gathers): the reconstruction table, or,
+ * analytic without a knee, `dequantise_row`'s e_centre - corr for the first codes
+ * (`OUT_TAB`), codes below 0 as 0 (`OUT_NEG` of them). Blocks with a code outside the
+ * table: `dequantise_row`. `adu`'s clamp as
+ * min(top, x + 0.5) truncated and packed with unsigned saturation: trunc = floor for
+ * x >= 0, and everything below 0 (NaN: vminpd gives its second operand, truncated to
+ * INT32_MIN) packs to 0, as max(floor, 0). gconst: one gain for the whole tile (uniform
+ * maps), converted once. */
+#define OUT_TAB 1024
+#define OUT_NEG 64
+AVX2_INLINE void output_rows8(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w,
+                              const dqargs *d, const double *tab, int32_t ntab, int gconst)
 {
     const int64_t H = HALO;
-    const double *recon = d->recon;
-    const __m256i zero = _mm256_setzero_si256(),
-                  nrec = _mm256_set1_epi32((int32_t)imin(d->nrec, INT32_MAX));
-    const __m256d half = _mm256_set1_pd(0.5), dz = _mm256_setzero_pd(),
-                  top = _mm256_set1_pd(d->max_adu), step = _mm256_set1_pd(d->step),
-                  quarter = _mm256_set1_pd(0.25), c0 = _mm256_set1_pd(d->c0),
-                  corr = _mm256_set1_pd(d->step * d->step / 48.0);
-    const int analytic = d->analytic; /* with kp[0] == 0 (the caller checks) */
+    const __m256i neg = _mm256_set1_epi32(-OUT_NEG), last = _mm256_set1_epi32(ntab - 1);
+    const __m256d half = _mm256_set1_pd(0.5), top = _mm256_set1_pd(d->max_adu),
+                  gc = _mm256_set1_pd((double)d->gain[0]);
     for (int64_t y = 0; y < h; y++) {
         plane A = (y & 1) ? p->st[2] : p->lv[1], Bp = (y & 1) ? p->st[0] : p->st[1];
         const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
@@ -1075,39 +1077,34 @@ __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs
         uint16_t *o = out + y * w;
         int64_t x = 0;
         for (; x + 8 <= w; x += 8) {
-            __m128i ev = _mm_loadl_epi64((const __m128i *)(ar + x / 2));
-            __m128i od = _mm_loadl_epi64((const __m128i *)(br + x / 2));
-            __m256i k = _mm256_max_epi32(_mm256_cvtepi16_epi32(_mm_unpacklo_epi16(ev, od)), zero);
-            __m256i beyond = _mm256_cmpgt_epi32(k, _mm256_sub_epi32(nrec, _mm256_set1_epi32(1)));
-            __m256d e0, e1;
-            if (analytic) { /* `dequantise_row`'s e_centre without a knee, - corr in the table */
-                __m256d t0 = _mm256_mul_pd(step, _mm256_cvtepi32_pd(_mm256_castsi256_si128(k)));
-                __m256d t1 = _mm256_mul_pd(step, _mm256_cvtepi32_pd(_mm256_extracti128_si256(k, 1)));
-                e0 = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(quarter, t0), t0), c0);
-                e1 = _mm256_sub_pd(_mm256_mul_pd(_mm256_mul_pd(quarter, t1), t1), c0);
-                __m256i b0 = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(beyond));
-                __m256i b1 = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(beyond, 1));
-                e0 = _mm256_blendv_pd(_mm256_sub_pd(e0, corr), e0, _mm256_castsi256_pd(b0));
-                e1 = _mm256_blendv_pd(_mm256_sub_pd(e1, corr), e1, _mm256_castsi256_pd(b1));
-            } else {
-                if (!_mm256_testz_si256(beyond, beyond)) {
-                    int32_t kb[8];
-                    _mm256_storeu_si256((__m256i *)kb, k);
-                    dequantise_row(kb, off + x, gain + x, o + x, 8, d, d->index0 + y * w + x);
-                    continue;
-                }
-                e0 = _mm256_i32gather_pd(recon, _mm256_castsi256_si128(k), 8);
-                e1 = _mm256_i32gather_pd(recon, _mm256_extracti128_si256(k, 1), 8);
+            const int16_t *a4 = ar + x / 2, *b4 = br + x / 2;
+            __m128i ev = _mm_loadl_epi64((const __m128i *)a4), od = _mm_loadl_epi64((const __m128i *)b4);
+            __m256i k = _mm256_cvtepi16_epi32(_mm_unpacklo_epi16(ev, od));
+            __m256i outside = _mm256_or_si256(_mm256_cmpgt_epi32(k, last), _mm256_cmpgt_epi32(neg, k));
+            if (!_mm256_testz_si256(outside, outside)) {
+                int32_t kb[8];
+                _mm256_storeu_si256((__m256i *)kb, k);
+                dequantise_row(kb, off + x, gain + x, o + x, 8, d, d->index0 + y * w + x);
+                continue;
             }
-            __m256 of = _mm256_loadu_ps(off + x), gf = _mm256_loadu_ps(gain + x);
-            __m256d v0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(gf)), e0);
-            __m256d v1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1)), e1);
+#define E2(i) _mm_loadh_pd(_mm_load_sd(tab + a4[i]), tab + b4[i])
+            __m256d e0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(E2(0)), E2(1), 1);
+            __m256d e1 = _mm256_insertf128_pd(_mm256_castpd128_pd256(E2(2)), E2(3), 1);
+#undef E2
+            __m256 of = _mm256_loadu_ps(off + x);
+            __m256d v0, v1;
+            if (gconst) {
+                v0 = _mm256_mul_pd(gc, e0);
+                v1 = _mm256_mul_pd(gc, e1);
+            } else {
+                __m256 gf = _mm256_loadu_ps(gain + x);
+                v0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(gf)), e0);
+                v1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(gf, 1)), e1);
+            }
             v0 = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(of)), v0);
             v1 = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(of, 1)), v1);
-            v0 = _mm256_floor_pd(_mm256_add_pd(v0, half));
-            v1 = _mm256_floor_pd(_mm256_add_pd(v1, half));
-            v0 = _mm256_min_pd(_mm256_max_pd(v0, dz), top); /* v > 0 ? v : 0, v < top ? v : top */
-            v1 = _mm256_min_pd(_mm256_max_pd(v1, dz), top);
+            v0 = _mm256_min_pd(top, _mm256_add_pd(v0, half));
+            v1 = _mm256_min_pd(top, _mm256_add_pd(v1, half));
             __m128i u = _mm_packus_epi32(_mm256_cvttpd_epi32(v0), _mm256_cvttpd_epi32(v1));
             _mm_storeu_si128((__m128i *)(o + x), u);
         }
@@ -1116,6 +1113,37 @@ __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs
             for (int64_t j = x; j < w; j++) kb[j - x] = (j & 1) ? br[j >> 1] : ar[j >> 1];
             dequantise_row(kb, off + x, gain + x, o + x, w - x, d, d->index0 + y * w + x);
         }
+    }
+}
+
+/* `output_rows8` with its table, for the case at hand (one inlined copy per case): e of
+ * the codes -OUT_NEG..OUT_TAB - 1 (those below 0: code 0's, `dequantise_row`'s clamp),
+ * from the reconstruction table (codes below nrec) or analytic */
+__attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs *b, uint16_t *out,
+                                                            int64_t h, int64_t w,
+                                                            const dqargs *d)
+{
+    double et[OUT_NEG + OUT_TAB], *tab = et + OUT_NEG;
+    int32_t ntab = (int32_t)imin(d->nrec, OUT_TAB);
+    if (d->analytic) { /* with kp[0] == 0 (the caller checks): `dequantise_row`'s values */
+        const double step = d->step, c0 = d->c0, corr = step * step / 48.0;
+        for (int32_t k = 0; k < OUT_TAB; k++) {
+            double t = step * (double)k;
+            double e = 0.25 * t * t - c0;
+            tab[k] = k < d->nrec ? e - corr : e;
+        }
+        ntab = OUT_TAB;
+    } else {
+        memcpy(tab, d->recon, (size_t)imax(ntab, 0) * sizeof(double));
+    }
+    if (ntab > 0) {
+        for (int32_t k = -OUT_NEG; k < 0; k++) tab[k] = tab[0];
+        int gconst = d->gstride == 0;
+        for (int64_t x = 1; x < w && gconst; x++) gconst = d->gain[x] == d->gain[0];
+        if (gconst) output_rows8(p, b, out, h, w, d, tab, ntab, 1);
+        else output_rows8(p, b, out, h, w, d, tab, ntab, 0);
+    } else {
+        output_rows(p, b, out, h, w, d);
     }
 }
 #endif
