@@ -94,12 +94,23 @@ def test_decode_with_irregular_level_classes():
     7 steps) take the C decoder's generic prediction: still numba's pixels."""
     rng = np.random.default_rng(7)
     codes = _codes(rng, 40, 90)
+    luts = np.tile((np.arange(PY.LVL_MAX + 1) * 5) % PY.N_LVL_CLS, (PY.N_SETS, 1))
+    _decode_both(*_wide_stream(codes, luts), codes, wide=True)
+
+
+def _wide_stream(codes, luts):
+    """A format-5 stream of ``codes`` with the given level classes (numba's encoder side),
+    as ``(words, esc, wts, cts, tab)``."""
     K = PY.n_levels(*codes.shape)
     acc = PY.new_moments()
     NB.train_tile(codes, K, acc)
     _, wts = PY.solve_weights(acc)
-    luts = np.tile((np.arange(PY.LVL_MAX + 1) * 5) % PY.N_LVL_CLS, (PY.N_SETS, 1))
-    cts = PY.class_tables(luts.astype(np.uint8))
+    # a bias of its own for every class (classes without samples share the default
+    # weights: a wrong class must change the prediction)
+    wts = np.array(wts, np.int32).reshape(PY.N_SETS, PY.N_CLASS, PY.N_W)
+    wts[..., 3] += np.arange(PY.N_CLASS, dtype=np.int32) * 1500
+    wts = wts.reshape(PY.N_SETS, -1)
+    cts = PY.class_tables(np.asarray(luts, np.uint8))
     n = codes.size
     syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
     esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
@@ -107,7 +118,63 @@ def test_decode_with_irregular_level_classes():
     phys = PY.normalise(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
     out = np.zeros(n + 2 * PY.WL + 16, np.uint16)
     words = out[: C.rans_encode16(syms, ctxs, phys, PY.cumulative(phys), out)].copy()
-    _decode_both(words, esc[:ne], wts, cts, PY.decode_table(phys), codes, wide=True)
+    return words, esc[:ne], wts, cts, PY.decode_table(phys)
+
+
+# level steps (where the level class goes up): within 15 levels (the AVX2 prediction's byte
+# tables), the same ending at level 255, spread wider (its permute form), none
+LEVEL_STEPS = [(100, 101, 103, 106, 110, 114), (246, 248, 251, 255), (3, 20, 60, 130, 250), ()]
+
+
+@needs_c
+@pytest.mark.parametrize("steps", LEVEL_STEPS)
+def test_decode_with_level_steps_near_and_far(steps):
+    """Level classes with their steps close together or far apart (the two forms of the
+    AVX2 prediction's class lookup), on codes whose levels cover 0..255 and beyond:
+    numba's pixels."""
+    rng = np.random.default_rng(len(steps))
+    y, x = np.mgrid[:70, :150]
+    c = 560 * (0.5 + 0.5 * np.sin(x / 9.0) * np.cos(y / 13.0)) + rng.normal(0, 3.0, x.shape)
+    codes = np.ascontiguousarray(c.clip(0, 4095).astype(np.int32))
+    lvl = np.searchsorted(np.asarray(steps, np.int64), np.arange(PY.LVL_MAX + 1), side="right")
+    luts = np.tile(lvl, (PY.N_SETS, 1))
+    _decode_both(*_wide_stream(codes, luts), codes, wide=True)
+
+
+@needs_c
+@pytest.mark.parametrize(("nrec", "analytic", "gain_row"),
+                         [(60, False, False), (60, False, True), (5, False, True),
+                          (300, True, True), (300, True, False)])  # fmt: skip
+def test_output_pass_tables_equal(nrec, analytic, gain_row):
+    """The dequantisation of the decoded codes (negative codes, codes beyond the
+    reconstruction table, a table or the analytic values, a gain map or one gain row,
+    a knee-free jittered offset): numba's pixels."""
+    rng = np.random.default_rng(nrec)
+    codes = _codes(rng, 45, 131)
+    codes[rng.random(codes.shape) < 0.02] = -3
+    codes[rng.random(codes.shape) < 0.02] = 200
+    luts = np.tile(np.minimum(np.arange(PY.LVL_MAX + 1) // 40, PY.N_LVL_CLS - 1), (PY.N_SETS, 1))
+    words, esc, wts, cts, tab = _wide_stream(codes, luts)
+    h, w = codes.shape
+    off = (100 + rng.random((h, w)) - 0.5).astype(np.float32)
+    gain = (
+        np.full((h, w), 1.37, np.float32)
+        if gain_row
+        else rng.uniform(1, 2, (h, w)).astype(np.float32)
+    )
+    recon = 0.25 * (2.0 * np.arange(nrec)) ** 2 - 3.0 - 0.1 + rng.normal(0, 0.01, nrec)
+    wpad = np.concatenate([words, np.zeros(w + 64, np.uint16)])
+    outs = []
+    for ns in (NB, C):
+        out = np.empty((h, w), np.uint16)
+        dq = (off, gain[0] if gain_row and ns is C else gain, recon, 2.0, 3.0, False, 0, 0,
+              65535.0, analytic, np.zeros(4))  # fmt: skip
+        ok, ne = ns.decode_tile16(wpad, 0, words.size, esc.astype(np.int64), 0, esc.size, wts,
+                                  cts, tab, out, dq)  # fmt: skip
+        assert ok and ne == esc.size
+        outs.append(out)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert (outs[1] > 0).all()  # offset 100 ADU: the codes landed
 
 
 def _decode_both(lanes, esc, wts, cts, tab, codes, wide=False):
