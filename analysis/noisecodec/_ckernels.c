@@ -1060,7 +1060,7 @@ HOT void output_rows(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w
  * min(top, x + 0.5) truncated and packed with unsigned saturation: trunc = floor for
  * x >= 0, and everything below 0 (NaN: vminpd gives its second operand, truncated to
  * INT32_MIN) packs to 0, as max(floor, 0). gconst: one gain for the whole tile (uniform
- * maps), converted once. */
+ * maps), its products with e in the table. */
 #define OUT_TAB 1024
 #define OUT_NEG 64
 AVX2_INLINE void output_rows8(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, int64_t w,
@@ -1068,8 +1068,7 @@ AVX2_INLINE void output_rows8(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, 
 {
     const int64_t H = HALO;
     const __m256i neg = _mm256_set1_epi32(-OUT_NEG), last = _mm256_set1_epi32(ntab - 1);
-    const __m256d half = _mm256_set1_pd(0.5), top = _mm256_set1_pd(d->max_adu),
-                  gc = _mm256_set1_pd((double)d->gain[0]);
+    const __m256d half = _mm256_set1_pd(0.5), top = _mm256_set1_pd(d->max_adu);
     for (int64_t y = 0; y < h; y++) {
         plane A = (y & 1) ? p->st[2] : p->lv[1], Bp = (y & 1) ? p->st[0] : p->st[1];
         const int16_t *ar = ROW(A, (y >> 1) + H) + H, *br = ROW(Bp, (y >> 1) + H) + H;
@@ -1093,9 +1092,9 @@ AVX2_INLINE void output_rows8(pyramid *p, rowbufs *b, uint16_t *out, int64_t h, 
 #undef E2
             __m256 of = _mm256_loadu_ps(off + x);
             __m256d v0, v1;
-            if (gconst) {
-                v0 = _mm256_mul_pd(gc, e0);
-                v1 = _mm256_mul_pd(gc, e1);
+            if (gconst) { /* the table holds gain · e */
+                v0 = e0;
+                v1 = e1;
             } else {
                 __m256 gf = _mm256_loadu_ps(gain + x);
                 v0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(gf)), e0);
@@ -1140,7 +1139,11 @@ __attribute__((target("avx2"))) static void output_rows_avx2(pyramid *p, rowbufs
         for (int32_t k = -OUT_NEG; k < 0; k++) tab[k] = tab[0];
         int gconst = d->gstride == 0;
         for (int64_t x = 1; x < w && gconst; x++) gconst = d->gain[x] == d->gain[0];
-        if (gconst) output_rows8(p, b, out, h, w, d, tab, ntab, 1);
+        if (gconst) { /* gain · e once per code (the same products) */
+            const double g = (double)d->gain[0];
+            for (int32_t k = -OUT_NEG; k < ntab; k++) tab[k] = g * tab[k];
+            output_rows8(p, b, out, h, w, d, tab, ntab, 1);
+        }
         else output_rows8(p, b, out, h, w, d, tab, ntab, 0);
     } else {
         output_rows(p, b, out, h, w, d);
