@@ -1260,6 +1260,28 @@ static void perm8_init(void)
     }
 }
 
+/* the table entries of the 16 states at positions j..j+15, by scalar loads: a state's
+ * slot (its low TAB_BITS) taken out of the vector two at a time, its context's table from
+ * rms. Not vpgatherdd: on Zen 3 a gather of 8 costs ~10 cycles of throughput, the 8
+ * loads it stands for ~3, and the two gathers of rms were as many again (RESULTS.md,
+ * "decoder rANS step"); the loads also leave the chain of a state shorter. */
+AVX2_INLINE void entries16(int64_t j, const int32_t *pc, __m256i XA, __m256i XB, const int *tab,
+                           const int *rms, __m256i *ea, __m256i *eb)
+{
+    const __m256i m10 = _mm256_set1_epi32(TAB - 1);
+    __m256i sa = _mm256_and_si256(XA, m10), sb = _mm256_and_si256(XB, m10);
+    __m128i a0 = _mm256_castsi256_si128(sa), a1 = _mm256_extracti128_si256(sa, 1);
+    __m128i b0 = _mm256_castsi256_si128(sb), b1 = _mm256_extracti128_si256(sb, 1);
+    uint64_t s01 = (uint64_t)_mm_cvtsi128_si64(a0), s23 = (uint64_t)_mm_extract_epi64(a0, 1);
+    uint64_t s45 = (uint64_t)_mm_cvtsi128_si64(a1), s67 = (uint64_t)_mm_extract_epi64(a1, 1);
+    uint64_t s89 = (uint64_t)_mm_cvtsi128_si64(b0), sab = (uint64_t)_mm_extract_epi64(b0, 1);
+    uint64_t scd = (uint64_t)_mm_cvtsi128_si64(b1), sef = (uint64_t)_mm_extract_epi64(b1, 1);
+#define E2(k, s2) tab[rms[pc[j + (k)]] + (uint32_t)(s2)], tab[rms[pc[j + (k) + 1]] + (uint32_t)((s2) >> 32)]
+    *ea = _mm256_setr_epi32(E2(0, s01), E2(2, s23), E2(4, s45), E2(6, s67));
+    *eb = _mm256_setr_epi32(E2(8, s89), E2(10, sab), E2(12, scd), E2(14, sef));
+#undef E2
+}
+
 /* one step of the 16 states over row positions j..j+15; masked: only positions in [0, n)
  * change state, read words or count (the first and last steps of a row) */
 AVX2_INLINE void rans_step16(int64_t j, int64_t n, int masked, const int32_t *pc, uint8_t *sym,
@@ -1268,10 +1290,8 @@ AVX2_INLINE void rans_step16(int64_t j, int64_t n, int masked, const int32_t *pc
 {
     const __m256i m10 = _mm256_set1_epi32(TAB - 1), m63 = _mm256_set1_epi32(63),
                   zero = _mm256_setzero_si256();
-    __m256i ga = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j)), 4);
-    __m256i gb = _mm256_i32gather_epi32(rms, _mm256_loadu_si256((const __m256i *)(pc + j + 8)), 4);
-    __m256i ea = _mm256_i32gather_epi32(tab, _mm256_add_epi32(ga, _mm256_and_si256(*XA, m10)), 4);
-    __m256i eb = _mm256_i32gather_epi32(tab, _mm256_add_epi32(gb, _mm256_and_si256(*XB, m10)), 4);
+    __m256i ea, eb;
+    entries16(j, pc, *XA, *XB, tab, rms, &ea, &eb);
     __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(*XA, TAB_BITS)),
                                   _mm256_and_si256(ea, m10));
     __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(*XB, TAB_BITS)),
