@@ -1238,11 +1238,69 @@ typedef struct {
         (s) = (uint8_t)((e_ >> TAB_BITS) & 63);                                                   \
     } while (0)
 
-HOT void rans_row_generic(int64_t n, int64_t t0, const int32_t *pc, uint8_t *sym, wide *W,
-                          const dectables *D, const uint16_t *words)
+/* the renormalisation of a scalar step without a branch (half of them would be
+ * mispredicted): v = r, qi += 1 if v < RANS_L. gcc turns the C select into a branch,
+ * hence cmov and adc on x86-64. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define RSEL(V, R, QI)                                                                            \
+    __asm__("cmpl $0x10000, %[v]\n\tcmovbl %[r], %[v]\n\tadcq $0, %[q]"                           \
+            : [v] "+r"(V), [q] "+r"(QI)                                                           \
+            : [r] "r"(R)                                                                          \
+            : "cc")
+#else
+#define RSEL(V, R, QI)                                                                            \
+    do {                                                                                          \
+        uint32_t n_ = (V) < RANS_L;                                                               \
+        (V) = n_ ? (R) : (V);                                                                     \
+        (QI) += n_;                                                                               \
+    } while (0)
+#endif
+
+/* one step of state xv at row position j (as DECW): the next word is read whatever the
+ * need (the words have room past the stream's end) and kept by RSEL */
+#define DECS(xv, j)                                                                               \
+    do {                                                                                          \
+        uint32_t x_ = (xv), e_ = tab[rms[pc[j]] + (x_ & (TAB - 1))];                              \
+        uint32_t v_ = (e_ >> 16) * (x_ >> TAB_BITS) + (e_ & (TAB - 1));                           \
+        uint32_t r_ = (v_ << 16) | words[qi];                                                     \
+        RSEL(v_, r_, qi);                                                                         \
+        (xv) = v_;                                                                                \
+        sym[j] = (uint8_t)((e_ >> TAB_BITS) & 63);                                                \
+    } while (0)
+
+/* the symbols of row positions 0..n-1 (symbol index t0 + j) in scalar steps, the 16
+ * states unrolled (the path without AVX2) */
+HOT void rans_row_scalar(int64_t n, int64_t t0, const int32_t *restrict pc,
+                         uint8_t *restrict sym, wide *W, const dectables *D,
+                         const uint16_t *words)
 {
-    const uint32_t *restrict tab = D->tab;
-    for (int64_t j = 0; j < n; j++) DECW(W, D->rms[pc[j]], t0 + j, sym[j]);
+    const uint32_t *restrict tab = D->tab, *restrict rms = D->rms;
+    uint64_t qi = W->q;
+    uint32_t x[WL];
+    memcpy(x, W->x, sizeof x);
+    int64_t j = 0;
+    for (; j < n && ((t0 + j) & (WL - 1)); j++) DECS(x[(t0 + j) & (WL - 1)], j);
+    for (; j + WL <= n; j += WL) {
+        DECS(x[0], j);
+        DECS(x[1], j + 1);
+        DECS(x[2], j + 2);
+        DECS(x[3], j + 3);
+        DECS(x[4], j + 4);
+        DECS(x[5], j + 5);
+        DECS(x[6], j + 6);
+        DECS(x[7], j + 7);
+        DECS(x[8], j + 8);
+        DECS(x[9], j + 9);
+        DECS(x[10], j + 10);
+        DECS(x[11], j + 11);
+        DECS(x[12], j + 12);
+        DECS(x[13], j + 13);
+        DECS(x[14], j + 14);
+        DECS(x[15], j + 15);
+    }
+    for (; j < n; j++) DECS(x[(t0 + j) & (WL - 1)], j);
+    memcpy(W->x, x, sizeof x);
+    W->q = qi;
 }
 
 #ifdef HAVE_AVX2
@@ -1379,7 +1437,7 @@ HOT int64_t decode_row16(int kind, int64_t i, int64_t n, plane E, plane O, plane
         rans_row_avx2(n, t0, b->ctx, sym, W, D, T->words);
     } else
 #endif
-        rans_row_generic(n, t0, b->ctx, sym, W, D, T->words);
+        rans_row_scalar(n, t0, b->ctx, sym, W, D, T->words);
 #ifdef HAVE_AVX2
     if (use_avx2) return codes_avx2(n, base, sym, trow);
 #endif
