@@ -1475,6 +1475,150 @@ HOT void put_escapes(int64_t n, int64_t n_esc, const uint8_t *sym, int16_t *trow
     }
 }
 
+#ifdef HAVE_AVX2
+/* Pipelined stages (AVX2, prediction form exact): the rANS step is latency-bound (a
+ * third of it waits on the chain of a state) and a stage's predictions read only planes
+ * decoded before the stage, so the prediction of the next chunk of the stage (the next
+ * CHUNK pixels of the row, or the start of the next row) is interleaved with the rANS
+ * steps of the current one: 16 pixels after each step of 16 symbols. Two sets of row
+ * buffers, one per chunk in flight; the same operations and pixels as `decode_row16`. */
+typedef struct {
+    int64_t i, j0, n;
+} chunk16;
+
+#define PSET (CHUNK + 4 * WL)
+typedef struct {
+    int32_t r[6][PSET]; /* r1, r2, r3, al, base, kbuf */
+    int32_t ctx[PSET];  /* from -WL: zeros before and after the chunk */
+    uint8_t sym[PSET];
+} pipeset;
+
+static void pipeset_bufs(pipeset *S, rowbufs *b)
+{
+    b->r1 = S->r[0], b->r2 = S->r[1], b->r3 = S->r[2], b->al = S->r[3];
+    b->base = S->r[4], b->kbuf = S->r[5];
+    b->ctx = S->ctx + WL, b->sym = S->sym + WL, b->mem = NULL;
+}
+
+static inline plane pshift(plane P, int64_t j) { return (plane){P.d + j, P.R, P.C}; }
+
+/* the prediction of chunk c's pixels from jd on (jd: a multiple of 8 done already) */
+HOT void pipe_predict(int kind, chunk16 c, int64_t jd, plane E, plane O, plane Q,
+                      const int32_t *wt, const predform *f, const classtab *cls, int m,
+                      uint32_t g0, rowbufs *b)
+{
+    E = pshift(E, c.j0), O = pshift(O, c.j0), Q = pshift(Q, c.j0);
+    rowbufs bt = *b;
+    bt.base += jd, bt.ctx += jd;
+    jd += predict_fused(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), wt, f,
+                        g0, &bt);
+    if (jd < c.n) {
+        bt = *b;
+        bt.r1 += jd, bt.r2 += jd, bt.r3 += jd, bt.al += jd;
+        features(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), &bt);
+    }
+    predict_tail(jd, c.n, wt, cls->ca[m], cls->cl[m], g0, b);
+}
+
+/* `rans_row_avx2` of one chunk with, after each step, the fused prediction of 16 pixels
+ * of the next chunk nx (planes at its row start) into pb; returns the pixels predicted */
+AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int64_t n, int64_t t0, const int32_t *pc,
+                                   uint8_t *sym, wide *W, const dectables *D,
+                                   const uint16_t *words, chunk16 nx, plane E, plane O,
+                                   plane Q, const int32_t *wt, const predform *f, uint32_t g0,
+                                   rowbufs *pb)
+{
+    const int *tab = (const int *)D->tab, *rms = (const int *)D->rms;
+    __m256i XA = _mm256_loadu_si256((const __m256i *)W->x);
+    __m256i XB = _mm256_loadu_si256((const __m256i *)(W->x + 8));
+    const uint16_t *q = words + W->q;
+    E = pshift(E, nx.j0), O = pshift(O, nx.j0), Q = pshift(Q, nx.j0);
+    int64_t j = -(t0 & (WL - 1)), jp = 0;
+#define SIDE()                                                                                    \
+    if (jp + 16 <= nx.n) {                                                                        \
+        rowbufs bt_ = *pb;                                                                        \
+        bt_.base += jp, bt_.ctx += jp;                                                            \
+        fused_kind(kind, fast, nx.i, 16, pshift(E, jp), pshift(O, jp), pshift(Q, jp), wt, f, g0,  \
+                   &bt_);                                                                         \
+        jp += 16;                                                                                 \
+    }
+    if (j < 0 || j + WL > n) {
+        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+        SIDE();
+        j += WL;
+    }
+    for (; j + WL <= n; j += WL) {
+        rans_step16(j, n, 0, pc, sym, &XA, &XB, &q, tab, rms);
+        SIDE();
+    }
+    if (j < n) {
+        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+        SIDE();
+    }
+#undef SIDE
+    _mm256_storeu_si256((__m256i *)W->x, XA);
+    _mm256_storeu_si256((__m256i *)(W->x + 8), XB);
+    W->q = (uint64_t)(q - words);
+    return jp;
+}
+
+__attribute__((target("avx2,popcnt"))) static int64_t
+rans_pred(int kind, int64_t n, int64_t t0, const int32_t *pc, uint8_t *sym, wide *W,
+          const dectables *D, const uint16_t *words, chunk16 nx, plane E, plane O, plane Q,
+          const int32_t *wt, const predform *f, uint32_t g0, rowbufs *pb)
+{
+#define RP(k, fa) rans_pred_kind(k, fa, n, t0, pc, sym, W, D, words, nx, E, O, Q, wt, f, g0, pb)
+    if (f->fast) return kind == 0 ? RP(0, 1) : kind == 1 ? RP(1, 1) : RP(2, 1);
+    return kind == 0 ? RP(0, 0) : kind == 1 ? RP(1, 0) : RP(2, 0);
+#undef RP
+}
+
+/* the next chunk of a stage of n_r rows of n_c pixels; 0 after the last */
+static inline int next_chunk16(chunk16 *c, int64_t n_r, int64_t n_c)
+{
+    c->j0 += CHUNK;
+    if (c->j0 >= n_c) c->j0 = 0, c->i++;
+    c->n = imin(CHUNK, n_c - c->j0);
+    return c->i < n_r;
+}
+
+/* one stage (kind) of level k, pipelined; returns 1 when the words ran out */
+static int decode_stage16_pipe(int kind, int64_t n_r, int64_t n_c, plane E, plane O, plane Q,
+                               plane Tp, const int32_t *wt, int m, uint32_t g0, wide *W,
+                               int64_t *t, uint64_t qend, const dectab *T, const int64_t *esc,
+                               int64_t *ne, int64_t eend, pipeset *S)
+{
+    const int64_t H = HALO;
+    const dectables *D = T->D;
+    rowbufs B[2];
+    pipeset_bufs(&S[0], &B[0]);
+    pipeset_bufs(&S[1], &B[1]);
+    chunk16 c = {0, 0, imin(CHUNK, n_c)};
+    pipe_predict(kind, c, 0, E, O, Q, wt, &D->pf[m], &D->cls, m, g0, &B[0]);
+    for (int s = 0;; s ^= 1) {
+        chunk16 nx = c;
+        int more = next_chunk16(&nx, n_r, n_c);
+        rowbufs *b = &B[s];
+        for (int64_t j = c.n; j < c.n + WL; j++) b->ctx[j] = 0;
+        int64_t jp = 0;
+        if (more)
+            jp = rans_pred(kind, c.n, *t, b->ctx, b->sym, W, D, T->words, nx, E, O, Q, wt,
+                           &D->pf[m], g0, &B[s ^ 1]);
+        else
+            rans_row_avx2(c.n, *t, b->ctx, b->sym, W, D, T->words);
+        int16_t *trow = ROW(Tp, c.i + H) + H + c.j0;
+        int64_t n_esc = codes_avx2(c.n, b->base, b->sym, trow);
+        *t += c.n;
+        if (n_esc) put_escapes(c.n, n_esc, b->sym, trow, esc, ne, eend);
+        if (c.j0 + c.n >= n_c && W->q > qend) return 1;
+        if (!more) break;
+        pipe_predict(kind, nx, jp, E, O, Q, wt, &D->pf[m], &D->cls, m, g0, &B[s ^ 1]);
+        c = nx;
+    }
+    return 0;
+}
+#endif
+
 /* stages of level k in format 5 (as `decode_level`) */
 HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *W, int64_t *t,
                        uint64_t qend, const dectab *T, const int64_t *esc, int64_t *ne,
@@ -1484,12 +1628,26 @@ HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *
     plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
     int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
     int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+#ifdef HAVE_AVX2
+    pipeset S[2];
+    memset(S[0].ctx, 0, WL * sizeof(int32_t));
+    memset(S[1].ctx, 0, WL * sizeof(int32_t));
+#endif
     for (int kind = 0; kind < N_STAGE; kind++) {
         plane Tp = p->st[3 * k + kind];
         int64_t n_r, n_c;
         stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
         uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
         const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
+#ifdef HAVE_AVX2
+        if (use_avx2 && T->D->pf[m0 + kind].ok && n_r > 0 && n_c > 0) { /* pipelined */
+            if (decode_stage16_pipe(kind, n_r, n_c, E, O, Q, Tp, wt, m0 + kind, g0, W, t, qend, T,
+                                    esc, ne, eend, S))
+                return 1;
+            fill_halo(Tp, n_r, n_c);
+            continue;
+        }
+#endif
         for (int64_t i = 0; i < n_r; i++) {
             /* in chunks of CHUNK pixels: the row buffers stay in L1 */
             for (int64_t j0 = 0; j0 < n_c; j0 += CHUNK) {
