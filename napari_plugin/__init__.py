@@ -9,7 +9,8 @@
 * Score results (``rawsigma score`` output directory, or its ``maps.h5``): the raw
   image, the raw and per-codec labels, each codec's per-pixel ε map (diverging
   colormap, ±3); see `rawsigma.napari.score`. Widget `ScoreWidget` lists the codecs with
-  their verdict and shows/hides their layers.
+  their verdict and shows/hides their layers. 3D results (``volumes.h5``) and
+  tomography results open the same way (see `rawsigma.napari.volume_result`).
 * Widget `ProfileWidget`: opens a profile, adds its maps as layers and plots its
   photon-transfer curve (temporal variance against mean, ADU).
 

@@ -1,7 +1,9 @@
 """A ``rawsigma score`` result in napari: the raw image, the labels and the ε maps.
 
-Reads ``maps.h5`` (written by ``rawsigma score`` beside ``results.json``) or the result
-directory that holds it. Layers: the raw image (ADU), the raw segmentation and each
+Reads ``maps.h5`` (written by ``rawsigma score`` and ``rawsigma tomo score`` beside
+``results.json``) or the result directory that holds it; a 3D result (``volumes.h5``)
+is read by `rawsigma.napari.volume_result`. Layers: the raw image (ADU; a tomography
+result's raw reconstruction, named so, with its unit), the raw segmentation and each
 codec's segmentation as labels, and each codec's per-pixel ε map as an image with a
 diverging colormap, contrast limits ±3 (|ε| < 1: within the raw noise). Every codec
 layer carries ``metadata["rawsigma"]["codec"]`` so `ScoreWidget` can show or hide a
@@ -25,9 +27,12 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def is_score_result(path: str | os.PathLike) -> bool:
-    """True for a score result directory holding ``maps.h5`` or the ``maps.h5`` itself."""
+    """True for a score result directory (2D, 3D, tomography) or its ``.h5`` file."""
     from rawsigma.analysis.scoring.score_maps import FORMAT, MAPS_FILE
+    from rawsigma.napari.volume_result import is_volume_result
 
+    if is_volume_result(path):
+        return True
     p = Path(path)
     if p.is_dir():
         p = p / MAPS_FILE
@@ -43,18 +48,36 @@ def is_score_result(path: str | os.PathLike) -> bool:
 
 
 def _verdict_text(c: dict) -> str:
+    if c.get("within_noise") is None or c.get("compression_ratio") is None:
+        return "no verdict (results.json missing)"
     v = "within noise" if c["within_noise"] else "exceeds noise"
     return f"{v}, {c['compression_ratio']:.1f}:1"
+
+
+def _image_kind(path: str | os.PathLike) -> tuple[str, str, str]:
+    """(layer name, unit, ε label) of ``/image``: a 2D image or a tomographic volume."""
+    import h5py
+    from rawsigma.analysis.scoring.score_maps import MAPS_FILE
+
+    p = Path(path)
+    with h5py.File(p / MAPS_FILE if p.is_dir() else p, "r") as f:
+        unit = str(f["image"].attrs.get("unit", "ADU"))
+        tomo = str(f.attrs.get("content", "")).startswith("tomography")
+    return ("raw reconstruction", unit, "voxel Δ/σ") if tomo else ("raw image", unit, "pixel Δ/σ")
 
 
 def score_layers(path: str | os.PathLike) -> list[LayerData]:
     """Layer data of a score result (see the module docstring)."""
     from rawsigma.analysis.scoring.score_maps import read_score_maps
+    from rawsigma.napari.volume_result import is_volume_result, volume_layers
 
+    if is_volume_result(path):
+        return volume_layers(path)
     m = read_score_maps(path)
+    name, unit, eps_label = _image_kind(path)
     src = {"source": str(path), "provenance": m["provenance"]}
     layers: list[LayerData] = [
-        (m["image"], {"name": "raw image", "metadata": {"unit": "ADU", "rawsigma": src}}, "image"),
+        (m["image"], {"name": name, "metadata": {"unit": unit, "rawsigma": src}}, "image"),
         (m["raw_labels"], {"name": "raw labels", "metadata": {"rawsigma": src}}, "labels"),
     ]
     for c in m["codecs"]:
@@ -73,7 +96,7 @@ def score_layers(path: str | os.PathLike) -> list[LayerData]:
             )
         )
         eps_meta = {"unit": "ε (dimensionless)", "meaning": m["eps_meaning"], "rawsigma": meta}
-        maps = [("pixel Δ/σ", c["pixel_eps"], m["eps_meaning"])]
+        maps = [(eps_label, c["pixel_eps"], m["eps_meaning"])]
         maps += [
             (f, e, f"per-pixel epsilon of the scoring feature {f} (raw - codec) / sigma_replicas")
             for f, e in c["feature_eps"].items()
@@ -157,12 +180,14 @@ def ScoreWidget(napari_viewer: Any) -> Any:  # noqa: N802 - npe2 widget factory
         layers = score_layers(p)
         listing.blockSignals(True)
         listing.clear()
+        listed: set[str] = set()
         verdicts = _results_verdicts(p)
         for data, kw, kind in layers:
             layer = getattr(napari_viewer, f"add_{kind}")(data, **kw)
             spec = kw["metadata"].get("rawsigma", {}).get("codec")
-            if spec is None or kind != "image" or kw["metadata"]["feature"] != "pixel Δ/σ":
-                continue
+            if spec is None or kind != "image" or spec in listed:
+                continue  # one row per codec, at its first ε map
+            listed.add(spec)
             layer.visible = listing.count() == 0  # the first codec's ε map on top
             text = verdicts.get(spec) or _verdict_text(kw["metadata"]["rawsigma"])
             item = QListWidgetItem(f"{spec}: {text}")

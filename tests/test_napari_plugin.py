@@ -223,3 +223,161 @@ def test_score_widget_in_viewer(scored, qtbot):
     items[0].setCheckState(Qt.CheckState.Unchecked)
     items[1].setCheckState(Qt.CheckState.Checked)
     assert shown("replica") == {False} and shown("8bit") == {True}
+
+
+# ------------------------------------------------------------ 3D and tomography results
+@pytest.fixture(scope="module")
+def scored3d(tmp_path_factory):
+    """A tiny volume scoring run (10×40×40 phantom, anisotropic voxels) as a report."""
+    from rawsigma.analysis.phantoms import nuclei3d
+    from rawsigma.analysis.reporting.report3d import write_volume_report
+    from rawsigma.analysis.scoring.volume import score_volume
+    from rawsigma.analysis.segmentation.annotations import training_labels
+    from rawsigma.calib.profile import CameraProfile
+
+    shape, sp = (10, 40, 40), (1.0, 0.5, 0.5)
+    bright, truth = nuclei3d(shape, sp, n_objects=10, touching_pairs=1, rng=3, n_beads=0)
+    rng = np.random.default_rng(0)
+    vol = np.clip(np.rint(100 + 2 * rng.poisson(30 + 600 * bright) + rng.normal(0, 2, shape)),
+                  0, 65535).astype(np.uint16)  # fmt: skip
+    prof = CameraProfile.uniform(shape[1:], 2.0, 100.0, 2.0)
+    r = score_volume(vol, prof, labels=training_labels(truth), spacing=sp,
+                     codecs=["replica", "8bit", "jpeg@10"], n_replicas=3, n_estimators=10,
+                     workers=1, seed=5)  # fmt: skip
+    out = tmp_path_factory.mktemp("score3d") / "res"
+    write_volume_report(r, out)
+    return r, out
+
+
+def _by_name(layers):
+    return {kw["name"]: (data, kw, kind) for data, kw, kind in layers}
+
+
+def test_volume_result_reader_layers(scored3d):
+    """Raw volume, raw and per-version labels and the feature ε maps, with the spacing."""
+    r, out = scored3d
+    assert sniff(out) == "score" and sniff(out / "volumes.h5") == "score"
+    assert sniff(out / "results.json") is None
+    for src in (out, out / "volumes.h5"):
+        layers = get_reader(str(src))(str(src))
+        names = [kw["name"] for _, kw, _ in layers]
+        assert names[:2] == ["raw volume", "raw labels"]
+        by_name = _by_name(layers)
+        data, kw, kind = by_name["raw volume"]
+        assert kind == "image" and np.array_equal(data, r.image) and data.dtype == np.uint16
+        assert kw["scale"] == (1.0, 0.5, 0.5) and kw["metadata"]["unit"] == "ADU"
+        assert kw["metadata"]["spacing_unit"] == "µm"
+        assert np.array_equal(by_name["raw labels"][0], r.raw_labels)
+        for c in r.codecs:
+            verdict = "within noise" if c.verdict["within_noise"] else "exceeds noise"
+            lab, kw, kind = by_name[f"labels {c.spec}"]
+            assert kind == "labels" and np.array_equal(lab, c.labels) and not kw["visible"]
+            ((fname, fmap),) = c.feature_eps.items()
+            data, kw, kind = by_name[f"ε {c.spec} · {fname} ({verdict}, {c.ratio:.1f}:1)"]
+            np.testing.assert_array_equal(data, np.asarray(fmap, np.float32).astype(np.float16))
+            assert kw["contrast_limits"] == (-3.0, 3.0) and kw["scale"] == (1.0, 0.5, 0.5)
+            assert kw["metadata"]["rawsigma"]["codec"] == c.spec
+        # results.json's order of the versions (HDF5 lists groups alphabetically)
+        specs = [n.split(" ", 1)[1] for n in names if n.startswith("labels ")]
+        assert specs == [c.spec for c in r.codecs] == ["replica", "8bit", "jpeg@10"]
+        assert len(layers) == 2 + 2 * len(r.codecs)
+
+
+def test_volume_result_without_results_json_or_format_tag(scored3d, tmp_path):
+    """A bare ``volumes.h5`` (no results.json; written before the format tag) opens too,
+    the ε layers then without a verdict; the isotropic default says "voxel"."""
+    import shutil
+
+    import h5py
+
+    r, out = scored3d
+    p = tmp_path / "volumes.h5"
+    shutil.copy(out / "volumes.h5", p)
+    with h5py.File(p, "a") as f:
+        del f.attrs["format"]
+    assert sniff(p) == "score"
+    by_name = _by_name(read_layers(p))
+    ((fname, _),) = r.codecs[1].feature_eps.items()
+    assert f"ε 8bit · {fname}" in by_name
+    assert by_name["raw volume"][1]["scale"] == (1.0, 0.5, 0.5)
+    (tmp_path / "results.json").write_text('{"volume": {"spacing_source": "default (iso'
+                                           'tropic 1: no spacing given or found)"}}')  # fmt: skip
+    assert read_layers(p)[0][1]["metadata"]["spacing_unit"] == "voxel"
+    # an HDF5 file of another layout is not a score result
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["raw"] = np.zeros((2, 3, 3))
+    assert sniff(tmp_path / "other.h5") is None
+
+
+def test_volume_result_large_volumes_stay_on_disk(scored3d, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    from rawsigma.napari import volume_result
+
+    r, out = scored3d
+    monkeypatch.setattr(volume_result, "LAZY_BYTES", 0)
+    layers = read_layers(out)
+    assert all(isinstance(data, da.Array) for data, _, _ in layers)
+    np.testing.assert_array_equal(np.asarray(layers[0][0]), r.image)
+    np.testing.assert_array_equal(np.asarray(layers[1][0]), r.raw_labels)
+
+
+def _tomo_maps(path):
+    """``maps.h5`` of a tomography run written by `write_tomo_maps` (2 versions)."""
+    from types import SimpleNamespace
+
+    from rawsigma.analysis.reporting.tomo_report import write_tomo_maps
+
+    rng = np.random.default_rng(2)
+    vol = rng.normal(100, 5, (6, 16, 16)).astype(np.float32)
+    lab = (vol > 108).astype(np.int32)
+    versions = [
+        SimpleNamespace(spec=s, description=s, ratio=q, verdict={"within_noise": ok},
+                        labels=lab, pixel_eps=rng.normal(0, e, vol.shape).astype(np.float16))
+        for s, q, ok, e in (("replica", 1.0, True, 1.0), ("jpeg@100", 12.0, False, 9.0))
+    ]  # fmt: skip
+    res = SimpleNamespace(volume=vol, raw_labels=lab, versions=versions, operators={},
+                          provenance={"software": "rawsigma"})  # fmt: skip
+    write_tomo_maps(res, path)
+    return res
+
+
+def test_tomo_result_reader_names_the_reconstruction(tmp_path):
+    res = _tomo_maps(tmp_path / "maps.h5")
+    assert sniff(tmp_path) == "score"
+    by_name = _by_name(read_layers(tmp_path))
+    data, kw, kind = by_name["raw reconstruction"]
+    assert kind == "image" and np.array_equal(data, res.volume)
+    assert kw["metadata"]["unit"] == "FBP of photo-electrons"
+    data, kw, _ = by_name["ε jpeg@100 · voxel Δ/σ (exceeds noise, 12.0:1)"]
+    np.testing.assert_array_equal(data, res.versions[1].pixel_eps)
+    assert "raw image" not in by_name
+
+
+def test_volume_result_in_viewer_and_widget(scored3d, qtbot):
+    pytest.importorskip("napari", reason="the napari extra is not installed")
+    import npe2
+    from napari.components import ViewerModel
+    from qtpy.QtCore import Qt
+    from rawsigma.napari import ScoreWidget
+
+    r, out = scored3d
+    npe2.PluginManager.instance().discover()
+    viewer = ViewerModel()
+    layers = viewer.open(str(out), plugin="rawsigma")
+    raw = viewer.layers["raw volume"]
+    assert raw.ndim == 3 and tuple(raw.scale) == (1.0, 0.5, 0.5)
+    assert len(layers) == 2 + 2 * len(r.codecs)
+    viewer = ViewerModel()
+    w = ScoreWidget(viewer)
+    qtbot.addWidget(w)
+    w.open_result(str(out))
+    items = [w.listing.item(i) for i in range(w.listing.count())]
+    assert [it.data(Qt.ItemDataRole.UserRole) for it in items] == [c.spec for c in r.codecs]
+    c = r.codecs[2]
+    ok = "within" if c.verdict["within_noise"] else "exceeds"
+    assert items[2].text() == f"jpeg@10: {ok} noise, {c.ratio:.1f}:1"
+    assert items[0].checkState() == Qt.CheckState.Checked
+    eps = [layer for layer in viewer.layers if layer.name.startswith("ε jpeg@10 ·")]
+    assert len(eps) == 1 and not eps[0].visible
+    items[2].setCheckState(Qt.CheckState.Checked)
+    assert eps[0].visible and viewer.layers["labels jpeg@10"].visible

@@ -198,6 +198,7 @@ def write_volumes_h5(result, path: str | os.PathLike) -> Path:
     import h5py
 
     with atomic_write(path, force=True) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = "rawsigma.score_volumes"  # the napari reader's tag
         f.attrs["spacing_zyx"] = np.asarray(result.spacing, float)
         f.attrs["axes"] = "ZYX"
         _put(f, "raw", result.image, None)
