@@ -85,6 +85,12 @@ def show(
             est = prof.provenance.get("estimate")
             if isinstance(est, dict) and est.get("identifiable") is False:
                 console.print(f"[bold yellow]warning:[/] {est.get('warning', '')}", highlight=False)
+            if offset_warning(prof):
+                console.print(
+                    f"[bold yellow]warning:[/] {offset_warning(prof)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             console.print(_kv_table("identity", s["identity"]))
             g = s["global"]
             console.print(
@@ -282,6 +288,13 @@ def _print_presets() -> None:
         )
 
 
+def offset_warning(prof: Any) -> str:
+    """The estimate's warning that a given offset does not fit the image ("" if none)."""
+    est = prof.provenance.get("estimate")
+    check = est.get("offset_check") if isinstance(est, dict) else None
+    return str(check.get("warning", "")) if isinstance(check, dict) else ""
+
+
 def _check_options(
     tile: int | None, read_noise: float | None, offset: float | None, gain: float | None
 ) -> None:
@@ -412,3 +425,5 @@ def estimate(
             Console(stderr=True, soft_wrap=True).print(
                 f"[bold yellow]warning:[/] {est.get('warning', '')}", highlight=False
             )
+        if offset_warning(prof):
+            typer.echo(f"warning: {offset_warning(prof)}", err=True)

@@ -361,6 +361,12 @@ def _tomo_profile(
         msg = str(exc).replace(f"{projections}: ", "")
         raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
     console.print("[yellow]profile estimated from the projections (no calibration)[/]")
+    from .profile_cmd import offset_warning
+
+    if offset_warning(prof):
+        console.print(
+            f"[bold yellow]warning:[/] {offset_warning(prof)}", highlight=False, soft_wrap=True
+        )
     return prof
 
 

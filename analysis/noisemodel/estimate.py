@@ -62,6 +62,7 @@ from rawsigma.analysis.noisemodel.blocks import (
     tile_statistics,
 )
 from rawsigma.analysis.noisemodel.camera_presets import load_preset
+from rawsigma.analysis.noisemodel.offset_check import check_given_offset
 from rawsigma.analysis.noisemodel.variance_fit import (
     NoiseEstimateError,
     _apply_dark_floor,
@@ -244,7 +245,8 @@ def estimate_profile(
     floor_rec: dict[str, Any] = {"applied": False}
     if identifiable:
         top = float(np.median(valid)) if valid.size else float(max_adu)
-        rn_floor, floor_rec = _floor_at_given_offset(fit, img, max_adu, offset, read_noise)
+        floor = dark_floor(img, max_adu) if offset is not None else None
+        rn_floor, floor_rec = _floor_at_given_offset(fit, floor, offset, read_noise)
         given = (read_noise if rn_floor is None else rn_floor, offset, gain)
         sol = _given_solution(fit, mean, var, given, top, name, preset if rn_from_preset else None)
         if rn_floor is not None:
@@ -257,6 +259,10 @@ def estimate_profile(
     gain_v, offset_v, rn = sol["gain"], sol["offset"], sol["read_noise"]
     if not np.isfinite(gain_v) or gain_v <= 0:
         raise NoiseEstimateError(f"{name}: no positive gain consistent with the darkest pixels")
+    offset_rec = {}
+    if offset is not None:
+        model = (gain_v, offset_v, rn, fit["quad"])
+        offset_rec = check_given_offset(valid, floor, (mean, var), model)
     pcts = np.percentile(valid, [1, 50]) if valid.size else np.array([x_low, x_low])
     estimate = {
         "method": METHOD,
@@ -277,6 +283,7 @@ def estimate_profile(
         "variance_check": _variance_check(pcts, gain_v, offset_v, fit["quad"], rn),
         "camera_preset": preset.as_dict() if preset is not None else None,
         "dark_floor": floor_rec,
+        "offset_check": offset_rec,
     }
     _check_no_silence(valid, float(offset_v), rn, name)
     h, w = img.shape[-2:]
@@ -297,8 +304,7 @@ def estimate_profile(
 # ----------------------------------------------------------------------------- steps
 def _floor_at_given_offset(
     fit: dict[str, Any],
-    img: np.ndarray,
-    max_adu: int,
+    floor: tuple[float, float, int] | None,
     offset: float | None,
     read_noise: float | None,
 ) -> tuple[float | None, dict[str, Any]]:
@@ -316,7 +322,6 @@ def _floor_at_given_offset(
     o = float(offset)
     if fit["quad"] * o * o + fit["slope"] * o + fit["intercept"] > 0:
         return None, rec
-    floor = dark_floor(img, max_adu)
     if floor is None or not floor[1] > 0 or abs(floor[0] - o) > 3 * floor[1]:
         return None, rec
     level, sigma, n = floor
