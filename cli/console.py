@@ -270,7 +270,7 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
 
     console = Console(stderr=True)
     if quiet:
-        runner.warning.connect(lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        runner.warning.connect(lambda m: console.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
         yield None
         return
     progress = Progress(
@@ -306,6 +306,8 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
 
     runner.levelStarted.connect(started)
     runner.frameAccumulated.connect(frame)
-    runner.warning.connect(lambda m: progress.console.print(f"[yellow]warning:[/] {m}"))
+    runner.warning.connect(
+        lambda m: progress.console.print(f"[yellow]warning:[/] {m}", soft_wrap=True)
+    )
     with progress:
         yield progress

@@ -87,7 +87,9 @@ def check_profile_defects(prof: Any, name: str | Path) -> None:
 
     warn = check_defect_fraction(prof, str(name))
     if warn:
-        Console(stderr=True).print(f"[bold yellow]warning:[/] {warn}", highlight=False)
+        Console(stderr=True).print(
+            f"[bold yellow]warning:[/] {warn}", highlight=False, soft_wrap=True
+        )
 
 
 def verify_written(out: Path, fmt: str, img: Any) -> None:

@@ -84,7 +84,11 @@ def show(
             console.print(f"[bold]{path}[/]  profile [cyan]{s['profile_id']}[/] ({kind})")
             est = prof.provenance.get("estimate")
             if isinstance(est, dict) and est.get("identifiable") is False:
-                console.print(f"[bold yellow]warning:[/] {est.get('warning', '')}", highlight=False)
+                console.print(
+                    f"[bold yellow]warning:[/] {est.get('warning', '')}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
             if offset_warning(prof):
                 console.print(
                     f"[bold yellow]warning:[/] {offset_warning(prof)}",

@@ -376,7 +376,9 @@ def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) ->
     except (RawsigmaError, ValueError) as exc:
         msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
         raise InputFileError(f"cannot estimate a profile: {msg}") from None
-    console.print("[yellow]profile estimated from the image (no bench calibration)[/]")
+    console.print(
+        "[yellow]profile estimated from the image (no bench calibration)[/]", soft_wrap=True
+    )
     return prof
 
 
@@ -462,7 +464,7 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
     """Warnings, object count, one line per codec and the tolerance search's best."""
     for note in result.notes:
         if note.startswith("WARNING"):
-            console.print(f"[bold red]{note}[/]")
+            console.print(f"[bold red]{note}[/]", soft_wrap=True)
     info = result.objects_info
     console.print(
         f"  {result.n_objects} objects (min size {info.get('min_size')} px: "

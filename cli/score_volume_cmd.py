@@ -78,7 +78,8 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
     try:
         prof = estimate_profile(vol, tile=tile, source=str(image))
     except (RawsigmaError, ValueError) as exc:
-        raise InputFileError(f"cannot estimate a profile: {image}: {exc}") from None
+        msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
+        raise InputFileError(f"cannot estimate a profile: {msg}") from None
     console.print("[yellow]profile estimated from the volume's planes (no bench calibration)[/]")
     return prof
 
@@ -180,7 +181,8 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
     if info.spacing is None:
         console.print(
             "[yellow]no voxel size in the file and no --spacing: isotropic 1 assumed "
-            "(stated in the report)[/]"
+            "(stated in the report)[/]",
+            soft_wrap=True,
         )
     check_output_dir(o["out"], need_bytes=4_000_000 + 6 * vol.nbytes)
     prof = _profile(o["profile"], o["exposure"], vol, image, console)
@@ -404,7 +406,7 @@ def _run_lazy(o, src, info, plan, chunks, console):  # type: ignore[no-untyped-d
     console.print(f"opened {info.describe()}", highlight=False, soft_wrap=True)
     if info.spacing is None:
         console.print("[yellow]no voxel size in the file and no --spacing: isotropic 1 assumed "
-                      "(stated in the report)[/]")  # fmt: skip
+                      "(stated in the report)[/]", soft_wrap=True)  # fmt: skip
     # OUT/work holds every version (uint16) until feature ε, and each codec's float32 map
     versions = 4 + plan.n_replicas + 3 * len(plan.codecs)
     check_output_dir(o["out"], need_bytes=4_000_000 + 2 * math.prod(src.shape) * versions)

@@ -1,0 +1,39 @@
+"""QA session 9: one-line messages of `rawsigma score` on volumes (CLI, no scoring run)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import tifffile
+from rawsigma.calib.profile import CameraProfile
+
+
+def _run(*args):
+    from rawsigma.cli.main import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(app, [*map(str, args)], terminal_width=80)
+
+
+def test_volume_warning_and_estimate_error_are_single_lines(tmp_path):
+    rng = np.random.default_rng(0)
+    vol = (100 + rng.poisson(50, (6, 64, 64))).astype(np.uint16)  # no signal: no gain
+    tifffile.imwrite(tmp_path / "vol.tif", vol, description=json.dumps({"axes": "ZYX"}))
+    tifffile.imwrite(tmp_path / "lab.tif", np.ones((6, 64, 64), np.uint8))
+    # no voxel size: the warning is one line even in an 80-column terminal
+    CameraProfile.uniform((32, 32), 2.0, 100.0, 2.0).save(tmp_path / "p32.h5")
+    r = _run("score", tmp_path / "vol.tif", "-p", tmp_path / "p32.h5", "--labels",
+             tmp_path / "lab.tif", "--out", tmp_path / "out")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.splitlines()
+    (warn,) = [ln for ln in lines if ln.startswith("no voxel size")]
+    assert warn.endswith("isotropic 1 assumed (stated in the report)")
+    assert len([ln for ln in lines if ln.startswith("error:")]) == 1
+    # a profile that cannot be estimated: the file is named once
+    r = _run("score", tmp_path / "vol.tif", "--estimate-profile", "--labels",
+             tmp_path / "lab.tif", "--out", tmp_path / "out")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "cannot estimate a profile" in err and err.count("vol.tif") == 1, err
+    assert not (tmp_path / "out").exists()
