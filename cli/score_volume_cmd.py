@@ -478,7 +478,7 @@ def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
     outputs_complete()
     for note in result.notes:
         if note.upper().startswith("WARNING"):
-            console.print(f"[bold red]{note}[/]")
+            console.print(f"[bold red]{note}[/]", soft_wrap=True)
     info = result.objects_info
     console.print(
         f"  {result.n_objects} objects, 26-connected (min size {info.get('min_size')} voxels: "

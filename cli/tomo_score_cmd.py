@@ -275,6 +275,8 @@ def run_tomo_score(
     few_note = _check_views(
         proj.shape[0], proj.shape[-1], projections, few_views, _distinct_views(ang)
     )
+    if few_note:
+        console.print(f"[bold red]{few_note}[/]", highlight=False, soft_wrap=True)
     prof = _tomo_profile(profile, proj, offset, projections, console)
     check_codecs(list(plan.codecs), prof)
     ann = _annotations(labels, instances, segmenter, proj.shape)
@@ -360,7 +362,9 @@ def _tomo_profile(
     except (RawsigmaError, ValueError) as exc:
         msg = str(exc).replace(f"{projections}: ", "")
         raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
-    console.print("[yellow]profile estimated from the projections (no calibration)[/]")
+    console.print(
+        "[yellow]profile estimated from the projections (no calibration)[/]", soft_wrap=True
+    )
     from .profile_cmd import offset_warning
 
     if offset_warning(prof):

@@ -101,8 +101,12 @@ def test_forced_few_views_run_says_so_in_the_report(tmp_path):
             "--codecs", "replica", "--replicas", "3", "--no-operators"]  # fmt: skip
     r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
     assert r.exit_code == 1 and "5 projections for a 40-pixel detector" in r.output
-    r = CliRunner().invoke(app, [*base, "--few-views", "--out", str(tmp_path / "b")])
+    r = CliRunner().invoke(app, [*base, "--few-views", "--out", str(tmp_path / "b")],
+                           terminal_width=80)  # fmt: skip
     assert r.exit_code == 0, r.output
+    # said in the terminal too (QA session 9: only the report said it), on one line
+    (warn,) = [ln for ln in r.stderr.splitlines() if "for a 40-pixel detector" in ln]
+    assert warn.startswith("WARNING: 5 projections") and warn.endswith("mean little.")
     notes = json.loads((tmp_path / "b" / "results.json").read_text())["notes"]
     assert notes[0].startswith("WARNING: 5 projections for a 40-pixel detector")
     assert "run with --few-views" in (tmp_path / "b" / "report.html").read_text()
