@@ -223,18 +223,24 @@ def stage_progress(console: Any, width: int) -> Iterator[Callable[[str, int, int
         ``progress(stage, done, total)`` as taken by `rawsigma.analysis.scoring.runner.score_image`
         and `rawsigma.analysis.demo.run_demo`: the first call for a stage adds its bar.
     """
+    import contextlib
+
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(
-        TextColumn(f"{{task.description:<{width}}}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        tasks: dict[str, int] = {}
+    # started at the first stage: a run that stops before any (bad input) prints no
+    # empty bar line before its error
+    bars: list[Progress] = []
+    tasks: dict[str, int] = {}
+    with contextlib.ExitStack() as stack:
 
         def progress(stage: str, done: int, total: int) -> None:
+            if not bars:
+                bars.append(stack.enter_context(Progress(
+                    TextColumn(f"{{task.description:<{width}}}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=console,
+                )))  # fmt: skip
+            bar = bars[0]
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=max(total, 1))
             bar.update(tasks[stage], completed=done, total=max(total, 1))

@@ -37,3 +37,13 @@ def test_volume_warning_and_estimate_error_are_single_lines(tmp_path):
     (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert "cannot estimate a profile" in err and err.count("vol.tif") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_error_before_any_stage_prints_no_empty_progress_line(tmp_path):
+    """`tomo reconstruct` without angles: stderr was an empty line (the progress bars'
+    final render) then the error."""
+    tifffile.imwrite(tmp_path / "p.tif", np.ones((3, 2, 64), np.uint16), photometric="minisblack")
+    r = _run("tomo", "reconstruct", tmp_path / "p.tif", "-o", tmp_path / "rec.tif")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: no angles") and r.stderr.count("\n") == 1, repr(r.stderr)
+    assert not (tmp_path / "rec.tif").exists()
