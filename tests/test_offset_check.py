@@ -63,6 +63,10 @@ def test_real_images_readme_example_is_quiet(shared_data):
     img = tifffile.imread(shared_data / BBBC039)[1]
     assert _check(estimate_profile(img, offset=128.0))["warning"] == ""
     assert "lie more than 3σ" in _check(estimate_profile(img, offset=140.0))["warning"]
+    # a preset of another camera (BBBC039 is not an ORCA-Flash4.0: gain ~0.4 ADU/e⁻)
+    w = _check(estimate_profile(img, camera="hamamatsu-orca-flash4-v3-standard"))["warning"]
+    assert w.startswith("the camera preset's offset 100 ADU does not fit the image (gain 2.17")
+    assert "blocks' measured noise variance is 0.1" in w and "--camera list" in w
 
 
 def test_cli_one_warning_line_exit_zero(cells, tmp_path):

@@ -221,6 +221,7 @@ def estimate_profile(
     img = _raw_array(image, name)
     preset = None
     rn_from_preset = camera is not None and read_noise is None and offset is None
+    given_words = _given_words(camera, offset, gain)
     if camera is not None:
         preset = _camera_preset(camera, img, name, bit_depth)
         bit_depth = preset.bit_depth
@@ -262,7 +263,7 @@ def estimate_profile(
     offset_rec = {}
     if offset is not None:
         model = (gain_v, offset_v, rn, fit["quad"])
-        offset_rec = check_given_offset(valid, floor, (mean, var), model)
+        offset_rec = check_given_offset(valid, floor, (mean, var), model, given_words)
     pcts = np.percentile(valid, [1, 50]) if valid.size else np.array([x_low, x_low])
     estimate = {
         "method": METHOD,
@@ -302,6 +303,13 @@ def estimate_profile(
 
 
 # ----------------------------------------------------------------------------- steps
+def _given_words(camera: str | None, offset: float | None, gain: float | None) -> str:
+    """What the user gave, for `check_given_offset`'s warning: ``"--offset"`` etc."""
+    if camera is not None:
+        return "the camera preset's" if offset is None else "the given"
+    return "the given" if gain is None else "the given (with --gain)"
+
+
 def _floor_at_given_offset(
     fit: dict[str, Any],
     floor: tuple[float, float, int] | None,

@@ -75,6 +75,7 @@ def check_given_offset(
     floor: tuple[float, float, int] | None,
     blocks: tuple[np.ndarray, np.ndarray],
     model: tuple[float, float, float, float],
+    given: str = "the given",
 ) -> dict[str, Any]:
     """Record of the three checks above; ``warning`` is "" when the offset fits.
 
@@ -88,6 +89,8 @@ def check_given_offset(
         The blocks' means (ADU) and noise variances (ADU²).
     model : (gain, offset, read_noise, quad)
         The estimated profile (ADU/e⁻, ADU, ADU rms) and the fit's quadratic term.
+    given : str
+        Whose offset, for the warning: "the given", "the camera preset's", …
     """
     gain, offset, read_noise, quad = model
     rec: dict[str, Any] = {"offset_adu": float(offset)}
@@ -128,9 +131,14 @@ def check_given_offset(
             f"{100 * below:.2g} % of the pixels lie more than 3σ ({sigma:.3g} ADU) below it "
             "(an offset too high)"
         )
+    advice = (
+        "check the preset (--camera list), or give --offset"
+        if "preset" in given
+        else "check it (without --offset it is estimated from the image)"
+    )
     rec["warning"] = (
-        f"the given offset {offset:g} ADU does not fit the image: {'; '.join(problems)}; "
-        "check it (without --offset it is estimated from the image)"
+        f"{given} offset {offset:g} ADU does not fit the image (gain {gain:.3g} ADU/e-): "
+        f"{'; '.join(problems)}; {advice}"
         if problems
         else ""
     )
