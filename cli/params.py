@@ -201,6 +201,22 @@ def check_profile_choice(profile: Any, estimate_profile: bool) -> None:
         raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
 
 
+def estimate_advice(text: str, image: Any, own: tuple[str, ...] = ()) -> str:
+    """``text`` (an estimate's error or warning) with a pointer to ``profile estimate``.
+
+    The estimator advises ``--offset``, ``--read-noise`` and ``--camera``: options of
+    ``rawsigma profile estimate``, not of ``score``/``tomo score --estimate-profile``
+    (``own``: those the command has).
+    """
+    missing = [f for f in ("--offset", "--read-noise", "--camera") if f in text and f not in own]
+    if not missing:
+        return text
+    return (
+        f"{text} ({', '.join(missing)}: options of `rawsigma profile estimate {image} --out "
+        "P.h5`; then pass --profile P.h5)"
+    )
+
+
 def check_score_options(index: Any, centre: Any, max_distance: Any, min_size: Any) -> None:
     """Ranges of ``score`` options declared without typer bounds."""
     validate("--index", index, number(0, what="0-based frame index"))

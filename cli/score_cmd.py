@@ -17,6 +17,7 @@ from .params import (
     choice,
     codec_list,
     codec_option,
+    estimate_advice,
     number,
     options_error,
 )
@@ -375,11 +376,19 @@ def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) ->
         prof = _estimate(img, tile=auto_tile(img.shape), source=str(image))
     except (RawsigmaError, ValueError) as exc:
         msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
-        raise InputFileError(f"cannot estimate a profile: {msg}") from None
+        raise InputFileError(f"cannot estimate a profile: {estimate_advice(msg, image)}") from None
+    _advise_in_warning(prof, image)
     console.print(
         "[yellow]profile estimated from the image (no bench calibration)[/]", soft_wrap=True
     )
     return prof
+
+
+def _advise_in_warning(prof: CameraProfile, image: Path) -> None:
+    """Point the estimate's warning (shown in the terminal and report) to `profile estimate`."""
+    est = prof.provenance.get("estimate")
+    if isinstance(est, dict) and est.get("warning"):
+        est["warning"] = estimate_advice(str(est["warning"]), image)
 
 
 def _checked_inputs(

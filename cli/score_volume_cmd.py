@@ -73,13 +73,18 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
     from rawsigma.analysis.scoring.volume import check_raw_volume
     from rawsigma.errors import InputFileError, RawsigmaError
 
+    from .params import estimate_advice
+
     check_raw_volume(vol, None, str(image))
     tile = 64 if min(vol.shape[1:]) >= 256 else 32
     try:
         prof = estimate_profile(vol, tile=tile, source=str(image))
     except (RawsigmaError, ValueError) as exc:
-        msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
+        msg = estimate_advice(str(exc) if str(image) in str(exc) else f"{image}: {exc}", image)
         raise InputFileError(f"cannot estimate a profile: {msg}") from None
+    est = prof.provenance.get("estimate")
+    if isinstance(est, dict) and est.get("warning"):  # shown in the terminal and report
+        est["warning"] = estimate_advice(str(est["warning"]), image)
     console.print("[yellow]profile estimated from the volume's planes (no bench calibration)[/]")
     return prof
 

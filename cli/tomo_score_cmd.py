@@ -14,7 +14,14 @@ from typing import Any
 import typer
 
 from .console import user_errors
-from .params import choice, codec_list, codec_option, options_error, view_floor
+from .params import (
+    choice,
+    codec_list,
+    codec_option,
+    estimate_advice,
+    options_error,
+    view_floor,
+)
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 SEGMENTERS = ("rule", "forest")
@@ -360,8 +367,11 @@ def _tomo_profile(
     try:
         prof = _estimate(proj[:16], tile=tile, offset=offset, source=str(projections))
     except (RawsigmaError, ValueError) as exc:
-        msg = str(exc).replace(f"{projections}: ", "")
+        msg = estimate_advice(str(exc).replace(f"{projections}: ", ""), projections, ("--offset",))
         raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
+    est = prof.provenance.get("estimate")
+    if isinstance(est, dict) and est.get("warning"):  # shown in the report
+        est["warning"] = estimate_advice(str(est["warning"]), projections, ("--offset",))
     console.print(
         "[yellow]profile estimated from the projections (no calibration)[/]", soft_wrap=True
     )

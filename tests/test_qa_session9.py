@@ -47,3 +47,39 @@ def test_error_before_any_stage_prints_no_empty_progress_line(tmp_path):
     assert r.exit_code == 2
     assert r.stderr.startswith("error: no angles") and r.stderr.count("\n") == 1, repr(r.stderr)
     assert not (tmp_path / "rec.tif").exists()
+
+
+def test_estimate_advice_points_score_users_to_profile_estimate(shared_data, tmp_path):
+    """`score --estimate-profile` repeated the estimator's advice "give --read-noise, a
+    lower --offset, or --camera": options `score` does not have."""
+    from rawsigma.cli.params import estimate_advice
+
+    assert estimate_advice("no problem", "x.tif") == "no problem"
+    msg = estimate_advice("give --offset or --camera", "x.tif", own=("--offset",))
+    assert msg.endswith("(--camera: options of `rawsigma profile estimate x.tif --out P.h5`; "
+                        "then pass --profile P.h5)")  # fmt: skip
+    opt = shared_data / "opt_zebrafish_transmission_frames_640.tif"
+    r = _run("score", opt, "--index", "0", "--estimate-profile", "--model",
+             "rawsigma.analysis.segmentation.blobs:blob_objects", "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 1
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "read noise came out 0" in err
+    assert "--read-noise, --camera: options of `rawsigma profile estimate" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_estimated_profile_warning_in_score_names_profile_estimate():
+    from pathlib import Path
+
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+    from rawsigma.cli.score_cmd import _advise_in_warning
+
+    rng = np.random.default_rng(1)
+    light = np.broadcast_to(np.linspace(20, 400, 128), (128, 128))  # a smooth ramp
+    img = np.rint(100 + 2.0 * rng.poisson(light) + rng.normal(0, 2, light.shape))
+    prof = estimate_profile(img.astype(np.uint16))
+    assert "Give --offset/--read-noise or --camera" in prof.provenance["estimate"]["warning"]
+    _advise_in_warning(prof, Path("img.tif"))
+    w = prof.provenance["estimate"]["warning"]
+    assert w.endswith("options of `rawsigma profile estimate img.tif --out P.h5`; then pass "
+                      "--profile P.h5)")  # fmt: skip
