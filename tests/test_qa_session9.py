@@ -59,8 +59,9 @@ def test_estimate_advice_points_score_users_to_profile_estimate(shared_data, tmp
     assert msg.endswith("(--camera: options of `rawsigma profile estimate x.tif --out P.h5`; "
                         "then pass --profile P.h5)")  # fmt: skip
     opt = shared_data / "opt_zebrafish_transmission_frames_640.tif"
-    r = _run("score", opt, "--index", "0", "--estimate-profile", "--model",
-             "rawsigma.analysis.segmentation.blobs:blob_objects", "--out", tmp_path / "o")  # fmt: skip
+    blobs = "rawsigma.analysis.segmentation.blobs:blob_objects"
+    r = _run("score", opt, "--index", "0", "--estimate-profile", "--model", blobs,
+             "--out", tmp_path / "o")  # fmt: skip
     assert r.exit_code == 1
     (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert "read noise came out 0" in err

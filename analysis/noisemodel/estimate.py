@@ -260,10 +260,7 @@ def estimate_profile(
     gain_v, offset_v, rn = sol["gain"], sol["offset"], sol["read_noise"]
     if not np.isfinite(gain_v) or gain_v <= 0:
         raise NoiseEstimateError(f"{name}: no positive gain consistent with the darkest pixels")
-    offset_rec = {}
-    if offset is not None:
-        model = (gain_v, offset_v, rn, fit["quad"])
-        offset_rec = check_given_offset(valid, floor, (mean, var), model, given_words)
+    offset_rec = _offset_record(offset, given_words, valid, floor, (mean, var), fit, sol)
     pcts = np.percentile(valid, [1, 50]) if valid.size else np.array([x_low, x_low])
     estimate = {
         "method": METHOD,
@@ -303,6 +300,22 @@ def estimate_profile(
 
 
 # ----------------------------------------------------------------------------- steps
+def _offset_record(
+    offset: float | None,
+    words: str,
+    valid: np.ndarray,
+    floor: tuple[float, float, int] | None,
+    blocks: tuple[np.ndarray, np.ndarray],
+    fit: dict[str, Any],
+    sol: dict[str, Any],
+) -> dict[str, Any]:
+    """`check_given_offset` of the solution when an offset was given, else ``{}``."""
+    if offset is None:
+        return {}
+    model = (float(sol["gain"]), float(sol["offset"]), float(sol["read_noise"]), fit["quad"])
+    return check_given_offset(valid, floor, blocks, model, words)
+
+
 def _given_words(camera: str | None, offset: float | None, gain: float | None) -> str:
     """What the user gave, for `check_given_offset`'s warning: ``"--offset"`` etc."""
     if camera is not None:
