@@ -86,3 +86,22 @@ def test_cli_one_warning_line_exit_zero(cells, tmp_path):
             assert lines[0].startswith("warning: the given offset 60 ADU")
             shown = runner.invoke(app, ["profile", "show", str(out)])
             assert shown.exit_code == 0 and "does not fit the image" in shown.output
+
+
+def test_tomo_score_prints_the_warning_on_one_line(cells, tmp_path):
+    import io
+
+    from rawsigma.cli.tomo_score_cmd import _tomo_profile
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    proj = np.stack([cells, cells[::-1]])
+    prof = _tomo_profile(None, proj, 60.0, tmp_path / "proj.tif", console)
+    assert prof.offset_global == 60.0
+    lines = out.getvalue().splitlines()
+    (warn,) = [ln for ln in lines if "does not fit" in ln]
+    assert warn.startswith("warning: the given offset 60 ADU") and warn.endswith("the image)")
+    out.truncate(0)
+    _tomo_profile(None, proj, 100.0, tmp_path / "proj.tif", console)
+    assert "does not fit" not in out.getvalue()
