@@ -244,6 +244,13 @@ def run_tomo_score(
     from .params import check_codecs, check_profile_choice
 
     check_profile_choice(profile, estimate_profile)
+    if offset is not None and not estimate_profile:
+        raise UsageError(
+            f"--offset {offset:g} applies with --estimate-profile only: the profile "
+            f"{profile} has its own offset"
+        )
+    if offset is not None and not (math.isfinite(offset) and offset >= 0):
+        raise UsageError(f"--offset must be a finite value >= 0 ADU, got {offset}")
     check_output_dir(out)
     existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
     if existing and not force:

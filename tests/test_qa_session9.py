@@ -84,3 +84,18 @@ def test_estimated_profile_warning_in_score_names_profile_estimate():
     w = prof.provenance["estimate"]["warning"]
     assert w.endswith("options of `rawsigma profile estimate img.tif --out P.h5`; then pass "
                       "--profile P.h5)")  # fmt: skip
+
+
+def test_tomo_score_offset_without_estimate_profile_is_refused(tmp_path):
+    """`tomo score --profile P --offset 5` ignored --offset (exit 0 after the full run)."""
+    tifffile.imwrite(tmp_path / "p.tif", np.ones((4, 2, 16), np.uint16), photometric="minisblack")
+    CameraProfile.uniform((2, 16), 2.0, 100.0, 2.0).save(tmp_path / "prof.h5")
+    base = ["tomo", "score", tmp_path / "p.tif", "--out", tmp_path / "o"]
+    for extra, text in (
+        (["--profile", tmp_path / "prof.h5", "--offset", "5"], "--offset 5 applies with --est"),
+        (["--estimate-profile", "--offset", "-5"], "--offset must be a finite value >= 0"),
+    ):
+        r = _run(*base, *extra)
+        assert r.exit_code == 2, r.output
+        assert r.stderr.startswith(f"error: {text}") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "o").exists()
