@@ -236,10 +236,16 @@ def _side_volumes(o: dict[str, Any], shape: tuple[int, ...]):  # type: ignore[no
         from rawsigma.analysis.scoring.inputs import check_label_values
 
         check_label_values(lab, str(o["labels"]), instances=o["instances"])
+        name = str(o["labels"])
         if o["instances"]:
             from rawsigma.analysis.segmentation.annotations import training_labels
 
             ref, lab = lab, training_labels(lab)
+            name += " (the training labels made from its instances)"
+        from rawsigma.analysis.scoring.inputs import check_labels
+
+        # named here: the runner would call the file "labels"
+        check_labels(lab, shape, name=name, foreground_class=o["foreground_class"])
     if o["reference"] is not None:
         if Path(o["reference"]).suffix.lower() == ".csv":
             pts, ref = read_points(o["reference"]), None

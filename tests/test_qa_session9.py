@@ -99,3 +99,21 @@ def test_tomo_score_offset_without_estimate_profile_is_refused(tmp_path):
         assert r.exit_code == 2, r.output
         assert r.stderr.startswith(f"error: {text}") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_volume_labels_too_sparse_name_the_file(tmp_path):
+    """3D: the runner's label check called the annotation file "labels"."""
+    vol = np.full((4, 32, 32), 150, np.uint16)
+    lab = np.zeros((4, 32, 32), np.uint8)
+    lab[:, :16] = 1
+    lab[0, 20, 20:25] = 2  # 5 foreground pixels: too few to train
+    for name, a in (("vol.tif", vol), ("ann.tif", lab)):
+        tifffile.imwrite(tmp_path / name, a, photometric="minisblack",
+                         description=json.dumps({"axes": "ZYX"}))  # fmt: skip
+    CameraProfile.uniform((32, 32), 2.0, 100.0, 2.0).save(tmp_path / "p.h5")
+    r = _run("score", tmp_path / "vol.tif", "-p", tmp_path / "p.h5", "--labels",
+             tmp_path / "ann.tif", "--out", tmp_path / "out")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert err.startswith(f"error: {tmp_path / 'ann.tif'}: too few annotated pixels"), err
+    assert not (tmp_path / "out").exists()
