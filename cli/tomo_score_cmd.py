@@ -277,7 +277,7 @@ def run_tomo_score(
     except ValueError as exc:
         raise options_error(exc) from None
     console = Console(stderr=True)
-    proj, info = read_stack(projections, what="projection stack")
+    proj, info = _read_projections(projections, read_stack)
     console.print(f"read {info.describe()}", highlight=False, soft_wrap=True)
     _check_geometry(center, arc, proj.shape[-1])
     ang = _read_angles(angles, proj.shape[0]) if angles else default_angles(proj.shape[0], arc)
@@ -356,6 +356,26 @@ def _annotations(labels: Path | None, instances: bool, segmenter: str, proj_shap
 
         return training_labels(lab)
     return lab
+
+
+def _read_projections(projections: Path, read_stack: Any) -> tuple[Any, Any]:
+    """The stack, or the frames ``FILE[i:j]`` / ``FILE[i]`` select (as `tomo reconstruct`)."""
+    from dataclasses import replace
+
+    from rawsigma.analysis.tomo.sources import split_selection
+    from rawsigma.errors import UsageError
+
+    path, sel = split_selection(str(projections))
+    proj, info = read_stack(path, what="projection stack")
+    if sel is None:
+        return proj, info
+    n = proj.shape[0]
+    proj = proj[sel : sel + 1 if sel != -1 else None] if isinstance(sel, int) else proj[sel]
+    if proj.shape[0] == 0:
+        raise UsageError(f"{projections}: selects none of the {n} frames of {path}")
+    sel_text = str(projections)[len(str(path)) :]
+    layout = f"{info.layout}, frames {sel_text} selected"
+    return proj, replace(info, shape=proj.shape, n_frames=proj.shape[0], layout=layout)
 
 
 def _tomo_profile(

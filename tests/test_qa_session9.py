@@ -117,3 +117,21 @@ def test_volume_labels_too_sparse_name_the_file(tmp_path):
     (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert err.startswith(f"error: {tmp_path / 'ann.tif'}: too few annotated pixels"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_tomo_score_takes_a_frame_selection_like_reconstruct(tmp_path):
+    """`tomo score 'FILE[i:j]'` said "no such file" (`tomo reconstruct` takes it): the
+    real OPT file holds 7 projections, then dark, flat and hot-pixel frames."""
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "p.tif", rng.integers(1000, 2000, (12, 4, 16), dtype=np.uint16),
+                     photometric="minisblack")  # fmt: skip
+    r = _run("tomo", "score", f"{tmp_path / 'p.tif'}[0:2]", "--estimate-profile",
+             "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    read, err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert "frames [0:2] selected -> (2, 4, 16) uint16, 2 frames" in read
+    assert "2 projections for a 16-pixel detector" in err
+    r = _run("tomo", "score", f"{tmp_path / 'p.tif'}[5:5]", "--estimate-profile",
+             "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 2 and "selects none of the 12 frames" in r.stderr, r.output
+    assert not (tmp_path / "o").exists()
