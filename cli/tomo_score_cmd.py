@@ -40,7 +40,7 @@ def score(
     projections: Path = typer.Argument(
         ...,
         help="Raw projections, a stack (n_angles, rows, detector) of 16-bit frames: "
-        "TIFF, HDF5 (FILE.h5[:DATASET]), zarr or .npy.",
+        "TIFF, HDF5 (FILE.h5[:DATASET]), zarr or .npy; FILE\\[i:j] selects frames.",
     ),
     profile: Path | None = typer.Option(None, "--profile", "-p", help="Camera profile (.h5)."),
     estimate_profile: bool = typer.Option(
