@@ -244,13 +244,7 @@ def run_tomo_score(
     from .params import check_codecs, check_profile_choice
 
     check_profile_choice(profile, estimate_profile)
-    if offset is not None and not estimate_profile:
-        raise UsageError(
-            f"--offset {offset:g} applies with --estimate-profile only: the profile "
-            f"{profile} has its own offset"
-        )
-    if offset is not None and not (math.isfinite(offset) and offset >= 0):
-        raise UsageError(f"--offset must be a finite value >= 0 ADU, got {offset}")
+    _check_offset_option(offset, profile)
     check_output_dir(out)
     existing = [f for f in TOMO_RESULT_FILES if (out / f).exists()]
     if existing and not force:
@@ -356,6 +350,19 @@ def _annotations(labels: Path | None, instances: bool, segmenter: str, proj_shap
 
         return training_labels(lab)
     return lab
+
+
+def _check_offset_option(offset: float | None, profile: Path | None) -> None:
+    """``--offset``: only with ``--estimate-profile``, finite and >= 0 (`UsageError`)."""
+    from rawsigma.errors import UsageError
+
+    if offset is not None and profile is not None:
+        raise UsageError(
+            f"--offset {offset:g} applies with --estimate-profile only: the profile "
+            f"{profile} has its own offset"
+        )
+    if offset is not None and not (math.isfinite(offset) and offset >= 0):
+        raise UsageError(f"--offset must be a finite value >= 0 ADU, got {offset}")
 
 
 def _read_projections(projections: Path, read_stack: Any) -> tuple[Any, Any]:
