@@ -155,21 +155,30 @@ def test_knee_guess_does_not_change_the_stream() -> None:
 
 
 @needs_c
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("row_step", [1, 3, 8])
-def test_train_row_step_c_equals_numba(row_step) -> None:
+def test_train_row_step_c_equals_numba(row_step, sparse) -> None:
     rng = np.random.default_rng(row_step)
     y, x = np.mgrid[:70, :90]
     codes = (40 + 30 * np.sin(x / 7.0) + rng.normal(0, 2, x.shape)).astype(np.int32)
     K = PY.n_levels(*codes.shape)
     accs = [PY.new_moments(), PY.new_moments()]
-    NB.train_tile(codes, K, accs[0], row_step)
-    C.train_tile(codes, K, accs[1], row_step)
+    NB.train_tile(codes, K, accs[0], row_step, sparse)
+    C.train_tile(codes, K, accs[1], row_step, sparse)
     np.testing.assert_array_equal(accs[0], accs[1])
     dense = PY.new_moments()
     C.train_tile(codes, K, dense, 1)
     n = accs[1][..., 9].sum()
     assert 0 < n <= dense[..., 9].sum()
-    assert (n < dense[..., 9].sum()) == (row_step > 1)
+    assert (n < dense[..., 9].sum()) == (row_step > 1 or sparse)
+    # sparse halves the rows of levels >= 1 (weight sets 3-5) only: level 0's samples
+    # (sets 0-2) are those of the old density
+    old = PY.new_moments()
+    C.train_tile(codes, K, old, row_step)
+    per_set = accs[1][..., 9].sum((1, 2))
+    np.testing.assert_array_equal(per_set[:3], old[..., 9].sum((1, 2))[:3])
+    if sparse:
+        assert 0 < per_set[3:].sum() < 0.6 * old[..., 9].sum((1, 2))[3:].sum()
 
 
 def test_training_frames_of_a_stack() -> None:

@@ -1990,12 +1990,13 @@ MULTI static int codes_small(const int32_t *codes, int64_t n)
 /* the moments of the training rows into acc; vec: 8-wide accumulation (`train_row_avx2`,
  * every plane value within +-SMALL_CODE) */
 MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut,
-                             int row_step, int vec)
+                             int row_step, int sparse, int vec)
 {
     for (int k = 0; k < p->K; k++) {
         plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
         int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
-        int rstep = k == 0 ? row_step : (k == 1 ? (row_step + 1) / 2 : 1);
+        /* sparse: levels >= 1 at half the density (`pyramid.train_tile`) */
+        int rstep = k == 0 ? row_step : ((k == 1 ? (row_step + 1) / 2 : 1) << (sparse ? 1 : 0));
         for (int kind = 0; kind < N_STAGE; kind++) {
             plane T = p->st[3 * k + kind];
             int64_t n_r, n_c;
@@ -2110,9 +2111,10 @@ MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, cons
                     hist2[gg[j + 1]] += 1;
                 }
                 if (j < n_c) hist[gg[j]] += 1;
-                if (n_row_esc)
-                    for (j = 0; j < n_c; j++)
-                        if (sy[j] == ESC) esc[n_esc++] = trow[j];
+                for (const uint8_t *e = sy; n_row_esc > 0; n_row_esc--, e++) { /* memchr: SIMD */
+                    e = (const uint8_t *)memchr(e, ESC, (size_t)(sy + n_c - e));
+                    esc[n_esc++] = trow[e - sy];
+                }
                 t += n_c;
             }
         }
@@ -2188,13 +2190,13 @@ static PyObject *py_n_levels(PyObject *self, PyObject *args)
     return PyLong_FromLong(n_levels(h, w));
 }
 
-/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32[, row_step = 4]) */
+/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32[, row_step = 4[, sparse = 0]]) */
 static PyObject *py_train_tile(PyObject *self, PyObject *args)
 {
     PyObject *oc, *oa, *ol;
-    int row_step = 4;
+    int row_step = 4, sparse = 0;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOO|i", &oc, &oa, &ol, &row_step)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|ip", &oc, &oa, &ol, &row_step, &sparse)) return NULL;
     if (row_step < 1) {
         PyErr_SetString(PyExc_ValueError, "_ckernels: row_step must be >= 1");
         return NULL;
@@ -2226,7 +2228,7 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
 #ifdef HAVE_AVX2
         vec = use_avx2 && codes_small(codes, h * w);
 #endif
-        train_tile(&p, &rb, acc, lut, row_step, vec);
+        train_tile(&p, &rb, acc, lut, row_step, sparse, vec);
         free(p.mem);
         free(rb.mem);
     }

@@ -72,8 +72,8 @@ def _kp(kp) -> np.ndarray:
     return NO_KNEE if kp is None else np.ascontiguousarray(kp, np.float64)
 
 
-def _train_tile(codes, K, acc, row_step=4) -> None:
-    _C.train_tile(codes, acc, PY.ACT_LUT, int(row_step))
+def _train_tile(codes, K, acc, row_step=4, sparse=False) -> None:
+    _C.train_tile(codes, acc, PY.ACT_LUT, int(row_step), bool(sparse))
 
 
 def _model_tile(codes, K, wts, cts, syms, ctxs, esc, hist) -> int:

@@ -324,12 +324,14 @@ N_MOM = 14  # distinct moments of (r1, r2, r3, 1) and the code: see `normal_equa
 
 
 @nb.njit(**_OPTS)
-def train_tile(codes, K, acc, row_step=4):
+def train_tile(codes, K, acc, row_step=4, sparse=False):
     """Accumulate, per weight set, activity class and level value, the moments that make
     the normal equations of the ring predictor (features r1, r2, r3, 1 → code) over a
     sample of a tile's pixels: every row of the coarse levels, every ``⌈row_step / 2⌉``-th
     row of level 1 and every ``row_step``-th of level 0 (3 weights and a bias per class
-    need far fewer samples; `stream` passes 8 for frames of more than 2 Mpx).
+    need far fewer samples; `stream` passes 8 for frames of more than 2 Mpx). ``sparse``
+    halves the density of levels ≥ 1: every 2nd row of the coarse levels, every
+    ``2⌈row_step / 2⌉``-th of level 1 (`stream`'s choice since format 5's session 9).
 
     ``acc`` (N_SETS, N_ACT_CLS, LVL_MAX + 1, N_MOM) int64, exact integer sums; the level
     classes are chosen afterwards (`level_thresholds`).
@@ -343,7 +345,7 @@ def train_tile(codes, K, acc, row_step=4):
         E = levels[k + 1]
         O, Q = stages[3 * k], stages[3 * k + 1]
         m0 = min(k, N_WEIGHT_LEVELS - 1) * N_STAGE
-        rstep = row_step if k == 0 else ((row_step + 1) // 2 if k == 1 else 1)
+        rstep = row_step if k == 0 else ((row_step + 1) // 2 if k == 1 else 1) << int(sparse)
         for kind in range(N_STAGE):
             T = stages[3 * k + kind]
             n_r, n_c = _stage_rows(kind, hs[k], ws[k])

@@ -623,6 +623,10 @@ def _code_causal(codes, tiles, params):
 # share their statistics); a single frame trains on all its tiles
 TRAIN_PIXELS = 1 << 21
 TRAIN_DENSE = 1 << 21  # above (frames > 2 Mpx): half the rows of levels 0 and 1
+# levels >= 1 (a quarter of the pixels, half of the training samples) trained on half
+# their old rows: -20 % of the training's work, sizes within +-0.2 % (RESULTS.md,
+# session 9, husi); False gives the streams of earlier versions
+TRAIN_SPARSE = True
 
 
 def _train_groups(tiles, hw: int, threads: int | None) -> list[list[tuple[int, int, int]]]:
@@ -642,7 +646,8 @@ def _code_pyramid(codes, tiles, params):
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
     groups = _train_groups(tiles, codes[0].size, params.threads)
-    # every 4th row of level 0 up to 2 Mpx of training tiles, every 8th above
+    # every 4th row of level 0 up to 2 Mpx of training tiles, every 8th above; levels
+    # >= 1 at half `train_tile`'s old density (TRAIN_SPARSE)
     n_train = sum(th for g in groups for _, _, th in g) * codes.shape[-1]
     row_step = 4 if n_train <= TRAIN_DENSE else 8
 
@@ -650,7 +655,7 @@ def _code_pyramid(codes, tiles, params):
         acc = PY.new_moments()  # one per group: no per-tile allocation and sum
         for f, r0, th in group:
             block = codes[f, r0 : r0 + th]
-            kx.train_tile(block, kx.n_levels(*block.shape), acc, row_step)
+            kx.train_tile(block, kx.n_levels(*block.shape), acc, row_step, TRAIN_SPARSE)
         return acc
 
     accs = _map(train, groups, params.threads)
@@ -706,8 +711,7 @@ def _code_pyramid(codes, tiles, params):
 
 # zlib setting (level, strategy) of the weights: "filtered" (few short matches) suits
 # these int32 arrays; level 5: 1.5-2x faster than the default level 6 and 1-3 % smaller.
-# Any setting decodes the same (`zlib.decompress`). (The escaped codes keep level 6:
-# lower levels lose the repeats of a stack's escapes, 2.7x larger on Usiigaci's.)
+# Any setting decodes the same (`zlib.decompress`). (The escaped codes: `_escapes_section`.)
 _ZLIB_WEIGHTS = (5, zlib.Z_FILTERED)
 
 
@@ -720,6 +724,23 @@ def _deflate(raw: bytes, level: int, strategy: int) -> bytes:
 # the class tables as ``model_tile`` takes them, per kernels and level LUTs (frames of
 # one camera share their level classes): neither kernel writes them
 _MODEL_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def _escapes_section(esc: np.ndarray, n_frames: int) -> bytes:
+    """The "escapes" section: the escaped codes as little-endian int32, zlib.
+
+    A stack's escapes repeat from frame to frame (level 6 finds them). A single frame's
+    are few distinct small values that LZ77 matching hardly shortens: Huffman coding
+    alone is 5-8x faster (Usiigaci: 0.12 instead of 0.93 ms, +1.5 % of this section,
+    +0.02 % of the stream); level 6 is still tried when the Huffman code shows highly
+    repetitive values (< 1/6 of the raw size). Any setting decodes the same."""
+    raw = esc.astype("<i4").tobytes()
+    if n_frames > 1:
+        return zlib.compress(raw, 6)
+    out = _deflate(raw, 1, zlib.Z_HUFFMAN_ONLY)
+    if 6 * len(out) < len(raw):
+        out = min(out, zlib.compress(raw, 6), key=len)
+    return out
 
 
 def _model_tables(kx, luts: np.ndarray) -> np.ndarray:
@@ -767,7 +788,7 @@ def encode_frames(
         sections["maps"] = maps.to_bytes()
     sections["recon"] = _recon_section(recon)
     sections.update(model_sections)
-    sections["escapes"] = zlib.compress(np.concatenate(escapes).astype("<i4").tobytes(), 6)
+    sections["escapes"] = _escapes_section(np.concatenate(escapes), n)
     sections["words"] = b"".join(wd.astype("<u2").tobytes() for wd in words)
     directory = {}
     pos = 0
