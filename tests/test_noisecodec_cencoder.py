@@ -148,13 +148,21 @@ def test_model_tile_matches_numba(regular):
     if not regular:
         luts = np.tile((np.arange(PY.LVL_MAX + 1) * 5) % PY.N_LVL_CLS, (PY.N_SETS, 1))
     cts = PY.class_tables(luts.astype(np.uint8))
+    # C's training keeps the tile's planes for its model pass: the same outputs
+    keep = np.full(C.planes_size(*codes.shape), 12345, np.int16)
+    C.train_tile(codes, K, PY.new_moments(), 4, True, keep)
     res = []
-    for ns in (NB, C):
+    for ns, planes in ((NB, ()), (C, ()), (C, (keep,))):
         n = codes.size
         syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
         esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-        ne = ns.model_tile(codes, K, wts, ns.model_tables(cts), syms, ctxs, esc, hist)
+        ne = ns.model_tile(codes, K, wts, ns.model_tables(cts), syms, ctxs, esc, hist, *planes)
         res.append((syms, ctxs, esc[:ne], hist))
     assert res[0][2].size > 0
-    for a, b in zip(*res, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for other in res[1:]:
+        for a, b in zip(res[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="planes size"):
+        C.train_tile(codes, K, PY.new_moments(), 4, True, keep[:-1])
+    with pytest.raises(ValueError, match="planes size"):
+        C.model_tile(codes, K, wts, C.model_tables(cts), syms, ctxs, esc, hist, keep[1:])

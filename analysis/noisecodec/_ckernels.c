@@ -2190,13 +2190,78 @@ static PyObject *py_n_levels(PyObject *self, PyObject *args)
     return PyLong_FromLong(n_levels(h, w));
 }
 
-/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32[, row_step = 4[, sparse = 0]]) */
+/* The encoder's planes of a tile in a caller's int16 buffer, built once by train_tile
+ * (keep) and read by model_tile (planes): pyramid_alloc_with's allocator returns the
+ * buffer set by this thread (and records the size it asks for) */
+#if defined(_WIN32)
+static __declspec(thread) void *given_buf;
+static __declspec(thread) size_t given_size;
+#else
+static __thread void *given_buf;
+static __thread size_t given_size;
+#endif
+
+static void *given(size_t n)
+{
+    given_size = n;
+    return given_buf;
+}
+
+/* bytes of the planes (with level 0) of an h x w tile; 0 if it has too many levels */
+static size_t planes_bytes(int64_t h, int64_t w)
+{
+    pyramid p;
+    given_buf = NULL;
+    given_size = 0;
+    pyramid_alloc_with(&p, h, w, 1, given); /* -1: no memory given, the size recorded */
+    return given_size;
+}
+
+static int pyramid_at(pyramid *p, int64_t h, int64_t w, void *mem)
+{
+    given_buf = mem;
+    int r = pyramid_alloc_with(p, h, w, 1, given);
+    given_buf = NULL;
+    return r;
+}
+
+/* planes_size(h, w) -> int16 elements of a tile's planes (train_tile's keep) */
+static PyObject *py_planes_size(PyObject *self, PyObject *args)
+{
+    long long h, w;
+    if (!PyArg_ParseTuple(args, "LL", &h, &w)) return NULL;
+    size_t n = h > 0 && w > 0 ? planes_bytes(h, w) : 0;
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: no planes for this tile shape");
+        return NULL;
+    }
+    return PyLong_FromSize_t(n / sizeof(int16_t));
+}
+
+/* the optional planes buffer (None: absent) of a tile, of planes_size elements */
+static int16_t *get_planes(bufs *B, PyObject *o, int64_t h, int64_t w, int writable, int *bad)
+{
+    *bad = 0;
+    if (o == NULL || o == Py_None) return NULL;
+    Py_ssize_t n;
+    int16_t *d = get(B, o, 'i', 2, writable, "planes", &n);
+    if (d && (size_t)n * sizeof(int16_t) != planes_bytes(h, w)) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: planes size");
+        d = NULL;
+    }
+    *bad = d == NULL;
+    return d;
+}
+
+/* train_tile(codes int32 (h, w), acc int64 flat, act_lut int32[, row_step = 4[, sparse = 0
+ * [, keep]]]): keep, an int16 array of planes_size(h, w) or None, receives the tile's
+ * planes for model_tile */
 static PyObject *py_train_tile(PyObject *self, PyObject *args)
 {
-    PyObject *oc, *oa, *ol;
-    int row_step = 4, sparse = 0;
+    PyObject *oc, *oa, *ol, *ok = NULL;
+    int row_step = 4, sparse = 0, bad;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOO|ip", &oc, &oa, &ol, &row_step, &sparse)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|ipO", &oc, &oa, &ol, &row_step, &sparse, &ok)) return NULL;
     if (row_step < 1) {
         PyErr_SetString(PyExc_ValueError, "_ckernels: row_step must be >= 1");
         return NULL;
@@ -2211,6 +2276,8 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
     if (!lut) goto fail;
     NEED(nacc == (Py_ssize_t)N_SETS * N_ACT_CLS * (LVL_MAX + 1) * N_MOM, "acc size");
     NEED(nlut == ACT_MAX + 1, "act_lut size");
+    int16_t *keep = get_planes(&B, ok, h, w, 1, &bad);
+    if (bad) goto fail;
 #ifdef HAVE_AVX2
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
@@ -2218,9 +2285,9 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
     rowbufs rb;
     int err = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (pyramid_alloc(&p, h, w, 1)) err = 1;
+    if (keep ? pyramid_at(&p, h, w, keep) : pyramid_alloc(&p, h, w, 1)) err = 1;
     else if (rows_alloc(&rb, w)) {
-        free(p.mem);
+        if (!keep) free(p.mem);
         err = 1;
     } else {
         build_planes(&p, codes, h, w);
@@ -2229,7 +2296,7 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
         vec = use_avx2 && codes_small(codes, h * w);
 #endif
         train_tile(&p, &rb, acc, lut, row_step, sparse, vec);
-        free(p.mem);
+        if (!keep) free(p.mem);
         free(rb.mem);
     }
     Py_END_ALLOW_THREADS
@@ -2242,12 +2309,15 @@ fail:
 }
 
 /* model_tile(codes, wts int32 (N_SETS·256), cts uint16, syms u8, ctxs u16, esc i32,
- * hist i64) -> number of escapes */
+ * hist i64[, planes]) -> number of escapes; planes: None or train_tile's keep of the same
+ * codes (the planes are not built again) */
 static PyObject *py_model_tile(PyObject *self, PyObject *args)
 {
-    PyObject *o[7];
+    PyObject *o[8] = {NULL};
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6]))
+    int bad;
+    if (!PyArg_ParseTuple(args, "OOOOOOO|O", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
+                          &o[7]))
         return NULL;
     Py_ssize_t nw, nc, ns, nx, ne, nh;
     int64_t h, w;
@@ -2284,21 +2354,23 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     rowbufs rb;
     int64_t n_esc = -1;
     NEED(h * w < ((int64_t)1 << 32), "tile too large");
+    int16_t *built = get_planes(&B, o[7], h, w, 0, &bad);
+    if (bad) goto fail;
 #ifdef HAVE_AVX2
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
 #endif
     Py_BEGIN_ALLOW_THREADS
     /* a 32-bit histogram: a stage's contexts stay in L1 (added to hist at the end) */
     uint32_t *h32 = (uint32_t *)calloc(2 * N_CTX_ALL * N_SYM, sizeof(uint32_t));
-    if (h32 && !pyramid_alloc(&p, h, w, 1)) {
+    if (h32 && !(built ? pyramid_at(&p, h, w, built) : pyramid_alloc(&p, h, w, 1))) {
         if (!rows_alloc(&rb, w)) {
-            build_planes(&p, codes, h, w);
+            if (!built) build_planes(&p, codes, h, w);
             n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, h32);
             for (int64_t i = 0; i < N_CTX_ALL * N_SYM; i++)
                 hist[i] += (int64_t)h32[i] + h32[N_CTX_ALL * N_SYM + i];
             free(rb.mem);
         }
-        free(p.mem);
+        if (!built) free(p.mem);
     }
     free(h32);
     Py_END_ALLOW_THREADS
@@ -3210,6 +3282,7 @@ static PyObject *py_constants(PyObject *self, PyObject *noargs)
 static PyMethodDef methods[] = {
     {"n_levels", py_n_levels, METH_VARARGS, "Number of splits of an h x w tile."},
     {"train_tile", py_train_tile, METH_VARARGS, "pyramid.train_tile in C."},
+    {"planes_size", py_planes_size, METH_VARARGS, "int16 elements of a tile's planes."},
     {"model_tile", py_model_tile, METH_VARARGS, "pyramid.model_tile in C."},
     {"rans_encode", py_rans_encode, METH_VARARGS, "pyramid.rans_encode in C."},
     {"dec_prepare", py_dec_prepare, METH_VARARGS, "The decoder's tables of a stream."},

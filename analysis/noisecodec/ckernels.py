@@ -11,7 +11,8 @@ are the reference and the fallback.
 ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` (formats
 3-4), ``rans_encode16`` and ``decode_tile16`` (format 5, `pyramid5`) with the numba
 kernels' signatures (and ``decoder_tables``: a stream's ``cts, tab`` for the decoders;
-``v_min``: the C loop of `stream.frames_v_min`, None for numpy;
+``v_min``: the C loop of `stream.frames_v_min`, None for numpy; ``planes_size``: the
+size of a tile's planes that C ``train_tile`` keeps for ``model_tile`` (None for numba);
 ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
 ``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
 class tables as ``model_tile`` takes them, once per frame; ``solve_weights`` and
@@ -72,12 +73,15 @@ def _kp(kp) -> np.ndarray:
     return NO_KNEE if kp is None else np.ascontiguousarray(kp, np.float64)
 
 
-def _train_tile(codes, K, acc, row_step=4, sparse=False) -> None:
-    _C.train_tile(codes, acc, PY.ACT_LUT, int(row_step), bool(sparse))
+def _train_tile(codes, K, acc, row_step=4, sparse=False, keep=None) -> None:
+    # keep: None, or an int16 array of planes_size(*codes.shape) that receives the
+    # tile's planes for `_model_tile` (built once for both passes)
+    _C.train_tile(codes, acc, PY.ACT_LUT, int(row_step), bool(sparse), keep)
 
 
-def _model_tile(codes, K, wts, cts, syms, ctxs, esc, hist) -> int:
-    return _C.model_tile(codes, wts, cts, syms, ctxs, esc, hist)
+def _model_tile(codes, K, wts, cts, syms, ctxs, esc, hist, planes=None) -> int:
+    # planes: None, or `_train_tile`'s keep of the same codes
+    return _C.model_tile(codes, wts, cts, syms, ctxs, esc, hist, planes)
 
 
 def _split_class_tables(cts: np.ndarray) -> np.ndarray:
@@ -178,6 +182,7 @@ def _c_namespace() -> SimpleNamespace:
         n_levels=_C.n_levels,
         train_tile=_train_tile,
         model_tile=_model_tile,
+        planes_size=_C.planes_size,  # train_tile(keep=) and model_tile(planes=)
         rans_encode=_rans_encode,
         decode_tile=_decode_tile,
         rans_encode16=_rans_encode16,
@@ -205,6 +210,7 @@ def numba_namespace() -> SimpleNamespace:
         n_levels=PY.n_levels,
         train_tile=PY.train_tile,
         model_tile=PY.model_tile,
+        planes_size=None,  # no planes kept from training for the model pass
         rans_encode=PY.rans_encode,
         decode_tile=PY.decode_tile,
         rans_encode16=P5.rans_encode16,
