@@ -1987,6 +1987,59 @@ MULTI static int codes_small(const int32_t *codes, int64_t n)
     return lo >= -SMALL_CODE && hi <= SMALL_CODE;
 }
 
+/* the encoder's planes (`build_planes` without the level-0 plane, which only the
+ * polyphase split reads): level 0's four phases straight from the codes, one pass; returns
+ * whether every code (as int16) lies within +-SMALL_CODE (`codes_small`). Allocated with
+ * with_level0 = 0 (a tile of one level, K = 0, keeps its level-0 plane) */
+MULTI static int build_planes_enc(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
+{
+    const int64_t H = HALO;
+    if (p->K == 0) {
+        build_planes(p, codes, h, w);
+        return codes_small(codes, h * w);
+    }
+    plane X[4];
+    int dy[4], dx[4];
+    for (int t = 0; t < 4; t++) X[t] = phase(p, 0, t, &dy[t], &dx[t]);
+    int32_t lo = 0, hi = 0;
+    const int64_t m = w / 2;
+    for (int64_t i = 0; i < h; i++) {
+        const int32_t *restrict c = codes + i * w;
+        /* row parity dy: phases (dy, dx) = (0, 0) ee 0, (0, 1) eo 2, (1, 0) oe 3, (1, 1) oo 1 */
+        int16_t *restrict ev = ROW(X[i & 1 ? 3 : 0], H + i / 2) + H;
+        int16_t *restrict od = ROW(X[i & 1 ? 1 : 2], H + i / 2) + H;
+        for (int64_t j = 0; j < m; j++) { /* vectorises */
+            int16_t a = (int16_t)c[2 * j], b = (int16_t)c[2 * j + 1];
+            ev[j] = a;
+            od[j] = b;
+            lo = min32(lo, min32(a, b));
+            hi = max32(hi, max32(a, b));
+        }
+        if (w & 1) {
+            int16_t a = (int16_t)c[w - 1];
+            ev[m] = a;
+            lo = min32(lo, a);
+            hi = max32(hi, a);
+        }
+    }
+    for (int t = 0; t < 4; t++) fill_halo(X[t], (h + 1 - dy[t]) / 2, (w + 1 - dx[t]) / 2);
+    for (int k = 1; k < p->K; k++) { /* the coarser levels as in build_planes */
+        plane L = p->lv[k];
+        for (int t = 0; t < 4; t++) {
+            int dyk, dxk;
+            plane Y = phase(p, k, t, &dyk, &dxk);
+            int64_t n = (p->hs[k] + 1 - dyk) / 2, mk = (p->ws[k] + 1 - dxk) / 2;
+            for (int64_t i = 0; i < n; i++) {
+                int16_t *yr = ROW(Y, H + i) + H;
+                const int16_t *lr = ROW(L, H + 2 * i + dyk) + H + dxk;
+                for (int64_t j = 0; j < mk; j++) yr[j] = lr[2 * j];
+            }
+            fill_halo(Y, n, mk);
+        }
+    }
+    return lo >= -SMALL_CODE && hi <= SMALL_CODE;
+}
+
 /* the moments of the training rows into acc; vec: 8-wide accumulation (`train_row_avx2`,
  * every plane value within +-SMALL_CODE) */
 MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t *act_lut,
@@ -2213,14 +2266,14 @@ static size_t planes_bytes(int64_t h, int64_t w)
     pyramid p;
     given_buf = NULL;
     given_size = 0;
-    pyramid_alloc_with(&p, h, w, 1, given); /* -1: no memory given, the size recorded */
+    pyramid_alloc_with(&p, h, w, 0, given); /* -1: no memory given, the size recorded */
     return given_size;
 }
 
 static int pyramid_at(pyramid *p, int64_t h, int64_t w, void *mem)
 {
     given_buf = mem;
-    int r = pyramid_alloc_with(p, h, w, 1, given);
+    int r = pyramid_alloc_with(p, h, w, 0, given);
     given_buf = NULL;
     return r;
 }
@@ -2285,15 +2338,16 @@ static PyObject *py_train_tile(PyObject *self, PyObject *args)
     rowbufs rb;
     int err = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (keep ? pyramid_at(&p, h, w, keep) : pyramid_alloc(&p, h, w, 1)) err = 1;
+    if (keep ? pyramid_at(&p, h, w, keep) : pyramid_alloc(&p, h, w, 0)) err = 1;
     else if (rows_alloc(&rb, w)) {
         if (!keep) free(p.mem);
         err = 1;
     } else {
-        build_planes(&p, codes, h, w);
-        int vec = 0;
+        int vec = build_planes_enc(&p, codes, h, w);
 #ifdef HAVE_AVX2
-        vec = use_avx2 && codes_small(codes, h * w);
+        vec = vec && use_avx2;
+#else
+        vec = 0;
 #endif
         train_tile(&p, &rb, acc, lut, row_step, sparse, vec);
         if (!keep) free(p.mem);
@@ -2362,9 +2416,9 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     /* a 32-bit histogram: a stage's contexts stay in L1 (added to hist at the end) */
     uint32_t *h32 = (uint32_t *)calloc(2 * N_CTX_ALL * N_SYM, sizeof(uint32_t));
-    if (h32 && !(built ? pyramid_at(&p, h, w, built) : pyramid_alloc(&p, h, w, 1))) {
+    if (h32 && !(built ? pyramid_at(&p, h, w, built) : pyramid_alloc(&p, h, w, 0))) {
         if (!rows_alloc(&rb, w)) {
-            if (!built) build_planes(&p, codes, h, w);
+            if (!built) build_planes_enc(&p, codes, h, w);
             n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, h32);
             for (int64_t i = 0; i < N_CTX_ALL * N_SYM; i++)
                 hist[i] += (int64_t)h32[i] + h32[N_CTX_ALL * N_SYM + i];
