@@ -1945,18 +1945,20 @@ __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
  * a product below 2**31), widened to 64 bits and added */
 __attribute__((target("avx2"))) static void train_row_avx2(int64_t n, const rowbufs *b,
                                                           const int16_t *t, int64_t *acc,
-                                                          const int32_t *act_lut, uint64_t m)
+                                                          const int64_t *cell0)
 {
     const __m256i ia = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2),
                   ib = _mm256_setr_epi32(0, 1, 2, 3, 1, 2, 3, 2),
                   ic = _mm256_setr_epi32(2, 3, 4, 4, 4, 4, 5, 5),
                   id = _mm256_setr_epi32(3, 3, 0, 1, 2, 3, 5, 5);
+    /* local copies: the stores to acc would otherwise reload them from b every pixel */
+    const int32_t *restrict al = b->al, *restrict r1 = b->r1, *restrict r2 = b->r2,
+                            *restrict r3 = b->r3;
     for (int64_t j = 0; j < n; j++) {
-        uint64_t v = (uint32_t)b->al[j];
-        uint64_t c = (uint64_t)(act_lut[v >> 8] & 0xFF) / N_LVL_CLS;
-        int64_t *u = acc + ((m * N_ACT_CLS + c) * (LVL_MAX + 1) + (v & 0xFF)) * N_MOM;
+        uint64_t v = (uint32_t)al[j];
+        int64_t *u = acc + cell0[v >> 8] + (int64_t)(v & 0xFF) * N_MOM;
         /* q = (f1, f2, f3, 1, y, 0, 0, 0) */
-        __m256i q = _mm256_setr_epi32(b->r1[j], b->r2[j], b->r3[j], 1, t[j], 0, 0, 0);
+        __m256i q = _mm256_setr_epi32(r1[j], r2[j], r3[j], 1, t[j], 0, 0, 0);
         __m256i P = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(q, ia),
                                        _mm256_permutevar8x32_epi32(q, ib));
         __m256i R = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(q, ic),
@@ -2055,12 +2057,16 @@ MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t
             int64_t n_r, n_c;
             stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
             uint64_t m = (uint64_t)(m0 + kind);
+            int64_t cell0[ACT_MAX + 1]; /* offset of (set m, activity's class, level 0) */
+            for (int a = 0; a <= ACT_MAX; a++)
+                cell0[a] = (int64_t)((m * N_ACT_CLS + (uint64_t)(act_lut[a] & 0xFF) / N_LVL_CLS)
+                                     * (LVL_MAX + 1) * N_MOM);
             for (int64_t i = kind % rstep; i < n_r; i += rstep) {
                 features(kind, i, n_c, E, O, Q, b);
                 const int16_t *t = ROW(T, i + HALO) + HALO;
 #ifdef HAVE_AVX2
                 if (vec) {
-                    train_row_avx2(n_c, b, t, acc, act_lut, m);
+                    train_row_avx2(n_c, b, t, acc, cell0);
                     continue;
                 }
 #endif
