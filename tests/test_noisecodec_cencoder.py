@@ -152,11 +152,16 @@ def test_model_tile_matches_numba(regular):
     keep = np.full(C.planes_size(*codes.shape), 12345, np.int16)
     C.train_tile(codes, K, PY.new_moments(), 4, True, keep)
     res = []
-    for ns, planes in ((NB, ()), (C, ()), (C, (keep,))):
+    nh = PY.N_CTX_ALL * PY.N_SYM
+    for ns, planes, h32 in ((NB, (), False), (C, (), False), (C, (keep,), True)):
         n = codes.size
         syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
-        esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+        # C also takes its own two uint32 halves (added to, summed by the caller)
+        hist = np.full(2 * nh, 7, np.uint32) if h32 else np.zeros(nh, np.int64)
+        esc = np.empty(n, np.int32)
         ne = ns.model_tile(codes, K, wts, ns.model_tables(cts), syms, ctxs, esc, hist, *planes)
+        if h32:
+            hist = hist[:nh].astype(np.int64) + hist[nh:] - 14
         res.append((syms, ctxs, esc[:ne], hist))
     assert res[0][2].size > 0
     for other in res[1:]:

@@ -2369,8 +2369,8 @@ fail:
 }
 
 /* model_tile(codes, wts int32 (N_SETS·256), cts uint16, syms u8, ctxs u16, esc i32,
- * hist i64[, planes]) -> number of escapes; planes: None or train_tile's keep of the same
- * codes (the planes are not built again) */
+ * hist i64 or u32[, planes]) -> number of escapes; planes: None or train_tile's keep of
+ * the same codes (the planes are not built again) */
 static PyObject *py_model_tile(PyObject *self, PyObject *args)
 {
     PyObject *o[8] = {NULL};
@@ -2398,10 +2398,21 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
     uint8_t *syms = cts ? get(&B, o[3], 'u', 1, 1, "syms", &ns) : NULL;
     uint16_t *ctxs = syms ? get(&B, o[4], 'u', 2, 1, "ctxs", &nx) : NULL;
     int32_t *esc = ctxs ? get(&B, o[5], 'i', 4, 1, "esc", &ne) : NULL;
-    int64_t *hist = esc ? get(&B, o[6], 'i', 8, 1, "hist", &nh) : NULL;
+    /* hist: int64 (N_CTX_ALL · N_SYM, added to), or the kernel's own two uint32
+     * histograms (2 · N_CTX_ALL · N_SYM: even and odd pixels, summed by the caller) that
+     * the tiles of a frame share (no zeroed copy and sum per tile) */
+    int hsize = 8;
+    if (esc && PyObject_GetBuffer(o[6], &peek, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        hsize = peek.itemsize == 4 ? 4 : 8;
+        PyBuffer_Release(&peek);
+    } else {
+        PyErr_Clear(); /* reported by get() */
+    }
+    void *hist = esc ? get(&B, o[6], hsize == 4 ? 'u' : 'i', hsize, 1, "hist", &nh) : NULL;
     if (!hist) goto fail;
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
-    NEED(ns >= h * w && nx >= h * w && ne >= h * w && nh == N_CTX_ALL * N_SYM, "output size");
+    NEED(ns >= h * w && nx >= h * w && ne >= h * w
+             && nh == (hsize == 4 ? 2 : 1) * N_CTX_ALL * N_SYM, "output size");
     classtab tabs;
     if (B.b[2].itemsize == 4) {
         NEED(nc * 4 == (Py_ssize_t)sizeof(classtab), "split class tables size");
@@ -2421,18 +2432,19 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
 #endif
     Py_BEGIN_ALLOW_THREADS
     /* a 32-bit histogram: a stage's contexts stay in L1 (added to hist at the end) */
-    uint32_t *h32 = (uint32_t *)calloc(2 * N_CTX_ALL * N_SYM, sizeof(uint32_t));
+    uint32_t *h32 = hsize == 4 ? (uint32_t *)hist
+                               : (uint32_t *)calloc(2 * N_CTX_ALL * N_SYM, sizeof(uint32_t));
     if (h32 && !(built ? pyramid_at(&p, h, w, built) : pyramid_alloc(&p, h, w, 0))) {
         if (!rows_alloc(&rb, w)) {
             if (!built) build_planes_enc(&p, codes, h, w);
             n_esc = model_tile(&p, &rb, wts, &tabs, syms, ctxs, esc, h32);
-            for (int64_t i = 0; i < N_CTX_ALL * N_SYM; i++)
-                hist[i] += (int64_t)h32[i] + h32[N_CTX_ALL * N_SYM + i];
+            for (int64_t i = 0; hsize == 8 && i < N_CTX_ALL * N_SYM; i++)
+                ((int64_t *)hist)[i] += (int64_t)h32[i] + h32[N_CTX_ALL * N_SYM + i];
             free(rb.mem);
         }
         if (!built) free(p.mem);
     }
-    free(h32);
+    if (hsize == 8) free(h32);
     Py_END_ALLOW_THREADS
     release(&B);
     if (n_esc < 0) return PyErr_NoMemory();

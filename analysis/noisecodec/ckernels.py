@@ -80,7 +80,8 @@ def _train_tile(codes, K, acc, row_step=4, sparse=False, keep=None) -> None:
 
 
 def _model_tile(codes, K, wts, cts, syms, ctxs, esc, hist, planes=None) -> int:
-    # planes: None, or `_train_tile`'s keep of the same codes
+    # planes: None, or `_train_tile`'s keep of the same codes; hist: int64 (numba's), or
+    # uint32 of twice the size (C's own two halves, kept over the tiles of a frame)
     return _C.model_tile(codes, wts, cts, syms, ctxs, esc, hist, planes)
 
 

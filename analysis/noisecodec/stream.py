@@ -673,10 +673,12 @@ def _code_pyramid(codes, tiles, params):
     luts, wts = kx.solve_weights(acc)
     cts = _model_tables(kx, luts)
 
-    # in one thread every tile adds to one histogram (the kernels accumulate); in
-    # several, each tile has its own, summed after
+    # in one thread every tile adds to one histogram (the kernels accumulate; C: to its
+    # own two uint32 halves, summed once); in several, each tile has its own, summed after
     serial = params.threads == 1 or len(tiles) == 1
     shared = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64) if serial else None
+    if serial and kx.name == "c" and codes.size < 1 << 32:
+        shared = np.zeros(2 * PY.N_CTX_ALL * PY.N_SYM, np.uint32)
 
     def model(tile):
         f, r0, th = tile
@@ -693,6 +695,8 @@ def _code_pyramid(codes, tiles, params):
 
     modelled = _map(model, tiles, params.threads)
     hist = shared if shared is not None else np.sum([m[3] for m in modelled], 0)
+    if hist.dtype == np.uint32:
+        hist = hist[: hist.size // 2].astype(np.int64) + hist[hist.size // 2 :]
     hist = hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
     remap, phys, freq, cum = kx.encoder_tables(hist)
 
