@@ -110,6 +110,23 @@ def test_quantiser_minimum_is_the_float32_minimum() -> None:
         assert top == top2 and vmin == float(v32.min())
 
 
+@needs_c
+def test_quantiser_takes_one_gain_row_of_a_uniform_map() -> None:
+    """`quantise_round` with one gain row for every row (uniform maps, `stream`): the
+    codes, top and minimum of the whole map; a row of another length is refused."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 3000, (37, 53)).astype(np.uint16)
+    off = rng.normal(100, 2, x.shape).astype(np.float32)
+    row = np.full(53, 2.17, np.float32)
+    for kp in (np.zeros(4), np.array([16.0, 8.0, 0.25, 1.0])):
+        a, b = np.empty(x.shape, np.int32), np.empty(x.shape, np.int32)
+        want = C.quantise_round(x, off, np.tile(row, (37, 1)), a, 0.5, 0.375, kp, True)
+        assert C.quantise_round(x, off, row, b, 0.5, 0.375, kp, True) == want
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="sizes"):
+        C.quantise_round(x, off, row[:52], b, 0.5, 0.375, np.zeros(4))
+
+
 def test_knee_of_agrees_with_the_exact_knee() -> None:
     """`_knee_of` gives `stream_knee`'s parameters for the exact v_min, or None close to a
     boundary of the knee's code shift or of the knee itself."""

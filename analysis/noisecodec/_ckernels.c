@@ -2535,17 +2535,29 @@ static PyObject *py_quantise_round(PyObject *self, PyObject *args)
                           &with_min))
         return NULL;
     Py_ssize_t nx, no, ng, nc, nk;
+    int64_t h = 1, w = 0;
     const uint16_t *x = get(&B, o[0], 'u', 2, 0, "x", &nx);
+    if (x && B.b[0].ndim == 2) shape2(&B, &h, &w);
     const float *off = x ? get(&B, o[1], 'f', 4, 0, "off", &no) : NULL;
     const float *gain = off ? get(&B, o[2], 'f', 4, 0, "gain", &ng) : NULL;
     int32_t *codes = gain ? get(&B, o[3], 'i', 4, 1, "codes", &nc) : NULL;
     const double *kp = codes ? get(&B, o[4], 'f', 8, 0, "kp", &nk) : NULL;
     if (!kp) goto fail;
-    NEED(no == nx && ng == nx && nc == nx && nk == 4, "sizes");
-    int32_t top;
-    float vmin;
+    /* gain: the map of x, or (x 2-D, w > 0) one row for every row (uniform maps: no 4 B/px
+     * read; the same values, the same codes) */
+    int row_gain = ng != nx && w > 0 && ng == w;
+    NEED(no == nx && (ng == nx || row_gain) && nc == nx && nk == 4, "sizes");
+    int32_t top = 0;
+    float vmin = INFINITY;
     Py_BEGIN_ALLOW_THREADS
-    top = quantise_round(x, off, gain, codes, nx, inv_step, c0, kp, &vmin);
+    if (!row_gain) top = quantise_round(x, off, gain, codes, nx, inv_step, c0, kp, &vmin);
+    for (int64_t i = 0; row_gain && i < h; i++) {
+        float v;
+        int32_t t = quantise_round(x + i * w, off + i * w, gain, codes + i * w, w, inv_step, c0,
+                                   kp, &v);
+        top = t > top ? t : top;
+        vmin = v < vmin ? v : vmin;
+    }
     Py_END_ALLOW_THREADS
     release(&B);
     if (PyTuple_GET_SIZE(args) > 7 && PyObject_IsTrue(PyTuple_GET_ITEM(args, 7)))

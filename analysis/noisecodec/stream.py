@@ -394,11 +394,16 @@ def quantise_frames_knee(
     tiles = _tiles(stack.shape[0], h, params.tile_rows)
     kp = _frozen(K.NO_KNEE)
 
+    # uniform maps: C's quantise_round takes one row of the (constant) gain map for every
+    # row (no 4 B/px read; the same codes)
+    gain_row = maps.is_uniform and kx.name == "c"
+
     def quant(tile, with_min=False):
         f, r0, th = tile
         if mode == "round":
             return kx.quantise_round(
-                stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
+                stack[f, r0 : r0 + th], off[r0 : r0 + th],
+                gain[r0] if gain_row else gain[r0 : r0 + th],
                 codes[f, r0 : r0 + th], 1.0 / step, c0, kp, *((True,) if with_min else ()),
             )  # fmt: skip
         kx.quantise_tile(
