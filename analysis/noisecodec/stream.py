@@ -659,7 +659,7 @@ def _code_pyramid(codes, tiles, params):
 
     # C: the planes of the training tiles (all tiles of a frame up to KEEP_PLANES pixels)
     # are built once, for both passes
-    keep: dict | None = {} if kx.planes_size is not None and n_train <= KEEP_PLANES else None
+    keep = {} if kx.planes_size is not None and n_train <= KEEP_PLANES else None
 
     def train(group):
         acc = PY.new_moments()  # one per group: no per-tile allocation and sum
