@@ -242,3 +242,24 @@ def test_model_tile_with_split_class_tables() -> None:
     assert outs[0][2].size > 0
     with pytest.raises(ValueError):
         C.model_tile(codes, K, wts, C.model_tables(cts)[:-1], *o, hist)
+
+
+def test_escapes_section_settings_decode_the_same() -> None:
+    """A single frame's escapes: Huffman-only zlib, or level 6 when that is smaller on
+    repetitive values; a stack's: level 6. Every choice decodes to the codes."""
+    import zlib
+
+    rng = np.random.default_rng(9)
+    varied = rng.integers(33, 154, 3437).astype(np.int32)
+    repeated = np.full(3000, 4000, np.int32)
+    raw = {k: v.astype("<i4").tobytes() for k, v in (("v", varied), ("r", repeated))}
+    huff = ST._deflate(raw["v"], 1, zlib.Z_HUFFMAN_ONLY)
+    assert ST._escapes_section(varied, 1) == huff
+    assert ST._escapes_section(varied, 2) == zlib.compress(raw["v"], 6)
+    # constant values: Huffman's 1 bit per byte at best; level 6 takes the repeats
+    assert ST._escapes_section(repeated, 1) == zlib.compress(raw["r"], 6)
+    assert len(ST._escapes_section(repeated, 1)) < len(raw["r"]) // 50
+    for esc in (varied, repeated, np.zeros(0, np.int32)):
+        for n in (1, 3):
+            back = np.frombuffer(zlib.decompress(ST._escapes_section(esc, n)), "<i4")
+            np.testing.assert_array_equal(back, esc)
