@@ -56,9 +56,11 @@ def test_rans_encode16_matches_numba(n, skew):
     freq, cum = _tables(rng, 5, skew)
     syms, ctxs = _symbols(rng, n, freq)
     got = []
-    for ns, slack in ((NB, 16), (C, 16), (C, 0)):
+    entries = (CK.rans_entries(freq, cum), None)  # C: the frame's table made once
+    for ns, slack, tab in ((NB, 16, (freq, cum)), (C, 16, (freq, cum)), (C, 0, (freq, cum)),
+                           (C, 16, entries), (C, 0, entries)):  # fmt: skip
         out = np.zeros(n + 2 * PY.WL + slack, np.uint16)
-        got.append(out[: ns.rans_encode16(syms, ctxs, freq, cum, out)].copy())
+        got.append(out[: ns.rans_encode16(syms, ctxs, *tab, out)].copy())
     assert got[0].size >= 2 * PY.WL
     for g in got[1:]:
         np.testing.assert_array_equal(g, got[0])
@@ -82,8 +84,11 @@ def test_rans_encode16_rejects_bad_symbols(where, bad):
         syms[where] = PY.N_SYM
     for slack in (16, 0):
         out = np.zeros(syms.size + 2 * PY.WL + slack, np.uint16)
-        with pytest.raises(ValueError, match="out of range or of frequency 0"):
-            C.rans_encode16(syms, ctxs, freq, cum, out)
+        for tab in ((freq, cum), (CK.rans_entries(freq, cum), None)):
+            with pytest.raises(ValueError, match="out of range or of frequency 0"):
+                C.rans_encode16(syms, ctxs, *tab, out)
+    with pytest.raises(ValueError, match="must lie in"):
+        CK.rans_entries(freq, cum + PY.TAB)
 
 
 def test_training_moments_match_numba_for_large_codes():

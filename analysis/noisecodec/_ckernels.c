@@ -2753,6 +2753,7 @@ fail:
 }
 
 /* rans_encode16(syms u8, ctxs u16, freq i64 (nctx, N_SYM), cum i64, out u16) -> words
+ * (or freq: uint32 entries freq << 16 | cum, cum None: made once for a frame's tiles)
  * (format 5: the stream in out[:words]) */
 static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
 {
@@ -2762,9 +2763,20 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
     Py_ssize_t ns, nx, nf, nc, no;
     const uint8_t *syms = get(&B, o[0], 'u', 1, 0, "syms", &ns);
     const uint16_t *ctxs = syms ? get(&B, o[1], 'u', 2, 0, "ctxs", &nx) : NULL;
-    const int64_t *freq = ctxs ? get(&B, o[2], 'i', 8, 0, "freq", &nf) : NULL;
-    const int64_t *cum = freq ? get(&B, o[3], 'i', 8, 0, "cum", &nc) : NULL;
-    uint16_t *out = cum ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
+    /* freq int64 and cum int64, or freq the uint32 entries freq << 16 | cum of the
+     * frame's tiles (made once per frame by the caller; cum None) */
+    int esize = 8;
+    Py_buffer peek;
+    if (ctxs && PyObject_GetBuffer(o[2], &peek, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        esize = peek.itemsize == 4 ? 4 : 8;
+        PyBuffer_Release(&peek);
+    } else {
+        PyErr_Clear(); /* reported by get() */
+    }
+    const void *freq = ctxs ? get(&B, o[2], esize == 4 ? 'u' : 'i', esize, 0, "freq", &nf) : NULL;
+    const int64_t *cum = freq && esize == 8 ? get(&B, o[3], 'i', 8, 0, "cum", &nc) : NULL;
+    if (esize == 4) nc = nf;
+    uint16_t *out = freq && (cum || esize == 4) ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
     if (!out) goto fail;
     NEED(nx == ns && nf == nc && nf % N_SYM == 0, "sizes");
     int64_t len;
@@ -2774,8 +2786,16 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
 #else
     int vec = 0;
 #endif
-    uint32_t *fc = symbol_table(syms, ctxs, ns, freq, cum, nf, !vec);
+    uint32_t *fc = esize == 4 ? (uint32_t *)freq
+                              : symbol_table(syms, ctxs, ns, freq, cum, nf, !vec);
     if (!fc) goto fail;
+    for (int64_t t = 0, nctx = nf / N_SYM; esize == 4 && !vec && t < ns; t++) {
+        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        if (g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0) {
+            PyErr_SetString(PyExc_ValueError, BAD_SYMBOL);
+            goto fail;
+        }
+    }
     Py_BEGIN_ALLOW_THREADS
 #ifdef HAVE_AVX2
     if (vec) len = rans_encode16_avx2(syms, ctxs, ns, fc, nf / N_SYM, out, no);
@@ -2783,7 +2803,7 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
 #endif
         len = rans_encode16(syms, ctxs, ns, fc, out, no);
     Py_END_ALLOW_THREADS
-    free(fc);
+    if (esize == 8) free(fc);
     release(&B);
     if (len == -2) {
         PyErr_SetString(PyExc_ValueError, BAD_SYMBOL);

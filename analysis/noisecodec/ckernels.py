@@ -154,8 +154,22 @@ def _decode_tile(words, starts, ends, esc, ebeg, eend, wts, cts, tab, out, dq):
 
 
 def _rans_encode16(syms, ctxs, freq, cum, out) -> int:
+    if cum is None:  # freq: the uint32 entries of `rans_entries`
+        return _C.rans_encode16(syms, ctxs, freq, None, out)
     return _C.rans_encode16(syms, ctxs, np.ascontiguousarray(freq, np.int64),
                             np.ascontiguousarray(cum, np.int64), out)  # fmt: skip
+
+
+def rans_entries(freq: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """``freq << 16 | cum`` as uint32, the C ``rans_encode16``'s table.
+
+    Made once for the tiles of a frame and passed as ``freq`` with ``cum`` None. Values
+    must lie in [0, TAB].
+    """
+    f, c = np.asarray(freq, np.int64), np.asarray(cum, np.int64)
+    if f.shape != c.shape or min(f.min(), c.min()) < 0 or max(f.max(), c.max()) > PY.TAB:
+        raise ValueError("rans_entries: freq and cum must lie in [0, TAB]")
+    return np.ascontiguousarray((f << 16 | c).astype(np.uint32))
 
 
 def _decoder_tables(planes, remap, luts):

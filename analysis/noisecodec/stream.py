@@ -704,6 +704,8 @@ def _code_pyramid(codes, tiles, params):
         hist = hist[: hist.size // 2].astype(np.int64) + hist[hist.size // 2 :]
     hist = hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
     remap, phys, freq, cum = kx.encoder_tables(hist)
+    # C: the rANS table of entries made once for all tiles
+    tables = (CK.rans_entries(freq, cum), None) if kx.name == "c" else (freq, cum)
 
     def code(m):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
         if PYRAMID_FORMAT < 5:  # formats 3-4: `PY.LANES` streams
@@ -712,7 +714,7 @@ def _code_pyramid(codes, tiles, params):
             kx.rans_encode(m[0], m[1], freq, cum, out, lens)
             return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
         out = np.empty(m[0].size + 2 * PY.WL + 16, np.uint16)
-        n = kx.rans_encode16(m[0], m[1], freq, cum, out)
+        n = kx.rans_encode16(m[0], m[1], *tables, out)
         return out[:n], [n]
 
     coded = _map(code, modelled, params.threads)
