@@ -59,6 +59,11 @@ def _lie(hd, how):
         tiles[-1][2] += 5
     elif how == "a float field":
         tiles[0][1] = 0.0
+    elif how == "a gap between tiles":  # frame 0's rows one row short of covered
+        tiles[1][1] += 1
+        tiles[1][2] -= 1
+    elif how == "a tile twice":
+        tiles.append(list(tiles[0]))
     return hd
 
 
@@ -71,6 +76,8 @@ def _lie(hd, how):
         "an extra frame in the shape",
         "rows past the end",
         "a float field",
+        "a gap between tiles",
+        "a tile twice",
     ],
 )
 def test_tile_directory_must_cover_every_row_once(how):

@@ -295,6 +295,9 @@ def _frozen(kp) -> np.ndarray:
     return a
 
 
+_NO_KNEE = _frozen(K.NO_KNEE)  # read-only: shared by the decodes of streams without a knee
+
+
 def stream_knee(stack: np.ndarray, maps: CodecMaps, params: StreamParams) -> np.ndarray:
     """The transform knee of a stream (`transform.knee_params`); all zeros when every
     value stays above it (the formats 1–3 transform, bit-identical streams).
@@ -957,7 +960,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     _check_tiles(hd["tiles"], n, h, effort, source)
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
-    kp = _frozen(hd.get("knee", K.NO_KNEE))
+    kp = _frozen(hd["knee"]) if "knee" in hd else _NO_KNEE
     if kp.shape != (4,) or not np.isfinite(kp).all():
         raise InputFileError(f"{source}: corrupted noise-codec header (knee {hd.get('knee')})")
     dither = hd["mode"] == "dither"
@@ -1003,8 +1006,11 @@ def _unbiased_bytes(n: int, step: float, sigma_e: float) -> bytes:
 
 def _check_tiles(tiles, n: int, h: int, effort: str, source: str) -> None:
     """The tile directory covers every row of every frame once, with integer fields and
-    non-negative counts (else the output would keep rows never decoded, `np.empty`)."""
-    seen = np.zeros((n, h), np.int32)
+    non-negative counts (else the output would keep rows never decoded, `np.empty`).
+
+    The row ranges, sorted by (frame, first row), must follow each other without gap or
+    overlap from (0, 0) to the end of frame ``n - 1`` (a few tiles per frame: plain
+    Python, no per-row array)."""
     counts = slice(4, None) if effort in ("best", "fast") else slice(3, None)  # not "fill"
     ok = isinstance(tiles, list)
     for t in tiles if ok else ():
@@ -1019,8 +1025,17 @@ def _check_tiles(tiles, n: int, h: int, effort: str, source: str) -> None:
         )
         if not ok:
             break
-        seen[t[0], t[1] : t[1] + t[2]] += 1
-    if not ok or (seen != 1).any():
+    if ok:
+        f = r = 0  # the next row expected: frame f, row r
+        for t in sorted((t[0], t[1], t[2]) for t in tiles):
+            ok = t[0] == f and t[1] == r
+            if not ok:
+                break
+            r += t[2]
+            if r == h:
+                f, r = f + 1, 0
+        ok = ok and (f == n or h == 0) and r == 0
+    if not ok:
         raise InputFileError(f"{source}: corrupted noise-codec tile directory")
 
 
@@ -1087,7 +1102,8 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     if tables is None:
         raise InputFileError(f"{source}: corrupted noise-codec tables")
     cts, tab = tables
-    wts = np.array(wts, np.int32)  # writable: the encoder's argument types, one compile
+    if kx.name != "c":  # C reads the weights in place
+        wts = np.array(wts, np.int32)  # writable: the encoder's argument types, one compile
     raw = np.frombuffer(sec("words"), "<u2")
     # zero words past the end: rows decode without bounds checks (positions are checked
     # after each row)
