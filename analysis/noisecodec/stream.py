@@ -961,7 +961,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
     out = np.empty((n, h, w), np.uint16)
     c0 = vst_constant(hd["sigma_e"])
     kp = _frozen(hd["knee"]) if "knee" in hd else _NO_KNEE
-    if kp.shape != (4,) or not np.isfinite(kp).all():
+    if kp is not _NO_KNEE and (kp.shape != (4,) or not np.isfinite(kp).all()):
         raise InputFileError(f"{source}: corrupted noise-codec header (knee {hd.get('knee')})")
     dither = hd["mode"] == "dither"
     # the usual table (per-pixel maps, no bound) is computed by the kernels, not looked up
