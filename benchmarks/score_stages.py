@@ -36,34 +36,46 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def sys_cpu() -> float:
+    """Process system CPU seconds (page faults, thread start-up, ...)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 class Ledger:
     """CPU seconds per stage, in first-seen order; ``passes`` = passes a stage holds."""
 
     def __init__(self) -> None:
         self.cpu: dict[str, float] = {}
+        self.sys: dict[str, float] = {}
         self.passes: dict[str, int] = {}
 
-    def add(self, stage: str, seconds: float, passes: int = 0) -> None:
+    def add(self, stage: str, seconds: float, passes: int = 0, system: float = 0.0) -> None:
         self.cpu[stage] = self.cpu.get(stage, 0.0) + seconds
+        self.sys[stage] = self.sys.get(stage, 0.0) + system
         self.passes[stage] = self.passes.get(stage, 0) + passes
 
     @contextlib.contextmanager
     def __call__(self, stage: str, passes: int = 0) -> Iterator[None]:
-        c = cpu()
+        c, s = cpu(), sys_cpu()
         yield
-        self.add(stage, cpu() - c, passes)
+        self.add(stage, cpu() - c, passes, sys_cpu() - s)
 
     def table(self, one_pass: float, score_cpu: float | None = None) -> str:
         """Markdown table: stage, CPU s, passes in it, CPU outside the passes."""
-        lines = ["| stage | CPU s | passes | outside the passes, CPU s |", "|---|---|---|---|"]
+        lines = [
+            "| stage | CPU s | of which system | passes | outside the passes, CPU s |",
+            "|---|---|---|---|---|",
+        ]
         total = outside = 0.0
         for k, v in self.cpu.items():
             n = self.passes[k]
             rest = v - n * one_pass
             total, outside = total + v, outside + rest
-            lines.append(f"| {k} | {v:.2f} | {n or ''} | {rest:.2f} |")
-        n_all = sum(self.passes.values())
-        lines.append(f"| **sum** | **{total:.2f}** | {n_all} | **{outside:.2f}** |")
+            lines.append(f"| {k} | {v:.2f} | {self.sys[k]:.2f} | {n or ''} | {rest:.2f} |")
+        n_all, s_all = sum(self.passes.values()), sum(self.sys.values())
+        lines.append(
+            f"| **sum** | **{total:.2f}** | {s_all:.2f} | {n_all} | **{outside:.2f}** |"
+        )
         if score_cpu is not None:
             lines.append(
                 f"\nsum of the stages {total:.1f} s CPU, score in one piece {score_cpu:.1f} s; "
@@ -82,7 +94,7 @@ def _training(led: Ledger, runner: Any, image, labels, plan, seed) -> Any:
     def timed(self, *args):  # type: ignore[no-untyped-def]
         c = cpu()
         out = original(self, *args)
-        led.add("training features (bank of the sampled blocks)", cpu() - c)
+        led.add("training features (bank of the sampled blocks)", cpu() - c, 0, 0.0)
         return out
 
     PixelClassifier._training_sample = timed  # type: ignore[method-assign]

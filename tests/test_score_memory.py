@@ -51,10 +51,13 @@ def test_replica_feature_sigma_equals_folding_full_maps(workers, monkeypatch):
     assert (got > 0).all()
 
 
+@pytest.mark.parametrize("given", [False, True])
 @pytest.mark.parametrize("sat", [False, True])
-def test_codec_feature_epsilon_equals_the_full_stack_scores(sat, monkeypatch):
+def test_codec_feature_epsilon_equals_the_full_stack_scores(sat, given, monkeypatch):
     """One scale at a time (`feature_scores`) = `feature_epsilon` + `worst_feature_map`
-    on the decoded image's full stack: same numbers, same worst map (NaN where σ = 0)."""
+    on the decoded image's full stack: same numbers, same worst map (NaN where σ = 0).
+    ``given``: the decoded image's channels handed in (as its segmentation pass does),
+    raw and σ channel-first; the worst map is then the ε computed for the statistics."""
     from rawsigma.analysis.scoring.feature_scores import codec_feature_epsilon
     from rawsigma.analysis.segmentation import features as fb
 
@@ -73,7 +76,13 @@ def test_codec_feature_epsilon_equals_the_full_stack_scores(sat, monkeypatch):
     want = sc.feature_epsilon(feats, sigma, full, names)
     want_map = sc.worst_feature_map(want, feats, sigma, full, names)
     monkeypatch.setattr(fb, "MAP_BLOCK_MEMORY", 150_000)  # other blocks than the reference
-    got, got_map = codec_feature_epsilon(feats, sigma, dec, names, sig)
+    if given:
+        chans = {n: np.ascontiguousarray(full[..., i]) for i, n in enumerate(names)}
+        first = [np.ascontiguousarray(np.moveaxis(a, -1, 0)) for a in (feats, sigma)]
+        got, got_map = codec_feature_epsilon(*first, dec, names, sig, chans, True)
+        assert chans == {}  # every channel used, and freed
+    else:
+        got, got_map = codec_feature_epsilon(feats, sigma, dec, names, sig)
     assert list(got) == names and got == want
     assert list(got_map) == list(want_map) and len(got_map) == 1
     (name,) = got_map

@@ -28,24 +28,45 @@ def channel_epsilon(raw: np.ndarray, sigma: np.ndarray, other: np.ndarray) -> di
     ``raw``, ``sigma`` and ``other`` are one channel's maps (any layout); the
     temporaries are reused in place (the same float32 operations).
     """
-    ok = sigma > 0
-    if ok.all():  # the usual case: no gathers, the same values in the same order
-        e = np.subtract(raw, other).ravel()
-        e /= sigma.ravel()
+    return _channel_scores(raw, sigma, other)[0]
+
+
+def _channel_scores(
+    raw: np.ndarray,
+    sigma: np.ndarray,
+    other: np.ndarray,
+    e_buf: np.ndarray | None = None,
+    tmp_buf: np.ndarray | None = None,
+) -> tuple[dict, np.ndarray | None]:
+    """`channel_epsilon`'s entry and, when every σ > 0, the ε map itself.
+
+    The map ``(raw − other) / σ`` (float32, ``raw``'s shape) is then `_eps_map`'s
+    values (the same two float32 operations, no NaN to place): a caller keeping the
+    worst channel's map need not compute it again. ``e_buf`` and ``tmp_buf`` (float32,
+    ``raw``'s size, contiguous) are written instead of new temporaries.
+    """
+    if np.size(sigma) and np.min(sigma) > 0:  # every σ > 0 (a NaN fails too): no gathers
+        shape = np.shape(raw)
+        e2d = np.subtract(raw, other, out=None if e_buf is None else e_buf.reshape(shape))
+        e2d /= sigma
+        e = e2d.ravel()
     else:
+        ok = sigma > 0
+        e2d = None
         e = raw[ok]
         e -= other[ok]
         e /= sigma[ok]
     if not e.size:
         nan = math.nan
-        return {"mean_epsilon": nan, "mean_abs_epsilon": nan, "rms_epsilon": nan, "n_pixels": 0}
+        return {"mean_epsilon": nan, "mean_abs_epsilon": nan, "rms_epsilon": nan,
+                "n_pixels": 0}, None  # fmt: skip
     mean = float(e.mean())
-    tmp = np.abs(e)
+    tmp = np.abs(e, out=None if tmp_buf is None or e2d is None else tmp_buf[: e.size])
     mean_abs = float(tmp.mean())
     np.multiply(e, e, out=tmp)
     rms = float(np.sqrt(np.mean(tmp)))
     return {"mean_epsilon": mean, "mean_abs_epsilon": mean_abs, "rms_epsilon": rms,
-            "n_pixels": int(e.size)}  # fmt: skip
+            "n_pixels": int(e.size)}, e2d  # fmt: skip
 
 
 def _eps_map(raw: np.ndarray, sigma: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -107,6 +128,9 @@ def codec_feature_epsilon(
     stats: dict[str, dict] = {}
     kept: dict[str, np.ndarray] = {}  # maps of the channels at the running maximum
     best = -math.inf
+    size = int(np.prod(image.shape))
+    e_buf: np.ndarray | None = None  # one channel's ε, handed to ``kept`` if it is worst
+    tmp_buf = np.empty(size, np.float32)
     for s in sigmas:
         scale_names = feature_names(image.ndim, "ilastik", [s], SCORING_FEATURES)
         if features is not None and all(n in features for n in scale_names):
@@ -120,14 +144,19 @@ def codec_feature_epsilon(
             del scale
         for name, other in zip(scale_names, chans, strict=True):
             c = index[name]
-            st = channel_epsilon(chan(raw, c), chan(sigma, c), other)
+            if e_buf is None:
+                e_buf = np.empty(size, np.float32)
+            st, e_map = _channel_scores(chan(raw, c), chan(sigma, c), other, e_buf, tmp_buf)
             stats[name] = st
             v = st["mean_abs_epsilon"]
             if math.isfinite(v) and v >= best:
                 if v > best:
                     kept.clear()
                 best = v
-                kept[name] = _eps_map(chan(raw, c), chan(sigma, c), other)
+                if e_map is None:  # some σ = 0: the map has NaN there
+                    kept[name] = _eps_map(chan(raw, c), chan(sigma, c), other)
+                else:  # the ε just computed is the map: kept, a new buffer next time
+                    kept[name], e_buf = e_map, None
         del chans
     feature_eps = {n: stats[n] for n in names}
     finite = {n: v["mean_abs_epsilon"] for n, v in feature_eps.items()}

@@ -190,7 +190,11 @@ def quantisation_note(
     """
     if not spec.startswith("8bit"):
         return None
-    levels = np.unique(np.asarray(decoded))
+    dec = np.asarray(decoded)
+    if dec.dtype.kind == "u" and dec.dtype.itemsize <= 2:  # counted, not sorted: same levels
+        levels = np.flatnonzero(np.bincount(dec.ravel()))
+    else:
+        levels = np.unique(dec)
     if levels.size < 2:
         return None
     step = float(np.median(np.diff(levels.astype(np.float64))))

@@ -198,7 +198,10 @@ class PixelClassifier:
         lab = lab.astype(np.int64, copy=False)
         if lab.min() < 0:
             raise InputFileError("labels: negative class values (use 0 for unlabelled)")
-        classes = np.unique(lab[lab > 0])
+        if lab.max() < 1 << 16:  # the classes counted (one pass), not sorted: same values
+            classes = np.flatnonzero(np.bincount(lab.ravel())[1:]) + 1
+        else:
+            classes = np.unique(lab[lab > 0])
         if classes.size == 0:
             raise InputFileError("labels: no annotated pixels (all 0 = unlabelled)")
         if classes.size < 2:
