@@ -21,11 +21,13 @@ import contextlib
 import os
 import resource
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["Ledger", "cpu", "score_stages"]
 
@@ -73,9 +75,7 @@ class Ledger:
             total, outside = total + v, outside + rest
             lines.append(f"| {k} | {v:.2f} | {self.sys[k]:.2f} | {n or ''} | {rest:.2f} |")
         n_all, s_all = sum(self.passes.values()), sum(self.sys.values())
-        lines.append(
-            f"| **sum** | **{total:.2f}** | {s_all:.2f} | {n_all} | **{outside:.2f}** |"
-        )
+        lines.append(f"| **sum** | **{total:.2f}** | {s_all:.2f} | {n_all} | **{outside:.2f}** |")
         if score_cpu is not None:
             lines.append(
                 f"\nsum of the stages {total:.1f} s CPU, score in one piece {score_cpu:.1f} s; "
@@ -108,9 +108,7 @@ def _training(led: Ledger, runner: Any, image, labels, plan, seed) -> Any:
     return segmenter
 
 
-def score_stages(
-    image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fields: Any
-) -> Ledger:
+def score_stages(image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fields: Any) -> Ledger:
     """`score_image(image, profile, labels=labels, **plan_fields)`'s steps, timed apart."""
     from rawsigma.analysis.codecs.registry import compression_ratio, parse_codecs
     from rawsigma.analysis.scoring import per_image as pi
