@@ -71,3 +71,19 @@ def test_classifier_fit_classes_from_counts():
     clf = PixelClassifier("ilastik", n_estimators=5, random_state=0, foreground_class=4)
     clf.fit(img, lab)
     assert clf.classes_.tolist() == [1, 4]
+
+
+@pytest.mark.parametrize("sigma_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dec_dtype", [np.uint16, np.float32, np.float64])
+def test_pixel_epsilon_equals_the_out_of_place_expression(dec_dtype, sigma_dtype):
+    from rawsigma.analysis.scoring.reference import pixel_epsilon
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 60000, (50, 60)).astype(np.uint16)
+    dec = rng.normal(3000, 900, raw.shape).clip(0, 65535).astype(dec_dtype)
+    sigma = rng.uniform(0.3, 40, raw.shape).astype(sigma_dtype)
+    sigma[0, :4] = np.nan  # saturated pixels
+    want = ((raw.astype(np.float32) - dec.astype(np.float32)) / sigma).astype(np.float32)
+    got = pixel_epsilon(raw, dec, sigma)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)

@@ -35,6 +35,7 @@ __all__ = [
     "ReplicaReference",
     "VersionScores",
     "codec_result",
+    "pixel_epsilon",
     "replica_reference",
     "score_version",
 ]
@@ -169,6 +170,18 @@ def score_version(ref: ReplicaReference, outcome: Outcome, match: Any) -> Versio
     return VersionScores(summary, matched, global_scores, object_scores, verdict)
 
 
+def pixel_epsilon(raw: np.ndarray, decoded: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The pixel ε map ``(raw − decoded) / σ``, float32.
+
+    The values of ``((raw.astype(f32) − decoded.astype(f32)) / σ).astype(f32)`` (the
+    quotient in σ's precision, rounded once to float32), in one array instead of four.
+    """
+    out = np.asarray(raw).astype(np.float32)
+    np.subtract(out, np.asarray(decoded).astype(np.float32, copy=False), out=out)
+    np.divide(out, sigma, out=out, casting="same_kind")
+    return out
+
+
 def codec_result(
     spec: str,
     decoded: Any,
@@ -199,9 +212,9 @@ def codec_result(
     """
     dec, ratio, n_bytes, description = decoded
     s = score_version(ref, outcome, match)
-    pixel_eps = (raw_data.astype(np.float32) - dec.astype(np.float32)) / noise_sigma
+    pixel_eps = pixel_epsilon(raw_data, dec, noise_sigma)
     return CodecResult(
         spec, description, float(ratio), int(n_bytes), s.globals, s.objects, feature_eps,
-        s.match, s.verdict, outcome.labels, pixel_eps.astype(np.float32), s.matched,
+        s.match, s.verdict, outcome.labels, pixel_eps, s.matched,
         rc.quantisation_note(spec, dec, noise_sigma, ref.raw.labels), worst_map,
     )  # fmt: skip
