@@ -242,3 +242,52 @@ def test_estimated_profile_warning_is_a_banner(scene):
     p2.provenance["estimate"] = {"identifiable": False, "warning": "offset assumed"}
     r = score_image(img, p2, model=lambda im: truth, codecs=["replica"], n_replicas=3)
     assert r.notes[0] == "WARNING: estimated profile: offset assumed"
+
+
+def _objects_csv_rows_by_definition(result) -> list[list]:
+    """``objects.csv``'s rows as the per-cell loop wrote them before (session 8)."""
+    rows = []
+    labels = result.raw_objects.get("label")
+    for p, rep in result.replica_values.items():
+        raw = result.raw_objects[p]
+        for i in range(raw.size):
+            col = rep[:, i]
+            ok = np.isfinite(col)
+            row = [int(labels[i]), p, f"{raw[i]:.6g}",
+                   f"{col[ok].mean():.6g}" if ok.any() else "", "", int(ok.sum())]  # fmt: skip
+            sig = None
+            for c in result.codecs:
+                os_ = c.objects.get(p)
+                if os_ is not None and sig is None:
+                    sig = os_.sigma_raw[i]
+                v = c.values.get(p, np.full(raw.size, np.nan))[i]
+                e = os_.eps[i] if os_ is not None else np.nan
+                row += [f"{v:.6g}" if np.isfinite(v) else "", f"{e:.4g}"]
+            row[4] = f"{sig:.6g}" if sig is not None and np.isfinite(sig) else ""
+            rows.append(row)
+    return rows
+
+
+def test_objects_csv_rows_equal_the_per_cell_definition(result, tmp_path):
+    """The column-wise writer gives the same bytes as formatting cell by cell, with
+    unmatched objects (NaN values, ∞ ε) and missing replica values."""
+    import copy
+    import csv
+    import io
+
+    from rawsigma.analysis.reporting.report import write_objects_csv
+
+    res = copy.deepcopy(result)
+    res.replica_values["area"][:4, 0] = np.nan  # an object unmatched in 4 replicas
+    res.replica_values["area"][:, 1] = np.nan  # and one in every replica
+    c0 = res.codecs[1]
+    c0.values["area"] = np.array(c0.values["area"], np.float64)
+    c0.values["area"][2] = np.nan
+    c0.objects["area"].eps[3] = np.inf
+    path = write_objects_csv(res, tmp_path / "objects.csv")
+    body = path.read_bytes().decode("utf-8").split("\n", 1)[1]
+    want = io.StringIO(newline="")
+    w = csv.writer(want)
+    w.writerow(next(csv.reader(io.StringIO(body))))
+    w.writerows(_objects_csv_rows_by_definition(res))
+    assert body == want.getvalue()

@@ -62,29 +62,53 @@ def write_objects_csv(result, path: str | os.PathLike, force: bool = False) -> P
         w = csv.writer(fh)
         w.writerow(header)
         for p, rep in result.replica_values.items():
-            raw = result.raw_objects[p]
-            for i in range(raw.size):
-                col = rep[:, i]
-                ok = np.isfinite(col)
-                row = [
-                    int(labels[i]) if labels is not None else i + 1,
-                    p,
-                    f"{raw[i]:.6g}",
-                    f"{col[ok].mean():.6g}" if ok.any() else "",
-                    "",
-                    int(ok.sum()),
-                ]
-                sig = None
-                for c in result.codecs:
-                    os_ = c.objects.get(p)
-                    if os_ is not None and sig is None:
-                        sig = os_.sigma_raw[i]
-                    v = c.values.get(p, np.full(raw.size, np.nan))[i]
-                    e = os_.eps[i] if os_ is not None else np.nan
-                    row += [f"{v:.6g}" if np.isfinite(v) else "", f"{e:.4g}"]
-                row[4] = f"{sig:.6g}" if sig is not None and np.isfinite(sig) else ""
-                w.writerow(row)
+            w.writerows(_object_rows(result, p, rep, labels))
     return Path(path)
+
+
+def _object_rows(result, p: str, rep: np.ndarray, labels: np.ndarray | None) -> list[list]:
+    """The ``objects.csv`` rows of parameter ``p`` (every raw object).
+
+    Per-parameter arrays are read once and as Python numbers (their formatting is
+    numpy's scalars'); each replica mean is still numpy's ``mean`` of that object's
+    finite values, as the column is defined.
+    """
+    raw = result.raw_objects[p]
+    n = raw.size
+    ok = np.isfinite(rep)
+    counts = ok.sum(axis=0).tolist()
+    scores = [c.objects.get(p) for c in result.codecs]
+    sig = next((o.sigma_raw for o in scores if o is not None), None)
+    sig_s = [""] * n if sig is None else [_g6(v) for v in np.asarray(sig).tolist()]
+    cols = []
+    for c, o in zip(result.codecs, scores, strict=True):
+        v = c.values.get(p)
+        vals = [""] * n if v is None else [_g6(x) for x in np.asarray(v)[:n].tolist()]
+        eps_values = np.asarray(o.eps).tolist() if o is not None else [math.nan] * n
+        eps = [f"{e:.4g}" for e in eps_values]
+        cols.append((vals, eps))
+    label_list = labels.tolist() if labels is not None else None
+    raw_list = raw.tolist()
+    rows = []
+    for i in range(n):
+        mean = rep[:, i][ok[:, i]].mean() if counts[i] else None
+        row = [
+            int(label_list[i]) if label_list is not None else i + 1,
+            p,
+            f"{raw_list[i]:.6g}",
+            f"{mean:.6g}" if mean is not None else "",
+            sig_s[i],
+            int(counts[i]),
+        ]
+        for vals, eps in cols:
+            row += [vals[i], eps[i]]
+        rows.append(row)
+    return rows
+
+
+def _g6(x: float) -> str:
+    """``f"{x:.6g}"`` of a finite number, "" otherwise (the CSV's empty cell)."""
+    return f"{x:.6g}" if math.isfinite(x) else ""
 
 
 def _delta_area_column(stat: str, header: str) -> tables.Column:
