@@ -160,9 +160,12 @@ def score_stages(image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fie
         scorer = runner._CodecScorer(
             image, reference, pi.raw_noise_sigma(image, profile), segmenter, clock
         )
+    reuse = getattr(shared, "bank_channel_buffers", None)  # as the runner (if it can)
+    bufs = reuse(image.shape) if reuse is not None else None
     for spec, d in decoded.items():
         with led("codec passes + bank channels", 1):
-            out, chans = shared.with_bank_channels(d.image, workers)
+            given = () if bufs is None else (bufs,)
+            out, chans = shared.with_bank_channels(d.image, workers, *given)
         with led("codec feature ε (stats + worst map)"):
             feature_eps, worst = scorer._feature_epsilon(d.image, chans)
         with led(measure):

@@ -112,11 +112,16 @@ def test_shared_pass_equals_the_separate_computations(
         out, feats = shared.with_features(img, channels_last=last)
         np.testing.assert_array_equal(out, segment(img))
         np.testing.assert_array_equal(feats if last else np.moveaxis(feats, 0, -1), want)
-    out, chans = shared.with_bank_channels(img, workers)
-    np.testing.assert_array_equal(out, segment(img))
-    assert list(chans) == [shared.channels.names[i] for i, _ in shared.channels.from_bank]
-    for name, chan in chans.items():
-        np.testing.assert_array_equal(chan, want[..., shared.channels.names.index(name)])
+    bufs = shared.bank_channel_buffers(img.shape)  # reused: stale values overwritten
+    for b in bufs.values():
+        b[...] = np.nan
+    for given in (None, bufs, bufs):
+        out, chans = shared.with_bank_channels(img, workers, given)
+        np.testing.assert_array_equal(out, segment(img))
+        assert list(chans) == [shared.channels.names[i] for i, _ in shared.channels.from_bank]
+        for name, chan in chans.items():
+            np.testing.assert_array_equal(chan, want[..., shared.channels.names.index(name)])
+            assert given is None or chan is given[name]
     masks, sigma = shared.replicas(reps, workers)
     np.testing.assert_array_equal(np.moveaxis(sigma, 0, -1), want_sigma)
     assert len(masks) == len(reps)

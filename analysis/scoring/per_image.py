@@ -247,16 +247,23 @@ class SharedPass:
         return self.segment_output(mask), feats
 
     def with_bank_channels(
-        self, img: np.ndarray, n_workers: int | None = None
+        self,
+        img: np.ndarray,
+        n_workers: int | None = None,
+        out: dict[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(segment output, {name: (H, W) float32})`` of the bank's scoring channels.
 
         Only the scoring channels the bank holds; no other scale is computed (a caller
         computes those one scale at a time). Blocks on ``n_workers`` threads (default
-        the classifier's); the result does not depend on them.
+        the classifier's); the result does not depend on them. ``out`` (from
+        `bank_channel_buffers`) receives the channels instead of new arrays (every
+        pixel is written): a caller scoring several images in turn reuses its memory.
         """
         pairs = self.channels.from_bank
-        chans = {self.channels.names[i]: np.empty(img.shape, np.float32) for i, _ in pairs}
+        if out is None:
+            out = self.bank_channel_buffers(img.shape)
+        chans = {self.channels.names[i]: out[self.channels.names[i]] for i, _ in pairs}
 
         def on_block(_i: int, core: tuple[slice, ...], bank: np.ndarray) -> None:
             for i, j in pairs:
@@ -266,6 +273,11 @@ class SharedPass:
             [img], on_block, n_workers, threshold=self.threshold
         )
         return self.segment_output(mask), chans
+
+    def bank_channel_buffers(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Uninitialised ``{name: shape float32}`` for `with_bank_channels`' ``out``."""
+        pairs = self.channels.from_bank
+        return {self.channels.names[i]: np.empty(shape, np.float32) for i, _ in pairs}
 
     def replicas(
         self,

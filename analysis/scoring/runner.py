@@ -277,6 +277,8 @@ class _CodecScorer:
     clock: StageClock
     raw_centroids: np.ndarray = field(init=False)
     _channels_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    #: the decoded images' channels, reused image to image (under the lock)
+    _channel_buffers: dict[str, np.ndarray] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         raw = self.reference.raw
@@ -301,14 +303,17 @@ class _CodecScorer:
 
         One codec at a time holds its full-size scoring channels (12 with the default
         scales): its pass runs on the run's workers (block by block) under a lock, then
-        its channels are scored and freed; the same values as one thread per codec.
+        its channels are scored; the next codec's pass writes the same buffers (no new
+        memory to fault in per codec). The same values as one thread per codec.
         """
         shared = self.segmenter.shared
         assert shared is not None
         workers = min(self.segmenter.plan.workers, os.cpu_count() or 1)
         with self._channels_lock:
             t = time.perf_counter()
-            out, bank_channels = shared.with_bank_channels(image, workers)
+            if self._channel_buffers is None:  # one set of full-size channels, reused
+                self._channel_buffers = shared.bank_channel_buffers(image.shape)
+            out, bank_channels = shared.with_bank_channels(image, workers, self._channel_buffers)
             self.clock.add("segment (sum over images)", t)
             feature_eps, worst_map = self._feature_epsilon(image, bank_channels)
         return out, feature_eps, worst_map
