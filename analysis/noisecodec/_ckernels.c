@@ -182,17 +182,11 @@ static plane phase(pyramid *p, int k, int t, int *dy, int *dx)
     return t == 0 ? p->lv[k + 1] : p->st[3 * k + t - 1];
 }
 
-MULTI static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
+/* the four phases of levels k0..K-1, each from its level's plane, with their halos */
+MULTI static void split_levels(pyramid *p, int k0)
 {
     const int64_t H = HALO;
-    plane P = p->lv[0];
-    for (int64_t i = 0; i < h; i++) {
-        int16_t *r = ROW(P, H + i) + H;
-        const int32_t *c = codes + i * w;
-        for (int64_t j = 0; j < w; j++) r[j] = (int16_t)c[j];
-    }
-    fill_halo(P, h, w);
-    for (int k = 0; k < p->K; k++) {
+    for (int k = k0; k < p->K; k++) {
         plane L = p->lv[k];
         for (int t = 0; t < 4; t++) {
             int dy, dx;
@@ -206,6 +200,19 @@ MULTI static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int6
             fill_halo(X, n, m);
         }
     }
+}
+
+MULTI static void build_planes(pyramid *p, const int32_t *codes, int64_t h, int64_t w)
+{
+    const int64_t H = HALO;
+    plane P = p->lv[0];
+    for (int64_t i = 0; i < h; i++) {
+        int16_t *r = ROW(P, H + i) + H;
+        const int32_t *c = codes + i * w;
+        for (int64_t j = 0; j < w; j++) r[j] = (int16_t)c[j];
+    }
+    fill_halo(P, h, w);
+    split_levels(p, 0);
 }
 
 /* ------------------------------------------------------------------ prediction */
@@ -2025,20 +2032,7 @@ MULTI static int build_planes_enc(pyramid *p, const int32_t *codes, int64_t h, i
         }
     }
     for (int t = 0; t < 4; t++) fill_halo(X[t], (h + 1 - dy[t]) / 2, (w + 1 - dx[t]) / 2);
-    for (int k = 1; k < p->K; k++) { /* the coarser levels as in build_planes */
-        plane L = p->lv[k];
-        for (int t = 0; t < 4; t++) {
-            int dyk, dxk;
-            plane Y = phase(p, k, t, &dyk, &dxk);
-            int64_t n = (p->hs[k] + 1 - dyk) / 2, mk = (p->ws[k] + 1 - dxk) / 2;
-            for (int64_t i = 0; i < n; i++) {
-                int16_t *yr = ROW(Y, H + i) + H;
-                const int16_t *lr = ROW(L, H + 2 * i + dyk) + H + dxk;
-                for (int64_t j = 0; j < mk; j++) yr[j] = lr[2 * j];
-            }
-            fill_halo(Y, n, mk);
-        }
-    }
+    split_levels(p, 1); /* the coarser levels as in build_planes */
     return lo >= -SMALL_CODE && hi <= SMALL_CODE;
 }
 
