@@ -29,6 +29,16 @@ def _darks(cam: SensorModel, frames: int, seed: int) -> list[PixelMoments]:
     return out
 
 
+def _one_level_profile(cam: SensorModel, fraction: float, frames: int, seed: int) -> CameraProfile:
+    """A profile from one light level and a dark stack at the shortest exposure."""
+    t0 = EXPOSURES[0]
+    ph = cam.photons_for_fraction(fraction, t0)
+    sw = accumulate_sweep(
+        cam.expose, cam.shape, [ph], frames=frames, dark_frames=frames, exposure_s=t0, rng=seed
+    )
+    return build_profile(sw.dark, sw.levels, {"exposure_ms": 1000 * t0}, max_adu=cam.max_adu)
+
+
 @pytest.fixture(scope="module")
 def scmos() -> tuple[SensorModel, list[PixelMoments]]:
     cam = SensorModel.preset("scmos", (128, 128), seed=3)
@@ -54,12 +64,7 @@ def test_dark_current_against_truth(scmos) -> None:
 
 def test_profile_at_exposure_and_file(scmos, tmp_path) -> None:
     cam, darks = scmos
-    t0 = EXPOSURES[0]
-    ph = cam.photons_for_fraction(0.5, t0)
-    sw = accumulate_sweep(
-        cam.expose, cam.shape, [ph], frames=60, dark_frames=60, exposure_s=t0, rng=7
-    )
-    prof = build_profile(sw.dark, sw.levels, {"exposure_ms": 1000 * t0}, max_adu=cam.max_adu)
+    prof = _one_level_profile(cam, 0.5, frames=60, seed=7)
     assert prof.at_exposure(1.0) is prof  # no dark current: unchanged
     full = attach_dark_current(prof, fit_dark_current(darks, EXPOSURES))
     assert np.array_equal(
@@ -83,7 +88,7 @@ def test_profile_at_exposure_and_file(scmos, tmp_path) -> None:
     back = CameraProfile.load(path)
     assert back.profile_id == full.profile_id
     np.testing.assert_array_equal(back.dark_current, full.dark_current)
-    assert back.dark_info["reference_exposure_s"] == t0
+    assert back.dark_info["reference_exposure_s"] == EXPOSURES[0]
     prof.save(tmp_path / "old.h5")
     assert CameraProfile.load(tmp_path / "old.h5").dark_current is None
     crop = back.crop((10, 20, 30, 40))
@@ -125,16 +130,7 @@ def test_synthesis_uses_the_exposure(scmos) -> None:
     from rawsigma.analysis.noisemodel.synthesis import synthesize
 
     cam, darks = scmos
-    sw = accumulate_sweep(
-        cam.expose,
-        cam.shape,
-        [cam.photons_for_fraction(0.5, 0.01)],
-        frames=40,
-        dark_frames=40,
-        exposure_s=0.01,
-        rng=9,
-    )
-    prof = build_profile(sw.dark, sw.levels, {"exposure_ms": 10.0}, max_adu=cam.max_adu)
+    prof = _one_level_profile(cam, 0.5, frames=40, seed=9)  # at 10 ms
     full = attach_dark_current(prof, fit_dark_current(darks, EXPOSURES))
     image = cam.expose(0, 1.0, 11)  # a dark frame at 1 s
     _, info = synthesize(image, full, n=2, rng=0, return_info=True, exposure_s=1.0)
@@ -211,10 +207,7 @@ def test_cli_exposure_without_dark_current_says_so(scmos, tmp_path) -> None:
     cam, darks = scmos
     t0 = EXPOSURES[0]
     ph = cam.photons_for_fraction(0.3, t0)
-    sw = accumulate_sweep(
-        cam.expose, cam.shape, [ph], frames=30, dark_frames=30, exposure_s=t0, rng=7
-    )
-    prof = build_profile(sw.dark, sw.levels, {"exposure_ms": 1000 * t0}, max_adu=cam.max_adu)
+    prof = _one_level_profile(cam, 0.3, frames=30, seed=7)
     prof.save(tmp_path / "plain.h5")
     attach_dark_current(prof, fit_dark_current(darks, EXPOSURES)).save(tmp_path / "dc.h5")
     np.save(tmp_path / "img.npy", cam.expose(ph, t0, np.random.default_rng(1)))
