@@ -7,24 +7,28 @@ import contextlib
 import numpy as np
 import pytest
 from rawsigma.analysis.scoring import runchecks as rc
-from rawsigma.analysis.scoring.inputs import _positive_values, check_labels
+from rawsigma.analysis.scoring.inputs import check_labels
+from rawsigma.analysis.segmentation.label_values import distinct_values
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64, np.uint32])
-def test_positive_values_is_numpy_unique_of_the_positive_labels(dtype):
+def test_distinct_values_is_numpy_unique(dtype):
     rng = np.random.default_rng(0)
     top = 250 if dtype == np.uint8 else 3000
     lab = rng.integers(0, top, (37, 41)).astype(dtype)
     lab[lab % 7 == 3] = 0  # gaps in the values
     want = np.unique(lab[lab > 0])
-    got = _positive_values(lab)
+    got = distinct_values(lab, positive=True)
     assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+    every = distinct_values(lab)  # with 0, as `quantisation_note`'s levels
+    assert every.dtype == lab.dtype
+    np.testing.assert_array_equal(every, np.unique(lab))
     if np.dtype(dtype).kind == "i":
         lab[0, 0] = -5  # signed: negative values are not positive values
-        np.testing.assert_array_equal(_positive_values(lab), np.unique(lab[lab > 0]))
-    assert _positive_values(np.zeros((3, 4), dtype)).size == 0
-    assert _positive_values(np.zeros((0, 4), dtype)).size == 0
+        np.testing.assert_array_equal(distinct_values(lab, positive=True), np.unique(lab[lab > 0]))
+    assert distinct_values(np.zeros((3, 4), dtype), positive=True).size == 0
+    assert distinct_values(np.zeros((0, 4), dtype), positive=True).size == 0
 
 
 def test_check_labels_classes_and_errors_unchanged():
@@ -49,7 +53,8 @@ def test_quantisation_note_levels_counted_equal_the_sorted_ones(dtype, monkeypat
     objs = (rng.random(dec.shape) > 0.6).astype(np.int32)
     got = rc.quantisation_note("8bit", dec, sigma, objs)
     monkeypatch.setattr(rc.np, "bincount", None)  # the counting path cannot run
-    with pytest.raises(TypeError) if dec.dtype.itemsize <= 2 else contextlib.nullcontext():
+    counted = dec.min() >= 0 and dec.max() < 1 << 16  # `distinct_values` counts them
+    with pytest.raises(TypeError) if counted else contextlib.nullcontext():
         rc.quantisation_note("8bit", dec, sigma, objs)
     monkeypatch.undo()
     levels = np.unique(dec)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from rawsigma.analysis.scoring.plans import ScorePlan
+from rawsigma.analysis.segmentation.label_values import distinct_values
 from rawsigma.errors import ImageMismatchError, InputFileError
 from scipy import ndimage as ndi
 
@@ -123,7 +124,7 @@ def check_labels(
         )
     if lab.dtype.kind not in "uib":
         raise InputFileError(f"{name}: annotations must be integer classes, got {lab.dtype}")
-    classes = _positive_values(lab)
+    classes = distinct_values(lab, positive=True)
     if foreground_class is not None and classes.size and foreground_class not in classes:
         raise InputFileError(
             f"{name}: no pixel of the foreground class {foreground_class} is annotated "
@@ -159,18 +160,6 @@ def check_labels(
     return lab.astype(np.int32)
 
 
-def _positive_values(labels: np.ndarray) -> np.ndarray:
-    """``np.unique(labels[labels > 0])``: the sorted positive values, ``labels``' dtype.
-
-    8- and 16-bit unsigned labels (annotations as read from files) are counted
-    (`np.bincount`, one pass) instead of sorted.
-    """
-    lab = np.asarray(labels)
-    if lab.dtype.kind == "u" and lab.dtype.itemsize <= 2 and lab.size:
-        return (np.flatnonzero(np.bincount(lab.ravel())[1:]) + 1).astype(lab.dtype)
-    return np.unique(lab[lab > 0])
-
-
 #: Fewest annotated pixels per class that `check_labels` accepts for training.
 MIN_LABELLED_PER_CLASS = 20
 
@@ -186,7 +175,7 @@ def instance_like(labels: np.ndarray, min_values: int = 4) -> str | None:
     lab = np.asarray(labels)
     if lab.dtype.kind not in "ui" or lab.ndim not in (2, 3):
         return None
-    values = _positive_values(lab)
+    values = distinct_values(lab, positive=True)
     if values.size < min_values:
         return None
     sample = values[:: max(1, values.size // 200)]  # bounded work for huge label sets

@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import numpy as np
+from rawsigma.analysis.segmentation.label_values import distinct_values
 from scipy import ndimage as ndi
 
 __all__ = [
@@ -190,11 +191,7 @@ def quantisation_note(
     """
     if not spec.startswith("8bit"):
         return None
-    dec = np.asarray(decoded)
-    if dec.dtype.kind == "u" and dec.dtype.itemsize <= 2:  # counted, not sorted: same levels
-        levels = np.flatnonzero(np.bincount(dec.ravel()))
-    else:
-        levels = np.unique(dec)
+    levels = distinct_values(decoded)
     if levels.size < 2:
         return None
     step = float(np.median(np.diff(levels.astype(np.float64))))

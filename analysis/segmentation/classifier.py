@@ -34,6 +34,7 @@ from rawsigma.analysis.segmentation.features import (
     map_feature_blocks,
     map_feature_blocks_many,
 )
+from rawsigma.analysis.segmentation.label_values import distinct_values
 from rawsigma.errors import ImageMismatchError, InputFileError
 from rawsigma.fileio import atomic_write
 from scipy import ndimage as ndi
@@ -47,6 +48,7 @@ __all__ = [
     "labels_from_output",
     "segment_with",
 ]
+
 
 _FORMAT = "rawsigma-pixel-classifier"
 _SCHEMA = 1
@@ -198,10 +200,7 @@ class PixelClassifier:
         lab = lab.astype(np.int64, copy=False)
         if lab.min() < 0:
             raise InputFileError("labels: negative class values (use 0 for unlabelled)")
-        if lab.max() < 1 << 16:  # the classes counted (one pass), not sorted: same values
-            classes = np.flatnonzero(np.bincount(lab.ravel())[1:]) + 1
-        else:
-            classes = np.unique(lab[lab > 0])
+        classes = distinct_values(lab, positive=True)
         if classes.size == 0:
             raise InputFileError("labels: no annotated pixels (all 0 = unlabelled)")
         if classes.size < 2:
