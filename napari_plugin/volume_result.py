@@ -87,10 +87,11 @@ def _codec_meta(spec: str, c: dict[str, Any]) -> dict[str, Any]:
 
 def _suffix(meta: dict[str, Any]) -> str:
     """`` (within noise, 8.1:1)``, or "" without ``results.json``."""
-    ok, ratio = meta["within_noise"], meta["compression_ratio"]
-    if ok is None or ratio is None:
+    from rawsigma.napari.score import _verdict_text
+
+    if meta["within_noise"] is None or meta["compression_ratio"] is None:
         return ""
-    return f" ({'within noise' if ok else 'exceeds noise'}, {ratio:.1f}:1)"
+    return f" ({_verdict_text(meta)})"
 
 
 def volume_layers(path: str | os.PathLike) -> list[LayerData]:
