@@ -369,17 +369,15 @@ def _read_projections(projections: Path, read_stack: Any) -> tuple[Any, Any]:
     """The stack, or the frames ``FILE[i:j]`` / ``FILE[i]`` select (as `tomo reconstruct`)."""
     from dataclasses import replace
 
-    from rawsigma.analysis.tomo.sources import split_selection
-    from rawsigma.errors import UsageError
+    from rawsigma.analysis.tomo.sources import select_frames, split_selection
 
     path, sel = split_selection(str(projections))
     proj, info = read_stack(path, what="projection stack")
     if sel is None:
         return proj, info
-    n = proj.shape[0]
-    proj = proj[sel : sel + 1 if sel != -1 else None] if isinstance(sel, int) else proj[sel]
-    if proj.shape[0] == 0:
-        raise UsageError(f"{projections}: selects none of the {n} frames of {path}")
+    proj = select_frames(proj, sel, str(projections), path)  # range checked
+    if isinstance(sel, int):
+        proj = proj[None]  # one frame, still a stack
     sel_text = str(projections)[len(str(path)) :]
     layout = f"{info.layout}, frames {sel_text} selected"
     return proj, replace(info, shape=proj.shape, n_frames=proj.shape[0], layout=layout)

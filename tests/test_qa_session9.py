@@ -134,4 +134,8 @@ def test_tomo_score_takes_a_frame_selection_like_reconstruct(tmp_path):
     r = _run("tomo", "score", f"{tmp_path / 'p.tif'}[5:5]", "--estimate-profile",
              "--out", tmp_path / "o")  # fmt: skip
     assert r.exit_code == 2 and "selects none of the 12 frames" in r.stderr, r.output
+    # beyond the file's frames: refused as by `tomo reconstruct`, not clipped to them
+    r = _run("tomo", "score", f"{tmp_path / 'p.tif'}[0:70]", "--estimate-profile",
+             "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 2 and "frames out of range (the file has 12" in r.stderr, r.output
     assert not (tmp_path / "o").exists()

@@ -83,7 +83,15 @@ def _read_any(path: Path) -> Any:
 def read_frames(spec: str) -> Any:
     """Frames of ``spec`` (a path with an optional ``[i]``/``[i:j]`` selection)."""
     path, sel = split_selection(spec)
-    arr = _read_any(path)
+    return select_frames(_read_any(path), sel, spec, path)
+
+
+def select_frames(arr: Any, sel: slice | int | None, spec: str, path: Path) -> Any:
+    """The frames of ``arr`` (read from ``path``) that ``sel`` selects.
+
+    ``sel`` is `split_selection`'s of ``spec``: None selects all; a selection outside the
+    file's frames or holding none is a `UsageError`.
+    """
     if sel is None:
         return arr
     n = arr.shape[0]
@@ -95,7 +103,7 @@ def read_frames(spec: str) -> Any:
         raise UsageError(f"{spec}: frames out of range (the file has {n}, 0 to {n - 1})")
     out = arr[sel]
     if getattr(out, "shape", (1,))[0] == 0:
-        raise UsageError(f"{spec}: the selection holds no frames (the file has {n})")
+        raise UsageError(f"{spec}: selects none of the {n} frames of {path}")
     return out
 
 
