@@ -217,6 +217,17 @@ def estimate_advice(text: str, image: Any, own: tuple[str, ...] = ()) -> str:
     )
 
 
+def advise_estimate_warning(prof: Any, image: Any, own: tuple[str, ...] = ()) -> None:
+    """Add `estimate_advice`'s pointer to the estimated profile's warning.
+
+    The warning is shown in the terminal and in the report; ``own`` as in
+    `estimate_advice`.
+    """
+    est = prof.provenance.get("estimate")
+    if isinstance(est, dict) and est.get("warning"):
+        est["warning"] = estimate_advice(str(est["warning"]), image, own)
+
+
 def check_score_options(index: Any, centre: Any, max_distance: Any, min_size: Any) -> None:
     """Ranges of ``score`` options declared without typer bounds."""
     validate("--index", index, number(0, what="0-based frame index"))

@@ -89,9 +89,9 @@ def show(
                     highlight=False,
                     soft_wrap=True,
                 )
-            if offset_warning(prof):
+            if warning := offset_warning(prof):
                 console.print(
-                    f"[bold yellow]warning:[/] {offset_warning(prof)}",
+                    f"[bold yellow]warning:[/] {warning}",
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -429,5 +429,5 @@ def estimate(
             Console(stderr=True, soft_wrap=True).print(
                 f"[bold yellow]warning:[/] {est.get('warning', '')}", highlight=False
             )
-        if offset_warning(prof):
-            typer.echo(f"warning: {offset_warning(prof)}", err=True)
+        if warning := offset_warning(prof):
+            typer.echo(f"warning: {warning}", err=True)

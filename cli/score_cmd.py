@@ -12,6 +12,7 @@ import typer
 from .console import user_errors
 from .integrity import LOSSY_NOTE, lossy_derived
 from .params import (
+    advise_estimate_warning,
     check_profile_choice,
     check_score_options,
     choice,
@@ -377,18 +378,11 @@ def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) ->
     except (RawsigmaError, ValueError) as exc:
         msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
         raise InputFileError(f"cannot estimate a profile: {estimate_advice(msg, image)}") from None
-    _advise_in_warning(prof, image)
+    advise_estimate_warning(prof, image)
     console.print(
         "[yellow]profile estimated from the image (no bench calibration)[/]", soft_wrap=True
     )
     return prof
-
-
-def _advise_in_warning(prof: CameraProfile, image: Path) -> None:
-    """Point the estimate's warning (shown in the terminal and report) to `profile estimate`."""
-    est = prof.provenance.get("estimate")
-    if isinstance(est, dict) and est.get("warning"):
-        est["warning"] = estimate_advice(str(est["warning"]), image)
 
 
 def _checked_inputs(

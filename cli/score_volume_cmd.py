@@ -73,7 +73,7 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
     from rawsigma.analysis.scoring.volume import check_raw_volume
     from rawsigma.errors import InputFileError, RawsigmaError
 
-    from .params import estimate_advice
+    from .params import advise_estimate_warning, estimate_advice
 
     check_raw_volume(vol, None, str(image))
     tile = 64 if min(vol.shape[1:]) >= 256 else 32
@@ -82,9 +82,7 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
     except (RawsigmaError, ValueError) as exc:
         msg = estimate_advice(str(exc) if str(image) in str(exc) else f"{image}: {exc}", image)
         raise InputFileError(f"cannot estimate a profile: {msg}") from None
-    est = prof.provenance.get("estimate")
-    if isinstance(est, dict) and est.get("warning"):  # shown in the terminal and report
-        est["warning"] = estimate_advice(str(est["warning"]), image)
+    advise_estimate_warning(prof, image)
     console.print("[yellow]profile estimated from the volume's planes (no bench calibration)[/]")
     return prof
 

@@ -15,6 +15,7 @@ import typer
 
 from .console import user_errors
 from .params import (
+    advise_estimate_warning,
     choice,
     codec_list,
     codec_option,
@@ -401,18 +402,14 @@ def _tomo_profile(
     except (RawsigmaError, ValueError) as exc:
         msg = estimate_advice(str(exc).replace(f"{projections}: ", ""), projections, ("--offset",))
         raise InputFileError(f"{projections}: cannot estimate a profile: {msg}") from None
-    est = prof.provenance.get("estimate")
-    if isinstance(est, dict) and est.get("warning"):  # shown in the report
-        est["warning"] = estimate_advice(str(est["warning"]), projections, ("--offset",))
+    advise_estimate_warning(prof, projections, ("--offset",))  # shown in the report
     console.print(
         "[yellow]profile estimated from the projections (no calibration)[/]", soft_wrap=True
     )
     from .profile_cmd import offset_warning
 
-    if offset_warning(prof):
-        console.print(
-            f"[bold yellow]warning:[/] {offset_warning(prof)}", highlight=False, soft_wrap=True
-        )
+    if warning := offset_warning(prof):
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     return prof
 
 

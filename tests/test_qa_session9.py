@@ -73,14 +73,14 @@ def test_estimated_profile_warning_in_score_names_profile_estimate():
     from pathlib import Path
 
     from rawsigma.analysis.noisemodel.estimate import estimate_profile
-    from rawsigma.cli.score_cmd import _advise_in_warning
+    from rawsigma.cli.params import advise_estimate_warning
 
     rng = np.random.default_rng(1)
     light = np.broadcast_to(np.linspace(20, 400, 128), (128, 128))  # a smooth ramp
     img = np.rint(100 + 2.0 * rng.poisson(light) + rng.normal(0, 2, light.shape))
     prof = estimate_profile(img.astype(np.uint16))
     assert "Give --offset/--read-noise or --camera" in prof.provenance["estimate"]["warning"]
-    _advise_in_warning(prof, Path("img.tif"))
+    advise_estimate_warning(prof, Path("img.tif"))
     w = prof.provenance["estimate"]["warning"]
     assert w.endswith("options of `rawsigma profile estimate img.tif --out P.h5`; then pass "
                       "--profile P.h5)")  # fmt: skip
