@@ -1420,6 +1420,30 @@ __attribute__((target("avx2,popcnt"))) static void rans_row_avx2(int64_t n, int6
 #endif
 
 /* one row of a stage in format 5 (as `decode_row`); t0: the symbol index of its start */
+static inline plane pshift(plane P, int64_t j) { return (plane){P.d + j, P.R, P.C}; }
+
+/* the prediction of pixels jd..n-1 of row i (jd: a multiple of 8 predicted already): the
+ * fused AVX2 form where f is given, then the features and the scalar form for the rest */
+HOT void predict_row(int kind, int64_t i, int64_t jd, int64_t n, plane E, plane O, plane Q,
+                     const int32_t *wt, const predform *f, const classtab *cls, int m,
+                     uint32_t g0, rowbufs *b)
+{
+    rowbufs bt = *b;
+#ifdef HAVE_AVX2
+    if (f) {
+        bt.base += jd, bt.ctx += jd;
+        jd += predict_fused(kind, i, n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), wt, f,
+                            g0, &bt);
+        bt = *b;
+    }
+#endif
+    if (jd < n) {
+        bt.r1 += jd, bt.r2 += jd, bt.r3 += jd, bt.al += jd;
+        features(kind, i, n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), &bt);
+    }
+    predict_tail(jd, n, wt, cls->ca[m], cls->cl[m], g0, b);
+}
+
 HOT int64_t decode_row16(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, int64_t t0,
                          const int32_t *wt, int m, uint32_t g0, rowbufs *b, wide *W,
                          const dectab *T, int16_t *trow)
@@ -1427,17 +1451,8 @@ HOT int64_t decode_row16(int kind, int64_t i, int64_t n, plane E, plane O, plane
     const dectables *D = T->D;
     int32_t *restrict base = b->base;
     uint8_t *restrict sym = b->sym;
-    int64_t j0 = 0;
-#ifdef HAVE_AVX2
-    if (use_avx2 && D->pf[m].ok) j0 = predict_fused(kind, i, n, E, O, Q, wt, &D->pf[m], g0, b);
-#endif
-    if (j0 < n) { /* features of the pixels left, into the buffers at j0 */
-        rowbufs bt = *b;
-        bt.r1 += j0, bt.r2 += j0, bt.r3 += j0, bt.al += j0;
-        plane Ej = {E.d + j0, E.R, E.C}, Oj = {O.d + j0, O.R, O.C}, Qj = {Q.d + j0, Q.R, Q.C};
-        features(kind, i, n - j0, Ej, Oj, Qj, &bt);
-    }
-    predict_tail(j0, n, wt, D->cls.ca[m], D->cls.cl[m], g0, b);
+    predict_row(kind, i, 0, n, E, O, Q, wt, use_avx2 && D->pf[m].ok ? &D->pf[m] : NULL, &D->cls,
+                m, g0, b);
 #ifdef HAVE_AVX2
     if (use_avx2) {
         for (int64_t j = n; j < n + WL; j++) b->ctx[j] = 0;
@@ -1507,24 +1522,13 @@ static void pipeset_bufs(pipeset *S, rowbufs *b)
     b->ctx = S->ctx + WL, b->sym = S->sym + WL, b->mem = NULL;
 }
 
-static inline plane pshift(plane P, int64_t j) { return (plane){P.d + j, P.R, P.C}; }
-
 /* the prediction of chunk c's pixels from jd on (jd: a multiple of 8 done already) */
 HOT void pipe_predict(int kind, chunk16 c, int64_t jd, plane E, plane O, plane Q,
                       const int32_t *wt, const predform *f, const classtab *cls, int m,
                       uint32_t g0, rowbufs *b)
 {
-    E = pshift(E, c.j0), O = pshift(O, c.j0), Q = pshift(Q, c.j0);
-    rowbufs bt = *b;
-    bt.base += jd, bt.ctx += jd;
-    jd += predict_fused(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), wt, f,
-                        g0, &bt);
-    if (jd < c.n) {
-        bt = *b;
-        bt.r1 += jd, bt.r2 += jd, bt.r3 += jd, bt.al += jd;
-        features(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), &bt);
-    }
-    predict_tail(jd, c.n, wt, cls->ca[m], cls->cl[m], g0, b);
+    predict_row(kind, c.i, jd, c.n, pshift(E, c.j0), pshift(O, c.j0), pshift(Q, c.j0), wt, f,
+                cls, m, g0, b);
 }
 
 /* `rans_row_avx2` of one chunk with, after each step, the fused prediction of 16 pixels
