@@ -1,14 +1,14 @@
-"""Single-frame decode of the noise codec: the calling thread alone against the pool.
+"""Single-frame decode or encode of the noise codec: the calling thread alone against the pool.
 
-Same process, interleaved, best-of-N and median: ``decode_frames(threads=1)`` against
-``threads=2`` (the calling thread and one pool thread), zstd-3's decode timed beside
-them, on 384², 512², 1024² crops of the reference frame and the real frames of
+Same process, interleaved, best-of-N and median: ``decode_frames(threads=1)`` (with
+``--op encode``: ``encode_frames``) against ``threads=2`` (the calling thread and one
+pool thread), zstd-3's decode (encode) timed beside them, on 384², 512², 1024² crops of the reference frame and the real frames of
 ../shared/data. Wall and process CPU time (all threads). On a loaded machine no core is
 free: ``--rt`` runs the timing loop alone (≈ 1 s; encodes before it) at SCHED_FIFO
 priority (root only), what a free core gives. Issue 16, "tiles of one frame decoded in
-parallel" in RESULTS.md.
+parallel" in RESULTS.md (encode: "single-frame encode in parallel", session 10).
 
-    python benchmarks/bench_codec_threads.py [--reps 25] [--rt]
+    python benchmarks/bench_codec_threads.py [--reps 25] [--rt] [--op decode|encode]
 """
 
 from __future__ import annotations
@@ -61,25 +61,47 @@ def timings(fns: dict, reps: int) -> dict[str, tuple[list[float], list[float]]]:
     return res
 
 
+def _decoders(codec, data: bytes, z: bytes) -> dict:
+    from rawsigma.analysis.noisecodec import stream as ST
+
+    one = ST.decode_frames(data, codec.maps, threads=1)
+    assert np.array_equal(ST.decode_frames(data, codec.maps, threads=2), one)
+    return {
+        "1": lambda d=data, m=codec.maps: ST.decode_frames(d, m, threads=1),
+        "pool": lambda d=data, m=codec.maps: ST.decode_frames(d, m, threads=2),
+        "zstd": lambda z=z: imagecodecs.zstd_decode(z),
+    }
+
+
+def _encoders(codec, x: np.ndarray, data: bytes) -> dict:
+    from dataclasses import replace
+
+    from rawsigma.analysis.noisecodec import stream as ST
+
+    p1, p2 = (replace(codec.params, threads=t) for t in (1, 2))
+    assert ST.encode_frames(x, codec.maps, p1, codec.embed_maps) == data  # the same bytes
+    assert ST.encode_frames(x, codec.maps, p2, codec.embed_maps) == data
+    return {
+        "1": lambda: ST.encode_frames(x, codec.maps, p1, codec.embed_maps),
+        "pool": lambda: ST.encode_frames(x, codec.maps, p2, codec.embed_maps),
+        "zstd": lambda: imagecodecs.zstd_encode(x, level=3),
+    }
+
+
 def main() -> None:
     from rawsigma.analysis.noisecodec import stream as ST
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=25)
     ap.add_argument("--rt", action="store_true", help="timing loop at SCHED_FIFO (root)")
+    ap.add_argument("--op", choices=("decode", "encode"), default="decode")
     a = ap.parse_args()
     cases = []
     for name, codec, x in frames():
         data, z = codec.encode(x), imagecodecs.zstd_encode(x, level=3)
-        one = ST.decode_frames(data, codec.maps, threads=1)
-        assert np.array_equal(ST.decode_frames(data, codec.maps, threads=2), one)
-        fns = {
-            "1": lambda d=data, m=codec.maps: ST.decode_frames(d, m, threads=1),
-            "pool": lambda d=data, m=codec.maps: ST.decode_frames(d, m, threads=2),
-            "zstd": lambda z=z: imagecodecs.zstd_decode(z),
-        }
+        fns = _encoders(codec, x, data) if a.op == "encode" else _decoders(codec, data, z)
         cases.append((name, fns))
-    print(f"load {os.getloadavg()}, {ST.pool_threads()} threads, {'SCHED_FIFO' * a.rt}")
+    print(f"{a.op}: load {os.getloadavg()}, {ST.pool_threads()} threads, {'SCHED_FIFO' * a.rt}")
     print("| frame | wall ms 1 thread / pool (min, median) | pool ÷ 1 thread wall (min, med) "
           "| pool ÷ 1 thread CPU (min, med) | zstd-3 ÷ codec wall, 1 thread / pool (med) "
           "| zstd-3 ÷ codec CPU, 1 thread / pool (med) |\n|---|---|---|---|---|---|")  # fmt: skip

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import struct
+import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -114,6 +115,12 @@ PARALLEL_PIXELS = 3 << 19
 DECODE_PARALLEL_PIXELS = 1 << 18
 
 
+# An ENCODE of ``threads=None`` from this many pixels runs its tiles in parallel when a
+# core is free (`_encode_least`); measured with a free core (RESULTS.md, session 10,
+# henc): 1 Mpx frames 0.6-0.7x the wall time for +10 % CPU
+ENCODE_PARALLEL_PIXELS = 1 << 19
+
+
 _LOAD = [-1.0, False]  # (time read, a core free) of `_core_free`
 
 
@@ -135,6 +142,12 @@ def _decode_least() -> int:
     """Pixels from which a decode of ``threads=None`` is parallel: `DECODE_PARALLEL_PIXELS`
     when a core is free, else `PARALLEL_PIXELS` (as an encode)."""
     return DECODE_PARALLEL_PIXELS if _core_free() else PARALLEL_PIXELS
+
+
+def _encode_least() -> int:
+    """Pixels from which an encode of ``threads=None`` is parallel: `ENCODE_PARALLEL_PIXELS`
+    when a core is free, else `PARALLEL_PIXELS`."""
+    return ENCODE_PARALLEL_PIXELS if _core_free() else PARALLEL_PIXELS
 
 
 def _auto_threads(threads: int | None, n_pixels: int, least: int = PARALLEL_PIXELS) -> int | None:
@@ -651,7 +664,11 @@ def _train_groups(tiles, hw: int, threads: int | None) -> list[list[tuple[int, i
 
 def _code_pyramid(codes, tiles, params):
     """Back end "pyramid" (format 3, `pyramid`): hierarchical interpolative prediction,
-    four interleaved rANS states per tile. Returns as `_code_causal`."""
+    four interleaved rANS states per tile. Returns as `_code_causal`.
+
+    Every buffer is allocated here, in the calling thread: a pool thread's allocations
+    come from its own malloc arena, whose freed pages go back to the system, so that
+    each encode faulted them in again (≈ 1 ms of system time per parallel 1 Mpx frame)."""
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
     groups = _train_groups(tiles, codes[0].size, params.threads)
@@ -663,64 +680,43 @@ def _code_pyramid(codes, tiles, params):
     # C: the planes of the training tiles (all tiles of a frame up to KEEP_PLANES pixels)
     # are built once, for both passes
     keep = {} if kx.planes_size is not None and n_train <= KEEP_PLANES else None
+    if keep is not None:
+        for f, r0, th in (t for g in groups for t in g):
+            keep[f, r0] = np.empty(kx.planes_size(th, codes.shape[-1]), np.int16)
+    accs = [_take_zeros((PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_MOM), np.int64) for _ in groups]  # one per group
 
-    def train(group):
-        acc = PY.new_moments()  # one per group: no per-tile allocation and sum
-        for f, r0, th in group:
+    def train(i):
+        for f, r0, th in groups[i]:
             block = codes[f, r0 : r0 + th]
-            args = (block, kx.n_levels(*block.shape), acc, row_step, TRAIN_SPARSE)
-            if keep is None:
-                kx.train_tile(*args)
-                continue
-            keep[f, r0] = np.empty(kx.planes_size(*block.shape), np.int16)
-            kx.train_tile(*args, keep[f, r0])
-        return acc
+            args = (block, kx.n_levels(*block.shape), accs[i], row_step, TRAIN_SPARSE)
+            kx.train_tile(*args, *(() if keep is None else (keep[f, r0],)))
 
-    accs = _map(train, groups, params.threads)
-    acc = accs[0] if len(accs) == 1 else np.sum(accs, 0)
+    _map(train, range(len(groups)), params.threads)
+    acc = accs[0]
+    for more in accs[1:]:
+        np.add(acc, more, out=acc)
     luts, wts = kx.solve_weights(acc)
+    _give(accs)
     cts = _model_tables(kx, luts)
 
-    # in one thread every tile adds to one histogram (the kernels accumulate; C: to its
-    # own two uint32 halves, summed once); in several, each tile has its own, summed after
-    serial = params.threads == 1 or len(tiles) == 1
-    shared = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64) if serial else None
-    if serial and kx.name == "c" and codes.size < 1 << 32:
-        shared = np.zeros(2 * PY.N_CTX_ALL * PY.N_SYM, np.uint32)
-
-    def model(tile):
-        f, r0, th = tile
-        block = codes[f, r0 : r0 + th]
-        n = block.size
-        syms = np.empty(n, np.uint8)
-        ctxs = np.empty(n, np.uint16)
-        esc = np.empty(n, np.int32)
-        hist = shared if shared is not None else np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-        planes = () if keep is None or (f, r0) not in keep else (keep.pop((f, r0)),)
-        ne = kx.model_tile(block, kx.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist,
-                           *planes)  # fmt: skip
-        return syms, ctxs, esc[:ne], hist
-
-    modelled = _map(model, tiles, params.threads)
-    hist = shared if shared is not None else np.sum([m[3] for m in modelled], 0)
-    if hist.dtype == np.uint32:
-        hist = hist[: hist.size // 2].astype(np.int64) + hist[hist.size // 2 :]
-    hist = hist.reshape(PY.N_CTX_ALL, PY.N_SYM)
+    modelled = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads)
+    hist = modelled.pop()
     remap, phys, freq, cum = kx.encoder_tables(hist)
     # C: the rANS table of entries made once for all tiles
     tables = (CK.rans_entries(freq, cum), None) if kx.name == "c" else (freq, cum)
+    outs = [np.empty(m[0].size + 2 * PY.WL + 16, np.uint16) for m in modelled]
 
-    def code(m):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
+    def code(i):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
+        m, out = modelled[i], outs[i]
         if PYRAMID_FORMAT < 5:  # formats 3-4: `PY.LANES` streams
             out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
             lens = np.zeros(PY.LANES, np.int64)
             kx.rans_encode(m[0], m[1], freq, cum, out, lens)
             return np.concatenate([out[k, : lens[k]] for k in range(PY.LANES)]), lens
-        out = np.empty(m[0].size + 2 * PY.WL + 16, np.uint16)
         n = kx.rans_encode16(m[0], m[1], *tables, out)
         return out[:n], [n]
 
-    coded = _map(code, modelled, params.threads)
+    coded = _map(code, range(len(modelled)), params.threads)
     sections = {
         "weights": _deflate(wts.astype("<i4").tobytes(), *_ZLIB_WEIGHTS),
         "levels": zlib.compress(luts.astype(np.uint8).tobytes(), 9),
@@ -734,6 +730,77 @@ def _code_pyramid(codes, tiles, params):
         for (f, r0, th), m, (_, lens) in zip(tiles, modelled, coded, strict=True)
     ]
     return sections, rows, [wd for wd, _ in coded], [m[2] for m in modelled]
+
+
+def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
+    """The model pass of `_code_pyramid`: per tile ``(syms, ctxs, escapes)``, then the
+    frame's histogram (int64, ``(N_CTX_ALL, N_SYM)``) as the last item.
+
+    Every thread adds its tiles to one histogram of its own (C: the kernel's two uint32
+    halves; numba: int64), summed at the end: no zeroed histogram per tile."""
+    w = codes.shape[-1]
+    n_hist = min(len(tiles), 1 if threads == 1 else pool_threads())
+    c32 = kx.name == "c" and codes.size < 1 << 32
+    size, dtype = (2 if c32 else 1) * PY.N_CTX_ALL * PY.N_SYM, np.uint32 if c32 else np.int64
+    hists = [_take_zeros((size,), dtype) for _ in range(n_hist)]
+    free, mine = list(hists), {}  # a thread's histogram, taken on its first tile
+    bufs = [
+        (np.empty(th * w, np.uint8), np.empty(th * w, np.uint16), np.empty(th * w, np.int32))
+        for _, _, th in tiles
+    ]
+
+    def model(i):
+        f, r0, th = tiles[i]
+        block = codes[f, r0 : r0 + th]
+        syms, ctxs, esc = bufs[i]
+        me = threading.get_ident()
+        hist = mine.get(me)
+        if hist is None:
+            hist = mine[me] = free.pop()  # atomic (GIL); n_hist >= the threads that run
+        planes = () if keep is None or (f, r0) not in keep else (keep.pop((f, r0)),)
+        ne = kx.model_tile(block, kx.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist,
+                           *planes)  # fmt: skip
+        return syms, ctxs, esc[:ne]
+
+    out = _map(model, range(len(tiles)), threads)
+    total = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
+    for h in mine.values():
+        if c32:
+            np.add(total, h[: h.size // 2], out=total)
+            np.add(total, h[h.size // 2 :], out=total)
+        else:
+            np.add(total, h, out=total)
+    _give(hists)
+    out.append(total.reshape(PY.N_CTX_ALL, PY.N_SYM))
+    return out
+
+
+# zeroed scratch arrays of the encoder kept between calls (moment accumulators, 1.4 MB;
+# histograms), by (shape, dtype): reused pages, where a new array's pages are faulted in
+# again at every encode once several are alive (threads: ≈ 150 faults per 1 Mpx frame)
+_SCRATCH: dict[tuple, list[np.ndarray]] = {}
+_SCRATCH_KEEP = 4  # arrays kept per kind
+
+
+def _take_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``np.zeros(shape, dtype)``, from `_SCRATCH` when one is free."""
+    stash = _SCRATCH.get((shape, np.dtype(dtype).str))
+    try:
+        a = stash.pop() if stash else None  # atomic (GIL)
+    except IndexError:  # taken by another thread meanwhile
+        a = None
+    if a is None:
+        return np.zeros(shape, dtype)
+    a.fill(0)
+    return a
+
+
+def _give(arrays) -> None:
+    """Return arrays of `_take_zeros` to `_SCRATCH` (none may be used afterwards)."""
+    for a in arrays:
+        stash = _SCRATCH.setdefault((a.shape, a.dtype.str), [])
+        if len(stash) < _SCRATCH_KEEP:
+            stash.append(a)
 
 
 # zlib setting (level, strategy) of the weights: "filtered" (few short matches) suits
@@ -795,8 +862,9 @@ def encode_frames(
 ) -> bytes:
     """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
     n_px = int(np.size(frames))
-    if _auto_threads(params.threads, n_px) != params.threads:
-        params = replace(params, threads=_auto_threads(params.threads, n_px))
+    threads = _auto_threads(params.threads, n_px, _encode_least())
+    if threads != params.threads:
+        params = replace(params, threads=threads)
     codes, recon, mode, kp = quantise_frames_knee(frames, maps, params)
     shape = codes.shape
     h, w = shape[-2:]

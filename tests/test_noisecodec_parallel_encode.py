@@ -1,0 +1,63 @@
+"""Single frames encoded in parallel when a core is free (issue 16, session 10, henc):
+the pool's streams are those of the calling thread alone (C and numba kernels, short
+last tiles, stacks), the load gate picks the threshold, and the encoder's reused
+scratch arrays come back zeroed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from rawsigma.analysis.noisecodec import NoiseCodec
+from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import stream as ST
+from rawsigma.analysis.noisecodec.synthetic import reference_frame
+
+KINDS = ["numba"] + (["c"] if CK.c_namespace() is not None else [])
+
+
+@pytest.fixture(params=KINDS)
+def kernels(request, monkeypatch):
+    ns = CK.numba_namespace() if request.param == "numba" else CK.c_namespace()
+    monkeypatch.setattr(CK, "KERNELS", ns)
+    return ns
+
+
+@pytest.mark.parametrize("shape,rows", [((203, 90), 48), ((130, 77), 64)])
+def test_pool_encode_gives_the_calling_threads_stream(kernels, shape, rows) -> None:
+    frame, _, cam = reference_frame(shape, seed=11)
+    codec = NoiseCodec(cam.true_profile(), step=2.0, tile_rows=rows)
+    one = ST.encode_frames(frame, codec.maps, replace(codec.params, threads=1))
+    for threads in (2, 3):
+        assert ST.encode_frames(frame, codec.maps, replace(codec.params, threads=threads)) == one
+    stack = np.stack([frame, np.clip(frame.astype(np.int32) + 2, 0, 65535).astype(np.uint16)])
+    s1 = ST.encode_frames(stack, codec.maps, replace(codec.params, threads=1))
+    assert ST.encode_frames(stack, codec.maps, replace(codec.params, threads=2)) == s1
+    np.testing.assert_array_equal(codec.decode(one), codec.decode(s1)[0])
+
+
+def test_encode_goes_parallel_only_with_a_free_core(monkeypatch) -> None:
+    n = ST.ENCODE_PARALLEL_PIXELS
+    assert 512 * 512 < n <= 1022 * 1024 < ST.PARALLEL_PIXELS  # (RESULTS.md, session 10)
+    monkeypatch.setattr(ST, "_core_free", lambda: True)
+    assert ST._auto_threads(None, n, ST._encode_least()) is None
+    assert ST._auto_threads(None, n - 1, ST._encode_least()) == 1
+    monkeypatch.setattr(ST, "_core_free", lambda: False)
+    assert ST._auto_threads(None, n, ST._encode_least()) == 1
+    assert ST._auto_threads(None, ST.PARALLEL_PIXELS, ST._encode_least()) is None
+    seen = []
+    real_map = ST._map
+    monkeypatch.setattr(ST, "_map", lambda fn, items, th: seen.append(th) or real_map(fn, items, th))
+    frame, _, cam = reference_frame((64, 64), seed=2)
+    NoiseCodec(cam.true_profile(), step=2.0).encode(frame)
+    assert seen and set(seen) == {1}  # a small frame under load: the calling thread
+
+
+def test_scratch_arrays_come_back_zeroed() -> None:
+    a = ST._take_zeros((3, 5), np.int64)
+    a += 7
+    ST._give([a])
+    b = ST._take_zeros((3, 5), np.int64)
+    assert b is a and not b.any()
+    assert ST._take_zeros((3, 5), np.uint32).dtype == np.uint32  # another kind: new
