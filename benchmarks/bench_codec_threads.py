@@ -1,11 +1,12 @@
-"""Single-frame decode or encode of the noise codec: the calling thread alone against the pool.
+"""Single-frame decode or encode of the noise codec: the calling thread against the pool.
 
 Same process, interleaved, best-of-N and median: ``decode_frames(threads=1)`` (with
 ``--op encode``: ``encode_frames``) against ``threads=2`` (the calling thread and one
-pool thread), zstd-3's decode (encode) timed beside them, on 384², 512², 1024² crops of the reference frame and the real frames of
-../shared/data. Wall and process CPU time (all threads). On a loaded machine no core is
-free: ``--rt`` runs the timing loop alone (≈ 1 s; encodes before it) at SCHED_FIFO
-priority (root only), what a free core gives. Issue 16, "tiles of one frame decoded in
+pool thread), zstd-3's decode (encode) timed beside them, on 384², 512², 1024² crops
+of the reference frame and the real frames of ../shared/data. Wall and process CPU
+time (all threads). On a loaded machine no core is free: ``--rt`` runs the timing loop
+alone (≈ 1 s; encodes before it) at SCHED_FIFO priority (root only), what a free core
+gives. Issue 16, "tiles of one frame decoded in
 parallel" in RESULTS.md (encode: "single-frame encode in parallel", session 10).
 
     python benchmarks/bench_codec_threads.py [--reps 25] [--rt] [--op decode|encode]

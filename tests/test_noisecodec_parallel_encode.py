@@ -47,8 +47,8 @@ def test_encode_goes_parallel_only_with_a_free_core(monkeypatch) -> None:
     assert ST._auto_threads(None, n, ST._encode_least()) == 1
     assert ST._auto_threads(None, ST.PARALLEL_PIXELS, ST._encode_least()) is None
     seen = []
-    real_map = ST._map
-    monkeypatch.setattr(ST, "_map", lambda fn, items, th: seen.append(th) or real_map(fn, items, th))
+    real = ST._map
+    monkeypatch.setattr(ST, "_map", lambda fn, items, th: seen.append(th) or real(fn, items, th))
     frame, _, cam = reference_frame((64, 64), seed=2)
     NoiseCodec(cam.true_profile(), step=2.0).encode(frame)
     assert seen and set(seen) == {1}  # a small frame under load: the calling thread

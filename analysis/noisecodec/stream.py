@@ -683,7 +683,8 @@ def _code_pyramid(codes, tiles, params):
     if keep is not None:
         for f, r0, th in (t for g in groups for t in g):
             keep[f, r0] = np.empty(kx.planes_size(th, codes.shape[-1]), np.int16)
-    accs = [_take_zeros((PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_MOM), np.int64) for _ in groups]  # one per group
+    moments = (PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_MOM)  # `PY.new_moments`
+    accs = [_take_zeros(moments, np.int64) for _ in groups]  # one per group
 
     def train(i):
         for f, r0, th in groups[i]:
