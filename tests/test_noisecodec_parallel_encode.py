@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import pyramid as PY
 from rawsigma.analysis.noisecodec import stream as ST
 from rawsigma.analysis.noisecodec.synthetic import reference_frame
 
@@ -61,3 +62,24 @@ def test_scratch_arrays_come_back_zeroed() -> None:
     b = ST._take_zeros((3, 5), np.int64)
     assert b is a and not b.any()
     assert ST._take_zeros((3, 5), np.uint32).dtype == np.uint32  # another kind: new
+
+
+@pytest.mark.skipif(CK.c_namespace() is None, reason="C kernels unavailable")
+def test_c_encoder_entries_are_the_tables_of_the_summed_halves(context_histogram) -> None:
+    """`_ckernels.encoder_entries` sums model_tile's uint32 halves (one pair per thread)
+    and gives numpy's context map, tables and ``freq << 16 | cum``."""
+    c = CK.c_namespace()
+    rng = np.random.default_rng(4)
+    for trial in range(24):
+        h = context_histogram(rng, trial)
+        pairs = 1 + trial % 3
+        parts = rng.multinomial(1, np.ones(2 * pairs) / (2 * pairs), h.size).T
+        halves = np.stack([(h.ravel() * p) for p in parts]).astype(np.uint32)
+        halves[0] += (h.ravel() - halves.astype(np.int64).sum(0)).astype(np.uint32)
+        remap, phys, freq, cum = PY.encoder_tables(h)
+        got = c.encoder_entries(halves.reshape(pairs, -1))
+        np.testing.assert_array_equal(got[0], remap)
+        np.testing.assert_array_equal(got[1], phys)
+        np.testing.assert_array_equal(got[2], CK.rans_entries(freq, cum))
+    with pytest.raises(ValueError, match="sizes"):
+        c.encoder_entries(np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.uint32))  # half a pair

@@ -3019,8 +3019,13 @@ static void xl_init(void)
 static inline int64_t xlog2x(int64_t c)
 {
     if (c < XL_N) return xl_tab[c];
+    /* the least r >= 1 with c >> r < XL_N: the bit length of c less XL_BITS */
+#if defined(__GNUC__) || defined(__clang__)
+    int r = 64 - XL_BITS - __builtin_clzll((uint64_t)c);
+#else
     int r = 1;
     while ((c >> r) >= XL_N) r++;
+#endif
     int64_t m = c >> r, lo = log_tab[m];
     int64_t frac = ((log_tab[m + 1] - lo) * (c - (m << r))) >> r;
     return c * (lo + frac + ((int64_t)r << XL_F));
@@ -3290,6 +3295,49 @@ fail:
     return NULL;
 }
 
+/* encoder_entries(hist, remap i64 (N_CTX_ALL,), phys i64 (N_CTX_ALL, N_SYM), entries u32
+ * (N_CTX_ALL · N_SYM)) -> number of physical tables: `encoder_tables` and the rANS entries
+ * freq << 16 | cum of `rans_encode16` (`ckernels.rans_entries`) in one call. hist: the
+ * uint32 halves of `model_tile` (even and odd pixels), m >= 1 pairs (m · 2 · N_CTX_ALL ·
+ * N_SYM, one per thread), all summed: no int64 histogram, freq or cum made in numpy */
+static PyObject *py_encoder_entries(PyObject *self, PyObject *args)
+{
+    PyObject *o[4];
+    bufs B = {.n = 0};
+    int64_t *work = NULL;
+    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3])) return NULL;
+    Py_ssize_t nh, nr, np_, ne;
+    const Py_ssize_t full = (Py_ssize_t)N_CTX_ALL * N_SYM;
+    const uint32_t *h32 = get(&B, o[0], 'u', 4, 0, "hist", &nh);
+    int64_t *remap = h32 ? get(&B, o[1], 'i', 8, 1, "remap", &nr) : NULL;
+    int64_t *phys = remap ? get(&B, o[2], 'i', 8, 1, "phys", &np_) : NULL;
+    uint32_t *ent = phys ? get(&B, o[3], 'u', 4, 1, "entries", &ne) : NULL;
+    if (!ent) goto fail;
+    NEED(nh > 0 && nh % (2 * full) == 0 && nr == N_CTX_ALL && np_ == full && ne == full, "sizes");
+    work = (int64_t *)malloc(3 * (size_t)full * sizeof(int64_t)); /* hist, freq, cum */
+    if (!work) {
+        release(&B);
+        return PyErr_NoMemory();
+    }
+    int64_t *hist = work, *freq = work + full, *cum = work + 2 * full;
+    for (Py_ssize_t i = 0; i < full; i++) hist[i] = h32[i]; /* vectorises */
+    for (Py_ssize_t k = full; k < nh; k += full)
+        for (Py_ssize_t i = 0; i < full; i++) hist[i] += h32[k + i];
+    uint64_t tot = 0; /* total <= 2^40: the fixed-point costs stay in int64 */
+    for (Py_ssize_t i = 0; i < full; i++) tot += (uint64_t)hist[i];
+    NEED(tot <= ((uint64_t)1 << 40), "histogram counts out of range");
+    int n = encoder_tables(hist, remap, phys, freq, cum);
+    for (Py_ssize_t i = 0; i < full; i++) /* both in [0, TAB] by construction */
+        ent[i] = (uint32_t)(freq[i] << 16 | cum[i]);
+    free(work);
+    release(&B);
+    return PyLong_FromLong(n);
+fail:
+    free(work);
+    release(&B);
+    return NULL;
+}
+
 /* v_min(stack u16 (n, h, w), off f32 (h, w), gain f32 (h, w)) -> min of (x - off) / gain */
 static PyObject *py_v_min(PyObject *self, PyObject *args)
 {
@@ -3399,6 +3447,7 @@ static PyMethodDef methods[] = {
     {"split_class_tables", py_split_class_tables, METH_VARARGS, "Separable class tables."},
     {"solve_weights", py_solve_weights, METH_VARARGS, "pyramid.solve_weights in C."},
     {"encoder_tables", py_encoder_tables, METH_VARARGS, "pyramid.encoder_tables in C."},
+    {"encoder_entries", py_encoder_entries, METH_VARARGS, "encoder_tables + rANS entries."},
     {"constants", py_constants, METH_NOARGS, "The format constants compiled in."},
     {NULL, NULL, 0, NULL},
 };

@@ -17,7 +17,8 @@ size of a tile's planes that C ``train_tile`` keeps for ``model_tile`` (None for
 ``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
 class tables as ``model_tile`` takes them, once per frame; ``solve_weights`` and
 ``encoder_tables``: the per-frame model fit of `pyramid`, the same integers from C and
-numpy, `exactfit`). The C namespace is used when the
+numpy, `exactfit`; ``encoder_entries``: C's tables and rANS entries straight from its
+uint32 histograms, None for numba). The C namespace is used when the
 extension imports and was built from the same constants; ``RAWSIGMA_CODEC_KERNELS=numba``
 forces the numba kernels (``=c`` requires the extension). `BACKEND` names the choice.
 """
@@ -109,6 +110,20 @@ def _encoder_tables(hist) -> tuple[np.ndarray, ...]:
     phys, freq, cum = (np.empty((PY.N_CTX_ALL, PY.N_SYM), np.int64) for _ in range(3))
     n = _C.encoder_tables(np.ascontiguousarray(hist, np.int64), remap, phys, freq, cum)
     return remap, phys[:n], freq, cum
+
+
+def _encoder_entries(hists) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`pyramid.encoder_tables` and `rans_entries` in one C call.
+
+    From the uint32 histogram halves of the C ``model_tile`` (one pair per thread,
+    summed): context map, physical tables and the entries ``freq << 16 | cum`` of
+    ``rans_encode16``.
+    """
+    remap = np.empty(PY.N_CTX_ALL, np.int64)
+    phys = np.empty((PY.N_CTX_ALL, PY.N_SYM), np.int64)
+    entries = np.empty((PY.N_CTX_ALL, PY.N_SYM), np.uint32)
+    n = _C.encoder_entries(np.ascontiguousarray(hists, np.uint32), remap, phys, entries)
+    return remap, phys[:n], entries
 
 
 def _rans_encode(syms, ctxs, freq, cum, out, lens) -> None:
@@ -209,6 +224,7 @@ def _c_namespace() -> SimpleNamespace:
         class_moments=_C.class_moments,
         solve_weights=_solve_weights,
         encoder_tables=_encoder_tables,
+        encoder_entries=_encoder_entries,  # uint32 histograms -> tables and rANS entries
     )
 
 
@@ -237,6 +253,7 @@ def numba_namespace() -> SimpleNamespace:
         class_moments=None,  # numpy in `pyramid._class_moments`
         solve_weights=PY.solve_weights,  # numpy, the same bits (`exactfit`)
         encoder_tables=PY.encoder_tables,
+        encoder_entries=None,  # (C only)
     )
 
 

@@ -700,11 +700,19 @@ def _code_pyramid(codes, tiles, params):
     _give(accs)
     cts = _model_tables(kx, luts)
 
-    modelled = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads)
-    hist = modelled.pop()
-    remap, phys, freq, cum = kx.encoder_tables(hist)
-    # C: the rANS table of entries made once for all tiles
-    tables = (CK.rans_entries(freq, cum), None) if kx.name == "c" else (freq, cum)
+    modelled, hists = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads)
+    if kx.encoder_entries is not None and hists.dtype == np.uint32 and PYRAMID_FORMAT >= 5:
+        # C: the tables and the rANS entries (made once for all tiles) in one call
+        remap, phys, entries = kx.encoder_entries(hists)
+        freq = cum = None
+        tables = (entries, None)
+    else:
+        hist = hists.sum(0, dtype=np.int64)
+        if hists.dtype == np.uint32:  # C's two halves (formats 3-4)
+            hist = hist[: hist.size // 2] + hist[hist.size // 2 :]
+        remap, phys, freq, cum = kx.encoder_tables(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
+        tables = (CK.rans_entries(freq, cum), None) if kx.name == "c" else (freq, cum)
+    _give([hists])
     outs = [np.empty(m[0].size + 2 * PY.WL + 16, np.uint16) for m in modelled]
 
     def code(i):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
@@ -734,17 +742,18 @@ def _code_pyramid(codes, tiles, params):
 
 
 def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
-    """The model pass of `_code_pyramid`: per tile ``(syms, ctxs, escapes)``, then the
-    frame's histogram (int64, ``(N_CTX_ALL, N_SYM)``) as the last item.
+    """The model pass of `_code_pyramid`: per tile ``(syms, ctxs, escapes)``, and the
+    histograms ``(threads, size)`` of the frame (`_take_zeros`: `_give` them back).
 
-    Every thread adds its tiles to one histogram of its own (C: the kernel's two uint32
-    halves; numba: int64), summed at the end: no zeroed histogram per tile."""
+    Every thread adds its tiles to one histogram of its own (a row: C's two uint32
+    halves of ``model_tile``, or int64), summed by the caller: no zeroed histogram per
+    tile."""
     w = codes.shape[-1]
     n_hist = min(len(tiles), 1 if threads == 1 else pool_threads())
     c32 = kx.name == "c" and codes.size < 1 << 32
-    size, dtype = (2 if c32 else 1) * PY.N_CTX_ALL * PY.N_SYM, np.uint32 if c32 else np.int64
-    hists = [_take_zeros((size,), dtype) for _ in range(n_hist)]
-    free, mine = list(hists), {}  # a thread's histogram, taken on its first tile
+    size = (2 if c32 else 1) * PY.N_CTX_ALL * PY.N_SYM
+    hists = _take_zeros((n_hist, size), np.uint32 if c32 else np.int64)
+    free, mine = list(range(n_hist)), {}  # a thread's histogram, taken on its first tile
     bufs = [
         (np.empty(th * w, np.uint8), np.empty(th * w, np.uint16), np.empty(th * w, np.int32))
         for _, _, th in tiles
@@ -755,25 +764,15 @@ def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
         block = codes[f, r0 : r0 + th]
         syms, ctxs, esc = bufs[i]
         me = threading.get_ident()
-        hist = mine.get(me)
-        if hist is None:
-            hist = mine[me] = free.pop()  # atomic (GIL); n_hist >= the threads that run
+        row = mine.get(me)
+        if row is None:
+            row = mine[me] = free.pop()  # atomic (GIL); n_hist >= the threads that run
         planes = () if keep is None or (f, r0) not in keep else (keep.pop((f, r0)),)
-        ne = kx.model_tile(block, kx.n_levels(*block.shape), wts, cts, syms, ctxs, esc, hist,
-                           *planes)  # fmt: skip
+        ne = kx.model_tile(block, kx.n_levels(*block.shape), wts, cts, syms, ctxs, esc,
+                           hists[row], *planes)  # fmt: skip
         return syms, ctxs, esc[:ne]
 
-    out = _map(model, range(len(tiles)), threads)
-    total = np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-    for h in mine.values():
-        if c32:
-            np.add(total, h[: h.size // 2], out=total)
-            np.add(total, h[h.size // 2 :], out=total)
-        else:
-            np.add(total, h, out=total)
-    _give(hists)
-    out.append(total.reshape(PY.N_CTX_ALL, PY.N_SYM))
-    return out
+    return _map(model, range(len(tiles)), threads), hists
 
 
 # zeroed scratch arrays of the encoder kept between calls (moment accumulators, 1.4 MB;
@@ -886,12 +885,14 @@ def encode_frames(
     sections["recon"] = _recon_section(recon)
     sections.update(model_sections)
     sections["escapes"] = _escapes_section(np.concatenate(escapes), n)
-    sections["words"] = b"".join(wd.astype("<u2").tobytes() for wd in words)
+    # the words: views of the coder's arrays, copied once (into the stream)
+    sections["words"] = [memoryview(np.ascontiguousarray(wd, "<u2")).cast("B") for wd in words]
     directory = {}
     pos = 0
     for name, blob in sections.items():
-        directory[name] = [pos, len(blob)]
-        pos += len(blob)
+        n = sum(map(len, blob)) if isinstance(blob, list) else len(blob)
+        directory[name] = [pos, n]
+        pos += n
     header = {
         "shape": list(shape),
         "mode": mode,
@@ -919,8 +920,16 @@ def encode_frames(
         version = 5
     else:
         version = 4 if kp[0] > 0 else 3 if effort == "pyramid" else 2
-    body = _PREFIX.pack(MAGIC, version, len(hb)) + hb + b"".join(sections.values())
-    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+    return _joined([_PREFIX.pack(MAGIC, version, len(hb)), hb, *sections.values()])
+
+
+def _joined(pieces: list) -> bytes:
+    """Bytes-like pieces (or lists of them) and the CRC-32 of all, joined in one copy."""
+    flat = [b for p in pieces for b in (p if isinstance(p, list) else [p])]
+    crc = 0
+    for b in flat:
+        crc = zlib.crc32(b, crc)
+    return b"".join([*flat, struct.pack("<I", crc & 0xFFFFFFFF)])
 
 
 # ---------------------------------------------------------------- decode
