@@ -83,3 +83,24 @@ def test_c_encoder_entries_are_the_tables_of_the_summed_halves(context_histogram
         np.testing.assert_array_equal(got[2], CK.rans_entries(freq, cum))
     with pytest.raises(ValueError, match="sizes"):
         c.encoder_entries(np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.uint32))  # half a pair
+
+
+def test_single_frames_train_on_every_fifth_row(monkeypatch) -> None:
+    """A single frame of TRAIN_SINGLE pixels or more trains on every 5th row of level 0
+    (stacks and smaller frames on every 4th): other bytes, the same decoded pixels."""
+    steps = []
+    real = CK.KERNELS.train_tile
+    monkeypatch.setattr(CK.KERNELS, "train_tile", lambda *a: steps.append(a[3]) or real(*a))
+    frame, _, cam = reference_frame((512, 512), seed=3)
+    codec = NoiseCodec(cam.true_profile(), step=2.0, threads=1)
+    new = codec.encode(frame)
+    assert set(steps) == {5}
+    steps.clear()
+    codec.encode(np.stack([frame, frame]))
+    small = NoiseCodec(cam.true_profile().crop((0, 0, 64, 64), relative=True), step=2.0)
+    small.encode(np.ascontiguousarray(frame[:64, :64]))
+    assert set(steps) == {4}
+    monkeypatch.setattr(ST, "TRAIN_ROW_STEP", (4, 4, 8))
+    old = codec.encode(frame)
+    assert old != new
+    np.testing.assert_array_equal(codec.decode(old), codec.decode(new))

@@ -644,6 +644,13 @@ def _code_causal(codes, tiles, params):
 # share their statistics); a single frame trains on all its tiles
 TRAIN_PIXELS = 1 << 21
 TRAIN_DENSE = 1 << 21  # above (frames > 2 Mpx): half the rows of levels 0 and 1
+# level 0's training rows: every n-th of a single frame of TRAIN_SINGLE pixels or more,
+# of other frames and stacks (up to TRAIN_DENSE pixels of training tiles), above
+# TRAIN_DENSE. A single frame's training is not shared: every 5th row saves 2-6 % of its
+# encode for -0.34 to +0.15 % of size (RESULTS.md, session 10, henc); smaller frames
+# have few samples to spare. (4, 4, 8) gives the streams of earlier versions
+TRAIN_ROW_STEP = (5, 4, 8)
+TRAIN_SINGLE = 1 << 18
 # levels >= 1 (a quarter of the pixels, half of the training samples) trained on half
 # their old rows: -20 % of the training's work, sizes within +-0.2 % (RESULTS.md,
 # session 9, husi); False gives the streams of earlier versions
@@ -672,10 +679,12 @@ def _code_pyramid(codes, tiles, params):
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
 
     groups = _train_groups(tiles, codes[0].size, params.threads)
-    # every 4th row of level 0 up to 2 Mpx of training tiles, every 8th above; levels
-    # >= 1 at half `train_tile`'s old density (TRAIN_SPARSE)
+    # every 5th row of level 0 for a single frame, every 4th for stacks up to 2 Mpx of
+    # training tiles, every 8th above; levels >= 1 at half `train_tile`'s old density
+    # (TRAIN_SPARSE)
     n_train = sum(th for g in groups for _, _, th in g) * codes.shape[-1]
-    row_step = 4 if n_train <= TRAIN_DENSE else 8
+    single = codes.shape[0] == 1 and n_train >= TRAIN_SINGLE
+    row_step = TRAIN_ROW_STEP[2 if n_train > TRAIN_DENSE else 0 if single else 1]
 
     # C: the planes of the training tiles (all tiles of a frame up to KEEP_PLANES pixels)
     # are built once, for both passes
