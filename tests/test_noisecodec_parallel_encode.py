@@ -104,3 +104,18 @@ def test_single_frames_train_on_every_fifth_row(monkeypatch) -> None:
     old = codec.encode(frame)
     assert old != new
     np.testing.assert_array_equal(codec.decode(old), codec.decode(new))
+
+
+@pytest.mark.skipif(CK.c_namespace() is None, reason="C kernels unavailable")
+def test_c_solve_weights_can_leave_the_moments_zeroed() -> None:
+    c = CK.c_namespace()
+    frame, _, cam = reference_frame((96, 80), seed=7)
+    codes = ST.quantise_frames(frame, NoiseCodec(cam.true_profile()).maps, ST.StreamParams())[0]
+    acc = PY.new_moments()
+    c.train_tile(np.ascontiguousarray(codes, np.int32), c.n_levels(*codes.shape), acc, 1)
+    assert acc.any()
+    want = c.solve_weights(acc)
+    got = c.solve_weights(acc, True)
+    assert not acc.any()
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -3208,12 +3208,13 @@ static int solve_class(const double *mo, double *x)
     return ok;
 }
 
-/* `pyramid.solve_weights`: luts (N_SETS, LVL_MAX + 1), weights (N_SETS, N_CLASS · N_W) */
-static void solve_weights(const int64_t *acc, uint8_t *luts, int32_t *wts)
+/* `pyramid.solve_weights`: luts (N_SETS, LVL_MAX + 1), weights (N_SETS, N_CLASS · N_W);
+ * zero: acc is zeroed (each set once read, while in cache) for the next frame's training */
+static void solve_weights(int64_t *acc, uint8_t *luts, int32_t *wts, int zero)
 {
     const int64_t per_act = (int64_t)(LVL_MAX + 1) * N_MOM;
     for (int st = 0; st < N_SETS; st++) {
-        const int64_t *as = acc + (int64_t)st * N_ACT_CLS * per_act;
+        int64_t *as = acc + (int64_t)st * N_ACT_CLS * per_act;
         int64_t cnt[LVL_MAX + 1] = {0}, mom[N_CLASS + 1][N_MOM];
         uint8_t *lut = luts + st * (LVL_MAX + 1);
         for (int a = 0; a < N_ACT_CLS; a++)
@@ -3226,6 +3227,7 @@ static void solve_weights(const int64_t *acc, uint8_t *luts, int32_t *wts)
                     mom[a * N_LVL_CLS + lut[l]][q] += as[a * per_act + l * N_MOM + q];
         for (int c = 0; c < N_CLASS; c++)
             for (int q = 0; q < N_MOM; q++) mom[N_CLASS][q] += mom[c][q];
+        if (zero) memset(as, 0, (size_t)N_ACT_CLS * per_act * sizeof(int64_t));
         double x[N_CLASS + 1][N_W], mo[N_MOM];
         int ok[N_CLASS + 1];
         for (int c = 0; c <= N_CLASS; c++) {
@@ -3246,20 +3248,22 @@ static void solve_weights(const int64_t *acc, uint8_t *luts, int32_t *wts)
 }
 
 /* solve_weights(acc i64 (N_SETS, N_ACT_CLS, LVL_MAX + 1, N_MOM), luts u8 (N_SETS,
- * LVL_MAX + 1), wts i32 (N_SETS, N_CLASS · N_W)) */
+ * LVL_MAX + 1), wts i32 (N_SETS, N_CLASS · N_W)[, zero]): zero (acc writable) leaves acc
+ * zeroed */
 static PyObject *py_solve_weights(PyObject *self, PyObject *args)
 {
     PyObject *o[3];
+    int zero = 0;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOO", &o[0], &o[1], &o[2])) return NULL;
+    if (!PyArg_ParseTuple(args, "OOO|p", &o[0], &o[1], &o[2], &zero)) return NULL;
     Py_ssize_t na, nl, nw;
-    const int64_t *acc = get(&B, o[0], 'i', 8, 0, "acc", &na);
+    int64_t *acc = get(&B, o[0], 'i', 8, zero, "acc", &na);
     uint8_t *luts = acc ? get(&B, o[1], 'u', 1, 1, "luts", &nl) : NULL;
     int32_t *wts = luts ? get(&B, o[2], 'i', 4, 1, "wts", &nw) : NULL;
     if (!wts) goto fail;
     NEED(na == (Py_ssize_t)N_SETS * N_ACT_CLS * (LVL_MAX + 1) * N_MOM
          && nl == N_SETS * (LVL_MAX + 1) && nw == N_SETS * N_CLASS * N_W, "sizes");
-    solve_weights(acc, luts, wts);
+    solve_weights(acc, luts, wts, zero);
     release(&B);
     Py_RETURN_NONE;
 fail:

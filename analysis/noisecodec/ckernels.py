@@ -96,11 +96,18 @@ def _split_class_tables(cts: np.ndarray) -> np.ndarray:
     return out
 
 
-def _solve_weights(acc) -> tuple[np.ndarray, np.ndarray]:
-    """`pyramid.solve_weights` in C: level LUTs and fixed-point weights."""
+def _solve_weights(acc, zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`pyramid.solve_weights` in C: level LUTs and fixed-point weights.
+
+    ``zero``: the (contiguous int64) ``acc`` is left zeroed, each part once read (the
+    encoder's reused scratch).
+    """
     luts = np.empty((PY.N_SETS, PY.LVL_MAX + 1), np.uint8)
     wts = np.empty((PY.N_SETS, PY.N_CLASS * PY.N_W), np.int32)
-    _C.solve_weights(np.ascontiguousarray(acc, np.int64), luts, wts)
+    if zero:
+        _C.solve_weights(acc, luts, wts, True)
+    else:
+        _C.solve_weights(np.ascontiguousarray(acc, np.int64), luts, wts)
     return luts, wts
 
 

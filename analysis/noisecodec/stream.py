@@ -705,8 +705,13 @@ def _code_pyramid(codes, tiles, params):
     acc = accs[0]
     for more in accs[1:]:
         np.add(acc, more, out=acc)
-    luts, wts = kx.solve_weights(acc)
-    _give(accs)
+    if kx.name == "c":  # C leaves acc zeroed: no fill when it is taken again
+        luts, wts = kx.solve_weights(acc, True)
+        _give(accs[:1], clean=True)
+    else:
+        luts, wts = kx.solve_weights(acc)
+        _give(accs[:1])
+    _give(accs[1:])
     cts = _model_tables(kx, luts)
 
     modelled, hists = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads)
@@ -787,7 +792,7 @@ def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
 # zeroed scratch arrays of the encoder kept between calls (moment accumulators, 1.4 MB;
 # histograms), by (shape, dtype): reused pages, where a new array's pages are faulted in
 # again at every encode once several are alive (threads: ≈ 150 faults per 1 Mpx frame)
-_SCRATCH: dict[tuple, list[np.ndarray]] = {}
+_SCRATCH: dict[tuple, list[tuple[np.ndarray, bool]]] = {}  # (array, zeroed already)
 _SCRATCH_KEEP = 4  # arrays kept per kind
 
 
@@ -795,21 +800,23 @@ def _take_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
     """``np.zeros(shape, dtype)``, from `_SCRATCH` when one is free."""
     stash = _SCRATCH.get((shape, np.dtype(dtype).str))
     try:
-        a = stash.pop() if stash else None  # atomic (GIL)
+        a, clean = stash.pop() if stash else (None, False)  # atomic (GIL)
     except IndexError:  # taken by another thread meanwhile
         a = None
     if a is None:
         return np.zeros(shape, dtype)
-    a.fill(0)
+    if not clean:
+        a.fill(0)
     return a
 
 
-def _give(arrays) -> None:
-    """Return arrays of `_take_zeros` to `_SCRATCH` (none may be used afterwards)."""
+def _give(arrays, clean: bool = False) -> None:
+    """Return arrays of `_take_zeros` to `_SCRATCH` (none may be used afterwards);
+    ``clean``: they are all zeros (no fill when taken)."""
     for a in arrays:
         stash = _SCRATCH.setdefault((a.shape, a.dtype.str), [])
         if len(stash) < _SCRATCH_KEEP:
-            stash.append(a)
+            stash.append((a, clean))
 
 
 # zlib setting (level, strategy) of the weights: "filtered" (few short matches) suits
