@@ -115,10 +115,11 @@ PARALLEL_PIXELS = 3 << 19
 DECODE_PARALLEL_PIXELS = 1 << 18
 
 
-# An ENCODE of ``threads=None`` from this many pixels runs its tiles in parallel when a
-# core is free (`_encode_least`); measured with a free core (RESULTS.md, session 10,
-# henc): 1 Mpx frames 0.6-0.7x the wall time for +10 % CPU
-ENCODE_PARALLEL_PIXELS = 1 << 19
+# An ENCODE of ``threads=None`` from this many pixels (≈ 0.33 Mpx) runs its tiles in
+# parallel when a core is free (`_encode_least`). Measured with a free core (RESULTS.md,
+# session 10, henc), pool ÷ one thread: 1 Mpx frames 0.66-0.69 wall for +10-13 % CPU,
+# 520×696 0.80-0.83 for +18-23 %, 512² only 0.89-0.91 for +28 % (kept in one thread)
+ENCODE_PARALLEL_PIXELS = 5 << 16
 
 
 _LOAD = [-1.0, False]  # (time read, a core free) of `_core_free`
