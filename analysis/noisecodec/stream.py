@@ -104,9 +104,10 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-# Below this many pixels an ENCODE runs its tiles in the calling thread (``threads=None``):
-# on 2 cores the pool's hand-offs cost ~1 ms CPU per 512² frame and the tiles' data
-# moves between the cores' caches, for a wall-time gain only when a core is idle
+# Below this many pixels an ENCODE runs its tiles in the calling thread (``threads=None``)
+# unless a core is free (`ENCODE_PARALLEL_PIXELS`): the pool's hand-offs cost CPU and the
+# tiles' data moves between the cores' caches, for a wall-time gain only when a core is
+# idle (under load the helper waits in the run queue)
 PARALLEL_PIXELS = 3 << 19
 # A DECODE is one task per tile (no training, no model pass): from this many pixels its
 # tiles run in parallel when a core is free (`_decode_least`), the calling thread taking
@@ -255,7 +256,7 @@ class StreamParams:
     max_adu: int = 65535
     profile_id: str = ""
     tile_rows: int = 256
-    threads: int | None = None  # None: one per core from `PARALLEL_PIXELS` on, else 1
+    threads: int | None = None  # None: one per core from `_encode_least()` pixels on, else 1
     effort: str = "pyramid"
     knee: float = 0.0  # v_k (e⁻²) of the format-4 transform, 0: none (formats 1–3)
 
