@@ -173,7 +173,7 @@ def test_knee_guess_does_not_change_the_stream() -> None:
 
 @needs_c
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("row_step", [1, 3, 8])
+@pytest.mark.parametrize("row_step", [1, 3, 5, 8])
 def test_train_row_step_c_equals_numba(row_step, sparse) -> None:
     rng = np.random.default_rng(row_step)
     y, x = np.mgrid[:70, :90]

@@ -897,20 +897,20 @@ def encode_frames(
     coder = _code_pyramid if effort == "pyramid" else _code_causal
     model_sections, rows, words, escapes = coder(codes, tiles, params)
 
-    sections: dict[str, bytes] = {}
+    sections: dict[str, bytes | list[memoryview]] = {}
     if embed_maps and not maps.is_uniform:
         sections["maps"] = maps.to_bytes()
     sections["recon"] = _recon_section(recon)
     sections.update(model_sections)
     sections["escapes"] = _escapes_section(np.concatenate(escapes), n)
     # the words: views of the coder's arrays, copied once (into the stream)
-    sections["words"] = [memoryview(np.ascontiguousarray(wd, "<u2")).cast("B") for wd in words]
+    sections["words"] = [np.ascontiguousarray(wd, "<u2").data.cast("B") for wd in words]
     directory = {}
     pos = 0
     for name, blob in sections.items():
-        n = sum(map(len, blob)) if isinstance(blob, list) else len(blob)
-        directory[name] = [pos, n]
-        pos += n
+        size = sum(map(len, blob)) if isinstance(blob, list) else len(blob)
+        directory[name] = [pos, size]
+        pos += size
     header = {
         "shape": list(shape),
         "mode": mode,
