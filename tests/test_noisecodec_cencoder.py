@@ -61,6 +61,11 @@ def test_rans_encode16_matches_numba(n, skew):
                            (C, 16, entries), (C, 0, entries)):  # fmt: skip
         out = np.zeros(n + 2 * PY.WL + slack, np.uint16)
         got.append(out[: ns.rans_encode16(syms, ctxs, *tab, out)].copy())
+    # the histogram cells of model_tile (ctxs None; format 5's rows of the entry table)
+    cells = ((ctxs & 0x3FFF).astype(np.int64) * PY.N_SYM + syms).astype(np.uint16)
+    for slack in (16, 0):
+        out = np.zeros(n + 2 * PY.WL + slack, np.uint16)
+        got.append(out[: C.rans_encode16(cells, None, *entries, out)].copy())
     assert got[0].size >= 2 * PY.WL
     for g in got[1:]:
         np.testing.assert_array_equal(g, got[0])
@@ -82,11 +87,15 @@ def test_rans_encode16_rejects_bad_symbols(where, bad):
         ctxs[where] = 3
     else:
         syms[where] = PY.N_SYM
+    cells = ((ctxs & 0x3FFF).astype(np.int64) * PY.N_SYM + syms).astype(np.uint16)
     for slack in (16, 0):
         out = np.zeros(syms.size + 2 * PY.WL + slack, np.uint16)
         for tab in ((freq, cum), (CK.rans_entries(freq, cum), None)):
             with pytest.raises(ValueError, match="out of range or of frequency 0"):
                 C.rans_encode16(syms, ctxs, *tab, out)
+        if bad != "symbol":  # (a cell holds no symbol beyond its row)
+            with pytest.raises(ValueError, match="out of range or of frequency 0"):
+                C.rans_encode16(cells, None, CK.rans_entries(freq, cum), None, out)
     with pytest.raises(ValueError, match="must lie in"):
         CK.rans_entries(freq, cum + PY.TAB)
 
@@ -172,6 +181,13 @@ def test_model_tile_matches_numba(regular):
     for other in res[1:]:
         for a, b in zip(res[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
+    # format 5: one uint16 histogram cell per pixel (ctxs None), the same escapes and counts
+    cells, esc, hist = np.empty(codes.size, np.uint16), np.empty(codes.size, np.int32), hist * 0
+    ne = C.model_tile(codes, K, wts, C.model_tables(cts), cells, None, esc, hist)
+    want = (res[0][1] & ((1 << PY.LANE_SHIFT) - 1)).astype(np.int64) * PY.N_SYM + res[0][0]
+    np.testing.assert_array_equal(cells, want)
+    np.testing.assert_array_equal(esc[:ne], res[0][2])
+    np.testing.assert_array_equal(hist, res[0][3])
     with pytest.raises(ValueError, match="planes size"):
         C.train_tile(codes, K, PY.new_moments(), 4, True, keep[:-1])
     with pytest.raises(ValueError, match="planes size"):

@@ -1808,9 +1808,11 @@ MULTI static int64_t rans_encode16(const uint8_t *syms, const uint16_t *ctxs, in
     uint32_t xs[WL];
     int64_t pos = cap; /* words written backwards from the end */
     for (int l = 0; l < WL; l++) xs[l] = RANS_L;
+    /* ctxs NULL: syms is the uint16 histogram cells of `model_tile` (the table rows) */
+    const uint16_t *cells = ctxs ? NULL : (const uint16_t *)syms;
     for (int64_t t = n - 1; t >= 0; t--) {
-        uint32_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
-        uint32_t e = fc[g * N_SYM + syms[t]];
+        uint32_t g = cells ? 0 : ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        uint32_t e = cells ? fc[cells[t]] : fc[g * N_SYM + syms[t]];
         uint32_t f = e >> 16, x = xs[t & (WL - 1)];
         if ((uint64_t)x >= ((uint64_t)f << (32 - TAB_BITS))) {
             if (pos <= 2 * WL) return -1;
@@ -1895,6 +1897,18 @@ AVX2_INLINE __m256i entries8(const uint8_t *syms, const uint16_t *ctxs, int64_t 
     return e;
 }
 
+/* `entries8` from histogram cells (context · N_SYM + symbol; *bad: a cell beyond the
+ * ncell entries or of frequency 0) */
+AVX2_INLINE __m256i entries8c(const uint16_t *cells, int64_t t, const int *fc, int64_t ncell,
+                              __m256i *bad)
+{
+    __m256i i = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(cells + t)));
+    __m256i ok = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)imin(ncell, 1 << 16)), i);
+    __m256i e = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), fc, i, ok, 4);
+    *bad = _mm256_or_si256(*bad, _mm256_cmpeq_epi32(_mm256_srli_epi32(e, 16), _mm256_setzero_si256()));
+    return e;
+}
+
 /* `rans_encode16` with the 16 states in two AVX2 vectors: the words written backwards
  * from out + cap as in the scalar kernel, each group of 16 symbols' in one store per
  * vector. cap >= n + 2 WL + 16 (the stores reach 8 words below the last word). Returns
@@ -1908,10 +1922,12 @@ __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
     uint16_t *o = out + cap;
     for (int l = 0; l < WL; l++) xs[l] = RANS_L;
     int64_t nv = n & ~(int64_t)(WL - 1);
+    const uint16_t *cells = ctxs ? NULL : (const uint16_t *)syms; /* as `rans_encode16` */
     for (int64_t t = n - 1; t >= nv; t--) { /* the last, partial group: scalar */
-        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
-        if (g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0) return -2;
-        uint32_t e = fc[g * N_SYM + syms[t]];
+        int64_t g = cells ? cells[t] / N_SYM : ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        int64_t k = cells ? cells[t] : g * N_SYM + syms[t];
+        if (g >= nctx || k - g * N_SYM >= N_SYM || (fc[k] >> 16) == 0) return -2;
+        uint32_t e = fc[k];
         uint32_t f = e >> 16, x = xs[t & (WL - 1)];
         if ((x >> (32 - TAB_BITS)) >= f) {
             *--o = (uint16_t)(x & 0xFFFF);
@@ -1925,8 +1941,14 @@ __attribute__((target("avx2,popcnt"))) static int64_t rans_encode16_avx2(
     const __m256i one = _mm256_set1_epi32(1);
     __m256i bad = _mm256_setzero_si256();
     for (int64_t t = nv - WL; t >= 0; t -= WL) {
-        __m256i ea = entries8(syms, ctxs, t, (const int *)fc, nctx, &bad);
-        __m256i eb = entries8(syms, ctxs, t + 8, (const int *)fc, nctx, &bad);
+        __m256i ea, eb;
+        if (cells) {
+            ea = entries8c(cells, t, (const int *)fc, nctx * N_SYM, &bad);
+            eb = entries8c(cells, t + 8, (const int *)fc, nctx * N_SYM, &bad);
+        } else {
+            ea = entries8(syms, ctxs, t, (const int *)fc, nctx, &bad);
+            eb = entries8(syms, ctxs, t + 8, (const int *)fc, nctx, &bad);
+        }
         /* x >= f << 22: (x >> 22) > f - 1, both below 2**11 */
         __m256i na = _mm256_cmpgt_epi32(_mm256_srli_epi32(XA, 32 - TAB_BITS),
                                         _mm256_sub_epi32(_mm256_srli_epi32(ea, 16), one));
@@ -2097,9 +2119,14 @@ MULTI static void train_tile(pyramid *p, rowbufs *b, int64_t *acc, const int32_t
 
 /* ================================================================== encoder: modelling */
 /* (after the decoder: the encoder's prediction uses its AVX2 paths, `predict_fused`) */
+_Static_assert(N_CTX_ALL * N_SYM <= 65536, "histogram cells must fit uint16");
+/* syms, ctxs: the symbols and (lane bits |) contexts of `rans_encode`/`rans_encode16`; or
+ * (ctxs NULL) syms is a uint16 array of histogram cells, context · N_SYM + symbol: the
+ * table row of `rans_encode16c` (format 5), one array written instead of two */
 MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, const classtab *cts,
                           uint8_t *syms, uint16_t *ctxs, int32_t *esc, uint32_t *hist)
 {
+    uint16_t *cells = ctxs ? NULL : (uint16_t *)syms;
     uint32_t *hist2 = hist + N_CTX_ALL * N_SYM; /* the odd pixels' (summed by the caller) */
     const int64_t H = HALO;
     const int K = p->K;
@@ -2114,8 +2141,12 @@ MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, cons
             int64_t c = ROW(P, H + i)[H + j];
             int s = symbol(c, med(P, H + i, H + j));
             if (s == ESC) esc[n_esc++] = (int32_t)c;
-            syms[t] = (uint8_t)s;
-            ctxs[t] = (uint16_t)((j & 3) << LANE_SHIFT);
+            if (cells) {
+                cells[t] = (uint16_t)s; /* context 0 */
+            } else {
+                syms[t] = (uint8_t)s;
+                ctxs[t] = (uint16_t)((j & 3) << LANE_SHIFT);
+            }
             hist[s] += 1;
             t++;
         }
@@ -2147,18 +2178,31 @@ MULTI static int64_t model_tile(pyramid *p, rowbufs *b, const int32_t *wts, cons
                 predict_tail(j0, n_c, wt, ca, cl, g0, b);
                 const int16_t *restrict trow = ROW(T, H + i) + H;
                 int32_t *restrict gg = b->ctx;
-                uint8_t *restrict sy = syms + t;
-                uint16_t *restrict cx = ctxs + t;
                 int32_t n_row_esc = 0;
                 const int32_t *restrict bs = b->base;
-                for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
-                    int32_t r = trow[j] - bs[j] + RMAX;
-                    int32_t e = (uint32_t)r >= 2 * RMAX;
-                    int32_t sym = e ? ESC : r;
-                    sy[j] = (uint8_t)sym;
-                    cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
-                    gg[j] = gg[j] * N_SYM + sym; /* the histogram cell */
-                    n_row_esc += e;
+                uint8_t *restrict sy = cells ? b->sym : syms + t; /* cells: a row buffer */
+                if (cells) {
+                    uint16_t *restrict ce = cells + t;
+                    for (int64_t j = 0; j < n_c; j++) { /* vectorises */
+                        int32_t r = trow[j] - bs[j] + RMAX;
+                        int32_t e = (uint32_t)r >= 2 * RMAX;
+                        int32_t sym = e ? ESC : r;
+                        sy[j] = (uint8_t)sym;
+                        gg[j] = gg[j] * N_SYM + sym; /* the histogram cell */
+                        ce[j] = (uint16_t)gg[j];
+                        n_row_esc += e;
+                    }
+                } else {
+                    uint16_t *restrict cx = ctxs + t;
+                    for (int64_t j = 0; j < n_c; j++) { /* symbols and lanes: vectorises */
+                        int32_t r = trow[j] - bs[j] + RMAX;
+                        int32_t e = (uint32_t)r >= 2 * RMAX;
+                        int32_t sym = e ? ESC : r;
+                        sy[j] = (uint8_t)sym;
+                        cx[j] = (uint16_t)(gg[j] | ((j & 3) << LANE_SHIFT));
+                        gg[j] = gg[j] * N_SYM + sym; /* the histogram cell */
+                        n_row_esc += e;
+                    }
                 }
                 /* two histograms (even and odd pixels): equal neighbouring cells do not
                  * wait for each other's increment */
@@ -2393,9 +2437,13 @@ static PyObject *py_model_tile(PyObject *self, PyObject *args)
         PyErr_Clear(); /* reported by get() */
     }
     const void *cts = wts ? get(&B, o[2], 'u', csize, 0, "cts", &nc) : NULL;
-    uint8_t *syms = cts ? get(&B, o[3], 'u', 1, 1, "syms", &ns) : NULL;
-    uint16_t *ctxs = syms ? get(&B, o[4], 'u', 2, 1, "ctxs", &nx) : NULL;
-    int32_t *esc = ctxs ? get(&B, o[5], 'i', 4, 1, "esc", &ne) : NULL;
+    /* ctxs None: syms is a uint16 array of histogram cells (`model_tile`, format 5) */
+    const int cellmode = o[4] == Py_None;
+    uint8_t *syms = cts ? get(&B, o[3], 'u', cellmode ? 2 : 1, 1, cellmode ? "cells" : "syms", &ns)
+                        : NULL;
+    uint16_t *ctxs = syms && !cellmode ? get(&B, o[4], 'u', 2, 1, "ctxs", &nx) : NULL;
+    if (cellmode && syms) nx = ns;
+    int32_t *esc = ctxs || (syms && cellmode) ? get(&B, o[5], 'i', 4, 1, "esc", &ne) : NULL;
     /* hist: int64 (N_CTX_ALL · N_SYM, added to), or the kernel's own two uint32
      * histograms (2 · N_CTX_ALL · N_SYM: even and odd pixels, summed by the caller) that
      * the tiles of a frame share (no zeroed copy and sum per tile) */
@@ -2759,24 +2807,29 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
     bufs B = {.n = 0};
     if (!PyArg_ParseTuple(args, "OOOOO", &o[0], &o[1], &o[2], &o[3], &o[4])) return NULL;
     Py_ssize_t ns, nx, nf, nc, no;
-    const uint8_t *syms = get(&B, o[0], 'u', 1, 0, "syms", &ns);
-    const uint16_t *ctxs = syms ? get(&B, o[1], 'u', 2, 0, "ctxs", &nx) : NULL;
+    /* ctxs None: syms is the uint16 histogram cells of `model_tile` (freq: the entries) */
+    const int cellmode = o[1] == Py_None;
+    const uint8_t *syms = get(&B, o[0], 'u', cellmode ? 2 : 1, 0, cellmode ? "cells" : "syms", &ns);
+    const uint16_t *ctxs = syms && !cellmode ? get(&B, o[1], 'u', 2, 0, "ctxs", &nx) : NULL;
+    if (cellmode && syms) nx = ns;
     /* freq int64 and cum int64, or freq the uint32 entries freq << 16 | cum of the
      * frame's tiles (made once per frame by the caller; cum None) */
     int esize = 8;
     Py_buffer peek;
-    if (ctxs && PyObject_GetBuffer(o[2], &peek, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+    const int have = ctxs || (syms && cellmode);
+    if (have && PyObject_GetBuffer(o[2], &peek, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
         esize = peek.itemsize == 4 ? 4 : 8;
         PyBuffer_Release(&peek);
     } else {
         PyErr_Clear(); /* reported by get() */
     }
-    const void *freq = ctxs ? get(&B, o[2], esize == 4 ? 'u' : 'i', esize, 0, "freq", &nf) : NULL;
+    const void *freq = have ? get(&B, o[2], esize == 4 ? 'u' : 'i', esize, 0, "freq", &nf) : NULL;
     const int64_t *cum = freq && esize == 8 ? get(&B, o[3], 'i', 8, 0, "cum", &nc) : NULL;
     if (esize == 4) nc = nf;
     uint16_t *out = freq && (cum || esize == 4) ? get(&B, o[4], 'u', 2, 1, "out", &no) : NULL;
     if (!out) goto fail;
     NEED(nx == ns && nf == nc && nf % N_SYM == 0, "sizes");
+    NEED(!cellmode || esize == 4, "cells need the entry table");
     int64_t len;
 #ifdef HAVE_AVX2
     if (use_avx2 < 0) use_avx2 = avx2_wanted();
@@ -2788,8 +2841,10 @@ static PyObject *py_rans_encode16(PyObject *self, PyObject *args)
                               : symbol_table(syms, ctxs, ns, freq, cum, nf, !vec);
     if (!fc) goto fail;
     for (int64_t t = 0, nctx = nf / N_SYM; esize == 4 && !vec && t < ns; t++) {
-        int64_t g = ctxs[t] & ((1 << LANE_SHIFT) - 1);
-        if (g >= nctx || syms[t] >= N_SYM || (fc[g * N_SYM + syms[t]] >> 16) == 0) {
+        const uint16_t *ce = (const uint16_t *)syms;
+        int64_t g = cellmode ? ce[t] / N_SYM : ctxs[t] & ((1 << LANE_SHIFT) - 1);
+        int64_t k = cellmode ? ce[t] : g * N_SYM + syms[t];
+        if (g >= nctx || k - g * N_SYM >= N_SYM || (fc[k] >> 16) == 0) {
             PyErr_SetString(PyExc_ValueError, BAD_SYMBOL);
             goto fail;
         }

@@ -758,8 +758,9 @@ def _code_pyramid(codes, tiles, params):
 
 
 def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
-    """The model pass of `_code_pyramid`: per tile ``(syms, ctxs, escapes)``, and the
-    histograms ``(threads, size)`` of the frame (`_take_zeros`: `_give` them back).
+    """The model pass of `_code_pyramid`: per tile ``(syms, ctxs, escapes)`` (C, format 5:
+    ``(cells, None, escapes)``), and the histograms ``(threads, size)`` of the frame
+    (`_take_zeros`: `_give` them back).
 
     Every thread adds its tiles to one histogram of its own (a row: C's two uint32
     halves of ``model_tile``, or int64), summed by the caller: no zeroed histogram per
@@ -770,8 +771,13 @@ def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
     size = (2 if c32 else 1) * PY.N_CTX_ALL * PY.N_SYM
     hists = _take_zeros((n_hist, size), np.uint32 if c32 else np.int64)
     free, mine = list(range(n_hist)), {}  # a thread's histogram, taken on its first tile
+    # C, format 5: one uint16 histogram cell (context · N_SYM + symbol) per pixel, the row
+    # of the rANS entry table, instead of a symbol and a context (`model_tile` ctxs None)
+    cells = c32 and kx.encoder_entries is not None and PYRAMID_FORMAT >= 5
     bufs = [
-        (np.empty(th * w, np.uint8), np.empty(th * w, np.uint16), np.empty(th * w, np.int32))
+        (np.empty(th * w, np.uint16), None, np.empty(th * w, np.int32))
+        if cells
+        else (np.empty(th * w, np.uint8), np.empty(th * w, np.uint16), np.empty(th * w, np.int32))
         for _, _, th in tiles
     ]
 
