@@ -15,7 +15,6 @@ from rawsigma.cli.main import app
 from typer.testing import CliRunner
 
 EXPOSURES = (0.01, 0.1, 1.0)
-pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _darks(cam: SensorModel, frames: int, seed: int) -> list[PixelMoments]:

@@ -18,7 +18,6 @@ from rawsigma.cli.main import app
 from typer.testing import CliRunner
 
 EXP = 0.01
-pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _profile(levels: int, tmp: Path) -> Path:

