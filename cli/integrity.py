@@ -45,7 +45,9 @@ def lossy_derived(path: str | Path) -> bool:
             rec = json.loads(getattr(tf.pages[0], "description", "") or "{}")
     except (OSError, ValueError, IndexError, tifffile.TiffFileError):
         return False
-    return isinstance(rec, dict) and bool((rec.get("rawsigma") or {}).get("lossy_derived"))
+    own = rec.get("rawsigma") if isinstance(rec, dict) else None
+    # other writers (tomo simulate before session 10) stored a string under "rawsigma"
+    return isinstance(own, dict) and bool(own.get("lossy_derived"))
 
 
 def at_exposure(prof: Any, exposure_ms: float | None, name: str | Path) -> Any:

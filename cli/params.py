@@ -204,11 +204,12 @@ def check_profile_choice(profile: Any, estimate_profile: bool) -> None:
 def estimate_advice(text: str, image: Any, own: tuple[str, ...] = ()) -> str:
     """``text`` (an estimate's error or warning) with a pointer to ``profile estimate``.
 
-    The estimator advises ``--offset``, ``--read-noise`` and ``--camera``: options of
+    The estimator advises ``--offset``, ``--read-noise``, ``--gain`` and ``--camera``: options of
     ``rawsigma profile estimate``, not of ``score``/``tomo score --estimate-profile``
     (``own``: those the command has).
     """
-    missing = [f for f in ("--offset", "--read-noise", "--camera") if f in text and f not in own]
+    flags = ("--offset", "--read-noise", "--gain", "--camera")
+    missing = [f for f in flags if f in text and f not in own]
     if not missing:
         return text
     return (

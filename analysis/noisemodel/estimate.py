@@ -57,8 +57,10 @@ from typing import Any
 import numpy as np
 from rawsigma.analysis.noisemodel.blocks import (
     K_CUT,
+    STATIC_MAX,
     _saturation_mask,
     dark_floor,
+    static_fraction,
     tile_statistics,
 )
 from rawsigma.analysis.noisemodel.camera_presets import load_preset
@@ -238,6 +240,7 @@ def estimate_profile(
             f"{name}: only {mean.size} of {n_blocks} {tile}x{tile} blocks are usable "
             "(not saturated); use a larger image or a smaller tile"
         )
+    static = _check_static(img, int(tile), max_adu, gain, name)
     fit = _fit_curve(mean, var, quadratic, gain, name)
     valid = img[~_saturation_mask(img, max_adu)]
     x_low = float(np.percentile(valid, 0.1)) if valid.size else float(img.min())
@@ -260,7 +263,7 @@ def estimate_profile(
     gain_v, offset_v, rn = sol["gain"], sol["offset"], sol["read_noise"]
     if not np.isfinite(gain_v) or gain_v <= 0:
         raise NoiseEstimateError(f"{name}: no positive gain consistent with the darkest pixels")
-    offset_rec = _offset_record(offset, given_words, valid, floor, (mean, var), fit, sol)
+    offset_rec = _offset_record(offset, given_words, valid, floor, (mean, var, static), fit, sol)
     pcts = np.percentile(valid, [1, 50]) if valid.size else np.array([x_low, x_low])
     estimate = {
         "method": METHOD,
@@ -282,6 +285,7 @@ def estimate_profile(
         "camera_preset": preset.as_dict() if preset is not None else None,
         "dark_floor": floor_rec,
         "offset_check": offset_rec,
+        "static_fraction": static,
     }
     _check_no_silence(valid, float(offset_v), rn, name)
     h, w = img.shape[-2:]
@@ -300,20 +304,49 @@ def estimate_profile(
 
 
 # ----------------------------------------------------------------------------- steps
+def _check_static(
+    img: np.ndarray, tile: int, max_adu: int, gain: float | None, name: str
+) -> float | None:
+    """`blocks.static_fraction` of a stack; refuse a fitted gain when it exceeds `STATIC_MAX`.
+
+    Projections of a rotating sample (OPT) from a camera with a per-pixel gain spread:
+    every block is bright, and the fixed pattern, the same in every frame, dominates
+    the high frequencies (simulated ORCA-Flash4.0: 45-65 %, gain 3x too high). A given
+    gain is not fitted, so the check only records the fraction then.
+    """
+    res = static_fraction(img, tile, max_adu)
+    if res is None:
+        return None
+    rho = res[0]
+    if gain is None and rho > STATIC_MAX:
+        raise NoiseEstimateError(
+            f"{name}: the image's high-frequency variance is not camera noise: {rho:.0%} of "
+            f"it repeats between frames {img.shape[0] // 2} apart (the camera's fixed "
+            f"pattern, or structure common to the frames), so a gain fitted to it would be "
+            f"{1 / (1 - rho):.1f}x or more too high; use a profile measured on the camera "
+            "(--profile), or its data-sheet gain (--gain or --camera)"
+        )
+    return rho
+
+
 def _offset_record(
     offset: float | None,
     words: str,
     valid: np.ndarray,
     floor: tuple[float, float, int] | None,
-    blocks: tuple[np.ndarray, np.ndarray],
+    blocks: tuple[np.ndarray, np.ndarray, float | None],
     fit: dict[str, Any],
     sol: dict[str, Any],
 ) -> dict[str, Any]:
-    """`check_given_offset` of the solution when an offset was given, else ``{}``."""
+    """`check_given_offset` of the solution when an offset was given, else ``{}``.
+
+    ``blocks``: means, variances and `blocks.static_fraction` (None for one frame).
+    """
     if offset is None:
         return {}
     model = (float(sol["gain"]), float(sol["offset"]), float(sol["read_noise"]), fit["quad"])
-    return check_given_offset(valid, floor, blocks, model, words)
+    mean, var, static = blocks
+    return check_given_offset(valid, floor, (mean, var), model, words, static=static)
 
 
 def _given_words(camera: str | None, offset: float | None, gain: float | None) -> str:

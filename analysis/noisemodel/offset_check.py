@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rawsigma.analysis.noisemodel.blocks import DARK_BOX
+from rawsigma.analysis.noisemodel.blocks import DARK_BOX, STATIC_MAX
 
 __all__ = [
     "BELOW_FRACTION",
@@ -76,6 +76,8 @@ def check_given_offset(
     blocks: tuple[np.ndarray, np.ndarray],
     model: tuple[float, float, float, float],
     given: str = "the given",
+    *,
+    static: float | None = None,
 ) -> dict[str, Any]:
     """Record of the three checks above; ``warning`` is "" when the offset fits.
 
@@ -91,6 +93,10 @@ def check_given_offset(
         The estimated profile (ADU/e⁻, ADU, ADU rms) and the fit's quadratic term.
     given : str
         Whose offset, for the warning: "the given", "the camera preset's", …
+    static : float, optional
+        `blocks.static_fraction` of a stack: above `blocks.STATIC_MAX` the blocks'
+        variances hold fixed pattern or structure, not only noise, and their check is
+        skipped (recorded as ``block_check_skipped``).
     """
     gain, offset, read_noise, quad = model
     rec: dict[str, Any] = {"offset_adu": float(offset)}
@@ -99,7 +105,9 @@ def check_given_offset(
     s = np.maximum(np.asarray(mean, float) - offset, 0.0)
     mvar = gain * s + quad * s * s + read_noise * read_noise
     ok = mvar > 0
-    if np.any(ok):
+    if static is not None and static > STATIC_MAX:
+        rec["block_check_skipped"] = f"{static:.0%} of the blocks' variance repeats between frames"
+    elif np.any(ok):
         r = float(np.median(np.asarray(var, float)[ok] / mvar[ok]))
         rec["block_variance_ratio"] = r
         if not 1 / BLOCK_TOLERANCE <= r <= BLOCK_TOLERANCE:
