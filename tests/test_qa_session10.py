@@ -86,3 +86,19 @@ def test_static_fraction_separates_fixed_pattern_from_noise(opt_sim, shared_data
     fixed = rng.normal(0, 40, (64, 64))  # the same pattern in every frame
     assert static_fraction((noise + 200 + fixed).astype(np.uint16), 32, 65535)[0] > 0.5
     assert static_fraction(noise[0], 32, 65535) is None
+
+
+def test_steep_block_curve_is_named_not_blamed_on_the_true_offset():
+    """At fill 0.2 the fixed pattern is below the static limit, but the blocks' curve
+    still reaches zero at 173 ADU, above the noisy darkest pixels (132 ADU): refused
+    with the true offset for "a lower --offset" before, now for the blocks' content."""
+    from rawsigma.analysis.noisemodel.estimate import NoiseEstimateError, estimate_profile
+    from rawsigma.analysis.phantoms.opt_organ import paper_opt
+
+    proj = paper_opt((32, 96), rng=0, fill=0.2).projections
+    for kw in ({"offset": 100.0}, {}):
+        with pytest.raises(NoiseEstimateError) as exc:
+            estimate_profile(proj, **kw)
+        msg = str(exc.value)
+        assert "falls to zero at 173" in msg and "above the darkest pixels (132" in msg, msg
+        assert "a lower --offset" not in msg and "--camera" in msg

@@ -242,6 +242,7 @@ def estimate_profile(
         )
     static = _check_static(img, int(tile), max_adu, gain, name)
     fit = _fit_curve(mean, var, quadratic, gain, name)
+    mu0 = float(_root(fit["quad"], fit["slope"], fit["intercept"]))  # before any refit
     valid = img[~_saturation_mask(img, max_adu)]
     x_low = float(np.percentile(valid, 0.1)) if valid.size else float(img.min())
     identifiable = offset is not None or read_noise is not None
@@ -287,7 +288,7 @@ def estimate_profile(
         "offset_check": offset_rec,
         "static_fraction": static,
     }
-    _check_no_silence(valid, float(offset_v), rn, name)
+    _check_no_silence(valid, float(offset_v), rn, name, (floor, mu0, gain))
     h, w = img.shape[-2:]
     prof = CameraProfile.uniform(
         (h, w),
@@ -510,17 +511,34 @@ def _variance_check(
     }
 
 
-def _check_no_silence(valid: np.ndarray, offset: float, read_noise: float, name: str) -> None:
+def _check_no_silence(
+    valid: np.ndarray, offset: float, read_noise: float, name: str, why: tuple = (None, 0, 1)
+) -> None:
     """Refuse a model that gives pixels of the image zero variance.
 
     That is read noise 0 with pixels below the offset: their replicas would be
-    noise-free and the noise codec could not bound their error.
+    noise-free and the noise codec could not bound their error. ``why``: the dark
+    floor, the free fit's zero-variance point and the given gain. When that point lies
+    over 3σ above the darkest pixels, which are measurably noisy, the blocks' curve is
+    too steep (high-frequency signal or fixed pattern in the blocks): the message says
+    so instead of blaming the offset.
     """
     below = int(np.count_nonzero(valid < offset)) if valid.size else 0
-    if read_noise <= 0 and below:
+    if read_noise > 0 or not below:
+        return
+    floor, mu0, gain = why
+    if gain is None and floor is not None and floor[1] > 0 and mu0 > floor[0] + 3 * floor[1]:
         raise NoiseEstimateError(
-            f"{name}: {below} pixels ({100 * below / valid.size:.2g} %) lie below the offset "
-            f"{offset:g} ADU and the read noise came out 0, so the model gives them no "
-            "noise; give the read noise (--read-noise, e.g. from the data sheet), a lower "
-            "--offset, or --camera"
+            f"{name}: the blocks' noise variance falls to zero at {mu0:.6g} ADU, above "
+            f"the darkest pixels ({floor[0]:.6g} ADU), which are noisy ({floor[1]:.3g} ADU "
+            "rms): the blocks' high frequencies hold more than camera noise (signal of an "
+            "undersampled image, or fixed pattern), so a fitted gain would be too high; "
+            "use a profile measured on the camera (--profile), or its data-sheet gain "
+            "(--gain or --camera)"
         )
+    raise NoiseEstimateError(
+        f"{name}: {below} pixels ({100 * below / valid.size:.2g} %) lie below the offset "
+        f"{offset:g} ADU and the read noise came out 0, so the model gives them no "
+        "noise; give the read noise (--read-noise, e.g. from the data sheet), a lower "
+        "--offset, or --camera"
+    )
