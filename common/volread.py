@@ -338,7 +338,11 @@ def declared_axes(path: str | os.PathLike) -> str:
         if kind == "tiff":
             import tifffile
 
-            with tifffile.TiffFile(p) as tif:
+            from ._tiffcheck import tiff_intact
+
+            # damage tifffile logs here would reach stderr as an extra line before
+            # the reader's one-line error: caught, and the file refused the same way
+            with tiff_intact(p), tifffile.TiffFile(p) as tif:
                 s = tif.series[0]
                 page0 = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
                 d = _json_desc(getattr(page0, "description", "") or "") if not tif.is_ome else {}
@@ -362,6 +366,8 @@ def declared_axes(path: str | os.PathLike) -> str:
             with h5py.File(p, "r") as f:
                 obj = f.get(ds) if ds else None
                 return str(obj.attrs.get("axes", "")).upper() if obj is not None else ""
+    except InputFileError:
+        raise  # a damaged TIFF (`tiff_intact`)
     except Exception:  # noqa: BLE001 - only a hint; the real reader reports problems
         return ""
     return ""

@@ -102,3 +102,20 @@ def test_steep_block_curve_is_named_not_blamed_on_the_true_offset():
         msg = str(exc.value)
         assert "falls to zero at 173" in msg and "above the darkest pixels (132" in msg, msg
         assert "a lower --offset" not in msg and "--camera" in msg
+
+
+def test_truncated_volume_is_one_line(tmp_path):
+    """A truncated ZYX TIFF: tifffile's "invalid page offset" log reached stderr from the
+    2D-or-3D probe (`volread.declared_axes`) before the reader's one-line error."""
+    import json
+
+    vol = np.random.default_rng(0).integers(100, 400, (12, 64, 64), dtype=np.uint16)
+    full = tmp_path / "full.tif"
+    tifffile.imwrite(full, vol, description=json.dumps({"axes": "ZYX"}))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    r = _run("score", cut, "--estimate-profile", "--out", tmp_path / "out")
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith("error:") and r.stderr.count("\n") == 1, repr(r.stderr)
+    assert "damaged or truncated TIFF" in r.stderr
+    assert not (tmp_path / "out").exists()
