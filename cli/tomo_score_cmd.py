@@ -287,6 +287,7 @@ def run_tomo_score(
     if few_note:
         console.print(f"[bold red]{few_note}[/]", highlight=False, soft_wrap=True)
     prof = _tomo_profile(profile, proj, offset, projections, console)
+    _check_dark_frames(proj, prof, projections)
     check_codecs(list(plan.codecs), prof)
     ann = _annotations(labels, instances, segmenter, proj.shape)
     work = workdir or out.parent  # a rawsigma-tomo-* directory there, removed at the end
@@ -382,6 +383,40 @@ def _read_projections(projections: Path, read_stack: Any) -> tuple[Any, Any]:
     sel_text = str(projections)[len(str(path)) :]
     layout = f"{info.layout}, frames {sel_text} selected"
     return proj, replace(info, shape=proj.shape, n_frames=proj.shape[0], layout=layout)
+
+
+def _check_dark_frames(proj: Any, prof: Any, projections: Path) -> None:
+    """Refuse frames with no light among the projections (`InputFileError`).
+
+    A file holding the projections and its dark frames (the real OPT frames: 7
+    projections, a dark, a flat and a hot-pixel frame) was scored with the darks
+    reconstructed as views. A frame whose 99th percentile lies within 6 read-noise σ
+    of the profile's offset saw no light.
+    """
+    import numpy as np
+    from rawsigma.errors import InputFileError
+
+    o = float(np.median(prof.offset))
+    r = max(float(np.median(prof.read_noise)), 0.5)
+    p99 = np.percentile(proj.reshape(proj.shape[0], -1), 99, axis=1)
+    dark = np.flatnonzero(p99 - o < 6 * r)
+    if not dark.size:
+        return
+    from rawsigma.analysis.tomo.sources import split_selection
+
+    path, sel = split_selection(str(projections))
+    start = 0 if sel is None else sel.start or 0 if isinstance(sel, slice) else -1
+    edges = [-1, *dark.tolist(), proj.shape[0]]  # the longest run of lit frames
+    i, j = max(zip(edges, edges[1:]), key=lambda e: e[1] - e[0])
+    hint = f", e.g. '{path}[{start + i + 1}:{start + j}]'" if start >= 0 else ""
+    shown = ", ".join(str(start + k if start >= 0 else k) for k in dark[:8])
+    raise InputFileError(
+        f"{projections}: frame{'s' if dark.size > 1 else ''} {shown}"
+        f"{', ...' if dark.size > 8 else ''} of {path if start >= 0 else 'the selection'} "
+        "saw no light (99th "
+        f"percentile within 6σ of the offset {o:g} ADU: dark frames?); give the "
+        f"projections only{hint}"
+    )
 
 
 def _tomo_profile(

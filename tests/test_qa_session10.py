@@ -119,3 +119,25 @@ def test_truncated_volume_is_one_line(tmp_path):
     assert r.stderr.startswith("error:") and r.stderr.count("\n") == 1, repr(r.stderr)
     assert "damaged or truncated TIFF" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_dark_frame_among_projections_is_refused(opt_sim, tmp_path):
+    """A stack holding its dark frame after the projections (as the real OPT frames do:
+    7 projections, dark, flat, hot-pixel frame) was scored with the dark reconstructed as
+    a view (with --few-views on the real frames, silently)."""
+    proj, prof = opt_sim
+    stack = tifffile.imread(proj)
+    rng = np.random.default_rng(0)
+    dark = np.clip(np.rint(100 + rng.normal(0, 3.4, stack.shape[1:])), 0, None)
+    tifffile.imwrite(
+        tmp_path / "with_dark.tif", np.concatenate([stack, dark[None]]).astype(np.uint16)
+    )
+    h5 = proj.with_name("opt_profile.h5")
+    r = _run("tomo", "score", tmp_path / "with_dark.tif", "--profile", h5, "--out",
+             tmp_path / "res", "--codecs", "replica", "--replicas", "3", "--no-operators")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    err = _error_line(r)
+    assert "frame 112 of" in err and "saw no light" in err, err
+    assert f"'{tmp_path / 'with_dark.tif'}[0:112]'" in err, err
+    assert not (tmp_path / "res").exists()
+    assert float(np.median(prof.offset)) == 100.0
