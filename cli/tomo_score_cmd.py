@@ -407,7 +407,7 @@ def _check_dark_frames(proj: Any, prof: Any, projections: Path) -> None:
     path, sel = split_selection(str(projections))
     start = 0 if sel is None else sel.start or 0 if isinstance(sel, slice) else -1
     edges = [-1, *dark.tolist(), proj.shape[0]]  # the longest run of lit frames
-    i, j = max(zip(edges, edges[1:]), key=lambda e: e[1] - e[0])
+    i, j = max(zip(edges[:-1], edges[1:], strict=True), key=lambda e: e[1] - e[0])
     hint = f", e.g. '{path}[{start + i + 1}:{start + j}]'" if start >= 0 else ""
     shown = ", ".join(str(start + k if start >= 0 else k) for k in dark[:8])
     raise InputFileError(

@@ -134,10 +134,22 @@ def test_dark_frame_among_projections_is_refused(opt_sim, tmp_path):
     )
     h5 = proj.with_name("opt_profile.h5")
     r = _run("tomo", "score", tmp_path / "with_dark.tif", "--profile", h5, "--out",
-             tmp_path / "res", "--codecs", "replica", "--replicas", "3", "--no-operators")  # fmt: skip
+             tmp_path / "res", "--codecs", "replica", "--replicas", "3",
+             "--no-operators")  # fmt: skip
     assert r.exit_code == 1, r.output
     err = _error_line(r)
     assert "frame 112 of" in err and "saw no light" in err, err
     assert f"'{tmp_path / 'with_dark.tif'}[0:112]'" in err, err
     assert not (tmp_path / "res").exists()
     assert float(np.median(prof.offset)) == 100.0
+
+
+def test_reconstruct_bad_center_is_one_line(tmp_path):
+    """`tomo reconstruct --center 1000`: the "centre of rotation" progress line was on
+    stderr before the usage error."""
+    tifffile.imwrite(tmp_path / "p.tif", np.ones((8, 2, 64), np.uint16) * 1000)
+    r = _run("tomo", "reconstruct", tmp_path / "p.tif", "--angle-range", "0,180",
+             "--center", "1000", "-o", tmp_path / "rec.tif")  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: --center '1000'") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "rec.tif").exists()

@@ -75,9 +75,11 @@ def reconstruct_files(
     is_zarr = out.suffix.lower() == ".zarr"
     check_output(out, force, need_bytes=4 * n_rows * n_det * n_det, allow_dir=is_zarr)
     workers = threads or default_threads()
+    # a given centre is checked before any progress line shows (its error is one line)
+    cen = None if center == "auto" else _center(center, proj, ang, workers)
     if progress is not None:
         progress("centre of rotation", 0, 1)
-    cen = _center(center, proj, ang, workers)
+    cen = cen or _center(center, proj, ang, workers)
     if progress is not None:
         progress("centre of rotation", 1, 1)
     meta = provenance(
