@@ -286,8 +286,7 @@ def run_tomo_score(
     )
     if few_note:
         console.print(f"[bold red]{few_note}[/]", highlight=False, soft_wrap=True)
-    prof = _tomo_profile(profile, proj, offset, projections, console)
-    _check_dark_frames(proj, prof, projections)
+    prof = _tomo_profile(profile, proj, offset, projections, console)  # dark frames refused
     check_codecs(list(plan.codecs), prof)
     ann = _annotations(labels, instances, segmenter, proj.shape)
     work = workdir or out.parent  # a rawsigma-tomo-* directory there, removed at the end
@@ -385,8 +384,8 @@ def _read_projections(projections: Path, read_stack: Any) -> tuple[Any, Any]:
     return proj, replace(info, shape=proj.shape, n_frames=proj.shape[0], layout=layout)
 
 
-def _check_dark_frames(proj: Any, prof: Any, projections: Path) -> None:
-    """Refuse frames with no light among the projections (`InputFileError`).
+def _check_dark_frames(proj: Any, prof: Any, projections: Path) -> Any:
+    """``prof``; frames with no light among the projections are refused (`InputFileError`).
 
     A file holding the projections and its dark frames (the real OPT frames: 7
     projections, a dark, a flat and a hot-pixel frame) was scored with the darks
@@ -401,7 +400,7 @@ def _check_dark_frames(proj: Any, prof: Any, projections: Path) -> None:
     p99 = np.percentile(proj.reshape(proj.shape[0], -1), 99, axis=1)
     dark = np.flatnonzero(p99 - o < 6 * r)
     if not dark.size:
-        return
+        return prof
     from rawsigma.analysis.tomo.sources import split_selection
 
     path, sel = split_selection(str(projections))
@@ -422,12 +421,12 @@ def _check_dark_frames(proj: Any, prof: Any, projections: Path) -> None:
 def _tomo_profile(
     profile: Path | None, proj: Any, offset: float | None, projections: Path, console: Any
 ) -> Any:
-    """The profile file, or one estimated from the first 16 projections."""
+    """The profile file, or one estimated from the first 16 projections (`_check_dark_frames`)."""
     from rawsigma.calib.profile import CameraProfile
     from rawsigma.errors import InputFileError, RawsigmaError
 
     if profile is not None:
-        return CameraProfile.load(profile)
+        return _check_dark_frames(proj, CameraProfile.load(profile), projections)
     from rawsigma.analysis.noisemodel.estimate import estimate_profile as _estimate
 
     side = min(proj.shape[1:])
@@ -445,7 +444,7 @@ def _tomo_profile(
 
     if warning := offset_warning(prof):
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    return prof
+    return _check_dark_frames(proj, prof, projections)
 
 
 def _print_tomo_summary(result: Any, console: Any) -> None:

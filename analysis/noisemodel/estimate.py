@@ -235,14 +235,8 @@ def estimate_profile(
         tile = auto_tile(img.shape)
     _check_inputs(img, name, tile, max_adu, read_noise, offset, gain)
     mean, var, n_blocks = tile_statistics(img, tile=int(tile), max_adu=max_adu)
-    if mean.size < MIN_BLOCKS:
-        raise NoiseEstimateError(
-            f"{name}: only {mean.size} of {n_blocks} {tile}x{tile} blocks are usable "
-            "(not saturated); use a larger image or a smaller tile"
-        )
-    static = _check_static(img, int(tile), max_adu, gain, name)
-    fit = _fit_curve(mean, var, quadratic, gain, name)
-    mu0 = float(_root(fit["quad"], fit["slope"], fit["intercept"]))  # before any refit
+    fit = _fit_blocks(img, (mean, var, n_blocks), (int(tile), max_adu), quadratic, gain, name)
+    static, mu0 = fit["static_fraction"], fit["zero_free"]
     valid = img[~_saturation_mask(img, max_adu)]
     x_low = float(np.percentile(valid, 0.1)) if valid.size else float(img.min())
     identifiable = offset is not None or read_noise is not None
@@ -286,7 +280,6 @@ def estimate_profile(
         "camera_preset": preset.as_dict() if preset is not None else None,
         "dark_floor": floor_rec,
         "offset_check": offset_rec,
-        "static_fraction": static,
     }
     _check_no_silence(valid, float(offset_v), rn, name, (floor, mu0, gain))
     h, w = img.shape[-2:]
@@ -305,6 +298,33 @@ def estimate_profile(
 
 
 # ----------------------------------------------------------------------------- steps
+def _fit_blocks(
+    img: np.ndarray,
+    blocks: tuple[np.ndarray, np.ndarray, int],
+    tile_max: tuple[int, int],
+    quadratic: bool,
+    gain: float | None,
+    name: str,
+) -> dict[str, Any]:
+    """`_fit_curve` of enough usable blocks, checked by `_check_static`.
+
+    The fit gains ``static_fraction`` and ``zero_free`` (its zero-variance point
+    before any refit through a given or assumed point).
+    """
+    mean, var, n_blocks = blocks
+    tile, max_adu = tile_max
+    if mean.size < MIN_BLOCKS:
+        raise NoiseEstimateError(
+            f"{name}: only {mean.size} of {n_blocks} {tile}x{tile} blocks are usable "
+            "(not saturated); use a larger image or a smaller tile"
+        )
+    static = _check_static(img, tile, max_adu, gain, name)
+    fit = _fit_curve(mean, var, quadratic, gain, name)
+    fit["zero_free"] = float(_root(fit["quad"], fit["slope"], fit["intercept"]))
+    fit["static_fraction"] = static
+    return fit
+
+
 def _check_static(
     img: np.ndarray, tile: int, max_adu: int, gain: float | None, name: str
 ) -> float | None:
@@ -484,6 +504,7 @@ def _fit_record(
         "offset": float(sol["offset"]),
         "read_noise": sol["read_noise"],
         "gain_se": sol["gain_se"],
+        "static_fraction": fit.get("static_fraction"),
     }
 
 
