@@ -333,6 +333,7 @@ def declared_axes(path: str | os.PathLike) -> str:
     Used by the CLI to tell a 3D volume (an axis ``Z``) from a stack of frames.
     """
     p, ds = split_dataset(path)
+    damaged: InputFileError | None = None
     try:
         kind = _sniff(p)
         if kind == "tiff":
@@ -342,12 +343,15 @@ def declared_axes(path: str | os.PathLike) -> str:
 
             # damage tifffile logs here would reach stderr as an extra line before
             # the reader's one-line error: caught, and the file refused the same way
-            with tiff_intact(p), tifffile.TiffFile(p) as tif:
-                s = tif.series[0]
-                page0 = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-                d = _json_desc(getattr(page0, "description", "") or "") if not tif.is_ome else {}
-                a = d.get("axes")
-                return a.upper() if isinstance(a, str) and len(a) == len(s.shape) else s.axes
+            try:
+                with tiff_intact(p), tifffile.TiffFile(p) as tif:
+                    s = tif.series[0]
+                    page0 = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+                    d = {} if tif.is_ome else _json_desc(getattr(page0, "description", "") or "")
+                    a = d.get("axes")
+                    return a.upper() if isinstance(a, str) and len(a) == len(s.shape) else s.axes
+            except InputFileError as exc:  # tiff_intact's: the file is damaged
+                damaged = exc
         if kind == "zarr":
             import zarr
 
@@ -366,10 +370,10 @@ def declared_axes(path: str | os.PathLike) -> str:
             with h5py.File(p, "r") as f:
                 obj = f.get(ds) if ds else None
                 return str(obj.attrs.get("axes", "")).upper() if obj is not None else ""
-    except InputFileError:
-        raise  # a damaged TIFF (`tiff_intact`)
     except Exception:  # noqa: BLE001 - only a hint; the real reader reports problems
         return ""
+    if damaged is not None:
+        raise damaged
     return ""
 
 

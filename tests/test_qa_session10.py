@@ -153,3 +153,20 @@ def test_reconstruct_bad_center_is_one_line(tmp_path):
     assert r.exit_code == 2
     assert r.stderr.startswith("error: --center '1000'") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "rec.tif").exists()
+
+
+def test_score_index_estimate_checks_the_files_frames(opt_sim, tmp_path):
+    """`score opt.tif --index 5 --estimate-profile`: one simulated projection gave gain
+    4.4-6.9 for 2.16 (SE 0.4-1.0), silently; the file's frames show the fixed pattern."""
+    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+
+    proj, _ = opt_sim
+    stack = tifffile.imread(proj)
+    assert estimate_profile(stack[5]).provenance["estimate"]["gain"] > 4  # one frame: blind
+    tifffile.imwrite(tmp_path / "lab.tif", (stack > 3000).astype(np.uint8))
+    r = _run("score", proj, "--index", "5", "--estimate-profile", "--labels",
+             tmp_path / "lab.tif", "--out", tmp_path / "s", "--codecs", "8bit")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    err = _error_line(r)
+    assert "cannot estimate a profile" in err and "repeats between frames 56 apart" in err, err
+    assert not (tmp_path / "s").exists()

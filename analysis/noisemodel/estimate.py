@@ -81,6 +81,7 @@ from rawsigma.fileio import provenance
 __all__ = [
     "NoiseEstimateError",
     "auto_tile",
+    "check_frames",
     "estimate_profile",
     "fit_variance_line",
     "tile_statistics",
@@ -323,6 +324,21 @@ def _fit_blocks(
     fit["zero_free"] = float(_root(fit["quad"], fit["slope"], fit["intercept"]))
     fit["static_fraction"] = static
     return fit
+
+
+def check_frames(frames: np.ndarray, tile: int, max_adu: int, name: str) -> float | None:
+    """The check `estimate_profile` makes on a stack, for an estimate from one frame of it.
+
+    `blocks.static_fraction` of the file's ``(N, H, W)`` frames at the estimate's
+    ``tile``; None for fewer than 2 frames.
+
+    Raises
+    ------
+    NoiseEstimateError
+        Above `blocks.STATIC_MAX`: the frames' high-frequency variance repeats between
+        frames (fixed pattern), which one frame cannot show.
+    """
+    return _check_static(np.asarray(frames), int(tile), int(max_adu), None, name)
 
 
 def _check_static(
