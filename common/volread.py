@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ._tiffcheck import tiff_intact
 from .errors import InputFileError, UsageError
 from .imread import _check_dtype, _sniff, split_dataset
 
@@ -172,8 +173,6 @@ def _tiff(
     p: Path, lazy: bool = False
 ) -> tuple[Any, str, dict[str, float] | list[float] | None, str, str]:
     import tifffile
-
-    from ._tiffcheck import tiff_intact
 
     with tiff_intact(p), tifffile.TiffFile(p) as tif:
         series = [s for s in tif.series if s.shape]
@@ -339,11 +338,7 @@ def declared_axes(path: str | os.PathLike) -> str:
         if kind == "tiff":
             import tifffile
 
-            from ._tiffcheck import tiff_intact
-
-            # damage tifffile logs here would reach stderr as an extra line before
-            # the reader's one-line error: caught, and the file refused the same way
-            try:
+            try:  # damage tifffile logs here is refused in one line, not printed
                 with tiff_intact(p), tifffile.TiffFile(p) as tif:
                     s = tif.series[0]
                     page0 = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
