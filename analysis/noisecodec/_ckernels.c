@@ -1350,13 +1350,12 @@ AVX2_INLINE void entries16(int64_t j, const int32_t *pc, __m256i XA, __m256i XB,
 /* one step of the 16 states over row positions j..j+15; masked: only positions in [0, n)
  * change state, read words or count (the first and last steps of a row) */
 AVX2_INLINE void rans_step16(int64_t j, int64_t n, int masked, const int32_t *pc, uint8_t *sym,
-                             __m256i *XA, __m256i *XB, const uint16_t **qp, const int *tab,
-                             const int *rms)
+                             __m256i *XA, __m256i *XB, const uint16_t **qp, const dectables *D)
 {
     const __m256i m10 = _mm256_set1_epi32(TAB - 1), m63 = _mm256_set1_epi32(63),
                   zero = _mm256_setzero_si256();
     __m256i ea, eb;
-    entries16(j, pc, *XA, *XB, tab, rms, &ea, &eb);
+    entries16(j, pc, *XA, *XB, (const int *)D->tab, (const int *)D->rms, &ea, &eb);
     __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(*XA, TAB_BITS)),
                                   _mm256_and_si256(ea, m10));
     __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(*XB, TAB_BITS)),
@@ -1402,17 +1401,17 @@ __attribute__((target("avx2,popcnt"))) static void rans_row_avx2(int64_t n, int6
                                                                 wide *W, const dectables *D,
                                                                 const uint16_t *words)
 {
-    const int *tab = (const int *)D->tab, *rms = (const int *)D->rms;
+
     __m256i XA = _mm256_loadu_si256((const __m256i *)W->x);
     __m256i XB = _mm256_loadu_si256((const __m256i *)(W->x + 8));
     const uint16_t *q = words + W->q;
     int64_t j = -(t0 & (WL - 1));
     if (j < 0 || j + WL > n) { /* a first step that starts before the row or ends after it */
-        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, D);
         j += WL;
     }
-    for (; j + WL <= n; j += WL) rans_step16(j, n, 0, pc, sym, &XA, &XB, &q, tab, rms);
-    if (j < n) rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+    for (; j + WL <= n; j += WL) rans_step16(j, n, 0, pc, sym, &XA, &XB, &q, D);
+    if (j < n) rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, D);
     _mm256_storeu_si256((__m256i *)W->x, XA);
     _mm256_storeu_si256((__m256i *)(W->x + 8), XB);
     W->q = (uint64_t)(q - words);
@@ -1497,7 +1496,6 @@ HOT void put_escapes(int64_t n, int64_t n_esc, const uint8_t *sym, int16_t *trow
     }
 }
 
-#ifdef HAVE_AVX2
 /* Pipelined stages (AVX2, prediction form exact): the rANS step is latency-bound (a
  * third of it waits on the chain of a state) and a stage's predictions read only planes
  * decoded before the stage, so the prediction of the next chunk of the stage (the next
@@ -1522,6 +1520,43 @@ static void pipeset_bufs(pipeset *S, rowbufs *b)
     b->ctx = S->ctx + WL, b->sym = S->sym + WL, b->mem = NULL;
 }
 
+/* a tile being decoded in format 5: its planes, full-row buffers (the stages without the
+ * pipeline), chunk buffers (`pipeset`, the pipelined stages), rANS states and positions */
+typedef struct {
+    pyramid p;
+    rowbufs b;
+    pipeset *S; /* two */
+    wide W;
+    int64_t t, ne, eend;
+    uint64_t qend;
+    const int64_t *esc;
+} tile16;
+
+/* a stage (kind) of level k: its weight set m, columns n_c, context group g0, and the
+ * pixels of a chunk of its rows when pipelined (cl: the rows in chunks of nearly one
+ * length, a multiple of 16 up to CHUNK, so that the steps of a chunk have the next one's
+ * prediction beside them: 348 columns as 176 + 172, not 256 + 92) */
+typedef struct {
+    int kind, m;
+    int64_t n_c, cl;
+    const int32_t *wt;
+    uint32_t g0;
+    const dectab *T;
+} stage16;
+
+HOT stage16 stage_of(const pyramid *p, int k, int kind, const int32_t *wts, const dectab *T)
+{
+    int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
+    int m = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE + kind;
+    int64_t n_r, n_c;
+    stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
+    int64_t nch = (n_c + CHUNK - 1) / CHUNK, cl = ((n_c + nch - 1) / imax(nch, 1) + 15) & ~15;
+    stage16 G = {kind, m, n_c, imin(imax(cl, 16), CHUNK), wts + (int64_t)m * N_CLASS * N_W,
+                 (uint32_t)(1 + st + kind) * N_CTX, T};
+    return G;
+}
+
+#ifdef HAVE_AVX2
 /* the prediction of chunk c's pixels from jd on (jd: a multiple of 8 done already) */
 HOT void pipe_predict(int kind, chunk16 c, int64_t jd, plane E, plane O, plane Q,
                       const int32_t *wt, const predform *f, const classtab *cls, int m,
@@ -1539,7 +1574,7 @@ AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int64_t n, int64_t t0, co
                                    plane Q, const int32_t *wt, const predform *f, uint32_t g0,
                                    rowbufs *pb)
 {
-    const int *tab = (const int *)D->tab, *rms = (const int *)D->rms;
+
     __m256i XA = _mm256_loadu_si256((const __m256i *)W->x);
     __m256i XB = _mm256_loadu_si256((const __m256i *)(W->x + 8));
     const uint16_t *q = words + W->q;
@@ -1554,16 +1589,16 @@ AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int64_t n, int64_t t0, co
         jp += 16;                                                                                 \
     }
     if (j < 0 || j + WL > n) {
-        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, D);
         SIDE();
         j += WL;
     }
     for (; j + WL <= n; j += WL) {
-        rans_step16(j, n, 0, pc, sym, &XA, &XB, &q, tab, rms);
+        rans_step16(j, n, 0, pc, sym, &XA, &XB, &q, D);
         SIDE();
     }
     if (j < n) {
-        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, tab, rms);
+        rans_step16(j, n, 1, pc, sym, &XA, &XB, &q, D);
         SIDE();
     }
 #undef SIDE
@@ -1584,95 +1619,275 @@ rans_pred(int kind, int64_t n, int64_t t0, const int32_t *pc, uint8_t *sym, wide
 #undef RP
 }
 
-/* the next chunk of a stage of n_r rows of n_c pixels; 0 after the last */
-static inline int next_chunk16(chunk16 *c, int64_t n_r, int64_t n_c)
+/* the next chunk of a stage of n_r rows of n_c pixels in chunks of cl; 0 after the last */
+static inline int next_chunk16(chunk16 *c, int64_t n_r, int64_t n_c, int64_t cl)
 {
-    c->j0 += CHUNK;
+    c->j0 += cl;
     if (c->j0 >= n_c) c->j0 = 0, c->i++;
-    c->n = imin(CHUNK, n_c - c->j0);
+    c->n = imin(cl, n_c - c->j0);
     return c->i < n_r;
 }
 
-/* one stage (kind) of level k, pipelined; returns 1 when the words ran out */
-static int decode_stage16_pipe(int kind, int64_t n_r, int64_t n_c, plane E, plane O, plane Q,
-                               plane Tp, const int32_t *wt, int m, uint32_t g0, wide *W,
-                               int64_t *t, uint64_t qend, const dectab *T, const int64_t *esc,
-                               int64_t *ne, int64_t eend, pipeset *S)
+/* one tile's pipelined stage in progress: the stage's planes and rows, the chunk whose
+ * symbols come next (c, predicted in B[s]) */
+typedef struct {
+    tile16 *X;
+    plane E, O, Q, Tp;
+    int64_t n_r;
+    rowbufs B[2];
+    chunk16 c;
+    int s, active;
+} lane16;
+
+/* lane L of tile X at stage G of level k, its first chunk predicted */
+static void lane_begin(lane16 *L, tile16 *X, int k, const stage16 *G)
+{
+    const dectables *D = G->T->D;
+    pyramid *p = &X->p;
+    int64_t n_c;
+    L->X = X;
+    L->E = p->lv[k + 1], L->O = p->st[3 * k], L->Q = p->st[3 * k + 1];
+    L->Tp = p->st[3 * k + G->kind];
+    stage_rows(G->kind, p->hs[k], p->ws[k], &L->n_r, &n_c);
+    pipeset_bufs(&X->S[0], &L->B[0]);
+    pipeset_bufs(&X->S[1], &L->B[1]);
+    L->c = (chunk16){0, 0, imin(G->cl, G->n_c)};
+    L->s = 0;
+    L->active = L->n_r > 0 && G->n_c > 0;
+    if (L->active)
+        pipe_predict(G->kind, L->c, 0, L->E, L->O, L->Q, G->wt, &D->pf[G->m], &D->cls, G->m,
+                     G->g0, &L->B[0]);
+}
+
+/* the chunk after L's (nx) and whether there is one; the contexts past L's chunk zeroed */
+static inline int lane_next(lane16 *L, const stage16 *G, chunk16 *nx)
+{
+    rowbufs *b = &L->B[L->s];
+    for (int64_t j = L->c.n; j < L->c.n + WL; j++) b->ctx[j] = 0;
+    *nx = L->c;
+    return next_chunk16(nx, L->n_r, G->n_c, G->cl);
+}
+
+/* the symbols of L's chunk alone, with the prediction of nx (if more) 16 pixels after
+ * each step; returns the pixels of nx predicted */
+static int64_t lane_rans(lane16 *L, const stage16 *G, int more, chunk16 nx)
+{
+    const dectables *D = G->T->D;
+    rowbufs *b = &L->B[L->s];
+    tile16 *X = L->X;
+    if (!more) {
+        rans_row_avx2(L->c.n, X->t, b->ctx, b->sym, &X->W, D, G->T->words);
+        return 0;
+    }
+    return rans_pred(G->kind, L->c.n, X->t, b->ctx, b->sym, &X->W, D, G->T->words, nx, L->E,
+                     L->O, L->Q, G->wt, &D->pf[G->m], G->g0, &L->B[L->s ^ 1]);
+}
+
+/* after the symbols of L's chunk: its codes and escapes, then the rest of the prediction
+ * of nx (jp pixels done) and nx the current chunk; 1 when the words ran out */
+__attribute__((target("avx2,popcnt"))) static int lane_end(lane16 *L, const stage16 *G, int more,
+                                                          chunk16 nx, int64_t jp)
 {
     const int64_t H = HALO;
-    const dectables *D = T->D;
-    rowbufs B[2];
-    pipeset_bufs(&S[0], &B[0]);
-    pipeset_bufs(&S[1], &B[1]);
-    chunk16 c = {0, 0, imin(CHUNK, n_c)};
-    pipe_predict(kind, c, 0, E, O, Q, wt, &D->pf[m], &D->cls, m, g0, &B[0]);
-    for (int s = 0;; s ^= 1) {
-        chunk16 nx = c;
-        int more = next_chunk16(&nx, n_r, n_c);
-        rowbufs *b = &B[s];
-        for (int64_t j = c.n; j < c.n + WL; j++) b->ctx[j] = 0;
-        int64_t jp = 0;
-        if (more)
-            jp = rans_pred(kind, c.n, *t, b->ctx, b->sym, W, D, T->words, nx, E, O, Q, wt,
-                           &D->pf[m], g0, &B[s ^ 1]);
-        else
-            rans_row_avx2(c.n, *t, b->ctx, b->sym, W, D, T->words);
-        int16_t *trow = ROW(Tp, c.i + H) + H + c.j0;
-        int64_t n_esc = codes_avx2(c.n, b->base, b->sym, trow);
-        *t += c.n;
-        if (n_esc) put_escapes(c.n, n_esc, b->sym, trow, esc, ne, eend);
-        if (c.j0 + c.n >= n_c && W->q > qend) return 1;
-        if (!more) break;
-        pipe_predict(kind, nx, jp, E, O, Q, wt, &D->pf[m], &D->cls, m, g0, &B[s ^ 1]);
-        c = nx;
+    const dectables *D = G->T->D;
+    tile16 *X = L->X;
+    rowbufs *b = &L->B[L->s];
+    int16_t *trow = ROW(L->Tp, L->c.i + H) + H + L->c.j0;
+    int64_t n_esc = codes_avx2(L->c.n, b->base, b->sym, trow);
+    X->t += L->c.n;
+    if (n_esc) put_escapes(L->c.n, n_esc, b->sym, trow, X->esc, &X->ne, X->eend);
+    if (L->c.j0 + L->c.n >= G->n_c && X->W.q > X->qend) return 1;
+    if (!more) {
+        L->active = 0;
+        return 0;
+    }
+    pipe_predict(G->kind, nx, jp, L->E, L->O, L->Q, G->wt, &D->pf[G->m], &D->cls, G->m, G->g0,
+                 &L->B[L->s ^ 1]);
+    L->c = nx;
+    L->s ^= 1;
+    return 0;
+}
+
+/* the rest of L's stage, alone; 1 when the words ran out */
+static int lane_run(lane16 *L, const stage16 *G)
+{
+    while (L->active) {
+        chunk16 nx;
+        int more = lane_next(L, G, &nx);
+        int64_t jp = lane_rans(L, G, more, nx);
+        if (lane_end(L, G, more, nx, jp)) return 1;
     }
     return 0;
 }
+
+/* one stage of level k of tile X, pipelined; 1 when the words ran out */
+static int decode_stage16_pipe(tile16 *X, int k, const stage16 *G)
+{
+    lane16 L;
+    lane_begin(&L, X, k, G);
+    return lane_run(&L, G);
+}
+
+/* Two tiles in lock-step (`decode_tile16_pair`): the rANS steps of the current chunks of
+ * two tiles of one stage, one of each in turn, so that the chains of the 32 states
+ * overlap; after each pair of steps the fused prediction of 16 pixels of each tile's
+ * next chunk (nx[x], into its other buffers). The chunks have one length (tiles of one
+ * width at one stage: the same chunk sequence); each tile's steps start at its own
+ * position in the state cycle. Per tile, the same operations as `rans_pred_kind`. */
+AVX2_INLINE void rans_pred2_kind(int kind, int fast, const stage16 *G, lane16 *L,
+                                 const chunk16 *nx, int64_t *jp)
+{
+    const dectables *D = G->T->D;
+
+    const uint16_t *words = G->T->words;
+    const predform *f = &D->pf[G->m];
+    const int64_t n = L[0].c.n;
+    wide *W0 = &L[0].X->W, *W1 = &L[1].X->W;
+    const rowbufs *b0 = &L[0].B[L[0].s], *b1 = &L[1].B[L[1].s];
+    const rowbufs *p0 = &L[0].B[L[0].s ^ 1], *p1 = &L[1].B[L[1].s ^ 1];
+    __m256i A0 = _mm256_loadu_si256((const __m256i *)W0->x);
+    __m256i B0 = _mm256_loadu_si256((const __m256i *)(W0->x + 8));
+    __m256i A1 = _mm256_loadu_si256((const __m256i *)W1->x);
+    __m256i B1 = _mm256_loadu_si256((const __m256i *)(W1->x + 8));
+    const uint16_t *q0 = words + W0->q, *q1 = words + W1->q;
+    plane E0 = pshift(L[0].E, nx[0].j0), O0 = pshift(L[0].O, nx[0].j0),
+          Q0 = pshift(L[0].Q, nx[0].j0);
+    plane E1 = pshift(L[1].E, nx[1].j0), O1 = pshift(L[1].O, nx[1].j0),
+          Q1 = pshift(L[1].Q, nx[1].j0);
+    int64_t j0 = -(L[0].X->t & (WL - 1)), j1 = -(L[1].X->t & (WL - 1)), d0 = 0, d1 = 0;
+#define SIDE2(x)                                                                                  \
+    if (d##x + 16 <= nx[x].n) {                                                                   \
+        rowbufs bt_ = *p##x;                                                                      \
+        bt_.base += d##x, bt_.ctx += d##x;                                                        \
+        fused_kind(kind, fast, nx[x].i, 16, pshift(E##x, d##x), pshift(O##x, d##x),               \
+                   pshift(Q##x, d##x), G->wt, f, G->g0, &bt_);                                    \
+        d##x += 16;                                                                               \
+    }
+    while (j0 < n || j1 < n) {
+        int r0 = j0 < n, r1 = j1 < n;
+        if (r0 && r1 && (j0 | j1) >= 0 && j0 + WL <= n && j1 + WL <= n) {
+            rans_step16(j0, n, 0, b0->ctx, b0->sym, &A0, &B0, &q0, D);
+            rans_step16(j1, n, 0, b1->ctx, b1->sym, &A1, &B1, &q1, D);
+        } else {
+            if (r0) rans_step16(j0, n, 1, b0->ctx, b0->sym, &A0, &B0, &q0, D);
+            if (r1) rans_step16(j1, n, 1, b1->ctx, b1->sym, &A1, &B1, &q1, D);
+        }
+        if (r0) {
+            SIDE2(0);
+            j0 += WL;
+        }
+        if (r1) {
+            SIDE2(1);
+            j1 += WL;
+        }
+    }
+#undef SIDE2
+    _mm256_storeu_si256((__m256i *)W0->x, A0);
+    _mm256_storeu_si256((__m256i *)(W0->x + 8), B0);
+    _mm256_storeu_si256((__m256i *)W1->x, A1);
+    _mm256_storeu_si256((__m256i *)(W1->x + 8), B1);
+    W0->q = (uint64_t)(q0 - words);
+    W1->q = (uint64_t)(q1 - words);
+    jp[0] = d0, jp[1] = d1;
+}
+
+__attribute__((target("avx2,popcnt"))) static void rans_pred2(const stage16 *G, lane16 *L,
+                                                             const chunk16 *nx, int64_t *jp)
+{
+#define RP2(k, fa) rans_pred2_kind(k, fa, G, L, nx, jp)
+    int kind = G->kind;
+    if (G->T->D->pf[G->m].fast) {
+        if (kind == 0) RP2(0, 1);
+        else if (kind == 1) RP2(1, 1);
+        else RP2(2, 1);
+    } else {
+        if (kind == 0) RP2(0, 0);
+        else if (kind == 1) RP2(1, 0);
+        else RP2(2, 0);
+    }
+#undef RP2
+}
+
+/* one stage of level k of tiles X[0] and X[1] (one width) in lock-step while both have
+ * chunks left, then the rest of the longer alone; 1 when either's words ran out */
+static int decode_stage16_pair(tile16 **X, int k, const stage16 *G)
+{
+    lane16 L[2];
+    lane_begin(&L[0], X[0], k, G);
+    lane_begin(&L[1], X[1], k, G);
+    while (L[0].active && L[1].active) {
+        chunk16 nx[2];
+        int64_t jp[2];
+        int more0 = lane_next(&L[0], G, &nx[0]), more1 = lane_next(&L[1], G, &nx[1]);
+        if (more0 && more1) {
+            rans_pred2(G, L, nx, jp);
+        } else {
+            jp[0] = lane_rans(&L[0], G, more0, nx[0]);
+            jp[1] = lane_rans(&L[1], G, more1, nx[1]);
+        }
+        if (lane_end(&L[0], G, more0, nx[0], jp[0])) return 1;
+        if (lane_end(&L[1], G, more1, nx[1], jp[1])) return 1;
+    }
+    return lane_run(&L[0], G) || lane_run(&L[1], G);
+}
 #endif
 
-/* stages of level k in format 5 (as `decode_level`) */
-HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *W, int64_t *t,
-                       uint64_t qend, const dectab *T, const int64_t *esc, int64_t *ne,
-                       int64_t eend)
+/* one stage of level k of tile X row by row, in chunks of CHUNK pixels (the row buffers
+ * stay in L1): the path without AVX2 or without an exact prediction form; 1 when the
+ * words ran out */
+HOT int decode_stage16_rows(tile16 *X, int k, const stage16 *G)
 {
     const int64_t H = HALO;
-    plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1];
-    int st = (int)imin(k, N_LEVEL_GROUPS - 1) * N_STAGE;
-    int m0 = (int)imin(k, N_WEIGHT_LEVELS - 1) * N_STAGE;
+    pyramid *p = &X->p;
+    plane E = p->lv[k + 1], O = p->st[3 * k], Q = p->st[3 * k + 1], Tp = p->st[3 * k + G->kind];
+    int64_t n_r, n_c;
+    stage_rows(G->kind, p->hs[k], p->ws[k], &n_r, &n_c);
+    for (int64_t i = 0; i < n_r; i++) {
+        for (int64_t j0 = 0; j0 < n_c; j0 += CHUNK) {
+            int64_t n = imin(CHUNK, n_c - j0);
+            int16_t *trow = ROW(Tp, i + H) + H + j0;
+            int64_t n_esc = decode_row16(G->kind, i, n, pshift(E, j0), pshift(O, j0),
+                                         pshift(Q, j0), X->t, G->wt, G->m, G->g0, &X->b, &X->W,
+                                         G->T, trow);
+            X->t += n;
+            if (n_esc) put_escapes(n, n_esc, X->b.sym, trow, X->esc, &X->ne, X->eend);
+        }
+        if (X->W.q > X->qend) return 1;
+    }
+    return 0;
+}
+
+HOT void stage_halo(tile16 *X, int k, int kind)
+{
+    int64_t n_r, n_c;
+    stage_rows(kind, X->p.hs[k], X->p.ws[k], &n_r, &n_c);
+    fill_halo(X->p.st[3 * k + kind], n_r, n_c);
+}
+
+/* the stage G is pipelined (AVX2 and an exact prediction form) */
+HOT int piped(const stage16 *G)
+{
 #ifdef HAVE_AVX2
-    pipeset S[2];
-    memset(S[0].ctx, 0, WL * sizeof(int32_t));
-    memset(S[1].ctx, 0, WL * sizeof(int32_t));
+    return use_avx2 && G->T->D->pf[G->m].ok;
+#else
+    (void)G;
+    return 0;
 #endif
+}
+
+/* stages of level k in format 5 (as `decode_level`) */
+HOT int decode_level16(tile16 *X, int k, const int32_t *wts, const dectab *T)
+{
     for (int kind = 0; kind < N_STAGE; kind++) {
-        plane Tp = p->st[3 * k + kind];
-        int64_t n_r, n_c;
-        stage_rows(kind, p->hs[k], p->ws[k], &n_r, &n_c);
-        uint32_t g0 = (uint32_t)(1 + st + kind) * N_CTX;
-        const int32_t *wt = wts + (int64_t)(m0 + kind) * N_CLASS * N_W;
+        stage16 G = stage_of(&X->p, k, kind, wts, T);
 #ifdef HAVE_AVX2
-        if (use_avx2 && T->D->pf[m0 + kind].ok && n_r > 0 && n_c > 0) { /* pipelined */
-            if (decode_stage16_pipe(kind, n_r, n_c, E, O, Q, Tp, wt, m0 + kind, g0, W, t, qend, T,
-                                    esc, ne, eend, S))
-                return 1;
-            fill_halo(Tp, n_r, n_c);
-            continue;
-        }
+        if (piped(&G)) {
+            if (decode_stage16_pipe(X, k, &G)) return 1;
+        } else
 #endif
-        for (int64_t i = 0; i < n_r; i++) {
-            /* in chunks of CHUNK pixels: the row buffers stay in L1 */
-            for (int64_t j0 = 0; j0 < n_c; j0 += CHUNK) {
-                int64_t n = imin(CHUNK, n_c - j0);
-                plane Ej = {E.d + j0, E.R, E.C}, Oj = {O.d + j0, O.R, O.C}, Qj = {Q.d + j0, Q.R, Q.C};
-                int16_t *trow = ROW(Tp, i + H) + H + j0;
-                int64_t n_esc =
-                    decode_row16(kind, i, n, Ej, Oj, Qj, *t, wt, m0 + kind, g0, b, W, T, trow);
-                *t += n;
-                if (n_esc) put_escapes(n, n_esc, b->sym, trow, esc, ne, eend);
-            }
-            if (W->q > qend) return 1;
-        }
-        fill_halo(Tp, n_r, n_c);
+            if (decode_stage16_rows(X, k, &G))
+            return 1;
+        stage_halo(X, k, kind);
     }
     return 0;
 }
@@ -1680,10 +1895,10 @@ HOT int decode_level16(pyramid *p, int k, rowbufs *b, const int32_t *wts, wide *
 /* per thread, the decoder's planes and row buffers, kept from tile to tile (tiles of a
  * frame have one size: no allocation, no page faults after the first); with pthreads
  * freed when the thread ends (threads of short-lived pools: ~1.5 MiB each for a
- * 256 x 2048 tile otherwise) */
+ * 256 x 2048 tile otherwise). Slots 2x and 2x + 1: tile x of a pair. */
 typedef struct {
-    char *mem[2];
-    size_t size[2];
+    char *mem[4];
+    size_t size[4];
 } arena_t;
 
 static void *arena_grow(arena_t *a, int i, size_t n)
@@ -1707,8 +1922,7 @@ static pthread_key_t arena_key;
 static void arena_free(void *p)
 {
     arena_t *a = (arena_t *)p;
-    free(a->mem[0]);
-    free(a->mem[1]);
+    for (int i = 0; i < 4; i++) free(a->mem[i]);
     free(a);
 }
 
@@ -1729,49 +1943,48 @@ static void *arena(int i, size_t n)
 #endif
 
 static void *arena_planes(size_t n) { return arena(0, n); }
+static void *arena_planes2(size_t n) { return arena(2, n); }
 
-/* decode one tile of format 5 (words[start:end]) into out (h, w); returns as
- * `decode_tile` */
-MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, const int64_t *esc,
-                               int64_t ebeg, int64_t eend, const int32_t *wts, uint16_t *out,
-                               int64_t h, int64_t w, const dqargs *d, int64_t *ne_out)
+/* tile X of words[start:end] (h, w) begun: planes and row buffers from the thread's
+ * arena (slots 2 x and 2 x + 1), the states read and the top plane decoded. Returns 1 to
+ * go on, 0 when the tile is done (too short, or its words ran out), -1 out of memory. */
+HOT int tile16_begin(tile16 *X, int x, const dectab *T, int64_t start, int64_t end,
+                     const int64_t *esc, int64_t ebeg, int64_t eend, int64_t h, int64_t w)
 {
     const int64_t H = HALO;
-    int64_t ne = ebeg, t = 0;
-    *ne_out = ne;
+    X->ne = ebeg, X->t = 0, X->esc = esc, X->eend = eend, X->qend = (uint64_t)end;
     if (end - start < 2 * WL) return 0;
-    pyramid p;
-    rowbufs b;
-    if (pyramid_alloc_with(&p, h, w, 0, arena_planes)) return -1;
+    pyramid *p = &X->p;
+    rowbufs *b = &X->b;
+    if (pyramid_alloc_with(p, h, w, 0, x ? arena_planes2 : arena_planes)) return -1;
     /* row buffers (`rows_alloc`), then contexts and symbols readable from -WL to w + 2 WL
      * (`rans_row_avx2`; contexts 0 before the row) */
     size_t nr = (size_t)w + 8, nrb = nr * (7 * sizeof(int32_t) + 1) + 64, nc = (size_t)w + 4 * WL;
     nrb = (nrb + 63) & ~(size_t)63; /* the contexts (int32) aligned: nr is odd for odd w */
-    char *m = (char *)arena(1, nrb + nc * (sizeof(int32_t) + 1));
+    char *m = (char *)arena(2 * x + 1, nrb + nc * (sizeof(int32_t) + 1));
     if (!m) return -1;
-    b.mem = NULL;
-    b.r1 = (int32_t *)m, b.r2 = b.r1 + nr, b.r3 = b.r2 + nr, b.base = b.r3 + nr;
-    b.kbuf = b.base + nr, b.al = b.kbuf + nr;
+    b->mem = NULL;
+    b->r1 = (int32_t *)m, b->r2 = b->r1 + nr, b->r3 = b->r2 + nr, b->base = b->r3 + nr;
+    b->kbuf = b->base + nr, b->al = b->kbuf + nr;
     int32_t *pcb = (int32_t *)(m + nrb);
     uint8_t *syb = (uint8_t *)(pcb + nc);
     memset(pcb, 0, WL * sizeof(int32_t));
-    b.ctx = pcb + WL;
-    b.sym = syb + WL;
-    const int K = p.K;
+    b->ctx = pcb + WL;
+    b->sym = syb + WL;
+    const int K = p->K;
     const uint32_t *restrict tab = T->D->tab;
     const uint16_t *restrict words = T->words;
-    wide W;
+    wide *W = &X->W;
     for (int l = 0; l < WL; l++)
-        W.x[l] = ((uint32_t)words[start + 2 * l] << 16) | words[start + 2 * l + 1];
-    W.q = (uint64_t)start + 2 * WL;
-    const uint64_t qend = (uint64_t)end;
-    int ok = 0;
+        W->x[l] = ((uint32_t)words[start + 2 * l] << 16) | words[start + 2 * l + 1];
+    W->q = (uint64_t)start + 2 * WL;
     uint32_t g = T->D->rms[0];
-    plane P = p.lv[K];
-    for (int64_t i = 0; i < p.hs[K]; i++) {
-        for (int64_t j = 0; j < p.ws[K]; j++, t++) {
+    plane P = p->lv[K];
+    int64_t t = 0, ne = X->ne;
+    for (int64_t i = 0; i < p->hs[K]; i++) {
+        for (int64_t j = 0; j < p->ws[K]; j++, t++) {
             uint8_t s;
-            DECW(&W, g, t, s);
+            DECW(W, g, t, s);
             int16_t c;
             if (s == ESC) {
                 c = (int16_t)(ne < eend ? esc[ne] : 0);
@@ -1781,24 +1994,116 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
             }
             ROW(P, H + i)[H + j] = c;
         }
-        if (W.q > qend) goto done;
+        if (W->q > X->qend) {
+            X->ne = ne;
+            return 0;
+        }
     }
-    fill_halo(P, p.hs[K], p.ws[K]);
-    for (int k = K - 1; k >= 0; k--) {
-        if (decode_level16(&p, k, &b, wts, &W, &t, qend, T, esc, &ne, eend)) goto done;
-        if (k > 0) interleave_level(&p, k);
-    }
+    X->t = t, X->ne = ne;
+    fill_halo(P, p->hs[K], p->ws[K]);
+    return 1;
+}
+
+/* the pixels of tile X into out; 1 when its words were used exactly, else 0 */
+HOT int tile16_end(tile16 *X, uint16_t *out, int64_t h, int64_t w, const dqargs *d)
+{
+    pyramid *p = &X->p;
 #ifdef HAVE_AVX2
-    if (use_avx2 && K > 0 && !d->dither && (!d->analytic || d->kp[0] == 0.0))
-        output_rows_avx2(&p, &b, out, h, w, d);
+    if (use_avx2 && p->K > 0 && !d->dither && (!d->analytic || d->kp[0] == 0.0))
+        output_rows_avx2(p, &X->b, out, h, w, d);
     else
 #endif
-        output_rows(&p, &b, out, h, w, d);
-    ok = W.q == qend;
-done:
-    *ne_out = ne;
-    return ok;
+        output_rows(p, &X->b, out, h, w, d);
+    return X->W.q == X->qend;
 }
+
+/* decode one tile of format 5 (words[start:end]) into out (h, w); returns as
+ * `decode_tile` */
+MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, const int64_t *esc,
+                               int64_t ebeg, int64_t eend, const int32_t *wts, uint16_t *out,
+                               int64_t h, int64_t w, const dqargs *d, int64_t *ne_out)
+{
+    tile16 X;
+    pipeset S[2];
+    memset(S[0].ctx, 0, WL * sizeof(int32_t));
+    memset(S[1].ctx, 0, WL * sizeof(int32_t));
+    X.S = S;
+    int r = tile16_begin(&X, 0, T, start, end, esc, ebeg, eend, h, w);
+    for (int k = X.p.K - 1; k >= 0 && r > 0; k--) {
+        if (decode_level16(&X, k, wts, T)) r = 0;
+        else if (k > 0) interleave_level(&X.p, k);
+    }
+    if (r > 0) r = tile16_end(&X, out, h, w, d);
+    *ne_out = X.ne;
+    return r;
+}
+
+/* one tile call of `decode_tile16` */
+typedef struct {
+    int64_t start, end, ebeg, eend, h, w, ne;
+    uint16_t *out;
+    dqargs d;
+    int ok;
+} tilecall;
+
+#ifdef HAVE_AVX2
+/* stages of level k of two tiles of one width and one number of levels, in lock-step
+ * where pipelined (`decode_stage16_pair`); 1 when either's words ran out */
+HOT int decode_level16_pair(tile16 **X, int k, const int32_t *wts, const dectab *T)
+{
+    for (int kind = 0; kind < N_STAGE; kind++) {
+        stage16 G = stage_of(&X[0]->p, k, kind, wts, T);
+        if (piped(&G)) {
+            if (decode_stage16_pair(X, k, &G)) return 1;
+        } else if (decode_stage16_rows(X[0], k, &G) || decode_stage16_rows(X[1], k, &G)) {
+            return 1;
+        }
+        stage_halo(X[0], k, kind);
+        stage_halo(X[1], k, kind);
+    }
+    return 0;
+}
+
+/* two tiles of format 5 (one width, one number of levels, AVX2) decoded in lock-step:
+ * the results of `decode_tile16` for each in c[x].ok and c[x].ne. When either tile's
+ * words run out, both are decoded again one after the other (a corrupted stream: the
+ * results of each alone). Returns 0, or -1 out of memory. */
+__attribute__((target("avx2,popcnt"))) static int decode_tile16_pair(const dectab *T,
+                                                                    const int64_t *esc,
+                                                                    const int32_t *wts,
+                                                                    tilecall *c)
+{
+    tile16 X[2], *XP[2] = {&X[0], &X[1]};
+    pipeset S[4];
+    int r[2];
+    for (int x = 0; x < 2; x++) {
+        memset(S[2 * x].ctx, 0, WL * sizeof(int32_t));
+        memset(S[2 * x + 1].ctx, 0, WL * sizeof(int32_t));
+        X[x].S = &S[2 * x];
+        r[x] = tile16_begin(&X[x], x, T, c[x].start, c[x].end, esc, c[x].ebeg, c[x].eend, c[x].h,
+                            c[x].w);
+        if (r[x] < 0) return -1;
+    }
+    int lock = r[0] > 0 && r[1] > 0 && X[0].p.K == X[1].p.K;
+    for (int k = X[0].p.K - 1; k >= 0 && lock; k--) {
+        if (decode_level16_pair(XP, k, wts, T)) lock = 0;
+        else if (k > 0) interleave_level(&X[0].p, k), interleave_level(&X[1].p, k);
+    }
+    if (!lock) { /* not in lock-step, or a tile's words ran out */
+        for (int x = 0; x < 2; x++) {
+            c[x].ok = decode_tile16(T, c[x].start, c[x].end, esc, c[x].ebeg, c[x].eend, wts,
+                                    c[x].out, c[x].h, c[x].w, &c[x].d, &c[x].ne);
+            if (c[x].ok < 0) return -1;
+        }
+        return 0;
+    }
+    for (int x = 0; x < 2; x++) {
+        c[x].ok = tile16_end(&X[x], c[x].out, c[x].h, c[x].w, &c[x].d);
+        c[x].ne = X[x].ne;
+    }
+    return 0;
+}
+#endif
 
 /* format 5 encoder: symbols in decoding order, contexts as for `rans_encode` (the lane
  * bits ignored); writes the stream to out[0:len] and returns len, -1 if cap is too small */
@@ -2872,58 +3177,125 @@ fail:
     return NULL;
 }
 
-/* decode_tile16(prep, words u16, start, end, esc i64, ebeg, eend, wts i32, out u16 (h, w),
- * off f32, gain f32 (h, w, or one row of w for every row), recon f64, step, c0, dither, seed, index0, max_adu, analytic,
- * kp f64[4]) -> (ok, ne) */
-static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
+/* the arguments of `py_decode_tile16` (tuple a) into c, prep and the buffers into *D,
+ * *words, *esc, *wts (kept in B): 0, 1 when the tile lies outside the words (a corrupted
+ * tile: (False, ebeg)), -1 with an exception set */
+static int tile16_args(PyObject *a, bufs *B, tilecall *c, const dectables **D,
+                       const uint16_t **words, const int64_t **esc, const int32_t **wts)
 {
     PyObject *o[9];
     long long start, end, ebeg, eend, index0;
     unsigned long long seed;
     double step, c0, max_adu;
     int dither, analytic;
-    bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "OOLLOLLOOOOOddpKLdpO", &o[0], &o[1], &start, &end, &o[2],
-                          &ebeg, &eend, &o[3], &o[4], &o[5], &o[6], &o[7], &step, &c0, &dither,
-                          &seed, &index0, &max_adu, &analytic, &o[8]))
-        return NULL;
+    if (!PyTuple_Check(a)) {
+        PyErr_SetString(PyExc_TypeError, "_ckernels: decode_tile16 arguments: a tuple");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(a, "OOLLOLLOOOOOddpKLdpO", &o[0], &o[1], &start, &end, &o[2], &ebeg,
+                          &eend, &o[3], &o[4], &o[5], &o[6], &o[7], &step, &c0, &dither, &seed,
+                          &index0, &max_adu, &analytic, &o[8]))
+        return -1;
     Py_ssize_t nprep, nwd, nes, nw;
-    int64_t h, w;
-    const uint8_t *prep = get(&B, o[0], 'u', 1, 0, "prep", &nprep);
-    const uint16_t *words = prep ? get(&B, o[1], 'u', 2, 0, "words", &nwd) : NULL;
-    const int64_t *esc = words ? get(&B, o[2], 'i', 8, 0, "esc", &nes) : NULL;
-    const int32_t *wts = esc ? get(&B, o[3], 'i', 4, 0, "wts", &nw) : NULL;
-    uint16_t *out = wts ? get(&B, o[4], 'u', 2, 1, "out", NULL) : NULL;
-    if (!out || shape2(&B, &h, &w)) goto fail;
-    dqargs d = {.step = step, .c0 = c0, .dither = dither, .seed = (uint64_t)seed,
-                .index0 = index0, .max_adu = max_adu, .analytic = analytic};
-    if (get_dequantisation(&B, &o[5], h, w, &d)) goto fail;
+    const uint8_t *prep = get(B, o[0], 'u', 1, 0, "prep", &nprep);
+    *words = prep ? get(B, o[1], 'u', 2, 0, "words", &nwd) : NULL;
+    *esc = *words ? get(B, o[2], 'i', 8, 0, "esc", &nes) : NULL;
+    *wts = *esc ? get(B, o[3], 'i', 4, 0, "wts", &nw) : NULL;
+    c->out = *wts ? get(B, o[4], 'u', 2, 1, "out", NULL) : NULL;
+    if (!c->out || shape2(B, &c->h, &c->w)) goto fail;
+    c->d = (dqargs){.step = step, .c0 = c0, .dither = dither, .seed = (uint64_t)seed,
+                    .index0 = index0, .max_adu = max_adu, .analytic = analytic};
+    if (get_dequantisation(B, &o[5], c->h, c->w, &c->d)) goto fail;
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
-    const dectables *D = (const dectables *)prep;
+    *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
-             && nprep == (Py_ssize_t)(sizeof(dectables) + (size_t)D->ntab * TAB * 4),
+             && nprep == (Py_ssize_t)(sizeof(dectables) + (size_t)(*D)->ntab * TAB * 4),
          "prep: not from dec_prepare");
+    c->start = start, c->end = end, c->ebeg = ebeg, c->eend = eend, c->ne = ebeg, c->ok = 0;
     /* the stream inside the words, with room for the reads past its end before a row's
      * check (w words and one 8-word load) */
-    if (!(ebeg >= 0 && eend <= nes && start >= 0 && end >= start && end + w + 2 * WL <= nwd)) {
-        release(&B);
-        return Py_BuildValue("(OL)", Py_False, ebeg);
-    }
-#ifdef HAVE_AVX2
-    if (use_avx2 < 0) use_avx2 = avx2_wanted();
-#endif
-    dectab T = {D, words};
-    int64_t ne;
-    int ok;
-    Py_BEGIN_ALLOW_THREADS
-    ok = decode_tile16(&T, start, end, esc, ebeg, eend, wts, out, h, w, &d, &ne);
-    Py_END_ALLOW_THREADS
-    release(&B);
-    if (ok < 0) return PyErr_NoMemory();
-    return Py_BuildValue("(OL)", ok ? Py_True : Py_False, (long long)ne);
+    return !(ebeg >= 0 && eend <= nes && start >= 0 && end >= start && end + c->w + 2 * WL <= nwd);
 fail:
+    return -1;
+}
+
+/* decode_tile16(prep, words u16, start, end, esc i64, ebeg, eend, wts i32, out u16 (h, w),
+ * off f32, gain f32 (h, w, or one row of w for every row), recon f64, step, c0, dither, seed, index0, max_adu, analytic,
+ * kp f64[4]) -> (ok, ne) */
+static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
+{
+    bufs B = {.n = 0};
+    tilecall c;
+    const dectables *D;
+    const uint16_t *words;
+    const int64_t *esc;
+    const int32_t *wts;
+    int r = tile16_args(args, &B, &c, &D, &words, &esc, &wts);
+    if (r == 0) {
+#ifdef HAVE_AVX2
+        if (use_avx2 < 0) use_avx2 = avx2_wanted();
+#endif
+        dectab T = {D, words};
+        Py_BEGIN_ALLOW_THREADS
+        c.ok = decode_tile16(&T, c.start, c.end, esc, c.ebeg, c.eend, wts, c.out, c.h, c.w, &c.d,
+                             &c.ne);
+        Py_END_ALLOW_THREADS
+    }
     release(&B);
-    return NULL;
+    if (r < 0) return NULL;
+    if (c.ok < 0) return PyErr_NoMemory();
+    return Py_BuildValue("(OL)", c.ok ? Py_True : Py_False, (long long)c.ne);
+}
+
+/* decode_tile16_pair(a, b) -> ((ok, ne), (ok, ne)): two tiles of one stream, a and b
+ * each the arguments of `decode_tile16` as a tuple (the same prep, words, esc and wts),
+ * decoded in lock-step when they have one width and one number of levels and AVX2 is
+ * used (`decode_tile16_pair`), else one after the other; the results of
+ * `decode_tile16` for each */
+static PyObject *py_decode_tile16_pair(PyObject *self, PyObject *args)
+{
+    PyObject *a[2];
+    bufs B[2] = {{.n = 0}, {.n = 0}};
+    tilecall c[2];
+    const dectables *D[2];
+    const uint16_t *words[2];
+    const int64_t *esc[2];
+    const int32_t *wts[2];
+    int r[2] = {-1, -1}, err = 0;
+    if (!PyArg_ParseTuple(args, "OO", &a[0], &a[1])) return NULL;
+    r[0] = tile16_args(a[0], &B[0], &c[0], &D[0], &words[0], &esc[0], &wts[0]);
+    if (r[0] >= 0) r[1] = tile16_args(a[1], &B[1], &c[1], &D[1], &words[1], &esc[1], &wts[1]);
+    if (r[0] >= 0 && r[1] >= 0 && (D[0] != D[1] || words[0] != words[1] || esc[0] != esc[1]
+                                   || wts[0] != wts[1])) {
+        PyErr_SetString(PyExc_ValueError, "_ckernels: decode_tile16_pair: two streams");
+        r[1] = -1;
+    }
+    if (r[0] >= 0 && r[1] >= 0) {
+#ifdef HAVE_AVX2
+        if (use_avx2 < 0) use_avx2 = avx2_wanted();
+#endif
+        dectab T = {D[0], words[0]};
+        Py_BEGIN_ALLOW_THREADS
+#ifdef HAVE_AVX2
+        if (use_avx2 && r[0] == 0 && r[1] == 0 && c[0].w == c[1].w
+            && n_levels(c[0].h, c[0].w) == n_levels(c[1].h, c[1].w))
+            err = decode_tile16_pair(&T, esc[0], wts[0], c);
+        else
+#endif
+            for (int x = 0; x < 2; x++)
+                if (r[x] == 0)
+                    c[x].ok = decode_tile16(&T, c[x].start, c[x].end, esc[0], c[x].ebeg,
+                                            c[x].eend, wts[0], c[x].out, c[x].h, c[x].w,
+                                            &c[x].d, &c[x].ne),
+                    err |= c[x].ok < 0;
+        Py_END_ALLOW_THREADS
+    }
+    release(&B[0]);
+    release(&B[1]);
+    if (r[0] < 0 || r[1] < 0) return NULL;
+    if (err) return PyErr_NoMemory();
+    return Py_BuildValue("((OL)(OL))", c[0].ok ? Py_True : Py_False, (long long)c[0].ne,
+                         c[1].ok ? Py_True : Py_False, (long long)c[1].ne);
 }
 
 /* dec_tables(planes u8, remap u8, luts u8, act_lut i32) -> bytearray (`dectables`), or
@@ -3498,6 +3870,8 @@ static PyMethodDef methods[] = {
     {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
     {"rans_encode16", py_rans_encode16, METH_VARARGS, "pyramid.rans_encode16 in C."},
     {"decode_tile16", py_decode_tile16, METH_VARARGS, "pyramid.decode_tile16 in C."},
+    {"decode_tile16_pair", py_decode_tile16_pair, METH_VARARGS,
+     "Two tiles of decode_tile16 in lock-step."},
     {"dec_tables", py_dec_tables, METH_VARARGS, "The decoder's tables from a stream's sections."},
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},
