@@ -879,6 +879,129 @@ __attribute__((target("avx2,popcnt"))) static int64_t predict_fused(int kind, in
     return fused_kind(2, 0, i, n, E, O, Q, wt, f, g0, b);
 }
 
+/* Features in 16-bit lanes. Where every code a stage reads lies in [-FEAT16_MAX,
+ * FEAT16_MAX] (`plane_small`), its ring sums (at most 8 codes) and activity fit in int16:
+ * computed 16 pixels at a time in 16-bit lanes, the same integers as the 32-bit lanes of
+ * `fused_kind` (no sum wraps), then widened for `predict8`. */
+#define FEAT16_MAX 4095
+
+/* whether every value of plane P (halo included) lies in [-FEAT16_MAX, FEAT16_MAX] */
+__attribute__((target("avx2"))) static int plane_small(plane P)
+{
+    const int16_t *d = P.d;
+    int64_t n = P.R * P.C, j = 0;
+    __m256i hi = _mm256_setzero_si256(), lo = hi;
+    for (; j + 16 <= n; j += 16) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(d + j));
+        hi = _mm256_max_epi16(hi, v);
+        lo = _mm256_min_epi16(lo, v);
+    }
+    int16_t h[16], l[16];
+    _mm256_storeu_si256((__m256i *)h, hi);
+    _mm256_storeu_si256((__m256i *)l, lo);
+    int ok = 1;
+    for (int k = 0; k < 16; k++) ok &= h[k] <= FEAT16_MAX && l[k] >= -FEAT16_MAX;
+    for (; j < n; j++) ok &= d[j] <= FEAT16_MAX && d[j] >= -FEAT16_MAX;
+    return ok;
+}
+
+/* `class_bytes` in 16-bit lanes (bytes 1 of every index with bit 7 set) */
+AVX2_INLINE __m256i class_bytes16(__m256i act, __m256i r1, const predform *f)
+{
+    const __m256i ta0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)f->cab)),
+                  ta1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(f->cab + 16))),
+                  tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)f->clb));
+    __m256i ca = _mm256_or_si256(
+        _mm256_shuffle_epi8(ta0, _mm256_add_epi16(act, _mm256_set1_epi16((short)0x8070))),
+        _mm256_shuffle_epi8(ta1, _mm256_add_epi16(act, _mm256_set1_epi16((short)0x80F0))));
+    __m256i li = _mm256_sub_epi16(_mm256_srai_epi16(r1, 2), _mm256_set1_epi16((short)f->lbase));
+    li = _mm256_min_epi16(_mm256_max_epi16(li, _mm256_setzero_si256()), _mm256_set1_epi16(15));
+    __m256i cl = _mm256_shuffle_epi8(tl, _mm256_or_si256(li, _mm256_set1_epi16((short)0x8000)));
+    return _mm256_add_epi16(_mm256_slli_epi16(ca, 5), cl);
+}
+
+/* the low (h = 0) or high 8 of 16 int16 lanes as int32 */
+#define WIDEN(x, h) _mm256_cvtepi16_epi32((h) ? _mm256_extracti128_si256(x, 1) : _mm256_castsi256_si128(x))
+
+/* `fused_kind` 16 pixels at a time with the features in 16-bit lanes (the stage's codes
+ * small: `plane_small`); returns the pixels done (a multiple of 16) */
+AVX2_INLINE int64_t fused16_kind(int kind, int fast, int64_t i, int64_t n, plane E, plane O,
+                                 plane Q, const int32_t *wt, const predform *f, uint32_t g0,
+                                 rowbufs *b)
+{
+    const int64_t a = i + HALO;
+    const __m256i c31 = _mm256_set1_epi16(31), c255 = _mm256_set1_epi32(LVL_MAX),
+                  zero = _mm256_setzero_si256();
+    const int16_t *r[8];
+    if (kind == 0) {
+        r[0] = ROW(E, a - 1), r[1] = ROW(E, a), r[2] = ROW(E, a + 1), r[3] = ROW(E, a + 2);
+    } else if (kind == 1) {
+        r[0] = ROW(E, a - 1), r[1] = ROW(E, a), r[2] = ROW(E, a + 1);
+        r[3] = ROW(O, a - 2), r[4] = ROW(O, a - 1), r[5] = ROW(O, a), r[6] = ROW(O, a + 1);
+    } else {
+        r[0] = ROW(E, a), r[1] = ROW(E, a + 1);
+        r[2] = ROW(O, a - 1), r[3] = ROW(O, a), r[4] = ROW(O, a + 1);
+        r[5] = ROW(Q, a), r[6] = ROW(Q, a + 1);
+    }
+#define L(k, o) _mm256_loadu_si256((const __m256i *)(r[k] + j + (o)))
+#define ADD(x, y) _mm256_add_epi16(x, y)
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256i p0, p1, p2, p3, r2, r3;
+        if (kind == 0) {
+            p0 = L(1, 2), p1 = L(1, 3), p2 = L(2, 2), p3 = L(2, 3);
+            r2 = ADD(ADD(ADD(L(1, 1), L(1, 4)), ADD(L(2, 1), L(2, 4))),
+                     ADD(ADD(L(0, 2), L(0, 3)), ADD(L(3, 2), L(3, 3))));
+            r3 = ADD(ADD(L(0, 1), L(0, 4)), ADD(L(3, 1), L(3, 4)));
+        } else if (kind == 1) {
+            p0 = L(1, 2), p1 = L(1, 3), p2 = L(4, 2), p3 = L(5, 2);
+            r2 = ADD(ADD(ADD(L(4, 1), L(4, 3)), ADD(L(5, 1), L(5, 3))),
+                     ADD(ADD(L(0, 2), L(0, 3)), ADD(L(2, 2), L(2, 3))));
+            r3 = ADD(ADD(L(1, 1), L(1, 4)), ADD(L(3, 2), L(6, 2)));
+        } else {
+            p0 = L(3, 1), p1 = L(3, 2), p2 = L(0, 2), p3 = L(1, 2);
+            r2 = ADD(ADD(L(5, 1), L(5, 2)), ADD(L(6, 1), L(6, 2)));
+            r3 = ADD(ADD(ADD(L(0, 1), L(0, 3)), ADD(L(1, 1), L(1, 3))),
+                     ADD(ADD(L(2, 1), L(2, 2)), ADD(L(4, 1), L(4, 2))));
+        }
+        __m256i r1 = ADD(ADD(p0, p1), ADD(p2, p3));
+        __m256i hi = _mm256_max_epi16(_mm256_max_epi16(p0, p1), _mm256_max_epi16(p2, p3));
+        __m256i lo = _mm256_min_epi16(_mm256_min_epi16(p0, p1), _mm256_min_epi16(p2, p3));
+        __m256i act = _mm256_min_epi16(_mm256_sub_epi16(hi, lo), c31);
+        __m256i v16 = fast ? class_bytes16(act, r1, f) : zero;
+        for (int h = 0; h < 2; h++) {
+            __m256i r1w = WIDEN(r1, h), v;
+            if (fast) {
+                v = WIDEN(v16, h);
+            } else {
+                __m256i lvl = _mm256_max_epi32(_mm256_min_epi32(_mm256_srai_epi32(r1w, 2), c255), zero);
+                v = class_form(WIDEN(act, h), lvl, f);
+            }
+            predict8(j + 8 * h, r1w, WIDEN(r2, h), WIDEN(r3, h), v, wt, g0, b);
+        }
+    }
+#undef L
+#undef ADD
+    return j;
+}
+
+/* `fused16_kind` for a kind and form known at run time */
+__attribute__((target("avx2,popcnt"))) static int64_t predict_fused16(int kind, int64_t i, int64_t n,
+                                                                     plane E, plane O, plane Q,
+                                                                     const int32_t *wt,
+                                                                     const predform *f, uint32_t g0,
+                                                                     rowbufs *b)
+{
+    if (f->fast) {
+        if (kind == 0) return fused16_kind(0, 1, i, n, E, O, Q, wt, f, g0, b);
+        if (kind == 1) return fused16_kind(1, 1, i, n, E, O, Q, wt, f, g0, b);
+        return fused16_kind(2, 1, i, n, E, O, Q, wt, f, g0, b);
+    }
+    if (kind == 0) return fused16_kind(0, 0, i, n, E, O, Q, wt, f, g0, b);
+    if (kind == 1) return fused16_kind(1, 0, i, n, E, O, Q, wt, f, g0, b);
+    return fused16_kind(2, 0, i, n, E, O, Q, wt, f, g0, b);
+}
+
 /* the prediction of a row from the row buffers (`features` done), 8 pixels at a time */
 __attribute__((target("avx2,popcnt"))) static int64_t predict_avx2(int64_t n, const int32_t *wt,
                                                                   const predform *f, uint32_t g0,
@@ -1530,6 +1653,7 @@ typedef struct {
     int64_t t, ne, eend;
     uint64_t qend;
     const int64_t *esc;
+    int small; /* the current stage reads small codes only (`fused16_kind`) */
 } tile16;
 
 /* a stage (kind) of level k: its weight set m, columns n_c, context group g0, and the
@@ -1560,15 +1684,22 @@ HOT stage16 stage_of(const pyramid *p, int k, int kind, const int32_t *wts, cons
 /* the prediction of chunk c's pixels from jd on (jd: a multiple of 8 done already) */
 HOT void pipe_predict(int kind, chunk16 c, int64_t jd, plane E, plane O, plane Q,
                       const int32_t *wt, const predform *f, const classtab *cls, int m,
-                      uint32_t g0, rowbufs *b)
+                      uint32_t g0, rowbufs *b, int small)
 {
-    predict_row(kind, c.i, jd, c.n, pshift(E, c.j0), pshift(O, c.j0), pshift(Q, c.j0), wt, f,
-                cls, m, g0, b);
+    E = pshift(E, c.j0), O = pshift(O, c.j0), Q = pshift(Q, c.j0);
+    if (small && jd < c.n) {
+        rowbufs bt = *b;
+        bt.base += jd, bt.ctx += jd;
+        jd += predict_fused16(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd),
+                              wt, f, g0, &bt);
+    }
+    predict_row(kind, c.i, jd, c.n, E, O, Q, wt, f, cls, m, g0, b);
 }
 
 /* `rans_row_avx2` of one chunk with, after each step, the fused prediction of 16 pixels
  * of the next chunk nx (planes at its row start) into pb; returns the pixels predicted */
-AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int64_t n, int64_t t0, const int32_t *pc,
+AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int small, int64_t n, int64_t t0,
+                                   const int32_t *pc,
                                    uint8_t *sym, wide *W, const dectables *D,
                                    const uint16_t *words, chunk16 nx, plane E, plane O,
                                    plane Q, const int32_t *wt, const predform *f, uint32_t g0,
@@ -1584,8 +1715,12 @@ AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int64_t n, int64_t t0, co
     if (jp + 16 <= nx.n) {                                                                        \
         rowbufs bt_ = *pb;                                                                        \
         bt_.base += jp, bt_.ctx += jp;                                                            \
-        fused_kind(kind, fast, nx.i, 16, pshift(E, jp), pshift(O, jp), pshift(Q, jp), wt, f, g0,  \
-                   &bt_);                                                                         \
+        if (small)                                                                                \
+            fused16_kind(kind, fast, nx.i, 16, pshift(E, jp), pshift(O, jp), pshift(Q, jp), wt,   \
+                         f, g0, &bt_);                                                            \
+        else                                                                                      \
+            fused_kind(kind, fast, nx.i, 16, pshift(E, jp), pshift(O, jp), pshift(Q, jp), wt, f,  \
+                       g0, &bt_);                                                                 \
         jp += 16;                                                                                 \
     }
     if (j < 0 || j + WL > n) {
@@ -1611,11 +1746,16 @@ AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int64_t n, int64_t t0, co
 __attribute__((target("avx2,popcnt"))) static int64_t
 rans_pred(int kind, int64_t n, int64_t t0, const int32_t *pc, uint8_t *sym, wide *W,
           const dectables *D, const uint16_t *words, chunk16 nx, plane E, plane O, plane Q,
-          const int32_t *wt, const predform *f, uint32_t g0, rowbufs *pb)
+          const int32_t *wt, const predform *f, uint32_t g0, rowbufs *pb, int small)
 {
-#define RP(k, fa) rans_pred_kind(k, fa, n, t0, pc, sym, W, D, words, nx, E, O, Q, wt, f, g0, pb)
-    if (f->fast) return kind == 0 ? RP(0, 1) : kind == 1 ? RP(1, 1) : RP(2, 1);
-    return kind == 0 ? RP(0, 0) : kind == 1 ? RP(1, 0) : RP(2, 0);
+#define RP(k, fa, sm)                                                                             \
+    rans_pred_kind(k, fa, sm, n, t0, pc, sym, W, D, words, nx, E, O, Q, wt, f, g0, pb)
+    if (small) {
+        if (f->fast) return kind == 0 ? RP(0, 1, 1) : kind == 1 ? RP(1, 1, 1) : RP(2, 1, 1);
+        return kind == 0 ? RP(0, 0, 1) : kind == 1 ? RP(1, 0, 1) : RP(2, 0, 1);
+    }
+    if (f->fast) return kind == 0 ? RP(0, 1, 0) : kind == 1 ? RP(1, 1, 0) : RP(2, 1, 0);
+    return kind == 0 ? RP(0, 0, 0) : kind == 1 ? RP(1, 0, 0) : RP(2, 0, 0);
 #undef RP
 }
 
@@ -1656,7 +1796,7 @@ static void lane_begin(lane16 *L, tile16 *X, int k, const stage16 *G)
     L->active = L->n_r > 0 && G->n_c > 0;
     if (L->active)
         pipe_predict(G->kind, L->c, 0, L->E, L->O, L->Q, G->wt, &D->pf[G->m], &D->cls, G->m,
-                     G->g0, &L->B[0]);
+                     G->g0, &L->B[0], X->small);
 }
 
 /* the chunk after L's (nx) and whether there is one; the contexts past L's chunk zeroed */
@@ -1680,7 +1820,7 @@ static int64_t lane_rans(lane16 *L, const stage16 *G, int more, chunk16 nx)
         return 0;
     }
     return rans_pred(G->kind, L->c.n, X->t, b->ctx, b->sym, &X->W, D, G->T->words, nx, L->E,
-                     L->O, L->Q, G->wt, &D->pf[G->m], G->g0, &L->B[L->s ^ 1]);
+                     L->O, L->Q, G->wt, &D->pf[G->m], G->g0, &L->B[L->s ^ 1], X->small);
 }
 
 /* after the symbols of L's chunk: its codes and escapes, then the rest of the prediction
@@ -1702,7 +1842,7 @@ __attribute__((target("avx2,popcnt"))) static int lane_end(lane16 *L, const stag
         return 0;
     }
     pipe_predict(G->kind, nx, jp, L->E, L->O, L->Q, G->wt, &D->pf[G->m], &D->cls, G->m, G->g0,
-                 &L->B[L->s ^ 1]);
+                 &L->B[L->s ^ 1], X->small);
     L->c = nx;
     L->s ^= 1;
     return 0;
@@ -1728,108 +1868,6 @@ static int decode_stage16_pipe(tile16 *X, int k, const stage16 *G)
     return lane_run(&L, G);
 }
 
-/* Two tiles in lock-step (`decode_tile16_pair`): the rANS steps of the current chunks of
- * two tiles of one stage, one of each in turn, so that the chains of the 32 states
- * overlap; after each pair of steps the fused prediction of 16 pixels of each tile's
- * next chunk (nx[x], into its other buffers). The chunks have one length (tiles of one
- * width at one stage: the same chunk sequence); each tile's steps start at its own
- * position in the state cycle. Per tile, the same operations as `rans_pred_kind`. */
-AVX2_INLINE void rans_pred2_kind(int kind, int fast, const stage16 *G, lane16 *L,
-                                 const chunk16 *nx, int64_t *jp)
-{
-    const dectables *D = G->T->D;
-
-    const uint16_t *words = G->T->words;
-    const predform *f = &D->pf[G->m];
-    const int64_t n = L[0].c.n;
-    wide *W0 = &L[0].X->W, *W1 = &L[1].X->W;
-    const rowbufs *b0 = &L[0].B[L[0].s], *b1 = &L[1].B[L[1].s];
-    const rowbufs *p0 = &L[0].B[L[0].s ^ 1], *p1 = &L[1].B[L[1].s ^ 1];
-    __m256i A0 = _mm256_loadu_si256((const __m256i *)W0->x);
-    __m256i B0 = _mm256_loadu_si256((const __m256i *)(W0->x + 8));
-    __m256i A1 = _mm256_loadu_si256((const __m256i *)W1->x);
-    __m256i B1 = _mm256_loadu_si256((const __m256i *)(W1->x + 8));
-    const uint16_t *q0 = words + W0->q, *q1 = words + W1->q;
-    plane E0 = pshift(L[0].E, nx[0].j0), O0 = pshift(L[0].O, nx[0].j0),
-          Q0 = pshift(L[0].Q, nx[0].j0);
-    plane E1 = pshift(L[1].E, nx[1].j0), O1 = pshift(L[1].O, nx[1].j0),
-          Q1 = pshift(L[1].Q, nx[1].j0);
-    int64_t j0 = -(L[0].X->t & (WL - 1)), j1 = -(L[1].X->t & (WL - 1)), d0 = 0, d1 = 0;
-#define SIDE2(x)                                                                                  \
-    if (d##x + 16 <= nx[x].n) {                                                                   \
-        rowbufs bt_ = *p##x;                                                                      \
-        bt_.base += d##x, bt_.ctx += d##x;                                                        \
-        fused_kind(kind, fast, nx[x].i, 16, pshift(E##x, d##x), pshift(O##x, d##x),               \
-                   pshift(Q##x, d##x), G->wt, f, G->g0, &bt_);                                    \
-        d##x += 16;                                                                               \
-    }
-    while (j0 < n || j1 < n) {
-        int r0 = j0 < n, r1 = j1 < n;
-        if (r0 && r1 && (j0 | j1) >= 0 && j0 + WL <= n && j1 + WL <= n) {
-            rans_step16(j0, n, 0, b0->ctx, b0->sym, &A0, &B0, &q0, D);
-            rans_step16(j1, n, 0, b1->ctx, b1->sym, &A1, &B1, &q1, D);
-        } else {
-            if (r0) rans_step16(j0, n, 1, b0->ctx, b0->sym, &A0, &B0, &q0, D);
-            if (r1) rans_step16(j1, n, 1, b1->ctx, b1->sym, &A1, &B1, &q1, D);
-        }
-        if (r0) {
-            SIDE2(0);
-            j0 += WL;
-        }
-        if (r1) {
-            SIDE2(1);
-            j1 += WL;
-        }
-    }
-#undef SIDE2
-    _mm256_storeu_si256((__m256i *)W0->x, A0);
-    _mm256_storeu_si256((__m256i *)(W0->x + 8), B0);
-    _mm256_storeu_si256((__m256i *)W1->x, A1);
-    _mm256_storeu_si256((__m256i *)(W1->x + 8), B1);
-    W0->q = (uint64_t)(q0 - words);
-    W1->q = (uint64_t)(q1 - words);
-    jp[0] = d0, jp[1] = d1;
-}
-
-__attribute__((target("avx2,popcnt"))) static void rans_pred2(const stage16 *G, lane16 *L,
-                                                             const chunk16 *nx, int64_t *jp)
-{
-#define RP2(k, fa) rans_pred2_kind(k, fa, G, L, nx, jp)
-    int kind = G->kind;
-    if (G->T->D->pf[G->m].fast) {
-        if (kind == 0) RP2(0, 1);
-        else if (kind == 1) RP2(1, 1);
-        else RP2(2, 1);
-    } else {
-        if (kind == 0) RP2(0, 0);
-        else if (kind == 1) RP2(1, 0);
-        else RP2(2, 0);
-    }
-#undef RP2
-}
-
-/* one stage of level k of tiles X[0] and X[1] (one width) in lock-step while both have
- * chunks left, then the rest of the longer alone; 1 when either's words ran out */
-static int decode_stage16_pair(tile16 **X, int k, const stage16 *G)
-{
-    lane16 L[2];
-    lane_begin(&L[0], X[0], k, G);
-    lane_begin(&L[1], X[1], k, G);
-    while (L[0].active && L[1].active) {
-        chunk16 nx[2];
-        int64_t jp[2];
-        int more0 = lane_next(&L[0], G, &nx[0]), more1 = lane_next(&L[1], G, &nx[1]);
-        if (more0 && more1) {
-            rans_pred2(G, L, nx, jp);
-        } else {
-            jp[0] = lane_rans(&L[0], G, more0, nx[0]);
-            jp[1] = lane_rans(&L[1], G, more1, nx[1]);
-        }
-        if (lane_end(&L[0], G, more0, nx[0], jp[0])) return 1;
-        if (lane_end(&L[1], G, more1, nx[1], jp[1])) return 1;
-    }
-    return lane_run(&L[0], G) || lane_run(&L[1], G);
-}
 #endif
 
 /* one stage of level k of tile X row by row, in chunks of CHUNK pixels (the row buffers
@@ -1875,11 +1913,17 @@ HOT int piped(const stage16 *G)
 #endif
 }
 
-/* stages of level k in format 5 (as `decode_level`) */
+/* stages of level k in format 5 (as `decode_level`); pipelined stages whose planes hold
+ * small codes only (`plane_small`: E, then O and Q when decoded) in 16-bit lanes */
 HOT int decode_level16(tile16 *X, int k, const int32_t *wts, const dectab *T)
 {
+    int sm[3] = {0, 0, 0}; /* E, O, Q small */
+#ifdef HAVE_AVX2
+    sm[0] = use_avx2 && plane_small(X->p.lv[k + 1]);
+#endif
     for (int kind = 0; kind < N_STAGE; kind++) {
         stage16 G = stage_of(&X->p, k, kind, wts, T);
+        X->small = sm[0] && (kind < 1 || sm[1]) && (kind < 2 || sm[2]);
 #ifdef HAVE_AVX2
         if (piped(&G)) {
             if (decode_stage16_pipe(X, k, &G)) return 1;
@@ -1888,6 +1932,9 @@ HOT int decode_level16(tile16 *X, int k, const int32_t *wts, const dectab *T)
             if (decode_stage16_rows(X, k, &G))
             return 1;
         stage_halo(X, k, kind);
+#ifdef HAVE_AVX2
+        if (kind < 2 && sm[0]) sm[1 + kind] = plane_small(X->p.st[3 * k + kind]);
+#endif
     }
     return 0;
 }
@@ -1895,10 +1942,10 @@ HOT int decode_level16(tile16 *X, int k, const int32_t *wts, const dectab *T)
 /* per thread, the decoder's planes and row buffers, kept from tile to tile (tiles of a
  * frame have one size: no allocation, no page faults after the first); with pthreads
  * freed when the thread ends (threads of short-lived pools: ~1.5 MiB each for a
- * 256 x 2048 tile otherwise). Slots 2x and 2x + 1: tile x of a pair. */
+ * 256 x 2048 tile otherwise) */
 typedef struct {
-    char *mem[4];
-    size_t size[4];
+    char *mem[2];
+    size_t size[2];
 } arena_t;
 
 static void *arena_grow(arena_t *a, int i, size_t n)
@@ -1922,7 +1969,8 @@ static pthread_key_t arena_key;
 static void arena_free(void *p)
 {
     arena_t *a = (arena_t *)p;
-    for (int i = 0; i < 4; i++) free(a->mem[i]);
+    free(a->mem[0]);
+    free(a->mem[1]);
     free(a);
 }
 
@@ -1943,12 +1991,11 @@ static void *arena(int i, size_t n)
 #endif
 
 static void *arena_planes(size_t n) { return arena(0, n); }
-static void *arena_planes2(size_t n) { return arena(2, n); }
 
 /* tile X of words[start:end] (h, w) begun: planes and row buffers from the thread's
- * arena (slots 2 x and 2 x + 1), the states read and the top plane decoded. Returns 1 to
- * go on, 0 when the tile is done (too short, or its words ran out), -1 out of memory. */
-HOT int tile16_begin(tile16 *X, int x, const dectab *T, int64_t start, int64_t end,
+ * arena, the states read and the top plane decoded. Returns 1 to go on, 0 when the tile
+ * is done (too short, or its words ran out), -1 out of memory. */
+HOT int tile16_begin(tile16 *X, const dectab *T, int64_t start, int64_t end,
                      const int64_t *esc, int64_t ebeg, int64_t eend, int64_t h, int64_t w)
 {
     const int64_t H = HALO;
@@ -1956,12 +2003,12 @@ HOT int tile16_begin(tile16 *X, int x, const dectab *T, int64_t start, int64_t e
     if (end - start < 2 * WL) return 0;
     pyramid *p = &X->p;
     rowbufs *b = &X->b;
-    if (pyramid_alloc_with(p, h, w, 0, x ? arena_planes2 : arena_planes)) return -1;
+    if (pyramid_alloc_with(p, h, w, 0, arena_planes)) return -1;
     /* row buffers (`rows_alloc`), then contexts and symbols readable from -WL to w + 2 WL
      * (`rans_row_avx2`; contexts 0 before the row) */
     size_t nr = (size_t)w + 8, nrb = nr * (7 * sizeof(int32_t) + 1) + 64, nc = (size_t)w + 4 * WL;
     nrb = (nrb + 63) & ~(size_t)63; /* the contexts (int32) aligned: nr is odd for odd w */
-    char *m = (char *)arena(2 * x + 1, nrb + nc * (sizeof(int32_t) + 1));
+    char *m = (char *)arena(1, nrb + nc * (sizeof(int32_t) + 1));
     if (!m) return -1;
     b->mem = NULL;
     b->r1 = (int32_t *)m, b->r2 = b->r1 + nr, b->r3 = b->r2 + nr, b->base = b->r3 + nr;
@@ -2028,7 +2075,7 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
     memset(S[0].ctx, 0, WL * sizeof(int32_t));
     memset(S[1].ctx, 0, WL * sizeof(int32_t));
     X.S = S;
-    int r = tile16_begin(&X, 0, T, start, end, esc, ebeg, eend, h, w);
+    int r = tile16_begin(&X, T, start, end, esc, ebeg, eend, h, w);
     for (int k = X.p.K - 1; k >= 0 && r > 0; k--) {
         if (decode_level16(&X, k, wts, T)) r = 0;
         else if (k > 0) interleave_level(&X.p, k);
@@ -2038,72 +2085,13 @@ MULTI static int decode_tile16(const dectab *T, int64_t start, int64_t end, cons
     return r;
 }
 
-/* one tile call of `decode_tile16` */
+/* the arguments and results of one call of `decode_tile16` */
 typedef struct {
     int64_t start, end, ebeg, eend, h, w, ne;
     uint16_t *out;
     dqargs d;
     int ok;
 } tilecall;
-
-#ifdef HAVE_AVX2
-/* stages of level k of two tiles of one width and one number of levels, in lock-step
- * where pipelined (`decode_stage16_pair`); 1 when either's words ran out */
-HOT int decode_level16_pair(tile16 **X, int k, const int32_t *wts, const dectab *T)
-{
-    for (int kind = 0; kind < N_STAGE; kind++) {
-        stage16 G = stage_of(&X[0]->p, k, kind, wts, T);
-        if (piped(&G)) {
-            if (decode_stage16_pair(X, k, &G)) return 1;
-        } else if (decode_stage16_rows(X[0], k, &G) || decode_stage16_rows(X[1], k, &G)) {
-            return 1;
-        }
-        stage_halo(X[0], k, kind);
-        stage_halo(X[1], k, kind);
-    }
-    return 0;
-}
-
-/* two tiles of format 5 (one width, one number of levels, AVX2) decoded in lock-step:
- * the results of `decode_tile16` for each in c[x].ok and c[x].ne. When either tile's
- * words run out, both are decoded again one after the other (a corrupted stream: the
- * results of each alone). Returns 0, or -1 out of memory. */
-__attribute__((target("avx2,popcnt"))) static int decode_tile16_pair(const dectab *T,
-                                                                    const int64_t *esc,
-                                                                    const int32_t *wts,
-                                                                    tilecall *c)
-{
-    tile16 X[2], *XP[2] = {&X[0], &X[1]};
-    pipeset S[4];
-    int r[2];
-    for (int x = 0; x < 2; x++) {
-        memset(S[2 * x].ctx, 0, WL * sizeof(int32_t));
-        memset(S[2 * x + 1].ctx, 0, WL * sizeof(int32_t));
-        X[x].S = &S[2 * x];
-        r[x] = tile16_begin(&X[x], x, T, c[x].start, c[x].end, esc, c[x].ebeg, c[x].eend, c[x].h,
-                            c[x].w);
-        if (r[x] < 0) return -1;
-    }
-    int lock = r[0] > 0 && r[1] > 0 && X[0].p.K == X[1].p.K;
-    for (int k = X[0].p.K - 1; k >= 0 && lock; k--) {
-        if (decode_level16_pair(XP, k, wts, T)) lock = 0;
-        else if (k > 0) interleave_level(&X[0].p, k), interleave_level(&X[1].p, k);
-    }
-    if (!lock) { /* not in lock-step, or a tile's words ran out */
-        for (int x = 0; x < 2; x++) {
-            c[x].ok = decode_tile16(T, c[x].start, c[x].end, esc, c[x].ebeg, c[x].eend, wts,
-                                    c[x].out, c[x].h, c[x].w, &c[x].d, &c[x].ne);
-            if (c[x].ok < 0) return -1;
-        }
-        return 0;
-    }
-    for (int x = 0; x < 2; x++) {
-        c[x].ok = tile16_end(&X[x], c[x].out, c[x].h, c[x].w, &c[x].d);
-        c[x].ne = X[x].ne;
-    }
-    return 0;
-}
-#endif
 
 /* format 5 encoder: symbols in decoding order, contexts as for `rans_encode` (the lane
  * bits ignored); writes the stream to out[0:len] and returns len, -1 if cap is too small */
@@ -3247,57 +3235,6 @@ static PyObject *py_decode_tile16(PyObject *self, PyObject *args)
     return Py_BuildValue("(OL)", c.ok ? Py_True : Py_False, (long long)c.ne);
 }
 
-/* decode_tile16_pair(a, b) -> ((ok, ne), (ok, ne)): two tiles of one stream, a and b
- * each the arguments of `decode_tile16` as a tuple (the same prep, words, esc and wts),
- * decoded in lock-step when they have one width and one number of levels and AVX2 is
- * used (`decode_tile16_pair`), else one after the other; the results of
- * `decode_tile16` for each */
-static PyObject *py_decode_tile16_pair(PyObject *self, PyObject *args)
-{
-    PyObject *a[2];
-    bufs B[2] = {{.n = 0}, {.n = 0}};
-    tilecall c[2];
-    const dectables *D[2];
-    const uint16_t *words[2];
-    const int64_t *esc[2];
-    const int32_t *wts[2];
-    int r[2] = {-1, -1}, err = 0;
-    if (!PyArg_ParseTuple(args, "OO", &a[0], &a[1])) return NULL;
-    r[0] = tile16_args(a[0], &B[0], &c[0], &D[0], &words[0], &esc[0], &wts[0]);
-    if (r[0] >= 0) r[1] = tile16_args(a[1], &B[1], &c[1], &D[1], &words[1], &esc[1], &wts[1]);
-    if (r[0] >= 0 && r[1] >= 0 && (D[0] != D[1] || words[0] != words[1] || esc[0] != esc[1]
-                                   || wts[0] != wts[1])) {
-        PyErr_SetString(PyExc_ValueError, "_ckernels: decode_tile16_pair: two streams");
-        r[1] = -1;
-    }
-    if (r[0] >= 0 && r[1] >= 0) {
-#ifdef HAVE_AVX2
-        if (use_avx2 < 0) use_avx2 = avx2_wanted();
-#endif
-        dectab T = {D[0], words[0]};
-        Py_BEGIN_ALLOW_THREADS
-#ifdef HAVE_AVX2
-        if (use_avx2 && r[0] == 0 && r[1] == 0 && c[0].w == c[1].w
-            && n_levels(c[0].h, c[0].w) == n_levels(c[1].h, c[1].w))
-            err = decode_tile16_pair(&T, esc[0], wts[0], c);
-        else
-#endif
-            for (int x = 0; x < 2; x++)
-                if (r[x] == 0)
-                    c[x].ok = decode_tile16(&T, c[x].start, c[x].end, esc[0], c[x].ebeg,
-                                            c[x].eend, wts[0], c[x].out, c[x].h, c[x].w,
-                                            &c[x].d, &c[x].ne),
-                    err |= c[x].ok < 0;
-        Py_END_ALLOW_THREADS
-    }
-    release(&B[0]);
-    release(&B[1]);
-    if (r[0] < 0 || r[1] < 0) return NULL;
-    if (err) return PyErr_NoMemory();
-    return Py_BuildValue("((OL)(OL))", c[0].ok ? Py_True : Py_False, (long long)c[0].ne,
-                         c[1].ok ? Py_True : Py_False, (long long)c[1].ne);
-}
-
 /* dec_tables(planes u8, remap u8, luts u8, act_lut i32) -> bytearray (`dectables`), or
  * None when the tables are not consistent (a corrupted stream). The tables of
  * `dec_prepare` straight from a stream's sections, without `decode_table` and
@@ -3870,8 +3807,6 @@ static PyMethodDef methods[] = {
     {"decode_tile", py_decode_tile, METH_VARARGS, "pyramid.decode_tile in C."},
     {"rans_encode16", py_rans_encode16, METH_VARARGS, "pyramid.rans_encode16 in C."},
     {"decode_tile16", py_decode_tile16, METH_VARARGS, "pyramid.decode_tile16 in C."},
-    {"decode_tile16_pair", py_decode_tile16_pair, METH_VARARGS,
-     "Two tiles of decode_tile16 in lock-step."},
     {"dec_tables", py_dec_tables, METH_VARARGS, "The decoder's tables from a stream's sections."},
     {"quantise_round", py_quantise_round, METH_VARARGS, "fastpath.quantise_round in C."},
     {"quantise_tile", py_quantise_tile, METH_VARARGS, "kernels.quantise_tile in C."},

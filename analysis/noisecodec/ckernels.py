@@ -10,11 +10,9 @@ are the reference and the fallback.
 `KERNELS` is a namespace with the functions ``quantise_round``, ``quantise_tile``,
 ``n_levels``, ``train_tile``, ``model_tile``, ``rans_encode`` and ``decode_tile`` (formats
 3-4), ``rans_encode16`` and ``decode_tile16`` (format 5, `pyramid5`) with the numba
-kernels' signatures (and ``decode_tile16_pair``: two tiles' ``decode_tile16`` argument
-tuples decoded in lock-step, C only, None for numba; ``decoder_tables``: a stream's
-``cts, tab`` for the decoders; ``v_min``: the C loop of `stream.frames_v_min`, None for
-numpy; ``planes_size``: the size of a tile's planes that C ``train_tile`` keeps for
-``model_tile`` (None for numba);
+kernels' signatures (and ``decoder_tables``: a stream's ``cts, tab`` for the decoders;
+``v_min``: the C loop of `stream.frames_v_min`, None for numpy; ``planes_size``: the
+size of a tile's planes that C ``train_tile`` keeps for ``model_tile`` (None for numba);
 ``round_min``: whether ``quantise_round`` also returns the smallest ``v``;
 ``class_moments``: `pyramid._class_moments` in C, None for numpy; ``model_tables``: the
 class tables as ``model_tile`` takes them, once per frame; ``solve_weights`` and
@@ -213,25 +211,6 @@ def _decode_tile16(words, start, end, esc, ebeg, eend, wts, cts, tab, out, dq):
     )  # fmt: skip
 
 
-def _decode_tile16_pair(a, b):
-    """`_decode_tile16` of two tiles of one stream in lock-step.
-
-    ``a``, ``b``: its argument tuples; returns ``((ok, ne), (ok, ne))``
-    (`_ckernels.decode_tile16_pair`).
-    """
-    words, *_, cts, tab, _, _ = a
-    prep = cts if tab is None else _prepared(cts, tab)
-    if prep is None:  # inconsistent tables: a corrupted stream
-        return (False, int(a[4])), (False, int(b[4]))
-
-    def args(t):
-        _, start, end, esc, ebeg, eend, wts, _, _, out, dq = t
-        return (prep, words, int(start), int(end), esc, int(ebeg), int(eend), wts, out,
-                *_c_dequantisation(dq))  # fmt: skip
-
-    return _C.decode_tile16_pair(args(a), args(b))
-
-
 def _c_namespace() -> SimpleNamespace:
     return SimpleNamespace(
         name="c",
@@ -245,7 +224,6 @@ def _c_namespace() -> SimpleNamespace:
         decode_tile=_decode_tile,
         rans_encode16=_rans_encode16,
         decode_tile16=_decode_tile16,
-        decode_tile16_pair=_decode_tile16_pair,  # two tiles in lock-step
         decoder_tables=_decoder_tables,
         v_min=_C.v_min,
         round_min=True,  # quantise_round(..., with_min=True): the knee check in the pass
@@ -275,7 +253,6 @@ def numba_namespace() -> SimpleNamespace:
         decode_tile=PY.decode_tile,
         rans_encode16=P5.rans_encode16,
         decode_tile16=P5.decode_tile16,
-        decode_tile16_pair=None,  # tiles one at a time
         decoder_tables=numba_decoder_tables,
         v_min=None,  # numpy in `stream.frames_v_min`
         round_min=False,

@@ -1187,23 +1187,6 @@ def _decode_causal(hd, sec, esc_all, w, finish, corrupted, threads, source):
     _map(run, FP.lane_groups(jobs, lambda j: j[2]), threads)
 
 
-def _pair_tiles(jobs: list, levels: Callable, threads: int | None) -> list[list] | None:
-    """The tiles of a format-5 decode in pairs with one number of levels (``levels(rows)``;
-    their decoder runs in lock-step, `ckernels` ``decode_tile16_pair``: the rANS chains of
-    two tiles overlap), the rest alone; None when pairs would leave a thread idle (fewer
-    than two tiles per thread). Consecutive tiles, in order."""
-    workers = 1 if threads == 1 else min(len(jobs), pool_threads())
-    if len(jobs) < 2 * workers:
-        return None
-    out: list[list] = []
-    for job in jobs:
-        if out and len(out[-1]) == 1 and levels(out[-1][0][2]) == levels(job[2]):
-            out[-1].append(job)
-        else:
-            out.append([job])
-    return out
-
-
 def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     """Tiles of the "pyramid" back end, decoded and dequantised (``dq(frame, row0,
     rows)``: the tile's dequantisation arguments) into ``out`` (frames, H, W)."""
@@ -1246,34 +1229,14 @@ def _decode_pyramid(hd, sec, esc_all, out, dq, corrupted, threads, source):
     if wpos + w + 64 != words.size or epos != esc_all.size:
         raise InputFileError(f"{source}: corrupted noise-codec tile directory")
 
-    def args(job):
-        f, r0, th, starts, ends, e0, e1 = job
-        return (esc_all, e0, e1, wts, cts, tab, out[f, r0 : r0 + th], dq(f, r0, th))
-
-    def check(job, ok, ne):
-        if not ok or ne != job[6]:
-            raise corrupted(job[0], job[1])
-
     def run(job):
+        f, r0, th, starts, ends, e0, e1 = job
+        args = (esc_all, e0, e1, wts, cts, tab, out[f, r0 : r0 + th], dq(f, r0, th))
         if wide:
-            ok, ne = kx.decode_tile16(words, job[3][0], job[4][0], *args(job))
+            ok, ne = kx.decode_tile16(words, starts[0], ends[0], *args)
         else:
-            ok, ne = kx.decode_tile(words, job[3], job[4], *args(job))
-        check(job, ok, ne)
+            ok, ne = kx.decode_tile(words, starts, ends, *args)
+        if not ok or ne != e1:
+            raise corrupted(f, r0)
 
-    def run_pair(pair):  # two tiles in lock-step (`_pair_tiles`), one alone
-        if len(pair) == 1:
-            return run(pair[0])
-        res = kx.decode_tile16_pair(
-            *[(words, j[3][0], j[4][0], *args(j)) for j in pair]
-        )  # fmt: skip
-        for job, (ok, ne) in zip(pair, res, strict=True):
-            check(job, ok, ne)
-
-    pairs = None
-    if wide and kx.decode_tile16_pair:
-        pairs = _pair_tiles(jobs, lambda rows: kx.n_levels(rows, w), threads)
-    if pairs is None:
-        _map(run, jobs, threads)
-    else:
-        _map(run_pair, pairs, threads)
+    _map(run, jobs, threads)
