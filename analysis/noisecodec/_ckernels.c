@@ -75,6 +75,8 @@ typedef struct {
 } plane;
 
 #define ROW(P, a) ((P).d + (int64_t)(a) * (P).C)
+/* plane P from column j on */
+static inline plane pshift(plane P, int64_t j) { return (plane){P.d + j, P.R, P.C}; }
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -1002,6 +1004,30 @@ __attribute__((target("avx2,popcnt"))) static int64_t predict_fused16(int kind, 
     return fused16_kind(2, 0, i, n, E, O, Q, wt, f, g0, b);
 }
 
+/* The fused prediction of pixels 0..n-1 16 at a time, past n up to the next multiple of
+ * 16 (no scalar tail): pixels past n read plane values past their row (the next row, the
+ * halo, `PLANE_SLACK`) and write base and ctx past n, where the chunk buffers have room
+ * (`pipeset`); lanes are independent, so pixels below n are those of `fused_kind`, and
+ * the contexts past n are zeroed before the rANS steps read them (`lane_next`). Returns
+ * the pixels done (>= n). */
+__attribute__((target("avx2,popcnt"))) static int64_t predict_over(int kind, int64_t i, int64_t n,
+                                                                  plane E, plane O, plane Q,
+                                                                  const int32_t *wt,
+                                                                  const predform *f, uint32_t g0,
+                                                                  rowbufs *b, int small)
+{
+    int64_t j = small ? predict_fused16(kind, i, n, E, O, Q, wt, f, g0, b)
+                      : predict_fused(kind, i, n, E, O, Q, wt, f, g0, b);
+    if (j < n) { /* the last 1-15 (1-7) pixels and those after them */
+        rowbufs bt = *b;
+        bt.base += j, bt.ctx += j;
+        plane Ej = pshift(E, j), Oj = pshift(O, j), Qj = pshift(Q, j);
+        j += small ? predict_fused16(kind, i, 16, Ej, Oj, Qj, wt, f, g0, &bt)
+                   : predict_fused(kind, i, 8, Ej, Oj, Qj, wt, f, g0, &bt);
+    }
+    return j;
+}
+
 /* the prediction of a row from the row buffers (`features` done), 8 pixels at a time */
 __attribute__((target("avx2,popcnt"))) static int64_t predict_avx2(int64_t n, const int32_t *wt,
                                                                   const predform *f, uint32_t g0,
@@ -1541,9 +1567,6 @@ __attribute__((target("avx2,popcnt"))) static void rans_row_avx2(int64_t n, int6
 }
 #endif
 
-/* one row of a stage in format 5 (as `decode_row`); t0: the symbol index of its start */
-static inline plane pshift(plane P, int64_t j) { return (plane){P.d + j, P.R, P.C}; }
-
 /* the prediction of pixels jd..n-1 of row i (jd: a multiple of 8 predicted already): the
  * fused AVX2 form where f is given, then the features and the scalar form for the rest */
 HOT void predict_row(int kind, int64_t i, int64_t jd, int64_t n, plane E, plane O, plane Q,
@@ -1566,6 +1589,7 @@ HOT void predict_row(int kind, int64_t i, int64_t jd, int64_t n, plane E, plane 
     predict_tail(jd, n, wt, cls->ca[m], cls->cl[m], g0, b);
 }
 
+/* one row of a stage in format 5 (as `decode_row`); t0: the symbol index of its start */
 HOT int64_t decode_row16(int kind, int64_t i, int64_t n, plane E, plane O, plane Q, int64_t t0,
                          const int32_t *wt, int m, uint32_t g0, rowbufs *b, wide *W,
                          const dectab *T, int16_t *trow)
@@ -1687,13 +1711,13 @@ HOT void pipe_predict(int kind, chunk16 c, int64_t jd, plane E, plane O, plane Q
                       uint32_t g0, rowbufs *b, int small)
 {
     E = pshift(E, c.j0), O = pshift(O, c.j0), Q = pshift(Q, c.j0);
-    if (small && jd < c.n) {
+    if (jd < c.n) {
         rowbufs bt = *b;
         bt.base += jd, bt.ctx += jd;
-        jd += predict_fused16(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd),
-                              wt, f, g0, &bt);
+        jd += predict_over(kind, c.i, c.n - jd, pshift(E, jd), pshift(O, jd), pshift(Q, jd), wt,
+                           f, g0, &bt, small);
     }
-    predict_row(kind, c.i, jd, c.n, E, O, Q, wt, f, cls, m, g0, b);
+    predict_row(kind, c.i, jd, c.n, E, O, Q, wt, f, cls, m, g0, b); /* none left */
 }
 
 /* `rans_row_avx2` of one chunk with, after each step, the fused prediction of 16 pixels
@@ -1712,7 +1736,7 @@ AVX2_INLINE int64_t rans_pred_kind(int kind, int fast, int small, int64_t n, int
     E = pshift(E, nx.j0), O = pshift(O, nx.j0), Q = pshift(Q, nx.j0);
     int64_t j = -(t0 & (WL - 1)), jp = 0;
 #define SIDE()                                                                                    \
-    if (jp + 16 <= nx.n) {                                                                        \
+    if (jp < nx.n) { /* 16 pixels, past nx's end too (`predict_over`) */                        \
         rowbufs bt_ = *pb;                                                                        \
         bt_.base += jp, bt_.ctx += jp;                                                            \
         if (small)                                                                                \
@@ -1990,7 +2014,10 @@ static void *arena(int i, size_t n)
 }
 #endif
 
-static void *arena_planes(size_t n) { return arena(0, n); }
+/* the planes, with PLANE_SLACK bytes after them: the pipelined predictions read up to 15
+ * pixels past a row's end (`predict_over`) */
+#define PLANE_SLACK 256
+static void *arena_planes(size_t n) { return arena(0, n + PLANE_SLACK); }
 
 /* tile X of words[start:end] (h, w) begun: planes and row buffers from the thread's
  * arena, the states read and the top plane decoded. Returns 1 to go on, 0 when the tile
