@@ -907,23 +907,60 @@ __attribute__((target("avx2"))) static int plane_small(plane P)
     return ok;
 }
 
+/* constants of the 16-bit lanes, read as memory operands (built in registers, they
+ * cost three instructions each where the registers run out) */
+#define K16(i) _mm256_load_si256((const __m256i *)k16[i])
+static const int16_t k16[5][16] __attribute__((aligned(32))) = {
+    {[0 ... 15] = (int16_t)0x8070}, {[0 ... 15] = (int16_t)0x80F0}, {[0 ... 15] = (int16_t)0x8000},
+    {[0 ... 15] = 15}, {[0 ... 15] = 31}};
+
 /* `class_bytes` in 16-bit lanes (bytes 1 of every index with bit 7 set) */
 AVX2_INLINE __m256i class_bytes16(__m256i act, __m256i r1, const predform *f)
 {
     const __m256i ta0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)f->cab)),
                   ta1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(f->cab + 16))),
                   tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)f->clb));
-    __m256i ca = _mm256_or_si256(
-        _mm256_shuffle_epi8(ta0, _mm256_add_epi16(act, _mm256_set1_epi16((short)0x8070))),
-        _mm256_shuffle_epi8(ta1, _mm256_add_epi16(act, _mm256_set1_epi16((short)0x80F0))));
+    __m256i ca = _mm256_or_si256(_mm256_shuffle_epi8(ta0, _mm256_add_epi16(act, K16(0))),
+                                 _mm256_shuffle_epi8(ta1, _mm256_add_epi16(act, K16(1))));
     __m256i li = _mm256_sub_epi16(_mm256_srai_epi16(r1, 2), _mm256_set1_epi16((short)f->lbase));
-    li = _mm256_min_epi16(_mm256_max_epi16(li, _mm256_setzero_si256()), _mm256_set1_epi16(15));
-    __m256i cl = _mm256_shuffle_epi8(tl, _mm256_or_si256(li, _mm256_set1_epi16((short)0x8000)));
+    li = _mm256_min_epi16(_mm256_max_epi16(li, _mm256_setzero_si256()), K16(3));
+    __m256i cl = _mm256_shuffle_epi8(tl, _mm256_or_si256(li, K16(2)));
     return _mm256_add_epi16(_mm256_slli_epi16(ca, 5), cl);
 }
 
 /* the low (h = 0) or high 8 of 16 int16 lanes as int32 */
 #define WIDEN(x, h) _mm256_cvtepi16_epi32((h) ? _mm256_extracti128_si256(x, 1) : _mm256_castsi256_si128(x))
+
+/* `predict8` of 16 pixels from 16-bit ring sums and class values (v16 < 2^15): the
+ * class offsets through memory (one store, a 16-bit load per pixel) instead of 64-bit
+ * extracts and shifts; the same integers */
+AVX2_INLINE void predict16(int64_t j, __m256i r1, __m256i r2, __m256i r3, __m256i v16,
+                           const int32_t *wt, uint32_t g0, rowbufs *b)
+{
+    const __m256i c7 = _mm256_set1_epi32(7);
+    uint16_t ci[16] __attribute__((aligned(32)));
+    _mm256_store_si256((__m256i *)ci, _mm256_and_si256(v16, _mm256_set1_epi16(0xFF)));
+    __m256i ac = _mm256_srli_epi16(v16, 8); /* the activity context */
+#define W4(k) _mm_loadu_si128((const __m128i *)(wt + ci[k]))
+#define W8(k) _mm256_inserti128_si256(_mm256_castsi128_si256(W4(k)), W4((k) + 4), 1)
+    for (int h = 0; h < 2; h++) {
+        __m256i A = W8(8 * h), B = W8(8 * h + 1), C = W8(8 * h + 2), D = W8(8 * h + 3);
+        __m256i t0 = _mm256_unpacklo_epi32(A, B), t1 = _mm256_unpackhi_epi32(A, B);
+        __m256i t2 = _mm256_unpacklo_epi32(C, D), t3 = _mm256_unpackhi_epi32(C, D);
+        __m256i w0 = _mm256_unpacklo_epi64(t0, t2), w1 = _mm256_unpackhi_epi64(t0, t2);
+        __m256i w2 = _mm256_unpacklo_epi64(t1, t3), w3 = _mm256_unpackhi_epi64(t1, t3);
+        __m256i p = _mm256_add_epi32(_mm256_add_epi32(w3, _mm256_mullo_epi32(w0, WIDEN(r1, h))),
+                                     _mm256_mullo_epi32(w1, WIDEN(r2, h)));
+        p = _mm256_add_epi32(p, _mm256_mullo_epi32(w2, WIDEN(r3, h)));
+        _mm256_storeu_si256((__m256i *)(b->base + j + 8 * h), _mm256_srai_epi32(p, WB));
+        __m256i fr = _mm256_and_si256(_mm256_srai_epi32(p, WB - FRAC_BITS), c7);
+        __m256i cx = _mm256_add_epi32(_mm256_add_epi32(_mm256_set1_epi32((int)g0), WIDEN(ac, h)),
+                                      _mm256_mullo_epi32(fr, _mm256_set1_epi32(N_ACT_CTX)));
+        _mm256_storeu_si256((__m256i *)(b->ctx + j + 8 * h), cx);
+    }
+#undef W4
+#undef W8
+}
 
 /* `fused_kind` 16 pixels at a time with the features in 16-bit lanes (the stage's codes
  * small: `plane_small`); returns the pixels done (a multiple of 16) */
@@ -932,8 +969,7 @@ AVX2_INLINE int64_t fused16_kind(int kind, int fast, int64_t i, int64_t n, plane
                                  rowbufs *b)
 {
     const int64_t a = i + HALO;
-    const __m256i c31 = _mm256_set1_epi16(31), c255 = _mm256_set1_epi32(LVL_MAX),
-                  zero = _mm256_setzero_si256();
+    const __m256i c255 = _mm256_set1_epi32(LVL_MAX), zero = _mm256_setzero_si256();
     const int16_t *r[8];
     if (kind == 0) {
         r[0] = ROW(E, a - 1), r[1] = ROW(E, a), r[2] = ROW(E, a + 1), r[3] = ROW(E, a + 2);
@@ -969,17 +1005,16 @@ AVX2_INLINE int64_t fused16_kind(int kind, int fast, int64_t i, int64_t n, plane
         __m256i r1 = ADD(ADD(p0, p1), ADD(p2, p3));
         __m256i hi = _mm256_max_epi16(_mm256_max_epi16(p0, p1), _mm256_max_epi16(p2, p3));
         __m256i lo = _mm256_min_epi16(_mm256_min_epi16(p0, p1), _mm256_min_epi16(p2, p3));
-        __m256i act = _mm256_min_epi16(_mm256_sub_epi16(hi, lo), c31);
-        __m256i v16 = fast ? class_bytes16(act, r1, f) : zero;
+        __m256i act = _mm256_min_epi16(_mm256_sub_epi16(hi, lo), K16(4));
+        if (fast) {
+            predict16(j, r1, r2, r3, class_bytes16(act, r1, f), wt, g0, b);
+            continue;
+        }
         for (int h = 0; h < 2; h++) {
-            __m256i r1w = WIDEN(r1, h), v;
-            if (fast) {
-                v = WIDEN(v16, h);
-            } else {
-                __m256i lvl = _mm256_max_epi32(_mm256_min_epi32(_mm256_srai_epi32(r1w, 2), c255), zero);
-                v = class_form(WIDEN(act, h), lvl, f);
-            }
-            predict8(j + 8 * h, r1w, WIDEN(r2, h), WIDEN(r3, h), v, wt, g0, b);
+            __m256i r1w = WIDEN(r1, h);
+            __m256i lvl = _mm256_max_epi32(_mm256_min_epi32(_mm256_srai_epi32(r1w, 2), c255), zero);
+            predict8(j + 8 * h, r1w, WIDEN(r2, h), WIDEN(r3, h), class_form(WIDEN(act, h), lvl, f),
+                     wt, g0, b);
         }
     }
 #undef L
