@@ -112,3 +112,24 @@ def test_plain_c_and_avx2_decoders_give_the_coded_values():
                            text=True)  # fmt: skip
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.strip() == "True", (flag, r.stdout, r.stderr[-2000:])
+
+
+@needs_c
+def test_crc32_equals_zlib():
+    """The C extension's CRC-32 (carry-less multiplication; the check of every decode) is
+    zlib's on every length around its 16- and 64-byte blocks, on views and large
+    buffers; `ckernels.crc32` gives the same where the C kernels are not in use."""
+    import zlib
+
+    from rawsigma.analysis.noisecodec import _ckernels
+
+    rng = np.random.default_rng(5)
+    big = rng.integers(0, 256, 300_001, dtype=np.uint8).tobytes()
+    sizes = [*range(0, 200), 255, 256, 257, 1023, 4096, 65_537, 300_001]
+    for n in sizes:
+        data = big[:n]
+        want = zlib.crc32(data)
+        got = _ckernels.crc32(data)
+        assert got is None or got == want, n  # None: no PCLMULQDQ on this CPU
+        assert CK.crc32(memoryview(data)) == want, n
+    assert CK.crc32(memoryview(big)[7:4000]) == zlib.crc32(big[7:4000])

@@ -26,6 +26,7 @@ forces the numba kernels (``=c`` requires the extension). `BACKEND` names the ch
 from __future__ import annotations
 
 import os
+import zlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -308,6 +309,19 @@ def _choose() -> SimpleNamespace:
 
 KERNELS = _choose()
 BACKEND: str = KERNELS.name
+
+
+def crc32(data: bytes | bytearray | memoryview) -> int:
+    """``zlib.crc32(data)``, the same value, computed faster where possible.
+
+    By carry-less multiplication in the C extension where it is in use and the CPU has
+    PCLMULQDQ (~3× zlib 1.2's speed; every decode checks its stream), else by zlib.
+    """
+    if BACKEND == "c" and hasattr(_C, "crc32"):
+        c = _C.crc32(data)
+        if c is not None:
+            return int(c)
+    return zlib.crc32(data) & 0xFFFFFFFF
 
 
 def describe() -> str:

@@ -992,7 +992,7 @@ def read_header(data: bytes | bytearray | memoryview, source: str = "noise codec
     if len(data) > total:
         raise InputFileError(f"{source}: {len(data) - total} unexpected trailing bytes")
     (crc,) = struct.unpack_from("<I", data, total - 4)
-    if zlib.crc32(data[: total - 4]) & 0xFFFFFFFF != crc:
+    if CK.crc32(data[: total - 4]) != crc:
         raise InputFileError(f"{source}: checksum mismatch: the compressed data were altered")
     header["_body"] = _PREFIX.size + hlen
     header["_version"] = version
