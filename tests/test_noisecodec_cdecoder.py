@@ -70,10 +70,11 @@ def _decoded(ns, codes: np.ndarray, stream: tuple) -> np.ndarray:
 
 # (block value, shape): at the bound (8 · 4095 = 32760 fits int16), one past it (8 · 4096
 # overflows int16: the 32-bit lanes), far past it; widths whose stage rows are no multiple
-# of 16 and split into chunks of unequal length (348 = 176 + 172, 363, 1000)
+# of 16 (348, 363, 27) or split into chunks of unequal length (700 = 352 + 348, 1000 =
+# 512 + 488)
 CASES = [
     (SMALL, (40, 696)),
-    (SMALL + 1, (40, 696)),
+    (SMALL + 1, (40, 1400)),
     (7000, (33, 726)),
     (SMALL, (24, 2000)),
     (SMALL + 1, (24, 2000)),
