@@ -134,3 +134,14 @@ def test_crc32_equals_zlib():
         assert got is None or got == want, n  # None: no PCLMULQDQ on this CPU
         assert CK.crc32(memoryview(data)) == want, n
     assert CK.crc32(memoryview(big)[7:4000]) == zlib.crc32(big[7:4000])
+    # continued over pieces, as the encoder checksums its sections
+    for value in (0, 1, 0xDEADBEEF, 0xFFFFFFFF):
+        for n in (0, 17, 64, 65_537):
+            want = zlib.crc32(big[:n], value)
+            got = _ckernels.crc32(big[:n], value)
+            assert got is None or got == want, (value, n)
+            assert CK.crc32(big[:n], value) == want, (value, n)
+    crc = 0
+    for piece in (big[:10], big[10:5000], big[5000:5001], big[5001:]):
+        crc = CK.crc32(piece, crc)
+    assert crc == zlib.crc32(big)

@@ -3873,19 +3873,20 @@ __attribute__((target("pclmul,sse4.1"))) static uint32_t crc_fold(uint32_t c, co
 }
 #endif
 
-/* crc32(data) -> zlib.crc32(data), or None where the CPU lacks PCLMULQDQ (zlib's own is
- * then as fast as this table); the GIL released */
+/* crc32(data, value=0) -> zlib.crc32(data, value), or None where the CPU lacks PCLMULQDQ
+ * (zlib's own is then as fast as this table); the GIL released */
 static PyObject *py_crc32(PyObject *self, PyObject *args)
 {
     PyObject *o;
+    unsigned long start = 0;
     bufs B = {.n = 0};
-    if (!PyArg_ParseTuple(args, "O", &o)) return NULL;
+    if (!PyArg_ParseTuple(args, "O|k", &o, &start)) return NULL;
 #ifdef HAVE_CLMUL
     if (!__builtin_cpu_supports("pclmul") || !__builtin_cpu_supports("sse4.1")) Py_RETURN_NONE;
     Py_ssize_t n;
     const uint8_t *b = get(&B, o, 'u', 1, 0, "data", &n);
     if (!b) goto fail;
-    uint32_t c = 0xFFFFFFFFu;
+    uint32_t c = ~(uint32_t)start;
     Py_BEGIN_ALLOW_THREADS
     size_t head = n >= 64 ? (size_t)n & ~(size_t)15 : 0;
     if (head) c = crc_fold(c, b, head);
@@ -3898,6 +3899,7 @@ fail:
     return NULL;
 #else
     (void)o;
+    (void)start;
     (void)B;
     Py_RETURN_NONE;
 #endif

@@ -952,8 +952,8 @@ def _joined(pieces: list) -> bytes:
     flat = [b for p in pieces for b in (p if isinstance(p, list) else [p])]
     crc = 0
     for b in flat:
-        crc = zlib.crc32(b, crc)
-    return b"".join([*flat, struct.pack("<I", crc & 0xFFFFFFFF)])
+        crc = CK.crc32(b, crc)
+    return b"".join([*flat, struct.pack("<I", crc)])
 
 
 # ---------------------------------------------------------------- decode
