@@ -6,6 +6,7 @@ FMA: the C kernels must give the numba kernels' bits.
 """
 
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 
@@ -20,6 +21,8 @@ setup(
         Extension(
             "rawsigma.analysis.noisecodec._ckernels",
             sources=["analysis/noisecodec/_ckernels.c"],
+            # the parts _ckernels.c includes: a change rebuilds, and the sdist ships them
+            depends=sorted(str(p) for p in Path("analysis/noisecodec/csrc").glob("*.h")),
             extra_compile_args=_ARGS,
             optional=True,
         )
