@@ -233,6 +233,11 @@ def _c_namespace() -> SimpleNamespace:
         solve_weights=_solve_weights,
         encoder_tables=_encoder_tables,
         encoder_entries=_encoder_entries,  # uint32 histograms -> tables and rANS entries
+        # capabilities the encoder and decoder test (rather than the back end's name):
+        gain_row=True,  # quantise_round and the decoders take one row of a uniform gain
+        zeroes_moments=True,  # solve_weights(acc, True) leaves acc zeroed
+        entry_tables=True,  # rans_encode16 takes (rans_entries, None), not (freq, cum)
+        hist_u32=True,  # model_tile's histograms: uint32 halves (frames < 2**32 px)
     )
 
 
@@ -262,6 +267,10 @@ def numba_namespace() -> SimpleNamespace:
         solve_weights=PY.solve_weights,  # numpy, the same bits (`exactfit`)
         encoder_tables=PY.encoder_tables,
         encoder_entries=None,  # (C only)
+        gain_row=False,
+        zeroes_moments=False,
+        entry_tables=False,
+        hist_u32=False,
     )
 
 

@@ -414,7 +414,7 @@ def quantise_frames_knee(
 
     # uniform maps: C's quantise_round takes one row of the (constant) gain map for every
     # row (no 4 B/px read; the same codes)
-    gain_row = maps.is_uniform and kx.name == "c"
+    gain_row = maps.is_uniform and kx.gain_row
 
     def quant(tile, with_min=False):
         f, r0, th = tile
@@ -707,7 +707,7 @@ def _code_pyramid(codes, tiles, params):
     acc = accs[0]
     for more in accs[1:]:
         np.add(acc, more, out=acc)
-    if kx.name == "c":  # C leaves acc zeroed: no fill when it is taken again
+    if kx.zeroes_moments:  # acc left zeroed: no fill when it is taken again
         luts, wts = kx.solve_weights(acc, True)
         _give(accs[:1], clean=True)
     else:
@@ -727,7 +727,7 @@ def _code_pyramid(codes, tiles, params):
         if hists.dtype == np.uint32:  # C's two halves (formats 3-4)
             hist = hist[: hist.size // 2] + hist[hist.size // 2 :]
         remap, phys, freq, cum = kx.encoder_tables(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
-        tables = (CK.rans_entries(freq, cum), None) if kx.name == "c" else (freq, cum)
+        tables = (CK.rans_entries(freq, cum), None) if kx.entry_tables else (freq, cum)
     _give([hists])
     outs = [np.empty(m[0].size + 2 * PY.WL + 16, np.uint16) for m in modelled]
 
@@ -767,7 +767,7 @@ def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
     tile."""
     w = codes.shape[-1]
     n_hist = min(len(tiles), 1 if threads == 1 else pool_threads())
-    c32 = kx.name == "c" and codes.size < 1 << 32
+    c32 = kx.hist_u32 and codes.size < 1 << 32
     size = (2 if c32 else 1) * PY.N_CTX_ALL * PY.N_SYM
     hists = _take_zeros((n_hist, size), np.uint32 if c32 else np.int64)
     free, mine = list(range(n_hist)), {}  # a thread's histogram, taken on its first tile
@@ -1075,7 +1075,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
 
     # uniform maps: the C kernels take one row of the (constant) gain map for every row,
     # without reading 4 bytes per pixel
-    gain_row = maps.is_uniform and effort == "pyramid" and CK.KERNELS.name == "c"
+    gain_row = maps.is_uniform and effort == "pyramid" and CK.KERNELS.gain_row
 
     def dq(f, r0, th):
         """Arguments of the dequantisation of a tile (`kernels.dequantise_tile`)."""
