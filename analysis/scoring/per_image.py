@@ -6,6 +6,7 @@ every decoded image.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -78,6 +79,31 @@ def score_params(table: dict[str, np.ndarray]) -> list[str]:
     return [k for k, v in table.items() if k not in skip and np.asarray(v).dtype.kind in "fiu"]
 
 
+#: at most this many bytes of the training image's feature blocks are kept from
+#: training for the raw segmentation pass (`PixelClassifier.keep_bank`), and at most
+#: ``KEPT_BANK_SHARE`` of the memory available at the time
+KEPT_BANK_BYTES = 1 << 30
+KEPT_BANK_SHARE = 0.25
+
+
+def kept_bank_budget() -> int:
+    """Bytes of training blocks to keep for the raw pass (see :data:`KEPT_BANK_BYTES`)."""
+    available = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if not available:  # no /proc: physical memory
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        except (ValueError, OSError, AttributeError):
+            return 0
+    return int(min(KEPT_BANK_BYTES, KEPT_BANK_SHARE * available))
+
+
 def classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan, seed: int):
     """Train the pixel classifier on the raw image; return image → label image."""
     clf = PixelClassifier(
@@ -89,6 +115,8 @@ def classifier_segmenter(image: np.ndarray, labels: np.ndarray, plan: ScorePlan,
         max_samples_per_class=plan.max_samples_per_class,
         foreground_class=plan.foreground_class,
     )
+    # the raw image's bank is computed in training: kept (bounded) for its raw pass
+    clf.keep_bank = kept_bank_budget()
     clf.fit(image, labels)
     # prediction runs inside our worker threads: one thread each, no oversubscription
     clf.n_jobs = 1
@@ -225,11 +253,13 @@ class SharedPass:
             local.flat = np.empty(size, np.float32)
         return local.flat[:size].reshape(shape)
 
-    def with_features(self, img: np.ndarray, channels_last: bool) -> tuple[np.ndarray, np.ndarray]:
+    def with_features(
+        self, img: np.ndarray, channels_last: bool, n_workers: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(segment output, scoring features)`` of ``img`` in one pass.
 
         The features are ``img.shape + (F,)`` (``channels_last``) or ``(F,) + img.shape``,
-        float32.
+        float32. Blocks on ``n_workers`` threads (default the classifier's).
         """
         n = len(self.channels.names)
         shape = img.shape + (n,) if channels_last else (n,) + img.shape
@@ -243,7 +273,9 @@ class SharedPass:
             else:
                 feats[(slice(None), *core)] = buf
 
-        (mask,) = self.clf.foreground_probabilities([img], on_block, threshold=self.threshold)
+        (mask,) = self.clf.foreground_probabilities(
+            [img], on_block, n_workers, threshold=self.threshold
+        )
         return self.segment_output(mask), feats
 
     def with_bank_channels(

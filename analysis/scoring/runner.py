@@ -202,7 +202,15 @@ def _segment_raw_and_replicas(
         outputs: list = [None] * len(replicas)
         futures = [pool.submit(process_image, r, segment, plan, clock, False) for r in replicas]
     else:
-        raw_future = pool.submit(_shared_outcome, shared, image, plan, clock)
+        if shared.clf.has_kept_bank():  # raw's bank kept from training: its pass first,
+            # on every worker, so the kept blocks are classified and released before the
+            # replicas' pass needs memory
+            t = time.perf_counter()
+            out, feats = shared.with_features(image, False, workers)
+            clock.add("segment (sum over images)", t)
+            raw_future = pool.submit(_measured, out, feats, plan, clock)
+        else:
+            raw_future = pool.submit(_shared_outcome, shared, image, plan, clock)
         t = time.perf_counter()
         outputs, feature_sigma = shared.replicas(
             replicas, workers, lambda done, total: report("segment replicas", done, total)
@@ -238,6 +246,11 @@ def _shared_outcome(
     t = time.perf_counter()
     out, feats = shared.with_features(img, channels_last=False)
     clock.add("segment (sum over images)", t)
+    return _measured(out, feats, plan, clock)
+
+
+def _measured(out: np.ndarray, feats: np.ndarray, plan: ScorePlan, clock: StageClock) -> Outcome:
+    """The outcome of a segment output, with its scoring features (F, H, W)."""
     outcome = outcome_of(out, plan, clock)
     outcome.features = feats
     return outcome

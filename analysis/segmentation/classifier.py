@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -156,6 +157,12 @@ class PixelClassifier:
         #: computed it (`map_feature_blocks`), never holding more than one block of
         #: features per thread; False streams channels-last blocks (same result)
         self.fused_inference = True
+        #: bytes of the training image's feature blocks `fit` may keep (copies of the
+        #: blocks it computes anyway) for the next :meth:`foreground_probabilities` pass
+        #: of that same image, which classifies them instead of filtering again and then
+        #: releases them; 0 keeps nothing
+        self.keep_bank = 0
+        self._kept: tuple[np.ndarray, dict[tuple, np.ndarray]] | None = None
         self.model_: Any = None
         self.classes_: np.ndarray | None = None
         self.ndim_: int | None = None
@@ -207,6 +214,7 @@ class PixelClassifier:
             raise InputFileError(
                 f"labels: only class {int(classes[0])} is annotated; need at least two classes"
             )
+        self._kept = None
         x, y = self._training_sample(arr, lab, classes)
         model = RandomForestClassifier(
             random_state=self.random_state, n_jobs=self.n_jobs, **self.rf_params
@@ -257,10 +265,13 @@ class PixelClassifier:
                 inside &= (coords[ax] >= c.start) & (coords[ax] < c.stop)
             return np.flatnonzero(inside)
 
+        keep = _BankKeeper(self.keep_bank)
+
         def take(core: tuple[slice, ...], feats: np.ndarray) -> None:
             rows = rows_in(core)
             local = tuple(coords[ax][rows] - c.start for ax, c in enumerate(core))
             x[rows] = feats[(slice(None), *local)].T
+            keep.add(core, feats)
 
         map_feature_blocks(
             arr,
@@ -270,6 +281,8 @@ class PixelClassifier:
             n_workers=self._workers(),
             skip=lambda core: rows_in(core).size == 0,
         )
+        if keep.blocks:
+            self._kept = (arr, keep.blocks)
         return x, y
 
     def _drawn_pixels(self, lab: np.ndarray, c: int, ranks: np.ndarray | None) -> np.ndarray:
@@ -346,9 +359,9 @@ class PixelClassifier:
         block by block in the worker threads (channel-first, no full-size bank); with
         ``channel``, only that class's probability (``out`` has the image's shape)."""
         classify = self._block_classifier(forest, [out], channel)
-        map_feature_blocks(
-            arr, self.features, lambda core, feats: classify(0, core, feats), self.block,
-            n_workers=self._workers(),
+        map_feature_blocks_many(
+            [arr], self.features, classify, self.block, n_workers=self._workers(),
+            cached=self._kept_blocks([arr]),
         )  # fmt: skip
 
     def _block_classifier(
@@ -419,10 +432,38 @@ class PixelClassifier:
                 on_block(i, core, feats)
 
         workers = self._workers() if n_workers is None else max(1, int(n_workers))
+        cached = self._kept_blocks(arrs)
         map_feature_blocks_many(
-            arrs, self.features, fn, self.block, n_workers=workers, progress=progress
-        )
+            arrs, self.features, fn, self.block, n_workers=workers, progress=progress,
+            cached=cached,
+        )  # fmt: skip
         return outs
+
+    def has_kept_bank(self) -> bool:
+        """Whether `fit` kept feature blocks of its image (``keep_bank``) not yet used."""
+        return self._kept is not None
+
+    def _kept_blocks(
+        self, arrs: Sequence[np.ndarray]
+    ) -> Callable[[int, tuple[slice, ...]], np.ndarray | None] | None:
+        """The lookup of the blocks `fit` kept, for the images among ``arrs`` equal to the
+        training image; the kept blocks are released (this pass is their one use)."""
+        if self._kept is None:
+            return None
+        train, blocks = self._kept
+        self._kept = None
+        same = {
+            i for i, a in enumerate(arrs)
+            if a.shape == train.shape and a.dtype == train.dtype
+            and (a is train or np.array_equal(a, train))
+        }  # fmt: skip
+        if not same:
+            return None
+
+        def cached(i: int, core: tuple[slice, ...]) -> np.ndarray | None:
+            return blocks.get(_block_key(core)) if i in same else None
+
+        return cached
 
     def _flat_forest(self) -> forest_infer.FlatForest | None:
         """The model as flat arrays for the compiled inference (`forest_infer`: the same
@@ -569,6 +610,26 @@ class PixelClassifier:
 
 
 # ----------------------------------------------------------------------- labels
+def _block_key(core: tuple[slice, ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((c.start, c.stop) for c in core)
+
+
+class _BankKeeper:
+    """Copies of feature blocks, up to ``budget`` bytes (thread-safe)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = int(budget)
+        self.blocks: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def add(self, core: tuple[slice, ...], feats: np.ndarray) -> None:
+        with self._lock:
+            if feats.nbytes > self.budget:
+                return
+            self.budget -= feats.nbytes
+        self.blocks[_block_key(core)] = feats.copy()
+
+
 def training_labels_from_instances(
     labels: np.ndarray,
     erode: int = 2,

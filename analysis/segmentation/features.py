@@ -474,6 +474,7 @@ def map_feature_blocks_many(
     n_workers: int = 1,
     skip: Callable[[tuple[slice, ...]], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cached: Callable[[int, tuple[slice, ...]], np.ndarray | None] | None = None,
 ) -> None:
     """`map_feature_blocks` over several images of one shape, block by block.
 
@@ -483,6 +484,9 @@ def map_feature_blocks_many(
     buffer): the calls for one block run in image order in one thread, so ``fn`` can
     combine the images of a block (e.g. a statistic over replicas) once it has seen
     the last one. ``progress(done, total)`` is called as blocks are finished.
+    ``cached(i, core)`` may return the features of image ``i`` at ``core`` computed
+    before (the same values, e.g. kept from training): they are handed to ``fn``
+    instead of being computed again; None computes them.
     """
     arrs = [_as_image(im) for im in images]
     if any(a.shape != arrs[0].shape for a in arrs):
@@ -503,7 +507,8 @@ def map_feature_blocks_many(
         shape = (len(names),) + tuple(c.stop - c.start for c in core)
         buf = local.flat[: int(np.prod(shape))].reshape(shape)
         for i, a in enumerate(arrs):
-            fn(i, core, _compute_block(a, core, cfg, spacing, index, buf))
+            kept = None if cached is None else cached(i, core)
+            fn(i, core, _compute_block(a, core, cfg, spacing, index, buf) if kept is None else kept)
 
     if workers == 1 or len(tasks) == 1:
         for done, t in enumerate(tasks, 1):
