@@ -627,7 +627,27 @@ class _BankKeeper:
             if feats.nbytes > self.budget:
                 return
             self.budget -= feats.nbytes
-        self.blocks[_block_key(core)] = feats.copy()
+        copy = _small_page_array(feats.shape, feats.dtype)
+        copy[...] = feats
+        self.blocks[_block_key(core)] = copy
+
+
+def _small_page_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array in memory of its own, mapped in small pages.
+
+    Kept blocks are written once and read once: numpy's transparent huge pages would make
+    the kernel gather free 2 MB runs on first touch (≈ 1–2 s of system CPU per GB here,
+    against ≈ 0.4 s in 4 KiB pages). The memory is returned when the array is freed.
+    """
+    import mmap
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    advice = getattr(mmap, "MADV_NOHUGEPAGE", None)
+    if nbytes == 0 or advice is None:
+        return np.empty(shape, dtype)
+    m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    m.madvise(advice)
+    return np.frombuffer(m, dtype).reshape(shape)
 
 
 def training_labels_from_instances(
