@@ -226,6 +226,52 @@ def _double(hi, lo):  # pragma: no cover - numba
     return np.float64((hi >> U(5)) * U(67108864) + (lo >> U(6))) * _INV53
 
 
+@nb.njit(**_H)
+def _first_trials(xs, pend, words, consts, lam, r):  # pragma: no cover - numba
+    """``xs[j]`` ← every pixel's first PTRS trial; ``pend[:m]`` ← the pixels it leaves.
+
+    Branch-free over the row (no unpredictable branch per pixel): the trial is `_ptrs`'
+    first one, from the same uniforms and with the same operations, so a pixel its
+    squeeze accepts has `_ptrs`' value; the others (λ < 10, or not accepted by the
+    squeeze) are listed in ``pend`` and drawn by `_ptrs` or the inversion. Returns ``m``.
+    """
+    m = 0
+    for j in range(xs.shape[0]):
+        lm = lam[r, j]
+        u = _double(words[2, j], words[3, j])
+        v = _double(words[4, j], words[5, j])
+        uu = u - 0.5
+        us = 0.5 - abs(uu)
+        xs[j] = np.floor((2.0 * consts[j, 0] / us + consts[j, 1]) * uu + lm + 0.43)
+        done = (us >= 0.07) & (v <= consts[j, 3]) & (lm >= 10.0)
+        pend[m] = j
+        m += np.int64(1) - np.int64(done)
+    return m
+
+
+@nb.njit(**_H)
+def _pending(xs, pend, m, words, consts, lam, r, row, rep, k0, k1, c3):  # pragma: no cover
+    """``xs[pend[:m]]`` ← the photo-electrons of the pixels the first trial left."""
+    for q in range(m):
+        j = pend[q]
+        u = _double(words[2, j], words[3, j])
+        lm = lam[r, j]
+        if lm < 10.0:  # inversion: P(0) = exp(-λ), P(x) = P(x-1)·λ/x
+            x = 0.0
+            p = consts[j, 0]
+            f = p
+            while u > f and p > 0.0:
+                x += 1.0
+                p *= lm / x
+                f += p
+        else:
+            v = _double(words[4, j], words[5, j])
+            u2 = _double(words[6, j], words[7, j])
+            x = _ptrs(lm, consts[j, 0], consts[j, 1], consts[j, 2], consts[j, 3],
+                      consts[j, 4], u, v, u2, j, row, rep, k0, k1, c3)  # fmt: skip
+        xs[j] = x
+
+
 @nb.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def redraw_rows(
     lam, base, gain, read_noise, saturated, max_adu, key, out, r0, r1
@@ -235,10 +281,14 @@ def redraw_rows(
     ``lam`` (H, W) float64 photo-electrons (finite, >= 0); ``base``, ``gain``,
     ``read_noise`` (H, W) float32; ``saturated`` (H, W) uint8; ``max_adu`` float32;
     ``key`` 3 uint64 words < 2³²; ``out`` (n, H, W) integer array, n < 2¹⁶.
+    Per row and replica: the Philox blocks, the photo-electrons (`_first_trials`, then
+    `_pending`), then the read noise and the value.
     """
     n, _, w = out.shape
     words = np.zeros((8, w), np.uint64)
-    consts = np.empty((w, 5), np.float64)
+    consts = np.zeros((w, 5), np.float64)
+    xs = np.empty(w, np.float64)
+    pend = np.empty(w, np.int64)
     top = np.float32(max_adu)
     zero = np.float32(0.0)
     k0, k1, c3 = U(key[0]), U(key[1]), U(key[2])
@@ -248,6 +298,8 @@ def redraw_rows(
         for k in range(n):
             rep = U(k)
             _row_blocks(words, row, rep, k0, k1, c3)
+            m = _first_trials(xs, pend, words, consts, lam, r)
+            _pending(xs, pend, m, words, consts, lam, r, row, rep, k0, k1, c3)
             for j in range(w):
                 if saturated[r, j]:
                     out[k, r, j] = top
@@ -259,24 +311,9 @@ def redraw_rows(
                     z = hz * _ZIG_WN[iz]
                 else:
                     z = _normal_slow(hz, iz, j, row, rep, k0, k1, c3)
-                u = _double(words[2, j], words[3, j])
-                lm = lam[r, j]
-                if lm < 10.0:  # inversion: P(0) = exp(-λ), P(x) = P(x-1)·λ/x
-                    x = 0.0
-                    p = consts[j, 0]
-                    f = p
-                    while u > f and p > 0.0:
-                        x += 1.0
-                        p *= lm / x
-                        f += p
-                else:
-                    v = _double(words[4, j], words[5, j])
-                    u2 = _double(words[6, j], words[7, j])
-                    x = _ptrs(lm, consts[j, 0], consts[j, 1], consts[j, 2], consts[j, 3],
-                              consts[j, 4], u, v, u2, j, row, rep, k0, k1, c3)  # fmt: skip
                 y = np.float32(z) * read_noise[r, j]
                 y = y + base[r, j]
-                y = y + np.float32(x) * gain[r, j]
+                y = y + np.float32(xs[j]) * gain[r, j]
                 y = np.float32(np.rint(y))
                 if not (y >= zero):  # negative or NaN
                     y = zero
