@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from rawsigma.analysis.measurement.matching import MatchResult, match_objects
 from rawsigma.analysis.measurement.morphometry import measure
 from rawsigma.analysis.segmentation.classifier import PixelClassifier, labels_from_output
 from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
+from rawsigma.analysis.segmentation.scratch import ScratchPool
 from rawsigma.analysis.segmentation.shared_filters import (
     ScoringChannels,
     plan_scoring_channels,
@@ -236,6 +237,8 @@ class SharedPass:
     clf: PixelClassifier
     channels: ScoringChannels
     threshold: float
+    #: the passes' block buffers, taken once for all the passes of a run
+    scratch: ScratchPool = field(default_factory=ScratchPool)
 
     def segment_output(self, mask: np.ndarray) -> np.ndarray:
         """What ``classifier_segmenter``'s ``segment`` returns, from the mask.
@@ -274,7 +277,7 @@ class SharedPass:
                 feats[(slice(None), *core)] = buf
 
         (mask,) = self.clf.foreground_probabilities(
-            [img], on_block, n_workers, threshold=self.threshold
+            [img], on_block, n_workers, threshold=self.threshold, scratch=self.scratch
         )
         return self.segment_output(mask), feats
 
@@ -302,7 +305,7 @@ class SharedPass:
                 chans[self.channels.names[i]][core] = bank[j]
 
         (mask,) = self.clf.foreground_probabilities(
-            [img], on_block, n_workers, threshold=self.threshold
+            [img], on_block, n_workers, threshold=self.threshold, scratch=self.scratch
         )
         return self.segment_output(mask), chans
 
@@ -348,7 +351,7 @@ class SharedPass:
                 sigma[(slice(None), *core)] = buf
 
         fgs = self.clf.foreground_probabilities(
-            list(images), on_block, n_workers, progress, self.threshold
+            list(images), on_block, n_workers, progress, self.threshold, self.scratch
         )
         return fgs, sigma
 

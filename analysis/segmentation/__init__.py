@@ -36,6 +36,7 @@ _EXPORTS = {
     "map_feature_blocks": "features",
     "map_feature_blocks_many": "features",
     "ScoringChannels": "shared_filters",
+    "ScratchPool": "scratch",
     "plan_scoring_channels": "shared_filters",
     "scoring_block": "shared_filters",
     "labels_from_output": "classifier",

@@ -22,7 +22,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.analysis.segmentation import forest_infer
@@ -39,6 +39,9 @@ from rawsigma.analysis.segmentation.label_values import distinct_values
 from rawsigma.errors import ImageMismatchError, InputFileError
 from rawsigma.fileio import atomic_write
 from scipy import ndimage as ndi
+
+if TYPE_CHECKING:
+    from rawsigma.analysis.segmentation.scratch import ScratchPool
 
 __all__ = [
     "PRESETS",
@@ -398,6 +401,7 @@ class PixelClassifier:
         n_workers: int | None = None,
         progress: Callable[[int, int], None] | None = None,
         threshold: float | None = None,
+        scratch: ScratchPool | None = None,
     ) -> list[np.ndarray]:
         """:meth:`foreground_probability` of several images of one shape, in one pass.
 
@@ -410,7 +414,8 @@ class PixelClassifier:
         ``progress(done, total)`` counts the finished blocks. With ``threshold``, each
         image's result is the boolean mask ``probability > threshold`` (1 byte a pixel),
         thresholded block by block (the float32 probabilities, as
-        `labels_from_output` does).
+        `labels_from_output` does). ``scratch``: a pool for the threads' block buffers,
+        kept by a caller that runs many passes (`features.map_feature_blocks_many`).
 
         Raises
         ------
@@ -435,7 +440,7 @@ class PixelClassifier:
         cached = self._kept_blocks(arrs)
         map_feature_blocks_many(
             arrs, self.features, fn, self.block, n_workers=workers, progress=progress,
-            cached=cached,
+            cached=cached, scratch=scratch,
         )  # fmt: skip
         return outs
 

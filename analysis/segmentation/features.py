@@ -38,6 +38,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rawsigma.analysis.segmentation.features_math import gaussian_radius
@@ -49,6 +50,9 @@ from rawsigma.analysis.segmentation.features_sets import (
     _ilastik_group,
     _weka_group,
 )
+
+if TYPE_CHECKING:
+    from rawsigma.analysis.segmentation.scratch import ScratchPool
 
 __all__ = [
     "ILASTIK_SIGMAS",
@@ -475,6 +479,7 @@ def map_feature_blocks_many(
     skip: Callable[[tuple[slice, ...]], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
     cached: Callable[[int, tuple[slice, ...]], np.ndarray | None] | None = None,
+    scratch: ScratchPool | None = None,
 ) -> None:
     """`map_feature_blocks` over several images of one shape, block by block.
 
@@ -486,7 +491,8 @@ def map_feature_blocks_many(
     the last one. ``progress(done, total)`` is called as blocks are finished.
     ``cached(i, core)`` may return the features of image ``i`` at ``core`` computed
     before (the same values, e.g. kept from training): they are handed to ``fn``
-    instead of being computed again; None computes them.
+    instead of being computed again; None computes them. ``scratch``: the pool the
+    threads' block buffers are taken from and given back to (kept across passes).
     """
     arrs = [_as_image(im) for im in images]
     if any(a.shape != arrs[0].shape for a in arrs):
@@ -502,10 +508,17 @@ def map_feature_blocks_many(
     local = threading.local()
 
     def run(core: tuple[slice, ...]) -> None:
+        if scratch is not None:
+            with scratch.buffer(len(names) * int(np.prod(bshape))) as flat:
+                run_in(core, flat)
+            return
         if getattr(local, "flat", None) is None:
             local.flat = np.empty(len(names) * int(np.prod(bshape)), np.float32)
+        run_in(core, local.flat)
+
+    def run_in(core: tuple[slice, ...], flat: np.ndarray) -> None:
         shape = (len(names),) + tuple(c.stop - c.start for c in core)
-        buf = local.flat[: int(np.prod(shape))].reshape(shape)
+        buf = flat[: int(np.prod(shape))].reshape(shape)
         for i, a in enumerate(arrs):
             kept = None if cached is None else cached(i, core)
             fn(i, core, _compute_block(a, core, cfg, spacing, index, buf) if kept is None else kept)
