@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import pytest
 from rawsigma.analysis.noisemodel import replica_kernel
@@ -115,3 +116,68 @@ def test_method_recorded():
                          CameraProfile.uniform((4, 4), gain=1.0, offset=100.0, read_noise=1.0),
                          1, 0, return_info=True)  # fmt: skip
     assert info.method == REPLICA_METHOD and "Philox4x32-10" in info.as_dict()["method"]
+
+
+@nb.njit(cache=False)
+def _per_pixel_rows(lam, base, gain, read_noise, saturated, max_adu, key, out):
+    """The kernel's former loop: every pixel's photo-electrons drawn in turn (`_ptrs`
+    from its first trial, inversion below 10 e-), then its value."""
+    rk = replica_kernel
+    n, h, w = out.shape
+    words = np.zeros((8, w), np.uint64)
+    consts = np.zeros((w, 5), np.float64)
+    top, zero = np.float32(max_adu), np.float32(0.0)
+    k0, k1, c3 = np.uint64(key[0]), np.uint64(key[1]), np.uint64(key[2])
+    for r in range(h):
+        rk._constants(consts, lam, r)
+        row = np.uint64(r)
+        for k in range(n):
+            rep = np.uint64(k)
+            rk._row_blocks(words, row, rep, k0, k1, c3)
+            for j in range(w):
+                if saturated[r, j]:
+                    out[k, r, j] = top
+                    continue
+                hz = np.int64(np.int32(words[0, j]))
+                iz = np.int64(words[1, j] & np.uint64(127))
+                if abs(hz) < rk._ZIG_KN[iz]:
+                    z = hz * rk._ZIG_WN[iz]
+                else:
+                    z = rk._normal_slow(hz, iz, j, row, rep, k0, k1, c3)
+                u = rk._double(words[2, j], words[3, j])
+                lm = lam[r, j]
+                if lm < 10.0:
+                    x, p = 0.0, consts[j, 0]
+                    f = p
+                    while u > f and p > 0.0:
+                        x += 1.0
+                        p *= lm / x
+                        f += p
+                else:
+                    v = rk._double(words[4, j], words[5, j])
+                    u2 = rk._double(words[6, j], words[7, j])
+                    x = rk._ptrs(lm, consts[j, 0], consts[j, 1], consts[j, 2], consts[j, 3],
+                                 consts[j, 4], u, v, u2, j, row, rep, k0, k1, c3)  # fmt: skip
+                y = np.float32(z) * read_noise[r, j] + base[r, j]
+                y = np.float32(np.rint(y + np.float32(x) * gain[r, j]))
+                out[k, r, j] = zero if not (y >= zero) else (top if y > top else y)
+
+
+def test_branch_free_first_trial_draws_the_per_pixel_values():
+    """`redraw_rows` settles the first PTRS trial of a whole row at once and draws the
+    rest after: the same values as drawing pixel by pixel (means 0–2000 e-, both
+    samplers, saturated pixels, clipping at 0 and at the top)."""
+    rng = np.random.default_rng(3)
+    h, w = 23, 301
+    lam = np.ascontiguousarray(rng.choice([0.0, 0.4, 3.0, 9.99, 10.0, 34.0, 2000.0], (h, w))
+                               * rng.uniform(0.5, 1.5, (h, w)))  # fmt: skip
+    base = rng.uniform(-20, 120, (h, w)).astype(np.float32)
+    gain = rng.uniform(0.3, 3.0, (h, w)).astype(np.float32)
+    noise = rng.uniform(0.0, 8.0, (h, w)).astype(np.float32)
+    sat = (rng.random((h, w)) < 0.02).astype(np.uint8)
+    key = np.array([12345, 678, 9], np.uint64)
+    new, old = np.empty((7, h, w), np.uint16), np.empty((7, h, w), np.uint16)
+    replica_kernel.redraw_rows(lam, base, gain, noise, sat, np.float32(4095), key, new, 0, h)
+    _per_pixel_rows(lam, base, gain, noise, sat, np.float32(4095), key, old)
+    assert np.array_equal(new, old)
+    assert (new == 4095).any() and (new == 0).any()  # both clips were exercised
