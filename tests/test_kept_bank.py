@@ -88,15 +88,30 @@ def test_scratch_pool_reuses_by_dtype_and_size():
     pool.give(b)
     c = pool.take(101)  # too large: a new buffer
     assert not np.shares_memory(a, c)
-    d = pool.take(10, np.float64)  # another dtype: a new buffer
-    assert d.dtype == np.float64 and not np.shares_memory(a, d)
+    d = pool.take(10, np.float64)  # 80 bytes: a's memory, as float64
+    assert d.dtype == np.float64 and np.shares_memory(a, d)
     for buf in (c, d, np.empty(5, np.float32)):
         pool.give(buf)
     assert len(pool._free) == 2  # at most ``keep`` free buffers
     with pool.buffer(50) as e:
         assert e.size == 50
+    pool.trim(1)
+    assert [b.nbytes for b in pool._free] == [404]  # the largest kept
     pool.clear()
     assert pool._free == []
+
+
+def test_scratch_pool_memory_serves_any_dtype():
+    pool = ScratchPool()
+    block = np.empty((3, 4, 5), np.float32)
+    pool.give(block[1])  # a view: the whole block's memory is what is kept
+    pool.give(block)  # the same memory again: held once
+    assert len(pool._free) == 1 and pool._free[0].nbytes == block.nbytes
+    acc = pool.take(30, np.float64)  # 240 bytes of the block's 240
+    assert acc.dtype == np.float64 and np.shares_memory(acc, block)
+    acc[:] = 1.5
+    pool.give(acc)
+    assert pool.take(31, np.float64).base is None  # too large: new memory
 
 
 def test_passes_with_a_scratch_pool_give_the_same_values():

@@ -248,13 +248,10 @@ class SharedPass:
         """
         return to_objects(mask, self.threshold)
 
-    def _buffer(self, local: threading.local, core: tuple[slice, ...]) -> np.ndarray:
-        """The calling thread's (F, *core shape) float32 buffer, reused block to block."""
+    def _buffer(self, core: tuple[slice, ...]) -> np.ndarray:
+        """A (F, *core shape) float32 buffer from the pool (give it back after use)."""
         shape = (len(self.channels.names),) + tuple(c.stop - c.start for c in core)
-        size = int(np.prod(shape))
-        if getattr(local, "flat", None) is None or local.flat.size < size:
-            local.flat = np.empty(size, np.float32)
-        return local.flat[:size].reshape(shape)
+        return self.scratch.take(int(np.prod(shape))).reshape(shape)
 
     def with_features(
         self, img: np.ndarray, channels_last: bool, n_workers: int | None = None
@@ -267,14 +264,15 @@ class SharedPass:
         n = len(self.channels.names)
         shape = img.shape + (n,) if channels_last else (n,) + img.shape
         feats = np.empty(shape, np.float32)
-        local = threading.local()
 
         def on_block(_i: int, core: tuple[slice, ...], bank: np.ndarray) -> None:
-            buf = scoring_block(img, core, self.channels, bank, self._buffer(local, core))
+            out = self._buffer(core)
+            buf = scoring_block(img, core, self.channels, bank, out)
             if channels_last:
                 feats[core] = np.moveaxis(buf, 0, -1)
             else:
                 feats[(slice(None), *core)] = buf
+            self.scratch.give(out)
 
         (mask,) = self.clf.foreground_probabilities(
             [img], on_block, n_workers, threshold=self.threshold, scratch=self.scratch
@@ -334,21 +332,23 @@ class SharedPass:
             raise ValueError("need at least two replicas for a feature sigma")
         n = len(self.channels.names)
         sigma = np.empty((n,) + images.shape[1:], np.float32)
-        local = threading.local()
+        local = threading.local()  # a block's accumulators, from its first replica to its last
 
         def on_block(i: int, core: tuple[slice, ...], bank: np.ndarray) -> None:
-            buf = scoring_block(images[i], core, self.channels, bank, self._buffer(local, core))
+            out = self._buffer(core)
+            buf = scoring_block(images[i], core, self.channels, bank, out)
             size = buf.size
-            if getattr(local, "acc", None) is None or local.acc.shape[1] < size:
-                local.acc = np.empty((2, size))
-            mean, m2 = local.acc[0, :size], local.acc[1, :size]
             if i == 0:
-                mean[:] = 0.0
-                m2[:] = 0.0
+                local.acc = self.scratch.take(2 * size, np.float64).reshape(2, size)
+                local.acc[:] = 0.0
+            mean, m2 = local.acc[0], local.acc[1]
             welford_kernel.fold(mean, m2, buf.ravel(), i + 1)
             if i == len(images) - 1:
                 welford_kernel.finish(m2, len(images), buf.ravel())  # buf is contiguous
                 sigma[(slice(None), *core)] = buf
+                self.scratch.give(local.acc)
+                local.acc = None
+            self.scratch.give(out)
 
         fgs = self.clf.foreground_probabilities(
             list(images), on_block, n_workers, progress, self.threshold, self.scratch

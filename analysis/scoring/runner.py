@@ -464,6 +464,8 @@ def score_image(
             pool, image, replicas, segmenter, clock, report
         )
         del replicas  # the replicas' images are no longer needed
+        if segmenter.shared is not None:  # the codecs' passes need one block buffer a worker
+            segmenter.shared.scratch.trim(min(plan.workers, os.cpu_count() or 1))
         timings["replicas"] = time.perf_counter() - t0
         reference = _replica_reference(raw, replica_outcomes, feature_sigma, plan, notes)
         scorer = _CodecScorer(image, reference, raw_noise_sigma(image, profile), segmenter, clock)

@@ -438,11 +438,15 @@ class PixelClassifier:
                 on_block(i, core, feats)
 
         workers = self._workers() if n_workers is None else max(1, int(n_workers))
+        kept = self._kept[1] if self._kept is not None else {}
         cached = self._kept_blocks(arrs)
         map_feature_blocks_many(
             arrs, self.features, fn, self.block, n_workers=workers, progress=progress,
             cached=cached, scratch=scratch,
         )  # fmt: skip
+        if scratch is not None:  # the kept blocks' memory serves the next passes' buffers
+            for block in kept.values():
+                scratch.give(block)
         return outs
 
     def has_kept_bank(self) -> bool:

@@ -24,14 +24,15 @@ __all__ = ["ScratchPool"]
 
 
 class ScratchPool:
-    """Free 1-D buffers handed out by size and dtype and taken back (thread-safe).
+    """Free buffers handed out by size and taken back (thread-safe), of any dtype.
 
-    At most ``keep`` free buffers are held; a buffer is only reused for a request of
-    its dtype and at most its size. The pool's memory is released with the pool (or
-    :meth:`clear`).
+    The pool holds raw memory: a buffer given back (any C-contiguous array, e.g. a
+    block of features a pass no longer needs) serves any later request of at most its
+    size in bytes. At most ``keep`` free buffers are held; the memory is released with
+    the pool (or :meth:`clear`).
     """
 
-    def __init__(self, keep: int = 4) -> None:
+    def __init__(self, keep: int = 6) -> None:
         self.keep = int(keep)
         self._free: list[np.ndarray] = []
         self._lock = threading.Lock()
@@ -39,21 +40,29 @@ class ScratchPool:
     def take(self, size: int, dtype: np.dtype | type = np.float32) -> np.ndarray:
         """A 1-D buffer of ``size`` elements of ``dtype`` (uninitialised contents)."""
         dt = np.dtype(dtype)
+        nbytes = int(size) * dt.itemsize
         with self._lock:
-            fits = [i for i, b in enumerate(self._free) if b.dtype == dt and b.size >= size]
+            fits = [i for i, b in enumerate(self._free) if b.size >= nbytes]
             if fits:
-                best = min(fits, key=lambda i: self._free[i].size)
-                return self._free.pop(best)[:size]
+                raw = self._free.pop(min(fits, key=lambda i: self._free[i].size))
+                return raw[:nbytes].view(dt)
         return np.empty(int(size), dt)
 
     def give(self, buf: np.ndarray) -> None:
-        """Return a buffer from :meth:`take` (its base, if a view, is what is kept)."""
-        base = buf if buf.base is None else buf.base
-        if not isinstance(base, np.ndarray) or base.ndim != 1:
+        """Return memory for reuse: the whole array that ``buf`` is a view of.
+
+        The caller must not use ``buf`` (or any view of its memory) afterwards.
+        """
+        root = buf
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        if not root.flags.c_contiguous or not root.flags.writeable:
             return
+        raw = root.reshape(-1).view(np.uint8)
         with self._lock:
-            if len(self._free) < self.keep:
-                self._free.append(base)
+            if len(self._free) < self.keep and all(b.ctypes.data != raw.ctypes.data
+                                                   for b in self._free):  # fmt: skip
+                self._free.append(raw)
 
     @contextlib.contextmanager
     def buffer(self, size: int, dtype: np.dtype | type = np.float32) -> Iterator[np.ndarray]:
@@ -64,7 +73,12 @@ class ScratchPool:
         finally:
             self.give(buf)
 
+    def trim(self, n: int) -> None:
+        """Keep at most the ``n`` largest free buffers (and hold at most ``n`` from now)."""
+        with self._lock:
+            self.keep = max(0, int(n))
+            self._free = sorted(self._free, key=lambda b: -b.size)[: self.keep]
+
     def clear(self) -> None:
         """Drop the free buffers."""
-        with self._lock:
-            self._free.clear()
+        self.trim(0)
