@@ -122,3 +122,17 @@ def test_passes_with_a_scratch_pool_give_the_same_values():
     for _ in range(2):
         assert np.array_equal(clf.foreground_probabilities([img], scratch=pool)[0], want)
     assert len(pool._free) >= 1  # the buffers were given back for the next pass
+
+
+def test_kept_blocks_feed_the_scratch_pool():
+    """With a pool, each kept block's memory is given to it once classified (at most
+    ``keep`` held), and the next pass runs in that memory with the same values."""
+    img, truth = _scene(3)
+    want = _trained(img, truth, 0).foreground_probabilities([img])[0]
+    clf = _trained(img, truth, 1 << 30)
+    kept_memory = {b.ctypes.data for b in clf._kept[1].values()}
+    pool = ScratchPool(keep=2)
+    assert np.array_equal(clf.foreground_probabilities([img], scratch=pool)[0], want)
+    assert len(pool._free) == 2
+    assert any(b.ctypes.data in kept_memory for b in pool._free)
+    assert np.array_equal(clf.foreground_probabilities([img], scratch=pool)[0], want)

@@ -432,21 +432,22 @@ class PixelClassifier:
         outs = [np.empty(a.shape, dtype) for a in arrs]
         classify = self._block_classifier(forest, outs, self._fg_index(), threshold)
 
+        kept = {id(b) for b in self._kept[1].values()} if self._kept is not None else set()
+
         def fn(i: int, core: tuple[slice, ...], feats: np.ndarray) -> None:
             classify(i, core, feats)
             if on_block is not None:
                 on_block(i, core, feats)
+            if scratch is not None and id(feats) in kept:  # a kept block, used: its memory
+                kept.discard(id(feats))  # serves the next passes' buffers (or is released)
+                scratch.give(feats)
 
         workers = self._workers() if n_workers is None else max(1, int(n_workers))
-        kept = self._kept[1] if self._kept is not None else {}
         cached = self._kept_blocks(arrs)
         map_feature_blocks_many(
             arrs, self.features, fn, self.block, n_workers=workers, progress=progress,
             cached=cached, scratch=scratch,
         )  # fmt: skip
-        if scratch is not None:  # the kept blocks' memory serves the next passes' buffers
-            for block in kept.values():
-                scratch.give(block)
         return outs
 
     def has_kept_bank(self) -> bool:
@@ -457,7 +458,8 @@ class PixelClassifier:
         self, arrs: Sequence[np.ndarray]
     ) -> Callable[[int, tuple[slice, ...]], np.ndarray | None] | None:
         """The lookup of the blocks `fit` kept, for the images among ``arrs`` equal to the
-        training image; the kept blocks are released (this pass is their one use)."""
+        training image; the kept blocks are released (this pass is their one use: each
+        block is taken out when it is handed over)."""
         if self._kept is None:
             return None
         train, blocks = self._kept
@@ -471,7 +473,8 @@ class PixelClassifier:
             return None
 
         def cached(i: int, core: tuple[slice, ...]) -> np.ndarray | None:
-            return blocks.get(_block_key(core)) if i in same else None
+            # taken out: each block is freed once classified, not at the end of the pass
+            return blocks.pop(_block_key(core), None) if i in same else None
 
         return cached
 
