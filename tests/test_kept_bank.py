@@ -136,3 +136,18 @@ def test_kept_blocks_feed_the_scratch_pool():
     assert len(pool._free) == 2
     assert any(b.ctypes.data in kept_memory for b in pool._free)
     assert np.array_equal(clf.foreground_probabilities([img], scratch=pool)[0], want)
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_NOHUGEPAGE"), reason="Linux only")
+def test_small_page_array_when_the_kernel_refuses_the_advice(monkeypatch):
+    """A kernel without transparent huge pages refuses MADV_NOHUGEPAGE (EINVAL): the
+    kept block is still made, in ordinary memory, and holds what is written."""
+    import mmap
+
+    from rawsigma.analysis.segmentation import classifier
+
+    monkeypatch.setattr(mmap, "MADV_NOHUGEPAGE", 0x7FFF, raising=False)  # no such advice
+    a = classifier._small_page_array((3, 5, 7), np.dtype(np.float32))
+    a[...] = np.arange(a.size, dtype=np.float32).reshape(a.shape)
+    assert a.shape == (3, 5, 7) and a.dtype == np.float32
+    assert float(a.sum()) == float(np.arange(105).sum())

@@ -659,7 +659,8 @@ def _small_page_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if nbytes == 0 or advice is None:
         return np.empty(shape, dtype)
     m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    m.madvise(advice)
+    with contextlib.suppress(OSError):  # EINVAL: a kernel built without huge pages
+        m.madvise(advice)
     with contextlib.suppress(OSError):  # Linux >= 5.14: populated in one system call
         m.madvise(_MADV_POPULATE_WRITE)  # (not a fault per page: ≈ 25 % less system CPU)
     return np.frombuffer(m, dtype).reshape(shape)
