@@ -77,6 +77,17 @@ def _frequency_mask(tile: int) -> np.ndarray:
     return mask
 
 
+def _plane_blocks(plane: np.ndarray, tile: int, max_adu: int) -> tuple[np.ndarray, np.ndarray]:
+    """One plane's whole ``tile``² blocks ``(n, tile, tile)``, row by row, and a mask.
+
+    The mask marks the blocks without a saturated pixel.
+    """
+    ny, nx = plane.shape[0] // tile, plane.shape[1] // tile
+    p = plane[: ny * tile, : nx * tile]
+    blocks = p.reshape(ny, tile, nx, tile).swapaxes(1, 2).reshape(-1, tile, tile)
+    return blocks, ~_saturation_mask(blocks, max_adu).any(axis=(1, 2))
+
+
 def tile_statistics(
     image: np.ndarray, tile: int = 64, max_adu: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -103,19 +114,15 @@ def tile_statistics(
     planes = img.reshape(-1, *img.shape[-2:])
     if max_adu is None:
         max_adu = int(np.iinfo(img.dtype).max) if img.dtype.kind in "ui" else 2**16 - 1
-    h, w = planes.shape[-2:]
-    ny, nx = h // tile, w // tile
     fmask = _frequency_mask(tile)
     ngain = _noise_gain(tile)[fmask]
     means: list[np.ndarray] = []
     vars_: list[np.ndarray] = []
     n_blocks = 0
     for plane in planes:
-        p = plane[: ny * tile, : nx * tile]
-        blocks = p.reshape(ny, tile, nx, tile).swapaxes(1, 2).reshape(-1, tile, tile)
+        blocks, ok = _plane_blocks(plane, tile, max_adu)
         n_blocks += blocks.shape[0]
-        bad = _saturation_mask(blocks, max_adu).any(axis=(1, 2))
-        b = blocks[~bad].astype(np.float64)
+        b = blocks[ok].astype(np.float64)
         if not b.size:
             continue
         means.append(b.mean(axis=(1, 2)))
@@ -199,11 +206,7 @@ STATIC_MAX = 0.3
 
 def _plane_spectra(plane: np.ndarray, tile: int, max_adu: int, fmask: np.ndarray) -> tuple:
     """High-frequency periodic spectra of one plane's blocks and their usable mask."""
-    h, w = plane.shape
-    ny, nx = h // tile, w // tile
-    p = plane[: ny * tile, : nx * tile]
-    blocks = p.reshape(ny, tile, nx, tile).swapaxes(1, 2).reshape(-1, tile, tile)
-    ok = ~_saturation_mask(blocks, max_adu).any(axis=(1, 2))
+    blocks, ok = _plane_blocks(plane, tile, max_adu)
     return _periodic_spectrum(blocks.astype(np.float64))[:, fmask], ok
 
 
