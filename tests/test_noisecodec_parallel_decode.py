@@ -133,6 +133,7 @@ def test_decode_goes_parallel_only_when_a_core_is_free(monkeypatch) -> None:
     for load, least in ((0.3, ST.DECODE_PARALLEL_PIXELS), (1.6, ST.PARALLEL_PIXELS)):
         monkeypatch.setattr(ST.os, "getloadavg", lambda load=load: (load, load, load))
         monkeypatch.setattr(ST, "_LOAD", [-1.0, False])
-        assert ST._decode_least() == least
+        assert ST._parallel_least(ST.DECODE_PARALLEL_PIXELS) == least
     monkeypatch.setattr(ST.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
-    assert ST._decode_least() == ST.PARALLEL_PIXELS  # read at most once a second
+    # the load is read at most once a second
+    assert ST._parallel_least(ST.DECODE_PARALLEL_PIXELS) == ST.PARALLEL_PIXELS

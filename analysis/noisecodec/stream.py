@@ -110,14 +110,14 @@ def _pool() -> ThreadPoolExecutor:
 # idle (under load the helper waits in the run queue)
 PARALLEL_PIXELS = 3 << 19
 # A DECODE is one task per tile (no training, no model pass): from this many pixels its
-# tiles run in parallel when a core is free (`_decode_least`), the calling thread taking
+# tiles run in parallel when a core is free (`_parallel_least`), the calling thread taking
 # its share (one hand-off per helper); smaller streams have one tile, or gain less than
 # the hand-off costs
 DECODE_PARALLEL_PIXELS = 1 << 18
 
 
 # An ENCODE of ``threads=None`` from this many pixels (≈ 0.33 Mpx) runs its tiles in
-# parallel when a core is free (`_encode_least`). Measured with a free core (RESULTS.md,
+# parallel when a core is free (`_parallel_least`). Measured with a free core (RESULTS.md,
 # session 10, henc), pool ÷ one thread: 1 Mpx frames 0.66-0.69 wall for +10-13 % CPU,
 # 520×696 0.80-0.83 for +18-23 %, 512² only 0.89-0.91 for +28 % (kept in one thread)
 ENCODE_PARALLEL_PIXELS = 5 << 16
@@ -140,16 +140,11 @@ def _core_free() -> bool:
     return bool(_LOAD[1])
 
 
-def _decode_least() -> int:
-    """Pixels from which a decode of ``threads=None`` is parallel: `DECODE_PARALLEL_PIXELS`
-    when a core is free, else `PARALLEL_PIXELS` (as an encode)."""
-    return DECODE_PARALLEL_PIXELS if _core_free() else PARALLEL_PIXELS
-
-
-def _encode_least() -> int:
-    """Pixels from which an encode of ``threads=None`` is parallel: `ENCODE_PARALLEL_PIXELS`
-    when a core is free, else `PARALLEL_PIXELS`."""
-    return ENCODE_PARALLEL_PIXELS if _core_free() else PARALLEL_PIXELS
+def _parallel_least(when_free: int) -> int:
+    """Pixels from which a call of ``threads=None`` is parallel: ``when_free``
+    (`ENCODE_PARALLEL_PIXELS`, `DECODE_PARALLEL_PIXELS`) when a core is free, else
+    `PARALLEL_PIXELS`."""
+    return when_free if _core_free() else PARALLEL_PIXELS
 
 
 def _auto_threads(threads: int | None, n_pixels: int, least: int = PARALLEL_PIXELS) -> int | None:
@@ -256,7 +251,8 @@ class StreamParams:
     max_adu: int = 65535
     profile_id: str = ""
     tile_rows: int = 256
-    threads: int | None = None  # None: one per core from `_encode_least()` pixels on, else 1
+    # None: one per core from `_parallel_least(ENCODE_PARALLEL_PIXELS)` pixels on, else 1
+    threads: int | None = None
     effort: str = "pyramid"
     knee: float = 0.0  # v_k (e⁻²) of the format-4 transform, 0: none (formats 1–3)
 
@@ -886,7 +882,7 @@ def encode_frames(
 ) -> bytes:
     """Encode raw frames ``(..., H, W)`` uint16 into one self-describing stream."""
     n_px = int(np.size(frames))
-    threads = _auto_threads(params.threads, n_px, _encode_least())
+    threads = _auto_threads(params.threads, n_px, _parallel_least(ENCODE_PARALLEL_PIXELS))
     if threads != params.threads:
         params = replace(params, threads=threads)
     codes, recon, mode, kp = quantise_frames_knee(frames, maps, params)
@@ -1034,7 +1030,7 @@ def _decode_frames(data, maps, threads, source) -> np.ndarray:
 
     shape = tuple(hd["shape"])
     h, w = shape[-2:]
-    threads = _auto_threads(threads, math.prod(shape), _decode_least())
+    threads = _auto_threads(threads, math.prod(shape), _parallel_least(DECODE_PARALLEL_PIXELS))
     if hd["maps"] == "embedded":
         maps = CodecMaps.from_bytes(
             bytes(sec("maps")), (h, w), hd["offset0"], hd["gain0"], hd["jitter"]
