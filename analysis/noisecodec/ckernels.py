@@ -235,7 +235,6 @@ def _c_namespace() -> SimpleNamespace:
         encoder_entries=_encoder_entries,  # uint32 histograms -> tables and rANS entries
         # capabilities the encoder and decoder test (rather than the back end's name):
         gain_row=True,  # quantise_round and the decoders take one row of a uniform gain
-        zeroes_moments=True,  # solve_weights(acc, True) leaves acc zeroed
         entry_tables=True,  # rans_encode16 takes (rans_entries, None), not (freq, cum)
         hist_u32=True,  # model_tile's histograms: uint32 halves (frames < 2**32 px)
     )
@@ -264,14 +263,21 @@ def numba_namespace() -> SimpleNamespace:
         round_min=False,
         model_tables=lambda cts: cts,
         class_moments=None,  # numpy in `pyramid._class_moments`
-        solve_weights=PY.solve_weights,  # numpy, the same bits (`exactfit`)
+        solve_weights=_numpy_solve_weights,  # numpy, the same bits (`exactfit`)
         encoder_tables=PY.encoder_tables,
         encoder_entries=None,  # (C only)
         gain_row=False,
-        zeroes_moments=False,
         entry_tables=False,
         hist_u32=False,
     )
+
+
+def _numpy_solve_weights(acc, zero: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`pyramid.solve_weights` with the C kernel's ``zero``: ``acc`` left zeroed."""
+    fit = PY.solve_weights(acc)
+    if zero:
+        acc.fill(0)
+    return fit
 
 
 def numba_decoder_tables(planes: bytes, remap: bytes, luts: bytes) -> tuple | None:

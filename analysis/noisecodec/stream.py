@@ -703,12 +703,8 @@ def _code_pyramid(codes, tiles, params):
     acc = accs[0]
     for more in accs[1:]:
         np.add(acc, more, out=acc)
-    if kx.zeroes_moments:  # acc left zeroed: no fill when it is taken again
-        luts, wts = kx.solve_weights(acc, True)
-        _give(accs[:1], clean=True)
-    else:
-        luts, wts = kx.solve_weights(acc)
-        _give(accs[:1])
+    luts, wts = kx.solve_weights(acc, True)  # acc left zeroed: no fill when taken again
+    _give(accs[:1], clean=True)
     _give(accs[1:])
     cts = _model_tables(kx, luts)
 
