@@ -85,7 +85,7 @@ def _plane_blocks(plane: np.ndarray, tile: int, max_adu: int) -> tuple[np.ndarra
     ny, nx = plane.shape[0] // tile, plane.shape[1] // tile
     p = plane[: ny * tile, : nx * tile]
     blocks = p.reshape(ny, tile, nx, tile).swapaxes(1, 2).reshape(-1, tile, tile)
-    return blocks, ~_saturation_mask(blocks, max_adu).any(axis=(1, 2))
+    return blocks, np.asarray(~_saturation_mask(blocks, max_adu).any(axis=(1, 2)))
 
 
 def tile_statistics(
