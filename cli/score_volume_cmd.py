@@ -263,17 +263,15 @@ DEFAULT_CHUNKS = (32, 256, 256)
 
 
 def available_memory() -> int:
-    """Bytes of memory available now (``MemAvailable``; physical memory elsewhere)."""
-    import os
+    """Bytes of memory available now.
 
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    ``MemAvailable``; physical memory elsewhere; 0 where neither is known (the chunked
+    path).
+    """
+    from rawsigma._sysmem import meminfo_available, physical_memory
+
+    available = meminfo_available()
+    return available if available is not None else physical_memory() or 0
 
 
 def choose_chunks(text: str | None, vol: Any, plan: Any) -> tuple[int, int, int] | None:

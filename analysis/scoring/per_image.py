@@ -6,7 +6,6 @@ every decoded image.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -89,19 +88,11 @@ KEPT_BANK_SHARE = 0.25
 
 def kept_bank_budget() -> int:
     """Bytes of training blocks to keep for the raw pass (see :data:`KEPT_BANK_BYTES`)."""
-    available = 0
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if not available:  # no /proc: physical memory
-        try:
-            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-        except (ValueError, OSError, AttributeError):
-            return 0
+    from rawsigma._sysmem import meminfo_available, physical_memory
+
+    available = meminfo_available()
+    if not available:  # no /proc: half the physical memory
+        available = (physical_memory() or 0) // 2
     return int(min(KEPT_BANK_BYTES, KEPT_BANK_SHARE * available))
 
 

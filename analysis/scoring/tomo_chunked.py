@@ -51,14 +51,10 @@ def _radius(sigma: float) -> int:
 
 def available_memory() -> int:
     """Bytes of memory available to this process now (``MemAvailable``; 4 GB if unknown)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
+    from rawsigma._sysmem import meminfo_available
+
+    available = meminfo_available()
+    return 4 * 2**30 if available is None else available
 
 
 def in_memory_bytes(
