@@ -220,7 +220,11 @@ def knee_convexity(t: np.ndarray, step: float, kp: np.ndarray) -> np.ndarray:
     a = t - kp[1] - 0.5 * step
     b = a + step
     d = np.maximum(t - kp[1], 0.0)
-    return (np.maximum(b, 0.0) ** 3 - np.maximum(a, 0.0) ** 3) / (12.0 * step) - 0.25 * d * d
+    # x · (x · x) as the kernels compute x ** 3, not numpy's power: its SIMD versions
+    # (AVX-512) round differently from libm's pow, so the stream's "recon" section
+    # depended on the CPU that wrote it (RESULTS.md, session 11)
+    bp, ap = np.maximum(b, 0.0), np.maximum(a, 0.0)
+    return (bp * (bp * bp) - ap * (ap * ap)) / (12.0 * step) - 0.25 * d * d
 
 
 def knee_recon(n_codes: int, step: float, c0: float, kp: np.ndarray) -> np.ndarray:
