@@ -5,6 +5,7 @@ scratch arrays come back zeroed."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -123,3 +124,44 @@ def test_c_solve_weights_can_leave_the_moments_zeroed() -> None:
     assert not acc.any()
     for a, b in zip(want, got, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _unfused(monkeypatch) -> None:
+    """Training in a phase of its own (as before session 11), not in the quantiser's."""
+    monkeypatch.setattr(ST, "_encode_training", lambda frames, params: None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_training_in_the_quantisers_items_gives_the_same_stream(kernels, monkeypatch, threads):
+    """Session 11: each tile is trained in the item that quantises it. The moment sums
+    are int64, so the weights, and the stream, are those of the separate phase; also
+    after a wrong knee guess (the quantiser's pass repeated: the sums start again),
+    for stacks, and in the modes that do not train in the quantiser (bound, dither)."""
+    frame, _, cam = reference_frame((203, 90), seed=11)
+    codec = NoiseCodec(cam.true_profile(), step=2.0, tile_rows=48)
+    dark = np.clip(frame.astype(np.int32) - 60, 0, 65535).astype(np.uint16)  # another knee
+    stack = np.stack([frame, dark])
+    cases = [replace(codec.params, threads=threads)]
+    cases += [replace(cases[0], max_error=3.0), replace(cases[0], dither=True)]
+    inputs = [frame, dark, stack, frame]  # frame after dark: the knee guess is wrong
+
+    def streams() -> list[bytes]:
+        ST._KNEE_GUESS.clear()
+        return [ST.encode_frames(x, codec.maps, p) for p in cases for x in inputs]
+
+    fused = streams()
+    with monkeypatch.context() as m:
+        _unfused(m)
+        assert streams() == fused
+    callers = []
+    real = ST._Training.reset
+
+    def reset(self, zeroed=False):
+        callers.append(sys._getframe(1).f_code.co_name)
+        real(self, zeroed)
+
+    monkeypatch.setattr(ST._Training, "reset", reset)
+    assert streams() == fused
+    # C: a wrong knee guess repeats the pass, and the sums (numba has no guess)
+    assert ("quantise_frames_knee" in callers) == kernels.round_min
+    assert callers.count("weights") == 2 * len(inputs)  # bound and dither: own phase

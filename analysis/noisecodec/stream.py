@@ -378,9 +378,10 @@ def quantise_frames(
 
 
 def quantise_frames_knee(
-    frames: np.ndarray, maps: CodecMaps, params: StreamParams
+    frames: np.ndarray, maps: CodecMaps, params: StreamParams, training: _Training | None = None
 ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
-    """`quantise_frames` plus the knee parameters (`stream_knee`) used."""
+    """`quantise_frames` plus the knee parameters (`stream_knee`) used. ``training``
+    (mode "round"): trained on each tile in the item that quantises it (`_Training`)."""
     frames = _check_frames(frames, maps)
     h, w = frames.shape[-2:]
     stack = np.ascontiguousarray(frames.reshape(-1, h, w))
@@ -415,11 +416,14 @@ def quantise_frames_knee(
     def quant(tile, with_min=False):
         f, r0, th = tile
         if mode == "round":
-            return kx.quantise_round(
+            top = kx.quantise_round(
                 stack[f, r0 : r0 + th], off[r0 : r0 + th],
                 gain[r0] if gain_row else gain[r0 : r0 + th],
                 codes[f, r0 : r0 + th], 1.0 / step, c0, kp, *((True,) if with_min else ()),
             )  # fmt: skip
+            if training is not None:
+                training.tile(codes, tile, top[0] if with_min else top)
+            return top
         kx.quantise_tile(
             stack[f, r0 : r0 + th], off[r0 : r0 + th], gain[r0 : r0 + th],
             codes[f, r0 : r0 + th], step, c0, params.dither, params.seed, (f * h + r0) * w,
@@ -440,6 +444,8 @@ def quantise_frames_knee(
             want = stream_knee(stack, maps, params)
         if not np.array_equal(want, kp):
             kp = _frozen(want)
+            if training is not None:
+                training.reset()
             tops = _map(quant, tiles, params.threads)
         _remember(_KNEE_GUESS, key, kp, 64)
     else:
@@ -667,45 +673,93 @@ def _train_groups(tiles, hw: int, threads: int | None) -> list[list[tuple[int, i
     return [chosen[i::g] for i in range(g)]
 
 
-def _code_pyramid(codes, tiles, params):
+_MOMENTS = (PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_MOM)  # `PY.new_moments`
+
+
+class _Training:
+    """The predictor's training of `_code_pyramid`, tile by tile.
+
+    `quantise_frames_knee` trains each tile in the item that quantises it (its codes
+    still in the core's cache; one phase and its hand-off fewer: RESULTS.md, session
+    11); `weights` trains whatever that did not. A thread adds its tiles to moment
+    sums of its own: int64 sums, the same in any order, so any assignment of tiles to
+    threads gives the same weights. Buffers are allocated here, in the calling thread
+    (see `_code_pyramid`).
+    """
+
+    def __init__(self, shape: tuple[int, ...], tiles: list, threads: int | None) -> None:
+        n, h, w = shape[-3:] if len(shape) >= 3 else (1, *shape)
+        self.kx = kx = CK.KERNELS
+        chosen = [t for g in _train_groups(tiles, h * w, threads) for t in g]
+        self.chosen = {(f, r0) for f, r0, _ in chosen}
+        # every 5th row of level 0 for a single frame, every 4th for stacks up to 2 Mpx
+        # of training tiles, every 8th above; levels >= 1 at half `train_tile`'s old
+        # density (TRAIN_SPARSE)
+        n_train = sum(th for _, _, th in chosen) * w
+        single = n == 1 and n_train >= TRAIN_SINGLE
+        self.row_step = TRAIN_ROW_STEP[2 if n_train > TRAIN_DENSE else 0 if single else 1]
+        # C: the planes of the training tiles (all tiles of a frame up to KEEP_PLANES
+        # pixels) are built once, for both passes
+        self.keep = {} if kx.planes_size is not None and n_train <= KEEP_PLANES else None
+        if self.keep is not None:
+            for f, r0, th in chosen:
+                self.keep[f, r0] = np.empty(kx.planes_size(th, w), np.int16)
+        n_acc = 1 if threads == 1 else max(1, min(len(chosen), pool_threads()))
+        self.accs = [_take_zeros(_MOMENTS, np.int64) for _ in range(n_acc)]
+        self.reset(zeroed=True)
+
+    def reset(self, zeroed: bool = False) -> None:
+        """Forget the tiles trained so far (the quantiser's pass is repeated)."""
+        if not zeroed:
+            for acc in self.accs:
+                acc.fill(0)
+        self._free, self._mine = list(range(len(self.accs))), {}
+        self.trained: list[tuple[int, int]] = []
+
+    def tile(self, codes: np.ndarray, tile: tuple[int, int, int], top: int = 0) -> None:
+        """Train on ``codes``'s tile if it is a training tile (none above `PY.MAX_CODE`,
+        where the encoder does not use this back end)."""
+        f, r0, th = tile
+        if (f, r0) not in self.chosen or top > PY.MAX_CODE:
+            return
+        me = threading.get_ident()
+        i = self._mine.get(me)
+        if i is None:
+            i = self._mine[me] = self._free.pop()  # atomic (GIL); accs >= the threads
+        block = codes[f, r0 : r0 + th]
+        args = (block, self.kx.n_levels(*block.shape), self.accs[i], self.row_step)
+        keep = () if self.keep is None else (self.keep[f, r0],)
+        self.kx.train_tile(*args, TRAIN_SPARSE, *keep)
+        self.trained.append((f, r0))  # atomic (GIL)
+
+    def weights(self, codes: np.ndarray, tiles: list, threads: int | None):
+        """``(luts, wts)`` of `solve_weights`, trained first on all training tiles if
+        the quantiser did not (the moment sums then given back to `_SCRATCH`)."""
+        if len(self.trained) != len(self.chosen):
+            self.reset()
+            _map(lambda t: self.tile(codes, t), tiles, threads)
+        acc = self.accs[0]
+        for more in self.accs[1:]:
+            np.add(acc, more, out=acc)
+        luts, wts = self.kx.solve_weights(acc, True)  # acc left zeroed: no fill when taken
+        _give(self.accs[:1], clean=True)
+        _give(self.accs[1:])
+        return luts, wts
+
+
+def _code_pyramid(codes, tiles, params, training: _Training | None = None):
     """Back end "pyramid" (format 3, `pyramid`): hierarchical interpolative prediction,
     four interleaved rANS states per tile. Returns as `_code_causal`.
 
     Every buffer is allocated here, in the calling thread: a pool thread's allocations
     come from its own malloc arena, whose freed pages go back to the system, so that
-    each encode faulted them in again (≈ 1 ms of system time per parallel 1 Mpx frame)."""
+    each encode faulted them in again (≈ 1 ms of system time per parallel 1 Mpx frame).
+    ``training``: the `_Training` of these tiles (the quantiser's), else one made here."""
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
-
-    groups = _train_groups(tiles, codes[0].size, params.threads)
-    # every 5th row of level 0 for a single frame, every 4th for stacks up to 2 Mpx of
-    # training tiles, every 8th above; levels >= 1 at half `train_tile`'s old density
-    # (TRAIN_SPARSE)
-    n_train = sum(th for g in groups for _, _, th in g) * codes.shape[-1]
-    single = codes.shape[0] == 1 and n_train >= TRAIN_SINGLE
-    row_step = TRAIN_ROW_STEP[2 if n_train > TRAIN_DENSE else 0 if single else 1]
-
-    # C: the planes of the training tiles (all tiles of a frame up to KEEP_PLANES pixels)
-    # are built once, for both passes
-    keep = {} if kx.planes_size is not None and n_train <= KEEP_PLANES else None
-    if keep is not None:
-        for f, r0, th in (t for g in groups for t in g):
-            keep[f, r0] = np.empty(kx.planes_size(th, codes.shape[-1]), np.int16)
-    moments = (PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_MOM)  # `PY.new_moments`
-    accs = [_take_zeros(moments, np.int64) for _ in groups]  # one per group
-
-    def train(i):
-        for f, r0, th in groups[i]:
-            block = codes[f, r0 : r0 + th]
-            args = (block, kx.n_levels(*block.shape), accs[i], row_step, TRAIN_SPARSE)
-            kx.train_tile(*args, *(() if keep is None else (keep[f, r0],)))
-
-    _map(train, range(len(groups)), params.threads)
-    acc = accs[0]
-    for more in accs[1:]:
-        np.add(acc, more, out=acc)
-    luts, wts = kx.solve_weights(acc, True)  # acc left zeroed: no fill when taken again
-    _give(accs[:1], clean=True)
-    _give(accs[1:])
+    if training is None:
+        training = _Training(codes.shape, tiles, params.threads)
+    luts, wts = training.weights(codes, tiles, params.threads)
+    keep = training.keep
     cts = _model_tables(kx, luts)
 
     modelled, hists = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads)
@@ -723,7 +777,11 @@ def _code_pyramid(codes, tiles, params):
     _give([hists])
     outs = [np.empty(m[0].size + 2 * PY.WL + 16, np.uint16) for m in modelled]
 
+    escapes = [m[2] for m in modelled]
+
     def code(i):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
+        if i < 0:  # the sections, deflated meanwhile (item 0: the calling thread's)
+            return _pyramid_sections(wts, luts, phys, remap, escapes, codes.shape[0])
         m, out = modelled[i], outs[i]
         if PYRAMID_FORMAT < 5:  # formats 3-4: `PY.LANES` streams
             out = np.empty((PY.LANES, m[0].size // PY.LANES + 16), np.uint16)
@@ -733,20 +791,28 @@ def _code_pyramid(codes, tiles, params):
         n = kx.rans_encode16(m[0], m[1], *tables, out)
         return out[:n], [n]
 
-    coded = _map(code, range(len(modelled)), params.threads)
-    sections = {
+    sections, *coded = _map(code, range(-1, len(modelled)), params.threads)
+    rows = [
+        [f, r0, th, int(m[2].size)] + [int(v) for v in lens]
+        for (f, r0, th), m, (_, lens) in zip(tiles, modelled, coded, strict=True)
+    ]
+    return sections, rows, [wd for wd, _ in coded], escapes
+
+
+def _pyramid_sections(wts, luts, phys, remap, escapes, n_frames: int) -> dict[str, bytes]:
+    """The model sections of `_code_pyramid` and the escapes, in stream order.
+
+    Made while the tiles are rANS-coded (an item of that phase): in one thread they
+    followed it, ≈ 0.55 ms of a 1 Mpx frame's 6 ms encode (RESULTS.md, session 11)."""
+    return {
         "weights": _deflate(wts.astype("<i4").tobytes(), *_ZLIB_WEIGHTS),
         "levels": zlib.compress(luts.astype(np.uint8).tobytes(), 9),
         # run-length matches only (Z_RLE, level 1): 2.5-3.5x faster than level 6 on
         # these planes (Usiigaci: 0.11 instead of 0.38 ms), +0.05-0.11 % of a stream
         "freq": _deflate(_byte_planes(phys.astype("<u2")), 1, zlib.Z_RLE),
         "contexts": zlib.compress(remap.astype("<u2").tobytes(), 9),
+        "escapes": _escapes_section(np.concatenate(escapes), n_frames),
     }
-    rows = [
-        [f, r0, th, int(m[2].size)] + [int(v) for v in lens]
-        for (f, r0, th), m, (_, lens) in zip(tiles, modelled, coded, strict=True)
-    ]
-    return sections, rows, [wd for wd, _ in coded], [m[2] for m in modelled]
 
 
 def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
@@ -881,7 +947,8 @@ def encode_frames(
     threads = _auto_threads(params.threads, n_px, _parallel_least(ENCODE_PARALLEL_PIXELS))
     if threads != params.threads:
         params = replace(params, threads=threads)
-    codes, recon, mode, kp = quantise_frames_knee(frames, maps, params)
+    training = _encode_training(frames, params)
+    codes, recon, mode, kp = quantise_frames_knee(frames, maps, params, training)
     shape = codes.shape
     h, w = shape[-2:]
     codes = codes.reshape(-1, h, w)
@@ -892,15 +959,18 @@ def encode_frames(
     effort = params.effort
     if effort == "pyramid" and n_codes - 1 > PY.MAX_CODE:
         effort = "best"  # codes beyond the pyramid's int32 bound: a step far finer than σ
-    coder = _code_pyramid if effort == "pyramid" else _code_causal
-    model_sections, rows, words, escapes = coder(codes, tiles, params)
+    if effort == "pyramid":
+        model_sections, rows, words, escapes = _code_pyramid(codes, tiles, params, training)
+    else:
+        model_sections, rows, words, escapes = _code_causal(codes, tiles, params)
 
     sections: dict[str, bytes | list[memoryview]] = {}
     if embed_maps and not maps.is_uniform:
         sections["maps"] = maps.to_bytes()
     sections["recon"] = _recon_section(recon)
-    sections.update(model_sections)
-    sections["escapes"] = _escapes_section(np.concatenate(escapes), n)
+    sections.update(model_sections)  # "pyramid": the escapes too, made in parallel
+    if "escapes" not in sections:
+        sections["escapes"] = _escapes_section(np.concatenate(escapes), n)
     # the words: views of the coder's arrays, copied once (into the stream)
     sections["words"] = [np.ascontiguousarray(wd, "<u2").data.cast("B") for wd in words]
     directory = {}
@@ -937,6 +1007,17 @@ def encode_frames(
     else:
         version = 4 if kp[0] > 0 else 3 if effort == "pyramid" else 2
     return _joined([_PREFIX.pack(MAGIC, version, len(hb)), hb, *sections.values()])
+
+
+def _encode_training(frames: np.ndarray, params: StreamParams) -> _Training | None:
+    """The `_Training` the quantiser runs tile by tile ("pyramid" back end), if any."""
+    if params.effort != "pyramid" or np.ndim(frames) < 2:
+        return None
+    h, w = np.shape(frames)[-2:]
+    n = math.prod(np.shape(frames)[:-2])
+    if n == 0 or h == 0 or w == 0:
+        return None
+    return _Training((n, h, w), _tiles(n, h, params.tile_rows), params.threads)
 
 
 def _joined(pieces: list) -> bytes:
