@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
-import numba as nb
+import math
+import os
+import subprocess
+import sys
+
 import numpy as np
-from rawsigma.analysis.noisecodec import kernels as K
 from rawsigma.analysis.noisecodec.transform import knee_convexity, knee_recon
 
 
-@nb.njit(cache=False)
-def _kernel_convexity(t, step, kp):  # the numba kernels' helper (inlined there)
-    return K.convexity(t, step, kp)
-
-
-def test_knee_convexity_is_the_kernels_bit_for_bit():
-    """The numpy twin computes x³ as the kernels do, x · (x · x): numpy's power has SIMD
-    versions (AVX-512) that round differently from libm's pow, which made the "recon"
-    section of a stream with a knee differ between CPUs (session 11: the 2048²
-    reference stream was 2 bytes longer on an AVX-512 machine)."""
+def test_knee_convexity_cubes_by_libm():
+    """x³ by libm's pow, element by element: numpy's power has SIMD versions (AVX-512)
+    that round differently, which made the "recon" section of a stream with a knee
+    differ between CPUs (session 11: the 2048² reference stream was 2 bytes longer on
+    an AVX-512 machine)."""
     rng = np.random.default_rng(5)
     for step in (0.5, 1.0, 2.0, 3.7):
         kp = np.array([rng.uniform(1, 40), rng.uniform(2, 12), rng.uniform(0.05, 1), 3.0])
         t = np.concatenate([rng.uniform(-10, 60, 4000), kp[1] + step * rng.uniform(-1, 1, 4000)])
-        got = knee_convexity(t, step, kp)
-        want = [_kernel_convexity(float(x), step, kp) for x in t]
-        np.testing.assert_array_equal(got, np.array(want))
-        a = t - kp[1] - 0.5 * step  # the kernels' association, x³ = x · (x · x)
-        b, d = np.maximum(a + step, 0.0), np.maximum(t - kp[1], 0.0)
-        a = np.maximum(a, 0.0)
-        cubes = [b[i] * (b[i] * b[i]) - a[i] * (a[i] * a[i]) for i in range(t.size)]
-        np.testing.assert_array_equal(got, np.array(cubes) / (12.0 * step) - 0.25 * (d * d))
+        want = []
+        for x in t.tolist():
+            a = x - kp[1] - 0.5 * step
+            b, d = max(a + step, 0.0), max(x - kp[1], 0.0)
+            cubes = math.pow(b, 3.0) - math.pow(max(a, 0.0), 3.0)
+            want.append(cubes / (12.0 * step) - 0.25 * d * d)
+        np.testing.assert_array_equal(knee_convexity(t, step, kp), np.array(want))
+
+
+_TABLE = (
+    "import numpy as np, hashlib;"
+    "from rawsigma.analysis.noisecodec.transform import knee_recon;"
+    "kp = np.array([16.003, 8.0008, 0.24997, 1.0]);"
+    "print(hashlib.sha256(knee_recon(4096, 2.0, 4.0004, kp).tobytes()).hexdigest())"
+)
+
+
+def test_knee_recon_bytes_do_not_follow_numpys_simd_dispatch():
+    """The table with numpy's AVX-512 loops disabled is the table with them (where the
+    CPU has none, both runs take the same loops and the test cannot fail: it guards
+    the machines that have them, like this project's CI)."""
+    runs = []
+    for disable in ("", "X86_V4 AVX512_ICL AVX512_SKX AVX512F"):
+        env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=disable)
+        out = subprocess.run([sys.executable, "-c", _TABLE], env=env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+        runs.append(out.stdout.strip())
+    assert len(runs[0]) == 64 and runs[0] == runs[1]
 
 
 def test_knee_recon_matches_its_formula():

@@ -24,6 +24,8 @@ analytic inverse minus the ``S²/48`` convexity term is exactly unbiased.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 ANSCOMBE = 0.0
@@ -220,11 +222,16 @@ def knee_convexity(t: np.ndarray, step: float, kp: np.ndarray) -> np.ndarray:
     a = t - kp[1] - 0.5 * step
     b = a + step
     d = np.maximum(t - kp[1], 0.0)
-    # x · (x · x) as the kernels compute x ** 3, not numpy's power: its SIMD versions
-    # (AVX-512) round differently from libm's pow, so the stream's "recon" section
-    # depended on the CPU that wrote it (RESULTS.md, session 11)
-    bp, ap = np.maximum(b, 0.0), np.maximum(a, 0.0)
-    return (bp * (bp * bp) - ap * (ap * ap)) / (12.0 * step) - 0.25 * d * d
+    return (_cube(np.maximum(b, 0.0)) - _cube(np.maximum(a, 0.0))) / (12.0 * step) - 0.25 * d * d
+
+
+def _cube(x: np.ndarray) -> np.ndarray:
+    """``x ** 3`` by libm's ``pow``, element by element (correctly rounded): numpy's power
+    has SIMD versions (AVX-512) that round differently, so the "recon" section of a
+    stream depended on the CPU that wrote it (RESULTS.md, session 11). Tables of
+    ``n_codes`` entries, made once per camera: the loop costs nothing that counts."""
+    return np.array([math.pow(v, 3.0) for v in np.asarray(x, np.float64).ravel().tolist()],
+                    np.float64).reshape(np.shape(x))  # fmt: skip
 
 
 def knee_recon(n_codes: int, step: float, c0: float, kp: np.ndarray) -> np.ndarray:
