@@ -347,8 +347,14 @@ def test_second_writer_refused_with_pid(tmp_path):
                  "400", *SMALL)  # fmt: skip
     try:
         _wait_for(lambda: (tmp_path / "cam.h5.partial.h5").exists(), proc=first)
-        second = _cli("calibrate", "--out", out, *SWEEP, *SMALL, "--force")
-        _, err = second.communicate(timeout=60)
+        # paused while the second runs: under load the first could otherwise finish (and
+        # release its lock) before the second has started (seen in session 11)
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = _cli("calibrate", "--out", out, *SWEEP, *SMALL, "--force")
+            _, err = second.communicate(timeout=60)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         assert second.returncode == 1, err
         assert f"another rawsigma (PID {first.pid}) is writing" in err, err
         _no_traceback(err)
