@@ -90,7 +90,7 @@ def _encoders(codec, x: np.ndarray, data: bytes) -> dict:
 
 
 def main() -> None:
-    from rawsigma.analysis.noisecodec import stream as ST
+    from rawsigma.analysis.noisecodec import runtime as RT
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=25)
@@ -102,20 +102,20 @@ def main() -> None:
         data, z = codec.encode(x), imagecodecs.zstd_encode(x, level=3)
         fns = _encoders(codec, x, data) if a.op == "encode" else _decoders(codec, data, z)
         cases.append((name, fns))
-    print(f"{a.op}: load {os.getloadavg()}, {ST.pool_threads()} threads, {'SCHED_FIFO' * a.rt}")
+    print(f"{a.op}: load {os.getloadavg()}, {RT.pool_threads()} threads, {'SCHED_FIFO' * a.rt}")
     print("| frame | wall ms 1 thread / pool (min, median) | pool ÷ 1 thread wall (min, med) "
           "| pool ÷ 1 thread CPU (min, med) | zstd-3 ÷ codec wall, 1 thread / pool (med) "
           "| zstd-3 ÷ codec CPU, 1 thread / pool (med) |\n|---|---|---|---|---|---|")  # fmt: skip
     if a.rt:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-        ST._POOL = None  # its threads, created by the first parallel call, inherit it
+        RT._POOL = None  # its threads, created by the first parallel call, inherit it
     try:
         res = [(name, timings(fns, a.reps)) for name, fns in cases]
     finally:
         if a.rt:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-            ST._POOL.shutdown()
-            ST._POOL = None
+            RT._POOL.shutdown()
+            RT._POOL = None
     for name, t in res:
         c = {k: (min(v[0]), float(np.median(v[0]))) for k, v in t.items()}
         w = {k: (min(v[1]), float(np.median(v[1]))) for k, v in t.items()}

@@ -12,6 +12,7 @@ import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
 from rawsigma.analysis.noisecodec import pyramid as PY
+from rawsigma.analysis.noisecodec import runtime as RT
 from rawsigma.analysis.noisecodec import stream as ST
 from rawsigma.analysis.noisecodec.synthetic import reference_frame
 
@@ -213,9 +214,9 @@ def test_training_frames_of_a_stack() -> None:
 
 
 def test_small_frames_run_in_the_calling_thread() -> None:
-    assert ST._auto_threads(None, 512 * 512) == 1
-    assert ST._auto_threads(None, ST.PARALLEL_PIXELS) is None
-    assert ST._auto_threads(2, 16) == 2
+    assert RT._auto_threads(None, 512 * 512) == 1
+    assert RT._auto_threads(None, RT.PARALLEL_PIXELS) is None
+    assert RT._auto_threads(2, 16) == 2
 
 
 @needs_c

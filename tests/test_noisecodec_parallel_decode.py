@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import runtime as RT
 from rawsigma.analysis.noisecodec import stream as ST
 from rawsigma.analysis.noisecodec.synthetic import reference_frame
 from rawsigma.errors import InputFileError
@@ -65,12 +66,12 @@ def test_parallel_decode_equals_single_thread(shape, tile_rows, effort) -> None:
 def test_default_threads_by_size() -> None:
     """A decode of ``threads=None`` goes parallel from `DECODE_PARALLEL_PIXELS` (an
     encode from `PARALLEL_PIXELS`); an explicit count is kept."""
-    least = ST.DECODE_PARALLEL_PIXELS
-    assert least <= 512 * 512 < ST.PARALLEL_PIXELS
-    assert ST._auto_threads(None, least - 1, least) == 1
-    assert ST._auto_threads(None, least, least) is None
-    assert ST._auto_threads(1, 10**8, least) == 1
-    assert ST._auto_threads(2, 16, least) == 2
+    least = RT.DECODE_PARALLEL_PIXELS
+    assert least <= 512 * 512 < RT.PARALLEL_PIXELS
+    assert RT._auto_threads(None, least - 1, least) == 1
+    assert RT._auto_threads(None, least, least) is None
+    assert RT._auto_threads(1, 10**8, least) == 1
+    assert RT._auto_threads(2, 16, least) == 2
 
 
 def _idents(threads, n: int = 6, meet: threading.Barrier | None = None) -> list[int]:
@@ -85,20 +86,20 @@ def _idents(threads, n: int = 6, meet: threading.Barrier | None = None) -> list[
 
 
 def test_map_single_thread_stays_in_the_caller(monkeypatch) -> None:
-    monkeypatch.setenv(ST.THREADS_ENV, "4")
+    monkeypatch.setenv(RT.THREADS_ENV, "4")
     assert set(_idents(1)) == {threading.get_ident()}
-    monkeypatch.setenv(ST.THREADS_ENV, "1")  # one thread for the codec: no hand-off
+    monkeypatch.setenv(RT.THREADS_ENV, "1")  # one thread for the codec: no hand-off
     assert set(_idents(None)) == {threading.get_ident()}
 
 
 def test_map_shares_items_with_a_pool_thread(monkeypatch) -> None:
-    monkeypatch.setenv(ST.THREADS_ENV, "2")
+    monkeypatch.setenv(RT.THREADS_ENV, "2")
     idents = _idents(None, meet=threading.Barrier(2, timeout=20))
     assert threading.get_ident() in idents and len(set(idents)) == 2
 
 
 def test_map_raises_a_tile_error_after_every_helper_stopped(monkeypatch) -> None:
-    monkeypatch.setenv(ST.THREADS_ENV, "2")
+    monkeypatch.setenv(RT.THREADS_ENV, "2")
     done: list[int] = []
 
     def fn(i):
@@ -116,24 +117,24 @@ def test_map_raises_a_tile_error_after_every_helper_stopped(monkeypatch) -> None
 
 
 def test_pool_threads_from_affinity_or_environment(monkeypatch) -> None:
-    monkeypatch.delenv(ST.THREADS_ENV, raising=False)
+    monkeypatch.delenv(RT.THREADS_ENV, raising=False)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    assert ST.pool_threads() == (cores or os.cpu_count() or 1)
-    monkeypatch.setenv(ST.THREADS_ENV, "3")
-    assert ST.pool_threads() == 3
+    assert RT.pool_threads() == (cores or os.cpu_count() or 1)
+    monkeypatch.setenv(RT.THREADS_ENV, "3")
+    assert RT.pool_threads() == 3
     for bad in ("0", "-2", "many", ""):
-        monkeypatch.setenv(ST.THREADS_ENV, bad)
-        assert ST.pool_threads() == (cores or os.cpu_count() or 1)
+        monkeypatch.setenv(RT.THREADS_ENV, bad)
+        assert RT.pool_threads() == (cores or os.cpu_count() or 1)
 
 
 def test_decode_goes_parallel_only_when_a_core_is_free(monkeypatch) -> None:
     """Under load (the load average ≥ cores − ½) a decode below `PARALLEL_PIXELS` stays
     in the calling thread: a helper would wait in the run queue."""
-    monkeypatch.setenv(ST.THREADS_ENV, "2")
-    for load, least in ((0.3, ST.DECODE_PARALLEL_PIXELS), (1.6, ST.PARALLEL_PIXELS)):
+    monkeypatch.setenv(RT.THREADS_ENV, "2")
+    for load, least in ((0.3, RT.DECODE_PARALLEL_PIXELS), (1.6, RT.PARALLEL_PIXELS)):
         monkeypatch.setattr(ST.os, "getloadavg", lambda load=load: (load, load, load))
-        monkeypatch.setattr(ST, "_LOAD", [-1.0, False])
-        assert ST._parallel_least(ST.DECODE_PARALLEL_PIXELS) == least
+        monkeypatch.setattr(RT, "_LOAD", [-1.0, False])
+        assert RT._parallel_least(RT.DECODE_PARALLEL_PIXELS) == least
     monkeypatch.setattr(ST.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
     # the load is read at most once a second
-    assert ST._parallel_least(ST.DECODE_PARALLEL_PIXELS) == ST.PARALLEL_PIXELS
+    assert RT._parallel_least(RT.DECODE_PARALLEL_PIXELS) == RT.PARALLEL_PIXELS

@@ -13,6 +13,7 @@ import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
 from rawsigma.analysis.noisecodec import pyramid as PY
+from rawsigma.analysis.noisecodec import runtime as RT
 from rawsigma.analysis.noisecodec import stream as ST
 from rawsigma.analysis.noisecodec.synthetic import reference_frame
 
@@ -40,18 +41,18 @@ def test_pool_encode_gives_the_calling_threads_stream(kernels, shape, rows) -> N
 
 
 def test_encode_goes_parallel_only_with_a_free_core(monkeypatch) -> None:
-    n = ST.ENCODE_PARALLEL_PIXELS
-    assert 512 * 512 < n <= 520 * 696 < ST.PARALLEL_PIXELS  # (RESULTS.md, session 10)
+    n = RT.ENCODE_PARALLEL_PIXELS
+    assert 512 * 512 < n <= 520 * 696 < RT.PARALLEL_PIXELS  # (RESULTS.md, session 10)
 
     def least() -> int:
-        return ST._parallel_least(ST.ENCODE_PARALLEL_PIXELS)
+        return RT._parallel_least(RT.ENCODE_PARALLEL_PIXELS)
 
-    monkeypatch.setattr(ST, "_core_free", lambda: True)
-    assert ST._auto_threads(None, n, least()) is None
-    assert ST._auto_threads(None, n - 1, least()) == 1
-    monkeypatch.setattr(ST, "_core_free", lambda: False)
-    assert ST._auto_threads(None, n, least()) == 1
-    assert ST._auto_threads(None, ST.PARALLEL_PIXELS, least()) is None
+    monkeypatch.setattr(RT, "_core_free", lambda: True)
+    assert RT._auto_threads(None, n, least()) is None
+    assert RT._auto_threads(None, n - 1, least()) == 1
+    monkeypatch.setattr(RT, "_core_free", lambda: False)
+    assert RT._auto_threads(None, n, least()) == 1
+    assert RT._auto_threads(None, RT.PARALLEL_PIXELS, least()) is None
     seen = []
     real = ST._map
     monkeypatch.setattr(ST, "_map", lambda fn, items, th: seen.append(th) or real(fn, items, th))
