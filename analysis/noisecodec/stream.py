@@ -588,7 +588,8 @@ class _Training:
         self.row_step = TRAIN_ROW_STEP[2 if n_train > TRAIN_DENSE else 0 if single else 1]
         # C: the planes of the training tiles (all tiles of a frame up to KEEP_PLANES
         # pixels) are built once, for both passes
-        self.keep = {} if kx.planes_size is not None and n_train <= KEEP_PLANES else None
+        keeps = kx.planes_size is not None and n_train <= KEEP_PLANES
+        self.keep: dict[tuple[int, int], np.ndarray] | None = {} if keeps else None
         if self.keep is not None:
             for f, r0, th in chosen:
                 self.keep[f, r0] = np.empty(kx.planes_size(th, w), np.int16)
@@ -601,7 +602,8 @@ class _Training:
         if not zeroed:
             for acc in self.accs:
                 acc.fill(0)
-        self._free, self._mine = list(range(len(self.accs))), {}
+        self._free: list[int] = list(range(len(self.accs)))
+        self._mine: dict[int, int] = {}  # thread id -> its accumulator
         self.trained: list[tuple[int, int]] = []
 
     def tile(self, codes: np.ndarray, tile: tuple[int, int, int], top: int = 0) -> None:
