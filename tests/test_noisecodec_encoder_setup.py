@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import encode_pyramid as EP
 from rawsigma.analysis.noisecodec import pyramid as PY
 from rawsigma.analysis.noisecodec import runtime as RT
 from rawsigma.analysis.noisecodec import stream as ST
@@ -203,13 +204,13 @@ def test_training_frames_of_a_stack() -> None:
     """A stack trains on evenly spaced whole frames of at most TRAIN_PIXELS (at least
     one); a single frame on all its tiles; one group per worker, or one."""
     tiles = ST._tiles(10, 512, 256)
-    groups = ST._train_groups(tiles, 512 * 512, None)
+    groups = EP._train_groups(tiles, 512 * 512, None)
     chosen = sorted(t for g in groups for t in g)
     frames = sorted({f for f, _, _ in chosen})
-    assert len(frames) == ST.TRAIN_PIXELS // (512 * 512) == 8
+    assert len(frames) == EP.TRAIN_PIXELS // (512 * 512) == 8
     assert all((f, r0, th) in chosen for f in frames for _, r0, th in tiles[:2])
-    assert ST._train_groups(ST._tiles(1, 4096, 256), 4096**2, 1) == [ST._tiles(1, 4096, 256)]
-    big = ST._train_groups(ST._tiles(3, 2048, 256), 2048**2, None)
+    assert EP._train_groups(ST._tiles(1, 4096, 256), 4096**2, 1) == [ST._tiles(1, 4096, 256)]
+    big = EP._train_groups(ST._tiles(3, 2048, 256), 2048**2, None)
     assert {f for g in big for f, _, _ in g} == {1}
 
 
@@ -254,13 +255,13 @@ def test_escapes_section_settings_decode_the_same() -> None:
     varied = rng.integers(33, 154, 3437).astype(np.int32)
     repeated = np.full(3000, 4000, np.int32)
     raw = {k: v.astype("<i4").tobytes() for k, v in (("v", varied), ("r", repeated))}
-    huff = ST._deflate(raw["v"], 1, zlib.Z_HUFFMAN_ONLY)
-    assert ST._escapes_section(varied, 1) == huff
-    assert ST._escapes_section(varied, 2) == zlib.compress(raw["v"], 6)
+    huff = EP._deflate(raw["v"], 1, zlib.Z_HUFFMAN_ONLY)
+    assert EP.escapes_section(varied, 1) == huff
+    assert EP.escapes_section(varied, 2) == zlib.compress(raw["v"], 6)
     # constant values: Huffman's 1 bit per byte at best; level 6 takes the repeats
-    assert ST._escapes_section(repeated, 1) == zlib.compress(raw["r"], 6)
-    assert len(ST._escapes_section(repeated, 1)) < len(raw["r"]) // 50
+    assert EP.escapes_section(repeated, 1) == zlib.compress(raw["r"], 6)
+    assert len(EP.escapes_section(repeated, 1)) < len(raw["r"]) // 50
     for esc in (varied, repeated, np.zeros(0, np.int32)):
         for n in (1, 3):
-            back = np.frombuffer(zlib.decompress(ST._escapes_section(esc, n)), "<i4")
+            back = np.frombuffer(zlib.decompress(EP.escapes_section(esc, n)), "<i4")
             np.testing.assert_array_equal(back, esc)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import encode_pyramid as EP
 from rawsigma.analysis.noisecodec import exactfit as EF
 from rawsigma.analysis.noisecodec import pyramid as PY
 from rawsigma.analysis.noisecodec import stream as ST
@@ -124,7 +125,7 @@ def test_one_shared_histogram_gives_the_per_tile_stream() -> None:
 def test_cached_tables_are_not_shared_with_the_caller() -> None:
     """The reconstruction table comes back as a copy (a caller may change it); the
     stream of a frame encoded after another one (caches warm) is that of a fresh start."""
-    for cache in (ST._RECON, ST._RECON_Z, ST._MODEL_TABLES, ST._KNEE_GUESS):
+    for cache in (ST._RECON, ST._RECON_Z, EP._MODEL_TABLES, ST._KNEE_GUESS):
         cache.clear()  # other tests may have filled them with the other kernels
     frame, _, cam = reference_frame((64, 48), seed=6)
     codec = NoiseCodec(cam.true_profile(), step=2.0)
@@ -135,10 +136,10 @@ def test_cached_tables_are_not_shared_with_the_caller() -> None:
     first = codec.encode(frame)
     other = reference_frame((64, 48), seed=7)[0]
     codec.encode(other)
-    for cache in (ST._RECON, ST._RECON_Z, ST._MODEL_TABLES):
+    for cache in (ST._RECON, ST._RECON_Z, EP._MODEL_TABLES):
         assert cache
     assert bool(ST._KNEE_GUESS) == CK.KERNELS.round_min  # the C quantiser's knee guess
     assert codec.encode(frame) == first
-    for cache in (ST._RECON, ST._RECON_Z, ST._MODEL_TABLES, ST._KNEE_GUESS):
+    for cache in (ST._RECON, ST._RECON_Z, EP._MODEL_TABLES, ST._KNEE_GUESS):
         cache.clear()
     assert codec.encode(frame) == first

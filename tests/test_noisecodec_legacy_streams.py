@@ -83,17 +83,17 @@ def test_todays_stream_decodes_to_the_legacy_pixels(name):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_legacy_format_still_written(name, monkeypatch):
-    """`stream.PYRAMID_FORMAT = 4` writes formats 3-4 (4 word streams per tile: the
+    """`encode_pyramid.PYRAMID_FORMAT = 4` writes formats 3-4 (4 word streams per tile: the
     comparison baseline of the benchmarks), decoding to the fixture's pixels; format 5
     of the same codes costs at most the final states of its 12 more rANS states per tile
     (48 bytes; 0.02-0.09 % on the benchmark frames, ~1.2 % on these 37 × 97 tiles)."""
-    from rawsigma.analysis.noisecodec import stream
+    from rawsigma.analysis.noisecodec import encode_pyramid as EP
 
     codec, inputs = _inputs()
     x, kw = inputs[name]
     params = replace(codec.params, **kw)
     data5 = encode_frames(x, codec.maps, params, embed_maps=True)
-    monkeypatch.setattr(stream, "PYRAMID_FORMAT", 4)
+    monkeypatch.setattr(EP, "PYRAMID_FORMAT", 4)
     data = encode_frames(x, codec.maps, params, embed_maps=True)
     assert data[4:6] == EXPECTED[name][0].to_bytes(2, "little")
     tiles = read_header(data)["tiles"]

@@ -132,9 +132,9 @@ def test_decode_goes_parallel_only_when_a_core_is_free(monkeypatch) -> None:
     in the calling thread: a helper would wait in the run queue."""
     monkeypatch.setenv(RT.THREADS_ENV, "2")
     for load, least in ((0.3, RT.DECODE_PARALLEL_PIXELS), (1.6, RT.PARALLEL_PIXELS)):
-        monkeypatch.setattr(ST.os, "getloadavg", lambda load=load: (load, load, load))
+        monkeypatch.setattr(RT.os, "getloadavg", lambda load=load: (load, load, load))
         monkeypatch.setattr(RT, "_LOAD", [-1.0, False])
         assert RT._parallel_least(RT.DECODE_PARALLEL_PIXELS) == least
-    monkeypatch.setattr(ST.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    monkeypatch.setattr(RT.os, "getloadavg", lambda: (0.3, 0.3, 0.3))
     # the load is read at most once a second
     assert RT._parallel_least(RT.DECODE_PARALLEL_PIXELS) == RT.PARALLEL_PIXELS

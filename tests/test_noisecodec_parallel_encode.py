@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.noisecodec import NoiseCodec
 from rawsigma.analysis.noisecodec import ckernels as CK
+from rawsigma.analysis.noisecodec import encode_pyramid as EP
 from rawsigma.analysis.noisecodec import pyramid as PY
 from rawsigma.analysis.noisecodec import runtime as RT
 from rawsigma.analysis.noisecodec import stream as ST
@@ -62,12 +63,12 @@ def test_encode_goes_parallel_only_with_a_free_core(monkeypatch) -> None:
 
 
 def test_scratch_arrays_come_back_zeroed() -> None:
-    a = ST._take_zeros((3, 5), np.int64)
+    a = EP._take_zeros((3, 5), np.int64)
     a += 7
-    ST._give([a])
-    b = ST._take_zeros((3, 5), np.int64)
+    EP._give([a])
+    b = EP._take_zeros((3, 5), np.int64)
     assert b is a and not b.any()
-    assert ST._take_zeros((3, 5), np.uint32).dtype == np.uint32  # another kind: new
+    assert EP._take_zeros((3, 5), np.uint32).dtype == np.uint32  # another kind: new
 
 
 @pytest.mark.skipif(CK.c_namespace() is None, reason="C kernels unavailable")
@@ -106,7 +107,7 @@ def test_single_frames_train_on_every_fifth_row(monkeypatch) -> None:
     small = NoiseCodec(cam.true_profile().crop((0, 0, 64, 64), relative=True), step=2.0)
     small.encode(np.ascontiguousarray(frame[:64, :64]))
     assert set(steps) == {4}
-    monkeypatch.setattr(ST, "TRAIN_ROW_STEP", (4, 4, 8))
+    monkeypatch.setattr(EP, "TRAIN_ROW_STEP", (4, 4, 8))
     old = codec.encode(frame)
     assert old != new
     np.testing.assert_array_equal(codec.decode(old), codec.decode(new))
@@ -155,13 +156,13 @@ def test_training_in_the_quantisers_items_gives_the_same_stream(kernels, monkeyp
         _unfused(m)
         assert streams() == fused
     callers = []
-    real = ST._Training.reset
+    real = EP.Training.reset
 
     def reset(self, zeroed=False):
         callers.append(sys._getframe(1).f_code.co_name)
         real(self, zeroed)
 
-    monkeypatch.setattr(ST._Training, "reset", reset)
+    monkeypatch.setattr(EP.Training, "reset", reset)
     assert streams() == fused
     # C: a wrong knee guess repeats the pass, and the sums (numba has no guess)
     assert ("quantise_frames_knee" in callers) == kernels.round_min
