@@ -6,7 +6,8 @@ profiles estimated from the images), optionally the 2048² frame itself. Each as
 single frame and as a 10-frame stack (the frame and 9 copies with ±2 ADU of fresh
 noise: the same statistics, different data). Per frame: process CPU time (all threads;
 what reproduces on a busy machine) and wall time, median of ``--reps``, zstd-3 timed
-in the same minute; ratios > 1 mean the codec is faster. Targets (issue 16): encode
+in the same rep; ratios > 1 mean the codec is faster, each the median of the per-rep
+ratios with its quartiles in brackets. Targets (issue 16): encode
 ≥ 1×, decode ≥ 0.5× zstd-3 on a single frame, better on a stack. ``--kernels
 numba,c`` times each frame with the numba kernels and with the C extension
 (`ckernels`) in turn, zstd-3 beside each (the streams are identical: checked).
@@ -78,18 +79,25 @@ def _compare1(name: str, codec, x: np.ndarray, reps: int) -> bytes:
         lambda: imagecodecs.zstd_encode(x, level=3),
         lambda: imagecodecs.zstd_decode(z),
     ]
-    runs = [[timed(fn, 1) for fn in calls] for _ in range(reps)]
-    (ec, ew), (dc, dw), (zec, zew), (zdc, zdw) = (
-        tuple(float(np.median([r[i][k] for r in runs])) for k in (0, 1)) for i in range(4)
-    )
+    runs = np.array([[timed(fn, 1) for fn in calls] for _ in range(reps)])  # (rep, call, k)
+    (ec, _), (dc, _), (zec, _), (zdc, _) = np.median(runs, 0)
+    # ratios rep by rep (zstd-3 / codec, the two timed in the same rep): their median and
+    # quartiles, so that a drift of the machine's speed between reps cancels
+    enc, dec = runs[:, 2] / runs[:, 0], runs[:, 3] / runs[:, 1]  # (rep, k: CPU, wall)
     ms = 1e3 / n
     print(
         f"| {name} | {x.nbytes / len(data):.2f} | {ec * ms:.1f} / {dc * ms:.1f} | "
-        f"{zec * ms:.1f} / {zdc * ms:.1f} | **{zec / ec:.2f}× / {zdc / dc:.2f}×** | "
-        f"{zew / ew:.2f}× / {zdw / dw:.2f}× | {os.getloadavg()[0]:.1f} |",
+        f"{zec * ms:.1f} / {zdc * ms:.1f} | **{_ratio(enc[:, 0])} / {_ratio(dec[:, 0])}** | "
+        f"{_ratio(enc[:, 1])} / {_ratio(dec[:, 1])} | {os.getloadavg()[0]:.1f} |",
         flush=True,
     )
     return bytes(data)
+
+
+def _ratio(r: np.ndarray) -> str:
+    """Median ratio and its quartiles over the reps, e.g. ``1.43× (1.38–1.47)``."""
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return f"{med:.2f}× ({q1:.2f}–{q3:.2f})"
 
 
 def main() -> None:
