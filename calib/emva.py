@@ -313,7 +313,10 @@ def _fit_k(
     if usable.sum() < 2:
         usable = (frac < 0.01) & (sig > 0)
     if usable.sum() >= 2:
-        K, K_icpt, K_se = _wls_line(sig[usable], yvar[usable])
+        idx = np.flatnonzero(usable)
+        K, K_icpt, _ = _wls_line(sig[idx], yvar[idx])
+        s_y = np.array([np.hypot(_mean_var_se(levels[i]), _mean_var_se(darks[i])) for i in idx])
+        K_se = _slope_se(sig[idx], yvar[idx], K, K_icpt, s_y)
         k_method = "LS line with intercept (EMVA 1288 eq. 50)"
     elif usable.sum() == 1:
         i1 = int(np.flatnonzero(usable)[0])
@@ -324,6 +327,35 @@ def _fit_k(
     if not K > 0:
         raise ValueError(f"photon-transfer slope K = {K:.4g} DN/e- is not positive")
     return usable, K, K_icpt, K_se, k_method
+
+
+def _mean_var_se(pm: Any) -> float:
+    """SE of a level's pixel-mean temporal variance from the noise of its frames (ADU^2).
+
+    Every pixel's variance of ``n`` frames has the SE ``s^2 sqrt(2 / (n - 1))``
+    (Gaussian fourth moment: shot noise well above a few e-, read noise), and the
+    pixels' temporal noises are independent.
+    """
+    v = np.maximum(pm.var(), 0.0)
+    return float(np.sqrt(2.0 / (pm.n - 1) * np.sum(v * v)) / v.size)
+
+
+def _slope_se(x: np.ndarray, y: np.ndarray, b: float, a: float, s_y: np.ndarray) -> float:
+    """SE of the LS slope ``b`` of ``y = a + b x`` whose points have the SEs ``s_y``.
+
+    The SE propagated from the points' own noise, scaled up by the Birge ratio
+    ``sqrt(chi^2 / (n - 2))`` when the points scatter more than that noise (a curved
+    or unstable photon-transfer curve). Never the residuals alone: with 3-4 levels
+    their 1-2 degrees of freedom gave SEs 10x too small now and then, and with
+    2 levels none at all.
+    """
+    dx = x - x.mean()
+    sxx = float(np.sum(dx * dx))
+    se = float(np.sqrt(np.sum(dx * dx * s_y * s_y)) / sxx)
+    if x.size > 2 and np.all(s_y > 0):
+        chi2 = float(np.sum(((y - a - b * x) / s_y) ** 2)) / (x.size - 2)
+        se *= max(1.0, float(np.sqrt(chi2)))
+    return se
 
 
 def _dark_noise(

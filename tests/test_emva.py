@@ -173,3 +173,27 @@ def test_dsnu_from_all_dark_frames_with_se() -> None:
     assert abs(all_d["DSNU1288"] - truth) < 3 * all_d["DSNU1288_se"] + 0.02 * truth
     for key in ("K_se", "sigma_d_se", "PRNU1288_se"):
         assert all_d[key] > 0
+
+
+@pytest.mark.parametrize("n_levels", [2, 3])
+def test_k_se_honest_with_few_levels(n_levels: int) -> None:
+    """K's SE covers its error with 2-3 usable levels (QA session 11).
+
+    The SE came from the line's residuals alone: with 2 levels there was none (and
+    every number in electrons then claimed to be exact), with 3 levels (one degree of
+    freedom) it was now and then 10x too small (z = 14.7 for seed 5).
+    """
+    cam = SensorModel.preset("scmos", (48, 48), seed=3)
+    ph = cam.photons_for_fraction(0.5, EXPOSURE) * np.linspace(0.2, 1.0, n_levels)
+    z = []
+    for seed in range(8):
+        sw = accumulate_sweep(
+            cam.expose, cam.shape, ph, frames=20, dark_frames=20, exposure_s=EXPOSURE, rng=seed
+        )
+        s, _ = emva_analysis(sw.dark, sw.levels, max_adu=cam.max_adu)
+        assert s["n_levels_K"] == n_levels
+        z.append((s["K"] - float(np.mean(cam.gain))) / s["K_se"])
+        assert s["sigma_d_se"] > 0
+    z = np.asarray(z)
+    assert np.all(np.isfinite(z)) and np.max(np.abs(z)) < 3.5
+    assert 0.3 < np.sqrt(np.mean(z * z)) < 1.6
