@@ -412,6 +412,8 @@ class MDASweep:
         folder calibrates again with ``rawsigma calibrate --from-stacks``.
     force : bool
         Replace existing outputs.
+    gain_map : {"auto", "per-pixel", "global"}
+        Which gain map the profile stores (as `SweepRunner`).
     """
 
     def __init__(
@@ -422,6 +424,7 @@ class MDASweep:
         output_dir: str | os.PathLike | None = None,
         fmt: str = "ome-tiff",
         force: bool = False,
+        gain_map: str = "auto",
     ) -> None:
         from pymmcore_plus import CMMCorePlus
 
@@ -435,6 +438,7 @@ class MDASweep:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.ext = {"ome-tiff": ".ome.tiff", "ome-zarr": ".ome.zarr"}[fmt]
         self.force = force
+        self.gain_map = gain_map
         self.camera = core.getCameraDevice()
         self.shutter = core.getShutterDevice()
         self.handler = MomentsHandler(plan.chunk_frames, plan)
@@ -524,6 +528,7 @@ class MDASweep:
             stability=self.stability,
             warnings=self.warnings,
             source=f"pymmcore-plus MDA engine, camera {self.camera}",
+            gain_map=self.gain_map,
         )
         if out is not None:
             profile.save(out, force=self.force)

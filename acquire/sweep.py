@@ -100,6 +100,10 @@ class SweepRunner(ControlledRunner):
         Device labels (default: the core's current camera and shutter).
     force : bool
         Allow replacing ``frames_path`` and the output profile.
+    gain_map : {"auto", "per-pixel", "global"}
+        Which gain map the profile stores (`rawsigma.calib.build.build_profile`):
+        ``auto`` stores the global K on every pixel when the per-pixel gains would
+        be noise (too few frames per level).
 
     Attributes
     ----------
@@ -120,9 +124,11 @@ class SweepRunner(ControlledRunner):
         camera: str | None = None,
         shutter: str | None = None,
         force: bool = False,
+        gain_map: str = "auto",
     ) -> None:
         super().__init__(core, camera, shutter, force)
         self.plan = plan
+        self.gain_map = gain_map
         self.partial_path = Path(partial_path) if partial_path is not None else None
         self.frames_path = Path(frames_path) if frames_path is not None else None
         self.dark = None
@@ -502,6 +508,7 @@ class SweepRunner(ControlledRunner):
             stability=self.stability,
             warnings=self._warnings,
             source=f"Micro-Manager core, camera {self.camera}",
+            gain_map=self.gain_map,
         )
 
 
@@ -516,11 +523,14 @@ def sweep_profile(
     stability: list[dict[str, Any]] | None = None,
     warnings: list[str] | None = None,
     source: str = "",
+    gain_map: str = "auto",
 ) -> Any:
     """Build the `CameraProfile` of a finished sweep (`SweepRunner` and `MDASweep`).
 
     Both engines call this with their accumulators, so the same frames give the
-    same maps whichever engine acquired them.
+    same maps whichever engine acquired them. ``gain_map`` is `build_profile`'s
+    (``auto``: the global K on every pixel when too few frames per level make the
+    per-pixel gains noise).
     """
     # imported on use: the profile fit pulls in scipy (start-up cost)
     from rawsigma.calib.build import build_profile
@@ -543,4 +553,5 @@ def sweep_profile(
         control_values=list(level_values),
         level_stability=list(stability or []),
         acquisition_warnings=list(warnings or []),
+        gain_map=gain_map,
     )

@@ -184,9 +184,9 @@ def build_profile(
         per-pixel unless the median per-pixel gain SE exceeds
         ``GAIN_REL_SE_LIMIT`` (30 %: fewer than ~25 frames at one level, or frame
         pairs); ``per-pixel`` is refused above ``GAIN_REL_SE_MAX`` (100 %). The choice is
-        in ``provenance["gain_map"]``. Default ``per-pixel`` (the sweep and the GUI show
-        the same per-pixel fit); :func:`~rawsigma.calib.stacks.calibrate_from_stacks`
-        and ``rawsigma calibrate --from-stacks`` default to ``auto``.
+        in ``provenance["gain_map"]``. Default ``per-pixel``; the sweeps (CLI, GUI,
+        ``--engine mda``), :func:`~rawsigma.calib.stacks.calibrate_from_stacks` and
+        ``rawsigma calibrate --from-stacks`` default to ``auto``.
     max_unusable : float
         Largest fraction of pixels without a usable gain (default 5 %).
     **extra_provenance

@@ -50,6 +50,7 @@ class SweepOptions:
     save_frames: Path | None = None
     engine: str = "runner"
     quiet: bool = False
+    gain_map: str = "auto"
 
 
 def register(app: typer.Typer) -> None:
@@ -131,13 +132,17 @@ def calibrate(
     gain_map: str = typer.Option(
         "auto",
         "--gain-map",
-        help="auto, per-pixel or global (EMVA K on every pixel; CCDs, frame pairs) "
-        "(--from-stacks).",
+        help="auto, per-pixel or global (EMVA K on every pixel; CCDs, frame pairs); "
+        "auto: global when too few frames per level make per-pixel gains noise.",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Measure a camera's per-pixel offset, read noise and gain (PTC sweep) → HDF5 profile."""
     with user_errors():
+        if gain_map not in ("auto", "per-pixel", "global"):
+            from rawsigma.errors import UsageError
+
+            raise UsageError(f"--gain-map {gain_map!r}: use auto, per-pixel or global")
         if from_stacks:
             if dark_exposures:
                 from rawsigma.errors import InputFileError
@@ -176,6 +181,7 @@ def calibrate(
                 save_frames=save_frames,
                 engine=engine,
                 quiet=quiet,
+                gain_map=gain_map,
             )
         )
 
@@ -260,7 +266,12 @@ def _sweep_locked(out: Path, partial: Path, options: SweepOptions, mda: bool) ->
         shape = (int(core.getImageHeight()), int(core.getImageWidth()))
         check_output(out, options.force, need_bytes=_need_bytes(plan, shape))
         runner = SweepRunner(
-            core, plan, partial, frames_path=options.save_frames, force=options.force
+            core,
+            plan,
+            partial,
+            frames_path=options.save_frames,
+            force=options.force,
+            gain_map=options.gain_map,
         )
         _warm_up(core)
         with runner_progress(runner, runner.total_frames, options.quiet):
@@ -382,7 +393,9 @@ def _sweep_mda(core: CorePlus, plan: Any, options: SweepOptions) -> None:
     from rawsigma.errors import Cancelled
     from rich.console import Console
 
-    runner = MDASweep(core, plan, output_dir=options.save_frames, force=options.force)
+    runner = MDASweep(
+        core, plan, output_dir=options.save_frames, force=options.force, gain_map=options.gain_map
+    )
     _warm_up(core)
     try:
         with runner_progress(runner, runner.total_frames, options.quiet):
@@ -411,8 +424,6 @@ def _from_stacks(
     check_not_input(out, *stacks, csv, dark_stack)
     if not stacks:
         raise UsageError("--from-stacks needs at least one stack file")
-    if gain_map not in ("auto", "per-pixel", "global"):
-        raise UsageError(f"--gain-map {gain_map!r}: use auto, per-pixel or global")
     with output_lock(out):
         profile = calibrate_from_stacks(
             stacks, csv, dark=dark_stack, bit_depth=bit_depth, gain_map=gain_map

@@ -81,8 +81,16 @@ def test_gui_sweep_equals_runner_and_shows_profile_maps(qtbot, tmp_path, referen
     qtbot.waitUntil(lambda: win.maps.last_fit is not None, timeout=30000)
     qtbot.waitUntil(lambda: win.maps.last_fit["n_levels"] == PLAN["n_levels"], timeout=30000)
     good = saved.good
-    live_gain = np.asarray(win.maps.last_fit["maps"].gain)
-    np.testing.assert_allclose(live_gain[good], saved.gain[good], rtol=1e-5)
+    live = win.maps.last_fit["maps"]
+    for name in ("offset", "read_noise"):
+        live_map = np.asarray(getattr(live, name))
+        np.testing.assert_allclose(live_map[good], getattr(saved, name)[good], rtol=1e-5)
+    # 6 frames per level: the per-pixel gains (shown live) would be noise, so the profile
+    # stores the global K on every pixel (--gain-map auto, as rawsigma calibrate)
+    assert saved.provenance["gain_map"] == "global"
+    assert np.all(saved.gain[good] == saved.emva["K"])
+    live_gain = np.asarray(live.gain)[good]
+    assert abs(np.median(live_gain) / saved.emva["K"] - 1) < 0.1
     assert win.calib.table.rowCount() >= PLAN["n_levels"] + 1
     x, y = win.maps.ptc.data
     assert x.size >= 2 and np.all(np.diff(np.log(y)) > 0)  # variance grows with signal
