@@ -332,29 +332,29 @@ def _fit_k(
 def _mean_var_se(pm: Any) -> float:
     """SE of a level's pixel-mean temporal variance from the noise of its frames (ADU^2).
 
-    Every pixel's variance of ``n`` frames has the SE ``s^2 sqrt(2 / (n - 1))``
-    (Gaussian fourth moment: shot noise well above a few e-, read noise), and the
-    pixels' temporal noises are independent.
+    Every pixel's variance ``s^2`` of ``n`` frames has the variance ``2 sigma^4 /
+    (n - 1)`` (Gaussian fourth moment: shot noise above a few e-, read noise), and
+    ``s^4 (n - 1) / (n + 1)`` estimates ``sigma^4`` without bias; the pixels' temporal
+    noises are independent.
     """
     v = np.maximum(pm.var(), 0.0)
-    return float(np.sqrt(2.0 / (pm.n - 1) * np.sum(v * v)) / v.size)
+    return float(np.sqrt(2.0 / (pm.n + 1) * np.sum(v * v)) / v.size)
 
 
 def _slope_se(x: np.ndarray, y: np.ndarray, b: float, a: float, s_y: np.ndarray) -> float:
     """SE of the LS slope ``b`` of ``y = a + b x`` whose points have the SEs ``s_y``.
 
-    The SE propagated from the points' own noise, scaled up by the Birge ratio
-    ``sqrt(chi^2 / (n - 2))`` when the points scatter more than that noise (a curved
-    or unstable photon-transfer curve). Never the residuals alone: with 3-4 levels
-    their 1-2 degrees of freedom gave SEs 10x too small now and then, and with
-    2 levels none at all.
+    The larger of the SE propagated from the points' own noise and the SE from the
+    residuals (which also holds a curved or unstable photon-transfer curve). Never
+    the residuals alone: with 3-4 levels their 1-2 degrees of freedom gave SEs 10x
+    too small now and then, and with 2 levels none at all.
     """
     dx = x - x.mean()
     sxx = float(np.sum(dx * dx))
     se = float(np.sqrt(np.sum(dx * dx * s_y * s_y)) / sxx)
-    if x.size > 2 and np.all(s_y > 0):
-        chi2 = float(np.sum(((y - a - b * x) / s_y) ** 2)) / (x.size - 2)
-        se *= max(1.0, float(np.sqrt(chi2)))
+    if x.size > 2:
+        res = y - a - b * x
+        se = max(se, float(np.sqrt(np.sum(res * res) / (x.size - 2) / sxx)))
     return se
 
 
