@@ -229,6 +229,8 @@ def build_profile(
         maps.info["no_signal"],
         [lv.n for lv in levels],
         max_unusable=max_unusable,
+        n_used=maps.n_levels,
+        min_levels=min(2, len(levels)),
     )
     stab = light_stability(
         level_darks if level_darks is not None else dark,

@@ -11,7 +11,7 @@ Two stages:
   variance excess).
 
 Both raise :class:`CalibrationError` (a :class:`~rawsigma.errors.RawsigmaError`, so the
-CLI prints it as one line and exits with status 2); nothing is written.
+CLI prints it as one line and exits with status 1, an input error); nothing is written.
 """
 
 from __future__ import annotations
@@ -45,6 +45,20 @@ def signal_snr(dark: Any, level: Any) -> tuple[float, float]:
     se = np.sqrt(np.maximum(level.var(), 0) / level.n + np.maximum(dark.var(), 0) / dark.n)
     z = x / np.maximum(se, 1e-9)
     return float(np.median(x)), float(np.median(z))
+
+
+def _no_shot_noise(dark: Any, level: Any, signal: float) -> bool:
+    """True when a level with signal has no more temporal variance than the dark.
+
+    Light brings shot noise: ``gain * signal`` ADU^2 above the dark variance, at
+    least ``signal / 100`` for any camera (gain >= 0.01 ADU/e-). A level whose mean
+    excess is below that and within 3 standard errors of zero is clipped at every
+    pixel: a full well (or an ADC) saturating below the stated maximum.
+    """
+    excess = (level.var() - dark.var()).ravel()
+    m = float(np.mean(excess))
+    se = float(np.std(excess) / np.sqrt(excess.size))
+    return m < 0.01 * signal and m < 3 * se
 
 
 def check_inputs(
@@ -103,6 +117,11 @@ def check_inputs(
         sig, z = signal_snr(dark, lv)
         if clipped > 0.5:
             saturated.append(f"{nm} ({100 * clipped:.0f} % of pixels at {max_adu} ADU)")
+        elif z > SIGNAL_Z and _no_shot_noise(dark, lv, sig):
+            saturated.append(
+                f"{nm} ({sig:.5g} ADU above the dark without shot noise: the full well, "
+                f"or an ADC below {max_adu} ADU, clips)"
+            )
         elif z > SIGNAL_Z:
             lit.append(nm)
         elif z < -SIGNAL_Z:
@@ -140,6 +159,8 @@ def check_maps(
     frames: Sequence[int],
     *,
     max_unusable: float = MAX_UNUSABLE,
+    n_used: np.ndarray | None = None,
+    min_levels: int = 2,
 ) -> dict[str, float]:
     """Refuse a fit that leaves too many pixels without a usable gain.
 
@@ -155,12 +176,16 @@ def check_maps(
         Frames per level (for the "too few frames" diagnosis).
     max_unusable : float
         Largest allowed fraction of unusable pixels.
+    n_used : ndarray of int (H, W), optional
+        Levels unclipped and with signal per pixel (for the "too few levels" diagnosis).
+    min_levels : int
+        Levels a pixel's gain fit needs.
 
     Returns
     -------
     dict
         Fractions of pixels: ``unusable`` and per cause ``saturated``, ``no_signal``,
-        ``nonpositive``.
+        ``few_levels``, ``nonpositive``.
 
     Raises
     ------
@@ -172,12 +197,18 @@ def check_maps(
         bad = ~np.isfinite(gain) | (gain <= 0)
     sat = bad & all_clipped
     nosig = bad & ~sat & no_signal
-    nonpos = bad & ~sat & ~nosig
+    few = bad & ~sat & ~nosig
+    if n_used is not None:
+        few &= n_used < min_levels
+    else:
+        few[:] = False
+    nonpos = bad & ~sat & ~nosig & ~few
     n = gain.size
     out = {
         "unusable": float(bad.sum() / n),
         "saturated": float(sat.sum() / n),
         "no_signal": float(nosig.sum() / n),
+        "few_levels": float(few.sum() / n),
         "nonpositive": float(nonpos.sum() / n),
     }
     if out["unusable"] <= max_unusable:
@@ -187,6 +218,11 @@ def check_maps(
         parts.append(f"{100 * out['saturated']:.1f} % saturated at every level")
     if out["no_signal"]:
         parts.append(f"{100 * out['no_signal']:.1f} % without signal above dark")
+    if out["few_levels"]:
+        parts.append(
+            f"{100 * out['few_levels']:.1f} % unclipped at fewer than {min_levels} levels "
+            "(the others saturate)"
+        )
     if out["nonpositive"]:
         parts.append(
             f"{100 * out['nonpositive']:.1f} % with flat variance not above dark variance "
@@ -195,6 +231,7 @@ def check_maps(
     hint = max(
         ("saturated", "reduce the light or the exposure"),
         ("no_signal", "more light"),
+        ("few_levels", "put more levels below saturation (a lower --control-max or --target)"),
         ("nonpositive", "record more frames per level (>= 16; 100+ for sCMOS per-pixel gain)"),
         key=lambda c: out[c[0]],
     )[1]

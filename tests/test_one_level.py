@@ -166,3 +166,28 @@ def test_api_error_type(cam_frames) -> None:
     sw = accumulate_sweep(cam.expose, cam.shape, [0.0], frames=5, dark_frames=5, rng=1)
     with pytest.raises(CalibrationError, match="flat = dark"):
         build_profile(sw.dark, sw.levels, max_adu=cam.max_adu)
+
+
+@pytest.mark.parametrize(
+    "fractions, pattern",
+    [
+        ((1.3, 1.6), r"every light level is saturated: level 0 \(\d+ ADU above the dark without"),
+        ((0.9, 1.3, 1.6), r"unclipped at fewer than 2 levels .*; put more levels below sat"),
+    ],
+)
+def test_full_well_saturation_is_named(fractions, pattern) -> None:
+    """Levels clipped by the full well (below the ADC maximum) are called saturated.
+
+    The sweep's `--control-min 90 --control-max 100` on the simulated sCMOS was refused
+    as "98.6 % with flat variance not above dark variance (too few frames: 20 per
+    level); record more frames", advice that could never help (QA session 11).
+    """
+    cam = SensorModel.preset("scmos", (32, 32), seed=3)
+    ph = cam.photons_for_fraction(1.0, EXPOSURE) * np.asarray(fractions)
+    sw = accumulate_sweep(
+        cam.expose, cam.shape, ph, frames=20, dark_frames=20, exposure_s=EXPOSURE, rng=1
+    )
+    assert np.all([np.max(lv.pixel_max) < cam.max_adu for lv in sw.levels])  # no ADC clip
+    with pytest.raises(CalibrationError, match=pattern) as err:
+        build_profile(sw.dark, sw.levels, max_adu=cam.max_adu)
+    assert "more frames" not in str(err.value)
