@@ -303,10 +303,12 @@ def _dark_maps(dark: PixelMoments) -> _DarkMaps:
     nd = dark.n
     offset = dark.mean()
     read_var = dark.var()
+    read_var_se = np.sqrt(2.0 / (nd - 1)) * read_var
     if dark.higher and nd >= 4:
-        read_var_se = dark.var_se()
-    else:
-        read_var_se = np.sqrt(2.0 / (nd - 1)) * read_var
+        # a heavy tail widens the SE; but the fourth moment of a few dozen frames is too
+        # noisy to narrow it below the Gaussian value (20 frames: 3 % of the pixels were
+        # > 3 SE off the truth, 1.6 % with this floor)
+        read_var_se = np.maximum(dark.var_se(), read_var_se)
     offset_se = np.sqrt(np.maximum(read_var, 1.0 / 12) / nd)
     read_noise = np.sqrt(np.maximum(read_var, 0))
     with np.errstate(divide="ignore", invalid="ignore"):
