@@ -284,7 +284,7 @@ def _sweep_locked(out: Path, partial: Path, options: SweepOptions, mda: bool) ->
         raise typer.Exit(print_interrupted(_kept(runner, partial))) from None
     except RawsigmaError as exc:
         if runner is not None and partial.exists() and not isinstance(exc, OutputExistsError):
-            raise type(exc)(f"{exc}; {_kept(runner, partial)}") from None
+            raise type(exc)(f"{str(exc).rstrip('.')}; {_kept(runner, partial)}") from None
         raise
     finally:
         if core is not None:
@@ -304,6 +304,12 @@ def _kept(runner: Any, partial: Path) -> str:
         frames = f"; the {runner.frames_written[1]} frames taken are in {runner.frames_written[0]}"
     if partial.exists() and (runner.dark is not None or runner.levels):
         n = len(runner.levels)
+        if runner.level_values and n == len(runner.level_values):  # the profile failed
+            return (
+                f"the dark and all {n} levels are kept in {partial}; --resume only rebuilds "
+                f"the profile from them (e.g. with another --gain-map), --force starts "
+                f"over{frames}"
+            )
         return (
             f"the dark and {n} completed level(s) are kept in {partial}; run the same "
             f"command with --resume to continue{frames}"

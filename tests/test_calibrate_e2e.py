@@ -169,3 +169,16 @@ def test_calibrate_sweep_honours_gain_map(cli, tmp_path) -> None:
     r = cli.invoke(app, ["calibrate", "--out", str(bad), *few, "--gain-map", "pixel"])
     assert r.exit_code == 2 and "--gain-map 'pixel'" in r.output
     assert not list(tmp_path.glob("bad.h5*"))
+
+
+def test_calibrate_refused_profile_does_not_advise_resume_to_continue(cli, tmp_path) -> None:
+    """Every level taken, the profile refused (all saturated): "--resume to continue"
+    promised more acquisition that would never come (QA session 11)."""
+    out = tmp_path / "sat.h5"
+    args = ["calibrate", "--out", str(out), "--levels", "2", "--saturation-levels", "0"]
+    args += ["--no-auto-range", "--control-min", "99", "--control-max", "100"]
+    args += ["--frames", "6", "--dark", "6", "--seed", "1", *SMALL]
+    r = cli.invoke(app, args)
+    assert r.exit_code == 1 and "every light level is saturated" in r.output
+    assert "all 2 levels are kept" in r.output and "to continue" not in r.output
+    assert not out.exists() and (tmp_path / "sat.h5.partial.h5").exists()
