@@ -104,7 +104,15 @@ def profile_summary(profile: CameraProfile) -> dict[str, Any]:
         "ptc_levels": int(len(next(iter(profile.ptc.values())))) if profile.ptc else 0,
         "provenance": {
             k: prov[k]
-            for k in ("software_version", "date_utc", "estimated", "seed", "source")
+            for k in (
+                "software_version",
+                "date_utc",
+                "estimated",
+                "seed",
+                "source",
+                "gain_map",
+                "gain_map_reason",
+            )
             if k in prov
         },
     }

@@ -258,3 +258,18 @@ def test_sensor_model_truth_profile_is_valid():
     p = sm.SensorModel.preset("scmos", shape=(32, 48), seed=3).true_profile()
     assert p.shape == (32, 48)
     assert p.gain_global > 0 and p.good.sum() > 0.9 * p.good.size
+
+
+def test_summary_says_which_gain_map_was_stored() -> None:
+    """A profile with the global K on every pixel showed a flat gain map in the GUI's
+    profile viewer with no word why; the summary (GUI table) now carries the choice."""
+    from rawsigma.acquire.sensor_model import SensorModel
+    from rawsigma.calib.build import build_profile
+    from rawsigma.calib.simsweep import accumulate_sweep
+
+    cam = SensorModel.preset("scmos", (24, 24), seed=3)
+    ph = cam.photons_for_fraction(0.5, 0.01) * np.array([0.3, 0.7])
+    sw = accumulate_sweep(cam.expose, cam.shape, ph, frames=4, dark_frames=8, rng=1)
+    prof = build_profile(sw.dark, sw.levels, max_adu=cam.max_adu, gain_map="auto")
+    prov = prof.summary()["provenance"]
+    assert prov["gain_map"] == "global" and "global K" in prov["gain_map_reason"]
