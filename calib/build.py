@@ -223,15 +223,7 @@ def build_profile(
     )
     mode, why = _gain_mode(gain_map, maps, emva)
     gain_in, gain_se, defects = _gain_source(mode, maps, emva)
-    usable = check_maps(
-        gain_in,
-        maps.info["all_clipped"],
-        maps.info["no_signal"],
-        [lv.n for lv in levels],
-        max_unusable=max_unusable,
-        n_used=maps.n_levels,
-        min_levels=min(2, len(levels)),
-    )
+    usable = _check_usable(gain_in, maps, [lv.n for lv in levels], max_unusable)
     stab = light_stability(
         level_darks if level_darks is not None else dark,
         levels,
@@ -282,6 +274,21 @@ def build_profile(
         ptc=ptc,
         plan=_plan_dict(plan),
         provenance=prov,
+    )
+
+
+def _check_usable(
+    gain: np.ndarray, maps: PixelMaps, frames: list[int], max_unusable: float
+) -> dict[str, float]:
+    """`check_maps` of the fitted gains (refuses too many unusable pixels, saying why)."""
+    return check_maps(
+        gain,
+        maps.info["all_clipped"],
+        maps.info["no_signal"],
+        frames,
+        max_unusable=max_unusable,
+        n_used=maps.n_levels,
+        min_levels=min(2, len(frames)),
     )
 
 
