@@ -124,3 +124,20 @@ def test_estimated_profile_saves_and_loads(sim, tmp_path):
     assert back.estimated and back.profile_id == prof.profile_id
     assert back.provenance["estimate"]["gain"] == pytest.approx(prof.gain_global, rel=1e-6)
     assert np.allclose(back.ptc["var"], prof.ptc["var"])
+
+
+def test_flat_field_says_the_gain_is_not_identified(shared_data) -> None:
+    """A real flat-field pair (EMVA CCD, K = 0.278) gave gain 1.54 (one frame: 0.169)
+    with a warning naming only offset and read noise; the fit's SE was 1.3 ADU/e-
+    (QA session 11). The warning now says the gain is not identified either."""
+    import tifffile
+
+    stack = tifffile.imread(shared_data / "emva1288_ccd12_ptc_roi256.tif")
+    for img in (stack[40:42], stack[40]):
+        est = estimate_profile(img).provenance["estimate"]
+        assert est["gain_se"] > 0.5 * est["gain"]
+        assert "The gain is not identified either" in est["warning"]
+        assert "--gain or --camera" in est["warning"]
+    bbbc = tifffile.imread(shared_data / "bbbc039_u2os_hoechst_3fields.tif")[0]
+    est = estimate_profile(bbbc).provenance["estimate"]
+    assert est["warning"] and "gain is not identified" not in est["warning"]

@@ -282,6 +282,8 @@ def estimate_profile(
         "dark_floor": floor_rec,
         "offset_check": offset_rec,
     }
+    if not identifiable:
+        estimate["warning"] += _gain_warning(gain, estimate)
     _check_no_silence(valid, float(offset_v), rn, name, (floor, mu0, gain))
     h, w = img.shape[-2:]
     prof = CameraProfile.uniform(
@@ -531,6 +533,24 @@ def _not_identifiable_warning(offset: float, read_noise: float, assumed: dict[st
         f"({assumed['read_noise']}) are assumptions; the variance model follows the "
         "measured noise over the image's values. Give --offset/--read-noise or --camera "
         "for physical values"
+    )
+
+
+#: A fitted gain whose SE exceeds this fraction of it is reported as not identified
+#: (real images: 0.6-2.3 %; a flat field: 60-800 %).
+GAIN_REL_SE_WARN = 0.3
+
+
+def _gain_warning(given: float | None, est: dict[str, Any]) -> str:
+    """The sentence added to the warning when the fitted gain is not identified either."""
+    gain, gain_se = est["gain"], est["gain_se"]
+    if given is not None or not gain_se > GAIN_REL_SE_WARN * gain:
+        return ""
+    return (
+        f". The gain is not identified either: {gain:.3g} ± {gain_se:.2g} ADU/e- (the "
+        f"blocks' means span {est['mean_span_adu']:.3g} ADU, e.g. a flat field: the noise "
+        "of other values is unknown); give --gain or --camera, or calibrate the camera "
+        "(rawsigma calibrate)"
     )
 
 
