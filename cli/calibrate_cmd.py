@@ -306,9 +306,9 @@ def _kept(runner: Any, partial: Path) -> str:
         n = len(runner.levels)
         if runner.level_values and n == len(runner.level_values):  # the profile failed
             return (
-                f"the dark and all {n} levels are kept in {partial}; --resume only rebuilds "
-                f"the profile from them (e.g. with another --gain-map), --force starts "
-                f"over{frames}"
+                f"the dark and all {n} levels are kept in {partial}; --resume builds the "
+                f"profile from them without taking them again (e.g. with another "
+                f"--gain-map), --force starts over{frames}"
             )
         return (
             f"the dark and {n} completed level(s) are kept in {partial}; run the same "
