@@ -487,9 +487,8 @@ class MDASweep:
 
     def run(self, out: str | os.PathLike | None = None) -> Any:
         """Acquire every level through ``core.mda.run`` and return the `CameraProfile`."""
-        from .identity import read_identity
         from .light_control import restore_device_state, save_device_state
-        from .sweep import sweep_profile
+        from .sweep import sweep_identity, sweep_profile
 
         if out is not None:
             check_output(out, self.force)
@@ -503,7 +502,7 @@ class MDASweep:
                     "configuration in the Micro-Manager config"
                 )
         core, p = self.core, self.plan
-        self.identity = read_identity(core, self.camera)
+        self.identity = sweep_identity(core, self.camera, p)
         saved = save_device_state(core, self.camera, self.shutter, p)
         try:
             self._run_seq(sweep_sequences(core, p, [], camera=self.camera)[0])

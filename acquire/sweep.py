@@ -61,6 +61,40 @@ if TYPE_CHECKING:
 __all__ = ["SweepRunner", "level_stability", "partial_path_for", "sweep_profile"]
 
 
+def sweep_identity(core: MMCore, camera: str, plan: SweepPlan) -> Any:
+    """The camera identity of a sweep's frames (`read_identity` before the sweep starts).
+
+    With ``plan.exposure_ms`` (and the light as the control) every frame is taken at
+    that exposure, which the sweep sets after reading the camera: the identity records
+    it, not the exposure the camera had before (the offset's, and the dark current's
+    reference exposure).
+    """
+    import dataclasses
+
+    ident = read_identity(core, camera)
+    if plan.exposure_ms is None or plan.control == "exposure":
+        return ident
+    extra = dict(ident.extra)
+    if "Exposure" in extra:
+        extra["Exposure"] = str(float(plan.exposure_ms))
+    return dataclasses.replace(ident, exposure_ms=float(plan.exposure_ms), extra=extra)
+
+
+#: Identity fields a resumed sweep must share with the partial file (the camera mode and
+#: the dark's exposure: levels of another mode or exposure would be mixed silently).
+RESUME_IDENTITY_KEYS = (
+    "camera",
+    "serial",
+    "bit_depth",
+    "binning",
+    "roi",
+    "sensor_shape",
+    "readout_mode",
+    "gain_mode",
+    "exposure_ms",
+)
+
+
 def partial_path_for(output: str | os.PathLike) -> Path:
     """The resumable partial file kept next to the output profile (``<out>.partial.h5``).
 
@@ -205,7 +239,7 @@ class SweepRunner(ControlledRunner):
         if out is not None:
             check_output(out, self.force)
         self.controls.reset()
-        self.identity = read_identity(self.core, self.camera)
+        self.identity = sweep_identity(self.core, self.camera, self.plan)
         if self.partial_path is not None and self.partial_path.exists():
             if not resume:
                 raise OutputExistsError(
@@ -470,7 +504,7 @@ class SweepRunner(ControlledRunner):
                 "resume it with the same options or delete it"
             )
         ident, cur = data["identity"], self.identity.to_dict()
-        for key in ("camera", "serial", "bit_depth", "binning", "roi", "sensor_shape"):
+        for key in RESUME_IDENTITY_KEYS:
             if ident.get(key) != cur.get(key):
                 raise InputFileError(
                     f"{path}: recorded with {key} = {ident.get(key)!r}, but the camera now "

@@ -171,3 +171,23 @@ def test_level_darks_emva_protocol() -> None:
     assert all(d.n == 4 for d in runner.level_darks)
     assert kinds[:3] == [(-1, "dark", None), (0, "light", None), (-1, "dark", 0)]
     assert abs(prof.gain_global / 2.0 - 1) < 0.05
+
+
+def test_resume_at_another_exposure_rejected_and_plan_exposure_recorded(tmp_path) -> None:
+    """QA session 11: resuming after the exposure changed (10 -> 40 ms, e.g. in the GUI's
+    Live tab) mixed the 10 ms dark and levels with 40 ms (saturated) levels and recorded
+    40 ms, exit 0; and ``--exposure 20`` recorded the camera's previous 10 ms as the
+    profile's exposure (the offset's and the dark current's reference)."""
+    plan = _plan(dark_frames=8, n_levels=3, frames_per_level=8, saturation_levels=0)
+    part = tmp_path / "p.h5"
+    r1 = SweepRunner(_core(), plan, part)
+    r1.levelFinished.connect(lambda i, d: r1.cancel() if i == 0 else None)
+    with pytest.raises(Cancelled):
+        r1.run()
+    core = _core()
+    core.setExposure(40.0)
+    with pytest.raises(InputFileError, match="exposure_ms = 10.0, but the camera now has 40.0"):
+        SweepRunner(core, plan, part).run(resume=True)
+
+    prof = SweepRunner(_core(), _plan(**{**plan.model_dump(), "exposure_ms": 20.0})).run()
+    assert prof.identity.exposure_ms == 20.0 and prof.identity.extra["Exposure"] == "20.0"
