@@ -338,11 +338,30 @@ class LightControl:
         if s_hi < 0.95 * slope * c_hi:  # response bends: saturated at c_hi
             sat = min(s_hi, adc_room)
             saturating: float | None = sat / slope
+        elif p.control_device is None:  # exposure: linear up to 30 % of the ADC only
+            sat, saturating = self._full_well(slope, adc_room, limit, dark_med)
         else:
             sat = adc_room
             saturating = sat / slope if sat / slope <= limit else None
         top = min(p.target_fraction * sat / slope, limit)
         return float(top), saturating
+
+    def _full_well(
+        self, slope: float, adc_room: float, limit: float, dark_med: float
+    ) -> tuple[float, float | None]:
+        """Saturation signal (ADU) and control value when the exposure is the control.
+
+        The doubling stops at 30 % of the ADC, so a full well below the ADC maximum (most
+        sCMOS cameras) is found by one probe where the ADC would fill: a response
+        flattened there by > 5 % is the full well's plateau. Without it the top level
+        was put at 90 % of the ADC, beyond the full well (a quarter of the pixels
+        clipped, mu_e.sat interpolated 17 % low).
+        """
+        c = min(adc_room / slope, limit)
+        s = self.signal(c, dark_med)
+        if s < 0.95 * slope * c:
+            return s, s / slope
+        return adc_room, (adc_room / slope if adc_room / slope <= limit else None)
 
 
 def save_device_state(core: MMCore, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:

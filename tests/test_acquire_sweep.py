@@ -191,3 +191,17 @@ def test_resume_at_another_exposure_rejected_and_plan_exposure_recorded(tmp_path
 
     prof = SweepRunner(_core(), _plan(**{**plan.model_dump(), "exposure_ms": 20.0})).run()
     assert prof.identity.exposure_ms == 20.0 and prof.identity.extra["Exposure"] == "20.0"
+
+
+def test_exposure_control_finds_the_full_well() -> None:
+    """QA session 11: with the exposure as the control, auto-range stopped doubling at
+    30 % of the ADC and, the response being linear there, put the top level at 90 % of
+    the ADC: beyond the simulated sCMOS's full well (about 92 % of it), with 25 % of
+    the pixels clipped, and mu_e.sat interpolated from there 17 % low (23 800 e-)."""
+    core = _core(**{"LED.Intensity": 50})
+    plan = _plan(control="exposure", n_levels=4, frames_per_level=20, dark_frames=20)
+    plan = SweepPlan(**{**plan.model_dump(), "saturation_levels": 3})
+    prof = SweepRunner(core, plan).run()
+    linear = prof.ptc["clipped_fraction"][:4]
+    assert np.all(linear < 0.001), linear
+    assert 27000 < prof.emva["mu_e_sat"] < 30000  # 0.15 % of pixels at the full well
