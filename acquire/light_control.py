@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rawsigma.errors import AcquisitionError
+from rawsigma.errors import AcquisitionError, UsageError
 
 from .stream import Controls, stream_frames
 
@@ -276,6 +276,34 @@ class LightControl:
             core.waitForDevice(dev[0])
         if self.plan.settle_s:
             time.sleep(self.plan.settle_s)
+
+    def check_control(self) -> None:
+        """Refuse, before any frame, a control the core cannot drive.
+
+        A device or property the core does not have, or a property without an upper
+        limit and no ``control_max``, stopped the sweep after its dark frames, leaving
+        a partial file that no corrected command could resume.
+        """
+        dev = self.plan.control_device
+        if dev is None:
+            return
+        flag = f"--control {dev[0]}-{dev[1]}"
+        try:
+            devices = [str(d) for d in self.core.getLoadedDevices()]
+        except Exception:  # noqa: BLE001 - a bridge without the call: the sweep will tell
+            return
+        if dev[0] not in devices:
+            raise UsageError(f"{flag}: no device {dev[0]!r} (devices: {', '.join(devices)})")
+        props = [str(p) for p in self.core.getDevicePropertyNames(dev[0])]
+        if dev[1] not in props:
+            raise UsageError(
+                f"{flag}: device {dev[0]} has no property {dev[1]!r} (its properties: "
+                f"{', '.join(props)})"
+            )
+        try:
+            self.control_limit()
+        except AcquisitionError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
 
     def control_limit(self) -> float:
         """Highest control value allowed (device limit and/or ``control_max``)."""

@@ -487,7 +487,8 @@ class MDASweep:
 
     def run(self, out: str | os.PathLike | None = None) -> Any:
         """Acquire every level through ``core.mda.run`` and return the `CameraProfile`."""
-        from .light_control import restore_device_state, save_device_state
+        from .light_control import LightControl, restore_device_state, save_device_state
+        from .stream import Controls
         from .sweep import sweep_identity, sweep_profile
 
         if out is not None:
@@ -502,6 +503,9 @@ class MDASweep:
                     "configuration in the Micro-Manager config"
                 )
         core, p = self.core, self.plan
+        LightControl(
+            core, self.camera, self.shutter, p, Controls(), self.warnings.append
+        ).check_control()
         self.identity = sweep_identity(core, self.camera, p)
         saved = save_device_state(core, self.camera, self.shutter, p)
         try:

@@ -267,6 +267,7 @@ class SweepRunner(ControlledRunner):
     def _acquire_all(self, resume: bool) -> None:
         """Dark, auto-range and every level, with errors mapped to rawsigma errors."""
         core = self.core
+        self.light.check_control()
         try:
             core.setAutoShutter(False)
             if self.plan.exposure_ms is not None and self.plan.control != "exposure":

@@ -182,3 +182,20 @@ def test_calibrate_refused_profile_does_not_advise_resume_to_continue(cli, tmp_p
     assert r.exit_code == 1 and "every light level is saturated" in r.output
     assert "all 2 levels are kept" in r.output and "to continue" not in r.output
     assert not out.exists() and (tmp_path / "sat.h5.partial.h5").exists()
+
+
+@pytest.mark.parametrize("engine", ["runner", "mda"])
+def test_calibrate_bad_control_refused_before_the_dark(cli, tmp_path, engine) -> None:
+    """A --control the rig lacks failed only after the dark frames (100 at full frame
+    by default), with "acquisition failed: ..." and a partial file that no corrected
+    command could resume (QA session 11). Now one usage line first, nothing kept."""
+    out = tmp_path / "c.h5"
+    for control, says in [
+        ("LED-Brightness", "device LED has no property 'Brightness' (its properties: "),
+        ("Lamp-Intensity", "no device 'Lamp' (devices: "),
+        ("Camera-Exposure", "has no upper limit: give control_max (--control-max)"),
+    ]:
+        args = ["calibrate", "--out", str(out), "--control", control, "--engine", engine]
+        r = cli.invoke(app, [*args, *SWEEP])
+        assert r.exit_code == 2 and says in r.output, r.output
+        assert not list(tmp_path.iterdir())
