@@ -289,21 +289,26 @@ class LightControl:
             return
         flag = f"--control {dev[0]}-{dev[1]}"
         try:
-            devices = [str(d) for d in self.core.getLoadedDevices()]
-        except Exception:  # noqa: BLE001 - a bridge without the call: the sweep will tell
-            return
-        if dev[0] not in devices:
-            raise UsageError(f"{flag}: no device {dev[0]!r} (devices: {', '.join(devices)})")
-        props = [str(p) for p in self.core.getDevicePropertyNames(dev[0])]
-        if dev[1] not in props:
-            raise UsageError(
-                f"{flag}: device {dev[0]} has no property {dev[1]!r} (its properties: "
-                f"{', '.join(props)})"
-            )
+            has = bool(self.core.hasProperty(*dev))
+        except Exception:  # noqa: BLE001 - MMCore raises for an unknown device
+            has = False
+        if not has:
+            raise UsageError(f"{flag}: {self._missing(*dev)}")
         try:
             self.control_limit()
         except AcquisitionError as exc:
             raise UsageError(f"{flag}: {exc}") from None
+
+    def _missing(self, device: str, prop: str) -> str:
+        """What the core lacks of ``device-prop``, with what it has (best effort)."""
+        try:
+            devices = [str(d) for d in self.core.getLoadedDevices()]
+            if device not in devices:
+                return f"no device {device!r} (devices: {', '.join(devices)})"
+            props = [str(p) for p in self.core.getDevicePropertyNames(device)]
+        except Exception:  # noqa: BLE001 - a bridge may lack the calls: say less
+            return f"the rig has no property {prop!r} of device {device!r}"
+        return f"device {device} has no property {prop!r} (its properties: {', '.join(props)})"
 
     def control_limit(self) -> float:
         """Highest control value allowed (device limit and/or ``control_max``)."""
