@@ -58,7 +58,14 @@ from .stream import ControlledRunner, accumulate_frames, seed_devices
 if TYPE_CHECKING:
     from .protocols import MMCore
 
-__all__ = ["SweepRunner", "level_stability", "partial_path_for", "sweep_profile"]
+__all__ = [
+    "RESUME_IDENTITY_KEYS",
+    "SweepRunner",
+    "level_stability",
+    "partial_path_for",
+    "sweep_identity",
+    "sweep_profile",
+]
 
 
 def sweep_identity(core: MMCore, camera: str, plan: SweepPlan) -> Any:
