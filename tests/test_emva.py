@@ -197,3 +197,21 @@ def test_k_se_honest_with_few_levels(n_levels: int) -> None:
     z = np.asarray(z)
     assert np.all(np.isfinite(z)) and np.max(np.abs(z)) < 3.5
     assert 0.3 < np.sqrt(np.mean(z * z)) < 1.6
+
+
+def test_mu_e_sat_bracketed_between_coarse_levels() -> None:
+    """Coarse levels (no saturation levels; the top one past the full well): the
+    0.15 % crossing lies somewhere between a level with no clipped pixel and one with
+    all clipped. It was interpolated near the lower level, mu_e.sat 17 % low with a
+    1 % SE (QA session 11); now the bracket's middle with its SE."""
+    cam = SensorModel.preset("scmos", (64, 64), seed=3)
+    ph = cam.photons_for_fraction(1.0, EXPOSURE) * np.array([0.27, 0.53, 0.8, 1.1])
+    sw = accumulate_sweep(
+        cam.expose, cam.shape, ph, frames=20, dark_frames=20, exposure_s=EXPOSURE, rng=1
+    )
+    s, ptc = emva_analysis(sw.dark, sw.levels, max_adu=cam.max_adu)
+    assert ptc["clipped_fraction"][2] == 0 and ptc["clipped_fraction"][3] > 0.9
+    truth = _sat_truth(cam, 20)
+    assert s["mu_y_sat_bracket_se"] > 0
+    assert abs(s["mu_e_sat"] - truth) < 2 * s["mu_e_sat_se"]
+    assert s["mu_e_sat_se"] < 0.1 * truth
