@@ -208,7 +208,7 @@ def compress(
             effort=effort,
         )
         codec._check(img)
-        if (fine := fine_step_warning(prof, codec.step)) is not None:
+        if (fine := fine_step_warning(prof, codec.step, img)) is not None:
             typer.echo(f"warning: {fine}", err=True)
         _warm_up(codec.params)
         check_output(out, force, need_bytes=img.nbytes, allow_dir=fmt == "zarr")

@@ -144,7 +144,7 @@ def _alias(name: str) -> bool:
     return name in getattr(codecs, "_ALIASES", {})
 
 
-def check_codecs(specs: list[str], profile: Any) -> None:
+def check_codecs(specs: list[str], profile: Any, image: Any = None) -> None:
     """Build every codec once with the loaded profile: bad parameters fail here, early.
 
     Raises
@@ -162,18 +162,18 @@ def check_codecs(specs: list[str], profile: Any) -> None:
             codecs = parse_codecs(s, profile=profile)
         except CodecError as exc:
             raise typer.BadParameter(str(exc), param_hint=_HINT) from None
-        _warn_fine_step(codecs, profile)
+        _warn_fine_step(codecs, profile, image)
 
 
-def _warn_fine_step(codecs: list[Any], profile: Any) -> None:
-    """One warning line per noise codec whose step is too fine to pay."""
+def _warn_fine_step(codecs: list[Any], profile: Any, image: Any = None) -> None:
+    """One warning line per noise codec whose step is too fine to pay (for ``image``)."""
     for c in codecs:
         inner = getattr(c, "inner", None)
         if inner is None:  # not a noise codec: its package need not be imported
             continue
         from rawsigma.analysis.noisecodec.codec import NoiseCodec, fine_step_warning
 
-        if isinstance(inner, NoiseCodec) and (w := fine_step_warning(profile, inner.step)):
+        if isinstance(inner, NoiseCodec) and (w := fine_step_warning(profile, inner.step, image)):
             typer.echo(f"warning: {w}", err=True)
 
 

@@ -414,7 +414,7 @@ def _checked_inputs(
     from .params import check_codecs
 
     image = options.image
-    check_codecs(list(plan.codecs), prof)
+    check_codecs(list(plan.codecs), prof, img)
     check_profile_defects(prof, options.profile or "estimated profile")
     try:
         check_raw_image(img, prof, str(image))

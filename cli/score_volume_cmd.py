@@ -189,7 +189,7 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
         )
     check_output_dir(o["out"], need_bytes=4_000_000 + 6 * vol.nbytes)
     prof = _profile(o["profile"], o["exposure"], vol, image, console)
-    check_codecs(list(plan.codecs), prof)
+    check_codecs(list(plan.codecs), prof, vol)
     check_profile_defects(prof, o["profile"] or "estimated profile")
     try:
         vol = check_raw_volume(vol, prof, str(image))

@@ -90,8 +90,9 @@ def test_cli_compress_warns_once_and_exits_0(files, step, warned):
     assert out.exists()
     lines = [ln for ln in res.output.splitlines() if ln.startswith("warning:")]
     assert len(lines) == (1 if warned else 0)
-    if warned:
-        assert "lossless codec" in lines[0] and "step >= 0.5" in lines[0]
+    if warned:  # σ at the frames' values (≈ 3.7 ADU), not the read noise (2 ADU)
+        assert "lossless codec" in lines[0] and "step >= 0.27" in lines[0]
+        assert "at the image's noise" in lines[0]
 
 
 def test_score_codec_check_warns(capsys):
@@ -100,3 +101,31 @@ def test_score_codec_check_warns(capsys):
     check_codecs(["8bit", "noise:step=0.01", "noise:step=2", "replica"], _prof(2.0))
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "step 0.01" in err
+
+
+def test_usiigaci_far_above_offset_not_warned(shared_data):
+    """QA session 11: `profile estimate` gives Usiigaci read noise 0 (offset assumed below
+    every value), so S·σ_r = 0 and compress/score advised a lossless codec "no step up to
+    2.5 reaches 1 ADU", while the codec at S = 2 beats zstd-3 several times over: the
+    frame's noise, σ(x) ≥ 80 ADU, is far from the floor."""
+    import imagecodecs
+
+    img = tifffile.imread(shared_data / "usiigaci_phase_contrast_1fields.tif")[:512, :512]
+    prof = CameraProfile.uniform(img.shape, gain=2.672, offset=3276.75, read_noise=0.0)
+    assert "no step up to 2.5" in fine_step_warning(prof, 2.0)  # the profile alone
+    assert fine_step_warning(prof, 2.0, img) is None
+    zstd = img.nbytes / len(imagecodecs.zstd_encode(img.tobytes(), 3))
+    noise = img.nbytes / len(NoiseCodec(prof, step=2.0, maps="global").encode(img))
+    assert noise > 3 * zstd
+
+
+def test_image_at_the_floor_still_warned(shared_data):
+    """BBBC039 field 0 (max 993 DN) sits near its floor: step 0.01 is still refused
+    advice-wise with the image, and the advised step pays (as in the profile-only case)."""
+    img = tifffile.imread(shared_data / "bbbc039_u2os_hoechst_3fields.tif")[0]
+    prof = CameraProfile.uniform(img.shape, gain=0.368, offset=128.0, read_noise=3.4)
+    w = fine_step_warning(prof, 0.01, img)
+    assert w is not None and "at the image's noise" in w
+    advised = float(w.rsplit(">= ", 1)[1])
+    assert 0.1 < advised < 0.3  # the image's pixels are noisier than the floor
+    assert fine_step_warning(prof, advised, img) is None

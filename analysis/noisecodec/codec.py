@@ -56,7 +56,9 @@ def check_profile(profile: CameraProfile) -> None:
         raise ProfileError(f"noise codec: profile {profile.profile_id} has no finite offset")
 
 
-def fine_step_warning(profile: CameraProfile, step: float) -> str | None:
+def fine_step_warning(
+    profile: CameraProfile, step: float, image: np.ndarray | None = None
+) -> str | None:
     """One line saying that ``step`` is too fine to pay, or None.
 
     A step whose size at the noise floor, ``S·σ_r`` with σ_r the read noise (ADU) of
@@ -65,15 +67,38 @@ def fine_step_warning(profile: CameraProfile, step: float) -> str | None:
     codes, and the ratio can fall below a lossless codec's (BBBC039: 1.0:1 at S = 0.01
     against zstd-3's 2.15:1; benchmarks/RESULTS.md). The advice is a lossless codec or
     the smallest step with ``S·σ_r >= 1`` ADU on half of the pixels, ``1/median(σ_r)``.
+
+    Parameters
+    ----------
+    profile : CameraProfile
+        The codec's profile.
+    step : float
+        The step S, in units of the noise σ.
+    image : ndarray, optional
+        The frames ``(H, W)`` or ``(..., H, W)`` to be coded. With them σ is the
+        profile's noise at each pixel's value, ``√(g·(x − o)₊ + σ_r²)``, not the read
+        noise alone: an image far above the offset (Usiigaci, whose estimated profile
+        has read noise 0) is not at the noise floor, and codes at 7.5:1 where zstd
+        reaches 1.1:1.
+
+    Returns
+    -------
+    str or None
+        The warning, or None when the step pays.
     """
     rn = np.asarray(profile.read_noise, np.float64)
-    good = rn[np.asarray(profile.good)]
-    rn = good if good.size else rn.ravel()
-    rn = rn[np.isfinite(rn)]
-    frac = float(np.mean(step * rn < 1.0)) if rn.size else 0.0
+    good = np.asarray(profile.good)
+    where = "the noise floor"
+    if image is not None:
+        sig = _image_sigma(profile, image)
+        where = "the image's noise"
+    else:
+        sig = rn[good] if good.any() else rn.ravel()
+    sig = sig[np.isfinite(sig)]
+    frac = float(np.mean(step * sig < 1.0)) if sig.size else 0.0
     if frac <= 0.5:
         return None
-    med = float(np.median(rn))
+    med = float(np.median(sig))
     s_min = np.ceil(100.0 / med) / 100.0 if med > 0 else np.inf
     advice = (
         f"use a lossless codec (e.g. zstd) or a step >= {s_min:g}"
@@ -81,10 +106,23 @@ def fine_step_warning(profile: CameraProfile, step: float) -> str | None:
         else f"use a lossless codec (e.g. zstd): no step up to {MAX_STEP:g} reaches 1 ADU"
     )
     return (
-        f"noise codec step {step:g} is {step * med:.2g} ADU at the noise floor (below 1 ADU "
+        f"noise codec step {step:g} is {step * med:.2g} ADU at {where} (below 1 ADU "
         f"on {frac:.0%} of the pixels): finer than the camera's ADU, it can compress worse "
         f"than a lossless codec; {advice}"
     )
+
+
+def _image_sigma(profile: CameraProfile, image: np.ndarray, n: int = 1 << 20) -> np.ndarray:
+    """The profile's noise (ADU) at the values of up to ``n`` good pixels of ``image``."""
+    frames = np.asarray(image).reshape(-1, *np.shape(image)[-2:])
+    frames = frames[:: max(1, -(-frames.size // n))]  # whole frames, about n pixels
+    x = frames.astype(np.float64)
+    o = np.asarray(profile.offset, np.float64)
+    g = np.asarray(profile.gain, np.float64)
+    rn = np.asarray(profile.read_noise, np.float64)
+    var = g * np.maximum(x - o, 0.0) + rn * rn
+    good = np.broadcast_to(np.asarray(profile.good), var.shape)
+    return np.sqrt(var[good] if good.any() else var.ravel())
 
 
 if TYPE_CHECKING:
