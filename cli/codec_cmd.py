@@ -102,6 +102,32 @@ def _read_raw(path: Path):  # type: ignore[no-untyped-def]
     return img
 
 
+def _volume_meta(image: Path, img: Any) -> dict[str, Any]:
+    """Axes and voxel size of a (Z, Y, X) volume the input declares, for the container.
+
+    A stack of frames (no ``Z`` axis declared) has none: its frames stay frames.
+    """
+    from rawsigma.errors import RawsigmaError
+    from rawsigma.volread import declared_axes, open_volume
+
+    if img.ndim != 3 or "Z" not in declared_axes(image):
+        return {}
+    try:
+        _, info = open_volume(image)
+    except RawsigmaError:
+        return {"axes": "ZYX"}
+    return {"axes": "ZYX", **({"spacing_zyx": list(info.spacing)} if info.spacing else {})}
+
+
+def _describe_meta(meta: dict[str, Any]) -> str:
+    """``axes ZYX, voxel 1.75 x 0.8 x 0.8 µm`` (empty without metadata)."""
+    if not meta:
+        return ""
+    sp = meta.get("spacing_zyx")
+    voxel = f", voxel {' x '.join(f'{v:g}' for v in sp)} µm" if sp else ""
+    return f"axes {meta['axes']}{voxel}"
+
+
 def _warm_up(params) -> None:  # type: ignore[no-untyped-def]
     """Compile the codec's kernels if this machine never did, saying so on stderr."""
     from rawsigma.analysis.noisecodec.warmup import warm_up
@@ -210,10 +236,18 @@ def compress(
         codec._check(img)
         if (fine := fine_step_warning(prof, codec.step, img)) is not None:
             typer.echo(f"warning: {fine}", err=True)
+        meta = _volume_meta(image, img)
+        if meta and fmt == "rsnc":
+            typer.echo(
+                f"warning: a .rsnc stream keeps no image metadata: {image}'s "
+                f"{_describe_meta(meta)} will not be in {out} (use .tif, .h5 or .zarr)",
+                err=True,
+            )
+            meta = {}
         _warm_up(codec.params)
         check_output(out, force, need_bytes=img.nbytes, allow_dir=fmt == "zarr")
         with _interruptible(out), output_lock(out):  # Ctrl-C while verifying: said so
-            path = write_compressed(out, img, codec, fmt=fmt, force=force)
+            path = write_compressed(out, img, codec, fmt=fmt, force=force, meta=meta)
             verify_written(path, fmt, img)
         size = (
             sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -225,6 +259,7 @@ def compress(
         typer.echo(
             f"{out}: {n} {img.shape[-2:]}, {codec.spec} ({fmt}), {img.size * 2 / size:.2f}:1 "
             f"against raw 16-bit, profile {prof.profile_id}"
+            + (f"; {_describe_meta(meta)} kept" if meta else "")
         )
 
 
@@ -251,7 +286,7 @@ def decompress(
 
         import numpy as np
         from rawsigma.analysis.noisecodec import StreamParams, warmup
-        from rawsigma.analysis.noisecodec.containers import read_compressed
+        from rawsigma.analysis.noisecodec.containers import read_compressed, read_meta
         from rawsigma.errors import UsageError
         from rawsigma.fileio import atomic_write, check_not_input, check_output, output_lock
 
@@ -275,14 +310,16 @@ def decompress(
                 img = read_compressed(data, fmt, allow_missing=allow_missing)
         mask = np.ma.getmask(img) if isinstance(img, np.ma.MaskedArray) else None
         img = np.ma.getdata(img)
+        meta = _decoded_meta(read_meta(data, fmt), img, data, out)
         record = {
+            **meta,
             "rawsigma": {
                 "lossy_derived": True,
                 "decoded_from": str(data),
                 "note": "decoded from the rawsigma noise codec: not the raw camera values",
                 "frames_shape": list(img.shape),
                 "masked_frames": bool(mask is not None and mask.any()),
-            }
+            },
         }
         check_output(out, force, need_bytes=img.nbytes)
         lost = mask is not None and bool(mask.any())
@@ -299,6 +336,27 @@ def decompress(
             typer.echo(f"warning: lost regions written as 0, mask in {mpath}", err=True)
         outputs_complete()
         typer.echo(f"{out}: {img.shape} uint16 (lossy-derived)")
+
+
+def _decoded_meta(meta: dict[str, Any], img: Any, data: Path, out: Path) -> dict[str, Any]:
+    """The container's axes and voxel size, as the decoded TIFF's description keys.
+
+    Those are the keys `rawsigma.volread` reads (``axes``, ``voxel_size_um_zyx``); a
+    ``.npy`` cannot hold them, which one warning line says.
+    """
+    if not meta or len(meta["axes"]) != img.ndim:
+        return {}
+    if out.suffix.lower() == ".npy":
+        typer.echo(
+            f"warning: {data} records {_describe_meta(meta)}; a .npy file cannot keep them "
+            "(write a .tif to keep them)",
+            err=True,
+        )
+        return {}
+    rec = {"axes": meta["axes"]}
+    if "spacing_zyx" in meta:
+        rec["voxel_size_um_zyx"] = meta["spacing_zyx"]
+    return rec
 
 
 def _mask_path(out: Path) -> Path:

@@ -44,6 +44,7 @@ __all__ = [  # and, lazily, NoiseNumcodec and RawsigmaNoiseZarr3 (module __getat
     "guess_format",
     "read_compressed",
     "read_hdf5",
+    "read_meta",
     "read_tiff",
     "write_compressed",
     "write_hdf5",
@@ -127,20 +128,43 @@ def guess_format(path: str | os.PathLike) -> str:
     return "rsnc"
 
 
+def check_meta(meta: dict[str, Any] | None, shape: tuple[int, ...]) -> dict[str, Any]:
+    """The image metadata a container keeps: ``axes`` (one letter per dimension of
+    ``shape``, e.g. ``"ZYX"``) and ``spacing_zyx`` (three voxel sizes, µm); {} if none."""
+    meta = dict(meta or {})
+    axes = meta.get("axes")
+    if not isinstance(axes, str) or len(axes) != len(shape):
+        return {}
+    out: dict[str, Any] = {"axes": axes.upper()}
+    try:
+        sp = [float(v) for v in meta.get("spacing_zyx") or ()]
+    except (TypeError, ValueError):
+        sp = []
+    if len(sp) == 3 and all(np.isfinite(v) and v > 0 for v in sp):
+        out["spacing_zyx"] = sp
+    return out
+
+
 def write_compressed(
     path: str | os.PathLike,
     frames: np.ndarray,
     codec: NoiseCodec,
     fmt: str | None = None,
     force: bool = False,
+    meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write frames compressed with ``codec`` in container ``fmt`` (default: from name)."""
+    """Write frames compressed with ``codec`` in container ``fmt`` (default: from name).
+
+    ``meta`` (``axes``, ``spacing_zyx``: what `read_meta` returns) is kept by the TIFF,
+    HDF5 and zarr containers; the bare ``.rsnc`` stream has no place for it.
+    """
     fmt = fmt or guess_format(path)
     path = Path(path)
+    meta = check_meta(meta, np.shape(frames))
     if fmt == "tiff":
-        return write_tiff(path, frames, codec, force)
+        return write_tiff(path, frames, codec, force, meta)
     if fmt == "h5":
-        return write_hdf5(path, frames, codec, force)
+        return write_hdf5(path, frames, codec, force, meta=meta)
     if fmt == "rsnc":
         data = encode_frames(frames, codec.maps, codec.params, embed_maps=True)
         with atomic_write(path, force) as tmp:
@@ -150,8 +174,31 @@ def write_compressed(
         _need_zarr()
         from .containers_zarr import write_zarr
 
-        return write_zarr(path, frames, codec, force)
+        return write_zarr(path, frames, codec, force, meta)
     raise ValueError(f"unknown container format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def read_meta(path: str | os.PathLike, fmt: str | None = None) -> dict[str, Any]:
+    """The image metadata a container recorded (``axes``, ``spacing_zyx``), without
+    decoding: {} for a ``.rsnc`` stream or a container written without it."""
+    path = Path(path)
+    fmt = fmt or guess_format(path)
+    rec: dict[str, Any] = {}
+    if fmt == "tiff":
+        from .containers_tiff import tiff_meta
+
+        rec = tiff_meta(path)
+    elif fmt == "h5":
+        from .containers_h5 import hdf5_meta
+
+        rec = hdf5_meta(path)
+    elif fmt == "zarr":
+        from .containers_zarr import zarr_meta
+
+        rec = zarr_meta(path)
+    axes = rec.get("axes")
+    shape = tuple(range(len(axes))) if isinstance(axes, str) else ()
+    return check_meta(rec, shape)
 
 
 def read_compressed(

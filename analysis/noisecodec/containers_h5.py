@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import InputFileError
@@ -47,8 +47,12 @@ def write_hdf5(
     codec: NoiseCodec,
     force: bool = False,
     dataset: str = "rsnc",
+    meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write frames as an HDF5 file of per-frame noise-codec streams."""
+    """Write frames as an HDF5 file of per-frame noise-codec streams.
+
+    ``meta``: ``axes`` and ``spacing_zyx`` (stored as ``element_size_um``), `hdf5_meta`.
+    """
     import h5py
 
     frames = np.asarray(frames)
@@ -68,6 +72,10 @@ def write_hdf5(
             "lossy": True,
             "description": DESCRIPTION,
         }
+        if meta and "axes" in meta:
+            attrs["axes"] = meta["axes"]
+        if meta and "spacing_zyx" in meta:
+            attrs["element_size_um"] = np.asarray(meta["spacing_zyx"], np.float64)
         ds.attrs.update(attrs)
         if not maps.is_uniform:
             m = f.create_dataset(f"{dataset}_maps", data=np.frombuffer(maps.to_bytes(), np.uint8))
@@ -81,6 +89,23 @@ def write_hdf5(
                 }
             )
     return Path(path)
+
+
+def hdf5_meta(path: str | os.PathLike, dataset: str = "rsnc") -> dict[str, Any]:
+    """``axes`` and ``spacing_zyx`` recorded on a noise-codec HDF5 dataset ({} if none)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            a = dict(f[dataset].attrs) if dataset in f else {}
+    except (OSError, KeyError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    if isinstance(a.get("axes"), str):
+        out["axes"] = a["axes"]
+    if a.get("element_size_um") is not None:
+        out["spacing_zyx"] = [float(v) for v in np.ravel(a["element_size_um"])]
+    return out
 
 
 def read_hdf5_frames(

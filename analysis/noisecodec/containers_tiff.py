@@ -83,9 +83,16 @@ def _ome_xml(n: int, h: int, w: int, record: dict[str, Any]) -> str:
 
 
 def write_tiff(
-    path: str | os.PathLike, frames: np.ndarray, codec: NoiseCodec, force: bool = False
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    codec: NoiseCodec,
+    force: bool = False,
+    meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``(H, W)`` or ``(..., H, W)`` uint16 frames as a noise-codec TIFF."""
+    """Write ``(H, W)`` or ``(..., H, W)`` uint16 frames as a noise-codec TIFF.
+
+    ``meta`` (``axes``, ``spacing_zyx``) goes into the annotation (`tiff_meta`).
+    """
     import tifffile
 
     frames = np.asarray(frames)
@@ -100,6 +107,7 @@ def write_tiff(
         "profile_id": codec.profile.profile_id,
         "spec": codec.spec,
         "lossy": True,
+        **(meta or {}),
         "description": (
             "Each page's single strip is a rawsigma noise-codec stream (TIFF compression "
             f"{COMPRESSION_RSNC}); decode with `rawsigma decompress` or, in Python, import "
@@ -157,6 +165,18 @@ def _record(tf: Any, path: Path) -> dict[str, Any]:
             f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
         )
     return rec
+
+
+def tiff_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """``axes`` and ``spacing_zyx`` recorded in a noise-codec TIFF's annotation ({} if none)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            rec = _record(tf, Path(path))
+    except (OSError, ValueError, IndexError, InputFileError, tifffile.TiffFileError):
+        return {}
+    return {k: rec[k] for k in ("axes", "spacing_zyx") if k in rec}
 
 
 def _strip(tf: Any, page: Any, i: int, path: Path) -> bytes:

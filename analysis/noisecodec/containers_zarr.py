@@ -38,8 +38,18 @@ def _zarr_major() -> int:
     return int(str(zarr.__version__).split(".")[0])
 
 
-def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -> Path:
-    """Write frames as a zarr format-3 store (one chunk per frame)."""
+def write_zarr(
+    path: Path,
+    frames: np.ndarray,
+    codec: NoiseCodec,
+    force: bool,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write frames as a zarr format-3 store (one chunk per frame).
+
+    ``meta``: array attributes ``axes`` and ``element_size_um`` (from ``spacing_zyx``),
+    which `rawsigma.volread` reads, so the store opens as a volume with its voxel size.
+    """
     import zarr
 
     from .numcodec import NoiseNumcodec
@@ -62,6 +72,10 @@ def write_zarr(path: Path, frames: np.ndarray, codec: NoiseCodec, force: bool) -
         "spec": codec.spec,
         "lossy": True,
     }
+    if meta and "axes" in meta:
+        attrs["axes"] = meta["axes"]
+    if meta and "spacing_zyx" in meta:
+        attrs["element_size_um"] = list(meta["spacing_zyx"])
     try:
         if _zarr_major() < 3:
             raise ImportError(f"rawsigma needs zarr >= 3.0.8 (found {zarr.__version__})")
@@ -171,6 +185,24 @@ def expected_chunk_keys(path: str | os.PathLike) -> dict[tuple[int, ...], str]:
         idx: prefix + sep.join(map(str, idx)) if idx else prefix + "0"
         for idx in itertools.product(*grid)
     }
+
+
+def zarr_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """``axes`` and ``spacing_zyx`` recorded on a noise-codec zarr array ({} if none)."""
+    import zarr
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = dict(zarr.open_array(str(path), mode="r").attrs)
+    except Exception:  # noqa: BLE001 - metadata only; read_zarr reports a bad store
+        return {}
+    out: dict[str, Any] = {}
+    if isinstance(a.get("axes"), str):
+        out["axes"] = a["axes"]
+    if isinstance(a.get("element_size_um"), list):
+        out["spacing_zyx"] = a["element_size_um"]
+    return out
 
 
 def read_zarr(path: str | os.PathLike, allow_missing: bool = False) -> np.ndarray:
