@@ -78,3 +78,17 @@ def test_stack_of_frames_stays_frames(shared_data, tmp_path):
     r = _run("decompress", tmp_path / "c.h5", "--out", tmp_path / "d.tif")
     assert r.exit_code == 0, r.output
     assert "Z" not in declared_axes(tmp_path / "d.tif")
+
+
+def test_score_all_zero_instance_labels_named(shared_data, tmp_path):
+    """All-zero --instances labels ended in "labels: no objects to derive training
+    annotations from", without the file's name; now one line naming it (exit 1)."""
+    img = tifffile.imread(shared_data / "bbbc039_u2os_hoechst_3fields.tif")[0]
+    tifffile.imwrite(tmp_path / "img.tif", img)
+    tifffile.imwrite(tmp_path / "zero.tif", np.zeros(img.shape, np.uint16))
+    r = _run("score", tmp_path / "img.tif", "--estimate-profile", "--labels",
+             tmp_path / "zero.tif", "--instances", "--out", tmp_path / "s")  # fmt: skip
+    assert r.exit_code == 1
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert f"{tmp_path / 'zero.tif'}: every pixel is 0: no labelled object" in err
+    assert not (tmp_path / "s").exists()

@@ -84,7 +84,8 @@ def raw_counts(a: np.ndarray, profile: Any, name: str, element: str, what: str) 
 
 
 def check_label_values(lab: np.ndarray, name: str = "labels", instances: bool = False) -> None:
-    """Refuse negative labels and, with ``instances``, labels without background (0).
+    """Refuse negative labels and, with ``instances``, labels without background (0) or
+    without any object.
 
     Negative values were read as "unlabelled" (annotations) or background (instances),
     so an object labelled -1, or objects shifted down by one under a background of -1,
@@ -105,6 +106,11 @@ def check_label_values(lab: np.ndarray, name: str = "labels", instances: bool = 
         raise InputFileError(
             f"{name}: no pixel is 0: instance labels (--instances) mark the background "
             "with 0 (is this the image rather than its labels?)"
+        )
+    if instances and lab.size and not lab.any():
+        raise InputFileError(
+            f"{name}: every pixel is 0: no labelled object (--instances labels give each "
+            "object its own positive id)"
         )
 
 
