@@ -346,6 +346,9 @@ def _annotations(labels: Path | None, instances: bool, segmenter: str, proj_shap
             f"{labels}: label volume shape {lab.shape} differs from the reconstruction's "
             f"{(z, n, n)} (rows, detector, detector)"
         )
+    from rawsigma.analysis.scoring.inputs import check_label_values
+
+    check_label_values(lab, str(labels), instances=instances)
     if instances:
         from rawsigma.analysis.segmentation.annotations import training_labels
 

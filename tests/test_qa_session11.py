@@ -92,3 +92,20 @@ def test_score_all_zero_instance_labels_named(shared_data, tmp_path):
     (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert f"{tmp_path / 'zero.tif'}: every pixel is 0: no labelled object" in err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "says"), [(0, "every pixel is 0"), (-1, "negative label values")]
+)
+def test_tomo_score_labels_checked_like_score(tmp_path, values, says):
+    """`tomo score --segmenter forest --labels` skipped the label checks of `score`:
+    all-zero instances gave "labels: no objects …" unnamed, negative values were read
+    as unlabelled. Both are now one line naming the file."""
+    from rawsigma.cli.tomo_score_cmd import _annotations
+    from rawsigma.errors import InputFileError
+
+    lab = np.zeros((2, 16, 16), np.int16)
+    lab[:, 4:8, 4:8] = values
+    tifffile.imwrite(tmp_path / "lab.tif", lab, description='{"axes": "ZYX"}', metadata=None)
+    with pytest.raises(InputFileError, match=f"lab.tif: {says}"):
+        _annotations(tmp_path / "lab.tif", True, "forest", (10, 2, 16))
