@@ -145,11 +145,62 @@ def read_zarr(p: Path, name: str | None) -> tuple[np.ndarray, ImageInfo]:
                 f"{_missing_chunks(arr)} (chunk shape {tuple(arr.chunks)}, array "
                 f"{tuple(arr.shape)}); they would read as the fill value, not as data"
             )
+        check_no_outside_chunks(arr, p, key)
         a = np.asarray(arr[...])
     bits = arr.attrs.get("bit_depth")
     layout = f"zarr array {key!r} {tuple(arr.shape)} {arr.dtype}"
     out, axes = _frames_from(a, "", p, layout)
     return out, _info(p, "zarr", layout, out, axes, bits, key)
+
+
+_ZARR_META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
+def chunk_files(base: Path) -> list[str]:
+    """Store keys (relative, ``/``-separated paths) of the chunk files under ``base``.
+
+    Every file but the zarr metadata and hidden files.
+    """
+    import os
+
+    out = []
+    for d, dirs, files in os.walk(base):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        rel = Path(d).relative_to(base)
+        out += [(rel / f).as_posix() for f in files if f not in _ZARR_META and f[:1] != "."]
+    return out
+
+
+def check_no_outside_chunks(arr: Any, p: Path, key: str) -> None:
+    """Refuse an array whose store holds chunk files beyond its shape.
+
+    Such chunks mean the shape in the metadata was damaged or edited (one bit turns
+    ``"shape": [51, …]`` into ``[11, …]``): zarr reads the smaller array without a word
+    and the rest of the data is lost. Local stores only (best effort elsewhere).
+
+    Raises
+    ------
+    InputFileError
+        Naming the count and one of the chunk files.
+    """
+    root = getattr(arr.store, "root", None)
+    if root is None:
+        return
+    base = Path(root) / (arr.path or "")
+    found = chunk_files(base)
+    if len(found) <= arr.nchunks_initialized:
+        return
+    import itertools
+
+    grid = [range(-(-n // c)) for n, c in zip(arr.shape, arr.chunks, strict=True)]
+    expected = {arr.metadata.encode_chunk_key(idx) for idx in itertools.product(*grid)}
+    extra = sorted(set(found) - expected)
+    if extra:
+        raise InputFileError(
+            f"{p}: {len(extra)} chunk file(s) outside array {key!r} of shape "
+            f"{tuple(arr.shape)} (e.g. {extra[0]}): its metadata was damaged or edited; "
+            "reading it would silently leave that data out"
+        )
 
 
 def _missing_chunks(arr: Any, limit: int = 4) -> str:

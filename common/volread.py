@@ -248,7 +248,7 @@ def _zarr(p: Path, name: str | None, lazy: bool = False) -> tuple[Any, str, Any,
 
     import zarr
 
-    from ._imread_stores import _zarr_pick
+    from ._imread_stores import _zarr_pick, check_no_outside_chunks
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -274,6 +274,7 @@ def _zarr(p: Path, name: str | None, lazy: bool = False) -> tuple[Any, str, Any,
                 f"{p}: {missing} of {arr.nchunks} chunks of array {key!r} are missing; "
                 "they would read as the fill value, not as data"
             )
+        check_no_outside_chunks(arr, p, key)
         layout = f"{'OME-Zarr' if fmt == 'ome-zarr' else 'zarr'} array {key!r} {arr.shape}|{fmt}"
         if lazy:
             sub = None if isinstance(node, zarr.Array) else key

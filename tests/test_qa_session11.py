@@ -109,3 +109,47 @@ def test_tomo_score_labels_checked_like_score(tmp_path, values, says):
     tifffile.imwrite(tmp_path / "lab.tif", lab, description='{"axes": "ZYX"}', metadata=None)
     with pytest.raises(InputFileError, match=f"lab.tif: {says}"):
         _annotations(tmp_path / "lab.tif", True, "forest", (10, 2, 16))
+
+
+def test_zarr_shape_bit_flip_not_silently_shorter(embryo):
+    """One bit flipped in the noise-codec store's zarr.json ("shape": [6 → 2, …]) made
+    `decompress` write 2 of the 6 planes with exit 0; now refused in one line (exit 1)."""
+    d, vol = embryo
+    store = d / "flip.zarr"
+    r = _run("compress", d / "vol.tif", "-p", d / "cam.h5", "--out", store)
+    assert r.exit_code == 0, r.output
+    meta = store / "zarr.json"
+    text = meta.read_bytes()
+    at = text.index(b'"shape"')
+    at = text.index(b"6", at)
+    meta.write_bytes(text[:at] + bytes([text[at] ^ 0x04]) + text[at + 1 :])  # '6' -> '2'
+    r = _run("decompress", store, "--out", d / "flip.tif")
+    assert r.exit_code == 1 and not (d / "flip.tif").exists()
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "4 chunk file(s) outside the array's grid (e.g. c/2/0/0)" in err
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_raw_zarr_with_chunks_beyond_its_shape_refused(tmp_path, zarr_format):
+    """`imread` (score, compress, profile estimate) and `read_volume` read the shorter
+    array a damaged shape describes; now they refuse it."""
+    import json
+
+    zarr = pytest.importorskip("zarr")
+    from rawsigma.errors import InputFileError
+    from rawsigma.imread import imread
+    from rawsigma.volread import read_volume
+
+    path = tmp_path / "raw.zarr"
+    arr = zarr.create_array(
+        str(path), shape=(6, 32, 32), chunks=(1, 32, 32), dtype="uint16", zarr_format=zarr_format
+    )
+    arr[...] = np.arange(6, dtype=np.uint16)[:, None, None] + 100
+    meta = path / (".zarray" if zarr_format == 2 else "zarr.json")
+    rec = json.loads(meta.read_text())
+    rec["shape"][0] = 4
+    meta.write_text(json.dumps(rec))
+    with pytest.raises(InputFileError, match="2 chunk file"):
+        imread(path)
+    with pytest.raises(InputFileError, match="2 chunk file"):
+        read_volume(path)

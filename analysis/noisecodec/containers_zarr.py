@@ -205,6 +205,23 @@ def zarr_meta(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
+def _check_no_extra_chunks(path: Path, keys: dict[tuple[int, ...], str]) -> None:
+    """Refuse chunk files beyond the grid (`InputFileError`).
+
+    The shape in ``zarr.json`` was then damaged (one bit turns 51 frames into 11) and
+    the frames beyond it would be left out, with exit 0.
+    """
+    from rawsigma._imread_stores import chunk_files
+
+    extra = sorted(set(chunk_files(path)) - set(keys.values()))
+    if extra:
+        raise InputFileError(
+            f"{path}: {len(extra)} chunk file(s) outside the array's grid (e.g. {extra[0]}): "
+            "its metadata (zarr.json) was damaged or edited; decoding would silently leave "
+            "those frames out"
+        )
+
+
 def read_zarr(path: str | os.PathLike, allow_missing: bool = False) -> np.ndarray:
     """Read a noise-codec zarr store, chunk by chunk (missing/corrupt chunks named)."""
     import zarr
@@ -212,6 +229,7 @@ def read_zarr(path: str | os.PathLike, allow_missing: bool = False) -> np.ndarra
     path = Path(path)
     keys = expected_chunk_keys(path)
     missing = {idx for idx, key in keys.items() if not (path / key).is_file()}
+    _check_no_extra_chunks(path, keys)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "numcodecs codecs are not in the v3 spec"
