@@ -310,7 +310,7 @@ def decompress(
                 img = read_compressed(data, fmt, allow_missing=allow_missing)
         mask = np.ma.getmask(img) if isinstance(img, np.ma.MaskedArray) else None
         img = np.ma.getdata(img)
-        meta = _decoded_meta(read_meta(data, fmt), img, data, out)
+        meta, npy_note = _decoded_meta(read_meta(data, fmt), img, data, out)
         record = {
             **meta,
             "rawsigma": {
@@ -334,29 +334,33 @@ def decompress(
             for w in caught:
                 typer.echo(f"warning: {w.message}", err=True)
             typer.echo(f"warning: lost regions written as 0, mask in {mpath}", err=True)
+        if npy_note:
+            typer.echo(f"warning: {npy_note}", err=True)
         outputs_complete()
         typer.echo(f"{out}: {img.shape} uint16 (lossy-derived)")
 
 
-def _decoded_meta(meta: dict[str, Any], img: Any, data: Path, out: Path) -> dict[str, Any]:
-    """The container's axes and voxel size, as the decoded TIFF's description keys.
+def _decoded_meta(
+    meta: dict[str, Any], img: Any, data: Path, out: Path
+) -> tuple[dict[str, Any], str | None]:
+    """The decoded TIFF's description keys for the container's axes and voxel size.
 
-    Those are the keys `rawsigma.volread` reads (``axes``, ``voxel_size_um_zyx``); a
-    ``.npy`` cannot hold them, which one warning line says.
+    Those are the keys `rawsigma.volread` reads (``axes``, ``voxel_size_um_zyx``). A
+    ``.npy`` holds none of them, nor the lossy-derived mark that makes `compress`,
+    `score` and `profile estimate` warn: the second value is the warning that says so.
     """
-    if not meta or len(meta["axes"]) != img.ndim:
-        return {}
+    meta = meta if meta and len(meta["axes"]) == img.ndim else {}
     if out.suffix.lower() == ".npy":
-        typer.echo(
-            f"warning: {data} records {_describe_meta(meta)}; a .npy file cannot keep them "
-            "(write a .tif to keep them)",
-            err=True,
+        kept = f", nor {data}'s {_describe_meta(meta)}" if meta else ""
+        return {}, (
+            f"{out}: a .npy file cannot record that its values are decoded from the noise "
+            f"codec (lossy-derived){kept}: rawsigma will read it as raw frames; write a .tif "
+            "to keep that"
         )
-        return {}
-    rec = {"axes": meta["axes"]}
+    rec = {"axes": meta["axes"]} if meta else {}
     if "spacing_zyx" in meta:
         rec["voxel_size_um_zyx"] = meta["spacing_zyx"]
-    return rec
+    return rec, None
 
 
 def _mask_path(out: Path) -> Path:

@@ -62,7 +62,8 @@ def test_rsnc_and_npy_say_what_they_drop(embryo):
     r = _run("compress", d / "vol.tif", "-p", d / "cam.h5", "--out", d / "v.h5")
     r = _run("decompress", d / "v.h5", "--out", d / "v.npy")
     assert r.exit_code == 0, r.output
-    assert "a .npy file cannot keep them" in r.stderr
+    (w,) = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert "cannot record that its values are decoded" in w and "axes ZYX, voxel" in w
     assert np.load(d / "v.npy").shape == vol.shape
 
 
@@ -153,3 +154,26 @@ def test_raw_zarr_with_chunks_beyond_its_shape_refused(tmp_path, zarr_format):
         imread(path)
     with pytest.raises(InputFileError, match="2 chunk file"):
         read_volume(path)
+
+
+def test_decompress_npy_says_it_loses_the_lossy_mark(shared_data, tmp_path):
+    """A decoded .npy is read as raw frames by every rawsigma command (no place for the
+    lossy-derived mark): `profile estimate` of it then held the codec's noise, silently.
+    `decompress` now says so in one warning line (exit 0); a .tif keeps the mark."""
+    from rawsigma.cli.integrity import lossy_derived
+
+    img = tifffile.imread(shared_data / "bbbc039_u2os_hoechst_3fields.tif")[0, :128, :192]
+    tifffile.imwrite(tmp_path / "f.tif", img)
+    CameraProfile.uniform(img.shape, gain=0.368, offset=128.0, read_noise=3.4).save(
+        tmp_path / "cam.h5"
+    )
+    r = _run("compress", tmp_path / "f.tif", "-p", tmp_path / "cam.h5", "--out", tmp_path / "c.h5")
+    assert r.exit_code == 0, r.output
+    r = _run("decompress", tmp_path / "c.h5", "--out", tmp_path / "d.npy")
+    assert r.exit_code == 0, r.output
+    (w,) = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert "d.npy: a .npy file cannot record that its values are decoded" in w
+    assert not lossy_derived(tmp_path / "d.npy")
+    r = _run("decompress", tmp_path / "c.h5", "--out", tmp_path / "d.tif")
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.output
+    assert lossy_derived(tmp_path / "d.tif")
