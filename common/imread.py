@@ -273,6 +273,11 @@ def _sniff(p: Path) -> str:
         return "hdf5"
     if not head:
         raise InputFileError(f"{p}: empty file")
+    if head[:4] == b"RSNC":
+        raise InputFileError(
+            f"{p}: a rawsigma noise-codec stream (.rsnc), not raw frames; run "
+            "`rawsigma decompress` first"
+        )
     raise InputFileError(f"{p}: not a {_FORMATS} file (unrecognised content)")
 
 

@@ -177,3 +177,20 @@ def test_decompress_npy_says_it_loses_the_lossy_mark(shared_data, tmp_path):
     r = _run("decompress", tmp_path / "c.h5", "--out", tmp_path / "d.tif")
     assert r.exit_code == 0 and "warning" not in r.stderr, r.output
     assert lossy_derived(tmp_path / "d.tif")
+
+
+def test_rsnc_as_input_named_as_such(tmp_path):
+    """A .rsnc given to score / compress / profile estimate was "not a TIFF/OME-TIFF,
+    HDF5, zarr or .npy file (unrecognised content)", unlike the other containers."""
+    from rawsigma.analysis.noisecodec import NoiseCodec
+    from rawsigma.analysis.noisecodec.containers import write_compressed
+
+    rng = np.random.default_rng(0)
+    img = (200 + rng.poisson(50.0, (64, 64))).astype(np.uint16)
+    prof = CameraProfile.uniform(img.shape, gain=1.0, offset=100.0, read_noise=2.0)
+    write_compressed(tmp_path / "x.rsnc", img, NoiseCodec(prof, maps="global"))
+    r = _run("profile", "estimate", tmp_path / "x.rsnc", "--out", tmp_path / "p.h5")
+    assert r.exit_code == 1
+    assert "a rawsigma noise-codec stream (.rsnc), not raw frames; run `rawsigma decompress`" in (
+        r.stderr
+    )
