@@ -194,3 +194,29 @@ def test_rsnc_as_input_named_as_such(tmp_path):
     assert "a rawsigma noise-codec stream (.rsnc), not raw frames; run `rawsigma decompress`" in (
         r.stderr
     )
+
+
+@pytest.mark.parametrize("value", [0, 500, 65535])
+def test_score_constant_image_refused(shared_data, tmp_path, value):
+    """`score --profile` of a constant frame (all 0, flat, all saturated) ran to the end,
+    exit 0, "0 objects" and every codec "within noise" (jpeg@100 too, p=nan): a verdict
+    on nothing. `profile estimate` already refused such images; `score` now does too."""
+    labels = shared_data / "bbbc039_u2os_hoechst_3fields_labels.tif"
+    shape = tifffile.imread(labels)[0].shape
+    tifffile.imwrite(tmp_path / "c.tif", np.full(shape, value, np.uint16))
+    CameraProfile.uniform(shape, gain=0.37, offset=128.0, read_noise=3.4).save(tmp_path / "p.h5")
+    r = _run("score", tmp_path / "c.tif", "-p", tmp_path / "p.h5", "--labels", labels,
+             "--index", "0", "--instances", "--out", tmp_path / "s")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert f"every pixel has the value {value} ADU: a constant image" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_score_volume_constant_refused():
+    """The same check for a (Z, Y, X) volume."""
+    from rawsigma.analysis.scoring.volume import check_raw_volume
+    from rawsigma.errors import ImageMismatchError
+
+    with pytest.raises(ImageMismatchError, match="every voxel has the value 7 ADU"):
+        check_raw_volume(np.full((3, 16, 16), 7, np.uint16), None, "v.tif")

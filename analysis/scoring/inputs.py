@@ -72,12 +72,20 @@ def raw_counts(a: np.ndarray, profile: Any, name: str, element: str, what: str) 
     Raises
     ------
     ImageMismatchError
-        Negative values, or a shape that is not the profile's.
+        Negative values, a constant image or volume (all zero, all saturated: nothing to
+        segment, every codec "within noise" by default), or a shape that is not the
+        profile's.
     """
     if a.dtype.kind == "i":
         if a.min() < 0:
             raise ImageMismatchError(f"{name}: negative {element} values; not a raw {what}")
         a = a.astype(np.uint16 if a.max() <= 65535 else np.uint32)
+    if a.size and (lo := a.min()) == a.max():
+        raise ImageMismatchError(
+            f"{name}: every {element} has the value {int(lo)} ADU: a constant {what} has no "
+            "objects and no noise to score codecs against (an empty, dark or saturated "
+            "acquisition?)"
+        )
     if profile is not None:
         profile.check_image(a, name=name)
     return a
