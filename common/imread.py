@@ -394,6 +394,22 @@ def _noise_codec_tiff(desc: str) -> bool:
     return str(_json_desc(desc).get("format", "")).startswith("rawsigma")
 
 
+def check_not_masked(p: Path, desc: str) -> None:
+    """Refuse frames `decompress --allow-missing` wrote with lost regions (`InputFileError`).
+
+    Their lost frames or chunks hold 0 (the mask beside them says where): read as
+    camera counts, those zeros would be compressed again as data (and the loss
+    forgotten), or enter a noise estimate or a score.
+    """
+    own = _json_desc(desc).get("rawsigma")
+    if isinstance(own, dict) and own.get("masked_frames"):
+        mask = p.with_name(p.name[: -len(p.suffix)] + ".mask.tif") if p.suffix else p
+        raise InputFileError(
+            f"{p}: decoded with --allow-missing: its lost regions hold 0, not camera counts "
+            f"(mask {mask.name}); use an intact copy, or cut the lost frames out first"
+        )
+
+
 def _read_tiff(p: Path) -> tuple[np.ndarray, ImageInfo]:
     import tifffile
 
@@ -409,6 +425,7 @@ def _read_tiff(p: Path) -> tuple[np.ndarray, ImageInfo]:
                 f"{p}: a rawsigma compressed file (noise codec), not raw frames; "
                 "run `rawsigma decompress` first"
             )
+        check_not_masked(p, desc)
         fmt = "ome-tiff" if tif.is_ome else "tiff"
         series = [s for s in tif.series if s.shape]
         m = re.search(r'SignificantBits="(\d+)"', tif.ome_metadata or "") if tif.is_ome else None

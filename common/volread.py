@@ -34,7 +34,7 @@ import numpy as np
 
 from ._tiffcheck import tiff_intact
 from .errors import InputFileError, UsageError
-from .imread import _check_dtype, _sniff, split_dataset
+from .imread import _check_dtype, _sniff, check_not_masked, split_dataset
 
 __all__ = [
     "VolumeInfo",
@@ -183,6 +183,7 @@ def _tiff(
         s = series[0]
         page0 = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
         desc = getattr(page0, "description", "") or ""
+        check_not_masked(p, desc)
         axes, spacing, src = s.axes, None, ""
         fmt = "ome-tiff" if tif.is_ome else "tiff"
         if tif.is_ome:

@@ -220,3 +220,29 @@ def test_score_volume_constant_refused():
 
     with pytest.raises(ImageMismatchError, match="every voxel has the value 7 ADU"):
         check_raw_volume(np.full((3, 16, 16), 7, np.uint16), None, "v.tif")
+
+
+def test_allow_missing_output_not_read_as_raw(embryo):
+    """`decompress --allow-missing` writes lost planes as 0 (and a mask). `compress` took
+    that TIFF as raw frames and coded the zeros as data, exit 0: the new container no
+    longer said anything was lost; `profile estimate` and `score` read it too. Every
+    raw-frame reader now refuses it in one line naming the mask."""
+    from rawsigma.errors import InputFileError
+    from rawsigma.imread import imread
+    from rawsigma.volread import read_volume
+
+    d, vol = embryo
+    store = d / "lost.zarr"
+    r = _run("compress", d / "vol.tif", "-p", d / "cam.h5", "--out", store)
+    assert r.exit_code == 0, r.output
+    (store / "c" / "3" / "0" / "0").unlink()
+    r = _run("decompress", store, "--out", d / "lost.tif", "--allow-missing")
+    assert r.exit_code == 0 and (d / "lost.mask.tif").exists(), r.output
+    r = _run("compress", d / "lost.tif", "-p", d / "cam.h5", "--out", d / "again.h5")
+    assert r.exit_code == 1 and not (d / "again.h5").exists()
+    (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert "decoded with --allow-missing: its lost regions hold 0" in err
+    assert "mask lost.mask.tif" in err
+    for read in (imread, read_volume):
+        with pytest.raises(InputFileError, match="lost regions hold 0"):
+            read(d / "lost.tif")
