@@ -272,11 +272,13 @@ def test_missing_zarr_chunk_named_or_masked(tmp_path, data):
     with tifffile.TiffFile(tmp_path / "d.tif") as tf:
         rec = json.loads(tf.pages[0].description)["rawsigma"]
     assert rec["lossy_derived"] is True and rec["masked_frames"] is True
-    # compressing a decoded file again: allowed, with a warning
+    # compressing it again: refused, its lost frame holds 0 (QA session 11; before, the
+    # zeros were coded as data with only the lossy-derived warning)
     codec.profile.save(tmp_path / "p.h5")
     r = run(app, ["compress", str(tmp_path / "d.tif"), "--profile", str(tmp_path / "p.h5"),
                   "--out", str(tmp_path / "again.rsnc")])  # fmt: skip
-    assert r.exit_code == 0 and "lossy-derived" in r.output, r.output
+    assert r.exit_code == 1 and "lost regions hold 0" in r.output, r.output
+    assert not (tmp_path / "again.rsnc").exists()
     # a corrupt chunk: named too
     p = C.write_compressed(tmp_path / "fr.zarr", stack, codec, force=True)
     (p / "c" / "2" / "0" / "0").write_bytes(b"RSNC garbage")
