@@ -487,9 +487,11 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
         if note.startswith("WARNING"):
             console.print(f"[bold red]{note}[/]", soft_wrap=True)
     info = result.objects_info
-    console.print(
+    console.print(  # one line each, however narrow the terminal or a log's 80 columns
         f"  {result.n_objects} objects (min size {info.get('min_size')} px: "
-        f"{info.get('min_size_source', '')})"
+        f"{info.get('min_size_source', '')})",
+        soft_wrap=True,
+        highlight=False,
     )
     agree = info.get("reference_agreement")
     if agree and not agree["poor"]:
@@ -497,6 +499,7 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
             f"  F1 {agree['f1']:.2f} against the instance labels ({agree['tp']} of "
             f"{agree['n_reference']} labelled objects matched at IoU ≥ 0.5)",
             highlight=False,
+            soft_wrap=True,
         )
     for c in result.codecs:
         v = "within noise" if c.verdict["within_noise"] else "exceeds noise"
@@ -510,7 +513,7 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
             soft_wrap=True,
         )
         if c.quantisation:
-            console.print(f"    {c.quantisation['text']}")
+            console.print(f"    {c.quantisation['text']}", soft_wrap=True, highlight=False)
     for fam, t in result.tolerance.items():
         b = t["best"]
         best = f"{b['spec']} ({b['ratio']:.1f}:1)" if b else "none within noise"

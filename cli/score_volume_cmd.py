@@ -489,7 +489,9 @@ def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
     info = result.objects_info
     console.print(
         f"  {result.n_objects} objects, 26-connected (min size {info.get('min_size')} voxels: "
-        f"{info.get('min_size_source', '')})"
+        f"{info.get('min_size_source', '')})",
+        soft_wrap=True,
+        highlight=False,
     )
     ref = result.reference
     if ref.get("n_points") is not None:
