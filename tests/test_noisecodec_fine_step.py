@@ -129,3 +129,13 @@ def test_image_at_the_floor_still_warned(shared_data):
     advised = float(w.rsplit(">= ", 1)[1])
     assert 0.1 < advised < 0.3  # the image's pixels are noisier than the floor
     assert fine_step_warning(prof, advised, img) is None
+
+
+def test_frames_of_another_shape_fall_back_to_the_profile():
+    """Frames the profile does not fit (the caller's shape check refuses them later) gave
+    an internal error ("operands could not be broadcast") before that check could run
+    (`score` of a 64² volume with a 32² profile): σ is then the profile's alone."""
+    prof = CameraProfile.uniform((32, 32), gain=2.0, offset=100.0, read_noise=0.2)
+    vol = np.full((6, 64, 64), 5000, np.uint16)
+    assert fine_step_warning(prof, 2.0, vol) == fine_step_warning(prof, 2.0)
+    assert fine_step_warning(prof, 2.0, vol) is not None  # 0.4 ADU at the floor

@@ -103,7 +103,8 @@ def test_tomo_score_offset_without_estimate_profile_is_refused(tmp_path):
 
 def test_volume_labels_too_sparse_name_the_file(tmp_path):
     """3D: the runner's label check called the annotation file "labels"."""
-    vol = np.full((4, 32, 32), 150, np.uint16)
+    # not constant: `score` refuses a constant volume first (QA session 11)
+    vol = (150 + np.random.default_rng(1).poisson(20, (4, 32, 32))).astype(np.uint16)
     lab = np.zeros((4, 32, 32), np.uint8)
     lab[:, :16] = 1
     lab[0, 20, 20:25] = 2  # 5 foreground pixels: too few to train

@@ -89,7 +89,8 @@ def fine_step_warning(
     rn = np.asarray(profile.read_noise, np.float64)
     good = np.asarray(profile.good)
     where = "the noise floor"
-    if image is not None:
+    # frames of another shape than the profile: the caller's shape check refuses them
+    if image is not None and np.shape(image)[-2:] == np.shape(profile.offset):
         sig = _image_sigma(profile, image)
         where = "the image's noise"
     else:
