@@ -50,6 +50,10 @@ def _main(capsys, *args: object) -> tuple[int, str]:
 
 def _cli(*args: object, env: dict | None = None, **kw) -> subprocess.Popen:
     e = {**os.environ, "COLUMNS": "200", **(env or {})}
+    # set by pymmcore-plus in this process once a GUI test made a Qt app: a CLI child
+    # has none, and warned about the backend on stderr (the one-line checks failed when
+    # a test_gui_* file ran before this one)
+    e.pop("PYMM_SIGNALS_BACKEND", None)
     return subprocess.Popen(
         [sys.executable, "-m", "rawsigma.cli.main", *map(str, args)],
         stdout=subprocess.PIPE,
