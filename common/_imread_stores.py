@@ -159,7 +159,9 @@ _ZARR_META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
 def chunk_files(base: Path) -> list[str]:
     """Store keys (relative, ``/``-separated paths) of the chunk files under ``base``.
 
-    Every file but the zarr metadata and hidden files.
+    Files whose key reads as a chunk key (`looks_like_chunk_key`): not the zarr
+    metadata, hidden files, nor a stray file such as ``Thumbs.db`` or ``desktop.ini``,
+    which would otherwise make a valid store look damaged.
     """
     import os
 
@@ -167,8 +169,21 @@ def chunk_files(base: Path) -> list[str]:
     for d, dirs, files in os.walk(base):
         dirs[:] = [x for x in dirs if not x.startswith(".")]
         rel = Path(d).relative_to(base)
-        out += [(rel / f).as_posix() for f in files if f not in _ZARR_META and f[:1] != "."]
+        keys = ((rel / f).as_posix() for f in files if f not in _ZARR_META and f[:1] != ".")
+        out += [k for k in keys if looks_like_chunk_key(k)]
     return out
+
+
+def looks_like_chunk_key(key: str) -> bool:
+    """Whether a store key is a chunk's.
+
+    Integers joined by ``/`` or ``.``, after a ``c`` in zarr 3's default encoding
+    (``c/0/1/2``, ``c.0.1.2``, ``0.1.2``, ``0/1/2``).
+    """
+    parts = key.replace(".", "/").split("/")
+    if parts[0] == "c":
+        parts = parts[1:]
+    return bool(parts) and all(part.isdigit() for part in parts)
 
 
 def check_no_outside_chunks(arr: Any, p: Path, key: str) -> None:

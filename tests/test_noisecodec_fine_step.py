@@ -139,3 +139,17 @@ def test_frames_of_another_shape_fall_back_to_the_profile():
     vol = np.full((6, 64, 64), 5000, np.uint16)
     assert fine_step_warning(prof, 2.0, vol) == fine_step_warning(prof, 2.0)
     assert fine_step_warning(prof, 2.0, vol) is not None  # 0.4 ADU at the floor
+
+
+def test_image_sigma_reads_about_n_pixels_of_any_frame():
+    """Review of session 11: only whole frames were skipped, so one huge frame was used
+    whole, as float64 with several temporaries (a 100 Mpx frame: GBs for a warning);
+    now rows are skipped too."""
+    from rawsigma.analysis.noisecodec.codec import _image_sigma
+
+    prof = CameraProfile.uniform((2048, 2048), gain=2.0, offset=100.0, read_noise=2.0)
+    frame = np.full((2048, 2048), 2100, np.uint16)
+    sig = _image_sigma(prof, frame, n=1 << 18)
+    assert sig.size == 2048 * 2048 // 16  # every 16th row: 2**18 pixels
+    np.testing.assert_allclose(sig, np.sqrt(2.0 * 2000 + 4.0))
+    assert _image_sigma(prof, frame[None].repeat(3, 0), n=1 << 18).size == sig.size

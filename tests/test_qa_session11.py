@@ -246,3 +246,32 @@ def test_allow_missing_output_not_read_as_raw(embryo):
     for read in (imread, read_volume):
         with pytest.raises(InputFileError, match="lost regions hold 0"):
             read(d / "lost.tif")
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_stray_file_in_a_zarr_store_is_not_a_chunk(tmp_path, zarr_format):
+    """Review of session 11: every file in the array's folder counted as a chunk, so a
+    stray `Thumbs.db` or `desktop.ini` (or a `*.partial` left by a copy tool) made a
+    valid store "damaged". Only keys that read as chunk keys count; a real chunk
+    outside the grid is still refused."""
+    zarr = pytest.importorskip("zarr")
+    from rawsigma._imread_stores import looks_like_chunk_key
+    from rawsigma.errors import InputFileError
+    from rawsigma.imread import imread
+
+    assert looks_like_chunk_key("c/0/1/2") and looks_like_chunk_key("0.1.2")
+    assert looks_like_chunk_key("c.3.0.0") and looks_like_chunk_key("4/0/0")
+    assert not looks_like_chunk_key("Thumbs.db") and not looks_like_chunk_key("c/0/x.partial")
+    path = tmp_path / "raw.zarr"
+    arr = zarr.create_array(
+        str(path), shape=(6, 32, 32), chunks=(1, 32, 32), dtype="uint16", zarr_format=zarr_format
+    )
+    arr[...] = np.arange(6, dtype=np.uint16)[:, None, None] + 100
+    for stray in ("Thumbs.db", "desktop.ini", "notes.txt"):
+        (path / stray).write_text("x")
+    assert imread(path)[0].shape == (6, 32, 32)
+    outside = "c/9/0/0" if zarr_format == 3 else "9.0.0"
+    (path / outside).parent.mkdir(parents=True, exist_ok=True)
+    (path / outside).write_bytes((path / ("c/0/0/0" if zarr_format == 3 else "0.0.0")).read_bytes())
+    with pytest.raises(InputFileError, match="1 chunk file"):
+        imread(path)

@@ -114,16 +114,19 @@ def fine_step_warning(
 
 
 def _image_sigma(profile: CameraProfile, image: np.ndarray, n: int = 1 << 20) -> np.ndarray:
-    """The profile's noise (ADU) at the values of up to ``n`` good pixels of ``image``."""
+    """The profile's noise (ADU) at the values of about ``n`` good pixels of ``image``
+    (evenly spaced whole frames, then rows: memory bounded for any frame size)."""
     frames = np.asarray(image).reshape(-1, *np.shape(image)[-2:])
     frames = frames[:: max(1, -(-frames.size // n))]  # whole frames, about n pixels
-    x = frames.astype(np.float64)
-    o = np.asarray(profile.offset, np.float64)
-    g = np.asarray(profile.gain, np.float64)
-    rn = np.asarray(profile.read_noise, np.float64)
-    var = g * np.maximum(x - o, 0.0) + rn * rn
-    good = np.broadcast_to(np.asarray(profile.good), var.shape)
-    return np.sqrt(var[good] if good.any() else var.ravel())
+    rows = slice(None, None, max(1, -(-frames.size // n)))  # a frame alone above n: rows
+    x = frames[:, rows].astype(np.float64)
+    o = np.asarray(profile.offset, np.float64)[rows]
+    g = np.asarray(profile.gain, np.float64)[rows]
+    rn = np.asarray(profile.read_noise, np.float64)[rows]
+    with np.errstate(invalid="ignore"):  # flagged pixels' gains may be < 0: dropped below
+        var = g * np.maximum(x - o, 0.0) + rn * rn
+        good = np.broadcast_to(np.asarray(profile.good)[rows], var.shape)
+        return np.sqrt(var[good] if good.any() else var.ravel())
 
 
 if TYPE_CHECKING:

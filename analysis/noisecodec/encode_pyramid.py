@@ -126,6 +126,7 @@ class Training:
         luts, wts = self.kx.solve_weights(acc, True)  # acc left zeroed: no fill when taken
         _give(self.accs[:1], clean=True)
         _give(self.accs[1:])
+        self.accs = []  # given back: not to be used again
         return luts, wts
 
 
@@ -162,7 +163,7 @@ def code_pyramid(codes, tiles, params, training: Training | None = None):
     escapes = [m[2] for m in modelled]
 
     def code(i):  # format 5: one word stream of `PY.WL` states (`pyramid5`)
-        if i < 0:  # the sections, deflated meanwhile (item 0: the calling thread's)
+        if i < 0:  # the sections, deflated meanwhile by whichever thread takes item 0
             return _pyramid_sections(wts, luts, phys, remap, escapes, codes.shape[0])
         m, out = modelled[i], outs[i]
         if PYRAMID_FORMAT < 5:  # formats 3-4: `PY.LANES` streams

@@ -226,11 +226,17 @@ def knee_convexity(t: np.ndarray, step: float, kp: np.ndarray) -> np.ndarray:
 
 
 def _cube(x: np.ndarray) -> np.ndarray:
-    """``x ** 3`` by libm's ``pow``, element by element (correctly rounded): numpy's power
-    has SIMD versions (AVX-512) that round differently, so the "recon" section of a
-    stream depended on the CPU that wrote it (RESULTS.md, session 11). Tables of
-    ``n_codes`` entries, made once per camera: the loop costs nothing that counts."""
-    return np.array([math.pow(v, 3.0) for v in np.asarray(x, np.float64).ravel().tolist()],
+    """``x ** 3`` by libm's ``pow``, element by element. numpy's power has SIMD versions
+    (AVX-512) that round differently, so the "recon" section of a stream depended on the
+    CPU that wrote it (RESULTS.md, session 11); with libm's the table is the one numpy
+    gave without AVX-512 (the same libm, e.g. glibc's, gives the same bytes on any CPU).
+    Tables of ``n_codes`` entries, made once per camera: the loop costs nothing that
+    counts. Beyond ``pow``'s range (|x| > 5e102), ±inf as numpy gives."""
+
+    def cube(v: float) -> float:
+        return math.pow(v, 3.0) if abs(v) < 1e100 else math.copysign(math.inf, v) * abs(v)
+
+    return np.array([cube(v) for v in np.asarray(x, np.float64).ravel().tolist()],
                     np.float64).reshape(np.shape(x))  # fmt: skip
 
 
