@@ -202,16 +202,15 @@ def test_train_row_step_c_equals_numba(row_step, sparse) -> None:
 
 def test_training_frames_of_a_stack() -> None:
     """A stack trains on evenly spaced whole frames of at most TRAIN_PIXELS (at least
-    one); a single frame on all its tiles; one group per worker, or one."""
+    one); a single frame on all its tiles."""
     tiles = ST._tiles(10, 512, 256)
-    groups = EP._train_groups(tiles, 512 * 512, None)
-    chosen = sorted(t for g in groups for t in g)
+    chosen = sorted(EP._train_tiles(tiles, 512 * 512))
     frames = sorted({f for f, _, _ in chosen})
     assert len(frames) == EP.TRAIN_PIXELS // (512 * 512) == 8
     assert all((f, r0, th) in chosen for f in frames for _, r0, th in tiles[:2])
-    assert EP._train_groups(ST._tiles(1, 4096, 256), 4096**2, 1) == [ST._tiles(1, 4096, 256)]
-    big = EP._train_groups(ST._tiles(3, 2048, 256), 2048**2, None)
-    assert {f for g in big for f, _, _ in g} == {1}
+    assert EP._train_tiles(ST._tiles(1, 4096, 256), 4096**2) == ST._tiles(1, 4096, 256)
+    big = EP._train_tiles(ST._tiles(3, 2048, 256), 2048**2)
+    assert {f for f, _, _ in big} == {1}
 
 
 def test_small_frames_run_in_the_calling_thread() -> None:

@@ -158,9 +158,9 @@ def test_training_in_the_quantisers_items_gives_the_same_stream(kernels, monkeyp
     callers = []
     real = EP.Training.reset
 
-    def reset(self, zeroed=False):
+    def reset(self):
         callers.append(sys._getframe(1).f_code.co_name)
-        real(self, zeroed)
+        real(self)
 
     monkeypatch.setattr(EP.Training, "reset", reset)
     assert streams() == fused

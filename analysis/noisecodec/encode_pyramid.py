@@ -8,7 +8,6 @@ Training, model pass, tables, rANS coding and the model's sections.
 
 from __future__ import annotations
 
-import os
 import threading
 import zlib
 
@@ -42,15 +41,13 @@ TRAIN_SPARSE = True
 KEEP_PLANES = 1 << 22  # training pixels up to which C keeps their planes (≈ 2.7 B/px)
 
 
-def _train_groups(tiles, hw: int, threads: int | None) -> list[list[tuple[int, int, int]]]:
-    """The tiles `code_pyramid` trains on (those of at most ``TRAIN_PIXELS // hw`` evenly
-    spaced frames, at least one), in one group per worker thread."""
+def _train_tiles(tiles, hw: int) -> list[tuple[int, int, int]]:
+    """The tiles `code_pyramid` trains on: those of at most ``TRAIN_PIXELS // hw`` evenly
+    spaced frames, at least one (a single frame: all its tiles)."""
     n = 1 + max(f for f, _, _ in tiles)
     keep = max(1, TRAIN_PIXELS // max(hw, 1))
     frames = set(range(n)) if keep >= n else {(2 * i + 1) * n // (2 * keep) for i in range(keep)}
-    chosen = [t for t in tiles if t[0] in frames]
-    g = 1 if threads == 1 else max(1, min(len(chosen), os.cpu_count() or 1))
-    return [chosen[i::g] for i in range(g)]
+    return [t for t in tiles if t[0] in frames]
 
 
 _MOMENTS = (PY.N_SETS, PY.N_ACT_CLS, PY.LVL_MAX + 1, PY.N_MOM)  # `PY.new_moments`
@@ -70,7 +67,7 @@ class Training:
     def __init__(self, shape: tuple[int, ...], tiles: list, threads: int | None) -> None:
         n, h, w = shape[-3:] if len(shape) >= 3 else (1, *shape)
         self.kx = kx = CK.KERNELS
-        chosen = [t for g in _train_groups(tiles, h * w, threads) for t in g]
+        chosen = _train_tiles(tiles, h * w)
         self.chosen = {(f, r0) for f, r0, _ in chosen}
         # every 5th row of level 0 for a single frame, every 4th for stacks up to 2 Mpx
         # of training tiles, every 8th above; levels >= 1 at half `train_tile`'s old
@@ -87,16 +84,17 @@ class Training:
                 self.keep[f, r0] = np.empty(kx.planes_size(th, w), np.int16)
         n_acc = 1 if threads == 1 else max(1, min(len(chosen), pool_threads()))
         self.accs = [_take_zeros(_MOMENTS, np.int64) for _ in range(n_acc)]
-        self.reset(zeroed=True)
+        self.trained: list[tuple[int, int]] = []  # (frame, row0) of the tiles in the sums
+        self.reset()
 
-    def reset(self, zeroed: bool = False) -> None:
+    def reset(self) -> None:
         """Forget the tiles trained so far (the quantiser's pass is repeated)."""
-        if not zeroed:
+        if self.trained:  # else the sums are still the zeros `_take_zeros` gave
             for acc in self.accs:
                 acc.fill(0)
         self._free: list[int] = list(range(len(self.accs)))
         self._mine: dict[int, int] = {}  # thread id -> its accumulator
-        self.trained: list[tuple[int, int]] = []
+        self.trained = []
 
     def tile(self, codes: np.ndarray, tile: tuple[int, int, int], top: int = 0) -> None:
         """Train on ``codes``'s tile if it is a training tile (none above `PY.MAX_CODE`,
