@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from codec_streams import coded_tile, trained_weights
 from rawsigma.analysis.noisecodec import ckernels as CK
 from rawsigma.analysis.noisecodec import pyramid as PY
 
@@ -37,19 +38,10 @@ def _codes(h: int, w: int, block: int, seed: int) -> np.ndarray:
 
 def _stream(codes: np.ndarray) -> tuple:
     """A format-5 stream of ``codes`` (numba's encoder side): words, esc, wts, cts, tab."""
-    K = PY.n_levels(*codes.shape)
-    acc = PY.new_moments()
-    NB.train_tile(codes, K, acc)
-    luts, wts = PY.solve_weights(acc)
+    luts, wts = trained_weights(codes, NB)
     cts = PY.class_tables(luts)
-    n = codes.size
-    syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
-    esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-    ne = NB.model_tile(codes, K, wts, cts, syms, ctxs, esc, hist)
-    phys = PY.normalise(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
-    out = np.zeros(n + 2 * PY.WL + 16, np.uint16)
-    words = out[: NB.rans_encode16(syms, ctxs, phys, PY.cumulative(phys), out)].copy()
-    return words, esc[:ne], wts, cts, PY.decode_table(phys)
+    words, esc, tab = coded_tile(codes, wts, cts, NB, NB)
+    return words, esc, wts, cts, tab
 
 
 def _decoded(ns, codes: np.ndarray, stream: tuple) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from codec_streams import coded_tile, trained_weights  # noqa: E402
 from rawsigma.analysis.noisecodec import NoiseCodec, StreamParams, codec_maps, warmup  # noqa: E402
 from rawsigma.analysis.noisecodec import ckernels as CK  # noqa: E402
 from rawsigma.analysis.noisecodec import pyramid as PY  # noqa: E402
@@ -101,24 +102,15 @@ def test_decode_with_irregular_level_classes():
 def _wide_stream(codes, luts):
     """A format-5 stream of ``codes`` with the given level classes (numba's encoder side),
     as ``(words, esc, wts, cts, tab)``."""
-    K = PY.n_levels(*codes.shape)
-    acc = PY.new_moments()
-    NB.train_tile(codes, K, acc)
-    _, wts = PY.solve_weights(acc)
+    _, wts = trained_weights(codes, NB)
     # a bias of its own for every class (classes without samples share the default
     # weights: a wrong class must change the prediction)
     wts = np.array(wts, np.int32).reshape(PY.N_SETS, PY.N_CLASS, PY.N_W)
     wts[..., 3] += np.arange(PY.N_CLASS, dtype=np.int32) * 1500
     wts = wts.reshape(PY.N_SETS, -1)
     cts = PY.class_tables(np.asarray(luts, np.uint8))
-    n = codes.size
-    syms, ctxs = np.empty(n, np.uint8), np.empty(n, np.uint16)
-    esc, hist = np.empty(n, np.int32), np.zeros(PY.N_CTX_ALL * PY.N_SYM, np.int64)
-    ne = NB.model_tile(codes, K, wts, cts, syms, ctxs, esc, hist)
-    phys = PY.normalise(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
-    out = np.zeros(n + 2 * PY.WL + 16, np.uint16)
-    words = out[: C.rans_encode16(syms, ctxs, phys, PY.cumulative(phys), out)].copy()
-    return words, esc[:ne], wts, cts, PY.decode_table(phys)
+    words, esc, tab = coded_tile(codes, wts, cts, NB, C)
+    return words, esc, wts, cts, tab
 
 
 # level steps (where the level class goes up): within 15 levels (the AVX2 prediction's byte
