@@ -506,18 +506,7 @@ class SweepRunner(ControlledRunner):
 
         path = self.partial_path
         data = read_partial(path)
-        if data["plan"] != self.plan.model_dump(mode="json"):
-            raise InputFileError(
-                f"{path}: the partial sweep was started with a different plan; "
-                "resume it with the same options or delete it"
-            )
-        ident, cur = data["identity"], self.identity.to_dict()
-        for key in RESUME_IDENTITY_KEYS:
-            if ident.get(key) != cur.get(key):
-                raise InputFileError(
-                    f"{path}: recorded with {key} = {ident.get(key)!r}, but the camera now "
-                    f"has {cur.get(key)!r}"
-                )
+        self._check_resume(path, data["plan"], data["identity"])
         groups = data["groups"]
         st = data["state"]
         try:
@@ -537,6 +526,48 @@ class SweepRunner(ControlledRunner):
             raise InputFileError(f"{path}: inconsistent partial file ({exc})") from exc
         self._saved = set(groups)
         self.stability = self.stability[: len(self.levels)]
+
+    def _check_resume(self, path: Path, plan: dict[str, Any], ident: dict[str, Any]) -> None:
+        """Refuse a partial file whose frames the resumed sweep would not match.
+
+        The exposure: a plan's ``exposure_ms`` (light control) is set before the dark, so
+        an equal plan means equal exposures (partial files written before session 11
+        recorded the camera's previous exposure in the identity); with the exposure as
+        the control every level sets its own, and the dark's (the identity's) is taken
+        from the file. Otherwise the camera's exposure must be the recorded one, and a
+        plan naming that exposure (``--exposure``) resumes it.
+        """
+        p, cur_plan = self.plan, self.plan.model_dump(mode="json")
+        rec_ms = ident.get("exposure_ms")
+        if plan.get("exposure_ms") is None and p.control != "exposure" and rec_ms is not None:
+            if p.exposure_ms is not None and float(p.exposure_ms) == float(rec_ms):
+                plan = {**plan, "exposure_ms": cur_plan["exposure_ms"]}  # its frames' exposure
+        diff = [k for k in sorted(set(plan) | set(cur_plan)) if plan.get(k) != cur_plan.get(k)]
+        if diff:
+            was = ", ".join(f"{k} {plan.get(k)!r} (now {cur_plan.get(k)!r})" for k in diff)
+            raise InputFileError(
+                f"{path}: the partial sweep was started with a different plan: {was}; "
+                "resume it with the same options or delete it"
+            )
+        cur = self.identity.to_dict()
+        fixed = p.control == "exposure" or p.exposure_ms is not None
+        for key in RESUME_IDENTITY_KEYS:
+            if ident.get(key) == cur.get(key) or (key == "exposure_ms" and fixed):
+                continue
+            hint = f"; resume with --exposure {rec_ms:g}" if key == "exposure_ms" else ""
+            raise InputFileError(
+                f"{path}: recorded with {key} = {ident.get(key)!r}, but the camera now "
+                f"has {cur.get(key)!r}{hint}"
+            )
+        if p.control == "exposure" and rec_ms is not None:  # the dark's, not the camera's now
+            import dataclasses
+
+            extra = dict(self.identity.extra)
+            if "Exposure" in extra:
+                extra["Exposure"] = str(ident.get("extra", {}).get("Exposure", rec_ms))
+            self.identity = dataclasses.replace(
+                self.identity, exposure_ms=float(rec_ms), extra=extra
+            )
 
     # ------------------------------------------------------------ profile
     def _build(self) -> Any:

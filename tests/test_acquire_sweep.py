@@ -186,11 +186,97 @@ def test_resume_at_another_exposure_rejected_and_plan_exposure_recorded(tmp_path
         r1.run()
     core = _core()
     core.setExposure(40.0)
-    with pytest.raises(InputFileError, match="exposure_ms = 10.0, but the camera now has 40.0"):
+    with pytest.raises(
+        InputFileError,
+        match="exposure_ms = 10.0, but the camera now has 40.0; resume with --exposure 10$",
+    ):
         SweepRunner(core, plan, part).run(resume=True)
 
     prof = SweepRunner(_core(), _plan(**{**plan.model_dump(), "exposure_ms": 20.0})).run()
     assert prof.identity.exposure_ms == 20.0 and prof.identity.extra["Exposure"] == "20.0"
+
+
+def _cancelled_partial(plan: SweepPlan, part, at: int = 1, **props) -> SweepRunner:
+    r1 = SweepRunner(_core(**props), plan, part)
+    r1.levelFinished.connect(lambda i, d: r1.cancel() if i == at else None)
+    with pytest.raises(Cancelled):
+        r1.run()
+    return r1
+
+
+def _same_maps(a, b) -> None:
+    for name in ("gain", "offset", "read_noise", "gain_se"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_resume_at_the_recorded_exposure_with_exposure_option(tmp_path) -> None:
+    """QA session 12: the refusal above (a sweep without --exposure, the camera now at
+    40 ms) is lifted by the option it names: ``--exposure 10`` takes the remaining
+    levels at the 10 ms of the file's frames; another exposure is still refused."""
+    plan = _plan(dark_frames=8, n_levels=3, frames_per_level=8, saturation_levels=0)
+    ref = SweepRunner(_core(), plan).run()
+    part = tmp_path / "p.h5"
+    _cancelled_partial(plan, part, at=0)
+    core = _core()
+    core.setExposure(40.0)
+    with pytest.raises(InputFileError, match=r"different plan: exposure_ms None \(now 20.0\)"):
+        SweepRunner(core, _plan(**{**plan.model_dump(), "exposure_ms": 20.0}), part).run(
+            resume=True
+        )
+    prof = SweepRunner(core, _plan(**{**plan.model_dump(), "exposure_ms": 10.0}), part).run(
+        resume=True
+    )
+    _same_maps(prof, ref)
+    assert prof.identity.exposure_ms == 10.0
+
+
+def test_resume_partial_written_before_the_plan_exposure_fix(tmp_path) -> None:
+    """QA session 12: partial files of ``--exposure 20`` written before session 11
+    recorded the camera's previous 10 ms although every frame was taken at 20 ms, and
+    resuming them with ``--exposure 20`` was refused (exposure_ms = 10.0, now 20.0)."""
+    from rawsigma.acquire.partial import read_partial, write_partial
+
+    plan = _plan(dark_frames=8, n_levels=3, frames_per_level=8, saturation_levels=0)
+    plan = _plan(**{**plan.model_dump(), "exposure_ms": 20.0})
+    ref = SweepRunner(_core(), plan).run()
+    part = tmp_path / "p.h5"
+    _cancelled_partial(plan, part, at=0)
+    data = read_partial(part)  # as the old code wrote it: the camera's previous exposure
+    ident = {**data["identity"], "exposure_ms": 10.0}
+    ident["extra"] = {**ident["extra"], "Exposure": "10.0"}
+    part.unlink()
+    write_partial(
+        part, plan=data["plan"], identity=ident, state=data["state"], groups=data["groups"]
+    )
+    prof = SweepRunner(_core(), plan, part).run(resume=True)
+    _same_maps(prof, ref)
+    assert prof.identity.exposure_ms == 20.0 and prof.identity.extra["Exposure"] == "20.0"
+    part2 = tmp_path / "p2.h5"
+    _cancelled_partial(plan, part2, at=0)
+    with pytest.raises(InputFileError, match=r"different plan: exposure_ms 20.0 \(now 30.0\)"):
+        SweepRunner(_core(), _plan(**{**plan.model_dump(), "exposure_ms": 30.0}), part2).run(
+            resume=True
+        )
+
+
+def test_resume_after_crash_under_exposure_control(tmp_path) -> None:
+    """QA session 12: a sweep killed under ``--control exposure`` leaves the camera at
+    its last level's exposure (a camera that keeps its state, e.g. through pycromanager);
+    resuming was refused (exposure_ms = 10.0, now 40.0) though every level sets its own
+    exposure. The profile keeps the dark's 10 ms as its exposure."""
+    plan = _plan(control="exposure", n_levels=3, frames_per_level=8, dark_frames=8)
+    plan = SweepPlan(**{**plan.model_dump(), "saturation_levels": 0, "level_darks": 2})
+    led = {"LED.Intensity": 50}
+    ref = SweepRunner(_core(**led), plan).run()
+    part = tmp_path / "p.h5"
+    r1 = _cancelled_partial(plan, part, at=1, **led)
+    core = _core(**led)
+    core.setExposure(r1.level_values[1])  # no restore: the run was killed
+    assert core.getExposure() != 10.0
+    prof = SweepRunner(core, plan, part).run(resume=True)
+    _same_maps(prof, ref)
+    assert prof.identity.exposure_ms == 10.0 == ref.identity.exposure_ms
+    assert prof.identity.extra.get("Exposure") == ref.identity.extra.get("Exposure")
 
 
 def test_exposure_control_finds_the_full_well() -> None:
