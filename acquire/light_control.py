@@ -386,15 +386,45 @@ class LightControl:
 
         The doubling stops at 30 % of the ADC, so a full well below the ADC maximum (most
         sCMOS cameras) is found by one probe where the ADC would fill: a response
-        flattened there by > 5 % is the full well's plateau. Without it the top level
-        was put at 90 % of the ADC, beyond the full well (a quarter of the pixels
-        clipped, mu_e.sat interpolated 17 % low).
+        flattened there by > 5 % is the full well's plateau if a probe 10 % further does
+        not rise (`_plateau`). Without the probe the top level was put at 90 % of the ADC,
+        beyond the full well (a quarter of the pixels clipped, mu_e.sat interpolated
+        17 % low).
         """
         c = min(adc_room / slope, limit)
         s = self.signal(c, dark_med)
         if s < 0.95 * slope * c:
-            return s, s / slope
+            return self._plateau(c, s, slope, limit, dark_med)
         return adc_room, (adc_room / slope if adc_room / slope <= limit else None)
+
+    def _plateau(
+        self, c: float, s: float, slope: float, limit: float, dark_med: float
+    ) -> tuple[float, float | None]:
+        """Saturation signal and control value from a probe ``(c, s)`` below the line.
+
+        The 5 % shortfall that flags a plateau is also the linearity check's tolerance, so
+        a slope a few % high, a slightly compressive response or a drooping light looked
+        like a full well at 0.94 of the ADC range, and the saturation levels, put 6 % low,
+        missed saturation. Steps of 10 % in the control climb until the signal stops
+        rising (< 2 %): the last point is on the plateau; its control value is where the
+        rise met the plateau (from the last rising step's slope).
+        """
+        pts = [(c, s)]  # probes, the signal rising (> 2 %) from each to the next
+        for _ in range(12):
+            c2 = min(1.1 * c, limit)
+            if c2 <= c * 1.001:  # at the limit: saturation not reached
+                return s, None
+            s2 = self.signal(c2, dark_med)
+            if s2 < 1.02 * s:
+                break
+            c, s = c2, s2
+            pts.append((c, s))
+        sat = max(s, s2)
+        if len(pts) == 1:  # the first probe was already on the plateau: linear up to it
+            return sat, sat / slope
+        (c0, s0), (c1, s1) = pts[-3] if len(pts) > 2 else (0.0, 0.0), pts[-2]
+        local = (s1 - s0) / (c1 - c0)
+        return sat, float(min(c, c1 + max(sat - s1, 0.0) / local)) if local > 0 else c
 
 
 def save_device_state(core: MMCore, camera: str, shutter: str, plan: SweepPlan) -> dict[str, Any]:

@@ -291,3 +291,25 @@ def test_exposure_control_finds_the_full_well() -> None:
     linear = prof.ptc["clipped_fraction"][:4]
     assert np.all(linear < 0.001), linear
     assert 27000 < prof.emva["mu_e_sat"] < 30000  # 0.15 % of pixels at the full well
+
+
+@pytest.mark.parametrize("preset, mode", [("ccd", "adc"), ("scmos", "full_well")])
+def test_exposure_control_compressive_response_still_brackets_saturation(preset, mode) -> None:
+    """QA session 12: auto-range took a response 5 % below the line at the ADC's top
+    for the full well's plateau, the same 5 % the linearity check allows. A 12-bit
+    camera (the ADC clips first) whose response is 8 % compressive at full scale was
+    given a "full well" at 0.93 of the ADC, its saturation levels were put 7 % low
+    (at most 0.13 % of the pixels clipped) and mu_e.sat was not estimated. The sCMOS
+    (full well below the ADC) still finds its plateau."""
+    core = _core(**{"Camera.Preset": preset, "LED.Intensity": 2})
+    cam = sim_device(core, "Camera")
+    ph_sat = cam.active_model.photons_for_fraction(1.0)
+    linear = cam.photons_per_frame
+    cam.photons_per_frame = lambda e: (lambda p: p * (1 - 0.08 * np.minimum(p / ph_sat, 1.5)))(
+        linear(e)
+    )
+    plan = _plan(control="exposure", n_levels=4, frames_per_level=20, dark_frames=20)
+    prof = SweepRunner(core, SweepPlan(**{**plan.model_dump(), "saturation_levels": 3})).run()
+    clipped = prof.ptc["clipped_fraction"]
+    assert np.all(clipped[:4] < 0.001) and clipped[-1] > 0.99, clipped
+    assert prof.emva.get("mu_e_sat") is not None and prof.emva["saturation_mode"] == mode
