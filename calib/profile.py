@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -258,7 +259,19 @@ class CameraProfile:
 
     @property
     def gain_global(self) -> float:
-        """Median gain over good pixels, ADU per photo-electron."""
+        """Global gain, ADU per photo-electron.
+
+        A photon-transfer calibration's (`build_profile`, which records
+        ``provenance["gain_map"]``) is its EMVA ``K`` (``emva["K_se"]`` its SE): from
+        moments pooled over pixels, it is unbiased at any number of frames per level,
+        where the median of the per-pixel gains runs low (each pixel's var/mean ratio is
+        right-skewed: simulator, 5 levels, -6.6 % at 4 frames per level, -1.8 % at 10,
+        -0.5 % at 30). Any other profile (true, estimated, uniform): the median gain
+        over good pixels.
+        """
+        k = self.emva.get("K") if self.provenance.get("gain_map") else None
+        if isinstance(k, (int, float)) and math.isfinite(k) and k > 0:
+            return float(k)
         return self._good_median(self.gain)
 
     @property

@@ -450,7 +450,7 @@ def _summary(profile: Any, out: Path) -> None:
     t.add_column("", style="bold")
     t.add_column("")
     t.add_row("shape", f"{profile.shape[0]} x {profile.shape[1]}")
-    t.add_row("gain (median)", f"{profile.gain_global:.4g} ADU/e-")
+    t.add_row("gain (global)", f"{profile.gain_global:.4g} ADU/e-")
     t.add_row("offset (median)", f"{profile.offset_global:.4g} ADU")
     t.add_row("read noise (median)", f"{profile.read_noise_global:.4g} ADU rms")
     t.add_row("defect pixels", f"{int(np.count_nonzero(~good))}")

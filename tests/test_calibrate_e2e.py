@@ -27,7 +27,7 @@ def test_calibrate_sim_force_and_from_stacks(cli, tmp_path) -> None:
     assert prof.shape == (32, 32) and abs(prof.gain_global / 2.0 - 1) < 0.05
     assert prof.plan["n_levels"] == 4 and prof.identity.camera == "Camera"
     assert not (tmp_path / "p.h5.partial.h5").exists()
-    assert "gain (median)" in r.output
+    assert "gain (global)" in r.output
 
     before = out.read_bytes()
     r = cli.invoke(app, ["calibrate", "--out", str(out), *SWEEP])
