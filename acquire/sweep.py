@@ -102,6 +102,40 @@ RESUME_IDENTITY_KEYS = (
 )
 
 
+#: ``rawsigma calibrate`` options of the plan fields (for the resume messages).
+_PLAN_FLAGS = {
+    "dark_frames": "--dark",
+    "n_levels": "--levels",
+    "frames_per_level": "--frames",
+    "spacing": "--spacing",
+    "control": "--control",
+    "control_min": "--control-min",
+    "control_max": "--control-max",
+    "target_fraction": "--target",
+    "saturation_levels": "--saturation-levels",
+    "exposure_ms": "--exposure",
+    "level_darks": "--level-darks",
+    "settle_s": "--settle",
+    "seed": "--seed",
+}
+
+
+def _plan_options(plan: dict[str, Any], keys: list[str]) -> str:
+    """The options that give ``plan``'s values of ``keys`` ("--exposure 20, no --seed")."""
+    out = []
+    for k in keys:
+        v, flag = plan.get(k), _PLAN_FLAGS.get(k)
+        if k == "auto_range":
+            out.append("--auto-range" if v else "--no-auto-range")
+        elif flag is None:
+            out.append(f"the same {k} ({v!r})")
+        elif v is None:
+            out.append(f"no {flag}")
+        else:
+            out.append(f"{flag} {v:g}" if isinstance(v, float) else f"{flag} {v}")
+    return ", ".join(out)
+
+
 def partial_path_for(output: str | os.PathLike) -> Path:
     """The resumable partial file kept next to the output profile (``<out>.partial.h5``).
 
@@ -538,16 +572,17 @@ class SweepRunner(ControlledRunner):
         plan naming that exposure (``--exposure``) resumes it.
         """
         p, cur_plan = self.plan, self.plan.model_dump(mode="json")
-        rec_ms = ident.get("exposure_ms")
+        rec_ms, frames_at = ident.get("exposure_ms"), plan
         if plan.get("exposure_ms") is None and p.control != "exposure" and rec_ms is not None:
+            frames_at = {**plan, "exposure_ms": float(rec_ms)}  # --exposure <its frames'>
             if p.exposure_ms is not None and float(p.exposure_ms) == float(rec_ms):
-                plan = {**plan, "exposure_ms": cur_plan["exposure_ms"]}  # its frames' exposure
+                plan = {**plan, "exposure_ms": cur_plan["exposure_ms"]}
         diff = [k for k in sorted(set(plan) | set(cur_plan)) if plan.get(k) != cur_plan.get(k)]
         if diff:
             was = ", ".join(f"{k} {plan.get(k)!r} (now {cur_plan.get(k)!r})" for k in diff)
             raise InputFileError(
                 f"{path}: the partial sweep was started with a different plan: {was}; "
-                "resume it with the same options or delete it"
+                f"resume it with {_plan_options(frames_at, diff)} or delete it"
             )
         cur = self.identity.to_dict()
         fixed = p.control == "exposure" or p.exposure_ms is not None

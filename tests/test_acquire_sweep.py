@@ -71,7 +71,7 @@ def test_resume_after_cancel_gives_identical_profile(tmp_path) -> None:
     assert part.exists()
     with pytest.raises(OutputExistsError, match="resume"):
         SweepRunner(_core(), plan, part).run()
-    with pytest.raises(InputFileError, match="different plan"):
+    with pytest.raises(InputFileError, match="different plan.*resume it with --frames 60 or"):
         SweepRunner(_core(), _plan(frames_per_level=61), part).run(resume=True)
     r2 = SweepRunner(_core(), plan, part)
     started: list[int] = []
@@ -219,7 +219,9 @@ def test_resume_at_the_recorded_exposure_with_exposure_option(tmp_path) -> None:
     _cancelled_partial(plan, part, at=0)
     core = _core()
     core.setExposure(40.0)
-    with pytest.raises(InputFileError, match=r"different plan: exposure_ms None \(now 20.0\)"):
+    with pytest.raises(
+        InputFileError, match=r"exposure_ms None \(now 20.0\); resume it with --exposure 10 or"
+    ):
         SweepRunner(core, _plan(**{**plan.model_dump(), "exposure_ms": 20.0}), part).run(
             resume=True
         )
@@ -253,7 +255,9 @@ def test_resume_partial_written_before_the_plan_exposure_fix(tmp_path) -> None:
     assert prof.identity.exposure_ms == 20.0 and prof.identity.extra["Exposure"] == "20.0"
     part2 = tmp_path / "p2.h5"
     _cancelled_partial(plan, part2, at=0)
-    with pytest.raises(InputFileError, match=r"different plan: exposure_ms 20.0 \(now 30.0\)"):
+    with pytest.raises(
+        InputFileError, match=r"exposure_ms 20.0 \(now 30.0\); resume it with --exposure 20 or"
+    ):
         SweepRunner(_core(), _plan(**{**plan.model_dump(), "exposure_ms": 30.0}), part2).run(
             resume=True
         )
