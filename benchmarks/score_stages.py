@@ -140,7 +140,7 @@ def score_stages(image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fie
     with led("raw pass + its 12 scoring channels", 1):
         out, feats = shared.with_features(image, channels_last=False)
     with led(measure):
-        raw = pi.outcome_of(out, plan, clock)
+        raw = pi.outcome_of(out, plan, clock, own=True)
     raw.features = feats
     with led("replica passes + scoring channels + σ fold", len(replicas)):
         masks, feature_sigma = shared.replicas(replicas, workers)
@@ -148,7 +148,7 @@ def score_stages(image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fie
     outcomes = []
     for i in range(len(masks)):
         with led(measure):
-            outcome = pi.outcome_of(shared.segment_output(masks[i]), plan, clock)
+            outcome = pi.outcome_of(shared.segment_output(masks[i]), plan, clock, own=True)
         masks[i] = None
         with led("match to raw"):
             outcome.match = pi.match_to_raw(raw, raw_centroids, outcome, plan.max_distance)
@@ -169,7 +169,7 @@ def score_stages(image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fie
         with led("codec feature ε (stats + worst map)"):
             feature_eps, worst = scorer._feature_epsilon(d.image, chans)
         with led(measure):
-            outcome = pi.outcome_of(out, plan, clock)
+            outcome = pi.outcome_of(out, plan, clock, own=True)
         with led("match to raw"):
             match = pi.match_to_raw(raw, scorer.raw_centroids, outcome, plan.max_distance)
         with led("codec result (verdict, pixel ε map)"):

@@ -92,3 +92,57 @@ def test_pixel_epsilon_equals_the_out_of_place_expression(dec_dtype, sigma_dtype
     got = pixel_epsilon(raw, dec, sigma)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+def _outcome_parts(o):
+    return o.labels, o.table, o.globals, o.n_components
+
+
+@pytest.mark.parametrize("min_size", [0, 5, 40])
+def test_outcome_of_own_labels_filtered_in_place_same_outcome(min_size):
+    """``own=True``: the pass's labels renumbered in place, the outcome of a copy."""
+    from rawsigma.analysis.scoring import per_image as pi
+    from rawsigma.analysis.scoring.plans import ScorePlan
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    mask = ndi.gaussian_filter(rng.random((96, 128)), 1.5) > 0.52
+    labels = pi.to_objects(mask, 0.5)
+    assert labels.max() > 10 and np.bincount(labels.ravel())[1:].min() < 5  # small ones
+    plan = ScorePlan(min_size=min_size)
+    clock = pi.StageClock()
+    kept = labels.copy()
+    copied = pi.outcome_of(labels, plan, clock)
+    np.testing.assert_array_equal(labels, kept)  # not the caller's: left as it was
+    given = labels.copy()
+    owned = pi.outcome_of(given, plan, clock, own=True)
+    if min_size > 1:
+        assert owned.labels is given  # renumbered where it was: no full-size copy
+    want = pi.drop_small_numpy(kept, min_size) if min_size > 1 else kept
+    for a, b in zip(_outcome_parts(copied), _outcome_parts(owned), strict=True):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys()
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k])
+        else:
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(owned.labels, want)
+    assert owned.n_components == int(kept.max())
+
+
+def test_drop_small_in_place_only_on_writeable_int32():
+    from rawsigma.analysis.scoring import per_image as pi
+
+    lab = np.zeros((8, 8), np.int64)
+    lab[0, 0], lab[2:6, 2:6], lab[7, 7] = 1, 2, 3
+    want = pi.drop_small_numpy(lab, 3)
+    out = pi.drop_small(lab, 3, in_place=True)  # int64: a new int32 array, lab untouched
+    assert out is not lab and lab.max() == 3
+    np.testing.assert_array_equal(out, want)
+    ro = lab.astype(np.int32)
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(pi.drop_small(ro, 3, in_place=True), want)
+    assert ro.max() == 3
+    rw = lab.astype(np.int32)
+    assert pi.drop_small(rw, 3, in_place=True) is rw
+    np.testing.assert_array_equal(rw, want)

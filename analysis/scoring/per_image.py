@@ -133,15 +133,28 @@ class Outcome:
     match: MatchResult | None = None  # a replica's match to the raw objects
 
 
-def drop_small(lab: np.ndarray, min_size: int) -> np.ndarray:
-    """Remove objects below ``min_size`` px and renumber 1..n (label order kept)."""
+def drop_small(lab: np.ndarray, min_size: int, in_place: bool = False) -> np.ndarray:
+    """Remove objects below ``min_size`` px and renumber 1..n (label order kept).
+
+    With ``in_place``, a C-contiguous writeable int32 ``lab`` is renumbered in place and
+    returned (no full-size copy to fault in: the labels of a scoring pass, which nothing
+    else holds); otherwise ``lab`` is left as it is.
+    """
     if min_size <= 1 or not lab.any():
+        return lab
+    if in_place and _writeable_int32(lab):
+        moments_kernel.size_relabel(lab, int(min_size))
         return lab
     if lab.dtype == np.int32 or (lab.dtype.kind in "iu" and lab.max() < 2**31):
         out = np.array(lab, np.int32, order="C")  # a copy: the caller's image is kept
         moments_kernel.size_relabel(out, int(min_size))  # counts, then renumbering in place
         return out
     return drop_small_numpy(lab, min_size)
+
+
+def _writeable_int32(lab: np.ndarray) -> bool:
+    """Whether ``lab`` can be renumbered in place by `moments_kernel.size_relabel`."""
+    return lab.dtype == np.int32 and lab.flags.c_contiguous and lab.flags.writeable
 
 
 def drop_small_numpy(lab: np.ndarray, min_size: int) -> np.ndarray:
@@ -202,15 +215,22 @@ def process_image(
     return outcome
 
 
-def outcome_of(out: np.ndarray, plan: ScorePlan, clock: StageClock) -> Outcome:
-    """The objects of one model output (as returned by a segmenter), measured; no features."""
+def outcome_of(out: np.ndarray, plan: ScorePlan, clock: StageClock, own: bool = False) -> Outcome:
+    """The objects of one model output (as returned by a segmenter), measured; no features.
+
+    ``own``: ``out`` is the caller's to give away (the labels `SharedPass.segment_output`
+    made for this call, held by nothing else): its objects are then filtered by size in
+    place, not in a copy. Same outcome either way.
+    """
     t = time.perf_counter()
     components = to_objects(out, plan.threshold)
-    lab = drop_small(components, plan.min_size or 0)
+    n_components = int(components.max()) if components.size else 0
+    # labels made here from a mask or a probability are this call's own too
+    own = own or not np.may_share_memory(components, out)
+    lab = drop_small(components, plan.min_size or 0, in_place=own)
     t = clock.add("segment (sum over images)", t)
     table, glob = measure_objects(lab)
     clock.add("measure (sum over images)", t)
-    n_components = int(components.max()) if components.size else 0
     return Outcome(lab, table, glob, np.empty(0, np.float32), n_components)
 
 

@@ -219,7 +219,7 @@ def _segment_raw_and_replicas(
 
         def one(i: int) -> Outcome:  # outputs: the replicas' foreground masks
             out, outputs[i] = shared.segment_output(outputs[i]), None  # released when used
-            return outcome_of(out, plan, clock)
+            return outcome_of(out, plan, clock, own=True)
 
         futures = [pool.submit(one, i) for i in range(len(replicas))]
     raw = raw_future.result()
@@ -251,7 +251,7 @@ def _shared_outcome(
 
 def _measured(out: np.ndarray, feats: np.ndarray, plan: ScorePlan, clock: StageClock) -> Outcome:
     """The outcome of a segment output, with its scoring features (F, H, W)."""
-    outcome = outcome_of(out, plan, clock)
+    outcome = outcome_of(out, plan, clock, own=True)  # ``out``: the pass's own labels
     outcome.features = feats
     return outcome
 
@@ -304,7 +304,7 @@ class _CodecScorer:
             feature_eps, worst_map = self._feature_epsilon(decoded.image, None)
         else:
             out, feature_eps, worst_map = self._shared_pass(decoded.image)
-            outcome = outcome_of(out, plan, self.clock)
+            outcome = outcome_of(out, plan, self.clock, own=True)
         match = match_to_raw(ref.raw, self.raw_centroids, outcome, plan.max_distance)
         return codec_result(
             spec, decoded, self.image, self.pixel_sigma, ref, outcome, match, feature_eps,
