@@ -89,3 +89,36 @@ def test_codec_feature_epsilon_equals_the_full_stack_scores(sat, given, monkeypa
     np.testing.assert_array_equal(got_map[name], want_map[name])
     assert got_map[name].dtype == np.float32
     assert np.isnan(got_map[name]).any() == sat
+
+
+@pytest.mark.parametrize("sat", [False, True])
+def test_codec_feature_epsilon_spare_buffers_same_scores(sat):
+    """``spare``: scratch reused call to call (stale values in it) gives the same
+    statistics and worst maps; a returned map is never written by a later call."""
+    from rawsigma.analysis.scoring.feature_scores import codec_feature_epsilon
+
+    rng = np.random.default_rng(5)
+    base = 300 + 120 * np.sin(np.arange(64)[:, None] / 6.0) * np.cos(np.arange(72) / 9.0)
+    raw = rng.poisson(base).astype(np.uint16)
+    sig = (1.0, 2.0)
+    reps = [rng.poisson(base).astype(np.uint16) for _ in range(3)]
+    if sat:
+        for a in (raw, *reps):
+            a[:20, :20] = 500
+    feats, names = feature_maps_for_scoring(raw, sigmas=sig, n_workers=1)
+    sigma = sc.replica_feature_sigma(reps, sig)
+    decs = [(raw // q * q).astype(np.uint16) for q in (2, 8, 4)]
+    want = [codec_feature_epsilon(feats, sigma, d, names, sig) for d in decs]
+    spare = [np.full(raw.size, np.nan, np.float32) for _ in range(2)]  # stale contents
+    spare.append(np.zeros(7, np.float32))  # a buffer of another size is not used
+    got = []
+    for d in decs:
+        got.append(codec_feature_epsilon(feats, sigma, d, names, sig, spare=spare))
+        assert 1 <= len(spare) <= 4
+    n_new = len({id(b) for b in spare})
+    assert n_new == len(spare)  # no buffer twice in the spares
+    for (ws, wm), (gs, gm) in zip(want, got, strict=True):
+        assert gs == ws and list(gm) == list(wm)
+        (name,) = wm
+        np.testing.assert_array_equal(gm[name], wm[name])  # unchanged by later calls
+        assert not any(np.shares_memory(gm[name], b) for b in spare)

@@ -292,6 +292,8 @@ class _CodecScorer:
     _channels_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     #: the decoded images' channels, reused image to image (under the lock)
     _channel_buffers: dict[str, np.ndarray] | None = field(init=False, default=None)
+    #: the feature ε's scratch buffers, reused image to image (under the lock)
+    _eps_spare: list[np.ndarray] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         raw = self.reference.raw
@@ -328,16 +330,20 @@ class _CodecScorer:
                 self._channel_buffers = shared.bank_channel_buffers(image.shape)
             out, bank_channels = shared.with_bank_channels(image, workers, self._channel_buffers)
             self.clock.add("segment (sum over images)", t)
-            feature_eps, worst_map = self._feature_epsilon(image, bank_channels)
+            feature_eps, worst_map = self._feature_epsilon(image, bank_channels, self._eps_spare)
         return out, feature_eps, worst_map
 
-    def _feature_epsilon(self, image: np.ndarray, channels: dict | None) -> tuple[dict, dict]:
-        """`codec_feature_epsilon` of a decoded image (``channels``: from its pass)."""
+    def _feature_epsilon(
+        self, image: np.ndarray, channels: dict | None, spare: list | None = None
+    ) -> tuple[dict, dict]:
+        """`codec_feature_epsilon` of a decoded image (``channels``: from its pass;
+        ``spare``: its scratch buffers, for one call at a time)."""
         ref = self.reference
         t = time.perf_counter()  # the scales not in ``channels`` computed one at a time
         res = codec_feature_epsilon(
             ref.raw.features, ref.feature_sigma, image, ref.feature_names,
             self.segmenter.plan.score_sigmas, channels, self.segmenter.shared is not None,
+            spare,
         )  # fmt: skip
         self.clock.add("scoring features (sum over images)", t)
         return res
