@@ -31,6 +31,23 @@ def test_distinct_values_is_numpy_unique(dtype):
     assert distinct_values(np.zeros((0, 4), dtype), positive=True).size == 0
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_distinct_values_counted_in_chunks(dtype, monkeypatch):
+    """8/16-bit values counted a chunk at a time (no intp copy of the image): the values
+    `np.unique` gives, whatever the chunk boundaries."""
+    from rawsigma.analysis.segmentation import label_values
+
+    monkeypatch.setattr(label_values, "_COUNT_CHUNK", 97)  # many chunks, a partial last one
+    rng = np.random.default_rng(4)
+    top = 200 if dtype == np.uint8 else 30000
+    a = rng.integers(0, top, (53, 61)).astype(dtype)
+    a[a % 5 == 1] = 0
+    a[-1, -1] = top - 1  # the largest value in the last, partial chunk
+    np.testing.assert_array_equal(distinct_values(a), np.unique(a))
+    np.testing.assert_array_equal(distinct_values(a, positive=True), np.unique(a[a > 0]))
+    assert distinct_values(a).dtype == a.dtype
+
+
 def test_check_labels_classes_and_errors_unchanged():
     lab = np.zeros((40, 40), np.uint16)
     lab[:10] = 1

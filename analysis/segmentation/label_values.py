@@ -20,5 +20,21 @@ def distinct_values(values: np.ndarray, positive: bool = False) -> np.ndarray:
         small = bool(a.min() >= 0 and a.max() < 1 << 16)
     if small and a.size:
         first = int(positive)
-        return (np.flatnonzero(np.bincount(a.ravel())[first:]) + first).astype(a.dtype)
+        return (np.flatnonzero(_counts(a.ravel())[first:]) + first).astype(a.dtype)
     return np.unique(a[a > 0] if positive else a)
+
+
+#: elements counted at a time: `np.bincount` casts its input to intp, a temporary this
+#: size (2 MB, recycled by the allocator) instead of 8 bytes per element of the image
+_COUNT_CHUNK = 1 << 18
+
+
+def _counts(flat: np.ndarray) -> np.ndarray:
+    """``np.bincount(flat)`` of non-negative integers below 2**16, chunk by chunk."""
+    if flat.dtype.itemsize > 2 or flat.size <= _COUNT_CHUNK:
+        return np.bincount(flat)
+    top = 1 << (8 * flat.dtype.itemsize)
+    counts = np.zeros(top, np.intp)
+    for i in range(0, flat.size, _COUNT_CHUNK):
+        counts += np.bincount(flat[i : i + _COUNT_CHUNK], minlength=top)
+    return counts
