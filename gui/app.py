@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 
@@ -55,4 +57,45 @@ def run_gui(
         from qtpy import QtCore
 
         QtCore.QTimer.singleShot(500, win.close)
-    return int(app.exec())
+    with _close_on_signals(win) as hit:
+        rc = int(app.exec())
+    if hit:  # Ctrl-C or SIGTERM: exit 130 as every other command
+        raise KeyboardInterrupt
+    return rc
+
+
+@contextlib.contextmanager
+def _close_on_signals(win: Any) -> Iterator[list[int]]:
+    """Make Ctrl-C and SIGTERM close ``win`` while Qt's event loop runs.
+
+    Qt's C++ loop never hands control to Python, so Python's signal handlers would
+    only run once the window closed: the GUI ignored Ctrl-C and SIGTERM. A timer
+    lets the interpreter run them; the handler closes the window (which stops any
+    running work, as the window's close button does) and records the signal.
+    """
+    import signal
+
+    from qtpy import QtCore
+
+    hit: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        hit.append(signum)
+        win.close()
+        QtCore.QCoreApplication.quit()
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
+    timer = QtCore.QTimer()
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    try:
+        yield hit
+    finally:
+        timer.stop()
+        for sig, h in old.items():
+            signal.signal(sig, h)

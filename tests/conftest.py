@@ -126,6 +126,7 @@ SLOW_TESTS = frozenset(
         "test_forest_infer.py::test_same_probabilities_and_labels_as_sklearn",
         "test_framesave_ome.py::test_saved_sweep_is_one_ome_series_with_its_metadata",
         "test_gui_cli.py::test_make_window_offline_and_with_sim_rig",
+        "test_gui_cli.py::test_rawsigma_gui_quits_on_ctrl_c_and_sigterm",
         "test_gui_cli.py::test_rawsigma_gui_starts_and_quits",
         "test_gui_screens.py::test_screenshot_live_and_calibration",
         "test_gui_screens.py::test_screenshot_profile_viewer",

@@ -64,3 +64,33 @@ def test_rawsigma_gui_starts_and_quits(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and "exception" not in res.stderr.lower()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_rawsigma_gui_quits_on_ctrl_c_and_sigterm(tmp_path, sig):
+    """Ctrl-C / SIGTERM close the GUI with exit 130 (Qt's loop used to ignore them)."""
+    import signal
+    import time
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    env.pop("RAWSIGMA_GUI_SMOKE", None)
+    code = "from rawsigma.cli.main import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "gui", "--offline"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        time.sleep(6)  # the window is up (offline: no camera to open)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(getattr(signal, sig))
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
