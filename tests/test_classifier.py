@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +181,23 @@ def test_plugin_models(tmp_path):
         load_model("no_such_module_xyz:f")
     with pytest.raises(InputFileError):
         load_model("nonsense")
+
+
+def test_plugin_module_in_the_current_folder_gets_a_hint(tmp_path, monkeypatch):
+    """`--model mypackage.seg:predict` run beside mypackage/: the console script does not
+    search the current folder; the error says how to make the module importable."""
+    pkg = tmp_path / "mypkg_hint_xyz"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "seg.py").write_text("def predict(image):\n    return image > 0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    with pytest.raises(InputFileError) as exc:
+        load_model("mypkg_hint_xyz.seg:predict")
+    msg = str(exc.value)
+    assert "PYTHONPATH" in msg and f"{Path('mypkg_hint_xyz', 'seg.py')}:predict" in msg
+    # the file form the hint gives works
+    assert load_model(f"{Path('mypkg_hint_xyz', 'seg.py')}:predict")(np.ones(3)).all()
 
 
 DATA = __import__("pathlib").Path(__file__).parents[1].parent / "shared" / "data"

@@ -762,11 +762,31 @@ def load_model(spec: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
         else:
             module = importlib.import_module(mod_name)
     except ImportError as exc:
-        raise InputFileError(f"{s}: cannot import model module {mod_name!r} ({exc})") from exc
+        hint = _import_hint(exc, mod_name, func_name)
+        raise InputFileError(f"{s}: cannot import model module {mod_name!r} ({exc}){hint}") from exc
     fn = getattr(module, func_name, None)
     if fn is None or not callable(fn):
         raise InputFileError(f"{s}: module {mod_name!r} has no callable {func_name!r}")
     return fn
+
+
+def _import_hint(exc: ImportError, mod_name: str, func_name: str) -> str:
+    """How to make a plug-in module in the current folder importable, when it is there.
+
+    The ``rawsigma`` console script, unlike ``python -m``, does not search the current
+    folder, so ``--model mypackage.seg:predict`` run beside ``mypackage/`` fails.
+    """
+    top = mod_name.split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or exc.name != top or mod_name.endswith(".py"):
+        return ""
+    parts = mod_name.split(".")
+    for cand in (Path(*parts).with_suffix(".py"), Path(*parts, "__init__.py")):
+        if cand.is_file():
+            return (
+                f"; {cand} is in the current folder, which is not searched: run with "
+                f"PYTHONPATH=. or give --model {cand}:{func_name}"
+            )
+    return "; the module must be installed or its folder on PYTHONPATH"
 
 
 def labels_from_output(
