@@ -161,7 +161,57 @@ def _field_summary(name: str, d: dict) -> dict[str, Any]:
     }
 
 
-def write_summary(out: Path, names: list[str], failed: dict[str, str]) -> Path:
+# options that do not change a field's results
+_RUN_NEUTRAL = ("workers", "score_one", "quiet")
+
+
+def run_record(image: Path, labels: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a many-field run: its images, labels and scoring options."""
+    from pathlib import Path
+
+    rec = {
+        "image": str(Path(image).resolve()),
+        "labels": None if labels is None else str(Path(labels).resolve()),
+        **{k: v for k, v in sorted(options.items()) if k not in _RUN_NEUTRAL},
+    }
+    if rec.get("profile") is not None:
+        rec["profile"] = str(Path(rec["profile"]).resolve())
+    return json.loads(json.dumps(rec, default=str))
+
+
+def check_same_run(out: Path, record: dict[str, Any], force: bool) -> None:
+    """Refuse (without ``--force``) an ``OUT`` that holds another run's results.
+
+    A re-run of the same command keeps the fields already done; another run (other
+    images, labels or options) would replace the summary and mix its fields with the
+    earlier ones.
+
+    Raises
+    ------
+    OutputExistsError
+        ``OUT/summary.json`` records another run, naming what differs.
+    """
+    from rawsigma.errors import OutputExistsError
+
+    path = out / "summary.json"
+    if force or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if not isinstance(old, dict) or old == record:  # summaries before the record: kept
+        return
+    diff = [k for k in dict.fromkeys([*record, *old]) if record.get(k) != old.get(k)]
+    raise OutputExistsError(
+        f"{out}: holds the results of another run ({', '.join(diff)} differ); "
+        "use --force to replace them, or another --out"
+    )
+
+
+def write_summary(
+    out: Path, names: list[str], failed: dict[str, str], run: dict[str, Any] | None = None
+) -> Path:
     """``summary.json`` and ``summary.html`` from the fields' ``results.json``."""
     from rawsigma.fileio import atomic_write
 
@@ -182,6 +232,7 @@ def write_summary(out: Path, names: list[str], failed: dict[str, str]) -> Path:
             and all(any(c["spec"] == s and c["within_noise"] for c in f["codecs"]) for f in fields)
         ],
         "fields": fields,
+        "run": run,
     }
     with atomic_write(out / "summary.json", force=True) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, default=str))
@@ -240,6 +291,8 @@ def run_many(
     if index is not None:
         raise UsageError("--index selects one frame: leave it out to score every field")
     fields = list_fields(image, labels)
+    record = run_record(image, labels, options)
+    check_same_run(out, record, force)
     console = Console(file=sys.stderr)  # fixed: a field's own lines are captured
     where = f"on {scheduler}" if scheduler else "locally"
     console.print(f"{len(fields)} fields of {image}, scored {where}", highlight=False)
@@ -268,7 +321,7 @@ def run_many(
                 resume=not force,
                 progress=lambda name, done, total: bar.update(job, completed=done),
             )
-    summary = write_summary(out, list(tasks), outcome.failed)
+    summary = write_summary(out, list(tasks), outcome.failed, record)
     for name in outcome.reused:
         console.print(f"  {name}: kept from an earlier run", highlight=False)
     for name, why in outcome.failed.items():

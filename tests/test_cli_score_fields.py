@@ -120,3 +120,25 @@ def test_labels_in_the_image_folder_are_not_the_images(tmp_path):
     tifffile.imwrite(labs / "a_labels.tif", img)
     with pytest.raises(InputFileError, match="more than one label file fits"):
         list_fields(imgs, labs)
+
+
+def test_another_run_into_the_same_out_is_refused(plate):
+    """A many-field run into an OUT holding another run's results (other images, labels
+    or options) replaced its summary (exit 0) and mixed their fields: now refused
+    without --force, the earlier results untouched; the same command still resumes."""
+    out = plate / "other_run"
+    args = [plate / "stack.tif", "-p", plate / "prof.h5", "--labels", plate / "stack_labels.tif"]
+    r = _run(*args, "--all-fields", *COMMON, "-o", out)
+    assert r.exit_code == 0, r.output
+    before = (out / "summary.json").read_bytes()
+    r = _run(plate / "images", "-p", plate / "prof.h5", "--labels", plate / "labels",
+             *COMMON, "-o", out)  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert "another run" in r.output and "--force" in r.output
+    assert (out / "summary.json").read_bytes() == before
+    assert sorted(p.name for p in (out / "fields").iterdir()) == ["stack_f000", "stack_f001"]
+    other = ["--instances", "--codecs", "zstd", *COMMON[3:]]
+    r = _run(*args, "--all-fields", *other, "-o", out)
+    assert r.exit_code == 1 and "codecs" in r.output, r.output
+    r = _run(*args, "--all-fields", *COMMON, "-o", out)  # the same command: kept
+    assert r.exit_code == 0 and "kept from an earlier run" in r.output, r.output
