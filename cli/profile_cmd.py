@@ -35,6 +35,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _fmt_rel(d: dict) -> str:
+    """The relative change B/A − 1; A = 0 has none ("—"), or none to show (+0.00 %)."""
+    rel = d["rel"]
+    if math.isnan(rel):
+        return "+0.00%" if d["a"] == d["b"] else "—"
+    return f"{rel:+.2%}"
+
+
 def _kv_table(title: str, items: dict[str, Any]) -> Any:
     from rich.table import Table
 
@@ -226,9 +234,9 @@ def compare(
             for col in ("", "A", "B", "B − A", "relative"):
                 t.add_column(col, justify="right")
             for name, d in c["global"].items():
-                t.add_row(name, _fmt(d["a"]), _fmt(d["b"]), _fmt(d["diff"]), f"{d['rel']:+.2%}")
+                t.add_row(name, _fmt(d["a"]), _fmt(d["b"]), _fmt(d["diff"]), _fmt_rel(d))
             for name, d in c["emva"].items():
-                t.add_row(f"EMVA {name}", _fmt(d["a"]), _fmt(d["b"]), "", f"{d['rel']:+.2%}")
+                t.add_row(f"EMVA {name}", _fmt(d["a"]), _fmt(d["b"]), "", _fmt_rel(d))
             console.print(t)
             if not c["comparable"]:
                 console.print(f"[yellow]{c['reason']}[/]")

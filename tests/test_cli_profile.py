@@ -106,6 +106,22 @@ def test_compare_table_json_and_png(profiles, tmp_path):
     assert c["identity"]["temperature_c"] == [None, 20.0]
 
 
+def test_compare_relative_column_of_zero_values(tmp_path):
+    """EMVA flags and counts of 0 in A printed "+nan%" in the relative column."""
+    a = CameraProfile.uniform((16, 16), 2.0, 100.0, 1.6, bit_depth=12)
+    b = CameraProfile.uniform((16, 16), 2.0, 100.0, 1.6, bit_depth=12)
+    a.emva = {"K": 2.0, "highpass_DSNU": False, "n_hot": 0}
+    b.emva = {"K": 2.0, "highpass_DSNU": False, "n_hot": 3}
+    a.save(tmp_path / "a.h5")
+    b.save(tmp_path / "b.h5")
+    res = runner.invoke(app, ["profile", "compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5")])
+    assert res.exit_code == 0, res.output
+    assert "nan" not in res.output
+    rows = {line.split("│")[1].strip(): line for line in res.output.splitlines() if "│" in line}
+    assert "+0.00%" in rows["EMVA highpass_DSNU"]  # 0 and 0: no change
+    assert rows["EMVA n_hot"].rstrip("│ ").endswith("—")  # 0 to 3: no relative change
+
+
 def test_estimate_uses_noise_estimate(profiles, tmp_path, monkeypatch):
     calls = {}
 
