@@ -201,32 +201,38 @@ def check_profile_choice(profile: Any, estimate_profile: bool) -> None:
         raise UsageError("give --profile P.h5, or --estimate-profile when no calibration exists")
 
 
-def estimate_advice(text: str, image: Any, own: tuple[str, ...] = ()) -> str:
+def estimate_advice(
+    text: str, image: Any, own: tuple[str, ...] = (), frame: int | None = None
+) -> str:
     """``text`` (an estimate's error or warning) with a pointer to ``profile estimate``.
 
     The estimator advises ``--offset``, ``--read-noise``, ``--gain`` and ``--camera``: options of
     ``rawsigma profile estimate``, not of ``score``/``tomo score --estimate-profile``
-    (``own``: those the command has).
+    (``own``: those the command has). ``frame``: the one frame of ``image`` the command
+    used (``score --index``), given as ``--frame``.
     """
     flags = ("--offset", "--read-noise", "--gain", "--camera")
     missing = [f for f in flags if f in text and f not in own]
     if not missing:
         return text
+    sel = "" if frame is None else f" --frame {frame}"
     return (
-        f"{text} ({', '.join(missing)}: options of `rawsigma profile estimate {image} --out "
+        f"{text} ({', '.join(missing)}: options of `rawsigma profile estimate {image}{sel} --out "
         "P.h5`; then pass --profile P.h5)"
     )
 
 
-def advise_estimate_warning(prof: Any, image: Any, own: tuple[str, ...] = ()) -> None:
+def advise_estimate_warning(
+    prof: Any, image: Any, own: tuple[str, ...] = (), frame: int | None = None
+) -> None:
     """Add `estimate_advice`'s pointer to the estimated profile's warning.
 
-    The warning is shown in the terminal and in the report; ``own`` as in
-    `estimate_advice`.
+    The warning is shown in the terminal and in the report; ``own`` and ``frame`` as
+    in `estimate_advice`.
     """
     est = prof.provenance.get("estimate")
     if isinstance(est, dict) and est.get("warning"):
-        est["warning"] = estimate_advice(str(est["warning"]), image, own)
+        est["warning"] = estimate_advice(str(est["warning"]), image, own, frame)
 
 
 def check_score_options(index: Any, centre: Any, max_distance: Any, min_size: Any) -> None:

@@ -379,8 +379,9 @@ def _camera_profile(options: ScoreOptions, img: np.ndarray, console: Console) ->
         prof = _estimate(img, tile=auto_tile(img.shape), source=str(image))
     except (RawsigmaError, ValueError) as exc:
         msg = str(exc) if str(image) in str(exc) else f"{image}: {exc}"
-        raise InputFileError(f"cannot estimate a profile: {estimate_advice(msg, image)}") from None
-    advise_estimate_warning(prof, image)
+        msg = estimate_advice(msg, image, frame=options.index)
+        raise InputFileError(f"cannot estimate a profile: {msg}") from None
+    advise_estimate_warning(prof, image, frame=options.index)
     console.print(
         "[yellow]profile estimated from the image (no bench calibration)[/]", soft_wrap=True
     )
