@@ -10,6 +10,8 @@ Layout (all names fixed; ``docs/profile_format.md`` is the same text for users):
              emva            str    JSON object, global EMVA 1288 R4 numbers
              plan            str    JSON object, the acquisition plan
              provenance      str    JSON object, how the profile was made
+             meta_crc32      int64  CRC-32 of emva, plan, provenance, software_version,
+                                    /dark_current@info and /ptc (optional: since session 12)
     /identity                group
       attrs  camera, model, serial, vendor, readout_mode, gain_mode   str
              bit_depth, binning                                       int64
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +53,7 @@ from rawsigma import __version__
 from rawsigma.calib.profile_fields import MAP_NAMES, REQUIRED_MAPS, CameraIdentity, to_json
 from rawsigma.errors import ProfileError
 from rawsigma.fileio import atomic_write
+from rawsigma.metacrc import META_CRC_KEY, meta_crc
 
 if TYPE_CHECKING:
     import os
@@ -132,7 +136,47 @@ def save_profile(
                 g.attrs["columns"] = json.dumps(list(profile.ptc))
                 for name, col in profile.ptc.items():
                     g.create_dataset(name, data=np.asarray(col))
+            f.attrs[META_CRC_KEY] = np.int64(_notes_crc(f))
     return path
+
+
+def _notes_crc(f: Any) -> int:
+    """CRC-32 of what `profile_id` leaves out (the root attribute ``meta_crc32``).
+
+    The root attributes ``emva``, ``plan``, ``provenance`` and ``software_version``,
+    ``/dark_current@info`` (its reference exposure sets the offset at ``--exposure``)
+    and the PTC (columns and values).
+    """
+    rec: dict[str, Any] = {
+        n: f.attrs.get(n) for n in ("emva", "plan", "provenance", "software_version")
+    }
+    if "dark_current" in f:
+        rec["dark_current/info"] = f["dark_current"].attrs.get("info")
+    if "ptc" in f:
+        g = f["ptc"]
+        rec["ptc/columns"] = g.attrs.get("columns")
+        rec["ptc"] = {
+            k: [g[k].dtype.str, g[k].shape, zlib.crc32(np.ascontiguousarray(g[k][()]).data)]
+            for k in sorted(g)
+        }
+    return meta_crc(rec)
+
+
+def _check_notes(f: Any, path: Path) -> None:
+    """Refuse a profile whose `_notes_crc` is not the stored one.
+
+    Files written before session 12 have none and are read as before.
+    """
+    stored = f.attrs.get(META_CRC_KEY)
+    if stored is None:
+        return
+    v = np.asarray(stored)
+    if v.shape != () or not np.issubdtype(v.dtype, np.integer) or int(v) != _notes_crc(f):
+        raise ProfileError(
+            f"{path}: the profile's notes (emva, plan, provenance, dark-current info or "
+            f"PTC) do not match their checksum ({META_CRC_KEY}): the file was modified or "
+            "corrupted"
+        )
 
 
 def _compression(arr: np.ndarray, compression: str | None) -> dict[str, Any]:
@@ -333,6 +377,7 @@ def _read(f: Any, path: Path, profile_class: type[P]) -> P:
             f"{path}: stored profile_id {stored_id} does not match the file's maps and "
             f"identity ({profile.profile_id}); the file was modified or corrupted"
         )
+    _check_notes(f, path)
     return profile
 
 
