@@ -248,7 +248,7 @@ def compress(
         check_output(out, force, need_bytes=img.nbytes, allow_dir=fmt == "zarr")
         with _interruptible(out), output_lock(out):  # Ctrl-C while verifying: said so
             path = write_compressed(out, img, codec, fmt=fmt, force=force, meta=meta)
-            verify_written(path, fmt, img)
+            verify_written(path, fmt, img, codec, meta)
         size = (
             sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
             if path.is_dir()

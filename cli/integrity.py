@@ -94,33 +94,58 @@ def check_profile_defects(prof: Any, name: str | Path) -> None:
         )
 
 
-def verify_written(out: Path, fmt: str, img: Any) -> None:
-    """Decode the file just written: it must hold every input frame, in the input's shape.
+def verify_written(
+    out: Path, fmt: str, img: Any, codec: Any = None, meta: dict | None = None
+) -> None:
+    """Decode the file just written and check what ``compress`` promises.
 
-    A file that fails is removed (an output is complete and correct, or absent).
+    The decoded frames must be uint16, of the input's shape, none lost (not masked),
+    every pixel within the codec's documented error bound of the input
+    (`rawsigma.analysis.noisecodec.codec.error_ratio`; skipped when ``codec`` is None),
+    and the container must give back the ``meta`` (axes, voxel size) it was given. A
+    file that fails is removed (an output is complete and correct, or absent).
 
     Raises
     ------
     rawsigma.errors.RawsigmaError
-        The file is unreadable or holds another number of frames.
+        The file is unreadable, or holds other frames or metadata than those written.
     """
-    import shutil
-
-    from rawsigma.analysis.noisecodec.containers import read_compressed
     from rawsigma.errors import RawsigmaError
 
     try:
-        dec = read_compressed(out, fmt)
-        ok = dec.shape == img.shape
-        found = f"{n_frames(dec)} frame(s), shape {dec.shape}"
+        problem = _written_problem(out, fmt, img, codec, meta)
     except RawsigmaError as exc:
-        ok, found = False, f"unreadable ({exc})"
-    if not ok:
-        if out.is_dir():
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            out.unlink(missing_ok=True)
+        problem = f"unreadable ({exc})"
+    if problem is not None:
+        _remove(out)
         raise RawsigmaError(
             f"{out}: written file failed verification: {n_frames(img)} frame(s) of shape "
-            f"{img.shape} in, {found} out; removed it"
+            f"{img.shape} in, {problem}; removed it"
         )
+
+
+def _written_problem(out: Path, fmt: str, img: Any, codec: Any, meta: dict | None) -> str | None:
+    """What `verify_written` finds wrong with ``out`` (None: nothing)."""
+    import numpy as np
+    from rawsigma.analysis.noisecodec.codec import error_ratio
+    from rawsigma.analysis.noisecodec.containers import check_meta, read_compressed, read_meta
+
+    dec = read_compressed(out, fmt)
+    found = f"{n_frames(dec)} frame(s), shape {dec.shape}, {dec.dtype}"
+    if isinstance(dec, np.ma.MaskedArray) or dec.shape != img.shape or dec.dtype != np.uint16:
+        return found + " out"
+    if codec is not None and (worst := error_ratio(codec, img, dec)) > 1.0:
+        return f"decoded pixels up to {worst:.3g}x the codec's error bound from the input"
+    want = check_meta(meta, img.shape) if fmt != "rsnc" else {}
+    if (got := read_meta(out, fmt)) != want:
+        return f"metadata {got or 'none'} read back, {want or 'none'} written"
+    return None
+
+
+def _remove(out: Path) -> None:
+    import shutil
+
+    if out.is_dir():
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        out.unlink(missing_ok=True)
