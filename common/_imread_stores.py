@@ -193,15 +193,20 @@ def check_no_outside_chunks(arr: Any, p: Path, key: str) -> None:
     ``"shape": [51, …]`` into ``[11, …]``): zarr reads the smaller array without a word
     and the rest of the data is lost. Local stores only (best effort elsewhere).
 
+    A ``zarr.json`` that records a ``meta_crc32`` (noise-codec stores written by
+    ``rawsigma compress``) must match it (`rawsigma.metacrc.check_zarr_json`): its shape,
+    chunk grid, axes or voxel size were otherwise altered.
+
     Raises
     ------
     InputFileError
-        Naming the count and one of the chunk files.
+        Naming the count and one of the chunk files, or the metadata checksum mismatch.
     """
     root = getattr(arr.store, "root", None)
     if root is None:
         return
     base = Path(root) / (arr.path or "")
+    _check_zarr_json_crc(base / "zarr.json")
     found = chunk_files(base)
     if len(found) <= arr.nchunks_initialized:
         return
@@ -216,6 +221,19 @@ def check_no_outside_chunks(arr: Any, p: Path, key: str) -> None:
             f"{tuple(arr.shape)} (e.g. {extra[0]}): its metadata was damaged or edited; "
             "reading it would silently leave that data out"
         )
+
+
+def _check_zarr_json_crc(meta: Path) -> None:
+    """`rawsigma.metacrc.check_zarr_json` on a local ``zarr.json`` (if any)."""
+    import json
+
+    from .metacrc import check_zarr_json
+
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return  # none, or zarr already refused it
+    check_zarr_json(doc, str(meta))
 
 
 def _missing_chunks(arr: Any, limit: int = 4) -> str:

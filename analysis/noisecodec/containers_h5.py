@@ -4,7 +4,8 @@ Layout (see ``docs/containers.md``)::
 
     /rsnc          vlen uint8, shape (N,): stream i = frame i (flattened stack order)
       attrs: format="rawsigma-noisecodec", version, stack_shape, dtype="uint16",
-             spec, profile_id, lossy=True, description (how to decode)
+             spec, profile_id, lossy=True, description (how to decode),
+             [axes, element_size_um], meta_crc32 (CRC-32 of the others, `rawsigma.metacrc`)
     /rsnc_maps     uint8 (only with per-pixel maps): `CodecMaps.to_bytes`, attrs
                    offset0, gain0, jitter, digest
 
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from imagecodecs import ZstdError
 from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
+from rawsigma.metacrc import META_CRC_KEY, check_meta_crc, meta_crc
 
 from .containers_tiff import FORMAT_NAME, frame_streams
 from .maps import CodecMaps
@@ -39,6 +42,11 @@ DESCRIPTION = (
     "`rawsigma decompress` or rawsigma.analysis.noisecodec.containers.read_compressed. "
     "Decoded values are lossy (quantised within the camera noise)."
 )
+
+#: What h5py raises on a damaged file: OSError, and RuntimeError ("bad heap free list",
+#: "addr overflow"…), AttributeError (a damaged object header read as a named
+#: datatype), KeyError, ValueError, TypeError (attributes that do not decode).
+_H5_ERRORS = (OSError, RuntimeError, AttributeError, KeyError, ValueError, TypeError)
 
 
 def write_hdf5(
@@ -77,6 +85,8 @@ def write_hdf5(
         if meta and "spacing_zyx" in meta:
             attrs["element_size_um"] = np.asarray(meta["spacing_zyx"], np.float64)
         ds.attrs.update(attrs)
+        # the CRC of the attributes as h5py reads them back (`hdf5_meta_crc`)
+        ds.attrs[META_CRC_KEY] = np.int64(meta_crc(dict(ds.attrs)))
         if not maps.is_uniform:
             m = f.create_dataset(f"{dataset}_maps", data=np.frombuffer(maps.to_bytes(), np.uint8))
             m.attrs.update(
@@ -98,7 +108,7 @@ def hdf5_meta(path: str | os.PathLike, dataset: str = "rsnc") -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             a = dict(f[dataset].attrs) if dataset in f else {}
-    except (OSError, KeyError, ValueError):
+    except _H5_ERRORS:
         return {}
     out: dict[str, Any] = {}
     if isinstance(a.get("axes"), str):
@@ -128,6 +138,7 @@ def read_hdf5_frames(
                     f"{path}: unknown noise-codec format version {a.get('version')} "
                     f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
                 )
+            check_meta_crc(a.get(META_CRC_KEY), a, f"{path} (attributes of {dataset!r})")
             streams = [bytes(np.asarray(ds[i], np.uint8)) for i in range(ds.shape[0])]
             shape = tuple(int(v) for v in a["stack_shape"])
             maps = None
@@ -144,7 +155,7 @@ def read_hdf5_frames(
                     raise InputFileError(f"{path}: the stored maps do not match their digest")
     except InputFileError:
         raise
-    except (OSError, KeyError, ValueError) as exc:
+    except (*_H5_ERRORS, IndexError, ZstdError) as exc:
         raise InputFileError(f"{path}: unreadable or corrupted noise-codec HDF5 ({exc})") from None
     if int(np.prod(shape[:-2], dtype=np.int64)) != len(streams):
         raise InputFileError(
@@ -168,7 +179,9 @@ def read_hdf5(
                 old = legacy_hdf5(f, Path(path))  # the layout before issue 13 (codes)
                 if old is not None:
                     return old
-    except OSError as exc:
+    except InputFileError:
+        raise
+    except _H5_ERRORS as exc:
         raise InputFileError(f"{path}: unreadable or corrupted noise-codec HDF5 ({exc})") from None
     streams, maps, shape = read_hdf5_frames(path, dataset)
     return decode_frame_list(streams, maps, shape, f"{path} frame", allow_missing)

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from imagecodecs import ZstdError
 from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
+from rawsigma.metacrc import META_CRC_KEY, check_meta_crc, meta_crc
 
 from .maps import CodecMaps
 from .stream import READ_VERSIONS, VERSION, decode_frames, encode_frames, read_header
@@ -59,10 +61,9 @@ def frame_streams(frames: np.ndarray, codec: NoiseCodec) -> list[bytes]:
 def _ome_xml(n: int, h: int, w: int, record: dict[str, Any]) -> str:
     from xml.sax.saxutils import escape, quoteattr
 
-    pairs = "".join(
-        f"<M K={quoteattr(k)}>{escape(json.dumps(v) if not isinstance(v, str) else v)}</M>"
-        for k, v in record.items()
-    )
+    texts = [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in record.items()]
+    texts.append([META_CRC_KEY, str(meta_crc(texts))])  # last: `_record` checks it
+    pairs = "".join(f"<M K={quoteattr(k)}>{escape(v)}</M>" for k, v in texts)
     tiffdata = "".join(f'<TiffData IFD="{i}" FirstT="{i}" PlaneCount="1"/>' for i in range(n))
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
@@ -150,9 +151,14 @@ def _record(tf: Any, path: Path) -> dict[str, Any]:
     except ET.ParseError:
         root = None
     rec: dict[str, Any] = {}
+    texts, stored = [], None
     if root is not None:
         for m in root.iter("{http://www.openmicroscopy.org/Schemas/OME/2016-06}M"):
             k, v = m.get("K"), m.text or ""
+            if k == META_CRC_KEY:
+                stored = v
+                continue
+            texts.append([k, v])
             try:
                 rec[k] = json.loads(v)
             except ValueError:
@@ -164,6 +170,7 @@ def _record(tf: Any, path: Path) -> dict[str, Any]:
             f"{path}: unknown noise-codec format version {rec.get('version')} "
             f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
         )
+    check_meta_crc(stored, texts, f"{path} (OME-XML annotation)")
     return rec
 
 
@@ -174,7 +181,7 @@ def tiff_meta(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with tifffile.TiffFile(path) as tf:
             rec = _record(tf, Path(path))
-    except (OSError, ValueError, IndexError, InputFileError, tifffile.TiffFileError):
+    except (OSError, ValueError, TypeError, IndexError, InputFileError, tifffile.TiffFileError):
         return {}
     return {k: rec[k] for k in ("axes", "spacing_zyx") if k in rec}
 
@@ -210,18 +217,26 @@ def read_tiff_frames(path: str | os.PathLike) -> tuple[list[bytes], CodecMaps | 
             h, w = pages[0].shape[-2:]
     except InputFileError:
         raise
-    except (OSError, ValueError, KeyError, IndexError, tifffile.TiffFileError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, IndexError, tifffile.TiffFileError) as exc:
+        # TypeError: tifffile on some damaged tag counts and types (2026.3)
         raise InputFileError(f"{path}: unreadable noise-codec TIFF ({exc})") from None
-    shape = tuple(rec.get("stack_shape", (len(streams), h, w)))
-    if int(np.prod(shape[:-2], dtype=np.int64)) != len(streams):
+    shape = rec.get("stack_shape", (len(streams), h, w))
+    if not (
+        isinstance(shape, list | tuple)
+        and len(shape) >= 2
+        and all(isinstance(v, int) and v >= 0 for v in shape)
+    ) or int(np.prod(shape[:-2], dtype=np.int64)) != len(streams):
         raise InputFileError(
             f"{path}: {len(streams)} pages, but the file records a stack of shape {shape}"
         )
     maps = None
     if mbytes is not None:
         m = rec.get("maps", {})
-        maps = CodecMaps.from_bytes(mbytes, (h, w), m["offset0"], m["gain0"], m["jitter"])
-    return streams, maps, shape
+        try:
+            maps = CodecMaps.from_bytes(mbytes, (h, w), m["offset0"], m["gain0"], m["jitter"])
+        except (KeyError, TypeError, ValueError, IndexError, ZstdError) as exc:
+            raise InputFileError(f"{path}: corrupted per-pixel maps ({exc!r})") from None
+    return streams, maps, tuple(shape)
 
 
 def read_tiff(path: str | os.PathLike, allow_missing: bool = False) -> np.ndarray:

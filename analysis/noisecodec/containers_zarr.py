@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import InputFileError, OutputExistsError
+from rawsigma.metacrc import META_CRC_KEY, check_zarr_json, zarr_json_crc
 
 from .containers_tiff import FORMAT_NAME
 
@@ -93,6 +94,8 @@ def write_zarr(
         )
         arr[...] = frames
         arr.attrs.update(attrs)
+        doc = json.loads((tmp / "zarr.json").read_text())
+        arr.attrs.update({META_CRC_KEY: zarr_json_crc(doc)})
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -152,7 +155,10 @@ def _remove_settled(tmp: Path, quiet: float = 0.5, limit: float = 10.0) -> None:
 
 
 def _metadata(path: Path) -> dict[str, Any]:
-    """The array metadata document (format 3 ``zarr.json`` or format 2 ``.zarray``)."""
+    """The array metadata document (format 3 ``zarr.json`` or format 2 ``.zarray``).
+
+    The checksum of a ``zarr.json`` is checked (`rawsigma.metacrc.check_zarr_json`).
+    """
     for name in ("zarr.json", ".zarray"):
         f = path / name
         if f.is_file():
@@ -160,6 +166,10 @@ def _metadata(path: Path) -> dict[str, Any]:
                 meta = json.loads(f.read_text())
             except (OSError, ValueError) as exc:
                 raise InputFileError(f"{f}: unreadable zarr metadata ({exc})") from None
+            if not isinstance(meta, dict):
+                raise InputFileError(f"{f}: unreadable zarr metadata (not a JSON object)")
+            if name == "zarr.json":
+                check_zarr_json(meta, str(f))
             meta["_format"] = 3 if name == "zarr.json" else 2
             return meta
     raise InputFileError(f"{path}: not a zarr array (no zarr.json or .zarray)")
@@ -169,6 +179,13 @@ def expected_chunk_keys(path: str | os.PathLike) -> dict[tuple[int, ...], str]:
     """Chunk grid index → store key (relative path), from the array's own metadata."""
     path = Path(path)
     meta = _metadata(path)
+    try:
+        return _chunk_keys(meta)
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        raise InputFileError(f"{path}: damaged zarr metadata ({exc!r})") from None
+
+
+def _chunk_keys(meta: dict[str, Any]) -> dict[tuple[int, ...], str]:
     shape = meta["shape"]
     if meta["_format"] == 3:
         chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]

@@ -643,7 +643,9 @@ def read_header(data: bytes | bytearray | memoryview, source: str = "noise codec
     try:
         header = json.loads(bytes(data[_PREFIX.size : _PREFIX.size + hlen]))
         body_len = sum(v[1] for v in header["sections"].values())
-    except (ValueError, KeyError, TypeError) as exc:
+        if not isinstance(body_len, int):
+            raise TypeError(f"section sizes {header['sections']}")
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise InputFileError(f"{source}: corrupted noise-codec header ({exc})") from None
     total = _PREFIX.size + hlen + body_len + 4
     if len(data) < total:
