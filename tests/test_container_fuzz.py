@@ -272,6 +272,7 @@ def _h5_tries(data: bytes, names: list[bytes], stride: int) -> list[tuple]:
     return tries + [(n, None) for n in cuts(len(data))]
 
 
+@pytest.mark.slow
 def test_hdf5(tmp_path, volume):
     img, prof = volume
     p = C.write_compressed(tmp_path / "x.h5", img, NoiseCodec(prof, maps="pixel"), meta=META)
@@ -282,6 +283,7 @@ def test_hdf5(tmp_path, volume):
     assert tally.get("refused", 0) > 200
 
 
+@pytest.mark.slow
 def test_profile(tmp_path):
     """A flipped byte in a profile is refused (maps and identity: `profile_id`; emva,
     plan, provenance, dark-current info and PTC: ``meta_crc32``), never used."""
