@@ -261,6 +261,20 @@ def parse_props(props: list[str]) -> dict[str, str]:
     return out
 
 
+def frames_before(runner: Any, index: int) -> int:
+    """Frames a sweep takes before its light level ``index`` starts (0 for a dark).
+
+    The dark frames and, per earlier level, its frames and level darks: what a resumed
+    sweep has in its partial file when it starts at ``index``. 0 for runners without a
+    sweep plan (a stack).
+    """
+    plan = getattr(runner, "plan", None)
+    if index < 0 or not hasattr(plan, "frames_per_level"):
+        return 0
+    per_level = int(plan.frames_per_level) + int(getattr(plan, "level_darks", 0) or 0)
+    return int(plan.dark_frames) + index * per_level
+
+
 @contextlib.contextmanager
 def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[Any]:
     """Rich progress bar (level, frames, fps, ETA) driven by a runner's signals."""
@@ -295,6 +309,7 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
     import time
 
     t_start = [time.perf_counter(), 0]
+    done = [0]  # frames counted on the overall bar
 
     def started(i: int, info: dict) -> None:
         name = "dark" if i < 0 else f"level {i + 1}/{info.get('n_levels', '?')}"
@@ -302,6 +317,10 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
             name += f" (retry {info['retry']})"
         progress.reset(level, total=info["n_frames"], description=name, fps=0.0)
         t_start[:] = [time.perf_counter(), 0]
+        before = frames_before(runner, i)  # a resumed sweep starts past its saved levels
+        if before > done[0]:
+            progress.update(overall, advance=before - done[0])
+            done[0] = before
 
     def frame(i: int, j: int, _img: object) -> None:
         t_start[1] += 1
@@ -309,6 +328,7 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
         fps = t_start[1] / dt if dt > 0 else 0.0
         progress.update(level, advance=1, fps=fps)
         progress.update(overall, advance=1, fps=fps)
+        done[0] += 1
 
     runner.levelStarted.connect(started)
     runner.frameAccumulated.connect(frame)

@@ -317,3 +317,27 @@ def test_exposure_control_compressive_response_still_brackets_saturation(preset,
     clipped = prof.ptc["clipped_fraction"]
     assert np.all(clipped[:4] < 0.001) and clipped[-1] > 0.99, clipped
     assert prof.emva.get("mu_e_sat") is not None and prof.emva["saturation_mode"] == mode
+
+
+@pytest.mark.parametrize("level_darks", [0, 5])
+def test_resumed_sweep_progress_bar_counts_the_saved_levels(tmp_path, level_darks) -> None:
+    """`calibrate --resume`'s bar ended at 1800/2700 (frames in the partial file not
+    counted): it now starts past them and ends at the sweep's total."""
+    from rawsigma.cli.console import runner_progress
+
+    plan = _plan(n_levels=3, saturation_levels=0, level_darks=level_darks)
+    part = tmp_path / "sweep.partial.h5"
+    r1 = SweepRunner(_core(), plan, part)
+    r1.levelFinished.connect(lambda i, d: r1.cancel() if i == 1 else None)
+    with pytest.raises(Cancelled):
+        r1.run()
+    r2 = SweepRunner(_core(), plan, part)
+    with runner_progress(r2, r2.total_frames) as progress:
+        r2.run(resume=True, out=tmp_path / "p.h5")
+        overall = progress.tasks[0]
+        assert (overall.completed, overall.total) == (r2.total_frames, r2.total_frames)
+    # a sweep that is not resumed counts every frame once (no floor added)
+    r3 = SweepRunner(_core(), plan)
+    with runner_progress(r3, r3.total_frames) as progress:
+        r3.run()
+        assert progress.tasks[0].completed == r3.total_frames
