@@ -130,13 +130,19 @@ def _image_sigma(profile: CameraProfile, image: np.ndarray, n: int = 1 << 20) ->
 
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rawsigma.calib.profile import CameraProfile
 
 __all__ = ["NoiseCodec", "codec_maps", "fine_step_warning"]
 
 
 def codec_maps(
-    profile: CameraProfile, maps: str = "pixel", *, trust_defects: bool = False
+    profile: CameraProfile,
+    maps: str = "pixel",
+    *,
+    trust_defects: bool = False,
+    gain_global: float | None = None,
 ) -> CodecMaps:
     """The offset/gain maps the codec uses for ``profile``.
 
@@ -154,14 +160,18 @@ def codec_maps(
     trust_defects : bool
         Keep the defect pixels' own gain and offset (the maps written before defects
         were replaced, session 7): only to decode old streams that refer to them.
+    gain_global : float, optional
+        The global gain in place of ``profile.gain_global``: only to decode old streams
+        (before session 12 it was the median of the good pixels' gains, not EMVA K).
     """
+    gg = profile.gain_global if gain_global is None else float(gain_global)
     if maps == "global":
-        return CodecMaps.uniform(profile.shape, profile.offset_global, profile.gain_global)
+        return CodecMaps.uniform(profile.shape, profile.offset_global, gg)
     if maps != "pixel":
         raise ValueError(f"maps must be 'pixel' or 'global', got {maps!r}")
     g = np.asarray(profile.gain, np.float64)
     o = np.asarray(profile.offset, np.float64)
-    g = np.where(~np.isfinite(g) | (g <= 0), profile.gain_global, g)
+    g = np.where(~np.isfinite(g) | (g <= 0), gg, g)
     o = np.where(np.isfinite(o), o, profile.offset_global)
     if trust_defects:
         return CodecMaps.from_maps(o, g)
@@ -169,7 +179,7 @@ def codec_maps(
     # global values, so that the good pixels' maps are the same as before, bit for bit
     base = (float(np.median(o)), float(np.median(g)))
     defect = ~profile.good
-    g = np.where(defect, profile.gain_global, g)
+    g = np.where(defect, gg, g)
     o = np.where(defect, profile.offset_global, o)
     return CodecMaps.from_maps(o, g, base=base)
 
@@ -337,17 +347,31 @@ class NoiseCodec:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress to uint16 frames (uses this codec's maps when not embedded; a
-        stream that refers to the maps made before defect pixels took the global values,
-        `codec_maps` ``trust_defects``, decodes with those)."""
+        stream that refers to the maps of an earlier release decodes with those: made
+        before defect pixels took the global values, `codec_maps` ``trust_defects``, or
+        with the median gain as the global one, before session 12)."""
         try:
             return decode_frames(data, self.maps, threads=self.params.threads)
         except ImageMismatchError:
             if self.maps_mode != "pixel":
                 raise
-            old = codec_maps(self.profile, "pixel", trust_defects=True)
-            if old.digest() == self.maps.digest():
-                raise
-            return decode_frames(data, old, threads=self.params.threads)
+            for old in self._earlier_maps():
+                try:
+                    return decode_frames(data, old, threads=self.params.threads)
+                except ImageMismatchError:
+                    continue
+            raise
+
+    def _earlier_maps(self) -> Iterator[CodecMaps]:
+        """The per-pixel maps earlier releases made from this codec's profile."""
+        p, seen = self.profile, {self.maps.digest()}
+        gain, good = np.asarray(p.gain), np.asarray(p.good)
+        median = float(np.median(gain[good] if good.any() else gain))  # the old gain_global
+        for trust, gain in ((True, None), (False, median), (True, median)):
+            old = codec_maps(p, "pixel", trust_defects=trust, gain_global=gain)
+            if old.digest() not in seen:
+                seen.add(old.digest())
+                yield old
 
     @staticmethod
     def info(data: bytes) -> dict:

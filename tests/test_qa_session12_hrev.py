@@ -1,0 +1,42 @@
+"""QA session 12 (hrev): review of the session's merged changes."""
+
+from __future__ import annotations
+
+import numpy as np
+from rawsigma.calib.profile import CameraProfile
+
+
+def _calibrated(shape=(32, 48)) -> CameraProfile:
+    """A profile as `build_profile` makes them: per-pixel gain, defects, an EMVA K that
+    is not the median of the per-pixel gains."""
+    rng = np.random.default_rng(3)
+    defects = np.zeros(shape, np.uint8)
+    defects[3, 5] = defects[20, 40] = 1
+    return CameraProfile(
+        offset=100 + rng.normal(0, 1, shape),
+        gain=0.5 + rng.normal(0, 0.02, shape),
+        read_noise=1.6 + rng.normal(0, 0.05, shape),
+        defects=defects,
+        emva={"K": 0.53},
+        provenance={"gain_map": "per-pixel"},
+    )
+
+
+def test_payload_of_the_previous_release_still_decodes(monkeypatch):
+    """`gain_global` became the EMVA K (session 12), and the codec's per-pixel maps put
+    it on the defect pixels: a payload `NoiseCodec.encode` wrote before (maps by
+    reference, the default) with the same calibrated profile was refused by `decode`
+    ("the supplied profile maps ... are not the ones the stream was encoded with")."""
+    from rawsigma.analysis.noisecodec.codec import NoiseCodec
+
+    prof = _calibrated()
+    median = float(np.median(prof.gain[prof.good]))
+    assert abs(prof.gain_global - 0.53) < 1e-12 and abs(median - 0.53) > 0.01
+    rng = np.random.default_rng(0)
+    img = (prof.offset + prof.gain * rng.poisson(300, prof.shape)).astype(np.uint16)
+    with monkeypatch.context() as m:  # the previous release: the median of the gains
+        m.setattr(CameraProfile, "gain_global", property(lambda p: median))
+        old = NoiseCodec(prof, 2.0)
+        data = old.encode(img)
+        want = old.decode(data)
+    np.testing.assert_array_equal(NoiseCodec(prof, 2.0).decode(data), want)
