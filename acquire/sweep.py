@@ -589,7 +589,8 @@ class SweepRunner(ControlledRunner):
         for key in RESUME_IDENTITY_KEYS:
             if ident.get(key) == cur.get(key) or (key == "exposure_ms" and fixed):
                 continue
-            hint = f"; resume with --exposure {rec_ms:g}" if key == "exposure_ms" else ""
+            known = key == "exposure_ms" and isinstance(rec_ms, int | float)
+            hint = f"; resume with --exposure {rec_ms:g}" if known else ""
             raise InputFileError(
                 f"{path}: recorded with {key} = {ident.get(key)!r}, but the camera now "
                 f"has {cur.get(key)!r}{hint}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rawsigma.calib.profile import CameraProfile
 
 
@@ -40,3 +41,24 @@ def test_payload_of_the_previous_release_still_decodes(monkeypatch):
         data = old.encode(img)
         want = old.decode(data)
     np.testing.assert_array_equal(NoiseCodec(prof, 2.0).decode(data), want)
+
+
+def test_resume_of_a_partial_without_recorded_exposure_is_one_line(tmp_path):
+    """A partial file whose identity has no exposure (a camera whose exposure could not
+    be read) resumed on a camera that has one: the refusal's new ``--exposure`` hint
+    formatted None, a TypeError traceback instead of the one-line InputFileError."""
+    import test_acquire_sweep as T
+    from rawsigma.acquire.partial import read_partial, write_partial
+    from rawsigma.errors import InputFileError
+
+    plan = T._plan(dark_frames=8, n_levels=3, frames_per_level=8, saturation_levels=0)
+    part = tmp_path / "p.h5"
+    T._cancelled_partial(plan, part, at=0)
+    data = read_partial(part)
+    part.unlink()
+    ident = {**data["identity"], "exposure_ms": None}
+    write_partial(
+        part, plan=data["plan"], identity=ident, state=data["state"], groups=data["groups"]
+    )
+    with pytest.raises(InputFileError, match=r"exposure_ms = None, but the camera now has 10"):
+        T.SweepRunner(T._core(), plan, part).run(resume=True)
