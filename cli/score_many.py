@@ -184,22 +184,26 @@ def check_same_run(out: Path, record: dict[str, Any], force: bool) -> None:
 
     A re-run of the same command keeps the fields already done; another run (other
     images, labels or options) would replace the summary and mix its fields with the
-    earlier ones.
+    earlier ones. The record is ``OUT/run.json`` (`start_run`, written before the
+    first field: an interrupted run has no summary yet) or the summary's ``run``.
 
     Raises
     ------
     OutputExistsError
-        ``OUT/summary.json`` records another run, naming what differs.
+        ``OUT/run.json`` or ``OUT/summary.json`` records another run, naming what differs.
     """
     from rawsigma.errors import OutputExistsError
 
-    path = out / "summary.json"
-    if force or not path.is_file():
+    if force:
         return
-    try:
-        old = json.loads(path.read_text()).get("run")
-    except (OSError, ValueError, AttributeError):
-        old = None
+    old = None
+    for path, key in ((out / RUN_FILE, None), (out / "summary.json", "run")):
+        try:
+            doc = json.loads(path.read_text())
+            old = doc if key is None else doc.get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        break
     if not isinstance(old, dict) or old == record:  # summaries before the record: kept
         return
     diff = [k for k in dict.fromkeys([*record, *old]) if record.get(k) != old.get(k)]
@@ -207,6 +211,19 @@ def check_same_run(out: Path, record: dict[str, Any], force: bool) -> None:
         f"{out}: holds the results of another run ({', '.join(diff)} differ); "
         "use --force to replace them, or another --out"
     )
+
+
+#: the record of the run an ``OUT`` holds (`check_same_run`)
+RUN_FILE = "run.json"
+
+
+def start_run(out: Path, record: dict[str, Any]) -> None:
+    """Write ``OUT/run.json`` before the first field is scored (`check_same_run`)."""
+    from rawsigma.fileio import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / RUN_FILE, force=True) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
 
 
 def write_summary(
@@ -293,6 +310,7 @@ def run_many(
     fields = list_fields(image, labels)
     record = run_record(image, labels, options)
     check_same_run(out, record, force)
+    start_run(out, record)
     console = Console(file=sys.stderr)  # fixed: a field's own lines are captured
     where = f"on {scheduler}" if scheduler else "locally"
     console.print(f"{len(fields)} fields of {image}, scored {where}", highlight=False)

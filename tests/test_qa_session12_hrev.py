@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rawsigma.calib.profile import CameraProfile
+from test_cli_score_fields import plate as plate_fixture
 
 
 def _calibrated(shape=(32, 48)) -> CameraProfile:
@@ -62,3 +63,34 @@ def test_resume_of_a_partial_without_recorded_exposure_is_one_line(tmp_path):
     )
     with pytest.raises(InputFileError, match=r"exposure_ms = None, but the camera now has 10"):
         T.SweepRunner(T._core(), plan, part).run(resume=True)
+
+
+plate = plate_fixture  # the many-field tests' plate (module-scoped fixture)
+
+
+def test_another_run_after_an_interrupted_one_is_refused(plate, monkeypatch):
+    """The many-field check that refuses another run's OUT read the record from
+    ``summary.json``, written at the end: after a run interrupted past its first field
+    (no summary yet), another run (other codecs) kept that field from the earlier run
+    and wrote a summary mixing both, exit 0. The record is now written first."""
+    import rawsigma.analysis.outofcore.taskrun as taskrun
+    from test_cli_score_fields import COMMON, _run
+
+    out = plate / "interrupted"
+    args = [plate / "stack.tif", "-p", plate / "prof.h5", "--labels", plate / "stack_labels.tif"]
+    real = taskrun.run_tasks
+
+    def interrupted(tasks, *a, **k):  # Ctrl-C once the first field is written
+        real(dict(list(tasks.items())[:1]), *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(taskrun, "run_tasks", interrupted)
+    r = _run(*args, "--all-fields", *COMMON, "-o", out)
+    assert r.exit_code == 130 and not (out / "summary.json").exists(), r.output
+    assert [p.name for p in (out / "fields").iterdir()] == ["stack_f000"]
+    monkeypatch.setattr(taskrun, "run_tasks", real)
+    other = ["--instances", "--codecs", "zstd", *COMMON[3:]]
+    r = _run(*args, "--all-fields", *other, "-o", out)
+    assert r.exit_code == 1 and "another run" in r.output and "codecs" in r.output, r.output
+    r = _run(*args, "--all-fields", *COMMON, "-o", out)  # the same command: resumed
+    assert r.exit_code == 0 and "stack_f000: kept from an earlier run" in r.output, r.output
