@@ -20,9 +20,12 @@ import numpy as np
 from rawsigma.errors import InputFileError
 
 __all__ = [
+    "HDF5_ATTRS",
     "META_CRC_KEY",
+    "ZARR_ATTRS",
     "check_meta_crc",
     "check_zarr_json",
+    "covered",
     "meta_crc",
     "plain",
     "zarr_json_crc",
@@ -30,6 +33,20 @@ __all__ = [
 
 #: Name of the checksum (TIFF annotation key, HDF5 attribute, zarr attribute).
 META_CRC_KEY = "meta_crc32"
+
+#: The attributes the checksum covers (those ``rawsigma compress`` writes): attributes
+#: another tool adds to the dataset or array (an annotation) are not rawsigma's to
+#: check, and a file carrying them is read as before.
+HDF5_ATTRS = (
+    "format", "version", "stack_shape", "dtype", "spec", "profile_id", "lossy",
+    "description", "axes", "element_size_um",
+)  # fmt: skip
+ZARR_ATTRS = ("format", "profile_id", "spec", "lossy", "axes", "element_size_um")
+
+
+def covered(attrs: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The items of ``attrs`` (a mapping) the checksum covers: those of ``names``."""
+    return {k: attrs[k] for k in names if k in attrs}
 
 
 def plain(value: Any) -> Any:
@@ -81,17 +98,18 @@ def check_meta_crc(stored: Any, meta: Any, source: str) -> None:
 
 
 def _without_crc(doc: dict[str, Any]) -> dict[str, Any]:
-    """A ``zarr.json`` document without the attribute `META_CRC_KEY`."""
+    """A ``zarr.json`` document with the attributes of `ZARR_ATTRS` only."""
     attrs = doc.get("attributes")
     if isinstance(attrs, dict):
-        doc = {**doc, "attributes": {k: v for k, v in attrs.items() if k != META_CRC_KEY}}
+        doc = {**doc, "attributes": covered(attrs, ZARR_ATTRS)}
     return doc
 
 
 def zarr_json_crc(doc: dict[str, Any]) -> int:
     """The `META_CRC_KEY` attribute of a zarr format-3 ``zarr.json`` document.
 
-    The CRC of all of it (shape, chunk grid, data type, codecs, attributes) but that key.
+    The CRC of all of it (shape, chunk grid, data type, codecs) and of the attributes of
+    `ZARR_ATTRS`.
     """
     return meta_crc(_without_crc(doc))
 

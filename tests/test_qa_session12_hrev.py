@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from rawsigma.calib.profile import CameraProfile
@@ -94,3 +96,47 @@ def test_another_run_after_an_interrupted_one_is_refused(plate, monkeypatch):
     assert r.exit_code == 1 and "another run" in r.output and "codecs" in r.output, r.output
     r = _run(*args, "--all-fields", *COMMON, "-o", out)  # the same command: resumed
     assert r.exit_code == 0 and "stack_f000: kept from an earlier run" in r.output, r.output
+
+
+@pytest.mark.parametrize("fmt", ["h5", "zarr"])
+def test_container_annotated_by_another_tool_still_reads(tmp_path, fmt):
+    """The metadata checksum covered every attribute of the HDF5 dataset and zarr array:
+    an attribute another tool added (a user's annotation, which rawsigma does not read)
+    made the whole file unreadable ("metadata checksum mismatch: the container's shape,
+    axes, voxel size or format record were altered"). It now covers the attributes
+    rawsigma writes; altering one of those is still refused."""
+    import h5py
+    import zarr
+    from rawsigma.analysis.noisecodec import containers as C
+    from rawsigma.analysis.noisecodec.codec import NoiseCodec
+    from rawsigma.errors import InputFileError
+    from rawsigma.metacrc import HDF5_ATTRS, META_CRC_KEY, ZARR_ATTRS
+
+    prof = CameraProfile.uniform((24, 20), gain=0.5, offset=100, read_noise=2.0)
+    rng = np.random.default_rng(1)
+    img = (100 + 0.5 * rng.poisson(200, (3, 24, 20))).astype(np.uint16)
+    meta = {"axes": "ZYX", "spacing_zyx": [2.0, 0.65, 0.65]}
+    p = C.write_compressed(tmp_path / f"x.{fmt}", img, NoiseCodec(prof, maps="pixel"), meta=meta)
+    want = C.read_compressed(p)
+
+    def attrs(mode):
+        if fmt == "h5":
+            f = h5py.File(p, mode)
+            return f, f["rsnc"].attrs
+        a = zarr.open_array(str(p), mode=mode)
+        return contextlib.nullcontext(), a.attrs
+
+    f, a = attrs("r")
+    with f:
+        written = set(a) - {META_CRC_KEY}
+    assert written <= set(HDF5_ATTRS if fmt == "h5" else ZARR_ATTRS), written
+    f, a = attrs("r+")
+    with f:
+        a["sample"] = "embryo 3"
+    np.testing.assert_array_equal(C.read_compressed(p), want)
+    assert C.read_meta(p) == meta
+    f, a = attrs("r+")
+    with f:
+        a["axes"] = "TYX"
+    with pytest.raises(InputFileError, match="metadata checksum mismatch"):
+        C.read_compressed(p)

@@ -25,7 +25,7 @@ import numpy as np
 from imagecodecs import ZstdError
 from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
-from rawsigma.metacrc import META_CRC_KEY, check_meta_crc, meta_crc
+from rawsigma.metacrc import HDF5_ATTRS, META_CRC_KEY, check_meta_crc, covered, meta_crc
 
 from .containers_tiff import FORMAT_NAME, frame_streams
 from .maps import CodecMaps
@@ -86,7 +86,7 @@ def write_hdf5(
             attrs["element_size_um"] = np.asarray(meta["spacing_zyx"], np.float64)
         ds.attrs.update(attrs)
         # the CRC of the attributes as h5py reads them back (`hdf5_meta_crc`)
-        ds.attrs[META_CRC_KEY] = np.int64(meta_crc(dict(ds.attrs)))
+        ds.attrs[META_CRC_KEY] = np.int64(meta_crc(covered(ds.attrs, HDF5_ATTRS)))
         if not maps.is_uniform:
             m = f.create_dataset(f"{dataset}_maps", data=np.frombuffer(maps.to_bytes(), np.uint8))
             m.attrs.update(
@@ -138,7 +138,8 @@ def read_hdf5_frames(
                     f"{path}: unknown noise-codec format version {a.get('version')} "
                     f"(this rawsigma reads versions {', '.join(map(str, READ_VERSIONS))})"
                 )
-            check_meta_crc(a.get(META_CRC_KEY), a, f"{path} (attributes of {dataset!r})")
+            crc = a.get(META_CRC_KEY)
+            check_meta_crc(crc, covered(a, HDF5_ATTRS), f"{path} (attributes of {dataset!r})")
             streams = [bytes(np.asarray(ds[i], np.uint8)) for i in range(ds.shape[0])]
             shape = tuple(int(v) for v in a["stack_shape"])
             maps = None
