@@ -140,3 +140,14 @@ def test_container_annotated_by_another_tool_still_reads(tmp_path, fmt):
         a["axes"] = "TYX"
     with pytest.raises(InputFileError, match="metadata checksum mismatch"):
         C.read_compressed(p)
+
+
+@pytest.mark.parametrize("spec", [".seg:predict", "..seg:predict", ":predict"])
+def test_model_relative_or_empty_module_is_one_line(spec):
+    """``--model .seg:predict`` (a relative module) or ``:predict``: importlib raised
+    TypeError / ValueError, reported as an internal error, after synthesis and encoding."""
+    from rawsigma.analysis.segmentation.classifier import load_model
+    from rawsigma.errors import InputFileError
+
+    with pytest.raises(InputFileError, match="must be a full module name"):
+        load_model(spec)

@@ -748,6 +748,11 @@ def load_model(spec: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
     if ":" not in s:
         raise InputFileError(f"{s}: model must be a saved classifier file or 'module:function'")
     mod_name, _, func_name = s.rpartition(":")
+    if not mod_name.endswith(".py") and (not mod_name or mod_name.startswith(".")):
+        raise InputFileError(
+            f"{s}: the model module must be a full module name (e.g. mypackage.seg:predict)"
+            " or a .py file (e.g. seg.py:predict)"
+        )
     try:
         if mod_name.endswith(".py"):
             mp = Path(mod_name)
