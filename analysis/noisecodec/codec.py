@@ -365,10 +365,15 @@ class NoiseCodec:
     def _earlier_maps(self) -> Iterator[CodecMaps]:
         """The per-pixel maps earlier releases made from this codec's profile."""
         p, seen = self.profile, {self.maps.digest()}
-        gain, good = np.asarray(p.gain), np.asarray(p.good)
-        median = float(np.median(gain[good] if good.any() else gain))  # the old gain_global
-        for trust, gain in ((True, None), (False, median), (True, median)):
-            old = codec_maps(p, "pixel", trust_defects=trust, gain_global=gain)
+        gains, good = np.asarray(p.gain), np.asarray(p.good)
+        median = float(np.median(gains[good] if good.any() else gains))  # the old gain_global
+        choices: tuple[tuple[bool, float | None], ...] = (
+            (True, None),
+            (False, median),
+            (True, median),
+        )
+        for trust, g_global in choices:
+            old = codec_maps(p, "pixel", trust_defects=trust, gain_global=g_global)
             if old.digest() not in seen:
                 seen.add(old.digest())
                 yield old
