@@ -124,6 +124,10 @@ def verify_written(
         )
 
 
+#: float32 rounding allowed on `error_ratio` before a written file is refused
+_RATIO_SLACK = 1e-5
+
+
 def _written_problem(out: Path, fmt: str, img: Any, codec: Any, meta: dict | None) -> str | None:
     """What `verify_written` finds wrong with ``out`` (None: nothing)."""
     import numpy as np
@@ -134,7 +138,9 @@ def _written_problem(out: Path, fmt: str, img: Any, codec: Any, meta: dict | Non
     found = f"{n_frames(dec)} frame(s), shape {dec.shape}, {dec.dtype}"
     if isinstance(dec, np.ma.MaskedArray) or dec.shape != img.shape or dec.dtype != np.uint16:
         return found + " out"
-    if codec is not None and (worst := error_ratio(codec, img, dec)) > 1.0:
+    # the bound is evaluated in float32 (`error_ratio`): 1e-5 of it (below 0.01 ADU at
+    # the bounds of EMCCD gains, where hrev measured 0.9999) is rounding, not a fault
+    if codec is not None and (worst := error_ratio(codec, img, dec)) > 1.0 + _RATIO_SLACK:
         return f"decoded pixels up to {worst:.3g}x the codec's error bound from the input"
     want = check_meta(meta, img.shape) if fmt != "rsnc" else {}
     if (got := read_meta(out, fmt)) != want:
