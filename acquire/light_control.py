@@ -419,6 +419,8 @@ class LightControl:
                 break
             c, s = c2, s2
             pts.append((c, s))
+        else:  # still rising after 12 steps (3.1x): no plateau seen, none claimed
+            return s, None
         sat = max(s, s2)
         if len(pts) == 1:  # the first probe was already on the plateau: linear up to it
             return sat, sat / slope

@@ -341,3 +341,25 @@ def test_resumed_sweep_progress_bar_counts_the_saved_levels(tmp_path, level_dark
     with runner_progress(r3, r3.total_frames) as progress:
         r3.run()
         assert progress.tasks[0].completed == r3.total_frames
+
+
+@pytest.mark.parametrize(
+    "response, saturating",
+    [
+        (lambda c: 1000 * min(c, 2.0), 2.0),  # a plateau at control 2: found there
+        (lambda c: 1000 * c**0.3, None),  # compressive, rising to the end: none claimed
+    ],
+)
+def test_full_well_plateau_claimed_only_when_seen(response, saturating) -> None:
+    """`_plateau` returned its last probe as the saturation point even when the signal
+    still rose at every one of its 12 steps of 10 %; it now reports none."""
+    from rawsigma.acquire.light_control import LightControl
+
+    lc = object.__new__(LightControl)
+    lc.signal = lambda c, dark_med, n=4: response(c)  # type: ignore[method-assign]
+    c0 = 1.0
+    sat, got = lc._plateau(c0, response(c0), 1100.0, 1e9, 0.0)
+    if saturating is None:
+        assert got is None and sat == pytest.approx(response(1.1**12))
+    else:
+        assert got == pytest.approx(saturating, rel=0.06) and sat == pytest.approx(2000)
