@@ -148,6 +148,18 @@ def on_sigint(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def raise_swallowed_interrupt(*_args: object) -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C that a library swallowed (console script).
+
+    A Ctrl-C landing in a compiled module's initialisation (numpy.random imported by a
+    simulated device while Micro-Manager loads the configuration) was lost there: the
+    command then ran on to exit 0. Connected to every acquired frame, so the
+    acquisition stops at the next frame instead.
+    """
+    if _CONSOLE_SCRIPT[0] and _SIGINT_SEEN[0]:
+        raise KeyboardInterrupt
+
+
 def interrupted_meanwhile(exc: BaseException) -> bool:
     """True for a KeyboardInterrupt, or any error raised after a Ctrl-C."""
     return isinstance(exc, KeyboardInterrupt) or _SIGINT_SEEN[0]
@@ -289,6 +301,7 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
     )
 
     console = Console(stderr=True)
+    runner.frameAccumulated.connect(raise_swallowed_interrupt)
     if quiet:
         runner.warning.connect(lambda m: console.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
         yield None

@@ -363,3 +363,26 @@ def test_full_well_plateau_claimed_only_when_seen(response, saturating) -> None:
         assert got is None and sat == pytest.approx(response(1.1**12))
     else:
         assert got == pytest.approx(saturating, rel=0.06) and sat == pytest.approx(2000)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_swallowed_ctrl_c_stops_the_sweep_at_the_next_frame(monkeypatch, quiet) -> None:
+    """A Ctrl-C that a library swallowed (seen by the console script's handler, its
+    KeyboardInterrupt lost in a compiled module's import) let `calibrate` run on to
+    exit 0 (test_ctrl_c_calibrate_truthful, 1 run in ~30 under load): the next frame
+    now raises it."""
+    from rawsigma.cli import console
+    from rawsigma.cli.console import runner_progress
+
+    monkeypatch.setattr(console, "_CONSOLE_SCRIPT", [True])
+    monkeypatch.setattr(console, "_SIGINT_SEEN", [True])
+    runner = SweepRunner(_core(), _plan(n_levels=2, saturation_levels=0))
+    frames: list[int] = []
+    runner.frameAccumulated.connect(lambda i, j, f: frames.append(j))
+    with pytest.raises(KeyboardInterrupt), runner_progress(runner, runner.total_frames, quiet):
+        runner.run()
+    assert len(frames) <= 1
+    monkeypatch.setattr(console, "_SIGINT_SEEN", [False])  # no Ctrl-C: runs through
+    runner = SweepRunner(_core(), _plan(n_levels=2, saturation_levels=0))
+    with runner_progress(runner, runner.total_frames, quiet):
+        runner.run()
