@@ -272,6 +272,15 @@ class CameraProfile:
         k = self.emva.get("K") if self.provenance.get("gain_map") else None
         if isinstance(k, (int, float)) and math.isfinite(k) and k > 0:
             return float(k)
+        return self.gain_median
+
+    @property
+    def gain_median(self) -> float:
+        """Median gain over good pixels, ADU per photo-electron.
+
+        `gain_global` before session 12, and still for profiles without a
+        photon-transfer K.
+        """
         return self._good_median(self.gain)
 
     @property

@@ -365,8 +365,7 @@ class NoiseCodec:
     def _earlier_maps(self) -> Iterator[CodecMaps]:
         """The per-pixel maps earlier releases made from this codec's profile."""
         p, seen = self.profile, {self.maps.digest()}
-        gains, good = np.asarray(p.gain), np.asarray(p.good)
-        median = float(np.median(gains[good] if good.any() else gains))  # the old gain_global
+        median = p.gain_median  # the old gain_global
         choices: tuple[tuple[bool, float | None], ...] = (
             (True, None),
             (False, median),
