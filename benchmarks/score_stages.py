@@ -167,7 +167,7 @@ def score_stages(image: np.ndarray, profile: Any, labels: np.ndarray, **plan_fie
             given = () if bufs is None else (bufs,)
             out, chans = shared.with_bank_channels(d.image, workers, *given)
         with led("codec feature ε (stats + worst map)"):
-            feature_eps, worst = scorer._feature_epsilon(d.image, chans, scorer._eps_spare)
+            feature_eps, worst = scorer._feature_epsilon(d.image, chans, scorer._eps_scratch)
         with led(measure):
             outcome = pi.outcome_of(out, plan, clock, own=True)
         with led("match to raw"):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from rawsigma.analysis.scoring import standard_score as sc
 from rawsigma.analysis.segmentation.features import feature_maps_for_scoring
+from rawsigma.analysis.segmentation.scratch import ScratchPool
 
 
 def _welford(stacks):
@@ -93,7 +94,7 @@ def test_codec_feature_epsilon_equals_the_full_stack_scores(sat, given, monkeypa
 
 @pytest.mark.parametrize("sat", [False, True])
 def test_codec_feature_epsilon_spare_buffers_same_scores(sat):
-    """``spare``: scratch reused call to call (stale values in it) gives the same
+    """``scratch``: scratch reused call to call (stale values in it) gives the same
     statistics and worst maps; a returned map is never written by a later call."""
     from rawsigma.analysis.scoring.feature_scores import codec_feature_epsilon
 
@@ -109,13 +110,16 @@ def test_codec_feature_epsilon_spare_buffers_same_scores(sat):
     sigma = sc.replica_feature_sigma(reps, sig)
     decs = [(raw // q * q).astype(np.uint16) for q in (2, 8, 4)]
     want = [codec_feature_epsilon(feats, sigma, d, names, sig) for d in decs]
-    spare = [np.full(raw.size, np.nan, np.float32) for _ in range(2)]  # stale contents
-    spare.append(np.zeros(7, np.float32))  # a buffer of another size is not used
+    pool = ScratchPool(keep=4)
+    for _ in range(2):
+        pool.give(np.full(raw.size, np.nan, np.float32))  # stale contents
+    pool.give(np.zeros(7, np.float32))  # a buffer too small is not used
     got = []
     for d in decs:
-        got.append(codec_feature_epsilon(feats, sigma, d, names, sig, spare=spare))
-        assert 1 <= len(spare) <= 4
-    n_new = len({id(b) for b in spare})
+        got.append(codec_feature_epsilon(feats, sigma, d, names, sig, scratch=pool))
+        assert 1 <= len(pool._free) <= 4
+    spare = pool._free
+    n_new = len({b.ctypes.data for b in spare})
     assert n_new == len(spare)  # no buffer twice in the spares
     for (ws, wm), (gs, gm) in zip(want, got, strict=True):
         assert gs == ws and list(gm) == list(wm)

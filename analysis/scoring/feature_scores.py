@@ -15,6 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from rawsigma.analysis.segmentation.scratch import ScratchPool
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -84,7 +85,7 @@ def codec_feature_epsilon(
     sigmas: Sequence[float],
     features: Mapping[str, np.ndarray] | None = None,
     channels_first: bool = False,
-    spare: list[np.ndarray] | None = None,
+    scratch: ScratchPool | None = None,
 ) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """Feature ε of ``image`` against the raw image's features: ``(feature_eps, worst)``.
 
@@ -106,11 +107,11 @@ def codec_feature_epsilon(
         channels it used (so they are freed as soon as they are scored).
     channels_first : bool
         ``raw`` and ``sigma`` are (F, H, W) (same values).
-    spare : list of ndarray, optional
-        Scratch buffers (float32, ``image.size``, contiguous) shared by the calls of a
-        run (one call at a time): taken from it instead of new arrays and the ones not
-        returned put back, so that a run scoring several images faults their memory in
-        once. Every element is written before it is read (same values).
+    scratch : ScratchPool, optional
+        Scratch buffers shared by the calls of a run: taken from it instead of new
+        arrays and the ones not returned given back, so that a run scoring several
+        images faults their memory in once. Every element is written before it is read
+        (same values); the worst map returned is never given back.
 
     Returns
     -------
@@ -135,9 +136,9 @@ def codec_feature_epsilon(
     kept: dict[str, np.ndarray] = {}  # maps of the channels at the running maximum
     best = -math.inf
     size = int(np.prod(image.shape))
-    pool = _BufferPool(size, spare)
+    pool = ScratchPool(keep=0) if scratch is None else scratch
     e_buf: np.ndarray | None = None  # one channel's ε, handed to ``kept`` if it is worst
-    tmp_buf = pool.take()
+    tmp_buf = pool.take(size)
     for s in sigmas:
         scale_names = feature_names(image.ndim, "ilastik", [s], SCORING_FEATURES)
         if features is not None and all(n in features for n in scale_names):
@@ -152,62 +153,36 @@ def codec_feature_epsilon(
         for name, other in zip(scale_names, chans, strict=True):
             c = index[name]
             if e_buf is None:
-                e_buf = pool.take()
+                e_buf = pool.take(size)
             st, e_map = _channel_scores(chan(raw, c), chan(sigma, c), other, e_buf, tmp_buf)
             stats[name] = st
             v = st["mean_abs_epsilon"]
             if math.isfinite(v) and v >= best:
                 if v > best:
-                    pool.release(kept)
+                    _give_all(pool, kept)
                 best = v
                 if e_map is None:  # some σ = 0: the map has NaN there
                     kept[name] = _eps_map(chan(raw, c), chan(sigma, c), other)
                 else:  # the ε just computed is the map: kept, a new buffer next time
-                    pool.lend(name, e_buf)
                     kept[name], e_buf = e_map, None
         del chans
     pool.give(tmp_buf)
-    pool.give(e_buf)
+    if e_buf is not None:
+        pool.give(e_buf)
     feature_eps = {n: stats[n] for n in names}
     finite = {n: v["mean_abs_epsilon"] for n, v in feature_eps.items()}
     finite = {n: v for n, v in finite.items() if math.isfinite(v)}
     if not finite:
-        pool.release(kept)
+        _give_all(pool, kept)
         return feature_eps, {}
     worst = max(finite, key=finite.__getitem__)  # worst_feature_map's rule (first maximum)
-    worst_map = kept.pop(worst)
-    pool.lent.pop(worst, None)  # returned to the caller: never reused
-    pool.release(kept)
+    worst_map = kept.pop(worst)  # returned to the caller: never given back
+    _give_all(pool, kept)
     return feature_eps, {worst: worst_map}
 
 
-class _BufferPool:
-    """`codec_feature_epsilon`'s float32 scratch of ``size`` elements, from ``spare``."""
-
-    def __init__(self, size: int, spare: list[np.ndarray] | None) -> None:
-        self.size = size
-        self.spare = spare
-        self.lent: dict[str, np.ndarray] = {}  # kept maps' buffers, by channel name
-
-    def take(self) -> np.ndarray:
-        """A buffer: a spare one if any, else a new one."""
-        while self.spare:
-            buf = self.spare.pop()
-            if buf.size == self.size and buf.dtype == np.float32 and buf.flags.c_contiguous:
-                return buf.reshape(-1)
-        return np.empty(self.size, np.float32)
-
-    def give(self, buf: np.ndarray | None) -> None:
-        """``buf`` back to the spare buffers (nothing holds it any more)."""
-        if buf is not None and self.spare is not None:
-            self.spare.append(buf)
-
-    def lend(self, name: str, buf: np.ndarray) -> None:
-        """``buf`` now holds the kept map of ``name`` (given back by `release`)."""
-        self.lent[name] = buf
-
-    def release(self, kept: dict[str, np.ndarray]) -> None:
-        """Empty ``kept``; the buffers its maps were written in go back to the spares."""
-        for name in kept:
-            self.give(self.lent.pop(name, None))
-        kept.clear()
+def _give_all(pool: ScratchPool, kept: dict[str, np.ndarray]) -> None:
+    """Empty ``kept``; the memory of its maps goes back to ``pool``."""
+    for m in kept.values():
+        pool.give(m)
+    kept.clear()

@@ -67,6 +67,7 @@ from rawsigma.analysis.segmentation.features import (
     SCORING_FEATURES,
     feature_names,
 )
+from rawsigma.analysis.segmentation.scratch import ScratchPool
 from rawsigma.calib.profile_check import check_defect_fraction
 
 __all__ = ["CodecResult", "ScoreResult", "check_raw_image", "load_model", "score_image"]
@@ -292,8 +293,8 @@ class _CodecScorer:
     _channels_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     #: the decoded images' channels, reused image to image (under the lock)
     _channel_buffers: dict[str, np.ndarray] | None = field(init=False, default=None)
-    #: the feature ε's scratch buffers, reused image to image (under the lock)
-    _eps_spare: list[np.ndarray] = field(init=False, default_factory=list)
+    #: the feature ε's scratch buffers, reused image to image
+    _eps_scratch: ScratchPool = field(init=False, default_factory=lambda: ScratchPool(keep=4))
 
     def __post_init__(self) -> None:
         raw = self.reference.raw
@@ -330,20 +331,20 @@ class _CodecScorer:
                 self._channel_buffers = shared.bank_channel_buffers(image.shape)
             out, bank_channels = shared.with_bank_channels(image, workers, self._channel_buffers)
             self.clock.add("segment (sum over images)", t)
-            feature_eps, worst_map = self._feature_epsilon(image, bank_channels, self._eps_spare)
+            feature_eps, worst_map = self._feature_epsilon(image, bank_channels, self._eps_scratch)
         return out, feature_eps, worst_map
 
     def _feature_epsilon(
-        self, image: np.ndarray, channels: dict | None, spare: list | None = None
+        self, image: np.ndarray, channels: dict | None, scratch: ScratchPool | None = None
     ) -> tuple[dict, dict]:
         """`codec_feature_epsilon` of a decoded image (``channels``: from its pass;
-        ``spare``: its scratch buffers, for one call at a time)."""
+        ``scratch``: its scratch buffers)."""
         ref = self.reference
         t = time.perf_counter()  # the scales not in ``channels`` computed one at a time
         res = codec_feature_epsilon(
             ref.raw.features, ref.feature_sigma, image, ref.feature_names,
             self.segmenter.plan.score_sigmas, channels, self.segmenter.shared is not None,
-            spare,
+            scratch,
         )  # fmt: skip
         self.clock.add("scoring features (sum over images)", t)
         return res
