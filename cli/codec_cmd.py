@@ -37,11 +37,13 @@ def _user_errors() -> Iterator[None]:
 @contextlib.contextmanager
 def _interruptible(out: Path) -> Iterator[None]:
     """Ctrl-C: remove what the writer left, say what is on disk, exit 130."""
-    from .console import kept_after_interrupt, snapshot
+    from .console import kept_after_interrupt, raise_swallowed_interrupt, snapshot
 
     before = snapshot(out)
     try:
+        raise_swallowed_interrupt()
         yield
+        raise_swallowed_interrupt()
     except KeyboardInterrupt:
         import time
 

@@ -153,10 +153,18 @@ def raise_swallowed_interrupt(*_args: object) -> None:
 
     A Ctrl-C landing in a compiled module's initialisation (numpy.random imported by a
     simulated device while Micro-Manager loads the configuration) was lost there: the
-    command then ran on to exit 0. Connected to every acquired frame, so the
-    acquisition stops at the next frame instead.
+    command then ran on to exit 0. Connected to every acquired frame, called at every
+    stage-progress step and around `compress` / `decompress`'s writing, so the command
+    stops at the next such point instead. Only the main thread raises (a worker's
+    KeyboardInterrupt would surface as another thread's error).
     """
-    if _CONSOLE_SCRIPT[0] and _SIGINT_SEEN[0]:
+    import threading
+
+    if (
+        _CONSOLE_SCRIPT[0]
+        and _SIGINT_SEEN[0]
+        and threading.current_thread() is threading.main_thread()
+    ):
         raise KeyboardInterrupt
 
 
@@ -246,6 +254,7 @@ def stage_progress(console: Any, width: int) -> Iterator[Callable[[str, int, int
     with contextlib.ExitStack() as stack:
 
         def progress(stage: str, done: int, total: int) -> None:
+            raise_swallowed_interrupt()
             if not bars:
                 bars.append(stack.enter_context(Progress(
                     TextColumn(f"{{task.description:<{width}}}"), BarColumn(),

@@ -337,7 +337,7 @@ def run_many(
                 workers=field_workers,
                 retries=1,
                 resume=not force,
-                progress=lambda name, done, total: bar.update(job, completed=done),
+                progress=lambda name, done, total: _advance(bar, job, done),
             )
     summary = write_summary(out, list(tasks), outcome.failed, record)
     for name in outcome.reused:
@@ -351,3 +351,11 @@ def run_many(
             f"({', '.join(outcome.failed)}); the others are in {out / 'fields'}"
         )
     return summary
+
+
+def _advance(bar: Any, job: Any, done: int) -> None:
+    """One more field done; a Ctrl-C a library swallowed stops here (fields so far kept)."""
+    from .console import raise_swallowed_interrupt
+
+    raise_swallowed_interrupt()
+    bar.update(job, completed=done)
