@@ -66,6 +66,20 @@ def test_rawsigma_gui_starts_and_quits(tmp_path):
     assert "Traceback" not in res.stderr and "exception" not in res.stderr.lower()
 
 
+def _wait_for_sigterm_handler(proc: subprocess.Popen, deadline: float) -> None:
+    """Wait until the GUI has installed its SIGTERM handler (`_close_on_signals`, right
+    before Qt's loop starts), read from /proc: a fixed wait was a guess under load."""
+    import time
+
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(f"/proc/{proc.pid}/status") as f:
+            caught = next(int(v, 16) for k, v in (ln.split(":", 1) for ln in f) if k == "SigCgt")
+        if caught >> (15 - 1) & 1:  # bit 14: signal 15, SIGTERM
+            time.sleep(0.5)  # from the handler's installation into app.exec()
+            return
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_rawsigma_gui_quits_on_ctrl_c_and_sigterm(tmp_path, sig):
     """Ctrl-C / SIGTERM close the GUI with exit 130 (Qt's loop used to ignore them)."""
@@ -84,7 +98,7 @@ def test_rawsigma_gui_quits_on_ctrl_c_and_sigterm(tmp_path, sig):
         cwd=tmp_path,
     )
     try:
-        time.sleep(6)  # the window is up (offline: no camera to open)
+        _wait_for_sigterm_handler(proc, time.monotonic() + 90)  # the event loop runs
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         proc.send_signal(getattr(signal, sig))
         _out, err = proc.communicate(timeout=15)
