@@ -97,8 +97,11 @@ def check_meta_crc(stored: Any, meta: Any, source: str) -> None:
         )
 
 
-def _without_crc(doc: dict[str, Any]) -> dict[str, Any]:
-    """A ``zarr.json`` document with the attributes of `ZARR_ATTRS` only."""
+def _covered_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A ``zarr.json`` document with only the attributes of `ZARR_ATTRS`.
+
+    The checksum itself is not one of them, nor is a user's own annotation.
+    """
     attrs = doc.get("attributes")
     if isinstance(attrs, dict):
         doc = {**doc, "attributes": covered(attrs, ZARR_ATTRS)}
@@ -111,7 +114,7 @@ def zarr_json_crc(doc: dict[str, Any]) -> int:
     The CRC of all of it (shape, chunk grid, data type, codecs) and of the attributes of
     `ZARR_ATTRS`.
     """
-    return meta_crc(_without_crc(doc))
+    return meta_crc(_covered_doc(doc))
 
 
 def check_zarr_json(doc: Any, source: str) -> None:
@@ -126,4 +129,4 @@ def check_zarr_json(doc: Any, source: str) -> None:
     """
     attrs = doc.get("attributes") if isinstance(doc, dict) else None
     if isinstance(attrs, dict) and META_CRC_KEY in attrs:
-        check_meta_crc(attrs[META_CRC_KEY], _without_crc(doc), source)
+        check_meta_crc(attrs[META_CRC_KEY], _covered_doc(doc), source)
