@@ -515,6 +515,8 @@ def _print_summary(result: ScoreResult, console: Console) -> None:
         )
         if c.quantisation:
             console.print(f"    {c.quantisation['text']}", soft_wrap=True, highlight=False)
+        if c.verdict.get("systematic_note"):
+            console.print(f"    {c.verdict['systematic_note']}", soft_wrap=True, highlight=False)
     for fam, t in result.tolerance.items():
         b = t["best"]
         best = f"{b['spec']} ({b['ratio']:.1f}:1)" if b else "none within noise"

@@ -512,6 +512,8 @@ def _summary(result, report: Path) -> None:  # type: ignore[no-untyped-def]
             f"| count {cnt['raw']:.0f} → {cnt['value']:.0f}",
             soft_wrap=True,
         )
+        if c.verdict.get("systematic_note"):
+            console.print(f"    {c.verdict['systematic_note']}", soft_wrap=True, highlight=False)
     for fam, t in result.tolerance.items():
         b = t["best"]
         best = f"{b['spec']} ({b['ratio']:.1f}:1)" if b else "none within noise"

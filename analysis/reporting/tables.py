@@ -185,12 +185,15 @@ def notes_html(notes: Iterable[str], ignore_case: bool = False) -> str:
 
 
 def quantisation_html(codecs: Iterable[Any]) -> str:
-    """The quantisation notes of the versions that have one (8-bit step against σ)."""
-    return "".join(
-        f"<p class='note'>{html.escape(c.quantisation['text'])}</p>"
-        for c in codecs
-        if getattr(c, "quantisation", None)
-    )
+    """The versions' quantisation notes: 8-bit step against σ, systematic shifts."""
+    out = []
+    for c in codecs:
+        if getattr(c, "quantisation", None):
+            out.append(f"<p class='note'>{html.escape(c.quantisation['text'])}</p>")
+        note = (getattr(c, "verdict", None) or {}).get("systematic_note")
+        if note:
+            out.append(f"<p class='warn'>{html.escape(note)}</p>")
+    return "".join(out)
 
 
 def figures_html(figs: Iterable[tuple[str, bytes, str]]) -> str:

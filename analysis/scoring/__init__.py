@@ -68,6 +68,8 @@ _EXPORTS = {
     "score_volume": "volume",
     "score_volume_tasks": "volume_graph",
     "size_summary": "runchecks",
+    "systematic_note": "runchecks",
+    "systematic_shifts": "standard_score",
     "tissue_mask": "volume",
     "tolerance_best": "standard_score",
     "tolerance_sweep": "tolerance",

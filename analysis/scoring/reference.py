@@ -152,8 +152,14 @@ class VersionScores(NamedTuple):
     verdict: dict
 
 
-def score_version(ref: ReplicaReference, outcome: Outcome, match: Any) -> VersionScores:
-    """ε, Δ and the calibrated verdict of one version whose objects matched raw by ``match``."""
+def score_version(
+    ref: ReplicaReference, outcome: Outcome, match: Any, spec: str | None = None
+) -> VersionScores:
+    """ε, Δ and the calibrated verdict of one version whose objects matched raw by ``match``.
+
+    With ``spec`` (the version's codec spec), a failing parameter whose objects all moved
+    the same way gets ``verdict["systematic_note"]`` (`runchecks.systematic_note`).
+    """
     raw, n_obj = ref.raw, ref.n_objects
     matched = sc.matched_values(outcome.table, match.ref_index, match.other_index, n_obj)
     replica_globals = [r.globals for r in ref.replicas]
@@ -167,6 +173,9 @@ def score_version(ref: ReplicaReference, outcome: Outcome, match: Any) -> Versio
     summary = match.summary()
     matching = ns.codec_matching_test(summary, ref.unmatched_null, n_obj, object_scores)
     verdict = sc.verdict(global_scores, object_scores, matching=matching)
+    note = rc.systematic_note(spec, verdict, global_scores) if spec is not None else None
+    if note:
+        verdict["systematic_note"] = note
     return VersionScores(summary, matched, global_scores, object_scores, verdict)
 
 
@@ -211,7 +220,7 @@ def codec_result(
         The feature ε summary and the worst feature's ε map.
     """
     dec, ratio, n_bytes, description = decoded
-    s = score_version(ref, outcome, match)
+    s = score_version(ref, outcome, match, spec)
     pixel_eps = pixel_epsilon(raw_data, dec, noise_sigma)
     return CodecResult(
         spec, description, float(ratio), int(n_bytes), s.globals, s.objects, feature_eps,

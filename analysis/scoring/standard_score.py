@@ -63,12 +63,18 @@ __all__ = [
     "replica_sigma",
     "score_globals",
     "score_objects",
+    "systematic_shifts",
     "tolerance_best",
     "verdict",
     "worst_feature_map",
 ]
 
 GLOBAL_LIMIT = 3.0
+#: A failing per-object parameter is called a systematic shift when at least this
+#: fraction of its scored objects moved the same way as its robust ε ...
+SYSTEMATIC_SAME_SIGN = 0.8
+#: ... over at least this many objects (below, the fraction says little).
+SYSTEMATIC_MIN_OBJECTS = 5
 NON_INDEPENDENT_NOTE = (
     "Round = 1/AR and Compact = √Round exactly under ImageJ's area-normalised ellipse, "
     "so AR, Round and Compact are one degree of freedom, not three independent tests."
@@ -435,6 +441,39 @@ def _paper_rule(object_scores: Mapping[str, ObjectScore]) -> dict:
             "worst": list(worst)}  # fmt: skip
 
 
+def systematic_shifts(object_scores: Mapping[str, ObjectScore], params: Iterable[str]) -> list:
+    """The parameters among ``params`` whose objects moved together, not at random.
+
+    For each parameter, the fraction of its scored objects (finite ``eps_eff``, else
+    ``eps``) whose Δ = χ_raw − χ_c has the sign of the robust ε (of the mean ε without
+    a robust one). Raw noise moves objects independently, about half each way; a
+    processing that moves every object the same way (a threshold meeting a codec's
+    quantisation levels: every boundary shifts together) gives a fraction near 1.
+
+    Returns
+    -------
+    list of dict
+        ``{"param", "same_sign", "n", "epsilon"}`` for the parameters with at least
+        ``SYSTEMATIC_MIN_OBJECTS`` scored objects of which at least
+        ``SYSTEMATIC_SAME_SIGN`` moved the same way.
+    """
+    out = []
+    for k in params:
+        s = object_scores.get(k)
+        if s is None:
+            continue
+        e = s.eps_eff if s.eps_eff is not None else s.eps
+        e = np.asarray(e, dtype=np.float64)
+        e = e[np.isfinite(e)]
+        loc = s.robust if math.isfinite(s.robust) else s.mean
+        if e.size < SYSTEMATIC_MIN_OBJECTS or not math.isfinite(loc) or loc == 0:
+            continue
+        same = float(np.mean(np.sign(e) == np.sign(loc)))
+        if same >= SYSTEMATIC_SAME_SIGN:
+            out.append({"param": k, "same_sign": same, "n": int(e.size), "epsilon": float(loc)})
+    return out
+
+
 def verdict(
     global_scores: Mapping[str, Mapping],
     object_scores: Mapping[str, ObjectScore],
@@ -465,7 +504,9 @@ def verdict(
         margin 1, i.e. detectably shifted by less than one σ; paper: the 95 % interval
         of the mean reaches 1), ``unresolved`` (|robust ε| ≥ 1 but inside the null: too
         few objects to tell), ``worst`` ([parameter, ε]; the robust ε under the
-        calibrated rule), ``worst_p_fw``, ``paper`` and ``global_limit``.
+        calibrated rule), ``worst_p_fw``, ``paper``, ``global_limit`` and
+        ``systematic`` (:func:`systematic_shifts` of the failing per-object parameters:
+        those whose objects all moved the same way).
     """
     paper = _paper_rule(object_scores)
     tests = {k: v.test for k, v in object_scores.items() if v.test is not None}
@@ -514,6 +555,7 @@ def verdict(
         "global_limit": global_limit,
         "paper": paper,
         "matching": dict(matching) if matching is not None else None,
+        "systematic": systematic_shifts(object_scores, failing),
     }
 
 

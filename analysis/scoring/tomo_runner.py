@@ -312,7 +312,7 @@ def _score_version(
 ) -> TomoVersion:  # fmt: skip
     """ε, Δ and the calibrated verdict of one processed set against raw and the null."""
     _dec, ratio, nbytes, desc = entry
-    s = score_version(ref, o, _match(ref.raw, o, max_distance, vs))
+    s = score_version(ref, o, _match(ref.raw, o, max_distance, vs), spec)
     mid = np.asarray(vol[vol.shape[0] // 2], np.float32).copy()
     return TomoVersion(
         spec, desc, float(ratio), int(nbytes), s.globals, s.objects, s.match, s.verdict,

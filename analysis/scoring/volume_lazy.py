@@ -216,7 +216,7 @@ class _LazyScorer(_CodecScorer):
 
         ref, plan = self.reference, self.run.plan
         meta = json.loads((d / "codec.json").read_text())
-        s = score_version(ref, outcome, _match(ref.raw, outcome, plan.max_distance))
+        s = score_version(ref, outcome, _match(ref.raw, outcome, plan.max_distance), spec)
         with np.load(d / "eps.npz") as z:
             eps = PixelEpsSummary({k: z[k] if z[k].ndim else z[k].item() for k in z.files})
         quant = quantisation_note_chunked(spec, raw, str(d / "version.zarr"),
