@@ -505,8 +505,8 @@ def verdict(
         of the mean reaches 1), ``unresolved`` (|robust ε| ≥ 1 but inside the null: too
         few objects to tell), ``worst`` ([parameter, ε]; the robust ε under the
         calibrated rule), ``worst_p_fw``, ``paper``, ``global_limit`` and
-        ``systematic`` (:func:`systematic_shifts` of the failing per-object parameters:
-        those whose objects all moved the same way).
+        ``systematic`` (:func:`systematic_shifts` of the failing and borderline
+        per-object parameters: those whose objects all moved the same way).
     """
     paper = _paper_rule(object_scores)
     tests = {k: v.test for k, v in object_scores.items() if v.test is not None}
@@ -555,7 +555,7 @@ def verdict(
         "global_limit": global_limit,
         "paper": paper,
         "matching": dict(matching) if matching is not None else None,
-        "systematic": systematic_shifts(object_scores, failing),
+        "systematic": systematic_shifts(object_scores, [*failing, *borderline]),
     }
 
 
