@@ -130,3 +130,16 @@ def test_systematic_shifts_needs_most_objects_one_way():
     assert s["param"] == "area" and s["same_sign"] >= 0.9 and s["n"] == 40
     few = together[:3]
     assert sc.systematic_shifts({"area": _object_score(few)}, ["area"]) == []
+
+
+def test_verdict_lists_a_borderline_shift_but_not_a_scattered_one():
+    rng = np.random.default_rng(1)
+    together = _object_score(rng.normal(0.9, 0.2, 40))  # beyond the null, below 1
+    scattered = _object_score(rng.normal(0.0, 1.0, 40))
+    borderline = {"t": 0.9, "crit": 0.3, "limit": 1.0, "exceeds": False, "calibrated": True,
+                  "p_fw": 1e-9}  # fmt: skip
+    together.test = dict(borderline)
+    scattered.test = {**borderline, "t": 0.0, "p_fw": 1.0}
+    v = sc.verdict({}, {"area": together, "perimeter": scattered})
+    assert v["within_noise"] and v["borderline"] == ["area"]
+    assert [s["param"] for s in v["systematic"]] == ["area"]
