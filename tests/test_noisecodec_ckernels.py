@@ -437,3 +437,47 @@ def test_plain_c_decoder_gives_the_same_pixels(tmp_path, maps):
     finally:
         CK.KERNELS = saved
     assert shas == [want, want]
+
+
+def _many_tables_stack() -> np.ndarray:
+    """8 frames of 512² (the reference frame, ±2 ADU of fresh noise in each): a stream
+    of ~250 physical tables (a single 512² frame: ~100)."""
+    frame, _, _ = reference_frame((512, 512), seed=5)
+    rng = np.random.default_rng(5)
+    noise = rng.integers(-2, 3, (8, *frame.shape))
+    return np.clip(frame.astype(np.int32) + noise, 0, 65535).astype(np.uint16)
+
+
+@needs_c
+def test_compact_decoder_tables_give_the_steps_of_the_entries():
+    """The compact tables the AVX2 rows read (per table its symbols' freq << 16 | symbol
+    << 10 | cum, then per slot its symbol: 1.25 KiB instead of 4) give every slot of
+    every table the step of its 4-byte entry (freq, symbol, slot - cum), on a stream of
+    several hundred tables; and the stream decodes to numba's pixels."""
+    _, _, cam = reference_frame((512, 512), seed=5)
+    codec = NoiseCodec(cam.true_profile(), step=2.0)
+    frames = _many_tables_stack()
+    data = codec.encode(frames)
+    sec = _sections(data)
+    ntab = len(sec["freq"]) // (2 * PY.N_SYM)
+    assert ntab > 200
+    prep, _ = C.decoder_tables(sec["freq"], sec["contexts"], sec["levels"])
+    blob = bytes(prep)
+    head = len(blob) - ntab * (PY.TAB * 4 + 64 * 4 + PY.TAB)  # the struct before the tables
+    assert head > 0
+    tab = np.frombuffer(blob, "<u4", ntab * PY.TAB, head).reshape(ntab, PY.TAB)
+    fc = np.frombuffer(blob, "<u4", ntab * 64, head + tab.nbytes).reshape(ntab, 64)
+    sym = np.frombuffer(blob, np.uint8, ntab * PY.TAB, head + tab.nbytes + fc.nbytes)
+    sym = sym.reshape(ntab, PY.TAB)
+    np.testing.assert_array_equal(sym, (tab >> 10) & 63)
+    e = np.take_along_axis(fc, sym.astype(np.int64), 1)
+    np.testing.assert_array_equal(e >> 16, tab >> 16)  # the frequency
+    np.testing.assert_array_equal((e >> 10) & 63, sym)
+    np.testing.assert_array_equal(np.arange(PY.TAB) - (e & 1023), tab & 1023)  # slot - cum
+    saved = CK.KERNELS
+    try:
+        CK.KERNELS = NB
+        want = codec.decode(data)
+    finally:
+        CK.KERNELS = saved
+    np.testing.assert_array_equal(codec.decode(data), want)

@@ -6,6 +6,7 @@
 /* The decoder's tables, prepared once per stream (`dec_prepare`) and shared by its tiles:
  * - one 32-bit entry per (physical table, slot): freq << 16 | symbol << 10 | slot - cum,
  *   so that a rANS step is one load (`decode_table`'s lut and fc give the same steps);
+ * - the same steps in a compact form for the AVX2 rows (`dt_fc`, `dt_sym`);
  * - per logical context, its physical table's first entry (rm << TAB_BITS);
  * - the separable class tables (`split_tables`) and, per weight set, the same tables in
  *   a form the AVX2 prediction evaluates without gathers (`pred_form`). */
@@ -33,13 +34,42 @@ typedef struct {
     classtab cls;
     predform pf[N_SETS];
     uint32_t rms[N_CTX_ALL]; /* logical context → physical table << TAB_BITS */
-    uint32_t tab[];          /* ntab · TAB entries */
+    uint32_t tab[];          /* ntab · TAB entries, then `dt_fc` and `dt_sym` */
 } dectables;
 
 typedef struct {
     const dectables *D;
     const uint16_t *words;
 } dectab;
+
+/* the bytes of a `dectables` of ntab tables: the entries (4 KiB per table), then the
+ * compact form of the same steps that the AVX2 rows read (`entries16`): per table, its
+ * symbols' freq << 16 | symbol << TAB_BITS | cum (`dt_fc`, 64 per table, 0 for a symbol
+ * of frequency 0), then per slot its symbol (`dt_sym`, one byte). 1.25 KiB per table
+ * instead of 4: a stream of many tables (a 10-frame stack has 250-520, a single frame
+ * of 0.36-1 Mpx 120-200) keeps a stage's tables in L2, for a second, dependent load per
+ * step (RESULTS.md, "Issue 16: stack CPU per frame") */
+#define DECTAB_BYTES(ntab) (sizeof(dectables) + (size_t)(ntab) * (TAB * 4 + 64 * 4 + TAB))
+static inline uint32_t *dt_fc(const dectables *D) { return (uint32_t *)D->tab + D->ntab * TAB; }
+static inline uint8_t *dt_sym(const dectables *D) { return (uint8_t *)(dt_fc(D) + D->ntab * 64); }
+
+/* the compact form of the tables of D from their entries (every run of slots checked:
+ * `dec_prepare`, `dec_tables`) */
+static void compact_tables(dectables *D)
+{
+    uint32_t *fc = dt_fc(D);
+    uint8_t *sy = dt_sym(D);
+    memset(fc, 0, (size_t)D->ntab * 64 * sizeof(uint32_t));
+    for (int64_t g = 0; g < D->ntab; g++) {
+        const uint32_t *tg = D->tab + g * TAB;
+        for (uint32_t slot = 0; slot < TAB;) {
+            uint32_t e = tg[slot], s = (e >> TAB_BITS) & 63, f = e >> 16;
+            fc[g * 64 + s] = (e & 0xFFFF0000u) | s << TAB_BITS | slot;
+            memset(sy + g * TAB + slot, (int)s, f);
+            slot += f;
+        }
+    }
+}
 
 /* the prediction form of class tables set m: activity part as a 32-entry table, level
  * part as its steps; ok = 0 when the tables do not have that form (generic path) */

@@ -107,14 +107,29 @@ static void perm8_init(void)
     }
 }
 
-/* the table entries of the 16 states at positions j..j+15, by scalar loads: a state's
- * slot (its low TAB_BITS) taken out of the vector two at a time, its context's table from
- * rms. Not vpgatherdd: on Zen 3 a gather of 8 costs ~10 cycles of throughput, the 8
- * loads it stands for ~3, and the two gathers of rms were as many again (RESULTS.md,
- * "decoder rANS step"); the loads also leave the chain of a state shorter. */
-AVX2_INLINE void entries16(int64_t j, const int32_t *pc, __m256i XA, __m256i XB, const int *tab,
-                           const int *rms, __m256i *ea, __m256i *eb)
+/* the compact entry (`dt_fc`: freq << 16 | symbol << TAB_BITS | cum) of slot sl of the
+ * table whose entries start at r (`rms`: table << TAB_BITS) */
+AVX2_INLINE int entry_c(const int *fc, const uint8_t *sy, uint32_t r, uint32_t sl)
 {
+    return fc[(r >> (TAB_BITS - 6)) + sy[r + sl]];
+}
+
+/* the compact table entries of the 16 states at positions j..j+15, by scalar loads: a
+ * state's slot (its low TAB_BITS) taken out of the vector two at a time, its context's
+ * table from rms, the slot's symbol, then the symbol's entry. Not vpgatherdd: on Zen 3 a
+ * gather of 8 costs ~10 cycles of throughput, the 8 loads it stands for ~3, and the two
+ * gathers of rms were as many again (RESULTS.md, "decoder rANS step"); the loads also
+ * leave the chain of a state shorter. The compact form (two dependent loads) rather than
+ * the one-load entries (`tab`): 1.25 instead of 4 KiB per table, so that the ~90 tables
+ * of a stage of a 10-frame stack stay in L2 (with the one-load entries the Usiigaci
+ * stack decoded 0-45 % slower per frame than one frame, the more the busier the
+ * machine; single frames within ±3 %: RESULTS.md, "Issue 16: stack CPU per frame") */
+AVX2_INLINE void entries16(int64_t j, const int32_t *pc, __m256i XA, __m256i XB,
+                           const dectables *D, __m256i *ea, __m256i *eb)
+{
+    const int *fc = (const int *)dt_fc(D);
+    const uint32_t *rms = D->rms;
+    const uint8_t *sy = dt_sym(D);
     const __m256i m10 = _mm256_set1_epi32(TAB - 1);
     __m256i sa = _mm256_and_si256(XA, m10), sb = _mm256_and_si256(XB, m10);
     __m128i a0 = _mm256_castsi256_si128(sa), a1 = _mm256_extracti128_si256(sa, 1);
@@ -123,7 +138,9 @@ AVX2_INLINE void entries16(int64_t j, const int32_t *pc, __m256i XA, __m256i XB,
     uint64_t s45 = (uint64_t)_mm_cvtsi128_si64(a1), s67 = (uint64_t)_mm_extract_epi64(a1, 1);
     uint64_t s89 = (uint64_t)_mm_cvtsi128_si64(b0), sab = (uint64_t)_mm_extract_epi64(b0, 1);
     uint64_t scd = (uint64_t)_mm_cvtsi128_si64(b1), sef = (uint64_t)_mm_extract_epi64(b1, 1);
-#define E2(k, s2) tab[rms[pc[j + (k)]] + (uint32_t)(s2)], tab[rms[pc[j + (k) + 1]] + (uint32_t)((s2) >> 32)]
+#define E2(k, s2)                                                                                 \
+    entry_c(fc, sy, rms[pc[j + (k)]], (uint32_t)(s2)),                                            \
+        entry_c(fc, sy, rms[pc[j + (k) + 1]], (uint32_t)((s2) >> 32))
     *ea = _mm256_setr_epi32(E2(0, s01), E2(2, s23), E2(4, s45), E2(6, s67));
     *eb = _mm256_setr_epi32(E2(8, s89), E2(10, sab), E2(12, scd), E2(14, sef));
 #undef E2
@@ -137,11 +154,12 @@ AVX2_INLINE void rans_step16(int64_t j, int64_t n, int masked, const int32_t *pc
     const __m256i m10 = _mm256_set1_epi32(TAB - 1), m63 = _mm256_set1_epi32(63),
                   zero = _mm256_setzero_si256();
     __m256i ea, eb;
-    entries16(j, pc, *XA, *XB, (const int *)D->tab, (const int *)D->rms, &ea, &eb);
-    __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(*XA, TAB_BITS)),
-                                  _mm256_and_si256(ea, m10));
-    __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(*XB, TAB_BITS)),
-                                  _mm256_and_si256(eb, m10));
+    entries16(j, pc, *XA, *XB, D, &ea, &eb);
+    /* x' = freq · (x >> TAB_BITS) + slot - cum */
+    __m256i da = _mm256_sub_epi32(_mm256_and_si256(*XA, m10), _mm256_and_si256(ea, m10));
+    __m256i db = _mm256_sub_epi32(_mm256_and_si256(*XB, m10), _mm256_and_si256(eb, m10));
+    __m256i va = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(ea, 16), _mm256_srli_epi32(*XA, TAB_BITS)), da);
+    __m256i vb = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_srli_epi32(eb, 16), _mm256_srli_epi32(*XB, TAB_BITS)), db);
     __m256i na = _mm256_cmpeq_epi32(_mm256_srli_epi32(va, 16), zero);
     __m256i nb = _mm256_cmpeq_epi32(_mm256_srli_epi32(vb, 16), zero);
     if (masked) {

@@ -447,7 +447,7 @@ static PyObject *py_dec_prepare(PyObject *self, PyObject *args)
     NEED(nc == N_SETS * (ACT_MAX + 1) * 256, "model size");
     NEED(nrm == N_CTX_ALL && nfc % 64 == 0 && nlut == (nfc / 64) * TAB, "table size");
     int64_t ntab = nfc / 64;
-    PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(dectables) + (size_t)ntab * TAB * 4));
+    PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)DECTAB_BYTES(ntab));
     if (!res) goto fail;
     dectables *D = (dectables *)PyByteArray_AS_STRING(res);
     memset(D, 0, sizeof(dectables)); /* unused prediction-form steps: defined bytes */
@@ -482,6 +482,7 @@ static PyObject *py_dec_prepare(PyObject *self, PyObject *args)
             slot += f;
         }
     }
+    if (sane) compact_tables(D);
     release(&B);
     if (!sane) {
         Py_DECREF(res);
@@ -549,7 +550,7 @@ static PyObject *py_decode_tile(PyObject *self, PyObject *args)
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     const dectables *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
-             && nprep == (Py_ssize_t)(sizeof(dectables) + (size_t)D->ntab * TAB * 4),
+             && nprep == (Py_ssize_t)DECTAB_BYTES(D->ntab),
          "prep: not from dec_prepare");
     /* lanes inside the words (the decoder reads up to w words past a lane's end before it
      * checks) */
@@ -683,7 +684,7 @@ static int tile16_args(PyObject *a, bufs *B, tilecall *c, const dectables **D,
     NEED(nw == N_SETS * N_CLASS * N_W, "model size");
     *D = (const dectables *)prep;
     NEED(nprep >= (Py_ssize_t)sizeof(dectables)
-             && nprep == (Py_ssize_t)(sizeof(dectables) + (size_t)(*D)->ntab * TAB * 4),
+             && nprep == (Py_ssize_t)DECTAB_BYTES((*D)->ntab),
          "prep: not from dec_prepare");
     c->start = start, c->end = end, c->ebeg = ebeg, c->eend = eend, c->ne = ebeg, c->ok = 0;
     /* the stream inside the words, with room for the reads past its end before a row's
@@ -800,7 +801,7 @@ static PyObject *py_dec_tables(PyObject *self, PyObject *args)
         release(&B);
         Py_RETURN_NONE;
     }
-    PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(dectables) + (size_t)ntab * TAB * 4));
+    PyObject *res = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)DECTAB_BYTES(ntab));
     if (!res) goto fail;
     dectables *D = (dectables *)PyByteArray_AS_STRING(res);
     memset(D, 0, sizeof(dectables)); /* unused prediction-form steps: defined bytes */
@@ -836,6 +837,7 @@ static PyObject *py_dec_tables(PyObject *self, PyObject *args)
     else
 #endif
         sane = sane && slot_tables(D->tab, pl, nv, ntab);
+    if (sane) compact_tables(D);
     release(&B);
     if (!sane) {
         Py_DECREF(res);
