@@ -128,22 +128,25 @@ class Training:
         return luts, wts
 
 
-def code_pyramid(codes, tiles, params, training: Training | None = None):
+def code_pyramid(codes, tiles, params, training: Training | None = None, lent=None):
     """Back end "pyramid" (format 3, `pyramid`): hierarchical interpolative prediction,
     four interleaved rANS states per tile. Returns as `_code_causal`.
 
     Every buffer is allocated here, in the calling thread: a pool thread's allocations
     come from its own malloc arena, whose freed pages go back to the system, so that
     each encode faulted them in again (≈ 1 ms of system time per parallel 1 Mpx frame).
-    ``training``: the `Training` of these tiles (the quantiser's), else one made here."""
+    ``training``: the `Training` of these tiles (the quantiser's), else one made here.
+    ``lent``: a list that receives the `_take_empty` buffer of the model cells, for the
+    caller to `_give` back."""
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
+    lent = [] if lent is None else lent
     if training is None:
         training = Training(codes.shape, tiles, params.threads)
     luts, wts = training.weights(codes, tiles, params.threads)
     keep = training.keep
     cts = _model_tables(kx, luts)
 
-    modelled, hists = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads)
+    modelled, hists = _model_pass(kx, codes, tiles, wts, cts, keep, params.threads, lent)
     if kx.encoder_entries is not None and hists.dtype == np.uint32 and PYRAMID_FORMAT >= 5:
         # C: the tables and the rANS entries (made once for all tiles) in one call
         remap, phys, entries = kx.encoder_entries(hists)
@@ -156,6 +159,8 @@ def code_pyramid(codes, tiles, params, training: Training | None = None):
         remap, phys, freq, cum = kx.encoder_tables(hist.reshape(PY.N_CTX_ALL, PY.N_SYM))
         tables = (CK.rans_entries(freq, cum), None) if kx.entry_tables else (freq, cum)
     _give([hists])
+    # the words: per tile, from malloc (a few touched pages each; one 2 B/px buffer kept
+    # in `_SCRATCH` made decodes and zstd calls between encodes fault instead)
     outs = [np.empty(m[0].size + 2 * PY.WL + 16, np.uint16) for m in modelled]
 
     escapes = [m[2] for m in modelled]
@@ -196,10 +201,11 @@ def _pyramid_sections(wts, luts, phys, remap, escapes, n_frames: int) -> dict[st
     }
 
 
-def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
+def _model_pass(kx, codes, tiles, wts, cts, keep, threads, lent):
     """The model pass of `code_pyramid`: per tile ``(syms, ctxs, escapes)`` (C, format 5:
-    ``(cells, None, escapes)``), and the histograms ``(threads, size)`` of the frame
-    (`_take_zeros`: `_give` them back).
+    ``(cells, None, escapes)``, the cells views of one `_take_empty` buffer added to
+    ``lent``), and the histograms ``(threads, size)`` of the frame (`_take_zeros`:
+    `_give` them back).
 
     Every thread adds its tiles to one histogram of its own (a row: C's two uint32
     halves of ``model_tile``, or int64), summed by the caller: no zeroed histogram per
@@ -213,12 +219,13 @@ def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
     # C, format 5: one uint16 histogram cell (context · N_SYM + symbol) per pixel, the row
     # of the rANS entry table, instead of a symbol and a context (`model_tile` ctxs None)
     cells = c32 and kx.encoder_entries is not None and PYRAMID_FORMAT >= 5
-    bufs = [
-        (np.empty(th * w, np.uint16), None, np.empty(th * w, np.int32))
-        if cells
-        else (np.empty(th * w, np.uint8), np.empty(th * w, np.uint16), np.empty(th * w, np.int32))
-        for _, _, th in tiles
-    ]
+    sizes = [th * w for _, _, th in tiles]
+    if cells:  # every pixel's cell written: buffers whose pages are in memory already
+        flat = _take_empty((sum(sizes),), np.uint16)
+        bufs = [(c, None, np.empty(c.size, np.int32)) for c in _split(flat, sizes, lent)]
+    else:
+        bufs = [(np.empty(n, np.uint8), np.empty(n, np.uint16), np.empty(n, np.int32))
+                for n in sizes]  # fmt: skip
 
     def model(i):
         f, r0, th = tiles[i]
@@ -236,11 +243,19 @@ def _model_pass(kx, codes, tiles, wts, cts, keep, threads):
     return _map(model, range(len(tiles)), threads), hists
 
 
-# zeroed scratch arrays of the encoder kept between calls (moment accumulators, 1.4 MB;
-# histograms), by (shape, dtype): reused pages, where a new array's pages are faulted in
-# again at every encode once several are alive (threads: ≈ 150 faults per 1 Mpx frame)
+# scratch arrays of the encoder kept between calls, by (shape, dtype): reused pages,
+# where a new array's pages are faulted in (and zeroed by the kernel) again at every
+# encode once several are alive (threads: ≈ 150 faults per 1 Mpx frame). Zeroed ones
+# (`_take_zeros`: moment accumulators, 1.4 MB; histograms) and ones of any content
+# (`_take_empty`: the codes, 4 B/px, and the model cells, 2 B/px, of `encode_frames`,
+# every byte written): a 10-frame stack's lie beyond glibc's mmap or trim thresholds,
+# went back to the system after each encode and cost 10-20 % of its CPU time in page
+# faults (RESULTS.md, "Issue 16: stack CPU per frame"). At most `_SCRATCH_KEEP` arrays
+# per kind and `_SCRATCH_BYTES` in all are kept (a 10-frame 1 Mpx stack: 63 MB);
+# larger encodes fault as before.
 _SCRATCH: dict[tuple, list[tuple[np.ndarray, bool]]] = {}  # (array, zeroed already)
 _SCRATCH_KEEP = 4  # arrays kept per kind
+_SCRATCH_BYTES = 1 << 27
 
 
 def _take_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -257,12 +272,35 @@ def _take_zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
     return a
 
 
+def _take_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)``, from `_SCRATCH` when one is free (any content)."""
+    stash = _SCRATCH.get((shape, np.dtype(dtype).str))
+    try:
+        return stash.pop()[0] if stash else np.empty(shape, dtype)  # atomic (GIL)
+    except IndexError:  # taken by another thread meanwhile
+        return np.empty(shape, dtype)
+
+
+def _split(flat: np.ndarray, sizes: list[int], lent: list) -> list[np.ndarray]:
+    """``flat`` (of `_take_empty`) as consecutive views of ``sizes``; ``flat`` added to
+    ``lent`` (to be given back when the views are no longer used)."""
+    lent.append(flat)
+    ends = np.cumsum(sizes).tolist()
+    return [flat[e - n : e] for e, n in zip(ends, sizes, strict=True)]
+
+
+def _scratch_bytes() -> int:
+    """Bytes held in `_SCRATCH` (read while other threads may add to it: copies)."""
+    return sum(a.nbytes for stash in list(_SCRATCH.values()) for a, _ in list(stash))
+
+
 def _give(arrays, clean: bool = False) -> None:
-    """Return arrays of `_take_zeros` to `_SCRATCH` (none may be used afterwards);
-    ``clean``: they are all zeros (no fill when taken)."""
+    """Return arrays of `_take_zeros` or `_take_empty` to `_SCRATCH` (none may be used
+    afterwards); ``clean``: they are all zeros (no fill when taken). Kept while their
+    kind has fewer than `_SCRATCH_KEEP` and all of them fit in `_SCRATCH_BYTES`."""
     for a in arrays:
         stash = _SCRATCH.setdefault((a.shape, a.dtype.str), [])
-        if len(stash) < _SCRATCH_KEEP:
+        if len(stash) < _SCRATCH_KEEP and _scratch_bytes() + a.nbytes <= _SCRATCH_BYTES:
             stash.append((a, clean))
 
 

@@ -46,7 +46,7 @@ from . import encode_pyramid as EP
 from . import fastpath as FP
 from . import kernels as K
 from . import pyramid as PY
-from .encode_pyramid import Training, code_pyramid, escapes_section
+from .encode_pyramid import Training, _give, _take_empty, code_pyramid, escapes_section
 from .maps import CodecMaps
 from .runtime import (
     DECODE_PARALLEL_PIXELS,
@@ -287,7 +287,7 @@ def quantise_frames_knee(
             float(gain.min()),
             float(gain.max()),
         )
-    codes = np.empty(stack.shape, np.int32)
+    codes = _take_empty(stack.shape, np.int32)  # `encode_frames` gives it back
     nothing_f, nothing_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
     kx = CK.KERNELS  # C extension or numba (`ckernels`)
     tiles = _tiles(stack.shape[0], h, params.tile_rows)
@@ -540,6 +540,7 @@ def encode_frames(
     shape = codes.shape
     h, w = shape[-2:]
     codes = codes.reshape(-1, h, w)
+    lent = [codes.base if codes.base is not None else codes]  # `_give`n back at the end
     n = codes.shape[0]
     step = float(params.step)
     tiles = _tiles(n, h, params.tile_rows)
@@ -548,7 +549,7 @@ def encode_frames(
     if effort == "pyramid" and n_codes - 1 > PY.MAX_CODE:
         effort = "best"  # codes beyond the pyramid's int32 bound: a step far finer than σ
     if effort == "pyramid":
-        model_sections, rows, words, escapes = code_pyramid(codes, tiles, params, training)
+        model_sections, rows, words, escapes = code_pyramid(codes, tiles, params, training, lent)
     else:
         model_sections, rows, words, escapes = _code_causal(codes, tiles, params)
 
@@ -594,7 +595,9 @@ def encode_frames(
         version = 5
     else:
         version = 4 if kp[0] > 0 else 3 if effort == "pyramid" else 2
-    return _joined([_PREFIX.pack(MAGIC, version, len(hb)), hb, *sections.values()])
+    data = _joined([_PREFIX.pack(MAGIC, version, len(hb)), hb, *sections.values()])
+    _give(lent)  # nothing reads the codes or the cells any more
+    return data
 
 
 def _encode_training(frames: np.ndarray, params: StreamParams) -> Training | None:
