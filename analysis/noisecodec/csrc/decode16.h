@@ -122,8 +122,9 @@ AVX2_INLINE int entry_c(const int *fc, const uint8_t *sy, uint32_t r, uint32_t s
  * leave the chain of a state shorter. The compact form (two dependent loads) rather than
  * the one-load entries (`tab`): 1.25 instead of 4 KiB per table, so that the ~90 tables
  * of a stage of a 10-frame stack stay in L2 (with the one-load entries the Usiigaci
- * stack decoded 0-45 % slower per frame than one frame, the more the busier the
- * machine; single frames within ±3 %: RESULTS.md, "Issue 16: stack CPU per frame") */
+ * stack decoded 0-50 % slower per frame than one frame, with what else ran on the
+ * machine; a single frame's tables fit: it costs 2-4 % there. RESULTS.md, "Issue 16:
+ * stack CPU per frame") */
 AVX2_INLINE void entries16(int64_t j, const int32_t *pc, __m256i XA, __m256i XB,
                            const dectables *D, __m256i *ea, __m256i *eb)
 {
