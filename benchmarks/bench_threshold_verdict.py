@@ -18,7 +18,8 @@ est`` re-estimates the profile from each frame (the user's `--estimate-profile`)
 ``--part alarms``: K frames; ``score_image`` with the plug-in and codecs ``replica``
 (held-out replica), ``fresh`` (a second independent frame of the same scene: raw-
 equivalent by construction), ``noise:step=2`` and ``noise:step=2,dither=1``; the rate of
-"exceeds noise", of global flags and of systematic-shift notes per codec.
+"exceeds noise", of global flags (calibrated; and the uncalibrated |ε| ≥ 3 of session
+13's first measurement) and of systematic-shift notes per codec (``--codecs``, ';'-separated).
 
 Run: ``python benchmarks/bench_threshold_verdict.py --part truth --scene bbbc2 --frames 30``
 (≈ 10 s) or ``--part alarms --scene bbbc1 --model otsu`` (≈ 4–10 s per frame).
@@ -153,7 +154,7 @@ def alarms(scene: str, frames: int, model: str, profile_mode: str, codecs: list[
         kw = {"labels": training_labels_from_instances(inst)}
     else:
         kw = {"model": plug[model]}
-    counts = {c: [0, 0, 0] for c in codecs}
+    counts = {c: [0, 0, 0, 0] for c in codecs}
     for k in range(frames):
         x = draw(20_000 + 2 * k)
         _FRESH["frame"] = draw(20_001 + 2 * k)
@@ -164,6 +165,7 @@ def alarms(scene: str, frames: int, model: str, profile_mode: str, codecs: list[
             counts[c.spec][0] += not v["within_noise"]
             counts[c.spec][1] += bool(v.get("global_flags"))
             counts[c.spec][2] += bool(v.get("systematic_note"))
+            counts[c.spec][3] += any(abs(g["epsilon"]) >= 3 for g in c.globals.values())
         print(k, {c.spec: c.verdict["worst"] for c in r.codecs}, flush=True)
     return counts
 
@@ -177,16 +179,21 @@ def main() -> None:
     ap.add_argument("--codec", default="noise:step=2")
     ap.add_argument("--profile", choices=("est", "true"), default="est")
     ap.add_argument("--model", choices=("otsu", "fixed", "default"), default="otsu")
+    ap.add_argument(
+        "--codecs",
+        default="replica;fresh;noise:step=2;noise:step=2,dither=1",
+        help="--part alarms: codec specs separated by ';'",
+    )
     a = ap.parse_args()
     if a.part == "truth":
         for s, rows in truth(a.scene, a.frames, a.codec, a.profile).items():
             for p, r in rows.items():
                 print(s, p, {k: round(v, 3) for k, v in r.items()})
         return
-    codecs = ["replica", "fresh", "noise:step=2", "noise:step=2,dither=1"]
-    for c, (ex, gf, sy) in alarms(a.scene, a.frames, a.model, a.profile, codecs).items():
-        print(f"{c:22s} exceeds {ex}/{a.frames}  global flags {gf}/{a.frames}  "
-              f"systematic note {sy}/{a.frames}")  # fmt: skip
+    codecs = a.codecs.split(";")
+    for c, (ex, gf, sy, old) in alarms(a.scene, a.frames, a.model, a.profile, codecs).items():
+        print(f"{c:22s} exceeds {ex}/{a.frames}  global flags {gf}/{a.frames} "
+              f"(uncalibrated |ε| ≥ 3: {old})  systematic note {sy}/{a.frames}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -61,7 +61,10 @@ def test_score_globals_and_objects():
     assert abs(g["total_area"]["epsilon"] - (-10 / np.std(np.arange(10), ddof=1))) < 1e-12
     v = sc.verdict(g, res)
     assert not v["within_noise"] and "Area" in v["failing"]
-    assert v["global_flags"] == ["global:total_area"]  # ε ≈ -3.3: flagged beyond 3
+    # ε ≈ -3.3, but raw sits at the edge of the replicas (leave-one-out bias ≈ -1.5, spread
+    # floored at √2): within |bias| + 3·spread of a raw-equivalent version, not flagged
+    tot = g["total_area"]
+    assert tot["epsilon"] < -3 and tot["flag_limit"] > 5 and v["global_flags"] == []
     # no objects: the globals decide
     v0 = sc.verdict(g, {})
     assert not v0["within_noise"] and v0["failing"] == ["global:total_area"]

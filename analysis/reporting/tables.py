@@ -126,9 +126,9 @@ MATCH_COLUMNS: list[Column] = [
 
 
 def flags_column() -> Column:
-    """The global parameters flagged at |ε| ≥ 3."""
+    """The global parameters flagged beyond a raw-equivalent version (`score_globals`)."""
     return (
-        "global flags (|ε|≥3)",
+        "global flags (beyond raw-equivalent)",
         lambda c: f"<td>{html.escape(', '.join(c.verdict.get('global_flags', [])) or '–')}</td>",
     )
 

@@ -58,6 +58,7 @@ __all__ = [
     "epsilon_ci",
     "epsilon_ci_factors",
     "feature_epsilon",
+    "global_null",
     "matched_values",
     "replica_feature_sigma",
     "replica_sigma",
@@ -136,15 +137,67 @@ def matched_values(
     return out
 
 
-def score_globals(
-    raw: Mapping[str, float], replicas: Sequence[Mapping[str, float]], other: Mapping[str, float]
-) -> dict[str, dict]:
-    """ε for each global parameter (count, total area, ...).
+def global_null(raw: float, replica_values: np.ndarray, key: str = "") -> dict:
+    """Leave-one-out null of a global parameter's ε: the spread of a raw-equivalent version.
+
+    Replica k is scored like a version, ``ε_k = (χ_raw − χ_k) / σ_{−k}`` with σ from the
+    other replicas. With replicas centred on the observed image their globals are
+    shifted against raw by the synthesis bias (noise applied twice: more specks, a
+    thinner or thicker mask), which for a sum over every object is several σ; the
+    null's centre ``bias = mean ε_k`` carries it. ``spread = max(sd ε_k, √2)``: a
+    raw-equivalent version may be a second independent draw of the scene, whose Δ
+    against raw has sd √2·σ_raw (an observed-centred replica's has ≈ 1).
+
+    Parameters
+    ----------
+    raw : float
+        χ_raw.
+    replica_values : (n,) array
+        χ of each replica.
+    key : str
+        Parameter name (for :func:`delta`).
 
     Returns
     -------
     dict
-        ``{param: {"raw", "value", "sigma_raw", "delta", "epsilon", "ci"}}``.
+        ``bias``, ``spread`` (over the finite ``eps_loo``), ``eps_loo`` (the n values,
+        NaN where the other replicas all agree: σ 0); NaN bias/spread with fewer than
+        3 finite values.
+    """
+    rep = np.asarray(replica_values, dtype=np.float64)
+    n = rep.size
+    loo = np.full(n, math.nan)
+    if n >= 3:
+        for k in range(n):
+            s = float(np.std(np.delete(rep, k), ddof=1))
+            loo[k] = float(epsilon(float(delta(key, raw, rep[k])), s)) if s > 0 else math.nan
+    ok = np.isfinite(loo)
+    if ok.sum() >= 3:
+        bias = float(loo[ok].mean())
+        spread = max(float(loo[ok].std(ddof=1)), math.sqrt(2.0))
+    else:
+        bias = spread = math.nan
+    return {"bias": bias, "spread": spread, "eps_loo": [float(v) for v in loo]}
+
+
+def score_globals(
+    raw: Mapping[str, float],
+    replicas: Sequence[Mapping[str, float]],
+    other: Mapping[str, float],
+    limit: float = GLOBAL_LIMIT,
+) -> dict[str, dict]:
+    """ε for each global parameter (count, total area, ...) and its calibrated flag.
+
+    ``flag``: |ε| ≥ |bias| + ``limit``·spread of the leave-one-out null
+    (:func:`global_null`), i.e. beyond every raw-equivalent version (a replica, biased
+    by the synthesis, or a second frame, unbiased) by ``limit`` null spreads. Without
+    a null (fewer than 3 replicas, or a replica σ of 0) the uncalibrated |ε| ≥ ``limit``.
+
+    Returns
+    -------
+    dict
+        ``{param: {"raw", "value", "replica_mean", "sigma_raw", "delta", "epsilon",
+        "ci", "null", "flag_limit", "flag"}}``.
     """
     n = len(replicas)
     out = {}
@@ -153,6 +206,9 @@ def score_globals(
         s = float(replica_sigma(rep[:, None])[0]) if n > 1 else math.nan
         d = float(delta(k, r, other[k]))
         e = float(epsilon(d, s))
+        null = global_null(float(r), rep, k)
+        cal = math.isfinite(null["bias"])
+        lim = abs(null["bias"]) + limit * null["spread"] if cal else limit
         out[k] = {
             "raw": float(r),
             "value": float(other[k]),
@@ -161,6 +217,10 @@ def score_globals(
             "delta": d,
             "epsilon": e,
             "ci": list(epsilon_ci(e, n)) if math.isfinite(e) else [e, e],
+            "null": null,
+            "flag_limit": float(lim),
+            "flag_calibrated": cal,
+            "flag": bool(not math.isnan(e) and abs(e) >= lim),
         }
     return out
 
@@ -491,10 +551,13 @@ def verdict(
     :mod:`rawsigma.analysis.scoring.nullstats`); otherwise the paper's rule applies (every
     |mean ε over objects| < 1, its Fig. 2e/h). The paper's rule is always reported
     under ``"paper"``. Global parameters (count, total area) are single values and are
-    reported separately as ``global_flags`` (|ε| ≥ ``global_limit``, default 3): even a
-    raw-equivalent draw lands at |ε| ≥ 1 in a third of cases, and with replicas centred
-    on the observed image (the paper's default) a global sum over all objects also picks
-    up the synthesis bias. When the raw image has no objects, the globals decide.
+    reported separately as ``global_flags``, not part of the verdict: a global whose
+    ``flag`` (:func:`score_globals`) is set, |ε| ≥ |bias| + ``global_limit``·spread of
+    its leave-one-out null (:func:`global_null`; with replicas centred on the observed
+    image, the paper's default, a sum over all objects carries the synthesis bias, and a
+    second frame differs from raw by √2 σ); scores without ``flag`` use
+    |ε| ≥ ``global_limit``. When the raw image has no objects, the globals decide, by
+    the uncalibrated |ε| ≥ ``global_limit`` (default 3).
 
     Returns
     -------
@@ -526,18 +589,23 @@ def verdict(
         worst_p = fam["p_fw"]
     else:
         failing, borderline, worst = paper["failing"], paper["borderline"], paper["worst"]
-    flags: list[str] = []
+    flags, uncalibrated = [], []
     gworst: tuple[str, float] = ("", 0.0)
     for k, g in global_scores.items():
         e = g["epsilon"]
         if math.isnan(e):
             continue
         if abs(e) >= global_limit:
+            uncalibrated.append(f"global:{k}")
+        null = g.get("null") or {}
+        b, sp = null.get("bias", math.nan), null.get("spread", math.nan)
+        lim = abs(b) + global_limit * sp if math.isfinite(b) and math.isfinite(sp) else None
+        if abs(e) >= (global_limit if lim is None else lim):
             flags.append(f"global:{k}")
         if abs(e) > abs(gworst[1]):
             gworst = (f"global:{k}", float(e))
-    if not object_scores:
-        failing, worst = list(flags), list(gworst)
+    if not object_scores:  # the globals decide, by the uncalibrated |ε| ≥ limit
+        failing, worst = uncalibrated, list(gworst)
     if matching is not None and matching.get("exceeds"):
         failing = [*failing, "matching"]
         if not worst[0] or not math.isfinite(worst_p) or matching["p_fw"] < worst_p:
