@@ -302,10 +302,11 @@ max(1, |bias| + z·se), z the Bonferroni quantile over the parameters, so that a
 raw-equivalent image is called within noise at ≥ 95 % family-wise; p<sub>fw</sub> is
 the family-wise p-value and q the quantile of the robust ε in its null. The paper's
 criterion (every |mean ε over objects| &lt; 1) is shown beside it. Global parameters
-(count, total area) are single values: they are flagged at |ε| ≥ 3, because a
-raw-equivalent image already lands at |ε| ≥ 1 a third of the time, and with replicas
-centred on the observed image (noise applied twice) a sum over all objects also
-carries the synthesis bias; the <i>replica</i> row (a held-out raw-equivalent image
-scored like a codec) shows the size of that effect here.
+(count, total area) are single values, reported beside the verdict: they are flagged
+when |ε| ≥ |bias| + 3·spread of the same leave-one-out null (spread at least √2, a
+second frame's), because with replicas centred on the observed image (noise applied
+twice) a sum over all objects carries the synthesis bias, often several σ; the
+<i>replica</i> row (a held-out raw-equivalent image scored like a codec) shows the size
+of that effect here.
 Objects smaller than {result.plan.min_size} px were discarded.</p>
 """

@@ -32,7 +32,8 @@ Conventions
   without ``null=``) the paper's rule applies: every |mean ε over objects| < 1 (finite
   scores; a parameter whose scores are all infinite fails). The paper's |mean ε| is
   always reported beside the calibrated numbers. Global parameters are single values,
-  flagged at |ε| ≥ 3 and reported next to the verdict (see :func:`verdict`).
+  flagged beyond the same leave-one-out null (|ε| ≥ |bias| + 3·spread,
+  :func:`global_null`) and reported next to the verdict (see :func:`verdict`).
 """
 
 from __future__ import annotations
