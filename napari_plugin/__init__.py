@@ -2,10 +2,10 @@
 
 * Reader: noise-codec files (``.rsnc``, the TIFF/HDF5/zarr containers, pre-issue-13
   layouts too) open as one image layer of the decoded uint16 frames, metadata
-  ``rawsigma.lossy_derived = True``; camera profiles (HDF5 ``rawsigma.camera_profile``)
-  open as one layer per map (offset and read noise in ADU, gain in ADU/e⁻, metadata
-  ``unit``) plus the defect mask as labels. Other files: None (napari asks the next
-  reader).
+  ``rawsigma.lossy_derived = True`` (a volume: its voxel size as ``scale``); camera
+  profiles (HDF5 ``rawsigma.camera_profile``) open as one layer per map (offset and
+  read noise in ADU, gain in ADU/e⁻, metadata ``unit``) plus the defect mask as labels.
+  Other files: None (napari asks the next reader).
 * Score results (``rawsigma score`` output directory, or its ``maps.h5``): the raw
   image, the raw and per-codec labels, each codec's per-pixel ε map (diverging
   colormap, ±3); see `rawsigma.napari.score`. Widget `ScoreWidget` lists the codecs with
@@ -90,6 +90,27 @@ def profile_layers(profile: Any, name: str) -> list[LayerData]:
     return layers
 
 
+def _codec_layers(p: Path) -> list[LayerData]:
+    """The decoded frames of a noise-codec file, a volume with its voxel size as scale."""
+    from rawsigma.analysis.noisecodec.containers import read_compressed, read_meta
+
+    data = read_compressed(p)
+    rec = read_meta(p)
+    meta = {
+        "rawsigma": {
+            "lossy_derived": True,
+            "decoded_from": str(p),
+            "note": "decoded from the rawsigma noise codec: not the raw camera values",
+            **rec,
+        },
+        "unit": "ADU",
+    }
+    kw: dict[str, Any] = {"name": p.name, "metadata": meta}
+    if rec.get("axes") == "ZYX" and "spacing_zyx" in rec and data.ndim == 3:
+        kw["scale"] = tuple(rec["spacing_zyx"])  # as the 3D score result's layers
+    return [(data, kw, "image")]
+
+
 def read_layers(path: str | os.PathLike) -> list[LayerData]:
     """Layer data of a rawsigma file (see the module docstring)."""
     p = Path(path)
@@ -101,18 +122,7 @@ def read_layers(path: str | os.PathLike) -> list[LayerData]:
 
         return profile_layers(CameraProfile.load(p), p.stem)
     if kind == "codec":
-        from rawsigma.analysis.noisecodec.containers import read_compressed
-
-        data = read_compressed(p)
-        meta = {
-            "rawsigma": {
-                "lossy_derived": True,
-                "decoded_from": str(p),
-                "note": "decoded from the rawsigma noise codec: not the raw camera values",
-            },
-            "unit": "ADU",
-        }
-        return [(data, {"name": p.name, "metadata": meta}, "image")]
+        return _codec_layers(p)
     raise ValueError(f"{p}: not a rawsigma noise-codec file, camera profile or score result")
 
 
