@@ -67,9 +67,10 @@ def print_error(exc: BaseException) -> int:
     """Print ``error: <one line>`` on stderr; return the exit status for ``exc``."""
     from rawsigma.errors import exit_code_for
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(
-        f"[bold red]error:[/] {error_line(exc)}", highlight=False, soft_wrap=True
+    Console(stderr=True).print(  # escaped: 'f.tif[x]' is no markup tag to drop
+        f"[bold red]error:[/] {escape(error_line(exc))}", highlight=False, soft_wrap=True
     )
     return exit_code_for(exc)
 
@@ -300,6 +301,7 @@ def frames_before(runner: Any, index: int) -> int:
 def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[Any]:
     """Rich progress bar (level, frames, fps, ETA) driven by a runner's signals."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -312,7 +314,9 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
     console = Console(stderr=True)
     runner.frameAccumulated.connect(raise_swallowed_interrupt)
     if quiet:
-        runner.warning.connect(lambda m: console.print(f"[yellow]warning:[/] {m}", soft_wrap=True))
+        runner.warning.connect(
+            lambda m: console.print(f"[yellow]warning:[/] {escape(m)}", soft_wrap=True)
+        )
         yield None
         return
     progress = Progress(
@@ -355,7 +359,7 @@ def runner_progress(runner: Any, total: int, quiet: bool = False) -> Iterator[An
     runner.levelStarted.connect(started)
     runner.frameAccumulated.connect(frame)
     runner.warning.connect(
-        lambda m: progress.console.print(f"[yellow]warning:[/] {m}", soft_wrap=True)
+        lambda m: progress.console.print(f"[yellow]warning:[/] {escape(m)}", soft_wrap=True)
     )
     with progress:
         yield progress

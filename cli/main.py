@@ -139,8 +139,11 @@ def _print_usage_error(exc: Exception) -> int:
     if ctx is not None and not bad_value:
         msg += f" (see '{ctx.command_path} --help')"
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True
+    )
     return int(exc.exit_code)  # type: ignore[attr-defined]
 
 

@@ -41,3 +41,23 @@ def test_napari_reader_keeps_a_compressed_volume_voxel_size(tmp_path, ext):
     q = C.write_compressed(tmp_path / f"f.{ext}", vol, codec)
     ((_, kw2, _),) = read_layers(q)
     assert "scale" not in kw2
+
+
+def test_error_line_keeps_square_brackets(tmp_path, capsys):
+    """`tomo reconstruct 'opt.tif[x]'` said "error: opt.tif: no such file" (opt.tif
+    exists): rich took "[x]" for a markup tag and dropped it from the one error line."""
+    r = _run("tomo", "reconstruct", tmp_path / "opt.tif[x]", "--angle-range", "0,360",
+             "-o", tmp_path / "r.tif")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert _error_line(r) == f"error: {tmp_path / 'opt.tif[x]'}: no such file"
+    # the usage-error printer of the console script too ("No such option: --" before)
+    from rawsigma.cli.main import _run as console_script
+
+    assert console_script(["score", str(tmp_path / "i.tif"), "--[x]"]) == 2
+    assert "No such option: --[x] (see" in capsys.readouterr().err
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "p.tif", np.full((8, 2, 64), 1000, np.uint16))
+    r = _run("tomo", "reconstruct", tmp_path / "p.tif", "--angle-range", "0,180",
+             "--center", "[x]", "-o", tmp_path / "r.tif")  # fmt: skip
+    assert _error_line(r) == "error: --center '[x]': expected auto or a number of pixels"
