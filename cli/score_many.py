@@ -281,6 +281,18 @@ def write_summary(
     return out / "summary.html"
 
 
+def _say_fields_kept(fields: Path, total: int) -> None:
+    """After Ctrl-C: say which finished fields are kept (nothing to say: none)."""
+    from .console import print_interrupted
+
+    done = [d for d in fields.iterdir() if d.is_dir() and not d.name.startswith(".")] if (
+        fields.is_dir()
+    ) else []  # fmt: skip
+    if done:
+        print_interrupted(f"no summary; {len(done)} of {total} fields are written in {fields}: "
+                          "the same command scores the rest (--force redoes all)")  # fmt: skip
+
+
 def run_many(
     image: Path,
     labels: Path | None,
@@ -329,16 +341,20 @@ def run_many(
         redirect_stderr=False,
     ) as bar:
         job = bar.add_task("fields", total=len(tasks))
-        with connect(scheduler, workers) as client:
-            outcome = run_tasks(
-                tasks,
-                out / "fields",
-                client=client,
-                workers=field_workers,
-                retries=1,
-                resume=not force,
-                progress=lambda name, done, total: _advance(bar, job, done),
-            )
+        try:
+            with connect(scheduler, workers) as client:
+                outcome = run_tasks(
+                    tasks,
+                    out / "fields",
+                    client=client,
+                    workers=field_workers,
+                    retries=1,
+                    resume=not force,
+                    progress=lambda name, done, total: _advance(bar, job, done),
+                )
+        except KeyboardInterrupt:
+            _say_fields_kept(out / "fields", len(tasks))
+            raise
     summary = write_summary(out, list(tasks), outcome.failed, record)
     for name in outcome.reused:
         console.print(f"  {name}: kept from an earlier run", highlight=False)

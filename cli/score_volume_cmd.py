@@ -114,9 +114,14 @@ def run_score_volume(o: dict[str, Any]) -> Path:
     created = not out.exists()
     try:
         result = _run(o)
-    except BaseException:  # failed or interrupted: leave no empty directory behind
+    except BaseException as exc:  # failed or interrupted: leave no empty directory behind
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
+        if isinstance(exc, KeyboardInterrupt) and _tasks_kept(out / "work"):
+            from .console import print_interrupted
+
+            print_interrupted(f"no report; the finished tasks are kept in {out / 'work'}: "
+                              "the same command continues them (--force redoes all)")  # fmt: skip
         raise
     from .integrity import LOSSY_NOTE, lossy_derived
 
@@ -144,6 +149,14 @@ def run_score_volume(o: dict[str, Any]) -> Path:
     shutil.rmtree(out / "work", ignore_errors=True)  # the task results: all in the report
     _summary(result, out / "report.html")
     return out / "report.html"
+
+
+def _tasks_kept(work: Path) -> int:
+    """How many finished tasks of the task graph ``work`` holds (0: none, or no graph)."""
+    tasks = work / "tasks"
+    if not tasks.is_dir():
+        return 0
+    return sum(1 for t in tasks.iterdir() if not t.name.startswith(".") and t.is_dir())
 
 
 def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]

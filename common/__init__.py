@@ -33,11 +33,17 @@ def _early_interrupt(signum: int, frame: object) -> None:
 
 # The ``rawsigma`` command (console script or ``python -m rawsigma.cli.main``): a Ctrl-C
 # during the imports would print a traceback; `rawsigma.cli.main.main` restores Python's
-# handler once it runs. Library users are not affected.
+# handler once it runs. Library users are not affected, nor the command's worker
+# processes (multiprocessing children get the command's sys.argv: a Ctrl-C at the
+# terminal reaches them too, and they must not print their own "nothing done").
 if (
-    _os.path.basename(_sys.argv[0]) == "rawsigma"
-    or (_sys.argv[:1] == ["-m"] and "rawsigma.cli.main" in getattr(_sys, "orig_argv", []))
-) and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    (
+        _os.path.basename(_sys.argv[0]) == "rawsigma"
+        or (_sys.argv[:1] == ["-m"] and "rawsigma.cli.main" in getattr(_sys, "orig_argv", []))
+    )
+    and not any("multiprocessing" in a for a in getattr(_sys, "orig_argv", []))
+    and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
+):
     _signal.signal(_signal.SIGINT, _early_interrupt)
 
 try:  # written by setuptools-scm at install time from the git tag (see pyproject.toml)

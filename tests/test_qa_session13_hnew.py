@@ -61,3 +61,100 @@ def test_error_line_keeps_square_brackets(tmp_path, capsys):
     r = _run("tomo", "reconstruct", tmp_path / "p.tif", "--angle-range", "0,180",
              "--center", "[x]", "-o", tmp_path / "r.tif")  # fmt: skip
     assert _error_line(r) == "error: --center '[x]': expected auto or a number of pixels"
+
+
+def _small_volume(tmp_path):
+    import json
+
+    import tifffile
+
+    rng = np.random.default_rng(4)
+    zz, yy, xx = np.mgrid[:4, :48, :64]
+    light = 40 + 400 * (((yy - 24 + 3 * zz) ** 2 + (xx - 20 - 6 * zz) ** 2) < 150)
+    vol = np.rint(100 + 2.0 * rng.poisson(light) + rng.normal(0, 2, light.shape))
+    lab = np.zeros(vol.shape, np.uint8)
+    lab[:, 2:8, 2:12] = 1
+    lab[:, 22:26, 18:22] = 2
+    desc = json.dumps({"axes": "ZYX", "voxel_size_um_zyx": [2.0, 0.5, 0.5]})
+    tifffile.imwrite(
+        tmp_path / "v.tif", vol.astype(np.uint16), description=desc, photometric="minisblack"
+    )
+    tifffile.imwrite(
+        tmp_path / "l.tif", lab, description=json.dumps({"axes": "ZYX"}), photometric="minisblack"
+    )
+    return tmp_path / "v.tif", tmp_path / "l.tif"
+
+
+def test_volume_graph_ctrl_c_says_the_finished_tasks_are_kept(tmp_path, monkeypatch):
+    """Ctrl-C during `score VOLUME --scheduler local` kept the finished tasks in OUT/work
+    (the same command continues them, as README says) but said "interrupted: nothing
+    written"; it now says what was kept and how to continue."""
+    import rawsigma.analysis.scoring.volume_graph as vg
+
+    def interrupted(vol, prof, work, **kw):
+        (work / "tasks" / "raw").mkdir(parents=True)
+        (work / "tasks" / ".replica_000.tmp-1").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vg, "score_volume_tasks", interrupted)
+    v, lab = _small_volume(tmp_path)
+    out = tmp_path / "o"
+    r = _run("score", v, "--estimate-profile", "--labels", lab, "--chunks", "4,48,64",
+             "--codecs", "8bit", "--replicas", "2", "--out", out)  # fmt: skip
+    assert r.exit_code == 130, r.output
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("interrupted:")]
+    assert f"the finished tasks are kept in {out / 'work'}" in line, line
+    assert "nothing written" not in r.stderr
+    assert not (out / "report.html").exists()
+
+
+def test_worker_processes_do_not_take_the_command_s_ctrl_c_handler(tmp_path):
+    """Ctrl-C on `score VOLUME --scheduler local` printed "interrupted: nothing done" once
+    per dask worker (spawned children get the command's sys.argv, so importing rawsigma
+    installed the command's early handler in them) beside the command's own line."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import multiprocessing as mp, sys\n"
+        "def probe(q):\n"
+        "    import signal, rawsigma\n"
+        "    q.put(signal.getsignal(signal.SIGINT) is rawsigma._early_interrupt)\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = '/venv/bin/rawsigma'  # what the console script's children get\n"
+        "    ctx = mp.get_context('spawn')\n"
+        "    q = ctx.Queue()\n"
+        "    p = ctx.Process(target=probe, args=(q,))\n"
+        "    p.start()\n"
+        "    print(q.get())\n"
+        "    p.join()\n"
+    )
+    r = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
+def test_many_fields_ctrl_c_says_the_fields_kept(tmp_path, monkeypatch):
+    """Ctrl-C during `score fields.tif --all-fields` kept the finished fields (the same
+    command scores the rest) but said "interrupted: nothing written"."""
+    import rawsigma.analysis.outofcore.taskrun as tr
+    import tifffile
+
+    def interrupted(tasks, out, **kw):
+        (out / next(iter(tasks))).mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "run_tasks", interrupted)
+    rng = np.random.default_rng(2)
+    imgs = rng.poisson(200, (3, 48, 64)).astype(np.uint16)
+    lab = np.zeros(imgs.shape, np.uint8)
+    lab[:, 2:8, 2:12], lab[:, 20:30, 20:30] = 1, 2
+    tifffile.imwrite(tmp_path / "f.tif", imgs, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+    out = tmp_path / "o"
+    r = _run("score", tmp_path / "f.tif", "--estimate-profile", "--labels", tmp_path / "l.tif",
+             "--all-fields", "--out", out)  # fmt: skip
+    assert r.exit_code == 130, r.output
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("interrupted:")]
+    assert f"1 of 3 fields are written in {out / 'fields'}" in line, line
