@@ -49,6 +49,10 @@ def register(app: typer.Typer) -> None:
 
         with user_errors():
             _check_display()
+            if profile is not None:  # not a window's error dialog: one line, exit 1
+                from rawsigma.calib.profile import CameraProfile
+
+                CameraProfile.load(profile)
         try:
             from rawsigma.gui.app import run_gui
         except ImportError as exc:

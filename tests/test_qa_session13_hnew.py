@@ -158,3 +158,19 @@ def test_many_fields_ctrl_c_says_the_fields_kept(tmp_path, monkeypatch):
     assert r.exit_code == 130, r.output
     (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("interrupted:")]
     assert f"1 of 3 fields are written in {out / 'fields'}" in line, line
+
+
+def test_gui_refuses_a_bad_profile_before_opening(tmp_path, monkeypatch):
+    """`rawsigma gui --profile broken.h5` (truncated, or not a profile) opened the window
+    with an error dialog (offscreen: an invisible one, the command waiting); `profile show`
+    refuses the same file in one line. Now the GUI does too, before starting Qt."""
+    import rawsigma.gui.app as gui_app
+
+    started = []
+    monkeypatch.setattr(gui_app, "run_gui", lambda **kw: started.append(kw) or 0)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    (tmp_path / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    r = _run("gui", "--profile", tmp_path / "broken.h5")
+    assert r.exit_code == 1, r.output
+    assert "cannot open as a camera profile" in _error_line(r)
+    assert not started
