@@ -174,3 +174,24 @@ def test_gui_refuses_a_bad_profile_before_opening(tmp_path, monkeypatch):
     assert r.exit_code == 1, r.output
     assert "cannot open as a camera profile" in _error_line(r)
     assert not started
+
+
+def test_reconstruct_refuses_a_one_pixel_detector(tmp_path):
+    """`tomo reconstruct` of a (51, 1, 1) stack (a 1x1-pixel crop) wrote a 1x1 "slice"
+    with the centre of rotation at -2 px (outside the detector), exit 0."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(tmp_path / "p.tif", rng.integers(900, 1100, (51, 1, 1), np.uint16),
+                     photometric="minisblack")  # fmt: skip
+    r = _run("tomo", "reconstruct", tmp_path / "p.tif", "--angle-range", "0,360",
+             "-o", tmp_path / "r.tif")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert "a 1-pixel detector" in _error_line(r)
+    assert not (tmp_path / "r.tif").exists()
+    # the narrowest accepted detector still reconstructs
+    tifffile.imwrite(tmp_path / "q.tif", rng.integers(900, 1100, (16, 2, 8), np.uint16),
+                     photometric="minisblack")  # fmt: skip
+    r = _run("tomo", "reconstruct", tmp_path / "q.tif", "--angle-range", "0,180",
+             "-o", tmp_path / "q_rec.tif")  # fmt: skip
+    assert r.exit_code == 0, r.output

@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rawsigma.errors import UsageError
+from rawsigma.errors import ImageMismatchError, UsageError
 from rawsigma.fileio import check_output, output_lock, provenance
 
 from .backprojection import FILTERS, as_projection_stack, default_threads, fbp_chunks
 from .center import auto_center
 from .sources import load_input, parse_angles
 from .volume_io import output_format, write_volume
+
+#: The narrowest detector `reconstruct_files` reconstructs (pixels).
+MIN_DETECTOR = 8
 
 
 def _center(value: str, proj: Any, angles: np.ndarray, threads: int) -> dict[str, Any]:
@@ -71,6 +74,12 @@ def reconstruct_files(
     src = load_input(specs, dark=dark, flat=flat, kind=kind)
     proj = as_projection_stack(src.projections)
     n_ang, n_rows, n_det = proj.shape
+    if n_det < MIN_DETECTOR:  # a 1-pixel "detector" gave a 1x1 slice, centre -2 px
+        raise ImageMismatchError(
+            f"{specs[0]}: a {n_det}-pixel detector ({n_ang} x {n_rows} x {n_det}, angles x "
+            f"rows x detector): filtered back-projection needs at least {MIN_DETECTOR} "
+            "detector pixels; is the file a projection stack (or a sinogram: angles x detector)?"
+        )
     ang, ang_how = parse_angles(angles, angle_range, n_ang, src.angles, include_end)
     is_zarr = out.suffix.lower() == ".zarr"
     check_output(out, force, need_bytes=4 * n_rows * n_det * n_det, allow_dir=is_zarr)
