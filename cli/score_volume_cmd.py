@@ -69,7 +69,7 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
         from .integrity import at_exposure
 
         return at_exposure(CameraProfile.load(profile), exposure, profile)
-    from rawsigma.analysis.noisemodel.estimate import estimate_profile
+    from rawsigma.analysis.noisemodel.estimate import MIN_BLOCKS, estimate_profile
     from rawsigma.analysis.scoring.volume import check_raw_volume
     from rawsigma.errors import InputFileError, RawsigmaError
 
@@ -77,6 +77,9 @@ def _profile(profile, exposure, vol: np.ndarray, image: Path, console):  # type:
 
     check_raw_volume(vol, None, str(image))
     tile = 64 if min(vol.shape[1:]) >= 256 else 32
+    n, h, w = vol.shape  # few small planes: smaller blocks (not "tile must be in [16, 16]")
+    while tile > 16 and n * (h // tile) * (w // tile) < MIN_BLOCKS:
+        tile //= 2
     try:
         prof = estimate_profile(vol, tile=tile, source=str(image))
     except (RawsigmaError, ValueError) as exc:
@@ -186,6 +189,11 @@ def _run(o: dict[str, Any]):  # type: ignore[no-untyped-def]
     except ValueError as exc:
         raise options_error(exc) from None
     src, info = open_volume(image, axes=o["axes"], spacing=spacing)
+    if src.shape[0] < 2:  # the 3D path squeezed its labels: a false "shape differs"
+        raise ImageMismatchError(
+            f"{image}: a volume of one plane {tuple(src.shape)}: 3D scoring needs 2 or more; "
+            "score the plane as a 2D image (--index 0, without --spacing/--axes)"
+        )
     chunks = choose_chunks(o.get("chunks"), src, plan)
     why_not = choose_driver(o.get("driver", "auto"), chunks, src.nbytes, _lazy_refusal(o))
     if why_not is None:

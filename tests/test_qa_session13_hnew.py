@@ -195,3 +195,44 @@ def test_reconstruct_refuses_a_one_pixel_detector(tmp_path):
     r = _run("tomo", "reconstruct", tmp_path / "q.tif", "--angle-range", "0,180",
              "-o", tmp_path / "q_rec.tif")  # fmt: skip
     assert r.exit_code == 0, r.output
+
+
+def test_one_plane_volume_is_refused_with_the_2d_way(tmp_path):
+    """A ZYX file of one plane with its one-plane labels stopped on "the training labels
+    ...: shape (48, 64) differs from the image shape (1, 48, 64)" (they match); it is now
+    refused as a one-plane volume, naming the 2D way (--index 0), which works."""
+    import json
+
+    import tifffile
+
+    v, lab = _small_volume(tmp_path)
+    desc = json.dumps({"axes": "ZYX", "voxel_size_um_zyx": [2.0, 0.5, 0.5]})
+    for name, src in (("v1.tif", v), ("l1.tif", lab)):
+        tifffile.imwrite(tmp_path / name, tifffile.imread(src)[:1], description=desc,
+                         photometric="minisblack")  # fmt: skip
+    r = _run("score", tmp_path / "v1.tif", "--estimate-profile", "--labels",
+             tmp_path / "l1.tif", "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    err = _error_line(r)
+    assert "a volume of one plane (1, 48, 64)" in err and "--index 0" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_estimate_on_a_small_volume_picks_a_block_size_that_fits(tmp_path):
+    """`score VOL --estimate-profile` on a (2, 40, 48) volume stopped on "tile must be an
+    integer in [16, 16] pixels for this 40x48 image, got 32": a parameter the command
+    chose itself (no option sets it). It now uses 16-pixel blocks there."""
+    import json
+
+    import tifffile
+
+    v, lab = _small_volume(tmp_path)
+    desc = json.dumps({"axes": "ZYX", "voxel_size_um_zyx": [2.0, 0.5, 0.5]})
+    tifffile.imwrite(tmp_path / "v2.tif", tifffile.imread(v)[:2, :40, :48], description=desc,
+                     photometric="minisblack")  # fmt: skip
+    from rawsigma.cli.score_volume_cmd import _profile
+    from rich.console import Console
+
+    vol = tifffile.imread(tmp_path / "v2.tif")
+    prof = _profile(None, None, vol, tmp_path / "v2.tif", Console(stderr=True))
+    assert prof.offset.shape == (40, 48)
