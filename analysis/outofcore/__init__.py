@@ -21,6 +21,8 @@ _EXPORTS = {
     "LocalClusterOnDemand": "taskrun",
     "connect": "taskrun",
     "run_tasks": "taskrun",
+    "segment_measure_chunked": "pipeline",
+    "auto_chunks": "pipeline",
 }
 
 __getattr__, __dir__, __all__ = attach(__name__, _EXPORTS)
