@@ -430,12 +430,20 @@ def _training_labels(
     """The checked sparse annotations and, with ``--instances``, the instance labels."""
     from rawsigma.analysis.scoring.inputs import check_label_values, check_labels
     from rawsigma.errors import ImageMismatchError
-    from rawsigma.imread import read_frame
+    from rawsigma.imread import imread, read_frame
 
     labels = options.labels
     if labels is None:
         return None, None
-    lab, lab_info = read_frame(labels, options.index, what="label image")
+    if options.index is None:  # one image: "choose one with --index" would pick its frame too
+        lab, lab_info = imread(labels, what="label image")
+        if lab.ndim == 3:
+            raise ImageMismatchError(
+                f"{labels}: {lab.shape[0]} label frames ({lab_info.layout}) for the one image "
+                f"{options.image} {img.shape}: give the label image of that image alone"
+            )
+    else:
+        lab, lab_info = read_frame(labels, options.index, what="label image")
     console.print(_what_was_read(lab_info, options.index), highlight=False, soft_wrap=True)
     if lab.shape != img.shape:
         raise ImageMismatchError(

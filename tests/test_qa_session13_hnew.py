@@ -259,3 +259,24 @@ def test_readme_outofcore_api_is_public(tmp_path):
                                          spacing=(2.0, 1.0, 1.0), threshold=200,
                                          chunks="auto")  # fmt: skip
     assert int(np.asarray(lab).max()) == 2
+
+
+def test_one_image_with_a_label_stack_names_no_dead_end(tmp_path):
+    """`score slice.tif --labels embryo_labels.tif` (2D image, 51-frame labels) advised
+    "choose one label image with --index (0..50)"; --index then picked a frame of the
+    one-frame image too: "--index 25, but the file holds one 2-D image"."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    light = np.broadcast_to(np.linspace(20, 400, 128), (128, 128))
+    img = np.rint(100 + 2.0 * rng.poisson(light) + rng.normal(0, 2, light.shape))
+    tifffile.imwrite(tmp_path / "i.tif", img.astype(np.uint16))
+    lab = np.zeros((5, 128, 128), np.uint8)
+    lab[:, 2:8, 2:12], lab[:, 20:30, 20:30] = 1, 2
+    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+    r = _run("score", tmp_path / "i.tif", "--estimate-profile", "--labels", tmp_path / "l.tif",
+             "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    err = _error_line(r)
+    assert "5 label frames" in err and "give the label image of that image alone" in err, err
+    assert "--index" not in err
