@@ -280,3 +280,16 @@ def test_one_image_with_a_label_stack_names_no_dead_end(tmp_path):
     err = _error_line(r)
     assert "5 label frames" in err and "give the label image of that image alone" in err, err
     assert "--index" not in err
+
+
+def test_reconstruct_refuses_an_rgb_tiff_as_such(tmp_path):
+    """`tomo reconstruct rgb.tif` read the (rows, cols, 3) colour image as projections
+    3 pixels wide and stopped on "no open beam at the detector edges"."""
+    import tifffile
+
+    rgb = np.random.default_rng(0).integers(0, 255, (120, 122, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    r = _run("tomo", "reconstruct", tmp_path / "rgb.tif", "--angle-range", "0,360",
+             "-o", tmp_path / "r.tif")  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert "colour (RGB) image" in _error_line(r), r.stderr

@@ -73,7 +73,14 @@ def _read_any(path: Path) -> Any:
         from rawsigma._tiffcheck import tiff_intact
 
         with tiff_intact(path):  # a truncated stack: refused, not its first pages
-            return tifffile.imread(path)
+            with tifffile.TiffFile(path) as tf:
+                axes = tf.series[0].axes if tf.series else ""
+                if "S" in axes:  # (rows, cols, 3) read as 3-pixel-wide projections
+                    raise InputFileError(
+                        f"{path}: colour (RGB) image (axes {axes!r}, shape "
+                        f"{tf.series[0].shape}); projections have one sample per pixel"
+                    )
+                return tf.asarray()
     except (InputFileError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file: one line
