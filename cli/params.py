@@ -188,6 +188,33 @@ def validate(option: str, value: Any, check: Callable[[Any], Any]) -> Any:
         raise typer.BadParameter(exc.message, param_hint=f"'{option}'") from None
 
 
+def check_scheduler(scheduler: str | None) -> None:
+    """Refuse a ``--scheduler`` that is neither ``local`` nor a dask scheduler address.
+
+    Raises
+    ------
+    UsageError
+        E.g. ``bogus`` (no port): before, an "internal error" once the volume was read.
+    """
+    if scheduler is None or scheduler == "local":
+        return
+    from rawsigma.errors import UsageError
+
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:
+        return  # `connect` says which extra is missing
+    try:
+        kind, loc = parse_address(scheduler)
+        if kind != "inproc":
+            parse_host_port(loc)
+    except ValueError as exc:
+        raise UsageError(
+            f"--scheduler {scheduler!r}: not 'local' or a scheduler address such as "
+            f"tcp://host:8786 ({exc})"
+        ) from None
+
+
 def check_profile_choice(profile: Any, estimate_profile: bool) -> None:
     """Exactly one of ``--profile`` and ``--estimate-profile`` (`UsageError`, exit 2)."""
     from rawsigma.errors import UsageError

@@ -232,6 +232,9 @@ def score(
         from .score_volume_cmd import is_volume, run_score_volume
 
         all_fields, scheduler = opts.pop("all_fields"), opts.pop("scheduler")
+        from .params import check_scheduler
+
+        check_scheduler(scheduler)
         many = all_fields or scheduler is not None or is_folder(image)
         from rawsigma.errors import UsageError
 

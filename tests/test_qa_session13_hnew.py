@@ -293,3 +293,22 @@ def test_reconstruct_refuses_an_rgb_tiff_as_such(tmp_path):
              "-o", tmp_path / "r.tif")  # fmt: skip
     assert r.exit_code == 1, r.output
     assert "colour (RGB) image" in _error_line(r), r.stderr
+
+
+def test_bad_scheduler_address_is_a_usage_error(tmp_path):
+    """`score VOL --scheduler bogus` read the volume, estimated a profile, then stopped on
+    "internal error: ValueError: missing port number in address 'bogus' (... please report
+    it)", exit 1: a bad option value, refused up front (exit 2) now."""
+    pytest.importorskip("distributed")
+    v, lab = _small_volume(tmp_path)
+    for bad in ("bogus", "tcp://head", "tcp://head:port"):
+        r = _run("score", v, "--estimate-profile", "--labels", lab, "--scheduler", bad,
+                 "--out", tmp_path / "o")  # fmt: skip
+        assert r.exit_code == 2, r.output
+        err = _error_line(r)
+        assert f"--scheduler '{bad}': not 'local' or a scheduler address" in err, err
+        assert "read " not in r.stderr  # before any input is read
+    from rawsigma.cli.params import check_scheduler
+
+    for good in (None, "local", "tcp://head:8786", "head:8786", "tls://10.0.0.5:8786"):
+        check_scheduler(good)
