@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from rawsigma.errors import InputFileError, OutputError
+from rawsigma.h5probe import check_hdf5
 
 __all__ = ["PARTIAL_KIND", "PARTIAL_VERSION", "write_partial", "read_partial"]
 
@@ -125,6 +126,7 @@ def read_partial(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"{p}: partial file not found")
+    check_hdf5(p)
     try:
         with h5py.File(p, "r") as f:
             if f.attrs.get("kind") != PARTIAL_KIND:

@@ -53,6 +53,7 @@ from rawsigma import __version__
 from rawsigma.calib.profile_fields import MAP_NAMES, REQUIRED_MAPS, CameraIdentity, to_json
 from rawsigma.errors import ProfileError
 from rawsigma.fileio import atomic_write
+from rawsigma.h5probe import check_hdf5
 from rawsigma.metacrc import META_CRC_KEY, meta_crc
 
 if TYPE_CHECKING:
@@ -252,6 +253,7 @@ def read_profile(path: str | os.PathLike[str], profile_class: type[P]) -> P:
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"{path}: no such profile file")
+    check_hdf5(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rawsigma.errors import InputFileError
+from rawsigma.h5probe import check_hdf5
 
 from .datasets import (
     is_recorded_dataset,
@@ -88,6 +89,7 @@ def _h5_info(p: Path) -> dict[str, Any]:
 
     if not p.exists():
         raise InputFileError(f"{p}: no such file")
+    check_hdf5(p)
     try:
         f = h5py.File(p, "r")
     except OSError as e:
@@ -172,6 +174,7 @@ def _iter_pages(path: Path, indices: Sequence[int] | None = None):
     if _is_hdf5(path):
         import h5py
 
+        check_hdf5(path)
         with h5py.File(path, "r") as f:
             ds = _h5_frames(f, path)
             for i in range(ds.shape[0]) if indices is None else indices:

@@ -49,6 +49,9 @@ def _h5_noise_codec(f: Any) -> list[str]:
 def read_hdf5(p: Path, ds_name: str | None) -> tuple[np.ndarray, ImageInfo]:
     import h5py
 
+    from .h5probe import check_hdf5
+
+    check_hdf5(p)
     try:
         f = h5py.File(p, "r")
     except OSError as exc:

@@ -25,6 +25,10 @@ class InputFileError(RawsigmaError, ValueError):
     """An input file is missing, truncated, foreign or has the wrong content."""
 
 
+class DamagedHDF5Error(InputFileError):
+    """libhdf5 crashed or hung on an HDF5 file (`rawsigma.h5probe`): damaged structure."""
+
+
 class ProfileError(InputFileError):
     """A camera profile file is invalid (schema, shapes, dtypes)."""
 

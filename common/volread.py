@@ -222,6 +222,9 @@ def _attr_axes_spacing(attrs: Any) -> tuple[str, list[float] | None]:
 def _hdf5(p: Path, name: str | None, lazy: bool = False) -> tuple[Any, str, Any, str, str]:
     import h5py
 
+    from .h5probe import check_hdf5
+
+    check_hdf5(p)
     with h5py.File(p, "r") as f:
         if name is not None:
             ds = f.get(name)
@@ -364,6 +367,9 @@ def declared_axes(path: str | os.PathLike) -> str:
         if kind == "hdf5":
             import h5py
 
+            from .h5probe import check_hdf5
+
+            check_hdf5(p)
             with h5py.File(p, "r") as f:
                 obj = f.get(ds) if ds else None
                 return str(obj.attrs.get("axes", "")).upper() if obj is not None else ""
@@ -576,6 +582,9 @@ class VolumeSource:
             elif self.kind == "hdf5":
                 import h5py
 
+                from .h5probe import check_hdf5
+
+                check_hdf5(self.path)
                 h = h5py.File(self.path, "r")[self.key]
             elif self.kind == "npy":
                 h = np.load(self.path, mmap_mode="r", allow_pickle=False)

@@ -31,7 +31,11 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 
 def sniff(path: str | os.PathLike) -> str | None:
-    """``"codec"``, ``"profile"``, ``"score"`` or None (not a rawsigma file)."""
+    """``"codec"``, ``"profile"``, ``"score"``, ``"damaged"`` or None (not a rawsigma file).
+
+    ``"damaged"``: an HDF5 file on which libhdf5 crashes or hangs (`rawsigma.h5probe`);
+    `read_layers` refuses it in one line.
+    """
     p = Path(path)
     s = p.name.lower()
     try:
@@ -55,7 +59,13 @@ def sniff(path: str | os.PathLike) -> str | None:
             return None
         if s.endswith((".h5", ".hdf5")):
             import h5py
+            from rawsigma.errors import DamagedHDF5Error
+            from rawsigma.h5probe import check_hdf5
 
+            try:
+                check_hdf5(p)
+            except DamagedHDF5Error:
+                return "damaged"  # read_layers says so in one line
             with h5py.File(p, "r") as f:
                 if f.attrs.get("format") == "rawsigma.camera_profile":
                     return "profile"
@@ -123,6 +133,10 @@ def read_layers(path: str | os.PathLike) -> list[LayerData]:
         return profile_layers(CameraProfile.load(p), p.stem)
     if kind == "codec":
         return _codec_layers(p)
+    if kind == "damaged":
+        from rawsigma.h5probe import check_hdf5
+
+        check_hdf5(p)  # raises DamagedHDF5Error (the answer is cached)
     raise ValueError(f"{p}: not a rawsigma noise-codec file, camera profile or score result")
 
 

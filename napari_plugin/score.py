@@ -39,11 +39,14 @@ def is_score_result(path: str | os.PathLike) -> bool:
     if not p.is_file() or not p.name.lower().endswith((".h5", ".hdf5")):
         return False
     import h5py
+    from rawsigma.errors import DamagedHDF5Error
+    from rawsigma.h5probe import check_hdf5
 
     try:
+        check_hdf5(p)
         with h5py.File(p, "r") as f:
             return f.attrs.get("format") == FORMAT
-    except OSError:
+    except (OSError, DamagedHDF5Error):
         return False
 
 
@@ -58,9 +61,12 @@ def _image_kind(path: str | os.PathLike) -> tuple[str, str, str]:
     """(layer name, unit, ε label) of ``/image``: a 2D image or a tomographic volume."""
     import h5py
     from rawsigma.analysis.scoring.score_maps import MAPS_FILE
+    from rawsigma.h5probe import check_hdf5
 
     p = Path(path)
-    with h5py.File(p / MAPS_FILE if p.is_dir() else p, "r") as f:
+    p = p / MAPS_FILE if p.is_dir() else p
+    check_hdf5(p)
+    with h5py.File(p, "r") as f:
         unit = str(f["image"].attrs.get("unit", "ADU"))
         tomo = str(f.attrs.get("content", "")).startswith("tomography")
     return ("raw reconstruction", unit, "voxel Δ/σ") if tomo else ("raw image", unit, "pixel Δ/σ")

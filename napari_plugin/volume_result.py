@@ -44,14 +44,17 @@ def is_volume_result(path: str | os.PathLike) -> bool:
     if not p.is_file() or not p.name.lower().endswith((".h5", ".hdf5")):
         return False
     import h5py
+    from rawsigma.errors import DamagedHDF5Error
+    from rawsigma.h5probe import check_hdf5
 
     try:
+        check_hdf5(p)
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") == "rawsigma.score_volumes":
                 return True
             # files written before the format attribute: the layout of `write_volumes_h5`
             return "spacing_zyx" in f.attrs and "raw" in f and "labels/raw" in f
-    except OSError:
+    except (OSError, DamagedHDF5Error):
         return False
 
 
@@ -97,8 +100,10 @@ def _suffix(meta: dict[str, Any]) -> str:
 def volume_layers(path: str | os.PathLike) -> list[LayerData]:
     """Layer data of a 3D score result (see the module docstring)."""
     import h5py
+    from rawsigma.h5probe import check_hdf5
 
     p = _volumes_file(path)
+    check_hdf5(p)
     f = h5py.File(p, "r")  # left open while lazy layers read from it
     try:
         layers = _layers(f, path, _results(p))

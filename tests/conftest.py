@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The HDF5 probe (`rawsigma.h5probe`: a child process per HDF5 file a command opens,
+# ~0.3 s each) would add minutes over the suite's hundreds of in-process profile loads;
+# tests/test_h5probe.py and the HDF5 fuzz tests turn it on.
+os.environ.setdefault("RAWSIGMA_H5_PROBE", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -11,9 +11,10 @@ other bytes are sampled with a stride; files are cut at several lengths. The out
 what `rawsigma decompress` does with them: `read_compressed`, then `read_meta`.
 
 HDF5 is read in a child process: libhdf5 itself crashes (SIGSEGV) on some damaged
-object headers (about 1 in 200 flipped bytes of a small file). Those crashes exit with
-a signal and write nothing, which keeps the promise but not the "one clear line"; a
-library bug, counted and not failed here.
+object headers (about 1 in 200 flipped bytes of a small file). Since session 13 every
+command probes a user's HDF5 file in a child first (`rawsigma.h5probe`): each try runs
+the probe's walk before the real read, and a crash or hang must happen in the walk
+(the probe refuses the file in one line), never after it.
 
 Before session 12, found here: a flipped byte in the TIFF annotation, the HDF5
 attributes or ``zarr.json`` changed the decoded axes or voxel size (or, zarr, cropped
@@ -174,10 +175,12 @@ def test_zarr_shape_digit(tmp_path, volume):
 
 
 _CHILD = r"""
-import json, sys
+import json, os, sys
 sys.path.insert(0, sys.argv[1])
+os.environ["RAWSIGMA_H5_PROBE"] = "0"  # the walk below stands for the probe child
 import test_container_fuzz as T
 from pathlib import Path
+from rawsigma.h5probe import walk
 kind, src, tries = sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
 data = src.read_bytes()
 ref = T.REFERENCE[kind](src)
@@ -186,6 +189,11 @@ for pos, new in tries:
     victim.write_bytes(data[:pos] + bytes([new]) + data[pos + 1:] if new is not None
                        else data[:pos])
     print("TRY", pos, flush=True)
+    try:
+        walk(victim)
+    except Exception:
+        pass
+    print("WALKED", pos, flush=True)
     print("RES", pos, new, T.CHILD_OUTCOME[kind](victim, ref), flush=True)
 """
 
@@ -213,12 +221,17 @@ CHILD_OUTCOME = {"h5": outcome, "profile": profile_outcome}
 
 
 def fuzz_in_child(kind: str, src: Path, tries: list[tuple]) -> dict:
-    """`fuzz_file` for HDF5 files, in child processes: restarted after a crash (a
-    signal) and killed after `HANG` s on one try (libhdf5 also loops on some damaged
-    headers; ``rawsigma`` would hang there too: not exit 0, but no clear line)."""
+    """`fuzz_file` for HDF5 files, in child processes restarted after a crash (a signal)
+    or a hang (no answer in `HANG` s in the walk, 60 s in the read).
+
+    Each try runs `rawsigma.h5probe.walk` (what the probe child of every command runs
+    before rawsigma opens a user's HDF5 file), then the real read. A crash or hang in
+    the walk is one the probe turns into one clear line (``"signal"``, ``"hang"``: the
+    tries); one in the read after the walk passed is a probe that missed (``"missed"``).
+    """
     import selectors
 
-    tally: dict = {"bad": [], "signal": [], "hang": []}
+    tally: dict = {"bad": [], "signal": [], "hang": [], "missed": []}
     todo = list(tries)
     while todo:
         proc = subprocess.Popen(
@@ -228,10 +241,11 @@ def fuzz_in_child(kind: str, src: Path, tries: list[tuple]) -> dict:
         )  # fmt: skip
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
-        last, done, hung = None, 0, False
+        last, done, hung, walked = None, 0, False, False
         while True:
-            if not sel.select(timeout=60.0 if last is None else HANG):
-                proc.kill()  # no answer: a hang (60 s for the child's imports)
+            wait = 60.0 if last is None or walked else HANG  # imports; a slow read
+            if not sel.select(timeout=wait):
+                proc.kill()  # no answer: a hang
                 hung = True
                 break
             line = proc.stdout.readline()
@@ -239,7 +253,9 @@ def fuzz_in_child(kind: str, src: Path, tries: list[tuple]) -> dict:
                 break
             word, pos, *rest = line.rstrip("\n").split(" ", 3)
             if word == "TRY":
-                last = int(pos)
+                last, walked = int(pos), False
+            elif word == "WALKED":
+                walked = True
             elif word == "RES":
                 done += 1
                 res = rest[1]
@@ -252,12 +268,37 @@ def fuzz_in_child(kind: str, src: Path, tries: list[tuple]) -> dict:
         if rc == 0:
             break
         assert last is not None and rc < 0, rc  # a signal: a crash (or our kill)
-        tally["hang" if hung else "signal"].append(last)
+        what = "hang" if hung else "signal"
+        if walked:
+            tally["missed"].append((what, todo[done]))
+        else:
+            tally[what].append(todo[done])
         todo = todo[done + 1 :]
     return tally
 
 
-HANG = 5.0  # s without an answer on one try (each takes a few ms): a hang
+#: s without an answer in the walk of one try (each takes a few ms): a hang. A damaged
+#: global-heap size makes libhdf5 allocate ~4 GB and take 2-15 s, then refuse cleanly:
+#: killed here, and a probe either times out on it or passes (the read refuses it).
+HANG = 5.0
+
+
+def assert_probe_refuses(src: Path, tally: dict) -> None:
+    """No crash or hang escapes the probe's walk, and `check_hdf5` (a fresh child, as
+    every command runs it) refuses each try that crashed in the walk. (A try that
+    hung in the walk is one the probe's timeout catches, or a slow one it passes and
+    the read then refuses: not re-run, each would cost `HANG` s.)"""
+    from rawsigma.errors import DamagedHDF5Error
+    from rawsigma.h5probe import check_hdf5
+
+    assert tally["missed"] == [], tally["missed"]
+    data = src.read_bytes()
+    for i, (pos, new) in enumerate(tally["signal"]):
+        victim = src.with_name(f"probed{i}{src.suffix}")
+        victim.write_bytes(data[:pos] + bytes([new]) + data[pos + 1 :] if new is not None
+                           else data[:pos])  # fmt: skip
+        with pytest.raises(DamagedHDF5Error, match="libhdf5 crashed"):
+            check_hdf5(victim)
 
 
 def _h5_tries(data: bytes, names: list[bytes], stride: int) -> list[tuple]:
@@ -279,8 +320,10 @@ def test_hdf5(tmp_path, volume):
     assert decode(p)[1] == META
     names = [b"element_size_um", b"axes", b"stack_shape", b"meta_crc32", b"rsnc_maps"]
     tally = fuzz_in_child("h5", p, _h5_tries(p.read_bytes(), names, 64))
+    print("hdf5 fuzz:", {k: len(v) if isinstance(v, list) else v for k, v in tally.items()})
     assert tally["bad"] == [], tally["bad"][:5]
     assert tally.get("refused", 0) > 200
+    assert_probe_refuses(p, tally)
 
 
 @pytest.mark.slow
@@ -305,7 +348,9 @@ def test_profile(tmp_path):
     data = p.read_bytes()
     names = [b"provenance", b"emva", b"info", b"columns", b"meta_crc32", b"profile_id"]
     tally = fuzz_in_child("profile", p, _h5_tries(data, names, 64))
+    print("profile fuzz:", {k: len(v) if isinstance(v, list) else v for k, v in tally.items()})
     assert tally["bad"] == [], tally["bad"][:5]
+    assert_probe_refuses(p, tally)
 
 
 def test_decompress_refuses_in_one_line(tmp_path, volume):

@@ -25,6 +25,7 @@ import numpy as np
 from imagecodecs import ZstdError
 from rawsigma.errors import InputFileError
 from rawsigma.fileio import atomic_write
+from rawsigma.h5probe import check_hdf5
 from rawsigma.metacrc import HDF5_ATTRS, META_CRC_KEY, check_meta_crc, covered, meta_crc
 
 from .containers_tiff import FORMAT_NAME, frame_streams
@@ -105,6 +106,7 @@ def hdf5_meta(path: str | os.PathLike, dataset: str = "rsnc") -> dict[str, Any]:
     """``axes`` and ``spacing_zyx`` recorded on a noise-codec HDF5 dataset ({} if none)."""
     import h5py
 
+    check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             a = dict(f[dataset].attrs) if dataset in f else {}
@@ -125,6 +127,7 @@ def read_hdf5_frames(
     import h5py
 
     path = Path(path)
+    check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             if dataset not in f:
@@ -174,6 +177,7 @@ def read_hdf5(
     from .containers import decode_frame_list
     from .containers_legacy import legacy_hdf5
 
+    check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:
             if dataset not in f:

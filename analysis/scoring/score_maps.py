@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from rawsigma.fileio import atomic_write
+from rawsigma.h5probe import check_hdf5
 
 __all__ = ["EPS_MEANING", "FORMAT", "MAPS_FILE", "read_score_maps", "write_score_maps"]
 
@@ -151,6 +152,7 @@ def read_score_maps(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / MAPS_FILE
+    check_hdf5(p)
     with h5py.File(p, "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"{p}: not a rawsigma score-maps file (format {FORMAT})")

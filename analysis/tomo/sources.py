@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from rawsigma.errors import ImageMismatchError, InputFileError, UsageError
+from rawsigma.h5probe import check_hdf5
 
 from .normalize import NormalizedProjections
 
@@ -58,6 +59,7 @@ def _read_any(path: Path) -> Any:
         if suffix in (".h5", ".hdf5", ".hdf", ".nxs"):
             import h5py
 
+            check_hdf5(path)
             f = h5py.File(path, "r")
             data = _h5_find(f, "data")
             if data is None:
@@ -147,6 +149,7 @@ def _h5_extras(spec: str) -> tuple[Any, Any, np.ndarray | None]:
         return None, None, None
     import h5py
 
+    check_hdf5(path)
     with h5py.File(path, "r") as f:
         dark, flat, ang = (_h5_find(f, k) for k in ("dark", "flat", "angles"))
         dark = None if dark is None else dark[()]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from rawsigma.errors import OutputError, UsageError
 from rawsigma.fileio import atomic_write, check_output
+from rawsigma.h5probe import check_hdf5
 
 FORMATS = (".tif", ".tiff", ".zarr", ".h5", ".hdf5")
 H5_DATASET = "reconstruction"
@@ -129,6 +130,7 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     if fmt == "h5":
         import h5py
 
+        check_hdf5(p)
         with h5py.File(p, "r") as f:
             ds = f[H5_DATASET]
             return ds[()], json.loads(ds.attrs["provenance"])
