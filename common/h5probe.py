@@ -97,20 +97,22 @@ def check_hdf5(path: str | os.PathLike[str], timeout: float | None = None) -> No
         raise DamagedHDF5Error(f"cannot read {p}: the HDF5 file is damaged ({_PROBED[key]})")
 
 
-def _child_cmd(p: Path) -> list[str]:
+def _child_cmd(p: Path, timeout: float) -> list[str]:
     """The probe's command line: this file, loaded by path (rawsigma is not imported)."""
     code = (
         "import importlib.util as u, sys\n"
         "s = u.spec_from_file_location('_rawsigma_h5probe', sys.argv[1])\n"
         "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
-        "m._child(sys.argv[2])\n"
+        "m._child(sys.argv[2], float(sys.argv[3]))\n"
     )
-    return [sys.executable, "-c", code, str(Path(__file__).resolve()), str(p)]
+    return [sys.executable, "-c", code, str(Path(__file__).resolve()), str(p), str(timeout)]
 
 
 def _run_child(p: Path, timeout: float) -> str:
     """``""`` when the walk ended (passed or refused cleanly), else what happened."""
-    cmd = _child_cmd(p)
+    import signal
+
+    cmd = _child_cmd(p, timeout)
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -124,9 +126,9 @@ def _run_child(p: Path, timeout: float) -> str:
             proc.wait()
     if rc == 0:
         return ""
+    if rc in (-signal.SIGINT, -getattr(signal, "SIGTERM", 15), -getattr(signal, "SIGHUP", 1)):
+        raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) reached the child with its parent
     if rc < 0:
-        import signal
-
         try:
             name = signal.Signals(-rc).name
         except ValueError:
@@ -137,14 +139,21 @@ def _run_child(p: Path, timeout: float) -> str:
     return ""  # Python could not run the walk: the real reader will say why
 
 
-def _child(path: str) -> None:
-    """The child's work: no core dump, the walk, exit 0 whatever h5py raised."""
+def _child(path: str, timeout: float) -> None:
+    """The child's work: no core dump, the walk, exit 0 whatever h5py raised.
+
+    SIGALRM ends a child left looping in libhdf5 after its parent was killed.
+    """
+    import signal
+
     try:
         import resource
 
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     except (ImportError, ValueError, OSError):
         pass
+    if hasattr(signal, "alarm"):
+        signal.alarm(int(timeout) + 5)
     try:
         walk(path)
     except Exception:  # noqa: BLE001, S110 - refused cleanly: the real reader says why

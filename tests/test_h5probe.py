@@ -128,7 +128,7 @@ def test_hang_is_one_line_after_the_timeout(files, monkeypatch):
     """A probe that does not answer (a child that sleeps stands for libhdf5 looping):
     killed after ``RAWSIGMA_H5_PROBE_TIMEOUT`` s, one line."""
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
-    monkeypatch.setattr(h5probe, "_child_cmd", lambda p: sleeper)
+    monkeypatch.setattr(h5probe, "_child_cmd", lambda p, t: sleeper)
     monkeypatch.setenv("RAWSIGMA_H5_PROBE_TIMEOUT", "1.5")
     t0 = time.monotonic()
     r = CliRunner().invoke(app, ["profile", "show", str(files / "good.h5")])
@@ -174,3 +174,12 @@ def test_napari_reader_refuses_a_crashing_file(files):
     with pytest.raises(DamagedHDF5Error, match="libhdf5 crashed"):
         read_layers(files / "bad.h5")
     assert sniff(files / "good.h5") == "profile"
+
+
+def test_ctrl_c_in_the_probe_is_an_interruption(files, monkeypatch):
+    """A child ended by SIGINT (Ctrl-C reaches the whole process group) is the user's
+    interruption (exit 130), not a damaged file."""
+    me = "import os, signal; os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(9)"
+    monkeypatch.setattr(h5probe, "_child_cmd", lambda p, t: [sys.executable, "-c", me])
+    with pytest.raises(KeyboardInterrupt):
+        h5probe.check_hdf5(files / "good.h5")
