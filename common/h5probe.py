@@ -56,6 +56,15 @@ def _timeout() -> float:
     return t if t > 0 else DEFAULT_TIMEOUT
 
 
+def _can_spawn() -> bool:
+    """True when a Python can run the child.
+
+    Not in a frozen app (there ``sys.executable`` is the app itself), nor in an
+    interpreter embedded without one.
+    """
+    return bool(sys.executable) and not getattr(sys, "frozen", False)
+
+
 def _key(p: Path) -> tuple | None:
     try:
         st = p.stat()
@@ -84,7 +93,7 @@ def check_hdf5(path: str | os.PathLike[str], timeout: float | None = None) -> No
         The probe child died of a signal (libhdf5 crashed) or did not answer in time.
     """
     p = Path(path)
-    if not probe_enabled() or not p.is_file():
+    if not probe_enabled() or not p.is_file() or not _can_spawn():
         return
     key = _key(p)
     if key is None:

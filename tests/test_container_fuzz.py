@@ -184,8 +184,10 @@ from rawsigma.h5probe import walk
 kind, src, tries = sys.argv[2], Path(sys.argv[3]), json.loads(sys.argv[4])
 data = src.read_bytes()
 ref = T.REFERENCE[kind](src)
-victim = src.with_name("victim" + src.suffix)
-for pos, new in tries:
+for i, (pos, new) in enumerate(tries):
+    # a new file each try: libhdf5 shares a file still open (an object kept alive by a
+    # traceback) with a later open of the same inode, showing stale contents
+    victim = src.with_name(f"victim{i}" + src.suffix)
     victim.write_bytes(data[:pos] + bytes([new]) + data[pos + 1:] if new is not None
                        else data[:pos])
     print("TRY", pos, flush=True)
@@ -195,6 +197,7 @@ for pos, new in tries:
         pass
     print("WALKED", pos, flush=True)
     print("RES", pos, new, T.CHILD_OUTCOME[kind](victim, ref), flush=True)
+    victim.unlink()
 """
 
 

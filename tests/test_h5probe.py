@@ -179,7 +179,17 @@ def test_napari_reader_refuses_a_crashing_file(files):
 def test_ctrl_c_in_the_probe_is_an_interruption(files, monkeypatch):
     """A child ended by SIGINT (Ctrl-C reaches the whole process group) is the user's
     interruption (exit 130), not a damaged file."""
-    me = "import os, signal; os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(9)"
+    me = (  # SIGINT is ignored in a background job: its default action here
+        "import os, signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.kill(os.getpid(), signal.SIGINT); time.sleep(9)"
+    )
     monkeypatch.setattr(h5probe, "_child_cmd", lambda p, t: [sys.executable, "-c", me])
     with pytest.raises(KeyboardInterrupt):
         h5probe.check_hdf5(files / "good.h5")
+
+
+def test_no_probe_where_no_python_can_be_started(files, monkeypatch):
+    """A frozen app's ``sys.executable`` is the app: the probe is skipped, not run."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(h5probe, "_run_child", lambda p, t: pytest.fail("spawned"))
+    h5probe.check_hdf5(files / "bad.h5")
