@@ -103,7 +103,8 @@ def check_hdf5(path: str | os.PathLike[str], timeout: float | None = None) -> No
     if _PROBED[key]:
         from .errors import DamagedHDF5Error
 
-        raise DamagedHDF5Error(f"cannot read {p}: the HDF5 file is damaged ({_PROBED[key]})")
+        how = "seems damaged" if "did not answer" in _PROBED[key] else "is damaged"
+        raise DamagedHDF5Error(f"cannot read {p}: the HDF5 file {how} ({_PROBED[key]})")
 
 
 def _child_cmd(p: Path, timeout: float) -> list[str]:
@@ -128,7 +129,10 @@ def _run_child(p: Path, timeout: float) -> str:
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"libhdf5 did not answer in {timeout:g} s"
+        return (
+            f"libhdf5 did not answer in {timeout:g} s; if the file is only slow to read "
+            "(very large, on a network drive), set RAWSIGMA_H5_PROBE_TIMEOUT to more seconds"
+        )
     finally:  # also on Ctrl-C: no orphan left looping in libhdf5
         if proc.poll() is None:
             proc.kill()
