@@ -99,11 +99,12 @@ _INTERRUPT_SHOWN = [False]
 def print_interrupted(what: str) -> int:
     """Print ``interrupted: <what was kept>`` once; return 130 (the exit status)."""
     from rich.console import Console
+    from rich.markup import escape
 
     quiet_after_interrupt()
     if not _INTERRUPT_SHOWN[0]:
         _INTERRUPT_SHOWN[0] = True
-        msg = f"[yellow]interrupted:[/] {what}"
+        msg = f"[yellow]interrupted:[/] {escape(what)}"  # paths: 'run[/x]' is no tag
         Console(stderr=True).print(msg, highlight=False, soft_wrap=True)
     return 130
 

@@ -325,7 +325,7 @@ def run_many(
     start_run(out, record)
     console = Console(file=sys.stderr)  # fixed: a field's own lines are captured
     where = f"on {scheduler}" if scheduler else "locally"
-    console.print(f"{len(fields)} fields of {image}, scored {where}", highlight=False)
+    console.print(f"{len(fields)} fields of {image}, scored {where}", highlight=False, markup=False)
     # locally: one field at a time, each with --workers threads; on a cluster: one
     # single-threaded field per worker process
     field_workers = 1
@@ -356,11 +356,12 @@ def run_many(
             _say_fields_kept(out / "fields", len(tasks))
             raise
     summary = write_summary(out, list(tasks), outcome.failed, record)
+    # no markup: names, errors and paths are text ('[/x]' raised MarkupError, '[b]' bold)
     for name in outcome.reused:
-        console.print(f"  {name}: kept from an earlier run", highlight=False)
+        console.print(f"  {name}: kept from an earlier run", highlight=False, markup=False)
     for name, why in outcome.failed.items():
-        console.print(f"[bold red]  {name}: FAILED: {why}[/]", highlight=False)
-    console.print(f"summary: {summary}", highlight=False)
+        console.print(f"  {name}: FAILED: {why}", style="bold red", highlight=False, markup=False)
+    console.print(f"summary: {summary}", highlight=False, markup=False)
     if outcome.failed:
         raise FieldsFailedError(
             f"{len(outcome.failed)} of {len(tasks)} fields failed "
