@@ -47,3 +47,30 @@ def test_many_fields_failed_line_keeps_square_brackets(tmp_path, monkeypatch):
     assert r.exit_code == 1, r.output
     assert "FAILED: ValueError: no file [/data/x.tif]" in r.output
     assert "internal error" not in r.output
+
+
+def test_encoder_scratch_follows_the_shape_encoded_now(monkeypatch):
+    """`_give` kept a stack's codes and cells only while all kept arrays fit in
+    `_SCRATCH_BYTES`, and never dropped any: after stacks of one shape (a 10-frame
+    1 Mpx one: 63 MB), a long-lived process (napari, the GUI) encoding another shape
+    held the old shape's arrays for good and faulted the new ones in at every encode
+    (the session's 10-20 % of a stack's CPU time). Arrays of other kinds now make room."""
+    from rawsigma.analysis.noisecodec import NoiseCodec
+    from rawsigma.analysis.noisecodec import encode_pyramid as EP
+    from rawsigma.analysis.noisecodec.synthetic import reference_frame
+
+    monkeypatch.setattr(EP, "_SCRATCH", {})
+    codecs, stacks = [], []
+    for shape in ((64, 96), (96, 128)):
+        frame, _, cam = reference_frame(shape, seed=3)
+        codecs.append(NoiseCodec(cam.true_profile(), step=2.0, threads=1))
+        stacks.append(np.stack([frame] * 3))
+    codecs[1].encode(stacks[1])
+    need = EP._scratch_bytes()  # what one encode of the larger stack keeps
+    EP._SCRATCH.clear()
+    monkeypatch.setattr(EP, "_SCRATCH_BYTES", need + 4096)
+    codecs[0].encode(stacks[0])
+    assert any(k[0] == (3, 64, 96) and v for k, v in EP._SCRATCH.items())
+    codecs[1].encode(stacks[1])
+    assert any(k[0] == (3, 96, 128) and v for k, v in EP._SCRATCH.items())
+    assert EP._scratch_bytes() <= EP._SCRATCH_BYTES

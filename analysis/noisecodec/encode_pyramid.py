@@ -297,11 +297,32 @@ def _scratch_bytes() -> int:
 def _give(arrays, clean: bool = False) -> None:
     """Return arrays of `_take_zeros` or `_take_empty` to `_SCRATCH` (none may be used
     afterwards); ``clean``: they are all zeros (no fill when taken). Kept while their
-    kind has fewer than `_SCRATCH_KEEP` and all of them fit in `_SCRATCH_BYTES`."""
+    kind has fewer than `_SCRATCH_KEEP`; arrays of other kinds are dropped (those given
+    longest ago first) until all fit in `_SCRATCH_BYTES`: a long-lived process keeps
+    the shapes it encodes now, not the first ones it met."""
     for a in arrays:
-        stash = _SCRATCH.setdefault((a.shape, a.dtype.str), [])
-        if len(stash) < _SCRATCH_KEEP and _scratch_bytes() + a.nbytes <= _SCRATCH_BYTES:
+        key = (a.shape, a.dtype.str)
+        stash = _SCRATCH.setdefault(key, [])
+        if len(stash) >= _SCRATCH_KEEP or a.nbytes > _SCRATCH_BYTES:
+            continue
+        _make_room(key, _SCRATCH_BYTES - a.nbytes)
+        if _scratch_bytes() + a.nbytes <= _SCRATCH_BYTES:
             stash.append((a, clean))
+            _SCRATCH[key] = _SCRATCH.pop(key, stash)  # the kind given last: dropped last
+
+
+def _make_room(key: tuple, budget: int) -> None:
+    """Drop kept arrays of kinds other than ``key`` (oldest kind first) while
+    `_SCRATCH` holds more than ``budget`` bytes."""
+    for other in list(_SCRATCH):
+        if _scratch_bytes() <= budget:
+            return
+        stash = _SCRATCH.get(other)
+        while other != key and stash and _scratch_bytes() > budget:
+            try:
+                stash.pop(0)  # atomic (GIL): a thread taking it meanwhile has it
+            except IndexError:
+                break
 
 
 # zlib setting (level, strategy) of the weights: "filtered" (few short matches) suits
