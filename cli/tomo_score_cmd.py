@@ -462,6 +462,9 @@ def _print_tomo_summary(result: Any, console: Any) -> None:
         )
         eps = ", ".join(f"{n.replace('_', ' ')} {_global_eps(g)}" for n, g in v.globals.items())
         console.print(f"  {'':<14} global ε: {eps}", soft_wrap=True, highlight=False)
+        if v.verdict.get("systematic_note"):  # as `score`'s summary
+            console.print(f"    {v.verdict['systematic_note']}", soft_wrap=True,
+                          highlight=False, markup=False)  # fmt: skip
 
 
 def _global_eps(g: dict) -> str:

@@ -74,3 +74,23 @@ def test_encoder_scratch_follows_the_shape_encoded_now(monkeypatch):
     codecs[1].encode(stacks[1])
     assert any(k[0] == (3, 96, 128) and v for k, v in EP._SCRATCH.items())
     assert EP._scratch_bytes() <= EP._SCRATCH_BYTES
+
+
+def test_tomo_summary_prints_the_systematic_note():
+    """`score_version` gives tomo versions a ``systematic_note`` (a failing parameter
+    whose plaques all moved one way), but `tomo score` printed it nowhere: neither its
+    summary lines nor report.html (the 2D and 3D commands show both)."""
+    import io
+    from types import SimpleNamespace
+
+    from rawsigma.cli.tomo_score_cmd import _print_tomo_summary
+    from rich.console import Console
+
+    note = "noise: a systematic shift, not scatter: Volume is larger in noise [x]"
+    v = SimpleNamespace(spec="noise", ratio=4.0, globals={},
+                        verdict={"within_noise": False, "worst": ["Volume", -2.0],
+                                 "systematic_note": note})  # fmt: skip
+    buf = io.StringIO()
+    _print_tomo_summary(SimpleNamespace(n_objects=7, segmenter="otsu", versions=[v]),
+                        Console(file=buf, width=200))  # fmt: skip
+    assert note in buf.getvalue()

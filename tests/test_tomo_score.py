@@ -156,7 +156,10 @@ def test_score_tomo_tiny(acquisition, tmp_path):
     assert all(0.2 < f < 0.5 for f in frac), frac
     d = json.loads(json.dumps(r.to_dict(), default=float))
     assert d["codecs"][0]["spec"] == "replica" and "operator_epsilon" in d
+    jpg.verdict["systematic_note"] = "jpeg@100: a systematic shift <test>"
     write_tomo_report(r, tmp_path)
+    # the note of a failing parameter whose objects all moved one way (as 2D/3D reports)
+    assert "jpeg@100: a systematic shift &lt;test&gt;" in (tmp_path / "report.html").read_text()
     for f in (
         "report.html",
         "results.json",

@@ -280,7 +280,7 @@ reconstruction ({html.escape(result.segmenter)}). Profile
     }
 Per-plaque table: <code>objects.csv</code>; volumes, labels and per-voxel ε for
 viewers: <code>maps.h5</code>.</p>{notes}
-<h2>Verdict per version</h2>{_version_table(result)}
+<h2>Verdict per version</h2>{_version_table(result)}{tables.quantisation_html(result.versions)}
 <h2>Per-plaque parameters (robust ε, calibrated)</h2>{_object_table(result)}
 <h2>Figures</h2>{tables.figures_html(figs)}
 <h2>Operator ε table</h2><pre>{html.escape(chr(10).join(md))}</pre>
