@@ -196,14 +196,7 @@ def check_same_run(out: Path, record: dict[str, Any], force: bool) -> None:
 
     if force:
         return
-    old = None
-    for path, key in ((out / RUN_FILE, None), (out / "summary.json", "run")):
-        try:
-            doc = json.loads(path.read_text())
-            old = doc if key is None else doc.get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        break
+    old = _recorded_run(out)
     if not isinstance(old, dict) or old == record:  # summaries before the record: kept
         return
     diff = [k for k in dict.fromkeys([*record, *old]) if record.get(k) != old.get(k)]
@@ -215,6 +208,33 @@ def check_same_run(out: Path, record: dict[str, Any], force: bool) -> None:
 
 #: the record of the run an ``OUT`` holds (`check_same_run`)
 RUN_FILE = "run.json"
+
+
+def _recorded_run(out: Path) -> Any:
+    """The record of the run ``out`` holds (`start_run`, else the summary's), or None."""
+    for path, key in ((out / RUN_FILE, None), (out / "summary.json", "run")):
+        try:
+            doc = json.loads(path.read_text())
+            return doc if key is None else doc.get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def _drop_other_run(out: Path, record: dict[str, Any]) -> None:
+    """``--force`` over another run's results: remove its fields and summary first.
+
+    Replaced one field at a time, an interrupted run left the other run's fields
+    beside its own, which the next run (its record now in ``run.json``) kept as its own.
+    """
+    import shutil
+
+    old = _recorded_run(out)
+    if not isinstance(old, dict) or old == record:
+        return
+    shutil.rmtree(out / "fields", ignore_errors=True)
+    for name in ("summary.json", "summary.html"):
+        (out / name).unlink(missing_ok=True)
 
 
 def start_run(out: Path, record: dict[str, Any]) -> None:
@@ -281,16 +301,18 @@ def write_summary(
     return out / "summary.html"
 
 
-def _say_fields_kept(fields: Path, total: int) -> None:
+def _say_fields_kept(fields: Path, total: int, force: bool = False) -> None:
     """After Ctrl-C: say which finished fields are kept (nothing to say: none)."""
     from .console import print_interrupted
 
     done = [d for d in fields.iterdir() if d.is_dir() and not d.name.startswith(".")] if (
         fields.is_dir()
     ) else []  # fmt: skip
+    how = ("the command without --force scores the rest" if force
+           else "the same command scores the rest (--force redoes all)")  # fmt: skip
     if done:
         print_interrupted(f"no summary; {len(done)} of {total} fields are written in {fields}: "
-                          "the same command scores the rest (--force redoes all)")  # fmt: skip
+                          f"{how}")  # fmt: skip
 
 
 def run_many(
@@ -322,6 +344,8 @@ def run_many(
     fields = list_fields(image, labels)
     record = run_record(image, labels, options)
     check_same_run(out, record, force)
+    if force:
+        _drop_other_run(out, record)
     start_run(out, record)
     console = Console(file=sys.stderr)  # fixed: a field's own lines are captured
     where = f"on {scheduler}" if scheduler else "locally"
@@ -353,7 +377,7 @@ def run_many(
                     progress=lambda name, done, total: _advance(bar, job, done),
                 )
         except KeyboardInterrupt:
-            _say_fields_kept(out / "fields", len(tasks))
+            _say_fields_kept(out / "fields", len(tasks), force)
             raise
     summary = write_summary(out, list(tasks), outcome.failed, record)
     # no markup: names, errors and paths are text ('[/x]' raised MarkupError, '[b]' bold)

@@ -94,3 +94,45 @@ def test_tomo_summary_prints_the_systematic_note():
     _print_tomo_summary(SimpleNamespace(n_objects=7, segmenter="otsu", versions=[v]),
                         Console(file=buf, width=200))  # fmt: skip
     assert note in buf.getvalue()
+
+
+def test_forced_many_field_run_does_not_keep_another_runs_fields(tmp_path, monkeypatch):
+    """`score --all-fields --force` into an OUT of another run (other options) replaced
+    its fields one by one. Ctrl-C after one field said "3 of 3 fields are written …: the
+    same command scores the rest", counting the other run's fields; and the next run
+    without --force (run.json now records the new options) kept them as its own: a
+    summary mixing two runs' options, exit 0. The other run's results now go at the
+    start (--force replaces them) and the line counts this run's fields."""
+    import json
+
+    import rawsigma.analysis.outofcore.taskrun as tr
+    import tifffile
+    from rawsigma.cli.score_many import list_fields
+
+    rng = np.random.default_rng(2)
+    imgs = rng.poisson(200, (3, 48, 64)).astype(np.uint16)
+    lab = np.zeros(imgs.shape, np.uint8)
+    lab[:, 2:8, 2:12], lab[:, 20:30, 20:30] = 1, 2
+    tifffile.imwrite(tmp_path / "f.tif", imgs, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+    out = tmp_path / "o"
+    names = [f.name for f in list_fields(tmp_path / "f.tif", tmp_path / "l.tif")]
+    for n in names:  # another run's fields and record
+        (out / "fields" / n).mkdir(parents=True)
+        (out / "fields" / n / "results.json").write_text("{}")
+    (out / "run.json").write_text(json.dumps({"codecs": "zstd"}))
+    (out / "summary.json").write_text(json.dumps({"run": {"codecs": "zstd"}}))
+
+    def interrupted(tasks, fields, **kw):
+        (fields / names[0]).mkdir(parents=True, exist_ok=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "run_tasks", interrupted)
+    r = _run("score", tmp_path / "f.tif", "--estimate-profile", "--labels", tmp_path / "l.tif",
+             "--all-fields", "--force", "--out", out)  # fmt: skip
+    assert r.exit_code == 130, r.output
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("interrupted:")]
+    assert f"1 of 3 fields are written in {out / 'fields'}" in line, line
+    assert "without --force" in line, line
+    assert sorted(p.name for p in (out / "fields").iterdir()) == names[:1]
+    assert not (out / "summary.json").exists()
