@@ -123,8 +123,7 @@ def run_score_volume(o: dict[str, Any]) -> Path:
         if isinstance(exc, KeyboardInterrupt) and _tasks_kept(out / "work"):
             from .console import print_interrupted
 
-            print_interrupted(f"no report; the finished tasks are kept in {out / 'work'}: "
-                              "the same command continues them (--force redoes all)")  # fmt: skip
+            print_interrupted(_tasks_kept_line(out, o["force"], existing))
         raise
     from .integrity import LOSSY_NOTE, lossy_derived
 
@@ -152,6 +151,20 @@ def run_score_volume(o: dict[str, Any]) -> Path:
     shutil.rmtree(out / "work", ignore_errors=True)  # the task results: all in the report
     _summary(result, out / "report.html")
     return out / "report.html"
+
+
+def _tasks_kept_line(out: Path, force: bool, existing: list[str]) -> str:
+    """After Ctrl-C: where the finished tasks are, and which command continues them.
+
+    ``existing``: the result files OUT held before (the command refuses them without
+    --force, and with it redoes all).
+    """
+    line = f"no report; the finished tasks are kept in {out / 'work'}"
+    if not force:
+        return f"{line}: the same command continues them (--force redoes all)"
+    if existing:  # without --force: refused; with it: all redone
+        return f"{line}; the earlier results ({', '.join(existing)}) are unchanged"
+    return f"{line}: the command without --force continues them"
 
 
 def _tasks_kept(work: Path) -> int:

@@ -136,3 +136,33 @@ def test_forced_many_field_run_does_not_keep_another_runs_fields(tmp_path, monke
     assert "without --force" in line, line
     assert sorted(p.name for p in (out / "fields").iterdir()) == names[:1]
     assert not (out / "summary.json").exists()
+
+
+def test_forced_volume_graph_ctrl_c_names_a_way_that_continues(tmp_path, monkeypatch):
+    """Ctrl-C during `score VOLUME --scheduler local --force` said "the same command
+    continues them (--force redoes all)": the same command has --force (it redoes all),
+    and over an earlier report the command without --force refuses the OUT."""
+    import rawsigma.analysis.scoring.volume_graph as vg
+    from test_qa_session13_hnew import _small_volume
+
+    def interrupted(vol, prof, work, **kw):
+        (work / "tasks" / "raw").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vg, "score_volume_tasks", interrupted)
+    v, lab = _small_volume(tmp_path)
+    args = ["score", v, "--estimate-profile", "--labels", lab, "--chunks", "4,48,64",
+            "--codecs", "8bit", "--replicas", "2", "--force"]  # fmt: skip
+    lines = []
+    for out in (tmp_path / "new", tmp_path / "old"):
+        if out.name == "old":
+            out.mkdir()
+            (out / "report.html").write_text("an earlier report")
+        monkeypatch.setattr(console, "_INTERRUPT_SHOWN", [False])
+        r = _run(*args, "--out", out)
+        assert r.exit_code == 130, r.output
+        (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("interrupted:")]
+        assert f"the finished tasks are kept in {out / 'work'}" in line, line
+        lines.append(line)
+    assert "the command without --force continues them" in lines[0], lines[0]
+    assert "continues" not in lines[1] and "report.html" in lines[1], lines[1]
