@@ -12,6 +12,18 @@ def _run(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def _fields_files(tmp_path, n: int) -> None:
+    """``f.tif``: n fields of 48 x 64 px; ``l.tif``: two objects in each."""
+    import tifffile
+
+    rng = np.random.default_rng(2)
+    imgs = rng.poisson(200, (n, 48, 64)).astype(np.uint16)
+    lab = np.zeros(imgs.shape, np.uint8)
+    lab[:, 2:8, 2:12], lab[:, 20:30, 20:30] = 1, 2
+    tifffile.imwrite(tmp_path / "f.tif", imgs, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+
+
 def test_interrupted_line_keeps_square_brackets(monkeypatch, capsys):
     """`print_interrupted` put its text (paths of what was kept) into rich markup: an
     output folder 'run[/x]' raised MarkupError at Ctrl-C (a traceback, not exit 130),
@@ -29,19 +41,13 @@ def test_many_fields_failed_line_keeps_square_brackets(tmp_path, monkeypatch):
     MarkupError after the summary was written: "internal error" instead of the fields
     that failed and exit 1."""
     import rawsigma.analysis.outofcore.taskrun as tr
-    import tifffile
 
     def failed(tasks, out, **kw):
         out.mkdir(parents=True, exist_ok=True)
         return tr.TaskOutcome(failed={n: "ValueError: no file [/data/x.tif]" for n in tasks})
 
     monkeypatch.setattr(tr, "run_tasks", failed)
-    rng = np.random.default_rng(2)
-    imgs = rng.poisson(200, (2, 48, 64)).astype(np.uint16)
-    lab = np.zeros(imgs.shape, np.uint8)
-    lab[:, 2:8, 2:12], lab[:, 20:30, 20:30] = 1, 2
-    tifffile.imwrite(tmp_path / "f.tif", imgs, photometric="minisblack")
-    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+    _fields_files(tmp_path, 2)
     r = _run("score", tmp_path / "f.tif", "--estimate-profile", "--labels", tmp_path / "l.tif",
              "--all-fields", "--out", tmp_path / "o")  # fmt: skip
     assert r.exit_code == 1, r.output
@@ -106,15 +112,9 @@ def test_forced_many_field_run_does_not_keep_another_runs_fields(tmp_path, monke
     import json
 
     import rawsigma.analysis.outofcore.taskrun as tr
-    import tifffile
     from rawsigma.cli.score_many import list_fields
 
-    rng = np.random.default_rng(2)
-    imgs = rng.poisson(200, (3, 48, 64)).astype(np.uint16)
-    lab = np.zeros(imgs.shape, np.uint8)
-    lab[:, 2:8, 2:12], lab[:, 20:30, 20:30] = 1, 2
-    tifffile.imwrite(tmp_path / "f.tif", imgs, photometric="minisblack")
-    tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
+    _fields_files(tmp_path, 3)
     out = tmp_path / "o"
     names = [f.name for f in list_fields(tmp_path / "f.tif", tmp_path / "l.tif")]
     for n in names:  # another run's fields and record
