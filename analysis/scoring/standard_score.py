@@ -558,7 +558,8 @@ def verdict(
     image, the paper's default, a sum over all objects carries the synthesis bias, and a
     second frame differs from raw by √2 σ); scores without ``flag`` use
     |ε| ≥ ``global_limit``. When the raw image has no objects, the globals decide, by
-    the uncalibrated |ε| ≥ ``global_limit`` (default 3).
+    the uncalibrated |ε| ≥ ``global_limit`` (default 3), and ``global_flags`` lists
+    those (what decided the verdict).
 
     Returns
     -------
@@ -605,8 +606,9 @@ def verdict(
             flags.append(f"global:{k}")
         if abs(e) > abs(gworst[1]):
             gworst = (f"global:{k}", float(e))
-    if not object_scores:  # the globals decide, by the uncalibrated |ε| ≥ limit
-        failing, worst = uncalibrated, list(gworst)
+    if not object_scores:  # the globals decide, by the uncalibrated |ε| ≥ limit,
+        failing, worst = uncalibrated, list(gworst)  # and are what the report flags
+        flags = list(uncalibrated)
     if matching is not None and matching.get("exceeds"):
         failing = [*failing, "matching"]
         if not worst[0] or not math.isfinite(worst_p) or matching["p_fw"] < worst_p:
