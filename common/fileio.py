@@ -343,11 +343,16 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
             with _HELD_LOCK:
                 _HELD[key] -= 1
         return
+    made = _missing_parents(p)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(describe_os_error(exc, p.parent)) from None
-    fd = _acquire(lock, p)
+    try:
+        fd = _acquire(lock, p)
+    except BaseException:
+        _remove_empty(made)
+        raise
     with _HELD_LOCK:
         _HELD[key] = 1
     try:
@@ -359,6 +364,26 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(lock)
         os.close(fd)
+        _remove_empty(made)  # a run that wrote nothing leaves no new empty folders
+
+
+def _missing_parents(p: Path) -> list[Path]:
+    """The folders above ``p`` that do not exist yet, deepest first."""
+    missing = []
+    for d in p.absolute().parents:
+        if d.exists():
+            break
+        missing.append(d)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; keep the others."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return  # not empty (the output is there) or gone: the ones above stay too
 
 
 def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:

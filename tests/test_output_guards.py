@@ -286,3 +286,29 @@ def test_noise_codec_zarr_volume_is_said_to_be_lossy(tmp_path):
 
     notes = json.loads((tmp_path / "res" / "results.json").read_text())["notes"]
     assert notes[0].startswith("WARNING: ") and "lossy-derived" in notes[0], notes
+
+
+def test_output_lock_leaves_no_new_empty_folders(tmp_path) -> None:
+    """A run into new folders that fails writes nothing, folders included; a run that
+    wrote its output keeps them; folders that existed are never removed."""
+    from rawsigma.fileio import output_lock
+
+    with pytest.raises(RuntimeError), output_lock(tmp_path / "a" / "b" / "out.tif"):
+        assert (tmp_path / "a" / "b").is_dir()
+        raise RuntimeError("failed before writing")
+    assert list(tmp_path.iterdir()) == []
+    with output_lock(tmp_path / "a" / "b" / "out.tif") as out:
+        out.write_bytes(b"x")
+    assert (tmp_path / "a" / "b" / "out.tif").read_bytes() == b"x"
+    (tmp_path / "kept").mkdir()
+    with output_lock(tmp_path / "kept" / "out.tif"):
+        pass
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_failed_tomo_reconstruct_into_new_folders_leaves_nothing(tmp_path) -> None:
+    r = CliRunner().invoke(
+        app, ["tomo", "reconstruct", str(tmp_path / "none.tif"), "-o", str(tmp_path / "n/d/r.tif")]
+    )
+    assert r.exit_code == 1 and "no such file" in r.output
+    assert list(tmp_path.iterdir()) == []
