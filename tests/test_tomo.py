@@ -259,3 +259,34 @@ def test_cli_out_of_range_selection_centre_and_angles(tmp_path):
     code, text = run(f"{src}[0:7]", "--angle-range", "0,360", "--center", "30.5")
     assert code == 0, text
     assert tifffile.imread(out).shape == (2, 32, 32)
+
+
+def test_second_writer_refused_before_any_work(h5_scan, tmp_path, monkeypatch):
+    """Another process writing OUT: refused at once, not after a whole reconstruction
+    (the lock used to be taken only to write the slices)."""
+    import subprocess
+    import sys
+    import time
+
+    from rawsigma.analysis.tomo import pipeline
+
+    path, _p, _theta = h5_scan
+    out = tmp_path / "rec.tif"
+    code = (
+        "import sys, time\nfrom rawsigma.fileio import output_lock\n"
+        "with output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        loads = []
+        monkeypatch.setattr(pipeline, "load_input", lambda *a, **k: loads.append(a))
+        t0 = time.monotonic()
+        res = runner.invoke(app, ["tomo", "reconstruct", str(path), "-o", str(out), "-q"])
+        assert res.exit_code == 1 and "another rawsigma" in res.output, res.output
+        assert loads == [] and time.monotonic() - t0 < 30
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()

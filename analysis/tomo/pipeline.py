@@ -69,47 +69,54 @@ def reconstruct_files(
         raise UsageError(f"--input {kind!r}: choose auto, counts, transmission or attenuation")
     out = Path(out)
     output_format(out)
-    check_output(out, force, allow_dir=out.suffix.lower() == ".zarr")
-    t0 = time.perf_counter()
-    src = load_input(specs, dark=dark, flat=flat, kind=kind)
-    proj = as_projection_stack(src.projections)
-    n_ang, n_rows, n_det = proj.shape
-    if n_det < MIN_DETECTOR:  # a 1-pixel "detector" gave a 1x1 slice, centre -2 px
-        raise ImageMismatchError(
-            f"{specs[0]}: a {n_det}-pixel detector ({n_ang} x {n_rows} x {n_det}, angles x "
-            f"rows x detector): filtered back-projection needs at least {MIN_DETECTOR} "
-            "detector pixels; is the file a projection stack (or a sinogram: angles x detector)?"
+    with output_lock(out):  # from the first check: a second writer is refused at once,
+        # not after its reconstruction
+        check_output(out, force, allow_dir=out.suffix.lower() == ".zarr")
+        t0 = time.perf_counter()
+        src = load_input(specs, dark=dark, flat=flat, kind=kind)
+        proj = as_projection_stack(src.projections)
+        n_ang, n_rows, n_det = proj.shape
+        if n_det < MIN_DETECTOR:  # a 1-pixel "detector" gave a 1x1 slice, centre -2 px
+            raise ImageMismatchError(
+                f"{specs[0]}: a {n_det}-pixel detector ({n_ang} x {n_rows} x {n_det}, angles x "
+                f"rows x detector): filtered back-projection needs at least {MIN_DETECTOR} "
+                "detector pixels; is the file a projection stack (or a sinogram: angles x "
+                "detector)?"
+            )
+        ang, ang_how = parse_angles(angles, angle_range, n_ang, src.angles, include_end)
+        is_zarr = out.suffix.lower() == ".zarr"
+        check_output(out, force, need_bytes=4 * n_rows * n_det * n_det, allow_dir=is_zarr)
+        workers = threads or default_threads()
+        # a given centre is checked before any progress line shows (its error is one line)
+        cen = None if center == "auto" else _center(center, proj, ang, workers)
+        if progress is not None:
+            progress("centre of rotation", 0, 1)
+        cen = cen or _center(center, proj, ang, workers)
+        if progress is not None:
+            progress("centre of rotation", 1, 1)
+        meta = provenance(
+            command="rawsigma tomo reconstruct",
+            inputs=[str(s) for s in specs],
+            dark=dark,
+            flat=flat,
+            normalisation=src.normalisation,
+            angles={
+                "how": ang_how,
+                "n": int(n_ang),
+                "first": float(ang[0]),
+                "last": float(ang[-1]),
+            },
+            center_of_rotation=cen,
+            center_convention="detector pixels from 0; iradon's default would be n_det // 2",
+            geometry="parallel beam; slices (z = detector row, y, x), x along the detector",
+            filter=filter,
+            algorithm="filtered back-projection (rawsigma.analysis.tomo.fbp, iradon conventions)",
+            threads=workers,
+            shape=[n_rows, n_det, n_det],
         )
-    ang, ang_how = parse_angles(angles, angle_range, n_ang, src.angles, include_end)
-    is_zarr = out.suffix.lower() == ".zarr"
-    check_output(out, force, need_bytes=4 * n_rows * n_det * n_det, allow_dir=is_zarr)
-    workers = threads or default_threads()
-    # a given centre is checked before any progress line shows (its error is one line)
-    cen = None if center == "auto" else _center(center, proj, ang, workers)
-    if progress is not None:
-        progress("centre of rotation", 0, 1)
-    cen = cen or _center(center, proj, ang, workers)
-    if progress is not None:
-        progress("centre of rotation", 1, 1)
-    meta = provenance(
-        command="rawsigma tomo reconstruct",
-        inputs=[str(s) for s in specs],
-        dark=dark,
-        flat=flat,
-        normalisation=src.normalisation,
-        angles={"how": ang_how, "n": int(n_ang), "first": float(ang[0]), "last": float(ang[-1])},
-        center_of_rotation=cen,
-        center_convention="detector pixels from 0; iradon's default would be n_det // 2",
-        geometry="parallel beam; slices (z = detector row, y, x), x along the detector",
-        filter=filter,
-        algorithm="filtered back-projection (rawsigma.analysis.tomo.fbp, iradon conventions)",
-        threads=workers,
-        shape=[n_rows, n_det, n_det],
-    )
-    chunks = fbp_chunks(
-        proj, ang, center=cen["center"], filter=filter, threads=workers, progress=progress
-    )
-    with output_lock(out):
+        chunks = fbp_chunks(
+            proj, ang, center=cen["center"], filter=filter, threads=workers, progress=progress
+        )
         write_volume(out, (n_rows, n_det, n_det), chunks, meta, force=force)
     meta["seconds"] = time.perf_counter() - t0
     return meta
