@@ -180,7 +180,7 @@ def _check_views(
     if few_views:
         return (
             f"WARNING: {views} for a {n_det}-pixel detector (filtered "
-            f"back-projection needs about {need:.0f}): run with --few-views; the "
+            f"back-projection needs about {need:.0f}): run anyway, as --few-views asked; the "
             "reconstruction is mostly streaks, so its plaques and their scores mean little."
         )
     raise InputFileError(

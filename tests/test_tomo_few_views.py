@@ -109,7 +109,7 @@ def test_forced_few_views_run_says_so_in_the_report(tmp_path):
     assert warn.startswith("WARNING: 5 projections") and warn.endswith("mean little.")
     notes = json.loads((tmp_path / "b" / "results.json").read_text())["notes"]
     assert notes[0].startswith("WARNING: 5 projections for a 40-pixel detector")
-    assert "run with --few-views" in (tmp_path / "b" / "report.html").read_text()
+    assert "run anyway, as --few-views asked" in (tmp_path / "b" / "report.html").read_text()
 
 
 def test_repeated_angles_are_not_views(tmp_path, capsys):
