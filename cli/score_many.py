@@ -186,18 +186,26 @@ def check_same_run(out: Path, record: dict[str, Any], force: bool) -> None:
     images, labels or options) would replace the summary and mix its fields with the
     earlier ones. The record is ``OUT/run.json`` (`start_run`, written before the
     first field: an interrupted run has no summary yet) or the summary's ``run``.
+    With ``force`` the other run's fields and summary are removed first: replaced one
+    field at a time, an interrupted run left them beside its own, which the next run
+    (its record now in ``run.json``) kept as its own.
 
     Raises
     ------
     OutputExistsError
         ``OUT/run.json`` or ``OUT/summary.json`` records another run, naming what differs.
     """
+    import shutil
+
     from rawsigma.errors import OutputExistsError
 
-    if force:
-        return
     old = _recorded_run(out)
     if not isinstance(old, dict) or old == record:  # summaries before the record: kept
+        return
+    if force:
+        shutil.rmtree(out / "fields", ignore_errors=True)
+        for name in ("summary.json", "summary.html"):
+            (out / name).unlink(missing_ok=True)
         return
     diff = [k for k in dict.fromkeys([*record, *old]) if record.get(k) != old.get(k)]
     raise OutputExistsError(
@@ -219,22 +227,6 @@ def _recorded_run(out: Path) -> Any:
         except (OSError, ValueError, AttributeError):
             continue
     return None
-
-
-def _drop_other_run(out: Path, record: dict[str, Any]) -> None:
-    """``--force`` over another run's results: remove its fields and summary first.
-
-    Replaced one field at a time, an interrupted run left the other run's fields
-    beside its own, which the next run (its record now in ``run.json``) kept as its own.
-    """
-    import shutil
-
-    old = _recorded_run(out)
-    if not isinstance(old, dict) or old == record:
-        return
-    shutil.rmtree(out / "fields", ignore_errors=True)
-    for name in ("summary.json", "summary.html"):
-        (out / name).unlink(missing_ok=True)
 
 
 def start_run(out: Path, record: dict[str, Any]) -> None:
@@ -344,8 +336,6 @@ def run_many(
     fields = list_fields(image, labels)
     record = run_record(image, labels, options)
     check_same_run(out, record, force)
-    if force:
-        _drop_other_run(out, record)
     start_run(out, record)
     console = Console(file=sys.stderr)  # fixed: a field's own lines are captured
     where = f"on {scheduler}" if scheduler else "locally"
