@@ -599,10 +599,7 @@ def verdict(
             continue
         if abs(e) >= global_limit:
             uncalibrated.append(f"global:{k}")
-        null = g.get("null") or {}
-        b, sp = null.get("bias", math.nan), null.get("spread", math.nan)
-        lim = abs(b) + global_limit * sp if math.isfinite(b) and math.isfinite(sp) else None
-        if abs(e) >= (global_limit if lim is None else lim):
+        if g.get("flag", abs(e) >= global_limit):  # `score_globals`' calibrated flag
             flags.append(f"global:{k}")
         if abs(e) > abs(gworst[1]):
             gworst = (f"global:{k}", float(e))
